@@ -1,0 +1,40 @@
+# The two commands a user needs are in README.md; the rest are for working on the project.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lock api api-dev migrate bench-bulk clean
+
+$(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
+	VENV=$(VENV) bash scripts/bootstrap.sh
+	touch $@
+
+install: $(STAMP)
+
+## test: install everything, then run the whole suite
+test: $(STAMP)
+	$(PY) -m pytest
+
+## lock: re-pin requirements.lock from the ranges in pyproject.toml
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+## migrate: create or upgrade Base B (API_DATABASE_URL)
+migrate: $(STAMP)
+	@mkdir -p var
+	$(VENV)/bin/flask --app api_service migrate
+
+## api-dev: the API on Flask's dev server, port 5000
+api-dev: migrate
+	$(VENV)/bin/flask --app api_service run --port 5000
+
+## api: the API under gunicorn (API_WORKERS, API_BIND)
+api: migrate
+	$(VENV)/bin/gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app
+
+## bench-bulk: bulk upsert throughput into PostgreSQL (1,000,000 employees)
+bench-bulk: $(STAMP)
+	$(PY) bench/bulk_upsert.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

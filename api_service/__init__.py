@@ -1,0 +1,37 @@
+"""REST API over Base B: CRUD for clients, bulk upsert and delete for the pipelines."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api_service import db, metrics, problems
+from api_service.blueprints import resources, service
+from api_service.entities import ENTITIES
+from api_service.openapi import build_document
+from api_service.settings import ApiSettings
+
+
+def create_app(settings: ApiSettings | None = None) -> Flask:
+    """The app factory: the one place an API app is built."""
+    settings = settings or ApiSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.extensions["api_settings"] = settings
+    app.extensions["openapi_document"] = build_document(settings)
+    if not settings.tokens:
+        app.logger.warning("API_TOKENS is empty: every write will be refused with 403")
+
+    problems.init_app(app)
+    db.init_app(app, settings)
+    metrics.init_app(app, settings)
+    app.register_blueprint(service.bp)
+    for entity in ENTITIES.values():
+        app.register_blueprint(resources.make_blueprint(entity))
+
+    from api_service.cli import register  # noqa: PLC0415  (CLI only needs the app)
+
+    register(app)
+    return app

@@ -1,0 +1,26 @@
+"""Bearer-token checks: writes always need a configured token, reads when configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import request
+
+from api_service.problems import Problem
+from api_service.settings import ApiSettings
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="base-b"'}
+
+
+def check_request(settings: ApiSettings) -> None:
+    """Raise a 401/403 problem unless the request may proceed."""
+    if request.method in READ_METHODS and not settings.read_requires_token:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "a bearer token is required: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+    token = token.strip().encode()
+    if not any(hmac.compare_digest(token, allowed.encode()) for allowed in settings.tokens):
+        raise Problem(403, "the bearer token is not allowed here")

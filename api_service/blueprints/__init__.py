@@ -1,0 +1,1 @@
+"""HTTP routes: one resources blueprint per entity, plus health and docs."""

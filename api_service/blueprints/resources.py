@@ -1,0 +1,110 @@
+"""CRUD and bulk routes of one entity, generated from its declaration."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app, request, url_for
+from pydantic import ValidationError
+
+from api_service import auth, bulk, repository
+from api_service.db import get_connection
+from api_service.entities import Entity
+from api_service.models import TABLES
+from api_service.problems import Problem, field_errors
+from api_service.schemas import MAX_BIGINT, SCHEMAS
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    # orjson writes datetimes and dates as ISO 8601; decimals go out as strings, exactly. Column
+    # names are str subclasses, hence OPT_NON_STR_KEYS.
+    if hasattr(body, "model_dump_json"):
+        data = body.model_dump_json()
+    else:
+        data = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return Response(data, status=status, headers=headers, mimetype="application/json")
+
+
+def _settings():
+    return current_app.extensions["api_settings"]
+
+
+def _json_object() -> dict:
+    if request.mimetype != "application/json":
+        raise Problem(415, "send the record as application/json")
+    try:
+        body = orjson.loads(request.get_data())
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Problem(422, "the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])
+    return body
+
+
+def _validated(model, data: dict, what: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Problem(422, f"the {what} has invalid fields", errors=field_errors(exc)) from None
+
+
+def _row_id(row_id: int, entity: Entity) -> int:
+    if row_id > MAX_BIGINT:  # beyond any key: no such row, and no database overflow
+        raise Problem(404, f"no {entity.singular} with id {row_id}")
+    return row_id
+
+
+def make_blueprint(entity: Entity) -> Blueprint:
+    """The routes of one entity under `/<entity.name>`."""
+    schemas = SCHEMAS[entity.name]
+    table = TABLES[entity.name]
+    bp = Blueprint(entity.name, __name__, url_prefix=f"/{entity.name}")
+
+    @bp.before_request
+    def _authorize():
+        auth.check_request(_settings())
+
+    @bp.get("")
+    def list_items():
+        query = _validated(schemas.list_query, request.args.to_dict(), "query string")
+        rows, next_after = repository.list_rows(get_connection(), entity, table, query)
+        return json_response({"items": rows, "next_after": next_after})
+
+    @bp.post("")
+    def create_item():
+        body = _validated(schemas.write, _json_object(), entity.singular)
+        row = repository.create_row(get_connection(), entity, table, body)
+        location = url_for(f"{entity.name}.get_item", row_id=row["id"])
+        return json_response(row, 201, headers={"Location": location})
+
+    @bp.get("/<int:row_id>")
+    def get_item(row_id: int):
+        return json_response(repository.get_row(get_connection(), entity, table, _row_id(row_id, entity)))
+
+    @bp.put("/<int:row_id>")
+    def replace_item(row_id: int):
+        row_id = _row_id(row_id, entity)
+        body = _validated(schemas.write, _json_object(), entity.singular)
+        return json_response(repository.replace_row(get_connection(), entity, table, row_id, body))
+
+    @bp.delete("/<int:row_id>")
+    def delete_item(row_id: int):
+        repository.delete_row(get_connection(), entity, table, _row_id(row_id, entity))
+        return Response(status=204)
+
+    @bp.post("/bulk")
+    def bulk_upsert():
+        settings = _settings()
+        items, parse_errors = bulk.parse_body(request.get_data(), request.mimetype, settings.bulk_max_records)
+        batch = bulk.validate(items, parse_errors, schemas.bulk_records)
+        result = bulk.upsert(get_connection(), entity, table, batch)
+        current_app.extensions["api_metrics"].count_bulk(entity.name, "upsert", result)
+        return json_response(result)
+
+    @bp.post("/bulk/delete")
+    def bulk_delete():
+        batch = bulk.parse_deletes(request.get_data(), request.mimetype, _settings().bulk_max_records)
+        result = bulk.delete(get_connection(), table, batch)
+        current_app.extensions["api_metrics"].count_bulk(entity.name, "delete", result)
+        return json_response(result)
+
+    return bp

@@ -1,0 +1,61 @@
+"""Service routes: liveness, readiness, the OpenAPI document and its docs page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, send_from_directory, url_for
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from swagger_ui_bundle import swagger_ui_path
+
+from api_service import migrate
+from api_service.blueprints.resources import json_response
+from api_service.db import get_connection
+from api_service.problems import Problem
+
+bp = Blueprint("service", __name__)
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Base B REST API</title>
+<link rel="stylesheet" href="{css}"></head>
+<body><div id="swagger-ui"></div>
+<script src="{js}"></script>
+<script>SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui"}});</script>
+</body></html>"""
+
+
+@bp.get("/health")
+def health():
+    return json_response({"status": "ok"})
+
+
+@bp.get("/ready")
+def ready():
+    try:
+        conn = get_connection()
+        conn.execute(text("SELECT 1"))
+        revision = migrate.current_revision(conn)
+    except SQLAlchemyError as exc:
+        raise Problem(503, f"Base B is not reachable: {type(exc).__name__}") from None
+    if revision != migrate.head_revision():
+        raise Problem(503, f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations")
+    return json_response({"status": "ready"})
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return json_response(current_app.extensions["openapi_document"])
+
+
+@bp.get("/docs")
+def docs():
+    page = DOCS_PAGE.format(
+        css=url_for("service.docs_static", filename="swagger-ui.css"),
+        js=url_for("service.docs_static", filename="swagger-ui-bundle.js"),
+        spec=url_for("service.openapi_document"),
+    )
+    return Response(page, mimetype="text/html")
+
+
+@bp.get("/docs/static/<path:filename>")
+def docs_static(filename: str):
+    return send_from_directory(swagger_ui_path, filename)

@@ -1,0 +1,97 @@
+"""Base B tables, derived from the entity declarations.
+
+Every table has the entity's data columns plus the sync columns: `source_id` (Base A's key, empty
+for rows created through the API), `source_updated_at` (the Base A version the row holds, the
+version guard), `synced_at` (when a pipeline last wrote it) and `deleted_at` (the tombstone).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from api_service.entities import ENTITIES, Entity, Field, Kind
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY, so the 64-bit key becomes INTEGER there.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sql_type(field: Field) -> TypeEngine:
+    """The column type for a declared field."""
+    match field.kind:
+        case Kind.STRING | Kind.EMAIL:
+            return String(field.max_length)
+        case Kind.TEXT:
+            return Text()
+        case Kind.DECIMAL:
+            return Numeric(field.precision, field.scale, asdecimal=True)
+        case Kind.DATE:
+            return Date()
+    raise ValueError(f"no SQL type for {field.kind}")
+
+
+def build_table(entity: Entity) -> Table:
+    """Base B's table for an entity."""
+    table = Table(
+        entity.name,
+        metadata,
+        Column("id", Key, primary_key=True, autoincrement=True),
+        Column("source_id", BigInteger, nullable=True),
+        *(Column(f.name, sql_type(f), nullable=not f.required) for f in entity.fields),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("source_updated_at", UTCDateTime, nullable=True),
+        Column("synced_at", UTCDateTime, nullable=True),
+        Column("deleted_at", UTCDateTime, nullable=True),
+    )
+    # The pipelines match rows by Base A's key; ON CONFLICT needs a unique index on it.
+    Index(None, table.c.source_id, unique=True)
+    for field in entity.unique_fields:
+        # Unique among live rows, so a tombstone does not hold its value hostage.
+        live = text("deleted_at IS NULL")
+        Index(None, table.c[field.name], unique=True, postgresql_where=live, sqlite_where=live)
+    return table
+
+
+TABLES: dict[str, Table] = {name: build_table(entity) for name, entity in ENTITIES.items()}

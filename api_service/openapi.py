@@ -1,0 +1,262 @@
+"""The OpenAPI 3.1 document, built from the entity declarations and their pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from api_service.entities import ENTITIES, Entity
+from api_service.schemas import MAX_BIGINT, SCHEMAS, BulkDeleteRecord, BulkResult
+from api_service.settings import ApiSettings
+
+REF = "#/components/schemas/{model}"
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_REASONS = {
+    400: "the body is not valid JSON",
+    401: "no bearer token",
+    403: "the token is not allowed",
+    404: "no such row",
+    405: "method not allowed here",
+    409: "conflict: a unique value is taken, or the row is synced from Base A",
+    413: "the body or the batch is too large",
+    415: "unsupported content type",
+    422: "invalid fields, each named in `errors`",
+    503: "Base B is not reachable or not migrated",
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _problems(*codes: int) -> dict:
+    return {
+        str(code): {"description": _REASONS[code], "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+        for code in codes
+    }
+
+
+def _component_schemas() -> dict[str, Any]:
+    models = [(BulkResult, "serialization"), (BulkDeleteRecord, "validation")]
+    for schemas in SCHEMAS.values():
+        models += [
+            (schemas.write, "validation"),
+            (schemas.read, "serialization"),
+            (schemas.page, "serialization"),
+            (schemas.bulk_record, "validation"),
+        ]
+    _, top = models_json_schema(models, ref_template=REF)
+    return {**top["$defs"], "Problem": PROBLEM}
+
+
+def _query_parameters(entity: Entity) -> list[dict]:
+    query_schema = SCHEMAS[entity.name].list_query.model_json_schema(ref_template=REF)
+    return [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": schema.get("description", "")}
+        for name, schema in query_schema["properties"].items()
+    ]
+
+
+def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
+    title = entity.title
+    write_security = [{"bearerAuth": []}]
+    read_errors = (401, 403) if read_security else ()
+    row_id = {
+        "name": "row_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT},
+        "description": f"Base B's id of the {entity.singular}",
+    }
+    bulk_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": _ref(f"{title}BulkRecord")}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "one record per line"}},
+        },
+    }
+    bulk_ok = {
+        "200": {
+            "description": "counts per outcome; rejected records with reasons",
+            "content": _json(_ref("BulkResult")),
+        }
+    }
+    tag = [title]
+    return {
+        f"/{entity.name}": {
+            "get": {
+                "tags": tag,
+                "summary": f"List {entity.name} (keyset pages by id)",
+                "operationId": f"list_{entity.name}",
+                "security": read_security,
+                "parameters": _query_parameters(entity),
+                "responses": {
+                    "200": {"description": "one page", "content": _json(_ref(f"{title}Page"))},
+                    **_problems(*read_errors, 422),
+                },
+            },
+            "post": {
+                "tags": tag,
+                "summary": f"Create a {entity.singular} owned by the client",
+                "operationId": f"create_{entity.singular}",
+                "security": write_security,
+                "requestBody": {"required": True, "content": _json(_ref(f"{title}Write"))},
+                "responses": {
+                    "201": {
+                        "description": "created",
+                        "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the new row"}},
+                        "content": _json(_ref(title)),
+                    },
+                    **_problems(400, 401, 403, 409, 413, 415, 422),
+                },
+            },
+        },
+        f"/{entity.name}/{{row_id}}": {
+            "parameters": [row_id],
+            "get": {
+                "tags": tag,
+                "summary": f"Get one {entity.singular}",
+                "operationId": f"get_{entity.singular}",
+                "security": read_security,
+                "responses": {
+                    "200": {"description": "the row", "content": _json(_ref(title))},
+                    **_problems(*read_errors, 404),
+                },
+            },
+            "put": {
+                "tags": tag,
+                "summary": f"Replace a client-owned {entity.singular} (synced rows answer 409)",
+                "operationId": f"replace_{entity.singular}",
+                "security": write_security,
+                "requestBody": {"required": True, "content": _json(_ref(f"{title}Write"))},
+                "responses": {
+                    "200": {"description": "the row as stored", "content": _json(_ref(title))},
+                    **_problems(400, 401, 403, 404, 409, 413, 415, 422),
+                },
+            },
+            "delete": {
+                "tags": tag,
+                "summary": f"Delete a client-owned {entity.singular} (synced rows answer 409)",
+                "operationId": f"delete_{entity.singular}",
+                "security": write_security,
+                "responses": {"204": {"description": "deleted"}, **_problems(401, 403, 404, 409)},
+            },
+        },
+        f"/{entity.name}/bulk": {
+            "post": {
+                "tags": tag,
+                "summary": f"Upsert many {entity.name} from Base A (pipelines), with the version guard",
+                "operationId": f"bulk_upsert_{entity.name}",
+                "security": write_security,
+                "requestBody": bulk_body,
+                "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
+            }
+        },
+        f"/{entity.name}/bulk/delete": {
+            "post": {
+                "tags": tag,
+                "summary": f"Delete many {entity.name} by Base A key (pipelines), with the version guard",
+                "operationId": f"bulk_delete_{entity.name}",
+                "security": write_security,
+                "requestBody": {
+                    **bulk_body,
+                    "content": {
+                        **bulk_body["content"],
+                        "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
+                    },
+                },
+                "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
+            }
+        },
+    }
+
+
+def _service_paths() -> dict[str, Any]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    status = _json({"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]})
+    return {
+        "/health": {
+            "get": {
+                "tags": ["Service"],
+                "summary": "The process is alive",
+                "operationId": "health",
+                "security": [],
+                "responses": {"200": {"description": "alive", "content": status}},
+            }
+        },
+        "/ready": {
+            "get": {
+                "tags": ["Service"],
+                "summary": "Base B is reachable and migrated",
+                "operationId": "ready",
+                "security": [],
+                "responses": {"200": {"description": "ready", "content": status}, **_problems(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["Service"],
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "security": [],
+                "responses": {"200": {"description": "exposition format", "content": text}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "tags": ["Service"],
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}},
+            }
+        },
+    }
+
+
+def build_document(settings: ApiSettings) -> dict[str, Any]:
+    """The whole OpenAPI document for this configuration."""
+    read_security = [{"bearerAuth": []}] if settings.read_requires_token else []
+    paths: dict[str, Any] = {}
+    for entity in ENTITIES.values():
+        paths.update(_entity_paths(entity, read_security))
+    paths.update(_service_paths())
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Base B REST API",
+            "version": "0.1.0",
+            "description": (
+                "CRUD over Base B for clients, and bulk endpoints for the pipelines that sync Base A. "
+                "Rows synced from Base A (with a `source_id`) are read-only here. Errors are "
+                "`application/problem+json` documents."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _component_schemas(),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,64 @@
+"""One error shape for the whole API: RFC 9457 problem documents (`application/problem+json`)."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+from flask import Flask, Response
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An expected failure that becomes a problem document."""
+
+    def __init__(self, status: int, detail: str, errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def field_errors(error: ValidationError, prefix: tuple = ()) -> list[dict[str, str]]:
+    """pydantic errors as `{field, message}` pairs, the field as a dotted path."""
+    return [
+        {"field": ".".join(str(part) for part in (*prefix, *item["loc"])) or "body", "message": item["msg"]}
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def problem_response(status: int, detail: str, errors: list | None = None, headers: dict | None = None) -> Response:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(orjson.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _from_problem(problem: Problem) -> Response:
+    return problem_response(problem.status, problem.detail, problem.errors, problem.headers)
+
+
+def _from_http_exception(exc: HTTPException) -> Response:
+    # Keep werkzeug's headers (Allow on 405, WWW-Authenticate on 401) but answer in our shape.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return problem_response(exc.code or 500, exc.description or "", headers=headers)
+
+
+def _from_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem_response(500, "internal error; the server log has the details")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(Problem, _from_problem)
+    app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(Exception, _from_unexpected)

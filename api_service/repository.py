@@ -1,0 +1,113 @@
+"""Reads and client writes of Base B rows (the CRUD endpoints)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import IntegrityError
+
+from api_service.db import begin_write
+from api_service.entities import Entity
+from api_service.problems import Problem
+
+READ_COLUMNS = ("id", "source_id")
+TIMESTAMP_COLUMNS = ("created_at", "updated_at", "source_updated_at")
+_FILTER_KEYS = frozenset({"limit", "after", "updated_after"})
+
+
+def _columns(entity: Entity, table: Table) -> list:
+    return [table.c[name] for name in (*READ_COLUMNS, *entity.field_names, *TIMESTAMP_COLUMNS)]
+
+
+def list_rows(conn: Connection, entity: Entity, table: Table, query: BaseModel) -> tuple[list[dict], int | None]:
+    """One keyset page of live rows, ordered by id, and the cursor of the next page."""
+    statement = select(*_columns(entity, table)).where(table.c.deleted_at.is_(None), table.c.id > query.after)
+    for name, value in query.model_dump(exclude_none=True).items():
+        if name not in _FILTER_KEYS:
+            statement = statement.where(table.c[name] == value)
+    if query.updated_after is not None:
+        statement = statement.where(table.c.updated_at > query.updated_after)
+    rows = [r._asdict() for r in conn.execute(statement.order_by(table.c.id).limit(query.limit + 1))]
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return rows, (rows[-1]["id"] if has_more else None)
+
+
+def _live_row(conn: Connection, entity: Entity, table: Table, row_id: int) -> dict[str, Any]:
+    row = conn.execute(
+        select(*_columns(entity, table)).where(table.c.id == row_id, table.c.deleted_at.is_(None))
+    ).first()
+    if row is None:
+        raise Problem(404, f"no {entity.singular} with id {row_id}")
+    return row._asdict()
+
+
+def get_row(conn: Connection, entity: Entity, table: Table, row_id: int) -> dict[str, Any]:
+    return _live_row(conn, entity, table, row_id)
+
+
+def _owned_by_client(entity: Entity, row: dict[str, Any]) -> None:
+    if row["source_id"] is not None:
+        raise Problem(
+            409,
+            f"{entity.singular} {row['id']} is synced from Base A (source_id {row['source_id']}): "
+            "change it in Base A, the pipelines bring the change here",
+        )
+
+
+def _check_unique(conn: Connection, entity: Entity, table: Table, values: dict, row_id: int | None) -> None:
+    for field in entity.unique_fields:
+        value = values.get(field.name)
+        if value is None:
+            continue
+        clash = select(table.c.id).where(table.c[field.name] == value, table.c.deleted_at.is_(None))
+        if row_id is not None:
+            clash = clash.where(table.c.id != row_id)
+        holder = conn.execute(clash.limit(1)).scalar()
+        if holder is not None:
+            raise Problem(
+                409,
+                f"{field.name} {value!r} is already used by {entity.singular} {holder}",
+                errors=[{"field": field.name, "message": "already used"}],
+            )
+
+
+def create_row(conn: Connection, entity: Entity, table: Table, body: BaseModel) -> dict[str, Any]:
+    """Insert a client-owned row (no source_id)."""
+    values = body.model_dump()
+    now = datetime.now(UTC)
+    try:
+        with begin_write(conn):
+            _check_unique(conn, entity, table, values, None)
+            row_id = conn.execute(
+                table.insert().values(**values, created_at=now, updated_at=now).returning(table.c.id)
+            ).scalar_one()
+            return _live_row(conn, entity, table, row_id)
+    except IntegrityError:  # a concurrent writer took the unique value after our check
+        raise Problem(409, f"the {entity.singular} conflicts with a row written at the same time") from None
+
+
+def replace_row(conn: Connection, entity: Entity, table: Table, row_id: int, body: BaseModel) -> dict[str, Any]:
+    """Replace the data of a client-owned row."""
+    values = body.model_dump()
+    try:
+        with begin_write(conn):
+            row = _live_row(conn, entity, table, row_id)
+            _owned_by_client(entity, row)
+            _check_unique(conn, entity, table, values, row_id)
+            conn.execute(table.update().where(table.c.id == row_id).values(**values, updated_at=datetime.now(UTC)))
+            return _live_row(conn, entity, table, row_id)
+    except IntegrityError:
+        raise Problem(409, f"the {entity.singular} conflicts with a row written at the same time") from None
+
+
+def delete_row(conn: Connection, entity: Entity, table: Table, row_id: int) -> None:
+    """Tombstone a client-owned row."""
+    with begin_write(conn):
+        row = _live_row(conn, entity, table, row_id)
+        _owned_by_client(entity, row)
+        now = datetime.now(UTC)
+        conn.execute(table.update().where(table.c.id == row_id).values(deleted_at=now, updated_at=now))

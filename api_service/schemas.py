@@ -1,0 +1,179 @@
+"""Request and response models, derived from the entity declarations.
+
+pydantic validates in its Rust core, so a 5,000-record bulk request is checked in a few
+milliseconds; the same models give the OpenAPI document its JSON schemas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, TypeAdapter, create_model
+
+from api_service.entities import ENTITIES, Entity, Field, Kind
+
+MAX_BIGINT = 2**63 - 1
+# PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a 500.
+NO_NUL = r"^[^\x00]*$"
+EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Normalise to an aware UTC datetime (naive input is taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00
+        raise ValueError("timestamp out of range") from exc
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
+RowId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT)]
+
+
+def _python_type(field: Field) -> Any:
+    """The validated Python type of a declared field."""
+    match field.kind:
+        case Kind.STRING | Kind.TEXT:
+            return Annotated[
+                str,
+                StringConstraints(
+                    min_length=1 if field.required else None, max_length=field.max_length, pattern=NO_NUL
+                ),
+            ]
+        case Kind.EMAIL:
+            return Annotated[str, StringConstraints(max_length=field.max_length, pattern=EMAIL_PATTERN)]
+        case Kind.DECIMAL:
+            return Annotated[
+                Decimal,
+                pydantic.Field(
+                    max_digits=field.precision, decimal_places=field.scale, ge=field.minimum, allow_inf_nan=False
+                ),
+            ]
+        case Kind.DATE:
+            return date
+    raise ValueError(f"no Python type for {field.kind}")
+
+
+def _data_fields(entity: Entity) -> dict[str, Any]:
+    """pydantic field definitions for an entity's data columns."""
+    definitions: dict[str, Any] = {}
+    for field in entity.fields:
+        annotation = _python_type(field)
+        info = pydantic.Field(description=field.description or None)
+        if field.required:
+            definitions[field.name] = (annotation, info)
+        else:
+            definitions[field.name] = (annotation | None, pydantic.Field(None, description=field.description or None))
+    return definitions
+
+
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+@dataclass(frozen=True)
+class EntitySchemas:
+    """All models of one entity."""
+
+    entity: Entity
+
+    @cached_property
+    def write(self) -> type[BaseModel]:
+        """Body of POST and PUT: the data fields a client owns."""
+        return create_model(f"{self.entity.title}Write", __config__=_STRICT, **_data_fields(self.entity))
+
+    @cached_property
+    def read(self) -> type[BaseModel]:
+        """A row as the API returns it."""
+        return create_model(
+            self.entity.title,
+            id=(int, ...),
+            source_id=(int | None, pydantic.Field(description="Base A's key; empty for rows created here")),
+            **{name: (annotation, pydantic.Field(...)) for name, (annotation, _) in _data_fields(self.entity).items()},
+            created_at=(datetime, ...),
+            updated_at=(datetime, ...),
+            source_updated_at=(datetime | None, pydantic.Field(description="Base A version held")),
+        )
+
+    @cached_property
+    def bulk_record(self) -> type[BaseModel]:
+        """One record of a pipeline's bulk upsert: Base A's key, its version, and the data."""
+        return create_model(
+            f"{self.entity.title}BulkRecord",
+            __config__=_STRICT,
+            source_id=(SourceId, ...),
+            source_updated_at=(UtcDateTime, pydantic.Field(description="Base A's updated_at: the version")),
+            created_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
+            updated_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
+            **_data_fields(self.entity),
+        )
+
+    @cached_property
+    def bulk_records(self) -> TypeAdapter:
+        return TypeAdapter(list[self.bulk_record])
+
+    @cached_property
+    def list_query(self) -> type[BaseModel]:
+        """Query string of a list read: keyset page and equality filters."""
+        filters = {
+            f.name: (_python_type(f) | None, pydantic.Field(None, description=f"only rows with this {f.name}"))
+            for f in self.entity.filterable_fields
+        }
+        return create_model(
+            f"{self.entity.title}ListQuery",
+            __config__=_STRICT,
+            limit=(int, pydantic.Field(50, ge=1, le=1000, description="page size")),
+            after=(int, pydantic.Field(0, ge=0, le=MAX_BIGINT, description="the last id of the previous page")),
+            source_id=(SourceId | None, pydantic.Field(None, description="only the row synced from this Base A key")),
+            updated_after=(UtcDateTime | None, pydantic.Field(None, description="only rows updated after this")),
+            **filters,
+        )
+
+    @cached_property
+    def page(self) -> type[BaseModel]:
+        return create_model(
+            f"{self.entity.title}Page",
+            items=(list[self.read], ...),
+            next_after=(int | None, pydantic.Field(description="pass as `after` for the next page; empty at the end")),
+        )
+
+
+class BulkDeleteRecord(BaseModel):
+    """One record of a pipeline's bulk delete: Base A's key and the version of the delete."""
+
+    model_config = _STRICT
+    source_id: SourceId
+    source_updated_at: UtcDateTime = pydantic.Field(description="when the row was deleted in Base A")
+
+
+BULK_DELETE_RECORDS = TypeAdapter(list[BulkDeleteRecord])
+
+
+class RejectedRecord(BaseModel):
+    index: int = pydantic.Field(description="position of the record in the request (0-based)")
+    source_id: int | None
+    reasons: list[dict[str, str]] = pydantic.Field(description="{field, message} for each problem")
+
+
+class BulkResult(BaseModel):
+    """Counts of a bulk request; every record is counted exactly once."""
+
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    stale: int = pydantic.Field(description="older than the version Base B holds: not applied")
+    deleted: int = 0
+    not_found: int = 0
+    rejected: int
+    errors: list[RejectedRecord]
+
+
+SCHEMAS: dict[str, EntitySchemas] = {name: EntitySchemas(entity) for name, entity in ENTITIES.items()}

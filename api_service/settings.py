@@ -1,0 +1,40 @@
+"""The API's one settings object, read from `API_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """Configuration of the REST API; tests build it explicitly instead of patching globals."""
+
+    model_config = SettingsConfigDict(env_prefix="API_", frozen=True, extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        "sqlite:///var/base_b.sqlite",
+        description="SQLAlchemy URL of Base B, e.g. postgresql+psycopg://user@host:5432/base_b",
+    )
+    tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), repr=False, description="comma-separated bearer tokens allowed to write"
+    )
+    read_requires_token: bool = Field(False, description="require a token for reads too")
+    max_content_length: int = Field(64 * 1024 * 1024, ge=1024, description="largest request body, bytes")
+    bulk_max_records: int = Field(20_000, ge=1, description="most records in one bulk request")
+    db_pool_size: int = Field(5, ge=1)
+    db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a pooled connection")
+    log_level: str = "INFO"
+    prometheus_multiproc_dir: str | None = Field(
+        None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="set by gunicorn.conf.py: workers share metrics through this folder",
+    )
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value

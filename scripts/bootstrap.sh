@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the project needs into .venv: system headers (when root and missing), then the
+# locked Python dependencies. Safe to run again; `make` runs it when the inputs change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+# System packages: headers that mysqlclient compiles against.
+need_apt=()
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: installing system packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+# Python 3.11+.
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3 python3.11 python3.12 python3.13; do
+    if "$candidate" -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>/dev/null; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "bootstrap: Python 3.11 or newer is required" >&2; exit 1; }
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv>=0.5,<1"
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r requirements.lock
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
+echo "bootstrap: $("$VENV/bin/python" --version) ready in $VENV"
