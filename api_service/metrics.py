@@ -21,7 +21,7 @@ class ApiMetrics:
     """The app's metrics, in a registry of its own so several apps can live in one process."""
 
     def __init__(self, app: Flask, settings: ApiSettings):
-        registry = CollectorRegistry(auto_describe=True)
+        registry = CollectorRegistry()
         options = dict(
             registry=registry,
             group_by="url_rule",  # the route template, never the raw path with ids in it

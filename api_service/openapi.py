@@ -71,10 +71,24 @@ def _component_schemas() -> dict[str, Any]:
     return {**top["$defs"], "Problem": PROBLEM}
 
 
+def _not_null(schema: dict) -> dict:
+    """A query parameter is absent or a value: drop the `null` branch pydantic adds for optionals."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "default")}, **branches[0]}
+    return schema
+
+
 def _query_parameters(entity: Entity) -> list[dict]:
     query_schema = SCHEMAS[entity.name].list_query.model_json_schema(ref_template=REF)
     return [
-        {"name": name, "in": "query", "required": False, "schema": schema, "description": schema.get("description", "")}
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": _not_null(schema),
+            "description": schema.get("description", ""),
+        }
         for name, schema in query_schema["properties"].items()
     ]
 

@@ -6,6 +6,7 @@ milliseconds; the same models give the OpenAPI document its JSON schemas.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -13,7 +14,15 @@ from functools import cached_property
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, TypeAdapter, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    TypeAdapter,
+    create_model,
+)
 
 from api_service.entities import ENTITIES, Entity, Field, Kind
 
@@ -33,8 +42,19 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("timestamp out of range") from exc
 
 
-UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+def _iso_only(value: object) -> object:
+    """pydantic would read numbers as Unix time; the API takes ISO 8601 text, as documented."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("use ISO 8601, e.g. 2024-01-31 or 2024-01-31T12:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
+UtcDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
+IsoDate = Annotated[date, BeforeValidator(_iso_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
+# In a JSON record the key must be a JSON integer: not `true`, not "7".
+RecordSourceId = Annotated[int, pydantic.Field(strict=True, ge=1, le=MAX_BIGINT, description="Base A's key")]
 RowId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT)]
 
 
@@ -58,7 +78,7 @@ def _python_type(field: Field) -> Any:
                 ),
             ]
         case Kind.DATE:
-            return date
+            return IsoDate
     raise ValueError(f"no Python type for {field.kind}")
 
 
@@ -108,7 +128,7 @@ class EntitySchemas:
         return create_model(
             f"{self.entity.title}BulkRecord",
             __config__=_STRICT,
-            source_id=(SourceId, ...),
+            source_id=(RecordSourceId, ...),
             source_updated_at=(UtcDateTime, pydantic.Field(description="Base A's updated_at: the version")),
             created_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
             updated_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
@@ -149,7 +169,7 @@ class BulkDeleteRecord(BaseModel):
     """One record of a pipeline's bulk delete: Base A's key and the version of the delete."""
 
     model_config = _STRICT
-    source_id: SourceId
+    source_id: RecordSourceId
     source_updated_at: UtcDateTime = pydantic.Field(description="when the row was deleted in Base A")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,12 +25,17 @@ class ApiSettings(BaseSettings):
     bulk_max_records: int = Field(20_000, ge=1, description="most records in one bulk request")
     db_pool_size: int = Field(5, ge=1)
     db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a pooled connection")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     prometheus_multiproc_dir: str | None = Field(
         None,
         validation_alias="PROMETHEUS_MULTIPROC_DIR",
         description="set by gunicorn.conf.py: workers share metrics through this folder",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -1,0 +1,197 @@
+"""Bulk upsert and delete for the pipelines: counts, the version guard, rejections, NDJSON."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.api.conftest import AUTH, raw_rows
+
+V1, V2, V3 = "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"
+
+
+def article(source_id: int, version: str = V1, **fields) -> dict:
+    return {"source_id": source_id, "source_updated_at": version, "title": f"title {source_id}", **fields}
+
+
+def employee(source_id: int, version: str = V1, **fields) -> dict:
+    return {
+        "source_id": source_id,
+        "source_updated_at": version,
+        "first_name": "F",
+        "last_name": f"L{source_id}",
+        "email": f"e{source_id}@example.com",
+        "salary": "1000.00",
+        **fields,
+    }
+
+
+def upsert(client, entity, records, content_type="application/json"):
+    body = orjson.dumps(records) if content_type == "application/json" else records
+    response = client.post(f"/{entity}/bulk", data=body, headers={**AUTH, "Content-Type": content_type})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def counts(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("errors", "received") and v}
+
+
+def test_insert_then_resend_changes_nothing(client, db):
+    records = [article(i) for i in range(1, 51)]
+    assert counts(upsert(client, "articles", records)) == {"inserted": 50}
+    before = raw_rows(db, "articles")
+    assert counts(upsert(client, "articles", records)) == {"unchanged": 50}
+    assert raw_rows(db, "articles") == before  # not even synced_at moved
+
+
+def test_newer_versions_update_and_older_ones_are_stale(client, db):
+    upsert(client, "articles", [article(1, V2), article(2, V2)])
+    result = upsert(client, "articles", [article(1, V3, title="newer"), article(2, V1, title="older")])
+    assert counts(result) == {"updated": 1, "stale": 1}
+    rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
+    assert rows[1]["title"] == "newer" and rows[2]["title"] == "title 2"
+
+
+def test_same_version_with_different_content_is_applied(client, db):
+    upsert(client, "articles", [article(1, V1)])
+    assert counts(upsert(client, "articles", [article(1, V1, title="fixed")])) == {"updated": 1}
+    assert raw_rows(db, "articles")[0]["title"] == "fixed"
+
+
+def test_a_deleted_row_stays_deleted_against_older_writes(client, db):
+    upsert(client, "articles", [article(1, V1)])
+    deleted = client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH)
+    assert counts(deleted.json) == {"deleted": 1}
+    for version in (V1, V2):  # older, and as old as the delete
+        assert counts(upsert(client, "articles", [article(1, version, title="zombie")])) == {"stale": 1}
+    assert client.get("/articles?source_id=1").json["items"] == []
+    row = raw_rows(db, "articles")[0]
+    assert row["deleted_at"] is not None and row["title"] == "title 1"
+
+
+def test_a_newer_write_brings_a_deleted_row_back(client):
+    upsert(client, "articles", [article(1, V1)])
+    client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH)
+    assert counts(upsert(client, "articles", [article(1, V3, title="again")])) == {"updated": 1}
+    assert client.get("/articles?source_id=1").json["items"][0]["title"] == "again"
+
+
+def test_bulk_delete_counts_every_outcome(client):
+    upsert(client, "articles", [article(1, V1), article(2, V3), article(3, V1)])
+    client.post("/articles/bulk/delete", json=[{"source_id": 3, "source_updated_at": V1}], headers=AUTH)
+    response = client.post(
+        "/articles/bulk/delete",
+        json=[
+            {"source_id": 1, "source_updated_at": V2},  # deleted
+            {"source_id": 2, "source_updated_at": V2},  # the row is newer: stale
+            {"source_id": 3, "source_updated_at": V2},  # already deleted
+            {"source_id": 99, "source_updated_at": V2},  # never synced
+            {"source_id": "x"},  # rejected
+        ],
+        headers=AUTH,
+    )
+    assert counts(response.json) == {"deleted": 1, "stale": 1, "unchanged": 1, "not_found": 1, "rejected": 1}
+    assert response.json["errors"][0]["index"] == 4
+
+
+def test_bulk_delete_never_touches_rows_created_through_the_api(client):
+    created = client.post("/articles", json={"title": "mine"}, headers=AUTH).json
+    response = client.post("/articles/bulk/delete", json=[{"source_id": created["id"], "source_updated_at": V3}],
+                           headers=AUTH)
+    assert counts(response.json) == {"not_found": 1}
+    assert client.get(f"/articles/{created['id']}").status_code == 200
+
+
+def test_valid_records_are_written_and_each_rejected_one_is_explained(client):
+    records = [
+        article(1),
+        {"source_id": 2, "source_updated_at": V1, "title": ""},
+        {"source_id": -3, "source_updated_at": "not a time", "title": "x" * 300, "extra": 1},
+        "not an object",
+        article(5),
+    ]
+    result = upsert(client, "articles", records)
+    assert counts(result) == {"inserted": 2, "rejected": 3}
+    errors = {e["index"]: e for e in result["errors"]}
+    assert sorted(errors) == [1, 2, 3]
+    assert errors[1]["source_id"] == 2 and errors[1]["reasons"][0]["field"] == "title"
+    assert {r["field"] for r in errors[2]["reasons"]} == {"source_id", "source_updated_at", "title", "extra"}
+    assert errors[3]["reasons"][0]["field"] == "record"
+    assert [r["source_id"] for r in client.get("/articles").json["items"]] == [1, 5]
+
+
+def test_ndjson_with_a_broken_line_rejects_only_that_line(client):
+    body = b"\n".join(
+        [orjson.dumps(article(1)), b"{broken", b"", orjson.dumps(article(2))]
+    )
+    result = upsert(client, "articles", body, "application/x-ndjson")
+    assert counts(result) == {"inserted": 2, "rejected": 1}
+    assert result["received"] == 3
+    assert result["errors"][0]["index"] == 1 and "line 2" in result["errors"][0]["reasons"][0]["message"]
+
+
+def test_the_same_source_id_twice_keeps_the_newest(client):
+    result = upsert(client, "articles", [article(1, V2, title="newest"), article(1, V1, title="older")])
+    assert counts(result) == {"inserted": 1, "stale": 1}
+    assert client.get("/articles?source_id=1").json["items"][0]["title"] == "newest"
+
+
+def test_created_and_updated_default_to_the_source_version(client):
+    upsert(client, "articles", [article(1, V2), article(2, V2, created_at=V1, updated_at=V2)])
+    rows = {r["source_id"]: r for r in client.get("/articles").json["items"]}
+    assert rows[1]["created_at"] == rows[1]["updated_at"] == "2024-02-01T00:00:00+00:00"
+    assert rows[2]["created_at"] == "2024-01-01T00:00:00+00:00"
+
+
+def test_timestamps_with_offsets_compare_as_instants(client):
+    upsert(client, "articles", [article(1, "2024-01-01T02:00:00+02:00")])
+    assert counts(upsert(client, "articles", [article(1, "2024-01-01T00:00:00Z")])) == {"unchanged": 1}
+    assert counts(upsert(client, "articles", [article(1, "2024-01-01T00:00:00")])) == {"unchanged": 1}  # naive = UTC
+
+
+def test_email_taken_by_an_api_row_is_rejected_not_merged(client):
+    mine = client.post(
+        "/employees", json={"first_name": "A", "last_name": "B", "email": "taken@example.com"}, headers=AUTH
+    ).json
+    result = upsert(client, "employees", [employee(1, email="taken@example.com"), employee(2)])
+    assert counts(result) == {"inserted": 1, "rejected": 1}
+    reason = result["errors"][0]["reasons"][0]
+    assert reason["field"] == "email" and f"id {mine['id']}" in reason["message"]
+    assert client.get(f"/employees/{mine['id']}").json["source_id"] is None
+
+
+def test_email_twice_in_one_request_rejects_the_second(client):
+    result = upsert(client, "employees", [employee(1, email="dup@example.com"), employee(2, email="dup@example.com")])
+    assert counts(result) == {"inserted": 1, "rejected": 1}
+    assert result["errors"][0]["index"] == 1 and "record 0" in result["errors"][0]["reasons"][0]["message"]
+
+
+def test_an_email_given_up_and_taken_in_one_request_is_applied(client):
+    upsert(client, "employees", [employee(1, email="move@example.com")])
+    result = upsert(
+        client, "employees", [employee(2, V2, email="move@example.com"), employee(1, V2, email="new@example.com")]
+    )
+    assert counts(result) == {"inserted": 1, "updated": 1}
+    emails = {r["source_id"]: r["email"] for r in client.get("/employees").json["items"]}
+    assert emails == {1: "new@example.com", 2: "move@example.com"}
+
+
+def test_swapped_emails_are_rejected_with_reasons_not_lost(client):
+    upsert(client, "employees", [employee(1, email="a@example.com"), employee(2, email="b@example.com")])
+    result = upsert(
+        client, "employees", [employee(1, V2, email="b@example.com"), employee(2, V2, email="a@example.com")]
+    )
+    assert result["rejected"] == 2 and result["inserted"] == result["updated"] == 0
+    assert all(e["reasons"][0]["field"] in ("email", "record") for e in result["errors"])
+
+
+def test_five_thousand_records_in_one_request(client):
+    records = [employee(i) for i in range(1, 5001)]
+    assert counts(upsert(client, "employees", records)) == {"inserted": 5000}
+    assert counts(upsert(client, "employees", records)) == {"unchanged": 5000}
+    changed = [employee(i, V2, position="moved") for i in range(1, 5001, 2)]
+    assert counts(upsert(client, "employees", changed)) == {"updated": 2500}
+
+
+def test_an_empty_batch_answers_zero_counts(client):
+    assert upsert(client, "articles", [])["received"] == 0

@@ -1,0 +1,138 @@
+"""Every error is a problem document with the right status; no input makes the API answer 500."""
+
+from __future__ import annotations
+
+import pytest
+
+from api_service import create_app
+from tests.api.conftest import AUTH, make_settings
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.data
+    assert response.mimetype == PROBLEM
+    body = response.json
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body
+
+
+def test_malformed_json_is_400(client):
+    response = client.post("/articles", data=b'{"title": ', headers={**AUTH, "Content-Type": "application/json"})
+    assert "not valid JSON" in assert_problem(response, 400)["detail"]
+    response = client.post("/articles/bulk", data=b"[{", headers={**AUTH, "Content-Type": "application/json"})
+    assert_problem(response, 400)
+
+
+def test_field_errors_are_422_naming_each_field(client):
+    response = client.post(
+        "/employees",
+        json={"first_name": "", "email": "not-an-email", "salary": "-1", "hired_at": "yesterday", "nope": 1},
+        headers=AUTH,
+    )
+    body = assert_problem(response, 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert fields == {"first_name", "last_name", "email", "salary", "hired_at", "nope"}
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"text"', b"3", b"null"])
+def test_a_body_that_is_not_an_object_is_422(client, body):
+    headers = {**AUTH, "Content-Type": "application/json"}
+    assert_problem(client.post("/articles", data=body, headers=headers), 422)
+
+
+def test_bulk_body_must_be_an_array(client):
+    assert "array" in assert_problem(client.post("/articles/bulk", json={"a": 1}, headers=AUTH), 422)["detail"]
+
+
+def test_unknown_id_is_404(client):
+    for method in ("get", "put", "delete"):
+        response = getattr(client, method)("/articles/999999", json={"title": "x"}, headers=AUTH)
+        assert_problem(response, 404)
+    assert_problem(client.get(f"/articles/{2**64}"), 404)  # beyond any key, and no overflow
+
+
+def test_duplicate_email_is_409(client):
+    body = {"first_name": "A", "last_name": "B", "email": "same@example.com"}
+    assert client.post("/employees", json=body, headers=AUTH).status_code == 201
+    problem = assert_problem(client.post("/employees", json=body, headers=AUTH), 409)
+    assert problem["errors"][0]["field"] == "email"
+    other = client.post("/employees", json={**body, "email": "other@example.com"}, headers=AUTH).json
+    assert_problem(client.put(f"/employees/{other['id']}", json=body, headers=AUTH), 409)
+
+
+def test_body_too_large_is_413(database_url):
+    app = create_app(make_settings(database_url, max_content_length=2048))
+    client = app.test_client()
+    response = client.post("/articles", json={"title": "x", "content": "y" * 5000}, headers=AUTH)
+    assert_problem(response, 413)
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_too_many_records_is_413(database_url):
+    app = create_app(make_settings(database_url, bulk_max_records=3))
+    records = [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"} for i in range(1, 5)]
+    response = app.test_client().post("/articles/bulk", json=records, headers=AUTH)
+    assert "limit is 3" in assert_problem(response, 413)["detail"]
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_wrong_method_is_405_with_allow(client):
+    response = client.patch("/articles", headers=AUTH)
+    assert_problem(response, 405)
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    assert_problem(client.get("/articles/bulk"), 405)
+
+
+def test_wrong_content_type_is_415(client):
+    response = client.post("/articles", data="title=x", headers={**AUTH, "Content-Type": "text/plain"})
+    assert_problem(response, 415)
+    assert_problem(client.post("/articles/bulk", data="x", headers={**AUTH, "Content-Type": "text/csv"}), 415)
+
+
+def test_unknown_route_is_404_problem(client):
+    assert_problem(client.get("/nothing-here"), 404)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=100000",
+        "limit=abc",
+        "after=-1",
+        f"after={2**70}",
+        "source_id=0",
+        "updated_after=not-a-date",
+        "author=%00",
+        "bogus=1",
+    ],
+)
+def test_bad_query_strings_are_422(client, query):
+    assert_problem(client.get(f"/articles?{query}"), 422)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"title": "nul \x00 byte"},
+        {"title": "t", "content": "nul \x00"},
+        {"title": 12},
+        {"title": ["list"]},
+        {"title": "t", "author": "x" * 256},
+    ],
+)
+def test_hostile_fields_are_422_not_500(client, record):
+    assert_problem(client.post("/articles", json=record, headers=AUTH), 422)
+
+
+def test_hostile_bulk_values_are_rejected_per_record(client):
+    records = [
+        {"source_id": 2**63, "source_updated_at": "2024-01-01T00:00:00Z", "title": "too big"},
+        {"source_id": 1, "source_updated_at": "0001-01-01T00:00:00+05:00", "title": "underflow"},
+        {"source_id": 2, "source_updated_at": "2024-01-01T00:00:00Z", "title": "nul\x00"},
+        {"source_id": True, "source_updated_at": "2024-01-01T00:00:00Z", "title": "bool id"},
+    ]
+    result = client.post("/articles/bulk", json=records, headers=AUTH).json
+    assert result["rejected"] == 4, result

@@ -1,0 +1,74 @@
+"""The API under gunicorn with two workers: /metrics sums every worker's samples."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from api_service import migrate
+from tests.servers import REPO, free_port, venv_bin, wait_for_http
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def gunicorn_api(postgres_database, tmp_path):
+    migrate.upgrade(postgres_database)
+    port = free_port()
+    env = {
+        **os.environ,
+        "API_DATABASE_URL": postgres_database,
+        "API_TOKENS": "gunicorn-token",
+        "API_BIND": f"127.0.0.1:{port}",
+        "API_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    command = [venv_bin("gunicorn"), "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/ready", server)
+        yield base, tmp_path / "metrics"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        log.close()
+
+
+def _requests_to_articles(text: str) -> float:
+    pattern = r'api_http_request_duration_seconds_count\{[^}]*method="GET"[^}]*status="200"[^}]*url_rule="/articles"[^}]*\} (\S+)'
+    return sum(float(v) for v in re.findall(pattern, text))
+
+
+def test_metrics_aggregate_across_workers(gunicorn_api):
+    gunicorn_api, metrics_dir = gunicorn_api
+    for _ in range(40):
+        # A new connection each time, so the kernel spreads them over both workers.
+        response = requests.get(f"{gunicorn_api}/articles", headers={"Connection": "close"}, timeout=10)
+        assert response.status_code == 200
+    for _ in range(5):
+        text = requests.get(f"{gunicorn_api}/metrics", headers={"Connection": "close"}, timeout=10).text
+        assert _requests_to_articles(text) == 40
+    assert text.count("# TYPE api_http_request_duration_seconds histogram") == 1
+    # Both workers served some of the 40 requests, so the sums above really came from two files.
+    workers = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("histogram_*.db")}
+    assert len(workers) == 2, workers
+
+
+def test_bulk_and_crud_work_under_gunicorn(gunicorn_api):
+    gunicorn_api, _ = gunicorn_api
+    headers = {"Authorization": "Bearer gunicorn-token"}
+    records = [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": f"t{i}"} for i in range(1, 101)]
+    result = requests.post(f"{gunicorn_api}/articles/bulk", json=records, headers=headers, timeout=30).json()
+    assert result["inserted"] == 100
+    created = requests.post(f"{gunicorn_api}/articles", json={"title": "x"}, headers=headers, timeout=10)
+    assert created.status_code == 201
+    assert requests.get(f"{gunicorn_api}{created.headers['Location']}", timeout=10).json()["title"] == "x"
+    metrics = requests.get(f"{gunicorn_api}/metrics", timeout=10).text
+    assert 'api_bulk_records_total{entity="articles",operation="upsert",outcome="inserted"} 100.0' in metrics
