@@ -3,7 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lock api api-dev migrate bench-bulk clean
+.PHONY: up down install test lock api api-dev migrate bench-bulk clean
+
+## up: start the platform on embedded defaults, in the background (see README)
+up: $(STAMP)
+	VENV=$(VENV) bash scripts/up.sh
+
+## down: stop every process `make up` started
+down:
+	bash scripts/down.sh
 
 $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
 	VENV=$(VENV) bash scripts/bootstrap.sh
@@ -11,8 +19,9 @@ $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
 
 install: $(STAMP)
 
-## test: install everything, then run the whole suite
+## test: install everything, lint, then run the whole suite
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 ## lock: re-pin requirements.lock from the ranges in pyproject.toml
@@ -36,5 +45,5 @@ api: migrate
 bench-bulk: $(STAMP)
 	$(PY) bench/bulk_upsert.py
 
-clean:
+clean: down
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -6,6 +6,8 @@ samples to that folder and `/metrics` sums them, so a scrape sees the whole serv
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_flask_exporter import PrometheusMetrics
@@ -30,6 +32,8 @@ class ApiMetrics:
             default_labels={"service": "api"},
         )
         if settings.prometheus_multiproc_dir:
+            # gunicorn.conf.py creates it; a one-off process (a CLI command) may come first.
+            Path(settings.prometheus_multiproc_dir).mkdir(parents=True, exist_ok=True)
             self.exporter = GunicornInternalPrometheusMetrics(app, **options)
         else:
             self.exporter = PrometheusMetrics(app, **options)

@@ -105,8 +105,14 @@ def main() -> None:
         "API_LOG_LEVEL": "warning",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-"),
     }
-    command = [venv_bin("gunicorn"), "-c", "api_service/gunicorn.conf.py", "--access-logfile", "/dev/null",
-               "api_service.wsgi:app"]
+    command = [
+        venv_bin("gunicorn"),
+        "-c",
+        "api_service/gunicorn.conf.py",
+        "--access-logfile",
+        "/dev/null",
+        "api_service.wsgi:app",
+    ]
     server = subprocess.Popen(command, cwd=REPO, env=env)
     base = f"http://127.0.0.1:{port}"
     results = []
@@ -115,19 +121,28 @@ def main() -> None:
         print(f"building {args.rows:,} records in bodies of {args.batch:,} ...", flush=True)
         first = bodies(args.rows, args.batch, "2024-01-01T00:00:00Z")
         second = bodies(args.rows, args.batch, "2024-06-01T00:00:00Z")
-        runs = [("insert, 1 stream", first, 1, "inserted", True),
-                (f"insert, {args.streams} streams", first, args.streams, "inserted", True),
-                (f"re-send unchanged, {args.streams} streams", first, args.streams, "unchanged", False),
-                (f"update, {args.streams} streams", second, args.streams, "updated", False)]
+        runs = [
+            ("insert, 1 stream", first, 1, "inserted", True),
+            (f"insert, {args.streams} streams", first, args.streams, "inserted", True),
+            (f"re-send unchanged, {args.streams} streams", first, args.streams, "unchanged", False),
+            (f"update, {args.streams} streams", second, args.streams, "updated", False),
+        ]
         for label, payloads, streams, expect, empty_first in runs:
             if empty_first:
-                with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}",
-                                     autocommit=True) as conn:
+                with psycopg.connect(
+                    f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}", autocommit=True
+                ) as conn:
                     conn.execute("TRUNCATE employees")
                     conn.execute("VACUUM ANALYZE employees")
             seconds = load(base, payloads, streams, expect)
-            results.append({"run": label, "rows": args.rows, "seconds": round(seconds, 2),
-                            "rows_per_second": round(args.rows / seconds)})
+            results.append(
+                {
+                    "run": label,
+                    "rows": args.rows,
+                    "seconds": round(seconds, 2),
+                    "rows_per_second": round(args.rows / seconds),
+                }
+            )
             print(f"{label:<36} {args.rows / seconds:>10,.0f} rows/s  ({seconds:.1f} s)", flush=True)
     finally:
         server.terminate()

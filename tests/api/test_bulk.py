@@ -96,8 +96,9 @@ def test_bulk_delete_counts_every_outcome(client):
 
 def test_bulk_delete_never_touches_rows_created_through_the_api(client):
     created = client.post("/articles", json={"title": "mine"}, headers=AUTH).json
-    response = client.post("/articles/bulk/delete", json=[{"source_id": created["id"], "source_updated_at": V3}],
-                           headers=AUTH)
+    response = client.post(
+        "/articles/bulk/delete", json=[{"source_id": created["id"], "source_updated_at": V3}], headers=AUTH
+    )
     assert counts(response.json) == {"not_found": 1}
     assert client.get(f"/articles/{created['id']}").status_code == 200
 
@@ -121,9 +122,7 @@ def test_valid_records_are_written_and_each_rejected_one_is_explained(client):
 
 
 def test_ndjson_with_a_broken_line_rejects_only_that_line(client):
-    body = b"\n".join(
-        [orjson.dumps(article(1)), b"{broken", b"", orjson.dumps(article(2))]
-    )
+    body = b"\n".join([orjson.dumps(article(1)), b"{broken", b"", orjson.dumps(article(2))])
     result = upsert(client, "articles", body, "application/x-ndjson")
     assert counts(result) == {"inserted": 2, "rejected": 1}
     assert result["received"] == 3

@@ -42,7 +42,10 @@ def gunicorn_api(postgres_database, tmp_path):
 
 
 def _requests_to_articles(text: str) -> float:
-    pattern = r'api_http_request_duration_seconds_count\{[^}]*method="GET"[^}]*status="200"[^}]*url_rule="/articles"[^}]*\} (\S+)'
+    pattern = (
+        r'api_http_request_duration_seconds_count\{[^}]*method="GET"[^}]*status="200"'
+        r'[^}]*url_rule="/articles"[^}]*\} (\S+)'
+    )
     return sum(float(v) for v in re.findall(pattern, text))
 
 

@@ -41,8 +41,9 @@ def _openapi_path(rule: str) -> str:
 def test_openapi_documents_every_route_and_method(app, client):
     document = client.get("/openapi.json").json
     assert document["openapi"].startswith("3.1")
-    documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item
-                  if method != "parameters"}
+    documented = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item if method != "parameters"
+    }
     served = {
         (_openapi_path(rule.rule), method)
         for rule in app.url_map.iter_rules()

@@ -1,0 +1,15 @@
+# One image for the project's Python services (the API today; GraphQL and the relay later).
+FROM python:3.11-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc pkg-config libmariadb-dev curl \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.lock pyproject.toml README.md ./
+RUN pip install --no-cache-dir -r requirements.lock
+COPY api_service ./api_service
+COPY graphql_service ./graphql_service
+RUN pip install --no-cache-dir --no-deps .
+RUN useradd --system --uid 10001 app
+USER app
+EXPOSE 5000
+CMD ["gunicorn", "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]

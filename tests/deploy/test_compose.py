@@ -1,0 +1,36 @@
+"""docker-compose.yaml is well formed (no Docker engine here to run it)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from tests.servers import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_every_service_has_an_image_or_a_build_that_exists():
+    for name, service in COMPOSE["services"].items():
+        assert "image" in service or "build" in service, name
+        if "build" in service:
+            assert (REPO / service["build"] / "Dockerfile").is_file(), name
+
+
+def test_dependencies_name_real_services_and_servers_have_health_checks():
+    services = COMPOSE["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, (name, dependency)
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], dependency
+
+
+def test_secrets_have_no_defaults():
+    text = (REPO / "docker-compose.yaml").read_text()
+    for variable in ("MYSQL_ROOT_PASSWORD", "BASE_A_PASSWORD", "POSTGRES_PASSWORD", "API_TOKENS"):
+        uses = re.findall(r"\$\{" + variable + r"(:?[-?][^}]*)?\}", text)
+        assert uses, variable
+        assert all(not use or use.startswith(":?") for use in uses if use), variable
+        assert f"{variable}=" in (REPO / ".env.example").read_text()
