@@ -17,6 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 import orjson
+import psycopg
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import (
     Column,
@@ -38,6 +39,7 @@ from sqlalchemy.schema import CreateTable
 
 from api_service.db import begin_write
 from api_service.entities import Entity
+from api_service.fastpath import FastDecoder
 from api_service.models import UTCDateTime
 from api_service.problems import Problem, field_errors
 from api_service.schemas import BULK_DELETE_RECORDS, BulkDeleteRecord, BulkResult, RejectedRecord
@@ -88,6 +90,19 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[A
     if len(items) > max_records:
         raise Problem(413, f"{len(items)} records in one request; the limit is {max_records}: split the batch")
     return items, errors
+
+
+def read_upserts(body: bytes, content_type: str, max_records: int, adapter: TypeAdapter, fast: FastDecoder) -> Batch:
+    """The validated records of a bulk upsert body: msgspec's fast pass, else pydantic's."""
+    if content_type not in NDJSON_TYPES and content_type != "application/json":
+        raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
+    records = fast.decode(body, ndjson=content_type in NDJSON_TYPES)
+    if records is None:
+        items, parse_errors = parse_body(body, content_type, max_records)
+        return validate(items, parse_errors, adapter)
+    if len(records) > max_records:
+        raise Problem(413, f"{len(records)} records in one request; the limit is {max_records}: split the batch")
+    return Batch(received=len(records), records=list(enumerate(records)))
 
 
 def _source_id_of(item: Any) -> int | None:
@@ -256,10 +271,44 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> Bul
 def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
+        if _copy_if_all_new(conn, entity, target, batch):
+            return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
     _reject_unique_collisions(conn, entity, target, stage, batch)
     return _classify_and_write(conn, entity, target, stage, staged=len(batch.records), superseded=batch.superseded)
+
+
+def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Batch) -> bool:
+    """PostgreSQL, initial loads: when no key of the batch is in Base B (not even as a tombstone),
+    every record is an insert, so COPY them straight into the table. Any constraint the table
+    refuses (an email held by another row) rolls back to the savepoint and returns False: the
+    staged merge then decides record by record."""
+    if not batch.records:
+        return False
+    keys = [record.source_id for _, record in batch.records]
+    if conn.execute(select(target.c.id).where(target.c.source_id.in_(keys)).limit(1)).first() is not None:
+        return False
+    names = ["source_id", *entity.field_names]
+    now = datetime.now(UTC)
+    row_of = attrgetter(*names)
+    savepoint = conn.begin_nested()
+    try:
+        cursor = conn.connection.driver_connection.cursor()
+        columns = [*names, "created_at", "updated_at", "source_updated_at", "synced_at"]
+        with cursor.copy(f"COPY {target.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_pg_type(target.c[name]) for name in columns])
+            for _, record in batch.records:
+                version = record.source_updated_at
+                copy.write_row(
+                    (*row_of(record), record.created_at or version, record.updated_at or version, version, now)
+                )
+    except psycopg.IntegrityError as exc:
+        savepoint.rollback()
+        log.info("direct COPY into %s refused (%s); merging through the stage", target.name, exc.sqlstate)
+        return False
+    savepoint.commit()
+    return True
 
 
 def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic
 from pydantic import (
@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 from api_service.entities import ENTITIES, Entity, Field, Kind
+
+if TYPE_CHECKING:
+    from api_service.fastpath import FastDecoder
 
 MAX_BIGINT = 2**63 - 1
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a 500.
@@ -138,6 +141,13 @@ class EntitySchemas:
     @cached_property
     def bulk_records(self) -> TypeAdapter:
         return TypeAdapter(list[self.bulk_record])
+
+    @cached_property
+    def fast(self) -> FastDecoder:
+        """msgspec's fast first pass over bulk bodies (see fastpath.py)."""
+        from api_service.fastpath import FastDecoder  # noqa: PLC0415  (fastpath imports this module)
+
+        return FastDecoder(self.entity)
 
     @cached_property
     def list_query(self) -> type[BaseModel]:

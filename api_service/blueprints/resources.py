@@ -94,8 +94,9 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.post("/bulk")
     def bulk_upsert():
         settings = _settings()
-        items, parse_errors = bulk.parse_body(request.get_data(), request.mimetype, settings.bulk_max_records)
-        batch = bulk.validate(items, parse_errors, schemas.bulk_records)
+        batch = bulk.read_upserts(
+            request.get_data(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
+        )
         result = bulk.upsert(get_connection(), entity, table, batch)
         current_app.extensions["api_metrics"].count_bulk(entity.name, "upsert", result)
         return json_response(result)
