@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from api_service.entities import Entity, Field, Kind
-from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT, NO_NUL
+from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT
 
 _TIMESTAMPS = ("source_updated_at", "created_at", "updated_at")
 
@@ -26,8 +26,8 @@ _TIMESTAMPS = ("source_updated_at", "created_at", "updated_at")
 def _msgspec_type(field: Field) -> Any:
     match field.kind:
         case Kind.STRING | Kind.TEXT:
-            meta = msgspec.Meta(min_length=1 if field.required else None, max_length=field.max_length, pattern=NO_NUL)
-            return Annotated[str, meta]
+            # NUL is refused for the whole body at once (see decode), not by a regex per value.
+            return Annotated[str, msgspec.Meta(min_length=1 if field.required else None, max_length=field.max_length)]
         case Kind.EMAIL:
             return Annotated[str, msgspec.Meta(max_length=field.max_length, pattern=EMAIL_PATTERN)]
         case Kind.DECIMAL:
@@ -38,12 +38,11 @@ def _msgspec_type(field: Field) -> Any:
 
 
 def _decimal_fits(value: Decimal, field: Field) -> bool:
+    """pydantic's max_digits / decimal_places / ge, on the normalised value (as pydantic does)."""
     if not value.is_finite() or (field.minimum is not None and value < field.minimum):
         return False
-    _, digits, exponent = value.as_tuple()
-    scale = max(-exponent, 0)  # trailing zeros count: stricter than pydantic, never laxer
-    whole = max(len(digits) + exponent, 0)
-    return scale <= field.scale and whole <= field.precision - field.scale
+    whole_limit = Decimal(10) ** (field.precision - field.scale)
+    return abs(value) < whole_limit and (value.scaleb(field.scale) % 1) == 0
 
 
 @dataclass(frozen=True)
@@ -78,12 +77,14 @@ class FastDecoder:
 
     def decode(self, body: bytes, ndjson: bool) -> list[msgspec.Struct] | None:
         """All records of the body, timestamps in UTC; None if any record needs a closer look."""
+        if b"\\u0000" in body:  # JSON can only carry NUL escaped; PostgreSQL text cannot hold it
+            return None
         try:
             records = self._line_decoder.decode_lines(body) if ndjson else self._decoder.decode(body)
             for record in records:
                 for name in _TIMESTAMPS:
                     value = getattr(record, name)
-                    if value is not None:
+                    if value is not None and value.tzinfo is not UTC:
                         # Naive means UTC; an aware value near year 1 can fall off the calendar.
                         utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
                         setattr(record, name, utc)
