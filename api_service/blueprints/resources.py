@@ -6,7 +6,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 from pydantic import ValidationError
 
-from api_service import auth, bulk, repository
+from api_service import auth, bulk_input, merge, repository
 from api_service.db import get_connection
 from api_service.entities import Entity
 from api_service.models import TABLES
@@ -94,17 +94,17 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.post("/bulk")
     def bulk_upsert():
         settings = _settings()
-        batch = bulk.read_upserts(
+        batch = bulk_input.read_upserts(
             request.get_data(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
-        result = bulk.upsert(get_connection(), entity, table, batch)
+        result = merge.upsert(get_connection(), entity, table, batch)
         current_app.extensions["api_metrics"].count_bulk(entity.name, "upsert", result)
         return json_response(result)
 
     @bp.post("/bulk/delete")
     def bulk_delete():
-        batch = bulk.parse_deletes(request.get_data(), request.mimetype, _settings().bulk_max_records)
-        result = bulk.delete(get_connection(), table, batch)
+        batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, _settings().bulk_max_records)
+        result = merge.delete(get_connection(), table, batch)
         current_app.extensions["api_metrics"].count_bulk(entity.name, "delete", result)
         return json_response(result)
 

@@ -1,0 +1,141 @@
+"""Reading bulk bodies: parse (JSON array or NDJSON), validate, and settle duplicates in a request.
+
+Every record ends up either in `Batch.records` (valid, to merge) or in `Batch.rejected` with its
+index in the request and a reason per field: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from api_service.entities import Entity
+from api_service.fastpath import FastDecoder
+from api_service.problems import Problem, field_errors
+from api_service.schemas import BULK_DELETE_RECORDS, RejectedRecord
+
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+@dataclass
+class Batch:
+    """Validated records of one request, with the rejections found so far."""
+
+    received: int
+    records: list[tuple[int, BaseModel]]  # (index in the request, record)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    superseded: int = 0  # same source_id again later in the request: counted stale
+
+    def reject(self, index: int, source_id: int | None, reasons: list[dict[str, str]]) -> None:
+        self.rejected.append(RejectedRecord(index=index, source_id=source_id, reasons=reasons))
+
+
+def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[Any], dict[int, str]]:
+    """Items of a JSON-array or NDJSON body, and per-index parse errors (NDJSON lines)."""
+    if content_type in NDJSON_TYPES:
+        items: list[Any] = []
+        errors: dict[int, str] = {}
+        for line_number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                errors[len(items)] = f"line {line_number} is not valid JSON: {exc}"
+                items.append(None)
+    elif content_type == "application/json":
+        try:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Problem(400, f"the body is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise Problem(422, "the body must be a JSON array of records (or NDJSON, one record a line)")
+        errors = {}
+    else:
+        raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
+    if len(items) > max_records:
+        raise Problem(413, f"{len(items)} records in one request; the limit is {max_records}: split the batch")
+    return items, errors
+
+
+def read_upserts(body: bytes, content_type: str, max_records: int, adapter: TypeAdapter, fast: FastDecoder) -> Batch:
+    """The validated records of a bulk upsert body: msgspec's fast pass, else pydantic's."""
+    if content_type not in NDJSON_TYPES and content_type != "application/json":
+        raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
+    records = fast.decode(body, ndjson=content_type in NDJSON_TYPES)
+    if records is None:
+        items, parse_errors = parse_body(body, content_type, max_records)
+        return validate(items, parse_errors, adapter)
+    if len(records) > max_records:
+        raise Problem(413, f"{len(records)} records in one request; the limit is {max_records}: split the batch")
+    return Batch(received=len(records), records=list(enumerate(records)))
+
+
+def _source_id_of(item: Any) -> int | None:
+    value = item.get("source_id") if isinstance(item, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def validate(items: list[Any], parse_errors: dict[int, str], adapter: TypeAdapter) -> Batch:
+    """Validate all items in one pass; on failure, split the good from the bad by index."""
+    batch = Batch(received=len(items), records=[])
+    candidates = [(i, item) for i, item in enumerate(items) if i not in parse_errors]
+    for index, message in parse_errors.items():
+        batch.reject(index, None, [{"field": "body", "message": message}])
+    try:
+        valid = adapter.validate_python([item for _, item in candidates])
+        batch.records = [(index, record) for (index, _), record in zip(candidates, valid, strict=True)]
+        return batch
+    except ValidationError as exc:
+        bad: dict[int, list[dict]] = {}
+        for error in field_errors(exc):
+            position, _, name = error["field"].partition(".")
+            bad.setdefault(int(position), []).append({"field": name or "record", "message": error["message"]})
+    good = [pair for position, pair in enumerate(candidates) if position not in bad]
+    for position, reasons in bad.items():
+        index, item = candidates[position]
+        batch.reject(index, _source_id_of(item), reasons)
+    valid = adapter.validate_python([item for _, item in good])
+    batch.records = [(index, record) for (index, _), record in zip(good, valid, strict=True)]
+    return batch
+
+
+def keep_latest_per_source_id(batch: Batch) -> None:
+    """One record per source_id: the newest version wins, the last one on a tie."""
+    if len({record.source_id for _, record in batch.records}) == len(batch.records):
+        return  # the usual case, checked in one pass
+    latest: dict[int, tuple[int, BaseModel]] = {}
+    for index, record in batch.records:
+        held = latest.get(record.source_id)
+        if held is None or record.source_updated_at >= held[1].source_updated_at:
+            latest[record.source_id] = (index, record)
+    batch.superseded = len(batch.records) - len(latest)
+    batch.records = sorted(latest.values(), key=lambda pair: pair[0])
+
+
+def reject_duplicate_unique_values(batch: Batch, entity: Entity) -> None:
+    """Two records of one request may not claim the same unique value (an email)."""
+    for unique in entity.unique_fields:
+        values = [getattr(record, unique.name) for _, record in batch.records]
+        if len(set(values)) == len(values):
+            continue  # the usual case, checked in one pass
+        first_seen: dict[Any, int] = {}
+        kept = []
+        for index, record in batch.records:
+            value = getattr(record, unique.name)
+            if value is not None and value in first_seen:
+                message = f"{unique.name} {value!r} is also in record {first_seen[value]} of this request"
+                batch.reject(index, record.source_id, [{"field": unique.name, "message": message}])
+                continue
+            if value is not None:
+                first_seen[value] = index
+            kept.append((index, record))
+        batch.records = kept
+
+
+def parse_deletes(body: bytes, content_type: str, max_records: int) -> Batch:
+    items, parse_errors = parse_body(body, content_type, max_records)
+    return validate(items, parse_errors, BULK_DELETE_RECORDS)
