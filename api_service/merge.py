@@ -15,7 +15,6 @@ from functools import cache
 from operator import attrgetter
 
 import psycopg
-from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -80,7 +79,7 @@ def _pg_type(column: Column) -> str:
     return _PG_TYPES.get(name, "varchar" if name == "VARCHAR" else name.lower())
 
 
-def _fill_stage(conn: Connection, stage: Table, records: list[BaseModel]) -> None:
+def _fill_stage(conn: Connection, stage: Table, records: list) -> None:
     """Load the records into the (emptied) stage: binary COPY on PostgreSQL, executemany elsewhere."""
     conn.execute(CreateTable(stage, if_not_exists=True))
     conn.execute(stage.delete())
@@ -111,6 +110,11 @@ def _probe(conn: Connection, table: Table, name: str, condition, *columns: str):
         probe = select(*(alias.c[c] for c in columns)).where(condition(alias)).limit(1).lateral(name)
         return probe, true()
     return alias, condition(alias)
+
+
+def _own_row(conn: Connection, target: Table, stage: Table, *columns: str):
+    """Base B's row with the staged record's source_id, if any (a probe, see `_probe`)."""
+    return _probe(conn, target, "own", lambda row: row.c.source_id == stage.c.source_id, *columns)
 
 
 def _insert_for(conn: Connection):
@@ -234,16 +238,7 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
     colliding: dict[int, list[dict[str, str]]] = {}
     for unique in entity.unique_fields:
         value = stage.c[unique.name]
-        own, own_on = _probe(
-            conn,
-            target,
-            "own",
-            lambda row: row.c.source_id == stage.c.source_id,
-            "source_id",
-            "source_updated_at",
-            "deleted_at",
-            unique.name,
-        )
+        own, own_on = _own_row(conn, target, stage, "source_id", "source_updated_at", "deleted_at", unique.name)
         mover = stage.alias("mover")
 
         def holds_value(row, unique=unique, value=value, own=own, mover=mover):
@@ -285,9 +280,7 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
 def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, staged: int, superseded: int):
     if staged == 0:
         return {"inserted": 0, "updated": 0, "unchanged": 0, "stale": superseded}
-    own, own_on = _probe(
-        conn, target, "own", lambda row: row.c.source_id == stage.c.source_id, "id", "source_updated_at", "deleted_at"
-    )
+    own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
     existing, stale = conn.execute(
         select(
             func.count(own.c.id),
@@ -345,15 +338,7 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
             conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
             conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
         _fill_stage(conn, stage, [record for _, record in batch.records])
-        own, own_on = _probe(
-            conn,
-            target,
-            "own",
-            lambda row: row.c.source_id == stage.c.source_id,
-            "id",
-            "source_updated_at",
-            "deleted_at",
-        )
+        own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
         # A delete wins over an upsert of the same version: in Base A it came after it.
         stale = and_(own.c.source_updated_at.is_not(None), stage.c.source_updated_at < own.c.source_updated_at)
         existing, stale_count, already = conn.execute(
