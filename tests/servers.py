@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,3 +61,27 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
 
 def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
+
+
+@contextlib.contextmanager
+def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, metrics_dir: Path | None = None):
+    """The REST API under gunicorn on a free loopback port; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "API_DATABASE_URL": database_url,
+        "API_TOKENS": token,
+        "API_BIND": f"127.0.0.1:{port}",
+        "API_WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir or log_path.parent / f"metrics-{port}"),
+    }
+    command = [venv_bin("gunicorn"), "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/ready", server)
+            yield base
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)

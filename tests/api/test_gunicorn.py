@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 
 import pytest
 import requests
 
 from api_service import migrate
-from tests.servers import REPO, free_port, venv_bin, wait_for_http
+from tests.servers import api_server
 
 pytestmark = pytest.mark.slow
 
@@ -19,26 +16,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def gunicorn_api(postgres_database, tmp_path):
     migrate.upgrade(postgres_database)
-    port = free_port()
-    env = {
-        **os.environ,
-        "API_DATABASE_URL": postgres_database,
-        "API_TOKENS": "gunicorn-token",
-        "API_BIND": f"127.0.0.1:{port}",
-        "API_WORKERS": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
-    command = [venv_bin("gunicorn"), "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/ready", server)
-        yield base, tmp_path / "metrics"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        log.close()
+    metrics_dir = tmp_path / "metrics"
+    with api_server(postgres_database, "gunicorn-token", tmp_path / "gunicorn.log", 2, metrics_dir) as base:
+        yield base, metrics_dir
 
 
 def _requests_to_articles(text: str) -> float:

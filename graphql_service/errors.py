@@ -1,0 +1,69 @@
+"""REST failures and query problems as GraphQL errors with a code in `extensions`."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ariadne import format_error
+from graphql import GraphQLError
+
+from graphql_service.rest_client import RestError
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "BAD_USER_INPUT",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    413: "BAD_USER_INPUT",
+    415: "BAD_USER_INPUT",
+    422: "BAD_USER_INPUT",
+}
+
+
+class UserInputError(ValueError):
+    """Input the service refuses before calling the REST API."""
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _field_errors(errors: list[dict]) -> list[dict]:
+    # REST names fields in snake_case (and list positions as numbers); GraphQL clients see camelCase.
+    return [
+        {"field": ".".join(camel(part) for part in re.split(r"\.", e.get("field", ""))), "message": e.get("message")}
+        for e in errors
+    ]
+
+
+def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
+    """Ariadne's formatter plus a code; unexpected errors say nothing of the internals."""
+    formatted = format_error(error, debug)
+    original = error.original_error
+    while isinstance(original, GraphQLError):  # coercion errors wrap the scalar parser's error
+        original = original.original_error
+    extensions = formatted.setdefault("extensions", {})
+    if isinstance(original, RestError):
+        if original.status == 0 or original.status >= 500:
+            extensions["code"] = "SERVICE_UNAVAILABLE"
+            formatted["message"] = "the REST API is unavailable; try again later"
+        else:
+            extensions["code"] = _CODES.get(original.status, "BAD_REQUEST")
+            extensions["status"] = original.status
+            if original.errors:
+                extensions["fieldErrors"] = _field_errors(original.errors)
+    elif isinstance(original, UserInputError):
+        extensions["code"] = "BAD_USER_INPUT"
+    elif original is None:
+        extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
+    else:
+        log.error("resolver failed", exc_info=original)
+        extensions["code"] = "INTERNAL_SERVER_ERROR"
+        if not debug:
+            formatted["message"] = "internal error"
+    return formatted

@@ -1,0 +1,71 @@
+"""Query limits: a maximum selection depth and a maximum cost (list sizes multiply)."""
+
+from __future__ import annotations
+
+from ariadne.validation import cost_validator
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    ValidationContext,
+)
+
+# Root list fields cost per requested item: `limit` multiplies what is selected below them.
+COST_MAP = {
+    "Query": {
+        "getArticles": {"complexity": 1, "multipliers": ["limit"]},
+        "getEmployees": {"complexity": 1, "multipliers": ["limit"]},
+    }
+}
+
+
+def depth_limit(max_depth: int) -> type[ASTValidationRule]:
+    """A validation rule refusing operations nested deeper than `max_depth` fields."""
+
+    class DepthLimit(ASTValidationRule):
+        def __init__(self, context: ValidationContext):
+            super().__init__(context)
+            self.fragments = {
+                f.name.value: f
+                for f in context.document.definitions
+                if hasattr(f, "selection_set") and not isinstance(f, OperationDefinitionNode)
+            }
+
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_args):
+            depth = self._depth(node.selection_set, 0, set())
+            if depth > max_depth:
+                self.report_error(GraphQLError(f"the query is {depth} levels deep; the limit is {max_depth}", node))
+
+        def _depth(self, selection_set, depth: int, seen: set[str]) -> int:
+            if selection_set is None:
+                return depth
+            deepest = depth
+            for selection in selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    deepest = max(deepest, self._depth(selection.selection_set, depth + 1, seen))
+                elif isinstance(selection, InlineFragmentNode):
+                    deepest = max(deepest, self._depth(selection.selection_set, depth, seen))
+                elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                    fragment = self.fragments.get(selection.name.value)
+                    if fragment is not None:
+                        deepest = max(deepest, self._depth(fragment.selection_set, depth, seen | {fragment.name.value}))
+            return deepest
+
+    return DepthLimit
+
+
+def validation_rules(max_depth: int, max_cost: int):
+    """The rules for one request (the cost rule needs the request's variables)."""
+
+    def rules(_context, _document, data: dict):
+        return [
+            depth_limit(max_depth),
+            cost_validator(
+                maximum_cost=max_cost, default_complexity=1, variables=data.get("variables"), cost_map=COST_MAP
+            ),
+        ]
+
+    return rules

@@ -1,0 +1,37 @@
+"""The GraphQL service's one settings object, read from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GraphQLSettings(BaseSettings):
+    """Configuration of the GraphQL service; tests build it explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAPHQL_", frozen=True, extra="ignore", populate_by_name=True)
+
+    rest_api_url: str = Field(
+        "http://127.0.0.1:5000", validation_alias="REST_API_URL", description="base URL of the REST API"
+    )
+    service_token: str | None = Field(
+        None, repr=False, description="bearer token for mutations when the caller sends none"
+    )
+    timeout: float = Field(10.0, gt=0, description="seconds for one REST call")
+    pool_size: int = Field(20, ge=1, description="kept-alive connections to the REST API")
+    max_depth: int = Field(8, ge=1, description="deepest selection a query may make")
+    max_cost: int = Field(2000, ge=1, description="largest cost a query may have (list sizes count)")
+    introspection: bool = Field(True, description="allow schema introspection")
+    debug: bool = Field(False, description="include exception details in errors")
+    log_level: str = "INFO"
+    prometheus_multiproc_dir: str | None = Field(None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+
+    @field_validator("rest_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value

@@ -1,0 +1,86 @@
+"""REST errors become GraphQL errors with a code; REST down is a clear error, never a stack trace."""
+
+from __future__ import annotations
+
+from graphql_service import create_app
+from tests.graphql.conftest import make_settings
+from tests.servers import free_port
+
+
+def first_error(answer: dict) -> dict:
+    assert answer.get("errors"), answer
+    return answer["errors"][0]
+
+
+def test_field_errors_are_bad_user_input_with_each_field(gql):
+    answer = gql('mutation { createEmployee(input: {firstName: "", lastName: "B", email: "nope"}) { id } }')
+    error = first_error(answer)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["status"] == 422
+    assert {e["field"] for e in error["extensions"]["fieldErrors"]} == {"firstName", "email"}
+
+
+def test_unknown_id_is_not_found(gql):
+    assert first_error(gql('{ getArticle(id: "999999") { id } }'))["extensions"]["code"] == "NOT_FOUND"
+    assert first_error(gql('mutation { deleteArticle(id: "999999") }'))["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_a_bad_id_is_refused_before_any_rest_call(gql, app):
+    before = app.extensions["rest_client"].calls
+    assert first_error(gql('{ getArticle(id: "abc") { id } }'))["extensions"]["code"] == "BAD_USER_INPUT"
+    assert app.extensions["rest_client"].calls == before
+
+
+def test_duplicate_email_is_conflict(gql):
+    mutation = 'mutation { createEmployee(input: {firstName: "A", lastName: "B", email: "same@example.com"}) { id } }'
+    assert "errors" not in gql(mutation)
+    assert first_error(gql(mutation))["extensions"]["code"] == "CONFLICT"
+
+
+def test_writing_a_synced_row_is_conflict(gql, rest):
+    rest("/articles/bulk", [{"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", "title": "synced"}])
+    row_id = gql("{ getArticles { items { id } } }")["data"]["getArticles"]["items"][0]["id"]
+    error = first_error(gql(f'mutation {{ updateArticle(id: "{row_id}", input: {{title: "x"}}) {{ id }} }}'))
+    assert error["extensions"]["code"] == "CONFLICT" and "Base A" in error["message"]
+
+
+def test_mutations_without_a_token_are_unauthenticated(gql):
+    error = first_error(gql('mutation { createArticle(input: {title: "x"}) { id } }', token=None))
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_mutations_with_a_wrong_token_are_forbidden(gql):
+    error = first_error(gql('mutation { createArticle(input: {title: "x"}) { id } }', token="wrong"))
+    assert error["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_a_configured_service_token_is_used_when_the_caller_sends_none(rest_api):
+    from tests.graphql.conftest import TOKEN
+
+    client = create_app(make_settings(rest_api, service_token=TOKEN)).test_client()
+    answer = client.post("/graphql", json={"query": 'mutation { createArticle(input: {title: "x"}) { title } }'}).json
+    assert answer == {"data": {"createArticle": {"title": "x"}}}
+
+
+def test_invalid_scalars_and_queries_are_refused(gql):
+    bad_date = gql('{ getArticles(filter: {updatedAfter: "yesterday"}) { items { id } } }')
+    assert first_error(bad_date)["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED")
+    assert first_error(gql("{ nope }", status=400))["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    rest_422 = first_error(gql("{ getArticles(limit: 0) { items { id } } }"))  # the REST API refuses it
+    assert rest_422["extensions"]["code"] == "BAD_USER_INPUT"
+    assert rest_422["extensions"]["fieldErrors"][0]["field"] == "limit"
+
+
+def test_a_body_that_is_not_a_graphql_request_is_400(app):
+    response = app.test_client().post("/graphql", data="not json", content_type="application/json")
+    assert response.status_code == 400 and response.json["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_rest_down_is_service_unavailable_without_internals():
+    app = create_app(make_settings(f"http://127.0.0.1:{free_port()}", timeout=2))
+    client = app.test_client()
+    answer = client.post("/graphql", json={"query": "{ getArticles { items { id } } }"}).json
+    error = first_error(answer)
+    assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "Traceback" not in str(answer) and "exception" not in error["extensions"]
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
