@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test lock api api-dev migrate bench-bulk clean
+.PHONY: up down install test lock api api-dev graphql-dev migrate bench-bulk bench-graphql clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -40,6 +40,14 @@ api-dev: migrate
 ## api: the API under gunicorn (API_WORKERS, API_BIND)
 api: migrate
 	$(VENV)/bin/gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app
+
+## graphql-dev: the GraphQL service on Flask's dev server, port 5001 (REST_API_URL)
+graphql-dev: $(STAMP)
+	$(VENV)/bin/flask --app graphql_service run --port 5001
+
+## bench-graphql: GraphQL overhead over REST, p50/p99 side by side
+bench-graphql: $(STAMP)
+	$(PY) bench/graphql_overhead.py
 
 ## bench-bulk: bulk upsert throughput into PostgreSQL (1,000,000 employees)
 bench-bulk: $(STAMP)

@@ -16,8 +16,6 @@ export API_TOKENS
 export API_DATABASE_URL=${API_DATABASE_URL:-sqlite:///$PWD/var/base_b.sqlite}
 export API_BIND=${API_BIND:-127.0.0.1:5000}
 export API_WORKERS=${API_WORKERS:-2}
-export PROMETHEUS_MULTIPROC_DIR=$PWD/var/run/api-metrics
-
 "$VENV/bin/flask" --app api_service migrate
 
 start() {  # name, command...
@@ -31,15 +29,22 @@ start() {  # name, command...
   echo "started $name (pid $!), log var/log/$name.log"
 }
 
-start api "$VENV/bin/gunicorn" -c api_service/gunicorn.conf.py api_service.wsgi:app
+PROMETHEUS_MULTIPROC_DIR=$PWD/var/run/api-metrics \
+  start api "$VENV/bin/gunicorn" -c api_service/gunicorn.conf.py api_service.wsgi:app
+export GRAPHQL_BIND=${GRAPHQL_BIND:-127.0.0.1:5001}
+REST_API_URL=${REST_API_URL:-http://$API_BIND} PROMETHEUS_MULTIPROC_DIR=$PWD/var/run/graphql-metrics \
+  start graphql "$VENV/bin/gunicorn" -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app
 
 url="http://$API_BIND"
+gql="http://$GRAPHQL_BIND"
 for _ in $(seq 1 60); do
-  if "$VENV/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$url/ready" 2>/dev/null; then
+  if "$VENV/bin/python" -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
+      "$url/ready" "$gql/ready" 2>/dev/null; then
     cat <<MSG
 
 The platform is up.
   REST API        $url            (docs: $url/docs, metrics: $url/metrics)
+  GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     $(if [ -s var/api-token ]; then echo "in var/api-token"; else echo "from API_TOKENS"; fi)
   Base B          $API_DATABASE_URL
 Stop everything with: make down
@@ -48,5 +53,5 @@ MSG
   fi
   sleep 0.5
 done
-echo "the API did not become ready; see var/log/api.log" >&2
+echo "the services did not become ready; see var/log/" >&2
 exit 1

@@ -86,7 +86,11 @@ def test_tricky_values_are_never_accepted_by_the_fast_pass_alone(change):
 
 
 values = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
     st.sampled_from(["2024-01-01", "2024-01-01T00:00:00Z", "12.5", "a@b.co", "0", "-1"]),
 )
 

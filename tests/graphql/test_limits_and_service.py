@@ -7,11 +7,20 @@ from tests.graphql.conftest import make_settings
 
 
 def test_a_page_of_100_items_costs_one_rest_call(gql, rest, app):
-    rest("/employees/bulk", [
-        {"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "first_name": "F", "last_name": f"L{i}",
-         "email": f"e{i}@example.com", "salary": "10.00"}
-        for i in range(1, 101)
-    ])
+    rest(
+        "/employees/bulk",
+        [
+            {
+                "source_id": i,
+                "source_updated_at": "2024-01-01T00:00:00Z",
+                "first_name": "F",
+                "last_name": f"L{i}",
+                "email": f"e{i}@example.com",
+                "salary": "10.00",
+            }
+            for i in range(1, 101)
+        ],
+    )
     client = app.extensions["rest_client"]
     before = client.calls
     page = gql("{ getEmployees(limit: 100) { items { id firstName salary createdAt } nextAfter } }")

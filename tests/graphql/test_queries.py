@@ -54,30 +54,53 @@ def test_employee_lifecycle_keeps_decimal_and_date(gql):
 
 
 def test_pages_follow_the_rest_keyset(gql, rest):
-    rest("/articles/bulk", [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": f"t{i}"}
-                            for i in range(1, 6)])
+    rest(
+        "/articles/bulk",
+        [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": f"t{i}"} for i in range(1, 6)],
+    )
     first = gql("{ getArticles(limit: 2) { items { sourceId } nextAfter } }")["data"]["getArticles"]
     assert [i["sourceId"] for i in first["items"]] == [1, 2] and first["nextAfter"]
     seen = [i["sourceId"] for i in first["items"]]
     after = first["nextAfter"]
     while after:
-        page = gql("query($a: Int) { getArticles(limit: 2, after: $a) { items { sourceId } nextAfter } }",
-                   {"a": after})["data"]["getArticles"]
+        page = gql(
+            "query($a: Int) { getArticles(limit: 2, after: $a) { items { sourceId } nextAfter } }", {"a": after}
+        )["data"]["getArticles"]
         seen += [i["sourceId"] for i in page["items"]]
         after = page["nextAfter"]
     assert seen == [1, 2, 3, 4, 5]
 
 
 def test_filters_are_the_rest_filters(gql, rest):
-    rest("/employees/bulk", [
-        {"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", "first_name": "A", "last_name": "X",
-         "email": "a@example.com", "department": "Sales"},
-        {"source_id": 2, "source_updated_at": "2024-03-01T00:00:00Z", "first_name": "B", "last_name": "Y",
-         "email": "b@example.com", "department": "Support"},
-    ])
+    rest(
+        "/employees/bulk",
+        [
+            {
+                "source_id": 1,
+                "source_updated_at": "2024-01-01T00:00:00Z",
+                "first_name": "A",
+                "last_name": "X",
+                "email": "a@example.com",
+                "department": "Sales",
+            },
+            {
+                "source_id": 2,
+                "source_updated_at": "2024-03-01T00:00:00Z",
+                "first_name": "B",
+                "last_name": "Y",
+                "email": "b@example.com",
+                "department": "Support",
+            },
+        ],
+    )
+
     def emails(filter_: str) -> list[str]:
-        return [e["email"] for e in gql(f"{{ getEmployees(filter: {filter_}) {{ items {{ email }} }} }}")
-                ["data"]["getEmployees"]["items"]]
+        return [
+            e["email"]
+            for e in gql(f"{{ getEmployees(filter: {filter_}) {{ items {{ email }} }} }}")["data"]["getEmployees"][
+                "items"
+            ]
+        ]
 
     assert emails('{department: "Sales"}') == ["a@example.com"]
     assert emails("{sourceId: 2}") == ["b@example.com"]
