@@ -33,11 +33,25 @@ class Batch:
         self.rejected.append(RejectedRecord(index=index, source_id=source_id, reasons=reasons))
 
 
+def _is_ndjson(content_type: str) -> bool:
+    """True for NDJSON, False for a JSON array; any other type is a 415."""
+    if content_type in NDJSON_TYPES:
+        return True
+    if content_type == "application/json":
+        return False
+    raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
+
+
+def _check_count(count: int, max_records: int) -> None:
+    if count > max_records:
+        raise Problem(413, f"{count} records in one request; the limit is {max_records}: split the batch")
+
+
 def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[Any], dict[int, str]]:
     """Items of a JSON-array or NDJSON body, and per-index parse errors (NDJSON lines)."""
-    if content_type in NDJSON_TYPES:
+    errors: dict[int, str] = {}
+    if _is_ndjson(content_type):
         items: list[Any] = []
-        errors: dict[int, str] = {}
         for line_number, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -46,31 +60,24 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[A
             except orjson.JSONDecodeError as exc:
                 errors[len(items)] = f"line {line_number} is not valid JSON: {exc}"
                 items.append(None)
-    elif content_type == "application/json":
+    else:
         try:
             items = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise Problem(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(items, list):
             raise Problem(422, "the body must be a JSON array of records (or NDJSON, one record a line)")
-        errors = {}
-    else:
-        raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
-    if len(items) > max_records:
-        raise Problem(413, f"{len(items)} records in one request; the limit is {max_records}: split the batch")
+    _check_count(len(items), max_records)
     return items, errors
 
 
 def read_upserts(body: bytes, content_type: str, max_records: int, adapter: TypeAdapter, fast: FastDecoder) -> Batch:
     """The validated records of a bulk upsert body: msgspec's fast pass, else pydantic's."""
-    if content_type not in NDJSON_TYPES and content_type != "application/json":
-        raise Problem(415, "send application/json (an array of records) or application/x-ndjson")
-    records = fast.decode(body, ndjson=content_type in NDJSON_TYPES)
+    records = fast.decode(body, ndjson=_is_ndjson(content_type))
     if records is None:
         items, parse_errors = parse_body(body, content_type, max_records)
         return validate(items, parse_errors, adapter)
-    if len(records) > max_records:
-        raise Problem(413, f"{len(records)} records in one request; the limit is {max_records}: split the batch")
+    _check_count(len(records), max_records)
     return Batch(received=len(records), records=list(enumerate(records)))
 
 

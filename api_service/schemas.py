@@ -58,7 +58,6 @@ IsoDate = Annotated[date, BeforeValidator(_iso_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
 # In a JSON record the key must be a JSON integer: not `true`, not "7".
 RecordSourceId = Annotated[int, pydantic.Field(strict=True, ge=1, le=MAX_BIGINT, description="Base A's key")]
-RowId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT)]
 
 
 def _python_type(field: Field) -> Any:
