@@ -87,6 +87,9 @@ def build_table(entity: Entity) -> Table:
     )
     # The pipelines match rows by Base A's key; ON CONFLICT needs a unique index on it.
     Index(None, table.c.source_id, unique=True)
+    # Verification reads a window of synced versions: (source_updated_at, source_id), as Base A's cursor.
+    synced = text("source_id IS NOT NULL")
+    Index(None, table.c.source_updated_at, table.c.source_id, postgresql_where=synced, sqlite_where=synced)
     for field in entity.unique_fields:
         # Unique among live rows, so a tombstone does not hold its value hostage.
         live = text("deleted_at IS NULL")
@@ -95,3 +98,20 @@ def build_table(entity: Entity) -> Table:
 
 
 TABLES: dict[str, Table] = {name: build_table(entity) for name, entity in ENTITIES.items()}
+
+# Records a pipeline sent that the API rejected: kept until a later write of the same key succeeds,
+# so an operator can see them (GET /{entity}/rejections) and replay them. One row per (entity, key).
+REJECTIONS = Table(
+    "sync_rejections",
+    metadata,
+    Column("entity", String(64), primary_key=True),
+    Column("source_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("source_updated_at", UTCDateTime, nullable=True),
+    Column("record", Text, nullable=True),  # the record as sent (JSON)
+    Column("reasons", Text, nullable=False),  # [{field, message}] (JSON)
+    Column("first_rejected_at", UTCDateTime, nullable=False),
+    Column("last_rejected_at", UTCDateTime, nullable=False),
+    Column("times", Integer, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+)
+Index(None, REJECTIONS.c.entity, REJECTIONS.c.resolved_at)

@@ -7,7 +7,20 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from api_service.entities import ENTITIES, Entity
-from api_service.schemas import MAX_BIGINT, SCHEMAS, BulkDeleteRecord, BulkResult
+from api_service.schemas import (
+    MAX_BIGINT,
+    SCHEMAS,
+    BulkDeleteRecord,
+    BulkResult,
+    RejectionsPage,
+    RejectionsQuery,
+    SyncBuckets,
+    SyncBucketsQuery,
+    SyncDigest,
+    SyncVersions,
+    SyncVersionsQuery,
+    SyncWindowQuery,
+)
 from api_service.settings import ApiSettings
 
 REF = "#/components/schemas/{model}"
@@ -60,6 +73,7 @@ def _problems(*codes: int) -> dict:
 
 def _component_schemas() -> dict[str, Any]:
     models = [(BulkResult, "serialization"), (BulkDeleteRecord, "validation")]
+    models += [(m, "serialization") for m in (SyncDigest, SyncVersions, SyncBuckets, RejectionsPage)]
     for schemas in SCHEMAS.values():
         models += [
             (schemas.write, "validation"),
@@ -79,8 +93,8 @@ def _not_null(schema: dict) -> dict:
     return schema
 
 
-def _query_parameters(entity: Entity) -> list[dict]:
-    query_schema = SCHEMAS[entity.name].list_query.model_json_schema(ref_template=REF)
+def _query_parameters(model) -> list[dict]:
+    query_schema = model.model_json_schema(ref_template=REF)
     return [
         {
             "name": name,
@@ -125,7 +139,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "summary": f"List {entity.name} (keyset pages by id)",
                 "operationId": f"list_{entity.name}",
                 "security": read_security,
-                "parameters": _query_parameters(entity),
+                "parameters": _query_parameters(SCHEMAS[entity.name].list_query),
                 "responses": {
                     "200": {"description": "one page", "content": _json(_ref(f"{title}Page"))},
                     **_problems(*read_errors, 422),
@@ -204,6 +218,54 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
             }
         },
+        f"/{entity.name}/rejections": _pipeline_read(
+            tag,
+            read_security,
+            f"list_{entity.name}_rejections",
+            RejectionsQuery,
+            "RejectionsPage",
+            f"Rejected {entity.name} records not yet fixed by a later write (for operators and replays)",
+        ),
+        f"/{entity.name}/sync/digest": _pipeline_read(
+            tag,
+            read_security,
+            f"{entity.name}_sync_digest",
+            SyncWindowQuery,
+            "SyncDigest",
+            "Count and checksum of the synced versions in a window (sync verification)",
+        ),
+        f"/{entity.name}/sync/versions": _pipeline_read(
+            tag,
+            read_security,
+            f"{entity.name}_sync_versions",
+            SyncVersionsQuery,
+            "SyncVersions",
+            "(source_id, version) pairs in a window and key range, by source_id (sync verification)",
+        ),
+        f"/{entity.name}/sync/buckets": _pipeline_read(
+            tag,
+            read_security,
+            f"{entity.name}_sync_buckets",
+            SyncBucketsQuery,
+            "SyncBuckets",
+            "Count and key sum of the synced keys per bucket (delete detection)",
+        ),
+    }
+
+
+def _pipeline_read(tag: list, security: list, operation_id: str, query, response: str, summary: str) -> dict:
+    return {
+        "get": {
+            "tags": tag,
+            "summary": summary,
+            "operationId": operation_id,
+            "security": security,
+            "parameters": _query_parameters(query),
+            "responses": {
+                "200": {"description": "the answer", "content": _json(_ref(response))},
+                **_problems(*((401, 403) if security else ()), 422),
+            },
+        }
     }
 
 

@@ -205,4 +205,71 @@ class BulkResult(BaseModel):
     errors: list[RejectedRecord]
 
 
+class SyncWindowQuery(BaseModel):
+    """A window of Base A versions, (since, since_id) < (version, source_id) <= (until, until_id)."""
+
+    model_config = _STRICT
+    since: UtcDateTime | None = pydantic.Field(None, description="lower bound (exclusive); empty: from the start")
+    since_id: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="key tie-break of the lower bound")
+    until: UtcDateTime | None = pydantic.Field(None, description="upper bound (inclusive); empty: to the end")
+    until_id: int = pydantic.Field(MAX_BIGINT, ge=0, le=MAX_BIGINT, description="key tie-break of the upper bound")
+
+
+class SyncVersionsQuery(SyncWindowQuery):
+    after: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="the last source_id of the previous page")
+    upto_id: int | None = pydantic.Field(None, ge=0, le=MAX_BIGINT, description="only source ids up to this")
+    limit: int = pydantic.Field(10_000, ge=1, le=50_000, description="page size")
+
+
+class SyncBucketsQuery(BaseModel):
+    model_config = _STRICT
+    size: int = pydantic.Field(10_000, ge=1, le=MAX_BIGINT, description="keys per bucket (bucket = source_id // size)")
+
+
+class RejectionsQuery(BaseModel):
+    model_config = _STRICT
+    after: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="the last source_id of the previous page")
+    limit: int = pydantic.Field(100, ge=1, le=1000, description="page size")
+
+
+class SyncDigest(BaseModel):
+    count: int = pydantic.Field(description="synced live rows in the window")
+    digest: str = pydantic.Field(description="checksum of their (source_id, version) pairs; see version_digest.py")
+
+
+class SyncVersion(BaseModel):
+    source_id: int
+    version: datetime = pydantic.Field(description="source_updated_at")
+
+
+class SyncVersions(BaseModel):
+    items: list[SyncVersion]
+    next_after: int | None
+
+
+class SyncBucket(BaseModel):
+    bucket: int = pydantic.Field(description="source_id // size")
+    count: int
+    key_sum: int = pydantic.Field(description="sum of the source ids in the bucket")
+
+
+class SyncBuckets(BaseModel):
+    items: list[SyncBucket]
+
+
+class Rejection(BaseModel):
+    source_id: int
+    source_updated_at: datetime | None
+    record: Any = pydantic.Field(description="the record as the pipeline sent it")
+    reasons: list[dict[str, str]]
+    first_rejected_at: datetime
+    last_rejected_at: datetime
+    times: int
+
+
+class RejectionsPage(BaseModel):
+    items: list[Rejection]
+    next_after: int | None
+
+
 SCHEMAS: dict[str, EntitySchemas] = {name: EntitySchemas(entity) for name, entity in ENTITIES.items()}

@@ -6,12 +6,19 @@ import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 from pydantic import ValidationError
 
-from api_service import auth, bulk_input, merge, repository
+from api_service import auth, bulk_input, merge, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.entities import Entity
 from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
-from api_service.schemas import MAX_BIGINT, SCHEMAS
+from api_service.schemas import (
+    MAX_BIGINT,
+    SCHEMAS,
+    RejectionsQuery,
+    SyncBucketsQuery,
+    SyncVersionsQuery,
+    SyncWindowQuery,
+)
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -98,14 +105,47 @@ def make_blueprint(entity: Entity) -> Blueprint:
             request.get_data(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
         result = merge.upsert(get_connection(), entity, table, batch)
+        _remember_rejections(batch, result, settings)
         current_app.extensions["api_metrics"].count_bulk(entity.name, "upsert", result)
         return json_response(result)
 
     @bp.post("/bulk/delete")
     def bulk_delete():
-        batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, _settings().bulk_max_records)
+        settings = _settings()
+        batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, settings.bulk_max_records)
         result = merge.delete(get_connection(), table, batch)
+        _remember_rejections(batch, result, settings)
         current_app.extensions["api_metrics"].count_bulk(entity.name, "delete", result)
         return json_response(result)
+
+    def _remember_rejections(batch, result, settings) -> None:
+        """Keep rejections past the response, and close those a later write of the key fixed."""
+        items = []
+        if result.errors:  # rare: read the records as sent again, to keep them for a replay
+            items, _ = bulk_input.parse_body(request.get_data(), request.mimetype, settings.bulk_max_records)
+        touched = (record.source_id for _, record in batch.records)
+        rejections.remember(get_connection(), entity.name, result, items, touched)
+
+    @bp.get("/rejections")
+    def list_rejections():
+        query = _validated(RejectionsQuery, request.args.to_dict(), "query string")
+        rows, next_after = rejections.open_rejections(get_connection(), entity.name, query.after, query.limit)
+        return json_response({"items": rows, "next_after": next_after})
+
+    @bp.get("/sync/digest")
+    def sync_digest():
+        query = _validated(SyncWindowQuery, request.args.to_dict(), "query string")
+        return json_response(sync_reads.digest(get_connection(), table, query))
+
+    @bp.get("/sync/versions")
+    def sync_versions():
+        query = _validated(SyncVersionsQuery, request.args.to_dict(), "query string")
+        rows, next_after = sync_reads.versions(get_connection(), table, query)
+        return json_response({"items": rows, "next_after": next_after})
+
+    @bp.get("/sync/buckets")
+    def sync_buckets():
+        query = _validated(SyncBucketsQuery, request.args.to_dict(), "query string")
+        return json_response({"items": list(sync_reads.key_buckets(get_connection(), table, query.size))})
 
     return bp

@@ -1,0 +1,110 @@
+"""Rejected pipeline records, kept until a later write of the same key goes through.
+
+The bulk endpoints answer every rejection in their response; this store keeps them beyond it, so
+an operator can list them (GET /{entity}/rejections) and replay them after fixing the cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from api_service.db import begin_write
+from api_service.models import REJECTIONS
+from api_service.schemas import MAX_BIGINT, BulkResult
+
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _version(item: Any) -> datetime | None:
+    """The record's version when it is a usable timestamp; a rejected record may hold anything."""
+    raw = item.get("source_updated_at") if isinstance(item, dict) else None
+    try:
+        value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        return value.astimezone(UTC) if value and value.tzinfo else value
+    except (ValueError, OverflowError):
+        return None
+
+
+def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any], touched: Iterable[int]) -> None:
+    """Store this request's rejections; resolve earlier ones whose key was now written."""
+    now = datetime.now(UTC)
+    rejected = {e.source_id for e in result.errors}
+    resolved = set(touched) - rejected
+    with begin_write(conn):
+        if result.errors:
+            rows = [
+                {
+                    "entity": entity,
+                    "source_id": error.source_id,
+                    "source_updated_at": _version(items[error.index]),
+                    "record": orjson.dumps(items[error.index]).decode(),
+                    "reasons": orjson.dumps(error.reasons).decode(),
+                    "first_rejected_at": now,
+                    "last_rejected_at": now,
+                    "times": 1,
+                    "resolved_at": None,
+                }
+                for error in result.errors
+                # Without a usable key there is nothing to match a fix to: the response still lists it.
+                if error.source_id is not None and 1 <= error.source_id <= MAX_BIGINT
+            ]
+            if rows:
+                insert = _INSERT[conn.dialect.name](REJECTIONS)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[REJECTIONS.c.entity, REJECTIONS.c.source_id],
+                        set_={
+                            "source_updated_at": insert.excluded.source_updated_at,
+                            "record": insert.excluded.record,
+                            "reasons": insert.excluded.reasons,
+                            "last_rejected_at": insert.excluded.last_rejected_at,
+                            "times": REJECTIONS.c.times + 1,
+                            "resolved_at": None,
+                        },
+                    ),
+                    rows,
+                )
+        fixed = _open_among(conn, entity, resolved) if resolved else []
+        if fixed:
+            conn.execute(
+                update(REJECTIONS)
+                .where(REJECTIONS.c.entity == entity, REJECTIONS.c.source_id.in_(fixed))
+                .values(resolved_at=now)
+            )
+
+
+def _open_among(conn: Connection, entity: str, keys: set[int]) -> list[int]:
+    """The keys that have an open rejection: one range read, almost always empty."""
+    statement = select(REJECTIONS.c.source_id).where(
+        REJECTIONS.c.entity == entity,
+        REJECTIONS.c.resolved_at.is_(None),
+        REJECTIONS.c.source_id.between(min(keys), max(keys)),
+    )
+    return [key for (key,) in conn.execute(statement) if key in keys]
+
+
+def open_rejections(conn: Connection, entity: str, after: int, limit: int) -> tuple[list[dict], int | None]:
+    """One page of unresolved rejections, by source_id."""
+    statement = (
+        select(REJECTIONS)
+        .where(REJECTIONS.c.entity == entity, REJECTIONS.c.resolved_at.is_(None), REJECTIONS.c.source_id > after)
+        .order_by(REJECTIONS.c.source_id)
+        .limit(limit + 1)
+    )
+    rows = []
+    for row in conn.execute(statement):
+        item = row._asdict()
+        item.pop("entity")
+        item.pop("resolved_at")
+        item["record"] = orjson.loads(item["record"]) if item["record"] else None
+        item["reasons"] = orjson.loads(item["reasons"])
+        rows.append(item)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["source_id"] if has_more else None)

@@ -1,0 +1,67 @@
+"""What the pipelines read to check their work: version windows, key buckets, key ranges.
+
+Only synced, live rows count (`source_id` set, no tombstone): exactly the rows Base A still holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import Connection, Table, and_, func, or_, select
+
+from api_service.version_digest import VersionDigest
+
+
+def _after(table: Table, version: datetime, source_id: int):
+    """(source_updated_at, source_id) > (version, source_id), written so one index range serves it."""
+    v, k = table.c.source_updated_at, table.c.source_id
+    return or_(v > version, and_(v == version, k > source_id))
+
+
+def _window(table: Table, query) -> list:
+    conditions = [table.c.source_id.is_not(None), table.c.deleted_at.is_(None)]
+    if query.since is not None:
+        conditions.append(_after(table, query.since, query.since_id))
+    if query.until is not None:
+        conditions.append(~_after(table, query.until, query.until_id))
+    return conditions
+
+
+def digest(conn: Connection, table: Table, query) -> dict:
+    """Count and checksum of the synced versions in the window, streamed from the database."""
+    result = VersionDigest()
+    statement = select(table.c.source_id, table.c.source_updated_at).where(*_window(table, query))
+    for partition in conn.execution_options(stream_results=True, yield_per=20_000).execute(statement).partitions():
+        for source_id, version in partition:
+            result.add(source_id, version)
+    return result.as_dict()
+
+
+def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | None]:
+    """One page of (source_id, version) in the window and key range, by source_id."""
+    statement = (
+        select(table.c.source_id, table.c.source_updated_at)
+        .where(*_window(table, query), table.c.source_id > query.after)
+        .order_by(table.c.source_id)
+        .limit(query.limit + 1)
+    )
+    if query.upto_id is not None:
+        statement = statement.where(table.c.source_id <= query.upto_id)
+    rows = [{"source_id": key, "version": version} for key, version in conn.execute(statement)]
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return rows, (rows[-1]["source_id"] if has_more else None)
+
+
+def key_buckets(conn: Connection, table: Table, size: int) -> Iterator[dict]:
+    """(bucket, count, sum of keys) of the live synced keys, bucket = source_id // size."""
+    bucket = (table.c.source_id // size).label("bucket")
+    statement = (
+        select(bucket, func.count(), func.sum(table.c.source_id))
+        .where(table.c.source_id.is_not(None), table.c.deleted_at.is_(None))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    for row_bucket, count, total in conn.execute(statement):
+        yield {"bucket": int(row_bucket), "count": int(count), "key_sum": int(total)}
