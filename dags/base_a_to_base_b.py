@@ -1,0 +1,75 @@
+"""Batch sync of Base A into Base B through the REST API. Wiring only: the steps live in base_sync."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, TaskGroup, dag, task
+
+from base_sync import airflow_tasks
+from base_sync.settings import SyncSettings
+from base_sync.source import ENTITY_NAMES
+
+RUNBOOK = """
+### Base A → Base B batch sync
+
+For each entity: **load** streams the rows of Base A changed after the watermark (less a look-back
+for late commits) to the API's bulk endpoint; **propagate_deletes** removes from Base B the rows
+whose key Base A no longer has; **verify** compares counts and checksums of the window on both
+sides and re-sends rows Base B lacks; **commit_watermark** then advances the watermark.
+A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
+and repeating is safe (the API's version guard makes a re-sent row a no-op).
+
+**Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
+limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix).
+
+**Where to look**
+- Progress and per-chunk counts: the task logs. Counts per run: the XCom of `commit_watermark`.
+- Watermarks and the last run's statistics: Admin → Variables, `base_a_to_base_b.watermark.<entity>`.
+  Delete the variable (or run with `full_refresh`) to re-sync from the start.
+- Rejected rows, with reasons: `GET /<entity>/rejections` on the REST API. Fix the row in Base A
+  (the next run sends it again) or fix the cause and run with `replay_rejections`.
+- Connections: `base_a` (mysql or sqlite) and `base_b_api` (http, password = the API token).
+"""
+
+settings = SyncSettings()
+
+
+@dag(
+    dag_id="base_a_to_base_b",
+    schedule=settings.schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sync", "base_a", "base_b", "batch"],
+    doc_md=RUNBOOK,
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    params={
+        "full_refresh": Param(False, type="boolean", description="re-read every row of Base A"),
+        "entities": Param(
+            list(ENTITY_NAMES),
+            type="array",
+            items={"type": "string", "enum": list(ENTITY_NAMES)},
+            description="entities to sync in this run",
+        ),
+        "replay_rejections": Param(False, type="boolean", description="re-send rows the API rejected before"),
+    },
+)
+def base_a_to_base_b():
+    for entity in ENTITY_NAMES:
+        with TaskGroup(group_id=entity, tooltip=f"sync {entity}"):
+            loaded = task(task_id="load")(airflow_tasks.load)(entity)
+            deleted = task(task_id="propagate_deletes")(airflow_tasks.propagate_deletes)(entity)
+            verified = task(task_id="verify")(airflow_tasks.verify)(entity, loaded)
+            outlet = Asset(name=f"base_b.{entity}", uri=f"base-b://api/{entity}", group="base_b")
+            commit = task(task_id="commit_watermark", outlets=[outlet])(airflow_tasks.commit_watermark)
+            loaded >> deleted >> verified
+            commit(entity, loaded, verified, deleted)
+
+
+base_a_to_base_b()

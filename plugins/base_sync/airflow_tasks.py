@@ -1,0 +1,86 @@
+"""The batch DAG's task callables: Airflow connections and params in, `sync` steps out.
+
+Connections are looked up only here, when a task runs, never when the DAG file is parsed. Base A
+comes through its provider hook (MySqlHook or SqliteHook, chosen by the connection type); the REST
+API through an HTTP connection whose password is the bearer token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from airflow.sdk import BaseHook, get_current_context
+from airflow.sdk.exceptions import AirflowSkipException
+
+from base_sync import sync
+from base_sync.api_client import BaseBApi
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA
+from base_sync.state import VariableStateStore
+from base_sync.sync import LoadReport
+
+
+def _settings() -> SyncSettings:
+    return SyncSettings()
+
+
+def _params() -> dict:
+    return get_current_context()["params"]
+
+
+def _skip_unless_selected(entity: str) -> None:
+    if entity not in _params().get("entities", [entity]):
+        raise AirflowSkipException(f"{entity} is not in this run's `entities` param")
+
+
+@contextlib.contextmanager
+def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
+    hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
+    connect_args = {"init_command": "SET time_zone = '+00:00'"} if hook.conn_type == "mysql" else {}
+    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": connect_args})
+    api = _api(settings)
+    try:
+        yield BaseA(engine), api
+    finally:
+        api.close()
+        engine.dispose()
+
+
+def _api(settings: SyncSettings) -> BaseBApi:
+    conn = BaseHook.get_connection(settings.api_conn_id)
+    scheme = conn.extra_dejson.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "http")
+    port = f":{conn.port}" if conn.port else ""
+    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=settings.api_timeout)
+
+
+def load(entity: str) -> dict:
+    """Extract after the watermark (everything on `full_refresh`) and push to the bulk endpoint."""
+    _skip_unless_selected(entity)
+    settings, params = _settings(), _params()
+    with _connected(settings) as (base_a, api):
+        replayed = sync.replay_rejections(entity, base_a, api, settings) if params.get("replay_rejections") else None
+        report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
+    return {**report.to_json(), "replayed": replayed}
+
+
+def propagate_deletes(entity: str) -> dict:
+    """Delete in Base B the synced rows whose key Base A no longer has."""
+    settings = _settings()
+    with _connected(settings) as (base_a, api):
+        return sync.propagate_deletes(entity, base_a, api, settings)
+
+
+def verify(entity: str, loaded: dict) -> dict:
+    """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
+    settings = _settings()
+    with _connected(settings) as (base_a, api):
+        return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings)
+
+
+def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -> dict:
+    """Advance the watermark to the verified window's end; record the run's statistics with it."""
+    report = LoadReport.from_json(loaded)
+    stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
+    watermark = sync.commit(entity, VariableStateStore(), report, stats)
+    return {"watermark": watermark.to_json() if watermark else None, **stats}

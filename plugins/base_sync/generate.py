@@ -1,0 +1,169 @@
+"""Fill Base A with realistic rows at scale, and apply random inserts, updates and deletes.
+
+    base-a init                       create the tables (BASE_A_URL, default var/base_a.sqlite)
+    base-a seed employees 1000000     add rows
+    base-a churn employees --updates 10000 --inserts 100 --deletes 50
+
+Rows go in through the driver's executemany in chunks (mysqlclient turns each chunk into one
+multi-row INSERT), so a million employees take seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select
+
+from base_sync.source import source_engine
+from base_sync.source_schema import create_schema
+
+log = logging.getLogger(__name__)
+DEFAULT_URL = "sqlite:///var/base_a.sqlite"
+CHUNK = 20_000
+
+FIRST = "Ada Alan Anna Ben Carla Chen David Elena Farid Grace Hana Ivan Jana Kofi Lena Maria Noah Olga Pedro Rosa Sam "
+FIRST += "Tara Umar Vera Wei Yara Zoe Amir Bea Cyril Dana Emil Fatima Gus Ines Jon Kira Luis Mei Nils"
+LAST = "Smith Garcia Muller Rossi Nguyen Kim Novak Silva Cohen Okafor Dubois Jensen Ivanova Tanaka Haddad Larsen "
+LAST += "Costa Meyer Kowalski Santos Brown Wilson Moreau Fischer Lopez Sato Ahmed Berg Popescu Horvat"
+DEPARTMENTS = ["Engineering", "Sales", "Marketing", "Finance", "Operations", "Support", "People", "Legal"]
+POSITIONS = ["Analyst", "Engineer", "Senior Engineer", "Manager", "Director", "Specialist", "Lead", "Associate"]
+WORDS = (
+    "data platform sync change event stream batch source target quality report release customer market "
+    "growth team plan result review update record pipeline schema query latency metric"
+).split()
+
+
+def _employee(rng: random.Random, key: int) -> tuple:
+    first, last = rng.choice(FIRST.split()), rng.choice(LAST.split())
+    hired = date(2005, 1, 1) + timedelta(days=rng.randrange(7300))
+    created = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(300_000_000))
+    salary = Decimal(rng.randrange(2_800_000, 18_000_000)) / 100
+    email = f"{first}.{last}.{key}@example.com".lower()
+    return (key, first, last, email, rng.choice(DEPARTMENTS), rng.choice(POSITIONS), salary, hired, created)
+
+
+def _article(rng: random.Random, key: int) -> tuple:
+    title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))).capitalize()
+    body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 200)))
+    author = f"{rng.choice(FIRST.split())} {rng.choice(LAST.split())}"
+    created = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(300_000_000))
+    return (key, title, body.capitalize() + ".", author, created)
+
+
+MAKERS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, int], tuple]]] = {
+    "employees": (
+        ("id", "first_name", "last_name", "email", "department", "position", "salary", "hired_at", "created_at"),
+        _employee,
+    ),
+    "articles": (("id", "title", "content", "author", "created_at"), _article),
+}
+
+
+def _chunks(first_key: int, count: int, make, rng) -> Iterator[list[tuple]]:
+    for start in range(first_key, first_key + count, CHUNK):
+        yield [make(rng, key) for key in range(start, min(start + CHUNK, first_key + count))]
+
+
+def _insert_sql(engine: Engine, entity: str) -> str:
+    columns, _ = MAKERS[entity]
+    mark = "%s" if engine.dialect.name == "mysql" else "?"
+    return f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def _with_text_stamps(rows: list[tuple]) -> list[tuple]:
+    # created_at is a UTC instant: MySQL's session zone is UTC (source_engine), SQLite stores text.
+    return [(*row[:-1], row[-1].strftime("%Y-%m-%d %H:%M:%S.%f")) for row in rows]
+
+
+def max_key(engine: Engine, entity: str) -> int:
+    tables = create_schema(engine)
+    with engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.max(tables[entity].c.id), 0))).scalar_one()
+
+
+def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None) -> int:
+    """Add `count` new rows after the highest key; returns the number added."""
+    rng = random.Random(seed_value)
+    _, make = MAKERS[entity]
+    first_key = max_key(engine, entity) + 1
+    sql = _insert_sql(engine, entity)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for rows in _chunks(first_key, count, make, rng):
+            cursor.executemany(sql, _with_text_stamps(rows))
+            raw.commit()
+        cursor.close()
+    finally:
+        raw.close()
+    return count
+
+
+def churn(engine: Engine, entity: str, updates: int = 0, inserts: int = 0, deletes: int = 0, seed_value=None) -> dict:
+    """Random changes: update and delete existing rows (chosen at random), insert new ones."""
+    rng = random.Random(seed_value)
+    tables = create_schema(engine)
+    table = tables[entity]
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(select(table.c.id))] if (updates or deletes) else []
+    rng.shuffle(keys)
+    doomed, touched = keys[:deletes], keys[deletes : deletes + updates]
+    change = (
+        {"salary": table.c.salary + 100, "position": "Senior Engineer"}
+        if entity == "employees"
+        else {"title": table.c.title + " (updated)"}
+    )
+    with engine.begin() as conn:
+        for start in range(0, len(touched), CHUNK):
+            conn.execute(table.update().where(table.c.id.in_(touched[start : start + CHUNK])).values(**change))
+        for start in range(0, len(doomed), CHUNK):
+            conn.execute(table.delete().where(table.c.id.in_(doomed[start : start + CHUNK])))
+    if inserts:
+        seed(engine, entity, inserts, rng.randrange(1 << 30))
+    return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(prog="base-a", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=os.environ.get("BASE_A_URL", DEFAULT_URL), help="SQLAlchemy URL of Base A")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable data")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the tables")
+    seeding = commands.add_parser("seed", help="add rows")
+    seeding.add_argument("entity", choices=sorted(MAKERS))
+    seeding.add_argument("count", type=int)
+    churning = commands.add_parser("churn", help="random updates, inserts and deletes")
+    churning.add_argument("entity", choices=sorted(MAKERS))
+    for option in ("updates", "inserts", "deletes"):
+        churning.add_argument(f"--{option}", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.url.startswith("sqlite:///") and not args.url.startswith("sqlite:////"):
+        os.makedirs(os.path.dirname(args.url.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    engine = source_engine(args.url)
+    started = time.perf_counter()
+    if args.command == "init":
+        create_schema(engine)
+        log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
+    elif args.command == "seed":
+        added = seed(engine, args.entity, args.count, args.seed)
+        elapsed = time.perf_counter() - started
+        log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
+    else:
+        done = churn(engine, args.entity, args.updates, args.inserts, args.deletes, args.seed)
+        log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

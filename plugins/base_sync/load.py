@@ -1,0 +1,66 @@
+"""Load: push chunks of records to the bulk endpoint, a few requests in flight, and add up the answers."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from base_sync.api_client import BaseBApi
+from base_sync.records import encode, to_record
+
+log = logging.getLogger(__name__)
+OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+def push_chunks(
+    api: BaseBApi,
+    entity: str,
+    chunks: Iterable[list[dict]],
+    concurrency: int,
+    on_chunk: Callable[[list[dict]], None] | None = None,
+) -> Counter:
+    """Send every chunk of Base A rows; returns the counts per outcome, plus `extracted`.
+
+    At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
+    one being read. Every record must come back counted exactly once, or the load fails.
+    """
+    totals: Counter = Counter()
+    pending: set[Future] = set()
+
+    def settle(done: set[Future]) -> None:
+        for future in done:
+            sent, answer = future.result()
+            _account(entity, sent, answer, totals)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{entity}") as pool:
+        for rows in chunks:
+            if on_chunk:
+                on_chunk(rows)
+            totals["extracted"] += len(rows)
+            body = encode([to_record(entity, row) for row in rows])
+            if len(pending) >= concurrency:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                settle(done)
+            pending.add(pool.submit(_send, api, entity, body, len(rows)))
+        settle(set(pending))
+    return totals
+
+
+def _send(api: BaseBApi, entity: str, body: bytes, count: int) -> tuple[int, dict]:
+    return count, api.bulk_upsert(entity, body)
+
+
+def _account(entity: str, sent: int, answer: dict, totals: Counter) -> None:
+    counted = sum(answer[k] for k in OUTCOMES)
+    if answer["received"] != sent or counted != sent:
+        raise LoadError(f"{entity}: sent {sent} records, the API counted {counted} of {answer['received']}")
+    for key in OUTCOMES:
+        totals[key] += answer[key]
+    for error in answer["errors"]:
+        log.warning("%s source_id=%s rejected: %s", entity, error["source_id"], error["reasons"])

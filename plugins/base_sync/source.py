@@ -1,0 +1,143 @@
+"""Reading Base A: the incremental extract and the reads that verification and deletes compare.
+
+Every read streams (a server-side cursor on MySQL/MariaDB), so memory stays bounded whatever the
+table size. Timestamps are UTC: MySQL sessions are set to UTC, SQLite stores UTC text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, Table, and_, create_engine, event, func, or_, select
+
+from api_service.entities import ENTITIES
+from api_service.version_digest import VersionDigest
+from base_sync.source_schema import build_tables
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in Base A's change order: (updated_at, id)."""
+
+    updated_at: datetime
+    id: int
+
+    def to_json(self) -> dict:
+        return {"updated_at": self.updated_at.isoformat(), "id": self.id}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Cursor | None:
+        if not data:
+            return None
+        return cls(utc(datetime.fromisoformat(data["updated_at"])), int(data["id"]))
+
+
+def utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def source_engine(url: str) -> Engine:
+    """An engine on Base A whose sessions read and write timestamps in UTC."""
+    if url.startswith("mysql"):
+        return create_engine(url, pool_pre_ping=True, connect_args={"init_command": "SET time_zone = '+00:00'"})
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _wal(dbapi_connection, _record):  # the generator writes while the sync reads
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    return engine
+
+
+class BaseA:
+    """The reads the sync makes on Base A."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        _, self.tables = build_tables(engine.dialect.name)
+
+    def table(self, entity: str) -> Table:
+        return self.tables[entity]
+
+    def _stream(self, statement, chunk_size: int) -> Iterator[list]:
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)
+            yield from result.partitions()
+
+    def _window(self, table: Table, since: Cursor | None, until: Cursor | None) -> list:
+        conditions = []
+        if since is not None:
+            conditions.append(_after(table, since))
+        if until is not None:
+            conditions.append(~_after(table, until))
+        return conditions
+
+    def extract(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
+        """Rows changed after `since`, in (updated_at, id) order, a chunk at a time.
+
+        One SELECT reads one consistent snapshot (InnoDB, SQLite), so a row is seen at most once.
+        """
+        table = self.table(entity)
+        names = [c.name for c in table.columns]
+        statement = (
+            select(*table.columns).where(*self._window(table, since, None)).order_by(table.c.updated_at, table.c.id)
+        )
+        for rows in self._stream(statement, chunk_size):
+            yield [dict(zip(names, row, strict=True)) for row in rows]
+
+    def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
+        """The current rows of the given keys (missing keys are skipped), a chunk at a time."""
+        table = self.table(entity)
+        names = [c.name for c in table.columns]
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), chunk_size):
+                part = keys[start : start + chunk_size]
+                rows = conn.execute(select(*table.columns).where(table.c.id.in_(part)).order_by(table.c.id))
+                chunk = [dict(zip(names, row, strict=True)) for row in rows]
+                if chunk:
+                    yield chunk
+
+    def window_digest(self, entity: str, since: Cursor | None, until: Cursor) -> VersionDigest:
+        """Count and checksum of the (id, updated_at) pairs in the window (since, until]."""
+        table = self.table(entity)
+        digest = VersionDigest()
+        statement = select(table.c.id, table.c.updated_at).where(*self._window(table, since, until))
+        for rows in self._stream(statement, 50_000):
+            for key, version in rows:
+                digest.add(key, utc(version))
+        return digest
+
+    def window_versions(self, entity: str, since: Cursor | None, until: Cursor) -> Iterator[tuple[int, datetime]]:
+        """(id, updated_at) in the window, by id."""
+        table = self.table(entity)
+        statement = (
+            select(table.c.id, table.c.updated_at).where(*self._window(table, since, until)).order_by(table.c.id)
+        )
+        for rows in self._stream(statement, 50_000):
+            for key, version in rows:
+                yield key, utc(version)
+
+    def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
+        """{bucket: (count, sum of ids)} with bucket = id // size: one aggregate over the key."""
+        table = self.table(entity)
+        bucket = (table.c.id // size).label("bucket")
+        statement = select(bucket, func.count(), func.sum(table.c.id)).group_by(bucket)
+        with self.engine.connect() as conn:
+            return {int(b): (int(count), int(total)) for b, count, total in conn.execute(statement)}
+
+    def keys_between(self, entity: str, low: int, high: int) -> set[int]:
+        """The ids in [low, high]."""
+        table = self.table(entity)
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(table.c.id).where(table.c.id.between(low, high))).scalars())
+
+
+def _after(table: Table, cursor: Cursor):
+    """(updated_at, id) > cursor, written so the (updated_at, id) index serves it as a range."""
+    stamp = cursor.updated_at.astimezone(UTC).replace(tzinfo=None)
+    return or_(table.c.updated_at > stamp, and_(table.c.updated_at == stamp, table.c.id > cursor.id))
+
+
+ENTITY_NAMES = tuple(ENTITIES)

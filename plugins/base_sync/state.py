@@ -1,0 +1,49 @@
+"""Sync state: one watermark per entity, written only after a verified load.
+
+The Airflow store keeps it in a Variable (Admin → Variables in the UI), where an operator can read
+it, and reset it to re-sync from an earlier point.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from base_sync.source import Cursor
+
+VARIABLE_PREFIX = "base_a_to_base_b.watermark."
+
+
+class StateStore(Protocol):
+    def get(self, entity: str) -> Cursor | None: ...
+
+    def set(self, entity: str, cursor: Cursor, stats: dict) -> None: ...
+
+
+class MemoryStateStore:
+    """For tests and one-off runs."""
+
+    def __init__(self):
+        self.saved: dict[str, dict] = {}
+
+    def get(self, entity: str) -> Cursor | None:
+        return Cursor.from_json(self.saved.get(entity, {}).get("watermark"))
+
+    def set(self, entity: str, cursor: Cursor, stats: dict) -> None:
+        self.saved[entity] = {"watermark": cursor.to_json(), "stats": stats}
+
+
+class VariableStateStore:
+    """Airflow Variables, through the Task SDK (works inside tasks)."""
+
+    def get(self, entity: str) -> Cursor | None:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(VARIABLE_PREFIX + entity, default=None)
+        return Cursor.from_json(json.loads(raw)["watermark"]) if raw else None
+
+    def set(self, entity: str, cursor: Cursor, stats: dict) -> None:
+        from airflow.sdk import Variable
+
+        value = json.dumps({"watermark": cursor.to_json(), "stats": stats}, default=str)
+        Variable.set(VARIABLE_PREFIX + entity, value, description=f"last verified sync position of {entity}")

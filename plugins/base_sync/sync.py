@@ -1,0 +1,210 @@
+"""The steps of one entity's batch sync: load, verify (and repair), propagate deletes, commit.
+
+Each step is a plain function over a Base A reader, the API client and a state store; the DAG
+calls one step per task and passes the `LoadReport` between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from base_sync.api_client import BaseBApi
+from base_sync.load import push_chunks
+from base_sync.records import cursor_of
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, Cursor
+from base_sync.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class VerificationError(RuntimeError):
+    """Base B does not hold what Base A holds in the synced window: the watermark must not move."""
+
+
+@dataclass
+class LoadReport:
+    """What a load did, and the window it covered: (since, until] in (updated_at, id) order."""
+
+    entity: str
+    previous: Cursor | None  # the watermark the load started from
+    since: Cursor | None  # lower bound of the window (the watermark less the look-back)
+    until: Cursor | None  # the last row extracted; None when nothing was
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        def c(cursor):
+            return cursor.to_json() if cursor else None
+
+        return {
+            "entity": self.entity,
+            "previous": c(self.previous),
+            "since": c(self.since),
+            "until": c(self.until),
+            "counts": dict(self.counts),
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> LoadReport:
+        return cls(
+            entity=data["entity"],
+            previous=Cursor.from_json(data["previous"]),
+            since=Cursor.from_json(data["since"]),
+            until=Cursor.from_json(data["until"]),
+            counts=data["counts"],
+            seconds=data["seconds"],
+        )
+
+
+def load(
+    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, full_refresh: bool = False
+) -> LoadReport:
+    """Stream the rows changed since the watermark (all rows on a full refresh) to the bulk endpoint."""
+    started = time.perf_counter()
+    previous = store.get(entity)
+    since = None
+    if previous is not None and not full_refresh:
+        since = Cursor(previous.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
+    last: list[Cursor] = []
+
+    def track(rows: list[dict]) -> None:
+        last[:] = [cursor_of(rows[-1])]
+        log.info("%s: read %d rows up to %s", entity, len(rows), last[0])
+
+    log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
+    counts = push_chunks(
+        api,
+        entity,
+        base_a.extract(entity, since, settings.chunk_size),
+        settings.push_concurrency,
+        on_chunk=track,
+    )
+    report = LoadReport(entity, previous, since, last[0] if last else None, counts, time.perf_counter() - started)
+    log.info("%s: loaded %s in %.2f s", entity, dict(counts), report.seconds)
+    return report
+
+
+def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settings: SyncSettings) -> dict:
+    """Compare the window on both sides; re-send what Base B lacks; fail if it still differs.
+
+    The checksums usually agree. When they do not, a key-by-key comparison of the window sorts
+    the differences: a row Base A holds in the window but Base B lacks (or holds older) is re-sent
+    (a late commit, or a lost write); a row Base B holds in the window that Base A no longer has
+    there has moved on (changed again or deleted since the extract) and the next run takes it.
+    """
+    if report.until is None:
+        return {"rows": 0, "repaired": 0, "moved_on": 0, "quarantined": 0}
+    ours = base_a.window_digest(entity, report.since, report.until)
+    theirs = api.window_digest(entity, report.since, report.until)
+    if ours.count == theirs["count"] and ours.hexdigest == theirs["digest"]:
+        log.info("%s: verified %d rows in the window, checksums agree", entity, ours.count)
+        return {"rows": ours.count, "repaired": 0, "moved_on": 0, "quarantined": 0}
+
+    log.warning(
+        "%s: window differs (Base A %d rows, Base B %d): comparing key by key", entity, ours.count, theirs["count"]
+    )
+    missing, moved_on = _compare_window(entity, base_a, api, report)
+    quarantined = {r["source_id"] for r in api.open_rejections(entity)} if missing else set()
+    to_repair = [key for key in missing if key not in quarantined]
+    if len(to_repair) > settings.repair_limit:
+        raise VerificationError(
+            f"{entity}: {len(to_repair)} rows of the window are missing in Base B (more than "
+            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); the watermark stays, the next attempt re-sends them"
+        )
+    if to_repair:
+        counts = push_chunks(
+            api,
+            entity,
+            base_a.rows_by_keys(entity, to_repair, settings.chunk_size),
+            settings.push_concurrency,
+        )
+        log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
+        missing_after, _ = _compare_window(entity, base_a, api, report)
+        still = [key for key in missing_after if key not in quarantined and key not in _rejected_now(api, entity)]
+        if still:
+            raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
+    return {
+        "rows": ours.count,
+        "repaired": len(to_repair),
+        "moved_on": moved_on,
+        "quarantined": len(missing) - len(to_repair),
+    }
+
+
+def _rejected_now(api: BaseBApi, entity: str) -> set[int]:
+    return {r["source_id"] for r in api.open_rejections(entity)}
+
+
+def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport) -> tuple[list[int], int]:
+    """Merge both sides' (key, version) lists of the window, both sorted by key."""
+    ours = base_a.window_versions(entity, report.since, report.until)
+    theirs = api.window_versions(entity, report.since, report.until)
+    missing: list[int] = []
+    moved_on = 0
+    a, b = next(ours, None), next(theirs, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            missing.append(a[0])  # only Base A has it in the window
+            a = next(ours, None)
+        elif a is None or b[0] < a[0]:
+            moved_on += 1  # only Base B has it in the window: changed again or deleted in Base A
+            b = next(theirs, None)
+        else:
+            if b[1] < a[1]:
+                missing.append(a[0])  # Base B holds an older version
+            a, b = next(ours, None), next(theirs, None)
+    return missing, moved_on
+
+
+def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
+    """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
+
+    Base B is read before Base A: a key Base B holds came from Base A earlier, so if Base A lacks it
+    afterwards, it was deleted there. Each delete carries the version Base B holds, so it applies
+    to exactly that row and a later re-insert of the key in Base A (a newer version) wins.
+    """
+    size = settings.bucket_size
+    theirs = api.key_buckets(entity, size)
+    ours = base_a.key_buckets(entity, size)
+    suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
+    deleted = not_applied = 0
+    for bucket in suspects:
+        low, high = bucket * size, bucket * size + size - 1
+        held = list(api.versions_between(entity, low, high))
+        present = base_a.keys_between(entity, low, high)
+        gone = [
+            {"source_id": key, "source_updated_at": version.isoformat()} for key, version in held if key not in present
+        ]
+        for start in range(0, len(gone), settings.chunk_size):
+            answer = api.bulk_delete(entity, gone[start : start + settings.chunk_size])
+            deleted += answer["deleted"]
+            not_applied += answer["received"] - answer["deleted"]
+    log.info(
+        "%s: %d key buckets, %d differ; deleted %d rows gone from Base A", entity, len(theirs), len(suspects), deleted
+    )
+    return {"buckets": len(theirs), "suspect_buckets": len(suspects), "deleted": deleted, "not_applied": not_applied}
+
+
+def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
+    """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
+    keys = sorted(r["source_id"] for r in api.open_rejections(entity))
+    counts = push_chunks(api, entity, base_a.rows_by_keys(entity, keys, settings.chunk_size), settings.push_concurrency)
+    still_open = sum(1 for _ in api.open_rejections(entity))
+    log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), dict(counts), still_open)
+    return {"replayed": len(keys), **counts, "still_rejected": still_open}
+
+
+def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:
+    """Move the watermark to the end of the verified window (never backwards)."""
+    if report.until is None:
+        log.info("%s: nothing new; the watermark stays at %s", entity, report.previous)
+        return report.previous
+    watermark = max(report.until, report.previous) if report.previous else report.until
+    store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
+    log.info("%s: watermark now %s", entity, watermark)
+    return watermark
