@@ -15,6 +15,9 @@ import pytest
 
 PG_HOST, PG_PORT = os.environ.get("TEST_PG_HOST", "127.0.0.1"), int(os.environ.get("TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("TEST_PG_USER", "postgres")
+MARIADB_HOST = os.environ.get("TEST_MARIADB_HOST", "127.0.0.1")
+MARIADB_PORT = int(os.environ.get("TEST_MARIADB_PORT", "3306"))
+MARIADB_USER = os.environ.get("TEST_MARIADB_USER", "root")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -64,7 +64,13 @@ class BaseA:
     def _stream(self, statement, chunk_size: int) -> Iterator[list]:
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)
-            yield from result.partitions()
+            try:
+                yield from result.partitions()
+            except GeneratorExit:
+                # The reader stopped early (a failed push): drop the connection instead of
+                # reading the rest of a server-side result just to close it.
+                conn.invalidate()
+                raise
 
     def _window(self, table: Table, since: Cursor | None, until: Cursor | None) -> list:
         conditions = []

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from api_service import create_app, migrate
-from api_service.models import TABLES
+from api_service.models import REJECTIONS, TABLES
 from api_service.settings import ApiSettings
 
 TOKEN = "test-token-0123456789"
@@ -42,7 +42,7 @@ def app(settings) -> Iterator:
     yield app
     engine = app.extensions["base_b_engine"]
     with engine.begin() as conn:  # every test starts from empty tables
-        for table in TABLES.values():
+        for table in (*TABLES.values(), REJECTIONS):
             conn.execute(table.delete())
     engine.dispose()
 

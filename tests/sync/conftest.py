@@ -1,0 +1,106 @@
+"""Sync fixtures: Base A on the real MariaDB, Base B behind a real API process on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, create_engine, select
+
+from api_service import migrate
+from api_service.entities import ENTITIES
+from api_service.models import REJECTIONS, TABLES
+from base_sync.api_client import BaseBApi
+from base_sync.source import BaseA, source_engine, utc
+from base_sync.source_schema import create_schema
+from tests.servers import api_server
+
+TOKEN = "sync-test-token"
+
+
+@dataclass
+class BaseB:
+    url: str  # the API
+    database_url: str  # PostgreSQL behind it, for checking what it really holds
+    token: str
+
+    def api(self) -> BaseBApi:
+        return BaseBApi(self.url, self.token)
+
+    def empty(self) -> None:
+        engine = create_engine(self.database_url)
+        with engine.begin() as conn:
+            for table in (*TABLES.values(), REJECTIONS):
+                conn.execute(table.delete())
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def api_process(make_postgres_database, tmp_path_factory) -> Iterator[BaseB]:
+    database_url = make_postgres_database()
+    migrate.upgrade(database_url)
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with api_server(database_url, TOKEN, log, workers=2) as url:
+        yield BaseB(url, database_url, TOKEN)
+
+
+@pytest.fixture
+def base_b(api_process) -> BaseB:
+    """The API over an empty Base B."""
+    api_process.empty()
+    return api_process
+
+
+@pytest.fixture
+def base_a_engine(make_mariadb_database) -> Iterator[Engine]:
+    engine = source_engine(make_mariadb_database())
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def base_a(base_a_engine) -> BaseA:
+    return BaseA(base_a_engine)
+
+
+def _normal(value):
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def source_rows(engine: Engine, entity: str) -> dict[int, tuple]:
+    """{id: (version, data fields...)} of Base A."""
+    table = BaseA(engine).table(entity)
+    names = ENTITIES[entity].field_names
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.id, table.c.updated_at, *(table.c[n] for n in names)))
+        return {r[0]: (utc(r[1]), *map(_normal, r[2:])) for r in rows}
+
+
+def synced_rows(database_url: str, entity: str) -> dict[int, tuple]:
+    """{source_id: (version, data fields...)} of the live synced rows of Base B."""
+    table = TABLES[entity]
+    names = ENTITIES[entity].field_names
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.source_id, table.c.source_updated_at, *(table.c[n] for n in names)).where(
+                    table.c.source_id.is_not(None), table.c.deleted_at.is_(None)
+                )
+            )
+            return {r[0]: (utc(r[1]), *map(_normal, r[2:])) for r in rows}
+    finally:
+        engine.dispose()
+
+
+def assert_in_sync(engine: Engine, database_url: str, entity: str) -> int:
+    """Base B holds exactly Base A's rows, at Base A's versions: nothing missing, extra or stale."""
+    ours, theirs = source_rows(engine, entity), synced_rows(database_url, entity)
+    assert set(ours) - set(theirs) == set(), "rows missing in Base B"
+    assert set(theirs) - set(ours) == set(), "rows Base A no longer has are still live in Base B"
+    differing = [key for key in ours if ours[key] != theirs[key]]
+    assert differing == [], f"rows that differ, e.g. {differing[:5]}: {ours[differing[0]]} vs {theirs[differing[0]]}"
+    return len(ours)

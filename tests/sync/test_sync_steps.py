@@ -1,0 +1,197 @@
+"""The sync steps, without Airflow: Base A on MariaDB, the API as a process, Base B on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from base_sync import generate, sync
+from base_sync.records import encode, to_record
+from base_sync.settings import SyncSettings
+from base_sync.state import MemoryStateStore
+from tests.sync.conftest import assert_in_sync, synced_rows
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
+SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
+
+
+def run_once(entity, base_a, api, store, settings=SETTINGS, full_refresh=False) -> dict:
+    """One batch run: load, deletes, verify, commit, as the DAG orders them."""
+    report = sync.load(entity, base_a, api, store, settings, full_refresh)
+    deleted = sync.propagate_deletes(entity, base_a, api, settings)
+    verified = sync.verify(entity, base_a, api, report, settings)
+    sync.commit(entity, store, report, {})
+    return {"load": dict(report.counts), "deletes": deleted, "verify": verified}
+
+
+def test_a_record_keeps_exact_values():
+    row = {
+        "id": 7,
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.com",
+        "department": None,
+        "position": "Engineer",
+        "salary": Decimal("1234567890.12"),
+        "hired_at": date(2020, 2, 29),
+        "created_at": datetime(2020, 1, 1, 12, 0, 0, 1),
+        "updated_at": datetime(2026, 11, 23, 10, 0, 0, 123456),
+    }
+    (decoded,) = orjson.loads(encode([to_record("employees", row)]))
+    assert decoded["salary"] == "1234567890.12"  # never through a float
+    assert decoded["hired_at"] == "2020-02-29"
+    assert decoded["source_id"] == 7
+    assert decoded["source_updated_at"] == "2026-11-23T10:00:00.123456+00:00"
+    assert decoded["created_at"] == "2020-01-01T12:00:00.000001+00:00"
+
+
+def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 3000, seed_value=1)
+
+    first = run_once("employees", base_a, api, store)
+    assert first["load"]["extracted"] == first["load"]["inserted"] == 3000
+    assert first["verify"]["rows"] == 3000
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 3000
+
+    nothing = run_once("employees", base_a, api, store)
+    assert nothing["load"].get("extracted", 0) == 0
+
+    changes = generate.churn(base_a_engine, "employees", updates=120, inserts=30, deletes=15, seed_value=2)
+    second = run_once("employees", base_a, api, store)
+    assert second["load"]["extracted"] == changes["updated"] + changes["inserted"] == 150
+    assert second["load"]["updated"] == 120 and second["load"]["inserted"] == 30
+    assert second["deletes"]["deleted"] == 15
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 3015
+
+
+def test_sending_a_window_again_changes_nothing(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 800, seed_value=3)
+    run_once("articles", base_a, api, store)
+    again = run_once("articles", base_a, api, store, full_refresh=True)
+    assert again["load"]["extracted"] == again["load"]["unchanged"] == 800
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 800
+
+
+def test_a_load_killed_half_way_is_finished_by_the_next_run(base_a, base_a_engine, base_b, monkeypatch):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 2600, seed_value=4)
+    real_extract = base_a.extract
+
+    def dies_after_two_chunks(entity, since, chunk_size):
+        for number, chunk in enumerate(real_extract(entity, since, chunk_size)):
+            if number == 2:
+                raise ConnectionError("worker killed")
+            yield chunk
+
+    monkeypatch.setattr(base_a, "extract", dies_after_two_chunks)
+    with pytest.raises(ConnectionError):
+        sync.load("employees", base_a, api, store, SETTINGS)
+    assert store.get("employees") is None  # no watermark without a verified load
+    assert 0 < len(synced_rows(base_b.database_url, "employees")) < 2600
+    monkeypatch.undo()
+
+    resumed = run_once("employees", base_a, api, store)
+    assert resumed["load"]["inserted"] + resumed["load"]["unchanged"] == 2600
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 2600
+
+
+def test_verify_resends_a_row_base_b_lost(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 1200, seed_value=5)
+    report = sync.load("employees", base_a, api, store, SETTINGS)
+    with base_b_engine(base_b) as conn:
+        conn.execute(text("DELETE FROM employees WHERE source_id IN (5, 600)"))
+    verified = sync.verify("employees", base_a, api, report, SETTINGS)
+    assert verified["repaired"] == 2
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 1200
+
+
+def test_a_row_changed_after_the_extract_does_not_fail_verification(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 300, seed_value=6)
+    report = sync.load("articles", base_a, api, store, SETTINGS)
+    generate.churn(base_a_engine, "articles", updates=3, seed_value=7)  # they leave the loaded window
+    verified = sync.verify("articles", base_a, api, report, SETTINGS)
+    assert verified["moved_on"] == 3 and verified["repaired"] == 0
+    sync.commit("articles", store, report, verified)
+    run_once("articles", base_a, api, store)  # the next run takes them
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 300
+
+
+def test_an_older_write_than_base_b_holds_is_stale(base_a, base_a_engine, base_b):
+    """The events path delivered a newer version first; the batch's older copy must not win."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 50, seed_value=8)
+    run_once("employees", base_a, api, store)
+    newer = datetime.now(UTC) + timedelta(hours=1)
+    api.bulk_upsert(
+        "employees",
+        orjson.dumps(
+            [
+                {
+                    "source_id": 10,
+                    "source_updated_at": newer.isoformat(),
+                    "first_name": "Newer",
+                    "last_name": "Version",
+                    "email": "newer.version@example.com",
+                }
+            ]
+        ),
+    )
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET first_name = 'Older' WHERE id = 10"))
+    result = run_once("employees", base_a, api, store)
+    assert result["load"]["stale"] == 1
+    assert result["verify"]["ahead"] == 1
+    assert synced_rows(base_b.database_url, "employees")[10][1] == "Newer"
+
+
+def test_a_rejected_row_is_kept_with_its_reason_and_replayed_after_the_fix(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 20, seed_value=9)
+    with base_a_engine.connect() as conn:
+        taken = conn.execute(text("SELECT email FROM employees WHERE id = 3")).scalar_one()
+    # A client created a row with the same email through the API first: the synced one collides.
+    client_row = api.session.post(
+        f"{base_b.url}/employees", json={"first_name": "C", "last_name": "Lient", "email": taken}
+    ).json()
+
+    result = run_once("employees", base_a, api, store)
+    assert result["load"]["rejected"] == 1
+    assert result["verify"]["quarantined"] == 1
+    (rejection,) = api.open_rejections("employees")
+    assert rejection["source_id"] == 3
+    assert rejection["reasons"][0]["field"] == "email"
+    assert rejection["record"]["email"] == taken
+
+    api.session.delete(f"{base_b.url}/employees/{client_row['id']}").raise_for_status()
+    replayed = sync.replay_rejections("employees", base_a, api, SETTINGS)
+    assert replayed["inserted"] == 1 and replayed["still_rejected"] == 0
+    assert list(api.open_rejections("employees")) == []
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 20
+
+
+def test_a_key_deleted_then_inserted_again_comes_back(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 10, seed_value=10)
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM articles WHERE id = 4"))
+    assert run_once("articles", base_a, api, store)["deletes"]["deleted"] == 1
+    with base_a_engine.begin() as conn:
+        conn.execute(text("INSERT INTO articles (id, title) VALUES (4, 'Back again')"))
+    run_once("articles", base_a, api, store)
+    assert synced_rows(base_b.database_url, "articles")[4][1] == "Back again"
+    assert_in_sync(base_a_engine, base_b.database_url, "articles")
+
+
+def base_b_engine(base_b):
+    from sqlalchemy import create_engine
+
+    return create_engine(base_b.database_url).begin()
