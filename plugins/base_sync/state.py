@@ -17,7 +17,7 @@ VARIABLE_PREFIX = "base_a_to_base_b.watermark."
 class StateStore(Protocol):
     def get(self, entity: str) -> Cursor | None: ...
 
-    def set(self, entity: str, cursor: Cursor, stats: dict) -> None: ...
+    def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None: ...
 
 
 class MemoryStateStore:
@@ -29,8 +29,8 @@ class MemoryStateStore:
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self.saved.get(entity, {}).get("watermark"))
 
-    def set(self, entity: str, cursor: Cursor, stats: dict) -> None:
-        self.saved[entity] = {"watermark": cursor.to_json(), "stats": stats}
+    def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None:
+        self.saved[entity] = {"watermark": cursor.to_json() if cursor else None, "stats": stats}
 
 
 class VariableStateStore:
@@ -42,8 +42,8 @@ class VariableStateStore:
         raw = Variable.get(VARIABLE_PREFIX + entity, default=None)
         return Cursor.from_json(json.loads(raw)["watermark"]) if raw else None
 
-    def set(self, entity: str, cursor: Cursor, stats: dict) -> None:
+    def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None:
         from airflow.sdk import Variable
 
-        value = json.dumps({"watermark": cursor.to_json(), "stats": stats}, default=str)
+        value = json.dumps({"watermark": cursor.to_json() if cursor else None, "stats": stats}, default=str)
         Variable.set(VARIABLE_PREFIX + entity, value, description=f"last verified sync position of {entity}")

@@ -207,11 +207,10 @@ def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
 
 
 def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:
-    """Move the watermark to the end of the verified window (never backwards)."""
-    if report.until is None:
-        log.info("%s: nothing new; the watermark stays at %s", entity, report.previous)
-        return report.previous
-    watermark = max(report.until, report.previous) if report.previous else report.until
+    """Move the watermark to the end of the verified window (never backwards); record the run's stats."""
+    watermark = report.previous
+    if report.until is not None:
+        watermark = max(report.until, report.previous) if report.previous else report.until
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

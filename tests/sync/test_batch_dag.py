@@ -1,0 +1,212 @@
+"""The base_a_to_base_b DAG run by a real Airflow 3, from MariaDB through the API process to PostgreSQL.
+
+The tests of this module are one story on one Base A and one Base B, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from base_sync import generate
+from base_sync.source import source_engine
+from base_sync.source_schema import create_schema
+from base_sync.state import VARIABLE_PREFIX
+from tests.servers import REPO, venv_bin
+from tests.sync.airflow_runner import Airflow
+from tests.sync.conftest import assert_in_sync, synced_rows
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
+DAG = "base_a_to_base_b"
+
+
+@pytest.fixture(scope="module")
+def base_a_engine(make_mariadb_database):
+    engine = source_engine(make_mariadb_database())
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, base_a_engine, api_process) -> Airflow:
+    url = base_a_engine.url
+    api = urlsplit(api_process.url)
+    connections = {
+        "base_a": {
+            "conn_type": "mysql",
+            "host": url.host,
+            "port": url.port,
+            "login": url.username,
+            "schema": url.database,
+        },
+        "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": api_process.token},
+    }
+    # No look-back here, so a run's extract count is exactly the rows changed since the last one.
+    return Airflow(
+        tmp_path_factory.mktemp("airflow"), connections, {"SYNC_LOOKBACK_SECONDS": "0", "SYNC_CHUNK_SIZE": "2000"}
+    )
+
+
+def stats(airflow: Airflow, entity: str) -> dict:
+    return airflow.variable(VARIABLE_PREFIX + entity)["stats"]
+
+
+def test_every_dag_imports_with_tags_retries_and_no_lookups_at_parse_time(airflow):
+    probe = """
+import json
+from airflow.sdk import BaseHook, Variable
+from airflow.models.connection import Connection
+def refuse(*a, **k):
+    raise AssertionError("a connection or variable was looked up while parsing")
+BaseHook.get_connection = refuse
+Connection.get_connection_from_secrets = refuse
+Variable.get = refuse
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(include_examples=False) if False else DagBag()
+print(json.dumps({
+    "errors": bag.import_errors,
+    "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,
+             "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md)} for d in bag.dags.values()},
+}))
+"""
+    result = subprocess.run(
+        [venv_bin("python"), "-c", probe],
+        env=airflow.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["errors"] == {}
+    assert DAG in found["dags"]
+    for dag_id, dag in found["dags"].items():
+        assert dag["tags"], f"{dag_id} has no tags"
+        assert dag["doc"], f"{dag_id} has no doc_md"
+        assert all(retries >= 1 for retries in dag["tasks"].values()), f"{dag_id}: a task without retries"
+    batch = found["dags"][DAG]
+    assert batch["max_active_runs"] == 1
+    assert {"employees.load", "employees.verify", "employees.commit_watermark", "articles.load"} <= set(batch["tasks"])
+
+
+def test_initial_load(airflow, base_a_engine, api_process):
+    generate.seed(base_a_engine, "employees", 3000, seed_value=11)
+    generate.seed(base_a_engine, "articles", 600, seed_value=12)
+    airflow.test_dag(DAG)
+    assert stats(airflow, "employees")["load"]["counts"]["inserted"] == 3000
+    assert stats(airflow, "articles")["verify"]["rows"] == 600
+    assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000
+    assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
+
+
+def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airflow, base_a_engine, api_process):
+    changes = generate.churn(base_a_engine, "employees", updates=200, inserts=40, deletes=25, seed_value=13)
+    airflow.test_dag(DAG)
+    run = stats(airflow, "employees")
+    assert run["load"]["counts"]["extracted"] == changes["updated"] + changes["inserted"]
+    assert run["load"]["counts"]["updated"] == 200 and run["load"]["counts"]["inserted"] == 40
+    assert run["deletes"]["deleted"] == 25
+    assert stats(airflow, "articles")["load"]["counts"].get("extracted", 0) == 0
+    assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3015
+
+
+def test_entities_param_limits_a_manual_run(airflow, base_a_engine, api_process):
+    generate.churn(base_a_engine, "employees", updates=10, seed_value=14)
+    generate.churn(base_a_engine, "articles", updates=10, seed_value=15)
+    employees_before = stats(airflow, "employees")["run_id"]
+    airflow.test_dag(DAG, {"entities": ["articles"]})
+    assert stats(airflow, "employees")["run_id"] == employees_before  # skipped: its watermark stayed
+    assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
+    airflow.test_dag(DAG)
+    assert stats(airflow, "employees")["load"]["counts"]["extracted"] == 10
+    assert_in_sync(base_a_engine, api_process.database_url, "employees")
+
+
+def test_a_write_older_than_base_b_holds_is_stale(airflow, base_a_engine, api_process):
+    api = api_process.api()
+    # The events path delivered a version of row 42 that is a few seconds ahead of Base A's copy.
+    newer = datetime.now(UTC) + timedelta(seconds=3)
+    record = {
+        "source_id": 42,
+        "source_updated_at": newer.isoformat(),
+        "first_name": "Events",
+        "last_name": "Path",
+        "email": "events.path@example.com",
+    }
+    api.bulk_upsert("employees", orjson.dumps([record]))
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET first_name = 'Batch' WHERE id = 42"))
+    airflow.test_dag(DAG, {"entities": ["employees"]})
+    run = stats(airflow, "employees")
+    assert run["load"]["counts"]["stale"] == 1
+    assert run["verify"]["ahead"] == 1
+    assert synced_rows(api_process.database_url, "employees")[42][1] == "Events"
+    # A later change in Base A is newer than both, and wins.
+    while datetime.now(UTC) <= newer:
+        time.sleep(0.2)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET first_name = 'Later' WHERE id = 42"))
+    airflow.test_dag(DAG, {"entities": ["employees"]})
+    assert synced_rows(api_process.database_url, "employees")[42][1] == "Later"
+    assert_in_sync(base_a_engine, api_process.database_url, "employees")
+
+
+def test_rejected_rows_are_visible_and_replayed_after_the_fix(airflow, base_a_engine, api_process):
+    api = api_process.api()
+    taken = "client.owned@example.com"
+    client_row = api.session.post(
+        f"{api_process.url}/employees", json={"first_name": "C", "last_name": "Lient", "email": taken}
+    ).json()
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET email = :e WHERE id = 7"), {"e": taken})
+    airflow.test_dag(DAG, {"entities": ["employees"]})
+    assert stats(airflow, "employees")["load"]["counts"]["rejected"] == 1
+    (rejection,) = api.open_rejections("employees")
+    assert rejection["source_id"] == 7 and "email" in rejection["reasons"][0]["field"]
+
+    api.session.delete(f"{api_process.url}/employees/{client_row['id']}").raise_for_status()
+    log = airflow.test_dag(DAG, {"entities": ["employees"], "replay_rejections": True})
+    assert "replayed 1 rejected rows" in log
+    assert list(api.open_rejections("employees")) == []
+    assert_in_sync(base_a_engine, api_process.database_url, "employees")
+
+
+def test_full_refresh_rereads_every_row_and_changes_nothing(airflow, base_a_engine, api_process):
+    airflow.test_dag(DAG, {"full_refresh": True})
+    with base_a_engine.connect() as conn:
+        total = conn.execute(text("SELECT COUNT(*) FROM employees")).scalar_one()
+    counts = stats(airflow, "employees")["load"]["counts"]
+    assert counts["extracted"] == counts["unchanged"] == total
+    assert_in_sync(base_a_engine, api_process.database_url, "employees")
+
+
+def test_a_run_killed_half_way_is_completed_by_the_next(airflow, base_a_engine, api_process, tmp_path):
+    generate.seed(base_a_engine, "employees", 60_000, seed_value=16)
+    before = airflow.variable(VARIABLE_PREFIX + "employees")["watermark"]
+    log_path = tmp_path / "killed.log"
+    run = airflow.start_dag(DAG, log_path)
+    deadline = time.monotonic() + 120
+    while "employees: read" not in log_path.read_text():
+        assert run.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the load did not start"
+        time.sleep(0.1)
+    airflow.kill(run)
+    assert "employees: watermark now" not in log_path.read_text()
+    assert airflow.variable(VARIABLE_PREFIX + "employees")["watermark"] == before
+    half = len(synced_rows(api_process.database_url, "employees"))
+
+    airflow.test_dag(DAG)
+    counts = stats(airflow, "employees")["load"]["counts"]
+    assert counts["extracted"] == 60_000
+    assert counts["inserted"] == 60_000 - (half - 3015)  # what the killed run had written is unchanged now
+    assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 63_015
