@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Starts the platform on embedded defaults (no external servers): Base B on SQLite, migrated,
-# and the REST API under gunicorn. Every process runs in the background with its pid in var/run
-# and its log in var/log; `make down` stops them. Set API_DATABASE_URL to use PostgreSQL instead.
+# Starts the platform on embedded defaults (no external servers) and runs its main job once:
+# Base B on SQLite (migrated), the REST API and GraphQL under gunicorn, Base A on SQLite (filled
+# with sample rows on first start), Airflow 3 (api-server, scheduler, dag-processor, triggerer),
+# then one run of the base_a_to_base_b DAG. Every process runs in the background with its pid in
+# var/run and its log in var/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL and
+# AIRFLOW_CONN_BASE_A to use PostgreSQL and MySQL instead (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -37,21 +40,57 @@ REST_API_URL=${REST_API_URL:-http://$API_BIND} PROMETHEUS_MULTIPROC_DIR=$PWD/var
 
 url="http://$API_BIND"
 gql="http://$GRAPHQL_BIND"
-for _ in $(seq 1 60); do
-  if "$VENV/bin/python" -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
-      "$url/ready" "$gql/ready" 2>/dev/null; then
-    cat <<MSG
+wait_ready() {  # url...
+  for _ in $(seq 1 120); do
+    "$VENV/bin/python" -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
+      "$@" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  echo "not ready: $*; see var/log/" >&2
+  exit 1
+}
+wait_ready "$url/ready" "$gql/ready"
+
+# Base A and Airflow.
+export PATH="$PWD/$VENV/bin:$PATH"
+source scripts/airflow-env.sh
+base-a init
+if [ "$(base-a count employees)" = 0 ]; then
+  base-a seed employees "${BASE_A_SEED_EMPLOYEES:-20000}"
+  base-a seed articles "${BASE_A_SEED_ARTICLES:-5000}"
+fi
+airflow db migrate >var/log/airflow-migrate.log 2>&1
+for part in api-server scheduler dag-processor triggerer; do
+  start "airflow-$part" airflow "$part"
+done
+wait_ready "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health"
+
+# The main job, once now (then on its schedule): wait for the DAG to be parsed, unpause, trigger.
+dag=base_a_to_base_b
+for _ in $(seq 1 120); do airflow dags details "$dag" >/dev/null 2>&1 && break; sleep 1; done
+airflow dags unpause "$dag" >/dev/null
+run_id=manual__up_$(date -u +%Y%m%dT%H%M%S)
+airflow dags trigger "$dag" --run-id "$run_id" >/dev/null
+echo "triggered $dag ($run_id); waiting for it to finish"
+state=queued
+for _ in $(seq 1 600); do
+  state=$(airflow dags list-runs "$dag" -o plain 2>/dev/null | awk -v r="$run_id" '$0 ~ r {for (i=1;i<=NF;i++) if ($i ~ /^(queued|running|success|failed)$/) print $i}')
+  case "$state" in success|failed) break ;; esac
+  sleep 1
+done
+echo "$dag run $run_id: ${state:-unknown}"
+base-a summary "$url"
+
+password_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+cat <<MSG
 
 The platform is up.
+  Airflow         http://127.0.0.1:$AIRFLOW__API__PORT   (user admin, password in $password_file)
   REST API        $url            (docs: $url/docs, metrics: $url/metrics)
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     $(if [ -s var/api-token ]; then echo "in var/api-token"; else echo "from API_TOKENS"; fi)
+  Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
   Base B          $API_DATABASE_URL
 Stop everything with: make down
 MSG
-    exit 0
-  fi
-  sleep 0.5
-done
-echo "the services did not become ready; see var/log/" >&2
-exit 1
+[ "$state" = success ]

@@ -1,32 +1,20 @@
 """Fill Base A with realistic rows at scale, and apply random inserts, updates and deletes.
 
-    base-a init                       create the tables (BASE_A_URL, default var/base_a.sqlite)
-    base-a seed employees 1000000     add rows
-    base-a churn employees --updates 10000 --inserts 100 --deletes 50
-
 Rows go in through the driver's executemany in chunks (mysqlclient turns each chunk into one
 multi-row INSERT), so a million employees take seconds, not minutes.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import random
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
-from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 
-log = logging.getLogger(__name__)
-DEFAULT_URL = "sqlite:///var/base_a.sqlite"
 CHUNK = 20_000
 
 FIRST = "Ada Alan Anna Ben Carla Chen David Elena Farid Grace Hana Ivan Jana Kofi Lena Maria Noah Olga Pedro Rosa Sam "
@@ -78,9 +66,25 @@ def _insert_sql(engine: Engine, entity: str) -> str:
     return f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
 
-def _with_text_stamps(rows: list[tuple]) -> list[tuple]:
-    # created_at is a UTC instant: MySQL's session zone is UTC (source_engine), SQLite stores text.
+def _driver_values(engine: Engine, rows: list[tuple]) -> list[tuple]:
+    """created_at as UTC text (MySQL sessions are UTC); on SQLite, decimals and dates as text too."""
+    if engine.dialect.name == "sqlite":
+        return [tuple(_sqlite_value(v) for v in row) for row in rows]
     return [(*row[:-1], row[-1].strftime("%Y-%m-%d %H:%M:%S.%f")) for row in rows]
+
+
+def _sqlite_value(value):
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, Decimal | date):
+        return str(value)
+    return value
+
+
+def count(engine: Engine, entity: str) -> int:
+    tables = create_schema(engine)
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(tables[entity])).scalar_one()
 
 
 def max_key(engine: Engine, entity: str) -> int:
@@ -99,7 +103,7 @@ def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None)
     try:
         cursor = raw.cursor()
         for rows in _chunks(first_key, count, make, rng):
-            cursor.executemany(sql, _with_text_stamps(rows))
+            cursor.executemany(sql, _driver_values(engine, rows))
             raw.commit()
         cursor.close()
     finally:
@@ -129,41 +133,3 @@ def churn(engine: Engine, entity: str, updates: int = 0, inserts: int = 0, delet
     if inserts:
         seed(engine, entity, inserts, rng.randrange(1 << 30))
     return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="base-a", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("BASE_A_URL", DEFAULT_URL), help="SQLAlchemy URL of Base A")
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable data")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("init", help="create the tables")
-    seeding = commands.add_parser("seed", help="add rows")
-    seeding.add_argument("entity", choices=sorted(MAKERS))
-    seeding.add_argument("count", type=int)
-    churning = commands.add_parser("churn", help="random updates, inserts and deletes")
-    churning.add_argument("entity", choices=sorted(MAKERS))
-    for option in ("updates", "inserts", "deletes"):
-        churning.add_argument(f"--{option}", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    if args.url.startswith("sqlite:///") and not args.url.startswith("sqlite:////"):
-        os.makedirs(os.path.dirname(args.url.removeprefix("sqlite:///")) or ".", exist_ok=True)
-    engine = source_engine(args.url)
-    started = time.perf_counter()
-    if args.command == "init":
-        create_schema(engine)
-        log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
-    elif args.command == "seed":
-        added = seed(engine, args.entity, args.count, args.seed)
-        elapsed = time.perf_counter() - started
-        log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
-    else:
-        done = churn(engine, args.entity, args.updates, args.inserts, args.deletes, args.seed)
-        log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
-    engine.dispose()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,78 @@
+"""`base-a`: Base A for demos, tests and benchmarks.
+
+base-a init                       create the tables (BASE_A_URL, default var/base_a.sqlite)
+base-a seed employees 1000000     add realistic rows
+base-a churn employees --updates 10000 --inserts 100 --deletes 50
+base-a count employees            rows in Base A
+base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from base_sync import generate
+from base_sync.api_client import BaseBApi
+from base_sync.source import ENTITY_NAMES, source_engine
+from base_sync.source_schema import create_schema
+
+log = logging.getLogger("base-a")
+DEFAULT_URL = "sqlite:///var/base_a.sqlite"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="base-a", description="Base A for demos, tests and benchmarks")
+    parser.add_argument("--url", default=os.environ.get("BASE_A_URL", DEFAULT_URL), help="SQLAlchemy URL of Base A")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable data")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the tables")
+    seeding = commands.add_parser("seed", help="add rows")
+    seeding.add_argument("entity", choices=ENTITY_NAMES)
+    seeding.add_argument("count", type=int)
+    churning = commands.add_parser("churn", help="random updates, inserts and deletes")
+    churning.add_argument("entity", choices=ENTITY_NAMES)
+    for option in ("updates", "inserts", "deletes"):
+        churning.add_argument(f"--{option}", type=int, default=0)
+    counting = commands.add_parser("count", help="rows in Base A")
+    counting.add_argument("entity", choices=ENTITY_NAMES)
+    summary = commands.add_parser("summary", help="rows in Base A and synced rows in Base B")
+    summary.add_argument("api_url")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    if args.url.startswith("sqlite:///") and not args.url.startswith("sqlite:////"):
+        os.makedirs(os.path.dirname(args.url.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    engine = source_engine(args.url)
+    started = time.perf_counter()
+    try:
+        if args.command == "init":
+            create_schema(engine)
+            log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
+        elif args.command == "seed":
+            added = generate.seed(engine, args.entity, args.count, args.seed)
+            elapsed = time.perf_counter() - started
+            log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
+        elif args.command == "churn":
+            done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, args.seed)
+            log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
+        elif args.command == "count":
+            print(generate.count(engine, args.entity))
+        else:
+            api = BaseBApi(args.api_url, None)
+            for entity in ENTITY_NAMES:
+                synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
+                print(f"  {entity:<10} Base A {generate.count(engine, entity):>9,} rows   Base B {synced:>9,} synced")
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
