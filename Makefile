@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test lock api api-dev graphql-dev migrate bench-bulk bench-graphql clean
+.PHONY: up down install test lock api api-dev graphql-dev migrate bench-batch bench-bulk bench-graphql clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -48,6 +48,10 @@ graphql-dev: $(STAMP)
 ## bench-graphql: GraphQL overhead over REST, p50/p99 side by side
 bench-graphql: $(STAMP)
 	$(PY) bench/graphql_overhead.py
+
+## bench-batch: the batch sync, 1,000,000 employees MariaDB → API → PostgreSQL, beside a direct anchor
+bench-batch: $(STAMP)
+	$(PY) bench/batch_sync.py
 
 ## bench-bulk: bulk upsert throughput into PostgreSQL (1,000,000 employees)
 bench-bulk: $(STAMP)

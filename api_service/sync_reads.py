@@ -6,25 +6,21 @@ Only synced, live rows count (`source_id` set, no tombstone): exactly the rows B
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
-from sqlalchemy import Connection, Table, and_, func, or_, select
+from sqlalchemy import Connection, Table, func, or_, select
 
 from api_service.version_digest import VersionDigest
 
 
-def _after(table: Table, version: datetime, source_id: int):
-    """(source_updated_at, source_id) > (version, source_id), written so one index range serves it."""
-    v, k = table.c.source_updated_at, table.c.source_id
-    return or_(v > version, and_(v == version, k > source_id))
-
-
 def _window(table: Table, query) -> list:
-    conditions = [table.c.source_id.is_not(None), table.c.deleted_at.is_(None)]
+    """Live synced rows with (since, since_id) < (source_updated_at, source_id) <= (until, until_id),
+    written so the (source_updated_at, source_id) index serves it as one range."""
+    v, k = table.c.source_updated_at, table.c.source_id
+    conditions = [k.is_not(None), table.c.deleted_at.is_(None)]
     if query.since is not None:
-        conditions.append(_after(table, query.since, query.since_id))
+        conditions += [v >= query.since, or_(v > query.since, k > query.since_id)]
     if query.until is not None:
-        conditions.append(~_after(table, query.until, query.until_id))
+        conditions += [v <= query.until, or_(v < query.until, k <= query.until_id)]
     return conditions
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, and_, create_engine, event, func, or_, select
+from sqlalchemy import Engine, Table, create_engine, event, func, or_, select
 
 from api_service.entities import ENTITIES
 from api_service.version_digest import VersionDigest
@@ -73,12 +73,7 @@ class BaseA:
                 raise
 
     def _window(self, table: Table, since: Cursor | None, until: Cursor | None) -> list:
-        conditions = []
-        if since is not None:
-            conditions.append(_after(table, since))
-        if until is not None:
-            conditions.append(~_after(table, until))
-        return conditions
+        return window(table.c.updated_at, table.c.id, since, until)
 
     def extract(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
         """Rows changed after `since`, in (updated_at, id) order, a chunk at a time.
@@ -140,10 +135,21 @@ class BaseA:
             return set(conn.execute(select(table.c.id).where(table.c.id.between(low, high))).scalars())
 
 
-def _after(table: Table, cursor: Cursor):
-    """(updated_at, id) > cursor, written so the (updated_at, id) index serves it as a range."""
-    stamp = cursor.updated_at.astimezone(UTC).replace(tzinfo=None)
-    return or_(table.c.updated_at > stamp, and_(table.c.updated_at == stamp, table.c.id > cursor.id))
+def window(version, key, since: Cursor | None, until: Cursor | None) -> list:
+    """Conditions for since < (version, key) <= until, in a form a (version, key) index serves as
+    one range: the plain bounds on the version first, the key only where the version ties."""
+    conditions = []
+    if since is not None:
+        low = _naive(since.updated_at)
+        conditions += [version >= low, or_(version > low, key > since.id)]
+    if until is not None:
+        high = _naive(until.updated_at)
+        conditions += [version <= high, or_(version < high, key <= until.id)]
+    return conditions
+
+
+def _naive(stamp: datetime) -> datetime:
+    return stamp.astimezone(UTC).replace(tzinfo=None)
 
 
 ENTITY_NAMES = tuple(ENTITIES)
