@@ -70,7 +70,7 @@ BaseHook.get_connection = refuse
 Connection.get_connection_from_secrets = refuse
 Variable.get = refuse
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(include_examples=False) if False else DagBag()
+bag = DagBag()
 print(json.dumps({
     "errors": bag.import_errors,
     "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,

@@ -12,6 +12,8 @@ from sqlalchemy import text
 from base_sync import generate, sync
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import create_schema
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync, synced_rows
 
@@ -195,3 +197,20 @@ def base_b_engine(base_b):
     from sqlalchemy import create_engine
 
     return create_engine(base_b.database_url).begin()
+
+
+def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b):
+    """The embedded default: Base A in a SQLite file, its trigger maintaining updated_at."""
+    engine = source_engine(f"sqlite:///{tmp_path}/base_a.sqlite")
+    create_schema(engine)
+    base_a, api, store = BaseA(engine), base_b.api(), MemoryStateStore()
+    generate.seed(engine, "employees", 200, seed_value=20)
+    first = run_once("employees", base_a, api, store)
+    assert first["load"]["inserted"] == 200
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET salary = 1234.56 WHERE id = 17"))
+    second = run_once("employees", base_a, api, store)
+    assert second["load"]["extracted"] == second["load"]["updated"] == 1
+    assert synced_rows(base_b.database_url, "employees")[17][6] == "1234.56"
+    assert assert_in_sync(engine, base_b.database_url, "employees") == 200
+    engine.dispose()
