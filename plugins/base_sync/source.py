@@ -61,6 +61,16 @@ class BaseA:
     def table(self, entity: str) -> Table:
         return self.tables[entity]
 
+    def now(self) -> datetime:
+        """Base A's clock (UTC), with the precision of its updated_at stamps."""
+        if self.engine.dialect.name == "mysql":
+            clock = func.utc_timestamp(6)
+        else:
+            clock = func.strftime("%Y-%m-%d %H:%M:%f", "now")
+        with self.engine.connect() as conn:
+            value = conn.execute(select(clock)).scalar_one()
+        return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
     def _stream(self, statement, chunk_size: int) -> Iterator[list]:
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)

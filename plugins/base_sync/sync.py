@@ -33,6 +33,7 @@ class LoadReport:
     previous: Cursor | None  # the watermark the load started from
     since: Cursor | None  # lower bound of the window (the watermark less the look-back)
     until: Cursor | None  # the last row extracted; None when nothing was
+    clock: datetime | None = None  # Base A's time when the extract began: the watermark never passes it
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -45,6 +46,7 @@ class LoadReport:
             "previous": c(self.previous),
             "since": c(self.since),
             "until": c(self.until),
+            "clock": self.clock.isoformat() if self.clock else None,
             "counts": dict(self.counts),
             "seconds": round(self.seconds, 3),
         }
@@ -56,6 +58,7 @@ class LoadReport:
             previous=Cursor.from_json(data["previous"]),
             since=Cursor.from_json(data["since"]),
             until=Cursor.from_json(data["until"]),
+            clock=datetime.fromisoformat(data["clock"]) if data.get("clock") else None,
             counts=data["counts"],
             seconds=data["seconds"],
         )
@@ -78,6 +81,7 @@ def load(
         last[:] = [cursor_of(rows[-1])]
         log.info("%s: read %d rows up to %s", entity, len(rows), last[0])
 
+    clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
     counts = push_chunks(
         api,
@@ -86,7 +90,8 @@ def load(
         settings.push_concurrency,
         on_chunk=track,
     )
-    report = LoadReport(entity, previous, since, last[0] if last else None, counts, time.perf_counter() - started)
+    until = last[0] if last else None
+    report = LoadReport(entity, previous, since, until, clock, counts, time.perf_counter() - started)
     log.info("%s: loaded %s in %.2f s", entity, dict(counts), report.seconds)
     return report
 
@@ -210,7 +215,13 @@ def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> C
     """Move the watermark to the end of the verified window (never backwards); record the run's stats."""
     watermark = report.previous
     if report.until is not None:
-        watermark = max(report.until, report.previous) if report.previous else report.until
+        reached = report.until
+        if report.clock is not None and reached.updated_at > report.clock:
+            # A row stamped in the future: stop at Base A's clock, or rows changed between now and
+            # that stamp would fall behind the watermark. Future rows are re-read until then.
+            reached = Cursor(report.clock, 0)
+            log.warning("%s: rows stamped after Base A's clock %s; the watermark stops there", entity, report.clock)
+        watermark = max(reached, report.previous) if report.previous else reached
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

@@ -214,3 +214,17 @@ def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b)
     assert synced_rows(base_b.database_url, "employees")[17][6] == "1234.56"
     assert assert_in_sync(engine, base_b.database_url, "employees") == 200
     engine.dispose()
+
+
+def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=21)
+    with base_a_engine.begin() as conn:  # a clock-skewed writer
+        conn.execute(text("UPDATE articles SET updated_at = UTC_TIMESTAMP(6) + INTERVAL 1 DAY WHERE id = 2"))
+    run_once("articles", base_a, api, store)
+    assert store.get("articles").updated_at < datetime.now(UTC) + timedelta(minutes=1)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET title = 'changed after' WHERE id = 9"))
+    later = run_once("articles", base_a, api, store)
+    assert later["load"]["updated"] == 1  # row 9; the future row is re-read, unchanged
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
