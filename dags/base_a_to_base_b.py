@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, TaskGroup, dag, task
+from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
 from base_sync.settings import SyncSettings
@@ -66,7 +66,7 @@ def base_a_to_base_b():
             loaded = task(task_id="load")(airflow_tasks.load)(entity)
             deleted = task(task_id="propagate_deletes")(airflow_tasks.propagate_deletes)(entity)
             verified = task(task_id="verify")(airflow_tasks.verify)(entity, loaded)
-            outlet = Asset(name=f"base_b.{entity}", uri=f"base-b://api/{entity}", group="base_b")
+            outlet = airflow_tasks.base_b_asset(entity)
             commit = task(task_id="commit_watermark", outlets=[outlet])(airflow_tasks.commit_watermark)
             loaded >> deleted >> verified
             commit(entity, loaded, verified, deleted)

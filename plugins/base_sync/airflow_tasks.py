@@ -1,4 +1,4 @@
-"""The batch DAG's task callables: Airflow connections and params in, `sync` steps out.
+"""The DAGs' task callables: Airflow connections and params in, `sync` and `events` steps out.
 
 Connections are looked up only here, when a task runs, never when the DAG file is parsed. Base A
 comes through its provider hook (MySqlHook or SqliteHook, chosen by the connection type); the REST
@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from airflow.sdk import BaseHook, get_current_context
+from airflow.sdk import Asset, BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
 
-from base_sync import sync
+from base_sync import events, sync
 from base_sync.api_client import BaseBApi
-from base_sync.settings import SyncSettings
+from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 from base_sync.sync import LoadReport
@@ -39,7 +39,7 @@ def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
     hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
     connect_args = {"init_command": "SET time_zone = '+00:00'"} if hook.conn_type == "mysql" else {}
     engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": connect_args})
-    api = _api(settings)
+    api = _api(settings.api_conn_id, settings.api_timeout)
     try:
         yield BaseA(engine), api
     finally:
@@ -47,11 +47,16 @@ def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
         engine.dispose()
 
 
-def _api(settings: SyncSettings) -> BaseBApi:
-    conn = BaseHook.get_connection(settings.api_conn_id)
+def _api(conn_id: str, timeout: float) -> BaseBApi:
+    conn = BaseHook.get_connection(conn_id)
     scheme = conn.extra_dejson.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "http")
     port = f":{conn.port}" if conn.port else ""
-    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=settings.api_timeout)
+    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=timeout)
+
+
+def base_b_asset(entity: str) -> Asset:
+    """What both DAGs write: an entity's table in Base B, behind the API."""
+    return Asset(name=f"base_b.{entity}", uri=f"base-b://api/{entity}", group="base_b")
 
 
 def load(entity: str) -> dict:
@@ -84,3 +89,19 @@ def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
     watermark = sync.commit(entity, VariableStateStore(), report, stats)
     return {"watermark": watermark.to_json() if watermark else None, **stats}
+
+
+def apply_changes() -> dict:
+    """Drain the change-event topics through the bulk endpoints; commit offsets after each accepted batch."""
+    settings = EventSettings()
+    kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
+    consumer = events.consumer_for(kafka_config, settings)
+    producer = events.producer_for(kafka_config)
+    api = _api(settings.api_conn_id, settings.api_timeout)
+    try:
+        report = events.drain(consumer, producer, api, settings)
+    finally:
+        consumer.close()
+        producer.flush(30)
+        api.close()
+    return report.to_json()

@@ -25,12 +25,14 @@ class ApiError(RuntimeError):
 
 
 class BaseBApi:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 120.0, pool_size: int = 8):
+    def __init__(
+        self, base_url: str, token: str | None, timeout: float = 120.0, pool_size: int = 8, retries: int = 5
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         retry = Retry(
-            total=5,
+            total=retries,
             backoff_factor=0.5,
             status_forcelist=(429, 502, 503, 504),
             allowed_methods=None,  # every method: bulk writes are idempotent under the version guard

@@ -22,3 +22,25 @@ class SyncSettings(BaseSettings):
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")
+
+
+class EventSettings(BaseSettings):
+    """The events path: the topics the relay writes and the DAG drains (EVENTS_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")
+
+    kafka_conn_id: str = Field(
+        "base_a_kafka",
+        description="Airflow connection of the broker (kafka; extra = librdkafka settings, enable.auto.commit false)",
+    )
+    topic_prefix: str = Field("base_a", description="topics are <prefix>.<entity>")
+    dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
+    group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
+    batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")
+    idle_seconds: float = Field(1.0, gt=0, description="a run ends once no event arrived for this long")
+    max_run_seconds: float = Field(600.0, gt=0, description="a run hands over to the next one after this long")
+    fallback_schedule: str = Field(
+        "* * * * *", description="cron of the runs made whether or not an asset event arrived (burst tails)"
+    )
+    api_timeout: float = Field(60.0, gt=0, description="seconds per API request")
+    api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,9 +14,12 @@ from api_service import migrate
 from api_service.entities import ENTITIES
 from api_service.models import REJECTIONS, TABLES
 from base_sync.api_client import BaseBApi
+from base_sync.debezium import topic_for
+from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
-from tests.servers import api_server
+from base_sync.topics import ensure_topics
+from tests.servers import api_server, kafka_broker
 
 TOKEN = "sync-test-token"
 
@@ -104,3 +108,25 @@ def assert_in_sync(engine: Engine, database_url: str, entity: str) -> int:
     differing = [key for key in ours if ours[key] != theirs[key]]
     assert differing == [], f"rows that differ, e.g. {differing[:5]}: {ours[differing[0]]} vs {theirs[differing[0]]}"
     return len(ours)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu) for the session; its bootstrap.servers."""
+    with kafka_broker(tmp_path_factory.mktemp("broker") / "tansu.log") as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def event_settings(kafka_bootstrap) -> EventSettings:
+    """Topics, dead letters and consumer group of this test alone, created on the broker."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    settings = EventSettings(
+        topic_prefix=prefix, dlq_topic=f"{prefix}.dlq", group_id=f"{prefix}.apply", idle_seconds=0.5
+    )
+    ensure_topics(
+        {"bootstrap.servers": kafka_bootstrap},
+        [topic_for(e, prefix) for e in ENTITIES] + [settings.dlq_topic],
+        partitions=3,
+    )
+    return settings

@@ -1,0 +1,77 @@
+"""Near-real-time sync: Base A's change events from Kafka into Base B. Wiring only: the steps live in base_sync."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, dag, task
+
+from base_sync import airflow_tasks
+from base_sync.debezium import topic_for
+from base_sync.settings import EventSettings
+from base_sync.source import ENTITY_NAMES
+from base_sync.wake_trigger import ChangeWakeTrigger
+
+RUNBOOK = """
+### Base A change events → Base B
+
+The CDC relay (`base-a-relay`, or Debezium) publishes every row change of Base A to
+`base_a.<entity>` as a Debezium envelope. A message wakes this DAG (an asset watcher on the
+topics); a fallback schedule runs it every minute as well, so the tail of a burst never waits.
+
+**apply_changes** reads every partition from the consumer group's committed offsets, in batches:
+the newest change per key goes to the bulk upsert or delete endpoint, and the offsets are committed
+only after the API answered. A batch that fails comes back on the next run or retry, and
+repeating it is harmless (the API's version guard). Events older than Base B's row count as
+`stale`, so this path and the batch DAG never undo each other.
+
+**Dead letters**: a malformed event, or one the API rejects, goes to `base_a.dlq` unchanged, with
+Kafka Connect's headers `__connect.errors.topic|partition|offset|exception.message` naming where
+it came from and why. It never blocks its partition. Fix the cause, then re-publish the message
+to its topic (for example with `kcat`), or let the next batch run carry the row over.
+
+**Where to look**: counts per run in the XCom and log of `apply_changes` (consumed, inserted,
+updated, stale, deleted, dead_lettered, lag). Connections: `base_a_kafka` (kafka; extra holds
+`bootstrap.servers`, `group.id` of the wake-up consumer, `enable.auto.commit: false`) and `base_b_api`.
+"""
+
+settings = EventSettings()
+changes = Asset(
+    name="base_a.changes",
+    group="base_a",
+    watchers=[
+        AssetWatcher(
+            name="base_a_change_topics",
+            trigger=ChangeWakeTrigger(
+                topics=[topic_for(entity, settings.topic_prefix) for entity in ENTITY_NAMES],
+                kafka_config_id=settings.kafka_conn_id,
+                poll_timeout=0.5,
+            ),
+        )
+    ],
+)
+
+
+@dag(
+    dag_id="base_a_events",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.fallback_schedule, timezone="UTC"), assets=changes
+    ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sync", "base_a", "base_b", "events"],
+    doc_md=RUNBOOK,
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=2),
+    },
+)
+def base_a_events():
+    outlets = [airflow_tasks.base_b_asset(entity) for entity in ENTITY_NAMES]
+    task(task_id="apply_changes", outlets=outlets)(airflow_tasks.apply_changes)()
+
+
+base_a_events()

@@ -1,0 +1,224 @@
+"""Apply change events: drain the entity topics in batches through the bulk endpoints, then commit.
+
+A run assigns itself every partition of the topics at its consumer group's committed offsets (no
+group join, so nothing waits on a rebalance), reads a batch, keeps the newest change per key,
+applies upserts and deletes with one bulk request each per entity, dead-letters what is malformed or
+rejected, and commits the batch's offsets only once the API answered and the dead letters are
+stored. A crash anywhere before the commit re-reads the batch next time, and the API's version guard
+makes the repeat a no-op: at-least-once delivery, exactly-once state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+
+from base_sync.api_client import BaseBApi
+from base_sync.debezium import BadEvent, Change, decode, topic_for
+from base_sync.load import OUTCOMES
+from base_sync.records import encode, to_record
+from base_sync.settings import EventSettings
+from base_sync.source import ENTITY_NAMES
+
+log = logging.getLogger(__name__)
+
+# The broker answers a group's requests only after half the session timeout; keep it short (FIELD-NOTES).
+CONSUMER_DEFAULTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+POLL_SECONDS = 0.1
+FIRST_FETCH_SECONDS = 3.0
+
+
+@dataclass
+class DrainReport:
+    counts: Counter = field(default_factory=Counter)
+    batches: int = 0
+    seconds: float = 0.0
+    lag: int = 0  # events left on the topics when the run ended
+    newest_source_ms: int | None = None  # commit time in Base A of the newest applied change
+
+    def to_json(self) -> dict:
+        return {
+            "counts": dict(self.counts),
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "lag": self.lag,
+            "event_lag_seconds": round(time.time() - self.newest_source_ms / 1000, 3)
+            if self.newest_source_ms
+            else None,
+        }
+
+    def event_lag_seconds(self) -> float | None:
+        """From Base A's commit of the newest applied change to now."""
+        return round(time.time() - self.newest_source_ms / 1000, 3) if self.newest_source_ms else None
+
+
+def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
+    return Consumer(
+        {
+            **CONSUMER_DEFAULTS,
+            **kafka_config,
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def producer_for(kafka_config: dict) -> Producer:
+    config = {k: v for k, v in kafka_config.items() if not k.startswith(("group.", "enable.auto", "auto.offset"))}
+    config = {k: v for k, v in config.items() if k not in CONSUMER_DEFAULTS}
+    return Producer({**config, "enable.idempotence": True, "linger.ms": 5})
+
+
+def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings) -> DrainReport:
+    """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`."""
+    started = time.monotonic()
+    report = DrainReport()
+    partitions = assign_committed(consumer, [topic_for(e, settings.topic_prefix) for e in ENTITY_NAMES])
+    while time.monotonic() - started < settings.max_run_seconds:
+        # The first fetch also resolves the starting offsets of every partition: give it longer.
+        idle = settings.idle_seconds if report.batches else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
+        batch = take(consumer, settings.batch_size, idle)
+        if not batch:
+            break
+        apply_batch(batch, api, producer, settings, report)
+        consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        report.batches += 1
+        log.info("batch %d: %d events applied, totals %s", report.batches, len(batch), dict(report.counts))
+    report.lag = remaining(consumer, partitions)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def assign_committed(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
+    """Assign every partition of the topics that exist, from the group's committed offsets."""
+    metadata = consumer.list_topics(timeout=10)
+    partitions = []
+    for topic in topics:
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            log.warning("topic %s does not exist yet: nothing to read from it", topic)
+            continue
+        partitions += [TopicPartition(topic, p) for p in sorted(described.partitions)]
+    if not partitions:
+        return []
+    committed = consumer.committed(partitions, timeout=10)
+    consumer.assign(
+        [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
+    )
+    return partitions
+
+
+def take(consumer: Consumer, limit: int, idle_seconds: float) -> list[Message]:
+    """Up to `limit` messages: returns as soon as the topics are caught up, or [] after `idle_seconds`."""
+    batch: list[Message] = []
+    waited_since = time.monotonic()
+    while len(batch) < limit:
+        got = consumer.consume(limit - len(batch), timeout=POLL_SECONDS)
+        for message in got:
+            if message.error():
+                raise KafkaException(message.error())
+        batch += got
+        if got:
+            continue
+        if batch or time.monotonic() - waited_since >= idle_seconds:
+            break
+    return batch
+
+
+def apply_batch(batch: list[Message], api: BaseBApi, producer: Producer, settings: EventSettings, report) -> None:
+    counts = report.counts
+    counts["consumed"] += len(batch)
+    newest: dict[tuple[str, int], tuple[Change, Message]] = {}
+    dead: list[tuple[Message, str, str]] = []
+    for message in batch:
+        try:
+            change = decode(message.topic(), message.value(), settings.topic_prefix)
+        except BadEvent as exc:
+            dead.append((message, "BadEvent", str(exc)))
+            continue
+        if change is None:
+            counts["tombstones"] += 1
+            continue
+        key = (change.entity, change.id)
+        held = newest.get(key)
+        # Per key the later message wins; a version older than one already seen is superseded here.
+        if held is None or change.version >= held[0].version:
+            newest[key] = (change, message)
+        counts["superseded"] += held is not None
+        if change.source_ms and (report.newest_source_ms or 0) < change.source_ms:
+            report.newest_source_ms = change.source_ms
+    for entity in ENTITY_NAMES:
+        changes = [held for (name, _), held in newest.items() if name == entity]
+        upserts = [(c, m) for c, m in changes if not c.is_delete]
+        deletes = [(c, m) for c, m in changes if c.is_delete]
+        if upserts:
+            answer = api.bulk_upsert(entity, encode([to_record(entity, c.row) for c, _ in upserts]))
+            dead += _account(entity, upserts, answer, counts)
+        if deletes:
+            records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
+            answer = api.bulk_delete(entity, records)
+            dead += _account(entity, deletes, answer, counts)
+    if dead:
+        dead_letter(producer, settings.dlq_topic, dead)
+        counts["dead_lettered"] += len(dead)
+
+
+def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
+    if answer["received"] != len(sent):
+        raise RuntimeError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
+    for outcome in (*OUTCOMES, "deleted", "not_found"):
+        counts[outcome] += answer.get(outcome, 0)
+    rejected = []
+    for error in answer["errors"]:
+        reasons = "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in error["reasons"])
+        log.warning("%s source_id=%s rejected by the API: %s", entity, error["source_id"], reasons)
+        rejected.append((sent[error["index"]][1], "Rejected", f"rejected by the API: {reasons}"))
+    return rejected
+
+
+def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, str, str]]) -> None:
+    """The original message, with where it came from and why, in Kafka Connect's dead-letter headers."""
+    failures = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failures.append(error)
+
+    for message, kind, reason in dead:
+        log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
+        headers = [
+            ("__connect.errors.topic", message.topic()),
+            ("__connect.errors.partition", str(message.partition())),
+            ("__connect.errors.offset", str(message.offset())),
+            ("__connect.errors.exception.class.name", kind),
+            ("__connect.errors.exception.message", reason),
+        ]
+        producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
+    if producer.flush(30) or failures:
+        # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
+        raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")
+
+
+def next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for message in batch:
+        key = (message.topic(), message.partition())
+        last[key] = max(last.get(key, -1), message.offset())
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+
+def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
+    """Events after the consumer's position, summed over the partitions."""
+    if not partitions:
+        return 0
+    left = 0
+    for position in consumer.position(partitions):
+        low, high = consumer.get_watermark_offsets(position, timeout=5, cached=False)
+        left += max(high - (position.offset if position.offset >= 0 else low), 0)
+    return left

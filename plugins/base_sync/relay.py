@@ -1,0 +1,348 @@
+"""The CDC relay: Base A's binlog (ROW format) to Debezium change events on Kafka, with a resumable position.
+
+One process reads the binlog as a replica would (mysql-replication), turns every row change of the
+entity tables into a Debezium envelope keyed by the row id, and produces it to `<prefix>.<entity>`.
+The position (MariaDB GTID, or MySQL file and offset) is saved to a file only once every event of
+the transactions before it was acknowledged by the broker, so a restart resumes without a gap; it
+may repeat the last transactions, which the API's version guard makes harmless.
+
+Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from confluent_kafka import Producer
+from prometheus_client import Counter, Gauge, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, topic_for
+from base_sync.source import ENTITY_NAMES
+from base_sync.topics import ensure_topics
+
+log = logging.getLogger("base-a-relay")
+
+EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"])
+TRANSACTIONS = Counter("relay_transactions_total", "Base A transactions read from the binlog")
+DELIVERY_ERRORS = Counter("relay_delivery_errors_total", "Events the broker did not acknowledge")
+LAST_EVENT = Gauge("relay_last_event_timestamp_seconds", "Commit time in Base A of the last event read")
+LAST_SAVED = Gauge("relay_position_saved_timestamp_seconds", "When the resumable position was last saved")
+PENDING = Gauge("relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker")
+
+
+class RelaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
+
+    base_a_url: str = Field("mysql://root@127.0.0.1:3306/base_a", description="Base A (MySQL or MariaDB, binlog ROW)")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="bootstrap.servers of the broker")
+    topic_prefix: str = Field("base_a", description="topics are <prefix>.<entity>")
+    partitions: int = Field(3, ge=1, description="partitions of the topics the relay creates when missing")
+    server_id: int = Field(5401, ge=1, description="replica id: unique among the server's replicas")
+    position_file: Path = Field(Path("var/relay/position.json"), description="where the resumable position lives")
+    with_schema: bool = Field(True, description="Debezium's schema/payload wrapper (JSON converter default)")
+    http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
+    http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
+    save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
+
+
+class PositionFile:
+    """The last binlog position whose events the broker holds, written atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, position: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(position))
+        os.replace(scratch, self.path)
+
+
+class Deliveries:
+    """Counts the unacknowledged events of each transaction; yields the position all before it are safe at."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.transactions: deque[list] = deque()  # [outstanding events, position when it ended or None]
+        self.failed: list = []
+
+    def begin(self) -> list:
+        entry = [0, None]
+        with self.lock:
+            self.transactions.append(entry)
+        return entry
+
+    def sent(self, entry: list) -> callable:
+        with self.lock:
+            entry[0] += 1
+
+        def acknowledged(error, _message):
+            with self.lock:
+                entry[0] -= 1
+                if error is not None:
+                    self.failed.append(error)
+                    DELIVERY_ERRORS.inc()
+
+        return acknowledged
+
+    def end(self, entry: list, position: dict) -> None:
+        with self.lock:
+            entry[1] = position
+
+    def safe_position(self) -> dict | None:
+        """The position of the last transaction whose events, and every earlier one's, were acknowledged."""
+        safe = None
+        with self.lock:
+            if self.failed:
+                return None
+            while self.transactions and self.transactions[0][1] is not None and self.transactions[0][0] == 0:
+                safe = self.transactions.popleft()[1]
+            PENDING.set(sum(t[0] for t in self.transactions))
+        return safe
+
+
+class Relay:
+    def __init__(self, settings: RelaySettings):
+        self.settings = settings
+        self.url = make_url(settings.base_a_url)
+        self.positions = PositionFile(settings.position_file)
+        self.deliveries = Deliveries()
+        self.producer = Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2}
+        )
+        self.writers = {
+            e: EnvelopeWriter(e, settings.topic_prefix, self.url.database or "", settings.with_schema)
+            for e in ENTITY_NAMES
+        }
+        self.stopping = threading.Event()
+        self.streaming = False
+        self.is_mariadb = False
+
+    # Start-up
+
+    def _server(self) -> dict:
+        engine = create_engine(self.url.set(drivername="mysql+mysqldb"))
+        try:
+            with engine.connect() as conn:
+                version = conn.execute(text("SELECT VERSION()")).scalar_one()
+                settings = dict(
+                    conn.execute(text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata"))
+                    .one()
+                    ._mapping
+                )
+                self.is_mariadb = "mariadb" in version.lower()
+                if self.is_mariadb:
+                    settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
+                else:
+                    status = conn.execute(text("SHOW MASTER STATUS")).one()
+                    settings["log_file"], settings["log_pos"] = status[0], status[1]
+        finally:
+            engine.dispose()
+        problems = [
+            f"{name} is {settings[key]!r}, needs {wanted}"
+            for key, name, wanted in (
+                ("@@log_bin", "log_bin", "ON (1)"),
+                ("@@binlog_format", "binlog_format", "ROW"),
+                ("@@binlog_row_image", "binlog_row_image", "FULL"),
+                ("@@binlog_row_metadata", "binlog_row_metadata", "FULL"),
+            )
+            if str(settings[key]).upper() not in ("1", "ON", "ROW", "FULL")
+        ]
+        if problems:
+            raise SystemExit("Base A's binlog cannot feed the relay: " + "; ".join(problems))
+        return settings
+
+    def _stream(self, position: dict) -> BinLogStreamReader:
+        where = {}
+        if self.is_mariadb:
+            where = {"auto_position": position["gtid"]} if position.get("gtid") else {}
+        elif position.get("log_file"):
+            where = {"log_file": position["log_file"], "log_pos": position["log_pos"]}
+        return BinLogStreamReader(
+            connection_settings={
+                "host": self.url.host or "127.0.0.1",
+                "port": self.url.port or 3306,
+                "user": self.url.username or "root",
+                "passwd": self.url.password or "",
+            },
+            server_id=self.settings.server_id,
+            blocking=True,
+            resume_stream=True,
+            is_mariadb=self.is_mariadb,
+            only_schemas=[self.url.database] if self.url.database else None,
+            only_tables=list(ENTITY_NAMES),
+            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, MariadbGtidEvent, GtidEvent],
+            slave_heartbeat=1.0,
+            **where,
+        )
+
+    # The loop
+
+    def run(self) -> None:
+        server = self._server()
+        position = self.positions.load()
+        if position is None:
+            position = {
+                "gtid": server.get("gtid"),
+                "log_file": server.get("log_file"),
+                "log_pos": server.get("log_pos"),
+            }
+            log.info("no saved position: starting at Base A's current one, %s", position)
+            self.positions.save(position)
+        else:
+            log.info("resuming after %s", position)
+        ensure_topics(
+            {"bootstrap.servers": self.settings.kafka_bootstrap},
+            [topic_for(e, self.settings.topic_prefix) for e in ENTITY_NAMES] + [DLQ_TOPIC],
+            self.settings.partitions,
+        )
+        saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)
+        saver.start()
+        stream = self._stream(position)
+        self.streaming = True
+        transaction, gtid = None, position.get("gtid")
+        try:
+            for event in stream:
+                if self.stopping.is_set():
+                    break
+                if isinstance(event, MariadbGtidEvent | GtidEvent):
+                    if transaction is not None:  # the previous group had no XID (DDL): it ended here
+                        self.deliveries.end(transaction, {"gtid": gtid, "log_file": None, "log_pos": None})
+                    gtid = event.gtid
+                    transaction = self.deliveries.begin()
+                elif isinstance(event, XidEvent):
+                    TRANSACTIONS.inc()
+                    if transaction is not None:
+                        self.deliveries.end(
+                            transaction, {"gtid": gtid, "log_file": stream.log_file, "log_pos": stream.log_pos}
+                        )
+                    transaction = None
+                else:
+                    if transaction is None:  # a row event outside a GTID'd transaction: track it alone
+                        transaction = self.deliveries.begin()
+                    self._publish(event, transaction, stream)
+                if self.deliveries.failed:
+                    raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
+        finally:
+            self.streaming = False
+            stream.close()
+            self.stopping.set()
+            saver.join(10)
+            self.producer.flush(30)
+            self._save()
+
+    def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
+        entity = event.table
+        writer = self.writers[entity]
+        topic = topic_for(entity, self.settings.topic_prefix)
+        source = {
+            "ts_ms": event.timestamp * 1000,
+            "server_id": event.packet.server_id,
+            "gtid": None,
+            "file": stream.log_file,
+            "pos": stream.log_pos,
+        }
+        now_ms = int(time.time() * 1000)
+        LAST_EVENT.set(event.timestamp)
+        for index, row in enumerate(event.rows):
+            if isinstance(event, WriteRowsEvent):
+                op, before, after = "c", None, row["values"]
+            elif isinstance(event, UpdateRowsEvent):
+                op, before, after = "u", row["before_values"], row["after_values"]
+            else:
+                op, before, after = "d", row["values"], None
+            key = str((after or before)["id"]).encode()
+            value = writer.envelope(op, before, after, {**source, "row": index}, now_ms)
+            self._produce(topic, key, value, self.deliveries.sent(transaction))
+            EVENTS.labels(entity, op).inc()
+
+    def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                return
+            except BufferError:  # the local queue is full: wait for the broker to catch up
+                self.producer.poll(0.1)
+
+    def _serve_deliveries(self) -> None:
+        """Run delivery callbacks and save the safe position, until the relay stops."""
+        while not self.stopping.is_set():
+            self.producer.poll(self.settings.save_interval)
+            self._save()
+
+    def _save(self) -> None:
+        position = self.deliveries.safe_position()
+        if position is not None:
+            self.positions.save(position)
+            LAST_SAVED.set(time.time())
+
+    # /health and /metrics
+
+    def http_app(self):
+        metrics = make_wsgi_app()
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/metrics":
+                return metrics(environ, start_response)
+            if environ["PATH_INFO"] in ("/health", "/ready"):
+                healthy = not self.deliveries.failed and (environ["PATH_INFO"] == "/health" or self.streaming)
+                body = json.dumps({"status": "ok" if healthy else "unavailable", "position": self.positions.load()})
+                status = "200 OK" if healthy else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [body.encode()]
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"status": 404, "title": "Not Found"}']
+
+        return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # scrapes every few seconds would flood the log
+        pass
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = RelaySettings()
+    relay = Relay(settings)
+    if settings.http_port:
+        httpd = make_server(
+            settings.http_host, settings.http_port, relay.http_app(), ThreadingWSGIServer, _QuietHandler
+        )
+        threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+        log.info("health and metrics on http://%s:%d", settings.http_host, settings.http_port)
+
+    def stop(signum, _frame):
+        log.info("signal %d: stopping after the current event", signum)
+        relay.stopping.set()
+        raise KeyboardInterrupt  # interrupts a blocking binlog read; the position is saved on the way out
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        relay.run()
+    except KeyboardInterrupt:
+        pass
+    log.info("stopped; position %s", relay.positions.load())
+    return 0

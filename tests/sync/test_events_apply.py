@@ -1,0 +1,151 @@
+"""Applying change events: a real broker, the real API over PostgreSQL, the drain the events DAG runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from base_sync import events
+from base_sync.api_client import ApiError, BaseBApi
+from base_sync.debezium import EnvelopeWriter, topic_for
+from tests.servers import free_port
+from tests.sync.conftest import synced_rows
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+SOURCE = {"ts_ms": int(T0.timestamp() * 1000), "server_id": 1, "gtid": None, "file": "binlog.000001", "pos": 4}
+
+
+def employee(key: int, version: datetime, **changes) -> dict:
+    return {
+        "id": key,
+        "first_name": f"First{key}",
+        "last_name": "Last",
+        "email": f"e{key}@example.com",
+        "department": "Sales",
+        "position": "Analyst",
+        "salary": Decimal("50000.00"),
+        "hired_at": date(2020, 1, 1),
+        "created_at": T0 - timedelta(days=1),
+        "updated_at": version,
+        **changes,
+    }
+
+
+class Events:
+    """Produces envelopes to this test's topics and runs drains, like the DAG's task."""
+
+    def __init__(self, bootstrap: str, settings, base_b):
+        self.bootstrap, self.settings, self.base_b = bootstrap, settings, base_b
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        self.writer = EnvelopeWriter("employees", database="base_a")
+
+    def send(self, op: str, before: dict | None, after: dict | None, partition: int | None = None) -> None:
+        self.raw(self.writer.envelope(op, before, after, {**SOURCE, "row": 0}, 1), (after or before)["id"], partition)
+
+    def raw(self, value: bytes | None, key: int, partition: int | None = None, entity: str = "employees") -> None:
+        extra = {"partition": partition} if partition is not None else {}
+        self.producer.produce(topic_for(entity, self.settings.topic_prefix), value=value, key=str(key), **extra)
+        self.producer.flush(10)
+
+    def drain(self, api: BaseBApi | None = None) -> events.DrainReport:
+        config = {"bootstrap.servers": self.bootstrap}
+        consumer, producer = events.consumer_for(config, self.settings), events.producer_for(config)
+        api = api or self.base_b.api()
+        try:
+            return events.drain(consumer, producer, api, self.settings)
+        finally:
+            consumer.close()
+            api.close()
+
+    def dead_letters(self) -> list:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "reader", "enable.auto.commit": False})
+        metadata = consumer.list_topics(self.settings.dlq_topic, timeout=10)
+        partitions = metadata.topics[self.settings.dlq_topic].partitions
+        consumer.assign([TopicPartition(self.settings.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
+        found = []
+        while batch := consumer.consume(100, timeout=1.0):
+            found += batch
+        consumer.close()
+        return sorted(found, key=lambda m: dict(m.headers())["__connect.errors.offset"])
+
+    def rows(self) -> dict:
+        return synced_rows(self.base_b.database_url, "employees")
+
+
+@pytest.fixture
+def changes(kafka_bootstrap, event_settings, base_b) -> Events:
+    return Events(kafka_bootstrap, event_settings, base_b)
+
+
+def test_inserts_updates_and_deletes_arrive_and_offsets_are_committed(changes):
+    v1, v2 = T0, T0 + timedelta(seconds=5)
+    for key in (1, 2, 3):
+        changes.send("c", None, employee(key, v1))
+    changes.send("u", employee(2, v1), employee(2, v2, position="Lead", salary=Decimal("61000.50")))
+    changes.send("d", employee(3, v1), None)
+    report = changes.drain()
+    assert report.counts["consumed"] == 5
+    assert report.counts["inserted"] == 2 and report.counts["deleted"] + report.counts["not_found"] == 1
+    rows = changes.rows()
+    assert sorted(rows) == [1, 2]
+    assert rows[2][0] == v2 and rows[2][5] == "Lead" and rows[2][6] == "61000.50"
+    assert report.lag == 0
+    again = changes.drain()
+    assert again.counts["consumed"] == 0, "offsets were not committed"
+
+
+def test_a_duplicate_delivery_changes_nothing(changes):
+    for _ in range(2):
+        for key in (1, 2):
+            changes.send("c", None, employee(key, T0))
+        first = changes.drain()
+    assert first.counts["unchanged"] == 2 and first.counts["inserted"] == 0
+    assert sorted(changes.rows()) == [1, 2]
+
+
+def test_an_older_event_after_a_newer_one_is_stale(changes):
+    newer, older = T0 + timedelta(seconds=10), T0
+    changes.send("u", None, employee(1, newer, position="Director"))
+    changes.drain()
+    changes.send("u", None, employee(1, older, position="Intern"))
+    changes.send("d", employee(1, older), None)
+    report = changes.drain()
+    assert report.counts["stale"] == 1 and report.counts["superseded"] == 1
+    assert changes.rows()[1][0] == newer and changes.rows()[1][5] == "Director"
+
+
+def test_malformed_and_rejected_events_go_to_the_dead_letters_and_never_block(changes):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.raw(b"{this is not json", key=2, partition=0)
+    changes.send("c", None, employee(3, T0, email="not-an-address"), partition=0)  # the API refuses it
+    changes.send("c", None, employee(4, T0), partition=0)
+    report = changes.drain()
+    assert sorted(changes.rows()) == [1, 4], f"{report.to_json()}: the events after the bad ones were applied"
+    assert report.counts["dead_lettered"] == 2 and report.counts["rejected"] == 1
+    letters = changes.dead_letters()
+    assert [m.value()[:17] for m in letters][0] == b"{this is not json"
+    first, second = (dict(m.headers()) for m in letters)
+    assert first["__connect.errors.offset"] == b"1" and b"not JSON" in first["__connect.errors.exception.message"]
+    assert first["__connect.errors.topic"] == topic_for("employees", changes.settings.topic_prefix).encode()
+    assert second["__connect.errors.offset"] == b"2" and b"email" in second["__connect.errors.exception.message"]
+    assert letters[1].key() == b"3" and b'"not-an-address"' in letters[1].value()
+    assert changes.drain().counts["consumed"] == 0, "the bad events were committed past, not retried forever"
+
+
+def test_tombstones_are_skipped_not_dead_lettered(changes):
+    changes.raw(None, key=1)
+    report = changes.drain()
+    assert report.counts["tombstones"] == 1 and report.counts["dead_lettered"] == 0
+
+
+def test_an_unreachable_api_commits_nothing_and_the_next_run_applies_everything(changes):
+    for key in range(1, 11):
+        changes.send("c", None, employee(key, T0))
+    with pytest.raises(ApiError, match="unreachable"):
+        changes.drain(BaseBApi(f"http://127.0.0.1:{free_port()}", "token", retries=0))
+    report = changes.drain()
+    assert report.counts["consumed"] == 10 and report.counts["inserted"] == 10
+    assert sorted(changes.rows()) == list(range(1, 11))
