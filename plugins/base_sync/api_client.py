@@ -25,9 +25,7 @@ class ApiError(RuntimeError):
 
 
 class BaseBApi:
-    def __init__(
-        self, base_url: str, token: str | None, timeout: float = 120.0, pool_size: int = 8, retries: int = 5
-    ):
+    def __init__(self, base_url: str, token: str | None, timeout: float = 120.0, pool_size: int = 8, retries: int = 5):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()

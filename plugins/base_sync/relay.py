@@ -22,7 +22,7 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from confluent_kafka import Producer
-from prometheus_client import Counter, Gauge, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,12 +38,19 @@ from base_sync.topics import ensure_topics
 
 log = logging.getLogger("base-a-relay")
 
-EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"])
-TRANSACTIONS = Counter("relay_transactions_total", "Base A transactions read from the binlog")
-DELIVERY_ERRORS = Counter("relay_delivery_errors_total", "Events the broker did not acknowledge")
-LAST_EVENT = Gauge("relay_last_event_timestamp_seconds", "Commit time in Base A of the last event read")
-LAST_SAVED = Gauge("relay_position_saved_timestamp_seconds", "When the resumable position was last saved")
-PENDING = Gauge("relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker")
+REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
+EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
+TRANSACTIONS = Counter("relay_transactions_total", "Base A transactions read from the binlog", registry=REGISTRY)
+DELIVERY_ERRORS = Counter("relay_delivery_errors_total", "Events the broker did not acknowledge", registry=REGISTRY)
+LAST_EVENT = Gauge(
+    "relay_last_event_timestamp_seconds", "Commit time in Base A of the last event read", registry=REGISTRY
+)
+LAST_SAVED = Gauge(
+    "relay_position_saved_timestamp_seconds", "When the resumable position was last saved", registry=REGISTRY
+)
+PENDING = Gauge(
+    "relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker", registry=REGISTRY
+)
 
 
 class RelaySettings(BaseSettings):
@@ -301,7 +308,7 @@ class Relay:
     # /health and /metrics
 
     def http_app(self):
-        metrics = make_wsgi_app()
+        metrics = make_wsgi_app(REGISTRY)
 
         def app(environ, start_response):
             if environ["PATH_INFO"] == "/metrics":

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tests.servers import REPO, venv_bin
+from tests.servers import REPO, free_port, venv_bin, wait_for_http
 
 
 class Airflow:
@@ -78,3 +81,84 @@ class Airflow:
             return None
         value, encrypted = row
         return json.loads(Fernet(self.fernet_key.encode()).decrypt(value.encode()) if encrypted else value)
+
+    @contextlib.contextmanager
+    def services(self, log_dir: Path):
+        """Airflow as it runs for users: api-server, scheduler, dag-processor and triggerer processes."""
+        port = free_port()
+        self.env |= {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",  # asset watchers register on a re-parse
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        }
+        processes = []
+        try:
+            for part in ("api-server", "scheduler", "dag-processor", "triggerer"):
+                log = open(log_dir / f"airflow-{part}.log", "w")  # noqa: SIM115 - closed with the process
+                processes.append(
+                    (
+                        subprocess.Popen(
+                            [venv_bin("airflow"), part],
+                            env=self.env,
+                            cwd=REPO,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        ),
+                        log,
+                    )
+                )
+            wait_for_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", processes[0][0], timeout=120)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            for process, _ in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process, log in processes:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+                log.close()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                subprocess.run(
+                    [venv_bin("airflow"), "dags", "details", dag_id],
+                    env=self.env,
+                    cwd=REPO,
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            ):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id} was not parsed within {timeout} s")
+
+    def wait_for_watcher(self, classpath_part: str, timeout: float = 120) -> None:
+        """Until the triggerer runs the asset watcher's trigger (registered when its DAG is unpaused and re-parsed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.home / "airflow.db") as conn:
+                running = conn.execute(
+                    "SELECT count(*) FROM trigger WHERE classpath LIKE ? AND triggerer_id IS NOT NULL",
+                    (f"%{classpath_part}%",),
+                ).fetchone()[0]
+            if running:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"no triggerer ran a {classpath_part} trigger within {timeout} s")
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs, from the metadata database: run_id, state, run_type."""
+        with sqlite3.connect(self.home / "airflow.db") as conn:
+            rows = conn.execute("SELECT run_id, state, run_type FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchall()
+        return [{"run_id": r[0], "state": r[1], "run_type": r[2]} for r in rows]

@@ -1,13 +1,18 @@
-"""Sync fixtures: Base A on the real MariaDB, Base B behind a real API process on PostgreSQL."""
+"""Sync fixtures: Base A on the real MariaDB, Base B behind a real API process on PostgreSQL, a real broker,
+a MariaDB with its binlog on and the relay reading it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, create_engine, select
 
 from api_service import migrate
@@ -19,7 +24,7 @@ from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
 from base_sync.topics import ensure_topics
-from tests.servers import api_server, kafka_broker
+from tests.servers import REPO, api_server, binlog_mariadb, free_port, kafka_broker, venv_bin, wait_for_http
 
 TOKEN = "sync-test-token"
 
@@ -130,3 +135,77 @@ def event_settings(kafka_bootstrap) -> EventSettings:
         partitions=3,
     )
     return settings
+
+
+@pytest.fixture(scope="session")
+def binlog_port(tmp_path_factory) -> Iterator[int]:
+    with binlog_mariadb(tmp_path_factory.mktemp("mariadb")) as port:
+        yield port
+
+
+@pytest.fixture
+def base_a_url(binlog_port) -> Iterator[str]:
+    name = f"base_a_{uuid.uuid4().hex[:8]}"
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{name}"
+    engine = source_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    return url
+
+
+class RelayProcess:
+    def __init__(self, base_a_url: str, bootstrap: str, workdir):
+        self.prefix = f"r{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.log = workdir / "relay.log"
+        self.position_file = workdir / "position.json"
+        self.env = {
+            **os.environ,
+            "RELAY_BASE_A_URL": base_a_url,
+            "RELAY_KAFKA_BOOTSTRAP": bootstrap,
+            "RELAY_TOPIC_PREFIX": self.prefix,
+            "RELAY_POSITION_FILE": str(self.position_file),
+            "RELAY_HTTP_PORT": str(self.port),
+            "RELAY_SERVER_ID": str(6000 + self.port % 1000),
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(
+                [venv_bin("base-a-relay")], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for_http(f"{self.url}/ready", self.process)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def relay(base_a_url, kafka_bootstrap, tmp_path) -> Iterator[RelayProcess]:
+    process = RelayProcess(base_a_url, kafka_bootstrap, tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    """Every message on a topic, from the beginning (no consumer group join: partitions are assigned)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    found = []
+    while batch := consumer.consume(100, timeout=1.0):
+        found += batch
+    consumer.close()
+    return found

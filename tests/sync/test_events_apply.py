@@ -6,13 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from base_sync import events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, topic_for
 from tests.servers import free_port
-from tests.sync.conftest import synced_rows
+from tests.sync.conftest import read_topic, synced_rows
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 SOURCE = {"ts_ms": int(T0.timestamp() * 1000), "server_id": 1, "gtid": None, "file": "binlog.000001", "pos": 4}
@@ -61,14 +61,7 @@ class Events:
             api.close()
 
     def dead_letters(self) -> list:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "reader", "enable.auto.commit": False})
-        metadata = consumer.list_topics(self.settings.dlq_topic, timeout=10)
-        partitions = metadata.topics[self.settings.dlq_topic].partitions
-        consumer.assign([TopicPartition(self.settings.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
-        found = []
-        while batch := consumer.consume(100, timeout=1.0):
-            found += batch
-        consumer.close()
+        found = read_topic(self.bootstrap, self.settings.dlq_topic)
         return sorted(found, key=lambda m: dict(m.headers())["__connect.errors.offset"])
 
     def rows(self) -> dict:
