@@ -3,6 +3,7 @@
 base-a init                       create the tables (BASE_A_URL, default var/base_a.sqlite)
 base-a seed employees 1000000     add realistic rows
 base-a churn employees --updates 10000 --inserts 100 --deletes 50
+base-a churn employees --updates 10 --publish 127.0.0.1:9092   ... and publish their change events
 base-a count employees            rows in Base A
 base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
 """
@@ -15,7 +16,7 @@ import os
 import sys
 import time
 
-from base_sync import generate
+from base_sync import event_maker, generate
 from base_sync.api_client import BaseBApi
 from base_sync.source import ENTITY_NAMES, source_engine
 from base_sync.source_schema import create_schema
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     churning.add_argument("entity", choices=ENTITY_NAMES)
     for option in ("updates", "inserts", "deletes"):
         churning.add_argument(f"--{option}", type=int, default=0)
+    churning.add_argument(
+        "--publish",
+        metavar="BOOTSTRAP",
+        help="also publish the changes as Debezium events to this Kafka (for a Base A without a binlog)",
+    )
+    churning.add_argument("--topic-prefix", default=os.environ.get("EVENTS_TOPIC_PREFIX", "base_a"))
     counting = commands.add_parser("count", help="rows in Base A")
     counting.add_argument("entity", choices=ENTITY_NAMES)
     summary = commands.add_parser("summary", help="rows in Base A and synced rows in Base B")
@@ -59,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
             added = generate.seed(engine, args.entity, args.count, args.seed)
             elapsed = time.perf_counter() - started
             log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
+        elif args.command == "churn" and args.publish:
+            done = event_maker.churn_and_publish(
+                engine,
+                args.entity,
+                args.publish,
+                args.updates,
+                args.inserts,
+                args.deletes,
+                args.seed,
+                args.topic_prefix,
+            )
+            log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
         elif args.command == "churn":
             done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, args.seed)
             log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)

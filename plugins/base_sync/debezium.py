@@ -129,10 +129,17 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
     return payload, types
 
 
+_TEXT_KINDS = frozenset((Kind.STRING, Kind.TEXT, Kind.EMAIL))
+
+
 def _row(entity: Entity, image: dict, types: dict[str, dict]) -> dict:
     row = {"id": image.get("id")}
     for field in entity.fields:
-        row[field.name] = _value(field.name, image.get(field.name), types.get(field.name), field.kind, field.scale)
+        value, schema = image.get(field.name), types.get(field.name)
+        if value is None or (field.kind in _TEXT_KINDS and isinstance(value, str) and "name" not in (schema or ())):
+            row[field.name] = value  # the common case, read as is
+        else:
+            row[field.name] = _value(field.name, value, schema, field.kind, field.scale)
     for name in TIMESTAMPS:
         row[name] = _value(name, image.get(name), types.get(name), "timestamp", None)
     return row

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
@@ -76,23 +77,44 @@ def producer_for(kafka_config: dict) -> Producer:
 
 
 def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings) -> DrainReport:
-    """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`."""
+    """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`.
+
+    While one batch is with the API, the next is fetched and decoded; a batch's offsets are
+    committed only after its answer, in order, and one batch at a time is in flight.
+    """
     started = time.monotonic()
     report = DrainReport()
     partitions = assign_committed(consumer, [topic_for(e, settings.topic_prefix) for e in ENTITY_NAMES])
-    while time.monotonic() - started < settings.max_run_seconds:
-        # The first fetch also resolves the starting offsets of every partition: give it longer.
-        idle = settings.idle_seconds if report.batches else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
-        batch = take(consumer, settings.batch_size, idle)
-        if not batch:
-            break
-        apply_batch(batch, api, producer, settings, report)
-        consumer.commit(offsets=next_offsets(batch), asynchronous=False)
-        report.batches += 1
-        log.info("batch %d: %d events applied, totals %s", report.batches, len(batch), dict(report.counts))
+    in_flight = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
+        while time.monotonic() - started < settings.max_run_seconds:
+            # The first fetch also resolves the starting offsets of every partition: give it longer.
+            idle = settings.idle_seconds if report.batches else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
+            batch = take(consumer, settings.batch_size, idle)
+            if not batch:
+                break
+            plan = prepare(batch, settings, report)
+            if in_flight:
+                _settle(*in_flight, consumer, producer, settings, report)
+            in_flight = (sender.submit(send, plan, api), plan)
+        if in_flight:
+            _settle(*in_flight, consumer, producer, settings, report)
     report.lag = remaining(consumer, partitions)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _settle(sent: Future, plan: Plan, consumer, producer, settings: EventSettings, report: DrainReport) -> None:
+    """Once the API answered a batch: its dead letters stored, then its offsets committed."""
+    rejected, counts = sent.result()
+    report.counts.update(counts)
+    dead = plan.dead + rejected
+    if dead:
+        dead_letter(producer, settings.dlq_topic, dead)
+        report.counts["dead_lettered"] += len(dead)
+    consumer.commit(offsets=next_offsets(plan.batch), asynchronous=False)
+    report.batches += 1
+    log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
 
 
 def assign_committed(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
@@ -131,7 +153,16 @@ def take(consumer: Consumer, limit: int, idle_seconds: float) -> list[Message]:
     return batch
 
 
-def apply_batch(batch: list[Message], api: BaseBApi, producer: Producer, settings: EventSettings, report) -> None:
+@dataclass
+class Plan:
+    """A decoded batch: the newest change per key, by entity, and what is already dead."""
+
+    batch: list[Message]
+    changes: dict[str, list[tuple[Change, Message]]]
+    dead: list[tuple[Message, str, str]]
+
+
+def prepare(batch: list[Message], settings: EventSettings, report: DrainReport) -> Plan:
     counts = report.counts
     counts["consumed"] += len(batch)
     newest: dict[tuple[str, int], tuple[Change, Message]] = {}
@@ -153,20 +184,25 @@ def apply_batch(batch: list[Message], api: BaseBApi, producer: Producer, setting
         counts["superseded"] += held is not None
         if change.source_ms and (report.newest_source_ms or 0) < change.source_ms:
             report.newest_source_ms = change.source_ms
-    for entity in ENTITY_NAMES:
-        changes = [held for (name, _), held in newest.items() if name == entity]
+    changes: dict[str, list] = {entity: [] for entity in ENTITY_NAMES}
+    for (entity, _), held in newest.items():
+        changes[entity].append(held)
+    return Plan(batch, changes, dead)
+
+
+def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], Counter]:
+    """One bulk upsert and one bulk delete per entity; returns the changes the API rejected, and its counts."""
+    rejected, counts = [], Counter()
+    for entity, changes in plan.changes.items():
         upserts = [(c, m) for c, m in changes if not c.is_delete]
         deletes = [(c, m) for c, m in changes if c.is_delete]
         if upserts:
             answer = api.bulk_upsert(entity, encode([to_record(entity, c.row) for c, _ in upserts]))
-            dead += _account(entity, upserts, answer, counts)
+            rejected += _account(entity, upserts, answer, counts)
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
-            answer = api.bulk_delete(entity, records)
-            dead += _account(entity, deletes, answer, counts)
-    if dead:
-        dead_letter(producer, settings.dlq_topic, dead)
-        counts["dead_lettered"] += len(dead)
+            rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
+    return rejected, counts
 
 
 def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
@@ -219,6 +255,9 @@ def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
         return 0
     left = 0
     for position in consumer.position(partitions):
-        low, high = consumer.get_watermark_offsets(position, timeout=5, cached=False)
+        # From the last fetch's answers: no round trip per partition at the end of every run.
+        low, high = consumer.get_watermark_offsets(position, cached=True)
+        if high < 0:
+            continue
         left += max(high - (position.offset if position.offset >= 0 else low), 0)
     return left

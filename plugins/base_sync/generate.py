@@ -114,12 +114,22 @@ def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None)
 def churn(engine: Engine, entity: str, updates: int = 0, inserts: int = 0, deletes: int = 0, seed_value=None) -> dict:
     """Random changes: update and delete existing rows (chosen at random), insert new ones."""
     rng = random.Random(seed_value)
-    tables = create_schema(engine)
-    table = tables[entity]
+    touched, doomed = pick_keys(engine, entity, updates, deletes, rng)
+    apply_changes(engine, entity, touched, doomed, inserts, rng)
+    return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed)}
+
+
+def pick_keys(engine: Engine, entity: str, updates: int, deletes: int, rng: random.Random) -> tuple[list, list]:
+    """Keys to update and keys to delete, at random among the existing rows."""
+    table = create_schema(engine)[entity]
     with engine.connect() as conn:
         keys = [k for (k,) in conn.execute(select(table.c.id))] if (updates or deletes) else []
     rng.shuffle(keys)
-    doomed, touched = keys[:deletes], keys[deletes : deletes + updates]
+    return keys[deletes : deletes + updates], keys[:deletes]
+
+
+def apply_changes(engine: Engine, entity: str, touched: list, doomed: list, inserts: int, rng: random.Random) -> None:
+    table = create_schema(engine)[entity]
     change = (
         {"salary": table.c.salary + 100, "position": "Senior Engineer"}
         if entity == "employees"
@@ -132,4 +142,3 @@ def churn(engine: Engine, entity: str, updates: int = 0, inserts: int = 0, delet
             conn.execute(table.delete().where(table.c.id.in_(doomed[start : start + CHUNK])))
     if inserts:
         seed(engine, entity, inserts, rng.randrange(1 << 30))
-    return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed)}

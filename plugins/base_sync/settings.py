@@ -37,7 +37,12 @@ class EventSettings(BaseSettings):
     dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")
-    idle_seconds: float = Field(1.0, gt=0, description="a run ends once no event arrived for this long")
+    idle_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="a run ends once no event arrived for this long; while a run waits, a change is applied in "
+        "well under a second, after it the next change waits for a new run (seconds to start)",
+    )
     max_run_seconds: float = Field(600.0, gt=0, description="a run hands over to the next one after this long")
     fallback_schedule: str = Field(
         "* * * * *", description="cron of the runs made whether or not an asset event arrived (burst tails)"

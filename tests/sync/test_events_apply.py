@@ -11,8 +11,11 @@ from confluent_kafka import Producer
 from base_sync import events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, topic_for
+from base_sync.event_maker import churn_and_publish
+from base_sync.source import source_engine
+from base_sync.source_schema import create_schema
 from tests.servers import free_port
-from tests.sync.conftest import read_topic, synced_rows
+from tests.sync.conftest import assert_in_sync, read_topic, synced_rows
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 SOURCE = {"ts_ms": int(T0.timestamp() * 1000), "server_id": 1, "gtid": None, "file": "binlog.000001", "pos": 4}
@@ -142,3 +145,17 @@ def test_an_unreachable_api_commits_nothing_and_the_next_run_applies_everything(
     report = changes.drain()
     assert report.counts["consumed"] == 10 and report.counts["inserted"] == 10
     assert sorted(changes.rows()) == list(range(1, 11))
+
+
+def test_the_event_maker_feeds_the_events_path_from_a_base_a_without_binlog(changes, tmp_path, kafka_bootstrap):
+    engine = source_engine(f"sqlite:///{tmp_path / 'base_a.sqlite'}")
+    create_schema(engine)
+    prefix = changes.settings.topic_prefix
+    made = churn_and_publish(engine, "employees", kafka_bootstrap, inserts=40, seed_value=1, prefix=prefix)
+    assert made["published"] == {"c": 40, "u": 0, "d": 0}
+    changes.drain()
+    made = churn_and_publish(engine, "employees", kafka_bootstrap, 10, 5, 3, seed_value=2, prefix=prefix)
+    assert made["published"] == {"c": 5, "u": 10, "d": 3}
+    changes.drain()
+    assert assert_in_sync(engine, changes.base_b.database_url, "employees") == 42
+    engine.dispose()
