@@ -1,4 +1,4 @@
-# One image for the project's Python services (the API today; GraphQL and the relay later).
+# One image for the project's Python services: the API, GraphQL, the CDC relay and the base-a tool.
 FROM python:3.11-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc pkg-config libmariadb-dev curl \
@@ -8,8 +8,10 @@ COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY api_service ./api_service
 COPY graphql_service ./graphql_service
+COPY plugins ./plugins
 RUN pip install --no-cache-dir --no-deps .
-RUN useradd --system --uid 10001 app
+RUN useradd --system --uid 10001 app \
+ && mkdir -p /var/lib/relay && chown app /var/lib/relay
 USER app
 EXPOSE 5000
 CMD ["gunicorn", "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]

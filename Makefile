@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test lock api api-dev graphql-dev migrate bench-batch bench-bulk bench-graphql clean
+.PHONY: up down install test lock api api-dev graphql-dev migrate bench-batch bench-bulk bench-events bench-graphql clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -52,6 +52,10 @@ bench-graphql: $(STAMP)
 ## bench-batch: the batch sync, 1,000,000 employees MariaDB → API → PostgreSQL, beside a direct anchor
 bench-batch: $(STAMP)
 	$(PY) bench/batch_sync.py
+
+## bench-events: relay rate, backlog drain and commit-to-visible latency of the event path
+bench-events: $(STAMP)
+	$(PY) bench/events.py
 
 ## bench-bulk: bulk upsert throughput into PostgreSQL (1,000,000 employees)
 bench-bulk: $(STAMP)

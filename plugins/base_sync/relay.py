@@ -31,6 +31,7 @@ from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, topic_for
 from base_sync.source import ENTITY_NAMES
@@ -163,7 +164,11 @@ class Relay:
                 if self.is_mariadb:
                     settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
                 else:
-                    status = conn.execute(text("SHOW MASTER STATUS")).one()
+                    # MySQL 8.4 renamed it; earlier versions know only the old name.
+                    try:
+                        status = conn.execute(text("SHOW BINARY LOG STATUS")).one()
+                    except DBAPIError:
+                        status = conn.execute(text("SHOW MASTER STATUS")).one()
                     settings["log_file"], settings["log_pos"] = status[0], status[1]
         finally:
             engine.dispose()

@@ -34,3 +34,20 @@ def test_secrets_have_no_defaults():
         assert uses, variable
         assert all(not use or use.startswith(":?") for use in uses if use), variable
         assert f"{variable}=" in (REPO / ".env.example").read_text()
+
+
+def test_every_mounted_host_path_exists():
+    for name, service in COMPOSE["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name} mounts {source}, which is not in the repository"
+
+
+def test_the_relay_reads_the_binlog_the_mysql_service_writes():
+    mysql = " ".join(COMPOSE["services"]["mysql"]["command"])
+    for setting in ("--log-bin", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL"):
+        assert setting in mysql
+    relay = COMPOSE["services"]["relay"]["environment"]
+    assert relay["RELAY_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
