@@ -48,9 +48,7 @@ class DrainReport:
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
             "lag": self.lag,
-            "event_lag_seconds": round(time.time() - self.newest_source_ms / 1000, 3)
-            if self.newest_source_ms
-            else None,
+            "event_lag_seconds": self.event_lag_seconds(),
         }
 
     def event_lag_seconds(self) -> float | None:
@@ -89,7 +87,8 @@ def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: Event
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
         while time.monotonic() - started < settings.max_run_seconds:
             # The first fetch also resolves the starting offsets of every partition: give it longer.
-            idle = settings.idle_seconds if report.batches else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
+            fetched = in_flight or report.batches
+            idle = settings.idle_seconds if fetched else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
             batch = take(consumer, settings.batch_size, idle)
             if not batch:
                 break

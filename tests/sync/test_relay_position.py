@@ -1,0 +1,48 @@
+"""The relay's resumable position only passes transactions whose every event the broker acknowledged."""
+
+from __future__ import annotations
+
+from base_sync.relay import Deliveries, PositionFile
+
+
+def test_the_position_waits_for_every_earlier_transaction():
+    deliveries = Deliveries()
+    first, second = deliveries.begin(), deliveries.begin()
+    ack_first = [deliveries.sent(first) for _ in range(2)]
+    ack_second = deliveries.sent(second)
+    deliveries.end(first, {"gtid": "0-1-1"})
+    deliveries.end(second, {"gtid": "0-1-2"})
+    assert deliveries.safe_position() is None  # nothing acknowledged yet
+    ack_second(None, None)
+    assert deliveries.safe_position() is None  # the second is done, the first is not
+    ack_first[0](None, None)
+    ack_first[1](None, None)
+    assert deliveries.safe_position() == {"gtid": "0-1-2"}
+
+
+def test_an_open_transaction_holds_the_position():
+    deliveries = Deliveries()
+    done, still_open = deliveries.begin(), deliveries.begin()
+    deliveries.end(done, {"gtid": "0-1-5"})
+    deliveries.sent(still_open)
+    assert deliveries.safe_position() == {"gtid": "0-1-5"}
+    assert deliveries.safe_position() is None  # nothing new until the open one ends
+
+
+def test_a_refused_event_freezes_the_position():
+    deliveries = Deliveries()
+    transaction = deliveries.begin()
+    acknowledge = deliveries.sent(transaction)
+    deliveries.end(transaction, {"gtid": "0-1-9"})
+    acknowledge("broker down", None)
+    assert deliveries.safe_position() is None
+    assert deliveries.failed == ["broker down"]
+
+
+def test_position_file_round_trips_and_replaces_atomically(tmp_path):
+    positions = PositionFile(tmp_path / "relay" / "position.json")
+    assert positions.load() is None
+    positions.save({"gtid": "0-1-3", "log_file": None, "log_pos": None})
+    positions.save({"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234})
+    assert positions.load() == {"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234}
+    assert [p.name for p in (tmp_path / "relay").iterdir()] == ["position.json"]
