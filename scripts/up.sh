@@ -27,7 +27,8 @@ start() {  # name, command...
   if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "$name already running (pid $(cat "$pidfile"))"; return
   fi
-  nohup "$@" >"var/log/$name.log" 2>&1 &
+  # Its own session: `make down` stops the process group, children included (Airflow's workers).
+  nohup setsid "$@" >"var/log/$name.log" 2>&1 &
   echo $! >"$pidfile"
   echo "started $name (pid $!), log var/log/$name.log"
 }
