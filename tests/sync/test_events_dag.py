@@ -7,6 +7,7 @@ its asset watcher on the topics, and nothing triggers it by hand.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -107,10 +108,16 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     for _ in range(20):
         generate.seed(engine, "employees", 25)
     burst = wait_in_sync(engine, base_b.database_url, timeout=150)
+
+    # The relay killed outright, changes made while it is down, then restarted: nothing is lost.
+    relay.stop(signal.SIGKILL)
+    generate.churn(engine, "employees", updates=20, inserts=10, deletes=5, seed_value=14)
+    relay.start()
+    restarted = wait_in_sync(engine, base_b.database_url, timeout=120)
+
     runs = [run for run in airflow.runs("base_a_events") if run["run_id"] not in before]
-    print(
-        f"{len(runs)} runs; in sync after {first:.1f}, {second:.1f}, {third:.1f} s; a burst of 500 after {burst:.1f} s"
-    )
+    print(f"{len(runs)} runs; in sync after {first:.1f}, {second:.1f}, {third:.1f} s; a burst of 500 after")
+    print(f"{burst:.1f} s; {restarted:.1f} s after the relay was killed, changed around and restarted")
 
     assert runs and all(run["state"] in ("success", "running", "queued") for run in runs), runs
     assert all(run["run_type"] == "asset_triggered" for run in runs), "only the asset watcher wakes the DAG here"

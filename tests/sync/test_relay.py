@@ -18,7 +18,7 @@ from tests.sync.conftest import source_rows
 
 
 def read_changes(bootstrap: str, prefix: str, expected: int, timeout: float = 60) -> list:
-    """Every change on the relay's topics (from the beginning), once `expected` of them have arrived."""
+    """Every change on the relay's topics (from the beginning), once `expected` distinct ones have arrived."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -31,7 +31,8 @@ def read_changes(bootstrap: str, prefix: str, expected: int, timeout: float = 60
     consumer.subscribe([topic_for(e, prefix) for e in ("articles", "employees")])
     changes, deadline = [], time.monotonic() + timeout
     try:
-        while len(changes) < expected and time.monotonic() < deadline:
+        # Count distinct changes: a restart may repeat some, which must not end the wait early.
+        while len({(c.entity, c.id, c.op, c.version) for c in changes}) < expected and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.5):
                 assert not message.error(), message.error()
                 changes.append(decode(message.topic(), message.value(), prefix))
