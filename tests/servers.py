@@ -189,3 +189,36 @@ def binlog_mariadb(data_dir: Path):
         yield port
     finally:
         _stop(server)
+
+
+class StatsdListener:
+    """A UDP socket on a free port that keeps every StatsD line it receives (for metrics tests)."""
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            self.lines += data.decode(errors="replace").splitlines()
+
+    def sum(self, name: str) -> float:
+        """Total of a counter's samples (`name:value|c`)."""
+        return sum(float(line.split(":")[1].split("|")[0]) for line in self.lines if line.startswith(f"{name}:"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()

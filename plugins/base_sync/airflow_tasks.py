@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 from airflow.sdk import Asset, BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.observability.stats import Stats
 
-from base_sync import events, sync
+from base_sync import events, metrics, sync
 from base_sync.api_client import BaseBApi
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
@@ -88,6 +89,7 @@ def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -
     report = LoadReport.from_json(loaded)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
     watermark = sync.commit(entity, VariableStateStore(), report, stats)
+    _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
     return {"watermark": watermark.to_json() if watermark else None, **stats}
 
 
@@ -104,4 +106,16 @@ def apply_changes() -> dict:
         consumer.close()
         producer.flush(30)
         api.close()
+    _emit(
+        metrics.events_samples(report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds())
+    )
     return report.to_json()
+
+
+def _emit(samples: list[tuple[str, str, float]]) -> None:
+    """Through Airflow's StatsD client (no-op unless [metrics] statsd_on), beside Airflow's own metrics."""
+    for kind, name, value in samples:
+        if kind == "incr":
+            Stats.incr(name, int(value))
+        else:
+            Stats.gauge(name, value)

@@ -37,6 +37,7 @@ FIRST_FETCH_SECONDS = 3.0
 @dataclass
 class DrainReport:
     counts: Counter = field(default_factory=Counter)
+    by_entity: dict[str, Counter] = field(default_factory=dict)  # the API's outcomes, per entity
     batches: int = 0
     seconds: float = 0.0
     lag: int = 0  # events left on the topics when the run ended
@@ -45,6 +46,7 @@ class DrainReport:
     def to_json(self) -> dict:
         return {
             "counts": dict(self.counts),
+            "by_entity": {entity: dict(counts) for entity, counts in self.by_entity.items()},
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
             "lag": self.lag,
@@ -105,8 +107,10 @@ def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: Event
 
 def _settle(sent: Future, plan: Plan, consumer, producer, settings: EventSettings, report: DrainReport) -> None:
     """Once the API answered a batch: its dead letters stored, then its offsets committed."""
-    rejected, counts = sent.result()
-    report.counts.update(counts)
+    rejected, by_entity = sent.result()
+    for entity, counts in by_entity.items():
+        report.counts.update(counts)
+        report.by_entity.setdefault(entity, Counter()).update(counts)
     dead = plan.dead + rejected
     if dead:
         dead_letter(producer, settings.dlq_topic, dead)
@@ -189,10 +193,11 @@ def prepare(batch: list[Message], settings: EventSettings, report: DrainReport) 
     return Plan(batch, changes, dead)
 
 
-def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], Counter]:
+def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
     """One bulk upsert and one bulk delete per entity; returns the changes the API rejected, and its counts."""
-    rejected, counts = [], Counter()
+    rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
+        counts = by_entity[entity] = Counter()
         upserts = [(c, m) for c, m in changes if not c.is_delete]
         deletes = [(c, m) for c, m in changes if c.is_delete]
         if upserts:
@@ -201,7 +206,7 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], Cou
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
             rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
-    return rejected, counts
+    return rejected, by_entity
 
 
 def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:

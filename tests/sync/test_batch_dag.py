@@ -19,7 +19,7 @@ from base_sync import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX
-from tests.servers import REPO, venv_bin
+from tests.servers import REPO, StatsdListener, venv_bin
 from tests.sync.airflow_runner import Airflow
 from tests.sync.conftest import assert_in_sync, synced_rows
 
@@ -36,7 +36,14 @@ def base_a_engine(make_mariadb_database):
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, base_a_engine, api_process) -> Airflow:
+def statsd():
+    listener = StatsdListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, base_a_engine, api_process, statsd) -> Airflow:
     url = base_a_engine.url
     api = urlsplit(api_process.url)
     connections = {
@@ -50,9 +57,13 @@ def airflow(tmp_path_factory, base_a_engine, api_process) -> Airflow:
         "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": api_process.token},
     }
     # No look-back here, so a run's extract count is exactly the rows changed since the last one.
-    return Airflow(
-        tmp_path_factory.mktemp("airflow"), connections, {"SYNC_LOOKBACK_SECONDS": "0", "SYNC_CHUNK_SIZE": "2000"}
-    )
+    settings = {"SYNC_LOOKBACK_SECONDS": "0", "SYNC_CHUNK_SIZE": "2000"}
+    statsd_env = {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+    }
+    return Airflow(tmp_path_factory.mktemp("airflow"), connections, settings | statsd_env)
 
 
 def stats(airflow: Airflow, entity: str) -> dict:
@@ -99,10 +110,14 @@ print(json.dumps({
     assert {"employees.load", "employees.verify", "employees.commit_watermark", "articles.load"} <= set(batch["tasks"])
 
 
-def test_initial_load(airflow, base_a_engine, api_process):
+def test_initial_load(airflow, base_a_engine, api_process, statsd):
     generate.seed(base_a_engine, "employees", 3000, seed_value=11)
     generate.seed(base_a_engine, "articles", 600, seed_value=12)
     airflow.test_dag(DAG)
+    time.sleep(0.5)  # UDP: let the last samples land
+    assert statsd.sum("airflow.base_sync.rows.batch.employees.inserted") == 3000
+    assert statsd.sum("airflow.base_sync.rows.batch.articles.extracted") == 600
+    assert any(line.startswith("airflow.base_sync.watermark_lag_seconds.employees:") for line in statsd.lines)
     assert stats(airflow, "employees")["load"]["counts"]["inserted"] == 3000
     assert stats(airflow, "articles")["verify"]["rows"] == 600
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000

@@ -14,17 +14,25 @@ from datetime import timedelta
 
 import pytest
 from confluent_kafka import Producer
-from sqlalchemy import update
+from sqlalchemy import create_engine, text, update
 
 from base_sync import generate
 from base_sync.debezium import EnvelopeWriter
 from base_sync.source import BaseA, source_engine
+from tests.servers import StatsdListener
 from tests.sync.airflow_runner import Airflow
 from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, api_process, kafka_bootstrap) -> Iterator[Airflow]:
+def statsd() -> Iterator[StatsdListener]:
+    listener = StatsdListener()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[Airflow]:
     home = tmp_path_factory.mktemp("airflow-events")
     host, port = api_process.url.removeprefix("http://").split(":")
     kafka = {
@@ -42,7 +50,13 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap) -> Iterator[Airflow]
             "base_a_kafka": {"conn_type": "kafka", "extra": json.dumps(kafka)},
         },
         # Only the asset watcher may wake the DAG here: the minute fallback would hide a silent watcher.
-        extra_env={"EVENTS_IDLE_SECONDS": "1", "EVENTS_FALLBACK_SCHEDULE": "0 0 1 1 *"},
+        extra_env={
+            "EVENTS_IDLE_SECONDS": "1",
+            "EVENTS_FALLBACK_SCHEDULE": "0 0 1 1 *",
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+        },
     )
     with runner.services(home):
         runner.wait_for_dag("base_a_events")
@@ -74,7 +88,7 @@ def wait_in_sync(engine, database_url: str, timeout: float) -> float:
 
 
 def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
-    relay, base_a_url, base_b, airflow, kafka_bootstrap
+    relay, base_a_url, base_b, airflow, kafka_bootstrap, statsd
 ):
     engine = source_engine(base_a_url)
     table = BaseA(engine).table("employees")
@@ -121,4 +135,14 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
 
     assert runs and all(run["state"] in ("success", "running", "queued") for run in runs), runs
     assert all(run["run_type"] == "asset_triggered" for run in runs), "only the asset watcher wakes the DAG here"
+
+    # The pipeline metrics went out through Airflow's StatsD client, beside Airflow's own.
+    time.sleep(2)  # the last run's task may still be sending
+    with create_engine(base_b.database_url).connect() as conn:
+        ever_synced = conn.execute(text("SELECT count(*) FROM employees WHERE source_id IS NOT NULL")).scalar_one()
+    assert statsd.sum("airflow.base_sync.rows.events.employees.inserted") == ever_synced
+    assert statsd.sum("airflow.base_sync.rows.events.employees.deleted") >= 2
+    assert statsd.sum("airflow.base_sync.dead_letters") == 1
+    assert any(line.startswith("airflow.base_sync.event_lag_seconds:") for line in statsd.lines)
+    assert any(line.startswith("airflow.dagrun.duration.success.base_a_events:") for line in statsd.lines)
     engine.dispose()

@@ -1,0 +1,47 @@
+"""Pipeline metrics: what a sync or a drain did, as StatsD samples.
+
+The DAG tasks send these through Airflow's own StatsD client, so they travel the same path as
+Airflow's metrics (statsd-exporter maps `airflow.base_sync.*` to labelled Prometheus series; see
+monitoring/statsd/mapping.yml). Built here as plain tuples, so this module needs no Airflow.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+BATCH, EVENTS = "batch", "events"
+ROW_OUTCOMES = ("extracted", "inserted", "updated", "unchanged", "stale", "rejected", "deleted")
+
+
+def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime | None) -> list[tuple[str, str, float]]:
+    """(kind, name, value) of one verified batch sync of an entity; kind is "incr" or "gauge"."""
+    samples = _rows(BATCH, entity, {**counts, "deleted": deleted})
+    if watermark is not None:
+        samples.append(("gauge", f"base_sync.watermark_lag_seconds.{entity}", time.time() - watermark.timestamp()))
+    samples.append(("gauge", f"base_sync.last_success.{BATCH}.{entity}", time.time()))
+    return samples
+
+
+def events_samples(
+    counts_by_entity: dict[str, dict], dead_letters: int, lag: int, event_lag_seconds: float | None
+) -> list[tuple[str, str, float]]:
+    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag."""
+    samples = []
+    for entity, counts in counts_by_entity.items():
+        samples += _rows(EVENTS, entity, counts)
+        samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
+    if dead_letters:
+        samples.append(("incr", "base_sync.dead_letters", dead_letters))
+    samples.append(("gauge", "base_sync.consumer_lag.events", lag))
+    if event_lag_seconds is not None:
+        samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds))
+    return samples
+
+
+def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:
+    return [
+        ("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts[outcome])
+        for outcome in ROW_OUTCOMES
+        if counts.get(outcome)
+    ]

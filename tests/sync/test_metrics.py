@@ -1,0 +1,33 @@
+"""Pipeline metrics as StatsD samples (no servers; the DAG tests see them arrive over UDP)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from base_sync.metrics import batch_samples, events_samples
+
+
+def as_dict(samples):
+    return {name: (kind, value) for kind, name, value in samples}
+
+
+def test_a_batch_sync_reports_rows_by_outcome_lag_and_success_time():
+    watermark = datetime.now(UTC) - timedelta(minutes=3)
+    got = as_dict(batch_samples("employees", {"extracted": 10, "inserted": 7, "stale": 3, "rejected": 0}, 2, watermark))
+    assert got["base_sync.rows.batch.employees.extracted"] == ("incr", 10)
+    assert got["base_sync.rows.batch.employees.inserted"] == ("incr", 7)
+    assert got["base_sync.rows.batch.employees.deleted"] == ("incr", 2)
+    assert "base_sync.rows.batch.employees.rejected" not in got  # zero counts send nothing
+    kind, lag = got["base_sync.watermark_lag_seconds.employees"]
+    assert kind == "gauge" and 179 < lag < 200
+    assert abs(got["base_sync.last_success.batch.employees"][1] - datetime.now(UTC).timestamp()) < 5
+
+
+def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
+    got = as_dict(events_samples({"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
+    assert got["base_sync.rows.events.articles.updated"] == ("incr", 4)
+    assert got["base_sync.rows.events.employees.deleted"] == ("incr", 1)
+    assert got["base_sync.dead_letters"] == ("incr", 2)
+    assert got["base_sync.consumer_lag.events"] == ("gauge", 0)
+    assert got["base_sync.event_lag_seconds"] == ("gauge", 0.8)
+    assert "base_sync.last_success.events.articles" in got
