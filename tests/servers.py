@@ -218,6 +218,14 @@ class StatsdListener:
         """Total of a counter's samples (`name:value|c`)."""
         return sum(float(line.split(":")[1].split("|")[0]) for line in self.lines if line.startswith(f"{name}:"))
 
+    def names(self) -> list[str]:
+        """Distinct `name|type` of what arrived (values and sample rates dropped)."""
+        found = set()
+        for line in self.lines:
+            name, _, rest = line.partition(":")
+            found.add(f"{name}|{rest.split('|')[1] if '|' in rest else '?'}")
+        return sorted(found)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)

@@ -7,6 +7,7 @@ its asset watcher on the topics, and nothing triggers it by hand.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ from sqlalchemy import create_engine, text, update
 from base_sync import generate
 from base_sync.debezium import EnvelopeWriter
 from base_sync.source import BaseA, source_engine
-from tests.servers import StatsdListener
+from tests.servers import REPO, StatsdListener
 from tests.sync.airflow_runner import Airflow
 from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
+
+CAPTURE = REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt"
 
 
 @pytest.fixture(scope="module")
@@ -145,4 +148,6 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     assert statsd.sum("airflow.base_sync.dead_letters") == 1
     assert any(line.startswith("airflow.base_sync.event_lag_seconds:") for line in statsd.lines)
     assert any(line.startswith("airflow.dagrun.duration.success.base_a_events:") for line in statsd.lines)
+    if os.environ.get("UPDATE_STATSD_CAPTURE"):  # refresh the capture the StatsD mapping is tested against
+        CAPTURE.write_text("".join(f"{name}\n" for name in statsd.names()))
     engine.dispose()

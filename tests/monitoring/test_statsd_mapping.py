@@ -1,0 +1,134 @@
+"""The statsd-exporter mapping, checked against the StatsD names a real Airflow run emitted.
+
+statsd-exporter itself is not installable here (it runs in docker-compose), so this applies its
+glob rule (`*` = one dot-separated field, first match wins) to the captured names. Refresh the
+capture with `UPDATE_STATSD_CAPTURE=1 pytest tests/sync/test_events_dag.py`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.servers import REPO
+
+MAPPING = yaml.safe_load((REPO / "monitoring" / "statsd" / "mapping.yml").read_text())["mappings"]
+CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").read_text().split()
+NAMES = sorted({line.split("|")[0] for line in CAPTURE})
+
+
+def apply(name: str) -> tuple[str, dict] | None:
+    """(Prometheus name, labels) the exporter makes of a StatsD name, or None when no mapping matches."""
+    fields = name.split(".")
+    for mapping in MAPPING:
+        pattern = mapping["match"].split(".")
+        if len(pattern) != len(fields):
+            continue
+        captured = []
+        for want, got in zip(pattern, fields, strict=True):
+            if want == "*" and got:
+                captured.append(got)
+            elif want != got:
+                break
+        else:
+
+            def fill(text, captured=captured):
+                return re.sub(r"\$(\d+)", lambda m: captured[int(m.group(1)) - 1], text)
+
+            if mapping.get("action") == "drop":
+                return "", {}
+            return fill(mapping["name"]), {k: fill(v) for k, v in (mapping.get("labels") or {}).items()}
+    return None
+
+
+def mapped(prefix: str) -> list[tuple[str, str, dict]]:
+    return [(n, *apply(n)) for n in NAMES if n.startswith(prefix) and apply(n)]
+
+
+def test_the_capture_is_from_a_real_run_with_both_kinds_of_metrics():
+    assert len(NAMES) > 50
+    assert any(n.startswith("airflow.base_sync.") for n in NAMES) and "airflow.scheduler_heartbeat" in NAMES
+
+
+@pytest.mark.parametrize(
+    ("statsd_name", "prometheus_name", "labels"),
+    [
+        (
+            "airflow.dagrun.duration.success.base_a_events",
+            "airflow_dagrun_duration_seconds",
+            {"state": "success", "dag_id": "base_a_events"},
+        ),
+        (
+            "airflow.ti.finish.base_a_events.apply_changes.success",
+            "airflow_ti_finish_total",
+            {"dag_id": "base_a_events", "task_id": "apply_changes", "state": "success"},
+        ),
+        (
+            "airflow.dag.base_a_events.apply_changes.duration",
+            "airflow_task_duration_seconds",
+            {"dag_id": "base_a_events", "task_id": "apply_changes"},
+        ),
+        ("airflow.pool.open_slots.default_pool", "airflow_pool_open_slots", {"pool": "default_pool"}),
+        ("airflow.executor.open_slots.LocalExecutor", "airflow_executor_open_slots", {"executor": "LocalExecutor"}),
+        ("airflow.scheduler_heartbeat", "airflow_scheduler_heartbeat_total", {}),
+        ("airflow.triggerer_heartbeat", "airflow_triggerer_heartbeat_total", {}),
+        ("airflow.dag_processing.import_errors", "airflow_dag_processing_import_errors", {}),
+        ("airflow.asset.updates", "airflow_asset_updates_total", {}),
+        (
+            "airflow.base_sync.rows.events.employees.inserted",
+            "base_sync_rows_total",
+            {"path": "events", "entity": "employees", "outcome": "inserted"},
+        ),
+        ("airflow.base_sync.dead_letters", "base_sync_dead_letters_total", {}),
+        ("airflow.base_sync.event_lag_seconds", "base_sync_event_lag_seconds", {}),
+        (
+            "airflow.base_sync.last_success.events.employees",
+            "base_sync_last_success_timestamp_seconds",
+            {"path": "events", "entity": "employees"},
+        ),
+    ],
+)
+def test_captured_names_map_to_labelled_series(statsd_name, prometheus_name, labels):
+    assert statsd_name in NAMES, f"{statsd_name} was not emitted in the captured run"
+    assert apply(statsd_name) == (prometheus_name, labels)
+
+
+def test_batch_metrics_not_in_the_capture_map_too():
+    assert apply("airflow.base_sync.watermark_lag_seconds.articles") == (
+        "base_sync_watermark_lag_seconds",
+        {"entity": "articles"},
+    )
+    assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
+
+
+def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():
+    unmapped = [
+        n
+        for n in NAMES
+        if n.startswith(
+            (
+                "airflow.base_sync.",
+                "airflow.dagrun.duration.",
+                "airflow.ti.finish.",
+                "airflow.pool.",
+                "airflow.executor.",
+            )
+        )
+        and apply(n) is None
+    ]
+    assert unmapped == []
+
+
+def test_tag_style_duplicates_are_dropped_and_legacy_names_kept():
+    assert apply("airflow.dagrun.duration.success") == ("", {})
+    assert apply("airflow.pool.open_slots") == ("", {})
+    assert apply("airflow.pool.open_slots.default_pool")[0] == "airflow_pool_open_slots"
+
+
+def test_mapped_series_names_are_valid_prometheus_names():
+    for name in NAMES:
+        result = apply(name)
+        if result and result[0]:
+            assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", result[0]), (name, result[0])
