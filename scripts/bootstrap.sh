@@ -9,14 +9,19 @@ VENV=${VENV:-.venv}
 need_apt=()
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
-if ((${#need_apt[@]})); then
+# Optional: Prometheus and promtool, for the monitoring tests (they skip without them, fail under CI).
+want_apt=()
+command -v promtool >/dev/null || want_apt+=(prometheus)
+if ((${#need_apt[@]} + ${#want_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "bootstrap: installing system packages: ${need_apt[*]}"
+    echo "bootstrap: installing system packages: ${need_apt[*]} ${want_apt[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" "${want_apt[@]}" >/dev/null
+  elif ((${#need_apt[@]})); then
     echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
     exit 1
+  else
+    echo "bootstrap: ${want_apt[*]} not installed: the monitoring tests will skip" >&2
   fi
 fi
 

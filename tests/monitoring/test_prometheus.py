@@ -1,0 +1,59 @@
+"""Prometheus config and alert rules, checked by the real promtool (Debian's prometheus package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.servers import REPO
+
+PROMETHEUS = REPO / "monitoring" / "prometheus"
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        message = "promtool is missing (Debian package prometheus; `make test` installs it when root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def run(promtool: str, *args: str) -> str:
+    result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.local.yml"])
+def test_configs_and_their_rule_files_are_valid(promtool, config):
+    assert "SUCCESS" in run(promtool, "check", "config", config)
+
+
+def test_alert_rules_pass_their_unit_tests(promtool):
+    assert "SUCCESS" in run(promtool, "test", "rules", "tests/platform_test.yml")
+
+
+def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_test():
+    rules = [
+        r for g in yaml.safe_load((PROMETHEUS / "rules" / "platform.yml").read_text())["groups"] for r in g["rules"]
+    ]
+    tested = (PROMETHEUS / "tests" / "platform_test.yml").read_text()
+    for rule in rules:
+        name = rule["alert"]
+        assert name[0].isupper() and "_" not in name, name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert {"summary", "description"} <= set(rule["annotations"]), name
+        assert f"alertname: {name}\n" in tested, f"{name} has no promtool unit test"
+
+
+def test_scrape_jobs_are_named_after_the_compose_services():
+    jobs = {job["job_name"] for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
+    assert jobs <= set(COMPOSE["services"])
