@@ -218,6 +218,14 @@ class StatsdListener:
         """Total of a counter's samples (`name:value|c`)."""
         return sum(float(line.split(":")[1].split("|")[0]) for line in self.lines if line.startswith(f"{name}:"))
 
+    def airflow_env(self) -> dict[str, str]:
+        """Airflow's settings that send its StatsD metrics (and the pipelines') here."""
+        return {
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(self.port),
+        }
+
     def names(self) -> list[str]:
         """Distinct `name|type` of what arrived (values and sample rates dropped)."""
         found = set()

@@ -24,7 +24,16 @@ from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
 from base_sync.topics import ensure_topics
-from tests.servers import REPO, api_server, binlog_mariadb, free_port, kafka_broker, venv_bin, wait_for_http
+from tests.servers import (
+    REPO,
+    StatsdListener,
+    api_server,
+    binlog_mariadb,
+    free_port,
+    kafka_broker,
+    venv_bin,
+    wait_for_http,
+)
 
 TOKEN = "sync-test-token"
 
@@ -209,3 +218,11 @@ def read_topic(bootstrap: str, topic: str) -> list:
         found += batch
     consumer.close()
     return found
+
+
+@pytest.fixture(scope="module")
+def statsd() -> Iterator[StatsdListener]:
+    """A StatsD listener on a free UDP port: point AIRFLOW__METRICS__STATSD_PORT at it."""
+    listener = StatsdListener()
+    yield listener
+    listener.close()

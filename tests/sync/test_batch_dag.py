@@ -19,7 +19,7 @@ from base_sync import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX
-from tests.servers import REPO, StatsdListener, venv_bin
+from tests.servers import REPO, venv_bin
 from tests.sync.airflow_runner import Airflow
 from tests.sync.conftest import assert_in_sync, synced_rows
 
@@ -33,13 +33,6 @@ def base_a_engine(make_mariadb_database):
     create_schema(engine)
     yield engine
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def statsd():
-    listener = StatsdListener()
-    yield listener
-    listener.close()
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +51,7 @@ def airflow(tmp_path_factory, base_a_engine, api_process, statsd) -> Airflow:
     }
     # No look-back here, so a run's extract count is exactly the rows changed since the last one.
     settings = {"SYNC_LOOKBACK_SECONDS": "0", "SYNC_CHUNK_SIZE": "2000"}
-    statsd_env = {
-        "AIRFLOW__METRICS__STATSD_ON": "True",
-        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-        "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
-    }
-    return Airflow(tmp_path_factory.mktemp("airflow"), connections, settings | statsd_env)
+    return Airflow(tmp_path_factory.mktemp("airflow"), connections, settings | statsd.airflow_env())
 
 
 def stats(airflow: Airflow, entity: str) -> dict:

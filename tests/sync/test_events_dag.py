@@ -20,18 +20,11 @@ from sqlalchemy import create_engine, text, update
 from base_sync import generate
 from base_sync.debezium import EnvelopeWriter
 from base_sync.source import BaseA, source_engine
-from tests.servers import REPO, StatsdListener
+from tests.servers import REPO
 from tests.sync.airflow_runner import Airflow
 from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
 
 CAPTURE = REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt"
-
-
-@pytest.fixture(scope="module")
-def statsd() -> Iterator[StatsdListener]:
-    listener = StatsdListener()
-    yield listener
-    listener.close()
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +49,7 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[
         extra_env={
             "EVENTS_IDLE_SECONDS": "1",
             "EVENTS_FALLBACK_SCHEDULE": "0 0 1 1 *",
-            "AIRFLOW__METRICS__STATSD_ON": "True",
-            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
-            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
+            **statsd.airflow_env(),
         },
     )
     with runner.services(home):
