@@ -29,7 +29,13 @@ def test_dependencies_name_real_services_and_servers_have_health_checks():
 
 def test_secrets_have_no_defaults():
     text = (REPO / "docker-compose.yaml").read_text()
-    for variable in ("MYSQL_ROOT_PASSWORD", "BASE_A_PASSWORD", "POSTGRES_PASSWORD", "API_TOKENS"):
+    for variable in (
+        "MYSQL_ROOT_PASSWORD",
+        "BASE_A_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "API_TOKENS",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         uses = re.findall(r"\$\{" + variable + r"(:?[-?][^}]*)?\}", text)
         assert uses, variable
         assert all(not use or use.startswith(":?") for use in uses if use), variable

@@ -1,0 +1,135 @@
+"""Grafana dashboards as files: structure, the metric names they use, and every query run by a real Prometheus.
+
+Grafana itself cannot run here; Prometheus can. A real Prometheus scrapes a real API process, and
+every panel's query is sent to it: a query it cannot parse fails the test, and the panels fed by
+the API must return data. The pipeline panels are fed through statsd-exporter (not installable
+here), so for them the test checks that each metric they name is one the StatsD mapping produces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+from api_service import migrate
+from tests.servers import REPO, api_server, free_port, wait_for_http
+
+GRAFANA = REPO / "monitoring" / "grafana"
+DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
+MAPPING = yaml.safe_load((REPO / "monitoring" / "statsd" / "mapping.yml").read_text())["mappings"]
+# Metrics the services and the relay serve on their own /metrics, by name prefix.
+SERVICE_PREFIXES = ("api_", "graphql_", "relay_", "up")
+
+
+def targets(dashboard: dict) -> list[tuple[str, str]]:
+    return [(panel["title"], t["expr"]) for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def as_promql(expr: str) -> str:
+    """Grafana's interval variables replaced the way Grafana would."""
+    return expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
+
+
+def test_dashboards_are_provisioned_with_the_prometheus_data_source():
+    assert set(DASHBOARDS) == {"pipelines", "services"}
+    source = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    uid = source["datasources"][0]["uid"]
+    for name, dashboard in DASHBOARDS.items():
+        assert dashboard["uid"] and dashboard["title"], name
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), f"{name}: panel ids repeat"
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == uid and panel["targets"], (name, panel["title"])
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "dashboards.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_the_pipelines_dashboard_shows_what_the_issue_asks_for():
+    titles = " ".join(title.lower() for title, _ in targets(DASHBOARDS["pipelines"]))
+    for topic in ("runs by state", "duration", "failures", "rows synced", "freshness", "event lag", "dead letters"):
+        assert topic in titles, topic
+
+
+def test_pipeline_panels_name_only_metrics_the_statsd_mapping_or_a_service_produces():
+    produced = {m["name"] for m in MAPPING if m.get("action") != "drop"}
+    # A mapping's name may hold a captured field ($1): it matches any word there.
+    patterns = [re.compile("[a-z_]+".join(re.escape(part) for part in re.split(r"\$\d+", n))) for n in produced]
+    for title, expr in targets(DASHBOARDS["pipelines"]):
+        for metric in re.findall(r"\b(?:airflow|base_sync)_[a-z_]+", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", metric)
+            assert any(p.fullmatch(base) for p in patterns), f"{title}: {metric} is not produced by the mapping"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """A real Prometheus scraping a real API process every second; yields (prometheus URL, API URL)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing (Debian package prometheus; `make test` installs it when root)")
+        pytest.skip("prometheus is missing")
+    work = tmp_path_factory.mktemp("prometheus")
+    database = f"sqlite:///{work / 'base_b.sqlite'}"
+    migrate.upgrade(database)
+    with api_server(database, "token", work / "api.log") as api:
+        config = {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [{"job_name": "api", "static_configs": [{"targets": [api.removeprefix("http://")]}]}],
+        }
+        (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        with open(work / "prometheus.log", "w") as log:
+            server = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={work / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={work / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/-/ready", server, timeout=60)
+            yield f"http://127.0.0.1:{port}", api
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def query(prometheus_url: str, expr: str) -> list:
+    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": as_promql(expr)}, timeout=10)
+    body = answer.json()
+    assert answer.status_code == 200 and body["status"] == "success", f"{expr}: {body.get('error')}"
+    return body["data"]["result"]
+
+
+def test_every_panel_query_is_valid_promql_and_the_service_panels_have_data(prometheus):
+    prometheus_url, api = prometheus
+    deadline = time.monotonic() + 30
+    while not query(prometheus_url, 'up{job="api"} == 1'):  # a rate needs the series seen before the traffic
+        assert time.monotonic() < deadline, "Prometheus never scraped the API"
+        time.sleep(0.5)
+    for _ in range(3):  # traffic over a few scrapes
+        for path in ("/articles", "/employees", "/articles/999999"):
+            requests.get(f"{api}{path}", timeout=5)
+        time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while not query(prometheus_url, "rate(api_http_request_duration_seconds_count[1m]) > 0"):
+        assert time.monotonic() < deadline, "Prometheus never saw the API's traffic"
+        time.sleep(1)
+    for dashboard in DASHBOARDS.values():
+        for _title, expr in targets(dashboard):
+            query(prometheus_url, expr)  # raises on a query Prometheus cannot run
+    services = {panel["title"]: panel["targets"][0]["expr"] for panel in DASHBOARDS["services"]["panels"]}
+    for title in ("Request rate", "REST API latency (p50, p95, p99)", "REST latency by route (p95)", "Services up"):
+        assert query(prometheus_url, services[title]), f"{title} has no data"
