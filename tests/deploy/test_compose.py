@@ -57,3 +57,24 @@ def test_the_relay_reads_the_binlog_the_mysql_service_writes():
     relay = COMPOSE["services"]["relay"]["environment"]
     assert relay["RELAY_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+
+
+def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connections():
+    airflow = {n: s for n, s in COMPOSE["services"].items() if n.startswith("airflow-")}
+    assert set(airflow) == {
+        "airflow-init",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    }
+    environments = [s["environment"] for s in airflow.values()]
+    assert all(env == environments[0] for env in environments)
+    env = environments[0]
+    assert "AIRFLOW_JWT_SECRET" in env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    for connection in ("AIRFLOW_CONN_BASE_A", "AIRFLOW_CONN_BASE_B_API", "AIRFLOW_CONN_BASE_A_KAFKA"):
+        assert connection in env
+    assert '"enable.auto.commit": "false"' in env["AIRFLOW_CONN_BASE_A_KAFKA"]
+    for name, service in airflow.items():
+        if name != "airflow-init":
+            assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
