@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, dag, task
 
 from base_sync import airflow_tasks
-from base_sync.debezium import topic_for
+from base_sync.debezium import entity_topics
 from base_sync.settings import EventSettings
 from base_sync.source import ENTITY_NAMES
 from base_sync.wake_trigger import ChangeWakeTrigger
@@ -43,7 +43,7 @@ changes = Asset(
         AssetWatcher(
             name="base_a_change_topics",
             trigger=ChangeWakeTrigger(
-                topics=[topic_for(entity, settings.topic_prefix) for entity in ENTITY_NAMES],
+                topics=entity_topics(settings.topic_prefix),
                 kafka_config_id=settings.kafka_conn_id,
                 poll_timeout=0.5,
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +34,19 @@ def require(name: str, host: str, port: int) -> None:
     """Skip without the server; under CI (CI set) fail instead, so a missing server is never hidden."""
     if reachable(host, port):
         return
-    message = f"{name} is not reachable on {host}:{port}"
+    missing(f"{name} is not reachable on {host}:{port}")
+
+
+def require_program(program: str, why: str) -> str:
+    """The program's path; without it skip, or under CI fail (the project's bootstrap installs it)."""
+    found = shutil.which(program) or (program if Path(program).is_file() else None)
+    if found is None:
+        missing(f"{program} is missing: {why}")
+    return found
+
+
+def missing(message: str) -> None:
+    """Skip a test whose server or program is missing; under CI (CI set) fail, so nothing is hidden."""
     if os.environ.get("CI"):
         pytest.fail(f"{message}, and CI is set: this test must run")
     pytest.skip(message)
@@ -146,11 +159,7 @@ def binlog_mariadb(data_dir: Path):
     The machine's MariaDB keeps its binlog off and cannot turn it on without a restart, so the
     relay's tests get a server of their own, from the same binaries.
     """
-    if not Path(MARIADBD).exists():
-        message = f"{MARIADBD} is missing: the relay tests need MariaDB's server binaries"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    mariadbd = require_program(MARIADBD, "the relay tests need MariaDB's server binaries")
     datadir = data_dir / "data"
     subprocess.run(
         [
@@ -166,7 +175,7 @@ def binlog_mariadb(data_dir: Path):
     )
     port = free_port()
     command = [
-        MARIADBD,
+        mariadbd,
         "--no-defaults",
         f"--datadir={datadir}",
         "--user=root",

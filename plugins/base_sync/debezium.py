@@ -41,6 +41,11 @@ def topic_for(entity: str, prefix: str = TOPIC_PREFIX) -> str:
     return f"{prefix}.{entity}"
 
 
+def entity_topics(prefix: str = TOPIC_PREFIX) -> list[str]:
+    """The change topics, one per entity."""
+    return [topic_for(entity, prefix) for entity in ENTITIES]
+
+
 def entity_of(topic: str, prefix: str = TOPIC_PREFIX) -> str | None:
     name = topic.removeprefix(f"{prefix}.")
     return name if name != topic and name in ENTITIES else None

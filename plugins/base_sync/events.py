@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from base_sync.api_client import BaseBApi
-from base_sync.debezium import BadEvent, Change, decode, topic_for
+from base_sync.debezium import BadEvent, Change, decode, entity_topics
 from base_sync.load import OUTCOMES
 from base_sync.records import encode, to_record
 from base_sync.settings import EventSettings
@@ -71,8 +71,8 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
 
 
 def producer_for(kafka_config: dict) -> Producer:
-    config = {k: v for k, v in kafka_config.items() if not k.startswith(("group.", "enable.auto", "auto.offset"))}
-    config = {k: v for k, v in config.items() if k not in CONSUMER_DEFAULTS}
+    consumer_only = ("group.", "enable.auto", "auto.offset", *CONSUMER_DEFAULTS)
+    config = {k: v for k, v in kafka_config.items() if not k.startswith(consumer_only)}
     return Producer({**config, "enable.idempotence": True, "linger.ms": 5})
 
 
@@ -84,7 +84,7 @@ def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: Event
     """
     started = time.monotonic()
     report = DrainReport()
-    partitions = assign_committed(consumer, [topic_for(e, settings.topic_prefix) for e in ENTITY_NAMES])
+    partitions = assign_committed(consumer, entity_topics(settings.topic_prefix))
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
         while time.monotonic() - started < settings.max_run_seconds:

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -33,7 +34,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, topic_for
+from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, entity_topics, topic_for
 from base_sync.source import ENTITY_NAMES
 from base_sync.topics import ensure_topics
 
@@ -102,7 +103,7 @@ class Deliveries:
             self.transactions.append(entry)
         return entry
 
-    def sent(self, entry: list) -> callable:
+    def sent(self, entry: list) -> Callable[[object, object], None]:
         with self.lock:
             entry[0] += 1
 
@@ -227,7 +228,7 @@ class Relay:
             log.info("resuming after %s", position)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
-            [topic_for(e, self.settings.topic_prefix) for e in ENTITY_NAMES] + [DLQ_TOPIC],
+            [*entity_topics(self.settings.topic_prefix), DLQ_TOPIC],
             self.settings.partitions,
         )
         saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)

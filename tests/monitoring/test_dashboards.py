@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 
@@ -19,7 +18,7 @@ import requests
 import yaml
 
 from api_service import migrate
-from tests.servers import REPO, api_server, free_port, wait_for_http
+from tests.servers import REPO, api_server, free_port, require_program, wait_for_http
 
 GRAFANA = REPO / "monitoring" / "grafana"
 DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
@@ -70,13 +69,7 @@ def test_pipeline_panels_name_only_metrics_the_statsd_mapping_or_a_service_produ
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
     """A real Prometheus scraping a real API process every second; yields (prometheus URL, API URL)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing (Debian package prometheus; `make test` installs it when root)")
-        pytest.skip("prometheus is missing")
+    binary = require_program("prometheus", "Debian package prometheus; `make test` installs it when root")
     work = tmp_path_factory.mktemp("prometheus")
     database = f"sqlite:///{work / 'base_b.sqlite'}"
     migrate.upgrade(database)

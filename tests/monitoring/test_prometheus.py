@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from tests.servers import REPO
+from tests.servers import REPO, require_program
 
 PROMETHEUS = REPO / "monitoring" / "prometheus"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
@@ -17,13 +15,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing (Debian package prometheus; `make test` installs it when root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_program("promtool", "Debian package prometheus; `make test` installs it when root")
 
 
 def run(promtool: str, *args: str) -> str:

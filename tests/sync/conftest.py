@@ -19,7 +19,7 @@ from api_service import migrate
 from api_service.entities import ENTITIES
 from api_service.models import REJECTIONS, TABLES
 from base_sync.api_client import BaseBApi
-from base_sync.debezium import topic_for
+from base_sync.debezium import entity_topics
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
@@ -140,7 +140,7 @@ def event_settings(kafka_bootstrap) -> EventSettings:
     )
     ensure_topics(
         {"bootstrap.servers": kafka_bootstrap},
-        [topic_for(e, prefix) for e in ENTITIES] + [settings.dlq_topic],
+        [*entity_topics(prefix), settings.dlq_topic],
         partitions=3,
     )
     return settings

@@ -97,7 +97,8 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     assert 3 not in synced_rows(base_b.database_url, "employees")
 
     # An older event after the newer one (a redelivery, or a slow producer): stale, nothing regresses.
-    row = {**dict(engine.connect().execute(table.select().where(table.c.id == 2)).one()._mapping)}
+    with engine.connect() as conn:
+        row = dict(conn.execute(table.select().where(table.c.id == 2)).one()._mapping)
     old = {**row, "position": "Intern", "updated_at": row["updated_at"] - timedelta(hours=1)}
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     writer = EnvelopeWriter("employees")
