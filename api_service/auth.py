@@ -11,6 +11,7 @@ from api_service.settings import ApiSettings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="base-b"'}
+_HTTP_WHITESPACE = " \t"
 
 
 def check_request(settings: ApiSettings) -> None:
@@ -19,8 +20,11 @@ def check_request(settings: ApiSettings) -> None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    # Strip only HTTP whitespace (SP, HTAB): str.strip() also drops NBSP, NEL and other Unicode
+    # spaces, and so accepted "<token>\xa0" as the configured token.
+    token = token.strip(_HTTP_WHITESPACE)
+    if scheme.lower() != "bearer" or not token:
         raise Problem(401, "a bearer token is required: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
-    token = token.strip().encode()
-    if not any(hmac.compare_digest(token, allowed.encode()) for allowed in settings.tokens):
+    presented = token.encode()
+    if not any(hmac.compare_digest(presented, allowed.encode()) for allowed in settings.tokens):
         raise Problem(403, "the bearer token is not allowed here")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
@@ -17,6 +17,15 @@ from api_service.schemas import BulkResult
 from api_service.settings import ApiSettings
 
 BULK_OUTCOMES = ("inserted", "updated", "unchanged", "stale", "deleted", "not_found", "rejected")
+# Which pipeline sent a bulk request (header X-Sync-Path); anything else counts as a direct "api" client.
+SYNC_PATHS = ("batch", "events")
+SYNC_PATH_HEADER = "X-Sync-Path"
+
+
+def sync_path(header_value: str | None) -> str:
+    """The `path` label: one of SYNC_PATHS, else "api", so a client cannot grow the label set."""
+    value = (header_value or "").strip().lower()
+    return value if value in SYNC_PATHS else "api"
 
 
 class ApiMetrics:
@@ -40,16 +49,24 @@ class ApiMetrics:
         self.exporter.info("api_info", "REST API over Base B", version="0.1.0")
         self.bulk_records = Counter(
             "api_bulk_records_total",
-            "Records of bulk requests by entity, operation and outcome",
-            ["entity", "operation", "outcome"],
+            "Records of bulk requests by entity, sync path (batch, events or api), operation and outcome",
+            ["entity", "path", "operation", "outcome"],
             registry=registry,
         )
+        self.bulk_last_write = Gauge(
+            "api_bulk_last_write_timestamp_seconds",
+            "When a bulk request of this entity and sync path last wrote to Base B (Unix time)",
+            ["entity", "path"],
+            registry=registry,
+            multiprocess_mode="max",  # the newest over every gunicorn worker
+        )
 
-    def count_bulk(self, entity: str, operation: str, result: BulkResult) -> None:
+    def count_bulk(self, entity: str, path: str, operation: str, result: BulkResult) -> None:
         for outcome in BULK_OUTCOMES:
-            value = getattr(result, outcome)
-            if value:
-                self.bulk_records.labels(entity, operation, outcome).inc(value)
+            # Every outcome's series exists from the first request on, at 0 until it happens:
+            # Prometheus' increase() and rate() need a sample before the first count.
+            self.bulk_records.labels(entity, path, operation, outcome).inc(getattr(result, outcome))
+        self.bulk_last_write.labels(entity, path).set_to_current_time()
 
 
 def init_app(app: Flask, settings: ApiSettings) -> ApiMetrics:

@@ -6,7 +6,7 @@ import orjson
 from flask import Blueprint, Response, current_app, request, url_for
 from pydantic import ValidationError
 
-from api_service import auth, bulk_input, merge, rejections, repository, sync_reads
+from api_service import auth, bulk_input, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.entities import Entity
 from api_service.models import TABLES
@@ -60,6 +60,11 @@ def _row_id(row_id: int, entity: Entity) -> int:
     return row_id
 
 
+def _count_bulk(entity: str, operation: str, result) -> None:
+    path = metrics.sync_path(request.headers.get(metrics.SYNC_PATH_HEADER))
+    current_app.extensions["api_metrics"].count_bulk(entity, path, operation, result)
+
+
 def make_blueprint(entity: Entity) -> Blueprint:
     """The routes of one entity under `/<entity.name>`."""
     schemas = SCHEMAS[entity.name]
@@ -106,7 +111,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
         )
         result = merge.upsert(get_connection(), entity, table, batch)
         _remember_rejections(batch, result, settings)
-        current_app.extensions["api_metrics"].count_bulk(entity.name, "upsert", result)
+        _count_bulk(entity.name, "upsert", result)
         return json_response(result)
 
     @bp.post("/bulk/delete")
@@ -115,7 +120,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
         batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, settings.bulk_max_records)
         result = merge.delete(get_connection(), table, batch)
         _remember_rejections(batch, result, settings)
-        current_app.extensions["api_metrics"].count_bulk(entity.name, "delete", result)
+        _count_bulk(entity.name, "delete", result)
         return json_response(result)
 
     def _remember_rejections(batch, result, settings) -> None:

@@ -40,7 +40,7 @@ def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
     hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
     connect_args = {"init_command": "SET time_zone = '+00:00'"} if hook.conn_type == "mysql" else {}
     engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": connect_args})
-    api = _api(settings.api_conn_id, settings.api_timeout)
+    api = _api(settings.api_conn_id, settings.api_timeout, "batch")
     try:
         yield BaseA(engine), api
     finally:
@@ -48,11 +48,11 @@ def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
         engine.dispose()
 
 
-def _api(conn_id: str, timeout: float) -> BaseBApi:
+def _api(conn_id: str, timeout: float, sync_path: str) -> BaseBApi:
     conn = BaseHook.get_connection(conn_id)
     scheme = conn.extra_dejson.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "http")
     port = f":{conn.port}" if conn.port else ""
-    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=timeout)
+    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=timeout, sync_path=sync_path)
 
 
 def base_b_asset(entity: str) -> Asset:
@@ -99,7 +99,7 @@ def apply_changes() -> dict:
     kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
     consumer = events.consumer_for(kafka_config, settings)
     producer = events.producer_for(kafka_config)
-    api = _api(settings.api_conn_id, settings.api_timeout)
+    api = _api(settings.api_conn_id, settings.api_timeout, "events")
     try:
         report = events.drain(consumer, producer, api, settings)
     finally:

@@ -25,7 +25,15 @@ class ApiError(RuntimeError):
 
 
 class BaseBApi:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 120.0, pool_size: int = 8, retries: int = 5):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float = 120.0,
+        pool_size: int = 8,
+        retries: int = 5,
+        sync_path: str | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
@@ -41,6 +49,8 @@ class BaseBApi:
         self.session.mount("https://", adapter)
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        if sync_path:  # the API counts what each pipeline loaded under this label (its /metrics)
+            self.session.headers["X-Sync-Path"] = sync_path
 
     def close(self) -> None:
         self.session.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from api_service import create_app, migrate
 from tests.api.conftest import AUTH, make_settings
@@ -79,5 +82,36 @@ def test_metrics_count_requests_by_route_template_and_bulk_outcomes(client):
     route = r'api_http_request_duration_seconds_count\{[^}]*status="404"[^}]*url_rule="/articles/<int:row_id>"\} 1'
     assert re.search(route, text)
     assert "/articles/123456" not in text  # raw ids never become label values
-    assert re.search(r'api_bulk_records_total\{entity="articles",operation="upsert",outcome="inserted"\} 1\.0', text)
-    assert re.search(r'api_bulk_records_total\{entity="articles",operation="upsert",outcome="rejected"\} 1\.0', text)
+    for outcome in ("inserted", "rejected"):
+        assert (
+            sample(text, "api_bulk_records_total", entity="articles", path="api", operation="upsert", outcome=outcome)
+            == 1
+        )
+
+
+def test_metrics_count_bulk_records_by_sync_path_from_a_bounded_set(client):
+    def send(source_id: int, path: str) -> None:
+        record = {"source_id": source_id, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}
+        answer = client.post("/articles/bulk", json=[record], headers={**AUTH, "X-Sync-Path": path})
+        assert answer.status_code == 200
+
+    send(1, "batch")
+    send(2, "Events")
+    send(3, "anything-else")  # a client cannot make up label values
+    text = client.get("/metrics").data.decode()
+    for path in ("batch", "events", "api"):
+        assert (
+            sample(text, "api_bulk_records_total", entity="articles", path=path, operation="upsert", outcome="inserted")
+            == 1
+        )
+        assert time.time() - sample(text, "api_bulk_last_write_timestamp_seconds", entity="articles", path=path) < 600
+    assert "anything-else" not in text
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text exposition (label order does not matter)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    return None

@@ -1,9 +1,12 @@
 """Grafana dashboards as files: structure, the metric names they use, and every query run by a real Prometheus.
 
-Grafana itself cannot run here; Prometheus can. A real Prometheus scrapes a real API process, and
-every panel's query is sent to it: a query it cannot parse fails the test, and the panels fed by
-the API must return data. The pipeline panels are fed through statsd-exporter (not installable
-here), so for them the test checks that each metric they name is one the StatsD mapping produces.
+Grafana itself cannot run here; Prometheus can. A real Prometheus scrapes a real API process while
+a real batch sync (the sync library, from a SQLite Base A) loads Base B through it, and every
+panel's query is sent to it: a query it cannot parse fails the test, and the service panels and
+the pipeline panels the API feeds (rows synced, stale and rejected, last write) must return data.
+The other pipeline series travel through statsd-exporter, which cannot be installed here (no Debian
+package, no Go toolchain): for them the test checks that each metric they name is one the StatsD
+mapping produces from names captured from a real Airflow run.
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ import time
 import pytest
 import requests
 import yaml
+from sqlalchemy import text
 
 from api_service import migrate
+from base_sync import generate, records, sync
+from base_sync.api_client import BaseBApi
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import create_schema
+from base_sync.state import MemoryStateStore
 from tests.servers import REPO, api_server, free_port, require_program, wait_for_http
 
 GRAFANA = REPO / "monitoring" / "grafana"
@@ -106,7 +116,32 @@ def query(prometheus_url: str, expr: str) -> list:
     return body["data"]["result"]
 
 
-def test_every_panel_query_is_valid_promql_and_the_service_panels_have_data(prometheus):
+def batch_sync(api: str, workdir) -> None:
+    """Two rounds of the batch sync through the API, as the DAG's tasks make them: 60 employees, one
+    of them rejected (a client took its email first), then updates; and one stale write."""
+    engine = source_engine(f"sqlite:///{workdir / 'base_a.sqlite'}")
+    create_schema(engine)
+    generate.seed(engine, "employees", 60, seed_value=7)
+    with engine.connect() as conn:
+        taken = conn.execute(text("SELECT email FROM employees WHERE id = 2")).scalar_one()
+    client, store = BaseBApi(api, "token", sync_path="batch"), MemoryStateStore()
+    try:
+        # A client created a row with that email through the API first: the synced one is rejected.
+        created = client.session.post(f"{api}/employees", json={"first_name": "C", "last_name": "L", "email": taken})
+        assert created.status_code == 201, created.text
+        for _ in range(3):  # over a few scrapes: a rate needs two samples
+            sync.load("employees", BaseA(engine), client, store, SyncSettings(lookback_seconds=0))
+            generate.churn(engine, "employees", 5, 0, 0, seed_value=8)
+            time.sleep(1.5)
+        (row,) = next(BaseA(engine).rows_by_keys("employees", [3], 1))
+        older = {**records.to_record("employees", row), "source_updated_at": "2000-01-01T00:00:00Z"}
+        assert client.bulk_upsert("employees", records.encode([older]))["stale"] == 1  # older than Base B's row
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def test_every_panel_query_is_valid_promql_and_the_service_and_api_fed_pipeline_panels_have_data(prometheus, tmp_path):
     prometheus_url, api = prometheus
     deadline = time.monotonic() + 30
     while not query(prometheus_url, 'up{job="api"} == 1'):  # a rate needs the series seen before the traffic
@@ -116,9 +151,10 @@ def test_every_panel_query_is_valid_promql_and_the_service_panels_have_data(prom
         for path in ("/articles", "/employees", "/articles/999999"):
             requests.get(f"{api}{path}", timeout=5)
         time.sleep(1.5)
+    batch_sync(api, tmp_path)
     deadline = time.monotonic() + 30
-    while not query(prometheus_url, "rate(api_http_request_duration_seconds_count[1m]) > 0"):
-        assert time.monotonic() < deadline, "Prometheus never saw the API's traffic"
+    while not query(prometheus_url, 'increase(api_bulk_records_total{path="batch", outcome="stale"}[1m]) > 0'):
+        assert time.monotonic() < deadline, "Prometheus never saw the API's traffic and the sync"
         time.sleep(1)
     for dashboard in DASHBOARDS.values():
         for _title, expr in targets(dashboard):
@@ -126,3 +162,13 @@ def test_every_panel_query_is_valid_promql_and_the_service_panels_have_data(prom
     services = {panel["title"]: panel["targets"][0]["expr"] for panel in DASHBOARDS["services"]["panels"]}
     for title in ("Request rate", "REST API latency (p50, p95, p99)", "REST latency by route (p95)", "Services up"):
         assert query(prometheus_url, services[title]), f"{title} has no data"
+    pipelines = {panel["title"]: panel["targets"] for panel in DASHBOARDS["pipelines"]["panels"]}
+    synced = query(prometheus_url, pipelines["Rows synced per entity and path"][0]["expr"])
+    assert {(r["metric"]["path"], r["metric"]["outcome"]) for r in synced} >= {
+        ("batch", "inserted"),
+        ("batch", "updated"),
+    }
+    not_applied = query(prometheus_url, pipelines["Stale and rejected rows"][0]["expr"])
+    assert {r["metric"]["outcome"]: float(r["value"][1]) > 0 for r in not_applied} == {"rejected": True, "stale": True}
+    (last_write,) = query(prometheus_url, pipelines["Freshness: since the last successful sync"][1]["expr"])
+    assert last_write["metric"] == {"path": "batch", "entity": "employees"} and 0 <= float(last_write["value"][1]) < 120
