@@ -9,9 +9,11 @@ VENV=${VENV:-.venv}
 need_apt=()
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
-# Optional: Prometheus and promtool, for the monitoring tests (they skip without them, fail under CI).
+# Optional: Prometheus and promtool for the monitoring tests, Chromium for the browser test (the
+# tests skip without them, and fail under CI).
 want_apt=()
 command -v promtool >/dev/null || want_apt+=(prometheus)
+command -v chromium >/dev/null || want_apt+=(chromium)
 if ((${#need_apt[@]} + ${#want_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing system packages: ${need_apt[*]} ${want_apt[*]}"
@@ -21,7 +23,7 @@ if ((${#need_apt[@]} + ${#want_apt[@]})); then
     echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
     exit 1
   else
-    echo "bootstrap: ${want_apt[*]} not installed: the monitoring tests will skip" >&2
+    echo "bootstrap: ${want_apt[*]} not installed: the tests that need them will skip" >&2
   fi
 fi
 

@@ -2,13 +2,65 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+from pathlib import Path
 
+import jsonschema
 import yaml
 
 from tests.servers import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+# The Compose specification's schema, vendored unchanged (data/README.md says from where).
+SPEC = json.loads((Path(__file__).parent / "data" / "compose-spec.json").read_text())
+
+
+def validator_class(schema: dict) -> type[jsonschema.protocols.Validator]:
+    """The jsonschema validator for the draft the schema's `$schema` names."""
+    named = schema["$schema"]
+    # compose-spec names "https://json-schema.org/draft-07/schema"; jsonschema knows the draft by its
+    # http:// id and, for a name it does not know, silently falls back to the newest draft.
+    for uri in (named, named.replace("https://", "http://", 1)):
+        found = jsonschema.validators.validator_for({"$schema": uri}, default=None)
+        if found is not None:
+            return found
+    raise AssertionError(f"jsonschema has no validator for $schema {named!r}")
+
+
+def spec_errors(document: object) -> list[str]:
+    """Every way the document breaks the Compose specification, as sorted "path: message" lines."""
+    lines = []
+    for error in validator_class(SPEC)(SPEC).iter_errors(document):
+        # A failed oneOf/anyOf only says "not valid under any of the given schemas"; the alternative
+        # that got furthest into the document is the one its author meant, so report that.
+        meant = error
+        while meant.context:
+            meant = max(meant.context, key=lambda alternative: len(alternative.absolute_path))
+        lines.append(f"{meant.json_path}: {meant.message}")
+    return sorted(lines)
+
+
+def test_the_vendored_compose_schema_is_a_valid_schema():
+    validator = validator_class(SPEC)
+    assert validator is jsonschema.Draft7Validator, "the schema moved to a new draft: check data/README.md"
+    validator.check_schema(SPEC)
+
+
+def test_docker_compose_follows_the_compose_specification():
+    errors = spec_errors(COMPOSE)
+    assert not errors, "docker-compose.yaml breaks the Compose specification:\n" + "\n".join(errors)
+
+
+def test_the_schema_check_rejects_a_broken_compose_file():
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["api"]["healthchek"] = broken["services"]["api"].pop("healthcheck")
+    broken["services"]["graphql"]["depends_on"]["api"]["condition"] = "service_ready"
+    errors = spec_errors(broken)
+    assert len(errors) == 2, errors  # every error, not only the first
+    assert errors[0].startswith("$.services.api: ") and "'healthchek'" in errors[0], errors
+    assert errors[1].startswith("$.services.graphql.depends_on.api.condition: 'service_ready' is not one of"), errors
 
 
 def test_every_service_has_an_image_or_a_build_that_exists():
