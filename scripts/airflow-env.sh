@@ -1,30 +1,38 @@
 # Environment of the local Airflow that `make up` runs; `source scripts/airflow-env.sh` to use its CLI.
 # Everything has an embedded default and can be overridden from the environment first.
+# PLATFORM_VAR (default var/) holds the state, secrets, pids and logs of one installation.
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-_secret() {  # a random value made once and kept in var/
-  [ -s "$_root/var/$1" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$_root/var/$1"
-  cat "$_root/var/$1"
+export PLATFORM_VAR=${PLATFORM_VAR:-$_root/var}
+_secret() {  # a random value made once and kept in $PLATFORM_VAR
+  [ -s "$PLATFORM_VAR/$1" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$PLATFORM_VAR/$1"
+  cat "$PLATFORM_VAR/$1"
 }
-mkdir -p "$_root/var"
-export AIRFLOW_HOME=${AIRFLOW_HOME:-$_root/var/airflow}
+mkdir -p "$PLATFORM_VAR"
+export AIRFLOW_HOME=${AIRFLOW_HOME:-$PLATFORM_VAR/airflow}
+# The metadata database: SQLite for a local stack; its writers wait up to 30 s for the lock
+# (Python's default 5 s fails API calls while the scheduler, workers and triggerer all write).
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db?timeout=30}
 export AIRFLOW__CORE__DAGS_FOLDER=${AIRFLOW__CORE__DAGS_FOLDER:-$_root/dags}
 export AIRFLOW__CORE__PLUGINS_FOLDER=${AIRFLOW__CORE__PLUGINS_FOLDER:-$_root/plugins}
 export AIRFLOW__CORE__LOAD_EXAMPLES=${AIRFLOW__CORE__LOAD_EXAMPLES:-false}
 export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-4}  # 32 idle workers would take ~4.5 GB
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}
+export AIRFLOW__API__HOST=${AIRFLOW__API__HOST:-127.0.0.1}
 export AIRFLOW__API__PORT=${AIRFLOW__API__PORT:-8080}
+# Where task processes reach the api-server (Airflow's default assumes port 8080).
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://127.0.0.1:$AIRFLOW__API__PORT/execution/}
 export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(_secret airflow-jwt-secret)}
 export AIRFLOW__CORE__FERNET_KEY=${AIRFLOW__CORE__FERNET_KEY:-$(
-  [ -s "$_root/var/airflow-fernet-key" ] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$_root/var/airflow-fernet-key"
-  cat "$_root/var/airflow-fernet-key")}
+  [ -s "$PLATFORM_VAR/airflow-fernet-key" ] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$PLATFORM_VAR/airflow-fernet-key"
+  cat "$PLATFORM_VAR/airflow-fernet-key")}
 # StatsD for Airflow's metrics and the pipelines' own (statsd-exporter on 8125/udp when it runs).
 export AIRFLOW__METRICS__STATSD_ON=${AIRFLOW__METRICS__STATSD_ON:-True}
 export AIRFLOW__METRICS__STATSD_HOST=${AIRFLOW__METRICS__STATSD_HOST:-127.0.0.1}
 export AIRFLOW__METRICS__STATSD_PORT=${AIRFLOW__METRICS__STATSD_PORT:-8125}
 
 # Connections: Base A (SQLite file by default; a mysql connection for MySQL/MariaDB) and the REST API.
-export BASE_A_URL=${BASE_A_URL:-sqlite:///$_root/var/base_a.sqlite}
-export AIRFLOW_CONN_BASE_A=${AIRFLOW_CONN_BASE_A:-"{\"conn_type\": \"sqlite\", \"host\": \"$_root/var/base_a.sqlite\"}"}
+export BASE_A_URL=${BASE_A_URL:-sqlite:///$PLATFORM_VAR/base_a.sqlite}
+export AIRFLOW_CONN_BASE_A=${AIRFLOW_CONN_BASE_A:-"{\"conn_type\": \"sqlite\", \"host\": \"$PLATFORM_VAR/base_a.sqlite\"}"}
 _api_bind=${API_BIND:-127.0.0.1:5000}
 _api_token=${API_TOKENS:-$(_secret api-token)}
 export AIRFLOW_CONN_BASE_B_API=${AIRFLOW_CONN_BASE_B_API:-"{\"conn_type\": \"http\", \"host\": \"${_api_bind%:*}\", \"port\": ${_api_bind##*:}, \"password\": \"${_api_token%%,*}\"}"}

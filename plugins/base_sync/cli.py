@@ -4,6 +4,7 @@ base-a init                       create the tables (BASE_A_URL, default var/bas
 base-a seed employees 1000000     add realistic rows
 base-a churn employees --updates 10000 --inserts 100 --deletes 50
 base-a churn employees --updates 10 --publish 127.0.0.1:9092   ... and publish their change events
+base-a churn employees --updates 5 --publish 127.0.0.1:9092 --every 30   ... again every 30 s (event maker)
 base-a count employees            rows in Base A
 base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 
 from base_sync import event_maker, generate
@@ -44,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also publish the changes as Debezium events to this Kafka (for a Base A without a binlog)",
     )
     churning.add_argument("--topic-prefix", default=os.environ.get("EVENTS_TOPIC_PREFIX", "base_a"))
+    churning.add_argument(
+        "--every", type=float, default=0, metavar="SECONDS", help="repeat every SECONDS until stopped"
+    )
     counting = commands.add_parser("count", help="rows in Base A")
     counting.add_argument("entity", choices=ENTITY_NAMES)
     summary = commands.add_parser("summary", help="rows in Base A and synced rows in Base B")
@@ -66,21 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             added = generate.seed(engine, args.entity, args.count, args.seed)
             elapsed = time.perf_counter() - started
             log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
-        elif args.command == "churn" and args.publish:
-            done = event_maker.churn_and_publish(
-                engine,
-                args.entity,
-                args.publish,
-                args.updates,
-                args.inserts,
-                args.deletes,
-                args.seed,
-                args.topic_prefix,
-            )
-            log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
         elif args.command == "churn":
-            done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, args.seed)
-            log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
+            _churn(engine, args)
         elif args.command == "count":
             print(generate.count(engine, args.entity))
         else:
@@ -91,6 +84,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.dispose()
     return 0
+
+
+def _churn(engine, args) -> None:
+    """One round of changes, or one every `--every` seconds until SIGTERM/SIGINT, which ends the
+    current round first: a change made in Base A is never left without its event."""
+    stopping = threading.Event()
+    if args.every:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+    rng_seed = args.seed
+    while not stopping.is_set():
+        started = time.perf_counter()
+        if args.publish:
+            done = event_maker.churn_and_publish(
+                engine, args.entity, args.publish, args.updates, args.inserts, args.deletes, rng_seed, args.topic_prefix
+            )
+        else:
+            done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed)
+        log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
+        if not args.every:
+            return
+        rng_seed = None if rng_seed is None else rng_seed + 1  # a seeded run repeats, but not the same keys
+        stopping.wait(args.every)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""`make up` on embedded defaults, used as a user would, then `make down`.
+
+The platform (tests/e2e/embedded/conftest.py) runs with the event maker changing employees every
+3 s, so the event path is busy from the start; articles change only through the batch path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.platform import base_a_versions, base_b_versions, wait_for
+
+pytestmark = pytest.mark.slow
+DAG = "base_a_to_base_b"
+
+
+def test_a_run_triggered_through_airflows_rest_api_succeeds(platform):
+    run = platform.airflow("POST", f"/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {}})
+    path = f"/dags/{DAG}/dagRuns/{run['dag_run_id']}"
+    state = wait_for(
+        "the triggered run to finish",
+        lambda: (s := platform.airflow("GET", path)["state"]) in ("success", "failed") and s,
+        timeout=300,
+    )
+    tasks = platform.airflow("GET", f"{path}/taskInstances")["task_instances"]
+    assert state == "success", [(t["task_id"], t["state"]) for t in tasks]
+    assert tasks and {t["state"] for t in tasks} <= {"success", "skipped"}
+
+
+def test_graphql_reads_what_the_batch_dag_synced(platform):
+    # Articles change only through the batch DAG, which has run (make up, then the test above).
+    assert base_b_versions(platform, "articles") == base_a_versions(platform.base_a_url, "articles")
+    one = platform.graphql("{ getArticles(limit: 1) { items { id title } } }")["getArticles"]["items"][0]
+    article = platform.graphql("query($id: ID!) { getArticle(id: $id) { id title } }", id=one["id"])["getArticle"]
+    assert article == one
+
+
+def test_changes_in_base_a_arrive_through_the_event_path(platform):
+    def events_applied() -> float:
+        return bulk_records(platform, path="events", outcome="updated")
+
+    wait_for("the event path to apply the event maker's updates", events_applied, timeout=240)
+    # Stop the event maker (it finishes its round: every change it made has its event), then
+    # Base B must catch up with Base A with no batch run in between.
+    os.killpg(int((platform.var / "run" / "event-maker.pid").read_text()), signal.SIGTERM)
+    wait_for("the event maker to stop", lambda: not platform_process_alive(platform, "event-maker"), timeout=60)
+    stopped_at = time.time()
+    expected = base_a_versions(platform.base_a_url, "employees")
+    wait_for(
+        "Base B's employees to equal Base A's",
+        lambda: base_b_versions(platform, "employees") == expected,
+        timeout=240,
+        every=3,
+    )
+    batch_runs = platform.airflow("GET", f"/dags/{DAG}/dagRuns", params={"start_date_gte": _iso(stopped_at)})
+    assert batch_runs["total_entries"] == 0, "a batch run may have done the event path's work"
+
+
+def test_the_pipeline_metrics_are_on_the_apis_metrics_and_prometheus_scrapes_the_services(platform):
+    for path in ("batch", "events"):
+        assert bulk_records(platform, path=path, operation="upsert") > 0, f"no {path} rows counted by the API"
+
+    def scraped() -> set[str]:
+        answer = requests.get(f"{platform.prometheus_url}/api/v1/targets", timeout=10).json()
+        return {t["labels"]["job"] for t in answer["data"]["activeTargets"] if t["health"] == "up"}
+
+    wait_for("Prometheus to scrape the API, GraphQL and itself", lambda: {"api", "graphql", "prometheus"} <= scraped())
+
+
+def test_make_down_stops_every_process_it_started(platform):
+    assert platform.leftover_processes(), "the platform should be running before make down"
+    assert platform.make("down", timeout=180).returncode == 0
+    assert platform.leftover_processes() == []
+    assert not list((platform.var / "run").glob("*.pid"))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{platform.api_url}/health", timeout=5)
+
+
+def bulk_records(platform, **labels: str) -> float:
+    """The sum of api_bulk_records_total samples matching the labels, from the API's /metrics."""
+    text = requests.get(f"{platform.api_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "api_bulk_records_total" and labels.items() <= sample.labels.items()
+    )
+
+
+def platform_process_alive(platform, name: str) -> bool:
+    try:
+        os.killpg(int((platform.var / "run" / f"{name}.pid").read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

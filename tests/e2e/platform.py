@@ -1,0 +1,187 @@
+"""The platform as a user runs it: `make up` with its own state folder and free ports, `make down`.
+
+Every address is chosen free so a platform the developer already runs is left alone. Everything
+`make up` starts inherits PLATFORM_VAR, which is how `leftover_processes` finds what `make down`
+missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.servers import REPO, free_port
+
+
+@dataclass
+class Platform:
+    var: Path
+    env: dict[str, str]
+    api_url: str
+    graphql_url: str
+    airflow_url: str
+    prometheus_url: str
+    kafka_bootstrap: str
+    base_a_url: str
+    up_log: Path
+    _airflow: requests.Session = field(default_factory=requests.Session)
+
+    @property
+    def api_token(self) -> str:
+        return (self.var / "api-token").read_text().strip()
+
+    @property
+    def admin_password(self) -> str:
+        generated = self.var / "airflow" / "simple_auth_manager_passwords.json.generated"
+        return json.loads(generated.read_text())["admin"]
+
+    def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        with open(self.var / f"make-{target}.log", "a") as log:
+            return subprocess.run(
+                ["make", target],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+
+    def airflow(self, method: str, path: str, **kwargs) -> dict:
+        """Airflow's REST API v2 as a user calls it, with a token from /auth/token."""
+        if "Authorization" not in self._airflow.headers:
+            answer = requests.post(
+                f"{self.airflow_url}/auth/token",
+                json={"username": "admin", "password": self.admin_password},
+                timeout=30,
+            )
+            answer.raise_for_status()
+            self._airflow.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        answer = self._airflow.request(method, f"{self.airflow_url}/api/v2{path}", timeout=30, **kwargs)
+        assert answer.ok, f"{method} {path}: {answer.status_code} {answer.text}"
+        return answer.json()
+
+    def graphql(self, query: str, **variables) -> dict:
+        answer = requests.post(f"{self.graphql_url}/graphql", json={"query": query, "variables": variables}, timeout=30)
+        body = answer.json()
+        assert answer.status_code == 200 and not body.get("errors"), body
+        return body["data"]
+
+    def leftover_processes(self) -> list[str]:
+        """Command lines of processes still running with this platform's PLATFORM_VAR."""
+        marker = f"PLATFORM_VAR={self.var}\0".encode()
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if marker in (proc / "environ").read_bytes():
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        return found
+
+
+def platform_env(var: Path, **overrides: str) -> dict[str, str]:
+    """`make up`'s environment: small demo data, free ports, quick DAG parsing for a test."""
+    ports = {
+        name: free_port() for name in ("api", "graphql", "airflow", "kafka", "prometheus", "relay", "logs", "tlogs")
+    }
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "API_", "BASE_A_", "KAFKA_"))},
+        "PLATFORM_VAR": str(var),
+        "API_BIND": f"127.0.0.1:{ports['api']}",
+        "GRAPHQL_BIND": f"127.0.0.1:{ports['graphql']}",
+        "AIRFLOW__API__PORT": str(ports["airflow"]),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["logs"]),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["tlogs"]),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",  # asset watchers register on a re-parse
+        "KAFKA_LISTEN": f"127.0.0.1:{ports['kafka']}",
+        "PROMETHEUS_BIND": f"127.0.0.1:{ports['prometheus']}",
+        "RELAY_HTTP_PORT": str(ports["relay"]),
+        "BASE_A_SEED_EMPLOYEES": "500",
+        "BASE_A_SEED_ARTICLES": "200",
+        **overrides,
+    }
+
+
+@contextlib.contextmanager
+def running_platform(var: Path, **overrides: str) -> Iterator[Platform]:
+    """`make up`, the platform while it runs, then `make down` (also when the test failed)."""
+    env = platform_env(var, **overrides)
+    platform = Platform(
+        var=var,
+        env=env,
+        api_url=f"http://{env['API_BIND']}",
+        graphql_url=f"http://{env['GRAPHQL_BIND']}",
+        airflow_url=f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}",
+        prometheus_url=f"http://{env['PROMETHEUS_BIND']}",
+        kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", env["KAFKA_LISTEN"]),
+        base_a_url=env.get("BASE_A_URL", f"sqlite:///{var / 'base_a.sqlite'}"),
+        up_log=var / "make-up.log",
+    )
+    try:
+        started = time.monotonic()
+        result = platform.make("up")
+        assert result.returncode == 0, f"make up exited {result.returncode}:\n{platform.up_log.read_text()[-6000:]}"
+        print(f"make up took {time.monotonic() - started:.0f} s")
+        yield platform
+    finally:
+        platform.make("down", timeout=120)
+
+
+def wait_for(what: str, check, timeout: float = 180, every: float = 2):
+    """Poll `check()` until it returns something true; that value. Fails naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(every)
+
+
+PAGE = """query($after: Int) { %s(limit: 200, after: $after) { items { sourceId sourceUpdatedAt } nextAfter } }"""
+
+
+def base_b_versions(platform: Platform, entity: str) -> dict[int, datetime]:
+    """Every synced row of Base B as GraphQL shows it: Base A key → the Base A version held."""
+    field_name = {"articles": "getArticles", "employees": "getEmployees"}[entity]
+    versions, after = {}, None
+    while True:
+        page = platform.graphql(PAGE % field_name, after=after)[field_name]
+        versions |= {
+            item["sourceId"]: _utc(datetime.fromisoformat(item["sourceUpdatedAt"]))
+            for item in page["items"]
+            if item["sourceId"] is not None
+        }
+        after = page["nextAfter"]
+        if not after:
+            return versions
+
+
+def base_a_versions(base_a_url: str, entity: str) -> dict[int, datetime]:
+    """Every row of Base A: key → updated_at."""
+    engine = create_engine(base_a_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT id, updated_at FROM {entity}"))  # noqa: S608 - a fixed table name
+            return {
+                key: _utc(stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp))
+                for key, stamp in rows
+            }
+    finally:
+        engine.dispose()
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
