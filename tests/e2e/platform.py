@@ -71,6 +71,10 @@ class Platform:
         assert answer.ok, f"{method} {path}: {answer.status_code} {answer.text}"
         return answer.json()
 
+    def runs_started_since(self, dag_id: str, timestamp: float) -> int:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+        return self.airflow("GET", f"/dags/{dag_id}/dagRuns", params={"start_date_gte": since})["total_entries"]
+
     def graphql(self, query: str, **variables) -> dict:
         answer = requests.post(f"{self.graphql_url}/graphql", json={"query": query, "variables": variables}, timeout=30)
         body = answer.json()
