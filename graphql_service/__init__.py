@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
 from ariadne.explorer import ExplorerGraphiQL
 from flask import Flask, Response, jsonify, request
 
 from graphql_service.errors import error_formatter
-from graphql_service.limits import validation_rules
 from graphql_service.loaders import RowLoader
-from graphql_service.metrics import GraphQLMetrics
+from graphql_service.metrics import GraphQLMetrics, time_root_fields
+from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
 from graphql_service.rest_client import RestClient, RestError
 from graphql_service.settings import GraphQLSettings
@@ -20,11 +22,14 @@ from graphql_service.settings import GraphQLSettings
 SCHEMA = make_executable_schema(
     load_schema_from_path(str(Path(__file__).parent / "schema")), *BINDABLES, convert_names_case=True
 )
+time_root_fields(SCHEMA)
 
 
 def _caller_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    # Strip only HTTP whitespace (SP, HTAB): str.strip() also drops NBSP, NEL and other Unicode
+    # spaces, which turned a wrong "<token>\xa0" into the right token before it reached the API.
+    return token.strip(" \t") or None if scheme.lower() == "bearer" else None
 
 
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
@@ -36,7 +41,14 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
     explorer_html = ExplorerGraphiQL(title="Base B GraphQL").html(None)
-    rules = validation_rules(settings.max_depth, settings.max_cost)
+    queries = QueryCache(
+        SCHEMA,
+        max_depth=settings.max_depth,
+        max_cost=settings.max_cost,
+        introspection=settings.introspection,
+        size=settings.query_cache_size,
+    )
+    app.extensions["query_cache"] = queries
 
     @app.get("/graphql")
     def explorer():
@@ -52,17 +64,22 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         success, result = graphql_sync(
             SCHEMA,
             data,
-            context_value={"client": client, "token": token, "loader": RowLoader(client, token)},
-            validation_rules=rules,
-            introspection=settings.introspection,
+            context_value={"client": client, "token": token, "loader": RowLoader(client, token), "metrics": metrics},
+            # The cache applies every rule (limits and the introspection switch included).
+            query_parser=queries.parser,
+            query_validator=queries.validator(data),
             debug=settings.debug,
             error_formatter=error_formatter,
-            middleware=[metrics],
             logger=None,
         )
         for error in result.get("errors", []):
             metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
-        return jsonify(result), 200 if success else 400
+        # orjson: a tenth of the time of Flask's encoder, and fields keep the query's order, as the spec asks.
+        try:
+            body = orjson.dumps(result)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, e.g. in the cost error of a huge `limit`
+            body = json.dumps(result).encode()
+        return Response(body, status=200 if success else 400, mimetype="application/json")
 
     @app.get("/health")
     def health():

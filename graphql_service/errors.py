@@ -47,7 +47,8 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     original = error.original_error
     while isinstance(original, GraphQLError):  # coercion errors wrap the scalar parser's error
         original = original.original_error
-    extensions = formatted.setdefault("extensions", {})
+    # A copy: `formatted` shares the error's own extensions, and the query cache reuses validation errors.
+    extensions = formatted["extensions"] = dict(formatted.get("extensions") or {})
     if isinstance(original, RestError):
         if original.status == 0 or original.status >= 500:
             extensions["code"] = "SERVICE_UNAVAILABLE"

@@ -1,8 +1,9 @@
-"""Query limits: a maximum selection depth and a maximum cost (list sizes multiply)."""
+"""Query limits: a maximum selection depth and a maximum cost (list sizes multiply), and the rules that apply them."""
 
 from __future__ import annotations
 
 from ariadne.validation import cost_validator
+from ariadne.validation.introspection_disabled import IntrospectionDisabledRule
 from graphql import (
     ASTValidationRule,
     FieldNode,
@@ -11,6 +12,7 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     ValidationContext,
+    specified_rules,
 )
 
 # Root list fields cost per requested item: `limit` multiplies what is selected below them.
@@ -57,15 +59,12 @@ def depth_limit(max_depth: int) -> type[ASTValidationRule]:
     return DepthLimit
 
 
-def validation_rules(max_depth: int, max_cost: int):
-    """The rules for one request (the cost rule needs the request's variables)."""
+def document_rules(max_depth: int, introspection: bool) -> tuple[type[ASTValidationRule], ...]:
+    """The rules whose verdict depends on the query text alone: the spec's, the depth limit, introspection."""
+    rules = (*specified_rules, depth_limit(max_depth))
+    return rules if introspection else (*rules, IntrospectionDisabledRule)
 
-    def rules(_context, _document, data: dict):
-        return [
-            depth_limit(max_depth),
-            cost_validator(
-                maximum_cost=max_cost, default_complexity=1, variables=data.get("variables"), cost_map=COST_MAP
-            ),
-        ]
 
-    return rules
+def cost_limit(max_cost: int, variables: dict | None) -> type[ASTValidationRule]:
+    """The cost rule for one request: a list size may come from the request's variables."""
+    return cost_validator(maximum_cost=max_cost, default_complexity=1, variables=variables, cost_map=COST_MAP)

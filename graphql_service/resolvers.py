@@ -51,9 +51,15 @@ def parse_decimal(value: Any) -> str:
     return str(number)
 
 
+_ROW_ID = re.compile(r"[0-9]{1,30}")
+
+
 def _row_id(value: str) -> int:
-    if not str(value).isdigit():
-        raise UserInputError(f"id {value!r} is not a positive integer")
+    # ASCII digits, bounded: str.isdigit() also takes "²" (which int() refuses) and int() refuses text
+    # over 4,300 digits; both were ValueErrors, answered as INTERNAL_SERVER_ERROR. Beyond any key, the
+    # REST API answers 404.
+    if not _ROW_ID.fullmatch(str(value)):
+        raise UserInputError(f"id {str(value)[:40]!r} is not a positive integer")
     return int(value)
 
 

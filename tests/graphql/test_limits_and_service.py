@@ -76,3 +76,18 @@ def test_explorer_health_ready_and_metrics(app, gql):
     assert 'graphql_errors_total{code="NOT_FOUND"}' in metrics
     assert 'graphql_rest_calls_total{method="GET",status="404"}' in metrics
     assert 'url_rule="/graphql"' in metrics
+
+
+def test_root_fields_are_timed_and_nested_fields_are_not(app, gql):
+    gql('mutation { createArticle(input: {title: "x"}) { id title } }')
+    gql("{ ping getArticles { items { id } } }")
+    metrics = app.test_client().get("/metrics").data.decode()
+    for field in ("createArticle", "ping", "getArticles"):
+        assert f'graphql_resolver_seconds_count{{field="{field}"}} 1.0' in metrics
+    assert 'field="title"' not in metrics and 'field="items"' not in metrics
+
+
+def test_answers_keep_the_fields_in_the_order_of_the_query(app):
+    # The spec asks for it (Flask's encoder sorted the keys).
+    raw = app.test_client().post("/graphql", json={"query": "{ ping __typename }"}).data
+    assert raw == b'{"data":{"ping":true,"__typename":"Query"}}'

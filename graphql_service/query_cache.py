@@ -1,0 +1,85 @@
+"""Parsed and validated documents, kept by query text: clients send the same few queries again and again."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode, parse, validate
+
+from graphql_service.limits import cost_limit, document_rules
+
+# Longer texts are checked on every request: a few huge distinct queries must not pin memory.
+MAX_CACHED_QUERY_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A parsed document and the errors of every rule that reads its text alone."""
+
+    document: DocumentNode
+    errors: tuple[GraphQLError, ...]
+    cost_checked: bool  # the cost verdict is among `errors`: the document declares no variables
+
+
+def _declares_variables(document: DocumentNode) -> bool:
+    return any(isinstance(d, OperationDefinitionNode) and d.variable_definitions for d in document.definitions)
+
+
+class QueryCache:
+    """A bounded LRU of checked queries for one schema and one set of limits (so one per app).
+
+    The cost rule reads the request's variables, so a document that declares variables has its
+    cost checked on every request; every other verdict is the text's and is kept.
+    """
+
+    def __init__(self, schema: GraphQLSchema, *, max_depth: int, max_cost: int, introspection: bool, size: int):
+        self.schema = schema
+        self.max_cost = max_cost
+        self.rules = document_rules(max_depth, introspection)
+        # lru_cache is thread-safe and keeps nothing when parse raises, so syntax errors are never kept.
+        self._cached_check = functools.lru_cache(maxsize=size)(self._check)
+
+    def _check(self, query: str) -> CheckedQuery:
+        return self._verdict(parse(query))
+
+    def _verdict(self, document: DocumentNode) -> CheckedQuery:
+        errors = validate(self.schema, document, self.rules)
+        cost_checked = not errors and not _declares_variables(document)
+        if cost_checked:
+            errors = validate(self.schema, document, [cost_limit(self.max_cost, None)])
+        return CheckedQuery(document, tuple(errors), cost_checked)
+
+    def _keeps(self, query: str) -> bool:
+        return len(query) <= MAX_CACHED_QUERY_CHARS
+
+    def check(self, query: str, document: DocumentNode | None = None) -> CheckedQuery:
+        """The checked query: kept by its text if short enough; `document` spares parsing a long one again."""
+        if self._keeps(query):
+            return self._cached_check(query)
+        return self._verdict(document or parse(query))
+
+    def errors(self, query: str, variables: dict | None, document: DocumentNode | None = None) -> list[GraphQLError]:
+        """Every validation error of the query sent with these variables."""
+        checked = self.check(query, document)
+        if checked.cost_checked:
+            return list(checked.errors)
+        return [*checked.errors, *validate(self.schema, checked.document, [cost_limit(self.max_cost, variables)])]
+
+    def parser(self, _context: object, data: dict) -> DocumentNode:
+        """Ariadne's `query_parser` hook."""
+        query = data["query"]
+        return self._cached_check(query).document if self._keeps(query) else parse(query)
+
+    def validator(self, data: dict) -> Callable[..., list[GraphQLError]]:
+        """Ariadne's `query_validator` hook for one request (Ariadne passes the rules, which are ours already)."""
+
+        def validate_request(_schema: GraphQLSchema, document: DocumentNode, *_rules, **_options) -> list[GraphQLError]:
+            return self.errors(data["query"], data.get("variables"), document)
+
+        return validate_request
+
+    def info(self):
+        """Hits, misses and size of the cache (functools' CacheInfo)."""
+        return self._cached_check.cache_info()
