@@ -103,6 +103,32 @@ def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, 
             server.wait(30)
 
 
+@contextlib.contextmanager
+def graphql_server(rest_api: str, log_path: Path, service_token: str | None = None, workers: int = 1):
+    """The GraphQL service under gunicorn on a free loopback port; yields its base URL."""
+    port = free_port()
+    # No GRAPHQL_* leaks in from the caller's environment (a service token there would change the tests).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_")}
+    env |= {
+        "REST_API_URL": rest_api,
+        "GRAPHQL_BIND": f"127.0.0.1:{port}",
+        "GRAPHQL_WORKERS": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / f"graphql-metrics-{port}"),
+    }
+    if service_token:
+        env["GRAPHQL_SERVICE_TOKEN"] = service_token
+    command = [venv_bin("gunicorn"), "-c", "graphql_service/gunicorn.conf.py", "graphql_service.wsgi:app"]
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/health", server)
+            yield base
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+
+
 def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not reachable("127.0.0.1", port, timeout=0.2):
