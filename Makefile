@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test lock api api-dev graphql-dev migrate bench-batch bench-bulk bench-events bench-graphql clean
+.PHONY: up down install test lock api api-dev graphql-dev migrate bench bench-batch bench-bulk bench-events bench-graphql bench-load bench-footprint clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -44,6 +44,20 @@ api: migrate
 ## graphql-dev: the GraphQL service on Flask's dev server, port 5001 (REST_API_URL)
 graphql-dev: $(STAMP)
 	$(VENV)/bin/flask --app graphql_service run --port 5001
+
+## bench: every benchmark in turn (with the anchors' own dependencies), then one summary table
+## (bench/results/summary.json and the top of docs/benchmarks.md); run it on an otherwise idle machine
+bench: $(STAMP)
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[bench]'
+	$(PY) bench/all.py
+
+## bench-load: REST and GraphQL under hey, a fixed number of requests at fixed concurrency
+bench-load: $(STAMP)
+	$(PY) bench/load.py
+
+## bench-footprint: memory of every component of `make up`, Airflow idle among them
+bench-footprint: $(STAMP)
+	$(PY) bench/footprint.py
 
 ## bench-graphql: GraphQL overhead over REST, p50/p99 side by side
 bench-graphql: $(STAMP)
