@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, free_port, venv_bin, wait_for_http  # noqa: E402
+from tests.servers import PG_HOST, PG_PORT, PG_USER, free_port, recreate_postgres_database, venv_bin, wait_for_http  # noqa: E402
 
 TOKEN = "bench-token"
 DEPARTMENTS = ("Sales", "Engineering", "Support", "Finance", "Marketing", "Operations")
@@ -152,11 +152,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database = "baseab_bench"
-    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {database}")
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+    url = recreate_postgres_database(database)
     migrate.upgrade(url)
 
     port = free_port()

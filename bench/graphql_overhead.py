@@ -28,14 +28,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, api_server, free_port, venv_bin, wait_for_http  # noqa: E402
+from tests.servers import api_server, free_port, recreate_postgres_database, venv_bin, wait_for_http  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -138,11 +137,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--compare-with", metavar="DIR", help="a folder holding another version's graphql_service")
     args = parser.parse_args()
-    database = "baseab_bench_graphql"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {database}")
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+    url = recreate_postgres_database("baseab_bench_graphql")
     migrate.upgrade(url)
     logs = Path(tempfile.mkdtemp(prefix="bench-graphql-"))
     versions = {"": REPO}

@@ -24,14 +24,13 @@ import threading
 from pathlib import Path
 
 import psutil
-import psycopg
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, api_server, graphql_server  # noqa: E402
+from tests.servers import api_server, graphql_server, recreate_postgres_database  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -103,11 +102,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="per case, a multiple of --connections")
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
-    database = "baseab_bench_load"
-    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {database}")
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+    url = recreate_postgres_database("baseab_bench_load")
     migrate.upgrade(url)
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     with (

@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from tests.servers import MARIADB_HOST, MARIADB_PORT, MARIADB_USER, PG_HOST, PG_PORT, PG_USER, require
+from tests.servers import (
+    MARIADB_HOST,
+    MARIADB_PORT,
+    MARIADB_USER,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    recreate_postgres_database,
+    require,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +29,8 @@ def make_postgres_database() -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"baseab_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
         made.append(name)
-        return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        return recreate_postgres_database(name)
 
     yield make
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -52,6 +52,16 @@ def missing(message: str) -> None:
     pytest.skip(message)
 
 
+def recreate_postgres_database(name: str) -> str:
+    """Drops (if there) and creates a PostgreSQL database on the test server; its SQLAlchemy URL."""
+    import psycopg  # only callers that need PostgreSQL pay for the import
+
+    with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,16 +101,8 @@ def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, 
         "API_WORKERS": str(workers),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir or log_path.parent / f"metrics-{port}"),
     }
-    command = [venv_bin("gunicorn"), "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"]
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_http(f"{base}/ready", server)
-            yield base
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+    with _gunicorn("api_service", port, env, log_path, "/ready") as base:
+        yield base
 
 
 @contextlib.contextmanager
@@ -117,12 +119,19 @@ def graphql_server(rest_api: str, log_path: Path, service_token: str | None = No
     }
     if service_token:
         env["GRAPHQL_SERVICE_TOKEN"] = service_token
-    command = [venv_bin("gunicorn"), "-c", "graphql_service/gunicorn.conf.py", "graphql_service.wsgi:app"]
+    with _gunicorn("graphql_service", port, env, log_path, "/health") as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _gunicorn(package: str, port: int, env: dict, log_path: Path, ready_path: str):
+    """`package` served by gunicorn with its own config file; yields the base URL once ready_path answers."""
+    command = [venv_bin("gunicorn"), "-c", f"{package}/gunicorn.conf.py", f"{package}.wsgi:app"]
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_for_http(f"{base}/health", server)
+            wait_for_http(f"{base}{ready_path}", server)
             yield base
         finally:
             server.send_signal(signal.SIGTERM)
