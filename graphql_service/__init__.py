@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
-from ariadne.explorer import ExplorerGraphiQL
 from flask import Flask, Response, jsonify, request
 
 from graphql_service.errors import error_formatter
+from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
 from graphql_service.query_cache import QueryCache
@@ -36,11 +36,10 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     """The app factory: the one place a GraphQL app is built."""
     settings = settings or GraphQLSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
-    explorer_html = ExplorerGraphiQL(title="Base B GraphQL").html(None)
     queries = QueryCache(
         SCHEMA,
         max_depth=settings.max_depth,
@@ -50,9 +49,8 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     )
     app.extensions["query_cache"] = queries
 
-    @app.get("/graphql")
-    def explorer():
-        return Response(explorer_html, mimetype="text/html")
+    # GET /graphql: GraphiQL, with its code and styles served by this app (no CDN).
+    app.register_blueprint(explorer_blueprint(title="Base B GraphQL"))
 
     @app.post("/graphql")
     def graphql_endpoint():

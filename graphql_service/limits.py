@@ -25,7 +25,13 @@ COST_MAP = {
 
 
 def depth_limit(max_depth: int) -> type[ASTValidationRule]:
-    """A validation rule refusing operations nested deeper than `max_depth` fields."""
+    """A validation rule refusing operations nested deeper than `max_depth` fields.
+
+    Introspection fields (`__schema`, `__type`, `__typename`) and all below them are not counted: a client's
+    standard introspection query (GraphiQL's) is about 15 levels deep. Whether introspection is allowed at all
+    is the introspection switch's call (`document_rules`), and graphql-core's MaxIntrospectionDepthRule,
+    among `specified_rules`, refuses the deeply nested introspection queries that cost the server.
+    """
 
     class DepthLimit(ASTValidationRule):
         def __init__(self, context: ValidationContext):
@@ -47,6 +53,8 @@ def depth_limit(max_depth: int) -> type[ASTValidationRule]:
             deepest = depth
             for selection in selection_set.selections:
                 if isinstance(selection, FieldNode):
+                    if selection.name.value.startswith("__"):
+                        continue
                     deepest = max(deepest, self._depth(selection.selection_set, depth + 1, seen))
                 elif isinstance(selection, InlineFragmentNode):
                     deepest = max(deepest, self._depth(selection.selection_set, depth, seen))

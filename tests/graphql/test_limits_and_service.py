@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from graphql import build_schema, get_introspection_query, parse, validate
+
 from graphql_service import create_app
+from graphql_service.limits import depth_limit
+from graphql_service.settings import GraphQLSettings
 from tests.graphql.conftest import make_settings
+from tests.servers import free_port
 
 
 def test_a_page_of_100_items_costs_one_rest_call(gql, rest, app):
@@ -91,3 +96,57 @@ def test_answers_keep_the_fields_in_the_order_of_the_query(app):
     # The spec asks for it (Flask's encoder sorted the keys).
     raw = app.test_client().post("/graphql", json={"query": "{ ping __typename }"}).data
     assert raw == b'{"data":{"ping":true,"__typename":"Query"}}'
+
+
+def test_the_depth_limit_skips_introspection_and_still_counts_every_other_field():
+    schema = build_schema("type Query { node: Node } type Node { id: ID child: Node }")
+    rule = depth_limit(8)
+
+    def nested(levels: int) -> str:  # `levels` fields deep: node, then child, child, ..., id
+        return "{ node { " + "child { " * (levels - 2) + "id" + " }" * (levels - 1) + " }"
+
+    def refusals(query: str) -> list[str]:
+        return [e.message for e in validate(schema, parse(query), [rule])]
+
+    assert refusals(nested(8)) == []
+    assert refusals(nested(9)) == ["the query is 9 levels deep; the limit is 8"]
+    assert refusals(get_introspection_query(descriptions=True, input_value_deprecation=True)) == []
+    with_introspection = nested(9)[:-1] + " __schema { types { fields { type { ofType { ofType { name } } } } } } }"
+    assert refusals(with_introspection) == ["the query is 9 levels deep; the limit is 8"]
+    fragment = '{ ...q } fragment q on Query { __type(name: "Node") { fields { type { ofType { name } } } } }'
+    assert refusals(fragment) == []
+
+
+def test_introspection_passes_the_default_depth_limit_and_deep_queries_are_still_refused():
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    client = create_app(GraphQLSettings(rest_api_url=nowhere, timeout=1)).test_client()
+    answer = client.post("/graphql", json={"query": get_introspection_query()})
+    assert answer.status_code == 200 and answer.json["data"]["__schema"]["queryType"]["name"] == "Query"
+    assert "levels deep" not in str(answer.json)
+    # The same app with a lower limit: introspection below a field does not count, the fields do.
+    shallow = create_app(GraphQLSettings(rest_api_url=nowhere, max_depth=2)).test_client()
+    mixed = "{ getArticles { items { id } } __schema { types { fields { type { name } } } } }"
+    refused = shallow.post("/graphql", json={"query": mixed})
+    assert refused.status_code == 400
+    assert [e["message"] for e in refused.json["errors"]] == ["the query is 3 levels deep; the limit is 2"]
+    assert shallow.post("/graphql", json={"query": get_introspection_query()}).status_code == 200
+
+
+def test_deep_introspection_is_still_refused_by_graphql_cores_own_rule():
+    client = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}")).test_client()
+    cycle = "{ __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }"
+    refused = client.post("/graphql", json={"query": cycle})
+    assert refused.status_code == 400 and "Maximum introspection depth exceeded" in str(refused.json)
+
+
+def test_with_introspection_off_graphiqls_query_and_every_introspection_field_are_refused():
+    client = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}", introspection=False))
+    client = client.test_client()
+    schema, one_type = "{ __schema { queryType { name } } }", '{ __type(name: "Query") { name } }'
+    for query in (get_introspection_query(), schema, one_type):
+        for _ in range(2):  # the second answer comes from the query cache
+            refused = client.post("/graphql", json={"query": query})
+            assert refused.status_code == 400
+            assert "introspection is disabled" in refused.json["errors"][0]["message"]
+            assert refused.json["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert client.post("/graphql", json={"query": "{ ping __typename }"}).json["data"]["__typename"] == "Query"

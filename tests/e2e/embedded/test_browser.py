@@ -1,0 +1,158 @@
+"""The platform in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+It signs into the Airflow UI, finds both DAGs and a successful `base_a_to_base_b` run, then opens
+GraphiQL and runs a query. A full-page screenshot is kept after every step (also when a step fails)
+in `$TEST_ARTIFACTS/browser` (default `test-artifacts/browser`, git-ignored).
+
+GraphiQL's page loads its code and styles from the GraphQL service itself (GraphiQL 3's UMD build,
+vendored in graphql_service/static/graphiql/): a request to any other host fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.e2e.platform import Platform
+from tests.servers import REPO, require_program
+
+# Without the background-networking flags Chromium's own connections are refused by a closed network.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 90_000  # two busy cores: generous explicit waits, never sleeps
+DAGS = ("base_a_to_base_b", "base_a_events")
+QUERY = "{ getEmployees(limit: 5) { items { id firstName } } }"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    executable = require_program("chromium", "Debian package chromium; `make test` installs it when root")
+    with sync_playwright() as playwright:
+        # A plain launch (a fresh temporary profile) of Debian's Chromium: Playwright downloads no browser.
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, request) -> Iterator[Page]:
+    """A fresh browser context per test; its last screen is kept even when the test failed."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        try:
+            shot(page, f"{request.node.name}-last")
+        finally:
+            context.close()
+
+
+def shot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def dag_link(page: Page, dag_id: str):
+    return page.get_by_role("link", name=dag_id, exact=True).and_(page.locator(f'[href$="/dags/{dag_id}"]'))
+
+
+def test_airflow_ui_shows_both_dags_and_a_successful_run(platform: Platform, page: Page) -> None:
+    # A run that succeeded, as the REST API sees it; `make up` waited for one.
+    runs = platform.airflow("GET", "/dags/base_a_to_base_b/dagRuns?state=success&order_by=-run_after&limit=1")
+    assert runs["dag_runs"], "make up returned without a successful base_a_to_base_b run"
+    run_id = runs["dag_runs"][0]["dag_run_id"]
+
+    # 1. Sign in: the UI sends an anonymous visitor to SimpleAuthManager's login page.
+    page.goto(platform.airflow_url)
+    page.wait_for_url(re.compile(r"/auth/login"))
+    expect(page.get_by_text("Sign into Airflow")).to_be_visible()
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(platform.admin_password)
+    shot(page, "01-airflow-login")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    # The home page, filled from the REST API with the session's token: the stats and the health badges.
+    expect(page.get_by_role("heading", name="Welcome", exact=True)).to_be_visible()
+    expect(page.get_by_text("Active Dags", exact=True)).to_be_visible()
+    expect(page.get_by_text("Scheduler", exact=True)).to_be_visible()
+    shot(page, "02-airflow-home")
+
+    # 2. The DAG list shows both DAGs, each a link to its page (a running task's links bear the DAG id too).
+    page.get_by_test_id("nav-dags-link").click()
+    page.wait_for_url(re.compile(r"/dags/?$"))
+    for dag_id in DAGS:
+        expect(dag_link(page, dag_id)).to_be_visible()
+    shot(page, "03-airflow-dag-list")
+
+    # 3. The batch DAG's runs: the run that succeeded is listed with the state badge "Success".
+    dag_link(page, "base_a_to_base_b").click()
+    page.wait_for_url(re.compile(r"/dags/base_a_to_base_b/?$"))
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.wait_for_url(re.compile(r"/dags/base_a_to_base_b/runs/?$"))
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=run_id, exact=True))
+    expect(row).to_have_count(1)
+    expect(row.get_by_test_id("table-cell-state")).to_have_text("Success")
+    shot(page, "04-airflow-successful-run")
+
+
+def test_graphiql_runs_a_query(platform: Platform, page: Page) -> None:
+    expected = platform.graphql(QUERY)["getEmployees"]["items"]
+    assert expected, "Base B has no employees to show"
+
+    offsite: list[str] = []
+    graphql_host = urlsplit(platform.graphql_url).netloc
+    page.on(
+        "request", lambda request: offsite.append(request.url) if urlsplit(request.url).netloc != graphql_host else None
+    )
+
+    # 4. GraphiQL renders, every file from the service, and its schema (introspection) loads: the docs list the roots.
+    page.goto(f"{platform.graphql_url}/graphql")
+    expect(page).to_have_title("Base B GraphQL")
+    expect(page.locator(".graphiql-container")).to_be_visible()
+    editor = page.get_by_label("Query Editor")
+    expect(editor.locator(".CodeMirror")).to_be_visible()
+    page.get_by_role("button", name="Show Documentation Explorer").click()
+    docs = page.locator(".graphiql-doc-explorer")
+    expect(docs.get_by_text("Root Types")).to_be_visible()
+    expect(docs.get_by_text("Employee", exact=True)).to_be_visible()
+    expect(page.get_by_text("Error fetching schema")).to_have_count(0)
+    shot(page, "05-graphiql-loaded")
+
+    # 5. Replace the default text with the query and run it; the result pane shows the employees.
+    editor.locator(".CodeMirror").click()
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(QUERY)
+    expect(editor.locator(".CodeMirror")).to_contain_text("getEmployees")
+    page.get_by_role("button", name=re.compile(r"^Execute query")).click()
+    result = page.get_by_label("Result Window")
+    expect(result).to_contain_text('"getEmployees"')
+    expect(result).to_contain_text('"firstName"')
+    for employee in expected:
+        expect(result).to_contain_text(f'"{employee["firstName"]}"')
+    expect(result).not_to_contain_text('"errors"')
+    shot(page, "06-graphiql-result")
+    assert not offsite, f"GraphiQL's page asked another host: {sorted(set(offsite))}"
