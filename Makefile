@@ -65,6 +65,7 @@ bench-graphql: $(STAMP)
 
 ## bench-batch: the batch sync, 1,000,000 employees MariaDB → API → PostgreSQL, beside a direct anchor
 bench-batch: $(STAMP)
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[bench]'
 	$(PY) bench/batch_sync.py
 
 ## bench-events: relay rate, backlog drain and commit-to-visible latency of the event path
