@@ -41,7 +41,9 @@ SECRET_ASSIGNMENT = re.compile(
 )
 # Where a value is a reference or a placeholder rather than a secret.
 REFERENCE = re.compile(r"^(?:\$\{?\w|\$\(|%\(\w+\)s|\{\{.*\}\}$|\{\w*\}$|<[^>]*>$)")
-PLACEHOLDER = re.compile(r"(?i)^(?:|change-?me\S*|\.\.\.|x{3,}|\*{3,}|your[-_]\S*|example|placeholder|none|null|~)$")
+PLACEHOLDER = re.compile(
+    r"(?i)^(?:|change-?me\S*|\.\.\.|x{3,}|\*{3,}|your[-_]\S*|example|placeholder|none|null|unused|true|false|~)$"
+)
 # Files whose unquoted values are literal text (in code an unquoted value is an expression).
 LITERAL_TEXT_FILES = ("*.sh", "*.env", ".env*", "*.yml", "*.yaml", "*.ini", "*.cfg", "*.conf", "Dockerfile", "Makefile")
 CODE_AND_CONFIG_FILES = (*LITERAL_TEXT_FILES, "*.py", "*.toml", "*.json", "*.sql", "*.md", "*.graphql", "*.mako")
