@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 
 import orjson
+import sqlalchemy.exc
 from flask import Flask, Response
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -58,7 +59,17 @@ def _from_unexpected(exc: Exception) -> Response:
     return problem_response(500, "internal error; the server log has the details")
 
 
+def _from_database_unreachable(exc: Exception) -> Response:
+    # Base B down or refusing: a 503 the pipelines' client retries (after Retry-After), not a 500.
+    log.warning("Base B is not reachable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, _from_problem)
     app.register_error_handler(HTTPException, _from_http_exception)
+    # Connection-level failures only (OperationalError, InterfaceError, a full pool): a constraint
+    # or programming error is a real bug and stays a 500.
+    for unreachable in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError):
+        app.register_error_handler(unreachable, _from_database_unreachable)
     app.register_error_handler(Exception, _from_unexpected)

@@ -38,17 +38,23 @@ def push_chunks(
             sent, answer = future.result()
             _account(entity, sent, answer, totals)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{entity}") as pool:
-        for rows in chunks:
-            if on_chunk:
-                on_chunk(rows)
-            totals["extracted"] += len(rows)
-            body = encode([to_record(entity, row) for row in rows])
-            if len(pending) >= concurrency:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                settle(done)
-            pending.add(pool.submit(_send, api, entity, body, len(rows)))
-        settle(set(pending))
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{entity}") as pool:
+            for rows in chunks:
+                if on_chunk:
+                    on_chunk(rows)
+                totals["extracted"] += len(rows)
+                body = encode([to_record(entity, row) for row in rows])
+                if len(pending) >= concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    settle(done)
+                pending.add(pool.submit(_send, api, entity, body, len(rows)))
+            settle(set(pending))
+    finally:
+        # A failed push must end Base A's streaming read now: the exception's traceback would keep
+        # the generator, its server-side cursor and its table lock alive until garbage collection.
+        if hasattr(chunks, "close"):
+            chunks.close()
     return totals
 
 
