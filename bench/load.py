@@ -124,7 +124,7 @@ def main() -> None:
         }
         results = []
         for name, (target, body, server) in cases.items():
-            run_hey(target, 500, args.connections, body=body)  # warm-up
+            run_hey(target, 32 * args.connections, args.connections, body=body)  # warm-up
             with PeakMemory(int(server.rsplit(":", 1)[1])) as memory:
                 summary = run_hey(target, args.requests, args.connections, body=body)
             results.append({"case": name, **summary, "server_peak_pss_mb": round(memory.peak_mb)})
