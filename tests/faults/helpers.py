@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from api_service.models import TABLES
+from base_sync import events
 from base_sync.api_client import BaseBApi
 from base_sync.source import BaseA, Cursor, utc
 from tests.faults.tcp_proxy import TcpProxy
@@ -238,3 +239,15 @@ def broker_behind_proxy(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
     port = free_port()
     with TcpProxy(port) as proxy, kafka_broker(log_path, port, advertised_port=proxy.port) as bootstrap:
         yield bootstrap, proxy
+
+
+def drain(bootstrap: str, settings, base_b, **config) -> events.DrainReport:
+    """One run of the events DAG's drain against Base B's API, with extra consumer `config`."""
+    config = {"bootstrap.servers": bootstrap, **config}
+    consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
+    api = base_b.api()
+    try:
+        return events.drain(consumer, producer, api, settings)
+    finally:
+        consumer.close()
+        api.close()

@@ -29,6 +29,7 @@ from base_sync.topics import ensure_topics
 from tests.faults.helpers import (
     broker_behind_proxy,
     count_synced,
+    drain,
     in_thread,
     read_messages,
     versions_held,
@@ -37,6 +38,10 @@ from tests.faults.helpers import (
 from tests.faults.tcp_proxy import TcpProxy
 from tests.sync.conftest import synced_rows
 
+# A small local queue (librdkafka prefetches megabytes by default): when the broker goes, the drain runs
+# out of fetched events within a batch or two and meets the outage, instead of working off a backlog
+# for seconds, so how long the outage lasts decides what the drain does.
+SMALL_QUEUE = {"queued.max.messages.kbytes": 256}
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 EVENTS, KEYS = 3000, 300
@@ -158,20 +163,6 @@ def end_offsets(messages: list) -> dict[int, int]:
     return ends
 
 
-def drain(bootstrap: str, settings: EventSettings, base_b) -> events.DrainReport:
-    # A small local queue (librdkafka prefetches megabytes by default): when the broker goes, the drain
-    # runs out of fetched events within a batch or two and meets the outage, instead of working off a
-    # backlog for seconds, so how long the outage lasts decides what the drain does.
-    config = {"bootstrap.servers": bootstrap, "queued.max.messages.kbytes": 256}
-    consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
-    api = base_b.api()
-    try:
-        return events.drain(consumer, producer, api, settings)
-    finally:
-        consumer.close()
-        api.close()
-
-
 def assert_committed_only_what_base_b_holds(
     bootstrap: str, settings: EventSettings, topic: str, on_topic: list, base_b
 ) -> None:
@@ -226,7 +217,7 @@ def test_a_broker_outage_while_events_flow_loses_nothing_and_dead_letters_only_t
 
     def first_drain_run() -> events.DrainReport:
         try:
-            return drain(bootstrap, settings, base_b)
+            return drain(bootstrap, settings, base_b, **SMALL_QUEUE)
         finally:
             first_drain_ended.append(time.monotonic())
 
@@ -262,7 +253,7 @@ def test_a_broker_outage_while_events_flow_loses_nothing_and_dead_letters_only_t
     assert_committed_only_what_base_b_holds(bootstrap, settings, topic, on_topic, base_b)
 
     # The next drain finishes the job.
-    last = drain(bootstrap, settings, base_b)
+    last = drain(bootstrap, settings, base_b, **SMALL_QUEUE)
     assert last.counts["dead_lettered"] == 0
     assert synced_rows(base_b.database_url, "employees") == history.expected_rows()
     assert committed_offsets(bootstrap, settings, topic) == end_offsets(on_topic)

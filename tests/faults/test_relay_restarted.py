@@ -13,13 +13,12 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
 
-from base_sync import events, generate
+from base_sync import generate
 from base_sync.settings import EventSettings
 from base_sync.source import source_engine
 from base_sync.topics import ensure_topics
-from tests.faults.helpers import assert_no_duplicate_keys, in_thread, wait_until
+from tests.faults.helpers import assert_no_duplicate_keys, drain, in_thread, wait_until
 from tests.sync.conftest import assert_in_sync, read_topic
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
@@ -33,18 +32,6 @@ def write_rounds(engine, rounds_done: list[int]) -> None:
         generate.churn(engine, "articles", updates=15, inserts=5, deletes=3, seed_value=200 + number)
         rounds_done.append(number)
         time.sleep(0.1)
-
-
-def drain(bootstrap: str, settings: EventSettings, base_b) -> events.DrainReport:
-    config = {"bootstrap.servers": bootstrap}
-    consumer: Consumer = events.consumer_for(config, settings)
-    producer: Producer = events.producer_for(config)
-    api = base_b.api()
-    try:
-        return events.drain(consumer, producer, api, settings)
-    finally:
-        consumer.close()
-        api.close()
 
 
 def binlog_position(engine) -> str:
