@@ -105,3 +105,30 @@ def test_ndjson_skips_blank_lines():
     body = orjson.dumps(VALID) + b"\n\n" + orjson.dumps({**VALID, "source_id": 8}) + b"\n"
     records = EMPLOYEES.fast.decode(body, ndjson=True)
     assert [r.source_id for r in records] == [7, 8]
+
+
+def _batch(**changes_of_third: object) -> bytes:
+    """Five valid records, the third one changed: the fast pass checks whole columns at once."""
+    records = [{**VALID, "source_id": i, "email": f"e{i}@example.com"} for i in range(1, 6)]
+    records[2].update(changes_of_third)
+    return orjson.dumps(records)
+
+
+@pytest.mark.parametrize("salary", ["-0.01", "9999999999.999", "10000000000", "1.001", "NaN", "sNaN", "-Infinity"])
+def test_one_bad_decimal_among_several_sends_the_batch_to_pydantic(salary):
+    assert EMPLOYEES.fast.decode(_batch(salary=salary), ndjson=False) is None
+
+
+def test_a_batch_reads_decimals_and_offsets_as_pydantic_does():
+    body = _batch(
+        salary="9999999999.990", source_updated_at="2024-01-01T10:00:00", updated_at="2024-01-01T12:00:00+02:00"
+    )
+    fast = EMPLOYEES.fast.decode(body, ndjson=False)
+    slow = [EMPLOYEES.bulk_record.model_validate(record) for record in orjson.loads(body)]
+    assert fast is not None
+    for fast_record, slow_record in zip(fast, slow, strict=True):
+        for name in EMPLOYEES.bulk_record.model_fields:
+            assert getattr(fast_record, name) == getattr(slow_record, name), name
+    third = fast[2]
+    assert third.source_updated_at.isoformat() == "2024-01-01T10:00:00+00:00"
+    assert third.updated_at.isoformat() == "2024-01-01T10:00:00+00:00"
