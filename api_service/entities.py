@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 
 
 class Kind(StrEnum):
@@ -46,11 +47,12 @@ class Entity:
     title: str  # for the docs
     fields: tuple[Field, ...]
 
-    @property
+    # Cached: the sync reads these once per row.
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def unique_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if f.unique)
 

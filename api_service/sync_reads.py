@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import Connection, Table, func, or_, select
 
-from api_service.version_digest import VersionDigest
+from api_service.version_digest import window_digest
 
 
 def _window(table: Table, query) -> list:
@@ -25,13 +25,8 @@ def _window(table: Table, query) -> list:
 
 
 def digest(conn: Connection, table: Table, query) -> dict:
-    """Count and checksum of the synced versions in the window, streamed from the database."""
-    result = VersionDigest()
-    statement = select(table.c.source_id, table.c.source_updated_at).where(*_window(table, query))
-    for partition in conn.execution_options(stream_results=True, yield_per=20_000).execute(statement).partitions():
-        for source_id, version in partition:
-            result.add(source_id, version)
-    return result.as_dict()
+    """Count and checksum of the synced versions in the window (one aggregate on PostgreSQL)."""
+    return window_digest(conn, table.c.source_id, table.c.source_updated_at, _window(table, query)).as_dict()
 
 
 def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | None]:

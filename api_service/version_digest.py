@@ -1,14 +1,21 @@
 """The checksum the pipelines and the API compute the same way over (source_id, version) pairs.
 
 It is a sum, modulo 2**64, of a 64-bit hash of each pair: independent of order, so each side can
-stream its rows as its database returns them, and a single missing, extra or differently versioned
-row changes it. The sync library (plugins/) imports this module so both sides share one definition.
+add its rows up as its database returns them, and a single missing, extra or differently versioned
+row changes it. The hash is the first 8 bytes of MD5("<source_id>:<version in microseconds since
+the epoch>"), which MySQL and PostgreSQL compute themselves: there the database sums a window in
+one aggregate and sends two numbers (a checksum, not a defence against a forger). Elsewhere
+(SQLite) the rows are streamed and hashed here. The sync library (plugins/) imports this module,
+so both sides share one definition.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from hashlib import blake2b
+from hashlib import md5
+
+from sqlalchemy import BigInteger, Connection, Text, cast, func, literal, literal_column, select, type_coerce
+from sqlalchemy.dialects import mysql, postgresql
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -22,18 +29,22 @@ def version_micros(version: datetime) -> int:
     return (version - _EPOCH) // _MICROSECOND
 
 
+def pair_hash(source_id: int, version: datetime) -> int:
+    pair = b"%d:%d" % (source_id, version_micros(version))
+    return int.from_bytes(md5(pair, usedforsecurity=False).digest()[:8], "big")
+
+
 class VersionDigest:
     """Count and order-independent checksum of (source_id, version) pairs."""
 
     __slots__ = ("count", "total")
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0
+    def __init__(self, count: int = 0, total: int = 0) -> None:
+        self.count = count
+        self.total = total & _MASK
 
     def add(self, source_id: int, version: datetime) -> None:
-        key = b"%d:%d" % (source_id, version_micros(version))
-        self.total = (self.total + int.from_bytes(blake2b(key, digest_size=8).digest(), "big")) & _MASK
+        self.total = (self.total + pair_hash(source_id, version)) & _MASK
         self.count += 1
 
     @property
@@ -42,3 +53,34 @@ class VersionDigest:
 
     def as_dict(self) -> dict:
         return {"count": self.count, "digest": self.hexdigest}
+
+
+def sql_pair_hash(dialect: str, key, version):
+    """`pair_hash` as a SQL expression (version: a UTC timestamp column), or None for a dialect
+    that cannot compute it. PostgreSQL's is the signed reading of the same 64 bits, which the sum
+    modulo 2**64 does not tell apart."""
+    if dialect == "mysql":
+        micros = func.timestampdiff(literal_column("MICROSECOND"), literal("1970-01-01 00:00:00"), version)
+        prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
+        return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
+    if dialect == "postgresql":
+        micros = cast(func.extract("epoch", version) * 1_000_000, BigInteger)
+        prefix = func.left(func.md5(func.concat(cast(key, Text), ":", cast(micros, Text))), 16)
+        return cast(cast(func.concat("x", prefix), postgresql.BIT(64)), BigInteger)
+    return None
+
+
+def window_digest(conn: Connection, key, version, conditions: list, stream_rows: int = 50_000) -> VersionDigest:
+    """The digest of the (key, version) pairs that meet `conditions`: one aggregate where the
+    database can hash, else the rows streamed and hashed here."""
+    hashed = sql_pair_hash(conn.dialect.name, key, version)
+    if hashed is not None:
+        total = type_coerce(func.sum(hashed), postgresql.NUMERIC())
+        count, checksum = conn.execute(select(func.count(), total).where(*conditions)).one()
+        return VersionDigest(int(count), int(checksum or 0))
+    digest = VersionDigest()
+    statement = select(key, version).where(*conditions)
+    for rows in conn.execution_options(stream_results=True, yield_per=stream_rows).execute(statement).partitions():
+        for source_id, stamp in rows:
+            digest.add(source_id, stamp)
+    return digest

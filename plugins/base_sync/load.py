@@ -1,4 +1,4 @@
-"""Load: push chunks of records to the bulk endpoint, a few requests in flight, and add up the answers."""
+"""Load: push chunks of bulk records to the bulk endpoint, a few requests in flight, and add up the answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from base_sync.api_client import BaseBApi
-from base_sync.records import encode, to_record
+from base_sync.records import encode
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
@@ -25,7 +25,7 @@ def push_chunks(
     concurrency: int,
     on_chunk: Callable[[list[dict]], None] | None = None,
 ) -> Counter:
-    """Send every chunk of Base A rows; returns the counts per outcome, plus `extracted`.
+    """Send every chunk of bulk records; returns the counts per outcome, plus `extracted`.
 
     At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
     one being read. Every record must come back counted exactly once, or the load fails.
@@ -40,15 +40,15 @@ def push_chunks(
 
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{entity}") as pool:
-            for rows in chunks:
+            for records in chunks:
                 if on_chunk:
-                    on_chunk(rows)
-                totals["extracted"] += len(rows)
-                body = encode([to_record(entity, row) for row in rows])
+                    on_chunk(records)
+                totals["extracted"] += len(records)
+                body = encode(records)
                 if len(pending) >= concurrency:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     settle(done)
-                pending.add(pool.submit(_send, api, entity, body, len(rows)))
+                pending.add(pool.submit(_send, api, entity, body, len(records)))
             settle(set(pending))
     finally:
         # A failed push must end Base A's streaming read now: the exception's traceback would keep

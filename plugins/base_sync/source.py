@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, Table, create_engine, event, func, or_, select
 
 from api_service.entities import ENTITIES
-from api_service.version_digest import VersionDigest
+from api_service.version_digest import VersionDigest, window_digest
+from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import build_tables
 
 
@@ -33,9 +34,13 @@ class Cursor:
             return None
         return cls(utc(datetime.fromisoformat(data["updated_at"])), int(data["id"]))
 
-
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    @classmethod
+    def of_record(cls, record: dict) -> Cursor:
+        """The position of a bulk record (its version is a datetime or, read as text, ISO 8601)."""
+        version = record["source_updated_at"]
+        if not isinstance(version, datetime):
+            version = datetime.fromisoformat(version)
+        return cls(utc(version), record["source_id"])
 
 
 def source_engine(url: str) -> Engine:
@@ -86,17 +91,21 @@ class BaseA:
         return window(table.c.updated_at, table.c.id, since, until)
 
     def extract(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
-        """Rows changed after `since`, in (updated_at, id) order, a chunk at a time.
+        """The bulk records of the rows changed after `since`, in (updated_at, id) order, a chunk at a time.
 
         One SELECT reads one consistent snapshot (InnoDB, SQLite), so a row is seen at most once.
         """
         table = self.table(entity)
+        where, order = self._window(table, since, None), (table.c.updated_at, table.c.id)
+        if self.engine.dialect.name == "mysql":  # the server writes the JSON text of each value
+            columns = record_columns(table, entity)
+            names = [column.name for column in columns]
+            for rows in self._stream(select(*columns).where(*where).order_by(*order), chunk_size):
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+            return
         names = [c.name for c in table.columns]
-        statement = (
-            select(*table.columns).where(*self._window(table, since, None)).order_by(table.c.updated_at, table.c.id)
-        )
-        for rows in self._stream(statement, chunk_size):
-            yield [dict(zip(names, row, strict=True)) for row in rows]
+        for rows in self._stream(select(*table.columns).where(*where).order_by(*order), chunk_size):
+            yield [to_record(entity, dict(zip(names, row, strict=True))) for row in rows]
 
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current rows of the given keys (missing keys are skipped), a chunk at a time."""
@@ -113,12 +122,8 @@ class BaseA:
     def window_digest(self, entity: str, since: Cursor | None, until: Cursor) -> VersionDigest:
         """Count and checksum of the (id, updated_at) pairs in the window (since, until]."""
         table = self.table(entity)
-        digest = VersionDigest()
-        statement = select(table.c.id, table.c.updated_at).where(*self._window(table, since, until))
-        for rows in self._stream(statement, 50_000):
-            for key, version in rows:
-                digest.add(key, utc(version))
-        return digest
+        with self.engine.connect() as conn:
+            return window_digest(conn, table.c.id, table.c.updated_at, self._window(table, since, until))
 
     def window_versions(self, entity: str, since: Cursor | None, until: Cursor) -> Iterator[tuple[int, datetime]]:
         """(id, updated_at) in the window, by id."""

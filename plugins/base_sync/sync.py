@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from base_sync.api_client import BaseBApi
 from base_sync.load import push_chunks
-from base_sync.records import cursor_of
+from base_sync.records import to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
 from base_sync.state import StateStore
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 class VerificationError(RuntimeError):
@@ -77,9 +82,9 @@ def load(
             since = Cursor(previous.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
     last: list[Cursor] = []
 
-    def track(rows: list[dict]) -> None:
-        last[:] = [cursor_of(rows[-1])]
-        log.info("%s: read %d rows up to %s", entity, len(rows), last[0])
+    def track(records: list[dict]) -> None:
+        last[:] = [Cursor.of_record(records[-1])]
+        log.info("%s: read %d rows up to %s", entity, len(records), last[0])
 
     clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
@@ -106,8 +111,10 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     """
     if report.until is None:
         return {"rows": 0, "repaired": 0, "ahead": 0, "moved_on": 0, "quarantined": 0}
-    ours = base_a.window_digest(entity, report.since, report.until)
-    theirs = api.window_digest(entity, report.since, report.until)
+    ours, theirs = _both(
+        lambda: base_a.window_digest(entity, report.since, report.until),
+        lambda: api.window_digest(entity, report.since, report.until),
+    )
     if ours.count == theirs["count"] and ours.hexdigest == theirs["digest"]:
         log.info("%s: verified %d rows in the window, checksums agree", entity, ours.count)
         return {"rows": ours.count, "repaired": 0, "ahead": 0, "moved_on": 0, "quarantined": 0}
@@ -128,7 +135,7 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         counts = push_chunks(
             api,
             entity,
-            base_a.rows_by_keys(entity, to_repair, settings.chunk_size),
+            _records(entity, base_a.rows_by_keys(entity, to_repair, settings.chunk_size)),
             settings.push_concurrency,
         )
         log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
@@ -146,6 +153,17 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         "moved_on": moved_on,
         "quarantined": len(missing) - len(to_repair),
     }
+
+
+def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """Run two reads of different databases at once; the first starts first."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = pool.submit(first)
+        return started.result(), second()
+
+
+def _records(entity: str, chunks: Iterator[list[dict]]) -> Iterator[list[dict]]:
+    return ([to_record(entity, row) for row in chunk] for chunk in chunks)
 
 
 def _open_rejections(api: BaseBApi, entity: str) -> set[int]:
@@ -176,13 +194,13 @@ def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadRepor
 def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
     """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
 
-    Base B is read before Base A: a key Base B holds came from Base A earlier, so if Base A lacks it
-    afterwards, it was deleted there. Each delete carries the version Base B holds, so it applies
+    The bucket summaries of both sides are read at once: they only point at the buckets to look
+    into. Within a bucket, Base B is read before Base A: a key Base B holds came from Base A
+    earlier, so if Base A lacks it afterwards, it was deleted there. Each delete carries the version Base B holds, so it applies
     to exactly that row and a later re-insert of the key in Base A (a newer version) wins.
     """
     size = settings.bucket_size
-    theirs = api.key_buckets(entity, size)
-    ours = base_a.key_buckets(entity, size)
+    theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
     deleted = not_applied = 0
     for bucket in suspects:
@@ -205,7 +223,8 @@ def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
     """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
     keys = sorted(r["source_id"] for r in api.open_rejections(entity))
-    counts = push_chunks(api, entity, base_a.rows_by_keys(entity, keys, settings.chunk_size), settings.push_concurrency)
+    rows = base_a.rows_by_keys(entity, keys, settings.chunk_size)
+    counts = push_chunks(api, entity, _records(entity, rows), settings.push_concurrency)
     still_open = sum(1 for _ in api.open_rejections(entity))
     log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), dict(counts), still_open)
     return {"replayed": len(keys), **counts, "still_rejected": still_open}

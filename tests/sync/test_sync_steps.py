@@ -9,6 +9,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from api_service.schemas import SCHEMAS
 from base_sync import generate, sync
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
@@ -49,6 +50,28 @@ def test_a_record_keeps_exact_values():
     assert decoded["source_id"] == 7
     assert decoded["source_updated_at"] == "2026-11-23T10:00:00.123456+00:00"
     assert decoded["created_at"] == "2020-01-01T12:00:00.000001+00:00"
+
+
+def test_mysql_renders_the_same_records_as_python(base_a, base_a_engine):
+    """The extract reads MySQL's text of each value; the repairs convert rows in Python. The API
+    must read both as the same record, edge values included."""
+    edges = [
+        {"salary": None, "hired_at": None, "department": None, "created_at": "2020-01-01 00:00:00"},
+        {"salary": "9999999999.99", "hired_at": "2020-02-29", "created_at": "1970-01-01 00:00:01.000001"},
+        {"salary": "0.00", "hired_at": "1900-01-01", "created_at": "2038-01-19 03:14:07.999999"},
+    ]
+    table = base_a.table("employees")
+    with base_a_engine.begin() as conn:
+        for index, edge in enumerate(edges, start=1):
+            values = {"first_name": "Zoë", "last_name": 'O\'Brien \\ "q"', "email": f"e{index}@example.com"}
+            conn.execute(table.insert().values({"department": "Ops", "position": None, **values, **edge}))
+    (rendered,) = base_a.extract("employees", None, 100)
+    (rows,) = base_a.rows_by_keys("employees", [1, 2, 3], 100)
+    converted = [to_record("employees", row) for row in rows]
+    fast = SCHEMAS["employees"].fast  # what the API reads a bulk body into
+    as_read = fast.decode(encode(rendered), ndjson=False)
+    assert as_read is not None and as_read == fast.decode(encode(converted), ndjson=False)
+    assert rendered[1]["salary"] == "9999999999.99" and rendered[1]["hired_at"] == "2020-02-29"
 
 
 def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_engine, base_b):

@@ -1,0 +1,78 @@
+"""The window checksum is one definition: MySQL's and PostgreSQL's aggregates equal the Python
+hash of the same (key, version) pairs, so Base A and Base B agree whichever computes it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, create_engine
+from sqlalchemy.dialects import mysql
+
+from api_service.version_digest import VersionDigest, sql_pair_hash, window_digest
+from base_sync.source import source_engine
+
+VERSIONS = [
+    datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
+    datetime(2001, 9, 9, 1, 46, 40, 1, tzinfo=UTC),
+    datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=UTC),
+]
+PG_ONLY = [datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
+KEYS = [1, 42, 2**31 + 7, 2**62 + 3]
+
+
+def _pairs(versions):
+    return [(key, version) for key in KEYS for version in versions]
+
+
+def _python(pairs) -> VersionDigest:
+    digest = VersionDigest()
+    for key, version in pairs:
+        digest.add(key, version)
+    return digest
+
+
+def _check(engine, stamp_type, pairs) -> None:
+    table = Table("digest_pairs", MetaData(), Column("k", BigInteger), Column("v", stamp_type), Column("n", BigInteger))
+    table.create(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"k": k, "v": v, "n": n} for n, (k, v) in enumerate(pairs)])
+        assert sql_pair_hash(conn.dialect.name, table.c.k, table.c.v) is not None  # computed by the database
+        assert window_digest(conn, table.c.k, table.c.v, []).as_dict() == _python(pairs).as_dict()
+        # a window: only the rows the conditions select
+        some = window_digest(conn, table.c.k, table.c.v, [table.c.n % 3 == 0]).as_dict()
+        assert some == _python(pairs[::3]).as_dict()
+        assert window_digest(conn, table.c.k, table.c.v, [table.c.n < 0]).as_dict() == VersionDigest().as_dict()
+
+
+@pytest.mark.postgres
+def test_postgresql_sums_the_same_checksum(make_postgres_database):
+    engine = create_engine(make_postgres_database())
+    _check(engine, DateTime(timezone=True), _pairs(VERSIONS + PG_ONLY))
+    engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_sums_the_same_checksum(make_mariadb_database):
+    engine = source_engine(make_mariadb_database())  # session time zone UTC, as the sync reads
+    _check(engine, mysql.TIMESTAMP(fsp=6), _pairs(VERSIONS))
+    engine.dispose()
+
+
+def test_sqlite_streams_the_rows_into_the_same_checksum(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'digest.db'}")
+    pairs = _pairs(VERSIONS + PG_ONLY)
+    table = Table("digest_pairs", MetaData(), Column("k", BigInteger), Column("v", DateTime), Column("n", BigInteger))
+    table.create(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [{"k": k, "v": v.replace(tzinfo=None), "n": n} for n, (k, v) in enumerate(pairs)])
+        assert window_digest(conn, table.c.k, table.c.v, []).as_dict() == _python(pairs).as_dict()
+
+
+def test_one_changed_version_or_missing_row_changes_the_checksum():
+    pairs = _pairs(VERSIONS)
+    moved = [*pairs[:-1], (pairs[-1][0], pairs[-1][1].replace(microsecond=1))]
+    assert _python(moved).hexdigest != _python(pairs).hexdigest
+    assert _python(pairs[:-1]).hexdigest != _python(pairs).hexdigest
+    assert _python(reversed(pairs)).as_dict() == _python(pairs).as_dict()  # order does not matter
