@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from flask import Flask, current_app, g
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from api_service.settings import ApiSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(settings: ApiSettings) -> Engine:
@@ -59,8 +64,16 @@ def get_connection() -> Connection:
 
 def _close_connection(_exc: BaseException | None) -> None:
     connection = g.pop("db", None)
-    if connection is not None:
-        connection.close()
+    if connection is None:
+        return
+    try:
+        connection.close()  # rolls back what the request left open
+    except Exception as exc:
+        # Base B went away mid-request: the answer is made, and an error raised here, after it,
+        # would reach gunicorn as a bare 500. Drop the connection; the pool opens a new one.
+        log.warning("closing a Base B connection failed, discarding it: %s", str(exc).splitlines()[0])
+        with contextlib.suppress(Exception):
+            connection.invalidate()
 
 
 def init_app(app: Flask, settings: ApiSettings) -> None:

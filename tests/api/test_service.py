@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import time
 
+import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url, text
 
-from api_service import create_app, migrate
+from api_service import create_app, db, migrate
 from tests.api.conftest import AUTH, make_settings
 from tests.servers import free_port
 
@@ -115,3 +118,19 @@ def sample(text: str, name: str, **labels: str) -> float | None:
             if found.name == name and found.labels == labels:
                 return found.value
     return None
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_after_the_answer_is_dropped_not_turned_into_an_error(postgres_database):
+    """PostgreSQL ends the request's session after its last statement: closing the connection at
+    teardown then fails, which must not become an error after the answer (gunicorn's bare 500)."""
+    migrate.upgrade(postgres_database)
+    app = create_app(make_settings(postgres_database))
+    with app.app_context():
+        conn = db.get_connection()
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(make_url(postgres_database).set(drivername="postgresql").render_as_string(False)) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    # the app context ended without raising; the next request gets a new, working connection
+    assert app.test_client().get("/articles").status_code == 200
+    app.extensions["base_b_engine"].dispose()
