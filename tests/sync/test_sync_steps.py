@@ -85,12 +85,14 @@ def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_eng
 
     nothing = run_once("employees", base_a, api, store)
     assert nothing["load"].get("extracted", 0) == 0
+    assert nothing["deletes"]["buckets"] == 0  # the whole-side totals agree: no bucket is read
 
     changes = generate.churn(base_a_engine, "employees", updates=120, inserts=30, deletes=15, seed_value=2)
     second = run_once("employees", base_a, api, store)
     assert second["load"]["extracted"] == changes["updated"] + changes["inserted"] == 150
     assert second["load"]["updated"] == 120 and second["load"]["inserted"] == 30
     assert second["deletes"]["deleted"] == 15
+    assert second["deletes"]["buckets"] == 4 and 1 <= second["deletes"]["suspect_buckets"] <= 4
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 3015
 
 
