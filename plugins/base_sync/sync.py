@@ -22,7 +22,6 @@ from base_sync.source import BaseA, Cursor
 from base_sync.state import StateStore
 
 log = logging.getLogger(__name__)
-WHOLE = 2**63 - 1  # a bucket size that puts every key in bucket 0
 A = TypeVar("A")
 B = TypeVar("B")
 
@@ -195,23 +194,16 @@ def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadRepor
 def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
     """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
 
-    First one summary (count, sum of keys) of each whole side: when they agree, nothing was deleted
-    and the run is done with two cheap aggregates. Otherwise the same summary per bucket of keys
-    points at the buckets to look into. Summaries of both sides are read at once: they only point.
-    Within a bucket, Base B is read before Base A: a key Base B holds came from Base A earlier, so
-    if Base A lacks it afterwards, it was deleted there. Each delete carries the version Base B
-    holds, so it applies to exactly that row and a later re-insert of the key in Base A (a newer
-    version) wins.
+    The (count, sum of keys) summaries of both sides' buckets are read at once: they only point at
+    the buckets to look into. Within a bucket, Base B is read before Base A: a key Base B holds came
+    from Base A earlier, so if Base A lacks it afterwards, it was deleted there. Each delete carries
+    the version Base B holds, so it applies to exactly that row and a later re-insert of the key in
+    Base A (a newer version) wins.
     """
-    stats = {"buckets": 0, "suspect_buckets": 0, "deleted": 0, "not_applied": 0}
-    theirs, ours = _both(lambda: api.key_buckets(entity, WHOLE), lambda: base_a.key_buckets(entity, WHOLE))
-    if theirs == ours:
-        log.info("%s: both sides hold %s keys with the same sum: nothing deleted", entity, ours.get(0, (0,))[0])
-        return stats
     size = settings.bucket_size
     theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
-    stats |= {"buckets": len(theirs), "suspect_buckets": len(suspects)}
+    stats = {"buckets": len(theirs), "suspect_buckets": len(suspects), "deleted": 0, "not_applied": 0}
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = list(api.versions_between(entity, low, high))

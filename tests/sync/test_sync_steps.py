@@ -85,7 +85,6 @@ def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_eng
 
     nothing = run_once("employees", base_a, api, store)
     assert nothing["load"].get("extracted", 0) == 0
-    assert nothing["deletes"]["buckets"] == 0  # the whole-side totals agree: no bucket is read
 
     changes = generate.churn(base_a_engine, "employees", updates=120, inserts=30, deletes=15, seed_value=2)
     second = run_once("employees", base_a, api, store)
