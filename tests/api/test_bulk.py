@@ -194,3 +194,19 @@ def test_five_thousand_records_in_one_request(client):
 
 def test_an_empty_batch_answers_zero_counts(client):
     assert upsert(client, "articles", [])["received"] == 0
+
+
+def test_a_held_key_between_new_ones_is_merged_not_copied(client, db, caplog):
+    """A batch of mostly new keys goes to Base B by COPY; the keys it samples first (first, middle,
+    last) are new here, so only the table's unique index can notice the held and the deleted ones."""
+    upsert(client, "articles", [article(2, V2, title="held"), article(4, V1), article(6, V1)])
+    client.post("/articles/bulk/delete", json=[{"source_id": 6, "source_updated_at": V2}], headers=AUTH)
+    batch = [article(1), article(2, V1, title="older"), article(4, V2, title="newer"), article(3)]
+    batch += [article(6, V1, title="zombie"), article(5), article(7)]
+    with caplog.at_level("INFO", logger="api_service.merge"):
+        assert counts(upsert(client, "articles", batch)) == {"inserted": 4, "updated": 1, "stale": 2}
+    if db.dialect.name == "postgresql":
+        assert "direct COPY into articles refused" in caplog.text  # the COPY was tried, and undone
+    rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
+    assert len(rows) == 7 and [rows[k]["title"] for k in (2, 4)] == ["held", "newer"]
+    assert rows[6]["deleted_at"] is not None and rows[6]["title"] == "title 6"
