@@ -151,6 +151,6 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("/sync/buckets")
     def sync_buckets():
         query = _validated(SyncBucketsQuery, request.args.to_dict(), "query string")
-        return json_response({"items": list(sync_reads.key_buckets(get_connection(), table, query.size))})
+        return json_response({"items": sync_reads.key_buckets(get_connection(), table, query.size)})
 
     return bp
