@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from hashlib import md5
 
-from sqlalchemy import BigInteger, Connection, Text, cast, func, literal, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, literal, literal_column, select, type_coerce
 from sqlalchemy.dialects import mysql, postgresql
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,7 +75,7 @@ def window_digest(conn: Connection, key, version, conditions: list, stream_rows:
     database can hash, else the rows streamed and hashed here."""
     hashed = sql_pair_hash(conn.dialect.name, key, version)
     if hashed is not None:
-        total = type_coerce(func.sum(hashed), postgresql.NUMERIC())
+        total = type_coerce(func.sum(hashed), Numeric(asdecimal=True))
         count, checksum = conn.execute(select(func.count(), total).where(*conditions)).one()
         return VersionDigest(int(count), int(checksum or 0))
     digest = VersionDigest()

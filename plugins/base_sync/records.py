@@ -2,7 +2,8 @@
 
 Two ways to the same record: `to_record` converts a row Python read, and `record_columns` has
 MySQL render each value as its JSON text while it reads (the batch extract's way: it spares a
-Python conversion per timestamp, date and decimal). `test_records.py` holds them side by side.
+Python conversion per timestamp, date and decimal). A test in `test_sync_steps.py` holds them
+side by side.
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
     """Run two reads of different databases at once; the first starts first."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = pool.submit(first)
-        return started.result(), second()
+        other = second()
+        return started.result(), other
 
 
 def _records(entity: str, chunks: Iterator[list[dict]]) -> Iterator[list[dict]]:
