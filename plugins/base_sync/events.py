@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, decode, entity_topics
@@ -58,6 +58,12 @@ class DrainReport:
         return round(time.time() - self.newest_source_ms / 1000, 3) if self.newest_source_ms else None
 
 
+def _log_kafka_error(error: KafkaError) -> None:
+    """librdkafka's own errors (a broker gone, a request timed out) in the task log. It retries by
+    itself; these lines say why a run waits, or why it failed when it gives up."""
+    log.log(logging.ERROR if error.fatal() else logging.WARNING, "Kafka: %s", error.str())
+
+
 def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
     return Consumer(
         {
@@ -66,6 +72,7 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "error_cb": _log_kafka_error,
         }
     )
 
@@ -73,7 +80,7 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
 def producer_for(kafka_config: dict) -> Producer:
     consumer_only = ("group.", "enable.auto", "auto.offset", *CONSUMER_DEFAULTS)
     config = {k: v for k, v in kafka_config.items() if not k.startswith(consumer_only)}
-    return Producer({**config, "enable.idempotence": True, "linger.ms": 5})
+    return Producer({**config, "enable.idempotence": True, "linger.ms": 5, "error_cb": _log_kafka_error})
 
 
 def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings) -> DrainReport:

@@ -200,7 +200,7 @@ def assert_committed_only_what_base_b_holds(
     [(4.0, "waits for the broker"), (12.0, "fails with the broker's error")],
 )
 def test_a_broker_outage_while_events_flow_loses_nothing_and_dead_letters_only_the_malformed(
-    outage_seconds, drain_during_outage, broker, base_b
+    outage_seconds, drain_during_outage, broker, base_b, caplog
 ):
     bootstrap, proxy = broker
     prefix = "outage"
@@ -234,9 +234,11 @@ def test_a_broker_outage_while_events_flow_loses_nothing_and_dead_letters_only_t
     wait_until(lambda: count_synced(base_b.database_url, "employees") >= 100, 30, "events to reach Base B")
     assert not published.done(), "the events stopped flowing before the outage: nothing to cut"
     assert not first_drain.done(), "the drain ended before the outage"
-    with proxy.outage(outage_seconds):
+    with caplog.at_level("WARNING", logger="base_sync.events"), proxy.outage(outage_seconds):
         pass
     broker_back = time.monotonic()
+    # The drain's log says why it waits: librdkafka's own errors, through the task's logger.
+    assert any(r.name == "base_sync.events" and r.getMessage().startswith("Kafka: ") for r in caplog.records)
 
     # The drain that saw the broker go either waited for it or failed with its error: never anything silent.
     if drain_during_outage == "waits for the broker":
