@@ -8,7 +8,9 @@ MariaDB into an indexed PostgreSQL table; (2) the dlt anchor (needs the `bench` 
 a full load (replace) and the first run of an incremental pipeline (cursor `updated_at`, merge
 with the upsert strategy on `id`), each into its own PostgreSQL schema; (3) our full initial sync
 (load, deletes, verify, commit, as the DAG runs them) into an empty Base B; (4) `--changes`
-random updates in Base A, then our incremental sync and dlt's incremental run over the same rows.
+random changes in Base A (1% each inserts and deletes, the rest updates), then our incremental sync
+and dlt's incremental run over the same rows; (5) a tenth as many changes and our incremental sync
+again, to show its cost follows the changes.
 Each sync and each dlt run is its own spawned process, so its peak memory (max RSS) is its own;
 each timed step starts after a VACUUM (ANALYZE) and a CHECKPOINT of the PostgreSQL database, so it
 does not pay for autovacuum or dirty pages left by the previous one. The load average is sampled
@@ -133,12 +135,12 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, out)
     report = sync.load("employees", base_a, api, store, config)
     timings["load"] = time.perf_counter() - started
     mark = time.perf_counter()
-    deletes = sync.propagate_deletes("employees", base_a, api, config)
+    deletes = sync.propagate_deletes("employees", base_a, api, store, config)
     timings["deletes"] = time.perf_counter() - mark
     mark = time.perf_counter()
     verified = sync.verify("employees", base_a, api, report, config)
     timings["verify"] = time.perf_counter() - mark
-    sync.commit("employees", store, report, {})
+    sync.commit("employees", store, report, {"deletes": deletes})
     timings["total"] = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.send(
@@ -227,6 +229,14 @@ def run_dlt(base_a_url: str, pg_url: str, pipelines_dir: str, dataset: str, incr
     result = run_child(_dlt_child, base_a_url, pg_url, pipelines_dir, dataset, incremental)
     result["rows_per_s"] = result["rows"] / result["seconds"]
     return result
+
+
+def churn(engine, changes: int) -> dict:
+    """`changes` changed rows: 1% inserted, 1% deleted, the rest updated."""
+    one_percent = changes // 100
+    return generate.churn(
+        engine, "employees", updates=changes - 2 * one_percent, inserts=one_percent, deletes=one_percent, seed_value=2
+    )
 
 
 def compare_with_base_a(maria_db: str, pg_dsn: str, table: str) -> dict:
@@ -320,18 +330,23 @@ def measure(base_a_url: str, pg_name: str, args, settings: dict, versions: dict 
             full = run_sync(base_a_url, api_url, {}, settings)
             print(f"full sync: {full['timings']}, peak {full['peak_rss_mb']:.0f} MB")
             engine = source_engine(base_a_url)
-            generate.churn(engine, "employees", updates=args.changes, seed_value=2)
-            engine.dispose()
+            churn(engine, args.changes)
             load.mark("incremental_sync")
             settle(pg_dsn)
             incremental = run_sync(base_a_url, api_url, full["state"], settings)
             print(f"incremental: {incremental['timings']}, peak {incremental['peak_rss_mb']:.0f} MB")
-        if versions:
-            load.mark("dlt_incremental")
+            if versions:  # over the same changes
+                load.mark("dlt_incremental")
+                settle(pg_dsn)
+                dlt_runs["incremental"] = run_dlt(base_a_url, dlt_url, pipes, "dlt_merge", True)
+                print(f"dlt incremental: {dlt_runs['incremental']}")
+                checks["incremental"] = compare_with_base_a(maria_db, pg_dsn, "dlt_merge.employees")
+            churn(engine, args.changes // 10)
+            load.mark("small_incremental_sync")
             settle(pg_dsn)
-            dlt_runs["incremental"] = run_dlt(base_a_url, dlt_url, pipes, "dlt_merge", True)
-            print(f"dlt incremental: {dlt_runs['incremental']}")
-            checks["incremental"] = compare_with_base_a(maria_db, pg_dsn, "dlt_merge.employees")
+            incremental["tenth"] = run_sync(base_a_url, api_url, incremental["state"], settings)
+            print(f"incremental, a tenth of the changes: {incremental['tenth']['timings']}")
+            engine.dispose()
     return anchor, full, incremental, dlt_runs, checks
 
 
@@ -381,8 +396,8 @@ def main() -> None:
         if versions
         else {"skipped": "--no-dlt" if args.no_dlt else "dlt or connectorx is not installed (the bench extra)"},
     }
-    for part in ("full_sync", "incremental_sync"):
-        results[part].pop("state", None)
+    for part in (results["full_sync"], results["incremental_sync"], results["incremental_sync"]["tenth"]):
+        part.pop("state", None)
     out = REPO / "bench" / "results" / "batch_sync.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print(markdown(results, args))
@@ -461,6 +476,7 @@ def markdown(results: dict, args) -> str:
         f"| incremental ({args.changes:,} changed of {args.rows:,}): total | {t_inc['total']:.2f} s |",
         f"| incremental: load / deletes / verify | {t_inc['load']:.2f} s / {t_inc['deletes']:.2f} s / "
         f"{t_inc['verify']:.2f} s |",
+        f"| incremental, {args.changes // 10:,} changed: total | {incremental['tenth']['timings']['total']:.2f} s |",
     ]
     if "full" in dlt:
         steps = inc["steps"]

@@ -15,13 +15,16 @@ RUNBOOK = """
 
 For each entity: **load** streams the rows of Base A changed after the watermark (less a look-back
 for late commits) to the API's bulk endpoint; **propagate_deletes** removes from Base B the rows
-whose key Base A no longer has; **verify** compares counts and checksums of the window on both
-sides and re-sends rows Base B lacks; **commit_watermark** then advances the watermark.
+Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
+position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
+Base A lacks; **verify** compares counts and checksums of the window on both sides and re-sends
+rows Base B lacks; **commit_watermark** then advances the watermark and the delete log position.
 A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
 and repeating is safe (the API's version guard makes a re-sent row a no-op).
 
 **Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
-limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix).
+limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);
+`compare_keys` compares every key for hard deletes (a full refresh does too).
 
 **Where to look**
 - Progress and per-chunk counts: the task logs. Counts per run: the XCom of `commit_watermark`.
@@ -58,6 +61,9 @@ settings = SyncSettings()
             description="entities to sync in this run",
         ),
         "replay_rejections": Param(False, type="boolean", description="re-send rows the API rejected before"),
+        "compare_keys": Param(
+            False, type="boolean", description="look for hard deletes by comparing every key, not only the delete log"
+        ),
     },
 )
 def base_a_to_base_b():

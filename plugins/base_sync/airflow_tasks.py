@@ -71,10 +71,11 @@ def load(entity: str) -> dict:
 
 
 def propagate_deletes(entity: str) -> dict:
-    """Delete in Base B the synced rows whose key Base A no longer has."""
-    settings = _settings()
+    """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison)."""
+    settings, params = _settings(), _params()
+    compare_keys = bool(params.get("full_refresh") or params.get("compare_keys"))
     with _connected(settings) as (base_a, api):
-        return sync.propagate_deletes(entity, base_a, api, settings)
+        return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys)
 
 
 def verify(entity: str, loaded: dict) -> dict:

@@ -14,7 +14,16 @@ class SyncSettings(BaseSettings):
     lookback_seconds: float = Field(
         60.0, ge=0, description="re-read this far behind the watermark, for transactions that committed late"
     )
-    bucket_size: int = Field(10_000, ge=1, description="keys per bucket when looking for hard deletes")
+    bucket_size: int = Field(10_000, ge=1, description="keys per bucket when comparing keys for hard deletes")
+    key_check_hours: float = Field(
+        24.0,
+        ge=0,
+        description="compare every key of both sides at most this often (0: every run); in between, hard "
+        "deletes come from Base A's delete log, at a cost proportional to the deletes",
+    )
+    delete_log_retention_hours: float = Field(
+        168.0, gt=0, description="the sync purges Base A's delete log entries this far behind its position"
+    )
     repair_limit: int = Field(
         100_000, ge=0, description="most rows verification re-sends itself; beyond it the task fails and retries"
     )

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, create_engine, event, func, or_, select
+from sqlalchemy import Engine, Table, create_engine, delete, event, func, or_, select
 
 from api_service.entities import ENTITIES
 from api_service.version_digest import VersionDigest, window_digest
 from base_sync.records import record_columns, to_record, utc
-from base_sync.source_schema import build_tables
+from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 
 
 @dataclass(frozen=True, order=True)
@@ -61,7 +61,8 @@ class BaseA:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        _, self.tables = build_tables(engine.dialect.name)
+        metadata, self.tables = build_tables(engine.dialect.name)
+        self.delete_log = metadata.tables[DELETE_LOG]
 
     def table(self, entity: str) -> Table:
         return self.tables[entity]
@@ -148,6 +149,29 @@ class BaseA:
         table = self.table(entity)
         with self.engine.connect() as conn:
             return set(conn.execute(select(table.c.id).where(table.c.id.between(low, high))).scalars())
+
+    def logs_deletes(self, entity: str) -> bool:
+        """Whether Base A's delete trigger on the entity's table is in place (see source_schema)."""
+        return delete_trigger_name(entity) in existing_triggers(self.engine)
+
+    def deletes_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[tuple[list[dict], Cursor]]:
+        """The entity's logged deletes after `since` as bulk delete records (key and last version),
+        a chunk at a time, each with the log position it reaches."""
+        log = self.delete_log
+        statement = (
+            select(log.c.id, log.c.updated_at, log.c.deleted_at, log.c.seq)
+            .where(log.c.entity == entity, *window(log.c.deleted_at, log.c.seq, since, None))
+            .order_by(log.c.deleted_at, log.c.seq)
+        )
+        for rows in self._stream(statement, chunk_size):
+            records = [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version, _, _ in rows]
+            yield records, Cursor(utc(rows[-1][2]), rows[-1][3])
+
+    def purge_delete_log(self, entity: str, before: datetime) -> int:
+        """Drop the entity's delete log entries older than `before`; how many went."""
+        log = self.delete_log
+        with self.engine.begin() as conn:
+            return conn.execute(delete(log).where(log.c.entity == entity, log.c.deleted_at < _naive(before))).rowcount
 
 
 def window(version, key, since: Cursor | None, until: Cursor | None) -> list:

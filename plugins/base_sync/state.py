@@ -17,6 +17,10 @@ VARIABLE_PREFIX = "base_a_to_base_b.watermark."
 class StateStore(Protocol):
     def get(self, entity: str) -> Cursor | None: ...
 
+    def last_stats(self, entity: str) -> dict:
+        """The statistics saved with the watermark by the last committed run ({} before the first)."""
+        ...
+
     def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None: ...
 
 
@@ -29,6 +33,9 @@ class MemoryStateStore:
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self.saved.get(entity, {}).get("watermark"))
 
+    def last_stats(self, entity: str) -> dict:
+        return self.saved.get(entity, {}).get("stats") or {}
+
     def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None:
         self.saved[entity] = {"watermark": cursor.to_json() if cursor else None, "stats": stats}
 
@@ -36,11 +43,17 @@ class MemoryStateStore:
 class VariableStateStore:
     """Airflow Variables, through the Task SDK (works inside tasks)."""
 
-    def get(self, entity: str) -> Cursor | None:
+    def _saved(self, entity: str) -> dict:
         from airflow.sdk import Variable
 
         raw = Variable.get(VARIABLE_PREFIX + entity, default=None)
-        return Cursor.from_json(json.loads(raw)["watermark"]) if raw else None
+        return json.loads(raw) if raw else {}
+
+    def get(self, entity: str) -> Cursor | None:
+        return Cursor.from_json(self._saved(entity).get("watermark"))
+
+    def last_stats(self, entity: str) -> dict:
+        return self._saved(entity).get("stats") or {}
 
     def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None:
         from airflow.sdk import Variable

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from base_sync.api_client import BaseBApi
 from base_sync.load import push_chunks
 from base_sync.records import to_record
@@ -192,7 +194,86 @@ def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadRepor
     return missing, moved_on
 
 
-def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
+def propagate_deletes(
+    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
+) -> dict:
+    """Delete in Base B the synced rows Base A no longer has.
+
+    Base A's delete log names the keys deleted since the last committed position (less the
+    look-back), so a run's cost follows its deletes. Every key of both sides is compared as well
+    on the first run, when asked (`compare_keys`, a full refresh), when the last comparison is
+    older than SYNC_KEY_CHECK_HOURS, and on every run while the entity's delete trigger is missing:
+    it finds what the log cannot show (deletes from before the trigger, or with it dropped).
+    Deleting is idempotent, so re-reading a stretch of the log changes nothing.
+    """
+    last = store.last_stats(entity).get("deletes") or {}
+    position = Cursor.from_json(last.get("log_position"))
+    compared_at = last.get("keys_compared_at")
+    stats = {"deleted": 0, "not_applied": 0, "from_log": 0, "log_position": None, "keys_compared_at": compared_at}
+    logged = base_a.logs_deletes(entity)
+    reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    if logged:
+        if position is None:  # the first run: the key comparison below covers the past
+            position = Cursor(base_a.now(), 0)
+        else:
+            position = _apply_logged_deletes(entity, base_a, api, settings, position, stats)
+            _purge_delete_log(entity, base_a, position, settings)
+        stats["log_position"] = position.to_json()
+    if reason:
+        log.info("%s: comparing every key (%s)", entity, reason)
+        stats["keys_compared_at"] = datetime.now(UTC).isoformat()
+        stats.update(_delete_by_key_comparison(entity, base_a, api, settings, stats))
+    log.info(
+        "%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, stats["deleted"], stats["from_log"]
+    )
+    return stats
+
+
+def _why_compare_keys(
+    entity: str, settings: SyncSettings, logged: bool, asked: bool, position: Cursor | None, compared_at: str | None
+) -> str | None:
+    if not logged:
+        log.warning("%s: Base A has no delete trigger on this table; every run compares every key", entity)
+        return "no delete log"
+    if asked:
+        return "asked for"
+    if position is None or compared_at is None:
+        return "first run"
+    age = datetime.now(UTC) - datetime.fromisoformat(compared_at)
+    if age >= timedelta(hours=settings.key_check_hours):
+        return f"last comparison {age} ago"
+    return None
+
+
+def _apply_logged_deletes(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor, stats: dict
+) -> Cursor:
+    """Send the deletes logged after `position` (less the look-back); return the position reached."""
+    since = position
+    if settings.lookback_seconds:
+        since = Cursor(position.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
+    for records, reached in base_a.deletes_after(entity, since, settings.chunk_size):
+        answer = api.bulk_delete(entity, records)
+        stats["from_log"] += len(records)
+        stats["deleted"] += answer["deleted"]
+        # Re-read entries (the look-back) find their rows already deleted: not "not applied".
+        stats["not_applied"] += answer["stale"]
+        position = max(position, reached)
+    return position
+
+
+def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: SyncSettings) -> None:
+    cutoff = position.updated_at - timedelta(hours=settings.delete_log_retention_hours)
+    try:
+        purged = base_a.purge_delete_log(entity, cutoff)
+    except DBAPIError as error:  # e.g. a read-only account: the log grows, the sync stays right
+        log.warning("%s: could not purge Base A's delete log (%s)", entity, error.orig)
+        return
+    if purged:
+        log.info("%s: purged %d delete log entries older than %s", entity, purged, cutoff)
+
+
+def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, stats: dict) -> dict:
     """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
 
     The (count, sum of keys) summaries of both sides' buckets are read at once: they only point at
@@ -204,7 +285,8 @@ def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
     size = settings.bucket_size
     theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
-    stats = {"buckets": len(theirs), "suspect_buckets": len(suspects), "deleted": 0, "not_applied": 0}
+    found = {"buckets": len(theirs), "suspect_buckets": len(suspects)}
+    deleted, not_applied = stats["deleted"], stats["not_applied"]
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = list(api.versions_between(entity, low, high))
@@ -214,16 +296,10 @@ def propagate_deletes(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
         ]
         for start in range(0, len(gone), settings.chunk_size):
             answer = api.bulk_delete(entity, gone[start : start + settings.chunk_size])
-            stats["deleted"] += answer["deleted"]
-            stats["not_applied"] += answer["received"] - answer["deleted"]
-    log.info(
-        "%s: %d key buckets, %d differ; deleted %d rows gone from Base A",
-        entity,
-        stats["buckets"],
-        stats["suspect_buckets"],
-        stats["deleted"],
-    )
-    return stats
+            deleted += answer["deleted"]
+            not_applied += answer["received"] - answer["deleted"]
+    log.info("%s: %d key buckets, %d differ", entity, found["buckets"], found["suspect_buckets"])
+    return {**found, "deleted": deleted, "not_applied": not_applied}
 
 
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
@@ -237,7 +313,11 @@ def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
 
 
 def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:
-    """Move the watermark to the end of the verified window (never backwards); record the run's stats."""
+    """Move the watermark to the end of the verified window (never backwards); record the run's stats.
+
+    `stats["deletes"]` (what `propagate_deletes` returned) holds the delete log position the next
+    run reads from; without it, the next run compares every key instead.
+    """
     watermark = report.previous
     if report.until is not None:
         reached = report.until

@@ -147,6 +147,9 @@ class FileStateStore:
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self._all().get(entity, {}).get("watermark"))
 
+    def last_stats(self, entity: str) -> dict:
+        return self._all().get(entity, {}).get("stats") or {}
+
     def set(self, entity: str, cursor: Cursor | None, stats: dict) -> None:
         saved = self._all()
         saved[entity] = {"watermark": cursor.to_json() if cursor else None, "stats": stats}

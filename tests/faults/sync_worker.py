@@ -37,11 +37,12 @@ def main() -> None:
 
     report = sync.load(args.entity, base_a, api, store, SETTINGS)
     step("loaded", report.counts)
-    step("deletes", sync.propagate_deletes(args.entity, base_a, api, SETTINGS))
+    deletes = sync.propagate_deletes(args.entity, base_a, api, store, SETTINGS)
+    step("deletes", deletes)
     verified = sync.verify(args.entity, base_a, api, report, SETTINGS)
     step("verified", verified)
     time.sleep(args.pause_before_commit)
-    step("committed", sync.commit(args.entity, store, report, verified))
+    step("committed", sync.commit(args.entity, store, report, {"verify": verified, "deletes": deletes}))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
 def run_once(entity, base_a, api, store, settings=SETTINGS, full_refresh=False) -> dict:
     """One batch run: load, deletes, verify, commit, as the DAG orders them."""
     report = sync.load(entity, base_a, api, store, settings, full_refresh)
-    deleted = sync.propagate_deletes(entity, base_a, api, settings)
+    deleted = sync.propagate_deletes(entity, base_a, api, store, settings, compare_keys=full_refresh)
     verified = sync.verify(entity, base_a, api, report, settings)
-    sync.commit(entity, store, report, {})
+    sync.commit(entity, store, report, {"deletes": deleted})
     return {"load": dict(report.counts), "deletes": deleted, "verify": verified}
 
 
@@ -81,6 +81,7 @@ def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_eng
     first = run_once("employees", base_a, api, store)
     assert first["load"]["extracted"] == first["load"]["inserted"] == 3000
     assert first["verify"]["rows"] == 3000
+    assert first["deletes"]["buckets"] == 4  # the first run compares every key
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 3000
 
     nothing = run_once("employees", base_a, api, store)
@@ -90,9 +91,52 @@ def test_initial_then_incremental_sync_moves_only_the_changes(base_a, base_a_eng
     second = run_once("employees", base_a, api, store)
     assert second["load"]["extracted"] == changes["updated"] + changes["inserted"] == 150
     assert second["load"]["updated"] == 120 and second["load"]["inserted"] == 30
-    assert second["deletes"]["deleted"] == 15
-    assert second["deletes"]["buckets"] == 4 and 1 <= second["deletes"]["suspect_buckets"] <= 4
+    assert second["deletes"]["deleted"] == second["deletes"]["from_log"] == 15
+    assert "buckets" not in second["deletes"], "the deletes came from the log: no key comparison"
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 3015
+
+
+def test_deletes_the_log_misses_are_found_by_the_periodic_key_comparison(base_a, base_a_engine, base_b):
+    """Rows deleted while the trigger was away (or before it existed) leave no log entry."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 500, seed_value=30)
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER articles_log_delete"))
+        conn.execute(text("DELETE FROM articles WHERE id IN (7, 300)"))
+    unlogged = run_once("articles", base_a, api, store)  # no trigger: every run compares keys
+    assert unlogged["deletes"]["deleted"] == 2 and unlogged["deletes"]["suspect_buckets"] == 1
+    assert unlogged["deletes"]["log_position"] is None
+
+    create_schema(base_a_engine)  # puts the trigger back; the next run compares keys once more
+    assert run_once("articles", base_a, api, store)["deletes"]["buckets"] == 1
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM articles WHERE id = 8"))
+        conn.execute(text("DELETE FROM delete_log"))  # as if the entry had been lost
+    due_tomorrow = run_once("articles", base_a, api, store)
+    assert due_tomorrow["deletes"]["deleted"] == 0 and "buckets" not in due_tomorrow["deletes"]
+    every_run = SETTINGS.model_copy(update={"key_check_hours": 0})
+    due = run_once("articles", base_a, api, store, every_run)
+    assert due["deletes"]["deleted"] == 1 and due["deletes"]["suspect_buckets"] == 1
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 497
+
+
+def test_log_entries_read_again_change_nothing_and_old_ones_are_purged(base_a, base_a_engine, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 100, seed_value=31)
+    run_once("employees", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id IN (1, 2)"))
+        conn.execute(text("UPDATE delete_log SET deleted_at = deleted_at - INTERVAL 2 HOUR"))
+        conn.execute(text("DELETE FROM employees WHERE id = 3"))
+    lookback = SETTINGS.model_copy(update={"lookback_seconds": 3 * 3600, "delete_log_retention_hours": 1})
+    first = run_once("employees", base_a, api, store, lookback)
+    assert first["deletes"]["from_log"] == first["deletes"]["deleted"] == 3
+    again = run_once("employees", base_a, api, store, lookback)  # the look-back reads entry 3 again
+    assert again["deletes"]["from_log"] == 1 and again["deletes"]["deleted"] == again["deletes"]["not_applied"] == 0
+    with base_a_engine.connect() as conn:  # entries 1 and 2 were over an hour behind the position
+        assert conn.execute(text("SELECT id FROM delete_log")).scalars().all() == [3]
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 97
 
 
 def test_sending_a_window_again_changes_nothing(base_a, base_a_engine, base_b):
@@ -233,10 +277,12 @@ def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b)
     assert first["load"]["inserted"] == 200
     with engine.begin() as conn:
         conn.execute(text("UPDATE employees SET salary = 1234.56 WHERE id = 17"))
+        conn.execute(text("DELETE FROM employees WHERE id = 18"))
     second = run_once("employees", base_a, api, store)
     assert second["load"]["extracted"] == second["load"]["updated"] == 1
+    assert second["deletes"]["from_log"] == second["deletes"]["deleted"] == 1
     assert synced_rows(base_b.database_url, "employees")[17][6] == "1234.56"
-    assert assert_in_sync(engine, base_b.database_url, "employees") == 200
+    assert assert_in_sync(engine, base_b.database_url, "employees") == 199
     engine.dispose()
 
 
