@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from hashlib import md5
 
-from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, literal, literal_column, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, select, type_coerce
 from sqlalchemy.dialects import mysql, postgresql
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,7 +60,9 @@ def sql_pair_hash(dialect: str, key, version):
     that cannot compute it. PostgreSQL's is the signed reading of the same 64 bits, which the sum
     modulo 2**64 does not tell apart."""
     if dialect == "mysql":
-        micros = func.timestampdiff(literal_column("MICROSECOND"), literal("1970-01-01 00:00:00"), version)
+        # UNIX_TIMESTAMP of a TIMESTAMP column is its stored UTC value (no time zone applied), with
+        # the microseconds as decimals: cheaper than TIMESTAMPDIFF from the epoch, the same number.
+        micros = cast(func.unix_timestamp(version) * 1_000_000, mysql.BIGINT)
         prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
         return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
     if dialect == "postgresql":
