@@ -91,7 +91,9 @@ def rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
             (
                 "batch incremental (10k of 1M)",
                 f"{incremental['timings']['total']:.2f} s",
-                f"load {incremental['timings']['load']:.2f} s" + _dlt(batch, "incremental"),
+                f"load {incremental['timings']['load']:.2f} s, deletes {incremental['timings']['deletes']:.2f} s"
+                + (f"; 1k changed: {tenth['timings']['total']:.2f} s" if (tenth := incremental.get("tenth")) else "")
+                + _dlt(batch, "incremental"),
             )
         )
         out.append(("batch sync peak memory", f"{full['peak_rss_mb']:.0f} MB RSS", "goal < 300 MB"))
