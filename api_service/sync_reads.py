@@ -5,21 +5,19 @@ Only synced, live rows count (`source_id` set, no tombstone): exactly the rows B
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table, func, or_, select
+from sqlalchemy import Connection, Table, func, select
 
-from api_service.version_digest import window_digest
+from api_service.version_digest import version_window, window_digest
 
 
 def _window(table: Table, query) -> list:
     """Live synced rows with (since, since_id) < (source_updated_at, source_id) <= (until, until_id),
     written so the (source_updated_at, source_id) index serves it as one range."""
-    v, k = table.c.source_updated_at, table.c.source_id
-    conditions = [k.is_not(None), table.c.deleted_at.is_(None)]
-    if query.since is not None:
-        conditions += [v >= query.since, or_(v > query.since, k > query.since_id)]
-    if query.until is not None:
-        conditions += [v <= query.until, or_(v < query.until, k <= query.until_id)]
-    return conditions
+    key = table.c.source_id
+    since = (query.since, query.since_id) if query.since is not None else None
+    until = (query.until, query.until_id) if query.until is not None else None
+    live = [key.is_not(None), table.c.deleted_at.is_(None)]
+    return live + version_window(table.c.source_updated_at, key, since, until)
 
 
 def digest(conn: Connection, table: Table, query) -> dict:

@@ -1,4 +1,5 @@
-"""The checksum the pipelines and the API compute the same way over (source_id, version) pairs.
+"""The checksum the pipelines and the API compute the same way over (source_id, version) pairs,
+and the version window both sides compute it over.
 
 It is a sum, modulo 2**64, of a 64-bit hash of each pair: independent of order, so each side can
 add its rows up as its database returns them, and a single missing, extra or differently versioned
@@ -14,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from hashlib import md5
 
-from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, or_, select, type_coerce
 from sqlalchemy.dialects import mysql, postgresql
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -70,6 +71,20 @@ def sql_pair_hash(dialect: str, key, version):
         prefix = func.left(func.md5(func.concat(cast(key, Text), ":", cast(micros, Text))), 16)
         return cast(cast(func.concat("x", prefix), postgresql.BIT(64)), BigInteger)
     return None
+
+
+def version_window(version, key, since: tuple | None, until: tuple | None) -> list:
+    """Conditions for since < (version, key) <= until, each bound a (version, key) pair or None, in a
+    form a (version, key) index serves as one range: the plain bounds on the version first, the key
+    only where the version ties. Base A's reads and Base B's use the same window."""
+    conditions = []
+    if since is not None:
+        low, low_key = since
+        conditions += [version >= low, or_(version > low, key > low_key)]
+    if until is not None:
+        high, high_key = until
+        conditions += [version <= high, or_(version < high, key <= high_key)]
+    return conditions
 
 
 def window_digest(conn: Connection, key, version, conditions: list, stream_rows: int = 50_000) -> VersionDigest:

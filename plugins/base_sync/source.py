@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, create_engine, delete, event, func, or_, select
+from sqlalchemy import Engine, Table, create_engine, delete, event, func, select
 
 from api_service.entities import ENTITIES
-from api_service.version_digest import VersionDigest, window_digest
+from api_service.version_digest import VersionDigest, version_window, window_digest
 from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 
@@ -175,16 +175,13 @@ class BaseA:
 
 
 def window(version, key, since: Cursor | None, until: Cursor | None) -> list:
-    """Conditions for since < (version, key) <= until, in a form a (version, key) index serves as
-    one range: the plain bounds on the version first, the key only where the version ties."""
-    conditions = []
-    if since is not None:
-        low = _naive(since.updated_at)
-        conditions += [version >= low, or_(version > low, key > since.id)]
-    if until is not None:
-        high = _naive(until.updated_at)
-        conditions += [version <= high, or_(version < high, key <= until.id)]
-    return conditions
+    """Conditions for since < (version, key) <= until on Base A (naive UTC timestamps)."""
+    return version_window(
+        version,
+        key,
+        (_naive(since.updated_at), since.id) if since else None,
+        (_naive(until.updated_at), until.id) if until else None,
+    )
 
 
 def _naive(stamp: datetime) -> datetime:
