@@ -121,7 +121,7 @@ def create_schema(engine: Engine) -> dict[str, Table]:
 
 
 def existing_triggers(engine: Engine) -> list[str]:
-    """The names of the triggers on Base A's entity tables."""
+    """The names of the triggers in Base A's database."""
     if engine.dialect.name == "sqlite":
         query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
     else:
