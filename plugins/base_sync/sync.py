@@ -222,7 +222,13 @@ def propagate_deletes(
     if reason:
         log.info("%s: comparing every key (%s)", entity, reason)
         stats["keys_compared_at"] = datetime.now(UTC).isoformat()
-        stats.update(_delete_by_key_comparison(entity, base_a, api, settings, stats))
+        found = _delete_by_key_comparison(entity, base_a, api, settings)
+        stats.update(
+            buckets=found["buckets"],
+            suspect_buckets=found["suspect_buckets"],
+            deleted=stats["deleted"] + found["deleted"],
+            not_applied=stats["not_applied"] + found["not_applied"],
+        )
     log.info(
         "%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, stats["deleted"], stats["from_log"]
     )
@@ -273,7 +279,7 @@ def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: Sy
         log.info("%s: purged %d delete log entries older than %s", entity, purged, cutoff)
 
 
-def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, stats: dict) -> dict:
+def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
     """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
 
     The (count, sum of keys) summaries of both sides' buckets are read at once: they only point at
@@ -285,8 +291,7 @@ def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, setting
     size = settings.bucket_size
     theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
-    found = {"buckets": len(theirs), "suspect_buckets": len(suspects)}
-    deleted, not_applied = stats["deleted"], stats["not_applied"]
+    found = {"buckets": len(theirs), "suspect_buckets": len(suspects), "deleted": 0, "not_applied": 0}
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = list(api.versions_between(entity, low, high))
@@ -296,10 +301,10 @@ def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, setting
         ]
         for start in range(0, len(gone), settings.chunk_size):
             answer = api.bulk_delete(entity, gone[start : start + settings.chunk_size])
-            deleted += answer["deleted"]
-            not_applied += answer["received"] - answer["deleted"]
+            found["deleted"] += answer["deleted"]
+            found["not_applied"] += answer["received"] - answer["deleted"]
     log.info("%s: %d key buckets, %d differ", entity, found["buckets"], found["suspect_buckets"])
-    return {**found, "deleted": deleted, "not_applied": not_applied}
+    return found
 
 
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
