@@ -79,9 +79,7 @@ def load(
     previous = store.get(entity)
     since = None
     if previous is not None and not full_refresh:
-        since = previous
-        if settings.lookback_seconds:
-            since = Cursor(previous.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
+        since = _looking_back(previous, settings)
     last: list[Cursor] = []
 
     def track(records: list[dict]) -> None:
@@ -155,6 +153,13 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         "moved_on": moved_on,
         "quarantined": len(missing) - len(to_repair),
     }
+
+
+def _looking_back(position: Cursor, settings: SyncSettings) -> Cursor:
+    """Where a read after `position` starts: SYNC_LOOKBACK_SECONDS earlier, for late commits."""
+    if not settings.lookback_seconds:
+        return position
+    return Cursor(position.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
@@ -255,10 +260,7 @@ def _apply_logged_deletes(
     entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor, stats: dict
 ) -> Cursor:
     """Send the deletes logged after `position` (less the look-back); return the position reached."""
-    since = position
-    if settings.lookback_seconds:
-        since = Cursor(position.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
-    for records, reached in base_a.deletes_after(entity, since, settings.chunk_size):
+    for records, reached in base_a.deletes_after(entity, _looking_back(position, settings), settings.chunk_size):
         answer = api.bulk_delete(entity, records)
         stats["from_log"] += len(records)
         stats["deleted"] += answer["deleted"]
