@@ -8,7 +8,7 @@ COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY api_service ./api_service
 COPY graphql_service ./graphql_service
-COPY plugins ./plugins
+COPY src ./src
 COPY dags ./dags
 RUN pip install --no-cache-dir --no-deps .
 RUN useradd --system --uid 10001 app \

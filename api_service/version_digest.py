@@ -6,7 +6,7 @@ add its rows up as its database returns them, and a single missing, extra or dif
 row changes it. The hash is the first 8 bytes of MD5("<source_id>:<version in microseconds since
 the epoch>"), which MySQL and PostgreSQL compute themselves: there the database sums a window in
 one aggregate and sends two numbers (a checksum, not a defence against a forger). Elsewhere
-(SQLite) the rows are streamed and hashed here. The sync library (plugins/) imports this module,
+(SQLite) the rows are streamed and hashed here. The sync library (src/base_sync) imports this module,
 so both sides share one definition.
 """
 

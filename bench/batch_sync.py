@@ -43,8 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from base_sync import generate, sync  # noqa: E402
+from base_sync import sync  # noqa: E402
 from base_sync.api_client import BaseBApi  # noqa: E402
+from base_sync.demo import generate  # noqa: E402
 from base_sync.settings import SyncSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
 from base_sync.source_schema import create_schema  # noqa: E402

@@ -37,8 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from base_sync import events, generate  # noqa: E402
+from base_sync import events  # noqa: E402
 from base_sync.api_client import BaseBApi  # noqa: E402
+from base_sync.demo import generate  # noqa: E402
 from base_sync.settings import EventSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
 from base_sync.source_schema import create_schema  # noqa: E402

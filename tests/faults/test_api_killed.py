@@ -7,8 +7,9 @@ import gc
 import MySQLdb
 import pytest
 
-from base_sync import generate, sync
+from base_sync import sync
 from base_sync.api_client import ApiError, BaseBApi
+from base_sync.demo import generate
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import MemoryStateStore

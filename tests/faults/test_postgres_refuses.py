@@ -11,8 +11,9 @@ import requests
 from sqlalchemy.engine import make_url
 
 from api_service import migrate
-from base_sync import generate, sync
+from base_sync import sync
 from base_sync.api_client import ApiError
+from base_sync.demo import generate
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import MemoryStateStore

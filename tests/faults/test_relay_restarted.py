@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from base_sync import generate
+from base_sync.demo import generate
 from base_sync.settings import EventSettings
 from base_sync.source import source_engine
 from base_sync.topics import ensure_topics

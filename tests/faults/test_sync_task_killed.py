@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from base_sync import generate
+from base_sync.demo import generate
 from base_sync.source import BaseA
 from tests.faults.helpers import (
     FileStateStore,

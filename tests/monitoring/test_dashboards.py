@@ -22,8 +22,9 @@ import yaml
 from sqlalchemy import text
 
 from api_service import migrate
-from base_sync import generate, records, sync
+from base_sync import records, sync
 from base_sync.api_client import BaseBApi
+from base_sync.demo import generate
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema

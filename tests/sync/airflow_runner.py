@@ -1,4 +1,4 @@
-"""A real Airflow for tests: its own AIRFLOW_HOME (SQLite metadata), the repo's dags/ and plugins/."""
+"""A real Airflow for tests: its own AIRFLOW_HOME (SQLite metadata), the repo's dags/ calling base_sync."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ class Airflow:
             **os.environ,
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
             "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
             "AIRFLOW__CORE__PARALLELISM": "4",

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from base_sync import generate
+from base_sync.demo import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX

@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 from base_sync import events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, topic_for
-from base_sync.event_maker import churn_and_publish
+from base_sync.demo.event_maker import churn_and_publish
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from tests.servers import free_port

@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import create_engine, text, update
 
-from base_sync import generate
 from base_sync.debezium import EnvelopeWriter
+from base_sync.demo import generate
 from base_sync.source import BaseA, source_engine
 from tests.servers import REPO
 from tests.sync.airflow_runner import Airflow

@@ -11,8 +11,8 @@ import requests
 from confluent_kafka import Consumer
 
 from api_service.entities import ENTITIES
-from base_sync import generate
 from base_sync.debezium import decode, topic_for
+from base_sync.demo import generate
 from base_sync.source import source_engine
 from tests.sync.conftest import source_rows
 

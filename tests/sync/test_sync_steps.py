@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from api_service.schemas import SCHEMAS
-from base_sync import generate, sync
+from base_sync import sync
+from base_sync.demo import generate
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine

@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 
-from base_sync import event_maker, generate
 from base_sync.api_client import BaseBApi
+from base_sync.demo import event_maker, generate
 from base_sync.source import ENTITY_NAMES, source_engine
 from base_sync.source_schema import create_schema
 

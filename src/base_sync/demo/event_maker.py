@@ -14,8 +14,8 @@ import time
 from confluent_kafka import Producer
 from sqlalchemy import Engine
 
-from base_sync import generate
 from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, entity_topics, topic_for
+from base_sync.demo import generate
 from base_sync.source import BaseA
 from base_sync.topics import ensure_topics
 
