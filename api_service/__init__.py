@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from api_service import db, metrics, problems
-from api_service.blueprints import resources, service
-from api_service.entities import ENTITIES
-from api_service.openapi import build_document
-from api_service.settings import ApiSettings
+    from api_service.settings import ApiSettings
 
 
 def create_app(settings: ApiSettings | None = None) -> Flask:
-    """The app factory: the one place an API app is built."""
+    """The app factory: the one place an API app is built. Its parts are imported here, as in
+    Flask's tutorial app, so importing a submodule (`api_service.migrate`) does not load the app."""
+    from flask import Flask
+
+    from api_service import db, metrics, problems
+    from api_service.blueprints import resources, service
+    from api_service.cli import register
+    from api_service.openapi import build_document
+    from api_service.settings import ApiSettings
+    from baseab_contract.entities import ENTITIES
+
     settings = settings or ApiSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
@@ -30,8 +38,6 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.register_blueprint(service.bp)
     for entity in ENTITIES.values():
         app.register_blueprint(resources.make_blueprint(entity))
-
-    from api_service.cli import register  # noqa: PLC0415  (CLI only needs the app)
 
     register(app)
     return app

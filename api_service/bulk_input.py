@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from api_service.entities import Entity
 from api_service.fastpath import FastDecoder
 from api_service.problems import Problem, field_errors
 from api_service.schemas import BULK_DELETE_RECORDS, RejectedRecord
+from baseab_contract.entities import Entity
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from api_service.entities import Entity, Field, Kind
 from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT
+from baseab_contract.entities import Entity, Field, Kind
 
 _TIMESTAMPS = ("source_updated_at", "created_at", "updated_at")
 

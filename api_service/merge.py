@@ -35,9 +35,9 @@ from sqlalchemy.schema import CreateTable
 
 from api_service.bulk_input import Batch, keep_latest_per_source_id, reject_duplicate_unique_values
 from api_service.db import begin_write
-from api_service.entities import Entity
 from api_service.models import UTCDateTime
 from api_service.schemas import BulkResult
+from baseab_contract.entities import Entity
 
 log = logging.getLogger(__name__)
 

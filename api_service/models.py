@@ -12,20 +12,19 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Column,
-    Date,
     DateTime,
     Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Table,
     Text,
     text,
 )
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator
 
-from api_service.entities import ENTITIES, Entity, Field, Kind
+from baseab_contract.entities import ENTITIES, Entity
+from baseab_contract.sql_types import sql_type
 
 metadata = MetaData(
     naming_convention={
@@ -55,20 +54,6 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def sql_type(field: Field) -> TypeEngine:
-    """The column type for a declared field."""
-    match field.kind:
-        case Kind.STRING | Kind.EMAIL:
-            return String(field.max_length)
-        case Kind.TEXT:
-            return Text()
-        case Kind.DECIMAL:
-            return Numeric(field.precision, field.scale, asdecimal=True)
-        case Kind.DATE:
-            return Date()
-    raise ValueError(f"no SQL type for {field.kind}")
 
 
 def build_table(entity: Entity) -> Table:

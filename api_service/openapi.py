@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from api_service.entities import ENTITIES, Entity
 from api_service.schemas import (
     MAX_BIGINT,
     SCHEMAS,
@@ -22,6 +21,7 @@ from api_service.schemas import (
     SyncWindowQuery,
 )
 from api_service.settings import ApiSettings
+from baseab_contract.entities import ENTITIES, Entity
 
 REF = "#/components/schemas/{model}"
 PROBLEM = {

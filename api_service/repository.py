@@ -10,8 +10,8 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import IntegrityError
 
 from api_service.db import begin_write
-from api_service.entities import Entity
 from api_service.problems import Problem
+from baseab_contract.entities import Entity
 
 READ_COLUMNS = ("id", "source_id")
 TIMESTAMP_COLUMNS = ("created_at", "updated_at", "source_updated_at")

@@ -24,7 +24,7 @@ from pydantic import (
     create_model,
 )
 
-from api_service.entities import ENTITIES, Entity, Field, Kind
+from baseab_contract.entities import ENTITIES, Entity, Field, Kind
 
 if TYPE_CHECKING:
     from api_service.fastpath import FastDecoder

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, func, select
 
-from api_service.version_digest import version_window, window_digest
+from baseab_contract.version_digest import version_window, window_digest
 
 
 def _window(table: Table, query) -> list:

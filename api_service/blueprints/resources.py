@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from api_service import auth, bulk_input, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
-from api_service.entities import Entity
 from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
 from api_service.schemas import (
@@ -19,6 +18,7 @@ from api_service.schemas import (
     SyncVersionsQuery,
     SyncWindowQuery,
 )
+from baseab_contract.entities import Entity
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:

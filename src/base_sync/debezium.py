@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
-from api_service.entities import ENTITIES, Entity, Kind
+from baseab_contract.entities import ENTITIES, Entity, Kind
 
 TOPIC_PREFIX = "base_a"
 DLQ_TOPIC = "base_a.dlq"

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Date, Numeric, String, Table, cast, func
 
-from api_service.entities import ENTITIES
+from baseab_contract.bulk_format import SOURCE_ID, VERSION
+from baseab_contract.entities import ENTITIES
 
 
 def utc(value: datetime) -> datetime:
@@ -21,10 +22,10 @@ def utc(value: datetime) -> datetime:
 
 
 def to_record(entity: str, row: dict) -> dict:
-    """One bulk record: Base A's key and version, its timestamps and the entity's data fields."""
+    """One bulk record (baseab_contract.bulk_format): Base A's key and version, timestamps, data fields."""
     record = {
-        "source_id": row["id"],
-        "source_updated_at": utc(row["updated_at"]),
+        SOURCE_ID: row["id"],
+        VERSION: utc(row["updated_at"]),
         "created_at": utc(row["created_at"]),
         "updated_at": utc(row["updated_at"]),
     }
@@ -44,8 +45,8 @@ def record_columns(table: Table, entity: str) -> list:
         return cast(column, String) if isinstance(column.type, Numeric | Date) else column
 
     return [
-        table.c.id.label("source_id"),
-        stamp(table.c.updated_at).label("source_updated_at"),
+        table.c.id.label(SOURCE_ID),
+        stamp(table.c.updated_at).label(VERSION),
         stamp(table.c.created_at).label("created_at"),
         stamp(table.c.updated_at).label("updated_at"),
         *(text(table.c[name]).label(name) for name in ENTITIES[entity].field_names),

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, Table, create_engine, delete, event, func, select
 
-from api_service.entities import ENTITIES
-from api_service.version_digest import VersionDigest, version_window, window_digest
 from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
+from baseab_contract.entities import ENTITIES
+from baseab_contract.version_digest import VersionDigest, version_window, window_digest
 
 
 @dataclass(frozen=True, order=True)

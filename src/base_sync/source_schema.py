@@ -27,8 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from api_service.entities import ENTITIES, Entity
-from api_service.models import sql_type
+from baseab_contract.entities import ENTITIES, Entity
+from baseab_contract.sql_types import sql_type
 
 DELETE_LOG = "delete_log"
 _MYSQL_NOW = "CURRENT_TIMESTAMP(6)"

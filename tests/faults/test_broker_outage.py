@@ -21,11 +21,11 @@ from decimal import Decimal
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from api_service.entities import ENTITIES
 from base_sync import events
 from base_sync.debezium import EnvelopeWriter, decode, entity_topics, topic_for
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
+from baseab_contract.entities import ENTITIES
 from tests.faults.helpers import (
     broker_behind_proxy,
     count_synced,

@@ -16,7 +16,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import Engine, create_engine, select
 
 from api_service import migrate
-from api_service.entities import ENTITIES
 from api_service.models import REJECTIONS, TABLES
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import entity_topics
@@ -24,6 +23,7 @@ from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
 from base_sync.topics import ensure_topics
+from baseab_contract.entities import ENTITIES
 from tests.servers import (
     REPO,
     StatsdListener,

@@ -10,10 +10,10 @@ from decimal import Decimal
 import requests
 from confluent_kafka import Consumer
 
-from api_service.entities import ENTITIES
 from base_sync.debezium import decode, topic_for
 from base_sync.demo import generate
 from base_sync.source import source_engine
+from baseab_contract.entities import ENTITIES
 from tests.sync.conftest import source_rows
 
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, create_engine
 from sqlalchemy.dialects import mysql
 
-from api_service.version_digest import VersionDigest, sql_pair_hash, window_digest
 from base_sync.source import source_engine
+from baseab_contract.version_digest import VersionDigest, sql_pair_hash, window_digest
 
 VERSIONS = [
     datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),

@@ -1,0 +1,16 @@
+"""The bulk record a pipeline sends to `POST /{entity}/bulk`: Base A's key and version, the row's
+timestamps, then the entity's data fields; a delete record carries the key and the version only."""
+
+from __future__ import annotations
+
+from baseab_contract.entities import Entity
+
+SOURCE_ID = "source_id"  # Base A's key
+VERSION = "source_updated_at"  # Base A's updated_at: the version guard compares it
+TIMESTAMPS = ("created_at", "updated_at")
+DELETE_RECORD_FIELDS = (SOURCE_ID, VERSION)
+
+
+def record_fields(entity: Entity) -> tuple[str, ...]:
+    """The keys of one bulk record of this entity, in the order the pipelines write them."""
+    return (SOURCE_ID, VERSION, *TIMESTAMPS, *entity.field_names)

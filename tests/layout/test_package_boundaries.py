@@ -1,0 +1,47 @@
+"""What each package may load: the pipelines never load the API, the contract loads no service.
+
+Each check imports in a fresh interpreter, since this test process has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.servers import REPO
+
+SERVICE_MODULES = {"flask", "psycopg", "alembic", "swagger_ui_bundle", "api_service", "graphql_service"}
+
+
+def _top_level_modules_after(code: str) -> set[str]:
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_sync_library_and_the_dag_files_do_not_load_the_api():
+    loaded = _top_level_modules_after(
+        "import runpy\n"
+        "import base_sync.airflow_tasks, base_sync.sync, base_sync.events, base_sync.relay, base_sync.demo.cli\n"
+        "runpy.run_path('dags/base_a_to_base_b.py'); runpy.run_path('dags/base_a_events.py')"
+    )
+    assert "base_sync" in loaded and "airflow" in loaded  # the probe did import them
+    assert loaded & SERVICE_MODULES == set()
+
+
+def test_the_contract_imports_no_service_and_no_pipeline():
+    loaded = _top_level_modules_after(
+        "import baseab_contract.entities, baseab_contract.sql_types, baseab_contract.bulk_format, "
+        "baseab_contract.version_digest"
+    )
+    assert "baseab_contract" in loaded
+    assert loaded & (SERVICE_MODULES | {"base_sync", "airflow"}) == set()
+
+
+def test_importing_an_api_submodule_does_not_build_the_app():
+    loaded = _top_level_modules_after("import api_service.migrate")
+    assert "flask" not in loaded
