@@ -141,14 +141,14 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, out)
     mark = time.perf_counter()
     verified = sync.verify("employees", base_a, api, report, config)
     timings["verify"] = time.perf_counter() - mark
-    sync.commit("employees", store, report, {"deletes": deletes})
+    sync.commit("employees", store, report, {"deletes": deletes.to_json()})
     timings["total"] = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out.send(
         {
             "timings": timings,
             "counts": dict(report.counts),
-            "verify": verified,
+            "verify": verified.to_json(),
             "deletes": deletes,
             "peak_rss_mb": peak_mb,
             "state": store.saved,

@@ -16,10 +16,10 @@ from airflow.sdk.observability.stats import Stats
 
 from base_sync import events, metrics, sync
 from base_sync.api_client import BaseBApi
+from base_sync.reports import LoadReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
-from base_sync.sync import LoadReport
 
 
 def _settings() -> SyncSettings:
@@ -65,7 +65,9 @@ def load(entity: str) -> dict:
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
     with _connected(settings) as (base_a, api):
-        replayed = sync.replay_rejections(entity, base_a, api, settings) if params.get("replay_rejections") else None
+        replayed = (
+            sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
+        )
         report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
     return {**report.to_json(), "replayed": replayed}
 
@@ -75,14 +77,14 @@ def propagate_deletes(entity: str) -> dict:
     settings, params = _settings(), _params()
     compare_keys = bool(params.get("full_refresh") or params.get("compare_keys"))
     with _connected(settings) as (base_a, api):
-        return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys)
+        return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys).to_json()
 
 
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
     settings = _settings()
     with _connected(settings) as (base_a, api):
-        return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings)
+        return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings).to_json()
 
 
 def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -> dict:

@@ -1,7 +1,8 @@
 """The steps of one entity's batch sync: load, verify (and repair), propagate deletes, commit.
 
 Each step is a plain function over a Base A reader, the API client and a state store; the DAG
-calls one step per task and passes the `LoadReport` between them.
+calls one step per task and passes the `LoadReport` between them; each step returns a typed
+result (`base_sync.reports`) that the DAG stores as JSON.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -19,6 +19,15 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.api_client import BaseBApi
 from base_sync.load import push_chunks
 from base_sync.records import to_record
+from base_sync.reports import (
+    DeleteCounts,
+    DeleteReport,
+    KeyComparison,
+    LoadReport,
+    LoggedDeletes,
+    ReplayReport,
+    VerifyResult,
+)
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
 from base_sync.state import StateStore
@@ -30,45 +39,6 @@ B = TypeVar("B")
 
 class VerificationError(RuntimeError):
     """Base B does not hold what Base A holds in the synced window: the watermark must not move."""
-
-
-@dataclass
-class LoadReport:
-    """What a load did, and the window it covered: (since, until] in (updated_at, id) order."""
-
-    entity: str
-    previous: Cursor | None  # the watermark the load started from
-    since: Cursor | None  # lower bound of the window (the watermark less the look-back)
-    until: Cursor | None  # the last row extracted; None when nothing was
-    clock: datetime | None = None  # Base A's time when the extract began: the watermark never passes it
-    counts: dict = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_json(self) -> dict:
-        def c(cursor):
-            return cursor.to_json() if cursor else None
-
-        return {
-            "entity": self.entity,
-            "previous": c(self.previous),
-            "since": c(self.since),
-            "until": c(self.until),
-            "clock": self.clock.isoformat() if self.clock else None,
-            "counts": dict(self.counts),
-            "seconds": round(self.seconds, 3),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> LoadReport:
-        return cls(
-            entity=data["entity"],
-            previous=Cursor.from_json(data["previous"]),
-            since=Cursor.from_json(data["since"]),
-            until=Cursor.from_json(data["until"]),
-            clock=datetime.fromisoformat(data["clock"]) if data.get("clock") else None,
-            counts=data["counts"],
-            seconds=data["seconds"],
-        )
 
 
 def load(
@@ -101,7 +71,7 @@ def load(
     return report
 
 
-def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settings: SyncSettings) -> dict:
+def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settings: SyncSettings) -> VerifyResult:
     """Compare the window on both sides; re-send what Base B lacks; fail if it still differs.
 
     The checksums usually agree. When they do not, a key-by-key comparison of the window sorts
@@ -110,14 +80,14 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     there has moved on (changed again or deleted since the extract) and the next run takes it.
     """
     if report.until is None:
-        return {"rows": 0, "repaired": 0, "ahead": 0, "moved_on": 0, "quarantined": 0}
+        return VerifyResult()
     ours, theirs = _both(
         lambda: base_a.window_digest(entity, report.since, report.until),
         lambda: api.window_digest(entity, report.since, report.until),
     )
     if ours.count == theirs["count"] and ours.hexdigest == theirs["digest"]:
         log.info("%s: verified %d rows in the window, checksums agree", entity, ours.count)
-        return {"rows": ours.count, "repaired": 0, "ahead": 0, "moved_on": 0, "quarantined": 0}
+        return VerifyResult(rows=ours.count)
 
     log.warning(
         "%s: window differs (Base A %d rows, Base B %d): comparing key by key", entity, ours.count, theirs["count"]
@@ -146,13 +116,13 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         if len(still) > counts["stale"]:
             raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
         ahead = len(still)
-    return {
-        "rows": ours.count,
-        "repaired": len(to_repair) - ahead,
-        "ahead": ahead,
-        "moved_on": moved_on,
-        "quarantined": len(missing) - len(to_repair),
-    }
+    return VerifyResult(
+        rows=ours.count,
+        repaired=len(to_repair) - ahead,
+        ahead=ahead,
+        moved_on=moved_on,
+        quarantined=len(missing) - len(to_repair),
+    )
 
 
 def _looking_back(position: Cursor, settings: SyncSettings) -> Cursor:
@@ -201,7 +171,7 @@ def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadRepor
 
 def propagate_deletes(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
-) -> dict:
+) -> DeleteReport:
     """Delete in Base B the synced rows Base A no longer has.
 
     Base A's delete log names the keys deleted since the last committed position (less the
@@ -214,30 +184,32 @@ def propagate_deletes(
     last = store.last_stats(entity).get("deletes") or {}
     position = Cursor.from_json(last.get("log_position"))
     compared_at = last.get("keys_compared_at")
-    stats = {"deleted": 0, "not_applied": 0, "from_log": 0, "log_position": None, "keys_compared_at": compared_at}
     logged = base_a.logs_deletes(entity)
     reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    from_log: LoggedDeletes | None = None
     if logged:
         if position is None:  # the first run: the key comparison below covers the past
-            position = Cursor(base_a.now(), 0)
+            from_log = LoggedDeletes(Cursor(base_a.now(), 0))
         else:
-            position = _apply_logged_deletes(entity, base_a, api, settings, position, stats)
-            _purge_delete_log(entity, base_a, position, settings)
-        stats["log_position"] = position.to_json()
+            from_log = _apply_logged_deletes(entity, base_a, api, settings, position)
+            _purge_delete_log(entity, base_a, from_log.position, settings)
+    comparison = None
     if reason:
         log.info("%s: comparing every key (%s)", entity, reason)
-        stats["keys_compared_at"] = datetime.now(UTC).isoformat()
-        found = _delete_by_key_comparison(entity, base_a, api, settings)
-        stats.update(
-            buckets=found["buckets"],
-            suspect_buckets=found["suspect_buckets"],
-            deleted=stats["deleted"] + found["deleted"],
-            not_applied=stats["not_applied"] + found["not_applied"],
-        )
-    log.info(
-        "%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, stats["deleted"], stats["from_log"]
+        compared_at = datetime.now(UTC).isoformat()
+        comparison = _delete_by_key_comparison(entity, base_a, api, settings)
+    counts = DeleteCounts()
+    for part in (from_log, comparison):
+        counts = counts + part.counts if part else counts
+    report = DeleteReport(
+        counts=counts,
+        from_log=from_log.read if from_log else 0,
+        log_position=from_log.position if from_log else None,
+        keys_compared_at=compared_at,
+        comparison=comparison,
     )
-    return stats
+    log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
+    return report
 
 
 def _why_compare_keys(
@@ -257,17 +229,17 @@ def _why_compare_keys(
 
 
 def _apply_logged_deletes(
-    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor, stats: dict
-) -> Cursor:
-    """Send the deletes logged after `position` (less the look-back); return the position reached."""
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor
+) -> LoggedDeletes:
+    """Send the deletes logged after `position` (less the look-back); what they did and the position reached."""
+    read, counts = 0, DeleteCounts()
     for records, reached in base_a.deletes_after(entity, _looking_back(position, settings), settings.chunk_size):
         answer = api.bulk_delete(entity, records)
-        stats["from_log"] += len(records)
-        stats["deleted"] += answer["deleted"]
+        read += len(records)
         # Re-read entries (the look-back) find their rows already deleted: not "not applied".
-        stats["not_applied"] += answer["stale"]
+        counts += DeleteCounts(answer["deleted"], answer["stale"])
         position = max(position, reached)
-    return position
+    return LoggedDeletes(position, read, counts)
 
 
 def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: SyncSettings) -> None:
@@ -281,7 +253,7 @@ def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: Sy
         log.info("%s: purged %d delete log entries older than %s", entity, purged, cutoff)
 
 
-def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
+def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> KeyComparison:
     """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
 
     The (count, sum of keys) summaries of both sides' buckets are read at once: they only point at
@@ -293,7 +265,7 @@ def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, setting
     size = settings.bucket_size
     theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
-    found = {"buckets": len(theirs), "suspect_buckets": len(suspects), "deleted": 0, "not_applied": 0}
+    counts = DeleteCounts()
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = list(api.versions_between(entity, low, high))
@@ -303,26 +275,25 @@ def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, setting
         ]
         for start in range(0, len(gone), settings.chunk_size):
             answer = api.bulk_delete(entity, gone[start : start + settings.chunk_size])
-            found["deleted"] += answer["deleted"]
-            found["not_applied"] += answer["received"] - answer["deleted"]
-    log.info("%s: %d key buckets, %d differ", entity, found["buckets"], found["suspect_buckets"])
-    return found
+            counts += DeleteCounts(answer["deleted"], answer["received"] - answer["deleted"])
+    log.info("%s: %d key buckets, %d differ", entity, len(theirs), len(suspects))
+    return KeyComparison(len(theirs), len(suspects), counts)
 
 
-def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> dict:
+def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
     """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
     keys = sorted(r["source_id"] for r in api.open_rejections(entity))
     rows = base_a.rows_by_keys(entity, keys, settings.chunk_size)
     counts = push_chunks(api, entity, _records(entity, rows), settings.push_concurrency)
     still_open = sum(1 for _ in api.open_rejections(entity))
     log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), dict(counts), still_open)
-    return {"replayed": len(keys), **counts, "still_rejected": still_open}
+    return ReplayReport(len(keys), dict(counts), still_open)
 
 
 def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:
     """Move the watermark to the end of the verified window (never backwards); record the run's stats.
 
-    `stats["deletes"]` (what `propagate_deletes` returned) holds the delete log position the next
+    `stats["deletes"]` (`propagate_deletes`'s report, as JSON) holds the delete log position the next
     run reads from; without it, the next run compares every key instead.
     """
     watermark = report.previous

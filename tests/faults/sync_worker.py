@@ -37,9 +37,9 @@ def main() -> None:
 
     report = sync.load(args.entity, base_a, api, store, SETTINGS)
     step("loaded", report.counts)
-    deletes = sync.propagate_deletes(args.entity, base_a, api, store, SETTINGS)
+    deletes = sync.propagate_deletes(args.entity, base_a, api, store, SETTINGS).to_json()
     step("deletes", deletes)
-    verified = sync.verify(args.entity, base_a, api, report, SETTINGS)
+    verified = sync.verify(args.entity, base_a, api, report, SETTINGS).to_json()
     step("verified", verified)
     time.sleep(args.pause_before_commit)
     step("committed", sync.commit(args.entity, store, report, {"verify": verified, "deletes": deletes}))

@@ -28,8 +28,8 @@ def run_once(entity, base_a, api, store, settings=SETTINGS, full_refresh=False) 
     report = sync.load(entity, base_a, api, store, settings, full_refresh)
     deleted = sync.propagate_deletes(entity, base_a, api, store, settings, compare_keys=full_refresh)
     verified = sync.verify(entity, base_a, api, report, settings)
-    sync.commit(entity, store, report, {"deletes": deleted})
-    return {"load": dict(report.counts), "deletes": deleted, "verify": verified}
+    sync.commit(entity, store, report, {"deletes": deleted.to_json()})
+    return {"load": dict(report.counts), "deletes": deleted.to_json(), "verify": verified.to_json()}
 
 
 def test_a_record_keeps_exact_values():
@@ -179,7 +179,7 @@ def test_verify_resends_a_row_base_b_lost(base_a, base_a_engine, base_b):
     with base_b_engine(base_b) as conn:
         conn.execute(text("DELETE FROM employees WHERE source_id IN (5, 600)"))
     verified = sync.verify("employees", base_a, api, report, SETTINGS)
-    assert verified["repaired"] == 2
+    assert verified.repaired == 2
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 1200
 
 
@@ -189,8 +189,8 @@ def test_a_row_changed_after_the_extract_does_not_fail_verification(base_a, base
     report = sync.load("articles", base_a, api, store, SETTINGS)
     generate.churn(base_a_engine, "articles", updates=3, seed_value=7)  # they leave the loaded window
     verified = sync.verify("articles", base_a, api, report, SETTINGS)
-    assert verified["moved_on"] == 3 and verified["repaired"] == 0
-    sync.commit("articles", store, report, verified)
+    assert verified.moved_on == 3 and verified.repaired == 0
+    sync.commit("articles", store, report, {"verify": verified.to_json()})
     run_once("articles", base_a, api, store)  # the next run takes them
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 300
 
@@ -243,7 +243,7 @@ def test_a_rejected_row_is_kept_with_its_reason_and_replayed_after_the_fix(base_
 
     api.session.delete(f"{base_b.url}/employees/{client_row['id']}").raise_for_status()
     replayed = sync.replay_rejections("employees", base_a, api, SETTINGS)
-    assert replayed["inserted"] == 1 and replayed["still_rejected"] == 0
+    assert replayed.counts["inserted"] == 1 and replayed.still_rejected == 0
     assert list(api.open_rejections("employees")) == []
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 20
 

@@ -1,0 +1,138 @@
+"""What each batch step returns: small typed results, serialised with `to_json` for XCom and state.
+
+The JSON shapes are what the DAG runs store with the watermark (`stats`), so they stay stable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from base_sync.source import Cursor
+
+
+@dataclass
+class LoadReport:
+    """What a load did, and the window it covered: (since, until] in (updated_at, id) order."""
+
+    entity: str
+    previous: Cursor | None  # the watermark the load started from
+    since: Cursor | None  # lower bound of the window (the watermark less the look-back)
+    until: Cursor | None  # the last row extracted; None when nothing was
+    clock: datetime | None = None  # Base A's time when the extract began: the watermark never passes it
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        def c(cursor):
+            return cursor.to_json() if cursor else None
+
+        return {
+            "entity": self.entity,
+            "previous": c(self.previous),
+            "since": c(self.since),
+            "until": c(self.until),
+            "clock": self.clock.isoformat() if self.clock else None,
+            "counts": dict(self.counts),
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> LoadReport:
+        return cls(
+            entity=data["entity"],
+            previous=Cursor.from_json(data["previous"]),
+            since=Cursor.from_json(data["since"]),
+            until=Cursor.from_json(data["until"]),
+            clock=datetime.fromisoformat(data["clock"]) if data.get("clock") else None,
+            counts=data["counts"],
+            seconds=data["seconds"],
+        )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """How the window compared: rows checked, re-sent, newer in Base B, moved on, in quarantine."""
+
+    rows: int = 0
+    repaired: int = 0
+    ahead: int = 0  # re-sent rows Base B already held newer (the events path was first)
+    moved_on: int = 0  # rows that changed again or were deleted in Base A since the extract
+    quarantined: int = 0  # missing rows that are open rejections
+
+    def to_json(self) -> dict:
+        return {
+            "rows": self.rows,
+            "repaired": self.repaired,
+            "ahead": self.ahead,
+            "moved_on": self.moved_on,
+            "quarantined": self.quarantined,
+        }
+
+
+@dataclass(frozen=True)
+class DeleteCounts:
+    """Deletes sent and how many of them applied."""
+
+    deleted: int = 0
+    not_applied: int = 0
+
+    def __add__(self, other: DeleteCounts) -> DeleteCounts:
+        return DeleteCounts(self.deleted + other.deleted, self.not_applied + other.not_applied)
+
+
+@dataclass(frozen=True)
+class LoggedDeletes:
+    """What reading the delete log did: entries read, deletes applied, and the position reached."""
+
+    position: Cursor
+    read: int = 0
+    counts: DeleteCounts = DeleteCounts()
+
+
+@dataclass(frozen=True)
+class KeyComparison:
+    """What comparing every key did: buckets on Base B's side, those that differed, deletes sent."""
+
+    buckets: int
+    suspect_buckets: int
+    counts: DeleteCounts = DeleteCounts()
+
+
+@dataclass(frozen=True)
+class DeleteReport:
+    """What `propagate_deletes` did; `log_position` and `keys_compared_at` are what the next run needs."""
+
+    counts: DeleteCounts = DeleteCounts()
+    from_log: int = 0
+    log_position: Cursor | None = None
+    keys_compared_at: str | None = None
+    comparison: KeyComparison | None = None  # None when this run did not compare keys
+
+    @property
+    def deleted(self) -> int:
+        return self.counts.deleted
+
+    def to_json(self) -> dict:
+        data = {
+            "deleted": self.counts.deleted,
+            "not_applied": self.counts.not_applied,
+            "from_log": self.from_log,
+            "log_position": self.log_position.to_json() if self.log_position else None,
+            "keys_compared_at": self.keys_compared_at,
+        }
+        if self.comparison is not None:
+            data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
+        return data
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """Rejected rows sent again, the bulk counts of that send, and how many stay rejected."""
+
+    replayed: int
+    counts: dict
+    still_rejected: int
+
+    def to_json(self) -> dict:
+        return {"replayed": self.replayed, **self.counts, "still_rejected": self.still_rejected}
