@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test lock api api-dev graphql-dev migrate bench bench-batch bench-bulk bench-events bench-graphql bench-load bench-footprint clean
+.PHONY: up down install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-bulk bench-events bench-graphql bench-load bench-footprint clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -23,6 +23,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+## test-fast: the tests that need no server and start no process of ours (under a minute); the
+## markers in tests/conftest.py say what each test needs
+FAST_TESTS := not (slow or postgres or mariadb or kafka or airflow or browser or prometheus or docker)
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "$(FAST_TESTS)"
 
 ## lock: re-pin requirements.lock from the ranges in pyproject.toml
 lock: $(STAMP)

@@ -50,7 +50,7 @@ from base_sync.settings import SyncSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
 from base_sync.source_schema import create_schema  # noqa: E402
 from base_sync.state import MemoryStateStore  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, api_server  # noqa: E402
+from testbed.servers import PG_HOST, PG_PORT, PG_USER, api_server  # noqa: E402
 
 TOKEN = "bench-token"
 COLUMNS = ("first_name", "last_name", "email", "department", "position", "salary", "hired_at")

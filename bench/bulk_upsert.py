@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, free_port, recreate_postgres_database, venv_bin, wait_for_http  # noqa: E402
+from testbed.servers import PG_HOST, PG_PORT, PG_USER, free_port, recreate_postgres_database, venv_bin, wait_for_http  # noqa: E402
 
 TOKEN = "bench-token"
 DEPARTMENTS = ("Sales", "Engineering", "Support", "Finance", "Marketing", "Operations")

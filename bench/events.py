@@ -43,9 +43,9 @@ from base_sync.demo import generate  # noqa: E402
 from base_sync.settings import EventSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
 from base_sync.source_schema import create_schema  # noqa: E402
-from tests.servers import PG_HOST, PG_PORT, PG_USER, api_server, binlog_mariadb, kafka_broker  # noqa: E402
-from tests.sync.airflow_runner import Airflow  # noqa: E402
-from tests.sync.conftest import RelayProcess  # noqa: E402
+from testbed.airflow import Airflow  # noqa: E402
+from testbed.relay import RelayProcess  # noqa: E402
+from testbed.servers import PG_HOST, PG_PORT, PG_USER, api_server, binlog_mariadb, kafka_broker  # noqa: E402
 
 TOKEN = "bench-token"
 

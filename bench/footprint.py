@@ -25,7 +25,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.platform import running_platform  # noqa: E402
+from testbed.platform import running_platform  # noqa: E402
 
 
 def group_memory(leader: int) -> dict:

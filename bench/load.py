@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from tests.servers import api_server, graphql_server, recreate_postgres_database  # noqa: E402
+from testbed.servers import api_server, graphql_server, recreate_postgres_database  # noqa: E402
 
 TOKEN = "bench-token"
 

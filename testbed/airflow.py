@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tests.servers import REPO, free_port, venv_bin, wait_for_http
+from testbed.servers import REPO, free_port, venv_bin, wait_for_http
 
 
 class Airflow:

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.servers import REPO, free_port
+from testbed.servers import REPO, free_port
 
 
 @dataclass

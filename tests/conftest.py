@@ -1,4 +1,5 @@
-"""Fixtures shared by every suite: throwaway databases on the real servers."""
+"""Fixtures shared by every suite: throwaway databases on the real servers; markers saying what each
+test needs, derived from the fixtures it uses, so `make test-fast` can select the tests that need none."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from tests.servers import (
+from testbed.servers import (
     MARIADB_HOST,
     MARIADB_PORT,
     MARIADB_USER,
@@ -68,3 +69,53 @@ def make_mariadb_database() -> Iterator[Callable[[], str]]:
     yield make
     for name in made:
         admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# What a test needs, from the fixtures it uses (directly or through other fixtures). A fixture that
+# starts a server process also makes the test `slow`. Keep this in step with the fixtures.
+NEEDS: dict[str, frozenset[str]] = {
+    "postgres": frozenset({"make_postgres_database", "postgres_database"}),
+    "mariadb": frozenset({"make_mariadb_database", "binlog_port"}),
+    "kafka": frozenset({"kafka_bootstrap", "broker"}),
+    "airflow": frozenset({"airflow", "platform"}),
+    "browser": frozenset({"browser", "page"}),
+    "prometheus": frozenset({"prometheus", "promtool"}),
+    "docker": frozenset({"docker_engine"}),
+    "slow": frozenset(
+        {
+            "api_process",
+            "rest_api",
+            "killable_api",
+            "api_and_proxy",
+            "gunicorn_api",
+            "servers",
+            "graphql_api",
+            "graphql_api_with_service_token",
+            "relay",
+            "airflow",
+            "platform",
+            "kafka_bootstrap",
+            "broker",
+            "binlog_port",
+            "prometheus",
+        }
+    ),
+}
+# Fixtures parametrised over Base B's backends: their "postgresql" instance needs the server.
+BACKEND_FIXTURES = ("database_url", "base_b")
+# Fixtures that start the API under gunicorn whatever the backend.
+SERVER_FIXTURES_ANY_BACKEND = {"base_b": "tests/security/"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        needs = {marker for marker, fixtures in NEEDS.items() if used & fixtures}
+        if any(params.get(name) == "postgresql" for name in BACKEND_FIXTURES):
+            needs |= {"postgres", "slow"}
+        for fixture, where in SERVER_FIXTURES_ANY_BACKEND.items():
+            if fixture in used and item.nodeid.startswith(where):
+                needs.add("slow")
+        for marker in sorted(needs - {m.name for m in item.iter_markers()}):
+            item.add_marker(marker)

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from api_service import migrate
+from testbed.servers import api_server
 from tests.api.test_service import sample
-from tests.servers import api_server
 
 pytestmark = pytest.mark.slow
 

@@ -17,6 +17,9 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.api.conftest import AUTH
 
+# A minute of generated requests per backend: too long for `make test-fast`, which keeps to a minute.
+pytestmark = pytest.mark.slow
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 
 from api_service import create_app, db, migrate
+from testbed.servers import free_port
 from tests.api.conftest import AUTH, make_settings
-from tests.servers import free_port
 
 
 def test_health_answers_while_the_process_lives(client):

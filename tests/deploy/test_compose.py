@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from tests.servers import REPO
+from testbed.servers import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
 # The Compose specification's schema, vendored unchanged (data/README.md says from where).

@@ -13,8 +13,8 @@ import requests
 from sqlalchemy import text
 
 from base_sync.source import source_engine
-from tests.e2e.platform import Platform, base_a_versions, base_b_versions, running_platform, wait_for
-from tests.servers import binlog_mariadb
+from testbed.platform import Platform, base_a_versions, base_b_versions, running_platform, wait_for
+from testbed.servers import binlog_mariadb
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mariadb]
 

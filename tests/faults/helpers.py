@@ -20,8 +20,8 @@ from api_service.models import TABLES
 from base_sync import events
 from base_sync.api_client import BaseBApi
 from base_sync.source import BaseA, Cursor, utc
+from testbed.servers import REPO, free_port, kafka_broker, venv_bin, wait_for_http
 from tests.faults.tcp_proxy import TcpProxy
-from tests.servers import REPO, free_port, kafka_broker, venv_bin, wait_for_http
 
 TOKEN = "fault-test-token"
 

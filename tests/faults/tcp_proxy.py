@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 
-from tests.servers import free_port
+from testbed.servers import free_port
 
 
 class TcpProxy:

@@ -13,6 +13,7 @@ from base_sync.demo import generate
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import MemoryStateStore
+from testbed.servers import free_port
 from tests.faults.helpers import (
     assert_no_duplicate_keys,
     count_synced,
@@ -20,7 +21,6 @@ from tests.faults.helpers import (
     newest_cursor,
     wait_until,
 )
-from tests.servers import free_port
 from tests.sync.conftest import assert_in_sync
 from tests.sync.test_sync_steps import run_once
 

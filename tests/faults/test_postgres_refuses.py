@@ -17,6 +17,7 @@ from base_sync.demo import generate
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import MemoryStateStore
+from testbed.servers import PG_HOST, PG_PORT
 from tests.faults.helpers import (
     TOKEN,
     ApiProcess,
@@ -27,7 +28,6 @@ from tests.faults.helpers import (
     wait_until,
 )
 from tests.faults.tcp_proxy import TcpProxy
-from tests.servers import PG_HOST, PG_PORT
 from tests.sync.conftest import assert_in_sync
 from tests.sync.test_sync_steps import run_once
 

@@ -18,6 +18,7 @@ import pytest
 
 from base_sync.demo import generate
 from base_sync.source import BaseA
+from testbed.servers import REPO
 from tests.faults.helpers import (
     FileStateStore,
     assert_no_duplicate_keys,
@@ -25,7 +26,6 @@ from tests.faults.helpers import (
     newest_cursor,
     wait_until,
 )
-from tests.servers import REPO
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]

@@ -10,7 +10,7 @@ from api_service import migrate
 from api_service.models import TABLES
 from graphql_service import create_app
 from graphql_service.settings import GraphQLSettings
-from tests.servers import api_server
+from testbed.servers import api_server
 
 TOKEN = "graphql-suite-token"
 

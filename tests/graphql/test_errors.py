@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from graphql_service import create_app
+from testbed.servers import free_port
 from tests.graphql.conftest import make_settings
-from tests.servers import free_port
 
 
 def first_error(answer: dict) -> dict:

@@ -14,7 +14,7 @@ from graphql import get_introspection_query
 import graphql_service
 from graphql_service import create_app
 from graphql_service.settings import GraphQLSettings
-from tests.servers import free_port
+from testbed.servers import free_port
 
 CONTENT_TYPES = {"script": ("text/javascript", "application/javascript"), "link": ("text/css",)}
 VENDORED = Path(graphql_service.__file__).parent / "static" / "graphiql"

@@ -7,8 +7,8 @@ from graphql import build_schema, get_introspection_query, parse, validate
 from graphql_service import create_app
 from graphql_service.limits import depth_limit
 from graphql_service.settings import GraphQLSettings
+from testbed.servers import free_port
 from tests.graphql.conftest import make_settings
-from tests.servers import free_port
 
 
 def test_a_page_of_100_items_costs_one_rest_call(gql, rest, app):

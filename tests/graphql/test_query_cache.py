@@ -8,7 +8,7 @@ from graphql import GraphQLError, parse
 from graphql_service import SCHEMA, create_app, query_cache
 from graphql_service.query_cache import MAX_CACHED_QUERY_CHARS, QueryCache
 from graphql_service.settings import GraphQLSettings
-from tests.servers import free_port
+from testbed.servers import free_port
 
 PAGE = "{ getArticles(limit: 10) { items { id title } } }"
 PAGE_OF = "query($n: Int) { getArticles(limit: $n) { items { id title } } }"

@@ -5,11 +5,15 @@ Each check imports in a fresh interpreter, since this test process has imported 
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.servers import REPO
+import pytest
+
+from testbed.servers import REPO
 
 SERVICE_MODULES = {"flask", "psycopg", "alembic", "swagger_ui_bundle", "api_service", "graphql_service"}
 
@@ -45,3 +49,19 @@ def test_the_contract_imports_no_service_and_no_pipeline():
 def test_importing_an_api_submodule_does_not_build_the_app():
     loaded = _top_level_modules_after("import api_service.migrate")
     assert "flask" not in loaded
+
+
+def _imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("folder", ["bench", "testbed"])
+def test_benchmarks_and_launchers_do_not_import_the_tests(folder):
+    offenders = [str(path) for path in sorted((REPO / folder).glob("*.py")) if "tests" in _imported_packages(path)]
+    assert offenders == []

@@ -12,7 +12,7 @@ import requests
 
 from api_service import migrate
 from bench.load import run_hey
-from tests.servers import api_server, graphql_server, require_program
+from testbed.servers import api_server, graphql_server, require_program
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 TOKEN = "load-token"

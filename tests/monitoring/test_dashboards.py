@@ -29,7 +29,7 @@ from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import MemoryStateStore
-from tests.servers import REPO, api_server, free_port, require_program, wait_for_http
+from testbed.servers import REPO, api_server, free_port, require_program, wait_for_http
 
 GRAFANA = REPO / "monitoring" / "grafana"
 DASHBOARDS = {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}

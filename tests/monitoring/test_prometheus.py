@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.servers import REPO, require_program
+from testbed.servers import REPO, require_program
 
 PROMETHEUS = REPO / "monitoring" / "prometheus"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())

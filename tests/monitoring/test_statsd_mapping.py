@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from tests.servers import REPO
+from testbed.servers import REPO
 
 MAPPING = yaml.safe_load((REPO / "monitoring" / "statsd" / "mapping.yml").read_text())["mappings"]
 CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").read_text().split()

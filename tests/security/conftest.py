@@ -1,7 +1,7 @@
 """Security suite fixtures: a real REST API (gunicorn) over each Base B backend, a real GraphQL server in
 front of it, canary rows, and helpers that derive requests from the API's own /openapi.json.
 
-Built on tests/servers.py (api_server, free_port, wait_for_http) and the root conftest's
+Built on testbed/servers.py (api_server, free_port, wait_for_http) and the root conftest's
 make_postgres_database; the suite has its own databases, so its "nothing changed" checks see only
 its own requests.
 """
@@ -19,7 +19,7 @@ import requests
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from api_service import migrate
-from tests.servers import api_server, graphql_server
+from testbed.servers import api_server, graphql_server
 
 # Long and distinctive, so that prefixes, case changes and extensions are clearly different tokens.
 TOKEN = "security-suite-token-4f9c2a7e"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO, missing
+from testbed.servers import REPO, missing
 
 # Material that is a secret wherever it appears, tests included.
 KEY_MATERIAL = {

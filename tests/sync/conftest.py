@@ -3,9 +3,6 @@ a MariaDB with its binlog on and the relay reading it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,15 +21,12 @@ from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
 from base_sync.topics import ensure_topics
 from baseab_contract.entities import ENTITIES
-from tests.servers import (
-    REPO,
+from testbed.relay import RelayProcess
+from testbed.servers import (
     StatsdListener,
     api_server,
     binlog_mariadb,
-    free_port,
     kafka_broker,
-    venv_bin,
-    wait_for_http,
 )
 
 TOKEN = "sync-test-token"
@@ -164,40 +158,6 @@ def base_a_url(binlog_port) -> Iterator[str]:
     create_schema(engine)
     engine.dispose()
     return url
-
-
-class RelayProcess:
-    def __init__(self, base_a_url: str, bootstrap: str, workdir):
-        self.prefix = f"r{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.log = workdir / "relay.log"
-        self.position_file = workdir / "position.json"
-        self.env = {
-            **os.environ,
-            "RELAY_BASE_A_URL": base_a_url,
-            "RELAY_KAFKA_BOOTSTRAP": bootstrap,
-            "RELAY_TOPIC_PREFIX": self.prefix,
-            "RELAY_POSITION_FILE": str(self.position_file),
-            "RELAY_HTTP_PORT": str(self.port),
-            "RELAY_SERVER_ID": str(6000 + self.port % 1000),
-        }
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(
-                [venv_bin("base-a-relay")], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_http(f"{self.url}/ready", self.process)
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(30)
 
 
 @pytest.fixture

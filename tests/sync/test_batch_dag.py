@@ -19,8 +19,8 @@ from base_sync.demo import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX
-from tests.servers import REPO, venv_bin
-from tests.sync.airflow_runner import Airflow
+from testbed.airflow import Airflow
+from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import assert_in_sync, synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]

@@ -14,7 +14,7 @@ from base_sync.debezium import EnvelopeWriter, topic_for
 from base_sync.demo.event_maker import churn_and_publish
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
-from tests.servers import free_port
+from testbed.servers import free_port
 from tests.sync.conftest import assert_in_sync, read_topic, synced_rows
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, text, update
 from base_sync.debezium import EnvelopeWriter
 from base_sync.demo import generate
 from base_sync.source import BaseA, source_engine
-from tests.servers import REPO
-from tests.sync.airflow_runner import Airflow
+from testbed.airflow import Airflow
+from testbed.servers import REPO
 from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
 
 CAPTURE = REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt"

@@ -19,7 +19,6 @@ from base_sync.source_schema import create_schema
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync, synced_rows
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
 
 

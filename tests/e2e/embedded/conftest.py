@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.platform import Platform, running_platform
+from testbed.platform import Platform, running_platform
 
 
 @pytest.fixture(scope="package")

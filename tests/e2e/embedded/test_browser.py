@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.e2e.platform import Platform
-from tests.servers import REPO, require_program
+from testbed.platform import Platform
+from testbed.servers import REPO, require_program
 
 # Without the background-networking flags Chromium's own connections are refused by a closed network.
 CHROMIUM_ARGS = [

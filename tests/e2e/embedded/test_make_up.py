@@ -14,7 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.platform import base_a_versions, base_b_versions, wait_for
+from testbed.platform import base_a_versions, base_b_versions, wait_for
 
 pytestmark = pytest.mark.slow
 DAG = "base_a_to_base_b"

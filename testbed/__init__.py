@@ -1,0 +1,1 @@
+"""Launchers of the real servers the tests and the benchmarks share (databases, broker, API, Airflow)."""
