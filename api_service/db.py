@@ -6,8 +6,9 @@ import contextlib
 import logging
 
 from flask import Flask, current_app, g
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine
 
+from api_service.backends import backend_for_url, backend_of
 from api_service.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -16,39 +17,12 @@ log = logging.getLogger(__name__)
 def make_engine(settings: ApiSettings) -> Engine:
     """An engine for Base B with settings fit for the backend."""
     url = settings.database_url
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection, _record):
-            # SQLAlchemy emits BEGIN itself (below), which also makes SAVEPOINT work on pysqlite.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers run beside the one writer
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection):
-            # Writers take the write lock up front, so two of them queue instead of one failing.
-            immediate = connection.info.pop("begin_immediate", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-    return create_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
-    )
+    return backend_for_url(url).make_engine(url, settings.db_pool_size, settings.db_pool_timeout)
 
 
 def begin_write(conn: Connection):
     """Start a write transaction (on SQLite, one that holds the write lock from its start)."""
-    if conn.dialect.name == "sqlite":
-        conn.info["begin_immediate"] = True
-    return conn.begin()
+    return backend_of(conn).begin_write(conn)
 
 
 def get_engine() -> Engine:

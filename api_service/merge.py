@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from functools import cache
 from operator import attrgetter
 
-import psycopg
 from sqlalchemy import (
     Column,
     Connection,
@@ -29,10 +28,10 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable
 
+from api_service.backends import CopyRefused, backend_of
 from api_service.bulk_input import Batch, keep_latest_per_source_id, reject_duplicate_unique_values
 from api_service.db import begin_write
 from api_service.models import UTCDateTime
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 _SYSTEM_COLUMNS = frozenset(
     {"id", "source_id", "created_at", "updated_at", "source_updated_at", "synced_at", "deleted_at"}
 )
-# Binary COPY needs the server type of each column.
-_PG_TYPES = {"BIGINT": "int8", "INTEGER": "int4", "TEXT": "text", "DATE": "date", "NUMERIC": "numeric"}
 
 
 @cache
@@ -69,29 +66,11 @@ def stage_table(target: Table, kind: str) -> Table:
     )
 
 
-def _pg_type(column: Column) -> str:
-    if isinstance(column.type, UTCDateTime):
-        return "timestamptz"
-    name = column.type.compile(dialect=postgresql.dialect()).split("(")[0]
-    return _PG_TYPES.get(name, "varchar" if name == "VARCHAR" else name.lower())
-
-
 def _fill_stage(conn: Connection, stage: Table, records: list) -> None:
     """Load the records into the (emptied) stage: binary COPY on PostgreSQL, executemany elsewhere."""
     conn.execute(CreateTable(stage, if_not_exists=True))
     conn.execute(stage.delete())
-    keys = stage.c.keys()
-    if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {stage.name} ({', '.join(keys)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_pg_type(column) for column in stage.c])
-            row_of = attrgetter(*keys)  # one C call per record
-            for record in records:
-                copy.write_row(row_of(record))
-        staged = conn.execute(select(func.count()).select_from(stage)).scalar_one()
-    else:
-        rows = [{key: getattr(record, key) for key in keys} for record in records]
-        staged = conn.execute(stage.insert().execution_options(preserve_rowcount=True), rows).rowcount if rows else 0
+    staged = backend_of(conn).fill_stage(conn, stage, records)
     if staged != len(records):
         raise RuntimeError(f"staged {staged} of {len(records)} records into {stage.name}")
 
@@ -102,20 +81,12 @@ def _probe(conn: Connection, table: Table, name: str, condition, *columns: str):
     On PostgreSQL a LATERAL ... LIMIT 1 subquery: it can only run as one index probe per staged
     row, whatever the planner thinks of the table's size (a hash join would scan the table).
     """
-    alias = table.alias(name)
-    if conn.dialect.name == "postgresql":
-        probe = select(*(alias.c[c] for c in columns)).where(condition(alias)).limit(1).lateral(name)
-        return probe, true()
-    return alias, condition(alias)
+    return backend_of(conn).probe(table.alias(name), condition, columns, name)
 
 
 def _own_row(conn: Connection, target: Table, stage: Table, *columns: str):
     """Base B's row with the staged record's source_id, if any (a probe, see `_probe`)."""
     return _probe(conn, target, "own", lambda row: row.c.source_id == stage.c.source_id, *columns)
-
-
-def _insert_for(conn: Connection):
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 # --- upsert -----------------------------------------------------------------------------------
@@ -154,10 +125,9 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> Bul
 
 
 def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
-        if _copy_if_all_new(conn, entity, target, batch):
-            return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
+    backend_of(conn).tune_merge(conn)
+    if _copy_if_all_new(conn, entity, target, batch):
+        return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
     _reject_unique_collisions(conn, entity, target, stage, batch)
@@ -165,12 +135,14 @@ def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch) -> dic
 
 
 def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Batch) -> bool:
-    """PostgreSQL, initial loads: when no key of the batch is in Base B (not even as a tombstone),
-    every record is an insert, so COPY them straight into the table. The unique index on source_id
-    decides: a key Base B holds, like any other constraint the table refuses (an email held by
-    another row), rolls back to the savepoint and returns False, and the staged merge then decides
-    record by record. A probe of three keys first sends a batch of updates straight to the merge."""
-    if not batch.records:
+    """Initial loads, where the backend can COPY (PostgreSQL): when no key of the batch is in Base B
+    (not even as a tombstone), every record is an insert, so COPY them straight into the table. The
+    unique index on source_id decides: a key Base B holds, like any other constraint the table
+    refuses (an email held by another row), rolls back to the savepoint and returns False, and the
+    staged merge then decides record by record. A probe of three keys first sends a batch of
+    updates straight to the merge."""
+    backend = backend_of(conn)
+    if not batch.records or not backend.can_copy:
         return False
     records = batch.records
     sample = {records[0][1].source_id, records[len(records) // 2][1].source_id, records[-1][1].source_id}
@@ -180,19 +152,16 @@ def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Bat
     now = datetime.now(UTC)
     row_of = attrgetter(*names)
     savepoint = conn.begin_nested()
+    columns = [*names, "created_at", "updated_at", "source_updated_at", "synced_at"]
+    rows = (
+        (*row_of(record), record.created_at or version, record.updated_at or version, version, now)
+        for record, version in ((record, record.source_updated_at) for _, record in batch.records)
+    )
     try:
-        cursor = conn.connection.driver_connection.cursor()
-        columns = [*names, "created_at", "updated_at", "source_updated_at", "synced_at"]
-        with cursor.copy(f"COPY {target.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_pg_type(target.c[name]) for name in columns])
-            for _, record in batch.records:
-                version = record.source_updated_at
-                copy.write_row(
-                    (*row_of(record), record.created_at or version, record.updated_at or version, version, now)
-                )
-    except psycopg.IntegrityError as exc:
+        backend.copy_rows(conn, target, columns, rows)
+    except CopyRefused as exc:
         savepoint.rollback()
-        log.info("direct COPY into %s refused (%s); merging through the stage", target.name, exc.sqlstate)
+        log.info("direct COPY into %s refused (%s); merging through the stage", target.name, exc.reason)
         return False
     savepoint.commit()
     return True
@@ -296,7 +265,7 @@ def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, stage
         stage.c.source_updated_at,
         now,
     ).where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
-    insert = _insert_for(conn)(target).from_select(names, rows)
+    insert = backend_of(conn).insert(target).from_select(names, rows)
     incoming = insert.excluded
     content = [*entity.field_names, "created_at", "updated_at"]
     # The version guard: newer wins; as new but different wins unless the row is a tombstone.
@@ -330,11 +299,7 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
     stage = stage_table(target, "delete")
     staged = len(batch.records)
     with begin_write(conn):
-        if conn.dialect.name == "postgresql":
-            # One index probe per key; a hash join would scan the whole table for a few deletes.
-            conn.exec_driver_sql("SET LOCAL jit = off")
-            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
-            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        backend_of(conn).tune_delete(conn)
         _fill_stage(conn, stage, [record for _, record in batch.records])
         own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
         # A delete wins over an upsert of the same version: in Base A it came after it.

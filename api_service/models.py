@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from api_service.backends import backend_of
 from baseab_contract.entities import ENTITIES, Entity
 from baseab_contract.sql_types import sql_type
 
@@ -48,7 +49,7 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=None) if backend_of(dialect).naive_timestamps else value
 
     def process_result_value(self, value: datetime | None, dialect):
         if value is None:

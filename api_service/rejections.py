@@ -12,13 +12,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from api_service.backends import backend_of
 from api_service.db import begin_write
 from api_service.models import REJECTIONS
 from api_service.schemas import MAX_BIGINT, BulkResult
-
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _version(item: Any) -> datetime | None:
@@ -55,7 +53,7 @@ def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any]
                 if error.source_id is not None and 1 <= error.source_id <= MAX_BIGINT
             ]
             if rows:
-                insert = _INSERT[conn.dialect.name](REJECTIONS)
+                insert = backend_of(conn).insert(REJECTIONS)
                 conn.execute(
                     insert.on_conflict_do_update(
                         index_elements=[REJECTIONS.c.entity, REJECTIONS.c.source_id],

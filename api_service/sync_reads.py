@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Table, func, select
 
+from api_service.backends import backend_of
 from baseab_contract.version_digest import version_window, window_digest
 
 
@@ -22,7 +23,8 @@ def _window(table: Table, query) -> list:
 
 def digest(conn: Connection, table: Table, query) -> dict:
     """Count and checksum of the synced versions in the window (one aggregate on PostgreSQL)."""
-    return window_digest(conn, table.c.source_id, table.c.source_updated_at, _window(table, query)).as_dict()
+    pair_hash = backend_of(conn).pair_hash
+    return window_digest(conn, table.c.source_id, table.c.source_updated_at, _window(table, query), pair_hash).as_dict()
 
 
 def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | None]:

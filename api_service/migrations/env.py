@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from api_service.backends import backend_of
 from api_service.models import metadata
 
 config = context.config
@@ -15,7 +16,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=metadata,
-            render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by copying
+            render_as_batch=backend_of(connection).alters_by_copy,
             compare_type=True,
         )
         with context.begin_transaction():

@@ -16,6 +16,7 @@ from airflow.sdk.observability.stats import Stats
 
 from base_sync import events, metrics, sync
 from base_sync.api_client import BaseBApi
+from base_sync.backends import backend_named
 from base_sync.reports import LoadReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
@@ -38,8 +39,9 @@ def _skip_unless_selected(entity: str) -> None:
 @contextlib.contextmanager
 def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
     hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
-    connect_args = {"init_command": "SET time_zone = '+00:00'"} if hook.conn_type == "mysql" else {}
-    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": connect_args})
+    # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
+    connect_args = backend_named(hook.conn_type).session_connect_args
+    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(connect_args)})
     api = _api(settings.api_conn_id, settings.api_timeout, "batch")
     try:
         yield BaseA(engine), api

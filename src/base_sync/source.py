@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, create_engine, delete, event, func, select
+from sqlalchemy import Engine, Table, delete, func, select
 
+from base_sync.backends import backend_for_url, backend_of
 from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.entities import ENTITIES
@@ -45,15 +46,7 @@ class Cursor:
 
 def source_engine(url: str) -> Engine:
     """An engine on Base A whose sessions read and write timestamps in UTC."""
-    if url.startswith("mysql"):
-        return create_engine(url, pool_pre_ping=True, connect_args={"init_command": "SET time_zone = '+00:00'"})
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _wal(dbapi_connection, _record):  # the generator writes while the sync reads
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-    return engine
+    return backend_for_url(url).make_engine(url)
 
 
 class BaseA:
@@ -61,7 +54,8 @@ class BaseA:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        metadata, self.tables = build_tables(engine.dialect.name)
+        self.backend = backend_of(engine)
+        metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
 
     def table(self, entity: str) -> Table:
@@ -69,12 +63,8 @@ class BaseA:
 
     def now(self) -> datetime:
         """Base A's clock (UTC), with the precision of its updated_at stamps."""
-        if self.engine.dialect.name == "mysql":
-            clock = func.utc_timestamp(6)
-        else:
-            clock = func.strftime("%Y-%m-%d %H:%M:%f", "now")
         with self.engine.connect() as conn:
-            value = conn.execute(select(clock)).scalar_one()
+            value = conn.execute(select(self.backend.clock())).scalar_one()
         return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
     def _stream(self, statement, chunk_size: int) -> Iterator[list]:
@@ -98,7 +88,7 @@ class BaseA:
         """
         table = self.table(entity)
         where, order = self._window(table, since, None), (table.c.updated_at, table.c.id)
-        if self.engine.dialect.name == "mysql":  # the server writes the JSON text of each value
+        if self.backend.renders_records:  # the server writes the JSON text of each value
             columns = record_columns(table, entity)
             names = [column.name for column in columns]
             for rows in self._stream(select(*columns).where(*where).order_by(*order), chunk_size):
@@ -124,7 +114,9 @@ class BaseA:
         """Count and checksum of the (id, updated_at) pairs in the window (since, until]."""
         table = self.table(entity)
         with self.engine.connect() as conn:
-            return window_digest(conn, table.c.id, table.c.updated_at, self._window(table, since, until))
+            return window_digest(
+                conn, table.c.id, table.c.updated_at, self._window(table, since, until), self.backend.pair_hash
+            )
 
     def window_versions(self, entity: str, since: Cursor | None, until: Cursor) -> Iterator[tuple[int, datetime]]:
         """(id, updated_at) in the window, by id."""

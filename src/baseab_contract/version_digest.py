@@ -56,21 +56,21 @@ class VersionDigest:
         return {"count": self.count, "digest": self.hexdigest}
 
 
-def sql_pair_hash(dialect: str, key, version):
-    """`pair_hash` as a SQL expression (version: a UTC timestamp column), or None for a dialect
-    that cannot compute it. PostgreSQL's is the signed reading of the same 64 bits, which the sum
-    modulo 2**64 does not tell apart."""
-    if dialect == "mysql":
-        # UNIX_TIMESTAMP of a TIMESTAMP column is its stored UTC value (no time zone applied), with
-        # the microseconds as decimals: cheaper than TIMESTAMPDIFF from the epoch, the same number.
-        micros = cast(func.unix_timestamp(version) * 1_000_000, mysql.BIGINT)
-        prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
-        return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
-    if dialect == "postgresql":
-        micros = cast(func.extract("epoch", version) * 1_000_000, BigInteger)
-        prefix = func.left(func.md5(func.concat(cast(key, Text), ":", cast(micros, Text))), 16)
-        return cast(cast(func.concat("x", prefix), postgresql.BIT(64)), BigInteger)
-    return None
+def mysql_pair_hash(key, version):
+    """`pair_hash` as a MySQL/MariaDB expression (version: a UTC TIMESTAMP column)."""
+    # UNIX_TIMESTAMP of a TIMESTAMP column is its stored UTC value (no time zone applied), with
+    # the microseconds as decimals: cheaper than TIMESTAMPDIFF from the epoch, the same number.
+    micros = cast(func.unix_timestamp(version) * 1_000_000, mysql.BIGINT)
+    prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
+    return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
+
+
+def postgresql_pair_hash(key, version):
+    """`pair_hash` as a PostgreSQL expression: the signed reading of the same 64 bits, which the
+    sum modulo 2**64 does not tell apart."""
+    micros = cast(func.extract("epoch", version) * 1_000_000, BigInteger)
+    prefix = func.left(func.md5(func.concat(cast(key, Text), ":", cast(micros, Text))), 16)
+    return cast(cast(func.concat("x", prefix), postgresql.BIT(64)), BigInteger)
 
 
 def version_window(version, key, since: tuple | None, until: tuple | None) -> list:
@@ -87,10 +87,13 @@ def version_window(version, key, since: tuple | None, until: tuple | None) -> li
     return conditions
 
 
-def window_digest(conn: Connection, key, version, conditions: list, stream_rows: int = 50_000) -> VersionDigest:
+def window_digest(
+    conn: Connection, key, version, conditions: list, sql_hash=None, stream_rows: int = 50_000
+) -> VersionDigest:
     """The digest of the (key, version) pairs that meet `conditions`: one aggregate where the
-    database can hash, else the rows streamed and hashed here."""
-    hashed = sql_pair_hash(conn.dialect.name, key, version)
+    database can hash (`sql_hash`, one of the `*_pair_hash` functions, from the caller's database
+    backend), else the rows streamed and hashed here."""
+    hashed = sql_hash(key, version) if sql_hash is not None else None
     if hashed is not None:
         total = type_coerce(func.sum(hashed), Numeric(asdecimal=True))
         count, checksum = conn.execute(select(func.count(), total).where(*conditions)).one()

@@ -20,6 +20,7 @@ import threading
 import time
 
 from base_sync.api_client import BaseBApi
+from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate
 from base_sync.source import ENTITY_NAMES, source_engine
 from base_sync.source_schema import create_schema
@@ -60,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    if args.url.startswith("sqlite:///") and not args.url.startswith("sqlite:////"):
-        os.makedirs(os.path.dirname(args.url.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    backend_for_url(args.url).prepare(args.url)
     engine = source_engine(args.url)
     started = time.perf_counter()
     try:

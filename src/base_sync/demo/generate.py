@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 
+from base_sync.backends import backend_of
 from base_sync.source_schema import create_schema
 
 CHUNK = 20_000
@@ -62,23 +63,8 @@ def _chunks(first_key: int, count: int, make, rng) -> Iterator[list[tuple]]:
 
 def _insert_sql(engine: Engine, entity: str) -> str:
     columns, _ = MAKERS[entity]
-    mark = "%s" if engine.dialect.name == "mysql" else "?"
+    mark = backend_of(engine).param_mark
     return f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-
-
-def _driver_values(engine: Engine, rows: list[tuple]) -> list[tuple]:
-    """created_at as UTC text (MySQL sessions are UTC); on SQLite, decimals and dates as text too."""
-    if engine.dialect.name == "sqlite":
-        return [tuple(_sqlite_value(v) for v in row) for row in rows]
-    return [(*row[:-1], row[-1].strftime("%Y-%m-%d %H:%M:%S.%f")) for row in rows]
-
-
-def _sqlite_value(value):
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, Decimal | date):
-        return str(value)
-    return value
 
 
 def count(engine: Engine, entity: str) -> int:
@@ -98,12 +84,12 @@ def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None)
     rng = random.Random(seed_value)
     _, make = MAKERS[entity]
     first_key = max_key(engine, entity) + 1
-    sql = _insert_sql(engine, entity)
+    sql, backend = _insert_sql(engine, entity), backend_of(engine)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
         for rows in _chunks(first_key, count, make, rng):
-            cursor.executemany(sql, _driver_values(engine, rows))
+            cursor.executemany(sql, [backend.driver_row(row) for row in rows])
             raw.commit()
         cursor.close()
     finally:

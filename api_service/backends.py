@@ -1,0 +1,179 @@
+"""Base B's database kinds: what differs between PostgreSQL and SQLite lives here, nowhere else.
+
+The API asks the backend of its connection (`backend_of`) or of a URL (`backend_for_url`) and never
+reads a dialect name or a URL scheme itself; `tests/layout` holds that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+
+import psycopg
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, func, make_url, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from baseab_contract.version_digest import postgresql_pair_hash
+
+
+class CopyRefused(Exception):
+    """The table refused a row of a direct copy (a constraint): nothing of the copy was kept."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Binary COPY needs the server type of each column.
+_PG_TYPES = {"BIGINT": "int8", "INTEGER": "int4", "TEXT": "text", "DATE": "date", "NUMERIC": "numeric"}
+
+
+class BaseBBackend:
+    """One kind of Base B database: its engine, its write transactions, and how a bulk merge runs on it."""
+
+    name: str
+    naive_timestamps = False  # whether it stores timestamps without a zone (then in UTC)
+    alters_by_copy = False  # whether a migration alters a table by copying it (Alembic's batch mode)
+    insert: Callable  # the dialect's INSERT, the one with ON CONFLICT
+
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
+        raise NotImplementedError
+
+    def begin_write(self, conn: Connection):
+        """Start a write transaction."""
+        return conn.begin()
+
+    def tune_merge(self, conn: Connection) -> None:
+        """Session settings for the short statements of a bulk merge."""
+
+    def tune_delete(self, conn: Connection) -> None:
+        """Session settings for a bulk delete."""
+
+    def fill_stage(self, conn: Connection, stage: Table, records: list) -> int:
+        """Load the records into the stage table; how many rows it holds then."""
+        keys = stage.c.keys()
+        rows = [{key: getattr(record, key) for key in keys} for record in records]
+        return conn.execute(stage.insert().execution_options(preserve_rowcount=True), rows).rowcount if rows else 0
+
+    def probe(self, alias, condition, columns: tuple[str, ...], name: str):
+        """The one row of `alias` meeting `condition` for each stage row, as a joinable FROM item and its ON."""
+        return alias, condition(alias)
+
+    can_copy = False  # whether `copy_rows` can write rows straight into a table
+
+    def copy_rows(self, conn: Connection, table: Table, columns: list[str], rows) -> None:
+        """Write rows (tuples in `columns` order) straight into the table (where `can_copy`); raises
+        CopyRefused when a constraint refuses one (the caller rolls back to its savepoint)."""
+        raise NotImplementedError
+
+    def pair_hash(self, key, version):
+        """The version digest's pair hash as SQL, or None to hash the rows in Python."""
+        return None
+
+
+class PostgresBaseB(BaseBBackend):
+    name = "postgresql"
+    insert = staticmethod(postgresql.insert)
+
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
+        return create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True)
+
+    def tune_merge(self, conn: Connection) -> None:
+        conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
+
+    def tune_delete(self, conn: Connection) -> None:
+        # One index probe per key; a hash join would scan the whole table for a few deletes.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+
+    def fill_stage(self, conn: Connection, stage: Table, records: list) -> int:
+        keys = stage.c.keys()
+        row_of = attrgetter(*keys)  # one C call per record
+        self.copy_rows(conn, stage, keys, (row_of(record) for record in records))
+        return conn.execute(select(func.count()).select_from(stage)).scalar_one()
+
+    def probe(self, alias, condition, columns: tuple[str, ...], name: str):
+        # A LATERAL ... LIMIT 1 subquery can only run as one index probe per staged row, whatever the
+        # planner thinks of the table's size (a hash join would scan the table).
+        probe = select(*(alias.c[c] for c in columns)).where(condition(alias)).limit(1).lateral(name)
+        return probe, true()
+
+    can_copy = True
+
+    def copy_rows(self, conn: Connection, table: Table, columns: list[str], rows) -> None:
+        """Binary COPY of the rows into the table."""
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([_pg_type(table.c[name]) for name in columns])
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.IntegrityError as exc:
+            raise CopyRefused(exc.sqlstate or "integrity error") from exc
+
+    def pair_hash(self, key, version):
+        return postgresql_pair_hash(key, version)
+
+
+class SQLiteBaseB(BaseBBackend):
+    name = "sqlite"
+    naive_timestamps = True
+    alters_by_copy = True
+    insert = staticmethod(sqlite.insert)
+
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):
+            # SQLAlchemy emits BEGIN itself (below), which also makes SAVEPOINT work on pysqlite.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers run beside the one writer
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):
+            # Writers take the write lock up front, so two of them queue instead of one failing.
+            immediate = connection.info.pop("begin_immediate", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def begin_write(self, conn: Connection):
+        """A write transaction that holds the write lock from its start."""
+        conn.info["begin_immediate"] = True
+        return conn.begin()
+
+
+def _pg_type(column: Column) -> str:
+    sql_type = column.type.impl if isinstance(column.type, TypeDecorator) else column.type
+    if isinstance(sql_type, DateTime):
+        return "timestamptz"  # Base B's timestamps are all zoned (models.UTCDateTime)
+    name = column.type.compile(dialect=postgresql.dialect()).split("(")[0]
+    return _PG_TYPES.get(name, "varchar" if name == "VARCHAR" else name.lower())
+
+
+BACKENDS: dict[str, BaseBBackend] = {backend.name: backend for backend in (PostgresBaseB(), SQLiteBaseB())}
+
+
+def backend_named(name: str) -> BaseBBackend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"Base B on {name!r} is not supported (only {', '.join(BACKENDS)})") from None
+
+
+def backend_of(conn: Connection | Engine | Dialect) -> BaseBBackend:
+    """The backend of a connection, an engine or a dialect."""
+    dialect = conn if isinstance(conn, Dialect) else conn.dialect
+    return backend_named(dialect.name)
+
+
+def backend_for_url(url: str) -> BaseBBackend:
+    return backend_named(make_url(url).get_backend_name())

@@ -1,0 +1,161 @@
+"""Base A's database kinds: what differs between MySQL/MariaDB and SQLite lives here, nowhere else.
+
+The library asks the backend of its engine (`backend_of`) or of a URL (`backend_for_url`) and
+never reads a dialect name or a URL scheme itself; `tests/layout` holds that.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import DDL, BigInteger, DateTime, Engine, Integer, Table, create_engine, event, func, make_url
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+from baseab_contract.version_digest import mysql_pair_hash
+
+# Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
+_SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+class BaseABackend:
+    """One kind of Base A database: its engine, its column types and defaults, its triggers, its clock."""
+
+    name: str
+    key_type: type[TypeEngine]
+    stamp_type: TypeEngine | type[TypeEngine]
+    now_sql: str  # the server default of "now"
+    param_mark: str  # the DB-API placeholder of its driver
+    renders_records = False  # whether the server writes each value of a bulk record as its JSON text
+    triggers_query: str  # the names of the database's triggers
+    session_connect_args: dict = {}  # what every session needs, whoever makes the engine (Airflow's hooks too)
+
+    def make_engine(self, url: str) -> Engine:
+        raise NotImplementedError
+
+    def touch_default(self) -> str:
+        """The server default of `updated_at`."""
+        return self.now_sql
+
+    def on_table_created(self, table: Table) -> None:
+        """Hook what the table needs beyond its columns (SQLite: the ON UPDATE trigger it lacks)."""
+
+    def delete_trigger_body(self, statement: str) -> str:
+        return statement
+
+    def clock(self):
+        """Base A's current UTC time as a SQL expression, with the precision of its stamps."""
+        raise NotImplementedError
+
+    def pair_hash(self, key, version):
+        """The version digest's pair hash as SQL, or None to hash the rows in Python."""
+        return None
+
+    def driver_row(self, row: tuple) -> tuple:
+        """A demo row (its last value `created_at`) as the driver's executemany takes it."""
+        return row
+
+    def prepare(self, url: str) -> None:
+        """Make what the URL needs before the first connection (a SQLite file's folder)."""
+
+
+def _utc_text(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class MySQLBaseA(BaseABackend):
+    name = "mysql"
+    key_type = BigInteger
+    # TIMESTAMP is stored in UTC; every session sets its time zone to UTC.
+    stamp_type = mysql.TIMESTAMP(fsp=6)
+    now_sql = "CURRENT_TIMESTAMP(6)"
+    param_mark = "%s"
+    renders_records = True
+    triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+    session_connect_args = {"init_command": "SET time_zone = '+00:00'"}
+
+    def make_engine(self, url: str) -> Engine:
+        return create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
+
+    def touch_default(self) -> str:
+        return f"{self.now_sql} ON UPDATE {self.now_sql}"
+
+    def clock(self):
+        return func.utc_timestamp(6)
+
+    def pair_hash(self, key, version):
+        return mysql_pair_hash(key, version)
+
+    def driver_row(self, row: tuple) -> tuple:
+        return (*row[:-1], _utc_text(row[-1]))  # created_at as UTC text: the session is UTC
+
+
+class SQLiteBaseA(BaseABackend):
+    name = "sqlite"
+    key_type = Integer
+    stamp_type = DateTime
+    now_sql = _SQLITE_NOW
+    param_mark = "?"
+    triggers_query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+
+    def make_engine(self, url: str) -> Engine:
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection, _record):  # the generator writes while the sync reads
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+        return engine
+
+    def on_table_created(self, table: Table) -> None:
+        # An UPDATE that does not set updated_at itself gets the current time, as MySQL's ON UPDATE does.
+        name = table.name
+        touch = DDL(  # DDL formats with %, hence the doubled signs
+            f"CREATE TRIGGER IF NOT EXISTS {name}_touch AFTER UPDATE ON {name} "
+            f"FOR EACH ROW WHEN NEW.updated_at = OLD.updated_at BEGIN "
+            f"UPDATE {name} SET updated_at = {_SQLITE_NOW.replace('%', '%%')} WHERE id = NEW.id; END"
+        )
+        event.listen(table, "after_create", touch)
+
+    def delete_trigger_body(self, statement: str) -> str:
+        return f"BEGIN {statement}; END"  # SQLite wants a block; MySQL takes the single statement
+
+    def clock(self):
+        return func.strftime("%Y-%m-%d %H:%M:%f", "now")
+
+    def driver_row(self, row: tuple) -> tuple:
+        return tuple(_sqlite_value(value) for value in row)  # decimals, dates and times as text
+
+    def prepare(self, url: str) -> None:
+        database = make_url(url).database
+        if database and database != ":memory:" and not os.path.isabs(database):
+            os.makedirs(os.path.dirname(database) or ".", exist_ok=True)
+
+
+def _sqlite_value(value):
+    if isinstance(value, datetime):
+        return _utc_text(value)
+    if isinstance(value, Decimal | date):
+        return str(value)
+    return value
+
+
+BACKENDS: dict[str, BaseABackend] = {backend.name: backend for backend in (MySQLBaseA(), SQLiteBaseA())}
+
+
+def backend_named(name: str) -> BaseABackend:
+    """The backend of a database kind ("mysql", "sqlite"; an Airflow connection type names it too)."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"Base A on {name!r} is not supported (only {', '.join(BACKENDS)})") from None
+
+
+def backend_of(engine: Engine) -> BaseABackend:
+    return backend_named(engine.dialect.name)
+
+
+def backend_for_url(url: str) -> BaseABackend:
+    return backend_named(make_url(url).get_backend_name())
