@@ -39,6 +39,7 @@ from api_service.db import begin_write
 from api_service.entities import Entity
 from api_service.models import UTCDateTime
 from api_service.schemas import BulkResult
+from api_service.versions import VersionBounds
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,13 @@ def _insert_for(conn: Connection):
 # --- upsert -----------------------------------------------------------------------------------
 
 
-def _stale(version, row):
-    """The record is older than the row (or as old as its tombstone)."""
+def _stale(version, row, bounds: VersionBounds):
+    """The record is older than the row (or as old as its tombstone). A row whose version is
+    outside the admitted range (stored before the range was enforced) never wins: any valid
+    write repairs it."""
     return and_(
         row.c.source_updated_at.is_not(None),
+        bounds.trusted(row.c.source_updated_at),
         or_(
             version < row.c.source_updated_at,
             and_(version == row.c.source_updated_at, row.c.deleted_at.is_not(None)),
@@ -133,19 +137,19 @@ def _stale(version, row):
     )
 
 
-def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> BulkResult:
+def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
     """Merge a validated batch into Base B and count what happened to each record."""
     keep_latest_per_source_id(batch)
     reject_duplicate_unique_values(batch, entity)
     try:
         with begin_write(conn):
-            counts = _merge(conn, entity, target, batch)
+            counts = _merge(conn, entity, target, batch, bounds)
     except IntegrityError as exc:
         # Another writer took a unique value between our check and our merge, or rows of this
         # batch pass a value along: merge record by record so only real conflicts are rejected.
         log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, exc.orig)
         with begin_write(conn):
-            counts = _merge_one_by_one(conn, entity, target, batch)
+            counts = _merge_one_by_one(conn, entity, target, batch, bounds)
     return BulkResult(
         received=batch.received,
         rejected=len(batch.rejected),
@@ -154,15 +158,17 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> Bul
     )
 
 
-def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
+def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> dict[str, int]:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
         if _copy_if_all_new(conn, entity, target, batch):
             return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
-    _reject_unique_collisions(conn, entity, target, stage, batch)
-    return _classify_and_write(conn, entity, target, stage, staged=len(batch.records), superseded=batch.superseded)
+    _reject_unique_collisions(conn, entity, target, stage, batch, bounds)
+    return _classify_and_write(
+        conn, entity, target, stage, bounds, staged=len(batch.records), superseded=batch.superseded
+    )
 
 
 def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Batch) -> bool:
@@ -201,7 +207,7 @@ def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Bat
     return True
 
 
-def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
+def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> dict[str, int]:
     totals = {"inserted": 0, "updated": 0, "unchanged": 0, "stale": batch.superseded}
     known = set(
         conn.execute(
@@ -216,8 +222,8 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict
         savepoint = conn.begin_nested()
         try:
             _fill_stage(conn, stage, [record])
-            _reject_unique_collisions(conn, entity, target, stage, single)
-            counts = _classify_and_write(conn, entity, target, stage, staged=len(single.records), superseded=0)
+            _reject_unique_collisions(conn, entity, target, stage, single, bounds)
+            counts = _classify_and_write(conn, entity, target, stage, bounds, staged=len(single.records), superseded=0)
             savepoint.commit()
         except IntegrityError as exc:
             savepoint.rollback()
@@ -232,7 +238,9 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict
     return totals
 
 
-def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table, batch: Batch) -> None:
+def _reject_unique_collisions(
+    conn, entity: Entity, target: Table, stage: Table, batch: Batch, bounds: VersionBounds
+) -> None:
     """Reject records whose unique value another live row holds (API-created or synced)."""
     if not batch.records:
         return
@@ -258,7 +266,7 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
         query = (
             select(stage.c.source_id, holder.c.id, holder.c.source_id)
             .select_from(stage.outerjoin(own, own_on).join(holder, holder_on))
-            .where(~_stale(stage.c.source_updated_at, own))
+            .where(~_stale(stage.c.source_updated_at, own, bounds))
         )
         for source_id, holder_id, holder_source_id in conn.execute(query):
             owner = (
@@ -278,7 +286,9 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
     conn.execute(stage.delete().where(stage.c.source_id.in_(list(colliding))))
 
 
-def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, staged: int, superseded: int):
+def _classify_and_write(
+    conn, entity: Entity, target: Table, stage: Table, bounds: VersionBounds, staged: int, superseded: int
+):
     """Merge the stage into Base B; the counts come from what the merge itself did.
 
     Counting rows before the write is racy: another writer may commit the same new keys in
@@ -309,6 +319,7 @@ def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, stage
     # The version guard: newer wins; as new but different wins unless the row is a tombstone.
     newer = or_(
         incoming.source_updated_at > target.c.source_updated_at,
+        ~bounds.trusted(target.c.source_updated_at),
         and_(
             incoming.source_updated_at == target.c.source_updated_at,
             target.c.deleted_at.is_(None),
@@ -333,7 +344,7 @@ def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, stage
         inserted = staged - held
     own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at")
     stale = conn.execute(
-        select(func.count()).select_from(stage.join(own, own_on)).where(_stale(stage.c.source_updated_at, own))
+        select(func.count()).select_from(stage.join(own, own_on)).where(_stale(stage.c.source_updated_at, own, bounds))
     ).scalar_one()
     return {
         "inserted": inserted,
@@ -343,7 +354,7 @@ def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, stage
     }
 
 
-def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
+def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
     """Tombstone the rows of the given source ids, unless the row is newer than the delete."""
     keep_latest_per_source_id(batch)
     stage = stage_table(target, "delete")
@@ -363,7 +374,11 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
         locked = conn.execute(held).scalars().all()
         own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
         # A delete wins over an upsert of the same version: in Base A it came after it.
-        stale = and_(own.c.source_updated_at.is_not(None), stage.c.source_updated_at < own.c.source_updated_at)
+        stale = and_(
+            own.c.source_updated_at.is_not(None),
+            bounds.trusted(own.c.source_updated_at),
+            stage.c.source_updated_at < own.c.source_updated_at,
+        )
         existing, stale_count, already = conn.execute(
             select(
                 func.count(own.c.id),
@@ -378,7 +393,11 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
                 .where(
                     target.c.id.in_(locked),
                     target.c.source_id == stage.c.source_id,
-                    or_(target.c.source_updated_at.is_(None), target.c.source_updated_at <= stage.c.source_updated_at),
+                    or_(
+                        target.c.source_updated_at.is_(None),
+                        ~bounds.trusted(target.c.source_updated_at),
+                        target.c.source_updated_at <= stage.c.source_updated_at,
+                    ),
                 )
                 .values(
                     deleted_at=func.coalesce(target.c.deleted_at, now),

@@ -21,6 +21,7 @@ from api_service.schemas import (
     SyncVersionsQuery,
     SyncWindowQuery,
 )
+from api_service.versions import VersionBounds
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
@@ -67,6 +68,13 @@ def _count_bulk(entity: str, operation: str, result) -> None:
     current_app.extensions["api_metrics"].count_bulk(entity, path, operation, result)
 
 
+def _admitted_versions(batch, settings) -> VersionBounds:
+    """Reject the batch's records whose version is out of range; the range, for the merge."""
+    bounds = VersionBounds.now(settings)
+    bulk_input.reject_versions_out_of_range(batch, bounds)
+    return bounds
+
+
 def make_blueprint(entity: Entity) -> Blueprint:
     """The routes of one entity under `/<entity.name>`."""
     schemas = SCHEMAS[entity.name]
@@ -111,7 +119,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
         batch = bulk_input.read_upserts(
             request.get_data(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
-        result = merge.upsert(get_connection(), entity, table, batch)
+        result = merge.upsert(get_connection(), entity, table, batch, _admitted_versions(batch, settings))
         _remember_rejections(batch, result, settings)
         _count_bulk(entity.name, "upsert", result)
         return json_response(result)
@@ -120,7 +128,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
     def bulk_delete():
         settings = _settings()
         batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, settings.bulk_max_records)
-        result = merge.delete(get_connection(), table, batch)
+        result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings))
         _remember_rejections(batch, result, settings)
         _count_bulk(entity.name, "delete", result)
         return json_response(result)
