@@ -3,8 +3,9 @@ concurrency suite: writers racing for the same keys only meet in a real server."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
-import requests
 
 from api_service import migrate
 from tests.servers import api_server
@@ -13,18 +14,17 @@ TOKEN = "concurrency-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def api(make_postgres_database, tmp_path_factory):
-    """The base URL of the API over an empty, migrated Base B of this module's own."""
+@dataclass(frozen=True)
+class Server:
+    base: str  # the API's base URL
+    database_url: str  # Base B, to read what the API really stored
+
+
+@pytest.fixture(scope="package")
+def server(make_postgres_database, tmp_path_factory) -> Server:
+    """The API under gunicorn over an empty, migrated Base B shared by the suite (each test uses its own keys)."""
     url = make_postgres_database()
     migrate.upgrade(url)
     folder = tmp_path_factory.mktemp("concurrency-api")
     with api_server(url, TOKEN, folder / "gunicorn.log", workers=2) as base:
-        yield base
-
-
-@pytest.fixture
-def session():
-    with requests.Session() as http:
-        http.headers.update(AUTH)
-        yield http
+        yield Server(base, url)

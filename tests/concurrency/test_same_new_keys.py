@@ -32,7 +32,8 @@ def _send_together(base: str, body: list[dict]) -> list[requests.Response]:
 
 
 @pytest.mark.parametrize("new_first", [True, False], ids=["direct-copy-tried", "staged-merge"])
-def test_same_bulk_from_several_clients_at_once(api, new_first):
+def test_same_bulk_from_several_clients_at_once(server, new_first):
+    api = server.base
     offset = 1_000_000 if new_first else 2_000_000
     for round_number in range(ROUNDS):
         base_key = offset + round_number * 1_000
