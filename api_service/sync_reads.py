@@ -63,6 +63,5 @@ def key_buckets(conn: Connection, table: Table, size: int) -> list[dict]:
     )
     rows = sorted(conn.execute(statement))
     return [
-        {"bucket": int(b), "count": int(count), "key_sum": int(high) * _HALF + int(low)}
-        for b, count, high, low in rows
+        {"bucket": int(b), "count": int(count), "key_sum": int(high) * _HALF + int(low)} for b, count, high, low in rows
     ]
