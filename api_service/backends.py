@@ -10,7 +10,19 @@ from collections.abc import Callable
 from operator import attrgetter
 
 import psycopg
-from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, func, make_url, select, true
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    make_url,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -72,6 +84,20 @@ class BaseBBackend:
         """The version digest's pair hash as SQL, or None to hash the rows in Python."""
         return None
 
+    def for_update(self, statement, table: Table):
+        """The select, locking the rows of `table` it reads where the database locks rows."""
+        return statement
+
+    def write_merge(self, conn: Connection, merge, stage: Table, target: Table, staged: int) -> tuple[int, int]:
+        """Run the stage's INSERT ... ON CONFLICT DO UPDATE; (rows written, of them inserted)."""
+        # The transaction holds the write lock from its start (begin_write), so the keys held
+        # before the merge are exactly those it found.
+        held = conn.execute(
+            select(func.count()).select_from(stage.join(target, target.c.source_id == stage.c.source_id))
+        ).scalar_one()
+        written = len(conn.execute(merge.returning(target.c.id)).all())
+        return written, staged - held
+
 
 class PostgresBaseB(BaseBBackend):
     name = "postgresql"
@@ -111,11 +137,19 @@ class PostgresBaseB(BaseBBackend):
                 copy.set_types([_pg_type(table.c[name]) for name in columns])
                 for row in rows:
                     copy.write_row(row)
-        except psycopg.IntegrityError as exc:
-            raise CopyRefused(exc.sqlstate or "integrity error") from exc
+        except (psycopg.IntegrityError, psycopg.errors.DeadlockDetected) as exc:
+            raise CopyRefused(exc.sqlstate or type(exc).__name__) from exc
 
     def pair_hash(self, key, version):
         return postgresql_pair_hash(key, version)
+
+    def for_update(self, statement, table: Table):
+        return statement.with_for_update(of=table)
+
+    def write_merge(self, conn: Connection, merge, stage: Table, target: Table, staged: int) -> tuple[int, int]:
+        # A row version no transaction deleted (xmax = 0) is one this merge inserted.
+        flags = conn.execute(merge.returning(literal_column("xmax = 0"))).scalars().all()
+        return len(flags), sum(flags)
 
 
 class SQLiteBaseB(BaseBBackend):

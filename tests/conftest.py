@@ -89,6 +89,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "api_and_proxy",
             "gunicorn_api",
             "servers",
+            "server",
             "graphql_api",
             "graphql_api_with_service_token",
             "relay",
