@@ -10,6 +10,7 @@ import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
 from flask import Flask, Response, jsonify, request
 
+from graphql_service.entity_schema import ENTITY_SDL
 from graphql_service.errors import error_formatter
 from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
@@ -20,7 +21,7 @@ from graphql_service.rest_client import RestClient, RestError
 from graphql_service.settings import GraphQLSettings
 
 SCHEMA = make_executable_schema(
-    load_schema_from_path(str(Path(__file__).parent / "schema")), *BINDABLES, convert_names_case=True
+    [*ENTITY_SDL, load_schema_from_path(str(Path(__file__).parent / "schema"))], *BINDABLES, convert_names_case=True
 )
 time_root_fields(SCHEMA)
 

@@ -15,13 +15,11 @@ from graphql import (
     specified_rules,
 )
 
-# Root list fields cost per requested item: `limit` multiplies what is selected below them.
-COST_MAP = {
-    "Query": {
-        "getArticles": {"complexity": 1, "multipliers": ["limit"]},
-        "getEmployees": {"complexity": 1, "multipliers": ["limit"]},
-    }
-}
+from graphql_service.entity_schema import ENTITY_NAMES
+
+# Root list fields cost per requested item: `limit` multiplies what is selected below them. Every
+# entity's list is one, so a new entity cannot silently escape the limit.
+COST_MAP = {"Query": {names.list_field: {"complexity": 1, "multipliers": ["limit"]} for names in ENTITY_NAMES}}
 
 
 def depth_limit(max_depth: int) -> type[ASTValidationRule]:

@@ -10,6 +10,7 @@ from typing import Any
 from ariadne import MutationType, QueryType, ScalarType
 from graphql import GraphQLResolveInfo
 
+from graphql_service.entity_schema import ENTITY_NAMES
 from graphql_service.errors import UserInputError
 
 query = QueryType()
@@ -97,6 +98,6 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
         return True
 
 
-bind_entity("articles", "Article", "Articles")
-bind_entity("employees", "Employee", "Employees")
+for names in ENTITY_NAMES:
+    bind_entity(names.rest, names.singular, names.plural)
 BINDABLES = [query, mutation, datetime_scalar, date_scalar, decimal_scalar]
