@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from base_sync.backends import backend_of
 from base_sync.source_schema import create_schema
+from baseab_contract.entities import ENTITIES, Entity, Field, Kind
 
 CHUNK = 20_000
 
@@ -47,7 +48,11 @@ def _article(rng: random.Random, key: int) -> tuple:
     return (key, title, body.capitalize() + ".", author, created)
 
 
-MAKERS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, int], tuple]]] = {
+Maker = tuple[tuple[str, ...], Callable[[random.Random, int], tuple]]
+
+# Hand-written makers give the two demo entities realistic rows; any other entity gets rows made
+# from its declaration (`_declared_maker`), so a new entity needs nothing here.
+_REALISTIC: dict[str, Maker] = {
     "employees": (
         ("id", "first_name", "last_name", "email", "department", "position", "salary", "hired_at", "created_at"),
         _employee,
@@ -56,13 +61,52 @@ MAKERS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, int], tuple]]]
 }
 
 
+def _declared_value(field: Field, rng: random.Random, key: int, singular: str):
+    match field.kind:
+        case Kind.EMAIL:
+            return f"{singular}.{key}@example.com"
+        case Kind.DECIMAL:
+            whole = 10 ** min((field.precision or 12) - (field.scale or 0), 9)
+            return Decimal(rng.randrange(whole * 10 ** (field.scale or 0))) / 10 ** (field.scale or 0)
+        case Kind.DATE:
+            return date(2005, 1, 1) + timedelta(days=rng.randrange(7300))
+        case Kind.TEXT:
+            return " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 50)))
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+    return f"{text} {key}"[: field.max_length or None]
+
+
+def _declared_maker(entity: Entity) -> Maker:
+    """Rows of any declared entity: every field filled by its kind, unique values made from the key."""
+
+    def make(rng: random.Random, key: int) -> tuple:
+        values = (_declared_value(field, rng, key, entity.singular) for field in entity.fields)
+        created = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(300_000_000))
+        return (key, *values, created)
+
+    return (("id", *entity.field_names, "created_at"), make)
+
+
+def maker(entity: str) -> Maker:
+    """The columns a seeded row fills and the function making one."""
+    return _REALISTIC.get(entity) or _declared_maker(ENTITIES[entity])
+
+
+def _change(table, entity: str) -> dict:
+    """What an update of the churn changes: for a declared entity, its first text field."""
+    if entity == "employees":
+        return {"salary": table.c.salary + 100, "position": "Senior Engineer"}
+    first_text = next(f for f in ENTITIES[entity].fields if f.kind in (Kind.STRING, Kind.TEXT))
+    return {first_text.name: table.c[first_text.name] + " (updated)"}
+
+
 def _chunks(first_key: int, count: int, make, rng) -> Iterator[list[tuple]]:
     for start in range(first_key, first_key + count, CHUNK):
         yield [make(rng, key) for key in range(start, min(start + CHUNK, first_key + count))]
 
 
 def _insert_sql(engine: Engine, entity: str) -> str:
-    columns, _ = MAKERS[entity]
+    columns, _ = maker(entity)
     mark = backend_of(engine).param_mark
     return f"INSERT INTO {entity} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
@@ -82,7 +126,7 @@ def max_key(engine: Engine, entity: str) -> int:
 def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None) -> int:
     """Add `count` new rows after the highest key; returns the number added."""
     rng = random.Random(seed_value)
-    _, make = MAKERS[entity]
+    _, make = maker(entity)
     first_key = max_key(engine, entity) + 1
     sql, backend = _insert_sql(engine, entity), backend_of(engine)
     raw = engine.raw_connection()
@@ -116,11 +160,7 @@ def pick_keys(engine: Engine, entity: str, updates: int, deletes: int, rng: rand
 
 def apply_changes(engine: Engine, entity: str, touched: list, doomed: list, inserts: int, rng: random.Random) -> None:
     table = create_schema(engine)[entity]
-    change = (
-        {"salary": table.c.salary + 100, "position": "Senior Engineer"}
-        if entity == "employees"
-        else {"title": table.c.title + " (updated)"}
-    )
+    change = _change(table, entity)
     with engine.begin() as conn:
         for start in range(0, len(touched), CHUNK):
             conn.execute(table.update().where(table.c.id.in_(touched[start : start + CHUNK])).values(**change))
