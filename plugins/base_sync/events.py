@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, decode, entity_topics
-from base_sync.load import OUTCOMES
+from base_sync.load import OUTCOMES, LoadError
 from base_sync.records import encode, to_record
 from base_sync.settings import EventSettings
 from base_sync.source import ENTITY_NAMES
@@ -218,7 +218,7 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
 
 def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
     if answer["received"] != len(sent):
-        raise RuntimeError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
+        raise LoadError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
     for outcome in (*OUTCOMES, "deleted", "not_found"):
         counts[outcome] += answer.get(outcome, 0)
     rejected = []
