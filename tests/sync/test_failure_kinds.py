@@ -106,7 +106,7 @@ def test_a_503_that_lasts_is_transient_and_left_to_airflow_s_retries(scripted):
     assert server.requests == 3  # the first try and two retries, with back-off
 
 
-@pytest.mark.parametrize("status", [500, 400, 404, 413])
+@pytest.mark.parametrize("status", [422, 500, 400, 404, 413])
 def test_other_refusals_are_terminal_and_sent_once(scripted, status):
     server = scripted([status])
     with pytest.raises(ApiRefused):
@@ -130,3 +130,8 @@ def test_a_verification_mismatch_is_terminal(base_a, base_a_engine, base_b):
     too_strict = SETTINGS.model_copy(update={"repair_limit": 2})
     with pytest.raises(AirflowFailException, match="VerificationError: employees: 3 rows of the window are missing"):
         fail_terminal(sync.verify)("employees", base_a, api, report, too_strict)
+
+
+def test_an_invalid_setting_is_terminal():
+    with pytest.raises(AirflowFailException, match="(?s)SyncSettings: ValidationError: .*chunk_size"):
+        fail_terminal(SyncSettings)(chunk_size=0)
