@@ -1,8 +1,9 @@
 """The GraphQL types, inputs and operations of each entity, written from its declaration.
 
 `schema/*.graphql` holds what no entity declares (the root types, the scalars); every entity adds
-`<Type>`, `<Type>Page`, `<Type>Input`, `<Type>Filter`, `get<Types>`/`get<Type>` and
-`create`/`update`/`delete<Type>`, so a new entity in `baseab_contract.entities` is served with
+`<Type>`, `<Type>Page`, `<Type>Input`, `<Type>Filter`, `get<Types>` (the seed system's list),
+`get<Types>Page`, `get<Type>` and `create`/`update`/`delete<Type>` (with `input` or the seed
+system's flat arguments), so a new entity in `baseab_contract.entities` is served with
 nothing written here.
 """
 
@@ -38,6 +39,10 @@ class EntityNames:
     def list_field(self) -> str:
         return f"get{self.plural}"
 
+    @property
+    def page_field(self) -> str:
+        return f"get{self.plural}Page"
+
 
 def _article(word: str) -> str:
     return "An" if word[:1].lower() in "aeiou" else "A"
@@ -51,8 +56,11 @@ def entity_sdl(entity: Entity) -> str:
     """The SDL of one entity's types and operations."""
     names = EntityNames.of(entity)
     one, many, thing = names.singular, names.plural, entity.singular
+    a_thing = f"{_article(thing).lower()} {thing}"
     data = "\n".join(_field(f, f.required) for f in entity.fields)
     filters = "\n".join(_field(f, False) for f in entity.filterable_fields)
+    # The seed system's flat arguments: every field, none required (an update changes those given).
+    flat = ", ".join(f"{camel(f.name)}: {_SCALARS[f.kind]}" for f in entity.fields)
     return f'''"{_article(thing)} {thing} in Base B."
 type {one} {{
   id: ID!
@@ -82,14 +90,21 @@ input {one}Filter {{
 }}
 
 extend type Query {{
-  get{many}(limit: Int = 50, after: Int, filter: {one}Filter): {one}Page!
+  "The seed system's list: up to `limit` {entity.name} (1 to 1000), ordered by id, after the id `after`."
+  get{many}(limit: Int = 100, after: Int, filter: {one}Filter): [{one}!]!
+  "One page of {entity.name} and where the next one starts (`nextAfter`)."
+  get{many}Page(limit: Int = 50, after: Int, filter: {one}Filter): {one}Page!
   get{one}(id: ID!): {one}
 }}
 
 extend type Mutation {{
-  create{one}(input: {one}Input!): {one}!
-  "Replaces every field of {_article(thing).lower()} {thing} created through the API."
-  update{one}(id: ID!, input: {one}Input!): {one}!
+  "Creates {a_thing} owned by the API, from `input` or from the seed system's flat arguments (not both)."
+  create{one}(input: {one}Input, {flat}): {one}!
+  """
+  Changes {a_thing} created through the API. `input` replaces every field; the seed system's flat
+  arguments change only the fields given.
+  """
+  update{one}(id: ID!, input: {one}Input, {flat}): {one}!
   delete{one}(id: ID!): Boolean!
 }}
 '''

@@ -17,9 +17,15 @@ from graphql import (
 
 from graphql_service.entity_schema import ENTITY_NAMES
 
-# Root list fields cost per requested item: `limit` multiplies what is selected below them. Every
-# entity's list is one, so a new entity cannot silently escape the limit.
-COST_MAP = {"Query": {names.list_field: {"complexity": 1, "multipliers": ["limit"]} for names in ENTITY_NAMES}}
+# Root list and page fields cost per requested item: `limit` (its default too) multiplies what is
+# selected below them. Every entity has both, so a new entity cannot silently escape the limit.
+COST_MAP = {
+    "Query": {
+        field: {"complexity": 1, "multipliers": ["limit"]}
+        for names in ENTITY_NAMES
+        for field in (names.list_field, names.page_field)
+    }
+}
 
 
 def depth_limit(max_depth: int) -> type[ASTValidationRule]:

@@ -15,7 +15,7 @@ import pytest
 
 from testbed.servers import REPO
 
-SERVICE_MODULES = {"flask", "psycopg", "alembic", "swagger_ui_bundle", "api_service", "graphql_service"}
+SERVICE_MODULES = {"flask", "psycopg", "alembic", "flask_swagger_ui", "api_service", "graphql_service"}
 
 
 def _top_level_modules_after(code: str) -> set[str]:
