@@ -39,8 +39,8 @@ class BaseABackend:
         """The server default of `updated_at`."""
         return self.now_sql
 
-    def on_table_created(self, table: Table) -> None:
-        """Hook what the table needs beyond its columns (SQLite: the ON UPDATE trigger it lacks)."""
+    def extend_table(self, table: Table) -> None:
+        """Add what the table needs beyond its columns (SQLite: a trigger for the ON UPDATE it lacks)."""
 
     def delete_trigger_body(self, statement: str) -> str:
         return statement
@@ -109,7 +109,7 @@ class SQLiteBaseA(BaseABackend):
 
         return engine
 
-    def on_table_created(self, table: Table) -> None:
+    def extend_table(self, table: Table) -> None:
         # An UPDATE that does not set updated_at itself gets the current time, as MySQL's ON UPDATE does.
         name = table.name
         touch = DDL(  # DDL formats with %, hence the doubled signs

@@ -51,7 +51,7 @@ def _table(metadata: MetaData, entity: Entity, backend: BaseABackend) -> Table:
         updated,
     )
     Index(f"ix_{entity.name}_updated_at_id", table.c.updated_at, table.c.id)
-    backend.on_table_created(table)
+    backend.extend_table(table)
     return table
 
 
