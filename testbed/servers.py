@@ -1,4 +1,4 @@
-"""Reaching the real servers the tests need: skip locally when one is missing, fail under CI."""
+"""Reaching the real servers tests and benchmarks need: a test skips when one is missing (fails under CI)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 PG_HOST, PG_PORT = os.environ.get("TEST_PG_HOST", "127.0.0.1"), int(os.environ.get("TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("TEST_PG_USER", "postgres")
@@ -47,6 +45,8 @@ def require_program(program: str, why: str) -> str:
 
 def missing(message: str) -> None:
     """Skip a test whose server or program is missing; under CI (CI set) fail, so nothing is hidden."""
+    import pytest  # only here: the benchmarks use these launchers without pytest
+
     if os.environ.get("CI"):
         pytest.fail(f"{message}, and CI is set: this test must run")
     pytest.skip(message)
