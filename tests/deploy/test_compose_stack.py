@@ -184,6 +184,9 @@ def test_every_service_is_up_with_two_celery_workers_and_replicated_serving(stac
     workers = stack.containers("airflow-worker")
     assert len({c["Config"]["Hostname"] for c in workers}) == 2
     assert len(stack.containers("api")) == 3 and len(stack.containers("graphql")) == 2
+    # GraphQL's /ready reads the REST API: through the gateway both ways.
+    gateway = stack.address("gateway")
+    assert requests.get(f"http://{gateway}:5001/ready", timeout=30).json() == {"status": "ready"}
 
 
 def test_a_batch_run_spreads_over_both_workers_and_base_b_matches_base_a(stack: Stack, airflow, api):
