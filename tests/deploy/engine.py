@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 STANDINS = HERE / "standins"
 CACHE = Path(os.environ.get("BASEAB_DOCKER_CACHE", Path.home() / ".cache" / "baseab-docker"))
+HOST_STATE = CACHE / "host-state.json"  # the host as it was before the running engine, while one runs
 DEBIAN_PACKAGES = {"dockerd": "docker.io", "debootstrap": "debootstrap", "iptables": "iptables"}
 # Compose v2 and BuildKit: bookworm's docker-compose 1.29 refuses a top-level `name:`.
 CLI_PLUGINS = {"docker-compose": "docker-compose", "docker-buildx": "docker-buildx"}
@@ -127,8 +129,7 @@ class Engine:
     socket: Path
     docker_config: Path
     run_dir: Path
-    iptables_before: str
-    ip_forward_before: str
+    host_before: dict  # host_state() before the daemon started
 
     @property
     def env(self) -> dict[str, str]:
@@ -156,9 +157,9 @@ def start() -> Engine:
     install_debian_packages()
     docker_config = CACHE / "docker-config"
     install_cli_plugins(docker_config)
-    iptables_before = run("iptables-save")
-    ip_forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    undo_an_interrupted_run()
     run_dir = Path(tempfile.mkdtemp(prefix="baseab-docker-"))
+    before = host_state(run_dir)
     socket = run_dir / "docker.sock"
     log = open(CACHE / "dockerd.log", "w")  # noqa: SIM115 - the daemon writes to it until stop()
     process = subprocess.Popen(
@@ -174,7 +175,9 @@ def start() -> Engine:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    engine = Engine(process, socket, docker_config, run_dir, iptables_before, ip_forward_before)
+    engine = Engine(process, socket, docker_config, run_dir, before)
+    # Until stop() has undone everything: what the next run needs if this one is killed midway.
+    HOST_STATE.write_text(json.dumps({**before, "pid": process.pid}))
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -196,10 +199,45 @@ def stop(engine: Engine) -> None:
         except subprocess.TimeoutExpired:
             engine.process.kill()
             engine.process.wait(10)
-    subprocess.run(["ip", "link", "delete", "docker0"], check=False, capture_output=True)
-    restore_iptables(engine.iptables_before)
-    Path("/proc/sys/net/ipv4/ip_forward").write_text(engine.ip_forward_before + "\n")
-    shutil.rmtree(engine.run_dir, ignore_errors=True)
+    restore_host(engine.host_before)
+
+
+def restore_host(before: dict) -> None:
+    """Put back what `host_state` recorded; delete docker0 and the bridges of networks the daemon
+    kept (compose down removes the test's own, an interrupted run may not have)."""
+    for link in set(os.listdir("/sys/class/net")) - set(before["links"]):
+        if link == "docker0" or link.startswith("br-"):
+            subprocess.run(["ip", "link", "delete", link], check=False, capture_output=True)
+    restore_iptables(before["iptables"])
+    Path("/proc/sys/net/ipv4/ip_forward").write_text(before["ip_forward"] + "\n")
+    shutil.rmtree(before["run_dir"], ignore_errors=True)
+    HOST_STATE.unlink(missing_ok=True)
+
+
+def host_state(run_dir: Path) -> dict:
+    """What dockerd changes on the host, as it is before it starts."""
+    return {
+        "run_dir": str(run_dir),
+        "links": sorted(os.listdir("/sys/class/net")),
+        "iptables": run("iptables-save"),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+    }
+
+
+def undo_an_interrupted_run() -> None:
+    """A run killed before stop() left its daemon (and containerd, in its process group) and the
+    host changes: stop that daemon, identified by the pid it recorded, and put the host back."""
+    if not HOST_STATE.exists():
+        return
+    left = json.loads(HOST_STATE.read_text())
+    with contextlib.suppress(FileNotFoundError):
+        command_line = Path(f"/proc/{left['pid']}/cmdline").read_bytes()
+        if b"dockerd" in command_line and str(CACHE / "data-root").encode() in command_line:
+            os.killpg(left["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while Path(f"/proc/{left['pid']}").exists() and time.monotonic() < deadline:
+                time.sleep(0.5)
+    restore_host(left)
 
 
 def restore_iptables(before: str) -> None:
