@@ -164,3 +164,34 @@ def test_kafka_ui_sits_beside_the_kafka_exporter():
     assert services["kafka-ui"]["image"].startswith("provectuslabs/kafka-ui:")
     assert services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
     assert "kafka-exporter" in services
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (`!reset`, `!override`), which an override file uses."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> tuple[str, object]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag, loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return node.tag, loader.construct_mapping(node, deep=True)
+    return node.tag, loader.construct_scalar(node)
+
+
+_ComposeLoader.add_constructor("!reset", _tagged)
+_ComposeLoader.add_constructor("!override", _tagged)
+
+
+def test_the_standins_override_replaces_every_upstream_image_and_publishes_no_port():
+    # tests/deploy/test_compose_stack.py cannot pull images: a service added with an upstream image
+    # needs a stand-in (or the no-standin profile) in the override, or that test fails at pull time.
+    override = yaml.load((Path(__file__).parent / "compose.standins.yaml").read_text(), _ComposeLoader)["services"]
+    assert set(override) <= set(COMPOSE["services"]), "the override names services docker-compose.yaml lacks"
+    for name, service in COMPOSE["services"].items():
+        if "image" in service:
+            replaced = override.get(name, {})
+            assert replaced.get("image", "").startswith("baseab-standin/") or replaced.get("profiles") == [
+                "no-standin"
+            ], f"{name} ({service['image']}) has no stand-in in compose.standins.yaml"
+        if "ports" in service and override.get(name, {}).get("profiles") != ["no-standin"]:
+            assert override.get(name, {}).get("ports") == ("!reset", []), f"{name} publishes a port in the stack test"
