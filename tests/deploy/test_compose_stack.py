@@ -221,7 +221,7 @@ def test_a_batch_run_spreads_over_both_workers_and_base_b_matches_base_a(stack: 
         if len(hostnames) >= 2:
             break
     workers = {c["Config"]["Hostname"] for c in stack.containers("airflow-worker")}
-    assert hostnames == workers, f"tasks ran on {hostnames}, the workers are {workers}"
+    assert len(workers) == 2 and hostnames == workers, f"tasks ran on {hostnames}, the workers are {workers}"
 
     employees = {row[0]: row[1] for row in stack.sql("SELECT id, email FROM employees")}
     assert len(employees) == SEEDED_EMPLOYEES
