@@ -16,6 +16,7 @@ from api_service.entities import Entity
 from api_service.fastpath import FastDecoder
 from api_service.problems import Problem, field_errors
 from api_service.schemas import BULK_DELETE_RECORDS, RejectedRecord
+from api_service.versions import VersionBounds
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
@@ -141,6 +142,22 @@ def reject_duplicate_unique_values(batch: Batch, entity: Entity) -> None:
                 first_seen[value] = index
             kept.append((index, record))
         batch.records = kept
+
+
+def reject_versions_out_of_range(batch: Batch, bounds: VersionBounds) -> None:
+    """A version outside the range the server admits is refused, with the value and the range."""
+    versions = [record.source_updated_at for _, record in batch.records]
+    if not versions or (bounds.low <= min(versions) and max(versions) <= bounds.high):
+        return  # the usual case, checked in one pass
+    kept = []
+    for index, record in batch.records:
+        version = record.source_updated_at
+        if bounds.admits(version):
+            kept.append((index, record))
+            continue
+        message = f"{version.isoformat()} is out of range: a version must lie {bounds.describe()}"
+        batch.reject(index, record.source_id, [{"field": "source_updated_at", "message": message}])
+    batch.records = kept
 
 
 def parse_deletes(body: bytes, content_type: str, max_records: int) -> Batch:

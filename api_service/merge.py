@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -38,6 +39,7 @@ from api_service.db import begin_write
 from api_service.entities import Entity
 from api_service.models import UTCDateTime
 from api_service.schemas import BulkResult
+from api_service.versions import VersionBounds
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,13 @@ def _insert_for(conn: Connection):
 # --- upsert -----------------------------------------------------------------------------------
 
 
-def _stale(version, row):
-    """The record is older than the row (or as old as its tombstone)."""
+def _stale(version, row, bounds: VersionBounds):
+    """The record is older than the row (or as old as its tombstone). A row whose version is
+    outside the admitted range (stored before the range was enforced) never wins: any valid
+    write repairs it."""
     return and_(
         row.c.source_updated_at.is_not(None),
+        bounds.trusted(row.c.source_updated_at),
         or_(
             version < row.c.source_updated_at,
             and_(version == row.c.source_updated_at, row.c.deleted_at.is_not(None)),
@@ -132,19 +137,19 @@ def _stale(version, row):
     )
 
 
-def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> BulkResult:
+def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
     """Merge a validated batch into Base B and count what happened to each record."""
     keep_latest_per_source_id(batch)
     reject_duplicate_unique_values(batch, entity)
     try:
         with begin_write(conn):
-            counts = _merge(conn, entity, target, batch)
+            counts = _merge(conn, entity, target, batch, bounds)
     except IntegrityError as exc:
         # Another writer took a unique value between our check and our merge, or rows of this
         # batch pass a value along: merge record by record so only real conflicts are rejected.
         log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, exc.orig)
         with begin_write(conn):
-            counts = _merge_one_by_one(conn, entity, target, batch)
+            counts = _merge_one_by_one(conn, entity, target, batch, bounds)
     return BulkResult(
         received=batch.received,
         rejected=len(batch.rejected),
@@ -153,15 +158,17 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch) -> Bul
     )
 
 
-def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
+def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> dict[str, int]:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
         if _copy_if_all_new(conn, entity, target, batch):
             return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
-    _reject_unique_collisions(conn, entity, target, stage, batch)
-    return _classify_and_write(conn, entity, target, stage, staged=len(batch.records), superseded=batch.superseded)
+    _reject_unique_collisions(conn, entity, target, stage, batch, bounds)
+    return _classify_and_write(
+        conn, entity, target, stage, bounds, staged=len(batch.records), superseded=batch.superseded
+    )
 
 
 def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Batch) -> bool:
@@ -185,12 +192,14 @@ def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Bat
         columns = [*names, "created_at", "updated_at", "source_updated_at", "synced_at"]
         with cursor.copy(f"COPY {target.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types([_pg_type(target.c[name]) for name in columns])
-            for _, record in batch.records:
+            # Keys in order, as the merge takes them: two writers of the same keys queue, never deadlock.
+            for _, record in sorted(batch.records, key=lambda pair: pair[1].source_id):
                 version = record.source_updated_at
                 copy.write_row(
                     (*row_of(record), record.created_at or version, record.updated_at or version, version, now)
                 )
-    except psycopg.IntegrityError as exc:
+    except (psycopg.IntegrityError, psycopg.errors.DeadlockDetected) as exc:
+        # A key another writer holds or has just written: the merge below settles each record.
         savepoint.rollback()
         log.info("direct COPY into %s refused (%s); merging through the stage", target.name, exc.sqlstate)
         return False
@@ -198,7 +207,7 @@ def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Bat
     return True
 
 
-def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict[str, int]:
+def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> dict[str, int]:
     totals = {"inserted": 0, "updated": 0, "unchanged": 0, "stale": batch.superseded}
     known = set(
         conn.execute(
@@ -213,8 +222,8 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict
         savepoint = conn.begin_nested()
         try:
             _fill_stage(conn, stage, [record])
-            _reject_unique_collisions(conn, entity, target, stage, single)
-            counts = _classify_and_write(conn, entity, target, stage, staged=len(single.records), superseded=0)
+            _reject_unique_collisions(conn, entity, target, stage, single, bounds)
+            counts = _classify_and_write(conn, entity, target, stage, bounds, staged=len(single.records), superseded=0)
             savepoint.commit()
         except IntegrityError as exc:
             savepoint.rollback()
@@ -229,7 +238,9 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch) -> dict
     return totals
 
 
-def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table, batch: Batch) -> None:
+def _reject_unique_collisions(
+    conn, entity: Entity, target: Table, stage: Table, batch: Batch, bounds: VersionBounds
+) -> None:
     """Reject records whose unique value another live row holds (API-created or synced)."""
     if not batch.records:
         return
@@ -255,7 +266,7 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
         query = (
             select(stage.c.source_id, holder.c.id, holder.c.source_id)
             .select_from(stage.outerjoin(own, own_on).join(holder, holder_on))
-            .where(~_stale(stage.c.source_updated_at, own))
+            .where(~_stale(stage.c.source_updated_at, own, bounds))
         )
         for source_id, holder_id, holder_source_id in conn.execute(query):
             owner = (
@@ -275,33 +286,40 @@ def _reject_unique_collisions(conn, entity: Entity, target: Table, stage: Table,
     conn.execute(stage.delete().where(stage.c.source_id.in_(list(colliding))))
 
 
-def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, staged: int, superseded: int):
+def _classify_and_write(
+    conn, entity: Entity, target: Table, stage: Table, bounds: VersionBounds, staged: int, superseded: int
+):
+    """Merge the stage into Base B; the counts come from what the merge itself did.
+
+    Counting rows before the write is racy: another writer may commit the same new keys in
+    between. So the merge returns, per written row, whether it inserted it (PostgreSQL: a row
+    version no transaction deleted, `xmax = 0`); a record it did not write lost to the version
+    guard, and telling "stale" from "unchanged" afterwards is safe because the conflicting rows are
+    ours now (PostgreSQL locks them even when the guard says no; SQLite holds the write lock).
+    """
     if staged == 0:
         return {"inserted": 0, "updated": 0, "unchanged": 0, "stale": superseded}
-    own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
-    existing, stale = conn.execute(
-        select(
-            func.count(own.c.id),
-            func.coalesce(func.sum(case((_stale(stage.c.source_updated_at, own), 1), else_=0)), 0),
-        ).select_from(stage.outerjoin(own, own_on))
-    ).one()
-
     now = literal(datetime.now(UTC), UTCDateTime)
     names = ["source_id", *entity.field_names, "created_at", "updated_at", "source_updated_at", "synced_at"]
-    rows = select(
-        stage.c.source_id,
-        *(stage.c[name] for name in entity.field_names),
-        func.coalesce(stage.c.created_at, stage.c.source_updated_at),
-        func.coalesce(stage.c.updated_at, stage.c.source_updated_at),
-        stage.c.source_updated_at,
-        now,
-    ).where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
+    rows = (
+        select(
+            stage.c.source_id,
+            *(stage.c[name] for name in entity.field_names),
+            func.coalesce(stage.c.created_at, stage.c.source_updated_at),
+            func.coalesce(stage.c.updated_at, stage.c.source_updated_at),
+            stage.c.source_updated_at,
+            now,
+        )
+        .where(true())  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
+        .order_by(stage.c.source_id)  # one lock order for every writer: no deadlock between two merges
+    )
     insert = _insert_for(conn)(target).from_select(names, rows)
     incoming = insert.excluded
     content = [*entity.field_names, "created_at", "updated_at"]
     # The version guard: newer wins; as new but different wins unless the row is a tombstone.
     newer = or_(
         incoming.source_updated_at > target.c.source_updated_at,
+        ~bounds.trusted(target.c.source_updated_at),
         and_(
             incoming.source_updated_at == target.c.source_updated_at,
             target.c.deleted_at.is_(None),
@@ -312,19 +330,31 @@ def _classify_and_write(conn, entity: Entity, target: Table, stage: Table, stage
         index_elements=[target.c.source_id],
         set_={**{name: incoming[name] for name in names if name != "source_id"}, "deleted_at": None},
         where=newer,
-    ).returning(target.c.id)
-    written = len(conn.execute(merge).all())
-    inserted = staged - existing
-    updated = written - inserted
+    )
+    if conn.dialect.name == "postgresql":
+        flags = conn.execute(merge.returning(literal_column("xmax = 0"))).scalars().all()
+        written, inserted = len(flags), sum(flags)
+    else:
+        # SQLite: the transaction holds the write lock from its start (begin_write), so the keys
+        # held before the merge are exactly those it found.
+        held = conn.execute(
+            select(func.count()).select_from(stage.join(target, target.c.source_id == stage.c.source_id))
+        ).scalar_one()
+        written = len(conn.execute(merge.returning(target.c.id)).all())
+        inserted = staged - held
+    own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at")
+    stale = conn.execute(
+        select(func.count()).select_from(stage.join(own, own_on)).where(_stale(stage.c.source_updated_at, own, bounds))
+    ).scalar_one()
     return {
         "inserted": inserted,
-        "updated": updated,
-        "unchanged": existing - stale - updated,
+        "updated": written - inserted,
+        "unchanged": staged - written - stale,
         "stale": stale + superseded,
     }
 
 
-def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
+def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
     """Tombstone the rows of the given source ids, unless the row is newer than the delete."""
     keep_latest_per_source_id(batch)
     stage = stage_table(target, "delete")
@@ -336,9 +366,19 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
             conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
             conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
         _fill_stage(conn, stage, [record for _, record in batch.records])
+        # Lock the rows first: the counts below then describe exactly the rows the update sees
+        # (a concurrent upsert of one of them waits for this transaction, or went before it).
+        held = select(target.c.id).where(target.c.source_id == stage.c.source_id).order_by(target.c.source_id)
+        if conn.dialect.name == "postgresql":
+            held = held.with_for_update(of=target)
+        locked = conn.execute(held).scalars().all()
         own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
         # A delete wins over an upsert of the same version: in Base A it came after it.
-        stale = and_(own.c.source_updated_at.is_not(None), stage.c.source_updated_at < own.c.source_updated_at)
+        stale = and_(
+            own.c.source_updated_at.is_not(None),
+            bounds.trusted(own.c.source_updated_at),
+            stage.c.source_updated_at < own.c.source_updated_at,
+        )
         existing, stale_count, already = conn.execute(
             select(
                 func.count(own.c.id),
@@ -347,18 +387,24 @@ def delete(conn: Connection, target: Table, batch: Batch) -> BulkResult:
             ).select_from(stage.outerjoin(own, own_on))
         ).one()
         now = literal(datetime.now(UTC), UTCDateTime)
-        conn.execute(
-            update(target)
-            .where(
-                target.c.source_id == stage.c.source_id,
-                or_(target.c.source_updated_at.is_(None), target.c.source_updated_at <= stage.c.source_updated_at),
+        if locked:
+            conn.execute(
+                update(target)
+                .where(
+                    target.c.id.in_(locked),
+                    target.c.source_id == stage.c.source_id,
+                    or_(
+                        target.c.source_updated_at.is_(None),
+                        ~bounds.trusted(target.c.source_updated_at),
+                        target.c.source_updated_at <= stage.c.source_updated_at,
+                    ),
+                )
+                .values(
+                    deleted_at=func.coalesce(target.c.deleted_at, now),
+                    source_updated_at=stage.c.source_updated_at,
+                    synced_at=now,
+                )
             )
-            .values(
-                deleted_at=func.coalesce(target.c.deleted_at, now),
-                source_updated_at=stage.c.source_updated_at,
-                synced_at=now,
-            )
-        )
     return BulkResult(
         received=batch.received,
         inserted=0,

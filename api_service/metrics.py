@@ -6,6 +6,7 @@ samples to that folder and `/metrics` sums them, so a scrape sees the whole serv
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Flask
@@ -15,6 +16,8 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 
 from api_service.schemas import BulkResult
 from api_service.settings import ApiSettings
+
+log = logging.getLogger(__name__)
 
 BULK_OUTCOMES = ("inserted", "updated", "unchanged", "stale", "deleted", "not_found", "rejected")
 # Which pipeline sent a bulk request (header X-Sync-Path); anything else counts as a direct "api" client.
@@ -65,7 +68,13 @@ class ApiMetrics:
         for outcome in BULK_OUTCOMES:
             # Every outcome's series exists from the first request on, at 0 until it happens:
             # Prometheus' increase() and rate() need a sample before the first count.
-            self.bulk_records.labels(entity, path, operation, outcome).inc(getattr(result, outcome))
+            count = getattr(result, outcome)
+            if count < 0:
+                # A counting bug must not turn a committed write into a 500 (Counter.inc raises
+                # ValueError below zero): log it loudly and count nothing for that outcome.
+                log.error("bulk %s of %s counted %s = %d; not recorded", operation, entity, outcome, count)
+                count = 0
+            self.bulk_records.labels(entity, path, operation, outcome).inc(count)
         self.bulk_last_write.labels(entity, path).set_to_current_time()
 
 

@@ -156,6 +156,14 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                         "description": "created",
                         "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the new row"}},
                         "content": _json(_ref(title)),
+                        # What a client (and schemathesis' stateful run) can do next with the new row.
+                        "links": {
+                            verb: {
+                                "operationId": f"{verb.lower()}_{entity.singular}",
+                                "parameters": {"row_id": "$response.body#/id"},
+                            }
+                            for verb in ("Get", "Replace", "Delete")
+                        },
                     },
                     **_problems(400, 401, 403, 409, 413, 415, 422),
                 },

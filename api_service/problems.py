@@ -7,9 +7,11 @@ from http import HTTPStatus
 
 import orjson
 import sqlalchemy.exc
-from flask import Flask, Response
+from flask import Flask, Response, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+
+from api_service import db_errors
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -59,17 +61,30 @@ def _from_unexpected(exc: Exception) -> Response:
     return problem_response(500, "internal error; the server log has the details")
 
 
-def _from_database_unreachable(exc: Exception) -> Response:
-    # Base B down or refusing: a 503 the pipelines' client retries (after Retry-After), not a 500.
-    log.warning("Base B is not reachable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+def _from_database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> Response:
+    """503 + Retry-After only for what can succeed when sent again; see db_errors."""
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    kind = db_errors.classify(exc)
+    if kind is db_errors.Kind.TRANSIENT:
+        # Base B down, restarting or busy: a 503 the pipelines' client retries after Retry-After.
+        log.warning("Base B is not reachable: %s", first_line)
+        return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+    if kind is db_errors.Kind.CONFLICT:
+        log.info("Base B refused a write: %s", first_line)
+        return problem_response(409, "the write conflicts with a row Base B holds")
+    if kind is db_errors.Kind.DATA and request.method in _WRITES:
+        log.info("Base B refused a value: %s", first_line)
+        return problem_response(422, "a value of the request cannot be stored in Base B")
+    # Deterministic, and not the request's fault: a bug to fix, never worth a retry.
+    log.error("Base B failed the request deterministically", exc_info=exc)
+    return problem_response(500, "Base B could not answer this request; the server log has the details")
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, _from_problem)
     app.register_error_handler(HTTPException, _from_http_exception)
-    # Connection-level failures only (OperationalError, InterfaceError, a full pool): a constraint
-    # or programming error is a real bug and stays a 500.
-    for unreachable in (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError):
-        app.register_error_handler(unreachable, _from_database_unreachable)
+    app.register_error_handler(sqlalchemy.exc.SQLAlchemyError, _from_database_error)
     app.register_error_handler(Exception, _from_unexpected)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -25,6 +26,12 @@ class ApiSettings(BaseSettings):
     bulk_max_records: int = Field(20_000, ge=1, description="most records in one bulk request")
     db_pool_size: int = Field(5, ge=1)
     db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a pooled connection")
+    version_max_future_seconds: int = Field(
+        86_400, ge=0, description="how far ahead of the server's clock a record's version may be"
+    )
+    version_floor: AwareDatetime = Field(
+        datetime(1970, 1, 1, tzinfo=UTC), description="the earliest version a record may have (ISO 8601, with offset)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     prometheus_multiproc_dir: str | None = Field(
         None,

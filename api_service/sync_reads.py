@@ -41,17 +41,27 @@ def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | N
     return rows, (rows[-1]["source_id"] if has_more else None)
 
 
+_HALF = 2**32
+
+
 def key_buckets(conn: Connection, table: Table, size: int) -> list[dict]:
     """(bucket, count, sum of keys) of the live synced keys, bucket = source_id // size, by bucket.
+
+    The sum of keys near 2**63 overflows a 64-bit integer (SQLite raises), so the database adds
+    the high and the low 32 bits of the keys apart and Python, whose integers do not overflow,
+    puts them together: each partial sum fits in 64 bits for up to 2**31 keys in a bucket.
 
     Sorted here, not in SQL: PostgreSQL cannot estimate how few buckets there are, and an ORDER BY
     makes it sort every row (on disk, for a million) before grouping instead of hashing them.
     """
-    bucket = (table.c.source_id // size).label("bucket")
+    key = table.c.source_id
+    bucket = (key // size).label("bucket")
     statement = (
-        select(bucket, func.count(), func.sum(table.c.source_id))
-        .where(table.c.source_id.is_not(None), table.c.deleted_at.is_(None))
+        select(bucket, func.count(), func.sum(key // _HALF), func.sum(key % _HALF))
+        .where(key.is_not(None), table.c.deleted_at.is_(None))
         .group_by(bucket)
     )
     rows = sorted(conn.execute(statement))
-    return [{"bucket": int(b), "count": int(count), "key_sum": int(total)} for b, count, total in rows]
+    return [
+        {"bucket": int(b), "count": int(count), "key_sum": int(high) * _HALF + int(low)} for b, count, high, low in rows
+    ]

@@ -94,7 +94,7 @@ def seed_articles(rest: str) -> int:
 def build_cases(session: requests.Session, rest: str, row_id: int, graphql: dict[str, str]) -> dict[str, Callable]:
     """Each REST read followed by the same read through each GraphQL service (named by its suffix)."""
     single = {"query": f'{{ getArticle(id: "{row_id}") {{ id title content author createdAt }} }}'}
-    page = {"query": "{ getArticles(limit: 100) { items { id title content author createdAt } nextAfter } }"}
+    page = {"query": "{ getArticles(limit: 100) { id title content author createdAt } }"}
     cases = {"REST GET /articles/{id}": lambda: session.get(f"{rest}/articles/{row_id}", timeout=10)}
     for suffix, url in graphql.items():
         cases[f"GraphQL getArticle(id){suffix}"] = lambda url=url: session.post(url, json=single, timeout=10)

@@ -27,8 +27,12 @@ repeating it is harmless (the API's version guard). Events older than Base B's r
 
 **Dead letters**: a malformed event, or one the API rejects, goes to `base_a.dlq` unchanged, with
 Kafka Connect's headers `__connect.errors.topic|partition|offset|exception.message` naming where
-it came from and why. It never blocks its partition. Fix the cause, then re-publish the message
-to its topic (for example with `kcat`), or let the next batch run carry the row over.
+it came from and why. It never blocks its partition. `base-sync-dlq list` shows them; fix the
+cause, then `base-sync-dlq replay PARTITION:OFFSET` (or `--all` with filters) sends them back to
+their topic, or let the next batch run carry the row over.
+
+**Failures**: an unreachable or restarting API is retried with back-off; a refusal (a 4xx such as
+a wrong token) fails the task at once with the reason, since a retry would fail the same way.
 
 **Where to look**: counts per run in the XCom and log of `apply_changes` (consumed, inserted,
 updated, stale, deleted, dead_lettered, lag). Connections: `base_a_kafka` (kafka; extra holds

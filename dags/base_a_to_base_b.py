@@ -20,7 +20,10 @@ position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base
 Base A lacks; **verify** compares counts and checksums of the window on both sides and re-sends
 rows Base B lacks; **commit_watermark** then advances the watermark and the delete log position.
 A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
-and repeating is safe (the API's version guard makes a re-sent row a no-op).
+and repeating is safe (the API's version guard makes a re-sent row a no-op). Only transient
+failures are retried (API or database briefly away, 429/502/503/504); a terminal one (the API
+refused the request, verification still differs, an invalid setting) fails the task at once with
+the reason in its log: fix the cause, then clear the task.
 
 **Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
 limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);

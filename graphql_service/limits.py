@@ -15,11 +15,13 @@ from graphql import (
     specified_rules,
 )
 
-# Root list fields cost per requested item: `limit` multiplies what is selected below them.
+# Root list and page fields cost per requested item: `limit` (its default too) multiplies what is selected below them.
 COST_MAP = {
     "Query": {
         "getArticles": {"complexity": 1, "multipliers": ["limit"]},
         "getEmployees": {"complexity": 1, "multipliers": ["limit"]},
+        "getArticlesPage": {"complexity": 1, "multipliers": ["limit"]},
+        "getEmployeesPage": {"complexity": 1, "multipliers": ["limit"]},
     }
 }
 

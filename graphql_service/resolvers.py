@@ -68,28 +68,60 @@ def _snake(values: dict | None) -> dict:
     return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in (values or {}).items()}
 
 
-def bind_entity(rest_name: str, singular: str, plural: str) -> None:
-    """getX/getXs/createX/updateX/deleteX for one REST resource, e.g. ("articles", "Article", "Articles")."""
+def _one_form(input: dict | None, flat: dict) -> None:
+    if input is not None and flat:
+        raise UserInputError("give either `input` or the flat field arguments, not both")
 
-    @query.field(f"get{plural}")
-    def resolve_list(_, info: GraphQLResolveInfo, limit: int = 50, after: int | None = None, filter=None):
+
+def _merged(client, path: str, token: str | None, info: GraphQLResolveInfo, input_type: str, flat: dict) -> dict:
+    """The row's writable fields as stored, with the flat arguments given laid over them (a partial update)."""
+    if not flat:
+        raise UserInputError("give `input` or at least one field to change")
+    current = client.request("GET", path, token=token)
+    writable = _snake(dict.fromkeys(info.schema.type_map[input_type].fields))
+    return {name: current.get(name) for name in writable} | _snake(flat)
+
+
+def bind_entity(rest_name: str, singular: str, plural: str) -> None:
+    """The root fields of one REST resource, e.g. ("articles", "Article", "Articles").
+
+    The seed system's shapes keep its names: getXs is a list and create/updateX take flat field
+    arguments. The paginated getXsPage and the `input` argument serve the same calls beside them.
+    """
+
+    def fetch_page(info: GraphQLResolveInfo, limit: int, after: int | None, filter) -> dict:
         params = {"limit": limit, **_snake(filter)}
         if after is not None:
             params["after"] = after
         return info.context["client"].request("GET", f"/{rest_name}", params=params)
+
+    @query.field(f"get{plural}")
+    def resolve_list(_, info: GraphQLResolveInfo, limit: int = 100, after: int | None = None, filter=None):
+        # The REST API bounds `limit` (1 to 1000) and answers 422 beyond: BAD_USER_INPUT here.
+        return fetch_page(info, limit, after, filter)["items"]
+
+    @query.field(f"get{plural}Page")
+    def resolve_page(_, info: GraphQLResolveInfo, limit: int = 50, after: int | None = None, filter=None):
+        return fetch_page(info, limit, after, filter)
 
     @query.field(f"get{singular}")
     def resolve_one(_, info: GraphQLResolveInfo, id: str):
         return info.context["loader"].load(rest_name, _row_id(id))
 
     @mutation.field(f"create{singular}")
-    def resolve_create(_, info: GraphQLResolveInfo, input: dict):
-        return info.context["client"].request("POST", f"/{rest_name}", json=_snake(input), token=info.context["token"])
+    def resolve_create(_, info: GraphQLResolveInfo, input: dict | None = None, **flat):
+        _one_form(input, flat)
+        body = _snake(input if input is not None else flat)
+        return info.context["client"].request("POST", f"/{rest_name}", json=body, token=info.context["token"])
 
     @mutation.field(f"update{singular}")
-    def resolve_update(_, info: GraphQLResolveInfo, id: str, input: dict):
-        path = f"/{rest_name}/{_row_id(id)}"
-        return info.context["client"].request("PUT", path, json=_snake(input), token=info.context["token"])
+    def resolve_update(_, info: GraphQLResolveInfo, id: str, input: dict | None = None, **flat):
+        _one_form(input, flat)
+        client, token, path = info.context["client"], info.context["token"], f"/{rest_name}/{_row_id(id)}"
+        # Flat arguments read the row and write it back whole (PUT): a write to another field of the
+        # same row between the two calls is overwritten, as with any PUT.
+        body = _snake(input) if input is not None else _merged(client, path, token, info, f"{singular}Input", flat)
+        return client.request("PUT", path, json=body, token=token)
 
     @mutation.field(f"delete{singular}")
     def resolve_delete(_, info: GraphQLResolveInfo, id: str):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import flask_swagger_ui
 from flask import Blueprint, Response, current_app, send_from_directory, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from swagger_ui_bundle import swagger_ui_path
 
 from api_service import migrate
 from api_service.blueprints.resources import json_response
@@ -14,12 +16,15 @@ from api_service.problems import Problem
 
 bp = Blueprint("service", __name__)
 
+# Swagger UI 5's files as the flask-swagger-ui wheel ships them (5.x reads OpenAPI 3.1; 4.x cannot).
+SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
+# validatorUrl null: the page would otherwise ask validator.swagger.io about the document.
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Base B REST API</title>
 <link rel="stylesheet" href="{css}"></head>
 <body><div id="swagger-ui"></div>
 <script src="{js}"></script>
-<script>SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui"}});</script>
+<script>SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", validatorUrl: null}});</script>
 </body></html>"""
 
 
@@ -58,4 +63,4 @@ def docs():
 
 @bp.get("/docs/static/<path:filename>")
 def docs_static(filename: str):
-    return send_from_directory(swagger_ui_path, filename)
+    return send_from_directory(SWAGGER_UI_DIST, filename)

@@ -3,23 +3,47 @@
 Connections are looked up only here, when a task runs, never when the DAG file is parsed. Base A
 comes through its provider hook (MySqlHook or SqliteHook, chosen by the connection type); the REST
 API through an HTTP connection whose password is the bearer token.
+
+Every callable is wrapped by `fail_terminal`: a terminal error (`base_sync.errors`) or an invalid
+setting fails the task at once with its reason, since a retry would fail the same way; anything
+else gets the DAG's retries with back-off.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
+import pydantic
 from airflow.sdk import Asset, BaseHook, get_current_context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
 
 from base_sync import events, metrics, sync
 from base_sync.api_client import BaseBApi
+from base_sync.errors import TerminalError
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 from base_sync.sync import LoadReport
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
+    """Raise Airflow's no-retry failure, with the reason, for what a retry cannot cure."""
+
+    @functools.wraps(step)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return step(*args, **kwargs)
+        except (TerminalError, pydantic.ValidationError) as error:
+            raise AirflowFailException(f"{step.__name__}: {type(error).__name__}: {error}") from error
+
+    return run
 
 
 def _settings() -> SyncSettings:
@@ -60,6 +84,7 @@ def base_b_asset(entity: str) -> Asset:
     return Asset(name=f"base_b.{entity}", uri=f"base-b://api/{entity}", group="base_b")
 
 
+@fail_terminal
 def load(entity: str) -> dict:
     """Extract after the watermark (everything on `full_refresh`) and push to the bulk endpoint."""
     _skip_unless_selected(entity)
@@ -70,6 +95,7 @@ def load(entity: str) -> dict:
     return {**report.to_json(), "replayed": replayed}
 
 
+@fail_terminal
 def propagate_deletes(entity: str) -> dict:
     """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison)."""
     settings, params = _settings(), _params()
@@ -78,6 +104,7 @@ def propagate_deletes(entity: str) -> dict:
         return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys)
 
 
+@fail_terminal
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
     settings = _settings()
@@ -85,6 +112,7 @@ def verify(entity: str, loaded: dict) -> dict:
         return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings)
 
 
+@fail_terminal
 def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -> dict:
     """Advance the watermark to the verified window's end; record the run's statistics with it."""
     report = LoadReport.from_json(loaded)
@@ -94,6 +122,7 @@ def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -
     return {"watermark": watermark.to_json() if watermark else None, **stats}
 
 
+@fail_terminal
 def apply_changes() -> dict:
     """Drain the change-event topics through the bulk endpoints; commit offsets after each accepted batch."""
     settings = EventSettings()

@@ -1,7 +1,9 @@
 """The REST API as the pipelines use it: bulk writes and the sync reads, over one keep-alive session.
 
 Bulk writes are safe to retry: the version guard makes a repeated batch change nothing, so the
-session retries every method on connection errors and 429/502/503/504, with back-off.
+session retries every method on connection errors and 429/502/503/504, with back-off. What still
+fails is raised as `ApiUnavailable` (transient: the task retries later) or `ApiRefused` (terminal:
+a 4xx other than 408/429, or a 500, which the API answers only for a bug).
 """
 
 from __future__ import annotations
@@ -13,15 +15,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable
 from base_sync.source import Cursor
 
-
-class ApiError(RuntimeError):
-    """The API refused a request: status and its problem document."""
-
-    def __init__(self, method: str, url: str, status: int, body: str):
-        self.status = status
-        super().__init__(f"{method} {url} answered {status}: {body[:2000]}")
+__all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
 
 
 class BaseBApi:
@@ -40,7 +37,7 @@ class BaseBApi:
         retry = Retry(
             total=retries,
             backoff_factor=0.5,
-            status_forcelist=(429, 502, 503, 504),
+            status_forcelist=TRANSIENT_STATUSES,
             allowed_methods=None,  # every method: bulk writes are idempotent under the version guard
             raise_on_status=False,
         )
@@ -60,9 +57,9 @@ class BaseBApi:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise ApiError(method, url, 0, f"unreachable: {exc}") from exc
+            raise ApiUnavailable(method, url, 0, f"unreachable: {exc}") from exc
         if response.status_code >= 400:
-            raise ApiError(method, url, response.status_code, response.text)
+            raise ApiError.of(method, url, response.status_code, response.text)
         return response.json()
 
     # Writes

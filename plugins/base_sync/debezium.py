@@ -22,7 +22,6 @@ import orjson
 from api_service.entities import ENTITIES, Entity, Kind
 
 TOPIC_PREFIX = "base_a"
-DLQ_TOPIC = "base_a.dlq"
 UPSERT_OPS = frozenset("cur")  # create, update, read (snapshot)
 DELETE_OP = "d"
 TIMESTAMPS = ("created_at", "updated_at")

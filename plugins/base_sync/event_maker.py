@@ -15,7 +15,8 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine
 
 from base_sync import generate
-from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
+from base_sync.settings import EventSettings
 from base_sync.source import BaseA
 from base_sync.topics import ensure_topics
 
@@ -36,7 +37,7 @@ def churn_and_publish(
     after = {row["id"]: row for chunk in base_a.rows_by_keys(entity, touched + new_keys, CHUNK) for row in chunk}
 
     config = {"bootstrap.servers": bootstrap}
-    ensure_topics(config, [*entity_topics(prefix), DLQ_TOPIC])
+    ensure_topics(config, [*entity_topics(prefix), EventSettings().dlq_topic])
     producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
     writer = EnvelopeWriter(entity, prefix, "base_a")
     source = {"ts_ms": committed_ms, "server_id": 0, "gtid": None, "file": "", "pos": 0, "row": 0}

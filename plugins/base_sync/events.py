@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, decode, entity_topics
-from base_sync.load import OUTCOMES
+from base_sync.load import OUTCOMES, LoadError
 from base_sync.records import encode, to_record
 from base_sync.settings import EventSettings
 from base_sync.source import ENTITY_NAMES
@@ -218,7 +219,7 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
 
 def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
     if answer["received"] != len(sent):
-        raise RuntimeError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
+        raise LoadError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
     for outcome in (*OUTCOMES, "deleted", "not_found"):
         counts[outcome] += answer.get(outcome, 0)
     rejected = []
@@ -230,7 +231,8 @@ def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, coun
 
 
 def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, str, str]]) -> None:
-    """The original message, with where it came from and why, in Kafka Connect's dead-letter headers."""
+    """The original message (key, value, headers), with where it came from and why in Kafka Connect's
+    dead-letter headers (`base_sync.dead_letters` reads them back)."""
     failures = []
 
     def delivered(error, _message):
@@ -239,14 +241,13 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
 
     for message, kind, reason in dead:
         log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
-        headers = [
-            ("__connect.errors.topic", message.topic()),
-            ("__connect.errors.partition", str(message.partition())),
-            ("__connect.errors.offset", str(message.offset())),
-            ("__connect.errors.exception.class.name", kind),
-            ("__connect.errors.exception.message", reason),
-        ]
-        producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
+        producer.produce(
+            topic,
+            value=message.value(),
+            key=message.key(),
+            headers=dead_letters.headers_for(message, kind, reason),
+            on_delivery=delivered,
+        )
     if producer.flush(30) or failures:
         # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
         raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")

@@ -8,14 +8,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from base_sync.api_client import BaseBApi
+from base_sync.errors import TerminalError
 from base_sync.records import encode
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
 
 
-class LoadError(RuntimeError):
-    pass
+class LoadError(TerminalError):
+    """The API's counts do not add up to what was sent: a bug on one side, which a retry repeats."""
 
 
 def push_chunks(

@@ -34,7 +34,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.debezium import DLQ_TOPIC, EnvelopeWriter, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
+from base_sync.settings import EventSettings
 from base_sync.source import ENTITY_NAMES
 from base_sync.topics import ensure_topics
 
@@ -228,7 +229,7 @@ class Relay:
             log.info("resuming after %s", position)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
-            [*entity_topics(self.settings.topic_prefix), DLQ_TOPIC],
+            [*entity_topics(self.settings.topic_prefix), EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
             self.settings.partitions,
         )
         saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)

@@ -25,7 +25,10 @@ class SyncSettings(BaseSettings):
         168.0, gt=0, description="the sync purges Base A's delete log entries this far behind its position"
     )
     repair_limit: int = Field(
-        100_000, ge=0, description="most rows verification re-sends itself; beyond it the task fails and retries"
+        100_000,
+        ge=0,
+        description="most rows verification re-sends itself; beyond it the task fails (no retry) and the next run "
+        "re-reads the window",
     )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")

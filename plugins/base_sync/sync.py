@@ -17,6 +17,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.api_client import BaseBApi
+from base_sync.errors import TerminalError
 from base_sync.load import push_chunks
 from base_sync.records import to_record
 from base_sync.settings import SyncSettings
@@ -28,8 +29,10 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
-class VerificationError(RuntimeError):
-    """Base B does not hold what Base A holds in the synced window: the watermark must not move."""
+class VerificationError(TerminalError):
+    """Base B does not hold what Base A holds in the synced window: the watermark must not move.
+
+    Terminal: repeating the check finds the same difference; the next run re-reads the window."""
 
 
 @dataclass
@@ -128,7 +131,7 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     if len(to_repair) > settings.repair_limit:
         raise VerificationError(
             f"{entity}: {len(to_repair)} rows of the window are missing in Base B (more than "
-            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); the watermark stays, the next attempt re-sends them"
+            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); the watermark stays, the next run re-sends them"
         )
     ahead = 0
     if to_repair:

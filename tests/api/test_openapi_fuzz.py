@@ -43,3 +43,32 @@ def test_no_input_breaks_the_api_or_its_document(case):
     # are rejected one by one (counted, with reasons) while the valid ones are written.
     excluded = [negative_data_rejection] if case.path.endswith(("/bulk", "/bulk/delete")) else []
     case.call_and_validate(headers=AUTH, checks=CHECKS, excluded_checks=excluded)
+
+
+@pytest.fixture
+def api_state_machine(app):
+    """Sequences of calls that follow the document's links (create, then read, replace, delete it)."""
+    machine = schemathesis.openapi.from_wsgi("/openapi.json", app).as_state_machine()
+
+    class WithToken(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": AUTH}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS, excluded_checks=[negative_data_rejection])
+
+    return WithToken
+
+
+def test_linked_calls_keep_to_the_document(api_state_machine):
+    from hypothesis import settings as hypothesis_settings  # noqa: PLC0415
+
+    api_state_machine.run(
+        settings=hypothesis_settings(
+            max_examples=15,
+            stateful_step_count=5,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
+    )

@@ -159,7 +159,7 @@ PAGE = """query($after: Int) { %s(limit: 200, after: $after) { items { sourceId 
 
 def base_b_versions(platform: Platform, entity: str) -> dict[int, datetime]:
     """Every synced row of Base B as GraphQL shows it: Base A key → the Base A version held."""
-    field_name = {"articles": "getArticles", "employees": "getEmployees"}[entity]
+    field_name = {"articles": "getArticlesPage", "employees": "getEmployeesPage"}[entity]
     versions, after = {}, None
     while True:
         page = platform.graphql(PAGE % field_name, after=after)[field_name]

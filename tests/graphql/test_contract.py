@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from graphql import GraphQLNonNull, GraphQLObjectType
+from graphql import GraphQLNonNull, GraphQLObjectType, get_named_type
 
 from api_service.openapi import build_document
 from api_service.settings import ApiSettings
@@ -38,3 +38,14 @@ def test_inputs_match_the_rest_write_schema(graphql_input, rest_schema):
     for name in rest["properties"]:
         required = isinstance(gql_input.fields[camel(name)].type, GraphQLNonNull)
         assert required == (name in rest.get("required", [])), name
+
+
+@pytest.mark.parametrize(("mutation", "graphql_input"), [("Article", "ArticleInput"), ("Employee", "EmployeeInput")])
+def test_the_flat_write_arguments_are_the_input_fields(mutation, graphql_input):
+    # The seed system's flat arguments and the input object must describe the same record.
+    fields = {name: get_named_type(f.type).name for name, f in SCHEMA.type_map[graphql_input].fields.items()}
+    for verb, fixed in (("create", set()), ("update", {"id"})):
+        args = SCHEMA.mutation_type.fields[f"{verb}{mutation}"].args
+        flat = {name: get_named_type(a.type).name for name, a in args.items() if name not in fixed | {"input"}}
+        assert flat == fields, verb
+        assert not any(isinstance(a.type, GraphQLNonNull) for name, a in args.items() if name not in fixed)

@@ -38,7 +38,7 @@ def test_duplicate_email_is_conflict(gql):
 
 def test_writing_a_synced_row_is_conflict(gql, rest):
     rest("/articles/bulk", [{"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", "title": "synced"}])
-    row_id = gql("{ getArticles { items { id } } }")["data"]["getArticles"]["items"][0]["id"]
+    row_id = gql("{ getArticlesPage { items { id } } }")["data"]["getArticlesPage"]["items"][0]["id"]
     error = first_error(gql(f'mutation {{ updateArticle(id: "{row_id}", input: {{title: "x"}}) {{ id }} }}'))
     assert error["extensions"]["code"] == "CONFLICT" and "Base A" in error["message"]
 
@@ -62,10 +62,10 @@ def test_a_configured_service_token_is_used_when_the_caller_sends_none(rest_api)
 
 
 def test_invalid_scalars_and_queries_are_refused(gql):
-    bad_date = gql('{ getArticles(filter: {updatedAfter: "yesterday"}) { items { id } } }')
+    bad_date = gql('{ getArticlesPage(filter: {updatedAfter: "yesterday"}) { items { id } } }')
     assert first_error(bad_date)["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED")
     assert first_error(gql("{ nope }", status=400))["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    rest_422 = first_error(gql("{ getArticles(limit: 0) { items { id } } }"))  # the REST API refuses it
+    rest_422 = first_error(gql("{ getArticlesPage(limit: 0) { items { id } } }"))  # the REST API refuses it
     assert rest_422["extensions"]["code"] == "BAD_USER_INPUT"
     assert rest_422["extensions"]["fieldErrors"][0]["field"] == "limit"
 
@@ -78,7 +78,7 @@ def test_a_body_that_is_not_a_graphql_request_is_400(app):
 def test_rest_down_is_service_unavailable_without_internals():
     app = create_app(make_settings(f"http://127.0.0.1:{free_port()}", timeout=2))
     client = app.test_client()
-    answer = client.post("/graphql", json={"query": "{ getArticles { items { id } } }"}).json
+    answer = client.post("/graphql", json={"query": "{ getArticlesPage { items { id } } }"}).json
     error = first_error(answer)
     assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert "Traceback" not in str(answer) and "exception" not in error["extensions"]

@@ -28,8 +28,8 @@ def test_a_page_of_100_items_costs_one_rest_call(gql, rest, app):
     )
     client = app.extensions["rest_client"]
     before = client.calls
-    page = gql("{ getEmployees(limit: 100) { items { id firstName salary createdAt } nextAfter } }")
-    assert len(page["data"]["getEmployees"]["items"]) == 100
+    page = gql("{ getEmployeesPage(limit: 100) { items { id firstName salary createdAt } nextAfter } }")
+    assert len(page["data"]["getEmployeesPage"]["items"]) == 100
     assert client.calls - before == 1
 
 
@@ -44,9 +44,9 @@ def test_the_same_row_asked_twice_is_fetched_once(gql, app):
 
 def test_depth_is_limited(rest_api):
     client = create_app(make_settings(rest_api, max_depth=2)).test_client()
-    answer = client.post("/graphql", json={"query": "{ getArticles { items { id } } }"}).json
+    answer = client.post("/graphql", json={"query": "{ getArticlesPage { items { id } } }"}).json
     assert "limit is 2" in answer["errors"][0]["message"]
-    fragment = "query { getArticles { ...page } } fragment page on ArticlePage { items { id } }"
+    fragment = "query { getArticlesPage { ...page } } fragment page on ArticlePage { items { id } }"
     assert "limit is 2" in client.post("/graphql", json={"query": fragment}).json["errors"][0]["message"]
     shallow = client.post("/graphql", json={"query": '{ getArticle(id: "1") { id } }'}).json
     assert all("levels deep" not in e["message"] for e in shallow.get("errors", []))
@@ -54,10 +54,10 @@ def test_depth_is_limited(rest_api):
 
 def test_cost_is_limited(rest_api):
     client = create_app(make_settings(rest_api, max_cost=100)).test_client()
-    expensive = client.post("/graphql", json={"query": "{ getArticles(limit: 1000) { items { id title } } }"}).json
+    expensive = client.post("/graphql", json={"query": "{ getArticlesPage(limit: 1000) { items { id title } } }"}).json
     assert expensive["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "cost" in expensive["errors"][0]["message"].lower()
-    cheap = client.post("/graphql", json={"query": "{ getArticles(limit: 10) { items { id } } }"}).json
+    cheap = client.post("/graphql", json={"query": "{ getArticlesPage(limit: 10) { items { id } } }"}).json
     assert "errors" not in cheap
 
 
@@ -74,10 +74,10 @@ def test_explorer_health_ready_and_metrics(app, gql):
     assert page.status_code == 200 and b"graphiql" in page.data.lower()
     assert client.get("/health").json == {"status": "ok"}
     assert client.get("/ready").json == {"status": "ready"}
-    gql("{ getArticles { items { id } } }")
+    gql("{ getArticlesPage { items { id } } }")
     gql('{ getArticle(id: "424242") { id } }')
     metrics = client.get("/metrics").data.decode()
-    assert 'graphql_resolver_seconds_count{field="getArticles"}' in metrics
+    assert 'graphql_resolver_seconds_count{field="getArticlesPage"}' in metrics
     assert 'graphql_errors_total{code="NOT_FOUND"}' in metrics
     assert 'graphql_rest_calls_total{method="GET",status="404"}' in metrics
     assert 'url_rule="/graphql"' in metrics
@@ -85,9 +85,9 @@ def test_explorer_health_ready_and_metrics(app, gql):
 
 def test_root_fields_are_timed_and_nested_fields_are_not(app, gql):
     gql('mutation { createArticle(input: {title: "x"}) { id title } }')
-    gql("{ ping getArticles { items { id } } }")
+    gql("{ ping getArticlesPage { items { id } } }")
     metrics = app.test_client().get("/metrics").data.decode()
-    for field in ("createArticle", "ping", "getArticles"):
+    for field in ("createArticle", "ping", "getArticlesPage"):
         assert f'graphql_resolver_seconds_count{{field="{field}"}} 1.0' in metrics
     assert 'field="title"' not in metrics and 'field="items"' not in metrics
 
@@ -125,7 +125,7 @@ def test_introspection_passes_the_default_depth_limit_and_deep_queries_are_still
     assert "levels deep" not in str(answer.json)
     # The same app with a lower limit: introspection below a field does not count, the fields do.
     shallow = create_app(GraphQLSettings(rest_api_url=nowhere, max_depth=2)).test_client()
-    mixed = "{ getArticles { items { id } } __schema { types { fields { type { name } } } } }"
+    mixed = "{ getArticlesPage { items { id } } __schema { types { fields { type { name } } } } }"
     refused = shallow.post("/graphql", json={"query": mixed})
     assert refused.status_code == 400
     assert [e["message"] for e in refused.json["errors"]] == ["the query is 3 levels deep; the limit is 2"]

@@ -58,14 +58,14 @@ def test_pages_follow_the_rest_keyset(gql, rest):
         "/articles/bulk",
         [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": f"t{i}"} for i in range(1, 6)],
     )
-    first = gql("{ getArticles(limit: 2) { items { sourceId } nextAfter } }")["data"]["getArticles"]
+    first = gql("{ getArticlesPage(limit: 2) { items { sourceId } nextAfter } }")["data"]["getArticlesPage"]
     assert [i["sourceId"] for i in first["items"]] == [1, 2] and first["nextAfter"]
     seen = [i["sourceId"] for i in first["items"]]
     after = first["nextAfter"]
     while after:
         page = gql(
-            "query($a: Int) { getArticles(limit: 2, after: $a) { items { sourceId } nextAfter } }", {"a": after}
-        )["data"]["getArticles"]
+            "query($a: Int) { getArticlesPage(limit: 2, after: $a) { items { sourceId } nextAfter } }", {"a": after}
+        )["data"]["getArticlesPage"]
         seen += [i["sourceId"] for i in page["items"]]
         after = page["nextAfter"]
     assert seen == [1, 2, 3, 4, 5]
@@ -95,12 +95,8 @@ def test_filters_are_the_rest_filters(gql, rest):
     )
 
     def emails(filter_: str) -> list[str]:
-        return [
-            e["email"]
-            for e in gql(f"{{ getEmployees(filter: {filter_}) {{ items {{ email }} }} }}")["data"]["getEmployees"][
-                "items"
-            ]
-        ]
+        page = gql(f"{{ getEmployeesPage(filter: {filter_}) {{ items {{ email }} }} }}")["data"]["getEmployeesPage"]
+        return [e["email"] for e in page["items"]]
 
     assert emails('{department: "Sales"}') == ["a@example.com"]
     assert emails("{sourceId: 2}") == ["b@example.com"]

@@ -10,8 +10,8 @@ from graphql_service.query_cache import MAX_CACHED_QUERY_CHARS, QueryCache
 from graphql_service.settings import GraphQLSettings
 from tests.servers import free_port
 
-PAGE = "{ getArticles(limit: 10) { items { id title } } }"
-PAGE_OF = "query($n: Int) { getArticles(limit: $n) { items { id title } } }"
+PAGE = "{ getArticlesPage(limit: 10) { items { id title } } }"
+PAGE_OF = "query($n: Int) { getArticlesPage(limit: $n) { items { id title } } }"
 
 
 def make_cache(**overrides) -> QueryCache:
@@ -41,7 +41,7 @@ def test_a_query_that_fails_validation_fails_every_time():
 
 def test_an_app_answers_a_kept_refusal_the_same_way_each_time():
     app = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}", max_cost=100))
-    expensive = {"query": "{ getArticles(limit: 1000) { nextAfter } }"}
+    expensive = {"query": "{ getArticlesPage(limit: 1000) { nextAfter } }"}
     answers = [app.test_client().post("/graphql", json=expensive) for _ in range(2)]
     assert [answer.status_code for answer in answers] == [400, 400] and answers[0].json == answers[1].json
     assert answers[0].json["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
@@ -50,9 +50,9 @@ def test_an_app_answers_a_kept_refusal_the_same_way_each_time():
 
 
 def test_limits_and_the_introspection_switch_still_apply_to_kept_queries():
-    deep = "{ getArticles { items { id } } }"
+    deep = "{ getArticlesPage { items { id } } }"
     introspection = "{ __schema { queryType { name } } }"
-    expensive = "{ getArticles(limit: 1000) { nextAfter } }"
+    expensive = "{ getArticlesPage(limit: 1000) { nextAfter } }"
     cache = make_cache(max_depth=2, introspection=False)
     for _ in range(2):
         assert "limit is 2" in messages(cache.errors(deep, None))[0]
@@ -73,7 +73,7 @@ def test_syntax_errors_are_raised_every_time_and_never_kept():
     cache = make_cache()
     for _ in range(2):
         with pytest.raises(GraphQLError, match="Syntax Error"):
-            cache.check("{ getArticles(")
+            cache.check("{ getArticlesPage(")
     assert cache.info().currsize == 0
 
 
@@ -106,7 +106,7 @@ def test_long_queries_are_checked_but_not_kept_and_parsed_once_a_request(monkeyp
 
 
 def test_each_app_keeps_verdicts_for_its_own_limits():
-    deep = {"query": "{ getArticles { items { id } } }"}
+    deep = {"query": "{ getArticlesPage { items { id } } }"}
     nowhere = f"http://127.0.0.1:{free_port()}"
     shallow_app = create_app(GraphQLSettings(rest_api_url=nowhere, max_depth=2)).test_client()
     default_app = create_app(GraphQLSettings(rest_api_url=nowhere, timeout=1)).test_client()

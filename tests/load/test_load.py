@@ -47,14 +47,14 @@ def cases(rest: str, graphql: str) -> dict[str, tuple[str, str | None]]:
             f"{graphql}/graphql",
             json.dumps({"query": f'{{ getArticle(id: "{row_id}") {{ title }} }}'}),
         ),
-        "GraphQL getArticles": (
+        "GraphQL getArticlesPage": (
             f"{graphql}/graphql",
-            json.dumps({"query": '{ getArticles(limit: 50, filter: {author: "A3"}) { items { id title } } }'}),
+            json.dumps({"query": '{ getArticlesPage(limit: 50, filter: {author: "A3"}) { items { id title } } }'}),
         ),
     }
 
 
-@pytest.mark.parametrize("case", ["REST get", "REST filtered page", "GraphQL getArticle", "GraphQL getArticles"])
+@pytest.mark.parametrize("case", ["REST get", "REST filtered page", "GraphQL getArticle", "GraphQL getArticlesPage"])
 def test_every_request_under_load_is_answered_without_error(servers, case):
     url, body = cases(*servers)[case]
     result = run_hey(url, REQUESTS, CONNECTIONS, body=body)

@@ -279,7 +279,8 @@ def leaks(body: str) -> list[str]:
 
 # --- GraphQL -----------------------------------------------------------------------------------------------
 
-_TYPE_REF = "type { kind name ofType { kind name ofType { kind name } } }"
+# Deep enough for `[Article!]!` (NON_NULL, LIST, NON_NULL, OBJECT).
+_TYPE_REF = "type { kind name ofType { kind name ofType { kind name ofType { kind name } } } }"
 INTROSPECTION = f"""
 query {{
   __schema {{
@@ -335,10 +336,10 @@ def graphql_schema(graphql_api) -> dict:
 
 
 def entity_of(field_name: str) -> str:
-    """REST collection of a root field: createArticle / getEmployee -> articles / employees."""
+    """REST collection of a root field: createArticle / getEmployeesPage -> articles / employees."""
     for prefix in ("create", "update", "delete", "get"):
         if field_name.startswith(prefix):
-            return field_name.removeprefix(prefix).lower().removesuffix("s") + "s"
+            return field_name.removeprefix(prefix).removesuffix("Page").lower().removesuffix("s") + "s"
     raise ValueError(field_name)
 
 

@@ -180,22 +180,24 @@ def _check_graphql(response, label: str, field_filter: tuple[str, str] | None = 
             problems.append(f"{label}: error code {code}: {error.get('message')}")
     if field_filter is not None:
         name, value = field_filter
-        for page in (body.get("data") or {}).values():
-            for item in (page or {}).get("items", []):
+        for answer in (body.get("data") or {}).values():
+            # A list field (getArticles) answers the rows; a page field (getArticlesPage) holds them in `items`.
+            for item in answer if isinstance(answer, list) else (answer or {}).get("items", []):
                 if name in item and str(item[name]) != value:
                     problems.append(f"{label}: returned a row whose {name} is {item[name]!r}")
     return problems
 
 
-def _list_queries(schema: dict) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(query field, [(filter field, scalar type)]) for every query that takes a filter."""
+def _list_queries(schema: dict) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(query field, its row selection, [(filter field, scalar type)]) for every query that takes a filter."""
     inputs = {t["name"]: t for t in schema["types"] if t["kind"] == "INPUT_OBJECT"}
     found = []
     for query in schema["queryType"]["fields"]:
+        rows = "{ items { %s } }" if named(query["type"]).endswith("Page") else "{ %s }"
         for arg in query["args"]:
             if arg["name"] == "filter":
                 fields = [(f["name"], named(f["type"])) for f in inputs[named(arg["type"])]["inputFields"]]
-                found.append((query["name"], fields))
+                found.append((query["name"], rows, fields))
     return found
 
 
@@ -210,9 +212,11 @@ def _id_operations(schema: dict) -> list[tuple[str, str]]:
 
 
 def test_the_graphql_schema_has_the_filters_and_ids_tested_here(graphql_schema):
-    queries = {name: dict(fields) for name, fields in _list_queries(graphql_schema)}
-    assert {"author", "sourceId", "updatedAfter"} <= set(queries["getArticles"])
-    assert {"lastName", "email", "department", "position", "sourceId"} <= set(queries["getEmployees"])
+    queries = {name: dict(fields) for name, _, fields in _list_queries(graphql_schema)}
+    for articles in ("getArticles", "getArticlesPage"):
+        assert {"author", "sourceId", "updatedAfter"} <= set(queries[articles])
+    for employees in ("getEmployees", "getEmployeesPage"):
+        assert {"lastName", "email", "department", "position", "sourceId"} <= set(queries[employees])
     ids = {name for _, name in _id_operations(graphql_schema)}
     assert {"getArticle", "updateArticle", "deleteArticle", "getEmployee", "updateEmployee", "deleteEmployee"} <= ids
 
@@ -221,23 +225,23 @@ def test_the_graphql_schema_has_the_filters_and_ids_tested_here(graphql_schema):
 def test_graphql_filters_are_harmless(base_b, graphql_api, graphql_schema, canaries, template):
     before = snapshot(base_b.engine)
     failures = []
-    for query, fields in _list_queries(graphql_schema):
+    for query, rows, fields in _list_queries(graphql_schema):
         value = _payload(template, entity_of(query))
         for name, scalar in fields:
             # As a variable of the field's own type (an Int field refuses a string: a validation error)...
-            document = f"query($v: {scalar}) {{ {query}(filter: {{{name}: $v}}) {{ items {{ id }} }} }}"
+            document = f"query($v: {scalar}) {{ {query}(filter: {{{name}: $v}}) {rows % 'id'} }}"
             failures += _check_graphql(gql(graphql_api, document, {"v": value}), f"{query} {name} (variable)")
             if scalar == "Int" and re.fullmatch(r"-?[0-9]{1,9}", value):  # and as the number it spells
                 failures += _check_graphql(gql(graphql_api, document, {"v": int(value)}), f"{query} {name} (int)")
             # ...and inline, as a string literal (JSON's escapes are GraphQL's), selecting the column.
             selected = name if scalar == "String" else ""
             literal = json.dumps(value, ensure_ascii=False)
-            document = f"query {{ {query}(filter: {{{name}: {literal}}}) {{ items {{ id {selected} }} }} }}"
+            document = f"query {{ {query}(filter: {{{name}: {literal}}}) {rows % f'id {selected}'} }}"
             expected = (name, value) if selected else None
             failures += _check_graphql(gql(graphql_api, document), f"{query} {name} (inline)", expected)
         # The page arguments, with the payload where an Int is expected.
         for argument in ("after", "limit"):
-            document = f"query($v: Int) {{ {query}({argument}: $v) {{ items {{ id }} }} }}"
+            document = f"query($v: Int) {{ {query}({argument}: $v) {rows % 'id'} }}"
             failures += _check_graphql(gql(graphql_api, document, {"v": value}), f"{query} {argument}")
             if re.fullmatch(r"-?[0-9]{1,9}", value):
                 failures += _check_graphql(gql(graphql_api, document, {"v": int(value)}), f"{query} {argument} (int)")
@@ -284,7 +288,7 @@ def test_a_graphql_id_beyond_pythons_integer_text_limit_is_bad_input(base_b, gra
 @pytest.mark.parametrize("limit", [2**64, 10**30, "9" * 40], ids=["2^64", "10^30", "40-digit-string"])
 def test_a_graphql_page_size_beyond_64_bits_is_refused_not_a_server_error(graphql_api, limit):
     # The cost rule multiplies by `limit` as sent; the error that reports the cost must still encode.
-    document = "query($v: Int) { getArticles(limit: $v) { items { id } } }"
+    document = "query($v: Int) { getArticles(limit: $v) { id } }"
     response = gql(graphql_api, document, {"v": limit})
     assert response.status_code < 500, response.text[:300]
     assert response.json()["errors"][0]["extensions"]["code"] not in GRAPHQL_BAD_CODES

@@ -1,11 +1,14 @@
 """The platform in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-It signs into the Airflow UI, finds both DAGs and a successful `base_a_to_base_b` run, then opens
-GraphiQL and runs a query. A full-page screenshot is kept after every step (also when a step fails)
-in `$TEST_ARTIFACTS/browser` (default `test-artifacts/browser`, git-ignored).
+It opens the REST API's Swagger UI (`/docs`) and finds every operation of the OpenAPI document, signs
+into the Airflow UI, finds both DAGs and a successful `base_a_to_base_b` run, then opens GraphiQL and
+runs a query written as the seed system's clients write it. A full-page screenshot is kept after
+every step (also when a step fails) in `$TEST_ARTIFACTS/browser` (default `test-artifacts/browser`,
+git-ignored).
 
 GraphiQL's page loads its code and styles from the GraphQL service itself (GraphiQL 3's UMD build,
-vendored in graphql_service/static/graphiql/): a request to any other host fails the test.
+vendored in graphql_service/static/graphiql/), and /docs loads Swagger UI 5 from the API: a request
+to any other host fails the test.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.e2e.platform import Platform
@@ -35,7 +39,8 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 90_000  # two busy cores: generous explicit waits, never sleeps
 DAGS = ("base_a_to_base_b", "base_a_events")
-QUERY = "{ getEmployees(limit: 5) { items { id firstName } } }"
+QUERY = "{ getEmployees(limit: 5) { id firstName } }"  # the seed system's list shape
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
 
 expect.set_options(timeout=TIMEOUT_MS)
@@ -79,6 +84,39 @@ def dag_link(page: Page, dag_id: str):
     return page.get_by_role("link", name=dag_id, exact=True).and_(page.locator(f'[href$="/dags/{dag_id}"]'))
 
 
+def requests_to_other_hosts(page: Page, base_url: str) -> list[str]:
+    """The URLs of every request the page makes to a host other than `base_url`'s, filled as it goes."""
+    offsite: list[str] = []
+    host = urlsplit(base_url).netloc
+    page.on("request", lambda request: offsite.append(request.url) if urlsplit(request.url).netloc != host else None)
+    return offsite
+
+
+def test_api_docs_list_every_operation(platform: Platform, page: Page) -> None:
+    document = requests.get(f"{platform.api_url}/openapi.json", timeout=30).json()
+    assert document["openapi"].startswith("3.1")  # what Swagger UI 4 could not render
+    operations = [
+        (method, path) for path, item in document["paths"].items() for method in item if method in HTTP_METHODS
+    ]
+    offsite = requests_to_other_hosts(page, platform.api_url)
+
+    # 0. Swagger UI renders the document: its title, and each operation as a block with its method and path.
+    page.goto(f"{platform.api_url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text(document["info"]["title"])
+    blocks = page.locator(".opblock")
+    expect(blocks).to_have_count(len(operations))
+    for method, path in operations:
+        block = page.locator(f".opblock-{method}").filter(
+            has=page.locator(f'.opblock-summary-path[data-path="{path}"]')
+        )
+        expect(block).to_have_count(1)
+        expect(block.locator(".opblock-summary-method")).to_have_text(method.upper())
+    expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
+    expect(page.locator(".swagger-ui .errors-wrapper")).to_have_count(0)
+    shot(page, "00-api-docs")
+    assert not offsite, f"/docs asked another host: {sorted(set(offsite))}"
+
+
 def test_airflow_ui_shows_both_dags_and_a_successful_run(platform: Platform, page: Page) -> None:
     # A run that succeeded, as the REST API sees it; `make up` waited for one.
     runs = platform.airflow("GET", "/dags/base_a_to_base_b/dagRuns?state=success&order_by=-run_after&limit=1")
@@ -119,14 +157,10 @@ def test_airflow_ui_shows_both_dags_and_a_successful_run(platform: Platform, pag
 
 
 def test_graphiql_runs_a_query(platform: Platform, page: Page) -> None:
-    expected = platform.graphql(QUERY)["getEmployees"]["items"]
+    expected = platform.graphql(QUERY)["getEmployees"]
     assert expected, "Base B has no employees to show"
 
-    offsite: list[str] = []
-    graphql_host = urlsplit(platform.graphql_url).netloc
-    page.on(
-        "request", lambda request: offsite.append(request.url) if urlsplit(request.url).netloc != graphql_host else None
-    )
+    offsite = requests_to_other_hosts(page, platform.graphql_url)
 
     # 4. GraphiQL renders, every file from the service, and its schema (introspection) loads: the docs list the roots.
     page.goto(f"{platform.graphql_url}/graphql")

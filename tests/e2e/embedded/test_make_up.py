@@ -36,7 +36,7 @@ def test_a_run_triggered_through_airflows_rest_api_succeeds(platform):
 def test_graphql_reads_what_the_batch_dag_synced(platform):
     # Articles change only through the batch DAG, which has run (make up, then the test above).
     assert base_b_versions(platform, "articles") == base_a_versions(platform.base_a_url, "articles")
-    one = platform.graphql("{ getArticles(limit: 1) { items { id title } } }")["getArticles"]["items"][0]
+    one = platform.graphql("{ getArticlesPage(limit: 1) { items { id title } } }")["getArticlesPage"]["items"][0]
     article = platform.graphql("query($id: ID!) { getArticle(id: $id) { id title } }", id=one["id"])["getArticle"]
     assert article == one
 

@@ -1,0 +1,238 @@
+"""Dead letters: what the events path could not apply, written with Kafka Connect's headers, read back
+and replayed to where they came from.
+
+A dead letter is the original message (key, value, headers) on the dead-letter topic, plus headers
+saying where it came from and why: `__connect.errors.topic`, `.partition`, `.offset`, `.stage`,
+`.exception.class.name`, `.exception.message`. Reading assigns the topic's partitions explicitly
+under a throwaway group and commits nothing, so listing or replaying never hides a letter from the
+next reader. Replaying sends the key, value and own headers back to the original topic and
+partition; the API's version guard makes an event older than Base B's row a no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+
+from base_sync.errors import TerminalError
+
+ERRORS = "__connect.errors."
+TOPIC = ERRORS + "topic"
+PARTITION = ERRORS + "partition"
+OFFSET = ERRORS + "offset"
+STAGE = ERRORS + "stage"
+CLASS_NAME = ERRORS + "exception.class.name"
+MESSAGE = ERRORS + "exception.message"
+REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter topic>:<partition>:<offset>
+# Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
+STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
+# Settings of the broker connection that belong to the events path's own consumer, not to a reader.
+_NOT_FOR_READERS = ("group.", "enable.auto", "auto.offset", "auto.commit")
+_CONSUMER_ONLY = (*_NOT_FOR_READERS, "session.timeout.ms", "heartbeat.interval.ms")
+
+
+class DeadLetterError(TerminalError):
+    """The dead letters cannot be read or replayed as asked."""
+
+
+def headers_for(message: Message, kind: str, reason: str) -> list[tuple[str, str | bytes | None]]:
+    """The message's own headers (less those of an earlier dead-lettering) and where it came from and why."""
+    own = [(name, value) for name, value in (message.headers() or []) if not name.startswith(ERRORS)]
+    return [
+        *own,
+        (TOPIC, message.topic()),
+        (PARTITION, str(message.partition())),
+        (OFFSET, str(message.offset())),
+        (STAGE, STAGES.get(kind, "TASK_PUT")),
+        (CLASS_NAME, kind),
+        (MESSAGE, reason),
+    ]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter: its place on the dead-letter topic, where it came from, why, and the original message."""
+
+    partition: int
+    offset: int
+    topic: str | None  # the original topic, partition and offset
+    source_partition: int | None
+    source_offset: int | None
+    kind: str  # the exception class, e.g. BadEvent or Rejected
+    stage: str | None
+    reason: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]  # the original message's own headers
+    timestamp_ms: int | None
+
+    @property
+    def position(self) -> str:
+        """Where it sits on the dead-letter topic: `partition:offset`, how operators name it."""
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def source(self) -> str:
+        if self.topic is None:
+            return "?"
+        return f"{self.topic}[{self.source_partition}]@{self.source_offset}"
+
+    @classmethod
+    def of(cls, message: Message) -> DeadLetter:
+        errors, own = {}, []
+        for name, value in message.headers() or []:
+            if name.startswith(ERRORS):
+                errors[name] = value.decode("utf-8", "replace") if value is not None else None
+            elif name != REPLAYED_FROM:
+                own.append((name, value))
+        timestamp_type, timestamp = message.timestamp()
+        return cls(
+            partition=message.partition(),
+            offset=message.offset(),
+            topic=errors.get(TOPIC),
+            source_partition=_int(errors.get(PARTITION)),
+            source_offset=_int(errors.get(OFFSET)),
+            kind=errors.get(CLASS_NAME) or "?",
+            stage=errors.get(STAGE),
+            reason=errors.get(MESSAGE) or "",
+            key=message.key(),
+            value=message.value(),
+            headers=own,
+            timestamp_ms=timestamp if timestamp_type else None,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "dlq": {"partition": self.partition, "offset": self.offset},
+            "source": {"topic": self.topic, "partition": self.source_partition, "offset": self.source_offset},
+            "kind": self.kind,
+            "stage": self.stage,
+            "reason": self.reason,
+            "key": _text(self.key),
+            "value": _text(self.value),
+            "headers": [[name, _text(value)] for name, value in self.headers],
+            "timestamp_ms": self.timestamp_ms,
+        }
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+
+
+def _text(data: bytes | None) -> str | dict | None:
+    """UTF-8 text as is; anything else as {"base64": ...}, so JSON lines carry every byte."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode()}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters: by position on the dead-letter topic, original topic, kind, reason or key."""
+
+    positions: frozenset[str] = frozenset()  # `partition:offset`; empty: any
+    topic: str | None = None
+    kind: str | None = None
+    reason: re.Pattern | None = None
+    key: bytes | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        return (
+            (not self.positions or letter.position in self.positions)
+            and (self.topic is None or letter.topic == self.topic)
+            and (self.kind is None or letter.kind == self.kind)
+            and (self.reason is None or self.reason.search(letter.reason) is not None)
+            and (self.key is None or letter.key == self.key)
+        )
+
+
+def reader_config(kafka_config: dict) -> dict:
+    """The broker connection for a reader of its own: a throwaway group that never commits."""
+    config = {k: v for k, v in kafka_config.items() if not k.startswith(_NOT_FOR_READERS)}
+    return {
+        **config,
+        "group.id": f"base-sync-dlq.{uuid.uuid4().hex[:12]}",  # never joined nor committed: partitions are assigned
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    }
+
+
+def replay_producer(kafka_config: dict) -> Producer:
+    """A producer on the broker connection (idempotent: a retried send is not doubled)."""
+    config = {k: v for k, v in kafka_config.items() if not k.startswith(_CONSUMER_ONLY)}
+    return Producer({**config, "enable.idempotence": True})
+
+
+def read(
+    kafka_config: dict, dlq_topic: str, selection: Selection = Selection(), timeout: float = 10.0
+) -> list[DeadLetter]:
+    """The dead letters on the topic now, by partition and offset, that match the selection. Commits nothing."""
+    consumer = Consumer(reader_config(kafka_config))
+    try:
+        described = consumer.list_topics(dlq_topic, timeout=timeout).topics.get(dlq_topic)
+        if described is None or described.error is not None:
+            raise DeadLetterError(f"the dead-letter topic {dlq_topic!r} does not exist on the broker")
+        ends = {}
+        for partition in sorted(described.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout=timeout)
+            if high > low:
+                ends[partition] = high  # read up to what is there now; letters arriving later wait for the next read
+        consumer.assign([TopicPartition(dlq_topic, partition, OFFSET_BEGINNING) for partition in ends])
+        found: list[DeadLetter] = []
+        progress = time.monotonic()
+        while ends:
+            batch = consumer.consume(500, timeout=0.5)
+            for message in batch:
+                if message.error():
+                    raise KafkaException(message.error())
+                end = ends.get(message.partition())
+                if end is None or message.offset() >= end:
+                    continue
+                letter = DeadLetter.of(message)
+                if selection.matches(letter):
+                    found.append(letter)
+                if message.offset() >= end - 1:
+                    del ends[message.partition()]
+            if batch:
+                progress = time.monotonic()
+            elif time.monotonic() - progress > timeout:
+                raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
+    finally:
+        consumer.close()
+    return sorted(found, key=lambda letter: (letter.partition, letter.offset))
+
+
+def replay(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+    """Send each letter's key, value and own headers back to its original topic and partition; returns them."""
+    letters = list(letters)
+    unplaced = [letter.position for letter in letters if letter.topic is None]
+    if unplaced:
+        raise DeadLetterError(f"no {TOPIC} header, so nowhere to replay to: {', '.join(unplaced)}")
+    failures = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failures.append(error)
+
+    for letter in letters:
+        where = {"partition": letter.source_partition} if letter.source_partition is not None else {}
+        producer.produce(
+            letter.topic,
+            key=letter.key,
+            value=letter.value,
+            headers=[*letter.headers, (REPLAYED_FROM, f"{dlq_topic}:{letter.position}")],
+            on_delivery=delivered,
+            **where,
+        )
+    if producer.flush(30) or failures:
+        raise KafkaException(f"replayed letters not all stored: {failures or 'flush timed out'}")
+    return letters

@@ -1,0 +1,128 @@
+"""`base-sync-dlq`: list the events path's dead letters and replay chosen ones after a fix.
+
+base-sync-dlq list                                  every dead letter: position, origin, kind, reason
+base-sync-dlq list --kind Rejected --format jsonl   as JSON lines, with key, value and headers
+base-sync-dlq replay 0:17 2:3                       these (dead-letter partition:offset) to their topic
+base-sync-dlq replay --all --reason 'email'         every letter whose reason matches
+base-sync-dlq replay --all --dry-run                what would be replayed
+
+The broker comes from the events path's connection (EVENTS_KAFKA_CONN_ID, default `base_a_kafka`,
+read from its AIRFLOW_CONN_<ID> variable in JSON form) unless --bootstrap names one; the topic is
+EVENTS_DLQ_TOPIC. Nothing is committed: a listed or replayed letter stays on the topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import orjson
+from confluent_kafka import KafkaException
+
+from base_sync import dead_letters
+from base_sync.dead_letters import DeadLetter, DeadLetterError, Selection
+from base_sync.settings import EventSettings
+
+REASON_WIDTH = 100  # the table's reason column; --format jsonl has the whole text
+
+
+def _parser(settings: EventSettings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="base-sync-dlq", description="the events path's dead letters")
+    parser.add_argument("--bootstrap", help="bootstrap.servers (default: from the events path's Kafka connection)")
+    parser.add_argument("--dlq-topic", default=settings.dlq_topic, help="default: EVENTS_DLQ_TOPIC")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="show dead letters with their reason and origin")
+    listing.add_argument("--format", choices=("table", "jsonl"), default="table")
+    replaying = commands.add_parser("replay", help="send dead letters back to their original topic")
+    replaying.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
+    replaying.add_argument("--all", action="store_true", help="every letter the filters select")
+    replaying.add_argument("--dry-run", action="store_true", help="only show what would be replayed")
+    for command in (listing, replaying):
+        command.add_argument("--topic", help="only letters from this original topic")
+        command.add_argument("--kind", help="only this exception class (BadEvent, Rejected)")
+        command.add_argument("--reason", type=re.compile, help="only reasons matching this regular expression")
+        command.add_argument("--key", help="only this message key")
+    return parser
+
+
+def kafka_config(settings: EventSettings, bootstrap: str | None) -> dict:
+    """librdkafka settings: --bootstrap, or the extra of the Airflow connection the events DAG uses."""
+    if bootstrap:
+        return {"bootstrap.servers": bootstrap}
+    variable = f"AIRFLOW_CONN_{settings.kafka_conn_id.upper()}"
+    # Read as Airflow reads an environment connection, without importing Airflow (JSON form only).
+    raw = os.environ.get(variable)
+    if not raw:
+        raise DeadLetterError(f"no broker: pass --bootstrap, or set {variable} (see README, events path)")
+    try:
+        extra = json.loads(raw).get("extra") or {}
+        extra = json.loads(extra) if isinstance(extra, str) else extra
+    except (ValueError, AttributeError) as exc:
+        raise DeadLetterError(f"{variable} is not an Airflow connection in JSON form: {exc}") from None
+    if "bootstrap.servers" not in extra:
+        raise DeadLetterError(f"{variable} has no `bootstrap.servers` in its extra")
+    return extra
+
+
+def _selection(args) -> Selection:
+    positions = frozenset(getattr(args, "positions", None) or ())
+    malformed = [p for p in positions if not re.fullmatch(r"\d+:\d+", p)]
+    if malformed:
+        raise DeadLetterError(f"not a PARTITION:OFFSET position: {', '.join(malformed)}")
+    return Selection(
+        positions=positions,
+        topic=args.topic,
+        kind=args.kind,
+        reason=args.reason,
+        key=args.key.encode() if args.key is not None else None,
+    )
+
+
+def _print(letters: list[DeadLetter], format_: str) -> None:
+    if format_ == "jsonl":
+        for letter in letters:
+            sys.stdout.write(orjson.dumps(letter.to_json()).decode() + "\n")
+        return
+    rows = [("DLQ", "FROM", "KIND", "KEY", "REASON")]
+    for letter in letters:
+        key = letter.to_json()["key"]
+        reason = letter.reason if len(letter.reason) <= REASON_WIDTH else letter.reason[: REASON_WIDTH - 1] + "…"
+        rows.append((letter.position, letter.source, letter.kind, str(key), reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = EventSettings()
+    args = _parser(settings).parse_args(argv)
+    try:
+        config = kafka_config(settings, args.bootstrap)
+        selection = _selection(args)
+        if args.command == "replay" and not (selection.positions or args.all):
+            raise DeadLetterError("name the letters to replay (PARTITION:OFFSET ...) or pass --all with filters")
+        letters = dead_letters.read(config, args.dlq_topic, selection)
+        if args.command == "list":
+            _print(letters, args.format)
+            return 0
+        missing = selection.positions - {letter.position for letter in letters}
+        if missing:
+            raise DeadLetterError(f"no dead letter at {', '.join(sorted(missing))} that matches the filters")
+        if not letters:
+            print("nothing to replay: no dead letter matches", file=sys.stderr)
+            return 1
+        if not args.dry_run:
+            dead_letters.replay(dead_letters.replay_producer(config), args.dlq_topic, letters)
+        _print(letters, "table")
+        print(f"{'would replay' if args.dry_run else 'replayed'} {len(letters)} dead letters", file=sys.stderr)
+        return 0
+    except (DeadLetterError, KafkaException) as error:
+        print(f"base-sync-dlq: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Database errors: only what can succeed when sent again is a 503 with Retry-After; a
+deterministic failure is a 4xx when the request caused it, else a 500 that says not to retry."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from api_service.db import get_connection
+from tests.api.conftest import AUTH
+
+MAX_KEY = 2**63 - 1
+
+
+def test_buckets_of_keys_near_2_to_the_63_add_up(client):
+    keys = [MAX_KEY, MAX_KEY - 1, MAX_KEY - 2, 1, 2]
+    records = [{"source_id": k, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"} for k in keys]
+    assert client.post("/articles/bulk", json=records, headers=AUTH).json["inserted"] == len(keys)
+    for size in (10_000, MAX_KEY):
+        response = client.get(f"/articles/sync/buckets?size={size}")
+        assert response.status_code == 200, response.json
+        expected: dict[int, list[int]] = {}
+        for key in keys:
+            expected.setdefault(key // size, []).append(key)
+        assert response.json["items"] == [
+            {"bucket": b, "count": len(ks), "key_sum": sum(ks)} for b, ks in sorted(expected.items())
+        ]
+
+
+def _overflowing_sum(conn) -> None:
+    """An aggregate that overflows a 64-bit integer, each database in its own way."""
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("SELECT sum(x) FROM (SELECT 9223372036854775807 AS x UNION ALL SELECT 5)")).all()
+    else:
+        conn.execute(text("SELECT 9223372036854775807::bigint + 1")).all()
+
+
+@pytest.fixture
+def probe_app(app):
+    """The real app with two extra routes that run real failing statements against Base B."""
+
+    def overflow():
+        _overflowing_sum(get_connection())
+        return "unreachable"
+
+    def wait_for_lock():
+        conn = get_connection()
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA busy_timeout = 50")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            with conn.begin():
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '50ms'")
+                conn.exec_driver_sql("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+        return "unreachable"
+
+    app.add_url_rule("/probe/overflow", view_func=overflow, methods=["GET", "POST"])
+    app.add_url_rule("/probe/lock", view_func=wait_for_lock)
+    return app
+
+
+def test_a_deterministic_error_is_not_a_retryable_503(probe_app):
+    client = probe_app.test_client()
+    read = client.get("/probe/overflow")
+    assert read.status_code == 500 and read.mimetype == "application/problem+json"
+    assert "Retry-After" not in read.headers
+    write = client.post("/probe/overflow")
+    if probe_app.extensions["base_b_engine"].dialect.name == "postgresql":
+        assert write.status_code == 422  # a data error in a write: the request's values
+    else:
+        assert write.status_code == 500  # SQLite reports overflow as a plain OperationalError
+    assert "Retry-After" not in write.headers
+
+
+def test_a_lock_wait_that_times_out_is_a_503_with_retry_after(probe_app, database_url):
+    holder = create_engine(database_url)
+    with holder.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            conn.exec_driver_sql("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+        response = probe_app.test_client().get("/probe/lock")
+        conn.rollback()
+    holder.dispose()
+    assert response.status_code == 503, response.data
+    assert response.headers["Retry-After"] == "1"
+    assert response.mimetype == "application/problem+json"

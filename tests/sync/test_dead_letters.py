@@ -1,0 +1,120 @@
+"""`base-sync-dlq` on the real broker: dead letters listed with their reason and origin, replayed after a fix.
+
+The command runs as operators run it (the console script, settings from the environment); the
+events path is the drain the events DAG runs, against the real API over PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from base_sync.debezium import topic_for
+from tests.servers import REPO, venv_bin
+from tests.sync.conftest import read_topic
+from tests.sync.test_events_apply import T0, Events, employee
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture
+def changes(kafka_bootstrap, event_settings, base_b) -> Events:
+    return Events(kafka_bootstrap, event_settings, base_b)
+
+
+def dlq(changes: Events, *args: str) -> subprocess.CompletedProcess:
+    """The command, configured like the events DAG: its Kafka connection and EVENTS_* settings."""
+    connection = {
+        "conn_type": "kafka",
+        "extra": {
+            "bootstrap.servers": changes.bootstrap,
+            "group.id": "base_a_events.wake",  # the wake-up's group: the command must not use it
+            "enable.auto.commit": "false",
+        },
+    }
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_BASE_A_KAFKA": json.dumps(connection),
+        "EVENTS_DLQ_TOPIC": changes.settings.dlq_topic,
+    }
+    return subprocess.run(
+        [venv_bin("base-sync-dlq"), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def listed(changes: Events, *filters: str) -> list[dict]:
+    result = dlq(changes, "list", "--format", "jsonl", *filters)
+    assert result.returncode == 0, result.stderr
+    return [orjson.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applied_after_the_fix(changes):
+    topic = topic_for("employees", changes.settings.topic_prefix)
+    changes.send("c", None, employee(1, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 1
+    # Key 3 claims key 1's email (unique among live rows): the API rejects it. Then a malformed event.
+    changes.send("c", None, employee(3, T0, email="e1@example.com"), partition=1)
+    changes.producer.produce(topic, value=b"{not json", key=b"9", partition=2, headers=[("trace", b"abc")])
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+
+    rejected, malformed = sorted(listed(changes), key=lambda letter: letter["kind"], reverse=True)
+    assert rejected["kind"] == "Rejected" and "email" in rejected["reason"] and rejected["stage"] == "TASK_PUT"
+    assert rejected["source"] == {"topic": topic, "partition": 1, "offset": 0}
+    assert rejected["key"] == "3" and '"e1@example.com"' in rejected["value"]
+    assert malformed["kind"] == "BadEvent" and "not JSON" in malformed["reason"]
+    assert malformed["source"] == {"topic": topic, "partition": 2, "offset": 0}
+    assert malformed["headers"] == [["trace", "abc"]], "the original message's own headers are kept"
+
+    table = dlq(changes, "list", "--kind", "Rejected")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].split()[:4] == ["DLQ", "FROM", "KIND", "KEY"]
+    position = f"{rejected['dlq']['partition']}:{rejected['dlq']['offset']}"
+    assert lines[1].split()[:4] == [position, f"{topic}[1]@0", "Rejected", "3"] and "email" in lines[1]
+
+    # The fix: key 1 moves to another address, which frees e1@example.com. Then replay key 3's event.
+    changes.send("u", employee(1, T0), employee(1, T0 + timedelta(seconds=5), email="new1@example.com"), partition=0)
+    assert changes.drain().counts["updated"] == 1
+    replayed = dlq(changes, "replay", position)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 dead letters" in replayed.stderr
+
+    report = changes.drain()
+    assert report.counts["inserted"] == 1 and report.counts["dead_lettered"] == 0, report.to_json()
+    rows = changes.rows()
+    assert sorted(rows) == [1, 3] and rows[3][3] == "e1@example.com"
+    # Back on its topic and partition with its key and value; the letters all stay on the dead-letter topic.
+    (back,) = [m for m in read_topic(changes.bootstrap, topic) if m.partition() == 1 and m.offset() == 1]
+    assert back.key() == b"3" and back.value().decode() == rejected["value"]
+    assert len(listed(changes)) == 2, "listing and replaying committed nothing, lost nothing"
+
+
+def test_replay_by_filter_keeps_headers_and_refuses_to_guess(changes):
+    topic = topic_for("employees", changes.settings.topic_prefix)
+    for key in (7, 8):
+        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0, headers=[("k", b"v")])
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+
+    nothing_named = dlq(changes, "replay")
+    assert nothing_named.returncode == 2 and "--all" in nothing_named.stderr
+    assert dlq(changes, "replay", "0:999").returncode == 2
+    dry = dlq(changes, "replay", "--all", "--key", "8", "--dry-run")
+    assert dry.returncode == 0 and "would replay 1" in dry.stderr
+    assert len(read_topic(changes.bootstrap, topic)) == 2, "a dry run sends nothing"
+
+    assert dlq(changes, "replay", "--all", "--reason", "JSON object", "--key", "8").returncode == 0
+    again = [m for m in read_topic(changes.bootstrap, topic) if m.offset() == 2]
+    assert [(m.key(), m.value()) for m in again] == [(b"8", b"[]")]
+    headers = dict(again[0].headers())
+    assert headers["k"] == b"v" and headers["base_sync.replayed.from"].startswith(changes.settings.dlq_topic.encode())
+    # It fails the same way again: dead-lettered a second time, with one set of error headers.
+    assert changes.drain().counts["dead_lettered"] == 1
+    newest = max(listed(changes), key=lambda letter: letter["timestamp_ms"] or 0)
+    assert newest["key"] == "8" and newest["source"]["offset"] == 2 and newest["headers"] == [["k", "v"]]

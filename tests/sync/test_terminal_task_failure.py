@@ -1,0 +1,62 @@
+"""A terminal error fails a real Airflow task at once: no retry, the reason in the log.
+
+The batch DAG runs against the real API with a token it refuses (403, terminal); the DAG gives
+every task 3 retries, so a task that stays at try 1 and `failed` was not retried.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+from base_sync import generate
+from base_sync.source import source_engine
+from base_sync.source_schema import create_schema
+from tests.servers import REPO, venv_bin
+from tests.sync.airflow_runner import Airflow
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture
+def refused_airflow(tmp_path, make_mariadb_database, api_process) -> Airflow:
+    engine = source_engine(make_mariadb_database())
+    create_schema(engine)
+    generate.seed(engine, "articles", 20, seed_value=3)
+    url = engine.url
+    engine.dispose()
+    api = urlsplit(api_process.url)
+    connections = {
+        "base_a": {
+            "conn_type": "mysql",
+            "host": url.host,
+            "port": url.port,
+            "login": url.username,
+            "schema": url.database,
+        },
+        "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": "not-the-token"},
+    }
+    return Airflow(tmp_path / "airflow", connections)
+
+
+def test_a_refused_load_fails_at_its_first_try_with_the_reason(refused_airflow):
+    airflow = refused_airflow
+    result = subprocess.run(
+        [venv_bin("airflow"), "dags", "test", "base_a_to_base_b", "-c", '{"entities": ["articles"]}'],
+        env=airflow.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,  # with retries (30 s back-off, doubling) the run would outlast this
+        check=False,
+    )
+    log = result.stdout + result.stderr
+    with sqlite3.connect(airflow.home / "airflow.db") as conn:
+        state, try_number = conn.execute(
+            "SELECT state, try_number FROM task_instance WHERE task_id = 'articles.load'"
+        ).fetchone()
+    assert (state, try_number) == ("failed", 1), log[-4000:]
+    assert "AirflowFailException" in log and "ApiRefused" in log and "answered 403" in log, log[-4000:]
