@@ -44,10 +44,6 @@ STANDIN_IMAGES = {
 }
 
 
-class EngineUnavailable(RuntimeError):
-    """This machine cannot run a Docker engine (not root, or no package for it)."""
-
-
 class EngineFailed(RuntimeError):
     """The engine or an image build failed; the message carries the command's output."""
 

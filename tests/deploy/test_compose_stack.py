@@ -119,7 +119,12 @@ def stack() -> Iterator[Stack]:
             engine.build_standins(docker)
             stack.compose("down", "--volumes", "--remove-orphans")  # what an interrupted run left
             stack.compose("build")
-            stack.compose("up", "--detach", "--wait", "--wait-timeout", "600", timeout=700)
+            try:
+                stack.compose("up", "--detach", "--wait", "--wait-timeout", "420", timeout=500)
+            except engine.EngineFailed as failed:  # say which service, and why, in the test report
+                raise engine.EngineFailed(
+                    f"{failed}\n{stack.compose('ps', '--all')}\n{stack.compose('logs', '--tail', '40')}"
+                ) from None
             yield stack
         finally:
             try:
