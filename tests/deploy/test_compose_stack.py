@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy import engine
 from tests.servers import REPO
@@ -192,6 +193,22 @@ def test_every_service_is_up_with_two_celery_workers_and_replicated_serving(stac
     # GraphQL's /ready reads the REST API: through the gateway both ways.
     gateway = stack.address("gateway")
     assert requests.get(f"http://{gateway}:5001/ready", timeout=30).json() == {"status": "ready"}
+
+
+def test_the_gateway_spreads_requests_over_the_api_replicas(stack: Stack, api):
+    for _ in range(9):
+        api("/articles?limit=1")
+    served = {}
+    for replica in stack.containers("api"):
+        address = next(iter(replica["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        metrics = requests.get(f"http://{address}:5000/metrics", timeout=30).text
+        served[replica["Name"]] = sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "api_http_request_duration_seconds_count" and sample.labels.get("url_rule") == "/articles"
+        )
+    assert sum(1 for count in served.values() if count) >= 2, f"GET /articles per replica: {served}"
 
 
 def test_a_batch_run_spreads_over_both_workers_and_base_b_matches_base_a(stack: Stack, airflow, api):
