@@ -21,8 +21,8 @@ import requests
 from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.servers import REPO
 from tests.deploy import engine
-from tests.servers import REPO
 
 pytestmark = pytest.mark.slow
 
