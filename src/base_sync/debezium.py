@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -155,6 +156,8 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
     return payload, types
 
 
+# A MySQL date's text (0000-00-00, 2024-00-10): an invalid one is a dirty value, anything else malformed.
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}$")
 _TEXT_KINDS = frozenset((Kind.STRING, Kind.TEXT, Kind.EMAIL))
 
 
@@ -162,7 +165,12 @@ def _row(entity: Entity, image: dict, types: dict[str, dict], problems: list[dic
     row = {"id": image.get("id")}
     for field in entity.fields:
         value, schema = image.get(field.name), types.get(field.name)
-        if field.kind == Kind.DATE and isinstance(value, str) and not valid_date_text(value):
+        if (
+            field.kind == Kind.DATE
+            and isinstance(value, str)
+            and _DATE_SHAPE.match(value)
+            and not valid_date_text(value)
+        ):
             row[field.name] = value  # an invalid date as its text (the relay writes the zero date so)
             problems.append(reason(field.name, value))
         elif value is None or (field.kind in _TEXT_KINDS and isinstance(value, str) and "name" not in (schema or ())):
