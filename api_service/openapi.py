@@ -233,7 +233,40 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             RejectionsQuery,
             "RejectionsPage",
             f"Rejected {entity.name} records not yet fixed by a later write (for operators and replays)",
-        ),
+        )
+        | {
+            "post": {
+                "tags": tag,
+                "summary": f"Quarantine {entity.name} source rows the pipelines refuse (invalid dates)",
+                "operationId": f"quarantine_{entity.name}",
+                "security": write_security,
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["source_id", "record", "reasons"],
+                                "properties": {
+                                    "source_id": {"type": "integer", "minimum": 1},
+                                    "source_updated_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "record": {"type": "object"},
+                                    "reasons": {"type": "array", "items": {"type": "object"}},
+                                },
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "how many were stored as open rejections",
+                        "content": _json({"type": "object"}),
+                    },
+                    **_problems(400, 401, 403, 413, 422),
+                },
+            }
+        },
         f"/{entity.name}/sync/digest": _pipeline_read(
             tag,
             read_security,

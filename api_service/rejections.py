@@ -52,22 +52,7 @@ def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any]
                 # Without a usable key there is nothing to match a fix to: the response still lists it.
                 if error.source_id is not None and 1 <= error.source_id <= MAX_BIGINT
             ]
-            if rows:
-                insert = backend_of(conn).insert(REJECTIONS)
-                conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=[REJECTIONS.c.entity, REJECTIONS.c.source_id],
-                        set_={
-                            "source_updated_at": insert.excluded.source_updated_at,
-                            "record": insert.excluded.record,
-                            "reasons": insert.excluded.reasons,
-                            "last_rejected_at": insert.excluded.last_rejected_at,
-                            "times": REJECTIONS.c.times + 1,
-                            "resolved_at": None,
-                        },
-                    ),
-                    rows,
-                )
+            _store(conn, rows)
         fixed = _open_among(conn, entity, resolved) if resolved else []
         if fixed:
             conn.execute(
@@ -75,6 +60,50 @@ def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any]
                 .where(REJECTIONS.c.entity == entity, REJECTIONS.c.source_id.in_(fixed))
                 .values(resolved_at=now)
             )
+
+
+def quarantine(conn: Connection, entity: str, items: list) -> int:
+    """Store source rows the pipeline refused itself (`QuarantineItem`s: dirty dates, see
+    base_sync.dirty) as open rejections, like the bulk endpoints' own; how many were stored."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "entity": entity,
+            "source_id": item.source_id,
+            "source_updated_at": item.source_updated_at,
+            "record": orjson.dumps(item.record).decode(),
+            "reasons": orjson.dumps(item.reasons).decode(),
+            "first_rejected_at": now,
+            "last_rejected_at": now,
+            "times": 1,
+            "resolved_at": None,
+        }
+        for item in items
+    ]
+    with begin_write(conn):
+        _store(conn, rows)
+    return len(rows)
+
+
+def _store(conn: Connection, rows: list[dict]) -> None:
+    """Insert rejections; one already held for the key is updated, counted again and reopened."""
+    if not rows:
+        return
+    insert = backend_of(conn).insert(REJECTIONS)
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[REJECTIONS.c.entity, REJECTIONS.c.source_id],
+            set_={
+                "source_updated_at": insert.excluded.source_updated_at,
+                "record": insert.excluded.record,
+                "reasons": insert.excluded.reasons,
+                "last_rejected_at": insert.excluded.last_rejected_at,
+                "times": REJECTIONS.c.times + 1,
+                "resolved_at": None,
+            },
+        ),
+        rows,
+    )
 
 
 def _open_among(conn: Connection, entity: str, keys: set[int]) -> list[int]:

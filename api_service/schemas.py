@@ -232,6 +232,19 @@ class RejectionsQuery(BaseModel):
     limit: int = pydantic.Field(100, ge=1, le=1000, description="page size")
 
 
+class QuarantineItem(BaseModel):
+    """A source row the pipeline refuses itself (a date Base A cannot stand behind: base_sync.dirty)."""
+
+    model_config = _STRICT
+    source_id: int = pydantic.Field(ge=1, le=MAX_BIGINT)
+    source_updated_at: datetime | None = pydantic.Field(None, description="its version, when it has a usable one")
+    record: dict[str, Any] = pydantic.Field(description="the source row as read")
+    reasons: list[dict[str, str]] = pydantic.Field(min_length=1, description="{field, message} for each problem")
+
+
+QUARANTINE_ITEMS = TypeAdapter(list[QuarantineItem])
+
+
 class SyncDigest(BaseModel):
     count: int = pydantic.Field(description="synced live rows in the window")
     digest: str = pydantic.Field(description="checksum of their (source_id, version) pairs; see version_digest.py")

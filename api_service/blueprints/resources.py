@@ -14,6 +14,7 @@ from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
 from api_service.schemas import (
     MAX_BIGINT,
+    QUARANTINE_ITEMS,
     SCHEMAS,
     RejectionsQuery,
     SyncBucketsQuery,
@@ -73,6 +74,17 @@ def _admitted_versions(batch, settings) -> VersionBounds:
     bounds = VersionBounds.now(settings)
     bulk_input.reject_versions_out_of_range(batch, bounds)
     return bounds
+
+
+def _quarantine(entity: Entity) -> Response:
+    """POST /{entity}/rejections: store `QuarantineItem`s as open rejections (base_sync.dirty)."""
+    items, _ = bulk_input.parse_body(request.get_data(), "application/json", _settings().bulk_max_records)
+    try:
+        rows = QUARANTINE_ITEMS.validate_python(items)
+    except ValidationError as exc:
+        raise Problem(422, "invalid quarantine items", errors=field_errors(exc)) from None
+    stored = rejections.quarantine(get_connection(), entity.name, rows)
+    return json_response({"received": len(items), "quarantined": stored})
 
 
 def make_blueprint(entity: Entity) -> Blueprint:
@@ -140,6 +152,9 @@ def make_blueprint(entity: Entity) -> Blueprint:
             items, _ = bulk_input.parse_body(request.get_data(), request.mimetype, settings.bulk_max_records)
         touched = (record.source_id for _, record in batch.records)
         rejections.remember(get_connection(), entity.name, result, items, touched)
+
+    # The pipelines' own refusals (source rows with invalid dates): kept like the bulk rejections.
+    bp.add_url_rule("/rejections", "quarantine_rows", lambda: _quarantine(entity), methods=["POST"])
 
     @bp.get("/rejections")
     def list_rejections():

@@ -69,6 +69,10 @@ class BaseBApi:
     def bulk_delete(self, entity: str, records: list[dict]) -> dict:
         return self._call("POST", f"/{entity}/bulk/delete", json=records)
 
+    def quarantine(self, entity: str, body: bytes) -> dict:
+        """Store source rows the pipeline refuses (base_sync.dirty) as open rejections."""
+        return self._call("POST", f"/{entity}/rejections", data=body, headers={"Content-Type": "application/json"})
+
     # Sync reads
     def window_digest(self, entity: str, since: Cursor | None, until: Cursor) -> dict:
         return self._call("GET", f"/{entity}/sync/digest", params=_window(since, until))

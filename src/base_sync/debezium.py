@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import orjson
 
+from base_sync.dirty import ZERO_DATE, is_zero_stamp, reason, valid_date_text
 from baseab_contract.entities import ENTITIES, Entity, Kind
 
 TOPIC_PREFIX = "base_a"
@@ -64,6 +66,7 @@ class Change:
     version: datetime  # Base A's updated_at the change carries (a delete: the deleted row's last one)
     row: dict | None  # id, the entity's fields, created_at, updated_at; None for a delete
     source_ms: int | None  # when Base A committed it (source.ts_ms), for the event lag
+    problems: tuple = ()  # {field, message} of each invalid date (base_sync.dirty): quarantined, not applied
 
     @property
     def is_delete(self) -> bool:
@@ -98,7 +101,8 @@ def decode(topic: str, value: bytes | None, prefix: str = TOPIC_PREFIX) -> Chang
         raise BadEvent(f"op {op!r} needs an object in `{image_name}`")
     source = payload.get("source") if isinstance(payload.get("source"), dict) else {}
     source_ms = source.get("ts_ms") if isinstance(source.get("ts_ms"), int) else None
-    row = _row(ENTITIES[entity], image, types.get(image_name, {}))
+    problems: list[dict] = []
+    row = _row(ENTITIES[entity], image, types.get(image_name, {}), problems)
     key = row["id"]
     if not isinstance(key, int) or isinstance(key, bool):
         raise BadEvent(f"`{image_name}.id` must be an integer, got {key!r}")
@@ -106,13 +110,32 @@ def decode(topic: str, value: bytes | None, prefix: str = TOPIC_PREFIX) -> Chang
     if op == DELETE_OP:
         if version is None and source_ms is None:
             raise BadEvent("a delete needs `before.updated_at` or `source.ts_ms` for its version")
-        version = version or EPOCH + timedelta(milliseconds=source_ms)
+        if version is None or is_zero_stamp(version):  # no version (the zero timestamp): the commit time
+            if source_ms is None:
+                raise BadEvent("a delete of a row without a version needs `source.ts_ms`")
+            version = EPOCH + timedelta(milliseconds=source_ms)
         return Change(entity, key, op, version, None, source_ms)
+    return _upsert(entity, key, op, row, source_ms, problems)
+
+
+def _upsert(entity: str, key: int, op: str, row: dict, source_ms: int | None, problems: list[dict]) -> Change:
+    version = row.get("updated_at")
     if version is None:
         raise BadEvent("`after.updated_at` is missing: it is the version the API guards on")
     if row.get("created_at") is None:
         raise BadEvent("`after.created_at` is missing")
-    return Change(entity, key, op, version, row, source_ms)
+    # The zero timestamp arrives as the epoch (the binlog's reading, and Debezium's for NOT NULL).
+    problems += [reason(name, None) for name in TIMESTAMPS if is_zero_stamp(row[name])]
+    return Change(entity, key, op, version, row, source_ms, tuple(problems))
+
+
+def _delete_version(version: datetime | None, source_ms: int | None) -> datetime:
+    """A delete's version: the deleted row's last one; without one (or the zero timestamp), the commit time."""
+    if version is not None and not is_zero_stamp(version):
+        return version
+    if source_ms is None:
+        raise BadEvent("a delete needs `before.updated_at` or `source.ts_ms` for its version")
+    return EPOCH + timedelta(milliseconds=source_ms)
 
 
 def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
@@ -133,14 +156,24 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
     return payload, types
 
 
+# A MySQL date's text (0000-00-00, 2024-00-10): an invalid one is a dirty value, anything else malformed.
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}$")
 _TEXT_KINDS = frozenset((Kind.STRING, Kind.TEXT, Kind.EMAIL))
 
 
-def _row(entity: Entity, image: dict, types: dict[str, dict]) -> dict:
+def _row(entity: Entity, image: dict, types: dict[str, dict], problems: list[dict]) -> dict:
     row = {"id": image.get("id")}
     for field in entity.fields:
         value, schema = image.get(field.name), types.get(field.name)
-        if value is None or (field.kind in _TEXT_KINDS and isinstance(value, str) and "name" not in (schema or ())):
+        if (
+            field.kind == Kind.DATE
+            and isinstance(value, str)
+            and _DATE_SHAPE.match(value)
+            and not valid_date_text(value)
+        ):
+            row[field.name] = value  # an invalid date as its text (the relay writes the zero date so)
+            problems.append(reason(field.name, value))
+        elif value is None or (field.kind in _TEXT_KINDS and isinstance(value, str) and "name" not in (schema or ())):
             row[field.name] = value  # the common case, read as is
         else:
             row[field.name] = _value(field.name, value, schema, field.kind, field.scale)
@@ -208,12 +241,15 @@ class EnvelopeWriter:
         self.with_schema = with_schema
         self._schema = orjson.dumps(_envelope_schema(self.entity, server_name)) if with_schema else b""
 
-    def row(self, row: dict) -> dict:
-        """A Base A row (driver types) in Debezium's encodings."""
+    def row(self, row: dict, invalid: frozenset = frozenset()) -> dict:
+        """A Base A row (driver types) in Debezium's encodings; the date columns named in `invalid`
+        (ones the binlog held but could not read as a date) as the text of the zero date."""
         out = {"id": row["id"]}
         for field in self.entity.fields:
             value = row.get(field.name)
-            if value is not None and field.kind == Kind.DECIMAL:
+            if field.name in invalid and field.kind == Kind.DATE:
+                value = ZERO_DATE  # Debezium would write null here: the row would change silently
+            elif value is not None and field.kind == Kind.DECIMAL:
                 value = _precise(value, field.scale or 0)
             elif value is not None and field.kind == Kind.DATE:
                 value = (value - EPOCH_DAY).days
@@ -222,11 +258,14 @@ class EnvelopeWriter:
             out[name] = _zoned(row.get(name))
         return out
 
-    def envelope(self, op: str, before: dict | None, after: dict | None, source: dict, ts_ms: int) -> bytes:
+    def envelope(
+        self, op: str, before: dict | None, after: dict | None, source: dict, ts_ms: int, invalid: tuple = ((), ())
+    ) -> bytes:
+        """`invalid`: the names of the columns of `before` and of `after` holding no valid date."""
         payload = orjson.dumps(
             {
-                "before": self.row(before) if before is not None else None,
-                "after": self.row(after) if after is not None else None,
+                "before": self.row(before, frozenset(invalid[0])) if before is not None else None,
+                "after": self.row(after, frozenset(invalid[1])) if after is not None else None,
                 "source": {**self.source, "table": self.entity.name, **source},
                 "op": op,
                 "ts_ms": ts_ms,

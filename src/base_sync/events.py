@@ -22,7 +22,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, decode, entity_topics
-from base_sync.load import OUTCOMES, LoadError
+from base_sync.dirty import Quarantined
+from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import encode, to_record
 from base_sync.settings import EventSettings
 from base_sync.source import ENTITY_NAMES
@@ -206,8 +207,13 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
         counts = by_entity[entity] = Counter()
-        upserts = [(c, m) for c, m in changes if not c.is_delete]
+        dirty = [(c, m) for c, m in changes if c.problems]
+        upserts = [(c, m) for c, m in changes if not c.is_delete and not c.problems]
         deletes = [(c, m) for c, m in changes if c.is_delete]
+        if dirty:  # the batch path's rule (base_sync.dirty): a rejection with the reasons, and a dead letter
+            quarantine(api, entity, [_quarantined(c) for c, _ in dirty])
+            counts["quarantined"] += len(dirty)
+            rejected += [(m, "Quarantined", _reasons(list(c.problems))) for c, m in dirty]
         if upserts:
             answer = api.bulk_upsert(entity, encode([to_record(entity, c.row) for c, _ in upserts]))
             rejected += _account(entity, upserts, answer, counts)
@@ -217,6 +223,27 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
     return rejected, by_entity
 
 
+def _quarantined(change: Change) -> Quarantined:
+    record = _plain(change.row)  # the source row as the event carried it, invalid dates as their text
+    usable = not any(p["field"] == "updated_at" for p in change.problems)
+    return Quarantined(change.id, change.version.isoformat() if usable else None, record, list(change.problems))
+
+
+def _plain(row: dict) -> dict:
+    """The decoded row as JSON values (dates and times ISO 8601, decimals exact text)."""
+    return {name: _plain_value(value) for name, value in row.items()}
+
+
+def _plain_value(value):
+    if value is None or isinstance(value, int | str):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _reasons(reasons: list[dict]) -> str:
+    return "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in reasons)
+
+
 def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
     if answer["received"] != len(sent):
         raise LoadError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
@@ -224,7 +251,7 @@ def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, coun
         counts[outcome] += answer.get(outcome, 0)
     rejected = []
     for error in answer["errors"]:
-        reasons = "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in error["reasons"])
+        reasons = _reasons(error["reasons"])
         log.warning("%s source_id=%s rejected by the API: %s", entity, error["source_id"], reasons)
         rejected.append((sent[error["index"]][1], "Rejected", f"rejected by the API: {reasons}"))
     return rejected

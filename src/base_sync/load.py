@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from base_sync.api_client import BaseBApi
+from base_sync.dirty import Quarantined, split_rendered
 from base_sync.errors import TerminalError
 from base_sync.records import encode
 
@@ -26,7 +27,8 @@ def push_chunks(
     concurrency: int,
     on_chunk: Callable[[list[dict]], None] | None = None,
 ) -> Counter:
-    """Send every chunk of bulk records; returns the counts per outcome, plus `extracted`.
+    """Send every chunk of bulk records; returns the counts per outcome, plus `extracted` and
+    `quarantined` (rows with invalid dates, sent to the API's rejections instead: base_sync.dirty).
 
     At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
     one being read. Every record must come back counted exactly once, or the load fails.
@@ -41,10 +43,16 @@ def push_chunks(
 
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"push-{entity}") as pool:
-            for records in chunks:
+            for chunk in chunks:
                 if on_chunk:
-                    on_chunk(records)
-                totals["extracted"] += len(records)
+                    on_chunk(chunk)
+                totals["extracted"] += len(chunk)
+                records, dirty = split_rendered(chunk)
+                if dirty:
+                    quarantine(api, entity, dirty)
+                    totals["quarantined"] += len(dirty)
+                if not records:
+                    continue
                 body = encode(records)
                 if len(pending) >= concurrency:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -57,6 +65,16 @@ def push_chunks(
         if hasattr(chunks, "close"):
             chunks.close()
     return totals
+
+
+def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:
+    """Store dirty source rows as open rejections, with their reasons (the API keeps them until a
+    later write of the key goes through: a fix in Base A, then a run or a replay)."""
+    for row in rows:
+        log.warning("%s source_id=%s quarantined: %s", entity, row.source_id, row.reasons)
+    answer = api.quarantine(entity, encode([row.to_json() for row in rows]))
+    if answer["quarantined"] != len(rows):
+        raise LoadError(f"{entity}: quarantined {len(rows)} rows, the API stored {answer['quarantined']}")
 
 
 def _send(api: BaseBApi, entity: str, body: bytes, count: int) -> tuple[int, dict]:

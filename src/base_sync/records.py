@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Date, Numeric, String, Table, cast, func
+from sqlalchemy import Date, Numeric, String, Table, cast, func, literal, literal_column, null
 
+from base_sync.dirty import INVALID
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
-from baseab_contract.entities import ENTITIES
+from baseab_contract.entities import ENTITIES, Kind
 
 
 def utc(value: datetime) -> datetime:
@@ -41,7 +42,7 @@ def record_columns(table: Table, entity: str) -> list:
     def stamp(column):
         return func.date_format(column, "%Y-%m-%dT%H:%i:%s.%fZ")
 
-    def text(column):
+    def as_text(column):
         return cast(column, String) if isinstance(column.type, Numeric | Date) else column
 
     return [
@@ -49,8 +50,25 @@ def record_columns(table: Table, entity: str) -> list:
         stamp(table.c.updated_at).label(VERSION),
         stamp(table.c.created_at).label("created_at"),
         stamp(table.c.updated_at).label("updated_at"),
-        *(text(table.c[name]).label(name) for name in ENTITIES[entity].field_names),
+        *(as_text(table.c[name]).label(name) for name in ENTITIES[entity].field_names),
+        invalid_columns(table, entity).label(INVALID),
     ]
+
+
+ZERO_DAYS = literal_column("0")
+
+
+def invalid_columns(table: Table, entity: str):
+    """MySQL: the names of the row's date and timestamp columns holding no real date (the zero date,
+    a zero part, an impossible day), comma-separated, '' when none (see base_sync.dirty).
+
+    Date arithmetic is NULL exactly on such values, whatever the session's sql_mode."""
+    names = [*(f.name for f in ENTITIES[entity].fields if f.kind == Kind.DATE), "created_at", "updated_at"]
+    flags = [
+        func.IF(table.c[name].isnot(None) & func.adddate(table.c[name], ZERO_DAYS).is_(None), literal(name), null())
+        for name in names
+    ]
+    return func.concat_ws(",", *flags)
 
 
 def encode(records: list[dict]) -> bytes:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, Table, delete, func, select
 
 from base_sync.backends import backend_for_url, backend_of
+from base_sync.dirty import FIRST_VERSION
 from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.entities import ENTITIES
@@ -34,6 +35,14 @@ class Cursor:
         if not data:
             return None
         return cls(utc(datetime.fromisoformat(data["updated_at"])), int(data["id"]))
+
+    @classmethod
+    def of_usable_record(cls, record: dict) -> Cursor | None:
+        """The record's position, or None when its version is no time (a dirty row, base_sync.dirty)."""
+        try:
+            return cls.of_record(record)
+        except (TypeError, ValueError):
+            return None
 
     @classmethod
     def of_record(cls, record: dict) -> Cursor:
@@ -98,6 +107,38 @@ class BaseA:
         for rows in self._stream(select(*table.columns).where(*where).order_by(*order), chunk_size):
             yield [to_record(entity, dict(zip(names, row, strict=True))) for row in rows]
 
+    def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict]]:
+        """The bulk records of the rows whose version stamp is no time (the zero timestamp).
+
+        They sort before every position, so no window holds them and the extract never reaches
+        them: every load reads them here (a short range of the (updated_at, id) index) to quarantine
+        them again until Base A fixes them (base_sync.dirty)."""
+        table = self.table(entity)
+        where = table.c.updated_at < FIRST_VERSION
+        if self.backend.renders_records:
+            columns = record_columns(table, entity)
+            names = [column.name for column in columns]
+            for rows in self._stream(select(*columns).where(where).order_by(table.c.id), chunk_size):
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+
+    def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
+        """The bulk records of the given keys' current rows (missing keys skipped), made as the extract
+        makes them: on MySQL rendered by the server, invalid dates flagged (base_sync.dirty)."""
+        if not self.backend.renders_records:
+            for chunk in self.rows_by_keys(entity, keys, chunk_size):
+                yield [to_record(entity, row) for row in chunk]
+            return
+        table = self.table(entity)
+        columns = record_columns(table, entity)
+        names = [column.name for column in columns]
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), chunk_size):
+                part = keys[start : start + chunk_size]
+                rows = conn.execute(select(*columns).where(table.c.id.in_(part)).order_by(table.c.id))
+                chunk = [dict(zip(names, row, strict=True)) for row in rows]
+                if chunk:
+                    yield chunk
+
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current rows of the given keys (missing keys are skipped), a chunk at a time."""
         table = self.table(entity)
@@ -156,7 +197,12 @@ class BaseA:
             .order_by(log.c.deleted_at, log.c.seq)
         )
         for rows in self._stream(statement, chunk_size):
-            records = [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version, _, _ in rows]
+            # A row deleted with the zero timestamp (None) had no version: its delete takes the
+            # delete's time, which is after any version Base B can hold of it (base_sync.dirty).
+            records = [
+                {"source_id": key, "source_updated_at": utc(version or deleted).isoformat()}
+                for key, version, deleted, _ in rows
+            ]
             yield records, Cursor(utc(rows[-1][2]), rows[-1][3])
 
     def purge_delete_log(self, entity: str, before: datetime) -> int:
@@ -167,13 +213,19 @@ class BaseA:
 
 
 def window(version, key, since: Cursor | None, until: Cursor | None) -> list:
-    """Conditions for since < (version, key) <= until on Base A (naive UTC timestamps)."""
-    return version_window(
-        version,
-        key,
-        (_naive(since.updated_at), since.id) if since else None,
-        (_naive(until.updated_at), until.id) if until else None,
-    )
+    """Conditions for since < (version, key) <= until on Base A (naive UTC timestamps).
+
+    A row whose stamp is no time (the zero timestamp) is in no window: it has no version to sync or
+    verify by; `BaseA.unversioned` reads those (base_sync.dirty)."""
+    return [
+        version >= FIRST_VERSION,
+        *version_window(
+            version,
+            key,
+            (_naive(since.updated_at), since.id) if since else None,
+            (_naive(until.updated_at), until.id) if until else None,
+        ),
+    ]
 
 
 def _naive(stamp: datetime) -> datetime:

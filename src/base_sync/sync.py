@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -19,7 +20,6 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.api_client import BaseBApi
 from base_sync.errors import TerminalError
 from base_sync.load import push_chunks
-from base_sync.records import to_record
 from base_sync.reports import (
     DeleteCounts,
     DeleteReport,
@@ -56,15 +56,20 @@ def load(
     last: list[Cursor] = []
 
     def track(records: list[dict]) -> None:
-        last[:] = [Cursor.of_record(records[-1])]
-        log.info("%s: read %d rows up to %s", entity, len(records), last[0])
+        # The last row with a usable version: a dirty row (base_sync.dirty) is passed by the rows
+        # after it, and the unversioned rows read first have no position at all.
+        for record in reversed(records):
+            if (cursor := Cursor.of_usable_record(record)) is not None:
+                last[:] = [cursor]
+                break
+        log.info("%s: read %d rows up to %s", entity, len(records), last[0] if last else None)
 
     clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
     counts = push_chunks(
         api,
         entity,
-        base_a.extract(entity, since, settings.chunk_size),
+        chain(base_a.unversioned(entity, settings.chunk_size), base_a.extract(entity, since, settings.chunk_size)),
         settings.push_concurrency,
         on_chunk=track,
     )
@@ -108,7 +113,7 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         counts = push_chunks(
             api,
             entity,
-            _records(entity, base_a.rows_by_keys(entity, to_repair, settings.chunk_size)),
+            base_a.records_by_keys(entity, to_repair, settings.chunk_size),
             settings.push_concurrency,
         )
         log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
@@ -141,10 +146,6 @@ def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
         started = pool.submit(first)
         other = second()
         return started.result(), other
-
-
-def _records(entity: str, chunks: Iterator[list[dict]]) -> Iterator[list[dict]]:
-    return ([to_record(entity, row) for row in chunk] for chunk in chunks)
 
 
 def _open_rejections(api: BaseBApi, entity: str) -> set[int]:
@@ -286,8 +287,8 @@ def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, setting
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
     """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
     keys = sorted(r["source_id"] for r in api.open_rejections(entity))
-    rows = base_a.rows_by_keys(entity, keys, settings.chunk_size)
-    counts = push_chunks(api, entity, _records(entity, rows), settings.push_concurrency)
+    records = base_a.records_by_keys(entity, keys, settings.chunk_size)
+    counts = push_chunks(api, entity, records, settings.push_concurrency)
     still_open = sum(1 for _ in api.open_rejections(entity))
     log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), dict(counts), still_open)
     return ReplayReport(len(keys), dict(counts), still_open)

@@ -28,6 +28,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import NONE_SOURCE
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
@@ -283,12 +284,18 @@ class Relay:
         for index, row in enumerate(event.rows):
             if isinstance(event, WriteRowsEvent):
                 op, before, after = "c", None, row["values"]
+                invalid = ((), _unreadable_dates(row.get("none_sources")))
             elif isinstance(event, UpdateRowsEvent):
                 op, before, after = "u", row["before_values"], row["after_values"]
+                invalid = (
+                    _unreadable_dates(row.get("before_none_sources")),
+                    _unreadable_dates(row.get("after_none_sources")),
+                )
             else:
                 op, before, after = "d", row["values"], None
+                invalid = (_unreadable_dates(row.get("none_sources")), ())
             key = str((after or before)["id"]).encode()
-            value = writer.envelope(op, before, after, {**source, "row": index}, now_ms)
+            value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
             self._produce(topic, key, value, self.deliveries.sent(transaction))
             EVENTS.labels(entity, op).inc()
 
@@ -335,6 +342,12 @@ class Relay:
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, *args):  # scrapes every few seconds would flood the log
         pass
+
+
+def _unreadable_dates(none_sources: dict | None) -> tuple[str, ...]:
+    """The columns the binlog decoder read as None for holding no date (the zero date, a zero part):
+    not NULLs, and never to be published as null (base_sync.dirty)."""
+    return tuple(name for name, why in (none_sources or {}).items() if why == NONE_SOURCE.OUT_OF_DATE_RANGE)
 
 
 def main() -> int:

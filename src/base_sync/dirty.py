@@ -1,0 +1,97 @@
+"""Dirty source values: the one rule both paths apply to a date or time Base A cannot stand behind.
+
+MariaDB under a lax `sql_mode` stores values that are no date at all: the zero date `0000-00-00`,
+the zero timestamp `0000-00-00 00:00:00`, dates with a zero part (`2024-00-10`) or, with
+ALLOW_INVALID_DATES, impossible ones (`2024-02-30`). Drivers hide them: mysqlclient and the binlog
+decoder return None, the same as SQL NULL. Writing such a value as NULL would change the data
+silently; crashing on it would stall every run. The rule instead:
+
+    A row with an invalid value in any date or timestamp column (its version stamp `updated_at`,
+    `created_at`, a date field) is quarantined: it is not written to Base B, it is stored as an open
+    rejection with the source row and one reason per bad column (for example "hired_at is the zero
+    date 0000-00-00"), and the run goes on.
+
+The batch path finds them in SQL (`records.record_columns` flags each invalid column while MySQL
+renders the record), the events path in the decoded change (`debezium.decode`); both make the
+reasons here. A TIMESTAMP column holds no valid value before 1970-01-01 00:00:01 UTC, so a stamp at
+the epoch itself is the zero timestamp as the binlog (and Debezium, for a NOT NULL column) shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+# A TIMESTAMP's first valid value: anything before it (the zero timestamp) is no version.
+FIRST_VERSION = datetime(1970, 1, 1, 0, 0, 1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ZERO_DATE = "0000-00-00"
+ZERO_TIMESTAMP = "0000-00-00 00:00:00"
+# The bulk record's extra key (batch path, MySQL) naming the invalid columns, comma-separated.
+INVALID = "_invalid"
+STAMPS = ("created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A source row refused for dirty values: what the API's rejection store keeps."""
+
+    source_id: int
+    version: str | None  # the row's version when it is usable, else None
+    record: dict  # the source row as read (invalid values as their text)
+    reasons: list[dict]  # [{"field", "message"}]
+
+    def to_json(self) -> dict:
+        return {
+            "source_id": self.source_id,
+            "source_updated_at": self.version,
+            "record": self.record,
+            "reasons": self.reasons,
+        }
+
+
+def reason(name: str, text: str | None) -> dict:
+    """Why the value of column `name` (its text as Base A shows it, None if unknown) is refused."""
+    if name in STAMPS:
+        if text is None or text.startswith(("0000-00-00", "1970-01-01T00:00:00.000000")):
+            message = f"{name} is the zero timestamp {ZERO_TIMESTAMP}"
+        else:
+            message = f"{name} is not a valid timestamp: {text}"
+        if name == "updated_at":
+            message += ": the row has no usable version"
+        return {"field": name, "message": message}
+    if text is None or text == ZERO_DATE:
+        return {"field": name, "message": f"{name} is the zero date {ZERO_DATE}"}
+    return {"field": name, "message": f"{name} is not a valid date: {text}"}
+
+
+def valid_date_text(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_zero_stamp(value: datetime | None) -> bool:
+    """The zero timestamp as a driver or the binlog gives it: None (mysqlclient) or the epoch."""
+    if value is None:
+        return True
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return aware < FIRST_VERSION.replace(tzinfo=UTC)
+
+
+def split_rendered(records: list[dict]) -> tuple[list[dict], list[Quarantined]]:
+    """Split bulk records MySQL rendered (with the INVALID key) into clean ones and quarantined rows."""
+    clean: list[dict] = []
+    bad: list[Quarantined] = []
+    for record in records:
+        names = record.pop(INVALID, None)
+        if not names:
+            clean.append(record)
+            continue
+        invalid = names.split(",")
+        reasons = [reason(name, record.get(name)) for name in invalid]
+        version = None if "updated_at" in invalid else record.get("source_updated_at")
+        bad.append(Quarantined(record["source_id"], version, record, reasons))
+    return clean, bad
