@@ -80,7 +80,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "airflow": frozenset({"airflow", "platform"}),
     "browser": frozenset({"browser", "page"}),
     "prometheus": frozenset({"prometheus", "promtool"}),
-    "docker": frozenset({"docker_engine"}),
+    "docker": frozenset({"stack"}),
     "slow": frozenset(
         {
             "api_process",

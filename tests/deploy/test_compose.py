@@ -119,6 +119,7 @@ def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connection
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "airflow-worker",
     }
     environments = [s["environment"] for s in airflow.values()]
     assert all(env == environments[0] for env in environments)
@@ -130,3 +131,67 @@ def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connection
     for name, service in airflow.items():
         if name != "airflow-init":
             assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_airflow_runs_on_celery_workers_with_redis_as_the_broker():
+    services = COMPOSE["services"]
+    env = services["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    worker = services["airflow-worker"]
+    assert worker["command"] == ["airflow", "celery", "worker"]
+    assert worker["deploy"]["replicas"] >= 2
+    assert "healthcheck" in services["redis"] and "healthcheck" in worker
+    assert services["airflow-init"]["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_api_and_graphql_run_several_replicas_behind_the_gateway():
+    services = COMPOSE["services"]
+    for name in ("api", "graphql"):
+        assert services[name]["deploy"]["replicas"] >= 2, name
+        assert "ports" not in services[name], f"{name}: replicas cannot share a host port; the gateway publishes it"
+    assert services["gateway"]["ports"] == ["5000:5000", "5001:5001"]
+    gateway_conf = (REPO / "deploy" / "gateway" / "gateway.conf").read_text()
+    assert "http://api:5000" in gateway_conf and "http://graphql:5001" in gateway_conf
+    # Clients inside the stack go through the gateway too, or one replica takes all their traffic.
+    assert services["graphql"]["environment"]["REST_API_URL"] == "http://gateway:5000"
+    assert '"host": "gateway"' in services["airflow-worker"]["environment"]["AIRFLOW_CONN_BASE_B_API"]
+
+
+def test_kafka_ui_sits_beside_the_kafka_exporter():
+    services = COMPOSE["services"]
+    assert services["kafka-ui"]["image"].startswith("provectuslabs/kafka-ui:")
+    assert services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
+    assert "kafka-exporter" in services
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (`!reset`, `!override`), which an override file uses."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> tuple[str, object]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.tag, loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return node.tag, loader.construct_mapping(node, deep=True)
+    return node.tag, loader.construct_scalar(node)
+
+
+_ComposeLoader.add_constructor("!reset", _tagged)
+_ComposeLoader.add_constructor("!override", _tagged)
+
+
+def test_the_standins_override_replaces_every_upstream_image_and_publishes_no_port():
+    # tests/deploy/test_compose_stack.py cannot pull images: a service added with an upstream image
+    # needs a stand-in (or the no-standin profile) in the override, or that test fails at pull time.
+    override = yaml.load((Path(__file__).parent / "compose.standins.yaml").read_text(), _ComposeLoader)["services"]
+    assert set(override) <= set(COMPOSE["services"]), "the override names services docker-compose.yaml lacks"
+    for name, service in COMPOSE["services"].items():
+        if "image" in service:
+            replaced = override.get(name, {})
+            assert replaced.get("image", "").startswith("baseab-standin/") or replaced.get("profiles") == [
+                "no-standin"
+            ], f"{name} ({service['image']}) has no stand-in in compose.standins.yaml"
+        if "ports" in service and override.get(name, {}).get("profiles") != ["no-standin"]:
+            assert override.get(name, {}).get("ports") == ("!reset", []), f"{name} publishes a port in the stack test"
