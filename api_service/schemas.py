@@ -213,6 +213,8 @@ class SyncWindowQuery(BaseModel):
     since_id: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="key tie-break of the lower bound")
     until: UtcDateTime | None = pydantic.Field(None, description="upper bound (inclusive); empty: to the end")
     until_id: int = pydantic.Field(MAX_BIGINT, ge=0, le=MAX_BIGINT, description="key tie-break of the upper bound")
+    from_id: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="only source ids from this (a partition's keys)")
+    to_id: int = pydantic.Field(MAX_BIGINT, ge=0, le=MAX_BIGINT, description="only source ids up to this, inclusive")
 
 
 class SyncVersionsQuery(SyncWindowQuery):

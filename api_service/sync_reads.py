@@ -8,17 +8,20 @@ from __future__ import annotations
 from sqlalchemy import Connection, Table, func, select
 
 from api_service.backends import backend_of
+from api_service.schemas import MAX_BIGINT
 from baseab_contract.version_digest import version_window, window_digest
 
 
 def _window(table: Table, query) -> list:
-    """Live synced rows with (since, since_id) < (source_updated_at, source_id) <= (until, until_id),
-    written so the (source_updated_at, source_id) index serves it as one range."""
+    """Live synced rows with (since, since_id) < (source_updated_at, source_id) <= (until, until_id)
+    and from_id <= source_id <= to_id, written so the (source_updated_at, source_id) index serves
+    it as one range (a partitioned load verifies its own key range)."""
     key = table.c.source_id
     since = (query.since, query.since_id) if query.since is not None else None
     until = (query.until, query.until_id) if query.until is not None else None
     live = [key.is_not(None), table.c.deleted_at.is_(None)]
-    return live + version_window(table.c.source_updated_at, key, since, until)
+    keys = [key.between(query.from_id, query.to_id)] if (query.from_id, query.to_id) != (0, MAX_BIGINT) else []
+    return live + keys + version_window(table.c.source_updated_at, key, since, until)
 
 
 def digest(conn: Connection, table: Table, query) -> dict:

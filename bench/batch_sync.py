@@ -1,13 +1,15 @@
 """Batch sync benchmark: N employees from MariaDB to PostgreSQL through the API (gunicorn, 2 workers).
 
-    .venv/bin/python bench/batch_sync.py [--rows 1000000] [--changes 10000] [--concurrency 2] [--no-dlt]
+    .venv/bin/python bench/batch_sync.py [--rows 1000000] [--changes 10000] [--concurrency 2]
+        [--partitions 1] [--no-dlt]
 
 In one run, on the same Base A data: (1) the anchor, a direct single-process COPY-and-merge from
 MariaDB into an indexed PostgreSQL table; (2) the dlt anchor (needs the `bench` extra:
 `uv pip install -e '.[bench]'`): dlt's `sql_table` with the connectorx backend and csv load files,
 a full load (replace) and the first run of an incremental pipeline (cursor `updated_at`, merge
 with the upsert strategy on `id`), each into its own PostgreSQL schema; (3) our full initial sync
-(load, deletes, verify, commit, as the DAG runs them) into an empty Base B; (4) `--changes`
+(load, deletes, verify, commit, as the DAG runs them) into an empty Base B, with `--partitions N`
+split into N key ranges loaded and verified at once, each in its own process (the mapped tasks); (4) `--changes`
 random changes in Base A (1% each inserts and deletes, the rest updates), then our incremental sync
 and dlt's incremental run over the same rows; (5) a tenth as many changes and our incremental sync
 again, to show its cost follows the changes.
@@ -32,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -43,9 +46,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from base_sync import sync  # noqa: E402
+from base_sync import partitioned, sync  # noqa: E402
 from base_sync.api_client import BaseBApi  # noqa: E402
 from base_sync.demo import generate  # noqa: E402
+from base_sync.reports import Partition, PartitionReport  # noqa: E402
 from base_sync.settings import SyncSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
 from base_sync.source_schema import create_schema  # noqa: E402
@@ -131,15 +135,24 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, out)
     base_a, api = BaseA(source_engine(base_a_url)), BaseBApi(api_url, TOKEN)
     store, config = MemoryStateStore(), SyncSettings(**settings)
     store.saved = state
-    timings = {}
+    timings, partition_peaks = {}, []
     started = time.perf_counter()
-    report = sync.load("employees", base_a, api, store, config)
-    timings["load"] = time.perf_counter() - started
+    plan = partitioned.plan("employees", base_a, store, config)
+    if plan:  # --partitions: each key range in its own process at once, as Celery workers run them
+        reports = run_partitions(base_a_url, api_url, settings, plan)
+        partition_peaks = [peak for _, peak in reports]
+        report, verified = partitioned.combine(
+            partitioned.left_to_partitions("employees", store), [r for r, _ in reports]
+        )
+    else:
+        report = sync.load("employees", base_a, api, store, config)
+    timings["load"] = time.perf_counter() - started  # with each partition's own verification
     mark = time.perf_counter()
     deletes = sync.propagate_deletes("employees", base_a, api, store, config)
     timings["deletes"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    verified = sync.verify("employees", base_a, api, report, config)
+    if not plan:
+        verified = sync.verify("employees", base_a, api, report, config)
     timings["verify"] = time.perf_counter() - mark
     sync.commit("employees", store, report, {"deletes": deletes.to_json()})
     timings["total"] = time.perf_counter() - started
@@ -150,10 +163,27 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, out)
             "counts": dict(report.counts),
             "verify": verified.to_json(),
             "deletes": deletes,
-            "peak_rss_mb": peak_mb,
+            "peak_rss_mb": max([peak_mb, *partition_peaks]),
+            "partitions": len(plan),
             "state": store.saved,
         }
     )
+
+
+def _partition_child(base_a_url: str, api_url: str, settings: dict, partition: dict, out) -> None:
+    """One mapped `load_partition` task: stream, push and verify one key range; runs in its own process."""
+    base_a, api = BaseA(source_engine(base_a_url)), BaseBApi(api_url, TOKEN)
+    report = partitioned.load_partition(Partition.from_json(partition), base_a, api, SyncSettings(**settings))
+    out.send({"report": report.to_json(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def run_partitions(base_a_url: str, api_url: str, settings: dict, plan: list) -> list[tuple[PartitionReport, float]]:
+    """Every partition at once, each in its own spawned process; (report, peak MB) of each."""
+    with ThreadPoolExecutor(max_workers=len(plan)) as pool:
+        results = list(
+            pool.map(lambda p: run_child(_partition_child, base_a_url, api_url, settings, p.to_json()), plan)
+        )
+    return [(PartitionReport.from_json(r["report"]), r["peak_rss_mb"]) for r in results]
 
 
 def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict) -> dict:
@@ -357,9 +387,18 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="key ranges of the full sync, each in its own process at once"
+    )
     parser.add_argument("--no-dlt", action="store_true", help="leave out the dlt anchor")
     args = parser.parse_args()
-    settings = {"push_concurrency": args.concurrency, "lookback_seconds": 0}
+    # partition_min_rows 0: --partitions alone decides whether the full sync is split.
+    settings = {
+        "push_concurrency": args.concurrency,
+        "lookback_seconds": 0,
+        "partitions": args.partitions,
+        "partition_min_rows": 0,
+    }
     versions = None if args.no_dlt else dlt_versions()
     if versions is None and not args.no_dlt:
         print("dlt anchor left out: dlt or connectorx is not installed (uv pip install -e '.[bench]')")

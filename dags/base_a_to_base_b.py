@@ -13,8 +13,12 @@ from base_sync.source import ENTITY_NAMES
 RUNBOOK = """
 ### Base A → Base B batch sync
 
-For each entity: **load** streams the rows of Base A changed after the watermark (less a look-back
-for late commits) to the API's bulk endpoint; **propagate_deletes** removes from Base B the rows
+For each entity: **plan_partitions** cuts a large first load or `full_refresh` (at least
+`SYNC_PARTITION_MIN_ROWS` rows) into `SYNC_PARTITIONS` key ranges, and the mapped **load_partition**
+tasks stream, push and verify one range each, on any worker; a failed partition is retried
+alone. Otherwise (every incremental run) there is no partition and **load** streams the rows of
+Base A changed after the watermark (less a look-back for late commits) to the API's bulk endpoint;
+**propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
 position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
 Base A lacks; **verify** compares counts and checksums of the window on both sides and re-sends
@@ -72,13 +76,23 @@ settings = SyncSettings()
 def base_a_to_base_b():
     for entity in ENTITY_NAMES:
         with TaskGroup(group_id=entity, tooltip=f"sync {entity}"):
-            loaded = task(task_id="load")(airflow_tasks.load)(entity)
+            planned = task(task_id="plan_partitions")(airflow_tasks.plan_partitions)(entity)
+            loaded = task(task_id="load")(airflow_tasks.load)(entity, planned)
+            # One mapped task per key range (none on incremental runs: the mapped task is skipped).
+            parts = (
+                task(task_id="load_partition")(airflow_tasks.load_partition)
+                .partial(entity=entity)
+                .expand(partition=planned)
+            )
             deleted = task(task_id="propagate_deletes")(airflow_tasks.propagate_deletes)(entity)
             verified = task(task_id="verify")(airflow_tasks.verify)(entity, loaded)
             outlet = airflow_tasks.base_b_asset(entity)
-            commit = task(task_id="commit_watermark", outlets=[outlet])(airflow_tasks.commit_watermark)
+            # none_failed: runs after skipped (unmapped) partitions, never after a failed one.
+            commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
+                airflow_tasks.commit_watermark
+            )
             loaded >> deleted >> verified
-            commit(entity, loaded, verified, deleted)
+            commit(entity, loaded, verified, deleted, parts)
 
 
 base_a_to_base_b()

@@ -21,11 +21,11 @@ from airflow.sdk import Asset, BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
 
-from base_sync import events, metrics, sync
+from base_sync import events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.errors import TerminalError
-from base_sync.reports import LoadReport
+from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
@@ -87,16 +87,38 @@ def base_b_asset(entity: str) -> Asset:
 
 
 @fail_terminal
-def load(entity: str) -> dict:
-    """Extract after the watermark (everything on `full_refresh`) and push to the bulk endpoint."""
+def plan_partitions(entity: str) -> list[dict]:
+    """The key ranges of a large first load or full refresh, computed now (never at parse time); [] otherwise."""
+    _skip_unless_selected(entity)
+    settings = _settings()
+    with _connected(settings) as (base_a, _):
+        planned = partitioned.plan(entity, base_a, VariableStateStore(), settings, bool(_params().get("full_refresh")))
+    return [partition.to_json() for partition in planned]
+
+
+@fail_terminal
+def load(entity: str, partitions: list[dict]) -> dict:
+    """Extract after the watermark (everything on `full_refresh`) and push to the bulk endpoint;
+    nothing to extract when the run's load is partitioned (the mapped `load_partition` tasks do it)."""
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
     with _connected(settings) as (base_a, api):
         replayed = (
             sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
         )
-        report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
+        if partitions:
+            report = partitioned.left_to_partitions(entity, VariableStateStore())
+        else:
+            report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
     return {**report.to_json(), "replayed": replayed}
+
+
+@fail_terminal
+def load_partition(entity: str, partition: dict) -> dict:
+    """Stream one key range of a partitioned load to the bulk endpoint and verify that range (a mapped task)."""
+    settings = _settings()
+    with _connected(settings) as (base_a, api):
+        return partitioned.load_partition(Partition.from_json(partition), base_a, api, settings).to_json()
 
 
 @fail_terminal
@@ -117,10 +139,22 @@ def verify(entity: str, loaded: dict) -> dict:
 
 
 @fail_terminal
-def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict) -> dict:
-    """Advance the watermark to the verified window's end; record the run's statistics with it."""
-    report = LoadReport.from_json(loaded)
+def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict, partitions: list[dict] | None) -> dict:
+    """Advance the watermark to the verified window's end (of every partition, when the load was
+    partitioned); record the run's statistics with it.
+
+    It runs when nothing upstream failed (the mapped partitions are skipped on unpartitioned runs),
+    so it checks the entity's selection itself."""
+    _skip_unless_selected(entity)
+    reports = [PartitionReport.from_json(p) for p in partitions or []]
+    report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
+    if reports:
+        stats |= {
+            "load": {**report.to_json(), "replayed": loaded.get("replayed")},
+            "verify": partition_verify.to_json(),
+            "partitions": [p.to_json() for p in reports],
+        }
     watermark = sync.commit(entity, VariableStateStore(), report, stats)
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
     return {"watermark": watermark.to_json() if watermark else None, **stats}

@@ -16,6 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable
+from base_sync.key_ranges import KeyRange
 from base_sync.source import Cursor
 
 __all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
@@ -74,12 +75,14 @@ class BaseBApi:
         return self._call("POST", f"/{entity}/rejections", data=body, headers={"Content-Type": "application/json"})
 
     # Sync reads
-    def window_digest(self, entity: str, since: Cursor | None, until: Cursor) -> dict:
-        return self._call("GET", f"/{entity}/sync/digest", params=_window(since, until))
+    def window_digest(self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None) -> dict:
+        return self._call("GET", f"/{entity}/sync/digest", params=_window(since, until, keys))
 
-    def window_versions(self, entity: str, since: Cursor | None, until: Cursor) -> Iterator[tuple[int, datetime]]:
-        """(source_id, version) of the synced rows in the window, by source_id."""
-        yield from self._versions(entity, _window(since, until))
+    def window_versions(
+        self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
+    ) -> Iterator[tuple[int, datetime]]:
+        """(source_id, version) of the synced rows in the window (and key range), by source_id."""
+        yield from self._versions(entity, _window(since, until, keys))
 
     def versions_between(self, entity: str, low: int, high: int) -> Iterator[tuple[int, datetime]]:
         """(source_id, version) of the synced live rows with low <= source_id <= high."""
@@ -109,8 +112,10 @@ class BaseBApi:
             params["after"] = page["next_after"]
 
 
-def _window(since: Cursor | None, until: Cursor) -> dict:
+def _window(since: Cursor | None, until: Cursor, keys: KeyRange | None = None) -> dict:
     params = {"until": until.updated_at.isoformat(), "until_id": until.id}
     if since is not None:
         params |= {"since": since.updated_at.isoformat(), "since_id": since.id}
+    if keys is not None:
+        params |= {"from_id": keys.low, "to_id": keys.high}
     return params

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from base_sync.key_ranges import KeyRange
 from base_sync.source import Cursor
 
 
@@ -136,3 +137,62 @@ class ReplayReport:
 
     def to_json(self) -> dict:
         return {"replayed": self.replayed, **self.counts, "still_rejected": self.still_rejected}
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One key range of a partitioned load: what a mapped task receives.
+
+    `clock` is Base A's time when the load was planned, before any partition read: the watermark
+    of the whole load never passes it, whatever a partition retried later reads."""
+
+    entity: str
+    index: int
+    of: int  # how many partitions the load has
+    keys: KeyRange
+    clock: datetime
+
+    def to_json(self) -> dict:
+        return {
+            "entity": self.entity,
+            "index": self.index,
+            "of": self.of,
+            **self.keys.to_json(),
+            "clock": self.clock.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Partition:
+        return cls(
+            data["entity"], data["index"], data["of"], KeyRange.from_json(data), datetime.fromisoformat(data["clock"])
+        )
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """What one partition loaded (its highest (updated_at, id) read) and how its key range verified."""
+
+    partition: Partition
+    until: Cursor | None
+    counts: dict
+    verified: VerifyResult
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "partition": self.partition.to_json(),
+            "until": self.until.to_json() if self.until else None,
+            "counts": dict(self.counts),
+            "verify": self.verified.to_json(),
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> PartitionReport:
+        return cls(
+            Partition.from_json(data["partition"]),
+            Cursor.from_json(data["until"]),
+            data["counts"],
+            VerifyResult(**data["verify"]),
+            data["seconds"],
+        )

@@ -30,6 +30,15 @@ class SyncSettings(BaseSettings):
         description="most rows verification re-sends itself; beyond it the task fails (no retry) and the next run "
         "re-reads the window",
     )
+    partitions: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="key ranges a first load or full refresh is cut into, each its own mapped task (1: no split)",
+    )
+    partition_min_rows: int = Field(
+        500_000, ge=0, description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS"
+    )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, Table, delete, func, select
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION
+from base_sync.key_ranges import KeyRange
 from base_sync.records import record_columns, to_record, utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.entities import ENTITIES
@@ -90,13 +91,18 @@ class BaseA:
     def _window(self, table: Table, since: Cursor | None, until: Cursor | None) -> list:
         return window(table.c.updated_at, table.c.id, since, until)
 
-    def extract(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
+    def extract(
+        self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None
+    ) -> Iterator[list[dict]]:
         """The bulk records of the rows changed after `since`, in (updated_at, id) order, a chunk at a time.
 
+        With `keys` (a partition of a first load or full refresh), only the rows of that key range,
+        in id order: the primary key serves the range, and partitions read apart from each other.
         One SELECT reads one consistent snapshot (InnoDB, SQLite), so a row is seen at most once.
         """
         table = self.table(entity)
-        where, order = self._window(table, since, None), (table.c.updated_at, table.c.id)
+        where = self._window(table, since, None) + _in_range(table, keys)
+        order = (table.c.id,) if keys else (table.c.updated_at, table.c.id)
         if self.backend.renders_records:  # the server writes the JSON text of each value
             columns = record_columns(table, entity)
             names = [column.name for column in columns]
@@ -151,20 +157,22 @@ class BaseA:
                 if chunk:
                     yield chunk
 
-    def window_digest(self, entity: str, since: Cursor | None, until: Cursor) -> VersionDigest:
-        """Count and checksum of the (id, updated_at) pairs in the window (since, until]."""
+    def window_digest(
+        self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
+    ) -> VersionDigest:
+        """Count and checksum of the (id, updated_at) pairs in the window (since, until] (and key range)."""
         table = self.table(entity)
+        where = self._window(table, since, until) + _in_range(table, keys)
         with self.engine.connect() as conn:
-            return window_digest(
-                conn, table.c.id, table.c.updated_at, self._window(table, since, until), self.backend.pair_hash
-            )
+            return window_digest(conn, table.c.id, table.c.updated_at, where, self.backend.pair_hash)
 
-    def window_versions(self, entity: str, since: Cursor | None, until: Cursor) -> Iterator[tuple[int, datetime]]:
-        """(id, updated_at) in the window, by id."""
+    def window_versions(
+        self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
+    ) -> Iterator[tuple[int, datetime]]:
+        """(id, updated_at) in the window (and key range), by id."""
         table = self.table(entity)
-        statement = (
-            select(table.c.id, table.c.updated_at).where(*self._window(table, since, until)).order_by(table.c.id)
-        )
+        where = self._window(table, since, until) + _in_range(table, keys)
+        statement = select(table.c.id, table.c.updated_at).where(*where).order_by(table.c.id)
         for rows in self._stream(statement, 50_000):
             for key, version in rows:
                 yield key, utc(version)
@@ -176,6 +184,13 @@ class BaseA:
         statement = select(bucket, func.count(), func.sum(table.c.id)).group_by(bucket)
         with self.engine.connect() as conn:
             return {int(b): (int(count), int(total)) for b, count, total in conn.execute(statement)}
+
+    def key_span(self, entity: str) -> tuple[int, int, int]:
+        """(lowest id, highest id, rows) of the table; (0, 0, 0) when it is empty."""
+        table = self.table(entity)
+        with self.engine.connect() as conn:
+            low, high, rows = conn.execute(select(func.min(table.c.id), func.max(table.c.id), func.count())).one()
+        return (int(low), int(high), int(rows)) if rows else (0, 0, 0)
 
     def keys_between(self, entity: str, low: int, high: int) -> set[int]:
         """The ids in [low, high]."""
@@ -226,6 +241,10 @@ def window(version, key, since: Cursor | None, until: Cursor | None) -> list:
             (_naive(until.updated_at), until.id) if until else None,
         ),
     ]
+
+
+def _in_range(table: Table, keys: KeyRange | None) -> list:
+    return [table.c.id.between(keys.low, keys.high)] if keys else []
 
 
 def _naive(stamp: datetime) -> datetime:

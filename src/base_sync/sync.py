@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.api_client import BaseBApi
 from base_sync.errors import TerminalError
+from base_sync.key_ranges import KeyRange
 from base_sync.load import push_chunks
 from base_sync.reports import (
     DeleteCounts,
@@ -79,8 +80,11 @@ def load(
     return report
 
 
-def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settings: SyncSettings) -> VerifyResult:
-    """Compare the window on both sides; re-send what Base B lacks; fail if it still differs.
+def verify(
+    entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settings: SyncSettings, keys: KeyRange | None = None
+) -> VerifyResult:
+    """Compare the window (within `keys`, for a partition) on both sides; re-send what Base B lacks;
+    fail if it still differs.
 
     The checksums usually agree. When they do not, a key-by-key comparison of the window sorts
     the differences: a row Base A holds in the window but Base B lacks (or holds older) is re-sent
@@ -90,8 +94,8 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     if report.until is None:
         return VerifyResult()
     ours, theirs = _both(
-        lambda: base_a.window_digest(entity, report.since, report.until),
-        lambda: api.window_digest(entity, report.since, report.until),
+        lambda: base_a.window_digest(entity, report.since, report.until, keys),
+        lambda: api.window_digest(entity, report.since, report.until, keys),
     )
     if ours.count == theirs["count"] and ours.hexdigest == theirs["digest"]:
         log.info("%s: verified %d rows in the window, checksums agree", entity, ours.count)
@@ -100,7 +104,7 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     log.warning(
         "%s: window differs (Base A %d rows, Base B %d): comparing key by key", entity, ours.count, theirs["count"]
     )
-    missing, moved_on = _compare_window(entity, base_a, api, report)
+    missing, moved_on = _compare_window(entity, base_a, api, report, keys)
     quarantined = _open_rejections(api, entity) if missing else set()
     to_repair = [key for key in missing if key not in quarantined]
     if len(to_repair) > settings.repair_limit:
@@ -117,7 +121,7 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
             settings.push_concurrency,
         )
         log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
-        missing_after, _ = _compare_window(entity, base_a, api, report)
+        missing_after, _ = _compare_window(entity, base_a, api, report, keys)
         rejected_now = _open_rejections(api, entity)
         still = [key for key in missing_after if key not in rejected_now]
         # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
@@ -152,10 +156,12 @@ def _open_rejections(api: BaseBApi, entity: str) -> set[int]:
     return {r["source_id"] for r in api.open_rejections(entity)}
 
 
-def _compare_window(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport) -> tuple[list[int], int]:
+def _compare_window(
+    entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, keys: KeyRange | None
+) -> tuple[list[int], int]:
     """Merge both sides' (key, version) lists of the window, both sorted by key."""
-    ours = base_a.window_versions(entity, report.since, report.until)
-    theirs = api.window_versions(entity, report.since, report.until)
+    ours = base_a.window_versions(entity, report.since, report.until, keys)
+    theirs = api.window_versions(entity, report.since, report.until, keys)
     missing: list[int] = []
     moved_on = 0
     a, b = next(ours, None), next(theirs, None)

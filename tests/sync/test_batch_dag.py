@@ -50,7 +50,13 @@ def airflow(tmp_path_factory, base_a_engine, api_process, statsd) -> Airflow:
         "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": api_process.token},
     }
     # No look-back here, so a run's extract count is exactly the rows changed since the last one.
-    settings = {"SYNC_LOOKBACK_SECONDS": "0", "SYNC_CHUNK_SIZE": "2000"}
+    # Employees (3,000 rows at first) make a first load and full refresh of 3 partitions; articles (600) do not.
+    settings = {
+        "SYNC_LOOKBACK_SECONDS": "0",
+        "SYNC_CHUNK_SIZE": "2000",
+        "SYNC_PARTITIONS": "3",
+        "SYNC_PARTITION_MIN_ROWS": "1000",
+    }
     return Airflow(tmp_path_factory.mktemp("airflow"), connections, settings | statsd.airflow_env())
 
 
@@ -69,11 +75,14 @@ BaseHook.get_connection = refuse
 Connection.get_connection_from_secrets = refuse
 Variable.get = refuse
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.mappedoperator import MappedOperator
 bag = DagBag()
 print(json.dumps({
     "errors": bag.import_errors,
     "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,
-             "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md)} for d in bag.dags.values()},
+             "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md),
+             "mapped": sorted(t.task_id for t in d.tasks if isinstance(t, MappedOperator))}
+             for d in bag.dags.values()},
 }))
 """
     result = subprocess.run(
@@ -96,6 +105,9 @@ print(json.dumps({
     batch = found["dags"][DAG]
     assert batch["max_active_runs"] == 1
     assert {"employees.load", "employees.verify", "employees.commit_watermark", "articles.load"} <= set(batch["tasks"])
+    # A partitioned load maps one task per key range, planned when the run runs (no lookup above).
+    assert batch["mapped"] == ["articles.load_partition", "employees.load_partition"]
+    assert {"employees.plan_partitions", "articles.plan_partitions"} <= set(batch["tasks"])
 
 
 def test_initial_load(airflow, base_a_engine, api_process, statsd):
@@ -106,8 +118,13 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert statsd.sum("airflow.base_sync.rows.batch.employees.inserted") == 3000
     assert statsd.sum("airflow.base_sync.rows.batch.articles.extracted") == 600
     assert any(line.startswith("airflow.base_sync.watermark_lag_seconds.employees:") for line in statsd.lines)
-    assert stats(airflow, "employees")["load"]["counts"]["inserted"] == 3000
+    employees = stats(airflow, "employees")
+    assert employees["load"]["counts"]["inserted"] == employees["verify"]["rows"] == 3000
+    # Three mapped partitions loaded and verified their key ranges; the commit added them up.
+    assert [p["partition"]["index"] for p in employees["partitions"]] == [0, 1, 2]
+    assert sum(p["verify"]["rows"] for p in employees["partitions"]) == 3000
     assert stats(airflow, "articles")["verify"]["rows"] == 600
+    assert "partitions" not in stats(airflow, "articles")  # below SYNC_PARTITION_MIN_ROWS: one piece
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
 
@@ -120,6 +137,7 @@ def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airfl
     assert run["load"]["counts"]["updated"] == 200 and run["load"]["counts"]["inserted"] == 40
     assert run["deletes"]["deleted"] == run["deletes"]["from_log"] == 25  # the position came from the Variable
     assert "buckets" not in run["deletes"], "the first run compared keys; this one should read the delete log only"
+    assert "partitions" not in run  # incremental: the mapped task had nothing to map
     assert stats(airflow, "articles")["load"]["counts"].get("extracted", 0) == 0
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3015
 
@@ -191,6 +209,7 @@ def test_full_refresh_rereads_every_row_and_changes_nothing(airflow, base_a_engi
         total = conn.execute(text("SELECT COUNT(*) FROM employees")).scalar_one()
     counts = stats(airflow, "employees")["load"]["counts"]
     assert counts["extracted"] == counts["unchanged"] == total
+    assert len(stats(airflow, "employees")["partitions"]) == 3
     assert_in_sync(base_a_engine, api_process.database_url, "employees")
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import text
 
-from base_sync import events, sync
+from base_sync import events, partitioned, sync
 from base_sync.debezium import EnvelopeWriter, decode, topic_for
 from base_sync.demo import generate
 from base_sync.state import MemoryStateStore
@@ -72,6 +72,23 @@ def test_zero_dates_are_quarantined_and_runs_complete(base_a, base_a_engine, bas
     assert replayed.still_rejected == 0
     assert run_once("employees", base_a, api, store)["verify"]["quarantined"] == 0
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 35
+
+
+def test_a_partitioned_first_load_quarantines_dirty_rows_once(base_a, base_a_engine, base_b):
+    api = base_b.api()
+    generate.seed(base_a_engine, "employees", 40, seed_value=8)
+    insert_dirty(base_a_engine, 1001, "0000-00-00")
+    insert_dirty(base_a_engine, 1002, "2020-01-01", "0000-00-00 00:00:00")
+    settings = SETTINGS.model_copy(update={"partitions": 2, "partition_min_rows": 1})
+    plan = partitioned.plan("employees", base_a, MemoryStateStore(), settings)
+    assert len(plan) == 2
+    reports = [partitioned.load_partition(p, base_a, api, settings) for p in plan]
+    # The unversioned row is in no key window: the first partition alone reads and quarantines it.
+    assert [r.counts.get("quarantined", 0) for r in reports] in ([2, 0], [1, 1])
+    assert sum(r.counts.get("inserted", 0) for r in reports) == 40
+    assert open_reasons(api) == {1001: [ZERO_HIRED], 1002: [ZERO_VERSION]}
+    report, _ = partitioned.combine(partitioned.left_to_partitions("employees", MemoryStateStore()), reports)
+    assert report.until is not None and report.until.updated_at.year > 1970
 
 
 class FakeMessage:

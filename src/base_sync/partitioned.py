@@ -1,0 +1,136 @@
+"""Partitioned first loads and full refreshes: plan key ranges, load and verify each, then reduce.
+
+A first load (no watermark yet) or a full refresh of a table with at least SYNC_PARTITION_MIN_ROWS
+rows is cut into SYNC_PARTITIONS key ranges of about equal rows (`key_ranges.split` over Base A's
+key buckets). The DAG maps one task per range, so the executor spreads them over its workers;
+each streams its range, pushes it to the bulk endpoint and verifies that range on both sides, and
+is retried alone when it fails (a re-sent row is a no-op under the version guard). `combine` turns
+the partition reports into the one `LoadReport` the commit takes: only when every partition of
+the plan reported, so the watermark moves only after all of them verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from itertools import chain
+
+from base_sync import sync
+from base_sync.api_client import BaseBApi
+from base_sync.errors import TerminalError
+from base_sync.key_ranges import bucket_size, split
+from base_sync.load import push_chunks
+from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, Cursor
+from base_sync.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class IncompletePartitionsError(TerminalError):
+    """The commit got fewer (or other) partition reports than the plan made: the watermark stays."""
+
+
+def plan(
+    entity: str, base_a: BaseA, store: StateStore, settings: SyncSettings, full_refresh: bool = False
+) -> list[Partition]:
+    """The key ranges of this run's load; [] when it loads in one piece (incremental runs, small tables)."""
+    if settings.partitions <= 1 or (store.get(entity) is not None and not full_refresh):
+        return []
+    clock = base_a.now()  # before any partition reads: see Partition.clock
+    low, high, rows = base_a.key_span(entity)
+    if rows < max(settings.partition_min_rows, 1):
+        log.info("%s: %d rows, below SYNC_PARTITION_MIN_ROWS: one piece", entity, rows)
+        return []
+    size = bucket_size(low, high, settings.partitions)
+    buckets = base_a.key_buckets(entity, size)
+    ranges = split({bucket: count for bucket, (count, _) in buckets.items()}, size, settings.partitions)
+    log.info("%s: %d rows in %d partitions: %s", entity, rows, len(ranges), [(r.low, r.high) for r in ranges])
+    return [Partition(entity, index, len(ranges), keys, clock) for index, keys in enumerate(ranges)]
+
+
+def left_to_partitions(entity: str, store: StateStore) -> LoadReport:
+    """The one-piece load's report when the partitions load everything: an empty window from the watermark."""
+    return LoadReport(entity, store.get(entity), None, None)
+
+
+def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> PartitionReport:
+    """Stream one key range to the bulk endpoint, then verify that range on both sides (repairing as `verify` does)."""
+    started = time.perf_counter()
+    entity, keys = partition.entity, partition.keys
+    highest: list[Cursor] = []
+
+    def track(records: list[dict]) -> None:
+        # Read in key order: the window's end is the highest (updated_at, id) seen, not the last row;
+        # a dirty row without a usable version has no position (base_sync.dirty).
+        cursors = [c for record in records if (c := Cursor.of_usable_record(record)) is not None]
+        if cursors:
+            top = max(cursors)
+            highest[:] = [max(highest[0], top) if highest else top]
+
+    chunks = base_a.extract(entity, None, settings.chunk_size, keys)
+    if partition.index == 0:  # rows whose stamp is no time are in no key window: one partition quarantines them
+        chunks = chain(base_a.unversioned(entity, settings.chunk_size), chunks)
+    counts = push_chunks(
+        api,
+        entity,
+        chunks,
+        settings.push_concurrency,
+        on_chunk=track,
+    )
+    until = highest[0] if highest else None
+    window = LoadReport(entity, None, None, until, partition.clock, counts)
+    verified = sync.verify(entity, base_a, api, window, settings, keys)
+    report = PartitionReport(partition, until, dict(counts), verified, time.perf_counter() - started)
+    log.info(
+        "%s: partition %d/%d [%d, %d]: %s, verified %d rows in %.2f s",
+        entity,
+        partition.index + 1,
+        partition.of,
+        keys.low,
+        keys.high,
+        dict(counts),
+        verified.rows,
+        report.seconds,
+    )
+    return report
+
+
+def combine(loaded: LoadReport, reports: list[PartitionReport]) -> tuple[LoadReport, VerifyResult]:
+    """One load report and one verification over every partition, for the commit.
+
+    Raises when a partition of the plan is missing. The window ends at the highest row any
+    partition read, but never after the plan's clock (`sync.commit` caps it): rows changed while
+    the partitions ran are re-read by the next incremental run.
+    """
+    if not reports:
+        return loaded, VerifyResult()
+    expected = set(range(reports[0].partition.of))
+    got = sorted(r.partition.index for r in reports)
+    if got != sorted(expected):
+        raise IncompletePartitionsError(
+            f"{loaded.entity}: partitions {got} reported, the plan has {len(expected)}: the watermark stays"
+        )
+    counts: Counter = Counter()
+    for r in reports:
+        counts.update(r.counts)
+    ends = [r.until for r in reports if r.until is not None]
+    report = LoadReport(
+        entity=loaded.entity,
+        previous=loaded.previous,
+        since=None,
+        until=max(ends) if ends else None,
+        clock=min(r.partition.clock for r in reports),
+        counts=dict(counts),
+        seconds=max(r.seconds for r in reports),
+    )
+    verified = VerifyResult(
+        rows=sum(r.verified.rows for r in reports),
+        repaired=sum(r.verified.repaired for r in reports),
+        ahead=sum(r.verified.ahead for r in reports),
+        moved_on=sum(r.verified.moved_on for r in reports),
+        quarantined=sum(r.verified.quarantined for r in reports),
+    )
+    return report, verified
