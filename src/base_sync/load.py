@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from base_sync.api_client import BaseBApi
@@ -65,6 +65,13 @@ def push_chunks(
         if hasattr(chunks, "close"):
             chunks.close()
     return totals
+
+
+def concat_chunks(*streams: Iterator[list[dict]]) -> Iterator[list[dict]]:
+    """The streams one after the other, as a generator: closing it closes the stream being read
+    (itertools.chain has no close(), so push_chunks could not end Base A's read on a failure)."""
+    for stream in streams:
+        yield from stream
 
 
 def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:

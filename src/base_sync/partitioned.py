@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from itertools import chain
 
 from base_sync import sync
 from base_sync.api_client import BaseBApi
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import bucket_size, split
-from base_sync.load import push_chunks
+from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
@@ -72,7 +71,7 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
 
     chunks = base_a.extract(entity, None, settings.chunk_size, keys)
     if partition.index == 0:  # rows whose stamp is no time are in no key window: one partition quarantines them
-        chunks = chain(base_a.unversioned(entity, settings.chunk_size), chunks)
+        chunks = concat_chunks(base_a.unversioned(entity, settings.chunk_size), chunks)
     counts = push_chunks(
         api,
         entity,

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from itertools import chain
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -20,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.api_client import BaseBApi
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
-from base_sync.load import push_chunks
+from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import (
     DeleteCounts,
     DeleteReport,
@@ -70,7 +69,9 @@ def load(
     counts = push_chunks(
         api,
         entity,
-        chain(base_a.unversioned(entity, settings.chunk_size), base_a.extract(entity, since, settings.chunk_size)),
+        concat_chunks(
+            base_a.unversioned(entity, settings.chunk_size), base_a.extract(entity, since, settings.chunk_size)
+        ),
         settings.push_concurrency,
         on_chunk=track,
     )

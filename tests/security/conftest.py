@@ -132,6 +132,8 @@ def example(document: dict, schema: dict, name: str = "value") -> Any:
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type")
+    if isinstance(kind, list):  # OpenAPI 3.1's nullable form, ["string", "null"]
+        kind = next(k for k in kind if k != "null")
     if kind == "string":
         return _example_string(schema, name)
     if kind == "object":
