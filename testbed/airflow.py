@@ -11,10 +11,26 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
 from testbed.servers import REPO, free_port, venv_bin, wait_for_http
+
+
+def sync_connections(base_a_url, api_url: str, token: str) -> dict:
+    """The two Airflow connections the batch DAG reads: Base A (a SQLAlchemy URL) and the API."""
+    api = urlsplit(api_url)
+    return {
+        "base_a": {
+            "conn_type": "mysql",
+            "host": base_a_url.host,
+            "port": base_a_url.port,
+            "login": base_a_url.username,
+            "schema": base_a_url.database,
+        },
+        "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": token},
+    }
 
 
 class Airflow:

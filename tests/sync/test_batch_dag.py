@@ -9,7 +9,6 @@ import json
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -19,7 +18,7 @@ from base_sync.demo import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX
-from testbed.airflow import Airflow
+from testbed.airflow import Airflow, sync_connections
 from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import assert_in_sync, synced_rows
 
@@ -37,18 +36,7 @@ def base_a_engine(make_mariadb_database):
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, base_a_engine, api_process, statsd) -> Airflow:
-    url = base_a_engine.url
-    api = urlsplit(api_process.url)
-    connections = {
-        "base_a": {
-            "conn_type": "mysql",
-            "host": url.host,
-            "port": url.port,
-            "login": url.username,
-            "schema": url.database,
-        },
-        "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": api_process.token},
-    }
+    connections = sync_connections(base_a_engine.url, api_process.url, api_process.token)
     # No look-back here, so a run's extract count is exactly the rows changed since the last one.
     # Employees (3,000 rows at first) make a first load and full refresh of 3 partitions; articles (600) do not.
     settings = {

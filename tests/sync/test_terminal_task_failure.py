@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-from urllib.parse import urlsplit
 
 import pytest
 
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
-from testbed.airflow import Airflow
+from testbed.airflow import Airflow, sync_connections
 from testbed.servers import REPO, venv_bin
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
@@ -28,17 +27,7 @@ def refused_airflow(tmp_path, make_mariadb_database, api_process) -> Airflow:
     generate.seed(engine, "articles", 20, seed_value=3)
     url = engine.url
     engine.dispose()
-    api = urlsplit(api_process.url)
-    connections = {
-        "base_a": {
-            "conn_type": "mysql",
-            "host": url.host,
-            "port": url.port,
-            "login": url.username,
-            "schema": url.database,
-        },
-        "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": "not-the-token"},
-    }
+    connections = sync_connections(url, api_process.url, "not-the-token")
     return Airflow(tmp_path / "airflow", connections)
 
 
