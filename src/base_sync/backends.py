@@ -10,7 +10,20 @@ import os
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import DDL, BigInteger, DateTime, Engine, Integer, Table, create_engine, event, func, make_url
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    Table,
+    create_engine,
+    event,
+    func,
+    make_url,
+    text,
+    type_coerce,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
@@ -53,6 +66,10 @@ class BaseABackend:
         """The version digest's pair hash as SQL, or None to hash the rows in Python."""
         return None
 
+    def shift_seconds(self, stamp, seconds: int):
+        """A DATETIME expression moved by whole seconds (the mapping's time zone rule)."""
+        raise NotImplementedError
+
     def driver_row(self, row: tuple) -> tuple:
         """A demo row (its last value `created_at`) as the driver's executemany takes it."""
         return row
@@ -87,6 +104,9 @@ class MySQLBaseA(BaseABackend):
 
     def pair_hash(self, key, version):
         return mysql_pair_hash(key, version)
+
+    def shift_seconds(self, stamp, seconds: int):
+        return func.date_add(stamp, text(f"INTERVAL {int(seconds)} SECOND"))
 
     def driver_row(self, row: tuple) -> tuple:
         return (*row[:-1], _utc_text(row[-1]))  # created_at as UTC text: the session is UTC
@@ -124,6 +144,11 @@ class SQLiteBaseA(BaseABackend):
 
     def clock(self):
         return func.strftime("%Y-%m-%d %H:%M:%f", "now")
+
+    def shift_seconds(self, stamp, seconds: int):
+        # Stored as text; the result keeps the six fractional digits the DateTime type reads back.
+        moved = func.strftime("%Y-%m-%d %H:%M:%f", stamp, f"{int(seconds):+d} seconds").concat("000")
+        return type_coerce(moved, DateTime)
 
     def driver_row(self, row: tuple) -> tuple:
         return tuple(_sqlite_value(value) for value in row)  # decimals, dates and times as text

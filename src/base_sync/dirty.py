@@ -11,7 +11,7 @@ silently; crashing on it would stall every run. The rule instead:
     rejection with the source row and one reason per bad column (for example "hired_at is the zero
     date 0000-00-00"), and the run goes on.
 
-The batch path finds them in SQL (`records.record_columns` flags each invalid column while MySQL
+The batch path finds them in SQL (`mapping.render` flags each invalid column while MySQL
 renders the record), the events path in the decoded change (`debezium.decode`); both make the
 reasons here. A TIMESTAMP column holds no valid value before 1970-01-01 00:00:01 UTC, so a stamp at
 the epoch itself is the zero timestamp as the binlog (and Debezium, for a NOT NULL column) shows it.
@@ -27,7 +27,7 @@ FIRST_VERSION = datetime(1970, 1, 1, 0, 0, 1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ZERO_DATE = "0000-00-00"
 ZERO_TIMESTAMP = "0000-00-00 00:00:00"
-# The bulk record's extra key (batch path, MySQL) naming the invalid columns, comma-separated.
+# The rendered record's extra key (batch path, MySQL) naming the invalid columns (mapping.render).
 INVALID = "_invalid"
 STAMPS = ("created_at", "updated_at")
 
@@ -50,14 +50,19 @@ class Quarantined:
         }
 
 
-def reason(name: str, text: str | None) -> dict:
-    """Why the value of column `name` (its text as Base A shows it, None if unknown) is refused."""
-    if name in STAMPS:
+def reason(name: str, text: str | None, stamp: bool | None = None, version: bool | None = None) -> dict:
+    """Why the value of column `name` (its text as Base A shows it, None if unknown) is refused.
+
+    `stamp`: the column is a point in time (a TIMESTAMP or DATETIME); `version`: the row's version
+    comes from it. By default, the platform's own stamps `created_at` and `updated_at` are both."""
+    stamp = name in STAMPS if stamp is None else stamp
+    version = name == "updated_at" if version is None else version
+    if stamp:
         if text is None or text.startswith(("0000-00-00", "1970-01-01T00:00:00.000000")):
             message = f"{name} is the zero timestamp {ZERO_TIMESTAMP}"
         else:
             message = f"{name} is not a valid timestamp: {text}"
-        if name == "updated_at":
+        if version:
             message += ": the row has no usable version"
         return {"field": name, "message": message}
     if text is None or text == ZERO_DATE:
@@ -79,19 +84,3 @@ def is_zero_stamp(value: datetime | None) -> bool:
         return True
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return aware < FIRST_VERSION.replace(tzinfo=UTC)
-
-
-def split_rendered(records: list[dict]) -> tuple[list[dict], list[Quarantined]]:
-    """Split bulk records MySQL rendered (with the INVALID key) into clean ones and quarantined rows."""
-    clean: list[dict] = []
-    bad: list[Quarantined] = []
-    for record in records:
-        names = record.pop(INVALID, None)
-        if not names:
-            clean.append(record)
-            continue
-        invalid = names.split(",")
-        reasons = [reason(name, record.get(name)) for name in invalid]
-        version = None if "updated_at" in invalid else record.get("source_updated_at")
-        bad.append(Quarantined(record["source_id"], version, record, reasons))
-    return clean, bad

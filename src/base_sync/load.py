@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from base_sync.api_client import BaseBApi
-from base_sync.dirty import Quarantined, split_rendered
+from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
 from base_sync.records import encode
 
@@ -28,7 +28,8 @@ def push_chunks(
     on_chunk: Callable[[list[dict]], None] | None = None,
 ) -> Counter:
     """Send every chunk of bulk records; returns the counts per outcome, plus `extracted` and
-    `quarantined` (rows with invalid dates, sent to the API's rejections instead: base_sync.dirty).
+    `quarantined` (the `Quarantined` rows among them, which the mapping refused: sent to the API's
+    rejections instead, with their reasons).
 
     At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
     one being read. Every record must come back counted exactly once, or the load fails.
@@ -47,7 +48,8 @@ def push_chunks(
                 if on_chunk:
                     on_chunk(chunk)
                 totals["extracted"] += len(chunk)
-                records, dirty = split_rendered(chunk)
+                records = [r for r in chunk if not isinstance(r, Quarantined)]
+                dirty = [r for r in chunk if isinstance(r, Quarantined)] if len(records) < len(chunk) else []
                 if dirty:
                     quarantine(api, entity, dirty)
                     totals["quarantined"] += len(dirty)

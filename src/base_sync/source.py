@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, Table, delete, func, select
 
 from base_sync.backends import backend_for_url, backend_of
-from base_sync.dirty import FIRST_VERSION
+from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
-from base_sync.records import record_columns, to_record, utc
+from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.render import Rendered
+from base_sync.records import utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.entities import ENTITIES
 from baseab_contract.version_digest import VersionDigest, version_window, window_digest
@@ -38,8 +40,12 @@ class Cursor:
         return cls(utc(datetime.fromisoformat(data["updated_at"])), int(data["id"]))
 
     @classmethod
-    def of_usable_record(cls, record: dict) -> Cursor | None:
+    def of_usable_record(cls, record: dict | Quarantined) -> Cursor | None:
         """The record's position, or None when its version is no time (a dirty row, base_sync.dirty)."""
+        if isinstance(record, Quarantined):
+            if record.version is None:
+                return None
+            return cls(utc(datetime.fromisoformat(record.version)), record.source_id)
         try:
             return cls.of_record(record)
         except (TypeError, ValueError):
@@ -60,16 +66,23 @@ def source_engine(url: str) -> Engine:
 
 
 class BaseA:
-    """The reads the sync makes on Base A."""
+    """The reads the sync makes on Base A, each through the entity's mapping (`base_sync.mapping`)."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, mapping: SourceMapping | None = None):
         self.engine = engine
         self.backend = backend_of(engine)
+        self.mapping = mapping or SourceMapping.from_settings()
+        # The platform's own Base A (`base-a init`): the demo writes it; its delete log serves deletes.
         metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
 
     def table(self, entity: str) -> Table:
+        """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
         return self.tables[entity]
+
+    def view(self, entity: str) -> SourceView:
+        """The entity's source table through the mapping."""
+        return self.mapping.view(entity, self.backend)
 
     def now(self) -> datetime:
         """Base A's clock (UTC), with the precision of its updated_at stamps."""
@@ -88,115 +101,128 @@ class BaseA:
                 conn.invalidate()
                 raise
 
-    def _window(self, table: Table, since: Cursor | None, until: Cursor | None) -> list:
-        return window(table.c.updated_at, table.c.id, since, until)
+    def _window(self, view: SourceView, since: Cursor | None, until: Cursor | None) -> list:
+        return [
+            *view.versioned(),
+            *view.version_prefilter(since and since.updated_at, until and until.updated_at),
+            *_between(view.version, view.key, since, until),
+        ]
+
+    def _records(self, view: SourceView, where: list, order: tuple, chunk_size: int, clock=None) -> Iterator[list]:
+        """Bulk records (and `Quarantined` rows, in place) of the rows meeting `where`, a chunk at a time:
+        rendered by the server where it can (MySQL), else mapped here row by row."""
+        if self.backend.renders_records:
+            rendered = Rendered(view)
+            columns = rendered.columns(clock)
+            names = [c.name for c in columns]
+            statement = select(*columns).select_from(view.table).where(*where).order_by(*order)
+            for rows in self._stream(statement, chunk_size):
+                yield rendered.split([dict(zip(names, row, strict=True)) for row in rows])
+            return
+        names = view.source_columns
+        statement = select(*(view.c(n) for n in names)).where(*where).order_by(*order)
+        for rows in self._stream(statement, chunk_size):
+            yield [view.apply(dict(zip(names, row, strict=True)), version=clock) for row in rows]
 
     def extract(
         self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None
-    ) -> Iterator[list[dict]]:
-        """The bulk records of the rows changed after `since`, in (updated_at, id) order, a chunk at a time.
+    ) -> Iterator[list[dict | Quarantined]]:
+        """The bulk records of the live rows changed after `since`, in (version, key) order, a chunk at a time.
 
         With `keys` (a partition of a first load or full refresh), only the rows of that key range,
-        in id order: the primary key serves the range, and partitions read apart from each other.
+        in key order: the primary key serves the range, and partitions read apart from each other.
         One SELECT reads one consistent snapshot (InnoDB, SQLite), so a row is seen at most once.
+        A row the mapping refuses comes as a `Quarantined` in its place (base_sync.dirty).
         """
-        table = self.table(entity)
-        where = self._window(table, since, None) + _in_range(table, keys)
-        order = (table.c.id,) if keys else (table.c.updated_at, table.c.id)
-        if self.backend.renders_records:  # the server writes the JSON text of each value
-            columns = record_columns(table, entity)
-            names = [column.name for column in columns]
-            for rows in self._stream(select(*columns).where(*where).order_by(*order), chunk_size):
-                yield [dict(zip(names, row, strict=True)) for row in rows]
-            return
-        names = [c.name for c in table.columns]
-        for rows in self._stream(select(*table.columns).where(*where).order_by(*order), chunk_size):
-            yield [to_record(entity, dict(zip(names, row, strict=True))) for row in rows]
+        view = self.view(entity)
+        where = [*view.live, *self._window(view, since, None), *_in_range(view, keys)]
+        order = (view.key,) if keys else (view.version, view.key)
+        yield from self._records(view, where, order, chunk_size)
 
-    def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict]]:
-        """The bulk records of the rows whose version stamp is no time (the zero timestamp).
+    def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict | Quarantined]]:
+        """The live rows whose cursor holds no usable time (the zero timestamp, NULL in every cursor
+        column), each a `Quarantined` with its reasons.
 
-        They sort before every position, so no window holds them and the extract never reaches
-        them: every load reads them here (a short range of the (updated_at, id) index) to quarantine
-        them again until Base A fixes them (base_sync.dirty)."""
-        table = self.table(entity)
-        where = table.c.updated_at < FIRST_VERSION
-        if self.backend.renders_records:
-            columns = record_columns(table, entity)
-            names = [column.name for column in columns]
-            for rows in self._stream(select(*columns).where(where).order_by(table.c.id), chunk_size):
-                yield [dict(zip(names, row, strict=True)) for row in rows]
+        No window holds them, so the extract never reaches them: every load reads them here to
+        quarantine them again until Base A fixes them (base_sync.dirty)."""
+        view = self.view(entity)
+        yield from self._records(view, [*view.live, view.unversioned()], (view.key,), chunk_size)
 
-    def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
-        """The bulk records of the given keys' current rows (missing keys skipped), made as the extract
-        makes them: on MySQL rendered by the server, invalid dates flagged (base_sync.dirty)."""
-        if not self.backend.renders_records:
-            for chunk in self.rows_by_keys(entity, keys, chunk_size):
-                yield [to_record(entity, row) for row in chunk]
-            return
-        table = self.table(entity)
-        columns = record_columns(table, entity)
-        names = [column.name for column in columns]
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), chunk_size):
-                part = keys[start : start + chunk_size]
-                rows = conn.execute(select(*columns).where(table.c.id.in_(part)).order_by(table.c.id))
-                chunk = [dict(zip(names, row, strict=True)) for row in rows]
+    def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
+        """The bulk records of the given keys' current live rows (missing keys skipped), made as the
+        extract makes them."""
+        view = self.view(entity)
+        for start in range(0, len(keys), chunk_size):
+            part = keys[start : start + chunk_size]
+            for chunk in self._records(view, [*view.live, view.key.in_(part)], (view.key,), chunk_size):
                 if chunk:
                     yield chunk
 
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
-        """The current rows of the given keys (missing keys are skipped), a chunk at a time."""
-        table = self.table(entity)
-        names = [c.name for c in table.columns]
+        """The current source rows of the given keys (missing keys are skipped), as read, a chunk at a time."""
+        view = self.view(entity)
+        names = view.source_columns
         with self.engine.connect() as conn:
             for start in range(0, len(keys), chunk_size):
                 part = keys[start : start + chunk_size]
-                rows = conn.execute(select(*table.columns).where(table.c.id.in_(part)).order_by(table.c.id))
-                chunk = [dict(zip(names, row, strict=True)) for row in rows]
+                statement = select(*(view.c(n) for n in names)).where(view.key.in_(part)).order_by(view.key)
+                chunk = [dict(zip(names, row, strict=True)) for row in conn.execute(statement)]
                 if chunk:
                     yield chunk
 
     def window_digest(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
     ) -> VersionDigest:
-        """Count and checksum of the (id, updated_at) pairs in the window (since, until] (and key range)."""
-        table = self.table(entity)
-        where = self._window(table, since, until) + _in_range(table, keys)
+        """Count and checksum of the live rows' (key, version) pairs in the window (since, until] (and key range)."""
+        view = self.view(entity)
+        where = [*view.live, *self._window(view, since, until), *_in_range(view, keys)]
         with self.engine.connect() as conn:
-            return window_digest(conn, table.c.id, table.c.updated_at, where, self.backend.pair_hash)
+            return window_digest(conn, view.key, view.version, where, self.backend.pair_hash)
 
     def window_versions(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
     ) -> Iterator[tuple[int, datetime]]:
-        """(id, updated_at) in the window (and key range), by id."""
-        table = self.table(entity)
-        where = self._window(table, since, until) + _in_range(table, keys)
-        statement = select(table.c.id, table.c.updated_at).where(*where).order_by(table.c.id)
+        """(key, version) of the live rows in the window (and key range), by key."""
+        view = self.view(entity)
+        where = [*view.live, *self._window(view, since, until), *_in_range(view, keys)]
+        statement = select(view.key, view.version).where(*where).order_by(view.key)
         for rows in self._stream(statement, 50_000):
             for key, version in rows:
                 yield key, utc(version)
 
+    def gone_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
+        """Delete records (key and version) of the rows the soft-delete rule marks deleted, changed
+        after `since`: how a soft delete reaches Base B without waiting for a key comparison."""
+        view = self.view(entity)
+        if view.deleted is None or view.version is None:
+            return
+        where = [*view.in_scope, view.deleted, *self._window(view, since, None)]
+        statement = select(view.key, view.version).where(*where).order_by(view.version, view.key)
+        for rows in self._stream(statement, chunk_size):
+            yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
+
     def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
-        """{bucket: (count, sum of ids)} with bucket = id // size: one aggregate over the key."""
-        table = self.table(entity)
-        bucket = (table.c.id // size).label("bucket")
-        statement = select(bucket, func.count(), func.sum(table.c.id)).group_by(bucket)
+        """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over the key."""
+        view = self.view(entity)
+        bucket = (view.key // size).label("bucket")
+        statement = select(bucket, func.count(), func.sum(view.key)).where(*view.live).group_by(bucket)
         with self.engine.connect() as conn:
             return {int(b): (int(count), int(total)) for b, count, total in conn.execute(statement)}
 
     def key_span(self, entity: str) -> tuple[int, int, int]:
-        """(lowest id, highest id, rows) of the table; (0, 0, 0) when it is empty."""
-        table = self.table(entity)
+        """(lowest key, highest key, rows) of the live rows; (0, 0, 0) when there are none."""
+        view = self.view(entity)
+        statement = select(func.min(view.key), func.max(view.key), func.count()).where(*view.live)
         with self.engine.connect() as conn:
-            low, high, rows = conn.execute(select(func.min(table.c.id), func.max(table.c.id), func.count())).one()
+            low, high, rows = conn.execute(statement).one()
         return (int(low), int(high), int(rows)) if rows else (0, 0, 0)
 
     def keys_between(self, entity: str, low: int, high: int) -> set[int]:
-        """The ids in [low, high]."""
-        table = self.table(entity)
+        """The live rows' keys in [low, high]."""
+        view = self.view(entity)
+        statement = select(view.key).where(*view.live, view.key.between(low, high))
         with self.engine.connect() as conn:
-            return set(conn.execute(select(table.c.id).where(table.c.id.between(low, high))).scalars())
+            return set(conn.execute(statement).scalars())
 
     def logs_deletes(self, entity: str) -> bool:
         """Whether Base A's delete trigger on the entity's table is in place (see source_schema)."""
@@ -228,23 +254,24 @@ class BaseA:
 
 
 def window(version, key, since: Cursor | None, until: Cursor | None) -> list:
-    """Conditions for since < (version, key) <= until on Base A (naive UTC timestamps).
+    """Conditions for since < (version, key) <= until on a UTC TIMESTAMP column (the delete log).
 
     A row whose stamp is no time (the zero timestamp) is in no window: it has no version to sync or
-    verify by; `BaseA.unversioned` reads those (base_sync.dirty)."""
-    return [
-        version >= FIRST_VERSION,
-        *version_window(
-            version,
-            key,
-            (_naive(since.updated_at), since.id) if since else None,
-            (_naive(until.updated_at), until.id) if until else None,
-        ),
-    ]
+    verify by (base_sync.dirty)."""
+    return [version >= FIRST_VERSION, *_between(version, key, since, until)]
 
 
-def _in_range(table: Table, keys: KeyRange | None) -> list:
-    return [table.c.id.between(keys.low, keys.high)] if keys else []
+def _between(version, key, since: Cursor | None, until: Cursor | None) -> list:
+    return version_window(
+        version,
+        key,
+        (_naive(since.updated_at), since.id) if since else None,
+        (_naive(until.updated_at), until.id) if until else None,
+    )
+
+
+def _in_range(view: SourceView, keys: KeyRange | None) -> list:
+    return [view.key.between(keys.low, keys.high)] if keys else []
 
 
 def _naive(stamp: datetime) -> datetime:

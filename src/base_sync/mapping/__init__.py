@@ -1,0 +1,110 @@
+"""Source mappings: how Base A's own tables and columns become Base B's entities.
+
+`SourceMapping.from_settings()` reads the file `BASE_A_MAPPING_FILE` names (docs/mapping.md); without
+one, the identity mapping of the Base A this platform creates itself (`base-a init`: tables named
+after the entities, key `id`, cursor `updated_at` as a UTC TIMESTAMP). Every reader of Base A (the
+batch extract, verification, the key comparison, the events path, the check command) goes through
+one `SourceView` per entity.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from base_sync.mapping.spec import (
+    EntityMapping,
+    FieldMapping,
+    MappingError,
+    MappingFile,
+    SourceSection,
+    StampColumn,
+    load_mapping,
+    parse_mapping,
+)
+from base_sync.mapping.view import SourceView
+from baseab_contract.entities import ENTITIES, Entity
+
+__all__ = ["MappingError", "MappingSettings", "SourceMapping", "SourceView", "load_mapping", "parse_mapping"]
+
+
+class MappingSettings(BaseSettings):
+    """Where the mapping file is (BASE_A_MAPPING_FILE): shared by the batch DAG, the events DAG and the relay."""
+
+    model_config = SettingsConfigDict(env_prefix="BASE_A_", extra="ignore")
+
+    mapping_file: Path | None = Field(
+        None, description="YAML mapping of Base A's tables to Base B's entities; unset: Base A is the platform's own"
+    )
+
+
+def identity_entity(entity: Entity) -> EntityMapping:
+    """The mapping of a table `base-a init` made: same names, UTC TIMESTAMP stamps."""
+    return EntityMapping(
+        table=entity.name,
+        key="id",
+        cursor=[StampColumn(column="updated_at", type="timestamp")],
+        created=StampColumn(column="created_at", type="timestamp"),
+        fields={name: FieldMapping(column=name) for name in entity.field_names},
+    )
+
+
+IDENTITY = MappingFile(
+    source=SourceSection(time_zone="UTC"), entities={name: identity_entity(e) for name, e in ENTITIES.items()}
+)
+
+
+class SourceMapping:
+    """The whole mapping: which entities come from Base A, and each one's view for a kind of database."""
+
+    def __init__(self, spec: MappingFile = IDENTITY, origin: str = "identity"):
+        self.spec = spec
+        self.origin = origin
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> SourceMapping:
+        return cls(load_mapping(path), str(path))
+
+    @classmethod
+    def from_settings(cls, settings: MappingSettings | None = None) -> SourceMapping:
+        path = (settings or MappingSettings()).mapping_file
+        return _cached_file(str(path)) if path else IDENTITY_MAPPING
+
+    @property
+    def is_identity(self) -> bool:
+        return self.spec is IDENTITY
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """The mapped entities, in Base B's declaration order."""
+        return tuple(name for name in ENTITIES if name in self.spec.entities)
+
+    def table_of(self, entity: str) -> str:
+        return self.spec.entities[entity].table
+
+    def entity_of_table(self, table: str) -> str | None:
+        for name, spec in self.spec.entities.items():
+            if spec.table == table:
+                return name
+        return None
+
+    def view(self, entity: str, backend) -> SourceView:
+        if entity not in self.spec.entities:
+            raise MappingError(f"{self.origin}: entity {entity!r} is not mapped (mapped: {list(self.entities)})")
+        return _view(self, entity, backend)
+
+
+@cache
+def _view(mapping: SourceMapping, entity: str, backend) -> SourceView:
+    return SourceView(ENTITIES[entity], mapping.spec.entities[entity], mapping.spec.source.time_zone, backend)
+
+
+@cache
+def _cached_file(path: str) -> SourceMapping:
+    return SourceMapping.from_file(path)
+
+
+IDENTITY_MAPPING = SourceMapping()

@@ -1,0 +1,253 @@
+"""The mapping file: how Base A's own tables become Base B's entities, declared once in YAML.
+
+The shape follows dbt sources and Sling replications: one section per Base B entity, naming the
+source table, its key, its change cursor, an optional row filter and soft-delete rule, and how each
+Base B field is made from the source columns. `load_mapping` validates the whole file on load and
+every error names the file, the entity and the key at fault. Nothing here touches a database:
+checking the file against the live Base A is `mapping.check`.
+
+    source:
+      time_zone: Europe/Berlin          # the zone of DATETIME columns unless a column says otherwise
+    entities:
+      employees:
+        table: mitarbeiter
+        key: pers_nr
+        cursor:                         # the first non-NULL column wins; `cursor: none` for no cursor
+          - {column: geaendert_am, type: datetime}
+          - {column: angelegt_am, type: datetime}
+        created: {column: angelegt_am, type: datetime}
+        filter: "mandant = 1"
+        soft_delete: {column: aktiv, deleted_when: 0}
+        fields:
+          first_name: {column: vorname, trim: true}
+          email: {column: mail, trim: true, case: lower}
+          department: {column: abt_code, map: {V: Sales, E: Engineering}, unmapped: reject}
+
+docs/mapping.md is the reference of every key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from base_sync.errors import TerminalError
+from baseab_contract.entities import ENTITIES, Entity, Kind
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*$"
+
+
+class MappingError(TerminalError):
+    """The mapping file is unreadable or invalid; the message names the file, the entity and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StampColumn(_Strict):
+    """A source column holding a point in time: a UTC `timestamp` or a local `datetime`."""
+
+    column: str = Field(pattern=IDENTIFIER)
+    type: Literal["timestamp", "datetime"] = "datetime"
+    time_zone: str | None = None  # a DATETIME's zone; default: the file's `source.time_zone`
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _zone(value)
+
+
+class SoftDelete(_Strict):
+    """A row is deleted when `column` holds `deleted_when` (a value, or `not_null` / `null`)."""
+
+    column: str = Field(pattern=IDENTIFIER)
+    deleted_when: str | int | bool = "not_null"
+
+
+class FieldMapping(_Strict):
+    """How one Base B field is made. Exactly one of `column`, `concat`, `python` gives the value;
+    the transforms then apply in this order: cast, trim, case, map, default, zero_date, too_long."""
+
+    column: str | None = Field(None, pattern=IDENTIFIER)
+    concat: list[str] | None = Field(None, min_length=2)  # columns joined by `separator`, NULLs skipped
+    separator: str = " "
+    python: str | None = None  # "package.module:function" (or dotted), called with the source row
+    inputs: list[str] | None = None  # the columns the python function reads
+    cast: Literal["string", "integer"] | None = None
+    trim: bool = False
+    case: Literal["lower", "upper"] | None = None
+    map: dict[str, str | None] | None = None  # source value (as text) -> Base B value
+    unmapped: Literal["keep", "null", "reject"] = "keep"  # a value the map does not list
+    default: str | int | float | None = None  # when the value is NULL
+    zero_date: Literal["reject", "null"] = "reject"  # a date field's 0000-00-00 (and other invalid dates)
+    too_long: Literal["reject", "truncate"] = "reject"  # text longer than the Base B field allows
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        # YAML reads `1: Sales` with an integer key; the map compares the source value as text.
+        if isinstance(value, dict):
+            return {_text_key(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("concat", "inputs")
+    @classmethod
+    def _identifiers(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"{name!r} is not a column name")
+        return value
+
+    @field_validator("python")
+    @classmethod
+    def _importable(cls, value: str | None) -> str | None:
+        if value is not None:
+            resolve_function(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldMapping:
+        given = [k for k in ("column", "concat", "python") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of column, concat, python (got {', '.join(given) or 'none'})")
+        if self.python is not None and not self.inputs:
+            raise ValueError("a python field needs `inputs`: the source columns its function reads")
+        return self
+
+    def source_columns(self) -> list[str]:
+        if self.column:
+            return [self.column]
+        return list(self.concat or self.inputs or [])
+
+
+class EntityMapping(_Strict):
+    """One Base B entity's source: table, key, cursor, filter, soft delete, fields."""
+
+    table: str = Field(pattern=IDENTIFIER)
+    key: str = Field("id", pattern=IDENTIFIER)
+    cursor: list[StampColumn] | None = Field(None, min_length=1)  # None: no cursor (checksum buckets)
+    created: StampColumn | None = None  # Base B's created_at; default: the version
+    filter: str | None = None  # SQL condition on the source table: rows outside it are not synced
+    soft_delete: SoftDelete | None = None
+    fields: dict[str, FieldMapping] = Field(default_factory=dict)
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _cursor_forms(cls, value: Any) -> Any:
+        if value in ("none", "None", False):
+            return None
+        if isinstance(value, str):
+            return [{"column": value}]
+        if isinstance(value, dict):
+            return [value]
+        return value
+
+
+class SourceSection(_Strict):
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
+
+
+class MappingFile(_Strict):
+    source: SourceSection = SourceSection()
+    entities: dict[str, EntityMapping]
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, value: dict[str, EntityMapping]) -> dict[str, EntityMapping]:
+        unknown = sorted(set(value) - set(ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown entities {unknown}; Base B has {sorted(ENTITIES)}")
+        return value
+
+
+def _text_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "1" if key else "0"
+    return str(key)
+
+
+def _zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin, or UTC)") from None
+    return value
+
+
+def resolve_function(path: str):
+    """The function a `python:` transform names ("package.module:function" or "package.module.function")."""
+    module_name, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not name:
+        raise ValueError(f"{path!r} is not a dotted path to a function")
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {path!r}: {exc}") from None
+    if not callable(function):
+        raise ValueError(f"{path!r} is not callable")
+    return function
+
+
+def parse_mapping(document: Any, origin: str = "<mapping>") -> MappingFile:
+    """Validate a parsed mapping document; every error names `origin`, the entity and the key."""
+    try:
+        mapping = MappingFile.model_validate(document)
+    except ValidationError as exc:
+        raise MappingError(f"{origin}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+    problems = [f"entities.{name}: {p}" for name, spec in mapping.entities.items() for p in _field_problems(spec, name)]
+    if problems:
+        raise MappingError(f"{origin}: " + "; ".join(problems))
+    return mapping
+
+
+def load_mapping(path: str | Path) -> MappingFile:
+    """Read and validate a mapping file (no database, no network: safe at DAG parse time)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(f"{path}: cannot read the mapping file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: not valid YAML: {exc}") from None
+    return parse_mapping(document, str(path))
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{location}: {message}" if location else message
+
+
+def _field_problems(spec: EntityMapping, name: str) -> list[str]:
+    entity: Entity = ENTITIES[name]
+    declared = {f.name: f for f in entity.fields}
+    problems = [f"fields.{f}: Base B's {name} has no field {f!r}" for f in spec.fields if f not in declared]
+    problems += [
+        f"fields.{f.name}: required by Base B's {name} but not mapped"
+        for f in entity.fields
+        if f.required and f.name not in spec.fields
+    ]
+    for field_name, mapping in spec.fields.items():
+        field = declared.get(field_name)
+        if field is None:
+            continue
+        if mapping.too_long == "truncate" and field.max_length is None:
+            problems.append(f"fields.{field_name}.too_long: {field_name} has no length limit to truncate to")
+        if mapping.zero_date == "null" and field.kind != Kind.DATE:
+            problems.append(f"fields.{field_name}.zero_date: only date fields hold dates")
+    return problems

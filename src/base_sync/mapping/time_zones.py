@@ -1,0 +1,103 @@
+"""Local wall-clock DATETIMEs to UTC, by one rule both paths apply, in Python and in SQL.
+
+A wall time is read with the offset in force at it; around a daylight-saving change:
+
+- **ambiguous** (the hour repeated when clocks go back): the earlier reading, the offset before
+  the change (what `zoneinfo` does with `fold=0`);
+- **non-existent** (the hour skipped when clocks go forward): the offset before the change, so
+  02:30 on a spring-forward night in Europe/Berlin is 01:30 UTC, the same instant as 03:30 CEST.
+
+Both cases reduce to one boundary per change: the wall time `T + max(before, after)` (T the UTC
+instant of the change); at or after it the new offset applies. The batch extract pushes the rule
+into SQL as a CASE over those boundaries (newest first, so recent rows decide after a few
+comparisons) and the events path applies the same boundaries with a binary search, so a row's
+version is the same number on both paths. Changes are listed from 1970 to five years ahead; a
+wall time after the last one keeps its offset.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case
+
+FIRST_YEAR = 1970
+YEARS_AHEAD = 5
+
+
+@dataclass(frozen=True)
+class ZoneRule:
+    """Wall-time boundaries (ascending) and the offset (seconds) in force from each; `first` before them."""
+
+    name: str
+    first: int
+    boundaries: tuple[datetime, ...]
+    offsets: tuple[int, ...]
+
+    @property
+    def fixed(self) -> bool:
+        return not self.boundaries
+
+    def offset_at(self, wall: datetime) -> int:
+        index = bisect_right(self.boundaries, wall.replace(tzinfo=None))
+        return self.first if index == 0 else self.offsets[index - 1]
+
+    def to_utc(self, wall: datetime) -> datetime:
+        """The UTC instant (aware) of a naive wall time in this zone."""
+        naive = wall.replace(tzinfo=None)
+        return (naive - timedelta(seconds=self.offset_at(naive))).replace(tzinfo=UTC)
+
+    def sql_to_utc(self, wall, shift):
+        """The same as a SQL expression over a wall-time column; `shift(expr, seconds)` is the backend's."""
+        if self.fixed:
+            return shift(wall, -self.first) if self.first else wall
+        whens = [
+            (wall >= boundary, shift(wall, -offset))
+            for boundary, offset in zip(reversed(self.boundaries), reversed(self.offsets), strict=True)
+        ]
+        return case(*whens, else_=shift(wall, -self.first))
+
+
+@cache
+def zone_rule(name: str) -> ZoneRule:
+    zone = ZoneInfo(name)
+    changes = list(_changes(zone))
+    first = int(datetime(FIRST_YEAR, 1, 1, tzinfo=UTC).astimezone(zone).utcoffset().total_seconds())
+    boundaries, offsets, before = [], [], first
+    for instant, after in changes:
+        boundaries.append((instant + timedelta(seconds=max(before, after))).replace(tzinfo=None))
+        offsets.append(after)
+        before = after
+    return ZoneRule(name, first, tuple(boundaries), tuple(offsets))
+
+
+def _offset(zone: ZoneInfo, instant: datetime) -> int:
+    return int(instant.astimezone(zone).utcoffset().total_seconds())
+
+
+def _changes(zone: ZoneInfo):
+    """(UTC instant, new offset) of every offset change from 1970 to a few years ahead."""
+    step = timedelta(days=1)
+    instant = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
+    end = datetime(datetime.now(UTC).year + YEARS_AHEAD + 1, 1, 1, tzinfo=UTC)
+    current = _offset(zone, instant)
+    while instant < end:
+        following = instant + step
+        offset = _offset(zone, following)
+        if offset != current:
+            # The change lies in (low, high]: bisect it to the second, in whole epoch seconds.
+            low, high = int(instant.timestamp()), int(following.timestamp())
+            while high - low > 1:
+                middle = (low + high) // 2
+                if _offset(zone, datetime.fromtimestamp(middle, UTC)) == current:
+                    low = middle
+                else:
+                    high = middle
+            high = datetime.fromtimestamp(high, UTC)
+            yield high, offset
+            current = offset
+        instant = following

@@ -1,0 +1,322 @@
+"""One entity's mapping compiled for a kind of Base A: SQL expressions for the reads, and the same
+transforms in Python for rows read as they are (the events path, a SQLite Base A).
+
+The batch extract on MySQL/MariaDB pushes the mapping down: renames, trim, case, value maps,
+defaults, concatenation, truncation and the time zone rule become SQL, and the server renders
+each bulk record's values as JSON text while it reads (see `render`). Only `python:` fields run
+here, on the columns they name. Every other reader (verification's windows and digests, the key
+comparison, partitions) works on the three expressions every mapping has:
+
+- `key`: the source key;
+- `version`: the row's change stamp in UTC (the first non-NULL cursor column, its local time
+  converted by `time_zones`), the version Base B's guard compares; None without a cursor;
+- `live`: the conditions a row meets to be synced (the row filter, not soft-deleted).
+
+`apply` turns one source row (column -> Python value) into a bulk record, or refuses it with
+reasons; `tests/sync/test_mapping_paths.py` holds `apply` and the SQL rendering side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cached_property
+
+from sqlalchemy import DateTime, and_, column, false, func, literal, not_, or_, table, text, true
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.expression import TableClause
+
+from base_sync.dirty import FIRST_VERSION, Quarantined, reason
+from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, resolve_function
+from base_sync.mapping.time_zones import ZoneRule, zone_rule
+from baseab_contract.bulk_format import SOURCE_ID, VERSION
+from baseab_contract.entities import Entity, Field, Kind
+
+# A DATETIME holds nothing valid before 1000-01-01; a TIMESTAMP nothing before FIRST_VERSION.
+FIRST_DATETIME = datetime(1000, 1, 1)
+
+
+@dataclass
+class Refusal:
+    """Why a source row cannot become a record: one reason per field or column at fault."""
+
+    reasons: list[dict] = field(default_factory=list)
+    version_usable: bool = True
+
+
+class SourceView:
+    """One entity's source table through its mapping, for one kind of Base A (`backend`)."""
+
+    def __init__(self, entity: Entity, spec: EntityMapping, default_zone: str, backend):
+        self.entity = entity
+        self.spec = spec
+        self.backend = backend
+        self.default_zone = default_zone
+        self.fields: dict[str, FieldMapping] = dict(spec.fields)
+        self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
+        names = self.source_columns
+        stamps = {s.column for s in self.stamps}
+        self.table: TableClause = table(spec.table, *(column(n, DateTime) if n in stamps else column(n) for n in names))
+        self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
+
+    # What the mapping reads
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def has_cursor(self) -> bool:
+        return self.spec.cursor is not None
+
+    @property
+    def stamps(self) -> list[StampColumn]:
+        return [*(self.spec.cursor or []), *([self.spec.created] if self.spec.created else [])]
+
+    @cached_property
+    def source_columns(self) -> list[str]:
+        """Every source column the mapping reads, key first, each once."""
+        names = [self.spec.key, *(s.column for s in self.stamps)]
+        if self.spec.soft_delete:
+            names.append(self.spec.soft_delete.column)
+        for mapping in self.fields.values():
+            names += mapping.source_columns()
+        return list(dict.fromkeys(names))
+
+    def c(self, name: str) -> ColumnElement:
+        return self.table.c[name]
+
+    @property
+    def key(self) -> ColumnElement:
+        return self.c(self.spec.key)
+
+    def zone(self, stamp: StampColumn) -> ZoneRule | None:
+        """The rule of a DATETIME column's zone; None for a UTC TIMESTAMP (the session reads UTC)."""
+        if stamp.type == "timestamp":
+            return None
+        rule = zone_rule(stamp.time_zone or self.default_zone)
+        return None if rule.fixed and rule.first == 0 else rule
+
+    def floor(self, stamp: StampColumn) -> datetime:
+        return FIRST_VERSION if stamp.type == "timestamp" else FIRST_DATETIME
+
+    def _utc(self, stamp: StampColumn) -> ColumnElement:
+        raw = self.c(stamp.column)
+        rule = self.zone(stamp)
+        return raw if rule is None else rule.sql_to_utc(raw, self.backend.shift_seconds)
+
+    @cached_property
+    def version(self) -> ColumnElement | None:
+        """The row's version in UTC, as SQL; None when the table has no cursor."""
+        if not self.spec.cursor:
+            return None
+        converted = [self._utc(s) for s in self.spec.cursor]
+        return converted[0] if len(converted) == 1 else func.coalesce(*converted)
+
+    @cached_property
+    def created(self) -> ColumnElement | None:
+        return self._utc(self.spec.created) if self.spec.created else self.version
+
+    @cached_property
+    def deleted(self) -> ColumnElement | None:
+        """The soft-delete rule as a condition; None when the mapping has none."""
+        rule = self.spec.soft_delete
+        if rule is None:
+            return None
+        flag = self.c(rule.column)
+        if rule.deleted_when == "not_null":
+            return flag.isnot(None)
+        if rule.deleted_when == "null":
+            return flag.is_(None)
+        return flag == _literal(rule.deleted_when)
+
+    @cached_property
+    def in_scope(self) -> list[ColumnElement]:
+        return [text(f"({self.spec.filter})")] if self.spec.filter else []
+
+    @cached_property
+    def live(self) -> list[ColumnElement]:
+        """The conditions of a row Base B should hold: in the filter, not soft-deleted."""
+        deleted = self.deleted
+        return [*self.in_scope, *([or_(not_(deleted), deleted.is_(None))] if deleted is not None else [])]
+
+    def versioned(self) -> list[ColumnElement]:
+        """The row has a usable version (no zero or invalid stamp in the cursor)."""
+        if not self.spec.cursor:
+            return [true()]
+        return [self.version.isnot(None), *(self._sane(s) for s in self.spec.cursor)]
+
+    def unversioned(self) -> ColumnElement:
+        """A live row whose cursor holds no usable time (the zero timestamp, NULL in every column)."""
+        if not self.spec.cursor:
+            return false()
+        return not_(and_(*self.versioned()))
+
+    def _sane(self, stamp: StampColumn) -> ColumnElement:
+        raw = self.c(stamp.column)
+        return or_(raw.is_(None), raw >= literal(self.floor(stamp), DateTime()))
+
+    def version_prefilter(self, since: datetime | None, until: datetime | None) -> list[ColumnElement]:
+        """Index-friendly bounds on a single local DATETIME cursor column that the exact window
+        implies (a wall time is within 15 hours of its UTC instant), so the server reads a range."""
+        cursor = self.spec.cursor or []
+        if len(cursor) != 1 or self.zone(cursor[0]) is None:
+            return []
+        raw, slack = self.c(cursor[0].column), timedelta(hours=15)
+        bounds = []
+        if since is not None:
+            bounds.append(raw >= literal(_naive(since) - slack, DateTime()))
+        if until is not None:
+            bounds.append(raw <= literal(_naive(until) + slack, DateTime()))
+        return bounds
+
+    # Python: one row read as it is
+
+    def version_of(self, row: dict) -> datetime | None:
+        """The row's version (aware UTC) from its cursor columns; None when none holds a usable time."""
+        for stamp in self.spec.cursor or []:
+            value = row.get(stamp.column)
+            if value is None:
+                continue
+            return self._to_utc(stamp, value)
+        return None
+
+    def _to_utc(self, stamp: StampColumn, value) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None  # unreadable (the zero date as text): not a time
+        naive = value.replace(tzinfo=None) if stamp.type == "datetime" else _utc_naive(value)
+        if naive < self.floor(stamp):
+            return None
+        rule = self.zone(stamp)
+        return naive.replace(tzinfo=UTC) if rule is None else rule.to_utc(naive)
+
+    def apply(self, row: dict, invalid: frozenset[str] = frozenset(), version: datetime | None = None):
+        """The bulk record of a source row, or a `Quarantined` with the reasons it is refused.
+
+        `invalid` names the row's columns whose value is no real date (the decoder's finding:
+        drivers give those as None); `version` stands in for a table without a cursor."""
+        refusal = Refusal()
+        if self.spec.cursor:
+            version = self._row_version(row, invalid, refusal)
+        created = version
+        if self.spec.created is not None:
+            stamp = self.spec.created
+            raw = row.get(stamp.column)
+            created = self._to_utc(stamp, raw) if raw is not None else None
+            if stamp.column in invalid or (raw is not None and created is None):
+                refusal.reasons.append(reason(stamp.column, _text(raw), stamp=True))
+        record = {
+            SOURCE_ID: row[self.spec.key],
+            VERSION: version,
+            "created_at": created or version,
+            "updated_at": version,
+        }
+        for name, mapping in self.fields.items():
+            record[name] = self._field(name, mapping, row, invalid, refusal)
+        if refusal.reasons:
+            usable = refusal.version_usable and version is not None
+            shown = version.isoformat() if usable else None
+            return Quarantined(record[SOURCE_ID], shown, _plain(record), refusal.reasons)
+        return record
+
+    def _row_version(self, row: dict, invalid: frozenset[str], refusal: Refusal) -> datetime | None:
+        for stamp in self.spec.cursor or []:
+            raw = row.get(stamp.column)
+            if stamp.column in invalid or (raw is not None and self._to_utc(stamp, raw) is None):
+                refusal.reasons.append(reason(stamp.column, _text(raw), stamp=True, version=True))
+                refusal.version_usable = False
+                return None
+            if raw is not None:
+                return self._to_utc(stamp, raw)
+        refusal.reasons.append(
+            {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
+        )
+        refusal.version_usable = False
+        return None
+
+    def _field(self, name: str, mapping: FieldMapping, row: dict, invalid: frozenset[str], refusal: Refusal):
+        if mapping.column is not None and mapping.column in invalid:
+            if mapping.zero_date == "reject":
+                refusal.reasons.append(reason(mapping.column, _text(row.get(mapping.column))))
+            return None
+        value = self._source_value(name, mapping, row)
+        if value is not None and mapping.cast is not None:
+            value = _concat_text(value) if mapping.cast == "string" else int(value)
+        if isinstance(value, str):
+            value = _text_transforms(value, mapping)
+        if mapping.map is not None and value is not None:
+            value = self._mapped(name, mapping, _concat_text(value), value, refusal)
+        if value is None and mapping.default is not None:
+            value = mapping.default
+        declared = self.declared[name]
+        if declared.kind == Kind.DATE and isinstance(value, datetime):
+            value = value.date()
+        if mapping.too_long == "truncate" and isinstance(value, str) and declared.max_length:
+            value = value[: declared.max_length]
+        return value
+
+    def _source_value(self, name: str, mapping: FieldMapping, row: dict):
+        if mapping.column is not None:
+            return row.get(mapping.column)
+        if mapping.concat is not None:
+            return mapping.separator.join(_concat_text(row[c]) for c in mapping.concat if row.get(c) is not None)
+        return self.functions[name](row)
+
+    @staticmethod
+    def _mapped(name: str, mapping: FieldMapping, as_text: str, value, refusal: Refusal):
+        if as_text in mapping.map:
+            return mapping.map[as_text]
+        if mapping.unmapped == "null":
+            return None
+        if mapping.unmapped == "reject":
+            refusal.reasons.append(_unmapped_reason(name, as_text))
+        return value
+
+
+def _text_transforms(value: str, mapping: FieldMapping) -> str:
+    if mapping.trim:
+        value = value.strip(" ")  # what SQL's TRIM removes: spaces
+    if mapping.case == "lower":
+        return value.lower()
+    if mapping.case == "upper":
+        return value.upper()
+    return value
+
+
+def _unmapped_reason(name: str, value: str) -> dict:
+    return {"field": name, "message": f"{name}: the value {value!r} is not in the mapping's value map"}
+
+
+def _concat_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date | Decimal):
+        return str(value)
+    return str(value)
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _plain(record: dict) -> dict:
+    return {k: _text(v) if isinstance(v, date | Decimal) else v for k, v in record.items()}
+
+
+def _literal(value):
+    if isinstance(value, bool):
+        return literal(int(value))
+    return literal(value)
+
+
+def _naive(stamp: datetime) -> datetime:
+    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+
+
+def _utc_naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
