@@ -37,6 +37,7 @@ from baseab_contract.entities import Entity, Field, Kind
 FIRST_DATETIME = datetime(1000, 1, 1)
 
 
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
 _READ_AS = {Kind.DATE: Date(), Kind.DECIMAL: Numeric(asdecimal=True)}
 
 
@@ -228,7 +229,7 @@ class SourceView:
             record[name] = self._field(name, mapping, row, invalid, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
-            shown = version.isoformat() if usable else None
+            shown = version.strftime(ISO_UTC) if usable else None
             return Quarantined(record[SOURCE_ID], shown, _plain(record), refusal.reasons)
         return record
 
