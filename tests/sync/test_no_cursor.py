@@ -19,7 +19,7 @@ from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping
 from base_sync.reports import LoadReport
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA
+from base_sync.source import BaseA, source_engine
 from base_sync.state import MemoryStateStore
 from baseab_contract.entities import ENTITIES
 from tests.sync.conftest import synced_rows
@@ -198,3 +198,51 @@ def test_verification_finds_and_repairs_a_row_missing_from_an_unchanged_bucket(l
 def test_bucket_ranges_merge_neighbours():
     assert bucket_ranges([3, 1, 2, 7], 10) == [KeyRange(10, 39), KeyRange(70, 79)]
     assert bucket_ranges([], 10) == []
+
+
+SQLITE_MAPPING = """
+entities:
+  employees:
+    table: personal
+    key: pers_nr
+    cursor: none
+    soft_delete: {column: aktiv, deleted_when: 0}
+    fields:
+      first_name: {column: vorname, trim: true}
+      last_name: {column: nachname}
+      email: {column: mail, case: lower}
+"""
+
+
+def test_an_sqlite_base_a_hashes_the_rows_in_python(tmp_path, base_b):
+    """SQLite has no MD5: the checksums are summed while the rows stream, the same way on both reads."""
+    engine = source_engine(f"sqlite:///{tmp_path / 'legacy.sqlite'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE personal (pers_nr INTEGER PRIMARY KEY, vorname TEXT NOT NULL, nachname TEXT NOT NULL, "
+            "mail TEXT NOT NULL, aktiv INTEGER NOT NULL DEFAULT 1)"
+        )
+        conn.execute(
+            text("INSERT INTO personal (pers_nr, vorname, nachname, mail) VALUES (:k, :f, :l, :m)"),
+            [{"k": k, "f": f"Vor{k}", "l": f"Nach{k}", "m": f"P{k}@X.DE"} for k in range(1, 51)],
+        )
+    path = tmp_path / "mapping.yaml"
+    path.write_text(SQLITE_MAPPING)
+    base_a = BaseA(engine, SourceMapping.from_file(path))
+    store, api = MemoryStateStore(), base_b.api()
+    first, _, _ = run_once(base_a, api, store)
+    assert first.counts["inserted"] == 50 and len(first.scan.checksums) == 6
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE personal SET nachname = 'Neu' WHERE pers_nr = 23")
+        conn.exec_driver_sql("UPDATE personal SET aktiv = 0 WHERE pers_nr = 41")
+    second, deleted, verified = run_once(base_a, api, store)
+    assert second.scan.changed == [2, 4] and second.scan.rows_reread == 19 and deleted["deleted"] == 1
+    assert verified["rows"] == 19 and verified["repaired"] == 0
+    held = synced_rows(base_b.database_url, ENTITY)
+    assert sorted(held) == [k for k in range(1, 51) if k != 41] and held[23][2] == "Neu"
+    assert {k: v[0] for k, v in held.items() if v[0] == second.clock}.keys() == set(range(20, 30)) | (
+        set(range(40, 50)) - {41}
+    )
+    third, _, _ = run_once(base_a, api, store)
+    assert third.scan.changed == [] and third.scan.rows_reread == 0
+    engine.dispose()
