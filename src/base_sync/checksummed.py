@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums"  # the key of the stored bucket checksums in the entity's stats
 ROW_HASH = "_row_hash"
+COMPARE_KEYS = 50_000  # keys verification lists of both sides at once
 _MASK = (1 << 64) - 1
 Checksums = dict[int, tuple[int, str]]
 
@@ -136,12 +137,14 @@ def _read(
         yield chunk
 
 
-def bucket_ranges(buckets: Iterable[int], size: int) -> list[KeyRange]:
-    """The key ranges of the buckets, neighbours merged: one read per run of adjacent buckets."""
+def bucket_ranges(buckets: Iterable[int], size: int, max_keys: int | None = None) -> list[KeyRange]:
+    """The key ranges of the buckets, neighbours merged (into ranges of at most `max_keys` keys, or
+    a single bucket's when it holds more): one read per run of adjacent buckets."""
     ranges: list[KeyRange] = []
     for bucket in sorted(buckets):
         low, high = bucket * size, bucket * size + size - 1
-        if ranges and ranges[-1].high + 1 == low:
+        fits = max_keys is None or high - (ranges[-1].low if ranges else low) < max_keys
+        if ranges and ranges[-1].high + 1 == low and fits:
             ranges[-1] = KeyRange(ranges[-1].low, high)
         else:
             ranges.append(KeyRange(low, high))
@@ -266,10 +269,11 @@ def _compare(
     entity: str, base_a: BaseA, api: BaseBApi, buckets: list[int], size: int, resent: set[int], clock: datetime
 ) -> tuple[list[int], int, int]:
     """(keys Base B lacks or holds older than the clock in a re-sent bucket, keys only Base B has,
-    Base A's live rows) over the buckets. Base B is read before Base A, bucket range by range."""
+    Base A's live rows) over the buckets. Base B is read before Base A, a range of buckets at a
+    time: memory holds the keys of one range (COMPARE_KEYS keys, or one bucket), never the table."""
     missing: list[int] = []
     moved_on = rows = 0
-    for keys in bucket_ranges(buckets, size):
+    for keys in bucket_ranges(buckets, size, COMPARE_KEYS):
         held = dict(api.versions_between(entity, keys.low, keys.high))
         present = base_a.keys_between(entity, keys.low, keys.high)
         rows += len(present)

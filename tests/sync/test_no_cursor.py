@@ -198,6 +198,8 @@ def test_verification_finds_and_repairs_a_row_missing_from_an_unchanged_bucket(l
 def test_bucket_ranges_merge_neighbours():
     assert bucket_ranges([3, 1, 2, 7], 10) == [KeyRange(10, 39), KeyRange(70, 79)]
     assert bucket_ranges([], 10) == []
+    assert bucket_ranges(range(5), 10, max_keys=20) == [KeyRange(0, 19), KeyRange(20, 39), KeyRange(40, 49)]
+    assert bucket_ranges([0, 1], 10, max_keys=5) == [KeyRange(0, 9), KeyRange(10, 19)]
 
 
 SQLITE_MAPPING = """
