@@ -7,7 +7,7 @@ MariaDB, mapped to Base B's employees; the API as a process over PostgreSQL. Abo
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,6 +17,7 @@ from base_sync import partitioned, sync
 from base_sync.checksummed import CHECKSUMS, bucket_ranges
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping
+from base_sync.records import encode
 from base_sync.reports import LoadReport
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
@@ -135,7 +136,7 @@ def test_a_table_without_a_cursor_resends_only_the_buckets_whose_checksum_change
     before = legacy.now()
     first, _, verified = run_once(legacy, api, store)
     assert before <= first.clock <= legacy.now()
-    assert first.clock.tzinfo is not None and first.clock.microsecond  # UTC, microseconds (as a commit time)
+    assert first.clock.utcoffset() == timedelta(0)  # UTC, to the microsecond (Base B holds it exactly, below)
     assert first.counts["inserted"] == first.scan.rows_reread == 100 and first.scan.compared == 0
     assert first.scan.changed == list(range(11)) and verified["rows"] == 100 and verified["repaired"] == 0
     assert_base_b_holds(legacy, base_a_engine, base_b.database_url, dict.fromkeys(range(11), first.clock))
@@ -193,6 +194,24 @@ def test_verification_finds_and_repairs_a_row_missing_from_an_unchanged_bucket(l
     assert second.scan.changed == [] and verified["repaired"] == 1 and verified["rows"] == 10
     held = synced_rows(base_b.database_url, ENTITY)
     assert 44 in held and held[44][0] > first.clock  # re-sent at Base A's clock of the repair
+
+
+def test_an_event_committed_after_the_clock_wins_over_the_batch_copy(legacy, base_a_engine, base_b):
+    """The batch's version is Base A's clock when its reads began, an event's its commit time: the
+    version guard keeps the later one, whichever path writes last."""
+    store, api = MemoryStateStore(), base_b.api()
+    run_once(legacy, api, store)
+    with base_a_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE personal SET nachname = 'Batch' WHERE pers_nr IN (12, 15)")
+    committed = legacy.now() + timedelta(seconds=5)  # an event of key 15 committed after the next read began
+    (row,) = next(legacy.rows_by_keys(ENTITY, [15], 10))
+    event = legacy.view(ENTITY).apply({**row, "nachname": "Event"}, version=committed)
+    assert api.bulk_upsert(ENTITY, encode([event]))["updated"] == 1
+    second, _, verified = run_once(legacy, api, store)
+    assert second.clock < committed and second.scan.changed == [1]
+    assert second.counts["stale"] == 1 and second.counts["updated"] == 9 and verified["repaired"] == 0
+    held = synced_rows(base_b.database_url, ENTITY)
+    assert held[15][:3] == (committed, "Vor15", "Event") and held[12][:3] == (second.clock, "Vor12", "Batch")
 
 
 def test_bucket_ranges_merge_neighbours():
