@@ -17,6 +17,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     Table,
+    cast,
     create_engine,
     event,
     func,
@@ -66,6 +67,11 @@ class BaseABackend:
         """The version digest's pair hash as SQL, or None to hash the rows in Python."""
         return None
 
+    def row_hash(self, values: list):
+        """A 64-bit content hash of a row's source values as SQL (a table without a cursor, see
+        `base_sync.checksummed`), or None to hash the rows in Python."""
+        return None
+
     def shift_seconds(self, stamp, seconds: int):
         """A DATETIME expression moved by whole seconds (the mapping's time zone rule)."""
         raise NotImplementedError
@@ -104,6 +110,12 @@ class MySQLBaseA(BaseABackend):
 
     def pair_hash(self, key, version):
         return mysql_pair_hash(key, version)
+
+    def row_hash(self, values: list):
+        # Each value as its bytes with their length (NULL as "~"): no two rows make the same text.
+        parts = [func.ifnull(func.concat(func.length(v), ":", cast(v, mysql.BINARY)), "~") for v in values]
+        prefix = func.left(func.md5(func.concat_ws(",", *parts)), 16)
+        return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
 
     def shift_seconds(self, stamp, seconds: int):
         return func.date_add(stamp, text(f"INTERVAL {int(seconds)} SECOND"))

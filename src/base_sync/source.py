@@ -150,11 +150,12 @@ class BaseA:
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
-        extract makes them."""
+        extract makes them (a table without a cursor: versioned by Base A's clock now)."""
         view = self.view(entity)
+        clock = None if view.has_cursor else self.now()
         for start in range(0, len(keys), chunk_size):
             part = keys[start : start + chunk_size]
-            for chunk in self._records(view, [*view.live, view.key.in_(part)], (view.key,), chunk_size):
+            for chunk in self._records(view, [*view.live, view.key.in_(part)], (view.key,), chunk_size, clock):
                 if chunk:
                     yield chunk
 

@@ -48,6 +48,10 @@ def load(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, full_refresh: bool = False
 ) -> LoadReport:
     """Stream the rows changed since the watermark (all rows on a full refresh) to the bulk endpoint."""
+    if not base_a.view(entity).has_cursor:  # no cursor: the buckets whose checksum changed
+        from base_sync import checksummed
+
+        return checksummed.load(entity, base_a, api, store, settings, full_refresh)
     started = time.perf_counter()
     previous = store.get(entity)
     since = None
@@ -92,6 +96,10 @@ def verify(
     (a late commit, or a lost write); a row Base B holds in the window that Base A no longer has
     there has moved on (changed again or deleted since the extract) and the next run takes it.
     """
+    if report.scan is not None:  # a table without a cursor: its re-sent buckets
+        from base_sync import checksummed
+
+        return checksummed.verify(entity, base_a, api, report, settings)
     if report.until is None:
         return VerifyResult()
     ours, theirs = _both(
@@ -197,6 +205,8 @@ def propagate_deletes(
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
     reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    if reason is None and not base_a.view(entity).has_cursor:
+        reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
     from_log: LoggedDeletes | None = None
     if logged:
         if position is None:  # the first run: the key comparison below covers the past
@@ -308,6 +318,10 @@ def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> C
     run reads from; without it, the next run compares every key instead.
     """
     watermark = report.previous
+    if report.scan is not None:  # a table without a cursor: the checksums the next run compares with
+        from base_sync import checksummed
+
+        stats = checksummed.commit_stats(report, stats)
     if report.until is not None:
         reached = report.until
         if report.clock is not None and reached.updated_at > report.clock:
