@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
-from sqlalchemy import Date, DateTime, Numeric, and_, column, false, func, literal, not_, or_, table, text, true
+from sqlalchemy import DateTime, and_, column, false, func, literal, not_, or_, table, text, true
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
@@ -32,13 +32,14 @@ from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, res
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import Entity, Field, Kind
+from baseab_contract.sql_types import sql_type
 
 # A DATETIME holds nothing valid before 1000-01-01; a TIMESTAMP nothing before FIRST_VERSION.
 FIRST_DATETIME = datetime(1000, 1, 1)
 
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
-_READ_AS = {Kind.DATE: Date(), Kind.DECIMAL: Numeric(asdecimal=True)}
+_READ_TYPED = frozenset((Kind.DATE, Kind.DECIMAL))  # read with the field's own type (a decimal's scale)
 
 
 @dataclass
@@ -81,8 +82,8 @@ class SourceView:
         (stamps, a date or decimal field's own column), so every driver gives the same Python values."""
         types = dict.fromkeys(self.source_columns)
         for name, mapping in self.fields.items():
-            if mapping.column and self.declared[name].kind in _READ_AS:
-                types[mapping.column] = _READ_AS[self.declared[name].kind]
+            if mapping.column and self.declared[name].kind in _READ_TYPED:
+                types[mapping.column] = sql_type(self.declared[name])
         for stamp in self.stamps:
             types[stamp.column] = DateTime()
         return types
