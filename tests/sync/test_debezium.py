@@ -30,7 +30,7 @@ SOURCE = {"ts_ms": 1795426867000, "server_id": 1, "gtid": None, "file": "binlog.
 
 
 def test_reads_debezium_mysql_connector_output_with_schema():
-    change = decode("base_a.employees", DEBEZIUM_UPDATE)
+    change = decode("base_a.base_a.employees", DEBEZIUM_UPDATE)
     assert (change.entity, change.id, change.op) == ("employees", 1004, "u")
     assert change.version == datetime(2026, 11, 23, 9, 41, 7, 654321, tzinfo=UTC)
     assert change.row["salary"] == Decimal("300063.28")  # precise mode: base64 with the schema's scale
@@ -41,15 +41,15 @@ def test_reads_debezium_mysql_connector_output_with_schema():
 
 def test_reads_the_same_event_without_the_schema_wrapper():
     bare = orjson.dumps(json.loads(DEBEZIUM_UPDATE)["payload"])
-    assert decode("base_a.employees", bare) == decode("base_a.employees", DEBEZIUM_UPDATE)
+    assert decode("base_a.base_a.employees", bare) == decode("base_a.base_a.employees", DEBEZIUM_UPDATE)
 
 
 @pytest.mark.parametrize("with_schema", [True, False])
 @pytest.mark.parametrize("salary", ["0", "-0.01", "127.99", "-128.00", "1234.50", "9999999999.99"])
 def test_writer_round_trips_through_the_reader(with_schema, salary):
-    writer = EnvelopeWriter("employees", database="base_a", with_schema=with_schema)
+    writer = EnvelopeWriter.identity("employees", database="base_a", with_schema=with_schema)
     row = {**ROW, "salary": Decimal(salary)}
-    change = decode("base_a.employees", writer.envelope("u", ROW, row, SOURCE, 1))
+    change = decode("base_a.base_a.employees", writer.envelope("u", ROW, row, SOURCE, 1))
     assert change.row == {
         **row,
         "created_at": ROW["created_at"].replace(tzinfo=UTC),
@@ -58,21 +58,22 @@ def test_writer_round_trips_through_the_reader(with_schema, salary):
 
 
 def test_delete_carries_the_deleted_rows_version():
-    writer = EnvelopeWriter("employees")
-    change = decode("base_a.employees", writer.envelope("d", ROW, None, SOURCE, 1))
-    assert change.is_delete and change.row is None and change.id == 7
+    writer = EnvelopeWriter.identity("employees")
+    change = decode("base_a.base_a.employees", writer.envelope("d", ROW, None, SOURCE, 1))
+    assert change.is_delete and change.record is None and change.id == 7
+    assert change.row["first_name"] == "Ada"  # the before image
     assert change.version == ROW["updated_at"].replace(tzinfo=UTC)
 
 
 def test_delete_without_updated_at_falls_back_to_the_commit_time():
     event = {"op": "d", "before": {"id": 3}, "source": {"ts_ms": 1795426867000}}
-    change = decode("base_a.articles", orjson.dumps(event))
+    change = decode("base_a.base_a.articles", orjson.dumps(event))
     assert change.version == datetime.fromtimestamp(1795426867, tz=UTC)
 
 
 @pytest.mark.parametrize("value", [None, b"null"])
 def test_tombstones_are_skipped(value):
-    assert decode("base_a.articles", value) is None
+    assert decode("base_a.base_a.articles", value) is None
 
 
 def test_other_encodings_debezium_can_be_set_to():
@@ -81,36 +82,41 @@ def test_other_encodings_debezium_can_be_set_to():
         "after": {
             "id": 1,
             "first_name": "x",
+            "last_name": "y",
+            "email": "x@example.com",
+            "department": None,
+            "position": None,
             "salary": "1234.50",  # decimal.handling.mode=string
             "hired_at": "2020-01-01",
             "created_at": 1_700_000_000_000,  # epoch ms (DATETIME(0-3), no schema)
             "updated_at": 1_700_000_000_000_123,  # epoch µs (DATETIME(4-6), no schema)
         },
     }
-    change = decode("base_a.employees", orjson.dumps(event))
+    change = decode("base_a.base_a.employees", orjson.dumps(event))
     assert change.row["salary"] == Decimal("1234.50")
     assert change.row["created_at"] == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert change.version == datetime(2023, 11, 14, 22, 13, 20, 123, tzinfo=UTC)
-    double = decode("base_a.employees", orjson.dumps({**event, "after": {**event["after"], "salary": 12.5}}))
+    double = decode("base_a.base_a.employees", orjson.dumps({**event, "after": {**event["after"], "salary": 12.5}}))
     assert double.row["salary"] == Decimal("12.5")  # decimal.handling.mode=double
 
 
 @pytest.mark.parametrize(
     ("topic", "value", "reason"),
     [
-        ("base_a.employees", b"{not json", "not JSON"),
-        ("base_a.employees", b"[1, 2]", "not a JSON object"),
-        ("base_a.employees", b'{"op": "t"}', "op 't'"),
-        ("base_a.employees", b'{"op": "c"}', "needs an object in `after`"),
-        ("base_a.employees", b'{"op": "d", "after": {"id": 1}}', "needs an object in `before`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": "1"}}', "must be an integer"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "created_at": "2020-01-01"}}', "updated_at"),
-        ("base_a.employees", b'{"op": "d", "before": {"id": 1}}', "needs `before.updated_at` or `source.ts_ms`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "salary": "%%"}}', "`salary`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "hired_at": "yesterday"}}', "`hired_at`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "updated_at": true}}', "`updated_at`"),
-        ("base_a.unknown", b'{"op": "c"}', "not base_a.<entity>"),
-        ("other.employees", b'{"op": "c"}', "not base_a.<entity>"),
+        ("base_a.base_a.employees", b"{not json", "not JSON"),
+        ("base_a.base_a.employees", b"[1, 2]", "not a JSON object"),
+        ("base_a.base_a.employees", b'{"op": "t"}', "op 't'"),
+        ("base_a.base_a.employees", b'{"op": "c"}', "needs an object in `after`"),
+        ("base_a.base_a.employees", b'{"op": "d", "after": {"id": 1}}', "needs an object in `before`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": "1"}}', "must be an integer"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "created_at": "2020-01-01"}}', "updated_at"),
+        ("base_a.base_a.employees", b'{"op": "d", "before": {"id": 1}}', "needs `before.updated_at` or `source.ts_ms`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "salary": "%%"}}', "`salary`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "hired_at": "yesterday"}}', "`hired_at`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "updated_at": true}}', "`updated_at`"),
+        ("base_a.base_a.unknown", b'{"op": "c"}', "not a change topic base_a.base_a.<table>"),
+        ("base_a.employees", b'{"op": "c"}', "not a change topic"),
+        ("other.base_a.employees", b'{"op": "c"}', "not a change topic"),
     ],
 )
 def test_malformed_events_say_why(topic, value, reason):
