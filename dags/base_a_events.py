@@ -27,7 +27,8 @@ only after the API answered. A batch that fails comes back on the next run or re
 repeating it is harmless (the API's version guard). Events older than Base B's row count as
 `stale`, so this path and the batch DAG never undo each other.
 
-**Dead letters**: a malformed event, or one the API rejects, goes to `base_a.dlq` unchanged, with
+**Dead letters**: a malformed event, one the mapping refuses (`Quarantined`, also an open rejection
+in the API), or one the API rejects, goes to `base_a.dlq` unchanged, with
 Kafka Connect's headers `__connect.errors.topic|partition|offset|exception.message` naming where
 it came from and why. It never blocks its partition. `base-sync-dlq list` shows them; fix the
 cause, then `base-sync-dlq replay PARTITION:OFFSET` (or `--all` with filters) sends them back to

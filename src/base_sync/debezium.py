@@ -102,7 +102,7 @@ class Topics:
 
     An entity whose mapping has a row `filter` (SQL) is synced by the batch path alone: Python
     cannot evaluate the condition as Base A would, so the events path neither reads nor publishes
-    its table (docs/mapping.md)."""
+    its table (docs/architecture.md, "Events")."""
 
     def __init__(
         self, prefix: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE, mapping: SourceMapping | None = None
