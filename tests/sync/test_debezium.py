@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
 import pytest
 
-from base_sync.debezium import BadEvent, EnvelopeWriter, decode
+from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode, read_row
 
 DEBEZIUM_UPDATE = (Path(__file__).parent / "data" / "debezium_employee_update.json").read_bytes()
 ROW = {
@@ -122,3 +122,39 @@ def test_other_encodings_debezium_can_be_set_to():
 def test_malformed_events_say_why(topic, value, reason):
     with pytest.raises(BadEvent, match=re.escape(reason)):
         decode(topic, value)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "read"),
+    [
+        (SourceColumn("d", "datetime"), datetime(2026, 3, 29, 2, 30, 0, 123000), None),  # ms, wall time
+        (SourceColumn("d", "datetime", fsp=6), datetime(1999, 12, 31, 23, 59, 59, 999999), None),  # µs
+        (
+            SourceColumn("t", "timestamp"),
+            datetime(2026, 1, 2, 3, 4, 5, 6),
+            datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        ),
+        (SourceColumn("t", "time"), timedelta(hours=25, microseconds=7), None),
+        (SourceColumn("n", "decimal", scale=3, precision=9), Decimal("-12.345"), None),
+        (SourceColumn("e", "enum", allowed=("a", "b")), "b", None),
+        (SourceColumn("s", "set", allowed=("x", "y", "z")), {"z", "x"}, "x,z"),
+        (SourceColumn("b", "bytes"), b"\x00\xff", None),
+        (SourceColumn("u", "int64"), 2**32 + 5, None),
+    ],
+)
+def test_source_columns_round_trip_in_debeziums_encodings(column, value, read):
+    writer = EnvelopeWriter("legacy", [SourceColumn("k", "int64", optional=False), column])
+    schema = orjson.loads(writer.envelope("c", None, {"k": 1, column.name: value}, SOURCE, 1))["schema"]
+    image = orjson.loads(writer.envelope("c", None, {"k": 1, column.name: value}, SOURCE, 1))["payload"]["after"]
+    types = {c["field"]: c for c in schema["fields"][1]["fields"]}
+    row, invalid = read_row(image, types, {})
+    assert invalid == [] and row[column.name] == (value if read is None else read)
+
+
+def test_unreadable_dates_are_written_as_their_zero_text_and_read_back_as_invalid():
+    columns = [SourceColumn("k", "int64", optional=False), SourceColumn("d", "date"), SourceColumn("w", "datetime")]
+    writer = EnvelopeWriter("legacy", columns, with_schema=False)
+    image = orjson.loads(writer.envelope("c", None, {"k": 1}, SOURCE, 1, invalid=((), ("d", "w"))))["after"]
+    assert image == {"k": 1, "d": "0000-00-00", "w": "0000-00-00 00:00:00"}
+    row, invalid = read_row(image, {}, {"d": ("date",), "w": ("datetime",)})
+    assert invalid == ["d", "w"] and row == image
