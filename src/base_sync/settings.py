@@ -54,7 +54,15 @@ class EventSettings(BaseSettings):
         "base_a_kafka",
         description="Airflow connection of the broker (kafka; extra = librdkafka settings, enable.auto.commit false)",
     )
-    topic_prefix: str = Field("base_a", description="topics are <prefix>.<entity>")
+    topic_prefix: str = Field(
+        "base_a", description="Debezium's topic.prefix: topics are <prefix>.<source database>.<source table>"
+    )
+    source_database: str = Field(
+        "base_a",
+        description="Base A's schema (database) name, the middle part of the topic names; read when the DAG is "
+        "parsed, so it is a setting, not looked up in Base A. It must be the database the relay's "
+        "RELAY_BASE_A_URL (or Debezium's database.include.list) names",
+    )
     dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")

@@ -2,8 +2,10 @@
 
 The embedded Base A is SQLite, which has no binlog for the relay to read. This makes the same
 random inserts, updates and deletes as `base-a churn`, reads each row's before- and after-image
-from Base A around the change, and publishes Debezium envelopes to `<prefix>.<entity>`: the events
-DAG cannot tell them from the relay's. `base-a churn ... --publish <bootstrap>` runs it.
+from Base A around the change, and publishes Debezium envelopes to `<prefix>.<database>.<table>`
+(the database is EVENTS_SOURCE_DATABASE, as the DAG reads it): the events DAG cannot tell them from
+the relay's. The demo's Base A is the platform's own, so the identity mapping.
+`base-a churn ... --publish <bootstrap>` runs it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import random
 import time
 
 from confluent_kafka import Producer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo import generate
+from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA
 from base_sync.topics import ensure_topics
@@ -29,19 +32,21 @@ def churn_and_publish(
     rng = random.Random(seed_value)
     base_a = BaseA(engine)
     touched, doomed = generate.pick_keys(engine, entity, updates, deletes, rng)
-    before = {row["id"]: row for chunk in base_a.rows_by_keys(entity, touched + doomed, CHUNK) for row in chunk}
+    before = _rows(base_a, entity, touched + doomed)
     generate.apply_changes(engine, entity, touched, doomed, inserts, rng)
     committed_ms = int(time.time() * 1000)
     last = generate.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
     new_keys = list(range(last - inserts + 1, last + 1)) if inserts else []
-    after = {row["id"]: row for chunk in base_a.rows_by_keys(entity, touched + new_keys, CHUNK) for row in chunk}
+    after = _rows(base_a, entity, touched + new_keys)
 
     config = {"bootstrap.servers": bootstrap}
-    ensure_topics(config, [*entity_topics(prefix), EventSettings().dlq_topic])
+    settings = EventSettings()
+    topics = Topics(prefix, settings.source_database, IDENTITY_MAPPING)
+    ensure_topics(config, [*topics.names, settings.dlq_topic])
     producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
-    writer = EnvelopeWriter(entity, prefix, "base_a")
+    writer = EnvelopeWriter.identity(entity, prefix, topics.database)
     source = {"ts_ms": committed_ms, "server_id": 0, "gtid": None, "file": "", "pos": 0, "row": 0}
-    topic, sent = topic_for(entity, prefix), {"c": 0, "u": 0, "d": 0}
+    topic, sent = topics.topic(entity), {"c": 0, "u": 0, "d": 0}
     for op, keys in (("u", touched), ("d", doomed), ("c", new_keys)):
         for key in keys:
             old, new = (before.get(key) if op != "c" else None), (after.get(key) if op != "d" else None)
@@ -53,3 +58,13 @@ def churn_and_publish(
     if producer.flush(30):
         raise RuntimeError(f"the broker at {bootstrap} did not acknowledge every event")
     return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed), "published": sent}
+
+
+def _rows(base_a: BaseA, entity: str, keys: list[int]) -> dict[int, dict]:
+    """{id: row} of the demo table's rows, typed as its columns declare (dates, decimals, times)."""
+    table, rows = base_a.table(entity), {}
+    with base_a.engine.connect() as conn:
+        for start in range(0, len(keys), CHUNK):
+            statement = select(table).where(table.c.id.in_(keys[start : start + CHUNK]))
+            rows |= {row["id"]: dict(row) for row in conn.execute(statement).mappings()}
+    return rows

@@ -28,7 +28,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from base_sync.dirty import FIRST_VERSION, Quarantined, reason
-from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, resolve_function
+from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import Entity, Field, Kind
@@ -187,6 +187,20 @@ class SourceView:
 
     # Python: one row read as it is
 
+    def is_deleted(self, row: dict) -> bool:
+        """The soft-delete rule on a row read as it is (`deleted` in Python): the flag compared as
+        text, as a value map compares (`deleted_when: 0` matches 0, False and "0"); NULL never
+        equals a value, as in SQL. Text compares exactly, where MySQL's collation may ignore case."""
+        rule = self.spec.soft_delete
+        if rule is None:
+            return False
+        flag = row.get(rule.column)
+        if rule.deleted_when == "not_null":
+            return flag is not None
+        if rule.deleted_when == "null":
+            return flag is None
+        return flag is not None and _concat_text(flag) == _text_key(rule.deleted_when)
+
     def version_of(self, row: dict) -> datetime | None:
         """The row's version (aware UTC) from its cursor columns; None when none holds a usable time."""
         for stamp in self.spec.cursor or []:
@@ -218,7 +232,8 @@ class SourceView:
             stamp = self.spec.created
             raw = row.get(stamp.column)
             created = self._to_utc(stamp, raw) if raw is not None else None
-            if stamp.column in invalid or (raw is not None and created is None):
+            reported = any(r["field"] == stamp.column for r in refusal.reasons)  # a cursor column too
+            if not reported and (stamp.column in invalid or (raw is not None and created is None)):
                 refusal.reasons.append(reason(stamp.column, _text(raw), stamp=True))
         record = {
             SOURCE_ID: row[self.spec.key],
