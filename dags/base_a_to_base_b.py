@@ -8,7 +8,7 @@ from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
 from base_sync.settings import SyncSettings
-from base_sync.source import ENTITY_NAMES
+from base_sync.mapping import SourceMapping
 
 RUNBOOK = """
 ### Base A → Base B batch sync
@@ -29,6 +29,11 @@ failures are retried (API or database briefly away, 429/502/503/504); a terminal
 refused the request, verification still differs, an invalid setting) fails the task at once with
 the reason in its log: fix the cause, then clear the task.
 
+**Base A through its mapping**: every read goes through the mapping file `BASE_A_MAPPING_FILE`
+(source tables, keys, cursors, filters, soft deletes, field transforms; see docs/mapping.md);
+without one, Base A is the platform's own (`base-a init`). A row the mapping refuses is a rejection
+with its reasons, never a failed run.
+
 **Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
 limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);
 `compare_keys` compares every key for hard deletes (a full refresh does too).
@@ -43,6 +48,8 @@ limits the run; `replay_rejections` re-sends the rows the API rejected before (a
 """
 
 settings = SyncSettings()
+# The entities the mapping file maps (BASE_A_MAPPING_FILE, read, never a database, at parse time).
+ENTITY_NAMES = SourceMapping.from_settings().entities
 
 
 @dag(
