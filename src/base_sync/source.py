@@ -86,7 +86,9 @@ class BaseA:
         return self._checked
 
     def require_schema(self, entity: str) -> EntityCheck:
-        """The entity's check; `SchemaDriftError` when a mapped column is missing or of another type."""
+        """The entity's check; `SchemaDriftError` when a mapped column is missing or of another type
+        (`MappingError` when the mapping has no such entity)."""
+        self.mapping.view(entity, self.backend)
         return self.check().require(entity)
 
     def table(self, entity: str) -> Table:
