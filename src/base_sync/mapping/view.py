@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
-from sqlalchemy import DateTime, and_, column, false, func, literal, not_, or_, table, text, true
+from sqlalchemy import Date, DateTime, Numeric, and_, column, false, func, literal, not_, or_, table, text, true
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
@@ -35,6 +35,10 @@ from baseab_contract.entities import Entity, Field, Kind
 
 # A DATETIME holds nothing valid before 1000-01-01; a TIMESTAMP nothing before FIRST_VERSION.
 FIRST_DATETIME = datetime(1000, 1, 1)
+
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
+_READ_AS = {Kind.DATE: Date(), Kind.DECIMAL: Numeric(asdecimal=True)}
 
 
 @dataclass
@@ -55,9 +59,7 @@ class SourceView:
         self.default_zone = default_zone
         self.fields: dict[str, FieldMapping] = dict(spec.fields)
         self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
-        names = self.source_columns
-        stamps = {s.column for s in self.stamps}
-        self.table: TableClause = table(spec.table, *(column(n, DateTime) if n in stamps else column(n) for n in names))
+        self.table: TableClause = table(spec.table, *(column(n, t) for n, t in self._column_types().items()))
         self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
 
     # What the mapping reads
@@ -73,6 +75,17 @@ class SourceView:
     @property
     def stamps(self) -> list[StampColumn]:
         return [*(self.spec.cursor or []), *([self.spec.created] if self.spec.created else [])]
+
+    def _column_types(self) -> dict:
+        """Each source column with the type its values are read as where the mapping implies one
+        (stamps, a date or decimal field's own column), so every driver gives the same Python values."""
+        types = dict.fromkeys(self.source_columns)
+        for name, mapping in self.fields.items():
+            if mapping.column and self.declared[name].kind in _READ_AS:
+                types[mapping.column] = _READ_AS[self.declared[name].kind]
+        for stamp in self.stamps:
+            types[stamp.column] = DateTime()
+        return types
 
     @cached_property
     def source_columns(self) -> list[str]:
@@ -216,7 +229,7 @@ class SourceView:
             record[name] = self._field(name, mapping, row, invalid, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
-            shown = version.isoformat() if usable else None
+            shown = version.strftime(ISO_UTC) if usable else None
             return Quarantined(record[SOURCE_ID], shown, _plain(record), refusal.reasons)
         return record
 
