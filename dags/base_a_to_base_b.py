@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
-from base_sync.settings import SyncSettings
 from base_sync.mapping import SourceMapping
+from base_sync.settings import SyncSettings
 
 RUNBOOK = """
 ### Base A → Base B batch sync

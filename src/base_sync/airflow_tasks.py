@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -30,6 +31,7 @@ from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -61,14 +63,32 @@ def _skip_unless_selected(entity: str) -> None:
 
 
 @contextlib.contextmanager
-def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
+def _connected(settings: SyncSettings, entity: str, report_schema: bool = False) -> Iterator[tuple[BaseA, BaseBApi]]:
+    """Base A and the API; Base A's table of `entity` checked against its mapping first (one catalogue
+    read): a missing or retyped mapped column fails the task, terminally, before anything is read or
+    written. The run's load reports the columns the mapping does not read (a log line and a gauge)."""
     hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     connect_args = backend_named(hook.conn_type).session_connect_args
     engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(connect_args)})
+    base_a = BaseA(engine)
+    try:
+        checked = base_a.require_schema(entity)
+    except BaseException:
+        engine.dispose()
+        raise
+    if report_schema:
+        if checked.unmapped:
+            log.info(
+                "%s: %s has columns the mapping does not read (ignored): %s",
+                entity,
+                checked.table,
+                ", ".join(checked.unmapped),
+            )
+        _emit(metrics.schema_samples(entity, checked.unmapped))
     api = _api(settings.api_conn_id, settings.api_timeout, "batch")
     try:
-        yield BaseA(engine), api
+        yield base_a, api
     finally:
         api.close()
         engine.dispose()
@@ -91,7 +111,7 @@ def plan_partitions(entity: str) -> list[dict]:
     """The key ranges of a large first load or full refresh, computed now (never at parse time); [] otherwise."""
     _skip_unless_selected(entity)
     settings = _settings()
-    with _connected(settings) as (base_a, _):
+    with _connected(settings, entity) as (base_a, _):
         planned = partitioned.plan(entity, base_a, VariableStateStore(), settings, bool(_params().get("full_refresh")))
     return [partition.to_json() for partition in planned]
 
@@ -102,7 +122,7 @@ def load(entity: str, partitions: list[dict]) -> dict:
     nothing to extract when the run's load is partitioned (the mapped `load_partition` tasks do it)."""
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, entity, report_schema=True) as (base_a, api):
         replayed = (
             sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
         )
@@ -117,7 +137,7 @@ def load(entity: str, partitions: list[dict]) -> dict:
 def load_partition(entity: str, partition: dict) -> dict:
     """Stream one key range of a partitioned load to the bulk endpoint and verify that range (a mapped task)."""
     settings = _settings()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, partition["entity"]) as (base_a, api):
         return partitioned.load_partition(Partition.from_json(partition), base_a, api, settings).to_json()
 
 
@@ -126,7 +146,7 @@ def propagate_deletes(entity: str) -> dict:
     """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison)."""
     settings, params = _settings(), _params()
     compare_keys = bool(params.get("full_refresh") or params.get("compare_keys"))
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, entity) as (base_a, api):
         return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys).to_json()
 
 
@@ -134,7 +154,7 @@ def propagate_deletes(entity: str) -> dict:
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
     settings = _settings()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, entity) as (base_a, api):
         return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings).to_json()
 
 

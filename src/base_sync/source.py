@@ -16,6 +16,7 @@ from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered
 from base_sync.records import utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
@@ -75,14 +76,30 @@ class BaseA:
         # The platform's own Base A (`base-a init`): the demo writes it; its delete log serves deletes.
         metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
+        self._checked: SchemaCheck | None = None
+
+    def check(self) -> SchemaCheck:
+        """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
+        reader (a task makes one), before the first read of a mapped table."""
+        if self._checked is None:
+            self._checked = check_source(self.engine, self.mapping, self.backend)
+        return self._checked
+
+    def require_schema(self, entity: str) -> EntityCheck:
+        """The entity's check; `SchemaDriftError` when a mapped column is missing or of another type
+        (`MappingError` when the mapping has no such entity)."""
+        self.mapping.view(entity, self.backend)
+        return self.check().require(entity)
 
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
         return self.tables[entity]
 
     def view(self, entity: str) -> SourceView:
-        """The entity's source table through the mapping."""
-        return self.mapping.view(entity, self.backend)
+        """The entity's source table through the mapping, checked against the live table first."""
+        view = self.mapping.view(entity, self.backend)
+        self.require_schema(entity)
+        return view
 
     def now(self) -> datetime:
         """Base A's clock (UTC), with the precision of its updated_at stamps."""
