@@ -243,8 +243,8 @@ class BaseA:
             return set(conn.execute(statement).scalars())
 
     def logs_deletes(self, entity: str) -> bool:
-        """Whether Base A's delete trigger on the entity's table is in place (see source_schema)."""
-        return delete_trigger_name(entity) in existing_triggers(self.engine)
+        """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema)."""
+        return delete_trigger_name(self.mapping.table_of(entity)) in existing_triggers(self.engine)
 
     def deletes_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[tuple[list[dict], Cursor]]:
         """The entity's logged deletes after `since` as bulk delete records (key and last version),

@@ -71,8 +71,10 @@ def _delete_log(metadata: MetaData, backend: BaseABackend) -> Table:
     return table
 
 
-def delete_trigger_name(entity: str) -> str:
-    return f"{entity}_log_delete"
+def delete_trigger_name(table: str) -> str:
+    """The delete-log trigger of a source table (named after the table: an entity's mapped table
+    may differ from the platform's own table of the same entity in one database)."""
+    return f"{table}_log_delete"
 
 
 def _delete_trigger(entity: str, backend: BaseABackend) -> str:
@@ -121,7 +123,7 @@ def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str
             statement = backend.delete_trigger_body(
                 f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{spec.key}, {version})"
             )
-            name = delete_trigger_name(entity)
+            name = delete_trigger_name(spec.table)
             if name not in present:
                 conn.execute(text(f"CREATE TRIGGER {name} AFTER DELETE ON {spec.table} FOR EACH ROW {statement}"))
             installed.append(name)

@@ -321,7 +321,7 @@ def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, 
     assert existing_triggers(root) == []
     installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
     assert installed.returncode == 0, installed.stderr
-    assert existing_triggers(root) == ["employees_log_delete"]
+    assert existing_triggers(root) == ["mitarbeiter_log_delete"]  # named after the table
     api, store = base_b.api(), MemoryStateStore()
     run_once("employees", BaseA(root, mapping), api, store)
     with root.begin() as conn:
