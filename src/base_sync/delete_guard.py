@@ -64,15 +64,16 @@ class PlannedDeletes:
     """The deletes found before any is sent: every one counted, at most `capacity` held.
 
     `counted=False` records are sent but not counted (the delete log's look-back: entries an
-    earlier run applied already). A key several sources name counts once while the records are
-    held; past the capacity the records and keys are dropped (`complete` turns False: a second pass
-    sends) and a key named twice may count twice: the total is then an upper bound."""
+    earlier run applied already). A key several sources name counts once, and is held once, while
+    at most `capacity` keys are counted (past that the run is over its limit anyway, and a key named
+    twice may count twice: `exact` turns False, the total is an upper bound). Past `capacity`
+    records the records are dropped (`complete` turns False): a second pass sends them."""
 
     def __init__(self, capacity: int, grow: Callable[[], int] | None = None):
         self.capacity = capacity
         self._grow = grow  # called once when the capacity is reached: the capacity it may grow to
         self.held: list[tuple[str, dict]] = []
-        self._keys: set[int] = set()
+        self._keys: set[int] | None = set()
         self.by_source: Counter[str] = Counter()
         self.complete = True
 
@@ -80,22 +81,32 @@ class PlannedDeletes:
     def total(self) -> int:
         return sum(self.by_source.values())
 
+    @property
+    def exact(self) -> bool:
+        return self._keys is not None
+
+    def _room(self, used: int) -> bool:
+        if used >= self.capacity and self._grow is not None:
+            self.capacity, self._grow = max(self.capacity, self._grow()), None
+        return used < self.capacity
+
     def add(self, source: str, records: list[dict], counted: bool = True) -> None:
         for record in records:
             if counted:
                 key = record["source_id"]
-                if not (self.complete and key in self._keys):
-                    self.by_source[source] += 1
-                    if self.complete:
+                if self._keys is not None and key in self._keys:
+                    continue  # another source named it: counted and held already
+                self.by_source[source] += 1
+                if self._keys is not None:
+                    if self._room(len(self._keys)):
                         self._keys.add(key)
+                    else:
+                        self._keys = None
             if self.complete:
-                if len(self.held) >= self.capacity and self._grow is not None:
-                    self.capacity, self._grow = max(self.capacity, self._grow()), None
-                if len(self.held) < self.capacity:
+                if self._room(len(self.held)):
                     self.held.append((source, record))
                 else:
-                    self.complete = False
-                    self.held, self._keys = [], set()
+                    self.complete, self.held = False, []
 
     def from_source(self, source: str) -> list[dict]:
         return [record for name, record in self.held if name == source]

@@ -344,7 +344,7 @@ def _find_deletes(
     if planned.total > settings.mass_delete_min_rows:
         budget_limit()
     budget = DeleteBudget.of(settings, synced)
-    plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.complete)
+    plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
     return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects)
 
 
