@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
@@ -71,6 +72,12 @@ settings = SyncSettings()
         "compare_keys": Param(
             False, type="boolean", description="look for hard deletes by comparing every key, not only the delete log"
         ),
+        "approve_mass_delete": Param(
+            False,
+            type="boolean",
+            description="let this run delete more than the circuit breaker's limit (SYNC_MASS_DELETE_SHARE of the "
+            "synced rows, at least SYNC_MASS_DELETE_MIN_ROWS) without asking: only after checking Base A",
+        ),
     },
 )
 def base_a_to_base_b():
@@ -84,14 +91,30 @@ def base_a_to_base_b():
                 .partial(entity=entity)
                 .expand(partition=planned)
             )
-            deleted = task(task_id="propagate_deletes")(airflow_tasks.propagate_deletes)(entity)
-            verified = task(task_id="verify")(airflow_tasks.verify)(entity, loaded)
+            # The mass-delete circuit breaker: count first; over the budget, an operator approves or not.
+            checked = task.branch(task_id=airflow_tasks.CHECK_DELETES)(airflow_tasks.check_deletes)(entity)
+            approval = ApprovalOperator(
+                task_id=airflow_tasks.APPROVE_MASS_DELETE,
+                subject=airflow_tasks.approval_subject(entity),
+                body=airflow_tasks.approval_body(entity),
+                defaults=ApprovalOperator.REJECT,  # no answer in time: nothing is deleted
+                response_timeout=timedelta(hours=settings.mass_delete_approval_hours),
+            )
+            # Runs after the check alone (within the budget) or after an approval; a rejection skips it.
+            deleted = task(task_id=airflow_tasks.PROPAGATE_DELETES, trigger_rule="none_failed_min_one_success")(
+                airflow_tasks.propagate_deletes
+            )(entity)
+            # Runs after skipped deletes too (rejected): the load's window is verified and committed.
+            verified = task(task_id="verify", trigger_rule="none_failed_min_one_success")(airflow_tasks.verify)(
+                entity, loaded
+            )
             outlet = airflow_tasks.base_b_asset(entity)
             # none_failed: runs after skipped (unmapped) partitions, never after a failed one.
             commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
                 airflow_tasks.commit_watermark
             )
-            loaded >> deleted >> verified
+            loaded >> checked >> [approval, deleted]
+            approval >> deleted >> verified
             commit(entity, loaded, verified, deleted, parts)
 
 

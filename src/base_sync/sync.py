@@ -449,6 +449,22 @@ def _apply_key_comparison(
     return counts
 
 
+def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
+    """The delete statistics a run commits when its deletes were withheld (a rejected mass delete):
+    none applied, and the last committed delete log position and key comparison time kept, so the
+    next run reads the same deletes again and the circuit breaker asks again."""
+    last = store.last_stats(entity).get("deletes") or {}
+    log.warning("%s: deletes withheld (not approved): %s", entity, (plan or {}).get("message"))
+    return {
+        "deleted": 0,
+        "not_applied": 0,
+        "from_log": 0,
+        "log_position": last.get("log_position"),
+        "keys_compared_at": last.get("keys_compared_at"),
+        "withheld": plan,
+    }
+
+
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
     """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
     keys = sorted(r["source_id"] for r in api.open_rejections(entity))
