@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -31,6 +32,7 @@ from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -162,8 +164,13 @@ def check_deletes(entity: str) -> str:
     with _connected(settings) as (base_a, api):
         plan = sync.plan_deletes(entity, base_a, api, VariableStateStore(), settings, _compare_keys(params))
     get_current_context()["ti"].xcom_push(key=PLAN_KEY, value=plan.to_json())
-    if plan.within_budget or params.get("approve_mass_delete"):
+    if plan.within_budget:
         return f"{entity}.{PROPAGATE_DELETES}"
+    if params.get("approve_mass_delete"):
+        log.warning("%s: over the limit, approved by this run's approve_mass_delete param", entity)
+        return f"{entity}.{PROPAGATE_DELETES}"
+    log.warning("%s", plan.message)
+    log.warning("%s: waiting for an operator's answer to %s", entity, APPROVE_MASS_DELETE)
     return f"{entity}.{APPROVE_MASS_DELETE}"
 
 

@@ -211,7 +211,10 @@ def plan_deletes(
 ) -> DeletePlan:
     """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
     plan = _find_deletes(entity, base_a, api, store, settings, compare_keys).plan
-    (log.info if plan.within_budget else log.warning)("%s", plan.message)
+    if plan.within_budget:
+        log.info("%s", plan.message)
+    else:
+        log.warning("%s: over the limit", plan.summary)
     return plan
 
 
