@@ -22,7 +22,16 @@ Base A changed after the watermark (less a look-back for late commits) to the AP
 **propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
 position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
-Base A lacks; **verify** compares counts and checksums of the window on both sides and re-sends
+Base A lacks. Before it, **check_deletes** counts those deletes (writing nothing) against the
+**mass-delete circuit breaker**: more than max(`SYNC_MASS_DELETE_MIN_ROWS`, 100;
+`SYNC_MASS_DELETE_SHARE`, 5% of the entity's synced rows in Base B) and the run waits on
+**approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many
+rows, which share, the limit and from which source (delete log, key comparison). Check Base A
+first (a truncated table, a wrong soft-delete rule, a changed filter). **Approve**: the deletes
+go. **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is deleted,
+the load is still verified and committed, the delete log position stays, and the next run asks
+again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
+**verify** compares counts and checksums of the window on both sides and re-sends
 rows Base B lacks; **commit_watermark** then advances the watermark and the delete log position.
 A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
 and repeating is safe (the API's version guard makes a re-sent row a no-op). Only transient
@@ -32,7 +41,9 @@ the reason in its log: fix the cause, then clear the task.
 
 **Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
 limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);
-`compare_keys` compares every key for hard deletes (a full refresh does too).
+`compare_keys` compares every key for hard deletes (a full refresh does too);
+`approve_mass_delete` lets the run delete more than the circuit breaker's limit without asking
+(only after checking Base A: it approves whatever the run finds).
 
 **Where to look**
 - Progress and per-chunk counts: the task logs. Counts per run: the XCom of `commit_watermark`.
