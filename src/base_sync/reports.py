@@ -166,6 +166,7 @@ class DeleteReport:
     log_position: Cursor | None = None
     keys_compared_at: str | None = None
     comparison: KeyComparison | None = None  # None when this run did not compare keys
+    plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
 
     @property
     def deleted(self) -> int:
@@ -181,6 +182,8 @@ class DeleteReport:
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
+        if self.plan is not None:
+            data["planned"] = self.plan
         return data
 
 

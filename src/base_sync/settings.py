@@ -39,6 +39,21 @@ class SyncSettings(BaseSettings):
     partition_min_rows: int = Field(
         500_000, ge=0, description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS"
     )
+    mass_delete_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a run that would delete more than this share of an entity's synced rows in Base B stops before "
+        "deleting and waits for an operator's approval (the circuit breaker)",
+    )
+    mass_delete_min_rows: int = Field(
+        100, ge=0, description="the circuit breaker lets this many deletes through whatever the share (small tables)"
+    )
+    mass_delete_approval_hours: float = Field(
+        12.0,
+        gt=0,
+        description="how long a blocked mass delete waits for an operator in the Airflow UI; then it is rejected",
+    )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")

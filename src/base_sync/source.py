@@ -246,13 +246,15 @@ class BaseA:
         """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema)."""
         return delete_trigger_name(self.mapping.table_of(entity)) in existing_triggers(self.engine)
 
-    def deletes_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[tuple[list[dict], Cursor]]:
-        """The entity's logged deletes after `since` as bulk delete records (key and last version),
-        a chunk at a time, each with the log position it reaches."""
+    def deletes_after(
+        self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None
+    ) -> Iterator[tuple[list[dict], Cursor]]:
+        """The entity's logged deletes after `since` (up to `until`) as bulk delete records (key and
+        last version), a chunk at a time, each with the log position it reaches."""
         log = self.delete_log
         statement = (
             select(log.c.id, log.c.updated_at, log.c.deleted_at, log.c.seq)
-            .where(log.c.entity == entity, *window(log.c.deleted_at, log.c.seq, since, None))
+            .where(log.c.entity == entity, *window(log.c.deleted_at, log.c.seq, since, until))
             .order_by(log.c.deleted_at, log.c.seq)
         )
         for rows in self._stream(statement, chunk_size):
