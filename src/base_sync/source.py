@@ -208,17 +208,6 @@ class BaseA:
             for key, version in rows:
                 yield key, utc(version)
 
-    def gone_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
-        """Delete records (key and version) of the rows the soft-delete rule marks deleted, changed
-        after `since`: how a soft delete reaches Base B without waiting for a key comparison."""
-        view = self.view(entity)
-        if view.deleted is None or view.version is None:
-            return
-        where = [*view.in_scope, view.deleted, *self._window(view, since, None)]
-        statement = select(view.key, view.version).where(*where).order_by(view.version, view.key)
-        for rows in self._stream(statement, chunk_size):
-            yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
-
     def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
         """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over the key."""
         view = self.view(entity)

@@ -316,8 +316,13 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
     reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
-    if reason is None and not base_a.view(entity).has_cursor:
+    view = base_a.view(entity)
+    if reason is None and not view.has_cursor:
         reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
+    elif reason is None and (view.deleted is not None or view.in_scope):
+        # A soft delete or a row leaving the filter is no hard delete: the log cannot show it, the
+        # key buckets of the live rows do (one aggregate per side).
+        reason = "the mapping has a soft-delete rule or a row filter"
     synced: int | None = None
 
     def budget_limit() -> int:
