@@ -185,3 +185,24 @@ def test_batch_steps_keep_base_b_equal_to_the_mapped_source(legacy, base_b):
     assert held[3].first_name == "Cyd" and held[4].department == "Engineering"
     assert deleted.deleted == 2
     assert {r["source_id"] for r in api.open_rejections("employees")} == {8}
+
+
+def test_replay_after_a_fix_sends_the_mapped_row(legacy, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    assert {r["source_id"] for r in api.open_rejections("employees")} == {4, 8}
+    # The map learns the code (a fix on our side, not in Base A): the row did not change, so only a
+    # replay sends it again, through the mapping.
+    fixed = SourceMapping.from_file(MAPPING)
+    department = fixed.spec.entities["employees"].fields["department"]
+    fields = {
+        **fixed.spec.entities["employees"].fields,
+        "department": department.model_copy(update={"map": {**department.map, "X": "Research"}}),
+    }
+    entity = fixed.spec.entities["employees"].model_copy(update={"fields": fields})
+    fixed = SourceMapping(
+        fixed.spec.model_copy(update={"entities": {**fixed.spec.entities, "employees": entity}}), "fixed"
+    )
+    replayed = sync.replay_rejections("employees", BaseA(legacy.engine, fixed), api, SETTINGS)
+    assert replayed.still_rejected == 1  # row 8 still has no version
+    assert _base_b(base_b.database_url, "employees")[4].department == "Research"
