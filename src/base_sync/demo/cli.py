@@ -7,6 +7,10 @@ base-a churn employees --updates 10 --publish 127.0.0.1:9092   ... and publish t
 base-a churn employees --updates 5 --publish 127.0.0.1:9092 --every 30   ... again every 30 s (event maker)
 base-a count employees            rows in Base A
 base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
+
+With BASE_A_MAPPING_FILE set to a mapping of the legacy demo tables (mappings/demo.yaml, what
+`make up` sets), every command works on those tables instead (base_sync.demo.legacy), and the
+summary counts Base A's rows through the mapping (live rows: not soft-deleted, in the filter).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import time
 
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
-from base_sync.demo import event_maker, generate
-from base_sync.source import ENTITY_NAMES, source_engine
+from base_sync.demo import event_maker, generate, legacy
+from base_sync.mapping import SourceMapping
+from base_sync.source import ENTITY_NAMES, BaseA, source_engine
 from base_sync.source_schema import create_schema
 
 log = logging.getLogger("base-a")
@@ -42,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     churning.add_argument("entity", choices=ENTITY_NAMES)
     for option in ("updates", "inserts", "deletes"):
         churning.add_argument(f"--{option}", type=int, default=0)
+    churning.add_argument("--soft-deletes", type=int, default=0, help="legacy demo: rows flagged deleted (aktiv = 0)")
     churning.add_argument(
         "--publish",
         metavar="BOOTSTRAP",
@@ -63,30 +69,40 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     backend_for_url(args.url).prepare(args.url)
     engine = source_engine(args.url)
+    mapping = SourceMapping.from_settings()
+    demo = legacy if legacy.in_use(mapping) else generate  # the tables `base-a` writes
+    if args.command != "summary" and not mapping.is_identity and demo is generate:
+        tables = ", ".join(legacy.TABLES.values())
+        raise SystemExit(f"{mapping.origin} maps tables other than the demo's ({tables}): base-a cannot write them")
+    if demo is generate and getattr(args, "soft_deletes", 0):
+        raise SystemExit("--soft-deletes needs the legacy demo (BASE_A_MAPPING_FILE=mappings/demo.yaml)")
     started = time.perf_counter()
     try:
         if args.command == "init":
-            create_schema(engine)
-            log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
+            legacy.create(engine) if demo is legacy else create_schema(engine)
+            log.info("Base A tables ready at %s (mapping: %s)", engine.url.render_as_string(hide_password=True),
+                     mapping.origin)  # fmt: skip
         elif args.command == "seed":
-            added = generate.seed(engine, args.entity, args.count, args.seed)
+            added = demo.seed(engine, args.entity, args.count, args.seed)
             elapsed = time.perf_counter() - started
             log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
         elif args.command == "churn":
-            _churn(engine, args)
+            _churn(engine, args, demo)
         elif args.command == "count":
-            print(generate.count(engine, args.entity))
+            print(demo.count(engine, args.entity))
         else:
-            api = BaseBApi(args.api_url, None)
-            for entity in ENTITY_NAMES:
+            api, base_a = BaseBApi(args.api_url, None), BaseA(engine, mapping)
+            for entity in mapping.entities:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
-                print(f"  {entity:<10} Base A {generate.count(engine, entity):>9,} rows   Base B {synced:>9,} synced")
+                live = base_a.key_span(entity)[2]  # the rows the mapping syncs
+                table = mapping.table_of(entity)
+                print(f"  {entity:<10} Base A {live:>9,} rows ({table})   Base B {synced:>9,} synced")
     finally:
         engine.dispose()
     return 0
 
 
-def _churn(engine, args) -> None:
+def _churn(engine, args, demo) -> None:
     """One round of changes, or one every `--every` seconds until SIGTERM/SIGINT, which ends the
     current round first: a change made in Base A is never left without its event."""
     stopping = threading.Event()
@@ -99,6 +115,10 @@ def _churn(engine, args) -> None:
         if args.publish:
             done = event_maker.churn_and_publish(
                 engine, args.entity, args.publish, args.updates, args.inserts, args.deletes, rng_seed, args.topic_prefix
+            )
+        elif demo is legacy:
+            done = legacy.churn(
+                engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed, args.soft_deletes
             )
         else:
             done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed)

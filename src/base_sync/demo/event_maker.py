@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine
 
 from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
-from base_sync.demo import generate
+from base_sync.demo import generate, legacy
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA
 from base_sync.topics import ensure_topics
@@ -28,13 +28,14 @@ def churn_and_publish(
 ) -> dict:
     rng = random.Random(seed_value)
     base_a = BaseA(engine)
-    touched, doomed = generate.pick_keys(engine, entity, updates, deletes, rng)
-    before = {row["id"]: row for chunk in base_a.rows_by_keys(entity, touched + doomed, CHUNK) for row in chunk}
-    generate.apply_changes(engine, entity, touched, doomed, inserts, rng)
+    demo = legacy if legacy.in_use(base_a.mapping) else generate  # the tables it writes
+    touched, doomed = demo.pick_keys(engine, entity, updates, deletes, rng)
+    before = _rows(base_a, entity, touched + doomed)
+    demo.apply_changes(engine, entity, touched, doomed, inserts, rng)
     committed_ms = int(time.time() * 1000)
-    last = generate.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
+    last = demo.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
     new_keys = list(range(last - inserts + 1, last + 1)) if inserts else []
-    after = {row["id"]: row for chunk in base_a.rows_by_keys(entity, touched + new_keys, CHUNK) for row in chunk}
+    after = _rows(base_a, entity, touched + new_keys)
 
     config = {"bootstrap.servers": bootstrap}
     ensure_topics(config, [*entity_topics(prefix), EventSettings().dlq_topic])
@@ -53,3 +54,11 @@ def churn_and_publish(
     if producer.flush(30):
         raise RuntimeError(f"the broker at {bootstrap} did not acknowledge every event")
     return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed), "published": sent}
+
+
+def _rows(base_a: BaseA, entity: str, keys: list) -> dict:
+    """The rows to publish by key. A mapped (legacy demo) Base A's rows go out already mapped to the
+    platform's own shape, which is what the events path reads today."""
+    if legacy.in_use(base_a.mapping):
+        return legacy.identity_rows(base_a, entity, keys, CHUNK)
+    return {row["id"]: row for chunk in base_a.rows_by_keys(entity, keys, CHUNK) for row in chunk}
