@@ -115,8 +115,8 @@ def _employee(rng: random.Random, key: int) -> tuple:
 
 def _article(rng: random.Random, key: int) -> tuple:
     title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))).capitalize()
-    if key % 50 == 0:
-        title = (title + " ") * 40  # longer than Base B's 255 characters: the mapping truncates it
+    if key % 50 == 25:
+        title = ((title + " ") * 20)[:290]  # longer than Base B's 255 characters: the mapping truncates it
     body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 200)))
     created = _created(rng)
     status = DRAFT if key % 10 == 0 else PUBLISHED
@@ -125,6 +125,18 @@ def _article(rng: random.Random, key: int) -> tuple:
 
 
 MAKERS = {"employees": _employee, "articles": _article}
+# How many stamps end a new row: personal's angelegt_am (geaendert_am stays NULL until an update);
+# beitrag's geaendert_am and erstellt_am.
+NEW_ROW_STAMPS = {"employees": 1, "articles": 2}
+
+
+def _stamped(make, now: datetime, stamps: int):
+    """A maker whose rows were created `now`: the row's last `stamps` values."""
+
+    def stamped(rng: random.Random, key: int) -> tuple:
+        return (*make(rng, key)[:-stamps], *([now] * stamps))
+
+    return stamped
 
 
 def table_of(engine: Engine, entity: str) -> Table:
@@ -145,7 +157,7 @@ def max_key(engine: Engine, entity: str) -> int:
     table = create(engine)[entity]
     key = table.primary_key.columns[0]
     with engine.connect() as conn:
-        return conn.execute(select(func.coalesce(func.max(key), 0))).scalar_one()
+        return int(conn.execute(select(func.coalesce(func.max(key), 0))).scalar_one())
 
 
 def _chunks(first_key: int, rows: int, make, rng: random.Random) -> Iterator[list[tuple]]:
@@ -153,9 +165,12 @@ def _chunks(first_key: int, rows: int, make, rng: random.Random) -> Iterator[lis
         yield [make(rng, key) for key in range(start, min(start + CHUNK, first_key + rows))]
 
 
-def seed(engine: Engine, entity: str, rows: int, seed_value: int | None = None) -> int:
-    """Add `rows` new rows after the highest key; how many were added."""
+def seed(engine: Engine, entity: str, rows: int, seed_value: int | None = None, now: datetime | None = None) -> int:
+    """Add `rows` new rows after the highest key; how many were added. Their stamps are random
+    times of the past years, or all `now` (new rows of the churn)."""
     rng, make = random.Random(seed_value), MAKERS[entity]
+    if now is not None:
+        make = _stamped(make, now, NEW_ROW_STAMPS[entity])
     table = create(engine)[entity]
     backend = backend_of(engine)
     names = [c.name for c in table.columns]
@@ -188,7 +203,7 @@ def pick_keys(engine: Engine, entity: str, updates: int, deletes: int, rng: rand
 def _change(table: Table, now: datetime) -> dict:
     if table.name == "personal":
         return {"gehalt": table.c.gehalt + 100, "stelle": "Senior Engineer", "geaendert_am": now}
-    return {"titel": table.c.titel + " (aktualisiert)", "geaendert_am": now}
+    return {"inhalt": table.c.inhalt + " (aktualisiert)", "geaendert_am": now}
 
 
 def apply_changes(
@@ -212,7 +227,7 @@ def apply_changes(
         for start in range(0, len(doomed), CHUNK):
             conn.execute(table.delete().where(key.in_(doomed[start : start + CHUNK])))
     if inserts:
-        seed(engine, entity, inserts, rng.randrange(1 << 30))
+        seed(engine, entity, inserts, rng.randrange(1 << 30), now)
 
 
 def churn(
