@@ -3,15 +3,18 @@ tables through the mapping into Base B, equal to the mapped source, on MariaDB a
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import DateTime, literal, null, select, type_coerce
 
+from base_sync.backends import backend_of
 from base_sync.demo import legacy
 from base_sync.dirty import Quarantined
 from base_sync.mapping import SourceMapping, load_mapping
+from base_sync.mapping.time_zones import zone_rule
 from base_sync.source import BaseA, source_engine
 from base_sync.state import MemoryStateStore
 from baseab_contract.entities import ENTITIES, Kind
@@ -98,3 +101,25 @@ def test_the_legacy_demo_syncs_through_its_mapping(legacy_engine, base_b):
         assert assert_mapped_in_sync(base_a, base_b.database_url, entity) > 0
         if entity == "employees":
             assert report["deletes"]["deleted"] == 3 + 5  # hard and soft deletes: no longer live
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "sqlite"])
+def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, make_mariadb_database):
+    """The bisecting CASE gives every wall time the UTC instant `zoneinfo`'s rule gives, on both
+    sides of each daylight-saving change, and a NULL stays NULL."""
+    rule = zone_rule(legacy.ZONE)
+    walls = [datetime(1975, 6, 1), datetime(2031, 12, 31, 23, 59, 59)]
+    for boundary in rule.boundaries[-30:]:  # the last 15 years of changes
+        walls += [boundary - timedelta(seconds=1), boundary, boundary - timedelta(minutes=30)]
+    engine = source_engine(make_mariadb_database() if kind == "mariadb" else "sqlite://")
+    shift = backend_of(engine).shift_seconds
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(walls), 200):
+                part = walls[start : start + 200]
+                row = conn.execute(select(*(rule.sql_to_utc(literal(w, DateTime()), shift) for w in part))).one()
+                got = [v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in row]
+                assert got == [rule.to_utc(w).replace(tzinfo=None) for w in part]
+            assert conn.execute(select(rule.sql_to_utc(type_coerce(null(), DateTime()), shift))).scalar() is None
+    finally:
+        engine.dispose()
