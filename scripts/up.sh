@@ -121,6 +121,7 @@ done
 echo "$dag run $run_id: ${state:-unknown}"
 base-a summary "$url"
 
+mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' \
   "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
 cat <<MSG
@@ -132,7 +133,7 @@ The platform is up.
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
   Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
-  mapping         ${BASE_A_MAPPING_FILE:-none: Base A is the platform's own}
+  mapping         $mapping
   Kafka           $KAFKA_BOOTSTRAP   (change events: .venv/bin/base-a churn employees --updates 10 --publish $KAFKA_BOOTSTRAP)
   Base B          $API_DATABASE_URL
   logs            $logs

@@ -271,7 +271,13 @@ def identity_rows(base_a, entity: str, keys: list, chunk_size: int = CHUNK) -> d
     the events path applies the mapping to raw rows itself. A soft-deleted row is left out."""
     view, out = base_a.view(entity), {}
     rule = view.spec.soft_delete
-    for chunk in base_a.rows_by_keys(entity, keys, chunk_size):
+    table = build_tables(base_a.backend)[entity]  # typed: SQLite gives dates and decimals as such
+    key = table.primary_key.columns[0]
+    for start in range(0, len(keys), chunk_size):
+        with base_a.engine.connect() as conn:
+            chunk = [
+                row._asdict() for row in conn.execute(select(table).where(key.in_(keys[start : start + chunk_size])))
+            ]
         for row in chunk:
             if rule is not None and str(row.get(rule.column)) == str(rule.deleted_when):
                 continue
