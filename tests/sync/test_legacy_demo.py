@@ -3,17 +3,19 @@ tables through the mapping into Base B, equal to the mapped source, on MariaDB a
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import DateTime, literal, null, select, type_coerce
 
 from base_sync.backends import backend_of
 from base_sync.demo import legacy
 from base_sync.dirty import Quarantined
-from base_sync.mapping import SourceMapping, load_mapping
+from base_sync.mapping import SourceMapping, load_mapping, parse_mapping
 from base_sync.mapping.time_zones import zone_rule
 from base_sync.source import BaseA, source_engine
 from base_sync.state import MemoryStateStore
@@ -123,3 +125,12 @@ def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, make_mariad
             assert conn.execute(select(rule.sql_to_utc(type_coerce(null(), DateTime()), shift))).scalar() is None
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/mapping.md"])
+def test_the_documented_mapping_examples_are_valid(document):
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / document).read_text(), flags=re.DOTALL)
+    examples = [b for b in blocks if "entities:" in b]
+    assert examples, f"{document} shows no mapping"
+    for block in examples:
+        parse_mapping(yaml.safe_load(block), document)
