@@ -7,25 +7,28 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, dag, task
 
 from base_sync import airflow_tasks
-from base_sync.debezium import entity_topics
+from base_sync.debezium import Topics
 from base_sync.settings import EventSettings
-from base_sync.source import ENTITY_NAMES
 from base_sync.wake_trigger import ChangeWakeTrigger
 
 RUNBOOK = """
 ### Base A change events → Base B
 
-The CDC relay (`base-a-relay`, or Debezium) publishes every row change of Base A to
-`base_a.<entity>` as a Debezium envelope. A message wakes this DAG (an asset watcher on the
+The CDC relay (`base-a-relay`, or Debezium's MySQL connector) publishes every row change of the
+mapped Base A tables to `<EVENTS_TOPIC_PREFIX>.<EVENTS_SOURCE_DATABASE>.<table>` as a Debezium
+envelope, the row in the table's own shape. A message wakes this DAG (an asset watcher on the
 topics); a fallback schedule runs it every minute as well, so the tail of a burst never waits.
 
 **apply_changes** reads every partition from the consumer group's committed offsets, in batches:
-the newest change per key goes to the bulk upsert or delete endpoint, and the offsets are committed
+each change goes through the entity's source mapping (`BASE_A_MAPPING_FILE`, as the batch DAG),
+the newest change per key goes to the bulk upsert or delete endpoint (a soft-deleted row is a
+delete), a row the mapping refuses to the API's rejections with the reasons, and the offsets are committed
 only after the API answered. A batch that fails comes back on the next run or retry, and
 repeating it is harmless (the API's version guard). Events older than Base B's row count as
 `stale`, so this path and the batch DAG never undo each other.
 
-**Dead letters**: a malformed event, or one the API rejects, goes to `base_a.dlq` unchanged, with
+**Dead letters**: a malformed event, one the mapping refuses (`Quarantined`, also an open rejection
+in the API), or one the API rejects, goes to `base_a.dlq` unchanged, with
 Kafka Connect's headers `__connect.errors.topic|partition|offset|exception.message` naming where
 it came from and why. It never blocks its partition. `base-sync-dlq list` shows them; fix the
 cause, then `base-sync-dlq replay PARTITION:OFFSET` (or `--all` with filters) sends them back to
@@ -40,6 +43,7 @@ updated, stale, deleted, dead_lettered, lag). Connections: `base_a_kafka` (kafka
 """
 
 settings = EventSettings()
+topics = Topics.from_settings(settings)  # reads the mapping file, never Base A
 changes = Asset(
     name="base_a.changes",
     group="base_a",
@@ -47,7 +51,7 @@ changes = Asset(
         AssetWatcher(
             name="base_a_change_topics",
             trigger=ChangeWakeTrigger(
-                topics=entity_topics(settings.topic_prefix),
+                topics=topics.names,
                 kafka_config_id=settings.kafka_conn_id,
                 poll_timeout=0.5,
             ),
@@ -74,7 +78,7 @@ changes = Asset(
     },
 )
 def base_a_events():
-    outlets = [airflow_tasks.base_b_asset(entity) for entity in ENTITY_NAMES]
+    outlets = [airflow_tasks.base_b_asset(entity) for entity in topics.entities]
     task(task_id="apply_changes", outlets=outlets)(airflow_tasks.apply_changes)()
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
+from base_sync.mapping import SourceMapping
 from base_sync.settings import SyncSettings
-from base_sync.source import ENTITY_NAMES
 
 RUNBOOK = """
 ### Base A → Base B batch sync
@@ -21,7 +22,16 @@ Base A changed after the watermark (less a look-back for late commits) to the AP
 **propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
 position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
-Base A lacks; **verify** compares counts and checksums of the window on both sides and re-sends
+Base A lacks. Before it, **check_deletes** counts those deletes (writing nothing) against the
+**mass-delete circuit breaker**: more than max(`SYNC_MASS_DELETE_MIN_ROWS`, 100;
+`SYNC_MASS_DELETE_SHARE`, 5% of the entity's synced rows in Base B) and the run waits on
+**approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many
+rows, which share, the limit and from which source (delete log, key comparison). Check Base A
+first (a truncated table, a wrong soft-delete rule, a changed filter). **Approve**: the deletes
+go. **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is deleted,
+the load is still verified and committed, the delete log position stays, and the next run asks
+again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
+**verify** compares counts and checksums of the window on both sides and re-sends
 rows Base B lacks; **commit_watermark** then advances the watermark and the delete log position.
 A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
 and repeating is safe (the API's version guard makes a re-sent row a no-op). Only transient
@@ -29,9 +39,16 @@ failures are retried (API or database briefly away, 429/502/503/504); a terminal
 refused the request, verification still differs, an invalid setting) fails the task at once with
 the reason in its log: fix the cause, then clear the task.
 
+**Base A through its mapping**: every read goes through the mapping file `BASE_A_MAPPING_FILE`
+(source tables, keys, cursors, filters, soft deletes, field transforms; see docs/mapping.md);
+without one, Base A is the platform's own (`base-a init`). A row the mapping refuses is a rejection
+with its reasons, never a failed run.
+
 **Manual runs** (Trigger DAG w/ config): `full_refresh` re-reads all of Base A; `entities`
 limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);
-`compare_keys` compares every key for hard deletes (a full refresh does too).
+`compare_keys` compares every key for hard deletes (a full refresh does too);
+`approve_mass_delete` lets the run delete more than the circuit breaker's limit without asking
+(only after checking Base A: it approves whatever the run finds).
 
 **Where to look**
 - Progress and per-chunk counts: the task logs. Counts per run: the XCom of `commit_watermark`.
@@ -43,6 +60,8 @@ limits the run; `replay_rejections` re-sends the rows the API rejected before (a
 """
 
 settings = SyncSettings()
+# The entities the mapping file maps (BASE_A_MAPPING_FILE, read, never a database, at parse time).
+ENTITY_NAMES = SourceMapping.from_settings().entities
 
 
 @dag(
@@ -71,6 +90,12 @@ settings = SyncSettings()
         "compare_keys": Param(
             False, type="boolean", description="look for hard deletes by comparing every key, not only the delete log"
         ),
+        "approve_mass_delete": Param(
+            False,
+            type="boolean",
+            description="let this run delete more than the circuit breaker's limit (SYNC_MASS_DELETE_SHARE of the "
+            "synced rows, at least SYNC_MASS_DELETE_MIN_ROWS) without asking: only after checking Base A",
+        ),
     },
 )
 def base_a_to_base_b():
@@ -84,14 +109,30 @@ def base_a_to_base_b():
                 .partial(entity=entity)
                 .expand(partition=planned)
             )
-            deleted = task(task_id="propagate_deletes")(airflow_tasks.propagate_deletes)(entity)
-            verified = task(task_id="verify")(airflow_tasks.verify)(entity, loaded)
+            # The mass-delete circuit breaker: count first; over the budget, an operator approves or not.
+            checked = task.branch(task_id=airflow_tasks.CHECK_DELETES)(airflow_tasks.check_deletes)(entity)
+            approval = ApprovalOperator(
+                task_id=airflow_tasks.APPROVE_MASS_DELETE,
+                subject=airflow_tasks.approval_subject(entity),
+                body=airflow_tasks.approval_body(entity),
+                defaults=ApprovalOperator.REJECT,  # no answer in time: nothing is deleted
+                response_timeout=timedelta(hours=settings.mass_delete_approval_hours),
+            )
+            # Runs after the check alone (within the budget) or after an approval; a rejection skips it.
+            deleted = task(task_id=airflow_tasks.PROPAGATE_DELETES, trigger_rule="none_failed_min_one_success")(
+                airflow_tasks.propagate_deletes
+            )(entity)
+            # Runs after skipped deletes too (rejected): the load's window is verified and committed.
+            verified = task(task_id="verify", trigger_rule="none_failed_min_one_success")(airflow_tasks.verify)(
+                entity, loaded
+            )
             outlet = airflow_tasks.base_b_asset(entity)
             # none_failed: runs after skipped (unmapped) partitions, never after a failed one.
             commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
                 airflow_tasks.commit_watermark
             )
-            loaded >> deleted >> verified
+            loaded >> checked >> [approval, deleted]
+            approval >> deleted >> verified
             commit(entity, loaded, verified, deleted, parts)
 
 

@@ -71,11 +71,11 @@ class Airflow:
         assert "state=success" in log and "DagRun Finished" in log, log[-6000:]
         return log
 
-    def start_dag(self, dag_id: str, log_path: Path) -> subprocess.Popen:
-        """Start `airflow dags test` in its own process group, to kill it half way."""
+    def start_dag(self, dag_id: str, log_path: Path, conf: dict | None = None) -> subprocess.Popen:
+        """Start `airflow dags test` in its own process group, to kill it half way (or answer its approvals)."""
         with open(log_path, "w") as log:
             return subprocess.Popen(
-                [venv_bin("airflow"), "dags", "test", dag_id],
+                [venv_bin("airflow"), "dags", "test", dag_id] + (["-c", json.dumps(conf)] if conf else []),
                 env=self.env,
                 cwd=REPO,
                 stdout=log,
@@ -140,6 +140,48 @@ class Airflow:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(10)
                 log.close()
+
+    @contextlib.contextmanager
+    def api_server(self, log_path: Path):
+        """Only the api-server, on this home's metadata database, every user an admin: its URL.
+
+        Enough to answer a human-in-the-loop task of a `dags test` run (which waits for the answer
+        to land in the shared database) through the REST API, as the UI does."""
+        port = free_port()
+        env = self.env | {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        }
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [venv_bin("airflow"), "api-server"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                wait_for_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", process, timeout=120)
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+
+    def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        with sqlite3.connect(self.home / "airflow.db") as conn:
+            row = conn.execute(
+                "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+                (dag_id, run_id, task_id),
+            ).fetchone()
+        return row[0] if row else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import pydantic
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
 
-from base_sync import events, metrics, partitioned, sync
+from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.errors import TerminalError
@@ -30,6 +32,7 @@ from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -61,14 +64,32 @@ def _skip_unless_selected(entity: str) -> None:
 
 
 @contextlib.contextmanager
-def _connected(settings: SyncSettings) -> Iterator[tuple[BaseA, BaseBApi]]:
+def _connected(settings: SyncSettings, entity: str, report_schema: bool = False) -> Iterator[tuple[BaseA, BaseBApi]]:
+    """Base A and the API; Base A's table of `entity` checked against its mapping first (one catalogue
+    read): a missing or retyped mapped column fails the task, terminally, before anything is read or
+    written. The run's load reports the columns the mapping does not read (a log line and a gauge)."""
     hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     connect_args = backend_named(hook.conn_type).session_connect_args
     engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(connect_args)})
+    base_a = BaseA(engine)
+    try:
+        checked = base_a.require_schema(entity)
+    except BaseException:
+        engine.dispose()
+        raise
+    if report_schema:
+        if checked.unmapped:
+            log.info(
+                "%s: %s has columns the mapping does not read (ignored): %s",
+                entity,
+                checked.table,
+                ", ".join(checked.unmapped),
+            )
+        _emit(metrics.schema_samples(entity, checked.unmapped))
     api = _api(settings.api_conn_id, settings.api_timeout, "batch")
     try:
-        yield BaseA(engine), api
+        yield base_a, api
     finally:
         api.close()
         engine.dispose()
@@ -91,7 +112,7 @@ def plan_partitions(entity: str) -> list[dict]:
     """The key ranges of a large first load or full refresh, computed now (never at parse time); [] otherwise."""
     _skip_unless_selected(entity)
     settings = _settings()
-    with _connected(settings) as (base_a, _):
+    with _connected(settings, entity) as (base_a, _):
         planned = partitioned.plan(entity, base_a, VariableStateStore(), settings, bool(_params().get("full_refresh")))
     return [partition.to_json() for partition in planned]
 
@@ -102,7 +123,7 @@ def load(entity: str, partitions: list[dict]) -> dict:
     nothing to extract when the run's load is partitioned (the mapped `load_partition` tasks do it)."""
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, entity, report_schema=True) as (base_a, api):
         replayed = (
             sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
         )
@@ -117,35 +138,108 @@ def load(entity: str, partitions: list[dict]) -> dict:
 def load_partition(entity: str, partition: dict) -> dict:
     """Stream one key range of a partitioned load to the bulk endpoint and verify that range (a mapped task)."""
     settings = _settings()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, partition["entity"]) as (base_a, api):
         return partitioned.load_partition(Partition.from_json(partition), base_a, api, settings).to_json()
+
+
+# The circuit breaker's tasks in an entity's group (the group id is the entity).
+CHECK_DELETES, APPROVE_MASS_DELETE, PROPAGATE_DELETES = "check_deletes", "approve_mass_delete", "propagate_deletes"
+PLAN_KEY = "plan"  # the XCom key of check_deletes' plan (its return value is the branch taken)
+
+
+def _plan_xcom(entity: str) -> str:
+    return f"ti.xcom_pull(task_ids='{entity}.{CHECK_DELETES}', key='{PLAN_KEY}')"
+
+
+def approval_subject(entity: str) -> str:
+    """The approval's headline (a template: rendered with the plan when the task runs)."""
+    plan = _plan_xcom(entity)
+    return f"{entity}: delete {{{{ {plan}['total'] }}}} rows in Base B? (limit {{{{ {plan}['limit'] }}}})"
+
+
+def approval_body(entity: str) -> str:
+    """The approval's details for the operator (a Markdown template over the plan)."""
+    plan = _plan_xcom(entity)
+    return (
+        f"The batch sync of **{entity}** stopped before deleting: the circuit breaker found more deletes than a run "
+        f"makes unasked.\n\n{{{{ {plan}['message'] }}}}\n\n"
+        "**Approve** to delete them now (and as many more as the limit, for changes since the count). "
+        "**Reject**, or no answer in time, deletes nothing: the load and the watermark go on, the deletes wait, and "
+        "the next run asks again. Fix the cause in Base A first when the deletes are a mistake."
+    )
+
+
+def _compare_keys(params: dict) -> bool:
+    return bool(params.get("full_refresh") or params.get("compare_keys"))
+
+
+@fail_terminal
+def check_deletes(entity: str) -> str:
+    """Count the deletes the run would make (no writes) against the circuit breaker's budget; the branch:
+    `propagate_deletes` when within it or approved by the `approve_mass_delete` param, else the approval."""
+    _skip_unless_selected(entity)
+    settings, params = _settings(), _params()
+    with _connected(settings, entity) as (base_a, api):
+        plan = sync.plan_deletes(entity, base_a, api, VariableStateStore(), settings, _compare_keys(params))
+    get_current_context()["ti"].xcom_push(key=PLAN_KEY, value=plan.to_json())
+    if plan.within_budget:
+        return f"{entity}.{PROPAGATE_DELETES}"
+    if params.get("approve_mass_delete"):
+        log.warning("%s: over the limit, approved by this run's approve_mass_delete param", entity)
+        return f"{entity}.{PROPAGATE_DELETES}"
+    log.warning("%s", plan.message)
+    log.warning("%s: waiting for an operator's answer to %s", entity, APPROVE_MASS_DELETE)
+    return f"{entity}.{APPROVE_MASS_DELETE}"
+
+
+def _approved(entity: str, params: dict) -> int | None:
+    """What an operator approved: any number (the run's param), or, answered in the UI, the rows counted
+    then plus the limit (for deletes since the count); None when no one was asked."""
+    if params.get("approve_mass_delete"):
+        return delete_guard.ANY_NUMBER
+    ti = get_current_context()["ti"]
+    answer = ti.xcom_pull(task_ids=f"{entity}.{APPROVE_MASS_DELETE}")
+    if answer and ApprovalOperator.APPROVE in (answer.get("chosen_options") or []):
+        plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
+        return plan["total"] + plan["limit"]
+    return None
 
 
 @fail_terminal
 def propagate_deletes(entity: str) -> dict:
-    """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison)."""
+    """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison),
+    within the circuit breaker's budget or what an operator approved."""
     settings, params = _settings(), _params()
-    compare_keys = bool(params.get("full_refresh") or params.get("compare_keys"))
-    with _connected(settings) as (base_a, api):
-        return sync.propagate_deletes(entity, base_a, api, VariableStateStore(), settings, compare_keys).to_json()
+    approved = _approved(entity, params)
+    with _connected(settings, entity) as (base_a, api):
+        return sync.propagate_deletes(
+            entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), approved
+        ).to_json()
 
 
 @fail_terminal
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
     settings = _settings()
-    with _connected(settings) as (base_a, api):
+    with _connected(settings, entity) as (base_a, api):
         return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings).to_json()
 
 
 @fail_terminal
-def commit_watermark(entity: str, loaded: dict, verified: dict, deleted: dict, partitions: list[dict] | None) -> dict:
+def commit_watermark(
+    entity: str, loaded: dict, verified: dict, deleted: dict | None, partitions: list[dict] | None
+) -> dict:
     """Advance the watermark to the verified window's end (of every partition, when the load was
     partitioned); record the run's statistics with it.
 
     It runs when nothing upstream failed (the mapped partitions are skipped on unpartitioned runs),
-    so it checks the entity's selection itself."""
+    so it checks the entity's selection itself. When the deletes were withheld (a rejected mass
+    delete), the delete log position and key comparison time stay where they were: the next run
+    finds the same deletes and asks again."""
     _skip_unless_selected(entity)
+    if deleted is None:  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
+        plan = get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
+        deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)
     reports = [PartitionReport.from_json(p) for p in partitions or []]
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}

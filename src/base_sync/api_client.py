@@ -102,6 +102,10 @@ class BaseBApi:
         items = self._call("GET", f"/{entity}/sync/buckets", params={"size": size})["items"]
         return {item["bucket"]: (item["count"], item["key_sum"]) for item in items}
 
+    def synced_rows(self, entity: str) -> int:
+        """How many live synced rows Base B holds (the key buckets' summary, in one or two buckets)."""
+        return sum(count for count, _ in self.key_buckets(entity, 2**62).values())
+
     def open_rejections(self, entity: str) -> Iterator[dict]:
         params = {"limit": 1000, "after": 0}
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import (
     DDL,
@@ -17,6 +18,8 @@ from sqlalchemy import (
     Engine,
     Integer,
     Table,
+    bindparam,
+    cast,
     create_engine,
     event,
     func,
@@ -25,6 +28,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from baseab_contract.version_digest import mysql_pair_hash
@@ -70,6 +74,11 @@ class BaseABackend:
         """The version digest's pair hash as SQL, or None to hash the rows in Python."""
         return None
 
+    def row_hash(self, values: list):
+        """A 64-bit content hash of a row's source values as SQL (a table without a cursor, see
+        `base_sync.checksummed`), or None to hash the rows in Python."""
+        return None
+
     def shift_seconds(self, stamp, seconds: int):
         """A DATETIME expression moved by whole seconds (the mapping's time zone rule)."""
         raise NotImplementedError
@@ -80,6 +89,45 @@ class BaseABackend:
 
     def prepare(self, url: str) -> None:
         """Make what the URL needs before the first connection (a SQLite file's folder)."""
+
+    def make_read_only_engine(self, url: str) -> Engine:
+        """An engine whose sessions cannot write (read commands): the server refuses any change."""
+        raise NotImplementedError
+
+    def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
+        """The columns of those of `tables` that exist, in table order: one catalogue read, no DDL."""
+        raise NotImplementedError
+
+    def type_families(self, type_text: str) -> frozenset[str]:
+        """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
+        return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
+
+    family_of_base: dict[str, frozenset[str]] = {}
+
+
+class LiveColumn(NamedTuple):
+    """One column of a live table, as the database's catalogue shows it."""
+
+    name: str
+    type_text: str  # e.g. INT(10) UNSIGNED, DATETIME, VARCHAR(60)
+    nullable: bool
+
+
+_INTEGER = frozenset({"integer", "numeric"})
+_NUMERIC = frozenset({"numeric"})
+_TEXT = frozenset({"text"})
+_DATE = frozenset({"date"})
+# A DATETIME or TIMESTAMP also serves a date field (the time of day is dropped).
+_DATETIME = frozenset({"datetime", "date"})
+_TIMESTAMP = frozenset({"timestamp", "date"})
+_MYSQL_FAMILIES = {
+    **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), _INTEGER),
+    **dict.fromkeys(("decimal", "numeric", "dec", "fixed", "float", "double", "real"), _NUMERIC),
+    **dict.fromkeys(("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"), _TEXT),
+    "date": _DATE,
+    "datetime": _DATETIME,
+    "timestamp": _TIMESTAMP,
+}
 
 
 def _utc_text(value: datetime) -> str:
@@ -112,11 +160,45 @@ class MySQLBaseA(BaseABackend):
     def pair_hash(self, key, version):
         return mysql_pair_hash(key, version)
 
+    def row_hash(self, values: list):
+        # Each value as its bytes with their length (NULL as "~"): no two rows make the same text.
+        parts = [func.ifnull(func.concat(func.length(v), ":", cast(v, mysql.BINARY)), "~") for v in values]
+        prefix = func.left(func.md5(func.concat_ws(",", *parts)), 16)
+        return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
+
     def shift_seconds(self, stamp, seconds: int):
         return func.date_add(stamp, text(f"INTERVAL {int(seconds)} SECOND"))
 
     def driver_row(self, row: tuple) -> tuple:
         return (*row[:-1], _utc_text(row[-1]))  # created_at as UTC text: the session is UTC
+
+    family_of_base = _MYSQL_FAMILIES
+
+    def make_read_only_engine(self, url: str) -> Engine:
+        engine = self.make_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            cursor.close()
+
+        return engine
+
+    def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
+        if not tables:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT table_name, column_name, column_type, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name IN :tables ORDER BY table_name, ordinal_position"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": list(tables)},
+        )
+        found: dict[str, list[LiveColumn]] = {}
+        for table_name, name, type_text, nullable in rows:
+            found.setdefault(table_name, []).append(LiveColumn(name, type_text.upper(), nullable == "YES"))
+        return {t: found[t] for t in tables if t in found}
 
 
 class SQLiteBaseA(BaseABackend):
@@ -159,6 +241,35 @@ class SQLiteBaseA(BaseABackend):
 
     def driver_row(self, row: tuple) -> tuple:
         return tuple(_sqlite_value(value) for value in row)  # decimals, dates and times as text
+
+    def make_read_only_engine(self, url: str) -> Engine:
+        # The file opened read-only (no WAL switch, no new file): SQLite refuses every write.
+        database = make_url(url).database
+        return create_engine(f"sqlite:///file:{database}?mode=ro&uri=true", connect_args={"timeout": 30})
+
+    def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
+        found = {}
+        for name in tables:
+            rows = conn.exec_driver_sql(f'PRAGMA table_info("{name}")').all()
+            if rows:  # PRAGMA table_info: (cid, name, type, notnull, default, pk)
+                found[name] = [LiveColumn(row[1], (row[2] or "").upper(), not row[3] and not row[5]) for row in rows]
+        return found
+
+    def type_families(self, type_text: str) -> frozenset[str]:
+        # Type affinity (sqlite.org/datatype3.html); SQLite has no zone semantics, so a DATETIME
+        # or TIMESTAMP column (UTC text, as the platform writes it) serves either kind of stamp.
+        upper = type_text.upper()
+        if "INT" in upper:
+            return _INTEGER
+        if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+            return _TEXT
+        if "DATETIME" in upper or "TIMESTAMP" in upper:
+            return frozenset({"datetime", "timestamp", "date"})
+        if upper.startswith("DATE"):
+            return _DATE
+        if any(word in upper for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+            return _NUMERIC
+        return frozenset()
 
     def prepare(self, url: str) -> None:
         database = make_url(url).database

@@ -1,12 +1,27 @@
 """The change-event format: Debezium's MySQL connector envelopes, written by the relay, read by the events DAG.
 
+Topics are named as Debezium's MySQL connector names them, `<topic.prefix>.<database>.<table>`:
+the prefix (EVENTS_TOPIC_PREFIX, RELAY_TOPIC_PREFIX), Base A's schema name (EVENTS_SOURCE_DATABASE;
+the relay takes it from its URL) and the source table the mapping names (`base_sync.mapping`).
+An event carries the source row in its own shape: every column of the table, as the binlog gives it.
+
 Reading accepts what Debezium emits with its default settings, so Debezium can stand in front of
 the platform instead of our relay: the JSON converter with or without the `schema`/`payload`
 wrapper, dates as days since the epoch (`io.debezium.time.Date`), MySQL TIMESTAMP columns as ISO
-strings in UTC (`ZonedTimestamp`), DATETIME as epoch milli- or microseconds (`Timestamp`,
-`MicroTimestamp`), DECIMAL in `precise` mode (base64 of the unscaled two's-complement integer, the
-scale in the schema; `string` and `double` modes are read too). Without the wrapper a value carries
-no type, so the entity's declared fields say how to read it.
+strings in UTC (`ZonedTimestamp`), DATETIME as epoch milli- or microseconds of the wall time read as
+if it were UTC (`Timestamp`, `MicroTimestamp`), DECIMAL in `precise` mode (base64 of the unscaled
+two's-complement integer, the scale in the schema; `string` and `double` modes are read too).
+
+Without the wrapper a value carries no type: the mapping says how to read the columns it reads
+(its stamp columns are `datetime` or `timestamp`; a column feeding a date field is a date, one
+feeding a decimal field a decimal with the field's scale); every other value is taken as the JSON
+gives it. Limits of that: an epoch integer of a DATETIME is taken as milliseconds below 10^14 and
+as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs), a base64 decimal is told from a
+`string`-mode one by the point the field's scale implies.
+
+Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
+record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
+soft-delete rule marks deleted and a `d` become a bulk delete at the row's version.
 """
 
 from __future__ import annotations
@@ -15,19 +30,23 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 
 import orjson
 
-from base_sync.dirty import ZERO_DATE, is_zero_stamp, reason, valid_date_text
-from baseab_contract.entities import ENTITIES, Entity, Kind
+from base_sync.backends import backend_named
+from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
+from base_sync.mapping import SourceMapping, SourceView
+from baseab_contract.entities import ENTITIES, Kind
 
 TOPIC_PREFIX = "base_a"
+SOURCE_DATABASE = "base_a"
 UPSERT_OPS = frozenset("cur")  # create, update, read (snapshot)
 DELETE_OP = "d"
-TIMESTAMPS = ("created_at", "updated_at")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_NAIVE = datetime(1970, 1, 1)
 EPOCH_DAY = date(1970, 1, 1)
 
 DATE = "io.debezium.time.Date"
@@ -35,21 +54,20 @@ ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
 TIMESTAMP_MS = "io.debezium.time.Timestamp"
 TIMESTAMP_US = "io.debezium.time.MicroTimestamp"
 TIMESTAMP_NS = "io.debezium.time.NanoTimestamp"
+TIME_MS = "io.debezium.time.Time"
+TIME_US = "io.debezium.time.MicroTime"
+TIME_NS = "io.debezium.time.NanoTime"
+YEAR = "io.debezium.time.Year"
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
+ENUM = "io.debezium.data.Enum"
+ENUM_SET = "io.debezium.data.EnumSet"
+JSON = "io.debezium.data.Json"
+WALL_TIMES = {TIMESTAMP_MS: 1000, TIMESTAMP_US: 1, TIMESTAMP_NS: None}
 
 
-def topic_for(entity: str, prefix: str = TOPIC_PREFIX) -> str:
-    return f"{prefix}.{entity}"
-
-
-def entity_topics(prefix: str = TOPIC_PREFIX) -> list[str]:
-    """The change topics, one per entity."""
-    return [topic_for(entity, prefix) for entity in ENTITIES]
-
-
-def entity_of(topic: str, prefix: str = TOPIC_PREFIX) -> str | None:
-    name = topic.removeprefix(f"{prefix}.")
-    return name if name != topic and name in ENTITIES else None
+def topic_for(table: str, prefix: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE) -> str:
+    """Debezium's MySQL topic of a table: `<topic.prefix>.<database>.<table>`."""
+    return f"{prefix}.{database}.{table}"
 
 
 class BadEvent(ValueError):
@@ -58,31 +76,98 @@ class BadEvent(ValueError):
 
 @dataclass(frozen=True)
 class Change:
-    """One decoded change: an upsert (`row` holds Base A's columns) or a delete, at a source version."""
+    """One decoded change of a source row, through the entity's mapping.
+
+    `action` is what the drain does with it: `upsert` (`record` is the bulk record), `quarantine`
+    (`quarantined` holds the mapping's reasons: the API's rejections, never Base B's table) or
+    `delete` (a `d`, or a row the soft-delete rule marks deleted) at `version`."""
 
     entity: str
     id: int
-    op: str
-    version: datetime  # Base A's updated_at the change carries (a delete: the deleted row's last one)
-    row: dict | None  # id, the entity's fields, created_at, updated_at; None for a delete
+    op: str  # the event's: c, u, r, d
+    action: str  # upsert, quarantine, delete
+    version: datetime | None  # the version Base B's guard compares; None when the row has no usable one
+    row: dict  # the source row as decoded ({column: value}; the before image of a delete)
     source_ms: int | None  # when Base A committed it (source.ts_ms), for the event lag
-    problems: tuple = ()  # {field, message} of each invalid date (base_sync.dirty): quarantined, not applied
+    record: dict | None = None
+    quarantined: Quarantined | None = None
 
     @property
     def is_delete(self) -> bool:
-        return self.op == DELETE_OP
+        return self.action == "delete"
+
+
+class Topics:
+    """The change topics of the mapped entities, and how each topic's events become changes.
+
+    An entity whose mapping has a row `filter` (SQL) is synced by the batch path alone: Python
+    cannot evaluate the condition as Base A would, so the events path neither reads nor publishes
+    its table (docs/architecture.md, "Events")."""
+
+    def __init__(
+        self, prefix: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE, mapping: SourceMapping | None = None
+    ):
+        self.prefix = prefix
+        self.database = database
+        self.mapping = mapping or SourceMapping.from_settings()
+        self.backend = backend_named("mysql")
+
+    @classmethod
+    def from_settings(cls, settings, mapping: SourceMapping | None = None) -> Topics:
+        """From EventSettings (EVENTS_TOPIC_PREFIX, EVENTS_SOURCE_DATABASE) and the mapping file: no database."""
+        return cls(settings.topic_prefix, settings.source_database, mapping)
+
+    @cached_property
+    def entities(self) -> tuple[str, ...]:
+        """The entities the events path syncs: the mapped ones without a row filter."""
+        return tuple(e for e in self.mapping.entities if not self.mapping.spec.entities[e].filter)
+
+    @cached_property
+    def by_topic(self) -> dict[str, str]:
+        return {self.topic(e): e for e in self.entities}
+
+    @property
+    def names(self) -> list[str]:
+        """The change topics, one per entity the events path syncs."""
+        return list(self.by_topic)
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """{source table: entity} of the entities the events path syncs."""
+        return {self.mapping.table_of(e): e for e in self.entities}
+
+    def topic(self, entity: str) -> str:
+        return topic_for(self.mapping.table_of(entity), self.prefix, self.database)
+
+    def entity_of(self, topic: str) -> str | None:
+        return self.by_topic.get(topic)
+
+    def view(self, entity: str) -> SourceView:
+        return self.mapping.view(entity, self.backend)
+
+    @cached_property
+    def hints(self) -> dict[str, dict[str, tuple]]:
+        """{entity: {column: how to read it without a schema}} from the mapping."""
+        return {e: _hints(self.view(e)) for e in self.entities}
+
+    def decode(self, topic: str, value: bytes | None) -> Change | None:
+        """The change a message carries; None for a tombstone. Raises BadEvent with the reason."""
+        return decode(topic, value, self)
 
 
 # Reading
 
 
-def decode(topic: str, value: bytes | None, prefix: str = TOPIC_PREFIX) -> Change | None:
-    """The change a message carries; None for a tombstone. Raises BadEvent with the reason."""
+def decode(topic: str, value: bytes | None, topics: Topics | None = None) -> Change | None:
+    """The change a message carries, through the mapping; None for a tombstone. Raises BadEvent with the reason."""
     if value is None:
         return None
-    entity = entity_of(topic, prefix)
+    topics = topics or Topics()
+    entity = topics.entity_of(topic)
     if entity is None:
-        raise BadEvent(f"topic {topic!r} is not {prefix}.<entity> for a known entity")
+        raise BadEvent(
+            f"topic {topic!r} is not a change topic {topics.prefix}.{topics.database}.<table> of a mapped table"
+        )
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -101,41 +186,44 @@ def decode(topic: str, value: bytes | None, prefix: str = TOPIC_PREFIX) -> Chang
         raise BadEvent(f"op {op!r} needs an object in `{image_name}`")
     source = payload.get("source") if isinstance(payload.get("source"), dict) else {}
     source_ms = source.get("ts_ms") if isinstance(source.get("ts_ms"), int) else None
-    problems: list[dict] = []
-    row = _row(ENTITIES[entity], image, types.get(image_name, {}), problems)
-    key = row["id"]
+    view = topics.view(entity)
+    key_column = view.spec.key
+    key = image.get(key_column)
     if not isinstance(key, int) or isinstance(key, bool):
-        raise BadEvent(f"`{image_name}.id` must be an integer, got {key!r}")
-    version = row.get("updated_at")
+        raise BadEvent(f"`{image_name}.{key_column}` must be an integer key, got {key!r}")
+    row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
+    commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     if op == DELETE_OP:
-        if version is None and source_ms is None:
-            raise BadEvent("a delete needs `before.updated_at` or `source.ts_ms` for its version")
-        if version is None or is_zero_stamp(version):  # no version (the zero timestamp): the commit time
-            if source_ms is None:
-                raise BadEvent("a delete of a row without a version needs `source.ts_ms`")
-            version = EPOCH + timedelta(milliseconds=source_ms)
-        return Change(entity, key, op, version, None, source_ms)
-    return _upsert(entity, key, op, row, source_ms, problems)
+        return _delete(entity, key, op, row, view, commit, source_ms, image_name)
+    return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms)
 
 
-def _upsert(entity: str, key: int, op: str, row: dict, source_ms: int | None, problems: list[dict]) -> Change:
-    version = row.get("updated_at")
+def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, source_ms) -> Change:
+    """The mapping's bulk record of the row, its refusal with the reasons, or a soft delete."""
+    missing = [c for c in view.source_columns if c not in image]
+    if missing:
+        raise BadEvent(f"`after` lacks columns the mapping reads: {', '.join(missing)}")
+    if view.is_deleted(row):
+        return _delete(entity, key, op, row, view, commit, source_ms, "after")
+    if not view.has_cursor and commit is None:
+        raise BadEvent("a table without a cursor is versioned by the commit time: `source.ts_ms` is missing")
+    applied = view.apply(row, invalid=frozenset(invalid), version=commit)
+    if isinstance(applied, Quarantined):
+        version = datetime.fromisoformat(applied.version) if applied.version else None
+        return Change(entity, key, op, "quarantine", version, row, source_ms, quarantined=applied)
+    return Change(entity, key, op, "upsert", applied["source_updated_at"], row, source_ms, record=applied)
+
+
+def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_name) -> Change:
+    """A delete at the row's version (its cursor, by the batch path's rule); without a usable one,
+    the commit time, which is after any version Base B can hold of the row."""
+    version = view.version_of(row) if view.has_cursor else None
     if version is None:
-        raise BadEvent("`after.updated_at` is missing: it is the version the API guards on")
-    if row.get("created_at") is None:
-        raise BadEvent("`after.created_at` is missing")
-    # The zero timestamp arrives as the epoch (the binlog's reading, and Debezium's for NOT NULL).
-    problems += [reason(name, None) for name in TIMESTAMPS if is_zero_stamp(row[name])]
-    return Change(entity, key, op, version, row, source_ms, tuple(problems))
-
-
-def _delete_version(version: datetime | None, source_ms: int | None) -> datetime:
-    """A delete's version: the deleted row's last one; without one (or the zero timestamp), the commit time."""
-    if version is not None and not is_zero_stamp(version):
-        return version
-    if source_ms is None:
-        raise BadEvent("a delete needs `before.updated_at` or `source.ts_ms` for its version")
-    return EPOCH + timedelta(milliseconds=source_ms)
+        if commit is None:
+            cursor = view.spec.cursor[0].column if view.spec.cursor else "<cursor>"
+            raise BadEvent(f"a delete needs `{image_name}.{cursor}` or `source.ts_ms` for its version")
+        version = commit
+    return Change(entity, key, op, "delete", version, row, source_ms)
 
 
 def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
@@ -156,48 +244,107 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
     return payload, types
 
 
+def _hints(view: SourceView) -> dict[str, tuple]:
+    """How to read a column without a schema: ("datetime",), ("timestamp",), ("date",), ("decimal", scale)."""
+    hints: dict[str, tuple] = {}
+    for name, mapping in view.fields.items():
+        field = view.declared[name]
+        if mapping.column and field.kind == Kind.DATE:
+            hints[mapping.column] = ("date",)
+        elif mapping.column and field.kind == Kind.DECIMAL:
+            hints[mapping.column] = ("decimal", field.scale or 0)
+    for stamp in view.stamps:
+        hints[stamp.column] = (stamp.type,)
+    return hints
+
+
 # A MySQL date's text (0000-00-00, 2024-00-10): an invalid one is a dirty value, anything else malformed.
 _DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}$")
-_TEXT_KINDS = frozenset((Kind.STRING, Kind.TEXT, Kind.EMAIL))
+_DATETIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 
-def _row(entity: Entity, image: dict, types: dict[str, dict], problems: list[dict]) -> dict:
-    row = {"id": image.get("id")}
-    for field in entity.fields:
-        value, schema = image.get(field.name), types.get(field.name)
-        if (
-            field.kind == Kind.DATE
-            and isinstance(value, str)
-            and _DATE_SHAPE.match(value)
-            and not valid_date_text(value)
-        ):
-            row[field.name] = value  # an invalid date as its text (the relay writes the zero date so)
-            problems.append(reason(field.name, value))
-        elif value is None or (field.kind in _TEXT_KINDS and isinstance(value, str) and "name" not in (schema or ())):
-            row[field.name] = value  # the common case, read as is
-        else:
-            row[field.name] = _value(field.name, value, schema, field.kind, field.scale)
-    for name in TIMESTAMPS:
-        row[name] = _value(name, image.get(name), types.get(name), "timestamp", None)
-    return row
+def read_row(image: dict, types: dict[str, dict], hints: dict[str, tuple]) -> tuple[dict, list[str]]:
+    """The source row {column: Python value} of an image, and the columns holding no real date
+    (each kept as its text, as Base A shows it: the batch path's reason names the same text)."""
+    row, invalid = {}, []
+    for name, value in image.items():
+        schema = types.get(name)
+        try:
+            row[name] = _value(value, schema, hints.get(name))
+        except _Invalid as exc:
+            row[name] = exc.text
+            invalid.append(name)
+        except (ValueError, TypeError, InvalidOperation, OverflowError, binascii.Error) as exc:
+            raise BadEvent(f"`{name}`: cannot read {value!r} ({exc})") from None
+    return row, invalid
 
 
-def _value(name: str, value, schema: dict | None, kind, scale: int | None):
+class _Invalid(Exception):
+    """A date or time column holding no real date: its text."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _value(value, schema: dict | None, hint: tuple | None):
     if value is None:
         return None
     semantic = (schema or {}).get("name")
-    try:
-        if kind == Kind.DECIMAL or semantic == DECIMAL:
-            if semantic == DECIMAL:
-                scale = int(((schema or {}).get("parameters") or {}).get("scale", scale or 0))
-            return _decimal(value, scale or 0, precise=semantic == DECIMAL)
-        if kind == Kind.DATE or semantic == DATE:
-            return EPOCH_DAY + timedelta(days=value) if isinstance(value, int) else date.fromisoformat(value)
-        if kind == "timestamp":
-            return _timestamp(value, semantic)
-    except (ValueError, TypeError, InvalidOperation, OverflowError, binascii.Error) as exc:
-        raise BadEvent(f"`{name}`: cannot read {value!r} ({exc})") from None
+    if semantic is None and schema is not None:
+        return _plain_typed(value, schema)
+    kind = _kind(semantic, hint)
+    if kind is None:
+        return value
+    if isinstance(value, str) and kind in ("date", "datetime", "timestamp"):
+        _check_date_text(value)
+    if kind == "decimal":
+        if semantic == DECIMAL:
+            scale = int(((schema or {}).get("parameters") or {}).get("scale", 0))
+            return _decimal(value, scale, precise=True)
+        return _decimal(value, hint[1] if hint else 0, precise=False)
+    if kind == "date":
+        if isinstance(value, bool):
+            raise TypeError("a date is epoch days or ISO text")
+        return EPOCH_DAY + timedelta(days=value) if isinstance(value, int) else date.fromisoformat(value)
+    if kind == "datetime":
+        return _wall_time(value, semantic)
+    if kind == "timestamp":
+        stamp = _timestamp(value, semantic)
+        if stamp < FIRST_VERSION.replace(tzinfo=UTC):
+            raise _Invalid(ZERO_TIMESTAMP)  # the zero TIMESTAMP, as the binlog and Debezium show it
+        return stamp
+    if kind == "time":
+        return _duration(value, semantic)
     return value
+
+
+def _kind(semantic: str | None, hint: tuple | None) -> str | None:
+    if semantic == DECIMAL:
+        return "decimal"
+    if semantic == DATE:
+        return "date"
+    if semantic in WALL_TIMES:
+        return "datetime"
+    if semantic == ZONED_TIMESTAMP:
+        return "timestamp"
+    if semantic in (TIME_MS, TIME_US, TIME_NS):
+        return "time"
+    if semantic is not None:
+        return None  # Enum, EnumSet, Json, Year...: the JSON value itself
+    return hint[0] if hint else None
+
+
+def _plain_typed(value, schema: dict):
+    if schema.get("type") == "bytes" and isinstance(value, str):
+        return base64.b64decode(value, validate=True)  # binary.handling.mode=bytes
+    return value
+
+
+def _check_date_text(text: str) -> None:
+    """A date or date-time text Base A holds but that is no date (the zero date, a zero part): invalid."""
+    day = text[:10]
+    if (_DATE_SHAPE.match(text) or _DATETIME_SHAPE.match(text)) and not valid_date_text(day):
+        raise _Invalid(text)
 
 
 def _decimal(value, scale: int, precise: bool) -> Decimal:
@@ -212,51 +359,164 @@ def _decimal(value, scale: int, precise: bool) -> Decimal:
     return Decimal(unscaled).scaleb(-scale)  # precise (the default)
 
 
+def _wall_time(value, semantic: str | None) -> datetime:
+    """A DATETIME: the wall time, naive (Debezium writes it as epoch units as if it were UTC)."""
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.replace(tzinfo=None) if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
+    return _epoch(value, semantic).replace(tzinfo=None)
+
+
 def _timestamp(value, semantic: str | None) -> datetime:
+    """A TIMESTAMP: an instant, aware UTC."""
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return _epoch(value, semantic)
+
+
+def _epoch(value, semantic: str | None) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("a time is an ISO string or an epoch integer")
     if semantic == TIMESTAMP_NS:
         return EPOCH + timedelta(microseconds=value // 1000)
     # Without a schema an integer is ambiguous: today's epoch is ~1.8e12 in ms and ~1.8e15 in µs.
-    if semantic == TIMESTAMP_US or (semantic is None and abs(value) >= 10**14):
+    if semantic == TIMESTAMP_US or (semantic not in WALL_TIMES and abs(value) >= 10**14):
         return EPOCH + timedelta(microseconds=value)
     return EPOCH + timedelta(milliseconds=value)
+
+
+def _duration(value, semantic: str | None) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("a time of day is an integer")
+    if semantic == TIME_MS:
+        return timedelta(milliseconds=value)
+    if semantic == TIME_NS:
+        return timedelta(microseconds=value // 1000)
+    return timedelta(microseconds=value)
 
 
 # Writing
 
 
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column of a source table as an envelope carries it (Debezium's MySQL type mapping).
+
+    `type`: int16, int32, int64, float32, float64, boolean, string, bytes, decimal, date, datetime,
+    timestamp, time, year, enum, set, json."""
+
+    name: str
+    type: str
+    optional: bool = True
+    scale: int = 0
+    precision: int | None = None
+    fsp: int = 0  # fractional digits of a DATETIME: up to 3 Debezium writes ms, above µs
+    allowed: tuple[str, ...] = ()  # an ENUM's or SET's values
+
+    def schema(self) -> dict:
+        base = {"optional": self.optional, "field": self.name}
+        if self.type == "decimal":
+            parameters = {"scale": str(self.scale)}
+            if self.precision is not None:
+                parameters["connect.decimal.precision"] = str(self.precision)
+            return {"type": "bytes", "name": DECIMAL, "version": 1, "parameters": parameters, **base}
+        if self.type == "date":
+            return {"type": "int32", "name": DATE, "version": 1, **base}
+        if self.type == "datetime":
+            return {"type": "int64", "name": TIMESTAMP_US if self.fsp > 3 else TIMESTAMP_MS, "version": 1, **base}
+        if self.type == "timestamp":
+            return {"type": "string", "name": ZONED_TIMESTAMP, "version": 1, **base}
+        if self.type == "time":
+            return {"type": "int64", "name": TIME_US, "version": 1, **base}
+        if self.type == "year":
+            return {"type": "int32", "name": YEAR, "version": 1, **base}
+        if self.type in ("enum", "set"):
+            name = ENUM if self.type == "enum" else ENUM_SET
+            parameters = {"allowed": ",".join(self.allowed)}
+            return {"type": "string", "name": name, "version": 1, "parameters": parameters, **base}
+        if self.type == "json":
+            return {"type": "string", "name": JSON, "version": 1, **base}
+        return {"type": self.type, **base}
+
+    def encode(self, value, invalid: bool = False):
+        """A driver's value in Debezium's encoding; a date the binlog could not read as its zero text."""
+        if invalid and self.type in ("date", "datetime"):
+            # Debezium would write null here: the row would change silently (base_sync.dirty).
+            return ZERO_DATE if self.type == "date" else ZERO_TIMESTAMP
+        if value is None:
+            return None
+        if self.type == "decimal":
+            return _precise(value, self.scale)
+        if self.type == "date":
+            return (value - EPOCH_DAY).days
+        if self.type == "datetime":
+            wall = value.replace(tzinfo=None) if isinstance(value, datetime) else datetime.combine(value, time())
+            unit = timedelta(microseconds=1) if self.fsp > 3 else timedelta(milliseconds=1)
+            return (wall - EPOCH_NAIVE) // unit
+        if self.type == "timestamp":
+            return _zoned(value)
+        if self.type == "time":
+            return value // timedelta(microseconds=1) if isinstance(value, timedelta) else value
+        if self.type == "set":
+            return ",".join(v for v in self.allowed if v in value) if isinstance(value, set | frozenset) else value
+        if self.type == "json":
+            return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+        if self.type == "bytes" and isinstance(value, bytes | bytearray):
+            return base64.b64encode(value).decode()
+        if self.type == "boolean":
+            return bool(value)
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return value
+
+
+def identity_columns(entity: str) -> list[SourceColumn]:
+    """The columns of an entity's table as `base-a init` creates it (the demo's Base A)."""
+    columns = [SourceColumn("id", "int64", optional=False)]
+    for field in ENTITIES[entity].fields:
+        optional = not field.required
+        if field.kind == Kind.DECIMAL:
+            columns.append(SourceColumn(field.name, "decimal", optional, field.scale or 0, field.precision))
+        elif field.kind == Kind.DATE:
+            columns.append(SourceColumn(field.name, "date", optional))
+        else:
+            columns.append(SourceColumn(field.name, "string", optional))
+    columns += [SourceColumn(name, "timestamp", optional=False) for name in ("created_at", "updated_at")]
+    return columns
+
+
 class EnvelopeWriter:
-    """Debezium envelopes for one entity, as the MySQL connector writes them by default.
+    """Debezium envelopes for one source table, as the MySQL connector writes them by default.
 
     The schema part never changes for a table, so it is serialised once and spliced into every message.
     """
 
-    def __init__(self, entity: str, server_name: str = TOPIC_PREFIX, database: str = "", with_schema: bool = True):
-        self.entity = ENTITIES[entity]
+    def __init__(
+        self,
+        table: str,
+        columns: list[SourceColumn],
+        server_name: str = TOPIC_PREFIX,
+        database: str = SOURCE_DATABASE,
+        with_schema: bool = True,
+    ):
+        self.table = table
+        self.columns = columns
         self.source = {"version": "base-sync-relay", "connector": "mysql", "name": server_name, "db": database}
         self.with_schema = with_schema
-        self._schema = orjson.dumps(_envelope_schema(self.entity, server_name)) if with_schema else b""
+        self._schema = orjson.dumps(_envelope_schema(columns, server_name, database, table)) if with_schema else b""
+
+    @classmethod
+    def identity(
+        cls, entity: str, server_name: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE, with_schema: bool = True
+    ) -> EnvelopeWriter:
+        """The writer of the platform's own Base A table of an entity."""
+        return cls(entity, identity_columns(entity), server_name, database, with_schema)
 
     def row(self, row: dict, invalid: frozenset = frozenset()) -> dict:
-        """A Base A row (driver types) in Debezium's encodings; the date columns named in `invalid`
+        """A source row (driver types) in Debezium's encodings; the date columns named in `invalid`
         (ones the binlog held but could not read as a date) as the text of the zero date."""
-        out = {"id": row["id"]}
-        for field in self.entity.fields:
-            value = row.get(field.name)
-            if field.name in invalid and field.kind == Kind.DATE:
-                value = ZERO_DATE  # Debezium would write null here: the row would change silently
-            elif value is not None and field.kind == Kind.DECIMAL:
-                value = _precise(value, field.scale or 0)
-            elif value is not None and field.kind == Kind.DATE:
-                value = (value - EPOCH_DAY).days
-            out[field.name] = value
-        for name in TIMESTAMPS:
-            out[name] = _zoned(row.get(name))
-        return out
+        return {c.name: c.encode(row.get(c.name), c.name in invalid) for c in self.columns}
 
     def envelope(
         self, op: str, before: dict | None, after: dict | None, source: dict, ts_ms: int, invalid: tuple = ((), ())
@@ -266,7 +526,7 @@ class EnvelopeWriter:
             {
                 "before": self.row(before, frozenset(invalid[0])) if before is not None else None,
                 "after": self.row(after, frozenset(invalid[1])) if after is not None else None,
-                "source": {**self.source, "table": self.entity.name, **source},
+                "source": {**self.source, "table": self.table, **source},
                 "op": op,
                 "ts_ms": ts_ms,
                 "transaction": None,
@@ -290,30 +550,9 @@ def _zoned(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _column_schema(name: str, kind, field=None, optional: bool = True) -> dict:
-    if kind == Kind.DECIMAL:
-        return {
-            "type": "bytes",
-            "optional": optional,
-            "name": DECIMAL,
-            "version": 1,
-            "parameters": {"scale": str(field.scale or 0), "connect.decimal.precision": str(field.precision or 10)},
-            "field": name,
-        }
-    if kind == Kind.DATE:
-        return {"type": "int32", "optional": optional, "name": DATE, "version": 1, "field": name}
-    if kind == "timestamp":
-        return {"type": "string", "optional": optional, "name": ZONED_TIMESTAMP, "version": 1, "field": name}
-    if kind == "id":
-        return {"type": "int64", "optional": False, "field": name}
-    return {"type": "string", "optional": optional, "field": name}
-
-
-def _envelope_schema(entity: Entity, server_name: str) -> dict:
-    columns = [_column_schema("id", "id")]
-    columns += [_column_schema(f.name, f.kind, f, optional=not f.required) for f in entity.fields]
-    columns += [_column_schema(name, "timestamp", optional=False) for name in TIMESTAMPS]
-    value = f"{server_name}.{entity.name}.Value"
+def _envelope_schema(columns: list[SourceColumn], server_name: str, database: str, table: str) -> dict:
+    fields = [c.schema() for c in columns]
+    value = f"{server_name}.{database}.{table}.Value"
     source_fields = [
         {"type": "string", "optional": False, "field": "version"},
         {"type": "string", "optional": False, "field": "connector"},
@@ -330,11 +569,11 @@ def _envelope_schema(entity: Entity, server_name: str) -> dict:
     return {
         "type": "struct",
         "optional": False,
-        "name": f"{server_name}.{entity.name}.Envelope",
+        "name": f"{server_name}.{database}.{table}.Envelope",
         "version": 1,
         "fields": [
-            {"type": "struct", "fields": columns, "optional": True, "name": value, "field": "before"},
-            {"type": "struct", "fields": columns, "optional": True, "name": value, "field": "after"},
+            {"type": "struct", "fields": fields, "optional": True, "name": value, "field": "before"},
+            {"type": "struct", "fields": fields, "optional": True, "name": value, "field": "after"},
             {
                 "type": "struct",
                 "fields": source_fields,

@@ -21,12 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
-from base_sync.debezium import BadEvent, Change, decode, entity_topics
-from base_sync.dirty import Quarantined
+from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.load import OUTCOMES, LoadError, quarantine
-from base_sync.records import encode, to_record
+from base_sync.records import encode
 from base_sync.settings import EventSettings
-from base_sync.source import ENTITY_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +83,19 @@ def producer_for(kafka_config: dict) -> Producer:
     return Producer({**config, "enable.idempotence": True, "linger.ms": 5, "error_cb": _log_kafka_error})
 
 
-def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings) -> DrainReport:
+def drain(
+    consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings, topics: Topics | None = None
+) -> DrainReport:
     """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`.
 
-    While one batch is with the API, the next is fetched and decoded; a batch's offsets are
-    committed only after its answer, in order, and one batch at a time is in flight.
+    `topics`: the change topics and the mapping their rows go through (default: the settings' and
+    BASE_A_MAPPING_FILE's). While one batch is with the API, the next is fetched and decoded; a
+    batch's offsets are committed only after its answer, in order, and one batch at a time is in flight.
     """
     started = time.monotonic()
     report = DrainReport()
-    partitions = assign_committed(consumer, entity_topics(settings.topic_prefix))
+    topics = topics or Topics.from_settings(settings)
+    partitions = assign_committed(consumer, topics.names)
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
         while time.monotonic() - started < settings.max_run_seconds:
@@ -103,7 +105,7 @@ def drain(consumer: Consumer, producer: Producer, api: BaseBApi, settings: Event
             batch = take(consumer, settings.batch_size, idle)
             if not batch:
                 break
-            plan = prepare(batch, settings, report)
+            plan = prepare(batch, topics, report)
             if in_flight:
                 _settle(*in_flight, consumer, producer, settings, report)
             in_flight = (sender.submit(send, plan, api), plan)
@@ -174,14 +176,14 @@ class Plan:
     dead: list[tuple[Message, str, str]]
 
 
-def prepare(batch: list[Message], settings: EventSettings, report: DrainReport) -> Plan:
+def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     counts = report.counts
     counts["consumed"] += len(batch)
     newest: dict[tuple[str, int], tuple[Change, Message]] = {}
     dead: list[tuple[Message, str, str]] = []
     for message in batch:
         try:
-            change = decode(message.topic(), message.value(), settings.topic_prefix)
+            change = topics.decode(message.topic(), message.value())
         except BadEvent as exc:
             dead.append((message, "BadEvent", str(exc)))
             continue
@@ -190,13 +192,14 @@ def prepare(batch: list[Message], settings: EventSettings, report: DrainReport) 
             continue
         key = (change.entity, change.id)
         held = newest.get(key)
-        # Per key the later message wins; a version older than one already seen is superseded here.
-        if held is None or change.version >= held[0].version:
+        # Per key the later message wins; a version older than one already seen is superseded here
+        # (a change without a usable version, quarantined, is not ordered: the later one wins).
+        if held is None or held[0].version is None or change.version is None or change.version >= held[0].version:
             newest[key] = (change, message)
         counts["superseded"] += held is not None
         if change.source_ms and (report.newest_source_ms or 0) < change.source_ms:
             report.newest_source_ms = change.source_ms
-    changes: dict[str, list] = {entity: [] for entity in ENTITY_NAMES}
+    changes: dict[str, list] = {entity: [] for entity in topics.entities}
     for (entity, _), held in newest.items():
         changes[entity].append(held)
     return Plan(batch, changes, dead)
@@ -207,37 +210,20 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
         counts = by_entity[entity] = Counter()
-        dirty = [(c, m) for c, m in changes if c.problems]
-        upserts = [(c, m) for c, m in changes if not c.is_delete and not c.problems]
+        dirty = [(c, m) for c, m in changes if c.action == "quarantine"]
+        upserts = [(c, m) for c, m in changes if c.action == "upsert"]
         deletes = [(c, m) for c, m in changes if c.is_delete]
-        if dirty:  # the batch path's rule (base_sync.dirty): a rejection with the reasons, and a dead letter
-            quarantine(api, entity, [_quarantined(c) for c, _ in dirty])
+        if dirty:  # the batch path's outcome (base_sync.dirty): a rejection with the reasons, and a dead letter
+            quarantine(api, entity, [c.quarantined for c, _ in dirty])
             counts["quarantined"] += len(dirty)
-            rejected += [(m, "Quarantined", _reasons(list(c.problems))) for c, m in dirty]
+            rejected += [(m, "Quarantined", _reasons(c.quarantined.reasons)) for c, m in dirty]
         if upserts:
-            answer = api.bulk_upsert(entity, encode([to_record(entity, c.row) for c, _ in upserts]))
+            answer = api.bulk_upsert(entity, encode([c.record for c, _ in upserts]))
             rejected += _account(entity, upserts, answer, counts)
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
             rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
     return rejected, by_entity
-
-
-def _quarantined(change: Change) -> Quarantined:
-    record = _plain(change.row)  # the source row as the event carried it, invalid dates as their text
-    usable = not any(p["field"] == "updated_at" for p in change.problems)
-    return Quarantined(change.id, change.version.isoformat() if usable else None, record, list(change.problems))
-
-
-def _plain(row: dict) -> dict:
-    """The decoded row as JSON values (dates and times ISO 8601, decimals exact text)."""
-    return {name: _plain_value(value) for name, value in row.items()}
-
-
-def _plain_value(value):
-    if value is None or isinstance(value, int | str):
-        return value
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _reasons(reasons: list[dict]) -> str:

@@ -39,6 +39,12 @@ def events_samples(
     return samples
 
 
+def schema_samples(entity: str, unmapped: list[str]) -> list[tuple[str, str, float]]:
+    """The source columns of the entity's table that its mapping does not read (a new column in Base
+    A raises it; the sync ignores them)."""
+    return [("gauge", f"base_sync.source_unmapped_columns.{entity}", len(unmapped))]
+
+
 def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:
     return [
         ("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts[outcome])

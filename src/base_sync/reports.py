@@ -23,12 +23,13 @@ class LoadReport:
     clock: datetime | None = None  # Base A's time when the extract began: the watermark never passes it
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    scan: BucketScan | None = None  # a table without a cursor: what its bucket checksums showed
 
     def to_json(self) -> dict:
         def c(cursor):
             return cursor.to_json() if cursor else None
 
-        return {
+        data = {
             "entity": self.entity,
             "previous": c(self.previous),
             "since": c(self.since),
@@ -37,6 +38,9 @@ class LoadReport:
             "counts": dict(self.counts),
             "seconds": round(self.seconds, 3),
         }
+        if self.scan is not None:
+            data["scan"] = self.scan.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> LoadReport:
@@ -48,7 +52,60 @@ class LoadReport:
             clock=datetime.fromisoformat(data["clock"]) if data.get("clock") else None,
             counts=data["counts"],
             seconds=data["seconds"],
+            scan=BucketScan.from_json(data["scan"]) if data.get("scan") else None,
         )
+
+
+@dataclass
+class BucketScan:
+    """A load of a table without a cursor (`base_sync.checksummed`): what it compared and re-read
+    (the cost), and the checksums of the buckets Base B now holds, which the commit stores.
+
+    `checksums` is {bucket: (live rows, checksum)} with bucket = key // bucket_size; `changed` the
+    buckets re-read (every bucket on a first run or a full refresh), `gone` those no longer there."""
+
+    bucket_size: int
+    checksums: dict[int, tuple[int, str]]
+    compared: int = 0  # buckets compared with the stored checksums (0: nothing stored, all read)
+    changed: list[int] = field(default_factory=list)
+    gone: list[int] = field(default_factory=list)
+    rows_reread: int = 0
+    checksum_seconds: float = 0.0  # the aggregate over Base A's live rows
+
+    def cost(self) -> dict:
+        """What the run paid to find its changes, for the task log and the run's stats."""
+        return {
+            "bucket_size": self.bucket_size,
+            "buckets_compared": self.compared,
+            "buckets_changed": len(self.changed),
+            "buckets_gone": len(self.gone),
+            "rows_reread": self.rows_reread,
+            "checksum_seconds": round(self.checksum_seconds, 3),
+        }
+
+    def state(self) -> dict:
+        """The stored form: what the next run compares against."""
+        return {"bucket_size": self.bucket_size, "buckets": {str(b): list(s) for b, s in self.checksums.items()}}
+
+    def to_json(self) -> dict:
+        return {**self.cost(), **self.state(), "changed": self.changed, "gone": self.gone}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BucketScan:
+        return cls(
+            bucket_size=data["bucket_size"],
+            checksums=checksums_of(data),
+            compared=data["buckets_compared"],
+            changed=list(data["changed"]),
+            gone=list(data["gone"]),
+            rows_reread=data["rows_reread"],
+            checksum_seconds=data["checksum_seconds"],
+        )
+
+
+def checksums_of(state: dict) -> dict[int, tuple[int, str]]:
+    """{bucket: (rows, checksum)} from a stored `BucketScan.state()`."""
+    return {int(b): (int(rows), str(digest)) for b, (rows, digest) in state["buckets"].items()}
 
 
 @dataclass(frozen=True)
@@ -109,6 +166,7 @@ class DeleteReport:
     log_position: Cursor | None = None
     keys_compared_at: str | None = None
     comparison: KeyComparison | None = None  # None when this run did not compare keys
+    plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
 
     @property
     def deleted(self) -> int:
@@ -124,6 +182,8 @@ class DeleteReport:
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
+        if self.plan is not None:
+            data["planned"] = self.plan
         return data
 
 

@@ -39,6 +39,21 @@ class SyncSettings(BaseSettings):
     partition_min_rows: int = Field(
         500_000, ge=0, description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS"
     )
+    mass_delete_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="a run that would delete more than this share of an entity's synced rows in Base B stops before "
+        "deleting and waits for an operator's approval (the circuit breaker)",
+    )
+    mass_delete_min_rows: int = Field(
+        100, ge=0, description="the circuit breaker lets this many deletes through whatever the share (small tables)"
+    )
+    mass_delete_approval_hours: float = Field(
+        12.0,
+        gt=0,
+        description="how long a blocked mass delete waits for an operator in the Airflow UI; then it is rejected",
+    )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")
@@ -54,7 +69,15 @@ class EventSettings(BaseSettings):
         "base_a_kafka",
         description="Airflow connection of the broker (kafka; extra = librdkafka settings, enable.auto.commit false)",
     )
-    topic_prefix: str = Field("base_a", description="topics are <prefix>.<entity>")
+    topic_prefix: str = Field(
+        "base_a", description="Debezium's topic.prefix: topics are <prefix>.<source database>.<source table>"
+    )
+    source_database: str = Field(
+        "base_a",
+        description="Base A's schema (database) name, the middle part of the topic names; read when the DAG is "
+        "parsed, so it is a setting, not looked up in Base A. It must be the database the relay's "
+        "RELAY_BASE_A_URL (or Debezium's database.include.list) names",
+    )
     dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")

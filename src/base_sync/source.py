@@ -16,6 +16,7 @@ from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered
 from base_sync.records import utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
@@ -75,14 +76,30 @@ class BaseA:
         # The platform's own Base A (`base-a init`): the demo writes it; its delete log serves deletes.
         metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
+        self._checked: SchemaCheck | None = None
+
+    def check(self) -> SchemaCheck:
+        """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
+        reader (a task makes one), before the first read of a mapped table."""
+        if self._checked is None:
+            self._checked = check_source(self.engine, self.mapping, self.backend)
+        return self._checked
+
+    def require_schema(self, entity: str) -> EntityCheck:
+        """The entity's check; `SchemaDriftError` when a mapped column is missing or of another type
+        (`MappingError` when the mapping has no such entity)."""
+        self.mapping.view(entity, self.backend)
+        return self.check().require(entity)
 
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
         return self.tables[entity]
 
     def view(self, entity: str) -> SourceView:
-        """The entity's source table through the mapping."""
-        return self.mapping.view(entity, self.backend)
+        """The entity's source table through the mapping, checked against the live table first."""
+        view = self.mapping.view(entity, self.backend)
+        self.require_schema(entity)
+        return view
 
     def now(self) -> datetime:
         """Base A's clock (UTC), with the precision of its updated_at stamps."""
@@ -150,11 +167,12 @@ class BaseA:
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
-        extract makes them."""
+        extract makes them (a table without a cursor: versioned by Base A's clock now)."""
         view = self.view(entity)
+        clock = None if view.has_cursor else self.now()
         for start in range(0, len(keys), chunk_size):
             part = keys[start : start + chunk_size]
-            for chunk in self._records(view, [*view.live, view.key.in_(part)], (view.key,), chunk_size):
+            for chunk in self._records(view, [*view.live, view.key.in_(part)], (view.key,), chunk_size, clock):
                 if chunk:
                     yield chunk
 
@@ -190,17 +208,6 @@ class BaseA:
             for key, version in rows:
                 yield key, utc(version)
 
-    def gone_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
-        """Delete records (key and version) of the rows the soft-delete rule marks deleted, changed
-        after `since`: how a soft delete reaches Base B without waiting for a key comparison."""
-        view = self.view(entity)
-        if view.deleted is None or view.version is None:
-            return
-        where = [*view.in_scope, view.deleted, *self._window(view, since, None)]
-        statement = select(view.key, view.version).where(*where).order_by(view.version, view.key)
-        for rows in self._stream(statement, chunk_size):
-            yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
-
     def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
         """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over the key."""
         view = self.view(entity)
@@ -225,16 +232,18 @@ class BaseA:
             return set(conn.execute(statement).scalars())
 
     def logs_deletes(self, entity: str) -> bool:
-        """Whether Base A's delete trigger on the entity's table is in place (see source_schema)."""
-        return delete_trigger_name(entity) in existing_triggers(self.engine)
+        """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema)."""
+        return delete_trigger_name(self.mapping.table_of(entity)) in existing_triggers(self.engine)
 
-    def deletes_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[tuple[list[dict], Cursor]]:
-        """The entity's logged deletes after `since` as bulk delete records (key and last version),
-        a chunk at a time, each with the log position it reaches."""
+    def deletes_after(
+        self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None
+    ) -> Iterator[tuple[list[dict], Cursor]]:
+        """The entity's logged deletes after `since` (up to `until`) as bulk delete records (key and
+        last version), a chunk at a time, each with the log position it reaches."""
         log = self.delete_log
         statement = (
             select(log.c.id, log.c.updated_at, log.c.deleted_at, log.c.seq)
-            .where(log.c.entity == entity, *window(log.c.deleted_at, log.c.seq, since, None))
+            .where(log.c.entity == entity, *window(log.c.deleted_at, log.c.seq, since, until))
             .order_by(log.c.deleted_at, log.c.seq)
         )
         for rows in self._stream(statement, chunk_size):

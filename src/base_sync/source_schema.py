@@ -71,8 +71,10 @@ def _delete_log(metadata: MetaData, backend: BaseABackend) -> Table:
     return table
 
 
-def delete_trigger_name(entity: str) -> str:
-    return f"{entity}_log_delete"
+def delete_trigger_name(table: str) -> str:
+    """The delete-log trigger of a source table (named after the table: an entity's mapped table
+    may differ from the platform's own table of the same entity in one database)."""
+    return f"{table}_log_delete"
 
 
 def _delete_trigger(entity: str, backend: BaseABackend) -> str:
@@ -93,6 +95,39 @@ def create_schema(engine: Engine) -> dict[str, Table]:
             if delete_trigger_name(entity) not in present:
                 conn.execute(text(_delete_trigger(entity, backend)))
     return tables
+
+
+def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str]:
+    """The operator's opt-in on a Base A the platform did not create (`base-a install-delete-log`):
+    the `delete_log` table and, on each entity's mapped table, an AFTER DELETE trigger writing the
+    entity, the deleted row's key and a version. Nothing else ever runs DDL on such a Base A.
+
+    The version is the row's UTC cursor when it is a TIMESTAMP (as the platform's own trigger logs
+    it), else the time of the delete (`now_sql`): a local DATETIME's wall time cannot become UTC in a
+    trigger portably, and the delete's time is at or after any version the row had (unless its stamp
+    lies in the future, which the watermark never passes either). A row whose cursor is NULL gets
+    the delete's time too, so a trigger never makes the owner's DELETE fail."""
+    backend = backend_of(engine)
+    metadata, _ = build_tables(backend)
+    metadata.tables[DELETE_LOG].create(engine, checkfirst=True)
+    present = set(existing_triggers(engine))
+    installed = []
+    with engine.begin() as conn:
+        for entity in entities:
+            spec = mapping.spec.entities[entity]
+            stamps = [s.column for s in spec.cursor or [] if s.type == "timestamp"]
+            timestamps_only = len(stamps) == len(spec.cursor or [])
+            version = backend.now_sql
+            if stamps and timestamps_only:
+                version = f"COALESCE({', '.join(f'OLD.{c}' for c in stamps)}, {backend.now_sql})"
+            statement = backend.delete_trigger_body(
+                f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{spec.key}, {version})"
+            )
+            name = delete_trigger_name(spec.table)
+            if name not in present:
+                conn.execute(text(f"CREATE TRIGGER {name} AFTER DELETE ON {spec.table} FOR EACH ROW {statement}"))
+            installed.append(name)
+    return installed
 
 
 def existing_triggers(engine: Engine) -> list[str]:

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.api_client import BaseBApi
+from base_sync.delete_guard import (
+    ANY_NUMBER,
+    DELETE_LOG,
+    KEY_COMPARISON,
+    Allowance,
+    DeleteBudget,
+    DeletePlan,
+    MassDeleteBlocked,
+    PlannedDeletes,
+)
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
@@ -48,6 +59,10 @@ def load(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, full_refresh: bool = False
 ) -> LoadReport:
     """Stream the rows changed since the watermark (all rows on a full refresh) to the bulk endpoint."""
+    if not base_a.view(entity).has_cursor:  # no cursor: the buckets whose checksum changed
+        from base_sync import checksummed
+
+        return checksummed.load(entity, base_a, api, store, settings, full_refresh)
     started = time.perf_counter()
     previous = store.get(entity)
     since = None
@@ -92,6 +107,10 @@ def verify(
     (a late commit, or a lost write); a row Base B holds in the window that Base A no longer has
     there has moved on (changed again or deleted since the extract) and the next run takes it.
     """
+    if report.scan is not None:  # a table without a cursor: its re-sent buckets
+        from base_sync import checksummed
+
+        return checksummed.verify(entity, base_a, api, report, settings)
     if report.until is None:
         return VerifyResult()
     ours, theirs = _both(
@@ -180,10 +199,43 @@ def _compare_window(
     return missing, moved_on
 
 
-def propagate_deletes(
+@dataclass
+class _Found:
+    """The first pass of a run's deletes (no writes): the plan, the records held, what the next run needs."""
+
+    plan: DeletePlan
+    planned: PlannedDeletes
+    position: Cursor | None  # the committed delete log position the run started from
+    reached: Cursor | None  # the log position the found entries reach (None: no delete log)
+    log_read: int
+    first_run: bool
+    compared_at: str | None
+    buckets: int | None = None  # key comparison: Base B's buckets and those that differ
+    suspects: list[int] = field(default_factory=list)
+
+
+def plan_deletes(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
+) -> DeletePlan:
+    """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
+    plan = _find_deletes(entity, base_a, api, store, settings, compare_keys).plan
+    if plan.within_budget:
+        log.info("%s", plan.message)
+    else:
+        log.warning("%s: over the limit", plan.summary)
+    return plan
+
+
+def propagate_deletes(
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    store: StateStore,
+    settings: SyncSettings,
+    compare_keys: bool = False,
+    approved: int | None = None,
 ) -> DeleteReport:
-    """Delete in Base B the synced rows Base A no longer has.
+    """Delete in Base B the synced rows Base A no longer has, unless they are too many.
 
     Base A's delete log names the keys deleted since the last committed position (less the
     look-back), so a run's cost follows its deletes. Every key of both sides is compared as well
@@ -191,24 +243,24 @@ def propagate_deletes(
     older than SYNC_KEY_CHECK_HOURS, and on every run while the entity's delete trigger is missing:
     it finds what the log cannot show (deletes from before the trigger, or with it dropped).
     Deleting is idempotent, so re-reading a stretch of the log changes nothing.
+
+    The circuit breaker (`base_sync.delete_guard`): every delete is found and counted before any is
+    sent. More than the budget (SYNC_MASS_DELETE_SHARE of Base B's synced rows, at least
+    SYNC_MASS_DELETE_MIN_ROWS) raises `MassDeleteBlocked` with nothing deleted, unless `approved`
+    allows that many (`delete_guard.ANY_NUMBER`: any number). Log entries the look-back reads again
+    (at or before the committed position: an earlier run sent them) are sent but not counted.
     """
-    last = store.last_stats(entity).get("deletes") or {}
-    position = Cursor.from_json(last.get("log_position"))
-    compared_at = last.get("keys_compared_at")
-    logged = base_a.logs_deletes(entity)
-    reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
-    from_log: LoggedDeletes | None = None
-    if logged:
-        if position is None:  # the first run: the key comparison below covers the past
-            from_log = LoggedDeletes(Cursor(base_a.now(), 0))
-        else:
-            from_log = _apply_logged_deletes(entity, base_a, api, settings, position)
-            _purge_delete_log(entity, base_a, from_log.position, settings)
-    comparison = None
-    if reason:
-        log.info("%s: comparing every key (%s)", entity, reason)
-        compared_at = datetime.now(UTC).isoformat()
-        comparison = _delete_by_key_comparison(entity, base_a, api, settings)
+    found = _find_deletes(entity, base_a, api, store, settings, compare_keys)
+    plan = found.plan
+    if not plan.allowed(approved):
+        log.error("%s", plan.message)
+        raise MassDeleteBlocked(plan)
+    if plan.within_budget:
+        log.info("%s", plan.message)
+    else:
+        upto = "any number" if approved == ANY_NUMBER else approved
+        log.warning("%s: over the limit but approved (up to %s rows): deleting", plan.summary, upto)
+    from_log, comparison = _send_found(entity, base_a, api, settings, found, approved)
     counts = DeleteCounts()
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
@@ -216,11 +268,102 @@ def propagate_deletes(
         counts=counts,
         from_log=from_log.read if from_log else 0,
         log_position=from_log.position if from_log else None,
-        keys_compared_at=compared_at,
+        keys_compared_at=found.compared_at,
         comparison=comparison,
+        plan=plan.to_json(),
     )
     log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
     return report
+
+
+def _send_found(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, found: _Found, approved: int | None
+) -> tuple[LoggedDeletes | None, KeyComparison | None]:
+    """Send the deletes found: those held, or (too many to hold) a second pass, each chunk allowed first."""
+    reads_log = found.reached is not None and not found.first_run
+    from_log: LoggedDeletes | None = None
+    comparison: KeyComparison | None = None
+    if found.planned.complete:
+        if reads_log:
+            held = found.planned.from_source(DELETE_LOG)
+            counts = DeleteCounts()
+            for start in range(0, len(held), settings.chunk_size):
+                counts += _send_logged(api, entity, held[start : start + settings.chunk_size])
+            from_log = LoggedDeletes(found.reached, found.log_read, counts)
+        if found.buckets is not None:
+            counts = _send_gone(api, entity, found.planned.from_source(KEY_COMPARISON), settings.chunk_size)
+            comparison = KeyComparison(found.buckets, len(found.suspects), counts)
+    else:
+        allowance = Allowance(found.plan, approved)
+        if reads_log:
+            from_log = _apply_logged_deletes(entity, base_a, api, settings, found.position, allowance)
+        if found.buckets is not None:
+            counts = _apply_key_comparison(entity, base_a, api, settings, found.suspects, allowance)
+            comparison = KeyComparison(found.buckets, len(found.suspects), counts)
+    if found.first_run:  # the key comparison covered the past: the log is read from now on
+        from_log = LoggedDeletes(found.reached)
+    elif from_log is not None:
+        _purge_delete_log(entity, base_a, from_log.position, settings)
+    return from_log, comparison
+
+
+def _find_deletes(
+    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool
+) -> _Found:
+    """Every delete source, read without writing: its deletes counted against the budget, held if few."""
+    last = store.last_stats(entity).get("deletes") or {}
+    position = Cursor.from_json(last.get("log_position"))
+    compared_at = last.get("keys_compared_at")
+    logged = base_a.logs_deletes(entity)
+    reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    view = base_a.view(entity)
+    if reason is None and not view.has_cursor:
+        reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
+    elif reason is None and (view.deleted is not None or view.in_scope):
+        # A soft delete or a row leaving the filter is no hard delete: the log cannot show it, the
+        # key buckets of the live rows do (one aggregate per side).
+        reason = "the mapping has a soft-delete rule or a row filter"
+    synced: int | None = None
+
+    def budget_limit() -> int:
+        """Past SYNC_MASS_DELETE_MIN_ROWS deletes the limit depends on Base B's synced rows: count them once."""
+        nonlocal synced
+        if synced is None:
+            synced = api.synced_rows(entity)
+        return DeleteBudget.of(settings, synced).limit
+
+    # Hold up to the limit and one more, to know it was passed (the limit is known once it matters).
+    planned = PlannedDeletes(capacity=settings.mass_delete_min_rows + 1, grow=lambda: budget_limit() + 1)
+    reasons: dict[str, str] = {}
+    reached, read, first_run = None, 0, False
+    if logged:
+        if position is None:  # the first run: the key comparison below covers the past
+            reached, first_run = Cursor(base_a.now(), 0), True
+        else:
+            reached = position
+            chunk = settings.chunk_size
+            # Entries the look-back reads again: an earlier run sent them, so they are sent, not counted.
+            for records, _ in base_a.deletes_after(entity, _looking_back(position, settings), chunk, until=position):
+                planned.add(DELETE_LOG, records, counted=False)
+                read += len(records)
+            for records, position_reached in base_a.deletes_after(entity, position, chunk):
+                planned.add(DELETE_LOG, records)
+                read += len(records)
+                reached = max(reached, position_reached)
+            reasons[DELETE_LOG] = f"Base A's delete log after {position}"
+    buckets, suspects = None, []
+    if reason:
+        log.info("%s: comparing every key (%s)", entity, reason)
+        compared_at = datetime.now(UTC).isoformat()
+        buckets, suspects, synced = _differing_buckets(entity, base_a, api, settings)
+        for gone in _gone_in_buckets(entity, base_a, api, settings, suspects):
+            planned.add(KEY_COMPARISON, gone)
+        reasons[KEY_COMPARISON] = f"keys Base B holds that Base A lacks; compared because: {reason}"
+    if planned.total > settings.mass_delete_min_rows:
+        budget_limit()
+    budget = DeleteBudget.of(settings, synced)
+    plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
+    return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects)
 
 
 def _why_compare_keys(
@@ -239,18 +382,37 @@ def _why_compare_keys(
     return None
 
 
+def _send_logged(api: BaseBApi, entity: str, records: list[dict]) -> DeleteCounts:
+    answer = api.bulk_delete(entity, records)
+    # Re-read entries (the look-back) find their rows already deleted: not "not applied".
+    return DeleteCounts(answer["deleted"], answer["stale"])
+
+
+def _send_gone(api: BaseBApi, entity: str, records: list[dict], chunk_size: int) -> DeleteCounts:
+    counts = DeleteCounts()
+    for start in range(0, len(records), chunk_size):
+        answer = api.bulk_delete(entity, records[start : start + chunk_size])
+        counts += DeleteCounts(answer["deleted"], answer["received"] - answer["deleted"])
+    return counts
+
+
 def _apply_logged_deletes(
-    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, position: Cursor, allowance: Allowance
 ) -> LoggedDeletes:
-    """Send the deletes logged after `position` (less the look-back); what they did and the position reached."""
-    read, counts = 0, DeleteCounts()
-    for records, reached in base_a.deletes_after(entity, _looking_back(position, settings), settings.chunk_size):
-        answer = api.bulk_delete(entity, records)
+    """Send the deletes logged after `position` (less the look-back), each new chunk taken from the
+    allowance first; what they did and the position reached."""
+    read, counts, reached = 0, DeleteCounts(), position
+    for records, _ in base_a.deletes_after(
+        entity, _looking_back(position, settings), settings.chunk_size, until=position
+    ):
+        counts += _send_logged(api, entity, records)
         read += len(records)
-        # Re-read entries (the look-back) find their rows already deleted: not "not applied".
-        counts += DeleteCounts(answer["deleted"], answer["stale"])
-        position = max(position, reached)
-    return LoggedDeletes(position, read, counts)
+    for records, position_reached in base_a.deletes_after(entity, position, settings.chunk_size):
+        allowance.take(DELETE_LOG, len(records))
+        counts += _send_logged(api, entity, records)
+        read += len(records)
+        reached = max(reached, position_reached)
+    return LoggedDeletes(reached, read, counts)
 
 
 def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: SyncSettings) -> None:
@@ -264,31 +426,61 @@ def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: Sy
         log.info("%s: purged %d delete log entries older than %s", entity, purged, cutoff)
 
 
-def _delete_by_key_comparison(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> KeyComparison:
-    """Find keys Base B holds that Base A no longer has, by comparing key buckets, and delete them.
+def _differing_buckets(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> tuple[int, list[int], int]:
+    """Base B's key buckets, those whose (count, sum of keys) differ from Base A's, and Base B's synced rows.
 
-    The (count, sum of keys) summaries of both sides' buckets are read at once: they only point at
-    the buckets to look into. Within a bucket, Base B is read before Base A: a key Base B holds came
-    from Base A earlier, so if Base A lacks it afterwards, it was deleted there. Each delete carries
-    the version Base B holds, so it applies to exactly that row and a later re-insert of the key in
-    Base A (a newer version) wins.
-    """
+    The summaries of both sides' buckets are read at once: they only point at the buckets to look into."""
     size = settings.bucket_size
     theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
     suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
-    counts = DeleteCounts()
+    log.info("%s: %d key buckets, %d differ", entity, len(theirs), len(suspects))
+    return len(theirs), suspects, sum(count for count, _ in theirs.values())
+
+
+def _gone_in_buckets(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int]
+) -> Iterator[list[dict]]:
+    """The keys Base B holds that Base A no longer has, a bucket at a time, as delete records.
+
+    Within a bucket, Base B is read before Base A: a key Base B holds came from Base A earlier, so if
+    Base A lacks it afterwards, it was deleted there. Each delete carries the version Base B holds,
+    so it applies to exactly that row and a later re-insert of the key in Base A (a newer version) wins.
+    """
+    size = settings.bucket_size
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = list(api.versions_between(entity, low, high))
         present = base_a.keys_between(entity, low, high)
-        gone = [
+        yield [
             {"source_id": key, "source_updated_at": version.isoformat()} for key, version in held if key not in present
         ]
-        for start in range(0, len(gone), settings.chunk_size):
-            answer = api.bulk_delete(entity, gone[start : start + settings.chunk_size])
-            counts += DeleteCounts(answer["deleted"], answer["received"] - answer["deleted"])
-    log.info("%s: %d key buckets, %d differ", entity, len(theirs), len(suspects))
-    return KeyComparison(len(theirs), len(suspects), counts)
+
+
+def _apply_key_comparison(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int], allowance: Allowance
+) -> DeleteCounts:
+    """Delete the keys Base B holds that Base A lacks in the suspect buckets, each bucket's taken from the allowance."""
+    counts = DeleteCounts()
+    for gone in _gone_in_buckets(entity, base_a, api, settings, suspects):
+        allowance.take(KEY_COMPARISON, len(gone))
+        counts += _send_gone(api, entity, gone, settings.chunk_size)
+    return counts
+
+
+def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
+    """The delete statistics a run commits when its deletes were withheld (a rejected mass delete):
+    none applied, and the last committed delete log position and key comparison time kept, so the
+    next run reads the same deletes again and the circuit breaker asks again."""
+    last = store.last_stats(entity).get("deletes") or {}
+    log.warning("%s: deletes withheld (not approved): %s", entity, (plan or {}).get("message"))
+    return {
+        "deleted": 0,
+        "not_applied": 0,
+        "from_log": 0,
+        "log_position": last.get("log_position"),
+        "keys_compared_at": last.get("keys_compared_at"),
+        "withheld": plan,
+    }
 
 
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
@@ -308,6 +500,10 @@ def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> C
     run reads from; without it, the next run compares every key instead.
     """
     watermark = report.previous
+    if report.scan is not None:  # a table without a cursor: the checksums the next run compares with
+        from base_sync import checksummed
+
+        stats = checksummed.commit_stats(report, stats)
     if report.until is not None:
         reached = report.until
         if report.clock is not None and reached.updated_at > report.clock:

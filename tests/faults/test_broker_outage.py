@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from base_sync import events
-from base_sync.debezium import EnvelopeWriter, decode, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from baseab_contract.entities import ENTITIES
@@ -54,7 +54,7 @@ class ChangeHistory:
 
     def __init__(self, seed: int):
         rng = random.Random(seed)
-        self.writer = EnvelopeWriter("employees", database="base_a")
+        self.writer = EnvelopeWriter.identity("employees")
         self.changes: list[tuple[int, bytes]] = []
         live: dict[int, dict] = {}
         for number in range(EVENTS):
@@ -174,7 +174,7 @@ def assert_committed_only_what_base_b_holds(
         if message.offset() >= committed.get(message.partition(), -1):
             continue
         try:
-            change = decode(topic, message.value(), settings.topic_prefix)
+            change = Topics.from_settings(settings).decode(topic, message.value())
         except Exception:
             continue  # the malformed one: dead-lettered, not applied
         held = newest.get(change.id)
@@ -207,8 +207,9 @@ def test_a_broker_outage_while_events_flow_loses_nothing_and_dead_letters_only_t
     settings = EventSettings(
         topic_prefix=prefix, dlq_topic=f"{prefix}.dlq", group_id=f"{prefix}.apply", idle_seconds=1.5, batch_size=200
     )
-    ensure_topics({"bootstrap.servers": bootstrap}, [*entity_topics(prefix), settings.dlq_topic], partitions=3)
-    topic = topic_for("employees", prefix)
+    topics = Topics.from_settings(settings)
+    ensure_topics({"bootstrap.servers": bootstrap}, [*topics.names, settings.dlq_topic], partitions=3)
+    topic = topics.topic("employees")
     history = ChangeHistory(seed=61)
     publisher = Publisher(bootstrap, topic)
 

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from base_sync.demo import generate
 from base_sync.settings import EventSettings
@@ -52,6 +53,7 @@ def test_a_relay_killed_mid_stream_and_restarted_leaves_base_b_equal_to_base_a(
     engine = source_engine(base_a_url)
     settings = EventSettings(
         topic_prefix=relay.prefix,
+        source_database=make_url(base_a_url).database,  # the relay's topics: <prefix>.<its database>.<table>
         dlq_topic=f"{relay.prefix}.dlq",
         group_id=f"{relay.prefix}.apply.{uuid.uuid4().hex[:6]}",
         idle_seconds=1.0,

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, create_engine, select
 from api_service import migrate
 from api_service.models import REJECTIONS, TABLES
 from base_sync.api_client import BaseBApi
-from base_sync.debezium import entity_topics
+from base_sync.debezium import Topics
+from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA, source_engine, utc
 from base_sync.source_schema import create_schema
@@ -134,7 +135,7 @@ def event_settings(kafka_bootstrap) -> EventSettings:
     )
     ensure_topics(
         {"bootstrap.servers": kafka_bootstrap},
-        [*entity_topics(prefix), settings.dlq_topic],
+        [*Topics.from_settings(settings, IDENTITY_MAPPING).names, settings.dlq_topic],
         partitions=3,
     )
     return settings

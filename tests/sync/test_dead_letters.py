@@ -14,7 +14,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from base_sync.debezium import topic_for
+from base_sync.debezium import Topics
 from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import read_topic
 from tests.sync.test_events_apply import T0, Events, employee
@@ -54,7 +54,7 @@ def listed(changes: Events, *filters: str) -> list[dict]:
 
 
 def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applied_after_the_fix(changes):
-    topic = topic_for("employees", changes.settings.topic_prefix)
+    topic = Topics.from_settings(changes.settings).topic("employees")
     changes.send("c", None, employee(1, T0), partition=0)
     assert changes.drain().counts["inserted"] == 1
     # Key 3 claims key 1's email (unique among live rows): the API rejects it. Then a malformed event.
@@ -96,7 +96,7 @@ def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applie
 
 
 def test_replay_by_filter_keeps_headers_and_refuses_to_guess(changes):
-    topic = topic_for("employees", changes.settings.topic_prefix)
+    topic = Topics.from_settings(changes.settings).topic("employees")
     for key in (7, 8):
         changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0, headers=[("k", b"v")])
     changes.producer.flush(10)

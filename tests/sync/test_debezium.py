@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import orjson
 import pytest
 
-from base_sync.debezium import BadEvent, EnvelopeWriter, decode
+from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode, read_row
 
 DEBEZIUM_UPDATE = (Path(__file__).parent / "data" / "debezium_employee_update.json").read_bytes()
 ROW = {
@@ -30,7 +30,7 @@ SOURCE = {"ts_ms": 1795426867000, "server_id": 1, "gtid": None, "file": "binlog.
 
 
 def test_reads_debezium_mysql_connector_output_with_schema():
-    change = decode("base_a.employees", DEBEZIUM_UPDATE)
+    change = decode("base_a.base_a.employees", DEBEZIUM_UPDATE)
     assert (change.entity, change.id, change.op) == ("employees", 1004, "u")
     assert change.version == datetime(2026, 11, 23, 9, 41, 7, 654321, tzinfo=UTC)
     assert change.row["salary"] == Decimal("300063.28")  # precise mode: base64 with the schema's scale
@@ -41,15 +41,15 @@ def test_reads_debezium_mysql_connector_output_with_schema():
 
 def test_reads_the_same_event_without_the_schema_wrapper():
     bare = orjson.dumps(json.loads(DEBEZIUM_UPDATE)["payload"])
-    assert decode("base_a.employees", bare) == decode("base_a.employees", DEBEZIUM_UPDATE)
+    assert decode("base_a.base_a.employees", bare) == decode("base_a.base_a.employees", DEBEZIUM_UPDATE)
 
 
 @pytest.mark.parametrize("with_schema", [True, False])
 @pytest.mark.parametrize("salary", ["0", "-0.01", "127.99", "-128.00", "1234.50", "9999999999.99"])
 def test_writer_round_trips_through_the_reader(with_schema, salary):
-    writer = EnvelopeWriter("employees", database="base_a", with_schema=with_schema)
+    writer = EnvelopeWriter.identity("employees", database="base_a", with_schema=with_schema)
     row = {**ROW, "salary": Decimal(salary)}
-    change = decode("base_a.employees", writer.envelope("u", ROW, row, SOURCE, 1))
+    change = decode("base_a.base_a.employees", writer.envelope("u", ROW, row, SOURCE, 1))
     assert change.row == {
         **row,
         "created_at": ROW["created_at"].replace(tzinfo=UTC),
@@ -58,21 +58,22 @@ def test_writer_round_trips_through_the_reader(with_schema, salary):
 
 
 def test_delete_carries_the_deleted_rows_version():
-    writer = EnvelopeWriter("employees")
-    change = decode("base_a.employees", writer.envelope("d", ROW, None, SOURCE, 1))
-    assert change.is_delete and change.row is None and change.id == 7
+    writer = EnvelopeWriter.identity("employees")
+    change = decode("base_a.base_a.employees", writer.envelope("d", ROW, None, SOURCE, 1))
+    assert change.is_delete and change.record is None and change.id == 7
+    assert change.row["first_name"] == "Ada"  # the before image
     assert change.version == ROW["updated_at"].replace(tzinfo=UTC)
 
 
 def test_delete_without_updated_at_falls_back_to_the_commit_time():
     event = {"op": "d", "before": {"id": 3}, "source": {"ts_ms": 1795426867000}}
-    change = decode("base_a.articles", orjson.dumps(event))
+    change = decode("base_a.base_a.articles", orjson.dumps(event))
     assert change.version == datetime.fromtimestamp(1795426867, tz=UTC)
 
 
 @pytest.mark.parametrize("value", [None, b"null"])
 def test_tombstones_are_skipped(value):
-    assert decode("base_a.articles", value) is None
+    assert decode("base_a.base_a.articles", value) is None
 
 
 def test_other_encodings_debezium_can_be_set_to():
@@ -81,38 +82,79 @@ def test_other_encodings_debezium_can_be_set_to():
         "after": {
             "id": 1,
             "first_name": "x",
+            "last_name": "y",
+            "email": "x@example.com",
+            "department": None,
+            "position": None,
             "salary": "1234.50",  # decimal.handling.mode=string
             "hired_at": "2020-01-01",
             "created_at": 1_700_000_000_000,  # epoch ms (DATETIME(0-3), no schema)
             "updated_at": 1_700_000_000_000_123,  # epoch µs (DATETIME(4-6), no schema)
         },
     }
-    change = decode("base_a.employees", orjson.dumps(event))
+    change = decode("base_a.base_a.employees", orjson.dumps(event))
     assert change.row["salary"] == Decimal("1234.50")
     assert change.row["created_at"] == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert change.version == datetime(2023, 11, 14, 22, 13, 20, 123, tzinfo=UTC)
-    double = decode("base_a.employees", orjson.dumps({**event, "after": {**event["after"], "salary": 12.5}}))
+    double = decode("base_a.base_a.employees", orjson.dumps({**event, "after": {**event["after"], "salary": 12.5}}))
     assert double.row["salary"] == Decimal("12.5")  # decimal.handling.mode=double
 
 
 @pytest.mark.parametrize(
     ("topic", "value", "reason"),
     [
-        ("base_a.employees", b"{not json", "not JSON"),
-        ("base_a.employees", b"[1, 2]", "not a JSON object"),
-        ("base_a.employees", b'{"op": "t"}', "op 't'"),
-        ("base_a.employees", b'{"op": "c"}', "needs an object in `after`"),
-        ("base_a.employees", b'{"op": "d", "after": {"id": 1}}', "needs an object in `before`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": "1"}}', "must be an integer"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "created_at": "2020-01-01"}}', "updated_at"),
-        ("base_a.employees", b'{"op": "d", "before": {"id": 1}}', "needs `before.updated_at` or `source.ts_ms`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "salary": "%%"}}', "`salary`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "hired_at": "yesterday"}}', "`hired_at`"),
-        ("base_a.employees", b'{"op": "c", "after": {"id": 1, "updated_at": true}}', "`updated_at`"),
-        ("base_a.unknown", b'{"op": "c"}', "not base_a.<entity>"),
-        ("other.employees", b'{"op": "c"}', "not base_a.<entity>"),
+        ("base_a.base_a.employees", b"{not json", "not JSON"),
+        ("base_a.base_a.employees", b"[1, 2]", "not a JSON object"),
+        ("base_a.base_a.employees", b'{"op": "t"}', "op 't'"),
+        ("base_a.base_a.employees", b'{"op": "c"}', "needs an object in `after`"),
+        ("base_a.base_a.employees", b'{"op": "d", "after": {"id": 1}}', "needs an object in `before`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": "1"}}', "must be an integer"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "created_at": "2020-01-01"}}', "updated_at"),
+        ("base_a.base_a.employees", b'{"op": "d", "before": {"id": 1}}', "needs `before.updated_at` or `source.ts_ms`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "salary": "%%"}}', "`salary`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "hired_at": "yesterday"}}', "`hired_at`"),
+        ("base_a.base_a.employees", b'{"op": "c", "after": {"id": 1, "updated_at": true}}', "`updated_at`"),
+        ("base_a.base_a.unknown", b'{"op": "c"}', "not a change topic base_a.base_a.<table>"),
+        ("base_a.employees", b'{"op": "c"}', "not a change topic"),
+        ("other.base_a.employees", b'{"op": "c"}', "not a change topic"),
     ],
 )
 def test_malformed_events_say_why(topic, value, reason):
     with pytest.raises(BadEvent, match=re.escape(reason)):
         decode(topic, value)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "read"),
+    [
+        (SourceColumn("d", "datetime"), datetime(2026, 3, 29, 2, 30, 0, 123000), None),  # ms, wall time
+        (SourceColumn("d", "datetime", fsp=6), datetime(1999, 12, 31, 23, 59, 59, 999999), None),  # µs
+        (
+            SourceColumn("t", "timestamp"),
+            datetime(2026, 1, 2, 3, 4, 5, 6),
+            datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        ),
+        (SourceColumn("t", "time"), timedelta(hours=25, microseconds=7), None),
+        (SourceColumn("n", "decimal", scale=3, precision=9), Decimal("-12.345"), None),
+        (SourceColumn("e", "enum", allowed=("a", "b")), "b", None),
+        (SourceColumn("s", "set", allowed=("x", "y", "z")), {"z", "x"}, "x,z"),
+        (SourceColumn("b", "bytes"), b"\x00\xff", None),
+        (SourceColumn("u", "int64"), 2**32 + 5, None),
+    ],
+)
+def test_source_columns_round_trip_in_debeziums_encodings(column, value, read):
+    writer = EnvelopeWriter("legacy", [SourceColumn("k", "int64", optional=False), column])
+    schema = orjson.loads(writer.envelope("c", None, {"k": 1, column.name: value}, SOURCE, 1))["schema"]
+    image = orjson.loads(writer.envelope("c", None, {"k": 1, column.name: value}, SOURCE, 1))["payload"]["after"]
+    types = {c["field"]: c for c in schema["fields"][1]["fields"]}
+    row, invalid = read_row(image, types, {})
+    assert invalid == [] and row[column.name] == (value if read is None else read)
+
+
+def test_unreadable_dates_are_written_as_their_zero_text_and_read_back_as_invalid():
+    columns = [SourceColumn("k", "int64", optional=False), SourceColumn("d", "date"), SourceColumn("w", "datetime")]
+    writer = EnvelopeWriter("legacy", columns, with_schema=False)
+    image = orjson.loads(writer.envelope("c", None, {"k": 1}, SOURCE, 1, invalid=((), ("d", "w"))))["after"]
+    assert image == {"k": 1, "d": "0000-00-00", "w": "0000-00-00 00:00:00"}
+    row, invalid = read_row(image, {}, {"d": ("date",), "w": ("datetime",)})
+    assert invalid == ["d", "w"] and row == image

@@ -9,7 +9,7 @@ import orjson
 from sqlalchemy import text
 
 from base_sync import events, partitioned, sync
-from base_sync.debezium import EnvelopeWriter, decode, topic_for
+from base_sync.debezium import EnvelopeWriter, Topics, decode
 from base_sync.demo import generate
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync
@@ -103,7 +103,7 @@ class FakeMessage:
 
 def test_the_same_rows_as_events_end_quarantined_with_the_same_reasons(base_b):
     api = base_b.api()
-    writer = EnvelopeWriter("employees")
+    writer = EnvelopeWriter.identity("employees")
     row = {
         "id": 2001,
         "first_name": "Dirty",
@@ -116,7 +116,7 @@ def test_the_same_rows_as_events_end_quarantined_with_the_same_reasons(base_b):
     }
     zero_stamp = {**row, "id": 2002, "email": "dirty2002@example.com", "hired_at": None}
     zero_stamp["updated_at"] = datetime(1970, 1, 1, tzinfo=UTC)  # the binlog's reading of the zero TIMESTAMP
-    topic = topic_for("employees")
+    topic = Topics().topic("employees")
     first = writer.envelope("c", None, row, {"ts_ms": 1}, 1, invalid=((), ("hired_at",)))
     second = writer.envelope("c", None, zero_stamp, {"ts_ms": 1}, 1)
     assert orjson.loads(first)["payload"]["after"]["hired_at"] == "0000-00-00", "never published as null"

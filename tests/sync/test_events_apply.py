@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from base_sync import events
 from base_sync.api_client import ApiError, BaseBApi
-from base_sync.debezium import EnvelopeWriter, topic_for
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo.event_maker import churn_and_publish
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
@@ -43,14 +43,15 @@ class Events:
     def __init__(self, bootstrap: str, settings, base_b):
         self.bootstrap, self.settings, self.base_b = bootstrap, settings, base_b
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-        self.writer = EnvelopeWriter("employees", database="base_a")
+        self.writer = EnvelopeWriter.identity("employees", database=settings.source_database)
+        self.topics = Topics.from_settings(settings)
 
     def send(self, op: str, before: dict | None, after: dict | None, partition: int | None = None) -> None:
         self.raw(self.writer.envelope(op, before, after, {**SOURCE, "row": 0}, 1), (after or before)["id"], partition)
 
     def raw(self, value: bytes | None, key: int, partition: int | None = None, entity: str = "employees") -> None:
         extra = {"partition": partition} if partition is not None else {}
-        self.producer.produce(topic_for(entity, self.settings.topic_prefix), value=value, key=str(key), **extra)
+        self.producer.produce(self.topics.topic(entity), value=value, key=str(key), **extra)
         self.producer.flush(10)
 
     def drain(self, api: BaseBApi | None = None) -> events.DrainReport:
@@ -125,7 +126,7 @@ def test_malformed_and_rejected_events_go_to_the_dead_letters_and_never_block(ch
     assert [m.value()[:17] for m in letters][0] == b"{this is not json"
     first, second = (dict(m.headers()) for m in letters)
     assert first["__connect.errors.offset"] == b"1" and b"not JSON" in first["__connect.errors.exception.message"]
-    assert first["__connect.errors.topic"] == topic_for("employees", changes.settings.topic_prefix).encode()
+    assert first["__connect.errors.topic"] == changes.topics.topic("employees").encode()
     assert second["__connect.errors.offset"] == b"2" and b"email" in second["__connect.errors.exception.message"]
     assert letters[1].key() == b"3" and b'"not-an-address"' in letters[1].value()
     assert changes.drain().counts["consumed"] == 0, "the bad events were committed past, not retried forever"

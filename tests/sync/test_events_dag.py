@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -20,11 +21,15 @@ from sqlalchemy import create_engine, text, update
 from base_sync.debezium import EnvelopeWriter
 from base_sync.demo import generate
 from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import create_schema
 from testbed.airflow import Airflow
 from testbed.servers import REPO
 from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
 
 CAPTURE = REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt"
+# Base A's database, known to the DAG before any table exists: its topics are base_a.<DATABASE>.<table>.
+DATABASE = f"events_dag_{uuid.uuid4().hex[:8]}"
+EMPLOYEES = f"base_a.{DATABASE}.employees"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,7 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[
         # Only the asset watcher may wake the DAG here: the minute fallback would hide a silent watcher.
         extra_env={
             "EVENTS_IDLE_SECONDS": "1",
+            "EVENTS_SOURCE_DATABASE": DATABASE,
             "EVENTS_FALLBACK_SCHEDULE": "0 0 1 1 *",
             **statsd.airflow_env(),
         },
@@ -57,6 +63,20 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[
         runner.cli("dags", "unpause", "base_a_events")
         runner.wait_for_watcher("ChangeWakeTrigger")
         yield runner
+
+
+@pytest.fixture
+def base_a_url(binlog_port) -> str:
+    """Base A on the binlog MariaDB, in the database the DAG was told of."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {DATABASE}")
+    admin.dispose()
+    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{DATABASE}"
+    engine = source_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    return url
 
 
 @pytest.fixture
@@ -101,11 +121,11 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
         row = dict(conn.execute(table.select().where(table.c.id == 2)).one()._mapping)
     old = {**row, "position": "Intern", "updated_at": row["updated_at"] - timedelta(hours=1)}
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
-    writer = EnvelopeWriter("employees")
-    producer.produce("base_a.employees", key=b"2", value=writer.envelope("u", None, old, {"ts_ms": 0}, 0))
+    writer = EnvelopeWriter.identity("employees", database=DATABASE)
+    producer.produce(EMPLOYEES, key=b"2", value=writer.envelope("u", None, old, {"ts_ms": 0}, 0))
     # A malformed message and a duplicate of a real event: the first goes to base_a.dlq, neither blocks.
-    producer.produce("base_a.employees", key=b"2", value=b'{"op": "u", "after": "garbage"}')
-    producer.produce("base_a.employees", key=b"2", value=writer.envelope("u", None, row, {"ts_ms": 0}, 0))
+    producer.produce(EMPLOYEES, key=b"2", value=b'{"op": "u", "after": "garbage"}')
+    producer.produce(EMPLOYEES, key=b"2", value=writer.envelope("u", None, row, {"ts_ms": 0}, 0))
     producer.flush(10)
     generate.churn(engine, "employees", updates=2, inserts=3, seed_value=13)
     third = wait_in_sync(engine, base_b.database_url, timeout=90)

@@ -9,15 +9,21 @@ from decimal import Decimal
 
 import requests
 from confluent_kafka import Consumer
+from sqlalchemy.engine import make_url
 
-from base_sync.debezium import decode, topic_for
+from base_sync.debezium import Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
 from tests.sync.conftest import source_rows
 
 
-def read_changes(bootstrap: str, prefix: str, expected: int, timeout: float = 60) -> list:
+def relay_topics(relay, base_a_url: str, mapping=None) -> Topics:
+    """The relay's topics: `<its prefix>.<Base A's database>.<table>`."""
+    return Topics(relay.prefix, make_url(base_a_url).database, mapping)
+
+
+def read_changes(bootstrap: str, topics: Topics, expected: int, timeout: float = 60) -> list:
     """Every change on the relay's topics (from the beginning), once `expected` distinct ones have arrived."""
     consumer = Consumer(
         {
@@ -28,16 +34,16 @@ def read_changes(bootstrap: str, prefix: str, expected: int, timeout: float = 60
             "heartbeat.interval.ms": 1000,
         }
     )
-    consumer.subscribe([topic_for(e, prefix) for e in ("articles", "employees")])
+    consumer.subscribe(topics.names)
     changes, deadline = [], time.monotonic() + timeout
     try:
         # Count distinct changes: a restart may repeat some, which must not end the wait early.
         while len({(c.entity, c.id, c.op, c.version) for c in changes}) < expected and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.5):
                 assert not message.error(), message.error()
-                changes.append(decode(message.topic(), message.value(), prefix))
+                changes.append(topics.decode(message.topic(), message.value()))
         # Anything beyond the expected count would be a duplicate or a stray event: drain a little more.
-        changes += [decode(m.topic(), m.value(), prefix) for m in consumer.consume(1000, timeout=1.0)]
+        changes += [topics.decode(m.topic(), m.value()) for m in consumer.consume(1000, timeout=1.0)]
     finally:
         consumer.close()
     return changes
@@ -55,7 +61,9 @@ def test_row_changes_become_debezium_events_with_base_a_values(relay, base_a_url
     generate.seed(engine, "employees", 50, seed_value=1)
     generate.seed(engine, "articles", 5, seed_value=2)
     done = generate.churn(engine, "employees", updates=10, deletes=5, seed_value=3)
-    changes = read_changes(kafka_bootstrap, relay.prefix, 50 + 5 + done["updated"] + done["deleted"])
+    topics = relay_topics(relay, base_a_url)
+    assert topics.names == [f"{relay.prefix}.{make_url(base_a_url).database}.{t}" for t in ("articles", "employees")]
+    changes = read_changes(kafka_bootstrap, topics, 50 + 5 + done["updated"] + done["deleted"])
     assert sorted(c.op for c in changes).count("c") == 55
     assert sum(c.op == "u" for c in changes) == 10 and sum(c.op == "d" for c in changes) == 5
     state = final_state(changes)
@@ -81,7 +89,7 @@ def test_a_relay_killed_mid_stream_resumes_without_losing_an_event(relay, base_a
     generate.seed(engine, "employees", 300)  # committed while the relay is down
     relay.start()
     generate.seed(engine, "employees", 200)  # after the restart
-    changes = read_changes(kafka_bootstrap, relay.prefix, 10_500, timeout=90)
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 10_500, timeout=90)
     created = [c.id for c in changes if c.op == "c"]
     assert set(created) == set(range(1, 10_501)), f"missing: {sorted(set(range(1, 10_501)) - set(created))[:10]}"
     # A restart may repeat the transactions after the last saved position, nothing more.

@@ -5,12 +5,17 @@ base-a seed employees 1000000     add realistic rows
 base-a churn employees --updates 10000 --inserts 100 --deletes 50
 base-a churn employees --updates 10 --publish 127.0.0.1:9092   ... and publish their change events
 base-a churn employees --updates 5 --publish 127.0.0.1:9092 --every 30   ... again every 30 s (event maker)
-base-a count employees            rows in Base A
+base-a count employees            rows in Base A (the live rows of the entity's mapped table)
 base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
+base-a check [employees ...]      the mapping (BASE_A_MAPPING_FILE) against the live tables; exit 1 on problems
+base-a install-delete-log [employees ...]   opt in: a delete log and AFTER DELETE triggers on the mapped tables
 
-With BASE_A_MAPPING_FILE set to a mapping of the legacy demo tables (mappings/demo.yaml, what
-`make up` sets), every command works on those tables instead (base_sync.demo.legacy), and the
-summary counts Base A's rows through the mapping (live rows: not soft-deleted, in the filter).
+`init`, `seed` and `churn` write (the demo's own Base A); `install-delete-log` is the only command
+that runs DDL on a Base A the platform did not create, and only when called. `count`, `summary` and
+`check` open read-only sessions (the server refuses any write) and never create anything.
+
+With BASE_A_MAPPING_FILE naming a mapping of the legacy demo's tables (mappings/demo.yaml, what
+`make up` sets), `init`, `seed` and `churn` write those tables instead (base_sync.demo.legacy).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import time
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate, legacy
+from base_sync.errors import TerminalError
 from base_sync.mapping import SourceMapping
+from base_sync.mapping.check import check_source, render
 from base_sync.source import ENTITY_NAMES, BaseA, source_engine
-from base_sync.source_schema import create_schema
+from base_sync.source_schema import create_schema, install_delete_log
 
 log = logging.getLogger("base-a")
 DEFAULT_URL = "sqlite:///var/base_a.sqlite"
@@ -61,27 +68,52 @@ def _parser() -> argparse.ArgumentParser:
     counting.add_argument("entity", choices=ENTITY_NAMES)
     summary = commands.add_parser("summary", help="rows in Base A and synced rows in Base B")
     summary.add_argument("api_url")
+    checking = commands.add_parser("check", help="the mapping against the live tables (read-only)")
+    checking.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
+    installing = commands.add_parser(
+        "install-delete-log", help="opt in: create delete_log and an AFTER DELETE trigger on each mapped table"
+    )
+    installing.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
+    for command in (counting, summary, checking, installing):
+        command.add_argument("--mapping", help="the mapping file (default: BASE_A_MAPPING_FILE; unset: identity)")
     return parser
+
+
+READ_COMMANDS = ("count", "summary", "check")
+
+
+def _mapping(args) -> SourceMapping:
+    return SourceMapping.from_file(args.mapping) if args.mapping else SourceMapping.from_settings()
+
+
+def _demo(args):
+    """The tables `init`, `seed` and `churn` write: the legacy demo's when the mapping maps them."""
+    mapping = SourceMapping.from_settings()
+    if legacy.in_use(mapping):
+        return legacy
+    if not mapping.is_identity:
+        tables = ", ".join(legacy.TABLES.values())
+        raise SystemExit(f"{mapping.origin} maps tables other than the demo's ({tables}): base-a cannot write them")
+    if getattr(args, "soft_deletes", 0):
+        raise SystemExit("--soft-deletes needs the legacy demo (BASE_A_MAPPING_FILE=mappings/demo.yaml)")
+    return generate
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    backend_for_url(args.url).prepare(args.url)
-    engine = source_engine(args.url)
-    mapping = SourceMapping.from_settings()
-    demo = legacy if legacy.in_use(mapping) else generate  # the tables `base-a` writes
-    if args.command != "summary" and not mapping.is_identity and demo is generate:
-        tables = ", ".join(legacy.TABLES.values())
-        raise SystemExit(f"{mapping.origin} maps tables other than the demo's ({tables}): base-a cannot write them")
-    if demo is generate and getattr(args, "soft_deletes", 0):
-        raise SystemExit("--soft-deletes needs the legacy demo (BASE_A_MAPPING_FILE=mappings/demo.yaml)")
+    backend = backend_for_url(args.url)
+    if args.command in READ_COMMANDS:
+        engine = backend.make_read_only_engine(args.url)
+    else:
+        demo = _demo(args)
+        backend.prepare(args.url)
+        engine = source_engine(args.url)
     started = time.perf_counter()
     try:
         if args.command == "init":
             legacy.create(engine) if demo is legacy else create_schema(engine)
-            log.info("Base A tables ready at %s (mapping: %s)", engine.url.render_as_string(hide_password=True),
-                     mapping.origin)  # fmt: skip
+            log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
         elif args.command == "seed":
             added = demo.seed(engine, args.entity, args.count, args.seed)
             elapsed = time.perf_counter() - started
@@ -89,17 +121,35 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "churn":
             _churn(engine, args, demo)
         elif args.command == "count":
-            print(demo.count(engine, args.entity))
+            print(BaseA(engine, _mapping(args)).key_span(args.entity)[2])
+        elif args.command == "check":
+            return _check(engine, args)
+        elif args.command == "install-delete-log":
+            mapping = _mapping(args)
+            installed = install_delete_log(engine, mapping, args.entities or list(mapping.entities))
+            log.info("delete log triggers in place: %s", ", ".join(installed))
         else:
-            api, base_a = BaseBApi(args.api_url, None), BaseA(engine, mapping)
-            for entity in mapping.entities:
+            base_a, api = BaseA(engine, _mapping(args)), BaseBApi(args.api_url, None)
+            for entity in base_a.mapping.entities:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
-                live = base_a.key_span(entity)[2]  # the rows the mapping syncs
-                table = mapping.table_of(entity)
-                print(f"  {entity:<10} Base A {live:>9,} rows ({table})   Base B {synced:>9,} synced")
+                rows = base_a.key_span(entity)[2]
+                print(f"  {entity:<10} Base A {rows:>9,} rows   Base B {synced:>9,} synced")
+    except TerminalError as error:  # an invalid mapping, a drifted table: the reason, no traceback
+        print(f"base-a {args.command}: {error}", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
     return 0
+
+
+def _check(engine, args) -> int:
+    """Print what each mapped field is made of and any problem; 1 when there is one."""
+    mapping = _mapping(args)
+    checked = check_source(engine, mapping, backend_for_url(args.url), args.entities or None)
+    print(render(checked, mapping.origin))
+    for problem in checked.problems:
+        print(f"base-a check: {problem}", file=sys.stderr)
+    return 1 if checked.problems else 0
 
 
 def _churn(engine, args, demo) -> None:

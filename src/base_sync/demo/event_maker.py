@@ -2,8 +2,12 @@
 
 The embedded Base A is SQLite, which has no binlog for the relay to read. This makes the same
 random inserts, updates and deletes as `base-a churn`, reads each row's before- and after-image
-from Base A around the change, and publishes Debezium envelopes to `<prefix>.<entity>`: the events
-DAG cannot tell them from the relay's. `base-a churn ... --publish <bootstrap>` runs it.
+from Base A around the change, and publishes Debezium envelopes to `<prefix>.<database>.<table>`
+(the database is EVENTS_SOURCE_DATABASE, as the DAG reads it): the events DAG cannot tell them from
+the relay's. On the platform's own Base A it publishes with the identity mapping; on the legacy
+demo (base_sync.demo.legacy, what `make up` runs) it changes and publishes the legacy tables' rows
+as they are, which the events DAG maps as it maps the relay's.
+`base-a churn ... --publish <bootstrap>` runs it.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import random
 import time
 
 from confluent_kafka import Producer
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo import generate, legacy
+from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA
 from base_sync.topics import ensure_topics
@@ -28,21 +33,30 @@ def churn_and_publish(
 ) -> dict:
     rng = random.Random(seed_value)
     base_a = BaseA(engine)
-    demo = legacy if legacy.in_use(base_a.mapping) else generate  # the tables it writes
+    mapped = legacy.in_use(base_a.mapping)
+    demo = legacy if mapped else generate  # the tables it writes
+    rows = legacy.rows_by_keys if mapped else _rows
     touched, doomed = demo.pick_keys(engine, entity, updates, deletes, rng)
-    before = _rows(base_a, entity, touched + doomed)
+    before = rows(base_a, entity, touched + doomed)
     demo.apply_changes(engine, entity, touched, doomed, inserts, rng)
     committed_ms = int(time.time() * 1000)
     last = demo.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
     new_keys = list(range(last - inserts + 1, last + 1)) if inserts else []
-    after = _rows(base_a, entity, touched + new_keys)
+    after = rows(base_a, entity, touched + new_keys)
 
     config = {"bootstrap.servers": bootstrap}
-    ensure_topics(config, [*entity_topics(prefix), EventSettings().dlq_topic])
+    settings = EventSettings()
+    topics = Topics(prefix, settings.source_database, base_a.mapping if mapped else IDENTITY_MAPPING)
+    ensure_topics(config, [*topics.names, settings.dlq_topic])
     producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
-    writer = EnvelopeWriter(entity, prefix, "base_a")
+    if mapped:
+        writer = EnvelopeWriter(
+            topics.mapping.table_of(entity), legacy.envelope_columns(entity), prefix, topics.database
+        )
+    else:
+        writer = EnvelopeWriter.identity(entity, prefix, topics.database)
     source = {"ts_ms": committed_ms, "server_id": 0, "gtid": None, "file": "", "pos": 0, "row": 0}
-    topic, sent = topic_for(entity, prefix), {"c": 0, "u": 0, "d": 0}
+    topic, sent = topics.topic(entity), {"c": 0, "u": 0, "d": 0}
     for op, keys in (("u", touched), ("d", doomed), ("c", new_keys)):
         for key in keys:
             old, new = (before.get(key) if op != "c" else None), (after.get(key) if op != "d" else None)
@@ -56,9 +70,11 @@ def churn_and_publish(
     return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed), "published": sent}
 
 
-def _rows(base_a: BaseA, entity: str, keys: list) -> dict:
-    """The rows to publish by key. A mapped (legacy demo) Base A's rows go out already mapped to the
-    platform's own shape, which is what the events path reads today."""
-    if legacy.in_use(base_a.mapping):
-        return legacy.identity_rows(base_a, entity, keys, CHUNK)
-    return {row["id"]: row for chunk in base_a.rows_by_keys(entity, keys, CHUNK) for row in chunk}
+def _rows(base_a: BaseA, entity: str, keys: list[int]) -> dict[int, dict]:
+    """{id: row} of the demo table's rows, typed as its columns declare (dates, decimals, times)."""
+    table, rows = base_a.table(entity), {}
+    with base_a.engine.connect() as conn:
+        for start in range(0, len(keys), CHUNK):
+            statement = select(table).where(table.c.id.in_(keys[start : start + CHUNK]))
+            rows |= {row["id"]: dict(row) for row in conn.execute(statement).mappings()}
+    return rows

@@ -29,9 +29,25 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CHAR, Column, Date, Engine, Index, MetaData, Numeric, String, Table, Text, func, select
+from sqlalchemy import (
+    CHAR,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 
-from base_sync.backends import BaseABackend, backend_of
+from base_sync.backends import BaseABackend, backend_named, backend_of
+from base_sync.debezium import SourceColumn
 from base_sync.demo.generate import DEPARTMENTS, FIRST, LAST, POSITIONS, WORDS
 
 ZONE = "Europe/Berlin"  # the demo mapping's source.time_zone
@@ -265,29 +281,34 @@ def expected_records(base_a, entity: str) -> dict[int, dict]:
     return {row[view.spec.key]: view.apply(row) for row in rows}
 
 
-def identity_rows(base_a, entity: str, keys: list, chunk_size: int = CHUNK) -> dict[int, dict]:
-    """The given keys' live rows mapped to the shape of the platform's own Base A (id, fields,
-    created_at and updated_at in UTC): what the event maker publishes for a mapped Base A until
-    the events path applies the mapping to raw rows itself. A soft-deleted row is left out."""
-    view, out = base_a.view(entity), {}
-    rule = view.spec.soft_delete
-    table = build_tables(base_a.backend)[entity]  # typed: SQLite gives dates and decimals as such
+def rows_by_keys(base_a, entity: str, keys: list, chunk_size: int = CHUNK) -> dict[int, dict]:
+    """{key: row} of the given keys' rows as they are in the legacy table, typed (dates, decimals,
+    times): the before- and after-images the event maker publishes."""
+    table, out = build_tables(base_a.backend)[entity], {}
     key = table.primary_key.columns[0]
-    for start in range(0, len(keys), chunk_size):
-        with base_a.engine.connect() as conn:
-            chunk = [
-                row._asdict() for row in conn.execute(select(table).where(key.in_(keys[start : start + chunk_size])))
-            ]
-        for row in chunk:
-            if rule is not None and str(row.get(rule.column)) == str(rule.deleted_when):
-                continue
-            record = view.apply(row)
-            if isinstance(record, dict):
-                fields = {name: record[name] for name in view.fields}
-                out[record["source_id"]] = {
-                    "id": record["source_id"],
-                    **fields,
-                    "created_at": record["created_at"],
-                    "updated_at": record["updated_at"],
-                }
+    with base_a.engine.connect() as conn:
+        for start in range(0, len(keys), chunk_size):
+            statement = select(table).where(key.in_(keys[start : start + chunk_size]))
+            out |= {row[key.name]: dict(row) for row in conn.execute(statement).mappings()}
     return out
+
+
+def envelope_columns(entity: str) -> list[SourceColumn]:
+    """The legacy table's columns as a Debezium envelope carries them (the MySQL connector's types)."""
+    table = build_tables(backend_named("mysql"))[entity]
+    columns = []
+    for column in table.columns:
+        optional = column.nullable and not column.primary_key
+        if isinstance(column.type, Numeric):
+            kind = {"scale": column.type.scale or 0, "precision": column.type.precision}
+            columns.append(SourceColumn(column.name, "decimal", optional, **kind))
+        elif isinstance(column.type, DateTime):
+            columns.append(SourceColumn(column.name, "datetime", optional))
+        elif isinstance(column.type, Date):
+            columns.append(SourceColumn(column.name, "date", optional))
+        elif isinstance(column.type, Integer):
+            wide = column.primary_key  # INT UNSIGNED does not fit int32
+            columns.append(SourceColumn(column.name, "int64" if wide else "int16", optional))
+        else:
+            columns.append(SourceColumn(column.name, "string", optional))
+    return columns

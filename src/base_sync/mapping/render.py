@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement
 
 from base_sync.dirty import INVALID, Quarantined, reason
 from base_sync.mapping.spec import FieldMapping
+from base_sync.mapping.view import ISO_UTC as ISO_UTC_PY
 from base_sync.mapping.view import SourceView, _unmapped_reason
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import Kind
@@ -166,4 +167,4 @@ def _value(value):
 def _iso(clock: datetime | None) -> str:
     if clock is None:
         raise ValueError("a table without a cursor is versioned by the read's clock")
-    return clock.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.strftime(ISO_UTC_PY)

@@ -28,13 +28,18 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from base_sync.dirty import FIRST_VERSION, Quarantined, reason
-from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, resolve_function
+from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import Entity, Field, Kind
+from baseab_contract.sql_types import sql_type
 
 # A DATETIME holds nothing valid before 1000-01-01; a TIMESTAMP nothing before FIRST_VERSION.
 FIRST_DATETIME = datetime(1000, 1, 1)
+
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
+_READ_TYPED = frozenset((Kind.DATE, Kind.DECIMAL))  # read with the field's own type (a decimal's scale)
 
 
 @dataclass
@@ -55,9 +60,7 @@ class SourceView:
         self.default_zone = default_zone
         self.fields: dict[str, FieldMapping] = dict(spec.fields)
         self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
-        names = self.source_columns
-        stamps = {s.column for s in self.stamps}
-        self.table: TableClause = table(spec.table, *(column(n, DateTime) if n in stamps else column(n) for n in names))
+        self.table: TableClause = table(spec.table, *(column(n, t) for n, t in self._column_types().items()))
         self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
 
     # What the mapping reads
@@ -73,6 +76,17 @@ class SourceView:
     @property
     def stamps(self) -> list[StampColumn]:
         return [*(self.spec.cursor or []), *([self.spec.created] if self.spec.created else [])]
+
+    def _column_types(self) -> dict:
+        """Each source column with the type its values are read as where the mapping implies one
+        (stamps, a date or decimal field's own column), so every driver gives the same Python values."""
+        types = dict.fromkeys(self.source_columns)
+        for name, mapping in self.fields.items():
+            if mapping.column and self.declared[name].kind in _READ_TYPED:
+                types[mapping.column] = sql_type(self.declared[name])
+        for stamp in self.stamps:
+            types[stamp.column] = DateTime()
+        return types
 
     @cached_property
     def source_columns(self) -> list[str]:
@@ -186,6 +200,20 @@ class SourceView:
 
     # Python: one row read as it is
 
+    def is_deleted(self, row: dict) -> bool:
+        """The soft-delete rule on a row read as it is (`deleted` in Python): the flag compared as
+        text, as a value map compares (`deleted_when: 0` matches 0, False and "0"); NULL never
+        equals a value, as in SQL. Text compares exactly, where MySQL's collation may ignore case."""
+        rule = self.spec.soft_delete
+        if rule is None:
+            return False
+        flag = row.get(rule.column)
+        if rule.deleted_when == "not_null":
+            return flag is not None
+        if rule.deleted_when == "null":
+            return flag is None
+        return flag is not None and _concat_text(flag) == _text_key(rule.deleted_when)
+
     def version_of(self, row: dict) -> datetime | None:
         """The row's version (aware UTC) from its cursor columns; None when none holds a usable time."""
         for stamp in self.spec.cursor or []:
@@ -217,7 +245,8 @@ class SourceView:
             stamp = self.spec.created
             raw = row.get(stamp.column)
             created = self._to_utc(stamp, raw) if raw is not None else None
-            if stamp.column in invalid or (raw is not None and created is None):
+            reported = any(r["field"] == stamp.column for r in refusal.reasons)  # a cursor column too
+            if not reported and (stamp.column in invalid or (raw is not None and created is None)):
                 refusal.reasons.append(reason(stamp.column, _text(raw), stamp=True))
         record = {
             SOURCE_ID: row[self.spec.key],
@@ -229,7 +258,7 @@ class SourceView:
             record[name] = self._field(name, mapping, row, invalid, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
-            shown = version.isoformat() if usable else None
+            shown = version.strftime(ISO_UTC) if usable else None
             return Quarantined(record[SOURCE_ID], shown, _plain(record), refusal.reasons)
         return record
 

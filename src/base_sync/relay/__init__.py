@@ -1,7 +1,10 @@
 """The CDC relay: Base A's binlog (ROW format) to Debezium change events on Kafka, with a resumable position.
 
 One process reads the binlog as a replica would (mysql-replication), turns every row change of the
-entity tables into a Debezium envelope keyed by the row id, and produces it to `<prefix>.<entity>`.
+source tables the mapping names (`BASE_A_MAPPING_FILE`; without one, the platform's own tables) into a
+Debezium envelope of the row in its own shape, keyed by the source key, and produces it to
+`<prefix>.<database>.<table>`, the topic Debezium's MySQL connector would use. The envelope's schema
+comes from the binlog's column metadata (binlog_row_metadata=FULL), never from Base B's entities.
 The position (MariaDB GTID, or MySQL file and offset) is saved to a file only once every event of
 the transactions before it was acknowledged by the broker, so a restart resumes without a gap; it
 may repeat the last transactions, which the API's version guard makes harmless.
@@ -28,16 +31,16 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.constants import NONE_SOURCE
+from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.debezium import EnvelopeWriter, entity_topics, topic_for
+from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
+from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
-from base_sync.source import ENTITY_NAMES
 from base_sync.topics import ensure_topics
 
 log = logging.getLogger("base-a-relay")
@@ -62,7 +65,9 @@ class RelaySettings(BaseSettings):
 
     base_a_url: str = Field("mysql://root@127.0.0.1:3306/base_a", description="Base A (MySQL or MariaDB, binlog ROW)")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="bootstrap.servers of the broker")
-    topic_prefix: str = Field("base_a", description="topics are <prefix>.<entity>")
+    topic_prefix: str = Field(
+        "base_a", description="Debezium's topic.prefix: topics are <prefix>.<database of the URL>.<table>"
+    )
     partitions: int = Field(3, ge=1, description="partitions of the topics the relay creates when missing")
     server_id: int = Field(5401, ge=1, description="replica id: unique among the server's replicas")
     position_file: Path = Field(Path("var/relay/position.json"), description="where the resumable position lives")
@@ -143,10 +148,9 @@ class Relay:
         self.producer = Producer(
             {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2}
         )
-        self.writers = {
-            e: EnvelopeWriter(e, settings.topic_prefix, self.url.database or "", settings.with_schema)
-            for e in ENTITY_NAMES
-        }
+        self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
+        self.tables = self.topics.tables  # {source table: entity}: the only tables published
+        self.writers: dict[tuple, EnvelopeWriter] = {}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -207,7 +211,7 @@ class Relay:
             resume_stream=True,
             is_mariadb=self.is_mariadb,
             only_schemas=[self.url.database] if self.url.database else None,
-            only_tables=list(ENTITY_NAMES),
+            only_tables=list(self.tables),
             only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, MariadbGtidEvent, GtidEvent],
             slave_heartbeat=1.0,
             **where,
@@ -230,7 +234,7 @@ class Relay:
             log.info("resuming after %s", position)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
-            [*entity_topics(self.settings.topic_prefix), EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
+            [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
             self.settings.partitions,
         )
         saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)
@@ -268,10 +272,25 @@ class Relay:
             self.producer.flush(30)
             self._save()
 
+    def _writer(self, event) -> EnvelopeWriter:
+        """The table's writer for the columns the binlog describes now (a new one after an ALTER)."""
+        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns))
+        writer = self.writers.get(signature)
+        if writer is None:
+            columns = [binlog_column(c) for c in event.columns]
+            writer = EnvelopeWriter(
+                event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
+            )
+            self.writers[signature] = writer
+        return writer
+
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
-        entity = event.table
-        writer = self.writers[entity]
-        topic = topic_for(entity, self.settings.topic_prefix)
+        entity = self.tables.get(event.table)
+        if entity is None or (self.url.database and event.schema != self.url.database):
+            return  # a table the mapping does not name
+        writer = self._writer(event)
+        key_column = self.topics.view(entity).spec.key
+        topic = self.topics.topic(entity)
         source = {
             "ts_ms": event.timestamp * 1000,
             "server_id": event.packet.server_id,
@@ -294,7 +313,7 @@ class Relay:
             else:
                 op, before, after = "d", row["values"], None
                 invalid = (_unreadable_dates(row.get("none_sources")), ())
-            key = str((after or before)["id"]).encode()
+            key = str((after or before)[key_column]).encode()
             value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
             self._produce(topic, key, value, self.deliveries.sent(transaction))
             EVENTS.labels(entity, op).inc()
@@ -344,10 +363,63 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+UNREADABLE = frozenset(
+    (NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE)
+)
+
+
 def _unreadable_dates(none_sources: dict | None) -> tuple[str, ...]:
-    """The columns the binlog decoder read as None for holding no date (the zero date, a zero part):
-    not NULLs, and never to be published as null (base_sync.dirty)."""
-    return tuple(name for name, why in (none_sources or {}).items() if why == NONE_SOURCE.OUT_OF_DATE_RANGE)
+    """The DATE and DATETIME columns the binlog decoder read as None for holding no date (the zero
+    date, a zero part): not NULLs, and never to be published as null (base_sync.dirty)."""
+    return tuple(name for name, why in (none_sources or {}).items() if why in UNREADABLE)
+
+
+_INTEGERS = {
+    FIELD_TYPE.TINY: ("int16", "int16"),
+    FIELD_TYPE.SHORT: ("int16", "int32"),
+    FIELD_TYPE.INT24: ("int32", "int32"),
+    FIELD_TYPE.LONG: ("int32", "int64"),
+    FIELD_TYPE.LONGLONG: ("int64", "int64"),  # BIGINT UNSIGNED as a long: Debezium's default handling
+}
+_SIMPLE = {
+    FIELD_TYPE.FLOAT: "float32",
+    FIELD_TYPE.DOUBLE: "float64",
+    FIELD_TYPE.DATE: "date",
+    FIELD_TYPE.NEWDATE: "date",
+    FIELD_TYPE.TIMESTAMP: "timestamp",
+    FIELD_TYPE.TIMESTAMP2: "timestamp",
+    FIELD_TYPE.TIME: "time",
+    FIELD_TYPE.TIME2: "time",
+    FIELD_TYPE.YEAR: "year",
+    FIELD_TYPE.JSON: "json",
+}
+_TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
+
+
+def binlog_column(column) -> SourceColumn:
+    """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
+    connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
+    as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
+    binary as bytes. Nullability is not in the metadata: every column but the primary key is optional."""
+    kind, optional = column.type, not column.is_primary
+    name = column.name
+    if kind in _INTEGERS:
+        return SourceColumn(name, _INTEGERS[kind][1 if column.unsigned else 0], optional)
+    if kind == FIELD_TYPE.NEWDECIMAL:
+        return SourceColumn(name, "decimal", optional, column.decimals, column.precision)
+    if kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.DATETIME2):
+        return SourceColumn(name, "datetime", optional, fsp=getattr(column, "fsp", 0))
+    if kind in _SIMPLE:
+        return SourceColumn(name, _SIMPLE[kind], optional)
+    if kind == FIELD_TYPE.ENUM:
+        return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
+    if kind == FIELD_TYPE.SET:
+        return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
+    if kind in _TEXT:
+        # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
+        text = getattr(column, "character_set_name", None) is not None
+        return SourceColumn(name, "string" if text else "bytes", optional)
+    return SourceColumn(name, "string", optional)  # BIT, GEOMETRY: as the decoder gives them
 
 
 def main() -> int:

@@ -1,0 +1,214 @@
+"""The mass-delete circuit breaker: a run deletes at most a small share of an entity's synced rows
+unless an operator approved more.
+
+Whatever the cause (a truncated source table, a wrong soft-delete rule, a changed filter), the
+deletes of a run are found before any is sent. Every delete source goes through the same two
+steps, which is all a new source has to do:
+
+1. **Find** (no writes): each record found is given to `PlannedDeletes.add` with its source's name.
+   It counts every record and keeps at most `limit + 1` of them (and their keys, to count a key
+   two sources both name once), so memory stays bounded whatever the run would delete.
+2. **Send**, only when the total is within the `DeleteBudget` or approved: the records held (when
+   they are all held), else a second pass over the sources in which every chunk is first taken
+   from an `Allowance`, which stops the run before a chunk that would pass what was allowed (rows
+   deleted since the plan are counted against it too).
+
+Over the budget nothing is deleted: `MassDeleteBlocked` (terminal: a retry finds the same) carries
+the `DeletePlan`, which says how many rows, which share of the synced rows, the limit and from
+which source. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from base_sync.errors import TerminalError
+from base_sync.settings import SyncSettings
+
+# `approved=ANY_NUMBER`: an operator approved the run's deletes whatever their number (the DAG param).
+ANY_NUMBER = sys.maxsize
+
+# The delete sources' names, as the plan and the logs show them.
+DELETE_LOG = "delete log"
+KEY_COMPARISON = "key comparison"
+
+
+@dataclass(frozen=True)
+class DeleteBudget:
+    """How many deletes a run may send unasked: max(SYNC_MASS_DELETE_MIN_ROWS, ceil(share × synced rows))."""
+
+    share: float
+    min_rows: int
+    synced: int | None = None  # live synced rows of Base B; None when not needed (few deletes)
+
+    @classmethod
+    def of(cls, settings: SyncSettings, synced: int | None = None) -> DeleteBudget:
+        return cls(settings.mass_delete_share, settings.mass_delete_min_rows, synced)
+
+    @property
+    def limit(self) -> int:
+        if self.synced is None:
+            return self.min_rows
+        return max(self.min_rows, math.ceil(self.share * self.synced))
+
+    def allowance(self, approved: int | None) -> int:
+        """The most deletes a run may send: the limit, or what an operator approved if more."""
+        return max(self.limit, approved or 0)
+
+
+class PlannedDeletes:
+    """The deletes found before any is sent: every one counted, at most `capacity` held.
+
+    `counted=False` records are sent but not counted (the delete log's look-back: entries an
+    earlier run applied already). A key several sources name counts once, and is held once, while
+    at most `capacity` keys are counted (past that the run is over its limit anyway, and a key named
+    twice may count twice: `exact` turns False, the total is an upper bound). Past `capacity`
+    records the records are dropped (`complete` turns False): a second pass sends them."""
+
+    def __init__(self, capacity: int, grow: Callable[[], int] | None = None):
+        self.capacity = capacity
+        self._grow = grow  # called once when the capacity is reached: the capacity it may grow to
+        self.held: list[tuple[str, dict]] = []
+        self._keys: set[int] | None = set()
+        self.by_source: Counter[str] = Counter()
+        self.complete = True
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_source.values())
+
+    @property
+    def exact(self) -> bool:
+        return self._keys is not None
+
+    def _room(self, used: int) -> bool:
+        if used >= self.capacity and self._grow is not None:
+            self.capacity, self._grow = max(self.capacity, self._grow()), None
+        return used < self.capacity
+
+    def add(self, source: str, records: list[dict], counted: bool = True) -> None:
+        for record in records:
+            if counted:
+                key = record["source_id"]
+                if self._keys is not None and key in self._keys:
+                    continue  # another source named it: counted and held already
+                self.by_source[source] += 1
+                if self._keys is not None:
+                    if self._room(len(self._keys)):
+                        self._keys.add(key)
+                    else:
+                        self._keys = None
+            if self.complete:
+                if self._room(len(self.held)):
+                    self.held.append((source, record))
+                else:
+                    self.complete, self.held = False, []
+
+    def from_source(self, source: str) -> list[dict]:
+        return [record for name, record in self.held if name == source]
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What a run would delete, against its budget: the circuit breaker's decision and its reasons."""
+
+    entity: str
+    total: int
+    by_source: dict[str, int]
+    budget: DeleteBudget
+    reasons: dict[str, str] = field(default_factory=dict)  # why a source ran (e.g. the key comparison's reason)
+    exact: bool = True  # False: past the held records a key two sources named may count twice
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    @property
+    def share(self) -> float | None:
+        """The deletes as a share of Base B's synced rows (None when Base B's count was not needed)."""
+        if self.budget.synced is None:
+            return None
+        return self.total / self.budget.synced if self.budget.synced else (1.0 if self.total else 0.0)
+
+    @property
+    def within_budget(self) -> bool:
+        return self.total <= self.limit
+
+    def allowed(self, approved: int | None) -> bool:
+        return self.total <= self.budget.allowance(approved)
+
+    def sources_text(self) -> str:
+        parts = []
+        for source, count in sorted(self.by_source.items()):
+            why = f" ({self.reasons[source]})" if source in self.reasons else ""
+            parts.append(f"{source}{why}: {count}")
+        return ", ".join(parts) or "none"
+
+    @property
+    def summary(self) -> str:
+        """How many, which share of the synced rows, the limit, and from which source."""
+        count = f"{'at most ' if not self.exact else ''}{self.total}"
+        share = f" = {self.share:.1%} of the {self.budget.synced} synced rows" if self.share is not None else ""
+        return (
+            f"{self.entity}: {count} rows to delete in Base B{share}; limit {self.limit} = max("
+            f"SYNC_MASS_DELETE_MIN_ROWS={self.budget.min_rows}, SYNC_MASS_DELETE_SHARE={self.budget.share} x synced "
+            f"rows); from {self.sources_text()}"
+        )
+
+    @property
+    def message(self) -> str:
+        if self.within_budget:
+            return f"{self.summary}: within the budget"
+        return (
+            f"{self.summary}: MASS DELETE BLOCKED, over the limit; nothing was deleted. Check Base A (a truncated "
+            f"table, a changed rule or filter), then approve: the approve_mass_delete task in the Airflow UI, or a "
+            f"manual run with the param approve_mass_delete"
+        )
+
+    def to_json(self) -> dict:
+        share = self.share
+        return {
+            "entity": self.entity,
+            "total": self.total,
+            "exact": self.exact,
+            "by_source": dict(self.by_source),
+            "reasons": dict(self.reasons),
+            "synced": self.budget.synced,
+            "share": round(share, 6) if share is not None else None,
+            "limit": self.limit,
+            "within_budget": self.within_budget,
+            "message": self.message,
+        }
+
+
+class MassDeleteBlocked(TerminalError):
+    """A run would delete more than its budget (or than was approved): nothing more is deleted."""
+
+    def __init__(self, plan: DeletePlan, detail: str | None = None):
+        self.plan = plan
+        super().__init__(detail or plan.message)
+
+
+class Allowance:
+    """The deletes a second pass may still send: each chunk is taken before it is sent."""
+
+    def __init__(self, plan: DeletePlan, approved: int | None):
+        self.plan = plan
+        self.allowed = self.left = plan.budget.allowance(approved)
+        self.sent: Counter[str] = Counter()
+
+    def take(self, source: str, count: int) -> None:
+        if count > self.left:
+            found = sum(self.sent.values()) + count
+            raise MassDeleteBlocked(
+                self.plan,
+                f"{self.plan.entity}: mass delete blocked while sending: {source} found more deletes than allowed "
+                f"({found} so far, allowed {self.allowed}); "
+                f"sent before the stop: {dict(self.sent)}. The plan was: {self.plan.message}",
+            )
+        self.left -= count
+        self.sent[source] += count

@@ -1,0 +1,242 @@
+"""The mapping against the live Base A: every column it reads is there, with a type it can read.
+
+One catalogue read per check (information_schema on MySQL/MariaDB, PRAGMA table_info on SQLite,
+through the backend's `live_columns`), never a write. A problem is what the mapping needs
+("expected") against what the table has ("found"), named by table and column:
+
+- the table or a column the mapping reads (key, cursor, created, soft-delete flag, a field's
+  column, a concat's or python function's inputs) is missing;
+- the key is no integer type;
+- a cursor or `created` column is no DATETIME/TIMESTAMP, or not the one the mapping declares (a
+  column declared `timestamp` found as DATETIME changed meaning: UTC became wall time);
+- a date field reads no date type, a decimal field no numeric type, a text field (string, email,
+  text) no text type unless the mapping casts it (`cast: string`) or a closed value map
+  (`unmapped: null|reject`) makes every value.
+
+Drift between two runs is caught the same way: each batch task checks the live table against the
+mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
+run fails the next one, before anything is written. A type change the mapping still reads the same
+way (INT to BIGINT, VARCHAR(50) to VARCHAR(100)) is no drift. Columns the mapping does not read
+(nor its row filter names) are reported, never read: a new column in Base A changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from base_sync.errors import TerminalError
+from base_sync.mapping.spec import FieldMapping, StampColumn
+from baseab_contract.entities import ENTITIES, Field, Kind
+
+STAMP_TYPES = {"timestamp": "TIMESTAMP", "datetime": "DATETIME"}
+TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
+EXPECTED = {
+    "integer": "an integer type",
+    "numeric": "a numeric type (DECIMAL, INT, ...)",
+    "text": "a text type (CHAR, VARCHAR, TEXT, ...) or `cast: string`",
+    "date": "a date type (DATE, DATETIME, TIMESTAMP)",
+}
+
+
+class SchemaDriftError(TerminalError):
+    """Base A's tables no longer hold what the mapping reads: nothing is read or written until the
+    mapping or the table is fixed. The message names each table, column, expected and found type."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    entity: str
+    table: str
+    column: str | None  # None: the table itself
+    expected: str
+    found: str
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else f"table {self.table}"
+        return f"{self.entity}: {where}: expected {self.expected}, found {self.found}"
+
+
+@dataclass(frozen=True)
+class Use:
+    """One line of `base-a check`: a Base B field (or role) and the source columns it is made of."""
+
+    target: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    transforms: str
+    becomes: str
+
+
+@dataclass
+class EntityCheck:
+    entity: str
+    table: str
+    uses: list[Use] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)  # live columns the mapping does not read
+    found: bool = True
+
+
+@dataclass
+class SchemaCheck:
+    """The check of every mapped entity's table."""
+
+    entities: dict[str, EntityCheck]
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for check in self.entities.values() for p in check.problems]
+
+    def require(self, entity: str | None = None) -> EntityCheck | None:
+        """Raise `SchemaDriftError` on the problems of `entity` (of every entity when None)."""
+        problems = self.entities[entity].problems if entity else self.problems
+        if problems:
+            raise SchemaDriftError("; ".join(str(p) for p in problems))
+        return self.entities[entity] if entity else None
+
+
+def check_source(engine: Engine, mapping, backend, entities: list[str] | None = None) -> SchemaCheck:
+    """Read the live columns of the mapped tables (one catalogue query) and compare them with the mapping."""
+    names = [e for e in mapping.entities if entities is None or e in entities]
+    tables = list(dict.fromkeys(mapping.table_of(e) for e in names))
+    with engine.connect() as conn:
+        live = backend.live_columns(conn, tables)
+    return SchemaCheck({e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e))) for e in names})
+
+
+def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
+    spec = mapping.spec.entities[entity]
+    result = EntityCheck(entity, spec.table)
+    if columns is None:
+        result.found = False
+        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", "no such table"))
+        return result
+    live = {c.name: c for c in columns}
+    checker = _Checker(entity, spec.table, live, backend, result)
+    zone = mapping.spec.source.time_zone
+    checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
+    for stamp in spec.cursor or []:
+        checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)")
+    if spec.created:
+        checker.stamp("created_at", spec.created, zone, "created_at (UTC)")
+    if spec.soft_delete:
+        rule = spec.soft_delete
+        checker.use("(soft delete)", [rule.column], f"deleted when {rule.deleted_when}", "the row's deletion", None, "")
+    declared = {f.name: f for f in ENTITIES[entity].fields}
+    for name, field_mapping in spec.fields.items():
+        checker.field(name, field_mapping, declared[name])
+    read = {c for use in result.uses for c in use.columns}
+    in_filter = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", spec.filter or ""))
+    result.unmapped = [c.name for c in columns if c.name not in read and c.name not in in_filter]
+    return result
+
+
+@dataclass
+class _Checker:
+    entity: str
+    table: str
+    live: dict
+    backend: object
+    result: EntityCheck
+
+    def use(self, target: str, columns: list[str], transforms: str, becomes: str, family, expected: str) -> None:
+        types = []
+        for name in columns:
+            column = self.live.get(name)
+            if column is None:
+                self._problem(name, expected or "a column the mapping reads", "no such column")
+                types.append("(missing)")
+                continue
+            types.append(column.type_text)
+            if family and family not in self.backend.type_families(column.type_text):
+                self._problem(name, expected, column.type_text)
+        self.result.uses.append(Use(target, tuple(columns), tuple(types), transforms, becomes))
+
+    def stamp(self, target: str, stamp: StampColumn, default_zone: str, becomes: str) -> None:
+        if stamp.type == "timestamp":
+            transforms, expected = "UTC", "TIMESTAMP (declared `type: timestamp`, UTC)"
+        else:
+            zone = stamp.time_zone or default_zone
+            transforms, expected = f"{zone} -> UTC", f"DATETIME (declared `type: datetime`, {zone})"
+        self.use(target, [stamp.column], transforms, becomes, stamp.type, expected)
+
+    def field(self, name: str, mapping: FieldMapping, declared: Field) -> None:
+        family = _family_needed(mapping, declared)
+        self.use(name, mapping.source_columns(), _transforms(mapping), _becomes(declared), family, EXPECTED.get(family))
+
+    def _problem(self, column: str, expected: str, found: str) -> None:
+        self.result.problems.append(Problem(self.entity, self.table, column, expected, found))
+
+
+def _family_needed(mapping: FieldMapping, declared: Field) -> str | None:
+    """The kind of source column a field mapped from one column needs; None: any column does."""
+    if mapping.column is None:
+        return None  # concat makes text of anything; a python function reads what it reads
+    if mapping.map is not None and mapping.unmapped != "keep":
+        return None  # every value comes from the map
+    if declared.kind == Kind.DATE:
+        return "date"
+    if declared.kind == Kind.DECIMAL:
+        return None if mapping.cast == "integer" else "numeric"
+    if declared.kind in TEXT_KINDS and mapping.cast != "string":
+        return "text"
+    return None
+
+
+def _transforms(mapping: FieldMapping) -> str:
+    steps = []
+    if mapping.concat:
+        steps.append(f"concat {mapping.separator!r}")
+    if mapping.python:
+        steps.append(f"python {mapping.python}")
+    if mapping.cast:
+        steps.append(f"cast {mapping.cast}")
+    if mapping.trim:
+        steps.append("trim")
+    if mapping.case:
+        steps.append(mapping.case)
+    if mapping.map is not None:
+        steps.append(f"map {len(mapping.map)} values, unmapped {mapping.unmapped}")
+    if mapping.default is not None:
+        steps.append(f"default {mapping.default!r}")
+    if mapping.zero_date == "null":
+        steps.append("zero date null")
+    if mapping.too_long == "truncate":
+        steps.append("truncate")
+    return ", ".join(steps)
+
+
+def _becomes(declared: Field) -> str:
+    kind = declared.kind.value
+    if declared.max_length:
+        kind += f"({declared.max_length})"
+    elif declared.precision:
+        kind += f"({declared.precision},{declared.scale})"
+    return kind + (" required" if declared.required else "")
+
+
+def render(check: SchemaCheck, origin: str) -> str:
+    """The text `base-a check` prints: per entity a table of what each Base B field is made of."""
+    lines = [f"mapping: {origin}"]
+    for result in check.entities.values():
+        lines.append("")
+        if not result.found:
+            lines.append(f"{result.entity} <- {result.table}: no such table")
+        else:
+            lines.append(f"{result.entity} <- {result.table}")
+            rows = [("Base B field", "source column", "source type", "transforms", "becomes")]
+            rows += [(u.target, ", ".join(u.columns), ", ".join(u.types), u.transforms, u.becomes) for u in result.uses]
+            widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            for row in rows:
+                cells = "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True))
+                lines.append(f"  {cells}  {row[4]}".rstrip())
+            if result.unmapped:
+                lines.append(f"  not mapped (ignored): {', '.join(result.unmapped)}")
+        lines += [f"  PROBLEM {p}" for p in result.problems]
+    problems = check.problems
+    lines.append("")
+    lines.append(f"{len(problems)} problem(s)" if problems else "ok: every mapped column is there with a usable type")
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""A legacy-shaped Base A on the real MariaDB, through the mapping: the SQL the batch extract pushes
+down and the Python the events path applies give the same records and the same refusals, and the
+batch steps keep Base B equal to the mapped source."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from api_service.models import TABLES
+from api_service.schemas import SCHEMAS
+from base_sync import sync
+from base_sync.dirty import Quarantined
+from base_sync.mapping import SourceMapping
+from base_sync.records import encode
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, source_engine
+from base_sync.state import MemoryStateStore
+
+MAPPING = Path(__file__).parent / "fixtures" / "legacy_mapping.yaml"
+SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=4, bucket_size=10)
+
+LEGACY_DDL = [
+    """CREATE TABLE personal (
+        pers_nr INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        mandant INT NOT NULL DEFAULT 1,
+        vorname VARCHAR(100), nachname VARCHAR(100), mail VARCHAR(255), abt CHAR(2),
+        stelle VARCHAR(300), gehalt DECIMAL(12,2), eintritt DATE,
+        angelegt_am DATETIME NOT NULL, geaendert_am DATETIME NULL, aktiv TINYINT NOT NULL DEFAULT 1,
+        KEY ix_geaendert (geaendert_am)
+    )""",
+    """CREATE TABLE beitrag (
+        nr BIGINT NOT NULL PRIMARY KEY, titel VARCHAR(200) NOT NULL, untertitel VARCHAR(50),
+        text TEXT, autor INT, stand TIMESTAMP(6) NOT NULL
+    )""",
+]
+COLUMNS = "(pers_nr, mandant, vorname, nachname, mail, abt, stelle, gehalt, eintritt, angelegt_am, geaendert_am, aktiv)"
+ROWS = [
+    # a plain row never updated: the creation stamp (winter, UTC+1) is the version
+    "(1, 1, '  Anna  ', 'Berg', ' ANNA@Example.COM ', 'V', 'Dev', 100.50, '2020-02-29', "
+    "'2024-01-15 10:00:00', NULL, 1)",
+    # updated inside the repeated hour when clocks go back: the earlier reading (CEST)
+    "(2, 1, 'Bo', 'Lund', 'bo@example.com', 'E', NULL, 0.00, NULL, '2024-01-01 00:00:00', '2024-10-27 02:30:00', 1)",
+    # updated inside the hour clocks skip: read with the offset before the change (CET)
+    "(3, 1, 'Cy', 'Moe', 'cy@example.com', '7', 'Ops lead', 1.00, '2021-06-30', '2024-01-01 00:00:00', "
+    "'2024-03-31 02:30:00', 1)",
+    # a department code the value map does not list: refused, with the reason
+    "(4, 1, 'Di', 'Ng', 'di@example.com', 'X', 'Dev', 2.00, NULL, '2024-05-01 12:00:00', NULL, 1)",
+    # the zero date in a column mapped with zero_date: null
+    "(5, 1, 'Ed', 'Oz', 'ed@example.com', 'V', REPEAT('p', 150), 3.00, '0000-00-00', '2024-05-02 12:00:00', NULL, 1)",
+    # soft-deleted: never an upsert
+    "(6, 1, 'Fay', 'Pi', 'fay@example.com', 'V', 'Dev', 4.00, NULL, '2024-05-03 12:00:00', NULL, 0)",
+    # another tenant: outside the filter
+    "(7, 2, 'Gus', 'Qu', 'gus@example.com', 'V', 'Dev', 5.00, NULL, '2024-05-04 12:00:00', NULL, 1)",
+    # the zero timestamp in the cursor: no usable version, quarantined
+    "(8, 1, 'Hal', 'Ro', 'hal@example.com', 'V', 'Dev', 6.00, NULL, '2024-05-05 12:00:00', '0000-00-00 00:00:00', 1)",
+]
+
+
+@pytest.fixture
+def legacy(make_mariadb_database):
+    engine = source_engine(make_mariadb_database())
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = ''"))  # the lax mode that lets zero dates in
+        for statement in LEGACY_DDL:
+            conn.execute(text(statement))
+        conn.execute(text(f"INSERT INTO personal {COLUMNS} VALUES {', '.join(ROWS)}"))
+        conn.execute(
+            text(
+                "INSERT INTO beitrag VALUES (1, 'Hello', 'World', 'body', 42, '2024-06-01 08:00:00.5'),"
+                " (2, 'Solo', NULL, NULL, NULL, '2024-06-02 09:00:00')"
+            )
+        )
+    yield BaseA(engine, SourceMapping.from_file(MAPPING))
+    engine.dispose()
+
+
+def _normalised(records: list, entity: str) -> list:
+    """Records as the API reads them (its msgspec decoder): text and datetimes compare alike."""
+    fast = SCHEMAS[entity].fast
+    clean = [r for r in records if not isinstance(r, Quarantined)]
+    return fast.decode(encode(clean), ndjson=False), [
+        (r.source_id, r.version, r.reasons) for r in records if isinstance(r, Quarantined)
+    ]
+
+
+@pytest.mark.parametrize("entity", ["employees", "articles"])
+def test_sql_pushdown_and_python_give_the_same_records_and_refusals(legacy, entity):
+    view = legacy.view(entity)
+    pushed = [r for chunk in legacy.unversioned(entity, 100) for r in chunk]
+    pushed += [r for chunk in legacy.extract(entity, None, 100) for r in chunk]
+    keys = sorted(r.source_id if isinstance(r, Quarantined) else r["source_id"] for r in pushed)
+    rows = {row[view.spec.key]: row for chunk in legacy.rows_by_keys(entity, keys, 100) for row in chunk}
+    # The events path sees zero dates as the decoder reports them: named in `invalid`.
+    invalid = {8: frozenset({"geaendert_am"})} if entity == "employees" else {}
+    in_python = [view.apply(rows[key], invalid.get(key, frozenset())) for key in keys]
+    by_key = sorted(pushed, key=lambda r: r.source_id if isinstance(r, Quarantined) else r["source_id"])
+    pushed_clean, pushed_refused = _normalised(by_key, entity)
+    python_clean, python_refused = _normalised(in_python, entity)
+    assert pushed_clean == python_clean
+    assert pushed_refused == python_refused
+
+
+def test_the_mapped_values(legacy):
+    records = {
+        r["source_id"]: r for chunk in legacy.extract("employees", None, 100) for r in chunk if isinstance(r, dict)
+    }
+    refused = {r.source_id: r for chunk in legacy.unversioned("employees", 100) for r in chunk}
+    refused |= {
+        r.source_id: r for chunk in legacy.extract("employees", None, 100) for r in chunk if isinstance(r, Quarantined)
+    }
+    assert sorted(records) == [1, 2, 3, 5]  # 4 and 8 refused, 6 soft-deleted, 7 another tenant
+    anna = records[1]
+    assert (anna["first_name"], anna["last_name"], anna["email"]) == ("Anna", "BERG", "anna@example.com")
+    assert (anna["department"], anna["salary"], anna["hired_at"]) == ("Sales", "100.50", "2020-02-29")
+    assert anna["source_updated_at"] == anna["created_at"] == "2024-01-15T09:00:00.000000Z"  # CET
+    assert records[2]["source_updated_at"] == "2024-10-27T00:30:00.000000Z"  # the earlier 02:30 (CEST)
+    assert records[2]["position"] == "n/a" and records[2]["department"] == "Engineering"
+    assert records[3]["source_updated_at"] == "2024-03-31T01:30:00.000000Z"  # the skipped 02:30, read as CET
+    assert records[3]["department"] == "Ops"  # a YAML integer key matches the CHAR code '7'
+    assert records[5]["hired_at"] is None and records[5]["position"] == "p" * 100  # zero date -> NULL; truncated
+    assert refused[4].reasons == [
+        {"field": "department", "message": "department: the value 'X' is not in the mapping's value map"}
+    ]
+    assert refused[4].version == "2024-05-01T10:00:00.000000Z"
+    assert refused[8].version is None
+    assert refused[8].reasons[0]["field"] == "geaendert_am"
+    assert "zero timestamp" in refused[8].reasons[0]["message"]
+    assert "no usable version" in refused[8].reasons[0]["message"]
+    articles = {r["source_id"]: r for chunk in legacy.extract("articles", None, 100) for r in chunk}
+    assert (
+        articles[1]["title"] == "Hello - World" and articles[1]["content"] == "BODY!" and articles[1]["author"] == "42"
+    )
+    assert articles[2]["title"] == "Solo" and articles[2]["content"] is None and articles[2]["author"] is None
+    assert articles[1]["source_updated_at"] == "2024-06-01T08:00:00.500000Z"  # a UTC TIMESTAMP as it is
+
+
+def _base_b(database_url: str, entity: str) -> dict:
+    table = TABLES[entity]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(table).where(table.c.source_id.isnot(None), table.c.deleted_at.is_(None)))
+            return {row.source_id: row for row in rows}
+    finally:
+        engine.dispose()
+
+
+def _run(entity, base_a, api, store):
+    report = sync.load(entity, base_a, api, store, SETTINGS)
+    deleted = sync.propagate_deletes(entity, base_a, api, store, SETTINGS)
+    verified = sync.verify(entity, base_a, api, report, SETTINGS)
+    sync.commit(entity, store, report, {"deletes": deleted.to_json()})
+    return report, deleted, verified
+
+
+def test_batch_steps_keep_base_b_equal_to_the_mapped_source(legacy, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    report, _, verified = _run("employees", legacy, api, store)
+    assert report.counts["inserted"] == 4 and report.counts["quarantined"] == 2
+    assert (verified.rows, verified.quarantined) == (5, 1)  # the refused row 4 has a version: in the window
+    held = _base_b(base_b.database_url, "employees")
+    assert sorted(held) == [1, 2, 3, 5]
+    assert held[1].email == "anna@example.com" and held[1].salary == Decimal("100.50")
+    assert held[2].source_updated_at == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
+    rejected = {r["source_id"]: r for r in api.open_rejections("employees")}
+    assert set(rejected) == {4, 8}
+
+    # Base A's team fixes the code, soft-deletes Anna, moves Bo to another tenant, edits Cy.
+    with legacy.engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET abt = 'E', geaendert_am = '2024-11-01 09:00:00' WHERE pers_nr = 4"))
+        conn.execute(text("UPDATE personal SET aktiv = 0, geaendert_am = '2024-11-01 09:00:01' WHERE pers_nr = 1"))
+        conn.execute(text("UPDATE personal SET mandant = 3, geaendert_am = '2024-11-01 09:00:02' WHERE pers_nr = 2"))
+        conn.execute(
+            text("UPDATE personal SET vorname = ' Cyd ', geaendert_am = '2024-11-01 09:00:03' WHERE pers_nr = 3")
+        )
+    report, deleted, verified = _run("employees", legacy, api, store)
+    assert report.counts["inserted"] == 1 and report.counts["updated"] == 1  # 4 fixed, 3 edited
+    held = _base_b(base_b.database_url, "employees")
+    assert sorted(held) == [3, 4, 5]  # Anna soft-deleted, Bo out of the filter: both deleted in Base B
+    assert held[3].first_name == "Cyd" and held[4].department == "Engineering"
+    assert deleted.deleted == 2
+    assert {r["source_id"] for r in api.open_rejections("employees")} == {8}
+
+
+def test_replay_after_a_fix_sends_the_mapped_row(legacy, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    assert {r["source_id"] for r in api.open_rejections("employees")} == {4, 8}
+    # The map learns the code (a fix on our side, not in Base A): the row did not change, so only a
+    # replay sends it again, through the mapping.
+    fixed = SourceMapping.from_file(MAPPING)
+    department = fixed.spec.entities["employees"].fields["department"]
+    fields = {
+        **fixed.spec.entities["employees"].fields,
+        "department": department.model_copy(update={"map": {**department.map, "X": "Research"}}),
+    }
+    entity = fixed.spec.entities["employees"].model_copy(update={"fields": fields})
+    fixed = SourceMapping(
+        fixed.spec.model_copy(update={"entities": {**fixed.spec.entities, "employees": entity}}), "fixed"
+    )
+    replayed = sync.replay_rejections("employees", BaseA(legacy.engine, fixed), api, SETTINGS)
+    assert replayed.still_rejected == 1  # row 8 still has no version
+    assert _base_b(base_b.database_url, "employees")[4].department == "Research"

@@ -1,0 +1,139 @@
+"""The mapping file's validation and the time zone rule: no database needed."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from base_sync.mapping import IDENTITY, MappingError, SourceMapping, load_mapping, parse_mapping
+from base_sync.mapping.time_zones import zone_rule
+
+MINIMAL = {
+    "entities": {
+        "employees": {
+            "table": "personal",
+            "key": "pers_nr",
+            "cursor": [{"column": "geaendert_am"}, {"column": "angelegt_am"}],
+            "fields": {
+                "first_name": {"column": "vorname"},
+                "last_name": {"column": "nachname"},
+                "email": {"column": "mail", "trim": True, "case": "lower"},
+                "department": {"column": "abt", "map": {1: "Sales", "E": "Engineering"}, "unmapped": "reject"},
+            },
+        }
+    }
+}
+
+
+def with_entity(**changes) -> dict:
+    entity = {**MINIMAL["entities"]["employees"], **changes}
+    return {"entities": {"employees": entity}}
+
+
+def error_of(document, origin="m.yaml") -> str:
+    with pytest.raises(MappingError) as caught:
+        parse_mapping(document, origin)
+    return str(caught.value)
+
+
+def test_a_valid_mapping_loads_with_its_defaults(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        "source: {time_zone: Europe/Berlin}\n"
+        "entities:\n"
+        "  employees:\n"
+        "    table: personal\n"
+        "    key: pers_nr\n"
+        "    cursor: geaendert_am\n"
+        "    soft_delete: {column: aktiv, deleted_when: 0}\n"
+        "    fields:\n"
+        "      first_name: {column: vorname}\n"
+        "      last_name: {column: nachname}\n"
+        "      email: {column: mail}\n"
+        "      department: {column: abt, map: {1: Sales}}\n"
+    )
+    mapping = SourceMapping.from_file(path)
+    spec = mapping.spec.entities["employees"]
+    assert mapping.entities == ("employees",)
+    assert mapping.table_of("employees") == "personal" and mapping.entity_of_table("personal") == "employees"
+    assert spec.cursor[0].column == "geaendert_am" and spec.cursor[0].type == "datetime"
+    assert spec.fields["department"].map == {"1": "Sales"}  # YAML's integer key, compared as text
+    assert mapping.spec.source.time_zone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"entities": {"staff": MINIMAL["entities"]["employees"]}}, "unknown entities ['staff']"),
+        (with_entity(tabel="x"), "entities.employees.tabel: unknown key"),
+        (with_entity(table="drop table;"), "entities.employees.table: String should match pattern"),
+        (with_entity(cursor=[{"column": "c", "type": "date"}]), "entities.employees.cursor.0.type"),
+        (with_entity(cursor=[{"column": "c", "time_zone": "Mars/Olympus"}]), "unknown time zone 'Mars/Olympus'"),
+        (
+            with_entity(fields={**MINIMAL["entities"]["employees"]["fields"], "first_name": {}}),
+            "entities.employees.fields.first_name: give exactly one of column, concat, python (got none)",
+        ),
+        (
+            with_entity(fields={"first_name": {"column": "v"}, "email": {"column": "m"}}),
+            "entities.employees: fields.last_name: required by Base B's employees but not mapped",
+        ),
+        (
+            with_entity(fields={**MINIMAL["entities"]["employees"]["fields"], "salary_eur": {"column": "g"}}),
+            "fields.salary_eur: Base B's employees has no field 'salary_eur'",
+        ),
+        (
+            with_entity(fields={**MINIMAL["entities"]["employees"]["fields"], "salary": {"python": "nowhere:f"}}),
+            "cannot import 'nowhere:f'",
+        ),
+        (
+            with_entity(
+                fields={**MINIMAL["entities"]["employees"]["fields"], "salary": {"column": "g", "zero_date": "null"}}
+            ),
+            "fields.salary.zero_date: only date fields hold dates",
+        ),
+    ],
+)
+def test_errors_name_the_file_the_entity_and_the_key(document, expected):
+    message = error_of(document)
+    assert message.startswith("m.yaml: ")
+    assert expected in message
+
+
+def test_unreadable_files_are_named(tmp_path):
+    with pytest.raises(MappingError, match="cannot read the mapping file"):
+        load_mapping(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("entities: [unclosed")
+    with pytest.raises(MappingError, match=f"{broken}: not valid YAML"):
+        load_mapping(broken)
+
+
+def test_without_a_file_the_mapping_is_the_platforms_own_base_a(monkeypatch):
+    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
+    mapping = SourceMapping.from_settings()
+    assert mapping.is_identity and mapping.spec is IDENTITY
+    assert mapping.table_of("employees") == "employees"
+    assert mapping.spec.entities["employees"].cursor[0].type == "timestamp"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"])
+def test_the_time_zone_rule_is_zoneinfos_earlier_reading(zone):
+    """Ambiguous wall times take the offset before the change (fold=0), skipped ones too."""
+    rule, info = zone_rule(zone), ZoneInfo(zone)
+    rng = random.Random(zone)
+    walls = [datetime(1971, 1, 1) + timedelta(seconds=rng.randrange(60 * 365 * 86400)) for _ in range(20000)]
+    for boundary in rule.boundaries:  # around every change, to the second
+        walls += [boundary + timedelta(seconds=delta) for delta in (-3601, -1, 0, 1, 1800, 3600)]
+    for wall in walls:
+        assert rule.to_utc(wall) == wall.replace(tzinfo=info).astimezone(UTC), wall
+
+
+def test_daylight_saving_edges_in_berlin():
+    rule = zone_rule("Europe/Berlin")
+    # Clocks go back at 03:00 CEST on 2024-10-27: 02:30 happens twice; the earlier (CEST) is taken.
+    assert rule.to_utc(datetime(2024, 10, 27, 2, 30)) == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
+    # Clocks go forward at 02:00 CET on 2024-03-31: 02:30 never happens; read with CET, = 03:30 CEST.
+    assert rule.to_utc(datetime(2024, 3, 31, 2, 30)) == datetime(2024, 3, 31, 1, 30, tzinfo=UTC)

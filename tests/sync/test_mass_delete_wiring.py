@@ -1,0 +1,83 @@
+"""The circuit breaker's wiring in the batch DAG (parsed in a fresh interpreter, no server): the branch,
+the approval task and the trigger rules that keep the commit right after a rejection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from base_sync import sync
+from base_sync.state import MemoryStateStore
+from testbed.servers import REPO
+
+PROBE = """
+import json, runpy
+dag = runpy.run_path('dags/base_a_to_base_b.py')['base_a_to_base_b']()
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+tasks = {}
+for t in dag.tasks:
+    tasks[t.task_id] = {
+        "type": type(t).__name__,
+        "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+        "upstream": sorted(t.upstream_task_ids),
+        "downstream": sorted(t.downstream_task_ids),
+    }
+    if isinstance(t, ApprovalOperator):
+        timeout = t.response_timeout.total_seconds()
+        tasks[t.task_id] |= {"defaults": t.defaults, "timeout": timeout, "subject": t.subject}
+print(json.dumps({"tasks": tasks, "params": {k: dag.params.get_param(k).value for k in dag.params}}))
+"""
+
+
+def _parsed() -> dict:
+    env = {"SYNC_MASS_DELETE_APPROVAL_HOURS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():
+    parsed = _parsed()
+    tasks = parsed["tasks"]
+    assert parsed["params"]["approve_mass_delete"] is False
+    for entity in ("articles", "employees"):
+        check, approve = tasks[f"{entity}.check_deletes"], tasks[f"{entity}.approve_mass_delete"]
+        deletes, verify = tasks[f"{entity}.propagate_deletes"], tasks[f"{entity}.verify"]
+        commit = tasks[f"{entity}.commit_watermark"]
+        assert check["type"] == "_BranchPythonDecoratedOperator"
+        assert check["upstream"] == [f"{entity}.load"]
+        assert check["downstream"] == [f"{entity}.approve_mass_delete", f"{entity}.propagate_deletes"]
+        assert approve["type"] == "ApprovalOperator" and approve["upstream"] == [f"{entity}.check_deletes"]
+        assert approve["downstream"] == [f"{entity}.propagate_deletes"]
+        # No answer within SYNC_MASS_DELETE_APPROVAL_HOURS: Reject, nothing deleted.
+        assert approve["defaults"] == ["Reject"] and approve["timeout"] == 2 * 3600
+        assert "check_deletes" in approve["subject"] and "['total']" in approve["subject"]
+        # After the check alone (approval skipped) or an approval; a rejection skips it.
+        assert deletes["trigger_rule"] == "none_failed_min_one_success"
+        assert deletes["upstream"] == [f"{entity}.approve_mass_delete", f"{entity}.check_deletes"]
+        # Verify and commit run after skipped (rejected) deletes, never after a failure.
+        assert verify["trigger_rule"] == "none_failed_min_one_success"
+        assert set(verify["upstream"]) == {f"{entity}.load", f"{entity}.propagate_deletes"}
+        assert commit["trigger_rule"] == "none_failed"
+        assert f"{entity}.propagate_deletes" in commit["upstream"]
+
+
+def test_withheld_deletes_keep_the_last_delete_log_position_and_comparison_time():
+    store = MemoryStateStore()
+    position = {"updated_at": "2026-01-01T00:00:00+00:00", "id": 7}
+    store.set("articles", None, {"deletes": {"log_position": position, "keys_compared_at": "2026-01-01T00:00:00"}})
+    plan = {"total": 900, "limit": 100, "message": "articles: 900 rows to delete"}
+    withheld = sync.deletes_withheld("articles", store, plan)
+    assert withheld["deleted"] == 0 and withheld["withheld"] == plan
+    assert withheld["log_position"] == position and withheld["keys_compared_at"] == "2026-01-01T00:00:00"
+    assert sync.deletes_withheld("employees", store, None)["log_position"] is None  # nothing committed yet

@@ -1,0 +1,356 @@
+"""The mapping against the live Base A (`base_sync.mapping.check`), and no writes on a Base A the
+platform did not create: a legacy-shaped table (other names, INT UNSIGNED key, local DATETIME
+cursor, soft-delete flag, a column nobody maps) on the real MariaDB, read through a SELECT-only
+account, synced to Base B behind the real API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import OperationalError
+
+from base_sync.backends import backend_named
+from base_sync.mapping import SourceMapping
+from base_sync.mapping.check import SchemaDriftError, check_source
+from base_sync.metrics import schema_samples
+from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import create_schema, existing_triggers
+from base_sync.state import MemoryStateStore
+from tests.sync.conftest import synced_rows
+from tests.sync.test_sync_steps import run_once
+
+BERLIN = ZoneInfo("Europe/Berlin")
+LEGACY_TABLE = """
+CREATE TABLE mitarbeiter (
+    pers_nr INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    vorname VARCHAR(60) NOT NULL,
+    nachname VARCHAR(60) NOT NULL,
+    mail VARCHAR(200) NOT NULL,
+    abt_code CHAR(1) NULL,
+    stelle VARCHAR(80) NULL,
+    gehalt DECIMAL(12,2) NULL,
+    eintritt DATE NULL,
+    aktiv TINYINT(1) NOT NULL DEFAULT 1,
+    angelegt_am DATETIME NOT NULL,
+    geaendert_am DATETIME NULL,
+    notiz TEXT NULL,
+    KEY ix_geaendert (geaendert_am)
+)
+"""
+MAPPING = """
+source: {time_zone: Europe/Berlin}
+entities:
+  employees:
+    table: mitarbeiter
+    key: pers_nr
+    cursor: [{column: geaendert_am, type: datetime}]
+    created: {column: angelegt_am, type: datetime}
+    soft_delete: {column: aktiv, deleted_when: 0}
+    fields:
+      first_name: {column: vorname, trim: true}
+      last_name: {column: nachname, trim: true}
+      email: {column: mail, trim: true, case: lower}
+      department: {column: abt_code, map: {V: Sales, E: Engineering}, unmapped: "null"}
+      position: {column: stelle}
+      salary: {column: gehalt}
+      hired_at: {column: eintritt}
+"""
+ROWS = [  # pers_nr, vorname, nachname, mail, abt_code, stelle, gehalt, eintritt, aktiv, geaendert_am (Berlin)
+    (7, " Ada ", "Lovelace", "ADA@Example.com ", "E", "Engineer", "5000.00", "2020-02-29", 1, "2026-03-29 01:30:00"),
+    (8, "Alan", "Turing", "alan@example.com", "V", None, None, None, 1, "2026-03-29 03:30:00"),
+    (9, "Grace", "Hopper", "grace@example.com", "X", "Admiral", "7000.50", "1999-12-31", 1, "2026-10-25 02:30:00"),
+    (10, "Gone", "Already", "gone@example.com", "V", None, None, None, 0, "2026-11-01 12:00:00"),
+]
+
+
+def _utc(wall: str) -> datetime:
+    return datetime.fromisoformat(wall).replace(tzinfo=BERLIN).astimezone(UTC)
+
+
+def expected_rows(rows) -> dict[int, tuple]:
+    """What Base B must hold of the legacy rows, worked out here by hand from the mapping's rules."""
+    departments = {"V": "Sales", "E": "Engineering"}
+    return {
+        key: (
+            _utc(changed),
+            first.strip(),
+            last.strip(),
+            mail.strip().lower(),
+            departments.get(code),
+            position,
+            salary,  # as synced_rows shows decimals: their exact text
+            date.fromisoformat(hired) if hired else None,
+        )
+        for key, first, last, mail, code, position, salary, hired, active, changed in rows
+        if active
+    }
+
+
+def _insert(conn, rows) -> None:
+    for row in rows:
+        conn.execute(
+            text(
+                "INSERT INTO mitarbeiter (pers_nr, vorname, nachname, mail, abt_code, stelle, gehalt, eintritt, "
+                "aktiv, angelegt_am, geaendert_am) VALUES (:k, :f, :l, :m, :c, :p, :s, :h, :a, :w, :w)"
+            ),
+            dict(zip("kflmcpsha", row[:9], strict=True), w=row[9]),
+        )
+
+
+@pytest.fixture
+def legacy_url(make_mariadb_database) -> str:
+    """A Base A the platform did not create: the legacy table and its rows, made by root."""
+    url = make_mariadb_database()
+    engine = source_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(LEGACY_TABLE))
+        _insert(conn, ROWS)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def mapping_file(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MAPPING)
+    return path
+
+
+@pytest.fixture
+def mapping(mapping_file) -> SourceMapping:
+    return SourceMapping.from_file(mapping_file)
+
+
+@pytest.fixture
+def root(legacy_url) -> Iterator:
+    engine = source_engine(legacy_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def select_only_url(legacy_url) -> Iterator[str]:
+    """A MariaDB account with SELECT on the legacy database and nothing else; dropped afterwards."""
+    url = make_url(legacy_url)
+    user, password = f"ro_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = source_engine(legacy_url)
+    with admin.begin() as conn:
+        for host in ("localhost", "127.0.0.1"):
+            conn.execute(text(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"))
+            conn.execute(text(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'{host}'"))
+    yield url.set(username=user, password=password).render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        for host in ("localhost", "127.0.0.1"):
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+    admin.dispose()
+
+
+def alter(engine, statement: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(statement))
+
+
+# The check itself
+
+
+def test_a_legacy_table_passes_and_the_unmapped_column_is_reported(root, mapping):
+    checked = check_source(root, mapping, backend_named("mysql"))
+    assert checked.problems == []
+    employees = checked.entities["employees"]
+    assert employees.unmapped == ["notiz"]
+    by_target = {use.target: use for use in employees.uses}
+    assert by_target["source_id"].types == ("INT(10) UNSIGNED",)
+    assert by_target["source_updated_at"].transforms == "Europe/Berlin -> UTC"
+    assert by_target["department"].transforms == "map 2 values, unmapped null"
+    assert schema_samples("employees", employees.unmapped) == [
+        ("gauge", "base_sync.source_unmapped_columns.employees", 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "column", "expected", "found"),
+    [
+        ("ALTER TABLE mitarbeiter DROP COLUMN stelle", "stelle", "a text type", "no such column"),
+        ("ALTER TABLE mitarbeiter MODIFY gehalt VARCHAR(20)", "gehalt", "a numeric type", "VARCHAR(20)"),
+        ("ALTER TABLE mitarbeiter MODIFY geaendert_am TIMESTAMP NULL", "geaendert_am", "DATETIME", "TIMESTAMP"),
+        ("ALTER TABLE mitarbeiter MODIFY eintritt VARCHAR(10)", "eintritt", "a date type", "VARCHAR(10)"),
+        ("ALTER TABLE mitarbeiter MODIFY nachname BLOB", "nachname", "a text type", "BLOB"),
+        ("ALTER TABLE mitarbeiter MODIFY pers_nr VARCHAR(12) NOT NULL", "pers_nr", "an integer type", "VARCHAR(12)"),
+        ("ALTER TABLE mitarbeiter CHANGE angelegt_am angelegt DATETIME", "angelegt_am", "DATETIME", "no such column"),
+    ],
+)
+def test_a_missing_or_retyped_column_is_named_with_expected_and_found(
+    root, mapping, statement, column, expected, found
+):
+    alter(root, statement)
+    with pytest.raises(SchemaDriftError) as raised:
+        BaseA(root, mapping).require_schema("employees")
+    message = str(raised.value)
+    assert f"mitarbeiter.{column}: expected {expected}" in message
+    assert message.endswith(f"found {found}") or f"found {found};" in message
+
+
+def test_a_missing_table_is_named(root, mapping):
+    alter(root, "RENAME TABLE mitarbeiter TO mitarbeiter_alt")
+    with pytest.raises(SchemaDriftError, match=r"table mitarbeiter: expected a table the mapping reads, found no such"):
+        next(BaseA(root, mapping).extract("employees", None, 100))
+
+
+def test_a_type_change_the_mapping_reads_the_same_way_is_no_drift(root, mapping):
+    alter(root, "ALTER TABLE mitarbeiter MODIFY pers_nr BIGINT UNSIGNED NOT NULL AUTO_INCREMENT")
+    alter(root, "ALTER TABLE mitarbeiter MODIFY stelle VARCHAR(100) NULL")
+    assert check_source(root, mapping, backend_named("mysql")).problems == []
+
+
+def test_the_platforms_own_base_a_on_sqlite_passes(tmp_path):
+    url = f"sqlite:///{tmp_path}/base_a.sqlite"
+    engine = source_engine(url)
+    create_schema(engine)
+    checked = BaseA(engine, SourceMapping()).check()
+    assert checked.problems == [] and all(not c.unmapped for c in checked.entities.values())
+    engine.dispose()
+
+
+# Drift between two runs, through the sync steps
+
+
+def test_a_column_retyped_between_runs_fails_the_next_run_before_anything_is_written(root, mapping, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("employees", BaseA(root, mapping), api, store)
+    assert synced_rows(base_b.database_url, "employees") == expected_rows(ROWS)
+    watermark, before = store.get("employees"), synced_rows(base_b.database_url, "employees")
+
+    with root.begin() as conn:  # a change the next run would send, then the drift
+        conn.execute(text("UPDATE mitarbeiter SET vorname = 'Augusta', geaendert_am = '2026-12-01 10:00:00'"))
+    alter(root, "ALTER TABLE mitarbeiter MODIFY gehalt VARCHAR(20)")
+
+    with pytest.raises(SchemaDriftError, match=r"mitarbeiter\.gehalt: expected a numeric type .*found VARCHAR\(20\)"):
+        run_once("employees", BaseA(root, mapping), api, store)  # a new run: a new reader, checked anew
+    assert synced_rows(base_b.database_url, "employees") == before
+    assert store.get("employees") == watermark
+
+
+def test_a_new_unmapped_column_is_reported_and_ignored(root, mapping, base_b):
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("employees", BaseA(root, mapping), api, store)
+    alter(root, "ALTER TABLE mitarbeiter ADD COLUMN kostenstelle INT NULL")
+    with root.begin() as conn:
+        conn.execute(text("UPDATE mitarbeiter SET kostenstelle = 42, nachname = 'Byron', geaendert_am = NOW()"))
+    base_a = BaseA(root, mapping)
+    assert base_a.require_schema("employees").unmapped == ["notiz", "kostenstelle"]
+    run_once("employees", base_a, api, store)
+    assert {row[2] for row in synced_rows(base_b.database_url, "employees").values()} == {"Byron"}
+
+
+# A SELECT-only account: the batch works, nothing needs more than SELECT
+
+
+def test_the_batch_steps_run_through_a_select_only_account(root, select_only_url, mapping, base_b):
+    reader = source_engine(select_only_url)
+    with reader.connect() as conn:
+        grants = [g for (g,) in conn.execute(text("SHOW GRANTS"))]
+        assert len(grants) == 2 and grants[0].startswith("GRANT USAGE ON *.*")
+        assert grants[1].startswith("GRANT SELECT ON `")
+        with pytest.raises(OperationalError, match="DELETE command denied"):
+            conn.execute(text("DELETE FROM mitarbeiter"))
+    api, store = base_b.api(), MemoryStateStore()
+
+    first = run_once("employees", BaseA(reader, mapping), api, store)
+    assert first["load"]["inserted"] == 3
+    assert synced_rows(base_b.database_url, "employees") == expected_rows(ROWS)
+
+    # Changes by the owner: an update, a soft delete, a hard delete, an insert.
+    later = [
+        (7, "Ada", "King", "ada@example.com", "E", "Countess", "5100.00", "2020-02-29", 1, "2026-12-01 09:00:00"),
+        (8, *ROWS[1][1:8], 0, "2026-12-01 09:01:00"),
+        (11, "Edsger", "Dijkstra", "ewd@example.com", "E", None, None, None, 1, "2026-12-01 09:02:00"),
+    ]
+    with root.begin() as conn:
+        conn.execute(text("DELETE FROM mitarbeiter WHERE pers_nr IN (7, 8, 9)"))
+        _insert(conn, later)
+    second = run_once("employees", BaseA(reader, mapping), api, store)
+    assert "suspect_buckets" in second["deletes"]  # no delete log: deletes by key comparison
+    assert second["deletes"]["deleted"] == 2  # Alan (soft), Grace (hard)
+    assert synced_rows(base_b.database_url, "employees") == expected_rows([later[0], later[2]])
+    assert existing_triggers(root) == []  # nothing was installed on the owner's database
+    reader.dispose()
+
+
+def test_read_commands_write_nothing(legacy_url, select_only_url, mapping_file, make_mariadb_database):
+    counted = _base_a("count", "employees", "--mapping", str(mapping_file), url=select_only_url)
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.strip() == "3"  # the live rows: the soft-deleted one is not counted
+
+    # On an empty database the identity mapping finds no table: it says so and creates none.
+    empty = make_mariadb_database()
+    refused = _base_a("count", "employees", url=empty)
+    assert refused.returncode != 0
+    engine = source_engine(empty)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW TABLES")).all() == []
+    engine.dispose()
+
+
+def test_base_a_check_prints_each_mapped_column_and_fails_on_drift(root, legacy_url, select_only_url, mapping_file):
+    checked = _base_a("check", "--mapping", str(mapping_file), url=select_only_url)
+    assert checked.returncode == 0, checked.stderr
+    lines = checked.stdout.splitlines()
+    assert "employees <- mitarbeiter" in lines
+    row = next(line.split() for line in lines if line.strip().startswith("source_updated_at"))
+    assert row[:3] == ["source_updated_at", "geaendert_am", "DATETIME"]
+    assert "Europe/Berlin" in checked.stdout and "not mapped (ignored): notiz" in checked.stdout
+    assert lines[-1].startswith("ok")
+    print(checked.stdout)  # the README's example
+
+    alter(root, "ALTER TABLE mitarbeiter DROP COLUMN mail")
+    failed = _base_a("check", "--mapping", str(mapping_file), url=select_only_url)
+    assert failed.returncode == 1
+    assert "employees: mitarbeiter.mail: expected a text type" in failed.stderr
+    assert "found no such column" in failed.stderr
+
+
+def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, mapping_file, base_b):
+    assert existing_triggers(root) == []
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    assert existing_triggers(root) == ["mitarbeiter_log_delete"]  # named after the table
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("employees", BaseA(root, mapping), api, store)
+    with root.begin() as conn:
+        conn.execute(text("DELETE FROM mitarbeiter WHERE pers_nr = 9"))
+        logged = conn.execute(text("SELECT entity, id FROM delete_log")).all()
+    assert logged == [("employees", 9)]
+    second = run_once("employees", BaseA(root, mapping), api, store)
+    assert second["deletes"]["from_log"] == 1 and second["deletes"]["deleted"] == 1
+    # The mapping's soft-delete rule has the key buckets compared every run too (the log cannot show
+    # a soft delete): the comparison names the same key, which is deleted once.
+    assert second["deletes"]["suspect_buckets"] == 1
+    assert 9 not in synced_rows(base_b.database_url, "employees")
+
+
+def _base_a(*args: str, url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BASE_A_URL": url}
+    env.pop("BASE_A_MAPPING_FILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "base_sync.demo.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_sqlite_read_commands_open_the_file_read_only(tmp_path):
+    url = f"sqlite:///{tmp_path}/missing.sqlite"
+    refused = _base_a("count", "employees", url=url)
+    assert refused.returncode != 0
+    assert not (tmp_path / "missing.sqlite").exists()
