@@ -298,17 +298,18 @@ def envelope_columns(entity: str) -> list[SourceColumn]:
     table = build_tables(backend_named("mysql"))[entity]
     columns = []
     for column in table.columns:
+        name = str(column.name)  # a plain str: orjson refuses SQLAlchemy's quoted_name as a key
         optional = column.nullable and not column.primary_key
         if isinstance(column.type, Numeric):
             kind = {"scale": column.type.scale or 0, "precision": column.type.precision}
-            columns.append(SourceColumn(column.name, "decimal", optional, **kind))
+            columns.append(SourceColumn(name, "decimal", optional, **kind))
         elif isinstance(column.type, DateTime):
-            columns.append(SourceColumn(column.name, "datetime", optional))
+            columns.append(SourceColumn(name, "datetime", optional))
         elif isinstance(column.type, Date):
-            columns.append(SourceColumn(column.name, "date", optional))
+            columns.append(SourceColumn(name, "date", optional))
         elif isinstance(column.type, Integer):
             wide = column.primary_key  # INT UNSIGNED does not fit int32
-            columns.append(SourceColumn(column.name, "int64" if wide else "int16", optional))
+            columns.append(SourceColumn(name, "int64" if wide else "int16", optional))
         else:
-            columns.append(SourceColumn(column.name, "string", optional))
+            columns.append(SourceColumn(name, "string", optional))
     return columns
