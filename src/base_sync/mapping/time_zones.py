@@ -11,7 +11,7 @@ Both cases reduce to one boundary per change: the wall time `T + max(before, aft
 instant of the change); at or after it the new offset applies. The batch extract pushes the rule
 into SQL as nested CASEs that bisect those boundaries, and the events path applies the same
 boundaries with a binary search, so a row's version is the same number on both paths. Bisecting
-costs every value about log2(changes) comparisons (8 for Europe/Berlin); a flat CASE, newest
+costs every value about log2(changes) comparisons (7 for Europe/Berlin); a flat CASE, newest
 boundary first, took dozens for a row of a few years ago and all of them for a NULL (a nullable
 cursor column), which made the mapped extract of bench/batch_sync.py several times slower.
 Changes are listed from 1970 to five years ahead; a wall time after the last one keeps its offset.
