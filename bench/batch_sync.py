@@ -12,7 +12,12 @@ with the upsert strategy on `id`), each into its own PostgreSQL schema; (3) our 
 split into N key ranges loaded and verified at once, each in its own process (the mapped tasks); (4) `--changes`
 random changes in Base A (1% each inserts and deletes, the rest updates), then our incremental sync
 and dlt's incremental run over the same rows; (5) a tenth as many changes and our incremental sync
-again, to show its cost follows the changes.
+again, to show its cost follows the changes; (6) unless `--no-legacy`, the same full sync, changes
+and incremental syncs on the same number of employees seeded into the legacy demo table (`personal`,
+base_sync.demo.legacy) and read through the demo's mapping (mappings/demo.yaml: renames, trims,
+local Europe/Berlin DATETIMEs converted to UTC, a department code value map, a soft-delete flag)
+into a second, empty Base B, so the mapping's cost is the ratio of two runs on the same machine
+at the same time (`--legacy-first` runs it before the identity sync).
 Each sync and each dlt run is its own spawned process, so its peak memory (max RSS) is its own;
 each timed step starts after a VACUUM (ANALYZE) and a CHECKPOINT of the PostgreSQL database, so it
 does not pay for autovacuum or dirty pages left by the previous one. The load average is sampled
@@ -48,7 +53,8 @@ sys.path.insert(0, str(REPO))
 from api_service import migrate  # noqa: E402
 from base_sync import partitioned, sync  # noqa: E402
 from base_sync.api_client import BaseBApi  # noqa: E402
-from base_sync.demo import generate  # noqa: E402
+from base_sync.demo import generate, legacy  # noqa: E402
+from base_sync.mapping import SourceMapping  # noqa: E402
 from base_sync.reports import Partition, PartitionReport  # noqa: E402
 from base_sync.settings import SyncSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
@@ -57,6 +63,7 @@ from base_sync.state import MemoryStateStore  # noqa: E402
 from testbed.servers import PG_HOST, PG_PORT, PG_USER, api_server  # noqa: E402
 
 TOKEN = "bench-token"
+LEGACY_MAPPING = REPO / "mappings" / "demo.yaml"
 COLUMNS = ("first_name", "last_name", "email", "department", "position", "salary", "hired_at")
 # dlt's settings for the anchor, as environment variables (its configuration mechanism):
 DLT_ENV = {
@@ -91,6 +98,25 @@ def prepare_base_a(rows: int) -> str:
         started = time.perf_counter()
         generate.seed(engine, "employees", rows, seed_value=1)
         print(f"seeded {rows} employees in {time.perf_counter() - started:.1f} s")
+    engine.dispose()
+    return url
+
+
+def prepare_legacy_base_a(rows: int) -> str:
+    """A MariaDB database with `rows` employees in the legacy demo table `personal` (kept between runs)."""
+    name = f"bench_legacy_base_a_{rows}"
+    url = f"mysql+mysqldb://root@127.0.0.1:3306/{name}"
+    admin = MySQLdb.connect(host="127.0.0.1", user="root")
+    admin.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+    admin.close()
+    engine = source_engine(url)
+    legacy.create(engine)
+    if legacy.count(engine, "employees") != rows:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE personal")
+        started = time.perf_counter()
+        legacy.seed(engine, "employees", rows, seed_value=1)
+        print(f"seeded {rows} legacy employees in {time.perf_counter() - started:.1f} s")
     engine.dispose()
     return url
 
@@ -130,9 +156,11 @@ def anchor_copy_and_merge(maria_db: str, pg_dsn: str) -> float:
     return time.perf_counter() - started
 
 
-def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, out) -> None:
-    """One DAG run's steps for employees, timed; runs in its own process."""
-    base_a, api = BaseA(source_engine(base_a_url)), BaseBApi(api_url, TOKEN)
+def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, mapping_file: str | None, out) -> None:
+    """One DAG run's steps for employees, timed; runs in its own process. `mapping_file`: read Base A
+    through that mapping (the legacy run), else the identity mapping."""
+    mapping = SourceMapping.from_file(mapping_file) if mapping_file else SourceMapping()
+    base_a, api = BaseA(source_engine(base_a_url), mapping), BaseBApi(api_url, TOKEN)
     store, config = MemoryStateStore(), SyncSettings(**settings)
     store.saved = state
     timings, partition_peaks = {}, []
@@ -186,8 +214,8 @@ def run_partitions(base_a_url: str, api_url: str, settings: dict, plan: list) ->
     return [(PartitionReport.from_json(r["report"]), r["peak_rss_mb"]) for r in results]
 
 
-def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict) -> dict:
-    return run_child(_sync_child, base_a_url, api_url, state, settings)
+def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict, mapping_file: str | None = None) -> dict:
+    return run_child(_sync_child, base_a_url, api_url, state, settings, mapping_file)
 
 
 def run_child(target, *args) -> dict:
@@ -270,6 +298,38 @@ def churn(engine, changes: int) -> dict:
     )
 
 
+def legacy_churn(engine, changes: int) -> dict:
+    """The same split on the legacy table: 1% inserted, 1% deleted (half of them soft: aktiv = 0)."""
+    one_percent = changes // 100
+    return legacy.churn(
+        engine,
+        "employees",
+        updates=changes - 2 * one_percent,
+        inserts=one_percent,
+        deletes=one_percent // 2,
+        soft_deletes=one_percent - one_percent // 2,
+        seed_value=2,
+    )
+
+
+def compare_legacy(base_a_url: str, pg_dsn: str) -> dict:
+    """Untimed check of the legacy run: live rows and salary sum of `personal` against Base B's live synced rows."""
+    engine = source_engine(base_a_url)
+    with engine.connect() as conn:
+        source = conn.exec_driver_sql("SELECT count(*), sum(gehalt) FROM personal WHERE aktiv <> 0").one()
+    engine.dispose()
+    with psycopg.connect(pg_dsn) as pg:
+        target = pg.execute(
+            "SELECT count(*), sum(salary) FROM employees WHERE source_id IS NOT NULL AND deleted_at IS NULL"
+        ).fetchone()
+    names = ("rows", "salary_sum")
+    return {
+        "base_a": dict(zip(names, map(str, source), strict=True)),
+        "synced": dict(zip(names, map(str, target), strict=True)),
+        "equal": source[0] == target[0] and Decimal(source[1]) == Decimal(target[1]),
+    }
+
+
 def compare_with_base_a(maria_db: str, pg_dsn: str, table: str) -> dict:
     """Untimed check of a loaded table against Base A: row and key counts, salary sum, newest cursor."""
     query = "SELECT count(*), count(DISTINCT id), sum(salary), max(updated_at) FROM {}"
@@ -333,15 +393,53 @@ class LoadAverage:
         }
 
 
-def measure(base_a_url: str, pg_name: str, args, settings: dict, versions: dict | None, load: LoadAverage):
-    """Every timed step, in order, on the same Base A data and the same PostgreSQL database."""
+def measure_legacy(legacy_url: str, pg_name: str, args, settings: dict, load: LoadAverage, tmp: str) -> dict:
+    """The legacy run: full sync through the demo mapping into an empty Base B, the changes, then
+    the incremental syncs, as the identity run does them."""
+    pg_dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={pg_name}"
+    database_url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{pg_name}"
+    mapping = str(LEGACY_MAPPING)
+    migrate.upgrade(database_url)
+    with api_server(database_url, TOKEN, Path(tmp) / "api-legacy.log", workers=args.workers) as api_url:
+        load.mark("legacy_full_sync")
+        settle(pg_dsn)
+        full = run_sync(legacy_url, api_url, {}, settings, mapping)
+        print(f"legacy full sync: {full['timings']}, peak {full['peak_rss_mb']:.0f} MB")
+        engine = source_engine(legacy_url)
+        legacy_churn(engine, args.changes)
+        load.mark("legacy_incremental_sync")
+        settle(pg_dsn)
+        incremental = run_sync(legacy_url, api_url, full["state"], settings, mapping)
+        print(f"legacy incremental: {incremental['timings']}")
+        legacy_churn(engine, args.changes // 10)
+        load.mark("legacy_small_incremental_sync")
+        settle(pg_dsn)
+        incremental["tenth"] = run_sync(legacy_url, api_url, incremental["state"], settings, mapping)
+        print(f"legacy incremental, a tenth of the changes: {incremental['tenth']['timings']}")
+        engine.dispose()
+    return {"full": full, "incremental": incremental, "check": compare_legacy(legacy_url, pg_dsn)}
+
+
+def measure(
+    base_a_url: str,
+    pg_name: str,
+    args,
+    settings: dict,
+    versions: dict | None,
+    load: LoadAverage,
+    legacy_run=None,
+):
+    """Every timed step, in order, on the same Base A data and the same PostgreSQL database;
+    `legacy_run(tmp)` (the legacy run, in its own database) first or last, as asked."""
     maria_db = base_a_url.rsplit("/", 1)[1]
     pg_dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={pg_name}"
     database_url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{pg_name}"
     # dlt's postgres credentials require a password; the test server trusts loopback and ignores it.
     dlt_url = f"postgresql://{PG_USER}:unused@{PG_HOST}:{PG_PORT}/{pg_name}"
-    dlt_runs, checks = {}, {}
+    dlt_runs, checks, legacy_result = {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
+        if legacy_run and args.legacy_first:
+            legacy_result = legacy_run(tmp)
         pipes = str(Path(tmp) / "dlt")
         load.mark("anchor")
         settle(pg_dsn)
@@ -378,7 +476,9 @@ def measure(base_a_url: str, pg_name: str, args, settings: dict, versions: dict 
             incremental["tenth"] = run_sync(base_a_url, api_url, incremental["state"], settings)
             print(f"incremental, a tenth of the changes: {incremental['tenth']['timings']}")
             engine.dispose()
-    return anchor, full, incremental, dlt_runs, checks
+        if legacy_run and not args.legacy_first:
+            legacy_result = legacy_run(tmp)
+    return anchor, full, incremental, dlt_runs, checks, legacy_result
 
 
 def main() -> None:
@@ -391,6 +491,8 @@ def main() -> None:
         "--partitions", type=int, default=1, help="key ranges of the full sync, each in its own process at once"
     )
     parser.add_argument("--no-dlt", action="store_true", help="leave out the dlt anchor")
+    parser.add_argument("--no-legacy", action="store_true", help="leave out the legacy-shaped run (the mapping)")
+    parser.add_argument("--legacy-first", action="store_true", help="run the legacy sync before the identity one")
     args = parser.parse_args()
     # partition_min_rows 0: --partitions alone decides whether the full sync is split.
     settings = {
@@ -404,16 +506,25 @@ def main() -> None:
         print("dlt anchor left out: dlt or connectorx is not installed (uv pip install -e '.[bench]')")
 
     base_a_url = prepare_base_a(args.rows)
-    pg_name = f"bench_base_b_{uuid.uuid4().hex[:8]}"
+    legacy_url = None if args.no_legacy else prepare_legacy_base_a(args.rows)
+    run_id = uuid.uuid4().hex[:8]
+    pg_name, legacy_pg = f"bench_base_b_{run_id}", f"bench_legacy_base_b_{run_id}"
     admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{pg_name}"')
+        for name in (pg_name, *([legacy_pg] if legacy_url else [])):
+            conn.execute(f'CREATE DATABASE "{name}"')
     with LoadAverage() as load:
+        legacy_run = (
+            (lambda tmp: measure_legacy(legacy_url, legacy_pg, args, settings, load, tmp)) if legacy_url else None
+        )
         try:
-            anchor, full, incremental, dlt_runs, checks = measure(base_a_url, pg_name, args, settings, versions, load)
+            anchor, full, incremental, dlt_runs, checks, legacy_result = measure(
+                base_a_url, pg_name, args, settings, versions, load, legacy_run
+            )
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                for name in (pg_name, legacy_pg):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     full_rate = args.rows / full["timings"]["total"]
     load_rate = args.rows / full["timings"]["load"]
@@ -432,15 +543,39 @@ def main() -> None:
             "ratio_to_anchor": full_rate / anchor_rate,
         },
         "incremental_sync": {**incremental, "changes": args.changes},
+        "legacy": legacy_results(legacy_result, full, incremental, args) if legacy_result else {"skipped": True},
         "dlt": dlt_results(dlt_runs, checks, versions, full, incremental, args)
         if versions
         else {"skipped": "--no-dlt" if args.no_dlt else "dlt or connectorx is not installed (the bench extra)"},
     }
-    for part in (results["full_sync"], results["incremental_sync"], results["incremental_sync"]["tenth"]):
+    parts = [results["full_sync"], results["incremental_sync"], results["incremental_sync"]["tenth"]]
+    if legacy_result:
+        parts += [legacy_result["full"], legacy_result["incremental"], legacy_result["incremental"]["tenth"]]
+    for part in parts:
         part.pop("state", None)
     out = REPO / "bench" / "results" / "batch_sync.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print(markdown(results, args))
+
+
+def legacy_results(legacy_run: dict, full: dict, incremental: dict, args) -> dict:
+    """The legacy run's figures and its ratios to the identity run of the same bench."""
+    rows, l_full, l_inc = args.rows, legacy_run["full"], legacy_run["incremental"]
+    rate, identity_rate = rows / l_full["timings"]["total"], rows / full["timings"]["total"]
+    load_rate, identity_load_rate = rows / l_full["timings"]["load"], rows / full["timings"]["load"]
+    return {
+        "mapping": str(LEGACY_MAPPING.relative_to(REPO)),
+        "table": "personal",
+        "full_sync": {**l_full, "rows_per_s": rate, "load_rows_per_s": load_rate},
+        "incremental_sync": {**l_inc, "changes": args.changes},
+        # legacy rows/s ÷ identity rows/s: 0.90 is the goal's floor (within 10%).
+        "ratio_full": rate / identity_rate,
+        "ratio_load": load_rate / identity_load_rate,
+        # seconds over seconds: above 1 means the legacy run is slower.
+        "incremental_seconds_ratio": l_inc["timings"]["total"] / incremental["timings"]["total"],
+        "check": legacy_run["check"],
+        "order": "legacy first" if args.legacy_first else "identity first",
+    }
 
 
 def dlt_results(runs: dict, checks: dict, versions: dict, full: dict, incremental: dict, args) -> dict:
@@ -533,6 +668,23 @@ def markdown(results: dict, args) -> str:
             f"| peak RSS of dlt: full / incremental | {dlt['full']['peak_rss_mb']:.0f} MB / "
             f"{dlt['incremental']['peak_rss_mb']:.0f} MB |"
         )
+    if "ratio_full" in results["legacy"]:
+        leg = results["legacy"]
+        l_full, l_inc = leg["full_sync"]["timings"], leg["incremental_sync"]["timings"]
+        l_tenth = leg["incremental_sync"]["tenth"]["timings"]
+        lines += [
+            f"| legacy shape through the mapping: full sync, all steps | {leg['full_sync']['rows_per_s']:,.0f} rows/s "
+            f"({l_full['total']:.1f} s) = {leg['ratio_full']:.2f} × identity |",
+            f"| legacy: full sync, load step | {leg['full_sync']['load_rows_per_s']:,.0f} rows/s "
+            f"({l_full['load']:.1f} s) = {leg['ratio_load']:.2f} × identity |",
+            f"| legacy: full sync deletes / verify | {l_full['deletes']:.2f} s / {l_full['verify']:.2f} s |",
+            f"| legacy incremental ({args.changes:,} changed): total (load / deletes / verify) | "
+            f"{l_inc['total']:.2f} s ({l_inc['load']:.2f} / {l_inc['deletes']:.2f} / {l_inc['verify']:.2f} s) |",
+            f"| legacy incremental, {args.changes // 10:,} changed: total (load / deletes / verify) | "
+            f"{l_tenth['total']:.2f} s ({l_tenth['load']:.2f} / {l_tenth['deletes']:.2f} / "
+            f"{l_tenth['verify']:.2f} s) |",
+            f"| legacy check: live rows and salary sum equal in Base B | {leg['check']['equal']} |",
+        ]
     load = results["load_average"]
     lines.append(
         f"| load average (1 min) during the run, {load['cores']} cores | {load['one_minute_min']:.2f}–"

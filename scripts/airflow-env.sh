@@ -30,6 +30,10 @@ export AIRFLOW__METRICS__STATSD_HOST=${AIRFLOW__METRICS__STATSD_HOST:-127.0.0.1}
 export AIRFLOW__METRICS__STATSD_PORT=${AIRFLOW__METRICS__STATSD_PORT:-8125}
 
 # Connections: Base A (SQLite file by default; a mysql connection for MySQL/MariaDB) and the REST API.
+# The embedded Base A is the legacy demo, read through its mapping file (docs/mapping.md); a Base A
+# you name yourself is read as the platform's own unless BASE_A_MAPPING_FILE names its mapping.
+[ -n "${BASE_A_URL:-}" ] || export BASE_A_MAPPING_FILE=${BASE_A_MAPPING_FILE-$_root/mappings/demo.yaml}
+[ -n "${BASE_A_MAPPING_FILE:-}" ] || unset BASE_A_MAPPING_FILE  # set but empty: the identity mapping
 export BASE_A_URL=${BASE_A_URL:-sqlite:///$PLATFORM_VAR/base_a.sqlite}
 export AIRFLOW_CONN_BASE_A=${AIRFLOW_CONN_BASE_A:-"{\"conn_type\": \"sqlite\", \"host\": \"$PLATFORM_VAR/base_a.sqlite\"}"}
 _api_bind=${API_BIND:-127.0.0.1:5000}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the platform on embedded defaults (no external servers) and runs its main job once:
-# Base B on SQLite (migrated), the REST API and GraphQL under gunicorn, Base A on SQLite (filled
-# with sample rows on first start), the Kafka-protocol broker (Tansu), the event maker (or, on a
+# Base B on SQLite (migrated), the REST API and GraphQL under gunicorn, Base A on SQLite (the legacy
+# demo tables of mappings/demo.yaml, filled with sample rows on first start), the Kafka-protocol broker (Tansu), the event maker (or, on a
 # MySQL/MariaDB Base A, the CDC relay), Airflow 3 (api-server, scheduler, dag-processor, triggerer),
 # Prometheus when it is installed, then one run of the base_a_to_base_b DAG. Every process runs in
 # the background in its own process group, with its pid in $PLATFORM_VAR/run and its log in
@@ -62,7 +62,8 @@ if [ -n "${start_kafka:-}" ]; then
     --advertised-listener-url "tcp://$KAFKA_BOOTSTRAP" --storage-engine memory://tansu/
 fi
 
-# Base A, filled with demo rows on first start.
+# Base A, filled with demo rows on first start: with BASE_A_MAPPING_FILE (the embedded default,
+# mappings/demo.yaml) the legacy demo tables, which the main job reads through the mapping.
 base-a init
 if [ "$(base-a count employees)" = 0 ]; then
   base-a seed employees "${BASE_A_SEED_EMPLOYEES:-20000}"
@@ -124,6 +125,7 @@ done
 echo "$dag run $run_id: ${state:-unknown}"
 base-a summary "$url"
 
+mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' \
   "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
 cat <<MSG
@@ -135,6 +137,7 @@ The platform is up.
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
   Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
+  mapping         $mapping
   Kafka           $KAFKA_BOOTSTRAP   (change events: .venv/bin/base-a churn employees --updates 10 --publish $KAFKA_BOOTSTRAP)
   Base B          $API_DATABASE_URL
   logs            $logs

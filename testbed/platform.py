@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from testbed.servers import REPO, free_port
+
+DEMO_MAPPING = REPO / "mappings" / "demo.yaml"  # what `make up` reads the embedded Base A with
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Platform:
     kafka_bootstrap: str
     base_a_url: str
     up_log: Path
+    mapping_file: str | None = None  # how the main job reads Base A (make up: the demo's on the embedded Base A)
     _airflow: requests.Session = field(default_factory=requests.Session)
 
     @property
@@ -132,6 +135,7 @@ def running_platform(var: Path, **overrides: str) -> Iterator[Platform]:
         kafka_bootstrap=env.get("KAFKA_BOOTSTRAP", env["KAFKA_LISTEN"]),
         base_a_url=env.get("BASE_A_URL", f"sqlite:///{var / 'base_a.sqlite'}"),
         up_log=var / "make-up.log",
+        mapping_file=env.get("BASE_A_MAPPING_FILE") or (None if "BASE_A_URL" in env else str(DEMO_MAPPING)),
     )
     try:
         started = time.monotonic()
@@ -173,8 +177,11 @@ def base_b_versions(platform: Platform, entity: str) -> dict[int, datetime]:
             return versions
 
 
-def base_a_versions(base_a_url: str, entity: str) -> dict[int, datetime]:
-    """Every row of Base A: key → updated_at."""
+def base_a_versions(base_a_url: str, entity: str, mapping_file: str | None = None) -> dict[int, datetime]:
+    """Every row of Base A: key → updated_at; with a mapping file, every live row through the mapping:
+    key → version (UTC)."""
+    if mapping_file:
+        return _mapped_versions(base_a_url, entity, mapping_file)
     engine = create_engine(base_a_url)
     try:
         with engine.connect() as conn:
@@ -183,6 +190,21 @@ def base_a_versions(base_a_url: str, entity: str) -> dict[int, datetime]:
                 key: _utc(stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp))
                 for key, stamp in rows
             }
+    finally:
+        engine.dispose()
+
+
+def _mapped_versions(base_a_url: str, entity: str, mapping_file: str) -> dict[int, datetime]:
+    from base_sync.mapping import SourceMapping
+    from base_sync.source import BaseA, source_engine
+
+    engine = source_engine(base_a_url)
+    try:
+        view = BaseA(engine, SourceMapping.from_file(mapping_file)).view(entity)
+        names = view.source_columns
+        with engine.connect() as conn:
+            rows = conn.execute(select(*(view.c(n) for n in names)).where(*view.live))
+            return {row[0]: view.version_of(dict(zip(names, row, strict=True))) for row in rows}
     finally:
         engine.dispose()
 

@@ -46,6 +46,10 @@ class BaseABackend:
     now_sql: str  # the server default of "now"
     param_mark: str  # the DB-API placeholder of its driver
     renders_records = False  # whether the server writes each value of a bulk record as its JSON text
+    # The demo's legacy Base A (base_sync.demo.legacy): an unsigned key, a local-time DATETIME, a flag.
+    unsigned_key_type: TypeEngine | type[TypeEngine] = Integer
+    local_stamp_type: TypeEngine | type[TypeEngine] = DateTime
+    flag_type: TypeEngine | type[TypeEngine] = Integer
     triggers_query: str  # the names of the database's triggers
     session_connect_args: dict = {}  # what every session needs, whoever makes the engine (Airflow's hooks too)
 
@@ -138,6 +142,9 @@ class MySQLBaseA(BaseABackend):
     now_sql = "CURRENT_TIMESTAMP(6)"
     param_mark = "%s"
     renders_records = True
+    unsigned_key_type = mysql.INTEGER(unsigned=True)
+    local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
+    flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
     session_connect_args = {"init_command": "SET time_zone = '+00:00'"}
 

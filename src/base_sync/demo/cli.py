@@ -13,6 +13,9 @@ base-a install-delete-log [employees ...]   opt in: a delete log and AFTER DELET
 `init`, `seed` and `churn` write (the demo's own Base A); `install-delete-log` is the only command
 that runs DDL on a Base A the platform did not create, and only when called. `count`, `summary` and
 `check` open read-only sessions (the server refuses any write) and never create anything.
+
+With BASE_A_MAPPING_FILE naming a mapping of the legacy demo's tables (mappings/demo.yaml, what
+`make up` sets), `init`, `seed` and `churn` write those tables instead (base_sync.demo.legacy).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
-from base_sync.demo import event_maker, generate
+from base_sync.demo import event_maker, generate, legacy
 from base_sync.errors import TerminalError
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import check_source, render
@@ -51,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     churning.add_argument("entity", choices=ENTITY_NAMES)
     for option in ("updates", "inserts", "deletes"):
         churning.add_argument(f"--{option}", type=int, default=0)
+    churning.add_argument("--soft-deletes", type=int, default=0, help="legacy demo: rows flagged deleted (aktiv = 0)")
     churning.add_argument(
         "--publish",
         metavar="BOOTSTRAP",
@@ -82,6 +86,19 @@ def _mapping(args) -> SourceMapping:
     return SourceMapping.from_file(args.mapping) if args.mapping else SourceMapping.from_settings()
 
 
+def _demo(args):
+    """The tables `init`, `seed` and `churn` write: the legacy demo's when the mapping maps them."""
+    mapping = SourceMapping.from_settings()
+    if legacy.in_use(mapping):
+        return legacy
+    if not mapping.is_identity:
+        tables = ", ".join(legacy.TABLES.values())
+        raise SystemExit(f"{mapping.origin} maps tables other than the demo's ({tables}): base-a cannot write them")
+    if getattr(args, "soft_deletes", 0):
+        raise SystemExit("--soft-deletes needs the legacy demo (BASE_A_MAPPING_FILE=mappings/demo.yaml)")
+    return generate
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
@@ -89,19 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in READ_COMMANDS:
         engine = backend.make_read_only_engine(args.url)
     else:
+        demo = _demo(args)
         backend.prepare(args.url)
         engine = source_engine(args.url)
     started = time.perf_counter()
     try:
         if args.command == "init":
-            create_schema(engine)
+            legacy.create(engine) if demo is legacy else create_schema(engine)
             log.info("Base A tables ready at %s", engine.url.render_as_string(hide_password=True))
         elif args.command == "seed":
-            added = generate.seed(engine, args.entity, args.count, args.seed)
+            added = demo.seed(engine, args.entity, args.count, args.seed)
             elapsed = time.perf_counter() - started
             log.info("added %d %s in %.1f s (%.0f rows/s)", added, args.entity, elapsed, added / max(elapsed, 1e-9))
         elif args.command == "churn":
-            _churn(engine, args)
+            _churn(engine, args, demo)
         elif args.command == "count":
             print(BaseA(engine, _mapping(args)).key_span(args.entity)[2])
         elif args.command == "check":
@@ -134,7 +152,7 @@ def _check(engine, args) -> int:
     return 1 if checked.problems else 0
 
 
-def _churn(engine, args) -> None:
+def _churn(engine, args, demo) -> None:
     """One round of changes, or one every `--every` seconds until SIGTERM/SIGINT, which ends the
     current round first: a change made in Base A is never left without its event."""
     stopping = threading.Event()
@@ -147,6 +165,10 @@ def _churn(engine, args) -> None:
         if args.publish:
             done = event_maker.churn_and_publish(
                 engine, args.entity, args.publish, args.updates, args.inserts, args.deletes, rng_seed, args.topic_prefix
+            )
+        elif demo is legacy:
+            done = legacy.churn(
+                engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed, args.soft_deletes
             )
         else:
             done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed)

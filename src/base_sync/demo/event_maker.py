@@ -4,7 +4,9 @@ The embedded Base A is SQLite, which has no binlog for the relay to read. This m
 random inserts, updates and deletes as `base-a churn`, reads each row's before- and after-image
 from Base A around the change, and publishes Debezium envelopes to `<prefix>.<database>.<table>`
 (the database is EVENTS_SOURCE_DATABASE, as the DAG reads it): the events DAG cannot tell them from
-the relay's. The demo's Base A is the platform's own, so the identity mapping.
+the relay's. On the platform's own Base A it publishes with the identity mapping; on the legacy
+demo (base_sync.demo.legacy, what `make up` runs) it changes and publishes the legacy tables' rows
+as they are, which the events DAG maps as it maps the relay's.
 `base-a churn ... --publish <bootstrap>` runs it.
 """
 
@@ -17,7 +19,7 @@ from confluent_kafka import Producer
 from sqlalchemy import Engine, select
 
 from base_sync.debezium import EnvelopeWriter, Topics
-from base_sync.demo import generate
+from base_sync.demo import generate, legacy
 from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA
@@ -31,20 +33,28 @@ def churn_and_publish(
 ) -> dict:
     rng = random.Random(seed_value)
     base_a = BaseA(engine)
-    touched, doomed = generate.pick_keys(engine, entity, updates, deletes, rng)
-    before = _rows(base_a, entity, touched + doomed)
-    generate.apply_changes(engine, entity, touched, doomed, inserts, rng)
+    mapped = legacy.in_use(base_a.mapping)
+    demo = legacy if mapped else generate  # the tables it writes
+    rows = legacy.rows_by_keys if mapped else _rows
+    touched, doomed = demo.pick_keys(engine, entity, updates, deletes, rng)
+    before = rows(base_a, entity, touched + doomed)
+    demo.apply_changes(engine, entity, touched, doomed, inserts, rng)
     committed_ms = int(time.time() * 1000)
-    last = generate.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
+    last = demo.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
     new_keys = list(range(last - inserts + 1, last + 1)) if inserts else []
-    after = _rows(base_a, entity, touched + new_keys)
+    after = rows(base_a, entity, touched + new_keys)
 
     config = {"bootstrap.servers": bootstrap}
     settings = EventSettings()
-    topics = Topics(prefix, settings.source_database, IDENTITY_MAPPING)
+    topics = Topics(prefix, settings.source_database, base_a.mapping if mapped else IDENTITY_MAPPING)
     ensure_topics(config, [*topics.names, settings.dlq_topic])
     producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
-    writer = EnvelopeWriter.identity(entity, prefix, topics.database)
+    if mapped:
+        writer = EnvelopeWriter(
+            topics.mapping.table_of(entity), legacy.envelope_columns(entity), prefix, topics.database
+        )
+    else:
+        writer = EnvelopeWriter.identity(entity, prefix, topics.database)
     source = {"ts_ms": committed_ms, "server_id": 0, "gtid": None, "file": "", "pos": 0, "row": 0}
     topic, sent = topics.topic(entity), {"c": 0, "u": 0, "d": 0}
     for op, keys in (("u", touched), ("d", doomed), ("c", new_keys)):

@@ -58,12 +58,8 @@ class Rendered:
         view = self.view
         version = _stamp(view.version) if view.version is not None else literal(_iso(clock))
         created = _stamp(view.created) if view.spec.created is not None else version
-        columns = [
-            view.key.label(SOURCE_ID),
-            version.label(VERSION),
-            created.label("created_at"),
-            version.label("updated_at"),
-        ]
+        # updated_at is the version again: `split` copies it rather than the server converting twice.
+        columns = [view.key.label(SOURCE_ID), version.label(VERSION), created.label("created_at")]
         for name, mapping in view.fields.items():
             if not mapping.python:
                 columns.append(self.field(name, mapping).label(name))
@@ -139,6 +135,7 @@ class Rendered:
         out: list[dict | Quarantined] = []
         functions = self.view.functions
         for record in rows:
+            record["updated_at"] = record[VERSION]
             invalid = record.pop(INVALID, None)
             unmapped = record.pop(UNMAPPED, None)
             if self.python_inputs:

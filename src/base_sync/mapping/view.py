@@ -125,7 +125,15 @@ class SourceView:
         """The row's version in UTC, as SQL; None when the table has no cursor."""
         if not self.spec.cursor:
             return None
-        converted = [self._utc(s) for s in self.spec.cursor]
+        cursor = self.spec.cursor
+        rules = {(s.type, self.zone(s)) for s in cursor}
+        if len(cursor) > 1 and len(rules) == 1:
+            # Columns of one zone: one conversion of the first non-NULL column, not one per column
+            # (equal on every row with a usable version: a sane stamp always converts to a time).
+            ((_, rule),) = rules
+            first = func.coalesce(*(self.c(s.column) for s in cursor), type_=DateTime)
+            return first if rule is None else rule.sql_to_utc(first, self.backend.shift_seconds)
+        converted = [self._utc(s) for s in cursor]
         return converted[0] if len(converted) == 1 else func.coalesce(*converted)
 
     @cached_property
@@ -159,7 +167,11 @@ class SourceView:
         """The row has a usable version (no zero or invalid stamp in the cursor)."""
         if not self.spec.cursor:
             return [true()]
-        return [self.version.isnot(None), *(self._sane(s) for s in self.spec.cursor)]
+        # A sane stamp always converts to a time, so the version is NULL exactly when every cursor
+        # column is: tested on the raw columns, not on the conversion (a CASE per row and column).
+        raw = [self.c(s.column) for s in self.spec.cursor]
+        present = raw[0].isnot(None) if len(raw) == 1 else func.coalesce(*raw).isnot(None)
+        return [present, *(self._sane(s) for s in self.spec.cursor)]
 
     def unversioned(self) -> ColumnElement:
         """A live row whose cursor holds no usable time (the zero timestamp, NULL in every column)."""
@@ -172,17 +184,18 @@ class SourceView:
         return or_(raw.is_(None), raw >= literal(self.floor(stamp), DateTime()))
 
     def version_prefilter(self, since: datetime | None, until: datetime | None) -> list[ColumnElement]:
-        """Index-friendly bounds on a single local DATETIME cursor column that the exact window
-        implies (a wall time is within 15 hours of its UTC instant), so the server reads a range."""
+        """Index-friendly bounds on the raw cursor columns (local DATETIMEs) that the exact window
+        implies (a wall time is within 15 hours of its UTC instant), so the server reads a range:
+        of the column's index, or of an index on the cursor columns in order when there are several."""
         cursor = self.spec.cursor or []
-        if len(cursor) != 1 or self.zone(cursor[0]) is None:
+        if not any(self.zone(s) is not None for s in cursor):
             return []
-        raw, slack = self.c(cursor[0].column), timedelta(hours=15)
+        raw, slack = [self.c(s.column) for s in cursor], timedelta(hours=15)
         bounds = []
         if since is not None:
-            bounds.append(raw >= literal(_naive(since) - slack, DateTime()))
+            bounds.append(_first_non_null(raw, lambda c: c >= literal(_naive(since) - slack, DateTime())))
         if until is not None:
-            bounds.append(raw <= literal(_naive(until) + slack, DateTime()))
+            bounds.append(_first_non_null(raw, lambda c: c <= literal(_naive(until) + slack, DateTime())))
         return bounds
 
     # Python: one row read as it is
@@ -301,6 +314,14 @@ class SourceView:
         if mapping.unmapped == "reject":
             refusal.reasons.append(_unmapped_reason(name, as_text))
         return value
+
+
+def _first_non_null(columns: list, condition) -> ColumnElement:
+    """`condition` on the first non-NULL of `columns`, written so that an index on the columns
+    (in that order) serves it as ranges: c1 meets it, or c1 is NULL and c2 meets it, ..."""
+    if len(columns) == 1:
+        return condition(columns[0])
+    return or_(*(and_(*(c.is_(None) for c in columns[:i]), condition(columns[i])) for i in range(len(columns))))
 
 
 def _text_transforms(value: str, mapping: FieldMapping) -> str:

@@ -35,7 +35,9 @@ def test_a_run_triggered_through_airflows_rest_api_succeeds(platform):
 
 def test_graphql_reads_what_the_batch_dag_synced(platform):
     # Articles change only through the batch DAG, which has run (make up, then the test above).
-    assert base_b_versions(platform, "articles") == base_a_versions(platform.base_a_url, "articles")
+    assert base_b_versions(platform, "articles") == base_a_versions(
+        platform.base_a_url, "articles", platform.mapping_file
+    )
     one = platform.graphql("{ getArticlesPage(limit: 1) { items { id title } } }")["getArticlesPage"]["items"][0]
     article = platform.graphql("query($id: ID!) { getArticle(id: $id) { id title } }", id=one["id"])["getArticle"]
     assert article == one
@@ -51,7 +53,7 @@ def test_changes_in_base_a_arrive_through_the_event_path(platform):
     os.killpg(int((platform.var / "run" / "event-maker.pid").read_text()), signal.SIGTERM)
     wait_for("the event maker to stop", lambda: not platform_process_alive(platform, "event-maker"), timeout=60)
     stopped_at = time.time()
-    expected = base_a_versions(platform.base_a_url, "employees")
+    expected = base_a_versions(platform.base_a_url, "employees", platform.mapping_file)
     wait_for(
         "Base B's employees to equal Base A's",
         lambda: base_b_versions(platform, "employees") == expected,

@@ -1,0 +1,136 @@
+"""The legacy demo Base A (`make up`'s): its mapping file is valid, and the batch sync carries its
+tables through the mapping into Base B, equal to the mapped source, on MariaDB and on SQLite."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import DateTime, literal, null, select, type_coerce
+
+from base_sync.backends import backend_of
+from base_sync.demo import legacy
+from base_sync.dirty import Quarantined
+from base_sync.mapping import SourceMapping, load_mapping, parse_mapping
+from base_sync.mapping.time_zones import zone_rule
+from base_sync.source import BaseA, source_engine
+from base_sync.state import MemoryStateStore
+from baseab_contract.entities import ENTITIES, Kind
+from testbed.servers import REPO
+from tests.sync.conftest import synced_rows
+from tests.sync.test_sync_steps import SETTINGS, run_once
+
+DEMO = REPO / "mappings" / "demo.yaml"
+
+
+def test_the_demo_mapping_loads_and_maps_every_entity_to_the_legacy_tables():
+    spec = load_mapping(DEMO)
+    mapping = SourceMapping.from_file(DEMO)
+    assert set(mapping.entities) == set(ENTITIES)
+    assert legacy.in_use(mapping)
+    assert spec.source.time_zone == legacy.ZONE
+    assert spec.entities["employees"].fields["department"].map == legacy.CODES
+    assert not legacy.in_use(SourceMapping())  # the identity mapping: base-a writes the platform's tables
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def legacy_engine(request, make_mariadb_database, tmp_path: Path):
+    url = make_mariadb_database() if request.param == "mariadb" else f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    engine = source_engine(url)
+    legacy.create(engine)
+    yield engine
+    engine.dispose()
+
+
+def _as_synced(field, value):
+    """A source value as Base B holds it: SQLite gives a DECIMAL column's value as a float and a
+    DATE's as text (the view reads the legacy table untyped); the API stores the exact value."""
+    if value is None:
+        return None
+    if field.kind == Kind.DECIMAL:
+        return str(Decimal(str(value)).quantize(Decimal(1).scaleb(-(field.scale or 0))))
+    if field.kind == Kind.DATE and isinstance(value, str):
+        return date.fromisoformat(value)
+    return value
+
+
+def mapped_source(base_a: BaseA, entity: str) -> dict[int, tuple]:
+    """{key: (version, fields...)}: the live legacy rows through the mapping, as Base B should hold them."""
+    records = legacy.expected_records(base_a, entity)
+    assert not [r for r in records.values() if isinstance(r, Quarantined)], "the demo data has no dirty rows"
+    fields = ENTITIES[entity].fields
+    return {key: (r["source_updated_at"], *(_as_synced(f, r[f.name]) for f in fields)) for key, r in records.items()}
+
+
+def assert_mapped_in_sync(base_a: BaseA, database_url: str, entity: str) -> int:
+    ours, theirs = mapped_source(base_a, entity), synced_rows(database_url, entity)
+    assert set(ours) - set(theirs) == set(), "rows missing in Base B"
+    assert set(theirs) - set(ours) == set(), "rows gone from Base A (or soft-deleted, or drafts) still live in Base B"
+    differing = [key for key in ours if ours[key] != theirs[key]]
+    assert differing == [], f"rows that differ, e.g. {ours[differing[0]]} vs {theirs[differing[0]]}"
+    return len(ours)
+
+
+def test_the_legacy_demo_syncs_through_its_mapping(legacy_engine, base_b):
+    base_a = BaseA(legacy_engine, SourceMapping.from_file(DEMO))
+    api, store = base_b.api(), MemoryStateStore()
+    legacy.seed(legacy_engine, "employees", 400, seed_value=1)
+    legacy.seed(legacy_engine, "articles", 150, seed_value=2)
+    for entity in ENTITIES:
+        run_once(entity, base_a, api, store, SETTINGS)
+        assert assert_mapped_in_sync(base_a, base_b.database_url, entity) > 0
+
+    # What the mapping had to do is in Base B: names trimmed, addresses lower-cased, codes mapped,
+    # long titles cut to 255 characters, drafts left out, local times read in Europe/Berlin.
+    employees = synced_rows(base_b.database_url, "employees")
+    fields = ENTITIES["employees"].field_names
+    assert {row[1 + fields.index("department")] for row in employees.values()} <= set(legacy.CODES.values())
+    assert all(row[1 + fields.index("email")].islower() for row in employees.values())
+    assert not any(row[1 + fields.index("last_name")].endswith(" ") for row in employees.values())
+    articles = synced_rows(base_b.database_url, "articles")
+    assert 10 not in articles and 50 not in articles and 49 in articles  # keys 10, 20, ...: drafts
+    assert len(articles[25][1]) == 255 and max(len(row[1]) for row in articles.values()) == 255
+
+    changes = legacy.churn(legacy_engine, "employees", updates=40, inserts=6, deletes=3, seed_value=3, soft_deletes=5)
+    assert changes == {"updated": 40, "inserted": 6, "deleted": 3, "soft_deleted": 5}
+    legacy.churn(legacy_engine, "articles", updates=12, inserts=3, deletes=2, seed_value=4)
+    for entity in ENTITIES:
+        report = run_once(entity, base_a, api, store, SETTINGS)
+        assert assert_mapped_in_sync(base_a, base_b.database_url, entity) > 0
+        if entity == "employees":
+            assert report["deletes"]["deleted"] == 3 + 5  # hard and soft deletes: no longer live
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "sqlite"])
+def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, make_mariadb_database):
+    """The bisecting CASE gives every wall time the UTC instant `zoneinfo`'s rule gives, on both
+    sides of each daylight-saving change, and a NULL stays NULL."""
+    rule = zone_rule(legacy.ZONE)
+    walls = [datetime(1975, 6, 1), datetime(2031, 12, 31, 23, 59, 59)]
+    for boundary in rule.boundaries[-30:]:  # the last 15 years of changes
+        walls += [boundary - timedelta(seconds=1), boundary, boundary - timedelta(minutes=30)]
+    engine = source_engine(make_mariadb_database() if kind == "mariadb" else "sqlite://")
+    shift = backend_of(engine).shift_seconds
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(walls), 200):
+                part = walls[start : start + 200]
+                row = conn.execute(select(*(rule.sql_to_utc(literal(w, DateTime()), shift) for w in part))).one()
+                got = [v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in row]
+                assert got == [rule.to_utc(w).replace(tzinfo=None) for w in part]
+            assert conn.execute(select(rule.sql_to_utc(type_coerce(null(), DateTime()), shift))).scalar() is None
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/mapping.md"])
+def test_the_documented_mapping_examples_are_valid(document):
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / document).read_text(), flags=re.DOTALL)
+    examples = [b for b in blocks if "entities:" in b]
+    assert examples, f"{document} shows no mapping"
+    for block in examples:
+        parse_mapping(yaml.safe_load(block), document)
