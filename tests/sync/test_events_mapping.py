@@ -411,7 +411,9 @@ def test_hand_written_debezium_events_are_applied_as_the_relays(legacy, kafka_bo
     reasons = [
         dict(m.headers())["__connect.errors.exception.message"] for m in read_topic(kafka_bootstrap, settings.dlq_topic)
     ]
-    assert b"`after.pers_nr` must be an integer key" in reasons[0] and b"`eintritt`" in reasons[1]
+    # Keyed differently, the two may sit in different partitions: their dead letters come in any order.
+    assert sum(b"`after.pers_nr` must be an integer key" in r for r in reasons) == 1
+    assert sum(b"`eintritt`" in r for r in reasons) == 1
 
 
 # Without servers: the mapping's rules on decoded changes.
