@@ -100,7 +100,8 @@ def _change(table, entity: str) -> dict:
     return {first_text.name: table.c[first_text.name] + " (updated)"}
 
 
-def _chunks(first_key: int, count: int, make, rng) -> Iterator[list[tuple]]:
+def chunks(first_key: int, count: int, make, rng) -> Iterator[list[tuple]]:
+    """New rows `make` builds for the keys from `first_key` on, CHUNK at a time."""
     for start in range(first_key, first_key + count, CHUNK):
         yield [make(rng, key) for key in range(start, min(start + CHUNK, first_key + count))]
 
@@ -129,17 +130,22 @@ def seed(engine: Engine, entity: str, count: int, seed_value: int | None = None)
     rng = random.Random(seed_value)
     _, make = maker(entity)
     first_key = max_key(engine, entity) + 1
-    sql, backend = _insert_sql(engine, entity), backend_of(engine)
+    insert_rows(engine, _insert_sql(engine, entity), chunks(first_key, count, make, rng))
+    return count
+
+
+def insert_rows(engine: Engine, sql: str, rows: Iterator[list[tuple]]) -> None:
+    """Insert chunks of rows with the driver's executemany, a commit per chunk (fast, streamed)."""
+    backend = backend_of(engine)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        for rows in _chunks(first_key, count, make, rng):
-            cursor.executemany(sql, [backend.driver_row(row) for row in rows])
+        for chunk in rows:
+            cursor.executemany(sql, [backend.driver_row(row) for row in chunk])
             raw.commit()
         cursor.close()
     finally:
         raw.close()
-    return count
 
 
 def churn(engine: Engine, entity: str, updates: int = 0, inserts: int = 0, deletes: int = 0, seed_value=None) -> dict:

@@ -24,7 +24,6 @@ deletes through the flag.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -48,7 +47,7 @@ from sqlalchemy import (
 
 from base_sync.backends import BaseABackend, backend_named, backend_of
 from base_sync.debezium import SourceColumn
-from base_sync.demo.generate import DEPARTMENTS, FIRST, LAST, POSITIONS, WORDS
+from base_sync.demo.generate import DEPARTMENTS, FIRST, LAST, POSITIONS, WORDS, chunks, insert_rows
 
 ZONE = "Europe/Berlin"  # the demo mapping's source.time_zone
 CHUNK = 20_000
@@ -176,11 +175,6 @@ def max_key(engine: Engine, entity: str) -> int:
         return int(conn.execute(select(func.coalesce(func.max(key), 0))).scalar_one())
 
 
-def _chunks(first_key: int, rows: int, make, rng: random.Random) -> Iterator[list[tuple]]:
-    for start in range(first_key, first_key + rows, CHUNK):
-        yield [make(rng, key) for key in range(start, min(start + CHUNK, first_key + rows))]
-
-
 def seed(engine: Engine, entity: str, rows: int, seed_value: int | None = None, now: datetime | None = None) -> int:
     """Add `rows` new rows after the highest key; how many were added. Their stamps are random
     times of the past years, or all `now` (new rows of the churn)."""
@@ -188,20 +182,10 @@ def seed(engine: Engine, entity: str, rows: int, seed_value: int | None = None, 
     if now is not None:
         make = _stamped(make, now, NEW_ROW_STAMPS[entity])
     table = create(engine)[entity]
-    backend = backend_of(engine)
     names = [c.name for c in table.columns]
-    marks = ", ".join([backend.param_mark] * len(names))
+    marks = ", ".join([backend_of(engine).param_mark] * len(names))
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
-    first_key = max_key(engine, entity) + 1
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        for chunk in _chunks(first_key, rows, make, rng):
-            cursor.executemany(sql, [backend.driver_row(row) for row in chunk])
-            raw.commit()
-        cursor.close()
-    finally:
-        raw.close()
+    insert_rows(engine, sql, chunks(max_key(engine, entity) + 1, rows, make, rng))
     return rows
 
 
