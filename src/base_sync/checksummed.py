@@ -40,7 +40,7 @@ from base_sync.reports import BucketScan, LoadReport, VerifyResult, checksums_of
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
 from base_sync.state import StateStore
-from base_sync.sync import VerificationError, _both, _open_rejections
+from base_sync.sync import _both, repair
 from baseab_contract.bulk_format import SOURCE_ID
 
 log = logging.getLogger(__name__)
@@ -227,25 +227,16 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
     resent = set(scan.changed)
     checked = sorted(resent | set(scan.gone) | drifted)
     missing, moved_on, rows = _compare(entity, base_a, api, checked, size, resent, clock)
-    quarantined = _open_rejections(api, entity) if missing else set()
-    to_repair = [key for key in missing if key not in quarantined]
-    if len(to_repair) > settings.repair_limit:
-        raise VerificationError(
-            f"{entity}: {len(to_repair)} rows of the re-sent buckets are missing in Base B (more than "
-            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); the checksums stay, the next run re-sends them"
-        )
-    ahead = 0
-    if to_repair:
-        counts = push_chunks(
-            api, entity, base_a.records_by_keys(entity, to_repair, settings.chunk_size), settings.push_concurrency
-        )
-        log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
-        missing_after, _, _ = _compare(entity, base_a, api, checked, size, resent, clock)
-        rejected_now = _open_rejections(api, entity)
-        still = [key for key in missing_after if key not in rejected_now]
-        if len(still) > counts["stale"]:
-            raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
-        ahead = len(still)
+    repaired, ahead, quarantined = repair(
+        entity,
+        base_a,
+        api,
+        settings,
+        missing,
+        lambda: _compare(entity, base_a, api, checked, size, resent, clock)[0],
+        "of the re-sent buckets",
+        "the checksums stay",
+    )
     log.info(
         "%s: verified %d rows in %d buckets (%d re-sent, %d drifted): %d repaired, %d moved on",
         entity,
@@ -253,16 +244,10 @@ def verify(entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, settin
         len(checked),
         len(resent),
         len(drifted - resent),
-        len(to_repair) - ahead,
+        repaired,
         moved_on,
     )
-    return VerifyResult(
-        rows=rows,
-        repaired=len(to_repair) - ahead,
-        ahead=ahead,
-        moved_on=moved_on,
-        quarantined=len(missing) - len(to_repair),
-    )
+    return VerifyResult(rows=rows, repaired=repaired, ahead=ahead, moved_on=moved_on, quarantined=quarantined)
 
 
 def _compare(

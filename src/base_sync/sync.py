@@ -125,36 +125,52 @@ def verify(
         "%s: window differs (Base A %d rows, Base B %d): comparing key by key", entity, ours.count, theirs["count"]
     )
     missing, moved_on = _compare_window(entity, base_a, api, report, keys)
+    repaired, ahead, quarantined = repair(
+        entity,
+        base_a,
+        api,
+        settings,
+        missing,
+        lambda: _compare_window(entity, base_a, api, report, keys)[0],
+        "of the window",
+        "the watermark stays",
+    )
+    return VerifyResult(rows=ours.count, repaired=repaired, ahead=ahead, moved_on=moved_on, quarantined=quarantined)
+
+
+def repair(
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    settings: SyncSettings,
+    missing: list[int],
+    still_missing: Callable[[], list[int]],
+    where: str,
+    then: str,
+) -> tuple[int, int, int]:
+    """Re-send the rows Base B lacks or holds older (`missing`), except those in quarantine, and check
+    again with `still_missing`; (repaired, ahead, quarantined). More than SYNC_REPAIR_LIMIT, or rows
+    still missing that Base B does not hold newer, fail the step."""
     quarantined = _open_rejections(api, entity) if missing else set()
     to_repair = [key for key in missing if key not in quarantined]
     if len(to_repair) > settings.repair_limit:
         raise VerificationError(
-            f"{entity}: {len(to_repair)} rows of the window are missing in Base B (more than "
-            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); the watermark stays, the next run re-sends them"
+            f"{entity}: {len(to_repair)} rows {where} are missing in Base B (more than "
+            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
         )
     ahead = 0
     if to_repair:
         counts = push_chunks(
-            api,
-            entity,
-            base_a.records_by_keys(entity, to_repair, settings.chunk_size),
-            settings.push_concurrency,
+            api, entity, base_a.records_by_keys(entity, to_repair, settings.chunk_size), settings.push_concurrency
         )
         log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
-        missing_after, _ = _compare_window(entity, base_a, api, report, keys)
         rejected_now = _open_rejections(api, entity)
-        still = [key for key in missing_after if key not in rejected_now]
+        still = [key for key in still_missing() if key not in rejected_now]
         # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
         if len(still) > counts["stale"]:
             raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
         ahead = len(still)
-    return VerifyResult(
-        rows=ours.count,
-        repaired=len(to_repair) - ahead,
-        ahead=ahead,
-        moved_on=moved_on,
-        quarantined=len(missing) - len(to_repair),
-    )
+    return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 
 def _looking_back(position: Cursor, settings: SyncSettings) -> Cursor:
