@@ -35,6 +35,7 @@ ANY_NUMBER = sys.maxsize
 # The delete sources' names, as the plan and the logs show them.
 DELETE_LOG = "delete log"
 KEY_COMPARISON = "key comparison"
+LEFT_SCOPE = "soft deletes and filter"  # rows changed in the window that the mapping no longer syncs
 
 
 @dataclass(frozen=True)

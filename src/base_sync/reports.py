@@ -167,6 +167,7 @@ class DeleteReport:
     keys_compared_at: str | None = None
     comparison: KeyComparison | None = None  # None when this run did not compare keys
     plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
+    left_scope: int = 0  # rows deleted because they changed and the mapping's soft-delete rule or filter drops them
 
     @property
     def deleted(self) -> int:
@@ -184,6 +185,8 @@ class DeleteReport:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
         if self.plan is not None:
             data["planned"] = self.plan
+        if self.left_scope:
+            data["left_scope"] = self.left_scope
         return data
 
 

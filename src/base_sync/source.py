@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Table, delete, func, select
+from sqlalchemy import Engine, Table, and_, delete, func, not_, select
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
@@ -207,6 +207,18 @@ class BaseA:
         for rows in self._stream(statement, 50_000):
             for key, version in rows:
                 yield key, utc(version)
+
+    def left_scope_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
+        """Delete records (key and version) of the rows changed after `since` that the mapping does not
+        sync (soft-deleted, outside the filter): how a soft delete reaches Base B at a cost that follows
+        the changes. Nothing for a mapping without such rules or without a cursor."""
+        view = self.view(entity)
+        if view.version is None or not (view.deleted is not None or view.in_scope):
+            return
+        where = [not_(and_(*view.live)), *self._window(view, since, None)]
+        statement = select(view.key, view.version).where(*where).order_by(view.version, view.key)
+        for rows in self._stream(statement, chunk_size):
+            yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
 
     def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
         """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over the key."""

@@ -22,6 +22,7 @@ from base_sync.delete_guard import (
     ANY_NUMBER,
     DELETE_LOG,
     KEY_COMPARISON,
+    LEFT_SCOPE,
     Allowance,
     DeleteBudget,
     DeletePlan,
@@ -228,6 +229,7 @@ class _Found:
     compared_at: str | None
     buckets: int | None = None  # key comparison: Base B's buckets and those that differ
     suspects: list[int] = field(default_factory=list)
+    left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
 
 
 def plan_deletes(
@@ -276,8 +278,8 @@ def propagate_deletes(
     else:
         upto = "any number" if approved == ANY_NUMBER else approved
         log.warning("%s: over the limit but approved (up to %s rows): deleting", plan.summary, upto)
-    from_log, comparison = _send_found(entity, base_a, api, settings, found, approved)
-    counts = DeleteCounts()
+    from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
+    counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
     report = DeleteReport(
@@ -287,6 +289,7 @@ def propagate_deletes(
         keys_compared_at=found.compared_at,
         comparison=comparison,
         plan=plan.to_json(),
+        left_scope=left_scope.deleted,
     )
     log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
     return report
@@ -294,7 +297,7 @@ def propagate_deletes(
 
 def _send_found(
     entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, found: _Found, approved: int | None
-) -> tuple[LoggedDeletes | None, KeyComparison | None]:
+) -> tuple[LoggedDeletes | None, KeyComparison | None, DeleteCounts]:
     """Send the deletes found: those held, or (too many to hold) a second pass, each chunk allowed first."""
     reads_log = found.reached is not None and not found.first_run
     from_log: LoggedDeletes | None = None
@@ -309,8 +312,14 @@ def _send_found(
         if found.buckets is not None:
             counts = _send_gone(api, entity, found.planned.from_source(KEY_COMPARISON), settings.chunk_size)
             comparison = KeyComparison(found.buckets, len(found.suspects), counts)
+        left = _send_gone(api, entity, found.planned.from_source(LEFT_SCOPE), settings.chunk_size)
     else:
         allowance = Allowance(found.plan, approved)
+        left = DeleteCounts()
+        if found.left_since is not None:
+            for records in base_a.left_scope_after(entity, found.left_since, settings.chunk_size):
+                allowance.take(LEFT_SCOPE, len(records))
+                left += _send_gone(api, entity, records, settings.chunk_size)
         if reads_log:
             from_log = _apply_logged_deletes(entity, base_a, api, settings, found.position, allowance)
         if found.buckets is not None:
@@ -320,7 +329,7 @@ def _send_found(
         from_log = LoggedDeletes(found.reached)
     elif from_log is not None:
         _purge_delete_log(entity, base_a, from_log.position, settings)
-    return from_log, comparison
+    return from_log, comparison, left
 
 
 def _find_deletes(
@@ -332,13 +341,8 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
     reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
-    view = base_a.view(entity)
-    if reason is None and not view.has_cursor:
+    if reason is None and not base_a.view(entity).has_cursor:
         reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
-    elif reason is None and (view.deleted is not None or view.in_scope):
-        # A soft delete or a row leaving the filter is no hard delete: the log cannot show it, the
-        # key buckets of the live rows do (one aggregate per side).
-        reason = "the mapping has a soft-delete rule or a row filter"
     synced: int | None = None
 
     def budget_limit() -> int:
@@ -367,6 +371,12 @@ def _find_deletes(
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
+    watermark = store.get(entity)
+    left_since = _looking_back(watermark, settings) if watermark is not None and not first_run else None
+    if left_since is not None:
+        for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
+            planned.add(LEFT_SCOPE, records)
+        reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
     if reason:
         log.info("%s: comparing every key (%s)", entity, reason)
@@ -379,7 +389,7 @@ def _find_deletes(
         budget_limit()
     budget = DeleteBudget.of(settings, synced)
     plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
-    return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects)
+    return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, left_since)
 
 
 def _why_compare_keys(

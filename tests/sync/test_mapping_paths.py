@@ -19,6 +19,7 @@ from base_sync.mapping import SourceMapping
 from base_sync.records import encode
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
 
 MAPPING = Path(__file__).parent / "fixtures" / "legacy_mapping.yaml"
@@ -206,3 +207,20 @@ def test_replay_after_a_fix_sends_the_mapped_row(legacy, base_b):
     replayed = sync.replay_rejections("employees", BaseA(legacy.engine, fixed), api, SETTINGS)
     assert replayed.still_rejected == 1  # row 8 still has no version
     assert _base_b(base_b.database_url, "employees")[4].department == "Research"
+
+
+def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(legacy, base_b):
+    """With the delete log installed (hard deletes from it), a run reads the rows that left the
+    mapping's scope from its window: no key comparison, a cost that follows the changes."""
+    install_delete_log(legacy.engine, legacy.mapping, ["employees"])
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)  # the first run compares every key
+    with legacy.engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET aktiv = 0, geaendert_am = '2024-11-01 09:00:01' WHERE pers_nr = 1"))
+        conn.execute(text("UPDATE personal SET mandant = 3, geaendert_am = '2024-11-01 09:00:02' WHERE pers_nr = 2"))
+        conn.execute(text("DELETE FROM personal WHERE pers_nr = 3"))
+    _, deleted, _ = _run("employees", legacy, api, store)
+    report = deleted.to_json()
+    assert "suspect_buckets" not in report  # no key comparison ran
+    assert (report["left_scope"], report["from_log"], report["deleted"]) == (2, 1, 3)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [5]
