@@ -23,7 +23,20 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 
-from sqlalchemy import DateTime, and_, column, false, func, literal, not_, or_, table, text, true
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    and_,
+    column,
+    false,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    table,
+    true,
+)
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
@@ -155,7 +168,8 @@ class SourceView:
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
-        return [text(f"({self.spec.filter})")] if self.spec.filter else []
+        # A column expression (not a bare text clause), so a read can negate it: rows that left the filter.
+        return [literal_column(f"({self.spec.filter})", Boolean())] if self.spec.filter else []
 
     @cached_property
     def live(self) -> list[ColumnElement]:
