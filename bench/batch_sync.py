@@ -58,7 +58,7 @@ from base_sync.mapping import SourceMapping  # noqa: E402
 from base_sync.reports import Partition, PartitionReport  # noqa: E402
 from base_sync.settings import SyncSettings  # noqa: E402
 from base_sync.source import BaseA, source_engine  # noqa: E402
-from base_sync.source_schema import create_schema  # noqa: E402
+from base_sync.source_schema import create_schema, install_delete_log  # noqa: E402
 from base_sync.state import MemoryStateStore  # noqa: E402
 from testbed.servers import PG_HOST, PG_PORT, PG_USER, api_server  # noqa: E402
 
@@ -117,6 +117,9 @@ def prepare_legacy_base_a(rows: int) -> str:
         started = time.perf_counter()
         legacy.seed(engine, "employees", rows, seed_value=1)
         print(f"seeded {rows} legacy employees in {time.perf_counter() - started:.1f} s")
+    # The operator's opt-in (`base-a install-delete-log`), as the identity Base A has its trigger: hard
+    # deletes then come from the log, so both runs' incremental cost can follow the changes.
+    install_delete_log(engine, SourceMapping.from_file(LEGACY_MAPPING), ["employees"])
     engine.dispose()
     return url
 
