@@ -79,10 +79,6 @@ class SourceView:
     # What the mapping reads
 
     @property
-    def name(self) -> str:
-        return self.entity.name
-
-    @property
     def has_cursor(self) -> bool:
         return self.spec.cursor is not None
 
