@@ -23,6 +23,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     make_url,
     text,
     type_coerce,
@@ -81,6 +82,10 @@ class BaseABackend:
 
     def shift_seconds(self, stamp, seconds: int):
         """A DATETIME expression moved by whole seconds (the mapping's time zone rule)."""
+        raise NotImplementedError
+
+    def real_time(self, stamp):
+        """The condition that a DATETIME expression holds a real time: date arithmetic on it is not NULL."""
         raise NotImplementedError
 
     def driver_row(self, row: tuple) -> tuple:
@@ -169,6 +174,10 @@ class MySQLBaseA(BaseABackend):
     def shift_seconds(self, stamp, seconds: int):
         return func.date_add(stamp, text(f"INTERVAL {int(seconds)} SECOND"))
 
+    def real_time(self, stamp):
+        # Whatever the sql_mode let in (the zero date, 2024-02-30): date arithmetic is NULL on it.
+        return func.adddate(stamp, literal_column("0")).isnot(None)
+
     def driver_row(self, row: tuple) -> tuple:
         return (*row[:-1], _utc_text(row[-1]))  # created_at as UTC text: the session is UTC
 
@@ -238,6 +247,9 @@ class SQLiteBaseA(BaseABackend):
         # Stored as text; the result keeps the six fractional digits the DateTime type reads back.
         moved = func.strftime("%Y-%m-%d %H:%M:%f", stamp, f"{int(seconds):+d} seconds").concat("000")
         return type_coerce(moved, DateTime)
+
+    def real_time(self, stamp):
+        return func.julianday(stamp).isnot(None)  # text SQLite's date functions cannot read: NULL
 
     def driver_row(self, row: tuple) -> tuple:
         return tuple(_sqlite_value(value) for value in row)  # decimals, dates and times as text

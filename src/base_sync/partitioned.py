@@ -22,7 +22,7 @@ from base_sync.key_ranges import bucket_size, split
 from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA, Cursor
+from base_sync.source import BaseA, Reach
 from base_sync.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,7 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
     """Stream one key range to the bulk endpoint, then verify that range on both sides (repairing as `verify` does)."""
     started = time.perf_counter()
     entity, keys = partition.entity, partition.keys
-    highest: list[Cursor] = []
-
-    def track(records: list[dict]) -> None:
-        # Read in key order: the window's end is the highest (updated_at, id) seen, not the last row;
-        # a dirty row without a usable version has no position (base_sync.dirty).
-        cursors = [c for record in records if (c := Cursor.of_usable_record(record)) is not None]
-        if cursors:
-            top = max(cursors)
-            highest[:] = [max(highest[0], top) if highest else top]
+    reach = Reach()  # read in key order: the window's end is the highest (updated_at, id) seen
 
     chunks = base_a.extract(entity, None, settings.chunk_size, keys)
     if partition.index == 0:  # rows whose stamp is no time are in no key window: one partition quarantines them
@@ -79,9 +71,9 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
         entity,
         chunks,
         partition_concurrency(settings, partition.of),
-        on_chunk=track,
+        on_chunk=reach.add,
     )
-    until = highest[0] if highest else None
+    until = reach.cursor
     window = LoadReport(entity, None, None, until, partition.clock, counts)
     verified = sync.verify(entity, base_a, api, window, settings, keys)
     report = PartitionReport(partition, until, dict(counts), verified, time.perf_counter() - started)

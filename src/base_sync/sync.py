@@ -42,7 +42,7 @@ from base_sync.reports import (
     VerifyResult,
 )
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA, Cursor
+from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,12 @@ def load(
     since = None
     if previous is not None and not full_refresh:
         since = _looking_back(previous, settings)
-    last: list[Cursor] = []
+    reach = Reach()
 
     def track(records: list[dict]) -> None:
-        # The last row with a usable version: a dirty row (base_sync.dirty) is passed by the rows
-        # after it, and the unversioned rows read first have no position at all.
-        for record in reversed(records):
-            if (cursor := Cursor.of_usable_record(record)) is not None:
-                last[:] = [cursor]
-                break
-        log.info("%s: read %d rows up to %s", entity, len(records), last[0] if last else None)
+        # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
+        reach.add(records)
+        log.info("%s: read %d rows, up to %s", entity, len(records), reach.cursor)
 
     clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
@@ -91,7 +87,7 @@ def load(
         settings.push_concurrency,
         on_chunk=track,
     )
-    until = last[0] if last else None
+    until = reach.cursor
     report = LoadReport(entity, previous, since, until, clock, counts, time.perf_counter() - started)
     log.info("%s: loaded %s in %.2f s", entity, dict(counts), report.seconds)
     return report

@@ -142,10 +142,13 @@ class Rendered:
                 inputs = {c: record.pop(INPUT + c) for c in self.python_inputs}
                 for name, function in functions.items():
                     record[name] = function(inputs)
-            if not invalid and not unmapped:
+            no_version = record[VERSION] is None  # every cursor column NULL (a table without one has the clock)
+            if not invalid and not unmapped and not no_version:
                 out.append(record)
                 continue
-            reasons, version_usable = [], True
+            reasons, version_usable = [], not no_version
+            if no_version and not invalid:
+                reasons.append(self.view.no_version_reason())
             for item in invalid.split(",") if invalid else []:
                 column, _, text = item.partition("=")
                 stamp = column in self.stamp_columns

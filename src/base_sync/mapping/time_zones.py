@@ -44,6 +44,14 @@ class ZoneRule:
     def fixed(self) -> bool:
         return not self.boundaries
 
+    @property
+    def lowest(self) -> int:
+        return min(self.first, *self.offsets)
+
+    @property
+    def highest(self) -> int:
+        return max(self.first, *self.offsets)
+
     def offset_at(self, wall: datetime) -> int:
         index = bisect_right(self.boundaries, wall.replace(tzinfo=None))
         return self.first if index == 0 else self.offsets[index - 1]

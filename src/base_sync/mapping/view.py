@@ -130,20 +130,28 @@ class SourceView:
         return raw if rule is None else rule.sql_to_utc(raw, self.backend.shift_seconds)
 
     @cached_property
+    def _wall(self) -> tuple[ColumnElement, ZoneRule | None] | None:
+        """The version as one wall time and the rule that converts it (None: already UTC), when it
+        is one: a cursor of one column, or of columns in one zone (the first non-NULL of them)."""
+        cursor = self.spec.cursor or []
+        rules = {(s.type, self.zone(s)) for s in cursor}
+        if len(rules) != 1:
+            return None
+        ((_, rule),) = rules
+        # Columns of one zone: one conversion of the first non-NULL column, not one per column
+        # (equal on every row with a usable version: a sane stamp always converts to a time).
+        raw = [self.c(s.column) for s in cursor]
+        return (raw[0] if len(raw) == 1 else func.coalesce(*raw, type_=DateTime)), rule
+
+    @cached_property
     def version(self) -> ColumnElement | None:
         """The row's version in UTC, as SQL; None when the table has no cursor."""
         if not self.spec.cursor:
             return None
-        cursor = self.spec.cursor
-        rules = {(s.type, self.zone(s)) for s in cursor}
-        if len(cursor) > 1 and len(rules) == 1:
-            # Columns of one zone: one conversion of the first non-NULL column, not one per column
-            # (equal on every row with a usable version: a sane stamp always converts to a time).
-            ((_, rule),) = rules
-            first = func.coalesce(*(self.c(s.column) for s in cursor), type_=DateTime)
-            return first if rule is None else rule.sql_to_utc(first, self.backend.shift_seconds)
-        converted = [self._utc(s) for s in cursor]
-        return converted[0] if len(converted) == 1 else func.coalesce(*converted)
+        if self._wall is not None:
+            wall, rule = self._wall
+            return wall if rule is None else rule.sql_to_utc(wall, self.backend.shift_seconds)
+        return func.coalesce(*(self._utc(s) for s in self.spec.cursor))
 
     @cached_property
     def created(self) -> ColumnElement | None:
@@ -160,7 +168,8 @@ class SourceView:
             return flag.isnot(None)
         if rule.deleted_when == "null":
             return flag.is_(None)
-        return flag == _literal(rule.deleted_when)
+        # Null-safe: never NULL itself, so `live` is one NOT (a NULL flag is no deletion).
+        return flag.is_not_distinct_from(_literal(rule.deleted_when))
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
@@ -171,27 +180,43 @@ class SourceView:
     def live(self) -> list[ColumnElement]:
         """The conditions of a row Base B should hold: in the filter, not soft-deleted."""
         deleted = self.deleted
-        return [*self.in_scope, *([or_(not_(deleted), deleted.is_(None))] if deleted is not None else [])]
+        return [*self.in_scope, *([not_(deleted)] if deleted is not None else [])]
 
     def versioned(self) -> list[ColumnElement]:
-        """The row has a usable version (no zero or invalid stamp in the cursor)."""
+        """The row has a usable version: its first non-NULL cursor column holds a time (not the
+        zero date), the column `version_of` and `apply` take. Tested on the raw columns, not on
+        the conversion (a CASE per row), in a form an index on the cursor columns serves."""
         if not self.spec.cursor:
             return [true()]
-        # A sane stamp always converts to a time, so the version is NULL exactly when every cursor
-        # column is: tested on the raw columns, not on the conversion (a CASE per row and column).
-        raw = [self.c(s.column) for s in self.spec.cursor]
-        present = raw[0].isnot(None) if len(raw) == 1 else func.coalesce(*raw).isnot(None)
-        return [present, *(self._sane(s) for s in self.spec.cursor)]
+        return [self._first_stamp(lambda stamp, c: c >= literal(self.floor(stamp), DateTime()))]
 
     def unversioned(self) -> ColumnElement:
-        """A live row whose cursor holds no usable time (the zero timestamp, NULL in every column)."""
+        """A row whose cursor holds no usable time: the first non-NULL column is the zero date (or
+        before the type's first valid value), or every column is NULL. Index-friendly as well."""
         if not self.spec.cursor:
             return false()
-        return not_(and_(*self.versioned()))
+        earlier = self._first_stamp(lambda stamp, c: c < literal(self.floor(stamp), DateTime()))
+        return or_(earlier, and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
 
-    def _sane(self, stamp: StampColumn) -> ColumnElement:
-        raw = self.c(stamp.column)
-        return or_(raw.is_(None), raw >= literal(self.floor(stamp), DateTime()))
+    def _first_stamp(self, condition) -> ColumnElement:
+        """`condition(stamp, column)` on the first non-NULL cursor column (see `_first_non_null`)."""
+        cursor = self.spec.cursor
+        return _first_non_null([self.c(s.column) for s in cursor], lambda i, c: condition(cursor[i], c))
+
+    def surely_within(self, since: datetime | None, until: datetime | None) -> ColumnElement | None:
+        """A condition on the raw wall time that only rows whose version is strictly inside
+        (since, until) meet, whatever the zone's offset at them: a read of a window tests it first
+        and converts only the rows near a bound. None when the version is no converted wall time."""
+        if self._wall is None or self._wall[1] is None or self._wall[1].fixed:
+            return None
+        wall, rule = self._wall
+        bounds = []
+        if since is not None:  # version >= wall - highest offset > since
+            bounds.append(wall > literal(_naive(since) + timedelta(seconds=rule.highest), DateTime()))
+        if until is not None:  # version <= wall - lowest offset < until
+            bounds.append(wall < literal(_naive(until) + timedelta(seconds=rule.lowest), DateTime()))
+        # A wall time that is no real time (2024-02-30 under a lax sql_mode) has no version: not inside.
+        return and_(*bounds, self.backend.real_time(wall)) if bounds else None
 
     def version_prefilter(self, since: datetime | None, until: datetime | None) -> list[ColumnElement]:
         """Index-friendly bounds on the raw cursor columns (local DATETIMEs) that the exact window
@@ -203,9 +228,9 @@ class SourceView:
         raw, slack = [self.c(s.column) for s in cursor], timedelta(hours=15)
         bounds = []
         if since is not None:
-            bounds.append(_first_non_null(raw, lambda c: c >= literal(_naive(since) - slack, DateTime())))
+            bounds.append(_first_non_null(raw, lambda _, c: c >= literal(_naive(since) - slack, DateTime())))
         if until is not None:
-            bounds.append(_first_non_null(raw, lambda c: c <= literal(_naive(until) + slack, DateTime())))
+            bounds.append(_first_non_null(raw, lambda _, c: c <= literal(_naive(until) + slack, DateTime())))
         return bounds
 
     # Python: one row read as it is
@@ -281,11 +306,12 @@ class SourceView:
                 return None
             if raw is not None:
                 return self._to_utc(stamp, raw)
-        refusal.reasons.append(
-            {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
-        )
+        refusal.reasons.append(self.no_version_reason())
         refusal.version_usable = False
         return None
+
+    def no_version_reason(self) -> dict:
+        return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
 
     def _field(self, name: str, mapping: FieldMapping, row: dict, invalid: frozenset[str], refusal: Refusal):
         if mapping.column is not None and mapping.column in invalid:
@@ -327,11 +353,11 @@ class SourceView:
 
 
 def _first_non_null(columns: list, condition) -> ColumnElement:
-    """`condition` on the first non-NULL of `columns`, written so that an index on the columns
-    (in that order) serves it as ranges: c1 meets it, or c1 is NULL and c2 meets it, ..."""
+    """`condition(index, column)` on the first non-NULL of `columns`, written so that an index on
+    the columns (in that order) serves it as ranges: c1 meets it, or c1 is NULL and c2 meets it, ..."""
     if len(columns) == 1:
-        return condition(columns[0])
-    return or_(*(and_(*(c.is_(None) for c in columns[:i]), condition(columns[i])) for i in range(len(columns))))
+        return condition(0, columns[0])
+    return or_(*(and_(*(c.is_(None) for c in columns[:i]), condition(i, columns[i])) for i in range(len(columns))))
 
 
 def _text_transforms(value: str, mapping: FieldMapping) -> str:

@@ -1,0 +1,147 @@
+"""The reads of a converted cursor on the real MariaDB: which rows have a version, and the window
+verification checks, around daylight-saving changes and dirty stamps.
+
+Verification tests the raw wall time first and converts only the rows near a bound (`quick`); these
+tests hold that read to the exact one (every row's version converted and compared), so a wrong
+offset, sign or bound in the shortcut shows up as a different digest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from base_sync.dirty import Quarantined
+from base_sync.mapping import SourceMapping
+from base_sync.source import BaseA, Cursor, Reach, source_engine
+from baseab_contract.version_digest import VersionDigest
+
+MAPPING = """
+source: {time_zone: Europe/Berlin}
+entities:
+  employees:
+    table: staff
+    key: nr
+    cursor: [{column: changed}, {column: made}]
+    soft_delete: {column: active, deleted_when: 0}
+    fields:
+      first_name: {column: name}
+      last_name: {column: name}
+      email: {column: mail}
+"""
+DDL = """CREATE TABLE staff (
+    nr INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(50) NOT NULL, mail VARCHAR(100) NOT NULL,
+    changed DATETIME NULL, made DATETIME NULL, active TINYINT NULL,
+    KEY ix_changed_made (changed, made)
+)"""
+# Wall times every 10 minutes through the two nights clocks change in 2024 (Europe/Berlin: back on
+# 27 October 03:00 CEST, forward on 31 March 02:00 CET), in either cursor column.
+NIGHTS = (datetime(2024, 10, 26, 22, 0), datetime(2024, 3, 30, 22, 0))
+DIRTY = {
+    # (changed, made): first non-NULL holds no time -> no version, whatever the other column holds
+    9001: ("0000-00-00 00:00:00", "2024-05-01 10:00:00"),
+    9002: (None, "0000-00-00 00:00:00"),
+    9003: (None, None),
+    9004: ("2024-02-30 10:00:00", "2024-05-01 10:00:00"),  # impossible date (ALLOW_INVALID_DATES)
+    # the first non-NULL column is sane: versioned by it, the zero date in the other one aside
+    9005: ("2024-05-02 10:00:00", "0000-00-00 00:00:00"),
+}
+
+
+@pytest.fixture
+def staff(make_mariadb_database, tmp_path):
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING)
+    engine = source_engine(make_mariadb_database())
+    rows, key = [], 0
+    for night in NIGHTS:
+        for step in range(60):
+            key += 1
+            wall = (night + timedelta(minutes=10 * step)).isoformat(" ")
+            rows.append((key, wall, None) if key % 2 else (key, None, wall))
+    rows += [(key, *stamps) for key, stamps in DIRTY.items()]
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'"))
+        conn.execute(text(DDL))
+        for key, changed, made in rows:
+            conn.execute(
+                text("INSERT INTO staff VALUES (:k, 'n', 'm', :c, :m, :a)"),
+                {"k": key, "c": changed, "m": made, "a": None if key % 7 == 0 else 1},
+            )
+    yield BaseA(engine, SourceMapping.from_file(mapping))
+    engine.dispose()
+
+
+def _exact_digest(base_a: BaseA, since: Cursor | None, until: Cursor) -> VersionDigest:
+    digest = VersionDigest()
+    for key, version in base_a.window_versions("employees", since, until):
+        digest.add(key, version)
+    return digest
+
+
+def test_the_quick_window_check_equals_the_exact_one_at_every_bound(staff):
+    versions = dict(staff.window_versions("employees", None, Cursor(datetime(2100, 1, 1, tzinfo=UTC), 0)))
+    assert len(versions) == 120 + 1  # every night's row, and 9005 by its sane first column
+    instants = sorted(set(versions.values()))
+    # Bounds on the rows' own versions (with the key tie-break), just before and after them, and
+    # several hours off: every offset the zone had is crossed by some bound.
+    bounds = [Cursor(v, k) for k, v in list(versions.items())[::7]]
+    bounds += [Cursor(v + timedelta(seconds=s), 0) for v in instants[::11] for s in (-7200, -3601, 1, 3600, 7201)]
+    compared = 0
+    for since in [None, *bounds[::3]]:
+        for until in bounds:
+            if since is not None and until <= since:
+                continue
+            quick = staff.window_digest("employees", since, until)
+            exact = _exact_digest(staff, since, until)
+            assert (quick.count, quick.hexdigest) == (exact.count, exact.hexdigest), (since, until)
+            compared += 1
+    assert compared > 500
+
+
+def test_a_row_has_a_version_exactly_when_its_first_non_null_stamp_is_a_time(staff):
+    unversioned = [r for chunk in list(staff.unversioned("employees", 100)) for r in chunk]
+    assert all(isinstance(r, Quarantined) and r.version is None for r in unversioned)
+    assert {r.source_id for r in unversioned} == {9001, 9002, 9003}
+    assert unversioned[2].reasons == [
+        {"field": "changed", "message": "every cursor column is NULL: the row has no version"}
+    ]
+    extracted = {
+        (r.source_id if isinstance(r, Quarantined) else r["source_id"]): r
+        for chunk in list(staff.extract("employees", None, 100))
+        for r in chunk
+    }
+    live = set(range(1, 121)) | {9004, 9005}  # a NULL `active` (every 7th) is no deletion
+    assert set(extracted) == live
+    assert isinstance(extracted[9004], Quarantined) and extracted[9004].version is None
+    view = staff.view("employees")
+    ((row_9005,),) = list(staff.rows_by_keys("employees", [9005], 10))
+    assert view.version_of(row_9005) == datetime(2024, 5, 2, 8, 0, tzinfo=UTC)  # CEST, from `changed`
+
+
+def test_a_full_read_in_key_order_reaches_the_highest_version(staff):
+    reach = Reach()
+    chunks = list(staff.extract("employees", None, 7))  # list(): a failed assert leaves no read open
+    keys = [r.source_id if isinstance(r, Quarantined) else r["source_id"] for chunk in chunks for r in chunk]
+    assert keys == sorted(keys)  # a first load scans the key, no sort of the table
+    for chunk in chunks:
+        reach.add(chunk)
+    top = max(
+        staff.window_versions("employees", None, Cursor(datetime(2100, 1, 1, tzinfo=UTC), 0)),
+        key=lambda kv: (kv[1], kv[0]),
+    )
+    assert reach.cursor == Cursor(top[1], top[0])
+
+
+def test_the_highest_position_of_a_chunk_counts_quarantined_rows_with_a_version():
+    records = [
+        {"source_id": 5, "source_updated_at": "2024-05-01T10:00:00.000000Z"},
+        {"source_id": 2, "source_updated_at": "2024-05-01T10:00:00.000000Z"},
+        Quarantined(9, None, {}, []),
+        {"source_id": 3, "source_updated_at": "2023-12-31T23:59:59.999999Z"},
+    ]
+    assert Cursor.highest_of(records) == Cursor(datetime(2024, 5, 1, 10, tzinfo=UTC), 5)
+    records.append(Quarantined(1, "2024-05-01T10:00:00.000001Z", {}, []))
+    assert Cursor.highest_of(records) == Cursor(datetime(2024, 5, 1, 10, 0, 0, 1, tzinfo=UTC), 1)
+    assert Cursor.highest_of([Quarantined(9, None, {}, [])]) is None
