@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, case, cast, func, literal, literal_column, null
+from sqlalchemy import Integer, String, and_, case, cast, func, literal, literal_column, null
 from sqlalchemy.sql import ColumnElement
 
 from base_sync.dirty import INVALID, Quarantined, reason
@@ -44,7 +44,7 @@ class Rendered:
     def __init__(self, view: SourceView):
         self.view = view
         cursor = view.spec.cursor or []
-        self.cursor_columns = {s.column for s in cursor}
+        self.cursor = [s.column for s in cursor]
         self.stamp_columns = {s.column for s in view.stamps}
         self.date_columns = [
             m.column
@@ -57,9 +57,8 @@ class Rendered:
         """The SELECT list; `clock` (Base A's time when the read began) versions a table without a cursor."""
         view = self.view
         version = _stamp(view.version) if view.version is not None else literal(_iso(clock))
-        created = _stamp(view.created) if view.spec.created is not None else version
         # updated_at is the version again: `split` copies it rather than the server converting twice.
-        columns = [view.key.label(SOURCE_ID), version.label(VERSION), created.label("created_at")]
+        columns = [view.key.label(SOURCE_ID), version.label(VERSION), self._created().label("created_at")]
         for name, mapping in view.fields.items():
             if not mapping.python:
                 columns.append(self.field(name, mapping).label(name))
@@ -67,6 +66,18 @@ class Rendered:
         columns.append(self.invalid_flags().label(INVALID))
         columns.append(self.unmapped_flags().label(UNMAPPED))
         return columns
+
+    def _created(self) -> ColumnElement:
+        """The creation stamp, NULL where it equals the version (`split` copies the version there, as
+        `apply` takes the version for a NULL creation stamp): a creation stamp that is also a cursor
+        column is the version of every row whose earlier cursor columns are NULL (a row never updated),
+        so the server converts one stamp per row, not two."""
+        view, spec = self.view, self.view.spec
+        cursor = spec.cursor or []
+        if spec.created is None or spec.created not in cursor:
+            return null() if spec.created is None else _stamp(view.created)
+        earlier = [view.c(s.column).is_(None) for s in cursor[: cursor.index(spec.created)]]
+        return func.IF(and_(*earlier), null(), _stamp(view.created)) if earlier else null()
 
     def field(self, name: str, mapping: FieldMapping) -> ColumnElement:
         value = self._before_map(mapping)
@@ -107,16 +118,29 @@ class Rendered:
         return value
 
     def invalid_flags(self) -> ColumnElement:
-        """'column=text,...' of the row's date columns holding no real date; '' when none."""
-        names = [*self.stamp_columns, *self.date_columns]
-        flags = [
-            func.IF(
-                _invalid_date(self.view.c(c)),
-                func.concat(literal(c + "="), func.ifnull(cast(self.view.c(c), String), "")),
-                null(),
-            )
-            for c in dict.fromkeys(names)
-        ]
+        """'column=text,...' of the row's date columns holding no real date; '' when none. The cursor
+        column the version comes from (the first non-NULL one) is named 'column!': only it makes the
+        version unusable, and a later cursor column counts only as the creation stamp or a date
+        field, as in `apply`."""
+        view = self.view
+        cursor = self.cursor
+        created = [view.spec.created.column] if view.spec.created else []
+        always = {*created, *self.date_columns}
+        flags = []
+        for name in dict.fromkeys([*cursor, *created, *self.date_columns]):
+            value = view.c(name)
+            invalid, label = _invalid_date(value), literal(name + "=")
+            if name in cursor:
+                before = cursor[: cursor.index(name)]
+                first = and_(*(view.c(c).is_(None) for c in before)) if before else None
+                if first is None:
+                    label = literal(name + "!=")
+                elif name in always:
+                    label = func.IF(first, literal(name + "!="), label)
+                else:
+                    invalid, label = and_(first, invalid), literal(name + "!=")
+            text = func.ifnull(cast(value, String), "")
+            flags.append(func.IF(invalid, func.concat(label, text), null()))
         return func.concat_ws(",", *flags) if flags else literal("")
 
     def unmapped_flags(self) -> ColumnElement:
@@ -136,25 +160,28 @@ class Rendered:
         functions = self.view.functions
         for record in rows:
             record["updated_at"] = record[VERSION]
+            if record["created_at"] is None:
+                record["created_at"] = record[VERSION]
             invalid = record.pop(INVALID, None)
             unmapped = record.pop(UNMAPPED, None)
             if self.python_inputs:
                 inputs = {c: record.pop(INPUT + c) for c in self.python_inputs}
                 for name, function in functions.items():
                     record[name] = function(inputs)
-            no_version = record[VERSION] is None  # every cursor column NULL (a table without one has the clock)
+            no_version = record[VERSION] is None  # no cursor column holds a time (without a cursor: the clock)
             if not invalid and not unmapped and not no_version:
                 out.append(record)
                 continue
-            reasons, version_usable = [], not no_version
-            if no_version and not invalid:
-                reasons.append(self.view.no_version_reason())
+            reasons, version_usable = [], True
             for item in invalid.split(",") if invalid else []:
                 column, _, text = item.partition("=")
-                stamp = column in self.stamp_columns
-                in_cursor = column in self.cursor_columns
-                version_usable &= not in_cursor
-                reasons.append(reason(column, text or None, stamp=stamp, version=in_cursor))
+                decides = column.endswith("!")  # the version's column (see invalid_flags)
+                column = column.removesuffix("!")
+                version_usable &= not decides
+                reasons.append(reason(column, text or None, stamp=column in self.stamp_columns, version=decides))
+            if no_version and version_usable:  # no cursor column flagged: every one is NULL
+                reasons.insert(0, self.view.no_version_reason())
+                version_usable = False
             for item in unmapped.split("\x1f") if unmapped else []:
                 name, _, value = item.partition("=")
                 reasons.append(_unmapped_reason(name, value))

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     and_,
+    case,
     column,
     false,
     func,
@@ -131,27 +132,27 @@ class SourceView:
 
     @cached_property
     def _wall(self) -> tuple[ColumnElement, ZoneRule | None] | None:
-        """The version as one wall time and the rule that converts it (None: already UTC), when it
-        is one: a cursor of one column, or of columns in one zone (the first non-NULL of them)."""
+        """The version's wall time (the first non-NULL cursor column) and the rule that converts it
+        (None: already UTC), when one rule converts every cursor column."""
         cursor = self.spec.cursor or []
         rules = {(s.type, self.zone(s)) for s in cursor}
         if len(rules) != 1:
             return None
         ((_, rule),) = rules
-        # Columns of one zone: one conversion of the first non-NULL column, not one per column
-        # (equal on every row with a usable version: a sane stamp always converts to a time).
         raw = [self.c(s.column) for s in cursor]
         return (raw[0] if len(raw) == 1 else func.coalesce(*raw, type_=DateTime)), rule
 
     @cached_property
     def version(self) -> ColumnElement | None:
-        """The row's version in UTC, as SQL; None when the table has no cursor."""
-        if not self.spec.cursor:
+        """The row's version in UTC, as SQL: its first non-NULL cursor column converted; None when
+        the table has no cursor. One branch per column, each converting the plain column: the
+        conversion tests its input at every level of its CASE, and a column costs a third of a COALESCE."""
+        cursor = self.spec.cursor
+        if not cursor:
             return None
-        if self._wall is not None:
-            wall, rule = self._wall
-            return wall if rule is None else rule.sql_to_utc(wall, self.backend.shift_seconds)
-        return func.coalesce(*(self._utc(s) for s in self.spec.cursor))
+        if len(cursor) == 1:
+            return self._utc(cursor[0])
+        return case(*((self.c(s.column).isnot(None), self._utc(s)) for s in cursor[:-1]), else_=self._utc(cursor[-1]))
 
     @cached_property
     def created(self) -> ColumnElement | None:
