@@ -166,6 +166,16 @@ def reader_config(kafka_config: dict) -> dict:
     }
 
 
+def _ends(consumer: Consumer, dlq_topic: str, partitions: list[int], timeout: float) -> dict[int, int]:
+    """The non-empty partitions' high watermarks: a read goes at least this far (the letters there now)."""
+    ends = {}
+    for partition in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout=timeout)
+        if high > low:
+            ends[partition] = high
+    return ends
+
+
 def replay_producer(kafka_config: dict) -> Producer:
     """A producer on the broker connection (idempotent: a retried send is not doubled)."""
     config = {k: v for k, v in kafka_config.items() if not k.startswith(_CONSUMER_ONLY)}
@@ -181,28 +191,27 @@ def read(
         described = consumer.list_topics(dlq_topic, timeout=timeout).topics.get(dlq_topic)
         if described is None or described.error is not None:
             raise DeadLetterError(f"the dead-letter topic {dlq_topic!r} does not exist on the broker")
-        ends = {}
-        for partition in sorted(described.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout=timeout)
-            if high > low:
-                ends[partition] = high  # read up to what is there now; letters arriving later wait for the next read
+        ends = _ends(consumer, dlq_topic, sorted(described.partitions), timeout)
         consumer.assign([TopicPartition(dlq_topic, partition, OFFSET_BEGINNING) for partition in ends])
         found: list[DeadLetter] = []
-        progress = time.monotonic()
-        while ends:
+        progress, past_ends_since = time.monotonic(), None
+        while True:
             batch = consumer.consume(500, timeout=0.5)
             for message in batch:
                 if message.error():
                     raise KafkaException(message.error())
-                end = ends.get(message.partition())
-                if end is None or message.offset() >= end:
-                    continue
+                if message.offset() >= ends.get(message.partition(), 0) - 1:
+                    ends.pop(message.partition(), None)
                 letter = DeadLetter.of(message)
                 if selection.matches(letter):
                     found.append(letter)
-                if message.offset() >= end - 1:
-                    del ends[message.partition()]
-            if batch:
+            # Past every reported end, read on to the first empty fetch (for at most `timeout`): a broker's
+            # high watermark may trail its log (Tansu 0.6.0: the last produce batch's base offset + 1).
+            if not ends:
+                past_ends_since = past_ends_since or time.monotonic()
+                if not batch or time.monotonic() - past_ends_since > timeout:
+                    break
+            elif batch:
                 progress = time.monotonic()
             elif time.monotonic() - progress > timeout:
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
