@@ -7,6 +7,9 @@ saying where it came from and why: `__connect.errors.topic`, `.partition`, `.off
 under a throwaway group and commits nothing, so listing or replaying never hides a letter from the
 next reader. Replaying sends the key, value and own headers back to the original topic and
 partition; the API's version guard makes an event older than Base B's row a no-op.
+
+Deletes the mass-delete breaker held (kind `MassDeleteHeld`) are replayed only when approved: the
+replay then marks them (`MASS_DELETE_APPROVED`) and the events path sends them uncounted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ STAGE = ERRORS + "stage"
 CLASS_NAME = ERRORS + "exception.class.name"
 MESSAGE = ERRORS + "exception.message"
 REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter topic>:<partition>:<offset>
+# On a replayed delete the mass-delete breaker held: an operator approved it, so the run does not count it.
+MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
+MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
+REPLAY_HEADERS = (REPLAYED_FROM, MASS_DELETE_APPROVED)  # set by each replay, never carried over to the next
 # Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
 STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
@@ -89,7 +96,7 @@ class DeadLetter:
         for name, value in message.headers() or []:
             if name.startswith(ERRORS):
                 errors[name] = value.decode("utf-8", "replace") if value is not None else None
-            elif name != REPLAYED_FROM:
+            elif name not in REPLAY_HEADERS:
                 own.append((name, value))
         timestamp_type, timestamp = message.timestamp()
         return cls(
@@ -220,9 +227,29 @@ def read(
     return sorted(found, key=lambda letter: (letter.partition, letter.offset))
 
 
-def replay(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
-    """Send each letter's key, value and own headers back to its original topic and partition; returns them."""
+def approved_delete(message: Message) -> bool:
+    """A delete an operator approved by replaying it: the breaker lets it through uncounted."""
+    return any(name == MASS_DELETE_APPROVED for name, _ in message.headers() or [])
+
+
+def held_deletes(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+    return [letter for letter in letters if letter.kind == MASS_DELETE_HELD]
+
+
+def replay(
+    producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], approve_mass_delete: bool = False
+) -> list[DeadLetter]:
+    """Send each letter's key, value and own headers back to its original topic and partition; returns them.
+
+    Held mass deletes are replayed only as approved (`approve_mass_delete`): replaying them deletes
+    their rows in Base B, past the breaker."""
     letters = list(letters)
+    held = held_deletes(letters)
+    if held and not approve_mass_delete:
+        raise DeadLetterError(
+            f"{len(held)} of the letters are deletes the mass-delete breaker held; replaying them deletes those rows "
+            f"in Base B: check Base A first, then approve them with --approve-mass-delete (or leave them out: --kind)"
+        )
     unplaced = [letter.position for letter in letters if letter.topic is None]
     if unplaced:
         raise DeadLetterError(f"no {TOPIC} header, so nowhere to replay to: {', '.join(unplaced)}")
@@ -234,11 +261,13 @@ def replay(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter]) ->
 
     for letter in letters:
         where = {"partition": letter.source_partition} if letter.source_partition is not None else {}
+        origin = f"{dlq_topic}:{letter.position}"
+        approval = [(MASS_DELETE_APPROVED, origin)] if letter.kind == MASS_DELETE_HELD else []
         producer.produce(
             letter.topic,
             key=letter.key,
             value=letter.value,
-            headers=[*letter.headers, (REPLAYED_FROM, f"{dlq_topic}:{letter.position}")],
+            headers=[*letter.headers, (REPLAYED_FROM, origin), *approval],
             on_delivery=delivered,
             **where,
         )
