@@ -34,12 +34,23 @@ it came from and why. It never blocks its partition. `base-sync-dlq list` shows 
 cause, then `base-sync-dlq replay PARTITION:OFFSET` (or `--all` with filters) sends them back to
 their topic, or let the next batch run carry the row over.
 
+**Mass deletes**: per entity, a run sends at most the batch DAG's circuit-breaker limit of
+deletes, `max(SYNC_MASS_DELETE_MIN_ROWS, ceil(SYNC_MASS_DELETE_SHARE × Base B's synced rows))`
+(100 and 5% by default), counted across its batches. The deletes past it are not sent: they go to
+the dead letters as `MassDeleteHeld`, the reason saying how many, the limit and why; the run logs
+`MASS DELETE HELD` and counts `held_deletes`. Check Base A (a mass DELETE, a wrong soft-delete
+rule or filter); if the deletes are right, approve them by replaying:
+`base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete` (the next run sends
+them uncounted; a row changed since stays, the version guard answers `stale`). If they are a
+mistake, fix Base A and leave the letters be.
+
 **Failures**: an unreachable or restarting API is retried with back-off; a refusal (a 4xx such as
 a wrong token) fails the task at once with the reason, since a retry would fail the same way.
 
 **Where to look**: counts per run in the XCom and log of `apply_changes` (consumed, inserted,
-updated, stale, deleted, dead_lettered, lag). Connections: `base_a_kafka` (kafka; extra holds
-`bootstrap.servers`, `group.id` of the wake-up consumer, `enable.auto.commit: false`) and `base_b_api`.
+updated, stale, deleted, held_deletes, approved_deletes, dead_lettered, lag). Connections:
+`base_a_kafka` (kafka; extra holds `bootstrap.servers`, `group.id` of the wake-up consumer,
+`enable.auto.commit: false`) and `base_b_api`.
 """
 
 settings = EventSettings()

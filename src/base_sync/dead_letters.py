@@ -7,6 +7,9 @@ saying where it came from and why: `__connect.errors.topic`, `.partition`, `.off
 under a throwaway group and commits nothing, so listing or replaying never hides a letter from the
 next reader. Replaying sends the key, value and own headers back to the original topic and
 partition; the API's version guard makes an event older than Base B's row a no-op.
+
+Deletes the mass-delete breaker held (kind `MassDeleteHeld`) are replayed only when approved: the
+replay then marks them (`MASS_DELETE_APPROVED`) and the events path sends them uncounted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ STAGE = ERRORS + "stage"
 CLASS_NAME = ERRORS + "exception.class.name"
 MESSAGE = ERRORS + "exception.message"
 REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter topic>:<partition>:<offset>
+# On a replayed delete the mass-delete breaker held: an operator approved it, so the run does not count it.
+MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
+MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
+REPLAY_HEADERS = (REPLAYED_FROM, MASS_DELETE_APPROVED)  # set by each replay, never carried over to the next
 # Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
 STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
@@ -89,7 +96,7 @@ class DeadLetter:
         for name, value in message.headers() or []:
             if name.startswith(ERRORS):
                 errors[name] = value.decode("utf-8", "replace") if value is not None else None
-            elif name != REPLAYED_FROM:
+            elif name not in REPLAY_HEADERS:
                 own.append((name, value))
         timestamp_type, timestamp = message.timestamp()
         return cls(
@@ -166,6 +173,16 @@ def reader_config(kafka_config: dict) -> dict:
     }
 
 
+def _ends(consumer: Consumer, dlq_topic: str, partitions: list[int], timeout: float) -> dict[int, int]:
+    """The non-empty partitions' high watermarks: a read goes at least this far (the letters there now)."""
+    ends = {}
+    for partition in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout=timeout)
+        if high > low:
+            ends[partition] = high
+    return ends
+
+
 def replay_producer(kafka_config: dict) -> Producer:
     """A producer on the broker connection (idempotent: a retried send is not doubled)."""
     config = {k: v for k, v in kafka_config.items() if not k.startswith(_CONSUMER_ONLY)}
@@ -181,28 +198,27 @@ def read(
         described = consumer.list_topics(dlq_topic, timeout=timeout).topics.get(dlq_topic)
         if described is None or described.error is not None:
             raise DeadLetterError(f"the dead-letter topic {dlq_topic!r} does not exist on the broker")
-        ends = {}
-        for partition in sorted(described.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, partition), timeout=timeout)
-            if high > low:
-                ends[partition] = high  # read up to what is there now; letters arriving later wait for the next read
+        ends = _ends(consumer, dlq_topic, sorted(described.partitions), timeout)
         consumer.assign([TopicPartition(dlq_topic, partition, OFFSET_BEGINNING) for partition in ends])
         found: list[DeadLetter] = []
-        progress = time.monotonic()
-        while ends:
+        progress, past_ends_since = time.monotonic(), None
+        while True:
             batch = consumer.consume(500, timeout=0.5)
             for message in batch:
                 if message.error():
                     raise KafkaException(message.error())
-                end = ends.get(message.partition())
-                if end is None or message.offset() >= end:
-                    continue
+                if message.offset() >= ends.get(message.partition(), 0) - 1:
+                    ends.pop(message.partition(), None)
                 letter = DeadLetter.of(message)
                 if selection.matches(letter):
                     found.append(letter)
-                if message.offset() >= end - 1:
-                    del ends[message.partition()]
-            if batch:
+            # Past every reported end, read on to the first empty fetch (for at most `timeout`): a broker's
+            # high watermark may trail its log (Tansu 0.6.0: the last produce batch's base offset + 1).
+            if not ends:
+                past_ends_since = past_ends_since or time.monotonic()
+                if not batch or time.monotonic() - past_ends_since > timeout:
+                    break
+            elif batch:
                 progress = time.monotonic()
             elif time.monotonic() - progress > timeout:
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
@@ -211,9 +227,29 @@ def read(
     return sorted(found, key=lambda letter: (letter.partition, letter.offset))
 
 
-def replay(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
-    """Send each letter's key, value and own headers back to its original topic and partition; returns them."""
+def approved_delete(message: Message) -> bool:
+    """A delete an operator approved by replaying it: the breaker lets it through uncounted."""
+    return any(name == MASS_DELETE_APPROVED for name, _ in message.headers() or [])
+
+
+def held_deletes(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+    return [letter for letter in letters if letter.kind == MASS_DELETE_HELD]
+
+
+def replay(
+    producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], approve_mass_delete: bool = False
+) -> list[DeadLetter]:
+    """Send each letter's key, value and own headers back to its original topic and partition; returns them.
+
+    Held mass deletes are replayed only as approved (`approve_mass_delete`): replaying them deletes
+    their rows in Base B, past the breaker."""
     letters = list(letters)
+    held = held_deletes(letters)
+    if held and not approve_mass_delete:
+        raise DeadLetterError(
+            f"{len(held)} of the letters are deletes the mass-delete breaker held; replaying them deletes those rows "
+            f"in Base B: check Base A first, then approve them with --approve-mass-delete (or leave them out: --kind)"
+        )
     unplaced = [letter.position for letter in letters if letter.topic is None]
     if unplaced:
         raise DeadLetterError(f"no {TOPIC} header, so nowhere to replay to: {', '.join(unplaced)}")
@@ -225,11 +261,13 @@ def replay(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter]) ->
 
     for letter in letters:
         where = {"partition": letter.source_partition} if letter.source_partition is not None else {}
+        origin = f"{dlq_topic}:{letter.position}"
+        approval = [(MASS_DELETE_APPROVED, origin)] if letter.kind == MASS_DELETE_HELD else []
         producer.produce(
             letter.topic,
             key=letter.key,
             value=letter.value,
-            headers=[*letter.headers, (REPLAYED_FROM, f"{dlq_topic}:{letter.position}")],
+            headers=[*letter.headers, (REPLAYED_FROM, origin), *approval],
             on_delivery=delivered,
             **where,
         )

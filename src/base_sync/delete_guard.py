@@ -15,7 +15,12 @@ steps, which is all a new source has to do:
 
 Over the budget nothing is deleted: `MassDeleteBlocked` (terminal: a retry finds the same) carries
 the `DeletePlan`, which says how many rows, which share of the synced rows, the limit and from
-which source. Nothing here imports Airflow.
+which source.
+
+The events path (`base_sync.events`) cannot count a run's deletes before sending: they arrive in
+batches. `RunDeleteGuard` keeps the same `DeleteBudget` per entity across one run's batches: the
+deletes within it are sent, those past it are held (dead letters an operator approves by replaying
+them). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from base_sync.errors import TerminalError
 from base_sync.settings import SyncSettings
@@ -213,3 +218,58 @@ class Allowance:
             )
         self.left -= count
         self.sent[source] += count
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The breaker's answer to one batch of an entity's delete events: how many go, how many are held."""
+
+    entity: str
+    admitted: int
+    held: int
+    requested: int  # the run's counted deletes of the entity so far, this batch's included
+    budget: DeleteBudget
+
+    @property
+    def reason(self) -> str:
+        """Why deletes are held: how many, against which limit and why that limit."""
+        synced = f" x {self.budget.synced:,} synced rows" if self.budget.synced is not None else ""
+        return (
+            f"mass delete held: {self.requested:,} deletes of {self.entity} in this run exceed its limit of "
+            f"{self.budget.limit:,} = max(SYNC_MASS_DELETE_MIN_ROWS={self.budget.min_rows}, "
+            f"SYNC_MASS_DELETE_SHARE={self.budget.share}{synced}); those past the limit are held, not deleted"
+        )
+
+
+class RunDeleteGuard:
+    """The breaker on the events path: per entity, the deletes one run sends, across its batches.
+
+    Deletes within the `DeleteBudget` go; past it `admit` holds them (the caller keeps them for an
+    operator), so one run never deletes more than the limit of an entity unasked. Base B's synced
+    rows are counted once per entity and run, and only once the run's deletes pass
+    SYNC_MASS_DELETE_MIN_ROWS (the limit depends on them only then)."""
+
+    def __init__(self, rule: DeleteBudget, synced_rows: Callable[[str], int]):
+        self.rule = rule  # share and floor; its `synced` is filled per entity
+        self._synced_rows = synced_rows
+        self.requested: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self._budgets: dict[str, DeleteBudget] = {}
+
+    def admit(self, entity: str, count: int) -> Admission:
+        """Of `count` more deletes of `entity`, how many may be sent: the rest are over the run's limit."""
+        self.requested[entity] += count
+        budget = self._budget(entity)
+        admitted = max(0, min(count, budget.limit - self.sent[entity]))
+        self.sent[entity] += admitted
+        return Admission(entity, admitted, count - admitted, self.requested[entity], budget)
+
+    def _budget(self, entity: str) -> DeleteBudget:
+        if entity in self._budgets:
+            return self._budgets[entity]
+        if self.requested[entity] <= self.rule.min_rows:
+            return replace(self.rule, synced=None)  # within the floor whatever Base B holds: no count needed
+        # Counted now, after the run's first deletes (at most the floor): add them back, as the run began.
+        synced = self._synced_rows(entity) + self.sent[entity]
+        budget = self._budgets[entity] = replace(self.rule, synced=synced)
+        return budget

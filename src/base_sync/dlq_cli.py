@@ -5,6 +5,8 @@ base-sync-dlq list --kind Rejected --format jsonl   as JSON lines, with key, val
 base-sync-dlq replay 0:17 2:3                       these (dead-letter partition:offset) to their topic
 base-sync-dlq replay --all --reason 'email'         every letter whose reason matches
 base-sync-dlq replay --all --dry-run                what would be replayed
+base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete
+                                                    approve the deletes the mass-delete breaker held
 
 The broker comes from the events path's connection (EVENTS_KAFKA_CONN_ID, default `base_a_kafka`,
 read from its AIRFLOW_CONN_<ID> variable in JSON form) unless --bootstrap names one; the topic is
@@ -40,9 +42,14 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     replaying.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
     replaying.add_argument("--all", action="store_true", help="every letter the filters select")
     replaying.add_argument("--dry-run", action="store_true", help="only show what would be replayed")
+    replaying.add_argument(
+        "--approve-mass-delete",
+        action="store_true",
+        help="replay the deletes the mass-delete breaker held (kind MassDeleteHeld) as approved: they delete rows",
+    )
     for command in (listing, replaying):
         command.add_argument("--topic", help="only letters from this original topic")
-        command.add_argument("--kind", help="only this exception class (BadEvent, Rejected)")
+        command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
         command.add_argument("--reason", type=re.compile, help="only reasons matching this regular expression")
         command.add_argument("--key", help="only this message key")
     return parser
@@ -115,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
             print("nothing to replay: no dead letter matches", file=sys.stderr)
             return 1
         if not args.dry_run:
-            dead_letters.replay(dead_letters.replay_producer(config), args.dlq_topic, letters)
+            producer = dead_letters.replay_producer(config)
+            dead_letters.replay(producer, args.dlq_topic, letters, args.approve_mass_delete)
         _print(letters, "table")
         print(f"{'would replay' if args.dry_run else 'replayed'} {len(letters)} dead letters", file=sys.stderr)
+        held = len(dead_letters.held_deletes(letters))
+        if held:
+            approval = "approved" if args.approve_mass_delete else "needing --approve-mass-delete"
+            print(f"of them {held} held mass deletes, {approval}", file=sys.stderr)
         return 0
     except (DeadLetterError, KafkaException) as error:
         print(f"base-sync-dlq: {error}", file=sys.stderr)

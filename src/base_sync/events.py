@@ -6,6 +6,13 @@ applies upserts and deletes with one bulk request each per entity, dead-letters 
 rejected, and commits the batch's offsets only once the API answered and the dead letters are
 stored. A crash anywhere before the commit re-reads the batch next time, and the API's version guard
 makes the repeat a no-op: at-least-once delivery, exactly-once state.
+
+Deletes pass the mass-delete breaker (`delete_guard.RunDeleteGuard`): per entity, a run sends at
+most the batch path's limit (SYNC_MASS_DELETE_SHARE of Base B's synced rows, at least
+SYNC_MASS_DELETE_MIN_ROWS); the deletes past it are dead-lettered as held (`MassDeleteHeld`, the
+reason says how many and why), so the partition goes on and the offsets commit. Replaying them
+with `base-sync-dlq replay --approve-mass-delete` is the approval: a replayed approved delete is
+sent uncounted.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
+from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import encode
-from base_sync.settings import EventSettings
+from base_sync.settings import EventSettings, SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +92,25 @@ def producer_for(kafka_config: dict) -> Producer:
 
 
 def drain(
-    consumer: Consumer, producer: Producer, api: BaseBApi, settings: EventSettings, topics: Topics | None = None
+    consumer: Consumer,
+    producer: Producer,
+    api: BaseBApi,
+    settings: EventSettings,
+    topics: Topics | None = None,
+    delete_budget: DeleteBudget | None = None,
 ) -> DrainReport:
     """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`.
 
     `topics`: the change topics and the mapping their rows go through (default: the settings' and
     BASE_A_MAPPING_FILE's). While one batch is with the API, the next is fetched and decoded; a
     batch's offsets are committed only after its answer, in order, and one batch at a time is in flight.
+    `delete_budget`: the mass-delete breaker's share and floor (default: SYNC_MASS_DELETE_*, as the
+    batch path), applied per entity to the whole run.
     """
     started = time.monotonic()
     report = DrainReport()
     topics = topics or Topics.from_settings(settings)
+    guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
     partitions = assign_committed(consumer, topics.names)
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
@@ -108,12 +124,26 @@ def drain(
             plan = prepare(batch, topics, report)
             if in_flight:
                 _settle(*in_flight, consumer, producer, settings, report)
-            in_flight = (sender.submit(send, plan, api), plan)
+            in_flight = (sender.submit(send, plan, api, guard), plan)
         if in_flight:
             _settle(*in_flight, consumer, producer, settings, report)
     report.lag = remaining(consumer, partitions)
     report.seconds = time.monotonic() - started
+    _warn_held(report)
     return report
+
+
+def _warn_held(report: DrainReport) -> None:
+    """One line per entity whose deletes the breaker held in this run, for the task log's reader."""
+    for entity, counts in report.by_entity.items():
+        if counts["held_deletes"]:
+            log.warning(
+                "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted; check "
+                "Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete",
+                entity,
+                counts["held_deletes"],
+                dead_letters.MASS_DELETE_HELD,
+            )
 
 
 def _settle(sent: Future, plan: Plan, consumer, producer, settings: EventSettings, report: DrainReport) -> None:
@@ -205,8 +235,9 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     return Plan(batch, changes, dead)
 
 
-def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
-    """One bulk upsert and one bulk delete per entity; returns the changes the API rejected, and its counts."""
+def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
+    """One bulk upsert and one bulk delete per entity; returns the changes the API rejected or the
+    breaker held, and the counts."""
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
         counts = by_entity[entity] = Counter()
@@ -220,10 +251,41 @@ def send(plan: Plan, api: BaseBApi) -> tuple[list[tuple[Message, str, str]], dic
         if upserts:
             answer = api.bulk_upsert(entity, encode([c.record for c, _ in upserts]))
             rejected += _account(entity, upserts, answer, counts)
+        deletes, held = _guard_deletes(entity, deletes, guard, counts)
+        rejected += held
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
             rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
     return rejected, by_entity
+
+
+def _guard_deletes(
+    entity: str, deletes: list[tuple[Change, Message]], guard: RunDeleteGuard, counts: Counter
+) -> tuple[list[tuple[Change, Message]], list[tuple[Message, str, str]]]:
+    """The deletes to send now (approved replays, then those within the run's budget) and the held ones
+    as dead letters."""
+    approved = [(c, m) for c, m in deletes if dead_letters.approved_delete(m)]
+    counted = [(c, m) for c, m in deletes if not dead_letters.approved_delete(m)]
+    if approved:
+        counts["approved_deletes"] += len(approved)
+    if not counted:
+        return approved, []
+    admission = guard.admit(entity, len(counted))
+    if not admission.held:
+        return approved + counted, []
+    counts["held_deletes"] += admission.held
+    log.warning("%s: %d held", admission.reason, admission.held)
+    past = counted[admission.admitted :]
+    held = [(m, dead_letters.MASS_DELETE_HELD, _held_reason(admission, m.topic())) for _, m in past]
+    return approved + counted[: admission.admitted], held
+
+
+def _held_reason(admission: Admission, topic: str) -> str:
+    return (
+        f"{admission.reason}. Check Base A (a mass DELETE, a wrong soft-delete rule or filter); to delete them, "
+        f"approve by replaying: base-sync-dlq replay --all --kind {dead_letters.MASS_DELETE_HELD} --topic {topic} "
+        f"--approve-mass-delete"
+    )
 
 
 def _reasons(reasons: list[dict]) -> str:

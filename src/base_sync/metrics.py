@@ -11,7 +11,8 @@ import time
 from datetime import datetime
 
 BATCH, EVENTS = "batch", "events"
-ROW_OUTCOMES = ("extracted", "inserted", "updated", "unchanged", "stale", "rejected", "deleted")
+# held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval.
+ROW_OUTCOMES = ("extracted", "inserted", "updated", "unchanged", "stale", "rejected", "deleted", "held_deletes")
 
 
 def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime | None) -> list[tuple[str, str, float]]:

@@ -44,7 +44,8 @@ class SyncSettings(BaseSettings):
         ge=0,
         le=1,
         description="a run that would delete more than this share of an entity's synced rows in Base B stops before "
-        "deleting and waits for an operator's approval (the circuit breaker)",
+        "deleting and waits for an operator's approval (the circuit breaker); an events run holds the deletes past "
+        "it as dead letters, approved by replaying them",
     )
     mass_delete_min_rows: int = Field(
         100, ge=0, description="the circuit breaker lets this many deletes through whatever the share (small tables)"

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from api_service.models import TABLES
 from base_sync import events
 from base_sync.api_client import BaseBApi
+from base_sync.delete_guard import ANY_NUMBER, DeleteBudget
 from base_sync.source import BaseA, Cursor, utc
 from testbed.servers import REPO, free_port, kafka_broker, venv_bin, wait_for_http
 from tests.faults.tcp_proxy import TcpProxy
@@ -244,13 +245,18 @@ def broker_behind_proxy(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
         yield bootstrap, proxy
 
 
+# These histories delete far more than a run's share of a few hundred rows, as churn, not as a mistake:
+# the mass-delete breaker (tests/sync/test_events_mass_delete.py) is not what they test.
+NO_DELETE_LIMIT = DeleteBudget(share=1.0, min_rows=ANY_NUMBER)
+
+
 def drain(bootstrap: str, settings, base_b, **config) -> events.DrainReport:
-    """One run of the events DAG's drain against Base B's API, with extra consumer `config`."""
+    """One run of the events DAG's drain against Base B's API, with extra consumer `config`; deletes unguarded."""
     config = {"bootstrap.servers": bootstrap, **config}
     consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
     api = base_b.api()
     try:
-        return events.drain(consumer, producer, api, settings)
+        return events.drain(consumer, producer, api, settings, delete_budget=NO_DELETE_LIMIT)
     finally:
         consumer.close()
         api.close()

@@ -1,0 +1,100 @@
+"""The mass-delete breaker on the events path, on the real stack: a real broker, the real API over
+PostgreSQL, the drain the events DAG runs and `base-sync-dlq` as operators run it.
+
+Budget here: SYNC_MASS_DELETE_SHARE=0.05 of 200 synced employees, SYNC_MASS_DELETE_MIN_ROWS=4, so a
+run may delete 10 employees unasked, and any run of more than 4 deletes counts Base B's rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from base_sync.dead_letters import MASS_DELETE_HELD
+from tests.sync.test_dead_letters import dlq, listed
+from tests.sync.test_events_apply import T0, Events, employee
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SEEDED = 200
+LIMIT = 10  # max(4, ceil(0.05 x 200))
+
+
+@pytest.fixture
+def changes(kafka_bootstrap, event_settings, base_b, monkeypatch) -> Events:
+    """200 employees synced through the events path; the drain reads the batch path's breaker settings."""
+    monkeypatch.setenv("SYNC_MASS_DELETE_SHARE", "0.05")
+    monkeypatch.setenv("SYNC_MASS_DELETE_MIN_ROWS", "4")
+    events = Events(kafka_bootstrap, event_settings, base_b)
+    for key in range(1, SEEDED + 1):
+        events.send("c", None, employee(key, T0))
+    assert events.drain().counts["inserted"] == SEEDED
+    return events
+
+
+def delete(changes: Events, keys) -> None:
+    for key in keys:
+        changes.send("d", employee(key, T0), None)
+
+
+def test_deletes_within_the_budget_are_applied(changes):
+    delete(changes, range(1, 9))  # 8: past the floor, so Base B is counted, and within the limit of 10
+    report = changes.drain()
+    assert report.counts["deleted"] == 8 and report.counts["held_deletes"] == 0, report.to_json()
+    assert sorted(changes.rows()) == list(range(9, SEEDED + 1))
+    assert changes.dead_letters() == []
+
+
+def hold_a_mass_delete(changes: Events) -> tuple[dict, set[int]]:
+    """30 deletes in one run of batches of 8: 10 are applied, 20 held. Returns the run's report and the held keys."""
+    changes.settings = changes.settings.model_copy(update={"batch_size": 8})
+    delete(changes, range(1, 31))
+    report = changes.drain()
+    assert report.batches >= 4, "the budget spans the run's batches"
+    gone = set(range(1, SEEDED + 1)) - set(changes.rows())
+    return report.to_json(), set(range(1, 31)) - gone
+
+
+def test_deletes_past_the_budget_are_held_as_dead_letters_and_committed_past(changes):
+    report, held = hold_a_mass_delete(changes)
+    assert report["counts"]["deleted"] == LIMIT and report["counts"]["held_deletes"] == 20, report
+    assert report["by_entity"]["employees"]["held_deletes"] == 20
+    assert report["counts"]["dead_lettered"] == 20
+    # Base B lost only the limit's worth, all among the deleted keys; the held 20 are still live.
+    rows = changes.rows()
+    assert len(rows) == SEEDED - LIMIT and set(range(31, SEEDED + 1)) <= set(rows) and held <= set(rows)
+    letters = listed(changes)
+    assert sorted(int(letter["key"]) for letter in letters) == sorted(held)
+    for letter in letters:
+        assert letter["kind"] == MASS_DELETE_HELD and letter["stage"] == "TASK_PUT"
+        assert "mass delete held" in letter["reason"] and "employees" in letter["reason"]
+        assert f"limit of {LIMIT} " in letter["reason"] and "x 200 synced rows" in letter["reason"]
+        assert "base-sync-dlq replay" in letter["reason"] and "--approve-mass-delete" in letter["reason"]
+    again = changes.drain()
+    assert again.counts["consumed"] == 0, "the held deletes were committed past, not read again"
+
+
+def test_replaying_the_held_deletes_is_the_approval(changes):
+    _, held = hold_a_mass_delete(changes)
+    # One held key changes again after its delete: replayed late, its delete must not undo the new row.
+    changed = min(held)
+    changes.send("u", employee(changed, T0), employee(changed, T0 + timedelta(seconds=10), position="Lead"))
+    assert changes.drain().counts["updated"] == 1
+
+    refused = dlq(changes, "replay", "--all")
+    assert refused.returncode == 2 and "--approve-mass-delete" in refused.stderr
+    assert changes.drain().counts["consumed"] == 0, "a refused replay sends nothing"
+
+    approved = dlq(changes, "replay", "--all", "--kind", MASS_DELETE_HELD, "--approve-mass-delete")
+    assert approved.returncode == 0, approved.stderr
+    assert "replayed 20 dead letters" in approved.stderr
+
+    report = changes.drain()
+    counts = report.counts
+    assert counts["approved_deletes"] == 20 and counts["held_deletes"] == 0, report.to_json()
+    assert counts["deleted"] == 19 and counts["stale"] == 1
+    rows = changes.rows()
+    assert sorted(rows) == sorted({changed} | set(range(31, SEEDED + 1)))
+    assert rows[changed][5] == "Lead"
+    assert len(listed(changes)) == 20, "no new dead letters: approved deletes are not held again"

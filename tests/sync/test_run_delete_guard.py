@@ -1,0 +1,65 @@
+"""The events path's mass-delete breaker: one run's deletes per entity against the batch path's budget (no servers)."""
+
+from __future__ import annotations
+
+from base_sync.delete_guard import DeleteBudget, RunDeleteGuard
+from base_sync.metrics import events_samples
+
+
+class SyncedRows:
+    """Base B's synced rows per entity, as the API would count them; records every count asked."""
+
+    def __init__(self, **rows: int):
+        self.rows, self.asked = rows, []
+
+    def __call__(self, entity: str) -> int:
+        self.asked.append(entity)
+        return self.rows[entity]
+
+
+def test_deletes_within_the_floor_go_without_counting_base_b():
+    synced = SyncedRows(employees=40_000)
+    guard = RunDeleteGuard(DeleteBudget(share=0.05, min_rows=100), synced)
+    admissions = [guard.admit("employees", 50), guard.admit("employees", 50)]
+    assert [(a.admitted, a.held) for a in admissions] == [(50, 0), (50, 0)]
+    assert synced.asked == [], "Base B's count is needed only past SYNC_MASS_DELETE_MIN_ROWS"
+
+
+def test_past_the_limit_the_deletes_of_later_batches_are_held_and_base_b_is_counted_once():
+    synced = SyncedRows(employees=39_900)  # what Base B holds once the first batch's deletes are applied
+    guard = RunDeleteGuard(DeleteBudget(share=0.05, min_rows=100), synced)
+    first = guard.admit("employees", 100)  # the floor: sent before Base B is counted
+    second = guard.admit("employees", 1_500)
+    third = guard.admit("employees", 1_000)  # crosses the limit: part goes, the rest is held
+    fourth = guard.admit("employees", 300)
+    # The rows the first batch deleted were synced when the run began: 39,900 + 100 = 40,000, 5% = 2,000.
+    assert third.budget.synced == 40_000 and third.budget.limit == 2_000
+    assert [(a.admitted, a.held) for a in (first, second, third, fourth)] == [
+        (100, 0),
+        (1_500, 0),
+        (400, 600),
+        (0, 300),
+    ]
+    assert synced.asked == ["employees"]
+    assert fourth.requested == 2_900
+    assert "2,900 deletes of employees in this run exceed its limit of 2,000" in fourth.reason
+    assert "SYNC_MASS_DELETE_SHARE=0.05 x 40,000 synced rows" in fourth.reason
+
+
+def test_each_entity_has_its_own_budget():
+    guard = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=10), SyncedRows(employees=0, articles=0))
+    assert guard.admit("employees", 12).held == 2
+    assert guard.admit("articles", 10).held == 0
+
+
+def test_an_empty_base_b_still_lets_the_floor_through():
+    guard = RunDeleteGuard(DeleteBudget(share=0.05, min_rows=100), SyncedRows(employees=0))
+    admission = guard.admit("employees", 150)
+    assert (admission.admitted, admission.held, admission.budget.limit) == (100, 50, 100)
+
+
+def test_held_deletes_are_a_row_outcome_of_the_events_path():
+    samples = {
+        name: (kind, value) for kind, name, value in events_samples({"employees": {"held_deletes": 20}}, 20, 0, None)
+    }
+    assert samples["base_sync.rows.events.employees.held_deletes"] == ("incr", 20)
