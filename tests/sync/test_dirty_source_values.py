@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from base_sync import events, partitioned, sync
 from base_sync.debezium import EnvelopeWriter, Topics, decode
+from base_sync.delete_guard import DeleteBudget, RunDeleteGuard
 from base_sync.demo import generate
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync
@@ -123,7 +124,7 @@ def test_the_same_rows_as_events_end_quarantined_with_the_same_reasons(base_b):
 
     changes = [decode(topic, first), decode(topic, second)]
     plan = events.Plan([], {"employees": [(c, FakeMessage(b"")) for c in changes], "articles": []}, [])
-    dead, counts = events.send(plan, api)
+    dead, counts = events.send(plan, api, RunDeleteGuard(DeleteBudget.of(SETTINGS), api.synced_rows))
     assert counts["employees"]["quarantined"] == 2
     assert [kind for _, kind, _ in dead] == ["Quarantined", "Quarantined"]
     assert open_reasons(api) == {2001: [ZERO_HIRED], 2002: [ZERO_VERSION]}

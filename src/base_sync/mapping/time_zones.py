@@ -46,11 +46,11 @@ class ZoneRule:
 
     @property
     def lowest(self) -> int:
-        return min(self.first, *self.offsets)
+        return min((self.first, *self.offsets))
 
     @property
     def highest(self) -> int:
-        return max(self.first, *self.offsets)
+        return max((self.first, *self.offsets))
 
     def offset_at(self, wall: datetime) -> int:
         index = bisect_right(self.boundaries, wall.replace(tzinfo=None))

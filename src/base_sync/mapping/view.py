@@ -213,26 +213,30 @@ class SourceView:
         wall, rule = self._wall
         bounds = []
         if since is not None:  # version >= wall - highest offset > since
-            bounds.append(wall > literal(_naive(since) + timedelta(seconds=rule.highest), DateTime()))
+            bounds.append(wall > _stamp_literal(since, rule.highest))
         if until is not None:  # version <= wall - lowest offset < until
-            bounds.append(wall < literal(_naive(until) + timedelta(seconds=rule.lowest), DateTime()))
+            bounds.append(wall < _stamp_literal(until, rule.lowest))
         # A wall time that is no real time (2024-02-30 under a lax sql_mode) has no version: not inside.
         return and_(*bounds, self.backend.real_time(wall)) if bounds else None
 
     def version_prefilter(self, since: datetime | None, until: datetime | None) -> list[ColumnElement]:
         """Index-friendly bounds on the raw cursor columns (local DATETIMEs) that the exact window
-        implies (a wall time is within 15 hours of its UTC instant), so the server reads a range:
-        of the column's index, or of an index on the cursor columns in order when there are several."""
+        implies (a wall time is its UTC instant plus one of its zone's offsets), so the server reads
+        a range: of the column's index, or of an index on the cursor columns in order when there are several."""
         cursor = self.spec.cursor or []
         if not any(self.zone(s) is not None for s in cursor):
             return []
-        raw, slack = [self.c(s.column) for s in cursor], timedelta(hours=15)
         bounds = []
-        if since is not None:
-            bounds.append(_first_non_null(raw, lambda _, c: c >= literal(_naive(since) - slack, DateTime())))
-        if until is not None:
-            bounds.append(_first_non_null(raw, lambda _, c: c <= literal(_naive(until) + slack, DateTime())))
+        if since is not None:  # wall = version + offset > since + lowest offset
+            bounds.append(self._first_stamp(lambda s, c: c >= _stamp_literal(since, self._offsets(s)[0])))
+        if until is not None:  # wall = version + offset <= until + highest offset
+            bounds.append(self._first_stamp(lambda s, c: c <= _stamp_literal(until, self._offsets(s)[1])))
         return bounds
+
+    def _offsets(self, stamp: StampColumn) -> tuple[int, int]:
+        """The lowest and highest offset (seconds) of a stamp's zone; UTC for a TIMESTAMP."""
+        rule = self.zone(stamp)
+        return (0, 0) if rule is None else (rule.lowest, rule.highest)
 
     # Python: one row read as it is
 
@@ -399,6 +403,11 @@ def _literal(value):
     if isinstance(value, bool):
         return literal(int(value))
     return literal(value)
+
+
+def _stamp_literal(stamp: datetime, seconds: int) -> ColumnElement:
+    """A UTC instant moved by `seconds` (an offset: its wall time there), as a DATETIME literal."""
+    return literal(_naive(stamp) + timedelta(seconds=seconds), DateTime())
 
 
 def _naive(stamp: datetime) -> datetime:
