@@ -149,7 +149,7 @@ class BaseA:
         """The rows of a usable version in (since, until]. `quick`: rows surely inside the window by
         their raw wall time skip the exact test, which converts the version at each of its four
         comparisons (a nested CASE each: a verification's reads of a converted cursor took twice as long)."""
-        exact = _between(view.version, view.key, since, until)
+        exact = _between(view.version_since(since and since.updated_at), view.key, since, until)
         inside = view.surely_within(since and since.updated_at, until and until.updated_at) if quick else None
         return [
             *view.versioned(),
@@ -157,12 +157,21 @@ class BaseA:
             *([or_(inside, and_(*exact))] if inside is not None and exact else exact),
         ]
 
-    def _records(self, view: SourceView, where: list, order: tuple, chunk_size: int, clock=None) -> Iterator[list]:
-        """Bulk records (and `Quarantined` rows, in place) of the rows meeting `where`, a chunk at a time:
-        rendered by the server where it can (MySQL), else mapped here row by row."""
+    def _records(
+        self,
+        view: SourceView,
+        where: list,
+        order: tuple,
+        chunk_size: int,
+        clock=None,
+        since: Cursor | None = None,
+        unversioned: bool = False,
+    ) -> Iterator[list]:
+        """Bulk records (and `Quarantined` rows, in place) of the rows meeting `where` (`since`: a window
+        after it), a chunk at a time: rendered by the server where it can (MySQL), else mapped here row by row."""
         if self.backend.renders_records:
             rendered = Rendered(view)
-            columns = rendered.columns(clock)
+            columns = rendered.columns(clock, since and since.updated_at, unversioned)
             names = [c.name for c in columns]
             statement = select(*columns).select_from(view.table).where(*where).order_by(*order)
             for rows in self._stream(statement, chunk_size):
@@ -188,8 +197,8 @@ class BaseA:
         """
         view = self.view(entity)
         where = [*view.live, *self._window(view, since, None), *_in_range(view, keys)]
-        order = (view.key,) if keys or since is None else (view.version, view.key)
-        yield from self._records(view, where, order, chunk_size)
+        order = (view.key,) if keys or since is None else (view.version_since(since.updated_at), view.key)
+        yield from self._records(view, where, order, chunk_size, since=since)
 
     def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The live rows whose cursor holds no usable time (the zero timestamp, NULL in every cursor
@@ -198,7 +207,7 @@ class BaseA:
         No window holds them, so the extract never reaches them: every load reads them here to
         quarantine them again until Base A fixes them (base_sync.dirty)."""
         view = self.view(entity)
-        yield from self._records(view, [*view.live, view.unversioned()], (view.key,), chunk_size)
+        yield from self._records(view, [*view.live, view.unversioned()], (view.key,), chunk_size, unversioned=True)
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
@@ -230,7 +239,8 @@ class BaseA:
         view = self.view(entity)
         where = [*view.live, *self._window(view, since, until, quick=True), *_in_range(view, keys)]
         with self.engine.connect() as conn:
-            return window_digest(conn, view.key, view.version, where, self.backend.pair_hash)
+            version = view.version_since(since and since.updated_at)
+            return window_digest(conn, view.key, version, where, self.backend.pair_hash)
 
     def window_versions(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
@@ -238,7 +248,7 @@ class BaseA:
         """(key, version) of the live rows in the window (and key range), by key."""
         view = self.view(entity)
         where = [*view.live, *self._window(view, since, until), *_in_range(view, keys)]
-        statement = select(view.key, view.version).where(*where).order_by(view.key)
+        statement = select(view.key, view.version_since(since and since.updated_at)).where(*where).order_by(view.key)
         for rows in self._stream(statement, 50_000):
             for key, version in rows:
                 yield key, utc(version)
@@ -251,7 +261,8 @@ class BaseA:
         if view.version is None or not (view.deleted is not None or view.in_scope):
             return
         where = [not_(and_(*view.live)), *self._window(view, since, None)]
-        statement = select(view.key, view.version).where(*where).order_by(view.version, view.key)
+        version = view.version_since(since and since.updated_at)
+        statement = select(view.key, version).where(*where).order_by(version, view.key)
         for rows in self._stream(statement, chunk_size):
             yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
 

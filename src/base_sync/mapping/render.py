@@ -53,10 +53,17 @@ class Rendered:
         ]
         self.python_inputs = list(dict.fromkeys(c for m in view.fields.values() if m.python for c in m.inputs or []))
 
-    def columns(self, clock: datetime | None = None) -> list[ColumnElement]:
-        """The SELECT list; `clock` (Base A's time when the read began) versions a table without a cursor."""
+    def columns(
+        self, clock: datetime | None = None, since: datetime | None = None, unversioned: bool = False
+    ) -> list[ColumnElement]:
+        """The SELECT list; `clock` (Base A's time when the read began) versions a table without a
+        cursor; `since`: a read of the rows after it (`SourceView.version_since`); `unversioned`: a
+        read of the rows without a usable version (`SourceView.unversioned`), which have none to render."""
         view = self.view
-        version = _stamp(view.version) if view.version is not None else literal(_iso(clock))
+        if unversioned:
+            version = null()
+        else:
+            version = _stamp(view.version_since(since)) if view.version is not None else literal(_iso(clock))
         # updated_at is the version again: `split` copies it rather than the server converting twice.
         columns = [view.key.label(SOURCE_ID), version.label(VERSION), self._created().label("created_at")]
         for name, mapping in view.fields.items():

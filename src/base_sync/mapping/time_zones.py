@@ -52,6 +52,12 @@ class ZoneRule:
     def highest(self) -> int:
         return max((self.first, *self.offsets))
 
+    def from_wall(self, floor: datetime) -> ZoneRule:
+        """The same rule for wall times at or after `floor` only: the boundaries before it dropped."""
+        index = bisect_right(self.boundaries, floor)
+        first = self.first if index == 0 else self.offsets[index - 1]
+        return ZoneRule(self.name, first, self.boundaries[index:], self.offsets[index:])
+
     def offset_at(self, wall: datetime) -> int:
         index = bisect_right(self.boundaries, wall.replace(tzinfo=None))
         return self.first if index == 0 else self.offsets[index - 1]

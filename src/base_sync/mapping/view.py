@@ -125,10 +125,15 @@ class SourceView:
     def floor(self, stamp: StampColumn) -> datetime:
         return FIRST_VERSION if stamp.type == "timestamp" else FIRST_DATETIME
 
-    def _utc(self, stamp: StampColumn) -> ColumnElement:
+    def _utc(self, stamp: StampColumn, since: datetime | None = None) -> ColumnElement:
+        """A stamp column in UTC; with `since`, for wall times the window's prefilter lets through only."""
         raw = self.c(stamp.column)
         rule = self.zone(stamp)
-        return raw if rule is None else rule.sql_to_utc(raw, self.backend.shift_seconds)
+        if rule is None:
+            return raw
+        if since is not None:
+            rule = rule.from_wall(_naive(since) + timedelta(seconds=rule.lowest))
+        return rule.sql_to_utc(raw, self.backend.shift_seconds)
 
     @cached_property
     def _wall(self) -> tuple[ColumnElement, ZoneRule | None] | None:
@@ -147,12 +152,22 @@ class SourceView:
         """The row's version in UTC, as SQL: its first non-NULL cursor column converted; None when
         the table has no cursor. One branch per column, each converting the plain column: the
         conversion tests its input at every level of its CASE, and a column costs a third of a COALESCE."""
+        return self._version(None)
+
+    def version_since(self, since: datetime | None) -> ColumnElement | None:
+        """The version of the rows a read after `since` lets through (`version_prefilter` bounds
+        their wall times): the zone's changes from there on only. A full rule since 1970 is 100 KB
+        of SQL that the driver compiles and the server parses at every read, however few rows."""
+        return self.version if since is None else self._version(since)
+
+    def _version(self, since: datetime | None) -> ColumnElement | None:
         cursor = self.spec.cursor
         if not cursor:
             return None
         if len(cursor) == 1:
-            return self._utc(cursor[0])
-        return case(*((self.c(s.column).isnot(None), self._utc(s)) for s in cursor[:-1]), else_=self._utc(cursor[-1]))
+            return self._utc(cursor[0], since)
+        branches = ((self.c(s.column).isnot(None), self._utc(s, since)) for s in cursor[:-1])
+        return case(*branches, else_=self._utc(cursor[-1], since))
 
     @cached_property
     def created(self) -> ColumnElement | None:
