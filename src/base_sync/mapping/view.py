@@ -171,7 +171,8 @@ class SourceView:
 
     @cached_property
     def created(self) -> ColumnElement | None:
-        return self._utc(self.spec.created) if self.spec.created else self.version
+        """The creation stamp in UTC; None without one (the record takes the version, `Rendered.split`)."""
+        return self._utc(self.spec.created) if self.spec.created else None
 
     @cached_property
     def deleted(self) -> ColumnElement | None:
