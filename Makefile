@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-bulk bench-events bench-graphql bench-load bench-footprint clean
+.PHONY: up down install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-first-load bench-bulk bench-events bench-graphql bench-load bench-footprint clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -74,6 +74,11 @@ bench-graphql: $(STAMP)
 bench-batch: $(STAMP)
 	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[bench]'
 	$(PY) bench/batch_sync.py
+
+## bench-first-load: a first load of 1,000,000 employees against dlt and the bulk API, by partitions (1, 2, 4)
+bench-first-load: $(STAMP)
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[bench]'
+	$(PY) bench/first_load.py
 
 ## bench-events: relay rate, backlog drain and commit-to-visible latency of the event path
 bench-events: $(STAMP)

@@ -25,6 +25,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 BENCHMARKS = {  # name: (script, its results file)
     "bulk": ("bulk_upsert.py", "bulk_upsert.json"),
     "batch": ("batch_sync.py", "batch_sync.json"),
+    "first_load": ("first_load.py", "first_load.json"),
     "events": ("events.py", "events.json"),
     "graphql": ("graphql_overhead.py", "graphql_overhead.json"),
     "load": ("load.py", "load.json"),
@@ -97,6 +98,18 @@ def rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
             )
         )
         out.append(("batch sync peak memory", f"{full['peak_rss_mb']:.0f} MB RSS", "goal < 300 MB"))
+    if first := results.get("first_load"):
+        by_partitions: dict[int, list[float]] = {}
+        for load in first["loads"]:
+            by_partitions.setdefault(load["partitions"], []).append(load["seconds"])
+        curve = ", ".join(f"{p}: {min(s):.1f} s" for p, s in sorted(by_partitions.items()))
+        one = min(by_partitions.get(1, [0])) or None
+        rate = f"{first['rows'] / one:,.0f} rows/s" if one else "-"
+        against = [f"bulk API 4 streams {first['bulk_api']['rows_per_s']:,.0f} rows/s"]
+        if first.get("dlt"):
+            against.append(f"dlt {first['dlt']['rows_per_s']:,.0f} rows/s")
+        out.append((f"first load, 1 piece ({first['rows']:,} rows)", rate, "; ".join(against)))
+        out.append(("first load by partitions (best of rounds)", curve, "goal: 4 no slower than 1"))
     if events := results.get("events"):
         latency = events["latency"]
         out.append(

@@ -39,7 +39,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -166,17 +165,24 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, mapp
     base_a, api = BaseA(source_engine(base_a_url), mapping), BaseBApi(api_url, TOKEN)
     store, config = MemoryStateStore(), SyncSettings(**settings)
     store.saved = state
-    timings, partition_peaks = {}, []
-    started = time.perf_counter()
+    timings, partition_peaks, partition_cpu = {}, [], 0.0
+    # Started before the clock, as a Celery worker's pool is before a run: neither the one-piece run
+    # nor a partition pays for a process start (about 2 CPU-s of imports each on this machine).
+    workers = PartitionWorkers(settings["partitions"], base_a_url, api_url, settings) if config.partitions > 1 else None
+    started, cpu_started = time.perf_counter(), time.process_time()
     plan = partitioned.plan("employees", base_a, store, config)
     if plan:  # --partitions: each key range in its own process at once, as Celery workers run them
-        reports = run_partitions(base_a_url, api_url, settings, plan)
-        partition_peaks = [peak for _, peak in reports]
+        reports = workers.run(plan)
+        partition_peaks = [r["peak_rss_mb"] for r in reports]
+        partition_cpu = sum(r["cpu_s"] for r in reports)
         report, verified = partitioned.combine(
-            partitioned.left_to_partitions("employees", store), [r for r, _ in reports]
+            partitioned.left_to_partitions("employees", store),
+            [PartitionReport.from_json(r["report"]) for r in reports],
         )
     else:
         report = sync.load("employees", base_a, api, store, config)
+    if workers:
+        workers.close()
     timings["load"] = time.perf_counter() - started  # with each partition's own verification
     mark = time.perf_counter()
     deletes = sync.propagate_deletes("employees", base_a, api, store, config)
@@ -195,26 +201,58 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, mapp
             "verify": verified.to_json(),
             "deletes": deletes,
             "peak_rss_mb": max([peak_mb, *partition_peaks]),
+            "sync_cpu_s": time.process_time() - cpu_started + partition_cpu,
             "partitions": len(plan),
             "state": store.saved,
         }
     )
 
 
-def _partition_child(base_a_url: str, api_url: str, settings: dict, partition: dict, out) -> None:
-    """One mapped `load_partition` task: stream, push and verify one key range; runs in its own process."""
+def _partition_worker(base_a_url: str, api_url: str, settings: dict, conn) -> None:
+    """A warm process for one mapped `load_partition` task: says it is ready, then streams, pushes and
+    verifies the key range it is sent, and answers with its report, peak memory and CPU time."""
     base_a, api = BaseA(source_engine(base_a_url)), BaseBApi(api_url, TOKEN)
+    conn.send("ready")
+    partition = conn.recv()
+    cpu_started = time.process_time()
     report = partitioned.load_partition(Partition.from_json(partition), base_a, api, SyncSettings(**settings))
-    out.send({"report": report.to_json(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    conn.send(
+        {
+            "report": report.to_json(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_s": time.process_time() - cpu_started,
+        }
+    )
 
 
-def run_partitions(base_a_url: str, api_url: str, settings: dict, plan: list) -> list[tuple[PartitionReport, float]]:
-    """Every partition at once, each in its own spawned process; (report, peak MB) of each."""
-    with ThreadPoolExecutor(max_workers=len(plan)) as pool:
-        results = list(
-            pool.map(lambda p: run_child(_partition_child, base_a_url, api_url, settings, p.to_json()), plan)
-        )
-    return [(PartitionReport.from_json(r["report"]), r["peak_rss_mb"]) for r in results]
+class PartitionWorkers:
+    """One spawned process per partition, started and ready (imports done) before the timed run."""
+
+    def __init__(self, count: int, base_a_url: str, api_url: str, settings: dict) -> None:
+        context = multiprocessing.get_context("spawn")  # spawn: each peak RSS is the process's own
+        self.pipes, self.processes = [], []
+        for _ in range(count):
+            here, there = context.Pipe()
+            process = context.Process(target=_partition_worker, args=(base_a_url, api_url, settings, there))
+            process.start()
+            self.pipes.append(here)
+            self.processes.append(process)
+        for pipe in self.pipes:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a partition worker did not start")
+
+    def run(self, plan: list[Partition]) -> list[dict]:
+        """Every partition at once, one per worker; their answers in plan order."""
+        if len(plan) > len(self.pipes):
+            raise RuntimeError(f"{len(plan)} partitions planned, {len(self.pipes)} workers started")
+        for pipe, partition in zip(self.pipes, plan, strict=False):
+            pipe.send(partition.to_json())
+        return [pipe.recv() for pipe in self.pipes[: len(plan)]]
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.kill()  # an idle worker (the plan made fewer ranges) waits for a job forever
+            process.join()
 
 
 def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict, mapping_file: str | None = None) -> dict:
@@ -317,9 +355,16 @@ def legacy_churn(engine, changes: int) -> dict:
 
 def compare_legacy(base_a_url: str, pg_dsn: str) -> dict:
     """Untimed check of the legacy run: live rows and salary sum of `personal` against Base B's live synced rows."""
+    return compare_synced(base_a_url, pg_dsn, "SELECT count(*), sum(gehalt) FROM personal WHERE aktiv <> 0")
+
+
+def compare_synced(
+    base_a_url: str, pg_dsn: str, source_query: str = "SELECT count(*), sum(salary) FROM employees"
+) -> dict:
+    """Untimed check of a sync: Base A's rows and salary sum (`source_query`) against Base B's live synced rows."""
     engine = source_engine(base_a_url)
     with engine.connect() as conn:
-        source = conn.exec_driver_sql("SELECT count(*), sum(gehalt) FROM personal WHERE aktiv <> 0").one()
+        source = conn.exec_driver_sql(source_query).one()
     engine.dispose()
     with psycopg.connect(pg_dsn) as pg:
         target = pg.execute(

@@ -60,9 +60,9 @@ def bodies(rows: int, batch: int, version: str) -> list[bytes]:
     return out
 
 
-def load(base: str, payloads: list[bytes], streams: int, expect: str) -> float:
+def load(base: str, payloads: list[bytes], streams: int, expect: str, token: str = TOKEN) -> float:
     """Send every body with `streams` parallel clients; the elapsed seconds."""
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def run(share: list[bytes]) -> None:
         with requests.Session() as session:
