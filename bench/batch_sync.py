@@ -193,7 +193,7 @@ def _sync_child(base_a_url: str, api_url: str, state: dict, settings: dict, mapp
     timings["verify"] = time.perf_counter() - mark
     sync.commit("employees", store, report, {"deletes": deletes.to_json()})
     timings["total"] = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     out.send(
         {
             "timings": timings,
@@ -219,7 +219,7 @@ def _partition_worker(base_a_url: str, api_url: str, settings: dict, conn) -> No
     conn.send(
         {
             "report": report.to_json(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "cpu_s": time.process_time() - cpu_started,
         }
     )
@@ -253,6 +253,16 @@ class PartitionWorkers:
         for process in self.processes:
             process.kill()  # an idle worker (the plan made fewer ranges) waits for a job forever
             process.join()
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, which starts anew at exec. (getrusage's ru_maxrss does not:
+    a spawned child starts from the peak of the parent it was forked from.)"""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict, mapping_file: str | None = None) -> dict:
@@ -320,7 +330,7 @@ def _dlt_child(base_a_url: str, pg_url: str, pipelines_dir: str, dataset: str, i
             "seconds": seconds,
             "rows": trace.last_normalize_info.row_counts.get("employees", 0),
             "steps": {s.step: (s.finished_at - s.started_at).total_seconds() for s in trace.steps if s.step != "run"},
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
         }
     )
 
