@@ -83,8 +83,8 @@ class Rendered:
         cursor = spec.cursor or []
         if spec.created is None or spec.created not in cursor:
             return null() if spec.created is None else _stamp(view.created)
-        earlier = [view.c(s.column).is_(None) for s in cursor[: cursor.index(spec.created)]]
-        return func.IF(and_(*earlier), null(), _stamp(view.created)) if earlier else null()
+        earlier = view.decides(spec.created.column)
+        return null() if earlier is None else func.IF(earlier, null(), _stamp(view.created))
 
     def field(self, name: str, mapping: FieldMapping) -> ColumnElement:
         value = self._before_map(mapping)
@@ -138,8 +138,7 @@ class Rendered:
             value = view.c(name)
             invalid, label = _invalid_date(value), literal(name + "=")
             if name in cursor:
-                before = cursor[: cursor.index(name)]
-                first = and_(*(view.c(c).is_(None) for c in before)) if before else None
+                first = view.decides(name)
                 if first is None:
                     label = literal(name + "!=")
                 elif name in always:

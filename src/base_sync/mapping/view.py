@@ -216,9 +216,21 @@ class SourceView:
         return or_(earlier, and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
 
     def _first_stamp(self, condition) -> ColumnElement:
-        """`condition(stamp, column)` on the first non-NULL cursor column (see `_first_non_null`)."""
-        cursor = self.spec.cursor
-        return _first_non_null([self.c(s.column) for s in cursor], lambda i, c: condition(cursor[i], c))
+        """`condition(stamp, column)` on the first non-NULL cursor column, written so that an index on
+        the cursor columns (in that order) serves it as ranges: c1 meets it, or c1 is NULL and c2
+        meets it, ..."""
+        terms = []
+        for stamp in self.spec.cursor:
+            met, earlier = condition(stamp, self.c(stamp.column)), self.decides(stamp.column)
+            terms.append(met if earlier is None else and_(earlier, met))
+        return terms[0] if len(terms) == 1 else or_(*terms)
+
+    def decides(self, column: str) -> ColumnElement | None:
+        """When cursor column `column` is the one the version comes from (if it holds a value): every
+        cursor column before it is NULL. None for the first cursor column, which always decides."""
+        names = [s.column for s in self.spec.cursor]
+        earlier = names[: names.index(column)]
+        return and_(*(self.c(c).is_(None) for c in earlier)) if earlier else None
 
     def surely_within(self, since: datetime | None, until: datetime | None) -> ColumnElement | None:
         """A condition on the raw wall time that only rows whose version is strictly inside
@@ -371,14 +383,6 @@ class SourceView:
         if mapping.unmapped == "reject":
             refusal.reasons.append(_unmapped_reason(name, as_text))
         return value
-
-
-def _first_non_null(columns: list, condition) -> ColumnElement:
-    """`condition(index, column)` on the first non-NULL of `columns`, written so that an index on
-    the columns (in that order) serves it as ranges: c1 meets it, or c1 is NULL and c2 meets it, ..."""
-    if len(columns) == 1:
-        return condition(0, columns[0])
-    return or_(*(and_(*(c.is_(None) for c in columns[:i]), condition(i, columns[i])) for i in range(len(columns))))
 
 
 def _text_transforms(value: str, mapping: FieldMapping) -> str:
