@@ -1,4 +1,5 @@
-"""What each package may load: the pipelines never load the API, the contract loads no service.
+"""What each package may load: the pipelines never load the API, the contract and the shared gunicorn
+settings load no service.
 
 Each check imports in a fresh interpreter, since this test process has imported everything already.
 """
@@ -44,6 +45,12 @@ def test_the_contract_imports_no_service_and_no_pipeline():
     )
     assert "baseab_contract" in loaded
     assert loaded & (SERVICE_MODULES | {"base_sync", "airflow"}) == set()
+
+
+def test_the_shared_gunicorn_settings_load_neither_service():
+    loaded = _top_level_modules_after("import gunicorn_shared")
+    assert "gunicorn_shared" in loaded and "gunicorn" in loaded
+    assert loaded & {"api_service", "graphql_service", "base_sync", "airflow"} == set()
 
 
 def test_importing_an_api_submodule_does_not_build_the_app():

@@ -1,0 +1,48 @@
+"""What the two HTTP services' gunicorn settings share: the metrics folder the workers write to,
+the hook that drops a dead worker's metrics, and gunicorn's own error answers as problem documents.
+
+Imported by `api_service/gunicorn.conf.py` and `graphql_service/gunicorn.conf.py` only; it loads
+neither service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from gunicorn import util
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+
+def fresh_metrics_dir(prefix: str) -> str:
+    """PROMETHEUS_MULTIPROC_DIR (or a new temp folder), emptied and exported: the workers share
+    metrics through files there, and the folder must start empty and exist before they fork."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix=prefix)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
+def child_exit(server, worker) -> None:
+    """gunicorn's hook: a dead worker's live gauges leave the shared metrics."""
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def _problem_error(sock, status_int, reason, mesg) -> None:
+    body = {"type": "about:blank", "title": reason, "status": status_int, "detail": mesg or reason}
+    data = json.dumps(body).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/problem+json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + data)
+
+
+def answer_errors_as_problems() -> None:
+    """gunicorn's own answers (a request line too long, bad header bytes) as RFC 9457 problem
+    documents, like every answer of the apps, instead of gunicorn's HTML page. Call it from the
+    settings file: the workers are forked from the master that ran it, so they inherit it."""
+    util.write_error = _problem_error
