@@ -2,7 +2,8 @@
 
 Pure functions over Base A's key buckets (`BaseA.key_buckets`: rows per `id // size`), so the
 boundaries follow where the keys really are (quantiles), not just min and max: a table whose
-early keys were mostly deleted still splits into partitions of about equal rows.
+early keys were mostly deleted still splits into partitions of about equal rows. A nearly gapless
+key (an AUTO_INCREMENT with few deletes) is cut into equal widths without counting buckets.
 """
 
 from __future__ import annotations
@@ -64,3 +65,20 @@ def split(bucket_rows: dict[int, int], size: int, partitions: int) -> list[KeyRa
             ranges.append(KeyRange(start, end))
             start = end + 1
     return ranges
+
+
+def nearly_gapless(low: int, high: int, rows: int, partitions: int) -> bool:
+    """Fewer keys missing from [low, high] than one planning bucket spans: equal widths are then no
+    further from equal rows than the buckets' cut (one bucket), and the bucket count, an aggregate
+    over every key, can be skipped."""
+    return high - low + 1 - rows <= bucket_size(low, high, partitions)
+
+
+def even(low: int, high: int, partitions: int) -> list[KeyRange]:
+    """[low, high] cut into `partitions` contiguous ranges of equal width (fewer if it holds fewer keys)."""
+    if partitions < 1:
+        raise ValueError(f"partitions ({partitions}) must be at least 1")
+    span = high - low + 1
+    count = min(partitions, span)
+    edges = [low + span * i // count for i in range(count + 1)]
+    return [KeyRange(edges[i], edges[i + 1] - 1) for i in range(count)]

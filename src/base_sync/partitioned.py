@@ -2,11 +2,12 @@
 
 A first load (no watermark yet) or a full refresh of a table with at least SYNC_PARTITION_MIN_ROWS
 rows is cut into SYNC_PARTITIONS key ranges of about equal rows (`key_ranges.split` over Base A's
-key buckets). The DAG maps one task per range, so the executor spreads them over its workers;
-each streams its range, pushes it to the bulk endpoint and verifies that range on both sides, and
-is retried alone when it fails (a re-sent row is a no-op under the version guard). `combine` turns
-the partition reports into the one `LoadReport` the commit takes: only when every partition of
-the plan reported, so the watermark moves only after all of them verified.
+key buckets, or equal widths of a nearly gapless key). The DAG maps one task per range, so the
+executor spreads them over its workers; each streams its range, pushes it to the bulk endpoint
+and verifies that range on both sides, and is retried alone when it fails (a re-sent row is a
+no-op under the version guard). `combine` turns the partition reports into the one `LoadReport`
+the commit takes: only when every partition of the plan reported, so the watermark moves only
+after all of them verified.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter
 from base_sync import sync
 from base_sync.api_client import BaseBApi
 from base_sync.errors import TerminalError
-from base_sync.key_ranges import bucket_size, split
+from base_sync.key_ranges import bucket_size, even, nearly_gapless, split
 from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
@@ -45,9 +46,12 @@ def plan(
     if rows < max(settings.partition_min_rows, 1):
         log.info("%s: %d rows, below SYNC_PARTITION_MIN_ROWS: one piece", entity, rows)
         return []
-    size = bucket_size(low, high, settings.partitions)
-    buckets = base_a.key_buckets(entity, size)
-    ranges = split({bucket: count for bucket, (count, _) in buckets.items()}, size, settings.partitions)
+    if nearly_gapless(low, high, rows, settings.partitions):
+        ranges = even(low, high, settings.partitions)
+    else:
+        size = bucket_size(low, high, settings.partitions)
+        buckets = base_a.key_buckets(entity, size)
+        ranges = split({bucket: count for bucket, (count, _) in buckets.items()}, size, settings.partitions)
     log.info("%s: %d rows in %d partitions: %s", entity, rows, len(ranges), [(r.low, r.high) for r in ranges])
     return [Partition(entity, index, len(ranges), keys, clock) for index, keys in enumerate(ranges)]
 
