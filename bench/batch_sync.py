@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api_service import migrate  # noqa: E402
-from base_sync import partitioned, sync  # noqa: E402
+from base_sync import metrics, partitioned, sync  # noqa: E402
 from base_sync.api_client import BaseBApi  # noqa: E402
 from base_sync.demo import generate, legacy  # noqa: E402
 from base_sync.mapping import SourceMapping  # noqa: E402
@@ -256,13 +256,9 @@ class PartitionWorkers:
 
 
 def peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM, which starts anew at exec. (getrusage's ru_maxrss does not:
-    a spawned child starts from the peak of the parent it was forked from.)"""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak RSS (`metrics.peak_rss_bytes`: VmHWM; ru_maxrss where /proc has none)."""
+    peak = metrics.peak_rss_bytes()
+    return peak / 2**20 if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_sync(base_a_url: str, api_url: str, state: dict, settings: dict, mapping_file: str | None = None) -> dict:

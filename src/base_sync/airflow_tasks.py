@@ -38,7 +38,9 @@ R = TypeVar("R")
 
 
 def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
-    """Raise Airflow's no-retry failure, with the reason, for what a retry cannot cure."""
+    """Raise Airflow's no-retry failure, with the reason, for what a retry cannot cure. Every task
+    body wears it, so it also reports the task process's peak memory when the step ends (a log line
+    in the task's log and a gauge, `base_sync_task_peak_rss_bytes{task}`), failed or not."""
 
     @functools.wraps(step)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -46,8 +48,17 @@ def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
             return step(*args, **kwargs)
         except (TerminalError, pydantic.ValidationError) as error:
             raise AirflowFailException(f"{step.__name__}: {type(error).__name__}: {error}") from error
+        finally:
+            _report_peak_memory(step.__name__)
 
     return run
+
+
+def _report_peak_memory(task: str) -> None:
+    peak = metrics.peak_rss_bytes()
+    if peak is not None:
+        log.info("%s: peak memory of this task's process: %.0f MB", task, peak / 2**20)
+    _emit(metrics.memory_samples(task, peak))
 
 
 def _settings() -> SyncSettings:

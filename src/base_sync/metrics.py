@@ -46,6 +46,21 @@ def schema_samples(entity: str, unmapped: list[str]) -> list[tuple[str, str, flo
     return [("gauge", f"base_sync.source_unmapped_columns.{entity}", len(unmapped))]
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory (Linux's VmHWM, which starts anew at exec: getrusage's
+    ru_maxrss would carry the peak of the process it was forked from); None where /proc has none."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def memory_samples(task: str, peak: int | None) -> list[tuple[str, str, float]]:
+    """A task process's peak memory (`peak_rss_bytes`): nothing when it is unknown."""
+    return [] if peak is None else [("gauge", f"base_sync.task_peak_rss_bytes.{task}", peak)]
+
+
 def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:
     return [
         ("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts[outcome])

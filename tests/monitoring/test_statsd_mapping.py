@@ -101,6 +101,10 @@ def test_batch_metrics_not_in_the_capture_map_too():
         {"entity": "articles"},
     )
     assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
+    assert apply("airflow.base_sync.task_peak_rss_bytes.load_partition") == (
+        "base_sync_task_peak_rss_bytes",
+        {"task": "load_partition"},
+    )
 
 
 def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():

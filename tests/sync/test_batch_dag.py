@@ -106,6 +106,15 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert statsd.sum("airflow.base_sync.rows.batch.employees.inserted") == 3000
     assert statsd.sum("airflow.base_sync.rows.batch.articles.extracted") == 600
     assert any(line.startswith("airflow.base_sync.watermark_lag_seconds.employees:") for line in statsd.lines)
+    # Each task body reports its process's peak memory. `dags test` runs every task in one process with
+    # Airflow's own loop: this bounds a task's peak under an executor from above.
+    peaks = {
+        line.split(":")[0].rsplit(".", 1)[1]: float(line.split(":")[1].split("|")[0])
+        for line in statsd.lines
+        if line.startswith("airflow.base_sync.task_peak_rss_bytes.")
+    }
+    assert {"plan_partitions", "load", "load_partition", "verify", "commit_watermark"} <= set(peaks)
+    assert 50 * 2**20 < peaks["load_partition"] < 300 * 2**20
     employees = stats(airflow, "employees")
     assert employees["load"]["counts"]["inserted"] == employees["verify"]["rows"] == 3000
     # Three mapped partitions loaded and verified their key ranges; the commit added them up.
