@@ -76,6 +76,7 @@ class SourceView:
         self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
         self.table: TableClause = table(spec.table, *(column(n, t) for n, t in self._column_types().items()))
         self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
+        self._versions_since: dict[datetime, ColumnElement | None] = {}
 
     # What the mapping reads
 
@@ -157,8 +158,13 @@ class SourceView:
     def version_since(self, since: datetime | None) -> ColumnElement | None:
         """The version of the rows a read after `since` lets through (`version_prefilter` bounds
         their wall times): the zone's changes from there on only. A full rule since 1970 is 100 KB
-        of SQL that the driver compiles and the server parses at every read, however few rows."""
-        return self.version if since is None else self._version(since)
+        of SQL that the driver compiles and the server parses at every read, however few rows.
+        Built once per `since`: a read asks for it in its window, its order and its digest."""
+        if since is None:
+            return self.version
+        if since not in self._versions_since:
+            self._versions_since[since] = self._version(since)
+        return self._versions_since[since]
 
     def _version(self, since: datetime | None) -> ColumnElement | None:
         cursor = self.spec.cursor
