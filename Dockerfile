@@ -12,9 +12,10 @@ COPY api_service ./api_service
 COPY graphql_service ./graphql_service
 COPY src ./src
 COPY dags ./dags
-# The project, and the celery extra for Airflow's CeleryExecutor (not in the dev lock, so pinned only
-# where it meets requirements.lock).
-RUN pip install --no-cache-dir -c requirements.lock ".[celery]"
+# The project, and the celery extra for Airflow's CeleryExecutor, pinned by requirements-celery.lock
+# (the dev lock's versions plus the extra's own).
+COPY requirements-celery.lock ./
+RUN pip install --no-cache-dir -c requirements-celery.lock ".[celery]"
 RUN useradd --system --uid 10001 app \
  && mkdir -p /var/lib/relay /opt/airflow && chown app /var/lib/relay /opt/airflow
 USER app

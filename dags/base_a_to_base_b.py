@@ -103,9 +103,12 @@ def base_a_to_base_b():
         with TaskGroup(group_id=entity, tooltip=f"sync {entity}"):
             planned = task(task_id="plan_partitions")(airflow_tasks.plan_partitions)(entity)
             loaded = task(task_id="load")(airflow_tasks.load)(entity, planned)
-            # One mapped task per key range (none on incremental runs: the mapped task is skipped).
+            # One mapped task per key range (none on incremental runs: the mapped task is skipped),
+            # at most SYNC_PARTITIONS_AT_ONCE of them running together (None: no cap).
             parts = (
-                task(task_id="load_partition")(airflow_tasks.load_partition)
+                task(task_id="load_partition", max_active_tis_per_dagrun=settings.partitions_at_once or None)(
+                    airflow_tasks.load_partition
+                )
                 .partial(entity=entity)
                 .expand(partition=planned)
             )

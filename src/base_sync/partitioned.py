@@ -97,10 +97,16 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
 
 def partition_concurrency(settings: SyncSettings, partitions: int) -> int:
     """Bulk requests in flight for one partition: SYNC_PUSH_CONCURRENCY shared by the partitions
-    (at least one each), so a partitioned load keeps about as many requests at the API as one
-    piece does. More in flight than the API has cores only queues them and makes the writers
-    contend (measured: 4 partitions at 2 each were slower than one piece on 2 cores)."""
-    return max(1, -(-settings.push_concurrency // partitions))
+    that load at the same time (at least one each), so a partitioned load keeps about as many
+    requests at the API as one piece does. More in flight than the API has cores only queues them
+    and makes the writers contend (measured: 4 partitions at 2 each were slower than one piece on
+    2 cores); SYNC_PARTITIONS_AT_ONCE caps how many partitions run together."""
+    return max(1, -(-settings.push_concurrency // loading_together(settings, partitions)))
+
+
+def loading_together(settings: SyncSettings, partitions: int) -> int:
+    """How many partitions of a plan load at the same time, at most (the DAG caps the mapped task so)."""
+    return min(partitions, settings.partitions_at_once or partitions)
 
 
 def combine(loaded: LoadReport, reports: list[PartitionReport]) -> tuple[LoadReport, VerifyResult]:

@@ -36,6 +36,13 @@ class SyncSettings(BaseSettings):
         le=64,
         description="key ranges a first load or full refresh is cut into, each its own mapped task (1: no split)",
     )
+    partitions_at_once: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="most partitions of one entity loading at the same time (0: as many as the executor has "
+        "slots); with SYNC_PUSH_CONCURRENCY it bounds the bulk requests a partitioned load keeps at the API",
+    )
     partition_min_rows: int = Field(
         500_000, ge=0, description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS"
     )

@@ -66,12 +66,15 @@ def base_b(api_process) -> BaseB:
     return api_process
 
 
-@pytest.fixture
-def base_a_engine(make_mariadb_database) -> Iterator[Engine]:
+def new_base_a(make_mariadb_database) -> Iterator[Engine]:
+    """A new MariaDB database with Base A's schema; a fixture per test here, per module in the DAG tests."""
     engine = source_engine(make_mariadb_database())
     create_schema(engine)
     yield engine
     engine.dispose()
+
+
+base_a_engine = pytest.fixture(new_base_a, name="base_a_engine")
 
 
 @pytest.fixture

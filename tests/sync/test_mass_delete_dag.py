@@ -14,11 +14,9 @@ import requests
 from sqlalchemy import text
 
 from base_sync.demo import generate
-from base_sync.source import source_engine
-from base_sync.source_schema import create_schema
 from base_sync.state import VARIABLE_PREFIX
 from testbed.airflow import Airflow, sync_connections
-from tests.sync.conftest import assert_in_sync, synced_rows
+from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
 DAG = "base_a_to_base_b"
@@ -26,12 +24,8 @@ APPROVAL = "articles.approve_mass_delete"
 ARTICLES = {"entities": ["articles"]}
 
 
-@pytest.fixture(scope="module")
-def base_a_engine(make_mariadb_database):
-    engine = source_engine(make_mariadb_database())
-    create_schema(engine)
-    yield engine
-    engine.dispose()
+# One Base A for the module's Airflow (its connection is set when Airflow starts).
+base_a_engine = pytest.fixture(new_base_a, scope="module", name="base_a_engine")
 
 
 @pytest.fixture(scope="module")

@@ -94,3 +94,12 @@ def test_a_partition_verifies_its_own_key_range_only(base_a, base_a_engine, base
     no_repairs = SETTINGS.model_copy(update={"repair_limit": 0})
     with pytest.raises(sync.VerificationError, match="missing in Base B"):
         sync.verify("employees", base_a, api, window, no_repairs, second.keys)
+
+
+@pytest.mark.parametrize(
+    ("push", "partitions", "at_once", "each"),
+    [(2, 1, 0, 2), (2, 4, 0, 1), (8, 4, 0, 2), (8, 4, 2, 4), (8, 2, 4, 4), (3, 4, 2, 2)],
+)
+def test_partitions_share_the_push_concurrency_of_those_loading_together(push, partitions, at_once, each):
+    settings = SyncSettings(push_concurrency=push, partitions_at_once=at_once)
+    assert partitioned.partition_concurrency(settings, partitions) == each

@@ -85,12 +85,6 @@ class SourceMapping:
     def table_of(self, entity: str) -> str:
         return self.spec.entities[entity].table
 
-    def entity_of_table(self, table: str) -> str | None:
-        for name, spec in self.spec.entities.items():
-            if spec.table == table:
-                return name
-        return None
-
     def view(self, entity: str, backend) -> SourceView:
         if entity not in self.spec.entities:
             raise MappingError(f"{self.origin}: entity {entity!r} is not mapped (mapped: {list(self.entities)})")
