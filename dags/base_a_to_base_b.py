@@ -113,7 +113,11 @@ def base_a_to_base_b():
                 .expand(partition=planned)
             )
             # The mass-delete circuit breaker: count first; over the budget, an operator approves or not.
-            checked = task.branch(task_id=airflow_tasks.CHECK_DELETES)(airflow_tasks.check_deletes)(entity)
+            # After every partition (none_failed: also after skipped ones), so a key comparison sees
+            # every row the load wrote: one compared before its partition wrote it would stay.
+            checked = task.branch(task_id=airflow_tasks.CHECK_DELETES, trigger_rule="none_failed")(
+                airflow_tasks.check_deletes
+            )(entity)
             approval = ApprovalOperator(
                 task_id=airflow_tasks.APPROVE_MASS_DELETE,
                 subject=airflow_tasks.approval_subject(entity),
@@ -134,7 +138,7 @@ def base_a_to_base_b():
             commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
                 airflow_tasks.commit_watermark
             )
-            loaded >> checked >> [approval, deleted]
+            [loaded, parts] >> checked >> [approval, deleted]
             approval >> deleted >> verified
             commit(entity, loaded, verified, deleted, parts)
 

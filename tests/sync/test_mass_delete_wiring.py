@@ -55,7 +55,9 @@ def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():
         deletes, verify = tasks[f"{entity}.propagate_deletes"], tasks[f"{entity}.verify"]
         commit = tasks[f"{entity}.commit_watermark"]
         assert check["type"] == "_BranchPythonDecoratedOperator"
-        assert check["upstream"] == [f"{entity}.load"]
+        # After the load and every partition: a key comparison must see every row they wrote.
+        assert check["upstream"] == [f"{entity}.load", f"{entity}.load_partition"]
+        assert check["trigger_rule"] == "none_failed"  # runs when no partition was mapped (skipped)
         assert check["downstream"] == [f"{entity}.approve_mass_delete", f"{entity}.propagate_deletes"]
         assert approve["type"] == "ApprovalOperator" and approve["upstream"] == [f"{entity}.check_deletes"]
         assert approve["downstream"] == [f"{entity}.propagate_deletes"]

@@ -204,6 +204,36 @@ def test_a_missing_table_is_named(root, mapping):
         next(BaseA(root, mapping).extract("employees", None, 100))
 
 
+@pytest.mark.parametrize(
+    ("row_filter", "refused"),
+    [
+        ("aktiv = 1 AND mandnt = 1", "Unknown column 'mandnt'"),
+        ("aktiv = 1 AND", "You have an error in your SQL syntax"),
+        ("no_such_function(aktiv)", "no_such_function"),  # the read-only account: "execute command denied"
+    ],
+)
+def test_a_row_filter_base_a_refuses_is_drift_named_with_its_reason(
+    root, select_only_url, mapping_file, row_filter, refused
+):
+    mapping_file.write_text(MAPPING.replace("    key: pers_nr\n", f"    key: pers_nr\n    filter: {row_filter!r}\n", 1))
+    reader = source_engine(select_only_url)  # the read-only account parses it as well
+    try:
+        with pytest.raises(SchemaDriftError) as raised:
+            BaseA(reader, SourceMapping.from_file(mapping_file)).require_schema("employees")
+    finally:
+        reader.dispose()
+    message = str(raised.value)
+    assert f"table mitarbeiter: expected a row filter Base A accepts ({row_filter}), found " in message
+    assert refused in message
+
+
+def test_a_row_filter_base_a_accepts_passes_and_reads_no_row(root, mapping_file):
+    mapping_file.write_text(MAPPING.replace("    key: pers_nr\n", "    key: pers_nr\n    filter: 'gehalt > 0'\n", 1))
+    checked = check_source(root, SourceMapping.from_file(mapping_file), backend_named("mysql"))
+    assert checked.problems == []
+    assert checked.entities["employees"].unmapped == ["notiz"]  # gehalt is read anyway; the filter names it too
+
+
 def test_a_type_change_the_mapping_reads_the_same_way_is_no_drift(root, mapping):
     alter(root, "ALTER TABLE mitarbeiter MODIFY pers_nr BIGINT UNSIGNED NOT NULL AUTO_INCREMENT")
     alter(root, "ALTER TABLE mitarbeiter MODIFY stelle VARCHAR(100) NULL")

@@ -11,7 +11,9 @@ through the backend's `live_columns`), never a write. A problem is what the mapp
   column declared `timestamp` found as DATETIME changed meaning: UTC became wall time);
 - a date field reads no date type, a decimal field no numeric type, a text field (string, email,
   text) no text type unless the mapping casts it (`cast: string`) or a closed value map
-  (`unmapped: null|reject`) makes every value.
+  (`unmapped: null|reject`) makes every value;
+- the row filter (SQL passed through) is refused by Base A: it names a column or function the table
+  or server lacks, or is no condition (Base A parses it in a query that reads no row).
 
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
@@ -25,7 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, literal, select, table, text
+from sqlalchemy.exc import DBAPIError
 
 from base_sync.errors import TerminalError
 from base_sync.mapping.spec import FieldMapping, StampColumn
@@ -99,12 +102,33 @@ class SchemaCheck:
 
 
 def check_source(engine: Engine, mapping, backend, entities: list[str] | None = None) -> SchemaCheck:
-    """Read the live columns of the mapped tables (one catalogue query) and compare them with the mapping."""
+    """Read the live columns of the mapped tables (one catalogue query) and compare them with the
+    mapping; let Base A parse each row filter (a query that reads no row)."""
     names = [e for e in mapping.entities if entities is None or e in entities]
     tables = list(dict.fromkeys(mapping.table_of(e) for e in names))
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
-    return SchemaCheck({e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e))) for e in names})
+        checked = {e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e))) for e in names}
+        for entity, result in checked.items():
+            _check_filter(conn, mapping.spec.entities[entity], result)
+    return SchemaCheck(checked)
+
+
+def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
+    """The row filter is SQL the mapping passes through: Base A itself says whether it names columns
+    and functions that exist. A lost connection is no verdict on the filter: it propagates (transient)."""
+    if not spec.filter or not result.found:
+        return
+    probe = select(literal(1)).select_from(table(spec.table)).where(text(f"({spec.filter})")).limit(0)
+    try:
+        conn.execute(probe).all()
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise
+        refused = str(error.orig).strip().splitlines()[0]
+        result.problems.append(
+            Problem(result.entity, spec.table, None, f"a row filter Base A accepts ({spec.filter})", refused)
+        )
 
 
 def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
