@@ -236,7 +236,7 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
 
 
 def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
-    """One bulk upsert and one bulk delete per entity; returns the changes the API rejected or the
+    """One bulk delete and one bulk upsert per entity; returns the changes the API rejected or the
     breaker held, and the counts."""
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
@@ -248,14 +248,16 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
             quarantine(api, entity, [c.quarantined for c, _ in dirty])
             counts["quarantined"] += len(dirty)
             rejected += [(m, "Quarantined", _reasons(c.quarantined.reasons)) for c, m in dirty]
-        if upserts:
-            answer = api.bulk_upsert(entity, encode([c.record for c, _ in upserts]))
-            rejected += _account(entity, upserts, answer, counts)
+        # Deletes first (one change per key, so no key is both): a row deleted frees its unique values
+        # for a row created in the same batch, as when a key changes (a delete and a create).
         deletes, held = _guard_deletes(entity, deletes, guard, counts)
         rejected += held
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
             rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
+        if upserts:
+            answer = api.bulk_upsert(entity, encode([c.record for c, _ in upserts]))
+            rejected += _account(entity, upserts, answer, counts)
     return rejected, by_entity
 
 

@@ -114,6 +114,21 @@ def test_an_older_event_after_a_newer_one_is_stale(changes):
     assert changes.rows()[1][0] == newer and changes.rows()[1][5] == "Director"
 
 
+def test_a_key_change_deletes_the_old_row_and_creates_the_new_with_its_unique_values(changes):
+    v1, v2 = T0, T0 + timedelta(seconds=5)
+    changes.send("c", None, employee(1, v1))
+    changes.drain()
+    # As Debezium (and the relay) emit an UPDATE of the key: a delete of the old key, a create of the
+    # new one holding the same email. Both in one batch: the delete must free the email first.
+    changes.send("d", employee(1, v1), None)
+    changes.send("c", None, employee(1001, v2, email="e1@example.com"))
+    report = changes.drain()
+    assert report.counts["deleted"] == 1 and report.counts["inserted"] == 1, report.to_json()
+    assert report.counts["dead_lettered"] == 0
+    rows = changes.rows()
+    assert sorted(rows) == [1001] and rows[1001][3] == "e1@example.com"
+
+
 def test_malformed_and_rejected_events_go_to_the_dead_letters_and_never_block(changes):
     changes.send("c", None, employee(1, T0), partition=0)
     changes.raw(b"{this is not json", key=2, partition=0)

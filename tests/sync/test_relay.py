@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import requests
 from confluent_kafka import Consumer
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from base_sync.debezium import Topics
@@ -78,6 +79,20 @@ def test_row_changes_become_debezium_events_with_base_a_values(relay, base_a_url
     metrics = requests.get(f"{relay.url}/metrics", timeout=5).text
     assert 'relay_events_total{entity="employees",op="c"} 50.0' in metrics
     assert requests.get(f"{relay.url}/health", timeout=5).json()["position"]["gtid"]
+    engine.dispose()
+
+
+def test_an_update_of_the_key_is_a_delete_of_the_old_key_and_a_create_of_the_new(relay, base_a_url, kafka_bootstrap):
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 3, seed_value=4)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET id = 1000 WHERE id = 2"))
+        email = conn.execute(text("SELECT email FROM employees WHERE id = 1000")).scalar_one()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3 + 2)
+    # As Debezium emits a key change: a delete of the old key and a create of the new one, no update.
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3), ("c", 1000), ("d", 2)]
+    state = final_state(changes)
+    assert state[("employees", 1000)].record["email"] == email and state[("employees", 2)].is_delete
     engine.dispose()
 
 

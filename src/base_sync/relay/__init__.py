@@ -301,22 +301,11 @@ class Relay:
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
         for index, row in enumerate(event.rows):
-            if isinstance(event, WriteRowsEvent):
-                op, before, after = "c", None, row["values"]
-                invalid = ((), _unreadable_dates(row.get("none_sources")))
-            elif isinstance(event, UpdateRowsEvent):
-                op, before, after = "u", row["before_values"], row["after_values"]
-                invalid = (
-                    _unreadable_dates(row.get("before_none_sources")),
-                    _unreadable_dates(row.get("after_none_sources")),
-                )
-            else:
-                op, before, after = "d", row["values"], None
-                invalid = (_unreadable_dates(row.get("none_sources")), ())
-            key = str((after or before)[key_column]).encode()
-            value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
-            self._produce(topic, key, value, self.deliveries.sent(transaction))
-            EVENTS.labels(entity, op).inc()
+            for op, before, after, invalid in _changes(event, row, key_column):
+                key = str((after or before)[key_column]).encode()
+                value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
+                self._produce(topic, key, value, self.deliveries.sent(transaction))
+                EVENTS.labels(entity, op).inc()
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
         while True:
@@ -366,6 +355,23 @@ class _QuietHandler(WSGIRequestHandler):
 UNREADABLE = frozenset(
     (NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE)
 )
+
+
+def _changes(event, row: dict, key_column: str) -> list[tuple[str, dict | None, dict | None, tuple]]:
+    """The change events of one binlog row: (op, before, after, invalid date columns of each).
+
+    An update that changes the key is, as Debezium's MySQL connector emits it, a delete of the old
+    key and a create of the new one: an update under the new key alone would leave the old row in
+    Base B, still holding its unique values."""
+    if isinstance(event, WriteRowsEvent):
+        return [("c", None, row["values"], ((), _unreadable_dates(row.get("none_sources"))))]
+    if isinstance(event, DeleteRowsEvent):
+        return [("d", row["values"], None, (_unreadable_dates(row.get("none_sources")), ()))]
+    before, after = row["before_values"], row["after_values"]
+    invalid = (_unreadable_dates(row.get("before_none_sources")), _unreadable_dates(row.get("after_none_sources")))
+    if before[key_column] == after[key_column]:
+        return [("u", before, after, invalid)]
+    return [("d", before, None, (invalid[0], ())), ("c", None, after, ((), invalid[1]))]
 
 
 def _unreadable_dates(none_sources: dict | None) -> tuple[str, ...]:
