@@ -103,6 +103,11 @@ class BaseABackend:
         """The columns of those of `tables` that exist, in table order: one catalogue read, no DDL."""
         raise NotImplementedError
 
+    def sees_triggers_on(self, conn: Connection, table: str) -> bool:
+        """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
+        there may still exist)."""
+        return True
+
     def type_families(self, type_text: str) -> frozenset[str]:
         """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
         return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
@@ -193,6 +198,21 @@ class MySQLBaseA(BaseABackend):
             cursor.close()
 
         return engine
+
+    def sees_triggers_on(self, conn: Connection, table: str) -> bool:
+        # information_schema.triggers lists a trigger only to an account holding the TRIGGER
+        # privilege on its table (globally, on the database or on the table): a SELECT-only one sees none.
+        held = conn.execute(
+            text(
+                "SELECT 1 FROM information_schema.user_privileges WHERE privilege_type = 'TRIGGER' "
+                "UNION ALL SELECT 1 FROM information_schema.schema_privileges "
+                "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() "
+                "UNION ALL SELECT 1 FROM information_schema.table_privileges "
+                "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() AND table_name = :table"
+            ),
+            {"table": table},
+        ).first()
+        return held is not None
 
     def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
         if not tables:

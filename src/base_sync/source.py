@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
-from sqlalchemy import Engine, Table, and_, delete, func, not_, or_, select
+from sqlalchemy import Engine, Table, and_, delete, func, inspect, not_, or_, select
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
@@ -289,9 +289,16 @@ class BaseA:
         with self.engine.connect() as conn:
             return set(conn.execute(statement).scalars())
 
-    def logs_deletes(self, entity: str) -> bool:
-        """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema)."""
-        return delete_trigger_name(self.mapping.table_of(entity)) in existing_triggers(self.engine)
+    def logs_deletes(self, entity: str) -> bool | None:
+        """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema);
+        None when this account cannot see triggers (no TRIGGER privilege) but the delete log is there."""
+        table = self.mapping.table_of(entity)
+        if delete_trigger_name(table) in existing_triggers(self.engine):
+            return True
+        with self.engine.connect() as conn:
+            if self.backend.sees_triggers_on(conn, table):
+                return False
+        return None if inspect(self.engine).has_table(DELETE_LOG) else False
 
     def deletes_after(
         self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None

@@ -352,7 +352,7 @@ def _find_deletes(
     planned = PlannedDeletes(capacity=settings.mass_delete_min_rows + 1, grow=lambda: budget_limit() + 1)
     reasons: dict[str, str] = {}
     reached, read, first_run = None, 0, False
-    if logged:
+    if logged is not False:  # in place, or hidden from this account while the log is there
         if position is None:  # the first run: the key comparison below covers the past
             reached, first_run = Cursor(base_a.now(), 0), True
         else:
@@ -389,11 +389,22 @@ def _find_deletes(
 
 
 def _why_compare_keys(
-    entity: str, settings: SyncSettings, logged: bool, asked: bool, position: Cursor | None, compared_at: str | None
+    entity: str,
+    settings: SyncSettings,
+    logged: bool | None,
+    asked: bool,
+    position: Cursor | None,
+    compared_at: str | None,
 ) -> str | None:
-    if not logged:
+    if logged is False:
         log.warning("%s: Base A has no delete trigger on this table; every run compares every key", entity)
         return "no delete log"
+    if logged is None:
+        log.warning(
+            "%s: this Base A account cannot see triggers (MySQL shows them only with the TRIGGER privilege): "
+            "the delete log is trusted, and every key is still compared once every SYNC_KEY_CHECK_HOURS",
+            entity,
+        )
     if asked:
         return "asked for"
     if position is None or compared_at is None:

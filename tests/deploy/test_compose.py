@@ -84,6 +84,8 @@ def test_secrets_have_no_defaults():
     for variable in (
         "MYSQL_ROOT_PASSWORD",
         "BASE_A_PASSWORD",
+        "BASE_A_SYNC_PASSWORD",
+        "BASE_A_RELAY_PASSWORD",
         "POSTGRES_PASSWORD",
         "API_TOKENS",
         "GRAFANA_ADMIN_PASSWORD",

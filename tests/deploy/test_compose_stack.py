@@ -104,6 +104,8 @@ def stack() -> Iterator[Stack]:
         for name in (
             "MYSQL_ROOT_PASSWORD",
             "BASE_A_PASSWORD",
+            "BASE_A_SYNC_PASSWORD",
+            "BASE_A_RELAY_PASSWORD",
             "POSTGRES_PASSWORD",
             "PIPELINE_API_TOKEN",
             "API_TOKENS",

@@ -364,6 +364,28 @@ def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, 
     assert 9 not in synced_rows(base_b.database_url, "employees")
 
 
+def test_a_select_only_account_reads_the_delete_log_it_cannot_see_the_trigger_of(
+    root, legacy_url, select_only_url, mapping, mapping_file, base_b, caplog
+):
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    reader = source_engine(select_only_url)
+    # MySQL lists a trigger only to an account with the TRIGGER privilege on its table.
+    assert existing_triggers(reader) == [] and existing_triggers(root) == ["mitarbeiter_log_delete"]
+    assert BaseA(root, mapping).logs_deletes("employees") is True
+    assert BaseA(reader, mapping).logs_deletes("employees") is None  # cannot tell; the log is there
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("employees", BaseA(reader, mapping), api, store)
+    with root.begin() as conn:
+        conn.execute(text("DELETE FROM mitarbeiter WHERE pers_nr = 9"))
+    second = run_once("employees", BaseA(reader, mapping), api, store)
+    assert second["deletes"]["from_log"] == 1 and second["deletes"]["deleted"] == 1
+    assert "suspect_buckets" not in second["deletes"]  # the log served: no key comparison every run
+    assert "cannot see triggers" in caplog.text
+    assert 9 not in synced_rows(base_b.database_url, "employees")
+    reader.dispose()
+
+
 def _base_a(*args: str, url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "BASE_A_URL": url}
     env.pop("BASE_A_MAPPING_FILE", None)
