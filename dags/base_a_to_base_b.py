@@ -16,8 +16,9 @@ RUNBOOK = """
 
 For each entity: **plan_partitions** cuts a large first load or `full_refresh` (at least
 `SYNC_PARTITION_MIN_ROWS` rows) into `SYNC_PARTITIONS` key ranges, and the mapped **load_partition**
-tasks stream, push and verify one range each, on any worker; a failed partition is retried
-alone. Otherwise (every incremental run) there is no partition and **load** streams the rows of
+tasks stream, push and verify one range each, on any worker (at most `SYNC_PARTITIONS_AT_ONCE`
+together when set); a failed partition is retried alone, and deletes are looked for only after
+every partition finished. Otherwise (every incremental run) there is no partition and **load** streams the rows of
 Base A changed after the watermark (less a look-back for late commits) to the API's bulk endpoint;
 **propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
