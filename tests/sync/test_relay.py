@@ -7,6 +7,7 @@ import time
 import uuid
 from decimal import Decimal
 
+import orjson
 import requests
 from confluent_kafka import Consumer
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from base_sync.debezium import Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
-from tests.sync.conftest import source_rows
+from tests.sync.conftest import read_topic, source_rows
 
 
 def relay_topics(relay, base_a_url: str, mapping=None) -> Topics:
@@ -94,6 +95,28 @@ def test_an_update_of_the_key_is_a_delete_of_the_old_key_and_a_create_of_the_new
     state = final_state(changes)
     assert state[("employees", 1000)].record["email"] == email and state[("employees", 2)].is_delete
     engine.dispose()
+
+
+def test_the_envelope_schema_marks_optional_exactly_the_columns_that_take_null(relay, base_a_url, kafka_bootstrap):
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "articles", 1, seed_value=5)
+    with engine.connect() as conn:
+        nullable = dict(
+            conn.execute(
+                text(
+                    "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND table_name = 'articles'"
+                )
+            ).all()
+        )
+    engine.dispose()
+    assert set(nullable.values()) == {0, 1}  # both kinds, or the test proves nothing
+    topic = relay_topics(relay, base_a_url).topic("articles")
+    deadline, found = time.monotonic() + 30, []
+    while not found and time.monotonic() < deadline:
+        found = read_topic(kafka_bootstrap, topic)
+    after = next(f for f in orjson.loads(found[0].value())["schema"]["fields"] if f["field"] == "after")
+    assert {f["field"]: f["optional"] for f in after["fields"]} == {name: bool(v) for name, v in nullable.items()}
 
 
 def test_a_relay_killed_mid_stream_resumes_without_losing_an_event(relay, base_a_url, kafka_bootstrap):

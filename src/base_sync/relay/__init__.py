@@ -38,6 +38,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from base_sync.backends import backend_named
 from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
@@ -277,12 +278,27 @@ class Relay:
         signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns))
         writer = self.writers.get(signature)
         if writer is None:
-            columns = [binlog_column(c) for c in event.columns]
+            nullable = self._nullable_columns(event.table)
+            columns = [binlog_column(c, nullable.get(c.name)) for c in event.columns]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
             )
             self.writers[signature] = writer
         return writer
+
+    def _nullable_columns(self, table: str) -> dict[str, bool]:
+        """Which columns of `table` take NULL, from Base A's catalogue (the binlog does not say): read
+        once per table and column layout. Empty when it cannot be read: every non-key column optional."""
+        engine = create_engine(self.url.set(drivername="mysql+mysqldb"))
+        try:
+            with engine.connect() as conn:
+                live = backend_named("mysql").live_columns(conn, [table]).get(table, [])
+        except DBAPIError as error:
+            log.warning("cannot read the columns of %s (%s): every non-key column is marked optional", table, error)
+            return {}
+        finally:
+            engine.dispose()
+        return {column.name: column.nullable for column in live}
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
         entity = self.tables.get(event.table)
@@ -402,12 +418,13 @@ _SIMPLE = {
 _TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
 
 
-def binlog_column(column) -> SourceColumn:
+def binlog_column(column, nullable: bool | None = None) -> SourceColumn:
     """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
     connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
     as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
-    binary as bytes. Nullability is not in the metadata: every column but the primary key is optional."""
-    kind, optional = column.type, not column.is_primary
+    binary as bytes. Optional as the column takes NULL (`nullable`, from the catalogue: the binlog's
+    metadata does not say); unknown, every column but the primary key."""
+    kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
     name = column.name
     if kind in _INTEGERS:
         return SourceColumn(name, _INTEGERS[kind][1 if column.unsigned else 0], optional)
