@@ -1,20 +1,50 @@
 #!/usr/bin/env bash
 # Stops every process `make up` started, by the pid it recorded (and its process group), and waits for each.
+# Airflow's task runners first, while the servers their running tasks talk to are still up (a task
+# whose api-server is gone retries for half a minute before the scheduler can exit), then the rest.
+# Within a stage every process is asked at once and waited for together.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 shopt -s nullglob
-for pidfile in "${PLATFORM_VAR:-var}"/run/*.pid; do
-  name=$(basename "$pidfile" .pid)
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+run="${PLATFORM_VAR:-var}/run"
+FIRST=(airflow-scheduler airflow-triggerer airflow-dag-processor event-maker)
+
+stop_together() {
+  local pidfile name pid waiting=()
+  for pidfile in "$@"; do
+    pid=$(cat "$pidfile")
     # Each process leads its own group (up.sh starts it with setsid): stop the group, children too.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    for _ in $(seq 1 60); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 -- "-$pid" 2>/dev/null; then
-      echo "$name (pid $pid) did not stop in 30 s; killing its process group"
-      kill -KILL -- "-$pid" 2>/dev/null
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+      waiting+=("$pidfile")
+    else
+      rm -f "$pidfile"
     fi
-    echo "stopped $name (pid $pid)"
-  fi
-  rm -f "$pidfile"
+  done
+  for _ in $(seq 1 60); do
+    local left=()
+    for pidfile in "${waiting[@]}"; do
+      if kill -0 -- "-$(cat "$pidfile")" 2>/dev/null; then left+=("$pidfile"); else
+        echo "stopped $(basename "$pidfile" .pid) (pid $(cat "$pidfile"))"
+        rm -f "$pidfile"
+      fi
+    done
+    waiting=("${left[@]}")
+    [ ${#waiting[@]} -eq 0 ] && return
+    sleep 0.5
+  done
+  for pidfile in "${waiting[@]}"; do
+    name=$(basename "$pidfile" .pid) pid=$(cat "$pidfile")
+    echo "$name (pid $pid) did not stop in 30 s; killing its process group"
+    kill -KILL -- "-$pid" 2>/dev/null
+    rm -f "$pidfile"
+  done
+}
+
+first=() rest=()
+for pidfile in "$run"/*.pid; do
+  if [[ " ${FIRST[*]} " == *" $(basename "$pidfile" .pid) "* ]]; then first+=("$pidfile"); else rest+=("$pidfile"); fi
 done
+[ ${#first[@]} -gt 0 ] && stop_together "${first[@]}"
+[ ${#rest[@]} -gt 0 ] && stop_together "${rest[@]}"
+exit 0
