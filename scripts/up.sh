@@ -108,26 +108,16 @@ airflow_url="http://127.0.0.1:$AIRFLOW__API__PORT"
 ready+=("$airflow_url/api/v2/monitor/health")
 wait_ready "${ready[@]}"
 
-# The main job, once now (then on its schedule): wait for the DAGs to be parsed, unpause, trigger.
-dag=base_a_to_base_b
-for _ in $(seq 1 120); do airflow dags details "$dag" >/dev/null 2>&1 && break; sleep 1; done
-airflow dags unpause "$dag" >/dev/null
-airflow dags unpause base_a_events >/dev/null
-run_id=manual__up_$(date -u +%Y%m%dT%H%M%S)
-airflow dags trigger "$dag" --run-id "$run_id" >/dev/null
-echo "triggered $dag ($run_id); waiting for it to finish"
-state=queued
-for _ in $(seq 1 600); do
-  state=$(airflow dags list-runs "$dag" -o plain 2>/dev/null | awk -v r="$run_id" '$0 ~ r {for (i=1;i<=NF;i++) if ($i ~ /^(queued|running|success|failed)$/) print $i}')
-  case "$state" in success|failed) break ;; esac
-  sleep 1
-done
-echo "$dag run $run_id: ${state:-unknown}"
+# The main job, once now (then on its schedule): wait for the DAGs to be parsed, unpause, trigger,
+# wait for the run (through the REST API: each `airflow` CLI call would import Airflow again).
+passwords=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+state=failed
+python scripts/run_dag.py "$airflow_url" "$passwords" base_a_to_base_b "manual__up_$(date -u +%Y%m%dT%H%M%S)" \
+  base_a_events && state=success
 base-a summary "$url"
 
 mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
-password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' \
-  "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")
 cat <<MSG
 
 The platform is up.
