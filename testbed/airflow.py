@@ -184,20 +184,15 @@ class Airflow:
         return row[0] if row else None
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        """Until the dag-processor has serialized the DAG (read from the metadata database: an
+        `airflow dags details` per poll would import Airflow each time)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (
-                subprocess.run(
-                    [venv_bin("airflow"), "dags", "details", dag_id],
-                    env=self.env,
-                    cwd=REPO,
-                    capture_output=True,
-                    check=False,
-                ).returncode
-                == 0
-            ):
+            with sqlite3.connect(self.home / "airflow.db") as conn:
+                found = conn.execute("SELECT count(*) FROM serialized_dag WHERE dag_id = ?", (dag_id,)).fetchone()[0]
+            if found:
                 return
-            time.sleep(2)
+            time.sleep(1)
         raise TimeoutError(f"{dag_id} was not parsed within {timeout} s")
 
     def wait_for_watcher(self, classpath_part: str, timeout: float = 120) -> None:
