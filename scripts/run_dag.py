@@ -28,7 +28,7 @@ def main(url: str, passwords_file: str, dag_id: str, run_id: str, *also_unpause:
     api = f"{url}/api/v2"
 
     deadline = time.monotonic() + PARSE_TIMEOUT
-    while session.get(f"{api}/dags/{dag_id}", timeout=30).status_code != 200:
+    while not poll(session, f"{api}/dags/{dag_id}"):
         if time.monotonic() > deadline:
             print(f"{dag_id} was not parsed within {PARSE_TIMEOUT} s: see the dag-processor's log", file=sys.stderr)
             return 1
@@ -43,9 +43,20 @@ def main(url: str, passwords_file: str, dag_id: str, run_id: str, *also_unpause:
     state, deadline = "queued", time.monotonic() + RUN_TIMEOUT
     while state not in ("success", "failed") and time.monotonic() < deadline:
         time.sleep(1)
-        state = session.get(f"{api}/dags/{dag_id}/dagRuns/{run_id}", timeout=30).json()["state"]
+        answer = poll(session, f"{api}/dags/{dag_id}/dagRuns/{run_id}")
+        state = answer.json()["state"] if answer else state
     print(f"{dag_id} run {run_id}: {state}")
     return 0 if state == "success" else 1
+
+
+def poll(session: requests.Session, url: str) -> requests.Response | None:
+    """One poll's answer when it succeeded; None otherwise, and the poll is simply repeated (the
+    api-server busy on its SQLite metadata database, or not answering for a moment)."""
+    try:
+        answer = session.get(url, timeout=30)
+    except requests.RequestException:
+        return None
+    return answer if answer.ok else None
 
 
 if __name__ == "__main__":
