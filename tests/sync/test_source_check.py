@@ -204,6 +204,11 @@ def test_a_missing_table_is_named(root, mapping):
         next(BaseA(root, mapping).extract("employees", None, 100))
 
 
+def with_filter(mapping_file, row_filter: str) -> None:
+    """The test's mapping with a row filter on employees."""
+    mapping_file.write_text(MAPPING.replace("    key: pers_nr\n", f"    key: pers_nr\n    filter: {row_filter!r}\n", 1))
+
+
 @pytest.mark.parametrize(
     ("row_filter", "refused"),
     [
@@ -215,7 +220,7 @@ def test_a_missing_table_is_named(root, mapping):
 def test_a_row_filter_base_a_refuses_is_drift_named_with_its_reason(
     root, select_only_url, mapping_file, row_filter, refused
 ):
-    mapping_file.write_text(MAPPING.replace("    key: pers_nr\n", f"    key: pers_nr\n    filter: {row_filter!r}\n", 1))
+    with_filter(mapping_file, row_filter)
     reader = source_engine(select_only_url)  # the read-only account parses it as well
     try:
         with pytest.raises(SchemaDriftError) as raised:
@@ -228,7 +233,7 @@ def test_a_row_filter_base_a_refuses_is_drift_named_with_its_reason(
 
 
 def test_a_row_filter_base_a_accepts_passes_and_reads_no_row(root, mapping_file):
-    mapping_file.write_text(MAPPING.replace("    key: pers_nr\n", "    key: pers_nr\n    filter: 'gehalt > 0'\n", 1))
+    with_filter(mapping_file, "gehalt > 0")
     checked = check_source(root, SourceMapping.from_file(mapping_file), backend_named("mysql"))
     assert checked.problems == []
     assert checked.entities["employees"].unmapped == ["notiz"]  # gehalt is read anyway; the filter names it too

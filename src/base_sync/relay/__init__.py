@@ -158,8 +158,12 @@ class Relay:
 
     # Start-up
 
+    def _sql_engine(self):
+        """An engine for the relay's few SQL reads (server settings, column catalogue): dispose after use."""
+        return create_engine(self.url.set(drivername="mysql+mysqldb"))
+
     def _server(self) -> dict:
-        engine = create_engine(self.url.set(drivername="mysql+mysqldb"))
+        engine = self._sql_engine()
         try:
             with engine.connect() as conn:
                 version = conn.execute(text("SELECT VERSION()")).scalar_one()
@@ -289,7 +293,7 @@ class Relay:
     def _nullable_columns(self, table: str) -> dict[str, bool]:
         """Which columns of `table` take NULL, from Base A's catalogue (the binlog does not say): read
         once per table and column layout. Empty when it cannot be read: every non-key column optional."""
-        engine = create_engine(self.url.set(drivername="mysql+mysqldb"))
+        engine = self._sql_engine()
         try:
             with engine.connect() as conn:
                 live = backend_named("mysql").live_columns(conn, [table]).get(table, [])
