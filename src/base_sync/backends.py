@@ -64,8 +64,9 @@ class BaseABackend:
     def extend_table(self, table: Table) -> None:
         """Add what the table needs beyond its columns (SQLite: a trigger for the ON UPDATE it lacks)."""
 
-    def delete_trigger_body(self, statement: str) -> str:
-        return statement
+    def trigger_body(self, statement: str, when: str | None = None) -> str:
+        """What follows FOR EACH ROW: the statement, run only `when` the condition holds if one is given."""
+        return f"IF {when} THEN {statement}; END IF" if when else statement
 
     def clock(self):
         """Base A's current UTC time as a SQL expression, with the precision of its stamps."""
@@ -257,8 +258,9 @@ class SQLiteBaseA(BaseABackend):
         )
         event.listen(table, "after_create", touch)
 
-    def delete_trigger_body(self, statement: str) -> str:
-        return f"BEGIN {statement}; END"  # SQLite wants a block; MySQL takes the single statement
+    def trigger_body(self, statement: str, when: str | None = None) -> str:
+        block = f"BEGIN {statement}; END"  # SQLite wants a block, and has WHEN instead of IF
+        return f"WHEN {when} {block}" if when else block
 
     def clock(self):
         return func.strftime("%Y-%m-%d %H:%M:%f", "now")

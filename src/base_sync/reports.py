@@ -168,6 +168,7 @@ class DeleteReport:
     comparison: KeyComparison | None = None  # None when this run did not compare keys
     plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
     left_scope: int = 0  # rows deleted because they changed and the mapping's soft-delete rule or filter drops them
+    resent_unique: int = 0  # rejected rows sent again after the deletes (a unique value another row held)
 
     @property
     def deleted(self) -> int:
@@ -187,6 +188,8 @@ class DeleteReport:
             data["planned"] = self.plan
         if self.left_scope:
             data["left_scope"] = self.left_scope
+        if self.resent_unique:
+            data["resent_unique"] = self.resent_unique
         return data
 
 

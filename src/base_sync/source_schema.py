@@ -5,8 +5,9 @@ change cursor: the database itself maintains it on every change (MySQL's ON UPDA
 trigger on SQLite), and an index on (updated_at, id) serves the incremental extract.
 
 A hard delete leaves no row to read, so an AFTER DELETE trigger on each table writes the deleted
-key and its last version to `delete_log`: the sync reads the deletes since its last position
-there, at a cost proportional to the deletes, instead of comparing every key on both sides.
+key and its last version to `delete_log` (and an AFTER UPDATE trigger the old key of an UPDATE
+that changes the key): the sync reads the deletes since its last position there, at a cost
+proportional to the deletes, instead of comparing every key on both sides.
 """
 
 from __future__ import annotations
@@ -77,30 +78,53 @@ def delete_trigger_name(table: str) -> str:
     return f"{table}_log_delete"
 
 
-def _delete_trigger(entity: str, backend: BaseABackend) -> str:
-    body = backend.delete_trigger_body(
-        f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.id, OLD.updated_at)"
-    )
-    return f"CREATE TRIGGER {delete_trigger_name(entity)} AFTER DELETE ON {entity} FOR EACH ROW {body}"
+def key_change_trigger_name(table: str) -> str:
+    """The trigger logging the old key of an UPDATE that changes a row's key: for Base B that key
+    is gone as surely as a deleted one (Debezium's MySQL connector emits a delete for it too)."""
+    return f"{table}_log_key_change"
+
+
+def log_triggers(table: str, entity: str, key: str, version: str, backend: BaseABackend) -> dict[str, str]:
+    """{name: CREATE TRIGGER} of the triggers that write a table's vanished keys to the delete log:
+    the key of a deleted row, and the old key of a row whose key an UPDATE changed, each with
+    `version` (an expression over OLD) as the version the delete carries."""
+    logged = f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{key}, {version})"
+    changed = f"OLD.{key} <> NEW.{key}"
+    return {
+        delete_trigger_name(table): f"CREATE TRIGGER {delete_trigger_name(table)} AFTER DELETE ON {table} "
+        f"FOR EACH ROW {backend.trigger_body(logged)}",
+        key_change_trigger_name(table): f"CREATE TRIGGER {key_change_trigger_name(table)} AFTER UPDATE ON {table} "
+        f"FOR EACH ROW {backend.trigger_body(logged, when=changed)}",
+    }
+
+
+def _create_missing(engine: Engine, triggers: dict[str, str]) -> list[str]:
+    """Create those of `triggers` Base A lacks; the names of all of them."""
+    present = set(existing_triggers(engine))
+    with engine.begin() as conn:
+        for name, create in triggers.items():
+            if name not in present:
+                conn.execute(text(create))
+    return list(triggers)
 
 
 def create_schema(engine: Engine) -> dict[str, Table]:
-    """Create Base A's tables and delete triggers where they are missing; return the tables."""
+    """Create Base A's tables and delete-log triggers where they are missing; return the tables."""
     backend = backend_of(engine)
     metadata, tables = build_tables(backend)
     metadata.create_all(engine)
-    present = set(existing_triggers(engine))
-    with engine.begin() as conn:
-        for entity in ENTITIES:
-            if delete_trigger_name(entity) not in present:
-                conn.execute(text(_delete_trigger(entity, backend)))
+    triggers = {}
+    for entity in ENTITIES:
+        triggers |= log_triggers(entity, entity, "id", "OLD.updated_at", backend)
+    _create_missing(engine, triggers)
     return tables
 
 
 def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str]:
     """The operator's opt-in on a Base A the platform did not create (`base-a install-delete-log`):
-    the `delete_log` table and, on each entity's mapped table, an AFTER DELETE trigger writing the
-    entity, the deleted row's key and a version. Nothing else ever runs DDL on such a Base A.
+    the `delete_log` table and, on each entity's mapped table, the triggers writing the entity, the
+    vanished key (deleted, or changed by an UPDATE) and a version. Nothing else ever runs DDL on
+    such a Base A. Running it again adds what is missing (a trigger a later version added).
 
     The version is the row's UTC cursor when it is a TIMESTAMP (as the platform's own trigger logs
     it), else the time of the delete (`now_sql`): a local DATETIME's wall time cannot become UTC in a
@@ -110,24 +134,15 @@ def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str
     backend = backend_of(engine)
     metadata, _ = build_tables(backend)
     metadata.tables[DELETE_LOG].create(engine, checkfirst=True)
-    present = set(existing_triggers(engine))
-    installed = []
-    with engine.begin() as conn:
-        for entity in entities:
-            spec = mapping.spec.entities[entity]
-            stamps = [s.column for s in spec.cursor or [] if s.type == "timestamp"]
-            timestamps_only = len(stamps) == len(spec.cursor or [])
-            version = backend.now_sql
-            if stamps and timestamps_only:
-                version = f"COALESCE({', '.join(f'OLD.{c}' for c in stamps)}, {backend.now_sql})"
-            statement = backend.delete_trigger_body(
-                f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{spec.key}, {version})"
-            )
-            name = delete_trigger_name(spec.table)
-            if name not in present:
-                conn.execute(text(f"CREATE TRIGGER {name} AFTER DELETE ON {spec.table} FOR EACH ROW {statement}"))
-            installed.append(name)
-    return installed
+    triggers = {}
+    for entity in entities:
+        spec = mapping.spec.entities[entity]
+        stamps = [s.column for s in spec.cursor or [] if s.type == "timestamp"]
+        version = backend.now_sql
+        if stamps and len(stamps) == len(spec.cursor or []):
+            version = f"COALESCE({', '.join(f'OLD.{c}' for c in stamps)}, {backend.now_sql})"
+        triggers |= log_triggers(spec.table, entity, spec.key, version, backend)
+    return _create_missing(engine, triggers)
 
 
 def existing_triggers(engine: Engine) -> list[str]:

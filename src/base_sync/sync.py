@@ -44,6 +44,7 @@ from base_sync.reports import (
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore
+from baseab_contract.entities import ENTITIES
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
@@ -278,6 +279,7 @@ def propagate_deletes(
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
+    freed = _resend_freed_unique_values(entity, base_a, api, settings) if counts.deleted else 0
     report = DeleteReport(
         counts=counts,
         from_log=from_log.read if from_log else 0,
@@ -286,6 +288,7 @@ def propagate_deletes(
         comparison=comparison,
         plan=plan.to_json(),
         left_scope=left_scope.deleted,
+        resent_unique=freed,
     )
     log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
     return report
@@ -516,14 +519,36 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
     }
 
 
+def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> int:
+    """After deletes: send again the rows the API rejected for a unique value (an email) another row
+    held, since the holder may be among the rows just deleted. So it goes when Base A changes a row's
+    key: the load sends the new key before this step deletes the old one, which still held the value.
+    Rows still in conflict are rejected again, as before. How many were sent."""
+    unique = {f.name for f in ENTITIES[entity].unique_fields}
+    if not unique:
+        return 0
+    keys = sorted(
+        r["source_id"] for r in api.open_rejections(entity) if any(why.get("field") in unique for why in r["reasons"])
+    )
+    if keys:
+        counts = _resend(entity, base_a, api, settings, keys)
+        log.info("%s: re-sent %d rows rejected for a unique value after the deletes: %s", entity, len(keys), counts)
+    return len(keys)
+
+
+def _resend(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, keys: list[int]) -> dict:
+    """Push the current Base A rows of `keys` (those gone or out of scope are skipped); the bulk counts."""
+    records = base_a.records_by_keys(entity, keys, settings.chunk_size)
+    return dict(push_chunks(api, entity, records, settings.push_concurrency))
+
+
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
     """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
     keys = sorted(r["source_id"] for r in api.open_rejections(entity))
-    records = base_a.records_by_keys(entity, keys, settings.chunk_size)
-    counts = push_chunks(api, entity, records, settings.push_concurrency)
+    counts = _resend(entity, base_a, api, settings, keys)
     still_open = sum(1 for _ in api.open_rejections(entity))
-    log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), dict(counts), still_open)
-    return ReplayReport(len(keys), dict(counts), still_open)
+    log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), counts, still_open)
+    return ReplayReport(len(keys), counts, still_open)
 
 
 def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:

@@ -69,6 +69,7 @@ ROWS = [  # pers_nr, vorname, nachname, mail, abt_code, stelle, gehalt, eintritt
     (9, "Grace", "Hopper", "grace@example.com", "X", "Admiral", "7000.50", "1999-12-31", 1, "2026-10-25 02:30:00"),
     (10, "Gone", "Already", "gone@example.com", "V", None, None, None, 0, "2026-11-01 12:00:00"),
 ]
+LOG_TRIGGERS = {"mitarbeiter_log_delete", "mitarbeiter_log_key_change"}
 
 
 def _utc(wall: str) -> datetime:
@@ -356,17 +357,23 @@ def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, 
     assert existing_triggers(root) == []
     installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
     assert installed.returncode == 0, installed.stderr
-    assert existing_triggers(root) == ["mitarbeiter_log_delete"]  # named after the table
+    assert set(existing_triggers(root)) == LOG_TRIGGERS  # named after the table
     api, store = base_b.api(), MemoryStateStore()
     run_once("employees", BaseA(root, mapping), api, store)
     with root.begin() as conn:
         conn.execute(text("DELETE FROM mitarbeiter WHERE pers_nr = 9"))
-        logged = conn.execute(text("SELECT entity, id FROM delete_log")).all()
-    assert logged == [("employees", 9)]
+        changed = "geaendert_am = '2026-12-01 10:00:00'"
+        conn.execute(text(f"UPDATE mitarbeiter SET pers_nr = 80, {changed} WHERE pers_nr = 8"))
+        conn.execute(text(f"UPDATE mitarbeiter SET vorname = 'Augusta', {changed} WHERE pers_nr = 7"))
+        logged = conn.execute(text("SELECT entity, id FROM delete_log ORDER BY seq")).all()
+    assert logged == [("employees", 9), ("employees", 8)]  # a changed key is logged, a changed name not
     second = run_once("employees", BaseA(root, mapping), api, store)
-    assert second["deletes"]["from_log"] == 1 and second["deletes"]["deleted"] == 1
+    assert second["deletes"]["from_log"] == 2 and second["deletes"]["deleted"] == 2
+    assert second["deletes"]["resent_unique"] == 1  # 80 needed the email 8 held
     assert "suspect_buckets" not in second["deletes"]  # the log served: no key comparison
-    assert 9 not in synced_rows(base_b.database_url, "employees")
+    assert sorted(synced_rows(base_b.database_url, "employees")) == [7, 80]
+    again = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert again.returncode == 0, again.stderr  # idempotent: what is there stays
 
 
 def test_a_select_only_account_reads_the_delete_log_it_cannot_see_the_trigger_of(
@@ -376,7 +383,7 @@ def test_a_select_only_account_reads_the_delete_log_it_cannot_see_the_trigger_of
     assert installed.returncode == 0, installed.stderr
     reader = source_engine(select_only_url)
     # MySQL lists a trigger only to an account with the TRIGGER privilege on its table.
-    assert existing_triggers(reader) == [] and existing_triggers(root) == ["mitarbeiter_log_delete"]
+    assert existing_triggers(reader) == [] and set(existing_triggers(root)) == LOG_TRIGGERS
     assert BaseA(root, mapping).logs_deletes("employees") is True
     assert BaseA(reader, mapping).logs_deletes("employees") is None  # cannot tell; the log is there
     api, store = base_b.api(), MemoryStateStore()

@@ -125,6 +125,25 @@ def test_deletes_the_log_misses_are_found_by_the_periodic_key_comparison(base_a,
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 497
 
 
+def test_a_key_changed_in_base_a_moves_in_base_b_within_one_run(base_a, base_a_engine, base_b):
+    """An UPDATE of the key is a delete of the old key for Base B: the trigger logs it, and the new
+    row, rejected by the load while the old one still held its email, is sent again after the delete."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 200, seed_value=33)
+    run_once("employees", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET id = 5000 WHERE id = 5"))
+        conn.execute(text("UPDATE employees SET last_name = 'Same key' WHERE id = 6"))  # no log entry
+    moved = run_once("employees", base_a, api, store)
+    assert moved["load"]["rejected"] == 1, "the load sends 5000 while 5 still holds its email"
+    assert moved["deletes"]["from_log"] == moved["deletes"]["deleted"] == 1
+    assert moved["deletes"]["resent_unique"] == 1
+    assert not list(api.open_rejections("employees"))
+    rows = synced_rows(base_b.database_url, "employees")
+    assert 5 not in rows and 5000 in rows
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 200
+
+
 def test_log_entries_read_again_change_nothing_and_old_ones_are_purged(base_a, base_a_engine, base_b):
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "employees", 100, seed_value=31)
@@ -282,9 +301,11 @@ def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b)
     with engine.begin() as conn:
         conn.execute(text("UPDATE employees SET salary = 1234.56 WHERE id = 17"))
         conn.execute(text("DELETE FROM employees WHERE id = 18"))
+        conn.execute(text("UPDATE employees SET id = 900 WHERE id = 19"))  # SQLite's trigger has WHEN
     second = run_once("employees", base_a, api, store)
-    assert second["load"]["extracted"] == second["load"]["updated"] == 1
-    assert second["deletes"]["from_log"] == second["deletes"]["deleted"] == 1
+    assert second["load"]["extracted"] == 2 and second["load"]["updated"] == 1
+    assert second["deletes"]["from_log"] == second["deletes"]["deleted"] == 2
+    assert second["deletes"]["resent_unique"] == 1
     assert synced_rows(base_b.database_url, "employees")[17][6] == "1234.56"
     assert assert_in_sync(engine, base_b.database_url, "employees") == 199
     engine.dispose()
