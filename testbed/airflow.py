@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -130,16 +131,10 @@ class Airflow:
             wait_for_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", processes[0][0], timeout=120)
             yield f"http://127.0.0.1:{port}"
         finally:
-            for process, _ in processes:
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGTERM)
-            for process, log in processes:
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
-                log.close()
+            # The task runners first, while the api-server their running tasks report to is up (a
+            # task whose api-server is gone retries it for half a minute), then the api-server.
+            _stop_together(processes[1:])
+            _stop_together(processes[:1])
 
     @contextlib.contextmanager
     def api_server(self, log_path: Path):
@@ -214,3 +209,17 @@ class Airflow:
         with sqlite3.connect(self.home / "airflow.db") as conn:
             rows = conn.execute("SELECT run_id, state, run_type FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchall()
         return [{"run_id": r[0], "state": r[1], "run_type": r[2]} for r in rows]
+
+
+def _stop_together(processes: list[tuple[subprocess.Popen, IO]]) -> None:
+    """SIGTERM each process group at once, wait for all; a group still there after 30 s is killed."""
+    for process, _ in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process, log in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
