@@ -98,25 +98,40 @@ def test_an_update_of_the_key_is_a_delete_of_the_old_key_and_a_create_of_the_new
 
 
 def test_the_envelope_schema_marks_optional_exactly_the_columns_that_take_null(relay, base_a_url, kafka_bootstrap):
+    """As the table is when the row changes: an ALTER of a column's NULL shows in the next event."""
     engine = source_engine(base_a_url)
     generate.seed(engine, "articles", 1, seed_value=5)
-    with engine.connect() as conn:
-        nullable = dict(
-            conn.execute(
-                text(
-                    "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns "
-                    "WHERE table_schema = DATABASE() AND table_name = 'articles'"
-                )
-            ).all()
-        )
+    before = _nullable(engine, "articles")
+    assert set(before.values()) == {False, True}  # both kinds, or the test proves nothing
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE articles MODIFY title VARCHAR(255) NULL"))
+    generate.seed(engine, "articles", 1, seed_value=6)
+    altered = _nullable(engine, "articles")
     engine.dispose()
-    assert set(nullable.values()) == {0, 1}  # both kinds, or the test proves nothing
+    assert altered == {**before, "title": True}
     topic = relay_topics(relay, base_a_url).topic("articles")
     deadline, found = time.monotonic() + 30, []
-    while not found and time.monotonic() < deadline:
+    while len(found) < 2 and time.monotonic() < deadline:
         found = read_topic(kafka_bootstrap, topic)
-    after = next(f for f in orjson.loads(found[0].value())["schema"]["fields"] if f["field"] == "after")
-    assert {f["field"]: f["optional"] for f in after["fields"]} == {name: bool(v) for name, v in nullable.items()}
+    events = sorted((orjson.loads(message.value()) for message in found), key=lambda e: e["payload"]["after"]["id"])
+    assert [_optional(event) for event in events] == [before, altered]
+
+
+def _nullable(engine, table: str) -> dict[str, bool]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = :table"
+            ),
+            {"table": table},
+        )
+        return {name: bool(flag) for name, flag in rows}
+
+
+def _optional(event: dict) -> dict[str, bool]:
+    after = next(f for f in event["schema"]["fields"] if f["field"] == "after")
+    return {f["field"]: f["optional"] for f in after["fields"]}
 
 
 def test_a_relay_killed_mid_stream_resumes_without_losing_an_event(relay, base_a_url, kafka_bootstrap):

@@ -33,12 +33,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import backend_named
 from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
@@ -152,6 +151,7 @@ class Relay:
         self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
         self.tables = self.topics.tables  # {source table: entity}: the only tables published
         self.writers: dict[tuple, EnvelopeWriter] = {}
+        self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -159,7 +159,7 @@ class Relay:
     # Start-up
 
     def _sql_engine(self):
-        """An engine for the relay's few SQL reads (server settings, column catalogue): dispose after use."""
+        """An engine for the relay's few SQL reads (the server's settings): dispose after use."""
         return create_engine(self.url.set(drivername="mysql+mysqldb"))
 
     def _server(self) -> dict:
@@ -217,26 +217,29 @@ class Relay:
             is_mariadb=self.is_mariadb,
             only_schemas=[self.url.database] if self.url.database else None,
             only_tables=list(self.tables),
-            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, MariadbGtidEvent, GtidEvent],
+            only_events=[
+                *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
+                *(XidEvent, MariadbGtidEvent, GtidEvent),
+            ],
             slave_heartbeat=1.0,
             **where,
         )
 
     # The loop
 
-    def run(self) -> None:
-        server = self._server()
+    def _start_position(self, server: dict) -> dict:
+        """The saved position, or (the first start) Base A's current one (`server`'s), saved."""
         position = self.positions.load()
-        if position is None:
-            position = {
-                "gtid": server.get("gtid"),
-                "log_file": server.get("log_file"),
-                "log_pos": server.get("log_pos"),
-            }
-            log.info("no saved position: starting at Base A's current one, %s", position)
-            self.positions.save(position)
-        else:
+        if position is not None:
             log.info("resuming after %s", position)
+            return position
+        position = {"gtid": server.get("gtid"), "log_file": server.get("log_file"), "log_pos": server.get("log_pos")}
+        log.info("no saved position: starting at Base A's current one, %s", position)
+        self.positions.save(position)
+        return position
+
+    def run(self) -> None:
+        position = self._start_position(self._server())  # checks the binlog settings on every start
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -263,6 +266,9 @@ class Relay:
                             transaction, {"gtid": gtid, "log_file": stream.log_file, "log_pos": stream.log_pos}
                         )
                     transaction = None
+                elif isinstance(event, TableMapEvent):
+                    # Precedes the table's row events in each transaction: its columns as they were then.
+                    self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
                 else:
                     if transaction is None:  # a row event outside a GTID'd transaction: track it alone
                         transaction = self.deliveries.begin()
@@ -279,30 +285,18 @@ class Relay:
 
     def _writer(self, event) -> EnvelopeWriter:
         """The table's writer for the columns the binlog describes now (a new one after an ALTER)."""
-        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns))
+        nullable = self.nullable.get(event.table_id, ())
+        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable)
         writer = self.writers.get(signature)
         if writer is None:
-            nullable = self._nullable_columns(event.table)
-            columns = [binlog_column(c, nullable.get(c.name)) for c in event.columns]
+            columns = [
+                binlog_column(c, nullable[i] if i < len(nullable) else None) for i, c in enumerate(event.columns)
+            ]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
             )
             self.writers[signature] = writer
         return writer
-
-    def _nullable_columns(self, table: str) -> dict[str, bool]:
-        """Which columns of `table` take NULL, from Base A's catalogue (the binlog does not say): read
-        once per table and column layout. Empty when it cannot be read: every non-key column optional."""
-        engine = self._sql_engine()
-        try:
-            with engine.connect() as conn:
-                live = backend_named("mysql").live_columns(conn, [table]).get(table, [])
-        except DBAPIError as error:
-            log.warning("cannot read the columns of %s (%s): every non-key column is marked optional", table, error)
-            return {}
-        finally:
-            engine.dispose()
-        return {column.name: column.nullable for column in live}
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
         entity = self.tables.get(event.table)
@@ -422,12 +416,17 @@ _SIMPLE = {
 _TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
 
 
+def null_flags(bitmap: bytes, columns: int) -> tuple[bool, ...]:
+    """A binlog table map's NULL bitmap as one flag per column (bit i set: column i takes NULL)."""
+    return tuple(bool(bitmap[i // 8] & (1 << (i % 8))) for i in range(columns))
+
+
 def binlog_column(column, nullable: bool | None = None) -> SourceColumn:
     """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
     connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
     as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
-    binary as bytes. Optional as the column takes NULL (`nullable`, from the catalogue: the binlog's
-    metadata does not say); unknown, every column but the primary key."""
+    binary as bytes. Optional as the column takes NULL (`nullable`, from the table map's NULL bitmap);
+    unknown, every column but the primary key."""
     kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
     name = column.name
     if kind in _INTEGERS:
