@@ -24,12 +24,13 @@ from pydantic import (
     create_model,
 )
 
+from baseab_contract.bulk_format import SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Entity, Field, Kind
 
 if TYPE_CHECKING:
     from api_service.fastpath import FastDecoder
 
-MAX_BIGINT = 2**63 - 1
+MAX_BIGINT = SOURCE_ID_RANGE[1]
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a 500.
 NO_NUL = r"^[^\x00]*$"
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"

@@ -39,6 +39,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
+from baseab_contract.bulk_format import SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
 
 TOPIC_PREFIX = "base_a"
@@ -59,10 +60,17 @@ TIME_US = "io.debezium.time.MicroTime"
 TIME_NS = "io.debezium.time.NanoTime"
 YEAR = "io.debezium.time.Year"
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
+# time.precision.mode=connect: Kafka Connect's own logical types (DATETIME as epoch ms of the wall time).
+CONNECT_DATE = "org.apache.kafka.connect.data.Date"
+CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
+CONNECT_TIME = "org.apache.kafka.connect.data.Time"
 ENUM = "io.debezium.data.Enum"
 ENUM_SET = "io.debezium.data.EnumSet"
 JSON = "io.debezium.data.Json"
-WALL_TIMES = {TIMESTAMP_MS: 1000, TIMESTAMP_US: 1, TIMESTAMP_NS: None}
+WALL_TIMES = {TIMESTAMP_MS: 1000, TIMESTAMP_US: 1, TIMESTAMP_NS: None, CONNECT_TIMESTAMP: 1000}
+TIMES_MS = (TIME_MS, CONNECT_TIME)
+# What malformed input raises while it is read: a dead letter with the reason, never a stalled drain.
+_MALFORMED = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, ArithmeticError)
 
 
 def topic_for(table: str, prefix: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE) -> str:
@@ -160,6 +168,15 @@ class Topics:
 
 def decode(topic: str, value: bytes | None, topics: Topics | None = None) -> Change | None:
     """The change a message carries, through the mapping; None for a tombstone. Raises BadEvent with the reason."""
+    try:
+        return _decode(topic, value, topics)
+    except BadEvent:
+        raise
+    except _MALFORMED as exc:  # a shape no check above foresaw: still the event's fault, not the drain's
+        raise BadEvent(f"malformed event ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(topic: str, value: bytes | None, topics: Topics | None) -> Change | None:
     if value is None:
         return None
     topics = topics or Topics()
@@ -177,9 +194,7 @@ def decode(topic: str, value: bytes | None, topics: Topics | None = None) -> Cha
     if not isinstance(document, dict):
         raise BadEvent("value is not a JSON object")
     payload, types = _unwrap(document)
-    op = payload.get("op")
-    if op not in UPSERT_OPS and op != DELETE_OP:
-        raise BadEvent(f"op {op!r} is not one of c, u, r, d")
+    op = _op(payload)
     image_name = "before" if op == DELETE_OP else "after"
     image = payload.get(image_name)
     if not isinstance(image, dict):
@@ -187,15 +202,57 @@ def decode(topic: str, value: bytes | None, topics: Topics | None = None) -> Cha
     source = payload.get("source") if isinstance(payload.get("source"), dict) else {}
     source_ms = source.get("ts_ms") if isinstance(source.get("ts_ms"), int) else None
     view = topics.view(entity)
-    key_column = view.spec.key
-    key = image.get(key_column)
-    if not isinstance(key, int) or isinstance(key, bool):
-        raise BadEvent(f"`{image_name}.{key_column}` must be an integer key, got {key!r}")
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
+    key = _key(row, f"{image_name}.{view.spec.key}")
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     if op == DELETE_OP:
         return _delete(entity, key, op, row, view, commit, source_ms, image_name)
+    _check_full_image(image, types.get(image_name, {}), view)
     return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms)
+
+
+def _op(payload: dict) -> str:
+    op = payload.get("op")
+    if isinstance(op, str) and (op in UPSERT_OPS or op == DELETE_OP):
+        return op
+    if op == "t":
+        raise BadEvent(
+            "op 't' (a TRUNCATE of the table) is not applied by the events path: the batch DAG's key "
+            "comparison finds the rows gone (run it with compare_keys), through the mass-delete circuit breaker"
+        )
+    if op is None and "before" not in payload and "after" not in payload:
+        raise BadEvent(
+            "no `op`, `before` or `after`: not a change envelope. A record flattened by Debezium's "
+            "ExtractNewRecordState transform cannot be applied (it drops deletes by default): configure "
+            "the connector without it"
+        )
+    raise BadEvent(f"op {op!r} is not one of c, u, r, d")
+
+
+def _key(row: dict, where: str) -> int:
+    """The row's key: an integer in Base B's key range (a BIGINT UNSIGNED in `precise` mode arrives
+    as a whole Decimal)."""
+    key = row.get(where.split(".", 1)[1])
+    if isinstance(key, Decimal) and key == key.to_integral_value():
+        key = int(key)
+    if not isinstance(key, int) or isinstance(key, bool):
+        raise BadEvent(f"`{where}` must be an integer key, got {key!r}")
+    low, high = SOURCE_ID_RANGE
+    if not low <= key <= high:
+        wrapped = " (a BIGINT UNSIGNED above 2^63-1 arrives negative under bigint.unsigned.handling.mode=long)"
+        raise BadEvent(f"`{where}` = {key} is outside Base B's key range {low}..{high}{wrapped if key < 0 else ''}")
+    return key
+
+
+def _check_full_image(image: dict, types: dict[str, dict], view: SourceView) -> None:
+    """A null the schema says a column cannot hold: the image is not the whole row (a MINIMAL row
+    image leaves out the columns an UPDATE did not change); applying it would wipe them."""
+    nulls = [c for c in view.source_columns if image.get(c) is None and (types.get(c) or {}).get("optional") is False]
+    if nulls:
+        raise BadEvent(
+            f"`after` holds null in NOT NULL column(s) {', '.join(nulls)}: not the whole row; the connector "
+            "needs Base A's binlog_row_image=FULL"
+        )
 
 
 def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, source_ms) -> Change:
@@ -245,7 +302,8 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
 
 
 def _hints(view: SourceView) -> dict[str, tuple]:
-    """How to read a column without a schema: ("datetime",), ("timestamp",), ("date",), ("decimal", scale)."""
+    """How to read a column without a schema: ("datetime",), ("timestamp",), ("date",), ("decimal", scale);
+    a stamp column's hint adds "stamp" (the row's version or creation time: never the epoch itself)."""
     hints: dict[str, tuple] = {}
     for name, mapping in view.fields.items():
         field = view.declared[name]
@@ -254,7 +312,7 @@ def _hints(view: SourceView) -> dict[str, tuple]:
         elif mapping.column and field.kind == Kind.DECIMAL:
             hints[mapping.column] = ("decimal", field.scale or 0)
     for stamp in view.stamps:
-        hints[stamp.column] = (stamp.type,)
+        hints[stamp.column] = (stamp.type, "stamp")
     return hints
 
 
@@ -291,45 +349,62 @@ def _value(value, schema: dict | None, hint: tuple | None):
         return None
     semantic = (schema or {}).get("name")
     if semantic is None and schema is not None:
-        return _plain_typed(value, schema)
+        if hint is None or schema.get("type") == "bytes":
+            return _plain_typed(value, schema)
+        if hint[0] == "decimal":  # decimal.handling.mode string or double: the number itself
+            return _decimal(value, hint[1], precise=False, plain=True)
     kind = _kind(semantic, hint)
     if kind is None:
         return value
-    if isinstance(value, str) and kind in ("date", "datetime", "timestamp"):
-        _check_date_text(value)
     if kind == "decimal":
         if semantic == DECIMAL:
             scale = int(((schema or {}).get("parameters") or {}).get("scale", 0))
             return _decimal(value, scale, precise=True)
         return _decimal(value, hint[1] if hint else 0, precise=False)
+    if kind == "time":
+        return _duration(value, semantic)
+    return _point_in_time(value, kind, semantic, _not_null(schema) or "stamp" in (hint or ()))
+
+
+def _point_in_time(value, kind: str, semantic: str | None, epoch_is_zero: bool):
+    """A date, a DATETIME (wall time) or a TIMESTAMP (an instant); `_Invalid` for no real date.
+
+    `epoch_is_zero`: Debezium writes a zero date of a NOT NULL column as the epoch (of a nullable one
+    as null), and a version or creation stamp at the epoch is no real time either."""
+    if isinstance(value, bool):
+        raise TypeError(f"a {kind} is an epoch integer or ISO text")
+    if isinstance(value, str):
+        _check_date_text(value)
+    elif value == 0 and epoch_is_zero and kind != "timestamp":
+        raise _Invalid(ZERO_DATE if kind == "date" else ZERO_TIMESTAMP)
     if kind == "date":
-        if isinstance(value, bool):
-            raise TypeError("a date is epoch days or ISO text")
         return EPOCH_DAY + timedelta(days=value) if isinstance(value, int) else date.fromisoformat(value)
     if kind == "datetime":
         return _wall_time(value, semantic)
-    if kind == "timestamp":
-        stamp = _timestamp(value, semantic)
-        if stamp < FIRST_VERSION.replace(tzinfo=UTC):
-            raise _Invalid(ZERO_TIMESTAMP)  # the zero TIMESTAMP, as the binlog and Debezium show it
-        return stamp
-    if kind == "time":
-        return _duration(value, semantic)
-    return value
+    stamp = _timestamp(value, semantic)
+    if stamp < FIRST_VERSION.replace(tzinfo=UTC):
+        raise _Invalid(ZERO_TIMESTAMP)  # the zero TIMESTAMP, as the binlog and Debezium show it
+    return stamp
+
+
+def _not_null(schema: dict | None) -> bool:
+    return schema is not None and schema.get("optional") is False
 
 
 def _kind(semantic: str | None, hint: tuple | None) -> str | None:
     if semantic == DECIMAL:
         return "decimal"
-    if semantic == DATE:
+    if semantic in (DATE, CONNECT_DATE):
         return "date"
     if semantic in WALL_TIMES:
         return "datetime"
     if semantic == ZONED_TIMESTAMP:
         return "timestamp"
-    if semantic in (TIME_MS, TIME_US, TIME_NS):
+    if semantic in (*TIMES_MS, TIME_US, TIME_NS):
         return "time"
     if semantic is not None:
+        if hint is not None:  # the mapping reads a date, a stamp or a decimal from it: no guessing
+            raise TypeError(f"its logical type {semantic} is not read as a {hint[0]}")
         return None  # Enum, EnumSet, Json, Year...: the JSON value itself
     return hint[0] if hint else None
 
@@ -347,11 +422,12 @@ def _check_date_text(text: str) -> None:
         raise _Invalid(text)
 
 
-def _decimal(value, scale: int, precise: bool) -> Decimal:
+def _decimal(value, scale: int, precise: bool, plain: bool = False) -> Decimal:
+    """`plain`: the schema says the value is the number itself (a string or a double), never base64."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError("a decimal is a number or a string")
-    if isinstance(value, int | float):
-        return Decimal(str(value))  # decimal.handling.mode=double
+    if isinstance(value, int | float) or plain:
+        return Decimal(str(value))  # decimal.handling.mode=double (or string)
     # Without a schema, "string" mode writes the point whenever the scale has digits; base64 has none.
     if not precise and ("." in value or scale == 0):
         return Decimal(value)  # decimal.handling.mode=string
@@ -389,7 +465,7 @@ def _epoch(value, semantic: str | None) -> datetime:
 def _duration(value, semantic: str | None) -> timedelta:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("a time of day is an integer")
-    if semantic == TIME_MS:
+    if semantic in TIMES_MS:
         return timedelta(milliseconds=value)
     if semantic == TIME_NS:
         return timedelta(microseconds=value // 1000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from baseab_contract.entities import Entity
 
 SOURCE_ID = "source_id"  # Base A's key
+SOURCE_ID_RANGE = (1, 2**63 - 1)  # the keys Base B can hold (a positive BIGINT)
 VERSION = "source_updated_at"  # Base A's updated_at: the version guard compares it
 TIMESTAMPS = ("created_at", "updated_at")
 DELETE_RECORD_FIELDS = (SOURCE_ID, VERSION)

@@ -1,0 +1,195 @@
+"""Events as Debezium's MySQL connector (1.x-3.x) writes them under its other settings: each is read
+right or refused with a specific reason (a dead letter), never an exception that stalls the drain."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from base_sync.debezium import BadEvent, Topics, decode
+from base_sync.mapping import SourceMapping
+
+IDENTITY = Topics()
+LEGACY = Topics("dbz", "legacy", SourceMapping.from_file(Path(__file__).parent / "fixtures" / "events_mapping.yaml"))
+EMPLOYEES, MITARBEITER = "base_a.base_a.employees", "dbz.legacy.mitarbeiter"
+DECIMAL = "org.apache.kafka.connect.data.Decimal"
+
+
+def precise(unscaled: int) -> str:
+    """decimal.handling.mode=precise: base64 of the unscaled two's-complement integer."""
+    return base64.b64encode(unscaled.to_bytes(max(1, (unscaled.bit_length() + 8) // 8), "big", signed=True)).decode()
+
+
+def wall_ms(text: str) -> int:
+    return int((datetime.fromisoformat(text) - datetime(1970, 1, 1)).total_seconds() * 1000)
+
+
+EMPLOYEE = {
+    "id": 7,
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "email": "ada@example.com",
+    "department": None,
+    "position": "Engineer",
+    "salary": precise(123450),
+    "hired_at": 17955,
+    "created_at": "2025-01-01T08:00:00Z",
+    "updated_at": "2026-11-23T09:41:07.654321Z",
+}
+MITARBEITER_ROW = {
+    "pers_nr": 5,
+    "vorname": " Ada ",
+    "nachname": "L",
+    "mail": " A@B.COM ",
+    "abt_code": "V",
+    "funktion": "x",
+    "gehalt": precise(5000025),
+    "eintritt": 18262,
+    "angelegt_am": wall_ms("2020-01-01 10:00:00"),
+    "geaendert_am": wall_ms("2026-07-01 12:00:00"),
+    "aktiv": 1,
+    "bemerkung": "n",
+}
+SOURCE = {"version": "2.7.3.Final", "connector": "mysql", "name": "base_a", "ts_ms": 1795426867000, "db": "base_a"}
+
+
+def envelope(op: str, before=None, after=None, source=SOURCE, **extra) -> dict:
+    return {"before": before, "after": after, "source": source, "op": op, "ts_ms": 1795426867123, **extra}
+
+
+def column(field: str, kind: str, name: str | None = None, optional: bool = True, parameters=None) -> dict:
+    schema = {"type": kind, "optional": optional, "field": field}
+    if name:
+        schema |= {"name": name, "version": 1}
+    if parameters is not None:
+        schema["parameters"] = parameters
+    return schema
+
+
+def with_schema(payload: dict, columns: list[dict]) -> dict:
+    """schemas.enable=true: the JSON converter's schema/payload wrapper."""
+    row = {"type": "struct", "fields": columns, "optional": True, "name": "x.Value"}
+    fields = [{**row, "field": "before"}, {**row, "field": "after"}, {"type": "string", "field": "op"}]
+    return {"schema": {"type": "struct", "name": "x.Envelope", "fields": fields}, "payload": payload}
+
+
+def mitarbeiter_columns(stamp: str, day: str = "io.debezium.time.Date") -> list[dict]:
+    return [
+        column("pers_nr", "int64", optional=False),
+        column("vorname", "string", optional=False),
+        column("nachname", "string", optional=False),
+        column("mail", "string", optional=False),
+        column("abt_code", "string"),
+        column("funktion", "string"),
+        column("gehalt", "bytes", DECIMAL, parameters={"scale": "2"}),
+        column("eintritt", "int32", day),
+        column("angelegt_am", "int64", stamp, optional=False),
+        column("geaendert_am", "int64", stamp),
+        column("aktiv", "int16", optional=False),
+        column("bemerkung", "string"),
+    ]
+
+
+def read(topic: str, event):
+    value = event if event is None or isinstance(event, bytes) else orjson.dumps(event)
+    return decode(topic, value, LEGACY if topic == MITARBEITER else IDENTITY)
+
+
+def test_time_precision_mode_connect_is_read_as_kafka_connects_logical_types():
+    connect = mitarbeiter_columns("org.apache.kafka.connect.data.Timestamp", "org.apache.kafka.connect.data.Date")
+    change = read(MITARBEITER, with_schema(envelope("u", after=MITARBEITER_ROW), connect))
+    assert change.action == "upsert" and change.version == datetime(2026, 7, 1, 10, tzinfo=UTC)  # Berlin, summer
+    assert change.record["hired_at"] == date(2020, 1, 1)
+
+
+@pytest.mark.parametrize(("kind", "sent"), [("string", "1234.50"), ("double", 1234.5)])
+def test_string_and_double_decimals_with_a_schema_are_numbers(kind, sent):
+    event = with_schema(envelope("c", after={**EMPLOYEE, "salary": sent}), [column("salary", kind)])
+    assert read(EMPLOYEES, event).record["salary"] == Decimal("1234.50")
+
+
+@pytest.mark.parametrize("key", [0, -5, 2**63, 2**64 - 1])
+def test_a_key_outside_base_bs_range_is_refused_with_the_reason(key):
+    # A zero stamp would make it a quarantine, whose store refuses the whole request for one such key.
+    event = envelope("c", after={**EMPLOYEE, "id": key, "updated_at": "1970-01-01T00:00:00Z"})
+    with pytest.raises(BadEvent, match="outside Base B's key range"):
+        read(EMPLOYEES, event)
+
+
+def test_a_negative_key_names_debeziums_unsigned_handling():
+    with pytest.raises(BadEvent, match=r"bigint\.unsigned\.handling\.mode"):
+        read(EMPLOYEES, envelope("d", before={**EMPLOYEE, "id": -5}))
+
+
+def test_a_bigint_unsigned_key_in_precise_mode_is_a_whole_decimal():
+    event = with_schema(envelope("c", after={**EMPLOYEE, "id": precise(7)}), [column("id", "bytes", DECIMAL, False)])
+    assert read(EMPLOYEES, event).id == 7
+
+
+@pytest.mark.parametrize("key", [1.0, "5", True, 1.5])
+def test_a_key_that_is_no_integer_is_refused(key):
+    with pytest.raises(BadEvent, match="integer key"):
+        read(EMPLOYEES, envelope("c", after={**EMPLOYEE, "id": key}))
+
+
+def test_a_zero_datetime_of_a_not_null_column_is_a_dirty_value_as_on_the_batch_path():
+    # Debezium writes it as the epoch; the batch path reads '0000-00-00 00:00:00' and quarantines the row.
+    columns = mitarbeiter_columns("io.debezium.time.Timestamp")
+    change = read(MITARBEITER, with_schema(envelope("c", after={**MITARBEITER_ROW, "angelegt_am": 0}), columns))
+    assert change.action == "quarantine"
+    assert "angelegt_am" in {reason["field"] for reason in change.quarantined.reasons}
+
+
+def test_a_version_stamp_at_the_epoch_is_no_version_without_a_schema_too():
+    change = read(MITARBEITER, envelope("c", after={**MITARBEITER_ROW, "geaendert_am": None, "angelegt_am": 0}))
+    assert change.action == "quarantine"
+
+
+def test_a_zero_date_of_a_not_null_date_column_is_a_dirty_value():
+    columns = [column("eintritt", "int32", "io.debezium.time.Date", optional=False)]
+    change = read(MITARBEITER, with_schema(envelope("c", after={**MITARBEITER_ROW, "eintritt": 0}), columns))
+    assert change.action == "quarantine"  # the fixture's mapping rejects zero dates (zero_date: reject)
+
+
+def test_a_minimal_row_image_is_refused_before_it_wipes_columns():
+    partial = {name: None for name in MITARBEITER_ROW} | {"pers_nr": 5, "funktion": "Boss", "geaendert_am": 1}
+    columns = mitarbeiter_columns("io.debezium.time.Timestamp")
+    with pytest.raises(BadEvent, match="binlog_row_image=FULL"):
+        read(MITARBEITER, with_schema(envelope("u", before={"pers_nr": 5}, after=partial), columns))
+
+
+def test_a_truncate_says_where_its_deletes_are_found():
+    with pytest.raises(BadEvent, match="TRUNCATE.*compare_keys"):
+        read(EMPLOYEES, envelope("t"))
+
+
+def test_a_record_flattened_by_extract_new_record_state_is_refused_by_name():
+    flattened = {**EMPLOYEE, "__op": "u", "__deleted": "false", "__source_ts_ms": 1795426867000}
+    with pytest.raises(BadEvent, match="ExtractNewRecordState"):
+        read(EMPLOYEES, flattened)
+
+
+def test_a_logical_type_the_mapped_column_cannot_be_read_as_is_refused():
+    event = with_schema(envelope("c", after={**EMPLOYEE, "hired_at": "x"}), [column("hired_at", "string", "my.Type")])
+    with pytest.raises(BadEvent, match="hired_at.*my.Type"):
+        read(EMPLOYEES, event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        envelope("c", after=EMPLOYEE) | {"op": ["c"]},
+        {"schema": {"fields": None}, "payload": envelope("c", after=EMPLOYEE)},
+        with_schema(envelope("c", after=EMPLOYEE), [column("salary", "bytes", DECIMAL, parameters="x")]),
+        envelope("c", after=EMPLOYEE, source={**SOURCE, "ts_ms": 10**18}),
+    ],
+    ids=["op-list", "null-fields", "parameters-text", "ts_ms-overflow"],
+)
+def test_a_malformed_envelope_is_a_bad_event_not_a_crash(event):
+    with pytest.raises(BadEvent):
+        read(EMPLOYEES, event)
