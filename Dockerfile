@@ -4,18 +4,18 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc pkg-config libmariadb-dev curl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# The locked dependencies first and alone, so that this slow layer is rebuilt only when the lock changes.
-COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+# The locked dependencies first and alone, so that this slow layer is rebuilt only when the lock
+# changes: requirements-image.lock pins the runtime dependencies and the celery and kubernetes
+# extras (the executors of docker-compose.yaml and of the Helm values), not the dev tools.
+COPY requirements-image.lock ./
+RUN pip install --no-cache-dir -r requirements-image.lock
 COPY pyproject.toml README.md ./
 COPY api_service ./api_service
 COPY graphql_service ./graphql_service
 COPY src ./src
 COPY dags ./dags
-# The project, and the celery extra for Airflow's CeleryExecutor, pinned by requirements-celery.lock
-# (the dev lock's versions plus the extra's own).
-COPY requirements-celery.lock ./
-RUN pip install --no-cache-dir -c requirements-celery.lock ".[celery]"
+# The project itself: everything it needs is installed above.
+RUN pip install --no-cache-dir --no-deps .
 RUN useradd --system --uid 10001 app \
  && mkdir -p /var/lib/relay /opt/airflow && chown app /var/lib/relay /opt/airflow
 USER app

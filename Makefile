@@ -31,10 +31,10 @@ test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "$(FAST_TESTS)"
 
-## lock: re-pin requirements.lock (and the image's requirements-celery.lock) from the ranges in pyproject.toml
+## lock: re-pin requirements.lock (and the image's requirements-image.lock) from the ranges in pyproject.toml
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
-	$(VENV)/bin/uv pip compile pyproject.toml --extra celery -c requirements.lock --python-version 3.11 -o requirements-celery.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra celery --extra kubernetes -c requirements.lock --python-version 3.11 -o requirements-image.lock
 
 ## migrate: create or upgrade Base B (API_DATABASE_URL)
 migrate: $(STAMP)

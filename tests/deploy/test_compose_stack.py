@@ -197,6 +197,19 @@ def test_every_service_is_up_with_two_celery_workers_and_replicated_serving(stac
     assert requests.get(f"http://{gateway}:5001/ready", timeout=30).json() == {"status": "ready"}
 
 
+def test_the_image_also_carries_the_kubernetes_executor_the_helm_values_use(stack: Stack):
+    loaded = stack.compose(
+        "exec",
+        "-T",
+        "airflow-scheduler",
+        "python",
+        "-c",
+        "from airflow.providers.cncf.kubernetes.executors.kubernetes_executor import KubernetesExecutor as E; "
+        "print(E.__name__)",
+    )
+    assert loaded.strip().splitlines()[-1] == "KubernetesExecutor"
+
+
 def test_the_gateway_spreads_requests_over_the_api_replicas(stack: Stack, api):
     for _ in range(9):
         api("/articles?limit=1")
