@@ -10,7 +10,8 @@ the platform instead of our relay: the JSON converter with or without the `schem
 wrapper, dates as days since the epoch (`io.debezium.time.Date`), MySQL TIMESTAMP columns as ISO
 strings in UTC (`ZonedTimestamp`), DATETIME as epoch milli- or microseconds of the wall time read as
 if it were UTC (`Timestamp`, `MicroTimestamp`), DECIMAL in `precise` mode (base64 of the unscaled
-two's-complement integer, the scale in the schema; `string` and `double` modes are read too).
+two's-complement integer, the scale in the schema; `string` and `double` modes are read too), and
+Kafka Connect's own types under `time.precision.mode=connect`.
 
 Without the wrapper a value carries no type: the mapping says how to read the columns it reads
 (its stamp columns are `datetime` or `timestamp`; a column feeding a date field is a date, one
