@@ -116,11 +116,12 @@ def _open_among(conn: Connection, entity: str, keys: set[int]) -> list[int]:
     return [key for (key,) in conn.execute(statement) if key in keys]
 
 
-def open_rejections(conn: Connection, entity: str, after: int, limit: int) -> tuple[list[dict], int | None]:
-    """One page of unresolved rejections, by source_id."""
+def open_rejections(conn: Connection, entity: str, after: int | None, limit: int) -> tuple[list[dict], int | None]:
+    """One page of unresolved rejections, by source_id (after `after`; None: from the first)."""
+    page = [REJECTIONS.c.source_id > after] if after is not None else []
     statement = (
         select(REJECTIONS)
-        .where(REJECTIONS.c.entity == entity, REJECTIONS.c.resolved_at.is_(None), REJECTIONS.c.source_id > after)
+        .where(REJECTIONS.c.entity == entity, REJECTIONS.c.resolved_at.is_(None), *page)
         .order_by(REJECTIONS.c.source_id)
         .limit(limit + 1)
     )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from api_service.fastpath import FastDecoder
 
 MAX_BIGINT = SOURCE_ID_RANGE[1]
+MIN_BIGINT = -(2**63)
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a 500.
 NO_NUL = r"^[^\x00]*$"
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
@@ -207,20 +208,28 @@ class BulkResult(BaseModel):
 
 
 class SyncWindowQuery(BaseModel):
-    """A window of Base A versions, (since, since_id) < (version, source_id) <= (until, until_id)."""
+    """A window of Base A versions, (since, since_id) < (version, source_id) <= (until, until_id).
+
+    Its key bounds are Base A's: any BIGINT (a row Base B cannot hold, key 0 or below, may end a window)."""
 
     model_config = _STRICT
     since: UtcDateTime | None = pydantic.Field(None, description="lower bound (exclusive); empty: from the start")
-    since_id: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="key tie-break of the lower bound")
+    since_id: int = pydantic.Field(0, ge=MIN_BIGINT, le=MAX_BIGINT, description="key tie-break of the lower bound")
     until: UtcDateTime | None = pydantic.Field(None, description="upper bound (inclusive); empty: to the end")
-    until_id: int = pydantic.Field(MAX_BIGINT, ge=0, le=MAX_BIGINT, description="key tie-break of the upper bound")
-    from_id: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="only source ids from this (a partition's keys)")
-    to_id: int = pydantic.Field(MAX_BIGINT, ge=0, le=MAX_BIGINT, description="only source ids up to this, inclusive")
+    until_id: int = pydantic.Field(
+        MAX_BIGINT, ge=MIN_BIGINT, le=MAX_BIGINT, description="key tie-break of the upper bound"
+    )
+    from_id: int = pydantic.Field(
+        0, ge=MIN_BIGINT, le=MAX_BIGINT, description="only source ids from this (a partition's keys)"
+    )
+    to_id: int = pydantic.Field(
+        MAX_BIGINT, ge=MIN_BIGINT, le=MAX_BIGINT, description="only source ids up to this, inclusive"
+    )
 
 
 class SyncVersionsQuery(SyncWindowQuery):
     after: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="the last source_id of the previous page")
-    upto_id: int | None = pydantic.Field(None, ge=0, le=MAX_BIGINT, description="only source ids up to this")
+    upto_id: int | None = pydantic.Field(None, ge=MIN_BIGINT, le=MAX_BIGINT, description="only source ids up to this")
     limit: int = pydantic.Field(10_000, ge=1, le=50_000, description="page size")
 
 
@@ -231,7 +240,10 @@ class SyncBucketsQuery(BaseModel):
 
 class RejectionsQuery(BaseModel):
     model_config = _STRICT
-    after: int = pydantic.Field(0, ge=0, le=MAX_BIGINT, description="the last source_id of the previous page")
+    # A quarantined source row may have a key Base B cannot hold (0, negative): the list starts below them.
+    after: int | None = pydantic.Field(
+        None, ge=MIN_BIGINT, le=MAX_BIGINT, description="the last source_id of the previous page; empty: the first page"
+    )
     limit: int = pydantic.Field(100, ge=1, le=1000, description="page size")
 
 
@@ -239,7 +251,8 @@ class QuarantineItem(BaseModel):
     """A source row the pipeline refuses itself (a date Base A cannot stand behind: base_sync.dirty)."""
 
     model_config = _STRICT
-    source_id: int = pydantic.Field(ge=1, le=MAX_BIGINT)
+    # Any BIGINT: a key outside Base B's 1..2^63-1 is one of the reasons a source row is refused.
+    source_id: int = pydantic.Field(ge=MIN_BIGINT, le=MAX_BIGINT)
     source_updated_at: datetime | None = pydantic.Field(None, description="its version, when it has a usable one")
     record: dict[str, Any] = pydantic.Field(description="the source row as read")
     reasons: list[dict[str, str]] = pydantic.Field(min_length=1, description="{field, message} for each problem")

@@ -107,7 +107,7 @@ class BaseBApi:
         return sum(count for count, _ in self.key_buckets(entity, 2**62).values())
 
     def open_rejections(self, entity: str) -> Iterator[dict]:
-        params = {"limit": 1000, "after": 0}
+        params: dict = {"limit": 1000}
         while True:
             page = self._call("GET", f"/{entity}/rejections", params=params)
             yield from page["items"]

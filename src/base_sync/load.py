@@ -11,6 +11,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
 from base_sync.records import encode
+from baseab_contract.bulk_format import SOURCE_ID_RANGE
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
@@ -80,6 +81,12 @@ def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:
     """Store dirty source rows as open rejections, with their reasons (the API keeps them until a
     later write of the key goes through: a fix in Base A, then a run or a replay)."""
     for row in rows:
+        if row.source_id > SOURCE_ID_RANGE[1]:  # not even a BIGINT: the rejection store cannot key it
+            raise LoadError(
+                f"{entity}: the source row with key {row.source_id} (a BIGINT UNSIGNED above 2^63-1) can be "
+                f"neither synced nor quarantined; keep such rows out with the mapping's filter (key <= "
+                f"{SOURCE_ID_RANGE[1]})"
+            )
         log.warning("%s source_id=%s quarantined: %s", entity, row.source_id, row.reasons)
     answer = api.quarantine(entity, encode([row.to_json() for row in rows]))
     if answer["quarantined"] != len(rows):

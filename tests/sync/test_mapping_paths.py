@@ -224,3 +224,37 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert "suspect_buckets" not in report  # no key comparison ran
     assert (report["left_scope"], report["from_log"], report["deleted"]) == (2, 1, 3)
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
+
+
+def test_rows_whose_key_base_b_cannot_hold_are_quarantined_and_the_run_goes_on(legacy, base_b):
+    """A signed key with sentinel rows (0, negative): Base B holds keys 1..2^63-1 only. Each such row
+    is an open rejection with the reason, on both paths alike, and verification accepts it."""
+    with legacy.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO beitrag VALUES (0, 'Unknown', NULL, NULL, NULL, '2024-06-03 08:00:00'),"
+                " (-3, 'Sentinel', NULL, NULL, NULL, '2024-06-04 08:00:00')"
+            )
+        )
+    api, store = base_b.api(), MemoryStateStore()
+    report, _, verified = _run("articles", legacy, api, store)
+    assert report.counts["inserted"] == 2 and report.counts["quarantined"] == 2
+    assert verified.quarantined == 2
+    rejected = {r["source_id"]: r["reasons"] for r in api.open_rejections("articles")}
+    assert set(rejected) == {0, -3}
+    assert "outside Base B's key range" in rejected[-3][0]["message"] and rejected[-3][0]["field"] == "nr"
+    assert sorted(_base_b(base_b.database_url, "articles")) == [1, 2]
+    view = legacy.view("articles")
+    (rows,) = legacy.rows_by_keys("articles", [-3], 10)
+    assert isinstance(view.apply(rows[0]), Quarantined)  # the events path's mapping refuses it too
+    again, _, _ = _run("articles", legacy, api, store)  # nothing changed: nothing stalls either
+    assert again.counts.get("extracted", 0) == 0
+    install_delete_log(legacy.engine, legacy.mapping, ["articles"])
+    with legacy.engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE nr IN (-3, 2)"))
+    _, deleted, _ = _run("articles", legacy, api, store)
+    assert deleted.deleted == 1 and sorted(_base_b(base_b.database_url, "articles")) == [1]
+    with legacy.engine.begin() as conn:  # now from the delete log: key 0's entry too
+        conn.execute(text("DELETE FROM beitrag WHERE nr = 0"))
+    _, deleted, _ = _run("articles", legacy, api, store)
+    assert deleted.from_log == 1 and deleted.deleted == 0

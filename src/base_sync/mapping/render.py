@@ -19,8 +19,8 @@ from sqlalchemy.sql import ColumnElement
 from base_sync.dirty import INVALID, Quarantined, reason
 from base_sync.mapping.spec import FieldMapping
 from base_sync.mapping.view import ISO_UTC as ISO_UTC_PY
-from base_sync.mapping.view import SourceView, _unmapped_reason
-from baseab_contract.bulk_format import SOURCE_ID, VERSION
+from base_sync.mapping.view import SourceView, _holdable, _unmapped_reason
+from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
 from baseab_contract.entities import Kind
 
 UNMAPPED = "_unmapped"
@@ -164,6 +164,7 @@ class Rendered:
         its reasons, in the order read."""
         out: list[dict | Quarantined] = []
         functions = self.view.functions
+        low, high = SOURCE_ID_RANGE
         for record in rows:
             record["updated_at"] = record[VERSION]
             if record["created_at"] is None:
@@ -175,10 +176,13 @@ class Rendered:
                 for name, function in functions.items():
                     record[name] = function(inputs)
             no_version = record[VERSION] is None  # no cursor column holds a time (without a cursor: the clock)
-            if not invalid and not unmapped and not no_version:
+            key = record[SOURCE_ID]
+            if not invalid and not unmapped and not no_version and type(key) is int and low <= key <= high:
                 out.append(record)
                 continue
             reasons, version_usable = [], True
+            if not _holdable(key):
+                reasons.append(self.view.key_reason(key))
             for item in invalid.split(",") if invalid else []:
                 column, _, text = item.partition("=")
                 decides = column.endswith("!")  # the version's column (see invalid_flags)

@@ -44,7 +44,7 @@ from sqlalchemy.sql.expression import TableClause
 from base_sync.dirty import FIRST_VERSION, Quarantined, reason
 from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
-from baseab_contract.bulk_format import SOURCE_ID, VERSION
+from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
 from baseab_contract.entities import Entity, Field, Kind
 from baseab_contract.sql_types import sql_type
 
@@ -328,6 +328,8 @@ class SourceView:
             "created_at": created or version,
             "updated_at": version,
         }
+        if not _holdable(record[SOURCE_ID]):
+            refusal.reasons.insert(0, self.key_reason(record[SOURCE_ID]))
         for name, mapping in self.fields.items():
             record[name] = self._field(name, mapping, row, invalid, refusal)
         if refusal.reasons:
@@ -348,6 +350,11 @@ class SourceView:
         refusal.reasons.append(self.no_version_reason())
         refusal.version_usable = False
         return None
+
+    def key_reason(self, key) -> dict:
+        """Why a row whose key Base B cannot hold (0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
+        low, high = SOURCE_ID_RANGE
+        return {"field": self.spec.key, "message": f"key {key} is outside Base B's key range {low}..{high}"}
 
     def no_version_reason(self) -> dict:
         return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
@@ -442,3 +449,8 @@ def _naive(stamp: datetime) -> datetime:
 
 def _utc_naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _holdable(key) -> bool:
+    """Whether Base B can hold a row of this key (SOURCE_ID_RANGE)."""
+    return isinstance(key, int) and SOURCE_ID_RANGE[0] <= key <= SOURCE_ID_RANGE[1]
