@@ -180,7 +180,8 @@ class BulkDeleteRecord(BaseModel):
     """One record of a pipeline's bulk delete: Base A's key and the version of the delete."""
 
     model_config = _STRICT
-    source_id: RecordSourceId
+    # Any BIGINT: Base B holds no row keyed 0 or below (not_found), but deleting one closes its quarantine.
+    source_id: int = pydantic.Field(strict=True, ge=MIN_BIGINT, le=MAX_BIGINT, description="Base A's key")
     source_updated_at: UtcDateTime = pydantic.Field(description="when the row was deleted in Base A")
 
 
