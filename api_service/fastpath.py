@@ -64,7 +64,10 @@ def _decimals_fit(records: list, field: Field) -> bool:
         return False
     # Rounding to the scale changes a value only if it has more places ("1.500" does not).
     step = Decimal(1).scaleb(-field.scale)
-    return list(map(Decimal.quantize, values, repeat(step))) == values
+    if list(map(Decimal.quantize, values, repeat(step))) != values:
+        return False
+    # A zero with an exponent the database cannot take (0E-16384) equals its rounding: pydantic's path.
+    return all(-field.scale <= zero.as_tuple().exponent <= 0 for zero in values if not zero)
 
 
 def _to_utc(records: list, name: str) -> None:

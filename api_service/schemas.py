@@ -80,10 +80,16 @@ def _python_type(field: Field) -> Any:
                 pydantic.Field(
                     max_digits=field.precision, decimal_places=field.scale, ge=field.minimum, allow_inf_nan=False
                 ),
+                AfterValidator(_plain_zero),
             ]
         case Kind.DATE:
             return IsoDate
     raise ValueError(f"no Python type for {field.kind}")
+
+
+def _plain_zero(value: Decimal) -> Decimal:
+    """A zero keeps any exponent (0E-16384 passes every digit check), which the database refuses."""
+    return value if value else Decimal(0)
 
 
 def _data_fields(entity: Entity) -> dict[str, Any]:

@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from graphql_service.entity_schema import ENTITY_SDL
-from graphql_service.errors import error_formatter
+from graphql_service.errors import REQUEST_ERRORS, error_formatter
 from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
@@ -33,6 +34,28 @@ def _caller_token() -> str | None:
     return token.strip(" \t") or None if scheme.lower() == "bearer" else None
 
 
+def _request_body() -> dict | str:
+    """The request's GraphQL parameters, or what is wrong with the request (GraphQL over HTTP: a JSON object)."""
+    if request.mimetype != "application/json":
+        return f"Content-Type must be application/json, got {request.mimetype or 'none'}"
+    raw = request.get_data()
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    try:
+        # orjson: strict JSON (no NaN or Infinity, no lone surrogates) and a bounded nesting depth.
+        data = orjson.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError) as exc:
+        return f"the body is not valid JSON: {exc}"
+    if isinstance(data, list):
+        return "batched requests (a JSON array) are not supported: send one JSON object per request"
+    if not isinstance(data, dict):
+        return 'send a JSON object: {"query": "...", "variables": {...}}'
+    return data
+
+
+def _request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple[Response, int]:
+    return jsonify({"errors": [{"message": message, "extensions": {"code": code}}]}), status
+
+
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
     """The app factory: the one place a GraphQL app is built."""
     settings = settings or GraphQLSettings()
@@ -47,6 +70,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         max_cost=settings.max_cost,
         introspection=settings.introspection,
         size=settings.query_cache_size,
+        max_tokens=settings.max_tokens,
     )
     app.extensions["query_cache"] = queries
 
@@ -55,10 +79,9 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
 
     @app.post("/graphql")
     def graphql_endpoint():
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            message = 'send a JSON object: {"query": "...", "variables": {...}}'
-            return jsonify({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}), 400
+        data = _request_body()
+        if isinstance(data, str):
+            return _request_error(data, 415 if data.startswith("Content-Type") else 400)
         token = _caller_token()
         success, result = graphql_sync(
             SCHEMA,
@@ -69,7 +92,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             query_validator=queries.validator(data),
             debug=settings.debug,
             error_formatter=error_formatter,
-            logger=None,
+            logger=REQUEST_ERRORS,
         )
         for error in result.get("errors", []):
             metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
@@ -79,6 +102,19 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, e.g. in the cost error of a huge `limit`
             body = json.dumps(result).encode()
         return Response(body, status=200 if success else 400, mimetype="application/json")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        # A wrong method or path gets an answer GraphQL clients can read, not Werkzeug's HTML page.
+        response = _request_error(error.description or error.name, error.code or 500)
+        if error.code == 405:
+            response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        app.logger.error("request failed", exc_info=error)
+        return _request_error("internal error", 500, "INTERNAL_SERVER_ERROR")
 
     @app.get("/health")
     def health():

@@ -41,6 +41,19 @@ def _field_errors(errors: list[dict]) -> list[dict]:
     ]
 
 
+class _RequestErrors(logging.LoggerAdapter):
+    """For Ariadne, which logs every error of a request at ERROR with a traceback: a client's mistake
+    (an unknown id, a refused value, a query over the limits) is no failure of the service, so those
+    lines go to DEBUG; `error_formatter` logs the unexpected ones at ERROR."""
+
+    def error(self, msg, *args, **kwargs):
+        kwargs.pop("exc_info", None)
+        self.logger.debug(msg, *args, **kwargs)
+
+
+REQUEST_ERRORS = _RequestErrors(logging.getLogger("graphql_service.requests"), {})
+
+
 def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     """Ariadne's formatter plus a code; unexpected errors say nothing of the internals."""
     formatted = format_error(error, debug)

@@ -18,13 +18,25 @@ from graphql import (
 from graphql_service.entity_schema import ENTITY_NAMES
 
 # Root list and page fields cost per requested item: `limit` (its default too) multiplies what is
-# selected below them. Every entity has both, so a new entity cannot silently escape the limit.
+# selected below them. Every entity has all of these, so a new entity cannot silently escape the limit.
+# A row read is one REST call and a write one REST call that changes Base B: priced so that aliases
+# cannot turn one request into thousands of calls (at the default maximum, 200 reads or 40 writes).
+ROW_READ_COST = 10
+WRITE_COST = 50
 COST_MAP = {
     "Query": {
-        field: {"complexity": 1, "multipliers": ["limit"]}
+        **{
+            field: {"complexity": 1, "multipliers": ["limit"]}
+            for names in ENTITY_NAMES
+            for field in (names.list_field, names.page_field)
+        },
+        **{f"get{names.singular}": {"complexity": ROW_READ_COST} for names in ENTITY_NAMES},
+    },
+    "Mutation": {
+        f"{verb}{names.singular}": {"complexity": WRITE_COST}
         for names in ENTITY_NAMES
-        for field in (names.list_field, names.page_field)
-    }
+        for verb in ("create", "update", "delete")
+    },
 }
 
 
@@ -45,28 +57,35 @@ def depth_limit(max_depth: int) -> type[ASTValidationRule]:
                 for f in context.document.definitions
                 if hasattr(f, "selection_set") and not isinstance(f, OperationDefinitionNode)
             }
+            self.levels: dict[str, int] = {}  # levels below each fragment (a cycle is the spec rule's error)
 
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args):
-            depth = self._depth(node.selection_set, 0, set())
+            depth = self._levels(node.selection_set, frozenset())
             if depth > max_depth:
                 self.report_error(GraphQLError(f"the query is {depth} levels deep; the limit is {max_depth}", node))
 
-        def _depth(self, selection_set, depth: int, seen: set[str]) -> int:
+        def _levels(self, selection_set, seen: frozenset[str]) -> int:
+            """How many levels of fields the selection set holds (introspection's not counted)."""
             if selection_set is None:
-                return depth
-            deepest = depth
+                return 0
+            deepest = 0
             for selection in selection_set.selections:
                 if isinstance(selection, FieldNode):
-                    if selection.name.value.startswith("__"):
-                        continue
-                    deepest = max(deepest, self._depth(selection.selection_set, depth + 1, seen))
+                    if not selection.name.value.startswith("__"):
+                        deepest = max(deepest, 1 + self._levels(selection.selection_set, seen))
                 elif isinstance(selection, InlineFragmentNode):
-                    deepest = max(deepest, self._depth(selection.selection_set, depth, seen))
+                    deepest = max(deepest, self._levels(selection.selection_set, seen))
                 elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-                    fragment = self.fragments.get(selection.name.value)
-                    if fragment is not None:
-                        deepest = max(deepest, self._depth(fragment.selection_set, depth, seen | {fragment.name.value}))
+                    deepest = max(deepest, self._fragment_levels(selection.name.value, seen))
             return deepest
+
+        def _fragment_levels(self, name: str, seen: frozenset[str]) -> int:
+            # Once per fragment: a fragment spread twice at every level would double the walk each time.
+            if name not in self.levels:
+                fragment = self.fragments.get(name)
+                levels = self._levels(fragment.selection_set, seen | {name}) if fragment is not None else 0
+                self.levels[name] = levels
+            return self.levels[name]
 
     return DepthLimit
 

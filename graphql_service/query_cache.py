@@ -23,6 +23,18 @@ class CheckedQuery:
     cost_checked: bool  # the cost verdict is among `errors`: the document declares no variables
 
 
+def _ints(variables: dict | None) -> dict | None:
+    """The variables without numbers no GraphQL Int holds: coercion then refuses those by name (the
+    cost rule would take 2^31 as a list size, and fail on an infinite one)."""
+    if not isinstance(variables, dict):
+        return variables
+    return {
+        name: value
+        for name, value in variables.items()
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and not -(2**31) <= value < 2**31)
+    }
+
+
 def _declares_variables(document: DocumentNode) -> bool:
     return any(isinstance(d, OperationDefinitionNode) and d.variable_definitions for d in document.definitions)
 
@@ -34,15 +46,25 @@ class QueryCache:
     cost checked on every request; every other verdict is the text's and is kept.
     """
 
-    def __init__(self, schema: GraphQLSchema, *, max_depth: int, max_cost: int, introspection: bool, size: int):
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        max_depth: int,
+        max_cost: int,
+        introspection: bool,
+        size: int,
+        max_tokens: int | None = None,
+    ):
         self.schema = schema
         self.max_cost = max_cost
+        self.max_tokens = max_tokens  # parsing stops past it: no rule ever walks a huge document
         self.rules = document_rules(max_depth, introspection)
         # lru_cache is thread-safe and keeps nothing when parse raises, so syntax errors are never kept.
         self._cached_check = functools.lru_cache(maxsize=size)(self._check)
 
     def _check(self, query: str) -> CheckedQuery:
-        return self._verdict(parse(query))
+        return self._verdict(self._parse(query))
 
     def _verdict(self, document: DocumentNode) -> CheckedQuery:
         errors = validate(self.schema, document, self.rules)
@@ -51,6 +73,9 @@ class QueryCache:
             errors = validate(self.schema, document, [cost_limit(self.max_cost, None)])
         return CheckedQuery(document, tuple(errors), cost_checked)
 
+    def _parse(self, query: str) -> DocumentNode:
+        return parse(query, max_tokens=self.max_tokens)
+
     def _keeps(self, query: str) -> bool:
         return len(query) <= MAX_CACHED_QUERY_CHARS
 
@@ -58,19 +83,23 @@ class QueryCache:
         """The checked query: kept by its text if short enough; `document` spares parsing a long one again."""
         if self._keeps(query):
             return self._cached_check(query)
-        return self._verdict(document or parse(query))
+        return self._verdict(document or self._parse(query))
 
     def errors(self, query: str, variables: dict | None, document: DocumentNode | None = None) -> list[GraphQLError]:
-        """Every validation error of the query sent with these variables."""
+        """Every validation error of the query sent with these variables; an invalid document's own
+        errors alone (its cost would repeat them, or fail to compute)."""
         checked = self.check(query, document)
-        if checked.cost_checked:
+        if checked.cost_checked or checked.errors:
             return list(checked.errors)
-        return [*checked.errors, *validate(self.schema, checked.document, [cost_limit(self.max_cost, variables)])]
+        try:
+            return validate(self.schema, checked.document, [cost_limit(self.max_cost, _ints(variables))])
+        except (ArithmeticError, TypeError, ValueError) as exc:  # a multiplier the cost rule cannot read
+            return [GraphQLError(f"the query's cost cannot be computed from its variables: {exc}")]
 
     def parser(self, _context: object, data: dict) -> DocumentNode:
         """Ariadne's `query_parser` hook."""
         query = data["query"]
-        return self._cached_check(query).document if self._keeps(query) else parse(query)
+        return self._cached_check(query).document if self._keeps(query) else self._parse(query)
 
     def validator(self, data: dict) -> Callable[..., list[GraphQLError]]:
         """Ariadne's `query_validator` hook for one request (Ariadne passes the rules, which are ours already)."""

@@ -25,31 +25,44 @@ def resolve_ping(*_):
     return True
 
 
+# What the REST API reads, and no more: ASCII digits in ISO 8601's extended forms (Python's own
+# parsers also take 20240101, week dates, Arabic-Indic digits and 1_000).
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII)
+_DECIMAL = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
+
+
 @datetime_scalar.value_parser
 def parse_datetime(value: Any) -> str:
     try:
-        return datetime.fromisoformat(str(value)).isoformat()
+        if not (isinstance(value, str) and _DATETIME.fullmatch(value)):
+            raise ValueError
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
     except ValueError:
-        raise UserInputError(f"{value!r} is not an ISO 8601 timestamp") from None
+        raise UserInputError(f"{str(value)[:40]!r} is not an ISO 8601 timestamp (2024-01-31T12:00:00Z)") from None
 
 
 @date_scalar.value_parser
 def parse_date(value: Any) -> str:
     try:
-        return date.fromisoformat(str(value)).isoformat()
+        if not (isinstance(value, str) and _DATE.fullmatch(value)):
+            raise ValueError
+        return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise UserInputError(f"{value!r} is not an ISO 8601 date") from None
+        raise UserInputError(f"{str(value)[:40]!r} is not an ISO 8601 date (2024-01-31)") from None
 
 
 @decimal_scalar.value_parser
 def parse_decimal(value: Any) -> str:
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if not (isinstance(text, str) and _DECIMAL.fullmatch(text)):
+        raise UserInputError(f"{str(value)[:40]!r} is not a decimal number (52000.50)")
     try:
-        number = Decimal(str(value))
+        number = Decimal(text)
     except InvalidOperation:
-        raise UserInputError(f"{value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise UserInputError(f"{value!r} is not a finite number")
-    return str(number)
+        raise UserInputError(f"{text[:40]!r} is not a decimal number") from None
+    # A zero keeps its exponent in Python (0E-16384), which no database column takes: plain zero.
+    return str(number if number else Decimal(0))
 
 
 _ROW_ID = re.compile(r"[0-9]{1,30}")

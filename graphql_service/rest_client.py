@@ -67,13 +67,16 @@ class RestClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         url = f"{self._base_path}{path}"
-        if params:
-            # An absent filter and a null one mean the same to the REST API: neither is sent.
-            url += "?" + urlencode({key: value for key, value in params.items() if value is not None})
         body = None
-        if json is not None:
-            body = orjson.dumps(json)
-            headers["Content-Type"] = "application/json"
+        try:
+            if params:
+                # An absent filter and a null one mean the same to the REST API: neither is sent.
+                url += "?" + urlencode({key: value for key, value in params.items() if value is not None})
+            if json is not None:
+                body = orjson.dumps(json)
+                headers["Content-Type"] = "application/json"
+        except (UnicodeEncodeError, TypeError) as exc:  # a lone surrogate: no UTF-8 text can carry it
+            raise RestError(400, f"a value cannot be sent to the REST API: {exc}") from None
         with self._lock:
             self.calls += 1
         try:

@@ -95,7 +95,7 @@ def test_a_size_of_zero_checks_every_request():
 
 def test_long_queries_are_checked_but_not_kept_and_parsed_once_a_request(monkeypatch):
     parsed = []
-    monkeypatch.setattr(query_cache, "parse", lambda text: parsed.append(text) or parse(text))
+    monkeypatch.setattr(query_cache, "parse", lambda text, **options: parsed.append(text) or parse(text, **options))
     padded = PAGE + " " * MAX_CACHED_QUERY_CHARS
     cache = make_cache()
     document = cache.parser(None, {"query": padded})

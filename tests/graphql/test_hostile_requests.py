@@ -1,0 +1,119 @@
+"""Requests built to hurt the service (found by fuzzing it from outside): each gets a clear GraphQL
+error in JSON, never a hang, an HTML page, an internal error or thousands of REST calls."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+from graphql import parse, validate
+
+from graphql_service import SCHEMA
+from graphql_service.limits import depth_limit
+from tests.graphql.conftest import TOKEN
+
+
+def post(app, body: bytes | str, content_type: str = "application/json", method: str = "POST"):
+    return app.test_client().open("/graphql", method=method, data=body, content_type=content_type)
+
+
+def only_error(response) -> dict:
+    assert response.is_json, response.data[:200]
+    (error,) = response.json["errors"]
+    return error
+
+
+def test_fragments_spread_twice_at_every_level_are_walked_once_each():
+    # 2^40 paths through the fragments; the depth rule must not follow each of them.
+    chain = " ".join(f"fragment F{i} on Article {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40))
+    document = parse(f"{{ getArticles(limit: 1) {{ ...F0 }} }} {chain} fragment F40 on Article {{ id }}")
+    verdict = []
+    walker = threading.Thread(target=lambda: verdict.append(validate(SCHEMA, document, [depth_limit(8)])), daemon=True)
+    walker.start()
+    walker.join(30)
+    assert verdict == [[]], "the depth rule did not finish: it walks every path through the fragments"
+
+
+def test_aliases_cannot_multiply_rest_calls_or_writes(gql, app):
+    client = app.extensions["rest_client"]
+    before = client.calls
+    reads = " ".join(f'a{i}: getArticle(id: "{i + 1}") {{ id }}' for i in range(300))
+    error = gql(f"{{ {reads} }}", status=400)["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and "cost" in error["message"]
+    writes = " ".join(f'w{i}: createArticle(title: "t{i}") {{ id }}' for i in range(41))
+    assert "cost" in gql(f"mutation {{ {writes} }}", status=400)["errors"][0]["message"]
+    assert client.calls == before, "refused before any REST call"
+    few = " ".join(f'w{i}: createArticle(title: "t{i}") {{ id }}' for i in range(3))
+    assert len(gql(f"mutation {{ {few} }}", status=200)["data"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (
+            '{"query": "query($l: Int) { getArticles(limit: $l) { id } }", "variables": {"l": Infinity}}',
+            None,
+            400,
+            "not valid JSON",
+        ),
+        ('{"query": "{ ping }", "variables": {"a": ' + "[" * 3000 + "]" * 3000 + "}}", None, 400, "not valid JSON"),
+        (
+            '{"query": "mutation($t: String) { createArticle(title: $t) { id } }", "variables": {"t": "a\\udc00"}}',
+            None,
+            400,
+            "not valid JSON",
+        ),
+        ('{"query": "{ ping }"}', "text/plain", 415, "Content-Type must be application/json"),
+        ('[{"query": "{ ping }"}]', None, 400, "batched requests"),
+        ("{nope", None, 400, "not valid JSON"),
+    ],
+    ids=["infinity", "deep-nesting", "lone-surrogate", "text-plain", "batch", "malformed"],
+)
+def test_a_request_graphql_cannot_read_gets_a_json_error_saying_why(app, body, content_type, status, says):
+    response = post(app, body, content_type or "application/json")
+    assert response.status_code == status
+    error = only_error(response)
+    assert says in error["message"] and error["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(app):
+    response = post(app, '{"query": "{ ping }"}', method="PUT")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    only_error(response)
+
+
+def test_an_invalid_argument_is_reported_once(gql):
+    answer = gql("{ getArticles(limit: 2147483648) { id } }", status=400)
+    assert len(answer["errors"]) == 1 and "Int cannot represent" in answer["errors"][0]["message"]
+    variable = gql("query($l: Int) { getArticles(limit: $l) { id } }", {"l": 2147483648}, status=400)
+    assert len(variable["errors"]) == 1 and "Int cannot represent" in variable["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "argument",
+    ["hiredAt: 20240101", 'hiredAt: "2024-W01-1"', 'salary: "١٢٣"', 'salary: "1_000"', 'salary: "NaN"'],
+)
+def test_scalars_take_only_what_the_rest_api_reads(gql, argument):
+    mutation = (
+        f'mutation {{ createEmployee(firstName: "A", lastName: "B", email: "a@example.com", {argument}) {{ id }} }}'
+    )
+    error = gql(mutation)["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+
+
+def test_a_zero_with_a_huge_exponent_is_stored_as_zero(gql):
+    arguments = 'firstName: "A", lastName: "B", email: "z@example.com", salary: "0E-16384"'
+    mutation = f"mutation {{ createEmployee({arguments}) {{ salary }} }}"
+    assert gql(mutation)["data"]["createEmployee"]["salary"] == "0.00"
+
+
+def test_the_rest_api_stores_such_a_zero_too(rest_api):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    row = {"first_name": "A", "last_name": "B", "email": "zero@example.com", "salary": "0E-16384"}
+    created = requests.post(f"{rest_api}/employees", json=row, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    assert created.json()["salary"] == "0.00"
+    bulk = [{"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", **row, "email": "bulk@example.com"}]
+    answer = requests.post(f"{rest_api}/employees/bulk", json=bulk, headers=headers, timeout=30).json()
+    assert answer["inserted"] == 1, answer
