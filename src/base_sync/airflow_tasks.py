@@ -20,17 +20,19 @@ from typing import ParamSpec, TypeVar
 import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, BaseHook, get_current_context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
+from sqlalchemy.exc import DBAPIError
 
 from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
-from base_sync.errors import TerminalError
+from base_sync.errors import ConfigurationError, TerminalError
 from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
+from baseab_contract.entities import ENTITIES
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -79,13 +81,24 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     """Base A and the API; Base A's table of `entity` checked against its mapping first (one catalogue
     read): a missing or retyped mapped column fails the task, terminally, before anything is read or
     written. The run's load reports the columns the mapping does not read (a log line and a gauge)."""
-    hook = BaseHook.get_connection(settings.base_a_conn_id).get_hook()
+    conn_id = settings.base_a_conn_id
+    try:
+        hook = BaseHook.get_connection(conn_id).get_hook()
+    except AirflowException as error:  # not defined, or a connection type without a hook
+        raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
-    connect_args = backend_named(hook.conn_type).session_connect_args
-    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(connect_args)})
+    backend = backend_named(hook.conn_type)
+    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
     base_a = BaseA(engine)
     try:
-        checked = base_a.require_schema(entity)
+        checked = base_a.require_schema(entity)  # the task's first session
+    except DBAPIError as error:
+        engine.dispose()
+        refused = backend.refusal(error)
+        if refused is None:
+            raise  # the server away, a lost connection: the task's retries
+        why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
+        raise ConfigurationError(why) from error
     except BaseException:
         engine.dispose()
         raise
@@ -99,6 +112,7 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
             )
         _emit(metrics.schema_samples(entity, checked.unmapped))
     api = _api(settings.api_conn_id, settings.api_timeout, "batch")
+    api.check_writes(entity)
     try:
         yield base_a, api
     finally:
@@ -108,9 +122,22 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
 
 def _api(conn_id: str, timeout: float, sync_path: str) -> BaseBApi:
     conn = BaseHook.get_connection(conn_id)
-    scheme = conn.extra_dejson.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "http")
+    return BaseBApi(_api_url(conn), conn.password, timeout=timeout, sync_path=sync_path)
+
+
+def _api_url(conn) -> str:
+    """The API's base URL from an http connection: `scheme` in extra (or `schema` http/https), host,
+    port, and any other `schema` as the path the API is mounted under (a URI's path lands there)."""
+    if not conn.host or "://" in conn.host or "/" in conn.host:
+        raise ConfigurationError(
+            f"Airflow connection {conn.conn_id!r}: host must be a host name, got {conn.host!r} "
+            '(the scheme goes in the connection type or extra {"scheme": "https"}, a path in schema)'
+        )
+    schema = (conn.schema or "").strip("/")
+    scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else "http")
+    path = "" if schema in ("", "http", "https") else f"/{schema}"
     port = f":{conn.port}" if conn.port else ""
-    return BaseBApi(f"{scheme}://{conn.host}{port}", conn.password, timeout=timeout, sync_path=sync_path)
+    return f"{scheme}://{conn.host}{port}{path}"
 
 
 def base_b_asset(entity: str) -> Asset:
@@ -274,6 +301,7 @@ def apply_changes() -> dict:
     producer = events.producer_for(kafka_config)
     api = _api(settings.api_conn_id, settings.api_timeout, "events")
     try:
+        api.check_writes(next(iter(ENTITIES)))  # the token is the API's, for every entity
         report = events.drain(consumer, producer, api, settings)
     finally:
         consumer.close()

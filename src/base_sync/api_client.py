@@ -61,7 +61,18 @@ class BaseBApi:
             raise ApiUnavailable(method, url, 0, f"unreachable: {exc}") from exc
         if response.status_code >= 400:
             raise ApiError.of(method, url, response.status_code, response.text)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:  # a login page, a proxy's error page, another service at this address
+            raise ApiRefused(
+                method, url, response.status_code, f"not JSON: is {self.base_url} the Base B REST API? {response.text}"
+            ) from None
+
+    def check_writes(self, entity: str) -> None:
+        """Fail now if this client may not write `entity` (a wrong or missing token): an empty bulk
+        delete, which writes nothing, answers 401/403 as any write would. A run with nothing to
+        write would otherwise pass with a token that refuses the first real write."""
+        self.bulk_delete(entity, [])
 
     # Writes
     def bulk_upsert(self, entity: str, body: bytes) -> dict:

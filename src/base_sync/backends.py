@@ -30,8 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine
 
+from base_sync.errors import ConfigurationError
 from baseab_contract.version_digest import mysql_pair_hash
 
 # Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
@@ -109,6 +111,11 @@ class BaseABackend:
         there may still exist)."""
         return True
 
+    def refusal(self, error: DBAPIError) -> str | None:
+        """Why Base A refused the session for good (the account, the database, a privilege), which no
+        retry cures; None for anything that may pass (the server away, a lost connection)."""
+        return None
+
     def type_families(self, type_text: str) -> frozenset[str]:
         """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
         return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
@@ -157,13 +164,27 @@ class MySQLBaseA(BaseABackend):
     local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
     flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
-    session_connect_args = {"init_command": "SET time_zone = '+00:00'"}
+    # A server that accepts the connection but never answers fails it after connect_timeout seconds.
+    session_connect_args = {"init_command": "SET time_zone = '+00:00'", "connect_timeout": 10}
+    # The server's error codes that no retry cures: https://mariadb.com/kb/en/mariadb-error-codes/
+    REFUSALS = {
+        1044: "the account may not use this database",
+        1045: "the account or its password is wrong",
+        1049: "the database does not exist",
+        1142: "the account lacks a privilege on a table",
+        1143: "the account lacks a privilege on a column",
+        2005: "the host name is unknown",
+    }
 
     def make_engine(self, url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
 
     def touch_default(self) -> str:
         return f"{self.now_sql} ON UPDATE {self.now_sql}"
+
+    def refusal(self, error: DBAPIError) -> str | None:
+        args = getattr(error.orig, "args", ())
+        return self.REFUSALS.get(args[0]) if args else None
 
     def clock(self):
         return func.utc_timestamp(6)
@@ -238,6 +259,11 @@ class SQLiteBaseA(BaseABackend):
     now_sql = _SQLITE_NOW
     param_mark = "?"
     triggers_query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+
+    def refusal(self, error: DBAPIError) -> str | None:
+        if getattr(error.orig, "sqlite_errorname", None) == "SQLITE_CANTOPEN":
+            return "the database file cannot be opened (a missing folder, or no permission)"
+        return None
 
     def make_engine(self, url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
@@ -327,7 +353,7 @@ def backend_named(name: str) -> BaseABackend:
     try:
         return BACKENDS[name]
     except KeyError:
-        raise ValueError(f"Base A on {name!r} is not supported (only {', '.join(BACKENDS)})") from None
+        raise ConfigurationError(f"Base A on {name!r} is not supported (only {', '.join(BACKENDS)})") from None
 
 
 def backend_of(engine: Engine) -> BaseABackend:

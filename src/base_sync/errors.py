@@ -45,3 +45,8 @@ class ApiUnavailable(ApiError, TransientError):
 
 class ApiRefused(ApiError, TerminalError):
     """The API refused the request as it stands (a 4xx such as 401 or 422), or failed on it with a bug (500)."""
+
+
+class ConfigurationError(TerminalError):
+    """A setting or connection the platform cannot work with as given (an unsupported database kind,
+    an account Base A refuses, a URL that is not the Base B API): fix the configuration."""

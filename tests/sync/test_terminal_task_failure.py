@@ -31,7 +31,7 @@ def refused_airflow(tmp_path, make_mariadb_database, api_process) -> Airflow:
     return Airflow(tmp_path / "airflow", connections)
 
 
-def test_a_refused_load_fails_at_its_first_try_with_the_reason(refused_airflow):
+def test_a_refused_token_fails_the_first_task_at_its_first_try_with_the_reason(refused_airflow):
     airflow = refused_airflow
     result = subprocess.run(
         [venv_bin("airflow"), "dags", "test", "base_a_to_base_b", "-c", '{"entities": ["articles"]}'],
@@ -45,7 +45,8 @@ def test_a_refused_load_fails_at_its_first_try_with_the_reason(refused_airflow):
     log = result.stdout + result.stderr
     with sqlite3.connect(airflow.home / "airflow.db") as conn:
         state, try_number = conn.execute(
-            "SELECT state, try_number FROM task_instance WHERE task_id = 'articles.load'"
+            # The first task to connect checks the token: no run goes on with one the API refuses.
+            "SELECT state, try_number FROM task_instance WHERE task_id = 'articles.plan_partitions'"
         ).fetchone()
     assert (state, try_number) == ("failed", 1), log[-4000:]
     assert "AirflowFailException" in log and "ApiRefused" in log and "answered 403" in log, log[-4000:]

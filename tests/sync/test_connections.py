@@ -1,0 +1,148 @@
+"""The Airflow connections as an operator gets them wrong: each mistake fails the task at once with
+the reason (a `ConfigurationError`, or the API's refusal), never as a retry, a hang or a silent pass;
+a server briefly away stays a retry. Real MariaDB, the real API, connections from the environment."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from base_sync import airflow_tasks
+from base_sync.errors import ApiRefused, ConfigurationError
+from base_sync.settings import SyncSettings
+from base_sync.source import source_engine
+from base_sync.source_schema import create_schema
+from testbed.servers import free_port
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
+
+
+@pytest.fixture
+def connections(tmp_path, monkeypatch, base_a_url, base_b):
+    """Set the two connections (JSON, as AIRFLOW_CONN_* variables); the good ones by default."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    url = make_url(base_a_url)
+    good_a = {"conn_type": "mysql", "host": url.host, "port": url.port, "login": url.username, "schema": url.database}
+    api = urlsplit(base_b.url)
+    good_api = {"conn_type": "http", "host": api.hostname, "port": api.port, "password": base_b.token}
+
+    def use(base_a: dict | None = None, base_b_api: dict | None = None) -> None:
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_A", json.dumps({**good_a, **(base_a or {})}))
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", json.dumps({**good_api, **(base_b_api or {})}))
+
+    use()
+    return use
+
+
+@pytest.fixture
+def base_a_url(make_mariadb_database) -> str:
+    url = make_mariadb_database()
+    engine = source_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    return url
+
+
+def connect(entity: str = "articles") -> None:
+    with airflow_tasks._connected(SyncSettings(), entity) as (base_a, api):
+        base_a.now()
+        api.synced_rows(entity)
+
+
+def test_the_right_connections_connect(connections):
+    connect()
+
+
+@pytest.mark.parametrize(
+    ("base_a", "says"),
+    [
+        ({"schema": "no_such_database"}, "the database does not exist"),
+        ({"login": "no_such_user", "password": "wrong"}, "the account or its password is wrong"),
+        ({"conn_type": "postgres"}, "Base A on 'postgres' is not supported"),
+        ({"conn_type": "bogus"}, "Airflow connection 'base_a'"),
+    ],
+    ids=["unknown-database", "wrong-password", "unsupported-kind", "no-hook"],
+)
+def test_a_base_a_connection_that_cannot_work_fails_without_a_retry(connections, base_a, says):
+    connections(base_a=base_a)
+    with pytest.raises(ConfigurationError, match=says):
+        connect()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_base_a_that_never_answers_is_a_retry_not_a_hang(connections, silent_port):
+    connections(base_a={"host": "127.0.0.1", "port": silent_port})
+    outcome = []
+
+    def attempt():
+        try:
+            connect()
+        except Exception as error:  # noqa: BLE001 - the test looks at what it was
+            outcome.append(error)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert outcome, "the connection hung: no connect timeout"
+    assert isinstance(outcome[0], OperationalError) and not isinstance(outcome[0], ConfigurationError)
+
+
+def test_a_token_that_may_not_write_fails_even_with_nothing_to_write(connections):
+    connections(base_b_api={"password": "not-the-token"})
+    with pytest.raises(ApiRefused, match="403"):
+        connect()
+
+
+def test_the_api_connections_path_is_kept_and_a_url_as_host_refused(connections):
+    connections(base_b_api={"schema": "api/v1"})
+    with pytest.raises(ApiRefused, match=r"/api/v1/articles/bulk/delete answered 404"):
+        connect()
+    connections(base_b_api={"host": "http://127.0.0.1"})
+    with pytest.raises(ConfigurationError, match="host must be a host name"):
+        connect()
+
+
+@pytest.fixture
+def html_server() -> Iterator[int]:
+    """Something else at the API's address: a page for every path, 200."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _page(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>Sign in</html>")
+
+        do_GET = do_POST = _page
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield port
+    server.shutdown()
+
+
+def test_something_else_at_the_apis_address_is_named_as_such(connections, html_server):
+    connections(base_b_api={"host": "127.0.0.1", "port": html_server})
+    with pytest.raises(ApiRefused, match="not JSON: is http://127.0.0.1:.* the Base B REST API"):
+        connect()
