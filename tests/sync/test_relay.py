@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 import uuid
 from decimal import Decimal
 
 import orjson
+import pytest
 import requests
 from confluent_kafka import Consumer
 from sqlalchemy import text
@@ -17,6 +20,7 @@ from base_sync.debezium import Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
+from testbed.servers import venv_bin
 from tests.sync.conftest import read_topic, source_rows
 
 
@@ -148,3 +152,29 @@ def test_a_relay_killed_mid_stream_resumes_without_losing_an_event(relay, base_a
     # A restart may repeat the transactions after the last saved position, nothing more.
     assert len(created) - 10_500 < 10_500
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (
+            {"RELAY_BASE_A_URL": "mysql://no_such_user:wrong@127.0.0.1:3306/base_a"},
+            "RELAY_BASE_A_URL=mysql://no_such_user:***@",
+        ),
+        ({"RELAY_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "RELAY_KAFKA_BOOTSTRAP=127.0.0.1:1"),
+    ],
+    ids=["base-a-refuses", "no-broker"],
+)
+def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, tmp_path, settings, says):
+    env = {
+        **os.environ,
+        "RELAY_BASE_A_URL": f"mysql://root@127.0.0.1:{binlog_port}/mysql",
+        "RELAY_HTTP_PORT": "0",
+        "RELAY_POSITION_FILE": str(tmp_path / "position.json"),
+        **settings,
+    }
+    started = subprocess.run(
+        [venv_bin("base-a-relay")], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 1, started.stderr[-2000:]
+    assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from confluent_kafka import Producer
+import pymysql
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
@@ -44,6 +45,7 @@ from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 
 log = logging.getLogger("base-a-relay")
+CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
@@ -160,7 +162,8 @@ class Relay:
 
     def _sql_engine(self):
         """An engine for the relay's few SQL reads (the server's settings): dispose after use."""
-        return create_engine(self.url.set(drivername="mysql+mysqldb"))
+        url = self.url.set(drivername="mysql+mysqldb")
+        return create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT})
 
     def _server(self) -> dict:
         engine = self._sql_engine()
@@ -210,6 +213,7 @@ class Relay:
                 "port": self.url.port or 3306,
                 "user": self.url.username or "root",
                 "passwd": self.url.password or "",
+                "connect_timeout": CONNECT_TIMEOUT,
             },
             server_id=self.settings.server_id,
             blocking=True,
@@ -469,5 +473,11 @@ def main() -> int:
         relay.run()
     except KeyboardInterrupt:
         pass
+    except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
+        log.error("Base A (RELAY_BASE_A_URL=%s) failed: %s", relay.url.render_as_string(hide_password=True), error)
+        return 1
+    except KafkaException as error:
+        log.error("the broker (RELAY_KAFKA_BOOTSTRAP=%s) failed: %s", settings.kafka_bootstrap, error)
+        return 1
     log.info("stopped; position %s", relay.positions.load())
     return 0
