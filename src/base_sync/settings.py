@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Airflow's schedule presets (a `None` schedule is not a setting here: every DAG runs on one).
+PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
 
-class SyncSettings(BaseSettings):
+
+class _Schedules:
+    """Validation of the schedule settings: a cron expression or a preset Airflow accepts, refused here
+    with the variable, the value and an example, rather than by Airflow's parser at DAG import (whose
+    error names neither the variable nor the value)."""
+
+    @field_validator("schedule", "fallback_schedule", check_fields=False)
+    @classmethod
+    def _cron_or_preset(cls, value: str, info: ValidationInfo) -> str:
+        from croniter import croniter  # Airflow's own (its cron timetables): installed wherever a DAG runs
+
+        if value in PRESETS or croniter.is_valid(value):
+            return value
+        variable = f"{cls.model_config['env_prefix']}{info.field_name.upper()}"
+        raise ValueError(f"{variable}={value!r} is no cron expression (5 fields, e.g. '*/15 * * * *') nor a preset")
+
+
+class SyncSettings(_Schedules, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNC_", extra="ignore")
 
     chunk_size: int = Field(5000, ge=1, le=20_000, description="rows per bulk request")
@@ -68,7 +87,7 @@ class SyncSettings(BaseSettings):
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")
 
 
-class EventSettings(BaseSettings):
+class EventSettings(_Schedules, BaseSettings):
     """The events path: the topics the relay writes and the DAG drains (EVENTS_*)."""
 
     model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")
