@@ -48,6 +48,10 @@ class RestClient:
         )
         self._base_path = urllib3.util.parse_url(self.settings.rest_api_url).path or ""
 
+    def _not_the_api(self, response) -> RestError:
+        answered = f"{response.status}, {response.headers.get('Content-Type', 'no content type')}"
+        return RestError(502, f"{self.settings.rest_api_url} does not answer as the Base B REST API ({answered})")
+
     def _observe(self, method: str, status: str) -> None:
         if self.observe is not None:
             self.observe(method, status)
@@ -91,6 +95,11 @@ class RestClient:
             body = orjson.loads(response.data)
         except orjson.JSONDecodeError:
             body = {}
+            # A page where the REST API answers JSON for every route it has (200, or a 404 or 405 of a
+            # route it would have): a wrong REST_API_URL, which is no client's NOT_FOUND. A proxy's
+            # plain 4xx (413: too large) still says something of the request.
+            if response.status < 400 or response.status in (404, 405):
+                raise self._not_the_api(response) from None
         if response.status >= 400:
             detail = body.get("detail") if isinstance(body, dict) else None
             errors = body.get("errors") if isinstance(body, dict) else None

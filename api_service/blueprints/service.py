@@ -15,6 +15,7 @@ from api_service.db import get_connection
 from api_service.problems import Problem
 
 bp = Blueprint("service", __name__)
+_last_unready: dict[str, str] = {}  # the reason /ready last logged: a probe every few seconds logs it once
 
 # Swagger UI 5's files as the flask-swagger-ui wheel ships them (5.x reads OpenAPI 3.1; 4.x cannot).
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -40,7 +41,14 @@ def ready():
         conn.execute(text("SELECT 1"))
         revision = migrate.current_revision(conn)
     except SQLAlchemyError as exc:
-        raise Problem(503, f"Base B is not reachable: {type(exc).__name__}") from None
+        # The reason (database or role missing, password refused, host away) goes to the log once per
+        # change, not to this unauthenticated answer, which would show Base B's host and names.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[-1]
+        if _last_unready.get("reason") != reason:
+            current_app.logger.warning("not ready: Base B is not reachable: %s", reason)
+            _last_unready["reason"] = reason
+        raise Problem(503, f"Base B is not reachable: {type(exc).__name__} (the API's log says why)") from None
+    _last_unready.clear()
     if revision != migrate.head_revision():
         raise Problem(503, f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations")
     return json_response({"status": "ready"})

@@ -31,6 +31,17 @@ def test_not_ready_when_base_b_is_unreachable():
     assert app.test_client().get("/health").status_code == 200
 
 
+def test_not_ready_logs_why_once_and_does_not_show_it(caplog):
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/no_such_database_here"
+    app = create_app(make_settings(url))
+    for _ in range(3):  # a probe asks every few seconds
+        response = app.test_client().get("/ready")
+        assert response.status_code == 503 and "no_such_database_here" not in response.json["detail"]
+    said = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
+    assert len(said) == 1 and 'database "no_such_database_here" does not exist' in said[0]
+    app.extensions["base_b_engine"].dispose()
+
+
 def test_not_ready_before_the_migrations(tmp_path):
     app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.sqlite"))
     response = app.test_client().get("/ready")

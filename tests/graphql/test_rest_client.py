@@ -106,3 +106,12 @@ def test_threads_share_the_pool(rest_api):
     for thread in threads:
         thread.join()
     assert client.calls == 20 and client.pool.num_connections <= 4
+
+
+def test_a_page_where_the_api_should_be_is_a_misconfiguration_not_a_clients_error(stub_api):
+    base, _ = stub_api
+    client = RestClient(GraphQLSettings(rest_api_url=base))
+    for path in ("/plain/status/200", "/plain/status/404"):
+        with pytest.raises(RestError) as wrong:
+            client.request("GET", path)
+        assert wrong.value.status == 502 and "does not answer as the Base B REST API" in wrong.value.detail

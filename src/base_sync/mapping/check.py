@@ -136,7 +136,9 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     result = EntityCheck(entity, spec.table)
     if columns is None:
         result.found = False
-        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", "no such table"))
+        # The catalogue lists only the tables this account may read: a missing grant looks the same.
+        unseen = "no such table, or none this account may read (it needs SELECT on it)"
+        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
         return result
     live = {c.name: c for c in columns}
     checker = _Checker(entity, spec.table, live, backend, result)
