@@ -20,6 +20,7 @@ from base_sync.key_ranges import KeyRange
 from base_sync.source import Cursor
 
 __all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
+CONNECT_TIMEOUT = 10.0  # seconds
 
 
 class BaseBApi:
@@ -33,7 +34,9 @@ class BaseBApi:
         sync_path: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        # (connect, read): an address that takes no connection fails in seconds, each retry too; a
+        # request the API is working on gets the whole `timeout`.
+        self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self.session = requests.Session()
         retry = Retry(
             total=retries,
