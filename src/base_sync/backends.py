@@ -14,9 +14,11 @@ from typing import NamedTuple
 from sqlalchemy import (
     DDL,
     BigInteger,
+    Date,
     DateTime,
     Engine,
     Integer,
+    Numeric,
     Table,
     bindparam,
     cast,
@@ -31,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import NullType, TypeEngine
 
 from base_sync.errors import ConfigurationError
 from baseab_contract.version_digest import mysql_pair_hash
@@ -110,6 +112,14 @@ class BaseABackend:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
         there may still exist)."""
         return True
+
+    def read_columns(self, columns: list) -> list:
+        """The SELECT list of rows mapped in Python (`SourceView.apply`): the typed columns as they are."""
+        return columns
+
+    def read_row(self, columns: list, values) -> tuple[dict, frozenset[str]]:
+        """One row read by `read_columns`: {column: value}, and the columns holding no real date."""
+        return {c.name: v for c, v in zip(columns, values, strict=True)}, frozenset()
 
     def refusal(self, error: DBAPIError) -> str | None:
         """Why Base A refused the session for good (the account, the database, a privilege), which no
@@ -260,6 +270,22 @@ class SQLiteBaseA(BaseABackend):
     param_mark = "?"
     triggers_query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
 
+    def read_columns(self, columns: list) -> list:
+        # SQLite keeps whatever text was written into a date, time or decimal column ('0000-00-00',
+        # '2024-13-45', 'abc'), and SQLAlchemy's parse of it raises for the whole chunk: read the
+        # stored value, and let `read_row` sort it.
+        return [type_coerce(c, NullType()) if isinstance(c.type, Date | DateTime | Numeric) else c for c in columns]
+
+    def read_row(self, columns: list, values) -> tuple[dict, frozenset[str]]:
+        row, invalid = {}, []
+        for column, stored in zip(columns, values, strict=True):
+            value = _stored_as(column.type, stored)
+            if value is _NO_DATE:
+                invalid.append(column.name)  # kept as its text: the reason names it
+                value = stored
+            row[column.name] = value
+        return row, frozenset(invalid)
+
     def refusal(self, error: DBAPIError) -> str | None:
         if getattr(error.orig, "sqlite_errorname", None) == "SQLITE_CANTOPEN":
             return "the database file cannot be opened (a missing folder, or no permission)"
@@ -362,3 +388,28 @@ def backend_of(engine: Engine) -> BaseABackend:
 
 def backend_for_url(url: str) -> BaseABackend:
     return backend_named(make_url(url).get_backend_name())
+
+
+def _decimal_or_text(value: str) -> Decimal | str:
+    """A decimal column's stored text as a number; text that is none stays text (the API refuses it)."""
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        return value
+    return number if number.is_finite() else value
+
+
+_NO_DATE = object()
+
+
+def _stored_as(kind: TypeEngine, stored):
+    """A value SQLite stored, as the column's type reads it; `_NO_DATE` for a date that is none."""
+    if isinstance(stored, str) and isinstance(kind, Date | DateTime):
+        try:
+            parsed = datetime.fromisoformat(stored)
+        except ValueError:
+            return _NO_DATE
+        return parsed if isinstance(kind, DateTime) else parsed.date()
+    if isinstance(kind, Numeric) and isinstance(stored, int | float | str) and not isinstance(stored, bool):
+        return _decimal_or_text(str(stored))
+    return stored

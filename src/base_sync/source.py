@@ -177,10 +177,11 @@ class BaseA:
             for rows in self._stream(statement, chunk_size):
                 yield rendered.split([dict(zip(names, row, strict=True)) for row in rows])
             return
-        names = view.source_columns
-        statement = select(*(view.c(n) for n in names)).where(*where).order_by(*order)
+        columns = [view.c(n) for n in view.source_columns]
+        statement = select(*self.backend.read_columns(columns)).where(*where).order_by(*order)
+        read_row = self.backend.read_row
         for rows in self._stream(statement, chunk_size):
-            yield [view.apply(dict(zip(names, row, strict=True)), version=clock) for row in rows]
+            yield [view.apply(row, invalid, version=clock) for row, invalid in (read_row(columns, r) for r in rows)]
 
     def extract(
         self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None

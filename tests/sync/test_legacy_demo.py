@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import DateTime, literal, null, select, type_coerce
+from sqlalchemy import DateTime, literal, null, select, text, type_coerce
 
 from base_sync.backends import backend_of
 from base_sync.demo import legacy
@@ -134,3 +134,34 @@ def test_the_documented_mapping_examples_are_valid(document):
     assert examples, f"{document} shows no mapping"
     for block in examples:
         parse_mapping(yaml.safe_load(block), document)
+
+
+def test_a_sqlite_base_a_with_values_that_are_no_dates_or_numbers_still_syncs(tmp_path, base_b):
+    """SQLite keeps any text in a DATE, DATETIME or DECIMAL column: each such row gets the mapping's
+    rule (zero_date: null) or a rejection with its reason, and the run goes on (`make up`'s Base A)."""
+    engine = source_engine(f"sqlite:///{tmp_path / 'legacy.sqlite'}")
+    legacy.create(engine)
+    legacy.seed(engine, "employees", 30, seed_value=6)
+    base_a, api, store = BaseA(engine, SourceMapping.from_file(DEMO)), base_b.api(), MemoryStateStore()
+    keys = sorted(k for (k,) in engine.connect().execute(text("SELECT pers_nr FROM personal WHERE aktiv = 1")))[:4]
+    with engine.begin() as conn:
+        for key, change in zip(
+            keys,
+            [
+                "eintritt = '0000-00-00'",  # mapped with zero_date: null
+                "eintritt = '2024-13-45'",  # no real date: the same rule (as MySQL's path reads it)
+                "gehalt = 'abc'",  # no number: the API refuses the record
+                "angelegt_am = '0000-00-00 00:00:00', geaendert_am = NULL",  # no version: refused
+            ],
+            strict=True,
+        ):
+            conn.execute(text(f"UPDATE personal SET {change} WHERE pers_nr = {key}"))
+    report = run_once("employees", base_a, api, store, SETTINGS)
+    rejected = {r["source_id"]: r["reasons"] for r in api.open_rejections("employees")}
+    assert set(rejected) == set(keys[2:]), rejected
+    assert rejected[keys[2]][0]["field"] == "salary" and "zero timestamp" in rejected[keys[3]][0]["message"]
+    held = synced_rows(base_b.database_url, "employees")
+    hired_at = 1 + ENTITIES["employees"].field_names.index("hired_at")
+    assert held[keys[0]][hired_at] is None and held[keys[1]][hired_at] is None
+    assert report["load"]["inserted"] == len(held) and not set(keys[2:]) & set(held)
+    engine.dispose()
