@@ -85,6 +85,8 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
             list(ENTITY_NAMES),
             type="array",
             items={"type": "string", "enum": list(ENTITY_NAMES)},
+            minItems=1,
+            uniqueItems=True,
             description="entities to sync in this run",
         ),
         "replay_rejections": Param(False, type="boolean", description="re-send rows the API rejected before"),

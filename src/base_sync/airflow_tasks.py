@@ -72,7 +72,13 @@ def _params() -> dict:
 
 
 def _skip_unless_selected(entity: str) -> None:
-    if entity not in _params().get("entities", [entity]):
+    context = get_current_context()
+    # Airflow passes unknown keys of a run's conf through unread: a mistyped option would do nothing.
+    unknown = sorted(set(context["dag_run"].conf or {}) - set(context["dag"].params))
+    if unknown:
+        known = ", ".join(sorted(context["dag"].params))
+        raise AirflowFailException(f"this run's conf has unknown keys {unknown}: the DAG's params are {known}")
+    if entity not in context["params"].get("entities", [entity]):
         raise AirflowSkipException(f"{entity} is not in this run's `entities` param")
 
 
@@ -192,7 +198,8 @@ def _plan_xcom(entity: str) -> str:
 def approval_subject(entity: str) -> str:
     """The approval's headline (a template: rendered with the plan when the task runs)."""
     plan = _plan_xcom(entity)
-    return f"{entity}: delete {{{{ {plan}['total'] }}}} rows in Base B? (limit {{{{ {plan}['limit'] }}}})"
+    at_most = f"{{{{ '' if {plan}['exact'] else 'at most ' }}}}"
+    return f"{entity}: delete {at_most}{{{{ {plan}['total'] }}}} rows in Base B? (limit {{{{ {plan}['limit'] }}}})"
 
 
 def approval_body(entity: str) -> str:

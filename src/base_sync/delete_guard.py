@@ -66,14 +66,19 @@ class DeleteBudget:
         return max(self.limit, approved or 0)
 
 
+DISTINCT_KEYS = 250_000  # keys a plan remembers to count each once: ~15 MB at the most
+
+
 class PlannedDeletes:
     """The deletes found before any is sent: every one counted, at most `capacity` held.
 
     `counted=False` records are sent but not counted (the delete log's look-back: entries an
     earlier run applied already). A key several sources name counts once, and is held once, while
-    at most `capacity` keys are counted (past that the run is over its limit anyway, and a key named
-    twice may count twice: `exact` turns False, the total is an upper bound). Past `capacity`
-    records the records are dropped (`complete` turns False): a second pass sends them."""
+    at most DISTINCT_KEYS keys (or `capacity`, if more) are counted: a soft-deleted row is named by
+    the key comparison and by the rows that left the scope, and the operator asked to approve must
+    see the rows, not the sum (past that, a key named twice may count twice: `exact` turns False,
+    the total is an upper bound). Past `capacity` records the records are dropped (`complete`
+    turns False): a second pass sends them."""
 
     def __init__(self, capacity: int, grow: Callable[[], int] | None = None):
         self.capacity = capacity
@@ -104,7 +109,7 @@ class PlannedDeletes:
                     continue  # another source named it: counted and held already
                 self.by_source[source] += 1
                 if self._keys is not None:
-                    if self._room(len(self._keys)):
+                    if len(self._keys) < max(self.capacity, DISTINCT_KEYS):
                         self._keys.add(key)
                     else:
                         self._keys = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from base_sync import sync
+from base_sync import delete_guard, sync
 from base_sync.delete_guard import (
     ANY_NUMBER,
     DELETE_LOG,
     KEY_COMPARISON,
+    LEFT_SCOPE,
     Allowance,
     DeleteBudget,
     DeletePlan,
@@ -156,8 +157,18 @@ def test_planned_deletes_hold_at_most_their_capacity_and_count_everything():
     assert (planned.total, planned.complete, planned.exact) == (7, True, True)
     assert len(planned.held) == 5 + 5 + 2  # the look-back's, the log's, and the comparison's new keys
     planned.add(KEY_COMPARISON, _records(range(100, 10_100)))
-    assert planned.total == 10_007 and not planned.complete and not planned.exact
+    assert planned.total == 10_007 and not planned.complete and planned.exact  # held no more, still counted once
     assert planned.held == [] and len(planned.by_source) == 2
+    planned.add(LEFT_SCOPE, _records(range(100, 10_100)))  # soft-deleted rows: both sources name them
+    assert planned.total == 10_007 and planned.exact
+
+
+def test_past_the_keys_it_remembers_a_plan_counts_an_upper_bound(monkeypatch):
+    monkeypatch.setattr(delete_guard, "DISTINCT_KEYS", 100)
+    planned = PlannedDeletes(capacity=12)
+    planned.add(KEY_COMPARISON, _records(range(200)))
+    planned.add(LEFT_SCOPE, _records(range(200)))
+    assert not planned.exact and planned.total > 200
 
 
 def test_planned_deletes_grow_once_to_the_limit_when_it_is_known():
