@@ -126,9 +126,9 @@ The platform is up.
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
-  Base A          $BASE_A_URL   (change it: .venv/bin/base-a churn employees --updates 100)
+  Base A          $BASE_A_URL   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
   mapping         $mapping
-  Kafka           $KAFKA_BOOTSTRAP   (change events: .venv/bin/base-a churn employees --updates 10 --publish $KAFKA_BOOTSTRAP)
+  Kafka           $KAFKA_BOOTSTRAP   (change events: the same with --publish $KAFKA_BOOTSTRAP)
   Base B          $API_DATABASE_URL
   logs            $logs
 Stop everything with: make down

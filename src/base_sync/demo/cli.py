@@ -28,6 +28,8 @@ import sys
 import threading
 import time
 
+from sqlalchemy import inspect
+
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate, legacy
@@ -99,6 +101,18 @@ def _demo(args):
     return generate
 
 
+def _refuse_identity_writes_to_the_legacy_demo(engine, demo) -> None:
+    """Without its mapping, `base-a` would add the platform's own tables to the legacy demo's Base A
+    and change those, which no sync reads: a user who forgot the environment believes data changed."""
+    if demo is generate and any(inspect(engine).has_table(t) for t in legacy.TABLES.values()):
+        engine.dispose()
+        tables = ", ".join(legacy.TABLES.values())
+        raise SystemExit(
+            f"this Base A holds the legacy demo's tables ({tables}) but no mapping is set: set "
+            "BASE_A_MAPPING_FILE=mappings/demo.yaml (`source scripts/airflow-env.sh` sets it, as make up does)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         demo = _demo(args)
         backend.prepare(args.url)
         engine = source_engine(args.url)
+        _refuse_identity_writes_to_the_legacy_demo(engine, demo)
     started = time.perf_counter()
     try:
         if args.command == "init":
