@@ -3,14 +3,16 @@ tables through the mapping into Base B, equal to the mapped source, on MariaDB a
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import DateTime, literal, null, select, text, type_coerce
+from sqlalchemy import DateTime, inspect, literal, null, select, text, type_coerce
 
 from base_sync.backends import backend_of
 from base_sync.demo import legacy
@@ -20,7 +22,7 @@ from base_sync.mapping.time_zones import zone_rule
 from base_sync.source import BaseA, source_engine
 from base_sync.state import MemoryStateStore
 from baseab_contract.entities import ENTITIES, Kind
-from testbed.servers import REPO
+from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import synced_rows
 from tests.sync.test_sync_steps import SETTINGS, run_once
 
@@ -164,4 +166,16 @@ def test_a_sqlite_base_a_with_values_that_are_no_dates_or_numbers_still_syncs(tm
     hired_at = 1 + ENTITIES["employees"].field_names.index("hired_at")
     assert held[keys[0]][hired_at] is None and held[keys[1]][hired_at] is None
     assert report["load"]["inserted"] == len(held) and not set(keys[2:]) & set(held)
+    engine.dispose()
+
+
+def test_base_a_refuses_to_write_the_legacy_demo_without_its_mapping(tmp_path):
+    url = f"sqlite:///{tmp_path / 'legacy.sqlite'}"
+    engine = source_engine(url)
+    legacy.create(engine)
+    env = {k: v for k, v in os.environ.items() if k != "BASE_A_MAPPING_FILE"} | {"BASE_A_URL": url}
+    command = [venv_bin("base-a"), "churn", "employees", "--updates", "1"]
+    churned = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert churned.returncode != 0 and "BASE_A_MAPPING_FILE=mappings/demo.yaml" in churned.stderr, churned.stderr
+    assert not inspect(engine).has_table("employees")  # nothing added beside the demo's tables
     engine.dispose()
