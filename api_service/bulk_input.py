@@ -16,6 +16,7 @@ from api_service.fastpath import FastDecoder
 from api_service.problems import Problem, field_errors
 from api_service.schemas import BULK_DELETE_RECORDS, RejectedRecord
 from api_service.versions import VersionBounds
+from baseab_contract.bulk_format import UNIQUE_TAKEN
 from baseab_contract.entities import Entity
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -136,7 +137,8 @@ def reject_duplicate_unique_values(batch: Batch, entity: Entity) -> None:
             value = getattr(record, unique.name)
             if value is not None and value in first_seen:
                 message = f"{unique.name} {value!r} is also in record {first_seen[value]} of this request"
-                batch.reject(index, record.source_id, [{"field": unique.name, "message": message}])
+                reason = {"field": unique.name, "message": message, "code": UNIQUE_TAKEN}
+                batch.reject(index, record.source_id, [reason])
                 continue
             if value is not None:
                 first_seen[value] = index

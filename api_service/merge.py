@@ -37,6 +37,7 @@ from api_service.db import begin_write
 from api_service.models import UTCDateTime
 from api_service.schemas import BulkResult
 from api_service.versions import VersionBounds
+from baseab_contract.bulk_format import UNIQUE_TAKEN
 from baseab_contract.entities import Entity
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def _reject_unique_collisions(
                 f"synced row with source_id {holder_source_id}" if holder_source_id else "a row created through the API"
             )
             message = f"{unique.name} is already used by {owner} (id {holder_id})"
-            colliding.setdefault(source_id, []).append({"field": unique.name, "message": message})
+            colliding.setdefault(source_id, []).append({"field": unique.name, "message": message, "code": UNIQUE_TAKEN})
     if not colliding:
         return
     kept = []

@@ -197,7 +197,9 @@ BULK_DELETE_RECORDS = TypeAdapter(list[BulkDeleteRecord])
 class RejectedRecord(BaseModel):
     index: int = pydantic.Field(description="position of the record in the request (0-based)")
     source_id: int | None
-    reasons: list[dict[str, str]] = pydantic.Field(description="{field, message} for each problem")
+    reasons: list[dict[str, str]] = pydantic.Field(
+        description="{field, message} for each problem; `code: unique_taken` when another row holds a unique value"
+    )
 
 
 class BulkResult(BaseModel):

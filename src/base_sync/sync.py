@@ -44,6 +44,7 @@ from base_sync.reports import (
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore
+from baseab_contract.bulk_format import UNIQUE_TAKEN
 from baseab_contract.entities import ENTITIES
 
 log = logging.getLogger(__name__)
@@ -520,16 +521,15 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
 
 
 def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> int:
-    """After deletes: send again the rows the API rejected for a unique value (an email) another row
-    held, since the holder may be among the rows just deleted. So it goes when Base A changes a row's
-    key: the load sends the new key before this step deletes the old one, which still held the value.
-    Rows still in conflict are rejected again, as before. How many were sent."""
-    unique = {f.name for f in ENTITIES[entity].unique_fields}
-    if not unique:
+    """After deletes: send again the rows the API rejected because another row held their unique
+    value (an email; reason code UNIQUE_TAKEN), since the holder may be among the rows just
+    deleted. So it goes when Base A changes a row's key: the load sends the new key before this
+    step deletes the old one, which still held the value. Rows still in conflict are rejected
+    again, as before. How many were sent."""
+    if not ENTITIES[entity].unique_fields:
         return 0
-    keys = sorted(
-        r["source_id"] for r in api.open_rejections(entity) if any(why.get("field") in unique for why in r["reasons"])
-    )
+    taken = (r for r in api.open_rejections(entity) if any(why.get("code") == UNIQUE_TAKEN for why in r["reasons"]))
+    keys = sorted(r["source_id"] for r in taken)
     if keys:
         counts = _resend(entity, base_a, api, settings, keys)
         log.info("%s: re-sent %d rows rejected for a unique value after the deletes: %s", entity, len(keys), counts)

@@ -7,6 +7,9 @@ from baseab_contract.entities import Entity
 
 SOURCE_ID = "source_id"  # Base A's key
 SOURCE_ID_RANGE = (1, 2**63 - 1)  # the keys Base B can hold (a positive BIGINT)
+# A rejection reason's `code` when another row holds the record's unique value (an email): the
+# pipelines send such a record again once a delete may have freed the value.
+UNIQUE_TAKEN = "unique_taken"
 VERSION = "source_updated_at"  # Base A's updated_at: the version guard compares it
 TIMESTAMPS = ("created_at", "updated_at")
 DELETE_RECORD_FIELDS = (SOURCE_ID, VERSION)
