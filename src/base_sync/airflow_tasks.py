@@ -94,36 +94,31 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
-    engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
-    base_a = BaseA(engine)
-    try:
-        checked = base_a.require_schema(entity)  # the task's first session
-    except DBAPIError as error:
-        engine.dispose()
-        refused = backend.refusal(error)
-        if refused is None:
-            raise  # the server away, a lost connection: the task's retries
-        why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
-        raise ConfigurationError(why) from error
-    except BaseException:
-        engine.dispose()
-        raise
-    if report_schema:
-        if checked.unmapped:
-            log.info(
-                "%s: %s has columns the mapping does not read (ignored): %s",
-                entity,
-                checked.table,
-                ", ".join(checked.unmapped),
-            )
-        _emit(metrics.schema_samples(entity, checked.unmapped))
-    api = _api(settings.api_conn_id, settings.api_timeout, "batch")
-    api.check_writes(entity)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
+        cleanup.callback(engine.dispose)
+        base_a = BaseA(engine)
+        try:
+            checked = base_a.require_schema(entity)  # the task's first session
+        except DBAPIError as error:
+            refused = backend.refusal(error)
+            if refused is None:
+                raise  # the server away, a lost connection: the task's retries
+            why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
+            raise ConfigurationError(why) from error
+        if report_schema:
+            if checked.unmapped:
+                log.info(
+                    "%s: %s has columns the mapping does not read (ignored): %s",
+                    entity,
+                    checked.table,
+                    ", ".join(checked.unmapped),
+                )
+            _emit(metrics.schema_samples(entity, checked.unmapped))
+        api = _api(settings.api_conn_id, settings.api_timeout, "batch")
+        cleanup.callback(api.close)
+        api.check_writes(entity)
         yield base_a, api
-    finally:
-        api.close()
-        engine.dispose()
 
 
 def _api(conn_id: str, timeout: float, sync_path: str) -> BaseBApi:
