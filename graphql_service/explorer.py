@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from ariadne.explorer.graphiql import DEFAULT_QUERY
-from flask import Blueprint, Response, render_template, url_for
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
 STATIC = Path(__file__).parent / "static"
 STYLES = ("graphiql/graphiql.min.css", "explorer.css")
@@ -52,6 +52,10 @@ class _ExplorerBlueprint(Blueprint):
         return ONE_YEAR
 
 
+# What GET /graphql can answer: the page for a browser, JSON for anything else that says what it takes.
+PAGE_OR_JSON = ["text/html", "application/json", "application/graphql-response+json"]
+
+
 def explorer_blueprint(title: str) -> Blueprint:
     """`GET /graphql` (the GraphiQL page, titled `title`) and its files under `/graphql/static/`."""
     blueprint = _ExplorerBlueprint(
@@ -67,6 +71,13 @@ def explorer_blueprint(title: str) -> Blueprint:
 
     @blueprint.get("/graphql")
     def explorer():
+        accepts = request.accept_mimetypes
+        if accepts and accepts.best_match(PAGE_OR_JSON) != "text/html":
+            # A GraphQL client asking for JSON: this service runs operations sent with POST only,
+            # and says so in JSON rather than with a page the client cannot read.
+            message = "send GraphQL operations with POST (JSON body); GET /graphql serves the GraphiQL explorer"
+            body = {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
+            return jsonify(body), 405, {"Allow": "GET, POST"}
         page = render_template(
             "graphiql.html",
             title=title,

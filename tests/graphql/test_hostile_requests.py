@@ -117,3 +117,12 @@ def test_the_rest_api_stores_such_a_zero_too(rest_api):
     bulk = [{"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", **row, "email": "bulk@example.com"}]
     answer = requests.post(f"{rest_api}/employees/bulk", json=bulk, headers=headers, timeout=30).json()
     assert answer["inserted"] == 1, answer
+
+
+def test_a_get_asking_for_json_is_told_to_post_in_json(app):
+    client = app.test_client()
+    answer = client.get("/graphql?query={ping}", headers={"Accept": "application/json"})
+    assert answer.status_code == 405 and "POST" in only_error(answer)["message"]
+    page = client.get("/graphql", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 200 and page.mimetype == "text/html"  # a browser gets GraphiQL
+    assert client.get("/graphql").mimetype == "text/html"  # and so does anything that takes anything
