@@ -36,6 +36,9 @@ class Cursor:
     def to_json(self) -> dict:
         return {"updated_at": self.updated_at.isoformat(), "id": self.id}
 
+    def __str__(self) -> str:  # how task logs show a position: the version, then the key
+        return f"{self.updated_at.isoformat()} key {self.id}"
+
     @classmethod
     def from_json(cls, data: dict | None) -> Cursor | None:
         if not data:
