@@ -156,8 +156,8 @@ class DeletePlan:
         parts = []
         for source, count in sorted(self.by_source.items()):
             why = f" ({self.reasons[source]})" if source in self.reasons else ""
-            parts.append(f"{source}{why}: {count}")
-        return ", ".join(parts) or "none"
+            parts.append(f"{count} from {source}{why}")
+        return ", ".join(parts) or "none found"
 
     @property
     def summary(self) -> str:
@@ -167,15 +167,15 @@ class DeletePlan:
         return (
             f"{self.entity}: {count} rows to delete in Base B{share}; limit {self.limit} = max("
             f"SYNC_MASS_DELETE_MIN_ROWS={self.budget.min_rows}, SYNC_MASS_DELETE_SHARE={self.budget.share} x synced "
-            f"rows); from {self.sources_text()}"
+            f"rows); {self.sources_text()}"
         )
 
     @property
     def message(self) -> str:
         if self.within_budget:
-            return f"{self.summary}: within the budget"
+            return f"{self.summary}. Within the budget"
         return (
-            f"{self.summary}: MASS DELETE BLOCKED, over the limit; nothing was deleted. Check Base A (a truncated "
+            f"{self.summary}. MASS DELETE BLOCKED, over the limit; nothing was deleted. Check Base A (a truncated "
             f"table, a changed rule or filter), then approve: the approve_mass_delete task in the Airflow UI, or a "
             f"manual run with the param approve_mass_delete"
         )

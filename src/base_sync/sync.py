@@ -238,7 +238,7 @@ def plan_deletes(
     if plan.within_budget:
         log.info("%s", plan.message)
     else:
-        log.warning("%s: over the limit", plan.summary)
+        log.warning("%s. Over the limit", plan.summary)
     return plan
 
 
@@ -275,7 +275,7 @@ def propagate_deletes(
         log.info("%s", plan.message)
     else:
         upto = "any number" if approved == ANY_NUMBER else approved
-        log.warning("%s: over the limit but approved (up to %s rows): deleting", plan.summary, upto)
+        log.warning("%s. Over the limit but approved (up to %s rows): deleting", plan.summary, upto)
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
     counts = left_scope
     for part in (from_log, comparison):
