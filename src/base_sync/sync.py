@@ -72,11 +72,13 @@ def load(
     if previous is not None and not full_refresh:
         since = _looking_back(previous, settings)
     reach = Reach()
+    read = [0]
 
     def track(records: list[dict]) -> None:
         # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
         reach.add(records)
-        log.info("%s: read %d rows, up to %s", entity, len(records), reach.cursor)
+        read[0] += len(records)
+        log.info("%s: read %d rows (%d so far), the window reaches %s", entity, len(records), read[0], reach.cursor)
 
     clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
