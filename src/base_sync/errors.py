@@ -30,7 +30,8 @@ class ApiError(SyncError):
 
     def __init__(self, method: str, url: str, status: int, body: str):
         self.method, self.url, self.status = method, url, status
-        super().__init__(f"{method} {url} answered {status}: {body[:2000]}")
+        answer = f"answered {status}" if status else "got no answer"
+        super().__init__(f"{method} {url} {answer}: {body[:2000]}")
 
     @staticmethod
     def of(method: str, url: str, status: int, body: str) -> ApiError:
