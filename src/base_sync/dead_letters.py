@@ -33,6 +33,10 @@ STAGE = ERRORS + "stage"
 CLASS_NAME = ERRORS + "exception.class.name"
 MESSAGE = ERRORS + "exception.message"
 REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter topic>:<partition>:<offset>
+# On a letter stored without its value (too large for the dead-letter topic): the value's size. The
+# original stays on its topic (at the letter's source position) while the topic retains it.
+VALUE_LEFT_OUT = "base_sync.value_left_out"
+MAX_VALUE_BYTES = 512 * 1024  # under the broker's default 1 MB message limit, with room for the headers
 # On a replayed delete the mass-delete breaker held: an operator approved it, so the run does not count it.
 MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
 MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
@@ -48,9 +52,22 @@ class DeadLetterError(TerminalError):
     """The dead letters cannot be read or replayed as asked."""
 
 
+def letter_value(message: Message) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """The value a dead letter stores, and the header saying it was left out when too large to store
+    (a letter that cannot be written would stop the events path for good)."""
+    value = message.value()
+    if value is None or len(value) <= MAX_VALUE_BYTES:
+        return value, []
+    return None, [(VALUE_LEFT_OUT, str(len(value)))]
+
+
 def headers_for(message: Message, kind: str, reason: str) -> list[tuple[str, str | bytes | None]]:
     """The message's own headers (less those of an earlier dead-lettering) and where it came from and why."""
-    own = [(name, value) for name, value in (message.headers() or []) if not name.startswith(ERRORS)]
+    own = [
+        (name, value)
+        for name, value in (message.headers() or [])
+        if not name.startswith(ERRORS) and name != VALUE_LEFT_OUT
+    ]
     return [
         *own,
         (TOPIC, message.topic()),
@@ -78,6 +95,7 @@ class DeadLetter:
     value: bytes | None
     headers: list[tuple[str, bytes | None]]  # the original message's own headers
     timestamp_ms: int | None
+    value_left_out: int | None = None  # the value's size when it was too large to store with the letter
 
     @property
     def position(self) -> str:
@@ -92,10 +110,12 @@ class DeadLetter:
 
     @classmethod
     def of(cls, message: Message) -> DeadLetter:
-        errors, own = {}, []
+        errors, own, left_out = {}, [], None
         for name, value in message.headers() or []:
             if name.startswith(ERRORS):
                 errors[name] = value.decode("utf-8", "replace") if value is not None else None
+            elif name == VALUE_LEFT_OUT:
+                left_out = _int(value.decode("ascii", "replace") if value is not None else None)
             elif name not in REPLAY_HEADERS:
                 own.append((name, value))
         timestamp_type, timestamp = message.timestamp()
@@ -112,6 +132,7 @@ class DeadLetter:
             value=message.value(),
             headers=own,
             timestamp_ms=timestamp if timestamp_type else None,
+            value_left_out=left_out,
         )
 
     def to_json(self) -> dict:
@@ -125,6 +146,7 @@ class DeadLetter:
             "value": _text(self.value),
             "headers": [[name, _text(value)] for name, value in self.headers],
             "timestamp_ms": self.timestamp_ms,
+            "value_left_out_bytes": self.value_left_out,
         }
 
 
@@ -253,6 +275,13 @@ def replay(
     unplaced = [letter.position for letter in letters if letter.topic is None]
     if unplaced:
         raise DeadLetterError(f"no {TOPIC} header, so nowhere to replay to: {', '.join(unplaced)}")
+    # Replayed without its value, a letter would be a tombstone, which the events path skips.
+    valueless = [f"{letter.position} ({letter.source})" for letter in letters if letter.value_left_out is not None]
+    if valueless:
+        raise DeadLetterError(
+            f"letters stored without their value (too large): {', '.join(valueless)}; fix the event at its "
+            "source, or re-read it there while its topic keeps it"
+        )
     failures = []
 
     def delivered(error, _message):

@@ -31,6 +31,15 @@ from base_sync.settings import EventSettings
 REASON_WIDTH = 100  # the table's reason column; --format jsonl has the whole text
 
 
+def _pattern(text: str) -> re.Pattern:
+    """A --reason regular expression; a broken one is argparse's usage error (re.error is neither of
+    the two exception types argparse reports as such)."""
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {error}") from None
+
+
 def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="base-sync-dlq", description="the events path's dead letters")
     parser.add_argument("--bootstrap", help="bootstrap.servers (default: from the events path's Kafka connection)")
@@ -50,7 +59,7 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     for command in (listing, replaying):
         command.add_argument("--topic", help="only letters from this original topic")
         command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
-        command.add_argument("--reason", type=re.compile, help="only reasons matching this regular expression")
+        command.add_argument("--reason", type=_pattern, help="only reasons matching this regular expression")
         command.add_argument("--key", help="only this message key")
     return parser
 

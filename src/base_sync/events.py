@@ -318,11 +318,12 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
 
     for message, kind, reason in dead:
         log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
+        value, left_out = dead_letters.letter_value(message)
         producer.produce(
             topic,
-            value=message.value(),
+            value=value,
             key=message.key(),
-            headers=dead_letters.headers_for(message, kind, reason),
+            headers=[*dead_letters.headers_for(message, kind, reason), *left_out],
             on_delivery=delivered,
         )
     if producer.flush(30) or failures:
@@ -343,10 +344,16 @@ def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
     if not partitions:
         return 0
     left = 0
+    committed = None
     for position in consumer.position(partitions):
         # From the last fetch's answers: no round trip per partition at the end of every run.
         low, high = consumer.get_watermark_offsets(position, cached=True)
         if high < 0:
             continue
-        left += max(high - (position.offset if position.offset >= 0 else low), 0)
+        offset = position.offset
+        if offset < 0:  # nothing fetched from it this run: where the group stands, else the start
+            if committed is None:
+                committed = {(p.topic, p.partition): p.offset for p in consumer.committed(partitions, timeout=10)}
+            offset = committed.get((position.topic, position.partition), -1)
+        left += max(high - (offset if offset >= 0 else low), 0)
     return left

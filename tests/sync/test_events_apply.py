@@ -92,6 +92,21 @@ def test_inserts_updates_and_deletes_arrive_and_offsets_are_committed(changes):
     assert report.lag == 0
     again = changes.drain()
     assert again.counts["consumed"] == 0, "offsets were not committed"
+    assert again.lag == 0, "a partition this run read nothing from counts from its committed offset"
+
+
+def test_an_event_too_large_for_the_dead_letter_topic_is_a_letter_without_its_value(changes):
+    changes.producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 4_000_000})
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.raw(b"x" * 2_000_000, key=2, partition=0)  # not JSON, and too large to store as a letter
+    changes.send("c", None, employee(3, T0), partition=0)
+    report = changes.drain()
+    assert report.counts["inserted"] == 2 and report.counts["dead_lettered"] == 1
+    assert changes.drain().counts["consumed"] == 0, "the batch was committed: the pipeline goes on"
+    (letter,) = changes.dead_letters()
+    headers = dict(letter.headers())
+    assert letter.value() is None and headers["base_sync.value_left_out"] == b"2000000"
+    assert b"not JSON" in headers["__connect.errors.exception.message"]
 
 
 def test_a_duplicate_delivery_changes_nothing(changes):
