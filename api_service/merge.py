@@ -10,14 +10,16 @@ stage into Base B is an index probe, whatever the planner thinks of the table's 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from operator import attrgetter
 
 from sqlalchemy import (
     Column,
     Connection,
+    Date,
     MetaData,
+    Numeric,
     Table,
     and_,
     case,
@@ -336,40 +338,86 @@ def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds)
             bounds.trusted(own.c.source_updated_at),
             stage.c.source_updated_at < own.c.source_updated_at,
         )
+        # Counted among the locked rows only: a row an upsert committed after the lock is not theirs.
+        mine = own.c.id.in_(locked)
         existing, stale_count, already = conn.execute(
             select(
-                func.count(own.c.id),
-                func.coalesce(func.sum(case((stale, 1), else_=0)), 0),
-                func.coalesce(func.sum(case((and_(~stale, own.c.deleted_at.is_not(None)), 1), else_=0)), 0),
+                func.count(case((mine, own.c.id))),
+                func.coalesce(func.sum(case((and_(mine, stale), 1), else_=0)), 0),
+                func.coalesce(func.sum(case((and_(mine, ~stale, own.c.deleted_at.is_not(None)), 1), else_=0)), 0),
             ).select_from(stage.outerjoin(own, own_on))
         ).one()
         now = literal(datetime.now(UTC), UTCDateTime)
-        if locked:
-            conn.execute(
+
+        def tombstone(where) -> int:
+            """Mark deleted the rows `where` picks that are not newer than the delete; how many."""
+            guarded = or_(
+                target.c.source_updated_at.is_(None),
+                ~bounds.trusted(target.c.source_updated_at),
+                target.c.source_updated_at <= stage.c.source_updated_at,
+            )
+            statement = (
                 update(target)
-                .where(
-                    target.c.id.in_(locked),
-                    target.c.source_id == stage.c.source_id,
-                    or_(
-                        target.c.source_updated_at.is_(None),
-                        ~bounds.trusted(target.c.source_updated_at),
-                        target.c.source_updated_at <= stage.c.source_updated_at,
-                    ),
-                )
+                .where(where, target.c.source_id == stage.c.source_id, guarded)
                 .values(
                     deleted_at=func.coalesce(target.c.deleted_at, now),
                     source_updated_at=stage.c.source_updated_at,
                     synced_at=now,
                 )
             )
+            return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+
+        if locked:
+            tombstone(target.c.id.in_(locked))
+        # A key Base B does not hold gets a tombstone of its own: without it, an older write arriving
+        # later (a replay, another partition, an upsert racing this delete) would bring the row back.
+        found = select(target.c.source_id).where(target.c.id.in_(locked))
+        created = set(conn.execute(_tombstones(conn, target, stage, now, stage.c.source_id.not_in(found))).scalars())
+        # Keys an upsert committed between the lock and the insert: their rows are visible now.
+        raced = staged - existing - len(created)
+        raced_deleted = tombstone(target.c.source_id.not_in(found) & target.c.source_id.not_in(created)) if raced else 0
     return BulkResult(
         received=batch.received,
         inserted=0,
         updated=0,
         unchanged=already,
-        stale=stale_count + batch.superseded,
-        deleted=existing - stale_count - already,
-        not_found=staged - existing,
+        stale=stale_count + batch.superseded + raced - raced_deleted,
+        deleted=existing - stale_count - already + raced_deleted,
+        not_found=len(created),
         rejected=len(batch.rejected),
         errors=sorted(batch.rejected, key=lambda r: r.index),
     )
+
+
+def _tombstones(conn: Connection, target: Table, stage: Table, now, where):
+    """INSERT a deleted row for each staged key `where` picks (ON CONFLICT DO NOTHING), RETURNING the keys it
+    inserted: the version and the delete's time, and a blank of each column that takes no NULL (a
+    tombstone is never read: every read skips deleted rows)."""
+    blanks = {c.name: literal(_blank(c.type), c.type) for c in target.c if not c.nullable and c.name not in _FILLED}
+    names = ["source_id", "source_updated_at", "created_at", "updated_at", "synced_at", "deleted_at", *blanks]
+    rows = (
+        select(
+            stage.c.source_id,
+            stage.c.source_updated_at,
+            stage.c.source_updated_at,
+            stage.c.source_updated_at,
+            now,
+            now,
+            *blanks.values(),
+        )
+        .where(where)
+        .order_by(stage.c.source_id)
+    )  # SQLite parses INSERT ... SELECT ... ON CONFLICT only with a WHERE
+    insert = backend_of(conn).insert(target).from_select(names, rows)
+    return insert.on_conflict_do_nothing(index_elements=[target.c.source_id]).returning(target.c.source_id)
+
+
+_FILLED = ("id", "source_id", "source_updated_at", "created_at", "updated_at", "synced_at", "deleted_at")
+
+
+def _blank(kind):
+    if isinstance(kind, Numeric):
+        return 0
+    if isinstance(kind, Date):
+        return date(1970, 1, 1)
+    return ""

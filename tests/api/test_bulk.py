@@ -76,6 +76,20 @@ def test_a_newer_write_brings_a_deleted_row_back(client):
     assert client.get("/articles?source_id=1").json["items"][0]["title"] == "again"
 
 
+def test_a_delete_before_the_row_arrived_keeps_older_writes_out(client, db):
+    """A delete of a key Base B does not hold leaves a tombstone: a replay, another partition or
+    an upsert that raced the delete cannot bring back, with an older version, a row Base A deleted."""
+    gone = client.post("/employees/bulk/delete", json=[{"source_id": 7, "source_updated_at": V2}], headers=AUTH)
+    assert counts(gone.json) == {"not_found": 1}
+    for version in (V1, V2):
+        assert counts(upsert(client, "employees", [employee(7, version)])) == {"stale": 1}
+    assert client.get("/employees?source_id=7").json["items"] == []
+    assert counts(upsert(client, "employees", [employee(7, V3)])) == {"updated": 1}  # newer: it lives
+    assert client.get("/employees?source_id=7").json["items"][0]["email"] == "e7@example.com"
+    again = client.post("/employees/bulk/delete", json=[{"source_id": 8, "source_updated_at": V2}] * 2, headers=AUTH)
+    assert counts(again.json) == {"not_found": 1, "stale": 1}  # the same key twice: one tombstone
+
+
 def test_bulk_delete_counts_every_outcome(client):
     upsert(client, "articles", [article(1, V1), article(2, V3), article(3, V1)])
     client.post("/articles/bulk/delete", json=[{"source_id": 3, "source_updated_at": V1}], headers=AUTH)
