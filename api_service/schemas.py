@@ -262,7 +262,7 @@ class QuarantineItem(BaseModel):
     model_config = _STRICT
     # Any BIGINT: a key outside Base B's 1..2^63-1 is one of the reasons a source row is refused.
     source_id: int = pydantic.Field(ge=MIN_BIGINT, le=MAX_BIGINT)
-    source_updated_at: datetime | None = pydantic.Field(None, description="its version, when it has a usable one")
+    source_updated_at: UtcDateTime | None = pydantic.Field(None, description="its version, when it has a usable one")
     record: dict[str, Any] = pydantic.Field(description="the source row as read")
     reasons: list[dict[str, str]] = pydantic.Field(min_length=1, description="{field, message} for each problem")
 

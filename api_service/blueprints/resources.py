@@ -6,6 +6,7 @@ import json
 
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
+from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 
 from api_service import auth, bulk_input, merge, metrics, rejections, repository, sync_reads
@@ -39,11 +40,25 @@ def _settings():
     return current_app.extensions["api_settings"]
 
 
+def _body() -> bytes:
+    """The request body. A chunked body past MAX_CONTENT_LENGTH is refused as a sized one is (werkzeug
+    stops reading it at the limit without a word: the request would be cut short, not refused), and
+    a chunked body gunicorn cannot parse is the client's 400, not an internal error."""
+    try:
+        data = request.get_data()
+    except ParseException as exc:
+        raise Problem(400, f"the request body is malformed: {exc}") from None
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(data) >= limit:
+        raise Problem(413, f"the body is larger than the limit of {limit} bytes (API_MAX_CONTENT_LENGTH)")
+    return data
+
+
 def _json_object() -> dict:
     if request.mimetype != "application/json":
         raise Problem(415, "send the record as application/json")
     try:
-        body = orjson.loads(request.get_data())
+        body = orjson.loads(_body())
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -78,7 +93,7 @@ def _admitted_versions(batch, settings) -> VersionBounds:
 
 def _quarantine(entity: Entity) -> Response:
     """POST /{entity}/rejections: store `QuarantineItem`s as open rejections (base_sync.dirty)."""
-    items, _ = bulk_input.parse_body(request.get_data(), "application/json", _settings().bulk_max_records)
+    items, _ = bulk_input.parse_body(_body(), "application/json", _settings().bulk_max_records)
     try:
         rows = QUARANTINE_ITEMS.validate_python(items)
     except ValidationError as exc:
@@ -129,7 +144,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
     def bulk_upsert():
         settings = _settings()
         batch = bulk_input.read_upserts(
-            request.get_data(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
+            _body(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
         result = merge.upsert(get_connection(), entity, table, batch, _admitted_versions(batch, settings))
         _remember_rejections(batch, result, settings)
@@ -139,7 +154,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.post("/bulk/delete")
     def bulk_delete():
         settings = _settings()
-        batch = bulk_input.parse_deletes(request.get_data(), request.mimetype, settings.bulk_max_records)
+        batch = bulk_input.parse_deletes(_body(), request.mimetype, settings.bulk_max_records)
         result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings))
         _remember_rejections(batch, result, settings)
         _count_bulk(entity.name, "delete", result)
@@ -149,7 +164,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
         """Keep rejections past the response, and close those a later write of the key fixed."""
         items = []
         if result.errors:  # rare: read the records as sent again, to keep them for a replay
-            items, _ = bulk_input.parse_body(request.get_data(), request.mimetype, settings.bulk_max_records)
+            items, _ = bulk_input.parse_body(_body(), request.mimetype, settings.bulk_max_records)
         touched = (record.source_id for _, record in batch.records)
         rejections.remember(get_connection(), entity.name, result, items, touched)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 
 from api_service import create_app
@@ -136,3 +139,35 @@ def test_hostile_bulk_values_are_rejected_per_record(client):
     ]
     result = client.post("/articles/bulk", json=records, headers=AUTH).json
     assert result["rejected"] == 4, result
+
+
+def test_a_quarantine_item_with_a_version_no_database_holds_is_refused_by_field(client):
+    items = [
+        {
+            "source_id": 7,
+            "source_updated_at": "0001-01-01T00:00:00+01:00",
+            "record": {},
+            "reasons": [{"field": "x", "message": "y"}],
+        }
+    ]
+    response = client.post("/articles/rejections", json=items, headers=AUTH)
+    assert response.status_code == 422, response.json
+    assert response.json["errors"][0]["field"].endswith("source_updated_at")
+
+
+def test_a_chunked_body_past_the_limit_is_refused_not_cut_short(database_url):
+    app = create_app(make_settings(database_url, max_content_length=2048))
+    records = orjson.dumps(
+        [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t" * 50} for i in range(1, 60)]
+    )
+    assert len(records) > 2048
+    response = app.test_client().post(
+        "/articles/bulk",
+        input_stream=io.BytesIO(records),
+        headers={**AUTH, "Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # what gunicorn says of a chunked body
+    )
+    assert response.status_code == 413, response.json
+    assert "API_MAX_CONTENT_LENGTH" in response.json["detail"]
+    assert app.test_client().get("/articles?limit=100").json["items"] == []  # nothing half-written
+    app.extensions["base_b_engine"].dispose()
