@@ -204,7 +204,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None) -> Change | 
     source_ms = source.get("ts_ms") if isinstance(source.get("ts_ms"), int) else None
     view = topics.view(entity)
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
-    key = _key(row, f"{image_name}.{view.spec.key}")
+    key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     if op == DELETE_OP:
         return _delete(entity, key, op, row, view, commit, source_ms, image_name)
@@ -230,10 +230,9 @@ def _op(payload: dict) -> str:
     raise BadEvent(f"op {op!r} is not one of c, u, r, d")
 
 
-def _key(row: dict, where: str) -> int:
-    """The row's key: an integer in Base B's key range (a BIGINT UNSIGNED in `precise` mode arrives
-    as a whole Decimal)."""
-    key = row.get(where.split(".", 1)[1])
+def _key(key, where: str) -> int:
+    """The row's key (`where`: the image's column, for the reason): an integer in Base B's key range
+    (a BIGINT UNSIGNED in `precise` mode arrives as a whole Decimal)."""
     if isinstance(key, Decimal) and key == key.to_integral_value():
         key = int(key)
     if not isinstance(key, int) or isinstance(key, bool):
