@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from api_service import json_body
 from api_service.fastpath import FastDecoder
 from api_service.problems import Problem, field_errors
 from api_service.schemas import BULK_DELETE_RECORDS, RejectedRecord
@@ -58,14 +58,14 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[A
             if not line.strip():
                 continue
             try:
-                items.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
+                items.append(json_body.loads(line))
+            except json_body.JsonError as exc:
                 errors[len(items)] = f"line {line_number} is not valid JSON: {exc}"
                 items.append(None)
     else:
         try:
-            items = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            items = json_body.loads(body)
+        except json_body.JsonError as exc:
             raise Problem(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(items, list):
             raise Problem(422, "the body must be a JSON array of records (or NDJSON, one record a line)")

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT
+from api_service.schemas import DECIMAL_TEXT, EMAIL_PATTERN, MAX_BIGINT
 from baseab_contract.entities import Entity, Field, Kind
 
 _TIMESTAMPS = ("source_updated_at", "created_at", "updated_at")
@@ -33,7 +33,10 @@ def _msgspec_type(field: Field) -> Any:
         case Kind.EMAIL:
             return Annotated[str, msgspec.Meta(max_length=field.max_length, pattern=EMAIL_PATTERN)]
         case Kind.DECIMAL:
-            return Decimal  # digits, scale and minimum are checked after decoding
+            # Text in JSON's number grammar, or an integer (msgspec's Decimal would take "1_000"
+            # and any script's digits; a JSON fraction would arrive as a float): read into Decimals,
+            # then digits, scale and minimum checked, after decoding. Anything else: pydantic.
+            return Annotated[str, msgspec.Meta(pattern=DECIMAL_TEXT)] | int
         case Kind.DATE:
             return date
     raise ValueError(f"no msgspec type for {field.kind}")
@@ -68,6 +71,16 @@ def _decimals_fit(records: list, field: Field) -> bool:
         return False
     # A zero with an exponent the database cannot take (0E-16384) equals its rounding: pydantic's path.
     return all(-field.scale <= zero.as_tuple().exponent <= 0 for zero in values if not zero)
+
+
+def _to_decimals(records: list, name: str) -> None:
+    column = list(map(attrgetter(name), records))
+    if None not in column:
+        list(map(setattr, records, repeat(name), map(Decimal, column)))
+        return
+    for record, value in zip(records, column, strict=True):
+        if value is not None:
+            setattr(record, name, Decimal(value))
 
 
 def _to_utc(records: list, name: str) -> None:
@@ -120,8 +133,10 @@ class FastDecoder:
             records = self._line_decoder.decode_lines(body) if ndjson else self._decoder.decode(body)
             for name in _TIMESTAMPS:
                 _to_utc(records, name)
-            if not all(_decimals_fit(records, field) for field in self._decimals):
-                return None
+            for field in self._decimals:
+                _to_decimals(records, field.name)
+                if not _decimals_fit(records, field):
+                    return None
         except (msgspec.DecodeError, OverflowError, ValueError, InvalidOperation):
             return None
         return records

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select, update
 
+from api_service import json_body
 from api_service.backends import backend_of
 from api_service.db import begin_write
 from api_service.models import REJECTIONS
@@ -41,7 +42,7 @@ def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any]
                     "entity": entity,
                     "source_id": error.source_id,
                     "source_updated_at": _version(items[error.index]),
-                    "record": orjson.dumps(items[error.index]).decode(),
+                    "record": json_body.dumps(items[error.index]),
                     "reasons": orjson.dumps(error.reasons).decode(),
                     "first_rejected_at": now,
                     "last_rejected_at": now,
@@ -71,7 +72,7 @@ def quarantine(conn: Connection, entity: str, items: list) -> int:
             "entity": entity,
             "source_id": item.source_id,
             "source_updated_at": item.source_updated_at,
-            "record": orjson.dumps(item.record).decode(),
+            "record": json_body.dumps(item.record),
             "reasons": orjson.dumps(item.reasons).decode(),
             "first_rejected_at": now,
             "last_rejected_at": now,
@@ -130,7 +131,8 @@ def open_rejections(conn: Connection, entity: str, after: int | None, limit: int
         item = row._asdict()
         item.pop("entity")
         item.pop("resolved_at")
-        item["record"] = orjson.loads(item["record"]) if item["record"] else None
+        # As stored: parsed and written again, a number could lose digits or pass orjson's range.
+        item["record"] = orjson.Fragment(item["record"]) if item["record"] else None
         item["reasons"] = orjson.loads(item["reasons"])
         rows.append(item)
     has_more = len(rows) > limit

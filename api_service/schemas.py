@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,6 +21,9 @@ from pydantic import (
     ConfigDict,
     StringConstraints,
     TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
     create_model,
 )
 
@@ -49,13 +52,42 @@ def _to_utc(value: datetime) -> datetime:
 
 def _iso_only(value: object) -> object:
     """pydantic would read numbers as Unix time; the API takes ISO 8601 text, as documented."""
-    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+    if isinstance(value, bool | int | float | Decimal) or (isinstance(value, str) and _NUMBER.match(value)):
         raise ValueError("use ISO 8601, e.g. 2024-01-31 or 2024-01-31T12:00:00Z")
     return value
 
 
+def _timestamp(value: object, handler: ValidatorFunctionWrapHandler) -> datetime:
+    """ISO 8601 text to the microsecond, as the database keeps it: further digits round, as
+    msgspec's fast pass and PostgreSQL round them (pydantic alone would cut them off, so one
+    record's version would depend on the others in its request)."""
+    value = _iso_only(value)
+    carry = False
+    if isinstance(value, str) and (extra := _SUB_MICROSECONDS.search(value)):
+        carry = extra.group(2) >= "5"
+        value = value[: extra.end(1)] + value[extra.end() :]
+    parsed = _to_utc(handler(value))
+    try:
+        return parsed + timedelta(microseconds=1) if carry else parsed
+    except OverflowError as exc:
+        raise ValueError("timestamp out of range") from exc
+
+
+def _decimal_text(value: object) -> object:
+    """Decimal text must read as a JSON number: Python would also take "1_000", " 12", ".5", "+1"
+    and digits of any script, none of which a JSON client means as a number."""
+    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+        raise ValueError(f"write the number as JSON does, e.g. 1234.50 or \"1234.50\" (got {value!r})")
+    return value
+
+
 _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
-UtcDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
+# The seventh fractional digit of a timestamp: what rounds the microseconds.
+_SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
+# A JSON number's grammar (leading zeros allowed), ASCII digits only.
+DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+_DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
+UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]
 IsoDate = Annotated[date, BeforeValidator(_iso_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
 # In a JSON record the key must be a JSON integer: not `true`, not "7".
@@ -77,14 +109,30 @@ def _python_type(field: Field) -> Any:
         case Kind.DECIMAL:
             return Annotated[
                 Decimal,
+                BeforeValidator(_decimal_text),
                 pydantic.Field(
                     max_digits=field.precision, decimal_places=field.scale, ge=field.minimum, allow_inf_nan=False
                 ),
                 AfterValidator(_plain_zero),
+                WithJsonSchema(_decimal_schema(field)),
             ]
         case Kind.DATE:
             return IsoDate
     raise ValueError(f"no Python type for {field.kind}")
+
+
+def _decimal_schema(field: Field) -> dict[str, Any]:
+    """A JSON number, or its text (what the pipelines send: exact, where a float would round)."""
+    bound = 10 ** (field.precision - field.scale)
+    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": bound}
+    if field.minimum is None:
+        number["exclusiveMinimum"] = -bound
+    else:
+        number["minimum"] = int(field.minimum) if field.minimum == int(field.minimum) else float(field.minimum)
+    return {
+        "anyOf": [number, {"type": "string", "pattern": DECIMAL_TEXT}],
+        "description": f"at most {field.precision} digits, {field.scale} after the point",
+    }
 
 
 def _plain_zero(value: Decimal) -> Decimal:

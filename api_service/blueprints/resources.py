@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 
-from api_service import auth, bulk_input, merge, metrics, rejections, repository, sync_reads
+from api_service import auth, bulk_input, json_body, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
@@ -58,8 +58,8 @@ def _json_object() -> dict:
     if request.mimetype != "application/json":
         raise Problem(415, "send the record as application/json")
     try:
-        body = orjson.loads(_body())
-    except orjson.JSONDecodeError as exc:
+        body = json_body.loads(_body())
+    except json_body.JsonError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise Problem(422, "the body must be a JSON object", errors=[{"field": "body", "message": "not an object"}])

@@ -7,7 +7,7 @@ import io
 import orjson
 import pytest
 
-from api_service import create_app
+from api_service import create_app, json_body
 from tests.api.conftest import AUTH, make_settings
 
 PROBLEM = "application/problem+json"
@@ -171,3 +171,39 @@ def test_a_chunked_body_past_the_limit_is_refused_not_cut_short(database_url):
     assert "API_MAX_CONTENT_LENGTH" in response.json["detail"]
     assert app.test_client().get("/articles?limit=100").json["items"] == []  # nothing half-written
     app.extensions["base_b_engine"].dispose()
+
+
+def _employee(source_id: int | None, salary: bytes) -> bytes:
+    """An employee's JSON text with the salary as given; a pipeline's record when it has a key."""
+    fields = b'"first_name": "A", "last_name": "B", "email": "e%d@example.com", "salary": %s' % (source_id or 0, salary)
+    if source_id is not None:
+        fields = b'"source_id": %d, "source_updated_at": "2024-01-01T00:00:00Z", ' % source_id + fields
+    return b"{" + fields + b"}"
+
+
+@pytest.mark.parametrize(
+    "salary", [b"1.0000000000000001", b"1e-400", b"123456789012345678901234", b'"1_000"', b'"\\u0661"', b'" 12"']
+)
+def test_a_number_is_never_rounded_or_read_loosely_into_a_decimal(client, salary):
+    """A float would have stored 1.00, 0.00 or a rounded value without a word; Python's Decimal
+    reads "1_000" and any script's digits. Each is refused, in a single write and in a batch."""
+    json_type = {**AUTH, "Content-Type": "application/json"}
+    single = client.post("/employees", data=_employee(None, salary), headers=json_type)
+    assert [e["field"] for e in assert_problem(single, 422)["errors"]] == ["salary"]
+    # one good record beside it sends the batch down the record-by-record path too
+    batch = b"[" + _employee(1, salary) + b"," + _employee(2, b'"10.50"') + b"]"
+    result = client.post("/employees/bulk", data=batch, headers=json_type).json
+    assert (result["inserted"], result["rejected"]) == (1, 1), result
+    assert result["errors"][0]["reasons"][0]["field"] == "salary"
+    # the rejection is kept with the record exactly as it was sent
+    kept = client.get("/employees/rejections", headers=AUTH)
+    assert kept.status_code == 200, kept.data
+    assert json_body.loads(kept.data)["items"][0]["record"]["salary"] == json_body.loads(salary)
+
+
+def test_a_key_past_any_integer_a_database_holds_is_a_rejection_not_an_error(client):
+    batch = b"[" + _employee(2**80, b'"1.00"') + b"]"
+    result = client.post("/employees/bulk", data=batch, headers={**AUTH, "Content-Type": "application/json"})
+    assert result.status_code == 200, result.data
+    assert result.json["rejected"] == 1 and result.json["errors"][0]["reasons"][0]["field"] == "source_id"
+    assert client.get("/employees/rejections", headers=AUTH).json["items"] == []

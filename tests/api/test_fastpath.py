@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from api_service import json_body
 from api_service.schemas import SCHEMAS
 
 EMPLOYEES = SCHEMAS["employees"]
@@ -26,12 +27,14 @@ VALID = {
 }
 
 
-def both(record: dict):
-    """(fast result, pydantic result); None for a rejection."""
-    fast = EMPLOYEES.fast.decode(json.dumps([record]).encode(), ndjson=False)  # big ints too
+def both(record: dict | bytes):
+    """(fast result, pydantic result) for a record or one record's JSON text; None for a rejection.
+    pydantic sees what the API gives it: the JSON as `json_body` reads it."""
+    body = b"[" + record + b"]" if isinstance(record, bytes) else json.dumps([record]).encode()  # big ints too
+    fast = EMPLOYEES.fast.decode(body, ndjson=False)
     try:
-        slow = EMPLOYEES.bulk_record.model_validate(record)
-    except ValidationError:
+        slow = EMPLOYEES.bulk_record.model_validate(json_body.loads(body)[0])
+    except (ValidationError, json_body.JsonError):  # json.dumps writes NaN, which JSON has not
         slow = None
     return (fast[0] if fast else None), slow
 
@@ -75,6 +78,19 @@ def test_a_valid_record_is_read_the_same_by_both():
         {"salary": "NaN"},
         {"salary": "Infinity"},
         {"salary": 1e308},
+        {"salary": 1.5},
+        {"salary": "1_000"},
+        {"salary": " 12"},
+        {"salary": "12 "},
+        {"salary": "+12"},
+        {"salary": "12."},
+        {"salary": ".5"},
+        {"salary": "\u0661\u0662"},  # Arabic-Indic digits
+        {"salary": "\uff11\uff12"},  # full-width digits
+        {"salary": ""},
+        {"salary": True},
+        {"source_updated_at": "2024-01-01T00:00:00.1234565Z"},
+        {"source_updated_at": "9999-12-31T23:59:59.9999999Z"},
         {"hired_at": "2020-02-30"},
         {"hired_at": 0},
         {"unknown": 1},
@@ -132,3 +148,41 @@ def test_a_batch_reads_decimals_and_offsets_as_pydantic_does():
     third = fast[2]
     assert third.source_updated_at.isoformat() == "2024-01-01T10:00:00+00:00"
     assert third.updated_at.isoformat() == "2024-01-01T10:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("salary", "stored"),
+    [
+        (b"1234.5", "1234.50"),
+        (b"1.0000000000000001", None),  # a float would read 1.0
+        (b"1e-400", None),  # a float would read 0.0
+        (b"123456789012345678901234", None),  # a float would read 1.2345678901234568e+23
+        (b"1E+2", "100.00"),
+        (b'"1E+2"', "100.00"),
+        (b'"1_000"', None),
+        (rb'"\u0661"', None),
+    ],
+)
+def test_decimals_are_read_exactly_by_both_passes(salary, stored):
+    record = orjson.dumps(VALID)[:-1] + b',"salary":' + salary + b"}"
+    record = record.replace(b'"salary":"1234.50",', b"")
+    fast, slow = both(record)
+    if stored is None:
+        assert slow is None and fast is None
+    else:
+        assert f"{slow.salary:.2f}" == stored
+        assert fast is None or fast.salary == slow.salary
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        ("2024-01-01T00:00:00.1234564Z", "2024-01-01T00:00:00.123456+00:00"),
+        ("2024-01-01T00:00:00.1234565Z", "2024-01-01T00:00:00.123457+00:00"),
+        ("2024-01-01T00:00:00.9999999+01:00", "2023-12-31T23:00:01+00:00"),
+    ],
+)
+def test_digits_past_the_microsecond_round_in_both_passes(sent, read):
+    fast, slow = both({**VALID, "source_updated_at": sent})
+    assert slow.source_updated_at.isoformat() == read
+    assert fast is not None and fast.source_updated_at == slow.source_updated_at
