@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, case, exists, or_, select, update
 
 from api_service import json_body
 from api_service.backends import backend_of
@@ -30,8 +30,11 @@ def _version(item: Any) -> datetime | None:
         return None
 
 
-def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any], touched: Iterable[int]) -> None:
-    """Store this request's rejections; resolve earlier ones whose key was now written."""
+def remember(
+    conn: Connection, target: Table, result: BulkResult, items: list[Any], touched: Iterable[int]
+) -> None:
+    """Store this request's rejections; resolve earlier ones this request's writes superseded."""
+    entity = target.name
     now = datetime.now(UTC)
     rejected = {e.source_id for e in result.errors}
     resolved = set(touched) - rejected
@@ -58,9 +61,20 @@ def remember(conn: Connection, entity: str, result: BulkResult, items: list[Any]
         if fixed:
             conn.execute(
                 update(REJECTIONS)
-                .where(REJECTIONS.c.entity == entity, REJECTIONS.c.source_id.in_(fixed))
+                .where(REJECTIONS.c.entity == entity, REJECTIONS.c.source_id.in_(fixed), _superseded(target))
                 .values(resolved_at=now)
             )
+
+
+def _superseded(target: Table):
+    """Base B now holds the key at the rejected record's version or a newer one (live or deleted).
+    A write that was stale, or older than the rejected change, leaves the rejection open: the
+    rejected change is still not in Base B. Without a usable version, any row of the key will do."""
+    held = target.c.source_id == REJECTIONS.c.source_id
+    at_least_as_new = or_(
+        REJECTIONS.c.source_updated_at.is_(None), target.c.source_updated_at >= REJECTIONS.c.source_updated_at
+    )
+    return exists().where(held, at_least_as_new)
 
 
 def quarantine(conn: Connection, entity: str, items: list) -> int:
@@ -87,17 +101,23 @@ def quarantine(conn: Connection, entity: str, items: list) -> int:
 
 
 def _store(conn: Connection, rows: list[dict]) -> None:
-    """Insert rejections; one already held for the key is updated, counted again and reopened."""
+    """Insert rejections; one already held for the key is counted again and reopened, and keeps
+    the newer of the two records (an older one arriving later must not take the newer's place)."""
     if not rows:
         return
     insert = backend_of(conn).insert(REJECTIONS)
+    held_is_newer = REJECTIONS.c.source_updated_at > insert.excluded.source_updated_at  # NULL: no
+
+    def newer(name: str):
+        return case((held_is_newer, REJECTIONS.c[name]), else_=insert.excluded[name])
+
     conn.execute(
         insert.on_conflict_do_update(
             index_elements=[REJECTIONS.c.entity, REJECTIONS.c.source_id],
             set_={
-                "source_updated_at": insert.excluded.source_updated_at,
-                "record": insert.excluded.record,
-                "reasons": insert.excluded.reasons,
+                "source_updated_at": newer("source_updated_at"),
+                "record": newer("record"),
+                "reasons": newer("reasons"),
                 "last_rejected_at": insert.excluded.last_rejected_at,
                 "times": REJECTIONS.c.times + 1,
                 "resolved_at": None,

@@ -161,12 +161,12 @@ def make_blueprint(entity: Entity) -> Blueprint:
         return json_response(result)
 
     def _remember_rejections(batch, result, settings) -> None:
-        """Keep rejections past the response, and close those a later write of the key fixed."""
+        """Keep rejections past the response, and close those this request's writes superseded."""
         items = []
         if result.errors:  # rare: read the records as sent again, to keep them for a replay
             items, _ = bulk_input.parse_body(_body(), request.mimetype, settings.bulk_max_records)
         touched = (record.source_id for _, record in batch.records)
-        rejections.remember(get_connection(), entity.name, result, items, touched)
+        rejections.remember(get_connection(), table, result, items, touched)
 
     # The pipelines' own refusals (source rows with invalid dates): kept like the bulk rejections.
     bp.add_url_rule("/rejections", "quarantine_rows", lambda: _quarantine(entity), methods=["POST"])

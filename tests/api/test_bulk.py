@@ -224,3 +224,40 @@ def test_a_held_key_between_new_ones_is_merged_not_copied(client, db, caplog):
     rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
     assert len(rows) == 7 and [rows[k]["title"] for k in (2, 4)] == ["held", "newer"]
     assert rows[6]["deleted_at"] is not None and rows[6]["title"] == "title 6"
+
+
+def _open_rejections(client, entity: str) -> dict[int, str]:
+    """source_id -> version of each open rejection."""
+    items = client.get(f"/{entity}/rejections", headers=AUTH).json["items"]
+    return {item["source_id"]: item["source_updated_at"] for item in items}
+
+
+def test_a_rejection_stays_open_until_base_b_holds_its_version_or_a_newer_one(client):
+    upsert(client, "articles", [article(1, V2)])
+    assert upsert(client, "articles", [article(1, V3, title="")])["rejected"] == 1  # the V3 change
+    assert list(_open_rejections(client, "articles")) == [1]
+    # An older write (stale) and a delete older than the rejected change leave it open:
+    # Base B still lacks the rejected change.
+    assert counts(upsert(client, "articles", [article(1, V1)])) == {"stale": 1}
+    delete = client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH)
+    assert delete.status_code == 200, delete.json
+    assert list(_open_rejections(client, "articles")) == [1]
+    # The change itself, fixed, closes it.
+    assert counts(upsert(client, "articles", [article(1, V3)])) == {"updated": 1}
+    assert _open_rejections(client, "articles") == {}
+
+
+def test_a_newer_write_than_the_rejected_change_closes_it(client):
+    assert upsert(client, "articles", [article(2, V2, title="")])["rejected"] == 1
+    assert counts(upsert(client, "articles", [article(2, V1)])) == {"inserted": 1}
+    assert list(_open_rejections(client, "articles")) == [2]  # V1 is older than the rejected V2
+    assert counts(upsert(client, "articles", [article(2, V3)])) == {"updated": 1}
+    assert _open_rejections(client, "articles") == {}
+
+
+def test_an_older_rejection_never_takes_a_newer_ones_place(client):
+    assert upsert(client, "articles", [article(3, V3, title="")])["rejected"] == 1
+    assert upsert(client, "articles", [article(3, V1, title="")])["rejected"] == 1
+    items = client.get("/articles/rejections", headers=AUTH).json["items"]
+    assert [(i["source_id"], i["source_updated_at"][:10], i["times"]) for i in items] == [(3, "2024-03-01", 2)]
+    assert items[0]["record"]["source_updated_at"] == V3
