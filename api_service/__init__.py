@@ -33,6 +33,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.logger.warning("API_TOKENS is empty: every write will be refused with 403")
 
     problems.init_app(app)
+    app.wsgi_app = problems.refuse_unknown_methods(app)
     db.init_app(app, settings)
     metrics.init_app(app, settings)
     app.register_blueprint(service.bp)

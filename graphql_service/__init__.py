@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
 from flask import Flask, Response, jsonify, request
@@ -34,15 +36,24 @@ def _caller_token() -> str | None:
     return token.strip(" \t") or None if scheme.lower() == "bearer" else None
 
 
+_EXACT_JSON = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def _request_body() -> dict | str:
     """The request's GraphQL parameters, or what is wrong with the request (GraphQL over HTTP: a JSON object)."""
     if request.mimetype != "application/json":
         return f"Content-Type must be application/json, got {request.mimetype or 'none'}"
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed"
     raw = request.get_data()
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     try:
-        # orjson: strict JSON (no NaN or Infinity, no lone surrogates) and a bounded nesting depth.
-        data = orjson.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+        text = raw if charset in ("utf-8", "utf8") else raw.decode(charset)
+        # orjson: strict JSON (no NaN or Infinity, no lone surrogates) and a bounded nesting depth;
+        # then read again with numbers exact, since a float would round a Decimal variable.
+        orjson.loads(text)
+        data = _EXACT_JSON.decode(text)
     except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError) as exc:
         return f"the body is not valid JSON: {exc}"
     if isinstance(data, list):
@@ -81,7 +92,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     def graphql_endpoint():
         data = _request_body()
         if isinstance(data, str):
-            return _request_error(data, 415 if data.startswith("Content-Type") else 400)
+            return _request_error(data, 415 if data.startswith("Content-") else 400)
         token = _caller_token()
         success, result = graphql_sync(
             SCHEMA,

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ariadne import MutationType, QueryType, ScalarType
-from graphql import GraphQLResolveInfo
+from graphql import FloatValueNode, GraphQLResolveInfo, IntValueNode, StringValueNode, ValueNode, print_ast
 
 from graphql_service.entity_schema import ENTITY_NAMES
 from graphql_service.errors import UserInputError
@@ -54,7 +54,8 @@ def parse_date(value: Any) -> str:
 
 @decimal_scalar.value_parser
 def parse_decimal(value: Any) -> str:
-    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    # A JSON variable's number arrives as an int or an exact Decimal (see `_request_body`).
+    text = str(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else value
     if not (isinstance(text, str) and _DECIMAL.fullmatch(text)):
         raise UserInputError(f"{str(value)[:40]!r} is not a decimal number (52000.50)")
     try:
@@ -63,6 +64,14 @@ def parse_decimal(value: Any) -> str:
         raise UserInputError(f"{text[:40]!r} is not a decimal number") from None
     # A zero keeps its exponent in Python (0E-16384), which no database column takes: plain zero.
     return str(number if number else Decimal(0))
+
+
+@decimal_scalar.literal_parser
+def parse_decimal_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> str:
+    """A literal in the query, read from its own text: the default would go through a float."""
+    if isinstance(node, IntValueNode | FloatValueNode | StringValueNode):
+        return parse_decimal(node.value)
+    raise UserInputError(f"{print_ast(node)[:40]} is not a decimal number (52000.50)")
 
 
 _ROW_ID = re.compile(r"[0-9]{1,30}")

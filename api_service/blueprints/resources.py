@@ -41,9 +41,16 @@ def _settings():
 
 
 def _body() -> bytes:
-    """The request body. A chunked body past MAX_CONTENT_LENGTH is refused as a sized one is (werkzeug
+    """The request body, uncompressed only. A chunked body past MAX_CONTENT_LENGTH is refused as a sized one is (werkzeug
     stops reading it at the limit without a word: the request would be cut short, not refused), and
     a chunked body gunicorn cannot parse is the client's 400, not an internal error."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # werkzeug does not decode bodies: gzip would read as bad JSON
+        raise Problem(
+            415,
+            f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed",
+            headers={"Accept-Encoding": "identity"},
+        )
     try:
         data = request.get_data()
     except ParseException as exc:
@@ -52,6 +59,16 @@ def _body() -> bytes:
     if limit and request.content_length is None and len(data) >= limit:
         raise Problem(413, f"the body is larger than the limit of {limit} bytes (API_MAX_CONTENT_LENGTH)")
     return data
+
+
+def _query(model, what: str = "query string"):
+    """The query string, validated; a name given twice is refused (read as its first value, a
+    client's `?limit=10&limit=1000` would get a page size it did not expect)."""
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        errors = [{"field": name, "message": "given more than once: give it once"} for name in repeated]
+        raise Problem(422, f"the {what} has invalid fields", errors=errors)
+    return _validated(model, request.args.to_dict(), what)
 
 
 def _json_object() -> dict:
@@ -114,7 +131,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
 
     @bp.get("")
     def list_items():
-        query = _validated(schemas.list_query, request.args.to_dict(), "query string")
+        query = _query(schemas.list_query)
         rows, next_after = repository.list_rows(get_connection(), entity, table, query)
         return json_response({"items": rows, "next_after": next_after})
 
@@ -173,24 +190,24 @@ def make_blueprint(entity: Entity) -> Blueprint:
 
     @bp.get("/rejections")
     def list_rejections():
-        query = _validated(RejectionsQuery, request.args.to_dict(), "query string")
+        query = _query(RejectionsQuery)
         rows, next_after = rejections.open_rejections(get_connection(), entity.name, query.after, query.limit)
         return json_response({"items": rows, "next_after": next_after})
 
     @bp.get("/sync/digest")
     def sync_digest():
-        query = _validated(SyncWindowQuery, request.args.to_dict(), "query string")
+        query = _query(SyncWindowQuery)
         return json_response(sync_reads.digest(get_connection(), table, query))
 
     @bp.get("/sync/versions")
     def sync_versions():
-        query = _validated(SyncVersionsQuery, request.args.to_dict(), "query string")
+        query = _query(SyncVersionsQuery)
         rows, next_after = sync_reads.versions(get_connection(), table, query)
         return json_response({"items": rows, "next_after": next_after})
 
     @bp.get("/sync/buckets")
     def sync_buckets():
-        query = _validated(SyncBucketsQuery, request.args.to_dict(), "query string")
+        query = _query(SyncBucketsQuery)
         items = sync_reads.key_buckets(get_connection(), table, query.size)
         # A bucket's key sum can pass 2**64, beyond orjson: the standard library writes any integer.
         return Response(json.dumps({"items": items}), mimetype="application/json")

@@ -207,3 +207,28 @@ def test_a_key_past_any_integer_a_database_holds_is_a_rejection_not_an_error(cli
     assert result.status_code == 200, result.data
     assert result.json["rejected"] == 1 and result.json["errors"][0]["reasons"][0]["field"] == "source_id"
     assert client.get("/employees/rejections", headers=AUTH).json["items"] == []
+
+
+def test_a_compressed_body_is_refused_not_read_as_json(client):
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = client.post("/articles", data=b'{"title": "t"}', headers=headers)
+    assert "Content-Encoding" in assert_problem(response, 415)["detail"]
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert client.get("/articles", headers=AUTH).json["items"] == []
+
+
+@pytest.mark.parametrize("path", ["/articles?limit=1&limit=1000", "/articles/sync/versions?limit=1&limit=2"])
+def test_a_query_parameter_given_twice_is_refused_not_read_as_its_first(client, path):
+    body = assert_problem(client.get(path, headers=AUTH), 422)
+    assert body["errors"] == [{"field": "limit", "message": "given more than once: give it once"}]
+
+
+def test_a_made_up_method_is_405_as_any_other_and_grows_no_metric(client):
+    for method in ("FOO", "BAR", "PROPFIND", "PATCH"):
+        response = client.open("/articles", method=method)
+        assert_problem(response, 405)
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+    assert_problem(client.open("/nowhere", method="FOO"), 404)
+    metrics = client.get("/metrics").data.decode()
+    assert 'method="PATCH"' in metrics
+    assert not any(f'method="{m}"' in metrics for m in ("FOO", "BAR", "PROPFIND"))

@@ -3,6 +3,7 @@ error in JSON, never a hang, an HTML page, an internal error or thousands of RES
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -126,3 +127,36 @@ def test_a_get_asking_for_json_is_told_to_post_in_json(app):
     page = client.get("/graphql", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.status_code == 200 and page.mimetype == "text/html"  # a browser gets GraphiQL
     assert client.get("/graphql").mimetype == "text/html"  # and so does anything that takes anything
+
+
+def _create_employee(app, salary: str, as_variable: bool):
+    """createEmployee with the salary as written: in the query, or as a JSON variable."""
+    email, declared, argument = ("v@example.com", "($s: Decimal)", "$s") if as_variable else ("i@example.com", "", salary)
+    query = f'mutation{declared} {{ createEmployee(firstName: "A", lastName: "B", email: "{email}", salary: {argument}) {{ salary }} }}'
+    variables = f', "variables": {{"s": {salary}}}' if as_variable else ""
+    body = f'{{"query": {json.dumps(query)}{variables}}}'
+    return app.test_client().post(
+        "/graphql", data=body, content_type="application/json", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+
+@pytest.mark.parametrize("as_variable", [False, True], ids=["literal", "variable"])
+@pytest.mark.parametrize("salary", ["1.0000000000000001", "1e-400", "123456789012345678901234"])
+def test_a_decimal_never_passes_through_a_float(app, salary, as_variable):
+    """A float would have stored 1.00 or 0.00 without a word; as written, the REST API refuses it."""
+    answer = _create_employee(app, salary, as_variable).json
+    assert answer.get("data") in (None, {"createEmployee": None}), answer
+    assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", answer
+
+
+@pytest.mark.parametrize("as_variable", [False, True], ids=["literal", "variable"])
+def test_an_exact_decimal_is_stored_as_written(app, as_variable):
+    answer = _create_employee(app, "1234.5", as_variable).json
+    assert answer == {"data": {"createEmployee": {"salary": "1234.50"}}}, answer
+
+
+def test_a_compressed_body_is_refused_not_read_as_json(app):
+    response = app.test_client().post(
+        "/graphql", data=b'{"query": "{ ping }"}', content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 415 and "Content-Encoding" in only_error(response)["message"]
