@@ -30,9 +30,7 @@ def _version(item: Any) -> datetime | None:
         return None
 
 
-def remember(
-    conn: Connection, target: Table, result: BulkResult, items: list[Any], touched: Iterable[int]
-) -> None:
+def remember(conn: Connection, target: Table, result: BulkResult, items: list[Any], touched: Iterable[int]) -> None:
     """Store this request's rejections; resolve earlier ones this request's writes superseded."""
     entity = target.name
     now = datetime.now(UTC)

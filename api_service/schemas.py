@@ -77,7 +77,7 @@ def _decimal_text(value: object) -> object:
     """Decimal text must read as a JSON number: Python would also take "1_000", " 12", ".5", "+1"
     and digits of any script, none of which a JSON client means as a number."""
     if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
-        raise ValueError(f"write the number as JSON does, e.g. 1234.50 or \"1234.50\" (got {value!r})")
+        raise ValueError(f'write the number as JSON does, e.g. 1234.50 or "1234.50" (got {value!r})')
     return value
 
 

@@ -37,6 +37,8 @@ def _caller_token() -> str | None:
 
 
 _EXACT_JSON = msgspec.json.Decoder(float_hook=Decimal)
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 def _request_body() -> dict | str:
@@ -60,7 +62,37 @@ def _request_body() -> dict | str:
         return "batched requests (a JSON array) are not supported: send one JSON object per request"
     if not isinstance(data, dict):
         return 'send a JSON object: {"query": "...", "variables": {...}}'
-    return data
+    return _malformed_parameter(data) or data
+
+
+# GraphQL over HTTP: each request parameter's JSON type; a request with another is not well formed.
+_PARAMETERS = {"query": (str,), "operationName": (str, type(None)), "variables": (dict, type(None))}
+_PARAMETERS["extensions"] = _PARAMETERS["variables"]
+
+
+def _malformed_parameter(data: dict) -> str | None:
+    if "query" not in data:
+        return 'the request has no "query": send {"query": "...", "variables": {...}}'
+    for name, types in _PARAMETERS.items():
+        if name in data and not isinstance(data[name], types):
+            expected = " or ".join(
+                "null" if t is type(None) else {str: "a string", dict: "an object"}[t] for t in types
+            )
+            return f'"{name}" must be {expected}, got {type(data[name]).__name__}'
+    return None
+
+
+def _response_type() -> str:
+    """GraphQL over HTTP's own media type when the client asks for it, else application/json
+    (what every client before it reads, and the answer to a missing Accept or */*)."""
+    return request.accept_mimetypes.best_match([JSON, GRAPHQL_RESPONSE], default=JSON)
+
+
+def _status(result: dict, media_type: str) -> int:
+    """GraphQL over HTTP: with application/json every well-formed request is a 200, its errors in
+    the body; with application/graphql-response+json a request error (no `data` at all: the
+    document did not parse or validate, a variable did not coerce) is a 400."""
+    return 400 if media_type == GRAPHQL_RESPONSE and "data" not in result else 200
 
 
 def _request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple[Response, int]:
@@ -94,7 +126,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         if isinstance(data, str):
             return _request_error(data, 415 if data.startswith("Content-") else 400)
         token = _caller_token()
-        success, result = graphql_sync(
+        _, result = graphql_sync(
             SCHEMA,
             data,
             context_value={"client": client, "token": token, "loader": RowLoader(client, token), "metrics": metrics},
@@ -112,7 +144,8 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             body = orjson.dumps(result)
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, e.g. in the cost error of a huge `limit`
             body = json.dumps(result).encode()
-        return Response(body, status=200 if success else 400, mimetype="application/json")
+        media_type = _response_type()
+        return Response(body, status=_status(result, media_type), mimetype=media_type)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

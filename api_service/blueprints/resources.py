@@ -41,9 +41,9 @@ def _settings():
 
 
 def _body() -> bytes:
-    """The request body, uncompressed only. A chunked body past MAX_CONTENT_LENGTH is refused as a sized one is (werkzeug
-    stops reading it at the limit without a word: the request would be cut short, not refused), and
-    a chunked body gunicorn cannot parse is the client's 400, not an internal error."""
+    """The request body, uncompressed only. A chunked body past MAX_CONTENT_LENGTH is refused as a
+    sized one is (werkzeug stops reading it at the limit without a word: the request would be cut
+    short, not refused), and a chunked body gunicorn cannot parse is the client's 400, not a 500."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):  # werkzeug does not decode bodies: gzip would read as bad JSON
         raise Problem(

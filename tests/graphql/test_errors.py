@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from graphql_service import create_app
 from testbed.servers import free_port
 from tests.graphql.conftest import make_settings
@@ -64,7 +68,7 @@ def test_a_configured_service_token_is_used_when_the_caller_sends_none(rest_api)
 def test_invalid_scalars_and_queries_are_refused(gql):
     bad_date = gql('{ getArticlesPage(filter: {updatedAfter: "yesterday"}) { items { id } } }')
     assert first_error(bad_date)["extensions"]["code"] in ("BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED")
-    assert first_error(gql("{ nope }", status=400))["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert first_error(gql("{ nope }", status=200))["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     rest_422 = first_error(gql("{ getArticlesPage(limit: 0) { items { id } } }"))  # the REST API refuses it
     assert rest_422["extensions"]["code"] == "BAD_USER_INPUT"
     assert rest_422["extensions"]["fieldErrors"][0]["field"] == "limit"
@@ -84,3 +88,52 @@ def test_rest_down_is_service_unavailable_without_internals():
     assert "Traceback" not in str(answer) and "exception" not in error["extensions"]
     assert client.get("/ready").status_code == 503
     assert client.get("/health").status_code == 200
+
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def _ask(app, body: dict | str, accept: str | None):
+    headers = {"Accept": accept} if accept else {}
+    data = body if isinstance(body, str) else json.dumps(body)
+    return app.test_client().post("/graphql", data=data, content_type="application/json", headers=headers)
+
+
+def test_statuses_follow_graphql_over_http_for_each_media_type(app):
+    """application/json (and no Accept, and */*): every well-formed request is a 200 with its errors
+    in the body. application/graphql-response+json: a request error (no `data`) is a 400."""
+    for accept, media_type, request_error_status in [
+        (None, "application/json", 200),
+        ("*/*", "application/json", 200),
+        ("application/json", "application/json", 200),
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE, 400),
+        (f"{GRAPHQL_RESPONSE}, application/json;q=0.9", GRAPHQL_RESPONSE, 400),
+    ]:
+        invalid = _ask(app, {"query": "{ nope }"}, accept)
+        assert (invalid.status_code, invalid.mimetype) == (request_error_status, media_type), accept
+        assert (
+            "data" not in invalid.json
+            and invalid.json["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        )
+        unparsable = _ask(app, {"query": "{"}, accept)
+        assert unparsable.status_code == request_error_status and "data" not in unparsable.json
+        # An execution error is no request error: data is there (null where the field failed).
+        failed = _ask(app, {"query": 'mutation { deleteArticle(id: "1") }'}, accept)
+        assert failed.status_code == 200 and "data" in failed.json and failed.json["errors"], failed.json
+        assert _ask(app, {"query": "{ ping }"}, accept).json == {"data": {"ping": True}}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"variables": {}}, 'no "query"'),
+        ({"query": 1}, '"query" must be a string'),
+        ({"query": "{ ping }", "variables": "{}"}, '"variables" must be an object or null'),
+        ({"query": "{ ping }", "operationName": 1}, '"operationName" must be a string or null'),
+        ({"query": "{ ping }", "extensions": [1]}, '"extensions" must be an object or null'),
+    ],
+)
+def test_a_request_that_is_not_well_formed_is_400_for_any_media_type(app, body, says):
+    for accept in (None, GRAPHQL_RESPONSE):
+        answer = _ask(app, body, accept)
+        assert answer.status_code == 400 and says in answer.json["errors"][0]["message"], answer.json

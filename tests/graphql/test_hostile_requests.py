@@ -40,10 +40,10 @@ def test_aliases_cannot_multiply_rest_calls_or_writes(gql, app):
     client = app.extensions["rest_client"]
     before = client.calls
     reads = " ".join(f'a{i}: getArticle(id: "{i + 1}") {{ id }}' for i in range(300))
-    error = gql(f"{{ {reads} }}", status=400)["errors"][0]
+    error = gql(f"{{ {reads} }}", status=200)["errors"][0]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and "cost" in error["message"]
     writes = " ".join(f'w{i}: createArticle(title: "t{i}") {{ id }}' for i in range(41))
-    assert "cost" in gql(f"mutation {{ {writes} }}", status=400)["errors"][0]["message"]
+    assert "cost" in gql(f"mutation {{ {writes} }}", status=200)["errors"][0]["message"]
     assert client.calls == before, "refused before any REST call"
     few = " ".join(f'w{i}: createArticle(title: "t{i}") {{ id }}' for i in range(3))
     assert len(gql(f"mutation {{ {few} }}", status=200)["data"]) == 3
@@ -85,9 +85,9 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(app):
 
 
 def test_an_invalid_argument_is_reported_once(gql):
-    answer = gql("{ getArticles(limit: 2147483648) { id } }", status=400)
+    answer = gql("{ getArticles(limit: 2147483648) { id } }", status=200)
     assert len(answer["errors"]) == 1 and "Int cannot represent" in answer["errors"][0]["message"]
-    variable = gql("query($l: Int) { getArticles(limit: $l) { id } }", {"l": 2147483648}, status=400)
+    variable = gql("query($l: Int) { getArticles(limit: $l) { id } }", {"l": 2147483648}, status=200)
     assert len(variable["errors"]) == 1 and "Int cannot represent" in variable["errors"][0]["message"]
 
 
@@ -131,8 +131,11 @@ def test_a_get_asking_for_json_is_told_to_post_in_json(app):
 
 def _create_employee(app, salary: str, as_variable: bool):
     """createEmployee with the salary as written: in the query, or as a JSON variable."""
-    email, declared, argument = ("v@example.com", "($s: Decimal)", "$s") if as_variable else ("i@example.com", "", salary)
-    query = f'mutation{declared} {{ createEmployee(firstName: "A", lastName: "B", email: "{email}", salary: {argument}) {{ salary }} }}'
+    email, declared, argument = (
+        ("v@example.com", "($s: Decimal)", "$s") if as_variable else ("i@example.com", "", salary)
+    )
+    fields = f'firstName: "A", lastName: "B", email: "{email}", salary: {argument}'
+    query = f"mutation{declared} {{ createEmployee({fields}) {{ salary }} }}"
     variables = f', "variables": {{"s": {salary}}}' if as_variable else ""
     body = f'{{"query": {json.dumps(query)}{variables}}}'
     return app.test_client().post(
