@@ -49,3 +49,40 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
 def test_scrape_jobs_are_named_after_the_compose_services():
     jobs = {job["job_name"] for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
     assert jobs <= set(COMPOSE["services"])
+
+
+def _exposition(service: str, tmp_path) -> str:
+    """What a scrape of the service reads, after one request of each kind it counts."""
+    if service == "relay":
+        from prometheus_client import generate_latest
+
+        from base_sync.relay import REGISTRY
+
+        return generate_latest(REGISTRY).decode()
+    if service == "api":
+        from api_service import create_app, migrate
+        from api_service.settings import ApiSettings
+
+        url = f"sqlite:///{tmp_path}/base_b.sqlite"
+        migrate.upgrade(url)
+        client = create_app(ApiSettings(database_url=url, tokens=("t" * 20,))).test_client()
+        client.get("/articles")
+        client.post("/articles/bulk", json=[], headers={"Authorization": "Bearer " + "t" * 20})
+        return client.get("/metrics").data.decode()
+    from graphql_service import create_app
+    from graphql_service.settings import GraphQLSettings
+    from testbed.servers import free_port
+
+    client = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}", timeout=1)).test_client()
+    client.post("/graphql", json={"query": "{ ping getArticles(limit: 1) { id } }"})
+    return client.get("/metrics").data.decode()
+
+
+@pytest.mark.parametrize("service", ["api", "graphql", "relay"])
+def test_every_services_metrics_pass_promtools_lint(promtool, service, tmp_path):
+    exposition = _exposition(service, tmp_path)
+    assert "# TYPE" in exposition
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
