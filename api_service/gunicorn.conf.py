@@ -6,11 +6,18 @@ PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the system temp dir).
 
 import os
 
-from gunicorn_shared import answer_errors_as_problems, child_exit, fresh_metrics_dir  # noqa: F401 (child_exit: a hook)
+from api_service.settings import ApiSettings
+from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
+    answer_errors_as_problems,
+    check_settings,
+    child_exit,
+    count_from_env,
+    fresh_metrics_dir,
+)
 
 bind = os.environ.get("API_BIND", "0.0.0.0:5000")
-workers = int(os.environ.get("API_WORKERS", "2"))
-threads = int(os.environ.get("API_THREADS", "4"))
+workers = count_from_env("API_WORKERS", 2)
+threads = count_from_env("API_THREADS", 4)
 worker_class = "gthread"
 timeout = 120  # a 20,000-record bulk request on a busy database
 graceful_timeout = 30
@@ -19,5 +26,6 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("API_LOG_LEVEL", "info").lower()
 
+check_settings(ApiSettings)
 fresh_metrics_dir("api-metrics-")
 answer_errors_as_problems()

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from env_settings import EnvSettings
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(EnvSettings):
     """Configuration of the REST API; tests build it explicitly instead of patching globals."""
 
     model_config = SettingsConfigDict(env_prefix="API_", frozen=True, extra="ignore", populate_by_name=True)

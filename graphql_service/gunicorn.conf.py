@@ -6,16 +6,24 @@ PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the system temp dir).
 
 import os
 
-from gunicorn_shared import answer_errors_as_problems, child_exit, fresh_metrics_dir  # noqa: F401 (child_exit: a hook)
+from graphql_service.settings import GraphQLSettings
+from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
+    answer_errors_as_problems,
+    check_settings,
+    child_exit,
+    count_from_env,
+    fresh_metrics_dir,
+)
 
 bind = os.environ.get("GRAPHQL_BIND", "0.0.0.0:5001")
-workers = int(os.environ.get("GRAPHQL_WORKERS", "2"))
-threads = int(os.environ.get("GRAPHQL_THREADS", "8"))  # resolvers mostly wait on the REST API
+workers = count_from_env("GRAPHQL_WORKERS", 2)
+threads = count_from_env("GRAPHQL_THREADS", 8)  # resolvers mostly wait on the REST API
 worker_class = "gthread"
 timeout = 60
 keepalive = 75
 accesslog = "-"
 errorlog = "-"
 
+check_settings(GraphQLSettings)
 fresh_metrics_dir("graphql-metrics-")
 answer_errors_as_problems()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from env_settings import EnvSettings
 
 
-class GraphQLSettings(BaseSettings):
+class GraphQLSettings(EnvSettings):
     """Configuration of the GraphQL service; tests build it explicitly."""
 
     model_config = SettingsConfigDict(env_prefix="GRAPHQL_", frozen=True, extra="ignore", populate_by_name=True)

@@ -33,6 +33,7 @@ from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
 from baseab_contract.entities import ENTITIES
+from env_settings import InvalidSettings
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -48,7 +49,7 @@ def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return step(*args, **kwargs)
-        except (TerminalError, pydantic.ValidationError) as error:
+        except (TerminalError, InvalidSettings, pydantic.ValidationError) as error:
             raise AirflowFailException(f"{step.__name__}: {type(error).__name__}: {error}") from error
         finally:
             _report_peak_memory(step.__name__)

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException
 from base_sync import dead_letters
 from base_sync.dead_letters import DeadLetter, DeadLetterError, Selection
 from base_sync.settings import EventSettings
+from env_settings import InvalidSettings
 
 REASON_WIDTH = 100  # the table's reason column; --format jsonl has the whole text
 
@@ -113,7 +114,11 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = EventSettings()
+    try:
+        settings = EventSettings()
+    except InvalidSettings as error:
+        print(f"base-sync-dlq: {error}", file=sys.stderr)
+        return 2
     args = _parser(settings).parse_args(argv)
     try:
         config = kafka_config(settings, args.bootstrap)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from env_settings import EnvSettings
 
 # Airflow's schedule presets (a `None` schedule is not a setting here: every DAG runs on one).
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
@@ -11,8 +13,8 @@ PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "
 
 class _Schedules:
     """Validation of the schedule settings: a cron expression or a preset Airflow accepts, refused here
-    with the variable, the value and an example, rather than by Airflow's parser at DAG import (whose
-    error names neither the variable nor the value)."""
+    with the value and an example (EnvSettings names the variable), rather than by Airflow's parser
+    at DAG import (whose error names neither the variable nor the value)."""
 
     @field_validator("schedule", "fallback_schedule", check_fields=False)
     @classmethod
@@ -21,11 +23,10 @@ class _Schedules:
 
         if value in PRESETS or croniter.is_valid(value):
             return value
-        variable = f"{cls.model_config['env_prefix']}{info.field_name.upper()}"
-        raise ValueError(f"{variable}={value!r} is no cron expression (5 fields, e.g. '*/15 * * * *') nor a preset")
+        raise ValueError(f"{value!r} is no cron expression (5 fields, e.g. '*/15 * * * *') nor a preset")
 
 
-class SyncSettings(_Schedules, BaseSettings):
+class SyncSettings(_Schedules, EnvSettings):
     model_config = SettingsConfigDict(env_prefix="SYNC_", extra="ignore")
 
     chunk_size: int = Field(5000, ge=1, le=20_000, description="rows per bulk request")
@@ -87,7 +88,7 @@ class SyncSettings(_Schedules, BaseSettings):
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")
 
 
-class EventSettings(_Schedules, BaseSettings):
+class EventSettings(_Schedules, EnvSettings):
     """The events path: the topics the relay writes and the DAG drains (EVENTS_*)."""
 
     model_config = SettingsConfigDict(env_prefix="EVENTS_", extra="ignore")

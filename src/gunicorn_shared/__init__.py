@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 
 from gunicorn import util
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
@@ -46,3 +48,20 @@ def answer_errors_as_problems() -> None:
     documents, like every answer of the apps, instead of gunicorn's HTML page. Call it from the
     settings file: the workers are forked from the master that ran it, so they inherit it."""
     util.write_error = _problem_error
+
+
+def count_from_env(name: str, default: int) -> int:
+    """A worker or thread count from the environment; a value that is none exits with one line."""
+    raw = os.environ.get(name, str(default))
+    if not raw.strip().isdecimal() or int(raw) < 1:
+        sys.exit(f"invalid settings: {name}: a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def check_settings(load: Callable[[], object]) -> None:
+    """Read the service's settings in the master: an invalid variable stops the server with one line
+    naming it (env_settings.InvalidSettings), instead of a traceback from every worker it forks."""
+    try:
+        load()
+    except ValueError as exc:
+        sys.exit(str(exc))

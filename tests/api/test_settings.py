@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
-from pydantic import ValidationError
 
 from api_service.settings import ApiSettings
+from env_settings import InvalidSettings
+from testbed.servers import REPO, free_port, venv_bin
 
 
 def test_reads_api_variables(monkeypatch):
@@ -31,5 +35,42 @@ def test_defaults_need_no_environment(monkeypatch):
 @pytest.mark.parametrize(("name", "value"), [("API_LOG_LEVEL", "loud"), ("API_BULK_MAX_RECORDS", "0")])
 def test_bad_values_fail_clearly(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError, match=name.removeprefix("API_").lower()):
+    with pytest.raises(InvalidSettings, match=f"^invalid settings: {name}: "):
         ApiSettings()
+
+
+def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch):
+    monkeypatch.setenv("API_DB_POOL_SIZE", "s3cret-pool")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    with pytest.raises(InvalidSettings) as refused:
+        ApiSettings(tokens="s3cret-token", max_content_length="s3cret-length")
+    message = str(refused.value)
+    assert "API_DB_POOL_SIZE: Input should be a valid integer" in message
+    assert "API_MAX_CONTENT_LENGTH: Input should be a valid integer" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("service", "variable", "value", "says"),
+    [
+        ("api_service", "API_DB_POOL_SIZE", "abc", "API_DB_POOL_SIZE: Input should be a valid integer"),
+        ("api_service", "API_WORKERS", "two", "API_WORKERS: a whole number of at least 1, got 'two'"),
+        ("graphql_service", "GRAPHQL_MAX_DEPTH", "deep", "GRAPHQL_MAX_DEPTH: Input should be a valid integer"),
+        ("graphql_service", "GRAPHQL_THREADS", "0", "GRAPHQL_THREADS: a whole number of at least 1, got '0'"),
+    ],
+)
+def test_a_server_with_a_bad_variable_stops_at_once_with_one_line_naming_it(service, variable, value, says):
+    """Checked in gunicorn's master: before, every worker printed a traceback naming the field."""
+    env = {**os.environ, variable: value, f"{service.split('_')[0].upper()}_BIND": f"127.0.0.1:{free_port()}"}
+    started = subprocess.run(
+        [venv_bin("gunicorn"), "-c", f"{service}/gunicorn.conf.py", f"{service}.wsgi:app"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 1
+    (line,) = started.stderr.strip().splitlines()
+    assert line.startswith(f"invalid settings: {says}"), started.stderr

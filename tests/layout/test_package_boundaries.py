@@ -53,6 +53,12 @@ def test_the_shared_gunicorn_settings_load_neither_service():
     assert loaded & {"api_service", "graphql_service", "base_sync", "airflow"} == set()
 
 
+def test_the_shared_settings_base_loads_no_service_and_no_pipeline():
+    loaded = _top_level_modules_after("import env_settings")
+    assert "env_settings" in loaded and "pydantic_settings" in loaded
+    assert loaded & (SERVICE_MODULES | {"base_sync", "airflow", "gunicorn"}) == set()
+
+
 def test_importing_an_api_submodule_does_not_build_the_app():
     loaded = _top_level_modules_after("import api_service.migrate")
     assert "flask" not in loaded

@@ -162,8 +162,9 @@ def test_a_relay_killed_mid_stream_resumes_without_losing_an_event(relay, base_a
             "RELAY_BASE_A_URL=mysql://no_such_user:***@",
         ),
         ({"RELAY_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "RELAY_KAFKA_BOOTSTRAP=127.0.0.1:1"),
+        ({"RELAY_SERVER_ID": "zero"}, "invalid settings: RELAY_SERVER_ID: Input should be a valid integer"),
     ],
-    ids=["base-a-refuses", "no-broker"],
+    ids=["base-a-refuses", "no-broker", "invalid-setting"],
 )
 def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, tmp_path, settings, says):
     env = {

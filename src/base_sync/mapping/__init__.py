@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from base_sync.mapping.spec import (
     EntityMapping,
@@ -27,11 +27,12 @@ from base_sync.mapping.spec import (
 )
 from base_sync.mapping.view import SourceView
 from baseab_contract.entities import ENTITIES, Entity
+from env_settings import EnvSettings
 
 __all__ = ["MappingError", "MappingSettings", "SourceMapping", "SourceView", "load_mapping", "parse_mapping"]
 
 
-class MappingSettings(BaseSettings):
+class MappingSettings(EnvSettings):
     """Where the mapping file is (BASE_A_MAPPING_FILE): shared by the batch DAG, the events DAG and the relay."""
 
     model_config = SettingsConfigDict(env_prefix="BASE_A_", extra="ignore")

@@ -30,7 +30,7 @@ from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
@@ -43,6 +43,7 @@ from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
+from env_settings import EnvSettings, InvalidSettings
 
 log = logging.getLogger("base-a-relay")
 CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
@@ -62,7 +63,7 @@ PENDING = Gauge(
 )
 
 
-class RelaySettings(BaseSettings):
+class RelaySettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
 
     base_a_url: str = Field("mysql://root@127.0.0.1:3306/base_a", description="Base A (MySQL or MariaDB, binlog ROW)")
@@ -454,7 +455,11 @@ def binlog_column(column, nullable: bool | None = None) -> SourceColumn:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = RelaySettings()
+    try:
+        settings = RelaySettings()
+    except InvalidSettings as error:  # one line naming the variables, not a traceback
+        log.error("%s", error)
+        return 1
     relay = Relay(settings)
     if settings.http_port:
         httpd = make_server(

@@ -1,0 +1,43 @@
+"""Settings read from environment variables, whose errors name the variables.
+
+pydantic names the field (`db_pool_size`), and the services' workers each printed a traceback of
+it; an operator set `API_DB_POOL_SIZE`. Every settings class of the platform derives from
+`EnvSettings`: an invalid value fails at once with one line per variable, never echoing the value
+(a URL or a token may be secret). Shared by the services and the pipelines; it loads neither.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+
+class InvalidSettings(ValueError):
+    """Some environment variables hold values the settings cannot take; the message names each."""
+
+
+class EnvSettings(BaseSettings):
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidSettings(describe(exc, type(self))) from None
+
+
+def variable_of(settings: type[BaseSettings], name: str) -> str:
+    """The environment variable a field (or an alias) is read from."""
+    field = settings.model_fields.get(name)
+    if field is None:  # pydantic reports an aliased field by its alias
+        return name.upper()
+    if isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return f"{settings.model_config.get('env_prefix', '')}{name}".upper()
+
+
+def describe(error: ValidationError, settings: type[BaseSettings]) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        where = variable_of(settings, str(item["loc"][0])) if item["loc"] else settings.__name__
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}")
+    return "invalid settings: " + "; ".join(lines)
