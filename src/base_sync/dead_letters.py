@@ -10,16 +10,23 @@ partition; the API's version guard makes an event older than Base B's row a no-o
 
 Deletes the mass-delete breaker held (kind `MassDeleteHeld`) are replayed only when approved: the
 replay then marks them (`MASS_DELETE_APPROVED`) and the events path sends them uncounted.
+
+Kafka keeps no flag on a record, so a replay writes a marker after the letters it sent back: a
+record on the dead-letter topic (same partition, no key, a small JSON value) whose `REPLAY_OF`
+header names the letter. Readers leave markers out and see the letters they name as `replayed`:
+`list` and `replay --all` skip those (a letter that fails again comes back as a new letter, which
+names the one it retries), so replaying everything twice never sends a letter twice.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
@@ -41,6 +48,7 @@ MAX_VALUE_BYTES = 512 * 1024  # under the broker's default 1 MB message limit, w
 MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
 MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
 REPLAY_HEADERS = (REPLAYED_FROM, MASS_DELETE_APPROVED)  # set by each replay, never carried over to the next
+REPLAY_OF = "base_sync.replay.of"  # on a replay marker: the `partition:offset` of the letter it replayed
 # Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
 STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
@@ -96,6 +104,8 @@ class DeadLetter:
     headers: list[tuple[str, bytes | None]]  # the original message's own headers
     timestamp_ms: int | None
     value_left_out: int | None = None  # the value's size when it was too large to store with the letter
+    retry_of: str | None = None  # the letter this one is a failed replay of (`partition:offset`)
+    replayed: bool = False  # a marker says it was sent back (see the module's docs)
 
     @property
     def position(self) -> str:
@@ -110,12 +120,14 @@ class DeadLetter:
 
     @classmethod
     def of(cls, message: Message) -> DeadLetter:
-        errors, own, left_out = {}, [], None
+        errors, own, left_out, retry_of = {}, [], None, None
         for name, value in message.headers() or []:
             if name.startswith(ERRORS):
                 errors[name] = value.decode("utf-8", "replace") if value is not None else None
             elif name == VALUE_LEFT_OUT:
                 left_out = _int(value.decode("ascii", "replace") if value is not None else None)
+            elif name == REPLAYED_FROM and value is not None:
+                retry_of = value.decode("utf-8", "replace").split(":", 1)[-1]  # <dlq topic>:<partition:offset>
             elif name not in REPLAY_HEADERS:
                 own.append((name, value))
         timestamp_type, timestamp = message.timestamp()
@@ -133,6 +145,7 @@ class DeadLetter:
             headers=own,
             timestamp_ms=timestamp if timestamp_type else None,
             value_left_out=left_out,
+            retry_of=retry_of,
         )
 
     def to_json(self) -> dict:
@@ -147,6 +160,8 @@ class DeadLetter:
             "headers": [[name, _text(value)] for name, value in self.headers],
             "timestamp_ms": self.timestamp_ms,
             "value_left_out_bytes": self.value_left_out,
+            "retry_of": self.retry_of,
+            "replayed": self.replayed,
         }
 
 
@@ -173,10 +188,11 @@ class Selection:
     kind: str | None = None
     reason: re.Pattern | None = None
     key: bytes | None = None
+    include_replayed: bool = False  # letters a replay marker names; a position named selects it anyway
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
-            (not self.positions or letter.position in self.positions)
+            (letter.position in self.positions if self.positions else not letter.replayed or self.include_replayed)
             and (self.topic is None or letter.topic == self.topic)
             and (self.kind is None or letter.kind == self.kind)
             and (self.reason is None or self.reason.search(letter.reason) is not None)
@@ -223,6 +239,7 @@ def read(
         ends = _ends(consumer, dlq_topic, sorted(described.partitions), timeout)
         consumer.assign([TopicPartition(dlq_topic, partition, OFFSET_BEGINNING) for partition in ends])
         found: list[DeadLetter] = []
+        replayed: set[str] = set()
         progress, past_ends_since = time.monotonic(), None
         while True:
             batch = consumer.consume(500, timeout=0.5)
@@ -231,9 +248,11 @@ def read(
                     raise KafkaException(message.error())
                 if message.offset() >= ends.get(message.partition(), 0) - 1:
                     ends.pop(message.partition(), None)
-                letter = DeadLetter.of(message)
-                if selection.matches(letter):
-                    found.append(letter)
+                marked = _marked(message)
+                if marked is not None:
+                    replayed.add(f"{message.partition()}:{marked}")
+                else:
+                    found.append(DeadLetter.of(message))
             # Past every reported end, read on to the first empty fetch (for at most `timeout`): a broker's
             # high watermark may trail its log (Tansu 0.6.0: the last produce batch's base offset + 1).
             if not ends:
@@ -246,7 +265,16 @@ def read(
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
     finally:
         consumer.close()
-    return sorted(found, key=lambda letter: (letter.partition, letter.offset))
+    letters = (replace(letter, replayed=letter.position in replayed) for letter in found)
+    return sorted((letter for letter in letters if selection.matches(letter)), key=lambda x: (x.partition, x.offset))
+
+
+def _marked(message: Message) -> str | None:
+    """The offset of the letter a replay marker names (on its own partition); None for a letter."""
+    for name, value in message.headers() or []:
+        if name == REPLAY_OF and value is not None:
+            return value.decode("ascii", "replace").rpartition(":")[2]
+    return None
 
 
 def approved_delete(message: Message) -> bool:
@@ -282,6 +310,7 @@ def replay(
             f"letters stored without their value (too large): {', '.join(valueless)}; fix the event at its "
             "source, or re-read it there while its topic keeps it"
         )
+    _check_destinations(producer, letters)
     failures = []
 
     def delivered(error, _message):
@@ -302,4 +331,38 @@ def replay(
         )
     if producer.flush(30) or failures:
         raise KafkaException(f"replayed letters not all stored: {failures or 'flush timed out'}")
+    for letter in letters:  # only after every replay is stored: a letter marked is a letter sent
+        marker = {
+            "replay_of": letter.position,
+            "to": letter.source,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        producer.produce(
+            dlq_topic,
+            value=json.dumps(marker).encode(),
+            headers=[(REPLAY_OF, letter.position)],
+            partition=letter.partition,
+            on_delivery=delivered,
+        )
+    if producer.flush(30) or failures:
+        raise KafkaException(
+            f"letters replayed, but not all marked as replayed (list shows them still): {failures or 'flush timed out'}"
+        )
     return letters
+
+
+def _check_destinations(producer: Producer, letters: list[DeadLetter], timeout: float = 10.0) -> None:
+    """Every letter's original topic and partition still exist: a producer would otherwise wait on a
+    missing partition or have the broker create the topic anew."""
+    topics = producer.list_topics(timeout=timeout).topics
+    gone = sorted(
+        {
+            letter.source
+            for letter in letters
+            if letter.topic not in topics
+            or topics[letter.topic].error is not None
+            or (letter.source_partition is not None and letter.source_partition not in topics[letter.topic].partitions)
+        }
+    )
+    if gone:
+        raise DeadLetterError(f"the letters' original topic or partition no longer exists: {', '.join(gone)}")

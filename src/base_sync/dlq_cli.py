@@ -1,6 +1,7 @@
 """`base-sync-dlq`: list the events path's dead letters and replay chosen ones after a fix.
 
-base-sync-dlq list                                  every dead letter: position, origin, kind, reason
+base-sync-dlq list                                  every dead letter not replayed yet: position, origin, kind, reason
+base-sync-dlq list --include-replayed               with those a replay already sent back (marked replayed)
 base-sync-dlq list --kind Rejected --format jsonl   as JSON lines, with key, value and headers
 base-sync-dlq replay 0:17 2:3                       these (dead-letter partition:offset) to their topic
 base-sync-dlq replay --all --reason 'email'         every letter whose reason matches
@@ -10,7 +11,9 @@ base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete
 
 The broker comes from the events path's connection (EVENTS_KAFKA_CONN_ID, default `base_a_kafka`,
 read from its AIRFLOW_CONN_<ID> variable in JSON form) unless --bootstrap names one; the topic is
-EVENTS_DLQ_TOPIC. Nothing is committed: a listed or replayed letter stays on the topic.
+EVENTS_DLQ_TOPIC. Nothing is committed: a listed or replayed letter stays on the topic; a replay
+writes a marker after it, so `list` and `replay --all` leave it out from then on (name its position
+to replay it again). A letter that fails again comes back as a new one, which names the one it retries.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="show dead letters with their reason and origin")
     listing.add_argument("--format", choices=("table", "jsonl"), default="table")
+    listing.add_argument("--include-replayed", action="store_true", help="also the letters a replay sent back")
     replaying = commands.add_parser("replay", help="send dead letters back to their original topic")
     replaying.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
     replaying.add_argument("--all", action="store_true", help="every letter the filters select")
@@ -95,6 +99,7 @@ def _selection(args) -> Selection:
         kind=args.kind,
         reason=args.reason,
         key=args.key.encode() if args.key is not None else None,
+        include_replayed=getattr(args, "include_replayed", False),
     )
 
 
@@ -103,14 +108,15 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
         for letter in letters:
             sys.stdout.write(orjson.dumps(letter.to_json()).decode() + "\n")
         return
-    rows = [("DLQ", "FROM", "KIND", "KEY", "REASON")]
+    rows = [("DLQ", "FROM", "KIND", "KEY", "STATE", "REASON")]
     for letter in letters:
         key = letter.to_json()["key"]
         reason = letter.reason if len(letter.reason) <= REASON_WIDTH else letter.reason[: REASON_WIDTH - 1] + "…"
-        rows.append((letter.position, letter.source, letter.kind, str(key), reason))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        state = "replayed" if letter.replayed else f"retry of {letter.retry_of}" if letter.retry_of else "new"
+        rows.append((letter.position, letter.source, letter.kind, str(key), state, reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from datetime import timedelta
 import orjson
 import pytest
 
+from base_sync import dead_letters
+from base_sync.dead_letters import DeadLetter, DeadLetterError
 from base_sync.debezium import Topics
 from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import read_topic
@@ -92,7 +94,13 @@ def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applie
     # Back on its topic and partition with its key and value; the letters all stay on the dead-letter topic.
     (back,) = [m for m in read_topic(changes.bootstrap, topic) if m.partition() == 1 and m.offset() == 1]
     assert back.key() == b"3" and back.value().decode() == rejected["value"]
-    assert len(listed(changes)) == 2, "listing and replaying committed nothing, lost nothing"
+    # The letters all stay on the dead-letter topic; the replayed one is marked so.
+    assert [letter["kind"] for letter in listed(changes)] == ["BadEvent"]
+    kept = {letter["kind"]: letter for letter in listed(changes, "--include-replayed")}
+    assert sorted(kept) == ["BadEvent", "Rejected"], "listing and replaying committed nothing, lost nothing"
+    assert kept["Rejected"]["replayed"] and not kept["BadEvent"]["replayed"]
+    table = dlq(changes, "list", "--include-replayed", "--kind", "Rejected").stdout.splitlines()
+    assert table[1].split()[4] == "replayed"
 
 
 def test_replay_by_filter_keeps_headers_and_refuses_to_guess(changes):
@@ -118,3 +126,33 @@ def test_replay_by_filter_keeps_headers_and_refuses_to_guess(changes):
     assert changes.drain().counts["dead_lettered"] == 1
     newest = max(listed(changes), key=lambda letter: letter["timestamp_ms"] or 0)
     assert newest["key"] == "8" and newest["source"]["offset"] == 2 and newest["headers"] == [["k", "v"]]
+    first_eight = next(letter for letter in listed(changes, "--include-replayed") if letter["replayed"])
+    assert newest["retry_of"] == f"{first_eight['dlq']['partition']}:{first_eight['dlq']['offset']}"
+    # Replaying everything now sends key 7 and the retry of key 8, not the letter already replayed:
+    # re-failing letters do not multiply.
+    assert sorted(letter["key"] for letter in listed(changes)) == ["7", "8"]
+    everything = dlq(changes, "replay", "--all")
+    assert everything.returncode == 0 and "replayed 2 dead letters" in everything.stderr, everything.stderr
+    assert [m.key() for m in read_topic(changes.bootstrap, topic) if m.offset() >= 3] == [b"7", b"8"]
+    assert dlq(changes, "replay", "--all").returncode == 1, "nothing left that was not replayed"
+
+
+def test_a_letter_whose_topic_is_gone_is_not_replayed(changes):
+    letter = DeadLetter(
+        partition=0,
+        offset=0,
+        topic="no-such-topic",
+        source_partition=0,
+        source_offset=5,
+        kind="Rejected",
+        stage="TASK_PUT",
+        reason="r",
+        key=b"1",
+        value=b"{}",
+        headers=[],
+        timestamp_ms=None,
+    )
+    producer = dead_letters.replay_producer({"bootstrap.servers": changes.bootstrap})
+    with pytest.raises(DeadLetterError, match=r"no longer exists: no-such-topic\[0\]@5"):
+        dead_letters.replay(producer, changes.settings.dlq_topic, [letter])
+    assert "no-such-topic" not in producer.list_topics(timeout=10).topics
