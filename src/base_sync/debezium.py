@@ -159,25 +159,28 @@ class Topics:
         """{entity: {column: how to read it without a schema}} from the mapping."""
         return {e: _hints(self.view(e)) for e in self.entities}
 
-    def decode(self, topic: str, value: bytes | None) -> Change | None:
+    def decode(self, topic: str, value: bytes | None, key: bytes | None = None) -> Change | None:
         """The change a message carries; None for a tombstone. Raises BadEvent with the reason."""
-        return decode(topic, value, self)
+        return decode(topic, value, self, key)
 
 
 # Reading
 
 
-def decode(topic: str, value: bytes | None, topics: Topics | None = None) -> Change | None:
-    """The change a message carries, through the mapping; None for a tombstone. Raises BadEvent with the reason."""
+def decode(
+    topic: str, value: bytes | None, topics: Topics | None = None, message_key: bytes | None = None
+) -> Change | None:
+    """The change a message carries, through the mapping; None for a tombstone. Raises BadEvent with
+    the reason. `message_key`, when given, must name the same row as the event."""
     try:
-        return _decode(topic, value, topics)
+        return _decode(topic, value, topics, message_key)
     except BadEvent:
         raise
     except _MALFORMED as exc:  # a shape no check above foresaw: still the event's fault, not the drain's
         raise BadEvent(f"malformed event ({type(exc).__name__}: {exc})") from None
 
 
-def _decode(topic: str, value: bytes | None, topics: Topics | None) -> Change | None:
+def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key: bytes | None) -> Change | None:
     if value is None:
         return None
     topics = topics or Topics()
@@ -205,6 +208,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None) -> Change | 
     view = topics.view(entity)
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
+    _check_message_key(message_key, key, view.spec.key, image_name)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     if op == DELETE_OP:
         return _delete(entity, key, op, row, view, commit, source_ms, image_name)
@@ -242,6 +246,27 @@ def _key(key, where: str) -> int:
         wrapped = " (a BIGINT UNSIGNED above 2^63-1 arrives negative under bigint.unsigned.handling.mode=long)"
         raise BadEvent(f"`{where}` = {key} is outside Base B's key range {low}..{high}{wrapped if key < 0 else ''}")
     return key
+
+
+def _check_message_key(message_key: bytes | None, key: int, column: str, image_name: str) -> None:
+    """The message key must name the event's row: Kafka keeps a row's events in order by their key,
+    so a producer that keys them otherwise may have them applied out of order. Read as the relay
+    writes it (`5`) or as Debezium does (`{"id": 5}`, or within `{"schema": ..., "payload": ...}`);
+    a key in none of these forms names no row and is not checked."""
+    if message_key is None:
+        return
+    try:
+        named = orjson.loads(message_key)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(named, dict):
+        named = named.get("payload", named) if isinstance(named.get("payload"), dict) else named
+        named = named.get(column)
+    if isinstance(named, int | str) and not isinstance(named, bool) and str(named) != str(key):
+        raise BadEvent(
+            f"the message key names row {named!r} but `{image_name}.{column}` is {key}: the producer keyed "
+            "the event for another row (Kafka orders a row's events by their key)"
+        )
 
 
 def _check_full_image(image: dict, types: dict[str, dict], view: SourceView) -> None:

@@ -213,7 +213,7 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     dead: list[tuple[Message, str, str]] = []
     for message in batch:
         try:
-            change = topics.decode(message.topic(), message.value())
+            change = topics.decode(message.topic(), message.value(), message.key())
         except BadEvent as exc:
             dead.append((message, "BadEvent", str(exc)))
             continue

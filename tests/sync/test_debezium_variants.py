@@ -193,3 +193,28 @@ def test_a_logical_type_the_mapped_column_cannot_be_read_as_is_refused():
 def test_a_malformed_envelope_is_a_bad_event_not_a_crash(event):
     with pytest.raises(BadEvent):
         read(EMPLOYEES, event)
+
+
+@pytest.mark.parametrize(
+    ("topic", "message_key", "row_key"),
+    [
+        (EMPLOYEES, b"7", 7),  # as the relay keys it
+        (EMPLOYEES, b'{"id": 7}', 7),  # Debezium, schemas off
+        (EMPLOYEES, b'{"schema": {"type": "struct"}, "payload": {"id": 7}}', 7),  # Debezium, schemas on
+        (MITARBEITER, b'{"pers_nr": 5}', 5),  # the source's own key column
+        (EMPLOYEES, b"not json", 7),  # names no row: not checked
+    ],
+)
+def test_a_message_key_naming_the_events_row_is_accepted(topic, message_key, row_key):
+    row = EMPLOYEE if topic == EMPLOYEES else MITARBEITER_ROW
+    value = orjson.dumps(envelope("c", after=row))
+    assert decode(topic, value, LEGACY if topic == MITARBEITER else IDENTITY, message_key).id == row_key
+
+
+@pytest.mark.parametrize("message_key", [b"8", b'{"id": 8}', b'{"schema": {}, "payload": {"id": "8"}}'])
+def test_a_message_key_naming_another_row_is_refused(message_key):
+    """Kafka orders a row's events by their key: keyed for row 8, row 7's change may overtake an
+    older one of row 7 on another partition."""
+    value = orjson.dumps(envelope("u", before=EMPLOYEE, after=EMPLOYEE))
+    with pytest.raises(BadEvent, match=r"the message key names row '?8'? but `after.id` is 7"):
+        decode(EMPLOYEES, value, IDENTITY, message_key)

@@ -162,6 +162,17 @@ def test_malformed_and_rejected_events_go_to_the_dead_letters_and_never_block(ch
     assert changes.drain().counts["consumed"] == 0, "the bad events were committed past, not retried forever"
 
 
+def test_an_event_keyed_for_another_row_is_a_dead_letter_not_applied(changes):
+    changes.raw(changes.writer.envelope("c", None, employee(5, T0), {**SOURCE, "row": 0}, 1), key=6, partition=0)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 1 and changes.rows() == {}, report.to_json()
+    (letter,) = changes.dead_letters()
+    assert (
+        b"the message key names row 6 but `after.id` is 5"
+        in dict(letter.headers())["__connect.errors.exception.message"]
+    )
+
+
 def test_tombstones_are_skipped_not_dead_lettered(changes):
     changes.raw(None, key=1)
     report = changes.drain()

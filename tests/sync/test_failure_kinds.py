@@ -134,5 +134,7 @@ def test_a_verification_mismatch_is_terminal(base_a, base_a_engine, base_b):
 
 
 def test_an_invalid_setting_is_terminal():
-    with pytest.raises(AirflowFailException, match="SyncSettings: InvalidSettings: invalid settings: SYNC_CHUNK_SIZE: "):
+    with pytest.raises(
+        AirflowFailException, match="SyncSettings: InvalidSettings: invalid settings: SYNC_CHUNK_SIZE: "
+    ):
         fail_terminal(SyncSettings)(chunk_size=0)
