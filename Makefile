@@ -13,7 +13,7 @@ up: $(STAMP)
 down:
 	bash scripts/down.sh
 
-$(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh tests/graphql/http_audit/package-lock.json
+$(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh tests/tools/package-lock.json
 	VENV=$(VENV) bash scripts/bootstrap.sh
 	touch $@
 

@@ -43,17 +43,21 @@ PROBLEM = {
     },
 }
 _REASONS = {
-    400: "the body is not valid JSON",
+    400: "the body is not valid JSON, or the request is not well-formed HTTP",
     401: "no bearer token",
     403: "the token is not allowed",
     404: "no such row",
     405: "method not allowed here",
     409: "conflict: a unique value is taken, or the row is synced from Base A",
     413: "the body or the batch is too large",
-    415: "unsupported content type",
+    414: "the request line (path and query string) is too long",
+    415: "unsupported content type or content encoding",
     422: "invalid fields, each named in `errors`",
+    431: "a request header is too large, or there are too many",
     503: "Base B is not reachable or not migrated",
 }
+# What the server (gunicorn) answers to any operation before the app sees the request.
+_ANY_REQUEST = (414, 431)
 
 
 def _ref(name: str) -> dict:
@@ -360,6 +364,9 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
     for entity in ENTITIES.values():
         paths.update(_entity_paths(entity, read_security))
     paths.update(_service_paths())
+    for operation in (op for item in paths.values() for op in item.values() if isinstance(op, dict)):
+        for code, response in _problems(*_ANY_REQUEST).items():
+            operation["responses"].setdefault(code, response)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -371,6 +378,8 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
                 "`application/problem+json` documents."
             ),
         },
+        # Relative: the document is served by the API it describes, wherever that is reached.
+        "servers": [{"url": "/", "description": "the server that serves this document"}],
         "paths": paths,
         "components": {
             "schemas": _component_schemas(),

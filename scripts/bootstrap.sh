@@ -45,10 +45,11 @@ fi
 # the CI machines) every process would compile Airflow and the rest again (an airflow CLI call 7 s -> 3 s).
 "$VENV/bin/uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -r requirements.lock
 "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -e .
-# Optional: graphql-http's GraphQL over HTTP audit, for its test (skipped without Node.js, failed under CI).
+# Optional: the outside checkers some tests run (graphql-http's audit, Redocly's OpenAPI lint), from
+# npm with the machine's Node.js (those tests skip without it, and fail under CI).
 if command -v npm >/dev/null; then
-  npm ci --prefix tests/graphql/http_audit --no-audit --no-fund --loglevel=error >/dev/null
+  npm ci --prefix tests/tools --no-audit --no-fund --loglevel=error >/dev/null
 else
-  echo "bootstrap: npm not installed: the GraphQL over HTTP audit will skip" >&2
+  echo "bootstrap: npm not installed: the tests that run npm's checkers will skip" >&2
 fi
 echo "bootstrap: $("$VENV/bin/python" --version) ready in $VENV"

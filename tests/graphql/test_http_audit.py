@@ -1,5 +1,5 @@
 """The GraphQL over HTTP spec, checked by a client nobody here wrote: graphql-http's server audit
-(`tests/graphql/http_audit`, installed by `make install` with the machine's Node.js) against the
+(`tests/tools`, installed by `make install` with the machine's Node.js) against the
 service under gunicorn, in front of the real REST API."""
 
 from __future__ import annotations
@@ -9,18 +9,22 @@ import subprocess
 
 from testbed.servers import REPO, graphql_server, missing, require_program
 
-AUDIT = REPO / "tests" / "graphql" / "http_audit"
+TOOLS = REPO / "tests" / "tools"
 # MAY-level checks of what is deliberately not built: queries by GET (GET /graphql is GraphiQL).
 NOT_BUILT = {"D6D5", "6A70"}
 
 
 def test_the_service_passes_the_graphql_over_http_audit(rest_api, tmp_path):
     node = require_program("node", "Node.js; `make install` installs the audit with npm where it is")
-    if not (AUDIT / "node_modules" / "graphql-http").is_dir():
-        missing(f"graphql-http is not installed in {AUDIT}: run `make install` (npm ci there)")
+    if not (TOOLS / "node_modules" / "graphql-http").is_dir():
+        missing(f"graphql-http is not installed in {TOOLS}: run `make install` (npm ci there)")
     with graphql_server(rest_api, tmp_path / "graphql.log") as base:
         run = subprocess.run(
-            [node, str(AUDIT / "audit.mjs"), f"{base}/graphql"], capture_output=True, text=True, timeout=120, check=True
+            [node, str(TOOLS / "graphql_http_audit.mjs"), f"{base}/graphql"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(results) > 50, run.stdout  # the audit ran all its checks
