@@ -126,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base-sync-dlq: {error}", file=sys.stderr)
         return 2
     args = _parser(settings).parse_args(argv)
+    # librdkafka logs every failed connection attempt to stderr (some 200 lines while a call waits
+    # on a broker that is down): keep its errors for the one line this command prints instead.
+    broker_errors: list = []
     try:
-        config = kafka_config(settings, args.bootstrap)
+        config = {**kafka_config(settings, args.bootstrap), "log_level": 0, "error_cb": broker_errors.append}
         selection = _selection(args)
         if args.command == "replay" and not (selection.positions or args.all):
             raise DeadLetterError("name the letters to replay (PARTITION:OFFSET ...) or pass --all with filters")
@@ -151,8 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             approval = "approved" if args.approve_mass_delete else "needing --approve-mass-delete"
             print(f"of them {held} held mass deletes, {approval}", file=sys.stderr)
         return 0
-    except (DeadLetterError, KafkaException) as error:
+    except DeadLetterError as error:
         print(f"base-sync-dlq: {error}", file=sys.stderr)
+        return 2
+    except KafkaException as error:
+        seen = list(dict.fromkeys(e.str() for e in broker_errors))[:2]  # the first cause, then what followed
+        cause = f" (the broker connection: {'; '.join(seen)})" if seen else ""
+        reason = error.args[0] if error.args else error
+        print(f"base-sync-dlq: {getattr(reason, 'str', reason.__str__)()}{cause}", file=sys.stderr)
         return 2
 
 

@@ -17,7 +17,7 @@ import pytest
 from base_sync import dead_letters
 from base_sync.dead_letters import DeadLetter, DeadLetterError
 from base_sync.debezium import Topics
-from testbed.servers import REPO, venv_bin
+from testbed.servers import REPO, free_port, venv_bin
 from tests.sync.conftest import read_topic
 from tests.sync.test_events_apply import T0, Events, employee
 
@@ -156,3 +156,20 @@ def test_a_letter_whose_topic_is_gone_is_not_replayed(changes):
     with pytest.raises(DeadLetterError, match=r"no longer exists: no-such-topic\[0\]@5"):
         dead_letters.replay(producer, changes.settings.dlq_topic, [letter])
     assert "no-such-topic" not in producer.list_topics(timeout=10).topics
+
+
+def test_a_broker_that_is_down_is_one_line_naming_why(tmp_path):
+    """librdkafka logged each failed connection attempt: some 200 lines before the command's own."""
+    env = {**os.environ, "EVENTS_DLQ_TOPIC": "dlq"}
+    down = subprocess.run(
+        [venv_bin("base-sync-dlq"), "--bootstrap", f"127.0.0.1:{free_port()}", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 2
+    (line,) = down.stderr.strip().splitlines()
+    assert line.startswith("base-sync-dlq: ") and "Connection refused" in line, down.stderr
