@@ -148,15 +148,7 @@ def test_entities_param_limits_a_manual_run(airflow, base_a_engine, api_process)
 
 
 def test_a_run_with_a_mistyped_option_or_no_entities_does_not_pass_as_done(airflow):
-    mistyped = subprocess.run(
-        [venv_bin("airflow"), "dags", "test", DAG, "-c", json.dumps({"full_refesh": True})],
-        env=airflow.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    mistyped = airflow.cli("dags", "test", DAG, "-c", json.dumps({"full_refesh": True}), check=False)
     log = mistyped.stdout + mistyped.stderr
     assert "unknown keys ['full_refesh']" in log and "state=failed" in log, log[-4000:]
     with pytest.raises(AssertionError, match="entities"):
