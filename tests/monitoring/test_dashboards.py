@@ -169,7 +169,7 @@ def test_every_panel_query_is_valid_promql_and_the_service_and_api_fed_pipeline_
         ("batch", "inserted"),
         ("batch", "updated"),
     }
-    not_applied = query(prometheus_url, pipelines["Stale and rejected rows"][0]["expr"])
+    not_applied = query(prometheus_url, pipelines["Rows not applied: stale, rejected, held deletes"][0]["expr"])
     assert {r["metric"]["outcome"]: float(r["value"][1]) > 0 for r in not_applied} == {"rejected": True, "stale": True}
     (last_write,) = query(prometheus_url, pipelines["Freshness: since the last successful sync"][1]["expr"])
     assert last_write["metric"] == {"path": "batch", "entity": "employees"} and 0 <= float(last_write["value"][1]) < 120
