@@ -11,6 +11,7 @@ import msgspec
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
 from flask import Flask, Response, jsonify, request
+from graphql import GraphQLError, OperationType, get_operation_ast
 from werkzeug.exceptions import HTTPException
 
 from graphql_service.entity_schema import ENTITY_SDL
@@ -82,6 +83,33 @@ def _malformed_parameter(data: dict) -> str | None:
     return None
 
 
+def _query_parameters() -> dict | str:
+    """A GET request's GraphQL parameters (GraphQL over HTTP: `variables` and `extensions` as JSON
+    text), or what is wrong with them."""
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        return f"parameter {repeated[0]!r} is given more than once"
+    data: dict = {name: request.args[name] for name in ("query", "operationName") if name in request.args}
+    for name in ("variables", "extensions"):
+        if name in request.args:
+            try:
+                data[name] = _EXACT_JSON.decode(request.args[name])
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                return f'"{name}" is not valid JSON: {exc}'
+    return _malformed_parameter(data) or data
+
+
+def _is_mutation(queries: QueryCache, data: dict) -> bool:
+    """Whether the operation to run is a mutation; a document that does not parse is left to the
+    executor, which reports it."""
+    try:
+        document = queries.parser(None, data)
+    except GraphQLError:
+        return False
+    operation = get_operation_ast(document, data.get("operationName"))
+    return operation is not None and operation.operation == OperationType.MUTATION
+
+
 def _response_type() -> str:
     """GraphQL over HTTP's own media type when the client asks for it, else application/json
     (what every client before it reads, and the answer to a missing Accept or */*)."""
@@ -117,14 +145,11 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     )
     app.extensions["query_cache"] = queries
 
-    # GET /graphql: GraphiQL, with its code and styles served by this app (no CDN).
-    app.register_blueprint(explorer_blueprint(title="Base B GraphQL"))
-
-    @app.post("/graphql")
-    def graphql_endpoint():
-        data = _request_body()
-        if isinstance(data, str):
-            return _request_error(data, 415 if data.startswith("Content-") else 400)
+    def execute(data: dict, method: str):
+        """Run one well-formed GraphQL request; by GET only a query (GraphQL over HTTP: a mutation
+        must not run on a method meant to be safe)."""
+        if method == "GET" and _is_mutation(queries, data):
+            return _request_error("a mutation is sent with POST; GET runs queries only", 405) + ({"Allow": "POST"},)
         token = _caller_token()
         _, result = graphql_sync(
             SCHEMA,
@@ -146,6 +171,21 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             body = json.dumps(result).encode()
         media_type = _response_type()
         return Response(body, status=_status(result, media_type), mimetype=media_type)
+
+    @app.post("/graphql")
+    def graphql_endpoint():
+        data = _request_body()
+        if isinstance(data, str):
+            return _request_error(data, 415 if data.startswith("Content-") else 400)
+        return execute(data, "POST")
+
+    def graphql_get():
+        data = _query_parameters()
+        return _request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
+
+    # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
+    # a query in the URL for a client that asks for JSON.
+    app.register_blueprint(explorer_blueprint(title="Base B GraphQL", run_query=graphql_get))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

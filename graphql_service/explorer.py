@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ariadne.explorer.graphiql import DEFAULT_QUERY
-from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request, url_for
 
 STATIC = Path(__file__).parent / "static"
 STYLES = ("graphiql/graphiql.min.css", "explorer.css")
@@ -56,8 +58,9 @@ class _ExplorerBlueprint(Blueprint):
 PAGE_OR_JSON = ["text/html", "application/json", "application/graphql-response+json"]
 
 
-def explorer_blueprint(title: str) -> Blueprint:
-    """`GET /graphql` (the GraphiQL page, titled `title`) and its files under `/graphql/static/`."""
+def explorer_blueprint(title: str, run_query: Callable[[], Any]) -> Blueprint:
+    """`GET /graphql` (the GraphiQL page, titled `title`) and its files under `/graphql/static/`; a
+    client that asks for JSON gets `run_query()`, the query in the URL run."""
     blueprint = _ExplorerBlueprint(
         "explorer",
         __name__,
@@ -73,11 +76,7 @@ def explorer_blueprint(title: str) -> Blueprint:
     def explorer():
         accepts = request.accept_mimetypes
         if accepts and accepts.best_match(PAGE_OR_JSON) != "text/html":
-            # A GraphQL client asking for JSON: this service runs operations sent with POST only,
-            # and says so in JSON rather than with a page the client cannot read.
-            message = "send GraphQL operations with POST (JSON body); GET /graphql serves the GraphiQL explorer"
-            body = {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
-            return jsonify(body), 405, {"Allow": "GET, POST"}
+            return run_query()  # a GraphQL client asking for JSON: GraphQL over HTTP's GET
         page = render_template(
             "graphiql.html",
             title=title,

@@ -120,10 +120,28 @@ def test_the_rest_api_stores_such_a_zero_too(rest_api):
     assert answer["inserted"] == 1, answer
 
 
-def test_a_get_asking_for_json_is_told_to_post_in_json(app):
+def test_a_get_asking_for_json_runs_the_query_in_the_url_and_never_a_mutation(app):
     client = app.test_client()
-    answer = client.get("/graphql?query={ping}", headers={"Accept": "application/json"})
-    assert answer.status_code == 405 and "POST" in only_error(answer)["message"]
+    json_only = {"Accept": "application/json"}
+    answer = client.get("/graphql?query={ping}", headers=json_only)
+    assert answer.status_code == 200 and answer.json == {"data": {"ping": True}}
+    with_variables = client.get(
+        "/graphql",
+        query_string={"query": "query($l: Int) { getArticles(limit: $l) { id } }", "variables": '{"l": 1}'},
+        headers=json_only,
+    )
+    assert with_variables.json == {"data": {"getArticles": []}}, with_variables.json
+    mutation = client.get(
+        "/graphql", query_string={"query": 'mutation { createArticle(title: "t") { id } }'}, headers=json_only
+    )
+    assert (
+        mutation.status_code == 405
+        and mutation.headers["Allow"] == "POST"
+        and "POST" in only_error(mutation)["message"]
+    )
+    assert client.get("/graphql", headers=json_only).status_code == 400  # no query
+    bad = client.get("/graphql", query_string={"query": "{ ping }", "variables": "{"}, headers=json_only)
+    assert bad.status_code == 400 and "variables" in only_error(bad)["message"]
     page = client.get("/graphql", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.status_code == 200 and page.mimetype == "text/html"  # a browser gets GraphiQL
     assert client.get("/graphql").mimetype == "text/html"  # and so does anything that takes anything

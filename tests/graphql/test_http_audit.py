@@ -10,8 +10,6 @@ import subprocess
 from testbed.servers import REPO, graphql_server, missing, require_program
 
 TOOLS = REPO / "tests" / "tools"
-# MAY-level checks of what is deliberately not built: queries by GET (GET /graphql is GraphiQL).
-NOT_BUILT = {"D6D5", "6A70"}
 
 
 def test_the_service_passes_the_graphql_over_http_audit(rest_api, tmp_path):
@@ -28,5 +26,5 @@ def test_the_service_passes_the_graphql_over_http_audit(rest_api, tmp_path):
         )
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(results) > 50, run.stdout  # the audit ran all its checks
-    failed = [r for r in results if r["status"] != "ok" and r["id"] not in NOT_BUILT]
+    failed = [r for r in results if r["status"] != "ok"]  # warnings and notices (MAY) included
     assert failed == [], "\n".join(f"{r['status']} {r['id']} {r['name']}: {r['reason']}" for r in failed)
