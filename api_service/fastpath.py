@@ -118,25 +118,21 @@ class FastDecoder:
         return msgspec.json.Decoder(list[self.record_type])
 
     @cached_property
-    def _line_decoder(self) -> msgspec.json.Decoder:
-        return msgspec.json.Decoder(self.record_type)
-
-    @cached_property
     def _decimals(self) -> tuple[Field, ...]:
         return tuple(f for f in self.entity.fields if f.kind is Kind.DECIMAL)
 
-    def decode(self, body: bytes, ndjson: bool) -> list[msgspec.Struct] | None:
+    def decode(self, body: bytes) -> list[msgspec.Struct] | None:
         """All records of the body, timestamps in UTC; None if any record needs a closer look."""
         if b"\\u0000" in body:  # JSON can only carry NUL escaped; PostgreSQL text cannot hold it
             return None
         try:
-            records = self._line_decoder.decode_lines(body) if ndjson else self._decoder.decode(body)
+            records = self._decoder.decode(body)
             for name in _TIMESTAMPS:
                 _to_utc(records, name)
             for field in self._decimals:
                 _to_decimals(records, field.name)
                 if not _decimals_fit(records, field):
                     return None
-        except (msgspec.DecodeError, OverflowError, ValueError, InvalidOperation):
+        except (msgspec.DecodeError, OverflowError, ValueError, InvalidOperation, RecursionError):
             return None
         return records

@@ -24,7 +24,11 @@ class JsonError(ValueError):
 def loads(data: bytes) -> Any:
     try:
         return _DECODER.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:  # deeper than Python's stack allows (some 980 levels): no record is
+        raise JsonError("it is nested too deeply (a record is a flat object)") from None
+    except UnicodeDecodeError as exc:
+        raise JsonError(f"it is not UTF-8 ({exc.reason}, byte {exc.start})") from None
+    except msgspec.DecodeError as exc:
         refusal = str(exc)
     try:
         orjson.loads(data)  # only for its message, which names line and column

@@ -57,7 +57,7 @@ def _request_body() -> dict | str:
         # then read again with numbers exact, since a float would round a Decimal variable.
         orjson.loads(text)
         data = _EXACT_JSON.decode(text)
-    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError) as exc:
+    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError, RecursionError) as exc:
         return f"the body is not valid JSON: {exc}"
     if isinstance(data, list):
         return "batched requests (a JSON array) are not supported: send one JSON object per request"
@@ -94,7 +94,7 @@ def _query_parameters() -> dict | str:
         if name in request.args:
             try:
                 data[name] = _EXACT_JSON.decode(request.args[name])
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                 return f'"{name}" is not valid JSON: {exc}'
     return _malformed_parameter(data) or data
 

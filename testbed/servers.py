@@ -90,17 +90,19 @@ def venv_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, metrics_dir: Path | None = None):
-    """The REST API under gunicorn on a free loopback port; yields its base URL."""
+def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, metrics_dir: Path | None | bool = None):
+    """The REST API under gunicorn on a free loopback port; yields its base URL. `metrics_dir` False:
+    no PROMETHEUS_MULTIPROC_DIR, as a user starts it (gunicorn.conf.py makes a folder)."""
     port = free_port()
-    env = {
-        **os.environ,
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env |= {
         "API_DATABASE_URL": database_url,
         "API_TOKENS": token,
         "API_BIND": f"127.0.0.1:{port}",
         "API_WORKERS": str(workers),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir or log_path.parent / f"metrics-{port}"),
     }
+    if metrics_dir is not False:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir or log_path.parent / f"metrics-{port}")
     with _gunicorn("api_service", port, env, log_path, "/ready") as base:
         yield base
 

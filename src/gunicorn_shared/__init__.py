@@ -15,7 +15,10 @@ import tempfile
 from collections.abc import Callable
 
 from gunicorn import util
-from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+# prometheus_client is imported only after fresh_metrics_dir has exported PROMETHEUS_MULTIPROC_DIR: it
+# chooses, once, at import, whether samples go to files the workers share or stay in the process (where
+# /metrics, summing the files, would show none).
 
 
 def fresh_metrics_dir(prefix: str) -> str:
@@ -30,6 +33,8 @@ def fresh_metrics_dir(prefix: str) -> str:
 
 def child_exit(server, worker) -> None:
     """gunicorn's hook: a dead worker's live gauges leave the shared metrics."""
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
 
 

@@ -232,3 +232,26 @@ def test_a_made_up_method_is_405_as_any_other_and_grows_no_metric(client):
     metrics = client.get("/metrics").data.decode()
     assert 'method="PATCH"' in metrics
     assert not any(f'method="{m}"' in metrics for m in ("FOO", "BAR", "PROPFIND"))
+
+
+@pytest.mark.parametrize("path", ["/articles", "/articles/bulk", "/articles/bulk/delete", "/articles/rejections"])
+@pytest.mark.parametrize("depth", [990, 1100, 100_000])
+def test_json_nested_past_any_record_is_400_not_500(client, path, depth):
+    body = b'{"title": "t", "content": ' + b"[" * depth + b"]" * depth + b"}"
+    if path != "/articles":
+        body = b"[" + body + b"]"
+    response = client.post(path, data=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.data[:300]
+
+
+def test_a_bad_ndjson_line_beside_a_rejection_made_after_validation_is_counted_not_a_500(client):
+    """Two records on one line, then a record the server refuses after validation (a version past
+    its range): the rejection bookkeeping read the body again with another framing (a 500 after commit)."""
+    good = b'{"source_id": 1, "source_updated_at": "2025-01-01T00:00:00Z", "title": "a"}'
+    future = b'{"source_id": 2, "source_updated_at": "2999-01-01T00:00:00Z", "title": "b"}'
+    body = good + b"\n" + good.replace(b'"source_id": 1', b'"source_id": 3') + b" " + future + b"\n" + future
+    response = client.post("/articles/bulk", data=body, headers={**AUTH, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.data
+    result = response.json
+    assert (result["received"], result["inserted"], result["rejected"]) == (3, 1, 2), result
+    assert {e["index"] for e in result["errors"]} == {1, 2}

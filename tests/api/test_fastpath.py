@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from api_service import json_body
+from api_service.bulk_input import read_upserts
 from api_service.schemas import SCHEMAS
 
 EMPLOYEES = SCHEMAS["employees"]
@@ -31,7 +32,7 @@ def both(record: dict | bytes):
     """(fast result, pydantic result) for a record or one record's JSON text; None for a rejection.
     pydantic sees what the API gives it: the JSON as `json_body` reads it."""
     body = b"[" + record + b"]" if isinstance(record, bytes) else json.dumps([record]).encode()  # big ints too
-    fast = EMPLOYEES.fast.decode(body, ndjson=False)
+    fast = EMPLOYEES.fast.decode(body)
     try:
         slow = EMPLOYEES.bulk_record.model_validate(json_body.loads(body)[0])
     except (ValidationError, json_body.JsonError):  # json.dumps writes NaN, which JSON has not
@@ -117,10 +118,31 @@ def test_random_changes_never_make_the_fast_pass_laxer(change):
     assert_not_laxer({**VALID, **change})
 
 
+def _read_ndjson(body: bytes):
+    return read_upserts(body, "application/x-ndjson", 100, EMPLOYEES.bulk_records, EMPLOYEES.fast)
+
+
 def test_ndjson_skips_blank_lines():
-    body = orjson.dumps(VALID) + b"\n\n" + orjson.dumps({**VALID, "source_id": 8}) + b"\n"
-    records = EMPLOYEES.fast.decode(body, ndjson=True)
-    assert [r.source_id for r in records] == [7, 8]
+    body = orjson.dumps(VALID) + b"\n\n  \n" + orjson.dumps({**VALID, "source_id": 8}) + b"\r\n"
+    batch = _read_ndjson(body)
+    assert [r.source_id for _, r in batch.records] == [7, 8] and batch.received == 2
+
+
+BAD = orjson.dumps({**VALID, "source_id": 9, "first_name": ""})
+
+
+@pytest.mark.parametrize("bad_sibling", [False, True], ids=["alone", "beside-a-bad-record"])
+def test_ndjson_is_framed_the_same_whichever_pass_reads_it(bad_sibling):
+    """A record's fate must not depend on the other records: a CR inside a record is JSON whitespace
+    (no line end), two records on one line are one bad line, on either validation pass."""
+    with_cr = orjson.dumps(VALID).replace(b'"source_id":7,', b'"source_id":7,\r')
+    two_on_a_line = orjson.dumps({**VALID, "source_id": 10}) + b" " + orjson.dumps({**VALID, "source_id": 11})
+    body = b"\n".join([with_cr, two_on_a_line, *([BAD] if bad_sibling else [])])
+    batch = _read_ndjson(body)
+    assert batch.received == 2 + bad_sibling
+    assert [r.source_id for _, r in batch.records] == [7]
+    rejected = {r.index: r for r in batch.rejected}
+    assert "line 2 is not valid JSON" in rejected[1].reasons[0]["message"]
 
 
 def _batch(**changes_of_third: object) -> bytes:
@@ -132,14 +154,14 @@ def _batch(**changes_of_third: object) -> bytes:
 
 @pytest.mark.parametrize("salary", ["-0.01", "9999999999.999", "10000000000", "1.001", "NaN", "sNaN", "-Infinity"])
 def test_one_bad_decimal_among_several_sends_the_batch_to_pydantic(salary):
-    assert EMPLOYEES.fast.decode(_batch(salary=salary), ndjson=False) is None
+    assert EMPLOYEES.fast.decode(_batch(salary=salary)) is None
 
 
 def test_a_batch_reads_decimals_and_offsets_as_pydantic_does():
     body = _batch(
         salary="9999999999.990", source_updated_at="2024-01-01T10:00:00", updated_at="2024-01-01T12:00:00+02:00"
     )
-    fast = EMPLOYEES.fast.decode(body, ndjson=False)
+    fast = EMPLOYEES.fast.decode(body)
     slow = [EMPLOYEES.bulk_record.model_validate(record) for record in orjson.loads(body)]
     assert fast is not None
     for fast_record, slow_record in zip(fast, slow, strict=True):

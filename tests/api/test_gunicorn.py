@@ -64,3 +64,14 @@ def test_bulk_and_crud_work_under_gunicorn(gunicorn_api):
         sample(metrics, "api_bulk_records_total", entity="articles", path="api", operation="upsert", outcome="inserted")
         == 100
     )
+
+
+def test_metrics_without_a_multiprocess_folder_set_are_served_from_the_one_it_makes(postgres_database, tmp_path):
+    """As a user starts it (no PROMETHEUS_MULTIPROC_DIR): the settings file makes a folder, and the
+    metrics must go there (prometheus_client, imported before it, kept them in each worker: empty)."""
+    migrate.upgrade(postgres_database)
+    with api_server(postgres_database, "gunicorn-token", tmp_path / "gunicorn.log", 2, metrics_dir=False) as base:
+        for _ in range(10):
+            assert requests.get(f"{base}/articles", headers={"Connection": "close"}, timeout=10).status_code == 200
+        text = requests.get(f"{base}/metrics", timeout=10).text
+    assert _requests_to_articles(text) == 10, text[:500]

@@ -84,7 +84,7 @@ def _normalised(records: list, entity: str) -> list:
     """Records as the API reads them (its msgspec decoder): text and datetimes compare alike."""
     fast = SCHEMAS[entity].fast
     clean = [r for r in records if not isinstance(r, Quarantined)]
-    return fast.decode(encode(clean), ndjson=False), [
+    return fast.decode(encode(clean)), [
         (r.source_id, r.version, r.reasons) for r in records if isinstance(r, Quarantined)
     ]
 

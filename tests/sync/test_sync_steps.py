@@ -72,9 +72,9 @@ def test_mysql_renders_the_same_records_as_python(base_a, base_a_engine):
     converted = [to_record("employees", row) for row in rows]
     mapped = [base_a.view("employees").apply(row) for row in rows]  # the events path's way
     fast = SCHEMAS["employees"].fast  # what the API reads a bulk body into
-    as_read = fast.decode(encode(rendered), ndjson=False)
-    assert as_read is not None and as_read == fast.decode(encode(converted), ndjson=False)
-    assert as_read == fast.decode(encode(mapped), ndjson=False)
+    as_read = fast.decode(encode(rendered))
+    assert as_read is not None and as_read == fast.decode(encode(converted))
+    assert as_read == fast.decode(encode(mapped))
     assert rendered[1]["salary"] == "9999999999.99" and rendered[1]["hired_at"] == "2020-02-29"
 
 
