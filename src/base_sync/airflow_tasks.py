@@ -116,15 +116,21 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
                     ", ".join(checked.unmapped),
                 )
             _emit(metrics.schema_samples(entity, checked.unmapped))
-        api = _api(settings.api_conn_id, settings.api_timeout, "batch")
+        api = _api(settings, "batch")
         cleanup.callback(api.close)
         api.check_writes(entity)
         yield base_a, api
 
 
-def _api(conn_id: str, timeout: float, sync_path: str) -> BaseBApi:
-    conn = BaseHook.get_connection(conn_id)
-    return BaseBApi(_api_url(conn), conn.password, timeout=timeout, sync_path=sync_path)
+def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
+    conn = BaseHook.get_connection(settings.api_conn_id)
+    return BaseBApi(
+        _api_url(conn),
+        conn.password,
+        timeout=settings.api_timeout,
+        sync_path=sync_path,
+        max_body_bytes=settings.max_body_bytes,
+    )
 
 
 def _api_url(conn) -> str:
@@ -302,7 +308,7 @@ def apply_changes() -> dict:
     kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
     consumer = events.consumer_for(kafka_config, settings)
     producer = events.producer_for(kafka_config)
-    api = _api(settings.api_conn_id, settings.api_timeout, "events")
+    api = _api(settings, "events")
     try:
         api.check_writes(next(iter(ENTITIES)))  # the token is the API's, for every entity
         report = events.drain(consumer, producer, api, settings)

@@ -17,6 +17,7 @@ from urllib3.util.retry import Retry
 
 from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable
 from base_sync.key_ranges import KeyRange
+from base_sync.settings import MAX_BODY_BYTES
 from base_sync.source import Cursor
 
 __all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
@@ -32,8 +33,10 @@ class BaseBApi:
         pool_size: int = 8,
         retries: int = 5,
         sync_path: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ):
         self.base_url = base_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes  # the largest bulk body to send (records.bodies splits)
         # (connect, read): an address that takes no connection fails in seconds, each retry too; a
         # request the API is working on gets the whole `timeout`.
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)

@@ -44,6 +44,7 @@ REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter
 # original stays on its topic (at the letter's source position) while the topic retains it.
 VALUE_LEFT_OUT = "base_sync.value_left_out"
 MAX_VALUE_BYTES = 512 * 1024  # under the broker's default 1 MB message limit, with room for the headers
+MAX_REASON_CHARS = 4096  # a reason is read by people; one quoting a whole value could outgrow the letter
 # On a replayed delete the mass-delete breaker held: an operator approved it, so the run does not count it.
 MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
 MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
@@ -61,20 +62,23 @@ class DeadLetterError(TerminalError):
 
 
 def letter_value(message: Message) -> tuple[bytes | None, list[tuple[str, str]]]:
-    """The value a dead letter stores, and the header saying it was left out when too large to store
-    (a letter that cannot be written would stop the events path for good)."""
+    """The value a dead letter stores, and the header saying it was left out when the letter would be
+    too large to store, its key and the original's headers counted (a letter that cannot be written
+    would stop the events path for good)."""
     value = message.value()
-    if value is None or len(value) <= MAX_VALUE_BYTES:
+    around = len(message.key() or b"") + sum(len(n) + len(v or b"") for n, v in message.headers() or [])
+    if value is None or len(value) + around <= MAX_VALUE_BYTES:
         return value, []
     return None, [(VALUE_LEFT_OUT, str(len(value)))]
 
 
 def headers_for(message: Message, kind: str, reason: str) -> list[tuple[str, str | bytes | None]]:
     """The message's own headers (less those of an earlier dead-lettering) and where it came from and why."""
+    # The original's own headers, less those only this module writes (a producer could send any).
     own = [
         (name, value)
         for name, value in (message.headers() or [])
-        if not name.startswith(ERRORS) and name != VALUE_LEFT_OUT
+        if not name.startswith(ERRORS) and name not in (VALUE_LEFT_OUT, REPLAY_OF)
     ]
     return [
         *own,
@@ -83,7 +87,7 @@ def headers_for(message: Message, kind: str, reason: str) -> list[tuple[str, str
         (OFFSET, str(message.offset())),
         (STAGE, STAGES.get(kind, "TASK_PUT")),
         (CLASS_NAME, kind),
-        (MESSAGE, reason),
+        (MESSAGE, reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "…"),
     ]
 
 
@@ -270,8 +274,12 @@ def read(
 
 
 def _marked(message: Message) -> str | None:
-    """The offset of the letter a replay marker names (on its own partition); None for a letter."""
-    for name, value in message.headers() or []:
+    """The offset of the letter a replay marker names (on its own partition); None for a letter (which
+    carries Kafka Connect's error headers, and never a marker's)."""
+    headers = message.headers() or []
+    if any(name.startswith(ERRORS) for name, _ in headers):
+        return None
+    for name, value in headers:
         if name == REPLAY_OF and value is not None:
             return value.decode("ascii", "replace").rpartition(":")[2]
     return None

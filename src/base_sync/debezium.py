@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -50,6 +51,7 @@ DELETE_OP = "d"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
 EPOCH_DAY = date(1970, 1, 1)
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a datetime holds
 
 DATE = "io.debezium.time.Date"
 ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
@@ -197,16 +199,18 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
         return None  # a JSON null is Debezium's tombstone too
     if not isinstance(document, dict):
         raise BadEvent("value is not a JSON object")
+    if set(document) <= {"schema", "payload"} and "payload" in document and document["payload"] is None:
+        return None  # the JsonConverter's tombstone with schemas on
     payload, types = _unwrap(document)
     op = _op(payload)
     image_name = "before" if op == DELETE_OP else "after"
     image = payload.get(image_name)
     if not isinstance(image, dict):
         raise BadEvent(f"op {op!r} needs an object in `{image_name}`")
-    source = payload.get("source") if isinstance(payload.get("source"), dict) else {}
-    source_ms = source.get("ts_ms") if isinstance(source.get("ts_ms"), int) else None
+    source_ms = _commit_ms(payload.get("source"))
     view = topics.view(entity)
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
+    _binary_as_text(row, view.source_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
     _check_message_key(message_key, key, view.spec.key, image_name)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
@@ -231,7 +235,7 @@ def _op(payload: dict) -> str:
             "ExtractNewRecordState transform cannot be applied (it drops deletes by default): configure "
             "the connector without it"
         )
-    raise BadEvent(f"op {op!r} is not one of c, u, r, d")
+    raise BadEvent(f"op {_excerpt(op)} is not one of c, u, r, d")
 
 
 def _key(key, where: str) -> int:
@@ -240,7 +244,7 @@ def _key(key, where: str) -> int:
     if isinstance(key, Decimal) and key == key.to_integral_value():
         key = int(key)
     if not isinstance(key, int) or isinstance(key, bool):
-        raise BadEvent(f"`{where}` must be an integer key, got {key!r}")
+        raise BadEvent(f"`{where}` must be an integer key, got {_excerpt(key)}")
     low, high = SOURCE_ID_RANGE
     if not low <= key <= high:
         wrapped = " (a BIGINT UNSIGNED above 2^63-1 arrives negative under bigint.unsigned.handling.mode=long)"
@@ -264,7 +268,7 @@ def _check_message_key(message_key: bytes | None, key: int, column: str, image_n
         named = named.get(column)
     if isinstance(named, int | str) and not isinstance(named, bool) and str(named) != str(key):
         raise BadEvent(
-            f"the message key names row {named!r} but `{image_name}.{column}` is {key}: the producer keyed "
+            f"the message key names row {_excerpt(named)} but `{image_name}.{column}` is {key}: the producer keyed "
             "the event for another row (Kafka orders a row's events by their key)"
         )
 
@@ -302,17 +306,44 @@ def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_nam
     version = view.version_of(row) if view.has_cursor else None
     if version is None:
         if commit is None:
-            cursor = view.spec.cursor[0].column if view.spec.cursor else "<cursor>"
+            if not view.has_cursor:
+                raise BadEvent("a table without a cursor is versioned by the commit time: `source.ts_ms` is missing")
+            cursor = view.spec.cursor[0].column
             raise BadEvent(f"a delete needs `{image_name}.{cursor}` or `source.ts_ms` for its version")
         version = commit
     return Change(entity, key, op, "delete", version, row, source_ms)
 
 
+def _binary_as_text(row: dict, mapped: Iterable[str]) -> None:
+    """A binary column the mapping reads, as the text Base B holds: its bytes must be UTF-8, as the
+    batch path's `cast: string` reads them (unmapped binary columns are left as they are)."""
+    for column in mapped:
+        value = row.get(column)
+        if isinstance(value, bytes):
+            try:
+                row[column] = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadEvent(
+                    f"`{column}`: its binary value is not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
+
+
+def _commit_ms(source) -> int | None:
+    """`source.ts_ms`, the commit time in epoch milliseconds; None when the event has none."""
+    value = source.get("ts_ms") if isinstance(source, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCH_MS:
+        raise BadEvent(f"`source.ts_ms` must be the commit time in epoch milliseconds, got {_excerpt(value)}")
+    return value
+
+
 def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
-    """The payload, and the schema of each column of `before`/`after` when the wrapper carries one."""
-    if "payload" not in document or "schema" not in document:
+    """The payload, and the schema of each column of `before`/`after` when the wrapper carries one
+    (the JsonConverter's `{"schema": ..., "payload": ...}`, `schema` null or left out)."""
+    if "payload" not in document or not set(document) <= {"schema", "payload"}:
         return document, {}
-    payload, schema = document["payload"], document["schema"]
+    payload, schema = document["payload"], document.get("schema")
     if not isinstance(payload, dict):
         raise BadEvent("`payload` is not a JSON object")
     types: dict[str, dict[str, dict]] = {}
@@ -358,8 +389,21 @@ def read_row(image: dict, types: dict[str, dict], hints: dict[str, tuple]) -> tu
             row[name] = exc.text
             invalid.append(name)
         except (ValueError, TypeError, InvalidOperation, OverflowError, binascii.Error) as exc:
-            raise BadEvent(f"`{name}`: cannot read {value!r} ({exc})") from None
+            raise BadEvent(f"`{name}`: cannot read {_excerpt(value)} ({_why(exc)})") from None
     return row, invalid
+
+
+def _excerpt(value, limit: int = 80) -> str:
+    """The value for a reason: a dead letter's headers must stay far below the broker's message limit."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _why(exc: Exception, limit: int = 160) -> str:
+    if isinstance(exc, InvalidOperation):  # its text is the list of the signals' classes
+        return "not a decimal number"
+    text = str(exc)  # a parser's message may quote the whole value
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 class _Invalid(Exception):
@@ -383,11 +427,15 @@ def _value(value, schema: dict | None, hint: tuple | None):
         return value
     if kind == "decimal":
         if semantic == DECIMAL:
-            scale = int(((schema or {}).get("parameters") or {}).get("scale", 0))
-            return _decimal(value, scale, precise=True)
+            scale = ((schema or {}).get("parameters") or {}).get("scale")
+            if scale is None:  # Kafka Connect's Decimal always carries its scale: 0 would misread it
+                raise ValueError(f"its {DECIMAL} schema has no `parameters.scale`")
+            return _decimal(value, int(scale), precise=True)
         return _decimal(value, hint[1] if hint else 0, precise=False)
     if kind == "time":
         return _duration(value, semantic)
+    if semantic == ZONED_TIMESTAMP and not isinstance(value, str):  # its schema type is string
+        raise TypeError(f"a {ZONED_TIMESTAMP} is ISO 8601 text")
     return _point_in_time(value, kind, semantic, _not_null(schema) or "stamp" in (hint or ()))
 
 
@@ -456,7 +504,10 @@ def _decimal(value, scale: int, precise: bool, plain: bool = False) -> Decimal:
     # Without a schema, "string" mode writes the point whenever the scale has digits; base64 has none.
     if not precise and ("." in value or scale == 0):
         return Decimal(value)  # decimal.handling.mode=string
-    unscaled = int.from_bytes(base64.b64decode(value, validate=True), "big", signed=True)
+    digits = base64.b64decode(value, validate=True)
+    if not digits:  # int.from_bytes(b"") is 0: an empty value would be stored as zero
+        raise ValueError("an empty value is no number")
+    unscaled = int.from_bytes(digits, "big", signed=True)
     return Decimal(unscaled).scaleb(-scale)  # precise (the default)
 
 

@@ -31,7 +31,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
-from base_sync.records import encode
+from base_sync.records import bodies
 from base_sync.settings import EventSettings, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -255,10 +255,20 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
         if deletes:
             records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
             rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
-        if upserts:
-            answer = api.bulk_upsert(entity, encode([c.record for c, _ in upserts]))
-            rejected += _account(entity, upserts, answer, counts)
+        for part, body in bodies(upserts, api.max_body_bytes, lambda pair: pair[0].record) if upserts else ():
+            if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
+                rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
+                counts["rejected"] += 1
+                continue
+            rejected += _account(entity, part, api.bulk_upsert(entity, body), counts)
     return rejected, by_entity
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"its record is {size} bytes as JSON: more than one bulk request may carry "
+        f"({limit} bytes, EVENTS_MAX_BODY_BYTES)"
+    )
 
 
 def _guard_deletes(

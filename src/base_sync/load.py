@@ -6,12 +6,13 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime
 
 from base_sync.api_client import BaseBApi
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
-from base_sync.records import encode
-from baseab_contract.bulk_format import SOURCE_ID_RANGE
+from base_sync.records import bodies, encode
+from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
@@ -54,13 +55,15 @@ def push_chunks(
                 if dirty:
                     quarantine(api, entity, dirty)
                     totals["quarantined"] += len(dirty)
-                if not records:
-                    continue
-                body = encode(records)
-                if len(pending) >= concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    settle(done)
-                pending.add(pool.submit(_send, api, entity, body, len(records)))
+                for part, body in bodies(records, api.max_body_bytes):
+                    if len(body) > api.max_body_bytes:  # one row alone: quarantined, not sent
+                        quarantine(api, entity, [_too_large(part[0], len(body), api.max_body_bytes)])
+                        totals["quarantined"] += 1
+                        continue
+                    if len(pending) >= concurrency:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        settle(done)
+                    pending.add(pool.submit(_send, api, entity, body, len(part)))
             settle(set(pending))
     finally:
         # A failed push must end Base A's streaming read now: the exception's traceback would keep
@@ -91,6 +94,19 @@ def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:
     answer = api.quarantine(entity, encode([row.to_json() for row in rows]))
     if answer["quarantined"] != len(rows):
         raise LoadError(f"{entity}: quarantined {len(rows)} rows, the API stored {answer['quarantined']}")
+
+
+def _too_large(record: dict, size: int, limit: int) -> Quarantined:
+    """A row whose record alone is a bulk body over the limit: kept as a rejection with the reason,
+    its key and version only (the whole record would be as large a request)."""
+    version = record.get(VERSION)
+    kept = {SOURCE_ID: record[SOURCE_ID], VERSION: version}
+    why = f"{size} bytes as JSON: more than one bulk request may carry ({limit} bytes, SYNC_MAX_BODY_BYTES)"
+    return Quarantined(record[SOURCE_ID], _iso(version), kept, [{"field": "record", "message": why}])
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _send(api: BaseBApi, entity: str, body: bytes, count: int) -> tuple[int, dict]:

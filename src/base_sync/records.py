@@ -6,6 +6,7 @@ Mapped sources go through `base_sync.mapping` (`SourceView.apply`, and `mapping.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -34,6 +35,19 @@ def to_record(entity: str, row: dict) -> dict:
 def encode(records: list[dict]) -> bytes:
     """A JSON array body; decimals go as exact strings, dates and times as ISO 8601."""
     return orjson.dumps(records, default=_exact)
+
+
+def bodies(items: list, max_bytes: int, record_of: Callable | None = None) -> Iterator[tuple[list, bytes]]:
+    """The items as bulk bodies of at most `max_bytes` each, in order: a list whose body is larger
+    is halved (one encoding in the usual case). An item too large alone comes alone, its body over
+    the limit: the caller sets it aside, since the API would refuse the request (413) every time."""
+    body = encode(items if record_of is None else [record_of(item) for item in items])
+    if len(body) <= max_bytes or len(items) == 1:
+        yield items, body
+        return
+    half = len(items) // 2
+    yield from bodies(items[:half], max_bytes, record_of)
+    yield from bodies(items[half:], max_bytes, record_of)
 
 
 def _exact(value):

@@ -7,6 +7,9 @@ from pydantic_settings import SettingsConfigDict
 
 from env_settings import EnvSettings
 
+# A quarter of the API's default body limit (API_MAX_CONTENT_LENGTH, 64 MiB): room for a lower one.
+MAX_BODY_BYTES = 16 * 2**20
+
 # Airflow's schedule presets (a `None` schedule is not a setting here: every DAG runs on one).
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
 
@@ -83,6 +86,9 @@ class SyncSettings(_Schedules, EnvSettings):
         description="how long a blocked mass delete waits for an operator in the Airflow UI; then it is rejected",
     )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"
+    )
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")
@@ -120,4 +126,7 @@ class EventSettings(_Schedules, EnvSettings):
         "* * * * *", description="cron of the runs made whether or not an asset event arrived (burst tails)"
     )
     api_timeout: float = Field(60.0, gt=0, description="seconds per API request")
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"
+    )
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")

@@ -173,3 +173,19 @@ def test_a_broker_that_is_down_is_one_line_naming_why(tmp_path):
     assert down.returncode == 2
     (line,) = down.stderr.strip().splitlines()
     assert line.startswith("base-sync-dlq: ") and "Connection refused" in line, down.stderr
+
+
+def test_a_producers_header_named_like_a_replay_marker_hides_no_letter(changes):
+    """A marker is a record only base-sync-dlq writes: a letter copying such a header from its event
+    was read as a marker (hidden, and hiding the letter it named)."""
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    for key in (1, 2):
+        headers = [("base_sync.replay.of", b"0:0")] if key == 2 else []
+        changes.producer.produce(topic, value=b"{bad", key=str(key).encode(), partition=0, headers=headers)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+    letters = listed(changes)
+    assert sorted(letter["key"] for letter in letters) == ["1", "2"] and not any(
+        letter["replayed"] for letter in letters
+    )
+    assert all(name != "base_sync.replay.of" for letter in letters for name, _ in letter["headers"])

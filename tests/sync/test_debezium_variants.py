@@ -4,6 +4,7 @@ right or refused with a specific reason (a dead letter), never an exception that
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -127,7 +128,10 @@ def test_a_negative_key_names_debeziums_unsigned_handling():
 
 
 def test_a_bigint_unsigned_key_in_precise_mode_is_a_whole_decimal():
-    event = with_schema(envelope("c", after={**EMPLOYEE, "id": precise(7)}), [column("id", "bytes", DECIMAL, False)])
+    event = with_schema(
+        envelope("c", after={**EMPLOYEE, "id": precise(7)}),
+        [column("id", "bytes", DECIMAL, False, parameters={"scale": "0"})],
+    )
     assert read(EMPLOYEES, event).id == 7
 
 
@@ -218,3 +222,65 @@ def test_a_message_key_naming_another_row_is_refused(message_key):
     value = orjson.dumps(envelope("u", before=EMPLOYEE, after=EMPLOYEE))
     with pytest.raises(BadEvent, match=r"the message key names row '?8'? but `after.id` is 7"):
         decode(EMPLOYEES, value, IDENTITY, message_key)
+
+
+@pytest.mark.parametrize(
+    ("columns", "changed", "says"),
+    [
+        (
+            [column("salary", "bytes", DECIMAL, parameters={"scale": "2"})],
+            {"salary": ""},
+            "an empty value is no number",
+        ),
+        ([column("salary", "bytes", DECIMAL)], {"salary": precise(500)}, "has no `parameters.scale`"),
+        ([column("salary", "bytes", DECIMAL, parameters={})], {"salary": precise(500)}, "has no `parameters.scale`"),
+        (
+            [column("updated_at", "string", "io.debezium.time.ZonedTimestamp")],
+            {"updated_at": 1795435200},
+            "ZonedTimestamp is ISO 8601 text",
+        ),
+        ([column("position", "bytes")], {"position": base64.b64encode(b"\xff\xfe").decode()}, "not UTF-8 text"),
+    ],
+    ids=[
+        "empty-precise-decimal",
+        "decimal-without-scale",
+        "decimal-with-empty-parameters",
+        "zoned-as-integer",
+        "binary-not-utf8",
+    ],
+)
+def test_a_value_its_schema_does_not_describe_is_refused_not_guessed(columns, changed, says):
+    """Each was read as something else: "" as 0.00, a decimal without its scale 100 times too
+    large, epoch seconds as milliseconds (1970-01-21), binary as Python's bytes text."""
+    with pytest.raises(BadEvent, match=re.escape(says)):
+        read(EMPLOYEES, with_schema(envelope("c", after={**EMPLOYEE, **changed}), columns))
+
+
+def test_a_binary_column_the_mapping_reads_as_text_is_its_utf8_text():
+    event = with_schema(
+        envelope("c", after={**EMPLOYEE, "position": base64.b64encode("Müller-Analyst".encode()).decode()}),
+        [column("position", "bytes")],
+    )
+    assert read(EMPLOYEES, event).record["position"] == "Müller-Analyst"
+
+
+@pytest.mark.parametrize("ts_ms", [1795435200000.0, "1795435200000", True, -1, 2**63])
+def test_a_commit_time_that_is_no_epoch_millisecond_count_is_refused_by_name(ts_ms):
+    with pytest.raises(BadEvent, match=r"`source\.ts_ms` must be the commit time in epoch milliseconds"):
+        read(EMPLOYEES, envelope("c", after=EMPLOYEE, source={**SOURCE, "ts_ms": ts_ms}))
+
+
+def test_the_json_converters_null_with_schemas_on_is_a_tombstone():
+    assert read(EMPLOYEES, {"schema": None, "payload": None}) is None
+
+
+def test_a_wrapper_without_its_schema_is_read_as_a_wrapper():
+    assert read(EMPLOYEES, {"payload": envelope("c", after=EMPLOYEE)}).id == 7
+
+
+def test_a_reason_quotes_a_huge_value_only_in_part():
+    """The reason travels in a dead letter's header: quoting a 490 KB value made the letter too
+    large for the broker, and the drain stopped on it for good."""
+    with pytest.raises(BadEvent) as refused:
+        read(EMPLOYEES, envelope("c", after={**EMPLOYEE, "hired_at": "x" * 490_000}))
+    assert len(str(refused.value)) < 300 and "490002 characters" in str(refused.value)

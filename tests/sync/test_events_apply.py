@@ -173,6 +173,26 @@ def test_an_event_keyed_for_another_row_is_a_dead_letter_not_applied(changes):
     )
 
 
+def test_bodies_stay_under_the_byte_bound_and_a_change_too_large_alone_is_a_dead_letter(changes):
+    """A batch whose body passes the API's limit was refused (413) on every run: the drain stopped
+    for good. Bodies are split under the bound; a change too large alone is dead-lettered."""
+    for key in range(1, 41):
+        changes.send("c", None, employee(key, T0), partition=0)
+    wide = {"first_name": "L" * 100, "last_name": "M" * 100, "position": "P" * 100, "department": "D" * 100}
+    changes.send("c", None, employee(99, T0, **wide), partition=0)  # 679 bytes as a record; the others 299
+    api = BaseBApi(changes.base_b.url, changes.base_b.token, max_body_bytes=600)
+    report = changes.drain(api)
+    assert report.counts["inserted"] == 40 and report.counts["dead_lettered"] == 1, report.to_json()
+    assert sorted(changes.rows()) == list(range(1, 41))
+    (letter,) = changes.dead_letters()
+    headers = dict(letter.headers())
+    assert headers["__connect.errors.exception.class.name"] == b"TooLarge" and letter.key() == b"99"
+    assert (
+        b"more than one bulk request may carry (600 bytes, EVENTS_MAX_BODY_BYTES)"
+        in headers["__connect.errors.exception.message"]
+    )
+
+
 def test_tombstones_are_skipped_not_dead_lettered(changes):
     changes.raw(None, key=1)
     report = changes.drain()
