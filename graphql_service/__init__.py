@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from decimal import Decimal
 from pathlib import Path
 
-import msgspec
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from graphql import GraphQLError, OperationType, get_operation_ast
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from graphql_service import exact_json
 from graphql_service.entity_schema import ENTITY_SDL
 from graphql_service.errors import REQUEST_ERRORS, error_formatter
 from graphql_service.explorer import explorer_blueprint
@@ -37,7 +36,6 @@ def _caller_token() -> str | None:
     return token.strip(" \t") or None if scheme.lower() == "bearer" else None
 
 
-_EXACT_JSON = msgspec.json.Decoder(float_hook=Decimal)
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -50,14 +48,13 @@ def _request_body() -> dict | str:
     if encoding not in ("", "identity"):
         return f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed"
     raw = request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:  # werkzeug cuts a chunked body there, silently
+        raise RequestEntityTooLarge(f"the body is larger than the limit of {limit} bytes (GRAPHQL_MAX_CONTENT_LENGTH)")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     try:
-        text = raw if charset in ("utf-8", "utf8") else raw.decode(charset)
-        # orjson: strict JSON (no NaN or Infinity, no lone surrogates) and a bounded nesting depth;
-        # then read again with numbers exact, since a float would round a Decimal variable.
-        orjson.loads(text)
-        data = _EXACT_JSON.decode(text)
-    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError, RecursionError) as exc:
+        data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
         return f"the body is not valid JSON: {exc}"
     if isinstance(data, list):
         return "batched requests (a JSON array) are not supported: send one JSON object per request"
@@ -72,7 +69,7 @@ _PARAMETERS["extensions"] = _PARAMETERS["variables"]
 
 
 def _malformed_parameter(data: dict) -> str | None:
-    if "query" not in data:
+    if "query" not in data or data["query"] == "":
         return 'the request has no "query": send {"query": "...", "variables": {...}}'
     for name, types in _PARAMETERS.items():
         if name in data and not isinstance(data[name], types):
@@ -93,8 +90,8 @@ def _query_parameters() -> dict | str:
     for name in ("variables", "extensions"):
         if name in request.args:
             try:
-                data[name] = _EXACT_JSON.decode(request.args[name])
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                data[name] = exact_json.loads(request.args[name])
+            except ValueError as exc:
                 return f'"{name}" is not valid JSON: {exc}'
     return _malformed_parameter(data) or data
 
@@ -111,9 +108,13 @@ def _is_mutation(queries: QueryCache, data: dict) -> bool:
 
 
 def _response_type() -> str:
-    """GraphQL over HTTP's own media type when the client asks for it, else application/json
-    (what every client before it reads, and the answer to a missing Accept or */*)."""
-    return request.accept_mimetypes.best_match([JSON, GRAPHQL_RESPONSE], default=JSON)
+    """GraphQL over HTTP's own media type when the client names it (first on a tie, as it is the
+    newer one), else application/json: what every client before it reads, and the answer to a
+    missing Accept or */*."""
+    accepts = request.accept_mimetypes
+    if not any(kind == GRAPHQL_RESPONSE for kind, _ in accepts):
+        return JSON
+    return accepts.best_match([GRAPHQL_RESPONSE, JSON], default=JSON)
 
 
 def _status(result: dict, media_type: str) -> int:
@@ -132,6 +133,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     settings = settings or GraphQLSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
@@ -162,7 +164,12 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             error_formatter=error_formatter,
             logger=REQUEST_ERRORS,
         )
-        for error in result.get("errors", []):
+        errors = result.get("errors", [])
+        if result.get("data", False) is None and not any("path" in error for error in errors):
+            # No field ran: a request error (a variable that did not coerce, an operation not found),
+            # which the GraphQL spec answers with no `data` entry at all; Ariadne writes data: null.
+            del result["data"]
+        for error in errors:
             metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
         # orjson: a tenth of the time of Flask's encoder, and fields keep the query's order, as the spec asks.
         try:

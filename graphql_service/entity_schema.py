@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from baseab_contract.entities import ENTITIES, Entity, Field, Kind
 from graphql_service.errors import camel
 
+# What a list or a page holds when `limit` is left out or null (the resolvers and the cost read these).
+LIST_LIMIT, PAGE_LIMIT = 100, 50
+
 _SCALARS = {
     Kind.STRING: "String",
     Kind.TEXT: "String",
@@ -91,9 +94,9 @@ input {one}Filter {{
 
 extend type Query {{
   "The seed system's list: up to `limit` {entity.name} (1 to 1000), ordered by id, after the id `after`."
-  get{many}(limit: Int = 100, after: Int, filter: {one}Filter): [{one}!]!
+  get{many}(limit: Int = {LIST_LIMIT}, after: Int, filter: {one}Filter): [{one}!]!
   "One page of {entity.name} and where the next one starts (`nextAfter`)."
-  get{many}Page(limit: Int = 50, after: Int, filter: {one}Filter): {one}Page!
+  get{many}Page(limit: Int = {PAGE_LIMIT}, after: Int, filter: {one}Filter): {one}Page!
   get{one}(id: ID!): {one}
 }}
 

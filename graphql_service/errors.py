@@ -19,7 +19,9 @@ _CODES = {
     404: "NOT_FOUND",
     409: "CONFLICT",
     413: "BAD_USER_INPUT",
+    414: "BAD_USER_INPUT",
     415: "BAD_USER_INPUT",
+    431: "BAD_USER_INPUT",
     422: "BAD_USER_INPUT",
 }
 
@@ -69,6 +71,8 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
         else:
             extensions["code"] = _CODES.get(original.status, "BAD_REQUEST")
             extensions["status"] = original.status
+            if original.status in (414, 431):  # the REST call's own request line or headers: the arguments
+                formatted["message"] = "the arguments are too long for one REST call: shorten the filter values"
             if original.errors:
                 extensions["fieldErrors"] = _field_errors(original.errors)
     elif isinstance(original, UserInputError):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ariadne.validation import cost_validator
 from ariadne.validation.introspection_disabled import IntrospectionDisabledRule
+from ariadne.validation.query_cost import CostValidator
 from graphql import (
     ASTValidationRule,
     FieldNode,
@@ -15,7 +15,7 @@ from graphql import (
     specified_rules,
 )
 
-from graphql_service.entity_schema import ENTITY_NAMES
+from graphql_service.entity_schema import ENTITY_NAMES, LIST_LIMIT, PAGE_LIMIT
 
 # Root list and page fields cost per requested item: `limit` (its default too) multiplies what is
 # selected below them. Every entity has all of these, so a new entity cannot silently escape the limit.
@@ -23,6 +23,11 @@ from graphql_service.entity_schema import ENTITY_NAMES
 # cannot turn one request into thousands of calls (at the default maximum, 200 reads or 40 writes).
 ROW_READ_COST = 10
 WRITE_COST = 50
+DEFAULT_LIMITS = {
+    field: default
+    for names in ENTITY_NAMES
+    for field, default in ((names.list_field, LIST_LIMIT), (names.page_field, PAGE_LIMIT))
+}
 COST_MAP = {
     "Query": {
         **{
@@ -96,6 +101,24 @@ def document_rules(max_depth: int, introspection: bool) -> tuple[type[ASTValidat
     return rules if introspection else (*rules, IntrospectionDisabledRule)
 
 
+class _Cost(CostValidator):
+    """Ariadne's cost rule, with `limit: null` priced as the field's default, which it fetches (a
+    null multiplier is dropped: such a field cost 1, and 900 of them ran as 900 REST calls)."""
+
+    def get_args_from_cost_map(self, node, type_name: str, field_args: dict):
+        if "limit" in field_args and field_args["limit"] is None and node.name.value in DEFAULT_LIMITS:
+            field_args = {**field_args, "limit": DEFAULT_LIMITS[node.name.value]}
+        return super().get_args_from_cost_map(node, type_name, field_args)
+
+
 def cost_limit(max_cost: int, variables: dict | None) -> type[ASTValidationRule]:
-    """The cost rule for one request: a list size may come from the request's variables."""
-    return cost_validator(maximum_cost=max_cost, default_complexity=1, variables=variables, cost_map=COST_MAP)
+    """The cost rule for one request: a list size may come from the request's variables (coerced,
+    so with the operation's defaults)."""
+
+    class Cost(_Cost):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(
+                context, maximum_cost=max_cost, default_complexity=1, variables=variables, cost_map=COST_MAP
+            )
+
+    return Cost

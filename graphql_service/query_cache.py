@@ -6,7 +6,17 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationDefinitionNode, parse, validate
+from graphql import (
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_variable_values
 
 from graphql_service.limits import cost_limit, document_rules
 
@@ -20,23 +30,24 @@ class CheckedQuery:
 
     document: DocumentNode
     errors: tuple[GraphQLError, ...]
-    cost_checked: bool  # the cost verdict is among `errors`: the document declares no variables
+    cost_checked: bool  # the cost verdict is among `errors`: one operation, declaring no variables
 
 
-def _ints(variables: dict | None) -> dict | None:
-    """The variables without numbers no GraphQL Int holds: coercion then refuses those by name (the
-    cost rule would take 2^31 as a list size, and fail on an infinite one)."""
-    if not isinstance(variables, dict):
-        return variables
-    return {
-        name: value
-        for name, value in variables.items()
-        if not (isinstance(value, int | float) and not isinstance(value, bool) and not -(2**31) <= value < 2**31)
-    }
+def _priced_alone(document: DocumentNode) -> bool:
+    """The cost is the text's own: one operation, and no variable a list size could come from."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return len(operations) == 1 and not operations[0].variable_definitions
 
 
-def _declares_variables(document: DocumentNode) -> bool:
-    return any(isinstance(d, OperationDefinitionNode) and d.variable_definitions for d in document.definitions)
+def _operation(document: DocumentNode, operation_name: str | None) -> DocumentNode | None:
+    """The operation the request runs, with the fragments (only it is priced: the others do not
+    run); None when the executor will refuse the choice (unknown, or several and no name)."""
+    chosen = get_operation_ast(document, operation_name)
+    if chosen is None:
+        return None
+    return DocumentNode(
+        definitions=tuple(d for d in document.definitions if d is chosen or isinstance(d, FragmentDefinitionNode))
+    )
 
 
 class QueryCache:
@@ -68,7 +79,7 @@ class QueryCache:
 
     def _verdict(self, document: DocumentNode) -> CheckedQuery:
         errors = validate(self.schema, document, self.rules)
-        cost_checked = not errors and not _declares_variables(document)
+        cost_checked = not errors and _priced_alone(document)
         if cost_checked:
             errors = validate(self.schema, document, [cost_limit(self.max_cost, None)])
         return CheckedQuery(document, tuple(errors), cost_checked)
@@ -85,14 +96,29 @@ class QueryCache:
             return self._cached_check(query)
         return self._verdict(document or self._parse(query))
 
-    def errors(self, query: str, variables: dict | None, document: DocumentNode | None = None) -> list[GraphQLError]:
+    def errors(
+        self,
+        query: str,
+        variables: dict | None,
+        document: DocumentNode | None = None,
+        operation_name: str | None = None,
+    ) -> list[GraphQLError]:
         """Every validation error of the query sent with these variables; an invalid document's own
-        errors alone (its cost would repeat them, or fail to compute)."""
+        errors alone (its cost would repeat them, or fail to compute). Only the operation that runs
+        is priced, with its variables as the executor coerces them (defaults included)."""
         checked = self.check(query, document)
         if checked.cost_checked or checked.errors:
             return list(checked.errors)
+        operation = _operation(checked.document, operation_name)
+        if operation is None:
+            return []  # the executor says which operation is missing
+        definitions = operation.definitions[0].variable_definitions
+        coerced = get_variable_values(self.schema, definitions, variables or {}) if definitions else None
+        if isinstance(coerced, list):
+            return []  # a variable that does not coerce: the executor refuses it by name, before any call
+        values = coerced.coerced if coerced is not None else {}  # graphql-core 3.3's VariableValues
         try:
-            return validate(self.schema, checked.document, [cost_limit(self.max_cost, _ints(variables))])
+            return validate(self.schema, operation, [cost_limit(self.max_cost, values)])
         except (ArithmeticError, TypeError, ValueError) as exc:  # a multiplier the cost rule cannot read
             return [GraphQLError(f"the query's cost cannot be computed from its variables: {exc}")]
 
@@ -105,7 +131,7 @@ class QueryCache:
         """Ariadne's `query_validator` hook for one request (Ariadne passes the rules, which are ours already)."""
 
         def validate_request(_schema: GraphQLSchema, document: DocumentNode, *_rules, **_options) -> list[GraphQLError]:
-            return self.errors(data["query"], data.get("variables"), document)
+            return self.errors(data["query"], data.get("variables"), document, data.get("operationName"))
 
         return validate_request
 

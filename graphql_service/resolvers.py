@@ -10,8 +10,9 @@ from typing import Any
 from ariadne import MutationType, QueryType, ScalarType
 from graphql import FloatValueNode, GraphQLResolveInfo, IntValueNode, StringValueNode, ValueNode, print_ast
 
-from graphql_service.entity_schema import ENTITY_NAMES
+from graphql_service.entity_schema import ENTITY_NAMES, LIST_LIMIT, PAGE_LIMIT
 from graphql_service.errors import UserInputError
+from graphql_service.exact_json import ExactNumber
 
 query = QueryType()
 mutation = MutationType()
@@ -54,8 +55,10 @@ def parse_date(value: Any) -> str:
 
 @decimal_scalar.value_parser
 def parse_decimal(value: Any) -> str:
-    # A JSON variable's number arrives as an int or an exact Decimal (see `_request_body`).
-    text = str(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else value
+    # A JSON variable's fraction arrives with its text (exact_json.ExactNumber): read that, not the float.
+    if isinstance(value, ExactNumber):
+        value = value.text
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     if not (isinstance(text, str) and _DECIMAL.fullmatch(text)):
         raise UserInputError(f"{str(value)[:40]!r} is not a decimal number (52000.50)")
     try:
@@ -118,14 +121,19 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
             params["after"] = after
         return info.context["client"].request("GET", f"/{rest_name}", params=params)
 
+    # `limit: null` is the default, as the cost prices it (left to the REST API, it was its own 50).
     @query.field(f"get{plural}")
-    def resolve_list(_, info: GraphQLResolveInfo, limit: int = 100, after: int | None = None, filter=None):
+    def resolve_list(
+        _, info: GraphQLResolveInfo, limit: int | None = LIST_LIMIT, after: int | None = None, filter=None
+    ):
         # The REST API bounds `limit` (1 to 1000) and answers 422 beyond: BAD_USER_INPUT here.
-        return fetch_page(info, limit, after, filter)["items"]
+        return fetch_page(info, LIST_LIMIT if limit is None else limit, after, filter)["items"]
 
     @query.field(f"get{plural}Page")
-    def resolve_page(_, info: GraphQLResolveInfo, limit: int = 50, after: int | None = None, filter=None):
-        return fetch_page(info, limit, after, filter)
+    def resolve_page(
+        _, info: GraphQLResolveInfo, limit: int | None = PAGE_LIMIT, after: int | None = None, filter=None
+    ):
+        return fetch_page(info, PAGE_LIMIT if limit is None else limit, after, filter)
 
     @query.field(f"get{singular}")
     def resolve_one(_, info: GraphQLResolveInfo, id: str):

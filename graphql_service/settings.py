@@ -26,6 +26,9 @@ class GraphQLSettings(EnvSettings):
     max_depth: int = Field(8, ge=1, description="deepest selection a query may make")
     max_cost: int = Field(2000, ge=1, description="largest cost a query may have (list sizes count)")
     max_tokens: int = Field(10_000, ge=100, description="most tokens a query text may have (parsing stops there)")
+    max_content_length: int = Field(
+        4 * 2**20, ge=1024, description="largest request body, bytes (a 413 beyond: reading it would hold a worker)"
+    )
     query_cache_size: int = Field(
         256, ge=0, description="distinct query texts kept parsed and validated (0 checks every request)"
     )

@@ -10,9 +10,11 @@ import pytest
 import requests
 from graphql import parse, validate
 
-from graphql_service import SCHEMA
+from graphql_service import SCHEMA, create_app
 from graphql_service.limits import depth_limit
-from tests.graphql.conftest import TOKEN
+from tests.graphql.conftest import TOKEN, make_settings
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
 def post(app, body: bytes | str, content_type: str = "application/json", method: str = "POST"):
@@ -181,3 +183,78 @@ def test_a_compressed_body_is_refused_not_read_as_json(app):
         "/graphql", data=b'{"query": "{ ping }"}', content_type="application/json", headers={"Content-Encoding": "gzip"}
     )
     assert response.status_code == 415 and "Content-Encoding" in only_error(response)["message"]
+
+
+def _post_json(app, body: dict, accept: str | None = None):
+    headers = {"Authorization": f"Bearer {TOKEN}", **({"Accept": accept} if accept else {})}
+    return app.test_client().post("/graphql", data=json.dumps(body), content_type="application/json", headers=headers)
+
+
+def _lists(count: int, argument: str) -> str:
+    return " ".join(f"a{i}: getArticles({argument}) {{ id }}" for i in range(count))
+
+
+def test_a_null_limit_is_priced_as_the_default_it_fetches(app):
+    """Ariadne drops a null multiplier: 900 `limit: null` lists cost 900 and ran 900 REST calls."""
+    client = app.extensions["rest_client"]
+    before = client.calls
+    refused = _post_json(app, {"query": f"{{ {_lists(21, 'limit: null')} }}"}).json
+    assert "cost" in refused["errors"][0]["message"] and client.calls == before, refused
+    through_variable = _post_json(
+        app, {"query": f"query($l: Int = 5) {{ {_lists(21, 'limit: $l')} }}", "variables": {"l": None}}
+    )
+    assert "cost" in through_variable.json["errors"][0]["message"]
+
+
+def test_a_variables_default_is_priced_as_it_runs(app):
+    refused = _post_json(app, {"query": f"query($l: Int = 1000) {{ {_lists(3, 'limit: $l')} }}", "variables": {}}).json
+    assert "cost" in refused["errors"][0]["message"], refused
+
+
+def test_only_the_operation_that_runs_is_priced(app):
+    document = f"query A {{ ping }} query B {{ {_lists(3, 'limit: 1000')} }}"
+    assert _post_json(app, {"query": document, "operationName": "A"}).json == {"data": {"ping": True}}
+    assert "cost" in _post_json(app, {"query": document, "operationName": "B"}).json["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "query($l: Int) { getArticles(limit: $l) { id } }", "variables": {"l": "x"}},
+        {"query": "query($s: Boolean!) { ping @skip(if: $s) }"},
+        {"query": "query A { ping } query B { ping }"},
+        {"query": "query A { ping }", "operationName": "C"},
+    ],
+    ids=["variable-does-not-coerce", "required-variable-missing", "no-operation-name", "unknown-operation"],
+)
+def test_a_request_error_has_no_data_entry_and_is_a_400_for_graphql_response_json(app, body):
+    for accept, status in ((GRAPHQL_RESPONSE, 400), ("application/json", 200)):
+        answer = _post_json(app, body, accept)
+        assert answer.status_code == status and "data" not in answer.json and answer.json["errors"], answer.json
+
+
+def test_whole_numbers_written_with_a_fraction_and_long_ids_are_coerced_as_graphql_does(app):
+    limit = _post_json(app, {"query": "query($l: Int) { getArticles(limit: $l) { id } }", "variables": {"l": 5.0}})
+    assert limit.json == {"data": {"getArticles": []}}, limit.json
+    row = _post_json(app, {"query": "query($id: ID!) { getArticle(id: $id) { id } }", "variables": {"id": 3000000000}})
+    assert row.json["data"] == {"getArticle": None}, row.json
+    assert [e["extensions"]["code"] for e in row.json["errors"]] == ["NOT_FOUND"]  # it ran: no coercion error
+
+
+def test_a_body_past_the_limit_is_413(rest_api):
+    small = create_app(make_settings(rest_api, max_content_length=2048)).test_client()
+    answer = small.post(
+        "/graphql", data=json.dumps({"query": "{ ping }", "x": "y" * 5000}), content_type="application/json"
+    )
+    assert answer.status_code == 413 and answer.is_json
+
+
+def test_a_client_naming_graphql_response_json_first_gets_it_on_a_tie(app):
+    accept = f"{GRAPHQL_RESPONSE}, application/graphql+json, application/json"
+    assert _post_json(app, {"query": "{ ping }"}, accept).mimetype == GRAPHQL_RESPONSE
+    assert _post_json(app, {"query": "{ ping }"}, "*/*").mimetype == "application/json"
+
+
+def test_an_empty_query_is_named_so(app):
+    answer = _post_json(app, {"query": ""})
+    assert answer.status_code == 400 and 'no "query"' in only_error(answer)["message"]
