@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flask import Flask
+    from werkzeug.routing import IntegerConverter
+
+    class AsciiInt(IntegerConverter):
+        regex = r"[0-9]+"
 
     from api_service.settings import ApiSettings
 
@@ -15,6 +19,10 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     """The app factory: the one place an API app is built. Its parts are imported here, as in
     Flask's tutorial app, so importing a submodule (`api_service.migrate`) does not load the app."""
     from flask import Flask
+    from werkzeug.routing import IntegerConverter
+
+    class AsciiInt(IntegerConverter):
+        regex = r"[0-9]+"
 
     from api_service import db, metrics, problems
     from api_service.blueprints import resources, service
@@ -26,6 +34,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     settings = settings or ApiSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
+    app.url_map.converters["int"] = AsciiInt  # \d (werkzeug's) also matches other scripts' digits: /articles/١٢٣
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["api_settings"] = settings
     app.extensions["openapi_document"] = build_document(settings)

@@ -58,6 +58,8 @@ _REASONS = {
 }
 # What the server (gunicorn) answers to any operation before the app sees the request.
 _ANY_REQUEST = (414, 431)
+# The operations that never touch Base B (every other one may answer 503 while it is unreachable).
+_NO_DATABASE = ("/health", "/metrics", "/openapi.json")
 
 
 def _ref(name: str) -> dict:
@@ -69,10 +71,14 @@ def _json(schema: dict) -> dict:
 
 
 def _problems(*codes: int) -> dict:
-    return {
+    responses = {
         str(code): {"description": _REASONS[code], "content": {"application/problem+json": {"schema": _ref("Problem")}}}
         for code in codes
     }
+    if 503 in codes:
+        retry = {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
+        responses["503"]["headers"] = {"Retry-After": retry}
+    return responses
 
 
 def _component_schemas() -> dict[str, Any]:
@@ -267,7 +273,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                         "description": "how many were stored as open rejections",
                         "content": _json({"type": "object"}),
                     },
-                    **_problems(400, 401, 403, 413, 422),
+                    **_problems(400, 401, 403, 413, 415, 422),
                 },
             }
         },
@@ -364,9 +370,11 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
     for entity in ENTITIES.values():
         paths.update(_entity_paths(entity, read_security))
     paths.update(_service_paths())
-    for operation in (op for item in paths.values() for op in item.values() if isinstance(op, dict)):
-        for code, response in _problems(*_ANY_REQUEST).items():
-            operation["responses"].setdefault(code, response)
+    for path, item in paths.items():
+        for operation in (op for op in item.values() if isinstance(op, dict)):
+            codes = _ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)
+            for code, response in _problems(*codes).items():
+                operation["responses"].setdefault(code, response)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -85,7 +85,7 @@ def quarantine(conn: Connection, entity: str, items: list) -> int:
             "source_id": item.source_id,
             "source_updated_at": item.source_updated_at,
             "record": json_body.dumps(item.record),
-            "reasons": orjson.dumps(item.reasons).decode(),
+            "reasons": orjson.dumps([reason.model_dump(exclude_none=True) for reason in item.reasons]).decode(),
             "first_rejected_at": now,
             "last_rejected_at": now,
             "times": 1,

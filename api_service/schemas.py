@@ -37,7 +37,9 @@ MAX_BIGINT = SOURCE_ID_RANGE[1]
 MIN_BIGINT = -(2**63)
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a 500.
 NO_NUL = r"^[^\x00]*$"
-EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+# No `\s`: Python's and ECMAScript's (a client's schema validator) are different sets of characters.
+# ASCII controls and space are refused, as by either; anything else is left to the address's owner.
+EMAIL_PATTERN = r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$"
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -55,6 +57,14 @@ def _iso_only(value: object) -> object:
     if isinstance(value, bool | int | float | Decimal) or (isinstance(value, str) and _NUMBER.match(value)):
         raise ValueError("use ISO 8601, e.g. 2024-01-31 or 2024-01-31T12:00:00Z")
     return value
+
+
+def _date_only(value: object) -> object:
+    """A date is YYYY-MM-DD: pydantic would also take a timestamp at midnight ("2024-01-05T00:00:00+05:00",
+    its offset dropped) and one whose time only rounds to zero (nanoseconds, cut)."""
+    if isinstance(value, str) and not _DATE_TEXT.match(value):
+        raise ValueError("use a date as YYYY-MM-DD, e.g. 2024-01-31, without a time")
+    return _iso_only(value)
 
 
 def _timestamp(value: object, handler: ValidatorFunctionWrapHandler) -> datetime:
@@ -83,12 +93,13 @@ def _decimal_text(value: object) -> object:
 
 _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
 # The seventh fractional digit of a timestamp: what rounds the microseconds.
+_DATE_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
 # A JSON number's grammar (leading zeros allowed), ASCII digits only.
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 _DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
 UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]
-IsoDate = Annotated[date, BeforeValidator(_iso_only)]
+IsoDate = Annotated[date, BeforeValidator(_date_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
 # In a JSON record the key must be a JSON integer: not `true`, not "7".
 RecordSourceId = Annotated[int, pydantic.Field(strict=True, ge=1, le=MAX_BIGINT, description="Base A's key")]
@@ -124,7 +135,7 @@ def _python_type(field: Field) -> Any:
 def _decimal_schema(field: Field) -> dict[str, Any]:
     """A JSON number, or its text (what the pipelines send: exact, where a float would round)."""
     bound = 10 ** (field.precision - field.scale)
-    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": bound}
+    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": bound, "multipleOf": 10.0**-field.scale}
     if field.minimum is None:
         number["exclusiveMinimum"] = -bound
     else:
@@ -304,6 +315,15 @@ class RejectionsQuery(BaseModel):
     limit: int = pydantic.Field(100, ge=1, le=1000, description="page size")
 
 
+class Reason(BaseModel):
+    """Why a value is refused; `code` names a kind a pipeline acts on (baseab_contract.bulk_format)."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str = pydantic.Field(min_length=1)
+    message: str = pydantic.Field(min_length=1)
+    code: str | None = None
+
+
 class QuarantineItem(BaseModel):
     """A source row the pipeline refuses itself (a date Base A cannot stand behind: base_sync.dirty)."""
 
@@ -312,7 +332,7 @@ class QuarantineItem(BaseModel):
     source_id: int = pydantic.Field(ge=MIN_BIGINT, le=MAX_BIGINT)
     source_updated_at: UtcDateTime | None = pydantic.Field(None, description="its version, when it has a usable one")
     record: dict[str, Any] = pydantic.Field(description="the source row as read")
-    reasons: list[dict[str, str]] = pydantic.Field(min_length=1, description="{field, message} for each problem")
+    reasons: list[Reason] = pydantic.Field(min_length=1, description="{field, message} for each problem")
 
 
 QUARANTINE_ITEMS = TypeAdapter(list[QuarantineItem])

@@ -51,6 +51,11 @@ def _body() -> bytes:
             f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed",
             headers={"Accept-Encoding": "identity"},
         )
+    codings = [c.strip().lower() for c in request.headers.get("Transfer-Encoding", "").split(",") if c.strip()]
+    if any(coding not in ("chunked", "identity") for coding in codings):  # the server would not decode them
+        raise Problem(
+            501, f"Transfer-Encoding {', '.join(codings)[:60]!r} is not supported: send the body chunked or sized"
+        )
     try:
         data = request.get_data()
     except ParseException as exc:
@@ -110,7 +115,9 @@ def _admitted_versions(batch, settings) -> VersionBounds:
 
 def _quarantine(entity: Entity) -> Response:
     """POST /{entity}/rejections: store `QuarantineItem`s as open rejections (base_sync.dirty)."""
-    items, _ = bulk_input.parse_body(_body(), "application/json", _settings().bulk_max_records)
+    if request.mimetype != "application/json":
+        raise Problem(415, "send the quarantine items as application/json (an array)")
+    items, _ = bulk_input.parse_body(_body(), request.mimetype, _settings().bulk_max_records)
     try:
         rows = QUARANTINE_ITEMS.validate_python(items)
     except ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import orjson
 import pytest
@@ -255,3 +256,37 @@ def test_a_bad_ndjson_line_beside_a_rejection_made_after_validation_is_counted_n
     result = response.json
     assert (result["received"], result["inserted"], result["rejected"]) == (3, 1, 2), result
     assert {e["index"] for e in result["errors"]} == {1, 2}
+
+
+def test_a_transfer_coding_the_server_does_not_decode_is_501(client):
+    headers = {**AUTH, "Content-Type": "application/json", "Transfer-Encoding": "gzip, chunked"}
+    response = client.post("/articles", data=b'{"title": "t"}', headers=headers)
+    assert "Transfer-Encoding" in assert_problem(response, 501)["detail"]
+
+
+@pytest.mark.parametrize("hired_at", ["2024-01-05T00:00:00+05:00", "2024-01-05T00:00:00.000000001Z", "2024-01-05 "])
+def test_a_date_field_takes_a_date_not_a_timestamp(client, hired_at):
+    body = {"first_name": "A", "last_name": "B", "email": "d@example.com", "hired_at": hired_at}
+    assert [e["field"] for e in assert_problem(client.post("/employees", json=body, headers=AUTH), 422)["errors"]] == [
+        "hired_at"
+    ]
+
+
+def test_quarantine_items_are_json_and_their_reasons_name_field_and_message(client):
+    item = {"source_id": 0, "record": {}, "reasons": [{"field": "hired_at", "message": "zero date"}]}
+    assert (
+        client.post(
+            "/articles/rejections", data=json.dumps([item]), headers={**AUTH, "Content-Type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    assert client.post("/articles/rejections", json=[{**item, "reasons": [{}]}], headers=AUTH).status_code == 422
+    stored = client.post("/articles/rejections", json=[item], headers=AUTH)
+    assert stored.status_code == 200 and stored.json["quarantined"] == 1
+
+
+def test_ids_in_paths_are_ascii_digits(client):
+    created = client.post("/articles", json={"title": "t"}, headers=AUTH).json
+    assert client.get(f"/articles/{created['id']}").status_code == 200
+    arabic = "".join(chr(0x0660 + int(d)) for d in str(created["id"]))
+    assert_problem(client.get(f"/articles/{arabic}"), 404)
