@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from operator import attrgetter
 
+from pydantic import BaseModel
 from sqlalchemy import (
     Column,
     Connection,
@@ -188,27 +189,45 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch, bounds:
         ).scalars()
     )
     # Rows Base B already holds first: a unique value they give up is then free for a new row.
-    ordered = sorted(batch.records, key=lambda pair: pair[1].source_id not in known)
+    pending = sorted(batch.records, key=lambda pair: pair[1].source_id not in known)
     stage = stage_table(target, "upsert")
-    for index, record in ordered:
-        single = Batch(received=1, records=[(index, record)])
-        savepoint = conn.begin_nested()
-        try:
-            _fill_stage(conn, stage, [record])
-            _reject_unique_collisions(conn, entity, target, stage, single, bounds)
-            counts = _classify_and_write(conn, entity, target, stage, bounds, staged=len(single.records), superseded=0)
-            savepoint.commit()
-        except IntegrityError as exc:
-            savepoint.rollback()
-            message = str(exc.orig).splitlines()[0]
-            batch.reject(
-                index, record.source_id, [{"field": "record", "message": f"conflicts with another row: {message}"}]
-            )
-            continue
-        batch.rejected.extend(single.rejected)
-        for key, value in counts.items():
-            totals[key] += value
+    # Pass after pass while one applies something: a record refused for a value another row of the
+    # request gives up later in the pass (a higher key) goes through in the next one. A cycle (two
+    # rows swapping values) makes no progress, and a chain longer than the passes runs out: those
+    # stay refused, with their reasons (the sync sends unique_taken refusals again later).
+    for passes_left in range(_MERGE_PASSES, 0, -1):
+        refused: list[tuple[int, BaseModel, list[dict[str, str]]]] = []
+        for index, record in pending:
+            single = Batch(received=1, records=[(index, record)])
+            savepoint = conn.begin_nested()
+            try:
+                _fill_stage(conn, stage, [record])
+                _reject_unique_collisions(conn, entity, target, stage, single, bounds)
+                counts = _classify_and_write(
+                    conn, entity, target, stage, bounds, staged=len(single.records), superseded=0
+                )
+                savepoint.commit()
+            except IntegrityError as exc:
+                savepoint.rollback()
+                message = str(exc.orig).splitlines()[0]
+                refused.append(
+                    (index, record, [{"field": "record", "message": f"conflicts with another row: {message}"}])
+                )
+                continue
+            if single.rejected:
+                refused.append((index, record, single.rejected[0].reasons))
+                continue
+            for key, value in counts.items():
+                totals[key] += value
+        if not refused or len(refused) == len(pending) or passes_left == 1:  # done, or no progress: final
+            for index, record, reasons in refused:
+                batch.reject(index, record.source_id, reasons)
+            break
+        pending = [(index, record) for index, record, _ in refused]
     return totals
+
+
+_MERGE_PASSES = 8  # a chain of rows handing a unique value on, each to the next, up to this long
 
 
 def _reject_unique_collisions(

@@ -189,6 +189,17 @@ def test_an_email_given_up_and_taken_in_one_request_is_applied(client):
     assert emails == {1: "new@example.com", 2: "move@example.com"}
 
 
+def test_an_email_handed_on_along_a_chain_in_one_request_is_applied_whatever_the_key_order(client):
+    """Row 1 takes row 2's address, row 2 takes row 3's, row 3 a new one: row 1 was refused when it
+    came first (lower key), though row 2 gave the address up in the same request."""
+    upsert(client, "employees", [employee(k, email=f"c{k}@example.com") for k in (1, 2, 3)])
+    moved = [employee(1, V2, email="c2@example.com"), employee(2, V2, email="c3@example.com")]
+    result = upsert(client, "employees", [*moved, employee(3, V2, email="c9@example.com")])
+    assert counts(result) == {"updated": 3}, result
+    emails = {r["source_id"]: r["email"] for r in client.get("/employees").json["items"]}
+    assert emails == {1: "c2@example.com", 2: "c3@example.com", 3: "c9@example.com"}
+
+
 def test_swapped_emails_are_rejected_with_reasons_not_lost(client):
     upsert(client, "employees", [employee(1, email="a@example.com"), employee(2, email="b@example.com")])
     result = upsert(
