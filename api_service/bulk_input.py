@@ -141,17 +141,21 @@ def reject_duplicate_unique_values(batch: Batch, entity: Entity) -> None:
         values = [getattr(record, unique.name) for _, record in batch.records]
         if len(set(values)) == len(values):
             continue  # the usual case, checked in one pass
-        first_seen: dict[Any, int] = {}
+        first_seen: dict[Any, tuple[int, int]] = {}
         kept = []
         for index, record in batch.records:
             value = getattr(record, unique.name)
             if value is not None and value in first_seen:
-                message = f"{unique.name} {value!r} is also in record {first_seen[value]} of this request"
+                other_index, other_key = first_seen[value]
+                message = (
+                    f"{unique.name} {value!r} is also claimed by source_id {other_key} "
+                    f"(record {other_index} of this request)"
+                )
                 reason = {"field": unique.name, "message": message, "code": UNIQUE_TAKEN}
                 batch.reject(index, record.source_id, [reason])
                 continue
             if value is not None:
-                first_seen[value] = index
+                first_seen[value] = (index, record.source_id)
             kept.append((index, record))
         batch.records = kept
 

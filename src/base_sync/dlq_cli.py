@@ -89,16 +89,19 @@ def kafka_config(settings: EventSettings, bootstrap: str | None) -> dict:
 
 
 def _selection(args) -> Selection:
-    positions = frozenset(getattr(args, "positions", None) or ())
-    malformed = [p for p in positions if not re.fullmatch(r"\d+:\d+", p)]
+    named = getattr(args, "positions", None) or ()
+    malformed = [p for p in named if not re.fullmatch(r"[0-9]+:[0-9]+", p)]
     if malformed:
         raise DeadLetterError(f"not a PARTITION:OFFSET position: {', '.join(malformed)}")
+    # As `list` writes them: 0:01 is 0:1.
+    positions = frozenset(":".join(str(int(part)) for part in p.split(":")) for p in named)
     return Selection(
         positions=positions,
         topic=args.topic,
         kind=args.kind,
         reason=args.reason,
-        key=args.key.encode() if args.key is not None else None,
+        # The key's bytes as given (a shell passes any; os.fsencode undoes Python's surrogate escapes).
+        key=os.fsencode(args.key) if args.key is not None else None,
         include_replayed=getattr(args, "include_replayed", False),
     )
 

@@ -176,7 +176,8 @@ def test_email_taken_by_an_api_row_is_rejected_not_merged(client):
 def test_email_twice_in_one_request_rejects_the_second(client):
     result = upsert(client, "employees", [employee(1, email="dup@example.com"), employee(2, email="dup@example.com")])
     assert counts(result) == {"inserted": 1, "rejected": 1}
-    assert result["errors"][0]["index"] == 1 and "record 0" in result["errors"][0]["reasons"][0]["message"]
+    message = result["errors"][0]["reasons"][0]["message"]
+    assert result["errors"][0]["index"] == 1 and "claimed by source_id 1 (record 0 of this request)" in message
 
 
 def test_an_email_given_up_and_taken_in_one_request_is_applied(client):

@@ -6,6 +6,7 @@ events path is the drain the events DAG runs, against the real API over PostgreS
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from base_sync import dead_letters
+from base_sync import dead_letters, dlq_cli
 from base_sync.dead_letters import DeadLetter, DeadLetterError
 from base_sync.debezium import Topics
 from testbed.servers import REPO, free_port, venv_bin
@@ -189,3 +190,10 @@ def test_a_producers_header_named_like_a_replay_marker_hides_no_letter(changes):
         letter["replayed"] for letter in letters
     )
     assert all(name != "base_sync.replay.of" for letter in letters for name, _ in letter["headers"])
+
+
+def test_positions_are_read_as_list_writes_them_and_a_key_as_its_bytes():
+    """`replay 0:01` found no letter 0:1; a key that is no UTF-8 (`--key $'\\xff'`) crashed the command."""
+    args = argparse.Namespace(positions=["0:01", "2:3"], topic=None, kind=None, reason=None, key="\udcff")
+    selection = dlq_cli._selection(args)
+    assert selection.positions == {"0:1", "2:3"} and selection.key == b"\xff"
