@@ -11,30 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-import orjson
 
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+from strict_json import JsonError, reader
+
+__all__ = ["JsonError", "dumps", "loads"]
+
+loads = reader(Decimal)
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
-
-
-class JsonError(ValueError):
-    """The bytes are not one JSON document; the message says where."""
-
-
-def loads(data: bytes) -> Any:
-    try:
-        return _DECODER.decode(data)
-    except RecursionError:  # deeper than Python's stack allows (some 980 levels): no record is
-        raise JsonError("it is nested too deeply (a record is a flat object)") from None
-    except UnicodeDecodeError as exc:
-        raise JsonError(f"it is not UTF-8 ({exc.reason}, byte {exc.start})") from None
-    except msgspec.DecodeError as exc:
-        refusal = str(exc)
-    try:
-        orjson.loads(data)  # only for its message, which names line and column
-    except orjson.JSONDecodeError as exc:
-        refusal = str(exc)
-    raise JsonError(refusal)
 
 
 def dumps(value: Any) -> str:

@@ -5,10 +5,9 @@ became 1.0 and was stored as 1.00).
 
 from __future__ import annotations
 
-from typing import Any
+from strict_json import JsonError, reader
 
-import msgspec
-import orjson
+__all__ = ["ExactNumber", "JsonError", "loads"]
 
 
 class ExactNumber(float):
@@ -23,21 +22,4 @@ class ExactNumber(float):
         return number
 
 
-_DECODER = msgspec.json.Decoder(float_hook=ExactNumber)
-
-
-def loads(data: bytes | str) -> Any:
-    """The JSON value; ValueError saying what is wrong (strict JSON: no NaN, no lone surrogates)."""
-    try:
-        return _DECODER.decode(data)
-    except RecursionError:
-        raise ValueError("it is nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"it is not UTF-8 ({exc.reason}, byte {exc.start})") from None
-    except msgspec.DecodeError as exc:
-        refusal = str(exc)
-    try:
-        orjson.loads(data)  # only for its message, which names line and column
-    except orjson.JSONDecodeError as exc:
-        refusal = str(exc)
-    raise ValueError(refusal)
+loads = reader(ExactNumber)

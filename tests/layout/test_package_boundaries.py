@@ -53,9 +53,10 @@ def test_the_shared_gunicorn_settings_load_neither_service():
     assert loaded & {"api_service", "graphql_service", "base_sync", "airflow"} == set()
 
 
-def test_the_shared_settings_base_loads_no_service_and_no_pipeline():
-    loaded = _top_level_modules_after("import env_settings")
-    assert "env_settings" in loaded and "pydantic_settings" in loaded
+@pytest.mark.parametrize(("package", "uses"), [("env_settings", "pydantic_settings"), ("strict_json", "msgspec")])
+def test_the_small_shared_packages_load_no_service_and_no_pipeline(package, uses):
+    loaded = _top_level_modules_after(f"import {package}")
+    assert package in loaded and uses in loaded
     assert loaded & (SERVICE_MODULES | {"base_sync", "airflow", "gunicorn"}) == set()
 
 
