@@ -56,6 +56,17 @@ class _RequestErrors(logging.LoggerAdapter):
 REQUEST_ERRORS = _RequestErrors(logging.getLogger("graphql_service.requests"), {})
 
 
+def _request_error_code(message: str) -> str:
+    """The conventional code of an error the document or the variables caused (Apollo's names): a
+    document that does not parse, a variable value that does not coerce (for every scalar, as the
+    service's own scalars' refusals are), or any other rule of validation."""
+    if message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    if message.startswith("Variable '$") and ("invalid value" in message or "was not provided" in message):
+        return "BAD_USER_INPUT"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
 def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     """Ariadne's formatter plus a code; unexpected errors say nothing of the internals."""
     formatted = format_error(error, debug)
@@ -78,7 +89,7 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     elif isinstance(original, UserInputError):
         extensions["code"] = "BAD_USER_INPUT"
     elif original is None:
-        extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
+        extensions["code"] = _request_error_code(error.message)
     else:
         log.error("resolver failed", exc_info=original)
         extensions["code"] = "INTERNAL_SERVER_ERROR"

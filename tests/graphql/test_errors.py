@@ -137,3 +137,19 @@ def test_a_request_that_is_not_well_formed_is_400_for_any_media_type(app, body, 
     for accept in (None, GRAPHQL_RESPONSE):
         answer = _ask(app, body, accept)
         assert answer.status_code == 400 and says in answer.json["errors"][0]["message"], answer.json
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"query": "{"}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "query($l: Int) { getArticles(limit: $l) { id } }", "variables": {"l": "x"}}, "BAD_USER_INPUT"),
+        ({"query": "query($id: ID!) { getArticle(id: $id) { id } }", "variables": {}}, "BAD_USER_INPUT"),
+        ({"query": "{ nope }"}, "GRAPHQL_VALIDATION_FAILED"),
+    ],
+    ids=["syntax", "variable-does-not-coerce", "required-variable-missing", "unknown-field"],
+)
+def test_request_errors_carry_the_conventional_codes(app, body, code):
+    """A syntax error was GRAPHQL_VALIDATION_FAILED, and so was an Int or ID variable that does not
+    coerce, while a Decimal or Date one was BAD_USER_INPUT."""
+    assert _ask(app, body, None).json["errors"][0]["extensions"]["code"] == code
