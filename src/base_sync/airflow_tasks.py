@@ -98,6 +98,9 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     with contextlib.ExitStack() as cleanup:
         engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
         cleanup.callback(engine.dispose)
+        absent = backend.absent(engine)
+        if absent:
+            raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
         base_a = BaseA(engine)
         try:
             checked = base_a.require_schema(entity)  # the task's first session

@@ -126,6 +126,11 @@ class BaseABackend:
         retry cures; None for anything that may pass (the server away, a lost connection)."""
         return None
 
+    def absent(self, engine: Engine) -> str | None:
+        """Why the engine's database is not there before any connection is made (a server says so
+        itself, as a refusal); None when it may be."""
+        return None
+
     def type_families(self, type_text: str) -> frozenset[str]:
         """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
         return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
@@ -289,6 +294,14 @@ class SQLiteBaseA(BaseABackend):
     def refusal(self, error: DBAPIError) -> str | None:
         if getattr(error.orig, "sqlite_errorname", None) == "SQLITE_CANTOPEN":
             return "the database file cannot be opened (a missing folder, or no permission)"
+        return None
+
+    def absent(self, engine: Engine) -> str | None:
+        # SQLite would create a missing file on the first connection: a mistyped path became an
+        # empty Base A, a new file beside the real one.
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+            return f"there is no database file {path}"
         return None
 
     def make_engine(self, url: str) -> Engine:

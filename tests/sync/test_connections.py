@@ -77,6 +77,14 @@ def test_a_base_a_connection_that_cannot_work_fails_without_a_retry(connections,
         connect()
 
 
+def test_a_sqlite_base_a_path_that_names_no_file_is_refused_and_not_created(connections, tmp_path):
+    mistyped = tmp_path / "base_a.sqlite-typo"
+    connections(base_a={"conn_type": "sqlite", "host": str(mistyped), "schema": None, "login": None, "port": None})
+    with pytest.raises(ConfigurationError, match=f"there is no database file {mistyped}"):
+        connect()
+    assert not mistyped.exists(), "SQLite made an empty Base A of the mistyped path"
+
+
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A port that accepts connections and never says a word."""
