@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from api_service.schemas import (
     MAX_BIGINT,
+    MIN_BIGINT,
     SCHEMAS,
     BulkDeleteRecord,
     BulkResult,
@@ -55,6 +56,16 @@ _REASONS = {
     422: "invalid fields, each named in `errors`",
     431: "a request header is too large, or there are too many",
     503: "Base B is not reachable or not migrated",
+}
+_REASON = {
+    "type": "object",
+    "required": ["field", "message"],
+    "additionalProperties": False,
+    "properties": {
+        "field": {"type": "string", "minLength": 1},
+        "message": {"type": "string", "minLength": 1},
+        "code": {"type": ["string", "null"]},
+    },
 }
 # What the server (gunicorn) answers to any operation before the app sees the request.
 _ANY_REQUEST = (414, 431)
@@ -259,10 +270,11 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["source_id", "record", "reasons"],
                                 "properties": {
-                                    "source_id": {"type": "integer", "minimum": 1},
+                                    # Any BIGINT: a key Base B cannot hold is one reason a row is refused.
+                                    "source_id": {"type": "integer", "minimum": MIN_BIGINT, "maximum": MAX_BIGINT},
                                     "source_updated_at": {"type": ["string", "null"], "format": "date-time"},
                                     "record": {"type": "object"},
-                                    "reasons": {"type": "array", "items": {"type": "object"}},
+                                    "reasons": {"type": "array", "minItems": 1, "items": _REASON},
                                 },
                             },
                         }
