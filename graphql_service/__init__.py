@@ -8,11 +8,11 @@ from pathlib import Path
 
 import orjson
 from ariadne import graphql_sync, load_schema_from_path, make_executable_schema
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from graphql import GraphQLError, OperationType, get_operation_ast
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
-from graphql_service import exact_json
+from graphql_service import over_http
 from graphql_service.entity_schema import ENTITY_SDL
 from graphql_service.errors import REQUEST_ERRORS, error_formatter
 from graphql_service.explorer import explorer_blueprint
@@ -36,66 +36,6 @@ def _caller_token() -> str | None:
     return token.strip(" \t") or None if scheme.lower() == "bearer" else None
 
 
-JSON = "application/json"
-GRAPHQL_RESPONSE = "application/graphql-response+json"
-
-
-def _request_body() -> dict | str:
-    """The request's GraphQL parameters, or what is wrong with the request (GraphQL over HTTP: a JSON object)."""
-    if request.mimetype != "application/json":
-        return f"Content-Type must be application/json, got {request.mimetype or 'none'}"
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        return f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed"
-    raw = request.get_data()
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and len(raw) >= limit:  # werkzeug cuts a chunked body there, silently
-        raise RequestEntityTooLarge(f"the body is larger than the limit of {limit} bytes (GRAPHQL_MAX_CONTENT_LENGTH)")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    try:
-        data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
-    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
-        return f"the body is not valid JSON: {exc}"
-    if isinstance(data, list):
-        return "batched requests (a JSON array) are not supported: send one JSON object per request"
-    if not isinstance(data, dict):
-        return 'send a JSON object: {"query": "...", "variables": {...}}'
-    return _malformed_parameter(data) or data
-
-
-# GraphQL over HTTP: each request parameter's JSON type; a request with another is not well formed.
-_PARAMETERS = {"query": (str,), "operationName": (str, type(None)), "variables": (dict, type(None))}
-_PARAMETERS["extensions"] = _PARAMETERS["variables"]
-
-
-def _malformed_parameter(data: dict) -> str | None:
-    if "query" not in data or data["query"] == "":
-        return 'the request has no "query": send {"query": "...", "variables": {...}}'
-    for name, types in _PARAMETERS.items():
-        if name in data and not isinstance(data[name], types):
-            expected = " or ".join(
-                "null" if t is type(None) else {str: "a string", dict: "an object"}[t] for t in types
-            )
-            return f'"{name}" must be {expected}, got {type(data[name]).__name__}'
-    return None
-
-
-def _query_parameters() -> dict | str:
-    """A GET request's GraphQL parameters (GraphQL over HTTP: `variables` and `extensions` as JSON
-    text), or what is wrong with them."""
-    repeated = [name for name, values in request.args.lists() if len(values) > 1]
-    if repeated:
-        return f"parameter {repeated[0]!r} is given more than once"
-    data: dict = {name: request.args[name] for name in ("query", "operationName") if name in request.args}
-    for name in ("variables", "extensions"):
-        if name in request.args:
-            try:
-                data[name] = exact_json.loads(request.args[name])
-            except ValueError as exc:
-                return f'"{name}" is not valid JSON: {exc}'
-    return _malformed_parameter(data) or data
-
-
 def _is_mutation(queries: QueryCache, data: dict) -> bool:
     """Whether the operation to run is a mutation; a document that does not parse is left to the
     executor, which reports it."""
@@ -105,27 +45,6 @@ def _is_mutation(queries: QueryCache, data: dict) -> bool:
         return False
     operation = get_operation_ast(document, data.get("operationName"))
     return operation is not None and operation.operation == OperationType.MUTATION
-
-
-def _response_type() -> str:
-    """GraphQL over HTTP's own media type when the client names it (first on a tie, as it is the
-    newer one), else application/json: what every client before it reads, and the answer to a
-    missing Accept or */*."""
-    accepts = request.accept_mimetypes
-    if not any(kind == GRAPHQL_RESPONSE for kind, _ in accepts):
-        return JSON
-    return accepts.best_match([GRAPHQL_RESPONSE, JSON], default=JSON)
-
-
-def _status(result: dict, media_type: str) -> int:
-    """GraphQL over HTTP: with application/json every well-formed request is a 200, its errors in
-    the body; with application/graphql-response+json a request error (no `data` at all: the
-    document did not parse or validate, a variable did not coerce) is a 400."""
-    return 400 if media_type == GRAPHQL_RESPONSE and "data" not in result else 200
-
-
-def _request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple[Response, int]:
-    return jsonify({"errors": [{"message": message, "extensions": {"code": code}}]}), status
 
 
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
@@ -151,7 +70,9 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         """Run one well-formed GraphQL request; by GET only a query (GraphQL over HTTP: a mutation
         must not run on a method meant to be safe)."""
         if method == "GET" and _is_mutation(queries, data):
-            return _request_error("a mutation is sent with POST; GET runs queries only", 405) + ({"Allow": "POST"},)
+            return over_http.request_error("a mutation is sent with POST; GET runs queries only", 405) + (
+                {"Allow": "POST"},
+            )
         token = _caller_token()
         _, result = graphql_sync(
             SCHEMA,
@@ -176,19 +97,19 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             body = orjson.dumps(result)
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, e.g. in the cost error of a huge `limit`
             body = json.dumps(result).encode()
-        media_type = _response_type()
-        return Response(body, status=_status(result, media_type), mimetype=media_type)
+        media_type = over_http.response_type()
+        return Response(body, status=over_http.status(result, media_type), mimetype=media_type)
 
     @app.post("/graphql")
     def graphql_endpoint():
-        data = _request_body()
+        data = over_http.request_body()
         if isinstance(data, str):
-            return _request_error(data, 415 if data.startswith("Content-") else 400)
+            return over_http.request_error(data, 415 if data.startswith("Content-") else 400)
         return execute(data, "POST")
 
     def graphql_get():
-        data = _query_parameters()
-        return _request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
+        data = over_http.query_parameters()
+        return over_http.request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
 
     # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
     # a query in the URL for a client that asks for JSON.
@@ -197,7 +118,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         # A wrong method or path gets an answer GraphQL clients can read, not Werkzeug's HTML page.
-        response = _request_error(error.description or error.name, error.code or 500)
+        response = over_http.request_error(error.description or error.name, error.code or 500)
         if error.code == 405:
             response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
         return response
@@ -205,7 +126,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         app.logger.error("request failed", exc_info=error)
-        return _request_error("internal error", 500, "INTERNAL_SERVER_ERROR")
+        return over_http.request_error("internal error", 500, "INTERNAL_SERVER_ERROR")
 
     @app.get("/health")
     def health():

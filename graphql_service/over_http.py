@@ -1,0 +1,90 @@
+"""GraphQL over HTTP (https://graphql.github.io/graphql-over-http/): what a request says, in a body
+(POST) or in the URL (GET), what is wrong with one that is not well formed, and which media type
+and status the answer takes."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from graphql_service import exact_json
+
+JSON = "application/json"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def request_body() -> dict | str:
+    """The request's GraphQL parameters, or what is wrong with the request (GraphQL over HTTP: a JSON object)."""
+    if request.mimetype != "application/json":
+        return f"Content-Type must be application/json, got {request.mimetype or 'none'}"
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed"
+    raw = request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:  # werkzeug cuts a chunked body there, silently
+        raise RequestEntityTooLarge(f"the body is larger than the limit of {limit} bytes (GRAPHQL_MAX_CONTENT_LENGTH)")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    try:
+        data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+    except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
+        return f"the body is not valid JSON: {exc}"
+    if isinstance(data, list):
+        return "batched requests (a JSON array) are not supported: send one JSON object per request"
+    if not isinstance(data, dict):
+        return 'send a JSON object: {"query": "...", "variables": {...}}'
+    return _malformed_parameter(data) or data
+
+
+# GraphQL over HTTP: each request parameter's JSON type; a request with another is not well formed.
+_PARAMETERS = {"query": (str,), "operationName": (str, type(None)), "variables": (dict, type(None))}
+_PARAMETERS["extensions"] = _PARAMETERS["variables"]
+
+
+def _malformed_parameter(data: dict) -> str | None:
+    if "query" not in data or data["query"] == "":
+        return 'the request has no "query": send {"query": "...", "variables": {...}}'
+    for name, types in _PARAMETERS.items():
+        if name in data and not isinstance(data[name], types):
+            expected = " or ".join(
+                "null" if t is type(None) else {str: "a string", dict: "an object"}[t] for t in types
+            )
+            return f'"{name}" must be {expected}, got {type(data[name]).__name__}'
+    return None
+
+
+def query_parameters() -> dict | str:
+    """A GET request's GraphQL parameters (GraphQL over HTTP: `variables` and `extensions` as JSON
+    text), or what is wrong with them."""
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        return f"parameter {repeated[0]!r} is given more than once"
+    data: dict = {name: request.args[name] for name in ("query", "operationName") if name in request.args}
+    for name in ("variables", "extensions"):
+        if name in request.args:
+            try:
+                data[name] = exact_json.loads(request.args[name])
+            except ValueError as exc:
+                return f'"{name}" is not valid JSON: {exc}'
+    return _malformed_parameter(data) or data
+
+
+def response_type() -> str:
+    """GraphQL over HTTP's own media type when the client names it (first on a tie, as it is the
+    newer one), else application/json: what every client before it reads, and the answer to a
+    missing Accept or */*."""
+    accepts = request.accept_mimetypes
+    if not any(kind == GRAPHQL_RESPONSE for kind, _ in accepts):
+        return JSON
+    return accepts.best_match([GRAPHQL_RESPONSE, JSON], default=JSON)
+
+
+def status(result: dict, media_type: str) -> int:
+    """GraphQL over HTTP: with application/json every well-formed request is a 200, its errors in
+    the body; with application/graphql-response+json a request error (no `data` at all: the
+    document did not parse or validate, a variable did not coerce) is a 400."""
+    return 400 if media_type == GRAPHQL_RESPONSE and "data" not in result else 200
+
+
+def request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple[Response, int]:
+    return jsonify({"errors": [{"message": message, "extensions": {"code": code}}]}), status
