@@ -66,11 +66,13 @@ class Platform:
             answer = requests.post(
                 f"{self.airflow_url}/auth/token",
                 json={"username": "admin", "password": self.admin_password},
-                timeout=30,
+                timeout=90,
             )
             answer.raise_for_status()
             self._airflow.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-        answer = self._airflow.request(method, f"{self.airflow_url}/api/v2{path}", timeout=30, **kwargs)
+        # Longer than the metadata database's lock wait (30 s on SQLite, scripts/airflow-env.sh): a
+        # request queued behind the scheduler's write answers late, it does not fail.
+        answer = self._airflow.request(method, f"{self.airflow_url}/api/v2{path}", timeout=90, **kwargs)
         assert answer.ok, f"{method} {path}: {answer.status_code} {answer.text}"
         return answer.json()
 
