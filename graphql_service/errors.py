@@ -56,6 +56,12 @@ class _RequestErrors(logging.LoggerAdapter):
 REQUEST_ERRORS = _RequestErrors(logging.getLogger("graphql_service.requests"), {})
 
 
+ABORTED = (
+    "Validation aborted: the query is too large to check (a field selected many times over, or "
+    "nested deeper than the checks go); select each field once, and alias the ones you repeat"
+)
+
+
 def _request_error_code(message: str) -> str:
     """The conventional code of an error the document or the variables caused (Apollo's names): a
     document that does not parse, a variable value that does not coerce (for every scalar, as the
@@ -90,6 +96,8 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
         extensions["code"] = "BAD_USER_INPUT"
     elif original is None:
         extensions["code"] = _request_error_code(error.message)
+        if error.message == "Validation aborted.":  # graphql-core's own limits, which say no more
+            formatted["message"] = ABORTED
     else:
         log.error("resolver failed", exc_info=original)
         extensions["code"] = "INTERNAL_SERVER_ERROR"

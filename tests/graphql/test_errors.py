@@ -153,3 +153,11 @@ def test_request_errors_carry_the_conventional_codes(app, body, code):
     """A syntax error was GRAPHQL_VALIDATION_FAILED, and so was an Int or ID variable that does not
     coerce, while a Decimal or Date one was BAD_USER_INPUT."""
     assert _ask(app, body, None).json["errors"][0]["extensions"]["code"] == code
+
+
+def test_an_aborted_validation_says_why(app):
+    """graphql-core stops comparing a field selected 800 times over and says only "Validation aborted."."""
+    answer = _ask(app, {"query": "{" + " ping" * 800 + " }"}, None).json
+    (error,) = answer["errors"]
+    assert error["message"].startswith("Validation aborted: the query is too large to check")
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
