@@ -7,10 +7,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from flask import Flask
-    from werkzeug.routing import IntegerConverter
-
-    class AsciiInt(IntegerConverter):
-        regex = r"[0-9]+"
 
     from api_service.settings import ApiSettings
 

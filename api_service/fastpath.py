@@ -77,18 +77,13 @@ def _to_decimals(records: list, name: str) -> bool:
     the number back. That refuses in one C-speed comparison what Decimal() would also read ("1_000",
     " 12", ".5", "+1", any script's digits) and leaves the rarer spellings JSON allows ("0.50e1",
     leading zeros) to pydantic: a regular expression per value cost more than the rest of the pass."""
-    column = list(map(attrgetter(name), records))
-    present = [value for value in column if value is not None] if None in column else column
-    numbers = list(map(Decimal, present))
-    if list(map(str, numbers)) != list(map(str, present)):
+    read = attrgetter(name)
+    holders = [record for record in records if read(record) is not None]
+    texts = list(map(read, holders))
+    numbers = list(map(Decimal, texts))
+    if list(map(str, numbers)) != list(map(str, texts)):
         return False
-    if present is column:
-        list(map(setattr, records, repeat(name), numbers))
-    else:
-        for record, number in zip(
-            (r for r, v in zip(records, column, strict=True) if v is not None), numbers, strict=True
-        ):
-            setattr(record, name, number)
+    list(map(setattr, holders, repeat(name), numbers))
     return True
 
 

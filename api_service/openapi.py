@@ -12,6 +12,7 @@ from api_service.schemas import (
     SCHEMAS,
     BulkDeleteRecord,
     BulkResult,
+    Reason,
     RejectionsPage,
     RejectionsQuery,
     SyncBuckets,
@@ -57,16 +58,7 @@ _REASONS = {
     431: "a request header is too large, or there are too many",
     503: "Base B is not reachable or not migrated",
 }
-_REASON = {
-    "type": "object",
-    "required": ["field", "message"],
-    "additionalProperties": False,
-    "properties": {
-        "field": {"type": "string", "minLength": 1},
-        "message": {"type": "string", "minLength": 1},
-        "code": {"type": ["string", "null"]},
-    },
-}
+_REASON = Reason.model_json_schema()  # as QuarantineItem reads a reason
 # What the server (gunicorn) answers to any operation before the app sees the request.
 _ANY_REQUEST = (414, 431)
 # The operations that never touch Base B (every other one may answer 503 while it is unreachable).

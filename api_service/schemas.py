@@ -92,8 +92,8 @@ def _decimal_text(value: object) -> object:
 
 
 _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
-# The seventh fractional digit of a timestamp: what rounds the microseconds.
 _DATE_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# The seventh fractional digit of a timestamp: what rounds the microseconds.
 _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
 # A JSON number's grammar (leading zeros allowed), ASCII digits only.
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"

@@ -254,7 +254,7 @@ def read(
                     ends.pop(message.partition(), None)
                 marked = _marked(message)
                 if marked is not None:
-                    replayed.add(f"{message.partition()}:{marked}")
+                    replayed.add(marked)
                 else:
                     found.append(DeadLetter.of(message))
             # Past every reported end, read on to the first empty fetch (for at most `timeout`): a broker's
@@ -274,14 +274,14 @@ def read(
 
 
 def _marked(message: Message) -> str | None:
-    """The offset of the letter a replay marker names (on its own partition); None for a letter (which
-    carries Kafka Connect's error headers, and never a marker's)."""
+    """The position (`partition:offset`) of the letter a replay marker names; None for a letter
+    (which carries Kafka Connect's error headers, and never a marker's)."""
     headers = message.headers() or []
     if any(name.startswith(ERRORS) for name, _ in headers):
         return None
     for name, value in headers:
         if name == REPLAY_OF and value is not None:
-            return value.decode("ascii", "replace").rpartition(":")[2]
+            return value.decode("ascii", "replace")
     return None
 
 
