@@ -12,6 +12,7 @@ from flask import Flask, Response, jsonify, request
 from graphql import GraphQLError, OperationType, get_operation_ast
 from werkzeug.exceptions import HTTPException
 
+import http_body
 from graphql_service import over_http
 from graphql_service.entity_schema import ENTITY_SDL
 from graphql_service.errors import REQUEST_ERRORS, error_formatter
@@ -104,7 +105,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     def graphql_endpoint():
         data = over_http.request_body()
         if isinstance(data, str):
-            return over_http.request_error(data, 415 if data.startswith("Content-") else 400)
+            return over_http.request_error(data, 415 if data.startswith("Content-Type") else 400)
         return execute(data, "POST")
 
     def graphql_get():
@@ -122,6 +123,12 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         if error.code == 405:
             response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
         return response
+
+    @app.errorhandler(http_body.BodyRefused)
+    def body_refused(refused: http_body.BodyRefused):
+        response, status = over_http.request_error(refused.detail, refused.status)
+        response.headers.update(refused.headers)
+        return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

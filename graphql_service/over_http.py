@@ -4,9 +4,9 @@ and status the answer takes."""
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Response, jsonify, request
 
+import http_body
 from graphql_service import exact_json
 
 JSON = "application/json"
@@ -17,13 +17,7 @@ def request_body() -> dict | str:
     """The request's GraphQL parameters, or what is wrong with the request (GraphQL over HTTP: a JSON object)."""
     if request.mimetype != "application/json":
         return f"Content-Type must be application/json, got {request.mimetype or 'none'}"
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        return f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed"
-    raw = request.get_data()
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is None and len(raw) >= limit:  # werkzeug cuts a chunked body there, silently
-        raise RequestEntityTooLarge(f"the body is larger than the limit of {limit} bytes (GRAPHQL_MAX_CONTENT_LENGTH)")
+    raw = http_body.read("GRAPHQL_MAX_CONTENT_LENGTH")  # BodyRefused: the app answers with its status
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     try:
         data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))

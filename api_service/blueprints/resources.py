@@ -6,9 +6,9 @@ import json
 
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
-from gunicorn.http.errors import ParseException
 from pydantic import ValidationError
 
+import http_body
 from api_service import auth, bulk_input, json_body, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.models import TABLES
@@ -41,29 +41,10 @@ def _settings():
 
 
 def _body() -> bytes:
-    """The request body, uncompressed only. A chunked body past MAX_CONTENT_LENGTH is refused as a
-    sized one is (werkzeug stops reading it at the limit without a word: the request would be cut
-    short, not refused), and a chunked body gunicorn cannot parse is the client's 400, not a 500."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):  # werkzeug does not decode bodies: gzip would read as bad JSON
-        raise Problem(
-            415,
-            f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed",
-            headers={"Accept-Encoding": "identity"},
-        )
-    codings = [c.strip().lower() for c in request.headers.get("Transfer-Encoding", "").split(",") if c.strip()]
-    if any(coding not in ("chunked", "identity") for coding in codings):  # the server would not decode them
-        raise Problem(
-            501, f"Transfer-Encoding {', '.join(codings)[:60]!r} is not supported: send the body chunked or sized"
-        )
     try:
-        data = request.get_data()
-    except ParseException as exc:
-        raise Problem(400, f"the request body is malformed: {exc}") from None
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length is None and len(data) >= limit:
-        raise Problem(413, f"the body is larger than the limit of {limit} bytes (API_MAX_CONTENT_LENGTH)")
-    return data
+        return http_body.read("API_MAX_CONTENT_LENGTH")
+    except http_body.BodyRefused as refused:
+        raise Problem(refused.status, refused.detail, headers=refused.headers) from None
 
 
 def _query(model, what: str = "query string"):

@@ -51,3 +51,28 @@ def test_gunicorn_answers_bad_requests_with_problem_documents(servers, service, 
     assert int(headers["content-length"]) == len(body)
     problem = json.loads(body)
     assert problem["status"] == status and problem["title"] and problem["detail"]
+
+
+BAD_BODIES = {
+    # gunicorn parses a chunked body only when the app reads it: a parse error surfaced in the view.
+    "bad chunk size": (b"Transfer-Encoding: chunked", b"zz\r\n{}\r\n0\r\n\r\n", 400, "malformed"),
+    "missing chunk terminator": (b"Transfer-Encoding: chunked", b"1\r\n{}\r\n0\r\n\r\n", 400, "malformed"),
+    # gzip is not decoded by the server: its bytes would reach the JSON reader.
+    "transfer coding not decoded": (b"Transfer-Encoding: gzip, chunked", b"2\r\n{}\r\n0\r\n\r\n", 501, "gzip"),
+}
+
+
+@pytest.mark.parametrize("service", ["api", "graphql"])
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_a_body_the_server_cannot_read_is_the_clients_error(servers, service, case):
+    framing, body, status, named = BAD_BODIES[case]
+    path = b"/articles" if service == "api" else b"/graphql"
+    request = (
+        b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer token\r\n"
+        b"Content-Type: application/json\r\nConnection: close\r\n" + framing + b"\r\n\r\n" + body
+    )
+    answered, _, answer = _raw_answer(servers[service], request)
+    assert answered == status, answer
+    document = json.loads(answer)
+    detail = document["detail"] if service == "api" else document["errors"][0]["message"]
+    assert named in detail
