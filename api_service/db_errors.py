@@ -17,10 +17,14 @@ import sqlalchemy.exc
 _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})  # connection, resources, operator, system
 _TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "55006"})  # serialization, deadlock, locks
 _SQLITE_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN})
+# A table or column the code expects is not there: Base B is not migrated (yet: deploys migrate first).
+_SCHEMA_CODES = frozenset({"42P01", "42703", "3F000"})  # undefined table, column, schema
+_SQLITE_SCHEMA = ("no such table", "no such column")  # SQLite says it only in words (SQLITE_ERROR)
 
 
 class Kind(Enum):
     TRANSIENT = "transient"  # 503 with Retry-After
+    SCHEMA = "schema"  # Base B is not migrated to this code's tables: 503 with Retry-After, the reason said
     CONFLICT = "conflict"  # a constraint refused the write: 409
     DATA = "data"  # a value the database cannot hold: 422 for a write, else 500
     BUG = "bug"  # anything else: 500, no retry
@@ -34,6 +38,9 @@ def classify(exc: sqlalchemy.exc.SQLAlchemyError) -> Kind:
         return Kind.TRANSIENT
     original = getattr(exc, "orig", None)
     sqlstate = getattr(original, "sqlstate", None)
+    sqlite_says = str(original) if isinstance(original, sqlite3.OperationalError) else ""
+    if sqlstate in _SCHEMA_CODES or sqlite_says.startswith(_SQLITE_SCHEMA):
+        return Kind.SCHEMA
     if isinstance(original, sqlite3.Error):
         code = getattr(original, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _SQLITE_TRANSIENT:  # extended codes keep the primary in the low byte

@@ -248,7 +248,8 @@ def _reject_unique_collisions(
                 row.c[unique.name] == value,
                 row.c.deleted_at.is_(None),
                 or_(row.c.source_id.is_(None), row.c.source_id != stage.c.source_id),
-                value.is_distinct_from(own.c[unique.name]),
+                # The record keeps its own value, unless its row is a tombstone: that holds none.
+                or_(value.is_distinct_from(own.c[unique.name]), own.c.deleted_at.is_not(None)),
                 ~select(mover.c.source_id)
                 .where(mover.c.source_id == row.c.source_id, mover.c[unique.name] != row.c[unique.name])
                 .exists(),

@@ -94,6 +94,11 @@ def _from_database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> Response:
         # Base B down, restarting or busy: a 503 the pipelines' client retries after Retry-After.
         log.warning("Base B is not reachable: %s", first_line)
         return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+    if kind is db_errors.Kind.SCHEMA:
+        # Not the request's fault, and over once the migrations have run (a deploy runs them first).
+        log.error("Base B is not migrated: %s", first_line)
+        detail = "Base B is not migrated to this API's schema: run the migrations (flask --app api_service migrate)"
+        return problem_response(503, detail, headers={"Retry-After": "30"})
     if kind is db_errors.Kind.CONFLICT:
         log.info("Base B refused a write: %s", first_line)
         return problem_response(409, "the write conflicts with a row Base B holds")

@@ -273,3 +273,18 @@ def test_an_older_rejection_never_takes_a_newer_ones_place(client):
     items = client.get("/articles/rejections", headers=AUTH).json["items"]
     assert [(i["source_id"], i["source_updated_at"][:10], i["times"]) for i in items] == [(3, "2024-03-01", 2)]
     assert items[0]["record"]["source_updated_at"] == V3
+
+
+def test_reviving_a_key_whose_unique_value_another_row_took_is_a_coded_rejection(client):
+    """A tombstone holds no unique value: its key coming back with the value another live row took
+    since is refused like any other record, the holder named, with the code the sync re-sends by."""
+    upsert(client, "employees", [employee(1, V1, email="shared@example.com")])
+    client.post("/employees/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH)
+    holder = {"first_name": "C", "last_name": "C", "email": "shared@example.com"}
+    created = client.post("/employees", json=holder, headers=AUTH)
+    assert created.status_code == 201, created.json
+    result = upsert(client, "employees", [employee(1, V3, email="shared@example.com"), employee(2, V3)])
+    assert (result["inserted"], result["rejected"]) == (1, 1), result
+    [reason] = result["errors"][0]["reasons"]
+    assert reason["code"] == "unique_taken" and reason["field"] == "email"
+    assert f"a row created through the API (id {created.json['id']})" in reason["message"]
