@@ -91,9 +91,15 @@ def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:
                 f"{SOURCE_ID_RANGE[1]})"
             )
         log.warning("%s source_id=%s quarantined: %s", entity, row.source_id, row.reasons)
-    answer = api.quarantine(entity, encode([row.to_json() for row in rows]))
-    if answer["quarantined"] != len(rows):
-        raise LoadError(f"{entity}: quarantined {len(rows)} rows, the API stored {answer['quarantined']}")
+    stored = 0
+    # Split as bulk bodies are: a chunk of dirty rows with long texts is as large as a chunk of clean ones.
+    for part, body in bodies(rows, api.max_body_bytes, Quarantined.to_json):
+        small = body
+        if len(body) > api.max_body_bytes:  # one row alone: kept by its key, version and reasons
+            small = encode([_without_record(part[0], len(body), api.max_body_bytes).to_json()])
+        stored += api.quarantine(entity, small)["quarantined"]
+    if stored != len(rows):
+        raise LoadError(f"{entity}: quarantined {len(rows)} rows, the API stored {stored}")
 
 
 def _too_large(record: dict, size: int, limit: int) -> Quarantined:
@@ -103,6 +109,12 @@ def _too_large(record: dict, size: int, limit: int) -> Quarantined:
     kept = {SOURCE_ID: record[SOURCE_ID], VERSION: version}
     why = f"{size} bytes as JSON: more than one bulk request may carry ({limit} bytes, SYNC_MAX_BODY_BYTES)"
     return Quarantined(record[SOURCE_ID], _iso(version), kept, [{"field": "record", "message": why}])
+
+
+def _without_record(row: Quarantined, size: int, limit: int) -> Quarantined:
+    why = f"the row as read is {size} bytes as JSON, more than one request may carry ({limit} bytes): not kept here"
+    kept = {SOURCE_ID: row.source_id, VERSION: row.version}
+    return Quarantined(row.source_id, row.version, kept, [*row.reasons, {"field": "record", "message": why}])
 
 
 def _iso(value) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from base_sync.api_client import BaseBApi
+from base_sync.dirty import Quarantined
 from base_sync.load import push_chunks
 from base_sync.records import bodies, encode
 
@@ -52,3 +53,20 @@ def test_the_batch_path_quarantines_a_row_too_large_to_send_and_loads_the_rest(b
     assert (
         "more than one bulk request may carry (4000 bytes, SYNC_MAX_BODY_BYTES)" in rejection["reasons"][0]["message"]
     )
+
+
+def test_dirty_rows_are_quarantined_in_bodies_under_the_bound_and_one_too_large_by_its_key(base_b):
+    """Quarantine requests are split like bulk ones: 300 dirty rows of long texts were one request the
+    API refused (413) on every run, and the load with it."""
+    api = BaseBApi(base_b.url, base_b.token, max_body_bytes=4_000)
+    reason = [{"field": "created_at", "message": "created_at is the zero timestamp"}]
+    dirty = [Quarantined(key, "2025-01-01T00:00:00+00:00", article(key, "x" * 900), reason) for key in range(1, 11)]
+    dirty.append(Quarantined(11, "2025-01-01T00:00:00+00:00", article(11, "x" * 10_000), reason))
+    counts = push_chunks(api, "articles", iter([[*dirty, article(12)]]), concurrency=2)
+    assert (counts["inserted"], counts["quarantined"], counts["extracted"]) == (1, 11, 12)
+    stored = {r["source_id"]: r for r in api.open_rejections("articles")}
+    assert sorted(stored) == list(range(1, 12))
+    assert all(stored[key]["record"]["content"] == "x" * 900 for key in range(1, 11))
+    assert stored[11]["record"] == {"source_id": 11, "source_updated_at": "2025-01-01T00:00:00+00:00"}
+    assert [r["message"] for r in stored[11]["reasons"]][0] == "created_at is the zero timestamp"
+    assert "more than one request may carry (4000 bytes)" in stored[11]["reasons"][1]["message"]
