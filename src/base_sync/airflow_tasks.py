@@ -102,14 +102,8 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         if absent:
             raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
         base_a = BaseA(engine)
-        try:
-            checked = base_a.require_schema(entity)  # the task's first session
-        except DBAPIError as error:
-            refused = backend.refusal(error)
-            if refused is None:
-                raise  # the server away, a lost connection: the task's retries
-            why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
-            raise ConfigurationError(why) from error
+        cleanup.enter_context(_refusals_are_terminal(backend, conn_id))
+        checked = base_a.require_schema(entity)  # the task's first session
         if report_schema:
             if checked.unmapped:
                 log.info(
@@ -123,6 +117,20 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         cleanup.callback(api.close)
         api.check_writes(entity)
         yield base_a, api
+
+
+@contextlib.contextmanager
+def _refusals_are_terminal(backend, conn_id: str) -> Iterator[None]:
+    """Base A refusing the account something (a database, a table, a column), at any step of the
+    task, fails it at once with the reason: no retry grants a privilege."""
+    try:
+        yield
+    except DBAPIError as error:
+        refused = backend.refusal(error)
+        if refused is None:
+            raise  # the server away, a lost connection: the task's retries
+        why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
+        raise ConfigurationError(why) from error
 
 
 def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:

@@ -6,12 +6,14 @@ table size. Timestamps are UTC: MySQL sessions are set to UTC, SQLite stores UTC
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
 from sqlalchemy import Engine, Table, and_, delete, func, inspect, not_, or_, select
+from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
@@ -24,6 +26,8 @@ from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_nam
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import ENTITIES
 from baseab_contract.version_digest import VersionDigest, version_window, window_digest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -302,7 +306,20 @@ class BaseA:
         with self.engine.connect() as conn:
             if self.backend.sees_triggers_on(conn, table):
                 return False
-        return None if inspect(self.engine).has_table(DELETE_LOG) else False
+        try:
+            return None if inspect(self.engine).has_table(DELETE_LOG) else False
+        except DBAPIError as error:
+            if self.backend.refusal(error) is None:
+                raise
+            # A grant on the mapped tables only: the deletes are found by comparing keys instead.
+            log.warning(
+                "%s: this account may not read %s (%s): deletes are found by comparing every key; "
+                "GRANT SELECT on it to follow the deletes from the log",
+                entity,
+                DELETE_LOG,
+                error.orig,
+            )
+            return False
 
     def deletes_after(
         self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None

@@ -154,3 +154,32 @@ def test_something_else_at_the_apis_address_is_named_as_such(connections, html_s
     connections(base_b_api={"host": "127.0.0.1", "port": html_server})
     with pytest.raises(ApiRefused, match="not JSON: is http://127.0.0.1:.* the Base B REST API"):
         connect()
+
+
+@pytest.fixture
+def table_grants_only(connections, base_a_url) -> Iterator[None]:
+    """An account granted SELECT on the mapped tables one by one (not on the database): the delete
+    log, which `base-a init` made, is not among them."""
+    admin = source_engine(base_a_url)
+    database, user = make_url(base_a_url).database, f"tables_{free_port()}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%'")
+        for table in ("articles", "employees"):
+            conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.`{table}` TO '{user}'@'%%'")
+    connections(base_a={"login": user})
+    yield
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+def test_a_delete_log_the_account_may_not_read_means_comparing_keys(table_grants_only, caplog):
+    with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
+        assert base_a.logs_deletes("articles") is False  # was: the refusal, raised as a retry
+    assert "may not read delete_log" in caplog.text
+
+
+def test_a_refusal_at_any_step_of_a_task_fails_it_without_a_retry(table_grants_only):
+    with pytest.raises(ConfigurationError, match="the account lacks a privilege on a table"):
+        with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
+            list(base_a.deletes_after("articles", None, 100))
