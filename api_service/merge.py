@@ -38,7 +38,7 @@ from api_service.backends import CopyRefused, backend_of
 from api_service.bulk_input import Batch, keep_latest_per_source_id, reject_duplicate_unique_values
 from api_service.db import begin_write
 from api_service.models import UTCDateTime
-from api_service.schemas import BulkResult
+from api_service.schemas import BulkDeletePlan, BulkResult
 from api_service.versions import VersionBounds
 from baseab_contract.bulk_format import UNIQUE_TAKEN
 from baseab_contract.entities import Entity
@@ -337,12 +337,15 @@ def _classify_and_write(
     }
 
 
-def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
-    """Tombstone the rows of the given source ids, unless the row is newer than the delete."""
+def delete(
+    conn: Connection, target: Table, batch: Batch, bounds: VersionBounds, dry_run: bool = False
+) -> BulkResult | BulkDeletePlan:
+    """Tombstone the rows of the given source ids, unless the row is newer than the delete; with
+    `dry_run`, only what it would do, the keys of the rows it would delete named."""
     keep_latest_per_source_id(batch)
     stage = stage_table(target, "delete")
     staged = len(batch.records)
-    with begin_write(conn):
+    with begin_write(conn) as transaction:
         backend_of(conn).tune_delete(conn)
         _fill_stage(conn, stage, [record for _, record in batch.records])
         # Lock the rows first: the counts below then describe exactly the rows the update sees
@@ -367,6 +370,25 @@ def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds)
                 func.coalesce(func.sum(case((and_(mine, ~stale, own.c.deleted_at.is_not(None)), 1), else_=0)), 0),
             ).select_from(stage.outerjoin(own, own_on))
         ).one()
+        if dry_run:
+            live = and_(mine, ~stale, own.c.deleted_at.is_(None))
+            would = conn.execute(
+                select(stage.c.source_id).select_from(stage.join(own, own_on)).where(live).order_by(stage.c.source_id)
+            )
+            would_delete = would.scalars().all()
+            transaction.rollback()
+            return BulkDeletePlan(
+                received=batch.received,
+                inserted=0,
+                updated=0,
+                unchanged=already,
+                stale=stale_count + batch.superseded,
+                deleted=len(would_delete),
+                not_found=staged - existing,
+                rejected=len(batch.rejected),
+                errors=sorted(batch.rejected, key=lambda r: r.index),
+                would_delete=would_delete,
+            )
         now = literal(datetime.now(UTC), UTCDateTime)
 
         def tombstone(where) -> int:

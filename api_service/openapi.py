@@ -10,6 +10,8 @@ from api_service.schemas import (
     MAX_BIGINT,
     MIN_BIGINT,
     SCHEMAS,
+    BulkDeletePlan,
+    BulkDeleteQuery,
     BulkDeleteRecord,
     BulkResult,
     Reason,
@@ -85,7 +87,7 @@ def _problems(*codes: int) -> dict:
 
 
 def _component_schemas() -> dict[str, Any]:
-    models = [(BulkResult, "serialization"), (BulkDeleteRecord, "validation")]
+    models = [(BulkResult, "serialization"), (BulkDeletePlan, "serialization"), (BulkDeleteRecord, "validation")]
     models += [(m, "serialization") for m in (SyncDigest, SyncVersions, SyncBuckets, RejectionsPage)]
     for schemas in SCHEMAS.values():
         models += [
@@ -236,7 +238,15 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                         "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
                     },
                 },
-                "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
+                "parameters": _query_parameters(BulkDeleteQuery),
+                "responses": {
+                    "200": {
+                        "description": "counts per outcome; rejected records with reasons; with dry_run, the "
+                        "rows it would delete (nothing written)",
+                        "content": _json({"anyOf": [_ref("BulkResult"), _ref("BulkDeletePlan")]}),
+                    },
+                    **_problems(400, 401, 403, 413, 415, 422),
+                },
             }
         },
         f"/{entity.name}/rejections": _pipeline_read(

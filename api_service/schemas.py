@@ -275,6 +275,23 @@ class BulkResult(BaseModel):
     errors: list[RejectedRecord]
 
 
+class BulkDeletePlan(BulkResult):
+    """What a bulk delete would do (`dry_run`): the same counts, nothing written."""
+
+    would_delete: list[int] = pydantic.Field(
+        description="the source_ids of the live rows the request would delete, in order"
+    )
+
+
+class BulkDeleteQuery(BaseModel):
+    model_config = _STRICT
+    dry_run: bool = pydantic.Field(
+        False,
+        description="count what the request would do and name the rows it would delete; write nothing "
+        "(the pipelines' mass-delete breaker counts only the deletes Base B would apply)",
+    )
+
+
 class SyncWindowQuery(BaseModel):
     """A window of Base A versions, (since, since_id) < (version, source_id) <= (until, until_id).
 

@@ -17,6 +17,7 @@ from api_service.schemas import (
     MAX_BIGINT,
     QUARANTINE_ITEMS,
     SCHEMAS,
+    BulkDeleteQuery,
     RejectionsQuery,
     SyncBucketsQuery,
     SyncVersionsQuery,
@@ -152,26 +153,26 @@ def make_blueprint(entity: Entity) -> Blueprint:
             _body(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
         result = merge.upsert(get_connection(), entity, table, batch, _admitted_versions(batch, settings))
-        _remember_rejections(batch, result, settings)
-        _count_bulk(entity.name, "upsert", result)
+        _settle(batch, result, settings, "upsert")
         return json_response(result)
 
     @bp.post("/bulk/delete")
     def bulk_delete():
-        settings = _settings()
+        settings, query = _settings(), _query(BulkDeleteQuery)
         batch = bulk_input.parse_deletes(_body(), request.mimetype, settings.bulk_max_records)
-        result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings))
-        _remember_rejections(batch, result, settings)
-        _count_bulk(entity.name, "delete", result)
+        result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings), query.dry_run)
+        if not query.dry_run:  # a dry run wrote nothing: no rejections kept, nothing counted
+            _settle(batch, result, settings, "delete")
         return json_response(result)
 
-    def _remember_rejections(batch, result, settings) -> None:
-        """Keep rejections past the response, and close those this request's writes superseded."""
+    def _settle(batch, result, settings, operation: str) -> None:
+        """Keep rejections past the response, close those this request's writes superseded, count it."""
         items = []
         if result.errors:  # rare: read the records as sent again, to keep them for a replay
             items, _ = bulk_input.parse_body(_body(), request.mimetype, settings.bulk_max_records)
         touched = (record.source_id for _, record in batch.records)
         rejections.remember(get_connection(), table, result, items, touched)
+        _count_bulk(entity.name, operation, result)
 
     # The pipelines' own refusals (source rows with invalid dates): kept like the bulk rejections.
     bp.add_url_rule("/rejections", "quarantine_rows", lambda: _quarantine(entity), methods=["POST"])

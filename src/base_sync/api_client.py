@@ -87,6 +87,13 @@ class BaseBApi:
     def bulk_delete(self, entity: str, records: list[dict]) -> dict:
         return self._call("POST", f"/{entity}/bulk/delete", json=records)
 
+    def would_delete(self, entity: str, records: list[dict]) -> set[int]:
+        """The keys among the delete records whose rows Base B would delete (live, not newer): a dry run."""
+        if not records:
+            return set()
+        answer = self._call("POST", f"/{entity}/bulk/delete", json=records, params={"dry_run": "true"})
+        return set(answer["would_delete"])
+
     def quarantine(self, entity: str, body: bytes) -> dict:
         """Store source rows the pipeline refuses (base_sync.dirty) as open rejections."""
         return self._call("POST", f"/{entity}/rejections", data=body, headers={"Content-Type": "application/json"})

@@ -250,11 +250,10 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
             rejected += [(m, "Quarantined", _reasons(c.quarantined.reasons)) for c, m in dirty]
         # Deletes first (one change per key, so no key is both): a row deleted frees its unique values
         # for a row created in the same batch, as when a key changes (a delete and a create).
-        deletes, held = _guard_deletes(entity, deletes, guard, counts)
+        deletes, held = _guard_deletes(entity, deletes, guard, counts, api)
         rejected += held
         if deletes:
-            records = [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
-            rejected += _account(entity, deletes, api.bulk_delete(entity, records), counts)
+            rejected += _account(entity, deletes, api.bulk_delete(entity, _delete_records(deletes)), counts)
         for part, body in bodies(upserts, api.max_body_bytes, lambda pair: pair[0].record) if upserts else ():
             if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
                 rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
@@ -262,6 +261,10 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
                 continue
             rejected += _account(entity, part, api.bulk_upsert(entity, body), counts)
     return rejected, by_entity
+
+
+def _delete_records(deletes: list[tuple[Change, Message]]) -> list[dict]:
+    return [{"source_id": c.id, "source_updated_at": c.version.isoformat()} for c, _ in deletes]
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -272,14 +275,21 @@ def _too_large(size: int, limit: int) -> str:
 
 
 def _guard_deletes(
-    entity: str, deletes: list[tuple[Change, Message]], guard: RunDeleteGuard, counts: Counter
+    entity: str, deletes: list[tuple[Change, Message]], guard: RunDeleteGuard, counts: Counter, api: BaseBApi
 ) -> tuple[list[tuple[Change, Message]], list[tuple[Message, str, str]]]:
-    """The deletes to send now (approved replays, then those within the run's budget) and the held ones
-    as dead letters."""
+    """The deletes to send now (approved replays, those of rows Base B does not hold live, then those
+    within the run's budget) and the held ones as dead letters. Only a delete Base B would apply
+    counts: another tenant's rows outside the filter, busy or deleted, are nothing to hold."""
     approved = [(c, m) for c, m in deletes if dead_letters.approved_delete(m)]
-    counted = [(c, m) for c, m in deletes if not dead_letters.approved_delete(m)]
+    unapproved = [(c, m) for c, m in deletes if not dead_letters.approved_delete(m)]
     if approved:
         counts["approved_deletes"] += len(approved)
+    if not unapproved:
+        return approved, []
+    live = api.would_delete(entity, _delete_records(unapproved))
+    free = [(c, m) for c, m in unapproved if c.id not in live]
+    counted = [(c, m) for c, m in unapproved if c.id in live]
+    approved += free
     if not counted:
         return approved, []
     admission = guard.admit(entity, len(counted))

@@ -320,7 +320,7 @@ def _send_found(
         left = DeleteCounts()
         if found.left_since is not None:
             for records in base_a.left_scope_after(entity, found.left_since, settings.chunk_size):
-                allowance.take(LEFT_SCOPE, len(records))
+                allowance.take(LEFT_SCOPE, len(api.would_delete(entity, records)))
                 left += _send_gone(api, entity, records, settings.chunk_size)
         if reads_log:
             from_log = _apply_logged_deletes(entity, base_a, api, settings, found.position, allowance)
@@ -369,7 +369,7 @@ def _find_deletes(
                 planned.add(DELETE_LOG, records, counted=False)
                 read += len(records)
             for records, position_reached in base_a.deletes_after(entity, position, chunk):
-                planned.add(DELETE_LOG, records)
+                _plan_counting_held(planned, DELETE_LOG, records, api, entity)
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
@@ -377,7 +377,7 @@ def _find_deletes(
     left_since = _looking_back(watermark, settings) if watermark is not None and not first_run else None
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
-            planned.add(LEFT_SCOPE, records)
+            _plan_counting_held(planned, LEFT_SCOPE, records, api, entity)
         reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
     if reason:
@@ -392,6 +392,16 @@ def _find_deletes(
     budget = DeleteBudget.of(settings, synced)
     plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
     return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, left_since)
+
+
+def _plan_counting_held(planned: PlannedDeletes, source: str, records: list[dict], api: BaseBApi, entity: str) -> None:
+    """Plan the records' deletes, counting only those Base B would apply (a live row, not newer): a
+    row it never held (outside the filter from the start, say: another tenant's busy rows, or their
+    logged deletes) is no delete to approve. Every record is still sent: a key's tombstone keeps an
+    older write of it from arriving later."""
+    held = api.would_delete(entity, records)
+    planned.add(source, [r for r in records if r["source_id"] in held])
+    planned.add(source, [r for r in records if r["source_id"] not in held], counted=False)
 
 
 def _why_compare_keys(
@@ -447,7 +457,7 @@ def _apply_logged_deletes(
         counts += _send_logged(api, entity, records)
         read += len(records)
     for records, position_reached in base_a.deletes_after(entity, position, settings.chunk_size):
-        allowance.take(DELETE_LOG, len(records))
+        allowance.take(DELETE_LOG, len(api.would_delete(entity, records)))
         counts += _send_logged(api, entity, records)
         read += len(records)
         reached = max(reached, position_reached)

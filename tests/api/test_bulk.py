@@ -288,3 +288,18 @@ def test_reviving_a_key_whose_unique_value_another_row_took_is_a_coded_rejection
     [reason] = result["errors"][0]["reasons"]
     assert reason["code"] == "unique_taken" and reason["field"] == "email"
     assert f"a row created through the API (id {created.json['id']})" in reason["message"]
+
+
+def test_a_dry_run_delete_names_what_it_would_delete_and_writes_nothing(client, db):
+    upsert(client, "articles", [article(1, V1), article(2, V3), article(3, V1)])
+    client.post("/articles/bulk/delete", json=[{"source_id": 3, "source_updated_at": V1}], headers=AUTH)
+    before = raw_rows(db, "articles")
+    deletes = [{"source_id": key, "source_updated_at": V2} for key in (1, 2, 3, 4)]
+    plan = client.post("/articles/bulk/delete?dry_run=true", json=deletes, headers=AUTH)
+    assert plan.status_code == 200, plan.json
+    assert plan.json["would_delete"] == [1]  # 2 is newer, 3 is deleted already, 4 was never held
+    assert (plan.json["deleted"], plan.json["stale"], plan.json["unchanged"], plan.json["not_found"]) == (1, 1, 1, 1)
+    assert raw_rows(db, "articles") == before
+    real = client.post("/articles/bulk/delete", json=deletes, headers=AUTH).json
+    assert (real["deleted"], real["stale"], real["unchanged"], real["not_found"]) == (1, 1, 1, 1)
+    assert "would_delete" not in real

@@ -99,3 +99,14 @@ def test_replaying_the_held_deletes_is_the_approval(changes):
     assert rows[changed][5] == "Lead"
     assert listed(changes) == [], "no new dead letters: approved deletes are not held again"
     assert len(listed(changes, "--include-replayed")) == 20, "the replayed ones stay, marked"
+
+
+def test_deletes_of_rows_base_b_does_not_hold_are_not_counted(changes):
+    """Deletes of keys Base B never held (another tenant's rows outside the filter, say) are sent, and
+    leave tombstones, but are nothing the breaker should hold: only the 5 live ones count."""
+    delete(changes, range(1000, 1040))
+    delete(changes, range(1, 6))
+    report = changes.drain()
+    assert (report.counts["deleted"], report.counts["not_found"]) == (5, 40), report.to_json()
+    assert report.counts["held_deletes"] == 0 and changes.dead_letters() == []
+    assert sorted(changes.rows()) == list(range(6, SEEDED + 1))

@@ -226,6 +226,30 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
 
 
+def test_another_tenants_busy_rows_are_no_deletes_for_the_breaker(legacy, base_b):
+    """Rows outside the filter that change (or go) are sent as deletes, and Base B keeps their
+    tombstones, but they are not deletes of anything it held: the mass-delete breaker counts only
+    the rows it would really delete, so another tenant's busy day never waits for an approval."""
+    install_delete_log(legacy.engine, legacy.mapping, ["employees"])
+    others = ", ".join(
+        f"({key}, 2, 'O', 'T', 'o{key}@example.com', 'V', 'Dev', 1.00, NULL, '2024-05-04 12:00:00', NULL, 1)"
+        for key in range(100, 400)
+    )
+    with legacy.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO personal {COLUMNS} VALUES {others}"))
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    with legacy.engine.begin() as conn:  # well past SYNC_MASS_DELETE_MIN_ROWS (100), all the other tenant's
+        conn.execute(text("UPDATE personal SET stelle = 'Ops', geaendert_am = '2024-11-02 08:00:00' WHERE mandant = 2"))
+        conn.execute(text("DELETE FROM personal WHERE mandant = 2 AND pers_nr >= 250"))
+        conn.execute(text("UPDATE personal SET aktiv = 0, geaendert_am = '2024-11-02 09:00:00' WHERE pers_nr = 1"))
+    _, deleted, _ = _run("employees", legacy, api, store)
+    report = deleted.to_json()
+    assert report["planned"]["total"] == 1 and report["planned"]["within_budget"]  # Anna, soft-deleted
+    assert (report["deleted"], report["from_log"]) == (1, 150)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [2, 3, 5]
+
+
 def test_rows_whose_key_base_b_cannot_hold_are_quarantined_and_the_run_goes_on(legacy, base_b):
     """A signed key with sentinel rows (0, negative): Base B holds keys 1..2^63-1 only. Each such row
     is an open rejection with the reason, on both paths alike, and verification accepts it."""
