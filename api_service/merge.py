@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    false,
     func,
     literal,
     or_,
@@ -98,17 +99,19 @@ def _own_row(conn: Connection, target: Table, stage: Table, *columns: str):
 
 
 def _stale(version, row, bounds: VersionBounds):
-    """The record is older than the row (or as old as its tombstone). A row whose version is
-    outside the admitted range (stored before the range was enforced) never wins: any valid
-    write repairs it."""
+    """The record is older than the row (or as old as its tombstone, unless the request restores at
+    ties). A row whose version is outside the admitted range (stored before the range was enforced)
+    never wins: any valid write repairs it."""
     return and_(
         row.c.source_updated_at.is_not(None),
         bounds.trusted(row.c.source_updated_at),
-        or_(
-            version < row.c.source_updated_at,
-            and_(version == row.c.source_updated_at, row.c.deleted_at.is_not(None)),
-        ),
+        or_(version < row.c.source_updated_at, and_(version == row.c.source_updated_at, _tombstone_wins(row, bounds))),
     )
+
+
+def _tombstone_wins(row, bounds: VersionBounds):
+    """SQL: at an equal version, the row's tombstone keeps it deleted."""
+    return false() if bounds.restore_at_ties else row.c.deleted_at.is_not(None)
 
 
 def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
@@ -309,7 +312,8 @@ def _classify_and_write(
     insert = backend_of(conn).insert(target).from_select(names, rows)
     incoming = insert.excluded
     content = [*entity.field_names, "created_at", "updated_at"]
-    # The version guard: newer wins; as new but different wins unless the row is a tombstone.
+    # The version guard: newer wins; as new but different wins unless the row is a tombstone (which
+    # a repair's record of the same version restores).
     newer = or_(
         incoming.source_updated_at > target.c.source_updated_at,
         ~bounds.trusted(target.c.source_updated_at),
@@ -318,6 +322,9 @@ def _classify_and_write(
             target.c.deleted_at.is_(None),
             or_(*(target.c[name].is_distinct_from(incoming[name]) for name in content)),
         ),
+        and_(incoming.source_updated_at == target.c.source_updated_at, target.c.deleted_at.is_not(None))
+        if bounds.restore_at_ties
+        else false(),
     )
     merge = insert.on_conflict_do_update(
         index_elements=[target.c.source_id],

@@ -14,6 +14,7 @@ from api_service.schemas import (
     BulkDeleteQuery,
     BulkDeleteRecord,
     BulkResult,
+    BulkUpsertQuery,
     Reason,
     RejectionsPage,
     RejectionsQuery,
@@ -221,6 +222,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "summary": f"Upsert many {entity.name} from Base A (pipelines), with the version guard",
                 "operationId": f"bulk_upsert_{entity.name}",
                 "security": write_security,
+                "parameters": _query_parameters(BulkUpsertQuery),
                 "requestBody": bulk_body,
                 "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
             }

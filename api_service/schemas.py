@@ -283,6 +283,16 @@ class BulkDeletePlan(BulkResult):
     )
 
 
+class BulkUpsertQuery(BaseModel):
+    model_config = _STRICT
+    restore_ties: bool = pydantic.Field(
+        False,
+        description="the records were made after Base B's tombstones of their version: a repair re-reading Base "
+        "A, or change events in each key's order. As new as a tombstone, a record then restores the row (a row "
+        "deleted and restored in Base A under one change stamp). Otherwise the tombstone wins the tie",
+    )
+
+
 class BulkDeleteQuery(BaseModel):
     model_config = _STRICT
     dry_run: bool = pydantic.Field(

@@ -14,12 +14,16 @@ from api_service.settings import ApiSettings
 class VersionBounds:
     low: datetime
     high: datetime
+    # The records were read from Base A after the tombstones of their version were written (a repair):
+    # as new as a tombstone, they restore the row. Otherwise the tombstone wins the tie (in an event
+    # stream the delete came after the write of its version).
+    restore_at_ties: bool = False
 
     @classmethod
-    def now(cls, settings: ApiSettings) -> VersionBounds:
+    def now(cls, settings: ApiSettings, restore_at_ties: bool = False) -> VersionBounds:
         """The range for a request arriving now."""
         ahead = timedelta(seconds=settings.version_max_future_seconds)
-        return cls(settings.version_floor, datetime.now(UTC) + ahead)
+        return cls(settings.version_floor, datetime.now(UTC) + ahead, restore_at_ties)
 
     def admits(self, version: datetime) -> bool:
         return self.low <= version <= self.high

@@ -18,6 +18,7 @@ from api_service.schemas import (
     QUARANTINE_ITEMS,
     SCHEMAS,
     BulkDeleteQuery,
+    BulkUpsertQuery,
     RejectionsQuery,
     SyncBucketsQuery,
     SyncVersionsQuery,
@@ -88,11 +89,16 @@ def _count_bulk(entity: str, operation: str, result) -> None:
     current_app.extensions["api_metrics"].count_bulk(entity, path, operation, result)
 
 
-def _admitted_versions(batch, settings) -> VersionBounds:
+def _admitted_versions(batch, settings, restore_at_ties: bool = False) -> VersionBounds:
     """Reject the batch's records whose version is out of range; the range, for the merge."""
-    bounds = VersionBounds.now(settings)
+    bounds = VersionBounds.now(settings, restore_at_ties)
     bulk_input.reject_versions_out_of_range(batch, bounds)
     return bounds
+
+
+def _upsert_versions(batch, settings) -> VersionBounds:
+    """A bulk upsert's version bounds, with the tie rule its query string asks for."""
+    return _admitted_versions(batch, settings, _query(BulkUpsertQuery).restore_ties)
 
 
 def _quarantine(entity: Entity) -> Response:
@@ -152,7 +158,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
         batch = bulk_input.read_upserts(
             _body(), request.mimetype, settings.bulk_max_records, schemas.bulk_records, schemas.fast
         )
-        result = merge.upsert(get_connection(), entity, table, batch, _admitted_versions(batch, settings))
+        result = merge.upsert(get_connection(), entity, table, batch, _upsert_versions(batch, settings))
         _settle(batch, result, settings, "upsert")
         return json_response(result)
 

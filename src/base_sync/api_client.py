@@ -81,8 +81,13 @@ class BaseBApi:
         self.bulk_delete(entity, [])
 
     # Writes
-    def bulk_upsert(self, entity: str, body: bytes) -> dict:
-        return self._call("POST", f"/{entity}/bulk", data=body, headers={"Content-Type": "application/json"})
+    def bulk_upsert(self, entity: str, body: bytes, restore_ties: bool = False) -> dict:
+        """`restore_ties`: the records were made after Base B's tombstones of their version (re-read from
+        Base A to mend a difference, or change events in each key's order): at an equal version they
+        restore the row, where a plain write loses the tie to the tombstone."""
+        params = {"restore_ties": "true"} if restore_ties else None
+        headers = {"Content-Type": "application/json"}
+        return self._call("POST", f"/{entity}/bulk", data=body, headers=headers, params=params)
 
     def bulk_delete(self, entity: str, records: list[dict]) -> dict:
         return self._call("POST", f"/{entity}/bulk/delete", json=records)

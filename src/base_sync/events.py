@@ -259,7 +259,9 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
                 rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
                 counts["rejected"] += 1
                 continue
-            rejected += _account(entity, part, api.bulk_upsert(entity, body), counts)
+            # A key's changes arrive in its commit order: a write after a delete of the same stamp
+            # (a row restored from a backup, a flag set and reset) restores the row.
+            rejected += _account(entity, part, api.bulk_upsert(entity, body, restore_ties=True), counts)
     return rejected, by_entity
 
 

@@ -28,13 +28,15 @@ def push_chunks(
     chunks: Iterable[list[dict]],
     concurrency: int,
     on_chunk: Callable[[list[dict]], None] | None = None,
+    restore_ties: bool = False,
 ) -> Counter:
     """Send every chunk of bulk records; returns the counts per outcome, plus `extracted` and
     `quarantined` (the `Quarantined` rows among them, which the mapping refused: sent to the API's
     rejections instead, with their reasons).
 
     At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
-    one being read. Every record must come back counted exactly once, or the load fails.
+    one being read. Every record must come back counted exactly once, or the load fails. `restore_ties`:
+    see `BaseBApi.bulk_upsert`.
     """
     totals: Counter = Counter()
     pending: set[Future] = set()
@@ -63,7 +65,7 @@ def push_chunks(
                     if len(pending) >= concurrency:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         settle(done)
-                    pending.add(pool.submit(_send, api, entity, body, len(part)))
+                    pending.add(pool.submit(_send, api, entity, body, len(part), restore_ties))
             settle(set(pending))
     finally:
         # A failed push must end Base A's streaming read now: the exception's traceback would keep
@@ -121,8 +123,8 @@ def _iso(value) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _send(api: BaseBApi, entity: str, body: bytes, count: int) -> tuple[int, dict]:
-    return count, api.bulk_upsert(entity, body)
+def _send(api: BaseBApi, entity: str, body: bytes, count: int, restore_ties: bool) -> tuple[int, dict]:
+    return count, api.bulk_upsert(entity, body, restore_ties)
 
 
 def _account(entity: str, sent: int, answer: dict, totals: Counter) -> None:

@@ -161,9 +161,10 @@ def repair(
         )
     ahead = 0
     if to_repair:
-        counts = push_chunks(
-            api, entity, base_a.records_by_keys(entity, to_repair, settings.chunk_size), settings.push_concurrency
-        )
+        # Read now, after Base B's tombstones: a row deleted and restored in Base A under the same
+        # stamp comes back (restore_ties=True), where a plain write would lose the tie to its tombstone.
+        rows = base_a.records_by_keys(entity, to_repair, settings.chunk_size)
+        counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
         log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
         rejected_now = _open_rejections(api, entity)
         still = [key for key in still_missing() if key not in rejected_now]

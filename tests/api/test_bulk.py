@@ -303,3 +303,13 @@ def test_a_dry_run_delete_names_what_it_would_delete_and_writes_nothing(client, 
     real = client.post("/articles/bulk/delete", json=deletes, headers=AUTH).json
     assert (real["deleted"], real["stale"], real["unchanged"], real["not_found"]) == (1, 1, 1, 1)
     assert "would_delete" not in real
+
+
+def test_a_repair_restores_a_tombstone_of_the_same_version_and_nothing_older(client, db):
+    upsert(client, "articles", [article(1, V2), article(2, V2)])
+    client.post("/articles/bulk/delete", json=[{"source_id": k, "source_updated_at": V2} for k in (1, 2)], headers=AUTH)
+    assert counts(upsert(client, "articles", [article(1, V2)])) == {"stale": 1}  # the tombstone wins the tie
+    response = client.post("/articles/bulk?restore_ties=true", json=[article(1, V2), article(2, V1)], headers=AUTH)
+    assert counts(response.json) == {"updated": 1, "stale": 1}, response.json  # older stays stale
+    rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
+    assert rows[1]["deleted_at"] is None and rows[2]["deleted_at"] is not None

@@ -221,3 +221,17 @@ def test_the_event_maker_feeds_the_events_path_from_a_base_a_without_binlog(chan
     changes.drain()
     assert assert_in_sync(engine, changes.base_b.database_url, "employees") == 42
     engine.dispose()
+
+
+def test_a_row_restored_under_the_stamp_of_its_delete_comes_back(changes):
+    """A row deleted, then put back from a backup with its old change stamp: the delete and the new
+    insert carry one version. A key's events arrive in commit order, so the insert restores the row
+    (it was `stale` against the tombstone: deleted in Base B for good while live in Base A)."""
+    changes.send("c", None, employee(7, T0))
+    changes.drain()
+    changes.send("d", employee(7, T0), None)
+    assert changes.drain().counts["deleted"] == 1 and 7 not in changes.rows()
+    changes.send("c", None, employee(7, T0))
+    report = changes.drain()
+    assert report.counts["updated"] == 1, report.to_json()
+    assert 7 in changes.rows()

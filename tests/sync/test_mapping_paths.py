@@ -226,6 +226,23 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
 
 
+def test_a_row_restored_under_the_stamp_of_its_delete_is_repaired_not_called_ahead(legacy, base_b):
+    """A legacy writer flags a row deleted and back without touching its stamp: Base B holds a
+    tombstone of the very version Base A's live row has. A plain write loses that tie (in an event
+    stream the delete came after), so the load calls it stale; verification re-reads the row after
+    the tombstone and restores it, instead of passing with the row `ahead` and missing for good."""
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    version = _base_b(base_b.database_url, "employees")[1].source_updated_at
+    deleted = api.bulk_delete("employees", [{"source_id": 1, "source_updated_at": version.isoformat()}])
+    assert deleted["deleted"] == 1
+    report = sync.load("employees", legacy, api, store, SETTINGS, full_refresh=True)
+    assert report.counts["stale"] == 1  # the tie, lost by the load's plain write
+    verified = sync.verify("employees", legacy, api, report, SETTINGS)
+    assert (verified.repaired, verified.ahead) == (1, 0)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [1, 2, 3, 5]
+
+
 def test_another_tenants_busy_rows_are_no_deletes_for_the_breaker(legacy, base_b):
     """Rows outside the filter that change (or go) are sent as deletes, and Base B keeps their
     tombstones, but they are not deletes of anything it held: the mass-delete breaker counts only
