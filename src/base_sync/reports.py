@@ -168,7 +168,7 @@ class DeleteReport:
     comparison: KeyComparison | None = None  # None when this run did not compare keys
     plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
     left_scope: int = 0  # rows deleted because they changed and the mapping's soft-delete rule or filter drops them
-    resent_unique: int = 0  # rejected rows sent again after the deletes (a unique value another row held)
+    resent_unique: int = 0  # rejected rows sent again (a unique value another row held, maybe let go since)
 
     @property
     def deleted(self) -> int:

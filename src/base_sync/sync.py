@@ -283,7 +283,7 @@ def propagate_deletes(
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
-    freed = _resend_freed_unique_values(entity, base_a, api, settings) if counts.deleted else 0
+    freed = _resend_freed_unique_values(entity, base_a, api, settings)
     report = DeleteReport(
         counts=counts,
         from_log=from_log.read if from_log else 0,
@@ -534,11 +534,12 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
 
 
 def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> int:
-    """After deletes: send again the rows the API rejected because another row held their unique
-    value (an email; reason code UNIQUE_TAKEN), since the holder may be among the rows just
-    deleted. So it goes when Base A changes a row's key: the load sends the new key before this
-    step deletes the old one, which still held the value. Rows still in conflict are rejected
-    again, as before. How many were sent."""
+    """After the load and the deletes: send again the rows the API rejected because another row held
+    their unique value (an email; reason code UNIQUE_TAKEN), since the holder may have let it go: it
+    was deleted, or the load brought its new value (a key changed in Base A: the load sends the new
+    key before this step deletes the old one, which still held the value; or the other row's email
+    was corrected). Rows still in conflict are rejected again, as before. How many were sent: one
+    read of the open rejections per run, and a write only while such rejections are open."""
     if not ENTITIES[entity].unique_fields:
         return 0
     taken = (r for r in api.open_rejections(entity) if any(why.get("code") == UNIQUE_TAKEN for why in r["reasons"]))

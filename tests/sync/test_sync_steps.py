@@ -323,3 +323,23 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_
     later = run_once("articles", base_a, api, store)
     assert later["load"]["updated"] == 1  # row 9; the future row is re-read, unchanged
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+
+
+def test_a_row_refused_for_a_taken_email_heals_when_the_holder_changes_its_email(base_a, base_a_engine, base_b):
+    """Two Base A rows claim one address: the second is rejected (unique_taken). When the first one's
+    address is corrected, the next run sends the second again, with no delete in between."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 5, seed_value=33)
+    with base_a_engine.begin() as conn:  # a legacy Base A without the unique index
+        conn.execute(text("ALTER TABLE employees DROP INDEX email"))
+        conn.execute(text("UPDATE employees SET email = 'shared@example.com' WHERE id IN (1, 2)"))
+    first = run_once("employees", base_a, api, store)
+    assert first["load"]["rejected"] == 1
+    [rejected] = api.open_rejections("employees")
+    with base_a_engine.begin() as conn:
+        holder = 3 - rejected["source_id"]
+        conn.execute(text("UPDATE employees SET email = 'own@example.com' WHERE id = :id"), {"id": holder})
+    second = run_once("employees", base_a, api, store)
+    assert second["deletes"]["resent_unique"] == 1 and second["deletes"]["deleted"] == 0
+    assert list(api.open_rejections("employees")) == []
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 5
