@@ -11,7 +11,6 @@ from api_service.schemas import (
     MIN_BIGINT,
     SCHEMAS,
     BulkDeletePlan,
-    BulkDeleteQuery,
     BulkDeleteRecord,
     BulkResult,
     BulkUpsertQuery,
@@ -141,6 +140,13 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "application/x-ndjson": {"schema": {"type": "string", "description": "one record per line"}},
         },
     }
+    delete_body = {
+        **bulk_body,
+        "content": {
+            **bulk_body["content"],
+            "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
+        },
+    }
     bulk_ok = {
         "200": {
             "description": "counts per outcome; rejected records with reasons",
@@ -233,19 +239,23 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "summary": f"Delete many {entity.name} by Base A key (pipelines), with the version guard",
                 "operationId": f"bulk_delete_{entity.name}",
                 "security": write_security,
-                "requestBody": {
-                    **bulk_body,
-                    "content": {
-                        **bulk_body["content"],
-                        "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
-                    },
-                },
-                "parameters": _query_parameters(BulkDeleteQuery),
+                "requestBody": delete_body,
+                "responses": {**bulk_ok, **_problems(400, 401, 403, 413, 415, 422)},
+            }
+        },
+        f"/{entity.name}/bulk/delete/plan": {
+            "post": {
+                "tags": tag,
+                "summary": f"What a bulk delete of {entity.name} would do, nothing written (the mass-delete "
+                "breakers count only the live rows it names)",
+                "operationId": f"plan_bulk_delete_{entity.name}",
+                "security": write_security,
+                "requestBody": delete_body,
                 "responses": {
                     "200": {
-                        "description": "counts per outcome; rejected records with reasons; with dry_run, the "
-                        "rows it would delete (nothing written)",
-                        "content": _json({"anyOf": [_ref("BulkResult"), _ref("BulkDeletePlan")]}),
+                        "description": "the counts the delete would answer, and the keys of the live rows it "
+                        "would delete",
+                        "content": _json(_ref("BulkDeletePlan")),
                     },
                     **_problems(400, 401, 403, 413, 415, 422),
                 },

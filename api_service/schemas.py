@@ -276,7 +276,7 @@ class BulkResult(BaseModel):
 
 
 class BulkDeletePlan(BulkResult):
-    """What a bulk delete would do (`dry_run`): the same counts, nothing written."""
+    """What a bulk delete would do (`POST /{entity}/bulk/delete/plan`): the same counts, nothing written."""
 
     would_delete: list[int] = pydantic.Field(
         description="the source_ids of the live rows the request would delete, in order"
@@ -290,15 +290,6 @@ class BulkUpsertQuery(BaseModel):
         description="the records were made after Base B's tombstones of their version: a repair re-reading Base "
         "A, or change events in each key's order. As new as a tombstone, a record then restores the row (a row "
         "deleted and restored in Base A under one change stamp). Otherwise the tombstone wins the tie",
-    )
-
-
-class BulkDeleteQuery(BaseModel):
-    model_config = _STRICT
-    dry_run: bool = pydantic.Field(
-        False,
-        description="count what the request would do and name the rows it would delete; write nothing "
-        "(the pipelines' mass-delete breaker counts only the deletes Base B would apply)",
     )
 
 

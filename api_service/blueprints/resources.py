@@ -17,7 +17,6 @@ from api_service.schemas import (
     MAX_BIGINT,
     QUARANTINE_ITEMS,
     SCHEMAS,
-    BulkDeleteQuery,
     BulkUpsertQuery,
     RejectionsQuery,
     SyncBucketsQuery,
@@ -101,6 +100,14 @@ def _upsert_versions(batch, settings) -> VersionBounds:
     return _admitted_versions(batch, settings, _query(BulkUpsertQuery).restore_ties)
 
 
+def _plan_deletes(table) -> Response:
+    """POST /{entity}/bulk/delete/plan: what the bulk delete would do, nothing written. A path of its
+    own, not a flag on the delete: an API that predates it answers 404, it never deletes."""
+    settings = _settings()
+    batch = bulk_input.parse_deletes(_body(), request.mimetype, settings.bulk_max_records)
+    return json_response(merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings), True))
+
+
 def _quarantine(entity: Entity) -> Response:
     """POST /{entity}/rejections: store `QuarantineItem`s as open rejections (base_sync.dirty)."""
     if request.mimetype != "application/json":
@@ -164,12 +171,13 @@ def make_blueprint(entity: Entity) -> Blueprint:
 
     @bp.post("/bulk/delete")
     def bulk_delete():
-        settings, query = _settings(), _query(BulkDeleteQuery)
+        settings = _settings()
         batch = bulk_input.parse_deletes(_body(), request.mimetype, settings.bulk_max_records)
-        result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings), query.dry_run)
-        if not query.dry_run:  # a dry run wrote nothing: no rejections kept, nothing counted
-            _settle(batch, result, settings, "delete")
+        result = merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings))
+        _settle(batch, result, settings, "delete")
         return json_response(result)
+
+    bp.add_url_rule("/bulk/delete/plan", "plan_bulk_delete", lambda: _plan_deletes(table), methods=["POST"])
 
     def _settle(batch, result, settings, operation: str) -> None:
         """Keep rejections past the response, close those this request's writes superseded, count it."""

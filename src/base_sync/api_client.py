@@ -96,7 +96,9 @@ class BaseBApi:
         """The keys among the delete records whose rows Base B would delete (live, not newer): a dry run."""
         if not records:
             return set()
-        answer = self._call("POST", f"/{entity}/bulk/delete", json=records, params={"dry_run": "true"})
+        answer = self._call("POST", f"/{entity}/bulk/delete/plan", json=records)
+        if not isinstance(answer.get("would_delete"), list):
+            raise ApiRefused("POST", f"{self.base_url}/{entity}/bulk/delete/plan", 200, f"no would_delete: {answer}")
         return set(answer["would_delete"])
 
     def quarantine(self, entity: str, body: bytes) -> dict:

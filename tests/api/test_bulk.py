@@ -290,12 +290,12 @@ def test_reviving_a_key_whose_unique_value_another_row_took_is_a_coded_rejection
     assert f"a row created through the API (id {created.json['id']})" in reason["message"]
 
 
-def test_a_dry_run_delete_names_what_it_would_delete_and_writes_nothing(client, db):
+def test_a_delete_plan_names_what_the_delete_would_do_and_writes_nothing(client, db):
     upsert(client, "articles", [article(1, V1), article(2, V3), article(3, V1)])
     client.post("/articles/bulk/delete", json=[{"source_id": 3, "source_updated_at": V1}], headers=AUTH)
     before = raw_rows(db, "articles")
     deletes = [{"source_id": key, "source_updated_at": V2} for key in (1, 2, 3, 4)]
-    plan = client.post("/articles/bulk/delete?dry_run=true", json=deletes, headers=AUTH)
+    plan = client.post("/articles/bulk/delete/plan", json=deletes, headers=AUTH)
     assert plan.status_code == 200, plan.json
     assert plan.json["would_delete"] == [1]  # 2 is newer, 3 is deleted already, 4 was never held
     assert (plan.json["deleted"], plan.json["stale"], plan.json["unchanged"], plan.json["not_found"]) == (1, 1, 1, 1)
