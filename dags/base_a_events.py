@@ -81,7 +81,9 @@ changes = Asset(
     max_active_runs=1,
     tags=["sync", "base_a", "base_b", "events"],
     doc_md=RUNBOOK,
+    description="Apply Base A's change events (Debezium envelopes from Kafka) through the REST API",
     default_args={
+        "owner": "data-platform",
         "retries": 3,
         "retry_delay": timedelta(seconds=5),
         "retry_exponential_backoff": True,

@@ -73,7 +73,9 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
     max_active_runs=1,
     tags=["sync", "base_a", "base_b", "batch"],
     doc_md=RUNBOOK,
+    description="Copy Base A into Base B by cursor, every SYNC_SCHEDULE: load, deletes, verify, commit per entity",
     default_args={
+        "owner": "data-platform",
         "retries": 3,
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,

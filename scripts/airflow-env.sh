@@ -5,7 +5,7 @@ _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PLATFORM_VAR=${PLATFORM_VAR:-$_root/var}
 export PATH="$_root/.venv/bin:$PATH"  # airflow and base-a, with this environment
 _secret() {  # a random value made once and kept in $PLATFORM_VAR
-  [ -s "$PLATFORM_VAR/$1" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$PLATFORM_VAR/$1"
+  [ -s "$PLATFORM_VAR/$1" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(64))' > "$PLATFORM_VAR/$1"
   cat "$PLATFORM_VAR/$1"
 }
 mkdir -p "$PLATFORM_VAR"

@@ -72,14 +72,18 @@ def _params() -> dict:
     return get_current_context()["params"]
 
 
-def _skip_unless_selected(entity: str) -> None:
+def _refuse_unknown_conf() -> None:
+    """Airflow passes unknown keys of a run's conf through unread: a mistyped option would do nothing."""
     context = get_current_context()
-    # Airflow passes unknown keys of a run's conf through unread: a mistyped option would do nothing.
     unknown = sorted(set(context["dag_run"].conf or {}) - set(context["dag"].params))
     if unknown:
-        known = ", ".join(sorted(context["dag"].params))
+        known = ", ".join(sorted(context["dag"].params)) or "none: it takes no conf"
         raise AirflowFailException(f"this run's conf has unknown keys {unknown}: the DAG's params are {known}")
-    if entity not in context["params"].get("entities", [entity]):
+
+
+def _skip_unless_selected(entity: str) -> None:
+    _refuse_unknown_conf()
+    if entity not in get_current_context()["params"].get("entities", [entity]):
         raise AirflowSkipException(f"{entity} is not in this run's `entities` param")
 
 
@@ -315,6 +319,7 @@ def commit_watermark(
 @fail_terminal
 def apply_changes() -> dict:
     """Drain the change-event topics through the bulk endpoints; commit offsets after each accepted batch."""
+    _refuse_unknown_conf()
     settings = EventSettings()
     kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
     consumer = events.consumer_for(kafka_config, settings)

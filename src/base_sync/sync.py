@@ -584,6 +584,18 @@ def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> C
             reached = Cursor(report.clock, 0)
             log.warning("%s: rows stamped after Base A's clock %s; the watermark stops there", entity, report.clock)
         watermark = max(reached, report.previous) if report.previous else reached
+    current = store.get(entity)
+    if current is not None and current != report.previous and (watermark is None or current >= watermark):
+        # Another run committed past this one since it read (this run's task cleared and run again
+        # later): its window is inside the newer one's. Moving back would re-read, and its older
+        # stats (delete log position, checksums) would replace newer ones.
+        log.warning(
+            "%s: a later run committed the watermark %s since this run read from %s: this commit changes nothing",
+            entity,
+            current,
+            report.previous,
+        )
+        return current
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

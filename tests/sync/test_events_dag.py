@@ -163,3 +163,10 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     if os.environ.get("UPDATE_STATSD_CAPTURE"):  # refresh the capture the StatsD mapping is tested against
         CAPTURE.write_text("".join(f"{name}\n" for name in statsd.names()))
     engine.dispose()
+
+
+def test_a_run_with_conf_fails_at_once_since_the_dag_takes_none(airflow):
+    """The events DAG has no params: a conf a user gives it (entities, full_refresh) would be ignored."""
+    run = airflow.cli("dags", "test", "base_a_events", "-c", json.dumps({"full_refresh": True}), check=False)
+    log = run.stdout + run.stderr
+    assert "unknown keys ['full_refresh']" in log and "takes no conf" in log and "state=failed" in log, log[-4000:]

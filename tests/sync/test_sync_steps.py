@@ -343,3 +343,19 @@ def test_a_row_refused_for_a_taken_email_heals_when_the_holder_changes_its_email
     assert second["deletes"]["resent_unique"] == 1 and second["deletes"]["deleted"] == 0
     assert list(api.open_rejections("employees")) == []
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 5
+
+
+def test_an_old_runs_commit_run_again_after_a_newer_one_never_moves_the_watermark_back(base_a, base_a_engine, base_b):
+    """The runbook says: fix the cause, clear the failed task. Cleared on an old run after newer runs
+    committed, its commit must leave the newer watermark and stats alone."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=34)
+    run_once("articles", base_a, api, store)
+    generate.churn(base_a_engine, "articles", 3, 1, 0, 36)
+    old = sync.load("articles", base_a, api, store, SETTINGS)  # run A loads, its commit fails
+    generate.churn(base_a_engine, "articles", 5, 2, 0, 35)
+    run_once("articles", base_a, api, store)  # run B commits past it
+    newer, newer_stats = store.get("articles"), store.last_stats("articles")
+    assert newer > old.until
+    assert sync.commit("articles", store, old, {"deletes": {}}) == newer  # A's task cleared and run again
+    assert (store.get("articles"), store.last_stats("articles")) == (newer, newer_stats)
