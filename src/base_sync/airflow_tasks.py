@@ -224,7 +224,7 @@ def approval_body(entity: str) -> str:
     plan = _plan_xcom(entity)
     return (
         f"The batch sync of **{entity}** stopped before deleting: the circuit breaker found more deletes than a run "
-        f"makes unasked.\n\n{{{{ {plan}['message'] }}}}\n\n"
+        f"makes unasked.\n\n{{{{ {plan}['summary'] }}}}.\n\n"
         "**Approve** to delete them now (and as many more as the limit, for changes since the count). "
         "**Reject**, or no answer in time, deletes nothing: the load and the watermark go on, the deletes wait, and "
         "the next run asks again. Fix the cause in Base A first when the deletes are a mistake."

@@ -78,7 +78,11 @@ class BaseBApi:
         """Fail now if this client may not write `entity` (a wrong or missing token): an empty bulk
         delete, which writes nothing, answers 401/403 as any write would. A run with nothing to
         write would otherwise pass with a token that refuses the first real write."""
-        self.bulk_delete(entity, [])
+        try:
+            self.bulk_delete(entity, [])
+        except ApiError as error:  # it reads like a delete in the log: say what it was
+            error.add_note("(checking the API and its write token with an empty bulk delete, which deletes nothing)")
+            raise
 
     # Writes
     def bulk_upsert(self, entity: str, body: bytes, restore_ties: bool = False) -> dict:

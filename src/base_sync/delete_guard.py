@@ -192,6 +192,7 @@ class DeletePlan:
             "share": round(share, 6) if share is not None else None,
             "limit": self.limit,
             "within_budget": self.within_budget,
+            "summary": self.summary,
             "message": self.message,
         }
 

@@ -274,11 +274,13 @@ def propagate_deletes(
     if not plan.allowed(approved):
         log.error("%s", plan.message)
         raise MassDeleteBlocked(plan)
+    planned = plan.to_json()
     if plan.within_budget:
         log.info("%s", plan.message)
     else:
-        upto = "any number" if approved == ANY_NUMBER else approved
-        log.warning("%s. Over the limit but approved (up to %s rows): deleting", plan.summary, upto)
+        upto = "any number of rows" if approved == ANY_NUMBER else f"{approved} rows"
+        planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
+        log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
     counts = left_scope
     for part in (from_log, comparison):
@@ -290,7 +292,7 @@ def propagate_deletes(
         log_position=from_log.position if from_log else None,
         keys_compared_at=found.compared_at,
         comparison=comparison,
-        plan=plan.to_json(),
+        plan=planned,
         left_scope=left_scope.deleted,
         resent_unique=freed,
     )
