@@ -197,8 +197,10 @@ def _open_rejections(api: BaseBApi, entity: str) -> set[int]:
 def _compare_window(
     entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, keys: KeyRange | None
 ) -> tuple[list[int], int]:
-    """Merge both sides' (key, version) lists of the window, both sorted by key."""
-    ours = base_a.window_versions(entity, report.since, report.until, keys)
+    """Merge both sides' (key, version) lists of the window, both sorted by key. A key Base A holds
+    more than once (a table whose mapped key is not unique) fails verification: its rows overwrite
+    each other in Base B, one is lost, and no repair can keep both."""
+    ours = _unique_keys(entity, base_a, base_a.window_versions(entity, report.since, report.until, keys))
     theirs = api.window_versions(entity, report.since, report.until, keys)
     missing: list[int] = []
     moved_on = 0
@@ -215,6 +217,23 @@ def _compare_window(
                 missing.append(a[0])  # Base B holds an older version
             a, b = next(ours, None), next(theirs, None)
     return missing, moved_on
+
+
+def _unique_keys(
+    entity: str, base_a: BaseA, versions: Iterator[tuple[int, datetime]]
+) -> Iterator[tuple[int, datetime]]:
+    """The (key, version) pairs, sorted by key, as they come; `VerificationError` at a key seen twice."""
+    previous = None
+    for pair in versions:
+        if previous is not None and pair[0] == previous:
+            key = base_a.view(entity).spec.key
+            raise VerificationError(
+                f"{entity}: Base A holds the key {key} = {pair[0]} in more than one row: the mapping's key must be "
+                f"unique (a PRIMARY KEY or UNIQUE column), or the rows overwrite each other in Base B and all but one "
+                f"are lost; the watermark stays"
+            )
+        previous = pair[0]
+        yield pair
 
 
 @dataclass

@@ -359,3 +359,22 @@ def test_an_old_runs_commit_run_again_after_a_newer_one_never_moves_the_watermar
     assert newer > old.until
     assert sync.commit("articles", store, old, {"deletes": {}}) == newer  # A's task cleared and run again
     assert (store.get("articles"), store.last_stats("articles")) == (newer, newer_stats)
+
+
+def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_a, base_a_engine, base_b):
+    """A legacy table without a primary key: two rows of one key would overwrite each other in Base
+    B, one lost while verification called the difference `ahead`. It stops, naming the key."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=37)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY, ADD KEY (id)"))
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, 'twin@example.com', salary, updated_at + INTERVAL 1 SECOND "
+                "FROM employees WHERE id = 4"
+            )
+        )
+    with pytest.raises(sync.VerificationError, match=r"holds the key id = 4 in more than one row"):
+        run_once("employees", base_a, api, store)
+    assert store.get("employees") is None  # the watermark stays
