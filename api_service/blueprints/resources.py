@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from types import UnionType
+from typing import Union, get_args, get_origin
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
@@ -50,12 +54,35 @@ def _body() -> bytes:
 
 def _query(model, what: str = "query string"):
     """The query string, validated; a name given twice is refused (read as its first value, a
-    client's `?limit=10&limit=1000` would get a page size it did not expect)."""
-    repeated = [name for name, values in request.args.lists() if len(values) > 1]
-    if repeated:
-        errors = [{"field": name, "message": "given more than once: give it once"} for name in repeated]
+    client's `?limit=10&limit=1000` would get a page size it did not expect). Werkzeug reads bytes
+    that are not UTF-8 as U+FFFD, and pydantic reads "1_0", "+5" or "5.0" as integers: both are
+    refused here, as the JSON bodies refuse them."""
+    try:
+        unquote_to_bytes(request.query_string.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, f"the {what} is not UTF-8 text once percent-decoded") from None
+    errors = [
+        {"field": name, "message": "given more than once: give it once"}
+        for name, values in request.args.lists()
+        if len(values) > 1
+    ]
+    errors += [
+        {"field": name, "message": f"{value[:40]!r} is not an integer written in ASCII digits"}
+        for name, value in request.args.items()
+        if name in model.model_fields
+        and _takes_int(model.model_fields[name].annotation)
+        and not _INTEGER.fullmatch(value)
+    ]
+    if errors:
         raise Problem(422, f"the {what} has invalid fields", errors=errors)
     return _validated(model, request.args.to_dict(), what)
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def _takes_int(annotation) -> bool:
+    return annotation is int or (get_origin(annotation) in (UnionType, Union) and int in get_args(annotation))
 
 
 def _json_object() -> dict:

@@ -290,3 +290,15 @@ def test_ids_in_paths_are_ascii_digits(client):
     assert client.get(f"/articles/{created['id']}").status_code == 200
     arabic = "".join(chr(0x0660 + int(d)) for d in str(created["id"]))
     assert_problem(client.get(f"/articles/{arabic}"), 404)
+
+
+@pytest.mark.parametrize("value", ["1_0", "+5", "5.0", "%205", "١٢"])
+def test_a_query_integer_is_ascii_digits_as_in_bodies(client, value):
+    body = assert_problem(client.get(f"/articles?limit={value}", headers=AUTH), 422)
+    assert [e["field"] for e in body["errors"]] == ["limit"] and "ASCII digits" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("query", ["author=%FF", "author=%E2%82", "author=caf%E9"])
+def test_a_query_string_that_is_not_utf8_is_refused_not_read_as_replacement_characters(client, query):
+    assert "not UTF-8" in assert_problem(client.get(f"/articles?{query}", headers=AUTH), 400)["detail"]
+    assert client.get("/articles?author=caf%C3%A9", headers=AUTH).status_code == 200
