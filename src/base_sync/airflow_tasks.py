@@ -84,7 +84,9 @@ def _refuse_unknown_conf() -> None:
 def _skip_unless_selected(entity: str) -> None:
     _refuse_unknown_conf()
     if entity not in get_current_context()["params"].get("entities", [entity]):
-        raise AirflowSkipException(f"{entity} is not in this run's `entities` param")
+        why = f"{entity} is not in this run's `entities` param"
+        log.info("skipped: %s", why)  # the task log shows only "Skipping task." of the exception
+        raise AirflowSkipException(why)
 
 
 @contextlib.contextmanager
