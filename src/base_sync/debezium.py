@@ -365,8 +365,8 @@ def _hints(view: SourceView) -> dict[str, tuple]:
         field = view.declared[name]
         if mapping.column and field.kind == Kind.DATE:
             hints[mapping.column] = ("date",)
-        elif mapping.column and field.kind == Kind.DECIMAL:
-            hints[mapping.column] = ("decimal", field.scale or 0)
+        elif mapping.column and field.kind == Kind.DECIMAL and mapping.cast != "integer":
+            hints[mapping.column] = ("decimal", field.scale or 0)  # cast integer: any column, text too
     for stamp in view.stamps:
         hints[stamp.column] = (stamp.type, "stamp")
     return hints

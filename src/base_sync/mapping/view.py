@@ -14,10 +14,16 @@ comparison, partitions) works on the three expressions every mapping has:
 
 `apply` turns one source row (column -> Python value) into a bulk record, or refuses it with
 reasons; `tests/sync/test_mapping_paths.py` holds `apply` and the SQL rendering side by side.
+
+What a transform cannot convert exactly is refused, never guessed, by one rule on both paths (the
+functions below, which `render` mirrors in SQL): `cast: integer` takes whole-number text only
+(`whole_number`), where MariaDB's own conversion would only warn: CAST('12abc' AS SIGNED) is 12.
+`tests/sync/test_mapping_conversions.py` holds the cases.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -54,6 +60,14 @@ FIRST_DATETIME = datetime(1000, 1, 1)
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
 _READ_TYPED = frozenset((Kind.DATE, Kind.DECIMAL))  # read with the field's own type (a decimal's scale)
+
+# `cast: integer`: the value's text is a whole number, spaces around it allowed; `render` tests
+# the same pattern with REGEXP (ASCII digits and spaces only: no '1_000', no fullwidth digits).
+WHOLE_NUMBER = r" *[+-]?[0-9]+ *"
+INTEGER_RANGE = (-(2**63), 2**63 - 1)  # BIGINT, what CAST(... AS SIGNED) holds
+# A refused value in a reason: its first characters.
+EXCERPT_CHARACTERS = 40
+_WHOLE_NUMBER = re.compile(WHOLE_NUMBER)
 
 
 @dataclass
@@ -93,7 +107,8 @@ class SourceView:
         (stamps, a date or decimal field's own column), so every driver gives the same Python values."""
         types = dict.fromkeys(self.source_columns)
         for name, mapping in self.fields.items():
-            if mapping.column and self.declared[name].kind in _READ_TYPED:
+            # `cast: integer` reads any column, text too: its value as it is.
+            if mapping.column and self.declared[name].kind in _READ_TYPED and mapping.cast != "integer":
                 types[mapping.column] = sql_type(self.declared[name])
         for stamp in self.stamps:
             types[stamp.column] = DateTime()
@@ -364,13 +379,25 @@ class SourceView:
             if mapping.zero_date == "reject":
                 refusal.reasons.append(reason(mapping.column, _text(row.get(mapping.column))))
             return None
-        value = self._source_value(name, mapping, row)
+        return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
+
+    def transform(self, name: str, mapping: FieldMapping, value, reasons: list[dict]):
+        """A field's source value through its transforms (cast, trim, case, map, default, a date's
+        date, too_long), each refusal appended to `reasons`. `render` does the same in SQL, and
+        `Rendered.split` calls this for the values of `python:` fields."""
         if value is not None and mapping.cast is not None:
-            value = _concat_text(value) if mapping.cast == "string" else int(value)
+            if mapping.cast == "string":
+                value = _concat_text(value)
+            else:
+                number = whole_number(value)
+                if number is None:
+                    reasons.append(not_whole_reason(name, _concat_text(value)))
+                    return None
+                value = number
         if isinstance(value, str):
             value = _text_transforms(value, mapping)
         if mapping.map is not None and value is not None:
-            value = self._mapped(name, mapping, _concat_text(value), value, refusal)
+            value = self._mapped(name, mapping, _concat_text(value), value, reasons)
         if value is None and mapping.default is not None:
             value = mapping.default
         declared = self.declared[name]
@@ -388,13 +415,13 @@ class SourceView:
         return self.functions[name](row)
 
     @staticmethod
-    def _mapped(name: str, mapping: FieldMapping, as_text: str, value, refusal: Refusal):
+    def _mapped(name: str, mapping: FieldMapping, as_text: str, value, reasons: list[dict]):
         if as_text in mapping.map:
             return mapping.map[as_text]
         if mapping.unmapped == "null":
             return None
         if mapping.unmapped == "reject":
-            refusal.reasons.append(_unmapped_reason(name, as_text))
+            reasons.append(_unmapped_reason(name, as_text))
         return value
 
 
@@ -410,6 +437,44 @@ def _text_transforms(value: str, mapping: FieldMapping) -> str:
 
 def _unmapped_reason(name: str, value: str) -> dict:
     return {"field": name, "message": f"{name}: the value {value!r} is not in the mapping's value map"}
+
+
+def whole_number(value) -> int | None:
+    """`cast: integer` of a value; None when it is no whole number in BIGINT's range. Text (and any
+    value but a number, as its text) must be digits with an optional sign, spaces around allowed:
+    '1.234,56', '12abc', '', '1_000' and '１２' are refused, where MariaDB's CAST(... AS SIGNED)
+    reads 1, 12, 0, 1 and 0 with a warning and Python's int() raises or reads 1000 and 12. A
+    DECIMAL's text has its scale ('12.50', and '12.00' too): refused, where CAST rounds."""
+    if isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        # MariaDB writes a whole DOUBLE below 1e15 as plain digits ('3'), a larger one with an exponent.
+        if not (value.is_integer() and abs(value) < 1e15):
+            return None
+        number = int(value)
+    else:
+        text = _concat_text(value)
+        if not _WHOLE_NUMBER.fullmatch(text):
+            return None
+        number = int(text)
+    return number if INTEGER_RANGE[0] <= number <= INTEGER_RANGE[1] else None
+
+
+def not_whole_reason(name: str, text: str) -> dict:
+    """Why `cast: integer` refuses a value (`text`: its text, or at least its first 41 characters)."""
+    low, high = INTEGER_RANGE
+    return {
+        "field": name,
+        "message": f"{name}: cast integer: {_quoted_excerpt(text)} is not a whole number ({low}..{high})",
+    }
+
+
+def _quoted_excerpt(text: str) -> str:
+    if len(text) <= EXCERPT_CHARACTERS:
+        return repr(text)
+    return repr(text[:EXCERPT_CHARACTERS]) + "…"
 
 
 def _concat_text(value) -> str:
