@@ -3,7 +3,7 @@ as read and the events path's decoding of the relay's envelopes of the same rows
 records, and refuse the same rows with the same reasons.
 
 MariaDB converts silently where Python raises or refuses: CAST(... AS SIGNED) reads '12abc' as 12,
-and 12.50 as 13. Each case here failed that way."""
+CONVERT of bytes that are no UTF-8 writes '?'. Each case here failed that way."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ COLUMNS = [
     SourceColumn("eintritt_tag", "string"),
 ]
 REQUIRED = {"first_name": {"column": "vorname"}, "last_name": {"column": "nachname"}, "email": {"column": "mail"}}
+POSITION = {"column": "stelle", "cast": "string", "too_long": "truncate"}
 SALARY = {"column": "gehalt", "cast": "integer"}
 VERSION = "2024-06-01T08:00:00.000000Z"
 RANGE = "-9223372036854775808..9223372036854775807"
@@ -154,3 +155,22 @@ def test_cast_integer_refuses_a_decimal_with_a_fraction_rather_than_round_it(eng
     assert found[1] == refused(("salary", f"salary: cast integer: '12.50' is not a whole number ({RANGE})"))
     assert found[2] == refused(("salary", f"salary: cast integer: '-0.40' is not a whole number ({RANGE})"))
     assert found[3].salary is None
+
+
+def test_cast_string_of_bytes_that_are_no_utf8_refuses_the_row_on_both_paths(engine):
+    insert(
+        engine,
+        {"nr": 1, "stelle": "Müller-Analyst".encode()},
+        {"nr": 2, "stelle": b"\xc3(\xff"},  # MariaDB's CONVERT writes '?(?'
+        {"nr": 3, "stelle": b"\xed\xa0\x80"},  # a UTF-16 surrogate: MariaDB takes it, Python does not
+        {"nr": 4, "stelle": b"\xc0\x80"},  # an overlong NUL
+        {"nr": 5, "stelle": "ü".encode() * 150},  # 300 bytes, 150 characters: truncated to 100 characters
+        {"nr": 6, "stelle": b"ok " * 30 + b"\xff"},  # the reason shows the first 20 bytes
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(position=POSITION)))
+    assert found[1].position == "Müller-Analyst"
+    assert found[2] == refused(("stelle", "stelle is not UTF-8 text: X'C328FF'"))
+    assert found[3] == refused(("stelle", "stelle is not UTF-8 text: X'EDA080'"))
+    assert found[4] == refused(("stelle", "stelle is not UTF-8 text: X'C080'"))
+    assert found[5].position == "ü" * 100
+    assert found[6] == refused(("stelle", "stelle is not UTF-8 text: X'" + "6F6B20" * 6 + "6F6B…'"))

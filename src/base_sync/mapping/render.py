@@ -7,25 +7,33 @@ columns holding no real date, whatever the session's sql_mode; `REFUSED`: the va
 transforms cannot convert, see `refusal_flags`) and the raw inputs of `python:` fields.
 `Rendered.split` turns a chunk of such rows into clean bulk records and quarantined rows, with
 the same reasons `view.apply` gives on the events path.
+
+A binary column a field reads is read as utf8mb4 text (`CAST(c AS CHAR CHARACTER SET utf8mb4)`),
+its bytes flagged when they are no UTF-8. The catalogue tells which columns are binary (`charsets`,
+from `mapping.check`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Integer, Numeric, String, and_, case, cast, func, literal, literal_column, null, or_
+from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import ColumnElement
 
 from base_sync.dirty import INVALID, Quarantined, reason
 from base_sync.mapping.spec import FieldMapping
 from base_sync.mapping.view import (
+    EXCERPT_BYTES,
     EXCERPT_CHARACTERS,
     INTEGER_RANGE,
     WHOLE_NUMBER,
     SourceView,
     _holdable,
     _unmapped_reason,
+    not_utf8_reason,
     not_whole_reason,
 )
 from base_sync.mapping.view import ISO_UTC as ISO_UTC_PY
@@ -36,9 +44,11 @@ REFUSED = "_refused"
 INPUT = "_in_"  # prefix of a python field's raw input column
 ISO_UTC = "%Y-%m-%dT%H:%i:%s.%fZ"
 ZERO_DAYS = literal_column("0")
-# The refusals of `refusal_flags`, one letter each: a cast integer of no whole number, a value a
-# rejecting map does not list.
-NOT_WHOLE, UNMAPPED = "i", "u"
+UTF8MB4 = mysql.CHAR(charset="utf8mb4")
+UTF16 = mysql.CHAR(charset="utf16")
+# The refusals of `refusal_flags`, one letter each: bytes that are no UTF-8 (of a column), a cast
+# integer of no whole number, a value a rejecting map does not list.
+NOT_UTF8, NOT_WHOLE, UNMAPPED = "b", "i", "u"
 # A whole number of up to 18 characters (digits, sign and spaces) is within BIGINT's range.
 _SURELY_IN_RANGE = 19
 
@@ -53,10 +63,13 @@ def _invalid_date(expression) -> ColumnElement:
 
 
 class Rendered:
-    """The SQL rendering of one view, and the split of what it reads."""
+    """The SQL rendering of one view, and the split of what it reads. `charsets`: the character
+    set of each of the table's text columns as the catalogue shows it ('binary' for binary
+    strings); a column it does not name is read as it is (utf8mb4 text, or no text)."""
 
-    def __init__(self, view: SourceView):
+    def __init__(self, view: SourceView, charsets: Mapping[str, str] | None = None):
         self.view = view
+        self.charsets = dict(charsets or {})
         cursor = view.spec.cursor or []
         self.cursor = [s.column for s in cursor]
         self.stamp_columns = {s.column for s in view.stamps}
@@ -67,6 +80,12 @@ class Rendered:
                 self.date_fields.setdefault(m.column, []).append(name)
         self.date_columns = list(self.date_fields)
         self.python_inputs = list(dict.fromkeys(c for m in view.fields.values() if m.python for c in m.inputs or []))
+        # The binary columns the fields read, and the fields reading each (the first one names it).
+        self.binary = {
+            c: [name for name, cs in view.reads.items() if c in cs]
+            for c in view.field_columns
+            if self.charsets.get(c) == "binary"
+        }
         self.python_fields = [
             (name, m, view.functions[name], _transforms(m) or view.declared[name].kind == Kind.DATE)
             for name, m in view.fields.items()
@@ -120,11 +139,20 @@ class Rendered:
             return func.left(value, declared.max_length)
         return value
 
+    def _read(self, name: str) -> ColumnElement:
+        """A column a field reads: bytes (a binary column) as utf8mb4 text."""
+        column = self.view.c(name)
+        if self.charsets.get(name) != "binary":
+            return column
+        # What is no UTF-8 becomes '?' (and is refused: `refusal_flags`); a surrogate too, which
+        # utf8mb4 takes but no driver decodes. Only bytes holding 0xED pay for the second pass.
+        text = cast(column, UTF8MB4)
+        return func.IF(_no_ed(column), text, cast(cast(text, UTF16), UTF8MB4))
+
     def _source(self, mapping: FieldMapping) -> ColumnElement:
-        view = self.view
         if mapping.column is not None:
-            return view.c(mapping.column)
-        return func.concat_ws(mapping.separator, *(view.c(c) for c in mapping.concat))
+            return self._read(mapping.column)
+        return func.concat_ws(mapping.separator, *(self._read(c) for c in mapping.concat))
 
     def _before_map(self, mapping: FieldMapping) -> ColumnElement:
         value = self._source(mapping)
@@ -177,17 +205,25 @@ class Rendered:
 
     def refusal_flags(self) -> ColumnElement:
         """What the fields' transforms cannot convert, field by field in the mapping's order: '' when
-        nothing. Each item is a letter (NOT_WHOLE, UNMAPPED), the field's name, '=', the length of
-        the text, ':', the text (so any text parses back):
+        nothing. Each item is a letter (NOT_UTF8, NOT_WHOLE, UNMAPPED), the column's or
+        field's name, '=', the length of the text, ':', the text (so any text parses back):
 
+        - a binary column a field reads holding bytes that are no UTF-8 (CAST to utf8mb4 would
+          write '?'; a UTF-16 surrogate MariaDB takes, Python does not): the first bytes in hex;
         - `cast: integer` of no whole number in BIGINT's range (`view.whole_number`; CAST(... AS
           SIGNED) reads '12abc' as 12 with a warning): its first characters. REGEXP is the cheapest
-          exact test MariaDB has: 0.11 us a value, where CAST's round trip costs 0.13;
+          exact test MariaDB has: 0.11 us a value, where CAST's round trip costs 0.14;
         - a value a rejecting map does not list.
 
         Each test runs inside an IF, so a row pays for the item's text only when it is refused."""
-        items = []
+        items, named = [], set()
         for name, mapping in self.view.fields.items():
+            for column in self.view.reads[name]:
+                if column in self.binary and column not in named:
+                    named.add(column)
+                    value = self.view.c(column)
+                    bad, start = value.isnot(None) & ~_utf8(value), func.hex(func.left(value, EXCERPT_BYTES + 1))
+                    items.append(func.IF(bad, _item(NOT_UTF8, column, start), null()))
             if mapping.python:
                 continue  # its transforms run in `split`, in Python
             if mapping.cast == "integer":
@@ -213,7 +249,7 @@ class Rendered:
             invalid = record.pop(INVALID, None)
             refused = record.pop(REFUSED, None)
             if python:
-                python_reasons = self._python_fields(record)
+                python_reasons = self._python_fields(record, _parse(refused) if refused else ())
             no_version = record[VERSION] is None  # no cursor column holds a time (without a cursor: the clock)
             key = record[SOURCE_ID]
             if not invalid and not refused and not python_reasons and not no_version and type(key) is int:
@@ -224,12 +260,17 @@ class Rendered:
             out.append(self._quarantined(record, invalid, items, python_reasons or {}, no_version))
         return out
 
-    def _python_fields(self, record: dict) -> dict[str, list[dict]]:
-        """Compute the row's python fields into `record` (the function on the raw inputs, then the
-        field's transforms as `apply` runs them); their refusals by field."""
-        inputs = {c: record.pop(INPUT + c) for c in self.python_inputs}
+    def _python_fields(self, record: dict, items) -> dict[str, list[dict]]:
+        """Compute the row's python fields into `record` (the function on the raw inputs, binary ones
+        as their UTF-8 text, then the field's transforms as `apply` runs them); their refusals by field.
+        A field reading bytes that are no UTF-8 (named in `items`) is not computed."""
+        undecodable = {name for letter, name, _ in items if letter == NOT_UTF8}
+        inputs = {c: _decoded(record.pop(INPUT + c)) for c in self.python_inputs}
         found: dict[str, list[dict]] = {}
         for name, mapping, function, transformed in self.python_fields:
+            if undecodable and not undecodable.isdisjoint(mapping.inputs):
+                record[name] = None
+                continue
             value = function(inputs)
             if transformed:
                 reasons: list[dict] = []
@@ -258,7 +299,7 @@ class Rendered:
                 refusal.by_field[name] += found
         for name, found in refusal.by_field.items():
             reasons += found
-            if name in refusal.unconverted:  # CAST's guess: a zero date stays as its text
+            if name in refusal.unconverted:  # CAST's guess, or '?' for bytes: a zero date stays as its text
                 record[name] = None
         version = record.get(VERSION) if version_usable else None
         return Quarantined(record[SOURCE_ID], version, record, reasons)
@@ -282,9 +323,15 @@ class Rendered:
 
     def _conversions(self, items, refusal: _FieldRefusals) -> None:
         """The reasons of `refusal_flags`, as `apply` finds them: a field refused before its transforms
-        (a zero date, no whole number) has no other reason."""
+        (a zero date, bytes that are no UTF-8, no whole number) has no other reason."""
         for letter, name, text in items:
-            if name in refusal.stopped:
+            if letter == NOT_UTF8:
+                readers = [f for f in self.binary[name] if f not in refusal.stopped]
+                if readers:
+                    refusal.by_field[readers[0]].append(not_utf8_reason(name, text))
+                refusal.stopped.update(readers)
+                refusal.unconverted.update(readers)
+            elif name in refusal.stopped:
                 continue
             elif letter == NOT_WHOLE:
                 refusal.by_field[name].append(not_whole_reason(name, text))
@@ -329,6 +376,20 @@ def _whole_number(value) -> ColumnElement:
     return and_(pattern, in_range)
 
 
+def _utf8(value) -> ColumnElement:
+    """Bytes that are UTF-8 text as Python reads it: converting them to utf8mb4 changes no byte
+    (MariaDB writes '?' for what is no UTF-8), and a UTF-16 surrogate (ED A0..BF, which MariaDB
+    takes) does not turn into '?' in utf16. Only bytes holding 0xED pay for that second test."""
+    text = cast(value, UTF8MB4)
+    surrogate_free = or_(_no_ed(value), func.binary(cast(cast(text, UTF16), UTF8MB4)) == value)
+    return and_(func.binary(text) == value, surrogate_free)
+
+
+def _no_ed(value) -> ColumnElement:
+    """The bytes hold no 0xED, the first byte of every UTF-16 surrogate in UTF-8 (and of U+D000..U+D7FF)."""
+    return func.locate(literal(b"\xed"), value) == 0
+
+
 def _item(letter: str, name: str, text) -> ColumnElement:
     return func.concat(literal(letter + name + "="), func.char_length(text), literal(":"), text)
 
@@ -343,6 +404,17 @@ def _parse(flags: str) -> list[tuple[str, str, str]]:
         items.append((flags[at], flags[at + 1 : equals], flags[colon + 1 : end]))
         at = end
     return items
+
+
+def _decoded(value):
+    """A python field's input: bytes (a binary column) as their UTF-8 text; bytes that are no
+    UTF-8 stay bytes (`refusal_flags` names them, and no field reading them is computed)."""
+    if type(value) is bytes:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
 
 
 def _iso(clock: datetime | None) -> str:

@@ -17,7 +17,8 @@ reasons; `tests/sync/test_mapping_paths.py` holds `apply` and the SQL rendering 
 
 What a transform cannot convert exactly is refused, never guessed, by one rule on both paths (the
 functions below, which `render` mirrors in SQL): `cast: integer` takes whole-number text only
-(`whole_number`), where MariaDB's own conversion would only warn: CAST('12abc' AS SIGNED) is 12.
+(`whole_number`), and bytes a field reads must be UTF-8 text (`as_text`). MariaDB's own conversions
+would only warn: CAST('12abc' AS SIGNED) is 12, CONVERT of bytes that are no UTF-8 writes '?'.
 `tests/sync/test_mapping_conversions.py` holds the cases.
 """
 
@@ -65,8 +66,9 @@ _READ_TYPED = frozenset((Kind.DATE, Kind.DECIMAL))  # read with the field's own 
 # the same pattern with REGEXP (ASCII digits and spaces only: no '1_000', no fullwidth digits).
 WHOLE_NUMBER = r" *[+-]?[0-9]+ *"
 INTEGER_RANGE = (-(2**63), 2**63 - 1)  # BIGINT, what CAST(... AS SIGNED) holds
-# A refused value in a reason: its first characters.
+# A refused value in a reason: its first characters (of bytes, the first bytes in hex).
 EXCERPT_CHARACTERS = 40
+EXCERPT_BYTES = 20
 _WHOLE_NUMBER = re.compile(WHOLE_NUMBER)
 
 
@@ -76,6 +78,7 @@ class Refusal:
 
     reasons: list[dict] = field(default_factory=list)
     version_usable: bool = True
+    named: set[str] = field(default_factory=set)  # columns already named as no UTF-8 text
 
 
 class SourceView:
@@ -90,6 +93,9 @@ class SourceView:
         self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
         self.table: TableClause = table(spec.table, *(column(n, t) for n, t in self._column_types().items()))
         self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
+        self.reads: dict[str, list[str]] = {name: m.source_columns() for name, m in self.fields.items()}
+        # The columns the fields read: bytes there are text (`as_text`).
+        self.field_columns: tuple[str, ...] = tuple(dict.fromkeys(c for cs in self.reads.values() for c in cs))
         self._versions_since: dict[datetime, ColumnElement | None] = {}
 
     # What the mapping reads
@@ -325,8 +331,10 @@ class SourceView:
         """The bulk record of a source row, or a `Quarantined` with the reasons it is refused.
 
         `invalid` names the row's columns whose value is no real date (the decoder's finding:
-        drivers give those as None); `version` stands in for a table without a cursor."""
+        drivers give those as None); `version` stands in for a table without a cursor. Bytes (a
+        binary column) a field reads are its UTF-8 text."""
         refusal = Refusal()
+        row, undecodable = self.as_text(row)
         if self.spec.cursor:
             version = self._row_version(row, invalid, refusal)
         created = version
@@ -346,7 +354,7 @@ class SourceView:
         if not _holdable(record[SOURCE_ID]):
             refusal.reasons.insert(0, self.key_reason(record[SOURCE_ID]))
         for name, mapping in self.fields.items():
-            record[name] = self._field(name, mapping, row, invalid, refusal)
+            record[name] = self._field(name, mapping, row, invalid, undecodable, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
             shown = version.strftime(ISO_UTC) if usable else None
@@ -374,10 +382,38 @@ class SourceView:
     def no_version_reason(self) -> dict:
         return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
 
-    def _field(self, name: str, mapping: FieldMapping, row: dict, invalid: frozenset[str], refusal: Refusal):
+    def as_text(self, row: dict) -> tuple[dict, frozenset[str]]:
+        """The row with the bytes of the columns the fields read as their UTF-8 text (a copy when
+        there are any), and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
+        found = [c for c in self.field_columns if type(row.get(c)) is bytes]
+        if not found:
+            return row, frozenset()
+        row, undecodable = dict(row), []
+        for name in found:
+            try:
+                row[name] = row[name].decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.append(name)
+        return row, frozenset(undecodable)
+
+    def _field(
+        self,
+        name: str,
+        mapping: FieldMapping,
+        row: dict,
+        invalid: frozenset[str],
+        undecodable: frozenset[str],
+        refusal: Refusal,
+    ):
         if mapping.column is not None and mapping.column in invalid:
             if mapping.zero_date == "reject":
                 refusal.reasons.append(reason(mapping.column, _text(row.get(mapping.column))))
+            return None
+        if undecodable and not undecodable.isdisjoint(self.reads[name]):
+            for column in self.reads[name]:
+                if column in undecodable and column not in refusal.named:
+                    refusal.named.add(column)
+                    refusal.reasons.append(not_utf8_reason(column, hex_excerpt(row[column])))
             return None
         return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
 
@@ -469,6 +505,18 @@ def not_whole_reason(name: str, text: str) -> dict:
         "field": name,
         "message": f"{name}: cast integer: {_quoted_excerpt(text)} is not a whole number ({low}..{high})",
     }
+
+
+def hex_excerpt(data: bytes) -> str:
+    """The first bytes of a value, as a reason shows bytes that are no text (an SQL hex literal)."""
+    return data[: EXCERPT_BYTES + 1].hex().upper()
+
+
+def not_utf8_reason(column: str, hex_text: str) -> dict:
+    """Why a column's bytes are refused as text (`hex_text`: `hex_excerpt` of them)."""
+    limit = 2 * EXCERPT_BYTES
+    shown = hex_text if len(hex_text) <= limit else hex_text[:limit] + "…"
+    return {"field": column, "message": f"{column} is not UTF-8 text: X'{shown}'"}
 
 
 def _quoted_excerpt(text: str) -> str:
