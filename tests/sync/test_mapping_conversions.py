@@ -1,9 +1,10 @@
-"""Values a mapping cannot convert, on the real MariaDB: the batch extract's SQL, `apply` on the rows
-as read and the events path's decoding of the relay's envelopes of the same rows give the same
-records, and refuse the same rows with the same reasons.
+"""Values a mapping cannot convert, and text of other character sets, on the real MariaDB: the batch
+extract's SQL, `apply` on the rows as read and the events path's decoding of the relay's envelopes of
+the same rows give the same records, and refuse the same rows with the same reasons.
 
 MariaDB converts silently where Python raises or refuses: CAST(... AS SIGNED) reads '12abc' as 12,
-CONVERT of bytes that are no UTF-8 writes '?'. Each case here failed that way."""
+CONVERT of bytes that are no UTF-8 writes '?', and text of a latin1 column never equals a utf8mb4
+literal byte for byte. Each case here failed that way."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ COLUMNS = [
     SourceColumn("eintritt_tag", "string"),
 ]
 REQUIRED = {"first_name": {"column": "vorname"}, "last_name": {"column": "nachname"}, "email": {"column": "mail"}}
+TEXT = {
+    "first_name": {"column": "vorname", "trim": True, "case": "upper"},
+    "last_name": {"concat": ["nachname", "zusatz"], "separator": " → "},  # no arrow in latin1
+    "department": {"column": "abt", "map": {"Büro": "Office", "Lager": "Stock"}, "unmapped": "reject"},
+}
 POSITION = {"column": "stelle", "cast": "string", "too_long": "truncate"}
 SALARY = {"column": "gehalt", "cast": "integer"}
 VERSION = "2024-06-01T08:00:00.000000Z"
@@ -174,3 +180,18 @@ def test_cast_string_of_bytes_that_are_no_utf8_refuses_the_row_on_both_paths(eng
     assert found[4] == refused(("stelle", "stelle is not UTF-8 text: X'C080'"))
     assert found[5].position == "ü" * 100
     assert found[6] == refused(("stelle", "stelle is not UTF-8 text: X'" + "6F6B20" * 6 + "6F6B…'"))
+
+
+def test_text_of_a_latin1_column_is_mapped_compared_and_transformed_as_unicode(engine):
+    insert(
+        engine,
+        {"nr": 1, "abt": "Büro", "vorname": "  ÿvonne µ ", "nachname": "Groß", "zusatz": "Weiß"},
+        {"nr": 2, "abt": "Lager", "zusatz": None},
+        {"nr": 3, "abt": "Küche"},
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(**TEXT)))
+    assert found[1].department == "Office"  # the batch path refused it: 'Büro' never matched
+    assert found[1].first_name == "ŸVONNE Μ"  # latin1's UPPER leaves ÿ and µ
+    assert found[1].last_name == "Groß → Weiß"  # MariaDB refused the query: an illegal mix of collations
+    assert found[2].department == "Stock" and found[2].last_name == "Lee"
+    assert found[3] == refused(("department", "department: the value 'Küche' is not in the mapping's value map"))

@@ -8,9 +8,10 @@ transforms cannot convert, see `refusal_flags`) and the raw inputs of `python:` 
 `Rendered.split` turns a chunk of such rows into clean bulk records and quarantined rows, with
 the same reasons `view.apply` gives on the events path.
 
-A binary column a field reads is read as utf8mb4 text (`CAST(c AS CHAR CHARACTER SET utf8mb4)`),
-its bytes flagged when they are no UTF-8. The catalogue tells which columns are binary (`charsets`,
-from `mapping.check`).
+Text is compared and transformed as Unicode, as in Python: a column of another character set
+(latin1, say) is read as utf8mb4 first (`CAST(c AS CHAR CHARACTER SET utf8mb4)`), a binary column
+too, its bytes flagged when they are no UTF-8. The catalogue tells which columns need it
+(`charsets`, from `mapping.check`): a utf8mb4 column, the usual case, is read as it is.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ REFUSED = "_refused"
 INPUT = "_in_"  # prefix of a python field's raw input column
 ISO_UTC = "%Y-%m-%dT%H:%i:%s.%fZ"
 ZERO_DAYS = literal_column("0")
+# Character sets whose bytes are UTF-8 already: their text needs no conversion.
+UTF8 = frozenset({"utf8mb4", "utf8mb3", "utf8", "ascii"})
 UTF8MB4 = mysql.CHAR(charset="utf8mb4")
 UTF16 = mysql.CHAR(charset="utf16")
 # The refusals of `refusal_flags`, one letter each: bytes that are no UTF-8 (of a column), a cast
@@ -140,14 +143,17 @@ class Rendered:
         return value
 
     def _read(self, name: str) -> ColumnElement:
-        """A column a field reads: bytes (a binary column) as utf8mb4 text."""
+        """A column a field reads: text of another character set (or bytes) as utf8mb4 text."""
         column = self.view.c(name)
-        if self.charsets.get(name) != "binary":
+        charset = self.charsets.get(name)
+        if charset is None or charset in UTF8:
             return column
-        # What is no UTF-8 becomes '?' (and is refused: `refusal_flags`); a surrogate too, which
-        # utf8mb4 takes but no driver decodes. Only bytes holding 0xED pay for the second pass.
-        text = cast(column, UTF8MB4)
-        return func.IF(_no_ed(column), text, cast(cast(text, UTF16), UTF8MB4))
+        if charset == "binary":
+            # What is no UTF-8 becomes '?' (and is refused: `refusal_flags`); a surrogate too, which
+            # utf8mb4 takes but no driver decodes. Only bytes holding 0xED pay for the second pass.
+            text = cast(column, UTF8MB4)
+            return func.IF(_no_ed(column), text, cast(cast(text, UTF16), UTF8MB4))
+        return cast(column, UTF8MB4)
 
     def _source(self, mapping: FieldMapping) -> ColumnElement:
         if mapping.column is not None:
@@ -171,9 +177,10 @@ class Rendered:
     def _after_default(self, mapping: FieldMapping) -> ColumnElement:
         value = self._before_map(mapping)
         if mapping.map is not None:
-            whens = [(func.binary(value) == literal(k), _value(v)) for k, v in mapping.map.items()]
+            # Compared byte for byte (exactly, case-sensitive), the value evaluated once.
+            whens = {k: _value(v) for k, v in mapping.map.items()}
             otherwise = null() if mapping.unmapped == "null" else value
-            value = case(*whens, else_=otherwise) if whens else otherwise
+            value = case(whens, value=func.binary(value), else_=otherwise) if whens else otherwise
         if mapping.default is not None:
             value = func.coalesce(value, literal(mapping.default))
         return value
