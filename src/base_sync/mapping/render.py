@@ -34,6 +34,7 @@ from base_sync.mapping.view import (
     SourceView,
     _holdable,
     _unmapped_reason,
+    date_reason,
     not_utf8_reason,
     not_whole_reason,
 )
@@ -50,8 +51,8 @@ UTF8 = frozenset({"utf8mb4", "utf8mb3", "utf8", "ascii"})
 UTF8MB4 = mysql.CHAR(charset="utf8mb4")
 UTF16 = mysql.CHAR(charset="utf16")
 # The refusals of `refusal_flags`, one letter each: bytes that are no UTF-8 (of a column), a cast
-# integer of no whole number, a value a rejecting map does not list.
-NOT_UTF8, NOT_WHOLE, UNMAPPED = "b", "i", "u"
+# integer of no whole number, a value a rejecting map does not list, a date field's text that is no date.
+NOT_UTF8, NOT_WHOLE, UNMAPPED, NOT_A_DATE = "b", "i", "u", "d"
 # A whole number of up to 18 characters (digits, sign and spaces) is within BIGINT's range.
 _SURELY_IN_RANGE = 19
 
@@ -133,6 +134,8 @@ class Rendered:
         declared = self.view.declared[name]
         if declared.kind == Kind.DATE:
             text = func.date_format(value, "%Y-%m-%d")
+            if _made_of_text(mapping):  # DATE_FORMAT would read '2024-1-5' and '2024-01-05 x' as dates
+                return func.IF(_real_date(value, text), text, null())
             if mapping.zero_date == "null":
                 return func.IF(func.adddate(value, ZERO_DAYS).is_(None), null(), text)
             return text
@@ -212,7 +215,7 @@ class Rendered:
 
     def refusal_flags(self) -> ColumnElement:
         """What the fields' transforms cannot convert, field by field in the mapping's order: '' when
-        nothing. Each item is a letter (NOT_UTF8, NOT_WHOLE, UNMAPPED), the column's or
+        nothing. Each item is a letter (NOT_UTF8, NOT_WHOLE, UNMAPPED, NOT_A_DATE), the column's or
         field's name, '=', the length of the text, ':', the text (so any text parses back):
 
         - a binary column a field reads holding bytes that are no UTF-8 (CAST to utf8mb4 would
@@ -220,7 +223,9 @@ class Rendered:
         - `cast: integer` of no whole number in BIGINT's range (`view.whole_number`; CAST(... AS
           SIGNED) reads '12abc' as 12 with a warning): its first characters. REGEXP is the cheapest
           exact test MariaDB has: 0.11 us a value, where CAST's round trip costs 0.14;
-        - a value a rejecting map does not list.
+        - a value a rejecting map does not list;
+        - a date field made of text (`concat`, `cast: string`) whose text is no real date written
+          YYYY-MM-DD (`dirty.iso_date`), unless `zero_date: "null"`.
 
         Each test runs inside an IF, so a row pays for the item's text only when it is refused."""
         items, named = [], set()
@@ -241,6 +246,12 @@ class Rendered:
                 value = self._before_map(mapping)
                 listed = func.binary(value).in_([literal(k) for k in mapping.map]) if mapping.map else literal(False)
                 items.append(func.IF(value.isnot(None) & ~listed, _item(UNMAPPED, name, value), null()))
+            declared = self.view.declared[name]
+            if declared.kind == Kind.DATE and _made_of_text(mapping) and mapping.zero_date == "reject":
+                value = self._after_default(mapping)
+                real = _real_date(value, func.date_format(value, "%Y-%m-%d"))
+                bad = value.isnot(None) & (func.length(value) > 0) & ~real
+                items.append(func.IF(bad, _item(NOT_A_DATE, name, func.left(value, EXCERPT_CHARACTERS + 1)), null()))
         return func.concat_ws("", *items) if items else literal("")
 
     def split(self, rows: list[dict]) -> list[dict | Quarantined]:
@@ -344,8 +355,10 @@ class Rendered:
                 refusal.by_field[name].append(not_whole_reason(name, text))
                 refusal.stopped.add(name)
                 refusal.unconverted.add(name)
-            else:
+            elif letter == UNMAPPED:
                 refusal.by_field[name].append(_unmapped_reason(name, text))
+            else:
+                refusal.by_field[name].append(date_reason(name, text))
 
 
 @dataclass
@@ -371,6 +384,18 @@ def _transforms(mapping: FieldMapping) -> bool:
         or mapping.default is not None
         or mapping.too_long == "truncate"
     )
+
+
+def _made_of_text(mapping: FieldMapping) -> bool:
+    """A date field whose value is text, not a date column's date (map values and defaults are
+    checked when the mapping is read; a python function's value is checked in Python)."""
+    return mapping.concat is not None or mapping.cast == "string"
+
+
+def _real_date(value, text) -> ColumnElement:
+    """The text `value` writes a real date as YYYY-MM-DD: DATE_FORMAT gives it back (not NULL, not
+    another spelling) and date arithmetic is not NULL (the zero date, 2024-00-10). Never NULL."""
+    return func.binary(text).op("<=>")(func.binary(value)) & func.adddate(value, ZERO_DAYS).isnot(None)
 
 
 def _whole_number(value) -> ColumnElement:

@@ -17,9 +17,10 @@ reasons; `tests/sync/test_mapping_paths.py` holds `apply` and the SQL rendering 
 
 What a transform cannot convert exactly is refused, never guessed, by one rule on both paths (the
 functions below, which `render` mirrors in SQL): `cast: integer` takes whole-number text only
-(`whole_number`), and bytes a field reads must be UTF-8 text (`as_text`). MariaDB's own conversions
-would only warn: CAST('12abc' AS SIGNED) is 12, CONVERT of bytes that are no UTF-8 writes '?'.
-`tests/sync/test_mapping_conversions.py` holds the cases.
+(`whole_number`), bytes a field reads must be UTF-8 text (`as_text`), and a date field made of
+text takes a real date written YYYY-MM-DD only (`dirty.iso_date`). MariaDB's own conversions would
+only warn: CAST('12abc' AS SIGNED) is 12, CONVERT of bytes that are no UTF-8 writes '?',
+DATE_FORMAT('2024-1-5') is 2024-01-05. `tests/sync/test_mapping_conversions.py` holds the cases.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
-from base_sync.dirty import FIRST_VERSION, Quarantined, reason
+from base_sync.dirty import FIRST_VERSION, Quarantined, iso_date, reason
 from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
@@ -418,8 +419,8 @@ class SourceView:
         return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
 
     def transform(self, name: str, mapping: FieldMapping, value, reasons: list[dict]):
-        """A field's source value through its transforms (cast, trim, case, map, default, a date's
-        date, too_long), each refusal appended to `reasons`. `render` does the same in SQL, and
+        """A field's source value through its transforms (cast, trim, case, map, default, the date
+        rule, too_long), each refusal appended to `reasons`. `render` does the same in SQL, and
         `Rendered.split` calls this for the values of `python:` fields."""
         if value is not None and mapping.cast is not None:
             if mapping.cast == "string":
@@ -437,8 +438,11 @@ class SourceView:
         if value is None and mapping.default is not None:
             value = mapping.default
         declared = self.declared[name]
-        if declared.kind == Kind.DATE and isinstance(value, datetime):
-            value = value.date()
+        if declared.kind == Kind.DATE:
+            if isinstance(value, datetime):
+                value = value.date()
+            elif isinstance(value, str):
+                value = _date_of_text(name, mapping, value, reasons)
         if mapping.too_long == "truncate" and isinstance(value, str) and declared.max_length:
             value = value[: declared.max_length]
         return value
@@ -517,6 +521,23 @@ def not_utf8_reason(column: str, hex_text: str) -> dict:
     limit = 2 * EXCERPT_BYTES
     shown = hex_text if len(hex_text) <= limit else hex_text[:limit] + "…"
     return {"field": column, "message": f"{column} is not UTF-8 text: X'{shown}'"}
+
+
+def date_reason(name: str, text: str) -> dict:
+    """Why a date field refuses a text that is no date (`text`: at least its first 41 characters)."""
+    shown = text if len(text) <= EXCERPT_CHARACTERS else text[:EXCERPT_CHARACTERS] + "…"
+    return reason(name, shown, stamp=False)
+
+
+def _date_of_text(name: str, mapping: FieldMapping, text: str, reasons: list[dict]) -> date | None:
+    """A date field's value made of text (a concat, a cast, a python function): the date it writes;
+    no date (refused, or NULL with `zero_date: "null"`) for any other text; NULL for ''."""
+    if text == "":
+        return None
+    parsed = iso_date(text)
+    if parsed is None and mapping.zero_date == "reject":
+        reasons.append(date_reason(name, text))
+    return parsed
 
 
 def _quoted_excerpt(text: str) -> str:
