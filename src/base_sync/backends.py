@@ -144,6 +144,7 @@ class LiveColumn(NamedTuple):
     name: str
     type_text: str  # e.g. INT(10) UNSIGNED, DATETIME, VARCHAR(60)
     nullable: bool
+    charset: str | None = None  # a text column's character set, 'binary' for a binary string (MySQL)
 
 
 _INTEGER = frozenset({"integer", "numeric"})
@@ -153,6 +154,7 @@ _DATE = frozenset({"date"})
 # A DATETIME or TIMESTAMP also serves a date field (the time of day is dropped).
 _DATETIME = frozenset({"datetime", "date"})
 _TIMESTAMP = frozenset({"timestamp", "date"})
+_MYSQL_BINARY = frozenset(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"))
 _MYSQL_FAMILIES = {
     **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), _INTEGER),
     **dict.fromkeys(("decimal", "numeric", "dec", "fixed", "float", "double", "real"), _NUMERIC),
@@ -256,14 +258,16 @@ class MySQLBaseA(BaseABackend):
             return {}
         rows = conn.execute(
             text(
-                "SELECT table_name, column_name, column_type, is_nullable FROM information_schema.columns "
-                "WHERE table_schema = DATABASE() AND table_name IN :tables ORDER BY table_name, ordinal_position"
+                "SELECT table_name, column_name, column_type, is_nullable, character_set_name, data_type "
+                "FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name IN :tables "
+                "ORDER BY table_name, ordinal_position"
             ).bindparams(bindparam("tables", expanding=True)),
             {"tables": list(tables)},
         )
         found: dict[str, list[LiveColumn]] = {}
-        for table_name, name, type_text, nullable in rows:
-            found.setdefault(table_name, []).append(LiveColumn(name, type_text.upper(), nullable == "YES"))
+        for table_name, name, type_text, nullable, text_charset, data_type in rows:
+            charset = text_charset or ("binary" if data_type.lower() in _MYSQL_BINARY else None)
+            found.setdefault(table_name, []).append(LiveColumn(name, type_text.upper(), nullable == "YES", charset))
         return {t: found[t] for t in tables if t in found}
 
 

@@ -35,7 +35,6 @@ from base_sync.dirty import Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
 from base_sync.mapping import SourceView
-from base_sync.mapping.render import Rendered
 from base_sync.reports import BucketScan, LoadReport, VerifyResult, checksums_of
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
@@ -115,7 +114,7 @@ def _read(
     where = [*view.live, *([view.key.between(keys.low, keys.high)] if keys else [])]
     hashed = _sql_hash(base_a, view)
     if base_a.backend.renders_records and hashed is not None:
-        rendered = Rendered(view)
+        rendered = base_a.rendered(view)
         columns = [*rendered.columns(clock), hashed.label(ROW_HASH)]
         names = [c.name for c in columns]
         statement = select(*columns).select_from(view.table).where(*where).order_by(view.key)

@@ -210,7 +210,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     source_ms = _commit_ms(payload.get("source"))
     view = topics.view(entity)
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
-    _binary_as_text(row, view.source_columns)
+    _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
     _check_message_key(message_key, key, view.spec.key, image_name)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
@@ -314,15 +314,19 @@ def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_nam
     return Change(entity, key, op, "delete", version, row, source_ms)
 
 
-def _binary_as_text(row: dict, mapped: Iterable[str]) -> None:
+def _binary_as_text(row: dict, mapped: Iterable[str], fields_read: Iterable[str]) -> None:
     """A binary column the mapping reads, as the text Base B holds: its bytes must be UTF-8, as the
-    batch path's `cast: string` reads them (unmapped binary columns are left as they are)."""
+    batch path reads them (unmapped binary columns are left as they are). Bytes that are no UTF-8
+    in a column a field reads stay bytes: the mapping refuses the row with the batch path's reason
+    (`SourceView.apply`); in another column (the key, the soft-delete flag) they make a dead letter."""
     for column in mapped:
         value = row.get(column)
         if isinstance(value, bytes):
             try:
                 row[column] = value.decode("utf-8")
             except UnicodeDecodeError as exc:
+                if column in fields_read:
+                    continue
                 raise BadEvent(
                     f"`{column}`: its binary value is not UTF-8 text ({exc.reason} at byte {exc.start})"
                 ) from None
@@ -365,8 +369,8 @@ def _hints(view: SourceView) -> dict[str, tuple]:
         field = view.declared[name]
         if mapping.column and field.kind == Kind.DATE:
             hints[mapping.column] = ("date",)
-        elif mapping.column and field.kind == Kind.DECIMAL:
-            hints[mapping.column] = ("decimal", field.scale or 0)
+        elif mapping.column and field.kind == Kind.DECIMAL and mapping.cast != "integer":
+            hints[mapping.column] = ("decimal", field.scale or 0)  # cast integer: any column, text too
     for stamp in view.stamps:
         hints[stamp.column] = (stamp.type, "stamp")
     return hints

@@ -70,6 +70,17 @@ def reason(name: str, text: str | None, stamp: bool | None = None, version: bool
     return {"field": name, "message": f"{name} is not a valid date: {text}"}
 
 
+def iso_date(text: str) -> date | None:
+    """The date a text writes as YYYY-MM-DD; None for any other text ('2024-1-5', '20240105',
+    '2024-01-05 x') or no real date. What `mapping.render` tests in SQL: DATE_FORMAT gives the
+    text back, and date arithmetic on it is not NULL."""
+    try:
+        parsed = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.isoformat() == text else None
+
+
 def valid_date_text(text: str) -> bool:
     try:
         date.fromisoformat(text)

@@ -125,6 +125,10 @@ class BaseA:
         self.mapping.view(entity, self.backend)
         return self.check().require(entity)
 
+    def rendered(self, view: SourceView) -> Rendered:
+        """The view's rendering in SQL (MySQL), knowing the character set of each text column."""
+        return Rendered(view, self.check().entities[view.entity.name].charsets)
+
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
         return self.tables[entity]
@@ -177,7 +181,7 @@ class BaseA:
         """Bulk records (and `Quarantined` rows, in place) of the rows meeting `where` (`since`: a window
         after it), a chunk at a time: rendered by the server where it can (MySQL), else mapped here row by row."""
         if self.backend.renders_records:
-            rendered = Rendered(view)
+            rendered = self.rendered(view)
             columns = rendered.columns(clock, since and since.updated_at, unversioned)
             names = [c.name for c in columns]
             statement = select(*columns).select_from(view.table).where(*where).order_by(*order)

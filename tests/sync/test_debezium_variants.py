@@ -239,21 +239,33 @@ def test_a_message_key_naming_another_row_is_refused(message_key):
             {"updated_at": 1795435200},
             "ZonedTimestamp is ISO 8601 text",
         ),
-        ([column("position", "bytes")], {"position": base64.b64encode(b"\xff\xfe").decode()}, "not UTF-8 text"),
     ],
     ids=[
         "empty-precise-decimal",
         "decimal-without-scale",
         "decimal-with-empty-parameters",
         "zoned-as-integer",
-        "binary-not-utf8",
     ],
 )
 def test_a_value_its_schema_does_not_describe_is_refused_not_guessed(columns, changed, says):
     """Each was read as something else: "" as 0.00, a decimal without its scale 100 times too
-    large, epoch seconds as milliseconds (1970-01-21), binary as Python's bytes text."""
+    large, epoch seconds as milliseconds (1970-01-21)."""
     with pytest.raises(BadEvent, match=re.escape(says)):
         read(EMPLOYEES, with_schema(envelope("c", after={**EMPLOYEE, **changed}), columns))
+
+
+def test_binary_that_is_no_utf8_text_refuses_the_row_with_the_batch_paths_reason():
+    """Not Python's bytes text: a field's column is refused by the mapping (a rejection in Base B, as
+    the batch path quarantines the row); another column the mapping reads makes a dead letter."""
+    bad = base64.b64encode(b"\xff\xfe").decode()
+    change = read(
+        EMPLOYEES, with_schema(envelope("c", after={**EMPLOYEE, "position": bad}), [column("position", "bytes")])
+    )
+    assert change.action == "quarantine"
+    assert change.quarantined.reasons == [{"field": "position", "message": "position is not UTF-8 text: X'FFFE'"}]
+    flag = with_schema(envelope("c", after={**MITARBEITER_ROW, "aktiv": bad}), [column("aktiv", "bytes")])
+    with pytest.raises(BadEvent, match=re.escape("`aktiv`: its binary value is not UTF-8 text")):
+        read(MITARBEITER, flag)
 
 
 def test_a_binary_column_the_mapping_reads_as_text_is_its_utf8_text():

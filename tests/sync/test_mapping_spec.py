@@ -94,6 +94,30 @@ def test_a_valid_mapping_loads_with_its_defaults(tmp_path):
             ),
             "fields.salary.zero_date: only date fields hold dates",
         ),
+        (  # MariaDB's DATE_FORMAT would read it as 2024-01-05, with a warning only
+            with_entity(
+                fields={
+                    **MINIMAL["entities"]["employees"]["fields"],
+                    "hired_at": {"column": "e", "default": "2024-1-5"},
+                }
+            ),
+            "fields.hired_at.default: '2024-1-5' is no date written YYYY-MM-DD",
+        ),
+        (
+            with_entity(
+                fields={**MINIMAL["entities"]["employees"]["fields"], "hired_at": {"column": "e", "default": 20240105}}
+            ),
+            "fields.hired_at.default: 20240105 is no date written YYYY-MM-DD",
+        ),
+        (  # as NULL
+            with_entity(
+                fields={
+                    **MINIMAL["entities"]["employees"]["fields"],
+                    "hired_at": {"column": "e", "map": {"A": "2024-01-05", "B": "soon", "C": None}, "unmapped": "null"},
+                }
+            ),
+            "fields.hired_at.map.B: 'soon' is no date written YYYY-MM-DD",
+        ),
     ],
 )
 def test_errors_name_the_file_the_entity_and_the_key(document, expected):

@@ -81,6 +81,8 @@ class EntityCheck:
     problems: list[Problem] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # live columns the mapping does not read
     found: bool = True
+    # Each live text column's character set ('binary' for a binary string): how `render` reads its text.
+    charsets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +143,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
         result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
         return result
     live = {c.name: c for c in columns}
+    result.charsets = {c.name: c.charset for c in columns if c.charset}
     checker = _Checker(entity, spec.table, live, backend, result)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")

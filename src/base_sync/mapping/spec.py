@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from base_sync.dirty import iso_date
 from base_sync.errors import TerminalError
 from baseab_contract.entities import ENTITIES, Entity, Kind
 
@@ -250,4 +251,19 @@ def _field_problems(spec: EntityMapping, name: str) -> list[str]:
             problems.append(f"fields.{field_name}.too_long: {field_name} has no length limit to truncate to")
         if mapping.zero_date == "null" and field.kind != Kind.DATE:
             problems.append(f"fields.{field_name}.zero_date: only date fields hold dates")
+        if field.kind == Kind.DATE:
+            problems += _date_values(field_name, mapping)
+    return problems
+
+
+def _date_values(name: str, mapping: FieldMapping) -> list[str]:
+    """A date field's map values and default must be dates written YYYY-MM-DD: MySQL's DATE_FORMAT
+    would read '2024-1-5' as 2024-01-05 and 'soon' as NULL, with a warning only."""
+    problems = []
+    wrong = "is no date written YYYY-MM-DD (as the date field takes)"
+    if mapping.default is not None and not (isinstance(mapping.default, str) and iso_date(mapping.default)):
+        problems.append(f"fields.{name}.default: {mapping.default!r} {wrong}")
+    for key, value in (mapping.map or {}).items():
+        if value is not None and not iso_date(value):
+            problems.append(f"fields.{name}.map.{key}: {value!r} {wrong}")
     return problems

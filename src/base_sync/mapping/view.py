@@ -14,10 +14,18 @@ comparison, partitions) works on the three expressions every mapping has:
 
 `apply` turns one source row (column -> Python value) into a bulk record, or refuses it with
 reasons; `tests/sync/test_mapping_paths.py` holds `apply` and the SQL rendering side by side.
+
+What a transform cannot convert exactly is refused, never guessed, by one rule on both paths (the
+functions below, which `render` mirrors in SQL): `cast: integer` takes whole-number text only
+(`whole_number`), bytes a field reads must be UTF-8 text (`as_text`), and a date field made of
+text takes a real date written YYYY-MM-DD only (`dirty.iso_date`). MariaDB's own conversions would
+only warn: CAST('12abc' AS SIGNED) is 12, CONVERT of bytes that are no UTF-8 writes '?',
+DATE_FORMAT('2024-1-5') is 2024-01-05. `tests/sync/test_mapping_conversions.py` holds the cases.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -41,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
-from base_sync.dirty import FIRST_VERSION, Quarantined, reason
+from base_sync.dirty import FIRST_VERSION, Quarantined, iso_date, reason
 from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
@@ -55,6 +63,15 @@ FIRST_DATETIME = datetime(1000, 1, 1)
 ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # a version as text, as the SQL rendering writes it
 _READ_TYPED = frozenset((Kind.DATE, Kind.DECIMAL))  # read with the field's own type (a decimal's scale)
 
+# `cast: integer`: the value's text is a whole number, spaces around it allowed; `render` tests
+# the same pattern with REGEXP (ASCII digits and spaces only: no '1_000', no fullwidth digits).
+WHOLE_NUMBER = r" *[+-]?[0-9]+ *"
+INTEGER_RANGE = (-(2**63), 2**63 - 1)  # BIGINT, what CAST(... AS SIGNED) holds
+# A refused value in a reason: its first characters (of bytes, the first bytes in hex).
+EXCERPT_CHARACTERS = 40
+EXCERPT_BYTES = 20
+_WHOLE_NUMBER = re.compile(WHOLE_NUMBER)
+
 
 @dataclass
 class Refusal:
@@ -62,6 +79,7 @@ class Refusal:
 
     reasons: list[dict] = field(default_factory=list)
     version_usable: bool = True
+    named: set[str] = field(default_factory=set)  # columns already named as no UTF-8 text
 
 
 class SourceView:
@@ -76,6 +94,9 @@ class SourceView:
         self.declared: dict[str, Field] = {f.name: f for f in entity.fields}
         self.table: TableClause = table(spec.table, *(column(n, t) for n, t in self._column_types().items()))
         self.functions = {name: resolve_function(m.python) for name, m in self.fields.items() if m.python}
+        self.reads: dict[str, list[str]] = {name: m.source_columns() for name, m in self.fields.items()}
+        # The columns the fields read: bytes there are text (`as_text`).
+        self.field_columns: tuple[str, ...] = tuple(dict.fromkeys(c for cs in self.reads.values() for c in cs))
         self._versions_since: dict[datetime, ColumnElement | None] = {}
 
     # What the mapping reads
@@ -93,7 +114,8 @@ class SourceView:
         (stamps, a date or decimal field's own column), so every driver gives the same Python values."""
         types = dict.fromkeys(self.source_columns)
         for name, mapping in self.fields.items():
-            if mapping.column and self.declared[name].kind in _READ_TYPED:
+            # `cast: integer` reads any column, text too: its value as it is.
+            if mapping.column and self.declared[name].kind in _READ_TYPED and mapping.cast != "integer":
                 types[mapping.column] = sql_type(self.declared[name])
         for stamp in self.stamps:
             types[stamp.column] = DateTime()
@@ -310,8 +332,10 @@ class SourceView:
         """The bulk record of a source row, or a `Quarantined` with the reasons it is refused.
 
         `invalid` names the row's columns whose value is no real date (the decoder's finding:
-        drivers give those as None); `version` stands in for a table without a cursor."""
+        drivers give those as None); `version` stands in for a table without a cursor. Bytes (a
+        binary column) a field reads are its UTF-8 text."""
         refusal = Refusal()
+        row, undecodable = self.as_text(row)
         if self.spec.cursor:
             version = self._row_version(row, invalid, refusal)
         created = version
@@ -331,7 +355,7 @@ class SourceView:
         if not _holdable(record[SOURCE_ID]):
             refusal.reasons.insert(0, self.key_reason(record[SOURCE_ID]))
         for name, mapping in self.fields.items():
-            record[name] = self._field(name, mapping, row, invalid, refusal)
+            record[name] = self._field(name, mapping, row, invalid, undecodable, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
             shown = version.strftime(ISO_UTC) if usable else None
@@ -359,23 +383,66 @@ class SourceView:
     def no_version_reason(self) -> dict:
         return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
 
-    def _field(self, name: str, mapping: FieldMapping, row: dict, invalid: frozenset[str], refusal: Refusal):
+    def as_text(self, row: dict) -> tuple[dict, frozenset[str]]:
+        """The row with the bytes of the columns the fields read as their UTF-8 text (a copy when
+        there are any), and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
+        found = [c for c in self.field_columns if type(row.get(c)) is bytes]
+        if not found:
+            return row, frozenset()
+        row, undecodable = dict(row), []
+        for name in found:
+            try:
+                row[name] = row[name].decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.append(name)
+        return row, frozenset(undecodable)
+
+    def _field(
+        self,
+        name: str,
+        mapping: FieldMapping,
+        row: dict,
+        invalid: frozenset[str],
+        undecodable: frozenset[str],
+        refusal: Refusal,
+    ):
         if mapping.column is not None and mapping.column in invalid:
             if mapping.zero_date == "reject":
                 refusal.reasons.append(reason(mapping.column, _text(row.get(mapping.column))))
             return None
-        value = self._source_value(name, mapping, row)
+        if undecodable and not undecodable.isdisjoint(self.reads[name]):
+            for column in self.reads[name]:
+                if column in undecodable and column not in refusal.named:
+                    refusal.named.add(column)
+                    refusal.reasons.append(not_utf8_reason(column, hex_excerpt(row[column])))
+            return None
+        return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
+
+    def transform(self, name: str, mapping: FieldMapping, value, reasons: list[dict]):
+        """A field's source value through its transforms (cast, trim, case, map, default, the date
+        rule, too_long), each refusal appended to `reasons`. `render` does the same in SQL, and
+        `Rendered.split` calls this for the values of `python:` fields."""
         if value is not None and mapping.cast is not None:
-            value = _concat_text(value) if mapping.cast == "string" else int(value)
+            if mapping.cast == "string":
+                value = _concat_text(value)
+            else:
+                number = whole_number(value)
+                if number is None:
+                    reasons.append(not_whole_reason(name, _concat_text(value)))
+                    return None
+                value = number
         if isinstance(value, str):
             value = _text_transforms(value, mapping)
         if mapping.map is not None and value is not None:
-            value = self._mapped(name, mapping, _concat_text(value), value, refusal)
+            value = self._mapped(name, mapping, _concat_text(value), value, reasons)
         if value is None and mapping.default is not None:
             value = mapping.default
         declared = self.declared[name]
-        if declared.kind == Kind.DATE and isinstance(value, datetime):
-            value = value.date()
+        if declared.kind == Kind.DATE:
+            if isinstance(value, datetime):
+                value = value.date()
+            elif isinstance(value, str):
+                value = _date_of_text(name, mapping, value, reasons)
         if mapping.too_long == "truncate" and isinstance(value, str) and declared.max_length:
             value = value[: declared.max_length]
         return value
@@ -388,13 +455,13 @@ class SourceView:
         return self.functions[name](row)
 
     @staticmethod
-    def _mapped(name: str, mapping: FieldMapping, as_text: str, value, refusal: Refusal):
+    def _mapped(name: str, mapping: FieldMapping, as_text: str, value, reasons: list[dict]):
         if as_text in mapping.map:
             return mapping.map[as_text]
         if mapping.unmapped == "null":
             return None
         if mapping.unmapped == "reject":
-            refusal.reasons.append(_unmapped_reason(name, as_text))
+            reasons.append(_unmapped_reason(name, as_text))
         return value
 
 
@@ -410,6 +477,73 @@ def _text_transforms(value: str, mapping: FieldMapping) -> str:
 
 def _unmapped_reason(name: str, value: str) -> dict:
     return {"field": name, "message": f"{name}: the value {value!r} is not in the mapping's value map"}
+
+
+def whole_number(value) -> int | None:
+    """`cast: integer` of a value; None when it is no whole number in BIGINT's range. Text (and any
+    value but a number, as its text) must be digits with an optional sign, spaces around allowed:
+    '1.234,56', '12abc', '', '1_000' and '１２' are refused, where MariaDB's CAST(... AS SIGNED)
+    reads 1, 12, 0, 1 and 0 with a warning and Python's int() raises or reads 1000 and 12. A
+    DECIMAL's text has its scale ('12.50', and '12.00' too): refused, where CAST rounds."""
+    if isinstance(value, bool):
+        number = int(value)
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        # MariaDB writes a whole DOUBLE below 1e15 as plain digits ('3'), a larger one with an exponent.
+        if not (value.is_integer() and abs(value) < 1e15):
+            return None
+        number = int(value)
+    else:
+        text = _concat_text(value)
+        if not _WHOLE_NUMBER.fullmatch(text):
+            return None
+        number = int(text)
+    return number if INTEGER_RANGE[0] <= number <= INTEGER_RANGE[1] else None
+
+
+def not_whole_reason(name: str, text: str) -> dict:
+    """Why `cast: integer` refuses a value (`text`: its text, or at least its first 41 characters)."""
+    low, high = INTEGER_RANGE
+    return {
+        "field": name,
+        "message": f"{name}: cast integer: {_quoted_excerpt(text)} is not a whole number ({low}..{high})",
+    }
+
+
+def hex_excerpt(data: bytes) -> str:
+    """The first bytes of a value, as a reason shows bytes that are no text (an SQL hex literal)."""
+    return data[: EXCERPT_BYTES + 1].hex().upper()
+
+
+def not_utf8_reason(column: str, hex_text: str) -> dict:
+    """Why a column's bytes are refused as text (`hex_text`: `hex_excerpt` of them)."""
+    limit = 2 * EXCERPT_BYTES
+    shown = hex_text if len(hex_text) <= limit else hex_text[:limit] + "…"
+    return {"field": column, "message": f"{column} is not UTF-8 text: X'{shown}'"}
+
+
+def date_reason(name: str, text: str) -> dict:
+    """Why a date field refuses a text that is no date (`text`: at least its first 41 characters)."""
+    shown = text if len(text) <= EXCERPT_CHARACTERS else text[:EXCERPT_CHARACTERS] + "…"
+    return reason(name, shown, stamp=False)
+
+
+def _date_of_text(name: str, mapping: FieldMapping, text: str, reasons: list[dict]) -> date | None:
+    """A date field's value made of text (a concat, a cast, a python function): the date it writes;
+    no date (refused, or NULL with `zero_date: "null"`) for any other text; NULL for ''."""
+    if text == "":
+        return None
+    parsed = iso_date(text)
+    if parsed is None and mapping.zero_date == "reject":
+        reasons.append(date_reason(name, text))
+    return parsed
+
+
+def _quoted_excerpt(text: str) -> str:
+    if len(text) <= EXCERPT_CHARACTERS:
+        return repr(text)
+    return repr(text[:EXCERPT_CHARACTERS]) + "…"
 
 
 def _concat_text(value) -> str:

@@ -1,0 +1,234 @@
+"""Values a mapping cannot convert, and text of other character sets, on the real MariaDB: the batch
+extract's SQL, `apply` on the rows as read and the events path's decoding of the relay's envelopes of
+the same rows give the same records, and refuse the same rows with the same reasons.
+
+MariaDB converts silently where Python raises or refuses: CAST(... AS SIGNED) reads '12abc' as 12,
+CONVERT of bytes that are no UTF-8 writes '?', DATE_FORMAT reads '2024-1-5' as 2024-01-05, and text
+of a latin1 column never equals a utf8mb4 literal byte for byte. Each case here failed that way."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from api_service.schemas import SCHEMAS
+from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
+from base_sync.dirty import Quarantined
+from base_sync.mapping import SourceMapping, parse_mapping
+from base_sync.records import encode
+from base_sync.source import BaseA, source_engine
+
+TABLE = """
+CREATE TABLE kraft (
+    nr INT NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) CHARACTER SET latin1 NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) CHARACTER SET latin1 NOT NULL DEFAULT 'Lee',
+    zusatz VARCHAR(50) CHARACTER SET latin1 NULL,
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    abt VARCHAR(20) CHARACTER SET latin1 NULL,
+    stelle VARBINARY(300) NULL,
+    gehalt VARCHAR(100) NULL,
+    bonus DECIMAL(12, 2) NULL,
+    eintritt_jahr CHAR(4) NULL,
+    eintritt_tag VARCHAR(20) NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+# The relay's encoding of the table (Debezium's MySQL type mapping).
+COLUMNS = [
+    SourceColumn("nr", "int32", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "zusatz", "mail", "abt")),
+    SourceColumn("stelle", "bytes"),
+    SourceColumn("gehalt", "string"),
+    SourceColumn("bonus", "decimal", scale=2, precision=12),
+    SourceColumn("eintritt_jahr", "string"),
+    SourceColumn("eintritt_tag", "string"),
+]
+REQUIRED = {"first_name": {"column": "vorname"}, "last_name": {"column": "nachname"}, "email": {"column": "mail"}}
+TEXT = {
+    "first_name": {"column": "vorname", "trim": True, "case": "upper"},
+    "last_name": {"concat": ["nachname", "zusatz"], "separator": " → "},  # no arrow in latin1
+    "department": {"column": "abt", "map": {"Büro": "Office", "Lager": "Stock"}, "unmapped": "reject"},
+}
+POSITION = {"column": "stelle", "cast": "string", "too_long": "truncate"}
+SALARY = {"column": "gehalt", "cast": "integer"}
+HIRED = {"concat": ["eintritt_jahr", "eintritt_tag"], "separator": "-"}
+VERSION = "2024-06-01T08:00:00.000000Z"
+RANGE = "-9223372036854775808..9223372036854775807"
+
+
+def mapping(**fields) -> SourceMapping:
+    """The employees from `kraft`: the required fields read plainly, `fields` as given."""
+    entity = {"table": "kraft", "key": "nr", "cursor": {"column": "stand", "type": "timestamp"}}
+    return SourceMapping(parse_mapping({"entities": {"employees": {**entity, "fields": {**REQUIRED, **fields}}}}))
+
+
+@pytest.fixture
+def engine(make_mariadb_database):
+    engine = source_engine(make_mariadb_database())
+    with engine.begin() as conn:
+        conn.execute(text(TABLE))
+    yield engine
+    engine.dispose()
+
+
+def insert(engine, *rows: dict) -> None:
+    with engine.begin() as conn:
+        for row in rows:
+            names = ", ".join(row)
+            conn.execute(text(f"INSERT INTO kraft ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
+
+
+def outcomes(base_a: BaseA) -> tuple[dict, dict, dict]:
+    """{key: outcome} of every row: as the batch extract renders it on MariaDB, as `apply` maps the
+    row read as it is, as the events path decodes the relay's envelope of it. An outcome is the
+    record as the API reads it, or ("refused", version, reasons)."""
+    view = base_a.view("employees")
+    batch = {_key(r): r for chunk in base_a.extract("employees", None, 100) for r in chunk}
+    rows = {r["nr"]: r for chunk in base_a.rows_by_keys("employees", sorted(batch), 100) for r in chunk}
+    python = {key: view.apply(row) for key, row in rows.items()}
+    topics = Topics("p", "legacy", base_a.mapping)
+    writer = EnvelopeWriter("kraft", COLUMNS, server_name="p", database="legacy")
+    events = {}
+    for key, row in rows.items():
+        change = topics.decode("p.legacy.kraft", writer.envelope("c", None, row, {"ts_ms": 1}, 1))
+        events[key] = change.quarantined if change.action == "quarantine" else change.record
+    return tuple({k: _outcome(v) for k, v in sorted(found.items())} for found in (batch, python, events))
+
+
+def _key(record) -> int:
+    return record.source_id if isinstance(record, Quarantined) else record["source_id"]
+
+
+def _outcome(record):
+    if isinstance(record, Quarantined):
+        return ("refused", record.version, record.reasons)
+    read = SCHEMAS["employees"].fast.decode(encode([record]))  # None: not a record the fast path reads
+    return read[0] if read else ("a record the API's fast path does not read", record)
+
+
+def assert_same_on_every_path(base_a: BaseA) -> dict:
+    batch, python, events = outcomes(base_a)
+    assert batch == python
+    assert events == python
+    return batch
+
+
+def refused(*reasons: tuple[str, str]) -> tuple:
+    return ("refused", VERSION, [{"field": field, "message": message} for field, message in reasons])
+
+
+def test_cast_integer_takes_whole_numbers_and_refuses_any_other_text_with_the_reason(engine):
+    insert(
+        engine,
+        {"nr": 1, "gehalt": " 42 "},  # spaces around a whole number: no doubt about it
+        {"nr": 2, "gehalt": "+7"},
+        {"nr": 3, "gehalt": "007"},
+        {"nr": 4, "gehalt": None},
+        {"nr": 5, "gehalt": "1.234,56"},  # MariaDB: 1
+        {"nr": 6, "gehalt": "12abc"},  # 12
+        {"nr": 7, "gehalt": "abc"},  # 0
+        {"nr": 8, "gehalt": "99999999999999999999"},  # -1
+        {"nr": 9, "gehalt": ""},  # 0
+        {"nr": 10, "gehalt": "12\n"},  # 12
+        {"nr": 11, "gehalt": "１２"},  # fullwidth digits: Python's int() reads 12
+        {"nr": 12, "gehalt": "1_000"},  # Python's int() reads 1000
+        {"nr": 13, "gehalt": "9" * 60},  # a long value: the reason quotes its start
+        {"nr": 14, "gehalt": "9223372036854775808"},  # one above BIGINT
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(salary=SALARY)))
+    assert [found[k].salary for k in (1, 2, 3)] == [42, 7, 7]
+    assert found[4].salary is None
+
+    def not_whole(value: str) -> tuple:
+        return refused(("salary", f"salary: cast integer: {value} is not a whole number ({RANGE})"))
+
+    assert found[5] == not_whole("'1.234,56'")
+    assert found[6] == not_whole("'12abc'")
+    assert found[7] == not_whole("'abc'")
+    assert found[8] == not_whole("'99999999999999999999'")
+    assert found[9] == not_whole("''")
+    assert found[10] == not_whole("'12\\n'")
+    assert found[11] == not_whole("'１２'")
+    assert found[12] == not_whole("'1_000'")
+    assert found[13] == not_whole("'" + "9" * 40 + "'…")
+    assert found[14] == not_whole("'9223372036854775808'")
+
+
+def test_cast_integer_refuses_a_decimal_with_a_fraction_rather_than_round_it(engine):
+    insert(engine, {"nr": 1, "bonus": "12.50"}, {"nr": 2, "bonus": "-0.40"}, {"nr": 3, "bonus": None})
+    found = assert_same_on_every_path(BaseA(engine, mapping(salary={"column": "bonus", "cast": "integer"})))
+    # MariaDB's CAST(12.50 AS SIGNED) is 13, Python's int(Decimal("12.50")) 12: neither is the value.
+    assert found[1] == refused(("salary", f"salary: cast integer: '12.50' is not a whole number ({RANGE})"))
+    assert found[2] == refused(("salary", f"salary: cast integer: '-0.40' is not a whole number ({RANGE})"))
+    assert found[3].salary is None
+
+
+def test_cast_string_of_bytes_that_are_no_utf8_refuses_the_row_on_both_paths(engine):
+    insert(
+        engine,
+        {"nr": 1, "stelle": "Müller-Analyst".encode()},
+        {"nr": 2, "stelle": b"\xc3(\xff"},  # MariaDB's CONVERT writes '?(?'
+        {"nr": 3, "stelle": b"\xed\xa0\x80"},  # a UTF-16 surrogate: MariaDB takes it, Python does not
+        {"nr": 4, "stelle": b"\xc0\x80"},  # an overlong NUL
+        {"nr": 5, "stelle": "ü".encode() * 150},  # 300 bytes, 150 characters: truncated to 100 characters
+        {"nr": 6, "stelle": b"ok " * 30 + b"\xff"},  # the reason shows the first 20 bytes
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(position=POSITION)))
+    assert found[1].position == "Müller-Analyst"
+    assert found[2] == refused(("stelle", "stelle is not UTF-8 text: X'C328FF'"))
+    assert found[3] == refused(("stelle", "stelle is not UTF-8 text: X'EDA080'"))
+    assert found[4] == refused(("stelle", "stelle is not UTF-8 text: X'C080'"))
+    assert found[5].position == "ü" * 100
+    assert found[6] == refused(("stelle", "stelle is not UTF-8 text: X'" + "6F6B20" * 6 + "6F6B…'"))
+
+
+def test_text_of_a_latin1_column_is_mapped_compared_and_transformed_as_unicode(engine):
+    insert(
+        engine,
+        {"nr": 1, "abt": "Büro", "vorname": "  ÿvonne µ ", "nachname": "Groß", "zusatz": "Weiß"},
+        {"nr": 2, "abt": "Lager", "zusatz": None},
+        {"nr": 3, "abt": "Küche"},
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(**TEXT)))
+    assert found[1].department == "Office"  # the batch path refused it: 'Büro' never matched
+    assert found[1].first_name == "ŸVONNE Μ"  # latin1's UPPER leaves ÿ and µ
+    assert found[1].last_name == "Groß → Weiß"  # MariaDB refused the query: an illegal mix of collations
+    assert found[2].department == "Stock" and found[2].last_name == "Lee"
+    assert found[3] == refused(("department", "department: the value 'Küche' is not in the mapping's value map"))
+
+
+def test_a_date_made_of_text_must_be_a_real_date_written_yyyy_mm_dd(engine):
+    insert(
+        engine,
+        {"nr": 1, "eintritt_jahr": "2024", "eintritt_tag": "01-15"},
+        {"nr": 2, "eintritt_jahr": "2024", "eintritt_tag": "1-5"},  # DATE_FORMAT: 2024-01-05
+        {"nr": 3, "eintritt_jahr": "2024", "eintritt_tag": "02-30"},  # NULL
+        {"nr": 4, "eintritt_jahr": "2024", "eintritt_tag": "01-15 garbage"},  # 2024-01-15
+        {"nr": 5, "eintritt_jahr": None, "eintritt_tag": None},  # nothing to read: no date
+        {"nr": 6, "eintritt_jahr": "0000", "eintritt_tag": "00-00"},
+    )
+    found = assert_same_on_every_path(BaseA(engine, mapping(hired_at=HIRED)))
+    assert str(found[1].hired_at) == "2024-01-15"
+    assert found[2] == refused(("hired_at", "hired_at is not a valid date: 2024-1-5"))
+    assert found[3] == refused(("hired_at", "hired_at is not a valid date: 2024-02-30"))
+    assert found[4] == refused(("hired_at", "hired_at is not a valid date: 2024-01-15 garbage"))
+    assert found[5].hired_at is None
+    assert found[6] == refused(("hired_at", "hired_at is the zero date 0000-00-00"))
+    lenient = assert_same_on_every_path(BaseA(engine, mapping(hired_at={**HIRED, "zero_date": "null"})))
+    assert [lenient[k].hired_at for k in (2, 3, 4, 6)] == [None] * 4
+
+
+def test_every_refusal_of_a_row_is_named_in_the_order_of_its_fields(engine):
+    insert(
+        engine, {"nr": 1, "abt": "Küche", "stelle": b"\xff", "gehalt": "x", "eintritt_jahr": "1", "eintritt_tag": "2"}
+    )
+    every = {**TEXT, "position": POSITION, "salary": SALARY, "hired_at": HIRED}
+    found = assert_same_on_every_path(BaseA(engine, mapping(**every)))
+    assert found[1] == refused(
+        ("department", "department: the value 'Küche' is not in the mapping's value map"),
+        ("stelle", "stelle is not UTF-8 text: X'FF'"),
+        ("salary", f"salary: cast integer: 'x' is not a whole number ({RANGE})"),
+        ("hired_at", "hired_at is not a valid date: 1-2"),
+    )
