@@ -161,3 +161,11 @@ def test_daylight_saving_edges_in_berlin():
     assert rule.to_utc(datetime(2024, 10, 27, 2, 30)) == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
     # Clocks go forward at 02:00 CET on 2024-03-31: 02:30 never happens; read with CET, = 03:30 CEST.
     assert rule.to_utc(datetime(2024, 3, 31, 2, 30)) == datetime(2024, 3, 31, 1, 30, tzinfo=UTC)
+
+
+def test_stamps_take_the_short_form_everywhere():
+    """A column name alone is a datetime column, for `created` and each cursor item as for `cursor`."""
+    spec = parse_mapping(with_entity(cursor=["geaendert_am", "angelegt_am"], created="angelegt_am"), "m.yaml")
+    entity = spec.entities["employees"]
+    assert [(c.column, c.type) for c in entity.cursor] == [("geaendert_am", "datetime"), ("angelegt_am", "datetime")]
+    assert (entity.created.column, entity.created.type) == ("angelegt_am", "datetime")

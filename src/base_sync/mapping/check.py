@@ -197,7 +197,9 @@ class _Checker:
         self.use(name, mapping.source_columns(), _transforms(mapping), _becomes(declared), family, EXPECTED.get(family))
 
     def _problem(self, column: str, expected: str, found: str) -> None:
-        self.result.problems.append(Problem(self.entity, self.table, column, expected, found))
+        problem = Problem(self.entity, self.table, column, expected, found)
+        if problem not in self.result.problems:  # one column in two roles (a cursor item and `created`)
+            self.result.problems.append(problem)
 
 
 def _family_needed(mapping: FieldMapping, declared: Field) -> str | None:

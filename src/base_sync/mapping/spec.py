@@ -63,6 +63,12 @@ class StampColumn(_Strict):
     def _known_zone(cls, value: str | None) -> str | None:
         return _zone(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        """`created: angelegt_am` as `cursor: geaendert_am` is read: a column name alone, a datetime."""
+        return {"column": value} if isinstance(value, str) else value
+
 
 class SoftDelete(_Strict):
     """A row is deleted when `column` holds `deleted_when` (a value, or `not_null` / `null`)."""
@@ -143,9 +149,7 @@ class EntityMapping(_Strict):
     def _cursor_forms(cls, value: Any) -> Any:
         if value in ("none", "None", False):
             return None
-        if isinstance(value, str):
-            return [{"column": value}]
-        if isinstance(value, dict):
+        if isinstance(value, str | dict):
             return [value]
         return value
 
