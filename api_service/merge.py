@@ -344,15 +344,57 @@ def _classify_and_write(
     }
 
 
-def delete(
-    conn: Connection, target: Table, batch: Batch, bounds: VersionBounds, dry_run: bool = False
-) -> BulkResult | BulkDeletePlan:
-    """Tombstone the rows of the given source ids, unless the row is newer than the delete; with
-    `dry_run`, only what it would do, the keys of the rows it would delete named."""
+def plan_delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkDeletePlan:
+    """What `delete` would answer for the batch, the keys of the live rows it would delete named;
+    nothing written and no row locked (the breakers ask before deletes: a plan must neither queue
+    behind the merges nor hold them up). A write racing it may change the answer; the delete decides."""
+    keep_latest_per_source_id(batch)
+    stage = stage_table(target, "delete")
+    with conn.begin():
+        _fill_stage(conn, stage, [record for _, record in batch.records])
+        own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
+        rows = conn.execute(
+            select(
+                stage.c.source_id,
+                own.c.id.is_not(None).label("held"),
+                _delete_loses(own, stage, bounds).label("stale"),
+                own.c.deleted_at.is_not(None).label("deleted"),
+            )
+            .select_from(stage.outerjoin(own, own_on))
+            .order_by(stage.c.source_id)
+        ).all()
+    held = [row for row in rows if row.held]
+    would_delete = [row.source_id for row in held if not row.stale and not row.deleted]
+    return BulkDeletePlan(
+        received=batch.received,
+        inserted=0,
+        updated=0,
+        unchanged=sum(1 for row in held if not row.stale and row.deleted),
+        stale=sum(1 for row in held if row.stale) + batch.superseded,
+        deleted=len(would_delete),
+        not_found=len(rows) - len(held),
+        rejected=len(batch.rejected),
+        errors=sorted(batch.rejected, key=lambda r: r.index),
+        would_delete=would_delete,
+    )
+
+
+def _delete_loses(own, stage: Table, bounds: VersionBounds):
+    """SQL: the row is newer than the delete. A delete wins over an upsert of the same version: in
+    Base A it came after it."""
+    return and_(
+        own.c.source_updated_at.is_not(None),
+        bounds.trusted(own.c.source_updated_at),
+        stage.c.source_updated_at < own.c.source_updated_at,
+    )
+
+
+def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkResult:
+    """Tombstone the rows of the given source ids, unless the row is newer than the delete."""
     keep_latest_per_source_id(batch)
     stage = stage_table(target, "delete")
     staged = len(batch.records)
-    with begin_write(conn) as transaction:
+    with begin_write(conn):
         backend_of(conn).tune_delete(conn)
         _fill_stage(conn, stage, [record for _, record in batch.records])
         # Lock the rows first: the counts below then describe exactly the rows the update sees
@@ -362,12 +404,7 @@ def delete(
         )
         locked = conn.execute(held).scalars().all()
         own, own_on = _own_row(conn, target, stage, "id", "source_updated_at", "deleted_at")
-        # A delete wins over an upsert of the same version: in Base A it came after it.
-        stale = and_(
-            own.c.source_updated_at.is_not(None),
-            bounds.trusted(own.c.source_updated_at),
-            stage.c.source_updated_at < own.c.source_updated_at,
-        )
+        stale = _delete_loses(own, stage, bounds)
         # Counted among the locked rows only: a row an upsert committed after the lock is not theirs.
         mine = own.c.id.in_(locked)
         existing, stale_count, already = conn.execute(
@@ -377,25 +414,6 @@ def delete(
                 func.coalesce(func.sum(case((and_(mine, ~stale, own.c.deleted_at.is_not(None)), 1), else_=0)), 0),
             ).select_from(stage.outerjoin(own, own_on))
         ).one()
-        if dry_run:
-            live = and_(mine, ~stale, own.c.deleted_at.is_(None))
-            would = conn.execute(
-                select(stage.c.source_id).select_from(stage.join(own, own_on)).where(live).order_by(stage.c.source_id)
-            )
-            would_delete = would.scalars().all()
-            transaction.rollback()
-            return BulkDeletePlan(
-                received=batch.received,
-                inserted=0,
-                updated=0,
-                unchanged=already,
-                stale=stale_count + batch.superseded,
-                deleted=len(would_delete),
-                not_found=staged - existing,
-                rejected=len(batch.rejected),
-                errors=sorted(batch.rejected, key=lambda r: r.index),
-                would_delete=would_delete,
-            )
         now = literal(datetime.now(UTC), UTCDateTime)
 
         def tombstone(where) -> int:

@@ -283,6 +283,13 @@ class BulkDeletePlan(BulkResult):
     )
 
 
+class NoQuery(BaseModel):
+    """The query string of a write that takes none: any name in it is refused, never ignored (a flag
+    an older API does not know, such as a dry run, must not be read as a plain write)."""
+
+    model_config = _STRICT
+
+
 class BulkUpsertQuery(BaseModel):
     model_config = _STRICT
     restore_ties: bool = pydantic.Field(

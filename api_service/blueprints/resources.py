@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from types import UnionType
-from typing import Union, get_args, get_origin
+from typing import Annotated, Union, get_args, get_origin
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -22,6 +22,7 @@ from api_service.schemas import (
     QUARANTINE_ITEMS,
     SCHEMAS,
     BulkUpsertQuery,
+    NoQuery,
     RejectionsQuery,
     SyncBucketsQuery,
     SyncVersionsQuery,
@@ -82,7 +83,12 @@ _INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _takes_int(annotation) -> bool:
-    return annotation is int or (get_origin(annotation) in (UnionType, Union) and int in get_args(annotation))
+    """An int field, however wrapped: `int | None`, `Annotated[int, ...]`, `Optional[Annotated[int, ...]]`."""
+    if annotation is int:
+        return True
+    if get_origin(annotation) is Annotated:
+        return _takes_int(get_args(annotation)[0])
+    return get_origin(annotation) in (UnionType, Union) and any(map(_takes_int, get_args(annotation)))
 
 
 def _json_object() -> dict:
@@ -122,6 +128,17 @@ def _admitted_versions(batch, settings, restore_at_ties: bool = False) -> Versio
     return bounds
 
 
+_WRITE_QUERIES = {"bulk_upsert": BulkUpsertQuery}  # the writes that read their query string; others take none
+
+
+def _check_request() -> None:
+    """Before each request of an entity's routes: the caller's token; a write's query string, which
+    is a 422 where the write does not read it, not ignored."""
+    auth.check_request(_settings())
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.query_string:
+        _query(_WRITE_QUERIES.get((request.endpoint or "").rpartition(".")[2], NoQuery))
+
+
 def _upsert_versions(batch, settings) -> VersionBounds:
     """A bulk upsert's version bounds, with the tie rule its query string asks for."""
     return _admitted_versions(batch, settings, _query(BulkUpsertQuery).restore_ties)
@@ -132,7 +149,7 @@ def _plan_deletes(table) -> Response:
     own, not a flag on the delete: an API that predates it answers 404, it never deletes."""
     settings = _settings()
     batch = bulk_input.parse_deletes(_body(), request.mimetype, settings.bulk_max_records)
-    return json_response(merge.delete(get_connection(), table, batch, _admitted_versions(batch, settings), True))
+    return json_response(merge.plan_delete(get_connection(), table, batch, _admitted_versions(batch, settings)))
 
 
 def _quarantine(entity: Entity) -> Response:
@@ -154,9 +171,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
     table = TABLES[entity.name]
     bp = Blueprint(entity.name, __name__, url_prefix=f"/{entity.name}")
 
-    @bp.before_request
-    def _authorize():
-        auth.check_request(_settings())
+    bp.before_request(_check_request)
 
     @bp.get("")
     def list_items():

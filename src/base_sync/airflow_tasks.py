@@ -108,8 +108,9 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         if absent:
             raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
         base_a = BaseA(engine)
-        cleanup.enter_context(_refusals_are_terminal(backend, conn_id))
-        checked = base_a.require_schema(entity)  # the task's first session
+        with _refusals_are_terminal(backend.refusal, conn_id):
+            checked = base_a.require_schema(entity)  # the task's first session
+        cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id))
         if report_schema:
             if checked.unmapped:
                 log.info(
@@ -126,13 +127,14 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
 
 
 @contextlib.contextmanager
-def _refusals_are_terminal(backend, conn_id: str) -> Iterator[None]:
-    """Base A refusing the account something (a database, a table, a column), at any step of the
-    task, fails it at once with the reason: no retry grants a privilege."""
+def _refusals_are_terminal(refusal: Callable[[DBAPIError], str | None], conn_id: str) -> Iterator[None]:
+    """Base A refusing the account for good (`refusal` says which errors are: at the first session,
+    a wrong account or database too; after it, a privilege on a table or column) fails the task at
+    once with the reason: no retry grants a privilege."""
     try:
         yield
     except DBAPIError as error:
-        refused = backend.refusal(error)
+        refused = refusal(error)
         if refused is None:
             raise  # the server away, a lost connection: the task's retries
         why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"

@@ -126,6 +126,11 @@ class BaseABackend:
         retry cures; None for anything that may pass (the server away, a lost connection)."""
         return None
 
+    def denied(self, error: DBAPIError) -> str | None:
+        """Why Base A refused a statement of a session it had let in: a privilege the account lacks
+        (no retry grants it); None otherwise (a host name the DNS lost for a moment may come back)."""
+        return None
+
     def absent(self, engine: Engine) -> str | None:
         """Why the engine's database is not there before any connection is made (a server says so
         itself, as a refusal); None when it may be."""
@@ -199,9 +204,15 @@ class MySQLBaseA(BaseABackend):
     def touch_default(self) -> str:
         return f"{self.now_sql} ON UPDATE {self.now_sql}"
 
+    PRIVILEGES = (1044, 1142, 1143)  # of REFUSALS, those a session already let in can meet
+
     def refusal(self, error: DBAPIError) -> str | None:
         args = getattr(error.orig, "args", ())
         return self.REFUSALS.get(args[0]) if args else None
+
+    def denied(self, error: DBAPIError) -> str | None:
+        args = getattr(error.orig, "args", ())
+        return self.REFUSALS[args[0]] if args and args[0] in self.PRIVILEGES else None
 
     def clock(self):
         return func.utc_timestamp(6)

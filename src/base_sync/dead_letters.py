@@ -285,6 +285,11 @@ def _marked(message: Message) -> str | None:
     return None
 
 
+def replayed(message: Message) -> bool:
+    """A message an operator replayed from the dead letters: it comes after its key's later events."""
+    return any(name == REPLAYED_FROM for name, _ in message.headers() or [])
+
+
 def approved_delete(message: Message) -> bool:
     """A delete an operator approved by replaying it: the breaker lets it through uncounted."""
     return any(name == MASS_DELETE_APPROVED for name, _ in message.headers() or [])

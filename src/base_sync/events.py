@@ -254,14 +254,19 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
         rejected += held
         if deletes:
             rejected += _account(entity, deletes, api.bulk_delete(entity, _delete_records(deletes)), counts)
-        for part, body in bodies(upserts, api.max_body_bytes, lambda pair: pair[0].record) if upserts else ():
-            if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
-                rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
-                counts["rejected"] += 1
-                continue
-            # A key's changes arrive in its commit order: a write after a delete of the same stamp
-            # (a row restored from a backup, a flag set and reset) restores the row.
-            rejected += _account(entity, part, api.bulk_upsert(entity, body, restore_ties=True), counts)
+        # A key's changes arrive in its commit order: a write after a delete of the same stamp (a row
+        # restored from a backup, a flag set and reset) restores the row. Not a replayed dead letter:
+        # it comes after its key's later events, and a delete of its stamp would lose to it.
+        in_order = [(c, m) for c, m in upserts if not dead_letters.replayed(m)]
+        replays = [(c, m) for c, m in upserts if dead_letters.replayed(m)]
+        for batch, restore_ties in ((in_order, True), (replays, False)):
+            for part, body in bodies(batch, api.max_body_bytes, lambda pair: pair[0].record) if batch else ():
+                if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
+                    rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
+                    counts["rejected"] += 1
+                    continue
+                answer = api.bulk_upsert(entity, body, restore_ties=restore_ties)
+                rejected += _account(entity, part, answer, counts)
     return rejected, by_entity
 
 

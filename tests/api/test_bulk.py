@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import orjson
+import pytest
+from sqlalchemy import create_engine
 
 from tests.api.conftest import AUTH, raw_rows
 
@@ -313,3 +317,27 @@ def test_a_repair_restores_a_tombstone_of_the_same_version_and_nothing_older(cli
     assert counts(response.json) == {"updated": 1, "stale": 1}, response.json  # older stays stale
     rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
     assert rows[1]["deleted_at"] is None and rows[2]["deleted_at"] is not None
+
+
+def test_a_delete_plan_takes_no_lock_a_merge_would_wait_for(client, db, database_url):
+    """The breakers ask for a plan before deletes, every chunk: it must not queue behind a merge."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL")
+    upsert(client, "articles", [article(1, V1)])
+    holder = create_engine(database_url)
+    answers = []
+    with holder.connect() as conn:
+        conn.begin()
+        conn.exec_driver_sql("UPDATE articles SET title = 'held' WHERE source_id = 1")  # an open merge
+        record = [{"source_id": 1, "source_updated_at": V2}]
+        asking = threading.Thread(
+            target=lambda: answers.append(client.post("/articles/bulk/delete/plan", json=record, headers=AUTH))
+        )
+        asking.start()
+        asking.join(30)
+        answered_while_held = not asking.is_alive()
+        conn.rollback()
+    asking.join()
+    holder.dispose()
+    assert answered_while_held, "the plan waited for the merge's row lock"
+    assert answers[0].status_code == 200 and answers[0].json["would_delete"] == [1], answers[0].json
