@@ -16,7 +16,7 @@ from confluent_kafka import Consumer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from base_sync.debezium import Topics
+from base_sync.debezium import BadEvent, Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
@@ -179,3 +179,80 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     )
     assert started.returncode == 1, started.stderr[-2000:]
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
+
+
+def relay_messages(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:
+    """The messages of one of the relay's topics (raw: an incomplete change does not decode), once
+    `expected` have arrived; in order per key."""
+    deadline, found = time.monotonic() + timeout, []
+    while len(found) < expected and time.monotonic() < deadline:
+        found = read_topic(bootstrap, topic)
+    return found
+
+
+def decoded(topics: Topics, message) -> tuple[str, object]:
+    """("change", the change) or ("dead", the BadEvent's reason), as the drain reads the message."""
+    try:
+        return "change", topics.decode(message.topic(), message.value(), message.key())
+    except BadEvent as exc:
+        return "dead", str(exc)
+
+
+def test_a_partial_row_image_is_dead_lettered_never_read_as_a_key_change_or_a_delete(
+    relay, base_a_url, kafka_bootstrap
+):
+    """binlog_row_image=MINIMAL in a writer's session (the start-up check cannot see it): the UPDATE's
+    after image lacks the key. Read whole it was a delete of row 2 and a create keyed None."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 3, seed_value=11)
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION binlog_row_image = 'MINIMAL'"))
+        conn.execute(text("UPDATE employees SET first_name = 'Partial' WHERE id = 2"))
+        conn.execute(text("DELETE FROM employees WHERE id = 3"))  # a delete names its key: still a delete
+        conn.commit()
+        conn.execute(text("SET SESSION binlog_row_image = DEFAULT"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET first_name = 'Whole' WHERE id = 1"))
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 6)
+    engine.dispose()
+    read = [(message.key(), *decoded(topics, message)) for message in found]
+    assert len(read) == 6, read
+    dead = [(key, why) for key, kind, why in read if kind == "dead"]
+    assert len(dead) == 1 and dead[0][0] == b"2", dead  # keyed by the row it is about
+    assert "binlog_row_image" in dead[0][1] and "binlog_row_image=FULL" in dead[0][1], dead[0][1]
+    changes = [change for _, kind, change in read if kind == "change"]
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3), ("d", 3), ("u", 1)]
+    assert [c.id for c in changes if c.is_delete] == [3]  # row 2 is never deleted
+    metrics = requests.get(f"{relay.url}/metrics", timeout=5).text
+    assert 'relay_incomplete_changes_total{cause="binlog_row_image",table="employees"} 1.0' in metrics
+
+
+def test_a_table_map_without_column_names_is_dead_lettered_and_the_relay_goes_on(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """binlog_row_metadata=MINIMAL set while the relay runs: no column names, no key. It crashed on
+    KeyError: 'id' and, resuming at the same event, crashed again on every restart."""
+    engine = source_engine(base_a_url)
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        conn.execute(text("SET GLOBAL binlog_row_metadata = 'MINIMAL'"))
+    try:
+        generate.seed(engine, "employees", 1, seed_value=12)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL binlog_row_metadata = 'FULL'"))
+        admin.dispose()
+    generate.seed(engine, "employees", 1, seed_value=13)
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 2)
+    engine.dispose()
+    read = sorted(((message.key(), *decoded(topics, message)) for message in found), key=lambda r: r[1])
+    assert [kind for _, kind, _ in read] == ["change", "dead"], read
+    assert read[0][2].id == 2 and read[0][2].op == "c"  # the row after FULL came back
+    assert read[1][0] is None and "binlog_row_metadata=FULL" in read[1][2], read[1]  # no key is known
+    assert relay.process.poll() is None  # still running
+    # Published, so the saved position moved past it: a restart does not meet it again.
+    relay.stop()
+    relay.start()
+    assert relay.process.poll() is None

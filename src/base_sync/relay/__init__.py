@@ -32,15 +32,15 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
+from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, unreadable
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
@@ -60,6 +60,13 @@ LAST_SAVED = Gauge(
 )
 PENDING = Gauge(
     "relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker", registry=REGISTRY
+)
+INCOMPLETE = Counter(
+    "relay_incomplete_changes_total",
+    "Row changes published incomplete, with the reason (the drain dead-letters them): a partial row image, "
+    "no column names, an unreadable row",
+    ["table", "cause"],
+    registry=REGISTRY,
 )
 
 
@@ -158,6 +165,7 @@ class Relay:
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
+        self.warnings = Warnings()
 
     # Start-up
 
@@ -289,13 +297,16 @@ class Relay:
             self._save()
 
     def _writer(self, event) -> EnvelopeWriter:
-        """The table's writer for the columns the binlog describes now (a new one after an ALTER)."""
+        """The table's writer for the columns the binlog describes now (a new one after an ALTER).
+        Columns the binlog does not name (binlog_row_metadata not FULL) are named by position, as
+        the binlog decoder names their values (UNKNOWN_COL0, ...)."""
         nullable = self.nullable.get(event.table_id, ())
         signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable)
         writer = self.writers.get(signature)
         if writer is None:
             columns = [
-                binlog_column(c, nullable[i] if i < len(nullable) else None) for i, c in enumerate(event.columns)
+                binlog_column(c, nullable[i] if i < len(nullable) else None, f"UNKNOWN_COL{i}")
+                for i, c in enumerate(event.columns)
             ]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
@@ -307,7 +318,6 @@ class Relay:
         entity = self.tables.get(event.table)
         if entity is None or (self.url.database and event.schema != self.url.database):
             return  # a table the mapping does not name
-        writer = self._writer(event)
         key_column = self.topics.view(entity).spec.key
         topic = self.topics.topic(entity)
         source = {
@@ -319,12 +329,56 @@ class Relay:
         }
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
-        for index, row in enumerate(event.rows):
-            for op, before, after, invalid in _changes(event, row, key_column):
-                key = str((after or before)[key_column]).encode()
-                value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
-                self._produce(topic, key, value, self.deliveries.sent(transaction))
-                EVENTS.labels(entity, op).inc()
+        op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
+        try:
+            rows = event.rows
+            writer = self._writer(event)
+        except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
+            change = unreadable(op, event.table, error)
+            value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
+            self._send(entity, topic, change, value, transaction)
+            return
+        for index, row in enumerate(rows):
+            row_source = {**source, "row": index}
+            try:
+                changes = row_changes(event, row, key_column)
+                values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
+            except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
+                changes = [unreadable(op, event.table, error)]
+                values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
+            for change, value in zip(changes, values, strict=True):
+                self._send(entity, topic, change, value, transaction)
+
+    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list) -> None:
+        self._count(entity, change)
+        key = None if change.key is None else str(change.key).encode()
+        self._produce(topic, key, value, self.deliveries.sent(transaction))
+
+    def _bare_envelope(self, table: str, change: RowChange, source: dict, now_ms: int) -> bytes:
+        """The envelope of a change whose columns are unknown (a writer without columns)."""
+        prefix, database = self.settings.topic_prefix, self.url.database or ""
+        writer = EnvelopeWriter(table, [], prefix, database, self.settings.with_schema)
+        return self._envelope(writer, change, source, now_ms)
+
+    @staticmethod
+    def _envelope(writer: EnvelopeWriter, change: RowChange, source: dict, now_ms: int) -> bytes:
+        return writer.envelope(
+            change.op, change.before, change.after, source, now_ms, change.invalid, incomplete=change.problem
+        )
+
+    def _count(self, entity: str, change: RowChange) -> None:
+        if change.problem is None:
+            EVENTS.labels(entity, change.op).inc()
+            return
+        table = self.topics.mapping.table_of(entity)
+        INCOMPLETE.labels(table, change.cause).inc()
+        self.warnings.warn(
+            ("incomplete", table, change.cause),
+            "INCOMPLETE CHANGE of %s, key %s, published for the dead letters: %s",
+            table,
+            "unknown" if change.key is None else change.key,
+            change.problem,
+        )
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
         while True:
@@ -366,91 +420,30 @@ class Relay:
         return app
 
 
+class Warnings:
+    """Loud warnings that cannot flood the log: one line per subject at most every `every` seconds,
+    saying how many like it came in between (a 100,000-row UPDATE is one line, not 100,000)."""
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self.last: dict[tuple, float] = {}
+        self.since: dict[tuple, int] = {}
+
+    def warn(self, subject: tuple, message: str, *args) -> None:
+        self.since[subject] = self.since.get(subject, 0) + 1
+        now = time.monotonic()
+        if subject in self.last and now - self.last[subject] < self.every:
+            return
+        count = self.since.pop(subject)
+        self.last[subject] = now
+        if count > 1:
+            message += f" ({count - 1} more like it in the last {self.every:.0f} s)"
+        log.warning(message, *args)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, *args):  # scrapes every few seconds would flood the log
         pass
-
-
-UNREADABLE = frozenset(
-    (NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE)
-)
-
-
-def _changes(event, row: dict, key_column: str) -> list[tuple[str, dict | None, dict | None, tuple]]:
-    """The change events of one binlog row: (op, before, after, invalid date columns of each).
-
-    An update that changes the key is, as Debezium's MySQL connector emits it, a delete of the old
-    key and a create of the new one: an update under the new key alone would leave the old row in
-    Base B, still holding its unique values."""
-    if isinstance(event, WriteRowsEvent):
-        return [("c", None, row["values"], ((), _unreadable_dates(row.get("none_sources"))))]
-    if isinstance(event, DeleteRowsEvent):
-        return [("d", row["values"], None, (_unreadable_dates(row.get("none_sources")), ()))]
-    before, after = row["before_values"], row["after_values"]
-    invalid = (_unreadable_dates(row.get("before_none_sources")), _unreadable_dates(row.get("after_none_sources")))
-    if before[key_column] == after[key_column]:
-        return [("u", before, after, invalid)]
-    return [("d", before, None, (invalid[0], ())), ("c", None, after, ((), invalid[1]))]
-
-
-def _unreadable_dates(none_sources: dict | None) -> tuple[str, ...]:
-    """The DATE and DATETIME columns the binlog decoder read as None for holding no date (the zero
-    date, a zero part): not NULLs, and never to be published as null (base_sync.dirty)."""
-    return tuple(name for name, why in (none_sources or {}).items() if why in UNREADABLE)
-
-
-_INTEGERS = {
-    FIELD_TYPE.TINY: ("int16", "int16"),
-    FIELD_TYPE.SHORT: ("int16", "int32"),
-    FIELD_TYPE.INT24: ("int32", "int32"),
-    FIELD_TYPE.LONG: ("int32", "int64"),
-    FIELD_TYPE.LONGLONG: ("int64", "int64"),  # BIGINT UNSIGNED as a long: Debezium's default handling
-}
-_SIMPLE = {
-    FIELD_TYPE.FLOAT: "float32",
-    FIELD_TYPE.DOUBLE: "float64",
-    FIELD_TYPE.DATE: "date",
-    FIELD_TYPE.NEWDATE: "date",
-    FIELD_TYPE.TIMESTAMP: "timestamp",
-    FIELD_TYPE.TIMESTAMP2: "timestamp",
-    FIELD_TYPE.TIME: "time",
-    FIELD_TYPE.TIME2: "time",
-    FIELD_TYPE.YEAR: "year",
-    FIELD_TYPE.JSON: "json",
-}
-_TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
-
-
-def null_flags(bitmap: bytes, columns: int) -> tuple[bool, ...]:
-    """A binlog table map's NULL bitmap as one flag per column (bit i set: column i takes NULL)."""
-    return tuple(bool(bitmap[i // 8] & (1 << (i % 8))) for i in range(columns))
-
-
-def binlog_column(column, nullable: bool | None = None) -> SourceColumn:
-    """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
-    connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
-    as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
-    binary as bytes. Optional as the column takes NULL (`nullable`, from the table map's NULL bitmap);
-    unknown, every column but the primary key."""
-    kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
-    name = column.name
-    if kind in _INTEGERS:
-        return SourceColumn(name, _INTEGERS[kind][1 if column.unsigned else 0], optional)
-    if kind == FIELD_TYPE.NEWDECIMAL:
-        return SourceColumn(name, "decimal", optional, column.decimals, column.precision)
-    if kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.DATETIME2):
-        return SourceColumn(name, "datetime", optional, fsp=getattr(column, "fsp", 0))
-    if kind in _SIMPLE:
-        return SourceColumn(name, _SIMPLE[kind], optional)
-    if kind == FIELD_TYPE.ENUM:
-        return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
-    if kind == FIELD_TYPE.SET:
-        return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
-    if kind in _TEXT:
-        # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
-        text = getattr(column, "character_set_name", None) is not None
-        return SourceColumn(name, "string" if text else "bytes", optional)
-    return SourceColumn(name, "string", optional)  # BIT, GEOMETRY: as the decoder gives them
 
 
 def main() -> int:
