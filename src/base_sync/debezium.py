@@ -604,10 +604,12 @@ class SourceColumn:
         return {"type": self.type, **base}
 
     def encode(self, value, invalid: bool = False):
-        """A driver's value in Debezium's encoding; a date the binlog could not read as its zero text."""
+        """A driver's value in Debezium's encoding. A date that is no date (`invalid`) as its text:
+        the one the binlog gave (`2024-00-10`), else the zero date's."""
         if invalid and self.type in ("date", "datetime"):
             # Debezium would write null here: the row would change silently (base_sync.dirty).
-            return ZERO_DATE if self.type == "date" else ZERO_TIMESTAMP
+            zero = ZERO_DATE if self.type == "date" else ZERO_TIMESTAMP
+            return value if isinstance(value, str) else zero
         if value is None:
             return None
         if self.type == "decimal":
@@ -679,7 +681,7 @@ class EnvelopeWriter:
 
     def row(self, row: dict, invalid: frozenset = frozenset(), partial: bool = False) -> dict:
         """A source row (driver types) in Debezium's encodings; the date columns named in `invalid`
-        (ones the binlog held but could not read as a date) as the text of the zero date.
+        (ones the binlog held but could not read as a date) as their text, or the zero date's.
         `partial`: only the columns the row holds (an incomplete change's image)."""
         columns = [c for c in self.columns if c.name in row] if partial else self.columns
         return {c.name: c.encode(row.get(c.name), c.name in invalid) for c in columns}

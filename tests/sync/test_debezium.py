@@ -169,3 +169,13 @@ def test_an_incomplete_change_from_the_relay_is_refused_with_its_reason_and_hold
     assert (payload["before"], payload["after"], payload["incomplete"]) == ({"id": 7}, {"first_name": "Ada"}, why)
     with pytest.raises(BadEvent, match=r"^incomplete change from the relay: .*binlog_row_image=FULL$"):
         decode("base_a.base_a.employees", value, message_key=b"7")
+
+
+def test_a_date_the_binlog_gave_as_its_text_is_written_as_that_text():
+    columns = [SourceColumn("k", "int64", optional=False), SourceColumn("d", "date"), SourceColumn("w", "datetime")]
+    writer = EnvelopeWriter("legacy", columns, with_schema=False)
+    after = {"k": 1, "d": "2024-00-10", "w": "2024-02-30 12:00:00"}
+    image = orjson.loads(writer.envelope("c", None, after, SOURCE, 1, invalid=((), ("d", "w"))))["after"]
+    assert image == after
+    row, invalid = read_row(image, {}, {"d": ("date",), "w": ("datetime",)})
+    assert invalid == ["d", "w"] and row == image

@@ -256,3 +256,39 @@ def test_a_table_map_without_column_names_is_dead_lettered_and_the_relay_goes_on
     relay.stop()
     relay.start()
     assert relay.process.poll() is None
+
+
+def test_a_date_that_is_no_date_is_published_as_its_own_text_and_quarantined_as_the_batch_says(
+    relay, base_a_url, kafka_bootstrap
+):
+    """The binlog decoder read a zero part as the zero date (reason: 'the zero date 0000-00-00', where
+    the batch path says 'not a valid date: 2024-00-10') and raised on an impossible day."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees ADD COLUMN legacy_at DATETIME(3) NULL"))  # unmapped
+    rows = {
+        1001: ("2024-00-10", "'2024-00-10 12:30:00.125'"),
+        1002: ("2024-02-30", "NULL"),  # ALLOW_INVALID_DATES: the decoder raised ValueError on it
+        1003: ("0000-00-00", "NULL"),
+    }
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'"))  # a legacy writer's, this session only
+        for key, (hired_at, legacy_at) in rows.items():
+            conn.execute(
+                text(
+                    "INSERT INTO employees (id, first_name, last_name, email, salary, hired_at, legacy_at) "
+                    f"VALUES ({key}, 'Dirty', 'Row', 'dirty{key}@example.com', 10.00, '{hired_at}', {legacy_at})"
+                )
+            )
+        conn.execute(text("SET SESSION sql_mode = DEFAULT"))
+    engine.dispose()
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 3)
+    changes = {change.id: change for kind, change in (decoded(topics, m) for m in found) if kind == "change"}
+    assert sorted(changes) == [1001, 1002, 1003], [decoded(topics, m) for m in found]
+    assert {key: [r["message"] for r in c.quarantined.reasons] for key, c in changes.items()} == {
+        1001: ["hired_at is not a valid date: 2024-00-10"],  # the batch path's words (test_dirty_source_values)
+        1002: ["hired_at is not a valid date: 2024-02-30"],
+        1003: ["hired_at is the zero date 0000-00-00"],
+    }
+    assert changes[1001].row["legacy_at"] == "2024-00-10 12:30:00.125"  # a DATETIME(3) keeps its parts too

@@ -13,15 +13,21 @@ it as something it is not. That is the case for
   its version is the commit time, as for any delete without a usable one);
 - a table map without column names (`binlog_row_metadata` is not FULL): no column is known, not
   even the key; the values are published by position (`UNKNOWN_COL0`, ...), unkeyed.
+
+DATE and DATETIME values the binlog holds but that are no date (the zero date, a zero part, an
+impossible day under ALLOW_INVALID_DATES) are read as their text (`InvalidDate`): the decoder of
+mysql-replication 1.0 returns None for them (the same as NULL, losing the text) or raises on an
+impossible day; `install_date_readers` replaces its three date readers (module import does it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 
 from pymysqlreplication.bitmap import BitGet
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
-from pymysqlreplication.row_event import DeleteRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, WriteRowsEvent
 
 from base_sync.debezium import SourceColumn
 
@@ -156,10 +162,75 @@ UNREADABLE_DATES = frozenset(
 )
 
 
+class InvalidDate(str):
+    """The text of a DATE or DATETIME value that is no date, as Base A shows it (`2024-00-10`)."""
+
+
 def _invalid_dates(values: dict, none_sources: dict | None) -> tuple[str, ...]:
-    """The DATE and DATETIME columns the binlog decoder read as None for holding no date (the zero
-    date, a zero part): not NULLs, and never to be published as null (base_sync.dirty)."""
-    return tuple(name for name, why in (none_sources or {}).items() if why in UNREADABLE_DATES)
+    """The DATE and DATETIME columns holding no date: read as their text (`InvalidDate`), or read as
+    None by a decoder that says so in `none_sources`; not NULLs, never published as null."""
+    named = [name for name, value in values.items() if isinstance(value, InvalidDate)]
+    named += [name for name, why in (none_sources or {}).items() if why in UNREADABLE_DATES and name not in named]
+    return tuple(named)
+
+
+def _read_date(self) -> date | InvalidDate:
+    """RowsEvent's DATE reader, keeping a value that is no date as its text (3 bytes: y*512+m*32+d)."""
+    raw = self.packet.read_uint24()
+    year, month, day = raw >> 9, (raw >> 5) & 0x0F, raw & 0x1F
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return InvalidDate(f"{year:04d}-{month:02d}-{day:02d}")
+
+
+def _read_datetime(self) -> datetime | InvalidDate:
+    """RowsEvent's reader of the old DATETIME (8 bytes: YYYYMMDDhhmmss as an integer)."""
+    value = self.packet.read_uint64()
+    day_part, time_part = divmod(value, 1_000_000)
+    year, rest = divmod(day_part, 10_000)
+    month, day = divmod(rest, 100)
+    hour, rest = divmod(time_part, 10_000)
+    minute, second = divmod(rest, 100)
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return InvalidDate(f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}")
+
+
+def _read_datetime2(self, column) -> datetime | InvalidDate:
+    """RowsEvent's DATETIME2 reader (5 bytes big-endian: sign, year*13+month, day, hour, minute,
+    second; then the fraction), keeping a value that is no date as its text."""
+    data = self.packet.read_int_be_by_size(5)
+    year_month = (data >> 22) & 0x1FFFF
+    year, month = divmod(year_month, 13)
+    day, hour = (data >> 17) & 0x1F, (data >> 12) & 0x1F
+    minute, second = (data >> 6) & 0x3F, data & 0x3F
+    microsecond = self._RowsEvent__read_fsp(column)
+    try:
+        return datetime(year, month, day, hour, minute, second, microsecond)
+    except ValueError:
+        text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+        fsp = getattr(column, "fsp", 0) or 0
+        return InvalidDate(f"{text}.{microsecond:06d}"[: 20 + fsp] if fsp else text)
+
+
+def install_date_readers() -> None:
+    """Replace mysql-replication's DATE/DATETIME readers (private methods of RowsEvent, 1.0.x) by the
+    ones above. Fails loudly if the library no longer has them."""
+    for name, reader in (
+        ("_RowsEvent__read_date", _read_date),
+        ("_RowsEvent__read_datetime", _read_datetime),
+        ("_RowsEvent__read_datetime2", _read_datetime2),
+    ):
+        if not hasattr(RowsEvent, name):
+            raise RuntimeError(f"mysql-replication's RowsEvent has no {name}: the relay's date readers need 1.0.x")
+        setattr(RowsEvent, name, reader)
+    if not hasattr(RowsEvent, "_RowsEvent__read_fsp"):
+        raise RuntimeError("mysql-replication's RowsEvent has no _RowsEvent__read_fsp: the relay needs 1.0.x")
+
+
+install_date_readers()
 
 
 # Column types
