@@ -292,3 +292,63 @@ def test_a_date_that_is_no_date_is_published_as_its_own_text_and_quarantined_as_
         1003: ["hired_at is the zero date 0000-00-00"],
     }
     assert changes[1001].row["legacy_at"] == "2024-00-10 12:30:00.125"  # a DATETIME(3) keeps its parts too
+
+
+def insert_employee(conn, key: int) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO employees (id, first_name, last_name, email, salary, hired_at) "
+            f"VALUES ({key}, 'Row', 'Of Test', 'row{key}@example.com', 10.00, '2020-01-01')"
+        )
+    )
+
+
+def saved_gtid(relay) -> str | None:
+    try:
+        return orjson.loads(relay.position_file.read_bytes()).get("gtid")
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def test_the_saved_position_holds_every_gtid_domain_so_a_restart_after_a_purge_repeats_nothing(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """It kept the last event's GTID alone (0-1-107 of 0-1-107,7-1-1): every restart sent domain 7's
+    history again, and once those binlogs were purged the restart failed with 1236."""
+    engine = source_engine(base_a_url)
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION gtid_domain_id = 7"))  # another writer's domain (multi-source, say)
+        insert_employee(conn, 1)
+        conn.commit()
+        conn.execute(text("SET SESSION gtid_domain_id = @@GLOBAL.gtid_domain_id"))
+    with engine.begin() as conn:
+        insert_employee(conn, 2)
+
+    def current() -> str:
+        with admin.connect() as conn:
+            return conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
+
+    wait_for(lambda: saved_gtid(relay) == current(), 30, "the saved position to be Base A's")
+    assert any(gtid.startswith("7-") for gtid in saved_gtid(relay).split(","))
+    relay.stop()
+    with admin.connect() as conn:
+        conn.execute(text("FLUSH BINARY LOGS"))
+        newest = conn.execute(text("SHOW MASTER STATUS")).one()[0]
+        conn.execute(text(f"PURGE BINARY LOGS TO '{newest}'"))
+    admin.dispose()
+    relay.start()
+    with engine.begin() as conn:
+        insert_employee(conn, 3)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3, timeout=20)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3)]  # each once: nothing repeated
+    assert relay.process.poll() is None, relay.log.read_text()[-2000:]

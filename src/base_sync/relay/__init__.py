@@ -106,6 +106,48 @@ class PositionFile:
         os.replace(scratch, self.path)
 
 
+def gtid_domains(position: str | None) -> dict[int, str]:
+    """A MariaDB GTID position (`0-1-107,1-1-1`: the last GTID of each replication domain) by domain."""
+    domains = {}
+    for gtid in (position or "").split(","):
+        if gtid.strip():
+            domains[int(gtid.strip().split("-", 1)[0])] = gtid.strip()
+    return domains
+
+
+def gtid_position(domains: dict[int, str]) -> str:
+    """The position's text, by domain as @@gtid_binlog_pos shows it."""
+    return ",".join(domains[domain] for domain in sorted(domains))
+
+
+class Progress:
+    """How far the binlog has been read: the position after the last whole transaction.
+
+    On MariaDB the GTID of every replication domain, as @@gtid_binlog_pos shows it: a position
+    naming only the last transaction's GTID would have a restart read the other domains from the
+    start of the binlogs (repeating them, or failing with 1236 once those are purged). On MySQL
+    the file and offset (the GTID is kept for the record)."""
+
+    def __init__(self, start: dict, is_mariadb: bool):
+        self.is_mariadb = is_mariadb
+        self.domains = gtid_domains(start.get("gtid")) if is_mariadb else {}
+        self.gtid = start.get("gtid")
+        self.done = dict(start)  # the position after the last whole transaction
+
+    def begin(self, event) -> None:
+        """A transaction's GTID event: its GTID joins the position once the transaction is whole."""
+        if self.is_mariadb:  # a MariadbGtidEvent
+            self.domains[event.domain_id] = event.gtid
+        else:
+            self.gtid = event.gtid
+
+    def whole(self, log_file: str | None, log_pos: int | None) -> dict:
+        """The transaction begun last ended at this file and offset: the position after it."""
+        gtid = gtid_position(self.domains) if self.is_mariadb else self.gtid
+        self.done = {"gtid": gtid, "log_file": log_file, "log_pos": log_pos}
+        return self.done
+
+
 class Deliveries:
     """Counts the unacknowledged events of each transaction; yields the position all before it are safe at."""
 
@@ -262,22 +304,21 @@ class Relay:
         saver.start()
         stream = self._stream(position)
         self.streaming = True
-        transaction, gtid = None, position.get("gtid")
+        progress, transaction = Progress(position, self.is_mariadb), None
         try:
             for event in stream:
                 if self.stopping.is_set():
                     break
                 if isinstance(event, MariadbGtidEvent | GtidEvent):
-                    if transaction is not None:  # the previous group had no XID (DDL): it ended here
-                        self.deliveries.end(transaction, {"gtid": gtid, "log_file": None, "log_pos": None})
-                    gtid = event.gtid
+                    if transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
+                        start = event.packet.log_pos - event.packet.event_size
+                        self.deliveries.end(transaction, progress.whole(stream.log_file, start))
+                    progress.begin(event)
                     transaction = self.deliveries.begin()
                 elif isinstance(event, XidEvent):
                     TRANSACTIONS.inc()
                     if transaction is not None:
-                        self.deliveries.end(
-                            transaction, {"gtid": gtid, "log_file": stream.log_file, "log_pos": stream.log_pos}
-                        )
+                        self.deliveries.end(transaction, progress.whole(stream.log_file, stream.log_pos))
                     transaction = None
                 elif isinstance(event, TableMapEvent):
                     # Precedes the table's row events in each transaction: its columns as they were then.
