@@ -20,7 +20,9 @@ from base_sync.debezium import BadEvent, Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
+from testbed.relay import RelayProcess
 from testbed.servers import venv_bin
+from tests.faults.tcp_proxy import TcpProxy
 from tests.sync.conftest import read_topic, source_rows
 
 
@@ -352,3 +354,68 @@ def test_the_saved_position_holds_every_gtid_domain_so_a_restart_after_a_purge_r
     changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3, timeout=20)
     assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3)]  # each once: nothing repeated
     assert relay.process.poll() is None, relay.log.read_text()[-2000:]
+
+
+def kill_binlog_dumps(binlog_port: int) -> int:
+    """KILL the server's Binlog Dump threads (the relay's replication connection); how many."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.connect() as conn:
+        dumps = [row[0] for row in conn.execute(text("SHOW PROCESSLIST")) if row[4] == "Binlog Dump"]
+        for thread in dumps:
+            conn.execute(text(f"KILL {thread}"))
+    admin.dispose()
+    return len(dumps)
+
+
+def test_a_lost_replication_connection_resumes_from_the_last_transaction_not_from_the_start(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """mysql-replication reconnected by itself from the GTID the relay had started at: a KILL of the
+    Binlog Dump thread re-sent everything since the start."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 50, seed_value=21)
+    topics = relay_topics(relay, base_a_url)
+    read_changes(kafka_bootstrap, topics, 50)
+    assert kill_binlog_dumps(binlog_port) == 1
+    generate.seed(engine, "employees", 1, seed_value=22)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, topics, 51, timeout=30)
+    created = sorted(c.id for c in changes if c.op == "c")
+    assert created == list(range(1, 52)), f"{len(created)} creates: repeated from the start?"
+    assert relay.process.poll() is None
+    assert "replication connection to Base A was lost" in relay.log.read_text()
+
+
+def test_while_base_a_is_away_the_relay_retries_then_gives_up_in_one_line(
+    binlog_port, base_a_url, kafka_bootstrap, tmp_path
+):
+    """It exited within 0.3 s on 2003 (connection refused) when Base A restarted. Now it retries with
+    back-off for RELAY_RECONNECT_SECONDS, resumes without a gap, and only then fails, in one line."""
+    engine = source_engine(base_a_url)
+    with TcpProxy(binlog_port) as proxy:  # Base A as the relay sees it: refusing, then back
+        proxied = make_url(base_a_url).set(port=proxy.port).render_as_string(hide_password=False)
+        relay = RelayProcess(proxied, kafka_bootstrap, tmp_path)
+        relay.env["RELAY_RECONNECT_SECONDS"] = "8"
+        relay.start()
+        try:
+            generate.seed(engine, "employees", 5, seed_value=23)
+            topics = relay_topics(relay, base_a_url)
+            read_changes(kafka_bootstrap, topics, 5)
+            with proxy.outage(2.5):  # a restart: live connections reset, new ones refused
+                generate.seed(engine, "employees", 5, seed_value=24)  # committed meanwhile
+                time.sleep(0.5)
+                assert relay.process.poll() is None, "the relay exited at once"
+            generate.seed(engine, "employees", 5, seed_value=25)
+            changes = read_changes(kafka_bootstrap, topics, 15, timeout=30)
+            assert sorted(c.id for c in changes if c.op == "c") == list(range(1, 16))  # no gap, nothing twice
+            log = relay.log.read_text()
+            assert "Base A is unreachable" in log and "retrying in" in log
+            proxy.refuse()  # and now for good
+            relay.process.wait(30)
+        finally:
+            relay.stop()
+    engine.dispose()
+    assert relay.process.returncode == 1
+    lines = relay.log.read_text().splitlines()
+    assert "Traceback" not in "\n".join(lines)
+    assert "unreachable for" in lines[-1] and "RELAY_RECONNECT_SECONDS=8" in lines[-1], lines[-3:]

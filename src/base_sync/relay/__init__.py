@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import MySQLdb
 import pymysql
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
@@ -47,6 +48,10 @@ from env_settings import EnvSettings, InvalidSettings
 
 log = logging.getLogger("base-a-relay")
 CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
+READ_TIMEOUT = 30  # seconds without a packet on the replication connection (heartbeats come every second)
+# MySQL/MariaDB errors that mean Base A is away for now (refused, lost, gone, shutting down, killed,
+# too many connections): retried with back-off. Any other error is terminal.
+TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
@@ -58,6 +63,9 @@ LAST_EVENT = Gauge(
 LAST_SAVED = Gauge(
     "relay_position_saved_timestamp_seconds", "When the resumable position was last saved", registry=REGISTRY
 )
+RECONNECTS = Counter(
+    "relay_reconnections_total", "Replication connections to Base A lost and resumed", registry=REGISTRY
+)
 PENDING = Gauge(
     "relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker", registry=REGISTRY
 )
@@ -68,6 +76,31 @@ INCOMPLETE = Counter(
     ["table", "cause"],
     registry=REGISTRY,
 )
+
+
+class StreamLost(Exception):
+    """The replication connection dropped (mysql-replication was about to reconnect by itself)."""
+
+
+class BaseAUnreachable(Exception):
+    """Base A stayed unreachable for RELAY_RECONNECT_SECONDS."""
+
+
+def transient(error: BaseException) -> bool:
+    """Base A is away for now (a lost or refused connection), as opposed to refusing for good."""
+    if isinstance(error, StreamLost):
+        return True
+    if isinstance(error, DBAPIError):
+        error = error.orig
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+        return False
+    return error.args[0] in TRANSIENT_CODES
+
+
+def one_line(error: BaseException) -> str:
+    if isinstance(error, DBAPIError):  # the driver's own words, without SQLAlchemy's link
+        error = error.orig
+    return " ".join(str(error).split())
 
 
 class RelaySettings(EnvSettings):
@@ -85,6 +118,9 @@ class RelaySettings(EnvSettings):
     http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
     http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
     save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
+    reconnect_seconds: float = Field(
+        120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
+    )
 
 
 class PositionFile:
@@ -140,6 +176,11 @@ class Progress:
             self.domains[event.domain_id] = event.gtid
         else:
             self.gtid = event.gtid
+
+    def rewind(self) -> None:
+        """Back to the last whole transaction (a transaction read in part is read again)."""
+        self.domains = gtid_domains(self.done.get("gtid")) if self.is_mariadb else {}
+        self.gtid = self.done.get("gtid")
 
     def whole(self, log_file: str | None, log_pos: int | None) -> dict:
         """The transaction begun last ended at this file and offset: the position after it."""
@@ -208,6 +249,11 @@ class Relay:
         self.streaming = False
         self.is_mariadb = False
         self.warnings = Warnings()
+        self.progress = Progress({}, False)
+        self.transaction: list | None = None  # the Deliveries entry of the transaction being read
+        self.outage_since: float | None = None  # monotonic time Base A stopped answering
+        self.connected_at: float | None = None  # of the replication connection
+        self._stream_connected = False
 
     # Start-up
 
@@ -253,6 +299,7 @@ class Relay:
         return settings
 
     def _stream(self, position: dict) -> BinLogStreamReader:
+        self._stream_connected, self.connected_at = False, None
         where = {}
         if self.is_mariadb:
             where = {"auto_position": position["gtid"]} if position.get("gtid") else {}
@@ -265,7 +312,11 @@ class Relay:
                 "user": self.url.username or "root",
                 "passwd": self.url.password or "",
                 "connect_timeout": CONNECT_TIMEOUT,
+                # A connection silently gone (no RST) fails a read after this long: the server sends a
+                # heartbeat every second (slave_heartbeat) when it has nothing else to send.
+                "read_timeout": READ_TIMEOUT,
             },
+            pymysql_wrapper=self._connect,
             server_id=self.settings.server_id,
             blocking=True,
             resume_stream=True,
@@ -294,7 +345,8 @@ class Relay:
         return position
 
     def run(self) -> None:
-        position = self._start_position(self._server())  # checks the binlog settings on every start
+        # The binlog settings are checked on every start, and again on every reconnection.
+        position = self._start_position(self._reconnecting(self._server))
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -302,40 +354,114 @@ class Relay:
         )
         saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)
         saver.start()
-        stream = self._stream(position)
+        self.progress = Progress(position, self.is_mariadb)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._follow()
+                except Exception as error:
+                    if not transient(error):
+                        raise
+                    self._lost(error)
+                    self._reconnecting(self._server)
+        finally:
+            self.streaming = False
+            self.stopping.set()
+            saver.join(10)
+            self.producer.flush(30)
+            self._save()
+
+    def _follow(self) -> None:
+        """Read the binlog from the last whole transaction on, until stopped or the connection is lost."""
+        stream = self._stream(self.progress.done)
         self.streaming = True
-        progress, transaction = Progress(position, self.is_mariadb), None
         try:
             for event in stream:
                 if self.stopping.is_set():
                     break
-                if isinstance(event, MariadbGtidEvent | GtidEvent):
-                    if transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
-                        start = event.packet.log_pos - event.packet.event_size
-                        self.deliveries.end(transaction, progress.whole(stream.log_file, start))
-                    progress.begin(event)
-                    transaction = self.deliveries.begin()
-                elif isinstance(event, XidEvent):
-                    TRANSACTIONS.inc()
-                    if transaction is not None:
-                        self.deliveries.end(transaction, progress.whole(stream.log_file, stream.log_pos))
-                    transaction = None
-                elif isinstance(event, TableMapEvent):
-                    # Precedes the table's row events in each transaction: its columns as they were then.
-                    self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
-                else:
-                    if transaction is None:  # a row event outside a GTID'd transaction: track it alone
-                        transaction = self.deliveries.begin()
-                    self._publish(event, transaction, stream)
+                self.outage_since = None  # Base A answers
+                self._handle(event, stream)
                 if self.deliveries.failed:
                     raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
         finally:
             self.streaming = False
             stream.close()
-            self.stopping.set()
-            saver.join(10)
-            self.producer.flush(30)
-            self._save()
+
+    def _handle(self, event, stream: BinLogStreamReader) -> None:
+        if isinstance(event, MariadbGtidEvent | GtidEvent):
+            if self.transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
+                start = event.packet.log_pos - event.packet.event_size
+                self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, start))
+            self.progress.begin(event)
+            self.transaction = self.deliveries.begin()
+        elif isinstance(event, XidEvent):
+            TRANSACTIONS.inc()
+            if self.transaction is not None:
+                self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+            self.transaction = None
+        elif isinstance(event, TableMapEvent):
+            # Precedes the table's row events in each transaction: its columns as they were then.
+            self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
+        else:
+            if self.transaction is None:  # a row event outside a GTID'd transaction: track it alone
+                self.transaction = self.deliveries.begin()
+            self._publish(event, self.transaction, stream)
+
+    def _lost(self, error: Exception) -> None:
+        """The replication connection dropped: the next one starts after the last whole transaction.
+        A transaction read in part is read again whole (its events already produced are repeated,
+        which the version guard makes harmless); its entry ends at the position before it."""
+        if self.transaction is not None:
+            self.deliveries.end(self.transaction, self.progress.done)
+            self.transaction = None
+        self.progress.rewind()
+        if self.outage_since is None or (self.connected_at and time.monotonic() - self.connected_at > 5):
+            self.outage_since = time.monotonic()  # a new outage, not the same one flapping
+        RECONNECTS.inc()
+        log.warning(
+            "the replication connection to Base A was lost (%s): resuming after %s", one_line(error), self.progress.done
+        )
+
+    def _reconnecting(self, attempt: Callable[[], dict]) -> dict:
+        """attempt() until Base A answers: a connection refused or lost is retried with back-off
+        (0.5 s doubling to 10 s), each retry logged, for RELAY_RECONNECT_SECONDS from the start of
+        the outage; then BaseAUnreachable. Any other error is raised at once."""
+        delay = 0.5
+        while True:
+            try:
+                return attempt()
+            except Exception as error:
+                if not transient(error):
+                    raise
+                now = time.monotonic()
+                if self.outage_since is None:
+                    self.outage_since = now
+                waited = now - self.outage_since
+                if waited + delay > self.settings.reconnect_seconds:
+                    limit = self.settings.reconnect_seconds
+                    why = f"unreachable for {waited:.0f} s (RELAY_RECONNECT_SECONDS={limit:g}), giving up"
+                    raise BaseAUnreachable(f"{why}: {one_line(error)}") from None
+                log.warning(
+                    "Base A is unreachable (%s): retrying in %.1f s (for up to %g s in all)",
+                    one_line(error),
+                    delay,
+                    self.settings.reconnect_seconds,
+                )
+                if self.stopping.wait(delay):
+                    raise KeyboardInterrupt from None
+                delay = min(delay * 2, 10.0)
+
+    def _connect(self, **settings):
+        """pymysql.connect for mysql-replication. After a lost connection the library reconnects by
+        itself, from the position the stream started at (it never moves forward for MariaDB): the
+        stream's second connection raises StreamLost instead, and the relay resumes from its own."""
+        if settings.get("db") == "information_schema":  # the library's control connection
+            return pymysql.connect(**settings)
+        if self._stream_connected:
+            raise StreamLost("reset, killed or timed out")
+        connection = pymysql.connect(**settings)
+        self._stream_connected, self.connected_at = True, time.monotonic()
+        return connection
 
     def _writer(self, event) -> EnvelopeWriter:
         """The table's writer for the columns the binlog describes now (a new one after an ALTER).
@@ -514,6 +640,9 @@ def main() -> int:
         pass
     except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
         log.error("Base A (RELAY_BASE_A_URL=%s) failed: %s", relay.url.render_as_string(hide_password=True), error)
+        return 1
+    except BaseAUnreachable as error:
+        log.error("Base A (RELAY_BASE_A_URL=%s) %s", relay.url.render_as_string(hide_password=True), error)
         return 1
     except KafkaException as error:
         log.error("the broker (RELAY_KAFKA_BOOTSTRAP=%s) failed: %s", settings.kafka_bootstrap, error)
