@@ -419,3 +419,73 @@ def test_while_base_a_is_away_the_relay_retries_then_gives_up_in_one_line(
     lines = relay.log.read_text().splitlines()
     assert "Traceback" not in "\n".join(lines)
     assert "unreachable for" in lines[-1] and "RELAY_RECONNECT_SECONDS=8" in lines[-1], lines[-3:]
+
+
+def metric_line(relay, line: str, timeout: float = 10) -> str:
+    """Wait until the relay's /metrics holds `line`."""
+    return wait_for(
+        lambda: line in requests.get(f"{relay.url}/metrics", timeout=5).text and line, timeout, f"metric {line}"
+    )
+
+
+def test_dml_a_session_logs_as_a_statement_is_reported_loudly_and_counted_never_silent(
+    relay, base_a_url, kafka_bootstrap
+):
+    """A session with binlog_format=STATEMENT: the binlog holds the UPDATE's SQL, not its rows. The
+    relay ignored QueryEvents: nothing published, nothing logged."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=31)
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION binlog_format = 'STATEMENT'"))
+        conn.execute(text("UPDATE employees SET first_name = 'Statement' WHERE id = 1"))
+        conn.commit()
+        conn.execute(text("SET SESSION binlog_format = DEFAULT"))
+    generate.seed(engine, "employees", 1, seed_value=32)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3)]  # the UPDATE cannot be
+    metric_line(relay, 'relay_unpublished_statements_total{kind="statement_dml",table="employees"} 1.0')
+    log = relay.log.read_text()
+    assert "STATEMENT-LOGGED CHANGES of employees NOT PUBLISHED" in log and "UPDATE employees SET" in log
+
+
+def test_a_truncate_of_a_mapped_table_is_published_as_a_truncate_event_the_drain_dead_letters(
+    relay, base_a_url, kafka_bootstrap
+):
+    """TRUNCATE TABLE was ignored: Base B kept every row, and nothing said so."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=33)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE TABLE employees"))
+    generate.seed(engine, "employees", 1, seed_value=34)
+    engine.dispose()
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 4)
+    read = [(message.key(), *decoded(topics, message)) for message in found]
+    dead = [(key, why) for key, kind, why in read if kind == "dead"]
+    assert len(read) == 4 and len(dead) == 1, read
+    assert dead[0][0] is None and "op 't' (a TRUNCATE of the table)" in dead[0][1] and "compare_keys" in dead[0][1]
+    assert orjson.loads(next(m for m in found if m.key() is None).value())["payload"]["op"] == "t"
+    metric_line(relay, 'relay_events_total{entity="employees",op="t"} 1.0')
+
+
+def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
+    """Changes made while `employees` was named otherwise were dropped silently (they still are not
+    published: the relay follows the mapped name, as the batch does), and so was a DROP."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 1, seed_value=35)
+    with engine.begin() as conn:
+        conn.execute(text("RENAME TABLE employees TO employees_x"))
+        conn.execute(text("UPDATE employees_x SET first_name = 'Elsewhere' WHERE id = 1"))
+        conn.execute(text("RENAME TABLE employees_x TO employees"))
+    generate.seed(engine, "employees", 1, seed_value=36)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE articles"))
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 2)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2)]
+    metric_line(relay, 'relay_unpublished_statements_total{kind="rename",table="employees"} 1.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="drop",table="articles"} 1.0')
+    log = relay.log.read_text()
+    assert "MAPPED TABLE employees RENAMED AWAY (RENAME TABLE employees TO employees_x)" in log
+    assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log

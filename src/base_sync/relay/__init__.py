@@ -33,7 +33,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
+from base_sync.relay import statements
 from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, unreadable
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
@@ -62,6 +63,13 @@ LAST_EVENT = Gauge(
 )
 LAST_SAVED = Gauge(
     "relay_position_saved_timestamp_seconds", "When the resumable position was last saved", registry=REGISTRY
+)
+UNPUBLISHED = Counter(
+    "relay_unpublished_statements_total",
+    "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
+    "statement, the table renamed away or dropped): the batch sync must carry them",
+    ["table", "kind"],
+    registry=REGISTRY,
 )
 RECONNECTS = Counter(
     "relay_reconnections_total", "Replication connections to Base A lost and resumed", registry=REGISTRY
@@ -244,6 +252,11 @@ class Relay:
         self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
         self.tables = self.topics.tables  # {source table: entity}: the only tables published
         self.writers: dict[tuple, EnvelopeWriter] = {}
+        self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
+        self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
+        for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
+            for kind in (statements.DML, statements.RENAME, statements.DROP):
+                UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         self.stopping = threading.Event()
         self.streaming = False
@@ -325,7 +338,7 @@ class Relay:
             only_tables=list(self.tables),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
-                *(XidEvent, MariadbGtidEvent, GtidEvent),
+                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent),
             ],
             slave_heartbeat=1.0,
             **where,
@@ -402,6 +415,11 @@ class Relay:
         elif isinstance(event, TableMapEvent):
             # Precedes the table's row events in each transaction: its columns as they were then.
             self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
+        elif isinstance(event, QueryEvent):
+            try:
+                self._statement(event, stream)
+            except Exception:  # the relay's reading of SQL text must never stop the stream
+                log.exception("could not read the statement %s", statements.excerpt(event.query))
         else:
             if self.transaction is None:  # a row event outside a GTID'd transaction: track it alone
                 self.transaction = self.deliveries.begin()
@@ -479,6 +497,7 @@ class Relay:
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
             )
             self.writers[signature] = writer
+        self.last_writer[event.table] = writer
         return writer
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
@@ -515,6 +534,95 @@ class Relay:
                 values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
                 self._send(entity, topic, change, value, transaction)
+
+    def _statement(self, event, stream: BinLogStreamReader) -> None:
+        """A statement on a mapped table the binlog holds as SQL text: a TRUNCATE is published as a
+        truncate event ('t'); DML logged as a statement, a rename away and a drop cannot be, and are
+        logged loudly and counted (relay_unpublished_statements_total) for the batch sync to carry."""
+        session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
+        for effect in statements.effects(event.query):
+            table = self._mapped(effect.table, session)
+            if effect.kind == statements.RENAME:
+                self._renamed(effect, table, self._mapped(effect.to, session), event.query)
+            elif table is None:
+                continue
+            elif effect.kind == statements.TRUNCATE:
+                self._truncated(table, event, stream)
+            elif effect.kind == statements.DML:
+                self._unpublished(
+                    table,
+                    effect.kind,
+                    "STATEMENT-LOGGED CHANGES of %s NOT PUBLISHED: a session wrote them with binlog_format "
+                    "STATEMENT or MIXED, so the binlog holds the SQL, not the rows (%s). The batch sync carries "
+                    "them (deletes: run it with compare_keys); set binlog_format=ROW for every session",
+                    statements.excerpt(event.query),
+                )
+            elif effect.kind == statements.DROP:
+                for dropped in self.tables if table == "*" else [table]:
+                    self._unpublished(
+                        dropped,
+                        effect.kind,
+                        "MAPPED TABLE %s DROPPED (%s): its rows' deletes are not in the binlog; Base B keeps them "
+                        "until the batch sync compares keys",
+                        statements.excerpt(event.query),
+                    )
+
+    def _mapped(self, name: tuple[str | None, str] | None, session: str) -> str | None:
+        """The mapped table a statement's (schema, table) names (in any case), or None; "*" for a
+        whole schema that is Base A's."""
+        if name is None:
+            return None
+        schema, table = name
+        if self.url.database and (schema or session) != self.url.database:
+            return None
+        return "*" if table == "*" else self.folded.get(table.lower())
+
+    def _renamed(self, effect, table: str | None, to: str | None, query: str) -> None:
+        if table is not None and to != table:
+            self._unpublished(
+                table,
+                statements.RENAME,
+                "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
+                "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
+                statements.excerpt(query),
+            )
+        elif to is not None and table is None:
+            log.warning(
+                "a table was renamed to the mapped %s (%s): published from here on; changes made before "
+                "under another name were not: run the batch sync",
+                to,
+                statements.excerpt(query),
+            )
+
+    def _unpublished(self, table: str, kind: str, message: str, *args) -> None:
+        UNPUBLISHED.labels(table, kind).inc()
+        self.warnings.warn(("unpublished", table, kind), message, table, *args)
+
+    def _truncated(self, table: str, event, stream: BinLogStreamReader) -> None:
+        """A TRUNCATE as Debezium emits it: op 't', no images, no key. The drain dead-letters it
+        with the reason (run the batch with compare_keys): the rows' deletes are not in the binlog."""
+        entity = self.tables[table]
+        if self.transaction is None:
+            self.transaction = self.deliveries.begin()
+        writer = self.last_writer.get(table) or EnvelopeWriter(
+            table, [], self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
+        )
+        source = {
+            "ts_ms": event.timestamp * 1000,
+            "server_id": event.packet.server_id,
+            "gtid": None,
+            "file": stream.log_file,
+            "pos": stream.log_pos,
+            "row": 0,
+        }
+        value = writer.envelope("t", None, None, source, int(time.time() * 1000))
+        self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
+        EVENTS.labels(entity, "t").inc()
+        log.warning(
+            "TRUNCATE of %s published as a truncate event ('t'): the drain dead-letters it; run the batch "
+            "sync with compare_keys to delete the rows in Base B",
+            table,
+        )
 
     def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list) -> None:
         self._count(entity, change)
