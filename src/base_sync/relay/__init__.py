@@ -5,9 +5,16 @@ source tables the mapping names (`BASE_A_MAPPING_FILE`; without one, the platfor
 Debezium envelope of the row in its own shape, keyed by the source key, and produces it to
 `<prefix>.<database>.<table>`, the topic Debezium's MySQL connector would use. The envelope's schema
 comes from the binlog's column metadata (binlog_row_metadata=FULL), never from Base B's entities.
-The position (MariaDB GTID, or MySQL file and offset) is saved to a file only once every event of
-the transactions before it was acknowledged by the broker, so a restart resumes without a gap; it
-may repeat the last transactions, which the API's version guard makes harmless.
+The position (MariaDB: the GTID of every replication domain; MySQL: file and offset) is saved to a
+file only once every event of the transactions before it was acknowledged by the broker, so a
+restart resumes without a gap; it may repeat the last transactions, which the API's version guard
+makes harmless. A lost replication connection resumes after the last whole transaction read; a
+Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay exits in one line.
+
+A row the binlog does not hold whole (a partial row image, no column names) is published as an
+incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
+holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
+truncate event, statement-logged DML, a rename away and a drop are logged loudly and counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
 """
@@ -543,7 +550,7 @@ class Relay:
         for effect in statements.effects(event.query):
             table = self._mapped(effect.table, session)
             if effect.kind == statements.RENAME:
-                self._renamed(effect, table, self._mapped(effect.to, session), event.query)
+                self._renamed(table, self._mapped(effect.to, session), event.query)
             elif table is None:
                 continue
             elif effect.kind == statements.TRUNCATE:
@@ -577,7 +584,7 @@ class Relay:
             return None
         return "*" if table == "*" else self.folded.get(table.lower())
 
-    def _renamed(self, effect, table: str | None, to: str | None, query: str) -> None:
+    def _renamed(self, table: str | None, to: str | None, query: str) -> None:
         if table is not None and to != table:
             self._unpublished(
                 table,

@@ -65,7 +65,7 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
             "position. Set binlog_row_metadata=FULL; the batch sync carries the row"
         )
         before, after = _images(op, row)
-        return [RowChange(op, None, before, after, problem=problem, cause=ROW_METADATA)]
+        return [RowChange(op, None, before, after, _invalid_of(before, after), problem, ROW_METADATA)]
     if op == "c":
         after = row["values"]
         missing = _missing(names, event.columns_present_bitmap)
@@ -125,20 +125,19 @@ def _partial(event, op, key_column, before, after, missing_before, missing_after
         "The relay does not guess the row (read whole, it would be a key change or wipe columns). Set "
         "binlog_row_image=FULL; the batch sync carries the row"
     )
-    return RowChange(
-        op,
-        key,
-        _present(before, missing_before),
-        _present(after, missing_after),
-        problem=problem,
-        cause=ROW_IMAGE,
-    )
+    before, after = _present(before, missing_before), _present(after, missing_after)
+    return RowChange(op, key, before, after, _invalid_of(before, after), problem, ROW_IMAGE)
 
 
 def _images(op: str, row: dict) -> tuple[dict | None, dict | None]:
     if op == "u":
         return row["before_values"], row["after_values"]
     return (row["values"], None) if op == "d" else (None, row["values"])
+
+
+def _invalid_of(before: dict | None, after: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns of each image holding no date (read as their text), for an incomplete change."""
+    return _invalid_dates(before or {}, None), _invalid_dates(after or {}, None)
 
 
 def _missing(names: list[str], bitmap) -> tuple[str, ...]:
