@@ -48,6 +48,9 @@ TOPIC_PREFIX = "base_a"
 SOURCE_DATABASE = "base_a"
 UPSERT_OPS = frozenset("cur")  # create, update, read (snapshot)
 DELETE_OP = "d"
+# The payload field by which our relay marks a change it could not read whole (a partial row image,
+# no column names): its value is the reason, and the change is never applied (a BadEvent with it).
+INCOMPLETE = "incomplete"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
 EPOCH_DAY = date(1970, 1, 1)
@@ -202,6 +205,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     if set(document) <= {"schema", "payload"} and "payload" in document and document["payload"] is None:
         return None  # the JsonConverter's tombstone with schemas on
     payload, types = _unwrap(document)
+    _check_complete(payload)
     op = _op(payload)
     image_name = "before" if op == DELETE_OP else "after"
     image = payload.get(image_name)
@@ -218,6 +222,14 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
         return _delete(entity, key, op, row, view, commit, source_ms, image_name)
     _check_full_image(image, types.get(image_name, {}), view)
     return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms)
+
+
+def _check_complete(payload: dict) -> None:
+    """The relay's mark of a change it could not read whole: the reason, as the relay gives it."""
+    problem = payload.get(INCOMPLETE)
+    if problem is not None:
+        reason = problem[:600] if isinstance(problem, str) else _excerpt(problem)
+        raise BadEvent(f"incomplete change from the relay: {reason}")
 
 
 def _op(payload: dict) -> str:
@@ -596,10 +608,12 @@ class SourceColumn:
         return {"type": self.type, **base}
 
     def encode(self, value, invalid: bool = False):
-        """A driver's value in Debezium's encoding; a date the binlog could not read as its zero text."""
+        """A driver's value in Debezium's encoding. A date that is no date (`invalid`) as its text:
+        the one the binlog gave (`2024-00-10`), else the zero date's."""
         if invalid and self.type in ("date", "datetime"):
             # Debezium would write null here: the row would change silently (base_sync.dirty).
-            return ZERO_DATE if self.type == "date" else ZERO_TIMESTAMP
+            zero = ZERO_DATE if self.type == "date" else ZERO_TIMESTAMP
+            return value if isinstance(value, str) else zero
         if value is None:
             return None
         if self.type == "decimal":
@@ -669,25 +683,38 @@ class EnvelopeWriter:
         """The writer of the platform's own Base A table of an entity."""
         return cls(entity, identity_columns(entity), server_name, database, with_schema)
 
-    def row(self, row: dict, invalid: frozenset = frozenset()) -> dict:
+    def row(self, row: dict, invalid: frozenset = frozenset(), partial: bool = False) -> dict:
         """A source row (driver types) in Debezium's encodings; the date columns named in `invalid`
-        (ones the binlog held but could not read as a date) as the text of the zero date."""
-        return {c.name: c.encode(row.get(c.name), c.name in invalid) for c in self.columns}
+        (ones the binlog held but could not read as a date) as their text, or the zero date's.
+        `partial`: only the columns the row holds (an incomplete change's image)."""
+        columns = [c for c in self.columns if c.name in row] if partial else self.columns
+        return {c.name: c.encode(row.get(c.name), c.name in invalid) for c in columns}
 
     def envelope(
-        self, op: str, before: dict | None, after: dict | None, source: dict, ts_ms: int, invalid: tuple = ((), ())
+        self,
+        op: str,
+        before: dict | None,
+        after: dict | None,
+        source: dict,
+        ts_ms: int,
+        invalid: tuple = ((), ()),
+        incomplete: str | None = None,
     ) -> bytes:
-        """`invalid`: the names of the columns of `before` and of `after` holding no valid date."""
-        payload = orjson.dumps(
-            {
-                "before": self.row(before, frozenset(invalid[0])) if before is not None else None,
-                "after": self.row(after, frozenset(invalid[1])) if after is not None else None,
-                "source": {**self.source, "table": self.table, **source},
-                "op": op,
-                "ts_ms": ts_ms,
-                "transaction": None,
-            }
-        )
+        """`invalid`: the names of the columns of `before` and of `after` holding no valid date.
+        `incomplete`: why the change cannot be applied (the relay's reason); the images then hold
+        only what the binlog gave, and the drain dead-letters the event with the reason."""
+        partial = incomplete is not None
+        body = {
+            "before": self.row(before, frozenset(invalid[0]), partial) if before is not None else None,
+            "after": self.row(after, frozenset(invalid[1]), partial) if after is not None else None,
+            "source": {**self.source, "table": self.table, **source},
+            "op": op,
+            "ts_ms": ts_ms,
+            "transaction": None,
+        }
+        if partial:
+            body[INCOMPLETE] = incomplete
+        payload = orjson.dumps(body)
         if not self.with_schema:
             return payload
         return b'{"schema":' + self._schema + b',"payload":' + payload + b"}"

@@ -113,6 +113,11 @@ def test_the_relay_reads_the_binlog_the_mysql_service_writes():
     assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
 
 
+def test_the_relay_is_restarted_after_it_exits():
+    """It exits with one line when Base A stays away or refuses; the position file makes a restart safe."""
+    assert COMPOSE["services"]["relay"].get("restart") in ("unless-stopped", "on-failure", "always")
+
+
 def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connections():
     airflow = {n: s for n, s in COMPOSE["services"].items() if n.startswith("airflow-")}
     assert set(airflow) == {

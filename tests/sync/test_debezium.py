@@ -158,3 +158,24 @@ def test_unreadable_dates_are_written_as_their_zero_text_and_read_back_as_invali
     assert image == {"k": 1, "d": "0000-00-00", "w": "0000-00-00 00:00:00"}
     row, invalid = read_row(image, {}, {"d": ("date",), "w": ("datetime",)})
     assert invalid == ["d", "w"] and row == image
+
+
+@pytest.mark.parametrize("with_schema", [True, False])
+def test_an_incomplete_change_from_the_relay_is_refused_with_its_reason_and_holds_only_what_it_got(with_schema):
+    writer = EnvelopeWriter.identity("employees", database="base_a", with_schema=with_schema)
+    why = "the binlog's row image of base_a.employees is partial: set binlog_row_image=FULL"
+    value = writer.envelope("u", {"id": 7}, {"first_name": "Ada"}, SOURCE, 1, incomplete=why)
+    payload = orjson.loads(value)["payload"] if with_schema else orjson.loads(value)
+    assert (payload["before"], payload["after"], payload["incomplete"]) == ({"id": 7}, {"first_name": "Ada"}, why)
+    with pytest.raises(BadEvent, match=r"^incomplete change from the relay: .*binlog_row_image=FULL$"):
+        decode("base_a.base_a.employees", value, message_key=b"7")
+
+
+def test_a_date_the_binlog_gave_as_its_text_is_written_as_that_text():
+    columns = [SourceColumn("k", "int64", optional=False), SourceColumn("d", "date"), SourceColumn("w", "datetime")]
+    writer = EnvelopeWriter("legacy", columns, with_schema=False)
+    after = {"k": 1, "d": "2024-00-10", "w": "2024-02-30 12:00:00"}
+    image = orjson.loads(writer.envelope("c", None, after, SOURCE, 1, invalid=((), ("d", "w"))))["after"]
+    assert image == after
+    row, invalid = read_row(image, {}, {"d": ("date",), "w": ("datetime",)})
+    assert invalid == ["d", "w"] and row == image

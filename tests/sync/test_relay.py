@@ -16,11 +16,13 @@ from confluent_kafka import Consumer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from base_sync.debezium import Topics
+from base_sync.debezium import BadEvent, Topics
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
+from testbed.relay import RelayProcess
 from testbed.servers import venv_bin
+from tests.faults.tcp_proxy import TcpProxy
 from tests.sync.conftest import read_topic, source_rows
 
 
@@ -179,3 +181,311 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     )
     assert started.returncode == 1, started.stderr[-2000:]
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
+
+
+def relay_messages(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:
+    """The messages of one of the relay's topics (raw: an incomplete change does not decode), once
+    `expected` have arrived; in order per key."""
+    deadline, found = time.monotonic() + timeout, []
+    while len(found) < expected and time.monotonic() < deadline:
+        found = read_topic(bootstrap, topic)
+    return found
+
+
+def decoded(topics: Topics, message) -> tuple[str, object]:
+    """("change", the change) or ("dead", the BadEvent's reason), as the drain reads the message."""
+    try:
+        return "change", topics.decode(message.topic(), message.value(), message.key())
+    except BadEvent as exc:
+        return "dead", str(exc)
+
+
+def test_a_partial_row_image_is_dead_lettered_never_read_as_a_key_change_or_a_delete(
+    relay, base_a_url, kafka_bootstrap
+):
+    """binlog_row_image=MINIMAL in a writer's session (the start-up check cannot see it): the UPDATE's
+    after image lacks the key. Read whole it was a delete of row 2 and a create keyed None."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 3, seed_value=11)
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION binlog_row_image = 'MINIMAL'"))
+        conn.execute(text("UPDATE employees SET first_name = 'Partial' WHERE id = 2"))
+        conn.execute(text("DELETE FROM employees WHERE id = 3"))  # a delete names its key: still a delete
+        conn.commit()
+        conn.execute(text("SET SESSION binlog_row_image = DEFAULT"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET first_name = 'Whole' WHERE id = 1"))
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 6)
+    engine.dispose()
+    read = [(message.key(), *decoded(topics, message)) for message in found]
+    assert len(read) == 6, read
+    dead = [(key, why) for key, kind, why in read if kind == "dead"]
+    assert len(dead) == 1 and dead[0][0] == b"2", dead  # keyed by the row it is about
+    assert "binlog_row_image" in dead[0][1] and "binlog_row_image=FULL" in dead[0][1], dead[0][1]
+    changes = [change for _, kind, change in read if kind == "change"]
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3), ("d", 3), ("u", 1)]
+    assert [c.id for c in changes if c.is_delete] == [3]  # row 2 is never deleted
+    metrics = requests.get(f"{relay.url}/metrics", timeout=5).text
+    assert 'relay_incomplete_changes_total{cause="binlog_row_image",table="employees"} 1.0' in metrics
+
+
+def test_a_table_map_without_column_names_is_dead_lettered_and_the_relay_goes_on(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """binlog_row_metadata=MINIMAL set while the relay runs: no column names, no key. It crashed on
+    KeyError: 'id' and, resuming at the same event, crashed again on every restart."""
+    engine = source_engine(base_a_url)
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        conn.execute(text("SET GLOBAL binlog_row_metadata = 'MINIMAL'"))
+    try:
+        generate.seed(engine, "employees", 1, seed_value=12)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL binlog_row_metadata = 'FULL'"))
+        admin.dispose()
+    generate.seed(engine, "employees", 1, seed_value=13)
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 2)
+    engine.dispose()
+    read = sorted(((message.key(), *decoded(topics, message)) for message in found), key=lambda r: r[1])
+    assert [kind for _, kind, _ in read] == ["change", "dead"], read
+    assert read[0][2].id == 2 and read[0][2].op == "c"  # the row after FULL came back
+    assert read[1][0] is None and "binlog_row_metadata=FULL" in read[1][2], read[1]  # no key is known
+    assert relay.process.poll() is None  # still running
+    # Published, so the saved position moved past it: a restart does not meet it again.
+    relay.stop()
+    relay.start()
+    assert relay.process.poll() is None
+
+
+def test_a_date_that_is_no_date_is_published_as_its_own_text_and_quarantined_as_the_batch_says(
+    relay, base_a_url, kafka_bootstrap
+):
+    """The binlog decoder read a zero part as the zero date (reason: 'the zero date 0000-00-00', where
+    the batch path says 'not a valid date: 2024-00-10') and raised on an impossible day."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees ADD COLUMN legacy_at DATETIME(3) NULL"))  # unmapped
+    rows = {
+        1001: ("2024-00-10", "'2024-00-10 12:30:00.125'"),
+        1002: ("2024-02-30", "NULL"),  # ALLOW_INVALID_DATES: the decoder raised ValueError on it
+        1003: ("0000-00-00", "NULL"),
+    }
+    with engine.begin() as conn:
+        conn.execute(text("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'"))  # a legacy writer's, this session only
+        for key, (hired_at, legacy_at) in rows.items():
+            conn.execute(
+                text(
+                    "INSERT INTO employees (id, first_name, last_name, email, salary, hired_at, legacy_at) "
+                    f"VALUES ({key}, 'Dirty', 'Row', 'dirty{key}@example.com', 10.00, '{hired_at}', {legacy_at})"
+                )
+            )
+        conn.execute(text("SET SESSION sql_mode = DEFAULT"))
+    engine.dispose()
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 3)
+    changes = {change.id: change for kind, change in (decoded(topics, m) for m in found) if kind == "change"}
+    assert sorted(changes) == [1001, 1002, 1003], [decoded(topics, m) for m in found]
+    assert {key: [r["message"] for r in c.quarantined.reasons] for key, c in changes.items()} == {
+        1001: ["hired_at is not a valid date: 2024-00-10"],  # the batch path's words (test_dirty_source_values)
+        1002: ["hired_at is not a valid date: 2024-02-30"],
+        1003: ["hired_at is the zero date 0000-00-00"],
+    }
+    assert changes[1001].row["legacy_at"] == "2024-00-10 12:30:00.125"  # a DATETIME(3) keeps its parts too
+
+
+def insert_employee(conn, key: int) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO employees (id, first_name, last_name, email, salary, hired_at) "
+            f"VALUES ({key}, 'Row', 'Of Test', 'row{key}@example.com', 10.00, '2020-01-01')"
+        )
+    )
+
+
+def saved_gtid(relay) -> str | None:
+    try:
+        return orjson.loads(relay.position_file.read_bytes()).get("gtid")
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def test_the_saved_position_holds_every_gtid_domain_so_a_restart_after_a_purge_repeats_nothing(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """It kept the last event's GTID alone (0-1-107 of 0-1-107,7-1-1): every restart sent domain 7's
+    history again, and once those binlogs were purged the restart failed with 1236."""
+    engine = source_engine(base_a_url)
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION gtid_domain_id = 7"))  # another writer's domain (multi-source, say)
+        insert_employee(conn, 1)
+        conn.commit()
+        conn.execute(text("SET SESSION gtid_domain_id = @@GLOBAL.gtid_domain_id"))
+    with engine.begin() as conn:
+        insert_employee(conn, 2)
+
+    def current() -> str:
+        with admin.connect() as conn:
+            return conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
+
+    wait_for(lambda: saved_gtid(relay) == current(), 30, "the saved position to be Base A's")
+    assert any(gtid.startswith("7-") for gtid in saved_gtid(relay).split(","))
+    relay.stop()
+    with admin.connect() as conn:
+        conn.execute(text("FLUSH BINARY LOGS"))
+        newest = conn.execute(text("SHOW MASTER STATUS")).one()[0]
+        conn.execute(text(f"PURGE BINARY LOGS TO '{newest}'"))
+    admin.dispose()
+    relay.start()
+    with engine.begin() as conn:
+        insert_employee(conn, 3)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3, timeout=20)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3)]  # each once: nothing repeated
+    assert relay.process.poll() is None, relay.log.read_text()[-2000:]
+
+
+def kill_binlog_dumps(binlog_port: int) -> int:
+    """KILL the server's Binlog Dump threads (the relay's replication connection); how many."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.connect() as conn:
+        dumps = [row[0] for row in conn.execute(text("SHOW PROCESSLIST")) if row[4] == "Binlog Dump"]
+        for thread in dumps:
+            conn.execute(text(f"KILL {thread}"))
+    admin.dispose()
+    return len(dumps)
+
+
+def test_a_lost_replication_connection_resumes_from_the_last_transaction_not_from_the_start(
+    relay, base_a_url, binlog_port, kafka_bootstrap
+):
+    """mysql-replication reconnected by itself from the GTID the relay had started at: a KILL of the
+    Binlog Dump thread re-sent everything since the start."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 50, seed_value=21)
+    topics = relay_topics(relay, base_a_url)
+    read_changes(kafka_bootstrap, topics, 50)
+    assert kill_binlog_dumps(binlog_port) == 1
+    generate.seed(engine, "employees", 1, seed_value=22)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, topics, 51, timeout=30)
+    created = sorted(c.id for c in changes if c.op == "c")
+    assert created == list(range(1, 52)), f"{len(created)} creates: repeated from the start?"
+    assert relay.process.poll() is None
+    assert "replication connection to Base A was lost" in relay.log.read_text()
+
+
+def test_while_base_a_is_away_the_relay_retries_then_gives_up_in_one_line(
+    binlog_port, base_a_url, kafka_bootstrap, tmp_path
+):
+    """It exited within 0.3 s on 2003 (connection refused) when Base A restarted. Now it retries with
+    back-off for RELAY_RECONNECT_SECONDS, resumes without a gap, and only then fails, in one line."""
+    engine = source_engine(base_a_url)
+    with TcpProxy(binlog_port) as proxy:  # Base A as the relay sees it: refusing, then back
+        proxied = make_url(base_a_url).set(port=proxy.port).render_as_string(hide_password=False)
+        relay = RelayProcess(proxied, kafka_bootstrap, tmp_path)
+        relay.env["RELAY_RECONNECT_SECONDS"] = "8"
+        relay.start()
+        try:
+            generate.seed(engine, "employees", 5, seed_value=23)
+            topics = relay_topics(relay, base_a_url)
+            read_changes(kafka_bootstrap, topics, 5)
+            with proxy.outage(2.5):  # a restart: live connections reset, new ones refused
+                generate.seed(engine, "employees", 5, seed_value=24)  # committed meanwhile
+                time.sleep(0.5)
+                assert relay.process.poll() is None, "the relay exited at once"
+            generate.seed(engine, "employees", 5, seed_value=25)
+            changes = read_changes(kafka_bootstrap, topics, 15, timeout=30)
+            assert sorted(c.id for c in changes if c.op == "c") == list(range(1, 16))  # no gap, nothing twice
+            log = relay.log.read_text()
+            assert "Base A is unreachable" in log and "retrying in" in log
+            proxy.refuse()  # and now for good
+            relay.process.wait(30)
+        finally:
+            relay.stop()
+    engine.dispose()
+    assert relay.process.returncode == 1
+    lines = relay.log.read_text().splitlines()
+    assert "Traceback" not in "\n".join(lines)
+    assert "unreachable for" in lines[-1] and "RELAY_RECONNECT_SECONDS=8" in lines[-1], lines[-3:]
+
+
+def metric_line(relay, line: str, timeout: float = 10) -> str:
+    """Wait until the relay's /metrics holds `line`."""
+    return wait_for(
+        lambda: line in requests.get(f"{relay.url}/metrics", timeout=5).text and line, timeout, f"metric {line}"
+    )
+
+
+def test_dml_a_session_logs_as_a_statement_is_reported_loudly_and_counted_never_silent(
+    relay, base_a_url, kafka_bootstrap
+):
+    """A session with binlog_format=STATEMENT: the binlog holds the UPDATE's SQL, not its rows. The
+    relay ignored QueryEvents: nothing published, nothing logged."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=31)
+    with engine.connect() as conn:
+        conn.execute(text("SET SESSION binlog_format = 'STATEMENT'"))
+        conn.execute(text("UPDATE employees SET first_name = 'Statement' WHERE id = 1"))
+        conn.commit()
+        conn.execute(text("SET SESSION binlog_format = DEFAULT"))
+    generate.seed(engine, "employees", 1, seed_value=32)
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("c", 3)]  # the UPDATE cannot be
+    metric_line(relay, 'relay_unpublished_statements_total{kind="statement_dml",table="employees"} 1.0')
+    log = relay.log.read_text()
+    assert "STATEMENT-LOGGED CHANGES of employees NOT PUBLISHED" in log and "UPDATE employees SET" in log
+
+
+def test_a_truncate_of_a_mapped_table_is_published_as_a_truncate_event_the_drain_dead_letters(
+    relay, base_a_url, kafka_bootstrap
+):
+    """TRUNCATE TABLE was ignored: Base B kept every row, and nothing said so."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=33)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE TABLE employees"))
+    generate.seed(engine, "employees", 1, seed_value=34)
+    engine.dispose()
+    topics = relay_topics(relay, base_a_url)
+    found = relay_messages(kafka_bootstrap, topics.topic("employees"), 4)
+    read = [(message.key(), *decoded(topics, message)) for message in found]
+    dead = [(key, why) for key, kind, why in read if kind == "dead"]
+    assert len(read) == 4 and len(dead) == 1, read
+    assert dead[0][0] is None and "op 't' (a TRUNCATE of the table)" in dead[0][1] and "compare_keys" in dead[0][1]
+    assert orjson.loads(next(m for m in found if m.key() is None).value())["payload"]["op"] == "t"
+    metric_line(relay, 'relay_events_total{entity="employees",op="t"} 1.0')
+
+
+def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
+    """Changes made while `employees` was named otherwise were dropped silently (they still are not
+    published: the relay follows the mapped name, as the batch does), and so was a DROP."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 1, seed_value=35)
+    with engine.begin() as conn:
+        conn.execute(text("RENAME TABLE employees TO employees_x"))
+        conn.execute(text("UPDATE employees_x SET first_name = 'Elsewhere' WHERE id = 1"))
+        conn.execute(text("RENAME TABLE employees_x TO employees"))
+    generate.seed(engine, "employees", 1, seed_value=36)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE articles"))
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 2)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2)]
+    metric_line(relay, 'relay_unpublished_statements_total{kind="rename",table="employees"} 1.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="drop",table="articles"} 1.0')
+    log = relay.log.read_text()
+    assert "MAPPED TABLE employees RENAMED AWAY (RENAME TABLE employees TO employees_x)" in log
+    assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log

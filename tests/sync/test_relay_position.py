@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from base_sync.relay import Deliveries, PositionFile
+from base_sync.relay import Deliveries, PositionFile, Progress, gtid_domains
 
 
 def test_the_position_waits_for_every_earlier_transaction():
@@ -46,3 +46,21 @@ def test_position_file_round_trips_and_replaces_atomically(tmp_path):
     positions.save({"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234})
     assert positions.load() == {"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234}
     assert [p.name for p in (tmp_path / "relay").iterdir()] == ["position.json"]
+
+
+class _Gtid:
+    """What Progress reads of a MariadbGtidEvent."""
+
+    def __init__(self, gtid: str):
+        self.gtid, self.domain_id = gtid, int(gtid.split("-", maxsplit=1)[0])
+
+
+def test_the_position_keeps_the_last_gtid_of_every_domain():
+    assert gtid_domains("0-1-107,1-1-1") == {0: "0-1-107", 1: "1-1-1"}
+    assert gtid_domains("") == gtid_domains(None) == {}
+    progress = Progress({"gtid": "0-1-107,1-1-1", "log_file": None, "log_pos": None}, is_mariadb=True)
+    progress.begin(_Gtid("0-1-108"))
+    assert progress.whole("binlog.000001", 10)["gtid"] == "0-1-108,1-1-1"  # domain 1's GTID stays
+    progress.begin(_Gtid("12-3-5"))
+    progress.begin(_Gtid("1-1-2"))
+    assert progress.whole("binlog.000001", 20)["gtid"] == "0-1-108,1-1-2,12-3-5"  # by domain, as MariaDB shows it

@@ -5,9 +5,16 @@ source tables the mapping names (`BASE_A_MAPPING_FILE`; without one, the platfor
 Debezium envelope of the row in its own shape, keyed by the source key, and produces it to
 `<prefix>.<database>.<table>`, the topic Debezium's MySQL connector would use. The envelope's schema
 comes from the binlog's column metadata (binlog_row_metadata=FULL), never from Base B's entities.
-The position (MariaDB GTID, or MySQL file and offset) is saved to a file only once every event of
-the transactions before it was acknowledged by the broker, so a restart resumes without a gap; it
-may repeat the last transactions, which the API's version guard makes harmless.
+The position (MariaDB: the GTID of every replication domain; MySQL: file and offset) is saved to a
+file only once every event of the transactions before it was acknowledged by the broker, so a
+restart resumes without a gap; it may repeat the last transactions, which the API's version guard
+makes harmless. A lost replication connection resumes after the last whole transaction read; a
+Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay exits in one line.
+
+A row the binlog does not hold whole (a partial row image, no column names) is published as an
+incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
+holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
+truncate event, statement-logged DML, a rename away and a drop are logged loudly and counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
 """
@@ -25,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import MySQLdb
 import pymysql
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
@@ -32,21 +40,26 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
-from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
+from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
+from base_sync.relay import statements
+from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, unreadable
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
 
 log = logging.getLogger("base-a-relay")
 CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
+READ_TIMEOUT = 30  # seconds without a packet on the replication connection (heartbeats come every second)
+# MySQL/MariaDB errors that mean Base A is away for now (refused, lost, gone, shutting down, killed,
+# too many connections): retried with back-off. Any other error is terminal.
+TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
@@ -58,9 +71,51 @@ LAST_EVENT = Gauge(
 LAST_SAVED = Gauge(
     "relay_position_saved_timestamp_seconds", "When the resumable position was last saved", registry=REGISTRY
 )
+UNPUBLISHED = Counter(
+    "relay_unpublished_statements_total",
+    "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
+    "statement, the table renamed away or dropped): the batch sync must carry them",
+    ["table", "kind"],
+    registry=REGISTRY,
+)
+RECONNECTS = Counter(
+    "relay_reconnections_total", "Replication connections to Base A lost and resumed", registry=REGISTRY
+)
 PENDING = Gauge(
     "relay_events_unacknowledged", "Events produced and not yet acknowledged by the broker", registry=REGISTRY
 )
+INCOMPLETE = Counter(
+    "relay_incomplete_changes_total",
+    "Row changes published incomplete, with the reason (the drain dead-letters them): a partial row image, "
+    "no column names, an unreadable row",
+    ["table", "cause"],
+    registry=REGISTRY,
+)
+
+
+class StreamLost(Exception):
+    """The replication connection dropped (mysql-replication was about to reconnect by itself)."""
+
+
+class BaseAUnreachable(Exception):
+    """Base A stayed unreachable for RELAY_RECONNECT_SECONDS."""
+
+
+def transient(error: BaseException) -> bool:
+    """Base A is away for now (a lost or refused connection), as opposed to refusing for good."""
+    if isinstance(error, StreamLost):
+        return True
+    if isinstance(error, DBAPIError):
+        error = error.orig
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+        return False
+    return error.args[0] in TRANSIENT_CODES
+
+
+def one_line(error: BaseException) -> str:
+    if isinstance(error, DBAPIError):  # the driver's own words, without SQLAlchemy's link
+        error = error.orig
+    return " ".join(str(error).split())
 
 
 class RelaySettings(EnvSettings):
@@ -78,6 +133,9 @@ class RelaySettings(EnvSettings):
     http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
     http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
     save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
+    reconnect_seconds: float = Field(
+        120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
+    )
 
 
 class PositionFile:
@@ -97,6 +155,53 @@ class PositionFile:
         scratch = self.path.with_suffix(".tmp")
         scratch.write_text(json.dumps(position))
         os.replace(scratch, self.path)
+
+
+def gtid_domains(position: str | None) -> dict[int, str]:
+    """A MariaDB GTID position (`0-1-107,1-1-1`: the last GTID of each replication domain) by domain."""
+    domains = {}
+    for gtid in (position or "").split(","):
+        if gtid.strip():
+            domains[int(gtid.strip().split("-", 1)[0])] = gtid.strip()
+    return domains
+
+
+def gtid_position(domains: dict[int, str]) -> str:
+    """The position's text, by domain as @@gtid_binlog_pos shows it."""
+    return ",".join(domains[domain] for domain in sorted(domains))
+
+
+class Progress:
+    """How far the binlog has been read: the position after the last whole transaction.
+
+    On MariaDB the GTID of every replication domain, as @@gtid_binlog_pos shows it: a position
+    naming only the last transaction's GTID would have a restart read the other domains from the
+    start of the binlogs (repeating them, or failing with 1236 once those are purged). On MySQL
+    the file and offset (the GTID is kept for the record)."""
+
+    def __init__(self, start: dict, is_mariadb: bool):
+        self.is_mariadb = is_mariadb
+        self.domains = gtid_domains(start.get("gtid")) if is_mariadb else {}
+        self.gtid = start.get("gtid")
+        self.done = dict(start)  # the position after the last whole transaction
+
+    def begin(self, event) -> None:
+        """A transaction's GTID event: its GTID joins the position once the transaction is whole."""
+        if self.is_mariadb:  # a MariadbGtidEvent
+            self.domains[event.domain_id] = event.gtid
+        else:
+            self.gtid = event.gtid
+
+    def rewind(self) -> None:
+        """Back to the last whole transaction (a transaction read in part is read again)."""
+        self.domains = gtid_domains(self.done.get("gtid")) if self.is_mariadb else {}
+        self.gtid = self.done.get("gtid")
+
+    def whole(self, log_file: str | None, log_pos: int | None) -> dict:
+        """The transaction begun last ended at this file and offset: the position after it."""
+        gtid = gtid_position(self.domains) if self.is_mariadb else self.gtid
+        self.done = {"gtid": gtid, "log_file": log_file, "log_pos": log_pos}
+        return self.done
 
 
 class Deliveries:
@@ -154,10 +259,21 @@ class Relay:
         self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
         self.tables = self.topics.tables  # {source table: entity}: the only tables published
         self.writers: dict[tuple, EnvelopeWriter] = {}
+        self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
+        self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
+        for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
+            for kind in (statements.DML, statements.RENAME, statements.DROP):
+                UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
+        self.warnings = Warnings()
+        self.progress = Progress({}, False)
+        self.transaction: list | None = None  # the Deliveries entry of the transaction being read
+        self.outage_since: float | None = None  # monotonic time Base A stopped answering
+        self.connected_at: float | None = None  # of the replication connection
+        self._stream_connected = False
 
     # Start-up
 
@@ -203,6 +319,7 @@ class Relay:
         return settings
 
     def _stream(self, position: dict) -> BinLogStreamReader:
+        self._stream_connected, self.connected_at = False, None
         where = {}
         if self.is_mariadb:
             where = {"auto_position": position["gtid"]} if position.get("gtid") else {}
@@ -215,7 +332,11 @@ class Relay:
                 "user": self.url.username or "root",
                 "passwd": self.url.password or "",
                 "connect_timeout": CONNECT_TIMEOUT,
+                # A connection silently gone (no RST) fails a read after this long: the server sends a
+                # heartbeat every second (slave_heartbeat) when it has nothing else to send.
+                "read_timeout": READ_TIMEOUT,
             },
+            pymysql_wrapper=self._connect,
             server_id=self.settings.server_id,
             blocking=True,
             resume_stream=True,
@@ -224,7 +345,7 @@ class Relay:
             only_tables=list(self.tables),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
-                *(XidEvent, MariadbGtidEvent, GtidEvent),
+                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent),
             ],
             slave_heartbeat=1.0,
             **where,
@@ -244,7 +365,8 @@ class Relay:
         return position
 
     def run(self) -> None:
-        position = self._start_position(self._server())  # checks the binlog settings on every start
+        # The binlog settings are checked on every start, and again on every reconnection.
+        position = self._start_position(self._reconnecting(self._server))
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -252,62 +374,143 @@ class Relay:
         )
         saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)
         saver.start()
-        stream = self._stream(position)
-        self.streaming = True
-        transaction, gtid = None, position.get("gtid")
+        self.progress = Progress(position, self.is_mariadb)
         try:
-            for event in stream:
-                if self.stopping.is_set():
-                    break
-                if isinstance(event, MariadbGtidEvent | GtidEvent):
-                    if transaction is not None:  # the previous group had no XID (DDL): it ended here
-                        self.deliveries.end(transaction, {"gtid": gtid, "log_file": None, "log_pos": None})
-                    gtid = event.gtid
-                    transaction = self.deliveries.begin()
-                elif isinstance(event, XidEvent):
-                    TRANSACTIONS.inc()
-                    if transaction is not None:
-                        self.deliveries.end(
-                            transaction, {"gtid": gtid, "log_file": stream.log_file, "log_pos": stream.log_pos}
-                        )
-                    transaction = None
-                elif isinstance(event, TableMapEvent):
-                    # Precedes the table's row events in each transaction: its columns as they were then.
-                    self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
-                else:
-                    if transaction is None:  # a row event outside a GTID'd transaction: track it alone
-                        transaction = self.deliveries.begin()
-                    self._publish(event, transaction, stream)
-                if self.deliveries.failed:
-                    raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
+            while not self.stopping.is_set():
+                try:
+                    self._follow()
+                except Exception as error:
+                    if not transient(error):
+                        raise
+                    self._lost(error)
+                    self._reconnecting(self._server)
         finally:
             self.streaming = False
-            stream.close()
             self.stopping.set()
             saver.join(10)
             self.producer.flush(30)
             self._save()
 
+    def _follow(self) -> None:
+        """Read the binlog from the last whole transaction on, until stopped or the connection is lost."""
+        stream = self._stream(self.progress.done)
+        self.streaming = True
+        try:
+            for event in stream:
+                if self.stopping.is_set():
+                    break
+                self.outage_since = None  # Base A answers
+                self._handle(event, stream)
+                if self.deliveries.failed:
+                    raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
+        finally:
+            self.streaming = False
+            stream.close()
+
+    def _handle(self, event, stream: BinLogStreamReader) -> None:
+        if isinstance(event, MariadbGtidEvent | GtidEvent):
+            if self.transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
+                start = event.packet.log_pos - event.packet.event_size
+                self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, start))
+            self.progress.begin(event)
+            self.transaction = self.deliveries.begin()
+        elif isinstance(event, XidEvent):
+            TRANSACTIONS.inc()
+            if self.transaction is not None:
+                self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+            self.transaction = None
+        elif isinstance(event, TableMapEvent):
+            # Precedes the table's row events in each transaction: its columns as they were then.
+            self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
+        elif isinstance(event, QueryEvent):
+            try:
+                self._statement(event, stream)
+            except Exception:  # the relay's reading of SQL text must never stop the stream
+                log.exception("could not read the statement %s", statements.excerpt(event.query))
+        else:
+            if self.transaction is None:  # a row event outside a GTID'd transaction: track it alone
+                self.transaction = self.deliveries.begin()
+            self._publish(event, self.transaction, stream)
+
+    def _lost(self, error: Exception) -> None:
+        """The replication connection dropped: the next one starts after the last whole transaction.
+        A transaction read in part is read again whole (its events already produced are repeated,
+        which the version guard makes harmless); its entry ends at the position before it."""
+        if self.transaction is not None:
+            self.deliveries.end(self.transaction, self.progress.done)
+            self.transaction = None
+        self.progress.rewind()
+        if self.outage_since is None or (self.connected_at and time.monotonic() - self.connected_at > 5):
+            self.outage_since = time.monotonic()  # a new outage, not the same one flapping
+        RECONNECTS.inc()
+        log.warning(
+            "the replication connection to Base A was lost (%s): resuming after %s", one_line(error), self.progress.done
+        )
+
+    def _reconnecting(self, attempt: Callable[[], dict]) -> dict:
+        """attempt() until Base A answers: a connection refused or lost is retried with back-off
+        (0.5 s doubling to 10 s), each retry logged, for RELAY_RECONNECT_SECONDS from the start of
+        the outage; then BaseAUnreachable. Any other error is raised at once."""
+        delay = 0.5
+        while True:
+            try:
+                return attempt()
+            except Exception as error:
+                if not transient(error):
+                    raise
+                now = time.monotonic()
+                if self.outage_since is None:
+                    self.outage_since = now
+                waited = now - self.outage_since
+                if waited + delay > self.settings.reconnect_seconds:
+                    limit = self.settings.reconnect_seconds
+                    why = f"unreachable for {waited:.0f} s (RELAY_RECONNECT_SECONDS={limit:g}), giving up"
+                    raise BaseAUnreachable(f"{why}: {one_line(error)}") from None
+                log.warning(
+                    "Base A is unreachable (%s): retrying in %.1f s (for up to %g s in all)",
+                    one_line(error),
+                    delay,
+                    self.settings.reconnect_seconds,
+                )
+                if self.stopping.wait(delay):
+                    raise KeyboardInterrupt from None
+                delay = min(delay * 2, 10.0)
+
+    def _connect(self, **settings):
+        """pymysql.connect for mysql-replication. After a lost connection the library reconnects by
+        itself, from the position the stream started at (it never moves forward for MariaDB): the
+        stream's second connection raises StreamLost instead, and the relay resumes from its own."""
+        if settings.get("db") == "information_schema":  # the library's control connection
+            return pymysql.connect(**settings)
+        if self._stream_connected:
+            raise StreamLost("reset, killed or timed out")
+        connection = pymysql.connect(**settings)
+        self._stream_connected, self.connected_at = True, time.monotonic()
+        return connection
+
     def _writer(self, event) -> EnvelopeWriter:
-        """The table's writer for the columns the binlog describes now (a new one after an ALTER)."""
+        """The table's writer for the columns the binlog describes now (a new one after an ALTER).
+        Columns the binlog does not name (binlog_row_metadata not FULL) are named by position, as
+        the binlog decoder names their values (UNKNOWN_COL0, ...)."""
         nullable = self.nullable.get(event.table_id, ())
         signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable)
         writer = self.writers.get(signature)
         if writer is None:
             columns = [
-                binlog_column(c, nullable[i] if i < len(nullable) else None) for i, c in enumerate(event.columns)
+                binlog_column(c, nullable[i] if i < len(nullable) else None, f"UNKNOWN_COL{i}")
+                for i, c in enumerate(event.columns)
             ]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
             )
             self.writers[signature] = writer
+        self.last_writer[event.table] = writer
         return writer
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
         entity = self.tables.get(event.table)
         if entity is None or (self.url.database and event.schema != self.url.database):
             return  # a table the mapping does not name
-        writer = self._writer(event)
         key_column = self.topics.view(entity).spec.key
         topic = self.topics.topic(entity)
         source = {
@@ -319,12 +522,145 @@ class Relay:
         }
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
-        for index, row in enumerate(event.rows):
-            for op, before, after, invalid in _changes(event, row, key_column):
-                key = str((after or before)[key_column]).encode()
-                value = writer.envelope(op, before, after, {**source, "row": index}, now_ms, invalid)
-                self._produce(topic, key, value, self.deliveries.sent(transaction))
-                EVENTS.labels(entity, op).inc()
+        op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
+        try:
+            rows = event.rows
+            writer = self._writer(event)
+        except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
+            change = unreadable(op, event.table, error)
+            value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
+            self._send(entity, topic, change, value, transaction)
+            return
+        for index, row in enumerate(rows):
+            row_source = {**source, "row": index}
+            try:
+                changes = row_changes(event, row, key_column)
+                values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
+            except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
+                changes = [unreadable(op, event.table, error)]
+                values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
+            for change, value in zip(changes, values, strict=True):
+                self._send(entity, topic, change, value, transaction)
+
+    def _statement(self, event, stream: BinLogStreamReader) -> None:
+        """A statement on a mapped table the binlog holds as SQL text: a TRUNCATE is published as a
+        truncate event ('t'); DML logged as a statement, a rename away and a drop cannot be, and are
+        logged loudly and counted (relay_unpublished_statements_total) for the batch sync to carry."""
+        session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
+        for effect in statements.effects(event.query):
+            table = self._mapped(effect.table, session)
+            if effect.kind == statements.RENAME:
+                self._renamed(table, self._mapped(effect.to, session), event.query)
+            elif table is None:
+                continue
+            elif effect.kind == statements.TRUNCATE:
+                self._truncated(table, event, stream)
+            elif effect.kind == statements.DML:
+                self._unpublished(
+                    table,
+                    effect.kind,
+                    "STATEMENT-LOGGED CHANGES of %s NOT PUBLISHED: a session wrote them with binlog_format "
+                    "STATEMENT or MIXED, so the binlog holds the SQL, not the rows (%s). The batch sync carries "
+                    "them (deletes: run it with compare_keys); set binlog_format=ROW for every session",
+                    statements.excerpt(event.query),
+                )
+            elif effect.kind == statements.DROP:
+                for dropped in self.tables if table == "*" else [table]:
+                    self._unpublished(
+                        dropped,
+                        effect.kind,
+                        "MAPPED TABLE %s DROPPED (%s): its rows' deletes are not in the binlog; Base B keeps them "
+                        "until the batch sync compares keys",
+                        statements.excerpt(event.query),
+                    )
+
+    def _mapped(self, name: tuple[str | None, str] | None, session: str) -> str | None:
+        """The mapped table a statement's (schema, table) names (in any case), or None; "*" for a
+        whole schema that is Base A's."""
+        if name is None:
+            return None
+        schema, table = name
+        if self.url.database and (schema or session) != self.url.database:
+            return None
+        return "*" if table == "*" else self.folded.get(table.lower())
+
+    def _renamed(self, table: str | None, to: str | None, query: str) -> None:
+        if table is not None and to != table:
+            self._unpublished(
+                table,
+                statements.RENAME,
+                "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
+                "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
+                statements.excerpt(query),
+            )
+        elif to is not None and table is None:
+            log.warning(
+                "a table was renamed to the mapped %s (%s): published from here on; changes made before "
+                "under another name were not: run the batch sync",
+                to,
+                statements.excerpt(query),
+            )
+
+    def _unpublished(self, table: str, kind: str, message: str, *args) -> None:
+        UNPUBLISHED.labels(table, kind).inc()
+        self.warnings.warn(("unpublished", table, kind), message, table, *args)
+
+    def _truncated(self, table: str, event, stream: BinLogStreamReader) -> None:
+        """A TRUNCATE as Debezium emits it: op 't', no images, no key. The drain dead-letters it
+        with the reason (run the batch with compare_keys): the rows' deletes are not in the binlog."""
+        entity = self.tables[table]
+        if self.transaction is None:
+            self.transaction = self.deliveries.begin()
+        writer = self.last_writer.get(table) or EnvelopeWriter(
+            table, [], self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
+        )
+        source = {
+            "ts_ms": event.timestamp * 1000,
+            "server_id": event.packet.server_id,
+            "gtid": None,
+            "file": stream.log_file,
+            "pos": stream.log_pos,
+            "row": 0,
+        }
+        value = writer.envelope("t", None, None, source, int(time.time() * 1000))
+        self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
+        EVENTS.labels(entity, "t").inc()
+        log.warning(
+            "TRUNCATE of %s published as a truncate event ('t'): the drain dead-letters it; run the batch "
+            "sync with compare_keys to delete the rows in Base B",
+            table,
+        )
+
+    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list) -> None:
+        self._count(entity, change)
+        key = None if change.key is None else str(change.key).encode()
+        self._produce(topic, key, value, self.deliveries.sent(transaction))
+
+    def _bare_envelope(self, table: str, change: RowChange, source: dict, now_ms: int) -> bytes:
+        """The envelope of a change whose columns are unknown (a writer without columns)."""
+        prefix, database = self.settings.topic_prefix, self.url.database or ""
+        writer = EnvelopeWriter(table, [], prefix, database, self.settings.with_schema)
+        return self._envelope(writer, change, source, now_ms)
+
+    @staticmethod
+    def _envelope(writer: EnvelopeWriter, change: RowChange, source: dict, now_ms: int) -> bytes:
+        return writer.envelope(
+            change.op, change.before, change.after, source, now_ms, change.invalid, incomplete=change.problem
+        )
+
+    def _count(self, entity: str, change: RowChange) -> None:
+        if change.problem is None:
+            EVENTS.labels(entity, change.op).inc()
+            return
+        table = self.topics.mapping.table_of(entity)
+        INCOMPLETE.labels(table, change.cause).inc()
+        self.warnings.warn(
+            ("incomplete", table, change.cause),
+            "INCOMPLETE CHANGE of %s, key %s, published for the dead letters: %s",
+            table,
+            "unknown" if change.key is None else change.key,
+            change.problem,
+        )
 
     def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
         while True:
@@ -366,91 +702,30 @@ class Relay:
         return app
 
 
+class Warnings:
+    """Loud warnings that cannot flood the log: one line per subject at most every `every` seconds,
+    saying how many like it came in between (a 100,000-row UPDATE is one line, not 100,000)."""
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self.last: dict[tuple, float] = {}
+        self.since: dict[tuple, int] = {}
+
+    def warn(self, subject: tuple, message: str, *args) -> None:
+        self.since[subject] = self.since.get(subject, 0) + 1
+        now = time.monotonic()
+        if subject in self.last and now - self.last[subject] < self.every:
+            return
+        count = self.since.pop(subject)
+        self.last[subject] = now
+        if count > 1:
+            message += f" ({count - 1} more like it in the last {self.every:.0f} s)"
+        log.warning(message, *args)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, *args):  # scrapes every few seconds would flood the log
         pass
-
-
-UNREADABLE = frozenset(
-    (NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE)
-)
-
-
-def _changes(event, row: dict, key_column: str) -> list[tuple[str, dict | None, dict | None, tuple]]:
-    """The change events of one binlog row: (op, before, after, invalid date columns of each).
-
-    An update that changes the key is, as Debezium's MySQL connector emits it, a delete of the old
-    key and a create of the new one: an update under the new key alone would leave the old row in
-    Base B, still holding its unique values."""
-    if isinstance(event, WriteRowsEvent):
-        return [("c", None, row["values"], ((), _unreadable_dates(row.get("none_sources"))))]
-    if isinstance(event, DeleteRowsEvent):
-        return [("d", row["values"], None, (_unreadable_dates(row.get("none_sources")), ()))]
-    before, after = row["before_values"], row["after_values"]
-    invalid = (_unreadable_dates(row.get("before_none_sources")), _unreadable_dates(row.get("after_none_sources")))
-    if before[key_column] == after[key_column]:
-        return [("u", before, after, invalid)]
-    return [("d", before, None, (invalid[0], ())), ("c", None, after, ((), invalid[1]))]
-
-
-def _unreadable_dates(none_sources: dict | None) -> tuple[str, ...]:
-    """The DATE and DATETIME columns the binlog decoder read as None for holding no date (the zero
-    date, a zero part): not NULLs, and never to be published as null (base_sync.dirty)."""
-    return tuple(name for name, why in (none_sources or {}).items() if why in UNREADABLE)
-
-
-_INTEGERS = {
-    FIELD_TYPE.TINY: ("int16", "int16"),
-    FIELD_TYPE.SHORT: ("int16", "int32"),
-    FIELD_TYPE.INT24: ("int32", "int32"),
-    FIELD_TYPE.LONG: ("int32", "int64"),
-    FIELD_TYPE.LONGLONG: ("int64", "int64"),  # BIGINT UNSIGNED as a long: Debezium's default handling
-}
-_SIMPLE = {
-    FIELD_TYPE.FLOAT: "float32",
-    FIELD_TYPE.DOUBLE: "float64",
-    FIELD_TYPE.DATE: "date",
-    FIELD_TYPE.NEWDATE: "date",
-    FIELD_TYPE.TIMESTAMP: "timestamp",
-    FIELD_TYPE.TIMESTAMP2: "timestamp",
-    FIELD_TYPE.TIME: "time",
-    FIELD_TYPE.TIME2: "time",
-    FIELD_TYPE.YEAR: "year",
-    FIELD_TYPE.JSON: "json",
-}
-_TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
-
-
-def null_flags(bitmap: bytes, columns: int) -> tuple[bool, ...]:
-    """A binlog table map's NULL bitmap as one flag per column (bit i set: column i takes NULL)."""
-    return tuple(bool(bitmap[i // 8] & (1 << (i % 8))) for i in range(columns))
-
-
-def binlog_column(column, nullable: bool | None = None) -> SourceColumn:
-    """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
-    connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
-    as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
-    binary as bytes. Optional as the column takes NULL (`nullable`, from the table map's NULL bitmap);
-    unknown, every column but the primary key."""
-    kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
-    name = column.name
-    if kind in _INTEGERS:
-        return SourceColumn(name, _INTEGERS[kind][1 if column.unsigned else 0], optional)
-    if kind == FIELD_TYPE.NEWDECIMAL:
-        return SourceColumn(name, "decimal", optional, column.decimals, column.precision)
-    if kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.DATETIME2):
-        return SourceColumn(name, "datetime", optional, fsp=getattr(column, "fsp", 0))
-    if kind in _SIMPLE:
-        return SourceColumn(name, _SIMPLE[kind], optional)
-    if kind == FIELD_TYPE.ENUM:
-        return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
-    if kind == FIELD_TYPE.SET:
-        return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
-    if kind in _TEXT:
-        # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
-        text = getattr(column, "character_set_name", None) is not None
-        return SourceColumn(name, "string" if text else "bytes", optional)
-    return SourceColumn(name, "string", optional)  # BIT, GEOMETRY: as the decoder gives them
 
 
 def main() -> int:
@@ -480,6 +755,9 @@ def main() -> int:
         pass
     except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
         log.error("Base A (RELAY_BASE_A_URL=%s) failed: %s", relay.url.render_as_string(hide_password=True), error)
+        return 1
+    except BaseAUnreachable as error:
+        log.error("Base A (RELAY_BASE_A_URL=%s) %s", relay.url.render_as_string(hide_password=True), error)
         return 1
     except KafkaException as error:
         log.error("the broker (RELAY_KAFKA_BOOTSTRAP=%s) failed: %s", settings.kafka_bootstrap, error)

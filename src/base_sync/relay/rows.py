@@ -1,0 +1,288 @@
+"""Binlog row events as change events: which changes a row event makes, and the columns' Debezium types.
+
+A row change becomes one or two changes (`RowChange`): a create, an update, a delete, or, for an
+UPDATE of the key, a delete of the old key and a create of the new one, as Debezium emits it. A row
+the binlog does not describe whole becomes an *incomplete* change instead, with the reason: the
+relay publishes it (the drain dead-letters it with that reason, `base_sync.debezium`), never reads
+it as something it is not. That is the case for
+
+- a partial row image (`binlog_row_image` MINIMAL or NOBLOB, set on the server or in the writing
+  session while the relay runs): an UPDATE's after image lacks the columns it did not change, the
+  key among them; read as a whole row it would be a key change (a delete of the row) or wipe the
+  columns. A DELETE whose before image holds the mapping's key is still a delete (the row is gone;
+  its version is the commit time, as for any delete without a usable one);
+- a table map without column names (`binlog_row_metadata` is not FULL): no column is known, not
+  even the key; the values are published by position (`UNKNOWN_COL0`, ...), unkeyed.
+
+DATE and DATETIME values the binlog holds but that are no date (the zero date, a zero part, an
+impossible day under ALLOW_INVALID_DATES) are read as their text (`InvalidDate`): the decoder of
+mysql-replication 1.0 returns None for them (the same as NULL, losing the text) or raises on an
+impossible day; `install_date_readers` replaces its three date readers (module import does it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from pymysqlreplication.bitmap import BitGet
+from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, WriteRowsEvent
+
+from base_sync.debezium import SourceColumn
+
+ROW_IMAGE = "binlog_row_image"
+ROW_METADATA = "binlog_row_metadata"
+UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One change event of a binlog row. `problem` set: an incomplete change (published with the
+    reason, dead-lettered by the drain); `cause` names the setting or `unreadable`."""
+
+    op: str
+    key: object | None  # the mapping key's value; None when the binlog does not give it
+    before: dict | None
+    after: dict | None
+    invalid: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    problem: str | None = None
+    cause: str | None = None
+
+
+def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
+    """The change events of one binlog row.
+
+    An update that changes the key is, as Debezium's MySQL connector emits it, a delete of the old
+    key and a create of the new one: an update under the new key alone would leave the old row in
+    Base B, still holding its unique values. Only whole images can say the key changed."""
+    op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
+    names = [column.name for column in event.columns]
+    if any(name is None for name in names):
+        problem = (
+            f"the binlog's table map of {event.schema}.{event.table} carries no column names (Base A's "
+            "binlog_row_metadata is not FULL): the row's columns and key are unknown, its values are by "
+            "position. Set binlog_row_metadata=FULL; the batch sync carries the row"
+        )
+        before, after = _images(op, row)
+        return [RowChange(op, None, before, after, _invalid_of(before, after), problem, ROW_METADATA)]
+    if op == "c":
+        after = row["values"]
+        missing = _missing(names, event.columns_present_bitmap)
+        if missing:
+            return [_partial(event, op, key_column, None, after, (), missing)]
+        return [RowChange("c", after[key_column], None, after, ((), _invalid_dates(after, row.get("none_sources"))))]
+    if op == "d":
+        before = row["values"]
+        missing = _missing(names, event.columns_present_bitmap)
+        invalid = (_invalid_dates(before, row.get("none_sources")), ())
+        if missing and key_column in missing:
+            return [_partial(event, op, key_column, before, None, missing, ())]
+        if missing:  # the row is gone all the same: a delete of its key (the drain versions it by the commit)
+            before = {name: value for name, value in before.items() if name not in missing}
+        return [RowChange("d", before[key_column], before, None, invalid)]
+    before, after = row["before_values"], row["after_values"]
+    missing_before = _missing(names, event.columns_present_bitmap)
+    missing_after = _missing(names, event.columns_present_bitmap2)
+    if missing_before or missing_after:
+        return [_partial(event, op, key_column, before, after, missing_before, missing_after)]
+    invalid = (
+        _invalid_dates(before, row.get("before_none_sources")),
+        _invalid_dates(after, row.get("after_none_sources")),
+    )
+    if before[key_column] == after[key_column]:
+        return [RowChange("u", after[key_column], before, after, invalid)]
+    return [
+        RowChange("d", before[key_column], before, None, (invalid[0], ())),
+        RowChange("c", after[key_column], None, after, ((), invalid[1])),
+    ]
+
+
+def unreadable(op: str, table: str, error: Exception, key: object | None = None) -> RowChange:
+    """An incomplete change for a row (or a whole row event) the relay failed to read or encode."""
+    problem = (
+        f"the relay could not read this binlog row of {table} ({type(error).__name__}: {_short(error)}); "
+        "the batch sync carries the row"
+    )
+    return RowChange(op, key, None, None, problem=problem, cause=UNREADABLE)
+
+
+def _partial(event, op, key_column, before, after, missing_before, missing_after) -> RowChange:
+    """An incomplete change for a partial row image: the images as far as the binlog gives them."""
+    key = None
+    if before is not None and key_column not in missing_before:
+        key = before[key_column]
+    elif after is not None and key_column not in missing_after:
+        key = after[key_column]
+    lacks = [
+        f"`{image}` lacks {', '.join(missing)}"
+        for image, missing in (("before", missing_before), ("after", missing_after))
+        if missing
+    ]
+    problem = (
+        f"the binlog's row image of {event.schema}.{event.table} is partial ({'; '.join(lacks)}): "
+        "binlog_row_image is not FULL on Base A (the server's setting or the writing session's). "
+        "The relay does not guess the row (read whole, it would be a key change or wipe columns). Set "
+        "binlog_row_image=FULL; the batch sync carries the row"
+    )
+    before, after = _present(before, missing_before), _present(after, missing_after)
+    return RowChange(op, key, before, after, _invalid_of(before, after), problem, ROW_IMAGE)
+
+
+def _images(op: str, row: dict) -> tuple[dict | None, dict | None]:
+    if op == "u":
+        return row["before_values"], row["after_values"]
+    return (row["values"], None) if op == "d" else (None, row["values"])
+
+
+def _invalid_of(before: dict | None, after: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The columns of each image holding no date (read as their text), for an incomplete change."""
+    return _invalid_dates(before or {}, None), _invalid_dates(after or {}, None)
+
+
+def _missing(names: list[str], bitmap) -> tuple[str, ...]:
+    """The columns a row image leaves out (not in its columns-present bitmap)."""
+    return tuple(name for i, name in enumerate(names) if not BitGet(bitmap, i))
+
+
+def _present(image: dict | None, missing: tuple[str, ...]) -> dict | None:
+    return None if image is None else {name: value for name, value in image.items() if name not in missing}
+
+
+def _short(error: Exception, limit: int = 200) -> str:
+    text = str(error)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# Dates the binlog holds but that are no date
+
+UNREADABLE_DATES = frozenset(
+    (NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE)
+)
+
+
+class InvalidDate(str):
+    """The text of a DATE or DATETIME value that is no date, as Base A shows it (`2024-00-10`)."""
+
+
+def _invalid_dates(values: dict, none_sources: dict | None) -> tuple[str, ...]:
+    """The DATE and DATETIME columns holding no date: read as their text (`InvalidDate`), or read as
+    None by a decoder that says so in `none_sources`; not NULLs, never published as null."""
+    named = [name for name, value in values.items() if isinstance(value, InvalidDate)]
+    named += [name for name, why in (none_sources or {}).items() if why in UNREADABLE_DATES and name not in named]
+    return tuple(named)
+
+
+def _read_date(self) -> date | InvalidDate:
+    """RowsEvent's DATE reader, keeping a value that is no date as its text (3 bytes: y*512+m*32+d)."""
+    raw = self.packet.read_uint24()
+    year, month, day = raw >> 9, (raw >> 5) & 0x0F, raw & 0x1F
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return InvalidDate(f"{year:04d}-{month:02d}-{day:02d}")
+
+
+def _read_datetime(self) -> datetime | InvalidDate:
+    """RowsEvent's reader of the old DATETIME (8 bytes: YYYYMMDDhhmmss as an integer)."""
+    value = self.packet.read_uint64()
+    day_part, time_part = divmod(value, 1_000_000)
+    year, rest = divmod(day_part, 10_000)
+    month, day = divmod(rest, 100)
+    hour, rest = divmod(time_part, 10_000)
+    minute, second = divmod(rest, 100)
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return InvalidDate(f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}")
+
+
+def _read_datetime2(self, column) -> datetime | InvalidDate:
+    """RowsEvent's DATETIME2 reader (5 bytes big-endian: sign, year*13+month, day, hour, minute,
+    second; then the fraction), keeping a value that is no date as its text."""
+    data = self.packet.read_int_be_by_size(5)
+    year_month = (data >> 22) & 0x1FFFF
+    year, month = divmod(year_month, 13)
+    day, hour = (data >> 17) & 0x1F, (data >> 12) & 0x1F
+    minute, second = (data >> 6) & 0x3F, data & 0x3F
+    microsecond = self._RowsEvent__read_fsp(column)
+    try:
+        return datetime(year, month, day, hour, minute, second, microsecond)
+    except ValueError:
+        text = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+        fsp = getattr(column, "fsp", 0) or 0
+        return InvalidDate(f"{text}.{microsecond:06d}"[: 20 + fsp] if fsp else text)
+
+
+def install_date_readers() -> None:
+    """Replace mysql-replication's DATE/DATETIME readers (private methods of RowsEvent, 1.0.x) by the
+    ones above. Fails loudly if the library no longer has them."""
+    for name, reader in (
+        ("_RowsEvent__read_date", _read_date),
+        ("_RowsEvent__read_datetime", _read_datetime),
+        ("_RowsEvent__read_datetime2", _read_datetime2),
+    ):
+        if not hasattr(RowsEvent, name):
+            raise RuntimeError(f"mysql-replication's RowsEvent has no {name}: the relay's date readers need 1.0.x")
+        setattr(RowsEvent, name, reader)
+    if not hasattr(RowsEvent, "_RowsEvent__read_fsp"):
+        raise RuntimeError("mysql-replication's RowsEvent has no _RowsEvent__read_fsp: the relay needs 1.0.x")
+
+
+install_date_readers()
+
+
+# Column types
+
+_INTEGERS = {
+    FIELD_TYPE.TINY: ("int16", "int16"),
+    FIELD_TYPE.SHORT: ("int16", "int32"),
+    FIELD_TYPE.INT24: ("int32", "int32"),
+    FIELD_TYPE.LONG: ("int32", "int64"),
+    FIELD_TYPE.LONGLONG: ("int64", "int64"),  # BIGINT UNSIGNED as a long: Debezium's default handling
+}
+_SIMPLE = {
+    FIELD_TYPE.FLOAT: "float32",
+    FIELD_TYPE.DOUBLE: "float64",
+    FIELD_TYPE.DATE: "date",
+    FIELD_TYPE.NEWDATE: "date",
+    FIELD_TYPE.TIMESTAMP: "timestamp",
+    FIELD_TYPE.TIMESTAMP2: "timestamp",
+    FIELD_TYPE.TIME: "time",
+    FIELD_TYPE.TIME2: "time",
+    FIELD_TYPE.YEAR: "year",
+    FIELD_TYPE.JSON: "json",
+}
+_TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
+
+
+def null_flags(bitmap: bytes, columns: int) -> tuple[bool, ...]:
+    """A binlog table map's NULL bitmap as one flag per column (bit i set: column i takes NULL)."""
+    return tuple(bool(bitmap[i // 8] & (1 << (i % 8))) for i in range(columns))
+
+
+def binlog_column(column, nullable: bool | None = None, name: str | None = None) -> SourceColumn:
+    """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
+    connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
+    as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
+    binary as bytes. Optional as the column takes NULL (`nullable`, from the table map's NULL bitmap);
+    unknown, every column but the primary key. `name`: the column's, when the binlog has none."""
+    kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
+    name = column.name or name
+    if kind in _INTEGERS:
+        return SourceColumn(name, _INTEGERS[kind][1 if column.unsigned else 0], optional)
+    if kind == FIELD_TYPE.NEWDECIMAL:
+        return SourceColumn(name, "decimal", optional, column.decimals, column.precision)
+    if kind in (FIELD_TYPE.DATETIME, FIELD_TYPE.DATETIME2):
+        return SourceColumn(name, "datetime", optional, fsp=getattr(column, "fsp", 0))
+    if kind in _SIMPLE:
+        return SourceColumn(name, _SIMPLE[kind], optional)
+    if kind == FIELD_TYPE.ENUM:
+        return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
+    if kind == FIELD_TYPE.SET:
+        return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
+    if kind in _TEXT:
+        # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
+        text = getattr(column, "character_set_name", None) is not None
+        return SourceColumn(name, "string" if text else "bytes", optional)
+    return SourceColumn(name, "string", optional)  # BIT, GEOMETRY: as the decoder gives them

@@ -1,0 +1,227 @@
+"""What a statement in the binlog (a QueryEvent) does to tables: the few kinds the relay must not pass over.
+
+With ROW format a row change is a row event; a statement shows up as a QueryEvent when it is DDL,
+or when a session logs its DML as a statement (`SET SESSION binlog_format=STATEMENT` or MIXED):
+then the binlog holds the SQL text, not the rows, and the relay cannot publish them. `effects`
+reads such a statement far enough to name the tables it writes (INSERT, REPLACE, UPDATE, DELETE),
+empties (TRUNCATE), renames (RENAME TABLE, ALTER TABLE ... RENAME) or drops (DROP TABLE, CREATE
+OR REPLACE TABLE, DROP DATABASE). It is not a SQL parser: a statement it does not know has no
+effects, and a multi-table UPDATE or DELETE names every table of its table references (the ones
+only read too), so a warning may name a table too many, never one too few of those it handles.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DML = "statement_dml"
+TRUNCATE = "truncate"
+RENAME = "rename"
+DROP = "drop"
+
+_TOKENS = re.compile(
+    r"(?P<skip>/\*M?!\d*|\*/|/\*.*?\*/|--(?=\s|$)[^\n]*|\#[^\n]*|\s+)"  # comments (an executable one's text is kept)
+    r"|(?P<quoted>`(?:[^`]|``)*`)"
+    r"|(?P<string>'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\")"
+    r"|(?P<word>[\w$]+)"
+    r"|(?P<other>.)",
+    re.S,
+)
+_ENDS_TABLES = {
+    "UPDATE": {"SET"},
+    "DELETE": {"WHERE", "ORDER", "LIMIT", "RETURNING"},
+}
+
+
+@dataclass(frozen=True)
+class Effect:
+    """`kind` (DML, TRUNCATE, RENAME, DROP) done to `table` ((schema or None, name)); a rename's new name."""
+
+    kind: str
+    table: tuple[str | None, str]
+    to: tuple[str | None, str] | None = None
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # word, quoted, string, other
+    text: str
+
+    @property
+    def keyword(self) -> str:
+        return self.text.upper() if self.kind == "word" else ""
+
+    @property
+    def name(self) -> str | None:
+        """The identifier it is, if any."""
+        if self.kind == "quoted":
+            return self.text[1:-1].replace("``", "`")
+        return self.text if self.kind == "word" else None
+
+
+def tokens(sql: str) -> list[_Token]:
+    return [_Token(match.lastgroup, match.group()) for match in _TOKENS.finditer(sql) if match.lastgroup != "skip"]
+
+
+def effects(sql: str) -> list[Effect]:
+    """The tables the statement writes, empties, renames or drops (see the module's note)."""
+    found = tokens(sql)
+    if not found:
+        return []
+    first = found[0].keyword
+    if first in ("INSERT", "REPLACE"):
+        return _insert(found)
+    if first in _ENDS_TABLES:
+        return [Effect(DML, table) for table in _table_references(found, _ENDS_TABLES[first])]
+    if first == "LOAD":
+        return _load(found)
+    if first == "TRUNCATE":
+        at = 2 if _keyword(found, 1) == "TABLE" else 1
+        table = _qualified(found, at)
+        return [Effect(TRUNCATE, table[0])] if table else []
+    if first == "RENAME" and _keyword(found, 1) in ("TABLE", "TABLES"):
+        return _renames(found, 2)
+    if first == "ALTER":
+        return _alter_rename(found)
+    if first == "DROP":
+        return _drop(found)
+    if first == "CREATE" and [_keyword(found, i) for i in (1, 2, 3)] == ["OR", "REPLACE", "TABLE"]:
+        table = _qualified(found, _skip(found, 4, ("IF", "NOT", "EXISTS")))
+        return [Effect(DROP, table[0])] if table else []  # the old table's rows are gone
+    return []
+
+
+def _keyword(found: list[_Token], at: int) -> str:
+    return found[at].keyword if at < len(found) else ""
+
+
+def _skip(found: list[_Token], at: int, words: tuple[str, ...]) -> int:
+    while _keyword(found, at) in words and at < len(found):
+        at += 1
+    return at
+
+
+def _qualified(found: list[_Token], at: int) -> tuple[tuple[str | None, str], int] | None:
+    """The table name at `at` (`t`, `db.t`, quoted or not) and the position after it."""
+    first = found[at].name if at < len(found) else None
+    if first is None:
+        return None
+    if at + 2 < len(found) and found[at + 1].text == "." and found[at + 2].name is not None:
+        return (first, found[at + 2].name), at + 3
+    return (None, first), at + 1
+
+
+def _insert(found: list[_Token]) -> list[Effect]:
+    at = _skip(found, 1, ("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"))
+    table = _qualified(found, at)
+    return [Effect(DML, table[0])] if table else []
+
+
+def _load(found: list[_Token]) -> list[Effect]:
+    """LOAD DATA|XML ... INTO TABLE t."""
+    for at in range(len(found) - 2):
+        if found[at].keyword == "INTO" and found[at + 1].keyword == "TABLE":
+            table = _qualified(found, at + 2)
+            return [Effect(DML, table[0])] if table else []
+    return []
+
+
+def _table_references(found: list[_Token], ends: set[str]) -> list[tuple[str | None, str]]:
+    """The tables of an UPDATE's or DELETE's table references: each name that starts a reference
+    (after the verb and its modifiers, FROM, USING, JOIN or a top-level comma), up to `ends`."""
+    tables, depth = [], 0
+    at = _skip(found, 1, ("LOW_PRIORITY", "QUICK", "IGNORE"))
+    starts = True
+    while at < len(found):
+        token = found[at]
+        if token.text == "(":
+            depth += 1
+        elif token.text == ")":
+            depth -= 1
+        elif depth == 0 and token.keyword in ends:
+            break
+        elif depth == 0 and (token.text == "," or token.keyword in ("FROM", "USING", "JOIN")):
+            starts = True
+            at += 1
+            continue
+        if starts and depth == 0 and token.name is not None:
+            table = _qualified(found, at)
+            if table:
+                tables.append(table[0])
+                at = table[1]
+                starts = False
+                continue
+        starts = False
+        at += 1
+    return list(dict.fromkeys(tables))
+
+
+def _renames(found: list[_Token], at: int) -> list[Effect]:
+    """`a TO b, c TO d` (MariaDB: IF EXISTS, WAIT n, NOWAIT between)."""
+    renamed = []
+    at = _skip(found, at, ("IF", "EXISTS"))
+    while at < len(found):
+        old = _qualified(found, at)
+        if old is None:
+            break
+        at = old[1]
+        while at < len(found) and found[at].keyword != "TO":
+            at += 1
+        new = _qualified(found, at + 1)
+        if new is None:
+            break
+        renamed.append(Effect(RENAME, old[0], new[0]))
+        at = new[1]
+        if at < len(found) and found[at].text == ",":
+            at += 1
+        else:
+            break
+    return renamed
+
+
+def _alter_rename(found: list[_Token]) -> list[Effect]:
+    """ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] t ... RENAME [TO|AS] u (not RENAME COLUMN/INDEX/KEY)."""
+    at = _skip(found, 1, ("ONLINE", "IGNORE"))
+    if _keyword(found, at) != "TABLE":
+        return []
+    table = _qualified(found, _skip(found, at + 1, ("IF", "EXISTS")))
+    if table is None:
+        return []
+    depth, at = 0, table[1]
+    while at < len(found):
+        token = found[at]
+        depth += token.text == "("
+        depth -= token.text == ")"
+        if depth == 0 and token.keyword == "RENAME" and _keyword(found, at + 1) not in ("COLUMN", "INDEX", "KEY"):
+            new = _qualified(found, _skip(found, at + 1, ("TO", "AS")))
+            return [Effect(RENAME, table[0], new[0])] if new else []
+        at += 1
+    return []
+
+
+def _drop(found: list[_Token]) -> list[Effect]:
+    at = _skip(found, 1, ("TEMPORARY",))
+    if _keyword(found, 1) == "TEMPORARY":
+        return []  # a temporary table shadows, never replaces, the real one
+    if _keyword(found, at) in ("DATABASE", "SCHEMA"):
+        at = _skip(found, at + 1, ("IF", "EXISTS"))
+        schema = found[at].name if at < len(found) else None
+        return [Effect(DROP, (schema, "*"))] if schema else []  # every table of the schema
+    if _keyword(found, at) != "TABLE":
+        return []
+    dropped, at = [], _skip(found, at + 1, ("IF", "EXISTS"))
+    while (table := _qualified(found, at)) is not None:
+        dropped.append(Effect(DROP, table[0]))
+        at = table[1]
+        if at < len(found) and found[at].text == ",":
+            at += 1
+        else:
+            break
+    return dropped
+
+
+def excerpt(sql: str, limit: int = 200) -> str:
+    """A statement for a log line: one line, at most `limit` characters."""
+    text = " ".join(sql.split())
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,72 @@
+"""How the relay reads a binlog row, without servers: whole rows, partial images, unnamed columns."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode
+from base_sync.relay.rows import InvalidDate, row_changes
+
+NAMES = ("id", "first_name", "hired_at")
+ALL = b"\x07"  # every one of the three columns present
+
+
+def event(kind, bitmap: bytes = ALL, bitmap2: bytes = ALL, names=NAMES):
+    made = object.__new__(kind)  # a row event as mysql-replication leaves it once read
+    made.__dict__.update(
+        schema="base_a",
+        table="employees",
+        columns=[SimpleNamespace(name=name) for name in names],
+        columns_present_bitmap=bitmap,
+        columns_present_bitmap2=bitmap2,
+    )
+    return made
+
+
+def test_whole_rows_and_a_key_change():
+    row = {"values": {"id": 1, "first_name": "A", "hired_at": InvalidDate("2024-00-10")}, "none_sources": {}}
+    (create,) = row_changes(event(WriteRowsEvent), row, "id")
+    assert (create.op, create.key, create.problem, create.invalid) == ("c", 1, None, ((), ("hired_at",)))
+    before, after = {"id": 1, "first_name": "A", "hired_at": None}, {"id": 2, "first_name": "A", "hired_at": None}
+    changes = row_changes(event(UpdateRowsEvent), {"before_values": before, "after_values": after}, "id")
+    assert [(c.op, c.key) for c in changes] == [("d", 1), ("c", 2)]
+
+
+def test_a_partial_update_is_incomplete_keyed_by_the_before_image_never_a_key_change():
+    before = {"id": 150, "first_name": None, "hired_at": None}  # MINIMAL: the key alone
+    after = {"id": None, "first_name": "B", "hired_at": InvalidDate("2024-00-10")}  # the changed columns alone
+    row = {"before_values": before, "after_values": after}
+    (change,) = row_changes(event(UpdateRowsEvent, b"\x01", b"\x06"), row, "id")
+    assert (change.op, change.key, change.cause) == ("u", 150, "binlog_row_image")
+    assert change.before == {"id": 150} and change.after == {"first_name": "B", "hired_at": "2024-00-10"}
+    assert "`after` lacks id" in change.problem and "binlog_row_image=FULL" in change.problem
+    columns = [
+        SourceColumn("id", "int64", False),
+        SourceColumn("first_name", "string"),
+        SourceColumn("hired_at", "date"),
+    ]
+    writer = EnvelopeWriter("employees", columns, database="base_a")
+    value = writer.envelope(change.op, change.before, change.after, {"ts_ms": 1}, 1, change.invalid, change.problem)
+    assert orjson.loads(value)["payload"]["after"] == {"first_name": "B", "hired_at": "2024-00-10"}
+    with pytest.raises(BadEvent, match="binlog_row_image=FULL"):
+        decode("base_a.base_a.employees", value)
+
+
+def test_a_partial_delete_is_a_delete_when_it_names_the_key_else_incomplete():
+    row = {"values": {"id": 7, "first_name": None, "hired_at": None}, "none_sources": {}}
+    (delete,) = row_changes(event(DeleteRowsEvent, b"\x01"), row, "id")
+    assert (delete.op, delete.key, delete.before, delete.problem) == ("d", 7, {"id": 7}, None)
+    (keyless,) = row_changes(event(DeleteRowsEvent, b"\x02"), row, "id")
+    assert keyless.problem is not None and keyless.key is None and keyless.cause == "binlog_row_image"
+
+
+def test_columns_without_names_are_incomplete_and_unkeyed():
+    values = {"UNKNOWN_COL0": 3, "UNKNOWN_COL1": "C", "UNKNOWN_COL2": InvalidDate("0000-00-00")}
+    (change,) = row_changes(event(WriteRowsEvent, names=(None, None, None)), {"values": values}, "id")
+    assert (change.op, change.key, change.cause) == ("c", None, "binlog_row_metadata")
+    assert change.after == values and change.invalid == ((), ("UNKNOWN_COL2",))
+    assert "binlog_row_metadata=FULL" in change.problem
