@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import orjson
-import pytest
 from sqlalchemy import create_engine
 
 from tests.api.conftest import AUTH, raw_rows
@@ -320,9 +319,8 @@ def test_a_repair_restores_a_tombstone_of_the_same_version_and_nothing_older(cli
 
 
 def test_a_delete_plan_takes_no_lock_a_merge_would_wait_for(client, db, database_url):
-    """The breakers ask for a plan before deletes, every chunk: it must not queue behind a merge."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("row locks: PostgreSQL")
+    """The breakers ask for a plan before deletes, every chunk: it must not queue behind a merge (a
+    row lock on PostgreSQL, the database's write lock on SQLite)."""
     upsert(client, "articles", [article(1, V1)])
     holder = create_engine(database_url)
     answers = []

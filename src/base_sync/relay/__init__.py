@@ -513,13 +513,7 @@ class Relay:
             return  # a table the mapping does not name
         key_column = self.topics.view(entity).spec.key
         topic = self.topics.topic(entity)
-        source = {
-            "ts_ms": event.timestamp * 1000,
-            "server_id": event.packet.server_id,
-            "gtid": None,
-            "file": stream.log_file,
-            "pos": stream.log_pos,
-        }
+        source = _source(event, stream)
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
         op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
@@ -614,15 +608,7 @@ class Relay:
         writer = self.last_writer.get(table) or EnvelopeWriter(
             table, [], self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
         )
-        source = {
-            "ts_ms": event.timestamp * 1000,
-            "server_id": event.packet.server_id,
-            "gtid": None,
-            "file": stream.log_file,
-            "pos": stream.log_pos,
-            "row": 0,
-        }
-        value = writer.envelope("t", None, None, source, int(time.time() * 1000))
+        value = writer.envelope("t", None, None, {**_source(event, stream), "row": 0}, int(time.time() * 1000))
         self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
         EVENTS.labels(entity, "t").inc()
         log.warning(
@@ -721,6 +707,17 @@ class Warnings:
         if count > 1:
             message += f" ({count - 1} more like it in the last {self.every:.0f} s)"
         log.warning(message, *args)
+
+
+def _source(event, stream: BinLogStreamReader) -> dict:
+    """The envelope's `source` block for a binlog event: its commit time and binlog position."""
+    return {
+        "ts_ms": event.timestamp * 1000,
+        "server_id": event.packet.server_id,
+        "gtid": None,
+        "file": stream.log_file,
+        "pos": stream.log_pos,
+    }
 
 
 class _QuietHandler(WSGIRequestHandler):
