@@ -312,8 +312,8 @@ def _classify_and_write(
     insert = backend_of(conn).insert(target).from_select(names, rows)
     incoming = insert.excluded
     content = [*entity.field_names, "created_at", "updated_at"]
-    # The version guard: newer wins; as new but different wins unless the row is a tombstone (which
-    # a repair's record of the same version restores).
+    # The version guard: newer wins; as new but different wins unless the row is a tombstone (which a
+    # record of its version restores when the request was made after the delete: restore_ties).
     newer = or_(
         incoming.source_updated_at > target.c.source_updated_at,
         ~bounds.trusted(target.c.source_updated_at),

@@ -567,7 +567,7 @@ def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, setti
     keys = sorted(r["source_id"] for r in taken)
     if keys:
         counts = _resend(entity, base_a, api, settings, keys)
-        log.info("%s: re-sent %d rows rejected for a unique value after the deletes: %s", entity, len(keys), counts)
+        log.info("%s: re-sent %d rows rejected for a unique value another row held: %s", entity, len(keys), counts)
     return len(keys)
 
 
