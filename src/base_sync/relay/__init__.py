@@ -49,7 +49,7 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import statements
-from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, unreadable
+from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, row_op, unreadable
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
@@ -516,7 +516,7 @@ class Relay:
         source = _source(event, stream)
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
-        op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
+        op = row_op(event)
         try:
             rows = event.rows
             writer = self._writer(event)
@@ -605,9 +605,7 @@ class Relay:
         entity = self.tables[table]
         if self.transaction is None:
             self.transaction = self.deliveries.begin()
-        writer = self.last_writer.get(table) or EnvelopeWriter(
-            table, [], self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
-        )
+        writer = self.last_writer.get(table) or self._bare_writer(table)
         value = writer.envelope("t", None, None, {**_source(event, stream), "row": 0}, int(time.time() * 1000))
         self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
         EVENTS.labels(entity, "t").inc()
@@ -623,10 +621,12 @@ class Relay:
         self._produce(topic, key, value, self.deliveries.sent(transaction))
 
     def _bare_envelope(self, table: str, change: RowChange, source: dict, now_ms: int) -> bytes:
-        """The envelope of a change whose columns are unknown (a writer without columns)."""
-        prefix, database = self.settings.topic_prefix, self.url.database or ""
-        writer = EnvelopeWriter(table, [], prefix, database, self.settings.with_schema)
-        return self._envelope(writer, change, source, now_ms)
+        """The envelope of a change whose columns are unknown."""
+        return self._envelope(self._bare_writer(table), change, source, now_ms)
+
+    def _bare_writer(self, table: str) -> EnvelopeWriter:
+        """A writer for the table without columns (their types unknown, or none to write)."""
+        return EnvelopeWriter(table, [], self.settings.topic_prefix, self.url.database or "", self.settings.with_schema)
 
     @staticmethod
     def _envelope(writer: EnvelopeWriter, change: RowChange, source: dict, now_ms: int) -> bytes:

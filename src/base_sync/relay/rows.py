@@ -56,7 +56,7 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
     An update that changes the key is, as Debezium's MySQL connector emits it, a delete of the old
     key and a create of the new one: an update under the new key alone would leave the old row in
     Base B, still holding its unique values. Only whole images can say the key changed."""
-    op = "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
+    op = row_op(event)
     names = [column.name for column in event.columns]
     if any(name is None for name in names):
         problem = (
@@ -96,6 +96,11 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
         RowChange("d", before[key_column], before, None, (invalid[0], ())),
         RowChange("c", after[key_column], None, after, ((), invalid[1])),
     ]
+
+
+def row_op(event) -> str:
+    """The Debezium op of a row event: c (WRITE_ROWS), d (DELETE_ROWS) or u (UPDATE_ROWS)."""
+    return "c" if isinstance(event, WriteRowsEvent) else "d" if isinstance(event, DeleteRowsEvent) else "u"
 
 
 def unreadable(op: str, table: str, error: Exception, key: object | None = None) -> RowChange:

@@ -13,6 +13,7 @@ only read too), so a warning may name a table too many, never one too few of tho
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DML = "statement_dml"
@@ -159,25 +160,31 @@ def _table_references(found: list[_Token], ends: set[str]) -> list[tuple[str | N
 
 def _renames(found: list[_Token], at: int) -> list[Effect]:
     """`a TO b, c TO d` (MariaDB: IF EXISTS, WAIT n, NOWAIT between)."""
-    renamed = []
-    at = _skip(found, at, ("IF", "EXISTS"))
-    while at < len(found):
+
+    def rename(at: int) -> tuple[Effect, int] | None:
         old = _qualified(found, at)
         if old is None:
-            break
+            return None
         at = old[1]
         while at < len(found) and found[at].keyword != "TO":
             at += 1
         new = _qualified(found, at + 1)
-        if new is None:
-            break
-        renamed.append(Effect(RENAME, old[0], new[0]))
-        at = new[1]
+        return (Effect(RENAME, old[0], new[0]), new[1]) if new else None
+
+    return _listed(found, _skip(found, at, ("IF", "EXISTS")), rename)
+
+
+def _listed(found: list[_Token], at: int, item: Callable[[int], tuple[Effect, int] | None]) -> list[Effect]:
+    """The effects of a comma-separated list: `item(at)` reads one (and where it ends), or None."""
+    effects_found = []
+    while (read := item(at)) is not None:
+        effects_found.append(read[0])
+        at = read[1]
         if at < len(found) and found[at].text == ",":
             at += 1
         else:
             break
-    return renamed
+    return effects_found
 
 
 def _alter_rename(found: list[_Token]) -> list[Effect]:
@@ -210,15 +217,12 @@ def _drop(found: list[_Token]) -> list[Effect]:
         return [Effect(DROP, (schema, "*"))] if schema else []  # every table of the schema
     if _keyword(found, at) != "TABLE":
         return []
-    dropped, at = [], _skip(found, at + 1, ("IF", "EXISTS"))
-    while (table := _qualified(found, at)) is not None:
-        dropped.append(Effect(DROP, table[0]))
-        at = table[1]
-        if at < len(found) and found[at].text == ",":
-            at += 1
-        else:
-            break
-    return dropped
+
+    def drop(at: int) -> tuple[Effect, int] | None:
+        table = _qualified(found, at)
+        return (Effect(DROP, table[0]), table[1]) if table else None
+
+    return _listed(found, _skip(found, at + 1, ("IF", "EXISTS")), drop)
 
 
 def excerpt(sql: str, limit: int = 200) -> str:
