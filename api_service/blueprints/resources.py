@@ -9,7 +9,7 @@ from typing import Annotated, Union, get_args, get_origin
 from urllib.parse import unquote_to_bytes
 
 import orjson
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 
 import http_body
@@ -136,12 +136,13 @@ def _check_request() -> None:
     is a 422 where the write does not read it, not ignored."""
     auth.check_request(_settings())
     if request.method not in ("GET", "HEAD", "OPTIONS") and request.query_string:
-        _query(_WRITE_QUERIES.get((request.endpoint or "").rpartition(".")[2], NoQuery))
+        g.write_query = _query(_WRITE_QUERIES.get((request.endpoint or "").rpartition(".")[2], NoQuery))
 
 
 def _upsert_versions(batch, settings) -> VersionBounds:
-    """A bulk upsert's version bounds, with the tie rule its query string asks for."""
-    return _admitted_versions(batch, settings, _query(BulkUpsertQuery).restore_ties)
+    """A bulk upsert's version bounds, with the tie rule its query string asks for (read before it)."""
+    query = g.get("write_query") or BulkUpsertQuery()
+    return _admitted_versions(batch, settings, query.restore_ties)
 
 
 def _plan_deletes(table) -> Response:

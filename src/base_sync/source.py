@@ -313,7 +313,7 @@ class BaseA:
         try:
             return None if inspect(self.engine).has_table(DELETE_LOG) else False
         except DBAPIError as error:
-            if self.backend.refusal(error) is None:
+            if self.backend.denied(error) is None:  # a privilege, not the server away
                 raise
             # A grant on the mapped tables only: the deletes are found by comparing keys instead.
             log.warning(
