@@ -77,14 +77,16 @@ class PlannedDeletes:
     at most DISTINCT_KEYS keys (or `capacity`, if more) are counted: a soft-deleted row is named by
     the key comparison and by the rows that left the scope, and the operator asked to approve must
     see the rows, not the sum (past that, a key named twice may count twice: `exact` turns False,
-    the total is an upper bound). Past `capacity` records the records are dropped (`complete`
+    the total is an upper bound). A key named again with another version (deleted, put back and
+    deleted again in one window) is held again, uncounted: the older delete alone would lose
+    against the row put back. Past `capacity` records the records are dropped (`complete`
     turns False): a second pass sends them."""
 
     def __init__(self, capacity: int, grow: Callable[[], int] | None = None):
         self.capacity = capacity
         self._grow = grow  # called once when the capacity is reached: the capacity it may grow to
         self.held: list[tuple[str, dict]] = []
-        self._keys: set[int] | None = set()
+        self._keys: dict[int, str] | None = {}  # key -> the version last held for it
         self.by_source: Counter[str] = Counter()
         self.complete = True
 
@@ -105,14 +107,19 @@ class PlannedDeletes:
         for record in records:
             if counted:
                 key = record["source_id"]
-                if self._keys is not None and key in self._keys:
+                version = record["source_updated_at"]
+                seen = self._keys.get(key) if self._keys is not None else None
+                if seen == version:
                     continue  # another source named it: counted and held already
-                self.by_source[source] += 1
-                if self._keys is not None:
-                    if len(self._keys) < max(self.capacity, DISTINCT_KEYS):
-                        self._keys.add(key)
-                    else:
-                        self._keys = None
+                if seen is not None:
+                    self._keys[key] = version  # held again below, counted once
+                else:
+                    self.by_source[source] += 1
+                    if self._keys is not None:
+                        if len(self._keys) < max(self.capacity, DISTINCT_KEYS):
+                            self._keys[key] = version
+                        else:
+                            self._keys = None
             if self.complete:
                 if self._room(len(self.held)):
                     self.held.append((source, record))

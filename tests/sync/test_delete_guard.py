@@ -163,6 +163,17 @@ def test_planned_deletes_hold_at_most_their_capacity_and_count_everything():
     assert planned.total == 10_007 and planned.exact
 
 
+def test_a_key_deleted_again_in_the_window_is_held_with_both_versions_and_counted_once():
+    """Deleted, put back and deleted again: the first delete alone is older than the row put back."""
+    planned = PlannedDeletes(capacity=12)
+    first = {"source_id": 7, "source_updated_at": "2026-01-01T00:00:00+00:00"}
+    again = {"source_id": 7, "source_updated_at": "2026-01-01T00:05:00+00:00"}
+    planned.add(DELETE_LOG, [first, again])
+    planned.add(KEY_COMPARISON, [dict(again)])  # the same delete named by another source: held once
+    assert planned.total == 1 and planned.exact
+    assert planned.from_source(DELETE_LOG) == [first, again] and planned.from_source(KEY_COMPARISON) == []
+
+
 def test_past_the_keys_it_remembers_a_plan_counts_an_upper_bound(monkeypatch):
     monkeypatch.setattr(delete_guard, "DISTINCT_KEYS", 100)
     planned = PlannedDeletes(capacity=12)
