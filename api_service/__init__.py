@@ -20,6 +20,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     class AsciiInt(IntegerConverter):
         regex = r"[0-9]+"
 
+    import http_headers
     from api_service import db, metrics, problems
     from api_service.blueprints import resources, service
     from api_service.cli import register
@@ -38,6 +39,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.logger.warning("API_TOKENS is empty: every write will be refused with 403")
 
     problems.init_app(app)
+    http_headers.init_app(app)
     app.wsgi_app = problems.refuse_unknown_methods(app)
     db.init_app(app, settings)
     metrics.init_app(app, settings)

@@ -13,6 +13,7 @@ from graphql import GraphQLError, OperationType, get_operation_ast
 from werkzeug.exceptions import HTTPException
 
 import http_body
+import http_headers
 from graphql_service import over_http
 from graphql_service.entity_schema import ENTITY_SDL
 from graphql_service.errors import REQUEST_ERRORS, error_formatter
@@ -54,6 +55,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    http_headers.init_app(app)
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client

@@ -95,6 +95,7 @@ def test_delete_answers_204_and_the_row_disappears_from_reads(client):
     row = create(client, "articles", ARTICLE).json
     response = client.delete(f"/articles/{row['id']}", headers=AUTH)
     assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers  # no body, so no type (Flask's default said text/html)
     assert client.get(f"/articles/{row['id']}").status_code == 404
     assert client.get("/articles").json["items"] == []
     assert client.delete(f"/articles/{row['id']}", headers=AUTH).status_code == 404
@@ -118,3 +119,10 @@ def test_synced_rows_are_read_only_through_crud(client, method):
     assert response.status_code == 409
     assert "Base A" in response.json["detail"]
     assert client.get(f"/articles/{row['id']}").json["title"] == "synced"
+
+
+def test_answers_are_never_sniffed_and_an_empty_options_answer_has_no_type(client):
+    options = client.options("/articles")
+    assert options.status_code == 200 and options.data == b"" and "Content-Type" not in options.headers
+    for response in (options, client.get("/articles"), client.get("/articles/999999"), client.get("/metrics")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

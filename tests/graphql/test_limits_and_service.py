@@ -83,6 +83,15 @@ def test_explorer_health_ready_and_metrics(app, gql):
     assert 'url_rule="/graphql"' in metrics
 
 
+def test_answers_are_never_sniffed_and_an_empty_options_answer_has_no_type(app):
+    client = app.test_client()
+    options = client.options("/graphql")
+    assert options.status_code == 200 and options.data == b"" and "Content-Type" not in options.headers
+    answers = (options, client.get("/graphql"), client.post("/graphql", json={"query": "{ __typename }"}))
+    for response in (*answers, client.get("/metrics"), client.get("/nowhere")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_root_fields_are_timed_and_nested_fields_are_not(app, gql):
     gql('mutation { createArticle(input: {title: "x"}) { id title } }')
     gql("{ ping getArticlesPage { items { id } } }")

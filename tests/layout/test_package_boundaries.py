@@ -55,7 +55,12 @@ def test_the_shared_gunicorn_settings_load_neither_service():
 
 @pytest.mark.parametrize(
     ("package", "uses"),
-    [("env_settings", {"pydantic_settings"}), ("strict_json", {"msgspec"}), ("http_body", {"flask", "gunicorn"})],
+    [
+        ("env_settings", {"pydantic_settings"}),
+        ("strict_json", {"msgspec"}),
+        ("http_body", {"flask", "gunicorn"}),
+        ("http_headers", {"flask"}),
+    ],
 )
 def test_the_small_shared_packages_load_no_service_and_no_pipeline(package, uses):
     loaded = _top_level_modules_after(f"import {package}")
