@@ -325,7 +325,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             f"{entity.name}_sync_buckets",
             SyncBucketsQuery,
             "SyncBuckets",
-            "Count and key sum of the synced keys per bucket (delete detection)",
+            "Count and key sum (and version digest) of the synced keys per bucket (comparing every key)",
         ),
     }
 

@@ -329,6 +329,7 @@ class SyncVersionsQuery(SyncWindowQuery):
 class SyncBucketsQuery(BaseModel):
     model_config = _STRICT
     size: int = pydantic.Field(10_000, ge=1, le=MAX_BIGINT, description="keys per bucket (bucket = source_id // size)")
+    versions: bool = pydantic.Field(False, description="add each bucket's digest of its (source_id, version) pairs")
 
 
 class RejectionsQuery(BaseModel):
@@ -382,6 +383,9 @@ class SyncBucket(BaseModel):
     bucket: int = pydantic.Field(description="source_id // size")
     count: int
     key_sum: int = pydantic.Field(description="sum of the source ids in the bucket")
+    digest: str | None = pydantic.Field(
+        None, description="with versions=true: the sync digest of the bucket's (source_id, version) pairs"
+    )
 
 
 class SyncBuckets(BaseModel):

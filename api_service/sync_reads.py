@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Table, func, select
 
 from api_service.backends import backend_of
 from api_service.schemas import MAX_BIGINT
-from baseab_contract.version_digest import version_window, window_digest
+from baseab_contract.version_digest import bucket_digests, version_window, window_digest
 
 
 def _window(table: Table, query) -> list:
@@ -49,8 +49,10 @@ def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | N
 _HALF = 2**32
 
 
-def key_buckets(conn: Connection, table: Table, size: int) -> list[dict]:
-    """(bucket, count, sum of keys) of the live synced keys, bucket = source_id // size, by bucket.
+def key_buckets(conn: Connection, table: Table, size: int, versions: bool = False) -> list[dict]:
+    """(bucket, count, sum of keys) of the live synced keys, bucket = source_id // size, by bucket;
+    with `versions`, each bucket's digest of its (source_id, version) pairs too (a second aggregate:
+    it finds a row Base B holds at another version than Base A, which counts and sums cannot).
 
     The sum of keys near 2**63 overflows a 64-bit integer (SQLite raises), so the database adds
     the high and the low 32 bits of the keys apart and Python, whose integers do not overflow,
@@ -67,6 +69,12 @@ def key_buckets(conn: Connection, table: Table, size: int) -> list[dict]:
         .group_by(bucket)
     )
     rows = sorted(conn.execute(statement))
-    return [
+    items = [
         {"bucket": int(b), "count": int(count), "key_sum": int(high) * _HALF + int(low)} for b, count, high, low in rows
     ]
+    if versions:
+        live = [key.is_not(None), table.c.deleted_at.is_(None)]
+        digests = bucket_digests(conn, key, table.c.source_updated_at, live, size, backend_of(conn).pair_hash)
+        for item in items:
+            item["digest"] = digests[item["bucket"]].hexdigest
+    return items

@@ -23,7 +23,8 @@ Base A changed after the watermark (less a look-back for late commits) to the AP
 **propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
 position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
-Base A lacks. Before it, **check_deletes** counts those deletes (writing nothing) against the
+Base A lacks (that comparison also re-sends the rows Base B lacks or holds older: commits later
+than the look-back). Before it, **check_deletes** counts those deletes (writing nothing) against the
 **mass-delete circuit breaker**: more than max(`SYNC_MASS_DELETE_MIN_ROWS`, 100;
 `SYNC_MASS_DELETE_SHARE`, 5% of the entity's synced rows in Base B) and the run waits on
 **approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many

@@ -254,7 +254,7 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("/sync/buckets")
     def sync_buckets():
         query = _query(SyncBucketsQuery)
-        items = sync_reads.key_buckets(get_connection(), table, query.size)
+        items = sync_reads.key_buckets(get_connection(), table, query.size, query.versions)
         # A bucket's key sum can pass 2**64, beyond orjson: the standard library writes any integer.
         return Response(json.dumps({"items": items}), mimetype="application/json")
 

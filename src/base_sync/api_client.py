@@ -133,8 +133,12 @@ class BaseBApi:
                 return
             params["after"] = page["next_after"]
 
-    def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
-        items = self._call("GET", f"/{entity}/sync/buckets", params={"size": size})["items"]
+    def key_buckets(self, entity: str, size: int, versions: bool = False) -> dict[int, tuple]:
+        """{bucket: (count, sum of keys)}; with `versions`, (count, sum of keys, digest of the versions)."""
+        params = {"size": size, "versions": "true"} if versions else {"size": size}
+        items = self._call("GET", f"/{entity}/sync/buckets", params=params)["items"]
+        if versions:
+            return {item["bucket"]: (item["count"], item["key_sum"], item["digest"]) for item in items}
         return {item["bucket"]: (item["count"], item["key_sum"]) for item in items}
 
     def synced_rows(self, entity: str) -> int:

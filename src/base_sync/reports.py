@@ -155,6 +155,8 @@ class KeyComparison:
     buckets: int
     suspect_buckets: int
     counts: DeleteCounts = DeleteCounts()
+    resent: int = 0  # rows Base B lacked or held older than Base A: re-sent (when versions were compared)
+    ahead: int = 0  # rows Base B holds newer than Base A
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ class DeleteReport:
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
+            if self.comparison.resent or self.comparison.ahead:
+                data.update(resent_behind=self.comparison.resent, ahead=self.comparison.ahead)
         if self.plan is not None:
             data["planned"] = self.plan
         if self.left_scope:

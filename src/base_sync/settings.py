@@ -41,8 +41,9 @@ class SyncSettings(_Schedules, EnvSettings):
     key_check_hours: float = Field(
         24.0,
         ge=0,
-        description="compare every key of both sides at most this often (0: every run); in between, hard "
-        "deletes come from Base A's delete log, at a cost proportional to the deletes",
+        description="compare every key and version of both sides at most this often (0: every run): hard "
+        "deletes, and rows committed too late for the look-back; in between, hard deletes come from Base A's "
+        "delete log, at a cost proportional to the deletes",
     )
     delete_log_retention_hours: float = Field(
         168.0, gt=0, description="the sync purges Base A's delete log entries this far behind its position"

@@ -25,7 +25,7 @@ from base_sync.records import utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import ENTITIES
-from baseab_contract.version_digest import VersionDigest, version_window, window_digest
+from baseab_contract.version_digest import VersionDigest, bucket_digests, version_window, window_digest
 
 log = logging.getLogger(__name__)
 
@@ -278,13 +278,27 @@ class BaseA:
         for rows in self._stream(statement, chunk_size):
             yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
 
-    def key_buckets(self, entity: str, size: int) -> dict[int, tuple[int, int]]:
-        """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over the key."""
+    def key_buckets(self, entity: str, size: int, versions: bool = False) -> dict[int, tuple]:
+        """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over
+        the key; with `versions`, (count, sum of keys, digest of the (key, version) pairs) as the API's."""
         view = self.view(entity)
         bucket = (view.key // size).label("bucket")
         statement = select(bucket, func.count(), func.sum(view.key)).where(*view.live).group_by(bucket)
         with self.engine.connect() as conn:
-            return {int(b): (int(count), int(total)) for b, count, total in conn.execute(statement)}
+            sums = {int(b): (int(count), int(total)) for b, count, total in conn.execute(statement)}
+            if not versions:
+                return sums
+            digests = bucket_digests(conn, view.key, view.version, view.live, size, self.backend.pair_hash)
+        empty = VersionDigest()
+        return {b: (*summary, digests.get(b, empty).hexdigest) for b, summary in sums.items()}
+
+    def versions_between(self, entity: str, low: int, high: int) -> Iterator[tuple[int, datetime | None]]:
+        """(key, version) of the live rows with low <= key <= high, by key; None: no usable version."""
+        view = self.view(entity)
+        statement = select(view.key, view.version).where(*view.live, view.key.between(low, high)).order_by(view.key)
+        for rows in self._stream(statement, 50_000):
+            for key, version in rows:
+                yield key, (utc(version) if version is not None else None)
 
     def key_span(self, entity: str) -> tuple[int, int, int]:
         """(lowest key, highest key, rows) of the live rows; (0, 0, 0) when there are none."""

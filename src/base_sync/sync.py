@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -249,6 +249,7 @@ class _Found:
     compared_at: str | None
     buckets: int | None = None  # key comparison: Base B's buckets and those that differ
     suspects: list[int] = field(default_factory=list)
+    versions: bool = False  # the key comparison compared versions too: the rows behind are re-sent
     left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
 
 
@@ -301,6 +302,8 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
+    if comparison is not None and found.versions:
+        comparison = replace(comparison, **_bring_up_to_date(entity, base_a, api, settings, found.suspects))
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
@@ -364,9 +367,13 @@ def _find_deletes(
     position = Cursor.from_json(last.get("log_position"))
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
-    reason = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
-    if reason is None and not base_a.view(entity).has_cursor:
+    reason, versions = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    has_cursor = base_a.view(entity).has_cursor
+    if reason is None and not has_cursor:
         reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
+    watermark = store.get(entity)
+    # A load from the start (no watermark yet) verified every version in its window already.
+    versions = versions and has_cursor and watermark is not None
     synced: int | None = None
 
     def budget_limit() -> int:
@@ -395,7 +402,6 @@ def _find_deletes(
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
-    watermark = store.get(entity)
     left_since = _looking_back(watermark, settings) if watermark is not None and not first_run else None
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
@@ -403,9 +409,10 @@ def _find_deletes(
         reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
     if reason:
-        log.info("%s: comparing every key (%s)", entity, reason)
-        compared_at = datetime.now(UTC).isoformat()
-        buckets, suspects, synced = _differing_buckets(entity, base_a, api, settings)
+        log.info("%s: comparing every key%s (%s)", entity, " and version" if versions else "", reason)
+        if versions or not has_cursor or watermark is None:
+            compared_at = datetime.now(UTC).isoformat()
+        buckets, suspects, synced = _differing_buckets(entity, base_a, api, settings, versions)
         for gone in _gone_in_buckets(entity, base_a, api, settings, suspects):
             planned.add(KEY_COMPARISON, gone)
         reasons[KEY_COMPARISON] = f"keys Base B holds that Base A lacks; compared because: {reason}"
@@ -413,7 +420,9 @@ def _find_deletes(
         budget_limit()
     budget = DeleteBudget.of(settings, synced)
     plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
-    return _Found(plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, left_since)
+    return _Found(
+        plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, versions, left_since
+    )
 
 
 def _plan_counting_held(planned: PlannedDeletes, source: str, records: list[dict], api: BaseBApi, entity: str) -> None:
@@ -433,19 +442,29 @@ def _why_compare_keys(
     asked: bool,
     position: Cursor | None,
     compared_at: str | None,
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """Why this run compares every key (None: it does not), and whether it compares the versions too:
+    when asked, on the first run and once every SYNC_KEY_CHECK_HOURS, the safety net for what the
+    window cannot see (a commit later than the run that read its window). Without a delete log every
+    run compares keys, the versions only as often."""
     if logged is False:
         log.warning("%s: Base A has no delete trigger on this table; every run compares every key", entity)
-        return "no delete log"
+        due = _comparison_due(settings, asked, compared_at)
+        return (f"no delete log; {due}" if due else "no delete log"), due is not None
     if logged is None:
         log.warning(
             "%s: this Base A account cannot see triggers (MySQL shows them only with the TRIGGER privilege): "
             "the delete log is trusted, and every key is still compared once every SYNC_KEY_CHECK_HOURS",
             entity,
         )
+    due = "first run" if position is None and not asked else _comparison_due(settings, asked, compared_at)
+    return due, due is not None
+
+
+def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None) -> str | None:
     if asked:
         return "asked for"
-    if position is None or compared_at is None:
+    if compared_at is None:
         return "first run"
     age = datetime.now(UTC) - datetime.fromisoformat(compared_at)
     if age >= timedelta(hours=settings.key_check_hours):
@@ -497,15 +516,20 @@ def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: Sy
         log.info("%s: purged %d delete log entries older than %s", entity, purged, cutoff)
 
 
-def _differing_buckets(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> tuple[int, list[int], int]:
-    """Base B's key buckets, those whose (count, sum of keys) differ from Base A's, and Base B's synced rows.
+def _differing_buckets(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, versions: bool = False
+) -> tuple[int, list[int], int]:
+    """Base B's key buckets, those whose (count, sum of keys) differ from Base A's (and digest of the
+    versions, with `versions`) on either side, and Base B's synced rows.
 
     The summaries of both sides' buckets are read at once: they only point at the buckets to look into."""
     size = settings.bucket_size
-    theirs, ours = _both(lambda: api.key_buckets(entity, size), lambda: base_a.key_buckets(entity, size))
-    suspects = sorted(bucket for bucket, summary in theirs.items() if ours.get(bucket) != summary)
+    theirs, ours = _both(
+        lambda: api.key_buckets(entity, size, versions), lambda: base_a.key_buckets(entity, size, versions)
+    )
+    suspects = sorted(bucket for bucket in theirs.keys() | ours.keys() if ours.get(bucket) != theirs.get(bucket))
     log.info("%s: %d key buckets, %d differ", entity, len(theirs), len(suspects))
-    return len(theirs), suspects, sum(count for count, _ in theirs.values())
+    return len(theirs), suspects, sum(summary[0] for summary in theirs.values())
 
 
 def _gone_in_buckets(
@@ -536,6 +560,57 @@ def _apply_key_comparison(
         allowance.take(KEY_COMPARISON, len(gone))
         counts += _send_gone(api, entity, gone, settings.chunk_size)
     return counts
+
+
+def _bring_up_to_date(
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int]
+) -> dict[str, int]:
+    """Re-send the rows of the suspect buckets that Base B lacks or holds older than Base A: a commit
+    later than the run that read its window (a long transaction), a row imported with an old stamp,
+    a change in the repeated hour of a daylight-saving change. The window never sees them again.
+    Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there; a row
+    Base B holds newer than Base A (Base A's stamp went back) cannot be mended by a write: counted
+    and logged. {"resent": n, "ahead": n}."""
+    size = settings.bucket_size
+    rejected: set[int] | None = None
+    resent, ahead, examples = 0, 0, []
+    for bucket in suspects:
+        low, high = bucket * size, bucket * size + size - 1
+        held = dict(api.versions_between(entity, low, high))
+        behind = []
+        for key, version in base_a.versions_between(entity, low, high):
+            theirs = held.get(key)
+            if version is None:
+                continue  # no usable version: in quarantine, with its reasons
+            if theirs is None or theirs < version:
+                behind.append(key)
+            elif theirs > version:
+                ahead += 1
+                examples = examples if len(examples) >= 10 else [*examples, key]
+        if behind:
+            rejected = _open_rejections(api, entity) if rejected is None else rejected
+            behind = [key for key in behind if key not in rejected]
+        if behind:
+            rows = base_a.records_by_keys(entity, behind, settings.chunk_size)
+            counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
+            log.warning(
+                "%s: re-sent %d rows of keys %d..%d that Base B lacked or held older (behind the window): %s",
+                entity,
+                len(behind),
+                low,
+                high,
+                dict(counts),
+            )
+            resent += len(behind)
+    if ahead:
+        log.warning(
+            "%s: Base B holds %d rows newer than Base A has them (Base A's change stamp went back), e.g. keys %s; "
+            "a write cannot mend them: Base A's next change of each row does, or a full refresh after deleting them",
+            entity,
+            ahead,
+            examples,
+        )
+    return {"resent": resent, "ahead": ahead}
 
 
 def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:

@@ -104,3 +104,23 @@ def window_digest(
         for source_id, stamp in rows:
             digest.add(source_id, stamp)
     return digest
+
+
+def bucket_digests(
+    conn: Connection, key, version, conditions: list, size: int, sql_hash=None, stream_rows: int = 50_000
+) -> dict[int, VersionDigest]:
+    """`window_digest` per key bucket (bucket = key // size): {bucket: digest}. A row without a
+    version (NULL: a dirty source row Base B never holds) counts in no digest."""
+    conditions = [*conditions, version.is_not(None)]
+    hashed = sql_hash(key, version) if sql_hash is not None else None
+    if hashed is not None:
+        bucket = (key // size).label("bucket")
+        total = type_coerce(func.sum(hashed), Numeric(asdecimal=True))
+        statement = select(bucket, func.count(), total).where(*conditions).group_by(bucket)
+        return {int(b): VersionDigest(int(count), int(checksum or 0)) for b, count, checksum in conn.execute(statement)}
+    digests: dict[int, VersionDigest] = {}
+    statement = select(key, version).where(*conditions)
+    for rows in conn.execution_options(stream_results=True, yield_per=stream_rows).execute(statement).partitions():
+        for source_id, stamp in rows:
+            digests.setdefault(source_id // size, VersionDigest()).add(source_id, stamp)
+    return digests

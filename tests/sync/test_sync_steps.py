@@ -18,7 +18,7 @@ from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
 from base_sync.state import MemoryStateStore
-from tests.sync.conftest import assert_in_sync, synced_rows
+from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
 
@@ -123,6 +123,39 @@ def test_deletes_the_log_misses_are_found_by_the_periodic_key_comparison(base_a,
     due = run_once("articles", base_a, api, store, every_run)
     assert due["deletes"]["deleted"] == 1 and due["deletes"]["suspect_buckets"] == 1
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 497
+
+
+def test_late_commits_behind_the_window_are_re_sent_by_the_periodic_comparison_of_versions(
+    base_a, base_a_engine, base_b
+):
+    """A long transaction commits rows stamped before the watermark: no window reads them again.
+    The periodic key comparison compares the versions too and re-sends what Base B lacks or holds
+    older; a row whose stamp went back (Base B newer) cannot be mended by a write and is counted."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 500, seed_value=31)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET updated_at = NOW(6) - INTERVAL 3 HOUR WHERE id IN (10, 20)"))
+    first = run_once("articles", base_a, api, store)
+    assert first["deletes"]["buckets"] == 1 and "resent_behind" not in first["deletes"]  # the window verified all
+    with base_a_engine.begin() as conn:  # committed now, stamped an hour ago: behind the watermark
+        conn.execute(text("UPDATE articles SET title = 'late', updated_at = NOW(6) - INTERVAL 1 HOUR WHERE id = 10"))
+        conn.execute(
+            text(
+                "INSERT INTO articles (id, title, content, author, created_at, updated_at) "
+                "SELECT 9999, 'late insert', NULL, NULL, NOW(6) - INTERVAL 1 HOUR, NOW(6) - INTERVAL 1 HOUR"
+            )
+        )
+        conn.execute(text("UPDATE articles SET updated_at = updated_at - INTERVAL 1 DAY WHERE id = 20"))
+    unseen = run_once("articles", base_a, api, store)
+    assert unseen["load"] == {} or not any(unseen["load"].values())
+    assert 9999 not in synced_rows(base_b.database_url, "articles")
+    every_run = SETTINGS.model_copy(update={"key_check_hours": 0})
+    due = run_once("articles", base_a, api, store, every_run)
+    assert (due["deletes"]["resent_behind"], due["deletes"]["ahead"]) == (2, 1)
+    ours, theirs = source_rows(base_a_engine, "articles"), synced_rows(base_b.database_url, "articles")
+    assert theirs[10] == ours[10] and theirs[9999] == ours[9999] and theirs[10][1] == "late"
+    assert theirs[20][0] > ours[20][0], "Base B keeps the newer version: a write cannot take it back"
+    assert [key for key in ours if key != 20 and ours[key] != theirs.get(key)] == []
 
 
 def test_a_key_changed_in_base_a_moves_in_base_b_within_one_run(base_a, base_a_engine, base_b):

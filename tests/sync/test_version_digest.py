@@ -10,7 +10,13 @@ from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, create_eng
 from sqlalchemy.dialects import mysql
 
 from base_sync.source import source_engine
-from baseab_contract.version_digest import VersionDigest, mysql_pair_hash, postgresql_pair_hash, window_digest
+from baseab_contract.version_digest import (
+    VersionDigest,
+    bucket_digests,
+    mysql_pair_hash,
+    postgresql_pair_hash,
+    window_digest,
+)
 
 VERSIONS = [
     datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
@@ -44,6 +50,16 @@ def _check(engine, stamp_type, pairs, sql_hash) -> None:
         assert some == _python(pairs[::3]).as_dict()
         empty = window_digest(conn, table.c.k, table.c.v, [table.c.n < 0], sql_hash).as_dict()
         assert empty == VersionDigest().as_dict()
+        _check_buckets(conn, table, pairs, sql_hash)
+
+
+def _check_buckets(conn, table, pairs, sql_hash) -> None:
+    """Per key bucket, the same digest as the pairs of the bucket; a row without a version in none."""
+    conn.execute(table.insert(), [{"k": 5, "v": None, "n": -1}])
+    size = 2**31
+    digests = bucket_digests(conn, table.c.k, table.c.v, [], size, sql_hash)
+    expected = {b: _python([p for p in pairs if p[0] // size == b]) for b in {k // size for k, _ in pairs}}
+    assert {b: d.as_dict() for b, d in digests.items()} == {b: d.as_dict() for b, d in expected.items()}
 
 
 @pytest.mark.postgres
@@ -68,6 +84,7 @@ def test_sqlite_streams_the_rows_into_the_same_checksum(tmp_path):
     with engine.begin() as conn:
         conn.execute(table.insert(), [{"k": k, "v": v.replace(tzinfo=None), "n": n} for n, (k, v) in enumerate(pairs)])
         assert window_digest(conn, table.c.k, table.c.v, []).as_dict() == _python(pairs).as_dict()
+        _check_buckets(conn, table, pairs, None)
 
 
 def test_one_changed_version_or_missing_row_changes_the_checksum():
