@@ -32,6 +32,7 @@ from base_sync.delete_guard import (
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
+from base_sync.mapping import SourceView
 from base_sync.reports import (
     DeleteCounts,
     DeleteReport,
@@ -70,7 +71,7 @@ def load(
     previous = store.get(entity)
     since = None
     if previous is not None and not full_refresh:
-        since = _looking_back(previous, settings)
+        since = _looking_back(previous, settings, base_a.view(entity))
     reach = Reach()
     read = [0]
 
@@ -175,11 +176,14 @@ def repair(
     return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 
-def _looking_back(position: Cursor, settings: SyncSettings) -> Cursor:
-    """Where a read after `position` starts: SYNC_LOOKBACK_SECONDS earlier, for late commits."""
-    if not settings.lookback_seconds:
+def _looking_back(position: Cursor, settings: SyncSettings, view: SourceView | None = None) -> Cursor:
+    """Where a read after `position` starts: SYNC_LOOKBACK_SECONDS earlier, for late commits; with
+    the entity's `view`, from the start of a daylight-saving change's repeated hour while the
+    position lies in it or its second pass (a row written then is read up to an hour back)."""
+    start = view.read_back_from(position.updated_at) if view is not None else position.updated_at
+    if start == position.updated_at and not settings.lookback_seconds:
         return position
-    return Cursor(position.updated_at - timedelta(seconds=settings.lookback_seconds), 0)
+    return Cursor(start - timedelta(seconds=settings.lookback_seconds), 0)
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
@@ -368,7 +372,8 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
     reason, versions = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
-    has_cursor = base_a.view(entity).has_cursor
+    view = base_a.view(entity)
+    has_cursor = view.has_cursor
     if reason is None and not has_cursor:
         reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
     watermark = store.get(entity)
@@ -402,7 +407,7 @@ def _find_deletes(
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
-    left_since = _looking_back(watermark, settings) if watermark is not None and not first_run else None
+    left_since = _looking_back(watermark, settings, view) if watermark is not None and not first_run else None
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
             _plan_counting_held(planned, LEFT_SCOPE, records, api, entity)

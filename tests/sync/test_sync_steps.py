@@ -13,6 +13,7 @@ from api_service.schemas import SCHEMAS
 from base_sync import sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
+from base_sync.mapping import SourceMapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
@@ -156,6 +157,51 @@ def test_late_commits_behind_the_window_are_re_sent_by_the_periodic_comparison_o
     assert theirs[10] == ours[10] and theirs[9999] == ours[9999] and theirs[10][1] == "late"
     assert theirs[20][0] > ours[20][0], "Base B keeps the newer version: a write cannot take it back"
     assert [key for key in ours if key != 20 and ours[key] != theirs.get(key)] == []
+
+
+BERLIN_ARTICLES = """
+source: {time_zone: Europe/Berlin}
+entities:
+  articles:
+    table: beitrag
+    key: nr
+    cursor: {column: geaendert_am, type: datetime}
+    fields:
+      title: {column: titel}
+"""
+
+
+def test_rows_written_in_the_second_pass_of_a_repeated_hour_are_read_by_the_next_run(
+    make_mariadb_database, base_b, tmp_path
+):
+    """Clocks go back at 03:00 CEST: wall times 02:00-03:00 come twice, and a row of the second pass
+    is read as the first (an hour earlier), behind a watermark set in the first pass. While the
+    watermark lies in that hour (or its second pass), a run reads from the hour's start."""
+    (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES)
+    engine = source_engine(make_mariadb_database())
+    base_a = BaseA(engine, SourceMapping.from_file(tmp_path / "mapping.yaml"))
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED PRIMARY KEY, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, KEY ix (geaendert_am))"
+            )
+        )
+        conn.execute(text("INSERT INTO beitrag VALUES (1, 'at 02:30 CEST', '2026-10-25 02:30:00')"))
+        conn.execute(text("INSERT INTO beitrag VALUES (2, 'at 02:45 CEST', '2026-10-25 02:45:00')"))
+    run_once("articles", base_a, api, store)
+    assert store.get("articles").updated_at == datetime(2026, 10, 25, 0, 45, tzinfo=UTC)
+    with engine.begin() as conn:  # the second pass, CET
+        conn.execute(text("INSERT INTO beitrag VALUES (3, 'at 02:10 CET', '2026-10-25 02:10:00')"))
+    second = run_once("articles", base_a, api, store)
+    assert second["load"]["inserted"] == 1 and 3 in synced_rows(base_b.database_url, "articles")
+    with engine.begin() as conn:  # past the second pass: the usual look-back again
+        conn.execute(text("INSERT INTO beitrag VALUES (4, 'at 03:05 CET', '2026-10-25 03:05:00')"))
+    run_once("articles", base_a, api, store)
+    assert store.get("articles").updated_at == datetime(2026, 10, 25, 2, 5, tzinfo=UTC)
+    assert sync._looking_back(store.get("articles"), SETTINGS, base_a.view("articles")) == store.get("articles")
+    engine.dispose()
 
 
 def test_a_key_changed_in_base_a_moves_in_base_b_within_one_run(base_a, base_a_engine, base_b):

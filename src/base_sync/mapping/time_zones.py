@@ -58,6 +58,21 @@ class ZoneRule:
         first = self.first if index == 0 else self.offsets[index - 1]
         return ZoneRule(self.name, first, self.boundaries[index:], self.offsets[index:])
 
+    def repeat_started(self, instant: datetime) -> datetime | None:
+        """Where the earlier reading of a repeated hour starts (UTC), if `instant` lies in it or in
+        the hour of its second pass; None otherwise. A row written in the second pass is read
+        (earlier reading) up to an hour before the instants already seen: until the second pass
+        is over, a read after `instant` must start there instead."""
+        naive = instant.astimezone(UTC).replace(tzinfo=None)
+        before = self.first
+        for boundary, after in zip(self.boundaries, self.offsets, strict=True):
+            if before > after:  # clocks went back at `change` (UTC) by `span`
+                change, span = boundary - timedelta(seconds=before), timedelta(seconds=before - after)
+                if change - span <= naive < change + span:
+                    return (change - span).replace(tzinfo=UTC)
+            before = after
+        return None
+
     def offset_at(self, wall: datetime) -> int:
         index = bisect_right(self.boundaries, wall.replace(tzinfo=None))
         return self.first if index == 0 else self.offsets[index - 1]
