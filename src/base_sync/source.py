@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
-from sqlalchemy import Engine, Table, and_, delete, func, inspect, not_, or_, select
+from sqlalchemy import Engine, Table, and_, delete, func, inspect, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
@@ -272,7 +272,7 @@ class BaseA:
         view = self.view(entity)
         if view.version is None or not (view.deleted is not None or view.in_scope):
             return
-        where = [not_(and_(*view.live)), *self._window(view, since, None)]
+        where = [view.left_scope, *self._window(view, since, None)]
         version = view.version_since(since and since.updated_at)
         statement = select(view.key, version).where(*where).order_by(version, view.key)
         for rows in self._stream(statement, chunk_size):

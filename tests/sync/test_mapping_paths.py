@@ -226,6 +226,35 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
 
 
+def test_a_row_whose_filter_column_becomes_null_leaves_the_scope_with_its_change(legacy, base_b):
+    """`mandant = 1` is NULL, not false, where mandant is NULL: the run reading the change deletes
+    the row in Base B as it deletes one moved to another tenant (NOT of NULL would keep it)."""
+    install_delete_log(legacy.engine, legacy.mapping, ["employees"])
+    with legacy.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE personal MODIFY mandant INT NULL"))
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    with legacy.engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET mandant = NULL, geaendert_am = '2024-11-01 09:00:01' WHERE pers_nr = 1"))
+        conn.execute(text("UPDATE personal SET mandant = 3, geaendert_am = '2024-11-01 09:00:02' WHERE pers_nr = 2"))
+    _, deleted, _ = _run("employees", legacy, api, store)
+    report = deleted.to_json()
+    assert "suspect_buckets" not in report  # found from the window, not by a key comparison
+    assert (report["left_scope"], report["deleted"]) == (2, 2)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [3, 5]
+
+
+def test_a_filter_holds_where_its_sql_is_true_not_only_where_it_is_1(legacy):
+    """A condition is true where it is not 0 (FIND_IN_SET gives the position): the filter is copied
+    as it is, never compared with 1."""
+    as_written = SourceMapping.from_file(MAPPING)
+    entity = as_written.spec.entities["employees"].model_copy(update={"filter": "FIND_IN_SET(mandant, '9,1')"})
+    spec = as_written.spec.model_copy(update={"entities": {**as_written.spec.entities, "employees": entity}})
+    positional = BaseA(legacy.engine, SourceMapping(spec, "positional"))
+    expected = {1, 2, 3, 4, 5, 8}  # tenant 1's live rows
+    assert positional.keys_between("employees", 0, 100) == legacy.keys_between("employees", 0, 100) == expected
+
+
 def test_a_row_restored_under_the_stamp_of_its_delete_is_repaired_not_called_ahead(legacy, base_b):
     """A legacy writer flags a row deleted and back without touching its stamp: Base B holds a
     tombstone of the very version Base A's live row has. A plain write loses that tie (in an event

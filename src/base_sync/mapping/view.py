@@ -218,14 +218,22 @@ class SourceView:
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
-        # A column expression (not a bare text clause), so a read can negate it: rows that left the filter.
-        return [literal_column(f"({self.spec.filter})", Boolean())] if self.spec.filter else []
+        # A column expression (not a bare text clause), so a read can negate it: rows that left the
+        # filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET).
+        return [literal_column(f"({self.spec.filter})")] if self.spec.filter else []
 
     @cached_property
     def live(self) -> list[ColumnElement]:
         """The conditions of a row Base B should hold: in the filter, not soft-deleted."""
         deleted = self.deleted
         return [*self.in_scope, *([not_(deleted)] if deleted is not None else [])]
+
+    @cached_property
+    def left_scope(self) -> ColumnElement:
+        """A row the mapping does not sync: `live` negated, null-safe. The filter is SQL on columns
+        that may be NULL ("status <> 'entwurf'" is NULL where status is), and NOT NULL is NULL, which
+        no WHERE takes: the row that left the filter that way would stay in Base B."""
+        return not_(func.coalesce(and_(*self.live), false(), type_=Boolean))
 
     def versioned(self) -> list[ColumnElement]:
         """The row has a usable version: its first non-NULL cursor column holds a time (not the
