@@ -237,19 +237,34 @@ class SourceView:
 
     def versioned(self) -> list[ColumnElement]:
         """The row has a usable version: its first non-NULL cursor column holds a time (not the
-        zero date), the column `version_of` and `apply` take. Tested on the raw columns, not on
-        the conversion (a CASE per row), in a form an index on the cursor columns serves."""
+        zero date, no zero part, no impossible day), the column `version_of` and `apply` take.
+        Tested on the raw columns, not on the conversion (a CASE per row): the range is one an index
+        on the cursor columns serves, the real-time test a filter on the rows it reads."""
         if not self.spec.cursor:
             return [true()]
-        return [self._first_stamp(lambda stamp, c: c >= literal(self.floor(stamp), DateTime()))]
+        return [self._first_stamp(lambda stamp, c: and_(c >= self._floor(stamp), *self._real_time(stamp, c)))]
 
     def unversioned(self) -> ColumnElement:
         """A row whose cursor holds no usable time: the first non-NULL column is the zero date (or
-        before the type's first valid value), or every column is NULL. Index-friendly as well."""
+        before the type's first valid value) or no real time, or every column is NULL. A zero part
+        or an impossible day ('2026-12-00', '2026-00-05', '2024-02-30') sorts among real times, so
+        no range finds them: this tests every row (a scan), the price of refusing them every run."""
         if not self.spec.cursor:
             return false()
-        earlier = self._first_stamp(lambda stamp, c: c < literal(self.floor(stamp), DateTime()))
-        return or_(earlier, and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+
+        def unusable(stamp: StampColumn, c: ColumnElement) -> ColumnElement:
+            unreal = [and_(c.isnot(None), not_(real)) for real in self._real_time(stamp, c)]
+            return or_(c < self._floor(stamp), *unreal)
+
+        return or_(self._first_stamp(unusable), and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+
+    def _floor(self, stamp: StampColumn) -> ColumnElement:
+        return literal(self.floor(stamp), DateTime())
+
+    def _real_time(self, stamp: StampColumn, c: ColumnElement) -> list[ColumnElement]:
+        """That a DATETIME column holds a real time; nothing for a TIMESTAMP, whose only value that is
+        none (the zero timestamp) lies below the floor: its unversioned rows stay an index range."""
+        return [self.backend.real_time(c)] if stamp.type == "datetime" else []
 
     def _first_stamp(self, condition) -> ColumnElement:
         """`condition(stamp, column)` on the first non-NULL cursor column, written so that an index on
