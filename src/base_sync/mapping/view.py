@@ -155,7 +155,7 @@ class SourceView:
         if rule is None:
             return raw
         if since is not None:
-            rule = rule.from_wall(_naive(since) + timedelta(seconds=rule.lowest))
+            rule = rule.from_wall(_moved(since, rule.lowest))
         return rule.sql_to_utc(raw, self.backend.shift_seconds)
 
     @cached_property
@@ -597,7 +597,18 @@ def _literal(value):
 
 def _stamp_literal(stamp: datetime, seconds: int) -> ColumnElement:
     """A UTC instant moved by `seconds` (an offset: its wall time there), as a DATETIME literal."""
-    return literal(_naive(stamp) + timedelta(seconds=seconds), DateTime())
+    return literal(_moved(stamp, seconds), DateTime())
+
+
+def _moved(stamp: datetime, seconds: int) -> datetime:
+    """A UTC instant moved by `seconds`, naive; past either end of datetime (a window ending at an
+    "open end" sentinel, 9999-12-31 23:59:59 in a zone east of UTC), that end: no wall time lies
+    beyond it, and the ends of datetime are DATETIME's. A bound so held only widens a prefilter
+    (the exact test follows) and never lets a row through `surely_within` that is not inside."""
+    try:
+        return _naive(stamp) + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max if seconds > 0 else datetime.min
 
 
 def _naive(stamp: datetime) -> datetime:
