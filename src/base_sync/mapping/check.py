@@ -35,6 +35,7 @@ from base_sync.mapping.spec import FieldMapping, StampColumn
 from baseab_contract.entities import ENTITIES, Field, Kind
 
 STAMP_TYPES = {"timestamp": "TIMESTAMP", "datetime": "DATETIME"}
+UNREADABLE = "or none this account may read (it needs SELECT on it)"
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 EXPECTED = {
     "integer": "an integer type",
@@ -139,7 +140,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     if columns is None:
         result.found = False
         # The catalogue lists only the tables this account may read: a missing grant looks the same.
-        unseen = "no such table, or none this account may read (it needs SELECT on it)"
+        unseen = f"no such table, {UNREADABLE}"
         result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
         return result
     live = {c.name: c for c in columns}
@@ -176,7 +177,8 @@ class _Checker:
         for name in columns:
             column = self.live.get(name)
             if column is None:
-                self._problem(name, expected or "a column the mapping reads", "no such column")
+                # As for tables: a column-level grant hides the columns it leaves out.
+                self._problem(name, expected or "a column the mapping reads", f"no such column, {UNREADABLE}")
                 types.append("(missing)")
                 continue
             types.append(column.type_text)
