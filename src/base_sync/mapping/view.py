@@ -223,17 +223,29 @@ class SourceView:
         return [literal_column(f"({self.spec.filter})")] if self.spec.filter else []
 
     @cached_property
-    def live(self) -> list[ColumnElement]:
-        """The conditions of a row Base B should hold: in the filter, not soft-deleted."""
+    def rules(self) -> list[ColumnElement]:
+        """The mapping's conditions on a row: in the filter, not soft-deleted."""
         deleted = self.deleted
         return [*self.in_scope, *([not_(deleted)] if deleted is not None else [])]
 
     @cached_property
+    def live(self) -> list[ColumnElement]:
+        """The conditions of a row Base B should hold: it has a key (a nullable key column may hold
+        NULL, which Base B cannot key: `unkeyed`), and it meets the mapping's `rules`."""
+        return [self.key.isnot(None), *self.rules]
+
+    @cached_property
+    def unkeyed(self) -> list[ColumnElement]:
+        """A row the mapping would sync but whose key is NULL: refused on every run (`key_reason`)."""
+        return [self.key.is_(None), *self.rules]
+
+    @cached_property
     def left_scope(self) -> ColumnElement:
-        """A row the mapping does not sync: `live` negated, null-safe. The filter is SQL on columns
-        that may be NULL ("status <> 'entwurf'" is NULL where status is), and NOT NULL is NULL, which
-        no WHERE takes: the row that left the filter that way would stay in Base B."""
-        return not_(func.coalesce(and_(*self.live), false(), type_=Boolean))
+        """A keyed row the mapping does not sync: its `rules` negated, null-safe. The filter is SQL on
+        columns that may be NULL ("status <> 'entwurf'" is NULL where status is), and NOT NULL is
+        NULL, which no WHERE takes: the row that left the filter that way would stay in Base B."""
+        outside = not_(func.coalesce(and_(*self.rules), false(), type_=Boolean)) if self.rules else false()
+        return and_(self.key.isnot(None), outside)
 
     def versioned(self) -> list[ColumnElement]:
         """The row has a usable version: its first non-NULL cursor column holds a time (not the
@@ -399,7 +411,12 @@ class SourceView:
         return None
 
     def key_reason(self, key) -> dict:
-        """Why a row whose key Base B cannot hold (0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
+        """Why a row whose key Base B cannot hold (NULL, 0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
+        if key is None:
+            return {
+                "field": self.spec.key,
+                "message": f"key is NULL: {self.spec.key} holds no value to sync the row by",
+            }
         low, high = SOURCE_ID_RANGE
         return {"field": self.spec.key, "message": f"key {key} is outside Base B's key range {low}..{high}"}
 
