@@ -32,7 +32,7 @@ def push_chunks(
 ) -> Counter:
     """Send every chunk of bulk records; returns the counts per outcome, plus `extracted` and
     `quarantined` (the `Quarantined` rows among them, which the mapping refused: sent to the API's
-    rejections instead, with their reasons).
+    rejections instead, with their reasons), and `unkeyed` (those with a NULL key: logged, `report_unkeyed`).
 
     At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
     one being read. Every record must come back counted exactly once, or the load fails. `restore_ties`:
@@ -54,6 +54,11 @@ def push_chunks(
                 totals["extracted"] += len(chunk)
                 records = [r for r in chunk if not isinstance(r, Quarantined)]
                 dirty = [r for r in chunk if isinstance(r, Quarantined)] if len(records) < len(chunk) else []
+                if any(r.source_id is None for r in dirty):
+                    unkeyed = [r for r in dirty if r.source_id is None]
+                    report_unkeyed(entity, unkeyed)
+                    totals["unkeyed"] += len(unkeyed)
+                    dirty = [r for r in dirty if r.source_id is not None]
                 if dirty:
                     quarantine(api, entity, dirty)
                     totals["quarantined"] += len(dirty)
@@ -80,6 +85,20 @@ def concat_chunks(*streams: Iterator[list[dict]]) -> Iterator[list[dict]]:
     (itertools.chain has no close(), so push_chunks could not end Base A's read on a failure)."""
     for stream in streams:
         yield from stream
+
+
+def report_unkeyed(entity: str, rows: list[Quarantined]) -> None:
+    """Rows refused for a NULL key: Base B keys its rejections by source_id, so they cannot be kept
+    there. Logged as errors instead, each with its reasons and the row as read, on every run until
+    Base A gives them a key (`SourceView.unkeyed`: no window holds them), and counted `unkeyed`."""
+    for row in rows:
+        log.error(
+            "%s: a source row with a NULL key is neither synced nor kept as a rejection (Base B keys those by "
+            "source_id); give it a key in Base A or keep it out with the mapping's filter: %s; the row: %s",
+            entity,
+            row.reasons,
+            row.record,
+        )
 
 
 def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:

@@ -11,8 +11,19 @@ import time
 from datetime import datetime
 
 BATCH, EVENTS = "batch", "events"
-# held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval.
-ROW_OUTCOMES = ("extracted", "inserted", "updated", "unchanged", "stale", "rejected", "deleted", "held_deletes")
+# held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
+# unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed).
+ROW_OUTCOMES = (
+    "extracted",
+    "inserted",
+    "updated",
+    "unchanged",
+    "stale",
+    "rejected",
+    "deleted",
+    "held_deletes",
+    "unkeyed",
+)
 
 
 def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime | None) -> list[tuple[str, str, float]]:

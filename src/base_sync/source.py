@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
-from sqlalchemy import Engine, Table, and_, delete, func, inspect, not_, or_, select
+from sqlalchemy import Engine, Table, and_, delete, func, inspect, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
@@ -53,7 +53,7 @@ class Cursor:
     def of_usable_record(cls, record: dict | Quarantined) -> Cursor | None:
         """The record's position, or None when its version is no time (a dirty row, base_sync.dirty)."""
         if isinstance(record, Quarantined):
-            if record.version is None:
+            if record.version is None or record.source_id is None:  # a NULL key: no position either
                 return None
             return cls(utc(datetime.fromisoformat(record.version)), record.source_id)
         try:
@@ -117,6 +117,8 @@ class BaseA:
         reader (a task makes one), before the first read of a mapped table."""
         if self._checked is None:
             self._checked = check_source(self.engine, self.mapping, self.backend)
+            for warning in (w for entity in self._checked.entities.values() for w in entity.warnings):
+                log.warning("%s", warning)
         return self._checked
 
     def require_schema(self, entity: str) -> EntityCheck:
@@ -214,12 +216,15 @@ class BaseA:
 
     def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The live rows whose cursor holds no usable time (the zero timestamp, NULL in every cursor
-        column), each a `Quarantined` with its reasons.
+        column), then the rows the mapping would sync whose key is NULL: each a `Quarantined` with
+        its reasons.
 
         No window holds them, so the extract never reaches them: every load reads them here to
-        quarantine them again until Base A fixes them (base_sync.dirty)."""
+        quarantine them again until Base A fixes them (base_sync.dirty). A NULL key cannot be kept
+        as a rejection (Base B keys those by it): `load.push_chunks` logs and counts such rows."""
         view = self.view(entity)
         yield from self._records(view, [*view.live, view.unversioned()], (view.key,), chunk_size, unversioned=True)
+        yield from self._records(view, view.unkeyed, (), chunk_size)
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
@@ -272,7 +277,7 @@ class BaseA:
         view = self.view(entity)
         if view.version is None or not (view.deleted is not None or view.in_scope):
             return
-        where = [not_(and_(*view.live)), *self._window(view, since, None)]
+        where = [view.left_scope, *self._window(view, since, None)]
         version = view.version_since(since and since.updated_at)
         statement = select(view.key, version).where(*where).order_by(version, view.key)
         for rows in self._stream(statement, chunk_size):

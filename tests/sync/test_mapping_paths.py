@@ -16,9 +16,10 @@ from api_service.schemas import SCHEMAS
 from base_sync import sync
 from base_sync.dirty import Quarantined
 from base_sync.mapping import SourceMapping
+from base_sync.mapping.check import check_source
 from base_sync.records import encode
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA, source_engine
+from base_sync.source import BaseA, Reach, source_engine
 from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
 
@@ -226,6 +227,35 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
 
 
+def test_a_row_whose_filter_column_becomes_null_leaves_the_scope_with_its_change(legacy, base_b):
+    """`mandant = 1` is NULL, not false, where mandant is NULL: the run reading the change deletes
+    the row in Base B as it deletes one moved to another tenant (NOT of NULL would keep it)."""
+    install_delete_log(legacy.engine, legacy.mapping, ["employees"])
+    with legacy.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE personal MODIFY mandant INT NULL"))
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    with legacy.engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET mandant = NULL, geaendert_am = '2024-11-01 09:00:01' WHERE pers_nr = 1"))
+        conn.execute(text("UPDATE personal SET mandant = 3, geaendert_am = '2024-11-01 09:00:02' WHERE pers_nr = 2"))
+    _, deleted, _ = _run("employees", legacy, api, store)
+    report = deleted.to_json()
+    assert "suspect_buckets" not in report  # found from the window, not by a key comparison
+    assert (report["left_scope"], report["deleted"]) == (2, 2)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [3, 5]
+
+
+def test_a_filter_holds_where_its_sql_is_true_not_only_where_it_is_1(legacy):
+    """A condition is true where it is not 0 (FIND_IN_SET gives the position): the filter is copied
+    as it is, never compared with 1."""
+    as_written = SourceMapping.from_file(MAPPING)
+    entity = as_written.spec.entities["employees"].model_copy(update={"filter": "FIND_IN_SET(mandant, '9,1')"})
+    spec = as_written.spec.model_copy(update={"entities": {**as_written.spec.entities, "employees": entity}})
+    positional = BaseA(legacy.engine, SourceMapping(spec, "positional"))
+    expected = {1, 2, 3, 4, 5, 8}  # tenant 1's live rows
+    assert positional.keys_between("employees", 0, 100) == legacy.keys_between("employees", 0, 100) == expected
+
+
 def test_a_row_restored_under_the_stamp_of_its_delete_is_repaired_not_called_ahead(legacy, base_b):
     """A legacy writer flags a row deleted and back without touching its stamp: Base B holds a
     tombstone of the very version Base A's live row has. A plain write loses that tie (in an event
@@ -265,6 +295,40 @@ def test_another_tenants_busy_rows_are_no_deletes_for_the_breaker(legacy, base_b
     assert report["planned"]["total"] == 1 and report["planned"]["within_budget"]  # Anna, soft-deleted
     assert (report["deleted"], report["from_log"]) == (1, 150)
     assert sorted(_base_b(base_b.database_url, "employees")) == [2, 3, 5]
+
+
+def test_a_row_with_a_null_key_is_refused_loudly_on_every_run_and_the_others_sync(legacy, base_b, caplog):
+    """A nullable UNIQUE key column holding NULL: `base-a check` warns of the column; each run refuses
+    the row ("key is NULL"), logs it as an error and counts it `unkeyed` (Base B keys rejections by
+    source_id: it cannot be kept there), and syncs, verifies and compares keys for the other rows."""
+    with legacy.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE beitrag DROP PRIMARY KEY, MODIFY nr BIGINT NULL, ADD UNIQUE (nr)"))
+        conn.execute(
+            text("INSERT INTO beitrag VALUES (NULL, 'No number yet', NULL, NULL, NULL, '2024-06-03 08:00:00')")
+        )
+    checked = check_source(legacy.engine, legacy.mapping, legacy.backend, ["articles"])
+    assert checked.problems == []
+    assert [(w.column, w.found.split(":")[0]) for w in checked.entities["articles"].warnings] == [
+        ("nr", "a nullable column")
+    ]
+    api, store = base_b.api(), MemoryStateStore()
+    for window in (2, 0):  # no window holds it: every run refuses it again
+        caplog.clear()
+        report, deleted, verified = _run("articles", legacy, api, store)
+        assert report.counts["unkeyed"] == 1 and report.counts.get("quarantined", 0) == 0
+        assert (verified.rows, verified.quarantined) == (window, 0) and deleted.deleted == 0
+        (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert "NULL key" in logged.getMessage() and "No number yet" in logged.getMessage()
+    assert sorted(_base_b(base_b.database_url, "articles")) == [1, 2]
+    assert list(api.open_rejections("articles")) == []
+    reach = Reach()
+    (refused,) = [r for chunk in legacy.unversioned("articles", 10) for r in chunk]
+    reach.add([refused])  # it has a version, but no key: no position
+    assert reach.cursor is None
+    assert refused.reasons == [{"field": "nr", "message": "key is NULL: nr holds no value to sync the row by"}]
+    row = {"nr": None, "titel": "No number yet", "untertitel": None, "text": None, "autor": None}
+    in_python = legacy.view("articles").apply({**row, "stand": datetime(2024, 6, 3, 8, tzinfo=UTC)})
+    assert isinstance(in_python, Quarantined) and in_python.reasons == refused.reasons
 
 
 def test_rows_whose_key_base_b_cannot_hold_are_quarantined_and_the_run_goes_on(legacy, base_b):

@@ -23,6 +23,11 @@ def test_a_batch_sync_reports_rows_by_outcome_lag_and_success_time():
     assert abs(got["base_sync.last_success.batch.employees"][1] - datetime.now(UTC).timestamp()) < 5
 
 
+def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
+    got = as_dict(batch_samples("articles", {"extracted": 3, "inserted": 2, "unkeyed": 1}, 0, None))
+    assert got["base_sync.rows.batch.articles.unkeyed"] == ("incr", 1)
+
+
 def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
     got = as_dict(events_samples({"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
     assert got["base_sync.rows.events.articles.updated"] == ("incr", 4)

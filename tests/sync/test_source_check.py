@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from base_sync.backends import backend_named
 from base_sync.mapping import SourceMapping
-from base_sync.mapping.check import SchemaDriftError, check_source
+from base_sync.mapping.check import EXPECTED, SchemaDriftError, check_source
 from base_sync.metrics import schema_samples
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema, existing_triggers
@@ -70,6 +70,7 @@ ROWS = [  # pers_nr, vorname, nachname, mail, abt_code, stelle, gehalt, eintritt
     (10, "Gone", "Already", "gone@example.com", "V", None, None, None, 0, "2026-11-01 12:00:00"),
 ]
 LOG_TRIGGERS = {"mitarbeiter_log_delete", "mitarbeiter_log_key_change"}
+MISSING = "no such column, or none this account may read (it needs SELECT on it)"
 
 
 def _utc(wall: str) -> datetime:
@@ -154,6 +155,32 @@ def select_only_url(legacy_url) -> Iterator[str]:
     admin.dispose()
 
 
+def test_a_column_the_account_may_not_read_is_named_as_maybe_unreadable(root, legacy_url, mapping):
+    """A column-level grant hides the other columns from the catalogue, as a missing table grant hides
+    the table: the check says it may be either."""
+    url = make_url(legacy_url)
+    user = f"col_{uuid.uuid4().hex[:8]}"
+    hosts = ("localhost", "127.0.0.1")
+    with root.begin() as conn:
+        for host in hosts:
+            conn.execute(text(f"CREATE USER '{user}'@'{host}'"))
+            readable = (
+                "pers_nr, vorname, nachname, abt_code, stelle, gehalt, eintritt, aktiv, geaendert_am, angelegt_am"
+            )
+            conn.execute(text(f"GRANT SELECT ({readable}) ON `{url.database}`.mitarbeiter TO '{user}'@'{host}'"))
+    reader = source_engine(url.set(username=user).render_as_string(hide_password=False))
+    try:
+        problems = [str(p) for p in check_source(reader, mapping, backend_named("mysql")).problems]
+    finally:
+        reader.dispose()
+        with root.begin() as conn:
+            for host in hosts:
+                conn.execute(text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+    assert problems == [
+        f"employees: mitarbeiter.mail: expected {EXPECTED['text']}, found {MISSING}",
+    ]
+
+
 def alter(engine, statement: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(statement))
@@ -179,13 +206,13 @@ def test_a_legacy_table_passes_and_the_unmapped_column_is_reported(root, mapping
 @pytest.mark.parametrize(
     ("statement", "column", "expected", "found"),
     [
-        ("ALTER TABLE mitarbeiter DROP COLUMN stelle", "stelle", "a text type", "no such column"),
+        ("ALTER TABLE mitarbeiter DROP COLUMN stelle", "stelle", "a text type", MISSING),
         ("ALTER TABLE mitarbeiter MODIFY gehalt VARCHAR(20)", "gehalt", "a numeric type", "VARCHAR(20)"),
         ("ALTER TABLE mitarbeiter MODIFY geaendert_am TIMESTAMP NULL", "geaendert_am", "DATETIME", "TIMESTAMP"),
         ("ALTER TABLE mitarbeiter MODIFY eintritt VARCHAR(10)", "eintritt", "a date type", "VARCHAR(10)"),
         ("ALTER TABLE mitarbeiter MODIFY nachname BLOB", "nachname", "a text type", "BLOB"),
         ("ALTER TABLE mitarbeiter MODIFY pers_nr VARCHAR(12) NOT NULL", "pers_nr", "an integer type", "VARCHAR(12)"),
-        ("ALTER TABLE mitarbeiter CHANGE angelegt_am angelegt DATETIME", "angelegt_am", "DATETIME", "no such column"),
+        ("ALTER TABLE mitarbeiter CHANGE angelegt_am angelegt DATETIME", "angelegt_am", "DATETIME", MISSING),
     ],
 )
 def test_a_missing_or_retyped_column_is_named_with_expected_and_found(

@@ -162,6 +162,8 @@ def _check(engine, args) -> int:
     mapping = _mapping(args)
     checked = check_source(engine, mapping, backend_for_url(args.url), args.entities or None)
     print(render(checked, mapping.origin))
+    for warning in (w for entity in checked.entities.values() for w in entity.warnings):
+        print(f"base-a check: warning: {warning}", file=sys.stderr)
     for problem in checked.problems:
         print(f"base-a check: {problem}", file=sys.stderr)
     return 1 if checked.problems else 0

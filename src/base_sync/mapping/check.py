@@ -15,6 +15,9 @@ through the backend's `live_columns`), never a write. A problem is what the mapp
 - the row filter (SQL passed through) is refused by Base A: it names a column or function the table
   or server lacks, or is no condition (Base A parses it in a query that reads no row).
 
+A nullable key column is a warning, not a problem: the sync runs, and refuses only the rows whose
+key is NULL.
+
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
 run fails the next one, before anything is written. A type change the mapping still reads the same
@@ -35,6 +38,11 @@ from base_sync.mapping.spec import FieldMapping, StampColumn
 from baseab_contract.entities import ENTITIES, Field, Kind
 
 STAMP_TYPES = {"timestamp": "TIMESTAMP", "datetime": "DATETIME"}
+UNREADABLE = "or none this account may read (it needs SELECT on it)"
+# A nullable key column (a UNIQUE one, say) may hold NULL: such a row can be neither synced nor kept as a
+# rejection (Base B keys both by source_id). The sync runs on: it logs and counts them (`load.report_unkeyed`).
+NOT_NULL_KEY = "a key column that holds no NULL (NOT NULL, or the PRIMARY KEY)"
+NULLABLE_KEY = "a nullable column: a row whose key is NULL is not synced, only logged and counted (unkeyed)"
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 EXPECTED = {
     "integer": "an integer type",
@@ -80,6 +88,8 @@ class EntityCheck:
     uses: list[Use] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # live columns the mapping does not read
+    # What the sync reads but warns of, never refuses to run on (a nullable key column).
+    warnings: list[Problem] = field(default_factory=list)
     found: bool = True
     # Each live text column's character set ('binary' for a binary string): how `render` reads its text.
     charsets: dict[str, str] = field(default_factory=dict)
@@ -139,7 +149,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     if columns is None:
         result.found = False
         # The catalogue lists only the tables this account may read: a missing grant looks the same.
-        unseen = "no such table, or none this account may read (it needs SELECT on it)"
+        unseen = f"no such table, {UNREADABLE}"
         result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
         return result
     live = {c.name: c for c in columns}
@@ -147,6 +157,8 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     checker = _Checker(entity, spec.table, live, backend, result)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
+    if spec.key in live and live[spec.key].nullable:
+        result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY))
     for stamp in spec.cursor or []:
         checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)")
     if spec.created:
@@ -176,7 +188,8 @@ class _Checker:
         for name in columns:
             column = self.live.get(name)
             if column is None:
-                self._problem(name, expected or "a column the mapping reads", "no such column")
+                # As for tables: a column-level grant hides the columns it leaves out.
+                self._problem(name, expected or "a column the mapping reads", f"no such column, {UNREADABLE}")
                 types.append("(missing)")
                 continue
             types.append(column.type_text)
@@ -266,6 +279,7 @@ def render(check: SchemaCheck, origin: str) -> str:
                 lines.append(f"  {cells}  {row[4]}".rstrip())
             if result.unmapped:
                 lines.append(f"  not mapped (ignored): {', '.join(result.unmapped)}")
+        lines += [f"  WARNING {w}" for w in result.warnings]
         lines += [f"  PROBLEM {p}" for p in result.problems]
     problems = check.problems
     lines.append("")

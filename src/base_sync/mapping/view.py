@@ -162,7 +162,7 @@ class SourceView:
         if rule is None:
             return raw
         if since is not None:
-            rule = rule.from_wall(_naive(since) + timedelta(seconds=rule.lowest))
+            rule = rule.from_wall(_moved(since, rule.lowest))
         return rule.sql_to_utc(raw, self.backend.shift_seconds)
 
     @cached_property
@@ -225,30 +225,65 @@ class SourceView:
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
-        # A column expression (not a bare text clause), so a read can negate it: rows that left the filter.
-        return [literal_column(f"({self.spec.filter})", Boolean())] if self.spec.filter else []
+        # A column expression (not a bare text clause), so a read can negate it: rows that left the
+        # filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET).
+        return [literal_column(f"({self.spec.filter})")] if self.spec.filter else []
 
     @cached_property
-    def live(self) -> list[ColumnElement]:
-        """The conditions of a row Base B should hold: in the filter, not soft-deleted."""
+    def rules(self) -> list[ColumnElement]:
+        """The mapping's conditions on a row: in the filter, not soft-deleted."""
         deleted = self.deleted
         return [*self.in_scope, *([not_(deleted)] if deleted is not None else [])]
 
+    @cached_property
+    def live(self) -> list[ColumnElement]:
+        """The conditions of a row Base B should hold: it has a key (a nullable key column may hold
+        NULL, which Base B cannot key: `unkeyed`), and it meets the mapping's `rules`."""
+        return [self.key.isnot(None), *self.rules]
+
+    @cached_property
+    def unkeyed(self) -> list[ColumnElement]:
+        """A row the mapping would sync but whose key is NULL: refused on every run (`key_reason`)."""
+        return [self.key.is_(None), *self.rules]
+
+    @cached_property
+    def left_scope(self) -> ColumnElement:
+        """A keyed row the mapping does not sync: its `rules` negated, null-safe. The filter is SQL on
+        columns that may be NULL ("status <> 'entwurf'" is NULL where status is), and NOT NULL is
+        NULL, which no WHERE takes: the row that left the filter that way would stay in Base B."""
+        outside = not_(func.coalesce(and_(*self.rules), false(), type_=Boolean)) if self.rules else false()
+        return and_(self.key.isnot(None), outside)
+
     def versioned(self) -> list[ColumnElement]:
         """The row has a usable version: its first non-NULL cursor column holds a time (not the
-        zero date), the column `version_of` and `apply` take. Tested on the raw columns, not on
-        the conversion (a CASE per row), in a form an index on the cursor columns serves."""
+        zero date, no zero part, no impossible day), the column `version_of` and `apply` take.
+        Tested on the raw columns, not on the conversion (a CASE per row): the range is one an index
+        on the cursor columns serves, the real-time test a filter on the rows it reads."""
         if not self.spec.cursor:
             return [true()]
-        return [self._first_stamp(lambda stamp, c: c >= literal(self.floor(stamp), DateTime()))]
+        return [self._first_stamp(lambda stamp, c: and_(c >= self._floor(stamp), *self._real_time(stamp, c)))]
 
     def unversioned(self) -> ColumnElement:
         """A row whose cursor holds no usable time: the first non-NULL column is the zero date (or
-        before the type's first valid value), or every column is NULL. Index-friendly as well."""
+        before the type's first valid value) or no real time, or every column is NULL. A zero part
+        or an impossible day ('2026-12-00', '2026-00-05', '2024-02-30') sorts among real times, so
+        no range finds them: this tests every row (a scan), the price of refusing them every run."""
         if not self.spec.cursor:
             return false()
-        earlier = self._first_stamp(lambda stamp, c: c < literal(self.floor(stamp), DateTime()))
-        return or_(earlier, and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+
+        def unusable(stamp: StampColumn, c: ColumnElement) -> ColumnElement:
+            unreal = [and_(c.isnot(None), not_(real)) for real in self._real_time(stamp, c)]
+            return or_(c < self._floor(stamp), *unreal)
+
+        return or_(self._first_stamp(unusable), and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+
+    def _floor(self, stamp: StampColumn) -> ColumnElement:
+        return literal(self.floor(stamp), DateTime())
+
+    def _real_time(self, stamp: StampColumn, c: ColumnElement) -> list[ColumnElement]:
+        """That a DATETIME column holds a real time; nothing for a TIMESTAMP, whose only value that is
+        none (the zero timestamp) lies below the floor: its unversioned rows stay an index range."""
+        return [self.backend.real_time(c)] if stamp.type == "datetime" else []
 
     def _first_stamp(self, condition) -> ColumnElement:
         """`condition(stamp, column)` on the first non-NULL cursor column, written so that an index on
@@ -383,7 +418,12 @@ class SourceView:
         return None
 
     def key_reason(self, key) -> dict:
-        """Why a row whose key Base B cannot hold (0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
+        """Why a row whose key Base B cannot hold (NULL, 0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
+        if key is None:
+            return {
+                "field": self.spec.key,
+                "message": f"key is NULL: {self.spec.key} holds no value to sync the row by",
+            }
         low, high = SOURCE_ID_RANGE
         return {"field": self.spec.key, "message": f"key {key} is outside Base B's key range {low}..{high}"}
 
@@ -581,7 +621,18 @@ def _literal(value):
 
 def _stamp_literal(stamp: datetime, seconds: int) -> ColumnElement:
     """A UTC instant moved by `seconds` (an offset: its wall time there), as a DATETIME literal."""
-    return literal(_naive(stamp) + timedelta(seconds=seconds), DateTime())
+    return literal(_moved(stamp, seconds), DateTime())
+
+
+def _moved(stamp: datetime, seconds: int) -> datetime:
+    """A UTC instant moved by `seconds`, naive; past either end of datetime (a window ending at an
+    "open end" sentinel, 9999-12-31 23:59:59 in a zone east of UTC), that end: no wall time lies
+    beyond it, and the ends of datetime are DATETIME's. A bound so held only widens a prefilter
+    (the exact test follows) and never lets a row through `surely_within` that is not inside."""
+    try:
+        return _naive(stamp) + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max if seconds > 0 else datetime.min
 
 
 def _naive(stamp: datetime) -> datetime:
