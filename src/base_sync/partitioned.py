@@ -69,7 +69,7 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
 
     chunks = base_a.extract(entity, None, settings.chunk_size, keys)
     if partition.index == 0:  # rows whose stamp is no time are in no key window: one partition quarantines them
-        chunks = concat_chunks(base_a.unversioned(entity, settings.chunk_size), chunks)
+        chunks = concat_chunks(base_a.unversioned(entity, settings.chunk_size, unreal=True), chunks)
     counts = push_chunks(
         api,
         entity,

@@ -214,16 +214,19 @@ class BaseA:
         order = (view.key,) if keys or since is None else (view.version_since(since.updated_at), view.key)
         yield from self._records(view, where, order, chunk_size, since=since)
 
-    def unversioned(self, entity: str, chunk_size: int) -> Iterator[list[dict | Quarantined]]:
+    def unversioned(self, entity: str, chunk_size: int, unreal: bool = False) -> Iterator[list[dict | Quarantined]]:
         """The live rows whose cursor holds no usable time (the zero timestamp, NULL in every cursor
         column), then the rows the mapping would sync whose key is NULL: each a `Quarantined` with
         its reasons.
 
         No window holds them, so the extract never reaches them: every load reads them here to
         quarantine them again until Base A fixes them (base_sync.dirty). A NULL key cannot be kept
-        as a rejection (Base B keys those by it): `load.push_chunks` logs and counts such rows."""
+        as a rejection (Base B keys those by it): `load.push_chunks` logs and counts such rows.
+        `unreal`: also the rows whose DATETIME stamp has a zero part or an impossible day (a scan of
+        the table, `SourceView.unreal`: a load from the start, and the periodic comparison of every key)."""
         view = self.view(entity)
-        yield from self._records(view, [*view.live, view.unversioned()], (view.key,), chunk_size, unversioned=True)
+        without = or_(view.unversioned(), view.unreal()) if unreal else view.unversioned()
+        yield from self._records(view, [*view.live, without], (view.key,), chunk_size, unversioned=True)
         yield from self._records(view, view.unkeyed, (), chunk_size)
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:

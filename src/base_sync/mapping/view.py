@@ -265,17 +265,25 @@ class SourceView:
 
     def unversioned(self) -> ColumnElement:
         """A row whose cursor holds no usable time: the first non-NULL column is the zero date (or
-        before the type's first valid value) or no real time, or every column is NULL. A zero part
-        or an impossible day ('2026-12-00', '2026-00-05', '2024-02-30') sorts among real times, so
-        no range finds them: this tests every row (a scan), the price of refusing them every run."""
+        before the type's first valid value), or every column is NULL. Index-friendly: every load
+        reads these. A zero part or an impossible day is `unreal`, found less often."""
         if not self.spec.cursor:
+            return false()
+        earlier = self._first_stamp(lambda stamp, c: c < self._floor(stamp))
+        return or_(earlier, and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+
+    def unreal(self) -> ColumnElement:
+        """A row whose first non-NULL cursor column is a DATETIME past the floor that holds no real
+        time: a zero part or an impossible day ('2026-12-00', '2026-00-05', '2024-02-30'), which the
+        sql_mode may let in. They sort among real times, where no range finds them: this tests every
+        row (a scan), so it is read with the periodic comparison of every key, not on every load."""
+        if not any(stamp.type == "datetime" for stamp in self.spec.cursor or []):
             return false()
 
         def unusable(stamp: StampColumn, c: ColumnElement) -> ColumnElement:
-            unreal = [and_(c.isnot(None), not_(real)) for real in self._real_time(stamp, c)]
-            return or_(c < self._floor(stamp), *unreal)
+            return and_(c >= self._floor(stamp), *(not_(real) for real in self._real_time(stamp, c)))
 
-        return or_(self._first_stamp(unusable), and_(*(self.c(s.column).is_(None) for s in self.spec.cursor)))
+        return self._first_stamp(unusable)
 
     def _floor(self, stamp: StampColumn) -> ColumnElement:
         return literal(self.floor(stamp), DateTime())
