@@ -216,6 +216,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
     _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
+    row[view.spec.key] = key  # a precise-mode Decimal would reach the mapping, which takes only an int key
     _check_message_key(message_key, key, view.spec.key, image_name)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     if op == DELETE_OP:

@@ -127,12 +127,24 @@ def test_a_negative_key_names_debeziums_unsigned_handling():
         read(EMPLOYEES, envelope("d", before={**EMPLOYEE, "id": -5}))
 
 
+PRECISE_KEY = column("id", "bytes", DECIMAL, False, parameters={"scale": "0"})
+
+
 def test_a_bigint_unsigned_key_in_precise_mode_is_a_whole_decimal():
-    event = with_schema(
-        envelope("c", after={**EMPLOYEE, "id": precise(7)}),
-        [column("id", "bytes", DECIMAL, False, parameters={"scale": "0"})],
-    )
+    event = with_schema(envelope("c", after={**EMPLOYEE, "id": precise(7)}), [PRECISE_KEY])
     assert read(EMPLOYEES, event).id == 7
+
+
+@pytest.mark.parametrize("op", ["c", "r"])
+def test_a_precise_mode_key_reaches_the_mapping_as_the_integer_and_the_row_is_applied(op):
+    change = read(EMPLOYEES, with_schema(envelope(op, after={**EMPLOYEE, "id": precise(7)}), [PRECISE_KEY]))
+    assert change.action == "upsert" and change.record["source_id"] == 7 and type(change.record["source_id"]) is int
+    assert change.row["id"] == 7 and type(change.row["id"]) is int
+
+
+def test_a_precise_mode_key_deletes_the_integer_key():
+    change = read(EMPLOYEES, with_schema(envelope("d", before={**EMPLOYEE, "id": precise(7)}), [PRECISE_KEY]))
+    assert change.action == "delete" and change.id == 7 and type(change.row["id"]) is int
 
 
 @pytest.mark.parametrize("key", [1.0, "5", True, 1.5])
