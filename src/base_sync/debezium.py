@@ -268,8 +268,8 @@ def _key(key, where: str) -> int:
 def _check_message_key(message_key: bytes | None, key: int, column: str, image_name: str) -> None:
     """The message key must name the event's row: Kafka keeps a row's events in order by their key,
     so a producer that keys them otherwise may have them applied out of order. Read as the relay
-    writes it (`5`) or as Debezium does (`{"id": 5}`, or within `{"schema": ..., "payload": ...}`);
-    a key in none of these forms names no row and is not checked."""
+    writes it (`5`) or as Debezium does (`{"id": 5}`, or within `{"schema": ..., "payload": ...}`,
+    read with the key's schema like the row); a key in none of these forms is not checked."""
     if message_key is None:
         return
     try:
@@ -277,13 +277,46 @@ def _check_message_key(message_key: bytes | None, key: int, column: str, image_n
     except orjson.JSONDecodeError:
         return
     if isinstance(named, dict):
-        named = named.get("payload", named) if isinstance(named.get("payload"), dict) else named
-        named = named.get(column)
-    if isinstance(named, int | str) and not isinstance(named, bool) and str(named) != str(key):
+        named = _key_field(named, column)
+    if not _names_row(named, key):
         raise BadEvent(
             f"the message key names row {_excerpt(named)} but `{image_name}.{column}` is {key}: the producer keyed "
             "the event for another row (Kafka orders a row's events by their key)"
         )
+
+
+def _key_field(document: dict, column: str):
+    """The key column's value in a Debezium message key, read with its schema when the key has one
+    (a BIGINT UNSIGNED in precise mode is a base64 Decimal there too); as the JSON gives it otherwise."""
+    if not isinstance(document.get("payload"), dict):
+        return document.get(column)
+    value = document["payload"].get(column)
+    fields = (document.get("schema") or {}).get("fields") if isinstance(document.get("schema"), dict) else None
+    schema = next((f for f in fields or () if isinstance(f, dict) and f.get("field") == column), None)
+    if schema is None or value is None:
+        return value
+    try:
+        return _value(value, schema, None)
+    except (_Invalid, ValueError, TypeError, InvalidOperation, OverflowError, binascii.Error):
+        return value  # compared as it is: a consistency check, not a reading
+
+
+def _names_row(named, key: int) -> bool:
+    """Whether a message key's value names the row `key`. A text without a schema names it as decimal
+    digits or as precise-mode base64 (bigint.unsigned.handling.mode=precise with schemas off); a
+    value of another kind names no row (not checked)."""
+    if isinstance(named, bool):
+        return True
+    if isinstance(named, int | Decimal):
+        return named == key
+    if not isinstance(named, str):
+        return True
+    if named == str(key):
+        return True
+    try:
+        return _decimal(named, 0, precise=True) == key
+    except (ValueError, TypeError, binascii.Error):
+        return False
 
 
 def _check_full_image(image: dict, types: dict[str, dict], view: SourceView) -> None:
