@@ -250,3 +250,56 @@ def test_a_replayed_write_does_not_restore_a_row_deleted_under_its_stamp(changes
     report = changes.drain()
     assert report.counts["stale"] == 1, report.to_json()
     assert 8 not in changes.rows()
+
+
+def test_a_key_change_whose_create_comes_a_batch_before_its_delete_keeps_the_new_row(changes):
+    """Debezium's delete of the old key and create of the new one sit on different partitions: the
+    create may reach the API a batch before the delete frees its email. It waits for that delete."""
+    v1, v2 = T0, T0 + timedelta(seconds=5)
+    changes.send("c", None, employee(1, v1), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(1001, v2, email="e1@example.com"), partition=1)  # read first: batch 1
+    changes.send("d", employee(1, v1), None, partition=1)
+    report = changes.drain()
+    assert report.batches == 2 and report.counts["resent_unique"] == 1, report.to_json()
+    assert report.counts["dead_lettered"] == 0 and changes.dead_letters() == []
+    rows = changes.rows()
+    assert sorted(rows) == [1001] and rows[1001][3] == "e1@example.com"
+    assert changes.drain().counts["consumed"] == 0
+
+
+def test_an_upsert_whose_unique_value_stays_taken_is_dead_lettered_once_at_the_end_of_the_run(changes):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.send("c", None, employee(3, T0), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(2, T0, email="e1@example.com"), partition=1)  # row 1 keeps the email
+    changes.send("d", employee(3, T0), None, partition=1)  # a delete that frees another email
+    changes.send("u", None, employee(1, T0 + timedelta(seconds=1), position="Lead"), partition=1)
+    report = changes.drain()
+    assert report.counts["resent_unique"] == 2 and report.counts["dead_lettered"] == 1, report.to_json()
+    (letter,) = changes.dead_letters()
+    assert letter.key() == b"2" and b"email" in dict(letter.headers())["__connect.errors.exception.message"]
+    assert sorted(changes.rows()) == [1]
+    assert changes.drain().counts["consumed"] == 0, "the run committed past it once it was a dead letter"
+
+
+class _FailsOnDelete(BaseBApi):
+    def bulk_delete(self, entity, records):
+        if records:
+            raise ApiError.of("POST", "/bulk/delete", 503, "down")
+        return super().bulk_delete(entity, records)
+
+
+def test_a_run_failing_while_an_upsert_waits_commits_no_offset_past_it(changes):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(1001, T0 + timedelta(seconds=5), email="e1@example.com"), partition=1)
+    changes.send("d", employee(1, T0), None, partition=1)
+    with pytest.raises(ApiError):
+        changes.drain(_FailsOnDelete(changes.base_b.url, changes.base_b.token, retries=0))
+    report = changes.drain()
+    assert report.counts["consumed"] == 2 and report.counts["dead_lettered"] == 0, report.to_json()
+    assert sorted(changes.rows()) == [1001] and changes.dead_letters() == []
