@@ -21,6 +21,10 @@ than the delete that frees its email. Each later batch that deletes or updates r
 sends the waiting upserts once more; what is still refused when the run ends is dead-lettered then.
 Until a waiting upsert is settled its partition's offset is committed no further than it, so a run
 that fails meanwhile reads it again.
+
+A delete whose version is a stamp cut to milliseconds (`Change.coarse_version`) that Base B would
+not apply is sent at Base B's version of the row when that is the same stamp at its microseconds
+(`_at_base_b_version`); a stale delete is counted (`stale_deletes`) and logged, never silent.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -341,10 +346,13 @@ def send(
             rejected += [(m, "Quarantined", _reasons(c.quarantined.reasons)) for c, m in dirty]
         # Deletes first (one change per key, so no key is both): a row deleted frees its unique values
         # for a row created in the same batch, as when a key changes (a delete and a create).
+        deletes = _at_base_b_version(entity, deletes, api, counts)
         deletes, held = _guard_deletes(entity, deletes, guard, counts, api)
         rejected += held
         if deletes:
-            rejected += _account(entity, deletes, api.bulk_delete(entity, _delete_records(deletes)), counts)
+            answer = api.bulk_delete(entity, _delete_records(deletes))
+            rejected += _account(entity, deletes, answer, counts)
+            _warn_stale_deletes(entity, answer, counts)
         rejected += _upsert(entity, upserts, api, counts, waits)
         if earlier and (counts["deleted"] or counts["updated"]):
             rejected += _resend_waiting(entity, earlier, api, counts, waits)
@@ -383,6 +391,52 @@ def _resend_waiting(
     counts["resent_unique"] += len(earlier)
     log.info("%s: sending again %d upserts refused for a unique value another row held", entity, len(earlier))
     return _upsert(entity, earlier, api, counts, waits)
+
+
+def _at_base_b_version(
+    entity: str, deletes: list[tuple[Change, Message]], api: BaseBApi, counts: Counter
+) -> list[tuple[Change, Message]]:
+    """The deletes, those whose version is a stamp cut to milliseconds (time.precision.mode=connect)
+    at Base B's version of the row when that is the same stamp at its microseconds: the batch path
+    wrote the same row state, and the cut version would lose to it (stale) and leave the row live.
+    Asked only for such deletes Base B would not apply; a version in another millisecond is a row
+    changed since, and the delete stays stale. Never raised by a guess (+999 µs would win over a row
+    put back under the delete's own stamp, which must stay: restore at ties)."""
+    coarse = [(c, m) for c, m in deletes if c.coarse_version]
+    if not coarse:
+        return deletes
+    live = api.would_delete(entity, _delete_records(coarse))
+    held = {}
+    for change, _ in coarse:
+        if change.id not in live:
+            held |= {k: _aware(v) for k, v in api.versions_between(entity, change.id, change.id)}  # live rows only
+    mended = {c.id: held[c.id] for c, _ in coarse if c.id in held and _same_millisecond(held[c.id], c.version)}
+    if mended:
+        counts["deletes_at_base_b_version"] += len(mended)
+        log.info("%s: %d deletes cut to milliseconds sent at Base B's version of the row", entity, len(mended))
+    return [(replace(c, version=mended[c.id]) if c.id in mended else c, m) for c, m in deletes]
+
+
+def _same_millisecond(held: datetime, cut: datetime) -> bool:
+    return held > cut and held.replace(microsecond=held.microsecond // 1000 * 1000) == cut
+
+
+def _aware(version: datetime) -> datetime:
+    return version if version.tzinfo else version.replace(tzinfo=UTC)
+
+
+def _warn_stale_deletes(entity: str, answer: dict, counts: Counter) -> None:
+    """A stale delete is not applied: Base B holds a newer version of the row (changed after the
+    deleted image, or written by the batch path at a finer stamp). Said, never silent."""
+    stale = answer.get("stale", 0)
+    if stale:
+        counts["stale_deletes"] += stale
+        log.warning(
+            "%s: %d deletes not applied (stale): Base B holds a newer version of those rows; the batch path's "
+            "delete detection removes them if they are gone from Base A",
+            entity,
+            stale,
+        )
 
 
 def _delete_records(deletes: list[tuple[Change, Message]]) -> list[dict]:

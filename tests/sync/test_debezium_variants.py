@@ -108,6 +108,29 @@ def test_time_precision_mode_connect_is_read_as_kafka_connects_logical_types():
     assert change.record["hired_at"] == date(2020, 1, 1)
 
 
+@pytest.mark.parametrize(
+    ("stamp", "coarse"),
+    [
+        ("org.apache.kafka.connect.data.Timestamp", True),  # time.precision.mode=connect
+        ("io.debezium.time.Timestamp", True),
+        ("io.debezium.time.MicroTimestamp", False),
+        (None, True),  # no schema: an epoch below 10^14 is read in milliseconds
+    ],
+)
+def test_a_delete_says_when_its_version_is_a_stamp_cut_to_milliseconds(stamp, coarse):
+    row = MITARBEITER_ROW
+    if stamp == "io.debezium.time.MicroTimestamp":
+        row = {**row, "angelegt_am": row["angelegt_am"] * 1000, "geaendert_am": row["geaendert_am"] * 1000}
+    event = envelope("d", before=row)
+    change = read(MITARBEITER, with_schema(event, mitarbeiter_columns(stamp)) if stamp else event)
+    assert change.version == datetime(2026, 7, 1, 10, tzinfo=UTC) and change.coarse_version is coarse
+
+
+def test_a_delete_versioned_by_its_commit_time_is_not_cut():
+    change = read(MITARBEITER, envelope("d", before={**MITARBEITER_ROW, "geaendert_am": None, "angelegt_am": None}))
+    assert change.version == datetime.fromtimestamp(SOURCE["ts_ms"] / 1000, UTC) and not change.coarse_version
+
+
 @pytest.mark.parametrize(("kind", "sent"), [("string", "1234.50"), ("double", 1234.5)])
 def test_string_and_double_decimals_with_a_schema_are_numbers(kind, sent):
     event = with_schema(envelope("c", after={**EMPLOYEE, "salary": sent}), [column("salary", kind)])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -12,8 +16,11 @@ from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo.event_maker import churn_and_publish
+from base_sync.mapping import SourceMapping
+from base_sync.settings import EventSettings
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
+from base_sync.topics import ensure_topics
 from testbed.servers import free_port
 from tests.sync.conftest import assert_in_sync, read_topic, synced_rows
 
@@ -40,11 +47,11 @@ def employee(key: int, version: datetime, **changes) -> dict:
 class Events:
     """Produces envelopes to this test's topics and runs drains, like the DAG's task."""
 
-    def __init__(self, bootstrap: str, settings, base_b):
+    def __init__(self, bootstrap: str, settings, base_b, topics: Topics | None = None):
         self.bootstrap, self.settings, self.base_b = bootstrap, settings, base_b
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
         self.writer = EnvelopeWriter.identity("employees", database=settings.source_database)
-        self.topics = Topics.from_settings(settings)
+        self.topics = topics or Topics.from_settings(settings)
 
     def send(self, op: str, before: dict | None, after: dict | None, partition: int | None = None) -> None:
         self.raw(self.writer.envelope(op, before, after, {**SOURCE, "row": 0}, 1), (after or before)["id"], partition)
@@ -61,7 +68,7 @@ class Events:
         consumer, producer = events.consumer_for(config, self.settings), events.producer_for(config)
         api = api or self.base_b.api()
         try:
-            return events.drain(consumer, producer, api, self.settings)
+            return events.drain(consumer, producer, api, self.settings, self.topics)
         finally:
             consumer.close()
             api.close()
@@ -303,3 +310,83 @@ def test_a_run_failing_while_an_upsert_waits_commits_no_offset_past_it(changes):
     report = changes.drain()
     assert report.counts["consumed"] == 2 and report.counts["dead_lettered"] == 0, report.to_json()
     assert sorted(changes.rows()) == [1001] and changes.dead_letters() == []
+
+
+LEGACY_MAPPING = SourceMapping.from_file(Path(__file__).parent / "fixtures" / "events_mapping.yaml")
+MICRO, CONNECT = "io.debezium.time.MicroTimestamp", "org.apache.kafka.connect.data.Timestamp"
+
+
+@pytest.fixture
+def legacy_changes(kafka_bootstrap, base_b) -> Events:
+    """The legacy table of tests/sync/fixtures/events_mapping.yaml (local DATETIME(6) stamps)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    settings = EventSettings(
+        topic_prefix=prefix,
+        source_database="legacy",
+        dlq_topic=f"{prefix}.dlq",
+        group_id=f"{prefix}.apply",
+        idle_seconds=0.5,
+    )
+    topics = Topics.from_settings(settings, LEGACY_MAPPING)
+    ensure_topics({"bootstrap.servers": kafka_bootstrap}, [*topics.names, settings.dlq_topic], partitions=1)
+    return Events(kafka_bootstrap, settings, base_b, topics)
+
+
+def mitarbeiter(op: str, changed: str, stamp: str) -> bytes:
+    """A change of row 5 as Debezium writes it, its DATETIME(6) stamps in `stamp`'s unit (Berlin wall time)."""
+    per_unit = 1 if stamp == MICRO else 1000
+
+    def wall(text: str) -> int:
+        return (datetime.fromisoformat(text) - datetime(1970, 1, 1)) // timedelta(microseconds=per_unit)
+
+    row = {
+        "pers_nr": 5,
+        "vorname": "Ada",
+        "nachname": "L",
+        "mail": "ada@example.com",
+        "abt_code": "V",
+        "funktion": "x",
+        "gehalt": base64.b64encode((5000025).to_bytes(4, "big", signed=True)).decode(),
+        "eintritt": 18262,
+        "angelegt_am": wall("2020-01-01 10:00:00"),
+        "geaendert_am": wall(changed),
+        "aktiv": 1,
+        "bemerkung": None,
+    }
+    columns = [
+        {"type": "int64", "optional": False, "field": "pers_nr"},
+        {
+            "type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "2"},
+            "field": "gehalt",
+        },
+        {"type": "int64", "name": stamp, "optional": False, "field": "angelegt_am"},
+        {"type": "int64", "name": stamp, "field": "geaendert_am"},
+    ]
+    image = {"type": "struct", "fields": columns, "optional": True}
+    schema = {"type": "struct", "fields": [{**image, "field": "before"}, {**image, "field": "after"}]}
+    before, after = (row, None) if op == "d" else (None, row)
+    payload = {"before": before, "after": after, "source": {"ts_ms": 1782907201000}, "op": op, "ts_ms": 1782907201000}
+    return orjson.dumps({"schema": schema, "payload": payload})
+
+
+@pytest.mark.parametrize(
+    ("held", "applied"),
+    [
+        ("2026-07-01 12:00:00.500999", True),  # the deleted state, which the delete gives cut to .500
+        ("2026-07-01 12:00:01.000001", False),  # a later state: the delete is stale, and says so
+    ],
+)
+def test_a_delete_whose_stamp_is_cut_to_milliseconds_deletes_the_row_base_b_holds_at_its_microseconds(
+    legacy_changes, held, applied
+):
+    """time.precision.mode=connect writes a DATETIME(6) in milliseconds: a delete's version from its
+    before image is older than the microsecond version the batch path (here a MicroTimestamp event) wrote."""
+    legacy_changes.raw(mitarbeiter("u", held, MICRO), key=5)
+    assert legacy_changes.drain().counts["inserted"] == 1
+    legacy_changes.raw(mitarbeiter("d", "2026-07-01 12:00:00.500999", CONNECT), key=5)
+    report = legacy_changes.drain()
+    assert report.counts["deleted"] == int(applied) and report.counts["stale_deletes"] == int(not applied)
+    assert report.counts["deletes_at_base_b_version"] == int(applied), report.to_json()
+    assert sorted(legacy_changes.rows()) == ([] if applied else [5])
