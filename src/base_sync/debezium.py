@@ -22,7 +22,10 @@ as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs), a base64 d
 
 Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
 record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
-soft-delete rule marks deleted and a `d` become a bulk delete at the row's version.
+soft-delete rule marks deleted and a `d` become a bulk delete at the row's version. A version read
+from a stamp written in whole milliseconds (`time.precision.mode=connect` writes a DATETIME(6) so)
+is marked `coarse_version`: Base B may hold the same row state at its microseconds, and the drain
+sends such a delete at Base B's version of the row when that is the same stamp (`events`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_NAIVE = datetime(1970, 1, 1)
 EPOCH_DAY = date(1970, 1, 1)
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a datetime holds
+# Without a schema an epoch integer is read as ms below this, as µs above (today: ~1.8e12 ms, ~1.8e15 µs).
+MS_EPOCH_BELOW = 10**14
 
 DATE = "io.debezium.time.Date"
 ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
@@ -105,6 +110,9 @@ class Change:
     source_ms: int | None  # when Base A committed it (source.ts_ms), for the event lag
     record: dict | None = None
     quarantined: Quarantined | None = None
+    # The version is a stamp cut to whole milliseconds (Kafka Connect's Timestamp, Debezium's
+    # Timestamp, a schemaless epoch in ms): Base B may hold the same row state at its microseconds.
+    coarse_version: bool = False
 
     @property
     def is_delete(self) -> bool:
@@ -216,12 +224,14 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
     _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
+    row[view.spec.key] = key  # a precise-mode Decimal would reach the mapping, which takes only an int key
     _check_message_key(message_key, key, view.spec.key, image_name)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
+    coarse = _coarse_version(image, types.get(image_name, {}), row, view)
     if op == DELETE_OP:
-        return _delete(entity, key, op, row, view, commit, source_ms, image_name)
+        return _delete(entity, key, op, row, view, commit, source_ms, image_name, coarse)
     _check_full_image(image, types.get(image_name, {}), view)
-    return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms)
+    return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms, coarse)
 
 
 def _check_complete(payload: dict) -> None:
@@ -267,8 +277,8 @@ def _key(key, where: str) -> int:
 def _check_message_key(message_key: bytes | None, key: int, column: str, image_name: str) -> None:
     """The message key must name the event's row: Kafka keeps a row's events in order by their key,
     so a producer that keys them otherwise may have them applied out of order. Read as the relay
-    writes it (`5`) or as Debezium does (`{"id": 5}`, or within `{"schema": ..., "payload": ...}`);
-    a key in none of these forms names no row and is not checked."""
+    writes it (`5`) or as Debezium does (`{"id": 5}`, or within `{"schema": ..., "payload": ...}`,
+    read with the key's schema like the row); a key in none of these forms is not checked."""
     if message_key is None:
         return
     try:
@@ -276,13 +286,46 @@ def _check_message_key(message_key: bytes | None, key: int, column: str, image_n
     except orjson.JSONDecodeError:
         return
     if isinstance(named, dict):
-        named = named.get("payload", named) if isinstance(named.get("payload"), dict) else named
-        named = named.get(column)
-    if isinstance(named, int | str) and not isinstance(named, bool) and str(named) != str(key):
+        named = _key_field(named, column)
+    if not _names_row(named, key):
         raise BadEvent(
             f"the message key names row {_excerpt(named)} but `{image_name}.{column}` is {key}: the producer keyed "
             "the event for another row (Kafka orders a row's events by their key)"
         )
+
+
+def _key_field(document: dict, column: str):
+    """The key column's value in a Debezium message key, read with its schema when the key has one
+    (a BIGINT UNSIGNED in precise mode is a base64 Decimal there too); as the JSON gives it otherwise."""
+    if not isinstance(document.get("payload"), dict):
+        return document.get(column)
+    value = document["payload"].get(column)
+    fields = (document.get("schema") or {}).get("fields") if isinstance(document.get("schema"), dict) else None
+    schema = next((f for f in fields or () if isinstance(f, dict) and f.get("field") == column), None)
+    if schema is None or value is None:
+        return value
+    try:
+        return _value(value, schema, None)
+    except (_Invalid, ValueError, TypeError, InvalidOperation, OverflowError, binascii.Error):
+        return value  # compared as it is: a consistency check, not a reading
+
+
+def _names_row(named, key: int) -> bool:
+    """Whether a message key's value names the row `key`. A text without a schema names it as decimal
+    digits or as precise-mode base64 (bigint.unsigned.handling.mode=precise with schemas off); a
+    value of another kind names no row (not checked)."""
+    if isinstance(named, bool):
+        return True
+    if isinstance(named, int | Decimal):
+        return named == key
+    if not isinstance(named, str):
+        return True
+    if named == str(key):
+        return True
+    try:
+        return _decimal(named, 0, precise=True) == key
+    except (ValueError, TypeError, binascii.Error):
+        return False
 
 
 def _check_full_image(image: dict, types: dict[str, dict], view: SourceView) -> None:
@@ -296,13 +339,13 @@ def _check_full_image(image: dict, types: dict[str, dict], view: SourceView) -> 
         )
 
 
-def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, source_ms) -> Change:
+def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, source_ms, coarse: bool) -> Change:
     """The mapping's bulk record of the row, its refusal with the reasons, or a soft delete."""
     missing = [c for c in view.source_columns if c not in image]
     if missing:
         raise BadEvent(f"`after` lacks columns the mapping reads: {', '.join(missing)}")
     if view.is_deleted(row):
-        return _delete(entity, key, op, row, view, commit, source_ms, "after")
+        return _delete(entity, key, op, row, view, commit, source_ms, "after", coarse)
     if not view.has_cursor and commit is None:
         raise BadEvent("a table without a cursor is versioned by the commit time: `source.ts_ms` is missing")
     applied = view.apply(row, invalid=frozenset(invalid), version=commit)
@@ -312,9 +355,10 @@ def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, sour
     return Change(entity, key, op, "upsert", applied["source_updated_at"], row, source_ms, record=applied)
 
 
-def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_name) -> Change:
+def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_name, coarse: bool = False) -> Change:
     """A delete at the row's version (its cursor, by the batch path's rule); without a usable one,
-    the commit time, which is after any version Base B can hold of the row."""
+    the commit time, which is after any version Base B can hold of the row. `coarse`: the cursor
+    value was cut to milliseconds (the drain then asks Base B which microsecond it holds)."""
     version = view.version_of(row) if view.has_cursor else None
     if version is None:
         if commit is None:
@@ -322,8 +366,19 @@ def _delete(entity, key, op, row, view: SourceView, commit, source_ms, image_nam
                 raise BadEvent("a table without a cursor is versioned by the commit time: `source.ts_ms` is missing")
             cursor = view.spec.cursor[0].column
             raise BadEvent(f"a delete needs `{image_name}.{cursor}` or `source.ts_ms` for its version")
-        version = commit
-    return Change(entity, key, op, "delete", version, row, source_ms)
+        version, coarse = commit, False
+    return Change(entity, key, op, "delete", version, row, source_ms, coarse_version=coarse)
+
+
+def _coarse_version(image: dict, types: dict[str, dict], row: dict, view: SourceView) -> bool:
+    """Whether the cursor column that gives the row's version (the first non-NULL) was written in
+    whole milliseconds: time.precision.mode=connect writes every DATETIME so, a DATETIME(6) too."""
+    column = next((s.column for s in view.spec.cursor or () if row.get(s.column) is not None), None)
+    value = image.get(column) if column else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False  # ISO text (a ZonedTimestamp) keeps its microseconds
+    semantic = (types.get(column) or {}).get("name")
+    return semantic in (TIMESTAMP_MS, CONNECT_TIMESTAMP) or (semantic is None and abs(value) < MS_EPOCH_BELOW)
 
 
 def _binary_as_text(row: dict, mapped: Iterable[str], fields_read: Iterable[str]) -> None:
@@ -549,7 +604,7 @@ def _epoch(value, semantic: str | None) -> datetime:
     if semantic == TIMESTAMP_NS:
         return EPOCH + timedelta(microseconds=value // 1000)
     # Without a schema an integer is ambiguous: today's epoch is ~1.8e12 in ms and ~1.8e15 in µs.
-    if semantic == TIMESTAMP_US or (semantic not in WALL_TIMES and abs(value) >= 10**14):
+    if semantic == TIMESTAMP_US or (semantic not in WALL_TIMES and abs(value) >= MS_EPOCH_BELOW):
         return EPOCH + timedelta(microseconds=value)
     return EPOCH + timedelta(milliseconds=value)
 

@@ -13,6 +13,18 @@ SYNC_MASS_DELETE_MIN_ROWS); the deletes past it are dead-lettered as held (`Mass
 reason says how many and why), so the partition goes on and the offsets commit. Replaying them
 with `base-sync-dlq replay --approve-mass-delete` is the approval: a replayed approved delete is
 sent uncounted.
+
+An upsert the API refuses because another row holds its unique value (`unique_taken`) waits for the
+rest of the run (`UniqueWaits`): a key changed in Base A is a delete of the old key and a create of
+the new one, often on different partitions, so the create can reach the API in an earlier batch
+than the delete that frees its email. Each later batch that deletes or updates rows of the entity
+sends the waiting upserts once more; what is still refused when the run ends is dead-lettered then.
+Until a waiting upsert is settled its partition's offset is committed no further than it, so a run
+that fails meanwhile reads it again.
+
+A delete whose version is a stamp cut to milliseconds (`Change.coarse_version`) that Base B would
+not apply is sent at Base B's version of the row when that is the same stamp at its microseconds
+(`_at_base_b_version`); a stale delete is counted (`stale_deletes`) and logged, never silent.
 """
 
 from __future__ import annotations
@@ -22,7 +34,8 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -33,6 +46,7 @@ from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies
 from base_sync.settings import EventSettings, SyncSettings
+from baseab_contract.bulk_format import UNIQUE_TAKEN
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +126,7 @@ def drain(
     topics = topics or Topics.from_settings(settings)
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
     partitions = assign_committed(consumer, topics.names)
+    waits, positions = UniqueWaits(), {}
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
         while time.monotonic() - started < settings.max_run_seconds:
@@ -123,10 +138,11 @@ def drain(
                 break
             plan = prepare(batch, topics, report)
             if in_flight:
-                _settle(*in_flight, consumer, producer, settings, report)
-            in_flight = (sender.submit(send, plan, api, guard), plan)
+                _settle(*in_flight, consumer, producer, settings, report, waits, positions)
+            in_flight = (sender.submit(send, plan, api, guard, waits), plan)
         if in_flight:
-            _settle(*in_flight, consumer, producer, settings, report)
+            _settle(*in_flight, consumer, producer, settings, report, waits, positions)
+    _release_waits(waits, consumer, producer, settings, report, positions)
     report.lag = remaining(consumer, partitions)
     report.seconds = time.monotonic() - started
     _warn_held(report)
@@ -146,8 +162,18 @@ def _warn_held(report: DrainReport) -> None:
             )
 
 
-def _settle(sent: Future, plan: Plan, consumer, producer, settings: EventSettings, report: DrainReport) -> None:
-    """Once the API answered a batch: its dead letters stored, then its offsets committed."""
+def _settle(
+    sent: Future,
+    plan: Plan,
+    consumer,
+    producer,
+    settings: EventSettings,
+    report: DrainReport,
+    waits: UniqueWaits,
+    positions: dict[tuple[str, int], int],
+) -> None:
+    """Once the API answered a batch: its dead letters stored, then its offsets committed (no
+    further than an upsert still waiting for its unique value, `positions` holds the rest)."""
     rejected, by_entity = sent.result()
     for entity, counts in by_entity.items():
         report.counts.update(counts)
@@ -156,9 +182,27 @@ def _settle(sent: Future, plan: Plan, consumer, producer, settings: EventSetting
     if dead:
         dead_letter(producer, settings.dlq_topic, dead)
         report.counts["dead_lettered"] += len(dead)
-    consumer.commit(offsets=next_offsets(plan.batch), asynchronous=False)
+    positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
+    consumer.commit(offsets=_commit_points(positions, waits.floors()), asynchronous=False)
     report.batches += 1
     log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
+
+
+def _release_waits(
+    waits: UniqueWaits, consumer, producer, settings: EventSettings, report: DrainReport, positions: dict
+) -> None:
+    """At the end of a run: the upserts still refused for a unique value are dead letters (no delete
+    or update in this run freed it), then every partition's offset is committed."""
+    left = waits.release()
+    if not left:
+        return  # the last batch's commit held no floor
+    dead_letter(producer, settings.dlq_topic, left)
+    report.counts["dead_lettered"] += len(left)
+    consumer.commit(offsets=_commit_points(positions, {}), asynchronous=False)
+
+
+def _commit_points(positions: dict[tuple[str, int], int], floors: dict[tuple[str, int], int]) -> list[TopicPartition]:
+    return [TopicPartition(t, p, min(offset, floors.get((t, p), offset))) for (t, p), offset in positions.items()]
 
 
 def assign_committed(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
@@ -235,12 +279,64 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     return Plan(batch, changes, dead)
 
 
-def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
+class UniqueWaits:
+    """The run's upserts the API refused for a unique value another row held (`unique_taken`), by
+    entity and key: a delete or update in a later batch may free the value. Touched by one thread
+    at a time (a batch's `send`, then its `_settle`)."""
+
+    def __init__(self):
+        self._held: dict[str, dict[int, tuple[Change, Message, str]]] = {}
+
+    def hold(self, entity: str, change: Change, message: Message, reason: str) -> None:
+        self._held.setdefault(entity, {})[change.id] = (change, message, reason)
+
+    def waiting(self, entity: str) -> list[tuple[Change, Message]]:
+        return [(c, m) for c, m, _ in self._held.get(entity, {}).values()]
+
+    def settle(self, entity: str, key: int) -> None:
+        self._held.get(entity, {}).pop(key, None)
+
+    def supersede(self, entity: str, changes: list[tuple[Change, Message]]) -> None:
+        """A later change of a waiting key replaces it, as within a batch (`prepare`)."""
+        held = self._held.get(entity)
+        for change, _ in changes if held else ():
+            old = held.get(change.id)
+            if old and (old[0].version is None or change.version is None or change.version >= old[0].version):
+                del held[change.id]
+
+    def floors(self) -> dict[tuple[str, int], int]:
+        """The lowest waiting offset of each partition: the run commits no further."""
+        low: dict[tuple[str, int], int] = {}
+        for held in self._held.values():
+            for _, message, _ in held.values():
+                at = (message.topic(), message.partition())
+                low[at] = min(low.get(at, message.offset()), message.offset())
+        return low
+
+    def release(self) -> list[tuple[Message, str, str]]:
+        """Every waiting upsert as a dead letter, and none left waiting."""
+        left = [
+            (m, "Rejected", f"{reason} (no delete or update later in the run freed the value)")
+            for held in self._held.values()
+            for _, m, reason in held.values()
+        ]
+        self._held.clear()
+        return left
+
+
+def send(
+    plan: Plan, api: BaseBApi, guard: RunDeleteGuard, waits: UniqueWaits | None = None
+) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
     """One bulk delete and one bulk upsert per entity; returns the changes the API rejected or the
-    breaker held, and the counts."""
+    breaker held, and the counts. `waits`: the run's upserts refused for a unique value; this
+    batch's join them, and a batch that deletes or updates rows sends the earlier ones again."""
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
         counts = by_entity[entity] = Counter()
+        earlier = []
+        if waits is not None:
+            waits.supersede(entity, changes)
+            earlier = waits.waiting(entity)
         dirty = [(c, m) for c, m in changes if c.action == "quarantine"]
         upserts = [(c, m) for c, m in changes if c.action == "upsert"]
         deletes = [(c, m) for c, m in changes if c.is_delete]
@@ -250,24 +346,97 @@ def send(plan: Plan, api: BaseBApi, guard: RunDeleteGuard) -> tuple[list[tuple[M
             rejected += [(m, "Quarantined", _reasons(c.quarantined.reasons)) for c, m in dirty]
         # Deletes first (one change per key, so no key is both): a row deleted frees its unique values
         # for a row created in the same batch, as when a key changes (a delete and a create).
+        deletes = _at_base_b_version(entity, deletes, api, counts)
         deletes, held = _guard_deletes(entity, deletes, guard, counts, api)
         rejected += held
         if deletes:
-            rejected += _account(entity, deletes, api.bulk_delete(entity, _delete_records(deletes)), counts)
-        # A key's changes arrive in its commit order: a write after a delete of the same stamp (a row
-        # restored from a backup, a flag set and reset) restores the row. Not a replayed dead letter:
-        # it comes after its key's later events, and a delete of its stamp would lose to it.
-        in_order = [(c, m) for c, m in upserts if not dead_letters.replayed(m)]
-        replays = [(c, m) for c, m in upserts if dead_letters.replayed(m)]
-        for batch, restore_ties in ((in_order, True), (replays, False)):
-            for part, body in bodies(batch, api.max_body_bytes, lambda pair: pair[0].record) if batch else ():
-                if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
-                    rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
-                    counts["rejected"] += 1
-                    continue
-                answer = api.bulk_upsert(entity, body, restore_ties=restore_ties)
-                rejected += _account(entity, part, answer, counts)
+            answer = api.bulk_delete(entity, _delete_records(deletes))
+            rejected += _account(entity, deletes, answer, counts)
+            _warn_stale_deletes(entity, answer, counts)
+        rejected += _upsert(entity, upserts, api, counts, waits)
+        if earlier and (counts["deleted"] or counts["updated"]):
+            rejected += _resend_waiting(entity, earlier, api, counts, waits)
     return rejected, by_entity
+
+
+def _upsert(
+    entity: str, upserts: list[tuple[Change, Message]], api: BaseBApi, counts: Counter, waits: UniqueWaits | None
+) -> list[tuple[Message, str, str]]:
+    """Bulk upserts under the byte bound; the refusals for a unique value wait in `waits` when given."""
+    rejected = []
+    # A key's changes arrive in its commit order: a write after a delete of the same stamp (a row
+    # restored from a backup, a flag set and reset) restores the row. Not a replayed dead letter:
+    # it comes after its key's later events, and a delete of its stamp would lose to it.
+    in_order = [(c, m) for c, m in upserts if not dead_letters.replayed(m)]
+    replays = [(c, m) for c, m in upserts if dead_letters.replayed(m)]
+    for batch, restore_ties in ((in_order, True), (replays, False)):
+        for part, body in bodies(batch, api.max_body_bytes, lambda pair: pair[0].record) if batch else ():
+            if len(body) > api.max_body_bytes:  # one change alone: the API would refuse it every time
+                rejected.append((part[0][1], "TooLarge", _too_large(len(body), api.max_body_bytes)))
+                counts["rejected"] += 1
+                continue
+            answer = api.bulk_upsert(entity, body, restore_ties=restore_ties)
+            rejected += _account(entity, part, answer, counts, waits)
+    return rejected
+
+
+def _resend_waiting(
+    entity: str, earlier: list[tuple[Change, Message]], api: BaseBApi, counts: Counter, waits: UniqueWaits
+) -> list[tuple[Message, str, str]]:
+    """Send once more the upserts of earlier batches refused for a unique value, now that this batch
+    deleted or updated rows (a key change's delete frees its email). Settled unless refused for a
+    unique value again; nothing newer of their keys was sent in the run (`supersede`)."""
+    for change, _ in earlier:
+        waits.settle(entity, change.id)
+    counts["resent_unique"] += len(earlier)
+    log.info("%s: sending again %d upserts refused for a unique value another row held", entity, len(earlier))
+    return _upsert(entity, earlier, api, counts, waits)
+
+
+def _at_base_b_version(
+    entity: str, deletes: list[tuple[Change, Message]], api: BaseBApi, counts: Counter
+) -> list[tuple[Change, Message]]:
+    """The deletes, those whose version is a stamp cut to milliseconds (time.precision.mode=connect)
+    at Base B's version of the row when that is the same stamp at its microseconds: the batch path
+    wrote the same row state, and the cut version would lose to it (stale) and leave the row live.
+    Asked only for such deletes Base B would not apply; a version in another millisecond is a row
+    changed since, and the delete stays stale. Never raised by a guess (+999 µs would win over a row
+    put back under the delete's own stamp, which must stay: restore at ties)."""
+    coarse = [(c, m) for c, m in deletes if c.coarse_version]
+    if not coarse:
+        return deletes
+    live = api.would_delete(entity, _delete_records(coarse))
+    held = {}
+    for change, _ in coarse:
+        if change.id not in live:
+            held |= {k: _aware(v) for k, v in api.versions_between(entity, change.id, change.id)}  # live rows only
+    mended = {c.id: held[c.id] for c, _ in coarse if c.id in held and _same_millisecond(held[c.id], c.version)}
+    if mended:
+        counts["deletes_at_base_b_version"] += len(mended)
+        log.info("%s: %d deletes cut to milliseconds sent at Base B's version of the row", entity, len(mended))
+    return [(replace(c, version=mended[c.id]) if c.id in mended else c, m) for c, m in deletes]
+
+
+def _same_millisecond(held: datetime, cut: datetime) -> bool:
+    return held > cut and held.replace(microsecond=held.microsecond // 1000 * 1000) == cut
+
+
+def _aware(version: datetime) -> datetime:
+    return version if version.tzinfo else version.replace(tzinfo=UTC)
+
+
+def _warn_stale_deletes(entity: str, answer: dict, counts: Counter) -> None:
+    """A stale delete is not applied: Base B holds a newer version of the row (changed after the
+    deleted image, or written by the batch path at a finer stamp). Said, never silent."""
+    stale = answer.get("stale", 0)
+    if stale:
+        counts["stale_deletes"] += stale
+        log.warning(
+            "%s: %d deletes not applied (stale): Base B holds a newer version of those rows; the batch path's "
+            "delete detection removes them if they are gone from Base A",
+            entity,
+            stale,
+        )
 
 
 def _delete_records(deletes: list[tuple[Change, Message]]) -> list[dict]:
@@ -321,7 +490,11 @@ def _reasons(reasons: list[dict]) -> str:
     return "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in reasons)
 
 
-def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter) -> list:
+def _account(
+    entity: str, sent: list[tuple[Change, Message]], answer: dict, counts: Counter, waits: UniqueWaits | None = None
+) -> list:
+    """The answer's counts; the rejected changes as dead letters, except those refused for a unique
+    value another row holds, which wait in `waits` when given."""
     if answer["received"] != len(sent):
         raise LoadError(f"{entity}: sent {len(sent)} changes, the API received {answer['received']}")
     for outcome in (*OUTCOMES, "deleted", "not_found"):
@@ -329,8 +502,14 @@ def _account(entity: str, sent: list[tuple[Change, Message]], answer: dict, coun
     rejected = []
     for error in answer["errors"]:
         reasons = _reasons(error["reasons"])
+        change, message = sent[error["index"]]
+        if waits is not None and any(r.get("code") == UNIQUE_TAKEN for r in error["reasons"]):
+            log.info("%s source_id=%s waits for its unique value: %s", entity, error["source_id"], reasons)
+            waits.hold(entity, change, message, f"rejected by the API: {reasons}")
+            counts["waiting_unique"] += 1
+            continue
         log.warning("%s source_id=%s rejected by the API: %s", entity, error["source_id"], reasons)
-        rejected.append((sent[error["index"]][1], "Rejected", f"rejected by the API: {reasons}"))
+        rejected.append((message, "Rejected", f"rejected by the API: {reasons}"))
     return rejected
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -12,8 +16,11 @@ from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo.event_maker import churn_and_publish
+from base_sync.mapping import SourceMapping
+from base_sync.settings import EventSettings
 from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
+from base_sync.topics import ensure_topics
 from testbed.servers import free_port
 from tests.sync.conftest import assert_in_sync, read_topic, synced_rows
 
@@ -40,11 +47,11 @@ def employee(key: int, version: datetime, **changes) -> dict:
 class Events:
     """Produces envelopes to this test's topics and runs drains, like the DAG's task."""
 
-    def __init__(self, bootstrap: str, settings, base_b):
+    def __init__(self, bootstrap: str, settings, base_b, topics: Topics | None = None):
         self.bootstrap, self.settings, self.base_b = bootstrap, settings, base_b
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
         self.writer = EnvelopeWriter.identity("employees", database=settings.source_database)
-        self.topics = Topics.from_settings(settings)
+        self.topics = topics or Topics.from_settings(settings)
 
     def send(self, op: str, before: dict | None, after: dict | None, partition: int | None = None) -> None:
         self.raw(self.writer.envelope(op, before, after, {**SOURCE, "row": 0}, 1), (after or before)["id"], partition)
@@ -61,7 +68,7 @@ class Events:
         consumer, producer = events.consumer_for(config, self.settings), events.producer_for(config)
         api = api or self.base_b.api()
         try:
-            return events.drain(consumer, producer, api, self.settings)
+            return events.drain(consumer, producer, api, self.settings, self.topics)
         finally:
             consumer.close()
             api.close()
@@ -250,3 +257,136 @@ def test_a_replayed_write_does_not_restore_a_row_deleted_under_its_stamp(changes
     report = changes.drain()
     assert report.counts["stale"] == 1, report.to_json()
     assert 8 not in changes.rows()
+
+
+def test_a_key_change_whose_create_comes_a_batch_before_its_delete_keeps_the_new_row(changes):
+    """Debezium's delete of the old key and create of the new one sit on different partitions: the
+    create may reach the API a batch before the delete frees its email. It waits for that delete."""
+    v1, v2 = T0, T0 + timedelta(seconds=5)
+    changes.send("c", None, employee(1, v1), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(1001, v2, email="e1@example.com"), partition=1)  # read first: batch 1
+    changes.send("d", employee(1, v1), None, partition=1)
+    report = changes.drain()
+    assert report.batches == 2 and report.counts["resent_unique"] == 1, report.to_json()
+    assert report.counts["dead_lettered"] == 0 and changes.dead_letters() == []
+    rows = changes.rows()
+    assert sorted(rows) == [1001] and rows[1001][3] == "e1@example.com"
+    assert changes.drain().counts["consumed"] == 0
+
+
+def test_an_upsert_whose_unique_value_stays_taken_is_dead_lettered_once_at_the_end_of_the_run(changes):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.send("c", None, employee(3, T0), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(2, T0, email="e1@example.com"), partition=1)  # row 1 keeps the email
+    changes.send("d", employee(3, T0), None, partition=1)  # a delete that frees another email
+    changes.send("u", None, employee(1, T0 + timedelta(seconds=1), position="Lead"), partition=1)
+    report = changes.drain()
+    assert report.counts["resent_unique"] == 2 and report.counts["dead_lettered"] == 1, report.to_json()
+    (letter,) = changes.dead_letters()
+    assert letter.key() == b"2" and b"email" in dict(letter.headers())["__connect.errors.exception.message"]
+    assert sorted(changes.rows()) == [1]
+    assert changes.drain().counts["consumed"] == 0, "the run committed past it once it was a dead letter"
+
+
+class _FailsOnDelete(BaseBApi):
+    def bulk_delete(self, entity, records):
+        if records:
+            raise ApiError.of("POST", "/bulk/delete", 503, "down")
+        return super().bulk_delete(entity, records)
+
+
+def test_a_run_failing_while_an_upsert_waits_commits_no_offset_past_it(changes):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    changes.send("c", None, employee(1001, T0 + timedelta(seconds=5), email="e1@example.com"), partition=1)
+    changes.send("d", employee(1, T0), None, partition=1)
+    with pytest.raises(ApiError):
+        changes.drain(_FailsOnDelete(changes.base_b.url, changes.base_b.token, retries=0))
+    report = changes.drain()
+    assert report.counts["consumed"] == 2 and report.counts["dead_lettered"] == 0, report.to_json()
+    assert sorted(changes.rows()) == [1001] and changes.dead_letters() == []
+
+
+LEGACY_MAPPING = SourceMapping.from_file(Path(__file__).parent / "fixtures" / "events_mapping.yaml")
+MICRO, CONNECT = "io.debezium.time.MicroTimestamp", "org.apache.kafka.connect.data.Timestamp"
+
+
+@pytest.fixture
+def legacy_changes(kafka_bootstrap, base_b) -> Events:
+    """The legacy table of tests/sync/fixtures/events_mapping.yaml (local DATETIME(6) stamps)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    settings = EventSettings(
+        topic_prefix=prefix,
+        source_database="legacy",
+        dlq_topic=f"{prefix}.dlq",
+        group_id=f"{prefix}.apply",
+        idle_seconds=0.5,
+    )
+    topics = Topics.from_settings(settings, LEGACY_MAPPING)
+    ensure_topics({"bootstrap.servers": kafka_bootstrap}, [*topics.names, settings.dlq_topic], partitions=1)
+    return Events(kafka_bootstrap, settings, base_b, topics)
+
+
+def mitarbeiter(op: str, changed: str, stamp: str) -> bytes:
+    """A change of row 5 as Debezium writes it, its DATETIME(6) stamps in `stamp`'s unit (Berlin wall time)."""
+    per_unit = 1 if stamp == MICRO else 1000
+
+    def wall(text: str) -> int:
+        return (datetime.fromisoformat(text) - datetime(1970, 1, 1)) // timedelta(microseconds=per_unit)
+
+    row = {
+        "pers_nr": 5,
+        "vorname": "Ada",
+        "nachname": "L",
+        "mail": "ada@example.com",
+        "abt_code": "V",
+        "funktion": "x",
+        "gehalt": base64.b64encode((5000025).to_bytes(4, "big", signed=True)).decode(),
+        "eintritt": 18262,
+        "angelegt_am": wall("2020-01-01 10:00:00"),
+        "geaendert_am": wall(changed),
+        "aktiv": 1,
+        "bemerkung": None,
+    }
+    columns = [
+        {"type": "int64", "optional": False, "field": "pers_nr"},
+        {
+            "type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "2"},
+            "field": "gehalt",
+        },
+        {"type": "int64", "name": stamp, "optional": False, "field": "angelegt_am"},
+        {"type": "int64", "name": stamp, "field": "geaendert_am"},
+    ]
+    image = {"type": "struct", "fields": columns, "optional": True}
+    schema = {"type": "struct", "fields": [{**image, "field": "before"}, {**image, "field": "after"}]}
+    before, after = (row, None) if op == "d" else (None, row)
+    payload = {"before": before, "after": after, "source": {"ts_ms": 1782907201000}, "op": op, "ts_ms": 1782907201000}
+    return orjson.dumps({"schema": schema, "payload": payload})
+
+
+@pytest.mark.parametrize(
+    ("held", "applied"),
+    [
+        ("2026-07-01 12:00:00.500999", True),  # the deleted state, which the delete gives cut to .500
+        ("2026-07-01 12:00:01.000001", False),  # a later state: the delete is stale, and says so
+    ],
+)
+def test_a_delete_whose_stamp_is_cut_to_milliseconds_deletes_the_row_base_b_holds_at_its_microseconds(
+    legacy_changes, held, applied
+):
+    """time.precision.mode=connect writes a DATETIME(6) in milliseconds: a delete's version from its
+    before image is older than the microsecond version the batch path (here a MicroTimestamp event) wrote."""
+    legacy_changes.raw(mitarbeiter("u", held, MICRO), key=5)
+    assert legacy_changes.drain().counts["inserted"] == 1
+    legacy_changes.raw(mitarbeiter("d", "2026-07-01 12:00:00.500999", CONNECT), key=5)
+    report = legacy_changes.drain()
+    assert report.counts["deleted"] == int(applied) and report.counts["stale_deletes"] == int(not applied)
+    assert report.counts["deletes_at_base_b_version"] == int(applied), report.to_json()
+    assert sorted(legacy_changes.rows()) == ([] if applied else [5])
