@@ -406,15 +406,26 @@ def _at_base_b_version(
     if not coarse:
         return deletes
     live = api.would_delete(entity, _delete_records(coarse))
+    stale = {c.id for c, _ in coarse if c.id not in live}
     held = {}
-    for change, _ in coarse:
-        if change.id not in live:
-            held |= {k: _aware(v) for k, v in api.versions_between(entity, change.id, change.id)}  # live rows only
+    for low, high in _key_runs(stale):  # live rows only, one read per run of near keys (a mass delete's)
+        held |= {k: _aware(v) for k, v in api.versions_between(entity, low, high) if k in stale}
     mended = {c.id: held[c.id] for c, _ in coarse if c.id in held and _same_millisecond(held[c.id], c.version)}
     if mended:
         counts["deletes_at_base_b_version"] += len(mended)
         log.info("%s: %d deletes cut to milliseconds sent at Base B's version of the row", entity, len(mended))
     return [(replace(c, version=mended[c.id]) if c.id in mended else c, m) for c, m in deletes]
+
+
+def _key_runs(keys: set[int], gap: int = 100) -> list[tuple[int, int]]:
+    """The keys as (low, high) ranges, a key within `gap` of the previous one joining its range."""
+    runs: list[list[int]] = []
+    for key in sorted(keys):
+        if runs and key - runs[-1][1] <= gap:
+            runs[-1][1] = key
+        else:
+            runs.append([key, key])
+    return [(low, high) for low, high in runs]
 
 
 def _same_millisecond(held: datetime, cut: datetime) -> bool:
