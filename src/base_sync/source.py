@@ -223,7 +223,7 @@ class BaseA:
         quarantine them again until Base A fixes them (base_sync.dirty). A NULL key cannot be kept
         as a rejection (Base B keys those by it): `load.push_chunks` logs and counts such rows.
         `unreal`: also the rows whose DATETIME stamp has a zero part or an impossible day (a scan of
-        the table, `SourceView.unreal`: a load from the start, and the periodic comparison of every key)."""
+        the table, `SourceView.unreal`: for a load from the start)."""
         view = self.view(entity)
         without = or_(view.unversioned(), view.unreal()) if unreal else view.unversioned()
         yield from self._records(view, [*view.live, without], (view.key,), chunk_size, unversioned=True)

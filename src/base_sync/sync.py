@@ -574,25 +574,21 @@ def _bring_up_to_date(
     """Re-send the rows of the suspect buckets that Base B lacks or holds older than Base A: a commit
     later than the run that read its window (a long transaction), a row imported with an old stamp,
     a change in the repeated hour of a daylight-saving change. The window never sees them again, nor
-    a row whose DATETIME stamp has a zero part (refused here, `SourceView.unreal`).
+    a row without a usable version that no read refused yet (a stamp with a zero part written after
+    the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
     Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there; a row
     Base B holds newer than Base A (Base A's stamp went back) cannot be mended by a write: counted
     and logged. {"resent": n, "ahead": n}."""
-    unreal = push_chunks(api, entity, base_a.unversioned(entity, settings.chunk_size, unreal=True), 1)
-    if unreal["quarantined"]:
-        log.warning("%s: refused %d rows whose change stamp holds no real time", entity, unreal["quarantined"])
     size = settings.bucket_size
     rejected: set[int] | None = None
-    resent, ahead, examples = unreal["quarantined"], 0, []
+    resent, ahead, examples = 0, 0, []
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = dict(api.versions_between(entity, low, high))
         behind = []
         for key, version in base_a.versions_between(entity, low, high):
             theirs = held.get(key)
-            if version is None:
-                continue  # no usable version: in quarantine, with its reasons
-            if theirs is None or theirs < version:
+            if version is None or theirs is None or theirs < version:
                 behind.append(key)
             elif theirs > version:
                 ahead += 1

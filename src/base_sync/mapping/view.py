@@ -276,7 +276,8 @@ class SourceView:
         """A row whose first non-NULL cursor column is a DATETIME past the floor that holds no real
         time: a zero part or an impossible day ('2026-12-00', '2026-00-05', '2024-02-30'), which the
         sql_mode may let in. They sort among real times, where no range finds them: this tests every
-        row (a scan), so it is read with the periodic comparison of every key, not on every load."""
+        row (a scan), so only a load from the start reads it; later such rows are found by the
+        periodic comparison of every key and version (`sync._bring_up_to_date`)."""
         if not any(stamp.type == "datetime" for stamp in self.spec.cursor or []):
             return false()
 
