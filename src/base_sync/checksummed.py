@@ -184,7 +184,8 @@ def load(
         checksum_seconds = time.perf_counter() - started
         changed = sorted(b for b, checksum in current.items() if stored.get(b) != checksum)
         ranges = bucket_ranges(changed, size)
-    chunks = concat_chunks(*(_read(base_a, view, keys, clock, settings.chunk_size, sums) for keys in ranges))
+    reads = (_read(base_a, view, keys, clock, settings.chunk_size, sums) for keys in ranges)
+    chunks = concat_chunks(base_a.unkeyed(entity, settings.chunk_size, clock), *reads)  # no key: in no bucket
     counts = push_chunks(api, entity, chunks, settings.push_concurrency)
     read = sums.checksums()
     if stored is None:

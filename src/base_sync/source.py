@@ -227,7 +227,14 @@ class BaseA:
         view = self.view(entity)
         without = or_(view.unversioned(), view.unreal()) if unreal else view.unversioned()
         yield from self._records(view, [*view.live, without], (view.key,), chunk_size, unversioned=True)
-        yield from self._records(view, view.unkeyed, (), chunk_size)
+        yield from self.unkeyed(entity, chunk_size)
+
+    def unkeyed(self, entity: str, chunk_size: int, clock=None) -> Iterator[list[dict | Quarantined]]:
+        """The rows the mapping would sync whose key is NULL, each a `Quarantined` (logged and
+        counted by `load.push_chunks`: Base B keys rejections by the key). `clock`: the version of a
+        table without a cursor."""
+        view = self.view(entity)
+        yield from self._records(view, view.unkeyed, (), chunk_size, clock=clock)
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the

@@ -89,10 +89,13 @@ def log_triggers(table: str, entity: str, key: str, version: str, backend: BaseA
     the key of a deleted row, and the old key of a row whose key an UPDATE changed, each with
     `version` (an expression over OLD) as the version the delete carries."""
     logged = f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{key}, {version})"
-    changed = f"OLD.{key} <> NEW.{key}"
+    # A nullable key column: a row without a key was never synced, and the log's id may not be NULL
+    # (the owner's DELETE would fail). A key set to NULL is gone from Base B like a changed one.
+    keyed = f"OLD.{key} IS NOT NULL"
+    changed = f"{keyed} AND (NEW.{key} IS NULL OR OLD.{key} <> NEW.{key})"
     return {
         delete_trigger_name(table): f"CREATE TRIGGER {delete_trigger_name(table)} AFTER DELETE ON {table} "
-        f"FOR EACH ROW {backend.trigger_body(logged)}",
+        f"FOR EACH ROW {backend.trigger_body(logged, when=keyed)}",
         key_change_trigger_name(table): f"CREATE TRIGGER {key_change_trigger_name(table)} AFTER UPDATE ON {table} "
         f"FOR EACH ROW {backend.trigger_body(logged, when=changed)}",
     }

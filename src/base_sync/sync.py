@@ -262,7 +262,8 @@ def plan_deletes(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
 ) -> DeletePlan:
     """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
-    plan = _find_deletes(entity, base_a, api, store, settings, compare_keys).plan
+    # The versions find no delete: the plan compares keys only (propagate_deletes compares both).
+    plan = _find_deletes(entity, base_a, api, store, settings, compare_keys, versions=False).plan
     if plan.within_budget:
         log.info("%s", plan.message)
     else:
@@ -365,21 +366,28 @@ def _send_found(
 
 
 def _find_deletes(
-    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    store: StateStore,
+    settings: SyncSettings,
+    compare_keys: bool,
+    versions: bool = True,
 ) -> _Found:
-    """Every delete source, read without writing: its deletes counted against the budget, held if few."""
+    """Every delete source, read without writing: its deletes counted against the budget, held if
+    few. `versions=False`: a key comparison compares no versions, even when due."""
     last = store.last_stats(entity).get("deletes") or {}
     position = Cursor.from_json(last.get("log_position"))
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
-    reason, versions = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    reason, due = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
     view = base_a.view(entity)
     has_cursor = view.has_cursor
     if reason is None and not has_cursor:
         reason = "no cursor"  # bucket checksums find changes, the key comparison hard and soft deletes
     watermark = store.get(entity)
     # A load from the start (no watermark yet) verified every version in its window already.
-    versions = versions and has_cursor and watermark is not None
+    versions = versions and due and has_cursor and watermark is not None
     synced: int | None = None
 
     def budget_limit() -> int:
@@ -577,8 +585,8 @@ def _bring_up_to_date(
     a row without a usable version that no read refused yet (a stamp with a zero part written after
     the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
     Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there; a row
-    Base B holds newer than Base A (Base A's stamp went back) cannot be mended by a write: counted
-    and logged. {"resent": n, "ahead": n}."""
+    Base B holds newer than Base A (Base A's stamp went back; live, or a tombstone the re-send loses
+    to) cannot be mended by a write: counted and logged. {"resent": n applied, "ahead": n}."""
     size = settings.bucket_size
     rejected: set[int] | None = None
     resent, ahead, examples = 0, 0, []
@@ -607,14 +615,16 @@ def _bring_up_to_date(
                 high,
                 dict(counts),
             )
-            resent += len(behind)
+            # Stale: Base B holds the key newer, as a tombstone (a row put back under an older stamp).
+            resent += counts["inserted"] + counts["updated"] + counts["quarantined"]
+            ahead += counts["stale"]
     if ahead:
         log.warning(
-            "%s: Base B holds %d rows newer than Base A has them (Base A's change stamp went back), e.g. keys %s; "
-            "a write cannot mend them: Base A's next change of each row does, or a full refresh after deleting them",
+            "%s: Base B holds %d rows newer than Base A has them (Base A's change stamp went back)%s; a write "
+            "cannot mend them: Base A's next change of each row does, or a full refresh after deleting them",
             entity,
             ahead,
-            examples,
+            f", e.g. keys {examples}" if examples else "",
         )
     return {"resent": resent, "ahead": ahead}
 

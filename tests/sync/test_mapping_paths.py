@@ -330,6 +330,14 @@ def test_a_row_with_a_null_key_is_refused_loudly_on_every_run_and_the_others_syn
     in_python = legacy.view("articles").apply({**row, "stand": datetime(2024, 6, 3, 8, tzinfo=UTC)})
     assert isinstance(in_python, Quarantined) and in_python.reasons == refused.reasons
 
+    install_delete_log(legacy.engine, legacy.mapping, ["articles"])
+    with legacy.engine.begin() as conn:  # the log's triggers never fail the owner's write, nor miss a key
+        conn.execute(text("DELETE FROM beitrag WHERE nr IS NULL"))
+        conn.execute(text("UPDATE beitrag SET nr = NULL WHERE nr = 2"))  # a key set to NULL is gone from Base B
+        assert conn.execute(text("SELECT id FROM delete_log")).scalars().all() == [2]
+    _, deleted, _ = _run("articles", legacy, api, store)
+    assert deleted.deleted == 1 and sorted(_base_b(base_b.database_url, "articles")) == [1]
+
 
 def test_rows_whose_key_base_b_cannot_hold_are_quarantined_and_the_run_goes_on(legacy, base_b):
     """A signed key with sentinel rows (0, negative): Base B holds keys 1..2^63-1 only. Each such row

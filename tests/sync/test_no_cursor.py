@@ -196,6 +196,20 @@ def test_verification_finds_and_repairs_a_row_missing_from_an_unchanged_bucket(l
     assert 44 in held and held[44][0] > first.clock  # re-sent at Base A's clock of the repair
 
 
+def test_a_row_without_a_key_is_refused_loudly_on_every_run(legacy, base_a_engine, base_b, caplog):
+    """A nullable key column holding NULL: in no bucket, yet counted `unkeyed` and logged each run."""
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE personal DROP PRIMARY KEY, MODIFY pers_nr INT NULL, ADD UNIQUE (pers_nr)"))
+        conn.execute(text("INSERT INTO personal (pers_nr, vorname, nachname, mail) VALUES (NULL, 'No', 'Key', 'n@k')"))
+    store, api = MemoryStateStore(), base_b.api()
+    for _ in range(2):
+        caplog.clear()
+        report, _, _ = run_once(legacy, api, store)
+        assert report.counts["unkeyed"] == 1
+        assert any("NULL key" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert len(synced_rows(base_b.database_url, ENTITY)) == 100
+
+
 def test_an_event_committed_after_the_clock_wins_over_the_batch_copy(legacy, base_a_engine, base_b):
     """The batch's version is Base A's clock when its reads began, an event's its commit time: the
     version guard keeps the later one, whichever path writes last."""

@@ -147,16 +147,24 @@ def test_late_commits_behind_the_window_are_re_sent_by_the_periodic_comparison_o
             )
         )
         conn.execute(text("UPDATE articles SET updated_at = updated_at - INTERVAL 1 DAY WHERE id = 20"))
+        conn.execute(text("DELETE FROM articles WHERE id = 30"))
     unseen = run_once("articles", base_a, api, store)
     assert unseen["load"] == {} or not any(unseen["load"].values())
-    assert 9999 not in synced_rows(base_b.database_url, "articles")
+    assert unseen["deletes"]["deleted"] == 1 and 9999 not in synced_rows(base_b.database_url, "articles")
+    with base_a_engine.begin() as conn:  # put back with a stamp older than its delete: the tombstone wins
+        conn.execute(
+            text(
+                "INSERT INTO articles (id, title, content, author, created_at, updated_at) "
+                "SELECT 30, 'restored', NULL, NULL, NOW(6) - INTERVAL 2 DAY, NOW(6) - INTERVAL 2 DAY"
+            )
+        )
     every_run = SETTINGS.model_copy(update={"key_check_hours": 0})
     due = run_once("articles", base_a, api, store, every_run)
-    assert (due["deletes"]["resent_behind"], due["deletes"]["ahead"]) == (2, 1)
+    assert (due["deletes"]["resent_behind"], due["deletes"]["ahead"]) == (2, 2)  # 20 live, 30 a tombstone
     ours, theirs = source_rows(base_a_engine, "articles"), synced_rows(base_b.database_url, "articles")
     assert theirs[10] == ours[10] and theirs[9999] == ours[9999] and theirs[10][1] == "late"
     assert theirs[20][0] > ours[20][0], "Base B keeps the newer version: a write cannot take it back"
-    assert [key for key in ours if key != 20 and ours[key] != theirs.get(key)] == []
+    assert [key for key in ours if key not in (20, 30) and ours[key] != theirs.get(key)] == []
 
 
 BERLIN_ARTICLES = """

@@ -235,3 +235,33 @@ def test_the_highest_position_of_a_chunk_counts_quarantined_rows_with_a_version(
     records.append(Quarantined(1, "2024-05-01T10:00:00.000001Z", {}, []))
     assert Cursor.highest_of(records) == Cursor(datetime(2024, 5, 1, 10, 0, 0, 1, tzinfo=UTC), 1)
     assert Cursor.highest_of([Quarantined(9, None, {}, [])]) is None
+
+
+def test_a_timestamp_first_in_the_cursor_is_never_read_as_an_unreal_stamp(make_mariadb_database, tmp_path):
+    """Only a DATETIME can hold a zero part: a row whose first cursor column is a TIMESTAMP holding a
+    time is versioned by it, not refused (the read of unreal stamps took every such row)."""
+    engine = source_engine(make_mariadb_database())
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT PRIMARY KEY, titel VARCHAR(50) NOT NULL, "
+                "geaendert TIMESTAMP(6) NULL, angelegt DATETIME NOT NULL)"
+            )
+        )
+        conn.execute(text("SET SESSION sql_mode = ''"))
+        conn.execute(
+            text(
+                "INSERT INTO beitrag VALUES (1, 'ts', '2026-05-01 10:00:00', '2026-01-01 10:00:00'),"
+                " (2, 'no ts', NULL, '2026-02-01 10:00:00'), (3, 'no ts, zero day', NULL, '2026-02-00 10:00:00')"
+            )
+        )
+    (tmp_path / "mapping.yaml").write_text(
+        "source: {time_zone: Europe/Berlin}\nentities:\n  articles:\n    table: beitrag\n    key: nr\n"
+        "    cursor: [{column: geaendert, type: timestamp}, {column: angelegt, type: datetime}]\n"
+        "    fields:\n      title: {column: titel}\n"
+    )
+    base_a = BaseA(engine, SourceMapping.from_file(tmp_path / "mapping.yaml"))
+    refused = [r.source_id for chunk in base_a.unversioned("articles", 100, unreal=True) for r in chunk]
+    assert refused == [3]
+    assert [r["source_id"] for chunk in base_a.extract("articles", None, 100) for r in chunk] == [1, 2]
+    engine.dispose()

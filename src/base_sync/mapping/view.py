@@ -282,7 +282,8 @@ class SourceView:
             return false()
 
         def unusable(stamp: StampColumn, c: ColumnElement) -> ColumnElement:
-            return and_(c >= self._floor(stamp), *(not_(real) for real in self._real_time(stamp, c)))
+            real = self._real_time(stamp, c)  # nothing for a TIMESTAMP: all it holds past the floor is real
+            return and_(c >= self._floor(stamp), *(not_(r) for r in real)) if real else false()
 
         return self._first_stamp(unusable)
 
