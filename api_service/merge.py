@@ -39,7 +39,7 @@ from api_service.backends import CopyRefused, backend_of
 from api_service.bulk_input import Batch, keep_latest_per_source_id, reject_duplicate_unique_values
 from api_service.db import begin_write
 from api_service.models import UTCDateTime
-from api_service.schemas import BulkDeletePlan, BulkResult
+from api_service.schemas import BulkDeletePlan, BulkResult, SyncVersion
 from api_service.versions import VersionBounds
 from baseab_contract.bulk_format import UNIQUE_TAKEN
 from baseab_contract.entities import Entity
@@ -359,6 +359,7 @@ def plan_delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBo
                 own.c.id.is_not(None).label("held"),
                 _delete_loses(own, stage, bounds).label("stale"),
                 own.c.deleted_at.is_not(None).label("deleted"),
+                own.c.source_updated_at,
             )
             .select_from(stage.outerjoin(own, own_on))
             .order_by(stage.c.source_id)
@@ -376,6 +377,11 @@ def plan_delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBo
         rejected=len(batch.rejected),
         errors=sorted(batch.rejected, key=lambda r: r.index),
         would_delete=would_delete,
+        held_newer=[
+            SyncVersion(source_id=row.source_id, version=row.source_updated_at)
+            for row in held
+            if row.stale and not row.deleted
+        ],
     )
 
 

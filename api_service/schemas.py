@@ -275,11 +275,20 @@ class BulkResult(BaseModel):
     errors: list[RejectedRecord]
 
 
+class SyncVersion(BaseModel):
+    source_id: int
+    version: datetime = pydantic.Field(description="source_updated_at")
+
+
 class BulkDeletePlan(BulkResult):
     """What a bulk delete would do (`POST /{entity}/bulk/delete/plan`): the same counts, nothing written."""
 
     would_delete: list[int] = pydantic.Field(
         description="the source_ids of the live rows the request would delete, in order"
+    )
+    held_newer: list[SyncVersion] = pydantic.Field(
+        description="the live rows the request would not delete because Base B holds them newer, with that "
+        "version, in order (a pipeline whose stamps are cut to milliseconds tells the same row state)"
     )
 
 
@@ -367,11 +376,6 @@ QUARANTINE_ITEMS = TypeAdapter(list[QuarantineItem])
 class SyncDigest(BaseModel):
     count: int = pydantic.Field(description="synced live rows in the window")
     digest: str = pydantic.Field(description="checksum of their (source_id, version) pairs; see version_digest.py")
-
-
-class SyncVersion(BaseModel):
-    source_id: int
-    version: datetime = pydantic.Field(description="source_updated_at")
 
 
 class SyncVersions(BaseModel):

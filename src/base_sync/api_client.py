@@ -98,12 +98,18 @@ class BaseBApi:
 
     def would_delete(self, entity: str, records: list[dict]) -> set[int]:
         """The keys among the delete records whose rows Base B would delete (live, not newer): a dry run."""
+        return self.plan_delete(entity, records)[0]
+
+    def plan_delete(self, entity: str, records: list[dict]) -> tuple[set[int], dict[int, datetime]]:
+        """A dry run of a bulk delete: the keys whose rows Base B would delete, and {key: version} of
+        the live rows it would keep because it holds them newer."""
         if not records:
-            return set()
+            return set(), {}
         answer = self._call("POST", f"/{entity}/bulk/delete/plan", json=records)
         if not isinstance(answer.get("would_delete"), list):
             raise ApiRefused("POST", f"{self.base_url}/{entity}/bulk/delete/plan", 200, f"no would_delete: {answer}")
-        return set(answer["would_delete"])
+        newer = {item["source_id"]: datetime.fromisoformat(item["version"]) for item in answer.get("held_newer", [])}
+        return set(answer["would_delete"]), newer
 
     def quarantine(self, entity: str, body: bytes) -> dict:
         """Store source rows the pipeline refuses (base_sync.dirty) as open rejections."""

@@ -399,33 +399,19 @@ def _at_base_b_version(
     """The deletes, those whose version is a stamp cut to milliseconds (time.precision.mode=connect)
     at Base B's version of the row when that is the same stamp at its microseconds: the batch path
     wrote the same row state, and the cut version would lose to it (stale) and leave the row live.
-    Asked only for such deletes Base B would not apply; a version in another millisecond is a row
-    changed since, and the delete stays stale. Never raised by a guess (+999 µs would win over a row
-    put back under the delete's own stamp, which must stay: restore at ties)."""
+    One dry run names the rows Base B holds newer, with their versions (`held_newer`); a version in
+    another millisecond is a row changed since, and the delete stays stale. Never raised by a guess
+    (+999 µs would win over a row put back under the delete's own stamp, which must stay: restore at ties)."""
     coarse = [(c, m) for c, m in deletes if c.coarse_version]
     if not coarse:
         return deletes
-    live = api.would_delete(entity, _delete_records(coarse))
-    stale = {c.id for c, _ in coarse if c.id not in live}
-    held = {}
-    for low, high in _key_runs(stale):  # live rows only, one read per run of near keys (a mass delete's)
-        held |= {k: _aware(v) for k, v in api.versions_between(entity, low, high) if k in stale}
+    _, newer = api.plan_delete(entity, _delete_records(coarse))
+    held = {key: _aware(version) for key, version in newer.items()}
     mended = {c.id: held[c.id] for c, _ in coarse if c.id in held and _same_millisecond(held[c.id], c.version)}
     if mended:
         counts["deletes_at_base_b_version"] += len(mended)
         log.info("%s: %d deletes cut to milliseconds sent at Base B's version of the row", entity, len(mended))
     return [(replace(c, version=mended[c.id]) if c.id in mended else c, m) for c, m in deletes]
-
-
-def _key_runs(keys: set[int], gap: int = 100) -> list[tuple[int, int]]:
-    """The keys as (low, high) ranges, a key within `gap` of the previous one joining its range."""
-    runs: list[list[int]] = []
-    for key in sorted(keys):
-        if runs and key - runs[-1][1] <= gap:
-            runs[-1][1] = key
-        else:
-            runs.append([key, key])
-    return [(low, high) for low, high in runs]
 
 
 def _same_millisecond(held: datetime, cut: datetime) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import orjson
 from sqlalchemy import create_engine
@@ -301,6 +302,8 @@ def test_a_delete_plan_names_what_the_delete_would_do_and_writes_nothing(client,
     plan = client.post("/articles/bulk/delete/plan", json=deletes, headers=AUTH)
     assert plan.status_code == 200, plan.json
     assert plan.json["would_delete"] == [1]  # 2 is newer, 3 is deleted already, 4 was never held
+    (newer,) = plan.json["held_newer"]  # with the version it holds: a caller whose stamps are cut can tell
+    assert newer["source_id"] == 2 and datetime.fromisoformat(newer["version"]) == datetime.fromisoformat(V3)
     assert (plan.json["deleted"], plan.json["stale"], plan.json["unchanged"], plan.json["not_found"]) == (1, 1, 1, 1)
     assert raw_rows(db, "articles") == before
     real = client.post("/articles/bulk/delete", json=deletes, headers=AUTH).json
