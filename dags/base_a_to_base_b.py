@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
@@ -30,9 +29,10 @@ than the look-back). Before it, **check_deletes** counts those deletes (writing 
 **approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many
 rows, which share, the limit and from which source (delete log, key comparison). Check Base A
 first (a truncated table, a wrong soft-delete rule, a changed filter). **Approve**: the deletes
-go. **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is deleted,
-the load is still verified and committed, the delete log position stays, and the next run asks
-again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
+go, as many as the field `rows` says (a cleared task shows its first prompt's count: type
+today's). **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is
+deleted, the load is still verified and committed, the delete log position stays, and the next
+run asks again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
 **verify** compares counts and checksums of the window on both sides and re-sends
 rows Base B lacks; **commit_watermark** then advances the watermark and the delete log position.
 A failure anywhere leaves the watermark where it was: the next attempt repeats the window,
@@ -124,11 +124,9 @@ def base_a_to_base_b():
             checked = task.branch(task_id=airflow_tasks.CHECK_DELETES, trigger_rule="none_failed")(
                 airflow_tasks.check_deletes
             )(entity)
-            approval = ApprovalOperator(
+            approval = airflow_tasks.MassDeleteApproval(  # no answer in time: Reject, nothing deleted
                 task_id=airflow_tasks.APPROVE_MASS_DELETE,
-                subject=airflow_tasks.approval_subject(entity),
-                body=airflow_tasks.approval_body(entity),
-                defaults=ApprovalOperator.REJECT,  # no answer in time: nothing is deleted
+                entity=entity,
                 response_timeout=timedelta(hours=settings.mass_delete_approval_hours),
             )
             # Runs after the check alone (within the budget) or after an approval; a rejection skips it.

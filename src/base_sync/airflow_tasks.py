@@ -19,7 +19,8 @@ from typing import ParamSpec, TypeVar
 
 import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, BaseHook, get_current_context
+from airflow.sdk import Asset, BaseHook, Param, get_current_context
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
 from sqlalchemy.exc import DBAPIError
@@ -258,17 +259,64 @@ def check_deletes(entity: str) -> str:
     return f"{entity}.{APPROVE_MASS_DELETE}"
 
 
+ROWS = "rows"  # the approval's field: how many rows the operator approves
+ASKED_KEY = "asked"  # the XCom key of what an approval task asked: {"rows": n, "fresh": bool}
+
+
+class MassDeleteApproval(ApprovalOperator):
+    """Airflow 3's `ApprovalOperator` whose answer is bound to a count: a field `rows`, filled with the
+    plan's count, names how many rows the operator approves (the UI's form shows it beside the text).
+
+    A cleared task asks again with the prompt its first try wrote: Airflow keeps a task instance's
+    human-in-the-loop detail, subject, body and fields, across clears. An approval of such a prompt
+    must not cover the count of today's try, which the operator never saw: only the `rows` answered
+    count, and an answer without them (a REST call with the chosen option alone) counts the plan's
+    rows only on a first try, whose prompt is its own."""
+
+    def __init__(self, *, entity: str, **kwargs):
+        super().__init__(
+            subject=approval_subject(entity),
+            body=approval_body(entity),
+            defaults=ApprovalOperator.REJECT,  # no answer in time: nothing is deleted
+            **kwargs,
+        )
+        self.entity = entity
+
+    def execute(self, context):
+        ti = context["ti"]
+        rows = ti.xcom_pull(task_ids=f"{self.entity}.{CHECK_DELETES}", key=PLAN_KEY)["total"]
+        description = "approve deleting at most this many rows (and the limit more, for deletes since the count)"
+        self.params = ParamsDict({ROWS: Param(rows, type="integer", minimum=0, description=description)})
+        ti.xcom_push(key=ASKED_KEY, value={ROWS: rows, "fresh": ti.try_number <= 1})
+        return super().execute(context)
+
+
+def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | None:
+    """The rows an approval allows (the rows approved plus the limit, for deletes since the count);
+    None when it was no approval. `asked`: what the approval task asked, see `MassDeleteApproval`."""
+    if not answer or ApprovalOperator.APPROVE not in (answer.get("chosen_options") or []):
+        return None
+    rows = (answer.get("params_input") or {}).get(ROWS)
+    if rows is None and asked and asked.get("fresh"):
+        rows = asked[ROWS]
+    if rows is None:
+        raise ConfigurationError(
+            "the approval answered no rows on a prompt that may show an earlier try's count (Airflow keeps a "
+            f"cleared task's first prompt): approve in the UI's form, whose `{ROWS}` field says how many rows, or "
+            f'send params_input {{"{ROWS}": n}} with the answer, or trigger a run with approve_mass_delete'
+        )
+    return int(rows) + plan["limit"]
+
+
 def _approved(entity: str, params: dict) -> int | None:
-    """What an operator approved: any number (the run's param), or, answered in the UI, the rows counted
-    then plus the limit (for deletes since the count); None when no one was asked."""
+    """What an operator approved: any number (the run's param), or, answered to the approval task,
+    `approved_rows`; None when no one was asked."""
     if params.get("approve_mass_delete"):
         return delete_guard.ANY_NUMBER
     ti = get_current_context()["ti"]
-    answer = ti.xcom_pull(task_ids=f"{entity}.{APPROVE_MASS_DELETE}")
-    if answer and ApprovalOperator.APPROVE in (answer.get("chosen_options") or []):
-        plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
-        return plan["total"] + plan["limit"]
-    return None
+    approval = f"{entity}.{APPROVE_MASS_DELETE}"
+    plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
+    return approved_rows(ti.xcom_pull(task_ids=approval), ti.xcom_pull(task_ids=approval, key=ASKED_KEY), plan)
 
 
 @fail_terminal

@@ -298,8 +298,16 @@ def propagate_deletes(
     found = _find_deletes(entity, base_a, api, store, settings, compare_keys)
     plan = found.plan
     if not plan.allowed(approved):
-        log.error("%s", plan.message)
-        raise MassDeleteBlocked(plan)
+        detail = None
+        if approved is not None:
+            detail = (
+                f"{plan.summary}. More than the {approved} rows approved: nothing was deleted. The count grew "
+                "since the approval was asked, or the prompt showed an earlier try's count (Airflow keeps a "
+                "cleared task's first prompt): clear check_deletes with its downstream tasks and approve with "
+                f"the rows field at {plan.total} or more, or trigger a run with approve_mass_delete"
+            )
+        log.error("%s", detail or plan.message)
+        raise MassDeleteBlocked(plan, detail)
     planned = plan.to_json()
     if plan.within_budget:
         log.info("%s", plan.message)

@@ -70,12 +70,13 @@ def _awaiting_approval(airflow: Airflow, run, log_path, timeout: float = 240) ->
     raise AssertionError(f"the approval task never waited for input:\n{log_path.read_text()[-4000:]}")
 
 
-def _answer(airflow_api, run_id: str, option: str) -> dict:
+def _answer(airflow_api, run_id: str, option: str, params_input: dict | None = None) -> dict:
     url, session = airflow_api
     path = f"{url}/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails"
     detail = session.get(path, timeout=30)
     assert detail.status_code == 200, detail.text
-    answer = session.patch(path, json={"chosen_options": [option]}, timeout=30)
+    body = {"chosen_options": [option]} | ({"params_input": params_input} if params_input else {})
+    answer = session.patch(path, json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     return detail.json()
 
@@ -129,7 +130,8 @@ def test_an_approval_in_airflow_lets_the_run_delete(airflow, airflow_api, base_a
     log_path = tmp_path / "approved.log"
     run = airflow.start_dag(DAG, log_path, ARTICLES)
     run_id = _awaiting_approval(airflow, run, log_path)
-    _answer(airflow_api, run_id, "Approve")
+    detail = _answer(airflow_api, run_id, "Approve", {"rows": 355})  # the form's field, as the UI sends it
+    assert detail["params"]["rows"]["value"] == 355, detail["params"]
     _finished(run, log_path)
     assert airflow.task_state(DAG, run_id, "articles.propagate_deletes") == "success"
     assert stats(airflow, "articles")["deletes"]["deleted"] == 355

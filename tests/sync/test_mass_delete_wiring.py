@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
-from base_sync import sync
+import pytest
+
+from base_sync import airflow_tasks, sync
+from base_sync.errors import ConfigurationError
 from base_sync.state import MemoryStateStore
 from testbed.servers import REPO
 
@@ -59,7 +62,7 @@ def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():
         assert check["upstream"] == [f"{entity}.load", f"{entity}.load_partition"]
         assert check["trigger_rule"] == "none_failed"  # runs when no partition was mapped (skipped)
         assert check["downstream"] == [f"{entity}.approve_mass_delete", f"{entity}.propagate_deletes"]
-        assert approve["type"] == "ApprovalOperator" and approve["upstream"] == [f"{entity}.check_deletes"]
+        assert approve["type"] == "MassDeleteApproval" and approve["upstream"] == [f"{entity}.check_deletes"]
         assert approve["downstream"] == [f"{entity}.propagate_deletes"]
         # No answer within SYNC_MASS_DELETE_APPROVAL_HOURS: Reject, nothing deleted.
         assert approve["defaults"] == ["Reject"] and approve["timeout"] == 2 * 3600
@@ -83,3 +86,18 @@ def test_withheld_deletes_keep_the_last_delete_log_position_and_comparison_time(
     assert withheld["deleted"] == 0 and withheld["withheld"] == plan
     assert withheld["log_position"] == position and withheld["keys_compared_at"] == "2026-01-01T00:00:00"
     assert sync.deletes_withheld("employees", store, None)["log_position"] is None  # nothing committed yet
+
+
+def test_an_approval_covers_the_rows_it_answers_and_a_cleared_prompt_needs_them():
+    """Airflow keeps a cleared task's first prompt (text and field): its count may be an earlier try's."""
+    plan = {"total": 330, "limit": 100}
+    approve, reject = {"chosen_options": ["Approve"]}, {"chosen_options": ["Reject"]}
+    assert airflow_tasks.approved_rows(reject, {"rows": 330, "fresh": True}, plan) is None
+    assert airflow_tasks.approved_rows(None, None, plan) is None
+    # The form's field, as shown (an earlier try's 150) or typed: that many, not today's count.
+    assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 150}}, {"rows": 330}, plan) == 250
+    assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 330}}, {"rows": 330}, plan) == 430
+    # The option alone (a REST answer): the count asked, on a first try only.
+    assert airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": True}, plan) == 430
+    with pytest.raises(ConfigurationError, match="earlier try's count"):
+        airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": False}, plan)
