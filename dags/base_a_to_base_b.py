@@ -137,8 +137,9 @@ def base_a_to_base_b():
             verified = task(task_id="verify", trigger_rule="none_failed_min_one_success")(airflow_tasks.verify)(
                 entity, loaded
             )
-            outlet = airflow_tasks.base_b_asset(entity)
-            # none_failed: runs after skipped (unmapped) partitions, never after a failed one.
+            # none_failed: runs after skipped (unmapped) partitions, never after a failed one. An asset
+            # event base_b.<entity> only when the run changed Base B (through the alias).
+            outlet = airflow_tasks.BASE_B_CHANGES
             commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
                 airflow_tasks.commit_watermark
             )

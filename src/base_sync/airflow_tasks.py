@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 
 import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, BaseHook, Param, get_current_context
+from airflow.sdk import Asset, AssetAlias, BaseHook, Param, get_current_context
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
@@ -171,6 +171,20 @@ def _api_url(conn) -> str:
 def base_b_asset(entity: str) -> Asset:
     """What both DAGs write: an entity's table in Base B, behind the API."""
     return Asset(name=f"base_b.{entity}", uri=f"base-b://api/{entity}", group="base_b")
+
+
+# The outlet of the tasks that write Base B: through an alias, so a run that changed nothing emits
+# no asset event (a static outlet emits one on every success: a DAG scheduled on base_b.<entity>
+# would run every minute for the events DAG's empty drains).
+BASE_B_CHANGES = AssetAlias("base_b.changes")
+
+
+def _announce(changed: dict[str, int]) -> None:
+    """An asset event for each entity whose rows in Base B this task changed, with the counts."""
+    outlet = get_current_context()["outlet_events"][BASE_B_CHANGES]
+    for entity, count in changed.items():
+        if count:
+            outlet.add(base_b_asset(entity), extra={"changed_rows": count})
 
 
 @fail_terminal
@@ -365,6 +379,8 @@ def commit_watermark(
         }
     watermark = sync.commit(entity, VariableStateStore(), report, stats)
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
+    mended = (verified or {}).get("repaired", 0) + deleted.get("resent_behind", 0) + deleted.get("resent_unique", 0)
+    _announce({entity: _changed(report.counts) + deleted.get("deleted", 0) + mended})
     return {"watermark": watermark.to_json() if watermark else None, **stats}
 
 
@@ -387,7 +403,12 @@ def apply_changes() -> dict:
     _emit(
         metrics.events_samples(report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds())
     )
+    _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})
     return report.to_json()
+
+
+def _changed(counts) -> int:
+    return counts.get("inserted", 0) + counts.get("updated", 0)
 
 
 def _emit(samples: list[tuple[str, str, float]]) -> None:

@@ -147,3 +147,23 @@ def test_the_approve_mass_delete_param_lets_a_manual_run_delete_without_asking(a
     assert airflow.task_state(DAG, run["run_id"], APPROVAL) == "skipped"  # no one was asked
     assert run["deletes"]["deleted"] == 30 and not run["deletes"]["planned"]["within_budget"]
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 10
+
+
+def test_a_run_emits_an_asset_event_only_for_the_entities_it_changed(airflow, airflow_api, base_a_engine):
+    """Through the alias base_b.changes: a DAG scheduled on base_b.articles runs when its rows changed."""
+    url, session = airflow_api
+
+    def events() -> list[dict]:
+        answer = session.get(f"{url}/api/v2/assets/events", params={"source_dag_id": DAG, "limit": 100}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["asset_events"]
+
+    before = events()
+    assert {e["asset_id"] for e in before} and all(e["extra"]["changed_rows"] > 0 for e in before)
+    airflow.test_dag(DAG, ARTICLES)  # nothing changed in Base A
+    assert len(events()) == len(before)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET title = 'again' WHERE id IN (6, 7)"))
+    airflow.test_dag(DAG, ARTICLES)
+    (new,) = [e for e in events() if e["id"] not in {b["id"] for b in before}]
+    assert new["extra"]["changed_rows"] == 2 and new["uri"] == "base-b://api/articles"
