@@ -162,7 +162,9 @@ def _api_url(conn) -> str:
             '(the scheme goes in the connection type or extra {"scheme": "https"}, a path in schema)'
         )
     schema = (conn.schema or "").strip("/")
-    scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else "http")
+    # A URI https://... gives the connection type https; the http provider's type is http.
+    typed = "https" if conn.conn_type == "https" else "http"
+    scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else typed)
     path = "" if schema in ("", "http", "https") else f"/{schema}"
     port = f":{conn.port}" if conn.port else ""
     return f"{scheme}://{conn.host}{port}{path}"

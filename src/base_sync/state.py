@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
+from base_sync.errors import ConfigurationError
 from base_sync.source import Cursor
 
 VARIABLE_PREFIX = "base_a_to_base_b.watermark."
@@ -46,8 +47,9 @@ class VariableStateStore:
     def _saved(self, entity: str) -> dict:
         from airflow.sdk import Variable
 
-        raw = Variable.get(VARIABLE_PREFIX + entity, default=None)
-        return json.loads(raw) if raw else {}
+        name = VARIABLE_PREFIX + entity
+        raw = Variable.get(name, default=None)
+        return _position(name, raw) if raw else {}
 
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self._saved(entity).get("watermark"))
@@ -60,3 +62,19 @@ class VariableStateStore:
 
         value = json.dumps({"watermark": cursor.to_json() if cursor else None, "stats": stats}, default=str)
         Variable.set(VARIABLE_PREFIX + entity, value, description=f"last verified sync position of {entity}")
+
+
+def _position(name: str, raw: str) -> dict:
+    """A saved position as the sync wrote it; an edit by hand that is not one fails at once, named."""
+    try:
+        saved = json.loads(raw)
+        if not isinstance(saved, dict) or not isinstance(saved.get("stats") or {}, dict):
+            raise ValueError("not an object with an object `stats`")
+        Cursor.from_json(saved.get("watermark"))
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ConfigurationError(
+            f"Airflow Variable {name!r} is no sync position ({type(error).__name__}: {error}): expected "
+            '{"watermark": {"updated_at": "<ISO time with zone>", "id": <key>} or null, "stats": {...}}; '
+            "correct it, or delete it to load the entity from the start"
+        ) from None
+    return saved

@@ -183,3 +183,13 @@ def test_a_refusal_at_any_step_of_a_task_fails_it_without_a_retry(table_grants_o
     with pytest.raises(ConfigurationError, match="the account lacks a privilege on a table"):
         with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
             list(base_a.deletes_after("articles", None, 100))
+
+
+def test_an_https_connection_reaches_the_api_over_https(connections, monkeypatch):
+    """A URI https://... gives the connection type https: the token must not travel in clear."""
+    from airflow.sdk import BaseHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", "https://:secret@api.example.net:8443")
+    assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "https://api.example.net:8443"
+    monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", "http://:secret@api.example.net:8080")
+    assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "http://api.example.net:8080"

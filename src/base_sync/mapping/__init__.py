@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from base_sync.mapping.spec import (
@@ -38,8 +38,14 @@ class MappingSettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="BASE_A_", extra="ignore")
 
     mapping_file: Path | None = Field(
-        None, description="YAML mapping of Base A's tables to Base B's entities; unset: Base A is the platform's own"
+        None,
+        description="YAML mapping of Base A's tables to Base B's entities; unset or empty: the platform's own tables",
     )
+
+    @field_validator("mapping_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value  # not Path(""), the folder "."
 
 
 def identity_entity(entity: Entity) -> EntityMapping:
