@@ -39,7 +39,8 @@ A failure anywhere leaves the watermark where it was: the next attempt repeats t
 and repeating is safe (the API's version guard makes a re-sent row a no-op). Only transient
 failures are retried (API or database briefly away, 429/502/503/504); a terminal one (the API
 refused the request, verification still differs, an invalid setting) fails the task at once with
-the reason in its log: fix the cause, then clear the task.
+the reason in its log: fix the cause, then clear the task with its downstream tasks ("Downstream"
+in the clear dialog; alone, the tasks after it stay upstream_failed and the run failed).
 
 **Base A through its mapping**: every read goes through the mapping file `BASE_A_MAPPING_FILE`
 (source tables, keys, cursors, filters, soft deletes, field transforms; see docs/mapping.md);
