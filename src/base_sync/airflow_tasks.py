@@ -163,7 +163,7 @@ def _api_url(conn) -> str:
         )
     schema = (conn.schema or "").strip("/")
     # A URI https://... gives the connection type https; the http provider's type is http.
-    typed = "https" if conn.conn_type == "https" else "http"
+    typed = {"https": "https"}.get(conn.conn_type, "http")
     scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else typed)
     path = "" if schema in ("", "http", "https") else f"/{schema}"
     port = f":{conn.port}" if conn.port else ""
