@@ -102,7 +102,7 @@ fi
 # Airflow.
 airflow db migrate >"$logs/airflow-migrate.log" 2>&1
 for part in api-server scheduler dag-processor triggerer; do
-  start "airflow-$part" airflow "$part"
+  start "airflow-$part" scripts/keep-running.sh airflow "$part"  # started again if it dies
 done
 airflow_url="http://127.0.0.1:$AIRFLOW__API__PORT"
 ready+=("$airflow_url/api/v2/monitor/health")

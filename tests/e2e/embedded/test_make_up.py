@@ -6,9 +6,11 @@ The platform (tests/e2e/embedded/conftest.py) runs with the event maker changing
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -72,6 +74,28 @@ def test_the_pipeline_metrics_are_on_the_apis_metrics_and_prometheus_scrapes_the
         return {t["labels"]["job"] for t in answer["data"]["activeTargets"] if t["health"] == "up"}
 
     wait_for("Prometheus to scrape the API, GraphQL and itself", lambda: {"api", "graphql", "prometheus"} <= scraped())
+
+
+def test_a_dead_scheduler_is_started_again(platform):
+    """An Airflow process that dies (a crash, a bug: Airflow 3.3's `tasks test` can kill the scheduler)
+    is started again by its keeper, in the same process group `make down` stops."""
+
+    def schedulers() -> set[int]:
+        group = int((platform.var / "run" / "airflow-scheduler.pid").read_text())
+        found = set()
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                if proc.name.isdigit() and os.getpgid(int(proc.name)) == group:
+                    command = (proc / "cmdline").read_bytes().split(b"\0")
+                    if command[-2:-1] == [b"scheduler"] and b"keep-running" not in b" ".join(command):
+                        found.add(int(proc.name))
+        return found
+
+    before = schedulers()
+    os.kill(min(before), signal.SIGKILL)  # the scheduler itself (its pool's processes come after it)
+    wait_for("a new scheduler", lambda: schedulers() - before, timeout=90)
+    log = (platform.var / "log" / "airflow-scheduler.log").read_text()
+    assert "exited with status" in log and "starting it again" in log
 
 
 def test_make_down_stops_every_process_it_started(platform):
