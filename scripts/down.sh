@@ -13,8 +13,9 @@ stop_together() {
   local pidfile name pid waiting=()
   for pidfile in "$@"; do
     pid=$(cat "$pidfile")
-    # Each process leads its own group (up.sh starts it with setsid): stop the group, children too.
-    if kill -0 "$pid" 2>/dev/null; then
+    # Each process leads its own group (up.sh starts it with setsid): stop the group, children too,
+    # also when its leader died and left them (a killed scheduler's workers).
+    if kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null; then
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
       waiting+=("$pidfile")
     else

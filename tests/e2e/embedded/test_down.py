@@ -1,0 +1,42 @@
+"""`make down` stops a process group whose leader died: its other processes (a killed scheduler's
+workers, renamed by setproctitle) stay behind in the group otherwise. No platform needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from testbed.servers import REPO
+
+
+def test_make_down_stops_a_group_whose_leader_died(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # A leader that starts a worker in its own session, then dies; the worker stays in the group.
+    leader = subprocess.Popen(["setsid", "bash", "-c", "sleep 300 & echo $! > worker; exec sleep 300"], cwd=tmp_path)
+    for _ in range(50):
+        if (tmp_path / "worker").exists() and (tmp_path / "worker").read_text().strip():
+            break
+        time.sleep(0.1)
+    group = os.getpgid(leader.pid)
+    (run / "airflow-scheduler.pid").write_text(f"{group}\n")
+    leader.kill()
+    leader.wait()
+    os.killpg(group, 0)  # the worker is still there
+    result = subprocess.run(
+        ["bash", "scripts/down.sh"],
+        cwd=REPO,
+        env={**os.environ, "PLATFORM_VAR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+    assert not (run / "airflow-scheduler.pid").exists()
