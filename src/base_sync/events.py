@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -44,7 +44,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
-from base_sync.records import bodies
+from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
 from baseab_contract.bulk_format import UNIQUE_TAKEN
 
@@ -406,7 +406,7 @@ def _at_base_b_version(
     if not coarse:
         return deletes
     _, newer = api.plan_delete(entity, _delete_records(coarse))
-    held = {key: _aware(version) for key, version in newer.items()}
+    held = {key: utc(version) for key, version in newer.items()}
     mended = {c.id: held[c.id] for c, _ in coarse if c.id in held and _same_millisecond(held[c.id], c.version)}
     if mended:
         counts["deletes_at_base_b_version"] += len(mended)
@@ -416,10 +416,6 @@ def _at_base_b_version(
 
 def _same_millisecond(held: datetime, cut: datetime) -> bool:
     return held > cut and held.replace(microsecond=held.microsecond // 1000 * 1000) == cut
-
-
-def _aware(version: datetime) -> datetime:
-    return version if version.tzinfo else version.replace(tzinfo=UTC)
 
 
 def _warn_stale_deletes(entity: str, answer: dict, counts: Counter) -> None:
