@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from hashlib import md5
 
-from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, Connection, Numeric, Text, cast, func, literal_column, or_, select, type_coerce
 from sqlalchemy.dialects import mysql, postgresql
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,10 +57,13 @@ class VersionDigest:
 
 
 def mysql_pair_hash(key, version):
-    """`pair_hash` as a MySQL/MariaDB expression (version: a UTC TIMESTAMP column)."""
-    # UNIX_TIMESTAMP of a TIMESTAMP column is its stored UTC value (no time zone applied), with
-    # the microseconds as decimals: cheaper than TIMESTAMPDIFF from the epoch, the same number.
-    micros = cast(func.unix_timestamp(version) * 1_000_000, mysql.BIGINT)
+    """`pair_hash` as a MySQL/MariaDB expression (version: UTC, a TIMESTAMP column read in a UTC
+    session or a DATETIME expression)."""
+    # Not UNIX_TIMESTAMP: NULL after 2038-01-19 (MariaDB before 11.5, MySQL before 8.0.28), and a
+    # row stamped later would fail every comparison. TIMESTAMPDIFF reaches 9999 and is cheaper.
+    micros = func.timestampdiff(
+        literal_column("MICROSECOND"), literal_column("TIMESTAMP'1970-01-01 00:00:00'"), version
+    )
     prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
     return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
 

@@ -76,6 +76,20 @@ def test_mariadb_sums_the_same_checksum(make_mariadb_database):
     engine.dispose()
 
 
+@pytest.mark.mariadb
+def test_mariadb_sums_the_same_checksum_over_datetimes_past_2038(make_mariadb_database):
+    """Base A's versions are mostly DATETIMEs read as UTC: they reach past TIMESTAMP's 2038 (a row
+    stamped in the future) and before 1970, and must hash as Python does, never as NULL."""
+    engine = source_engine(make_mariadb_database())
+    _check(
+        engine,
+        mysql.DATETIME(fsp=6),
+        _pairs([*VERSIONS, datetime(2040, 1, 1, 0, 0, 0, 5, tzinfo=UTC), *PG_ONLY]),
+        mysql_pair_hash,
+    )
+    engine.dispose()
+
+
 def test_sqlite_streams_the_rows_into_the_same_checksum(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'digest.db'}")
     pairs = _pairs(VERSIONS + PG_ONLY)

@@ -114,10 +114,8 @@ def test_windows_reaching_the_ends_of_datetime_are_read_and_verified(staff):
     assert (versions[9201], versions[9202]) == (top, bottom)
     for since in (None, Cursor(bottom - timedelta(seconds=1), 0), Cursor(bottom, 9202), Cursor(top, 0)):
         for until in (end, Cursor(datetime.max.replace(tzinfo=UTC), 0)):
-            # Counts only: MariaDB's pair hash (UNIX_TIMESTAMP) has no value for a version outside
-            # TIMESTAMP's range, so the digests differ there (the API refuses such a version anyway).
             quick = staff.window_digest("employees", since, until)
-            assert quick.count == _exact_digest(staff, since, until).count, (since, until)
+            assert quick.as_dict() == _exact_digest(staff, since, until).as_dict(), (since, until)
     assert staff.window_digest("employees", Cursor(top, 0), end).count == 1
     assert [r["source_id"] for chunk in list(staff.extract("employees", Cursor(top, 0), 10)) for r in chunk] == [9201]
 
