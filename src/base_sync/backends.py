@@ -25,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal,
     literal_column,
     make_url,
     text,
@@ -39,6 +40,7 @@ from base_sync.errors import ConfigurationError
 from baseab_contract.version_digest import mysql_pair_hash
 
 # Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
+_ISO_MICROS = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
@@ -91,6 +93,10 @@ class BaseABackend:
 
     def real_time(self, stamp):
         """The condition that a DATETIME expression holds a real time: date arithmetic on it is not NULL."""
+        raise NotImplementedError
+
+    def datetime_value(self, value: datetime):
+        """A naive datetime as a SQL constant of the type `shift_seconds` gives (microseconds kept)."""
         raise NotImplementedError
 
     def driver_row(self, row: tuple) -> tuple:
@@ -229,6 +235,10 @@ class MySQLBaseA(BaseABackend):
     def shift_seconds(self, stamp, seconds: int):
         return func.date_add(stamp, text(f"INTERVAL {int(seconds)} SECOND"))
 
+    def datetime_value(self, value: datetime):
+        # A bound datetime is text to MariaDB, and a CASE mixing it with DATETIMEs gives text.
+        return cast(literal(value.strftime(_ISO_MICROS)), mysql.DATETIME(fsp=6))
+
     def real_time(self, stamp):
         # Whatever the sql_mode let in (the zero date, 2024-02-30): date arithmetic is NULL on it.
         return func.adddate(stamp, literal_column("0")).isnot(None)
@@ -344,6 +354,9 @@ class SQLiteBaseA(BaseABackend):
 
     def clock(self):
         return func.strftime("%Y-%m-%d %H:%M:%f", "now")
+
+    def datetime_value(self, value: datetime):
+        return literal(value, DateTime())  # text, as `shift_seconds` writes it
 
     def shift_seconds(self, stamp, seconds: int):
         # Stored as text; the result keeps the six fractional digits the DateTime type reads back.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import DateTime, inspect, literal, null, select, text, type_coerce
+from sqlalchemy import Column, DateTime, MetaData, Table, inspect, null, select, text, type_coerce
+from sqlalchemy.dialects import mysql
 
 from base_sync.backends import backend_of
 from base_sync.demo import legacy
@@ -108,23 +109,34 @@ def test_the_legacy_demo_syncs_through_its_mapping(legacy_engine, base_b):
 
 
 @pytest.mark.parametrize("kind", ["mariadb", "sqlite"])
-def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, make_mariadb_database):
+@pytest.mark.parametrize("zone", [legacy.ZONE, "America/New_York", "Etc/GMT+5"])
+def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, zone, make_mariadb_database):
     """The bisecting CASE gives every wall time the UTC instant `zoneinfo`'s rule gives, on both
-    sides of each daylight-saving change, and a NULL stays NULL."""
-    rule = zone_rule(legacy.ZONE)
+    sides of each daylight-saving change, and a NULL stays NULL. West of UTC an "open end" sentinel
+    late on 9999-12-31 lies past datetime's end in UTC: held there, on both paths, never NULL."""
+    rule = zone_rule(zone)
     walls = [datetime(1975, 6, 1), datetime(2031, 12, 31, 23, 59, 59)]
+    walls += [
+        datetime(9999, 12, 31, 18, 59, 59, 999000),
+        datetime(9999, 12, 31, 19),
+        datetime(9999, 12, 31, 23, 59, 59),
+    ]
     for boundary in rule.boundaries[-30:]:  # the last 15 years of changes
         walls += [boundary - timedelta(seconds=1), boundary, boundary - timedelta(minutes=30)]
     engine = source_engine(make_mariadb_database() if kind == "mariadb" else "sqlite://")
-    shift = backend_of(engine).shift_seconds
+    backend = backend_of(engine)
+    table = Table(
+        "walls", MetaData(), Column("wall", DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"))
+    )
     try:
-        with engine.connect() as conn:
-            for start in range(0, len(walls), 200):
-                part = walls[start : start + 200]
-                row = conn.execute(select(*(rule.sql_to_utc(literal(w, DateTime()), shift) for w in part))).one()
-                got = [v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in row]
-                assert got == [rule.to_utc(w).replace(tzinfo=None) for w in part]
-            assert conn.execute(select(rule.sql_to_utc(type_coerce(null(), DateTime()), shift))).scalar() is None
+        with engine.begin() as conn:
+            table.create(conn)
+            conn.execute(table.insert(), [{"wall": w} for w in walls])
+            got = conn.execute(select(rule.sql_to_utc(table.c.wall, backend))).scalars().all()
+            got = [v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in got]
+            assert got == [rule.to_utc(w).replace(tzinfo=None) for w in walls]
+            assert max(got) == datetime.max if zone != legacy.ZONE else max(got) < datetime.max
+            assert conn.execute(select(rule.sql_to_utc(type_coerce(null(), DateTime()), backend))).scalar() is None
     finally:
         engine.dispose()
 

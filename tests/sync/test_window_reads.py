@@ -263,3 +263,33 @@ def test_a_timestamp_first_in_the_cursor_is_never_read_as_an_unreal_stamp(make_m
     assert refused == [3]
     assert [r["source_id"] for chunk in base_a.extract("articles", None, 100) for r in chunk] == [1, 2]
     engine.dispose()
+
+
+def test_an_open_end_sentinel_west_of_utc_is_versioned_at_the_end_of_time(make_mariadb_database, tmp_path):
+    """9999-12-31 23:59:59 in New York lies past datetime's end in UTC: the row is versioned at that
+    end (not quarantined for "no version", which the NULL of the overflowed conversion looked like),
+    the same on the extract, the window reads and the checksum."""
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING.replace("Europe/Berlin", "America/New_York"))
+    engine = source_engine(make_mariadb_database())
+    with engine.begin() as conn:
+        conn.execute(text(DDL))
+        conn.execute(text("INSERT INTO staff VALUES (1, 'n', 'm', '2024-06-01 12:00:00', NULL, 1)"))
+        conn.execute(text("INSERT INTO staff VALUES (2, 'n', 'm', '9999-12-31 23:59:59', NULL, 1)"))
+        conn.execute(text("INSERT INTO staff VALUES (3, 'n', 'm', NULL, '9999-12-31 20:00:00', 1)"))
+    base_a = BaseA(engine, SourceMapping.from_file(mapping))
+    end = datetime.max.replace(tzinfo=UTC)
+    records = [r for chunk in base_a.extract("employees", None, 10) for r in chunk]
+    assert [(r["source_id"], r["source_updated_at"]) for r in records] == [
+        (1, "2024-06-01T16:00:00.000000Z"),
+        (2, "9999-12-31T23:59:59.999999Z"),
+        (3, "9999-12-31T23:59:59.999999Z"),
+    ]
+    assert dict(base_a.versions_between("employees", 1, 3)) == {1: datetime(2024, 6, 1, 16, tzinfo=UTC), 2: end, 3: end}
+    for since in (None, Cursor(datetime(2025, 1, 1, tzinfo=UTC), 0), Cursor(end, 2)):
+        until = Cursor(end, 3)
+        assert (
+            base_a.window_digest("employees", since, until).as_dict() == _exact_digest(base_a, since, until).as_dict()
+        )
+    assert [k for k, _ in base_a.window_versions("employees", Cursor(end, 2), Cursor(end, 3))] == [3]
+    engine.dispose()

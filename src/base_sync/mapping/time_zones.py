@@ -78,24 +78,42 @@ class ZoneRule:
         return self.first if index == 0 else self.offsets[index - 1]
 
     def to_utc(self, wall: datetime) -> datetime:
-        """The UTC instant (aware) of a naive wall time in this zone."""
+        """The UTC instant (aware) of a naive wall time in this zone; past datetime's end (an "open
+        end" sentinel, 9999-12-31 23:59:59 west of UTC), that end: the end of time stays the end."""
         naive = wall.replace(tzinfo=None)
-        return (naive - timedelta(seconds=self.offset_at(naive))).replace(tzinfo=UTC)
+        offset = self.offset_at(naive)
+        if naive > _last_wall(offset):
+            return datetime.max.replace(tzinfo=UTC)
+        return (naive - timedelta(seconds=offset)).replace(tzinfo=UTC)
 
-    def sql_to_utc(self, wall, shift):
-        """The same as a SQL expression over a wall-time column; `shift(expr, seconds)` is the backend's."""
+    def sql_to_utc(self, wall, backend):
+        """The same as a SQL expression over a wall-time column, in Base A's `backend`'s SQL."""
         if self.fixed:
-            return shift(wall, -self.first) if self.first else wall
-        return self._bisect(wall, shift, 0, len(self.boundaries))
+            return _shifted(wall, backend, self.first) if self.first else wall
+        return self._bisect(wall, backend, 0, len(self.boundaries))
 
-    def _bisect(self, wall, shift, low: int, high: int):
+    def _bisect(self, wall, backend, low: int, high: int):
         """The stretches low..high (stretch 0 before the first boundary, stretch i from boundary i-1),
         halved by a CASE until one is left; a NULL takes the ELSE side down to a NULL."""
         if low == high:
-            return shift(wall, -(self.first if low == 0 else self.offsets[low - 1]))
+            return _shifted(wall, backend, self.first if low == 0 else self.offsets[low - 1])
         middle = (low + high + 1) // 2
-        later = self._bisect(wall, shift, middle, high)
-        return case((wall >= self.boundaries[middle - 1], later), else_=self._bisect(wall, shift, low, middle - 1))
+        later = self._bisect(wall, backend, middle, high)
+        return case((wall >= self.boundaries[middle - 1], later), else_=self._bisect(wall, backend, low, middle - 1))
+
+
+def _last_wall(offset: int) -> datetime:
+    """The last wall time at `offset` whose UTC instant datetime (and DATETIME) can hold."""
+    return datetime.max + timedelta(seconds=offset) if offset < 0 else datetime.max
+
+
+def _shifted(wall, backend, offset: int):
+    """`wall` at `offset` in UTC, as SQL; west of UTC a wall time past `_last_wall` (the database
+    would give NULL: no version) is held at datetime's end, as `ZoneRule.to_utc` holds it."""
+    moved = backend.shift_seconds(wall, -offset)
+    if offset >= 0:
+        return moved
+    return case((wall > _last_wall(offset), backend.datetime_value(datetime.max)), else_=moved)
 
 
 @cache

@@ -163,7 +163,7 @@ class SourceView:
             return raw
         if since is not None:
             rule = rule.from_wall(_moved(since, rule.lowest))
-        return rule.sql_to_utc(raw, self.backend.shift_seconds)
+        return rule.sql_to_utc(raw, self.backend)
 
     @cached_property
     def _wall(self) -> tuple[ColumnElement, ZoneRule | None] | None:
@@ -337,7 +337,9 @@ class SourceView:
         bounds = []
         if since is not None:  # wall = version + offset > since + lowest offset
             bounds.append(self._first_stamp(lambda s, c: c >= _stamp_literal(since, self._offsets(s)[0])))
-        if until is not None:  # wall = version + offset <= until + highest offset
+        # wall = version + offset <= until + highest offset; but at the end of time, every wall time
+        # whose UTC instant datetime cannot hold (`ZoneRule.to_utc`, held there) is inside.
+        if until is not None and _naive(until) < datetime.max:
             bounds.append(self._first_stamp(lambda s, c: c <= _stamp_literal(until, self._offsets(s)[1])))
         return bounds
 
