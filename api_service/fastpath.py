@@ -22,7 +22,7 @@ import msgspec
 from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT
 from baseab_contract.entities import Entity, Field, Kind
 
-_TIMESTAMPS = ("source_updated_at", "created_at", "updated_at")
+_TIMESTAMPS = ("source_updated_at", "created_at", "updated_at", "replaces_version")
 
 
 def _msgspec_type(field: Field) -> Any:
@@ -113,6 +113,7 @@ class FastDecoder:
             kind = _msgspec_type(field)
             fields.append((field.name, kind) if field.required else (field.name, kind | None, None))
         fields += [("created_at", datetime | None, None), ("updated_at", datetime | None, None)]
+        fields.append(("replaces_version", datetime | None, None))
         # gc=False: records hold only scalars, so they can never be in a cycle, and 5,000 of them
         # would otherwise set off the cyclic collector during every decode.
         return msgspec.defstruct(f"{self.entity.title}FastRecord", fields, forbid_unknown_fields=True, gc=False)

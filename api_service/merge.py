@@ -63,6 +63,8 @@ def stage_table(target: Table, kind: str) -> Table:
         names = ["source_id"]
     columns = [Column(name, target.c[name].type) for name in names]
     columns.append(Column("source_updated_at", UTCDateTime))
+    if kind == "upsert":
+        columns.append(Column("replaces_version", UTCDateTime))
     return Table(
         f"stage_{kind}_{target.name}",
         MetaData(),
@@ -98,14 +100,16 @@ def _own_row(conn: Connection, target: Table, stage: Table, *columns: str):
 # --- upsert -----------------------------------------------------------------------------------
 
 
-def _stale(version, row, bounds: VersionBounds):
+def _stale(version, row, bounds: VersionBounds, replaces=None):
     """The record is older than the row (or as old as its tombstone, unless the request restores at
-    ties). A row whose version is outside the admitted range (stored before the range was enforced)
-    never wins: any valid write repairs it."""
+    ties), and does not replace the row's exact version (`replaces`, see `_write_replacements`). A
+    row whose version is outside the admitted range (stored before the range was enforced) never
+    wins: any valid write repairs it."""
     return and_(
         row.c.source_updated_at.is_not(None),
         bounds.trusted(row.c.source_updated_at),
         or_(version < row.c.source_updated_at, and_(version == row.c.source_updated_at, _tombstone_wins(row, bounds))),
+        true() if replaces is None else replaces.is_distinct_from(row.c.source_updated_at),
     )
 
 
@@ -143,8 +147,20 @@ def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds
     _fill_stage(conn, stage, [record for _, record in batch.records])
     _reject_unique_collisions(conn, entity, target, stage, batch, bounds)
     return _classify_and_write(
-        conn, entity, target, stage, bounds, staged=len(batch.records), superseded=batch.superseded
+        conn,
+        entity,
+        target,
+        stage,
+        bounds,
+        staged=len(batch.records),
+        superseded=batch.superseded,
+        replacing=_replacing(batch),
     )
+
+
+def _replacing(batch: Batch) -> bool:
+    """Whether a record names a version it replaces (rare: only then is the extra write run)."""
+    return any(record.replaces_version is not None for _, record in batch.records)
 
 
 def _copy_if_all_new(conn: Connection, entity: Entity, target: Table, batch: Batch) -> bool:
@@ -207,7 +223,14 @@ def _merge_one_by_one(conn, entity: Entity, target: Table, batch: Batch, bounds:
                 _fill_stage(conn, stage, [record])
                 _reject_unique_collisions(conn, entity, target, stage, single, bounds)
                 counts = _classify_and_write(
-                    conn, entity, target, stage, bounds, staged=len(single.records), superseded=0
+                    conn,
+                    entity,
+                    target,
+                    stage,
+                    bounds,
+                    staged=len(single.records),
+                    superseded=0,
+                    replacing=_replacing(single),
                 )
                 savepoint.commit()
             except IntegrityError as exc:
@@ -262,7 +285,7 @@ def _reject_unique_collisions(
         query = (
             select(stage.c.source_id, holder.c.id, holder.c.source_id)
             .select_from(stage.outerjoin(own, own_on).join(holder, holder_on))
-            .where(~_stale(stage.c.source_updated_at, own, bounds))
+            .where(~_stale(stage.c.source_updated_at, own, bounds, stage.c.replaces_version))
         )
         for source_id, holder_id, holder_source_id in conn.execute(query):
             owner = (
@@ -283,7 +306,14 @@ def _reject_unique_collisions(
 
 
 def _classify_and_write(
-    conn, entity: Entity, target: Table, stage: Table, bounds: VersionBounds, staged: int, superseded: int
+    conn,
+    entity: Entity,
+    target: Table,
+    stage: Table,
+    bounds: VersionBounds,
+    staged: int,
+    superseded: int,
+    replacing: bool = False,
 ):
     """Merge the stage into Base B; the counts come from what the merge itself did.
 
@@ -332,16 +362,42 @@ def _classify_and_write(
         where=newer,
     )
     written, inserted = backend_of(conn).write_merge(conn, merge, stage, target, staged)
+    replaced = _write_replacements(conn, entity, target, stage, now) if replacing else 0
     own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at")
     stale = conn.execute(
         select(func.count()).select_from(stage.join(own, own_on)).where(_stale(stage.c.source_updated_at, own, bounds))
     ).scalar_one()
     return {
         "inserted": inserted,
-        "updated": written - inserted,
-        "unchanged": staged - written - stale,
+        "updated": written - inserted + replaced,
+        "unchanged": staged - written - replaced - stale,
         "stale": stale + superseded,
     }
+
+
+def _write_replacements(conn: Connection, entity: Entity, target: Table, stage: Table, now) -> int:
+    """The records older than Base B's row that replace its exact version (`replaces_version`: Base
+    A's stamp went back, so the later state carries the earlier stamp). A compare-and-set: written
+    only while the row holds that version, so a newer write in between keeps it. After the merge,
+    which left them stale but holds their rows' locks: nothing new is locked, no lock order broken."""
+    statement = (
+        update(target)
+        .where(
+            target.c.source_id == stage.c.source_id,
+            stage.c.replaces_version.is_not(None),
+            target.c.source_updated_at == stage.c.replaces_version,
+            stage.c.source_updated_at < target.c.source_updated_at,
+        )
+        .values(
+            **{name: stage.c[name] for name in entity.field_names},
+            created_at=func.coalesce(stage.c.created_at, stage.c.source_updated_at),
+            updated_at=func.coalesce(stage.c.updated_at, stage.c.source_updated_at),
+            source_updated_at=stage.c.source_updated_at,
+            synced_at=now,
+            deleted_at=None,
+        )
+    )
+    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
 
 
 def plan_delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds) -> BulkDeletePlan:

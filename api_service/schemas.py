@@ -201,6 +201,7 @@ class EntitySchemas:
             source_updated_at=(UtcDateTime, pydantic.Field(description="Base A's updated_at: the version")),
             created_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
             updated_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
+            replaces_version=(UtcDateTime | None, pydantic.Field(None, description=REPLACES_VERSION)),
             **_data_fields(self.entity),
         )
 
@@ -239,6 +240,13 @@ class EntitySchemas:
             items=(list[self.read], ...),
             next_after=(int | None, pydantic.Field(description="pass as `after` for the next page; empty at the end")),
         )
+
+
+REPLACES_VERSION = (
+    "the version Base B holds of the row that this record replaces, although its own is older: Base A's "
+    "change stamp went back (a later commit carrying an earlier stamp, a statement that waited for a lock). "
+    "Applied only while Base B holds the row at exactly this version; otherwise the version guard decides"
+)
 
 
 class BulkDeleteRecord(BaseModel):

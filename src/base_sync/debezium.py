@@ -34,7 +34,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -113,6 +113,9 @@ class Change:
     # The version is a stamp cut to whole milliseconds (Kafka Connect's Timestamp, Debezium's
     # Timestamp, a schemaless epoch in ms): Base B may hold the same row state at its microseconds.
     coarse_version: bool = False
+    # An update's before image's version, when it is newer than `version`: Base A's stamp went back
+    # (a later commit carrying an earlier stamp), and the update replaces that version although older.
+    replaces: datetime | None = None
 
     @property
     def is_delete(self) -> bool:
@@ -231,7 +234,27 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     if op == DELETE_OP:
         return _delete(entity, key, op, row, view, commit, source_ms, image_name, coarse)
     _check_full_image(image, types.get(image_name, {}), view)
-    return _upsert(entity, key, op, image, row, invalid, view, commit, source_ms, coarse)
+    change = _upsert(entity, key, op, image, row, invalid, view, commit, source_ms, coarse)
+    if op == "u" and change.action == "upsert":
+        replaced = _version_replaced(payload.get("before"), types.get("before", {}), topics.hints[entity], view)
+        if replaced is not None and replaced > change.version:
+            return replace(change, replaces=replaced, record={**change.record, "replaces_version": replaced})
+    return change
+
+
+def _version_replaced(before, types: dict[str, dict], hints: dict[str, tuple], view: SourceView) -> datetime | None:
+    """The version of the row state an update replaced (its before image, read by the same mapping);
+    None without a usable one (no before image, a table without a cursor, a stamp no time). Only
+    a guard's hint: an unreadable before image leaves the update as it is, never refused for it."""
+    if not isinstance(before, dict) or not view.has_cursor:
+        return None
+    try:
+        row, invalid = read_row(before, types, hints)
+    except BadEvent:
+        return None
+    if any(stamp.column in invalid for stamp in view.spec.cursor):
+        return None
+    return view.version_of(row)
 
 
 def _check_complete(payload: dict) -> None:

@@ -250,6 +250,16 @@ class Plan:
     dead: list[tuple[Message, str, str]]
 
 
+def _follows(change: Change, earlier: Change) -> bool:
+    """Whether a key's later message wins over its earlier one: as new or newer, or the update of
+    exactly the earlier one's row state (its before image's version: Base A's stamp went back).
+    An older one is superseded (a change without a usable version, quarantined, is not ordered:
+    the later one wins)."""
+    if earlier.version is None or change.version is None or change.version >= earlier.version:
+        return True
+    return change.replaces is not None and change.replaces == earlier.version
+
+
 def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     counts = report.counts
     counts["consumed"] += len(batch)
@@ -266,9 +276,7 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
             continue
         key = (change.entity, change.id)
         held = newest.get(key)
-        # Per key the later message wins; a version older than one already seen is superseded here
-        # (a change without a usable version, quarantined, is not ordered: the later one wins).
-        if held is None or held[0].version is None or change.version is None or change.version >= held[0].version:
+        if held is None or _follows(change, held[0]):
             newest[key] = (change, message)
         counts["superseded"] += held is not None
         if change.source_ms and (report.newest_source_ms or 0) < change.source_ms:
@@ -301,7 +309,7 @@ class UniqueWaits:
         held = self._held.get(entity)
         for change, _ in changes if held else ():
             old = held.get(change.id)
-            if old and (old[0].version is None or change.version is None or change.version >= old[0].version):
+            if old and _follows(change, old[0]):
                 del held[change.id]
 
     def floors(self) -> dict[tuple[str, int], int]:

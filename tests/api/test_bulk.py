@@ -342,3 +342,42 @@ def test_a_delete_plan_takes_no_lock_a_merge_would_wait_for(client, db, database
     holder.dispose()
     assert answered_while_held, "the plan waited for the merge's row lock"
     assert answers[0].status_code == 200 and answers[0].json["would_delete"] == [1], answers[0].json
+
+
+def test_an_older_record_replaces_the_exact_version_it_names_and_nothing_else(client, db):
+    """Base A's stamp went back (a later commit carrying an earlier stamp): the record names the
+    version Base B holds, and replaces it although older. A compare-and-set: a row at any other
+    version keeps it, by the version guard."""
+    upsert(client, "articles", [article(1, V3), article(2, V3), article(3, V2)])
+    records = [
+        article(1, V1, title="truth", replaces_version=V3),  # Base B holds V3: replaced
+        article(2, V1, title="late", replaces_version=V2),  # Base B holds V3, not V2: stale
+        article(3, V3, title="newer", replaces_version=V1),  # newer anyway: the guard applies it
+        article(4, V1, title="new", replaces_version=V2),  # no row: inserted
+    ]
+    assert counts(upsert(client, "articles", records)) == {"inserted": 1, "updated": 2, "stale": 1}
+    rows = {r["source_id"]: r for r in raw_rows(db, "articles")}
+    assert {k: (r["title"], str(r["source_updated_at"])[:7]) for k, r in rows.items()} == {
+        1: ("truth", "2024-01"),
+        2: ("title 2", "2024-03"),
+        3: ("newer", "2024-03"),
+        4: ("new", "2024-01"),
+    }
+    # Once replaced, the row holds the record's own version: the same record again changes nothing.
+    assert counts(upsert(client, "articles", [records[0]])) == {"unchanged": 1}
+    assert counts(upsert(client, "articles", [article(1, V2, title="later")])) == {"updated": 1}
+
+
+def test_a_replacing_record_restores_a_tombstone_of_the_version_it_names(client, db):
+    upsert(client, "articles", [article(1, V1)])
+    client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V3}], headers=AUTH)
+    assert counts(upsert(client, "articles", [article(1, V2, title="put back", replaces_version=V3)])) == {"updated": 1}
+    assert client.get("/articles?source_id=1").json["items"][0]["title"] == "put back"
+
+
+def test_a_replacing_record_whose_email_another_row_holds_is_a_coded_rejection(client):
+    upsert(client, "employees", [employee(1, V3), employee(2, V1)])
+    taken = employee(1, V1, email="e2@example.com", replaces_version=V3)
+    result = upsert(client, "employees", [taken])
+    assert (result["rejected"], result["errors"][0]["reasons"][0]["code"]) == (1, "unique_taken"), result
+    assert client.get("/employees?source_id=1").json["items"][0]["email"] == "e1@example.com"

@@ -138,6 +138,28 @@ def test_an_older_event_after_a_newer_one_is_stale(changes):
     assert changes.rows()[1][0] == newer and changes.rows()[1][5] == "Director"
 
 
+@pytest.mark.parametrize("drained_between", [False, True])
+def test_an_update_stamped_before_the_state_it_replaced_wins_by_commit_order(changes, drained_between):
+    """MariaDB stamps ON UPDATE columns when the statement starts: an update that waited for
+    another transaction's lock commits after it with an older stamp. Its before image names the
+    version it replaced, which Base B holds (or this batch supersedes): the later commit wins, in
+    one batch and across batches; the outside probe saw the older state kept and counted superseded."""
+    v0, first, second, waited = T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=3), T0 + timedelta(seconds=2)
+    changes.send("c", None, employee(1, v0))
+    changes.send("u", employee(1, v0), employee(1, first, position="t1-first"))
+    changes.send("u", employee(1, first, position="t1-first"), employee(1, second, position="t1-second"))
+    if drained_between:
+        changes.drain()
+        assert changes.rows()[1][5] == "t1-second"
+    changes.send("u", employee(1, second, position="t1-second"), employee(1, waited, position="t2-final"))
+    report = changes.drain()
+    assert changes.rows()[1][0] == waited and changes.rows()[1][5] == "t2-final", report.counts
+    assert report.counts["stale"] == 0
+    # A redelivery of an update older still, whose before image Base B no longer holds, stays stale.
+    changes.send("u", employee(1, first, position="t1-first"), employee(1, v0, position="ghost"))
+    assert changes.drain().counts["stale"] == 1 and changes.rows()[1][5] == "t2-final"
+
+
 def test_a_key_change_deletes_the_old_row_and_creates_the_new_with_its_unique_values(changes):
     v1, v2 = T0, T0 + timedelta(seconds=5)
     changes.send("c", None, employee(1, v1))
