@@ -381,7 +381,8 @@ def commit_watermark(
         }
     watermark = sync.commit(entity, VariableStateStore(), report, stats)
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
-    mended = (verified or {}).get("repaired", 0) + deleted.get("resent_behind", 0) + deleted.get("resent_unique", 0)
+    mended = sum(deleted.get(name, 0) for name in ("resent_behind", "replaced_ahead", "resent_unique"))
+    mended += (verified or {}).get("repaired", 0)
     _announce({entity: _changed(report.counts) + deleted.get("deleted", 0) + mended})
     return {"watermark": watermark.to_json() if watermark else None, **stats}
 

@@ -156,7 +156,8 @@ class KeyComparison:
     suspect_buckets: int
     counts: DeleteCounts = DeleteCounts()
     resent: int = 0  # rows Base B lacked or held older than Base A: re-sent (when versions were compared)
-    ahead: int = 0  # rows Base B holds newer than Base A
+    replaced: int = 0  # rows Base B held newer than Base A (its stamp went back): Base A's state written
+    ahead: int = 0  # rows Base B holds newer than Base A, still (no write mended them)
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,12 @@ class DeleteReport:
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)
-            if self.comparison.resent or self.comparison.ahead:
-                data.update(resent_behind=self.comparison.resent, ahead=self.comparison.ahead)
+            if self.comparison.resent or self.comparison.replaced or self.comparison.ahead:
+                data.update(
+                    resent_behind=self.comparison.resent,
+                    replaced_ahead=self.comparison.replaced,
+                    ahead=self.comparison.ahead,
+                )
         if self.plan is not None:
             data["planned"] = self.plan
         if self.left_scope:

@@ -592,23 +592,39 @@ def _bring_up_to_date(
     a change in the repeated hour of a daylight-saving change. The window never sees them again, nor
     a row without a usable version that no read refused yet (a stamp with a zero part written after
     the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
-    Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there; a row
-    Base B holds newer than Base A (Base A's stamp went back; live, or a tombstone the re-send loses
-    to) cannot be mended by a write: counted and logged. {"resent": n applied, "ahead": n}."""
+    Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there.
+    A live row Base B holds newer than Base A (Base A's stamp went back: an update that waited for
+    a lock commits later with an earlier stamp) is sent as Base A holds it now, replacing the exact
+    version Base B was read at (`replaces_version`, a compare-and-set: a write since keeps its
+    own). What still loses (a tombstone, or a row written since) is counted `ahead` and logged.
+    {"resent": n applied, "replaced": n, "ahead": n}."""
     size = settings.bucket_size
     rejected: set[int] | None = None
-    resent, ahead, examples = 0, 0, []
+    resent, replaced, ahead = 0, 0, 0
     for bucket in suspects:
         low, high = bucket * size, bucket * size + size - 1
         held = dict(api.versions_between(entity, low, high))
-        behind = []
+        behind, newer = [], {}
         for key, version in base_a.versions_between(entity, low, high):
             theirs = held.get(key)
             if version is None or theirs is None or theirs < version:
                 behind.append(key)
             elif theirs > version:
-                ahead += 1
-                examples = examples if len(examples) >= 10 else [*examples, key]
+                newer[key] = theirs
+        if newer:
+            rows = _replacing(base_a.records_by_keys(entity, sorted(newer), settings.chunk_size), newer)
+            counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
+            log.warning(
+                "%s: Base B held %d rows of keys %d..%d newer than Base A (its stamp went back): sent as "
+                "Base A holds them, replacing Base B's version: %s",
+                entity,
+                len(newer),
+                low,
+                high,
+                dict(counts),
+            )
+            replaced += counts["updated"]
+            ahead += counts["stale"]
         if behind:
             rejected = _open_rejections(api, entity) if rejected is None else rejected
             behind = [key for key in behind if key not in rejected]
@@ -628,13 +644,22 @@ def _bring_up_to_date(
             ahead += counts["stale"]
     if ahead:
         log.warning(
-            "%s: Base B holds %d rows newer than Base A has them (Base A's change stamp went back)%s; a write "
-            "cannot mend them: Base A's next change of each row does, or a full refresh after deleting them",
+            "%s: Base B holds %d rows newer than Base A that no write mended: a tombstone newer than Base A's "
+            "live row (a row put back under an older stamp), or a row written again since this comparison read "
+            "it. Base A's next change of each row mends it, or a full refresh after deleting them",
             entity,
             ahead,
-            f", e.g. keys {examples}" if examples else "",
         )
-    return {"resent": resent, "ahead": ahead}
+    return {"resent": resent, "replaced": replaced, "ahead": ahead}
+
+
+def _replacing(chunks: Iterator[list], versions: dict[int, datetime]) -> Iterator[list]:
+    """Base A's records, each naming the version of Base B's row it replaces."""
+    for chunk in chunks:
+        yield [
+            {**record, "replaces_version": versions[record["source_id"]]} if isinstance(record, dict) else record
+            for record in chunk
+        ]
 
 
 def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:

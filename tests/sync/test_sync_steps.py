@@ -131,7 +131,8 @@ def test_late_commits_behind_the_window_are_re_sent_by_the_periodic_comparison_o
 ):
     """A long transaction commits rows stamped before the watermark: no window reads them again.
     The periodic key comparison compares the versions too and re-sends what Base B lacks or holds
-    older; a row whose stamp went back (Base B newer) cannot be mended by a write and is counted."""
+    older; a live row whose stamp went back (Base B newer) is written as Base A holds it, replacing
+    Base B's version; a tombstone newer than a row put back cannot be taken back and is counted."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 500, seed_value=31)
     with base_a_engine.begin() as conn:
@@ -160,11 +161,14 @@ def test_late_commits_behind_the_window_are_re_sent_by_the_periodic_comparison_o
         )
     every_run = SETTINGS.model_copy(update={"key_check_hours": 0})
     due = run_once("articles", base_a, api, store, every_run)
-    assert (due["deletes"]["resent_behind"], due["deletes"]["ahead"]) == (2, 2)  # 20 live, 30 a tombstone
+    deletes = due["deletes"]
+    assert (deletes["resent_behind"], deletes["replaced_ahead"], deletes["ahead"]) == (2, 1, 1)  # 10, 9999; 20; 30
     ours, theirs = source_rows(base_a_engine, "articles"), synced_rows(base_b.database_url, "articles")
     assert theirs[10] == ours[10] and theirs[9999] == ours[9999] and theirs[10][1] == "late"
-    assert theirs[20][0] > ours[20][0], "Base B keeps the newer version: a write cannot take it back"
-    assert [key for key in ours if key not in (20, 30) and ours[key] != theirs.get(key)] == []
+    assert theirs[20] == ours[20], "Base A's state replaces the version Base B held"
+    assert [key for key in ours if key != 30 and ours[key] != theirs.get(key)] == []
+    again = run_once("articles", base_a, api, store, every_run)["deletes"]
+    assert (again.get("resent_behind", 0), again.get("replaced_ahead", 0), again["ahead"]) == (0, 0, 1)
 
 
 BERLIN_ARTICLES = """
