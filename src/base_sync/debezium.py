@@ -84,9 +84,14 @@ TIMES_MS = (TIME_MS, CONNECT_TIME)
 _MALFORMED = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, ArithmeticError)
 
 
+# What Kafka allows in a topic name; Debezium writes any other character of a name as "_".
+_NOT_IN_TOPIC_NAMES = re.compile(r"[^a-zA-Z0-9._-]")
+
+
 def topic_for(table: str, prefix: str = TOPIC_PREFIX, database: str = SOURCE_DATABASE) -> str:
-    """Debezium's MySQL topic of a table: `<topic.prefix>.<database>.<table>`."""
-    return f"{prefix}.{database}.{table}"
+    """Debezium's MySQL topic of a table: `<topic.prefix>.<database>.<table>`, as Debezium's topic
+    naming writes it (a table `emp$data` on the topic `...emp_data`)."""
+    return _NOT_IN_TOPIC_NAMES.sub("_", f"{prefix}.{database}.{table}")
 
 
 class BadEvent(ValueError):
@@ -285,7 +290,13 @@ def _op(payload: dict) -> str:
 
 def _key(key, where: str) -> int:
     """The row's key (`where`: the image's column, for the reason): an integer in Base B's key range
-    (a BIGINT UNSIGNED in `precise` mode arrives as a whole Decimal)."""
+    (a BIGINT UNSIGNED in `precise` mode arrives as a whole Decimal, or without the schema wrapper as
+    the base64 of its bytes, which the message key check reads so too)."""
+    if isinstance(key, str):
+        try:
+            key = _decimal(key, 0, precise=True)
+        except (ValueError, TypeError, binascii.Error):
+            raise BadEvent(f"`{where}` must be an integer key, got {_excerpt(key)}") from None
     if isinstance(key, Decimal) and key == key.to_integral_value():
         key = int(key)
     if not isinstance(key, int) or isinstance(key, bool):

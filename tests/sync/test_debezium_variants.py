@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from base_sync.debezium import BadEvent, Topics, decode
+from base_sync.debezium import BadEvent, Topics, decode, topic_for
 from base_sync.mapping import SourceMapping
 
 IDENTITY = Topics()
@@ -163,6 +163,21 @@ def test_a_precise_mode_key_reaches_the_mapping_as_the_integer_and_the_row_is_ap
     change = read(EMPLOYEES, with_schema(envelope(op, after={**EMPLOYEE, "id": precise(7)}), [PRECISE_KEY]))
     assert change.action == "upsert" and change.record["source_id"] == 7 and type(change.record["source_id"]) is int
     assert change.row["id"] == 7 and type(change.row["id"]) is int
+
+
+@pytest.mark.parametrize("op", ["c", "d"])
+def test_a_precise_mode_key_without_the_schema_wrapper_is_read_from_its_base64(op):
+    """Schemas off, precise mode writes a BIGINT UNSIGNED as the base64 of its bytes, in the row as in
+    the message key: the same reading for both (the probe saw every such event dead-lettered)."""
+    image = {**EMPLOYEE, "id": precise(2**63 - 1)}
+    event = envelope(op, before=image if op == "d" else None, after=None if op == "d" else image)
+    change = decode(EMPLOYEES, orjson.dumps(event), IDENTITY, precise_message_key(2**63 - 1, with_key_schema=False))
+    assert change.id == 2**63 - 1 and type(change.id) is int
+
+
+def test_a_table_name_kafka_does_not_allow_is_on_the_topic_debezium_names():
+    assert topic_for("emp$data", "base_a", "shop-1") == "base_a.shop-1.emp_data"
+    assert topic_for("Straße", "base_a", "db") == "base_a.db.Stra_e"
 
 
 def test_a_precise_mode_key_deletes_the_integer_key():
