@@ -125,7 +125,7 @@ def drain(
     report = DrainReport()
     topics = topics or Topics.from_settings(settings)
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
-    partitions = assign_committed(consumer, topics.names)
+    partitions = assign_committed(consumer, topics.names, report)
     waits, positions = UniqueWaits(), {}
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
@@ -205,8 +205,10 @@ def _commit_points(positions: dict[tuple[str, int], int], floors: dict[tuple[str
     return [TopicPartition(t, p, min(offset, floors.get((t, p), offset))) for (t, p), offset in positions.items()]
 
 
-def assign_committed(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
-    """Assign every partition of the topics that exist, from the group's committed offsets."""
+def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport | None = None) -> list[TopicPartition]:
+    """Assign every partition of the topics that exist, from the group's committed offsets. Events
+    the topic's retention deleted before the group read them are counted (`lost_to_retention`)
+    and logged: the consumer would skip them without a word (auto.offset.reset)."""
     metadata = consumer.list_topics(timeout=10)
     partitions = []
     for topic in topics:
@@ -218,10 +220,35 @@ def assign_committed(consumer: Consumer, topics: list[str]) -> list[TopicPartiti
     if not partitions:
         return []
     committed = consumer.committed(partitions, timeout=10)
+    if report is not None:
+        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed)
     consumer.assign(
         [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
     )
     return partitions
+
+
+def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
+    """How many events retention deleted between the group's committed offsets and the partitions'
+    first offsets, each partition's gap logged. Their changes never reach Base B from here."""
+    lost = 0
+    for tp in committed:
+        if tp.offset < 0:
+            continue  # never committed: the group starts at the first offset there is
+        first, _ = consumer.get_watermark_offsets(tp, timeout=10)
+        if tp.offset < first:
+            lost += first - tp.offset
+            log.error(
+                "%s [%d]: events at offsets %d..%d were deleted by the topic's retention before this group read "
+                'them: their changes were not applied. Run base_a_to_base_b with {"compare_keys": true} (deletes '
+                'and late rows) or {"full_refresh": true} to bring Base B up to date, and keep the retention '
+                "longer than the longest pause of base_a_events",
+                tp.topic,
+                tp.partition,
+                tp.offset,
+                first - 1,
+            )
+    return lost
 
 
 def take(consumer: Consumer, limit: int, idle_seconds: float) -> list[Message]:

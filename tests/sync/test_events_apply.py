@@ -412,3 +412,36 @@ def test_a_delete_whose_stamp_is_cut_to_milliseconds_deletes_the_row_base_b_hold
     assert report.counts["deleted"] == int(applied) and report.counts["stale_deletes"] == int(not applied)
     assert report.counts["deletes_at_base_b_version"] == int(applied), report.to_json()
     assert sorted(legacy_changes.rows()) == ([] if applied else [5])
+
+
+class _RetentionPassed:
+    """A real consumer whose partitions' first offsets lie past what the group committed: the state
+    retention leaves behind. Tansu, the broker here, has no retention run or DeleteRecords to make it."""
+
+    def __init__(self, consumer, first: int):
+        self._consumer, self._first = consumer, first
+
+    def get_watermark_offsets(self, partition, timeout=None):
+        _, high = self._consumer.get_watermark_offsets(partition, timeout=timeout)
+        return self._first, high
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
+def test_events_retention_deleted_before_the_group_read_them_are_counted_and_logged(changes, caplog):
+    for key in (1, 2, 3):
+        changes.send("c", None, employee(key, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 3  # the group's offset on partition 0 is now 3
+    for key in (4, 5, 6, 7):
+        changes.send("c", None, employee(key, T0), partition=0)
+    config = {"bootstrap.servers": changes.bootstrap}
+    consumer = events.consumer_for(config, changes.settings)
+    try:
+        partitions = events.assign_committed(
+            _RetentionPassed(consumer, first=5), changes.topics.names, report := events.DrainReport()
+        )
+    finally:
+        consumer.close()
+    assert report.counts["lost_to_retention"] == 2 and partitions
+    assert "offsets 3..4 were deleted by the topic's retention" in caplog.text and "compare_keys" in caplog.text
