@@ -146,6 +146,13 @@ def drain(
     report.lag = remaining(consumer, partitions)
     report.seconds = time.monotonic() - started
     _warn_held(report)
+    if report.counts["snapshot_reads_skipped"]:
+        log.warning(
+            "%d snapshot reads (op r) of tables with `cursor: none` skipped: versioned by the commit time, a "
+            "snapshot read has none (Debezium stamps it when it read the row, after changes that committed "
+            "meanwhile). The batch sync carries these tables' rows",
+            report.counts["snapshot_reads_skipped"],
+        )
     return report
 
 
@@ -300,6 +307,9 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
             continue
         if change is None:
             counts["tombstones"] += 1
+            continue
+        if change.action == "skip":
+            counts["snapshot_reads_skipped"] += 1
             continue
         key = (change.entity, change.id)
         held = newest.get(key)
