@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from functools import cached_property, partial
 from itertools import repeat
 from operator import attrgetter, is_not
@@ -57,7 +57,7 @@ def _decimals_fit(records: list, field: Field) -> bool:
     values = _column(records, field.name)
     if not values:
         return True
-    low, high = min(values), max(values)  # a NaN among several raises InvalidOperation
+    low, high = min(values), max(values)  # a NaN among several raises InvalidOperation (a DecimalException)
     if not (low.is_finite() and high.is_finite()):
         return False
     if field.minimum is not None and low < field.minimum:
@@ -137,6 +137,7 @@ class FastDecoder:
             for field in self._decimals:
                 if not (_to_decimals(records, field.name) and _decimals_fit(records, field)):
                     return None
-        except (msgspec.DecodeError, OverflowError, ValueError, InvalidOperation, RecursionError):
+        # DecimalException: InvalidOperation, and Overflow of an exponent past the context's (1E+1000000)
+        except (msgspec.DecodeError, OverflowError, ValueError, DecimalException, RecursionError):
             return None
         return records

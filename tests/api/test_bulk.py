@@ -381,3 +381,11 @@ def test_a_replacing_record_whose_email_another_row_holds_is_a_coded_rejection(c
     result = upsert(client, "employees", [taken])
     assert (result["rejected"], result["errors"][0]["reasons"][0]["code"]) == (1, "unique_taken"), result
     assert client.get("/employees?source_id=1").json["items"][0]["email"] == "e1@example.com"
+
+
+def test_a_decimal_past_pythons_exponent_range_is_a_rejected_record_not_a_500(client):
+    """An outside probe got a 500: 1E+1000000 overflows the decimal context (Overflow, which is no
+    InvalidOperation), alone in a batch, where the fast pass decides."""
+    for salary in ("1E+1000000", "-5E+1000001"):
+        result = upsert(client, "employees", [employee(1, salary=salary)])
+        assert (result["rejected"], result["errors"][0]["reasons"][0]["field"]) == (1, "salary"), result

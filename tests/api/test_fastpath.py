@@ -88,6 +88,8 @@ def test_a_valid_record_is_read_the_same_by_both():
         {"salary": ".5"},
         {"salary": "\u0661\u0662"},  # Arabic-Indic digits
         {"salary": "\uff11\uff12"},  # full-width digits
+        {"salary": "1E+1000000"},  # past the decimal context's exponent: Overflow, no InvalidOperation
+        {"salary": "-5E+1000001"},
         {"salary": ""},
         {"salary": True},
         {"source_updated_at": "2024-01-01T00:00:00.1234565Z"},
@@ -152,7 +154,9 @@ def _batch(**changes_of_third: object) -> bytes:
     return orjson.dumps(records)
 
 
-@pytest.mark.parametrize("salary", ["-0.01", "9999999999.999", "10000000000", "1.001", "NaN", "sNaN", "-Infinity"])
+@pytest.mark.parametrize(
+    "salary", ["-0.01", "9999999999.999", "10000000000", "1.001", "NaN", "sNaN", "-Infinity", "1E+1000000"]
+)
 def test_one_bad_decimal_among_several_sends_the_batch_to_pydantic(salary):
     assert EMPLOYEES.fast.decode(_batch(salary=salary)) is None
 
