@@ -27,7 +27,7 @@ from pydantic import (
     create_model,
 )
 
-from baseab_contract.bulk_format import SOURCE_ID_RANGE
+from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Entity, Field, Kind
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class EntitySchemas:
             source_updated_at=(UtcDateTime, pydantic.Field(description="Base A's updated_at: the version")),
             created_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
             updated_at=(UtcDateTime | None, pydantic.Field(None, description="defaults to source_updated_at")),
-            replaces_version=(UtcDateTime | None, pydantic.Field(None, description=REPLACES_VERSION)),
+            **{REPLACES_VERSION: (UtcDateTime | None, pydantic.Field(None, description=REPLACES_DESCRIPTION))},
             **_data_fields(self.entity),
         )
 
@@ -242,7 +242,7 @@ class EntitySchemas:
         )
 
 
-REPLACES_VERSION = (
+REPLACES_DESCRIPTION = (
     "the version Base B holds of the row that this record replaces, although its own is older: Base A's "
     "change stamp went back (a later commit carrying an earlier stamp, a statement that waited for a lock). "
     "Applied only while Base B holds the row at exactly this version; otherwise the version guard decides"

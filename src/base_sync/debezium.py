@@ -44,7 +44,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
-from baseab_contract.bulk_format import SOURCE_ID_RANGE
+from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
 
 TOPIC_PREFIX = "base_a"
@@ -250,7 +250,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     if op == "u" and change.action == "upsert":
         replaced = _version_replaced(payload.get("before"), types.get("before", {}), topics.hints[entity], view)
         if replaced is not None and replaced > change.version:
-            return replace(change, replaces=replaced, record={**change.record, "replaces_version": replaced})
+            return replace(change, replaces=replaced, record={**change.record, REPLACES_VERSION: replaced})
     return change
 
 

@@ -45,7 +45,7 @@ from base_sync.reports import (
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore
-from baseab_contract.bulk_format import UNIQUE_TAKEN
+from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 from baseab_contract.entities import ENTITIES
 
 log = logging.getLogger(__name__)
@@ -657,7 +657,7 @@ def _replacing(chunks: Iterator[list], versions: dict[int, datetime]) -> Iterato
     """Base A's records, each naming the version of Base B's row it replaces."""
     for chunk in chunks:
         yield [
-            {**record, "replaces_version": versions[record["source_id"]]} if isinstance(record, dict) else record
+            {**record, REPLACES_VERSION: versions[record["source_id"]]} if isinstance(record, dict) else record
             for record in chunk
         ]
 

@@ -12,6 +12,9 @@ SOURCE_ID_RANGE = (1, 2**63 - 1)  # the keys Base B can hold (a positive BIGINT)
 UNIQUE_TAKEN = "unique_taken"
 VERSION = "source_updated_at"  # Base A's updated_at: the version guard compares it
 TIMESTAMPS = ("created_at", "updated_at")
+# Optional: the version of Base B's row an older record replaces (Base A's stamp went back); the API
+# applies it only while the row holds exactly that version.
+REPLACES_VERSION = "replaces_version"
 DELETE_RECORD_FIELDS = (SOURCE_ID, VERSION)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from api_service.schemas import SCHEMAS, BulkDeleteRecord
 from base_sync.records import to_record
-from baseab_contract.bulk_format import DELETE_RECORD_FIELDS, record_fields
+from baseab_contract.bulk_format import DELETE_RECORD_FIELDS, REPLACES_VERSION, record_fields
 from baseab_contract.entities import ENTITIES, Kind
 
 SAMPLE = {
@@ -28,7 +28,7 @@ def test_the_api_accepts_exactly_the_record_the_pipelines_send(entity):
     row = {"id": 7, "created_at": stamp, "updated_at": stamp, **{f.name: SAMPLE[f.kind] for f in entity.fields}}
     sent = to_record(entity.name, row)
     assert tuple(sent) == record_fields(entity)
-    assert set(SCHEMAS[entity.name].bulk_record.model_fields) == set(record_fields(entity))
+    assert set(SCHEMAS[entity.name].bulk_record.model_fields) == {*record_fields(entity), REPLACES_VERSION}
 
 
 def test_a_delete_record_is_the_key_and_the_version():
