@@ -30,11 +30,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, literal, select, table, text
+from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.errors import TerminalError
 from base_sync.mapping.spec import FieldMapping, StampColumn
+from base_sync.mapping.view import row_filter
 from baseab_contract.entities import ENTITIES, Field, Kind
 
 STAMP_TYPES = {"timestamp": "TIMESTAMP", "datetime": "DATETIME"}
@@ -131,7 +132,7 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
     and functions that exist. A lost connection is no verdict on the filter: it propagates (transient)."""
     if not spec.filter or not result.found:
         return
-    probe = select(literal(1)).select_from(table(spec.table)).where(text(f"({spec.filter})")).limit(0)
+    probe = select(literal(1)).select_from(table(spec.table)).where(row_filter(spec.filter)).limit(0)
     try:
         conn.execute(probe).all()
     except DBAPIError as error:

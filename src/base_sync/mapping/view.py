@@ -225,9 +225,7 @@ class SourceView:
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
-        # A column expression (not a bare text clause), so a read can negate it: rows that left the
-        # filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET).
-        return [literal_column(f"({self.spec.filter})")] if self.spec.filter else []
+        return [row_filter(self.spec.filter)] if self.spec.filter else []
 
     @cached_property
     def rules(self) -> list[ColumnElement]:
@@ -522,6 +520,15 @@ class SourceView:
         if mapping.unmapped == "reject":
             reasons.append(_unmapped_reason(name, as_text))
         return value
+
+
+def row_filter(sql: str) -> ColumnElement:
+    """The mapping's row filter as SQL, exactly as written: every statement that sends it (the reads,
+    `check`'s probe) takes it from here. A literal column, never `text()`, which reads `:word` as a
+    bind parameter, also inside a string ('%:intern%'); the compiler doubles `%` for the driver.
+    A column expression (not a bare text clause), so a read can negate it: rows that left the
+    filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET)."""
+    return literal_column(f"({sql})")
 
 
 def _text_transforms(value: str, mapping: FieldMapping) -> str:
