@@ -232,3 +232,92 @@ def test_every_refusal_of_a_row_is_named_in_the_order_of_its_fields(engine):
         ("salary", f"salary: cast integer: 'x' is not a whole number ({RANGE})"),
         ("hired_at", "hired_at is not a valid date: 1-2"),
     )
+
+
+FLAGGED = """
+CREATE TABLE flagged (
+    nr INT NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) NOT NULL DEFAULT 'Lee',
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    text_flag VARCHAR(5) COLLATE utf8mb4_general_ci NULL,
+    char_flag CHAR(3) COLLATE utf8mb4_general_ci NULL,
+    int_flag INT NULL,
+    decimal_flag DECIMAL(5, 2) NULL,
+    latin1_flag VARCHAR(5) CHARACTER SET latin1 NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+FLAGGED_COLUMNS = [
+    SourceColumn("nr", "int32", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "mail", "text_flag", "char_flag")),
+    SourceColumn("int_flag", "int32"),
+    SourceColumn("decimal_flag", "decimal", scale=2, precision=5),
+    SourceColumn("latin1_flag", "string"),
+]
+
+
+def deleted_on_every_path(engine, flag: str, deleted_when) -> set[int]:
+    """The keys of the rows `soft_delete: {column: flag, deleted_when: ...}` deletes: as the batch
+    extract leaves them out (SQL), as `is_deleted` finds them on the rows read as they are, as the
+    events path decodes the relay's envelopes of them (a delete); the same on every path."""
+    entity = {"table": "flagged", "key": "nr", "cursor": {"column": "stand", "type": "timestamp"}}
+    entity["soft_delete"] = {"column": flag, "deleted_when": deleted_when}
+    base_a = BaseA(engine, SourceMapping(parse_mapping({"entities": {"employees": {**entity, "fields": REQUIRED}}})))
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(text("SELECT nr FROM flagged ORDER BY nr"))]
+    live = {_key(r) for chunk in base_a.extract("employees", None, 100) for r in chunk}
+    batch = set(keys) - live
+    view = base_a.view("employees")
+    rows = {r["nr"]: r for chunk in base_a.rows_by_keys("employees", keys, 100) for r in chunk}
+    python = {key for key, row in rows.items() if view.is_deleted(row)}
+    topics = Topics("p", "legacy", base_a.mapping)
+    writer = EnvelopeWriter("flagged", FLAGGED_COLUMNS, server_name="p", database="legacy")
+    events = set()
+    for key, row in rows.items():
+        if topics.decode("p.legacy.flagged", writer.envelope("u", None, row, {"ts_ms": 1}, 1)).is_delete:
+            events.add(key)
+    assert batch == python
+    assert events == python
+    return batch
+
+
+def test_a_soft_delete_flag_compares_text_exactly_and_numbers_as_numbers_on_every_path(engine):
+    """A case-insensitive collation made the batch delete 'j' and 'J ' for `deleted_when: "J"`, which
+    the events path kept: Base B flipped between deleted and live with the path that read last."""
+    with engine.begin() as conn:
+        conn.execute(text(FLAGGED))
+        rows = [  # nr, text_flag, char_flag, int_flag, decimal_flag, latin1_flag
+            (1, "J", "J", 0, "0.00", "Ü"),
+            (2, "j", "j", 1, "0.50", "ü"),
+            (
+                3,
+                "J ",
+                "J  ",
+                None,
+                None,
+                "Ü ",
+            ),  # PAD SPACE: 'J ' = 'J' in the collation; a CHAR keeps no trailing space
+            (4, " J", " J", 0, "1.00", "U"),
+            (5, None, None, 2, "-0.00", None),
+            (6, "0", "0", 0, "0.00", "0"),
+            (7, "abc", "0.0", 1, "1.00", "abc"),  # '0.0' and 'abc' equal 0 as numbers, not as text
+        ]
+        for row in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO flagged (nr, text_flag, char_flag, int_flag, decimal_flag, latin1_flag) "
+                    "VALUES (:n, :t, :c, :i, :d, :l)"
+                ),
+                dict(zip("ntcidl", row, strict=True)),
+            )
+    assert deleted_on_every_path(engine, "text_flag", "J") == {1}
+    assert deleted_on_every_path(engine, "char_flag", "J") == {1, 3}  # CHAR drops trailing spaces when read
+    assert deleted_on_every_path(engine, "text_flag", 0) == {6}
+    assert deleted_on_every_path(engine, "char_flag", 0) == {6}
+    assert deleted_on_every_path(engine, "int_flag", 0) == {1, 4, 6}
+    assert deleted_on_every_path(engine, "int_flag", False) == {1, 4, 6}
+    assert deleted_on_every_path(engine, "decimal_flag", 0) == {1, 5, 6}  # 0.00 is the number 0
+    assert deleted_on_every_path(engine, "decimal_flag", "0.5") == {2}
+    assert deleted_on_every_path(engine, "latin1_flag", "Ü") == {1}  # as Unicode, whatever the character set
