@@ -148,7 +148,8 @@ class BaseABackend:
         return None
 
     def type_families(self, type_text: str) -> frozenset[str]:
-        """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
+        """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp;
+        bits: it is a BIT, whose bytes the mapping reads as their unsigned number."""
         return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
 
     family_of_base: dict[str, frozenset[str]] = {}
@@ -178,6 +179,8 @@ _MYSQL_FAMILIES = {
     "date": _DATE,
     "datetime": _DATETIME,
     "timestamp": _TIMESTAMP,
+    # A BIT is read as its number (`mapping.render`): only what makes text of any value takes it.
+    "bit": frozenset({"bits"}),
 }
 
 

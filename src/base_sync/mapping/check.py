@@ -94,6 +94,8 @@ class EntityCheck:
     found: bool = True
     # Each live text column's character set ('binary' for a binary string): how `render` reads its text.
     charsets: dict[str, str] = field(default_factory=dict)
+    # The live BIT columns: `render` reads each as its number.
+    bits: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -155,6 +157,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
         return result
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
+    result.bits = frozenset(c.name for c in columns if "bits" in backend.type_families(c.type_text))
     checker = _Checker(entity, spec.table, live, backend, result)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")

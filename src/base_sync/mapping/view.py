@@ -444,13 +444,17 @@ class SourceView:
         return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
 
     def as_text(self, row: dict) -> tuple[dict, frozenset[str]]:
-        """The row with the bytes of the columns the fields read as their UTF-8 text (a copy when
-        there are any), and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
-        found = [c for c in self.field_columns if type(row.get(c)) is bytes]
+        """The row with the bytes of the columns the fields read as their UTF-8 text, and a boolean
+        (a BIT(1) as Debezium writes it) as its number 0 or 1, as `render` reads a BIT (a copy when
+        there are any); and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
+        found = [c for c in self.field_columns if type(row.get(c)) in (bytes, bool)]
         if not found:
             return row, frozenset()
         row, undecodable = dict(row), []
         for name in found:
+            if type(row[name]) is bool:
+                row[name] = int(row[name])
+                continue
             try:
                 row[name] = row[name].decode("utf-8")
             except UnicodeDecodeError:
