@@ -99,6 +99,11 @@ class BaseABackend:
         """A naive datetime as a SQL constant of the type `shift_seconds` gives (microseconds kept)."""
         raise NotImplementedError
 
+    def exact_text(self, value: str):
+        """A text constant a column is compared with exactly: a text column byte for byte, trailing
+        spaces and case included (whatever its collation); a number column as a number."""
+        return literal(value)
+
     def driver_row(self, row: tuple) -> tuple:
         """A demo row (its last value `created_at`) as the driver's executemany takes it."""
         return row
@@ -143,7 +148,8 @@ class BaseABackend:
         return None
 
     def type_families(self, type_text: str) -> frozenset[str]:
-        """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp."""
+        """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp;
+        bits: it is a BIT, whose bytes the mapping reads as their unsigned number."""
         return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
 
     family_of_base: dict[str, frozenset[str]] = {}
@@ -173,6 +179,8 @@ _MYSQL_FAMILIES = {
     "date": _DATE,
     "datetime": _DATETIME,
     "timestamp": _TIMESTAMP,
+    # A BIT is read as its number (`mapping.render`): only what makes text of any value takes it.
+    "bit": frozenset({"bits"}),
 }
 
 
@@ -238,6 +246,14 @@ class MySQLBaseA(BaseABackend):
     def datetime_value(self, value: datetime):
         # A bound datetime is text to MariaDB, and a CASE mixing it with DATETIMEs gives text.
         return cast(literal(value.strftime(_ISO_MICROS)), mysql.DATETIME(fsp=6))
+
+    # utf8mb4 byte for byte, trailing spaces included (MariaDB's name; MySQL 8 calls it utf8mb4_0900_bin).
+    # Not BINARY('0.5'): MariaDB compares a DECIMAL with it as with 1, rounded to no decimals.
+    exact_collation = "utf8mb4_nopad_bin"
+
+    def exact_text(self, value: str):
+        # A column of another character set is converted to utf8mb4 first, as Python reads it.
+        return literal(value).collate(self.exact_collation)
 
     def real_time(self, stamp):
         # Whatever the sql_mode let in (the zero date, 2024-02-30): date arithmetic is NULL on it.
@@ -362,6 +378,11 @@ class SQLiteBaseA(BaseABackend):
         # Stored as text; the result keeps the six fractional digits the DateTime type reads back.
         moved = func.strftime("%Y-%m-%d %H:%M:%f", stamp, f"{int(seconds):+d} seconds").concat("000")
         return type_coerce(moved, DateTime)
+
+    def exact_text(self, value: str):
+        # Explicit: a column declared COLLATE NOCASE would fold case. Its affinity still makes '0' a
+        # number against an INTEGER or NUMERIC column.
+        return literal(value).collate("BINARY")
 
     def real_time(self, stamp):
         return func.julianday(stamp).isnot(None)  # text SQLite's date functions cannot read: NULL

@@ -77,6 +77,8 @@ CONNECT_DATE = "org.apache.kafka.connect.data.Date"
 CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 CONNECT_TIME = "org.apache.kafka.connect.data.Time"
 ENUM = "io.debezium.data.Enum"
+# A BIT wider than one bit (BIT(1) is a boolean): its bytes little-endian, base64 in the JSON.
+BITS = "io.debezium.data.Bits"
 ENUM_SET = "io.debezium.data.EnumSet"
 JSON = "io.debezium.data.Json"
 WALL_TIMES = {TIMESTAMP_MS: 1000, TIMESTAMP_US: 1, TIMESTAMP_NS: None, CONNECT_TIMESTAMP: 1000}
@@ -529,6 +531,8 @@ def _value(value, schema: dict | None, hint: tuple | None):
     if value is None:
         return None
     semantic = (schema or {}).get("name")
+    if semantic == BITS:  # the mapping reads a BIT as its unsigned number, as the batch path does
+        return int.from_bytes(base64.b64decode(value, validate=True), "little")
     if semantic is None and schema is not None:
         if hint is None or schema.get("type") == "bytes":
             return _plain_typed(value, schema)
@@ -668,7 +672,7 @@ class SourceColumn:
     """A column of a source table as an envelope carries it (Debezium's MySQL type mapping).
 
     `type`: int16, int32, int64, float32, float64, boolean, string, bytes, decimal, date, datetime,
-    timestamp, time, year, enum, set, json."""
+    timestamp, time, year, enum, set, json, bits (a BIT: BIT(1) a boolean, a wider one Bits)."""
 
     name: str
     type: str
@@ -677,6 +681,7 @@ class SourceColumn:
     precision: int | None = None
     fsp: int = 0  # fractional digits of a DATETIME: up to 3 Debezium writes ms, above µs
     allowed: tuple[str, ...] = ()  # an ENUM's or SET's values
+    length: int = 1  # a BIT's number of bits (type `bits`)
 
     def schema(self) -> dict:
         base = {"optional": self.optional, "field": self.name}
@@ -701,6 +706,10 @@ class SourceColumn:
             return {"type": "string", "name": name, "version": 1, "parameters": parameters, **base}
         if self.type == "json":
             return {"type": "string", "name": JSON, "version": 1, **base}
+        if self.type == "bits":
+            if self.length == 1:
+                return {"type": "boolean", **base}
+            return {"type": "bytes", "name": BITS, "version": 1, "parameters": {"length": str(self.length)}, **base}
         return {"type": self.type, **base}
 
     def encode(self, value, invalid: bool = False):
@@ -730,11 +739,24 @@ class SourceColumn:
             return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
         if self.type == "bytes" and isinstance(value, bytes | bytearray):
             return base64.b64encode(value).decode()
-        if self.type == "boolean":
-            return bool(value)
+        if self.type in ("boolean", "bits"):
+            return bool(value) if self.type == "boolean" else _bits(value, self.length)
         if isinstance(value, bytes):
             return value.decode("utf-8", "replace")
         return value
+
+
+def _bits(value, length: int) -> bool | str:
+    """A BIT as Debezium writes it: BIT(1) a boolean, a wider one its bytes little-endian (base64),
+    from what a reader gives: its number (read as `col + 0`), the driver's bytes (big-endian), or
+    mysql-replication's text of the bits ('01000001')."""
+    if isinstance(value, bytes | bytearray):
+        number = int.from_bytes(value, "big")
+    else:
+        number = int(value, 2) if isinstance(value, str) else int(value)
+    if length == 1:
+        return bool(number)
+    return base64.b64encode(number.to_bytes((length + 7) // 8, "little")).decode()
 
 
 def identity_columns(entity: str) -> list[SourceColumn]:

@@ -20,7 +20,7 @@ from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
 from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
-from base_sync.mapping.render import Rendered
+from base_sync.mapping.render import Rendered, bit_number
 from base_sync.records import utc
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
@@ -128,8 +128,10 @@ class BaseA:
         return self.check().require(entity)
 
     def rendered(self, view: SourceView) -> Rendered:
-        """The view's rendering in SQL (MySQL), knowing the character set of each text column."""
-        return Rendered(view, self.check().entities[view.entity.name].charsets)
+        """The view's rendering in SQL (MySQL), knowing the character set of each text column and
+        which columns are BITs."""
+        checked = self.check().entities[view.entity.name]
+        return Rendered(view, checked.charsets, checked.bits)
 
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
@@ -248,13 +250,16 @@ class BaseA:
                     yield chunk
 
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
-        """The current source rows of the given keys (missing keys are skipped), as read, a chunk at a time."""
+        """The current source rows of the given keys (missing keys are skipped), as read (a BIT as its
+        number, as the mapping reads it), a chunk at a time."""
         view = self.view(entity)
         names = view.source_columns
+        bits = self.check().entities[entity].bits
+        columns = [bit_number(view.c(n)).label(n) if n in bits else view.c(n) for n in names]
         with self.engine.connect() as conn:
             for start in range(0, len(keys), chunk_size):
                 part = keys[start : start + chunk_size]
-                statement = select(*(view.c(n) for n in names)).where(view.key.in_(part)).order_by(view.key)
+                statement = select(*columns).where(view.key.in_(part)).order_by(view.key)
                 chunk = [dict(zip(names, row, strict=True)) for row in conn.execute(statement)]
                 if chunk:
                     yield chunk

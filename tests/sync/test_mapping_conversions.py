@@ -58,9 +58,9 @@ VERSION = "2024-06-01T08:00:00.000000Z"
 RANGE = "-9223372036854775808..9223372036854775807"
 
 
-def mapping(**fields) -> SourceMapping:
-    """The employees from `kraft`: the required fields read plainly, `fields` as given."""
-    entity = {"table": "kraft", "key": "nr", "cursor": {"column": "stand", "type": "timestamp"}}
+def mapping(table: str = "kraft", **fields) -> SourceMapping:
+    """The employees from `table`: the required fields read plainly, `fields` as given."""
+    entity = {"table": table, "key": "nr", "cursor": {"column": "stand", "type": "timestamp"}}
     return SourceMapping(parse_mapping({"entities": {"employees": {**entity, "fields": {**REQUIRED, **fields}}}}))
 
 
@@ -80,19 +80,20 @@ def insert(engine, *rows: dict) -> None:
             conn.execute(text(f"INSERT INTO kraft ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
 
 
-def outcomes(base_a: BaseA) -> tuple[dict, dict, dict]:
+def outcomes(base_a: BaseA, columns: list[SourceColumn] = COLUMNS) -> tuple[dict, dict, dict]:
     """{key: outcome} of every row: as the batch extract renders it on MariaDB, as `apply` maps the
-    row read as it is, as the events path decodes the relay's envelope of it. An outcome is the
-    record as the API reads it, or ("refused", version, reasons)."""
+    row read as it is, as the events path decodes the relay's envelope of it (`columns`: how the
+    relay types the table). An outcome is the record as the API reads it, or ("refused", version, reasons)."""
     view = base_a.view("employees")
+    table = view.spec.table
     batch = {_key(r): r for chunk in base_a.extract("employees", None, 100) for r in chunk}
     rows = {r["nr"]: r for chunk in base_a.rows_by_keys("employees", sorted(batch), 100) for r in chunk}
     python = {key: view.apply(row) for key, row in rows.items()}
     topics = Topics("p", "legacy", base_a.mapping)
-    writer = EnvelopeWriter("kraft", COLUMNS, server_name="p", database="legacy")
+    writer = EnvelopeWriter(table, columns, server_name="p", database="legacy")
     events = {}
     for key, row in rows.items():
-        change = topics.decode("p.legacy.kraft", writer.envelope("c", None, row, {"ts_ms": 1}, 1))
+        change = topics.decode(f"p.legacy.{table}", writer.envelope("c", None, row, {"ts_ms": 1}, 1))
         events[key] = change.quarantined if change.action == "quarantine" else change.record
     return tuple({k: _outcome(v) for k, v in sorted(found.items())} for found in (batch, python, events))
 
@@ -108,8 +109,8 @@ def _outcome(record):
     return read[0] if read else ("a record the API's fast path does not read", record)
 
 
-def assert_same_on_every_path(base_a: BaseA) -> dict:
-    batch, python, events = outcomes(base_a)
+def assert_same_on_every_path(base_a: BaseA, columns: list[SourceColumn] = COLUMNS) -> dict:
+    batch, python, events = outcomes(base_a, columns)
     assert batch == python
     assert events == python
     return batch
@@ -232,3 +233,171 @@ def test_every_refusal_of_a_row_is_named_in_the_order_of_its_fields(engine):
         ("salary", f"salary: cast integer: 'x' is not a whole number ({RANGE})"),
         ("hired_at", "hired_at is not a valid date: 1-2"),
     )
+
+
+FLAGGED = """
+CREATE TABLE flagged (
+    nr INT NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) NOT NULL DEFAULT 'Lee',
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    text_flag VARCHAR(5) COLLATE utf8mb4_general_ci NULL,
+    char_flag CHAR(3) COLLATE utf8mb4_general_ci NULL,
+    int_flag INT NULL,
+    decimal_flag DECIMAL(5, 2) NULL,
+    latin1_flag VARCHAR(5) CHARACTER SET latin1 NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+FLAGGED_COLUMNS = [
+    SourceColumn("nr", "int32", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "mail", "text_flag", "char_flag")),
+    SourceColumn("int_flag", "int32"),
+    SourceColumn("decimal_flag", "decimal", scale=2, precision=5),
+    SourceColumn("latin1_flag", "string"),
+]
+
+
+def deleted_on_every_path(
+    engine, flag: str, deleted_when, table: str = "flagged", columns: list[SourceColumn] = FLAGGED_COLUMNS
+) -> set[int]:
+    """The keys of the rows `soft_delete: {column: flag, deleted_when: ...}` deletes: as the batch
+    extract leaves them out (SQL), as `is_deleted` finds them on the rows read as they are, as the
+    events path decodes the relay's envelopes of them (a delete); the same on every path."""
+    entity = {"table": table, "key": "nr", "cursor": {"column": "stand", "type": "timestamp"}}
+    entity["soft_delete"] = {"column": flag, "deleted_when": deleted_when}
+    base_a = BaseA(engine, SourceMapping(parse_mapping({"entities": {"employees": {**entity, "fields": REQUIRED}}})))
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(text(f"SELECT nr FROM {table} ORDER BY nr"))]
+    live = {_key(r) for chunk in base_a.extract("employees", None, 100) for r in chunk}
+    batch = set(keys) - live
+    view = base_a.view("employees")
+    rows = {r["nr"]: r for chunk in base_a.rows_by_keys("employees", keys, 100) for r in chunk}
+    python = {key for key, row in rows.items() if view.is_deleted(row)}
+    topics = Topics("p", "legacy", base_a.mapping)
+    writer = EnvelopeWriter(table, columns, server_name="p", database="legacy")
+    events = set()
+    for key, row in rows.items():
+        if topics.decode(f"p.legacy.{table}", writer.envelope("u", None, row, {"ts_ms": 1}, 1)).is_delete:
+            events.add(key)
+    assert batch == python
+    assert events == python
+    return batch
+
+
+def test_a_soft_delete_flag_compares_text_exactly_and_numbers_as_numbers_on_every_path(engine):
+    """A case-insensitive collation made the batch delete 'j' and 'J ' for `deleted_when: "J"`, which
+    the events path kept: Base B flipped between deleted and live with the path that read last."""
+    with engine.begin() as conn:
+        conn.execute(text(FLAGGED))
+        rows = [  # nr, text_flag, char_flag, int_flag, decimal_flag, latin1_flag
+            (1, "J", "J", 0, "0.00", "Ü"),
+            (2, "j", "j", 1, "0.50", "ü"),
+            (
+                3,
+                "J ",
+                "J  ",
+                None,
+                None,
+                "Ü ",
+            ),  # PAD SPACE: 'J ' = 'J' in the collation; a CHAR keeps no trailing space
+            (4, " J", " J", 0, "1.00", "U"),
+            (5, None, None, 2, "-0.00", None),
+            (6, "0", "0", 0, "0.00", "0"),
+            (7, "abc", "0.0", 1, "1.00", "abc"),  # '0.0' and 'abc' equal 0 as numbers, not as text
+        ]
+        for row in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO flagged (nr, text_flag, char_flag, int_flag, decimal_flag, latin1_flag) "
+                    "VALUES (:n, :t, :c, :i, :d, :l)"
+                ),
+                dict(zip("ntcidl", row, strict=True)),
+            )
+    assert deleted_on_every_path(engine, "text_flag", "J") == {1}
+    assert deleted_on_every_path(engine, "char_flag", "J") == {1, 3}  # CHAR drops trailing spaces when read
+    assert deleted_on_every_path(engine, "text_flag", 0) == {6}
+    assert deleted_on_every_path(engine, "char_flag", 0) == {6}
+    assert deleted_on_every_path(engine, "int_flag", 0) == {1, 4, 6}
+    assert deleted_on_every_path(engine, "int_flag", False) == {1, 4, 6}
+    assert deleted_on_every_path(engine, "decimal_flag", 0) == {1, 5, 6}  # 0.00 is the number 0
+    assert deleted_on_every_path(engine, "decimal_flag", "0.5") == {2}
+    assert deleted_on_every_path(engine, "latin1_flag", "Ü") == {1}  # as Unicode, whatever the character set
+
+
+BITS = """
+CREATE TABLE schalter (
+    nr INT NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) NOT NULL DEFAULT 'Lee',
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    titel VARCHAR(50) NOT NULL DEFAULT 'small',
+    b BIT(1) NULL,
+    b8 BIT(8) NULL,
+    b64 BIT(64) NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+BITS_COLUMNS = [
+    SourceColumn("nr", "int32", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "mail", "titel")),
+    SourceColumn("b", "bits", length=1),
+    SourceColumn("b8", "bits", length=8),
+    SourceColumn("b64", "bits", length=64),
+]
+
+
+@pytest.fixture
+def bits(engine):
+    """A table of BIT columns: 1 holds b'1', b'01000001' (65) and 2^64-1; 2 zeros; 3 NULLs."""
+    with engine.begin() as conn:
+        conn.execute(text(BITS))
+        conn.execute(
+            text(
+                "INSERT INTO schalter (nr, b, b8, b64) VALUES "
+                "(1, b'1', b'01000001', ~0), (2, b'0', b'0', b'0'), (3, NULL, NULL, NULL)"
+            )
+        )
+    return engine
+
+
+def test_a_bit_column_is_read_as_its_number_in_a_concat_a_cast_and_a_value_map(bits):
+    """A BIT is bytes to MariaDB: CONCAT_WS with one gave bytes, stored as the text "b'small-A'";
+    CAST(... AS CHAR) wrote the byte 0x01; BINARY(b'1') matched no map key '1'; the refusal flags
+    came back as bytes and crashed the load (TypeError). Every path reads its number now."""
+    fields = {
+        "first_name": {"concat": ["titel", "b8"], "separator": "-"},
+        "last_name": {"column": "b", "cast": "string", "default": "none"},
+        "department": {"column": "b", "map": {1: "yes", 0: "no"}, "unmapped": "reject"},
+        "position": {"concat": ["b", "b64"], "separator": "/"},
+        "salary": {"column": "b8", "cast": "integer"},
+    }
+    found = assert_same_on_every_path(BaseA(bits, mapping("schalter", **fields)), BITS_COLUMNS)
+    one, zero, null = found[1], found[2], found[3]
+    assert (one.first_name, zero.first_name, null.first_name) == ("small-65", "small-0", "small")
+    assert (one.last_name, zero.last_name, null.last_name) == ("1", "0", "none")
+    assert (one.department, zero.department, null.department) == ("yes", "no", None)
+    assert (one.position, zero.position, null.position) == ("1/18446744073709551615", "0/0", "")
+    assert (one.salary, zero.salary, null.salary) == (65, 0, None)
+    # A value map that keeps what it does not list; 2^64-1 is no BIGINT: refused, not wrapped around.
+    fields = {
+        "department": {"column": "b8", "map": {65: "A"}, "unmapped": "null"},
+        "salary": {"column": "b64", "cast": "integer"},
+    }
+    found = assert_same_on_every_path(BaseA(bits, mapping("schalter", **fields)), BITS_COLUMNS)
+    assert found[1] == refused(
+        ("salary", f"salary: cast integer: '18446744073709551615' is not a whole number ({RANGE})")
+    )
+    assert (found[2].department, found[2].salary) == (None, 0)
+
+
+def test_a_bit_soft_delete_flag_is_its_number_on_every_path(bits):
+    def deleted(flag: str, deleted_when) -> set[int]:
+        return deleted_on_every_path(bits, flag, deleted_when, "schalter", BITS_COLUMNS)
+
+    assert deleted("b", 1) == deleted("b", True) == deleted("b", "1") == {1}
+    assert deleted("b", False) == deleted("b", 0) == {2}
+    assert deleted("b8", 65) == {1} and deleted("b8", "0") == {2}
+    assert deleted("b64", "18446744073709551615") == {1}

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode
-from base_sync.relay.rows import InvalidDate, row_changes
+from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode, read_row
+from base_sync.relay.rows import InvalidDate, binlog_column, row_changes
 
 NAMES = ("id", "first_name", "hired_at")
 ALL = b"\x07"  # every one of the three columns present
@@ -70,3 +71,18 @@ def test_columns_without_names_are_incomplete_and_unkeyed():
     assert (change.op, change.key, change.cause) == ("c", None, "binlog_row_metadata")
     assert change.after == values and change.invalid == ((), ("UNKNOWN_COL2",))
     assert "binlog_row_metadata=FULL" in change.problem
+
+
+def test_a_bit_column_is_typed_as_debezium_types_it_and_read_back_as_its_number():
+    """mysql-replication gives a BIT as the text of its bits ('01000001'): sent as a string, the
+    events path made text '01000001' of what the batch path reads as 65."""
+    one = binlog_column(SimpleNamespace(type=FIELD_TYPE.BIT, bits=1, is_primary=False, name="b"))
+    wide = binlog_column(SimpleNamespace(type=FIELD_TYPE.BIT, bits=16, is_primary=False, name="b16"))
+    assert (one.type, one.length, wide.type, wide.length) == ("bits", 1, "bits", 16)
+    assert one.schema()["type"] == "boolean"
+    assert wide.schema()["name"] == "io.debezium.data.Bits" and wide.schema()["parameters"] == {"length": "16"}
+    assert [one.encode("1"), one.encode("0")] == [True, False]
+    assert wide.encode("0000000100000010") == "AgE="  # 258, little-endian as Debezium writes it
+    image = {"b": one.encode("1"), "b16": wide.encode("0000000100000010")}
+    row, _ = read_row(image, {"b": one.schema(), "b16": wide.schema()}, {})
+    assert row == {"b": True, "b16": 258}  # a boolean is read as 1 where a field reads it (`SourceView.as_text`)

@@ -267,6 +267,17 @@ def test_a_row_filter_base_a_accepts_passes_and_reads_no_row(root, mapping_file)
     assert checked.entities["employees"].unmapped == ["notiz"]  # gehalt is read anyway; the filter names it too
 
 
+def test_a_row_filter_with_colons_and_percent_signs_in_its_strings_is_checked_and_read_as_written(root, mapping_file):
+    """`:intern` inside a SQL string is no bind parameter, `%` no driver placeholder: the check let
+    SQLAlchemy's text() read `:intern` as one (StatementError), which failed every batch task."""
+    with_filter(mapping_file, "stelle NOT LIKE '%:intern%' AND vorname <> ':x'")
+    alter(root, "UPDATE mitarbeiter SET stelle = 'a:intern b' WHERE pers_nr = 7")
+    mapping = SourceMapping.from_file(mapping_file)
+    assert check_source(root, mapping, backend_named("mysql")).problems == []
+    read = [r["source_id"] for chunk in BaseA(root, mapping).extract("employees", None, 100) for r in chunk]
+    assert read == [9]  # 7: ':intern' in its position; 8: a NULL position is outside; 10: soft-deleted
+
+
 def test_a_type_change_the_mapping_reads_the_same_way_is_no_drift(root, mapping):
     alter(root, "ALTER TABLE mitarbeiter MODIFY pers_nr BIGINT UNSIGNED NOT NULL AUTO_INCREMENT")
     alter(root, "ALTER TABLE mitarbeiter MODIFY stelle VARCHAR(100) NULL")

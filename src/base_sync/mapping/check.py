@@ -30,11 +30,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, literal, select, table, text
+from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.errors import TerminalError
 from base_sync.mapping.spec import FieldMapping, StampColumn
+from base_sync.mapping.view import row_filter
 from baseab_contract.entities import ENTITIES, Field, Kind
 
 STAMP_TYPES = {"timestamp": "TIMESTAMP", "datetime": "DATETIME"}
@@ -93,6 +94,8 @@ class EntityCheck:
     found: bool = True
     # Each live text column's character set ('binary' for a binary string): how `render` reads its text.
     charsets: dict[str, str] = field(default_factory=dict)
+    # The live BIT columns: `render` reads each as its number.
+    bits: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -131,7 +134,7 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
     and functions that exist. A lost connection is no verdict on the filter: it propagates (transient)."""
     if not spec.filter or not result.found:
         return
-    probe = select(literal(1)).select_from(table(spec.table)).where(text(f"({spec.filter})")).limit(0)
+    probe = select(literal(1)).select_from(table(spec.table)).where(row_filter(spec.filter)).limit(0)
     try:
         conn.execute(probe).all()
     except DBAPIError as error:
@@ -154,6 +157,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
         return result
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
+    result.bits = frozenset(c.name for c in columns if "bits" in backend.type_families(c.type_text))
     checker = _Checker(entity, spec.table, live, backend, result)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")

@@ -16,7 +16,7 @@ too, its bytes flagged when they are no UTF-8. The catalogue tells which columns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -69,11 +69,13 @@ def _invalid_date(expression) -> ColumnElement:
 class Rendered:
     """The SQL rendering of one view, and the split of what it reads. `charsets`: the character
     set of each of the table's text columns as the catalogue shows it ('binary' for binary
-    strings); a column it does not name is read as it is (utf8mb4 text, or no text)."""
+    strings); a column it does not name is read as it is (utf8mb4 text, or no text). `bits`: the
+    table's BIT columns, each read as its number."""
 
-    def __init__(self, view: SourceView, charsets: Mapping[str, str] | None = None):
+    def __init__(self, view: SourceView, charsets: Mapping[str, str] | None = None, bits: Iterable[str] = ()):
         self.view = view
         self.charsets = dict(charsets or {})
+        self.bits = frozenset(bits)
         cursor = view.spec.cursor or []
         self.cursor = [s.column for s in cursor]
         self.stamp_columns = {s.column for s in view.stamps}
@@ -112,7 +114,7 @@ class Rendered:
         for name, mapping in view.fields.items():
             if not mapping.python:
                 columns.append(self.field(name, mapping).label(name))
-        columns += [view.c(c).label(INPUT + c) for c in self.python_inputs]
+        columns += [self._input(c).label(INPUT + c) for c in self.python_inputs]
         columns.append(self.invalid_flags().label(INVALID))
         columns.append(self.refusal_flags().label(REFUSED))
         return columns
@@ -145,9 +147,16 @@ class Rendered:
             return func.left(value, declared.max_length)
         return value
 
+    def _input(self, name: str) -> ColumnElement:
+        """A python field's input: as it is (bytes are decoded in `split`), a BIT as its number."""
+        return bit_number(self.view.c(name)) if name in self.bits else self.view.c(name)
+
     def _read(self, name: str) -> ColumnElement:
-        """A column a field reads: text of another character set (or bytes) as utf8mb4 text."""
+        """A column a field reads: text of another character set (or bytes) as utf8mb4 text, a BIT as
+        its number (`bit_number`)."""
         column = self.view.c(name)
+        if name in self.bits:
+            return bit_number(column)
         charset = self.charsets.get(name)
         if charset is None or charset in UTF8:
             return column
@@ -368,6 +377,13 @@ class _FieldRefusals:
     by_field: dict[str, list[dict]]
     stopped: set[str] = field(default_factory=set)  # refused before their transforms ran
     unconverted: set[str] = field(default_factory=set)  # of those, the ones whose rendered value means nothing
+
+
+def bit_number(column) -> ColumnElement:
+    """A BIT column as its unsigned number (b'1' is 1, b'01000001' 65), which `apply` reads too. As
+    it is, a BIT is bytes: CONCAT_WS with one gives bytes (stored as "b'...'" text), BINARY(b'1') is
+    no '1' to a value map, CAST(... AS CHAR) is the byte 0x01."""
+    return column + literal_column("0")
 
 
 def _value(value):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import cached_property
 
 from sqlalchemy import (
@@ -220,14 +220,14 @@ class SourceView:
             return flag.isnot(None)
         if rule.deleted_when == "null":
             return flag.is_(None)
-        # Null-safe: never NULL itself, so `live` is one NOT (a NULL flag is no deletion).
-        return flag.is_not_distinct_from(_literal(rule.deleted_when))
+        # The value's text in the backend's exact collation: a text column compares exactly (no
+        # collation folding case or padding spaces), as `is_deleted` does; a number column (INT,
+        # DECIMAL, BIT) as a number. Null-safe: never NULL, so `live` is one NOT (NULL is no deletion).
+        return flag.is_not_distinct_from(self.backend.exact_text(_text_key(rule.deleted_when)))
 
     @cached_property
     def in_scope(self) -> list[ColumnElement]:
-        # A column expression (not a bare text clause), so a read can negate it: rows that left the
-        # filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET).
-        return [literal_column(f"({self.spec.filter})")] if self.spec.filter else []
+        return [row_filter(self.spec.filter)] if self.spec.filter else []
 
     @cached_property
     def rules(self) -> list[ColumnElement]:
@@ -351,9 +351,10 @@ class SourceView:
     # Python: one row read as it is
 
     def is_deleted(self, row: dict) -> bool:
-        """The soft-delete rule on a row read as it is (`deleted` in Python): the flag compared as
-        text, as a value map compares (`deleted_when: 0` matches 0, False and "0"); NULL never
-        equals a value, as in SQL. Text compares exactly, where MySQL's collation may ignore case."""
+        """The soft-delete rule on a row read as it is (`deleted` in Python): text compared exactly,
+        case and trailing spaces included, as a value map compares; a number (an INT, a DECIMAL, a
+        BIT's) as a number (`deleted_when: 0` matches 0, False, 0.00, and the text "0" only);
+        NULL never equals a value. `deleted` does the same in SQL."""
         rule = self.spec.soft_delete
         if rule is None:
             return False
@@ -362,7 +363,7 @@ class SourceView:
             return flag is not None
         if rule.deleted_when == "null":
             return flag is None
-        return flag is not None and _concat_text(flag) == _text_key(rule.deleted_when)
+        return flag is not None and _flag_is(flag, _text_key(rule.deleted_when))
 
     def version_of(self, row: dict) -> datetime | None:
         """The row's version (aware UTC) from its cursor columns; None when none holds a usable time."""
@@ -443,13 +444,17 @@ class SourceView:
         return {"field": self.spec.cursor[0].column, "message": "every cursor column is NULL: the row has no version"}
 
     def as_text(self, row: dict) -> tuple[dict, frozenset[str]]:
-        """The row with the bytes of the columns the fields read as their UTF-8 text (a copy when
-        there are any), and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
-        found = [c for c in self.field_columns if type(row.get(c)) is bytes]
+        """The row with the bytes of the columns the fields read as their UTF-8 text, and a boolean
+        (a BIT(1) as Debezium writes it) as its number 0 or 1, as `render` reads a BIT (a copy when
+        there are any); and the columns whose bytes are no UTF-8 (left as bytes: `apply` refuses them)."""
+        found = [c for c in self.field_columns if type(row.get(c)) in (bytes, bool)]
         if not found:
             return row, frozenset()
         row, undecodable = dict(row), []
         for name in found:
+            if type(row[name]) is bool:
+                row[name] = int(row[name])
+                continue
             try:
                 row[name] = row[name].decode("utf-8")
             except UnicodeDecodeError:
@@ -524,6 +529,15 @@ class SourceView:
         return value
 
 
+def row_filter(sql: str) -> ColumnElement:
+    """The mapping's row filter as SQL, exactly as written: every statement that sends it (the reads,
+    `check`'s probe) takes it from here. A literal column, never `text()`, which reads `:word` as a
+    bind parameter, also inside a string ('%:intern%'); the compiler doubles `%` for the driver.
+    A column expression (not a bare text clause), so a read can negate it: rows that left the
+    filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET)."""
+    return literal_column(f"({sql})")
+
+
 def _text_transforms(value: str, mapping: FieldMapping) -> str:
     if mapping.trim:
         value = value.strip(" ")  # what SQL's TRIM removes: spaces
@@ -532,6 +546,17 @@ def _text_transforms(value: str, mapping: FieldMapping) -> str:
     if mapping.case == "upper":
         return value.upper()
     return value
+
+
+def _flag_is(flag, text: str) -> bool:
+    """A soft-delete flag equals `deleted_when`'s text: a number numerically (SQL compares a number
+    column with a string so), anything else as its text, exactly."""
+    if isinstance(flag, int | float | Decimal):  # bool too
+        try:
+            return Decimal(flag) == Decimal(text)
+        except InvalidOperation:
+            return False
+    return _concat_text(flag) == text
 
 
 def _unmapped_reason(name: str, value: str) -> dict:
@@ -623,12 +648,6 @@ def _text(value) -> str | None:
 
 def _plain(record: dict) -> dict:
     return {k: _text(v) if isinstance(v, date | Decimal) else v for k, v in record.items()}
-
-
-def _literal(value):
-    if isinstance(value, bool):
-        return literal(int(value))
-    return literal(value)
 
 
 def _stamp_literal(stamp: datetime, seconds: int) -> ColumnElement:

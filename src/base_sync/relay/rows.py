@@ -270,8 +270,9 @@ def binlog_column(column, nullable: bool | None = None, name: str | None = None)
     """A binlog column (mysql-replication's, with binlog_row_metadata=FULL) as Debezium's MySQL
     connector types it: integers by size and sign, DECIMAL with its scale, DATE as days, DATETIME
     as epoch ms or µs of the wall time, TIMESTAMP as ISO UTC text, TIME as µs, text as strings,
-    binary as bytes. Optional as the column takes NULL (`nullable`, from the table map's NULL bitmap);
-    unknown, every column but the primary key. `name`: the column's, when the binlog has none."""
+    binary as bytes, BIT(1) as a boolean and a wider BIT as Bits (little-endian bytes). Optional
+    as the column takes NULL (`nullable`, from the table map's NULL bitmap); unknown, every column
+    but the primary key. `name`: the column's, when the binlog has none."""
     kind, optional = column.type, (not column.is_primary) if nullable is None else nullable
     name = column.name or name
     if kind in _INTEGERS:
@@ -290,4 +291,6 @@ def binlog_column(column, nullable: bool | None = None, name: str | None = None)
         # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
         text = getattr(column, "character_set_name", None) is not None
         return SourceColumn(name, "string" if text else "bytes", optional)
-    return SourceColumn(name, "string", optional)  # BIT, GEOMETRY: as the decoder gives them
+    if kind == FIELD_TYPE.BIT:  # BIT(1) a boolean, a wider one Debezium's Bits (the mapping reads its number)
+        return SourceColumn(name, "bits", optional, length=column.bits)
+    return SourceColumn(name, "string", optional)  # GEOMETRY: as the decoder gives it
