@@ -43,8 +43,7 @@ def events_samples(
     for entity, counts in counts_by_entity.items():
         samples += _rows(EVENTS, entity, counts)
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
-    if dead_letters:
-        samples.append(("incr", "base_sync.dead_letters", dead_letters))
+    samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
     if event_lag_seconds is not None:
         samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds))
@@ -73,8 +72,7 @@ def memory_samples(task: str, peak: int | None) -> list[tuple[str, str, float]]:
 
 
 def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:
-    return [
-        ("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts[outcome])
-        for outcome in ROW_OUTCOMES
-        if counts.get(outcome)
-    ]
+    """Every outcome, zeros too: statsd-exporter makes a counter's series at its first sample, and
+    increase() needs an earlier sample to see a rise, so a series born at its first held delete or
+    dead letter would hide it from the alerts (MassDeletesHeld, DeadLettersGrowing)."""
+    return [("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts.get(outcome, 0)) for outcome in ROW_OUTCOMES]

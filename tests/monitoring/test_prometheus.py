@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,28 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         assert {"summary", "description"} <= set(rule["annotations"]), name
         assert f"alertname: {name}\n" in tested, f"{name} has no promtool unit test"
+
+
+# statsd-exporter makes a series at its first sample (Airflow sends e.g. a failed run's counter only
+# when a run fails), so increase() on it alone misses the first rise. increase() on a StatsD-fed
+# series must be paired with its "new in the window" twin: `x unless x offset <window>`.
+STATSD_INCREASE = re.compile(r"increase\(((?:airflow|base_sync)_\w+(?:\{[^}]*\})?)\[(\w+)\]\)")
+
+
+def new_series_uncounted(expr: str) -> list[str]:
+    return [
+        f"increase({selector}[{window}])"
+        for selector, window in STATSD_INCREASE.findall(expr)
+        if not re.search(re.escape(selector) + r"\s+unless\s+" + re.escape(selector) + r" offset " + window, expr)
+    ]
+
+
+def test_every_alert_on_a_statsd_counter_counts_a_series_new_in_its_window():
+    rules = [
+        r for g in yaml.safe_load((PROMETHEUS / "rules" / "platform.yml").read_text())["groups"] for r in g["rules"]
+    ]
+    assert [(r["alert"], new_series_uncounted(r["expr"])) for r in rules if new_series_uncounted(r["expr"])] == []
+    assert new_series_uncounted("sum(increase(base_sync_dead_letters_total[15m])) > 0")  # the check checks
 
 
 def test_scrape_jobs_are_named_after_the_compose_services():
