@@ -403,7 +403,9 @@ def apply_changes() -> dict:
         producer.flush(30)
         api.close()
     _emit(
-        metrics.events_samples(report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds())
+        metrics.events_samples(
+            report.entities, report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds()
+        )
     )
     _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})
     return report.to_json()

@@ -8,6 +8,7 @@ monitoring/statsd/mapping.yml). Built here as plain tuples, so this module needs
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
 
 BATCH, EVENTS = "batch", "events"
@@ -36,12 +37,20 @@ def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime |
 
 
 def events_samples(
-    counts_by_entity: dict[str, dict], dead_letters: int, lag: int, event_lag_seconds: float | None
+    entities: Iterable[str],
+    counts_by_entity: dict[str, dict],
+    dead_letters: int,
+    lag: int,
+    event_lag_seconds: float | None,
 ) -> list[tuple[str, str, float]]:
-    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag."""
+    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag.
+
+    `entities`: every entity the events path syncs. Each gets its rows and its last success on every
+    drain, also one that consumed nothing: a quiet table is not a stale one (EventSyncStale).
+    """
     samples = []
-    for entity, counts in counts_by_entity.items():
-        samples += _rows(EVENTS, entity, counts)
+    for entity in dict.fromkeys([*entities, *counts_by_entity]):
+        samples += _rows(EVENTS, entity, counts_by_entity.get(entity, {}))
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
     samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))

@@ -32,7 +32,7 @@ def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
 
 
 def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
-    got = as_dict(events_samples({"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
+    got = as_dict(events_samples(ENTITIES, {"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
     assert got["base_sync.rows.events.articles.updated"] == ("incr", 4)
     assert got["base_sync.rows.events.employees.deleted"] == ("incr", 1)
     assert got["base_sync.dead_letters"] == ("incr", 2)
@@ -45,8 +45,16 @@ def test_a_quiet_drain_sends_the_series_the_alerts_read_at_zero():
     """statsd-exporter makes a counter's series at its first sample and increase() needs an earlier
     one: a series born at the first held delete or dead letter would never raise MassDeletesHeld or
     DeadLettersGrowing. So every drain sends every outcome and the dead letters, zeros included."""
-    got = as_dict(events_samples({entity: {} for entity in ENTITIES}, 0, 0, None))
+    got = as_dict(events_samples(ENTITIES, {}, 0, 0, None))
     for entity in ENTITIES:
         for outcome in ROW_OUTCOMES:
             assert got[f"base_sync.rows.events.{entity}.{outcome}"] == ("incr", 0)
     assert got["base_sync.dead_letters"] == ("incr", 0)
+
+
+def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
+    # Only employees changed: articles is quiet, not stale (EventSyncStale reads last_success).
+    got = as_dict(events_samples(ENTITIES, {"employees": {"updated": 1}}, 0, 0, 0.5))
+    for entity in ENTITIES:
+        kind, when = got[f"base_sync.last_success.events.{entity}"]
+        assert kind == "gauge" and abs(when - datetime.now(UTC).timestamp()) < 5
