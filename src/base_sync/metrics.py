@@ -54,8 +54,9 @@ def events_samples(
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
     samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
-    if event_lag_seconds is not None:
-        samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds))
+    # Set on every drain, or an old high value would stay (EventConsumerLagHigh): a drain that
+    # applied nothing found nothing to apply, so no change waits.
+    samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds or 0.0))
     return samples
 
 

@@ -58,3 +58,8 @@ def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
     for entity in ENTITIES:
         kind, when = got[f"base_sync.last_success.events.{entity}"]
         assert kind == "gauge" and abs(when - datetime.now(UTC).timestamp()) < 5
+
+
+def test_the_event_lag_is_set_on_every_drain():
+    # A drain that applied nothing found nothing waiting: 0, not the last high value left standing.
+    assert as_dict(events_samples(ENTITIES, {}, 0, 0, None))["base_sync.event_lag_seconds"] == ("gauge", 0)
