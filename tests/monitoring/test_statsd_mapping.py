@@ -19,6 +19,11 @@ CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").
 NAMES = sorted({line.split("|")[0] for line in CAPTURE})
 
 
+def apply_one(mapping: dict, name: str) -> bool:
+    pattern, fields = mapping["match"].split("."), name.split(".")
+    return len(pattern) == len(fields) and all(w == g or (w == "*" and g) for w, g in zip(pattern, fields, strict=True))
+
+
 def apply(name: str) -> tuple[str, dict] | None:
     """(Prometheus name, labels) the exporter makes of a StatsD name, or None when no mapping matches."""
     fields = name.split(".")
@@ -136,3 +141,14 @@ def test_mapped_series_names_are_valid_prometheus_names():
         result = apply(name)
         if result and result[0]:
             assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", result[0]), (name, result[0])
+
+
+@pytest.mark.parametrize(
+    "statsd_name", ["airflow.dagrun.duration.success.base_a_events", "airflow.dag.base_a_events.apply_changes.duration"]
+)
+def test_run_and_task_durations_have_buckets_up_to_an_hour(statsd_name):
+    """statsd-exporter's default buckets end at 10 s: every batch run (25-90 s) would land in +Inf."""
+    (mapping,) = [m for m in MAPPING if m.get("action") != "drop" and apply_one(m, statsd_name)]
+    buckets = mapping["histogram_options"]["buckets"]
+    assert buckets == sorted(buckets) and buckets[-1] >= 3600
+    assert len([b for b in buckets if 20 <= b <= 120]) >= 4, "batch runs need resolution there"
