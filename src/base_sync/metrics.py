@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 BATCH, EVENTS = "batch", "events"
+ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
 # unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed).
 ROW_OUTCOMES = (
@@ -76,9 +77,11 @@ def peak_rss_bytes() -> int | None:
         return None
 
 
-def memory_samples(task: str, peak: int | None) -> list[tuple[str, str, float]]:
-    """A task process's peak memory (`peak_rss_bytes`): nothing when it is unknown."""
-    return [] if peak is None else [("gauge", f"base_sync.task_peak_rss_bytes.{task}", peak)]
+def memory_samples(task: str, entity: str, peak: int | None) -> list[tuple[str, str, float]]:
+    """A task process's peak memory (`peak_rss_bytes`): nothing when it is unknown. Named by entity
+    and step: the steps of every entity share their names (`load`, `verify`) and would overwrite
+    each other's gauge. `entity` is ALL_ENTITIES for a task of no one entity (the events drain)."""
+    return [] if peak is None else [("gauge", f"base_sync.task_peak_rss_bytes.{entity}.{task}", peak)]
 
 
 def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:

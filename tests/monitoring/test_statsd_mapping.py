@@ -107,9 +107,9 @@ def test_batch_metrics_not_in_the_capture_map_too():
         {"entity": "articles"},
     )
     assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
-    assert apply("airflow.base_sync.task_peak_rss_bytes.load_partition") == (
+    assert apply("airflow.base_sync.task_peak_rss_bytes.employees.load_partition") == (
         "base_sync_task_peak_rss_bytes",
-        {"task": "load_partition"},
+        {"entity": "employees", "task": "load_partition"},
     )
 
 

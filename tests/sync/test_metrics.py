@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples
+from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples
 
 ENTITIES = ("articles", "employees")
 
@@ -63,3 +63,12 @@ def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
 def test_the_event_lag_is_set_on_every_drain():
     # A drain that applied nothing found nothing waiting: 0, not the last high value left standing.
     assert as_dict(events_samples(ENTITIES, {}, 0, 0, None))["base_sync.event_lag_seconds"] == ("gauge", 0)
+
+
+def test_each_entitys_task_has_its_own_peak_memory():
+    # The steps of every entity share their names: named by the step alone, they overwrote each other.
+    got = as_dict(memory_samples("load", "employees", 2**27) + memory_samples("load", "articles", 2**26))
+    assert got == {
+        "base_sync.task_peak_rss_bytes.employees.load": ("gauge", 2**27),
+        "base_sync.task_peak_rss_bytes.articles.load": ("gauge", 2**26),
+    }
