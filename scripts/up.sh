@@ -82,18 +82,20 @@ if [[ "$BASE_A_URL" == mysql* ]]; then
   RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_HTTP_PORT=$relay_port \
     RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay base-a-relay
   ready+=("http://127.0.0.1:$relay_port/ready")
+  relay_address=127.0.0.1:$relay_port  # Prometheus scrapes the relay only when it runs
 elif [ "${BASE_A_CHURN_EVERY:-30}" != 0 ]; then
   start event-maker base-a churn employees --updates 5 --inserts 1 --deletes 1 \
     --publish "$KAFKA_BOOTSTRAP" --every "${BASE_A_CHURN_EVERY:-30}"
 fi
 
-# Prometheus, when installed, scraping every local service (monitoring/prometheus/prometheus.local.yml).
+# Prometheus, when installed, scraping the services started above, and nothing else: a target that
+# never runs would fire ServiceDown (scripts/prometheus_config.py; no statsd-exporter unless
+# STATSD_EXPORTER_ADDRESS names one you run).
 prometheus_bind=${PROMETHEUS_BIND:-127.0.0.1:9090}
 if command -v prometheus >/dev/null; then
   mkdir -p "$PLATFORM_VAR/prometheus"
-  sed -e "s#127.0.0.1:9090#$prometheus_bind#; s#127.0.0.1:5000#$API_BIND#; s#127.0.0.1:5001#$GRAPHQL_BIND#" \
-    -e "s#127.0.0.1:9105#127.0.0.1:$relay_port#; s#rules/\*.yml#$PWD/monitoring/prometheus/rules/*.yml#" \
-    monitoring/prometheus/prometheus.local.yml >"$PLATFORM_VAR/prometheus/prometheus.yml"
+  PROMETHEUS_BIND=$prometheus_bind RELAY_ADDRESS=${relay_address:-} python scripts/prometheus_config.py \
+    monitoring/prometheus/prometheus.local.yml "$PLATFORM_VAR/prometheus/prometheus.yml" >/dev/null
   start prometheus prometheus --config.file="$PLATFORM_VAR/prometheus/prometheus.yml" \
     --storage.tsdb.path="$PLATFORM_VAR/prometheus/data" --web.listen-address="$prometheus_bind"
   ready+=("http://$prometheus_bind/-/ready")

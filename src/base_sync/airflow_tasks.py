@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
@@ -44,7 +45,8 @@ R = TypeVar("R")
 def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
     """Raise Airflow's no-retry failure, with the reason, for what a retry cannot cure. Every task
     body wears it, so it also reports the task process's peak memory when the step ends (a log line
-    in the task's log and a gauge, `base_sync_task_peak_rss_bytes{task}`), failed or not."""
+    in the task's log and a gauge, `base_sync_task_peak_rss_bytes{entity,task}`), failed or not."""
+    signature = inspect.signature(step)
 
     @functools.wraps(step)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -53,16 +55,24 @@ def fail_terminal(step: Callable[P, R]) -> Callable[P, R]:
         except (TerminalError, InvalidSettings, pydantic.ValidationError) as error:
             raise AirflowFailException(f"{step.__name__}: {type(error).__name__}: {error}") from error
         finally:
-            _report_peak_memory(step.__name__)
+            _report_peak_memory(step.__name__, _entity_of(signature, args, kwargs))
 
     return run
 
 
-def _report_peak_memory(task: str) -> None:
+def _entity_of(signature: inspect.Signature, args: tuple, kwargs: dict) -> str:
+    """The step's `entity` argument; ALL_ENTITIES for a step of no one entity (or a call that did not bind)."""
+    try:
+        return str(signature.bind_partial(*args, **kwargs).arguments.get("entity", metrics.ALL_ENTITIES))
+    except TypeError:
+        return metrics.ALL_ENTITIES
+
+
+def _report_peak_memory(task: str, entity: str) -> None:
     peak = metrics.peak_rss_bytes()
     if peak is not None:
-        log.info("%s: peak memory of this task's process: %.0f MB", task, peak / 2**20)
-    _emit(metrics.memory_samples(task, peak))
+        log.info("%s (%s): peak memory of this task's process: %.0f MB", task, entity, peak / 2**20)
+    _emit(metrics.memory_samples(task, entity, peak))
 
 
 def _settings() -> SyncSettings:
@@ -404,7 +414,9 @@ def apply_changes() -> dict:
         producer.flush(30)
         api.close()
     _emit(
-        metrics.events_samples(report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds())
+        metrics.events_samples(
+            report.entities, report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds()
+        )
     )
     _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})
     return report.to_json()

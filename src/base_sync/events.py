@@ -64,6 +64,7 @@ class DrainReport:
     seconds: float = 0.0
     lag: int = 0  # events left on the topics when the run ended
     newest_source_ms: int | None = None  # commit time in Base A of the newest applied change
+    entities: tuple[str, ...] = ()  # the entities the run read the topics of
 
     def to_json(self) -> dict:
         return {
@@ -122,8 +123,8 @@ def drain(
     batch path), applied per entity to the whole run.
     """
     started = time.monotonic()
-    report = DrainReport()
     topics = topics or Topics.from_settings(settings)
+    report = DrainReport(entities=topics.entities)
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
     partitions = assign_committed(consumer, topics.names, report)
     waits, positions = UniqueWaits(), {}

@@ -8,9 +8,11 @@ monitoring/statsd/mapping.yml). Built here as plain tuples, so this module needs
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
 
 BATCH, EVENTS = "batch", "events"
+ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
 # unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed).
 ROW_OUTCOMES = (
@@ -36,18 +38,26 @@ def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime |
 
 
 def events_samples(
-    counts_by_entity: dict[str, dict], dead_letters: int, lag: int, event_lag_seconds: float | None
+    entities: Iterable[str],
+    counts_by_entity: dict[str, dict],
+    dead_letters: int,
+    lag: int,
+    event_lag_seconds: float | None,
 ) -> list[tuple[str, str, float]]:
-    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag."""
+    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag.
+
+    `entities`: every entity the events path syncs. Each gets its rows and its last success on every
+    drain, also one that consumed nothing: a quiet table is not a stale one (EventSyncStale).
+    """
     samples = []
-    for entity, counts in counts_by_entity.items():
-        samples += _rows(EVENTS, entity, counts)
+    for entity in dict.fromkeys([*entities, *counts_by_entity]):
+        samples += _rows(EVENTS, entity, counts_by_entity.get(entity, {}))
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
-    if dead_letters:
-        samples.append(("incr", "base_sync.dead_letters", dead_letters))
+    samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
-    if event_lag_seconds is not None:
-        samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds))
+    # Set on every drain, or an old high value would stay (EventConsumerLagHigh): a drain that
+    # applied nothing found nothing to apply, so no change waits.
+    samples.append(("gauge", "base_sync.event_lag_seconds", event_lag_seconds or 0.0))
     return samples
 
 
@@ -67,14 +77,15 @@ def peak_rss_bytes() -> int | None:
         return None
 
 
-def memory_samples(task: str, peak: int | None) -> list[tuple[str, str, float]]:
-    """A task process's peak memory (`peak_rss_bytes`): nothing when it is unknown."""
-    return [] if peak is None else [("gauge", f"base_sync.task_peak_rss_bytes.{task}", peak)]
+def memory_samples(task: str, entity: str, peak: int | None) -> list[tuple[str, str, float]]:
+    """A task process's peak memory (`peak_rss_bytes`): nothing when it is unknown. Named by entity
+    and step: the steps of every entity share their names (`load`, `verify`) and would overwrite
+    each other's gauge. `entity` is ALL_ENTITIES for a task of no one entity (the events drain)."""
+    return [] if peak is None else [("gauge", f"base_sync.task_peak_rss_bytes.{entity}.{task}", peak)]
 
 
 def _rows(path: str, entity: str, counts: dict) -> list[tuple[str, str, float]]:
-    return [
-        ("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts[outcome])
-        for outcome in ROW_OUTCOMES
-        if counts.get(outcome)
-    ]
+    """Every outcome, zeros too: statsd-exporter makes a counter's series at its first sample, and
+    increase() needs an earlier sample to see a rise, so a series born at its first held delete or
+    dead letter would hide it from the alerts (MassDeletesHeld, DeadLettersGrowing)."""
+    return [("incr", f"base_sync.rows.{path}.{entity}.{outcome}", counts.get(outcome, 0)) for outcome in ROW_OUTCOMES]

@@ -77,6 +77,24 @@ def test_pipeline_panels_name_only_metrics_the_statsd_mapping_or_a_service_produ
             assert any(p.fullmatch(base) for p in patterns), f"{title}: {metric} is not produced by the mapping"
 
 
+def test_a_percent_panel_shows_only_ratios():
+    """A rate drawn as a percentage reads as nonsense (GraphQL's errors per second were on the 5xx ratio)."""
+    for name, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            if panel["fieldConfig"]["defaults"].get("unit") == "percentunit":
+                for target in panel["targets"]:
+                    assert " / " in target["expr"], (name, panel["title"], target["expr"])
+
+
+def test_statsd_counter_panels_count_a_series_new_in_the_range():
+    """statsd-exporter makes a series at its first sample: increase() alone would show 0 for a first
+    failed run or dead letter (tests/monitoring/test_prometheus.py, the alerts' twin)."""
+    from tests.monitoring.test_prometheus import new_series_uncounted
+
+    uncounted = [(title, new_series_uncounted(expr)) for d in DASHBOARDS.values() for title, expr in targets(d)]
+    assert [(title, found) for title, found in uncounted if found] == []
+
+
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
     """A real Prometheus scraping a real API process every second; yields (prometheus URL, API URL)."""

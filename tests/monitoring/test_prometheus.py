@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -46,9 +49,74 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
         assert f"alertname: {name}\n" in tested, f"{name} has no promtool unit test"
 
 
+# statsd-exporter makes a series at its first sample (Airflow sends e.g. a failed run's counter only
+# when a run fails), so increase() on it alone misses the first rise. increase() on a StatsD-fed
+# series must be paired with its "new in the window" twin: `x unless x offset <window>`.
+STATSD_INCREASE = re.compile(r"increase\(((?:airflow|base_sync)_\w+(?:\{[^}]*\})?)\[(\w+)\]\)")
+
+
+def new_series_uncounted(expr: str) -> list[str]:
+    return [
+        f"increase({selector}[{window}])"
+        for selector, window in STATSD_INCREASE.findall(expr)
+        if not re.search(re.escape(selector) + r"\s+unless\s+" + re.escape(selector) + r" offset " + window, expr)
+    ]
+
+
+def test_every_alert_on_a_statsd_counter_counts_a_series_new_in_its_window():
+    rules = [
+        r for g in yaml.safe_load((PROMETHEUS / "rules" / "platform.yml").read_text())["groups"] for r in g["rules"]
+    ]
+    assert [(r["alert"], new_series_uncounted(r["expr"])) for r in rules if new_series_uncounted(r["expr"])] == []
+    assert new_series_uncounted("sum(increase(base_sync_dead_letters_total[15m])) > 0")  # the check checks
+
+
 def test_scrape_jobs_are_named_after_the_compose_services():
     jobs = {job["job_name"] for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
     assert jobs <= set(COMPOSE["services"])
+
+
+def make_up_config(tmp_path, **env: str) -> dict:
+    """The config `make up` writes (scripts/prometheus_config.py), with these addresses set."""
+    output = tmp_path / "prometheus.yml"
+    base = {k: v for k, v in os.environ.items() if not k.endswith(("_BIND", "_ADDRESS"))}
+    subprocess.run(
+        [sys.executable, "scripts/prometheus_config.py", "monitoring/prometheus/prometheus.local.yml", str(output)],
+        cwd=REPO,
+        env={**base, **env},
+        check=True,
+        capture_output=True,
+    )
+    return yaml.safe_load(output.read_text())
+
+
+def jobs_of(config: dict) -> dict[str, list[str]]:
+    return {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+
+
+MAKE_UP = {"PROMETHEUS_BIND": "127.0.0.1:9190", "API_BIND": "127.0.0.1:5100", "GRAPHQL_BIND": "127.0.0.1:5101"}
+
+
+def test_make_ups_config_scrapes_only_what_make_up_started(tmp_path):
+    # A SQLite Base A: no relay; and make up never starts a statsd-exporter. A job for either
+    # would stay `up == 0` and fire ServiceDown on a healthy platform.
+    assert jobs_of(make_up_config(tmp_path, **MAKE_UP)) == {
+        "prometheus": ["127.0.0.1:9190"],
+        "api": ["127.0.0.1:5100"],
+        "graphql": ["127.0.0.1:5101"],
+    }
+    with_relay = jobs_of(make_up_config(tmp_path, **MAKE_UP, RELAY_ADDRESS="127.0.0.1:9205"))
+    assert with_relay["relay"] == ["127.0.0.1:9205"] and "statsd-exporter" not in with_relay
+    yours = jobs_of(make_up_config(tmp_path, **MAKE_UP, STATSD_EXPORTER_ADDRESS="127.0.0.1:9102"))
+    assert yours["statsd-exporter"] == ["127.0.0.1:9102"] and "relay" not in yours
+
+
+def test_make_ups_config_is_valid_and_finds_the_rules(promtool, tmp_path):
+    make_up_config(tmp_path, **MAKE_UP, RELAY_ADDRESS="127.0.0.1:9205")
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "platform.yml" in result.stdout, result.stdout + result.stderr
 
 
 def _exposition(service: str, tmp_path) -> str:

@@ -17,6 +17,12 @@ from testbed.servers import REPO
 MAPPING = yaml.safe_load((REPO / "monitoring" / "statsd" / "mapping.yml").read_text())["mappings"]
 CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").read_text().split()
 NAMES = sorted({line.split("|")[0] for line in CAPTURE})
+TYPES = {line.split("|")[0]: line.split("|")[1] for line in CAPTURE}  # c, g or ms
+
+
+def apply_one(mapping: dict, name: str) -> bool:
+    pattern, fields = mapping["match"].split("."), name.split(".")
+    return len(pattern) == len(fields) and all(w == g or (w == "*" and g) for w, g in zip(pattern, fields, strict=True))
 
 
 def apply(name: str) -> tuple[str, dict] | None:
@@ -101,9 +107,9 @@ def test_batch_metrics_not_in_the_capture_map_too():
         {"entity": "articles"},
     )
     assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
-    assert apply("airflow.base_sync.task_peak_rss_bytes.load_partition") == (
+    assert apply("airflow.base_sync.task_peak_rss_bytes.employees.load_partition") == (
         "base_sync_task_peak_rss_bytes",
-        {"task": "load_partition"},
+        {"entity": "employees", "task": "load_partition"},
     )
 
 
@@ -136,3 +142,69 @@ def test_mapped_series_names_are_valid_prometheus_names():
         result = apply(name)
         if result and result[0]:
             assert re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", result[0]), (name, result[0])
+
+
+@pytest.mark.parametrize(
+    "statsd_name", ["airflow.dagrun.duration.success.base_a_events", "airflow.dag.base_a_events.apply_changes.duration"]
+)
+def test_run_and_task_durations_have_buckets_up_to_an_hour(statsd_name):
+    """statsd-exporter's default buckets end at 10 s: every batch run (25-90 s) would land in +Inf."""
+    (mapping,) = [m for m in MAPPING if m.get("action") != "drop" and apply_one(m, statsd_name)]
+    buckets = mapping["histogram_options"]["buckets"]
+    assert buckets == sorted(buckets) and buckets[-1] >= 3600
+    assert len([b for b in buckets if 20 <= b <= 120]) >= 4, "batch runs need resolution there"
+
+
+@pytest.mark.parametrize(
+    ("statsd_name", "prometheus_name", "labels"),
+    [
+        ("airflow.triggers.running", "", {}),  # a gauge: its labelled twin is triggers.running.<host>
+        ("airflow.triggers.running.vm", "airflow_triggers_running", {"hostname": "vm"}),
+        (
+            "airflow.ti.queued.default.base_a_events.apply_changes",
+            "airflow_task_instances",
+            {"state": "queued", "queue": "default", "dag_id": "base_a_events", "task_id": "apply_changes"},
+        ),
+        (
+            "airflow.ti.running.default.base_a_events.apply_changes",
+            "airflow_task_instances",
+            {"state": "running", "queue": "default", "dag_id": "base_a_events", "task_id": "apply_changes"},
+        ),
+        ("airflow.ti.running", "", {}),
+        (
+            "airflow.dagrun.dependency-check.base_a_events",
+            "airflow_dagrun_dependency_check_seconds",
+            {"dag_id": "base_a_events"},
+        ),
+        ("airflow.dagrun.dependency-check", "", {}),
+        (
+            "airflow.dag_processing.last_run.seconds_ago.base_a_events",
+            "airflow_dag_processing_last_run_seconds_ago",
+            {"file": "base_a_events"},
+        ),
+        ("airflow.dag_processing.last_run.seconds_ago", "", {}),
+    ],
+)
+def test_gauges_and_per_dag_names_map_to_their_own_labelled_series(statsd_name, prometheus_name, labels):
+    assert statsd_name in NAMES
+    assert apply(statsd_name) == (prometheus_name, labels)
+
+
+def test_no_name_with_a_dag_task_file_or_host_in_it_is_left_to_the_flattened_default():
+    """An unmapped name becomes airflow_<dotted_name>: one metric per DAG, task or file."""
+    keys = {"dag_id", "task_id", "file", "bundle", "hostname", "pool", "queue", "executor", "entity"}
+    identifiers = {v for n in NAMES if (r := apply(n)) and r[0] for k, v in r[1].items() if k in keys}
+    assert {"base_a_events", "apply_changes", "default_pool", "vm"} <= identifiers
+    flattened = [n for n in NAMES if apply(n) is None and identifiers & set(n.split("."))]
+    assert flattened == []
+
+
+def test_a_gauge_is_never_a_total_and_no_series_mixes_statsd_types():
+    types: dict[str, set[str]] = {}
+    for name in NAMES:
+        result = apply(name)
+        prometheus_name = result[0] if result else "airflow_" + name.removeprefix("airflow.").replace(".", "_")
+        if prometheus_name:
+            types.setdefault(prometheus_name, set()).add(TYPES[name])
+            assert not (TYPES[name] == "g" and prometheus_name.endswith("_total")), (name, prometheus_name)
+    assert {n: t for n, t in types.items() if len(t) > 1} == {}

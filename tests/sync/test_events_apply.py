@@ -102,6 +102,8 @@ def test_inserts_updates_and_deletes_arrive_and_offsets_are_committed(changes):
     again = changes.drain()
     assert again.counts["consumed"] == 0, "offsets were not committed"
     assert again.lag == 0, "a partition this run read nothing from counts from its committed offset"
+    # One that consumed nothing still names every entity it read, for their last success (metrics).
+    assert again.entities == changes.topics.entities and "employees" in again.entities
 
 
 def test_an_event_too_large_for_the_dead_letter_topic_is_a_letter_without_its_value(changes):

@@ -138,3 +138,26 @@ def test_an_invalid_setting_is_terminal():
         AirflowFailException, match="SyncSettings: InvalidSettings: invalid settings: SYNC_CHUNK_SIZE: "
     ):
         fail_terminal(SyncSettings)(chunk_size=0)
+
+
+def test_a_task_reports_its_peak_memory_under_its_entity_and_step(monkeypatch):
+    from base_sync import airflow_tasks
+
+    sent = []
+    monkeypatch.setattr(airflow_tasks, "_emit", sent.extend)
+
+    def load(entity: str, partitions: list) -> None:
+        return None
+
+    def apply_changes() -> None:
+        return None
+
+    fail_terminal(load)("articles", [])
+    fail_terminal(load)(entity="employees", partitions=[])
+    fail_terminal(apply_changes)()
+    names = [name for _, name, _ in sent]
+    assert names == [
+        "base_sync.task_peak_rss_bytes.articles.load",
+        "base_sync.task_peak_rss_bytes.employees.load",
+        "base_sync.task_peak_rss_bytes.all.apply_changes",
+    ]

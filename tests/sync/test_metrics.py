@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from base_sync.metrics import batch_samples, events_samples
+from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples
+
+ENTITIES = ("articles", "employees")
 
 
 def as_dict(samples):
@@ -17,7 +19,8 @@ def test_a_batch_sync_reports_rows_by_outcome_lag_and_success_time():
     assert got["base_sync.rows.batch.employees.extracted"] == ("incr", 10)
     assert got["base_sync.rows.batch.employees.inserted"] == ("incr", 7)
     assert got["base_sync.rows.batch.employees.deleted"] == ("incr", 2)
-    assert "base_sync.rows.batch.employees.rejected" not in got  # zero counts send nothing
+    # Zeros are sent too: a counter's series must exist before its first rise for increase() to see it.
+    assert got["base_sync.rows.batch.employees.rejected"] == ("incr", 0)
     kind, lag = got["base_sync.watermark_lag_seconds.employees"]
     assert kind == "gauge" and 179 < lag < 200
     assert abs(got["base_sync.last_success.batch.employees"][1] - datetime.now(UTC).timestamp()) < 5
@@ -29,10 +32,43 @@ def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
 
 
 def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
-    got = as_dict(events_samples({"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
+    got = as_dict(events_samples(ENTITIES, {"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
     assert got["base_sync.rows.events.articles.updated"] == ("incr", 4)
     assert got["base_sync.rows.events.employees.deleted"] == ("incr", 1)
     assert got["base_sync.dead_letters"] == ("incr", 2)
     assert got["base_sync.consumer_lag.events"] == ("gauge", 0)
     assert got["base_sync.event_lag_seconds"] == ("gauge", 0.8)
     assert "base_sync.last_success.events.articles" in got
+
+
+def test_a_quiet_drain_sends_the_series_the_alerts_read_at_zero():
+    """statsd-exporter makes a counter's series at its first sample and increase() needs an earlier
+    one: a series born at the first held delete or dead letter would never raise MassDeletesHeld or
+    DeadLettersGrowing. So every drain sends every outcome and the dead letters, zeros included."""
+    got = as_dict(events_samples(ENTITIES, {}, 0, 0, None))
+    for entity in ENTITIES:
+        for outcome in ROW_OUTCOMES:
+            assert got[f"base_sync.rows.events.{entity}.{outcome}"] == ("incr", 0)
+    assert got["base_sync.dead_letters"] == ("incr", 0)
+
+
+def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
+    # Only employees changed: articles is quiet, not stale (EventSyncStale reads last_success).
+    got = as_dict(events_samples(ENTITIES, {"employees": {"updated": 1}}, 0, 0, 0.5))
+    for entity in ENTITIES:
+        kind, when = got[f"base_sync.last_success.events.{entity}"]
+        assert kind == "gauge" and abs(when - datetime.now(UTC).timestamp()) < 5
+
+
+def test_the_event_lag_is_set_on_every_drain():
+    # A drain that applied nothing found nothing waiting: 0, not the last high value left standing.
+    assert as_dict(events_samples(ENTITIES, {}, 0, 0, None))["base_sync.event_lag_seconds"] == ("gauge", 0)
+
+
+def test_each_entitys_task_has_its_own_peak_memory():
+    # The steps of every entity share their names: named by the step alone, they overwrote each other.
+    got = as_dict(memory_samples("load", "employees", 2**27) + memory_samples("load", "articles", 2**26))
+    assert got == {
+        "base_sync.task_peak_rss_bytes.employees.load": ("gauge", 2**27),
+        "base_sync.task_peak_rss_bytes.articles.load": ("gauge", 2**26),
+    }
