@@ -401,3 +401,52 @@ def test_a_bit_soft_delete_flag_is_its_number_on_every_path(bits):
     assert deleted("b", False) == deleted("b", 0) == {2}
     assert deleted("b8", 65) == {1} and deleted("b8", "0") == {2}
     assert deleted("b64", "18446744073709551615") == {1}
+
+
+TIMES = """
+CREATE TABLE zeiten (
+    nr INT NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) NOT NULL DEFAULT 'Lee',
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    dauer TIME NULL,
+    fein TIME(6) NULL,
+    seit DATETIME(6) NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+TIMES_COLUMNS = [
+    SourceColumn("nr", "int32", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "mail")),
+    SourceColumn("dauer", "time"),
+    SourceColumn("fein", "time"),
+    SourceColumn("seit", "datetime", fsp=6),
+]
+
+
+def test_times_and_datetimes_are_written_as_mariadb_writes_them_on_every_path(engine):
+    """An outside probe: `cast: string` of TIME -01:00:00 gave '-1 day, 23:00:00' on the events
+    path (Python's text of a timedelta), 838:59:59 '34 days, 22:59:59', and a DATETIME(6) in a
+    concat lost its microseconds there. Left: a fraction of exactly zero in a TIME(6) or DATETIME(6)
+    column, which MariaDB writes as .000000 and a row or an event does not tell from none."""
+    with engine.begin() as conn:
+        conn.execute(text(TIMES))
+        conn.execute(
+            text(
+                "INSERT INTO zeiten (nr, dauer, fein, seit) VALUES (1, '-01:00:00', '-00:00:00.5', "
+                "'2024-01-02 03:04:05.678900'), (2, '838:59:59', '00:00:01.25', NULL), "
+                "(3, '00:00:01', '-838:59:58.5', NULL)"
+            )
+        )
+    fields = {
+        "position": {"column": "dauer", "cast": "string"},
+        "department": {"column": "fein", "cast": "string"},
+        "last_name": {"concat": ["nachname", "seit"], "separator": " "},
+    }
+    found = assert_same_on_every_path(BaseA(engine, mapping("zeiten", **fields)), TIMES_COLUMNS)
+    assert [(r.position, r.department, r.last_name) for r in found.values()] == [
+        ("-01:00:00", "-00:00:00.500000", "Lee 2024-01-02 03:04:05.678900"),
+        ("838:59:59", "00:00:01.250000", "Lee"),
+        ("00:00:01", "-838:59:58.500000", "Lee"),
+    ]

@@ -631,13 +631,26 @@ def _quoted_excerpt(text: str) -> str:
 
 
 def _concat_text(value) -> str:
+    """A value as MariaDB writes it as text (CAST ... AS CHAR, CONCAT), so both paths make one text."""
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, date | Decimal):
-        return str(value)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+    if isinstance(value, timedelta):
+        return _time_text(value)
     return str(value)
+
+
+def _time_text(value: timedelta) -> str:
+    """A TIME as MariaDB writes it: [-]HH:MM:SS, hours past 24 too (838:59:59), and the fraction when
+    there is one; Python's own text is '-1 day, 23:00:00' for -01:00:00. A fraction of exactly zero
+    (TIME(6) '00:00:01.000000') reads the same as none here."""
+    micros = value // timedelta(microseconds=1)
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    text = f"{'-' if micros < 0 else ''}{hours:02d}:{minute:02d}:{second:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def _text(value) -> str | None:
