@@ -58,7 +58,7 @@ class ApiMetrics:
         )
         self.bulk_last_write = Gauge(
             "api_bulk_last_write_timestamp_seconds",
-            "When a bulk request of this entity and sync path last wrote to Base B (Unix time)",
+            "When a bulk request of this entity and sync path last changed rows in Base B (Unix time)",
             ["entity", "path"],
             registry=registry,
             multiprocess_mode="max",  # the newest over every gunicorn worker
@@ -75,7 +75,10 @@ class ApiMetrics:
                 log.error("bulk %s of %s counted %s = %d; not recorded", operation, entity, outcome, count)
                 count = 0
             self.bulk_records.labels(entity, path, operation, outcome).inc(count)
-        self.bulk_last_write.labels(entity, path).set_to_current_time()
+        # Only a request that changed rows: one whose records were all unchanged, stale or rejected
+        # wrote nothing, and a pipeline whose every record is refused must not look fresh.
+        if result.inserted or result.updated or result.deleted:
+            self.bulk_last_write.labels(entity, path).set_to_current_time()
 
 
 def init_app(app: Flask, settings: ApiSettings) -> ApiMetrics:

@@ -122,6 +122,25 @@ def test_metrics_count_bulk_records_by_sync_path_from_a_bounded_set(client):
     assert "anything-else" not in text
 
 
+def test_the_last_write_gauge_moves_only_when_a_request_changed_rows(client):
+    """An outside probe: it moved for requests whose records were all unchanged or all rejected, so a
+    pipeline whose every record is refused looked fresh."""
+    record = {"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}
+
+    def send(*records: dict) -> float | None:
+        assert (
+            client.post("/articles/bulk", json=list(records), headers={**AUTH, "X-Sync-Path": "batch"}).status_code
+            == 200
+        )
+        text = client.get("/metrics").data.decode()
+        return sample(text, "api_bulk_last_write_timestamp_seconds", entity="articles", path="batch")
+
+    written = send(record)
+    time.sleep(0.01)
+    assert send(record) == send({**record, "source_id": 0}) == written  # unchanged; rejected
+    assert send({**record, "source_updated_at": "2024-02-01T00:00:00Z"}) > written  # updated
+
+
 def sample(text: str, name: str, **labels: str) -> float | None:
     """The value of one sample in a Prometheus text exposition (label order does not matter)."""
     for family in text_string_to_metric_families(text):
