@@ -415,7 +415,12 @@ def apply_changes() -> dict:
         api.close()
     _emit(
         metrics.events_samples(
-            report.entities, report.by_entity, report.counts["dead_lettered"], report.lag, report.event_lag_seconds()
+            report.entities,
+            report.by_entity,
+            report.counts["dead_lettered"],
+            report.lag,
+            report.event_lag_seconds(),
+            lost_to_retention=report.counts["lost_to_retention"],
         )
     )
     _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})

@@ -43,6 +43,7 @@ def events_samples(
     dead_letters: int,
     lag: int,
     event_lag_seconds: float | None,
+    lost_to_retention: int = 0,
 ) -> list[tuple[str, str, float]]:
     """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag.
 
@@ -54,6 +55,7 @@ def events_samples(
         samples += _rows(EVENTS, entity, counts_by_entity.get(entity, {}))
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
     samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
+    samples.append(("incr", "base_sync.events_lost_to_retention", lost_to_retention))  # EventsLostToRetention
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
     # Set on every drain, or an old high value would stay (EventConsumerLagHigh): a drain that
     # applied nothing found nothing to apply, so no change waits.

@@ -50,6 +50,9 @@ def test_a_quiet_drain_sends_the_series_the_alerts_read_at_zero():
         for outcome in ROW_OUTCOMES:
             assert got[f"base_sync.rows.events.{entity}.{outcome}"] == ("incr", 0)
     assert got["base_sync.dead_letters"] == ("incr", 0)
+    assert got["base_sync.events_lost_to_retention"] == ("incr", 0)
+    lost = as_dict(events_samples(ENTITIES, {}, 0, 0, None, lost_to_retention=40))
+    assert lost["base_sync.events_lost_to_retention"] == ("incr", 40)
 
 
 def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
