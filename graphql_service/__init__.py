@@ -56,6 +56,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     http_headers.init_app(app)
+    app.wsgi_app = over_http.refuse_unknown_methods(app)
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
