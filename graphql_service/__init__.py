@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import orjson
@@ -22,13 +23,17 @@ from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
 from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
-from graphql_service.rest_client import RestClient, RestError
+from graphql_service.rest_client import BoundedClient, RequestTimedOut, RestClient, RestError
 from graphql_service.settings import GraphQLSettings
 
 SCHEMA = make_executable_schema(
     [*ENTITY_SDL, load_schema_from_path(str(Path(__file__).parent / "schema"))], *BINDABLES, convert_names_case=True
 )
 time_root_fields(SCHEMA)
+
+# /ready asks the REST API once, briefly: a probe that waited for a hung API (three attempts of
+# GRAPHQL_TIMEOUT) answered 503 after 30 s, past any orchestrator's probe timeout.
+READY_PROBE_SECONDS = 3.0
 
 
 def _caller_token() -> str | None:
@@ -56,6 +61,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     http_headers.init_app(app)
+    app.wsgi_app = over_http.refuse_unknown_methods(app)
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
@@ -77,10 +83,13 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
                 {"Allow": "POST"},
             )
         token = _caller_token()
+        # One deadline for every REST call of the request: the fields run one after another, and
+        # 200 row reads of a hung API, each with its timeout and retries, held a worker for 100 minutes.
+        bounded = BoundedClient(client, time.monotonic() + settings.request_timeout_seconds)
         _, result = graphql_sync(
             SCHEMA,
             data,
-            context_value={"client": client, "token": token, "loader": RowLoader(client, token), "metrics": metrics},
+            context_value={"client": bounded, "token": token, "loader": RowLoader(bounded, token), "metrics": metrics},
             # The cache applies every rule (limits and the introspection switch included).
             query_parser=queries.parser,
             query_validator=queries.validator(data),
@@ -143,8 +152,11 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
 
     @app.get("/ready")
     def ready():
+        probe = min(READY_PROBE_SECONDS, settings.timeout)
         try:
-            client.request("GET", "/ready")
+            client.request("GET", "/ready", deadline=time.monotonic() + probe, retry=False)
+        except RequestTimedOut:
+            return jsonify({"status": "unavailable", "detail": f"the REST API did not answer within {probe:g} s"}), 503
         except RestError as exc:
             return jsonify({"status": "unavailable", "detail": exc.detail}), 503
         return jsonify({"status": "ready"})

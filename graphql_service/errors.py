@@ -8,7 +8,7 @@ import re
 from ariadne import format_error
 from graphql import GraphQLError
 
-from graphql_service.rest_client import RestError
+from graphql_service.rest_client import RequestTimedOut, RestError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,13 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
         original = original.original_error
     # A copy: `formatted` shares the error's own extensions, and the query cache reuses validation errors.
     extensions = formatted["extensions"] = dict(formatted.get("extensions") or {})
-    if isinstance(original, RestError):
+    if isinstance(original, RequestTimedOut):
+        extensions["code"] = "SERVICE_UNAVAILABLE"
+        formatted["message"] = (
+            "the request ran out of time (GRAPHQL_REQUEST_TIMEOUT_SECONDS) before this field was resolved:"
+            " the REST API is slow or not answering; ask for less or try again later"
+        )
+    elif isinstance(original, RestError):
         if original.status == 0 or original.status >= 500:
             extensions["code"] = "SERVICE_UNAVAILABLE"
             formatted["message"] = "the REST API is unavailable; try again later"

@@ -95,9 +95,96 @@ def depth_limit(max_depth: int) -> type[ASTValidationRule]:
     return DepthLimit
 
 
+# Introspection answers from the schema, with no REST call, but its answers are large (GraphiQL's
+# query: 44 KB) and the cost rule does not see it: 1,350 aliases of `__schema` in a 30 KB request
+# answered 28 MB. An operation may ask for the schema once, a few types by name, and each
+# introspection field once below its parent (aliases of one introspection field are refused):
+# then an answer is bounded by the schema's size, whatever the query.
+MAX_SCHEMA_FIELDS = 1
+MAX_TYPE_FIELDS = 10
+MAX_INTROSPECTION_SELECTIONS = 5_000  # fields walked below __schema/__type before the query is refused
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class IntrospectionLimit(ASTValidationRule):
+    """Refuses an operation that selects `__schema` more than once, `__type` more than
+    MAX_TYPE_FIELDS times, or any field below them twice under one parent (by aliases), with the
+    fragments spread where they are (as the executor merges them)."""
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_args):
+        self.walked = 0
+        try:
+            root = self._collect([node.selection_set])
+            for name, most in (("__schema", MAX_SCHEMA_FIELDS), ("__type", MAX_TYPE_FIELDS)):
+                keys = [fields[0] for fields in root.values() if fields[0].name.value == name]
+                if len(keys) > most:
+                    times = "once" if most == 1 else f"at most {most} times"
+                    self.report_error(
+                        GraphQLError(
+                            f"the operation selects {name} {len(keys)} times; an operation may select it {times}",
+                            keys[most],
+                        )
+                    )
+                    return
+            for fields in root.values():
+                if fields[0].name.value in ("__schema", "__type") and self._repeats(fields):
+                    return
+        except _TooLarge:
+            self.report_error(
+                GraphQLError(f"the introspection query selects more than {MAX_INTROSPECTION_SELECTIONS} fields", node)
+            )
+
+    def _collect(self, selection_sets) -> dict[str, list[FieldNode]]:
+        """The fields of these selection sets by response key, fragments spread (each once, as the executor does)."""
+        fields: dict[str, list[FieldNode]] = {}
+        seen: set[str] = set()
+
+        def add(selection_set) -> None:
+            for selection in selection_set.selections if selection_set is not None else ():
+                self.walked += 1
+                if self.walked > MAX_INTROSPECTION_SELECTIONS:
+                    raise _TooLarge
+                if isinstance(selection, FieldNode):
+                    key = (selection.alias or selection.name).value
+                    fields.setdefault(key, []).append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    add(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                    seen.add(selection.name.value)
+                    fragment = self.context.get_fragment(selection.name.value)
+                    if fragment is not None:
+                        add(fragment.selection_set)
+
+        for selection_set in selection_sets:
+            add(selection_set)
+        return fields
+
+    def _repeats(self, fields: list[FieldNode]) -> bool:
+        """Whether below these (merged) fields an introspection field is selected under two response
+        keys; reports the first."""
+        children = self._collect([field.selection_set for field in fields])
+        keys_by_name: dict[str, list[FieldNode]] = {}
+        for key_fields in children.values():
+            keys_by_name.setdefault(key_fields[0].name.value, []).append(key_fields[0])
+        for name, keys in keys_by_name.items():
+            if len(keys) > 1 and name != "__typename":
+                self.report_error(
+                    GraphQLError(
+                        f"introspection selects {name} {len(keys)} times under one parent (by aliases):"
+                        " select each introspection field once",
+                        keys[1],
+                    )
+                )
+                return True
+        return any(self._repeats(key_fields) for key_fields in children.values())
+
+
 def document_rules(max_depth: int, introspection: bool) -> tuple[type[ASTValidationRule], ...]:
     """The rules whose verdict depends on the query text alone: the spec's, the depth limit, introspection."""
-    rules = (*specified_rules, depth_limit(max_depth))
+    rules = (*specified_rules, depth_limit(max_depth), IntrospectionLimit)
     return rules if introspection else (*rules, IntrospectionDisabledRule)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql_service.rest_client import RestClient, RestError
+from graphql_service.rest_client import BoundedClient, RestClient, RestError
 
 
 @dataclass
 class RowLoader:
     """Caches rows (and failures) by (resource, id) for the life of one request."""
 
-    client: RestClient
+    client: RestClient | BoundedClient
     token: str | None = None
     _rows: dict[tuple[str, int], Any] = field(default_factory=dict)
 

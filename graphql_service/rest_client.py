@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 import orjson
 import urllib3
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
 from graphql_service.settings import GraphQLSettings
 
@@ -23,6 +25,73 @@ class RestError(Exception):
         self.status = status
         self.detail = detail
         self.errors = errors or []
+
+
+class RequestTimedOut(RestError):
+    """The deadline given to a call passed: before the call (it was not made) or during it."""
+
+    def __init__(self, detail: str = "the REST API did not answer before the deadline"):
+        super().__init__(504, detail)
+
+
+class _DeadlinePassed(urllib3.exceptions.MaxRetryError):
+    """Raised inside urllib3 when a retry (or its wait) would end past the deadline."""
+
+
+class _DeadlineRetry(Retry):
+    """The client's retries, none begun and no wait slept past the deadline."""
+
+    deadline: float | None = None
+
+    def new(self, **kw: Any) -> _DeadlineRetry:
+        retry = super().new(**kw)
+        retry.deadline = self.deadline
+        return retry
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise _DeadlinePassed(_pool, url, error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def sleep(self, response=None) -> None:
+        if self.deadline is not None:
+            wait = self.get_retry_after(response) if response is not None and self.respect_retry_after_header else None
+            if time.monotonic() + (wait or self.get_backoff_time()) >= self.deadline:
+                raise _DeadlinePassed(None, None, None)
+        super().sleep(response)
+
+
+class _DeadlineTimeout(Timeout):
+    """The client's timeout for each attempt, cut to the time left before the deadline (urllib3 clones
+    the timeout for every attempt, retries included)."""
+
+    def __init__(self, seconds: float, deadline: float):
+        super().__init__(connect=seconds, read=seconds)
+        self.seconds, self.deadline = seconds, deadline
+
+    def clone(self) -> Timeout:
+        left = max(min(self.seconds, self.deadline - time.monotonic()), 0.001)
+        return Timeout(connect=left, read=left)
+
+
+def _retries(deadline: float | None) -> _DeadlineRetry:
+    # Reads are retried on a failed connection or read and on 502/503/504; a write only when its
+    # connection failed (urllib3 retries that for every method: nothing was sent).
+    retry = _DeadlineRetry(total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504})
+    retry.deadline = deadline
+    return retry
+
+
+@dataclass(frozen=True)
+class BoundedClient:
+    """The client as one GraphQL request uses it: every call ends by the request's deadline, and
+    once it has passed no call is made."""
+
+    client: RestClient
+    deadline: float
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.client.request(method, path, deadline=self.deadline, **kwargs)
 
 
 @dataclass
@@ -42,9 +111,11 @@ class RestClient:
     _base_path: str = field(init=False, repr=False)  # e.g. "/api" when the REST API is mounted below the root
 
     def __post_init__(self) -> None:
-        retry = Retry(total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504})
         self.pool = urllib3.connection_from_url(
-            self.settings.rest_api_url, maxsize=self.settings.pool_size, retries=retry, timeout=self.settings.timeout
+            self.settings.rest_api_url,
+            maxsize=self.settings.pool_size,
+            retries=_retries(None),
+            timeout=self.settings.timeout,
         )
         self._base_path = urllib3.util.parse_url(self.settings.rest_api_url).path or ""
 
@@ -56,6 +127,28 @@ class RestClient:
         if self.observe is not None:
             self.observe(method, status)
 
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict, deadline: float | None, retry: bool):
+        """The call itself, its retries included: urllib3's answer, or a RestError."""
+        options: dict[str, Any] = {}
+        if deadline is not None:
+            if time.monotonic() >= deadline:
+                raise RequestTimedOut("the time limit passed before the call to the REST API")
+            options["timeout"] = _DeadlineTimeout(self.settings.timeout, deadline)
+            options["retries"] = _retries(deadline)
+        if not retry:
+            options["retries"] = False
+        with self._lock:
+            self.calls += 1
+        try:
+            return self.pool.urlopen(method, url, body=body, headers=headers, **options)
+        except (_DeadlinePassed, urllib3.exceptions.HTTPError) as exc:
+            # A single attempt (retry=False) cut short by the deadline raises urllib3's own timeout.
+            if isinstance(exc, _DeadlinePassed) or (deadline is not None and time.monotonic() >= deadline):
+                self._observe(method, "deadline")
+                raise RequestTimedOut() from exc
+            self._observe(method, "unreachable")
+            raise RestError(0, f"the REST API is unavailable: {type(exc).__name__}") from exc
+
     def request(
         self,
         method: str,
@@ -64,8 +157,12 @@ class RestClient:
         token: str | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        deadline: float | None = None,
+        retry: bool = True,
     ) -> Any:
-        """One REST call; the decoded JSON body (None for 204), or a RestError."""
+        """One REST call; the decoded JSON body (None for 204), or a RestError. With a `deadline`
+        (time.monotonic()) the call, its retries included, ends by it (RequestTimedOut), and is not
+        made once it has passed; `retry=False` makes one attempt."""
         headers = {"Accept": "application/json"}
         token = token or self.settings.service_token
         if token:
@@ -81,13 +178,7 @@ class RestClient:
                 headers["Content-Type"] = "application/json"
         except (UnicodeEncodeError, TypeError) as exc:  # a lone surrogate: no UTF-8 text can carry it
             raise RestError(400, f"a value cannot be sent to the REST API: {exc}") from None
-        with self._lock:
-            self.calls += 1
-        try:
-            response = self.pool.urlopen(method, url, body=body, headers=headers)
-        except urllib3.exceptions.HTTPError as exc:
-            self._observe(method, "unreachable")
-            raise RestError(0, f"the REST API is unavailable: {type(exc).__name__}") from exc
+        response = self._send(method, url, body, headers, deadline, retry)
         self._observe(method, str(response.status))
         if response.status == 204:
             return None

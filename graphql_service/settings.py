@@ -22,6 +22,9 @@ class GraphQLSettings(EnvSettings):
         None, repr=False, description="bearer token for mutations when the caller sends none"
     )
     timeout: float = Field(10.0, gt=0, description="seconds for one REST call")
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="seconds for one GraphQL request's REST calls: past it, none is made"
+    )
     pool_size: int = Field(20, ge=1, description="kept-alive connections to the REST API")
     max_depth: int = Field(8, ge=1, description="deepest selection a query may make")
     max_cost: int = Field(2000, ge=1, description="largest cost a query may have (list sizes count)")

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from http import HTTPStatus
 
 from gunicorn import util
 
@@ -38,7 +39,17 @@ def child_exit(server, worker) -> None:
     GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
 
 
+def _reason(status_int: int, reason: str) -> str:
+    """The status's own phrase: gunicorn passes "Bad Request" for statuses it sets without naming
+    them (501 for a transfer coding it does not support, 500 for a configuration problem)."""
+    try:
+        return HTTPStatus(status_int).phrase
+    except ValueError:
+        return reason
+
+
 def _problem_error(sock, status_int, reason, mesg) -> None:
+    reason = _reason(status_int, reason)
     body = {"type": "about:blank", "title": reason, "status": status_int, "detail": mesg or reason}
     data = json.dumps(body).encode()
     head = (

@@ -53,6 +53,16 @@ def test_gunicorn_answers_bad_requests_with_problem_documents(servers, service, 
     assert problem["status"] == status and problem["title"] and problem["detail"]
 
 
+@pytest.mark.parametrize("service", ["api", "graphql"])
+def test_a_status_gunicorn_sets_without_its_reason_carries_its_own_title(servers, service):
+    # gunicorn answers a transfer coding it does not know with 501 but passes "Bad Request" as the reason.
+    request = b"POST /graphql HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo\r\nContent-Length: 2\r\n\r\n{}"
+    answered, headers, body = _raw_answer(servers[service], request)
+    assert answered == 501
+    assert json.loads(body)["title"] == "Not Implemented"
+    assert headers["content-type"] == "application/problem+json"
+
+
 BAD_BODIES = {
     # gunicorn parses a chunked body only when the app reads it: a parse error surfaced in the view.
     "bad chunk size": (b"Transfer-Encoding: chunked", b"zz\r\n{}\r\n0\r\n\r\n", 400, "malformed"),

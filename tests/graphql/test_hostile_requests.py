@@ -86,6 +86,21 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(app):
     only_error(response)
 
 
+def test_made_up_methods_and_paths_are_refused_and_grow_no_metric(app):
+    client = app.test_client()
+    for method in ("ZZMETH1", "ZZMETH2", "PROPFIND", "PATCH"):
+        response = client.open("/graphql", method=method)
+        assert response.status_code == 405 and set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+        assert only_error(response)["extensions"]["code"] == "BAD_REQUEST"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.open("/nowhere", method="ZZMETH3").status_code == 404
+    for path in ("/zzpath1", "/zzpath2/x", "/graphql/zzpath3"):
+        assert client.get(path).status_code == 404
+    metrics = client.get("/metrics").data.decode()
+    assert 'method="PATCH"' in metrics  # a real method is still counted
+    assert "ZZMETH" not in metrics and "PROPFIND" not in metrics and "zzpath" not in metrics
+
+
 def test_an_invalid_argument_is_reported_once(gql):
     answer = gql("{ getArticles(limit: 2147483648) { id } }", status=200)
     assert len(answer["errors"]) == 1 and "Int cannot represent" in answer["errors"][0]["message"]

@@ -159,3 +159,43 @@ def test_with_introspection_off_graphiqls_query_and_every_introspection_field_ar
             assert "introspection is disabled" in refused.json["errors"][0]["message"]
             assert refused.json["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert client.post("/graphql", json={"query": "{ ping __typename }"}).json["data"]["__typename"] == "Query"
+
+
+SCHEMA_FRAGMENT = (
+    "fragment F on __Schema { types { name description kind fields { name description args { name description"
+    " type { name kind } } type { name kind } } inputFields { name description } enumValues { name description } } }"
+)
+
+
+def test_introspection_cannot_be_multiplied_by_aliases():
+    # Found from outside: 1,350 aliases of __schema, a 30 KB request, answered 28 MB in 12 s. The
+    # cost rule does not see introspection, and the depth rule skips it.
+    client = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}")).test_client()
+
+    def refusal(query: str) -> str:
+        answer = client.post("/graphql", json={"query": query})
+        assert answer.status_code == 200 and "data" not in answer.json and len(answer.data) < 2000
+        (error,) = answer.json["errors"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        return error["message"]
+
+    aliased = "{ " + " ".join(f"s{i}: __schema {{ ...F }}" for i in range(1350)) + " } " + SCHEMA_FRAGMENT
+    assert refusal(aliased) == "the operation selects __schema 1350 times; an operation may select it once"
+    via_fragment = "{ a: __schema { ...F } ...Q } fragment Q on Query { b: __schema { ...F } } " + SCHEMA_FRAGMENT
+    assert "selects __schema 2 times" in refusal(via_fragment)
+    types = "{ " + " ".join(f't{i}: __type(name: "Article") {{ name }}' for i in range(11)) + " }"
+    assert "selects __type 11 times" in refusal(types)
+    # Below __schema too: each alias of `fields` would repeat every type's fields.
+    inner = "{ __schema { types { " + " ".join(f"f{i}: fields {{ name }}" for i in range(500)) + " } } }"
+    assert "selects fields 500 times under one parent" in refusal(inner)
+    spread = "{ __schema { types { ...A ...B } } } fragment A on __Type { x: fields { name } }"
+    assert "selects fields 2 times" in refusal(spread + " fragment B on __Type { y: fields { name } }")
+    # What clients send still runs: one schema (GraphiQL's query), a few types by name, fragments that merge.
+    for query in (
+        get_introspection_query(descriptions=True, input_value_deprecation=True),
+        "{ __schema { ...F } } " + SCHEMA_FRAGMENT,
+        '{ a: __type(name: "Article") { name } e: __type(name: "Employee") { name fields { name } } }',
+        spread.replace("x: ", "") + " fragment B on __Type { fields { description } __typename }",
+    ):
+        answer = client.post("/graphql", json={"query": query})
+        assert "errors" not in answer.json, answer.json
