@@ -19,6 +19,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     Numeric,
+    String,
     Table,
     bindparam,
     cast,
@@ -34,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.types import NullType, TypeEngine
 
 from base_sync.errors import ConfigurationError
@@ -247,13 +250,10 @@ class MySQLBaseA(BaseABackend):
         # A bound datetime is text to MariaDB, and a CASE mixing it with DATETIMEs gives text.
         return cast(literal(value.strftime(_ISO_MICROS)), mysql.DATETIME(fsp=6))
 
-    # utf8mb4 byte for byte, trailing spaces included (MariaDB's name; MySQL 8 calls it utf8mb4_0900_bin).
-    # Not BINARY('0.5'): MariaDB compares a DECIMAL with it as with 1, rounded to no decimals.
-    exact_collation = "utf8mb4_nopad_bin"
-
     def exact_text(self, value: str):
-        # A column of another character set is converted to utf8mb4 first, as Python reads it.
-        return literal(value).collate(self.exact_collation)
+        # A column of another character set is converted to utf8mb4 first, as Python reads it. Not
+        # BINARY('0.5'): MariaDB compares a DECIMAL with it as with 1, rounded to no decimals.
+        return _ExactText(literal(value, String()))
 
     def real_time(self, stamp):
         # Whatever the sql_mode let in (the zero date, 2024-02-30): date arithmetic is NULL on it.
@@ -423,6 +423,29 @@ class SQLiteBaseA(BaseABackend):
         database = make_url(url).database
         if database and database != ":memory:" and not os.path.isabs(database):
             os.makedirs(os.path.dirname(database) or ".", exist_ok=True)
+
+
+class _ExactText(ColumnElement):
+    """A text constant in utf8mb4 with the server's binary NO PAD collation: byte for byte, trailing
+    spaces included. MariaDB names it utf8mb4_nopad_bin, MySQL 8 utf8mb4_0900_bin (neither knows
+    the other's), so the name is chosen when the statement is compiled for the connected server.
+    CONVERT first: a session in utf8mb3 (`?charset=utf8`) would refuse the utf8mb4 collation."""
+
+    inherit_cache = True
+    type = String()
+
+    def __init__(self, value: ColumnElement):
+        self.value = value
+
+    @property
+    def _from_objects(self) -> list:
+        return []
+
+
+@compiles(_ExactText)
+def _compile_exact_text(element: _ExactText, compiler, **kw) -> str:
+    collation = "utf8mb4_nopad_bin" if getattr(compiler.dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+    return f"CONVERT({compiler.process(element.value, **kw)} USING utf8mb4) COLLATE {collation}"
 
 
 def _sqlite_value(value):

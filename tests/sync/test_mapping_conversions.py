@@ -9,9 +9,11 @@ of a latin1 column never equals a utf8mb4 literal byte for byte. Each case here 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.dialects import mysql
 
 from api_service.schemas import SCHEMAS
+from base_sync.backends import MySQLBaseA
 from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics
 from base_sync.dirty import Quarantined
 from base_sync.mapping import SourceMapping, parse_mapping
@@ -324,6 +326,23 @@ def test_a_soft_delete_flag_compares_text_exactly_and_numbers_as_numbers_on_ever
     assert deleted_on_every_path(engine, "decimal_flag", 0) == {1, 5, 6}  # 0.00 is the number 0
     assert deleted_on_every_path(engine, "decimal_flag", "0.5") == {2}
     assert deleted_on_every_path(engine, "latin1_flag", "Ü") == {1}  # as Unicode, whatever the character set
+    # A session in utf8mb3 (`?charset=utf8`) refused the utf8mb4 collation (1253): every read failed.
+    url = engine.url.update_query_dict({"charset": "utf8"}).render_as_string(hide_password=False)
+    utf8mb3 = source_engine(url)
+    try:
+        assert deleted_on_every_path(utf8mb3, "text_flag", "J") == {1}
+        assert deleted_on_every_path(utf8mb3, "latin1_flag", "Ü") == {1}
+    finally:
+        utf8mb3.dispose()
+
+
+def test_the_exact_compare_names_each_servers_binary_no_pad_collation():
+    """MariaDB's utf8mb4_nopad_bin is unknown to MySQL 8 (1273), which calls it utf8mb4_0900_bin."""
+    flag = MySQLBaseA().exact_text("J")
+    mariadb, mysql8 = mysql.dialect(), mysql.dialect()
+    mariadb.is_mariadb = True
+    assert "COLLATE utf8mb4_nopad_bin" in str(select(flag).compile(dialect=mariadb))
+    assert "COLLATE utf8mb4_0900_bin" in str(select(flag).compile(dialect=mysql8))
 
 
 BITS = """
