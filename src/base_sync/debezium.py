@@ -122,13 +122,19 @@ class Change:
     # The version is a stamp cut to whole milliseconds (Kafka Connect's Timestamp, Debezium's
     # Timestamp, a schemaless epoch in ms): Base B may hold the same row state at its microseconds.
     coarse_version: bool = False
-    # An update's before image's version, when it is newer than `version`: Base A's stamp went back
-    # (a later commit carrying an earlier stamp), and the update replaces that version although older.
-    replaces: datetime | None = None
+    # An update's before image's version: the row state it replaced. Newer than `version` when Base
+    # A's stamp went back (a later commit carrying an earlier stamp): see `replaces`.
+    before_version: datetime | None = None
 
     @property
     def is_delete(self) -> bool:
         return self.action == "delete"
+
+    @property
+    def replaces(self) -> datetime | None:
+        """The version this update replaces although older (its record's `replaces_version`)."""
+        newer = self.before_version is not None and self.version is not None and self.before_version > self.version
+        return self.before_version if newer else None
 
 
 class Topics:
@@ -251,8 +257,9 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     change = _upsert(entity, key, op, image, row, invalid, view, commit, source_ms, coarse)
     if op == "u" and change.action == "upsert":
         replaced = _version_replaced(payload.get("before"), types.get("before", {}), topics.hints[entity], view)
-        if replaced is not None and replaced > change.version:
-            return replace(change, replaces=replaced, record={**change.record, REPLACES_VERSION: replaced})
+        change = replace(change, before_version=replaced)
+        if change.replaces is not None:
+            return replace(change, record={**change.record, REPLACES_VERSION: change.replaces})
     return change
 
 
@@ -262,8 +269,9 @@ def _version_replaced(before, types: dict[str, dict], hints: dict[str, tuple], v
     a guard's hint: an unreadable before image leaves the update as it is, never refused for it."""
     if not isinstance(before, dict) or not view.has_cursor:
         return None
+    stamps = {s.column: before.get(s.column) for s in view.spec.cursor}  # only these: the hot path
     try:
-        row, invalid = read_row(before, types, hints)
+        row, invalid = read_row(stamps, types, hints)
     except BadEvent:
         return None
     if any(stamp.column in invalid for stamp in view.spec.cursor):

@@ -46,7 +46,7 @@ from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
-from baseab_contract.bulk_format import UNIQUE_TAKEN
+from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 
 log = logging.getLogger(__name__)
 
@@ -292,13 +292,28 @@ def _follows(change: Change, earlier: Change) -> bool:
     the later one wins)."""
     if earlier.version is None or change.version is None or change.version >= earlier.version:
         return True
-    return change.replaces is not None and change.replaces == earlier.version
+    return change.before_version is not None and change.before_version == earlier.version
+
+
+def _in_place_of(change: Change, origin: datetime | None) -> Change:
+    """A key's last change in a batch, sent in place of the earlier ones: Base B holds the state the
+    first of them replaced (`origin`, its before image's version), so a change older than that
+    replaces it (an upsert's `replaces_version`), and a delete, the key's last commit, is at least
+    as new (at its own version it would lose to the row it deletes)."""
+    if origin is None or change.version is None or change.version >= origin:
+        return change
+    if change.is_delete:
+        return replace(change, version=origin)
+    if change.record is not None:
+        return replace(change, record={**change.record, REPLACES_VERSION: origin})
+    return change
 
 
 def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
     counts = report.counts
     counts["consumed"] += len(batch)
     newest: dict[tuple[str, int], tuple[Change, Message]] = {}
+    origins: dict[tuple[str, int], datetime | None] = {}  # the first change's before image version, per key
     dead: list[tuple[Message, str, str]] = []
     for message in batch:
         try:
@@ -314,14 +329,16 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
             continue
         key = (change.entity, change.id)
         held = newest.get(key)
+        if held is None:
+            origins[key] = change.before_version
         if held is None or _follows(change, held[0]):
             newest[key] = (change, message)
         counts["superseded"] += held is not None
         if change.source_ms and (report.newest_source_ms or 0) < change.source_ms:
             report.newest_source_ms = change.source_ms
     changes: dict[str, list] = {entity: [] for entity in topics.entities}
-    for (entity, _), held in newest.items():
-        changes[entity].append(held)
+    for key, (change, message) in newest.items():
+        changes[key[0]].append((_in_place_of(change, origins[key]), message))
     return Plan(batch, changes, dead)
 
 

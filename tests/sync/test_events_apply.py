@@ -162,6 +162,35 @@ def test_an_update_stamped_before_the_state_it_replaced_wins_by_commit_order(cha
     assert changes.drain().counts["stale"] == 1 and changes.rows()[1][5] == "t2-final"
 
 
+@pytest.mark.parametrize(
+    "case", ["a change after the waiter", "a holder before the waiter", "a delete after the waiter"]
+)
+def test_a_batch_collapsing_a_key_around_a_stamp_that_went_back_ends_at_its_last_commit(changes, case):
+    """Base B holds the state the batch's first change of the key replaced; the batch's last change
+    goes in place of all of them, so it replaces that state (or deletes it), even when older. The
+    review found each of these left Base B at the earlier state: where batches are cut must not matter."""
+    t1, t2, t3 = (T0 + timedelta(seconds=s) for s in (1, 2, 3))
+    held = t2 if case == "a holder before the waiter" else t3
+    changes.send("c", None, employee(1, held, position="held"))
+    changes.drain()
+    if case == "a holder before the waiter":
+        changes.send("u", employee(1, t2, position="held"), employee(1, t3, position="holder"))
+    changes.send("u", employee(1, t3, position="holder"), employee(1, t1, position="waiter"))
+    if case == "a change after the waiter":
+        changes.send(
+            "u", employee(1, t1, position="waiter"), employee(1, t1 + timedelta(milliseconds=500), position="last")
+        )
+    if case == "a delete after the waiter":
+        changes.send("d", employee(1, t1, position="waiter"), None)
+    report = changes.drain()
+    rows = changes.rows()
+    if case == "a delete after the waiter":
+        assert 1 not in rows and report.counts["deleted"] == 1, report.counts
+    else:
+        assert rows[1][5] == ("last" if case == "a change after the waiter" else "waiter"), report.counts
+        assert report.counts["updated"] == 1 and report.counts["stale"] == 0
+
+
 def test_a_key_change_deletes_the_old_row_and_creates_the_new_with_its_unique_values(changes):
     v1, v2 = T0, T0 + timedelta(seconds=5)
     changes.send("c", None, employee(1, v1))
