@@ -238,14 +238,16 @@ def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport 
 
 def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
     """How many events retention deleted between the group's committed offsets and the partitions'
-    first offsets, each partition's gap logged. Their changes never reach Base B from here."""
-    lost = 0
+    first offsets, each partition's gap logged once: the group's offset is moved to the first one
+    (in `committed` too). Their changes never reach Base B from here."""
+    lost, passed = 0, []
     for tp in committed:
         if tp.offset < 0:
             continue  # never committed: the group starts at the first offset there is
         first, _ = consumer.get_watermark_offsets(tp, timeout=10)
         if tp.offset < first:
             lost += first - tp.offset
+            passed.append(TopicPartition(tp.topic, tp.partition, first))
             log.error(
                 "%s [%d]: events at offsets %d..%d were deleted by the topic's retention before this group read "
                 'them: their changes were not applied. Run base_a_to_base_b with {"compare_keys": true} (deletes '
@@ -256,6 +258,12 @@ def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
                 tp.offset,
                 first - 1,
             )
+    if passed:
+        # Committed past the gap at once: a quiet partition would otherwise show it again every run.
+        consumer.commit(offsets=passed, asynchronous=False)
+        moved = {(p.topic, p.partition): p.offset for p in passed}
+        for tp in committed:
+            tp.offset = moved.get((tp.topic, tp.partition), tp.offset)
     return lost
 
 

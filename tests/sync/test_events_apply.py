@@ -460,19 +460,22 @@ class _RetentionPassed:
         return getattr(self._consumer, name)
 
 
-def test_events_retention_deleted_before_the_group_read_them_are_counted_and_logged(changes, caplog):
+def test_events_retention_deleted_before_the_group_read_them_are_counted_and_logged_once(changes, caplog):
     for key in (1, 2, 3):
         changes.send("c", None, employee(key, T0), partition=0)
     assert changes.drain().counts["inserted"] == 3  # the group's offset on partition 0 is now 3
     for key in (4, 5, 6, 7):
         changes.send("c", None, employee(key, T0), partition=0)
     config = {"bootstrap.servers": changes.bootstrap}
-    consumer = events.consumer_for(config, changes.settings)
-    try:
-        partitions = events.assign_committed(
-            _RetentionPassed(consumer, first=5), changes.topics.names, report := events.DrainReport()
-        )
-    finally:
-        consumer.close()
-    assert report.counts["lost_to_retention"] == 2 and partitions
+    lost = []
+    for _ in range(2):  # the second run finds the group past the gap: a quiet partition counts it once
+        consumer = events.consumer_for(config, changes.settings)
+        try:
+            report = events.DrainReport()
+            assert events.assign_committed(_RetentionPassed(consumer, first=5), changes.topics.names, report)
+            lost.append(report.counts["lost_to_retention"])
+        finally:
+            consumer.close()
+    assert lost == [2, 0]
     assert "offsets 3..4 were deleted by the topic's retention" in caplog.text and "compare_keys" in caplog.text
+    assert sorted(changes.rows()) == [1, 2, 3] and changes.drain().counts["inserted"] == 2  # offsets 5 and 6, past the gap
