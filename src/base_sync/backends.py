@@ -182,6 +182,7 @@ _MYSQL_FAMILIES = {
     "date": _DATE,
     "datetime": _DATETIME,
     "timestamp": _TIMESTAMP,
+    "time": frozenset({"time"}),  # serves no stamp or date; as text, see `mapping.render`
     # A BIT is read as its number (`mapping.render`): only what makes text of any value takes it.
     "bit": frozenset({"bits"}),
 }

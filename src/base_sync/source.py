@@ -131,7 +131,7 @@ class BaseA:
         """The view's rendering in SQL (MySQL), knowing the character set of each text column and
         which columns are BITs."""
         checked = self.check().entities[view.entity.name]
-        return Rendered(view, checked.charsets, checked.bits)
+        return Rendered(view, checked.charsets, checked.bits, checked.times)
 
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""

@@ -478,4 +478,6 @@ def test_events_retention_deleted_before_the_group_read_them_are_counted_and_log
             consumer.close()
     assert lost == [2, 0]
     assert "offsets 3..4 were deleted by the topic's retention" in caplog.text and "compare_keys" in caplog.text
-    assert sorted(changes.rows()) == [1, 2, 3] and changes.drain().counts["inserted"] == 2  # offsets 5 and 6, past the gap
+    assert (
+        sorted(changes.rows()) == [1, 2, 3] and changes.drain().counts["inserted"] == 2
+    )  # offsets 5 and 6, past the gap

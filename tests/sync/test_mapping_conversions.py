@@ -431,7 +431,8 @@ CREATE TABLE zeiten (
     mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
     dauer TIME NULL,
     fein TIME(6) NULL,
-    seit DATETIME(6) NULL
+    seit DATETIME(6) NULL,
+    milli DATETIME(3) NULL
 ) DEFAULT CHARSET = utf8mb4
 """
 TIMES_COLUMNS = [
@@ -441,31 +442,34 @@ TIMES_COLUMNS = [
     SourceColumn("dauer", "time"),
     SourceColumn("fein", "time"),
     SourceColumn("seit", "datetime", fsp=6),
+    SourceColumn("milli", "datetime", fsp=3),
 ]
 
 
 def test_times_and_datetimes_are_written_as_mariadb_writes_them_on_every_path(engine):
     """An outside probe: `cast: string` of TIME -01:00:00 gave '-1 day, 23:00:00' on the events
     path (Python's text of a timedelta), 838:59:59 '34 days, 22:59:59', and a DATETIME(6) in a
-    concat lost its microseconds there. Left: a fraction of exactly zero in a TIME(6) or DATETIME(6)
-    column, which MariaDB writes as .000000 and a row or an event does not tell from none."""
+    concat lost its microseconds there. MariaDB writes a column's precision (.123 of a DATETIME(3),
+    .000000 of a DATETIME(6)), which an event does not carry: both paths leave the fraction's
+    trailing zeros out."""
     with engine.begin() as conn:
         conn.execute(text(TIMES))
         conn.execute(
             text(
-                "INSERT INTO zeiten (nr, dauer, fein, seit) VALUES (1, '-01:00:00', '-00:00:00.5', "
-                "'2024-01-02 03:04:05.678900'), (2, '838:59:59', '00:00:01.25', NULL), "
-                "(3, '00:00:01', '-838:59:58.5', NULL)"
+                "INSERT INTO zeiten (nr, dauer, fein, seit, milli) VALUES (1, '-01:00:00', '-00:00:00.5', "
+                "'2024-01-02 03:04:05.678900', '2024-01-02 03:04:05.120'), (2, '838:59:59', '00:00:01.25', "
+                "'2024-01-02 03:04:05', '2024-01-02 03:04:00'), (3, '00:00:01', '-838:59:58', NULL, NULL)"
             )
         )
     fields = {
         "position": {"column": "dauer", "cast": "string"},
         "department": {"column": "fein", "cast": "string"},
         "last_name": {"concat": ["nachname", "seit"], "separator": " "},
+        "first_name": {"column": "milli", "cast": "string", "default": "none"},
     }
     found = assert_same_on_every_path(BaseA(engine, mapping("zeiten", **fields)), TIMES_COLUMNS)
-    assert [(r.position, r.department, r.last_name) for r in found.values()] == [
-        ("-01:00:00", "-00:00:00.500000", "Lee 2024-01-02 03:04:05.678900"),
-        ("838:59:59", "00:00:01.250000", "Lee"),
-        ("00:00:01", "-838:59:58.500000", "Lee"),
+    assert [(r.position, r.department, r.last_name, r.first_name) for r in found.values()] == [
+        ("-01:00:00", "-00:00:00.5", "Lee 2024-01-02 03:04:05.6789", "2024-01-02 03:04:05.12"),
+        ("838:59:59", "00:00:01.25", "Lee 2024-01-02 03:04:05", "2024-01-02 03:04:00"),
+        ("00:00:01", "-838:59:58", "Lee", "none"),
     ]

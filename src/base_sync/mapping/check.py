@@ -96,6 +96,8 @@ class EntityCheck:
     charsets: dict[str, str] = field(default_factory=dict)
     # The live BIT columns: `render` reads each as its number.
     bits: frozenset[str] = frozenset()
+    # The live DATETIME, TIMESTAMP and TIME columns: `render` writes their text as `apply` does.
+    times: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -158,6 +160,7 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
     result.bits = frozenset(c.name for c in columns if "bits" in backend.type_families(c.type_text))
+    result.times = frozenset(c.name for c in columns if backend.type_families(c.type_text) & TIMES)
     checker = _Checker(entity, spec.table, live, backend, result)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
@@ -177,6 +180,9 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     in_filter = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", spec.filter or ""))
     result.unmapped = [c.name for c in columns if c.name not in read and c.name not in in_filter]
     return result
+
+
+TIMES = frozenset({"datetime", "timestamp", "time"})
 
 
 @dataclass

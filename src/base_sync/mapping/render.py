@@ -22,7 +22,9 @@ from datetime import datetime
 
 from sqlalchemy import Integer, Numeric, String, and_, case, cast, func, literal, literal_column, null, or_
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from base_sync.dirty import INVALID, Quarantined, reason
 from base_sync.mapping.spec import FieldMapping
@@ -70,12 +72,20 @@ class Rendered:
     """The SQL rendering of one view, and the split of what it reads. `charsets`: the character
     set of each of the table's text columns as the catalogue shows it ('binary' for binary
     strings); a column it does not name is read as it is (utf8mb4 text, or no text). `bits`: the
-    table's BIT columns, each read as its number."""
+    table's BIT columns, each read as its number. `times`: its DATETIME, TIMESTAMP and TIME
+    columns, whose text (`cast: string`, a concat part) is written as `apply` writes it."""
 
-    def __init__(self, view: SourceView, charsets: Mapping[str, str] | None = None, bits: Iterable[str] = ()):
+    def __init__(
+        self,
+        view: SourceView,
+        charsets: Mapping[str, str] | None = None,
+        bits: Iterable[str] = (),
+        times: Iterable[str] = (),
+    ):
         self.view = view
         self.charsets = dict(charsets or {})
         self.bits = frozenset(bits)
+        self.times = frozenset(times)
         cursor = view.spec.cursor or []
         self.cursor = [s.column for s in cursor]
         self.stamp_columns = {s.column for s in view.stamps}
@@ -170,12 +180,22 @@ class Rendered:
     def _source(self, mapping: FieldMapping) -> ColumnElement:
         if mapping.column is not None:
             return self._read(mapping.column)
-        return func.concat_ws(mapping.separator, *(self._read(c) for c in mapping.concat))
+        return func.concat_ws(mapping.separator, *(self._text_of(c) for c in mapping.concat))
+
+    def _text_of(self, name: str) -> ColumnElement:
+        """A column made text: a time's with its fraction's trailing zeros left out, as `apply`
+        writes it. MariaDB writes the column's precision (DATETIME(3) '.123', DATETIME(6) '.123000'
+        and '.000000'), which an event cannot tell (Debezium's microseconds)."""
+        value = self._read(name)
+        if name not in self.times:
+            return value
+        text = cast(value, String)
+        return func.IF(func.locate(".", text) > 0, _TrimTrailing(_TrimTrailing(text, "0"), "."), text)
 
     def _before_map(self, mapping: FieldMapping) -> ColumnElement:
         value = self._source(mapping)
         if mapping.cast == "string":
-            value = cast(value, String)
+            value = cast(self._text_of(mapping.column) if mapping.column is not None else value, String)
         elif mapping.cast == "integer":
             value = cast(value, Integer)  # what is no whole number is refused (`refusal_flags`)
         if mapping.trim:
@@ -377,6 +397,20 @@ class _FieldRefusals:
     by_field: dict[str, list[dict]]
     stopped: set[str] = field(default_factory=set)  # refused before their transforms ran
     unconverted: set[str] = field(default_factory=set)  # of those, the ones whose rendered value means nothing
+
+
+class _TrimTrailing(FunctionElement):
+    """TRIM(TRAILING character FROM text), which SQLAlchemy's func.trim cannot write."""
+
+    inherit_cache = True
+    type = String()
+    name = "trim_trailing"
+
+
+@compiles(_TrimTrailing)
+def _compile_trim_trailing(element: _TrimTrailing, compiler, **kw) -> str:
+    text, character = element.clauses
+    return f"TRIM(TRAILING {compiler.process(character, **kw)} FROM {compiler.process(text, **kw)})"
 
 
 def bit_number(column) -> ColumnElement:

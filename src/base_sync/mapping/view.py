@@ -635,22 +635,26 @@ def _concat_text(value) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f" if value.microsecond else "%Y-%m-%d %H:%M:%S")
+        return value.strftime("%Y-%m-%d %H:%M:%S") + _fraction(value.microsecond)
     if isinstance(value, timedelta):
         return _time_text(value)
     return str(value)
 
 
 def _time_text(value: timedelta) -> str:
-    """A TIME as MariaDB writes it: [-]HH:MM:SS, hours past 24 too (838:59:59), and the fraction when
-    there is one; Python's own text is '-1 day, 23:00:00' for -01:00:00. A fraction of exactly zero
-    (TIME(6) '00:00:01.000000') reads the same as none here."""
+    """A TIME as MariaDB writes it: [-]HH:MM:SS, hours past 24 too (838:59:59); Python's own text is
+    '-1 day, 23:00:00' for -01:00:00."""
     micros = value // timedelta(microseconds=1)
     seconds, fraction = divmod(abs(micros), 1_000_000)
     minutes, second = divmod(seconds, 60)
     hours, minute = divmod(minutes, 60)
-    text = f"{'-' if micros < 0 else ''}{hours:02d}:{minute:02d}:{second:02d}"
-    return f"{text}.{fraction:06d}" if fraction else text
+    return f"{'-' if micros < 0 else ''}{hours:02d}:{minute:02d}:{second:02d}{_fraction(fraction)}"
+
+
+def _fraction(micros: int) -> str:
+    """A time's fraction without trailing zeros ('.5', '.123'; none for zero), as the batch path
+    writes a column of any precision (`Rendered._text_of`): an event holds microseconds only."""
+    return f".{micros:06d}".rstrip("0").rstrip(".")
 
 
 def _text(value) -> str | None:
