@@ -311,6 +311,8 @@ def _key(key, where: str) -> int:
     the base64 of its bytes, which the message key check reads so too)."""
     if isinstance(key, str):
         try:
+            if key.isascii() and key.isdigit():  # "1234" is base64 too (of 14118392): not a key's text
+                raise ValueError(key)
             key = _decimal(key, 0, precise=True)
         except (ValueError, TypeError, binascii.Error):
             raise BadEvent(f"`{where}` must be an integer key, got {_excerpt(key)}") from None
