@@ -64,7 +64,7 @@ class DrainReport:
     seconds: float = 0.0
     lag: int = 0  # events left on the topics when the run ended
     newest_source_ms: int | None = None  # commit time in Base A of the newest applied change
-    entities: tuple[str, ...] = ()  # the entities the run read the topics of
+    entities: tuple[str, ...] = ()  # the entities whose topic the run read (one that is missing: not)
 
     def to_json(self) -> dict:
         return {
@@ -124,9 +124,11 @@ def drain(
     """
     started = time.monotonic()
     topics = topics or Topics.from_settings(settings)
-    report = DrainReport(entities=topics.entities)
+    report = DrainReport()
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
     partitions = assign_committed(consumer, topics.names, report)
+    # A missing topic's entity gets no last success: EventSyncStale then says so.
+    report.entities = tuple(dict.fromkeys(topics.entity_of(p.topic) for p in partitions))
     waits, positions = UniqueWaits(), {}
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:

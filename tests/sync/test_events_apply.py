@@ -481,3 +481,19 @@ def test_events_retention_deleted_before_the_group_read_them_are_counted_and_log
     assert (
         sorted(changes.rows()) == [1, 2, 3] and changes.drain().counts["inserted"] == 2
     )  # offsets 5 and 6, past the gap
+
+
+def test_an_entity_whose_topic_is_missing_gets_no_last_success(changes):
+    """EventSyncStale reads each entity's last success: a topic missing (renamed, never created)
+    must leave its entity stale, not fresh from runs that could not read it (review)."""
+    topics = Topics(f"missing{uuid.uuid4().hex[:8]}", changes.settings.source_database)
+    ensure_topics({"bootstrap.servers": changes.bootstrap}, [topics.topic("employees")])
+    config = {"bootstrap.servers": changes.bootstrap}
+    consumer, producer = events.consumer_for(config, changes.settings), events.producer_for(config)
+    api = changes.base_b.api()
+    try:
+        report = events.drain(consumer, producer, api, changes.settings, topics)
+    finally:
+        consumer.close()
+        api.close()
+    assert report.entities == ("employees",)
