@@ -96,7 +96,11 @@ class ZoneRule:
         """The stretches low..high (stretch 0 before the first boundary, stretch i from boundary i-1),
         halved by a CASE until one is left; a NULL takes the ELSE side down to a NULL."""
         if low == high:
-            return _shifted(wall, backend, self.first if low == 0 else self.offsets[low - 1])
+            offset = self.first if low == 0 else self.offsets[low - 1]
+            # Only the last stretch reaches datetime's end: the others end at a boundary (years ahead at most).
+            return (
+                _shifted(wall, backend, offset) if low == len(self.boundaries) else backend.shift_seconds(wall, -offset)
+            )
         middle = (low + high + 1) // 2
         later = self._bisect(wall, backend, middle, high)
         return case((wall >= self.boundaries[middle - 1], later), else_=self._bisect(wall, backend, low, middle - 1))
