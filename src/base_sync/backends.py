@@ -122,6 +122,11 @@ class BaseABackend:
         """The columns of those of `tables` that exist, in table order: one catalogue read, no DDL."""
         raise NotImplementedError
 
+    def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        """Per table, the columns that alone are its PRIMARY KEY or a UNIQUE index: a key that names
+        one row. A table missing from the answer: not known (no warning)."""
+        return {}
+
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
         there may still exist)."""
@@ -308,6 +313,22 @@ class MySQLBaseA(BaseABackend):
             found.setdefault(table_name, []).append(LiveColumn(name, type_text.upper(), nullable == "YES", charset))
         return {t: found[t] for t in tables if t in found}
 
+    def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        if not tables:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT table_name, MAX(column_name) FROM information_schema.statistics "
+                "WHERE table_schema = DATABASE() AND table_name IN :tables AND non_unique = 0 "
+                "GROUP BY table_name, index_name HAVING COUNT(*) = 1"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": list(tables)},
+        )
+        found: dict[str, set[str]] = {}
+        for table_name, column in rows:
+            found.setdefault(table_name, set()).add(column)
+        return {t: frozenset(found.get(t, ())) for t in tables}
+
 
 class SQLiteBaseA(BaseABackend):
     name = "sqlite"
@@ -402,6 +423,19 @@ class SQLiteBaseA(BaseABackend):
             rows = conn.exec_driver_sql(f'PRAGMA table_info("{name}")').all()
             if rows:  # PRAGMA table_info: (cid, name, type, notnull, default, pk)
                 found[name] = [LiveColumn(row[1], (row[2] or "").upper(), not row[3] and not row[5]) for row in rows]
+        return found
+
+    def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        found = {}
+        for name in tables:
+            # PRAGMA table_info's pk: the position in the primary key (an INTEGER PRIMARY KEY has no index).
+            primary = [row[1] for row in conn.exec_driver_sql(f'PRAGMA table_info("{name}")') if row[5]]
+            columns = set(primary) if len(primary) == 1 else set()
+            for _, index, unique, _, partial in conn.exec_driver_sql(f'PRAGMA index_list("{name}")'):
+                indexed = [row[2] for row in conn.exec_driver_sql(f'PRAGMA index_info("{index}")')]
+                if unique and not partial and len(indexed) == 1:
+                    columns.add(indexed[0])
+            found[name] = frozenset(columns)
         return found
 
     def type_families(self, type_text: str) -> frozenset[str]:

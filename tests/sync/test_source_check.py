@@ -290,7 +290,40 @@ def test_the_platforms_own_base_a_on_sqlite_passes(tmp_path):
     create_schema(engine)
     checked = BaseA(engine, SourceMapping()).check()
     assert checked.problems == [] and all(not c.unmapped for c in checked.entities.values())
+    assert all(not c.warnings for c in checked.entities.values())  # an INTEGER PRIMARY KEY names one row
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("statement", "warned"),
+    [
+        ("ALTER TABLE mitarbeiter DROP PRIMARY KEY, MODIFY pers_nr INT UNSIGNED NOT NULL", True),
+        (
+            "ALTER TABLE mitarbeiter DROP PRIMARY KEY, MODIFY pers_nr INT UNSIGNED NOT NULL, "
+            "ADD PRIMARY KEY (pers_nr, mail)",
+            True,
+        ),
+        ("ALTER TABLE mitarbeiter DROP PRIMARY KEY, MODIFY pers_nr INT UNSIGNED NOT NULL, ADD UNIQUE (pers_nr)", False),
+        ("SELECT 1", False),  # the PRIMARY KEY
+    ],
+)
+def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping, statement, warned):
+    """An outside probe: a key on part of a composite primary key, or on a table without one, passed
+    the check; the first run wrote an arbitrary winner, then verification failed naming the key."""
+    with root.begin() as conn:
+        conn.execute(text(statement))
+    checked = check_source(root, mapping, backend_named("mysql"))
+    warnings = [str(w) for w in checked.entities["employees"].warnings]
+    assert checked.problems == []
+    assert [w for w in warnings if "PRIMARY KEY or UNIQUE index" in w] == (
+        [
+            "employees: mitarbeiter.pers_nr: expected a key naming one row (the PRIMARY KEY, or a UNIQUE index on it "
+            "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key "
+            "would sync as one, and verification stops at the first such key"
+        ]
+        if warned
+        else []
+    )
 
 
 # Drift between two runs, through the sync steps

@@ -44,6 +44,12 @@ UNREADABLE = "or none this account may read (it needs SELECT on it)"
 # rejection (Base B keys both by source_id). The sync runs on: it logs and counts them (`load.report_unkeyed`).
 NOT_NULL_KEY = "a key column that holds no NULL (NOT NULL, or the PRIMARY KEY)"
 NULLABLE_KEY = "a nullable column: a row whose key is NULL is not synced, only logged and counted (unkeyed)"
+# Rows sharing a key would sync as one (an arbitrary winner), and verification stops at the first such key.
+UNIQUE_KEY = "a key naming one row (the PRIMARY KEY, or a UNIQUE index on it alone)"
+NOT_UNIQUE_KEY = (
+    "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key would sync "
+    "as one, and verification stops at the first such key"
+)
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 EXPECTED = {
     "integer": "an integer type",
@@ -125,7 +131,11 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
     tables = list(dict.fromkeys(mapping.table_of(e) for e in names))
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
-        checked = {e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e))) for e in names}
+        unique = backend.unique_columns(conn, [t for t in tables if t in live])
+        checked = {
+            e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e)), unique.get(mapping.table_of(e)))
+            for e in names
+        }
         for entity, result in checked.items():
             _check_filter(conn, mapping.spec.entities[entity], result)
     return SchemaCheck(checked)
@@ -148,7 +158,7 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
         )
 
 
-def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
+def _check_entity(entity: str, mapping, backend, columns, unique: frozenset[str] | None = None) -> EntityCheck:
     spec = mapping.spec.entities[entity]
     result = EntityCheck(entity, spec.table)
     if columns is None:
@@ -166,6 +176,8 @@ def _check_entity(entity: str, mapping, backend, columns) -> EntityCheck:
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
     if spec.key in live and live[spec.key].nullable:
         result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY))
+    if spec.key in live and unique is not None and spec.key not in unique:
+        result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY))
     for stamp in spec.cursor or []:
         checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)")
     if spec.created:
