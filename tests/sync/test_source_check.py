@@ -487,3 +487,18 @@ def test_sqlite_read_commands_open_the_file_read_only(tmp_path):
     refused = _base_a("count", "employees", url=url)
     assert refused.returncode != 0
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+@pytest.mark.parametrize(("deleted_when", "refused"), [("J", True), ("0", False), ("0.00", False), (True, False)])
+def test_a_soft_delete_value_a_number_column_cannot_hold_is_refused(root, tmp_path, deleted_when, refused):
+    """MariaDB reads 'J' as the number 0 (every active row would be deleted), the events path as no
+    number (none): the paths would disagree on every row (probe)."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MAPPING.replace("deleted_when: 0", f"deleted_when: {deleted_when!r}".replace("'", '"')))
+    checked = check_source(root, SourceMapping.from_file(path), backend_named("mysql"))
+    problems = [str(p) for p in checked.entities["employees"].problems]
+    expected = (
+        "employees: mitarbeiter.aktiv: expected a deleted_when that is a number (the column is a number type), "
+        "found deleted_when 'J' on TINYINT(1), which holds numbers"
+    )
+    assert problems == ([expected] if refused else [])

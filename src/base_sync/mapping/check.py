@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.errors import TerminalError
-from base_sync.mapping.spec import FieldMapping, StampColumn
+from base_sync.mapping.spec import FieldMapping, StampColumn, _text_key
 from base_sync.mapping.view import row_filter
 from baseab_contract.entities import ENTITIES, Field, Kind
 
@@ -185,6 +186,7 @@ def _check_entity(entity: str, mapping, backend, columns, unique: frozenset[str]
     if spec.soft_delete:
         rule = spec.soft_delete
         checker.use("(soft delete)", [rule.column], f"deleted when {rule.deleted_when}", "the row's deletion", None, "")
+        checker.deleted_when(rule)
     declared = {f.name: f for f in ENTITIES[entity].fields}
     for name, field_mapping in spec.fields.items():
         checker.field(name, field_mapping, declared[name])
@@ -218,6 +220,20 @@ class _Checker:
             if family and family not in self.backend.type_families(column.type_text):
                 self._problem(name, expected, column.type_text)
         self.result.uses.append(Use(target, tuple(columns), tuple(types), transforms, becomes))
+
+    def deleted_when(self, rule) -> None:
+        """A number column's flag equals only a number: MariaDB reads 'J' as 0 (every 0 a deletion),
+        Python as no number (none), so the two paths would disagree on every row."""
+        column = self.live.get(rule.column)
+        if column is None or rule.deleted_when in ("null", "not_null"):
+            return
+        if not {"numeric", "bits"} & self.backend.type_families(column.type_text):
+            return
+        try:
+            Decimal(_text_key(rule.deleted_when))
+        except InvalidOperation:
+            found = f"deleted_when {rule.deleted_when!r} on {column.type_text}, which holds numbers"
+            self._problem(rule.column, "a deleted_when that is a number (the column is a number type)", found)
 
     def stamp(self, target: str, stamp: StampColumn, default_zone: str, becomes: str) -> None:
         if stamp.type == "timestamp":
