@@ -103,6 +103,15 @@ def test_metrics_count_requests_by_route_template_and_bulk_outcomes(client):
         )
 
 
+def test_probes_are_not_counted_as_traffic(client):
+    """An outside probe: /ready, which orchestrators call every few seconds, counted in the request
+    rate and the latency percentiles."""
+    for path in ("/ready", "/health"):
+        client.get(path)
+    metrics = client.get("/metrics").data.decode()
+    assert 'url_rule="/ready"' not in metrics and 'url_rule="/health"' not in metrics
+
+
 def test_metrics_count_bulk_records_by_sync_path_from_a_bounded_set(client):
     def send(source_id: int, path: str) -> None:
         record = {"source_id": source_id, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}

@@ -81,6 +81,7 @@ def test_explorer_health_ready_and_metrics(app, gql):
     assert 'graphql_errors_total{code="NOT_FOUND"}' in metrics
     assert 'graphql_rest_calls_total{method="GET",status="404"}' in metrics
     assert 'url_rule="/graphql"' in metrics
+    assert 'url_rule="/ready"' not in metrics and 'url_rule="/health"' not in metrics  # probes are no traffic
 
 
 def test_answers_are_never_sniffed_and_an_empty_options_answer_has_no_type(app):
