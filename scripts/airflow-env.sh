@@ -41,6 +41,6 @@ _api_bind=${API_BIND:-127.0.0.1:5000}
 _api_token=${API_TOKENS:-$(_secret api-token)}
 export AIRFLOW_CONN_BASE_B_API=${AIRFLOW_CONN_BASE_B_API:-"{\"conn_type\": \"http\", \"host\": \"${_api_bind%:*}\", \"port\": ${_api_bind##*:}, \"password\": \"${_api_token%%,*}\"}"}
 # The broker the events DAG drains; the wake-up consumer must not auto-commit (the provider refuses to start).
-_kafka=${KAFKA_BOOTSTRAP:-127.0.0.1:9092}
+_kafka=${KAFKA_BOOTSTRAP:-${KAFKA_LISTEN:-127.0.0.1:9092}}  # as make up: its own broker listens on KAFKA_LISTEN
 export AIRFLOW_CONN_BASE_A_KAFKA=${AIRFLOW_CONN_BASE_A_KAFKA:-"{\"conn_type\": \"kafka\", \"extra\": {\"bootstrap.servers\": \"$_kafka\", \"group.id\": \"base_a_events.wake\", \"enable.auto.commit\": \"false\", \"auto.offset.reset\": \"earliest\", \"session.timeout.ms\": \"6000\", \"heartbeat.interval.ms\": \"1000\", \"reconnect.backoff.ms\": \"1000\", \"reconnect.backoff.max.ms\": \"30000\"}}"}
 unset _root _api_bind _api_token _kafka

@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             raise DeadLetterError("name the letters to replay (PARTITION:OFFSET ...) or pass --all with filters")
         letters = dead_letters.read(config, args.dlq_topic, selection)
         if args.command == "list":
-            _print(letters, args.format)
+            try:
+                _print(letters, args.format)
+                sys.stdout.flush()  # here, not at exit, where a closed pipe would print a traceback
+            except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         missing = selection.positions - {letter.position for letter in letters}
         if missing:

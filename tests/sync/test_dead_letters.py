@@ -159,6 +159,18 @@ def test_a_letter_whose_topic_is_gone_is_not_replayed(changes):
     assert "no-such-topic" not in producer.list_topics(timeout=10).topics
 
 
+def test_a_list_whose_reader_has_gone_ends_quietly(changes):
+    """`base-sync-dlq list | head` printed a BrokenPipeError traceback (outside probe)."""
+    changes.raw(b"{not json", key=1, partition=0)
+    assert changes.drain().counts["dead_lettered"] == 1
+    env = {**os.environ, "EVENTS_DLQ_TOPIC": changes.settings.dlq_topic}
+    command = [venv_bin("base-sync-dlq"), "--bootstrap", changes.bootstrap, "list"]
+    listing = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listing.stdout.close()  # the reader is gone before the first line (it connects to the broker first)
+    _, errors = listing.communicate(timeout=60)
+    assert listing.returncode == 0 and b"Traceback" not in errors and b"BrokenPipe" not in errors, errors
+
+
 def test_a_broker_that_is_down_is_one_line_naming_why(tmp_path):
     """librdkafka logged each failed connection attempt: some 200 lines before the command's own."""
     env = {**os.environ, "EVENTS_DLQ_TOPIC": "dlq"}

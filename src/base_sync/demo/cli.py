@@ -8,7 +8,7 @@ base-a churn employees --updates 5 --publish 127.0.0.1:9092 --every 30   ... aga
 base-a count employees            rows in Base A (the live rows of the entity's mapped table)
 base-a summary http://127.0.0.1:5000   rows in Base A beside the synced rows in Base B
 base-a check [employees ...]      the mapping (BASE_A_MAPPING_FILE) against the live tables; exit 1 on problems
-base-a install-delete-log [employees ...]   opt in: a delete log and AFTER DELETE triggers on the mapped tables
+base-a install-delete-log [employees ...]   opt in: delete_log, delete and key-change triggers on the mapped tables
 
 `init`, `seed` and `churn` write (the demo's own Base A); `install-delete-log` is the only command
 that runs DDL on a Base A the platform did not create, and only when called. `count`, `summary` and
@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     checking = commands.add_parser("check", help="the mapping against the live tables (read-only)")
     checking.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
     installing = commands.add_parser(
-        "install-delete-log", help="opt in: create delete_log and an AFTER DELETE trigger on each mapped table"
+        "install-delete-log",
+        help="opt in: create delete_log, and on each mapped table an AFTER DELETE trigger and one logging a key change",
     )
     installing.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
     for command in (counting, summary, checking, installing):
