@@ -21,9 +21,11 @@ from sqlalchemy import (
     Date,
     MetaData,
     Numeric,
+    String,
     Table,
     and_,
     case,
+    cast,
     false,
     func,
     literal,
@@ -126,11 +128,18 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds
         with begin_write(conn):
             counts = _merge(conn, entity, target, batch, bounds)
     except IntegrityError as exc:
-        # Another writer took a unique value between our check and our merge, or rows of this
-        # batch pass a value along: merge record by record so only real conflicts are rejected.
-        log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, exc.orig)
-        with begin_write(conn):
-            counts = _merge_one_by_one(conn, entity, target, batch, bounds)
+        # Rows of this batch pass values along (two rows swapping emails, a chain): the index checks
+        # each row as it is written, so free the values the batch moves first, then merge at once.
+        log.info("bulk merge of %s hit a unique conflict, merging again with the moved values freed first", entity.name)
+        try:
+            with begin_write(conn):
+                counts = _merge(conn, entity, target, batch, bounds, passing_on=True)
+        except IntegrityError:
+            # Another writer took a unique value between our check and our merge: record by record,
+            # so only real conflicts are rejected.
+            log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, exc.orig)
+            with begin_write(conn):
+                counts = _merge_one_by_one(conn, entity, target, batch, bounds)
     return BulkResult(
         received=batch.received,
         rejected=len(batch.rejected),
@@ -139,13 +148,17 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds
     )
 
 
-def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds) -> dict[str, int]:
+def _merge(
+    conn: Connection, entity: Entity, target: Table, batch: Batch, bounds: VersionBounds, passing_on: bool = False
+) -> dict[str, int]:
     backend_of(conn).tune_merge(conn)
-    if _copy_if_all_new(conn, entity, target, batch):
+    if not passing_on and _copy_if_all_new(conn, entity, target, batch):
         return {"inserted": len(batch.records), "updated": 0, "unchanged": 0, "stale": batch.superseded}
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
     _reject_unique_collisions(conn, entity, target, stage, batch, bounds)
+    if passing_on:
+        _free_moved_values(conn, entity, target, stage, bounds)
     return _classify_and_write(
         conn,
         entity,
@@ -156,6 +169,31 @@ def _merge(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds
         superseded=batch.superseded,
         replacing=_replacing(batch),
     )
+
+
+def _free_moved_values(conn: Connection, entity: Entity, target: Table, stage: Table, bounds: VersionBounds) -> None:
+    """Give every live row whose record this merge writes with another unique value a placeholder
+    (unique: it holds the row's id) until the merge, in this transaction, writes the new one: a
+    value the batch passes from row to row is then free when its new holder is written. The rows
+    are locked first in source_id order, the merge's own, so two such merges never deadlock."""
+    keys = select(stage.c.source_id)
+    conn.execute(
+        backend_of(conn).for_update(
+            select(target.c.id).where(target.c.source_id.in_(keys)).order_by(target.c.source_id), target
+        )
+    ).all()
+    own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at")
+    written = (
+        select(stage.c.source_id)
+        .select_from(stage.join(own, own_on))
+        .where(~_stale(stage.c.source_updated_at, own, bounds, stage.c.replaces_version))
+    )
+    for unique in entity.unique_fields:
+        moved = written.where(stage.c.source_id == target.c.source_id, stage.c[unique.name] != target.c[unique.name])
+        placeholder = literal("~passed on~", String) + cast(target.c.id, String)  # ||: SQLite 3.40 has no concat()
+        conn.execute(
+            update(target).where(target.c.deleted_at.is_(None), moved.exists()).values({unique.name: placeholder})
+        )
 
 
 def _replacing(batch: Batch) -> bool:
