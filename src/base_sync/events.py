@@ -145,7 +145,7 @@ def drain(
             in_flight = (sender.submit(send, plan, api, guard, waits), plan)
         if in_flight:
             _settle(*in_flight, consumer, producer, settings, report, waits, positions)
-    _release_waits(waits, consumer, producer, settings, report, positions)
+    _release_waits(waits, consumer, producer, api, settings, report, positions)
     report.lag = remaining(consumer, partitions)
     report.seconds = time.monotonic() - started
     _warn_held(report)
@@ -199,11 +199,21 @@ def _settle(
 
 
 def _release_waits(
-    waits: UniqueWaits, consumer, producer, settings: EventSettings, report: DrainReport, positions: dict
+    waits: UniqueWaits, consumer, producer, api: BaseBApi, settings: EventSettings, report: DrainReport, positions: dict
 ) -> None:
-    """At the end of a run: the upserts still refused for a unique value are dead letters (no delete
-    or update in this run freed it), then every partition's offset is committed."""
-    left = waits.release()
+    """At the end of a run: an entity's upserts still refused for a unique value are sent once more
+    together (two rows swapping emails in two batches each waited for the other: in one request
+    the API passes the values round), then those refused again are dead letters (no delete or
+    update in this run freed it), then every partition's offset is committed."""
+    rejected = []
+    for entity in waits.entities():
+        waiting = waits.waiting(entity)
+        if len(waiting) > 1:
+            counts = Counter()
+            rejected += _resend_waiting(entity, waiting, api, counts, waits)
+            report.counts.update(counts)
+            report.by_entity.setdefault(entity, Counter()).update(counts)
+    left = rejected + waits.release()
     if not left:
         return  # the last batch's commit held no floor
     dead_letter(producer, settings.dlq_topic, left)
@@ -385,6 +395,9 @@ class UniqueWaits:
                 at = (message.topic(), message.partition())
                 low[at] = min(low.get(at, message.offset()), message.offset())
         return low
+
+    def entities(self) -> list[str]:
+        return [entity for entity, held in self._held.items() if held]
 
     def release(self) -> list[tuple[Message, str, str]]:
         """Every waiting upsert as a dead letter, and none left waiting."""

@@ -345,6 +345,22 @@ def test_an_upsert_whose_unique_value_stays_taken_is_dead_lettered_once_at_the_e
     assert changes.drain().counts["consumed"] == 0, "the run committed past it once it was a dead letter"
 
 
+def test_a_swap_of_emails_whose_updates_fall_into_two_batches_is_applied_at_the_end_of_the_run(changes):
+    """Each update waited for the other to give its email up, and both were dead letters at the end
+    of the run (a soak probe): sent together once more, the API passes the values round."""
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.send("c", None, employee(2, T0), partition=0)
+    changes.drain()
+    changes.settings = changes.settings.model_copy(update={"batch_size": 1})
+    later = T0 + timedelta(seconds=1)
+    changes.send("u", employee(1, T0), employee(1, later, email="e2@example.com"), partition=1)
+    changes.send("u", employee(2, T0), employee(2, later, email="e1@example.com"), partition=1)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 0 and report.counts["updated"] == 2, report.to_json()
+    rows = changes.rows()
+    assert (rows[1][3], rows[2][3]) == ("e2@example.com", "e1@example.com")
+
+
 class _FailsOnDelete(BaseBApi):
     def bulk_delete(self, entity, records):
         if records:
