@@ -182,18 +182,25 @@ def _free_moved_values(conn: Connection, entity: Entity, target: Table, stage: T
             select(target.c.id).where(target.c.source_id.in_(keys)).order_by(target.c.source_id), target
         )
     ).all()
-    own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at")
-    written = (
-        select(stage.c.source_id)
-        .select_from(stage.join(own, own_on))
-        .where(~_stale(stage.c.source_updated_at, own, bounds, stage.c.replaces_version))
-    )
-    for unique in entity.unique_fields:
-        moved = written.where(stage.c.source_id == target.c.source_id, stage.c[unique.name] != target.c[unique.name])
-        placeholder = literal("~passed on~", String) + cast(target.c.id, String)  # ||: SQLite 3.40 has no concat()
-        conn.execute(
-            update(target).where(target.c.deleted_at.is_(None), moved.exists()).values({unique.name: placeholder})
+    names = [unique.name for unique in entity.unique_fields]
+    own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at", *names)
+    written = ~_stale(stage.c.source_updated_at, own, bounds, stage.c.replaces_version)
+    for name in names:
+        # The keys first, one probe per staged record: correlated into the UPDATE, the probe ran per row of the table.
+        moved = (
+            conn.execute(
+                select(stage.c.source_id)
+                .select_from(stage.join(own, own_on))
+                .where(written, own.c.deleted_at.is_(None), stage.c[name] != own.c[name])
+            )
+            .scalars()
+            .all()
         )
+        placeholder = literal("~passed on~", String) + cast(target.c.id, String)  # ||: SQLite 3.40 has no concat()
+        for start in range(0, len(moved), 1000):
+            conn.execute(
+                update(target).where(target.c.source_id.in_(moved[start : start + 1000])).values({name: placeholder})
+            )
 
 
 def _replacing(batch: Batch) -> bool:
