@@ -44,7 +44,7 @@ from api_service.models import UTCDateTime
 from api_service.schemas import BulkDeletePlan, BulkResult, SyncVersion
 from api_service.versions import VersionBounds
 from baseab_contract.bulk_format import UNIQUE_TAKEN
-from baseab_contract.entities import Entity
+from baseab_contract.entities import Entity, Kind
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,21 @@ def upsert(conn: Connection, entity: Entity, target: Table, batch: Batch, bounds
     try:
         with begin_write(conn):
             counts = _merge(conn, entity, target, batch, bounds)
-    except IntegrityError as exc:
-        # Rows of this batch pass values along (two rows swapping emails, a chain): the index checks
-        # each row as it is written, so free the values the batch moves first, then merge at once.
-        log.info("bulk merge of %s hit a unique conflict, merging again with the moved values freed first", entity.name)
-        try:
-            with begin_write(conn):
-                counts = _merge(conn, entity, target, batch, bounds, passing_on=True)
-        except IntegrityError:
-            # Another writer took a unique value between our check and our merge: record by record,
-            # so only real conflicts are rejected.
-            log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, exc.orig)
+    except IntegrityError as first:
+        counts, conflict = None, first.orig
+        if _passes_on(entity):
+            # Rows of this batch pass values along (two rows swapping emails, a chain): the index
+            # checks each row as it is written, so free the values the batch moves first, then merge.
+            log.info("bulk merge of %s hit a unique conflict, merging again with the moved values freed", entity.name)
+            try:
+                with begin_write(conn):
+                    counts = _merge(conn, entity, target, batch, bounds, passing_on=True)
+            except (IntegrityError, _NotPassedOn) as again:
+                conflict = getattr(again, "orig", again)
+        if counts is None:
+            # Another writer took a unique value between our check and our merge, or a moved value's
+            # record was not written: record by record, so only real conflicts are rejected.
+            log.warning("bulk merge of %s hit a unique conflict, merging one by one: %s", entity.name, conflict)
             with begin_write(conn):
                 counts = _merge_one_by_one(conn, entity, target, batch, bounds)
     return BulkResult(
@@ -157,9 +161,8 @@ def _merge(
     stage = stage_table(target, "upsert")
     _fill_stage(conn, stage, [record for _, record in batch.records])
     _reject_unique_collisions(conn, entity, target, stage, batch, bounds)
-    if passing_on:
-        _free_moved_values(conn, entity, target, stage, bounds)
-    return _classify_and_write(
+    moved = _free_moved_values(conn, entity, target, stage, bounds) if passing_on else {}
+    counts = _classify_and_write(
         conn,
         entity,
         target,
@@ -169,13 +172,40 @@ def _merge(
         superseded=batch.superseded,
         replacing=_replacing(batch),
     )
+    _check_passed_on(conn, target, moved)
+    return counts
 
 
-def _free_moved_values(conn: Connection, entity: Entity, target: Table, stage: Table, bounds: VersionBounds) -> None:
+_PLACEHOLDER = "~passed on~"  # and the row's id: unique, and 30 characters at most
+_TEXTS = (Kind.STRING, Kind.TEXT, Kind.EMAIL)
+
+
+class _NotPassedOn(Exception):
+    """A row kept its placeholder: the merge did not write its record after all (a write in between)."""
+
+
+def _passes_on(entity: Entity) -> bool:
+    """Whether every unique field can hold a placeholder (text of 30 characters or more)."""
+    return all(f.kind in _TEXTS and (f.max_length or 255) >= 30 for f in entity.unique_fields)
+
+
+def _check_passed_on(conn: Connection, target: Table, moved: dict[str, list[int]]) -> None:
+    for name, keys in moved.items():
+        for start in range(0, len(keys), 1000):
+            held = target.c.source_id.in_(keys[start : start + 1000]) & target.c[name].startswith(_PLACEHOLDER)
+            if conn.execute(select(target.c.source_id).where(held).limit(1)).first() is not None:
+                raise _NotPassedOn(f"a row kept its placeholder for {name}: its record was not written")
+
+
+def _free_moved_values(
+    conn: Connection, entity: Entity, target: Table, stage: Table, bounds: VersionBounds
+) -> dict[str, list[int]]:
     """Give every live row whose record this merge writes with another unique value a placeholder
     (unique: it holds the row's id) until the merge, in this transaction, writes the new one: a
     value the batch passes from row to row is then free when its new holder is written. The rows
-    are locked first in source_id order, the merge's own, so two such merges never deadlock."""
+    held are locked first, in source_id order; a row that keeps its placeholder after the merge (a
+    write in between made its record stale) rolls the whole request back (`_check_passed_on`).
+    {unique field: the keys given a placeholder}."""
     keys = select(stage.c.source_id)
     conn.execute(
         backend_of(conn).for_update(
@@ -185,6 +215,7 @@ def _free_moved_values(conn: Connection, entity: Entity, target: Table, stage: T
     names = [unique.name for unique in entity.unique_fields]
     own, own_on = _own_row(conn, target, stage, "source_updated_at", "deleted_at", *names)
     written = ~_stale(stage.c.source_updated_at, own, bounds, stage.c.replaces_version)
+    found = {}
     for name in names:
         # The keys first, one probe per staged record: correlated into the UPDATE, the probe ran per row of the table.
         moved = (
@@ -196,11 +227,13 @@ def _free_moved_values(conn: Connection, entity: Entity, target: Table, stage: T
             .scalars()
             .all()
         )
-        placeholder = literal("~passed on~", String) + cast(target.c.id, String)  # ||: SQLite 3.40 has no concat()
+        placeholder = literal(_PLACEHOLDER, String) + cast(target.c.id, String)  # ||: SQLite 3.40 has no concat()
         for start in range(0, len(moved), 1000):
             conn.execute(
                 update(target).where(target.c.source_id.in_(moved[start : start + 1000])).values({name: placeholder})
             )
+        found[name] = moved
+    return found
 
 
 def _replacing(batch: Batch) -> bool:

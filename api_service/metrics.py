@@ -40,7 +40,7 @@ class ApiMetrics:
             registry=registry,
             group_by="url_rule",  # the route template, never the raw path with ids in it
             defaults_prefix="api",
-            excluded_paths=["/metrics", "/health", "/ready"],  # probes are no traffic
+            excluded_paths=["/metrics$", "/health$", "/ready$"],  # probes are no traffic (regexes: anchored)
             default_labels={"service": "api"},
         )
         if settings.prometheus_multiproc_dir:

@@ -23,7 +23,7 @@ class GraphQLMetrics:
             registry=registry,
             group_by="url_rule",
             defaults_prefix="graphql",
-            excluded_paths=["/metrics", "/health", "/ready"],  # probes are no traffic
+            excluded_paths=["/metrics$", "/health$", "/ready$"],  # probes are no traffic (regexes: anchored)
             default_labels={"service": "graphql"},
         )
         if settings.prometheus_multiproc_dir:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType, TypeEngine
 
 from base_sync.errors import ConfigurationError
@@ -468,6 +469,7 @@ class _ExactText(ColumnElement):
 
     inherit_cache = True
     type = String()
+    _traverse_internals = [("value", InternalTraversal.dp_clauseelement)]  # a cache key: compiled once
 
     def __init__(self, value: ColumnElement):
         self.value = value

@@ -205,8 +205,10 @@ def _release_waits(
     together (two rows swapping emails in two batches each waited for the other: in one request
     the API passes the values round), then those refused again are dead letters (no delete or
     update in this run freed it), then every partition's offset is committed."""
-    rejected = []
-    for entity in waits.entities():
+    waited, rejected = waits.entities(), []
+    if not waited:
+        return  # the last batch's commit held no floor
+    for entity in waited:
         waiting = waits.waiting(entity)
         if len(waiting) > 1:
             counts = Counter()
@@ -214,10 +216,10 @@ def _release_waits(
             report.counts.update(counts)
             report.by_entity.setdefault(entity, Counter()).update(counts)
     left = rejected + waits.release()
-    if not left:
-        return  # the last batch's commit held no floor
-    dead_letter(producer, settings.dlq_topic, left)
-    report.counts["dead_lettered"] += len(left)
+    if left:
+        dead_letter(producer, settings.dlq_topic, left)
+        report.counts["dead_lettered"] += len(left)
+    # Past the waiting messages, sent or dead letters now: the batches' commits stopped at them.
     consumer.commit(offsets=_commit_points(positions, {}), asynchronous=False)
 
 

@@ -359,6 +359,7 @@ def test_a_swap_of_emails_whose_updates_fall_into_two_batches_is_applied_at_the_
     assert report.counts["dead_lettered"] == 0 and report.counts["updated"] == 2, report.to_json()
     rows = changes.rows()
     assert (rows[1][3], rows[2][3]) == ("e2@example.com", "e1@example.com")
+    assert changes.drain().counts["consumed"] == 0, "the run committed past the waiting updates once sent"
 
 
 class _FailsOnDelete(BaseBApi):

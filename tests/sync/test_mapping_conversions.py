@@ -473,3 +473,10 @@ def test_times_and_datetimes_are_written_as_mariadb_writes_them_on_every_path(en
         ("838:59:59", "00:00:01.25", "Lee 2024-01-02 03:04:05", "2024-01-02 03:04:00"),
         ("00:00:01", "-838:59:58", "Lee", "none"),
     ]
+    # A value map compares the same text: a DATETIME(6)'s .678900 is .6789 to both paths.
+    fields = {"position": {"column": "seit", "map": {"2024-01-02 03:04:05.6789": "early"}, "unmapped": "reject"}}
+    found = assert_same_on_every_path(BaseA(engine, mapping("zeiten", **fields)), TIMES_COLUMNS)
+    assert found[1].position == "early" and found[3].position is None
+    assert found[2] == refused(
+        ("position", "position: the value '2024-01-02 03:04:05' is not in the mapping's value map")
+    )

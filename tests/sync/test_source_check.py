@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
@@ -489,16 +490,19 @@ def test_sqlite_read_commands_open_the_file_read_only(tmp_path):
     assert not (tmp_path / "missing.sqlite").exists()
 
 
-@pytest.mark.parametrize(("deleted_when", "refused"), [("J", True), ("0", False), ("0.00", False), (True, False)])
+@pytest.mark.parametrize(
+    ("deleted_when", "refused"),
+    [("J", True), ("NaN", True), ("1_000", True), ("\uff11", True), ("0", False), ("0.00", False), (True, False)],
+)
 def test_a_soft_delete_value_a_number_column_cannot_hold_is_refused(root, tmp_path, deleted_when, refused):
     """MariaDB reads 'J' as the number 0 (every active row would be deleted), the events path as no
     number (none): the paths would disagree on every row (probe)."""
     path = tmp_path / "mapping.yaml"
-    path.write_text(MAPPING.replace("deleted_when: 0", f"deleted_when: {deleted_when!r}".replace("'", '"')))
+    path.write_text(MAPPING.replace("deleted_when: 0", f"deleted_when: {orjson.dumps(deleted_when).decode()}"))
     checked = check_source(root, SourceMapping.from_file(path), backend_named("mysql"))
     problems = [str(p) for p in checked.entities["employees"].problems]
     expected = (
         "employees: mitarbeiter.aktiv: expected a deleted_when that is a number (the column is a number type), "
-        "found deleted_when 'J' on TINYINT(1), which holds numbers"
+        f"found deleted_when {deleted_when!r} on TINYINT(1), which holds numbers"
     )
     assert problems == ([expected] if refused else [])

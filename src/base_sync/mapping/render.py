@@ -192,6 +192,11 @@ class Rendered:
         text = cast(value, String)
         return func.IF(func.locate(".", text) > 0, _TrimTrailing(_TrimTrailing(text, "0"), "."), text)
 
+    def _map_key(self, mapping: FieldMapping, value: ColumnElement) -> ColumnElement:
+        """What a value map compares: a time column's text as `apply` writes it (its own precision's
+        zeros left out), which trim and case leave alone there, as they leave a time alone in Python."""
+        return self._text_of(mapping.column) if mapping.column in self.times and mapping.cast is None else value
+
     def _before_map(self, mapping: FieldMapping) -> ColumnElement:
         value = self._source(mapping)
         if mapping.cast == "string":
@@ -212,7 +217,8 @@ class Rendered:
             # Compared byte for byte (exactly, case-sensitive), the value evaluated once.
             whens = {k: _value(v) for k, v in mapping.map.items()}
             otherwise = null() if mapping.unmapped == "null" else value
-            value = case(whens, value=func.binary(value), else_=otherwise) if whens else otherwise
+            key = func.binary(self._map_key(mapping, value))
+            value = case(whens, value=key, else_=otherwise) if whens else otherwise
         if mapping.default is not None:
             value = func.coalesce(value, literal(mapping.default))
         return value
@@ -273,8 +279,9 @@ class Rendered:
                 items.append(func.IF(bad, _item(NOT_WHOLE, name, func.left(source, EXCERPT_CHARACTERS + 1)), null()))
             if mapping.map is not None and mapping.unmapped == "reject":
                 value = self._before_map(mapping)
-                listed = func.binary(value).in_([literal(k) for k in mapping.map]) if mapping.map else literal(False)
-                items.append(func.IF(value.isnot(None) & ~listed, _item(UNMAPPED, name, value), null()))
+                text = self._map_key(mapping, value)
+                listed = func.binary(text).in_([literal(k) for k in mapping.map]) if mapping.map else literal(False)
+                items.append(func.IF(value.isnot(None) & ~listed, _item(UNMAPPED, name, text), null()))
             declared = self.view.declared[name]
             if declared.kind == Kind.DATE and _made_of_text(mapping) and mapping.zero_date == "reject":
                 value = self._after_default(mapping)
