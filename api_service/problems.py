@@ -46,31 +46,6 @@ def problem_response(status: int, detail: str, errors: list | None = None, heade
     return response
 
 
-# RFC 9110's methods and PATCH: the request metrics label only these.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-
-
-def refuse_unknown_methods(app: Flask):
-    """Answer any other method (FOO, PROPFIND, QUERY) before Flask sees it, as Flask would: 405
-    naming the route's methods, or 404. Through Flask, each made-up method became a new label
-    value of the request metrics, without bound."""
-    wsgi_app = app.wsgi_app
-
-    def answer(environ, start_response):
-        method = environ.get("REQUEST_METHOD", "")
-        if method in KNOWN_METHODS:
-            return wsgi_app(environ, start_response)
-        allowed = sorted(app.url_map.bind_to_environ(environ).allowed_methods())
-        if not allowed:
-            response = problem_response(404, "The requested URL was not found on the server.")
-        else:
-            detail = f"{method[:40]!r} is not a method of this resource: use {', '.join(allowed)}"
-            response = problem_response(405, detail, headers={"Allow": ", ".join(allowed)})
-        return response(environ, start_response)
-
-    return answer
-
-
 def _from_problem(problem: Problem) -> Response:
     return problem_response(problem.status, problem.detail, problem.errors, problem.headers)
 

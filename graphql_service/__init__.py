@@ -25,6 +25,7 @@ from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
 from graphql_service.rest_client import BoundedClient, RequestTimedOut, RestClient, RestError
 from graphql_service.settings import GraphQLSettings
+from http_methods import refuse_unknown_methods
 
 SCHEMA = make_executable_schema(
     [*ENTITY_SDL, load_schema_from_path(str(Path(__file__).parent / "schema"))], *BINDABLES, convert_names_case=True
@@ -61,7 +62,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     http_headers.init_app(app)
-    app.wsgi_app = over_http.refuse_unknown_methods(app)
+    app.wsgi_app = refuse_unknown_methods(app, over_http.method_refusal)
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client

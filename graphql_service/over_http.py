@@ -5,7 +5,7 @@ and status the answer takes."""
 from __future__ import annotations
 
 import orjson
-from flask import Flask, Response, jsonify, request
+from flask import Response, jsonify, request
 
 import http_body
 from graphql_service import exact_json
@@ -85,29 +85,7 @@ def request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple
     return jsonify({"errors": [{"message": message, "extensions": {"code": code}}]}), status
 
 
-# RFC 9110's methods and PATCH: the only values the request metrics' `method` label takes.
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-
-
-def refuse_unknown_methods(app: Flask):
-    """Answer any other method (ZZMETH1, PROPFIND, QUERY) before Flask sees it, as Flask would: 405
-    naming the route's methods, or 404. Through Flask, each made-up method became a new `method`
-    value of the request metrics (18 series each), without bound; the REST API does the same."""
-    wsgi_app = app.wsgi_app
-
-    def answer(environ, start_response):
-        method = environ.get("REQUEST_METHOD", "")
-        if method in KNOWN_METHODS:
-            return wsgi_app(environ, start_response)
-        allowed = sorted(app.url_map.bind_to_environ(environ).allowed_methods())
-        if allowed:
-            message, status = f"{method[:40]!r} is not a method of this resource: use {', '.join(allowed)}", 405
-        else:
-            message, status = "The requested URL was not found on the server.", 404
-        body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
-        response = Response(body, status=status, mimetype=JSON, headers={"X-Content-Type-Options": "nosniff"})
-        if allowed:
-            response.headers["Allow"] = ", ".join(allowed)
-        return response(environ, start_response)
-
-    return answer
+def method_refusal(status: int, message: str) -> Response:
+    """A method this service does not answer (`http_methods`), as a GraphQL error document."""
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
+    return Response(body, status=status, mimetype=JSON, headers={"X-Content-Type-Options": "nosniff"})
