@@ -5,7 +5,7 @@ and status the answer takes."""
 from __future__ import annotations
 
 import orjson
-from flask import Response, jsonify, request
+from flask import Response, request
 
 import http_body
 from graphql_service import exact_json
@@ -82,7 +82,10 @@ def status(result: dict, media_type: str) -> int:
 
 
 def request_error(message: str, status: int, code: str = "BAD_REQUEST") -> tuple[Response, int]:
-    return jsonify({"errors": [{"message": message, "extensions": {"code": code}}]}), status
+    """A request the service refuses before GraphQL runs, in the media type the client asked for
+    (a client that accepts only application/graphql-response+json must be able to read it)."""
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+    return Response(body, mimetype=response_type()), status
 
 
 def method_refusal(status: int, message: str) -> Response:

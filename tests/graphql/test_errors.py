@@ -134,9 +134,10 @@ def test_statuses_follow_graphql_over_http_for_each_media_type(app):
     ],
 )
 def test_a_request_that_is_not_well_formed_is_400_for_any_media_type(app, body, says):
-    for accept in (None, GRAPHQL_RESPONSE):
+    for accept, media_type in ((None, "application/json"), (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE)):
         answer = _ask(app, body, accept)
         assert answer.status_code == 400 and says in answer.json["errors"][0]["message"], answer.json
+        assert answer.mimetype == media_type  # a client that accepts only the new type can read it
 
 
 @pytest.mark.parametrize(
