@@ -47,6 +47,10 @@ def _settings():
 
 
 def _body() -> bytes:
+    # JSON between systems is UTF-8 (RFC 8259): a body declared in another charset would be read wrongly.
+    charset = request.mimetype_params.get("charset", "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8"):
+        raise Problem(415, f"send the body as UTF-8: charset {charset[:40]!r} is not supported")
     try:
         return http_body.read("API_MAX_CONTENT_LENGTH")
     except http_body.BodyRefused as refused:

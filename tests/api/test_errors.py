@@ -95,6 +95,18 @@ def test_wrong_content_type_is_415(client):
     assert_problem(client.post("/articles/bulk", data="x", headers={**AUTH, "Content-Type": "text/csv"}), 415)
 
 
+@pytest.mark.parametrize("path", ["/articles", "/articles/bulk"])
+def test_a_body_declared_in_another_charset_is_415_not_read_as_utf8(client, path):
+    """JSON between systems is UTF-8 (RFC 8259): 'café' in Latin-1 was read as UTF-8 (bad JSON,
+    a 400) and a body that happened to be valid UTF-8 was stored as if the charset were not there."""
+    body = '{"title": "café"}'
+    headers = {**AUTH, "Content-Type": "application/json; charset=ISO-8859-1"}
+    detail = assert_problem(client.post(path, data=body.encode("latin-1"), headers=headers), 415)["detail"]
+    assert "UTF-8" in detail and "iso-8859-1" in detail
+    utf8 = {**AUTH, "Content-Type": "application/json; charset=UTF-8"}
+    assert client.post("/articles", data=body.encode(), headers=utf8).status_code == 201
+
+
 def test_unknown_route_is_404_problem(client):
     assert_problem(client.get("/nothing-here"), 404)
 
