@@ -283,10 +283,13 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                             "items": {
                                 "type": "object",
                                 "required": ["source_id", "record", "reasons"],
+                                "additionalProperties": False,  # as QuarantineItem reads an item
                                 "properties": {
                                     # Any BIGINT: a key Base B cannot hold is one reason a row is refused.
                                     "source_id": {"type": "integer", "minimum": MIN_BIGINT, "maximum": MAX_BIGINT},
-                                    "source_updated_at": {"type": ["string", "null"], "format": "date-time"},
+                                    "source_updated_at": {
+                                        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
+                                    },
                                     "record": {"type": "object"},
                                     "reasons": {"type": "array", "minItems": 1, "items": _REASON},
                                 },

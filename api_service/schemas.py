@@ -83,6 +83,14 @@ def _timestamp(value: object, handler: ValidatorFunctionWrapHandler) -> datetime
         raise ValueError("timestamp out of range") from exc
 
 
+def _json_integer(value: object) -> object:
+    """An integer as JSON Schema means one: 5 and 5.0 (a Decimal here), not `true` and not "5"."""
+    finite = isinstance(value, float) or (isinstance(value, Decimal) and value.is_finite())  # NaN < 1 raises
+    if finite and MIN_BIGINT <= value <= MAX_BIGINT and value == int(value):
+        return int(value)  # bounded first: int() of 1E+999999999 would build a billion digits
+    return value
+
+
 def _decimal_text(value: object) -> object:
     """Decimal text must read as a JSON number: Python would also take "1_000", " 12", ".5", "+1"
     and digits of any script, none of which a JSON client means as a number."""
@@ -99,6 +107,7 @@ _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 _DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
 UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]
+JsonInteger = Annotated[int, pydantic.Strict(), BeforeValidator(_json_integer)]
 IsoDate = Annotated[date, BeforeValidator(_date_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
 # In a JSON record the key must be a JSON integer: not `true`, not "7".
@@ -141,9 +150,24 @@ def _decimal_schema(field: Field) -> dict[str, Any]:
     else:
         number["minimum"] = int(field.minimum) if field.minimum == int(field.minimum) else float(field.minimum)
     return {
-        "anyOf": [number, {"type": "string", "pattern": DECIMAL_TEXT}],
+        "anyOf": [number, {"type": "string", "pattern": _decimal_text_pattern(field)}],
         "description": f"at most {field.precision} digits, {field.scale} after the point",
     }
+
+
+def _decimal_text_pattern(field: Field) -> str:
+    """The decimal texts without an exponent that the field takes, exactly: at most precision-scale
+    digits before the point once leading zeros are left out, at most scale after it once trailing
+    zeros are, a sign only where negatives are allowed (a negative zero is no negative). A client
+    that writes what this admits is never refused; the exponent form ("1.5E+3") is also read."""
+    before, after = field.precision - field.scale, field.scale
+    whole = f"0*[0-9]{{1,{before}}}" if before else "0+"
+    fraction = rf"(\.[0-9]{{1,{after}}}0*)?" if after else r"(\.0+)?"
+    if field.minimum is None:
+        return f"^-?{whole}{fraction}$"
+    if field.minimum != 0:
+        raise ValueError(f"{field.name}: a decimal pattern is written for a minimum of 0 or none")
+    return rf"^({whole}{fraction}|-0+(\.0+)?)$"
 
 
 def _plain_zero(value: Decimal) -> Decimal:
@@ -372,7 +396,7 @@ class QuarantineItem(BaseModel):
 
     model_config = _STRICT
     # Any BIGINT: a key outside Base B's 1..2^63-1 is one of the reasons a source row is refused.
-    source_id: int = pydantic.Field(ge=MIN_BIGINT, le=MAX_BIGINT)
+    source_id: JsonInteger = pydantic.Field(ge=MIN_BIGINT, le=MAX_BIGINT)
     source_updated_at: UtcDateTime | None = pydantic.Field(None, description="its version, when it has a usable one")
     record: dict[str, Any] = pydantic.Field(description="the source row as read")
     reasons: list[Reason] = pydantic.Field(min_length=1, description="{field, message} for each problem")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -212,3 +213,32 @@ def test_digits_past_the_microsecond_round_in_both_passes(sent, read):
     fast, slow = both({**VALID, "source_updated_at": sent})
     assert slow.source_updated_at.isoformat() == read
     assert fast is not None and fast.source_updated_at == slow.source_updated_at
+
+
+def _salary_text_pattern() -> str:
+    """The pattern the OpenAPI document gives a salary written as text."""
+    branches = [EMPLOYEES.bulk_record.model_json_schema()["properties"]["salary"]]
+    while branches:
+        branch = branches.pop()
+        if "pattern" in branch:
+            return branch["pattern"]
+        branches.extend(branch.get("anyOf", []))
+    raise AssertionError("the salary has no text pattern")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_every_decimal_text_the_document_admits_is_accepted_by_both_passes(data):
+    """A client that writes what the document admits is never refused: its pattern admitted
+    negatives, a third decimal place and any number of digits, all of which the API refuses."""
+    salary = data.draw(st.from_regex(_salary_text_pattern(), fullmatch=True))
+    fast, slow = both({**VALID, "salary": salary})
+    assert slow is not None and (fast is None or fast.salary == slow.salary), salary  # None: pydantic decides
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(salary=st.from_regex(r"^-?[0-9]{1,14}(\.[0-9]{1,4})?$", fullmatch=True))
+def test_a_plain_decimal_text_the_document_refuses_is_refused(salary):
+    """And the other way: plain digits the API takes are what the document admits."""
+    _, slow = both({**VALID, "salary": salary})
+    assert (slow is not None) == bool(re.match(_salary_text_pattern(), salary)), salary
