@@ -51,15 +51,21 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
 
 # statsd-exporter makes a series at its first sample (Airflow sends e.g. a failed run's counter only
 # when a run fails), so increase() on it alone misses the first rise. increase() on a StatsD-fed
-# series must be paired with its "new in the window" twin: `x unless x offset <window>`.
-STATSD_INCREASE = re.compile(r"increase\(((?:airflow|base_sync)_\w+(?:\{[^}]*\})?)\[(\w+)\]\)")
+# series must be paired with its "new in the window" twin: `x unless x offset <window>`, guarded by
+# `up offset <window> == 1`: a Prometheus that has scraped for less than the window sees every
+# series as new and would count each counter's whole value.
+STATSD_INCREASE = re.compile(r"increase\(((?:airflow|base_sync)_\w+(?:\{[^}]*\})?)\[(\$?\w+)\]\)")
 
 
 def new_series_uncounted(expr: str) -> list[str]:
     return [
         f"increase({selector}[{window}])"
         for selector, window in STATSD_INCREASE.findall(expr)
-        if not re.search(re.escape(selector) + r"\s+unless\s+" + re.escape(selector) + r" offset " + window, expr)
+        if not re.search(
+            rf"{re.escape(selector)}\s+unless\s+{re.escape(selector)}\s+offset\s+{re.escape(window)}[\s)]*"
+            rf"and on \(job, instance\) \(up offset {re.escape(window)} == 1\)",
+            expr,
+        )
     ]
 
 
