@@ -86,9 +86,15 @@ def eventually(check: Callable[[], object], timeout: float, what: str, every: fl
     """The first truthy result of check(), or a failure naming what never happened."""
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
-        if result:
-            return result
+        try:
+            result = check()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # One slow answer of a busy stack (Airflow's api-server on a loaded machine took over 30 s
+            # once) is no answer yet: the poll goes on until its own deadline.
+            result = exc
+        else:
+            if result:
+                return result
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not after {timeout:.0f} s (last: {result!r})")
         time.sleep(every)
