@@ -414,15 +414,16 @@ class Relayed:
     bootstrap: str
     keys: Iterator[int]
 
-    def both_paths(self, fields: dict, rows: list[dict], cursor: str = "geaendert", sql_mode: str = "") -> tuple:
+    def both_paths(self, fields: dict, rows: list[dict], cursor=("geaendert",), sql_mode: str = "", **more) -> tuple:
         """Each row inserted under `sql_mode`, then read by the batch extract and from its event:
         ({key: outcome}, {key: outcome}), an outcome a record as the API reads it or the refusal
-        (version, reasons)."""
+        (version, reasons). `more`: more of the entity's mapping (`created`)."""
         spec = {
             "table": "breit",
             "key": "nr",
-            "cursor": [{"column": cursor}],
+            "cursor": [{"column": c} for c in cursor],
             "fields": {**WIDE_BASICS, **fields},
+            **more,
         }
         mapping = SourceMapping(parse_mapping({"source": {"time_zone": "UTC"}, "entities": {"employees": spec}}), "t")
         keyed = [{"nr": next(self.keys), "geaendert": "2024-05-01 00:00:00", **row} for row in rows]
@@ -499,7 +500,62 @@ def test_a_real_1970_01_01_is_the_epoch_on_both_paths_not_the_zero_date(relayed)
         (record,) = batch.values()
         assert (record["hired_at"], record["position"]) == ("1970-01-01", "1970-01-01 00:00:00")
     # A DATETIME cursor at the epoch is a version (a DATETIME's first valid value is 1000-01-01).
-    batch, events = relayed.both_paths({}, [{"zeit0": "1970-01-01 00:00:00"}], cursor="zeit0")
+    batch, events = relayed.both_paths({}, [{"zeit0": "1970-01-01 00:00:00"}], cursor=["zeit0"])
     assert events == batch
     (record,) = batch.values()
     assert record["source_updated_at"] == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_text_made_of_a_date_that_is_no_date_is_its_text_on_both_paths(relayed):
+    """`zero_date` is a date field's rule: a text field (`cast: string`, a concat) takes such a value's
+    text as MariaDB gives it. The events path refused the row by `zero_date: reject` (the default of
+    every field), the batch path wrote the text."""
+    fields = {
+        "position": {"column": "zeit0", "cast": "string"},
+        "department": {"concat": ["name", "zeit6"]},
+    }
+    rows = [
+        {"zeit0": "0000-00-00 00:00:00", "zeit6": "0000-00-00 00:00:00"},
+        {"zeit0": "2024-02-30 10:00:00", "zeit6": "2024-02-30 10:00:00.5"},
+        {"zeit0": "2024-00-10 08:00:00", "zeit6": "2024-04-00 10:00:00.25"},
+    ]
+    batch, events = relayed.both_paths(fields, rows, sql_mode="ALLOW_INVALID_DATES")
+    assert events == batch
+    assert [(r["position"], r["department"]) for r in batch.values()] == [
+        ("0000-00-00 00:00:00", "n 0000-00-00 00:00:00"),
+        ("2024-02-30 10:00:00", "n 2024-02-30 10:00:00.5"),
+        ("2024-00-10 08:00:00", "n 2024-04-00 10:00:00.25"),
+    ]
+
+
+def test_a_cursor_that_is_no_date_is_one_reason_whatever_else_reads_it(relayed):
+    """The cursor's reason is the row's one: a text or date field reading the same column adds none
+    on the batch path, and added a second one on the events path."""
+    zero = [{"geaendert": "0000-00-00 00:00:00"}]
+    for fields in ({"email": {"column": "geaendert", "cast": "string"}}, {"hired_at": {"column": "geaendert"}}):
+        batch, events = relayed.both_paths(fields, zero)
+        assert events == batch
+        ((version, reasons),) = batch.values()
+        assert version is None
+        assert reasons == [
+            {
+                "field": "geaendert",
+                "message": "geaendert is the zero timestamp 0000-00-00 00:00:00: the row has no usable version",
+            }
+        ]
+
+
+def test_a_later_cursor_column_that_is_no_date_is_named_once_as_a_stamp_where_it_is_read_as_a_date(relayed):
+    """The version comes from the first cursor column; a later one holding no real date matters only
+    where a date field or the creation stamp reads it, and then as a stamp (the version unharmed)."""
+    cursor = ["geaendert", "zeit6"]
+    rows = [{"zeit6": "0000-00-00 00:00:00"}, {"zeit6": "2024-02-30 10:00:00.5"}]
+    for more in ({"fields": {"hired_at": {"column": "zeit6"}}}, {"created": {"column": "zeit6"}}):
+        fields = more.pop("fields", {})
+        batch, events = relayed.both_paths(fields, rows, cursor, "ALLOW_INVALID_DATES", **more)
+        assert events == batch
+        assert [reasons for _, reasons in batch.values()] == [
+            [{"field": "zeit6", "message": "zeit6 is the zero timestamp 0000-00-00 00:00:00"}],
+            [{"field": "zeit6", "message": "zeit6 is not a valid timestamp: 2024-02-30 10:00:00.500000"}],
+        ]
+        assert {version for version, _ in batch.values()} == {"2024-05-01T00:00:00.000000Z"}
