@@ -44,6 +44,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.float_text import float32
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
 
@@ -80,6 +81,8 @@ DECIMAL = "org.apache.kafka.connect.data.Decimal"
 CONNECT_DATE = "org.apache.kafka.connect.data.Date"
 CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 CONNECT_TIME = "org.apache.kafka.connect.data.Time"
+# A FLOAT column's schema type: as the relay writes it, and as Kafka Connect's JsonConverter does.
+FLOAT32_TYPES = ("float32", "float")
 ENUM = "io.debezium.data.Enum"
 # A BIT wider than one bit (BIT(1) is a boolean): its bytes little-endian, base64 in the JSON.
 BITS = "io.debezium.data.Bits"
@@ -639,6 +642,8 @@ def _kind(semantic: str | None, hint: tuple | None) -> str | None:
 def _plain_typed(value, schema: dict):
     if schema.get("type") == "bytes" and isinstance(value, str):
         return base64.b64decode(value, validate=True)  # binary.handling.mode=bytes
+    if schema.get("type") in FLOAT32_TYPES and isinstance(value, int | float) and not isinstance(value, bool):
+        return float32(value)  # a FLOAT: its text has FLOAT's digits (mapping.float_text)
     return value
 
 

@@ -559,3 +559,25 @@ def test_a_later_cursor_column_that_is_no_date_is_named_once_as_a_stamp_where_it
             [{"field": "zeit6", "message": "zeit6 is not a valid timestamp: 2024-02-30 10:00:00.500000"}],
         ]
         assert {version for version, _ in batch.values()} == {"2024-05-01T00:00:00.000000Z"}
+
+
+def test_a_float_or_double_made_text_is_mariadbs_text_on_both_paths(relayed):
+    """`cast: string`, a concat and a value map's key write a FLOAT or DOUBLE as MariaDB does; the
+    events path wrote Python's text ('100.0', '1e-05', '1e+16') and FLOAT's 4 bytes read as a
+    double ('1.100000023841858' of 1.1)."""
+    fields = {
+        "position": {"column": "zahl_d", "cast": "string"},
+        "department": {"concat": ["zahl_f", "zahl_d"]},
+        "last_name": {"column": "zahl_f", "map": {"1.1": "one point one", "16777200": "big"}, "unmapped": "null"},
+    }
+    pairs = [(1.1, 100.0), (16777217.0, 1e15), (1e-5, 1e-5), (0.1, 1e16), (-2.5, 0.1 + 0.2), (123456.7, 1e-16)]
+    batch, events = relayed.both_paths(fields, [{"zahl_f": f, "zahl_d": d} for f, d in pairs])
+    assert events == batch
+    assert [(r["position"], r["department"], r["last_name"]) for r in batch.values()] == [
+        ("100", "1.1 100", "one point one"),
+        ("1e15", "16777200 1e15", "big"),
+        ("0.00001", "0.00001 0.00001", None),
+        ("1e16", "0.1 1e16", None),
+        ("0.30000000000000004", "-2.5 0.30000000000000004", None),
+        ("1e-16", "123457 1e-16", None),
+    ]

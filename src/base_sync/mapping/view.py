@@ -50,6 +50,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from base_sync.dirty import FIRST_VERSION, Quarantined, iso_date, reason
+from base_sync.mapping.float_text import mariadb_text
 from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
@@ -678,6 +679,8 @@ def _concat_text(value) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") + _fraction(value.microsecond)
     if isinstance(value, timedelta):
         return _time_text(value)
+    if isinstance(value, float):
+        return mariadb_text(value)  # Python's own is '100.0', '1e-05', '1e+16'
     return str(value)
 
 
