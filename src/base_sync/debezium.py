@@ -44,6 +44,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.float_text import float32
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
 
@@ -52,6 +53,10 @@ SOURCE_DATABASE = "base_a"
 UPSERT_OPS = frozenset("cur")  # create, update, read (snapshot)
 SNAPSHOT_OP = "r"
 DELETE_OP = "d"
+# `source.version` of our relay's events (EnvelopeWriter). It writes a date that is no date as its
+# text ('0000-00-00', '2024-02-30'), so a date or DATETIME of 0 from it is the epoch itself; Debezium
+# writes a zero date of a NOT NULL column as 0, the epoch's value (`_epoch_is_zero_date`).
+RELAY_VERSION = "base-sync-relay"
 # The payload field by which our relay marks a change it could not read whole (a partial row image,
 # no column names): its value is the reason, and the change is never applied (a BadEvent with it).
 INCOMPLETE = "incomplete"
@@ -76,6 +81,8 @@ DECIMAL = "org.apache.kafka.connect.data.Decimal"
 CONNECT_DATE = "org.apache.kafka.connect.data.Date"
 CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 CONNECT_TIME = "org.apache.kafka.connect.data.Time"
+# A FLOAT column's schema type: as the relay writes it, and as Kafka Connect's JsonConverter does.
+FLOAT32_TYPES = ("float32", "float")
 ENUM = "io.debezium.data.Enum"
 # A BIT wider than one bit (BIT(1) is a boolean): its bytes little-endian, base64 in the JSON.
 BITS = "io.debezium.data.Bits"
@@ -238,8 +245,9 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     if not isinstance(image, dict):
         raise BadEvent(f"op {op!r} needs an object in `{image_name}`")
     source_ms = _commit_ms(payload.get("source"))
+    zero_dates_as_text = _writes_zero_dates_as_text(payload.get("source"))
     view = topics.view(entity)
-    row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity])
+    row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity], zero_dates_as_text)
     _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
     row[view.spec.key] = key  # a precise-mode Decimal would reach the mapping, which takes only an int key
@@ -256,14 +264,17 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     _check_full_image(image, types.get(image_name, {}), view)
     change = _upsert(entity, key, op, image, row, invalid, view, commit, source_ms, coarse)
     if op == "u" and change.action == "upsert":
-        replaced = _version_replaced(payload.get("before"), types.get("before", {}), topics.hints[entity], view)
+        before = payload.get("before")
+        replaced = _version_replaced(before, types.get("before", {}), topics.hints[entity], view, zero_dates_as_text)
         change = replace(change, before_version=replaced)
         if change.replaces is not None:
             return replace(change, record={**change.record, REPLACES_VERSION: change.replaces})
     return change
 
 
-def _version_replaced(before, types: dict[str, dict], hints: dict[str, tuple], view: SourceView) -> datetime | None:
+def _version_replaced(
+    before, types: dict[str, dict], hints: dict[str, tuple], view: SourceView, zero_dates_as_text: bool
+) -> datetime | None:
     """The version of the row state an update replaced (its before image, read by the same mapping);
     None without a usable one (no before image, a table without a cursor, a stamp no time). Only
     a guard's hint: an unreadable before image leaves the update as it is, never refused for it."""
@@ -271,12 +282,19 @@ def _version_replaced(before, types: dict[str, dict], hints: dict[str, tuple], v
         return None
     stamps = {s.column: before.get(s.column) for s in view.spec.cursor}  # only these: the hot path
     try:
-        row, invalid = read_row(stamps, types, hints)
+        row, invalid = read_row(stamps, types, hints, zero_dates_as_text)
     except BadEvent:
         return None
     if any(stamp.column in invalid for stamp in view.spec.cursor):
         return None
     return view.version_of(row)
+
+
+def _writes_zero_dates_as_text(source) -> bool:
+    """Whether the event's producer writes a date that is no date as its text: our relay (its
+    `source.version`), so that its 0 days or 0 ms is a real 1970-01-01. Any other producer is read
+    as Debezium, whose 0 in a NOT NULL date column may be the zero date (`_epoch_is_zero_date`)."""
+    return isinstance(source, dict) and source.get("version") == RELAY_VERSION
 
 
 def _check_complete(payload: dict) -> None:
@@ -501,14 +519,17 @@ _DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}$")
 _DATETIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 
-def read_row(image: dict, types: dict[str, dict], hints: dict[str, tuple]) -> tuple[dict, list[str]]:
+def read_row(
+    image: dict, types: dict[str, dict], hints: dict[str, tuple], zero_dates_as_text: bool = False
+) -> tuple[dict, list[str]]:
     """The source row {column: Python value} of an image, and the columns holding no real date
-    (each kept as its text, as Base A shows it: the batch path's reason names the same text)."""
+    (each kept as its text, as Base A shows it: the batch path's reason names the same text).
+    `zero_dates_as_text`: the producer writes those as text (our relay), so 0 is the epoch itself."""
     row, invalid = {}, []
     for name, value in image.items():
         schema = types.get(name)
         try:
-            row[name] = _value(value, schema, hints.get(name))
+            row[name] = _value(value, schema, hints.get(name), zero_dates_as_text)
         except _Invalid as exc:
             row[name] = exc.text
             invalid.append(name)
@@ -537,7 +558,7 @@ class _Invalid(Exception):
         self.text = text
 
 
-def _value(value, schema: dict | None, hint: tuple | None):
+def _value(value, schema: dict | None, hint: tuple | None, zero_dates_as_text: bool = False):
     if value is None:
         return None
     semantic = (schema or {}).get("name")
@@ -562,14 +583,24 @@ def _value(value, schema: dict | None, hint: tuple | None):
         return _duration(value, semantic)
     if semantic == ZONED_TIMESTAMP and not isinstance(value, str):  # its schema type is string
         raise TypeError(f"a {ZONED_TIMESTAMP} is ISO 8601 text")
-    return _point_in_time(value, kind, semantic, _not_null(schema) or "stamp" in (hint or ()))
+    epoch_is_zero = not zero_dates_as_text and _epoch_is_zero_date(schema, hint)
+    return _point_in_time(value, kind, semantic, epoch_is_zero)
+
+
+def _epoch_is_zero_date(schema: dict | None, hint: tuple | None) -> bool:
+    """Whether a Debezium date or DATETIME of 0 is read as the zero date. Debezium writes a zero date
+    of a NOT NULL column as 0 and of a nullable one as null: so 0 is the zero date where the schema
+    says NOT NULL, and without a schema in a stamp column (the row's version or creation time, which
+    a legacy writer zeroes far more often than it means 1970). Ambiguous there: a real 1970-01-01
+    (00:00:00) is read as the zero date too, and the row quarantined (README, "Dirty source values")."""
+    if schema is not None:
+        return _not_null(schema)
+    return "stamp" in (hint or ())
 
 
 def _point_in_time(value, kind: str, semantic: str | None, epoch_is_zero: bool):
     """A date, a DATETIME (wall time) or a TIMESTAMP (an instant); `_Invalid` for no real date.
-
-    `epoch_is_zero`: Debezium writes a zero date of a NOT NULL column as the epoch (of a nullable one
-    as null), and a version or creation stamp at the epoch is no real time either."""
+    `epoch_is_zero`: a 0 is the zero date (`_epoch_is_zero_date`), else the epoch itself."""
     if isinstance(value, bool):
         raise TypeError(f"a {kind} is an epoch integer or ISO text")
     if isinstance(value, str):
@@ -611,6 +642,8 @@ def _kind(semantic: str | None, hint: tuple | None) -> str | None:
 def _plain_typed(value, schema: dict):
     if schema.get("type") == "bytes" and isinstance(value, str):
         return base64.b64decode(value, validate=True)  # binary.handling.mode=bytes
+    if schema.get("type") in FLOAT32_TYPES and isinstance(value, int | float) and not isinstance(value, bool):
+        return float32(value)  # a FLOAT: its text has FLOAT's digits (mapping.float_text)
     return value
 
 
@@ -800,7 +833,7 @@ class EnvelopeWriter:
     ):
         self.table = table
         self.columns = columns
-        self.source = {"version": "base-sync-relay", "connector": "mysql", "name": server_name, "db": database}
+        self.source = {"version": RELAY_VERSION, "connector": "mysql", "name": server_name, "db": database}
         self.with_schema = with_schema
         self._schema = orjson.dumps(_envelope_schema(columns, server_name, database, table)) if with_schema else b""
 

@@ -6,10 +6,11 @@ ALLOW_INVALID_DATES, impossible ones (`2024-02-30`). Drivers hide them: mysqlcli
 decoder return None, the same as SQL NULL. Writing such a value as NULL would change the data
 silently; crashing on it would stall every run. The rule instead:
 
-    A row with an invalid value in any date or timestamp column (its version stamp `updated_at`,
-    `created_at`, a date field) is quarantined: it is not written to Base B, it is stored as an open
-    rejection with the source row and one reason per bad column (for example "hired_at is the zero
-    date 0000-00-00"), and the run goes on.
+    A row with an invalid value in a column the mapping reads as a date or time (its version stamp
+    `updated_at`, `created_at`, a date field) is quarantined: it is not written to Base B, it is
+    stored as an open rejection with the source row and one reason per bad column (for example
+    "hired_at is the zero date 0000-00-00"), and the run goes on. A text field made of such a
+    column (`cast: string`, a concat) takes its text, as MariaDB writes it.
 
 The batch path finds them in SQL (`mapping.render` flags each invalid column while MySQL
 renders the record), the events path in the decoded change (`debezium.decode`); both make the

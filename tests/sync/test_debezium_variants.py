@@ -210,6 +210,33 @@ def test_a_zero_date_of_a_not_null_date_column_is_a_dirty_value():
     assert change.action == "quarantine"  # the fixture's mapping rejects zero dates (zero_date: reject)
 
 
+@pytest.mark.parametrize("optional", [False, True])
+def test_a_zero_date_value_is_the_epoch_from_our_relay_and_from_debezium_where_the_column_is_nullable(optional):
+    """Our relay writes a zero date as its text ('0000-00-00'): its 0 is a real 1970-01-01. Debezium
+    writes a nullable column's zero date as null, so there too 0 is the epoch; only in a NOT NULL
+    column is Debezium's 0 the zero date (a real 1970-01-01 is refused there: it cannot be told)."""
+    columns = [column("eintritt", "int32", "io.debezium.time.Date", optional=optional)]
+    at_epoch = {**MITARBEITER_ROW, "eintritt": 0}
+    relays = read(
+        MITARBEITER,
+        with_schema(envelope("c", after=at_epoch, source={**SOURCE, "version": "base-sync-relay"}), columns),
+    )
+    assert relays.action == "upsert" and relays.record["hired_at"] == date(1970, 1, 1)
+    debeziums = read(MITARBEITER, with_schema(envelope("c", after=at_epoch), columns))
+    assert debeziums.action == ("upsert" if optional else "quarantine")
+
+
+def test_a_datetime_stamp_at_the_epoch_is_a_version_from_our_relay_and_in_a_nullable_debezium_column():
+    relays = {**SOURCE, "version": "base-sync-relay"}
+    change = read(MITARBEITER, envelope("c", after={**MITARBEITER_ROW, "geaendert_am": 0}, source=relays))
+    assert change.action == "upsert"
+    assert change.version == datetime(1969, 12, 31, 23, tzinfo=UTC)  # 1970-01-01 00:00 in Berlin (UTC+1)
+    # Debezium's schema says the column is nullable, where it writes a zero date as null: 0 is the epoch.
+    columns = mitarbeiter_columns("io.debezium.time.Timestamp")
+    change = read(MITARBEITER, with_schema(envelope("c", after={**MITARBEITER_ROW, "geaendert_am": 0}), columns))
+    assert change.action == "upsert" and change.version == datetime(1969, 12, 31, 23, tzinfo=UTC)
+
+
 def test_a_minimal_row_image_is_refused_before_it_wipes_columns():
     partial = {name: None for name in MITARBEITER_ROW} | {"pers_nr": 5, "funktion": "Boss", "geaendert_am": 1}
     columns = mitarbeiter_columns("io.debezium.time.Timestamp")

@@ -4,24 +4,34 @@ batch steps keep Base B equal to the mapped source."""
 
 from __future__ import annotations
 
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
-from sqlalchemy import create_engine, select, text
+import yaml
+from sqlalchemy import Engine, create_engine, select, text
 
 from api_service.models import TABLES
 from api_service.schemas import SCHEMAS
 from base_sync import sync
+from base_sync.debezium import Topics
 from base_sync.dirty import Quarantined
-from base_sync.mapping import SourceMapping
+from base_sync.mapping import SourceMapping, parse_mapping
 from base_sync.mapping.check import check_source
 from base_sync.records import encode
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Reach, source_engine
 from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
+from testbed.relay import RelayProcess
+from tests.sync.conftest import read_topic
 
 MAPPING = Path(__file__).parent / "fixtures" / "legacy_mapping.yaml"
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=4, bucket_size=10)
@@ -374,3 +384,200 @@ def test_rows_whose_key_base_b_cannot_hold_are_quarantined_and_the_run_goes_on(l
     # Its delete closes its quarantine; -3 went before the log was read (the key comparison sends
     # only keys Base B holds), so its rejection stays open, as any quarantined row's would.
     assert {r["source_id"] for r in api.open_rejections("articles")} == {-3}
+
+
+# The same Base A row on both paths: the batch extract's SQL, and the relay's event of it (the real
+# binlog, the real relay) through the decoder. A wide table of the types whose text or dates the
+# two paths read each in their own way; each test maps it as it needs (the relay publishes every
+# column of the table, whatever the mapping reads).
+
+WIDE = """CREATE TABLE breit (
+    nr BIGINT NOT NULL PRIMARY KEY,
+    geaendert DATETIME(6) NULL,
+    zeit0 DATETIME NULL,
+    zeit6 DATETIME(6) NULL,
+    zeit_nn DATETIME NOT NULL DEFAULT '2024-01-01 00:00:00',
+    tag DATE NULL,
+    tag_nn DATE NOT NULL DEFAULT '2024-01-01',
+    name VARCHAR(100) NOT NULL DEFAULT 'n',
+    zahl_f FLOAT NULL,
+    zahl_d DOUBLE NULL
+)"""
+WIDE_BASICS = {"first_name": {"column": "name"}, "last_name": {"column": "name"}, "email": {"column": "name"}}
+
+
+@dataclass
+class Relayed:
+    engine: Engine
+    relay: RelayProcess
+    database: str
+    bootstrap: str
+    keys: Iterator[int]
+
+    def both_paths(self, fields: dict, rows: list[dict], cursor=("geaendert",), sql_mode: str = "", **more) -> tuple:
+        """Each row inserted under `sql_mode`, then read by the batch extract and from its event:
+        ({key: outcome}, {key: outcome}), an outcome a record as the API reads it or the refusal
+        (version, reasons). `more`: more of the entity's mapping (`created`)."""
+        spec = {
+            "table": "breit",
+            "key": "nr",
+            "cursor": [{"column": c} for c in cursor],
+            "fields": {**WIDE_BASICS, **fields},
+            **more,
+        }
+        mapping = SourceMapping(parse_mapping({"source": {"time_zone": "UTC"}, "entities": {"employees": spec}}), "t")
+        keyed = [{"nr": next(self.keys), "geaendert": "2024-05-01 00:00:00", **row} for row in rows]
+        with self.engine.begin() as conn:
+            conn.execute(text("SET SESSION sql_mode = :mode"), {"mode": sql_mode})
+            for row in keyed:
+                names = ", ".join(row)
+                conn.execute(text(f"INSERT INTO breit ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
+        keys = [row["nr"] for row in keyed]
+        batch = [r for chunk in BaseA(self.engine, mapping).records_by_keys("employees", keys, 100) for r in chunk]
+        topics = Topics(self.relay.prefix, self.database, mapping)
+        changes = [topics.decode(m.topic(), m.value(), m.key()) for m in self._events(topics.topic("employees"), keys)]
+        events = [c.record if c.action == "upsert" else c.quarantined for c in changes]
+        return _outcomes(batch), _outcomes(events)
+
+    def _events(self, topic: str, keys: list[int], timeout: float = 30) -> list:
+        wanted = {str(key).encode() for key in keys}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in read_topic(self.bootstrap, topic) if m.key() in wanted]
+            if len(found) >= len(keys):
+                return found
+            time.sleep(0.3)
+        raise AssertionError(f"{topic}: {len(found)} of {len(keys)} events after {timeout} s")
+
+
+def _outcomes(records: list) -> dict:
+    """{key: the record as JSON carries it, stamps read as instants; or a refusal's (version, reasons)}."""
+    outcomes = {}
+    for record in records:
+        if isinstance(record, Quarantined):
+            outcomes[record.source_id] = (record.version, record.reasons)
+            continue
+        (sent,) = orjson.loads(encode([record]))
+        for stamp in ("source_updated_at", "created_at", "updated_at"):
+            sent[stamp] = datetime.fromisoformat(sent[stamp])
+        outcomes[sent["source_id"]] = sent
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def relayed(binlog_port, kafka_bootstrap, tmp_path_factory) -> Iterator[Relayed]:
+    """The wide table on the MariaDB with its binlog on, and the relay publishing it."""
+    database = f"breit_{uuid.uuid4().hex[:8]}"
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    admin.dispose()
+    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{database}"
+    engine = source_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(WIDE))
+    workdir = tmp_path_factory.mktemp("relay")
+    mapping_file = workdir / "mapping.yaml"
+    spec = {"table": "breit", "key": "nr", "cursor": [{"column": "geaendert"}], "fields": WIDE_BASICS}
+    mapping_file.write_text(yaml.safe_dump({"entities": {"employees": spec}}))
+    relay = RelayProcess(url, kafka_bootstrap, workdir)
+    relay.env["BASE_A_MAPPING_FILE"] = str(mapping_file)
+    relay.start()
+    yield Relayed(engine, relay, database, kafka_bootstrap, itertools.count(1))
+    relay.stop()
+    engine.dispose()
+
+
+def test_a_real_1970_01_01_is_the_epoch_on_both_paths_not_the_zero_date(relayed):
+    """The relay writes a zero date as its text ('0000-00-00'), so its 0 days or 0 ms is the epoch:
+    read as Debezium's zero date of a NOT NULL column, a real 1970-01-01 was refused on the events
+    path alone (or written NULL with zero_date: null, Base B flipping with the path that wrote last)."""
+    epoch_day = {"tag_nn": "1970-01-01", "zeit_nn": "1970-01-01 00:00:00"}
+    for hired in ({"column": "tag_nn"}, {"column": "tag_nn", "zero_date": "null"}):
+        fields = {"hired_at": hired, "position": {"column": "zeit_nn", "cast": "string"}}
+        batch, events = relayed.both_paths(fields, [epoch_day])
+        assert events == batch
+        (record,) = batch.values()
+        assert (record["hired_at"], record["position"]) == ("1970-01-01", "1970-01-01 00:00:00")
+    # A DATETIME cursor at the epoch is a version (a DATETIME's first valid value is 1000-01-01).
+    batch, events = relayed.both_paths({}, [{"zeit0": "1970-01-01 00:00:00"}], cursor=["zeit0"])
+    assert events == batch
+    (record,) = batch.values()
+    assert record["source_updated_at"] == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_text_made_of_a_date_that_is_no_date_is_its_text_on_both_paths(relayed):
+    """`zero_date` is a date field's rule: a text field (`cast: string`, a concat) takes such a value's
+    text as MariaDB gives it. The events path refused the row by `zero_date: reject` (the default of
+    every field), the batch path wrote the text."""
+    fields = {
+        "position": {"column": "zeit0", "cast": "string"},
+        "department": {"concat": ["name", "zeit6"]},
+    }
+    rows = [
+        {"zeit0": "0000-00-00 00:00:00", "zeit6": "0000-00-00 00:00:00"},
+        {"zeit0": "2024-02-30 10:00:00", "zeit6": "2024-02-30 10:00:00.5"},
+        {"zeit0": "2024-00-10 08:00:00", "zeit6": "2024-04-00 10:00:00.25"},
+    ]
+    batch, events = relayed.both_paths(fields, rows, sql_mode="ALLOW_INVALID_DATES")
+    assert events == batch
+    assert [(r["position"], r["department"]) for r in batch.values()] == [
+        ("0000-00-00 00:00:00", "n 0000-00-00 00:00:00"),
+        ("2024-02-30 10:00:00", "n 2024-02-30 10:00:00.5"),
+        ("2024-00-10 08:00:00", "n 2024-04-00 10:00:00.25"),
+    ]
+
+
+def test_a_cursor_that_is_no_date_is_one_reason_whatever_else_reads_it(relayed):
+    """The cursor's reason is the row's one: a text or date field reading the same column adds none
+    on the batch path, and added a second one on the events path."""
+    zero = [{"geaendert": "0000-00-00 00:00:00"}]
+    for fields in ({"email": {"column": "geaendert", "cast": "string"}}, {"hired_at": {"column": "geaendert"}}):
+        batch, events = relayed.both_paths(fields, zero)
+        assert events == batch
+        ((version, reasons),) = batch.values()
+        assert version is None
+        assert reasons == [
+            {
+                "field": "geaendert",
+                "message": "geaendert is the zero timestamp 0000-00-00 00:00:00: the row has no usable version",
+            }
+        ]
+
+
+def test_a_later_cursor_column_that_is_no_date_is_named_once_as_a_stamp_where_it_is_read_as_a_date(relayed):
+    """The version comes from the first cursor column; a later one holding no real date matters only
+    where a date field or the creation stamp reads it, and then as a stamp (the version unharmed)."""
+    cursor = ["geaendert", "zeit6"]
+    rows = [{"zeit6": "0000-00-00 00:00:00"}, {"zeit6": "2024-02-30 10:00:00.5"}]
+    for more in ({"fields": {"hired_at": {"column": "zeit6"}}}, {"created": {"column": "zeit6"}}):
+        fields = more.pop("fields", {})
+        batch, events = relayed.both_paths(fields, rows, cursor, "ALLOW_INVALID_DATES", **more)
+        assert events == batch
+        assert [reasons for _, reasons in batch.values()] == [
+            [{"field": "zeit6", "message": "zeit6 is the zero timestamp 0000-00-00 00:00:00"}],
+            [{"field": "zeit6", "message": "zeit6 is not a valid timestamp: 2024-02-30 10:00:00.500000"}],
+        ]
+        assert {version for version, _ in batch.values()} == {"2024-05-01T00:00:00.000000Z"}
+
+
+def test_a_float_or_double_made_text_is_mariadbs_text_on_both_paths(relayed):
+    """`cast: string`, a concat and a value map's key write a FLOAT or DOUBLE as MariaDB does; the
+    events path wrote Python's text ('100.0', '1e-05', '1e+16') and FLOAT's 4 bytes read as a
+    double ('1.100000023841858' of 1.1)."""
+    fields = {
+        "position": {"column": "zahl_d", "cast": "string"},
+        "department": {"concat": ["zahl_f", "zahl_d"]},
+        "last_name": {"column": "zahl_f", "map": {"1.1": "one point one", "16777200": "big"}, "unmapped": "null"},
+    }
+    pairs = [(1.1, 100.0), (16777217.0, 1e15), (1e-5, 1e-5), (0.1, 1e16), (-2.5, 0.1 + 0.2), (123456.7, 1e-16)]
+    batch, events = relayed.both_paths(fields, [{"zahl_f": f, "zahl_d": d} for f, d in pairs])
+    assert events == batch
+    assert [(r["position"], r["department"], r["last_name"]) for r in batch.values()] == [
+        ("100", "1.1 100", "one point one"),
+        ("1e15", "16777200 1e15", "big"),
+        ("0.00001", "0.00001 0.00001", None),
+        ("1e16", "0.1 1e16", None),
+        ("0.30000000000000004", "-2.5 0.30000000000000004", None),
+        ("1e-16", "123457 1e-16", None),
+    ]

@@ -50,6 +50,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from base_sync.dirty import FIRST_VERSION, Quarantined, iso_date, reason
+from base_sync.mapping.float_text import mariadb_text
 from base_sync.mapping.spec import EntityMapping, FieldMapping, StampColumn, _text_key, resolve_function
 from base_sync.mapping.time_zones import ZoneRule, zone_rule
 from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
@@ -387,12 +388,13 @@ class SourceView:
         """The bulk record of a source row, or a `Quarantined` with the reasons it is refused.
 
         `invalid` names the row's columns whose value is no real date (the decoder's finding:
-        drivers give those as None); `version` stands in for a table without a cursor. Bytes (a
-        binary column) a field reads are its UTF-8 text."""
+        drivers give those as None), each holding its text; `version` stands in for a table without
+        a cursor. Bytes (a binary column) a field reads are its UTF-8 text."""
         refusal = Refusal()
         row, undecodable = self.as_text(row)
         if self.spec.cursor:
             version = self._row_version(row, invalid, refusal)
+            self._later_cursor_reasons(row, invalid, refusal)
         created = version
         if self.spec.created is not None:
             stamp = self.spec.created
@@ -409,8 +411,9 @@ class SourceView:
         }
         if not _holdable(record[SOURCE_ID]):
             refusal.reasons.insert(0, self.key_reason(record[SOURCE_ID]))
+        readable = _dates_as_text(row, invalid)
         for name, mapping in self.fields.items():
-            record[name] = self._field(name, mapping, row, invalid, undecodable, refusal)
+            record[name] = self._field(name, mapping, row, readable, invalid, undecodable, refusal)
         if refusal.reasons:
             usable = refusal.version_usable and version is not None
             shown = version.strftime(ISO_UTC) if usable else None
@@ -429,6 +432,28 @@ class SourceView:
         refusal.reasons.append(self.no_version_reason())
         refusal.version_usable = False
         return None
+
+    def _later_cursor_reasons(self, row: dict, invalid: frozenset[str], refusal: Refusal) -> None:
+        """A cursor column after the one the version came from, holding no real date, is refused as a
+        stamp only where something else needs it as a date: it is the creation stamp, or a date field
+        refusing zero dates reads it (`render.invalid_flags` names it so; the version is unharmed)."""
+        cursor = [s.column for s in self.spec.cursor]
+        deciding = next((c for c in cursor if row.get(c) is not None), None)
+        created = self.spec.created.column if self.spec.created else None
+        later = cursor[cursor.index(deciding) + 1 :] if deciding is not None else []
+        for stamp_column in later:
+            needed = stamp_column == created or stamp_column in self.rejecting_date_columns
+            if stamp_column in invalid and needed:
+                refusal.reasons.append(reason(stamp_column, _text(row.get(stamp_column)), stamp=True, version=False))
+
+    @cached_property
+    def rejecting_date_columns(self) -> frozenset[str]:
+        """The columns date fields read as they are and refuse when they hold no real date."""
+        return frozenset(
+            m.column
+            for name, m in self.fields.items()
+            if m.column and self.declared[name].kind == Kind.DATE and m.zero_date == "reject"
+        )
 
     def key_reason(self, key) -> dict:
         """Why a row whose key Base B cannot hold (NULL, 0, negative, a BIGINT UNSIGNED above 2^63-1) is refused."""
@@ -466,12 +491,16 @@ class SourceView:
         name: str,
         mapping: FieldMapping,
         row: dict,
+        readable: dict,
         invalid: frozenset[str],
         undecodable: frozenset[str],
         refusal: Refusal,
     ):
-        if mapping.column is not None and mapping.column in invalid:
-            if mapping.zero_date == "reject":
+        """`row` as read, `readable` as the fields read it (`_dates_as_text`)."""
+        if mapping.column in invalid and self.declared[name].kind == Kind.DATE:
+            # A date field's rule (`zero_date`); a stamp column's reason is the stamp's, given once.
+            stamp = mapping.column in {s.column for s in self.stamps}
+            if mapping.zero_date == "reject" and not stamp:
                 refusal.reasons.append(reason(mapping.column, _text(row.get(mapping.column))))
             return None
         if undecodable and not undecodable.isdisjoint(self.reads[name]):
@@ -480,7 +509,7 @@ class SourceView:
                     refusal.named.add(column)
                     refusal.reasons.append(not_utf8_reason(column, hex_excerpt(row[column])))
             return None
-        return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
+        return self.transform(name, mapping, self._source_value(name, mapping, readable), refusal.reasons)
 
     def transform(self, name: str, mapping: FieldMapping, value, reasons: list[dict]):
         """A field's source value through its transforms (cast, trim, case, map, default, the date
@@ -536,6 +565,18 @@ def row_filter(sql: str) -> ColumnElement:
     A column expression (not a bare text clause), so a read can negate it: rows that left the
     filter. Untyped: a Boolean one is written `(filter) = 1`, false for a truthy 2 (FIND_IN_SET)."""
     return literal_column(f"({sql})")
+
+
+def _dates_as_text(row: dict, invalid: frozenset[str]) -> dict:
+    """The row as the fields read it: a column holding no real date is its text (the decoder's), its
+    fraction's trailing zeros left out as for any time made text (`_fraction`, `render._text_of`):
+    a text field takes it as MariaDB gives it; only a date field refuses it (`zero_date`)."""
+    texts = {c: _without_trailing_zeros(row[c]) for c in invalid if isinstance(row.get(c), str)}
+    return {**row, **texts} if texts else row
+
+
+def _without_trailing_zeros(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _text_transforms(value: str, mapping: FieldMapping) -> str:
@@ -638,6 +679,8 @@ def _concat_text(value) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") + _fraction(value.microsecond)
     if isinstance(value, timedelta):
         return _time_text(value)
+    if isinstance(value, float):
+        return mariadb_text(value)  # Python's own is '100.0', '1e-05', '1e+16'
     return str(value)
 
 
