@@ -554,7 +554,7 @@ def _value(value, schema: dict | None, hint: tuple | None):
             return _decimal(value, 0, precise=False, plain=True)
     kind = _kind(semantic, hint)
     if kind is None:
-        return value
+        return _year(value) if semantic == YEAR else value
     if kind == "decimal":
         if semantic == DECIMAL:
             scale = ((schema or {}).get("parameters") or {}).get("scale")
@@ -610,6 +610,13 @@ def _kind(semantic: str | None, hint: tuple | None) -> str | None:
             raise TypeError(f"its logical type {semantic} is not read as a {hint[0]}")
         return None  # Enum, EnumSet, Json, Year...: the JSON value itself
     return hint[0] if hint else None
+
+
+def _year(value):
+    """A YEAR as MariaDB writes it, four digits: YEAR 0000 is the number 0 (its text "0000", not "0")."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a {YEAR} is an integer")
+    return f"{value:04d}"
 
 
 def _plain_typed(value, schema: dict):

@@ -199,3 +199,61 @@ def test_a_decimal_soft_delete_flag_and_decimal_text_read_as_mariadb_writes_them
     assert sorted(outcome[0] for outcome in events.values()) == ["delete", "record"]
     (record,) = [outcome[1] for outcome in events.values() if outcome[0] == "record"]
     assert record["position"] == "7.2500"
+
+
+def test_a_latin1_byte_cp1252_leaves_undefined_in_any_column_keeps_the_row_whole(paths):
+    """mysql-replication read latin1 as Python's cp1252, which has no 0x81, 0x8D, 0x8F, 0x90, 0x9D:
+    one of them in any latin1 column (here an unmapped one) made the row event unreadable, published
+    as an incomplete change with no key. MariaDB's latin1 has them as U+0081..., as the batch reads."""
+    rows = ["note_l1 = X'9D', text_l1 = X'61819D62'", "text_l1 = X'8D8F90'"]
+    batch, events = paths.compare({"position": {"column": "text_l1"}}, rows)
+    assert events == batch
+    assert sorted(outcome[1]["position"] for outcome in events.values()) == ["a\x81\x9db", "\x8d\x8f\x90"]
+
+
+def test_every_latin1_byte_is_the_character_mariadb_reads(paths):
+    every = "".join(f"{byte:02X}" for byte in range(1, 256))
+    (after,) = paths.published({"position": {"column": "text_l1"}}, [f"text_l1 = X'{every}'"])
+    with paths.engine.connect() as conn:
+        read = conn.execute(text(f"SELECT CONVERT(X'{every}' USING latin1)")).scalar_one()
+    assert after["text_l1"] == read and len(read) == 255
+
+
+@pytest.mark.parametrize("with_schema", [True, False], ids=["schema", "no-schema"])
+def test_a_binary_n_value_is_padded_to_its_length_as_mariadb_returns_it(paths, with_schema):
+    """The binlog leaves a BINARY(4)'s zero padding out: 'J' on the events path, 'J\\0\\0\\0' on the batch's."""
+    fields = {
+        "position": {"concat": ["name", "code"], "separator": "-"},
+        "department": {"column": "code", "cast": "string", "map": {"J\x00\x00\x00": "Joined"}},
+    }
+    batch, events = paths.compare(fields, ["code = 'J'", "code = X'4A00'"], with_schema=with_schema)
+    assert events == batch
+    assert sorted(outcome[1]["position"] for outcome in events.values()) == ["n-J\x00\x00\x00"] * 2
+    assert {outcome[1]["department"] for outcome in events.values()} == {"Joined"}
+
+
+def test_a_datetime_holding_no_date_is_the_batch_paths_text_and_reason(paths):
+    """'0000-00-00 00:00:00' in a DATETIME(6) kept '.000000' in a concat on the events path; the batch
+    path writes a time's text without its fraction's trailing zeros. Its refusal reasons keep the
+    column's digits on both paths."""
+    fields = {"position": {"concat": ["name", "stamp6", "stamp3"]}}
+    rows = [
+        "stamp6 = '0000-00-00 00:00:00', stamp3 = '2024-00-10 10:00:00.000'",
+        "stamp6 = '2024-00-10 10:00:00.120000'",
+    ]
+    batch, events = paths.compare(fields, rows)
+    assert events == batch
+    assert sorted(outcome[1]["position"] for outcome in events.values()) == [
+        "n 0000-00-00 00:00:00 2024-00-10 10:00:00",
+        "n 2024-00-10 10:00:00.12",
+    ]
+    refused, _ = paths.compare({"hired_at": {"column": "stamp6"}}, ["stamp6 = '2024-00-10 10:00:00.120000'"])
+    (outcome,) = refused.values()
+    assert outcome[1] == [{"field": "stamp6", "message": "stamp6 is not a valid date: 2024-00-10 10:00:00.120000"}]
+
+
+def test_year_0000_is_not_1900(paths):
+    """mysql-replication reads YEAR as 1900 + its byte: YEAR 0000 was published as 1900."""
+    batch, events = paths.compare({"position": {"concat": ["name", "yr"]}}, ["yr = 0", "yr = 2024", "yr = 1901"])
+    assert events == batch
+    assert sorted(outcome[1]["position"] for outcome in batch.values()) == ["n 0000", "n 1901", "n 2024"]

@@ -480,7 +480,7 @@ class SourceView:
                     refusal.named.add(column)
                     refusal.reasons.append(not_utf8_reason(column, hex_excerpt(row[column])))
             return None
-        return self.transform(name, mapping, self._source_value(name, mapping, row), refusal.reasons)
+        return self.transform(name, mapping, self._source_value(name, mapping, row, invalid), refusal.reasons)
 
     def transform(self, name: str, mapping: FieldMapping, value, reasons: list[dict]):
         """A field's source value through its transforms (cast, trim, case, map, default, the date
@@ -511,11 +511,14 @@ class SourceView:
             value = value[: declared.max_length]
         return value
 
-    def _source_value(self, name: str, mapping: FieldMapping, row: dict):
+    def _source_value(self, name: str, mapping: FieldMapping, row: dict, invalid: frozenset[str] = frozenset()):
+        """`invalid`: the columns holding no real date, each its text as Base A shows it."""
         if mapping.column is not None:
             return row.get(mapping.column)
         if mapping.concat is not None:
-            return mapping.separator.join(_concat_text(row[c]) for c in mapping.concat if row.get(c) is not None)
+            present = [c for c in mapping.concat if row.get(c) is not None]
+            texts = (_no_date_text(row[c]) if c in invalid else _concat_text(row[c]) for c in present)
+            return mapping.separator.join(texts)
         return self.functions[name](row)
 
     @staticmethod
@@ -639,6 +642,13 @@ def _concat_text(value) -> str:
     if isinstance(value, timedelta):
         return _time_text(value)
     return str(value)
+
+
+def _no_date_text(text: str) -> str:
+    """A date column holding no date, as a concat writes its text: a time's fraction without its
+    trailing zeros ('0000-00-00 00:00:00.000000' is '0000-00-00 00:00:00'), as `Rendered._text_of`
+    writes every time. A refusal's reason keeps the column's own digits, as the batch path's does."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _time_text(value: timedelta) -> str:
