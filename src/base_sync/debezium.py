@@ -15,10 +15,14 @@ Kafka Connect's own types under `time.precision.mode=connect`.
 
 Without the wrapper a value carries no type: the mapping says how to read the columns it reads
 (its stamp columns are `datetime` or `timestamp`; a column feeding a date field is a date, one
-feeding a decimal field a decimal with the field's scale); every other value is taken as the JSON
-gives it. Limits of that: an epoch integer of a DATETIME is taken as milliseconds below 10^14 and
-as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs), a base64 decimal is told from a
-`string`-mode one by the point the field's scale implies.
+feeding a decimal field a decimal); every other value is taken as the JSON gives it. A decimal must
+then be its own number, `string` or `double` mode (our relay writes the exact text without the
+wrapper): a `precise` base64 holds the unscaled digits only, its scale is in the schema, and the
+field's scale is no stand-in for the column's (DECIMAL(10,4) 12.5 read at scale 2 was 1250.00), so
+it is refused with the reason. Limits: an epoch integer of a DATETIME is taken as milliseconds below
+10^14 and as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs); a text of digits
+alone is read as a number, never as base64 (the base64 of a non-negative number never starts with a
+digit, so only some negative ones could be taken so).
 
 Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
 record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
@@ -500,7 +504,7 @@ def _unwrap(document: dict) -> tuple[dict, dict[str, dict[str, dict]]]:
 
 
 def _hints(view: SourceView) -> dict[str, tuple]:
-    """How to read a column without a schema: ("datetime",), ("timestamp",), ("date",), ("decimal", scale);
+    """How to read a column without a schema: ("datetime",), ("timestamp",), ("date",), ("decimal",);
     a stamp column's hint adds "stamp" (the row's version or creation time: never the epoch itself)."""
     hints: dict[str, tuple] = {}
     for name, mapping in view.fields.items():
@@ -508,7 +512,7 @@ def _hints(view: SourceView) -> dict[str, tuple]:
         if mapping.column and field.kind == Kind.DATE:
             hints[mapping.column] = ("date",)
         elif mapping.column and field.kind == Kind.DECIMAL and mapping.cast != "integer":
-            hints[mapping.column] = ("decimal", field.scale or 0)  # cast integer: any column, text too
+            hints[mapping.column] = ("decimal",)  # cast integer: any column, text too
     for stamp in view.stamps:
         hints[stamp.column] = (stamp.type, "stamp")
     return hints
@@ -568,17 +572,17 @@ def _value(value, schema: dict | None, hint: tuple | None, zero_dates_as_text: b
         if hint is None or schema.get("type") == "bytes":
             return _plain_typed(value, schema)
         if hint[0] == "decimal":  # decimal.handling.mode string or double: the number itself
-            return _decimal(value, hint[1], precise=False, plain=True)
+            return _decimal(value, 0, precise=False, plain=True)
     kind = _kind(semantic, hint)
     if kind is None:
-        return value
+        return _year(value) if semantic == YEAR else value
     if kind == "decimal":
         if semantic == DECIMAL:
             scale = ((schema or {}).get("parameters") or {}).get("scale")
             if scale is None:  # Kafka Connect's Decimal always carries its scale: 0 would misread it
                 raise ValueError(f"its {DECIMAL} schema has no `parameters.scale`")
             return _decimal(value, int(scale), precise=True)
-        return _decimal(value, hint[1] if hint else 0, precise=False)
+        return _decimal(value, 0, precise=False)
     if kind == "time":
         return _duration(value, semantic)
     if semantic == ZONED_TIMESTAMP and not isinstance(value, str):  # its schema type is string
@@ -639,6 +643,13 @@ def _kind(semantic: str | None, hint: tuple | None) -> str | None:
     return hint[0] if hint else None
 
 
+def _year(value):
+    """A YEAR as MariaDB writes it, four digits: YEAR 0000 is the number 0 (its text "0000", not "0")."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a {YEAR} is an integer")
+    return f"{value:04d}"
+
+
 def _plain_typed(value, schema: dict):
     if schema.get("type") == "bytes" and isinstance(value, str):
         return base64.b64decode(value, validate=True)  # binary.handling.mode=bytes
@@ -655,19 +666,38 @@ def _check_date_text(text: str) -> None:
 
 
 def _decimal(value, scale: int, precise: bool, plain: bool = False) -> Decimal:
-    """`plain`: the schema says the value is the number itself (a string or a double), never base64."""
+    """`precise`: the schema says base64 of the unscaled integer at `scale`; `plain`: the number
+    itself (a string or a double). Neither (no schema): the number itself, and a text that is no
+    number's is refused, since a base64 without its schema's scale is no amount."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError("a decimal is a number or a string")
     if isinstance(value, int | float) or plain:
         return Decimal(str(value))  # decimal.handling.mode=double (or string)
-    # Without a schema, "string" mode writes the point whenever the scale has digits; base64 has none.
-    if not precise and ("." in value or scale == 0):
-        return Decimal(value)  # decimal.handling.mode=string
+    if not precise:
+        return _decimal_text(value)
     digits = base64.b64decode(value, validate=True)
     if not digits:  # int.from_bytes(b"") is 0: an empty value would be stored as zero
         raise ValueError("an empty value is no number")
     unscaled = int.from_bytes(digits, "big", signed=True)
     return Decimal(unscaled).scaleb(-scale)  # precise (the default)
+
+
+# Debezium's decimal.handling.mode=string writes BigDecimal.toPlainString(): digits, a point, a sign.
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
+
+
+def _decimal_text(value: str) -> Decimal:
+    """A decimal without a schema: `string` mode's exact text. Base64 (`precise` mode) holds the
+    unscaled digits alone; read at a guessed scale it would be an amount 10^n off, so it is refused."""
+    if _DECIMAL_TEXT.match(value):
+        return Decimal(value)
+    if value and _BASE64.match(value):
+        raise ValueError(
+            "precise-mode base64 without the schema wrapper, whose scale it alone holds "
+            "(write decimals as text, decimal.handling.mode=string, or with the schema)"
+        )
+    raise ValueError("not a decimal number")
 
 
 def _wall_time(value, semantic: str | None) -> datetime:
@@ -714,8 +744,9 @@ def _duration(value, semantic: str | None) -> timedelta:
 class SourceColumn:
     """A column of a source table as an envelope carries it (Debezium's MySQL type mapping).
 
-    `type`: int16, int32, int64, float32, float64, boolean, string, bytes, decimal, date, datetime,
-    timestamp, time, year, enum, set, json, bits (a BIT: BIT(1) a boolean, a wider one Bits)."""
+    `type`: int16, int32, int64, float32, float64, boolean, string, bytes, decimal, decimal_text,
+    date, datetime, timestamp, time, year, enum, set, json, bits (a BIT: BIT(1) a boolean, a wider
+    one Bits). `decimal_text`: a DECIMAL as its exact text (Debezium's decimal.handling.mode=string)."""
 
     name: str
     type: str
@@ -726,8 +757,15 @@ class SourceColumn:
     allowed: tuple[str, ...] = ()  # an ENUM's or SET's values
     length: int = 1  # a BIT's number of bits (type `bits`)
 
+    def without_schema(self) -> SourceColumn:
+        """The column as an event without the schema wrapper carries it: a DECIMAL as its exact text,
+        since precise mode's base64 holds the unscaled digits and only the schema says the scale."""
+        return replace(self, type="decimal_text") if self.type == "decimal" else self
+
     def schema(self) -> dict:
         base = {"optional": self.optional, "field": self.name}
+        if self.type == "decimal_text":
+            return {"type": "string", **base}
         if self.type == "decimal":
             parameters = {"scale": str(self.scale)}
             if self.precision is not None:
@@ -764,8 +802,8 @@ class SourceColumn:
             return value if isinstance(value, str) else zero
         if value is None:
             return None
-        if self.type == "decimal":
-            return _precise(value, self.scale)
+        if self.type in ("decimal", "decimal_text"):
+            return _precise(value, self.scale) if self.type == "decimal" else _plain_decimal(value, self.scale)
         if self.type == "date":
             return (value - EPOCH_DAY).days
         if self.type == "datetime":
@@ -832,7 +870,7 @@ class EnvelopeWriter:
         with_schema: bool = True,
     ):
         self.table = table
-        self.columns = columns
+        self.columns = columns if with_schema else [c.without_schema() for c in columns]
         self.source = {"version": RELAY_VERSION, "connector": "mysql", "name": server_name, "db": database}
         self.with_schema = with_schema
         self._schema = orjson.dumps(_envelope_schema(columns, server_name, database, table)) if with_schema else b""
@@ -885,6 +923,13 @@ def _precise(value: Decimal, scale: int) -> str:
     unscaled = int(Decimal(value).scaleb(scale).to_integral_value())
     length = max(1, (unscaled.bit_length() + 8) // 8)  # room for the sign bit
     return base64.b64encode(unscaled.to_bytes(length, "big", signed=True)).decode()
+
+
+def _plain_decimal(value: Decimal, scale: int) -> str:
+    """A DECIMAL's exact text at its column's scale, as MariaDB and BigDecimal.toPlainString() write
+    it ('12.5000', never '1.25E+1'; no negative zero)."""
+    value = Decimal(value)
+    return f"{value.copy_abs() if value.is_zero() else value:.{scale}f}"
 
 
 def _zoned(value: datetime | None) -> str | None:

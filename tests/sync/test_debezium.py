@@ -39,9 +39,42 @@ def test_reads_debezium_mysql_connector_output_with_schema():
     assert change.source_ms == 1795426867000
 
 
-def test_reads_the_same_event_without_the_schema_wrapper():
-    bare = orjson.dumps(json.loads(DEBEZIUM_UPDATE)["payload"])
+def test_reads_the_same_event_without_the_schema_wrapper_its_decimals_as_text():
+    payload = json.loads(DEBEZIUM_UPDATE)["payload"]
+    for image in ("before", "after"):  # decimal.handling.mode=string, as a schemaless consumer needs
+        payload[image]["salary"] = "300063.28"
+    bare = orjson.dumps(payload)
     assert decode("base_a.base_a.employees", bare) == decode("base_a.base_a.employees", DEBEZIUM_UPDATE)
+
+
+def test_a_precise_decimal_without_the_schema_wrapper_is_refused_never_read_at_a_guessed_scale():
+    """Its base64 holds the unscaled digits; the scale is in the schema alone. It was read at the
+    Base B field's scale: DECIMAL(10,4) 12.5 (125000) became 1250.00, DECIMAL(20,0) 1234 12.34."""
+    bare = orjson.dumps(json.loads(DEBEZIUM_UPDATE)["payload"])
+    with pytest.raises(BadEvent, match=r"`salary`: cannot read .*precise-mode base64 without the schema wrapper"):
+        decode("base_a.base_a.employees", bare)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "text"),
+    [
+        (SourceColumn("n", "decimal", scale=4, precision=10), Decimal("12.5"), "12.5000"),
+        (SourceColumn("n", "decimal", scale=0, precision=20), Decimal("1234"), "1234"),
+        (SourceColumn("n", "decimal", scale=30, precision=65), Decimal("1E-30"), "0." + "0" * 29 + "1"),
+        (SourceColumn("n", "decimal", scale=2, precision=65), Decimal("-" + "9" * 63 + ".99"), "-" + "9" * 63 + ".99"),
+        (SourceColumn("n", "decimal", scale=2, precision=5), Decimal("-0.00"), "0.00"),
+    ],
+)
+def test_without_the_schema_wrapper_the_writer_sends_a_decimal_as_its_exact_text_and_it_reads_back(column, value, text):
+    """As Debezium's decimal.handling.mode=string: the text MariaDB shows, read at any field's scale."""
+    writer = EnvelopeWriter("employees", [SourceColumn("id", "int64", False), column], with_schema=False)
+    image = orjson.loads(writer.envelope("c", None, {"id": 1, "n": value}, SOURCE, 1))["after"]
+    assert image["n"] == text
+    row, _ = read_row(image, {}, {"n": ("decimal",)})
+    assert row["n"] == value and format(row["n"], "f") == text
+    wrapped = EnvelopeWriter("employees", [SourceColumn("id", "int64", False), column])
+    payload = orjson.loads(wrapped.envelope("c", None, {"id": 1, "n": value}, SOURCE, 1))["payload"]
+    assert payload["after"]["n"] != text  # with the schema: precise base64, the scale in the schema
 
 
 @pytest.mark.parametrize("with_schema", [True, False])

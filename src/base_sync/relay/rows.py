@@ -14,14 +14,24 @@ it as something it is not. That is the case for
 - a table map without column names (`binlog_row_metadata` is not FULL): no column is known, not
   even the key; the values are published by position (`UNKNOWN_COL0`, ...), unkeyed.
 
-DATE and DATETIME values the binlog holds but that are no date (the zero date, a zero part, an
-impossible day under ALLOW_INVALID_DATES) are read as their text (`InvalidDate`): the decoder of
-mysql-replication 1.0 returns None for them (the same as NULL, losing the text) or raises on an
-impossible day; `install_date_readers` replaces its three date readers (module import does it).
+Values are read as MariaDB returns them to the batch path's SQL, where mysql-replication 1.0's
+decoder does otherwise; `install_readers` replaces its readers (module import does it):
+
+- DATE and DATETIME values the binlog holds but that are no date (the zero date, a zero part, an
+  impossible day under ALLOW_INVALID_DATES) are read as their text (`InvalidDate`): the decoder
+  returns None for them (the same as NULL, losing the text) or raises on an impossible day;
+- latin1 text by MariaDB's latin1, which is cp1252 with the five bytes cp1252 leaves undefined
+  (0x81, 0x8D, 0x8F, 0x90, 0x9D) as the C1 controls U+0081...: the decoder's Python cp1252 raised
+  on them, so one such byte in any latin1 column made the whole row event unreadable;
+- a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
+  out);
+- YEAR 0000, which the decoder reads as 1900 (it adds 1900 to the stored byte), as 0
+  (`mariadb_years`: the reader is no method of its own to replace).
 """
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -66,6 +76,7 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
         )
         before, after = _images(op, row)
         return [RowChange(op, None, before, after, _invalid_of(before, after), problem, ROW_METADATA)]
+    row = mariadb_years(event, row)
     if op == "c":
         after = row["values"]
         missing = _missing(names, event.columns_present_bitmap)
@@ -219,22 +230,66 @@ def _read_datetime2(self, column) -> datetime | InvalidDate:
         return InvalidDate(f"{text}.{microsecond:06d}"[: 20 + fsp] if fsp else text)
 
 
-def install_date_readers() -> None:
-    """Replace mysql-replication's DATE/DATETIME readers (private methods of RowsEvent, 1.0.x) by the
-    ones above. Fails loudly if the library no longer has them."""
+# Text and binary strings as MariaDB returns them
+
+BINARY_CHARSET = "binary"  # the character set name mysql-replication gives a binary string column
+LATIN1_ENCODING = "cp1252"  # the Python codec mysql-replication names for MariaDB's latin1
+# MariaDB's latin1 (strings/ctype-latin1.c): cp1252, and the bytes cp1252 leaves undefined as the
+# C1 controls of the same number, as ISO 8859-1 has them.
+MARIADB_LATIN1 = "".join(bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(256))
+
+
+def _read_string(self, size: int, column) -> str | bytes:
+    """RowsEvent's reader of CHAR, VARCHAR, TEXT, BINARY, VARBINARY and BLOB: latin1 by MariaDB's
+    latin1, a BINARY(n) padded to n; otherwise as mysql-replication reads it (a character set
+    Python has no codec for stays bytes)."""
+    raw = self.packet.read_length_coded_pascal_string(size)
+    errors = "ignore" if self._ignore_decode_errors else "strict"
+    charset = column.character_set_name
+    if charset is None:  # no metadata: UTF-8, as mysql-replication assumes
+        return raw.decode(errors=errors)
+    if charset == BINARY_CHARSET:
+        return raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
+    encoding = self.charset_to_encoding(charset)
+    if encoding == LATIN1_ENCODING:
+        return codecs.charmap_decode(raw, errors, MARIADB_LATIN1)[0]
+    try:
+        return raw.decode(encoding, errors)
+    except LookupError:
+        return raw
+
+
+def mariadb_years(event, row: dict) -> dict:
+    """The row with YEAR 0000 as 0: mysql-replication reads a YEAR as 1900 + its stored byte, and
+    1900 is no year a YEAR holds (1901..2155, and 0000), so 1900 is always 0000."""
+    years = [c.name for c in event.columns if getattr(c, "type", None) == FIELD_TYPE.YEAR]
+    if not years:
+        return row
+    fixed = dict(row)
+    for image in ("values", "before_values", "after_values"):
+        if isinstance(row.get(image), dict):
+            fixed[image] = {**row[image], **{name: 0 for name in years if row[image].get(name) == 1900}}
+    return fixed
+
+
+def install_readers() -> None:
+    """Replace mysql-replication's DATE/DATETIME and string readers (private methods of RowsEvent,
+    1.0.x) by the ones above. Fails loudly if the library no longer has them."""
     for name, reader in (
         ("_RowsEvent__read_date", _read_date),
         ("_RowsEvent__read_datetime", _read_datetime),
         ("_RowsEvent__read_datetime2", _read_datetime2),
+        ("_RowsEvent__read_string", _read_string),
     ):
         if not hasattr(RowsEvent, name):
-            raise RuntimeError(f"mysql-replication's RowsEvent has no {name}: the relay's date readers need 1.0.x")
+            raise RuntimeError(f"mysql-replication's RowsEvent has no {name}: the relay's readers need 1.0.x")
         setattr(RowsEvent, name, reader)
-    if not hasattr(RowsEvent, "_RowsEvent__read_fsp"):
-        raise RuntimeError("mysql-replication's RowsEvent has no _RowsEvent__read_fsp: the relay needs 1.0.x")
+    for needed in ("_RowsEvent__read_fsp", "charset_to_encoding"):
+        if not hasattr(RowsEvent, needed):
+            raise RuntimeError(f"mysql-replication's RowsEvent has no {needed}: the relay needs 1.0.x")
 
 
-install_date_readers()
+install_readers()
 
 
 # Column types
