@@ -53,6 +53,8 @@ _REASONS = {
     404: "no such row",
     405: "method not allowed here",
     409: "conflict: a unique value is taken, or the row is synced from Base A",
+    412: "a precondition failed: the row's ETag is none of `If-Match` (it changed since the client read it), "
+    "it was modified after `If-Unmodified-Since`, or, on a write, it matches `If-None-Match`",
     413: "the body or the batch is too large",
     414: "the request line (path and query string) is too long",
     415: "unsupported content type or content encoding",
@@ -84,6 +86,42 @@ def _problems(*codes: int) -> dict:
         retry = {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
         responses["503"]["headers"] = {"Retry-After": retry}
     return responses
+
+
+# Conditional requests on one row (RFC 9110): its ETag is a hash of the row as served.
+_ETAG = {
+    "ETag": {
+        "description": "the row's strong entity tag: it changes whenever the row does, through the API or the "
+        "pipelines. Send it back in `If-Match` to write only the version read, in `If-None-Match` to read only a "
+        "changed row",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": "`no-cache`: revalidate before reusing the row", "schema": {"type": "string"}},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "one or more ETags (or `*`, any live row): the request applies only if the row's current "
+    "ETag is among them (compared strongly, under the row's lock on a write), else 412. Prevents lost updates",
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the ETags of the copies the client holds: 304 without a body when the row's ETag is among "
+    "them (compared weakly; `*`: any live row)",
+}
+_IF_UNMODIFIED_SINCE = {
+    "name": "If-Unmodified-Since",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "an HTTP date: 412 when the row's `updated_at` (to the second) is later. Ignored beside "
+    "`If-Match`, or when it is no HTTP date; `If-Match` is exact, a date only to the second",
+}
 
 
 def _component_schemas() -> dict[str, Any]:
@@ -176,7 +214,10 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "responses": {
                     "201": {
                         "description": "created",
-                        "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the new row"}},
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}, "description": "URL of the new row"},
+                            **_ETAG,
+                        },
                         "content": _json(_ref(title)),
                         # What a client (and schemathesis' stateful run) can do next with the new row.
                         "links": {
@@ -198,28 +239,36 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "summary": f"Get one {entity.singular}",
                 "operationId": f"get_{entity.singular}",
                 "security": read_security,
+                "parameters": [_IF_NONE_MATCH, _IF_MATCH],
                 "responses": {
-                    "200": {"description": "the row", "content": _json(_ref(title))},
-                    **_problems(*read_errors, 404),
+                    "200": {"description": "the row", "headers": _ETAG, "content": _json(_ref(title))},
+                    "304": {"description": "not modified: the row's ETag is one of `If-None-Match`", "headers": _ETAG},
+                    **_problems(*read_errors, 404, 412),
                 },
             },
             "put": {
                 "tags": tag,
                 "summary": f"Replace a client-owned {entity.singular} (synced rows answer 409)",
+                "description": "Send the ETag read with the row in `If-Match`: a write by someone else since "
+                "is then a 412, not overwritten.",
                 "operationId": f"replace_{entity.singular}",
                 "security": write_security,
+                "parameters": [_IF_MATCH, _IF_UNMODIFIED_SINCE],
                 "requestBody": {"required": True, "content": _json(_ref(f"{title}Write"))},
                 "responses": {
-                    "200": {"description": "the row as stored", "content": _json(_ref(title))},
-                    **_problems(400, 401, 403, 404, 409, 413, 415, 422),
+                    "200": {"description": "the row as stored", "headers": _ETAG, "content": _json(_ref(title))},
+                    **_problems(400, 401, 403, 404, 409, 412, 413, 415, 422),
                 },
             },
             "delete": {
                 "tags": tag,
                 "summary": f"Delete a client-owned {entity.singular} (synced rows answer 409)",
+                "description": "Of concurrent deletes of a row one answers 204, the others 404. With `If-Match`, "
+                "only the version the client read is deleted.",
                 "operationId": f"delete_{entity.singular}",
                 "security": write_security,
-                "responses": {"204": {"description": "deleted"}, **_problems(401, 403, 404, 409)},
+                "parameters": [_IF_MATCH, _IF_UNMODIFIED_SINCE],
+                "responses": {"204": {"description": "deleted"}, **_problems(401, 403, 404, 409, 412)},
             },
         },
         f"/{entity.name}/bulk": {

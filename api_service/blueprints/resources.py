@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from types import UnionType
 from typing import Annotated, Union, get_args, get_origin
 from urllib.parse import unquote_to_bytes
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 
 import http_body
-from api_service import auth, bulk_input, json_body, merge, metrics, rejections, repository, sync_reads
+from api_service import auth, bulk_input, conditional, json_body, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
@@ -170,6 +171,40 @@ def _quarantine(entity: Entity) -> Response:
     return json_response({"received": len(items), "quarantined": stored})
 
 
+def _get_item(entity: Entity, table, row_id: int) -> Response:
+    """GET /{entity}/{id}: the row and its ETag; 304 when the client's copy is current."""
+    row = repository.get_row(get_connection(), entity, table, _row_id(row_id, entity))
+    try:
+        conditional.Preconditions.of(request).check(row, safe=True)
+    except conditional.NotModified as current:
+        return conditional.not_modified_response(current)
+    return conditional.with_validator(json_response(row), row)
+
+
+def _replace_item(entity: Entity, table, row_id: int) -> Response:
+    """PUT /{entity}/{id}: replace the row, if it meets the request's preconditions (If-Match)."""
+    row_id = _row_id(row_id, entity)
+    body = _validated(SCHEMAS[entity.name].write, _json_object(), entity.singular)
+    check = partial(conditional.Preconditions.of(request).check, safe=False)
+    row = repository.replace_row(get_connection(), entity, table, row_id, body, check)
+    return conditional.with_validator(json_response(row), row)
+
+
+def _delete_item(entity: Entity, table, row_id: int) -> Response:
+    """DELETE /{entity}/{id}: tombstone the row, if it meets the request's preconditions (If-Match)."""
+    check = partial(conditional.Preconditions.of(request).check, safe=False)
+    repository.delete_row(get_connection(), entity, table, _row_id(row_id, entity), check)
+    return Response(status=204)
+
+
+def _add_row_routes(bp: Blueprint, entity: Entity, table) -> None:
+    """The routes of one row, `/{entity}/{id}`, with conditional requests (RFC 9110)."""
+    rule = "/<int:row_id>"
+    bp.add_url_rule(rule, "get_item", lambda row_id: _get_item(entity, table, row_id), methods=["GET"])
+    bp.add_url_rule(rule, "replace_item", lambda row_id: _replace_item(entity, table, row_id), methods=["PUT"])
+    bp.add_url_rule(rule, "delete_item", lambda row_id: _delete_item(entity, table, row_id), methods=["DELETE"])
+
+
 def make_blueprint(entity: Entity) -> Blueprint:
     """The routes of one entity under `/<entity.name>`."""
     schemas = SCHEMAS[entity.name]
@@ -189,22 +224,9 @@ def make_blueprint(entity: Entity) -> Blueprint:
         body = _validated(schemas.write, _json_object(), entity.singular)
         row = repository.create_row(get_connection(), entity, table, body)
         location = url_for(f"{entity.name}.get_item", row_id=row["id"])
-        return json_response(row, 201, headers={"Location": location})
+        return conditional.with_validator(json_response(row, 201, headers={"Location": location}), row)
 
-    @bp.get("/<int:row_id>")
-    def get_item(row_id: int):
-        return json_response(repository.get_row(get_connection(), entity, table, _row_id(row_id, entity)))
-
-    @bp.put("/<int:row_id>")
-    def replace_item(row_id: int):
-        row_id = _row_id(row_id, entity)
-        body = _validated(schemas.write, _json_object(), entity.singular)
-        return json_response(repository.replace_row(get_connection(), entity, table, row_id, body))
-
-    @bp.delete("/<int:row_id>")
-    def delete_item(row_id: int):
-        repository.delete_row(get_connection(), entity, table, _row_id(row_id, entity))
-        return Response(status=204)
+    _add_row_routes(bp, entity, table)
 
     @bp.post("/bulk")
     def bulk_upsert():
