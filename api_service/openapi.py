@@ -464,7 +464,8 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
                 "`application/problem+json` documents."
             ),
         },
-        # Relative: the document is served by the API it describes, wherever that is reached.
+        # Relative: the document is served by the API it describes, wherever that is reached (the
+        # route that serves it writes the mount prefix of the request it answers).
         "servers": [{"url": "/", "description": "the server that serves this document"}],
         "paths": paths,
         "components": {

@@ -78,6 +78,15 @@ def test_openapi_write_operations_declare_bearer_auth(client):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
 
 
+def test_the_documents_server_is_where_the_request_reached_the_api(client):
+    """Under a mount prefix, generated clients and Swagger UI must call the prefix, not the host's root."""
+    assert client.get("/openapi.json").json["servers"][0]["url"] == "/"
+    mounted = client.get("/openapi.json", environ_overrides={"SCRIPT_NAME": "/api"})
+    assert mounted.json["servers"][0]["url"] == "/api"
+    page = client.get("/docs", environ_overrides={"SCRIPT_NAME": "/api"})
+    assert b'url: "/api/openapi.json"' in page.data
+
+
 def test_docs_page_serves_swagger_ui_and_its_assets(client):
     page = client.get("/docs")
     assert page.status_code == 200 and b"SwaggerUIBundle" in page.data and b"/openapi.json" in page.data
