@@ -47,7 +47,8 @@ PROBLEM = {
     },
 }
 _REASONS = {
-    400: "the body is not valid JSON, or the request is not well-formed HTTP",
+    400: "the body is not valid JSON, the query string is not UTF-8 once percent-decoded, or the request is "
+    "not well-formed HTTP",
     401: "no bearer token",
     403: "the token is not allowed",
     404: "no such row",
@@ -58,7 +59,7 @@ _REASONS = {
     413: "the body or the batch is too large",
     414: "the request line (path and query string) is too long",
     415: "unsupported content type or content encoding",
-    422: "invalid fields, each named in `errors`",
+    422: "invalid fields, each named in `errors` (a query-string name the operation does not take, too)",
     431: "a request header is too large, or there are too many",
     503: "Base B is not reachable or not migrated",
 }
@@ -441,18 +442,25 @@ def _service_paths() -> dict[str, Any]:
     }
 
 
+def _add_problems(path_item: dict, *codes: int) -> None:
+    """List these problem statuses in every operation of the path where it does not list them yet."""
+    for operation in (op for op in path_item.values() if isinstance(op, dict)):
+        for code, response in _problems(*codes).items():
+            operation["responses"].setdefault(code, response)
+
+
 def build_document(settings: ApiSettings) -> dict[str, Any]:
     """The whole OpenAPI document for this configuration."""
     read_security = [{"bearerAuth": []}] if settings.read_requires_token else []
     paths: dict[str, Any] = {}
     for entity in ENTITIES.values():
         paths.update(_entity_paths(entity, read_security))
+    for item in paths.values():
+        # Every operation of an entity reads its query string, if only to refuse names it does not take.
+        _add_problems(item, 400, 422)
     paths.update(_service_paths())
     for path, item in paths.items():
-        for operation in (op for op in item.values() if isinstance(op, dict)):
-            codes = _ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)
-            for code, response in _problems(*codes).items():
-                operation["responses"].setdefault(code, response)
+        _add_problems(item, *(_ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)))
     return {
         "openapi": "3.1.0",
         "info": {

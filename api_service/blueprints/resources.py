@@ -73,27 +73,32 @@ def _query(model, what: str = "query string"):
         if len(values) > 1
     ]
     errors += [
-        {"field": name, "message": f"{value[:40]!r} is not an integer written in ASCII digits"}
+        {"field": name, "message": f"{value[:40]!r} is not {meaning}"}
         for name, value in request.args.items()
         if name in model.model_fields
-        and _takes_int(model.model_fields[name].annotation)
-        and not _INTEGER.fullmatch(value)
+        for kind, (spelling, meaning) in _SPELLINGS.items()
+        if _takes(model.model_fields[name].annotation, kind) and not spelling.fullmatch(value)
     ]
     if errors:
         raise Problem(422, f"the {what} has invalid fields", errors=errors)
     return _validated(model, request.args.to_dict(), what)
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+# How a query value of a type must be written: as the document says, not all pydantic reads (it
+# takes "1_0" and "+5" for integers, "yes", "1" and "True" for booleans).
+_SPELLINGS = {
+    int: (re.compile(r"-?[0-9]+"), "an integer written in ASCII digits"),
+    bool: (re.compile(r"true|false"), "true or false"),
+}
 
 
-def _takes_int(annotation) -> bool:
-    """An int field, however wrapped: `int | None`, `Annotated[int, ...]`, `Optional[Annotated[int, ...]]`."""
-    if annotation is int:
+def _takes(annotation, kind: type) -> bool:
+    """A field of that type, however wrapped: `int | None`, `Annotated[int, ...]`, `Optional[Annotated[int, ...]]`."""
+    if annotation is kind:
         return True
     if get_origin(annotation) is Annotated:
-        return _takes_int(get_args(annotation)[0])
-    return get_origin(annotation) in (UnionType, Union) and any(map(_takes_int, get_args(annotation)))
+        return _takes(get_args(annotation)[0], kind)
+    return get_origin(annotation) in (UnionType, Union) and any(_takes(arg, kind) for arg in get_args(annotation))
 
 
 def _json_object() -> dict:
@@ -133,20 +138,24 @@ def _admitted_versions(batch, settings, restore_at_ties: bool = False) -> Versio
     return bounds
 
 
-_WRITE_QUERIES = {"bulk_upsert": BulkUpsertQuery}  # the writes that read their query string; others take none
+_WRITE_QUERIES = {"bulk_upsert": BulkUpsertQuery}  # the writes that read their query string here
+# The reads that validate their own query string (its model is the route's); every other route takes none.
+_READS_WITH_QUERY = frozenset({"list_items", "list_rejections", "sync_digest", "sync_versions", "sync_buckets"})
 
 
 def _check_request() -> None:
-    """Before each request of an entity's routes: the caller's token; a write's query string, which
-    is a 422 where the write does not read it, not ignored."""
+    """Before each request of an entity's routes: the caller's token; the query string of a route
+    that does not read one, which is a 422, not ignored (a read of one row too: `?fields=title`
+    must not look honoured)."""
     auth.check_request(_settings())
-    if request.method not in ("GET", "HEAD", "OPTIONS") and request.query_string:
-        g.write_query = _query(_WRITE_QUERIES.get((request.endpoint or "").rpartition(".")[2], NoQuery))
+    endpoint = (request.endpoint or "").rpartition(".")[2]
+    if request.method != "OPTIONS" and request.query_string and endpoint not in _READS_WITH_QUERY:
+        g.route_query = _query(_WRITE_QUERIES.get(endpoint, NoQuery))
 
 
 def _upsert_versions(batch, settings) -> VersionBounds:
     """A bulk upsert's version bounds, with the tie rule its query string asks for (read before it)."""
-    query = g.get("write_query") or BulkUpsertQuery()
+    query = g.get("route_query") or BulkUpsertQuery()
     return _admitted_versions(batch, settings, query.restore_ties)
 
 
