@@ -186,6 +186,13 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
         },
     }
+    # Schema-valid as a whole, a batch is answered 200 whatever its records hold (README, "Bulk upsert").
+    per_record = (
+        "An item that breaks the item schema (not an object; a field missing, invalid or unknown; a version "
+        "out of range) does not fail the request: the answer is 200, the item counted in `rejected` and "
+        "listed in `errors` with its index and a reason per field, and the valid items {verb}. Only a body "
+        "that is no array (or no NDJSON) is refused whole."
+    )
     bulk_ok = {
         "200": {
             "description": "counts per outcome; rejected records with reasons",
@@ -276,6 +283,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "post": {
                 "tags": tag,
                 "summary": f"Upsert many {entity.name} from Base A (pipelines), with the version guard",
+                "description": per_record.format(verb="are written"),
                 "operationId": f"bulk_upsert_{entity.name}",
                 "security": write_security,
                 "parameters": _query_parameters(BulkUpsertQuery),
@@ -287,6 +295,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "post": {
                 "tags": tag,
                 "summary": f"Delete many {entity.name} by Base A key (pipelines), with the version guard",
+                "description": per_record.format(verb="are applied"),
                 "operationId": f"bulk_delete_{entity.name}",
                 "security": write_security,
                 "requestBody": delete_body,
@@ -298,6 +307,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "tags": tag,
                 "summary": f"What a bulk delete of {entity.name} would do, nothing written (the mass-delete "
                 "breakers count only the live rows it names)",
+                "description": per_record.format(verb="are planned"),
                 "operationId": f"plan_bulk_delete_{entity.name}",
                 "security": write_security,
                 "requestBody": delete_body,
@@ -442,6 +452,40 @@ def _service_paths() -> dict[str, Any]:
     }
 
 
+NAIVE_IS_UTC = "A date-time without an offset is read as UTC."
+
+
+def _is_date_time(schema: dict) -> bool:
+    return schema.get("format") == "date-time" or any(map(_is_date_time, schema.get("anyOf", [])))
+
+
+def _note_naive_utc(holder: dict) -> None:
+    holder["description"] = f"{holder.get('description', '').rstrip('.')}. {NAIVE_IS_UTC}".lstrip(". ")
+
+
+def _note_request_date_times(paths: dict, components: dict) -> None:
+    """Say in each date-time a request carries (a parameter, a body's property) that one without an
+    offset is UTC: the API reads it so on purpose, where RFC 3339 would refuse it."""
+    bodies: list[dict] = []
+    for operation in (op for item in paths.values() for op in item.values() if isinstance(op, dict)):
+        for parameter in operation.get("parameters", []):
+            if _is_date_time(parameter["schema"]):
+                _note_naive_utc(parameter)
+        bodies += [media["schema"] for media in operation.get("requestBody", {}).get("content", {}).values()]
+    seen: set[str] = set()
+    while bodies:
+        schema = bodies.pop()
+        if ref := schema.get("$ref"):
+            name = ref.rpartition("/")[2]
+            bodies += [] if name in seen else [components[name]]
+            seen.add(name)
+            continue
+        for prop in schema.get("properties", {}).values():
+            if _is_date_time(prop):
+                _note_naive_utc(prop)
+        bodies += [schema[key] for key in ("items",) if key in schema] + schema.get("anyOf", [])
+
+
 def _add_problems(path_item: dict, *codes: int) -> None:
     """List these problem statuses in every operation of the path where it does not list them yet."""
     for operation in (op for op in path_item.values() if isinstance(op, dict)):
@@ -461,6 +505,8 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
     paths.update(_service_paths())
     for path, item in paths.items():
         _add_problems(item, *(_ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)))
+    components = _component_schemas()
+    _note_request_date_times(paths, components)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -477,7 +523,7 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
         "servers": [{"url": "/", "description": "the server that serves this document"}],
         "paths": paths,
         "components": {
-            "schemas": _component_schemas(),
+            "schemas": components,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
