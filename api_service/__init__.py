@@ -33,6 +33,8 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.url_map.converters["int"] = AsciiInt  # \d (werkzeug's) also matches other scripts' digits: /articles/١٢٣
+    # /articles//1 is no route: a 404 problem document, not a 308 HTML redirect the document cannot list.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["api_settings"] = settings
     app.extensions["openapi_document"] = build_document(settings)

@@ -47,16 +47,19 @@ PROBLEM = {
     },
 }
 _REASONS = {
-    400: "the body is not valid JSON, or the request is not well-formed HTTP",
+    400: "the body is not valid JSON, the query string is not UTF-8 once percent-decoded, or the request is "
+    "not well-formed HTTP",
     401: "no bearer token",
     403: "the token is not allowed",
     404: "no such row",
     405: "method not allowed here",
     409: "conflict: a unique value is taken, or the row is synced from Base A",
+    412: "a precondition failed: the row's ETag is none of `If-Match` (it changed since the client read it), "
+    "it was modified after `If-Unmodified-Since`, or, on a write, it matches `If-None-Match`",
     413: "the body or the batch is too large",
     414: "the request line (path and query string) is too long",
     415: "unsupported content type or content encoding",
-    422: "invalid fields, each named in `errors`",
+    422: "invalid fields, each named in `errors` (a query-string name the operation does not take, too)",
     431: "a request header is too large, or there are too many",
     503: "Base B is not reachable or not migrated",
 }
@@ -84,6 +87,42 @@ def _problems(*codes: int) -> dict:
         retry = {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}
         responses["503"]["headers"] = {"Retry-After": retry}
     return responses
+
+
+# Conditional requests on one row (RFC 9110): its ETag is a hash of the row as served.
+_ETAG = {
+    "ETag": {
+        "description": "the row's strong entity tag: it changes whenever the row does, through the API or the "
+        "pipelines. Send it back in `If-Match` to write only the version read, in `If-None-Match` to read only a "
+        "changed row",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": "`no-cache`: revalidate before reusing the row", "schema": {"type": "string"}},
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "one or more ETags (or `*`, any live row): the request applies only if the row's current "
+    "ETag is among them (compared strongly, under the row's lock on a write), else 412. Prevents lost updates",
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "the ETags of the copies the client holds: 304 without a body when the row's ETag is among "
+    "them (compared weakly; `*`: any live row)",
+}
+_IF_UNMODIFIED_SINCE = {
+    "name": "If-Unmodified-Since",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "an HTTP date: 412 when the row's `updated_at` (to the second) is later. Ignored beside "
+    "`If-Match`, or when it is no HTTP date; `If-Match` is exact, a date only to the second",
+}
 
 
 def _component_schemas() -> dict[str, Any]:
@@ -147,6 +186,13 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
         },
     }
+    # Schema-valid as a whole, a batch is answered 200 whatever its records hold (README, "Bulk upsert").
+    per_record = (
+        "An item that breaks the item schema (not an object; a field missing, invalid or unknown; a version "
+        "out of range) does not fail the request: the answer is 200, the item counted in `rejected` and "
+        "listed in `errors` with its index and a reason per field, and the valid items {verb}. Only a body "
+        "that is no array (or no NDJSON) is refused whole."
+    )
     bulk_ok = {
         "200": {
             "description": "counts per outcome; rejected records with reasons",
@@ -176,7 +222,10 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "responses": {
                     "201": {
                         "description": "created",
-                        "headers": {"Location": {"schema": {"type": "string"}, "description": "URL of the new row"}},
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}, "description": "URL of the new row"},
+                            **_ETAG,
+                        },
                         "content": _json(_ref(title)),
                         # What a client (and schemathesis' stateful run) can do next with the new row.
                         "links": {
@@ -198,34 +247,43 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "summary": f"Get one {entity.singular}",
                 "operationId": f"get_{entity.singular}",
                 "security": read_security,
+                "parameters": [_IF_NONE_MATCH, _IF_MATCH],
                 "responses": {
-                    "200": {"description": "the row", "content": _json(_ref(title))},
-                    **_problems(*read_errors, 404),
+                    "200": {"description": "the row", "headers": _ETAG, "content": _json(_ref(title))},
+                    "304": {"description": "not modified: the row's ETag is one of `If-None-Match`", "headers": _ETAG},
+                    **_problems(*read_errors, 404, 412),
                 },
             },
             "put": {
                 "tags": tag,
                 "summary": f"Replace a client-owned {entity.singular} (synced rows answer 409)",
+                "description": "Send the ETag read with the row in `If-Match`: a write by someone else since "
+                "is then a 412, not overwritten.",
                 "operationId": f"replace_{entity.singular}",
                 "security": write_security,
+                "parameters": [_IF_MATCH, _IF_UNMODIFIED_SINCE],
                 "requestBody": {"required": True, "content": _json(_ref(f"{title}Write"))},
                 "responses": {
-                    "200": {"description": "the row as stored", "content": _json(_ref(title))},
-                    **_problems(400, 401, 403, 404, 409, 413, 415, 422),
+                    "200": {"description": "the row as stored", "headers": _ETAG, "content": _json(_ref(title))},
+                    **_problems(400, 401, 403, 404, 409, 412, 413, 415, 422),
                 },
             },
             "delete": {
                 "tags": tag,
                 "summary": f"Delete a client-owned {entity.singular} (synced rows answer 409)",
+                "description": "Of concurrent deletes of a row one answers 204, the others 404. With `If-Match`, "
+                "only the version the client read is deleted.",
                 "operationId": f"delete_{entity.singular}",
                 "security": write_security,
-                "responses": {"204": {"description": "deleted"}, **_problems(401, 403, 404, 409)},
+                "parameters": [_IF_MATCH, _IF_UNMODIFIED_SINCE],
+                "responses": {"204": {"description": "deleted"}, **_problems(401, 403, 404, 409, 412)},
             },
         },
         f"/{entity.name}/bulk": {
             "post": {
                 "tags": tag,
                 "summary": f"Upsert many {entity.name} from Base A (pipelines), with the version guard",
+                "description": per_record.format(verb="are written"),
                 "operationId": f"bulk_upsert_{entity.name}",
                 "security": write_security,
                 "parameters": _query_parameters(BulkUpsertQuery),
@@ -237,6 +295,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             "post": {
                 "tags": tag,
                 "summary": f"Delete many {entity.name} by Base A key (pipelines), with the version guard",
+                "description": per_record.format(verb="are applied"),
                 "operationId": f"bulk_delete_{entity.name}",
                 "security": write_security,
                 "requestBody": delete_body,
@@ -248,6 +307,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "tags": tag,
                 "summary": f"What a bulk delete of {entity.name} would do, nothing written (the mass-delete "
                 "breakers count only the live rows it names)",
+                "description": per_record.format(verb="are planned"),
                 "operationId": f"plan_bulk_delete_{entity.name}",
                 "security": write_security,
                 "requestBody": delete_body,
@@ -392,18 +452,61 @@ def _service_paths() -> dict[str, Any]:
     }
 
 
+NAIVE_IS_UTC = "A date-time without an offset is read as UTC."
+
+
+def _is_date_time(schema: dict) -> bool:
+    return schema.get("format") == "date-time" or any(map(_is_date_time, schema.get("anyOf", [])))
+
+
+def _note_naive_utc(holder: dict) -> None:
+    holder["description"] = f"{holder.get('description', '').rstrip('.')}. {NAIVE_IS_UTC}".lstrip(". ")
+
+
+def _note_request_date_times(paths: dict, components: dict) -> None:
+    """Say in each date-time a request carries (a parameter, a body's property) that one without an
+    offset is UTC: the API reads it so on purpose, where RFC 3339 would refuse it."""
+    bodies: list[dict] = []
+    for operation in (op for item in paths.values() for op in item.values() if isinstance(op, dict)):
+        for parameter in operation.get("parameters", []):
+            if _is_date_time(parameter["schema"]):
+                _note_naive_utc(parameter)
+        bodies += [media["schema"] for media in operation.get("requestBody", {}).get("content", {}).values()]
+    seen: set[str] = set()
+    while bodies:
+        schema = bodies.pop()
+        if ref := schema.get("$ref"):
+            name = ref.rpartition("/")[2]
+            bodies += [] if name in seen else [components[name]]
+            seen.add(name)
+            continue
+        for prop in schema.get("properties", {}).values():
+            if _is_date_time(prop):
+                _note_naive_utc(prop)
+        bodies += [schema[key] for key in ("items",) if key in schema] + schema.get("anyOf", [])
+
+
+def _add_problems(path_item: dict, *codes: int) -> None:
+    """List these problem statuses in every operation of the path where it does not list them yet."""
+    for operation in (op for op in path_item.values() if isinstance(op, dict)):
+        for code, response in _problems(*codes).items():
+            operation["responses"].setdefault(code, response)
+
+
 def build_document(settings: ApiSettings) -> dict[str, Any]:
     """The whole OpenAPI document for this configuration."""
     read_security = [{"bearerAuth": []}] if settings.read_requires_token else []
     paths: dict[str, Any] = {}
     for entity in ENTITIES.values():
         paths.update(_entity_paths(entity, read_security))
+    for item in paths.values():
+        # Every operation of an entity reads its query string, if only to refuse names it does not take.
+        _add_problems(item, 400, 422)
     paths.update(_service_paths())
     for path, item in paths.items():
-        for operation in (op for op in item.values() if isinstance(op, dict)):
-            codes = _ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)
-            for code, response in _problems(*codes).items():
-                operation["responses"].setdefault(code, response)
+        _add_problems(item, *(_ANY_REQUEST if path in _NO_DATABASE else (*_ANY_REQUEST, 503)))
+    components = _component_schemas()
+    _note_request_date_times(paths, components)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -415,11 +518,12 @@ def build_document(settings: ApiSettings) -> dict[str, Any]:
                 "`application/problem+json` documents."
             ),
         },
-        # Relative: the document is served by the API it describes, wherever that is reached.
+        # Relative: the document is served by the API it describes, wherever that is reached (the
+        # route that serves it writes the mount prefix of the request it answers).
         "servers": [{"url": "/", "description": "the server that serves this document"}],
         "paths": paths,
         "components": {
-            "schemas": _component_schemas(),
+            "schemas": components,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

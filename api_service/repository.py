@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import IntegrityError
 
+from api_service.backends import backend_of
 from api_service.db import begin_write
 from api_service.problems import Problem
 from baseab_contract.entities import Entity
@@ -16,6 +18,12 @@ from baseab_contract.entities import Entity
 READ_COLUMNS = ("id", "source_id")
 TIMESTAMP_COLUMNS = ("created_at", "updated_at", "source_updated_at")
 _FILTER_KEYS = frozenset({"limit", "after", "updated_after"})
+# What a client asked of the row before a write (conditional.Preconditions): raises to refuse the write.
+Precondition = Callable[[dict[str, Any]], None]
+
+
+def _unconditional(_row: dict[str, Any]) -> None:
+    """A write without preconditions."""
 
 
 def _columns(entity: Entity, table: Table) -> list:
@@ -36,10 +44,12 @@ def list_rows(conn: Connection, entity: Entity, table: Table, query: BaseModel) 
     return rows, (rows[-1]["id"] if has_more else None)
 
 
-def _live_row(conn: Connection, entity: Entity, table: Table, row_id: int) -> dict[str, Any]:
-    row = conn.execute(
-        select(*_columns(entity, table)).where(table.c.id == row_id, table.c.deleted_at.is_(None))
-    ).first()
+def _live_row(conn: Connection, entity: Entity, table: Table, row_id: int, lock: bool = False) -> dict[str, Any]:
+    """The live row; with `lock`, locked until the transaction ends (a write decides on what it read)."""
+    statement = select(*_columns(entity, table)).where(table.c.id == row_id, table.c.deleted_at.is_(None))
+    if lock:
+        statement = backend_of(conn).for_update(statement, table)
+    row = conn.execute(statement).first()
     if row is None:
         raise Problem(404, f"no {entity.singular} with id {row_id}")
     return row._asdict()
@@ -90,13 +100,21 @@ def create_row(conn: Connection, entity: Entity, table: Table, body: BaseModel) 
         raise Problem(409, f"the {entity.singular} conflicts with a row written at the same time") from None
 
 
-def replace_row(conn: Connection, entity: Entity, table: Table, row_id: int, body: BaseModel) -> dict[str, Any]:
-    """Replace the data of a client-owned row."""
+def replace_row(
+    conn: Connection,
+    entity: Entity,
+    table: Table,
+    row_id: int,
+    body: BaseModel,
+    precondition: Precondition = _unconditional,
+) -> dict[str, Any]:
+    """Replace the data of a client-owned row, if the row as it is now meets the precondition."""
     values = body.model_dump()
     try:
         with begin_write(conn):
-            row = _live_row(conn, entity, table, row_id)
+            row = _live_row(conn, entity, table, row_id, lock=True)
             _owned_by_client(entity, row)
+            precondition(row)
             _check_unique(conn, entity, table, values, row_id)
             conn.execute(table.update().where(table.c.id == row_id).values(**values, updated_at=datetime.now(UTC)))
             return _live_row(conn, entity, table, row_id)
@@ -104,10 +122,17 @@ def replace_row(conn: Connection, entity: Entity, table: Table, row_id: int, bod
         raise Problem(409, f"the {entity.singular} conflicts with a row written at the same time") from None
 
 
-def delete_row(conn: Connection, entity: Entity, table: Table, row_id: int) -> None:
-    """Tombstone a client-owned row."""
+def delete_row(
+    conn: Connection, entity: Entity, table: Table, row_id: int, precondition: Precondition = _unconditional
+) -> None:
+    """Tombstone a client-owned row, if the row as it is now meets the precondition. Of concurrent
+    deletes of one row exactly one wins: the row is locked before it is judged, and a tombstone is
+    never written again (its deleted_at is when the row was deleted)."""
     with begin_write(conn):
-        row = _live_row(conn, entity, table, row_id)
+        row = _live_row(conn, entity, table, row_id, lock=True)
         _owned_by_client(entity, row)
+        precondition(row)
         now = datetime.now(UTC)
-        conn.execute(table.update().where(table.c.id == row_id).values(deleted_at=now, updated_at=now))
+        live = (table.c.id == row_id) & table.c.deleted_at.is_(None)
+        if conn.execute(table.update().where(live).values(deleted_at=now, updated_at=now)).rowcount != 1:
+            raise Problem(404, f"no {entity.singular} with id {row_id}")  # where a database locks no rows

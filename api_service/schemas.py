@@ -418,7 +418,10 @@ class SyncVersions(BaseModel):
 class SyncBucket(BaseModel):
     bucket: int = pydantic.Field(description="source_id // size")
     count: int
-    key_sum: int = pydantic.Field(description="sum of the source ids in the bucket")
+    key_sum: int = pydantic.Field(
+        description="sum of the source ids in the bucket: an integer of any size, past 64 bits for a bucket of "
+        "large keys (2 keys near 2^63 already): read it into an arbitrary-precision integer, not an int64"
+    )
     digest: str | None = pydantic.Field(
         None, description="with versions=true: the sync digest of the bucket's (source_id, version) pairs"
     )

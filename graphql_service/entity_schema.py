@@ -105,7 +105,7 @@ extend type Mutation {{
   create{one}(input: {one}Input, {flat}): {one}!
   """
   Changes {a_thing} created through the API. `input` replaces every field; the seed system's flat
-  arguments change only the fields given.
+  arguments change only the fields given (a CONFLICT error when the row changed while it was read).
   """
   update{one}(id: ID!, input: {one}Input, {flat}): {one}!
   delete{one}(id: ID!): Boolean!

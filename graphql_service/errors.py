@@ -18,6 +18,7 @@ _CODES = {
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT",
+    412: "CONFLICT",  # the row changed between a flat update's read and its write
     413: "BAD_USER_INPUT",
     414: "BAD_USER_INPUT",
     415: "BAD_USER_INPUT",

@@ -99,13 +99,16 @@ def _one_form(input: dict | None, flat: dict) -> None:
         raise UserInputError("give either `input` or the flat field arguments, not both")
 
 
-def _merged(client, path: str, token: str | None, info: GraphQLResolveInfo, input_type: str, flat: dict) -> dict:
-    """The row's writable fields as stored, with the flat arguments given laid over them (a partial update)."""
+def _merged(
+    client, path: str, token: str | None, info: GraphQLResolveInfo, input_type: str, flat: dict
+) -> tuple[dict, str | None]:
+    """The row's writable fields as stored, with the flat arguments given laid over them (a partial
+    update), and the ETag of the version read."""
     if not flat:
         raise UserInputError("give `input` or at least one field to change")
-    current = client.request("GET", path, token=token)
+    current, etag = client.request_versioned("GET", path, token=token)
     writable = _snake(dict.fromkeys(info.schema.type_map[input_type].fields))
-    return {name: current.get(name) for name in writable} | _snake(flat)
+    return {name: current.get(name) for name in writable} | _snake(flat), etag
 
 
 def bind_entity(rest_name: str, singular: str, plural: str) -> None:
@@ -149,10 +152,12 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
     def resolve_update(_, info: GraphQLResolveInfo, id: str, input: dict | None = None, **flat):
         _one_form(input, flat)
         client, token, path = info.context["client"], info.context["token"], f"/{rest_name}/{_row_id(id)}"
-        # Flat arguments read the row and write it back whole (PUT): a write to another field of the
-        # same row between the two calls is overwritten, as with any PUT.
-        body = _snake(input) if input is not None else _merged(client, path, token, info, f"{singular}Input", flat)
-        return client.request("PUT", path, json=body, token=token)
+        if input is not None:
+            return client.request("PUT", path, json=_snake(input), token=token)
+        # Flat arguments read the row and write it back whole (PUT), only if it is still the version
+        # read (If-Match): a write to another field between the two calls is a CONFLICT, not overwritten.
+        body, etag = _merged(client, path, token, info, f"{singular}Input", flat)
+        return client.request("PUT", path, json=body, token=token, if_match=etag)
 
     @mutation.field(f"delete{singular}")
     def resolve_delete(_, info: GraphQLResolveInfo, id: str):

@@ -93,6 +93,9 @@ class BoundedClient:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.client.request(method, path, deadline=self.deadline, **kwargs)
 
+    def request_versioned(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str | None]:
+        return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
+
 
 @dataclass
 class RestClient:
@@ -159,11 +162,32 @@ class RestClient:
         json: Any = None,
         deadline: float | None = None,
         retry: bool = True,
+        if_match: str | None = None,
     ) -> Any:
         """One REST call; the decoded JSON body (None for 204), or a RestError. With a `deadline`
         (time.monotonic()) the call, its retries included, ends by it (RequestTimedOut), and is not
-        made once it has passed; `retry=False` makes one attempt."""
+        made once it has passed; `retry=False` makes one attempt. `if_match`: write only the row
+        version with that ETag (else a RestError 412)."""
+        return self.request_versioned(
+            method, path, token=token, params=params, json=json, deadline=deadline, retry=retry, if_match=if_match
+        )[0]
+
+    def request_versioned(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        deadline: float | None = None,
+        retry: bool = True,
+        if_match: str | None = None,
+    ) -> tuple[Any, str | None]:
+        """`request`, and the ETag of the row the REST API answered (None where it sends none)."""
         headers = {"Accept": "application/json"}
+        if if_match is not None:
+            headers["If-Match"] = if_match
         token = token or self.settings.service_token
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -181,7 +205,7 @@ class RestClient:
         response = self._send(method, url, body, headers, deadline, retry)
         self._observe(method, str(response.status))
         if response.status == 204:
-            return None
+            return None, None
         try:
             body = orjson.loads(response.data)
         except orjson.JSONDecodeError:
@@ -195,4 +219,4 @@ class RestClient:
             detail = body.get("detail") if isinstance(body, dict) else None
             errors = body.get("errors") if isinstance(body, dict) else None
             raise RestError(response.status, detail or response.reason or "", errors)
-        return body
+        return body, response.headers.get("ETag")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from types import UnionType
 from typing import Annotated, Union, get_args, get_origin
 from urllib.parse import unquote_to_bytes
@@ -13,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 
 import http_body
-from api_service import auth, bulk_input, json_body, merge, metrics, rejections, repository, sync_reads
+from api_service import auth, bulk_input, conditional, json_body, merge, metrics, rejections, repository, sync_reads
 from api_service.db import get_connection
 from api_service.models import TABLES
 from api_service.problems import Problem, field_errors
@@ -72,27 +73,32 @@ def _query(model, what: str = "query string"):
         if len(values) > 1
     ]
     errors += [
-        {"field": name, "message": f"{value[:40]!r} is not an integer written in ASCII digits"}
+        {"field": name, "message": f"{value[:40]!r} is not {meaning}"}
         for name, value in request.args.items()
         if name in model.model_fields
-        and _takes_int(model.model_fields[name].annotation)
-        and not _INTEGER.fullmatch(value)
+        for kind, (spelling, meaning) in _SPELLINGS.items()
+        if _takes(model.model_fields[name].annotation, kind) and not spelling.fullmatch(value)
     ]
     if errors:
         raise Problem(422, f"the {what} has invalid fields", errors=errors)
     return _validated(model, request.args.to_dict(), what)
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+# How a query value of a type must be written: as the document says, not all pydantic reads (it
+# takes "1_0" and "+5" for integers, "yes", "1" and "True" for booleans).
+_SPELLINGS = {
+    int: (re.compile(r"-?[0-9]+"), "an integer written in ASCII digits"),
+    bool: (re.compile(r"true|false"), "true or false"),
+}
 
 
-def _takes_int(annotation) -> bool:
-    """An int field, however wrapped: `int | None`, `Annotated[int, ...]`, `Optional[Annotated[int, ...]]`."""
-    if annotation is int:
+def _takes(annotation, kind: type) -> bool:
+    """A field of that type, however wrapped: `int | None`, `Annotated[int, ...]`, `Optional[Annotated[int, ...]]`."""
+    if annotation is kind:
         return True
     if get_origin(annotation) is Annotated:
-        return _takes_int(get_args(annotation)[0])
-    return get_origin(annotation) in (UnionType, Union) and any(map(_takes_int, get_args(annotation)))
+        return _takes(get_args(annotation)[0], kind)
+    return get_origin(annotation) in (UnionType, Union) and any(_takes(arg, kind) for arg in get_args(annotation))
 
 
 def _json_object() -> dict:
@@ -132,20 +138,24 @@ def _admitted_versions(batch, settings, restore_at_ties: bool = False) -> Versio
     return bounds
 
 
-_WRITE_QUERIES = {"bulk_upsert": BulkUpsertQuery}  # the writes that read their query string; others take none
+_WRITE_QUERIES = {"bulk_upsert": BulkUpsertQuery}  # the writes that read their query string here
+# The reads that validate their own query string (its model is the route's); every other route takes none.
+_READS_WITH_QUERY = frozenset({"list_items", "list_rejections", "sync_digest", "sync_versions", "sync_buckets"})
 
 
 def _check_request() -> None:
-    """Before each request of an entity's routes: the caller's token; a write's query string, which
-    is a 422 where the write does not read it, not ignored."""
+    """Before each request of an entity's routes: the caller's token; the query string of a route
+    that does not read one, which is a 422, not ignored (a read of one row too: `?fields=title`
+    must not look honoured)."""
     auth.check_request(_settings())
-    if request.method not in ("GET", "HEAD", "OPTIONS") and request.query_string:
-        g.write_query = _query(_WRITE_QUERIES.get((request.endpoint or "").rpartition(".")[2], NoQuery))
+    endpoint = (request.endpoint or "").rpartition(".")[2]
+    if request.method != "OPTIONS" and request.query_string and endpoint not in _READS_WITH_QUERY:
+        g.route_query = _query(_WRITE_QUERIES.get(endpoint, NoQuery))
 
 
 def _upsert_versions(batch, settings) -> VersionBounds:
     """A bulk upsert's version bounds, with the tie rule its query string asks for (read before it)."""
-    query = g.get("write_query") or BulkUpsertQuery()
+    query = g.get("route_query") or BulkUpsertQuery()
     return _admitted_versions(batch, settings, query.restore_ties)
 
 
@@ -170,6 +180,40 @@ def _quarantine(entity: Entity) -> Response:
     return json_response({"received": len(items), "quarantined": stored})
 
 
+def _get_item(entity: Entity, table, row_id: int) -> Response:
+    """GET /{entity}/{id}: the row and its ETag; 304 when the client's copy is current."""
+    row = repository.get_row(get_connection(), entity, table, _row_id(row_id, entity))
+    try:
+        conditional.Preconditions.of(request).check(row, safe=True)
+    except conditional.NotModified as current:
+        return conditional.not_modified_response(current)
+    return conditional.with_validator(json_response(row), row)
+
+
+def _replace_item(entity: Entity, table, row_id: int) -> Response:
+    """PUT /{entity}/{id}: replace the row, if it meets the request's preconditions (If-Match)."""
+    row_id = _row_id(row_id, entity)
+    body = _validated(SCHEMAS[entity.name].write, _json_object(), entity.singular)
+    check = partial(conditional.Preconditions.of(request).check, safe=False)
+    row = repository.replace_row(get_connection(), entity, table, row_id, body, check)
+    return conditional.with_validator(json_response(row), row)
+
+
+def _delete_item(entity: Entity, table, row_id: int) -> Response:
+    """DELETE /{entity}/{id}: tombstone the row, if it meets the request's preconditions (If-Match)."""
+    check = partial(conditional.Preconditions.of(request).check, safe=False)
+    repository.delete_row(get_connection(), entity, table, _row_id(row_id, entity), check)
+    return Response(status=204)
+
+
+def _add_row_routes(bp: Blueprint, entity: Entity, table) -> None:
+    """The routes of one row, `/{entity}/{id}`, with conditional requests (RFC 9110)."""
+    rule = "/<int:row_id>"
+    bp.add_url_rule(rule, "get_item", lambda row_id: _get_item(entity, table, row_id), methods=["GET"])
+    bp.add_url_rule(rule, "replace_item", lambda row_id: _replace_item(entity, table, row_id), methods=["PUT"])
+    bp.add_url_rule(rule, "delete_item", lambda row_id: _delete_item(entity, table, row_id), methods=["DELETE"])
+
+
 def make_blueprint(entity: Entity) -> Blueprint:
     """The routes of one entity under `/<entity.name>`."""
     schemas = SCHEMAS[entity.name]
@@ -189,22 +233,9 @@ def make_blueprint(entity: Entity) -> Blueprint:
         body = _validated(schemas.write, _json_object(), entity.singular)
         row = repository.create_row(get_connection(), entity, table, body)
         location = url_for(f"{entity.name}.get_item", row_id=row["id"])
-        return json_response(row, 201, headers={"Location": location})
+        return conditional.with_validator(json_response(row, 201, headers={"Location": location}), row)
 
-    @bp.get("/<int:row_id>")
-    def get_item(row_id: int):
-        return json_response(repository.get_row(get_connection(), entity, table, _row_id(row_id, entity)))
-
-    @bp.put("/<int:row_id>")
-    def replace_item(row_id: int):
-        row_id = _row_id(row_id, entity)
-        body = _validated(schemas.write, _json_object(), entity.singular)
-        return json_response(repository.replace_row(get_connection(), entity, table, row_id, body))
-
-    @bp.delete("/<int:row_id>")
-    def delete_item(row_id: int):
-        repository.delete_row(get_connection(), entity, table, _row_id(row_id, entity))
-        return Response(status=204)
+    _add_row_routes(bp, entity, table)
 
     @bp.post("/bulk")
     def bulk_upsert():

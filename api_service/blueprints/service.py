@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Blueprint, Response, current_app, send_from_directory, url_for
+from flask import Blueprint, Response, current_app, request, send_from_directory, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -56,7 +56,10 @@ def ready():
 
 @bp.get("/openapi.json")
 def openapi_document():
-    return json_response(current_app.extensions["openapi_document"])
+    # Its server is where this request reached the API: under a mount prefix (SCRIPT_NAME=/api) a
+    # client generated from the document, and Swagger UI, call /api/..., not the host's root.
+    served = {"url": request.script_root or "/", "description": "the server that serves this document"}
+    return json_response({**current_app.extensions["openapi_document"], "servers": [served]})
 
 
 @bp.get("/docs")

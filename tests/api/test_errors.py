@@ -334,3 +334,53 @@ def test_a_write_refuses_query_names_it_does_not_read(client, method, path):
     response = client.open(path, method=method, data=body, headers={**AUTH, "Content-Type": "application/json"})
     assert_problem(response, 422)
     assert client.get("/articles", headers=AUTH).json["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/articles//1"),
+        ("GET", "//articles"),
+        ("GET", "/docs/static//swagger-ui.css"),
+        ("POST", "/articles//bulk"),
+    ],
+)
+def test_a_path_with_an_empty_segment_is_an_unknown_path_not_a_redirect(client, method, path):
+    """Werkzeug merged the slashes with a 308 text/html redirect, a status no operation lists."""
+    assert_problem(client.open(path, method=method, headers=AUTH), 404)
+
+
+def test_a_read_of_one_row_refuses_query_names_it_does_not_read(client):
+    row_id = client.post("/articles", json={"title": "t"}, headers=AUTH).json["id"]
+    body = assert_problem(client.get(f"/articles/{row_id}?fields=title"), 422)
+    assert body["errors"][0]["field"] == "fields"
+    assert client.get(f"/articles/{row_id}").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "True", "on", "0", "FALSE"])
+@pytest.mark.parametrize(
+    ("method", "path", "name"), [("POST", "/bulk", "restore_ties"), ("GET", "/sync/buckets", "versions")]
+)
+def test_a_query_flag_is_true_or_false_as_documented(client, value, method, path, name):
+    url = f"/articles{path}?{name}={value}"
+    body = assert_problem(client.open(url, method=method, json=[], headers=AUTH), 422)
+    assert body["errors"] == [{"field": name, "message": f"{value!r} is not true or false"}]
+    for documented in ("true", "false"):
+        assert (
+            client.open(f"/articles{path}?{name}={documented}", method=method, json=[], headers=AUTH).status_code == 200
+        )
+
+
+@pytest.mark.parametrize("query", ["x=1", "x=%FF", "limit=%FF"])
+def test_every_entity_operation_lists_what_it_answers_to_a_query_string_it_refuses(client, query):
+    """An unknown name (422) or a query string that is not UTF-8 (400): statuses each operation lists."""
+    row_id = client.post("/articles", json={"title": "t"}, headers=AUTH).json["id"]
+    document = client.get("/openapi.json").json
+    for path, item in document["paths"].items():
+        if not path.startswith("/articles"):
+            continue
+        for method, operation in ((m, op) for m, op in item.items() if m != "parameters"):
+            url = path.replace("{row_id}", str(row_id)) + "?" + query
+            answer = client.open(url, method=method.upper(), json=[], headers=AUTH)
+            assert answer.status_code in (400, 422), (method, path, answer.status_code)
+            assert str(answer.status_code) in operation["responses"], (method, path, answer.status_code)

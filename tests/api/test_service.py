@@ -78,6 +78,15 @@ def test_openapi_write_operations_declare_bearer_auth(client):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
 
 
+def test_the_documents_server_is_where_the_request_reached_the_api(client):
+    """Under a mount prefix, generated clients and Swagger UI must call the prefix, not the host's root."""
+    assert client.get("/openapi.json").json["servers"][0]["url"] == "/"
+    mounted = client.get("/openapi.json", environ_overrides={"SCRIPT_NAME": "/api"})
+    assert mounted.json["servers"][0]["url"] == "/api"
+    page = client.get("/docs", environ_overrides={"SCRIPT_NAME": "/api"})
+    assert b'url: "/api/openapi.json"' in page.data
+
+
 def test_docs_page_serves_swagger_ui_and_its_assets(client):
     page = client.get("/docs")
     assert page.status_code == 200 and b"SwaggerUIBundle" in page.data and b"/openapi.json" in page.data
@@ -173,3 +182,37 @@ def test_a_connection_lost_after_the_answer_is_dropped_not_turned_into_an_error(
     # the app context ended without raising; the next request gets a new, working connection
     assert app.test_client().get("/articles").status_code == 200
     app.extensions["base_b_engine"].dispose()
+
+
+def _date_time(schema: dict) -> bool:
+    return schema.get("format") == "date-time" or any(map(_date_time, schema.get("anyOf", [])))
+
+
+def test_every_date_time_a_request_carries_says_one_without_an_offset_is_utc(client):
+    """The API reads 2024-01-01T00:00:00 as UTC on purpose: a client must learn it from the document."""
+    document = client.get("/openapi.json").json
+    components = document["components"]["schemas"]
+    noted = []
+    for item in document["paths"].values():
+        for operation in (op for op in item.values() if isinstance(op, dict)):
+            noted += [p for p in operation.get("parameters", []) if _date_time(p["schema"])]
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                items = media["schema"].get("items", {})
+                properties = components[items["$ref"].rpartition("/")[2]] if "$ref" in items else items
+                noted += [prop for prop in properties.get("properties", {}).values() if _date_time(prop)]
+    assert len(noted) > 10
+    assert all("without an offset is read as UTC" in holder["description"] for holder in noted), noted
+
+
+def test_bulk_operations_say_invalid_items_are_rejected_in_a_200(client):
+    document = client.get("/openapi.json").json
+    for path in ("/articles/bulk", "/articles/bulk/delete", "/articles/bulk/delete/plan"):
+        description = document["paths"][path]["post"]["description"]
+        assert "breaks the item schema" in description and "200" in description and "`rejected`" in description
+
+
+def test_a_bucket_key_sum_warns_int64_clients(client):
+    """A sum of keys passes 2**63: a client that reads it into an int64 overflows (wire shape unchanged)."""
+    key_sum = client.get("/openapi.json").json["components"]["schemas"]["SyncBucket"]["properties"]["key_sum"]
+    assert key_sum["type"] == "integer" and "format" not in key_sum
+    assert "64 bits" in key_sum["description"] and "not an int64" in key_sum["description"]

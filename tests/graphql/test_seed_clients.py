@@ -123,3 +123,29 @@ def test_every_field_returning_many_rows_is_priced_by_its_limit(name):
     # A field missing from COST_MAP costs 1 whatever its size: the cost limit would not see it.
     assert COST_MAP["Query"].get(name) == {"complexity": 1, "multipliers": ["limit"]}, name
     assert "limit" in SCHEMA.query_type.fields[name].args
+
+
+def test_a_flat_update_never_overwrites_a_write_made_between_its_read_and_its_write(gql, rest_api, monkeypatch):
+    """The flat update reads the row and puts it back whole: another client's write in between is a
+    CONFLICT (If-Match with the ETag read), not silently lost."""
+    import requests  # noqa: PLC0415
+
+    from graphql_service.rest_client import RestClient  # noqa: PLC0415
+    from tests.graphql.conftest import TOKEN  # noqa: PLC0415
+
+    row = gql('mutation { createArticle(title: "t", content: "c", author: "a") { id } }')["data"]["createArticle"]
+    url = f"{rest_api}/articles/{row['id']}"
+    read = RestClient.request_versioned
+
+    def read_then_someone_writes(self, method, path, **kwargs):
+        answer = read(self, method, path, **kwargs)
+        if method == "GET":
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            other = {"title": "t", "content": "someone else's", "author": "a"}
+            assert requests.put(url, json=other, headers=auth, timeout=10).status_code == 200
+        return answer
+
+    monkeypatch.setattr(RestClient, "request_versioned", read_then_someone_writes)
+    answer = gql(f'mutation {{ updateArticle(id: {row["id"]}, title: "u") {{ title content }} }}')
+    assert code(answer) == "CONFLICT"
+    assert requests.get(url, timeout=10).json()["content"] == "someone else's"
