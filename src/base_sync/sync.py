@@ -180,11 +180,15 @@ def repair(
 def _looking_back(position: Cursor, settings: SyncSettings, view: SourceView | None = None) -> Cursor:
     """Where a read after `position` starts: SYNC_LOOKBACK_SECONDS earlier, for late commits; with
     the entity's `view`, from the start of a daylight-saving change's repeated hour while the
-    position lies in it or its second pass (a row written then is read up to an hour back)."""
-    start = view.read_back_from(position.updated_at) if view is not None else position.updated_at
-    if start == position.updated_at and not settings.lookback_seconds:
+    look-back reaches into it or its second pass (a row written then is read up to an hour back).
+
+    The look-back is taken first: a commit within it may be stamped in the second pass although
+    the position lies past it (a row stamped 02:59:30 CET committing after 03:00:05 CET)."""
+    back = position.updated_at - timedelta(seconds=settings.lookback_seconds)
+    start = view.read_back_from(back) if view is not None else back
+    if start == position.updated_at:
         return position
-    return Cursor(start - timedelta(seconds=settings.lookback_seconds), 0)
+    return Cursor(start, 0)
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:

@@ -17,7 +17,7 @@ from base_sync.mapping import SourceMapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
-from base_sync.source_schema import create_schema
+from base_sync.source_schema import create_schema, install_delete_log
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
@@ -224,6 +224,57 @@ def test_rows_written_in_the_second_pass_of_a_repeated_hour_or_with_a_zero_day_a
     assert due["deletes"]["resent_behind"] == 1
     (refused,) = api.open_rejections("articles")
     assert refused["source_id"] == 5 and "2026-12-00 10:00:00" in refused["reasons"][0]["message"]
+    engine.dispose()
+
+
+BERLIN_ARTICLES_SOFT_DELETED = """
+source: {time_zone: Europe/Berlin}
+entities:
+  articles:
+    table: beitrag
+    key: nr
+    cursor: {column: geaendert_am, type: datetime}
+    soft_delete: {column: geloescht, deleted_when: 1}
+    fields:
+      title: {column: titel}
+"""
+
+
+def test_a_late_commit_stamped_at_the_end_of_a_repeated_hour_is_caught_by_the_look_back(
+    make_mariadb_database, base_b, tmp_path
+):
+    """The watermark has passed the second pass of the repeated hour (03:00:05 CET, 02:00:05Z); a
+    row stamped 02:59:30 CET commits 35 s late. Its wall time is read as the summer-time instant
+    00:59:30Z, an hour behind the look-back's plain reach (01:59:05Z): the look-back reaches into
+    the second pass, so the next run reads from the hour's start and takes the row, and a row
+    soft-deleted as late (the rows that left the mapping's scope are read from the same start)."""
+    (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES_SOFT_DELETED)
+    engine = source_engine(make_mariadb_database())
+    base_a = BaseA(engine, SourceMapping.from_file(tmp_path / "mapping.yaml"))
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED PRIMARY KEY, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, KEY ix (geaendert_am))"
+            )
+        )
+    install_delete_log(engine, base_a.mapping, ["articles"])  # no key comparison on every run
+    base_a = BaseA(engine, base_a.mapping)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'CEST', '2026-10-25 02:30:00')"))
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (2, 'CET', '2026-10-25 03:00:05')"))
+    one_minute = SETTINGS.model_copy(update={"lookback_seconds": 60})
+    run_once("articles", base_a, api, store, one_minute)
+    assert store.get("articles").updated_at == datetime(2026, 10, 25, 2, 0, 5, tzinfo=UTC)
+    with engine.begin() as conn:  # committed at about 03:00:05 CET, 35 s after their stamps
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (3, 'late', '2026-10-25 02:59:30')"))
+        conn.execute(text("UPDATE beitrag SET geloescht = 1, geaendert_am = '2026-10-25 02:59:40' WHERE nr = 1"))
+    late = run_once("articles", base_a, api, store, one_minute)
+    assert "buckets" not in late["deletes"], "the look-back found them, not the key comparison"
+    assert late["load"]["inserted"] == 1 and late["deletes"]["left_scope"] == 1
+    rows = synced_rows(base_b.database_url, "articles")
+    assert sorted(rows) == [2, 3] and rows[3][0] == datetime(2026, 10, 25, 0, 59, 30, tzinfo=UTC)
     engine.dispose()
 
 
