@@ -290,7 +290,8 @@ def propagate_deletes(
     look-back), so a run's cost follows its deletes. Every key of both sides is compared as well
     on the first run, when asked (`compare_keys`, a full refresh), when the last comparison is
     older than SYNC_KEY_CHECK_HOURS, and on every run while the entity's delete trigger is missing:
-    it finds what the log cannot show (deletes from before the trigger, or with it dropped).
+    it finds what the log cannot show (deletes from before the trigger, or with it dropped), and
+    sends the keys Base A holds that Base B lacks (a key changed with its cursor left as it was).
     Deleting is idempotent, so re-reading a stretch of the log changes nothing.
 
     The circuit breaker (`base_sync.delete_guard`): every delete is found and counted before any is
@@ -320,8 +321,9 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
-    if comparison is not None and found.versions:
-        comparison = replace(comparison, **_bring_up_to_date(entity, base_a, api, settings, found.suspects))
+    if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
+        brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
+        comparison = replace(comparison, **brought)
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
@@ -589,13 +591,15 @@ def _apply_key_comparison(
 
 
 def _bring_up_to_date(
-    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int]
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int], versions: bool = True
 ) -> dict[str, int]:
-    """Re-send the rows of the suspect buckets that Base B lacks or holds older than Base A: a commit
-    later than the run that read its window (a long transaction), a row imported with an old stamp,
-    a change in the repeated hour of a daylight-saving change. The window never sees them again, nor
-    a row without a usable version that no read refused yet (a stamp with a zero part written after
-    the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
+    """Re-send the rows of the suspect buckets that Base B lacks (every comparison of keys) or, when
+    the `versions` were compared, holds older than Base A: a key changed by an UPDATE that left the
+    cursor as it was (app-set stamps: no window reads the new key, only its old one's delete is seen),
+    a commit later than the run that read its window (a long transaction), a row imported with an old
+    stamp, a change in the repeated hour of a daylight-saving change. The window never sees them
+    again, nor a row without a usable version that no read refused yet (a stamp with a zero part
+    written after the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
     Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there.
     A live row Base B holds newer than Base A (Base A's stamp went back: an update that waited for
     a lock commits later with an earlier stamp) is sent as Base A holds it now, replacing the exact
@@ -611,7 +615,11 @@ def _bring_up_to_date(
         behind, newer = [], {}
         for key, version in base_a.versions_between(entity, low, high):
             theirs = held.get(key)
-            if version is None or theirs is None or theirs < version:
+            if theirs is None:
+                behind.append(key)
+            elif not versions:
+                continue  # keys only: a version Base B holds otherwise is the window's or the next comparison's
+            elif version is None or theirs < version:
                 behind.append(key)
             elif theirs > version:
                 newer[key] = theirs
@@ -636,11 +644,12 @@ def _bring_up_to_date(
             rows = base_a.records_by_keys(entity, behind, settings.chunk_size)
             counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
             log.warning(
-                "%s: re-sent %d rows of keys %d..%d that Base B lacked or held older (behind the window): %s",
+                "%s: re-sent %d rows of keys %d..%d that Base B lacked%s (behind the window): %s",
                 entity,
                 len(behind),
                 low,
                 high,
+                " or held older" if versions else "",
                 dict(counts),
             )
             # Stale: Base B holds the key newer, as a tombstone (a row put back under an older stamp).
