@@ -260,6 +260,17 @@ class _Found:
     suspects: list[int] = field(default_factory=list)
     versions: bool = False  # the key comparison compared versions too: the rows behind are re-sent
     left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
+    held_newer: list[HeldNewer] = field(default_factory=list)  # deletes that lose to a newer row
+
+
+@dataclass(frozen=True)
+class HeldNewer:
+    """A delete found (log, left scope) that Base B does not apply: it holds the live row newer."""
+
+    source: str
+    key: int
+    held: datetime  # the version Base B holds
+    delete: str  # the delete's version, as sent
 
 
 def plan_deletes(
@@ -321,6 +332,7 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
+    _warn_held_newer(entity, found.held_newer)
     if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
         brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
         comparison = replace(comparison, **brought)
@@ -414,6 +426,7 @@ def _find_deletes(
     # Hold up to the limit and one more, to know it was passed (the limit is known once it matters).
     planned = PlannedDeletes(capacity=settings.mass_delete_min_rows + 1, grow=lambda: budget_limit() + 1)
     reasons: dict[str, str] = {}
+    held_newer: list[HeldNewer] = []
     reached, read, first_run = None, 0, False
     if logged is not False:  # in place, or hidden from this account while the log is there
         if position is None:  # the first run: the key comparison below covers the past
@@ -426,14 +439,14 @@ def _find_deletes(
                 planned.add(DELETE_LOG, records, counted=False)
                 read += len(records)
             for records, position_reached in base_a.deletes_after(entity, position, chunk):
-                _plan_counting_held(planned, DELETE_LOG, records, api, entity)
+                _plan_counting_held(planned, DELETE_LOG, records, api, entity, held_newer)
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
     left_since = _looking_back(watermark, settings, view) if watermark is not None and not first_run else None
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
-            _plan_counting_held(planned, LEFT_SCOPE, records, api, entity)
+            _plan_counting_held(planned, LEFT_SCOPE, records, api, entity, held_newer)
         reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
     if reason:
@@ -449,18 +462,57 @@ def _find_deletes(
     budget = DeleteBudget.of(settings, synced)
     plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
     return _Found(
-        plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, versions, left_since
+        plan,
+        planned,
+        position,
+        reached,
+        read,
+        first_run,
+        compared_at,
+        buckets,
+        suspects,
+        versions,
+        left_since,
+        held_newer,
     )
 
 
-def _plan_counting_held(planned: PlannedDeletes, source: str, records: list[dict], api: BaseBApi, entity: str) -> None:
+def _plan_counting_held(
+    planned: PlannedDeletes,
+    source: str,
+    records: list[dict],
+    api: BaseBApi,
+    entity: str,
+    held_newer: list[HeldNewer],
+) -> None:
     """Plan the records' deletes, counting only those Base B would apply (a live row, not newer): a
     row it never held (outside the filter from the start, say: another tenant's busy rows, or their
     logged deletes) is no delete to approve. Every record is still sent: a key's tombstone keeps an
-    older write of it from arriving later."""
-    held = api.would_delete(entity, records)
+    older write of it from arriving later. The live rows Base B holds newer go to `held_newer`."""
+    held, newer = api.plan_delete(entity, records)
+    sent = {r["source_id"]: r["source_updated_at"] for r in records}
+    held_newer += [HeldNewer(source, key, version, sent[key]) for key, version in newer.items()]
     planned.add(source, [r for r in records if r["source_id"] in held])
     planned.add(source, [r for r in records if r["source_id"] not in held], counted=False)
+
+
+def _warn_held_newer(entity: str, held_newer: list[HeldNewer]) -> None:
+    """Deletes Base B did not apply because it holds the live row newer than the delete: above all a
+    row Base A stamped in the future (the delete log's time, the delete's own, is before it). The
+    row stays live in Base B until the key comparison deletes it at the version Base B holds."""
+    for source in sorted({h.source for h in held_newer}):
+        items = [h for h in held_newer if h.source == source]
+        named = ", ".join(f"{h.key} (Base B holds {h.held.isoformat()}, the delete {h.delete})" for h in items[:10])
+        log.warning(
+            "%s: %d deletes from %s not applied: Base B holds the rows newer than the delete (a stamp in the "
+            "future in Base A?): %s%s. They stay live in Base B until the key comparison (every "
+            "SYNC_KEY_CHECK_HOURS, or compare_keys) deletes them",
+            entity,
+            len(items),
+            source,
+            named,
+            ", ..." if len(items) > 10 else "",
+        )
 
 
 def _why_compare_keys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -240,6 +241,23 @@ entities:
 """
 
 
+def _berlin_articles_with_a_delete_log(url: str, tmp_path) -> tuple:
+    """A legacy table of local (Europe/Berlin) DATETIME stamps and a soft-delete flag, with the delete
+    log installed (so no run compares every key unless due): its engine and Base A."""
+    (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES_SOFT_DELETED)
+    engine = source_engine(url)
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED PRIMARY KEY, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, KEY ix (geaendert_am))"
+            )
+        )
+    install_delete_log(engine, mapping, ["articles"])
+    return engine, BaseA(engine, mapping)
+
+
 def test_a_late_commit_stamped_at_the_end_of_a_repeated_hour_is_caught_by_the_look_back(
     make_mariadb_database, base_b, tmp_path
 ):
@@ -248,19 +266,8 @@ def test_a_late_commit_stamped_at_the_end_of_a_repeated_hour_is_caught_by_the_lo
     00:59:30Z, an hour behind the look-back's plain reach (01:59:05Z): the look-back reaches into
     the second pass, so the next run reads from the hour's start and takes the row, and a row
     soft-deleted as late (the rows that left the mapping's scope are read from the same start)."""
-    (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES_SOFT_DELETED)
-    engine = source_engine(make_mariadb_database())
-    base_a = BaseA(engine, SourceMapping.from_file(tmp_path / "mapping.yaml"))
+    engine, base_a = _berlin_articles_with_a_delete_log(make_mariadb_database(), tmp_path)
     api, store = base_b.api(), MemoryStateStore()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE beitrag (nr INT UNSIGNED PRIMARY KEY, titel VARCHAR(255) NOT NULL, "
-                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, KEY ix (geaendert_am))"
-            )
-        )
-    install_delete_log(engine, base_a.mapping, ["articles"])  # no key comparison on every run
-    base_a = BaseA(engine, base_a.mapping)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'CEST', '2026-10-25 02:30:00')"))
         conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (2, 'CET', '2026-10-25 03:00:05')"))
@@ -461,6 +468,31 @@ def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b)
     assert second["deletes"]["resent_unique"] == 1
     assert synced_rows(base_b.database_url, "employees")[17][6] == "1234.56"
     assert assert_in_sync(engine, base_b.database_url, "employees") == 199
+    engine.dispose()
+
+
+def test_a_logged_delete_of_a_row_stamped_in_the_future_is_a_warning_naming_the_key(
+    make_mariadb_database, base_b, tmp_path, caplog
+):
+    """The delete log's version of a local DATETIME row is the time of the delete, which a row stamped
+    in the future is newer than: Base B keeps the row. The run says so, naming the key, and the key
+    comparison deletes it at the version Base B holds."""
+    engine, base_a = _berlin_articles_with_a_delete_log(make_mariadb_database(), tmp_path)
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'now', NOW())"))
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (2, 'ahead', NOW() + INTERVAL 1 DAY)"))
+    run_once("articles", base_a, api, store)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE nr = 2"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        kept = run_once("articles", base_a, api, store)["deletes"]
+    assert kept["from_log"] == kept["not_applied"] == 1 and kept["deleted"] == 0
+    (warning,) = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert warning.startswith("articles: 1 deletes from delete log not applied: Base B holds the rows newer")
+    assert ": 2 (Base B holds " in warning
+    compared = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
+    assert compared["deletes"]["deleted"] == 1 and sorted(synced_rows(base_b.database_url, "articles")) == [1]
     engine.dispose()
 
 
