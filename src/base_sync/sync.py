@@ -151,15 +151,15 @@ def repair(
     where: str,
     then: str,
 ) -> tuple[int, int, int]:
-    """Re-send the rows Base B lacks or holds older (`missing`), except those in quarantine, and check
-    again with `still_missing`; (repaired, ahead, quarantined). More than SYNC_REPAIR_LIMIT, or rows
-    still missing that Base B does not hold newer, fail the step."""
+    """Re-send the rows Base B lacks there, or holds at another version (`missing`), except those in
+    quarantine, and check again with `still_missing`; (repaired, ahead, quarantined). More than
+    SYNC_REPAIR_LIMIT, or rows still missing that Base B does not hold newer, fail the step."""
     quarantined = _open_rejections(api, entity) if missing else set()
     to_repair = [key for key in missing if key not in quarantined]
     if len(to_repair) > settings.repair_limit:
         raise VerificationError(
-            f"{entity}: {len(to_repair)} rows {where} are missing in Base B (more than "
-            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
+            f"{entity}: {len(to_repair)} rows {where} are missing in Base B or held at another version (more "
+            f"than SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
         )
     ahead = 0
     if to_repair:
@@ -167,13 +167,29 @@ def repair(
         # stamp comes back (restore_ties=True), where a plain write would lose the tie to its tombstone.
         rows = base_a.records_by_keys(entity, to_repair, settings.chunk_size)
         counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
-        log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
+        log.warning(
+            "%s: re-sent %d rows %s that Base B lacked there or held at another version: %s",
+            entity,
+            len(to_repair),
+            where,
+            dict(counts),
+        )
         rejected_now = _open_rejections(api, entity)
         still = [key for key in still_missing() if key not in rejected_now]
         # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
         if len(still) > counts["stale"]:
             raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
         ahead = len(still)
+        if still:
+            log.warning(
+                "%s: %d of them Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
+                "version first, or Base A's stamp went back, which the periodic comparison of versions writes as "
+                "Base A holds it): keys %s%s",
+                entity,
+                ahead,
+                ", ".join(map(str, still[:10])),
+                ", ..." if ahead > 10 else "",
+            )
     return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 

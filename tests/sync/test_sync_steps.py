@@ -510,6 +510,29 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
 
 
+def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base_a_engine, base_b, caplog):
+    """A future stamp moved back: the window holds the row at its new version, Base B at the future
+    one, outside the window. Re-sent, it is stale: verify says Base B holds it newer, naming the
+    key, and the periodic comparison of versions writes it as Base A holds it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=22)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET updated_at = UTC_TIMESTAMP(6) + INTERVAL 1 DAY WHERE id = 2"))
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:  # the owners notice and stamp it now
+        conn.execute(text("UPDATE articles SET title = 'fixed', updated_at = UTC_TIMESTAMP(6) WHERE id = 2"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        moved_back = run_once("articles", base_a, api, store)
+    assert moved_back["verify"]["ahead"] == 1 and moved_back["verify"]["repaired"] == 0
+    said = [r.getMessage() for r in caplog.records if "re-sent" in r.getMessage() or "newer" in r.getMessage()]
+    assert not [line for line in said if "missing in Base B" in line], said
+    assert "articles: 1 of them Base B holds newer than Base A (ahead, not missing" in said[-1]
+    assert said[-1].endswith("keys 2")
+    due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
+    assert due["deletes"]["replaced_ahead"] == 1
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+
+
 def test_a_row_refused_for_a_taken_email_heals_when_the_holder_changes_its_email(base_a, base_a_engine, base_b):
     """Two Base A rows claim one address: the second is rejected (unique_taken). When the first one's
     address is corrected, the next run sends the second again, with no delete in between."""
