@@ -7,7 +7,8 @@ never reads a dialect name or a URL scheme itself; `tests/layout` holds that.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -119,6 +120,11 @@ class BaseABackend:
         """An engine whose sessions cannot write (read commands): the server refuses any change."""
         raise NotImplementedError
 
+    def server_clock(self, conn: Connection, instants: list[datetime]) -> ServerClock | None:
+        """The zone CURRENT_TIMESTAMP is written in by a session keeping the server's default (not the
+        sync's own, which are UTC), with its offsets at the UTC `instants`; None when not known."""
+        return None
+
     def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
         """The columns of those of `tables` that exist, in table order: one catalogue read, no DDL."""
         raise NotImplementedError
@@ -171,6 +177,26 @@ class LiveColumn(NamedTuple):
     type_text: str  # e.g. INT(10) UNSIGNED, DATETIME, VARCHAR(60)
     nullable: bool
     charset: str | None = None  # a text column's character set, 'binary' for a binary string (MySQL)
+    clocked: str | None = None  # what the server's clock writes: "DEFAULT", "ON UPDATE" or both (CURRENT_TIMESTAMP)
+
+
+class ServerClock(NamedTuple):
+    """The zone a server writes its clock in (CURRENT_TIMESTAMP, NOW()) for a session that keeps the
+    server's default zone: its name and UTC offsets in seconds at the UTC instants `at`."""
+
+    zone: str
+    at: tuple[datetime, ...]
+    offsets: tuple[int, ...]
+
+
+_CURRENT_TIMESTAMP = re.compile(r"\bcurrent_timestamp\b|\bnow\(|'now'", re.IGNORECASE)
+
+
+def _clocked(default: str | None, on_update: str | None) -> str | None:
+    """Which of a column's DEFAULT and ON UPDATE are the server's clock, as the catalogue writes them."""
+    written = (("DEFAULT", default), ("ON UPDATE", on_update))
+    parts = [name for name, sql in written if sql and _CURRENT_TIMESTAMP.search(sql)]
+    return " and ".join(parts) or None
 
 
 _INTEGER = frozenset({"integer", "numeric"})
@@ -302,17 +328,36 @@ class MySQLBaseA(BaseABackend):
             return {}
         rows = conn.execute(
             text(
-                "SELECT table_name, column_name, column_type, is_nullable, character_set_name, data_type "
+                "SELECT table_name, column_name, column_type, is_nullable, character_set_name, data_type, "
+                "column_default, extra "
                 "FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name IN :tables "
                 "ORDER BY table_name, ordinal_position"
             ).bindparams(bindparam("tables", expanding=True)),
             {"tables": list(tables)},
         )
         found: dict[str, list[LiveColumn]] = {}
-        for table_name, name, type_text, nullable, text_charset, data_type in rows:
+        for table_name, name, type_text, nullable, text_charset, data_type, default, extra in rows:
             charset = text_charset or ("binary" if data_type.lower() in _MYSQL_BINARY else None)
-            found.setdefault(table_name, []).append(LiveColumn(name, type_text.upper(), nullable == "YES", charset))
+            # `extra` holds "on update current_timestamp()" (MySQL: after "DEFAULT_GENERATED").
+            on_update = (extra or "").lower().partition("on update")[2] or None
+            column = LiveColumn(name, type_text.upper(), nullable == "YES", charset, _clocked(default, on_update))
+            found.setdefault(table_name, []).append(column)
         return {t: found[t] for t in tables if t in found}
+
+    def server_clock(self, conn: Connection, instants: list[datetime]) -> ServerClock | None:
+        # The global zone, what a new session starts with; SYSTEM is the operating system's zone,
+        # which CONVERT_TZ reads too. NULL: a named zone without the server's time zone tables.
+        zone, system = conn.execute(text("SELECT @@global.time_zone, @@system_time_zone")).one()
+        shifts = ", ".join(
+            f"TIMESTAMPDIFF(SECOND, :at{i}, CONVERT_TZ(:at{i}, '+00:00', @@global.time_zone))"
+            for i in range(len(instants))
+        )
+        at = {f"at{i}": _utc_text(instant.astimezone(UTC)) for i, instant in enumerate(instants)}
+        offsets = conn.execute(text(f"SELECT {shifts}"), at).one()
+        if any(offset is None for offset in offsets):
+            return None
+        name = f"SYSTEM ({system})" if zone.upper() == "SYSTEM" else zone
+        return ServerClock(name, tuple(instants), tuple(int(o) for o in offsets))
 
     def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
         if not tables:
@@ -423,8 +468,15 @@ class SQLiteBaseA(BaseABackend):
         for name in tables:
             rows = conn.exec_driver_sql(f'PRAGMA table_info("{name}")').all()
             if rows:  # PRAGMA table_info: (cid, name, type, notnull, default, pk)
-                found[name] = [LiveColumn(row[1], (row[2] or "").upper(), not row[3] and not row[5]) for row in rows]
+                found[name] = [
+                    LiveColumn(row[1], (row[2] or "").upper(), not row[3] and not row[5], None, _clocked(row[4], None))
+                    for row in rows
+                ]
         return found
+
+    def server_clock(self, conn: Connection, instants: list[datetime]) -> ServerClock | None:
+        # SQLite's CURRENT_TIMESTAMP and datetime('now') are UTC, whatever the machine's zone.
+        return ServerClock("UTC (SQLite's clock)", tuple(instants), (0,) * len(instants))
 
     def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
         found = {}

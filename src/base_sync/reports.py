@@ -155,7 +155,7 @@ class KeyComparison:
     buckets: int
     suspect_buckets: int
     counts: DeleteCounts = DeleteCounts()
-    resent: int = 0  # rows Base B lacked or held older than Base A: re-sent (when versions were compared)
+    resent: int = 0  # rows Base B lacked (or held older, when versions were compared) than Base A: re-sent
     replaced: int = 0  # rows Base B held newer than Base A (its stamp went back): Base A's state written
     ahead: int = 0  # rows Base B holds newer than Base A, still (no write mended them)
 

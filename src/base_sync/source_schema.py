@@ -131,8 +131,9 @@ def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str
 
     The version is the row's UTC cursor when it is a TIMESTAMP (as the platform's own trigger logs
     it), else the time of the delete (`now_sql`): a local DATETIME's wall time cannot become UTC in a
-    trigger portably, and the delete's time is at or after any version the row had (unless its stamp
-    lies in the future, which the watermark never passes either). A row whose cursor is NULL gets
+    trigger portably, and the delete's time is at or after any version the row had, unless its stamp
+    lies in the future: that version beats the delete, and the row stays in Base B until the key
+    comparison (the run warns, naming the key: `sync._warn_held_newer`). A row whose cursor is NULL gets
     the delete's time too, so a trigger never makes the owner's DELETE fail."""
     backend = backend_of(engine)
     metadata, _ = build_tables(backend)

@@ -151,15 +151,15 @@ def repair(
     where: str,
     then: str,
 ) -> tuple[int, int, int]:
-    """Re-send the rows Base B lacks or holds older (`missing`), except those in quarantine, and check
-    again with `still_missing`; (repaired, ahead, quarantined). More than SYNC_REPAIR_LIMIT, or rows
-    still missing that Base B does not hold newer, fail the step."""
+    """Re-send the rows Base B lacks there, or holds at another version (`missing`), except those in
+    quarantine, and check again with `still_missing`; (repaired, ahead, quarantined). More than
+    SYNC_REPAIR_LIMIT, or rows still missing that Base B does not hold newer, fail the step."""
     quarantined = _open_rejections(api, entity) if missing else set()
     to_repair = [key for key in missing if key not in quarantined]
     if len(to_repair) > settings.repair_limit:
         raise VerificationError(
-            f"{entity}: {len(to_repair)} rows {where} are missing in Base B (more than "
-            f"SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
+            f"{entity}: {len(to_repair)} rows {where} are missing in Base B or held at another version (more "
+            f"than SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
         )
     ahead = 0
     if to_repair:
@@ -167,24 +167,44 @@ def repair(
         # stamp comes back (restore_ties=True), where a plain write would lose the tie to its tombstone.
         rows = base_a.records_by_keys(entity, to_repair, settings.chunk_size)
         counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
-        log.warning("%s: re-sent %d rows missing in Base B: %s", entity, len(to_repair), dict(counts))
+        log.warning(
+            "%s: re-sent %d rows %s that Base B lacked there or held at another version: %s",
+            entity,
+            len(to_repair),
+            where,
+            dict(counts),
+        )
         rejected_now = _open_rejections(api, entity)
         still = [key for key in still_missing() if key not in rejected_now]
         # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
         if len(still) > counts["stale"]:
             raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
         ahead = len(still)
+        if still:
+            log.warning(
+                "%s: %d of them Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
+                "version first, or Base A's stamp went back, which the periodic comparison of versions writes as "
+                "Base A holds it): keys %s%s",
+                entity,
+                ahead,
+                ", ".join(map(str, still[:10])),
+                ", ..." if ahead > 10 else "",
+            )
     return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 
 def _looking_back(position: Cursor, settings: SyncSettings, view: SourceView | None = None) -> Cursor:
     """Where a read after `position` starts: SYNC_LOOKBACK_SECONDS earlier, for late commits; with
     the entity's `view`, from the start of a daylight-saving change's repeated hour while the
-    position lies in it or its second pass (a row written then is read up to an hour back)."""
-    start = view.read_back_from(position.updated_at) if view is not None else position.updated_at
-    if start == position.updated_at and not settings.lookback_seconds:
+    look-back reaches into it or its second pass (a row written then is read up to an hour back).
+
+    The look-back is taken first: a commit within it may be stamped in the second pass although
+    the position lies past it (a row stamped 02:59:30 CET committing after 03:00:05 CET)."""
+    back = position.updated_at - timedelta(seconds=settings.lookback_seconds)
+    start = view.read_back_from(back) if view is not None else back
+    if start == position.updated_at:
         return position
-    return Cursor(start - timedelta(seconds=settings.lookback_seconds), 0)
+    return Cursor(start, 0)
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
@@ -256,6 +276,17 @@ class _Found:
     suspects: list[int] = field(default_factory=list)
     versions: bool = False  # the key comparison compared versions too: the rows behind are re-sent
     left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
+    held_newer: list[HeldNewer] = field(default_factory=list)  # deletes that lose to a newer row
+
+
+@dataclass(frozen=True)
+class HeldNewer:
+    """A delete found (log, left scope) that Base B does not apply: it holds the live row newer."""
+
+    source: str
+    key: int
+    held: datetime  # the version Base B holds
+    delete: str  # the delete's version, as sent
 
 
 def plan_deletes(
@@ -286,7 +317,8 @@ def propagate_deletes(
     look-back), so a run's cost follows its deletes. Every key of both sides is compared as well
     on the first run, when asked (`compare_keys`, a full refresh), when the last comparison is
     older than SYNC_KEY_CHECK_HOURS, and on every run while the entity's delete trigger is missing:
-    it finds what the log cannot show (deletes from before the trigger, or with it dropped).
+    it finds what the log cannot show (deletes from before the trigger, or with it dropped), and
+    sends the keys Base A holds that Base B lacks (a key changed with its cursor left as it was).
     Deleting is idempotent, so re-reading a stretch of the log changes nothing.
 
     The circuit breaker (`base_sync.delete_guard`): every delete is found and counted before any is
@@ -316,8 +348,10 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
-    if comparison is not None and found.versions:
-        comparison = replace(comparison, **_bring_up_to_date(entity, base_a, api, settings, found.suspects))
+    _warn_held_newer(entity, found.held_newer)
+    if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
+        brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
+        comparison = replace(comparison, **brought)
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
@@ -408,6 +442,7 @@ def _find_deletes(
     # Hold up to the limit and one more, to know it was passed (the limit is known once it matters).
     planned = PlannedDeletes(capacity=settings.mass_delete_min_rows + 1, grow=lambda: budget_limit() + 1)
     reasons: dict[str, str] = {}
+    held_newer: list[HeldNewer] = []
     reached, read, first_run = None, 0, False
     if logged is not False:  # in place, or hidden from this account while the log is there
         if position is None:  # the first run: the key comparison below covers the past
@@ -420,14 +455,14 @@ def _find_deletes(
                 planned.add(DELETE_LOG, records, counted=False)
                 read += len(records)
             for records, position_reached in base_a.deletes_after(entity, position, chunk):
-                _plan_counting_held(planned, DELETE_LOG, records, api, entity)
+                _plan_counting_held(planned, DELETE_LOG, records, api, entity, held_newer)
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
     left_since = _looking_back(watermark, settings, view) if watermark is not None and not first_run else None
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
-            _plan_counting_held(planned, LEFT_SCOPE, records, api, entity)
+            _plan_counting_held(planned, LEFT_SCOPE, records, api, entity, held_newer)
         reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
     if reason:
@@ -443,18 +478,57 @@ def _find_deletes(
     budget = DeleteBudget.of(settings, synced)
     plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
     return _Found(
-        plan, planned, position, reached, read, first_run, compared_at, buckets, suspects, versions, left_since
+        plan,
+        planned,
+        position,
+        reached,
+        read,
+        first_run,
+        compared_at,
+        buckets,
+        suspects,
+        versions,
+        left_since,
+        held_newer,
     )
 
 
-def _plan_counting_held(planned: PlannedDeletes, source: str, records: list[dict], api: BaseBApi, entity: str) -> None:
+def _plan_counting_held(
+    planned: PlannedDeletes,
+    source: str,
+    records: list[dict],
+    api: BaseBApi,
+    entity: str,
+    held_newer: list[HeldNewer],
+) -> None:
     """Plan the records' deletes, counting only those Base B would apply (a live row, not newer): a
     row it never held (outside the filter from the start, say: another tenant's busy rows, or their
     logged deletes) is no delete to approve. Every record is still sent: a key's tombstone keeps an
-    older write of it from arriving later."""
-    held = api.would_delete(entity, records)
+    older write of it from arriving later. The live rows Base B holds newer go to `held_newer`."""
+    held, newer = api.plan_delete(entity, records)
+    sent = {r["source_id"]: r["source_updated_at"] for r in records}
+    held_newer += [HeldNewer(source, key, version, sent[key]) for key, version in newer.items()]
     planned.add(source, [r for r in records if r["source_id"] in held])
     planned.add(source, [r for r in records if r["source_id"] not in held], counted=False)
+
+
+def _warn_held_newer(entity: str, held_newer: list[HeldNewer]) -> None:
+    """Deletes Base B did not apply because it holds the live row newer than the delete: above all a
+    row Base A stamped in the future (the delete log's time, the delete's own, is before it). The
+    row stays live in Base B until the key comparison deletes it at the version Base B holds."""
+    for source in sorted({h.source for h in held_newer}):
+        items = [h for h in held_newer if h.source == source]
+        named = ", ".join(f"{h.key} (Base B holds {h.held.isoformat()}, the delete {h.delete})" for h in items[:10])
+        log.warning(
+            "%s: %d deletes from %s not applied: Base B holds the rows newer than the delete (a stamp in the "
+            "future in Base A?): %s%s. They stay live in Base B until the key comparison (every "
+            "SYNC_KEY_CHECK_HOURS, or compare_keys) deletes them",
+            entity,
+            len(items),
+            source,
+            named,
+            ", ..." if len(items) > 10 else "",
+        )
 
 
 def _why_compare_keys(
@@ -585,13 +659,15 @@ def _apply_key_comparison(
 
 
 def _bring_up_to_date(
-    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int]
+    entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, suspects: list[int], versions: bool = True
 ) -> dict[str, int]:
-    """Re-send the rows of the suspect buckets that Base B lacks or holds older than Base A: a commit
-    later than the run that read its window (a long transaction), a row imported with an old stamp,
-    a change in the repeated hour of a daylight-saving change. The window never sees them again, nor
-    a row without a usable version that no read refused yet (a stamp with a zero part written after
-    the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
+    """Re-send the rows of the suspect buckets that Base B lacks (every comparison of keys) or, when
+    the `versions` were compared, holds older than Base A: a key changed by an UPDATE that left the
+    cursor as it was (app-set stamps: no window reads the new key, only its old one's delete is seen),
+    a commit later than the run that read its window (a long transaction), a row imported with an old
+    stamp, a change in the repeated hour of a daylight-saving change. The window never sees them
+    again, nor a row without a usable version that no read refused yet (a stamp with a zero part
+    written after the first load, `SourceView.unreal`): re-sent, the mapping refuses it with the reason.
     Read after Base B's versions, as a repair is (restore_ties). Rows in quarantine stay there.
     A live row Base B holds newer than Base A (Base A's stamp went back: an update that waited for
     a lock commits later with an earlier stamp) is sent as Base A holds it now, replacing the exact
@@ -607,7 +683,11 @@ def _bring_up_to_date(
         behind, newer = [], {}
         for key, version in base_a.versions_between(entity, low, high):
             theirs = held.get(key)
-            if version is None or theirs is None or theirs < version:
+            if theirs is None:
+                behind.append(key)
+            elif not versions:
+                continue  # keys only: a version Base B holds otherwise is the window's or the next comparison's
+            elif version is None or theirs < version:
                 behind.append(key)
             elif theirs > version:
                 newer[key] = theirs
@@ -632,11 +712,12 @@ def _bring_up_to_date(
             rows = base_a.records_by_keys(entity, behind, settings.chunk_size)
             counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
             log.warning(
-                "%s: re-sent %d rows of keys %d..%d that Base B lacked or held older (behind the window): %s",
+                "%s: re-sent %d rows of keys %d..%d that Base B lacked%s (behind the window): %s",
                 entity,
                 len(behind),
                 low,
                 high,
+                " or held older" if versions else "",
                 dict(counts),
             )
             # Stale: Base B holds the key newer, as a tombstone (a row put back under an older stamp).

@@ -108,6 +108,37 @@ def test_the_legacy_demo_syncs_through_its_mapping(legacy_engine, base_b):
             assert report["deletes"]["deleted"] == 3 + 5  # hard and soft deletes: no longer live
 
 
+def test_a_key_changed_without_moving_the_stamp_moves_in_base_b_within_one_run(legacy_engine, base_b):
+    """The legacy application sets its stamps itself: an UPDATE of the key alone, or a row put back
+    from a backup with its old stamps, is behind the watermark, so no window reads the new key.
+    Without a delete log every run compares the keys: it deletes the old key and sends the key
+    Base A holds that Base B lacks, in the same run."""
+    base_a = BaseA(legacy_engine, SourceMapping.from_file(DEMO))
+    api, store = base_b.api(), MemoryStateStore()
+    legacy.seed(legacy_engine, "employees", 50, seed_value=5)
+    run_once("employees", base_a, api, store, SETTINGS)
+    with legacy_engine.begin() as conn:
+        low, high = conn.execute(text("SELECT MIN(pers_nr), MAX(pers_nr) FROM personal WHERE aktiv = 1")).one()
+        conn.execute(text("UPDATE personal SET pers_nr = :new WHERE pers_nr = :old"), {"new": high + 1, "old": low})
+    moved = run_once("employees", base_a, api, store, SETTINGS)
+    assert moved["load"].get("extracted", 0) == 0, "the new key is behind the watermark"
+    assert moved["deletes"]["deleted"] == moved["deletes"]["resent_behind"] == 1
+    rows = synced_rows(base_b.database_url, "employees")
+    assert low not in rows and high + 1 in rows
+    assert assert_mapped_in_sync(base_a, base_b.database_url, "employees") == 50
+
+    with legacy_engine.begin() as conn:
+        backup = conn.execute(text("SELECT * FROM personal WHERE pers_nr = :key"), {"key": high}).mappings().one()
+        conn.execute(text("DELETE FROM personal WHERE pers_nr = :key"), {"key": high})
+    assert run_once("employees", base_a, api, store, SETTINGS)["deletes"]["deleted"] == 1
+    with legacy_engine.begin() as conn:  # put back from a backup, its stamps as they were
+        columns = ", ".join(backup)
+        conn.execute(text(f"INSERT INTO personal ({columns}) VALUES ({', '.join(':' + c for c in backup)})"), backup)
+    restored = run_once("employees", base_a, api, store, SETTINGS)
+    assert restored["deletes"]["resent_behind"] == 1 and high in synced_rows(base_b.database_url, "employees")
+    assert assert_mapped_in_sync(base_a, base_b.database_url, "employees") == 50
+
+
 @pytest.mark.parametrize("kind", ["mariadb", "sqlite"])
 @pytest.mark.parametrize("zone", [legacy.ZONE, "America/New_York", "Etc/GMT+5"])
 def test_the_sql_time_zone_rule_equals_pythons_at_every_change(kind, zone, make_mariadb_database):

@@ -327,6 +327,41 @@ def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping,
     )
 
 
+@pytest.mark.parametrize(("zone", "warned"), [("Europe/Berlin", True), ("Asia/Kathmandu", True), ("UTC", False)])
+def test_a_stamp_the_servers_clock_writes_in_another_zone_than_the_mappings_is_warned_about(
+    root, tmp_path, zone, warned
+):
+    """An outside probe: a cursor column ON UPDATE CURRENT_TIMESTAMP on a server whose zone is UTC,
+    mapped as Europe/Berlin, put every version an hour or two early, and the check said ok. The
+    test server runs UTC (its global time_zone SYSTEM, the system UTC): the mapping's zone differs
+    from it instead of the server's from the mapping's. A stamp the application writes itself
+    (a plain DATETIME) is no concern of the check."""
+    (tmp_path / "mapping.yaml").write_text(MAPPING.replace("Europe/Berlin", zone))
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    assert check_source(root, mapping, backend_named("mysql")).entities["employees"].warnings == []
+    with root.begin() as conn:
+        conn.execute(
+            text(
+                "ALTER TABLE mitarbeiter MODIFY geaendert_am DATETIME NULL ON UPDATE CURRENT_TIMESTAMP, "
+                "MODIFY angelegt_am DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP"
+            )
+        )
+    checked = check_source(root, mapping, backend_named("mysql"))
+    warnings = [str(w) for w in checked.entities["employees"].warnings]
+    assert checked.problems == []
+    if not warned:
+        assert warnings == []
+        return
+    changed, created = warnings
+    assert changed.startswith(
+        f"employees: mitarbeiter.geaendert_am: expected the server's clock (ON UPDATE CURRENT_TIMESTAMP) in "
+        f"the mapping's zone {zone}, found the server's time zone SYSTEM (UTC): a session keeping it stamps every "
+        f"version off by -"
+    )
+    assert created.startswith("employees: mitarbeiter.angelegt_am: expected the server's clock (DEFAULT ")
+    assert "-5.75 h" in changed if zone == "Asia/Kathmandu" else "-1 h, -2 h" in changed
+
+
 # Drift between two runs, through the sync steps
 
 

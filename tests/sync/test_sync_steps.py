@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -17,7 +18,7 @@ from base_sync.mapping import SourceMapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
-from base_sync.source_schema import create_schema
+from base_sync.source_schema import create_schema, install_delete_log
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
@@ -189,8 +190,8 @@ def test_rows_written_in_the_second_pass_of_a_repeated_hour_or_with_a_zero_day_a
     """Clocks go back at 03:00 CEST: wall times 02:00-03:00 come twice, and a row of the second pass
     is read as the first (an hour earlier), behind a watermark set in the first pass. While the
     watermark lies in that hour (or its second pass), a run reads from the hour's start. A stamp
-    with a zero day sorts among real times: the periodic comparison of every key and version
-    refuses it with its reason."""
+    with a zero day sorts among real times: the comparison of every key (every run without a delete
+    log) finds the key Base B lacks and refuses it with its reason."""
     (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES)
     engine = source_engine(make_mariadb_database())
     base_a = BaseA(engine, SourceMapping.from_file(tmp_path / "mapping.yaml"))
@@ -219,11 +220,68 @@ def test_rows_written_in_the_second_pass_of_a_repeated_hour_or_with_a_zero_day_a
     with engine.begin() as conn:  # a zero day the sql_mode lets in: no window or index range reads it
         conn.execute(text("SET SESSION sql_mode = ''"))
         conn.execute(text("INSERT INTO beitrag VALUES (5, 'zero day', '2026-12-00 10:00:00')"))
-    assert run_once("articles", base_a, api, store)["load"].get("quarantined", 0) == 0
-    due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
-    assert due["deletes"]["resent_behind"] == 1
+    compared = run_once("articles", base_a, api, store)
+    assert compared["load"].get("quarantined", 0) == 0
+    assert compared["deletes"]["resent_behind"] == 1, "no delete log: every run compares keys, Base B lacks it"
     (refused,) = api.open_rejections("articles")
     assert refused["source_id"] == 5 and "2026-12-00 10:00:00" in refused["reasons"][0]["message"]
+    engine.dispose()
+
+
+BERLIN_ARTICLES_SOFT_DELETED = """
+source: {time_zone: Europe/Berlin}
+entities:
+  articles:
+    table: beitrag
+    key: nr
+    cursor: {column: geaendert_am, type: datetime}
+    soft_delete: {column: geloescht, deleted_when: 1}
+    fields:
+      title: {column: titel}
+"""
+
+
+def _berlin_articles_with_a_delete_log(url: str, tmp_path) -> tuple:
+    """A legacy table of local (Europe/Berlin) DATETIME stamps and a soft-delete flag, with the delete
+    log installed (so no run compares every key unless due): its engine and Base A."""
+    (tmp_path / "mapping.yaml").write_text(BERLIN_ARTICLES_SOFT_DELETED)
+    engine = source_engine(url)
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED PRIMARY KEY, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, KEY ix (geaendert_am))"
+            )
+        )
+    install_delete_log(engine, mapping, ["articles"])
+    return engine, BaseA(engine, mapping)
+
+
+def test_a_late_commit_stamped_at_the_end_of_a_repeated_hour_is_caught_by_the_look_back(
+    make_mariadb_database, base_b, tmp_path
+):
+    """The watermark has passed the second pass of the repeated hour (03:00:05 CET, 02:00:05Z); a
+    row stamped 02:59:30 CET commits 35 s late. Its wall time is read as the summer-time instant
+    00:59:30Z, an hour behind the look-back's plain reach (01:59:05Z): the look-back reaches into
+    the second pass, so the next run reads from the hour's start and takes the row, and a row
+    soft-deleted as late (the rows that left the mapping's scope are read from the same start)."""
+    engine, base_a = _berlin_articles_with_a_delete_log(make_mariadb_database(), tmp_path)
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'CEST', '2026-10-25 02:30:00')"))
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (2, 'CET', '2026-10-25 03:00:05')"))
+    one_minute = SETTINGS.model_copy(update={"lookback_seconds": 60})
+    run_once("articles", base_a, api, store, one_minute)
+    assert store.get("articles").updated_at == datetime(2026, 10, 25, 2, 0, 5, tzinfo=UTC)
+    with engine.begin() as conn:  # committed at about 03:00:05 CET, 35 s after their stamps
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (3, 'late', '2026-10-25 02:59:30')"))
+        conn.execute(text("UPDATE beitrag SET geloescht = 1, geaendert_am = '2026-10-25 02:59:40' WHERE nr = 1"))
+    late = run_once("articles", base_a, api, store, one_minute)
+    assert "buckets" not in late["deletes"], "the look-back found them, not the key comparison"
+    assert late["load"]["inserted"] == 1 and late["deletes"]["left_scope"] == 1
+    rows = synced_rows(base_b.database_url, "articles")
+    assert sorted(rows) == [2, 3] and rows[3][0] == datetime(2026, 10, 25, 0, 59, 30, tzinfo=UTC)
     engine.dispose()
 
 
@@ -413,6 +471,31 @@ def test_the_embedded_sqlite_base_a_syncs_and_keeps_its_cursor(tmp_path, base_b)
     engine.dispose()
 
 
+def test_a_logged_delete_of_a_row_stamped_in_the_future_is_a_warning_naming_the_key(
+    make_mariadb_database, base_b, tmp_path, caplog
+):
+    """The delete log's version of a local DATETIME row is the time of the delete, which a row stamped
+    in the future is newer than: Base B keeps the row. The run says so, naming the key, and the key
+    comparison deletes it at the version Base B holds."""
+    engine, base_a = _berlin_articles_with_a_delete_log(make_mariadb_database(), tmp_path)
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'now', NOW())"))
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (2, 'ahead', NOW() + INTERVAL 1 DAY)"))
+    run_once("articles", base_a, api, store)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE nr = 2"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        kept = run_once("articles", base_a, api, store)["deletes"]
+    assert kept["from_log"] == kept["not_applied"] == 1 and kept["deleted"] == 0
+    (warning,) = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert warning.startswith("articles: 1 deletes from delete log not applied: Base B holds the rows newer")
+    assert ": 2 (Base B holds " in warning
+    compared = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
+    assert compared["deletes"]["deleted"] == 1 and sorted(synced_rows(base_b.database_url, "articles")) == [1]
+    engine.dispose()
+
+
 def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_engine, base_b):
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 20, seed_value=21)
@@ -424,6 +507,29 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_
         conn.execute(text("UPDATE articles SET title = 'changed after' WHERE id = 9"))
     later = run_once("articles", base_a, api, store)
     assert later["load"]["updated"] == 1  # row 9; the future row is re-read, unchanged
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+
+
+def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base_a_engine, base_b, caplog):
+    """A future stamp moved back: the window holds the row at its new version, Base B at the future
+    one, outside the window. Re-sent, it is stale: verify says Base B holds it newer, naming the
+    key, and the periodic comparison of versions writes it as Base A holds it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=22)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET updated_at = UTC_TIMESTAMP(6) + INTERVAL 1 DAY WHERE id = 2"))
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:  # the owners notice and stamp it now
+        conn.execute(text("UPDATE articles SET title = 'fixed', updated_at = UTC_TIMESTAMP(6) WHERE id = 2"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        moved_back = run_once("articles", base_a, api, store)
+    assert moved_back["verify"]["ahead"] == 1 and moved_back["verify"]["repaired"] == 0
+    said = [r.getMessage() for r in caplog.records if "re-sent" in r.getMessage() or "newer" in r.getMessage()]
+    assert not [line for line in said if "missing in Base B" in line], said
+    assert "articles: 1 of them Base B holds newer than Base A (ahead, not missing" in said[-1]
+    assert said[-1].endswith("keys 2")
+    due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
+    assert due["deletes"]["replaced_ahead"] == 1
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
 
 

@@ -16,7 +16,11 @@ through the backend's `live_columns`), never a write. A problem is what the mapp
   or server lacks, or is no condition (Base A parses it in a query that reads no row).
 
 A nullable key column is a warning, not a problem: the sync runs, and refuses only the rows whose
-key is NULL.
+key is NULL. So is a `datetime` stamp the server's clock writes (DEFAULT or ON UPDATE
+CURRENT_TIMESTAMP) in a zone other than the mapping's: the server writes the wall time of its own
+zone (its global time_zone, the system's when SYSTEM) for a session that keeps it, so every version
+would be off by the difference; an application that sets its session's zone, or its stamps itself,
+writes them right.
 
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
@@ -28,11 +32,16 @@ way (INT to BIGINT, VARCHAR(50) to VARCHAR(100)) is no drift. Columns the mappin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
+from base_sync.backends import ServerClock
 from base_sync.errors import TerminalError
 from base_sync.mapping.spec import FieldMapping, StampColumn, _text_key
 from base_sync.mapping.view import row_filter
@@ -132,8 +141,10 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
         unique = backend.unique_columns(conn, [t for t in tables if t in live])
+        year = _over_a_year(datetime.now(UTC))
+        clock = cache(lambda: backend.server_clock(conn, year))  # read once, if a stamp is the server's
         checked = {
-            e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e)), unique.get(mapping.table_of(e)))
+            e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e)), unique.get(mapping.table_of(e)), clock)
             for e in names
         }
         for entity, result in checked.items():
@@ -158,7 +169,21 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
         )
 
 
-def _check_entity(entity: str, mapping, backend, columns, unique: frozenset[str] | None = None) -> EntityCheck:
+def _over_a_year(now: datetime) -> list[datetime]:
+    """Instants a quarter apart over the year from `now`: two zones agreeing at all of them keep the
+    same offsets, daylight saving included."""
+    start = now.replace(minute=0, second=0, microsecond=0)
+    return [start + timedelta(days=91 * quarter) for quarter in range(4)]
+
+
+def _check_entity(
+    entity: str,
+    mapping,
+    backend,
+    columns,
+    unique: frozenset[str] | None = None,
+    clock: Callable[[], ServerClock | None] = lambda: None,
+) -> EntityCheck:
     spec = mapping.spec.entities[entity]
     result = EntityCheck(entity, spec.table)
     if columns is None:
@@ -171,7 +196,7 @@ def _check_entity(entity: str, mapping, backend, columns, unique: frozenset[str]
     result.charsets = {c.name: c.charset for c in columns if c.charset}
     result.bits = frozenset(c.name for c in columns if "bits" in backend.type_families(c.type_text))
     result.times = frozenset(c.name for c in columns if backend.type_families(c.type_text) & TIMES)
-    checker = _Checker(entity, spec.table, live, backend, result)
+    checker = _Checker(entity, spec.table, live, backend, result, clock)
     zone = mapping.spec.source.time_zone
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
     if spec.key in live and live[spec.key].nullable:
@@ -206,6 +231,7 @@ class _Checker:
     live: dict
     backend: object
     result: EntityCheck
+    clock: Callable[[], ServerClock | None]  # the zone the server stamps CURRENT_TIMESTAMP in
 
     def use(self, target: str, columns: list[str], transforms: str, becomes: str, family, expected: str) -> None:
         types = []
@@ -240,6 +266,32 @@ class _Checker:
             zone = stamp.time_zone or default_zone
             transforms, expected = f"{zone} -> UTC", f"DATETIME (declared `type: datetime`, {zone})"
         self.use(target, [stamp.column], transforms, becomes, stamp.type, expected)
+        if stamp.type == "datetime":
+            self._server_clock_in(stamp.column, zone)
+
+    def _server_clock_in(self, name: str, zone: str) -> None:
+        """Warn when the server's clock writes the wall-time column in another zone than the mapping
+        reads it in: a warning, since an application setting its session's zone, or its stamps
+        itself, writes them right."""
+        column = self.live.get(name)
+        if column is None or column.clocked is None or self.clock() is None:
+            return
+        server = self.clock()
+        ours = tuple(int(instant.astimezone(ZoneInfo(zone)).utcoffset().total_seconds()) for instant in server.at)
+        if ours == server.offsets:
+            return
+        # A wall time written at the server's offset and read at the mapping's is off by their difference.
+        hours = ", ".join(sorted({f"{(s - o) / 3600:+g} h" for s, o in zip(server.offsets, ours, strict=True)}))
+        warning = Problem(
+            self.entity,
+            self.table,
+            name,
+            f"the server's clock ({column.clocked} CURRENT_TIMESTAMP) in the mapping's zone {zone}",
+            f"the server's time zone {server.zone}: a session keeping it stamps every version off by {hours}, "
+            f"unless the application sets its session's time_zone or its stamps itself",
+        )
+        if warning not in self.result.warnings:  # one column in two roles (a cursor item and `created`)
+            self.result.warnings.append(warning)
 
     def field(self, name: str, mapping: FieldMapping, declared: Field) -> None:
         family = _family_needed(mapping, declared)

@@ -146,12 +146,13 @@ class SourceView:
         rule = zone_rule(stamp.time_zone or self.default_zone)
         return None if rule.fixed and rule.first == 0 else rule
 
-    def read_back_from(self, watermark: datetime) -> datetime:
-        """Where a read after `watermark` must start for the rows its cursor's local times can still
-        put behind it: the start of a repeated hour's earlier reading while `watermark` lies in that
-        hour or its second pass (`ZoneRule.repeat_started`), else `watermark` itself."""
+    def read_back_from(self, since: datetime) -> datetime:
+        """Where a read must start for the rows committed at `since` or later (the watermark less the
+        look-back) that its cursor's local times can still put before it: the start of a repeated
+        hour's earlier reading while `since` lies in that hour or its second pass
+        (`ZoneRule.repeat_started`), else `since` itself."""
         starts = (self.zone(stamp) for stamp in self.spec.cursor or [])
-        return min((s for z in starts if z is not None and (s := z.repeat_started(watermark))), default=watermark)
+        return min((s for z in starts if z is not None and (s := z.repeat_started(since))), default=since)
 
     def floor(self, stamp: StampColumn) -> datetime:
         return FIRST_VERSION if stamp.type == "timestamp" else FIRST_DATETIME
