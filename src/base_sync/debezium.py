@@ -759,8 +759,12 @@ class SourceColumn:
 
     def without_schema(self) -> SourceColumn:
         """The column as an event without the schema wrapper carries it: a DECIMAL as its exact text,
-        since precise mode's base64 holds the unscaled digits and only the schema says the scale."""
-        return replace(self, type="decimal_text") if self.type == "decimal" else self
+        since precise mode's base64 holds the unscaled digits and only the schema says the scale;
+        binary as its text (base64 would be read as text: only the schema says it is bytes), so
+        bytes that are no UTF-8 lose what they were (U+FFFD): the reason to keep the schema on."""
+        if self.type in ("decimal", "bytes"):
+            return replace(self, type="decimal_text" if self.type == "decimal" else "string")
+        return self
 
     def schema(self) -> dict:
         base = {"optional": self.optional, "field": self.name}

@@ -257,3 +257,16 @@ def test_year_0000_is_not_1900(paths):
     batch, events = paths.compare({"position": {"concat": ["name", "yr"]}}, ["yr = 0", "yr = 2024", "yr = 1901"])
     assert events == batch
     assert sorted(outcome[1]["position"] for outcome in batch.values()) == ["n 0000", "n 1901", "n 2024"]
+
+
+def test_a_binary_column_is_published_as_bytes_so_bytes_that_are_no_utf8_are_refused_as_the_batch_does(paths):
+    """mysql-replication names a binary column's character set "binary", so the relay typed VARBINARY,
+    BINARY and BLOB as text and replaced bytes that are no UTF-8 with U+FFFD: the events path wrote
+    'a\\ufffdb' where the batch path refuses the row. Typed as bytes (base64 under the schema, as
+    Debezium's binary.handling.mode=bytes), both paths read the same bytes."""
+    binary = {"position": {"column": "bytes_v", "cast": "string"}}
+    batch, events = paths.compare(binary, ["bytes_v = X'61FF62'", "bytes_v = 'abc'"])
+    assert events == batch
+    assert sorted(outcome[0] for outcome in events.values()) == ["quarantine", "record"]
+    (after, _) = paths.published(binary, ["bytes_v = X'61FF62'", "bytes_v = NULL"])
+    assert after["bytes_v"] == "Yf9i"  # base64 of the bytes, as the schema's "bytes" type says

@@ -343,8 +343,9 @@ def binlog_column(column, nullable: bool | None = None, name: str | None = None)
     if kind == FIELD_TYPE.SET:
         return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
     if kind in _TEXT:
-        # A character column has a character set in the metadata; a binary one (BLOB, VARBINARY) none.
-        text = getattr(column, "character_set_name", None) is not None
+        # A character column names its character set; a binary one (BINARY, VARBINARY, BLOB) "binary"
+        # (or, in an older binlog, none): bytes, so bytes that are no UTF-8 reach the mapping as such.
+        text = getattr(column, "character_set_name", None) not in (None, BINARY_CHARSET)
         return SourceColumn(name, "string" if text else "bytes", optional)
     if kind == FIELD_TYPE.BIT:  # BIT(1) a boolean, a wider one Debezium's Bits (the mapping reads its number)
         return SourceColumn(name, "bits", optional, length=column.bits)
