@@ -33,7 +33,8 @@ DDL = f"""CREATE TABLE {TABLE} (
     text_l1 VARCHAR(255) CHARACTER SET latin1 NULL, note_l1 CHAR(5) CHARACTER SET latin1 NULL,
     code BINARY(4) NULL, bytes_v VARBINARY(20) NULL,
     stamp6 DATETIME(6) NULL, stamp3 DATETIME(3) NULL,
-    yr YEAR NULL
+    yr YEAR NULL,
+    mood ENUM('Ä', 'b', 'Ã„') CHARACTER SET latin1 NULL, tags SET('Ö', 'x') CHARACTER SET latin1 NULL
 ) DEFAULT CHARSET=utf8mb4"""
 NAMES = {"first_name": {"column": "name"}, "last_name": {"column": "name"}, "email": {"column": "name"}}
 _KEYS = itertools.count(1)
@@ -270,3 +271,12 @@ def test_a_binary_column_is_published_as_bytes_so_bytes_that_are_no_utf8_are_ref
     assert sorted(outcome[0] for outcome in events.values()) == ["quarantine", "record"]
     (after, _) = paths.published(binary, ["bytes_v = X'61FF62'", "bytes_v = NULL"])
     assert after["bytes_v"] == "Yf9i"  # base64 of the bytes, as the schema's "bytes" type says
+
+
+def test_enum_and_set_values_of_a_latin1_column_are_read_in_latin1(paths):
+    """mysql-replication reads the table map's ENUM and SET values as UTF-8, whatever the column's
+    character set, and made each it could not read "": 'Ä' of a latin1 ENUM was published as ''."""
+    fields = {"position": {"concat": ["name", "mood", "tags"]}}
+    batch, events = paths.compare(fields, ["mood = 'Ä', tags = 'Ö,x'", "mood = 'Ã„'", "mood = 'b', tags = 'Ö'"])
+    assert events == batch
+    assert sorted(outcome[1]["position"] for outcome in events.values()) == sorted(["n b Ö", "n Ä Ö,x", "n Ã„"])

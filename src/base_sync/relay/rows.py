@@ -26,7 +26,9 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
 - a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
   out);
 - YEAR 0000, which the decoder reads as 1900 (it adds 1900 to the stored byte), as 0
-  (`mariadb_years`: the reader is no method of its own to replace).
+  (`mariadb_years`: the reader is no method of its own to replace);
+- ENUM and SET values in their column's character set: the table map's reader took them as UTF-8
+  and made each it could not read "" (TableMapEvent's readers are replaced too).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from datetime import date, datetime
 
 from pymysqlreplication.bitmap import BitGet
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
-from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, TableMapEvent, WriteRowsEvent
 
 from base_sync.debezium import SourceColumn
 
@@ -259,6 +261,41 @@ def _read_string(self, size: int, column) -> str | bytes:
         return raw
 
 
+def _read_type_values(self, length: int) -> list[list[str]] | None:
+    """TableMapEvent's reader of ENUM and SET values. mysql-replication reads them as UTF-8 before it
+    knows the column's character set, and makes a value it cannot read "" ('Ä' of a latin1 ENUM):
+    each keeps its bytes here (as surrogates where they are no UTF-8) until `_values_in_charsets`."""
+    result, read_until = [], self.packet.read_bytes + length
+    if self.packet.read_bytes >= read_until:
+        return None
+    while self.packet.read_bytes < read_until:
+        count = self.packet.read_length_coded_binary()
+        result.append(
+            [self.packet.read_variable_length_string().decode(errors="surrogateescape") for _ in range(count)]
+        )
+    return result
+
+
+def _values_in_charsets(self) -> None:
+    """TableMapEvent's column set-up, then each ENUM and SET value read in its column's character set."""
+    _SYNC_COLUMN_INFO(self)
+    for column in self.columns:
+        for attribute in ("enum_values", "set_values"):
+            values = getattr(column, attribute, None)
+            if values:
+                setattr(column, attribute, [_in_charset(v, column.character_set_name) for v in values])
+
+
+def _in_charset(value: str, encoding: str | None) -> str:
+    raw = value.encode(errors="surrogateescape")
+    if encoding == LATIN1_ENCODING:
+        return codecs.charmap_decode(raw, "strict", MARIADB_LATIN1)[0]
+    try:
+        return raw.decode(encoding or "utf-8")
+    except (LookupError, UnicodeDecodeError):
+        return value
+
+
 def mariadb_years(event, row: dict) -> dict:
     """The row with YEAR 0000 as 0: mysql-replication reads a YEAR as 1900 + its stored byte, and
     1900 is no year a YEAR holds (1901..2155, and 0000), so 1900 is always 0000."""
@@ -287,8 +324,13 @@ def install_readers() -> None:
     for needed in ("_RowsEvent__read_fsp", "charset_to_encoding"):
         if not hasattr(RowsEvent, needed):
             raise RuntimeError(f"mysql-replication's RowsEvent has no {needed}: the relay needs 1.0.x")
+    for name, method in (("_read_type_values", _read_type_values), ("_sync_column_info", _values_in_charsets)):
+        if not hasattr(TableMapEvent, name):
+            raise RuntimeError(f"mysql-replication's TableMapEvent has no {name}: the relay needs 1.0.x")
+        setattr(TableMapEvent, name, method)
 
 
+_SYNC_COLUMN_INFO = TableMapEvent._sync_column_info  # before install_readers replaces it
 install_readers()
 
 
