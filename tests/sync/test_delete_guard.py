@@ -63,7 +63,7 @@ def test_a_mass_delete_stops_before_deleting_and_proceeds_once_approved(base_a, 
     assert sync.plan_deletes("articles", base_a, api, store, SETTINGS).total == 900
 
     # Approved for fewer rows than found: still blocked.
-    with pytest.raises(MassDeleteBlocked):
+    with pytest.raises(MassDeleteBlocked, match=r"Fewer rows were approved than this run found \(900\)"):
         sync.propagate_deletes("articles", base_a, api, store, SETTINGS, approved=899)
     assert _live(base_b, "articles") == 1000
     # Approved for what the operator saw: the deletes go (a second pass, more than the records held).
