@@ -460,7 +460,7 @@ def _find_deletes(
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
-    left_since = _looking_back(watermark, settings, view) if watermark is not None and not first_run else None
+    left_since = None if first_run else _left_scope_since(watermark, last, settings, view)
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
             _plan_counting_held(planned, LEFT_SCOPE, records, api, entity, held_newer)
@@ -492,6 +492,17 @@ def _find_deletes(
         left_since,
         held_newer,
     )
+
+
+def _left_scope_since(
+    watermark: Cursor | None, last_deletes: dict, settings: SyncSettings, view: SourceView
+) -> Cursor | None:
+    """Where the rows that left the scope are read from: the watermark less the look-back, or, while
+    a run withheld their deletes (`deletes_withheld`), where that run read them, as the watermark moved on."""
+    if watermark is None:
+        return None
+    withheld_after = Cursor.from_json(last_deletes.get("left_scope_after"))
+    return _looking_back(min(watermark, withheld_after) if withheld_after else watermark, settings, view)
 
 
 def _plan_counting_held(
@@ -747,8 +758,12 @@ def _replacing(chunks: Iterator[list], versions: dict[int, datetime]) -> Iterato
 def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
     """The delete statistics a run commits when its deletes were withheld (a rejected mass delete):
     none applied, and the last committed delete log position and key comparison time kept, so the
-    next run reads the same deletes again and the circuit breaker asks again."""
+    next run reads the same deletes again and the circuit breaker asks again. The rows that left the
+    scope are read from the watermark, which moves on: the one this run read them after is kept
+    (`left_scope_after`, the earliest while runs keep withholding), until a run deletes them."""
     last = store.last_stats(entity).get("deletes") or {}
+    read_after = store.get(entity)  # not yet moved: this run's commit comes after
+    left_scope_after = last.get("left_scope_after") or (read_after.to_json() if read_after else None)
     log.warning("%s: deletes withheld (not approved): %s", entity, (plan or {}).get("message"))
     return {
         "deleted": 0,
@@ -756,6 +771,7 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
         "from_log": 0,
         "log_position": last.get("log_position"),
         "keys_compared_at": last.get("keys_compared_at"),
+        "left_scope_after": left_scope_after,
         "withheld": plan,
     }
 
