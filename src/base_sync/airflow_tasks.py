@@ -422,7 +422,7 @@ def apply_changes() -> dict:
     api = _api(settings, "events")
     try:
         api.check_writes(next(iter(ENTITIES)))  # the token is the API's, for every entity
-        report = events.drain(consumer, producer, api, settings)
+        report = events.drain(consumer, producer, api, settings, held_deletes=VariableStateStore().held_deletes)
     finally:
         consumer.close()
         producer.flush(30)

@@ -349,6 +349,11 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
+    if plan.held_by_events and approved is not None:  # the events path's held deletes: approved, deleted here
+        store.held_deletes.release(entity, plan.held_by_events)
+        log.info(
+            "%s: the deletes the events path held are approved and made; their dead letters need no replay", entity
+        )
     _warn_held_newer(entity, found.held_newer)
     if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
         brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
@@ -477,7 +482,15 @@ def _find_deletes(
     if planned.total > settings.mass_delete_min_rows:
         budget_limit()
     budget = DeleteBudget.of(settings, synced)
-    plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
+    plan = DeletePlan(
+        entity,
+        planned.total,
+        dict(planned.by_source),
+        budget,
+        reasons,
+        exact=planned.exact,
+        held_by_events=store.held_deletes.get(entity),
+    )
     return _Found(
         plan,
         planned,
