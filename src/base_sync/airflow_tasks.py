@@ -331,7 +331,21 @@ def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | 
             f"cleared task's first prompt): approve in the UI's form, whose `{ROWS}` field says how many rows, or "
             f'send params_input {{"{ROWS}": n}} with the answer, or trigger a run with approve_mass_delete'
         )
-    return int(rows) + plan["limit"]
+    return _approved_count(rows) + plan["limit"]
+
+
+def _approved_count(rows) -> int:
+    """The `rows` answered as a count. Airflow stores whatever a REST answer sends in the field, and a
+    retry reads the same answer: anything but a whole number of rows fails at once, named."""
+    if isinstance(rows, str) and rows.strip().isdigit():
+        rows = int(rows)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ConfigurationError(
+            f"the approval answered rows={rows!r}, which is no count of rows: nothing was deleted. Clear "
+            f"{CHECK_DELETES} with its downstream tasks and approve with `{ROWS}` a whole number, at least the rows "
+            "to delete, or trigger a run with approve_mass_delete"
+        )
+    return rows
 
 
 def _approved(entity: str, params: dict) -> int | None:
@@ -408,7 +422,7 @@ def apply_changes() -> dict:
     api = _api(settings, "events")
     try:
         api.check_writes(next(iter(ENTITIES)))  # the token is the API's, for every entity
-        report = events.drain(consumer, producer, api, settings)
+        report = events.drain(consumer, producer, api, settings, held_deletes=VariableStateStore().held_deletes)
     finally:
         consumer.close()
         producer.flush(30)

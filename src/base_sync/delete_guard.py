@@ -20,7 +20,10 @@ which source.
 The events path (`base_sync.events`) cannot count a run's deletes before sending: they arrive in
 batches. `RunDeleteGuard` keeps the same `DeleteBudget` per entity across one run's batches: the
 deletes within it are sent, those past it are held (dead letters an operator approves by replaying
-them). Nothing here imports Airflow.
+them). A mass delete in Base A reaches both paths: while the events path holds deletes of an entity
+(`HeldByEvents`, kept in a `HeldDeletesStore` both paths read), every delete the batch path finds of
+it needs approval, so the rest of a mass delete is never applied unasked, whatever its share.
+Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
 
 from base_sync.errors import TerminalError
 from base_sync.settings import SyncSettings
@@ -64,6 +69,51 @@ class DeleteBudget:
     def allowance(self, approved: int | None) -> int:
         """The most deletes a run may send: the limit, or what an operator approved if more."""
         return max(self.limit, approved or 0)
+
+
+@dataclass(frozen=True)
+class HeldByEvents:
+    """Deletes of an entity the events path's breaker holds as dead letters no one approved yet."""
+
+    held: int
+    since: str  # when the first of them was held (ISO 8601, UTC)
+    last: str  # when the last of them was held
+
+    @classmethod
+    def now(cls, held: int, earlier: HeldByEvents | None = None) -> HeldByEvents:
+        now = datetime.now(UTC).isoformat()
+        return cls(held + (earlier.held if earlier else 0), earlier.since if earlier else now, now)
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeldByEvents:
+        return cls(int(data["held"]), str(data["since"]), str(data["last"]))
+
+    def to_json(self) -> dict:
+        return {"held": self.held, "since": self.since, "last": self.last}
+
+    def text(self, entity: str) -> str:
+        return (
+            f"the events path holds {self.held} deletes of {entity} past its limit as MassDeleteHeld dead letters "
+            f"(held from {self.since} to {self.last}): until they are approved, every delete of {entity} needs approval"
+        )
+
+
+class HeldDeletesStore(Protocol):
+    """Where the events path says which entities' deletes it holds, and the batch path reads it."""
+
+    def get(self, entity: str) -> HeldByEvents | None: ...
+
+    def hold(self, entity: str, count: int) -> None:
+        """The events path held `count` more deletes of `entity`."""
+        ...
+
+    def approved(self, entity: str, count: int) -> None:
+        """The events path applied `count` held deletes an operator approved by replaying them."""
+        ...
+
+    def release(self, entity: str, seen: HeldByEvents) -> None:
+        """The batch path deleted with an approval after reading `seen`: those holds are settled."""
+        ...
 
 
 DISTINCT_KEYS = 250_000  # keys a plan remembers to count each once: ~15 MB at the most
@@ -140,6 +190,7 @@ class DeletePlan:
     budget: DeleteBudget
     reasons: dict[str, str] = field(default_factory=dict)  # why a source ran (e.g. the key comparison's reason)
     exact: bool = True  # False: past the held records a key two sources named may count twice
+    held_by_events: HeldByEvents | None = None  # any delete found needs approval while the events path holds some
 
     @property
     def limit(self) -> int:
@@ -154,10 +205,12 @@ class DeletePlan:
 
     @property
     def within_budget(self) -> bool:
-        return self.total <= self.limit
+        """Deletes the run may make unasked: within the limit, and none while the events path holds
+        deletes of the entity (a mass delete it met: its rest must reach a person once, not pass here)."""
+        return self.total <= self.limit and not (self.held_by_events and self.total)
 
     def allowed(self, approved: int | None) -> bool:
-        return self.total <= self.budget.allowance(approved)
+        return self.within_budget if approved is None else self.total <= self.budget.allowance(approved)
 
     def sources_text(self) -> str:
         parts = []
@@ -171,20 +224,27 @@ class DeletePlan:
         """How many, which share of the synced rows, the limit, and from which source."""
         count = f"{'at most ' if not self.exact else ''}{self.total}"
         share = f" = {self.share:.1%} of the {self.budget.synced} synced rows" if self.share is not None else ""
+        held = f"; {self.held_by_events.text(self.entity)}" if self.held_by_events else ""
         return (
             f"{self.entity}: {count} rows to delete in Base B{share}; limit {self.limit} = max("
             f"SYNC_MASS_DELETE_MIN_ROWS={self.budget.min_rows}, SYNC_MASS_DELETE_SHARE={self.budget.share} x synced "
-            f"rows); {self.sources_text()}"
+            f"rows); {self.sources_text()}{held}"
         )
 
     @property
     def message(self) -> str:
         if self.within_budget:
             return f"{self.summary}. Within the budget"
+        why = "held by the events path" if self.total <= self.limit else "over the limit"
+        letters = (
+            " (approving here deletes the held ones too: replaying their dead letters afterwards changes nothing)"
+            if self.held_by_events
+            else ""
+        )
         return (
-            f"{self.summary}. MASS DELETE BLOCKED, over the limit; nothing was deleted. Check Base A (a truncated "
+            f"{self.summary}. MASS DELETE BLOCKED, {why}; nothing was deleted. Check Base A (a truncated "
             f"table, a changed rule or filter), then approve: the approve_mass_delete task in the Airflow UI, or a "
-            f"manual run with the param approve_mass_delete"
+            f"manual run with the param approve_mass_delete{letters}"
         )
 
     def to_json(self) -> dict:
@@ -199,6 +259,7 @@ class DeletePlan:
             "share": round(share, 6) if share is not None else None,
             "limit": self.limit,
             "within_budget": self.within_budget,
+            "held_by_events": self.held_by_events.to_json() if self.held_by_events else None,
             "summary": self.summary,
             "message": self.message,
         }
@@ -262,9 +323,12 @@ class RunDeleteGuard:
     rows are counted once per entity and run, and only once the run's deletes pass
     SYNC_MASS_DELETE_MIN_ROWS (the limit depends on them only then)."""
 
-    def __init__(self, rule: DeleteBudget, synced_rows: Callable[[str], int]):
+    def __init__(
+        self, rule: DeleteBudget, synced_rows: Callable[[str], int], held_deletes: HeldDeletesStore | None = None
+    ):
         self.rule = rule  # share and floor; its `synced` is filled per entity
         self._synced_rows = synced_rows
+        self._held_deletes = held_deletes  # told of every hold before the letters exist: the batch path reads it
         self.requested: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._budgets: dict[str, DeleteBudget] = {}
@@ -275,7 +339,14 @@ class RunDeleteGuard:
         budget = self._budget(entity)
         admitted = max(0, min(count, budget.limit - self.sent[entity]))
         self.sent[entity] += admitted
+        if count > admitted and self._held_deletes is not None:
+            self._held_deletes.hold(entity, count - admitted)
         return Admission(entity, admitted, count - admitted, self.requested[entity], budget)
+
+    def approved(self, entity: str, count: int) -> None:
+        """`count` held deletes of `entity`, approved by a replay, were applied."""
+        if count and self._held_deletes is not None:
+            self._held_deletes.approved(entity, count)
 
     def _budget(self, entity: str) -> DeleteBudget:
         if entity in self._budgets:

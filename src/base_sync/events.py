@@ -42,7 +42,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
-from base_sync.delete_guard import Admission, DeleteBudget, RunDeleteGuard
+from base_sync.delete_guard import Admission, DeleteBudget, HeldDeletesStore, RunDeleteGuard
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
@@ -113,6 +113,7 @@ def drain(
     settings: EventSettings,
     topics: Topics | None = None,
     delete_budget: DeleteBudget | None = None,
+    held_deletes: HeldDeletesStore | None = None,
 ) -> DrainReport:
     """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`.
 
@@ -120,12 +121,14 @@ def drain(
     BASE_A_MAPPING_FILE's). While one batch is with the API, the next is fetched and decoded; a
     batch's offsets are committed only after its answer, in order, and one batch at a time is in flight.
     `delete_budget`: the mass-delete breaker's share and floor (default: SYNC_MASS_DELETE_*, as the
-    batch path), applied per entity to the whole run.
+    batch path), applied per entity to the whole run. `held_deletes`: where the run says which
+    entities' deletes it holds (before their dead letters exist) and which held ones an approved
+    replay applied; the batch path reads it and asks before deleting any row of such an entity.
     """
     started = time.monotonic()
     topics = topics or Topics.from_settings(settings)
     report = DrainReport()
-    guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows)
+    guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows, held_deletes)
     partitions = assign_committed(consumer, topics.names, report)
     # A missing topic's entity gets no last success: EventSyncStale then says so.
     report.entities = tuple(dict.fromkeys(topics.entity_of(p.topic) for p in partitions))
@@ -165,10 +168,12 @@ def _warn_held(report: DrainReport) -> None:
         if counts["held_deletes"]:
             log.warning(
                 "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted; check "
-                "Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete",
+                "Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete, or in the "
+                "batch DAG, which asks before deleting any row of %s until then",
                 entity,
                 counts["held_deletes"],
                 dead_letters.MASS_DELETE_HELD,
+                entity,
             )
 
 
@@ -441,6 +446,7 @@ def send(
             answer = api.bulk_delete(entity, _delete_records(deletes))
             rejected += _account(entity, deletes, answer, counts)
             _warn_stale_deletes(entity, answer, counts)
+            guard.approved(entity, counts["approved_deletes"])  # once applied: a failed request is read again
         rejected += _upsert(entity, upserts, api, counts, waits)
         if earlier and (counts["deleted"] or counts["updated"]):
             rejected += _resend_waiting(entity, earlier, api, counts, waits)

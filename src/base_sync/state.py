@@ -1,21 +1,27 @@
-"""Sync state: one watermark per entity, written only after a verified load.
+"""Sync state: one watermark per entity, written only after a verified load, and the deletes of an
+entity the events path holds (`delete_guard.HeldByEvents`), which the batch path reads.
 
-The Airflow store keeps it in a Variable (Admin → Variables in the UI), where an operator can read
-it, and reset it to re-sync from an earlier point.
+The Airflow store keeps them in Variables (Admin → Variables in the UI), where an operator can read
+them, and reset a watermark to re-sync from an earlier point.
 """
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from typing import Protocol
 
+from base_sync.delete_guard import HeldByEvents, HeldDeletesStore
 from base_sync.errors import ConfigurationError
 from base_sync.source import Cursor
 
 VARIABLE_PREFIX = "base_a_to_base_b.watermark."
+HELD_DELETES_PREFIX = "base_a_events.held_deletes."
 
 
 class StateStore(Protocol):
+    held_deletes: HeldDeletesStore
+
     def get(self, entity: str) -> Cursor | None: ...
 
     def last_stats(self, entity: str) -> dict:
@@ -30,6 +36,7 @@ class MemoryStateStore:
 
     def __init__(self):
         self.saved: dict[str, dict] = {}
+        self.held_deletes = MemoryHeldDeletes()
 
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self.saved.get(entity, {}).get("watermark"))
@@ -43,6 +50,9 @@ class MemoryStateStore:
 
 class VariableStateStore:
     """Airflow Variables, through the Task SDK (works inside tasks)."""
+
+    def __init__(self):
+        self.held_deletes = VariableHeldDeletes()
 
     def _saved(self, entity: str) -> dict:
         from airflow.sdk import Variable
@@ -78,3 +88,81 @@ def _position(name: str, raw: str) -> dict:
             "correct it, or delete it to load the entity from the start"
         ) from None
     return saved
+
+
+class _HeldDeletes(ABC):
+    """The events path's holds per entity; a subclass says where one is kept (None: none held)."""
+
+    @abstractmethod
+    def _read(self, entity: str) -> HeldByEvents | None: ...
+
+    @abstractmethod
+    def _write(self, entity: str, held: HeldByEvents | None) -> None: ...
+
+    def get(self, entity: str) -> HeldByEvents | None:
+        return self._read(entity)
+
+    def hold(self, entity: str, count: int) -> None:
+        self._write(entity, HeldByEvents.now(count, self._read(entity)))
+
+    def approved(self, entity: str, count: int) -> None:
+        held = self._read(entity)
+        if held is not None:
+            left = held.held - count
+            self._write(entity, HeldByEvents(left, held.since, held.last) if left > 0 else None)
+
+    def release(self, entity: str, seen: HeldByEvents) -> None:
+        held = self._read(entity)
+        if held is not None:
+            # Held since the batch read `seen`: those wait for their own approval.
+            left = held.held - seen.held if held.last != seen.last else 0
+            self._write(entity, HeldByEvents(left, held.last, held.last) if left > 0 else None)
+
+
+class MemoryHeldDeletes(_HeldDeletes):
+    """For tests and one-off runs."""
+
+    def __init__(self):
+        self.saved: dict[str, HeldByEvents] = {}
+
+    def _read(self, entity: str) -> HeldByEvents | None:
+        return self.saved.get(entity)
+
+    def _write(self, entity: str, held: HeldByEvents | None) -> None:
+        if held is None:
+            self.saved.pop(entity, None)
+        else:
+            self.saved[entity] = held
+
+
+class VariableHeldDeletes(_HeldDeletes):
+    """A Variable per entity while the events path holds deletes of it; deleted once they are settled."""
+
+    def _read(self, entity: str) -> HeldByEvents | None:
+        from airflow.sdk import Variable
+
+        name = HELD_DELETES_PREFIX + entity
+        raw = Variable.get(name, default=None)
+        if not raw:
+            return None
+        try:
+            return HeldByEvents.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConfigurationError(
+                f"Airflow Variable {name!r} is not what the events path writes ({type(error).__name__}: {error}): "
+                'expected {"held": <count>, "since": "<ISO time>", "last": "<ISO time>"}; delete it once the held '
+                "deletes are settled (approved, or Base A fixed)"
+            ) from None
+
+    def _write(self, entity: str, held: HeldByEvents | None) -> None:
+        from airflow.sdk import Variable
+
+        name = HELD_DELETES_PREFIX + entity
+        if held is None:
+            Variable.delete(name)
+            return
+        description = (
+            f"deletes of {entity} the events path holds as MassDeleteHeld dead letters: the batch asks before "
+            "deleting any row of it until they are approved"
+        )
+        Variable.set(name, json.dumps(held.to_json()), description=description)

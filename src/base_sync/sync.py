@@ -333,7 +333,8 @@ def propagate_deletes(
         detail = None
         if approved is not None:
             detail = (
-                f"{plan.summary}. More than the {approved} rows approved: nothing was deleted. The count grew "
+                f"{plan.summary}. More than the {approved} rows approved (the rows answered plus the limit): "
+                f"nothing was deleted. Fewer rows were approved than this run found ({plan.total}), the count grew "
                 "since the approval was asked, or the prompt showed an earlier try's count (Airflow keeps a "
                 "cleared task's first prompt): clear check_deletes with its downstream tasks and approve with "
                 f"the rows field at {plan.total} or more, or trigger a run with approve_mass_delete"
@@ -348,6 +349,11 @@ def propagate_deletes(
         planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
+    if plan.held_by_events and approved is not None:  # the events path's held deletes: approved, deleted here
+        store.held_deletes.release(entity, plan.held_by_events)
+        log.info(
+            "%s: the deletes the events path held are approved and made; their dead letters need no replay", entity
+        )
     _warn_held_newer(entity, found.held_newer)
     if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
         brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
@@ -459,7 +465,7 @@ def _find_deletes(
                 read += len(records)
                 reached = max(reached, position_reached)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
-    left_since = _looking_back(watermark, settings, view) if watermark is not None and not first_run else None
+    left_since = None if first_run else _left_scope_since(watermark, last, settings, view)
     if left_since is not None:
         for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
             _plan_counting_held(planned, LEFT_SCOPE, records, api, entity, held_newer)
@@ -476,7 +482,15 @@ def _find_deletes(
     if planned.total > settings.mass_delete_min_rows:
         budget_limit()
     budget = DeleteBudget.of(settings, synced)
-    plan = DeletePlan(entity, planned.total, dict(planned.by_source), budget, reasons, exact=planned.exact)
+    plan = DeletePlan(
+        entity,
+        planned.total,
+        dict(planned.by_source),
+        budget,
+        reasons,
+        exact=planned.exact,
+        held_by_events=store.held_deletes.get(entity),
+    )
     return _Found(
         plan,
         planned,
@@ -491,6 +505,17 @@ def _find_deletes(
         left_since,
         held_newer,
     )
+
+
+def _left_scope_since(
+    watermark: Cursor | None, last_deletes: dict, settings: SyncSettings, view: SourceView
+) -> Cursor | None:
+    """Where the rows that left the scope are read from: the watermark less the look-back, or, while
+    a run withheld their deletes (`deletes_withheld`), where that run read them, as the watermark moved on."""
+    if watermark is None:
+        return None
+    withheld_after = Cursor.from_json(last_deletes.get("left_scope_after"))
+    return _looking_back(min(watermark, withheld_after) if withheld_after else watermark, settings, view)
 
 
 def _plan_counting_held(
@@ -746,8 +771,12 @@ def _replacing(chunks: Iterator[list], versions: dict[int, datetime]) -> Iterato
 def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
     """The delete statistics a run commits when its deletes were withheld (a rejected mass delete):
     none applied, and the last committed delete log position and key comparison time kept, so the
-    next run reads the same deletes again and the circuit breaker asks again."""
+    next run reads the same deletes again and the circuit breaker asks again. The rows that left the
+    scope are read from the watermark, which moves on: the one this run read them after is kept
+    (`left_scope_after`, the earliest while runs keep withholding), until a run deletes them."""
     last = store.last_stats(entity).get("deletes") or {}
+    read_after = store.get(entity)  # not yet moved: this run's commit comes after
+    left_scope_after = last.get("left_scope_after") or (read_after.to_json() if read_after else None)
     log.warning("%s: deletes withheld (not approved): %s", entity, (plan or {}).get("message"))
     return {
         "deleted": 0,
@@ -755,6 +784,7 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
         "from_log": 0,
         "log_position": last.get("log_position"),
         "keys_compared_at": last.get("keys_compared_at"),
+        "left_scope_after": left_scope_after,
         "withheld": plan,
     }
 

@@ -14,6 +14,7 @@ from base_sync.delete_guard import (
     Allowance,
     DeleteBudget,
     DeletePlan,
+    HeldByEvents,
     MassDeleteBlocked,
     PlannedDeletes,
 )
@@ -63,7 +64,7 @@ def test_a_mass_delete_stops_before_deleting_and_proceeds_once_approved(base_a, 
     assert sync.plan_deletes("articles", base_a, api, store, SETTINGS).total == 900
 
     # Approved for fewer rows than found: still blocked.
-    with pytest.raises(MassDeleteBlocked):
+    with pytest.raises(MassDeleteBlocked, match=r"Fewer rows were approved than this run found \(900\)"):
         sync.propagate_deletes("articles", base_a, api, store, SETTINGS, approved=899)
     assert _live(base_b, "articles") == 1000
     # Approved for what the operator saw: the deletes go (a second pass, more than the records held).
@@ -197,3 +198,17 @@ def test_a_second_pass_stops_before_a_chunk_that_passes_the_allowance():
     with pytest.raises(MassDeleteBlocked, match=r"121 so far, allowed 120"):
         allowance.take(KEY_COMPARISON, 1)
     assert plan.to_json()["share"] == 0.12 and not plan.to_json()["within_budget"]
+
+
+def test_while_the_events_path_holds_deletes_of_an_entity_any_delete_of_it_needs_approval():
+    held = HeldByEvents(31, "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00")
+    budget = DeleteBudget(0.05, 100, 117)
+    plan = DeletePlan("employees", 31, {DELETE_LOG: 31}, budget, held_by_events=held)
+    assert plan.limit == 100 and not plan.within_budget and not plan.allowed(None)
+    assert plan.allowed(31 + plan.limit) and plan.allowed(ANY_NUMBER)
+    assert "the events path holds 31 deletes of employees" in plan.summary and "MassDeleteHeld" in plan.summary
+    assert "BLOCKED, held by the events path" in plan.message and "replaying their dead letters" in plan.message
+    assert plan.to_json()["held_by_events"]["held"] == 31
+    nothing = DeletePlan("employees", 0, {}, budget, held_by_events=held)
+    assert nothing.within_budget, "no delete found: nothing to ask"
+    assert DeletePlan("employees", 31, {DELETE_LOG: 31}, budget).within_budget

@@ -22,6 +22,7 @@ from api_service.models import TABLES
 from api_service.schemas import SCHEMAS
 from base_sync import sync
 from base_sync.debezium import Topics
+from base_sync.delete_guard import LEFT_SCOPE
 from base_sync.dirty import Quarantined
 from base_sync.mapping import SourceMapping, parse_mapping
 from base_sync.mapping.check import check_source
@@ -235,6 +236,40 @@ def test_soft_deletes_and_filter_moves_follow_the_changes_with_a_delete_log(lega
     assert "suspect_buckets" not in report  # no key comparison ran
     assert (report["left_scope"], report["from_log"], report["deleted"]) == (2, 1, 3)
     assert sorted(_base_b(base_b.database_url, "employees")) == [5]
+
+
+def _rejected_run(entity, base_a, api, store, settings):
+    """A run as the DAG makes it when the operator rejects its mass delete: the load, the plan over
+    the limit, the deletes withheld, verify and the commit."""
+    report = sync.load(entity, base_a, api, store, settings)
+    plan = sync.plan_deletes(entity, base_a, api, store, settings)
+    assert not plan.within_budget, plan.message
+    withheld = sync.deletes_withheld(entity, store, plan.to_json())
+    sync.verify(entity, base_a, api, report, settings)
+    sync.commit(entity, store, report, {"deletes": withheld})
+    return plan
+
+
+def test_rejected_soft_deletes_are_found_again_after_the_watermark_moved_past_them(legacy, base_b):
+    """A rejected mass soft-delete waits: the runs after it read the rows that left the scope from
+    where the rejected run read them, however far the watermark moved since."""
+    install_delete_log(legacy.engine, legacy.mapping, ["employees"])
+    settings = SETTINGS.model_copy(update={"mass_delete_min_rows": 1})  # limit 1: two deletes ask
+    api, store = base_b.api(), MemoryStateStore()
+    _run("employees", legacy, api, store)
+    with legacy.engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET aktiv = 0, geaendert_am = '2024-11-01 09:00:01' WHERE pers_nr <= 2"))
+        conn.execute(text("UPDATE personal SET stelle = 'QA', geaendert_am = '2024-11-01 09:00:05' WHERE pers_nr = 5"))
+    first = _rejected_run("employees", legacy, api, store, settings)
+    assert first.by_source == {LEFT_SCOPE: 2}
+    with legacy.engine.begin() as conn:  # the table goes on changing: the watermark moves on
+        conn.execute(text("UPDATE personal SET stelle = 'Ops', geaendert_am = '2024-11-02 09:00:00' WHERE pers_nr = 5"))
+    again = _rejected_run("employees", legacy, api, store, settings)
+    assert again.by_source == {LEFT_SCOPE: 2}, "the next run asks again"
+    assert sorted(_base_b(base_b.database_url, "employees")) == [1, 2, 3, 5], "nothing deleted unasked"
+    approved = sync.propagate_deletes("employees", legacy, api, store, settings, approved=2)
+    assert (approved.left_scope, approved.deleted) == (2, 2)
+    assert sorted(_base_b(base_b.database_url, "employees")) == [3, 5]
 
 
 def test_a_row_whose_filter_column_becomes_null_leaves_the_scope_with_its_change(legacy, base_b):

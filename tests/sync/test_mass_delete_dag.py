@@ -6,6 +6,7 @@ One story on one Base A (MariaDB) and one Base B (the API process on PostgreSQL)
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -14,7 +15,7 @@ import requests
 from sqlalchemy import text
 
 from base_sync.demo import generate
-from base_sync.state import VARIABLE_PREFIX
+from base_sync.state import HELD_DELETES_PREFIX, VARIABLE_PREFIX
 from testbed.airflow import Airflow, sync_connections
 from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
@@ -167,3 +168,25 @@ def test_a_run_emits_an_asset_event_only_for_the_entities_it_changed(airflow, ai
     airflow.test_dag(DAG, ARTICLES)
     (new,) = [e for e in events() if e["id"] not in {b["id"] for b in before}]
     assert new["extra"]["changed_rows"] == 2 and new["uri"] == "base-b://api/articles"
+
+
+def test_while_the_events_path_holds_deletes_a_few_deletes_ask_and_the_approval_settles_them(
+    airflow, airflow_api, base_a_engine, api_process, tmp_path
+):
+    """The events path's hold as its task writes it (a Variable): the batch run's 2 deletes, within
+    the limit of 10, wait for approval; approved, they go and the hold is settled."""
+    marker = HELD_DELETES_PREFIX + "articles"
+    held = {"held": 31, "since": "2026-01-01T00:00:00+00:00", "last": "2026-01-01T00:01:00+00:00"}
+    airflow.cli("variables", "set", marker, json.dumps(held))
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM articles WHERE id IN (8, 9)"))
+    log_path = tmp_path / "held.log"
+    run = airflow.start_dag(DAG, log_path, ARTICLES)
+    run_id = _awaiting_approval(airflow, run, log_path)
+    assert _live(api_process) == 10
+    detail = _answer(airflow_api, run_id, "Approve", {"rows": 2})
+    assert "the events path holds 31 deletes of articles" in detail["body"], detail["body"]
+    _finished(run, log_path)
+    assert stats(airflow, "articles")["deletes"]["deleted"] == 2
+    assert airflow.variable(marker) is None
+    assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 8

@@ -101,3 +101,16 @@ def test_an_approval_covers_the_rows_it_answers_and_a_cleared_prompt_needs_them(
     assert airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": True}, plan) == 430
     with pytest.raises(ConfigurationError, match="earlier try's count"):
         airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": False}, plan)
+
+
+@pytest.mark.parametrize("rows", ["lots", 12.5, True, -3, None, [355]])
+def test_an_approval_whose_rows_are_no_count_fails_at_once_naming_the_answer(rows):
+    """Airflow takes any value in the form's field over its REST API: a retry would read the same answer."""
+    answer = {"chosen_options": ["Approve"], "params_input": {"rows": rows}}
+    with pytest.raises(ConfigurationError, match=r"rows") as refused:
+        airflow_tasks.approved_rows(answer, {"rows": 330, "fresh": False}, {"total": 330, "limit": 100})
+    if rows is not None:
+        assert repr(rows) in str(refused.value)
+    # An integer typed as text, as a form may send it, is a count.
+    answer = {"chosen_options": ["Approve"], "params_input": {"rows": "330"}}
+    assert airflow_tasks.approved_rows(answer, {"rows": 330}, {"total": 330, "limit": 100}) == 430

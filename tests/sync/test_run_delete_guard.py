@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from base_sync.delete_guard import DeleteBudget, RunDeleteGuard
 from base_sync.metrics import events_samples
+from base_sync.state import MemoryHeldDeletes
 
 
 class SyncedRows:
@@ -64,3 +67,34 @@ def test_held_deletes_are_a_row_outcome_of_the_events_path():
         for kind, name, value in events_samples(["employees"], {"employees": {"held_deletes": 20}}, 20, 0, None)
     }
     assert samples["base_sync.rows.events.employees.held_deletes"] == ("incr", 20)
+
+
+def test_a_hold_is_recorded_for_the_batch_path_before_the_letters_exist_and_approved_replays_settle_it():
+    held_deletes = MemoryHeldDeletes()
+    guard = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=10), SyncedRows(employees=0), held_deletes)
+    guard.admit("employees", 8)
+    assert held_deletes.get("employees") is None, "within the limit nothing is held"
+    guard.admit("employees", 5)
+    first = held_deletes.get("employees")
+    assert first.held == 3
+    RunDeleteGuard(DeleteBudget(share=0.0, min_rows=10), SyncedRows(employees=0), held_deletes).admit("employees", 12)
+    both = held_deletes.get("employees")
+    assert (both.held, both.since) == (5, first.since), "a later run's holds add up"
+    guard.approved("employees", 4)
+    assert held_deletes.get("employees").held == 1, "a replay of some letters leaves the others held"
+    guard.approved("employees", 1)
+    assert held_deletes.get("employees") is None
+
+
+def test_the_batch_approval_settles_what_it_saw_not_what_was_held_since():
+    held_deletes = MemoryHeldDeletes()
+    held_deletes.hold("employees", 31)
+    seen = held_deletes.get("employees")
+    held_deletes.release("employees", seen)
+    assert held_deletes.get("employees") is None
+    held_deletes.hold("employees", 31)
+    seen = held_deletes.get("employees")
+    time.sleep(0.001)
+    held_deletes.hold("employees", 20)  # held while the batch deleted: not approved by it
+    held_deletes.release("employees", seen)
+    assert held_deletes.get("employees").held == 20
