@@ -47,10 +47,14 @@ def _settings():
     return current_app.extensions["api_settings"]
 
 
+# UTF-8 and the labels of ASCII, its subset (RFC 8259; names as the IANA registry and WHATWG give them).
+_UTF8_LABELS = frozenset({"utf-8", "utf8", "us-ascii", "ascii", "ansi_x3.4-1968", "iso-ir-6", "us"})
+
+
 def _body() -> bytes:
     # JSON between systems is UTF-8 (RFC 8259): a body declared in another charset would be read wrongly.
     charset = request.mimetype_params.get("charset", "utf-8").strip().lower()
-    if charset not in ("utf-8", "utf8"):
+    if charset not in _UTF8_LABELS:
         raise Problem(415, f"send the body as UTF-8: charset {charset[:40]!r} is not supported")
     try:
         return http_body.read("API_MAX_CONTENT_LENGTH")

@@ -105,6 +105,8 @@ def test_a_body_declared_in_another_charset_is_415_not_read_as_utf8(client, path
     assert "UTF-8" in detail and "iso-8859-1" in detail
     utf8 = {**AUTH, "Content-Type": "application/json; charset=UTF-8"}
     assert client.post("/articles", data=body.encode(), headers=utf8).status_code == 201
+    ascii_only = {**AUTH, "Content-Type": "application/json; charset=US-ASCII"}  # a subset of UTF-8
+    assert client.post("/articles", data=b'{"title": "cafe"}', headers=ascii_only).status_code == 201
 
 
 def test_unknown_route_is_404_problem(client):
