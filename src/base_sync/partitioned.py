@@ -24,7 +24,7 @@ from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Reach
-from base_sync.state import StateStore
+from base_sync.state import StateStore, refuse_ahead
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,13 @@ def plan(
     entity: str, base_a: BaseA, store: StateStore, settings: SyncSettings, full_refresh: bool = False
 ) -> list[Partition]:
     """The key ranges of this run's load; [] when it loads in one piece (incremental runs, small tables)."""
-    if settings.partitions <= 1 or (store.get(entity) is not None and not full_refresh):
-        return []
+    previous = store.get(entity)
+    if settings.partitions <= 1 or (previous is not None and not full_refresh):
+        return []  # sync.load reads the watermark
     if not base_a.view(entity).has_cursor:  # read in one piece, its bucket checksums summed as it goes
         return []
     clock = base_a.now()  # before any partition reads: see Partition.clock
+    refuse_ahead(store, entity, previous, clock)  # the commit would keep it
     low, high, rows = base_a.key_span(entity)
     if rows < max(settings.partition_min_rows, 1):
         log.info("%s: %d rows, below SYNC_PARTITION_MIN_ROWS: one piece", entity, rows)

@@ -44,7 +44,7 @@ from base_sync.reports import (
 )
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
-from base_sync.state import StateStore
+from base_sync.state import StateStore, refuse_ahead
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 from baseab_contract.entities import ENTITIES
 
@@ -69,6 +69,8 @@ def load(
         return checksummed.load(entity, base_a, api, store, settings, full_refresh)
     started = time.perf_counter()
     previous = store.get(entity)
+    clock = base_a.now()
+    refuse_ahead(store, entity, previous, clock)
     since = None
     if previous is not None and not full_refresh:
         since = _looking_back(previous, settings, base_a.view(entity))
@@ -81,7 +83,6 @@ def load(
         read[0] += len(records)
         log.info("%s: read %d rows (%d so far), the window reaches %s", entity, len(records), read[0], reach.cursor)
 
-    clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
     counts = push_chunks(
         api,

@@ -145,6 +145,9 @@ class FileStateStore:
         except FileNotFoundError:
             return {}
 
+    def name(self, entity: str) -> str:
+        return f"the watermark of {entity} in {self.path}"
+
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self._all().get(entity, {}).get("watermark"))
 

@@ -14,12 +14,13 @@ from api_service.schemas import SCHEMAS
 from base_sync import sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
+from base_sync.errors import TerminalError
 from base_sync.mapping import SourceMapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA, source_engine
+from base_sync.source import BaseA, Cursor, source_engine
 from base_sync.source_schema import create_schema, install_delete_log
-from base_sync.state import MemoryStateStore
+from base_sync.state import MemoryStateStore, WatermarkAhead
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
@@ -508,6 +509,26 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_
     later = run_once("articles", base_a, api, store)
     assert later["load"]["updated"] == 1  # row 9; the future row is re-read, unchanged
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+
+
+def test_a_watermark_set_past_base_as_clock_fails_the_load_naming_it(base_a, base_a_engine, base_b):
+    """A watermark set by hand in the future is read as stored: every run would read nothing until
+    then, green, the watermark never moving back. The load fails at once, naming the store, the
+    value, Base A's clock and the fix; a watermark a little ahead (a clock step back) still loads."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 10, seed_value=38)
+    run_once("articles", base_a, api, store)
+    clock = base_a.now()
+    store.set("articles", Cursor(clock + timedelta(minutes=1), 0), {})
+    assert sync.load("articles", base_a, api, store, SETTINGS).counts.get("extracted", 0) == 0
+    store.set("articles", Cursor(datetime(2030, 1, 1, tzinfo=UTC), 0), {})
+    for full_refresh in (False, True):  # a full refresh would keep it too: the commit never moves back
+        with pytest.raises(WatermarkAhead) as failed:
+            sync.load("articles", base_a, api, store, SETTINGS, full_refresh)
+        said = str(failed.value)
+        assert said.startswith("the watermark of articles (memory) holds the watermark 2030-01-01T00:00:00+00:00")
+        assert f"after Base A's clock {clock:%Y-%m-%dT%H}" in said and "Delete it to load articles" in said
+    assert isinstance(failed.value, TerminalError)
 
 
 def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base_a_engine, base_b, caplog):
