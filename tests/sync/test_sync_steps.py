@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from api_service.schemas import SCHEMAS
 from base_sync import sync
@@ -429,6 +429,56 @@ def test_a_rejected_row_is_kept_with_its_reason_and_replayed_after_the_fix(base_
     assert replayed.counts["inserted"] == 1 and replayed.still_rejected == 0
     assert list(api.open_rejections("employees")) == []
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 20
+
+
+def test_a_rejected_row_deleted_in_base_a_without_a_delete_log_closes_its_rejection(base_a, base_a_engine, base_b):
+    """A row the API refused never reached Base B: the key comparison deletes only keys Base B holds,
+    and a re-send skips a key Base A lacks, so its rejection stayed open for ever. The run sends its
+    delete: the API keeps a tombstone of the key at the rejected version, which closes it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=39)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER employees_log_delete"))  # no delete log: the key comparison alone
+        conn.execute(text("UPDATE employees SET email = 'not an address' WHERE id = 4"))
+    assert run_once("employees", base_a, api, store)["load"]["rejected"] == 1
+    (rejection,) = api.open_rejections("employees")
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id = 4"))
+    deletes = run_once("employees", base_a, api, store)["deletes"]
+    assert deletes["closed_rejections"] == 1 and deletes["deleted"] == 0  # Base B never held a live row 4
+    assert list(api.open_rejections("employees")) == []
+    with create_engine(base_b.database_url).connect() as conn:
+        tombstone = conn.execute(
+            text("SELECT source_updated_at, deleted_at IS NOT NULL FROM employees WHERE source_id = 4")
+        ).one()
+    assert tombstone[1] and tombstone[0].isoformat() == rejection["source_updated_at"]
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 9
+
+
+def test_replaying_rejections_closes_those_of_rows_gone_from_base_a_and_leaves_live_rows_to_the_breaker(
+    base_a, base_a_engine, base_b
+):
+    """Replayed, a rejection whose row Base A deleted gets a delete, which closes it. A row Base B
+    holds live (at the version before the rejected change) is no delete of the replay's: the delete
+    log deletes it, under the mass-delete breaker, and its delete at the row's last version closes it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=40)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET email = 'not an address' WHERE id = 4"))
+    run_once("employees", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET email = 'neither' WHERE id = 5"))  # Base B holds 5 live, older
+    assert run_once("employees", base_a, api, store)["load"]["rejected"] == 1
+    assert [r["source_id"] for r in api.open_rejections("employees")] == [4, 5]
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id IN (4, 5)"))
+    replayed = sync.replay_rejections("employees", base_a, api, SETTINGS)
+    assert replayed.to_json() == {"replayed": 2, "closed_rejections": 1, "still_rejected": 1}
+    assert [r["source_id"] for r in api.open_rejections("employees")] == [5]
+    assert 5 in synced_rows(base_b.database_url, "employees")  # the replay deleted no live row
+    assert run_once("employees", base_a, api, store)["deletes"]["from_log"] == 2
+    assert list(api.open_rejections("employees")) == []
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 8
 
 
 def test_a_key_deleted_then_inserted_again_comes_back(base_a, base_a_engine, base_b):
