@@ -58,9 +58,26 @@ def plan(
     return [Partition(entity, index, len(ranges), keys, clock) for index, keys in enumerate(ranges)]
 
 
-def left_to_partitions(entity: str, store: StateStore) -> LoadReport:
+def left_to_partitions(entity: str, store: StateStore, partitions: int) -> LoadReport:
     """The one-piece load's report when the partitions load everything: an empty window from the watermark."""
+    log.info(
+        "%s: the load is partitioned: %d load_partition tasks each read, send and verify one key range; "
+        "this task reads nothing",
+        entity,
+        partitions,
+    )
     return LoadReport(entity, store.get(entity), None, None)
+
+
+def verified_by_partitions(entity: str, partitions: int) -> VerifyResult:
+    """The one-piece verification's result when the partitions verified their ranges: nothing to compare."""
+    log.info(
+        "%s: the load was partitioned: each of the %d load_partition tasks verified its key range; "
+        "commit_watermark adds up their rows",
+        entity,
+        partitions,
+    )
+    return VerifyResult()
 
 
 def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> PartitionReport:

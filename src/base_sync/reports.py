@@ -237,6 +237,11 @@ class Partition:
     keys: KeyRange
     clock: datetime
 
+    @property
+    def label(self) -> str:
+        """How the UI names its mapped task: which range of how many, and its keys."""
+        return f"{self.index + 1}/{self.of}: keys {self.keys.low}..{self.keys.high}"
+
     def to_json(self) -> dict:
         return {
             "entity": self.entity,

@@ -56,7 +56,7 @@ def test_partitioned_first_load_retries_a_failed_partition_alone_and_commits_aft
         assert report.counts["inserted"] == report.verified.rows == sizes[index]
 
     # The commit refuses while a partition is missing: the watermark stays unset.
-    loaded = partitioned.left_to_partitions("employees", store)
+    loaded = partitioned.left_to_partitions("employees", store, len(plan))
     with pytest.raises(partitioned.IncompletePartitionsError):
         partitioned.combine(loaded, list(reports.values()))
     assert store.get("employees") is None
