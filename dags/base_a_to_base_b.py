@@ -113,9 +113,11 @@ def base_a_to_base_b():
             # One mapped task per key range (none on incremental runs: the mapped task is skipped),
             # at most SYNC_PARTITIONS_AT_ONCE of them running together (None: no cap).
             parts = (
-                task(task_id="load_partition", max_active_tis_per_dagrun=settings.partitions_at_once or None)(
-                    airflow_tasks.load_partition
-                )
+                task(
+                    task_id="load_partition",
+                    max_active_tis_per_dagrun=settings.partitions_at_once or None,
+                    map_index_template=airflow_tasks.PARTITION_MAP_INDEX,  # "2/4: keys 250001..500000"
+                )(airflow_tasks.load_partition)
                 .partial(entity=entity)
                 .expand(partition=planned)
             )

@@ -220,18 +220,25 @@ def load(entity: str, partitions: list[dict]) -> dict:
             sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
         )
         if partitions:
-            report = partitioned.left_to_partitions(entity, VariableStateStore())
+            report = partitioned.left_to_partitions(entity, VariableStateStore(), len(partitions))
         else:
             report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
-    return {**report.to_json(), "replayed": replayed}
+    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions)}
+
+
+PARTITIONS_KEY = "partitions"  # in load's XCom: how many key ranges the mapped tasks load (0: none)
+# The mapped load_partition's name in the UI (its map_index_template), rendered from the context.
+PARTITION_LABEL = "partition_label"
+PARTITION_MAP_INDEX = "{{ " + PARTITION_LABEL + " }}"
 
 
 @fail_terminal
 def load_partition(entity: str, partition: dict) -> dict:
     """Stream one key range of a partitioned load to the bulk endpoint and verify that range (a mapped task)."""
-    settings = _settings()
-    with _connected(settings, partition["entity"]) as (base_a, api):
-        return partitioned.load_partition(Partition.from_json(partition), base_a, api, settings).to_json()
+    settings, planned = _settings(), Partition.from_json(partition)
+    get_current_context()[PARTITION_LABEL] = planned.label  # set first: a failed try is named too
+    with _connected(settings, planned.entity) as (base_a, api):
+        return partitioned.load_partition(planned, base_a, api, settings).to_json()
 
 
 # The circuit breaker's tasks in an entity's group (the group id is the entity).
@@ -375,6 +382,8 @@ def propagate_deletes(entity: str) -> dict:
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
     settings = _settings()
+    if loaded.get(PARTITIONS_KEY):
+        return partitioned.verified_by_partitions(entity, loaded[PARTITIONS_KEY]).to_json()
     with _connected(settings, entity) as (base_a, api):
         return sync.verify(entity, base_a, api, LoadReport.from_json(loaded), settings).to_json()
 

@@ -38,7 +38,7 @@ from base_sync.mapping import SourceView
 from base_sync.reports import BucketScan, LoadReport, VerifyResult, checksums_of
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor
-from base_sync.state import StateStore
+from base_sync.state import StateStore, refuse_ahead
 from base_sync.sync import _both, repair
 from baseab_contract.bulk_format import SOURCE_ID
 
@@ -174,6 +174,7 @@ def load(
     previous = store.get(entity)
     stored = None if full_refresh else stored_checksums(store, entity, size)
     clock = base_a.now()  # before any read: the version of every record of this run
+    refuse_ahead(store, entity, previous, clock)
     sums = _Sums(size)
     if stored is None:
         why = "full refresh" if full_refresh else "no stored checksums"

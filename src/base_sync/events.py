@@ -56,6 +56,38 @@ POLL_SECONDS = 0.1
 FIRST_FETCH_SECONDS = 3.0
 
 
+# The counts every run reports, zeros included (README: the events DAG's counts per run).
+REPORTED_COUNTS = (
+    "consumed",
+    "inserted",
+    "updated",
+    "unchanged",
+    "stale",
+    "deleted",
+    "held_deletes",
+    "approved_deletes",
+    "superseded",
+    "tombstones",
+    "dead_lettered",
+    "lost_to_retention",
+)
+HELD_KEYS_SHOWN = 5  # keys a run's summary of held deletes names (a mass delete holds millions)
+
+
+@dataclass
+class HeldDeletes:
+    """The deletes the breaker held in a run, of one entity: for one summary line, not a line each."""
+
+    count: int = 0
+    keys: list[int] = field(default_factory=list)  # the first few
+    reason: str = ""  # the breaker's latest: its count is the run's
+
+    def add(self, admission: Admission, keys: list[int]) -> None:
+        self.count += len(keys)
+        self.keys += keys[: HELD_KEYS_SHOWN - len(self.keys)]
+        self.reason = admission.reason
+
+
 @dataclass
 class DrainReport:
     counts: Counter = field(default_factory=Counter)
@@ -65,10 +97,11 @@ class DrainReport:
     lag: int = 0  # events left on the topics when the run ended
     newest_source_ms: int | None = None  # commit time in Base A of the newest applied change
     entities: tuple[str, ...] = ()  # the entities whose topic the run read (one that is missing: not)
+    held: dict[str, HeldDeletes] = field(default_factory=dict)  # by entity (filled by the sender thread)
 
     def to_json(self) -> dict:
         return {
-            "counts": dict(self.counts),
+            "counts": {name: 0 for name in REPORTED_COUNTS} | dict(self.counts),
             "by_entity": {entity: dict(counts) for entity, counts in self.by_entity.items()},
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
@@ -145,7 +178,7 @@ def drain(
             plan = prepare(batch, topics, report)
             if in_flight:
                 _settle(*in_flight, consumer, producer, settings, report, waits, positions)
-            in_flight = (sender.submit(send, plan, api, guard, waits), plan)
+            in_flight = (sender.submit(send, plan, api, guard, waits, report.held), plan)
         if in_flight:
             _settle(*in_flight, consumer, producer, settings, report, waits, positions)
     _release_waits(waits, consumer, producer, api, settings, report, positions)
@@ -163,18 +196,21 @@ def drain(
 
 
 def _warn_held(report: DrainReport) -> None:
-    """One line per entity whose deletes the breaker held in this run, for the task log's reader."""
-    for entity, counts in report.by_entity.items():
-        if counts["held_deletes"]:
-            log.warning(
-                "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted; check "
-                "Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete, or in the "
-                "batch DAG, which asks before deleting any row of %s until then",
-                entity,
-                counts["held_deletes"],
-                dead_letters.MASS_DELETE_HELD,
-                entity,
-            )
+    """One line per entity whose deletes the breaker held in this run, for the task log's reader:
+    how many, the limit, a few keys (the dead letters hold them all, each with the reason)."""
+    for entity, held in report.held.items():
+        log.warning(
+            "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted (%s); keys "
+            "%s%s; check Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete, "
+            "or in the batch DAG, which asks before deleting any row of %s until then",
+            entity,
+            held.count,
+            held.reason,
+            ", ".join(map(str, held.keys)),
+            ", ..." if held.count > len(held.keys) else "",
+            dead_letters.MASS_DELETE_HELD,
+            entity,
+        )
 
 
 def _settle(
@@ -418,11 +454,16 @@ class UniqueWaits:
 
 
 def send(
-    plan: Plan, api: BaseBApi, guard: RunDeleteGuard, waits: UniqueWaits | None = None
+    plan: Plan,
+    api: BaseBApi,
+    guard: RunDeleteGuard,
+    waits: UniqueWaits | None = None,
+    held_deletes: dict[str, HeldDeletes] | None = None,
 ) -> tuple[list[tuple[Message, str, str]], dict[str, Counter]]:
     """One bulk delete and one bulk upsert per entity; returns the changes the API rejected or the
     breaker held, and the counts. `waits`: the run's upserts refused for a unique value; this
-    batch's join them, and a batch that deletes or updates rows sends the earlier ones again."""
+    batch's join them, and a batch that deletes or updates rows sends the earlier ones again.
+    `held_deletes`: the run's deletes held so far, by entity, for its summary."""
     rejected, by_entity = [], {}
     for entity, changes in plan.changes.items():
         counts = by_entity[entity] = Counter()
@@ -440,7 +481,7 @@ def send(
         # Deletes first (one change per key, so no key is both): a row deleted frees its unique values
         # for a row created in the same batch, as when a key changes (a delete and a create).
         deletes = _at_base_b_version(entity, deletes, api, counts)
-        deletes, held = _guard_deletes(entity, deletes, guard, counts, api)
+        deletes, held = _guard_deletes(entity, deletes, guard, counts, api, held_deletes)
         rejected += held
         if deletes:
             answer = api.bulk_delete(entity, _delete_records(deletes))
@@ -538,7 +579,12 @@ def _too_large(size: int, limit: int) -> str:
 
 
 def _guard_deletes(
-    entity: str, deletes: list[tuple[Change, Message]], guard: RunDeleteGuard, counts: Counter, api: BaseBApi
+    entity: str,
+    deletes: list[tuple[Change, Message]],
+    guard: RunDeleteGuard,
+    counts: Counter,
+    api: BaseBApi,
+    held_deletes: dict[str, HeldDeletes] | None = None,
 ) -> tuple[list[tuple[Change, Message]], list[tuple[Message, str, str]]]:
     """The deletes to send now (approved replays, those of rows Base B does not hold live, then those
     within the run's budget) and the held ones as dead letters. Only a delete Base B would apply
@@ -559,8 +605,10 @@ def _guard_deletes(
     if not admission.held:
         return approved + counted, []
     counts["held_deletes"] += admission.held
-    log.warning("%s: %d held", admission.reason, admission.held)
+    log.info("%s: %d deletes held in this batch (one warning sums up the run's)", entity, admission.held)
     past = counted[admission.admitted :]
+    if held_deletes is not None:
+        held_deletes.setdefault(entity, HeldDeletes()).add(admission, [c.id for c, _ in past])
     held = [(m, dead_letters.MASS_DELETE_HELD, _held_reason(admission, m.topic())) for _, m in past]
     return approved + counted[: admission.admitted], held
 
@@ -610,7 +658,8 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
             failures.append(error)
 
     for message, kind, reason in dead:
-        log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
+        if kind != dead_letters.MASS_DELETE_HELD:  # held deletes: one summary per run (_warn_held)
+            log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
         value, left_out = dead_letters.letter_value(message)
         producer.produce(
             topic,

@@ -24,7 +24,7 @@ from base_sync.load import concat_chunks, push_chunks
 from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Reach
-from base_sync.state import StateStore
+from base_sync.state import StateStore, refuse_ahead
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,13 @@ def plan(
     entity: str, base_a: BaseA, store: StateStore, settings: SyncSettings, full_refresh: bool = False
 ) -> list[Partition]:
     """The key ranges of this run's load; [] when it loads in one piece (incremental runs, small tables)."""
-    if settings.partitions <= 1 or (store.get(entity) is not None and not full_refresh):
-        return []
+    previous = store.get(entity)
+    if settings.partitions <= 1 or (previous is not None and not full_refresh):
+        return []  # sync.load reads the watermark
     if not base_a.view(entity).has_cursor:  # read in one piece, its bucket checksums summed as it goes
         return []
     clock = base_a.now()  # before any partition reads: see Partition.clock
+    refuse_ahead(store, entity, previous, clock)  # the commit would keep it
     low, high, rows = base_a.key_span(entity)
     if rows < max(settings.partition_min_rows, 1):
         log.info("%s: %d rows, below SYNC_PARTITION_MIN_ROWS: one piece", entity, rows)
@@ -56,9 +58,26 @@ def plan(
     return [Partition(entity, index, len(ranges), keys, clock) for index, keys in enumerate(ranges)]
 
 
-def left_to_partitions(entity: str, store: StateStore) -> LoadReport:
+def left_to_partitions(entity: str, store: StateStore, partitions: int) -> LoadReport:
     """The one-piece load's report when the partitions load everything: an empty window from the watermark."""
+    log.info(
+        "%s: the load is partitioned: %d load_partition tasks each read, send and verify one key range; "
+        "this task reads nothing",
+        entity,
+        partitions,
+    )
     return LoadReport(entity, store.get(entity), None, None)
+
+
+def verified_by_partitions(entity: str, partitions: int) -> VerifyResult:
+    """The one-piece verification's result when the partitions verified their ranges: nothing to compare."""
+    log.info(
+        "%s: the load was partitioned: each of the %d load_partition tasks verified its key range; "
+        "commit_watermark adds up their rows",
+        entity,
+        partitions,
+    )
+    return VerifyResult()
 
 
 def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> PartitionReport:

@@ -172,6 +172,7 @@ class DeleteReport:
     plan: dict | None = None  # the circuit breaker's count and budget (`delete_guard.DeletePlan.to_json`)
     left_scope: int = 0  # rows deleted because they changed and the mapping's soft-delete rule or filter drops them
     resent_unique: int = 0  # rejected rows sent again (a unique value another row held, maybe let go since)
+    closed_rejections: int = 0  # rejected rows gone from Base A: deletes sent, closing their rejections
 
     @property
     def deleted(self) -> int:
@@ -199,19 +200,28 @@ class DeleteReport:
             data["left_scope"] = self.left_scope
         if self.resent_unique:
             data["resent_unique"] = self.resent_unique
+        if self.closed_rejections:
+            data["closed_rejections"] = self.closed_rejections
         return data
 
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """Rejected rows sent again, the bulk counts of that send, and how many stay rejected."""
+    """Rejected rows sent again, the bulk counts of that send, how many stay rejected, and how many
+    were gone from Base A (deletes sent, closing their rejections)."""
 
     replayed: int
     counts: dict
     still_rejected: int
+    closed_rejections: int = 0
 
     def to_json(self) -> dict:
-        return {"replayed": self.replayed, **self.counts, "still_rejected": self.still_rejected}
+        return {
+            "replayed": self.replayed,
+            **self.counts,
+            "closed_rejections": self.closed_rejections,
+            "still_rejected": self.still_rejected,
+        }
 
 
 @dataclass(frozen=True)
@@ -226,6 +236,11 @@ class Partition:
     of: int  # how many partitions the load has
     keys: KeyRange
     clock: datetime
+
+    @property
+    def label(self) -> str:
+        """How the UI names its mapped task: which range of how many, and its keys."""
+        return f"{self.index + 1}/{self.of}: keys {self.keys.low}..{self.keys.high}"
 
     def to_json(self) -> dict:
         return {

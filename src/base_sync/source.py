@@ -249,6 +249,16 @@ class BaseA:
                 if chunk:
                     yield chunk
 
+    def live_keys_among(self, entity: str, keys: list[int], chunk_size: int) -> set[int]:
+        """Those of the given keys whose rows Base A holds live (in the mapping's scope)."""
+        view = self.view(entity)
+        held: set[int] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), chunk_size):
+                part = keys[start : start + chunk_size]
+                held.update(conn.execute(select(view.key).where(*view.live, view.key.in_(part))).scalars())
+        return held
+
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current source rows of the given keys (missing keys are skipped), as read (a BIT as its
         number, as the mapping reads it), a chunk at a time."""

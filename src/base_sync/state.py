@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from base_sync.delete_guard import HeldByEvents, HeldDeletesStore
@@ -18,9 +19,21 @@ from base_sync.source import Cursor
 VARIABLE_PREFIX = "base_a_to_base_b.watermark."
 HELD_DELETES_PREFIX = "base_a_events.held_deletes."
 
+# How far a stored watermark may lie past Base A's clock: a run commits at most the clock it read,
+# so more than a clock correction's step (NTP) means the watermark was set by hand.
+CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
+class WatermarkAhead(ConfigurationError):
+    """The stored watermark lies past Base A's clock: every read after it finds nothing until then."""
+
 
 class StateStore(Protocol):
     held_deletes: HeldDeletesStore
+
+    def name(self, entity: str) -> str:
+        """Where an operator finds and edits the entity's watermark."""
+        ...
 
     def get(self, entity: str) -> Cursor | None: ...
 
@@ -38,6 +51,9 @@ class MemoryStateStore:
         self.saved: dict[str, dict] = {}
         self.held_deletes = MemoryHeldDeletes()
 
+    def name(self, entity: str) -> str:
+        return f"the watermark of {entity} (memory)"
+
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self.saved.get(entity, {}).get("watermark"))
 
@@ -53,6 +69,9 @@ class VariableStateStore:
 
     def __init__(self):
         self.held_deletes = VariableHeldDeletes()
+
+    def name(self, entity: str) -> str:
+        return f"Airflow Variable {VARIABLE_PREFIX + entity!r}"
 
     def _saved(self, entity: str) -> dict:
         from airflow.sdk import Variable
@@ -74,13 +93,31 @@ class VariableStateStore:
         Variable.set(VARIABLE_PREFIX + entity, value, description=f"last verified sync position of {entity}")
 
 
+def refuse_ahead(store: StateStore, entity: str, watermark: Cursor | None, clock: datetime) -> None:
+    """Fail at once when the stored `watermark` lies past Base A's `clock` (beyond CLOCK_TOLERANCE).
+
+    The sync caps a watermark it reaches at the clock, but one set by hand is read as stored: a read
+    after it finds nothing, the watermark never moves back, and every run is green until then."""
+    if watermark is None or watermark.updated_at <= clock + CLOCK_TOLERANCE:
+        return
+    raise WatermarkAhead(
+        f"{store.name(entity)} holds the watermark {watermark.updated_at.isoformat()} (key {watermark.id}), "
+        f"after Base A's clock {clock.isoformat()}: no run would read a change until then. Set it by hand? "
+        f"Delete it to load {entity} from the start (rows Base B holds come back unchanged), or set it to a "
+        "position at or before Base A's clock; a full_refresh keeps it"
+    )
+
+
 def _position(name: str, raw: str) -> dict:
     """A saved position as the sync wrote it; an edit by hand that is not one fails at once, named."""
     try:
         saved = json.loads(raw)
         if not isinstance(saved, dict) or not isinstance(saved.get("stats") or {}, dict):
             raise ValueError("not an object with an object `stats`")
-        Cursor.from_json(saved.get("watermark"))
+        watermark = saved.get("watermark")
+        if watermark and datetime.fromisoformat(watermark["updated_at"]).tzinfo is None:
+            raise ValueError(f"updated_at {watermark['updated_at']!r} has no zone (write +00:00 for UTC)")
+        Cursor.from_json(watermark)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise ConfigurationError(
             f"Airflow Variable {name!r} is no sync position ({type(error).__name__}: {error}): expected "

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from base_sync import rejected_rows
 from base_sync.api_client import BaseBApi
 from base_sync.delete_guard import (
     ANY_NUMBER,
@@ -33,6 +34,7 @@ from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
 from base_sync.mapping import SourceView
+from base_sync.rejected_rows import Resent
 from base_sync.reports import (
     DeleteCounts,
     DeleteReport,
@@ -44,7 +46,7 @@ from base_sync.reports import (
 )
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
-from base_sync.state import StateStore
+from base_sync.state import StateStore, refuse_ahead
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 from baseab_contract.entities import ENTITIES
 
@@ -69,6 +71,8 @@ def load(
         return checksummed.load(entity, base_a, api, store, settings, full_refresh)
     started = time.perf_counter()
     previous = store.get(entity)
+    clock = base_a.now()
+    refuse_ahead(store, entity, previous, clock)
     since = None
     if previous is not None and not full_refresh:
         since = _looking_back(previous, settings, base_a.view(entity))
@@ -81,7 +85,6 @@ def load(
         read[0] += len(records)
         log.info("%s: read %d rows (%d so far), the window reaches %s", entity, len(records), read[0], reach.cursor)
 
-    clock = base_a.now()
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
     counts = push_chunks(
         api,
@@ -361,7 +364,7 @@ def propagate_deletes(
     counts = left_scope
     for part in (from_log, comparison):
         counts = counts + part.counts if part else counts
-    freed = _resend_freed_unique_values(entity, base_a, api, settings)
+    freed = _resend_freed_unique_values(entity, base_a, api, settings)  # and closes rejections of gone rows
     report = DeleteReport(
         counts=counts,
         from_log=from_log.read if from_log else 0,
@@ -370,7 +373,8 @@ def propagate_deletes(
         comparison=comparison,
         plan=planned,
         left_scope=left_scope.deleted,
-        resent_unique=freed,
+        resent_unique=freed.resent if freed else 0,
+        closed_rejections=freed.closed_gone if freed else 0,
     )
     log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
     return report
@@ -789,36 +793,46 @@ def deletes_withheld(entity: str, store: StateStore, plan: dict | None) -> dict:
     }
 
 
-def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> int:
+def _resend_freed_unique_values(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> Resent | None:
     """After the load and the deletes: send again the rows the API rejected because another row held
     their unique value (an email; reason code UNIQUE_TAKEN), since the holder may have let it go: it
     was deleted, or the load brought its new value (a key changed in Base A: the load sends the new
     key before this step deletes the old one, which still held the value; or the other row's email
-    was corrected). Rows still in conflict are rejected again, as before. How many were sent: one
-    read of the open rejections per run, and a write only while such rejections are open."""
+    was corrected). Rows still in conflict are rejected again, as before. A rejected row Base A no
+    longer holds, for any reason, gets a delete, which closes its rejection (`rejected_rows`). One
+    read of the open rejections per run, and a write only while rejections are open."""
     if not ENTITIES[entity].unique_fields:
-        return 0
-    taken = (r for r in api.open_rejections(entity) if any(why.get("code") == UNIQUE_TAKEN for why in r["reasons"]))
-    keys = sorted(r["source_id"] for r in taken)
-    if keys:
-        counts = _resend(entity, base_a, api, settings, keys)
-        log.info("%s: re-sent %d rows rejected for a unique value another row held: %s", entity, len(keys), counts)
-    return len(keys)
+        return None
+    rejections = list(api.open_rejections(entity))
+    if not rejections:
+        return None
+    resent = rejected_rows.resend(entity, base_a, api, settings, rejections, only=_taken)
+    if resent.resent:
+        log.info(
+            "%s: re-sent %d rows rejected for a unique value another row held: %s", entity, resent.resent, resent.counts
+        )
+    return resent
 
 
-def _resend(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings, keys: list[int]) -> dict:
-    """Push the current Base A rows of `keys` (those gone or out of scope are skipped); the bulk counts."""
-    records = base_a.records_by_keys(entity, keys, settings.chunk_size)
-    return dict(push_chunks(api, entity, records, settings.push_concurrency))
+def _taken(rejection: dict) -> bool:
+    return any(why.get("code") == UNIQUE_TAKEN for why in rejection["reasons"])
 
 
 def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncSettings) -> ReplayReport:
-    """Send the current Base A rows of every open rejection again (after its cause was fixed)."""
-    keys = sorted(r["source_id"] for r in api.open_rejections(entity))
-    counts = _resend(entity, base_a, api, settings, keys)
+    """Send the current Base A rows of every open rejection again (after its cause was fixed); a
+    delete for each key Base A no longer holds, which closes its rejection."""
+    rejections = list(api.open_rejections(entity))
+    resent = rejected_rows.resend(entity, base_a, api, settings, rejections)
     still_open = sum(1 for _ in api.open_rejections(entity))
-    log.info("%s: replayed %d rejected rows: %s; %d still rejected", entity, len(keys), counts, still_open)
-    return ReplayReport(len(keys), counts, still_open)
+    log.info(
+        "%s: replayed %d rejected rows: %s; %d gone from Base A, their deletes sent; %d still rejected",
+        entity,
+        resent.resent,
+        resent.counts,
+        resent.closed_gone,
+        still_open,
+    )
+    return ReplayReport(len(rejections), resent.counts, still_open, resent.closed_gone)
 
 
 def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:

@@ -21,6 +21,7 @@ from base_sync import events
 from base_sync.api_client import BaseBApi
 from base_sync.delete_guard import ANY_NUMBER, DeleteBudget
 from base_sync.source import BaseA, Cursor, utc
+from base_sync.state import MemoryHeldDeletes
 from testbed.servers import REPO, free_port, kafka_broker, venv_bin, wait_for_http
 from tests.faults.tcp_proxy import TcpProxy
 
@@ -138,12 +139,16 @@ class FileStateStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.held_deletes = MemoryHeldDeletes()  # no events path in these tests
 
     def _all(self) -> dict:
         try:
             return json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
+
+    def name(self, entity: str) -> str:
+        return f"the watermark of {entity} in {self.path}"
 
     def get(self, entity: str) -> Cursor | None:
         return Cursor.from_json(self._all().get(entity, {}).get("watermark"))

@@ -6,6 +6,7 @@ The tests of this module are one story on one Base A and one Base B, in order.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -64,7 +65,8 @@ print(json.dumps({
     "errors": bag.import_errors,
     "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,
              "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md),
-             "mapped": {t.task_id: t.max_active_tis_per_dagrun for t in d.tasks if isinstance(t, MappedOperator)}}
+             "mapped": {t.task_id: t.max_active_tis_per_dagrun for t in d.tasks if isinstance(t, MappedOperator)},
+             "named": {t.task_id: t.map_index_template for t in d.tasks if isinstance(t, MappedOperator)}}
              for d in bag.dags.values()},
 }))
 """
@@ -91,15 +93,24 @@ print(json.dumps({
     # A partitioned load maps one task per key range, planned when the run runs (no lookup above).
     # SYNC_PARTITIONS_AT_ONCE caps how many of them run together.
     assert batch["mapped"] == {"articles.load_partition": 2, "employees.load_partition": 2}
+    assert set(batch["named"].values()) == {"{{ partition_label }}"}  # named by key range, not 0, 1, 2
     assert {"employees.plan_partitions", "articles.plan_partitions"} <= set(batch["tasks"])
 
 
 def test_initial_load(airflow, base_a_engine, api_process, statsd):
     generate.seed(base_a_engine, "employees", 3000, seed_value=11)
     generate.seed(base_a_engine, "articles", 600, seed_value=12)
-    airflow.test_dag(DAG)
+    log = airflow.test_dag(DAG)
     time.sleep(0.5)  # UDP: let the last samples land
     assert statsd.sum("airflow.base_sync.rows.batch.employees.inserted") == 3000
+    # The UI names each mapped partition by its key range; load and verify say they left the work to them.
+    with sqlite3.connect(airflow.home / "airflow.db") as conn:
+        named = conn.execute(
+            "SELECT rendered_map_index FROM task_instance WHERE task_id = 'employees.load_partition' ORDER BY map_index"
+        ).fetchall()
+    assert [name.split(": keys ")[0] for (name,) in named] == ["1/3", "2/3", "3/3"], named
+    assert "employees: the load is partitioned: 3 load_partition tasks each read, send and verify" in log
+    assert "employees: the load was partitioned: each of the 3 load_partition tasks verified its key range" in log
     assert statsd.sum("airflow.base_sync.rows.batch.articles.extracted") == 600
     assert any(line.startswith("airflow.base_sync.watermark_lag_seconds.employees:") for line in statsd.lines)
     # Each task body reports its process's peak memory. `dags test` runs every task in one process with

@@ -7,11 +7,13 @@ run may delete 10 employees unasked, and any run of more than 4 deletes counts B
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 
 from base_sync.dead_letters import MASS_DELETE_HELD
+from base_sync.events import REPORTED_COUNTS
 from tests.sync.test_dead_letters import dlq, listed
 from tests.sync.test_events_apply import T0, Events, employee
 
@@ -56,8 +58,17 @@ def hold_a_mass_delete(changes: Events) -> tuple[dict, set[int]]:
     return report.to_json(), set(range(1, 31)) - gone
 
 
-def test_deletes_past_the_budget_are_held_as_dead_letters_and_committed_past(changes):
-    report, held = hold_a_mass_delete(changes)
+def test_deletes_past_the_budget_are_held_as_dead_letters_and_committed_past(changes, caplog):
+    with caplog.at_level(logging.INFO, logger="base_sync.events"):
+        report, held = hold_a_mass_delete(changes)
+    # One warning for the run, not one ~450-character line per held delete (a million for a mass delete).
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    (summary,) = [line for line in warned if "held" in line]
+    assert summary.startswith("MASS DELETE HELD: employees: 20 deletes past the run's limit are in the dead letters")
+    assert f"exceed its limit of {LIMIT} " in summary, summary
+    named = summary.split("; keys ")[1].split(", ...; check Base A")[0]
+    assert len(named.split(", ")) == 5 and {int(key) for key in named.split(", ")} <= held, summary
+    assert not [line for line in warned if line.startswith("dead letter ")]
     assert report["counts"]["deleted"] == LIMIT and report["counts"]["held_deletes"] == 20, report
     assert report["by_entity"]["employees"]["held_deletes"] == 20
     assert report["counts"]["dead_lettered"] == 20
@@ -73,6 +84,9 @@ def test_deletes_past_the_budget_are_held_as_dead_letters_and_committed_past(cha
         assert "base-sync-dlq replay" in letter["reason"] and "--approve-mass-delete" in letter["reason"]
     again = changes.drain()
     assert again.counts["consumed"] == 0, "the held deletes were committed past, not read again"
+    # A run that found nothing reports every count the README lists, as zeros.
+    assert again.to_json()["counts"] == dict.fromkeys(REPORTED_COUNTS, 0)
+    assert {"consumed", "inserted", "deleted", "held_deletes", "dead_lettered"} <= set(REPORTED_COUNTS)
 
 
 def test_replaying_the_held_deletes_is_the_approval(changes):

@@ -7,6 +7,7 @@ Each partition is loaded as its mapped task would load it; one of them meets an 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -18,7 +19,7 @@ from base_sync.errors import ApiUnavailable
 from base_sync.reports import LoadReport
 from base_sync.settings import SyncSettings
 from base_sync.source import Cursor
-from base_sync.state import MemoryStateStore
+from base_sync.state import MemoryStateStore, WatermarkAhead
 from tests.sync.conftest import assert_in_sync
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, partitions=3, partition_min_rows=1000)
@@ -55,7 +56,7 @@ def test_partitioned_first_load_retries_a_failed_partition_alone_and_commits_aft
         assert report.counts["inserted"] == report.verified.rows == sizes[index]
 
     # The commit refuses while a partition is missing: the watermark stays unset.
-    loaded = partitioned.left_to_partitions("employees", store)
+    loaded = partitioned.left_to_partitions("employees", store, len(plan))
     with pytest.raises(partitioned.IncompletePartitionsError):
         partitioned.combine(loaded, list(reports.values()))
     assert store.get("employees") is None
@@ -77,6 +78,11 @@ def test_partitioned_first_load_retries_a_failed_partition_alone_and_commits_aft
     # Incremental runs load in one piece; a full refresh is partitioned again.
     assert partitioned.plan("employees", base_a, store, SETTINGS) == []
     assert len(partitioned.plan("employees", base_a, store, SETTINGS, full_refresh=True)) == 3
+
+    # A watermark set by hand past Base A's clock: a partitioned full refresh would commit it again.
+    store.set("employees", Cursor(datetime(2030, 1, 1, tzinfo=UTC), 0), {})
+    with pytest.raises(WatermarkAhead, match=r"holds the watermark 2030-01-01T00:00:00\+00:00 \(key 0\), after"):
+        partitioned.plan("employees", base_a, store, SETTINGS, full_refresh=True)
 
 
 def test_a_partition_verifies_its_own_key_range_only(base_a, base_a_engine, base_b):

@@ -47,10 +47,23 @@ def test_an_empty_mapping_file_setting_means_the_platforms_own_tables(monkeypatc
 
 @pytest.mark.parametrize(
     "raw",
-    ['{"watermark": "yesterday"}', "not json", "[1]", '{"watermark": {"updated_at": "x", "id": 1}}', '{"stats": 5}'],
+    [
+        '{"watermark": "yesterday"}',
+        "not json",
+        "[1]",
+        '{"watermark": {"updated_at": "x", "id": 1}}',
+        '{"stats": 5}',
+        '{"watermark": {"updated_at": "2026-01-01T00:00:00", "id": 1}, "stats": {}}',  # no zone: read as UTC?
+    ],
 )
 def test_a_watermark_variable_edited_into_no_position_fails_at_once_named(raw):
     with pytest.raises(ConfigurationError, match=r"Airflow Variable 'base_a_to_base_b.watermark.articles' is no sync"):
         state._position("base_a_to_base_b.watermark.articles", raw)
     good = '{"watermark": {"updated_at": "2026-01-01T00:00:00+00:00", "id": 3}, "stats": {}}'
     assert state._position("v", good)["watermark"]["id"] == 3
+
+
+def test_a_watermark_time_without_a_zone_is_named_as_such():
+    raw = '{"watermark": {"updated_at": "2026-01-01T00:00:00", "id": 1}, "stats": {}}'
+    with pytest.raises(ConfigurationError, match=r"updated_at '2026-01-01T00:00:00' has no zone \(write \+00:00"):
+        state._position("base_a_to_base_b.watermark.articles", raw)

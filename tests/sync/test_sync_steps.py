@@ -8,18 +8,19 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from api_service.schemas import SCHEMAS
 from base_sync import sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
+from base_sync.errors import TerminalError
 from base_sync.mapping import SourceMapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
-from base_sync.source import BaseA, source_engine
+from base_sync.source import BaseA, Cursor, source_engine
 from base_sync.source_schema import create_schema, install_delete_log
-from base_sync.state import MemoryStateStore
+from base_sync.state import MemoryStateStore, WatermarkAhead
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
@@ -430,6 +431,56 @@ def test_a_rejected_row_is_kept_with_its_reason_and_replayed_after_the_fix(base_
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 20
 
 
+def test_a_rejected_row_deleted_in_base_a_without_a_delete_log_closes_its_rejection(base_a, base_a_engine, base_b):
+    """A row the API refused never reached Base B: the key comparison deletes only keys Base B holds,
+    and a re-send skips a key Base A lacks, so its rejection stayed open for ever. The run sends its
+    delete: the API keeps a tombstone of the key at the rejected version, which closes it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=39)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER employees_log_delete"))  # no delete log: the key comparison alone
+        conn.execute(text("UPDATE employees SET email = 'not an address' WHERE id = 4"))
+    assert run_once("employees", base_a, api, store)["load"]["rejected"] == 1
+    (rejection,) = api.open_rejections("employees")
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id = 4"))
+    deletes = run_once("employees", base_a, api, store)["deletes"]
+    assert deletes["closed_rejections"] == 1 and deletes["deleted"] == 0  # Base B never held a live row 4
+    assert list(api.open_rejections("employees")) == []
+    with create_engine(base_b.database_url).connect() as conn:
+        tombstone = conn.execute(
+            text("SELECT source_updated_at, deleted_at IS NOT NULL FROM employees WHERE source_id = 4")
+        ).one()
+    assert tombstone[1] and tombstone[0].isoformat() == rejection["source_updated_at"]
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 9
+
+
+def test_replaying_rejections_closes_those_of_rows_gone_from_base_a_and_leaves_live_rows_to_the_breaker(
+    base_a, base_a_engine, base_b
+):
+    """Replayed, a rejection whose row Base A deleted gets a delete, which closes it. A row Base B
+    holds live (at the version before the rejected change) is no delete of the replay's: the delete
+    log deletes it, under the mass-delete breaker, and its delete at the row's last version closes it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=40)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET email = 'not an address' WHERE id = 4"))
+    run_once("employees", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET email = 'neither' WHERE id = 5"))  # Base B holds 5 live, older
+    assert run_once("employees", base_a, api, store)["load"]["rejected"] == 1
+    assert [r["source_id"] for r in api.open_rejections("employees")] == [4, 5]
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id IN (4, 5)"))
+    replayed = sync.replay_rejections("employees", base_a, api, SETTINGS)
+    assert replayed.to_json() == {"replayed": 2, "closed_rejections": 1, "still_rejected": 1}
+    assert [r["source_id"] for r in api.open_rejections("employees")] == [5]
+    assert 5 in synced_rows(base_b.database_url, "employees")  # the replay deleted no live row
+    assert run_once("employees", base_a, api, store)["deletes"]["from_log"] == 2
+    assert list(api.open_rejections("employees")) == []
+    assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 8
+
+
 def test_a_key_deleted_then_inserted_again_comes_back(base_a, base_a_engine, base_b):
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 10, seed_value=10)
@@ -508,6 +559,26 @@ def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_
     later = run_once("articles", base_a, api, store)
     assert later["load"]["updated"] == 1  # row 9; the future row is re-read, unchanged
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+
+
+def test_a_watermark_set_past_base_as_clock_fails_the_load_naming_it(base_a, base_a_engine, base_b):
+    """A watermark set by hand in the future is read as stored: every run would read nothing until
+    then, green, the watermark never moving back. The load fails at once, naming the store, the
+    value, Base A's clock and the fix; a watermark a little ahead (a clock step back) still loads."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 10, seed_value=38)
+    run_once("articles", base_a, api, store)
+    clock = base_a.now()
+    store.set("articles", Cursor(clock + timedelta(minutes=1), 0), {})
+    assert sync.load("articles", base_a, api, store, SETTINGS).counts.get("extracted", 0) == 0
+    store.set("articles", Cursor(datetime(2030, 1, 1, tzinfo=UTC), 0), {})
+    for full_refresh in (False, True):  # a full refresh would keep it too: the commit never moves back
+        with pytest.raises(WatermarkAhead) as failed:
+            sync.load("articles", base_a, api, store, SETTINGS, full_refresh)
+        said = str(failed.value)
+        assert said.startswith("the watermark of articles (memory) holds the watermark 2030-01-01T00:00:00+00:00")
+        assert f"after Base A's clock {clock:%Y-%m-%dT%H}" in said and "Delete it to load articles" in said
+    assert isinstance(failed.value, TerminalError)
 
 
 def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base_a_engine, base_b, caplog):
