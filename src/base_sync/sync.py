@@ -357,7 +357,7 @@ def propagate_deletes(
         log.info(
             "%s: the deletes the events path held are approved and made; their dead letters need no replay", entity
         )
-    _warn_held_newer(entity, found.held_newer)
+    _warn_held_newer(entity, base_a, found.held_newer)
     if comparison is not None and base_a.view(entity).has_cursor:  # without one, the checksums re-send
         brought = _bring_up_to_date(entity, base_a, api, settings, found.suspects, found.versions)
         comparison = replace(comparison, **brought)
@@ -541,17 +541,24 @@ def _plan_counting_held(
     planned.add(source, [r for r in records if r["source_id"] not in held], counted=False)
 
 
-def _warn_held_newer(entity: str, held_newer: list[HeldNewer]) -> None:
-    """Deletes Base B did not apply because it holds the live row newer than the delete: above all a
-    row Base A stamped in the future (the delete log's time, the delete's own, is before it). The
-    row stays live in Base B until the key comparison deletes it at the version Base B holds."""
-    for source in sorted({h.source for h in held_newer}):
-        items = [h for h in held_newer if h.source == source]
+def _warn_held_newer(entity: str, base_a: BaseA, held_newer: list[HeldNewer]) -> None:
+    """Deletes Base B did not apply because it holds the live row newer than the delete. Where Base A
+    holds the key again (deleted and inserted again, REPLACE, a key reused), the newer row is right:
+    logged. Where it does not, the row was above all stamped in the future in Base A (the delete
+    log's time, the delete's own, is before it): it stays live in Base B until the key comparison
+    deletes it at the version Base B holds, a warning naming the keys."""
+    if not held_newer:
+        return
+    back = base_a.live_keys_among(entity, sorted({h.key for h in held_newer}), chunk_size=1000)
+    if back:
+        log.info("%s: %d deleted keys are in Base A again since (re-inserted), as Base B holds them", entity, len(back))
+    for source in sorted({h.source for h in held_newer if h.key not in back}):
+        items = [h for h in held_newer if h.source == source and h.key not in back]
         named = ", ".join(f"{h.key} (Base B holds {h.held.isoformat()}, the delete {h.delete})" for h in items[:10])
         log.warning(
-            "%s: %d deletes from %s not applied: Base B holds the rows newer than the delete (a stamp in the "
-            "future in Base A?): %s%s. They stay live in Base B until the key comparison (every "
-            "SYNC_KEY_CHECK_HOURS, or compare_keys) deletes them",
+            "%s: %d deletes from %s not applied: Base B holds the rows newer than the delete, and Base A no "
+            "longer holds them (a stamp in the future in Base A?): %s%s. They stay live in Base B until the "
+            "key comparison (every SYNC_KEY_CHECK_HOURS, or compare_keys) deletes them",
             entity,
             len(items),
             source,

@@ -547,6 +547,27 @@ def test_a_logged_delete_of_a_row_stamped_in_the_future_is_a_warning_naming_the_
     engine.dispose()
 
 
+def test_a_logged_delete_of_a_key_inserted_again_is_no_warning(make_mariadb_database, base_b, tmp_path, caplog):
+    """A key deleted and inserted again (REPLACE, an ORM's delete-then-insert) leaves a logged delete
+    older than the row the load wrote: Base B is right to keep it, and no warning says it will go."""
+    engine, base_a = _berlin_articles_with_a_delete_log(make_mariadb_database(), tmp_path)
+    api, store = base_b.api(), MemoryStateStore()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'first', NOW())"))
+    run_once("articles", base_a, api, store)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE nr = 1"))
+        # The server's clock runs in UTC, the mapping reads Berlin time: two hours ahead is an hour from now.
+        conn.execute(text("INSERT INTO beitrag (nr, titel, geaendert_am) VALUES (1, 'again', NOW() + INTERVAL 2 HOUR)"))
+    with caplog.at_level(logging.INFO, logger="base_sync.sync"):
+        kept = run_once("articles", base_a, api, store)["deletes"]
+    assert kept["not_applied"] == 1 and kept["deleted"] == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "not applied" in r.getMessage()]
+    assert any("in Base A again since" in r.getMessage() for r in caplog.records)
+    assert "again" in synced_rows(base_b.database_url, "articles")[1]
+    engine.dispose()
+
+
 def test_a_row_stamped_in_the_future_does_not_hide_later_changes(base_a, base_a_engine, base_b):
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 20, seed_value=21)
