@@ -222,3 +222,53 @@ def test_base_a_refuses_to_write_the_legacy_demo_without_its_mapping(tmp_path):
     assert churned.returncode != 0 and "BASE_A_MAPPING_FILE=mappings/demo.yaml" in churned.stderr, churned.stderr
     assert not inspect(engine).has_table("employees")  # nothing added beside the demo's tables
     engine.dispose()
+
+
+def test_the_legacy_demos_salary_raise_stays_a_salary_on_sqlite(tmp_path):
+    """SQLite keeps a DECIMAL as a float: `gehalt + 100` stored 65618.79000000001, which the batch
+    path read with all its digits and the API refused (more than 12 digits)."""
+    engine = source_engine(f"sqlite:///{tmp_path / 'legacy.sqlite'}")
+    legacy.create(engine)
+    legacy.seed(engine, "employees", 20, seed_value=5)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE personal SET gehalt = 65518.79"))  # + 100 as floats: 65618.79000000001
+    legacy.churn(engine, "employees", updates=20, seed_value=6)
+    with engine.connect() as conn:
+        salaries = [value for (value,) in conn.execute(text("SELECT gehalt FROM personal"))]
+    assert salaries and all(Decimal(str(s)) == Decimal(str(s)).quantize(Decimal("0.01")) for s in salaries)
+    engine.dispose()
+
+
+def test_the_event_maker_publishes_the_legacy_demos_soft_deletes(tmp_path, kafka_bootstrap, monkeypatch):
+    """`base-a churn --soft-deletes N --publish` ignored --soft-deletes: no row was flagged."""
+    from confluent_kafka import Consumer  # noqa: PLC0415
+
+    from base_sync.demo.event_maker import churn_and_publish  # noqa: PLC0415
+
+    monkeypatch.setenv("BASE_A_MAPPING_FILE", str(DEMO))
+    engine = source_engine(f"sqlite:///{tmp_path / 'legacy.sqlite'}")
+    legacy.create(engine)
+    legacy.seed(engine, "employees", 50, seed_value=7)
+    prefix = f"soft{os.getpid()}{tmp_path.name[-6:]}".replace("_", "")
+    made = churn_and_publish(
+        engine, "employees", kafka_bootstrap, updates=2, seed_value=8, prefix=prefix, soft_deletes=3
+    )
+    assert made["soft_deleted"] == 3 and made["updated"] == 2 and made["published"] == {"c": 0, "u": 5, "d": 0}
+    with engine.connect() as conn:
+        flagged = set(conn.execute(text("SELECT pers_nr FROM personal WHERE aktiv = 0")).scalars())
+    assert len(flagged) == 3
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": prefix, "auto.offset.reset": "earliest"})
+    consumer.subscribe([t for t in consumer.list_topics(timeout=10).topics if t.startswith(f"{prefix}.")])
+    afters = {}
+    try:
+        deadline = datetime.now() + timedelta(seconds=30)
+        while len(afters) < 5 and datetime.now() < deadline:
+            message = consumer.poll(1)
+            if message is not None and message.value():
+                document = yaml.safe_load(message.value())  # JSON is YAML
+                after = document.get("payload", document)["after"]
+                afters[after["pers_nr"]] = after["aktiv"]
+    finally:
+        consumer.close()
+    assert {key for key, aktiv in afters.items() if not aktiv} == flagged
+    engine.dispose()

@@ -182,7 +182,15 @@ def _churn(engine, args, demo) -> None:
         started = time.perf_counter()
         if args.publish:
             done = event_maker.churn_and_publish(
-                engine, args.entity, args.publish, args.updates, args.inserts, args.deletes, rng_seed, args.topic_prefix
+                engine,
+                args.entity,
+                args.publish,
+                args.updates,
+                args.inserts,
+                args.deletes,
+                rng_seed,
+                args.topic_prefix,
+                args.soft_deletes,
             )
         elif demo is legacy:
             done = legacy.churn(

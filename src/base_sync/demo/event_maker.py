@@ -29,19 +29,36 @@ CHUNK = 5000
 
 
 def churn_and_publish(
-    engine: Engine, entity: str, bootstrap: str, updates=0, inserts=0, deletes=0, seed_value=None, prefix="base_a"
+    engine: Engine,
+    entity: str,
+    bootstrap: str,
+    updates=0,
+    inserts=0,
+    deletes=0,
+    seed_value=None,
+    prefix="base_a",
+    soft_deletes=0,
 ) -> dict:
+    """Random changes, as `base-a churn` makes them (`soft_deletes`: the legacy demo's employees,
+    aktiv = 0), and their events, published as the relay would."""
     rng = random.Random(seed_value)
     base_a = BaseA(engine)
     mapped = legacy.in_use(base_a.mapping)
+    if soft_deletes and not (mapped and entity == "employees"):
+        raise ValueError("soft deletes are the legacy demo's employees' (BASE_A_MAPPING_FILE=mappings/demo.yaml)")
     demo = legacy if mapped else generate  # the tables it writes
     rows = legacy.rows_by_keys if mapped else _rows
-    touched, doomed = demo.pick_keys(engine, entity, updates, deletes, rng)
-    before = rows(base_a, entity, touched + doomed)
-    demo.apply_changes(engine, entity, touched, doomed, inserts, rng)
+    touched, doomed = demo.pick_keys(engine, entity, updates, deletes + soft_deletes, rng)
+    soft, doomed = doomed[:soft_deletes], doomed[soft_deletes:]
+    before = rows(base_a, entity, touched + soft + doomed)
+    if soft:
+        legacy.apply_changes(engine, entity, touched, doomed, inserts, rng, soft)
+    else:
+        demo.apply_changes(engine, entity, touched, doomed, inserts, rng)
     committed_ms = int(time.time() * 1000)
     last = demo.max_key(engine, entity)  # inserts take the keys after the highest left by the deletes
     new_keys = list(range(last - inserts + 1, last + 1)) if inserts else []
+    touched += soft  # a soft delete is an update of the flag
     after = rows(base_a, entity, touched + new_keys)
 
     config = {"bootstrap.servers": bootstrap}
@@ -67,7 +84,8 @@ def churn_and_publish(
             sent[op] += 1
     if producer.flush(30):
         raise RuntimeError(f"the broker at {bootstrap} did not acknowledge every event")
-    return {"updated": len(touched), "inserted": inserts, "deleted": len(doomed), "published": sent}
+    done = {"updated": len(touched) - len(soft), "inserted": inserts, "deleted": len(doomed), "published": sent}
+    return done | ({"soft_deleted": len(soft)} if soft_deletes else {})
 
 
 def _rows(base_a: BaseA, entity: str, keys: list[int]) -> dict[int, dict]:

@@ -204,7 +204,9 @@ def pick_keys(engine: Engine, entity: str, updates: int, deletes: int, rng: rand
 
 def _change(table: Table, now: datetime) -> dict:
     if table.name == "personal":
-        return {"gehalt": table.c.gehalt + 100, "stelle": "Senior Engineer", "geaendert_am": now}
+        # Rounded: SQLite keeps a DECIMAL as a float, whose sum (65518.79 + 100 = 65618.79000000001)
+        # the batch path would read with all its digits, a salary the API refuses.
+        return {"gehalt": func.round(table.c.gehalt + 100, 2), "stelle": "Senior Engineer", "geaendert_am": now}
     return {"inhalt": table.c.inhalt + " (aktualisiert)", "geaendert_am": now}
 
 
