@@ -88,7 +88,7 @@ def test_a_partitioned_first_load_quarantines_dirty_rows_once(base_a, base_a_eng
     assert [r.counts.get("quarantined", 0) for r in reports] in ([2, 0], [1, 1])
     assert sum(r.counts.get("inserted", 0) for r in reports) == 40
     assert open_reasons(api) == {1001: [ZERO_HIRED], 1002: [ZERO_VERSION]}
-    report, _ = partitioned.combine(partitioned.left_to_partitions("employees", MemoryStateStore()), reports)
+    report, _ = partitioned.combine(partitioned.left_to_partitions("employees", MemoryStateStore(), len(plan)), reports)
     assert report.until is not None and report.until.updated_at.year > 1970
 
 
