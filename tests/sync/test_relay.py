@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from base_sync.demo import generate
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
 from testbed.relay import RelayProcess
-from testbed.servers import venv_bin
+from testbed.servers import binlog_mariadb, venv_bin
 from tests.faults.tcp_proxy import TcpProxy
 from tests.sync.conftest import read_topic, source_rows
 
@@ -181,6 +182,40 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     )
     assert started.returncode == 1, started.stderr[-2000:]
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
+
+
+def test_a_position_whose_binlog_is_gone_stops_the_relay_with_what_to_do(kafka_bootstrap, tmp_path):
+    """Base A purged the binlogs the saved position needs (the relay was behind): error 1236, which
+    read as any failure of Base A ("failed: (1236, ...)"), said nothing of the lost changes. A server
+    of its own: the purge would take the shared one's history from the other tests."""
+    with binlog_mariadb(tmp_path / "purged") as port:
+        engine = source_engine(f"mysql+mysqldb://root@127.0.0.1:{port}/mysql")
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (k INT PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            behind = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
+            conn.execute(text("FLUSH BINARY LOGS"))
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+            conn.execute(text("FLUSH BINARY LOGS"))
+            current = conn.execute(text("SHOW MASTER STATUS")).mappings().one()["File"]
+            conn.execute(text(f"PURGE BINARY LOGS TO '{current}'"))
+        engine.dispose()
+        position = tmp_path / "position.json"
+        position.write_text(json.dumps({"gtid": behind}))
+        env = {
+            **os.environ,
+            "RELAY_BASE_A_URL": f"mysql://root@127.0.0.1:{port}/mysql",
+            "RELAY_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "RELAY_HTTP_PORT": "0",
+            "RELAY_POSITION_FILE": str(position),
+        }
+        started = subprocess.run(
+            [venv_bin("base-a-relay")], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert started.returncode == 1, started.stderr[-2000:]
+    assert "Traceback" not in started.stderr, started.stderr[-2000:]
+    assert "no longer has the binlog" in started.stderr and '{"compare_keys": true}' in started.stderr
+    assert str(position) in started.stderr
 
 
 def relay_messages(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:

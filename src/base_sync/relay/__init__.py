@@ -112,6 +112,15 @@ def transient(error: BaseException) -> bool:
     return error.args[0] in TRANSIENT_CODES
 
 
+# ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
+BINLOG_GONE = 1236
+
+
+def _binlog_gone(error: BaseException) -> bool:
+    error = error.orig if isinstance(error, DBAPIError) else error
+    return isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) and error.args[:1] == (BINLOG_GONE,)
+
+
 def one_line(error: BaseException) -> str:
     if isinstance(error, DBAPIError):  # the driver's own words, without SQLAlchemy's link
         error = error.orig
@@ -751,6 +760,18 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
+        if _binlog_gone(error):
+            log.error(
+                "Base A no longer has the binlog from the relay's position %s on (%s): its binlogs were purged "
+                "(binlog_expire_logs_seconds, expire_logs_days, PURGE BINARY LOGS) while the relay was behind, "
+                "so the changes made since never reach the events path. Move %s aside to start from Base A's "
+                'current position, then run base_a_to_base_b with {"compare_keys": true}, which brings '
+                "Base B up to date",
+                relay.positions.load(),
+                one_line(error),
+                settings.position_file,
+            )
+            return 1
         log.error("Base A (RELAY_BASE_A_URL=%s) failed: %s", relay.url.render_as_string(hide_password=True), error)
         return 1
     except BaseAUnreachable as error:
