@@ -15,6 +15,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -338,13 +339,15 @@ def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | 
             f"cleared task's first prompt): approve in the UI's form, whose `{ROWS}` field says how many rows, or "
             f'send params_input {{"{ROWS}": n}} with the answer, or trigger a run with approve_mass_delete'
         )
-    return _approved_count(rows) + plan["limit"]
+    # While the events path holds deletes, the rows answered and no more: the limit on top would let
+    # deletes held since the prompt pass unseen.
+    return _approved_count(rows) + (0 if plan.get("held_by_events") else plan["limit"])
 
 
 def _approved_count(rows) -> int:
     """The `rows` answered as a count. Airflow stores whatever a REST answer sends in the field, and a
     retry reads the same answer: anything but a whole number of rows fails at once, named."""
-    if isinstance(rows, str) and rows.strip().isdigit():
+    if isinstance(rows, str) and re.fullmatch(r"[0-9]+", rows.strip()):  # isdigit() takes "³", int() not
         rows = int(rows)
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ConfigurationError(

@@ -210,7 +210,11 @@ class DeletePlan:
         return self.total <= self.limit and not (self.held_by_events and self.total)
 
     def allowed(self, approved: int | None) -> bool:
-        return self.within_budget if approved is None else self.total <= self.budget.allowance(approved)
+        if approved is None:
+            return self.within_budget
+        # While the events path holds deletes, an approval covers the rows it answered and no more
+        # (`approved_rows` adds no limit then): deletes held since the prompt must not pass unseen.
+        return self.total <= (approved if self.held_by_events else self.budget.allowance(approved))
 
     def sources_text(self) -> str:
         parts = []

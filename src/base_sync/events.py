@@ -487,7 +487,7 @@ def send(
             answer = api.bulk_delete(entity, _delete_records(deletes))
             rejected += _account(entity, deletes, answer, counts)
             _warn_stale_deletes(entity, answer, counts)
-            guard.approved(entity, counts["approved_deletes"])  # once applied: a failed request is read again
+            guard.approved(entity, counts.pop(SETTLING, 0))  # once applied: a failed request is read again
         rejected += _upsert(entity, upserts, api, counts, waits)
         if earlier and (counts["deleted"] or counts["updated"]):
             rejected += _resend_waiting(entity, earlier, api, counts, waits)
@@ -578,6 +578,9 @@ def _too_large(size: int, limit: int) -> str:
     )
 
 
+SETTLING = "settling_held"  # a batch's approved replays of rows Base B holds live (not reported)
+
+
 def _guard_deletes(
     entity: str,
     deletes: list[tuple[Change, Message]],
@@ -593,6 +596,9 @@ def _guard_deletes(
     unapproved = [(c, m) for c, m in deletes if not dead_letters.approved_delete(m)]
     if approved:
         counts["approved_deletes"] += len(approved)
+        # Only a replay that deletes a live row settles a hold: one of rows already gone (approved in
+        # the batch DAG, or replayed before) must not take a later hold's deletes off its count.
+        counts[SETTLING] += len(api.would_delete(entity, _delete_records(approved)))
     if not unapproved:
         return approved, []
     live = api.would_delete(entity, _delete_records(unapproved))

@@ -73,18 +73,20 @@ def test_the_batch_asks_before_deleting_what_the_events_path_held_and_its_approv
         sync.propagate_deletes("employees", base_a, api, store, SETTINGS_10)
     assert len(changes.rows()) == 190, "nothing deleted unasked"
 
-    # Approved in the batch (the approval's rows plus the limit, as the DAG passes them): deleted, settled.
-    approved = sync.propagate_deletes("employees", base_a, api, store, SETTINGS_10, approved=plan.total + plan.limit)
+    # Approved in the batch (the rows answered: while a hold is there the DAG adds no limit): deleted, settled.
+    approved = sync.propagate_deletes("employees", base_a, api, store, SETTINGS_10, approved=plan.total)
     assert approved.deleted == 8
     assert store.held_deletes.get("employees") is None
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 182
 
-    # Replaying the letters afterwards, as the held deletes' reason says, changes nothing.
+    # Replaying the letters afterwards, as the held deletes' reason says, changes nothing: not even
+    # a later hold's count (their rows are gone: they settle nothing; they took 8 off it before).
+    store.held_deletes.hold("employees", 5)
     replayed = dlq(changes, "replay", "--all", "--kind", "MassDeleteHeld", "--approve-mass-delete")
     assert replayed.returncode == 0, replayed.stderr
     again = drain(changes, store)
     assert (again.counts["approved_deletes"], again.counts["deleted"]) == (8, 0), again.to_json()
-    assert store.held_deletes.get("employees") is None
+    assert store.held_deletes.get("employees").held == 5
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 182
 
 

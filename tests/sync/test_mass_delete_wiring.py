@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from base_sync import airflow_tasks, sync
+from base_sync.delete_guard import DELETE_LOG, DeleteBudget, DeletePlan, HeldByEvents
 from base_sync.errors import ConfigurationError
 from base_sync.state import MemoryStateStore
 from testbed.servers import REPO
@@ -103,7 +104,7 @@ def test_an_approval_covers_the_rows_it_answers_and_a_cleared_prompt_needs_them(
         airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": False}, plan)
 
 
-@pytest.mark.parametrize("rows", ["lots", 12.5, True, -3, None, [355]])
+@pytest.mark.parametrize("rows", ["lots", 12.5, True, -3, None, [355], "³"])
 def test_an_approval_whose_rows_are_no_count_fails_at_once_naming_the_answer(rows):
     """Airflow takes any value in the form's field over its REST API: a retry would read the same answer."""
     answer = {"chosen_options": ["Approve"], "params_input": {"rows": rows}}
@@ -114,3 +115,17 @@ def test_an_approval_whose_rows_are_no_count_fails_at_once_naming_the_answer(row
     # An integer typed as text, as a form may send it, is a count.
     answer = {"chosen_options": ["Approve"], "params_input": {"rows": "330"}}
     assert airflow_tasks.approved_rows(answer, {"rows": 330}, {"total": 330, "limit": 100}) == 430
+
+
+def test_while_the_events_path_holds_deletes_an_approval_covers_the_rows_it_answers_only():
+    """The rows answered plus the limit let deletes held after the prompt pass unseen: 8 shown and
+    approved, 9 more held since, 17 deleted under a limit of 100."""
+    answer = {"chosen_options": ["Approve"], "params_input": {"rows": 8}}
+    held = {"total": 8, "limit": 100, "held_by_events": {"held": 8}}
+    assert airflow_tasks.approved_rows(answer, {"rows": 8}, held) == 8
+    assert airflow_tasks.approved_rows(answer, {"rows": 8}, {"total": 8, "limit": 100}) == 108
+    budget = DeleteBudget(share=0.05, min_rows=100, synced=1000)
+    holding = HeldByEvents(8, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00")
+    assert DeletePlan("employees", 8, {DELETE_LOG: 8}, budget, held_by_events=holding).allowed(8)
+    assert not DeletePlan("employees", 17, {DELETE_LOG: 17}, budget, held_by_events=holding).allowed(8)
+    assert DeletePlan("employees", 17, {DELETE_LOG: 17}, budget).allowed(8)  # no hold: the limit as before
