@@ -255,7 +255,9 @@ def approval_subject(entity: str) -> str:
     """The approval's headline (a template: rendered with the plan when the task runs)."""
     plan = _plan_xcom(entity)
     at_most = f"{{{{ '' if {plan}['exact'] else 'at most ' }}}}"
-    return f"{entity}: delete {at_most}{{{{ {plan}['total'] }}}} rows in Base B? (limit {{{{ {plan}['limit'] }}}})"
+    held = f"{{{{ ', held by the events path' if {plan}['held_by_events'] else '' }}}}"
+    limit = f"{{{{ {plan}['limit'] }}}}"
+    return f"{entity}: delete {at_most}{{{{ {plan}['total'] }}}} rows in Base B? (limit {limit}{held})"
 
 
 def approval_body(entity: str) -> str:
@@ -264,7 +266,9 @@ def approval_body(entity: str) -> str:
     return (
         f"The batch sync of **{entity}** stopped before deleting: the circuit breaker found more deletes than a run "
         f"makes unasked.\n\n{{{{ {plan}['summary'] }}}}.\n\n"
-        "**Approve** to delete them now (and as many more as the limit, for changes since the count). "
+        f"{{% if {plan}['held_by_events'] %}}**Approve** to delete the rows answered now, no more: the events path "
+        "holds deletes of this entity, so deletes found after the count ask again. {% else %}**Approve** to delete "
+        "them now (and as many more as the limit, for changes since the count). {% endif %}"
         "**Reject**, or no answer in time, deletes nothing: the load and the watermark go on, the deletes wait, and "
         "the next run asks again. Fix the cause in Base A first when the deletes are a mistake."
     )
@@ -318,8 +322,13 @@ class MassDeleteApproval(ApprovalOperator):
 
     def execute(self, context):
         ti = context["ti"]
-        rows = ti.xcom_pull(task_ids=f"{self.entity}.{CHECK_DELETES}", key=PLAN_KEY)["total"]
-        description = "approve deleting at most this many rows (and the limit more, for deletes since the count)"
+        plan = ti.xcom_pull(task_ids=f"{self.entity}.{CHECK_DELETES}", key=PLAN_KEY)
+        rows = plan["total"]
+        description = "approve deleting at most this many rows" + (
+            " (no more: the events path holds deletes of this entity)"
+            if plan.get("held_by_events")
+            else " (and the limit more, for deletes since the count)"
+        )
         self.params = ParamsDict({ROWS: Param(rows, type="integer", minimum=0, description=description)})
         ti.xcom_push(key=ASKED_KEY, value={ROWS: rows, "fresh": ti.try_number <= 1})
         return super().execute(context)

@@ -236,10 +236,15 @@ class DeletePlan:
         )
 
     @property
+    def why_asked(self) -> str:
+        """Why a person must approve (the plan is not within the budget)."""
+        return "held by the events path" if self.total <= self.limit else "over the limit"
+
+    @property
     def message(self) -> str:
         if self.within_budget:
             return f"{self.summary}. Within the budget"
-        why = "held by the events path" if self.total <= self.limit else "over the limit"
+        why = self.why_asked
         letters = (
             " (approving here deletes the held ones too: replaying their dead letters afterwards changes nothing)"
             if self.held_by_events

@@ -102,9 +102,10 @@ def refuse_ahead(store: StateStore, entity: str, watermark: Cursor | None, clock
         return
     raise WatermarkAhead(
         f"{store.name(entity)} holds the watermark {watermark.updated_at.isoformat()} (key {watermark.id}), "
-        f"after Base A's clock {clock.isoformat()}: no run would read a change until then. Set it by hand? "
-        f"Delete it to load {entity} from the start (rows Base B holds come back unchanged), or set it to a "
-        "position at or before Base A's clock; a full_refresh keeps it"
+        f"after Base A's clock {clock.isoformat()}: no run would read a change until then. Set it by hand, or "
+        "Base A's clock went back (a failover, a clock correction)? Set it to a position at or before Base A's "
+        f"clock, or delete it to load {entity} from the start (rows Base B holds come back unchanged); a "
+        "full_refresh does not mend it (it keeps the watermark it finds)"
     )
 
 

@@ -301,7 +301,7 @@ def plan_deletes(
     if plan.within_budget:
         log.info("%s", plan.message)
     else:
-        log.warning("%s. Over the limit", plan.summary)
+        log.warning("%s. Asks for approval: %s", plan.summary, plan.why_asked)
     return plan
 
 
@@ -349,7 +349,7 @@ def propagate_deletes(
         log.info("%s", plan.message)
     else:
         upto = "any number of rows" if approved == ANY_NUMBER else f"{approved} rows"
-        planned["message"] = f"{plan.summary}. Over the limit but approved (up to {upto}): deleting"
+        planned["message"] = f"{plan.summary}. {plan.why_asked.capitalize()}, but approved (up to {upto}): deleting"
         log.warning("%s", planned["message"])
     from_log, comparison, left_scope = _send_found(entity, base_a, api, settings, found, approved)
     if plan.held_by_events and approved is not None:  # the events path's held deletes: approved, deleted here

@@ -129,3 +129,29 @@ def test_while_the_events_path_holds_deletes_an_approval_covers_the_rows_it_answ
     assert DeletePlan("employees", 8, {DELETE_LOG: 8}, budget, held_by_events=holding).allowed(8)
     assert not DeletePlan("employees", 17, {DELETE_LOG: 17}, budget, held_by_events=holding).allowed(8)
     assert DeletePlan("employees", 17, {DELETE_LOG: 17}, budget).allowed(8)  # no hold: the limit as before
+
+
+class _Ti:
+    def __init__(self, plan: dict):
+        self.plan = plan
+
+    def xcom_pull(self, task_ids: str, key: str) -> dict:
+        return self.plan
+
+
+@pytest.mark.parametrize("held", [None, {"held": 15}], ids=["over-the-limit", "held-by-events"])
+def test_the_approval_says_why_it_asks_and_what_an_approval_covers(held):
+    """While the events path held deletes, the prompt said 'as many more as the limit' (the approval
+    covers the rows answered only) and its headline showed a count under the limit without a reason."""
+    import jinja2  # noqa: PLC0415
+
+    plan = {"exact": True, "total": 15 if held else 150, "limit": 24, "summary": "s", "held_by_events": held}
+    context = {"ti": _Ti(plan)}
+    subject = jinja2.Template(airflow_tasks.approval_subject("employees")).render(context)
+    body = jinja2.Template(airflow_tasks.approval_body("employees")).render(context)
+    if held:
+        assert subject == "employees: delete 15 rows in Base B? (limit 24, held by the events path)"
+        assert "the rows answered now, no more" in body and "as many more as the limit" not in body
+    else:
+        assert subject == "employees: delete 150 rows in Base B? (limit 24)"
+        assert "as many more as the limit" in body and "no more" not in body

@@ -598,7 +598,7 @@ def test_a_watermark_set_past_base_as_clock_fails_the_load_naming_it(base_a, bas
             sync.load("articles", base_a, api, store, SETTINGS, full_refresh)
         said = str(failed.value)
         assert said.startswith("the watermark of articles (memory) holds the watermark 2030-01-01T00:00:00+00:00")
-        assert f"after Base A's clock {clock:%Y-%m-%dT%H}" in said and "Delete it to load articles" in said
+        assert f"after Base A's clock {clock:%Y-%m-%dT%H}" in said and "delete it to load articles" in said
     assert isinstance(failed.value, TerminalError)
 
 
