@@ -376,7 +376,13 @@ def propagate_deletes(
         resent_unique=freed.resent if freed else 0,
         closed_rejections=freed.closed_gone if freed else 0,
     )
-    log.info("%s: deleted %d rows gone from Base A (%d logged deletes read)", entity, report.deleted, report.from_log)
+    log.info(
+        "%s: deleted %d rows Base A no longer holds or that left the mapping's scope (soft deletes, filter); "
+        "%d logged deletes read",
+        entity,
+        report.deleted,
+        report.from_log,
+    )
     return report
 
 
