@@ -99,30 +99,27 @@ _ETAG = {
     },
     "Cache-Control": {"description": "`no-cache`: revalidate before reusing the row", "schema": {"type": "string"}},
 }
-_IF_MATCH = {
-    "name": "If-Match",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "one or more ETags (or `*`, any live row): the request applies only if the row's current "
+
+
+def _optional_header(name: str, description: str) -> dict:
+    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": description}
+
+
+_IF_MATCH = _optional_header(
+    "If-Match",
+    "one or more ETags (or `*`, any live row): the request applies only if the row's current "
     "ETag is among them (compared strongly, under the row's lock on a write), else 412. Prevents lost updates",
-}
-_IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "the ETags of the copies the client holds: 304 without a body when the row's ETag is among "
+)
+_IF_NONE_MATCH = _optional_header(
+    "If-None-Match",
+    "the ETags of the copies the client holds: 304 without a body when the row's ETag is among "
     "them (compared weakly; `*`: any live row)",
-}
-_IF_UNMODIFIED_SINCE = {
-    "name": "If-Unmodified-Since",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "an HTTP date: 412 when the row's `updated_at` (to the second) is later. Ignored beside "
+)
+_IF_UNMODIFIED_SINCE = _optional_header(
+    "If-Unmodified-Since",
+    "an HTTP date: 412 when the row's `updated_at` (to the second) is later. Ignored beside "
     "`If-Match`, or when it is no HTTP date; `If-Match` is exact, a date only to the second",
-}
+)
 
 
 def _component_schemas() -> dict[str, Any]:
