@@ -152,25 +152,9 @@ class RestClient:
             self._observe(method, "unreachable")
             raise RestError(0, f"the REST API is unavailable: {type(exc).__name__}") from exc
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        params: dict[str, Any] | None = None,
-        json: Any = None,
-        deadline: float | None = None,
-        retry: bool = True,
-        if_match: str | None = None,
-    ) -> Any:
-        """One REST call; the decoded JSON body (None for 204), or a RestError. With a `deadline`
-        (time.monotonic()) the call, its retries included, ends by it (RequestTimedOut), and is not
-        made once it has passed; `retry=False` makes one attempt. `if_match`: write only the row
-        version with that ETag (else a RestError 412)."""
-        return self.request_versioned(
-            method, path, token=token, params=params, json=json, deadline=deadline, retry=retry, if_match=if_match
-        )[0]
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One REST call (the arguments of `request_versioned`); the decoded JSON body (None for 204)."""
+        return self.request_versioned(method, path, **kwargs)[0]
 
     def request_versioned(
         self,
@@ -184,7 +168,11 @@ class RestClient:
         retry: bool = True,
         if_match: str | None = None,
     ) -> tuple[Any, str | None]:
-        """`request`, and the ETag of the row the REST API answered (None where it sends none)."""
+        """One REST call: the decoded JSON body (None for 204), or a RestError, and the ETag of the row
+        the REST API answered (None where it sends none). With a `deadline` (time.monotonic()) the call,
+        its retries included, ends by it (RequestTimedOut), and is not made once it has passed;
+        `retry=False` makes one attempt. `if_match`: write only the row version with that ETag (else a
+        RestError 412)."""
         headers = {"Accept": "application/json"}
         if if_match is not None:
             headers["If-Match"] = if_match
