@@ -150,14 +150,18 @@ def binlog_port(tmp_path_factory) -> Iterator[int]:
         yield port
 
 
-@pytest.fixture
-def base_a_url(binlog_port) -> Iterator[str]:
-    name = f"base_a_{uuid.uuid4().hex[:8]}"
+def binlog_database(binlog_port: int, name: str) -> str:
+    """A new database on the MariaDB with its binlog on; its URL."""
     admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     admin.dispose()
-    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{name}"
+    return f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{name}"
+
+
+@pytest.fixture
+def base_a_url(binlog_port) -> Iterator[str]:
+    url = binlog_database(binlog_port, f"base_a_{uuid.uuid4().hex[:8]}")
     engine = source_engine(url)
     create_schema(engine)
     engine.dispose()

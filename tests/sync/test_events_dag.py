@@ -24,7 +24,7 @@ from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
 from testbed.airflow import Airflow
 from testbed.servers import REPO
-from tests.sync.conftest import TOKEN, RelayProcess, read_topic, source_rows, synced_rows
+from tests.sync.conftest import TOKEN, RelayProcess, binlog_database, read_topic, source_rows, synced_rows
 
 CAPTURE = REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt"
 # Base A's database, known to the DAG before any table exists: its topics are base_a.<DATABASE>.<table>.
@@ -68,11 +68,7 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[
 @pytest.fixture
 def base_a_url(binlog_port) -> str:
     """Base A on the binlog MariaDB, in the database the DAG was told of."""
-    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {DATABASE}")
-    admin.dispose()
-    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{DATABASE}"
+    url = binlog_database(binlog_port, DATABASE)
     engine = source_engine(url)
     create_schema(engine)
     engine.dispose()

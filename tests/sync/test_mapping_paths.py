@@ -32,7 +32,7 @@ from base_sync.source import BaseA, Reach, source_engine
 from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
 from testbed.relay import RelayProcess
-from tests.sync.conftest import read_topic
+from tests.sync.conftest import binlog_database, read_topic
 
 MAPPING = Path(__file__).parent / "fixtures" / "legacy_mapping.yaml"
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=4, bucket_size=10)
@@ -503,11 +503,7 @@ def _outcomes(records: list) -> dict:
 def relayed(binlog_port, kafka_bootstrap, tmp_path_factory) -> Iterator[Relayed]:
     """The wide table on the MariaDB with its binlog on, and the relay publishing it."""
     database = f"breit_{uuid.uuid4().hex[:8]}"
-    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {database}")
-    admin.dispose()
-    url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{database}"
+    url = binlog_database(binlog_port, database)
     engine = source_engine(url)
     with engine.begin() as conn:
         conn.execute(text(WIDE))

@@ -23,6 +23,7 @@ from base_sync.dirty import Quarantined
 from base_sync.records import encode
 from base_sync.relay import Relay, RelaySettings
 from base_sync.source import BaseA, source_engine
+from tests.sync.conftest import binlog_database
 
 TABLE = "t"
 DDL = f"""CREATE TABLE {TABLE} (
@@ -58,11 +59,7 @@ class Paths:
     def __init__(self, binlog_port: int, folder: Path, monkeypatch):
         self.port, self.folder, self.monkeypatch = binlog_port, folder, monkeypatch
         self.database = f"values_{uuid.uuid4().hex[:8]}"
-        admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE {self.database}"))
-        admin.dispose()
-        self.url = f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{self.database}"
+        self.url = binlog_database(binlog_port, self.database)
         self.engine = source_engine(self.url)
         with self.engine.begin() as conn:
             conn.execute(text(DDL))
