@@ -257,7 +257,10 @@ def test_the_event_maker_publishes_the_legacy_demos_soft_deletes(tmp_path, kafka
     with engine.connect() as conn:
         flagged = set(conn.execute(text("SELECT pers_nr FROM personal WHERE aktiv = 0")).scalars())
     assert len(flagged) == 3
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": prefix, "auto.offset.reset": "earliest"})
+    from base_sync.events import CONSUMER_DEFAULTS  # noqa: PLC0415
+
+    settings = {"bootstrap.servers": kafka_bootstrap, "group.id": prefix, "auto.offset.reset": "earliest"}
+    consumer = Consumer(settings | CONSUMER_DEFAULTS)
     consumer.subscribe([t for t in consumer.list_topics(timeout=10).topics if t.startswith(f"{prefix}.")])
     afters = {}
     try:
