@@ -73,16 +73,30 @@ class DeleteBudget:
 
 @dataclass(frozen=True)
 class HeldByEvents:
-    """Deletes of an entity the events path's breaker holds as dead letters no one approved yet."""
+    """Deletes of an entity the events path's breaker holds as dead letters no one approved yet: one
+    hold (a batch of held deletes), or the sum of an entity's holds (`of`) with their `names`."""
 
     held: int
     since: str  # when the first of them was held (ISO 8601, UTC)
     last: str  # when the last of them was held
+    names: tuple[str, ...] = ()  # the holds summed here, as their store names them (not in to_json)
 
     @classmethod
-    def now(cls, held: int, earlier: HeldByEvents | None = None) -> HeldByEvents:
+    def now(cls, held: int) -> HeldByEvents:
         now = datetime.now(UTC).isoformat()
-        return cls(held + (earlier.held if earlier else 0), earlier.since if earlier else now, now)
+        return cls(held, now, now)
+
+    @classmethod
+    def of(cls, holds: dict[str, HeldByEvents]) -> HeldByEvents | None:
+        """The holds by name summed up; None for none."""
+        if not holds:
+            return None
+        return cls(
+            sum(h.held for h in holds.values()),
+            min(h.since for h in holds.values()),
+            max(h.last for h in holds.values()),
+            tuple(sorted(holds)),
+        )
 
     @classmethod
     def from_json(cls, data: dict) -> HeldByEvents:
@@ -112,7 +126,8 @@ class HeldDeletesStore(Protocol):
         ...
 
     def release(self, entity: str, seen: HeldByEvents) -> None:
-        """The batch path deleted with an approval after reading `seen`: those holds are settled."""
+        """The batch path deleted with an approval after reading `seen`: the holds it names are settled
+        (those made since are not)."""
         ...
 
 

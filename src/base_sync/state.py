@@ -8,12 +8,14 @@ them, and reset a watermark to re-sync from an earlier point.
 from __future__ import annotations
 
 import json
+import uuid
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from base_sync.delete_guard import HeldByEvents, HeldDeletesStore
-from base_sync.errors import ConfigurationError
+from base_sync.errors import ConfigurationError, TransientError
 from base_sync.source import Cursor
 
 VARIABLE_PREFIX = "base_a_to_base_b.watermark."
@@ -129,32 +131,54 @@ def _position(name: str, raw: str) -> dict:
 
 
 class _HeldDeletes(ABC):
-    """The events path's holds per entity; a subclass says where one is kept (None: none held)."""
+    """The events path's holds: one record per hold (a batch of held deletes), named by entity and
+    time, never rewritten by the batch path. Written by one side and settled by name, no hold
+    recorded while the batch settles others is lost; a subclass says where records are kept."""
 
     @abstractmethod
-    def _read(self, entity: str) -> HeldByEvents | None: ...
+    def _names(self, prefix: str) -> list[str]:
+        """The names of the records that start with `prefix`."""
 
     @abstractmethod
-    def _write(self, entity: str, held: HeldByEvents | None) -> None: ...
+    def _read(self, name: str) -> HeldByEvents | None: ...
+
+    @abstractmethod
+    def _write(self, entity: str, name: str, held: HeldByEvents | None) -> None: ...
 
     def get(self, entity: str) -> HeldByEvents | None:
-        return self._read(entity)
+        holds = {}
+        for name in self._holds(entity):
+            held = self._read(name)
+            if held is None:  # settled since it was listed, or its store did not answer: not taken as none
+                raise TransientError(f"the hold {name!r} of {entity}'s deletes was listed but could not be read")
+            holds[name] = held
+        return HeldByEvents.of(holds)
 
     def hold(self, entity: str, count: int) -> None:
-        self._write(entity, HeldByEvents.now(count, self._read(entity)))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self._write(entity, f"{HELD_DELETES_PREFIX}{entity}.{stamp}-{uuid.uuid4().hex[:6]}", HeldByEvents.now(count))
 
     def approved(self, entity: str, count: int) -> None:
-        held = self._read(entity)
-        if held is not None:
-            left = held.held - count
-            self._write(entity, HeldByEvents(left, held.since, held.last) if left > 0 else None)
+        """Applied approved replays take their count off the oldest holds first."""
+        for name in self._holds(entity):
+            if count <= 0:
+                return
+            held = self._read(name)
+            if held is None:  # settled by the batch meanwhile
+                continue
+            taken = min(count, held.held)
+            count -= taken
+            self._write(entity, name, replace(held, held=held.held - taken) if held.held > taken else None)
 
     def release(self, entity: str, seen: HeldByEvents) -> None:
-        held = self._read(entity)
-        if held is not None:
-            # Held since the batch read `seen`: those wait for their own approval.
-            left = held.held - seen.held if held.last != seen.last else 0
-            self._write(entity, HeldByEvents(left, held.last, held.last) if left > 0 else None)
+        for name in seen.names:
+            self._write(entity, name, None)
+
+    def _holds(self, entity: str) -> list[str]:
+        """The entity's hold records, oldest first (an entity's name may start another's: `.` ends it;
+        the bare name is the one record an earlier version kept)."""
+        bare = HELD_DELETES_PREFIX + entity
+        return sorted(name for name in self._names(bare) if name == bare or name.startswith(bare + "."))
 
 
 class MemoryHeldDeletes(_HeldDeletes):
@@ -163,23 +187,31 @@ class MemoryHeldDeletes(_HeldDeletes):
     def __init__(self):
         self.saved: dict[str, HeldByEvents] = {}
 
-    def _read(self, entity: str) -> HeldByEvents | None:
-        return self.saved.get(entity)
+    def _names(self, prefix: str) -> list[str]:
+        return [name for name in self.saved if name.startswith(prefix)]
 
-    def _write(self, entity: str, held: HeldByEvents | None) -> None:
+    def _read(self, name: str) -> HeldByEvents | None:
+        return self.saved.get(name)
+
+    def _write(self, entity: str, name: str, held: HeldByEvents | None) -> None:
         if held is None:
-            self.saved.pop(entity, None)
+            self.saved.pop(name, None)
         else:
-            self.saved[entity] = held
+            self.saved[name] = held
 
 
 class VariableHeldDeletes(_HeldDeletes):
-    """A Variable per entity while the events path holds deletes of it; deleted once they are settled."""
+    """A Variable per hold while it waits (Admin → Variables), deleted once it is settled. Listing
+    them fails loudly when Airflow does not answer; a read that fails is taken as a hold, never as none."""
 
-    def _read(self, entity: str) -> HeldByEvents | None:
+    def _names(self, prefix: str) -> list[str]:
         from airflow.sdk import Variable
 
-        name = HELD_DELETES_PREFIX + entity
+        return list(Variable.keys(prefix=prefix))
+
+    def _read(self, name: str) -> HeldByEvents | None:
+        from airflow.sdk import Variable
+
         raw = Variable.get(name, default=None)
         if not raw:
             return None
@@ -192,10 +224,9 @@ class VariableHeldDeletes(_HeldDeletes):
                 "deletes are settled (approved, or Base A fixed)"
             ) from None
 
-    def _write(self, entity: str, held: HeldByEvents | None) -> None:
+    def _write(self, entity: str, name: str, held: HeldByEvents | None) -> None:
         from airflow.sdk import Variable
 
-        name = HELD_DELETES_PREFIX + entity
         if held is None:
             Variable.delete(name)
             return

@@ -173,11 +173,14 @@ def test_a_run_emits_an_asset_event_only_for_the_entities_it_changed(airflow, ai
 def test_while_the_events_path_holds_deletes_a_few_deletes_ask_and_the_approval_settles_them(
     airflow, airflow_api, base_a_engine, api_process, tmp_path
 ):
-    """The events path's hold as its task writes it (a Variable): the batch run's 2 deletes, within
-    the limit of 10, wait for approval; approved, they go and the hold is settled."""
-    marker = HELD_DELETES_PREFIX + "articles"
-    held = {"held": 31, "since": "2026-01-01T00:00:00+00:00", "last": "2026-01-01T00:01:00+00:00"}
-    airflow.cli("variables", "set", marker, json.dumps(held))
+    """The events path's holds as its task writes them (a Variable each, and the one an earlier
+    version kept): the batch run's 2 deletes, within the limit of 10, wait for approval; approved,
+    they go and the holds it saw are settled; another entity's, whose name starts alike, stays."""
+    bare = HELD_DELETES_PREFIX + "articles"
+    holds = {bare: 20, f"{bare}.20260101T000100.000000Z-a1b2c3": 11, f"{bare}_archive.20260101T000000.000000Z-d4": 5}
+    for name, count in holds.items():
+        held = {"held": count, "since": "2026-01-01T00:00:00+00:00", "last": "2026-01-01T00:01:00+00:00"}
+        airflow.cli("variables", "set", name, json.dumps(held))
     with base_a_engine.begin() as conn:
         conn.execute(text("DELETE FROM articles WHERE id IN (8, 9)"))
     log_path = tmp_path / "held.log"
@@ -188,5 +191,5 @@ def test_while_the_events_path_holds_deletes_a_few_deletes_ask_and_the_approval_
     assert "the events path holds 31 deletes of articles" in detail["body"], detail["body"]
     _finished(run, log_path)
     assert stats(airflow, "articles")["deletes"]["deleted"] == 2
-    assert airflow.variable(marker) is None
+    assert [airflow.variable(name) is None for name in holds] == [True, True, False]
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 8

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 
-from base_sync.delete_guard import DeleteBudget, RunDeleteGuard
+import pytest
+
+from base_sync.delete_guard import DeleteBudget, HeldByEvents, RunDeleteGuard
+from base_sync.errors import TransientError
 from base_sync.metrics import events_samples
-from base_sync.state import MemoryHeldDeletes
+from base_sync.state import HELD_DELETES_PREFIX, MemoryHeldDeletes
 
 
 class SyncedRows:
@@ -98,3 +101,31 @@ def test_the_batch_approval_settles_what_it_saw_not_what_was_held_since():
     held_deletes.hold("employees", 20)  # held while the batch deleted: not approved by it
     held_deletes.release("employees", seen)
     assert held_deletes.get("employees").held == 20
+
+
+def test_each_hold_is_a_record_of_its_own_and_another_entitys_prefix_is_not_its():
+    """Holds are never rewritten by the batch path: a hold recorded between the batch's read and its
+    settling keeps its own record; an entity whose name starts another's does not read the other's."""
+    held_deletes = MemoryHeldDeletes()
+    held_deletes.hold("employees", 4)
+    held_deletes.hold("employees_archive", 7)
+    held_deletes.saved[HELD_DELETES_PREFIX + "employees"] = HeldByEvents(2, "2025-12-01T00:00:00+00:00", "2025-12-01")
+    seen = held_deletes.get("employees")
+    assert (seen.held, seen.since, len(seen.names)) == (6, "2025-12-01T00:00:00+00:00", 2), "the bare name counts too"
+    held_deletes.hold("employees", 5)
+    held_deletes.release("employees", seen)
+    assert held_deletes.get("employees").held == 5
+    assert held_deletes.get("employees_archive").held == 7
+    held_deletes.approved("employees", 9)
+    assert held_deletes.get("employees") is None and held_deletes.get("employees_archive").held == 7
+
+
+def test_a_hold_listed_but_not_read_is_no_hold_taken_as_none():
+    class Unreadable(MemoryHeldDeletes):
+        def _read(self, name):
+            return None
+
+    held_deletes = Unreadable()
+    held_deletes.hold("employees", 3)
+    with pytest.raises(TransientError, match="listed but could not be read"):
+        held_deletes.get("employees")
