@@ -99,6 +99,12 @@ class Airflow:
         value, encrypted = row
         return json.loads(Fernet(self.fernet_key.encode()).decrypt(value.encode()) if encrypted else value)
 
+    def variables(self, prefix: str) -> dict[str, dict]:
+        """The JSON Variables whose key starts with `prefix`, by key."""
+        with sqlite3.connect(self.home / "airflow.db") as conn:
+            keys = [k for (k,) in conn.execute("SELECT key FROM variable WHERE key LIKE ?", (prefix + "%",))]
+        return {key: self.variable(key) for key in keys if key.startswith(prefix)}
+
     @contextlib.contextmanager
     def services(self, log_dir: Path):
         """Airflow as it runs for users: api-server, scheduler, dag-processor and triggerer processes."""

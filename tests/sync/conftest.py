@@ -151,9 +151,10 @@ def binlog_port(tmp_path_factory) -> Iterator[int]:
 
 
 def binlog_database(binlog_port: int, name: str) -> str:
-    """A new database on the MariaDB with its binlog on; its URL."""
+    """A new database on the MariaDB with its binlog on (an earlier test's of the name dropped); its URL."""
     admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
     with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     admin.dispose()
     return f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/{name}"

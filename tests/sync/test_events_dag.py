@@ -18,10 +18,12 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import create_engine, text, update
 
+from base_sync.dead_letters import MASS_DELETE_HELD, DeadLetter
 from base_sync.debezium import EnvelopeWriter
 from base_sync.demo import generate
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
+from base_sync.state import HELD_DELETES_PREFIX
 from testbed.airflow import Airflow
 from testbed.servers import REPO
 from tests.sync.conftest import TOKEN, RelayProcess, binlog_database, read_topic, source_rows, synced_rows
@@ -55,6 +57,8 @@ def airflow(tmp_path_factory, api_process, kafka_bootstrap, statsd) -> Iterator[
             "EVENTS_IDLE_SECONDS": "1",
             "EVENTS_SOURCE_DATABASE": DATABASE,
             "EVENTS_FALLBACK_SCHEDULE": "0 0 1 1 *",
+            "SYNC_MASS_DELETE_MIN_ROWS": "20",
+            "SYNC_MASS_DELETE_SHARE": "0.05",
             **statsd.airflow_env(),
         },
     )
@@ -158,6 +162,32 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     assert any(line.startswith("airflow.dagrun.duration.success.base_a_events:") for line in statsd.lines)
     if os.environ.get("UPDATE_STATSD_CAPTURE"):  # refresh the capture the StatsD mapping is tested against
         CAPTURE.write_text("".join(f"{name}\n" for name in statsd.names()))
+    engine.dispose()
+
+
+def test_a_mass_delete_past_the_runs_limit_is_held_and_recorded_for_the_batch_path(
+    relay, base_a_url, base_b, airflow, kafka_bootstrap
+):
+    """The breaker in the task as Airflow runs it: the deletes past a run's limit (max(20, 5% of the
+    synced rows)) become MassDeleteHeld letters, and each hold a Variable of its own, which the
+    batch path lists through the Task SDK (the drain writes them from its sender thread)."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 120, seed_value=21)
+    wait_in_sync(engine, base_b.database_url, timeout=120)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM employees WHERE id > 20"))
+    deadline = time.monotonic() + 120
+    while True:
+        holds = airflow.variables(f"{HELD_DELETES_PREFIX}employees.")
+        live = len(synced_rows(base_b.database_url, "employees"))
+        held = sum(hold["held"] for hold in holds.values())
+        if 120 - live + held == 100 and held:  # each of the 100 deletes made or held
+            break
+        assert time.monotonic() < deadline, f"{live} rows live, {held} deletes held: {holds}"
+        time.sleep(1)
+    assert 120 - live <= 20 * len(holds), f"no run deleted past its limit: {live} live, {holds}"
+    letters = [DeadLetter.of(m) for m in read_topic(kafka_bootstrap, "base_a.dlq")]
+    assert len([letter for letter in letters if letter.kind == MASS_DELETE_HELD]) == held
     engine.dispose()
 
 
