@@ -236,8 +236,14 @@ class MySQLBaseA(BaseABackend):
     local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
     flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+    # Sessions read in UTC, and CHAR values as the binlog holds them (the events path): a server whose
+    # default mode pads them (PAD_CHAR_TO_FULL_LENGTH) would make the two paths write different text.
     # A server that accepts the connection but never answers fails it after connect_timeout seconds.
-    session_connect_args = {"init_command": "SET time_zone = '+00:00'", "connect_timeout": 10}
+    session_connect_args = {
+        "init_command": "SET time_zone = '+00:00', sql_mode = TRIM(BOTH ',' FROM "
+        "REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',PAD_CHAR_TO_FULL_LENGTH,', ','))",
+        "connect_timeout": 10,
+    }
     # The server's error codes that no retry cures: https://mariadb.com/kb/en/mariadb-error-codes/
     REFUSALS = {
         1044: "the account may not use this database",

@@ -435,6 +435,7 @@ WIDE = """CREATE TABLE breit (
     tag DATE NULL,
     tag_nn DATE NOT NULL DEFAULT '2024-01-01',
     name VARCHAR(100) NOT NULL DEFAULT 'n',
+    kurz CHAR(6) NULL,
     zahl_f FLOAT NULL,
     zahl_d DOUBLE NULL
 )"""
@@ -467,6 +468,7 @@ class Relayed:
             for row in keyed:
                 names = ", ".join(row)
                 conn.execute(text(f"INSERT INTO breit ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
+        self.engine.dispose()  # the reads in new sessions, not in one `sql_mode` set
         keys = [row["nr"] for row in keyed]
         batch = [r for chunk in BaseA(self.engine, mapping).records_by_keys("employees", keys, 100) for r in chunk]
         topics = Topics(self.relay.prefix, self.database, mapping)
@@ -612,3 +614,29 @@ def test_a_float_or_double_made_text_is_mariadbs_text_on_both_paths(relayed):
         ("0.30000000000000004", "-2.5 0.30000000000000004", None),
         ("1e-16", "123457 1e-16", None),
     ]
+
+
+def test_a_char_column_is_read_unpadded_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
+    """A server whose global sql_mode holds PAD_CHAR_TO_FULL_LENGTH padded the batch path's CHAR
+    values ('AB    ': a value map missed, text built of it carried the spaces) where the binlog,
+    and so the events path, holds 'AB'; the batch's sessions take the mode off."""
+    fields = {
+        "position": {"column": "kurz", "map": {"AB": "Alpha"}, "unmapped": "keep"},
+        "department": {"column": "kurz"},
+        "last_name": {"concat": ["name", "kurz"], "separator": " "},
+    }
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
+        conn.execute(text("SET GLOBAL sql_mode = CONCAT_WS(',', @@GLOBAL.sql_mode, 'PAD_CHAR_TO_FULL_LENGTH')"))
+    try:
+        batch, events = relayed.both_paths(fields, [{"kurz": "AB", "name": "anna"}, {"kurz": ""}])
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
+        admin.dispose()
+        relayed.engine.dispose()
+    assert events == batch
+    first, second = batch.values()
+    assert (first["position"], first["department"], first["last_name"]) == ("Alpha", "AB", "anna AB")
+    assert second["department"] == ""
