@@ -214,6 +214,13 @@ def test_a_legacy_table_passes_and_the_unmapped_column_is_reported(root, mapping
         ("ALTER TABLE mitarbeiter MODIFY nachname BLOB", "nachname", "a text type", "BLOB"),
         ("ALTER TABLE mitarbeiter MODIFY pers_nr VARCHAR(12) NOT NULL", "pers_nr", "an integer type", "VARCHAR(12)"),
         ("ALTER TABLE mitarbeiter CHANGE angelegt_am angelegt DATETIME", "angelegt_am", "DATETIME", MISSING),
+        # MariaDB's names ignore case, the mapping's do not: it says how the table spells the column.
+        (
+            "ALTER TABLE mitarbeiter CHANGE stelle Stelle VARCHAR(100)",
+            "stelle",
+            "a text type",
+            "no such column (the table spells it 'Stelle': write that)",
+        ),
     ],
 )
 def test_a_missing_or_retyped_column_is_named_with_expected_and_found(
