@@ -125,7 +125,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         return over_http.request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
 
     # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
-    # a query in the URL for a client that asks for JSON.
+    # a query in the URL for any other client (GraphQL over HTTP: no Accept or */* means JSON).
     app.register_blueprint(explorer_blueprint(title="Base B GraphQL", run_query=graphql_get))
 
     @app.errorhandler(HTTPException)

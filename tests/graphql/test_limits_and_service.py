@@ -70,7 +70,7 @@ def test_introspection_can_be_switched_off(rest_api):
 
 def test_explorer_health_ready_and_metrics(app, gql):
     client = app.test_client()
-    page = client.get("/graphql")
+    page = client.get("/graphql", headers={"Accept": "text/html,*/*;q=0.8"})  # a browser's
     assert page.status_code == 200 and b"graphiql" in page.data.lower()
     assert client.get("/health").json == {"status": "ok"}
     assert client.get("/ready").json == {"status": "ready"}
