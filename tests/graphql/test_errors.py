@@ -162,3 +162,20 @@ def test_an_aborted_validation_says_why(app):
     (error,) = answer["errors"]
     assert error["message"].startswith("Validation aborted: the query is too large to check")
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_a_value_the_schema_cannot_carry_is_the_services_error_and_logged(gql, rest, app, caplog):
+    """The REST API holds a BIGINT source_id; the contract's sourceId is a 32-bit Int. The error
+    graphql-core raises completing the field was GRAPHQL_VALIDATION_FAILED (the client's), unlogged."""
+    rest("/articles/bulk", [{"source_id": 3_000_000_000, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}])
+    with caplog.at_level("ERROR", logger="graphql_service.errors"):
+        answer = gql("{ getArticles { title sourceId } }")
+    error = first_error(answer)
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["path"] == ["getArticles", 0, "sourceId"]
+    assert error["message"] == "Int cannot represent non 32-bit signed integer value: 3000000000"
+    assert answer["data"] == {"getArticles": [{"title": "t", "sourceId": None}]}
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "getArticles.0.sourceId" in logged.getMessage() and "3000000000" in logged.getMessage()
+    metrics = app.test_client().get("/metrics").text
+    assert 'graphql_errors_total{code="INTERNAL_SERVER_ERROR"} 1.0' in metrics
+    assert 'code="GRAPHQL_VALIDATION_FAILED"' not in metrics
