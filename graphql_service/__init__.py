@@ -55,6 +55,12 @@ def _is_mutation(queries: QueryCache, data: dict) -> bool:
     return operation is not None and operation.operation == OperationType.MUTATION
 
 
+def _refuse(metrics: GraphQLMetrics, message: str, status: int, code: str = "BAD_REQUEST"):
+    """A request answered with an error before GraphQL runs, counted as execute() counts its errors."""
+    metrics.errors.labels(code).inc()
+    return over_http.request_error(message, status, code)
+
+
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
     """The app factory: the one place a GraphQL app is built."""
     settings = settings or GraphQLSettings()
@@ -80,9 +86,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         """Run one well-formed GraphQL request; by GET only a query (GraphQL over HTTP: a mutation
         must not run on a method meant to be safe)."""
         if method == "GET" and _is_mutation(queries, data):
-            return over_http.request_error("a mutation is sent with POST; GET runs queries only", 405) + (
-                {"Allow": "POST"},
-            )
+            return _refuse(metrics, "a mutation is sent with POST; GET runs queries only", 405) + ({"Allow": "POST"},)
         token = _caller_token()
         # One deadline for every REST call of the request: the fields run one after another, and
         # 200 row reads of a hung API, each with its timeout and retries, held a worker for 100 minutes.
@@ -117,12 +121,12 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     def graphql_endpoint():
         data = over_http.request_body()
         if isinstance(data, str):
-            return over_http.request_error(data, 415 if data.startswith("Content-Type") else 400)
+            return _refuse(metrics, data, 415 if data.startswith("Content-Type") else 400)
         return execute(data, "POST")
 
     def graphql_get():
         data = over_http.query_parameters()
-        return over_http.request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
+        return _refuse(metrics, data, 400) if isinstance(data, str) else execute(data, "GET")
 
     # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
     # a query in the URL for any other client (GraphQL over HTTP: no Accept or */* means JSON).
@@ -131,21 +135,21 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         # A wrong method or path gets an answer GraphQL clients can read, not Werkzeug's HTML page.
-        response = over_http.request_error(error.description or error.name, error.code or 500)
+        response = _refuse(metrics, error.description or error.name, error.code or 500)
         if error.code == 405:
             response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
         return response
 
     @app.errorhandler(http_body.BodyRefused)
     def body_refused(refused: http_body.BodyRefused):
-        response, status = over_http.request_error(refused.detail, refused.status)
+        response, status = _refuse(metrics, refused.detail, refused.status)
         response.headers.update(refused.headers)
         return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         app.logger.error("request failed", exc_info=error)
-        return over_http.request_error("internal error", 500, "INTERNAL_SERVER_ERROR")
+        return _refuse(metrics, "internal error", 500, "INTERNAL_SERVER_ERROR")
 
     @app.get("/health")
     def health():

@@ -179,3 +179,26 @@ def test_a_value_the_schema_cannot_carry_is_the_services_error_and_logged(gql, r
     metrics = app.test_client().get("/metrics").text
     assert 'graphql_errors_total{code="INTERNAL_SERVER_ERROR"} 1.0' in metrics
     assert 'code="GRAPHQL_VALIDATION_FAILED"' not in metrics
+
+
+def _errors_counted(client, code: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'graphql_errors_total{{code="{code}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_requests_refused_before_graphql_runs_are_counted_by_code(app):
+    """Only execute() counted: a body that is not JSON, a wrong Content-Type, a mutation by GET and
+    a wrong method were answered BAD_REQUEST and never reached graphql_errors_total."""
+    client = app.test_client()
+    refused = [
+        client.post("/graphql", data="{", content_type="application/json"),
+        client.post("/graphql", data='{"query": "{ ping }"}', content_type="text/plain"),
+        client.get("/graphql", query_string={"query": "mutation { deleteArticle(id: 1) }"}),
+        client.get("/graphql", query_string={"query": "{ ping }", "variables": "{"}),
+        client.put("/graphql", json={"query": "{ ping }"}),
+    ]
+    assert [r.status_code for r in refused] == [400, 415, 405, 400, 405]
+    assert {r.json["errors"][0]["extensions"]["code"] for r in refused} == {"BAD_REQUEST"}
+    assert _errors_counted(client, "BAD_REQUEST") == 5
