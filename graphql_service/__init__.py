@@ -38,10 +38,17 @@ READY_PROBE_SECONDS = 3.0
 
 
 def _caller_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    """The caller's bearer token; None when it sends no Authorization (GRAPHQL_SERVICE_TOKEN applies),
+    "" when it sends one that is no usable bearer token (Basic, `Bearer ` with none): the REST API then
+    gets no token and refuses a write (401), as it would the caller's header. Both were None, and the
+    service token wrote in the name of a caller whose credentials were refused."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
     # Strip only HTTP whitespace (SP, HTAB): str.strip() also drops NBSP, NEL and other Unicode
     # spaces, which turned a wrong "<token>\xa0" into the right token before it reached the API.
-    return token.strip(" \t") or None if scheme.lower() == "bearer" else None
+    return token.strip(" \t") if scheme.lower() == "bearer" else ""
 
 
 def _is_mutation(queries: QueryCache, data: dict) -> bool:

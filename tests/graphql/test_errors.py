@@ -202,3 +202,16 @@ def test_requests_refused_before_graphql_runs_are_counted_by_code(app):
     assert [r.status_code for r in refused] == [400, 415, 405, 400, 405]
     assert {r.json["errors"][0]["extensions"]["code"] for r in refused} == {"BAD_REQUEST"}
     assert _errors_counted(client, "BAD_REQUEST") == 5
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Token wrong", "Bearerwrong", "Bearer ", "Bearer", ""])
+def test_a_caller_whose_authorization_is_no_bearer_token_is_not_given_the_service_token(rest_api, authorization):
+    """The service token stands in for a caller that sends no Authorization; one that sends another
+    scheme, or no token after Bearer, wrote as the service."""
+    from tests.graphql.conftest import TOKEN
+
+    client = create_app(make_settings(rest_api, service_token=TOKEN)).test_client()
+    mutation = {"query": 'mutation { createArticle(input: {title: "x"}) { title } }'}
+    answer = client.post("/graphql", json=mutation, headers={"Authorization": authorization}).json
+    assert first_error(answer)["extensions"]["code"] == "UNAUTHENTICATED", answer
+    assert client.post("/graphql", json={"query": "{ getArticles { id } }"}).json == {"data": {"getArticles": []}}
