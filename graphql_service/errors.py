@@ -111,6 +111,11 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
             extensions["status"] = original.status
             if original.status in (414, 431):  # the REST call's own request line or headers: the arguments
                 formatted["message"] = "the arguments are too long for one REST call: shorten the filter values"
+            if original.status == 412:  # a flat update's If-Match: the REST API names an ETag no client here saw
+                formatted["message"] = (
+                    "the row changed after this update read it, and was not overwritten:"
+                    " read the row again and send the update again to apply it to the new version"
+                )
             if original.errors:
                 extensions["fieldErrors"] = _field_errors(original.errors)
     elif isinstance(original, UserInputError):
