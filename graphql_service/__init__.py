@@ -38,10 +38,17 @@ READY_PROBE_SECONDS = 3.0
 
 
 def _caller_token() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    """The caller's bearer token; None when it sends no Authorization (GRAPHQL_SERVICE_TOKEN applies),
+    "" when it sends one that is no usable bearer token (Basic, `Bearer ` with none): the REST API then
+    gets no token and refuses a write (401), as it would the caller's header. Both were None, and the
+    service token wrote in the name of a caller whose credentials were refused."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
     # Strip only HTTP whitespace (SP, HTAB): str.strip() also drops NBSP, NEL and other Unicode
     # spaces, which turned a wrong "<token>\xa0" into the right token before it reached the API.
-    return token.strip(" \t") or None if scheme.lower() == "bearer" else None
+    return token.strip(" \t") if scheme.lower() == "bearer" else ""
 
 
 def _is_mutation(queries: QueryCache, data: dict) -> bool:
@@ -53,6 +60,12 @@ def _is_mutation(queries: QueryCache, data: dict) -> bool:
         return False
     operation = get_operation_ast(document, data.get("operationName"))
     return operation is not None and operation.operation == OperationType.MUTATION
+
+
+def _refuse(metrics: GraphQLMetrics, message: str, status: int, code: str = "BAD_REQUEST"):
+    """A request answered with an error before GraphQL runs, counted as execute() counts its errors."""
+    metrics.errors.labels(code).inc()
+    return over_http.request_error(message, status, code)
 
 
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
@@ -80,9 +93,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         """Run one well-formed GraphQL request; by GET only a query (GraphQL over HTTP: a mutation
         must not run on a method meant to be safe)."""
         if method == "GET" and _is_mutation(queries, data):
-            return over_http.request_error("a mutation is sent with POST; GET runs queries only", 405) + (
-                {"Allow": "POST"},
-            )
+            return _refuse(metrics, "a mutation is sent with POST; GET runs queries only", 405) + ({"Allow": "POST"},)
         token = _caller_token()
         # One deadline for every REST call of the request: the fields run one after another, and
         # 200 row reads of a hung API, each with its timeout and retries, held a worker for 100 minutes.
@@ -117,35 +128,35 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     def graphql_endpoint():
         data = over_http.request_body()
         if isinstance(data, str):
-            return over_http.request_error(data, 415 if data.startswith("Content-Type") else 400)
+            return _refuse(metrics, data, 415 if data.startswith("Content-Type") else 400)
         return execute(data, "POST")
 
     def graphql_get():
         data = over_http.query_parameters()
-        return over_http.request_error(data, 400) if isinstance(data, str) else execute(data, "GET")
+        return _refuse(metrics, data, 400) if isinstance(data, str) else execute(data, "GET")
 
     # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
-    # a query in the URL for a client that asks for JSON.
+    # a query in the URL for any other client (GraphQL over HTTP: no Accept or */* means JSON).
     app.register_blueprint(explorer_blueprint(title="Base B GraphQL", run_query=graphql_get))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         # A wrong method or path gets an answer GraphQL clients can read, not Werkzeug's HTML page.
-        response = over_http.request_error(error.description or error.name, error.code or 500)
+        response = _refuse(metrics, error.description or error.name, error.code or 500)
         if error.code == 405:
             response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
         return response
 
     @app.errorhandler(http_body.BodyRefused)
     def body_refused(refused: http_body.BodyRefused):
-        response, status = over_http.request_error(refused.detail, refused.status)
+        response, status = _refuse(metrics, refused.detail, refused.status)
         response.headers.update(refused.headers)
         return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         app.logger.error("request failed", exc_info=error)
-        return over_http.request_error("internal error", 500, "INTERNAL_SERVER_ERROR")
+        return _refuse(metrics, "internal error", 500, "INTERNAL_SERVER_ERROR")
 
     @app.get("/health")
     def health():

@@ -74,6 +74,20 @@ def _request_error_code(message: str) -> str:
     return "GRAPHQL_VALIDATION_FAILED"
 
 
+def _without_cause(error: GraphQLError, formatted: dict, extensions: dict) -> None:
+    """The code of an error graphql-core raised itself (no exception of ours or of the REST API under it)."""
+    if error.path is not None:
+        # Raised completing a field (a value its type cannot carry, a list that is not one): the
+        # service's fault, not the client's. The message names only the value or the field: kept.
+        path = ".".join(map(str, error.path))
+        log.error("resolver failed at %s: %s", path, error.message, exc_info=error.original_error or error)
+        extensions["code"] = "INTERNAL_SERVER_ERROR"
+        return
+    extensions["code"] = _request_error_code(error.message)
+    if error.message == "Validation aborted.":  # graphql-core's own limits, which say no more
+        formatted["message"] = ABORTED
+
+
 def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     """Ariadne's formatter plus a code; unexpected errors say nothing of the internals."""
     formatted = format_error(error, debug)
@@ -97,14 +111,17 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
             extensions["status"] = original.status
             if original.status in (414, 431):  # the REST call's own request line or headers: the arguments
                 formatted["message"] = "the arguments are too long for one REST call: shorten the filter values"
+            if original.status == 412:  # a flat update's If-Match: the REST API names an ETag no client here saw
+                formatted["message"] = (
+                    "the row changed after this update read it, and was not overwritten:"
+                    " read the row again and send the update again to apply it to the new version"
+                )
             if original.errors:
                 extensions["fieldErrors"] = _field_errors(original.errors)
     elif isinstance(original, UserInputError):
         extensions["code"] = "BAD_USER_INPUT"
     elif original is None:
-        extensions["code"] = _request_error_code(error.message)
-        if error.message == "Validation aborted.":  # graphql-core's own limits, which say no more
-            formatted["message"] = ABORTED
+        _without_cause(error, formatted, extensions)
     else:
         log.error("resolver failed", exc_info=original)
         extensions["code"] = "INTERNAL_SERVER_ERROR"

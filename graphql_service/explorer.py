@@ -54,13 +54,19 @@ class _ExplorerBlueprint(Blueprint):
         return ONE_YEAR
 
 
-# What GET /graphql can answer: the page for a browser, JSON for anything else that says what it takes.
-PAGE_OR_JSON = ["text/html", "application/json", "application/graphql-response+json"]
+# What GET /graphql answers in JSON (GraphQL over HTTP's GET); the page is for a client ranking text/html above both.
+JSON_TYPES = ("application/json", "application/graphql-response+json")
+
+
+def _wants_page(accepts) -> bool:
+    """A browser's Accept (text/html first, */* below it). A missing Accept or */* means JSON (GraphQL
+    over HTTP): best_match took them for the page, so `curl` and gql's GET transport got HTML."""
+    return accepts.quality("text/html") > max(accepts.quality(kind) for kind in JSON_TYPES)
 
 
 def explorer_blueprint(title: str, run_query: Callable[[], Any]) -> Blueprint:
     """`GET /graphql` (the GraphiQL page, titled `title`) and its files under `/graphql/static/`; a
-    client that asks for JSON gets `run_query()`, the query in the URL run."""
+    client that does not rank text/html above JSON gets `run_query()`, the query in the URL run."""
     blueprint = _ExplorerBlueprint(
         "explorer",
         __name__,
@@ -74,9 +80,8 @@ def explorer_blueprint(title: str, run_query: Callable[[], Any]) -> Blueprint:
 
     @blueprint.get("/graphql")
     def explorer():
-        accepts = request.accept_mimetypes
-        if accepts and accepts.best_match(PAGE_OR_JSON) != "text/html":
-            return run_query()  # a GraphQL client asking for JSON: GraphQL over HTTP's GET
+        if not _wants_page(request.accept_mimetypes):
+            return run_query()  # a GraphQL client: GraphQL over HTTP's GET
         page = render_template(
             "graphiql.html",
             title=title,

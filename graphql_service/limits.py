@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ariadne.compat import get_argument_values
 from ariadne.validation.introspection_disabled import IntrospectionDisabledRule
 from ariadne.validation.query_cost import CostValidator
 from graphql import (
@@ -9,8 +12,11 @@ from graphql import (
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLIncludeDirective,
+    GraphQLSkipDirective,
     InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionSetNode,
     ValidationContext,
     specified_rules,
 )
@@ -190,7 +196,31 @@ def document_rules(max_depth: int, introspection: bool) -> tuple[type[ASTValidat
 
 class _Cost(CostValidator):
     """Ariadne's cost rule, with `limit: null` priced as the field's default, which it fetches (a
-    null multiplier is dropped: such a field cost 1, and 900 of them ran as 900 REST calls)."""
+    null multiplier is dropped: such a field cost 1, and 900 of them ran as 900 REST calls), and
+    without the selections `@skip` / `@include` leave out, which make no call (they were priced)."""
+
+    def compute_node_cost(self, node, type_def, parent_multipliers=None):
+        selection_set = None if isinstance(node, FragmentSpreadNode) else getattr(node, "selection_set", None)
+        if selection_set is not None:
+            kept = tuple(selection for selection in selection_set.selections if self._included(selection))
+            if len(kept) < len(selection_set.selections):
+                # A copy: the document is frozen (and the query cache's).
+                node = replace(node, selection_set=SelectionSetNode(selections=kept))
+        return super().compute_node_cost(node, type_def, parent_multipliers)
+
+    def _included(self, selection) -> bool:
+        """Whether the executor runs this selection: @skip(if: true) and @include(if: false) leave it
+        out, with the request's variables (coerced, defaults included)."""
+        for directive in selection.directives or ():
+            definition = {"skip": GraphQLSkipDirective, "include": GraphQLIncludeDirective}.get(directive.name.value)
+            if definition is not None:
+                try:
+                    condition = get_argument_values(definition, directive, self.variables)["if"]
+                except (GraphQLError, KeyError):  # no verdict here: priced, as it may run
+                    continue
+                if condition is (definition is GraphQLSkipDirective):
+                    return False
+        return True
 
     def get_args_from_cost_map(self, node, type_name: str, field_args: dict):
         if "limit" in field_args and field_args["limit"] is None and node.name.value in DEFAULT_LIMITS:

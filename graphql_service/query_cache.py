@@ -34,7 +34,7 @@ class CheckedQuery:
 
 
 def _priced_alone(document: DocumentNode) -> bool:
-    """The cost is the text's own: one operation, and no variable a list size could come from."""
+    """The cost is the text's own: one operation, and no variable a list size or a @skip/@include could come from."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     return len(operations) == 1 and not operations[0].variable_definitions
 

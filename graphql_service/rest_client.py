@@ -176,7 +176,8 @@ class RestClient:
         headers = {"Accept": "application/json"}
         if if_match is not None:
             headers["If-Match"] = if_match
-        token = token or self.settings.service_token
+        if token is None:  # "" is a caller's header that carries no usable token: no fallback for it
+            token = self.settings.service_token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         url = f"{self._base_path}{path}"

@@ -162,3 +162,56 @@ def test_an_aborted_validation_says_why(app):
     (error,) = answer["errors"]
     assert error["message"].startswith("Validation aborted: the query is too large to check")
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_a_value_the_schema_cannot_carry_is_the_services_error_and_logged(gql, rest, app, caplog):
+    """The REST API holds a BIGINT source_id; the contract's sourceId is a 32-bit Int. The error
+    graphql-core raises completing the field was GRAPHQL_VALIDATION_FAILED (the client's), unlogged."""
+    rest("/articles/bulk", [{"source_id": 3_000_000_000, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}])
+    with caplog.at_level("ERROR", logger="graphql_service.errors"):
+        answer = gql("{ getArticles { title sourceId } }")
+    error = first_error(answer)
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR" and error["path"] == ["getArticles", 0, "sourceId"]
+    assert error["message"] == "Int cannot represent non 32-bit signed integer value: 3000000000"
+    assert answer["data"] == {"getArticles": [{"title": "t", "sourceId": None}]}
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "getArticles.0.sourceId" in logged.getMessage() and "3000000000" in logged.getMessage()
+    metrics = app.test_client().get("/metrics").text
+    assert 'graphql_errors_total{code="INTERNAL_SERVER_ERROR"} 1.0' in metrics
+    assert 'code="GRAPHQL_VALIDATION_FAILED"' not in metrics
+
+
+def _errors_counted(client, code: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'graphql_errors_total{{code="{code}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_requests_refused_before_graphql_runs_are_counted_by_code(app):
+    """Only execute() counted: a body that is not JSON, a wrong Content-Type, a mutation by GET and
+    a wrong method were answered BAD_REQUEST and never reached graphql_errors_total."""
+    client = app.test_client()
+    refused = [
+        client.post("/graphql", data="{", content_type="application/json"),
+        client.post("/graphql", data='{"query": "{ ping }"}', content_type="text/plain"),
+        client.get("/graphql", query_string={"query": "mutation { deleteArticle(id: 1) }"}),
+        client.get("/graphql", query_string={"query": "{ ping }", "variables": "{"}),
+        client.put("/graphql", json={"query": "{ ping }"}),
+    ]
+    assert [r.status_code for r in refused] == [400, 415, 405, 400, 405]
+    assert {r.json["errors"][0]["extensions"]["code"] for r in refused} == {"BAD_REQUEST"}
+    assert _errors_counted(client, "BAD_REQUEST") == 5
+
+
+@pytest.mark.parametrize("authorization", ["Basic dXNlcjpwYXNz", "Token wrong", "Bearerwrong", "Bearer ", "Bearer", ""])
+def test_a_caller_whose_authorization_is_no_bearer_token_is_not_given_the_service_token(rest_api, authorization):
+    """The service token stands in for a caller that sends no Authorization; one that sends another
+    scheme, or no token after Bearer, wrote as the service."""
+    from tests.graphql.conftest import TOKEN
+
+    client = create_app(make_settings(rest_api, service_token=TOKEN)).test_client()
+    mutation = {"query": 'mutation { createArticle(input: {title: "x"}) { title } }'}
+    answer = client.post("/graphql", json=mutation, headers={"Authorization": authorization}).json
+    assert first_error(answer)["extensions"]["code"] == "UNAUTHENTICATED", answer
+    assert client.post("/graphql", json={"query": "{ getArticles { id } }"}).json == {"data": {"getArticles": []}}

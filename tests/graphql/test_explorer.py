@@ -129,3 +129,32 @@ def test_graphiqls_introspection_query_passes_the_default_limits():
         schema = response.json["data"]["__schema"]
         assert schema["queryType"]["name"] == "Query"
         assert {"Article", "Employee"} <= {t["name"] for t in schema["types"]}
+
+
+# What browsers send for a page they navigate to (Firefox, Chrome).
+BROWSER_ACCEPTS = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+    "application/signed-exchange;v=b3;q=0.7",
+)
+
+
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "text/html, application/json", "text/html;q=0.5, */*"]
+)
+def test_a_get_that_does_not_prefer_html_runs_the_query(accept):
+    """GraphQL over HTTP: no Accept, or */*, means application/json. Both got the page (200 text/html),
+    so `curl` and gql's GET transport (requests sends */*) read "Not a JSON answer"."""
+    headers = {"Accept": accept} if accept is not None else {}
+    response = explorer_app().test_client().get("/graphql?query={ping}", headers=headers)
+    assert (response.status_code, response.mimetype) == (200, "application/json"), response.data[:80]
+    assert response.json == {"data": {"ping": True}}
+
+
+@pytest.mark.parametrize("accept", BROWSER_ACCEPTS)
+def test_a_browser_still_gets_the_page(accept):
+    client = explorer_app().test_client()
+    for url in ("/graphql", "/graphql?query={ping}"):
+        response = client.get(url, headers={"Accept": accept})
+        assert (response.status_code, response.mimetype) == (200, "text/html"), url
+        assert "Content-Security-Policy" in response.headers

@@ -161,7 +161,8 @@ def test_a_get_asking_for_json_runs_the_query_in_the_url_and_never_a_mutation(ap
     assert bad.status_code == 400 and "variables" in only_error(bad)["message"]
     page = client.get("/graphql", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.status_code == 200 and page.mimetype == "text/html"  # a browser gets GraphiQL
-    assert client.get("/graphql").mimetype == "text/html"  # and so does anything that takes anything
+    # GraphQL over HTTP: no Accept means JSON, so a bare GET is a request with no query.
+    assert client.get("/graphql").mimetype == "application/json"
 
 
 def _create_employee(app, salary: str, as_variable: bool):

@@ -70,7 +70,7 @@ def test_introspection_can_be_switched_off(rest_api):
 
 def test_explorer_health_ready_and_metrics(app, gql):
     client = app.test_client()
-    page = client.get("/graphql")
+    page = client.get("/graphql", headers={"Accept": "text/html,*/*;q=0.8"})  # a browser's
     assert page.status_code == 200 and b"graphiql" in page.data.lower()
     assert client.get("/health").json == {"status": "ok"}
     assert client.get("/ready").json == {"status": "ready"}
@@ -200,3 +200,31 @@ def test_introspection_cannot_be_multiplied_by_aliases():
     ):
         answer = client.post("/graphql", json={"query": query})
         assert "errors" not in answer.json, answer.json
+
+
+SKIPPED = (
+    "{ a: getArticles(limit: 1000) { id } b: getArticles(limit: 1000) @skip(if: true) { id }"
+    " c: getArticles(limit: 1000) @include(if: false) { id } }"
+)
+BY_VARIABLE = (
+    "query($s: Boolean = false) { a: getArticles(limit: 1000) { id }"
+    " b: getArticles(limit: 1000) @include(if: $s) { id } ...more @include(if: $s)"
+    " ... @skip(if: true) { d: getArticles(limit: 1000) { id } } }"
+    " fragment more on Query { c: getArticles(limit: 1000) { id } }"
+)
+
+
+def test_fields_skip_and_include_leave_out_cost_nothing(app, gql):
+    """They make no REST call but were priced: 3 lists of 1000 (2 skipped) were refused at 3000 > 2000."""
+    client = app.extensions["rest_client"]
+    before = client.calls
+    assert gql(SKIPPED) == {"data": {"a": []}}
+    assert client.calls - before == 1
+    # By a variable, its default included, on a field, a fragment spread and an inline fragment.
+    assert gql(BY_VARIABLE) == {"data": {"a": []}}
+    assert gql(BY_VARIABLE, {"s": False}) == {"data": {"a": []}}
+    # The same text with the fields included is priced again, not answered from the cached verdict.
+    refused = gql(BY_VARIABLE, {"s": True})
+    assert "data" not in refused and "Actual cost is 3000" in refused["errors"][0]["message"]
+    included = SKIPPED.replace("true", "false").replace("@include(if: false)", "@include(if: true)")
+    assert "Actual cost is 3000" in gql(included)["errors"][0]["message"]

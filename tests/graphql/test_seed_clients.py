@@ -148,4 +148,8 @@ def test_a_flat_update_never_overwrites_a_write_made_between_its_read_and_its_wr
     monkeypatch.setattr(RestClient, "request_versioned", read_then_someone_writes)
     answer = gql(f'mutation {{ updateArticle(id: {row["id"]}, title: "u") {{ title content }} }}')
     assert code(answer) == "CONFLICT"
+    # Not the REST API's "its ETag is no longer one of ...": a GraphQL client never saw an ETag.
+    message = answer["errors"][0]["message"]
+    assert "ETag" not in message and "changed after this update read it" in message
+    assert "send the update again" in message
     assert requests.get(url, timeout=10).json()["content"] == "someone else's"
