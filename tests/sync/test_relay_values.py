@@ -389,3 +389,56 @@ def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
         ("?????", "Berg"),
         ("Žluť", None),
     ]
+
+
+def _with_address_columns(paths) -> None:
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD (ip INET6 NULL, id UUID NULL, raw16 BINARY(16) NULL)"))
+
+
+def test_inet6_and_uuid_are_the_text_mariadb_returns(paths):
+    """The binlog holds INET6 and UUID as BINARY(16): the relay published their bytes, so `cast:
+    string` refused '::ffff:192.0.2.1' as no UTF-8, wrote 'ABCDEFGHIJKLMNOP' for 4142:4344:...
+    and 16 NULs for '::' and the zero UUID, where the batch writes MariaDB's text."""
+    _with_address_columns(paths)
+    fields = {"position": {"column": "ip", "cast": "string"}, "department": {"column": "id", "cast": "string"}}
+    rows = [
+        "ip = '::ffff:192.0.2.1', id = '41424344-4546-4748-494a-4b4c4d4e4f50'",
+        "ip = '4142:4344:4546:4748:494a:4b4c:4d4e:4f50', id = '00000000-0000-0000-0000-000000000000'",
+        "ip = '::', id = UUID()",
+        "ip = '::192.0.2.1', id = '6ccd780c-baba-1026-9564-5b8c656024db', raw16 = X'41'",
+    ]
+    batch, events = paths.compare(fields, rows)
+    assert events == batch
+    positions = sorted(outcome[1]["position"] for outcome in events.values())
+    assert positions == sorted(["::ffff:192.0.2.1", "4142:4344:4546:4748:494a:4b4c:4d4e:4f50", "::", "::192.0.2.1"])
+    (after, *_) = paths.published({}, ["ip = '1::', raw16 = X'41'"])
+    assert (after["ip"], after["raw16"]) == ("1::", "QQAAAAAAAAAAAAAAAAAAAA==")  # BINARY(16) stays bytes
+
+
+_SIXTEEN = st.one_of(
+    st.binary(min_size=16, max_size=16),
+    st.builds(lambda: uuid.uuid1().bytes),
+    st.builds(lambda: uuid.uuid4().bytes),
+    st.builds(lambda n: bytes(10) + b"\xff\xff" + n.to_bytes(4, "big"), st.integers(0, 2**32 - 1)),
+    st.builds(lambda n: bytes(12) + n.to_bytes(4, "big"), st.integers(0, 2**32 - 1)),
+    st.builds(lambda n: n.to_bytes(16, "big"), st.integers(0, 2**20)),
+)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(_SIXTEEN, _SIXTEEN), min_size=1, max_size=30))
+def test_any_inet6_and_uuid_is_the_text_mariadb_returns(paths, values):
+    """Held against MariaDB's CAST(col AS CHAR) of what it stored: IPv4-mapped and -compatible
+    addresses, '::', v1 (time-based) and v4 UUIDs and any 16 bytes."""
+    if not hasattr(paths, "addresses"):
+        _with_address_columns(paths)
+        paths.addresses = True
+    rows = [f"ip = X'{ip.hex()}', id = X'{id_.hex()}'" for ip, id_ in values]
+    afters = paths.published({}, rows)
+    keys = ", ".join(str(after["k"]) for after in afters)
+    with paths.engine.connect() as conn:
+        read = conn.execute(text(f"SELECT k, CAST(ip AS CHAR), CAST(id AS CHAR) FROM {TABLE} WHERE k IN ({keys})"))
+        stored = {k: (ip, id_) for k, ip, id_ in read}
+    assert len(stored) == len(rows)
+    assert {after["k"]: (after["ip"], after["id"]) for after in afters} == stored

@@ -27,6 +27,8 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
   The decoder read UTF-16/32 in the machine's byte order, sjis by Python's table, character sets
   Python has no codec for as bytes, and an undefined byte made the whole row event unreadable.
   Text MariaDB converts to no UTF-8 (ucs2 surrogates) makes the row an incomplete change, keyed;
+- INET6 and UUID (BINARY(16) in the binlog, told apart by information_schema: `_mariadb_types`)
+  as MariaDB's text of them, converted in the same query; the decoder gave their 16 bytes;
 - a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
   out);
 - YEAR 0000, which the decoder reads as 1900 (it adds 1900 to the stored byte), as 0
@@ -293,12 +295,12 @@ class UnreadableText(str):
 
 
 class _Converted:
-    """A text value MariaDB converts to utf8mb4 once the rows event is read (`_converted`)."""
+    """A value MariaDB gives as utf8mb4 text once the rows event is read (`_convert`): `sql` makes it."""
 
-    __slots__ = ("charset", "raw", "text")
+    __slots__ = ("sql", "what", "text")
 
-    def __init__(self, charset: str, raw: bytes):
-        self.charset, self.raw, self.text = charset, raw, None
+    def __init__(self, sql: str, what: str):
+        self.sql, self.what, self.text = sql, what, None
 
 
 def mariadb_charset(column) -> str | None:
@@ -334,15 +336,24 @@ def _read_string(self, size: int, column) -> str | bytes:
     if column.character_set_name is None:  # no metadata: UTF-8, as mysql-replication assumes
         return raw.decode(errors="ignore" if self._ignore_decode_errors else "strict")
     if column.character_set_name == BINARY_CHARSET:
-        return raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
+        raw = raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
+        kind = getattr(column, MARIADB_TYPE, None)
+        if kind is None:
+            return raw
+        # INET6 and UUID (BINARY(16) in the binlog) as MariaDB writes them ('::ffff:192.0.2.1')
+        return _converting(self, f"CAST(CAST(X'{raw.hex()}' AS {kind}) AS CHAR CHARACTER SET utf8mb4)", kind, raw)
     charset = mariadb_charset(column)
     text = python_text(raw, charset)
     if text is not None:
         return text
     if charset is None or not charset.isalnum():  # a collation id mysql-replication does not know
         return UnreadableText(f"the binlog names no character set MariaDB knows for `{column.name}`")
-    converted = _Converted(charset, raw)
-    self.__dict__.setdefault("_relay_converted", []).append(converted)
+    return _converting(self, f"CONVERT(_{charset} X'{raw.hex()}' USING utf8mb4)", charset, raw)
+
+
+def _converting(event, sql: str, what: str, raw: bytes) -> _Converted:
+    converted = _Converted(f"HEX({sql})", f"{what} X'{raw.hex()[:64]}'")
+    event.__dict__.setdefault("_relay_converted", []).append(converted)
     return converted
 
 
@@ -368,14 +379,14 @@ def _convert(connection, pending: list[_Converted]) -> None:
     the server refuses or converts to no UTF-8 becomes `UnreadableText`."""
     chunks, chunk, size = [], [], 0
     for value in pending:
-        if chunk and size + len(value.raw) * 2 > _CONVERT_CHUNK:
+        if chunk and size + len(value.sql) > _CONVERT_CHUNK:
             chunks.append(chunk)
             chunk, size = [], 0
         chunk.append(value)
-        size += len(value.raw) * 2 + 40
+        size += len(value.sql) + 2
     chunks.append(chunk)
     for chunk in chunks:
-        select = ", ".join(f"HEX(CONVERT(_{v.charset} X'{v.raw.hex()}' USING utf8mb4))" for v in chunk)
+        select = ", ".join(v.sql for v in chunk)
         try:
             with connection.cursor(pymysql.cursors.Cursor) as cursor:
                 cursor.execute(f"SELECT {select}")
@@ -394,11 +405,11 @@ def _convert(connection, pending: list[_Converted]) -> None:
 
 def _utf8(value: _Converted, result) -> str:
     if isinstance(result, Exception):
-        return UnreadableText(f"MariaDB could not convert {value.charset} X'{value.raw.hex()[:64]}': {result}")
+        return UnreadableText(f"MariaDB could not convert {value.what}: {result}")
     try:
         return bytes.fromhex(result).decode("utf-8")
     except UnicodeDecodeError:  # ucs2's lone surrogates, converted as such: no UTF-8 (the batch fails too)
-        return UnreadableText(f"MariaDB converts {value.charset} X'{value.raw.hex()[:64]}' to no UTF-8 text")
+        return UnreadableText(f"MariaDB converts {value.what} to no UTF-8 text")
 
 
 def _read_type_values(self, length: int) -> list[list[str]] | None:
@@ -417,13 +428,48 @@ def _read_type_values(self, length: int) -> list[list[str]] | None:
 
 
 def _values_in_charsets(self) -> None:
-    """TableMapEvent's column set-up, then each ENUM and SET value read in its column's character set."""
+    """TableMapEvent's column set-up, then each ENUM and SET value read in its column's character
+    set, and the INET6 and UUID columns named (`_mariadb_types`)."""
     _SYNC_COLUMN_INFO(self)
+    _mariadb_types(self)
     for column in self.columns:
         for attribute in ("enum_values", "set_values"):
             values = getattr(column, attribute, None)
             if values:
                 setattr(column, attribute, [_in_charset(v, column.character_set_name) for v in values])
+
+
+MARIADB_TYPE = "mariadb_type"  # a column attribute: INET6 or UUID
+_BINARY_TYPES: dict[tuple, dict[str, str]] = {}  # {(schema, table, table id): {column: INET6 or UUID}}
+
+
+def _mariadb_types(event) -> None:
+    """Name the table's INET6 and UUID columns (`MARIADB_TYPE`): the binlog holds them as BINARY(16),
+    so only information_schema tells them apart. Read once per table id (an ALTER makes a new one),
+    only for a table with a BINARY(16); the catalogue is read as it is then (a relay far behind an
+    ALTER between BINARY(16) and INET6 or UUID reads the rows before it by the new type)."""
+    sixteen = [
+        c
+        for c in event.columns
+        if c.type == FIELD_TYPE.STRING and c.character_set_name == BINARY_CHARSET and c.max_length == 16 and c.name
+    ]
+    if not sixteen:
+        return
+    key = (event.schema, event.table, event.table_id)
+    if key not in _BINARY_TYPES:
+        if len(_BINARY_TYPES) > 10_000:
+            _BINARY_TYPES.clear()
+        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME, UPPER(DATA_TYPE) FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND DATA_TYPE IN ('inet6', 'uuid')",
+                (event.schema, event.table),
+            )
+            _BINARY_TYPES[key] = dict(cursor.fetchall())
+    for column in sixteen:
+        kind = _BINARY_TYPES[key].get(column.name)
+        if kind is not None:
+            setattr(column, MARIADB_TYPE, kind)
 
 
 def _in_charset(value: str, encoding: str | None) -> str:
@@ -528,6 +574,8 @@ def binlog_column(column, nullable: bool | None = None, name: str | None = None)
         return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
     if kind == FIELD_TYPE.SET:
         return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
+    if getattr(column, MARIADB_TYPE, None) is not None:
+        return SourceColumn(name, "string", optional)  # INET6, UUID: MariaDB's text of them
     if kind in _TEXT:
         # A character column names its character set; a binary one (BINARY, VARBINARY, BLOB) "binary"
         # (or, in an older binlog, none): bytes, so bytes that are no UTF-8 reach the mapping as such.
