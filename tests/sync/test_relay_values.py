@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
@@ -277,3 +279,166 @@ def test_enum_and_set_values_of_a_latin1_column_are_read_in_latin1(paths):
     batch, events = paths.compare(fields, ["mood = 'Ä', tags = 'Ö,x'", "mood = 'Ã„'", "mood = 'b', tags = 'Ö'"])
     assert events == batch
     assert sorted(outcome[1]["position"] for outcome in events.values()) == sorted(["n b Ö", "n Ä Ö,x", "n Ã„"])
+
+
+# Every character set MariaDB 10.11 has (but latin1 and binary, tested above), one column each.
+CHARSETS = (
+    *("utf8mb3", "ascii", "utf16", "utf16le", "utf32", "ucs2"),
+    *("sjis", "cp932", "ujis", "eucjpms", "big5", "gbk", "gb2312", "euckr"),
+    *("cp1250", "cp1251", "cp1256", "cp1257", "latin2", "latin5", "latin7", "greek", "hebrew"),
+    *("koi8r", "koi8u", "macce", "macroman", "dec8", "swe7", "hp8", "keybcs2"),
+    *("cp850", "cp852", "cp866", "armscii8", "geostd8", "tis620"),
+)
+SAMPLES = ("Hello AZ az 09", "Žluťoučký kůň Привет", "日本語＼～ー", "中文測試", "😀 ok", "a\\b~c", "ÄÅäå[]{}", "")
+
+
+def _with_charset_columns(paths) -> list[str]:
+    columns = [f"cs_{charset}" for charset in CHARSETS]
+    added = ", ".join(f"ADD {c} VARCHAR(24) CHARACTER SET {s} NULL" for c, s in zip(columns, CHARSETS, strict=True))
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} {added}"))
+    return columns
+
+
+def _assert_texts_are_mariadbs(paths, columns: list[str], rows: list[str]) -> None:
+    """The relay publishes each column as MariaDB's own utf8mb4 text of the stored bytes (CAST ... AS
+    CHAR CHARACTER SET utf8mb4, read as hex): a row holding text MariaDB converts to no UTF-8 (ucs2's
+    surrogates) is an incomplete change that names the column, keyed, the row's other columns kept."""
+    afters = paths.published({"position": {"column": "name"}}, rows)
+    keys = [after["k"] for after in afters]
+    casts = ", ".join(f"HEX(CAST({c} AS CHAR CHARACTER SET utf8mb4)), HEX({c})" for c in columns)
+    with paths.engine.connect() as conn:
+        read = conn.execute(text(f"SELECT k, {casts} FROM {TABLE} WHERE k IN ({', '.join(map(str, keys))})"))
+        stored = {row[0]: row[1:] for row in read}
+    assert len(stored) == len(rows)
+    for after in afters:
+        for i, column in enumerate(columns):
+            converted, raw = stored[after["k"]][2 * i : 2 * i + 2]
+            if converted is None:
+                assert after[column] is None
+                continue
+            try:
+                expected = bytes.fromhex(converted).decode("utf-8")
+            except UnicodeDecodeError:
+                assert column not in after, (column, raw)
+                continue
+            assert after.get(column, "<left out>") == expected, (column, raw)
+
+
+# Bytes each character set leaves undefined (MariaDB returns '?'), or reads otherwise than Python.
+RAW = {
+    "cs_cp1250": "8183889098",
+    "cs_cp1251": "98",
+    "cs_big5": "A3E1",
+    "cs_ascii": "80FF",
+    "cs_sjis": "815F8160817C",
+    "cs_cp932": "815F8160817C8740",
+    "cs_macce": "80",
+    "cs_swe7": "5B5D7B7D",
+    "cs_dec8": "A0A4A6",
+    "cs_koi8r": "9A",
+    "cs_gbk": "80",
+    "cs_ucs2": "D83DDE00",
+}
+
+
+def test_text_in_every_character_set_is_the_text_mariadb_returns(paths):
+    """mysql-replication read utf16 and utf32 in the machine's byte order ('Hello' as '䠀攀氀氀漀'), sjis
+    by Python's table (0x815F as '＼', MariaDB's '\\'), and a character set Python has no codec for
+    (ucs2, utf16le, swe7, macce, ...) as its bytes published as text; bytes a charset leaves undefined
+    (cp1250 0x81) made the row an incomplete change with no key, where MariaDB returns '?'."""
+    columns = _with_charset_columns(paths)
+    rows = [", ".join(f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c in columns) for s in SAMPLES]
+    rows += [", ".join(f"{column} = _binary X'{raw}'" for column, raw in RAW.items() if column != "cs_ucs2")]
+    rows += ["cs_ucs2 = _binary X'D83DDE00', cs_cp1250 = 'a'"]
+    _assert_texts_are_mariadbs(paths, columns, rows)
+
+
+_TEXTS = st.lists(st.text(max_size=12), min_size=len(CHARSETS), max_size=len(CHARSETS))
+_BYTES = st.lists(st.binary(max_size=12), min_size=len(CHARSETS), max_size=len(CHARSETS))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_TEXTS, min_size=1, max_size=8), raws=st.lists(_BYTES, min_size=1, max_size=8))
+def test_any_text_or_bytes_in_any_character_set_is_the_text_mariadb_returns(paths, texts, raws):
+    """Python decodes only where its codec equals MariaDB's conversion (utf8, ascii, UTF-16/32, ucs2);
+    MariaDB converts the rest: held against the server's own text of whatever it stored."""
+    columns = paths.columns if hasattr(paths, "columns") else _with_charset_columns(paths)
+    paths.columns = columns
+    rows = [
+        ", ".join(
+            f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c, s in zip(columns, row, strict=True)
+        )
+        for row in texts
+    ]
+    rows += [", ".join(f"{c} = _binary X'{raw.hex()}'" for c, raw in zip(columns, row, strict=True)) for row in raws]
+    _assert_texts_are_mariadbs(paths, columns, rows)
+
+
+def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
+    """One utf32 column (here unmapped) made every change of the table an incomplete change with no
+    key (UnicodeDecodeError utf-32-le); cp1250's undefined bytes too, where the batch reads '?'."""
+    with paths.engine.begin() as conn:
+        added = "c16 VARCHAR(30) CHARACTER SET utf16, c32 VARCHAR(30) CHARACTER SET utf32"
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD ({added}, c1250 VARCHAR(30) CHARACTER SET cp1250)"))
+    fields = {"position": {"column": "c1250"}, "department": {"column": "c16"}}
+    rows = ["c16 = 'Berg', c32 = 'x', c1250 = _binary X'8183889098'", "c32 = 'Ž', c1250 = 'Žluť'"]
+    batch, events = paths.compare(fields, rows)
+    assert events == batch
+    assert sorted((o[1]["position"], o[1]["department"]) for o in events.values()) == [
+        ("?????", "Berg"),
+        ("Žluť", None),
+    ]
+
+
+def _with_address_columns(paths) -> None:
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD (ip INET6 NULL, id UUID NULL, raw16 BINARY(16) NULL)"))
+
+
+def test_inet6_and_uuid_are_the_text_mariadb_returns(paths):
+    """The binlog holds INET6 and UUID as BINARY(16): the relay published their bytes, so `cast:
+    string` refused '::ffff:192.0.2.1' as no UTF-8, wrote 'ABCDEFGHIJKLMNOP' for 4142:4344:...
+    and 16 NULs for '::' and the zero UUID, where the batch writes MariaDB's text."""
+    _with_address_columns(paths)
+    fields = {"position": {"column": "ip", "cast": "string"}, "department": {"column": "id", "cast": "string"}}
+    rows = [
+        "ip = '::ffff:192.0.2.1', id = '41424344-4546-4748-494a-4b4c4d4e4f50'",
+        "ip = '4142:4344:4546:4748:494a:4b4c:4d4e:4f50', id = '00000000-0000-0000-0000-000000000000'",
+        "ip = '::', id = UUID()",
+        "ip = '::192.0.2.1', id = '6ccd780c-baba-1026-9564-5b8c656024db', raw16 = X'41'",
+    ]
+    batch, events = paths.compare(fields, rows)
+    assert events == batch
+    positions = sorted(outcome[1]["position"] for outcome in events.values())
+    assert positions == sorted(["::ffff:192.0.2.1", "4142:4344:4546:4748:494a:4b4c:4d4e:4f50", "::", "::192.0.2.1"])
+    (after, *_) = paths.published({}, ["ip = '1::', raw16 = X'41'"])
+    assert (after["ip"], after["raw16"]) == ("1::", "QQAAAAAAAAAAAAAAAAAAAA==")  # BINARY(16) stays bytes
+
+
+_SIXTEEN = st.one_of(
+    st.binary(min_size=16, max_size=16),
+    st.builds(lambda: uuid.uuid1().bytes),
+    st.builds(lambda: uuid.uuid4().bytes),
+    st.builds(lambda n: bytes(10) + b"\xff\xff" + n.to_bytes(4, "big"), st.integers(0, 2**32 - 1)),
+    st.builds(lambda n: bytes(12) + n.to_bytes(4, "big"), st.integers(0, 2**32 - 1)),
+    st.builds(lambda n: n.to_bytes(16, "big"), st.integers(0, 2**20)),
+)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(_SIXTEEN, _SIXTEEN), min_size=1, max_size=30))
+def test_any_inet6_and_uuid_is_the_text_mariadb_returns(paths, values):
+    """Held against MariaDB's CAST(col AS CHAR) of what it stored: IPv4-mapped and -compatible
+    addresses, '::', v1 (time-based) and v4 UUIDs and any 16 bytes."""
+    if not hasattr(paths, "addresses"):
+        _with_address_columns(paths)
+        paths.addresses = True
+    rows = [f"ip = X'{ip.hex()}', id = X'{id_.hex()}'" for ip, id_ in values]
+    afters = paths.published({}, rows)
+    keys = ", ".join(str(after["k"]) for after in afters)
+    with paths.engine.connect() as conn:
+        read = conn.execute(text(f"SELECT k, CAST(ip AS CHAR), CAST(id AS CHAR) FROM {TABLE} WHERE k IN ({keys})"))
+        stored = {k: (ip, id_) for k, ip, id_ in read}
+    assert len(stored) == len(rows)
+    assert {after["k"]: (after["ip"], after["id"]) for after in afters} == stored

@@ -532,6 +532,8 @@ class Relay:
             rows = event.rows
             writer = self._writer(event)
         except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
+            if transient(error):  # Base A went away converting its text (`rows._convert`): resume
+                raise
             change = unreadable(op, event.table, error)
             value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
             self._send(entity, topic, change, value, transaction)

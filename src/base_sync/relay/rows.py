@@ -20,9 +20,15 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
 - DATE and DATETIME values the binlog holds but that are no date (the zero date, a zero part, an
   impossible day under ALLOW_INVALID_DATES) are read as their text (`InvalidDate`): the decoder
   returns None for them (the same as NULL, losing the text) or raises on an impossible day;
-- latin1 text by MariaDB's latin1, which is cp1252 with the five bytes cp1252 leaves undefined
-  (0x81, 0x8D, 0x8F, 0x90, 0x9D) as the C1 controls U+0081...: the decoder's Python cp1252 raised
-  on them, so one such byte in any latin1 column made the whole row event unreadable;
+- text as MariaDB converts it to utf8mb4 (`_read_string`): Python decodes where its codec is
+  MariaDB's conversion (`PYTHON_CODECS`; latin1 by MariaDB's latin1, which is cp1252 with the five
+  bytes cp1252 leaves undefined as the C1 controls U+0081...), MariaDB converts the rest in one
+  query per row event (`_convert`), its '?' for bytes a character set leaves undefined included.
+  The decoder read UTF-16/32 in the machine's byte order, sjis by Python's table, character sets
+  Python has no codec for as bytes, and an undefined byte made the whole row event unreadable.
+  Text MariaDB converts to no UTF-8 (ucs2 surrogates) makes the row an incomplete change, keyed;
+- INET6 and UUID (BINARY(16) in the binlog, told apart by information_schema: `_mariadb_types`)
+  as MariaDB's text of them, converted in the same query; the decoder gave their 16 bytes;
 - a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
   out);
 - YEAR 0000, which the decoder reads as 1900 (it adds 1900 to the stored byte), as 0
@@ -37,6 +43,7 @@ import codecs
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import pymysql
 from pymysqlreplication.bitmap import BitGet
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, TableMapEvent, WriteRowsEvent
@@ -79,6 +86,9 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
         before, after = _images(op, row)
         return [RowChange(op, None, before, after, _invalid_of(before, after), problem, ROW_METADATA)]
     row = mariadb_years(event, row)
+    unread = _unreadable_text(event, op, row, key_column)
+    if unread is not None:
+        return [unread]
     if op == "c":
         after = row["values"]
         missing = _missing(names, event.columns_present_bitmap)
@@ -145,6 +155,28 @@ def _partial(event, op, key_column, before, after, missing_before, missing_after
     )
     before, after = _present(before, missing_before), _present(after, missing_after)
     return RowChange(op, key, before, after, _invalid_of(before, after), problem, ROW_IMAGE)
+
+
+def _unreadable_text(event, op: str, row: dict, key_column: str) -> RowChange | None:
+    """An incomplete change, keyed, for a row holding text neither Python nor MariaDB could read
+    (`UnreadableText`): the drain dead-letters it with the columns and why, the batch carries it."""
+    before, after = _images(op, row)
+    unread = {
+        name: value
+        for image in (before, after)
+        for name, value in (image or {}).items()
+        if isinstance(value, UnreadableText)
+    }
+    if not unread:
+        return None
+    key = (after if after is not None else before).get(key_column)
+    problem = (
+        f"the relay could not read the text of {', '.join(unread)} in this binlog row of {event.schema}."
+        f"{event.table} ({'; '.join(unread.values())}); the batch sync carries the row"
+    )
+    before, after = _present(before, tuple(unread)), _present(after, tuple(unread))
+    key = None if isinstance(key, UnreadableText) else key
+    return RowChange(op, key, before, after, _invalid_of(before, after), problem, UNREADABLE)
 
 
 def _images(op: str, row: dict) -> tuple[dict | None, dict | None]:
@@ -241,24 +273,143 @@ LATIN1_ENCODING = "cp1252"  # the Python codec mysql-replication names for Maria
 MARIADB_LATIN1 = "".join(bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in range(256))
 
 
-def _read_string(self, size: int, column) -> str | bytes:
-    """RowsEvent's reader of CHAR, VARCHAR, TEXT, BINARY, VARBINARY and BLOB: latin1 by MariaDB's
-    latin1, a BINARY(n) padded to n; otherwise as mysql-replication reads it (a character set
-    Python has no codec for stays bytes)."""
-    raw = self.packet.read_length_coded_pascal_string(size)
-    errors = "ignore" if self._ignore_decode_errors else "strict"
-    charset = column.character_set_name
-    if charset is None:  # no metadata: UTF-8, as mysql-replication assumes
-        return raw.decode(errors=errors)
-    if charset == BINARY_CHARSET:
-        return raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
-    encoding = self.charset_to_encoding(charset)
-    if encoding == LATIN1_ENCODING:
-        return codecs.charmap_decode(raw, errors, MARIADB_LATIN1)[0]
+# The character sets whose bytes Python's codec reads exactly as MariaDB converts them to utf8mb4
+# (MariaDB stores UTF-16 and UTF-32 big-endian; ucs2 and utf8mb3 hold no character past U+FFFF).
+# Any other character set, and any bytes these codecs refuse, MariaDB converts (`_converted`).
+PYTHON_CODECS = {
+    "utf8mb4": "utf-8",
+    "utf8mb3": "utf-8",
+    "utf8": "utf-8",
+    "ascii": "ascii",
+    "utf16": "utf-16-be",
+    "utf16le": "utf-16-le",
+    "utf32": "utf-32-be",
+    "ucs2": "utf-16-be",
+}
+_BMP_ONLY = frozenset({"ucs2", "utf8mb3", "utf8"})
+_CONVERT_CHUNK = 500_000  # characters of SQL per conversion query (far below max_allowed_packet)
+
+
+class UnreadableText(str):
+    """A text value neither Python nor MariaDB could read as utf8mb4 (the text: why)."""
+
+
+class _Converted:
+    """A value MariaDB gives as utf8mb4 text once the rows event is read (`_convert`): `sql` makes it."""
+
+    __slots__ = ("sql", "what", "text")
+
+    def __init__(self, sql: str, what: str):
+        self.sql, self.what, self.text = sql, what, None
+
+
+def mariadb_charset(column) -> str | None:
+    """The column's MariaDB character set: its collation's first word (`utf16_general_ci`); None
+    when the binlog names none. (mysql-replication's `character_set_name` is a Python codec name.)"""
+    collation = getattr(column, "collation_name", None)
+    return collation.split("_", 1)[0] if collation else None
+
+
+def python_text(raw: bytes, charset: str | None) -> str | None:
+    """The text of `raw` where Python reads it as MariaDB does, else None (MariaDB must convert it)."""
+    if charset == "latin1":
+        return codecs.charmap_decode(raw, "strict", MARIADB_LATIN1)[0]
+    codec = PYTHON_CODECS.get(charset)
+    if codec is None:
+        return None
     try:
-        return raw.decode(encoding, errors)
-    except LookupError:
-        return raw
+        text = raw.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    if charset in _BMP_ONLY and any(ord(c) > 0xFFFF for c in text):
+        return None  # ucs2 surrogates MariaDB keeps as two characters: its conversion decides
+    return text
+
+
+def _read_string(self, size: int, column) -> str | bytes:
+    """RowsEvent's reader of CHAR, VARCHAR, TEXT, BINARY, VARBINARY and BLOB: text as MariaDB converts
+    it to utf8mb4 (what the batch path reads), a BINARY(n) padded to n. mysql-replication decoded
+    UTF-16/UTF-32 in the machine's byte order, sjis by Python's table, and a character set Python
+    has no codec for (ucs2, utf16le, swe7, ...) not at all; bytes a charset leaves undefined
+    (cp1250 0x81) made the whole row event unreadable, where MariaDB returns '?'."""
+    raw = self.packet.read_length_coded_pascal_string(size)
+    if column.character_set_name is None:  # no metadata: UTF-8, as mysql-replication assumes
+        return raw.decode(errors="ignore" if self._ignore_decode_errors else "strict")
+    if column.character_set_name == BINARY_CHARSET:
+        raw = raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
+        kind = getattr(column, MARIADB_TYPE, None)
+        if kind is None:
+            return raw
+        # INET6 and UUID (BINARY(16) in the binlog) as MariaDB writes them ('::ffff:192.0.2.1')
+        return _converting(self, f"CAST(CAST(X'{raw.hex()}' AS {kind}) AS CHAR CHARACTER SET utf8mb4)", kind, raw)
+    charset = mariadb_charset(column)
+    text = python_text(raw, charset)
+    if text is not None:
+        return text
+    if charset is None or not charset.isalnum():  # a collation id mysql-replication does not know
+        return UnreadableText(f"the binlog names no character set MariaDB knows for `{column.name}`")
+    return _converting(self, f"CONVERT(_{charset} X'{raw.hex()}' USING utf8mb4)", charset, raw)
+
+
+def _converting(event, sql: str, what: str, raw: bytes) -> _Converted:
+    converted = _Converted(f"HEX({sql})", f"{what} X'{raw.hex()[:64]}'")
+    event.__dict__.setdefault("_relay_converted", []).append(converted)
+    return converted
+
+
+def _fetch_rows(self) -> None:
+    """RowsEvent's row reader, then the values Python cannot read converted by MariaDB in one query
+    (a few for a huge event) over the stream's own connection to the server."""
+    _FETCH_ROWS(self)
+    pending = self.__dict__.pop("_relay_converted", None)
+    if not pending:
+        return
+    _convert(self._ctl_connection, pending)
+    for row in self._RowsEvent__rows:
+        for image in ("values", "before_values", "after_values"):
+            values = row.get(image)
+            for name, value in (values or {}).items():
+                if isinstance(value, _Converted):
+                    values[name] = value.text
+
+
+def _convert(connection, pending: list[_Converted]) -> None:
+    """Each value's text as MariaDB converts it to utf8mb4 (bytes the charset leaves undefined as
+    '?', as the batch path reads them). A lost connection is raised (the relay reconnects); a value
+    the server refuses or converts to no UTF-8 becomes `UnreadableText`."""
+    chunks, chunk, size = [], [], 0
+    for value in pending:
+        if chunk and size + len(value.sql) > _CONVERT_CHUNK:
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(value)
+        size += len(value.sql) + 2
+    chunks.append(chunk)
+    for chunk in chunks:
+        select = ", ".join(v.sql for v in chunk)
+        try:
+            with connection.cursor(pymysql.cursors.Cursor) as cursor:
+                cursor.execute(f"SELECT {select}")
+                results = cursor.fetchone()
+        except pymysql.err.InterfaceError as error:  # the connection is closed: the relay reconnects
+            raise pymysql.err.OperationalError(2013, f"lost the connection converting text: {error}") from error
+        except pymysql.err.OperationalError as error:
+            if error.args and isinstance(error.args[0], int) and 2000 <= error.args[0] < 3000:
+                raise  # a client error (lost, gone): the relay reconnects
+            results = [error] * len(chunk)
+        except pymysql.err.MySQLError as error:
+            results = [error] * len(chunk)
+        for value, result in zip(chunk, results, strict=True):
+            value.text = _utf8(value, result)
+
+
+def _utf8(value: _Converted, result) -> str:
+    if isinstance(result, Exception):
+        return UnreadableText(f"MariaDB could not convert {value.what}: {result}")
+    try:
+        return bytes.fromhex(result).decode("utf-8")
+    except UnicodeDecodeError:  # ucs2's lone surrogates, converted as such: no UTF-8 (the batch fails too)
+        return UnreadableText(f"MariaDB converts {value.what} to no UTF-8 text")
 
 
 def _read_type_values(self, length: int) -> list[list[str]] | None:
@@ -277,13 +428,48 @@ def _read_type_values(self, length: int) -> list[list[str]] | None:
 
 
 def _values_in_charsets(self) -> None:
-    """TableMapEvent's column set-up, then each ENUM and SET value read in its column's character set."""
+    """TableMapEvent's column set-up, then each ENUM and SET value read in its column's character
+    set, and the INET6 and UUID columns named (`_mariadb_types`)."""
     _SYNC_COLUMN_INFO(self)
+    _mariadb_types(self)
     for column in self.columns:
         for attribute in ("enum_values", "set_values"):
             values = getattr(column, attribute, None)
             if values:
                 setattr(column, attribute, [_in_charset(v, column.character_set_name) for v in values])
+
+
+MARIADB_TYPE = "mariadb_type"  # a column attribute: INET6 or UUID
+_BINARY_TYPES: dict[tuple, dict[str, str]] = {}  # {(schema, table, table id): {column: INET6 or UUID}}
+
+
+def _mariadb_types(event) -> None:
+    """Name the table's INET6 and UUID columns (`MARIADB_TYPE`): the binlog holds them as BINARY(16),
+    so only information_schema tells them apart. Read once per table id (an ALTER makes a new one),
+    only for a table with a BINARY(16); the catalogue is read as it is then (a relay far behind an
+    ALTER between BINARY(16) and INET6 or UUID reads the rows before it by the new type)."""
+    sixteen = [
+        c
+        for c in event.columns
+        if c.type == FIELD_TYPE.STRING and c.character_set_name == BINARY_CHARSET and c.max_length == 16 and c.name
+    ]
+    if not sixteen:
+        return
+    key = (event.schema, event.table, event.table_id)
+    if key not in _BINARY_TYPES:
+        if len(_BINARY_TYPES) > 10_000:
+            _BINARY_TYPES.clear()
+        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME, UPPER(DATA_TYPE) FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND DATA_TYPE IN ('inet6', 'uuid')",
+                (event.schema, event.table),
+            )
+            _BINARY_TYPES[key] = dict(cursor.fetchall())
+    for column in sixteen:
+        kind = _BINARY_TYPES[key].get(column.name)
+        if kind is not None:
+            setattr(column, MARIADB_TYPE, kind)
 
 
 def _in_charset(value: str, encoding: str | None) -> str:
@@ -321,7 +507,10 @@ def install_readers() -> None:
         if not hasattr(RowsEvent, name):
             raise RuntimeError(f"mysql-replication's RowsEvent has no {name}: the relay's readers need 1.0.x")
         setattr(RowsEvent, name, reader)
-    for needed in ("_RowsEvent__read_fsp", "charset_to_encoding"):
+    if not hasattr(RowsEvent, "_fetch_rows"):
+        raise RuntimeError("mysql-replication's RowsEvent has no _fetch_rows: the relay's readers need 1.0.x")
+    RowsEvent._fetch_rows = _fetch_rows
+    for needed in ("_RowsEvent__read_fsp",):
         if not hasattr(RowsEvent, needed):
             raise RuntimeError(f"mysql-replication's RowsEvent has no {needed}: the relay needs 1.0.x")
     for name, method in (("_read_type_values", _read_type_values), ("_sync_column_info", _values_in_charsets)):
@@ -330,7 +519,8 @@ def install_readers() -> None:
         setattr(TableMapEvent, name, method)
 
 
-_SYNC_COLUMN_INFO = TableMapEvent._sync_column_info  # before install_readers replaces it
+_SYNC_COLUMN_INFO = TableMapEvent._sync_column_info  # before install_readers replaces them
+_FETCH_ROWS = RowsEvent._fetch_rows
 install_readers()
 
 
@@ -384,6 +574,8 @@ def binlog_column(column, nullable: bool | None = None, name: str | None = None)
         return SourceColumn(name, "enum", optional, allowed=tuple(v for v in column.enum_values or () if v))
     if kind == FIELD_TYPE.SET:
         return SourceColumn(name, "set", optional, allowed=tuple(column.set_values or ()))
+    if getattr(column, MARIADB_TYPE, None) is not None:
+        return SourceColumn(name, "string", optional)  # INET6, UUID: MariaDB's text of them
     if kind in _TEXT:
         # A character column names its character set; a binary one (BINARY, VARBINARY, BLOB) "binary"
         # (or, in an older binlog, none): bytes, so bytes that are no UTF-8 reach the mapping as such.
