@@ -239,7 +239,9 @@ class _Checker:
             column = self.live.get(name)
             if column is None:
                 # As for tables: a column-level grant hides the columns it leaves out.
-                self._problem(name, expected or "a column the mapping reads", f"no such column, {UNREADABLE}")
+                spelled = [live for live in self.live if live.lower() == name.lower()]
+                found = f"no such column (the table spells it {spelled[0]!r}: write that)" if spelled else None
+                self._problem(name, expected or "a column the mapping reads", found or f"no such column, {UNREADABLE}")
                 types.append("(missing)")
                 continue
             types.append(column.type_text)
