@@ -524,3 +524,32 @@ def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(r
     log = relay.log.read_text()
     assert "MAPPED TABLE employees RENAMED AWAY (RENAME TABLE employees TO employees_x)" in log
     assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log
+
+
+def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
+    """A retention job's ALTER TABLE ... TRUNCATE PARTITION or DROP PARTITION removes rows without
+    row events: nothing was published, logged or counted (only ALTER ... RENAME was read)."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        unique = "SHOW INDEX FROM employees WHERE Non_unique = 0 AND Key_name <> 'PRIMARY'"
+        for index in {row.Key_name for row in conn.execute(text(unique))}:
+            conn.execute(text(f"DROP INDEX `{index}` ON employees"))  # a partitioned table's unique keys hold id
+        conn.execute(
+            text(
+                "ALTER TABLE employees PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (3), "
+                "PARTITION p1 VALUES LESS THAN (5), PARTITION p2 VALUES LESS THAN MAXVALUE)"
+            )
+        )
+    generate.seed(engine, "employees", 5, seed_value=37)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees TRUNCATE PARTITION p0"))
+        conn.execute(text(f"/* retention */ ALTER TABLE `{engine.url.database}`.`employees` DROP PARTITION `p1`"))
+        assert conn.execute(text("SELECT id FROM employees")).scalars().all() == [5]
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 5)
+    assert sorted((c.op, c.id) for c in changes) == [("c", key) for key in range(1, 6)]  # no delete is in the binlog
+    metric_line(relay, 'relay_unpublished_statements_total{kind="partition",table="employees"} 2.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="partition",table="articles"} 0.0')
+    log = relay.log.read_text()
+    assert "ROWS OF employees REMOVED OR ADDED BY A PARTITION STATEMENT, NOT PUBLISHED" in log
+    assert "ALTER TABLE employees TRUNCATE PARTITION p0" in log and "compare_keys" in log

@@ -14,7 +14,8 @@ Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay
 A row the binlog does not hold whole (a partial row image, no column names) is published as an
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
-truncate event, statement-logged DML, a rename away and a drop are logged loudly and counted.
+truncate event, statement-logged DML, a rename away, a drop and a partition clause that removes or
+adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION) are logged loudly and counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
 """
@@ -74,7 +75,8 @@ LAST_SAVED = Gauge(
 UNPUBLISHED = Counter(
     "relay_unpublished_statements_total",
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
-    "statement, the table renamed away or dropped): the batch sync must carry them",
+    "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
+    "added): the batch sync must carry them",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -271,7 +273,7 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
-            for kind in (statements.DML, statements.RENAME, statements.DROP):
+            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         self.stopping = threading.Event()
@@ -547,8 +549,9 @@ class Relay:
 
     def _statement(self, event, stream: BinLogStreamReader) -> None:
         """A statement on a mapped table the binlog holds as SQL text: a TRUNCATE is published as a
-        truncate event ('t'); DML logged as a statement, a rename away and a drop cannot be, and are
-        logged loudly and counted (relay_unpublished_statements_total) for the batch sync to carry."""
+        truncate event ('t'); DML logged as a statement, a rename away, a drop and a partition clause
+        that removes or adds rows cannot be, and are logged loudly and counted
+        (relay_unpublished_statements_total) for the batch sync to carry."""
         session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
         for effect in statements.effects(event.query):
             table = self._mapped(effect.table, session)
@@ -576,6 +579,15 @@ class Relay:
                         "until the batch sync compares keys",
                         statements.excerpt(event.query),
                     )
+            elif effect.kind == statements.PARTITION:
+                self._unpublished(
+                    table,
+                    effect.kind,
+                    "ROWS OF %s REMOVED OR ADDED BY A PARTITION STATEMENT, NOT PUBLISHED (%s): the binlog holds "
+                    "no row events for them. Run the batch sync with compare_keys to delete in Base B the rows "
+                    "the partition held (and to add rows it brought in)",
+                    statements.excerpt(event.query),
+                )
 
     def _mapped(self, name: tuple[str | None, str] | None, session: str) -> str | None:
         """The mapped table a statement's (schema, table) names (in any case), or None; "*" for a

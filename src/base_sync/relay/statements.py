@@ -4,8 +4,9 @@ With ROW format a row change is a row event; a statement shows up as a QueryEven
 or when a session logs its DML as a statement (`SET SESSION binlog_format=STATEMENT` or MIXED):
 then the binlog holds the SQL text, not the rows, and the relay cannot publish them. `effects`
 reads such a statement far enough to name the tables it writes (INSERT, REPLACE, UPDATE, DELETE),
-empties (TRUNCATE), renames (RENAME TABLE, ALTER TABLE ... RENAME) or drops (DROP TABLE, CREATE
-OR REPLACE TABLE, DROP DATABASE). It is not a SQL parser: a statement it does not know has no
+empties (TRUNCATE), renames (RENAME TABLE, ALTER TABLE ... RENAME), drops (DROP TABLE, CREATE
+OR REPLACE TABLE, DROP DATABASE) or whose rows an ALTER TABLE removes or adds without row events
+(TRUNCATE, DROP, REORGANIZE, EXCHANGE or CONVERT PARTITION). It is not a SQL parser: a statement it does not know has no
 effects, and a multi-table UPDATE or DELETE names every table of its table references (the ones
 only read too), so a warning may name a table too many, never one too few of those it handles.
 """
@@ -20,6 +21,7 @@ DML = "statement_dml"
 TRUNCATE = "truncate"
 RENAME = "rename"
 DROP = "drop"
+PARTITION = "partition"
 
 _TOKENS = re.compile(
     r"(?P<skip>/\*M?!\d*|\*/|/\*.*?\*/|--(?=\s|$)[^\n]*|\#[^\n]*|\s+)"  # comments (an executable one's text is kept)
@@ -37,7 +39,7 @@ _ENDS_TABLES = {
 
 @dataclass(frozen=True)
 class Effect:
-    """`kind` (DML, TRUNCATE, RENAME, DROP) done to `table` ((schema or None, name)); a rename's new name."""
+    """`kind` (DML, TRUNCATE, RENAME, DROP, PARTITION) done to `table` ((schema or None, name)); a rename's new name."""
 
     kind: str
     table: tuple[str | None, str]
@@ -84,7 +86,7 @@ def effects(sql: str) -> list[Effect]:
     if first == "RENAME" and _keyword(found, 1) in ("TABLE", "TABLES"):
         return _renames(found, 2)
     if first == "ALTER":
-        return _alter_rename(found)
+        return _alter(found)
     if first == "DROP":
         return _drop(found)
     if first == "CREATE" and [_keyword(found, i) for i in (1, 2, 3)] == ["OR", "REPLACE", "TABLE"]:
@@ -187,24 +189,62 @@ def _listed(found: list[_Token], at: int, item: Callable[[int], tuple[Effect, in
     return effects_found
 
 
-def _alter_rename(found: list[_Token]) -> list[Effect]:
-    """ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] t ... RENAME [TO|AS] u (not RENAME COLUMN/INDEX/KEY)."""
+def _alter(found: list[_Token]) -> list[Effect]:
+    """ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] t clause, clause...: a RENAME [TO|AS] u (not RENAME
+    COLUMN/INDEX/KEY), and the partition clauses that remove or add rows without row events."""
     at = _skip(found, 1, ("ONLINE", "IGNORE"))
     if _keyword(found, at) != "TABLE":
         return []
     table = _qualified(found, _skip(found, at + 1, ("IF", "EXISTS")))
     if table is None:
         return []
-    depth, at = 0, table[1]
+    effects_found, depth, at = [], 0, table[1]
     while at < len(found):
         token = found[at]
         depth += token.text == "("
         depth -= token.text == ")"
         if depth == 0 and token.keyword == "RENAME" and _keyword(found, at + 1) not in ("COLUMN", "INDEX", "KEY"):
             new = _qualified(found, _skip(found, at + 1, ("TO", "AS")))
-            return [Effect(RENAME, table[0], new[0])] if new else []
+            if new:
+                effects_found.append(Effect(RENAME, table[0], new[0]))
+        elif depth == 0:
+            effects_found += _partition_clause(found, at, table[0])
         at += 1
+    return list(dict.fromkeys(effects_found))
+
+
+def _partition_clause(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
+    """The effects of an ALTER TABLE clause starting at `at` that removes or adds rows without row
+    events: TRUNCATE or DROP PARTITION (the rows are gone), REORGANIZE PARTITION p INTO (...) (a LIST
+    partition's rows no new partition takes are dropped), EXCHANGE PARTITION p WITH TABLE u (the
+    two swap rows), CONVERT PARTITION p TO TABLE u and CONVERT TABLE u TO PARTITION p (rows move
+    between the tables). COALESCE PARTITION and a bare REORGANIZE PARTITION (HASH, KEY) keep every row."""
+    verb, second = found[at].keyword, _keyword(found, at + 1)
+    if verb in ("TRUNCATE", "DROP") and second == "PARTITION":
+        return [Effect(PARTITION, table)]
+    if verb == "REORGANIZE" and second == "PARTITION" and at + 2 < len(found) and found[at + 2].text != ",":
+        return [Effect(PARTITION, table)]
+    if verb == "EXCHANGE" and second == "PARTITION":
+        other = _after(found, at + 2, ("WITH", "TABLE"))
+        return [Effect(PARTITION, table), *([Effect(PARTITION, other)] if other else [])]
+    if verb == "CONVERT" and second == "PARTITION":
+        other = _after(found, at + 2, ("TO", "TABLE"))
+        return [Effect(PARTITION, table), *([Effect(PARTITION, other)] if other else [])]
+    if verb == "CONVERT" and second == "TABLE":
+        other = _qualified(found, at + 2)
+        return [Effect(PARTITION, table), *([Effect(DROP, other[0])] if other else [])]  # the other is gone
     return []
+
+
+def _after(found: list[_Token], at: int, words: tuple[str, str]) -> tuple[str | None, str] | None:
+    """The table named after the first `words` pair (WITH TABLE, TO TABLE) from `at` on, before the
+    clause ends (a top-level comma)."""
+    while at + 1 < len(found) and found[at].text != ",":
+        if (found[at].keyword, found[at + 1].keyword) == words:
+            table = _qualified(found, at + 2)
+            return table[0] if table else None
+        at += 1
+    return None
 
 
 def _drop(found: list[_Token]) -> list[Effect]:
