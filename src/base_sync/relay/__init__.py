@@ -51,6 +51,7 @@ from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import statements
 from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, row_op, unreadable
+from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
@@ -91,6 +92,14 @@ INCOMPLETE = Counter(
     "Row changes published incomplete, with the reason (the drain dead-letters them): a partial row image, "
     "no column names, an unreadable row",
     ["table", "cause"],
+    registry=REGISTRY,
+)
+
+HISTORY = Counter(
+    "relay_history_rows_total",
+    "Binlog rows of a system-versioned table's history rows (an update's or delete's old image, DELETE "
+    "HISTORY): no change of a current row, not published",
+    ["table"],
     registry=REGISTRY,
 )
 
@@ -276,6 +285,8 @@ class Relay:
             for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
+        # {(table, its binlog column names): Versioned, or None when not system-versioned}
+        self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -499,17 +510,19 @@ class Relay:
         self._stream_connected, self.connected_at = True, time.monotonic()
         return connection
 
-    def _writer(self, event) -> EnvelopeWriter:
-        """The table's writer for the columns the binlog describes now (a new one after an ALTER).
-        Columns the binlog does not name (binlog_row_metadata not FULL) are named by position, as
-        the binlog decoder names their values (UNKNOWN_COL0, ...)."""
+    def _writer(self, event, hidden: frozenset[str] = frozenset()) -> EnvelopeWriter:
+        """The table's writer for the columns the binlog describes now (a new one after an ALTER),
+        but `hidden` (a system-versioned table's invisible ones). Columns the binlog does not name
+        (binlog_row_metadata not FULL) are named by position, as the binlog decoder names their
+        values (UNKNOWN_COL0, ...)."""
         nullable = self.nullable.get(event.table_id, ())
-        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable)
+        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable, hidden)
         writer = self.writers.get(signature)
         if writer is None:
             columns = [
                 binlog_column(c, nullable[i] if i < len(nullable) else None, f"UNKNOWN_COL{i}")
                 for i, c in enumerate(event.columns)
+                if c.name not in hidden
             ]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
@@ -528,9 +541,10 @@ class Relay:
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
         op = row_op(event)
+        versioned = self._versioned(event)  # a catalogue read: Base A away is retried, never an unreadable row
         try:
             rows = event.rows
-            writer = self._writer(event)
+            writer = self._writer(event, versioned.hidden if versioned else frozenset())
         except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
             change = unreadable(op, event.table, error)
             value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
@@ -538,14 +552,76 @@ class Relay:
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
+            if versioned is not None and versioned.history(op, row):
+                HISTORY.labels(event.table).inc()
+                log.debug("a history row of the system-versioned %s (%s): not published", event.table, op)
+                continue
             try:
                 changes = row_changes(event, row, key_column)
+                if versioned is not None:
+                    changes = [versioned.current(change) for change in changes]
                 values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
             except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
                 changes = [unreadable(op, event.table, error)]
                 values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
                 self._send(entity, topic, change, value, transaction)
+
+    def _versioned(self, event) -> Versioned | None:
+        """How the table is system-versioned (MariaDB), or None: read from the catalogue once per
+        table and binlog columns (an ALTER ... ADD or DROP SYSTEM VERSIONING changes those)."""
+        names = tuple(c.name for c in event.columns)
+        signature = (event.table, names)
+        if signature not in self.versioned:
+            self.versioned[signature] = self._read_versioning(event.schema, event.table, list(names))
+        return self.versioned[signature]
+
+    def _read_versioning(self, schema: str, table: str, names: list) -> Versioned | None:
+        if not self.is_mariadb or None in names:
+            return None  # no system versioning; or no column names, published incomplete anyway
+        engine = self._sql_engine()
+        try:
+            with engine.connect() as conn:
+                where = {"schema": schema, "table": table}
+                kind = conn.execute(
+                    text(
+                        "SELECT table_type FROM information_schema.tables "
+                        "WHERE table_schema = :schema AND table_name = :table"
+                    ),
+                    where,
+                ).scalar()
+                if kind is None:  # the account sees no table of the name: versioned or not is unknown
+                    log.warning(
+                        "the relay's account cannot see %s.%s in information_schema (grant it SELECT on the "
+                        "table): were it system-versioned, its deletes would be published as upserts",
+                        schema,
+                        table,
+                    )
+                if kind != SYSTEM_VERSIONED:
+                    return None
+                catalogue = dict(
+                    conn.execute(
+                        text(
+                            "SELECT column_name, generation_expression FROM information_schema.columns "
+                            "WHERE table_schema = :schema AND table_name = :table"
+                        ),
+                        where,
+                    ).all()
+                )
+        finally:
+            engine.dispose()
+        versioned = Versioned.of(names, catalogue)
+        if versioned is None:
+            log.warning("%s is system-versioned but its row end is not among the binlog's columns %s", table, names)
+        else:
+            log.info(
+                "%s is system-versioned: an update ending a row (row end %s) is published as a delete, history "
+                "rows are not published%s",
+                table,
+                versioned.end,
+                f", nor its invisible columns {', '.join(sorted(versioned.hidden))}" if versioned.hidden else "",
+            )
+        return versioned
 
     def _statement(self, event, stream: BinLogStreamReader) -> None:
         """A statement on a mapped table the binlog holds as SQL text: a TRUNCATE is published as a
