@@ -620,3 +620,22 @@ def test_a_system_versioned_tables_delete_is_a_delete_and_its_history_rows_are_n
     images = [image for p in payloads for image in (p["before"], p["after"]) if image]
     visible = {"nr", "geaendert", "name"} | ({"von", "bis"} if columns else set())
     assert {frozenset(image) for image in images} == {frozenset(visible)}  # row_start, row_end are invisible
+
+
+def test_a_mapped_view_is_warned_of_at_start_as_a_table_the_relay_never_publishes(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """The binlog names the tables under a view, never the view: the relay published nothing of a
+    mapped view and said nothing (the batch path reads it fine)."""
+    ddl = [
+        "CREATE TABLE basis (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name VARCHAR(50))",
+        "CREATE VIEW t AS SELECT nr, geaendert, name FROM basis",
+    ]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+    try:
+        metric_line(relay, 'relay_mapped_views{table="t"} 1.0')
+    finally:
+        relay.stop()
+        engine.dispose()
+    log = relay.log.read_text()
+    assert "MAPPED TABLE t IS A VIEW" in log and "the batch sync alone carries them" in log

@@ -43,7 +43,7 @@ from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -99,6 +99,13 @@ HISTORY = Counter(
     "relay_history_rows_total",
     "Binlog rows of a system-versioned table's history rows (an update's or delete's old image, DELETE "
     "HISTORY): no change of a current row, not published",
+    ["table"],
+    registry=REGISTRY,
+)
+VIEWS = Gauge(
+    "relay_mapped_views",
+    "1 for a mapped source table that is a view: the binlog names the tables under it, never the view, "
+    "so the relay publishes none of its changes (the batch sync alone carries them)",
     ["table"],
     registry=REGISTRY,
 )
@@ -340,6 +347,35 @@ class Relay:
             raise SystemExit("Base A's binlog cannot feed the relay: " + "; ".join(problems))
         return settings
 
+    def _views(self) -> dict:
+        """Warn of each mapped table that is a view: the binlog never names it (its rows' changes are
+        the base tables'), so the relay publishes nothing of it, and says so once at start."""
+        if not self.tables:
+            return {}
+        engine = self._sql_engine()
+        try:
+            with engine.connect() as conn:
+                views = conn.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                        "AND table_name IN :tables AND table_type = 'VIEW'"
+                    ).bindparams(bindparam("tables", expanding=True)),
+                    {"tables": list(self.tables)},
+                ).scalars()
+                views = sorted(views)
+        finally:
+            engine.dispose()
+        for table in self.tables:
+            VIEWS.labels(table).set(table in views)
+        for view in views:
+            log.warning(
+                "MAPPED TABLE %s IS A VIEW: the binlog names the tables under it, never the view, so the relay "
+                "publishes NONE of its changes; the batch sync alone carries them (map the base table to have "
+                "the events path carry them)",
+                view,
+            )
+        return {}
+
     def _stream(self, position: dict) -> BinLogStreamReader:
         self._stream_connected, self.connected_at = False, None
         where = {}
@@ -389,6 +425,7 @@ class Relay:
     def run(self) -> None:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server))
+        self._reconnecting(self._views)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
