@@ -134,6 +134,11 @@ class BaseABackend:
         one row. A table missing from the answer: not known (no warning)."""
         return {}
 
+    def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
+        """Those of `tables` that are views: a binlog names the base tables under a view, never the
+        view, so the relay publishes none of a view's changes."""
+        return frozenset()
+
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
         there may still exist)."""
@@ -380,6 +385,18 @@ class MySQLBaseA(BaseABackend):
         for table_name, column in rows:
             found.setdefault(table_name, set()).add(column)
         return {t: frozenset(found.get(t, ())) for t in tables}
+
+    def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
+        if not tables:
+            return frozenset()
+        rows = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name IN :tables AND table_type = 'VIEW'"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": list(tables)},
+        )
+        return frozenset(name for (name,) in rows)
 
 
 class SQLiteBaseA(BaseABackend):

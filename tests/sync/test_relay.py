@@ -13,18 +13,20 @@ from decimal import Decimal
 import orjson
 import pytest
 import requests
+import yaml
 from confluent_kafka import Consumer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from base_sync.debezium import BadEvent, Topics
 from base_sync.demo import generate
+from base_sync.mapping import SourceMapping, parse_mapping
 from base_sync.source import source_engine
 from baseab_contract.entities import ENTITIES
 from testbed.relay import RelayProcess
 from testbed.servers import binlog_mariadb, venv_bin
 from tests.faults.tcp_proxy import TcpProxy
-from tests.sync.conftest import read_topic, source_rows
+from tests.sync.conftest import binlog_database, read_topic, source_rows
 
 
 def relay_topics(relay, base_a_url: str, mapping=None) -> Topics:
@@ -524,3 +526,116 @@ def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(r
     log = relay.log.read_text()
     assert "MAPPED TABLE employees RENAMED AWAY (RENAME TABLE employees TO employees_x)" in log
     assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log
+
+
+def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
+    """A retention job's ALTER TABLE ... TRUNCATE PARTITION or DROP PARTITION removes rows without
+    row events: nothing was published, logged or counted (only ALTER ... RENAME was read)."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        unique = "SHOW INDEX FROM employees WHERE Non_unique = 0 AND Key_name <> 'PRIMARY'"
+        for index in {row.Key_name for row in conn.execute(text(unique))}:
+            conn.execute(text(f"DROP INDEX `{index}` ON employees"))  # a partitioned table's unique keys hold id
+        conn.execute(
+            text(
+                "ALTER TABLE employees PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (3), "
+                "PARTITION p1 VALUES LESS THAN (5), PARTITION p2 VALUES LESS THAN MAXVALUE)"
+            )
+        )
+    generate.seed(engine, "employees", 5, seed_value=37)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees TRUNCATE PARTITION p0"))
+        conn.execute(text(f"/* retention */ ALTER TABLE `{engine.url.database}`.`employees` DROP PARTITION `p1`"))
+        assert conn.execute(text("SELECT id FROM employees")).scalars().all() == [5]
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 5)
+    assert sorted((c.op, c.id) for c in changes) == [("c", key) for key in range(1, 6)]  # no delete is in the binlog
+    metric_line(relay, 'relay_unpublished_statements_total{kind="partition",table="employees"} 2.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="partition",table="articles"} 0.0')
+    log = relay.log.read_text()
+    assert "ROWS OF employees REMOVED OR ADDED BY A PARTITION STATEMENT, NOT PUBLISHED" in log
+    assert "ALTER TABLE employees TRUNCATE PARTITION p0" in log and "compare_keys" in log
+
+
+def mapped_relay(binlog_port: int, bootstrap: str, workdir, ddl: list[str], table: str):
+    """A new database holding `ddl`, `table` mapped as employees (key nr, cursor geaendert), and the
+    relay publishing it: (engine, relay, topics). Stop the relay and dispose the engine after."""
+    url = binlog_database(binlog_port, f"mapped_{uuid.uuid4().hex[:8]}")
+    engine = source_engine(url)
+    with engine.begin() as conn:
+        for statement in ddl:
+            conn.execute(text(statement))
+    name = {"column": "name"}
+    spec = {"table": table, "key": "nr", "cursor": [{"column": "geaendert"}]}
+    doc = {"entities": {"employees": {**spec, "fields": {"first_name": name, "last_name": name, "email": name}}}}
+    (workdir / "mapping.yaml").write_text(yaml.safe_dump(doc))
+    relay = RelayProcess(url, bootstrap, workdir)
+    relay.env["BASE_A_MAPPING_FILE"] = str(workdir / "mapping.yaml")
+    relay.start()
+    return engine, relay, relay_topics(relay, url, SourceMapping(parse_mapping(doc), "test"))
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        "",  # MariaDB's invisible row_start and row_end
+        ", von TIMESTAMP(6) GENERATED ALWAYS AS ROW START, bis TIMESTAMP(6) GENERATED ALWAYS AS ROW END,"
+        " PERIOD FOR SYSTEM_TIME (von, bis)",
+    ],
+    ids=["implicit", "named"],
+)
+def test_a_system_versioned_tables_delete_is_a_delete_and_its_history_rows_are_not_published(
+    binlog_port, kafka_bootstrap, tmp_path, columns
+):
+    """MariaDB writes a DELETE of a system-versioned table as an UPDATE setting the row end, and an
+    UPDATE as well as an INSERT of the old image (the history row): the relay published the delete
+    as an upsert and each update's old image after it, so Base B kept deleted rows live."""
+    ddl = f"CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name VARCHAR(50){columns})"
+    ddl += " WITH SYSTEM VERSIONING"
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, [ddl], "t")
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO t (nr, geaendert, name) VALUES (1, '2024-05-01', 'a'), (2, '2024-05-01', 'b')")
+            )
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE t SET name = 'a2', geaendert = '2024-05-02' WHERE nr = 1"))
+            conn.execute(text("DELETE FROM t WHERE nr = 2"))
+        with engine.begin() as conn:
+            conn.execute(text("DELETE HISTORY FROM t"))  # deletes history rows: no current row's change
+            conn.execute(text("INSERT INTO t (nr, geaendert, name) VALUES (3, '2024-05-03', 'c')"))
+            assert conn.execute(text("SELECT nr, name FROM t ORDER BY nr")).all() == [(1, "a2"), (3, "c")]
+        relay_messages(kafka_bootstrap, topics.topic("employees"), 5)
+        time.sleep(1)  # anything published after the expected events would be a history row's
+        found = read_topic(kafka_bootstrap, topics.topic("employees"))
+        changes = sorted((topics.decode(m.topic(), m.value(), m.key()) for m in found), key=lambda c: c.source_ms)
+        by_key = {key: [c.action for c in changes if c.id == key] for key in (1, 2, 3)}
+        assert by_key == {1: ["upsert", "upsert"], 2: ["upsert", "delete"], 3: ["upsert"]}
+        assert [c.record["first_name"] for c in changes if c.id == 1] == ["a", "a2"]
+        metric_line(relay, 'relay_history_rows_total{table="t"} 3.0')  # one written, two deleted
+    finally:
+        relay.stop()
+        engine.dispose()
+    payloads = [orjson.loads(m.value())["payload"] for m in found]
+    images = [image for p in payloads for image in (p["before"], p["after"]) if image]
+    visible = {"nr", "geaendert", "name"} | ({"von", "bis"} if columns else set())
+    assert {frozenset(image) for image in images} == {frozenset(visible)}  # row_start, row_end are invisible
+
+
+def test_a_mapped_view_is_warned_of_at_start_as_a_table_the_relay_never_publishes(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """The binlog names the tables under a view, never the view: the relay published nothing of a
+    mapped view and said nothing (the batch path reads it fine)."""
+    ddl = [
+        "CREATE TABLE basis (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name VARCHAR(50))",
+        "CREATE VIEW t AS SELECT nr, geaendert, name FROM basis",
+    ]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+    try:
+        metric_line(relay, 'relay_mapped_views{table="t"} 1.0')
+    finally:
+        relay.stop()
+        engine.dispose()
+    log = relay.log.read_text()
+    assert "MAPPED TABLE t IS A VIEW" in log and "the batch sync alone carries them" in log

@@ -334,6 +334,25 @@ def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping,
     )
 
 
+def test_a_mapped_view_is_warned_about_as_a_table_the_relay_never_publishes(root, mapping):
+    """An outside probe: a view as the mapped table was warned of for its key alone; the relay
+    published none of its changes (the binlog names the tables under it), and nothing said so."""
+    with root.begin() as conn:
+        conn.execute(text("RENAME TABLE mitarbeiter TO mitarbeiter_basis"))
+        conn.execute(text("CREATE VIEW mitarbeiter AS SELECT * FROM mitarbeiter_basis"))
+    checked = check_source(root, mapping, backend_named("mysql"))
+    warnings = [str(w) for w in checked.entities["employees"].warnings]
+    assert checked.problems == []
+    assert (
+        "employees: table mitarbeiter: expected a base table, whose changes the relay publishes (the events path), "
+        "found a view: the binlog names the tables under it, never the view, so the relay publishes none of its "
+        "changes; the batch sync alone carries them"
+    ) in warnings
+    assert not any(
+        "a view" in w for c in checked.entities.values() if c.table != "mitarbeiter" for w in map(str, c.warnings)
+    )
+
+
 @pytest.mark.parametrize(("zone", "warned"), [("Europe/Berlin", True), ("Asia/Kathmandu", True), ("UTC", False)])
 def test_a_stamp_the_servers_clock_writes_in_another_zone_than_the_mappings_is_warned_about(
     root, tmp_path, zone, warned

@@ -20,7 +20,8 @@ key is NULL. So is a `datetime` stamp the server's clock writes (DEFAULT or ON U
 CURRENT_TIMESTAMP) in a zone other than the mapping's: the server writes the wall time of its own
 zone (its global time_zone, the system's when SYSTEM) for a session that keeps it, so every version
 would be off by the difference; an application that sets its session's zone, or its stamps itself,
-writes them right.
+writes them right. A mapped view is a warning too: the binlog names the tables under it, so the
+relay publishes none of its changes and the batch sync alone carries it.
 
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
@@ -55,6 +56,12 @@ NOT_NULL_KEY = "a key column that holds no NULL (NOT NULL, or the PRIMARY KEY)"
 NULLABLE_KEY = "a nullable column: a row whose key is NULL is not synced, only logged and counted (unkeyed)"
 # Rows sharing a key would sync as one (an arbitrary winner), and verification stops at the first such key.
 UNIQUE_KEY = "a key naming one row (the PRIMARY KEY, or a UNIQUE index on it alone)"
+# The binlog names the base tables under a view, never the view: the relay (the events path) publishes none.
+BASE_TABLE = "a base table, whose changes the relay publishes (the events path)"
+A_VIEW = (
+    "a view: the binlog names the tables under it, never the view, so the relay publishes none of its "
+    "changes; the batch sync alone carries them"
+)
 NOT_UNIQUE_KEY = (
     "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key would sync "
     "as one, and verification stops at the first such key"
@@ -141,6 +148,7 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
         unique = backend.unique_columns(conn, [t for t in tables if t in live])
+        views = backend.views(conn, [t for t in tables if t in live])
         year = _over_a_year(datetime.now(UTC))
         clock = cache(lambda: backend.server_clock(conn, year))  # read once, if a stamp is the server's
         checked = {
@@ -148,6 +156,8 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
             for e in names
         }
         for entity, result in checked.items():
+            if result.table in views:
+                result.warnings.append(Problem(entity, result.table, None, BASE_TABLE, A_VIEW))
             _check_filter(conn, mapping.spec.entities[entity], result)
     return SchemaCheck(checked)
 

@@ -43,7 +43,7 @@ from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -51,6 +51,7 @@ from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import statements
 from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, row_op, unreadable
+from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
@@ -91,6 +92,21 @@ INCOMPLETE = Counter(
     "Row changes published incomplete, with the reason (the drain dead-letters them): a partial row image, "
     "no column names, an unreadable row",
     ["table", "cause"],
+    registry=REGISTRY,
+)
+
+HISTORY = Counter(
+    "relay_history_rows_total",
+    "Binlog rows of a system-versioned table's history rows (an update's or delete's old image, DELETE "
+    "HISTORY): no change of a current row, not published",
+    ["table"],
+    registry=REGISTRY,
+)
+VIEWS = Gauge(
+    "relay_mapped_views",
+    "1 for a mapped source table that is a view: the binlog names the tables under it, never the view, "
+    "so the relay publishes none of its changes (the batch sync alone carries them)",
+    ["table"],
     registry=REGISTRY,
 )
 
@@ -276,6 +292,8 @@ class Relay:
             for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
+        # {(table, its binlog column names): Versioned, or None when not system-versioned}
+        self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -329,6 +347,35 @@ class Relay:
             raise SystemExit("Base A's binlog cannot feed the relay: " + "; ".join(problems))
         return settings
 
+    def _views(self) -> dict:
+        """Warn of each mapped table that is a view: the binlog never names it (its rows' changes are
+        the base tables'), so the relay publishes nothing of it, and says so once at start."""
+        if not self.tables:
+            return {}
+        engine = self._sql_engine()
+        try:
+            with engine.connect() as conn:
+                views = conn.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                        "AND table_name IN :tables AND table_type = 'VIEW'"
+                    ).bindparams(bindparam("tables", expanding=True)),
+                    {"tables": list(self.tables)},
+                ).scalars()
+                views = sorted(views)
+        finally:
+            engine.dispose()
+        for table in self.tables:
+            VIEWS.labels(table).set(table in views)
+        for view in views:
+            log.warning(
+                "MAPPED TABLE %s IS A VIEW: the binlog names the tables under it, never the view, so the relay "
+                "publishes NONE of its changes; the batch sync alone carries them (map the base table to have "
+                "the events path carry them)",
+                view,
+            )
+        return {}
+
     def _stream(self, position: dict) -> BinLogStreamReader:
         self._stream_connected, self.connected_at = False, None
         where = {}
@@ -378,6 +425,7 @@ class Relay:
     def run(self) -> None:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server))
+        self._reconnecting(self._views)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -499,17 +547,19 @@ class Relay:
         self._stream_connected, self.connected_at = True, time.monotonic()
         return connection
 
-    def _writer(self, event) -> EnvelopeWriter:
-        """The table's writer for the columns the binlog describes now (a new one after an ALTER).
-        Columns the binlog does not name (binlog_row_metadata not FULL) are named by position, as
-        the binlog decoder names their values (UNKNOWN_COL0, ...)."""
+    def _writer(self, event, hidden: frozenset[str] = frozenset()) -> EnvelopeWriter:
+        """The table's writer for the columns the binlog describes now (a new one after an ALTER),
+        but `hidden` (a system-versioned table's invisible ones). Columns the binlog does not name
+        (binlog_row_metadata not FULL) are named by position, as the binlog decoder names their
+        values (UNKNOWN_COL0, ...)."""
         nullable = self.nullable.get(event.table_id, ())
-        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable)
+        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable, hidden)
         writer = self.writers.get(signature)
         if writer is None:
             columns = [
                 binlog_column(c, nullable[i] if i < len(nullable) else None, f"UNKNOWN_COL{i}")
                 for i, c in enumerate(event.columns)
+                if c.name not in hidden
             ]
             writer = EnvelopeWriter(
                 event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
@@ -528,9 +578,10 @@ class Relay:
         now_ms = int(time.time() * 1000)
         LAST_EVENT.set(event.timestamp)
         op = row_op(event)
+        versioned = self._versioned(event)  # a catalogue read: Base A away is retried, never an unreadable row
         try:
             rows = event.rows
-            writer = self._writer(event)
+            writer = self._writer(event, versioned.hidden if versioned else frozenset())
         except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
             if transient(error):  # Base A went away converting its text (`rows._convert`): resume
                 raise
@@ -540,14 +591,76 @@ class Relay:
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
+            if versioned is not None and versioned.history(op, row):
+                HISTORY.labels(event.table).inc()
+                log.debug("a history row of the system-versioned %s (%s): not published", event.table, op)
+                continue
             try:
                 changes = row_changes(event, row, key_column)
+                if versioned is not None:
+                    changes = [versioned.current(change) for change in changes]
                 values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
             except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
                 changes = [unreadable(op, event.table, error)]
                 values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
                 self._send(entity, topic, change, value, transaction)
+
+    def _versioned(self, event) -> Versioned | None:
+        """How the table is system-versioned (MariaDB), or None: read from the catalogue once per
+        table and binlog columns (an ALTER ... ADD or DROP SYSTEM VERSIONING changes those)."""
+        names = tuple(c.name for c in event.columns)
+        signature = (event.table, names)
+        if signature not in self.versioned:
+            self.versioned[signature] = self._read_versioning(event.schema, event.table, list(names))
+        return self.versioned[signature]
+
+    def _read_versioning(self, schema: str, table: str, names: list) -> Versioned | None:
+        if not self.is_mariadb or None in names:
+            return None  # no system versioning; or no column names, published incomplete anyway
+        engine = self._sql_engine()
+        try:
+            with engine.connect() as conn:
+                where = {"schema": schema, "table": table}
+                kind = conn.execute(
+                    text(
+                        "SELECT table_type FROM information_schema.tables "
+                        "WHERE table_schema = :schema AND table_name = :table"
+                    ),
+                    where,
+                ).scalar()
+                if kind is None:  # the account sees no table of the name: versioned or not is unknown
+                    log.warning(
+                        "the relay's account cannot see %s.%s in information_schema (grant it SELECT on the "
+                        "table): were it system-versioned, its deletes would be published as upserts",
+                        schema,
+                        table,
+                    )
+                if kind != SYSTEM_VERSIONED:
+                    return None
+                catalogue = dict(
+                    conn.execute(
+                        text(
+                            "SELECT column_name, generation_expression FROM information_schema.columns "
+                            "WHERE table_schema = :schema AND table_name = :table"
+                        ),
+                        where,
+                    ).all()
+                )
+        finally:
+            engine.dispose()
+        versioned = Versioned.of(names, catalogue)
+        if versioned is None:
+            log.warning("%s is system-versioned but its row end is not among the binlog's columns %s", table, names)
+        else:
+            log.info(
+                "%s is system-versioned: an update ending a row (row end %s) is published as a delete, history "
+                "rows are not published%s",
+                table,
+                versioned.end,
+                f", nor its invisible columns {', '.join(sorted(versioned.hidden))}" if versioned.hidden else "",
+            )
+        return versioned
 
     def _statement(self, event, stream: BinLogStreamReader) -> None:
         """A statement on a mapped table the binlog holds as SQL text: a TRUNCATE is published as a
