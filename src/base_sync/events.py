@@ -666,14 +666,8 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
     for message, kind, reason in dead:
         if kind != dead_letters.MASS_DELETE_HELD:  # held deletes: one summary per run (_warn_held)
             log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
-        value, left_out = dead_letters.letter_value(message)
-        producer.produce(
-            topic,
-            value=value,
-            key=message.key(),
-            headers=[*dead_letters.headers_for(message, kind, reason), *left_out],
-            on_delivery=delivered,
-        )
+        key, value, headers = dead_letters.letter_parts(message, kind, reason)
+        producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
     if producer.flush(30) or failures:
         # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
         raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")

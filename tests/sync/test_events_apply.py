@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -118,6 +119,37 @@ def test_an_event_too_large_for_the_dead_letter_topic_is_a_letter_without_its_va
     headers = dict(letter.headers())
     assert letter.value() is None and headers["base_sync.value_left_out"] == b"2000000"
     assert b"not JSON" in headers["__connect.errors.exception.message"]
+
+
+def test_an_event_whose_key_or_headers_are_too_large_is_a_letter_without_them(changes):
+    """A 2 MB key or header made the letter too large to produce (MSG_SIZE_TOO_LARGE): every run
+    failed on it and its partition never moved again (outside probe)."""
+    changes.producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 5_000_000})
+    topic = changes.topics.topic("employees")
+    big_key, big_header = b"7" * 2_000_000, [("big", b"h" * 2_000_000), ("trace", b"abc")]
+    changes.producer.produce(topic, value=b"not json", key=big_key, partition=0)
+    changes.producer.produce(topic, value=b"not json", key=b"8", partition=0, headers=big_header)
+    changes.producer.flush(10)
+    changes.send("c", None, employee(3, T0), partition=0)
+    report = changes.drain()
+    assert report.counts["inserted"] == 1 and report.counts["dead_lettered"] == 2, report.to_json()
+    assert changes.drain().counts["consumed"] == 0, "the batch was committed: the partition goes on"
+    without_key, without_headers = (dict(m.headers()) | {"key": m.key()} for m in changes.dead_letters())
+    assert without_key["key"] is None and without_key["base_sync.key_left_out"] == b"2000000"
+    assert without_key["base_sync.key_left_out.sha256"] == hashlib.sha256(big_key).hexdigest().encode()
+    assert b"not JSON" in without_key["__connect.errors.exception.message"]
+    assert without_headers["key"] == b"8" and "big" not in without_headers and "trace" not in without_headers
+    assert without_headers["base_sync.headers_left_out"] == b"2000011"
+
+    letters = dead_letters.read({"bootstrap.servers": changes.bootstrap}, changes.settings.dlq_topic)
+    assert [(letter.left_out, letter.value) for letter in letters] == [
+        ({"key": 2_000_000}, b"not json"),
+        ({"headers": 2_000_011}, b"not json"),
+    ]
+    producer = dead_letters.replay_producer({"bootstrap.servers": changes.bootstrap})
+    with pytest.raises(dead_letters.DeadLetterError, match=r"cannot rebuild: .*without its key of 2000000 bytes"):
+        dead_letters.replay(producer, changes.settings.dlq_topic, letters)
+    assert len(read_topic(changes.bootstrap, topic)) == 3, "nothing was sent in place of the originals"
 
 
 def test_a_duplicate_delivery_changes_nothing(changes):
