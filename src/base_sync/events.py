@@ -682,20 +682,62 @@ def next_offsets(batch: list[Message]) -> list[TopicPartition]:
 
 
 def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
-    """Events after the consumer's position, summed over the partitions."""
+    """Events after the consumer's position, summed over the partitions. A partition this run
+    fetched nothing from is asked of the broker, and one with events waiting is logged: a message
+    the consumer cannot fetch (larger than receive.message.max.bytes) blocks it, and counted as
+    0 it hid a stuck partition from the lag metric and its alert."""
     if not partitions:
         return 0
     left = 0
     committed = None
-    for position in consumer.position(partitions):
+    positions = consumer.position(partitions)
+    unread = [p for p in positions if p.offset < 0]
+    if unread:
+        committed = {(p.topic, p.partition): p.offset for p in consumer.committed(partitions, timeout=10)}
+        # The run is over: no fetch in flight may reset the connection the watermark requests share.
+        consumer.pause(unread)
+    for position in positions:
         # From the last fetch's answers: no round trip per partition at the end of every run.
         low, high = consumer.get_watermark_offsets(position, cached=True)
         if high < 0:
+            low, high = _watermarks(consumer, position)
+            if high < 0:
+                continue
+        if position.offset >= 0:
+            left += max(high - position.offset, 0)
             continue
-        offset = position.offset
-        if offset < 0:  # nothing fetched from it this run: where the group stands, else the start
-            if committed is None:
-                committed = {(p.topic, p.partition): p.offset for p in consumer.committed(partitions, timeout=10)}
-            offset = committed.get((position.topic, position.partition), -1)
-        left += max(high - (offset if offset >= 0 else low), 0)
+        # Nothing read from it this run: where the group stands, else the start.
+        start = committed.get((position.topic, position.partition), -1)
+        waiting = max(high - (start if start >= 0 else low), 0)
+        left += waiting
+        if waiting:
+            log.warning(
+                "%s [%d]: this run read nothing from it while %d events wait (the group's committed offset %s, the "
+                "end %d): the next message may be one this consumer cannot fetch (the Kafka errors above: "
+                "'Receive failed: Invalid response size ...: increase receive.message.max.bytes'); raise "
+                "receive.message.max.bytes and fetch.max.bytes in the Kafka connection's extra, or, once the "
+                "message is kept elsewhere, move the group's offset past it",
+                position.topic,
+                position.partition,
+                waiting,
+                start if start >= 0 else "none",
+                high,
+            )
     return left
+
+
+WATERMARK_SECONDS = 10.0
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    """The partition's watermarks from the broker, (-1, -1) if it does not answer in WATERMARK_SECONDS
+    (said in the log): a request can fail while a failed fetch resets the connection, so retried."""
+    deadline = time.monotonic() + WATERMARK_SECONDS
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=WATERMARK_SECONDS / 4)
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                log.warning("%s [%d]: its lag is unknown: %s", partition.topic, partition.partition, error)
+                return -1, -1
+            time.sleep(0.2)

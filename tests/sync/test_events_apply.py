@@ -152,6 +152,33 @@ def test_an_event_whose_key_or_headers_are_too_large_is_a_letter_without_them(ch
     assert len(read_topic(changes.bootstrap, topic)) == 3, "nothing was sent in place of the originals"
 
 
+def test_a_message_the_drain_cannot_fetch_shows_in_its_lag_and_log(changes, caplog):
+    """A message over the consumer's receive.message.max.bytes (Tansu took a 110 MB one) blocked its
+    partition while every run reported lag 0: a partition fetched nothing from was not counted
+    (outside probe). Here the limit is lowered to 1 MB for a 2 MB message."""
+    changes.send("c", None, employee(1, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 1
+    changes.producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 5_000_000})
+    changes.raw(b"x" * 2_000_000, key=2, partition=0)
+    changes.send("c", None, employee(3, T0), partition=0)
+    small = {"bootstrap.servers": changes.bootstrap, "fetch.max.bytes": 1_000_000}
+    small["receive.message.max.bytes"] = 1_000_512
+    for _ in range(2):
+        consumer = events.consumer_for(small, changes.settings)
+        api = changes.base_b.api()
+        try:
+            with caplog.at_level("WARNING", logger="base_sync.events"):
+                report = events.drain(consumer, events.producer_for(small), api, changes.settings, changes.topics)
+        finally:
+            consumer.close()
+            api.close()
+        assert report.counts["consumed"] == 0 and report.lag == 2, report.to_json()
+    topic = changes.topics.topic("employees")
+    said = "this run read nothing from it while 2 events wait (the group's committed offset 1, the end 3)"
+    assert f"{topic} [0]: {said}" in caplog.text
+    assert "receive.message.max.bytes" in caplog.text
+
+
 def test_a_duplicate_delivery_changes_nothing(changes):
     for _ in range(2):
         for key in (1, 2):
