@@ -15,7 +15,9 @@ Kafka keeps no flag on a record, so a replay writes a marker after the letters i
 record on the dead-letter topic (same partition, no key, a small JSON value) whose `REPLAY_OF`
 header names the letter. Readers leave markers out and see the letters they name as `replayed`:
 `list` and `replay --all` skip those (a letter that fails again comes back as a new letter, which
-names the one it retries), so replaying everything twice never sends a letter twice.
+names the one it retries), so replaying everything twice never sends a letter twice. Letters are
+written before the batch's offsets are committed, so a run that dies in between writes them again
+in the next run: readers fold letters of the same source (topic, partition, offset) into one.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class DeadLetter:
     headers_left_out: int | None = None  # the original's own headers' size, when left out as the value
     retry_of: str | None = None  # the letter this one is a failed replay of (`partition:offset`)
     replayed: bool = False  # a marker says it was sent back (see the module's docs)
+    duplicates: tuple[str, ...] = ()  # positions of the same source's letters written again, folded into this
 
     @property
     def left_out(self) -> dict[str, int]:
@@ -207,6 +210,7 @@ class DeadLetter:
             "headers_left_out_bytes": self.headers_left_out,
             "retry_of": self.retry_of,
             "replayed": self.replayed,
+            "duplicates": list(self.duplicates),
         }
 
 
@@ -237,7 +241,11 @@ class Selection:
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
-            (letter.position in self.positions if self.positions else not letter.replayed or self.include_replayed)
+            (
+                not self.positions.isdisjoint((letter.position, *letter.duplicates))
+                if self.positions
+                else not letter.replayed or self.include_replayed
+            )
             and (self.topic is None or letter.topic == self.topic)
             and (self.kind is None or letter.kind == self.kind)
             and (self.reason is None or self.reason.search(letter.reason) is not None)
@@ -310,8 +318,27 @@ def read(
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
     finally:
         consumer.close()
-    letters = (replace(letter, replayed=letter.position in replayed) for letter in found)
-    return sorted((letter for letter in letters if selection.matches(letter)), key=lambda x: (x.partition, x.offset))
+    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
+    return [letter for letter in letters if selection.matches(letter)]
+
+
+def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
+    """One letter per source message: the drain writes its letters before it commits, so a run that
+    died in between writes them again when the next run reads the batch again (at-least-once). The
+    first stays, naming the others (`duplicates`); replayed if a marker names any of them."""
+    by_source: dict[tuple, list[DeadLetter]] = {}
+    for letter in letters:
+        unplaced = letter.topic is None or letter.source_offset is None
+        source = (letter.position,) if unplaced else (letter.topic, letter.source_partition, letter.source_offset)
+        by_source.setdefault(source, []).append(letter)
+    return [
+        replace(
+            first,
+            replayed=any(letter.position in replayed for letter in (first, *others)),
+            duplicates=tuple(letter.position for letter in others),
+        )
+        for first, *others in by_source.values()
+    ]
 
 
 def _marked(message: Message) -> str | None:
