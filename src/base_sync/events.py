@@ -43,6 +43,7 @@ from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, HeldDeletesStore, RunDeleteGuard
+from base_sync.errors import TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
@@ -162,7 +163,7 @@ def drain(
     topics = topics or Topics.from_settings(settings)
     report = DrainReport()
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows, held_deletes)
-    partitions = assign_committed(consumer, topics.names, report)
+    partitions = assign_committed(consumer, topics.names, report, settings.group_id)
     # A missing topic's entity gets no last success: EventSyncStale then says so.
     report.entities = tuple(dict.fromkeys(topics.entity_of(p.topic) for p in partitions))
     waits, positions = UniqueWaits(), {}
@@ -234,7 +235,7 @@ def _settle(
         dead_letter(producer, settings.dlq_topic, dead)
         report.counts["dead_lettered"] += len(dead)
     positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
-    consumer.commit(offsets=_commit_points(positions, waits.floors()), asynchronous=False)
+    commit(consumer, _commit_points(positions, waits.floors()), settings.group_id)
     report.batches += 1
     log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
 
@@ -261,14 +262,40 @@ def _release_waits(
         dead_letter(producer, settings.dlq_topic, left)
         report.counts["dead_lettered"] += len(left)
     # Past the waiting messages, sent or dead letters now: the batches' commits stopped at them.
-    consumer.commit(offsets=_commit_points(positions, {}), asynchronous=False)
+    commit(consumer, _commit_points(positions, {}), settings.group_id)
+
+
+class GroupJoined(TransientError):
+    """Another consumer joined the drain's consumer group: the broker refuses the drain's commits
+    until it leaves (the drain commits without joining)."""
+
+
+def commit(consumer: Consumer, offsets: list[TopicPartition], group_id: str) -> None:
+    """Commit the offsets; a commit refused because another consumer joined the group is a GroupJoined."""
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as error:
+        cause = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
+        if cause is None or cause.code() != KafkaError.UNKNOWN_MEMBER_ID:
+            raise
+        # The drain assigns its partitions and commits as no member (generation -1); a broker with a
+        # live group of that id refuses such commits (Kafka's "simple consumer" rule).
+        raise GroupJoined(
+            f"the broker refused the offsets' commit ({cause.str()}): another consumer joined the group "
+            f"{group_id!r}, which the events drain commits to without joining. Stop that consumer (an operator's "
+            "console consumer?); inspect the group's offsets with a describe or list-offsets tool instead, never "
+            "by consuming with its group id. The run is retried; the batch is read again (the API's version "
+            "guard makes the repeat a no-op)"
+        ) from error
 
 
 def _commit_points(positions: dict[tuple[str, int], int], floors: dict[tuple[str, int], int]) -> list[TopicPartition]:
     return [TopicPartition(t, p, min(offset, floors.get((t, p), offset))) for (t, p), offset in positions.items()]
 
 
-def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport | None = None) -> list[TopicPartition]:
+def assign_committed(
+    consumer: Consumer, topics: list[str], report: DrainReport | None = None, group_id: str = "?"
+) -> list[TopicPartition]:
     """Assign every partition of the topics that exist, from the group's committed offsets. Events
     the topic's retention deleted before the group read them are counted (`lost_to_retention`)
     and logged: the consumer would skip them without a word (auto.offset.reset)."""
@@ -284,14 +311,14 @@ def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport 
         return []
     committed = consumer.committed(partitions, timeout=10)
     if report is not None:
-        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed)
+        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed, group_id)
     consumer.assign(
         [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
     )
     return partitions
 
 
-def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
+def _retention_gaps(consumer: Consumer, committed: list[TopicPartition], group_id: str = "?") -> int:
     """How many events retention deleted between the group's committed offsets and the partitions'
     first offsets, each partition's gap logged once: the group's offset is moved to the first one
     (in `committed` too). Their changes never reach Base B from here."""
@@ -315,7 +342,7 @@ def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
             )
     if passed:
         # Committed past the gap at once: a quiet partition would otherwise show it again every run.
-        consumer.commit(offsets=passed, asynchronous=False)
+        commit(consumer, passed, group_id)
         moved = {(p.topic, p.partition): p.offset for p in passed}
         for tp in committed:
             tp.offset = moved.get((tp.topic, tp.partition), tp.offset)

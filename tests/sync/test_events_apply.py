@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
@@ -177,6 +178,24 @@ def test_a_message_the_drain_cannot_fetch_shows_in_its_lag_and_log(changes, capl
     said = "this run read nothing from it while 2 events wait (the group's committed offset 1, the end 3)"
     assert f"{topic} [0]: {said}" in caplog.text
     assert "receive.message.max.bytes" in caplog.text
+
+
+def test_a_consumer_in_the_drains_group_is_a_clear_error_not_a_broker_code(changes):
+    """An operator's console consumer in the drain's group made every commit fail with
+    `UNKNOWN_MEMBER_ID "Commit failed: Broker: Unknown member"` (outside probe)."""
+    member = Consumer(
+        {"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id, "session.timeout.ms": 6000}
+    )
+    member.subscribe([changes.topics.topic("employees")])
+    joined = time.monotonic()
+    while not member.assignment() and time.monotonic() - joined < 30:
+        member.poll(0.2)
+    assert member.assignment(), "the outside consumer joined the group"
+    changes.send("c", None, employee(1, T0), partition=0)
+    with pytest.raises(events.GroupJoined, match=f"another consumer joined the group '{changes.settings.group_id}'"):
+        changes.drain()
+    member.close()
+    assert changes.drain().counts["consumed"] == 1, "once it left, the batch is read again and committed"
 
 
 def test_a_duplicate_delivery_changes_nothing(changes):
