@@ -43,7 +43,7 @@ from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, HeldDeletesStore, RunDeleteGuard
-from base_sync.errors import TransientError
+from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
@@ -122,6 +122,13 @@ def _log_kafka_error(error: KafkaError) -> None:
 
 
 def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
+    isolation = str(kafka_config.get("isolation.level", "read_committed"))
+    if isolation != "read_committed":
+        # An aborted transaction's events would be applied to Base B: changes Base A never committed.
+        raise ConfigurationError(
+            f"the Kafka connection's extra sets isolation.level={isolation}: the events drain reads "
+            "read_committed only, so that a transaction its producer aborted never reaches Base B; remove the setting"
+        )
     return Consumer(
         {
             **CONSUMER_DEFAULTS,
@@ -129,6 +136,7 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # librdkafka's default too; said here, where it matters
             "error_cb": _log_kafka_error,
         }
     )

@@ -18,6 +18,7 @@ from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo.event_maker import churn_and_publish
+from base_sync.errors import ConfigurationError
 from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
 from base_sync.source import source_engine
@@ -196,6 +197,23 @@ def test_a_consumer_in_the_drains_group_is_a_clear_error_not_a_broker_code(chang
         changes.drain()
     member.close()
     assert changes.drain().counts["consumed"] == 1, "once it left, the batch is read again and committed"
+
+
+def test_the_drain_reads_committed_transactions_only(changes):
+    """The drain left isolation.level to librdkafka's default, so a connection's extra could make it
+    read aborted transactions (outside probe). Now it sets read_committed and refuses another value."""
+    extra = {"bootstrap.servers": changes.bootstrap, "isolation.level": "read_uncommitted"}
+    with pytest.raises(ConfigurationError, match="isolation.level=read_uncommitted.*aborted"):
+        events.consumer_for(extra, changes.settings)
+    changes.send("c", None, employee(1, T0), partition=0)
+    consumer = events.consumer_for({**extra, "isolation.level": "read_committed"}, changes.settings)
+    api = changes.base_b.api()
+    try:
+        producer = events.producer_for({"bootstrap.servers": changes.bootstrap})
+        assert events.drain(consumer, producer, api, changes.settings, changes.topics).counts["inserted"] == 1
+    finally:
+        consumer.close()
+        api.close()
 
 
 def test_a_duplicate_delivery_changes_nothing(changes):
