@@ -216,6 +216,21 @@ def test_the_drain_reads_committed_transactions_only(changes):
         api.close()
 
 
+def test_an_update_that_changes_the_key_is_a_dead_letter(changes):
+    """An `op u` whose before image held key 1 and whose after image holds key 2 was upserted as
+    key 2 and key 1 stayed live (outside probe); Debezium writes a key change as a `d` and a `c`."""
+    changes.send("c", None, employee(1, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 1
+    changes.send("u", employee(1, T0), employee(2, T0 + timedelta(seconds=5)), partition=0)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 1 and report.counts["inserted"] == 0, report.to_json()
+    assert sorted(changes.rows()) == [1]
+    (letter,) = changes.dead_letters()
+    reason = dict(letter.headers())["__connect.errors.exception.message"].decode()
+    assert "key changed within one update (op u): before.id = 1, after.id = 2" in reason
+    assert "a delete of the old key and a create of the new one" in reason
+
+
 def test_a_duplicate_delivery_changes_nothing(changes):
     for _ in range(2):
         for key in (1, 2):
