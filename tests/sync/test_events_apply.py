@@ -231,6 +231,32 @@ def test_an_update_that_changes_the_key_is_a_dead_letter(changes):
     assert "a delete of the old key and a create of the new one" in reason
 
 
+def test_an_event_of_another_table_or_database_than_its_topics_is_a_dead_letter(changes):
+    """`source.table` and `source.db` were ignored: an event saying `table: articles` on the
+    employees topic was applied as an employee (outside probe). An event without them still applies."""
+
+    def event(key: int, **source) -> bytes:
+        document = orjson.loads(changes.writer.envelope("c", None, employee(key, T0), {**SOURCE, "row": 0}, 1))
+        document["payload"]["source"] = {k: v for k, v in {**document["payload"]["source"], **source}.items() if v}
+        return orjson.dumps(document)
+
+    changes.raw(event(1, table="articles"), key=1, partition=0)
+    changes.raw(event(2, db="other_db"), key=2, partition=0)
+    changes.raw(event(3, table=None, db=None), key=3, partition=0)
+    changes.send("c", None, employee(4, T0), partition=0)  # as the relay writes it: its table and database
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 2 and report.counts["inserted"] == 2, report.to_json()
+    assert sorted(changes.rows()) == [3, 4]
+    topic = changes.topics.topic("employees")
+    reasons = [dict(m.headers())["__connect.errors.exception.message"].decode() for m in changes.dead_letters()]
+    assert reasons == [
+        f"`source.table` names the table 'articles', but its topic {topic} carries the table 'employees': "
+        "not applied as a row of employees",
+        f"`source.db` names the database 'other_db', but its topic {topic} carries the database "
+        f"'{changes.settings.source_database}': not applied as a row of employees",
+    ]
+
+
 def test_a_duplicate_delivery_changes_nothing(changes):
     for _ in range(2):
         for key in (1, 2):
