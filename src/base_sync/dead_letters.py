@@ -15,12 +15,15 @@ Kafka keeps no flag on a record, so a replay writes a marker after the letters i
 record on the dead-letter topic (same partition, no key, a small JSON value) whose `REPLAY_OF`
 header names the letter. Readers leave markers out and see the letters they name as `replayed`:
 `list` and `replay --all` skip those (a letter that fails again comes back as a new letter, which
-names the one it retries), so replaying everything twice never sends a letter twice.
+names the one it retries), so replaying everything twice never sends a letter twice. Letters are
+written before the batch's offsets are committed, so a run that dies in between writes them again
+in the next run: readers fold letters of the same source (topic, partition, offset) into one.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import time
@@ -40,10 +43,18 @@ STAGE = ERRORS + "stage"
 CLASS_NAME = ERRORS + "exception.class.name"
 MESSAGE = ERRORS + "exception.message"
 REPLAYED_FROM = "base_sync.replayed.from"  # on a replayed message: <dead-letter topic>:<partition>:<offset>
-# On a letter stored without its value (too large for the dead-letter topic): the value's size. The
-# original stays on its topic (at the letter's source position) while the topic retains it.
+# On a letter stored without its value, key or own headers (too large for the dead-letter topic):
+# their size in bytes (the key also by its SHA-256). The original stays on its topic (at the
+# letter's source position) while the topic retains it; such a letter cannot be replayed.
 VALUE_LEFT_OUT = "base_sync.value_left_out"
-MAX_VALUE_BYTES = 512 * 1024  # under the broker's default 1 MB message limit, with room for the headers
+KEY_LEFT_OUT = "base_sync.key_left_out"
+KEY_SHA256 = "base_sync.key_left_out.sha256"
+HEADERS_LEFT_OUT = "base_sync.headers_left_out"
+LEFT_OUT = {"key": KEY_LEFT_OUT, "value": VALUE_LEFT_OUT, "headers": HEADERS_LEFT_OUT}
+LEFT_OUT_HEADERS = (*LEFT_OUT.values(), KEY_SHA256)
+# Key + value + own headers of a letter: under librdkafka's and the broker's default 1,000,000-byte
+# message limit, with room for the error headers (a reason is cut at MAX_REASON_CHARS).
+MAX_LETTER_BYTES = 512 * 1024
 MAX_REASON_CHARS = 4096  # a reason is read by people; one quoting a whole value could outgrow the letter
 # On a replayed delete the mass-delete breaker held: an operator approved it, so the run does not count it.
 MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
@@ -61,27 +72,44 @@ class DeadLetterError(TerminalError):
     """The dead letters cannot be read or replayed as asked."""
 
 
-def letter_value(message: Message) -> tuple[bytes | None, list[tuple[str, str]]]:
-    """The value a dead letter stores, and the header saying it was left out when the letter would be
-    too large to store, its key and the original's headers counted (a letter that cannot be written
-    would stop the events path for good)."""
-    value = message.value()
-    around = len(message.key() or b"") + sum(len(n) + len(v or b"") for n, v in message.headers() or [])
-    if value is None or len(value) + around <= MAX_VALUE_BYTES:
-        return value, []
-    return None, [(VALUE_LEFT_OUT, str(len(value)))]
+Headers = list[tuple[str, str | bytes | None]]
 
 
-def headers_for(message: Message, kind: str, reason: str) -> list[tuple[str, str | bytes | None]]:
-    """The message's own headers (less those of an earlier dead-lettering) and where it came from and why."""
-    # The original's own headers, less those only this module writes (a producer could send any).
+def letter_parts(message: Message, kind: str, reason: str) -> tuple[bytes | None, bytes | None, Headers]:
+    """The key, value and headers of the dead letter of `message`, always small enough to store.
+
+    A letter that cannot be written would stop the events path for good, so when the original's
+    key, value and own headers together pass MAX_LETTER_BYTES the largest of them are left out
+    until the rest fits, each named in a header with its size (the key also by its SHA-256): the
+    letter still says where the original sits and why it failed, and replay refuses it."""
     own = [
         (name, value)
         for name, value in (message.headers() or [])
-        if not name.startswith(ERRORS) and name not in (VALUE_LEFT_OUT, REPLAY_OF)
+        if not name.startswith(ERRORS) and name not in (*LEFT_OUT_HEADERS, REPLAY_OF)
     ]
+    key, value = message.key(), message.value()
+    sizes = {
+        "key": len(key or b""),
+        "value": len(value or b""),
+        "headers": sum(len(n.encode()) + len(v or b"") for n, v in own),
+    }
+    left_out: Headers = []
+    while sum(sizes.values()) > MAX_LETTER_BYTES:
+        part = max(sizes, key=sizes.get)
+        left_out.append((LEFT_OUT[part], str(sizes.pop(part))))
+        if part == "key":
+            key = None
+            left_out.append((KEY_SHA256, hashlib.sha256(message.key()).hexdigest()))
+        elif part == "value":
+            value = None
+        else:
+            own = []
+    return key, value, [*own, *_errors(message, kind, reason), *left_out]
+
+
+def _errors(message: Message, kind: str, reason: str) -> list[tuple[str, str]]:
+    """Where the message came from and why it failed, in Kafka Connect's dead-letter headers."""
     return [
-        *own,
         (TOPIC, message.topic()),
         (PARTITION, str(message.partition())),
         (OFFSET, str(message.offset())),
@@ -108,8 +136,18 @@ class DeadLetter:
     headers: list[tuple[str, bytes | None]]  # the original message's own headers
     timestamp_ms: int | None
     value_left_out: int | None = None  # the value's size when it was too large to store with the letter
+    key_left_out: int | None = None  # the key's size, when left out as the value
+    key_sha256: str | None = None  # then its SHA-256, to match it with the original
+    headers_left_out: int | None = None  # the original's own headers' size, when left out as the value
     retry_of: str | None = None  # the letter this one is a failed replay of (`partition:offset`)
     replayed: bool = False  # a marker says it was sent back (see the module's docs)
+    duplicates: tuple[str, ...] = ()  # positions of the same source's letters written again, folded into this
+
+    @property
+    def left_out(self) -> dict[str, int]:
+        """The parts of the original stored without (too large), with their sizes in bytes."""
+        sizes = {"key": self.key_left_out, "value": self.value_left_out, "headers": self.headers_left_out}
+        return {part: size for part, size in sizes.items() if size is not None}
 
     @property
     def position(self) -> str:
@@ -124,12 +162,12 @@ class DeadLetter:
 
     @classmethod
     def of(cls, message: Message) -> DeadLetter:
-        errors, own, left_out, retry_of = {}, [], None, None
+        errors, own, left_out, retry_of = {}, [], {}, None
         for name, value in message.headers() or []:
             if name.startswith(ERRORS):
                 errors[name] = value.decode("utf-8", "replace") if value is not None else None
-            elif name == VALUE_LEFT_OUT:
-                left_out = _int(value.decode("ascii", "replace") if value is not None else None)
+            elif name in LEFT_OUT_HEADERS:
+                left_out[name] = value.decode("ascii", "replace") if value is not None else None
             elif name == REPLAYED_FROM and value is not None:
                 retry_of = value.decode("utf-8", "replace").split(":", 1)[-1]  # <dlq topic>:<partition:offset>
             elif name not in REPLAY_HEADERS:
@@ -148,7 +186,10 @@ class DeadLetter:
             value=message.value(),
             headers=own,
             timestamp_ms=timestamp if timestamp_type else None,
-            value_left_out=left_out,
+            value_left_out=_int(left_out.get(VALUE_LEFT_OUT)),
+            key_left_out=_int(left_out.get(KEY_LEFT_OUT)),
+            key_sha256=left_out.get(KEY_SHA256),
+            headers_left_out=_int(left_out.get(HEADERS_LEFT_OUT)),
             retry_of=retry_of,
         )
 
@@ -164,8 +205,12 @@ class DeadLetter:
             "headers": [[name, _text(value)] for name, value in self.headers],
             "timestamp_ms": self.timestamp_ms,
             "value_left_out_bytes": self.value_left_out,
+            "key_left_out_bytes": self.key_left_out,
+            "key_sha256": self.key_sha256,
+            "headers_left_out_bytes": self.headers_left_out,
             "retry_of": self.retry_of,
             "replayed": self.replayed,
+            "duplicates": list(self.duplicates),
         }
 
 
@@ -196,7 +241,11 @@ class Selection:
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
-            (letter.position in self.positions if self.positions else not letter.replayed or self.include_replayed)
+            (
+                not self.positions.isdisjoint((letter.position, *letter.duplicates))
+                if self.positions
+                else not letter.replayed or self.include_replayed
+            )
             and (self.topic is None or letter.topic == self.topic)
             and (self.kind is None or letter.kind == self.kind)
             and (self.reason is None or self.reason.search(letter.reason) is not None)
@@ -269,8 +318,27 @@ def read(
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
     finally:
         consumer.close()
-    letters = (replace(letter, replayed=letter.position in replayed) for letter in found)
-    return sorted((letter for letter in letters if selection.matches(letter)), key=lambda x: (x.partition, x.offset))
+    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
+    return [letter for letter in letters if selection.matches(letter)]
+
+
+def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
+    """One letter per source message: the drain writes its letters before it commits, so a run that
+    died in between writes them again when the next run reads the batch again (at-least-once). The
+    first stays, naming the others (`duplicates`); replayed if a marker names any of them."""
+    by_source: dict[tuple, list[DeadLetter]] = {}
+    for letter in letters:
+        unplaced = letter.topic is None or letter.source_offset is None
+        source = (letter.position,) if unplaced else (letter.topic, letter.source_partition, letter.source_offset)
+        by_source.setdefault(source, []).append(letter)
+    return [
+        replace(
+            first,
+            replayed=any(letter.position in replayed for letter in (first, *others)),
+            duplicates=tuple(letter.position for letter in others),
+        )
+        for first, *others in by_source.values()
+    ]
 
 
 def _marked(message: Message) -> str | None:
@@ -316,12 +384,18 @@ def replay(
     unplaced = [letter.position for letter in letters if letter.topic is None]
     if unplaced:
         raise DeadLetterError(f"no {TOPIC} header, so nowhere to replay to: {', '.join(unplaced)}")
-    # Replayed without its value, a letter would be a tombstone, which the events path skips.
-    valueless = [f"{letter.position} ({letter.source})" for letter in letters if letter.value_left_out is not None]
-    if valueless:
+    # Without a part it was too large to store with, a letter is not the original: without its value
+    # a tombstone, without its key or headers another message. Never sent as if it were.
+    partial = [
+        f"{letter.position} ({letter.source}: without its "
+        f"{', '.join(f'{part} of {size} bytes' for part, size in letter.left_out.items())})"
+        for letter in letters
+        if letter.left_out
+    ]
+    if partial:
         raise DeadLetterError(
-            f"letters stored without their value (too large): {', '.join(valueless)}; fix the event at its "
-            "source, or re-read it there while its topic keeps it"
+            f"letters stored without a part of the original (too large to store), which a replay cannot rebuild: "
+            f"{'; '.join(partial)}; fix the event at its source, or re-read it there while its topic keeps it"
         )
     _check_destinations(producer, letters)
     failures = []

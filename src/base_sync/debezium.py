@@ -242,6 +242,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     if set(document) <= {"schema", "payload"} and "payload" in document and document["payload"] is None:
         return None  # the JsonConverter's tombstone with schemas on
     payload, types = _unwrap(document)
+    _check_source(payload.get("source"), topic, topics, entity)
     _check_complete(payload)
     op = _op(payload)
     image_name = "before" if op == DELETE_OP else "after"
@@ -256,6 +257,8 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
     row[view.spec.key] = key  # a precise-mode Decimal would reach the mapping, which takes only an int key
     _check_message_key(message_key, key, view.spec.key, image_name)
+    if op == "u":
+        _check_key_kept(payload.get("before"), types.get("before", {}), topics.hints[entity], view.spec.key, key)
     commit = EPOCH + timedelta(milliseconds=source_ms) if source_ms is not None else None
     coarse = _coarse_version(image, types.get(image_name, {}), row, view)
     if op == DELETE_OP:
@@ -274,6 +277,46 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
         if change.replaces is not None:
             return replace(change, record={**change.record, REPLACES_VERSION: change.replaces})
     return change
+
+
+def _check_source(source, topic: str, topics: Topics, entity: str) -> None:
+    """The table and database an event's `source` names, when it names them, are its topic's
+    (compared as the topic name writes them: `emp$data` is `emp_data` there): an event of another
+    table on this topic would be applied as a row of this one. An event without them is not checked."""
+    if not isinstance(source, dict):
+        return
+    ours = {"table": topics.mapping.table_of(entity), "db": topics.database}
+    for field, name in ours.items():
+        named = source.get(field)
+        if named is not None and (not isinstance(named, str) or _in_topic_name(named) != _in_topic_name(name)):
+            what = "table" if field == "table" else "database"
+            raise BadEvent(
+                f"`source.{field}` names the {what} {_excerpt(named)}, but its topic {topic} carries the {what} "
+                f"{name!r}: not applied as a row of {name if field == 'table' else entity}"
+            )
+
+
+def _in_topic_name(name: str) -> str:
+    return _NOT_IN_TOPIC_NAMES.sub("_", name)
+
+
+def _check_key_kept(before, types: dict[str, dict], hints: dict[str, tuple], column: str, key: int) -> None:
+    """An update's before image names the row its after image does. Applied as one update under the
+    new key, a key change would leave the old key's row live; Debezium never writes one so (a key
+    change is a delete and a create). A before image without a readable key is not checked."""
+    if not isinstance(before, dict) or before.get(column) is None:
+        return
+    try:
+        row, _ = read_row({column: before[column]}, types, hints)
+        old = _key(row.get(column), f"before.{column}")
+    except BadEvent:
+        return
+    if old != key:
+        raise BadEvent(
+            f"the key changed within one update (op u): before.{column} = {old}, after.{column} = {key}; applied "
+            "as an update, the old key's row would stay live. Debezium emits a key change as a delete of the old "
+            "key and a create of the new one"
+        )
 
 
 def _version_replaced(

@@ -14,6 +14,7 @@ read from its AIRFLOW_CONN_<ID> variable in JSON form) unless --bootstrap names 
 EVENTS_DLQ_TOPIC. Nothing is committed: a listed or replayed letter stays on the topic; a replay
 writes a marker after it, so `list` and `replay --all` leave it out from then on (name its position
 to replay it again). A letter that fails again comes back as a new one, which names the one it retries.
+Letters of the same source written again (a run killed before its commit) are listed and replayed once.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
         for letter in letters:
             sys.stdout.write(orjson.dumps(letter.to_json()).decode() + "\n")
         return
+    folded = sum(len(letter.duplicates) for letter in letters)
+    if folded:
+        print(
+            f"{folded} letters written again (a run that died after writing them, before its commit) are shown once, "
+            "with the first of their source's",
+            file=sys.stderr,
+        )
     rows = [("DLQ", "FROM", "KIND", "KEY", "STATE", "REASON")]
     for letter in letters:
         key = letter.to_json()["key"]
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-        missing = selection.positions - {letter.position for letter in letters}
+        missing = selection.positions - {p for letter in letters for p in (letter.position, *letter.duplicates)}
         if missing:
             raise DeadLetterError(f"no dead letter at {', '.join(sorted(missing))} that matches the filters")
         if not letters:

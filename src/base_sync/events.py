@@ -43,6 +43,7 @@ from base_sync import dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, HeldDeletesStore, RunDeleteGuard
+from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
@@ -121,6 +122,13 @@ def _log_kafka_error(error: KafkaError) -> None:
 
 
 def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
+    isolation = str(kafka_config.get("isolation.level", "read_committed"))
+    if isolation != "read_committed":
+        # An aborted transaction's events would be applied to Base B: changes Base A never committed.
+        raise ConfigurationError(
+            f"the Kafka connection's extra sets isolation.level={isolation}: the events drain reads "
+            "read_committed only, so that a transaction its producer aborted never reaches Base B; remove the setting"
+        )
     return Consumer(
         {
             **CONSUMER_DEFAULTS,
@@ -128,6 +136,7 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
             "group.id": settings.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # librdkafka's default too; said here, where it matters
             "error_cb": _log_kafka_error,
         }
     )
@@ -162,7 +171,7 @@ def drain(
     topics = topics or Topics.from_settings(settings)
     report = DrainReport()
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows, held_deletes)
-    partitions = assign_committed(consumer, topics.names, report)
+    partitions = assign_committed(consumer, topics.names, report, settings.group_id)
     # A missing topic's entity gets no last success: EventSyncStale then says so.
     report.entities = tuple(dict.fromkeys(topics.entity_of(p.topic) for p in partitions))
     waits, positions = UniqueWaits(), {}
@@ -234,7 +243,7 @@ def _settle(
         dead_letter(producer, settings.dlq_topic, dead)
         report.counts["dead_lettered"] += len(dead)
     positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
-    consumer.commit(offsets=_commit_points(positions, waits.floors()), asynchronous=False)
+    commit(consumer, _commit_points(positions, waits.floors()), settings.group_id)
     report.batches += 1
     log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
 
@@ -261,14 +270,40 @@ def _release_waits(
         dead_letter(producer, settings.dlq_topic, left)
         report.counts["dead_lettered"] += len(left)
     # Past the waiting messages, sent or dead letters now: the batches' commits stopped at them.
-    consumer.commit(offsets=_commit_points(positions, {}), asynchronous=False)
+    commit(consumer, _commit_points(positions, {}), settings.group_id)
+
+
+class GroupJoined(TransientError):
+    """Another consumer joined the drain's consumer group: the broker refuses the drain's commits
+    until it leaves (the drain commits without joining)."""
+
+
+def commit(consumer: Consumer, offsets: list[TopicPartition], group_id: str) -> None:
+    """Commit the offsets; a commit refused because another consumer joined the group is a GroupJoined."""
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    except KafkaException as error:
+        cause = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
+        if cause is None or cause.code() != KafkaError.UNKNOWN_MEMBER_ID:
+            raise
+        # The drain assigns its partitions and commits as no member (generation -1); a broker with a
+        # live group of that id refuses such commits (Kafka's "simple consumer" rule).
+        raise GroupJoined(
+            f"the broker refused the offsets' commit ({cause.str()}): another consumer joined the group "
+            f"{group_id!r}, which the events drain commits to without joining. Stop that consumer (an operator's "
+            "console consumer?); inspect the group's offsets with a describe or list-offsets tool instead, never "
+            "by consuming with its group id. The run is retried; the batch is read again (the API's version "
+            "guard makes the repeat a no-op)"
+        ) from error
 
 
 def _commit_points(positions: dict[tuple[str, int], int], floors: dict[tuple[str, int], int]) -> list[TopicPartition]:
     return [TopicPartition(t, p, min(offset, floors.get((t, p), offset))) for (t, p), offset in positions.items()]
 
 
-def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport | None = None) -> list[TopicPartition]:
+def assign_committed(
+    consumer: Consumer, topics: list[str], report: DrainReport | None = None, group_id: str = "?"
+) -> list[TopicPartition]:
     """Assign every partition of the topics that exist, from the group's committed offsets. Events
     the topic's retention deleted before the group read them are counted (`lost_to_retention`)
     and logged: the consumer would skip them without a word (auto.offset.reset)."""
@@ -284,14 +319,14 @@ def assign_committed(consumer: Consumer, topics: list[str], report: DrainReport 
         return []
     committed = consumer.committed(partitions, timeout=10)
     if report is not None:
-        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed)
+        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed, group_id)
     consumer.assign(
         [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
     )
     return partitions
 
 
-def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
+def _retention_gaps(consumer: Consumer, committed: list[TopicPartition], group_id: str = "?") -> int:
     """How many events retention deleted between the group's committed offsets and the partitions'
     first offsets, each partition's gap logged once: the group's offset is moved to the first one
     (in `committed` too). Their changes never reach Base B from here."""
@@ -315,7 +350,7 @@ def _retention_gaps(consumer: Consumer, committed: list[TopicPartition]) -> int:
             )
     if passed:
         # Committed past the gap at once: a quiet partition would otherwise show it again every run.
-        consumer.commit(offsets=passed, asynchronous=False)
+        commit(consumer, passed, group_id)
         moved = {(p.topic, p.partition): p.offset for p in passed}
         for tp in committed:
             tp.offset = moved.get((tp.topic, tp.partition), tp.offset)
@@ -666,14 +701,8 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
     for message, kind, reason in dead:
         if kind != dead_letters.MASS_DELETE_HELD:  # held deletes: one summary per run (_warn_held)
             log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
-        value, left_out = dead_letters.letter_value(message)
-        producer.produce(
-            topic,
-            value=value,
-            key=message.key(),
-            headers=[*dead_letters.headers_for(message, kind, reason), *left_out],
-            on_delivery=delivered,
-        )
+        key, value, headers = dead_letters.letter_parts(message, kind, reason)
+        producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
     if producer.flush(30) or failures:
         # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
         raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")
@@ -688,20 +717,62 @@ def next_offsets(batch: list[Message]) -> list[TopicPartition]:
 
 
 def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
-    """Events after the consumer's position, summed over the partitions."""
+    """Events after the consumer's position, summed over the partitions. A partition this run
+    fetched nothing from is asked of the broker, and one with events waiting is logged: a message
+    the consumer cannot fetch (larger than receive.message.max.bytes) blocks it, and counted as
+    0 it hid a stuck partition from the lag metric and its alert."""
     if not partitions:
         return 0
     left = 0
     committed = None
-    for position in consumer.position(partitions):
+    positions = consumer.position(partitions)
+    unread = [p for p in positions if p.offset < 0]
+    if unread:
+        committed = {(p.topic, p.partition): p.offset for p in consumer.committed(partitions, timeout=10)}
+        # The run is over: no fetch in flight may reset the connection the watermark requests share.
+        consumer.pause(unread)
+    for position in positions:
         # From the last fetch's answers: no round trip per partition at the end of every run.
         low, high = consumer.get_watermark_offsets(position, cached=True)
         if high < 0:
+            low, high = _watermarks(consumer, position)
+            if high < 0:
+                continue
+        if position.offset >= 0:
+            left += max(high - position.offset, 0)
             continue
-        offset = position.offset
-        if offset < 0:  # nothing fetched from it this run: where the group stands, else the start
-            if committed is None:
-                committed = {(p.topic, p.partition): p.offset for p in consumer.committed(partitions, timeout=10)}
-            offset = committed.get((position.topic, position.partition), -1)
-        left += max(high - (offset if offset >= 0 else low), 0)
+        # Nothing read from it this run: where the group stands, else the start.
+        start = committed.get((position.topic, position.partition), -1)
+        waiting = max(high - (start if start >= 0 else low), 0)
+        left += waiting
+        if waiting:
+            log.warning(
+                "%s [%d]: this run read nothing from it while %d events wait (the group's committed offset %s, the "
+                "end %d): the next message may be one this consumer cannot fetch (the Kafka errors above: "
+                "'Receive failed: Invalid response size ...: increase receive.message.max.bytes'); raise "
+                "receive.message.max.bytes and fetch.max.bytes in the Kafka connection's extra, or, once the "
+                "message is kept elsewhere, move the group's offset past it",
+                position.topic,
+                position.partition,
+                waiting,
+                start if start >= 0 else "none",
+                high,
+            )
     return left
+
+
+WATERMARK_SECONDS = 10.0
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    """The partition's watermarks from the broker, (-1, -1) if it does not answer in WATERMARK_SECONDS
+    (said in the log): a request can fail while a failed fetch resets the connection, so retried."""
+    deadline = time.monotonic() + WATERMARK_SECONDS
+    while True:
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=WATERMARK_SECONDS / 4)
+        except KafkaException as error:
+            if time.monotonic() > deadline:
+                log.warning("%s [%d]: its lag is unknown: %s", partition.topic, partition.partition, error)
+                return -1, -1
+            time.sleep(0.2)

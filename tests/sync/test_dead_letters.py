@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from base_sync import dead_letters, dlq_cli
 from base_sync.dead_letters import DeadLetter, DeadLetterError
@@ -209,3 +210,32 @@ def test_positions_are_read_as_list_writes_them_and_a_key_as_its_bytes():
     args = argparse.Namespace(positions=["0:01", "2:3"], topic=None, kind=None, reason=None, key="\udcff")
     selection = dlq_cli._selection(args)
     assert selection.positions == {"0:1", "2:3"} and selection.key == b"\xff"
+
+
+def test_letters_written_again_after_a_crash_are_listed_and_replayed_once(changes):
+    """A run killed after writing its letters, before its commit, wrote them again in the next run:
+    list showed each source twice and replay --all sent both (outside probe: 4488 letters for 3000)."""
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    for key in (7, 8):
+        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+    # Where a run killed between its letters and its commit leaves the group: before the batch.
+    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
+    group.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    group.close()
+    assert changes.drain().counts["dead_lettered"] == 2
+    assert len(read_topic(changes.bootstrap, changes.settings.dlq_topic)) == 4
+
+    letters = listed(changes)
+    assert sorted(letter["key"] for letter in letters) == ["7", "8"]
+    assert all(len(letter["duplicates"]) == 1 for letter in letters)
+    table = dlq(changes, "list")
+    assert len(table.stdout.splitlines()) == 3 and "2 letters written again" in table.stderr, table.stderr
+    everything = dlq(changes, "replay", "--all")
+    assert everything.returncode == 0 and "replayed 2 dead letters" in everything.stderr, everything.stderr
+    assert [m.key() for m in read_topic(changes.bootstrap, topic) if m.offset() >= 2] == [b"7", b"8"]
+    assert listed(changes) == [], "a letter replayed is replayed with its copies"
+    duplicate = letters[0]["duplicates"][0]
+    again = dlq(changes, "replay", duplicate, "--dry-run")
+    assert again.returncode == 0 and "would replay 1" in again.stderr, "a copy's position names its letter"

@@ -16,8 +16,9 @@ from base_sync.debezium import BadEvent, Topics, decode, topic_for
 from base_sync.mapping import SourceMapping
 
 IDENTITY = Topics()
-LEGACY = Topics("dbz", "legacy", SourceMapping.from_file(Path(__file__).parent / "fixtures" / "events_mapping.yaml"))
-EMPLOYEES, MITARBEITER = "base_a.base_a.employees", "dbz.legacy.mitarbeiter"
+# The events carry SOURCE's database (source.db), which must be the topics' (debezium._check_source).
+LEGACY = Topics("dbz", "base_a", SourceMapping.from_file(Path(__file__).parent / "fixtures" / "events_mapping.yaml"))
+EMPLOYEES, MITARBEITER = "base_a.base_a.employees", "dbz.base_a.mitarbeiter"
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -10,12 +12,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.demo.event_maker import churn_and_publish
+from base_sync.errors import ConfigurationError
 from base_sync.mapping import SourceMapping
 from base_sync.settings import EventSettings
 from base_sync.source import source_engine
@@ -118,6 +121,148 @@ def test_an_event_too_large_for_the_dead_letter_topic_is_a_letter_without_its_va
     headers = dict(letter.headers())
     assert letter.value() is None and headers["base_sync.value_left_out"] == b"2000000"
     assert b"not JSON" in headers["__connect.errors.exception.message"]
+
+
+def test_an_event_whose_key_or_headers_are_too_large_is_a_letter_without_them(changes):
+    """A 2 MB key or header made the letter too large to produce (MSG_SIZE_TOO_LARGE): every run
+    failed on it and its partition never moved again (outside probe)."""
+    changes.producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 5_000_000})
+    topic = changes.topics.topic("employees")
+    big_key, big_header = b"7" * 2_000_000, [("big", b"h" * 2_000_000), ("trace", b"abc")]
+    changes.producer.produce(topic, value=b"not json", key=big_key, partition=0)
+    changes.producer.produce(topic, value=b"not json", key=b"8", partition=0, headers=big_header)
+    changes.producer.flush(10)
+    changes.send("c", None, employee(3, T0), partition=0)
+    report = changes.drain()
+    assert report.counts["inserted"] == 1 and report.counts["dead_lettered"] == 2, report.to_json()
+    assert changes.drain().counts["consumed"] == 0, "the batch was committed: the partition goes on"
+    without_key, without_headers = (dict(m.headers()) | {"key": m.key()} for m in changes.dead_letters())
+    assert without_key["key"] is None and without_key["base_sync.key_left_out"] == b"2000000"
+    assert without_key["base_sync.key_left_out.sha256"] == hashlib.sha256(big_key).hexdigest().encode()
+    assert b"not JSON" in without_key["__connect.errors.exception.message"]
+    assert without_headers["key"] == b"8" and "big" not in without_headers and "trace" not in without_headers
+    assert without_headers["base_sync.headers_left_out"] == b"2000011"
+
+    letters = dead_letters.read({"bootstrap.servers": changes.bootstrap}, changes.settings.dlq_topic)
+    assert [(letter.left_out, letter.value) for letter in letters] == [
+        ({"key": 2_000_000}, b"not json"),
+        ({"headers": 2_000_011}, b"not json"),
+    ]
+    producer = dead_letters.replay_producer({"bootstrap.servers": changes.bootstrap})
+    with pytest.raises(dead_letters.DeadLetterError, match=r"cannot rebuild: .*without its key of 2000000 bytes"):
+        dead_letters.replay(producer, changes.settings.dlq_topic, letters)
+    assert len(read_topic(changes.bootstrap, topic)) == 3, "nothing was sent in place of the originals"
+
+
+def test_a_message_the_drain_cannot_fetch_shows_in_its_lag_and_log(changes, caplog):
+    """A message over the consumer's receive.message.max.bytes (Tansu took a 110 MB one) blocked its
+    partition while every run reported lag 0: a partition fetched nothing from was not counted
+    (outside probe). Here the limit is lowered to 1 MB for a 2 MB message."""
+    changes.send("c", None, employee(1, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 1
+    changes.producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 5_000_000})
+    changes.raw(b"x" * 2_000_000, key=2, partition=0)
+    changes.send("c", None, employee(3, T0), partition=0)
+    # Every partition committed, as a group that has run before: with none, resolving its start
+    # shares the connection the failing fetch resets, and the run may fail on that instead.
+    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
+    start = [
+        TopicPartition(t, p, 1 if p == 0 and "employees" in t else 0) for t in changes.topics.names for p in range(3)
+    ]
+    group.commit(offsets=start, asynchronous=False)
+    group.close()
+    small = {"bootstrap.servers": changes.bootstrap, "fetch.max.bytes": 1_000_000}
+    small["receive.message.max.bytes"] = 1_000_512
+    for _ in range(2):
+        consumer = events.consumer_for(small, changes.settings)
+        api = changes.base_b.api()
+        try:
+            with caplog.at_level("WARNING", logger="base_sync.events"):
+                report = events.drain(consumer, events.producer_for(small), api, changes.settings, changes.topics)
+        finally:
+            consumer.close()
+            api.close()
+        assert report.counts["consumed"] == 0 and report.lag == 2, report.to_json()
+    topic = changes.topics.topic("employees")
+    said = "this run read nothing from it while 2 events wait (the group's committed offset 1, the end 3)"
+    assert f"{topic} [0]: {said}" in caplog.text
+    assert "receive.message.max.bytes" in caplog.text
+
+
+def test_a_consumer_in_the_drains_group_is_a_clear_error_not_a_broker_code(changes):
+    """An operator's console consumer in the drain's group made every commit fail with
+    `UNKNOWN_MEMBER_ID "Commit failed: Broker: Unknown member"` (outside probe)."""
+    member = Consumer(
+        {"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id, "session.timeout.ms": 6000}
+    )
+    member.subscribe([changes.topics.topic("employees")])
+    joined = time.monotonic()
+    while not member.assignment() and time.monotonic() - joined < 30:
+        member.poll(0.2)
+    assert member.assignment(), "the outside consumer joined the group"
+    changes.send("c", None, employee(1, T0), partition=0)
+    with pytest.raises(events.GroupJoined, match=f"another consumer joined the group '{changes.settings.group_id}'"):
+        changes.drain()
+    member.close()
+    assert changes.drain().counts["consumed"] == 1, "once it left, the batch is read again and committed"
+
+
+def test_the_drain_reads_committed_transactions_only(changes):
+    """The drain left isolation.level to librdkafka's default, so a connection's extra could make it
+    read aborted transactions (outside probe). Now it sets read_committed and refuses another value."""
+    extra = {"bootstrap.servers": changes.bootstrap, "isolation.level": "read_uncommitted"}
+    with pytest.raises(ConfigurationError, match="isolation.level=read_uncommitted.*aborted"):
+        events.consumer_for(extra, changes.settings)
+    changes.send("c", None, employee(1, T0), partition=0)
+    consumer = events.consumer_for({**extra, "isolation.level": "read_committed"}, changes.settings)
+    api = changes.base_b.api()
+    try:
+        producer = events.producer_for({"bootstrap.servers": changes.bootstrap})
+        assert events.drain(consumer, producer, api, changes.settings, changes.topics).counts["inserted"] == 1
+    finally:
+        consumer.close()
+        api.close()
+
+
+def test_an_update_that_changes_the_key_is_a_dead_letter(changes):
+    """An `op u` whose before image held key 1 and whose after image holds key 2 was upserted as
+    key 2 and key 1 stayed live (outside probe); Debezium writes a key change as a `d` and a `c`."""
+    changes.send("c", None, employee(1, T0), partition=0)
+    assert changes.drain().counts["inserted"] == 1
+    changes.send("u", employee(1, T0), employee(2, T0 + timedelta(seconds=5)), partition=0)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 1 and report.counts["inserted"] == 0, report.to_json()
+    assert sorted(changes.rows()) == [1]
+    (letter,) = changes.dead_letters()
+    reason = dict(letter.headers())["__connect.errors.exception.message"].decode()
+    assert "key changed within one update (op u): before.id = 1, after.id = 2" in reason
+    assert "a delete of the old key and a create of the new one" in reason
+
+
+def test_an_event_of_another_table_or_database_than_its_topics_is_a_dead_letter(changes):
+    """`source.table` and `source.db` were ignored: an event saying `table: articles` on the
+    employees topic was applied as an employee (outside probe). An event without them still applies."""
+
+    def event(key: int, **source) -> bytes:
+        document = orjson.loads(changes.writer.envelope("c", None, employee(key, T0), {**SOURCE, "row": 0}, 1))
+        document["payload"]["source"] = {k: v for k, v in {**document["payload"]["source"], **source}.items() if v}
+        return orjson.dumps(document)
+
+    changes.raw(event(1, table="articles"), key=1, partition=0)
+    changes.raw(event(2, db="other_db"), key=2, partition=0)
+    changes.raw(event(3, table=None, db=None), key=3, partition=0)
+    changes.send("c", None, employee(4, T0), partition=0)  # as the relay writes it: its table and database
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 2 and report.counts["inserted"] == 2, report.to_json()
+    assert sorted(changes.rows()) == [3, 4]
+    topic = changes.topics.topic("employees")
+    reasons = [dict(m.headers())["__connect.errors.exception.message"].decode() for m in changes.dead_letters()]
+    assert reasons == [
+        f"`source.table` names the table 'articles', but its topic {topic} carries the table 'employees': "
+        "not applied as a row of employees",
+        f"`source.db` names the database 'other_db', but its topic {topic} carries the database "
+        f"'{changes.settings.source_database}': not applied as a row of employees",
+    ]
 
 
 def test_a_duplicate_delivery_changes_nothing(changes):
