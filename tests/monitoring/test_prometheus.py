@@ -95,6 +95,22 @@ def test_scrape_jobs_are_named_after_the_compose_services():
     assert jobs <= set(COMPOSE["services"])
 
 
+def test_service_not_discovered_watches_every_dns_discovered_job_and_make_up_scrapes_them_always(tmp_path):
+    """With no replica running a DNS-discovered job has no target and no up series: ServiceDown is
+    blind there, ServiceNotDiscovered is not. make up scrapes the same jobs at fixed addresses, so
+    their up series always exist there and it never fires."""
+    (rule,) = [
+        r
+        for g in yaml.safe_load((PROMETHEUS / "rules" / "platform.yml").read_text())["groups"]
+        for r in g["rules"]
+        if r["alert"] == "ServiceNotDiscovered"
+    ]
+    scrape_configs = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    discovered = {job["job_name"] for job in scrape_configs if "dns_sd_configs" in job}
+    assert discovered and set(re.findall(r'absent\(up\{job="([\w-]+)"\}\)', rule["expr"])) == discovered
+    assert discovered <= set(jobs_of(make_up_config(tmp_path, **MAKE_UP)))
+
+
 def make_up_config(tmp_path, **env: str) -> dict:
     """The config `make up` writes (scripts/prometheus_config.py), with these addresses set."""
     output = tmp_path / "prometheus.yml"
