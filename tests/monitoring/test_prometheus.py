@@ -52,20 +52,28 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
 # statsd-exporter makes a series at its first sample (Airflow sends e.g. a failed run's counter only
 # when a run fails), so increase() on it alone misses the first rise. increase() on a StatsD-fed
 # series must be paired with its "new in the window" twin: `x unless x offset <window>`, guarded by
-# `up offset <window> == 1`: a Prometheus that has scraped for less than the window sees every
-# series as new and would count each counter's whole value.
+# "x appeared while its target was scraped": fewer samples of x in the window than successful
+# scrapes of its target. A Prometheus that has scraped for less than the window sees every series
+# as new; without the guard it would count each counter's whole value, and the former guard
+# `up offset <window> == 1` dropped a genuinely new series in that time.
 STATSD_INCREASE = re.compile(r"increase\(((?:airflow|base_sync)_\w+(?:\{[^}]*\})?)\[(\$?\w+)\]\)")
 
 
 def new_series_uncounted(expr: str) -> list[str]:
+    def guarded(selector: str, window: str) -> bool:
+        s, w = re.escape(selector), re.escape(window)
+        return bool(
+            re.search(
+                rf"{s}\s+unless\s+{s}\s+offset\s+{w}[\s)]*and\s+\(\s*count_over_time\({s}\[{w}\]\)\s+"
+                rf"<\s+on \(job, instance\) group_left sum_over_time\(up\[{w}\]\)\s*\)",
+                expr,
+            )
+        )
+
     return [
         f"increase({selector}[{window}])"
         for selector, window in STATSD_INCREASE.findall(expr)
-        if not re.search(
-            rf"{re.escape(selector)}\s+unless\s+{re.escape(selector)}\s+offset\s+{re.escape(window)}[\s)]*"
-            rf"and on \(job, instance\) \(up offset {re.escape(window)} == 1\)",
-            expr,
-        )
+        if not guarded(selector, window)
     ]
 
 
@@ -75,11 +83,32 @@ def test_every_alert_on_a_statsd_counter_counts_a_series_new_in_its_window():
     ]
     assert [(r["alert"], new_series_uncounted(r["expr"])) for r in rules if new_series_uncounted(r["expr"])] == []
     assert new_series_uncounted("sum(increase(base_sync_dead_letters_total[15m])) > 0")  # the check checks
+    old_guard = (
+        "sum((base_sync_dead_letters_total unless base_sync_dead_letters_total offset 15m)"
+        " and on (job, instance) (up offset 15m == 1) or increase(base_sync_dead_letters_total[15m]) > 0) > 0"
+    )
+    assert new_series_uncounted(old_guard)  # missed a new series while Prometheus was younger than 15m
 
 
 def test_scrape_jobs_are_named_after_the_compose_services():
     jobs = {job["job_name"] for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]}
     assert jobs <= set(COMPOSE["services"])
+
+
+def test_service_not_discovered_watches_every_dns_discovered_job_and_make_up_scrapes_them_always(tmp_path):
+    """With no replica running a DNS-discovered job has no target and no up series: ServiceDown is
+    blind there, ServiceNotDiscovered is not. make up scrapes the same jobs at fixed addresses, so
+    their up series always exist there and it never fires."""
+    (rule,) = [
+        r
+        for g in yaml.safe_load((PROMETHEUS / "rules" / "platform.yml").read_text())["groups"]
+        for r in g["rules"]
+        if r["alert"] == "ServiceNotDiscovered"
+    ]
+    scrape_configs = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    discovered = {job["job_name"] for job in scrape_configs if "dns_sd_configs" in job}
+    assert discovered and set(re.findall(r'absent\(up\{job="([\w-]+)"\}\)', rule["expr"])) == discovered
+    assert discovered <= set(jobs_of(make_up_config(tmp_path, **MAKE_UP)))
 
 
 def make_up_config(tmp_path, **env: str) -> dict:

@@ -208,3 +208,11 @@ def test_a_gauge_is_never_a_total_and_no_series_mixes_statsd_types():
             types.setdefault(prometheus_name, set()).add(TYPES[name])
             assert not (TYPES[name] == "g" and prometheus_name.endswith("_total")), (name, prometheus_name)
     assert {n: t for n, t in types.items() if len(t) > 1} == {}
+
+
+def test_readme_names_every_row_outcome_the_pipelines_emit():
+    from base_sync.metrics import ROW_OUTCOMES
+
+    readme = (REPO / "README.md").read_text()
+    (listed,) = re.findall(r"`rows\.<batch\|events>\.<entity>\.<([a-z_|]+)>`", readme)
+    assert listed.split("|") == list(ROW_OUTCOMES)
