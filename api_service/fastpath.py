@@ -23,6 +23,9 @@ from api_service.schemas import EMAIL_PATTERN, MAX_BIGINT
 from baseab_contract.entities import Entity, Field, Kind
 
 _TIMESTAMPS = ("source_updated_at", "created_at", "updated_at", "replaces_version")
+# msgspec searches with Python's re, whose `$` also matches before a final newline ('a@b.c\n'
+# passed); pydantic's and a client's (ECMAScript) `$` end the text. \Z ends it here too.
+_EMAIL = EMAIL_PATTERN.removesuffix("$") + r"\Z"
 
 
 def _msgspec_type(field: Field) -> Any:
@@ -31,7 +34,7 @@ def _msgspec_type(field: Field) -> Any:
             # NUL is refused for the whole body at once (see decode), not by a regex per value.
             return Annotated[str, msgspec.Meta(min_length=1 if field.required else None, max_length=field.max_length)]
         case Kind.EMAIL:
-            return Annotated[str, msgspec.Meta(max_length=field.max_length, pattern=EMAIL_PATTERN)]
+            return Annotated[str, msgspec.Meta(max_length=field.max_length, pattern=_EMAIL)]
         case Kind.DECIMAL:
             # Text or an integer (a JSON fraction would arrive as a float), read into Decimals after
             # decoding (see _to_decimals), then digits, scale and minimum checked. Anything else: pydantic.

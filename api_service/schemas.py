@@ -62,7 +62,7 @@ def _iso_only(value: object) -> object:
 def _date_only(value: object) -> object:
     """A date is YYYY-MM-DD: pydantic would also take a timestamp at midnight ("2024-01-05T00:00:00+05:00",
     its offset dropped) and one whose time only rounds to zero (nanoseconds, cut)."""
-    if isinstance(value, str) and not _DATE_TEXT.match(value):
+    if isinstance(value, str) and not _DATE_TEXT.fullmatch(value):
         raise ValueError("use a date as YYYY-MM-DD, e.g. 2024-01-31, without a time")
     return _iso_only(value)
 
@@ -94,7 +94,7 @@ def _json_integer(value: object) -> object:
 def _decimal_text(value: object) -> object:
     """Decimal text must read as a JSON number: Python would also take "1_000", " 12", ".5", "+1"
     and digits of any script, none of which a JSON client means as a number."""
-    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
         raise ValueError(f'write the number as JSON does, e.g. 1234.50 or "1234.50" (got {value!r})')
     return value
 
@@ -103,7 +103,8 @@ _NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*$")
 _DATE_TEXT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 # The seventh fractional digit of a timestamp: what rounds the microseconds.
 _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
-# A JSON number's grammar (leading zeros allowed), ASCII digits only.
+# A JSON number's grammar (leading zeros allowed), ASCII digits only; fullmatch: Python's `$` also
+# matches before a final newline, so '12.50\n' passed (Decimal reads it).
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 _DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
 UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]

@@ -704,7 +704,7 @@ def _plain_typed(value, schema: dict):
 def _check_date_text(text: str) -> None:
     """A date or date-time text Base A holds but that is no date (the zero date, a zero part): invalid."""
     day = text[:10]
-    if (_DATE_SHAPE.match(text) or _DATETIME_SHAPE.match(text)) and not valid_date_text(day):
+    if (_DATE_SHAPE.fullmatch(text) or _DATETIME_SHAPE.fullmatch(text)) and not valid_date_text(day):
         raise _Invalid(text)
 
 

@@ -242,3 +242,20 @@ def test_a_plain_decimal_text_the_document_refuses_is_refused(salary):
     """And the other way: plain digits the API takes are what the document admits."""
     _, slow = both({**VALID, "salary": salary})
     assert (slow is not None) == bool(re.match(_salary_text_pattern(), salary)), salary
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"email": "ada@example.com\n"},
+        {"salary": "12.50\n"},
+        {"hired_at": "1843-07-01\n"},
+        {"email": "ada@example.com\r\n"},
+        {"salary": "12.50\r\n"},
+    ],
+)
+def test_a_value_ending_in_a_newline_is_refused_by_both_passes(changed):
+    """Python's `$` also matches before a final newline: the fast pass's e-mail pattern and the
+    decimal text check let 'ada@example.com\\n' and '12.50\\n' through (written, served back against
+    the document's pattern, and a second live row beside 'ada@example.com')."""
+    assert both({**VALID, **changed}) == (None, None)
