@@ -29,8 +29,9 @@ than the look-back). Before it, **check_deletes** counts those deletes (writing 
 **approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many
 rows, which share, the limit and from which source (delete log, key comparison). Check Base A
 first (a truncated table, a wrong soft-delete rule, a changed filter). **Approve**: the deletes
-go, as many as the field `rows` says (a cleared task shows its first prompt's count: type
-today's). **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is
+go when the field `rows` covers them (fewer than counted: nothing is deleted, the log says why; a
+cleared task shows its first prompt's count: type today's, which check_deletes' log shows).
+**Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is
 deleted, the load is still verified and committed, the delete log position stays, and the next
 run asks again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
 **verify** compares counts and checksums of the window on both sides and re-sends

@@ -329,28 +329,44 @@ class MassDeleteApproval(ApprovalOperator):
             if plan.get("held_by_events")
             else " (and the limit more, for deletes since the count)"
         )
-        self.params = ParamsDict({ROWS: Param(rows, type="integer", minimum=0, description=description)})
+        # Nullable: a form with the field emptied still offers Reject (Airflow greys out both options
+        # while a required field is empty); an Approve without a count is refused in `approved_rows`.
+        field = Param(rows, type=["integer", "null"], minimum=0, description=description)
+        self.params = ParamsDict({ROWS: field})
         ti.xcom_push(key=ASKED_KEY, value={ROWS: rows, "fresh": ti.try_number <= 1})
         return super().execute(context)
 
 
 def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | None:
-    """The rows an approval allows (the rows approved plus the limit, for deletes since the count);
-    None when it was no approval. `asked`: what the approval task asked, see `MassDeleteApproval`."""
+    """The rows an approval allows (the rows approved, plus the limit for deletes since the count
+    when they cover it); None when it was no approval. `asked`: what the approval task asked, see
+    `MassDeleteApproval`."""
     if not answer or ApprovalOperator.APPROVE not in (answer.get("chosen_options") or []):
         return None
-    rows = (answer.get("params_input") or {}).get(ROWS)
+    given = answer.get("params_input") or {}
+    if ROWS in given and given[ROWS] is None:
+        raise ConfigurationError(
+            f"the approval was answered with the `{ROWS}` field empty: nothing was deleted. This try counted "
+            f"{plan['total']} rows; clear {CHECK_DELETES} with its downstream tasks and approve with `{ROWS}` at "
+            "that count or more, or trigger a run with approve_mass_delete"
+        )
+    rows = given.get(ROWS)
     if rows is None and asked and asked.get("fresh"):
         rows = asked[ROWS]
     if rows is None:
         raise ConfigurationError(
             "the approval answered no rows on a prompt that may show an earlier try's count (Airflow keeps a "
-            f"cleared task's first prompt): approve in the UI's form, whose `{ROWS}` field says how many rows, or "
-            f'send params_input {{"{ROWS}": n}} with the answer, or trigger a run with approve_mass_delete'
+            f"cleared task's first prompt): this try counted {plan['total']} rows. Approve with params_input "
+            f'{{"{ROWS}": {plan["total"]}}} (the UI\'s form may show the earlier count: type this one), or '
+            "trigger a run with approve_mass_delete"
         )
-    # While the events path holds deletes, the rows answered and no more: the limit on top would let
-    # deletes held since the prompt pass unseen.
-    return _approved_count(rows) + (0 if plan.get("held_by_events") else plan["limit"])
+    count = _approved_count(rows)
+    # The limit on top covers deletes found since the count, never rows of it the operator left out
+    # (100 approved of 195 asked let all 195 go under a limit of 100); nor, while the events path
+    # holds deletes, deletes held since the prompt.
+    if plan.get("held_by_events") or count < plan["total"]:
+        return count
+    return count + plan["limit"]
 
 
 def _approved_count(rows) -> int:

@@ -336,7 +336,8 @@ def propagate_deletes(
         detail = None
         if approved is not None:
             detail = (
-                f"{plan.summary}. More than the {approved} rows approved (the rows answered plus the limit): "
+                f"{plan.summary}. More than the {approved} rows approved (the rows answered, plus the limit when "
+                "they cover the count asked): "
                 f"nothing was deleted. Fewer rows were approved than this run found ({plan.total}), the count grew "
                 "since the approval was asked, or the prompt showed an earlier try's count (Airflow keeps a "
                 "cleared task's first prompt): clear check_deletes with its downstream tasks and approve with "

@@ -95,13 +95,18 @@ def test_an_approval_covers_the_rows_it_answers_and_a_cleared_prompt_needs_them(
     approve, reject = {"chosen_options": ["Approve"]}, {"chosen_options": ["Reject"]}
     assert airflow_tasks.approved_rows(reject, {"rows": 330, "fresh": True}, plan) is None
     assert airflow_tasks.approved_rows(None, None, plan) is None
-    # The form's field, as shown (an earlier try's 150) or typed: that many, not today's count.
-    assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 150}}, {"rows": 330}, plan) == 250
+    # The form's field, as shown (an earlier try's 150) or typed: that many, not today's count, and
+    # fewer than the count without the limit on top (100 of 195 approved deleted all 195).
+    assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 150}}, {"rows": 330}, plan) == 150
+    assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 329}}, {"rows": 330}, plan) == 329
     assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 330}}, {"rows": 330}, plan) == 430
     # The option alone (a REST answer): the count asked, on a first try only.
     assert airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": True}, plan) == 430
-    with pytest.raises(ConfigurationError, match="earlier try's count"):
+    with pytest.raises(ConfigurationError, match="earlier try's count.*this try counted 330 rows"):
         airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": False}, plan)
+    # The field emptied (the form then still offers Reject): no count, no approval.
+    with pytest.raises(ConfigurationError, match="field empty"):
+        airflow_tasks.approved_rows({**approve, "params_input": {"rows": None}}, {"rows": 330, "fresh": True}, plan)
 
 
 @pytest.mark.parametrize("rows", ["lots", 12.5, True, -3, None, [355], "³"])
