@@ -557,6 +557,62 @@ def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(rela
     assert "ALTER TABLE employees TRUNCATE PARTITION p0" in log and "compare_keys" in log
 
 
+@pytest.mark.parametrize(
+    ("ddl", "ran", "kept", "counted"),
+    [
+        (  # the monthly split of a RANGE table's last partition: MariaDB refuses one that would lose rows
+            "PARTITION BY RANGE (nr) (PARTITION p0 VALUES LESS THAN (10), PARTITION pmax VALUES LESS THAN MAXVALUE)",
+            [
+                "ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION p2025_01 VALUES LESS THAN (20), "
+                "PARTITION pmax VALUES LESS THAN MAXVALUE)"
+            ],
+            [1, 2, 15, 100],
+            0,
+        ),
+        (  # a LIST reorganize drops the rows of the values no new partition lists (2 here), without an error
+            "PARTITION BY LIST (nr) (PARTITION a VALUES IN (1, 2), PARTITION b VALUES IN (15, 100, 500))",
+            ["ALTER TABLE t REORGANIZE PARTITION a INTO (PARTITION a VALUES IN (1))"],
+            [1, 15, 100],
+            1,
+        ),
+        (  # a history partition dropped keeps every current row; the CURRENT one truncated empties them
+            "WITH SYSTEM VERSIONING PARTITION BY SYSTEM_TIME LIMIT 1 "
+            "(PARTITION h1 HISTORY, PARTITION h2 HISTORY, PARTITION c CURRENT)",
+            ["ALTER TABLE t DROP PARTITION h1", "ALTER TABLE t TRUNCATE PARTITION c"],
+            [],
+            1,
+        ),
+    ],
+    ids=["range", "list", "system_time"],
+)
+def test_a_partition_clause_that_keeps_every_row_is_not_counted(
+    binlog_port, kafka_bootstrap, tmp_path, ddl, ran, kept, counted
+):
+    """Every REORGANIZE PARTITION ... INTO was counted as removing rows, so a RANGE table's monthly
+    maintenance fired RelayChangesNotPublished every month, and so did dropping a system-versioned
+    table's history partition: the relay reads the table's partitioning method to tell them apart."""
+    table = f"CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name VARCHAR(50)) {ddl}"
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, [table], "t")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1, '2024-05-01', 'a'), (2, '2024-05-01', 'b')"))
+            conn.execute(text("INSERT INTO t VALUES (15, '2024-05-01', 'c'), (100, '2024-05-01', 'd')"))
+            conn.execute(text("UPDATE t SET name = 'e', geaendert = '2024-05-02'"))  # history rows if versioned
+        with engine.begin() as conn:
+            for statement in ran:
+                conn.execute(text(statement))
+            assert conn.execute(text("SELECT nr FROM t ORDER BY nr")).scalars().all() == kept
+            conn.execute(text("INSERT INTO t VALUES (500, '2024-05-03', 'z')"))  # read after the statements
+        relay_messages(kafka_bootstrap, topics.topic("employees"), 9)
+        metric_line(relay, f'relay_unpublished_statements_total{{kind="partition",table="t"}} {counted}.0')
+    finally:
+        relay.stop()
+        engine.dispose()
+    log = relay.log.read_text()
+    assert ("BY A PARTITION STATEMENT, NOT PUBLISHED" in log) == bool(counted)
+    assert ("keeps every current row" in log) == (len(ran) > counted)
+
+
 def mapped_relay(binlog_port: int, bootstrap: str, workdir, ddl: list[str], table: str):
     """A new database holding `ddl`, `table` mapped as employees (key nr, cursor geaendert), and the
     relay publishing it: (engine, relay, topics). Stop the relay and dispose the engine after."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, Effect, effects
+from base_sync.relay import Relay, RelaySettings
+from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, Effect, effects, keeps_rows
 
 
 @pytest.mark.parametrize(
@@ -34,38 +35,56 @@ from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, E
         ),
         ("ALTER TABLE employees ADD c INT, RENAME AS e3", [Effect(RENAME, (None, "employees"), (None, "e3"))]),
         ("ALTER TABLE employees RENAME COLUMN a TO b", []),
-        ("ALTER TABLE employees TRUNCATE PARTITION p0", [Effect(PARTITION, (None, "employees"))]),
-        ("alter table `base_a`.`employees` truncate partition all", [Effect(PARTITION, ("base_a", "employees"))]),
-        ("ALTER TABLE employees DROP PARTITION IF EXISTS p1, p2", [Effect(PARTITION, (None, "employees"))]),
+        ("ALTER TABLE employees TRUNCATE PARTITION p0", [Effect(PARTITION, (None, "employees"), clause="TRUNCATE")]),
+        (
+            "alter table `base_a`.`employees` truncate partition all",
+            [Effect(PARTITION, ("base_a", "employees"), clause="TRUNCATE")],
+        ),
+        (
+            "ALTER TABLE employees DROP PARTITION IF EXISTS p1, p2",
+            [Effect(PARTITION, (None, "employees"), clause="DROP")],
+        ),
         (
             "/* retention */ ALTER ONLINE TABLE base_a . employees -- job 7\n ADD INDEX i (a), DROP PARTITION `p 1`",
-            [Effect(PARTITION, ("base_a", "employees"))],
+            [Effect(PARTITION, ("base_a", "employees"), clause="DROP")],
         ),
         (
             "ALTER TABLE employees ADD c INT, DROP PARTITION p1, RENAME TO e2",
-            [Effect(PARTITION, (None, "employees")), Effect(RENAME, (None, "employees"), (None, "e2"))],
+            [Effect(PARTITION, (None, "employees"), clause="DROP"), Effect(RENAME, (None, "employees"), (None, "e2"))],
         ),
         (
             "ALTER TABLE employees REORGANIZE PARTITION a,b INTO (PARTITION a VALUES IN (1),PARTITION b VALUES IN (2))",
-            [Effect(PARTITION, (None, "employees"))],
+            [Effect(PARTITION, (None, "employees"), clause="REORGANIZE")],
         ),
         (
             "ALTER TABLE employees EXCHANGE PARTITION p0 WITH TABLE `db`.`archive` WITHOUT VALIDATION",
-            [Effect(PARTITION, (None, "employees")), Effect(PARTITION, ("db", "archive"))],
+            [
+                Effect(PARTITION, (None, "employees"), clause="EXCHANGE"),
+                Effect(PARTITION, ("db", "archive"), clause="EXCHANGE"),
+            ],
         ),
         (
             "ALTER TABLE archive EXCHANGE PARTITION p0 WITH TABLE employees",
-            [Effect(PARTITION, (None, "archive")), Effect(PARTITION, (None, "employees"))],
+            [
+                Effect(PARTITION, (None, "archive"), clause="EXCHANGE"),
+                Effect(PARTITION, (None, "employees"), clause="EXCHANGE"),
+            ],
         ),
         (
             "ALTER TABLE employees CONVERT PARTITION p0 TO TABLE old",
-            [Effect(PARTITION, (None, "employees")), Effect(PARTITION, (None, "old"))],
+            [
+                Effect(PARTITION, (None, "employees"), clause="CONVERT"),
+                Effect(PARTITION, (None, "old"), clause="CONVERT"),
+            ],
         ),
         (
             "ALTER TABLE employees CONVERT TABLE old TO PARTITION p0 VALUES LESS THAN (10)",
-            [Effect(PARTITION, (None, "employees")), Effect(DROP, (None, "old"))],
+            [Effect(PARTITION, (None, "employees"), clause="CONVERT"), Effect(DROP, (None, "old"))],
         ),
-        ("/*!50100 ALTER TABLE employees DROP PARTITION p0 */", [Effect(PARTITION, (None, "employees"))]),
+        (
+            "/*!50100 ALTER TABLE employees DROP PARTITION p0 */",
+            [Effect(PARTITION, (None, "employees"), clause="DROP")],
+        ),
         # These keep every row (HASH/KEY partitions redistributed, a definition, a column).
         ("ALTER TABLE employees COALESCE PARTITION 2", []),
         ("ALTER TABLE employees REORGANIZE PARTITION", []),
@@ -83,3 +102,50 @@ from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, E
 )
 def test_the_tables_a_statement_writes_empties_renames_or_drops(sql, expected):
     assert effects(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "method", "keeps"),
+    [
+        # MariaDB refuses a RANGE reorganize that would lose rows; HASH and KEY redistribute them.
+        (
+            "ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION p1 VALUES LESS THAN (9), PARTITION pmax "
+            "VALUES LESS THAN MAXVALUE)",
+            "RANGE",
+            True,
+        ),
+        ("ALTER TABLE t REORGANIZE PARTITION p0 INTO (PARTITION p0 VALUES LESS THAN ('b'))", "RANGE COLUMNS", True),
+        ("ALTER TABLE t REORGANIZE PARTITION p0, p1 INTO (PARTITION p0)", "LINEAR KEY", True),
+        ("ALTER TABLE t REORGANIZE PARTITION p0, p1 INTO (PARTITION p0)", "hash", True),
+        # A LIST reorganize drops the rows of values no new partition lists; unknown: may have.
+        ("ALTER TABLE t REORGANIZE PARTITION a INTO (PARTITION a VALUES IN (1))", "LIST", False),
+        ("ALTER TABLE t REORGANIZE PARTITION a INTO (PARTITION a VALUES IN (1))", "LIST COLUMNS", False),
+        ("ALTER TABLE t REORGANIZE PARTITION a INTO (PARTITION a VALUES IN (1))", None, False),
+        # A system-versioned table's DROP PARTITION drops history only; a TRUNCATE may name CURRENT.
+        ("ALTER TABLE t DROP PARTITION p_hist", "SYSTEM_TIME", True),
+        ("ALTER TABLE t DROP PARTITION p_hist", None, False),
+        ("ALTER TABLE t TRUNCATE PARTITION p_cur", "SYSTEM_TIME", False),
+        ("ALTER TABLE t DROP PARTITION p0", "RANGE", False),
+        ("ALTER TABLE t TRUNCATE PARTITION p0", "HASH", False),
+        ("ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE u", "RANGE", False),
+        ("ALTER TABLE t CONVERT PARTITION p0 TO TABLE u", "SYSTEM_TIME", False),
+    ],
+)
+def test_a_partition_clause_keeps_every_row_by_the_tables_partitioning_method(sql, method, keeps):
+    (effect, *_) = effects(sql)
+    assert keeps_rows(effect, method) is keeps
+
+
+def test_a_reorganize_is_counted_when_the_relay_cannot_read_the_partitioning_method(tmp_path, monkeypatch, caplog):
+    """Base A not answering (nothing listens on port 1): the method is unknown, so the clause may
+    have removed rows and is counted, the loud side."""
+    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
+    settings = RelaySettings(
+        base_a_url="mysql+mysqldb://root@127.0.0.1:1/base_a",
+        kafka_bootstrap="127.0.0.1:1",
+        http_port=0,
+        position_file=tmp_path / "position.json",
+    )
+    (effect,) = effects("ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION pmax VALUES LESS THAN MAXVALUE)")
+    assert Relay(settings)._keeps_rows(effect, "base_a", "t") is False
+    assert "could not read how t is partitioned" in caplog.text

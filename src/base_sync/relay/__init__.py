@@ -15,7 +15,9 @@ A row the binlog does not hold whole (a partial row image, no column names) is p
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
 truncate event, statement-logged DML, a rename away, a drop and a partition clause that removes or
-adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION) are logged loudly and counted.
+adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
+HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
+row) are logged loudly and counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
 """
@@ -694,6 +696,13 @@ class Relay:
                         "until the batch sync compares keys",
                         statements.excerpt(event.query),
                     )
+            elif effect.kind == statements.PARTITION and self._keeps_rows(effect, effect.table[0] or session, table):
+                log.info(
+                    "%s PARTITION of %s keeps every current row (%s): nothing to publish",
+                    effect.clause,
+                    table,
+                    statements.excerpt(event.query),
+                )
             elif effect.kind == statements.PARTITION:
                 self._unpublished(
                     table,
@@ -703,6 +712,33 @@ class Relay:
                     "the partition held (and to add rows it brought in)",
                     statements.excerpt(event.query),
                 )
+
+    def _keeps_rows(self, effect: statements.Effect, schema: str, table: str) -> bool:
+        """The partition clause keeps every current row (`statements.keeps_rows`), by the table's
+        partitioning method as information_schema has it now: the statement is read after it ran, and
+        a REORGANIZE or DROP PARTITION leaves the method as it was (a relay far behind reads the method
+        of a later PARTITION BY, if one came since). Read only for those two clauses;
+        when it cannot be read (no such partitioned table visible, Base A not answering) the clause
+        may have removed rows."""
+        if effect.clause not in ("REORGANIZE", "DROP"):
+            return False
+        try:
+            engine = self._sql_engine()
+            try:
+                with engine.connect() as conn:
+                    method = conn.execute(
+                        text(
+                            "SELECT partition_method FROM information_schema.partitions WHERE table_schema = :schema "
+                            "AND table_name = :table AND partition_method IS NOT NULL LIMIT 1"
+                        ),
+                        {"schema": schema, "table": table},
+                    ).scalar()
+            finally:
+                engine.dispose()
+        except Exception as error:  # counted as removing rows: the loud side
+            log.warning("could not read how %s is partitioned (%s)", table, one_line(error))
+            method = None
+        return statements.keeps_rows(effect, method)
 
     def _mapped(self, name: tuple[str | None, str] | None, session: str) -> str | None:
         """The mapped table a statement's (schema, table) names (in any case), or None; "*" for a

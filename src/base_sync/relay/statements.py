@@ -6,8 +6,9 @@ then the binlog holds the SQL text, not the rows, and the relay cannot publish t
 reads such a statement far enough to name the tables it writes (INSERT, REPLACE, UPDATE, DELETE),
 empties (TRUNCATE), renames (RENAME TABLE, ALTER TABLE ... RENAME), drops (DROP TABLE, CREATE
 OR REPLACE TABLE, DROP DATABASE) or whose rows an ALTER TABLE removes or adds without row events
-(TRUNCATE, DROP, REORGANIZE, EXCHANGE or CONVERT PARTITION). It is not a SQL parser: a statement it does not know has no
-effects, and a multi-table UPDATE or DELETE names every table of its table references (the ones
+(TRUNCATE, DROP, REORGANIZE, EXCHANGE or CONVERT PARTITION; `keeps_rows` says which of those keep
+every current row on a table of a given partitioning method). It is not a SQL parser: a statement
+it does not know has no effects, and a multi-table UPDATE or DELETE names every table of its table references (the ones
 only read too), so a warning may name a table too many, never one too few of those it handles.
 """
 
@@ -22,6 +23,12 @@ TRUNCATE = "truncate"
 RENAME = "rename"
 DROP = "drop"
 PARTITION = "partition"
+
+# information_schema.PARTITIONS.PARTITION_METHOD of the tables whose REORGANIZE PARTITION keeps every
+# row: MariaDB refuses a RANGE reorganize that changes the ranges covered (but the last one's, which
+# it may only extend), and HASH and KEY redistribute the rows; a LIST reorganize drops the rows of
+# values no new partition lists, without an error or a row event.
+_REORGANIZE_KEEPS = frozenset({"RANGE", "RANGE COLUMNS", "HASH", "LINEAR HASH", "KEY", "LINEAR KEY"})
 
 _TOKENS = re.compile(
     r"(?P<skip>/\*M?!\d*|\*/|/\*.*?\*/|--(?=\s|$)[^\n]*|\#[^\n]*|\s+)"  # comments (an executable one's text is kept)
@@ -39,11 +46,26 @@ _ENDS_TABLES = {
 
 @dataclass(frozen=True)
 class Effect:
-    """`kind` (DML, TRUNCATE, RENAME, DROP, PARTITION) done to `table` ((schema or None, name)); a rename's new name."""
+    """`kind` (DML, TRUNCATE, RENAME, DROP, PARTITION) done to `table` ((schema or None, name)); a rename's
+    new name; a partition effect's clause (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT)."""
 
     kind: str
     table: tuple[str | None, str]
     to: tuple[str | None, str] | None = None
+    clause: str | None = None
+
+
+def keeps_rows(effect: Effect, method: str | None) -> bool:
+    """The partition effect keeps every current row of its table, partitioned by `method`
+    (information_schema.PARTITIONS.PARTITION_METHOD; None when unknown: then it may not): a
+    REORGANIZE PARTITION of a RANGE, HASH or KEY table, and a DROP PARTITION of a SYSTEM_TIME one
+    (MariaDB drops history partitions only, never the CURRENT one). A TRUNCATE PARTITION of a
+    SYSTEM_TIME table may name the CURRENT partition (or ALL), which empties the current rows."""
+    if effect.kind != PARTITION or method is None:
+        return False
+    if effect.clause == "REORGANIZE":
+        return method.upper() in _REORGANIZE_KEEPS
+    return effect.clause == "DROP" and method.upper() == "SYSTEM_TIME"
 
 
 @dataclass(frozen=True)
@@ -216,23 +238,25 @@ def _alter(found: list[_Token]) -> list[Effect]:
 def _partition_clause(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
     """The effects of an ALTER TABLE clause starting at `at` that removes or adds rows without row
     events: TRUNCATE or DROP PARTITION (the rows are gone), REORGANIZE PARTITION p INTO (...) (a LIST
-    partition's rows no new partition takes are dropped), EXCHANGE PARTITION p WITH TABLE u (the
-    two swap rows), CONVERT PARTITION p TO TABLE u and CONVERT TABLE u TO PARTITION p (rows move
-    between the tables). COALESCE PARTITION and a bare REORGANIZE PARTITION (HASH, KEY) keep every row."""
+    partition's rows no new partition takes are dropped; `keeps_rows` tells the other methods
+    apart), EXCHANGE PARTITION p WITH TABLE u (the two swap rows), CONVERT PARTITION p TO TABLE u
+    and CONVERT TABLE u TO PARTITION p (rows move between the tables). COALESCE PARTITION and a
+    bare REORGANIZE PARTITION (HASH, KEY) keep every row."""
     verb, second = found[at].keyword, _keyword(found, at + 1)
     if verb in ("TRUNCATE", "DROP") and second == "PARTITION":
-        return [Effect(PARTITION, table)]
+        return [Effect(PARTITION, table, clause=verb)]
     if verb == "REORGANIZE" and second == "PARTITION" and at + 2 < len(found) and found[at + 2].text != ",":
-        return [Effect(PARTITION, table)]
+        return [Effect(PARTITION, table, clause=verb)]
     if verb == "EXCHANGE" and second == "PARTITION":
         other = _after(found, at + 2, ("WITH", "TABLE"))
-        return [Effect(PARTITION, table), *([Effect(PARTITION, other)] if other else [])]
+        return [Effect(PARTITION, table, clause=verb), *([Effect(PARTITION, other, clause=verb)] if other else [])]
     if verb == "CONVERT" and second == "PARTITION":
         other = _after(found, at + 2, ("TO", "TABLE"))
-        return [Effect(PARTITION, table), *([Effect(PARTITION, other)] if other else [])]
+        return [Effect(PARTITION, table, clause=verb), *([Effect(PARTITION, other, clause=verb)] if other else [])]
     if verb == "CONVERT" and second == "TABLE":
         other = _qualified(found, at + 2)
-        return [Effect(PARTITION, table), *([Effect(DROP, other[0])] if other else [])]  # the other is gone
+        effect = Effect(PARTITION, table, clause=verb)
+        return [effect, *([Effect(DROP, other[0])] if other else [])]  # the other is gone
     return []
 
 
