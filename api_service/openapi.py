@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 from api_service.schemas import (
     MAX_BIGINT,
     MIN_BIGINT,
+    REQUEST_DATE_TIME,
     SCHEMAS,
     BulkDeletePlan,
     BulkDeleteRecord,
@@ -157,8 +158,11 @@ def _component_schemas() -> dict[str, Any]:
 def _not_null(schema: dict) -> dict:
     """A query parameter is absent or a value: drop the `null` branch pydantic adds for optionals."""
     branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
     if len(branches) == 1:
-        schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "default")}, **branches[0]}
+        return {**rest, **branches[0]}
+    if len(branches) < len(schema.get("anyOf", [])):  # a date-time's forms (with an offset or without)
+        return {**rest, "anyOf": branches}
     return schema
 
 
@@ -362,9 +366,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                                 "properties": {
                                     # Any BIGINT: a key Base B cannot hold is one reason a row is refused.
                                     "source_id": {"type": "integer", "minimum": MIN_BIGINT, "maximum": MAX_BIGINT},
-                                    "source_updated_at": {
-                                        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
-                                    },
+                                    "source_updated_at": {"anyOf": [REQUEST_DATE_TIME, {"type": "null"}]},
                                     "record": {"type": "object"},
                                     "reasons": {"type": "array", "minItems": 1, "items": _REASON},
                                 },

@@ -106,7 +106,32 @@ _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
 # A JSON number's grammar (leading zeros allowed), ASCII digits only.
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 _DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
-UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]
+
+
+def _naive_date_time_pattern() -> str:
+    """The offset-less date-times the API reads (as UTC), with the calendar exact: a day the month
+    has (29 February of leap years only), year 0001 to 9999, 24-hour time, seconds optional. Year
+    9999 keeps to the microsecond: further digits round, and past its last one off the calendar."""
+    common = r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+    year = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    leap = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+    hour_minute = r"[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    return (
+        rf"^(({year}-{common}|{leap}-02-29){hour_minute}(:[0-5][0-9](\.[0-9]+)?)?"
+        rf"|9999-{common}{hour_minute}(:[0-5][0-9](\.[0-9]{{1,6}})?)?)$"
+    )
+
+
+NAIVE_DATE_TIME = _naive_date_time_pattern()
+# RFC 3339's date-time needs an offset; the API also reads one without (as UTC), which a validator
+# must then admit: a pattern, calendar-exact, for that form (a plain one would admit 2024-02-30).
+REQUEST_DATE_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": NAIVE_DATE_TIME, "description": "without an offset: read as UTC"},
+    ]
+}
+UtcDateTime = Annotated[datetime, WrapValidator(_timestamp), WithJsonSchema(REQUEST_DATE_TIME)]
 JsonInteger = Annotated[int, pydantic.Strict(), BeforeValidator(_json_integer)]
 IsoDate = Annotated[date, BeforeValidator(_date_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]

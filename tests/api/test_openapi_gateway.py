@@ -4,9 +4,16 @@ a request the API accepts must pass it. jsonschema_rs checks formats as Prism's 
 
 from __future__ import annotations
 
+import re
+
 import jsonschema_rs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from api_service.openapi import build_document
+from api_service.schemas import NAIVE_DATE_TIME, SyncWindowQuery
 from api_service.settings import ApiSettings
 
 DOCUMENT = build_document(ApiSettings(database_url="sqlite://"))
@@ -45,3 +52,78 @@ def test_a_bulk_item_is_still_typed_as_the_record():
     for path, record in (("/articles/bulk", "ArticleBulkRecord"), ("/articles/bulk/delete", "BulkDeleteRecord")):
         first = body(path)["items"]["anyOf"][0]
         assert first == {"$ref": f"#/components/schemas/{record}"}
+
+
+def _request_date_times() -> list[tuple[str, dict]]:
+    """(where, schema) of every date-time a request carries: query parameters and body properties."""
+    found = []
+    for path, item in DOCUMENT["paths"].items():
+        for operation in (op for op in item.values() if isinstance(op, dict)):
+            found += [
+                (f"{path} ?{p['name']}", p["schema"]) for p in operation.get("parameters", []) if _is_date_time(p)
+            ]
+    for name, component in DOCUMENT["components"]["schemas"].items():
+        if name.endswith(("BulkRecord", "DeleteRecord")):
+            found += [(f"{name}.{k}", v) for k, v in component["properties"].items() if _is_date_time(v)]
+    quarantine = body("/articles/rejections")["items"]["properties"]["source_updated_at"]
+    return [*found, ("quarantine item source_updated_at", quarantine)]
+
+
+def _is_date_time(schema: dict) -> bool:
+    schema = schema.get("schema", schema)
+    return schema.get("format") == "date-time" or any(map(_is_date_time, schema.get("anyOf", [])))
+
+
+def test_a_date_time_without_an_offset_passes_the_gateway_wherever_a_request_carries_one():
+    """README: one without an offset is read as UTC (GET /articles?updated_after=2020-01-01T00:00:00 is 200)."""
+    date_times = _request_date_times()
+    assert {"/articles ?updated_after", "/articles/sync/digest ?since", "/articles/sync/versions ?until"} <= {
+        where for where, _ in date_times
+    }
+    assert len(date_times) > 15
+    for where, schema in date_times:
+        for value in ("2020-01-01T00:00:00", "2024-02-29T23:59:59.1234567", "2020-01-01T00:00:00+02:00"):
+            assert admits(schema, value), (where, value)
+        for value in ("2024-02-30T00:00:00", "2023-02-29T00:00:00", "2020-01-01T24:00:00", "2020-01-01T00"):
+            assert not admits(schema, value), (where, value)
+
+
+def _api_reads_date_time(value: str) -> bool:
+    try:
+        SyncWindowQuery(since=value)
+    except ValidationError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(value=st.from_regex(NAIVE_DATE_TIME, fullmatch=True))
+def test_every_offset_less_date_time_the_document_admits_is_read(value):
+    """schemathesis' positive data: a pattern admitting 2024-02-30 or year 0 would be refused."""
+    assert _api_reads_date_time(value), value
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(
+    value=st.from_regex(
+        r"^[0-9]{4}-[0-9]{2}-[0-3][0-9]T[0-2][0-9]:[0-6][0-9](:[0-6][0-9](\.[0-9]{1,8})?)?$", fullmatch=True
+    )
+)
+def test_an_offset_less_date_time_the_api_reads_is_admitted(value):
+    """And the other way (but for year 9999's digits past the microsecond, left out of the pattern)."""
+    if not value.startswith("9999"):
+        assert bool(re.match(NAIVE_DATE_TIME, value)) == _api_reads_date_time(value), value
+
+
+@pytest.mark.parametrize(
+    "value", ["2000-02-29T00:00", "2400-02-29T00:00", "0004-02-29T00:00", "9999-12-31T23:59:59.999999"]
+)
+def test_the_calendar_edges_are_admitted(value):
+    assert re.match(NAIVE_DATE_TIME, value) and _api_reads_date_time(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["1900-02-29T00:00", "2100-02-29T00:00", "0000-01-01T00:00", "9999-12-31T23:59:59.9999995"]
+)
+def test_what_the_calendar_refuses_is_not_admitted(value):
+    assert not re.match(NAIVE_DATE_TIME, value) and not _api_reads_date_time(value)
