@@ -183,16 +183,39 @@ def _decimal_schema(field: Field) -> dict[str, Any]:
 def _decimal_text_pattern(field: Field) -> str:
     """The decimal texts without an exponent that the field takes, exactly: at most precision-scale
     digits before the point once leading zeros are left out, at most scale after it once trailing
-    zeros are, a sign only where negatives are allowed (a negative zero is no negative). A client
-    that writes what this admits is never refused; the exponent form ("1.5E+3") is also read."""
+    zeros are, a sign only where negatives are allowed (a negative zero is no negative); and those
+    with a one-digit exponent (see _exponent_forms). A client that writes what this admits is never
+    refused."""
     before, after = field.precision - field.scale, field.scale
     whole = f"0*[0-9]{{1,{before}}}" if before else "0+"
     fraction = rf"(\.[0-9]{{1,{after}}}0*)?" if after else r"(\.0+)?"
+    exponents = "|".join(_exponent_forms(before, after))
     if field.minimum is None:
-        return f"^-?{whole}{fraction}$"
+        return f"^-?({whole}{fraction}|{exponents})$"
     if field.minimum != 0:
         raise ValueError(f"{field.name}: a decimal pattern is written for a minimum of 0 or none")
-    return rf"^({whole}{fraction}|-0+(\.0+)?)$"
+    return rf"^({whole}{fraction}|-0+(\.0+)?([eE][-+]?0*[0-9])?|{exponents})$"
+
+
+def _exponent_forms(before: int, after: int) -> list[str]:
+    """The exponent forms (JSON's number grammar: "1E2", "1.5E+3", as Python's str(Decimal) writes
+    them) the field takes, exactly, for a one-digit exponent (leading zeros allowed): moving the
+    point by e must leave at most `before` digits before it and `after` after it. A longer exponent
+    can be offset by as many zeros, which no regular expression counts: those are read, not admitted."""
+
+    def places(n: int) -> str:
+        return rf"(\.[0-9]{{1,{n}}}0*)?" if n else r"(\.0+)?"
+
+    forms = [r"0+(\.0+)?[eE][-+]?0*[0-9]"]  # a zero, whatever its exponent
+    for e in range(min(9, before) + 1):  # the point moves right: the fraction's first e digits move before it
+        whole = f"0*[0-9]{{1,{before - e}}}" if before > e else "0+"
+        forms.append(rf"{whole}{places(after + e)}[eE]{'[-+]' if e == 0 else '[+]'}?0*{e}")
+    for k in range(1, 10):  # left: the whole part's last k digits move after it, beyond `after` only zeros
+        if k <= after:
+            forms.append(rf"0*[0-9]{{1,{before + k}}}{places(after - k)}[eE]-0*{k}")
+        else:
+            forms.append(rf"0*[0-9]{{1,{before + after}}}0{{{k - after}}}(\.0+)?[eE]-0*{k}")
+    return forms
 
 
 def _plain_zero(value: Decimal) -> Decimal:
