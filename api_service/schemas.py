@@ -167,16 +167,20 @@ def _python_type(field: Field) -> Any:
 
 
 def _decimal_schema(field: Field) -> dict[str, Any]:
-    """A JSON number, or its text (what the pipelines send: exact, where a float would round)."""
+    """A JSON integer, or decimal text (what the pipelines send: exact, where a float would round).
+    A JSON number with a fraction is read exactly too, but no multipleOf: a validator computing it in
+    binary floats refuses valid values (0.07 'not a multiple of 0.01'); fractions are admitted as text."""
     bound = 10 ** (field.precision - field.scale)
-    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": bound, "multipleOf": 10.0**-field.scale}
+    number: dict[str, Any] = {"type": "integer", "exclusiveMaximum": bound}
     if field.minimum is None:
         number["exclusiveMinimum"] = -bound
     else:
         number["minimum"] = int(field.minimum) if field.minimum == int(field.minimum) else float(field.minimum)
     return {
         "anyOf": [number, {"type": "string", "pattern": _decimal_text_pattern(field)}],
-        "description": f"at most {field.precision} digits, {field.scale} after the point",
+        "description": f"at most {field.precision} digits, {field.scale} after the point: a fraction as text "
+        f'("4.35"), which a validator checks exactly; the API also reads a JSON number with a fraction exactly '
+        f"(at most {field.scale} places), which float validators cannot check",
     }
 
 

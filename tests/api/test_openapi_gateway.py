@@ -127,3 +127,20 @@ def test_the_calendar_edges_are_admitted(value):
 )
 def test_what_the_calendar_refuses_is_not_admitted(value):
     assert not re.match(NAIVE_DATE_TIME, value) and not _api_reads_date_time(value)
+
+
+def test_a_salary_the_api_takes_is_never_refused_for_float_arithmetic():
+    """multipleOf 0.01 in binary floats: Python's jsonschema (and Prism's ajv) said 0.07, 4.35 and
+    1.13 'must be multiple of 0.01'. The document admits fractions as text, checked exactly."""
+    import jsonschema  # noqa: PLC0415
+
+    salary = DOCUMENT["components"]["schemas"]["EmployeeWrite"]["properties"]["salary"]
+    validator = jsonschema.Draft202012Validator(salary)
+    for value in (0.07, 4.35, 1.13, 1, 0):
+        errors = list(validator.iter_errors(value))
+        while errors:  # an anyOf's error holds its branches' in its context
+            error = errors.pop()
+            assert "multiple" not in error.message, value
+            errors += error.context
+    assert all(validator.is_valid(text) for text in ("0.07", "4.35", "1.13", "9999999999.99", "1E2"))
+    assert not any(validator.is_valid(bad) for bad in ("0.001", 0.001, "1E10", -1, 10**10))
