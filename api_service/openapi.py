@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 from api_service.schemas import (
     MAX_BIGINT,
     MIN_BIGINT,
+    REQUEST_DATE_TIME,
     SCHEMAS,
     BulkDeletePlan,
     BulkDeleteRecord,
@@ -101,6 +102,24 @@ _ETAG = {
 }
 
 
+# A bad item of a bulk body fails itself, not the request (README, "Bulk upsert"): the items admit any
+# value, so a validating gateway passes the valid records of a mixed batch on to be written, while
+# the record schema, first, stays the type a generated client writes.
+OTHER_ITEM = (
+    "any other JSON value (not an object, a field missing, invalid or unknown, a version out of range) is "
+    "admitted too: it is not written, and the answer (200) counts it in `rejected` and lists it in `errors` "
+    "with its index and a reason per field"
+)
+NDJSON_BODY = (
+    "one record per line, each read as an item of the JSON array: a line that is no valid record (or no JSON) "
+    "is not written and is listed in the answer's `errors`, the other lines are written"
+)
+
+
+def _bulk_item(record: str) -> dict:
+    return {"anyOf": [_ref(record), {"description": OTHER_ITEM}]}
+
+
 def _optional_header(name: str, description: str) -> dict:
     return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": description}
 
@@ -139,8 +158,11 @@ def _component_schemas() -> dict[str, Any]:
 def _not_null(schema: dict) -> dict:
     """A query parameter is absent or a value: drop the `null` branch pydantic adds for optionals."""
     branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
     if len(branches) == 1:
-        schema = {**{k: v for k, v in schema.items() if k not in ("anyOf", "default")}, **branches[0]}
+        return {**rest, **branches[0]}
+    if len(branches) < len(schema.get("anyOf", [])):  # a date-time's forms (with an offset or without)
+        return {**rest, "anyOf": branches}
     return schema
 
 
@@ -172,20 +194,20 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
     bulk_body = {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "array", "items": _ref(f"{title}BulkRecord")}},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "one record per line"}},
+            "application/json": {"schema": {"type": "array", "items": _bulk_item(f"{title}BulkRecord")}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": NDJSON_BODY}},
         },
     }
     delete_body = {
         **bulk_body,
         "content": {
             **bulk_body["content"],
-            "application/json": {"schema": {"type": "array", "items": _ref("BulkDeleteRecord")}},
+            "application/json": {"schema": {"type": "array", "items": _bulk_item("BulkDeleteRecord")}},
         },
     }
-    # Schema-valid as a whole, a batch is answered 200 whatever its records hold (README, "Bulk upsert").
+    # An array, a batch is answered 200 whatever its items hold (README, "Bulk upsert").
     per_record = (
-        "An item that breaks the item schema (not an object; a field missing, invalid or unknown; a version "
+        "An item that breaks the record schema (not an object; a field missing, invalid or unknown; a version "
         "out of range) does not fail the request: the answer is 200, the item counted in `rejected` and "
         "listed in `errors` with its index and a reason per field, and the valid items {verb}. Only a body "
         "that is no array (or no NDJSON) is refused whole."
@@ -344,9 +366,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                                 "properties": {
                                     # Any BIGINT: a key Base B cannot hold is one reason a row is refused.
                                     "source_id": {"type": "integer", "minimum": MIN_BIGINT, "maximum": MAX_BIGINT},
-                                    "source_updated_at": {
-                                        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
-                                    },
+                                    "source_updated_at": {"anyOf": [REQUEST_DATE_TIME, {"type": "null"}]},
                                     "record": {"type": "object"},
                                     "reasons": {"type": "array", "minItems": 1, "items": _REASON},
                                 },

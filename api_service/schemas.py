@@ -107,7 +107,32 @@ _SUB_MICROSECONDS = re.compile(r"(\.[0-9]{6})([0-9])[0-9]*")
 # matches before a final newline, so '12.50\n' passed (Decimal reads it).
 DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 _DECIMAL_TEXT = re.compile(DECIMAL_TEXT)
-UtcDateTime = Annotated[datetime, WrapValidator(_timestamp)]
+
+
+def _naive_date_time_pattern() -> str:
+    """The offset-less date-times the API reads (as UTC), with the calendar exact: a day the month
+    has (29 February of leap years only), year 0001 to 9999, 24-hour time, seconds optional. Year
+    9999 keeps to the microsecond: further digits round, and past its last one off the calendar."""
+    common = r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+    year = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    leap = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+    hour_minute = r"[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    return (
+        rf"^(({year}-{common}|{leap}-02-29){hour_minute}(:[0-5][0-9](\.[0-9]+)?)?"
+        rf"|9999-{common}{hour_minute}(:[0-5][0-9](\.[0-9]{{1,6}})?)?)$"
+    )
+
+
+NAIVE_DATE_TIME = _naive_date_time_pattern()
+# RFC 3339's date-time needs an offset; the API also reads one without (as UTC), which a validator
+# must then admit: a pattern, calendar-exact, for that form (a plain one would admit 2024-02-30).
+REQUEST_DATE_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": NAIVE_DATE_TIME, "description": "without an offset: read as UTC"},
+    ]
+}
+UtcDateTime = Annotated[datetime, WrapValidator(_timestamp), WithJsonSchema(REQUEST_DATE_TIME)]
 JsonInteger = Annotated[int, pydantic.Strict(), BeforeValidator(_json_integer)]
 IsoDate = Annotated[date, BeforeValidator(_date_only)]
 SourceId = Annotated[int, pydantic.Field(ge=1, le=MAX_BIGINT, description="Base A's key")]
@@ -143,32 +168,59 @@ def _python_type(field: Field) -> Any:
 
 
 def _decimal_schema(field: Field) -> dict[str, Any]:
-    """A JSON number, or its text (what the pipelines send: exact, where a float would round)."""
+    """A JSON integer, or decimal text (what the pipelines send: exact, where a float would round).
+    A JSON number with a fraction is read exactly too, but no multipleOf: a validator computing it in
+    binary floats refuses valid values (0.07 'not a multiple of 0.01'); fractions are admitted as text."""
     bound = 10 ** (field.precision - field.scale)
-    number: dict[str, Any] = {"type": "number", "exclusiveMaximum": bound, "multipleOf": 10.0**-field.scale}
+    number: dict[str, Any] = {"type": "integer", "exclusiveMaximum": bound}
     if field.minimum is None:
         number["exclusiveMinimum"] = -bound
     else:
         number["minimum"] = int(field.minimum) if field.minimum == int(field.minimum) else float(field.minimum)
     return {
         "anyOf": [number, {"type": "string", "pattern": _decimal_text_pattern(field)}],
-        "description": f"at most {field.precision} digits, {field.scale} after the point",
+        "description": f"at most {field.precision} digits, {field.scale} after the point: a fraction as text "
+        f'("4.35"), which a validator checks exactly; the API also reads a JSON number with a fraction exactly '
+        f"(at most {field.scale} places), which float validators cannot check",
     }
 
 
 def _decimal_text_pattern(field: Field) -> str:
     """The decimal texts without an exponent that the field takes, exactly: at most precision-scale
     digits before the point once leading zeros are left out, at most scale after it once trailing
-    zeros are, a sign only where negatives are allowed (a negative zero is no negative). A client
-    that writes what this admits is never refused; the exponent form ("1.5E+3") is also read."""
+    zeros are, a sign only where negatives are allowed (a negative zero is no negative); and those
+    with a one-digit exponent (see _exponent_forms). A client that writes what this admits is never
+    refused."""
     before, after = field.precision - field.scale, field.scale
     whole = f"0*[0-9]{{1,{before}}}" if before else "0+"
     fraction = rf"(\.[0-9]{{1,{after}}}0*)?" if after else r"(\.0+)?"
+    exponents = "|".join(_exponent_forms(before, after))
     if field.minimum is None:
-        return f"^-?{whole}{fraction}$"
+        return f"^-?({whole}{fraction}|{exponents})$"
     if field.minimum != 0:
         raise ValueError(f"{field.name}: a decimal pattern is written for a minimum of 0 or none")
-    return rf"^({whole}{fraction}|-0+(\.0+)?)$"
+    return rf"^({whole}{fraction}|-0+(\.0+)?([eE][-+]?0*[0-9])?|{exponents})$"
+
+
+def _exponent_forms(before: int, after: int) -> list[str]:
+    """The exponent forms (JSON's number grammar: "1E2", "1.5E+3", as Python's str(Decimal) writes
+    them) the field takes, exactly, for a one-digit exponent (leading zeros allowed): moving the
+    point by e must leave at most `before` digits before it and `after` after it. A longer exponent
+    can be offset by as many zeros, which no regular expression counts: those are read, not admitted."""
+
+    def places(n: int) -> str:
+        return rf"(\.[0-9]{{1,{n}}}0*)?" if n else r"(\.0+)?"
+
+    forms = [r"0+(\.0+)?[eE][-+]?0*[0-9]"]  # a zero, whatever its exponent
+    for e in range(min(9, before) + 1):  # the point moves right: the fraction's first e digits move before it
+        whole = f"0*[0-9]{{1,{before - e}}}" if before > e else "0+"
+        forms.append(rf"{whole}{places(after + e)}[eE]{'[-+]' if e == 0 else '[+]'}?0*{e}")
+    for k in range(1, 10):  # left: the whole part's last k digits move after it, beyond `after` only zeros
+        if k <= after:
+            forms.append(rf"0*[0-9]{{1,{before + k}}}{places(after - k)}[eE]-0*{k}")
+        else:
+            forms.append(rf"0*[0-9]{{1,{before + after}}}0{{{k - after}}}(\.0+)?[eE]-0*{k}")
+    return forms
 
 
 def _plain_zero(value: Decimal) -> Decimal:

@@ -259,3 +259,17 @@ def test_a_value_ending_in_a_newline_is_refused_by_both_passes(changed):
     decimal text check let 'ada@example.com\\n' and '12.50\\n' through (written, served back against
     the document's pattern, and a second live row beside 'ada@example.com')."""
     assert both({**VALID, **changed}) == (None, None)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(salary=st.from_regex(r"^-?[0-9]{1,14}(\.[0-9]{1,12})?[eE][-+]?0?[0-9]$", fullmatch=True))
+def test_an_exponent_form_is_admitted_exactly_when_the_api_takes_it(salary):
+    """docs/architecture.md: decimal text in JSON's number grammar, "1E2" (100.00) and what
+    str(Decimal) writes ("1.5E+3") too; with a one-digit exponent the document knows which fit."""
+    _, slow = both({**VALID, "salary": salary})
+    assert (slow is not None) == bool(re.match(_salary_text_pattern(), salary)), salary
+
+
+@pytest.mark.parametrize("salary", ["1E2", "1e2", "1E+2", "1.5E+3", "1E-2", "123E-2", "9.99999999999E9", "0E-7"])
+def test_the_exponent_forms_a_client_writes_are_admitted(salary):
+    assert re.match(_salary_text_pattern(), salary) and both({**VALID, "salary": salary})[1] is not None
