@@ -325,11 +325,16 @@ def read(
 def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
     """One letter per source message: the drain writes its letters before it commits, so a run that
     died in between writes them again when the next run reads the batch again (at-least-once). The
-    first stays, naming the others (`duplicates`); replayed if a marker names any of them."""
+    first stays, naming the others (`duplicates`); replayed if a marker names any of them. The same
+    message: the same position and the same key and value (a topic deleted and made again puts
+    another message at an offset an old letter names)."""
     by_source: dict[tuple, list[DeadLetter]] = {}
     for letter in letters:
         unplaced = letter.topic is None or letter.source_offset is None
-        source = (letter.position,) if unplaced else (letter.topic, letter.source_partition, letter.source_offset)
+        message = (letter.key, letter.key_sha256, letter.value)
+        source = (
+            (letter.position,) if unplaced else (letter.topic, letter.source_partition, letter.source_offset, *message)
+        )
         by_source.setdefault(source, []).append(letter)
     return [
         replace(
@@ -368,12 +373,17 @@ def held_deletes(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
 
 
 def replay(
-    producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], approve_mass_delete: bool = False
+    producer: Producer,
+    dlq_topic: str,
+    letters: Iterable[DeadLetter],
+    approve_mass_delete: bool = False,
+    dry_run: bool = False,
 ) -> list[DeadLetter]:
     """Send each letter's key, value and own headers back to its original topic and partition; returns them.
 
     Held mass deletes are replayed only as approved (`approve_mass_delete`): replaying them deletes
-    their rows in Base B, past the breaker."""
+    their rows in Base B, past the breaker. `dry_run`: every check a replay makes, nothing sent (a
+    dry run said "would replay" of letters the replay then refused)."""
     letters = list(letters)
     held = held_deletes(letters)
     if held and not approve_mass_delete:
@@ -398,6 +408,8 @@ def replay(
             f"{'; '.join(partial)}; fix the event at its source, or re-read it there while its topic keeps it"
         )
     _check_destinations(producer, letters)
+    if dry_run:
+        return letters
     failures = []
 
     def delivered(error, _message):

@@ -159,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if not letters:
             print("nothing to replay: no dead letter matches", file=sys.stderr)
             return 1
-        if not args.dry_run:
-            producer = dead_letters.replay_producer(config)
-            dead_letters.replay(producer, args.dlq_topic, letters, args.approve_mass_delete)
+        producer = dead_letters.replay_producer(config)
+        dead_letters.replay(producer, args.dlq_topic, letters, args.approve_mass_delete, dry_run=args.dry_run)
         _print(letters, "table")
         print(f"{'would replay' if args.dry_run else 'replayed'} {len(letters)} dead letters", file=sys.stderr)
         held = len(dead_letters.held_deletes(letters))

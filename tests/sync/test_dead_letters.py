@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from base_sync import dead_letters, dlq_cli
 from base_sync.dead_letters import DeadLetter, DeadLetterError
@@ -239,3 +239,27 @@ def test_letters_written_again_after_a_crash_are_listed_and_replayed_once(change
     duplicate = letters[0]["duplicates"][0]
     again = dlq(changes, "replay", duplicate, "--dry-run")
     assert again.returncode == 0 and "would replay 1" in again.stderr, "a copy's position names its letter"
+
+
+def test_a_dry_run_makes_every_check_the_replay_makes(changes):
+    """A dry run said "would replay" (exit 0) of letters the replay then refused: one stored without
+    its key, a held delete without --approve-mass-delete (outside probe)."""
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    producer = Producer({"bootstrap.servers": changes.bootstrap, "message.max.bytes": 5_000_000})
+    producer.produce(topic, value=b"not json", key=b"9" * 2_000_000, partition=0)
+    producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 1
+    dry = dlq(changes, "replay", "--all", "--dry-run")
+    assert dry.returncode == 2 and "cannot rebuild" in dry.stderr and "would replay" not in dry.stderr, dry.stderr
+
+
+def test_letters_of_different_messages_at_one_position_are_not_folded():
+    """A topic deleted and made again puts another message at an offset an old letter names: folded
+    into the old (replayed) letter, the new one was hidden from list and replay (outside probe)."""
+
+    def letter(offset: int, key: bytes) -> DeadLetter:
+        return DeadLetter(0, offset, "t", 0, 0, "BadEvent", "TASK_PUT", "r", key, b"{}", [], None)
+
+    old, copy, new = letter(0, b"300"), letter(1, b"300"), letter(2, b"301")
+    folded = dead_letters._folded([old, copy, new], replayed={"0:0"})
+    assert [(f.key, f.duplicates, f.replayed) for f in folded] == [(b"300", ("0:1",), True), (b"301", (), False)]
