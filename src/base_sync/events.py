@@ -123,7 +123,7 @@ def _log_kafka_error(error: KafkaError) -> None:
 
 def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
     isolation = str(kafka_config.get("isolation.level", "read_committed"))
-    if isolation != "read_committed":
+    if isolation.lower() != "read_committed":  # librdkafka reads the value in any case
         # An aborted transaction's events would be applied to Base B: changes Base A never committed.
         raise ConfigurationError(
             f"the Kafka connection's extra sets isolation.level={isolation}: the events drain reads "

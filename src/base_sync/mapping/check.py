@@ -1,6 +1,6 @@
 """The mapping against the live Base A: every column it reads is there, with a type it can read.
 
-One catalogue read per check (information_schema on MySQL/MariaDB, PRAGMA table_info on SQLite,
+Three catalogue reads per check at most (information_schema on MySQL/MariaDB, PRAGMA table_info on SQLite,
 through the backend's `live_columns`), never a write. A problem is what the mapping needs
 ("expected") against what the table has ("found"), named by table and column:
 

@@ -24,6 +24,7 @@ Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are serv
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -898,6 +899,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def main() -> int:
+    # No options (settings come from RELAY_* variables): --help says so instead of starting the relay.
+    argparse.ArgumentParser(
+        prog="base-a-relay", description=__doc__.split("\n\n", 1)[0], epilog="Settings: RELAY_* (see README)."
+    ).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = RelaySettings()
