@@ -281,20 +281,30 @@ def test_enum_and_set_values_of_a_latin1_column_are_read_in_latin1(paths):
     assert sorted(outcome[1]["position"] for outcome in events.values()) == sorted(["n b Ö", "n Ä Ö,x", "n Ã„"])
 
 
-# Every character set MariaDB 10.11 has (but latin1 and binary, tested above), one column each.
+# Every character set MariaDB 10.11 has (but latin1 and binary, tested above), one column each, and
+# the uca1400 collations, whose ids (2048 and up) mysql-replication's collation table does not have.
 CHARSETS = (
     *("utf8mb3", "ascii", "utf16", "utf16le", "utf32", "ucs2"),
     *("sjis", "cp932", "ujis", "eucjpms", "big5", "gbk", "gb2312", "euckr"),
     *("cp1250", "cp1251", "cp1256", "cp1257", "latin2", "latin5", "latin7", "greek", "hebrew"),
     *("koi8r", "koi8u", "macce", "macroman", "dec8", "swe7", "hp8", "keybcs2"),
     *("cp850", "cp852", "cp866", "armscii8", "geostd8", "tis620"),
+    *(f"{charset}_uca1400_ai_ci" for charset in ("utf8mb4", "utf8mb3", "ucs2", "utf16", "utf32")),
 )
 SAMPLES = ("Hello AZ az 09", "Žluťoučký kůň Привет", "日本語＼～ー", "中文測試", "😀 ok", "a\\b~c", "ÄÅäå[]{}", "")
 
 
+def _charset(column: str) -> str:
+    """The character set of a `cs_` column: `cs_utf16` utf16, `cs_ucs2_uca1400_ai_ci` ucs2."""
+    return column[3:].split("_", 1)[0]
+
+
 def _with_charset_columns(paths) -> list[str]:
     columns = [f"cs_{charset}" for charset in CHARSETS]
-    added = ", ".join(f"ADD {c} VARCHAR(24) CHARACTER SET {s} NULL" for c, s in zip(columns, CHARSETS, strict=True))
+    added = ", ".join(
+        f"ADD {c} VARCHAR(24) CHARACTER SET {_charset(c)}{f' COLLATE {s}' if '_' in s else ''} NULL"
+        for c, s in zip(columns, CHARSETS, strict=True)
+    )
     with paths.engine.begin() as conn:
         conn.execute(text(f"ALTER TABLE {TABLE} {added}"))
     return columns
@@ -348,7 +358,10 @@ def test_text_in_every_character_set_is_the_text_mariadb_returns(paths):
     (ucs2, utf16le, swe7, macce, ...) as its bytes published as text; bytes a charset leaves undefined
     (cp1250 0x81) made the row an incomplete change with no key, where MariaDB returns '?'."""
     columns = _with_charset_columns(paths)
-    rows = [", ".join(f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c in columns) for s in SAMPLES]
+    rows = [
+        ", ".join(f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {_charset(c)})" for c in columns)
+        for s in SAMPLES
+    ]
     rows += [", ".join(f"{column} = _binary X'{raw}'" for column, raw in RAW.items() if column != "cs_ucs2")]
     rows += ["cs_ucs2 = _binary X'D83DDE00', cs_cp1250 = 'a'"]
     _assert_texts_are_mariadbs(paths, columns, rows)
@@ -367,7 +380,8 @@ def test_any_text_or_bytes_in_any_character_set_is_the_text_mariadb_returns(path
     paths.columns = columns
     rows = [
         ", ".join(
-            f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c, s in zip(columns, row, strict=True)
+            f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {_charset(c)})"
+            for c, s in zip(columns, row, strict=True)
         )
         for row in texts
     ]
@@ -388,6 +402,24 @@ def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
     assert sorted((o[1]["position"], o[1]["department"]) for o in events.values()) == [
         ("?????", "Berg"),
         ("Žluť", None),
+    ]
+
+
+def test_a_collation_mysql_replication_does_not_know_is_read_in_its_columns_character_set(paths):
+    """utf8mb4_uca1400_ai_ci (id 2304, the utf8mb4 default of newer MariaDB) is past the end of
+    mysql-replication's collation table: the relay made every change of such a table an incomplete
+    change ("no character set MariaDB knows"). information_schema names the column's character set."""
+    with paths.engine.begin() as conn:
+        added = "c4 VARCHAR(30) CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_ai_ci"
+        conn.execute(
+            text(f"ALTER TABLE {TABLE} ADD ({added}, c2 VARCHAR(30) CHARACTER SET ucs2 COLLATE ucs2_uca1400_ai_ci)")
+        )
+    fields = {"position": {"column": "c4"}, "department": {"column": "c2"}}
+    batch, events = paths.compare(fields, ["c4 = 'hello 😀', c2 = 'Žluť'", "c4 = 'x'"])
+    assert events == batch
+    assert sorted((o[1]["position"], o[1]["department"]) for o in events.values()) == [
+        ("hello 😀", "Žluť"),
+        ("x", None),
     ]
 
 

@@ -26,7 +26,9 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
   query per row event (`_convert`), its '?' for bytes a character set leaves undefined included.
   The decoder read UTF-16/32 in the machine's byte order, sjis by Python's table, character sets
   Python has no codec for as bytes, and an undefined byte made the whole row event unreadable.
-  Text MariaDB converts to no UTF-8 (ucs2 surrogates) makes the row an incomplete change, keyed;
+  Text MariaDB converts to no UTF-8 (ucs2 surrogates) makes the row an incomplete change, keyed.
+  A collation id mysql-replication does not know (uca1400, 2048 and up) is read in the character
+  set information_schema names for the column (`_catalogue_charsets`);
 - INET6 and UUID (BINARY(16) in the binlog, told apart by information_schema: `_mariadb_types`)
   as MariaDB's text of them, converted in the same query; the decoder gave their 16 bytes;
 - a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
@@ -304,8 +306,12 @@ class _Converted:
 
 
 def mariadb_charset(column) -> str | None:
-    """The column's MariaDB character set: its collation's first word (`utf16_general_ci`); None
-    when the binlog names none. (mysql-replication's `character_set_name` is a Python codec name.)"""
+    """The column's MariaDB character set: its collation's first word (`utf16_general_ci`), or
+    information_schema's for a collation id mysql-replication does not know (`_catalogue_charsets`);
+    None when neither names one. (mysql-replication's `character_set_name` is a Python codec name.)"""
+    charset = getattr(column, MARIADB_CHARSET, None)
+    if charset is not None:
+        return charset
     collation = getattr(column, "collation_name", None)
     return collation.split("_", 1)[0] if collation else None
 
@@ -346,8 +352,11 @@ def _read_string(self, size: int, column) -> str | bytes:
     text = python_text(raw, charset)
     if text is not None:
         return text
-    if charset is None or not charset.isalnum():  # a collation id mysql-replication does not know
-        return UnreadableText(f"the binlog names no character set MariaDB knows for `{column.name}`")
+    if charset is None or not charset.isalnum():  # an unknown collation id the catalogue no longer has
+        return UnreadableText(
+            f"the binlog names a collation mysql-replication does not know for `{column.name}`, "
+            "and information_schema has no character set for the column"
+        )
     return _converting(self, f"CONVERT(_{charset} X'{raw.hex()}' USING utf8mb4)", charset, raw)
 
 
@@ -432,6 +441,7 @@ def _values_in_charsets(self) -> None:
     set, and the INET6 and UUID columns named (`_mariadb_types`)."""
     _SYNC_COLUMN_INFO(self)
     _mariadb_types(self)
+    _catalogue_charsets(self)
     for column in self.columns:
         for attribute in ("enum_values", "set_values"):
             values = getattr(column, attribute, None)
@@ -470,6 +480,40 @@ def _mariadb_types(event) -> None:
         kind = _BINARY_TYPES[key].get(column.name)
         if kind is not None:
             setattr(column, MARIADB_TYPE, kind)
+
+
+MARIADB_CHARSET = "mariadb_charset"  # a column attribute: its character set, where the binlog's collation is unknown
+_CHARSETS: dict[tuple, dict[str, str]] = {}  # {(schema, table, table id): {column: character set}}
+
+
+def _catalogue_charsets(event) -> None:
+    """Name the character set (`MARIADB_CHARSET`) of each text column whose collation id
+    mysql-replication does not know: its table stops at id 1270, so MariaDB's uca1400 collations
+    (utf8mb4_uca1400_ai_ci = 2304, the utf8mb4 default of MariaDB 11.5+) come with no collation and
+    a guessed 'utf8'. information_schema.COLUMNS says, read once per table id as `_mariadb_types`
+    reads it (the catalogue as it is then)."""
+    unknown = [
+        c
+        for c in event.columns
+        if c.name and c.character_set_name not in (None, BINARY_CHARSET) and c.collation_name is None
+    ]
+    if not unknown:
+        return
+    key = (event.schema, event.table, event.table_id)
+    if key not in _CHARSETS:
+        if len(_CHARSETS) > 10_000:
+            _CHARSETS.clear()
+        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL",
+                (event.schema, event.table),
+            )
+            _CHARSETS[key] = dict(cursor.fetchall())
+    for column in unknown:
+        charset = _CHARSETS[key].get(column.name)
+        if charset is not None:
+            setattr(column, MARIADB_CHARSET, charset)
 
 
 def _in_charset(value: str, encoding: str | None) -> str:
