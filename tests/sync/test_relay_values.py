@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from base_sync.debezium import BadEvent
 from base_sync.dirty import Quarantined
 from base_sync.records import encode
 from base_sync.relay import Relay, RelaySettings
+from base_sync.relay import rows as relay_rows
 from base_sync.source import BaseA, source_engine
 from tests.sync.conftest import binlog_database
 
@@ -387,6 +389,70 @@ def test_any_text_or_bytes_in_any_character_set_is_the_text_mariadb_returns(path
     ]
     rows += [", ".join(f"{c} = _binary X'{raw.hex()}'" for c, raw in zip(columns, row, strict=True)) for row in raws]
     _assert_texts_are_mariadbs(paths, columns, rows)
+
+
+def _single_byte_columns(paths) -> list[str]:
+    """One VARCHAR(300) column of each character set of one byte a character MariaDB has."""
+    with paths.engine.begin() as conn:
+        read = conn.execute(
+            text("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE MAXLEN = 1 ORDER BY 1")
+        )
+        charsets = [name for (name,) in read if name != "binary"]
+        added = ", ".join(f"ADD sb_{cs} VARCHAR(300) CHARACTER SET {cs} NULL" for cs in charsets)
+        conn.execute(text(f"ALTER TABLE {TABLE} {added}"))
+    assert {"latin2", "cp1251", "koi8r", "greek", "hebrew", "ascii", "swe7"} <= set(charsets)
+    return [f"sb_{cs}" for cs in charsets]
+
+
+_EVERY_BYTE = bytes(range(256))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raws=st.lists(st.binary(max_size=40), min_size=1, max_size=10))
+def test_every_byte_of_every_single_byte_character_set_is_mariadbs_with_no_query(paths, monkeypatch, raws):
+    """The relay had MariaDB convert cp1250, latin2, cp1251, koi8r, greek, ... in a query per row
+    event (a value over max_allowed_packet/2 was refused and the connection closed). It reads each
+    single-byte character set's 256 bytes from the server once and decodes in Python: all 256 bytes,
+    and any bytes, held against MariaDB's own conversion of the whole stored value; no value of such
+    a column goes to the per-event conversion."""
+    if not hasattr(paths, "single"):
+        paths.single = _single_byte_columns(paths)
+    columns = paths.single
+    converted = []
+    monkeypatch.setattr(relay_rows, "_convert", lambda connection, pending: converted.extend(pending))
+    every = ", ".join(f"{c} = _binary X'{_EVERY_BYTE.hex()}'" for c in columns)
+    reversed_ = ", ".join(f"{c} = _binary X'{_EVERY_BYTE[::-1].hex()}'" for c in columns)
+    texts = [every, reversed_] + [", ".join(f"{c} = _binary X'{raw.hex()}'" for c in columns) for raw in raws]
+    _assert_texts_are_mariadbs(paths, columns, texts)
+    assert [value.what for value in converted] == []
+
+
+@contextmanager
+def _max_allowed_packet(paths, size: int):
+    """The private server's max_allowed_packet lowered for connections made now (the relay's among
+    them: a session keeps the value it connected with), restored after."""
+    with paths.engine.begin() as conn:
+        old = conn.execute(text("SELECT @@global.max_allowed_packet")).scalar_one()
+        conn.execute(text(f"SET GLOBAL max_allowed_packet = {size}"))
+    paths.engine.dispose()
+    try:
+        yield
+    finally:
+        with paths.engine.begin() as conn:
+            conn.execute(text(f"SET GLOBAL max_allowed_packet = {old}"))
+        paths.engine.dispose()
+
+
+def test_a_single_byte_text_longer_than_half_max_allowed_packet_is_published(paths):
+    """A cp1250 value of 600 kB was sent to MariaDB as 1.2 MB of hex, over a 1 MB max_allowed_packet:
+    refused (a dead letter), and the server closed the connection, so the next row failed too."""
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD big MEDIUMTEXT CHARACTER SET cp1250 NULL"))
+    with _max_allowed_packet(paths, 1024 * 1024):
+        rows = ["big = CONCAT(REPEAT(_cp1250 'a', 600000), _cp1250 X'8A81')", "big = _cp1250 X'9A'"]
+        batch, events = paths.compare({"position": {"column": "big"}}, rows)
+    assert events == batch
+    assert sorted(len(outcome[1]["position"]) for outcome in events.values()) == [1, 600002]
 
 
 def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):

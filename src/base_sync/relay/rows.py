@@ -22,7 +22,9 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
   returns None for them (the same as NULL, losing the text) or raises on an impossible day;
 - text as MariaDB converts it to utf8mb4 (`_read_string`): Python decodes where its codec is
   MariaDB's conversion (`PYTHON_CODECS`; latin1 by MariaDB's latin1, which is cp1252 with the five
-  bytes cp1252 leaves undefined as the C1 controls U+0081...), MariaDB converts the rest in one
+  bytes cp1252 leaves undefined as the C1 controls U+0081...); every other single-byte character
+  set (cp1250, latin2, cp1251, koi8r, ...) by its 256 bytes as MariaDB converts them, read from the
+  server once per process (`_charmap`); MariaDB converts the rest (sjis, big5, gbk, ...) in one
   query per row event (`_convert`), its '?' for bytes a character set leaves undefined included.
   The decoder read UTF-16/32 in the machine's byte order, sjis by Python's table, character sets
   Python has no codec for as bytes, and an undefined byte made the whole row event unreadable.
@@ -277,7 +279,8 @@ MARIADB_LATIN1 = "".join(bytes([byte]).decode("cp1252", "ignore") or chr(byte) f
 
 # The character sets whose bytes Python's codec reads exactly as MariaDB converts them to utf8mb4
 # (MariaDB stores UTF-16 and UTF-32 big-endian; ucs2 and utf8mb3 hold no character past U+FFFF).
-# Any other character set, and any bytes these codecs refuse, MariaDB converts (`_converted`).
+# A single-byte character set is read by its map from the server (`_charmap`); any other, and any
+# bytes these codecs refuse, MariaDB converts (`_convert`).
 PYTHON_CODECS = {
     "utf8mb4": "utf-8",
     "utf8mb3": "utf-8",
@@ -290,6 +293,30 @@ PYTHON_CODECS = {
 }
 _BMP_ONLY = frozenset({"ucs2", "utf8mb3", "utf8"})
 _CONVERT_CHUNK = 500_000  # characters of SQL per conversion query (far below max_allowed_packet)
+
+
+_SINGLE_BYTE: set[str] = set()  # MariaDB's character sets of one byte a character (read once)
+_CHARMAPS: dict[str, str | None] = {}  # {single-byte charset: its 256 bytes' characters, or None}
+
+
+def _charmap(connection, charset: str | None) -> None:
+    """Read a single-byte character set's conversion to utf8mb4 from the server, each of its 256
+    bytes (MariaDB's '?' for one it leaves undefined), once per relay process: its text is then
+    decoded in Python (`python_text`), never a query per row event (or a value too long to send).
+    The character sets of one byte are information_schema's of MAXLEN 1 (latin1 and binary aside)."""
+    if charset is None or charset in _CHARMAPS or charset in (BINARY_CHARSET, "latin1") or not charset.isalnum():
+        return
+    with connection.cursor(pymysql.cursors.Cursor) as cursor:
+        if not _SINGLE_BYTE:
+            cursor.execute("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE MAXLEN = 1")
+            _SINGLE_BYTE.update(name for (name,) in cursor.fetchall())
+        if charset not in _SINGLE_BYTE:
+            _CHARMAPS[charset] = None
+            return
+        cursor.execute("SELECT " + ", ".join(f"HEX(CONVERT(_{charset} X'{b:02X}' USING utf8mb4))" for b in range(256)))
+        characters = [bytes.fromhex(h).decode("utf-8") for h in cursor.fetchone()]
+    # One character a byte, or the map is no charmap: MariaDB then converts, as for any other charset
+    _CHARMAPS[charset] = "".join(characters) if all(len(c) == 1 for c in characters) else None
 
 
 class UnreadableText(str):
@@ -320,6 +347,9 @@ def python_text(raw: bytes, charset: str | None) -> str | None:
     """The text of `raw` where Python reads it as MariaDB does, else None (MariaDB must convert it)."""
     if charset == "latin1":
         return codecs.charmap_decode(raw, "strict", MARIADB_LATIN1)[0]
+    charmap = _CHARMAPS.get(charset)
+    if charmap is not None:
+        return codecs.charmap_decode(raw, "strict", charmap)[0]
     codec = PYTHON_CODECS.get(charset)
     if codec is None:
         return None
@@ -443,6 +473,7 @@ def _values_in_charsets(self) -> None:
     _mariadb_types(self)
     _catalogue_charsets(self)
     for column in self.columns:
+        _charmap(self._ctl_connection, mariadb_charset(column))
         for attribute in ("enum_values", "set_values"):
             values = getattr(column, attribute, None)
             if values:
