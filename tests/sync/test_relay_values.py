@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -97,16 +97,17 @@ class Paths:
         return keys
 
     def compare(
-        self, fields: dict, rows: list[str], soft_delete: dict | None = None, with_schema: bool = True
+        self, fields: dict, rows: list[str], soft_delete: dict | None = None, with_schema: bool = True, reading=None
     ) -> tuple[dict, dict]:
         """{key: outcome} of the batch path and of the events path for the rows inserted now: ("record",
         the record as the API reads it), ("quarantine", reasons, version), ("delete",), ("absent",)
-        or ("dead", the dead letter's reason)."""
+        or ("dead", the dead letter's reason). `reading`: a context the relay reads the binlog in."""
         relay = self.relay(fields, soft_delete, with_schema)
         with self.engine.connect() as conn:
             start = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
         keys = self.insert(rows)
-        self._read_binlog(relay, start)
+        with reading or nullcontext():
+            self._read_binlog(relay, start)
         mapping = relay.topics.mapping
         batch = {key: ("absent",) for key in keys}
         for chunk in BaseA(self.engine, mapping).records_by_keys("employees", keys, 100):
@@ -453,6 +454,38 @@ def test_a_single_byte_text_longer_than_half_max_allowed_packet_is_published(pat
         batch, events = paths.compare({"position": {"column": "big"}}, rows)
     assert events == batch
     assert sorted(len(outcome[1]["position"]) for outcome in events.values()) == [1, 600002]
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["never-sent", "refused-by-the-server"])
+def test_a_value_whose_conversion_passes_max_allowed_packet_is_a_keyed_incomplete_change(paths, monkeypatch, checked):
+    """An sjis value MariaDB converts was sent as hex, twice its size: one of 700 kB under a 1 MB
+    max_allowed_packet was refused (1153), a dead letter where it was published before, and MariaDB
+    closed the connection, so the next row of the transaction failed (2006), the relay resumed at
+    the same transaction and failed again, forever. Bound as binary it is sent at its size; one
+    longer than the setting is never sent (an incomplete change, keyed); and should the server refuse
+    a conversion all the same (`refused-by-the-server`: the relay's own check left out), the next row
+    still converts."""
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD big MEDIUMTEXT CHARACTER SET sjis NULL"))
+    if not checked:
+        monkeypatch.setattr(relay_rows, "_max_allowed_packet", lambda connection: 1 << 30)
+    rows = [
+        "big = REPEAT(_sjis 'a', 1100000)",
+        "big = CONCAT(REPEAT(_sjis 'a', 700000), _sjis X'815F')",
+        "big = REPEAT(_sjis X'B1', 400000)",  # halfwidth ｱ: 1.2 MB of UTF-8, which MariaDB gives as NULL
+        "big = _sjis X'815F8160'",
+    ]
+    fields = {"position": {"column": "big"}}
+    # written under the server's 16 MB, read by the relay under 1 MB, by the batch under 16 MB again
+    batch, events = paths.compare(fields, rows, reading=_max_allowed_packet(paths, 1024 * 1024))
+    first, second, third, fourth = sorted(batch)
+    assert {second: events[second], fourth: events[fourth]} == {second: batch[second], fourth: batch[fourth]}
+    assert (events[second][1]["position"][-2:], events[fourth][1]["position"]) == ("a\\", "\\〜")
+    assert (events[first][0], events[third][0]) == ("dead", "dead")  # keyed: the key is the row's
+    # refused, the server answers 1153, or resets the connection while the relay still sends (2006)
+    expected = ["max_allowed_packet (1048576)"] if checked else ["Got a packet bigger", "server has gone away"]
+    assert "text of big" in events[first][1] and any(reason in events[first][1] for reason in expected)
+    assert "its text is longer than Base A's max_allowed_packet" in events[third][1]
 
 
 def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
