@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from base_sync.debezium import BadEvent
 from base_sync.dirty import Quarantined
 from base_sync.records import encode
 from base_sync.relay import Relay, RelaySettings
+from base_sync.relay import rows as relay_rows
 from base_sync.source import BaseA, source_engine
 from tests.sync.conftest import binlog_database
 
@@ -95,16 +97,17 @@ class Paths:
         return keys
 
     def compare(
-        self, fields: dict, rows: list[str], soft_delete: dict | None = None, with_schema: bool = True
+        self, fields: dict, rows: list[str], soft_delete: dict | None = None, with_schema: bool = True, reading=None
     ) -> tuple[dict, dict]:
         """{key: outcome} of the batch path and of the events path for the rows inserted now: ("record",
         the record as the API reads it), ("quarantine", reasons, version), ("delete",), ("absent",)
-        or ("dead", the dead letter's reason)."""
+        or ("dead", the dead letter's reason). `reading`: a context the relay reads the binlog in."""
         relay = self.relay(fields, soft_delete, with_schema)
         with self.engine.connect() as conn:
             start = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
         keys = self.insert(rows)
-        self._read_binlog(relay, start)
+        with reading or nullcontext():
+            self._read_binlog(relay, start)
         mapping = relay.topics.mapping
         batch = {key: ("absent",) for key in keys}
         for chunk in BaseA(self.engine, mapping).records_by_keys("employees", keys, 100):
@@ -281,20 +284,30 @@ def test_enum_and_set_values_of_a_latin1_column_are_read_in_latin1(paths):
     assert sorted(outcome[1]["position"] for outcome in events.values()) == sorted(["n b Ö", "n Ä Ö,x", "n Ã„"])
 
 
-# Every character set MariaDB 10.11 has (but latin1 and binary, tested above), one column each.
+# Every character set MariaDB 10.11 has (but latin1 and binary, tested above), one column each, and
+# the uca1400 collations, whose ids (2048 and up) mysql-replication's collation table does not have.
 CHARSETS = (
     *("utf8mb3", "ascii", "utf16", "utf16le", "utf32", "ucs2"),
     *("sjis", "cp932", "ujis", "eucjpms", "big5", "gbk", "gb2312", "euckr"),
     *("cp1250", "cp1251", "cp1256", "cp1257", "latin2", "latin5", "latin7", "greek", "hebrew"),
     *("koi8r", "koi8u", "macce", "macroman", "dec8", "swe7", "hp8", "keybcs2"),
     *("cp850", "cp852", "cp866", "armscii8", "geostd8", "tis620"),
+    *(f"{charset}_uca1400_ai_ci" for charset in ("utf8mb4", "utf8mb3", "ucs2", "utf16", "utf32")),
 )
 SAMPLES = ("Hello AZ az 09", "Žluťoučký kůň Привет", "日本語＼～ー", "中文測試", "😀 ok", "a\\b~c", "ÄÅäå[]{}", "")
 
 
+def _charset(column: str) -> str:
+    """The character set of a `cs_` column: `cs_utf16` utf16, `cs_ucs2_uca1400_ai_ci` ucs2."""
+    return column[3:].split("_", 1)[0]
+
+
 def _with_charset_columns(paths) -> list[str]:
     columns = [f"cs_{charset}" for charset in CHARSETS]
-    added = ", ".join(f"ADD {c} VARCHAR(24) CHARACTER SET {s} NULL" for c, s in zip(columns, CHARSETS, strict=True))
+    added = ", ".join(
+        f"ADD {c} VARCHAR(24) CHARACTER SET {_charset(c)}{f' COLLATE {s}' if '_' in s else ''} NULL"
+        for c, s in zip(columns, CHARSETS, strict=True)
+    )
     with paths.engine.begin() as conn:
         conn.execute(text(f"ALTER TABLE {TABLE} {added}"))
     return columns
@@ -348,7 +361,10 @@ def test_text_in_every_character_set_is_the_text_mariadb_returns(paths):
     (ucs2, utf16le, swe7, macce, ...) as its bytes published as text; bytes a charset leaves undefined
     (cp1250 0x81) made the row an incomplete change with no key, where MariaDB returns '?'."""
     columns = _with_charset_columns(paths)
-    rows = [", ".join(f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c in columns) for s in SAMPLES]
+    rows = [
+        ", ".join(f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {_charset(c)})" for c in columns)
+        for s in SAMPLES
+    ]
     rows += [", ".join(f"{column} = _binary X'{raw}'" for column, raw in RAW.items() if column != "cs_ucs2")]
     rows += ["cs_ucs2 = _binary X'D83DDE00', cs_cp1250 = 'a'"]
     _assert_texts_are_mariadbs(paths, columns, rows)
@@ -367,12 +383,109 @@ def test_any_text_or_bytes_in_any_character_set_is_the_text_mariadb_returns(path
     paths.columns = columns
     rows = [
         ", ".join(
-            f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {c[3:]})" for c, s in zip(columns, row, strict=True)
+            f"{c} = CONVERT(_utf8mb4 X'{s.encode().hex()}' USING {_charset(c)})"
+            for c, s in zip(columns, row, strict=True)
         )
         for row in texts
     ]
     rows += [", ".join(f"{c} = _binary X'{raw.hex()}'" for c, raw in zip(columns, row, strict=True)) for row in raws]
     _assert_texts_are_mariadbs(paths, columns, rows)
+
+
+def _single_byte_columns(paths) -> list[str]:
+    """One VARCHAR(300) column of each character set of one byte a character MariaDB has."""
+    with paths.engine.begin() as conn:
+        read = conn.execute(
+            text("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE MAXLEN = 1 ORDER BY 1")
+        )
+        charsets = [name for (name,) in read if name != "binary"]
+        added = ", ".join(f"ADD sb_{cs} VARCHAR(300) CHARACTER SET {cs} NULL" for cs in charsets)
+        conn.execute(text(f"ALTER TABLE {TABLE} {added}"))
+    assert {"latin2", "cp1251", "koi8r", "greek", "hebrew", "ascii", "swe7"} <= set(charsets)
+    return [f"sb_{cs}" for cs in charsets]
+
+
+_EVERY_BYTE = bytes(range(256))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raws=st.lists(st.binary(max_size=40), min_size=1, max_size=10))
+def test_every_byte_of_every_single_byte_character_set_is_mariadbs_with_no_query(paths, monkeypatch, raws):
+    """The relay had MariaDB convert cp1250, latin2, cp1251, koi8r, greek, ... in a query per row
+    event (a value over max_allowed_packet/2 was refused and the connection closed). It reads each
+    single-byte character set's 256 bytes from the server once and decodes in Python: all 256 bytes,
+    and any bytes, held against MariaDB's own conversion of the whole stored value; no value of such
+    a column goes to the per-event conversion."""
+    if not hasattr(paths, "single"):
+        paths.single = _single_byte_columns(paths)
+    columns = paths.single
+    converted = []
+    monkeypatch.setattr(relay_rows, "_convert", lambda connection, pending: converted.extend(pending))
+    every = ", ".join(f"{c} = _binary X'{_EVERY_BYTE.hex()}'" for c in columns)
+    reversed_ = ", ".join(f"{c} = _binary X'{_EVERY_BYTE[::-1].hex()}'" for c in columns)
+    texts = [every, reversed_] + [", ".join(f"{c} = _binary X'{raw.hex()}'" for c in columns) for raw in raws]
+    _assert_texts_are_mariadbs(paths, columns, texts)
+    assert [value.what for value in converted] == []
+
+
+@contextmanager
+def _max_allowed_packet(paths, size: int):
+    """The private server's max_allowed_packet lowered for connections made now (the relay's among
+    them: a session keeps the value it connected with), restored after."""
+    with paths.engine.begin() as conn:
+        old = conn.execute(text("SELECT @@global.max_allowed_packet")).scalar_one()
+        conn.execute(text(f"SET GLOBAL max_allowed_packet = {size}"))
+    paths.engine.dispose()
+    try:
+        yield
+    finally:
+        with paths.engine.begin() as conn:
+            conn.execute(text(f"SET GLOBAL max_allowed_packet = {old}"))
+        paths.engine.dispose()
+
+
+def test_a_single_byte_text_longer_than_half_max_allowed_packet_is_published(paths):
+    """A cp1250 value of 600 kB was sent to MariaDB as 1.2 MB of hex, over a 1 MB max_allowed_packet:
+    refused (a dead letter), and the server closed the connection, so the next row failed too."""
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD big MEDIUMTEXT CHARACTER SET cp1250 NULL"))
+    with _max_allowed_packet(paths, 1024 * 1024):
+        rows = ["big = CONCAT(REPEAT(_cp1250 'a', 600000), _cp1250 X'8A81')", "big = _cp1250 X'9A'"]
+        batch, events = paths.compare({"position": {"column": "big"}}, rows)
+    assert events == batch
+    assert sorted(len(outcome[1]["position"]) for outcome in events.values()) == [1, 600002]
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["never-sent", "refused-by-the-server"])
+def test_a_value_whose_conversion_passes_max_allowed_packet_is_a_keyed_incomplete_change(paths, monkeypatch, checked):
+    """An sjis value MariaDB converts was sent as hex, twice its size: one of 700 kB under a 1 MB
+    max_allowed_packet was refused (1153), a dead letter where it was published before, and MariaDB
+    closed the connection, so the next row of the transaction failed (2006), the relay resumed at
+    the same transaction and failed again, forever. Bound as binary it is sent at its size; one
+    longer than the setting is never sent (an incomplete change, keyed); and should the server refuse
+    a conversion all the same (`refused-by-the-server`: the relay's own check left out), the next row
+    still converts."""
+    with paths.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {TABLE} ADD big MEDIUMTEXT CHARACTER SET sjis NULL"))
+    if not checked:
+        monkeypatch.setattr(relay_rows, "_max_allowed_packet", lambda connection: 1 << 30)
+    rows = [
+        "big = REPEAT(_sjis 'a', 1100000)",
+        "big = CONCAT(REPEAT(_sjis 'a', 700000), _sjis X'815F')",
+        "big = REPEAT(_sjis X'B1', 400000)",  # halfwidth ｱ: 1.2 MB of UTF-8, which MariaDB gives as NULL
+        "big = _sjis X'815F8160'",
+    ]
+    fields = {"position": {"column": "big"}}
+    # written under the server's 16 MB, read by the relay under 1 MB, by the batch under 16 MB again
+    batch, events = paths.compare(fields, rows, reading=_max_allowed_packet(paths, 1024 * 1024))
+    first, second, third, fourth = sorted(batch)
+    assert {second: events[second], fourth: events[fourth]} == {second: batch[second], fourth: batch[fourth]}
+    assert (events[second][1]["position"][-2:], events[fourth][1]["position"]) == ("a\\", "\\〜")
+    assert (events[first][0], events[third][0]) == ("dead", "dead")  # keyed: the key is the row's
+    # refused, the server answers 1153, or resets the connection while the relay still sends (2006)
+    expected = ["max_allowed_packet (1048576)"] if checked else ["Got a packet bigger", "server has gone away"]
+    assert "text of big" in events[first][1] and any(reason in events[first][1] for reason in expected)
+    assert "its text is longer than Base A's max_allowed_packet" in events[third][1]
 
 
 def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
@@ -388,6 +501,24 @@ def test_a_column_no_path_reads_as_text_keeps_the_row_and_its_key(paths):
     assert sorted((o[1]["position"], o[1]["department"]) for o in events.values()) == [
         ("?????", "Berg"),
         ("Žluť", None),
+    ]
+
+
+def test_a_collation_mysql_replication_does_not_know_is_read_in_its_columns_character_set(paths):
+    """utf8mb4_uca1400_ai_ci (id 2304, the utf8mb4 default of newer MariaDB) is past the end of
+    mysql-replication's collation table: the relay made every change of such a table an incomplete
+    change ("no character set MariaDB knows"). information_schema names the column's character set."""
+    with paths.engine.begin() as conn:
+        added = "c4 VARCHAR(30) CHARACTER SET utf8mb4 COLLATE utf8mb4_uca1400_ai_ci"
+        conn.execute(
+            text(f"ALTER TABLE {TABLE} ADD ({added}, c2 VARCHAR(30) CHARACTER SET ucs2 COLLATE ucs2_uca1400_ai_ci)")
+        )
+    fields = {"position": {"column": "c4"}, "department": {"column": "c2"}}
+    batch, events = paths.compare(fields, ["c4 = 'hello 😀', c2 = 'Žluť'", "c4 = 'x'"])
+    assert events == batch
+    assert sorted((o[1]["position"], o[1]["department"]) for o in events.values()) == [
+        ("hello 😀", "Žluť"),
+        ("x", None),
     ]
 
 

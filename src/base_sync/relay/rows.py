@@ -22,11 +22,16 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
   returns None for them (the same as NULL, losing the text) or raises on an impossible day;
 - text as MariaDB converts it to utf8mb4 (`_read_string`): Python decodes where its codec is
   MariaDB's conversion (`PYTHON_CODECS`; latin1 by MariaDB's latin1, which is cp1252 with the five
-  bytes cp1252 leaves undefined as the C1 controls U+0081...), MariaDB converts the rest in one
+  bytes cp1252 leaves undefined as the C1 controls U+0081...); every other single-byte character
+  set (cp1250, latin2, cp1251, koi8r, ...) by its 256 bytes as MariaDB converts them, read from the
+  server once per process (`_charmap`); MariaDB converts the rest (sjis, big5, gbk, ...) in one
   query per row event (`_convert`), its '?' for bytes a character set leaves undefined included.
   The decoder read UTF-16/32 in the machine's byte order, sjis by Python's table, character sets
   Python has no codec for as bytes, and an undefined byte made the whole row event unreadable.
-  Text MariaDB converts to no UTF-8 (ucs2 surrogates) makes the row an incomplete change, keyed;
+  Text MariaDB converts to no UTF-8 (ucs2 surrogates), or whose query or text would pass
+  max_allowed_packet, makes the row an incomplete change, keyed. A collation id mysql-replication
+  does not know (uca1400, 2048 and up) is read in the character set information_schema names for
+  the column (`_catalogue_charsets`);
 - INET6 and UUID (BINARY(16) in the binlog, told apart by information_schema: `_mariadb_types`)
   as MariaDB's text of them, converted in the same query; the decoder gave their 16 bytes;
 - a BINARY(n) padded with zero bytes to its n, as MariaDB returns it (the binlog leaves the padding
@@ -275,7 +280,8 @@ MARIADB_LATIN1 = "".join(bytes([byte]).decode("cp1252", "ignore") or chr(byte) f
 
 # The character sets whose bytes Python's codec reads exactly as MariaDB converts them to utf8mb4
 # (MariaDB stores UTF-16 and UTF-32 big-endian; ucs2 and utf8mb3 hold no character past U+FFFF).
-# Any other character set, and any bytes these codecs refuse, MariaDB converts (`_converted`).
+# A single-byte character set is read by its map from the server (`_charmap`); any other, and any
+# bytes these codecs refuse, MariaDB converts (`_convert`).
 PYTHON_CODECS = {
     "utf8mb4": "utf-8",
     "utf8mb3": "utf-8",
@@ -287,7 +293,33 @@ PYTHON_CODECS = {
     "ucs2": "utf-16-be",
 }
 _BMP_ONLY = frozenset({"ucs2", "utf8mb3", "utf8"})
-_CONVERT_CHUNK = 500_000  # characters of SQL per conversion query (far below max_allowed_packet)
+_CONVERT_CHUNK = 500_000  # bytes of SQL per conversion query of several values (one may be longer)
+_PACKET_MARGIN = 1024  # bytes a conversion query keeps below max_allowed_packet (SELECT, the packet's)
+_PACKET = "_relay_max_allowed_packet"  # a connection attribute: its session's max_allowed_packet
+
+
+_SINGLE_BYTE: set[str] = set()  # MariaDB's character sets of one byte a character (read once)
+_CHARMAPS: dict[str, str | None] = {}  # {single-byte charset: its 256 bytes' characters, or None}
+
+
+def _charmap(connection, charset: str | None) -> None:
+    """Read a single-byte character set's conversion to utf8mb4 from the server, each of its 256
+    bytes (MariaDB's '?' for one it leaves undefined), once per relay process: its text is then
+    decoded in Python (`python_text`), never a query per row event (or a value too long to send).
+    The character sets of one byte are information_schema's of MAXLEN 1 (latin1 and binary aside)."""
+    if charset is None or charset in _CHARMAPS or charset in (BINARY_CHARSET, "latin1") or not charset.isalnum():
+        return
+    with connection.cursor(pymysql.cursors.Cursor) as cursor:
+        if not _SINGLE_BYTE:
+            cursor.execute("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE MAXLEN = 1")
+            _SINGLE_BYTE.update(name for (name,) in cursor.fetchall())
+        if charset not in _SINGLE_BYTE:
+            _CHARMAPS[charset] = None
+            return
+        cursor.execute("SELECT " + ", ".join(f"HEX(CONVERT(_{charset} X'{b:02X}' USING utf8mb4))" for b in range(256)))
+        characters = [bytes.fromhex(h).decode("utf-8") for h in cursor.fetchone()]
+    # One character a byte, or the map is no charmap: MariaDB then converts, as for any other charset
+    _CHARMAPS[charset] = "".join(characters) if all(len(c) == 1 for c in characters) else None
 
 
 class UnreadableText(str):
@@ -295,17 +327,22 @@ class UnreadableText(str):
 
 
 class _Converted:
-    """A value MariaDB gives as utf8mb4 text once the rows event is read (`_convert`): `sql` makes it."""
+    """A value MariaDB gives as utf8mb4 text once the rows event is read (`_convert`): `sql` makes it,
+    its `{}` the raw bytes as a literal."""
 
-    __slots__ = ("sql", "what", "text")
+    __slots__ = ("sql", "what", "raw", "text")
 
-    def __init__(self, sql: str, what: str):
-        self.sql, self.what, self.text = sql, what, None
+    def __init__(self, sql: str, what: str, raw: bytes):
+        self.sql, self.what, self.raw, self.text = sql, what, raw, None
 
 
 def mariadb_charset(column) -> str | None:
-    """The column's MariaDB character set: its collation's first word (`utf16_general_ci`); None
-    when the binlog names none. (mysql-replication's `character_set_name` is a Python codec name.)"""
+    """The column's MariaDB character set: its collation's first word (`utf16_general_ci`), or
+    information_schema's for a collation id mysql-replication does not know (`_catalogue_charsets`);
+    None when neither names one. (mysql-replication's `character_set_name` is a Python codec name.)"""
+    charset = getattr(column, MARIADB_CHARSET, None)
+    if charset is not None:
+        return charset
     collation = getattr(column, "collation_name", None)
     return collation.split("_", 1)[0] if collation else None
 
@@ -314,6 +351,9 @@ def python_text(raw: bytes, charset: str | None) -> str | None:
     """The text of `raw` where Python reads it as MariaDB does, else None (MariaDB must convert it)."""
     if charset == "latin1":
         return codecs.charmap_decode(raw, "strict", MARIADB_LATIN1)[0]
+    charmap = _CHARMAPS.get(charset)
+    if charmap is not None:
+        return codecs.charmap_decode(raw, "strict", charmap)[0]
     codec = PYTHON_CODECS.get(charset)
     if codec is None:
         return None
@@ -341,18 +381,24 @@ def _read_string(self, size: int, column) -> str | bytes:
         if kind is None:
             return raw
         # INET6 and UUID (BINARY(16) in the binlog) as MariaDB writes them ('::ffff:192.0.2.1')
-        return _converting(self, f"CAST(CAST(X'{raw.hex()}' AS {kind}) AS CHAR CHARACTER SET utf8mb4)", kind, raw)
+        return _converting(self, f"CAST(CAST({{}} AS {kind}) AS CHAR CHARACTER SET utf8mb4)", kind, raw)
     charset = mariadb_charset(column)
     text = python_text(raw, charset)
     if text is not None:
         return text
-    if charset is None or not charset.isalnum():  # a collation id mysql-replication does not know
-        return UnreadableText(f"the binlog names no character set MariaDB knows for `{column.name}`")
-    return _converting(self, f"CONVERT(_{charset} X'{raw.hex()}' USING utf8mb4)", charset, raw)
+    if charset is None or not charset.isalnum():  # an unknown collation id the catalogue no longer has
+        return UnreadableText(
+            f"the binlog names a collation mysql-replication does not know for `{column.name}`, "
+            "and information_schema has no character set for the column"
+        )
+    # The bytes as a binary literal (about their size; hex doubled it), read in the charset
+    return _converting(self, f"CONVERT(CONVERT({{}} USING {charset}) USING utf8mb4)", charset, raw)
 
 
 def _converting(event, sql: str, what: str, raw: bytes) -> _Converted:
-    converted = _Converted(f"HEX({sql})", f"{what} X'{raw.hex()[:64]}'")
+    shown = raw.hex()[:64] + ("..." if len(raw) > 32 else "")
+    # As binary: pymysql gives its bytes, undecoded (ucs2's surrogates are no UTF-8), at their size
+    converted = _Converted(f"CAST({sql} AS BINARY)", f"{what} X'{shown}'", raw)
     event.__dict__.setdefault("_relay_converted", []).append(converted)
     return converted
 
@@ -376,38 +422,99 @@ def _fetch_rows(self) -> None:
 def _convert(connection, pending: list[_Converted]) -> None:
     """Each value's text as MariaDB converts it to utf8mb4 (bytes the charset leaves undefined as
     '?', as the batch path reads them). A lost connection is raised (the relay reconnects); a value
-    the server refuses or converts to no UTF-8 becomes `UnreadableText`."""
+    the server refuses or converts to no UTF-8 becomes `UnreadableText`, and so does one whose query
+    would pass max_allowed_packet: the server would refuse it and close the connection."""
+    packet = _max_allowed_packet(connection)
+    limit = packet - _PACKET_MARGIN
     chunks, chunk, size = [], [], 0
     for value in pending:
-        if chunk and size + len(value.sql) > _CONVERT_CHUNK:
+        sql = value.sql.format(_binary_literal(connection, value.raw))
+        if len(sql) > limit:  # never sent: MariaDB would refuse it (1153) and close the connection
+            value.text = UnreadableText(
+                f"{value.what} is {len(value.raw)} bytes: converting it takes a query of {len(sql) + 7} bytes, "
+                f"more than Base A's max_allowed_packet ({packet}) allows"
+            )
+            continue
+        # A query's result row is bounded by max_allowed_packet too: about 3 bytes of UTF-8 a byte at most
+        cost = max(len(sql), 3 * len(value.raw) + 64) + 2
+        if chunk and size + cost > min(limit, _CONVERT_CHUNK):
             chunks.append(chunk)
             chunk, size = [], 0
-        chunk.append(value)
-        size += len(value.sql) + 2
-    chunks.append(chunk)
+        chunk.append((value, sql))
+        size += cost
+    if chunk:
+        chunks.append(chunk)
     for chunk in chunks:
-        select = ", ".join(v.sql for v in chunk)
+        results = _select(connection, "SELECT " + ", ".join(sql for _, sql in chunk), len(chunk))
+        for (value, _), result in zip(chunk, results, strict=True):
+            value.text = _utf8(value, result, packet)
+
+
+def _select(connection, select: str, count: int) -> tuple:
+    """The conversion query's row, or its error for each of its `count` values. The connection is
+    usable after it (`_usable`): MariaDB closes it on a packet it refuses (1153, or a reset the
+    client sees as 2006 while still sending), and the next query would then fail as a lost
+    connection, the relay resume at the same transaction and fail again, forever. A connection lost
+    is reconnected and the query tried again once: the server away raises (the relay reconnects);
+    the server there and this query dropped twice is the query's error."""
+    for attempt in (1, 2):
         try:
             with connection.cursor(pymysql.cursors.Cursor) as cursor:
-                cursor.execute(f"SELECT {select}")
-                results = cursor.fetchone()
+                cursor.execute(select)
+                return cursor.fetchone()
         except pymysql.err.InterfaceError as error:  # the connection is closed: the relay reconnects
             raise pymysql.err.OperationalError(2013, f"lost the connection converting text: {error}") from error
-        except pymysql.err.OperationalError as error:
-            if error.args and isinstance(error.args[0], int) and 2000 <= error.args[0] < 3000:
-                raise  # a client error (lost, gone): the relay reconnects
-            results = [error] * len(chunk)
         except pymysql.err.MySQLError as error:
-            results = [error] * len(chunk)
-        for value, result in zip(chunk, results, strict=True):
-            value.text = _utf8(value, result)
+            lost = isinstance(error, pymysql.err.OperationalError) and _client_error(error)
+            _usable(connection)  # raises when the server cannot be reached again: the relay reconnects
+            if not lost or attempt == 2:
+                return (error,) * count
+    raise AssertionError("unreachable")
 
 
-def _utf8(value: _Converted, result) -> str:
+def _client_error(error: Exception) -> bool:
+    """A client error (2000-2999: lost, gone), not the server's refusal."""
+    return bool(error.args) and isinstance(error.args[0], int) and 2000 <= error.args[0] < 3000
+
+
+def _binary_literal(connection, raw: bytes) -> str:
+    """`raw` as a binary string literal in the connection's quoting (pymysql leaves `_binary` out
+    unless connected with binary_prefix, and then the server would read the bytes as utf8mb4). Its
+    length is its bytes' (pymysql sends the query's str as surrogate-escaped UTF-8)."""
+    literal = connection.escape(bytes(raw))
+    return literal if literal.startswith("_binary") else "_binary" + literal
+
+
+def _max_allowed_packet(connection) -> int:
+    """The connection's max_allowed_packet, read once per session (a session keeps the value it
+    connected with; `_usable` forgets it when it may have reconnected)."""
+    packet = getattr(connection, _PACKET, None)
+    if packet is None:
+        with connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            (packet,) = cursor.fetchone()
+        packet = int(packet)
+        setattr(connection, _PACKET, packet)
+    return packet
+
+
+def _usable(connection) -> None:
+    """The connection usable again after an error (reconnected if the server closed it), its
+    max_allowed_packet read anew. A reconnection that fails is raised (the relay reconnects)."""
+    connection.__dict__.pop(_PACKET, None)
+    connection.ping(reconnect=True)
+
+
+def _utf8(value: _Converted, result, packet: int) -> str:
     if isinstance(result, Exception):
         return UnreadableText(f"MariaDB could not convert {value.what}: {result}")
+    if result is None:  # MariaDB's NULL for a result over max_allowed_packet (warning 1301)
+        return UnreadableText(
+            f"MariaDB gives no conversion of {value.what} ({len(value.raw)} bytes): its text is longer than "
+            f"Base A's max_allowed_packet ({packet})"
+        )
     try:
-        return bytes.fromhex(result).decode("utf-8")
+        return bytes(result).decode("utf-8")
     except UnicodeDecodeError:  # ucs2's lone surrogates, converted as such: no UTF-8 (the batch fails too)
         return UnreadableText(f"MariaDB converts {value.what} to no UTF-8 text")
 
@@ -432,7 +539,9 @@ def _values_in_charsets(self) -> None:
     set, and the INET6 and UUID columns named (`_mariadb_types`)."""
     _SYNC_COLUMN_INFO(self)
     _mariadb_types(self)
+    _catalogue_charsets(self)
     for column in self.columns:
+        _charmap(self._ctl_connection, mariadb_charset(column))
         for attribute in ("enum_values", "set_values"):
             values = getattr(column, attribute, None)
             if values:
@@ -470,6 +579,40 @@ def _mariadb_types(event) -> None:
         kind = _BINARY_TYPES[key].get(column.name)
         if kind is not None:
             setattr(column, MARIADB_TYPE, kind)
+
+
+MARIADB_CHARSET = "mariadb_charset"  # a column attribute: its character set, where the binlog's collation is unknown
+_CHARSETS: dict[tuple, dict[str, str]] = {}  # {(schema, table, table id): {column: character set}}
+
+
+def _catalogue_charsets(event) -> None:
+    """Name the character set (`MARIADB_CHARSET`) of each text column whose collation id
+    mysql-replication does not know: its table stops at id 1270, so MariaDB's uca1400 collations
+    (utf8mb4_uca1400_ai_ci = 2304, the utf8mb4 default of MariaDB 11.5+) come with no collation and
+    a guessed 'utf8'. information_schema.COLUMNS says, read once per table id as `_mariadb_types`
+    reads it (the catalogue as it is then)."""
+    unknown = [
+        c
+        for c in event.columns
+        if c.name and c.character_set_name not in (None, BINARY_CHARSET) and c.collation_name is None
+    ]
+    if not unknown:
+        return
+    key = (event.schema, event.table, event.table_id)
+    if key not in _CHARSETS:
+        if len(_CHARSETS) > 10_000:
+            _CHARSETS.clear()
+        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL",
+                (event.schema, event.table),
+            )
+            _CHARSETS[key] = dict(cursor.fetchall())
+    for column in unknown:
+        charset = _CHARSETS[key].get(column.name)
+        if charset is not None:
+            setattr(column, MARIADB_CHARSET, charset)
 
 
 def _in_charset(value: str, encoding: str | None) -> str:
