@@ -564,19 +564,14 @@ def _mariadb_types(event) -> None:
     ]
     if not sixteen:
         return
-    key = (event.schema, event.table, event.table_id)
-    if key not in _BINARY_TYPES:
-        if len(_BINARY_TYPES) > 10_000:
-            _BINARY_TYPES.clear()
-        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
-            cursor.execute(
-                "SELECT COLUMN_NAME, UPPER(DATA_TYPE) FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND DATA_TYPE IN ('inet6', 'uuid')",
-                (event.schema, event.table),
-            )
-            _BINARY_TYPES[key] = dict(cursor.fetchall())
+    kinds = _catalogue(
+        event,
+        _BINARY_TYPES,
+        "SELECT COLUMN_NAME, UPPER(DATA_TYPE) FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND DATA_TYPE IN ('inet6', 'uuid')",
+    )
     for column in sixteen:
-        kind = _BINARY_TYPES[key].get(column.name)
+        kind = kinds.get(column.name)
         if kind is not None:
             setattr(column, MARIADB_TYPE, kind)
 
@@ -598,21 +593,29 @@ def _catalogue_charsets(event) -> None:
     ]
     if not unknown:
         return
-    key = (event.schema, event.table, event.table_id)
-    if key not in _CHARSETS:
-        if len(_CHARSETS) > 10_000:
-            _CHARSETS.clear()
-        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
-            cursor.execute(
-                "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL",
-                (event.schema, event.table),
-            )
-            _CHARSETS[key] = dict(cursor.fetchall())
+    charsets = _catalogue(
+        event,
+        _CHARSETS,
+        "SELECT COLUMN_NAME, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CHARACTER_SET_NAME IS NOT NULL",
+    )
     for column in unknown:
-        charset = _CHARSETS[key].get(column.name)
+        charset = charsets.get(column.name)
         if charset is not None:
             setattr(column, MARIADB_CHARSET, charset)
+
+
+def _catalogue(event, cache: dict[tuple, dict[str, str]], query: str) -> dict[str, str]:
+    """{column: value} of the event's table by `query` (over schema and table name), read once per
+    table id (an ALTER makes a new one) over the stream's own connection; `cache` keeps them."""
+    key = (event.schema, event.table, event.table_id)
+    if key not in cache:
+        if len(cache) > 10_000:
+            cache.clear()
+        with event._ctl_connection.cursor(pymysql.cursors.Cursor) as cursor:
+            cursor.execute(query, (event.schema, event.table))
+            cache[key] = dict(cursor.fetchall())
+    return cache[key]
 
 
 def _in_charset(value: str, encoding: str | None) -> str:
