@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -71,6 +71,26 @@ class DeleteBudget:
         return max(self.limit, approved or 0)
 
 
+# Where a message sits: (topic, partition, offset).
+Position = tuple[str, int, int]
+# Where a hold's messages sit, per partition: (topic, partition, first offset, last offset).
+Span = tuple[str, int, int, int]
+
+
+def spans(positions: Sequence[Position]) -> tuple[Span, ...]:
+    """The first and last offset of the messages in each partition (a batch's held deletes: small)."""
+    seen: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, partition, offset in positions:
+        first, last = seen.get((topic, partition), (offset, offset))
+        seen[topic, partition] = (min(first, offset), max(last, offset))
+    return tuple((topic, partition, first, last) for (topic, partition), (first, last) in sorted(seen.items()))
+
+
+def within(position: Position, held_at: Sequence[Span]) -> bool:
+    topic, partition, offset = position
+    return any(t == topic and p == partition and first <= offset <= last for t, p, first, last in held_at)
+
+
 @dataclass(frozen=True)
 class HeldByEvents:
     """Deletes of an entity the events path's breaker holds as dead letters no one approved yet: one
@@ -80,11 +100,15 @@ class HeldByEvents:
     since: str  # when the first of them was held (ISO 8601, UTC)
     last: str  # when the last of them was held
     names: tuple[str, ...] = ()  # the holds summed here, as their store names them (not in to_json)
+    # One hold: where its held messages sit, per partition (a run that reads them again holds them
+    # again, uncounted: `RunDeleteGuard.held_before`). Empty for a sum, and for a record an earlier
+    # version wrote.
+    at: tuple[Span, ...] = ()
 
     @classmethod
-    def now(cls, held: int) -> HeldByEvents:
+    def now(cls, held: int, at: Sequence[Span] = ()) -> HeldByEvents:
         now = datetime.now(UTC).isoformat()
-        return cls(held, now, now)
+        return cls(held, now, now, at=tuple(at))
 
     @classmethod
     def of(cls, holds: dict[str, HeldByEvents]) -> HeldByEvents | None:
@@ -100,10 +124,21 @@ class HeldByEvents:
 
     @classmethod
     def from_json(cls, data: dict) -> HeldByEvents:
-        return cls(int(data["held"]), str(data["since"]), str(data["last"]))
+        at = tuple(
+            (str(topic), int(partition), int(first), int(last))
+            for topic, partitions in (data.get("at") or {}).items()
+            for partition, (first, last) in partitions.items()
+        )
+        return cls(int(data["held"]), str(data["since"]), str(data["last"]), at=at)
 
     def to_json(self) -> dict:
-        return {"held": self.held, "since": self.since, "last": self.last}
+        data = {"held": self.held, "since": self.since, "last": self.last}
+        if self.at:  # {topic: {partition: [first offset, last offset]}}
+            at: dict[str, dict[str, list[int]]] = {}
+            for topic, partition, first, last in self.at:
+                at.setdefault(topic, {})[str(partition)] = [first, last]
+            data["at"] = at
+        return data
 
     def text(self, entity: str) -> str:
         return (
@@ -117,8 +152,12 @@ class HeldDeletesStore(Protocol):
 
     def get(self, entity: str) -> HeldByEvents | None: ...
 
-    def hold(self, entity: str, count: int) -> None:
-        """The events path held `count` more deletes of `entity`."""
+    def hold(self, entity: str, count: int, at: Sequence[Span] = ()) -> None:
+        """The events path held `count` more deletes of `entity`, whose messages sit within `at`."""
+        ...
+
+    def held_at(self, entity: str) -> tuple[Span, ...]:
+        """Where the messages of the entity's holds sit (the holds that say so)."""
         ...
 
     def approved(self, entity: str, count: int) -> None:
@@ -356,16 +395,30 @@ class RunDeleteGuard:
         self.requested: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self._budgets: dict[str, DeleteBudget] = {}
+        self._held_at: dict[str, tuple[Span, ...]] = {}  # per entity, the holds of earlier runs, read once
 
-    def admit(self, entity: str, count: int) -> Admission:
-        """Of `count` more deletes of `entity`, how many may be sent: the rest are over the run's limit."""
+    def admit(self, entity: str, count: int, at: Sequence[Position] = ()) -> Admission:
+        """Of `count` more deletes of `entity`, how many may be sent: the rest are over the run's limit.
+        `at`: where their messages sit, in the same order (the hold records where the held ones do)."""
         self.requested[entity] += count
         budget = self._budget(entity)
         admitted = max(0, min(count, budget.limit - self.sent[entity]))
         self.sent[entity] += admitted
         if count > admitted and self._held_deletes is not None:
-            self._held_deletes.hold(entity, count - admitted)
+            self._held_deletes.hold(entity, count - admitted, spans(at[admitted:]))
         return Admission(entity, admitted, count - admitted, self.requested[entity], budget)
+
+    def held_before(self, entity: str, positions: Sequence[Position]) -> list[bool]:
+        """Which of these messages (deletes of rows Base B holds live) lie where an earlier run's hold
+        of `entity` recorded its messages: read again (that run stopped before committing), they were
+        held then and are held again, neither counted against this run's budget nor recorded anew.
+        The holds are read once per entity and run (this run's own are never read again in it)."""
+        if self._held_deletes is None or not positions:
+            return [False] * len(positions)
+        if entity not in self._held_at:
+            self._held_at[entity] = tuple(self._held_deletes.held_at(entity))
+        held_at = self._held_at[entity]
+        return [bool(held_at) and within(position, held_at) for position in positions]
 
     def approved(self, entity: str, count: int) -> None:
         """`count` held deletes of `entity`, approved by a replay, were applied."""

@@ -12,7 +12,8 @@ most the batch path's limit (SYNC_MASS_DELETE_SHARE of Base B's synced rows, at 
 SYNC_MASS_DELETE_MIN_ROWS); the deletes past it are dead-lettered as held (`MassDeleteHeld`, the
 reason says how many and why), so the partition goes on and the offsets commit. Replaying them
 with `base-sync-dlq replay --approve-mass-delete` is the approval: a replayed approved delete is
-sent uncounted.
+sent uncounted. A batch read again after a run that held deletes died before its commit holds
+those deletes again, uncounted and not recorded anew: each hold records where its messages sit.
 
 An upsert the API refuses because another row holds its unique value (`unique_taken`) waits for the
 rest of the run (`UniqueWaits`): a key changed in Base A is a delete of the old key and a create of
@@ -82,11 +83,14 @@ class HeldDeletes:
     count: int = 0
     keys: list[int] = field(default_factory=list)  # the first few
     reason: str = ""  # the breaker's latest: its count is the run's
+    again: int = 0  # of `count`, held by an earlier run that stopped before its commit, read again
 
-    def add(self, admission: Admission, keys: list[int]) -> None:
+    def add(self, reason: str, keys: list[int], again: bool = False) -> None:
         self.count += len(keys)
+        self.again += len(keys) if again else 0
         self.keys += keys[: HELD_KEYS_SHOWN - len(self.keys)]
-        self.reason = admission.reason
+        if not (again and self.reason):  # the breaker's own reason over one for deletes held again
+            self.reason = reason
 
 
 @dataclass
@@ -209,12 +213,15 @@ def _warn_held(report: DrainReport) -> None:
     how many, the limit, a few keys (the dead letters hold them all, each with the reason)."""
     for entity, held in report.held.items():
         log.warning(
-            "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted (%s); keys "
+            "MASS DELETE HELD: %s: %d deletes past the run's limit are in the dead letters, not deleted (%s)%s; keys "
             "%s%s; check Base A, then approve with base-sync-dlq replay --all --kind %s --approve-mass-delete, "
             "or in the batch DAG, which asks before deleting any row of %s until then",
             entity,
             held.count,
             held.reason,
+            f"; {held.again} of them held again, read again after a run that held them stopped before its commit"
+            if held.again
+            else "",
             ", ".join(map(str, held.keys)),
             ", ..." if held.count > len(held.keys) else "",
             dead_letters.MASS_DELETE_HELD,
@@ -645,16 +652,50 @@ def _guard_deletes(
     approved += free
     if not counted:
         return approved, []
-    admission = guard.admit(entity, len(counted))
+    # Read again after a run that held them stopped before committing: held again, uncounted.
+    before = guard.held_before(entity, [_position(m) for _, m in counted])
+    again = [pair for pair, was in zip(counted, before, strict=True) if was]
+    counted = [pair for pair, was in zip(counted, before, strict=True) if not was]
+    held = []
+    if again:
+        counts["held_deletes"] += len(again)
+        counts["held_again"] += len(again)
+        log.warning(
+            "%s: %d deletes held again: an earlier run held them and stopped before committing its offsets; they are "
+            "not counted against this run's limit, nor recorded as a new hold (their letters are written again: "
+            "base-sync-dlq folds them)",
+            entity,
+            len(again),
+        )
+        reason = _held_again_reason(entity, again[0][1].topic())
+        if held_deletes is not None:
+            held_deletes.setdefault(entity, HeldDeletes()).add(reason, [c.id for c, _ in again], again=True)
+        held = [(m, dead_letters.MASS_DELETE_HELD, _held_again_reason(entity, m.topic())) for _, m in again]
+    if not counted:
+        return approved, held
+    admission = guard.admit(entity, len(counted), [_position(m) for _, m in counted])
     if not admission.held:
-        return approved + counted, []
+        return approved + counted, held
     counts["held_deletes"] += admission.held
     log.info("%s: %d deletes held in this batch (one warning sums up the run's)", entity, admission.held)
     past = counted[admission.admitted :]
     if held_deletes is not None:
-        held_deletes.setdefault(entity, HeldDeletes()).add(admission, [c.id for c, _ in past])
-    held = [(m, dead_letters.MASS_DELETE_HELD, _held_reason(admission, m.topic())) for _, m in past]
+        held_deletes.setdefault(entity, HeldDeletes()).add(admission.reason, [c.id for c, _ in past])
+    held += [(m, dead_letters.MASS_DELETE_HELD, _held_reason(admission, m.topic())) for _, m in past]
     return approved + counted[: admission.admitted], held
+
+
+def _position(message: Message) -> tuple[str, int, int]:
+    return message.topic(), message.partition(), message.offset()
+
+
+def _held_again_reason(entity: str, topic: str) -> str:
+    return (
+        f"mass delete held: this delete of {entity} was held by an earlier run, which stopped before committing its "
+        f"offsets; read again, it is held again (not counted against this run's limit, not a new hold). Check Base A "
+        f"(a mass DELETE, a wrong soft-delete rule or filter); to delete them, approve by replaying: base-sync-dlq "
+        f"replay --all --kind {dead_letters.MASS_DELETE_HELD} --topic {topic} --approve-mass-delete"
+    )
 
 
 def _held_reason(admission: Admission, topic: str) -> str:

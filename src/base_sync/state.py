@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from base_sync.delete_guard import HeldByEvents, HeldDeletesStore
+from base_sync.delete_guard import HeldByEvents, HeldDeletesStore, Span
 from base_sync.errors import ConfigurationError, TransientError
 from base_sync.source import Cursor
 
@@ -154,9 +155,20 @@ class _HeldDeletes(ABC):
             holds[name] = held
         return HeldByEvents.of(holds)
 
-    def hold(self, entity: str, count: int) -> None:
+    def hold(self, entity: str, count: int, at: Sequence[Span] = ()) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        self._write(entity, f"{HELD_DELETES_PREFIX}{entity}.{stamp}-{uuid.uuid4().hex[:6]}", HeldByEvents.now(count))
+        name = f"{HELD_DELETES_PREFIX}{entity}.{stamp}-{uuid.uuid4().hex[:6]}"
+        self._write(entity, name, HeldByEvents.now(count, at))
+
+    def held_at(self, entity: str) -> tuple[Span, ...]:
+        """Where the messages of the entity's holds sit (a record an earlier version wrote says nothing)."""
+        at: list[Span] = []
+        for name in self._holds(entity):
+            held = self._read(name)
+            if held is None:  # as `get`: a hold not read is never taken as none
+                raise TransientError(f"the hold {name!r} of {entity}'s deletes was listed but could not be read")
+            at += held.at
+        return tuple(at)
 
     def approved(self, entity: str, count: int) -> None:
         """Applied approved replays take their count off the oldest holds first."""
@@ -217,10 +229,11 @@ class VariableHeldDeletes(_HeldDeletes):
             return None
         try:
             return HeldByEvents.from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ConfigurationError(
                 f"Airflow Variable {name!r} is not what the events path writes ({type(error).__name__}: {error}): "
-                'expected {"held": <count>, "since": "<ISO time>", "last": "<ISO time>"}; delete it once the held '
+                'expected {"held": <count>, "since": "<ISO time>", "last": "<ISO time>", optionally "at": {"<topic>": '
+                '{"<partition>": [<first offset>, <last offset>]}}}; delete it once the held '
                 "deletes are settled (approved, or Base A fixed)"
             ) from None
 

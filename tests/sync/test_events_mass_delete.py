@@ -12,8 +12,10 @@ from datetime import timedelta
 
 import pytest
 
+from base_sync import events
 from base_sync.dead_letters import MASS_DELETE_HELD
 from base_sync.events import REPORTED_COUNTS
+from base_sync.state import MemoryHeldDeletes
 from tests.sync.test_dead_letters import dlq, listed
 from tests.sync.test_events_apply import T0, Events, employee
 
@@ -124,3 +126,66 @@ def test_deletes_of_rows_base_b_does_not_hold_are_not_counted(changes):
     assert (report.counts["deleted"], report.counts["not_found"]) == (5, 40), report.to_json()
     assert report.counts["held_deletes"] == 0 and changes.dead_letters() == []
     assert sorted(changes.rows()) == list(range(6, SEEDED + 1))
+
+
+def drain_with(changes: Events, held_deletes: MemoryHeldDeletes) -> events.DrainReport:
+    """The events DAG's drain, telling its holds to a store (as the DAG tells the Variables)."""
+    config = {"bootstrap.servers": changes.bootstrap}
+    consumer, producer = events.consumer_for(config, changes.settings), events.producer_for(config)
+    api = changes.base_b.api()
+    try:
+        return events.drain(consumer, producer, api, changes.settings, changes.topics, held_deletes=held_deletes)
+    finally:
+        consumer.close()
+        api.close()
+
+
+def test_a_batch_read_again_after_a_crash_before_its_commit_deletes_nothing_more_and_holds_once(changes, monkeypatch):
+    """Run 1 holds 20 deletes (letters stored, hold recorded) and dies before committing its offsets.
+    Run 2 reads the batch again with a budget of its own: the held deletes lie where the hold recorded
+    them, so they are held again, not admitted against it (it deleted 10 more rows unasked before)
+    and not recorded again (the holds count each held delete once, so approving the letters settles them)."""
+    store = MemoryHeldDeletes()
+    delete(changes, range(1, 31))
+    real, crashed = events.commit, []
+
+    def crash_once(*args, **kwargs):
+        if not crashed:
+            crashed.append(True)
+            raise SystemExit("killed after the letters were stored, before the commit")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(events, "commit", crash_once)
+    with pytest.raises(SystemExit):
+        drain_with(changes, store)
+    assert len(changes.rows()) == SEEDED - LIMIT
+    assert store.get("employees").held == 20 and len(changes.dead_letters()) == 20
+    (hold,) = store.saved.values()
+    assert sum(last - first + 1 for _, _, first, last in hold.at) >= 20, hold.at
+
+    again = drain_with(changes, store)
+    counts = again.counts
+    assert counts["consumed"] == 30 and counts["deleted"] == 0, again.to_json()
+    assert (counts["held_deletes"], counts["held_again"], counts["dead_lettered"]) == (20, 20, 20)
+    assert len(changes.rows()) == SEEDED - LIMIT, "nothing deleted past the limit unasked"
+    assert store.get("employees").held == 20 and len(store.saved) == 1, "the hold is not recorded twice"
+    letters = listed(changes)
+    assert len(letters) == 20 and len(changes.dead_letters()) == 40, "the letters written again are folded"
+    assert {int(letter["key"]) for letter in letters} == set(range(1, 31)) & set(changes.rows())
+    assert all(len(letter["duplicates"]) == 1 for letter in letters), letters[0]
+    assert drain_with(changes, store).counts["consumed"] == 0, "committed past this time"
+
+    # New deletes after them (higher offsets) meet the new run's budget as before.
+    delete(changes, range(31, 43))
+    later = drain_with(changes, store)
+    assert (later.counts["deleted"], later.counts["held_deletes"], later.counts["held_again"]) == (10, 2, 0)
+    assert store.get("employees").held == 22
+
+    # Approving every letter settles every hold: no phantom holds make the batch DAG ask.
+    approved = dlq(changes, "replay", "--all", "--kind", MASS_DELETE_HELD, "--approve-mass-delete")
+    assert approved.returncode == 0, approved.stderr
+    replay = drain_with(changes, store)
+    assert (replay.counts["approved_deletes"], replay.counts["deleted"]) == (22, 22), replay.to_json()
+    assert replay.counts["held_deletes"] == 0
+    assert store.get("employees") is None
+    assert sorted(changes.rows()) == list(range(43, SEEDED + 1))

@@ -129,3 +129,42 @@ def test_a_hold_listed_but_not_read_is_no_hold_taken_as_none():
     held_deletes.hold("employees", 3)
     with pytest.raises(TransientError, match="listed but could not be read"):
         held_deletes.get("employees")
+
+
+def test_a_hold_records_where_its_messages_sit_and_a_later_run_holds_them_again_uncounted():
+    """A run that held deletes and stopped before committing is read again by the next: the deletes
+    its hold recorded are held again without taking from the new run's budget or recording a new
+    hold; a new delete elsewhere (a higher offset, another partition) meets the budget as before."""
+    held_deletes = MemoryHeldDeletes()
+    first = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0), held_deletes)
+    at = [("t.employees", 0, offset) for offset in range(10, 17)] + [("t.employees", 2, o) for o in (4, 9, 7)]
+    admission = first.admit("employees", 10, at)
+    assert (admission.admitted, admission.held) == (5, 5)
+    (hold,) = held_deletes.saved.values()
+    # The 5 past the limit: offsets 15, 16 of partition 0, and 4, 9, 7 of partition 2.
+    assert (hold.held, hold.at) == (5, (("t.employees", 0, 15, 16), ("t.employees", 2, 4, 9)))
+    assert HeldByEvents.from_json(hold.to_json()) == hold
+    assert hold.to_json()["at"] == {"t.employees": {"0": [15, 16], "2": [4, 9]}}
+
+    second = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0), held_deletes)
+    read_again = [("t.employees", 0, 15), ("t.employees", 2, 9), ("t.employees", 0, 17), ("t.employees", 1, 5)]
+    assert second.held_before("employees", read_again) == [True, True, False, False]
+    assert second.held_before("articles", read_again) == [False] * 4, "another entity's holds are not its"
+    assert second.admit("employees", 2, read_again[2:]).held == 0, "the budget is whole for new deletes"
+    assert held_deletes.get("employees").held == 5 and len(held_deletes.saved) == 1
+
+    # Settled: nowhere held any more.
+    held_deletes.approved("employees", 5)
+    assert held_deletes.held_at("employees") == ()
+
+
+def test_a_hold_an_earlier_version_recorded_says_nowhere_and_holds_nothing_again():
+    held_deletes = MemoryHeldDeletes()
+    old = HeldByEvents.from_json({"held": 3, "since": "2025-12-01T00:00:00+00:00", "last": "2025-12-01"})
+    held_deletes.saved[HELD_DELETES_PREFIX + "employees.20251201T000000.000000Z-abcdef"] = old
+    assert old.at == () and "at" not in old.to_json()
+    guard = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0), held_deletes)
+    assert guard.held_before("employees", [("t.employees", 0, 1)]) == [False]
+    assert RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0)).held_before(
+        "employees", [("t.employees", 0, 1)]
+    ) == [False], "no store: nothing was recorded"
