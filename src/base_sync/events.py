@@ -638,12 +638,9 @@ def _guard_deletes(
     unapproved = [(c, m) for c, m in deletes if not dead_letters.approved_delete(m)]
     if approved:
         counts["approved_deletes"] += len(approved)
-        # Only a replay of a row Base B holds live settles a hold: one of rows already gone (approved in
-        # the batch DAG, or replayed before) must not take a later hold's deletes off its count. A live
-        # row changed since it was held (Base B holds it newer: the delete is stale) settles its hold
-        # too: approved, it has nothing left to delete, and no replay could ever settle it.
-        would, newer = api.plan_delete(entity, _delete_records(approved))
-        counts[SETTLING] += len(would) + len(newer.keys() - would)
+        # Only a replay that deletes a live row settles a hold: one of rows already gone (approved in
+        # the batch DAG, or replayed before) must not take a later hold's deletes off its count.
+        counts[SETTLING] += len(api.would_delete(entity, _delete_records(approved)))
     if not unapproved:
         return approved, []
     live = api.would_delete(entity, _delete_records(unapproved))
