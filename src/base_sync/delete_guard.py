@@ -28,6 +28,7 @@ Nothing here imports Airflow.
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 from collections import Counter
@@ -77,13 +78,29 @@ Position = tuple[str, int, int]
 Span = tuple[str, int, int, int]
 
 
-def spans(positions: Sequence[Position]) -> tuple[Span, ...]:
-    """The first and last offset of the messages in each partition (a batch's held deletes: small)."""
-    seen: dict[tuple[str, int], tuple[int, int]] = {}
-    for topic, partition, offset in positions:
-        first, last = seen.get((topic, partition), (offset, offset))
-        seen[topic, partition] = (min(first, offset), max(last, offset))
-    return tuple((topic, partition, first, last) for (topic, partition), (first, last) in sorted(seen.items()))
+def spans(held: Sequence[Position], admitted: Sequence[Position] = ()) -> tuple[Span, ...]:
+    """Runs of the held messages' offsets per partition, cut wherever an admitted one lies between
+    two held ones (a batch is in key order, not offset order): a delete admitted but never sent
+    before a crash must be budgeted again when read again, not taken for a held one. A mass delete's
+    held messages, one statement's, make one run."""
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in held:
+        by_partition.setdefault((topic, partition), []).append(offset)
+    cuts: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in admitted:
+        cuts.setdefault((topic, partition), []).append(offset)
+    runs = []
+    for (topic, partition), offsets in sorted(by_partition.items()):
+        offsets.sort()
+        between = sorted(cuts.get((topic, partition), ()))
+        first = last = offsets[0]
+        for offset in offsets[1:]:
+            if bisect.bisect_right(between, last) < bisect.bisect_left(between, offset):  # an admitted one between
+                runs.append((topic, partition, first, last))
+                first = offset
+            last = offset
+        runs.append((topic, partition, first, last))
+    return tuple(runs)
 
 
 def within(position: Position, held_at: Sequence[Span]) -> bool:
@@ -127,16 +144,17 @@ class HeldByEvents:
         at = tuple(
             (str(topic), int(partition), int(first), int(last))
             for topic, partitions in (data.get("at") or {}).items()
-            for partition, (first, last) in partitions.items()
+            for partition, runs in partitions.items()
+            for first, last in (runs if runs and isinstance(runs[0], list) else [runs])  # one run: [first, last]
         )
         return cls(int(data["held"]), str(data["since"]), str(data["last"]), at=at)
 
     def to_json(self) -> dict:
         data = {"held": self.held, "since": self.since, "last": self.last}
-        if self.at:  # {topic: {partition: [first offset, last offset]}}
-            at: dict[str, dict[str, list[int]]] = {}
+        if self.at:  # {topic: {partition: [[first offset, last offset], ...]}}
+            at: dict[str, dict[str, list[list[int]]]] = {}
             for topic, partition, first, last in self.at:
-                at.setdefault(topic, {})[str(partition)] = [first, last]
+                at.setdefault(topic, {}).setdefault(str(partition), []).append([first, last])
             data["at"] = at
         return data
 
@@ -405,7 +423,7 @@ class RunDeleteGuard:
         admitted = max(0, min(count, budget.limit - self.sent[entity]))
         self.sent[entity] += admitted
         if count > admitted and self._held_deletes is not None:
-            self._held_deletes.hold(entity, count - admitted, spans(at[admitted:]))
+            self._held_deletes.hold(entity, count - admitted, spans(at[admitted:], at[:admitted]))
         return Admission(entity, admitted, count - admitted, self.requested[entity], budget)
 
     def held_before(self, entity: str, positions: Sequence[Position]) -> list[bool]:

@@ -144,7 +144,7 @@ def test_a_hold_records_where_its_messages_sit_and_a_later_run_holds_them_again_
     # The 5 past the limit: offsets 15, 16 of partition 0, and 4, 9, 7 of partition 2.
     assert (hold.held, hold.at) == (5, (("t.employees", 0, 15, 16), ("t.employees", 2, 4, 9)))
     assert HeldByEvents.from_json(hold.to_json()) == hold
-    assert hold.to_json()["at"] == {"t.employees": {"0": [15, 16], "2": [4, 9]}}
+    assert hold.to_json()["at"] == {"t.employees": {"0": [[15, 16]], "2": [[4, 9]]}}
 
     second = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0), held_deletes)
     read_again = [("t.employees", 0, 15), ("t.employees", 2, 9), ("t.employees", 0, 17), ("t.employees", 1, 5)]
@@ -168,3 +168,21 @@ def test_a_hold_an_earlier_version_recorded_says_nowhere_and_holds_nothing_again
     assert RunDeleteGuard(DeleteBudget(share=0.0, min_rows=5), SyncedRows(employees=0)).held_before(
         "employees", [("t.employees", 0, 1)]
     ) == [False], "no store: nothing was recorded"
+
+
+def test_a_delete_admitted_between_held_ones_is_no_held_one_when_read_again():
+    """A batch is in key order, not offset order: [300, 200, 400] under a limit of 1 admits 300 and
+    holds 200 and 400. A first-to-last span recorded 200..400, so 300, admitted but not sent before
+    a crash, was held "again" when read again, counted in no hold (review)."""
+    held_deletes = MemoryHeldDeletes()
+    first = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=1), SyncedRows(employees=0), held_deletes)
+    at = [("t.employees", 0, 300), ("t.employees", 0, 200), ("t.employees", 0, 400)]
+    assert first.admit("employees", 3, at).held == 2
+    (hold,) = held_deletes.saved.values()
+    assert hold.at == (("t.employees", 0, 200, 200), ("t.employees", 0, 400, 400))
+    assert HeldByEvents.from_json(hold.to_json()) == hold
+    second = RunDeleteGuard(DeleteBudget(share=0.0, min_rows=1), SyncedRows(employees=0), held_deletes)
+    assert second.held_before("employees", at) == [False, True, True]
+    # A record with one [first, last] per partition is read as one run.
+    old = {"held": 2, "since": "s", "last": "l", "at": {"t.employees": {"0": [200, 400]}}}
+    assert HeldByEvents.from_json(old).at == (("t.employees", 0, 200, 400),)
