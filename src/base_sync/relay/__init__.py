@@ -25,6 +25,7 @@ Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are serv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -46,7 +47,7 @@ from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import Connection, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -309,33 +310,35 @@ class Relay:
 
     # Start-up
 
-    def _sql_engine(self):
-        """An engine for the relay's few SQL reads (the server's settings): dispose after use."""
+    @contextlib.contextmanager
+    def _sql(self) -> Iterator[Connection]:
+        """A connection for one of the relay's few SQL reads (settings, catalogue), closed with its engine."""
         url = self.url.set(drivername="mysql+mysqldb")
-        return create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT})
-
-    def _server(self) -> dict:
-        engine = self._sql_engine()
+        engine = create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT})
         try:
             with engine.connect() as conn:
-                version = conn.execute(text("SELECT VERSION()")).scalar_one()
-                settings = dict(
-                    conn.execute(text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata"))
-                    .one()
-                    ._mapping
-                )
-                self.is_mariadb = "mariadb" in version.lower()
-                if self.is_mariadb:
-                    settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
-                else:
-                    # MySQL 8.4 renamed it; earlier versions know only the old name.
-                    try:
-                        status = conn.execute(text("SHOW BINARY LOG STATUS")).one()
-                    except DBAPIError:
-                        status = conn.execute(text("SHOW MASTER STATUS")).one()
-                    settings["log_file"], settings["log_pos"] = status[0], status[1]
+                yield conn
         finally:
             engine.dispose()
+
+    def _server(self) -> dict:
+        with self._sql() as conn:
+            version = conn.execute(text("SELECT VERSION()")).scalar_one()
+            settings = dict(
+                conn.execute(text("SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata"))
+                .one()
+                ._mapping
+            )
+            self.is_mariadb = "mariadb" in version.lower()
+            if self.is_mariadb:
+                settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
+            else:
+                # MySQL 8.4 renamed it; earlier versions know only the old name.
+                try:
+                    status = conn.execute(text("SHOW BINARY LOG STATUS")).one()
+                except DBAPIError:
+                    status = conn.execute(text("SHOW MASTER STATUS")).one()
+                settings["log_file"], settings["log_pos"] = status[0], status[1]
         problems = [
             f"{name} is {settings[key]!r}, needs {wanted}"
             for key, name, wanted in (
@@ -355,19 +358,15 @@ class Relay:
         the base tables'), so the relay publishes nothing of it, and says so once at start."""
         if not self.tables:
             return {}
-        engine = self._sql_engine()
-        try:
-            with engine.connect() as conn:
-                views = conn.execute(
-                    text(
-                        "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
-                        "AND table_name IN :tables AND table_type = 'VIEW'"
-                    ).bindparams(bindparam("tables", expanding=True)),
-                    {"tables": list(self.tables)},
-                ).scalars()
-                views = sorted(views)
-        finally:
-            engine.dispose()
+        with self._sql() as conn:
+            views = conn.execute(
+                text(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                    "AND table_name IN :tables AND table_type = 'VIEW'"
+                ).bindparams(bindparam("tables", expanding=True)),
+                {"tables": list(self.tables)},
+            ).scalars()
+            views = sorted(views)
         for table in self.tables:
             VIEWS.labels(table).set(table in views)
         for view in views:
@@ -621,37 +620,33 @@ class Relay:
     def _read_versioning(self, schema: str, table: str, names: list) -> Versioned | None:
         if not self.is_mariadb or None in names:
             return None  # no system versioning; or no column names, published incomplete anyway
-        engine = self._sql_engine()
-        try:
-            with engine.connect() as conn:
-                where = {"schema": schema, "table": table}
-                kind = conn.execute(
+        with self._sql() as conn:
+            where = {"schema": schema, "table": table}
+            kind = conn.execute(
+                text(
+                    "SELECT table_type FROM information_schema.tables "
+                    "WHERE table_schema = :schema AND table_name = :table"
+                ),
+                where,
+            ).scalar()
+            if kind is None:  # the account sees no table of the name: versioned or not is unknown
+                log.warning(
+                    "the relay's account cannot see %s.%s in information_schema (grant it SELECT on the "
+                    "table): were it system-versioned, its deletes would be published as upserts",
+                    schema,
+                    table,
+                )
+            if kind != SYSTEM_VERSIONED:
+                return None
+            catalogue = dict(
+                conn.execute(
                     text(
-                        "SELECT table_type FROM information_schema.tables "
+                        "SELECT column_name, generation_expression FROM information_schema.columns "
                         "WHERE table_schema = :schema AND table_name = :table"
                     ),
                     where,
-                ).scalar()
-                if kind is None:  # the account sees no table of the name: versioned or not is unknown
-                    log.warning(
-                        "the relay's account cannot see %s.%s in information_schema (grant it SELECT on the "
-                        "table): were it system-versioned, its deletes would be published as upserts",
-                        schema,
-                        table,
-                    )
-                if kind != SYSTEM_VERSIONED:
-                    return None
-                catalogue = dict(
-                    conn.execute(
-                        text(
-                            "SELECT column_name, generation_expression FROM information_schema.columns "
-                            "WHERE table_schema = :schema AND table_name = :table"
-                        ),
-                        where,
-                    ).all()
-                )
-        finally:
-            engine.dispose()
+                ).all()
+            )
         versioned = Versioned.of(names, catalogue)
         if versioned is None:
             log.warning("%s is system-versioned but its row end is not among the binlog's columns %s", table, names)
@@ -724,18 +719,14 @@ class Relay:
         if effect.clause not in ("REORGANIZE", "DROP"):
             return False
         try:
-            engine = self._sql_engine()
-            try:
-                with engine.connect() as conn:
-                    method = conn.execute(
-                        text(
-                            "SELECT partition_method FROM information_schema.partitions WHERE table_schema = :schema "
-                            "AND table_name = :table AND partition_method IS NOT NULL LIMIT 1"
-                        ),
-                        {"schema": schema, "table": table},
-                    ).scalar()
-            finally:
-                engine.dispose()
+            with self._sql() as conn:
+                method = conn.execute(
+                    text(
+                        "SELECT partition_method FROM information_schema.partitions WHERE table_schema = :schema "
+                        "AND table_name = :table AND partition_method IS NOT NULL LIMIT 1"
+                    ),
+                    {"schema": schema, "table": table},
+                ).scalar()
         except Exception as error:  # counted as removing rows: the loud side
             log.warning("could not read how %s is partitioned (%s)", table, one_line(error))
             method = None
