@@ -8,7 +8,7 @@ import re
 from ariadne import format_error
 from graphql import GraphQLError
 
-from graphql_service.rest_client import RequestTimedOut, RestError
+from graphql_service.rest_client import RequestTimedOut, RestError, WriteOutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,38 @@ def _without_cause(error: GraphQLError, formatted: dict, extensions: dict) -> No
         formatted["message"] = ABORTED
 
 
+def _rest_error(original: RestError, formatted: dict, extensions: dict) -> None:
+    """The code and message of a REST call that failed: the REST API's answer, or none."""
+    if isinstance(original, WriteOutcomeUnknown):
+        # Not SERVICE_UNAVAILABLE, which clients retry: sent again, a create made a second row.
+        extensions["code"] = "WRITE_OUTCOME_UNKNOWN"
+        formatted["message"] = (
+            f"{original.detail}: read the row (or list the rows) before sending the write again,"
+            " or it may be applied twice"
+        )
+    elif isinstance(original, RequestTimedOut):
+        extensions["code"] = "SERVICE_UNAVAILABLE"
+        formatted["message"] = (
+            "the request ran out of time (GRAPHQL_REQUEST_TIMEOUT_SECONDS) before this field was resolved:"
+            " the REST API is slow or not answering; ask for less or try again later"
+        )
+    elif original.status == 0 or original.status >= 500:
+        extensions["code"] = "SERVICE_UNAVAILABLE"
+        formatted["message"] = "the REST API is unavailable; try again later"
+    else:
+        extensions["code"] = _CODES.get(original.status, "BAD_REQUEST")
+        extensions["status"] = original.status
+        if original.status in (414, 431):  # the REST call's own request line or headers: the arguments
+            formatted["message"] = "the arguments are too long for one REST call: shorten the filter values"
+        if original.status == 412:  # a flat update's If-Match: the REST API names an ETag no client here saw
+            formatted["message"] = (
+                "the row changed after this update read it, and was not overwritten:"
+                " read the row again and send the update again to apply it to the new version"
+            )
+        if original.errors:
+            extensions["fieldErrors"] = _field_errors(original.errors)
+
+
 def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
     """Ariadne's formatter plus a code; unexpected errors say nothing of the internals."""
     formatted = format_error(error, debug)
@@ -96,28 +128,8 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
         original = original.original_error
     # A copy: `formatted` shares the error's own extensions, and the query cache reuses validation errors.
     extensions = formatted["extensions"] = dict(formatted.get("extensions") or {})
-    if isinstance(original, RequestTimedOut):
-        extensions["code"] = "SERVICE_UNAVAILABLE"
-        formatted["message"] = (
-            "the request ran out of time (GRAPHQL_REQUEST_TIMEOUT_SECONDS) before this field was resolved:"
-            " the REST API is slow or not answering; ask for less or try again later"
-        )
-    elif isinstance(original, RestError):
-        if original.status == 0 or original.status >= 500:
-            extensions["code"] = "SERVICE_UNAVAILABLE"
-            formatted["message"] = "the REST API is unavailable; try again later"
-        else:
-            extensions["code"] = _CODES.get(original.status, "BAD_REQUEST")
-            extensions["status"] = original.status
-            if original.status in (414, 431):  # the REST call's own request line or headers: the arguments
-                formatted["message"] = "the arguments are too long for one REST call: shorten the filter values"
-            if original.status == 412:  # a flat update's If-Match: the REST API names an ETag no client here saw
-                formatted["message"] = (
-                    "the row changed after this update read it, and was not overwritten:"
-                    " read the row again and send the update again to apply it to the new version"
-                )
-            if original.errors:
-                extensions["fieldErrors"] = _field_errors(original.errors)
+    if isinstance(original, RestError):
+        _rest_error(original, formatted, extensions)
     elif isinstance(original, UserInputError):
         extensions["code"] = "BAD_USER_INPUT"
     elif original is None:

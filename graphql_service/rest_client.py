@@ -34,6 +34,23 @@ class RequestTimedOut(RestError):
         super().__init__(504, detail)
 
 
+class WriteOutcomeUnknown(RestError):
+    """A write was sent and no answer came (its connection broke or timed out while it waited): the
+    REST API may have applied it. Not 'unavailable, try again': a client that sent it again made a
+    second row."""
+
+    def __init__(self, why: str):
+        super().__init__(0, f"the REST API did not answer a write it was sent ({why}): it may have been applied")
+
+
+def _sent(error: BaseException | None) -> bool:
+    """Whether the failed attempt behind `error` had sent its request: anything but a failure to
+    connect (urllib3 wraps the last attempt's error in a MaxRetryError; none: no attempt failed)."""
+    if isinstance(error, urllib3.exceptions.MaxRetryError):
+        error = error.reason
+    return error is not None and not isinstance(error, urllib3.exceptions.ConnectTimeoutError)
+
+
 class _DeadlinePassed(urllib3.exceptions.MaxRetryError):
     """Raised inside urllib3 when a retry (or its wait) would end past the deadline."""
 
@@ -146,10 +163,12 @@ class RestClient:
             return self.pool.urlopen(method, url, body=body, headers=headers, **options)
         except (_DeadlinePassed, urllib3.exceptions.HTTPError) as exc:
             # A single attempt (retry=False) cut short by the deadline raises urllib3's own timeout.
-            if isinstance(exc, _DeadlinePassed) or (deadline is not None and time.monotonic() >= deadline):
-                self._observe(method, "deadline")
+            timed_out = isinstance(exc, _DeadlinePassed) or (deadline is not None and time.monotonic() >= deadline)
+            self._observe(method, "deadline" if timed_out else "unreachable")
+            if method != "GET" and _sent(exc):  # reads are safe to send again; a write may have landed
+                raise WriteOutcomeUnknown("out of time" if timed_out else type(exc).__name__) from exc
+            if timed_out:
                 raise RequestTimedOut() from exc
-            self._observe(method, "unreachable")
             raise RestError(0, f"the REST API is unavailable: {type(exc).__name__}") from exc
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

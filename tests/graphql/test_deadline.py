@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from graphql_service import create_app
-from graphql_service.rest_client import RequestTimedOut, RestClient
+from graphql_service.rest_client import RequestTimedOut, RestClient, RestError, WriteOutcomeUnknown
 from graphql_service.settings import GraphQLSettings
+from testbed.servers import free_port
 
 
 class _Hung(BaseHTTPRequestHandler):
@@ -23,6 +24,8 @@ class _Hung(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.seen.append(self.path)
         self.server.release.wait(60)
+
+    do_POST = do_GET
 
     def log_message(self, *_args):
         pass
@@ -75,3 +78,22 @@ def test_a_call_past_its_deadline_is_not_made(hung_api):
     with pytest.raises(RequestTimedOut):
         client.request("GET", "/articles/1", deadline=time.monotonic() - 1)
     assert seen == [] and client.calls == 0
+
+
+def test_a_write_sent_and_never_answered_may_have_been_applied(hung_api):
+    """Found from outside: a create whose answer timed out (the API wrote it late) was 'unavailable;
+    try again later', and the client that did made a second row."""
+    base, seen = hung_api
+    app = create_app(GraphQLSettings(rest_api_url=base, timeout=1, service_token="t"))
+    answer = app.test_client().post("/graphql", json={"query": 'mutation { createArticle(title: "t") { id } }'}).json
+    (error,) = answer["errors"]
+    assert error["extensions"]["code"] == "WRITE_OUTCOME_UNKNOWN", error
+    assert "may have been applied" in error["message"] and "before sending the write again" in error["message"]
+    assert seen == ["/articles"]  # sent once, not retried
+
+
+def test_a_write_that_could_not_connect_was_not_sent():
+    client = RestClient(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(RestError) as refused:
+        client.request("POST", "/articles", json={})
+    assert refused.value.status == 0 and not isinstance(refused.value, WriteOutcomeUnknown)
