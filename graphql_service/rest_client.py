@@ -212,6 +212,9 @@ class RestClient:
             raise RestError(400, f"a value cannot be sent to the REST API: {exc}") from None
         response = self._send(method, url, body, headers, deadline, retry)
         self._observe(method, str(response.status))
+        if method != "GET" and response.status in (502, 504):
+            # A gateway's (the compose stack's nginx): whether the API behind it got the write is unknown.
+            raise WriteOutcomeUnknown(f"a gateway answered {response.status}")
         if response.status == 204:
             return None, None
         try:

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from graphql_service.rest_client import RestClient, RestError
+from graphql_service.rest_client import RestClient, RestError, WriteOutcomeUnknown
 from graphql_service.settings import GraphQLSettings
 
 
@@ -86,6 +86,15 @@ def test_only_reads_are_retried_and_an_exhausted_retry_is_unavailable(stub_api):
     with pytest.raises(RestError) as write:
         client.request("POST", "/status/503", json={})
     assert write.value.status == 503 and len(seen) == 4
+
+
+def test_a_gateways_502_or_504_to_a_write_leaves_its_outcome_unknown(stub_api):
+    base, seen = stub_api
+    client = RestClient(GraphQLSettings(rest_api_url=base))
+    for status in (502, 504):
+        with pytest.raises(WriteOutcomeUnknown, match=f"a gateway answered {status}"):
+            client.request("PUT", f"/plain/status/{status}", json={})
+    assert len(seen) == 2  # sent once each
 
 
 def test_calls_reuse_one_kept_alive_connection(rest_api):
