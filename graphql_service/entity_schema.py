@@ -79,8 +79,10 @@ type {one} {{
 "One page of {entity.name}, ordered by id."
 type {one}Page {{
   items: [{one}!]!
+  "Pass as `afterId` for the next page; empty at the end."
+  nextAfterId: ID
   "Pass as `after` for the next page; empty at the end."
-  nextAfter: Int
+  nextAfter: Int @deprecated(reason: "an Int carries ids up to 2147483647 only: use nextAfterId and afterId")
 }}
 
 input {one}Input {{
@@ -93,10 +95,13 @@ input {one}Filter {{
 }}
 
 extend type Query {{
-  "The seed system's list: up to `limit` {entity.name} (1 to 1000), ordered by id, after the id `after`."
-  get{many}(limit: Int = {LIST_LIMIT}, after: Int, filter: {one}Filter): [{one}!]!
-  "One page of {entity.name} and where the next one starts (`nextAfter`)."
-  get{many}Page(limit: Int = {PAGE_LIMIT}, after: Int, filter: {one}Filter): {one}Page!
+  """
+  The seed system's list: up to `limit` {entity.name} (1 to 1000), ordered by id, after the id
+  `afterId` (or `after`, an Int: ids up to 2147483647).
+  """
+  get{many}(limit: Int = {LIST_LIMIT}, after: Int, afterId: ID, filter: {one}Filter): [{one}!]!
+  "One page of {entity.name} and where the next one starts (`nextAfterId`)."
+  get{many}Page(limit: Int = {PAGE_LIMIT}, after: Int, afterId: ID, filter: {one}Filter): {one}Page!
   get{one}(id: ID!): {one}
 }}
 

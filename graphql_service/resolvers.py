@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ariadne import MutationType, QueryType, ScalarType
+from ariadne import MutationType, ObjectType, QueryType, ScalarType
 from graphql import FloatValueNode, GraphQLResolveInfo, IntValueNode, StringValueNode, ValueNode, print_ast
 
 from graphql_service.entity_schema import ENTITY_NAMES, LIST_LIMIT, PAGE_LIMIT
@@ -111,6 +111,13 @@ def _merged(
     return {name: current.get(name) for name in writable} | _snake(flat), etag
 
 
+def page_type(name: str) -> ObjectType:
+    """The bindable of one page type, kept for the schema."""
+    page = ObjectType(name)
+    BINDABLES.append(page)
+    return page
+
+
 def bind_entity(rest_name: str, singular: str, plural: str) -> None:
     """The root fields of one REST resource, e.g. ("articles", "Article", "Articles").
 
@@ -118,25 +125,33 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
     arguments. The paginated getXsPage and the `input` argument serve the same calls beside them.
     """
 
-    def fetch_page(info: GraphQLResolveInfo, limit: int, after: int | None, filter) -> dict:
+    def fetch_page(info: GraphQLResolveInfo, limit: int, filter, after: int | None, after_id: str | None) -> dict:
         params = {"limit": limit, **_snake(filter)}
-        if after is not None:
-            params["after"] = after
+        if after is not None and after_id is not None:
+            raise UserInputError("give `afterId` or `after`, not both")
+        if after is not None or after_id is not None:
+            params["after"] = after if after_id is None else _row_id(after_id)
         return info.context["client"].request("GET", f"/{rest_name}", params=params)
 
     # `limit: null` is the default, as the cost prices it (left to the REST API, it was its own 50).
     @query.field(f"get{plural}")
     def resolve_list(
-        _, info: GraphQLResolveInfo, limit: int | None = LIST_LIMIT, after: int | None = None, filter=None
+        _, info: GraphQLResolveInfo, limit: int | None = LIST_LIMIT, filter=None, after=None, after_id=None
     ):
         # The REST API bounds `limit` (1 to 1000) and answers 422 beyond: BAD_USER_INPUT here.
-        return fetch_page(info, LIST_LIMIT if limit is None else limit, after, filter)["items"]
+        return fetch_page(info, LIST_LIMIT if limit is None else limit, filter, after, after_id)["items"]
 
     @query.field(f"get{plural}Page")
     def resolve_page(
-        _, info: GraphQLResolveInfo, limit: int | None = PAGE_LIMIT, after: int | None = None, filter=None
+        _, info: GraphQLResolveInfo, limit: int | None = PAGE_LIMIT, filter=None, after=None, after_id=None
     ):
-        return fetch_page(info, PAGE_LIMIT if limit is None else limit, after, filter)
+        return fetch_page(info, PAGE_LIMIT if limit is None else limit, filter, after, after_id)
+
+    # A page's cursor as an ID: Base B's ids are 64-bit, and ids pass 2^31 in a table's life (every
+    # upsert draws one from the sequence): `nextAfter`, an Int, then failed and a client stopped there.
+    @page_type(f"{singular}Page").field("nextAfterId")
+    def resolve_next_after_id(page: dict, _info):
+        return page.get("next_after")  # ID writes a number as its digits
 
     @query.field(f"get{singular}")
     def resolve_one(_, info: GraphQLResolveInfo, id: str):
@@ -165,6 +180,6 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
         return True
 
 
+BINDABLES: list = [query, mutation, datetime_scalar, date_scalar, decimal_scalar]
 for names in ENTITY_NAMES:
     bind_entity(names.rest, names.singular, names.plural)
-BINDABLES = [query, mutation, datetime_scalar, date_scalar, decimal_scalar]

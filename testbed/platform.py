@@ -160,7 +160,7 @@ def wait_for(what: str, check, timeout: float = 180, every: float = 2):
         time.sleep(every)
 
 
-PAGE = """query($after: Int) { %s(limit: 200, after: $after) { items { sourceId sourceUpdatedAt } nextAfter } }"""
+PAGE = """query($after: ID) { %s(limit: 200, afterId: $after) { items { sourceId sourceUpdatedAt } nextAfterId } }"""
 
 
 def base_b_versions(platform: Platform, entity: str) -> dict[int, datetime]:
@@ -174,7 +174,7 @@ def base_b_versions(platform: Platform, entity: str) -> dict[int, datetime]:
             for item in page["items"]
             if item["sourceId"] is not None
         }
-        after = page["nextAfter"]
+        after = page["nextAfterId"]
         if not after:
             return versions
 
