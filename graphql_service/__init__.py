@@ -21,6 +21,7 @@ from graphql_service.errors import REQUEST_ERRORS, error_formatter
 from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
+from graphql_service.over_http import Refusal
 from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
 from graphql_service.rest_client import BoundedClient, RequestTimedOut, RestClient, RestError
@@ -62,10 +63,10 @@ def _is_mutation(queries: QueryCache, data: dict) -> bool:
     return operation is not None and operation.operation == OperationType.MUTATION
 
 
-def _refuse(metrics: GraphQLMetrics, message: str, status: int, code: str = "BAD_REQUEST"):
+def _refuse(metrics: GraphQLMetrics, refusal: Refusal):
     """A request answered with an error before GraphQL runs, counted as execute() counts its errors."""
-    metrics.errors.labels(code).inc()
-    return over_http.request_error(message, status, code)
+    metrics.errors.labels(refusal.code).inc(refusal.batch or 1)
+    return over_http.request_error(refusal)
 
 
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
@@ -93,7 +94,9 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         """Run one well-formed GraphQL request; by GET only a query (GraphQL over HTTP: a mutation
         must not run on a method meant to be safe)."""
         if method == "GET" and _is_mutation(queries, data):
-            return _refuse(metrics, "a mutation is sent with POST; GET runs queries only", 405) + ({"Allow": "POST"},)
+            return _refuse(metrics, Refusal("a mutation is sent with POST; GET runs queries only", 405)) + (
+                {"Allow": "POST"},
+            )
         token = _caller_token()
         # One deadline for every REST call of the request: the fields run one after another, and
         # 200 row reads of a hung API, each with its timeout and retries, held a worker for 100 minutes.
@@ -127,13 +130,11 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     @app.post("/graphql")
     def graphql_endpoint():
         data = over_http.request_body()
-        if isinstance(data, str):
-            return _refuse(metrics, data, 415 if data.startswith("Content-Type") else 400)
-        return execute(data, "POST")
+        return _refuse(metrics, data) if isinstance(data, Refusal) else execute(data, "POST")
 
     def graphql_get():
         data = over_http.query_parameters()
-        return _refuse(metrics, data, 400) if isinstance(data, str) else execute(data, "GET")
+        return _refuse(metrics, data) if isinstance(data, Refusal) else execute(data, "GET")
 
     # GET /graphql: GraphiQL for a browser, with its code and styles served by this app (no CDN);
     # a query in the URL for any other client (GraphQL over HTTP: no Accept or */* means JSON).
@@ -142,21 +143,21 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         # A wrong method or path gets an answer GraphQL clients can read, not Werkzeug's HTML page.
-        response = _refuse(metrics, error.description or error.name, error.code or 500)
+        response = _refuse(metrics, Refusal(error.description or error.name, error.code or 500))
         if error.code == 405:
             response[0].headers["Allow"] = ", ".join(error.valid_methods or ())
         return response
 
     @app.errorhandler(http_body.BodyRefused)
     def body_refused(refused: http_body.BodyRefused):
-        response, status = _refuse(metrics, refused.detail, refused.status)
+        response, status = _refuse(metrics, Refusal(refused.detail, refused.status))
         response.headers.update(refused.headers)
         return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         app.logger.error("request failed", exc_info=error)
-        return _refuse(metrics, "internal error", 500, "INTERNAL_SERVER_ERROR")
+        return _refuse(metrics, Refusal("internal error", 500, "INTERNAL_SERVER_ERROR"))
 
     @app.get("/health")
     def health():

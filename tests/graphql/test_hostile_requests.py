@@ -68,16 +68,50 @@ def test_aliases_cannot_multiply_rest_calls_or_writes(gql, app):
             "not valid JSON",
         ),
         ('{"query": "{ ping }"}', "text/plain", 415, "Content-Type must be application/json"),
-        ('[{"query": "{ ping }"}]', None, 400, "batched requests"),
+        ("[]", None, 400, "batched requests"),
         ("{nope", None, 400, "not valid JSON"),
     ],
-    ids=["infinity", "deep-nesting", "lone-surrogate", "text-plain", "batch", "malformed"],
+    ids=["infinity", "deep-nesting", "lone-surrogate", "text-plain", "empty-batch", "malformed"],
 )
 def test_a_request_graphql_cannot_read_gets_a_json_error_saying_why(app, body, content_type, status, says):
     response = post(app, body, content_type or "application/json")
     assert response.status_code == status
     error = only_error(response)
     assert says in error["message"] and error["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("size", [1, 2, 100])
+def test_a_batch_gets_one_error_for_each_of_its_operations(app, size):
+    """Found from outside: Apollo's BatchHttpLink, answered one object for two operations, threw
+    "server returned results with length 1, expected length of 2" for both, the reason hidden."""
+    response = post(app, json.dumps([{"query": "{ ping }"}] * size))
+    assert response.status_code == 400 and len(response.json) == size
+    for answer in response.json:
+        (error,) = answer["errors"]
+        assert "batched requests" in error["message"] and error["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_batch_too_large_to_answer_in_full_gets_one_error(app):
+    response = post(app, "[" + ",".join(["{}"] * 101) + "]")
+    assert response.status_code == 400 and "batched requests" in only_error(response)["message"]
+
+
+def test_a_persisted_query_hash_alone_is_told_it_is_not_supported(app):
+    """Found from outside: Apollo's and urql's persisted-query links send a query's hash alone first
+    and fall back to sending the query only when told it is not supported (by this message and
+    code): answered 'the request has no "query"', every query failed."""
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}
+    by_post = post(app, json.dumps({"extensions": persisted}))
+    by_get = app.test_client().get("/graphql", query_string={"extensions": json.dumps(persisted)})
+    for response in (by_post, by_get):
+        error = only_error(response)
+        assert response.status_code == 400, response.json
+        assert error == {
+            "message": "PersistedQueryNotSupported",
+            "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
+        }
+    with_the_query = post(app, json.dumps({"query": "{ ping }", "extensions": persisted}))
+    assert with_the_query.json == {"data": {"ping": True}}
 
 
 def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(app):
