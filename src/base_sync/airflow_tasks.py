@@ -468,7 +468,7 @@ def apply_changes() -> dict:
         metrics.events_samples(
             report.entities,
             report.by_entity,
-            report.counts["dead_lettered"],
+            report.dead_by_kind,
             report.lag,
             report.event_lag_seconds(),
             lost_to_retention=report.counts["lost_to_retention"],

@@ -63,6 +63,10 @@ REPLAY_HEADERS = (REPLAYED_FROM, MASS_DELETE_APPROVED)  # set by each replay, ne
 REPLAY_OF = "base_sync.replay.of"  # on a replay marker: the `partition:offset` of the letter it replayed
 # Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
 STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
+# Every kind of letter the drain writes (a label of base_sync_dead_letters_total, zeros included):
+# an event it cannot read, a row the API refused, a row the mapping refused, a body too large for
+# the API, a delete the mass-delete breaker held.
+KINDS = ("BadEvent", "Rejected", "Quarantined", "TooLarge", MASS_DELETE_HELD)
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
 _NOT_FOR_READERS = ("group.", "enable.auto", "auto.offset", "auto.commit")
 _CONSUMER_ONLY = (*_NOT_FOR_READERS, "session.timeout.ms", "heartbeat.interval.ms")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -103,11 +102,13 @@ class DrainReport:
     newest_source_ms: int | None = None  # commit time in Base A of the newest applied change
     entities: tuple[str, ...] = ()  # the entities whose topic the run read (one that is missing: not)
     held: dict[str, HeldDeletes] = field(default_factory=dict)  # by entity (filled by the sender thread)
+    dead_by_kind: Counter = field(default_factory=Counter)  # the dead letters stored, by kind
 
     def to_json(self) -> dict:
         return {
             "counts": {name: 0 for name in REPORTED_COUNTS} | dict(self.counts),
             "by_entity": {entity: dict(counts) for entity, counts in self.by_entity.items()},
+            "dead_letters_by_kind": dict(self.dead_by_kind),
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
             "lag": self.lag,
@@ -247,8 +248,7 @@ def _settle(
         report.by_entity.setdefault(entity, Counter()).update(counts)
     dead = plan.dead + rejected
     if dead:
-        dead_letter(producer, settings.dlq_topic, dead)
-        report.counts["dead_lettered"] += len(dead)
+        dead_letter(producer, settings.dlq_topic, dead, report)
     positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
     commit(consumer, _commit_points(positions, waits.floors()), settings.group_id)
     report.batches += 1
@@ -274,8 +274,7 @@ def _release_waits(
             report.by_entity.setdefault(entity, Counter()).update(counts)
     left = rejected + waits.release()
     if left:
-        dead_letter(producer, settings.dlq_topic, left)
-        report.counts["dead_lettered"] += len(left)
+        dead_letter(producer, settings.dlq_topic, left, report)
     # Past the waiting messages, sent or dead letters now: the batches' commits stopped at them.
     commit(consumer, _commit_points(positions, {}), settings.group_id)
 
@@ -730,9 +729,9 @@ def _account(
     return rejected
 
 
-def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, str, str]]) -> None:
+def dead_letter(producer: Producer, topic: str, dead: list[tuple[Message, str, str]], report: DrainReport) -> None:
     """The original message (key, value, headers), with where it came from and why in Kafka Connect's
-    dead-letter headers (`base_sync.dead_letters` reads them back)."""
+    dead-letter headers (`base_sync.dead_letters` reads them back); counted in the report once stored."""
     failures = []
 
     def delivered(error, _message):
@@ -747,6 +746,8 @@ def dead_letter(producer: Producer, topic: str, dead: Iterable[tuple[Message, st
     if producer.flush(30) or failures:
         # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
         raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")
+    report.counts["dead_lettered"] += len(dead)
+    report.dead_by_kind.update(kind for _, kind, _ in dead)
 
 
 def next_offsets(batch: list[Message]) -> list[TopicPartition]:

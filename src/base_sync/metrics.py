@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
+from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
+
 BATCH, EVENTS = "batch", "events"
 ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
@@ -40,12 +42,12 @@ def batch_samples(entity: str, counts: dict, deleted: int, watermark: datetime |
 def events_samples(
     entities: Iterable[str],
     counts_by_entity: dict[str, dict],
-    dead_letters: int,
+    dead_letters_by_kind: dict[str, int],
     lag: int,
     event_lag_seconds: float | None,
     lost_to_retention: int = 0,
 ) -> list[tuple[str, str, float]]:
-    """(kind, name, value) of one drain: rows per entity and outcome, dead letters, consumer and event lag.
+    """(kind, name, value) of one drain: rows per entity and outcome, dead letters by kind, consumer and event lag.
 
     `entities`: every entity the events path syncs. Each gets its rows and its last success on every
     drain, also one that consumed nothing: a quiet table is not a stale one (EventSyncStale).
@@ -54,7 +56,8 @@ def events_samples(
     for entity in dict.fromkeys([*entities, *counts_by_entity]):
         samples += _rows(EVENTS, entity, counts_by_entity.get(entity, {}))
         samples.append(("gauge", f"base_sync.last_success.{EVENTS}.{entity}", time.time()))
-    samples.append(("incr", "base_sync.dead_letters", dead_letters))  # 0 too: see _rows
+    for kind, count in (dict.fromkeys(DEAD_LETTER_KINDS, 0) | dict(dead_letters_by_kind)).items():  # 0 too: see _rows
+        samples.append(("incr", f"base_sync.dead_letters.{kind}", count))
     samples.append(("incr", "base_sync.events_lost_to_retention", lost_to_retention))  # EventsLostToRetention
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
     # Set on every drain, or an old high value would stay (EventConsumerLagHigh): a drain that

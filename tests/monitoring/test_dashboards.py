@@ -119,8 +119,8 @@ def test_statsd_counter_panels_show_a_new_series_at_once_and_not_an_old_counter_
             for e, v in (("old", "150x40"), ("new", new.format(20)))
         ]
         + [
-            (f"base_sync_dead_letters_total{{{target.format(i)}}}", v)
-            for i, v in (("old", "7x40"), ("new", new.format(2)))
+            (f'base_sync_dead_letters_total{{kind="{k}", {target.format(i)}}}', v)
+            for i, k, v in (("old", "Rejected", "7x40"), ("new", "BadEvent", new.format(2)))
         ]
     )
     panels = {panel["title"]: panel["targets"] for panel in DASHBOARDS["pipelines"]["panels"]}
@@ -131,7 +131,7 @@ def test_statsd_counter_panels_show_a_new_series_at_once_and_not_an_old_counter_
             ('{path="events", entity="new", outcome="held_deletes"}', 20),
             ('{path="events", entity="old", outcome="held_deletes"}', 0),
         ],
-        ("Dead letters", 0): [("{}", 2)],
+        ("Dead letters", 0): [('{kind="BadEvent"}', 2), ('{kind="Rejected"}', 0)],
     }
     test = {
         "rule_files": [],

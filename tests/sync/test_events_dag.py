@@ -157,7 +157,7 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
         ever_synced = conn.execute(text("SELECT count(*) FROM employees WHERE source_id IS NOT NULL")).scalar_one()
     assert statsd.sum("airflow.base_sync.rows.events.employees.inserted") == ever_synced
     assert statsd.sum("airflow.base_sync.rows.events.employees.deleted") >= 2
-    assert statsd.sum("airflow.base_sync.dead_letters") == 1
+    assert statsd.sum("airflow.base_sync.dead_letters.BadEvent") == 1
     assert any(line.startswith("airflow.base_sync.event_lag_seconds:") for line in statsd.lines)
     assert any(line.startswith("airflow.dagrun.duration.success.base_a_events:") for line in statsd.lines)
     if os.environ.get("UPDATE_STATSD_CAPTURE"):  # refresh the capture the StatsD mapping is tested against

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
 from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples
 
 ENTITIES = ("articles", "employees")
@@ -32,10 +33,13 @@ def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
 
 
 def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
-    got = as_dict(events_samples(ENTITIES, {"articles": {"updated": 4}, "employees": {"deleted": 1}}, 2, 0, 0.8))
+    counts = {"articles": {"updated": 4}, "employees": {"deleted": 1}}
+    got = as_dict(events_samples(ENTITIES, counts, {"Rejected": 2, "MassDeleteHeld": 5}, 0, 0.8))
     assert got["base_sync.rows.events.articles.updated"] == ("incr", 4)
     assert got["base_sync.rows.events.employees.deleted"] == ("incr", 1)
-    assert got["base_sync.dead_letters"] == ("incr", 2)
+    assert got["base_sync.dead_letters.Rejected"] == ("incr", 2)
+    assert got["base_sync.dead_letters.MassDeleteHeld"] == ("incr", 5)
+    assert got["base_sync.dead_letters.BadEvent"] == ("incr", 0)
     assert got["base_sync.consumer_lag.events"] == ("gauge", 0)
     assert got["base_sync.event_lag_seconds"] == ("gauge", 0.8)
     assert "base_sync.last_success.events.articles" in got
@@ -44,20 +48,21 @@ def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
 def test_a_quiet_drain_sends_the_series_the_alerts_read_at_zero():
     """statsd-exporter makes a counter's series at its first sample and increase() needs an earlier
     one: a series born at the first held delete or dead letter would never raise MassDeletesHeld or
-    DeadLettersGrowing. So every drain sends every outcome and the dead letters, zeros included."""
-    got = as_dict(events_samples(ENTITIES, {}, 0, 0, None))
+    DeadLettersGrowing. So every drain sends every outcome and every kind of dead letter, zeros included."""
+    got = as_dict(events_samples(ENTITIES, {}, {}, 0, None))
     for entity in ENTITIES:
         for outcome in ROW_OUTCOMES:
             assert got[f"base_sync.rows.events.{entity}.{outcome}"] == ("incr", 0)
-    assert got["base_sync.dead_letters"] == ("incr", 0)
+    for kind in DEAD_LETTER_KINDS:
+        assert got[f"base_sync.dead_letters.{kind}"] == ("incr", 0)
     assert got["base_sync.events_lost_to_retention"] == ("incr", 0)
-    lost = as_dict(events_samples(ENTITIES, {}, 0, 0, None, lost_to_retention=40))
+    lost = as_dict(events_samples(ENTITIES, {}, {}, 0, None, lost_to_retention=40))
     assert lost["base_sync.events_lost_to_retention"] == ("incr", 40)
 
 
 def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
     # Only employees changed: articles is quiet, not stale (EventSyncStale reads last_success).
-    got = as_dict(events_samples(ENTITIES, {"employees": {"updated": 1}}, 0, 0, 0.5))
+    got = as_dict(events_samples(ENTITIES, {"employees": {"updated": 1}}, {}, 0, 0.5))
     for entity in ENTITIES:
         kind, when = got[f"base_sync.last_success.events.{entity}"]
         assert kind == "gauge" and abs(when - datetime.now(UTC).timestamp()) < 5
@@ -65,7 +70,7 @@ def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
 
 def test_the_event_lag_is_set_on_every_drain():
     # A drain that applied nothing found nothing waiting: 0, not the last high value left standing.
-    assert as_dict(events_samples(ENTITIES, {}, 0, 0, None))["base_sync.event_lag_seconds"] == ("gauge", 0)
+    assert as_dict(events_samples(ENTITIES, {}, {}, 0, None))["base_sync.event_lag_seconds"] == ("gauge", 0)
 
 
 def test_each_entitys_task_has_its_own_peak_memory():

@@ -67,7 +67,9 @@ def test_an_empty_base_b_still_lets_the_floor_through():
 def test_held_deletes_are_a_row_outcome_of_the_events_path():
     samples = {
         name: (kind, value)
-        for kind, name, value in events_samples(["employees"], {"employees": {"held_deletes": 20}}, 20, 0, None)
+        for kind, name, value in events_samples(
+            ["employees"], {"employees": {"held_deletes": 20}}, {"MassDeleteHeld": 20}, 0, None
+        )
     }
     assert samples["base_sync.rows.events.employees.held_deletes"] == ("incr", 20)
 
