@@ -83,6 +83,9 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # A task ends by then and is retried (a load blocked by a lock on Base A waited a day); the
+        # mass-delete approval waits for an operator by its own response_timeout instead.
+        "execution_timeout": timedelta(hours=settings.task_timeout_hours),
     },
     params={
         "full_refresh": Param(False, type="boolean", description="re-read every row of Base A"),
@@ -132,6 +135,7 @@ def base_a_to_base_b():
                 task_id=airflow_tasks.APPROVE_MASS_DELETE,
                 entity=entity,
                 response_timeout=timedelta(hours=settings.mass_delete_approval_hours),
+                execution_timeout=None,
             )
             # Runs after the check alone (within the budget) or after an approval; a rejection skips it.
             deleted = task(task_id=airflow_tasks.PROPAGATE_DELETES, trigger_rule="none_failed_min_one_success")(

@@ -80,6 +80,18 @@ def _settings() -> SyncSettings:
     return SyncSettings()
 
 
+def _upstream(result: R | None, upstream: str, entity: str) -> R:
+    """An upstream task's result; none (the task was marked success by hand, or this one runs alone,
+    as `airflow tasks test` runs it) is terminal: each retry met the same missing value, and a load
+    given no partition plan re-sent every row first."""
+    if result is None:
+        raise TerminalError(
+            f"{entity}.{upstream} left no result (marked success by hand, or this task run alone): clear "
+            f"{entity}.{upstream} together with its downstream tasks to run them again"
+        )
+    return result
+
+
 def _params() -> dict:
     return get_current_context()["params"]
 
@@ -215,6 +227,7 @@ def load(entity: str, partitions: list[dict]) -> dict:
     """Extract after the watermark (everything on `full_refresh`) and push to the bulk endpoint;
     nothing to extract when the run's load is partitioned (the mapped `load_partition` tasks do it)."""
     _skip_unless_selected(entity)
+    partitions = _upstream(partitions, "plan_partitions", entity)
     settings, params = _settings(), _params()
     with _connected(settings, entity, report_schema=True) as (base_a, api):
         replayed = (
@@ -409,7 +422,7 @@ def propagate_deletes(entity: str) -> dict:
 @fail_terminal
 def verify(entity: str, loaded: dict) -> dict:
     """Base A against Base B over the loaded window; repairs what it can, else fails the run."""
-    settings = _settings()
+    settings, loaded = _settings(), _upstream(loaded, "load", entity)
     if loaded.get(PARTITIONS_KEY):
         return partitioned.verified_by_partitions(entity, loaded[PARTITIONS_KEY]).to_json()
     with _connected(settings, entity) as (base_a, api):
@@ -428,6 +441,7 @@ def commit_watermark(
     delete), the delete log position and key comparison time stay where they were: the next run
     finds the same deletes and asks again."""
     _skip_unless_selected(entity)
+    loaded, verified = _upstream(loaded, "load", entity), _upstream(verified, "verify", entity)
     if deleted is None:  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
         plan = get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
         deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)

@@ -86,6 +86,12 @@ class SyncSettings(_Schedules, EnvSettings):
         gt=0,
         description="how long a blocked mass delete waits for an operator in the Airflow UI; then it is rejected",
     )
+    task_timeout_hours: float = Field(
+        6.0,
+        gt=0,
+        description="the longest a batch task may run before Airflow stops it and retries it (a hung read, a lock "
+        "held on Base A); the mass-delete approval waits by SYNC_MASS_DELETE_APPROVAL_HOURS instead",
+    )
     api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
     max_body_bytes: int = Field(
         MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"

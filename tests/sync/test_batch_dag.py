@@ -66,7 +66,8 @@ print(json.dumps({
     "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,
              "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md),
              "mapped": {t.task_id: t.max_active_tis_per_dagrun for t in d.tasks if isinstance(t, MappedOperator)},
-             "named": {t.task_id: t.map_index_template for t in d.tasks if isinstance(t, MappedOperator)}}
+             "named": {t.task_id: t.map_index_template for t in d.tasks if isinstance(t, MappedOperator)},
+             "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in d.tasks}}
              for d in bag.dags.values()},
 }))
 """
@@ -95,6 +96,11 @@ print(json.dumps({
     assert batch["mapped"] == {"articles.load_partition": 2, "employees.load_partition": 2}
     assert set(batch["named"].values()) == {"{{ partition_label }}"}  # named by key range, not 0, 1, 2
     assert {"employees.plan_partitions", "articles.plan_partitions"} <= set(batch["tasks"])
+    # Every sync task ends by SYNC_TASK_TIMEOUT_HOURS (found from outside: a load blocked by a lock
+    # on Base A ran for hours); the approval waits by its own response_timeout.
+    approvals = {t: s for t, s in batch["timeouts"].items() if t.endswith(".approve_mass_delete")}
+    assert approvals and set(approvals.values()) == {None}
+    assert {s for t, s in batch["timeouts"].items() if t not in approvals} == {6 * 3600}
 
 
 def test_initial_load(airflow, base_a_engine, api_process, statsd):

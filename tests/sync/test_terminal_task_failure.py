@@ -16,6 +16,7 @@ from base_sync.source import source_engine
 from base_sync.source_schema import create_schema
 from testbed.airflow import Airflow, sync_connections
 from testbed.servers import REPO, venv_bin
+from tests.sync.conftest import synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
 
@@ -50,3 +51,22 @@ def test_a_refused_token_fails_the_first_task_at_its_first_try_with_the_reason(r
         ).fetchone()
     assert (state, try_number) == ("failed", 1), log[-4000:]
     assert "AirflowFailException" in log and "ApiRefused" in log and "answered 403" in log, log[-4000:]
+
+
+def test_a_task_run_alone_without_its_upstream_result_fails_at_once_before_writing(
+    tmp_path, make_mariadb_database, base_b
+):
+    """Found from outside: `airflow tasks test ... articles.load` (or a load marked success by hand,
+    leaving verify no result) re-sent every row, then failed with a TypeError, retried four times."""
+    engine = source_engine(make_mariadb_database())
+    create_schema(engine)
+    generate.seed(engine, "articles", 20, seed_value=3)
+    url = engine.url
+    engine.dispose()
+    airflow = Airflow(tmp_path / "airflow", sync_connections(url, base_b.url, base_b.token))
+    for task_id in ("articles.load", "articles.verify"):
+        result = airflow.cli("tasks", "test", "base_a_to_base_b", task_id, check=False, timeout=150)
+        log = result.stdout + result.stderr
+        assert "AirflowFailException" in log and "left no result" in log, log[-4000:]
+        assert "clear articles.plan_partitions" in log or "clear articles.load" in log, log[-4000:]
+    assert synced_rows(base_b.database_url, "articles") == {}  # nothing was sent
