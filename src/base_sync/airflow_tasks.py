@@ -31,6 +31,7 @@ from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.errors import ConfigurationError, TerminalError
+from base_sync.mapping import SourceMapping
 from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
@@ -218,7 +219,9 @@ def plan_partitions(entity: str) -> list[dict]:
     _skip_unless_selected(entity)
     settings = _settings()
     with _connected(settings, entity) as (base_a, _):
-        planned = partitioned.plan(entity, base_a, VariableStateStore(), settings, bool(_params().get("full_refresh")))
+        store = VariableStateStore()
+        full_refresh = sync.refresh_wanted(entity, base_a, store, bool(_params().get("full_refresh")))
+        planned = partitioned.plan(entity, base_a, store, settings, full_refresh)
     return [partition.to_json() for partition in planned]
 
 
@@ -236,7 +239,9 @@ def load(entity: str, partitions: list[dict]) -> dict:
         if partitions:
             report = partitioned.left_to_partitions(entity, VariableStateStore(), len(partitions))
         else:
-            report = sync.load(entity, base_a, api, VariableStateStore(), settings, bool(params.get("full_refresh")))
+            store = VariableStateStore()
+            full_refresh = sync.refresh_wanted(entity, base_a, store, bool(params.get("full_refresh")))
+            report = sync.load(entity, base_a, api, store, settings, full_refresh)
     return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions)}
 
 
@@ -448,6 +453,7 @@ def commit_watermark(
     reports = [PartitionReport.from_json(p) for p in partitions or []]
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
+    stats[sync.MAPPING_DIGEST] = SourceMapping.from_settings().digest(entity)  # what this load mapped with
     if reports:
         stats |= {
             "load": {**report.to_json(), "replayed": loaded.get("replayed")},

@@ -61,6 +61,25 @@ class VerificationError(TerminalError):
     Terminal: repeating the check finds the same difference; the next run re-reads the window."""
 
 
+MAPPING_DIGEST = "mapping_digest"  # in the committed stats: the mapping Base B's rows were made with
+
+
+def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
+    """Whether this run re-reads every row: asked (`full_refresh`), or the entity's mapping changed
+    since the last commit. Found from outside: a changed value map reached only the rows changed
+    afterwards, and verify (keys and versions) passed with the others still mapped the old way."""
+    recorded = store.last_stats(entity).get(MAPPING_DIGEST)
+    if asked or recorded in (None, base_a.mapping.digest(entity)):
+        return asked
+    log.warning(
+        "%s: its mapping changed since the last commit (%s, now %s): this run re-reads every row (a full refresh)",
+        entity,
+        recorded,
+        base_a.mapping.digest(entity),
+    )
+    return True
+
+
 def load(
     entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, full_refresh: bool = False
 ) -> LoadReport:

@@ -640,3 +640,24 @@ def test_a_char_column_is_read_unpadded_whatever_sql_mode_base_a_runs_by_default
     first, second = batch.values()
     assert (first["position"], first["department"], first["last_name"]) == ("Alpha", "AB", "anna AB")
     assert second["department"] == ""
+
+
+def test_a_changed_mapping_makes_the_next_run_a_full_refresh(legacy, base_b):
+    """Found from outside: a changed value map reached only the rows changed afterwards, and verify
+    (keys and versions) passed with the others mapped the old way."""
+    api, store = base_b.api(), MemoryStateStore()
+    report = sync.load("employees", legacy, api, store, SETTINGS)
+    sync.commit("employees", store, report, {sync.MAPPING_DIGEST: legacy.mapping.digest("employees")})
+    assert not sync.refresh_wanted("employees", legacy, store, asked=False)
+    assert _base_b(base_b.database_url, "employees")[2].department == "Engineering"
+
+    document = yaml.safe_load(MAPPING.read_text())
+    document["entities"]["employees"]["fields"]["department"]["map"]["E"] = "Engineering Dept"
+    changed = BaseA(legacy.engine, SourceMapping(parse_mapping(document, "changed"), "changed"))
+    assert changed.mapping.digest("articles") == legacy.mapping.digest("articles")  # only its own entity
+    assert sync.refresh_wanted("employees", changed, store, asked=False)
+    again = sync.load("employees", changed, api, store, SETTINGS, full_refresh=True)
+    assert again.since is None and again.counts["updated"] == 1
+    assert _base_b(base_b.database_url, "employees")[2].department == "Engineering Dept"
+    sync.commit("employees", store, again, {sync.MAPPING_DIGEST: changed.mapping.digest("employees")})
+    assert not sync.refresh_wanted("employees", changed, store, asked=False)

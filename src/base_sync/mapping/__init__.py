@@ -9,6 +9,8 @@ one `SourceView` per entity.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cache
 from pathlib import Path
 
@@ -91,6 +93,15 @@ class SourceMapping:
 
     def table_of(self, entity: str) -> str:
         return self.spec.entities[entity].table
+
+    def digest(self, entity: str) -> str:
+        """What decides the entity's records in Base B (its mapping and the source's time zone), as
+        a hash: the batch path re-reads every row when it changes (`sync.refresh_wanted`)."""
+        spec = {
+            "source": self.spec.source.model_dump(mode="json"),
+            "entity": self.spec.entities[entity].model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def view(self, entity: str, backend) -> SourceView:
         if entity not in self.spec.entities:
