@@ -29,6 +29,10 @@ worker_class = worker_with_deadlines(
 timeout = 120  # a 20,000-record bulk request on a busy database
 graceful_timeout = 30
 keepalive = 75  # longer than a pooled client's idle time, so it does not reuse a closed socket
+# The mount prefix is the operator's (SCRIPT_NAME in the environment), never a client's header: gunicorn
+# took SCRIPT_NAME and PATH_INFO headers from 127.0.0.1, and any local client, or one through a proxy
+# passing them, chose the prefix the docs page, Location and /openapi.json's servers carry.
+forwarder_headers = ""
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("API_LOG_LEVEL", "info").lower()

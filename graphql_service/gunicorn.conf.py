@@ -28,6 +28,10 @@ worker_class = worker_with_deadlines(
 )
 timeout = 60
 keepalive = 75
+# The mount prefix is the operator's (SCRIPT_NAME in the environment), never a client's header: gunicorn
+# took SCRIPT_NAME and PATH_INFO headers from 127.0.0.1, and any local client, or one through a proxy
+# passing them, chose the prefix the docs page, Location and /openapi.json's servers carry.
+forwarder_headers = ""
 accesslog = "-"
 errorlog = "-"
 

@@ -97,6 +97,7 @@ def api_server(
     workers: int = 1,
     metrics_dir: Path | None | bool = None,
     env: dict[str, str] | None = None,
+    ready_path: str = "/ready",
 ):
     """The REST API under gunicorn on a free loopback port; yields its base URL. `metrics_dir` False:
     no PROMETHEUS_MULTIPROC_DIR, as a user starts it (gunicorn.conf.py makes a folder). `env`: more
@@ -111,7 +112,7 @@ def api_server(
     }
     if metrics_dir is not False:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir or log_path.parent / f"metrics-{port}")
-    with _gunicorn("api_service", port, env, log_path, "/ready") as base:
+    with _gunicorn("api_service", port, env, log_path, ready_path) as base:
         yield base
 
 

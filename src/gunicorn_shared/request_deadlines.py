@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from gunicorn import util
+from gunicorn.http.errors import ConfigurationProblem
 from gunicorn.workers.gthread import ThreadWorker
 
 
@@ -130,6 +131,11 @@ class DeadlineThreadWorker(ThreadWorker):
                 watched.stop()
 
     def handle_error(self, req, client, addr, exc):
+        if isinstance(exc, ConfigurationProblem):
+            # gunicorn's only one: a path outside the mount prefix (SCRIPT_NAME), a 500 echoing both.
+            # No route of this service is there.
+            util.write_error(client, 404, "Not Found", "The requested URL was not found on the server.")
+            return None
         if not isinstance(exc, RequestTimeout):
             return super().handle_error(req, client, addr, exc)
         self.log.info("closing a connection from %s: %s", addr, exc)
