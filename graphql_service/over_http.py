@@ -113,6 +113,7 @@ def request_error(refusal: Refusal) -> tuple[Response, int]:
 
 
 def method_refusal(status: int, message: str) -> Response:
-    """A method this service does not answer (`http_methods`), as a GraphQL error document."""
+    """A method or path this service does not answer (`http_methods`, `http_paths`), as a GraphQL error
+    document."""
     body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
     return Response(body, status=status, mimetype=JSON, headers={"X-Content-Type-Options": "nosniff"})
