@@ -41,6 +41,8 @@ def request_body() -> dict | Refusal:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     try:
         data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+    except exact_json.DuplicateKey as exc:  # a log or firewall reading the first would see another request
+        return Refusal(f"the body is ambiguous: {exc}")
     except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
         return Refusal(f"the body is not valid JSON: {exc}")
     if isinstance(data, list):

@@ -148,6 +148,33 @@ def test_a_path_with_an_empty_segment_is_a_json_404_not_a_redirect(app, path):
         assert response.mimetype == "application/json" and only_error(response)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ ping }", "query": "mutation { deleteArticle(id: 1) }"}',
+        '{"query": "query($id: ID!) { getArticle(id: $id) { id } }", "variables": {"id": "1", "id": "2"}}',
+        '{"query": "{ ping }", "extensions": {"a": {"b": 1, "b": 2}}}',
+    ],
+)
+def test_a_name_given_twice_in_the_body_is_a_bad_request_naming_it(app, body):
+    """Found from outside: the last "query" ran (a mutation) while a log or firewall reading the
+    first saw `{ ping }`."""
+    response = post(app, body)
+    assert response.status_code == 400
+    error = only_error(response)
+    assert error["extensions"]["code"] == "BAD_REQUEST" and "given twice" in error["message"]
+    assert any(f"'{name}'" in error["message"] for name in ("query", "id", "b"))
+
+
+def test_a_name_given_twice_in_get_variables_is_a_bad_request(app):
+    response = app.test_client().get(
+        "/graphql",
+        query_string={"query": "{ ping }", "variables": '{"a": 1, "a": 2}'},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 400 and "'a'" in only_error(response)["message"]
+
+
 def test_an_invalid_argument_is_reported_once(gql):
     answer = gql("{ getArticles(limit: 2147483648) { id } }", status=200)
     assert len(answer["errors"]) == 1 and "Int cannot represent" in answer["errors"][0]["message"]
