@@ -17,7 +17,7 @@ import http_body
 import http_headers
 from graphql_service import over_http
 from graphql_service.entity_schema import ENTITY_SDL
-from graphql_service.errors import REQUEST_ERRORS, error_formatter
+from graphql_service.errors import REQUEST_ERRORS, error_formatter_for
 from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
@@ -114,7 +114,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             query_parser=queries.parser,
             query_validator=queries.validator(data),
             debug=settings.debug,
-            error_formatter=error_formatter,
+            error_formatter=error_formatter_for(settings.introspection),
             logger=REQUEST_ERRORS,
         )
         errors = result.get("errors", [])
