@@ -18,6 +18,7 @@ own head deadline passes.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ class DeadlineThreadWorker(ThreadWorker):
         if isinstance(exc, ConfigurationProblem):
             # gunicorn's only one: a path outside the mount prefix (SCRIPT_NAME), a 500 echoing both.
             # No route of this service is there.
-            util.write_error(client, 404, "Not Found", "The requested URL was not found on the server.")
+            with contextlib.suppress(OSError):  # the client left: nothing to tell it
+                util.write_error(client, 404, "Not Found", "The requested URL was not found on the server.")
             return None
         if not isinstance(exc, RequestTimeout):
             return super().handle_error(req, client, addr, exc)
