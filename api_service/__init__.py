@@ -28,6 +28,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     from api_service.settings import ApiSettings
     from baseab_contract.entities import ENTITIES
     from http_methods import refuse_unknown_methods
+    from http_paths import refuse_empty_segments
 
     settings = settings or ApiSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -43,7 +44,9 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
 
     problems.init_app(app)
     http_headers.init_app(app)
-    app.wsgi_app = refuse_unknown_methods(app, problems.problem_response)
+    app.wsgi_app = refuse_empty_segments(
+        refuse_unknown_methods(app, problems.problem_response), problems.problem_response
+    )
     db.init_app(app, settings)
     metrics.init_app(app, settings)
     app.register_blueprint(service.bp)

@@ -63,13 +63,13 @@ def parse_body(body: bytes, content_type: str, max_records: int) -> tuple[list[A
         items: list[Any] = []
         for line_number, line in ndjson_lines(body):
             try:
-                items.append(json_body.loads(line))
+                items.append(json_body.loads_last_key_wins(line))
             except json_body.JsonError as exc:
                 errors[len(items)] = f"line {line_number} is not valid JSON: {exc}"
                 items.append(None)
     else:
         try:
-            items = json_body.loads(body)
+            items = json_body.loads_last_key_wins(body)
         except json_body.JsonError as exc:
             raise Problem(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(items, list):

@@ -12,11 +12,13 @@ from typing import Any
 
 import msgspec
 
-from strict_json import JsonError, reader
+from strict_json import DuplicateKey, JsonError, reader
 
-__all__ = ["JsonError", "dumps", "loads"]
+__all__ = ["DuplicateKey", "JsonError", "dumps", "loads", "loads_last_key_wins"]
 
-loads = reader(Decimal)
+loads = reader(Decimal)  # a name given twice in an object: DuplicateKey
+# Bulk items only: refusing a name given twice would cost more than the bulk decode itself (README).
+loads_last_key_wins = reader(Decimal, last_key_wins=True)
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 

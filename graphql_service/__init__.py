@@ -17,7 +17,7 @@ import http_body
 import http_headers
 from graphql_service import over_http
 from graphql_service.entity_schema import ENTITY_SDL
-from graphql_service.errors import REQUEST_ERRORS, error_formatter
+from graphql_service.errors import REQUEST_ERRORS, error_formatter_for
 from graphql_service.explorer import explorer_blueprint
 from graphql_service.loaders import RowLoader
 from graphql_service.metrics import GraphQLMetrics, time_root_fields
@@ -27,6 +27,7 @@ from graphql_service.resolvers import BINDABLES
 from graphql_service.rest_client import BoundedClient, RequestTimedOut, RestClient, RestError
 from graphql_service.settings import GraphQLSettings
 from http_methods import refuse_unknown_methods
+from http_paths import refuse_empty_segments
 
 SCHEMA = make_executable_schema(
     [*ENTITY_SDL, load_schema_from_path(str(Path(__file__).parent / "schema"))], *BINDABLES, convert_names_case=True
@@ -74,9 +75,13 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
     settings = settings or GraphQLSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
+    # /graphql//static/x is no route: a 404, not a 308 HTML redirect to a URL built from the Host header.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     http_headers.init_app(app)
-    app.wsgi_app = refuse_unknown_methods(app, over_http.method_refusal)
+    app.wsgi_app = refuse_empty_segments(
+        refuse_unknown_methods(app, over_http.method_refusal), over_http.method_refusal
+    )
     metrics = GraphQLMetrics(app, settings)
     client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
     app.extensions["rest_client"] = client
@@ -109,7 +114,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
             query_parser=queries.parser,
             query_validator=queries.validator(data),
             debug=settings.debug,
-            error_formatter=error_formatter,
+            error_formatter=error_formatter_for(settings.introspection),
             logger=REQUEST_ERRORS,
         )
         errors = result.get("errors", [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from ariadne import format_error
 from graphql import GraphQLError
@@ -140,3 +141,28 @@ def error_formatter(error: GraphQLError, debug: bool = False) -> dict:
         if not debug:
             formatted["message"] = "internal error"
     return formatted
+
+
+# graphql-core's hints (" Did you mean 'salary'?", "... to use an inline fragment on 'Employee'?").
+_SUGGESTION = re.compile(r"\s*Did you mean\b[^?]*\?")
+
+
+def error_formatter_for(introspection: bool) -> Callable[..., dict]:
+    """The formatter of a service with introspection on or off."""
+    return error_formatter if introspection else _ERROR_FORMATTER_WITHOUT_SUGGESTIONS
+
+
+def without_suggestions(formatter: Callable[..., dict]) -> Callable[..., dict]:
+    """`formatter`, its messages without graphql-core's suggestions: with introspection off they
+    told the names it hides (found from outside: `{ getEmployee(id: 1) { salar } }` answered "Did
+    you mean 'salary'?", and mistyped types, arguments and mutations were named the same way)."""
+
+    def format_without_suggestions(error: GraphQLError, debug: bool = False) -> dict:
+        formatted = formatter(error, debug)
+        formatted["message"] = _SUGGESTION.sub("", formatted["message"])
+        return formatted
+
+    return format_without_suggestions
+
+
+_ERROR_FORMATTER_WITHOUT_SUGGESTIONS = without_suggestions(error_formatter)

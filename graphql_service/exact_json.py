@@ -5,9 +5,9 @@ became 1.0 and was stored as 1.00).
 
 from __future__ import annotations
 
-from strict_json import JsonError, reader
+from strict_json import DuplicateKey, JsonError, reader
 
-__all__ = ["ExactNumber", "JsonError", "loads"]
+__all__ = ["DuplicateKey", "ExactNumber", "JsonError", "loads"]
 
 
 class ExactNumber(float):

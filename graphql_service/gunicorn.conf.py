@@ -1,7 +1,9 @@
 """gunicorn settings for the GraphQL service (`gunicorn -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app`).
 
 Environment: GRAPHQL_BIND (default 0.0.0.0:5001), GRAPHQL_WORKERS (2), GRAPHQL_THREADS (8),
-PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the system temp dir).
+GRAPHQL_REQUEST_HEAD_TIMEOUT (seconds for a request's head, 10), GRAPHQL_REQUEST_BODY_MIN_RATE
+(the slowest a body may arrive, bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under
+the system temp dir).
 """
 
 import os
@@ -14,13 +16,22 @@ from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
     count_from_env,
     fresh_metrics_dir,
 )
+from gunicorn_shared.request_deadlines import worker_with_deadlines
 
 bind = os.environ.get("GRAPHQL_BIND", "0.0.0.0:5001")
 workers = count_from_env("GRAPHQL_WORKERS", 2)
 threads = count_from_env("GRAPHQL_THREADS", 8)  # resolvers mostly wait on the REST API
-worker_class = "gthread"
+# gthread, with a deadline on reading a request: slow clients cannot hold every thread
+worker_class = worker_with_deadlines(
+    head_seconds=count_from_env("GRAPHQL_REQUEST_HEAD_TIMEOUT", 10),
+    body_min_rate=count_from_env("GRAPHQL_REQUEST_BODY_MIN_RATE", 65536),
+)
 timeout = 60
 keepalive = 75
+# The mount prefix is the operator's (SCRIPT_NAME in the environment), never a client's header: gunicorn
+# took SCRIPT_NAME and PATH_INFO headers from 127.0.0.1, and any local client, or one through a proxy
+# passing them, chose the prefix the docs page, Location and /openapi.json's servers carry.
+forwarder_headers = ""
 accesslog = "-"
 errorlog = "-"
 

@@ -41,6 +41,8 @@ def request_body() -> dict | Refusal:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     try:
         data = exact_json.loads(raw if charset in ("utf-8", "utf8") else raw.decode(charset))
+    except exact_json.DuplicateKey as exc:  # a log or firewall reading the first would see another request
+        return Refusal(f"the body is ambiguous: {exc}")
     except (ValueError, LookupError) as exc:  # UnicodeDecodeError is a ValueError
         return Refusal(f"the body is not valid JSON: {exc}")
     if isinstance(data, list):
@@ -113,6 +115,7 @@ def request_error(refusal: Refusal) -> tuple[Response, int]:
 
 
 def method_refusal(status: int, message: str) -> Response:
-    """A method this service does not answer (`http_methods`), as a GraphQL error document."""
+    """A method or path this service does not answer (`http_methods`, `http_paths`), as a GraphQL error
+    document."""
     body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
     return Response(body, status=status, mimetype=JSON, headers={"X-Content-Type-Options": "nosniff"})

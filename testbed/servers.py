@@ -90,12 +90,21 @@ def venv_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, metrics_dir: Path | None | bool = None):
+def api_server(
+    database_url: str,
+    token: str,
+    log_path: Path,
+    workers: int = 1,
+    metrics_dir: Path | None | bool = None,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/ready",
+):
     """The REST API under gunicorn on a free loopback port; yields its base URL. `metrics_dir` False:
-    no PROMETHEUS_MULTIPROC_DIR, as a user starts it (gunicorn.conf.py makes a folder)."""
+    no PROMETHEUS_MULTIPROC_DIR, as a user starts it (gunicorn.conf.py makes a folder). `env`: more
+    environment variables."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env |= {
+    extra, env = env or {}, {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env |= extra | {
         "API_DATABASE_URL": database_url,
         "API_TOKENS": token,
         "API_BIND": f"127.0.0.1:{port}",
@@ -103,17 +112,24 @@ def api_server(database_url: str, token: str, log_path: Path, workers: int = 1, 
     }
     if metrics_dir is not False:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir or log_path.parent / f"metrics-{port}")
-    with _gunicorn("api_service", port, env, log_path, "/ready") as base:
+    with _gunicorn("api_service", port, env, log_path, ready_path) as base:
         yield base
 
 
 @contextlib.contextmanager
-def graphql_server(rest_api: str, log_path: Path, service_token: str | None = None, workers: int = 1):
-    """The GraphQL service under gunicorn on a free loopback port; yields its base URL."""
+def graphql_server(
+    rest_api: str,
+    log_path: Path,
+    service_token: str | None = None,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+):
+    """The GraphQL service under gunicorn on a free loopback port; yields its base URL. `env`: more
+    environment variables."""
     port = free_port()
     # No GRAPHQL_* leaks in from the caller's environment (a service token there would change the tests).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_")}
-    env |= {
+    extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_")}
+    env |= extra | {
         "REST_API_URL": rest_api,
         "GRAPHQL_BIND": f"127.0.0.1:{port}",
         "GRAPHQL_WORKERS": str(workers),

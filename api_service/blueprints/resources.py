@@ -110,6 +110,10 @@ def _json_object() -> dict:
         raise Problem(415, "send the record as application/json")
     try:
         body = json_body.loads(_body())
+    except json_body.DuplicateKey as exc:  # which one wins is no guess a client or its firewall should make
+        raise Problem(
+            400, f"the body is ambiguous: {exc}", errors=[{"field": exc.key, "message": "given twice"}]
+        ) from None
     except json_body.JsonError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import flask_swagger_ui
@@ -19,14 +20,37 @@ _last_unready: dict[str, str] = {}  # the reason /ready last logged: a probe eve
 
 # Swagger UI 5's files as the flask-swagger-ui wheel ships them (5.x reads OpenAPI 3.1; 4.x cannot).
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
-# validatorUrl null: the page would otherwise ask validator.swagger.io about the document.
+# The page runs no inline script (its Content-Security-Policy allows none): swagger-start.js reads the
+# document's URL from data-spec. Every URL inserted is HTML-escaped: the mount prefix is in each.
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Base B REST API</title>
 <link rel="stylesheet" href="{css}"></head>
-<body><div id="swagger-ui"></div>
+<body><div id="swagger-ui" data-spec="{spec}"></div>
 <script src="{js}"></script>
-<script>SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", validatorUrl: null}});</script>
+<script src="{start}"></script>
 </body></html>"""
+# validatorUrl null: the page would otherwise ask validator.swagger.io about the document.
+DOCS_START = """SwaggerUIBundle({
+  url: document.getElementById("swagger-ui").dataset.spec,
+  dom_id: "#swagger-ui",
+  validatorUrl: null,
+});
+"""
+# The browser refuses any script but the page's own files, and any load or request off the API.
+# Swagger UI sets inline styles, and its stylesheet's icons are data: URLs.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
 
 
 @bp.get("/health")
@@ -64,12 +88,21 @@ def openapi_document():
 
 @bp.get("/docs")
 def docs():
-    page = DOCS_PAGE.format(
-        css=url_for("service.docs_static", filename="swagger-ui.css"),
-        js=url_for("service.docs_static", filename="swagger-ui-bundle.js"),
-        spec=url_for("service.openapi_document"),
-    )
-    return Response(page, mimetype="text/html")
+    urls = {
+        "css": url_for("service.docs_static", filename="swagger-ui.css"),
+        "js": url_for("service.docs_static", filename="swagger-ui-bundle.js"),
+        "start": url_for("service.docs_start"),
+        "spec": url_for("service.openapi_document"),
+    }
+    page = DOCS_PAGE.format(**{name: html.escape(url, quote=True) for name, url in urls.items()})
+    response = Response(page, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+    return response
+
+
+@bp.get("/docs/swagger-start.js")
+def docs_start():
+    return Response(DOCS_START, mimetype="text/javascript")
 
 
 @bp.get("/docs/static/<path:filename>")

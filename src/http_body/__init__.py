@@ -4,13 +4,16 @@ service; it loads neither.
 Werkzeug hands over whatever the server framed: it does not decode a compressed body (gzip would
 read as bad JSON), it stops reading a chunked body at MAX_CONTENT_LENGTH without a word (the
 request would be cut short, not refused), and a chunked body gunicorn cannot parse surfaces as an
-exception in the view (a 500). Each of these is the client's error, refused here with the reason.
+exception in the view (a 500), and a body that arrives too slowly under gunicorn (the shared
+worker's deadline) is a 408. Each of these is the client's error, refused here with the reason.
 """
 
 from __future__ import annotations
 
 from flask import current_app, request
 from gunicorn.http.errors import ParseException
+
+from gunicorn_shared.request_deadlines import RequestTimeout
 
 
 class BodyRefused(Exception):
@@ -40,6 +43,8 @@ def read(limit_setting: str) -> bytes:
         data = request.get_data()
     except ParseException as exc:
         raise BodyRefused(400, f"the request body is malformed: {exc}") from None
+    except RequestTimeout as exc:  # the worker closes the connection after this answer
+        raise BodyRefused(408, f"{exc}: send it again") from None
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is None and len(data) >= limit:
         raise BodyRefused(413, f"the body is larger than the limit of {limit} bytes ({limit_setting})")

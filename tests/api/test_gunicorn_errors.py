@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+import requests
 
 from api_service import migrate
 from testbed.servers import api_server, graphql_server
@@ -86,3 +87,68 @@ def test_a_body_the_server_cannot_read_is_the_clients_error(servers, service, ca
     document = json.loads(answer)
     detail = document["detail"] if service == "api" else document["errors"][0]["message"]
     assert named in detail
+
+
+HOSTILE_PREFIX = '/a"</script><script>alert(1)</script>'
+
+
+@pytest.mark.parametrize("service", ["api", "graphql"])
+def test_a_script_name_header_is_not_the_mount_prefix(servers, service):
+    """Found from outside: gunicorn took SCRIPT_NAME from a header sent from 127.0.0.1, and the API's
+    docs page carried it unescaped, a `//evil.com` prefix made Location and /openapi.json's servers
+    point to another host, and one the path did not start with was a 500 echoing it."""
+    base = servers[service]
+    path = "/docs" if service == "api" else "/graphql"
+    hostile = (
+        f"GET {HOSTILE_PREFIX}{path} HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: {HOSTILE_PREFIX}\r\nConnection: close\r\n\r\n"
+    )
+    answered, _, body = _raw_answer(base, hostile.encode())
+    assert answered == 404 and b"<script>alert(1)" not in body
+    mismatched = (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /nope\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    )
+    answered, _, body = _raw_answer(base, mismatched.encode())
+    assert answered == 200 and b"/nope" not in body
+    if service == "api":
+        document = requests.get(f"{base}/openapi.json", headers={"SCRIPT_NAME": "//evil.com"}, timeout=10).json()
+        assert document["servers"][0]["url"] == "/"
+        created = requests.post(
+            f"{base}/articles",
+            json={"title": "prefix"},
+            headers={"SCRIPT_NAME": "//evil.com", "Authorization": "Bearer token"},
+            timeout=10,
+        )
+        assert created.status_code == 201 and created.headers["Location"].startswith("/articles/")
+
+
+def test_a_path_outside_the_operators_mount_prefix_is_a_404(make_postgres_database, tmp_path):
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    with api_server(url, "token", tmp_path / "api.log", env={"SCRIPT_NAME": "/api"}, ready_path="/api/ready") as base:
+        assert requests.get(f"{base}/api/docs", timeout=10).status_code == 200
+        answered, headers, body = _raw_answer(base, b"GET /docs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answered == 404 and headers["content-type"] == "application/problem+json"
+    assert b"SCRIPT_NAME" not in body and b"/api" not in body
+
+
+@pytest.mark.parametrize(
+    ("service", "request_head"),
+    [
+        ("api", "GET //articles"),
+        ("api", "GET ///metrics"),
+        ("api", "POST //articles"),
+        ("graphql", "GET /graphql//static/explorer.js"),
+        ("graphql", "POST //graphql"),
+    ],
+)
+def test_a_path_with_an_empty_segment_is_no_route_on_the_real_server(servers, service, request_head):
+    """Found from outside: Werkzeug strips leading slashes, so `//articles` was a 200 and
+    `POST //articles` a 201; the test client cannot send such a path (it reads a host from it)."""
+    body = '{"title": "double"}' if service == "api" else '{"query": "{ ping }"}'
+    request = (
+        f"{request_head} HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer token\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    )
+    answered, headers, answer = _raw_answer(servers[service], request.encode())
+    assert answered == 404 and "location" not in headers
+    assert headers["content-type"] == ("application/problem+json" if service == "api" else "application/json")

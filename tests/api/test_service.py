@@ -64,7 +64,7 @@ def test_openapi_documents_every_route_and_method(app, client):
     served = {
         (_openapi_path(rule.rule), method)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint not in ("static", "service.docs", "service.docs_static")
+        if rule.endpoint not in ("static", "service.docs", "service.docs_static", "service.docs_start")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert served == documented
@@ -84,14 +84,28 @@ def test_the_documents_server_is_where_the_request_reached_the_api(client):
     mounted = client.get("/openapi.json", environ_overrides={"SCRIPT_NAME": "/api"})
     assert mounted.json["servers"][0]["url"] == "/api"
     page = client.get("/docs", environ_overrides={"SCRIPT_NAME": "/api"})
-    assert b'url: "/api/openapi.json"' in page.data
+    assert b'data-spec="/api/openapi.json"' in page.data
 
 
 def test_docs_page_serves_swagger_ui_and_its_assets(client):
     page = client.get("/docs")
-    assert page.status_code == 200 and b"SwaggerUIBundle" in page.data and b"/openapi.json" in page.data
+    assert page.status_code == 200 and b'data-spec="/openapi.json"' in page.data
     script = client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.data) > 100_000
+    start = client.get("/docs/swagger-start.js")
+    assert start.status_code == 200 and b"SwaggerUIBundle" in start.data
+
+
+def test_the_docs_page_escapes_the_mount_prefix_and_runs_only_its_own_scripts(client):
+    """Found from outside: a SCRIPT_NAME of `/a"</script><script>alert(1)</script>` was on the page as is."""
+    hostile = '/a"</script><script>alert(1)</script>'
+    page = client.get("/docs", environ_overrides={"SCRIPT_NAME": hostile})
+    assert page.status_code == 200
+    assert b"<script>alert(1)" not in page.data and b'"</script>' not in page.data
+    assert page.data.count(b"<script") == 2 and b"<script>" not in page.data  # files only, no inline script
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
 
 
 def test_metrics_count_requests_by_route_template_and_bulk_outcomes(client):

@@ -135,6 +135,46 @@ def test_made_up_methods_and_paths_are_refused_and_grow_no_metric(app):
     assert "ZZMETH" not in metrics and "PROPFIND" not in metrics and "zzpath" not in metrics
 
 
+@pytest.mark.parametrize("path", ["/graphql//static/explorer.js", "//graphql", "///health", "//metrics"])
+def test_a_path_with_an_empty_segment_is_a_json_404_not_a_redirect(app, path):
+    """Found from outside: `/graphql//static/explorer.js` with `Host: evil.example` was a 308 HTML
+    redirect to http://evil.example/..., and `//graphql` was served (leading slashes stripped)."""
+    client = app.test_client()
+    for method in ("GET", "POST"):
+        response = client.open(
+            "/", method=method, headers={"Host": "evil.example"}, environ_overrides={"PATH_INFO": path}
+        )
+        assert response.status_code == 404 and "Location" not in response.headers
+        assert response.mimetype == "application/json" and only_error(response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ ping }", "query": "mutation { deleteArticle(id: 1) }"}',
+        '{"query": "query($id: ID!) { getArticle(id: $id) { id } }", "variables": {"id": "1", "id": "2"}}',
+        '{"query": "{ ping }", "extensions": {"a": {"b": 1, "b": 2}}}',
+    ],
+)
+def test_a_name_given_twice_in_the_body_is_a_bad_request_naming_it(app, body):
+    """Found from outside: the last "query" ran (a mutation) while a log or firewall reading the
+    first saw `{ ping }`."""
+    response = post(app, body)
+    assert response.status_code == 400
+    error = only_error(response)
+    assert error["extensions"]["code"] == "BAD_REQUEST" and "given twice" in error["message"]
+    assert any(f"'{name}'" in error["message"] for name in ("query", "id", "b"))
+
+
+def test_a_name_given_twice_in_get_variables_is_a_bad_request(app):
+    response = app.test_client().get(
+        "/graphql",
+        query_string={"query": "{ ping }", "variables": '{"a": 1, "a": 2}'},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 400 and "'a'" in only_error(response)["message"]
+
+
 def test_an_invalid_argument_is_reported_once(gql):
     answer = gql("{ getArticles(limit: 2147483648) { id } }", status=200)
     assert len(answer["errors"]) == 1 and "Int cannot represent" in answer["errors"][0]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from graphql import build_schema, get_introspection_query, parse, validate
 
 from graphql_service import create_app
@@ -66,6 +67,36 @@ def test_introspection_can_be_switched_off(rest_api):
     assert create_app(make_settings(rest_api)).test_client().post("/graphql", json=query).json["data"]
     closed = create_app(make_settings(rest_api, introspection=False)).test_client().post("/graphql", json=query)
     assert closed.json["errors"]
+
+
+SUGGESTED = [
+    "{ getEmploye(id: 1) { id } }",
+    "{ getEmployee(id: 1) { salar } }",
+    '{ getEmployees(filter: {departmen: "x"}) { id } }',
+    "mutation { createEmploye { id } }",
+    "query { getEmployee(id: 1) { ... on Employe { id } } }",
+    "{ getEmployee(id: 1, idd: 2) { id } }",
+]
+
+
+@pytest.mark.parametrize("query", SUGGESTED)
+def test_with_introspection_off_errors_suggest_no_names(rest_api, query):
+    """Found from outside: "Did you mean 'salary'?" told the names introspection hides."""
+    opened = create_app(make_settings(rest_api)).test_client().post("/graphql", json={"query": query}).json
+    assert "Did you mean" in opened["errors"][0]["message"]  # with introspection on, the hint helps
+    closed = create_app(make_settings(rest_api, introspection=False)).test_client()
+    answer = closed.post("/graphql", json={"query": query}).json
+    assert answer["errors"]
+    for error in answer["errors"]:
+        assert "Did you mean" not in error["message"] and error["message"].strip()
+    assert not any(name in str(answer) for name in ("salary", "department", "getEmployees", "createEmployee"))
+
+
+def test_with_introspection_off_a_variable_suggests_no_field(rest_api):
+    closed = create_app(make_settings(rest_api, introspection=False)).test_client()
+    query = "query($f: EmployeeFilter) { getEmployees(filter: $f) { id } }"
+    answer = closed.post("/graphql", json={"query": query, "variables": {"f": {"departmen": "x"}}}).json
+    assert answer["errors"] and "Did you mean" not in str(answer) and "'department'" not in str(answer)
 
 
 def test_explorer_health_ready_and_metrics(app, gql):

@@ -61,6 +61,7 @@ def test_the_shared_gunicorn_settings_load_neither_service():
         ("http_body", {"flask", "gunicorn"}),
         ("http_headers", {"flask"}),
         ("http_methods", {"flask"}),
+        ("http_paths", {"flask"}),
     ],
 )
 def test_the_small_shared_packages_load_no_service_and_no_pipeline(package, uses):
