@@ -50,7 +50,8 @@ class BaseBBackend:
     alters_by_copy = False  # whether a migration alters a table by copying it (Alembic's batch mode)
     insert: Callable  # the dialect's INSERT, the one with ON CONFLICT
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+        """`lock_timeout`: the longest a statement waits for a lock another session holds."""
         raise NotImplementedError
 
     def begin_write(self, conn: Connection):
@@ -103,8 +104,14 @@ class PostgresBaseB(BaseBBackend):
     name = "postgresql"
     insert = staticmethod(postgresql.insert)
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
-        return create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True)
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+        # Past it PostgreSQL raises 55P03, a 503 with Retry-After. Without it a row lock held elsewhere
+        # (an operator's SELECT ... FOR UPDATE, a long transaction) held every request that met it, and
+        # with them every gunicorn thread: /health stopped answering, and no client got a 503.
+        options = f"-c lock_timeout={round(lock_timeout * 1000)}"
+        return create_engine(
+            url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True, connect_args={"options": options}
+        )
 
     def tune_merge(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
@@ -158,7 +165,8 @@ class SQLiteBaseB(BaseBBackend):
     alters_by_copy = True
     insert = staticmethod(sqlite.insert)
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float) -> Engine:
+    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+        # SQLite's one lock is the database's write lock: its busy timeout (30 s) waits for it.
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 def make_engine(settings: ApiSettings) -> Engine:
     """An engine for Base B with settings fit for the backend."""
     url = settings.database_url
-    return backend_for_url(url).make_engine(url, settings.db_pool_size, settings.db_pool_timeout)
+    return backend_for_url(url).make_engine(
+        url, settings.db_pool_size, settings.db_pool_timeout, settings.db_lock_timeout
+    )
 
 
 def begin_write(conn: Connection):

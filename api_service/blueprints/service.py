@@ -71,10 +71,12 @@ def ready():
         if _last_unready.get("reason") != reason:
             current_app.logger.warning("not ready: Base B is not reachable: %s", reason)
             _last_unready["reason"] = reason
-        raise Problem(503, f"Base B is not reachable: {type(exc).__name__} (the API's log says why)") from None
+        detail = f"Base B is not reachable: {type(exc).__name__} (the API's log says why)"
+        raise Problem(503, detail, headers={"Retry-After": "1"}) from None
     _last_unready.clear()
     if revision != migrate.head_revision():
-        raise Problem(503, f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations")
+        detail = f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations"
+        raise Problem(503, detail, headers={"Retry-After": "30"})  # as a request meeting the old schema is told
     return json_response({"status": "ready"})
 
 

@@ -3,10 +3,13 @@ deterministic failure is a 4xx when the request caused it, else a 500 that says 
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import create_engine, text
 
-from api_service import create_app
+from api_service import create_app, migrate
 from api_service.db import get_connection
 from tests.api.conftest import AUTH, make_settings
 
@@ -90,6 +93,35 @@ def test_a_lock_wait_that_times_out_is_a_503_with_retry_after(probe_app, databas
 
 
 RECORD = {"source_id": 1, "source_updated_at": "2024-01-01T00:00:00Z", "title": "t"}
+
+
+def test_a_row_lock_held_elsewhere_is_a_503_after_the_lock_timeout_not_a_wait_without_end(postgres_database):
+    """Found from outside: a row held by another session's SELECT ... FOR UPDATE held every bulk
+    request that met it (and with them every gunicorn thread, /health too) until it was released,
+    with no 503: nothing set PostgreSQL's lock_timeout."""
+    migrate.upgrade(postgres_database)
+    app = create_app(make_settings(postgres_database, db_lock_timeout=0.5))
+    client = app.test_client()
+    assert client.post("/articles/bulk", json=[RECORD], headers=AUTH).status_code == 200
+    holder = create_engine(postgres_database)
+    held = holder.raw_connection()
+    held.cursor().execute("SELECT * FROM articles WHERE source_id = 1 FOR UPDATE")
+    release = threading.Timer(8, held.rollback)  # without a lock timeout the request waits until then
+    release.start()
+    newer = {**RECORD, "source_updated_at": "2024-01-02T00:00:00Z", "title": "newer"}
+    started = time.monotonic()
+    response = client.post("/articles/bulk", json=[newer], headers=AUTH)
+    waited = time.monotonic() - started
+    release.cancel()
+    held.rollback()
+    held.close()
+    holder.dispose()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1", response.data
+    assert waited < 5, waited
+    assert client.post("/articles/bulk", json=[newer], headers=AUTH).json["updated"] == 1  # once it is free
+    with app.extensions["base_b_engine"].begin() as conn:
+        conn.execute(text("DELETE FROM articles"))
+    app.extensions["base_b_engine"].dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -28,6 +28,7 @@ def test_not_ready_when_base_b_is_unreachable():
     app = create_app(make_settings(url))
     response = app.test_client().get("/ready")
     assert response.status_code == 503 and "not reachable" in response.json["detail"]
+    assert response.headers["Retry-After"] == "1"  # as the document says (found from outside: none was sent)
     assert app.test_client().get("/health").status_code == 200
 
 
@@ -46,6 +47,7 @@ def test_not_ready_before_the_migrations(tmp_path):
     app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.sqlite"))
     response = app.test_client().get("/ready")
     assert response.status_code == 503 and "run the migrations" in response.json["detail"]
+    assert response.headers["Retry-After"] == "30"
     migrate.upgrade(f"sqlite:///{tmp_path}/empty.sqlite")
     assert app.test_client().get("/ready").status_code == 200
     app.extensions["base_b_engine"].dispose()
