@@ -94,7 +94,11 @@ class _DeadlineTimeout(Timeout):
 def _retries(deadline: float | None) -> _DeadlineRetry:
     # Reads are retried on a failed connection or read and on 502/503/504; a write only when its
     # connection failed (urllib3 retries that for every method: nothing was sent).
-    retry = _DeadlineRetry(total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504})
+    # Retries spent on 5xx answers end with the last answer (raise_on_status off), counted by its status:
+    # urllib3's own error for them was counted as "unreachable" when the API had answered 503.
+    retry = _DeadlineRetry(
+        total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504}, raise_on_status=False
+    )
     retry.deadline = deadline
     return retry
 

@@ -80,9 +80,12 @@ def test_no_content_is_none_and_errors_carry_status_and_detail(stub_api):
 def test_only_reads_are_retried_and_an_exhausted_retry_is_unavailable(stub_api):
     base, seen = stub_api
     client = RestClient(GraphQLSettings(rest_api_url=base))
+    observed = []
+    client.observe = lambda method, status: observed.append((method, status))
     with pytest.raises(RestError) as read:
         client.request("GET", "/status/503")
-    assert read.value.status == 0 and len(seen) == 3
+    # The last answer's status, counted as such (found from outside: counted as "unreachable").
+    assert read.value.status == 503 and len(seen) == 3 and observed == [("GET", "503")]
     with pytest.raises(RestError) as write:
         client.request("POST", "/status/503", json={})
     assert write.value.status == 503 and len(seen) == 4
