@@ -115,6 +115,7 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     backend = backend_named(hook.conn_type)
     with contextlib.ExitStack() as cleanup:
         engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
+        backend.check_sessions(engine)
         cleanup.callback(engine.dispose)
         absent = backend.absent(engine)
         if absent:

@@ -41,6 +41,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType, TypeEngine
 
+from base_sync import mysql_session
 from base_sync.errors import ConfigurationError
 from baseab_contract.version_digest import mysql_pair_hash
 
@@ -67,6 +68,10 @@ class BaseABackend:
 
     def make_engine(self, url: str) -> Engine:
         raise NotImplementedError
+
+    def check_sessions(self, engine: Engine) -> None:
+        """Make each new session of an engine made elsewhere (an Airflow hook's) check what the
+        backend's sessions need, failing at once when the server or driver did not give it."""
 
     def touch_default(self) -> str:
         """The server default of `updated_at`."""
@@ -244,10 +249,13 @@ class MySQLBaseA(BaseABackend):
     # Sessions read in UTC, and CHAR values as the binlog holds them (the events path): a server whose
     # default mode pads them (PAD_CHAR_TO_FULL_LENGTH) would make the two paths write different text.
     # A server that accepts the connection but never answers fails it after connect_timeout seconds.
+    # The character set is the driver's argument: it wins over an extra's or a URL's `charset` (these
+    # arguments are applied after the URL's), and over the server's init_connect (run before it).
     session_connect_args = {
         "init_command": "SET time_zone = '+00:00', sql_mode = TRIM(BOTH ',' FROM "
         "REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',PAD_CHAR_TO_FULL_LENGTH,', ','))",
         "connect_timeout": 10,
+        "charset": mysql_session.CHARSET,
     }
     # The server's error codes that no retry cures: https://mariadb.com/kb/en/mariadb-error-codes/
     REFUSALS = {
@@ -260,7 +268,14 @@ class MySQLBaseA(BaseABackend):
     }
 
     def make_engine(self, url: str) -> Engine:
-        return create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
+        self.check_sessions(engine)
+        return engine
+
+    def check_sessions(self, engine: Engine) -> None:
+        event.listen(
+            engine, "connect", lambda dbapi_connection, _record: mysql_session.require_utf8mb4(dbapi_connection)
+        )
 
     def touch_default(self) -> str:
         return f"{self.now_sql} ON UPDATE {self.now_sql}"

@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from base_sync import airflow_tasks
+from base_sync import airflow_tasks, sync
 from base_sync.errors import ApiRefused, ConfigurationError
 from base_sync.settings import SyncSettings
-from base_sync.source import source_engine
+from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
+from base_sync.state import MemoryStateStore
 from testbed.servers import free_port
+from tests.sync.conftest import synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
 
@@ -193,3 +195,35 @@ def test_an_https_connection_reaches_the_api_over_https(connections, monkeypatch
     assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "https://api.example.net:8443"
     monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", "http://:secret@api.example.net:8080")
     assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "http://api.example.net:8080"
+
+
+# Text no single-byte or three-byte character set holds: 4-byte emoji and CJK, Polish and Greek letters.
+WIDE = {"last_name": "Lee 😀 Ω", "position": "Łukasz 中文 🚀"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"charset": "utf8"}, {"charset": "latin1"}, "?charset=utf8"],
+    ids=["extra-utf8", "extra-latin1", "uri-utf8"],
+)
+def test_text_reaches_base_b_whole_whatever_charset_the_connection_asks_for(
+    connections, monkeypatch, base_a_url, base_b, extra
+):
+    """The provider passes an extra `charset` to the driver: utf8 (MySQL's utf8mb3) or latin1 made every
+    emoji, and latin1 every Polish or Chinese letter, '?' in Base B, and verification passed."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        employee = {"first_name": "Ann", "email": "ann@example.com", "department": None, "salary": None, **WIDE}
+        conn.execute(BaseA(engine).table("employees").insert(), employee)
+    engine.dispose()
+    if isinstance(extra, dict):
+        connections(base_a={"extra": extra})
+    else:
+        url = make_url(base_a_url)
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_A", f"mysql://{url.username}@{url.host}:{url.port}/{url.database}{extra}")
+    settings = SyncSettings()
+    with airflow_tasks._connected(settings, "employees") as (base_a, api):
+        report = sync.load("employees", base_a, api, MemoryStateStore(), settings, False)
+        sync.verify("employees", base_a, api, report, settings)
+    (row,) = synced_rows(base_b.database_url, "employees").values()
+    assert (row[2], row[5]) == (WIDE["last_name"], WIDE["position"])
