@@ -246,14 +246,13 @@ class MySQLBaseA(BaseABackend):
     local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
     flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
-    # Sessions read in UTC, and CHAR values as the binlog holds them (the events path): a server whose
-    # default mode pads them (PAD_CHAR_TO_FULL_LENGTH) would make the two paths write different text.
+    # Sessions read in UTC, in one sql_mode whatever the server's (`mysql_session`): the SQL a mapping
+    # renders means the same on every server, and CHAR values are read as the binlog holds them.
     # A server that accepts the connection but never answers fails it after connect_timeout seconds.
     # The character set is the driver's argument: it wins over an extra's or a URL's `charset` (these
     # arguments are applied after the URL's), and over the server's init_connect (run before it).
     session_connect_args = {
-        "init_command": "SET time_zone = '+00:00', sql_mode = TRIM(BOTH ',' FROM "
-        "REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',PAD_CHAR_TO_FULL_LENGTH,', ','))",
+        "init_command": mysql_session.init_command(),
         "connect_timeout": 10,
         "charset": mysql_session.CHARSET,
     }

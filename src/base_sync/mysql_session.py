@@ -1,5 +1,5 @@
 """What every MySQL/MariaDB session of the sync is, whatever the server's defaults or the connection's
-extras say (`backends.MySQLBaseA` applies it)."""
+extras say (`backends.MySQLBaseA` applies it): utf8mb4, UTC, one known sql_mode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ from base_sync.errors import ConfigurationError
 # the driver, which applies it after the server's init_connect and the session's init_command, and
 # decodes the results with it.
 CHARSET = "utf8mb4"
+# MariaDB's default less NO_AUTO_CREATE_USER (MySQL 8 refuses it), whose modes change no SELECT. The
+# server's own would change what the SQL a mapping renders means: ORACLE or EMPTY_STRING_IS_NULL
+# make TRIM('   ') NULL (a `default` then replaced it, on the batch path only), PAD_CHAR_TO_FULL_LENGTH
+# pads CHAR values, ANSI_QUOTES, PIPES_AS_CONCAT and NO_BACKSLASH_ESCAPES change a filter's text.
+SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
+
+
+def init_command() -> str:
+    """The statement the driver runs at login, after the server's init_connect: the session's zone
+    (the sync reads and writes UTC) and sql_mode."""
+    return f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'"
 
 
 def require_utf8mb4(dbapi_connection) -> None:

@@ -640,3 +640,23 @@ def test_a_char_column_is_read_unpadded_whatever_sql_mode_base_a_runs_by_default
     first, second = batch.values()
     assert (first["position"], first["department"], first["last_name"]) == ("Alpha", "AB", "anna AB")
     assert second["department"] == ""
+
+
+def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
+    """Under a server's sql_mode=ORACLE MariaDB's TRIM gives NULL for what trims to nothing: `trim:
+    true, default: "n/a"` made '' and '   ' 'n/a' on the batch path, '' on the events path (Python's
+    strip). The batch's sessions run in one sql_mode, not the server's."""
+    fields = {"position": {"column": "name", "trim": True, "default": "n/a"}}
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
+        conn.execute(text("SET GLOBAL sql_mode = 'ORACLE'"))
+    try:
+        batch, events = relayed.both_paths(fields, [{"name": "   "}, {"name": ""}])
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
+        admin.dispose()
+        relayed.engine.dispose()
+    assert events == batch
+    assert [record["position"] for record in batch.values()] == ["", ""]
