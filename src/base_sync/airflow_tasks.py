@@ -114,7 +114,8 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
     with contextlib.ExitStack() as cleanup:
-        engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
+        connect_args = backend.session_connect_args(settings.api_timeout)
+        engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": connect_args})
         backend.check_sessions(engine)
         cleanup.callback(engine.dispose)
         absent = backend.absent(engine)

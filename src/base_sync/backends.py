@@ -43,6 +43,7 @@ from sqlalchemy.types import NullType, TypeEngine
 
 from base_sync import mysql_session
 from base_sync.errors import ConfigurationError
+from base_sync.settings import API_TIMEOUT
 from baseab_contract.version_digest import mysql_pair_hash
 
 # Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
@@ -64,9 +65,13 @@ class BaseABackend:
     local_stamp_type: TypeEngine | type[TypeEngine] = DateTime
     flag_type: TypeEngine | type[TypeEngine] = Integer
     triggers_query: str  # the names of the database's triggers
-    session_connect_args: dict = {}  # what every session needs, whoever makes the engine (Airflow's hooks too)
 
-    def make_engine(self, url: str) -> Engine:
+    def session_connect_args(self, api_timeout: float = API_TIMEOUT) -> dict:
+        """What every session needs, whoever makes the engine (Airflow's hooks too): its driver's
+        arguments. `api_timeout`: the sync's per request, which a streaming read may wait on."""
+        return {}
+
+    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
         raise NotImplementedError
 
     def check_sessions(self, engine: Engine) -> None:
@@ -246,16 +251,19 @@ class MySQLBaseA(BaseABackend):
     local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
     flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
-    # Sessions read in UTC, in one sql_mode whatever the server's (`mysql_session`): the SQL a mapping
-    # renders means the same on every server, and CHAR values are read as the binlog holds them.
-    # A server that accepts the connection but never answers fails it after connect_timeout seconds.
-    # The character set is the driver's argument: it wins over an extra's or a URL's `charset` (these
-    # arguments are applied after the URL's), and over the server's init_connect (run before it).
-    session_connect_args = {
-        "init_command": mysql_session.init_command(),
-        "connect_timeout": 10,
-        "charset": mysql_session.CHARSET,
-    }
+
+    def session_connect_args(self, api_timeout: float = API_TIMEOUT) -> dict:
+        # Sessions read in UTC, in one sql_mode whatever the server's (`mysql_session`): the SQL a mapping
+        # renders means the same on every server, and CHAR values are read as the binlog holds them.
+        # A server that accepts the connection but never answers fails it after connect_timeout seconds.
+        # The character set is the driver's argument: it wins over an extra's or a URL's `charset` (these
+        # arguments are applied after the URL's), and over the server's init_connect (run before it).
+        return {
+            "init_command": mysql_session.init_command(mysql_session.idle_seconds(api_timeout)),
+            "connect_timeout": 10,
+            "charset": mysql_session.CHARSET,
+        }
+
     # The server's error codes that no retry cures: https://mariadb.com/kb/en/mariadb-error-codes/
     REFUSALS = {
         1044: "the account may not use this database",
@@ -266,8 +274,8 @@ class MySQLBaseA(BaseABackend):
         2005: "the host name is unknown",
     }
 
-    def make_engine(self, url: str) -> Engine:
-        engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
+    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
+        engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args(api_timeout))
         self.check_sessions(engine)
         return engine
 
@@ -450,7 +458,7 @@ class SQLiteBaseA(BaseABackend):
             return f"there is no database file {path}"
         return None
 
-    def make_engine(self, url: str) -> Engine:
+    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

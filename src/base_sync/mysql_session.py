@@ -4,6 +4,7 @@ extras say (`backends.MySQLBaseA` applies it): utf8mb4, UTC, one known sql_mode.
 from __future__ import annotations
 
 from base_sync.errors import ConfigurationError
+from base_sync.settings import longest_api_call_seconds
 
 # The only character set that holds all of Unicode: any other replaces what it lacks (an emoji in
 # utf8mb3, a 'Ł' in latin1) with '?', silently, and the sync would write the '?' to Base B. Given to
@@ -18,10 +19,19 @@ SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTIO
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
 
 
-def init_command() -> str:
+def init_command(idle_seconds: int) -> str:
     """The statement the driver runs at login, after the server's init_connect: the session's zone
-    (the sync reads and writes UTC) and sql_mode."""
-    return f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}'"
+    (the sync reads and writes UTC), sql_mode, and how long it may wait on its reader: a streaming
+    read waits while its consumer pushes to the API, and the server's defaults would end it first
+    (net_write_timeout, 60 s: the result cut, 2013; wait_timeout: the connection dropped, 2006)."""
+    seconds = int(idle_seconds)
+    return f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}', net_write_timeout = {seconds}, wait_timeout = {seconds}"
+
+
+def idle_seconds(api_timeout: float) -> int:
+    """How long a read's session waits on its consumer at most: one API call with all its retries
+    (the reader waits for the oldest push in flight), and a minute more."""
+    return longest_api_call_seconds(api_timeout) + 60
 
 
 def require_utf8mb4(dbapi_connection) -> None:

@@ -5,12 +5,13 @@ init_connect for those), a real sync through the API."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import MySQLdb
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, literal_column, select, text
 
 from base_sync import sync
 from base_sync.errors import ConfigurationError
@@ -87,5 +88,72 @@ def test_a_session_that_does_not_read_utf8mb4_fails_naming_the_cause(reader_url)
             conn.execute(text("SET NAMES latin1"))
             with pytest.raises(ConfigurationError, match="character_set_results=latin1"):
                 require_utf8mb4(raw)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def server_globals(private_mariadb_port) -> Iterator:
+    """Set the private server's globals for a test; put back after it."""
+    changed: list[str] = []
+
+    def set_global(name: str, value: int) -> None:
+        changed.append(name)
+        admin(private_mariadb_port, f"SET GLOBAL {name} = {value}")
+
+    yield set_global
+    admin(private_mariadb_port, *(f"SET GLOBAL {name} = DEFAULT" for name in changed))
+
+
+def wide_rows(rows: int):
+    """A read of `rows` rows of 5,000 bytes: 20,000 outgrow the sockets' buffers, so the server
+    writing them waits for its reader."""
+    return select(literal_column("seq"), func.repeat("x", 5000)).select_from(text(f"seq_1_to_{rows}"))
+
+
+def test_a_read_outlasts_a_push_longer_than_the_servers_net_write_timeout(reader_url, server_globals):
+    """The default net_write_timeout (60 s) is shorter than the sync's API timeout (120 s): a push of
+    70 s cut the server-side cursor it was reading (2013 'Lost connection to server during query')."""
+    server_globals("net_write_timeout", 2)
+    engine = source_engine(reader_url)
+    try:
+        chunks = BaseA(engine)._stream(wide_rows(20_000), 100)
+        read = len(next(chunks))
+        time.sleep(4)  # a push: the server waits to write the rest
+        read += sum(len(chunk) for chunk in chunks)
+    finally:
+        engine.dispose()
+    assert read == 20_000
+
+
+def test_a_read_outlasts_pushes_longer_than_the_servers_wait_timeout(reader_url, server_globals):
+    """The last pushes after the last row read took longer than Base A's wait_timeout: the server
+    dropped the connection, and its ROLLBACK failed a load that had read and written every row
+    (2006 'Server has gone away'), retried as transient, failing the same way every run."""
+    server_globals("wait_timeout", 2)
+    engine = source_engine(reader_url)
+    try:
+        chunks = BaseA(engine)._stream(wide_rows(10), 10)
+        read = len(next(chunks))  # every row: the result is read to its end
+        time.sleep(4)  # the last pushes
+        read += sum(len(chunk) for chunk in chunks)
+        with engine.connect() as conn:  # the pool's connection is good for the next read
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+    assert read == 10
+
+
+def test_a_read_whose_connection_was_dropped_after_its_last_row_ends_without_an_error(private_mariadb_port, reader_url):
+    """Whatever drops the idle connection after the last row (a restart, a proxy, a shorter
+    wait_timeout set later): every row was read, so ending the read fails nothing."""
+    engine = source_engine(reader_url)
+    try:
+        with engine.connect() as conn:  # the pool's one connection, which the read takes next
+            session = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+        chunks = BaseA(engine)._stream(wide_rows(10), 10)
+        assert len(next(chunks)) == 10
+        admin(private_mariadb_port, f"KILL CONNECTION {session}")
+        assert list(chunks) == []
     finally:
         engine.dispose()
