@@ -235,6 +235,12 @@ _MYSQL_FAMILIES = {
 }
 
 
+def _error_code(error: DBAPIError) -> int | None:
+    """The server's error number of a MySQL driver's error (its first argument)."""
+    args = getattr(error.orig, "args", ())
+    return args[0] if args else None
+
+
 def _utc_text(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -289,13 +295,21 @@ class MySQLBaseA(BaseABackend):
 
     PRIVILEGES = (1044, 1142, 1143)  # of REFUSALS, those a session already let in can meet
 
+    # Limits Base A's owners set, which cut the same statement however often it is tried.
+    LIMITS = {
+        1969: "a statement ran past max_statement_time (the account's MAX_STATEMENT_TIME, or the server's "
+        "max_statement_time) and was killed: every retry runs as long. The sync does not override another "
+        "team's limit: ask Base A's owners to lift it for this account (ALTER USER ... WITH MAX_STATEMENT_TIME 0) "
+        "or to raise it above the longest read (a first load's extract streams the whole table in one statement)",
+    }
+
     def refusal(self, error: DBAPIError) -> str | None:
-        args = getattr(error.orig, "args", ())
-        return self.REFUSALS.get(args[0]) if args else None
+        code = _error_code(error)
+        return self.REFUSALS.get(code) or self.LIMITS.get(code)
 
     def denied(self, error: DBAPIError) -> str | None:
-        args = getattr(error.orig, "args", ())
-        return self.REFUSALS[args[0]] if args and args[0] in self.PRIVILEGES else None
+        code = _error_code(error)
+        return self.REFUSALS[code] if code in self.PRIVILEGES else self.LIMITS.get(code)
 
     def clock(self):
         return func.utc_timestamp(6)

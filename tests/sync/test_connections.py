@@ -227,3 +227,27 @@ def test_text_reaches_base_b_whole_whatever_charset_the_connection_asks_for(
         sync.verify("employees", base_a, api, report, settings)
     (row,) = synced_rows(base_b.database_url, "employees").values()
     assert (row[2], row[5]) == (WIDE["last_name"], WIDE["position"])
+
+
+@pytest.fixture
+def limited_account(connections, base_a_url) -> Iterator[None]:
+    """An account its owners created WITH MAX_STATEMENT_TIME (MariaDB's per-account limit)."""
+    admin = source_engine(base_a_url)
+    database, user = make_url(base_a_url).database, f"limited_{free_port()}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' WITH MAX_STATEMENT_TIME 0.5")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    connections(base_a={"login": user})
+    yield
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+def test_a_statement_killed_at_the_accounts_max_statement_time_fails_without_a_retry(limited_account):
+    """Error 1969 was retried as transient, though every retry runs as long: the reason names the
+    limit and what to ask for (the sync leaves the other team's limit as it is)."""
+    with pytest.raises(ConfigurationError, match="max_statement_time.*MAX_STATEMENT_TIME 0"):
+        with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
+            with base_a.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT SLEEP(2)")  # what a long extract meets
