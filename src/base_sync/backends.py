@@ -149,6 +149,11 @@ class BaseABackend:
         view, so the relay publishes none of a view's changes."""
         return frozenset()
 
+    def spelled_tables(self, conn: Connection, tables: list[str]) -> dict[str, str]:
+        """Of `tables` (names `live_columns` did not find), those the database holds under a name that
+        differs in case only, which the server tells apart: {the mapping's name: the database's}."""
+        return {}
+
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
         there may still exist)."""
@@ -358,29 +363,31 @@ class MySQLBaseA(BaseABackend):
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         # information_schema.triggers lists a trigger only to an account holding the TRIGGER
         # privilege on its table (globally, on the database or on the table): a SELECT-only one sees none.
+        names = _TableNames(conn, [table])
         held = conn.execute(
             text(
                 "SELECT 1 FROM information_schema.user_privileges WHERE privilege_type = 'TRIGGER' "
                 "UNION ALL SELECT 1 FROM information_schema.schema_privileges "
                 "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() "
                 "UNION ALL SELECT 1 FROM information_schema.table_privileges "
-                "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() AND table_name = :table"
-            ),
-            {"table": table},
+                f"WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() AND {names.column} IN :tables"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": names.keys},
         ).first()
         return held is not None
 
     def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
         if not tables:
             return {}
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name, column_name, column_type, is_nullable, character_set_name, data_type, "
                 "column_default, extra "
-                "FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name IN :tables "
+                f"FROM information_schema.columns WHERE table_schema = DATABASE() AND {names.column} IN :tables "
                 "ORDER BY table_name, ordinal_position"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
         found: dict[str, list[LiveColumn]] = {}
         for table_name, name, type_text, nullable, text_charset, data_type, default, extra in rows:
@@ -388,7 +395,8 @@ class MySQLBaseA(BaseABackend):
             # `extra` holds "on update current_timestamp()" (MySQL: after "DEFAULT_GENERATED").
             on_update = (extra or "").lower().partition("on update")[2] or None
             column = LiveColumn(name, type_text.upper(), nullable == "YES", charset, _clocked(default, on_update))
-            found.setdefault(table_name, []).append(column)
+            for asked in names.asked(table_name):
+                found.setdefault(asked, []).append(column)
         return {t: found[t] for t in tables if t in found}
 
     def server_clock(self, conn: Connection, instants: list[datetime]) -> ServerClock | None:
@@ -409,30 +417,66 @@ class MySQLBaseA(BaseABackend):
     def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
         if not tables:
             return {}
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name, MAX(column_name) FROM information_schema.statistics "
-                "WHERE table_schema = DATABASE() AND table_name IN :tables AND non_unique = 0 "
+                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND non_unique = 0 "
                 "GROUP BY table_name, index_name HAVING COUNT(*) = 1"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
         found: dict[str, set[str]] = {}
         for table_name, column in rows:
-            found.setdefault(table_name, set()).add(column)
+            for asked in names.asked(table_name):
+                found.setdefault(asked, set()).add(column)
         return {t: frozenset(found.get(t, ())) for t in tables}
 
     def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
         if not tables:
             return frozenset()
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name IN :tables AND table_type = 'VIEW'"
+                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND table_type = 'VIEW'"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
-        return frozenset(name for (name,) in rows)
+        return frozenset(asked for (name,) in rows for asked in names.asked(name))
+
+    def spelled_tables(self, conn: Connection, tables: list[str]) -> dict[str, str]:
+        if not tables or _TableNames(conn, tables).folded:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND LOWER(table_name) IN :tables"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": sorted({t.lower() for t in tables})},
+        )
+        held = [name for (name,) in rows]
+        return {t: name for t in tables for name in held if name.lower() == t.lower() and name != t}
+
+
+class _TableNames:
+    """The tables a mapping names, matched in information_schema as the server matches table names in
+    SQL: without case where lower_case_table_names is 1 or 2 (it stores, or looks up, names in lower
+    case: `Personal` reads the table created as `Personal`, which the catalogue may list as
+    `personal`), with it where it is 0."""
+
+    def __init__(self, conn: Connection, tables: list[str]):
+        self.folded = bool(conn.execute(text("SELECT @@lower_case_table_names")).scalar_one())
+        self.tables = list(tables)
+        self.column = "LOWER(table_name)" if self.folded else "table_name"  # the catalogue's, compared
+        self.keys = sorted({self._key(t) for t in self.tables})  # the mapping's names, compared
+
+    def _key(self, name: str) -> str:
+        return name.lower() if self.folded else name
+
+    def asked(self, listed: str) -> list[str]:
+        """The mapping's names of the table the catalogue lists as `listed`."""
+        return [t for t in self.tables if self._key(t) == self._key(listed)]
 
 
 class SQLiteBaseA(BaseABackend):

@@ -158,6 +158,14 @@ def private_mariadb_port(tmp_path_factory) -> Iterator[int]:
         yield port
 
 
+@pytest.fixture(scope="module")
+def folding_mariadb_port(tmp_path_factory) -> Iterator[int]:
+    """A MariaDB that stores table names in lower case and compares them so (lower_case_table_names=1,
+    as on Windows and many managed servers)."""
+    with private_mariadb(tmp_path_factory.mktemp("mariadb"), "--lower-case-table-names=1") as port:
+        yield port
+
+
 def server_database(port: int, name: str) -> str:
     """A new utf8mb4 database (an earlier test's of the name dropped) on a private MariaDB (whose
     default is latin1); its root URL."""
