@@ -34,14 +34,14 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType, TypeEngine
 
-from base_sync import mysql_session
+from base_sync import mysql_connection, mysql_session
 from base_sync.errors import ConfigurationError
 from base_sync.settings import API_TIMEOUT
 from baseab_contract.version_digest import mysql_pair_hash
@@ -74,9 +74,9 @@ class BaseABackend:
     def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
         raise NotImplementedError
 
-    def check_sessions(self, engine: Engine) -> None:
-        """Make each new session of an engine made elsewhere (an Airflow hook's) check what the
-        backend's sessions need, failing at once when the server or driver did not give it."""
+    def engine_of_connection(self, connection, hook, api_timeout: float = API_TIMEOUT) -> Engine:
+        """The engine of an Airflow connection of this kind (`hook`: its provider's hook)."""
+        return hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": self.session_connect_args(api_timeout)})
 
     def touch_default(self) -> str:
         """The server default of `updated_at`."""
@@ -285,15 +285,18 @@ class MySQLBaseA(BaseABackend):
         2005: "the host name is unknown",
     }
 
-    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
+    def make_engine(self, url: str | URL, api_timeout: float = API_TIMEOUT) -> Engine:
         engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args(api_timeout))
-        self.check_sessions(engine)
+
+        @event.listens_for(engine, "connect")
+        def _utf8mb4(dbapi_connection, _record):
+            mysql_session.require_utf8mb4(dbapi_connection)
+
         return engine
 
-    def check_sessions(self, engine: Engine) -> None:
-        event.listen(
-            engine, "connect", lambda dbapi_connection, _record: mysql_session.require_utf8mb4(dbapi_connection)
-        )
+    def engine_of_connection(self, connection, hook, api_timeout: float = API_TIMEOUT) -> Engine:
+        # From the connection's fields, not the hook's URI (`mysql_connection`).
+        return self.make_engine(mysql_connection.url_of(connection), api_timeout)
 
     def touch_default(self) -> str:
         return f"{self.now_sql} ON UPDATE {self.now_sql}"

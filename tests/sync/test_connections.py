@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -251,3 +251,54 @@ def test_a_statement_killed_at_the_accounts_max_statement_time_fails_without_a_r
         with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
             with base_a.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT SLEEP(2)")  # what a long extract meets
+
+
+@pytest.fixture
+def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
+    """An account whose password holds a space (and what a URI must escape); (login, password)."""
+    admin = source_engine(base_a_url)
+    database, user, password = make_url(base_a_url).database, f"spaced_{free_port()}", "two words+/@:%"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password.replace('%', '%%')}'")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    yield user, password
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_a_password_with_a_space_signs_in(connections, monkeypatch, base_a_url, spaced_password, form):
+    """The provider's get_uri wrote the space as '+' (quote_plus), which SQLAlchemy reads as a '+':
+    Base A refused the right password as wrong (1045), in either form of the connection."""
+    user, password = spaced_password
+    connections(base_a={"login": user, "password": password})
+    if form == "uri":
+        url = make_url(base_a_url)
+        escaped = quote(password, safe="")
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_A", f"mysql://{user}:{escaped}@{url.host}:{url.port}/{url.database}")
+    connect()
+
+
+def test_an_extra_only_the_hook_reads_does_not_reach_the_driver(connections):
+    """The provider's documented {"cursor": "sscursor"} reached MySQLdb.connect(), which refused it
+    (TypeError: 'cursor' is an invalid keyword argument), and the task retried."""
+    connections(base_a={"extra": {"cursor": "sscursor"}})
+    connect()
+
+
+def test_an_extra_the_sync_cannot_honour_fails_naming_it(connections):
+    connections(base_a={"extra": {"iam": True}})
+    with pytest.raises(ConfigurationError, match="extra 'iam': AWS IAM sign-in"):
+        connect()
+
+
+def test_the_hooks_ssl_extra_becomes_the_drivers_ssl_arguments():
+    from airflow.sdk import Connection
+
+    from base_sync.mysql_connection import url_of
+
+    given = Connection(
+        conn_id="a", conn_type="mysql", host="db", extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"})
+    )
+    assert dict(url_of(given).query) == {"ssl_ca": "/ca.pem", "ssl_mode": "REQUIRED"}
