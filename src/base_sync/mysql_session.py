@@ -12,9 +12,9 @@ from base_sync.settings import longest_api_call_seconds
 # decodes the results with it.
 CHARSET = "utf8mb4"
 # MariaDB's default less NO_AUTO_CREATE_USER (MySQL 8 refuses it), whose modes change no SELECT. The
-# server's own would change what the SQL a mapping renders means: ORACLE or EMPTY_STRING_IS_NULL
-# make TRIM('   ') NULL (a `default` then replaced it, on the batch path only), PAD_CHAR_TO_FULL_LENGTH
-# pads CHAR values, ANSI_QUOTES, PIPES_AS_CONCAT and NO_BACKSLASH_ESCAPES change a filter's text.
+# server's own would change what the SQL a mapping renders means: ORACLE makes TRIM('   ') NULL (a
+# `default` then replaced it, on the batch path only), PAD_CHAR_TO_FULL_LENGTH pads CHAR values,
+# ANSI_QUOTES, PIPES_AS_CONCAT and NO_BACKSLASH_ESCAPES change a filter's text.
 SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
 
