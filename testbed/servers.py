@@ -213,8 +213,26 @@ def binlog_mariadb(data_dir: Path):
     The machine's MariaDB keeps its binlog off and cannot turn it on without a restart, so the
     relay's tests get a server of their own, from the same binaries.
     """
-    mariadbd = require_program(MARIADBD, "the relay tests need MariaDB's server binaries")
+    binlog = [
+        f"--log-bin={data_dir / 'data' / 'binlog'}",
+        "--binlog-format=ROW",
+        "--binlog-row-image=FULL",
+        "--binlog-row-metadata=FULL",
+        "--server-id=1",
+    ]
+    with private_mariadb(data_dir, *binlog) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def private_mariadb(data_dir: Path, *options: str):
+    """A private MariaDB started with extra server `options` (those only a start sets, such as
+    --lower-case-table-names, or globals a test changes) on a free port; yields the port. Its root
+    has no password."""
+    mariadbd = require_program(MARIADBD, "these tests need MariaDB's server binaries")
     datadir = data_dir / "data"
+    # lower_case_table_names must be the same when the data directory is made as when it is used.
+    made_with = [o for o in options if o.startswith("--lower-case-table-names")]
     subprocess.run(
         [
             "mariadb-install-db",
@@ -223,6 +241,7 @@ def binlog_mariadb(data_dir: Path):
             "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            *made_with,
         ],
         check=True,
         capture_output=True,
@@ -237,14 +256,10 @@ def binlog_mariadb(data_dir: Path):
         "--bind-address=127.0.0.1",
         f"--socket={data_dir / 'mysqld.sock'}",
         f"--pid-file={data_dir / 'mysqld.pid'}",
-        f"--log-bin={datadir / 'binlog'}",
-        "--binlog-format=ROW",
-        "--binlog-row-image=FULL",
-        "--binlog-row-metadata=FULL",
-        "--server-id=1",
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=64M",
         f"--log-error={data_dir / 'error.log'}",
+        *options,
     ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:

@@ -75,7 +75,7 @@ def make_mariadb_database() -> Iterator[Callable[[], str]]:
 # starts a server process also makes the test `slow`. Keep this in step with the fixtures.
 NEEDS: dict[str, frozenset[str]] = {
     "postgres": frozenset({"make_postgres_database", "postgres_database"}),
-    "mariadb": frozenset({"make_mariadb_database", "binlog_port"}),
+    "mariadb": frozenset({"make_mariadb_database", "binlog_port", "private_mariadb_port", "folding_mariadb_port"}),
     "kafka": frozenset({"kafka_bootstrap", "broker"}),
     "airflow": frozenset({"airflow", "platform"}),
     "browser": frozenset({"browser", "page"}),
@@ -98,6 +98,8 @@ NEEDS: dict[str, frozenset[str]] = {
             "kafka_bootstrap",
             "broker",
             "binlog_port",
+            "private_mariadb_port",
+            "folding_mariadb_port",
             "prometheus",
         }
     ),

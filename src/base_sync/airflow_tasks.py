@@ -1,8 +1,9 @@
 """The DAGs' task callables: Airflow connections and params in, `sync` and `events` steps out.
 
-Connections are looked up only here, when a task runs, never when the DAG file is parsed. Base A
-comes through its provider hook (MySqlHook or SqliteHook, chosen by the connection type); the REST
-API through an HTTP connection whose password is the bearer token.
+Connections are looked up only here, when a task runs, never when the DAG file is parsed. Base A's
+kind is its connection type (MySqlHook or SqliteHook); its backend makes the engine (on MySQL from
+the connection's fields, `base_sync.mysql_connection`); the REST API comes through an HTTP
+connection whose password is the bearer token.
 
 Every callable is wrapped by `fail_terminal`: a terminal error (`base_sync.errors`) or an invalid
 setting fails the task at once with its reason, since a retry would fail the same way; anything
@@ -121,13 +122,14 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     written. The run's load reports the columns the mapping does not read (a log line and a gauge)."""
     conn_id = settings.base_a_conn_id
     try:
-        hook = BaseHook.get_connection(conn_id).get_hook()
+        connection = BaseHook.get_connection(conn_id)
+        hook = connection.get_hook()
     except AirflowException as error:  # not defined, or a connection type without a hook
         raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
     with contextlib.ExitStack() as cleanup:
-        engine = hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": dict(backend.session_connect_args)})
+        engine = backend.engine_of_connection(connection, hook, settings.api_timeout)
         cleanup.callback(engine.dispose)
         absent = backend.absent(engine)
         if absent:

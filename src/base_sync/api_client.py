@@ -17,11 +17,11 @@ from urllib3.util.retry import Retry
 
 from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable
 from base_sync.key_ranges import KeyRange
-from base_sync.settings import MAX_BODY_BYTES
+from base_sync.settings import API_BACKOFF, API_CONNECT_TIMEOUT, API_RETRIES, API_TIMEOUT, MAX_BODY_BYTES
 from base_sync.source import Cursor
 
 __all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
-CONNECT_TIMEOUT = 10.0  # seconds
+CONNECT_TIMEOUT = API_CONNECT_TIMEOUT  # seconds
 
 
 class BaseBApi:
@@ -29,9 +29,9 @@ class BaseBApi:
         self,
         base_url: str,
         token: str | None,
-        timeout: float = 120.0,
+        timeout: float = API_TIMEOUT,
         pool_size: int = 8,
-        retries: int = 5,
+        retries: int = API_RETRIES,
         sync_path: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ):
@@ -43,7 +43,7 @@ class BaseBApi:
         self.session = requests.Session()
         retry = Retry(
             total=retries,
-            backoff_factor=0.5,
+            backoff_factor=API_BACKOFF,
             status_forcelist=TRANSIENT_STATUSES,
             allowed_methods=None,  # every method: bulk writes are idempotent under the version guard
             raise_on_status=False,

@@ -34,14 +34,16 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType, TypeEngine
 
+from base_sync import mysql_connection, mysql_session
 from base_sync.errors import ConfigurationError
+from base_sync.settings import API_TIMEOUT
 from baseab_contract.version_digest import mysql_pair_hash
 
 # Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
@@ -63,10 +65,18 @@ class BaseABackend:
     local_stamp_type: TypeEngine | type[TypeEngine] = DateTime
     flag_type: TypeEngine | type[TypeEngine] = Integer
     triggers_query: str  # the names of the database's triggers
-    session_connect_args: dict = {}  # what every session needs, whoever makes the engine (Airflow's hooks too)
 
-    def make_engine(self, url: str) -> Engine:
+    def session_connect_args(self, api_timeout: float = API_TIMEOUT) -> dict:
+        """What every session needs, whoever makes the engine (Airflow's hooks too): its driver's
+        arguments. `api_timeout`: the sync's per request, which a streaming read may wait on."""
+        return {}
+
+    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
         raise NotImplementedError
+
+    def engine_of_connection(self, connection, hook, api_timeout: float = API_TIMEOUT) -> Engine:
+        """The engine of an Airflow connection of this kind (`hook`: its provider's hook)."""
+        return hook.get_sqlalchemy_engine(engine_kwargs={"connect_args": self.session_connect_args(api_timeout)})
 
     def touch_default(self) -> str:
         """The server default of `updated_at`."""
@@ -138,6 +148,11 @@ class BaseABackend:
         """Those of `tables` that are views: a binlog names the base tables under a view, never the
         view, so the relay publishes none of a view's changes."""
         return frozenset()
+
+    def spelled_tables(self, conn: Connection, tables: list[str]) -> dict[str, str]:
+        """Of `tables` (names `live_columns` did not find), those the database holds under a name that
+        differs in case only, which the server tells apart: {the mapping's name: the database's}."""
+        return {}
 
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
@@ -225,6 +240,12 @@ _MYSQL_FAMILIES = {
 }
 
 
+def _error_code(error: DBAPIError) -> int | None:
+    """The server's error number of a MySQL driver's error (its first argument)."""
+    args = getattr(error.orig, "args", ())
+    return args[0] if args else None
+
+
 def _utc_text(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -241,14 +262,19 @@ class MySQLBaseA(BaseABackend):
     local_stamp_type = mysql.DATETIME()  # no time zone, whole seconds: what legacy schemas hold
     flag_type = mysql.TINYINT()
     triggers_query = "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
-    # Sessions read in UTC, and CHAR values as the binlog holds them (the events path): a server whose
-    # default mode pads them (PAD_CHAR_TO_FULL_LENGTH) would make the two paths write different text.
-    # A server that accepts the connection but never answers fails it after connect_timeout seconds.
-    session_connect_args = {
-        "init_command": "SET time_zone = '+00:00', sql_mode = TRIM(BOTH ',' FROM "
-        "REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',PAD_CHAR_TO_FULL_LENGTH,', ','))",
-        "connect_timeout": 10,
-    }
+
+    def session_connect_args(self, api_timeout: float = API_TIMEOUT) -> dict:
+        # Sessions read in UTC, in one sql_mode whatever the server's (`mysql_session`): the SQL a mapping
+        # renders means the same on every server, and CHAR values are read as the binlog holds them.
+        # A server that accepts the connection but never answers fails it after connect_timeout seconds.
+        # The character set is the driver's argument: it wins over an extra's or a URL's `charset` (these
+        # arguments are applied after the URL's), and over the server's init_connect (run before it).
+        return {
+            "init_command": mysql_session.init_command(mysql_session.idle_seconds(api_timeout)),
+            "connect_timeout": 10,
+            "charset": mysql_session.CHARSET,
+        }
+
     # The server's error codes that no retry cures: https://mariadb.com/kb/en/mariadb-error-codes/
     REFUSALS = {
         1044: "the account may not use this database",
@@ -259,21 +285,39 @@ class MySQLBaseA(BaseABackend):
         2005: "the host name is unknown",
     }
 
-    def make_engine(self, url: str) -> Engine:
-        return create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args)
+    def make_engine(self, url: str | URL, api_timeout: float = API_TIMEOUT) -> Engine:
+        engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args(api_timeout))
+
+        @event.listens_for(engine, "connect")
+        def _utf8mb4(dbapi_connection, _record):
+            mysql_session.require_utf8mb4(dbapi_connection)
+
+        return engine
+
+    def engine_of_connection(self, connection, hook, api_timeout: float = API_TIMEOUT) -> Engine:
+        # From the connection's fields, not the hook's URI (`mysql_connection`).
+        return self.make_engine(mysql_connection.url_of(connection), api_timeout)
 
     def touch_default(self) -> str:
         return f"{self.now_sql} ON UPDATE {self.now_sql}"
 
     PRIVILEGES = (1044, 1142, 1143)  # of REFUSALS, those a session already let in can meet
 
+    # Limits Base A's owners set, which cut the same statement however often it is tried.
+    LIMITS = {
+        1969: "a statement ran past max_statement_time (the account's MAX_STATEMENT_TIME, or the server's "
+        "max_statement_time) and was killed: every retry runs as long. The sync does not override another "
+        "team's limit: ask Base A's owners to lift it for this account (ALTER USER ... WITH MAX_STATEMENT_TIME 0) "
+        "or to raise it above the longest read (a first load's extract streams the whole table in one statement)",
+    }
+
     def refusal(self, error: DBAPIError) -> str | None:
-        args = getattr(error.orig, "args", ())
-        return self.REFUSALS.get(args[0]) if args else None
+        code = _error_code(error)
+        return self.REFUSALS.get(code) or self.LIMITS.get(code)
 
     def denied(self, error: DBAPIError) -> str | None:
-        args = getattr(error.orig, "args", ())
-        return self.REFUSALS[args[0]] if args and args[0] in self.PRIVILEGES else None
+        code = _error_code(error)
+        return self.REFUSALS[code] if code in self.PRIVILEGES else self.LIMITS.get(code)
 
     def clock(self):
         return func.utc_timestamp(6)
@@ -322,29 +366,31 @@ class MySQLBaseA(BaseABackend):
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         # information_schema.triggers lists a trigger only to an account holding the TRIGGER
         # privilege on its table (globally, on the database or on the table): a SELECT-only one sees none.
+        names = _TableNames(conn, [table])
         held = conn.execute(
             text(
                 "SELECT 1 FROM information_schema.user_privileges WHERE privilege_type = 'TRIGGER' "
                 "UNION ALL SELECT 1 FROM information_schema.schema_privileges "
                 "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() "
                 "UNION ALL SELECT 1 FROM information_schema.table_privileges "
-                "WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() AND table_name = :table"
-            ),
-            {"table": table},
+                f"WHERE privilege_type = 'TRIGGER' AND table_schema = DATABASE() AND {names.column} IN :tables"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": names.keys},
         ).first()
         return held is not None
 
     def live_columns(self, conn: Connection, tables: list[str]) -> dict[str, list[LiveColumn]]:
         if not tables:
             return {}
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name, column_name, column_type, is_nullable, character_set_name, data_type, "
                 "column_default, extra "
-                "FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name IN :tables "
+                f"FROM information_schema.columns WHERE table_schema = DATABASE() AND {names.column} IN :tables "
                 "ORDER BY table_name, ordinal_position"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
         found: dict[str, list[LiveColumn]] = {}
         for table_name, name, type_text, nullable, text_charset, data_type, default, extra in rows:
@@ -352,7 +398,8 @@ class MySQLBaseA(BaseABackend):
             # `extra` holds "on update current_timestamp()" (MySQL: after "DEFAULT_GENERATED").
             on_update = (extra or "").lower().partition("on update")[2] or None
             column = LiveColumn(name, type_text.upper(), nullable == "YES", charset, _clocked(default, on_update))
-            found.setdefault(table_name, []).append(column)
+            for asked in names.asked(table_name):
+                found.setdefault(asked, []).append(column)
         return {t: found[t] for t in tables if t in found}
 
     def server_clock(self, conn: Connection, instants: list[datetime]) -> ServerClock | None:
@@ -373,30 +420,66 @@ class MySQLBaseA(BaseABackend):
     def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
         if not tables:
             return {}
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name, MAX(column_name) FROM information_schema.statistics "
-                "WHERE table_schema = DATABASE() AND table_name IN :tables AND non_unique = 0 "
+                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND non_unique = 0 "
                 "GROUP BY table_name, index_name HAVING COUNT(*) = 1"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
         found: dict[str, set[str]] = {}
         for table_name, column in rows:
-            found.setdefault(table_name, set()).add(column)
+            for asked in names.asked(table_name):
+                found.setdefault(asked, set()).add(column)
         return {t: frozenset(found.get(t, ())) for t in tables}
 
     def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
         if not tables:
             return frozenset()
+        names = _TableNames(conn, tables)
         rows = conn.execute(
             text(
                 "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND table_name IN :tables AND table_type = 'VIEW'"
+                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND table_type = 'VIEW'"
             ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": list(tables)},
+            {"tables": names.keys},
         )
-        return frozenset(name for (name,) in rows)
+        return frozenset(asked for (name,) in rows for asked in names.asked(name))
+
+    def spelled_tables(self, conn: Connection, tables: list[str]) -> dict[str, str]:
+        if not tables or _TableNames(conn, tables).folded:
+            return {}
+        rows = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND LOWER(table_name) IN :tables"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": sorted({t.lower() for t in tables})},
+        )
+        held = [name for (name,) in rows]
+        return {t: name for t in tables for name in held if name.lower() == t.lower() and name != t}
+
+
+class _TableNames:
+    """The tables a mapping names, matched in information_schema as the server matches table names in
+    SQL: without case where lower_case_table_names is 1 or 2 (it stores, or looks up, names in lower
+    case: `Personal` reads the table created as `Personal`, which the catalogue may list as
+    `personal`), with it where it is 0."""
+
+    def __init__(self, conn: Connection, tables: list[str]):
+        self.folded = bool(conn.execute(text("SELECT @@lower_case_table_names")).scalar_one())
+        self.tables = list(tables)
+        self.column = "LOWER(table_name)" if self.folded else "table_name"  # the catalogue's, compared
+        self.keys = sorted({self._key(t) for t in self.tables})  # the mapping's names, compared
+
+    def _key(self, name: str) -> str:
+        return name.lower() if self.folded else name
+
+    def asked(self, listed: str) -> list[str]:
+        """The mapping's names of the table the catalogue lists as `listed`."""
+        return [t for t in self.tables if self._key(t) == self._key(listed)]
 
 
 class SQLiteBaseA(BaseABackend):
@@ -436,7 +519,7 @@ class SQLiteBaseA(BaseABackend):
             return f"there is no database file {path}"
         return None
 
-    def make_engine(self, url: str) -> Engine:
+    def make_engine(self, url: str, api_timeout: float = API_TIMEOUT) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

@@ -10,6 +10,21 @@ from env_settings import EnvSettings
 # A quarter of the API's default body limit (API_MAX_CONTENT_LENGTH, 64 MiB): room for a lower one.
 MAX_BODY_BYTES = 16 * 2**20
 
+# The API client's: seconds to connect, retries of a call (each with back-off), the first wait.
+API_CONNECT_TIMEOUT = 10.0
+API_RETRIES = 5
+API_BACKOFF = 0.5
+API_TIMEOUT = 120.0  # seconds per API request, unless SYNC_API_TIMEOUT says otherwise
+
+
+def longest_api_call_seconds(timeout: float = API_TIMEOUT, retries: int = API_RETRIES) -> int:
+    """How long one API call may take with all its retries: each try its connect and read timeouts,
+    and the back-off between them (urllib3's: none before the first retry, then doubling)."""
+    tries = retries + 1
+    waits = sum(API_BACKOFF * 2 ** (n - 1) for n in range(2, tries))
+    return int(tries * (min(API_CONNECT_TIMEOUT, timeout) + timeout) + waits) + 1
+
+
 # Airflow's schedule presets (a `None` schedule is not a setting here: every DAG runs on one).
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
 
@@ -92,7 +107,7 @@ class SyncSettings(_Schedules, EnvSettings):
         description="the longest a batch task may run before Airflow stops it and retries it (a hung read, a lock "
         "held on Base A); the mass-delete approval waits by SYNC_MASS_DELETE_APPROVAL_HOURS instead",
     )
-    api_timeout: float = Field(120.0, gt=0, description="seconds per API request")
+    api_timeout: float = Field(API_TIMEOUT, gt=0, description="seconds per API request")
     max_body_bytes: int = Field(
         MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 
-from sqlalchemy import Engine, Table, and_, delete, func, inspect, or_, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
@@ -22,6 +22,7 @@ from base_sync.mapping import SourceMapping, SourceView
 from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
 from base_sync.records import utc
+from base_sync.settings import API_TIMEOUT
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import ENTITIES
@@ -95,9 +96,10 @@ class Reach:
             self.cursor = top
 
 
-def source_engine(url: str) -> Engine:
-    """An engine on Base A whose sessions read and write timestamps in UTC."""
-    return backend_for_url(url).make_engine(url)
+def source_engine(url: str, api_timeout: float = API_TIMEOUT) -> Engine:
+    """An engine on Base A whose sessions read and write timestamps in UTC, and whose streaming reads
+    may wait on a push to the API of `api_timeout` seconds a request, its retries included."""
+    return backend_for_url(url).make_engine(url, api_timeout)
 
 
 class BaseA:
@@ -159,6 +161,7 @@ class BaseA:
                 # reading the rest of a server-side result just to close it.
                 conn.invalidate()
                 raise
+            _end_read(conn)
 
     def _window(self, view: SourceView, since: Cursor | None, until: Cursor | None, quick: bool = False) -> list:
         """The rows of a usable version in (since, until]. `quick`: rows surely inside the window by
@@ -394,6 +397,18 @@ class BaseA:
         log = self.delete_log
         with self.engine.begin() as conn:
             return conn.execute(delete(log).where(log.c.entity == entity, log.c.deleted_at < _naive(before))).rowcount
+
+
+def _end_read(conn: Connection) -> None:
+    """End the transaction of a read that reached its end. The server may have dropped the idle
+    connection while the consumer pushed the last chunks (a wait_timeout shorter than the session's,
+    a restart, a proxy): every row was read, so a lost connection fails nothing now."""
+    try:
+        conn.rollback()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.info("Base A dropped a read's connection after its last row (%s): nothing was lost", error.orig)
 
 
 def window(version, key, since: Cursor | None, until: Cursor | None) -> list:

@@ -28,6 +28,7 @@ from testbed.servers import (
     api_server,
     binlog_mariadb,
     kafka_broker,
+    private_mariadb,
 )
 
 TOKEN = "sync-test-token"
@@ -148,6 +149,32 @@ def event_settings(kafka_bootstrap) -> EventSettings:
 def binlog_port(tmp_path_factory) -> Iterator[int]:
     with binlog_mariadb(tmp_path_factory.mktemp("mariadb")) as port:
         yield port
+
+
+@pytest.fixture(scope="module")
+def private_mariadb_port(tmp_path_factory) -> Iterator[int]:
+    """A MariaDB of the module's own, whose globals (init_connect, sql_mode, timeouts) a test may set."""
+    with private_mariadb(tmp_path_factory.mktemp("mariadb")) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def folding_mariadb_port(tmp_path_factory) -> Iterator[int]:
+    """A MariaDB that stores table names in lower case and compares them so (lower_case_table_names=1,
+    as on Windows and many managed servers)."""
+    with private_mariadb(tmp_path_factory.mktemp("mariadb"), "--lower-case-table-names=1") as port:
+        yield port
+
+
+def server_database(port: int, name: str) -> str:
+    """A new utf8mb4 database (an earlier test's of the name dropped) on a private MariaDB (whose
+    default is latin1); its root URL."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{port}/mysql")
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    admin.dispose()
+    return f"mysql+mysqldb://root@127.0.0.1:{port}/{name}"
 
 
 def binlog_database(binlog_port: int, name: str) -> str:

@@ -9,18 +9,20 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from base_sync import airflow_tasks
+from base_sync import airflow_tasks, sync
 from base_sync.errors import ApiRefused, ConfigurationError
 from base_sync.settings import SyncSettings
-from base_sync.source import source_engine
+from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
+from base_sync.state import MemoryStateStore
 from testbed.servers import free_port
+from tests.sync.conftest import synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
 
@@ -193,3 +195,110 @@ def test_an_https_connection_reaches_the_api_over_https(connections, monkeypatch
     assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "https://api.example.net:8443"
     monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", "http://:secret@api.example.net:8080")
     assert airflow_tasks._api_url(BaseHook.get_connection("base_b_api")) == "http://api.example.net:8080"
+
+
+# Text no single-byte or three-byte character set holds: 4-byte emoji and CJK, Polish and Greek letters.
+WIDE = {"last_name": "Lee 😀 Ω", "position": "Łukasz 中文 🚀"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"charset": "utf8"}, {"charset": "latin1"}, "?charset=utf8"],
+    ids=["extra-utf8", "extra-latin1", "uri-utf8"],
+)
+def test_text_reaches_base_b_whole_whatever_charset_the_connection_asks_for(
+    connections, monkeypatch, base_a_url, base_b, extra
+):
+    """The provider passes an extra `charset` to the driver: utf8 (MySQL's utf8mb3) or latin1 made every
+    emoji, and latin1 every Polish or Chinese letter, '?' in Base B, and verification passed."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        employee = {"first_name": "Ann", "email": "ann@example.com", "department": None, "salary": None, **WIDE}
+        conn.execute(BaseA(engine).table("employees").insert(), employee)
+    engine.dispose()
+    if isinstance(extra, dict):
+        connections(base_a={"extra": extra})
+    else:
+        url = make_url(base_a_url)
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_A", f"mysql://{url.username}@{url.host}:{url.port}/{url.database}{extra}")
+    settings = SyncSettings()
+    with airflow_tasks._connected(settings, "employees") as (base_a, api):
+        report = sync.load("employees", base_a, api, MemoryStateStore(), settings, False)
+        sync.verify("employees", base_a, api, report, settings)
+    (row,) = synced_rows(base_b.database_url, "employees").values()
+    assert (row[2], row[5]) == (WIDE["last_name"], WIDE["position"])
+
+
+@pytest.fixture
+def limited_account(connections, base_a_url) -> Iterator[None]:
+    """An account its owners created WITH MAX_STATEMENT_TIME (MariaDB's per-account limit)."""
+    admin = source_engine(base_a_url)
+    database, user = make_url(base_a_url).database, f"limited_{free_port()}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' WITH MAX_STATEMENT_TIME 0.5")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    connections(base_a={"login": user})
+    yield
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+def test_a_statement_killed_at_the_accounts_max_statement_time_fails_without_a_retry(limited_account):
+    """Error 1969 was retried as transient, though every retry runs as long: the reason names the
+    limit and what to ask for (the sync leaves the other team's limit as it is)."""
+    with pytest.raises(ConfigurationError, match="max_statement_time.*MAX_STATEMENT_TIME 0"):
+        with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
+            with base_a.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT SLEEP(2)")  # what a long extract meets
+
+
+@pytest.fixture
+def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
+    """An account whose password holds a space (and what a URI must escape); (login, password)."""
+    admin = source_engine(base_a_url)
+    database, user, password = make_url(base_a_url).database, f"spaced_{free_port()}", "two words+/@:%"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password.replace('%', '%%')}'")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    yield user, password
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_a_password_with_a_space_signs_in(connections, monkeypatch, base_a_url, spaced_password, form):
+    """The provider's get_uri wrote the space as '+' (quote_plus), which SQLAlchemy reads as a '+':
+    Base A refused the right password as wrong (1045), in either form of the connection."""
+    user, password = spaced_password
+    connections(base_a={"login": user, "password": password})
+    if form == "uri":
+        url = make_url(base_a_url)
+        escaped = quote(password, safe="")
+        monkeypatch.setenv("AIRFLOW_CONN_BASE_A", f"mysql://{user}:{escaped}@{url.host}:{url.port}/{url.database}")
+    connect()
+
+
+def test_an_extra_only_the_hook_reads_does_not_reach_the_driver(connections):
+    """The provider's documented {"cursor": "sscursor"} reached MySQLdb.connect(), which refused it
+    (TypeError: 'cursor' is an invalid keyword argument), and the task retried."""
+    connections(base_a={"extra": {"cursor": "sscursor"}})
+    connect()
+
+
+def test_an_extra_the_sync_cannot_honour_fails_naming_it(connections):
+    connections(base_a={"extra": {"iam": True}})
+    with pytest.raises(ConfigurationError, match="extra 'iam': AWS IAM sign-in"):
+        connect()
+
+
+def test_the_hooks_ssl_extra_becomes_the_drivers_ssl_arguments():
+    from airflow.sdk import Connection
+
+    from base_sync.mysql_connection import url_of
+
+    given = Connection(
+        conn_id="a", conn_type="mysql", host="db", extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"})
+    )
+    assert dict(url_of(given).query) == {"ssl_ca": "/ca.pem", "ssl_mode": "REQUIRED"}

@@ -661,3 +661,23 @@ def test_a_changed_mapping_makes_the_next_run_a_full_refresh(legacy, base_b):
     assert _base_b(base_b.database_url, "employees")[2].department == "Engineering Dept"
     sync.commit("employees", store, again, {sync.MAPPING_DIGEST: changed.mapping.digest("employees")})
     assert not sync.refresh_wanted("employees", changed, store, asked=False)
+
+
+def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
+    """Under a server's sql_mode=ORACLE MariaDB's TRIM gives NULL for what trims to nothing: `trim:
+    true, default: "n/a"` made '' and '   ' 'n/a' on the batch path, '' on the events path (Python's
+    strip). The batch's sessions run in one sql_mode, not the server's."""
+    fields = {"position": {"column": "name", "trim": True, "default": "n/a"}}
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    with admin.begin() as conn:
+        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
+        conn.execute(text("SET GLOBAL sql_mode = 'ORACLE'"))
+    try:
+        batch, events = relayed.both_paths(fields, [{"name": "   "}, {"name": ""}])
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
+        admin.dispose()
+        relayed.engine.dispose()
+    assert events == batch
+    assert [record["position"] for record in batch.values()] == ["", ""]

@@ -149,10 +149,19 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
         live = backend.live_columns(conn, tables)
         unique = backend.unique_columns(conn, [t for t in tables if t in live])
         views = backend.views(conn, [t for t in tables if t in live])
+        spelled = backend.spelled_tables(conn, [t for t in tables if t not in live])
         year = _over_a_year(datetime.now(UTC))
         clock = cache(lambda: backend.server_clock(conn, year))  # read once, if a stamp is the server's
         checked = {
-            e: _check_entity(e, mapping, backend, live.get(mapping.table_of(e)), unique.get(mapping.table_of(e)), clock)
+            e: _check_entity(
+                e,
+                mapping,
+                backend,
+                live.get(mapping.table_of(e)),
+                unique.get(mapping.table_of(e)),
+                clock,
+                spelled.get(mapping.table_of(e)),
+            )
             for e in names
         }
         for entity, result in checked.items():
@@ -193,6 +202,7 @@ def _check_entity(
     columns,
     unique: frozenset[str] | None = None,
     clock: Callable[[], ServerClock | None] = lambda: None,
+    spelled: str | None = None,
 ) -> EntityCheck:
     spec = mapping.spec.entities[entity]
     result = EntityCheck(entity, spec.table)
@@ -200,6 +210,8 @@ def _check_entity(
         result.found = False
         # The catalogue lists only the tables this account may read: a missing grant looks the same.
         unseen = f"no such table, {UNREADABLE}"
+        if spelled:  # a server that tells table names apart by case (lower_case_table_names=0)
+            unseen = f"no such table (the database spells it {spelled!r}, and this server tells case apart: write that)"
         result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
         return result
     live = {c.name: c for c in columns}

@@ -1,0 +1,85 @@
+"""A mapping names a table as its owners write it (`Personal`); how the server stores and compares
+table names depends on its lower_case_table_names. The check and the batch sync match names as the
+server does, and where the case is wrong on a server that tells it apart, say how it is spelled."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from base_sync import sync
+from base_sync.mapping import SourceMapping
+from base_sync.mapping.check import SchemaDriftError
+from base_sync.settings import SyncSettings
+from base_sync.source import BaseA, source_engine
+from base_sync.state import MemoryStateStore
+from tests.sync.conftest import server_database, synced_rows
+
+SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
+OWNERS_TABLE = (
+    "CREATE TABLE Personal (PersNr INT PRIMARY KEY, Vorname VARCHAR(50) NOT NULL, Nachname VARCHAR(50) NOT NULL, "
+    "Mail VARCHAR(100) NOT NULL, Geaendert_Am DATETIME NOT NULL, KEY ix_geaendert (Geaendert_Am, PersNr))"
+)
+ROWS = "INSERT INTO Personal VALUES (1, 'Ann', 'Lee', 'ann@example.com', '2026-01-01 00:00:00')"
+
+
+def mapping_naming(table: str, tmp_path) -> SourceMapping:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        f"""
+source: {{time_zone: UTC}}
+entities:
+  employees:
+    table: {table}
+    key: PersNr
+    cursor: Geaendert_Am
+    fields:
+      first_name: {{column: Vorname}}
+      last_name: {{column: Nachname}}
+      email: {{column: Mail}}
+"""
+    )
+    return SourceMapping.from_file(path)
+
+
+def owners_database(url: str):
+    engine = source_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(OWNERS_TABLE)
+        conn.exec_driver_sql(ROWS)
+    return engine
+
+
+def test_a_table_named_as_its_owners_write_it_syncs_where_the_server_folds_names(
+    folding_mariadb_port, base_b, tmp_path
+):
+    """On lower_case_table_names=1 the server stores `Personal` as `personal` and reads it under
+    either name; the catalogue, matched exactly, found 'no such table, or none this account may
+    read' and failed the check and every batch task."""
+    engine = owners_database(server_database(folding_mariadb_port, f"base_a_{uuid.uuid4().hex[:8]}"))
+    try:
+        base_a, api = BaseA(engine, mapping_naming("Personal", tmp_path)), base_b.api()
+        checked = base_a.require_schema("employees")
+        assert checked.warnings == []  # the primary key found too: the key names one row
+        report = sync.load("employees", base_a, api, MemoryStateStore(), SETTINGS, False)
+        assert sync.verify("employees", base_a, api, report, SETTINGS).rows == 1
+    finally:
+        engine.dispose()
+    assert [row[1:4] for row in synced_rows(base_b.database_url, "employees").values()] == [
+        ("Ann", "Lee", "ann@example.com")
+    ]
+
+
+def test_a_table_named_in_another_case_where_the_server_tells_case_apart_says_how_it_is_spelled(
+    make_mariadb_database, tmp_path
+):
+    engine = owners_database(make_mariadb_database())  # the machine's server: lower_case_table_names=0
+    try:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql("SELECT @@lower_case_table_names").scalar_one():
+                pytest.skip("this server folds table names")
+        with pytest.raises(SchemaDriftError, match="no such table \\(the database spells it 'Personal'"):
+            BaseA(engine, mapping_naming("personal", tmp_path)).require_schema("employees")
+    finally:
+        engine.dispose()
