@@ -17,15 +17,23 @@ CHARSET = "utf8mb4"
 # ANSI_QUOTES, PIPES_AS_CONCAT and NO_BACKSLASH_ESCAPES change a filter's text.
 SQL_MODE = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
+# A read waits this long for a table lock another session holds (LOCK TABLES ... WRITE, an ALTER's
+# metadata lock), then fails (1205) and the task is retried with back-off: the server's default,
+# lock_wait_timeout = 1 day, held a load (and its DAG, one run at a time) for as long as the lock lasted.
+LOCK_WAIT_SECONDS = 300
 
 
 def init_command(idle_seconds: int) -> str:
     """The statement the driver runs at login, after the server's init_connect: the session's zone
-    (the sync reads and writes UTC), sql_mode, and how long it may wait on its reader: a streaming
+    (the sync reads and writes UTC), sql_mode, how long it waits for a table lock (LOCK_WAIT_SECONDS)
+    and how long it may wait on its reader: a streaming
     read waits while its consumer pushes to the API, and the server's defaults would end it first
     (net_write_timeout, 60 s: the result cut, 2013; wait_timeout: the connection dropped, 2006)."""
     seconds = int(idle_seconds)
-    return f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}', net_write_timeout = {seconds}, wait_timeout = {seconds}"
+    return (
+        f"SET time_zone = '+00:00', sql_mode = '{SQL_MODE}', net_write_timeout = {seconds}, "
+        f"wait_timeout = {seconds}, lock_wait_timeout = {LOCK_WAIT_SECONDS}"
+    )
 
 
 def idle_seconds(api_timeout: float) -> int:

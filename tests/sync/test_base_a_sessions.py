@@ -15,7 +15,7 @@ from sqlalchemy import func, literal_column, select, text
 
 from base_sync import sync
 from base_sync.errors import ConfigurationError
-from base_sync.mysql_session import require_utf8mb4
+from base_sync.mysql_session import LOCK_WAIT_SECONDS, require_utf8mb4
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema
@@ -155,5 +155,18 @@ def test_a_read_whose_connection_was_dropped_after_its_last_row_ends_without_an_
         assert len(next(chunks)) == 10
         admin(private_mariadb_port, f"KILL CONNECTION {session}")
         assert list(chunks) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_read_waits_for_another_sessions_table_lock_minutes_not_a_day(reader_url, private_mariadb_port):
+    """Found from outside: a load blocked by LOCK TABLES ... WRITE on Base A waited with no end (the
+    server's lock_wait_timeout is a day), holding the DAG; now it fails after LOCK_WAIT_SECONDS (1205)
+    and is retried with back-off."""
+    admin(private_mariadb_port, "SET GLOBAL lock_wait_timeout = 86400")  # the server's default, said aloud
+    engine = source_engine(reader_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT @@session.lock_wait_timeout")).scalar_one() == LOCK_WAIT_SECONDS
     finally:
         engine.dispose()
