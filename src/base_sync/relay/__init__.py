@@ -39,7 +39,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import MySQLdb
 import pymysql
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
@@ -54,7 +54,16 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import statements
-from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, row_op, unreadable
+from base_sync.relay.rows import (
+    TOO_LARGE,
+    RowChange,
+    binlog_column,
+    null_flags,
+    row_changes,
+    row_op,
+    too_large,
+    unreadable,
+)
 from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
@@ -81,7 +90,7 @@ UNPUBLISHED = Counter(
     "relay_unpublished_statements_total",
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
-    "added): the batch sync must carry them",
+    "added, a row change too large for a Kafka message): the batch sync must carry them",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -121,6 +130,14 @@ class StreamLost(Exception):
 
 class BaseAUnreachable(Exception):
     """Base A stayed unreachable for RELAY_RECONNECT_SECONDS."""
+
+
+class ChangeTooLarge(Exception):
+    """An event larger than the producer's message.max.bytes (RELAY_MESSAGE_MAX_BYTES): refused before sending."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes, more than {limit}")
+        self.size, self.limit = size, limit
 
 
 def transient(error: BaseException) -> bool:
@@ -163,6 +180,12 @@ class RelaySettings(EnvSettings):
     with_schema: bool = Field(True, description="Debezium's schema/payload wrapper (JSON converter default)")
     http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
     http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
+    message_max_bytes: int = Field(
+        1_000_000,
+        ge=1000,
+        description="the producer's message.max.bytes: a row change whose event is larger is published as a small "
+        "incomplete change the drain dead-letters (raise it with the topics' max.message.bytes)",
+    )
     save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
     reconnect_seconds: float = Field(
         120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
@@ -262,6 +285,11 @@ class Deliveries:
 
         return acknowledged
 
+    def withdraw(self, entry: list) -> None:
+        """An event counted by `sent` that the producer refused: it will never be acknowledged."""
+        with self.lock:
+            entry[0] -= 1
+
     def end(self, entry: list, position: dict) -> None:
         with self.lock:
             entry[1] = position
@@ -285,7 +313,12 @@ class Relay:
         self.positions = PositionFile(settings.position_file)
         self.deliveries = Deliveries()
         self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "message.max.bytes": settings.message_max_bytes,
+            }
         )
         self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
         self.tables = self.topics.tables  # {source table: entity}: the only tables published
@@ -293,7 +326,7 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
-            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION):
+            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
@@ -589,7 +622,7 @@ class Relay:
                 raise
             change = unreadable(op, event.table, error)
             value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
-            self._send(entity, topic, change, value, transaction)
+            self._send(entity, topic, change, value, transaction, {**source, "row": 0})
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
@@ -606,7 +639,7 @@ class Relay:
                 changes = [unreadable(op, event.table, error)]
                 values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
-                self._send(entity, topic, change, value, transaction)
+                self._send(entity, topic, change, value, transaction, row_source)
 
     def _versioned(self, event) -> Versioned | None:
         """How the table is system-versioned (MariaDB), or None: read from the catalogue once per
@@ -771,7 +804,7 @@ class Relay:
             self.transaction = self.deliveries.begin()
         writer = self.last_writer.get(table) or self._bare_writer(table)
         value = writer.envelope("t", None, None, {**_source(event, stream), "row": 0}, int(time.time() * 1000))
-        self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
+        self._produce(self.topics.topic(entity), None, value, self.transaction)
         EVENTS.labels(entity, "t").inc()
         log.warning(
             "TRUNCATE of %s published as a truncate event ('t'): the drain dead-letters it; run the batch "
@@ -779,10 +812,18 @@ class Relay:
             table,
         )
 
-    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list) -> None:
-        self._count(entity, change)
+    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list, source: dict) -> None:
         key = None if change.key is None else str(change.key).encode()
-        self._produce(topic, key, value, self.deliveries.sent(transaction))
+        try:
+            self._produce(topic, key, value, transaction)
+        except ChangeTooLarge as error:  # never sendable: a small keyed stand-in the drain dead-letters
+            table = self.topics.mapping.table_of(entity)
+            stand_in = too_large(change, table, error.size, error.limit)
+            UNPUBLISHED.labels(table, TOO_LARGE).inc()  # the warning is _count's, with the reason
+            value = self._bare_envelope(table, stand_in, source, now_ms())
+            self._send(entity, topic, stand_in, value, transaction, source)
+            return
+        self._count(entity, change)
 
     def _bare_envelope(self, table: str, change: RowChange, source: dict, now_ms: int) -> bytes:
         """The envelope of a change whose columns are unknown."""
@@ -812,13 +853,20 @@ class Relay:
             change.problem,
         )
 
-    def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, transaction: list) -> None:
+        """Produce one event of the transaction; ChangeTooLarge when the producer refuses its size."""
+        on_delivery = self.deliveries.sent(transaction)
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
                 return
             except BufferError:  # the local queue is full: wait for the broker to catch up
                 self.producer.poll(0.1)
+            except KafkaException as error:
+                self.deliveries.withdraw(transaction)  # never sent: no acknowledgement will come
+                if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise ChangeTooLarge(len(value) + len(key or b""), self.settings.message_max_bytes) from None
+                raise
 
     def _serve_deliveries(self) -> None:
         """Run delivery callbacks and save the safe position, until the relay stops."""
@@ -871,6 +919,10 @@ class Warnings:
         if count > 1:
             message += f" ({count - 1} more like it in the last {self.every:.0f} s)"
         log.warning(message, *args)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _source(event, stream: BinLogStreamReader) -> dict:
