@@ -8,7 +8,8 @@ comes from the binlog's column metadata (binlog_row_metadata=FULL), never from B
 The position (MariaDB: the GTID of every replication domain; MySQL: file and offset) is saved to a
 file only once every event of the transactions before it was acknowledged by the broker, so a
 restart resumes without a gap; it may repeat the last transactions, which the API's version guard
-makes harmless. A lost replication connection resumes after the last whole transaction read; a
+makes harmless. A prepared XA's changes wait for its XA COMMIT (`xa`), holding the position before
+them. A lost replication connection resumes after the last whole transaction read; a
 Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay exits in one line.
 
 A row the binlog does not hold whole (a partial row image, no column names) is published as an
@@ -45,7 +46,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import Connection, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
@@ -53,7 +54,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
-from base_sync.relay import statements
+from base_sync.relay import statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -300,10 +301,19 @@ class Deliveries:
         with self.lock:
             if self.failed:
                 return None
-            while self.transactions and self.transactions[0][1] is not None and self.transactions[0][0] == 0:
+            while self.transactions and _finished(self.transactions[0]):
                 safe = self.transactions.popleft()[1]
+            # Behind a transaction held open (a prepared XA awaiting its outcome) only the last of the
+            # finished ones matters: the queue stays short however long the XA stays pending.
+            while len(self.transactions) > 2 and _finished(self.transactions[1]) and _finished(self.transactions[2]):
+                del self.transactions[1]
             PENDING.set(sum(t[0] for t in self.transactions))
         return safe
+
+
+def _finished(entry: list) -> bool:
+    """A Deliveries entry whose transaction ended and whose every event was acknowledged."""
+    return entry[1] is not None and entry[0] == 0
 
 
 class Relay:
@@ -337,6 +347,8 @@ class Relay:
         self.warnings = Warnings()
         self.progress = Progress({}, False)
         self.transaction: list | None = None  # the Deliveries entry of the transaction being read
+        self.preparing: xa.Prepared | None = None  # the changes of the prepared XA being read
+        self.prepared: dict[xa.Xid, xa.Prepared] = {}  # prepared XAs whose outcome is not read yet
         self.outage_since: float | None = None  # monotonic time Base A stopped answering
         self.connected_at: float | None = None  # of the replication connection
         self._stream_connected = False
@@ -438,7 +450,7 @@ class Relay:
             only_tables=list(self.tables),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
-                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent),
+                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent, XAPrepareEvent),
             ],
             slave_heartbeat=1.0,
             **where,
@@ -508,6 +520,9 @@ class Relay:
                 self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, start))
             self.progress.begin(event)
             self.transaction = self.deliveries.begin()
+            self.preparing = xa.Prepared() if xa.opens_prepared_group(event) else None
+        elif isinstance(event, XAPrepareEvent):
+            self._xa_prepared(event, stream)
         elif isinstance(event, XidEvent):
             TRANSACTIONS.inc()
             if self.transaction is not None:
@@ -516,6 +531,10 @@ class Relay:
         elif isinstance(event, TableMapEvent):
             # Precedes the table's row events in each transaction: its columns as they were then.
             self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
+        elif isinstance(event, QueryEvent) and xa.starts_xa(event.query):  # MySQL's opening of an XA's rows
+            self.preparing = xa.Prepared()
+        elif isinstance(event, QueryEvent) and xa.outcome(event.query):
+            self._xa_outcome(*xa.outcome(event.query), event, stream)
         elif isinstance(event, QueryEvent):
             try:
                 self._statement(event, stream)
@@ -526,6 +545,51 @@ class Relay:
                 self.transaction = self.deliveries.begin()
             self._publish(event, self.transaction, stream)
 
+    def _xa_prepared(self, event, stream: BinLogStreamReader) -> None:
+        """The end of an XA's rows: published now when committed in one phase (MySQL), else held
+        until its outcome, with its group's position (`Prepared`)."""
+        preparing, self.preparing = self.preparing or xa.Prepared(), None
+        if self.transaction is None:
+            self.transaction = self.deliveries.begin()
+        if event.one_phase:
+            self._release(preparing, event, stream)
+        else:
+            preparing.release = self.deliveries.sent(self.transaction)  # acknowledged at the outcome
+            self.prepared[xa.prepared_xid(event)] = preparing
+            log.info(
+                "XA %s prepared: its %d change(s) are published at its XA COMMIT, dropped at its XA ROLLBACK",
+                xa.readable(xa.prepared_xid(event)),
+                len(preparing.changes),
+            )
+        self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+        self.transaction = None
+
+    def _xa_outcome(self, committed: bool, xid: xa.Xid, event, stream: BinLogStreamReader) -> None:
+        prepared = self.prepared.pop(xid, None)
+        if prepared is None:
+            log.warning(
+                "XA %s %s, but the relay did not read its XA PREPARE (prepared before the relay's first "
+                "position): its changes are not published; run the batch sync if it changed mapped tables",
+                xa.readable(xid),
+                "committed" if committed else "rolled back",
+            )
+            return
+        if committed:
+            if self.transaction is None:
+                self.transaction = self.deliveries.begin()
+            self._release(prepared, event, stream)
+        log.info("XA %s %s", xa.readable(xid), "committed: published" if committed else "rolled back: dropped")
+        if prepared.release is not None:
+            prepared.release(None, None)
+
+    def _release(self, prepared: xa.Prepared, event, stream: BinLogStreamReader) -> None:
+        """Publish a prepared XA's changes, in order, as of the event that commits them."""
+        source, now = _source(event, stream), now_ms()
+        for index, held in enumerate(prepared.changes):
+            row_source = {**source, "row": index}
+            value = self._envelope(held.writer, held.change, row_source, now)
+            self._send(held.entity, held.topic, held.change, value, self.transaction, row_source)
+
     def _lost(self, error: Exception) -> None:
         """The replication connection dropped: the next one starts after the last whole transaction.
         A transaction read in part is read again whole (its events already produced are repeated,
@@ -533,6 +597,7 @@ class Relay:
         if self.transaction is not None:
             self.deliveries.end(self.transaction, self.progress.done)
             self.transaction = None
+        self.preparing = None  # its group is read again whole
         self.progress.rewind()
         if self.outage_since is None or (self.connected_at and time.monotonic() - self.connected_at > 5):
             self.outage_since = time.monotonic()  # a new outage, not the same one flapping
@@ -621,8 +686,9 @@ class Relay:
             if transient(error):  # Base A went away converting its text (`rows._convert`): resume
                 raise
             change = unreadable(op, event.table, error)
-            value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
-            self._send(entity, topic, change, value, transaction, {**source, "row": 0})
+            bare = self._bare_writer(event.table)
+            value = self._envelope(bare, change, {**source, "row": 0}, now_ms)
+            self._emit(xa.HeldChange(entity, topic, change, bare), value, transaction, {**source, "row": 0})
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
@@ -635,11 +701,19 @@ class Relay:
                 if versioned is not None:
                     changes = [versioned.current(change) for change in changes]
                 values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
+                used = writer
             except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
-                changes = [unreadable(op, event.table, error)]
-                values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
+                changes, used = [unreadable(op, event.table, error)], self._bare_writer(event.table)
+                values = [self._envelope(used, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
-                self._send(entity, topic, change, value, transaction, row_source)
+                self._emit(xa.HeldChange(entity, topic, change, used), value, transaction, row_source)
+
+    def _emit(self, held: xa.HeldChange, value: bytes, transaction: list, source: dict) -> None:
+        """Send a row change, or hold it when it is a prepared XA's (sent at its XA COMMIT)."""
+        if self.preparing is not None:
+            self.preparing.changes.append(held)
+        else:
+            self._send(held.entity, held.topic, held.change, value, transaction, source)
 
     def _versioned(self, event) -> Versioned | None:
         """How the table is system-versioned (MariaDB), or None: read from the catalogue once per
