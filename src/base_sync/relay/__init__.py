@@ -15,7 +15,8 @@ Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay
 A row the binlog does not hold whole (a partial row image, no column names) is published as an
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
-truncate event, statement-logged DML, a rename away, a drop and a partition clause that removes or
+truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
+stored function: `reach`), a rename away, a drop and a partition clause that removes or
 adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
 HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
 row) are logged loudly and counted.
@@ -54,7 +55,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
-from base_sync.relay import statements, xa
+from base_sync.relay import reach, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -341,6 +342,9 @@ class Relay:
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
         self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
+        self.reach = reach.Reach(
+            self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
+        )
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -773,7 +777,11 @@ class Relay:
         that removes or adds rows cannot be, and are logged loudly and counted
         (relay_unpublished_statements_total) for the batch sync to carry."""
         session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
-        for effect in statements.effects(event.query):
+        if statements.changes_catalogue(event.query):
+            self.reach.forget()
+        found = statements.effects(event.query)
+        self._reached_indirectly(event.query, session, found)
+        for effect in found:
             table = self._mapped(effect.table, session)
             if effect.kind == statements.RENAME:
                 self._renamed(table, self._mapped(effect.to, session), event.query)
@@ -815,6 +823,54 @@ class Relay:
                     "the partition held (and to add rows it brought in)",
                     statements.excerpt(event.query),
                 )
+
+    def _reached_indirectly(self, query: str, session: str, found: list[statements.Effect]) -> None:
+        """Count the mapped tables a statement-logged DML changes through a trigger, a view or a stored
+        function (`reach`), beyond those it names (counted as its effects)."""
+        if not statements.may_run_routines(query):
+            return
+        written = [effect.table for effect in found if effect.kind == statements.DML]
+        direct = {self._mapped(table, session) for table in written}
+        for table, through in self.reach.of_statement(query, session, written).items():
+            if table not in direct:
+                self._unpublished(
+                    table,
+                    statements.DML,
+                    "STATEMENT-LOGGED CHANGES of %s NOT PUBLISHED: the statement reaches it through %s (a trigger, "
+                    "view or stored function) and a session wrote it with binlog_format STATEMENT or MIXED, so the "
+                    "binlog holds the SQL, not the rows (%s). The batch sync carries them (deletes: run it with "
+                    "compare_keys); set binlog_format=ROW for every session",
+                    through,
+                    statements.excerpt(query),
+                )
+
+    def _schema_objects(self, schema: str) -> reach.SchemaObjects:
+        """A schema's triggers, views and stored functions with their bodies (None: not readable)."""
+        objects = reach.SchemaObjects()
+        where = {"schema": schema}
+        with self._sql() as conn:
+            for table, body in conn.execute(
+                text(
+                    "SELECT event_object_table, action_statement FROM information_schema.triggers "
+                    "WHERE event_object_schema = :schema"
+                ),
+                where,
+            ):
+                objects.triggers.setdefault(table.lower(), []).append(body or None)
+            for view, body in conn.execute(
+                text("SELECT table_name, view_definition FROM information_schema.views WHERE table_schema = :schema"),
+                where,
+            ):
+                objects.views[view.lower()] = body or None  # '' without SHOW VIEW
+            for function, body in conn.execute(
+                text(
+                    "SELECT routine_name, routine_definition FROM information_schema.routines "
+                    "WHERE routine_schema = :schema AND routine_type = 'FUNCTION'"
+                ),
+                where,
+            ):
+                objects.functions[function.lower()] = body or None
+        return objects
 
     def _keeps_rows(self, effect: statements.Effect, schema: str, table: str) -> bool:
         """The partition clause keeps every current row (`statements.keeps_rows`), by the table's
