@@ -153,6 +153,8 @@ def transient(error: BaseException) -> bool:
     return error.args[0] in TRANSIENT_CODES
 
 
+FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
+
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
 BINLOG_GONE = 1236
 
@@ -352,6 +354,7 @@ class Relay:
         self.progress = Progress({}, False)
         self.transaction: list | None = None  # the Deliveries entry of the transaction being read
         self.preparing: xa.Prepared | None = None  # the changes of the prepared XA being read
+        self.statement_ends_group = False  # the group being read is one statement with no XID event
         self.prepared: dict[xa.Xid, xa.Prepared] = {}  # prepared XAs whose outcome is not read yet
         self.outage_since: float | None = None  # monotonic time Base A stopped answering
         self.connected_at: float | None = None  # of the replication connection
@@ -519,12 +522,14 @@ class Relay:
 
     def _handle(self, event, stream: BinLogStreamReader) -> None:
         if isinstance(event, MariadbGtidEvent | GtidEvent):
-            if self.transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
+            if self.transaction is not None:  # a group whose end the relay did not see: it ended where this begins
                 start = event.packet.log_pos - event.packet.event_size
                 self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, start))
             self.progress.begin(event)
             self.transaction = self.deliveries.begin()
             self.preparing = xa.Prepared() if xa.opens_prepared_group(event) else None
+            # MariaDB flags a group of one statement (DDL, XA COMMIT); a MySQL group opens with BEGIN if not.
+            self.statement_ends_group = bool(event.flags & FL_STANDALONE) if self.is_mariadb else True
         elif isinstance(event, XAPrepareEvent):
             self._xa_prepared(event, stream)
         elif isinstance(event, XidEvent):
@@ -535,19 +540,36 @@ class Relay:
         elif isinstance(event, TableMapEvent):
             # Precedes the table's row events in each transaction: its columns as they were then.
             self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
-        elif isinstance(event, QueryEvent) and xa.starts_xa(event.query):  # MySQL's opening of an XA's rows
-            self.preparing = xa.Prepared()
-        elif isinstance(event, QueryEvent) and xa.outcome(event.query):
-            self._xa_outcome(*xa.outcome(event.query), event, stream)
         elif isinstance(event, QueryEvent):
-            try:
-                self._statement(event, stream)
-            except Exception:  # the relay's reading of SQL text must never stop the stream
-                log.exception("could not read the statement %s", statements.excerpt(event.query))
+            self._query(event, stream)
         else:
             if self.transaction is None:  # a row event outside a GTID'd transaction: track it alone
                 self.transaction = self.deliveries.begin()
             self._publish(event, self.transaction, stream)
+
+    def _query(self, event, stream: BinLogStreamReader) -> None:
+        """A statement: the opening or outcome of an XA, a transaction's BEGIN or COMMIT, or one
+        read for its effects on mapped tables (`_statement`). A group without an XID event (DDL, XA
+        COMMIT, a non-transactional table's COMMIT) ends with its statement, not at the next GTID: else
+        the saved position stayed one group behind, and a restart published that group again."""
+        query = event.query.strip()
+        keyword = query.split(None, 1)[0].upper() if query else ""
+        if keyword == "BEGIN":
+            self.statement_ends_group = False
+            return
+        if xa.starts_xa(query):  # MySQL's opening of an XA's rows
+            self.preparing, self.statement_ends_group = xa.Prepared(), False
+            return
+        if (resolved := xa.outcome(query)) is not None:
+            self._xa_outcome(*resolved, event, stream)
+        elif keyword != "COMMIT":
+            try:
+                self._statement(event, stream)
+            except Exception:  # the relay's reading of SQL text must never stop the stream
+                log.exception("could not read the statement %s", statements.excerpt(event.query))
+        if self.transaction is not None and (self.statement_ends_group or keyword == "COMMIT"):
+            self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+            self.transaction = None
 
     def _xa_prepared(self, event, stream: BinLogStreamReader) -> None:
         """The end of an XA's rows: published now when committed in one phase (MySQL), else held
