@@ -55,7 +55,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
-from base_sync.relay import reach, statements, xa
+from base_sync.relay import cascades, reach, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -92,7 +92,8 @@ UNPUBLISHED = Counter(
     "relay_unpublished_statements_total",
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
-    "added, a row change too large for a Kafka message): the batch sync must carry them",
+    "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
+    "cascades into the table): the batch sync must carry them",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -114,6 +115,14 @@ HISTORY = Counter(
     "relay_history_rows_total",
     "Binlog rows of a system-versioned table's history rows (an update's or delete's old image, DELETE "
     "HISTORY): no change of a current row, not published",
+    ["table"],
+    registry=REGISTRY,
+)
+CASCADING_KEYS = Gauge(
+    "relay_cascading_foreign_keys",
+    "Foreign keys into a mapped table whose ON DELETE or ON UPDATE rule (CASCADE, SET NULL, SET DEFAULT) "
+    "changes its rows inside InnoDB, with no row event: each parent delete or key update is counted "
+    "(relay_unpublished_statements_total, kind cascade)",
     ["table"],
     registry=REGISTRY,
 )
@@ -153,6 +162,7 @@ def transient(error: BaseException) -> bool:
     return error.args[0] in TRANSIENT_CODES
 
 
+CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
 FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
 
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
@@ -339,7 +349,7 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
-            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE):
+            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
@@ -347,6 +357,7 @@ class Relay:
         self.reach = reach.Reach(
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
+        self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -430,6 +441,56 @@ class Relay:
             )
         return {}
 
+    def _cascading_keys(self) -> dict:
+        """Warn of each foreign key whose cascade changes a mapped table's rows with no row event, and
+        follow its parent table's row events (`_cascaded`)."""
+        if not self.tables:
+            return {}
+        with self._sql() as conn:
+            rows = conn.execute(
+                text(cascades.QUERY).bindparams(bindparam("tables", expanding=True)), {"tables": list(self.tables)}
+            ).all()
+        self.cascades = {}
+        for cascade in map(cascades.Cascade.of_row, rows):
+            self.cascades.setdefault((cascade.parent_schema, cascade.parent), []).append(cascade)
+            log.warning(
+                "FOREIGN KEY %s CHANGES ROWS OF THE MAPPED %s INSIDE InnoDB: the binlog holds the parent's row "
+                "events only, so the rows it deletes or updates in %s are NOT PUBLISHED; each such parent change "
+                "is counted (relay_unpublished_statements_total, kind cascade): run the batch sync with compare_keys",
+                cascade.describe(),
+                cascade.child,
+                cascade.child,
+            )
+        for table in self.tables:
+            CASCADING_KEYS.labels(table).set(
+                sum(cascade.child == table for found in self.cascades.values() for cascade in found)
+            )
+        return {}
+
+    def _cascaded(self, event) -> None:
+        """Count a parent row's delete, or update of a referenced column, that a foreign key may have
+        cascaded into a mapped table."""
+        for cascade in self.cascades.get((event.schema, event.table), []):
+            try:
+                changed = cascade.changed_rows(event)
+            except Exception as error:  # rows the decoder cannot read: they may have cascaded
+                if transient(error):
+                    raise
+                changed = 1
+            if changed:
+                UNPUBLISHED.labels(cascade.child, CASCADE).inc(changed)
+                self.warnings.warn(
+                    ("unpublished", cascade.child, CASCADE),
+                    "ROWS OF %s CHANGED BY A FOREIGN KEY CASCADE, NOT PUBLISHED: %d row(s) of %s deleted or their key "
+                    "updated, cascading through %s; the binlog holds no row events for the rows of %s it changed. "
+                    "Run the batch sync with compare_keys",
+                    cascade.child,
+                    changed,
+                    cascade.parent,
+                    cascade.describe(),
+                    cascade.child,
+                )
+
     def _stream(self, position: dict) -> BinLogStreamReader:
         self._stream_connected, self.connected_at = False, None
         where = {}
@@ -453,8 +514,11 @@ class Relay:
             blocking=True,
             resume_stream=True,
             is_mariadb=self.is_mariadb,
-            only_schemas=[self.url.database] if self.url.database else None,
-            only_tables=list(self.tables),
+            # The parents of cascading foreign keys too: their deletes and key updates are counted.
+            only_schemas=sorted({self.url.database, *(schema for schema, _ in self.cascades)})
+            if self.url.database
+            else None,
+            only_tables=sorted({*self.tables, *(table for _, table in self.cascades)}),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
                 *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent, XAPrepareEvent),
@@ -480,6 +544,7 @@ class Relay:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server))
         self._reconnecting(self._views)
+        self._reconnecting(self._cascading_keys)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -695,6 +760,8 @@ class Relay:
         return writer
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
+        if self.cascades:
+            self._cascaded(event)
         entity = self.tables.get(event.table)
         if entity is None or (self.url.database and event.schema != self.url.database):
             return  # a table the mapping does not name
