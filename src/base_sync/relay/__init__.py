@@ -358,6 +358,7 @@ class Relay:
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
+        self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
@@ -450,13 +451,17 @@ class Relay:
             rows = conn.execute(
                 text(cascades.QUERY).bindparams(bindparam("tables", expanding=True)), {"tables": list(self.tables)}
             ).all()
+        known = {cascade for found in self.cascades.values() for cascade in found}
         self.cascades = {}
         for cascade in map(cascades.Cascade.of_row, rows):
             self.cascades.setdefault((cascade.parent_schema, cascade.parent), []).append(cascade)
+            if cascade in known:  # warned of already
+                continue
             log.warning(
                 "FOREIGN KEY %s CHANGES ROWS OF THE MAPPED %s INSIDE InnoDB: the binlog holds the parent's row "
                 "events only, so the rows it deletes or updates in %s are NOT PUBLISHED; each such parent change "
-                "is counted (relay_unpublished_statements_total, kind cascade): run the batch sync with compare_keys",
+                "is counted (relay_unpublished_statements_total, kind cascade): run the batch sync with "
+                "compare_keys for the deletes, with full_refresh for rows it updates (their updated_at stays)",
                 cascade.describe(),
                 cascade.child,
                 cascade.child,
@@ -466,6 +471,14 @@ class Relay:
                 sum(cascade.child == table for found in self.cascades.values() for cascade in found)
             )
         return {}
+
+    def _recheck_cascading_keys(self) -> None:
+        """A statement may have added or dropped a foreign key: read them again, and when the parent
+        tables changed, read the binlog from the next group on with the new set (`_follow`)."""
+        parents = set(self.cascades)
+        self._cascading_keys()
+        if set(self.cascades) != parents:
+            self.restream = True
 
     def _cascaded(self, event) -> None:
         """Count a parent row's delete, or update of a referenced column, that a foreign key may have
@@ -483,7 +496,8 @@ class Relay:
                     ("unpublished", cascade.child, CASCADE),
                     "ROWS OF %s CHANGED BY A FOREIGN KEY CASCADE, NOT PUBLISHED: %d row(s) of %s deleted or their key "
                     "updated, cascading through %s; the binlog holds no row events for the rows of %s it changed. "
-                    "Run the batch sync with compare_keys",
+                    "Run the batch sync with compare_keys (deletes), with full_refresh (updated rows keep their "
+                    "updated_at)",
                     cascade.child,
                     changed,
                     cascade.parent,
@@ -571,6 +585,7 @@ class Relay:
 
     def _follow(self) -> None:
         """Read the binlog from the last whole transaction on, until stopped or the connection is lost."""
+        self.restream = False
         stream = self._stream(self.progress.done)
         self.streaming = True
         try:
@@ -581,6 +596,9 @@ class Relay:
                 self._handle(event, stream)
                 if self.deliveries.failed:
                     raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
+                if self.restream and self.transaction is None:  # the tables it filters on changed
+                    log.info("following the parent tables of cascading foreign keys from %s on", self.progress.done)
+                    break
         finally:
             self.streaming = False
             stream.close()
@@ -868,6 +886,8 @@ class Relay:
         session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
         if statements.changes_catalogue(event.query):
             self.reach.forget()
+        if cascades.may_change_foreign_keys(event.query):
+            self._recheck_cascading_keys()
         found = statements.effects(event.query)
         self._reached_indirectly(event.query, session, found)
         for effect in found:

@@ -3,12 +3,13 @@
 InnoDB applies ON DELETE CASCADE / SET NULL / SET DEFAULT and ON UPDATE CASCADE / SET NULL / SET
 DEFAULT inside the engine: the binlog holds the parent table's row event only, so the child's rows
 change or vanish with no event (nor a new updated_at). The relay reads such foreign keys into mapped
-tables at start, and counts each parent row whose DELETE, or UPDATE of a referenced column, may have
-cascaded (`changed_rows`).
+tables at start and again after DDL that may add or drop one, and counts each parent row whose
+DELETE, or UPDATE of a referenced column, may have cascaded (`changed_rows`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
@@ -30,6 +31,19 @@ WHERE rc.constraint_schema = DATABASE() AND rc.table_name IN :tables
 GROUP BY rc.constraint_name, rc.table_name, kcu.referenced_table_schema, rc.referenced_table_name,
          rc.update_rule, rc.delete_rule
 """
+
+
+_DDL = re.compile(r"\s*(ALTER|CREATE|DROP|RENAME)\b", re.I)
+_NAMES_KEYS = re.compile(r"\b(REFERENCES|FOREIGN)\b", re.I)
+
+
+def may_change_foreign_keys(sql: str) -> bool:
+    """DDL that may add, drop or move a foreign key (an ALTER or CREATE naming REFERENCES or FOREIGN,
+    any DROP or RENAME): the relay reads them again."""
+    verb = _DDL.match(sql)
+    if verb is None:
+        return False
+    return verb.group(1).upper() in ("DROP", "RENAME") or bool(_NAMES_KEYS.search(sql))
 
 
 @dataclass(frozen=True)
