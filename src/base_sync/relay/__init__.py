@@ -884,12 +884,16 @@ class Relay:
         that removes or adds rows cannot be, and are logged loudly and counted
         (relay_unpublished_statements_total) for the batch sync to carry."""
         session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
+        found = statements.effects(event.query)
+        self._effects(found, event, stream, session)
+        # After the statement's own effects: a catalogue read that fails must not skip them.
+        self._reached_indirectly(event.query, session, found)
         if statements.changes_catalogue(event.query):
             self.reach.forget()
         if cascades.may_change_foreign_keys(event.query):
             self._recheck_cascading_keys()
-        found = statements.effects(event.query)
-        self._reached_indirectly(event.query, session, found)
+
+    def _effects(self, found: list[statements.Effect], event, stream: BinLogStreamReader, session: str) -> None:
         for effect in found:
             table = self._mapped(effect.table, session)
             if effect.kind == statements.RENAME:
