@@ -676,12 +676,12 @@ class Relay:
     def _xa_outcome(self, committed: bool, xid: xa.Xid, event, stream: BinLogStreamReader) -> None:
         prepared = self.prepared.pop(xid, None)
         if prepared is None:
-            log.warning(
-                "XA %s %s, but the relay did not read its XA PREPARE (prepared before the relay's first "
-                "position): its changes are not published; run the batch sync if it changed mapped tables",
-                xa.readable(xid),
-                "committed" if committed else "rolled back",
-            )
+            if committed:  # a rollback of it loses nothing
+                log.warning(
+                    "XA %s committed, but the relay did not read its XA PREPARE (prepared before the relay's "
+                    "first position): its changes are not published; run the batch sync if it changed mapped tables",
+                    xa.readable(xid),
+                )
             return
         if committed:
             if self.transaction is None:
