@@ -29,6 +29,21 @@ def test_an_open_transaction_holds_the_position():
     assert deliveries.safe_position() is None  # nothing new until the open one ends
 
 
+def test_a_transaction_held_open_keeps_the_position_before_it_and_the_queue_short():
+    """A prepared XA's group stays open until its outcome: the position must not pass it, and the
+    transactions finished meanwhile must not pile up one entry each."""
+    deliveries = Deliveries()
+    held = deliveries.begin()
+    release = deliveries.sent(held)
+    deliveries.end(held, {"gtid": "0-1-1"})
+    for number in range(2, 1002):
+        deliveries.end(deliveries.begin(), {"gtid": f"0-1-{number}"})
+        assert deliveries.safe_position() is None
+    assert len(deliveries.transactions) == 2
+    release(None, None)
+    assert deliveries.safe_position() == {"gtid": "0-1-1001"}
+
+
 def test_a_refused_event_freezes_the_position():
     deliveries = Deliveries()
     transaction = deliveries.begin()

@@ -4,9 +4,12 @@ partition clause of an ALTER TABLE removes or adds."""
 
 from __future__ import annotations
 
-import pytest
+from types import SimpleNamespace
 
-from base_sync.relay import Relay, RelaySettings
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from base_sync.relay import UNPUBLISHED, Relay, RelaySettings
 from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, Effect, effects, keeps_rows
 
 
@@ -149,3 +152,21 @@ def test_a_reorganize_is_counted_when_the_relay_cannot_read_the_partitioning_met
     (effect,) = effects("ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION pmax VALUES LESS THAN MAXVALUE)")
     assert Relay(settings)._keeps_rows(effect, "base_a", "t") is False
     assert "could not read how t is partitioned" in caplog.text
+
+
+def test_dml_naming_a_mapped_table_is_counted_even_when_the_catalogue_cannot_be_read(tmp_path, monkeypatch):
+    """The catalogue read (triggers, views, functions) comes after the statement's own effects:
+    with Base A not answering it fails, and must not take the count of the UPDATE with it."""
+    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
+    settings = RelaySettings(
+        base_a_url="mysql+mysqldb://root@127.0.0.1:1/base_a",
+        kafka_bootstrap="127.0.0.1:1",
+        http_port=0,
+        position_file=tmp_path / "position.json",
+    )
+    relay = Relay(settings)
+    counted = UNPUBLISHED.labels("employees", DML)
+    before = counted._value.get()
+    with pytest.raises(DBAPIError):
+        relay._statement(SimpleNamespace(schema=b"base_a", query="UPDATE employees SET a = 1"), None)
+    assert counted._value.get() == before + 1

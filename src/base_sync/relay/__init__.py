@@ -8,13 +8,15 @@ comes from the binlog's column metadata (binlog_row_metadata=FULL), never from B
 The position (MariaDB: the GTID of every replication domain; MySQL: file and offset) is saved to a
 file only once every event of the transactions before it was acknowledged by the broker, so a
 restart resumes without a gap; it may repeat the last transactions, which the API's version guard
-makes harmless. A lost replication connection resumes after the last whole transaction read; a
+makes harmless. A prepared XA's changes wait for its XA COMMIT (`xa`), holding the position before
+them. A lost replication connection resumes after the last whole transaction read; a
 Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay exits in one line.
 
 A row the binlog does not hold whole (a partial row image, no column names) is published as an
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
-truncate event, statement-logged DML, a rename away, a drop and a partition clause that removes or
+truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
+stored function: `reach`), a rename away, a drop and a partition clause that removes or
 adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
 HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
 row) are logged loudly and counted.
@@ -39,13 +41,13 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import MySQLdb
 import pymysql
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy import Connection, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
@@ -53,8 +55,17 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
-from base_sync.relay import statements
-from base_sync.relay.rows import RowChange, binlog_column, null_flags, row_changes, row_op, unreadable
+from base_sync.relay import cascades, reach, statements, xa
+from base_sync.relay.rows import (
+    TOO_LARGE,
+    RowChange,
+    binlog_column,
+    null_flags,
+    row_changes,
+    row_op,
+    too_large,
+    unreadable,
+)
 from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
@@ -81,7 +92,8 @@ UNPUBLISHED = Counter(
     "relay_unpublished_statements_total",
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
-    "added): the batch sync must carry them",
+    "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
+    "cascades into the table): the batch sync must carry them",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -106,6 +118,14 @@ HISTORY = Counter(
     ["table"],
     registry=REGISTRY,
 )
+CASCADING_KEYS = Gauge(
+    "relay_cascading_foreign_keys",
+    "Foreign keys into a mapped table whose ON DELETE or ON UPDATE rule (CASCADE, SET NULL, SET DEFAULT) "
+    "changes its rows inside InnoDB, with no row event: each parent delete or key update is counted "
+    "(relay_unpublished_statements_total, kind cascade)",
+    ["table"],
+    registry=REGISTRY,
+)
 VIEWS = Gauge(
     "relay_mapped_views",
     "1 for a mapped source table that is a view: the binlog names the tables under it, never the view, "
@@ -123,6 +143,14 @@ class BaseAUnreachable(Exception):
     """Base A stayed unreachable for RELAY_RECONNECT_SECONDS."""
 
 
+class ChangeTooLarge(Exception):
+    """An event larger than the producer's message.max.bytes (RELAY_MESSAGE_MAX_BYTES): refused before sending."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes, more than {limit}")
+        self.size, self.limit = size, limit
+
+
 def transient(error: BaseException) -> bool:
     """Base A is away for now (a lost or refused connection), as opposed to refusing for good."""
     if isinstance(error, StreamLost):
@@ -133,6 +161,9 @@ def transient(error: BaseException) -> bool:
         return False
     return error.args[0] in TRANSIENT_CODES
 
+
+CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
+FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
 
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
 BINLOG_GONE = 1236
@@ -163,6 +194,12 @@ class RelaySettings(EnvSettings):
     with_schema: bool = Field(True, description="Debezium's schema/payload wrapper (JSON converter default)")
     http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
     http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
+    message_max_bytes: int = Field(
+        1_000_000,
+        ge=1000,
+        description="the producer's message.max.bytes: a row change whose event is larger is published as a small "
+        "incomplete change the drain dead-letters (raise it with the topics' max.message.bytes)",
+    )
     save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
     reconnect_seconds: float = Field(
         120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
@@ -262,6 +299,11 @@ class Deliveries:
 
         return acknowledged
 
+    def withdraw(self, entry: list) -> None:
+        """An event counted by `sent` that the producer refused: it will never be acknowledged."""
+        with self.lock:
+            entry[0] -= 1
+
     def end(self, entry: list, position: dict) -> None:
         with self.lock:
             entry[1] = position
@@ -272,10 +314,19 @@ class Deliveries:
         with self.lock:
             if self.failed:
                 return None
-            while self.transactions and self.transactions[0][1] is not None and self.transactions[0][0] == 0:
+            while self.transactions and _finished(self.transactions[0]):
                 safe = self.transactions.popleft()[1]
+            # Behind a transaction held open (a prepared XA awaiting its outcome) only the last of the
+            # finished ones matters: the queue stays short however long the XA stays pending.
+            while len(self.transactions) > 2 and _finished(self.transactions[1]) and _finished(self.transactions[2]):
+                del self.transactions[1]
             PENDING.set(sum(t[0] for t in self.transactions))
         return safe
+
+
+def _finished(entry: list) -> bool:
+    """A Deliveries entry whose transaction ended and whose every event was acknowledged."""
+    return entry[1] is not None and entry[0] == 0
 
 
 class Relay:
@@ -285,7 +336,12 @@ class Relay:
         self.positions = PositionFile(settings.position_file)
         self.deliveries = Deliveries()
         self.producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 2}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "message.max.bytes": settings.message_max_bytes,
+            }
         )
         self.topics = Topics(settings.topic_prefix, self.url.database or "", SourceMapping.from_settings())
         self.tables = self.topics.tables  # {source table: entity}: the only tables published
@@ -293,17 +349,25 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
-            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION):
+            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE):
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
         self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
+        self.reach = reach.Reach(
+            self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
+        )
+        self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
+        self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.streaming = False
         self.is_mariadb = False
         self.warnings = Warnings()
         self.progress = Progress({}, False)
         self.transaction: list | None = None  # the Deliveries entry of the transaction being read
+        self.preparing: xa.Prepared | None = None  # the changes of the prepared XA being read
+        self.statement_ends_group = False  # the group being read is one statement with no XID event
+        self.prepared: dict[xa.Xid, xa.Prepared] = {}  # prepared XAs whose outcome is not read yet
         self.outage_since: float | None = None  # monotonic time Base A stopped answering
         self.connected_at: float | None = None  # of the replication connection
         self._stream_connected = False
@@ -378,6 +442,69 @@ class Relay:
             )
         return {}
 
+    def _cascading_keys(self) -> dict:
+        """Warn of each foreign key whose cascade changes a mapped table's rows with no row event, and
+        follow its parent table's row events (`_cascaded`)."""
+        if not self.tables:
+            return {}
+        with self._sql() as conn:
+            rows = conn.execute(
+                text(cascades.QUERY).bindparams(bindparam("tables", expanding=True)), {"tables": list(self.tables)}
+            ).all()
+        known = {cascade for found in self.cascades.values() for cascade in found}
+        self.cascades = {}
+        for cascade in map(cascades.Cascade.of_row, rows):
+            self.cascades.setdefault((cascade.parent_schema, cascade.parent), []).append(cascade)
+            if cascade in known:  # warned of already
+                continue
+            log.warning(
+                "FOREIGN KEY %s CHANGES ROWS OF THE MAPPED %s INSIDE InnoDB: the binlog holds the parent's row "
+                "events only, so the rows it deletes or updates in %s are NOT PUBLISHED; each such parent change "
+                "is counted (relay_unpublished_statements_total, kind cascade): run the batch sync with "
+                "compare_keys for the deletes, with full_refresh for rows it updates (their updated_at stays)",
+                cascade.describe(),
+                cascade.child,
+                cascade.child,
+            )
+        for table in self.tables:
+            CASCADING_KEYS.labels(table).set(
+                sum(cascade.child == table for found in self.cascades.values() for cascade in found)
+            )
+        return {}
+
+    def _recheck_cascading_keys(self) -> None:
+        """A statement may have added or dropped a foreign key: read them again, and when the parent
+        tables changed, read the binlog from the next group on with the new set (`_follow`)."""
+        parents = set(self.cascades)
+        self._cascading_keys()
+        if set(self.cascades) != parents:
+            self.restream = True
+
+    def _cascaded(self, event) -> None:
+        """Count a parent row's delete, or update of a referenced column, that a foreign key may have
+        cascaded into a mapped table."""
+        for cascade in self.cascades.get((event.schema, event.table), []):
+            try:
+                changed = cascade.changed_rows(event)
+            except Exception as error:  # rows the decoder cannot read: they may have cascaded
+                if transient(error):
+                    raise
+                changed = 1
+            if changed:
+                UNPUBLISHED.labels(cascade.child, CASCADE).inc(changed)
+                self.warnings.warn(
+                    ("unpublished", cascade.child, CASCADE),
+                    "ROWS OF %s CHANGED BY A FOREIGN KEY CASCADE, NOT PUBLISHED: %d row(s) of %s deleted or their key "
+                    "updated, cascading through %s; the binlog holds no row events for the rows of %s it changed. "
+                    "Run the batch sync with compare_keys (deletes), with full_refresh (updated rows keep their "
+                    "updated_at)",
+                    cascade.child,
+                    changed,
+                    cascade.parent,
+                    cascade.describe(),
+                    cascade.child,
+                )
+
     def _stream(self, position: dict) -> BinLogStreamReader:
         self._stream_connected, self.connected_at = False, None
         where = {}
@@ -401,11 +528,14 @@ class Relay:
             blocking=True,
             resume_stream=True,
             is_mariadb=self.is_mariadb,
-            only_schemas=[self.url.database] if self.url.database else None,
-            only_tables=list(self.tables),
+            # The parents of cascading foreign keys too: their deletes and key updates are counted.
+            only_schemas=sorted({self.url.database, *(schema for schema, _ in self.cascades)})
+            if self.url.database
+            else None,
+            only_tables=sorted({*self.tables, *(table for _, table in self.cascades)}),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
-                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent),
+                *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent, XAPrepareEvent),
             ],
             slave_heartbeat=1.0,
             **where,
@@ -428,6 +558,7 @@ class Relay:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server))
         self._reconnecting(self._views)
+        self._reconnecting(self._cascading_keys)
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
@@ -454,6 +585,7 @@ class Relay:
 
     def _follow(self) -> None:
         """Read the binlog from the last whole transaction on, until stopped or the connection is lost."""
+        self.restream = False
         stream = self._stream(self.progress.done)
         self.streaming = True
         try:
@@ -464,17 +596,25 @@ class Relay:
                 self._handle(event, stream)
                 if self.deliveries.failed:
                     raise RuntimeError(f"the broker refused events: {self.deliveries.failed[:3]}")
+                if self.restream and self.transaction is None:  # the tables it filters on changed
+                    log.info("following the parent tables of cascading foreign keys from %s on", self.progress.done)
+                    break
         finally:
             self.streaming = False
             stream.close()
 
     def _handle(self, event, stream: BinLogStreamReader) -> None:
         if isinstance(event, MariadbGtidEvent | GtidEvent):
-            if self.transaction is not None:  # the previous group had no XID (DDL): it ended where this begins
+            if self.transaction is not None:  # a group whose end the relay did not see: it ended where this begins
                 start = event.packet.log_pos - event.packet.event_size
                 self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, start))
             self.progress.begin(event)
             self.transaction = self.deliveries.begin()
+            self.preparing = xa.Prepared() if xa.opens_prepared_group(event) else None
+            # MariaDB flags a group of one statement (DDL, XA COMMIT); a MySQL group opens with BEGIN if not.
+            self.statement_ends_group = bool(event.flags & FL_STANDALONE) if self.is_mariadb else True
+        elif isinstance(event, XAPrepareEvent):
+            self._xa_prepared(event, stream)
         elif isinstance(event, XidEvent):
             TRANSACTIONS.inc()
             if self.transaction is not None:
@@ -484,14 +624,80 @@ class Relay:
             # Precedes the table's row events in each transaction: its columns as they were then.
             self.nullable[event.table_id] = null_flags(event.null_bitmask, event.column_count)
         elif isinstance(event, QueryEvent):
-            try:
-                self._statement(event, stream)
-            except Exception:  # the relay's reading of SQL text must never stop the stream
-                log.exception("could not read the statement %s", statements.excerpt(event.query))
+            self._query(event, stream)
         else:
             if self.transaction is None:  # a row event outside a GTID'd transaction: track it alone
                 self.transaction = self.deliveries.begin()
             self._publish(event, self.transaction, stream)
+
+    def _query(self, event, stream: BinLogStreamReader) -> None:
+        """A statement: the opening or outcome of an XA, a transaction's BEGIN or COMMIT, or one
+        read for its effects on mapped tables (`_statement`). A group without an XID event (DDL, XA
+        COMMIT, a non-transactional table's COMMIT) ends with its statement, not at the next GTID: else
+        the saved position stayed one group behind, and a restart published that group again."""
+        query = event.query.strip()
+        keyword = query.split(None, 1)[0].upper() if query else ""
+        if keyword == "BEGIN":
+            self.statement_ends_group = False
+            return
+        if xa.starts_xa(query):  # MySQL's opening of an XA's rows
+            self.preparing, self.statement_ends_group = xa.Prepared(), False
+            return
+        if (resolved := xa.outcome(query)) is not None:
+            self._xa_outcome(*resolved, event, stream)
+        elif keyword != "COMMIT":
+            try:
+                self._statement(event, stream)
+            except Exception:  # the relay's reading of SQL text must never stop the stream
+                log.exception("could not read the statement %s", statements.excerpt(event.query))
+        if self.transaction is not None and (self.statement_ends_group or keyword == "COMMIT"):
+            self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+            self.transaction = None
+
+    def _xa_prepared(self, event, stream: BinLogStreamReader) -> None:
+        """The end of an XA's rows: published now when committed in one phase (MySQL), else held
+        until its outcome, with its group's position (`Prepared`)."""
+        preparing, self.preparing = self.preparing or xa.Prepared(), None
+        if self.transaction is None:
+            self.transaction = self.deliveries.begin()
+        if event.one_phase:
+            self._release(preparing, event, stream)
+        else:
+            preparing.release = self.deliveries.sent(self.transaction)  # acknowledged at the outcome
+            self.prepared[xa.prepared_xid(event)] = preparing
+            log.info(
+                "XA %s prepared: its %d change(s) are published at its XA COMMIT, dropped at its XA ROLLBACK",
+                xa.readable(xa.prepared_xid(event)),
+                len(preparing.changes),
+            )
+        self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
+        self.transaction = None
+
+    def _xa_outcome(self, committed: bool, xid: xa.Xid, event, stream: BinLogStreamReader) -> None:
+        prepared = self.prepared.pop(xid, None)
+        if prepared is None:
+            if committed:  # a rollback of it loses nothing
+                log.warning(
+                    "XA %s committed, but the relay did not read its XA PREPARE (prepared before the relay's "
+                    "first position): its changes are not published; run the batch sync if it changed mapped tables",
+                    xa.readable(xid),
+                )
+            return
+        if committed:
+            if self.transaction is None:
+                self.transaction = self.deliveries.begin()
+            self._release(prepared, event, stream)
+        log.info("XA %s %s", xa.readable(xid), "committed: published" if committed else "rolled back: dropped")
+        if prepared.release is not None:
+            prepared.release(None, None)
+
+    def _release(self, prepared: xa.Prepared, event, stream: BinLogStreamReader) -> None:
+        """Publish a prepared XA's changes, in order, as of the event that commits them."""
+        source, now = _source(event, stream), now_ms()
+        for index, held in enumerate(prepared.changes):
+            row_source = {**source, "row": index}
+            value = self._envelope(held.writer, held.change, row_source, now)
+            self._send(held.entity, held.topic, held.change, value, self.transaction, row_source)
 
     def _lost(self, error: Exception) -> None:
         """The replication connection dropped: the next one starts after the last whole transaction.
@@ -500,6 +706,7 @@ class Relay:
         if self.transaction is not None:
             self.deliveries.end(self.transaction, self.progress.done)
             self.transaction = None
+        self.preparing = None  # its group is read again whole
         self.progress.rewind()
         if self.outage_since is None or (self.connected_at and time.monotonic() - self.connected_at > 5):
             self.outage_since = time.monotonic()  # a new outage, not the same one flapping
@@ -571,6 +778,8 @@ class Relay:
         return writer
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
+        if self.cascades:
+            self._cascaded(event)
         entity = self.tables.get(event.table)
         if entity is None or (self.url.database and event.schema != self.url.database):
             return  # a table the mapping does not name
@@ -588,8 +797,9 @@ class Relay:
             if transient(error):  # Base A went away converting its text (`rows._convert`): resume
                 raise
             change = unreadable(op, event.table, error)
-            value = self._bare_envelope(event.table, change, {**source, "row": 0}, now_ms)
-            self._send(entity, topic, change, value, transaction)
+            bare = self._bare_writer(event.table)
+            value = self._envelope(bare, change, {**source, "row": 0}, now_ms)
+            self._emit(xa.HeldChange(entity, topic, change, bare), value, transaction, {**source, "row": 0})
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
@@ -602,11 +812,19 @@ class Relay:
                 if versioned is not None:
                     changes = [versioned.current(change) for change in changes]
                 values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
+                used = writer
             except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
-                changes = [unreadable(op, event.table, error)]
-                values = [self._bare_envelope(event.table, changes[0], row_source, now_ms)]
+                changes, used = [unreadable(op, event.table, error)], self._bare_writer(event.table)
+                values = [self._envelope(used, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
-                self._send(entity, topic, change, value, transaction)
+                self._emit(xa.HeldChange(entity, topic, change, used), value, transaction, row_source)
+
+    def _emit(self, held: xa.HeldChange, value: bytes, transaction: list, source: dict) -> None:
+        """Send a row change, or hold it when it is a prepared XA's (sent at its XA COMMIT)."""
+        if self.preparing is not None:
+            self.preparing.changes.append(held)
+        else:
+            self._send(held.entity, held.topic, held.change, value, transaction, source)
 
     def _versioned(self, event) -> Versioned | None:
         """How the table is system-versioned (MariaDB), or None: read from the catalogue once per
@@ -666,7 +884,17 @@ class Relay:
         that removes or adds rows cannot be, and are logged loudly and counted
         (relay_unpublished_statements_total) for the batch sync to carry."""
         session = event.schema.decode("utf-8", "replace") if isinstance(event.schema, bytes) else event.schema
-        for effect in statements.effects(event.query):
+        found = statements.effects(event.query)
+        self._effects(found, event, stream, session)
+        # After the statement's own effects: a catalogue read that fails must not skip them.
+        self._reached_indirectly(event.query, session, found)
+        if statements.changes_catalogue(event.query):
+            self.reach.forget()
+        if cascades.may_change_foreign_keys(event.query):
+            self._recheck_cascading_keys()
+
+    def _effects(self, found: list[statements.Effect], event, stream: BinLogStreamReader, session: str) -> None:
+        for effect in found:
             table = self._mapped(effect.table, session)
             if effect.kind == statements.RENAME:
                 self._renamed(table, self._mapped(effect.to, session), event.query)
@@ -708,6 +936,54 @@ class Relay:
                     "the partition held (and to add rows it brought in)",
                     statements.excerpt(event.query),
                 )
+
+    def _reached_indirectly(self, query: str, session: str, found: list[statements.Effect]) -> None:
+        """Count the mapped tables a statement-logged DML changes through a trigger, a view or a stored
+        function (`reach`), beyond those it names (counted as its effects)."""
+        if not statements.may_run_routines(query):
+            return
+        written = [effect.table for effect in found if effect.kind == statements.DML]
+        direct = {self._mapped(table, session) for table in written}
+        for table, through in self.reach.of_statement(query, session, written).items():
+            if table not in direct:
+                self._unpublished(
+                    table,
+                    statements.DML,
+                    "STATEMENT-LOGGED CHANGES of %s NOT PUBLISHED: the statement reaches it through %s (a trigger, "
+                    "view or stored function) and a session wrote it with binlog_format STATEMENT or MIXED, so the "
+                    "binlog holds the SQL, not the rows (%s). The batch sync carries them (deletes: run it with "
+                    "compare_keys); set binlog_format=ROW for every session",
+                    through,
+                    statements.excerpt(query),
+                )
+
+    def _schema_objects(self, schema: str) -> reach.SchemaObjects:
+        """A schema's triggers, views and stored functions with their bodies (None: not readable)."""
+        objects = reach.SchemaObjects()
+        where = {"schema": schema}
+        with self._sql() as conn:
+            for table, body in conn.execute(
+                text(
+                    "SELECT event_object_table, action_statement FROM information_schema.triggers "
+                    "WHERE event_object_schema = :schema"
+                ),
+                where,
+            ):
+                objects.triggers.setdefault(table.lower(), []).append(body or None)
+            for view, body in conn.execute(
+                text("SELECT table_name, view_definition FROM information_schema.views WHERE table_schema = :schema"),
+                where,
+            ):
+                objects.views[view.lower()] = body or None  # '' without SHOW VIEW
+            for function, body in conn.execute(
+                text(
+                    "SELECT routine_name, routine_definition FROM information_schema.routines "
+                    "WHERE routine_schema = :schema AND routine_type = 'FUNCTION'"
+                ),
+                where,
+            ):
+                objects.functions[function.lower()] = body or None
+        return objects
 
     def _keeps_rows(self, effect: statements.Effect, schema: str, table: str) -> bool:
         """The partition clause keeps every current row (`statements.keeps_rows`), by the table's
@@ -771,7 +1047,7 @@ class Relay:
             self.transaction = self.deliveries.begin()
         writer = self.last_writer.get(table) or self._bare_writer(table)
         value = writer.envelope("t", None, None, {**_source(event, stream), "row": 0}, int(time.time() * 1000))
-        self._produce(self.topics.topic(entity), None, value, self.deliveries.sent(self.transaction))
+        self._produce(self.topics.topic(entity), None, value, self.transaction)
         EVENTS.labels(entity, "t").inc()
         log.warning(
             "TRUNCATE of %s published as a truncate event ('t'): the drain dead-letters it; run the batch "
@@ -779,10 +1055,18 @@ class Relay:
             table,
         )
 
-    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list) -> None:
-        self._count(entity, change)
+    def _send(self, entity: str, topic: str, change: RowChange, value: bytes, transaction: list, source: dict) -> None:
         key = None if change.key is None else str(change.key).encode()
-        self._produce(topic, key, value, self.deliveries.sent(transaction))
+        try:
+            self._produce(topic, key, value, transaction)
+        except ChangeTooLarge as error:  # never sendable: a small keyed stand-in the drain dead-letters
+            table = self.topics.mapping.table_of(entity)
+            stand_in = too_large(change, table, error.size, error.limit)
+            UNPUBLISHED.labels(table, TOO_LARGE).inc()  # the warning is _count's, with the reason
+            value = self._bare_envelope(table, stand_in, source, now_ms())
+            self._send(entity, topic, stand_in, value, transaction, source)
+            return
+        self._count(entity, change)
 
     def _bare_envelope(self, table: str, change: RowChange, source: dict, now_ms: int) -> bytes:
         """The envelope of a change whose columns are unknown."""
@@ -812,13 +1096,20 @@ class Relay:
             change.problem,
         )
 
-    def _produce(self, topic: str, key: bytes, value: bytes, on_delivery) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes, transaction: list) -> None:
+        """Produce one event of the transaction; ChangeTooLarge when the producer refuses its size."""
+        on_delivery = self.deliveries.sent(transaction)
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
                 return
             except BufferError:  # the local queue is full: wait for the broker to catch up
                 self.producer.poll(0.1)
+            except KafkaException as error:
+                self.deliveries.withdraw(transaction)  # never sent: no acknowledgement will come
+                if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise ChangeTooLarge(len(value) + len(key or b""), self.settings.message_max_bytes) from None
+                raise
 
     def _serve_deliveries(self) -> None:
         """Run delivery callbacks and save the safe position, until the relay stops."""
@@ -871,6 +1162,10 @@ class Warnings:
         if count > 1:
             message += f" ({count - 1} more like it in the last {self.every:.0f} s)"
         log.warning(message, *args)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _source(event, stream: BinLogStreamReader) -> dict:

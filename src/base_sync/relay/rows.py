@@ -58,6 +58,7 @@ from base_sync.debezium import SourceColumn
 ROW_IMAGE = "binlog_row_image"
 ROW_METADATA = "binlog_row_metadata"
 UNREADABLE = "unreadable"
+TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,17 @@ def unreadable(op: str, table: str, error: Exception, key: object | None = None)
         "the batch sync carries the row"
     )
     return RowChange(op, key, None, None, problem=problem, cause=UNREADABLE)
+
+
+def too_large(change: RowChange, table: str, size: int, limit: int) -> RowChange:
+    """The incomplete stand-in, keyed as the change, for a change whose event no Kafka message can hold."""
+    problem = (
+        f"the change of {table} was {size} bytes as an event, more than the {limit} bytes a Kafka message "
+        "may hold (RELAY_MESSAGE_MAX_BYTES, the producer's message.max.bytes), so the relay could not publish "
+        "it. Raise RELAY_MESSAGE_MAX_BYTES with the topics' max.message.bytes (and the broker's "
+        "message.max.bytes) to publish such rows; the batch sync carries the row"
+    )
+    return RowChange(change.op, change.key, None, None, problem=problem, cause=TOO_LARGE)
 
 
 def _partial(event, op, key_column, before, after, missing_before, missing_after) -> RowChange:

@@ -293,3 +293,46 @@ def excerpt(sql: str, limit: int = 200) -> str:
     """A statement for a log line: one line, at most `limit` characters."""
     text = " ".join(sql.split())
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def names(sql: str) -> list[tuple[str | None, str]]:
+    """Every identifier of the text, qualified where it is (`db.t`): a trigger's, view's or stored
+    routine's body read for the tables it may reach (more than it writes: the loud side)."""
+    found, named, at = tokens(sql), [], 0
+    while at < len(found):
+        if found[at].kind in ("word", "quoted"):
+            table = _qualified(found, at)
+            named.append(table[0])
+            at = table[1]
+        else:
+            at += 1
+    return list(dict.fromkeys(named))
+
+
+def calls(sql: str) -> list[tuple[str | None, str]]:
+    """The names the statement calls as functions (`f(`, `db.f(`): stored functions among them run
+    SQL of their own, which a statement-logged binlog does not show."""
+    found, called = tokens(sql), []
+    for at in range(len(found) - 1):
+        if found[at + 1].text == "(" and found[at].name is not None:
+            dotted = at >= 2 and found[at - 1].text == "." and found[at - 2].name is not None
+            called.append((found[at - 2].name, found[at].name) if dotted else (None, found[at].name))
+    return list(dict.fromkeys(called))
+
+
+_RUNS_ROUTINES = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "LOAD", "SELECT", "DO", "SET"})
+
+
+def may_run_routines(sql: str) -> bool:
+    """DML, or a SELECT, DO or SET that may call a stored function: what a trigger, view or function
+    can carry to a table the statement does not name."""
+    found = tokens(sql)
+    return bool(found) and found[0].keyword in _RUNS_ROUTINES
+
+
+_CHANGES_CATALOGUE = re.compile(r"\s*(CREATE|DROP|ALTER)\b.{0,300}?\b(TRIGGER|VIEW|FUNCTION|PROCEDURE)\b", re.I | re.S)
+
+
+def changes_catalogue(sql: str) -> bool:
+    """The statement creates, drops or alters a trigger, view or stored routine."""
+    return bool(_CHANGES_CATALOGUE.match(sql))
