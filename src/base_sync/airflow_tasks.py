@@ -33,6 +33,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.errors import ConfigurationError, TerminalError
 from base_sync.mapping import SourceMapping
+from base_sync.mapping.cascades import cascade_warnings
 from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
@@ -119,7 +120,8 @@ def _skip_unless_selected(entity: str) -> None:
 def _connected(settings: SyncSettings, entity: str, report_schema: bool = False) -> Iterator[tuple[BaseA, BaseBApi]]:
     """Base A and the API; Base A's table of `entity` checked against its mapping first (one catalogue
     read): a missing or retyped mapped column fails the task, terminally, before anything is read or
-    written. The run's load reports the columns the mapping does not read (a log line and a gauge)."""
+    written. The run's load reports the columns the mapping does not read (a log line and a gauge),
+    and the foreign keys whose actions change mapped rows unseen (`mapping.cascades`: warnings)."""
     conn_id = settings.base_a_conn_id
     try:
         connection = BaseHook.get_connection(conn_id)
@@ -147,6 +149,8 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
                     ", ".join(checked.unmapped),
                 )
             _emit(metrics.schema_samples(entity, checked.unmapped))
+            for warning in cascade_warnings(base_a.engine, base_a.mapping, backend, [entity]):
+                log.warning("%s", warning)
         api = _api(settings, "batch")
         cleanup.callback(api.close)
         api.check_writes(entity)

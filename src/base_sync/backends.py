@@ -159,6 +159,12 @@ class BaseABackend:
         there may still exist)."""
         return True
 
+    def cascading_keys(self, conn: Connection, tables: list[str]) -> list[CascadingKey]:
+        """The foreign keys declared on `tables` whose ON DELETE or ON UPDATE action changes their rows
+        (CASCADE, SET NULL, SET DEFAULT): done inside the engine where that fires no trigger. [] when
+        none, or when the engine's actions fire triggers and stamps like any statement."""
+        return []
+
     def read_columns(self, columns: list) -> list:
         """The SELECT list of rows mapped in Python (`SourceView.apply`): the typed columns as they are."""
         return columns
@@ -198,6 +204,17 @@ class LiveColumn(NamedTuple):
     nullable: bool
     charset: str | None = None  # a text column's character set, 'binary' for a binary string (MySQL)
     clocked: str | None = None  # what the server's clock writes: "DEFAULT", "ON UPDATE" or both (CURRENT_TIMESTAMP)
+
+
+class CascadingKey(NamedTuple):
+    """A foreign key whose action changes the rows of the table declaring it (`cascading_keys`)."""
+
+    name: str
+    table: str  # the table declaring it: its rows are deleted or changed
+    columns: tuple[str, ...]
+    parent: str  # the referenced table, whose delete or key change sets the action off
+    on_delete: str  # CASCADE, SET NULL, SET DEFAULT, RESTRICT, NO ACTION
+    on_update: str
 
 
 class ServerClock(NamedTuple):
@@ -480,6 +497,41 @@ class _TableNames:
     def asked(self, listed: str) -> list[str]:
         """The mapping's names of the table the catalogue lists as `listed`."""
         return [t for t in self.tables if self._key(t) == self._key(listed)]
+
+    def cascading_keys(self, conn: Connection, tables: list[str]) -> list[CascadingKey]:
+        # InnoDB runs foreign key actions inside the engine: no trigger fires (the delete log misses
+        # a cascaded delete), ON UPDATE CURRENT_TIMESTAMP stamps nothing, the binlog has no row event.
+        # Read from SHOW CREATE TABLE: information_schema.referential_constraints lists nothing to a
+        # SELECT-only account (MariaDB 10.11), the sync's usual one.
+        found = []
+        for table in tables:
+            quoted = conn.dialect.identifier_preparer.quote(table)
+            create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").one()[1]
+            for match in _FOREIGN_KEY.finditer(create):
+                rules = dict(_RULE.findall(match["rules"]))
+                on_delete, on_update = rules.get("DELETE", "RESTRICT"), rules.get("UPDATE", "RESTRICT")
+                if {on_delete, on_update} - {"RESTRICT", "NO ACTION"}:
+                    columns = tuple(_unquote(c) for c in _NAME.findall(match["columns"]))
+                    found.append(
+                        CascadingKey(
+                            _unquote(match["name"]), table, columns, _unquote(match["parent"]), on_delete, on_update
+                        )
+                    )
+        return found
+
+
+# A foreign key as SHOW CREATE TABLE writes it; an action left out is RESTRICT.
+_NAME = re.compile(r"`((?:[^`]|``)+)`")
+_FOREIGN_KEY = re.compile(
+    r"CONSTRAINT `(?P<name>(?:[^`]|``)+)` FOREIGN KEY \((?P<columns>[^)]*)\) "
+    r"REFERENCES (?:`(?:[^`]|``)+`\.)?`(?P<parent>(?:[^`]|``)+)` \([^)]*\)"
+    r"(?P<rules>(?: ON (?:DELETE|UPDATE) (?:CASCADE|SET NULL|SET DEFAULT|RESTRICT|NO ACTION))*)"
+)
+_RULE = re.compile(r"ON (DELETE|UPDATE) (CASCADE|SET NULL|SET DEFAULT|RESTRICT|NO ACTION)")
+
+
+def _unquote(name: str) -> str:
+    return name.replace("``", "`")
 
 
 class SQLiteBaseA(BaseABackend):

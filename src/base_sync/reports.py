@@ -146,6 +146,7 @@ class LoggedDeletes:
     position: Cursor
     read: int = 0
     counts: DeleteCounts = DeleteCounts()
+    restored: int = 0  # logged deletes not sent: Base A holds their keys again, their rows were sent
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class DeleteReport:
     left_scope: int = 0  # rows deleted because they changed and the mapping's soft-delete rule or filter drops them
     resent_unique: int = 0  # rejected rows sent again (a unique value another row held, maybe let go since)
     closed_rejections: int = 0  # rejected rows gone from Base A: deletes sent, closing their rejections
+    restored: int = 0  # logged deletes whose keys Base A holds again (put back): rows sent, not deletes
 
     @property
     def deleted(self) -> int:
@@ -202,6 +204,8 @@ class DeleteReport:
             data["resent_unique"] = self.resent_unique
         if self.closed_rejections:
             data["closed_rejections"] = self.closed_rejections
+        if self.restored:
+            data["restored"] = self.restored
         return data
 
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from base_sync import rejected_rows
+from base_sync import put_back, rejected_rows
 from base_sync.api_client import BaseBApi
 from base_sync.delete_guard import (
     ANY_NUMBER,
@@ -395,13 +395,15 @@ def propagate_deletes(
         left_scope=left_scope.deleted,
         resent_unique=freed.resent if freed else 0,
         closed_rejections=freed.closed_gone if freed else 0,
+        restored=from_log.restored if from_log else 0,
     )
     log.info(
         "%s: deleted %d rows Base A no longer holds or that left the mapping's scope (soft deletes, filter); "
-        "%d logged deletes read",
+        "%d logged deletes read, %d of them put back in Base A since (their rows sent instead)",
         entity,
         report.deleted,
         report.from_log,
+        report.restored,
     )
     return report
 
@@ -416,10 +418,12 @@ def _send_found(
     if found.planned.complete:
         if reads_log:
             held = found.planned.from_source(DELETE_LOG)
-            counts = DeleteCounts()
+            counts, restored = DeleteCounts(), 0
             for start in range(0, len(held), settings.chunk_size):
-                counts += _send_logged(api, entity, held[start : start + settings.chunk_size])
-            from_log = LoggedDeletes(found.reached, found.log_read, counts)
+                chunk = put_back.split(base_a, entity, held[start : start + settings.chunk_size])
+                sent, back = _send_logged(api, entity, chunk, settings)
+                counts, restored = counts + sent, restored + back
+            from_log = LoggedDeletes(found.reached, found.log_read, counts, restored)
         if found.buckets is not None:
             counts = _send_gone(api, entity, found.planned.from_source(KEY_COMPARISON), settings.chunk_size)
             comparison = KeyComparison(found.buckets, len(found.suspects), counts)
@@ -484,16 +488,7 @@ def _find_deletes(
         if position is None:  # the first run: the key comparison below covers the past
             reached, first_run = Cursor(base_a.now(), 0), True
         else:
-            reached = position
-            chunk = settings.chunk_size
-            # Entries the look-back reads again: an earlier run sent them, so they are sent, not counted.
-            for records, _ in base_a.deletes_after(entity, _looking_back(position, settings), chunk, until=position):
-                planned.add(DELETE_LOG, records, counted=False)
-                read += len(records)
-            for records, position_reached in base_a.deletes_after(entity, position, chunk):
-                _plan_counting_held(planned, DELETE_LOG, records, api, entity, held_newer)
-                read += len(records)
-                reached = max(reached, position_reached)
+            reached, read = _plan_logged(entity, base_a, api, settings, position, planned, held_newer)
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
     left_since = None if first_run else _left_scope_since(watermark, last, settings, view)
     if left_since is not None:
@@ -535,6 +530,34 @@ def _find_deletes(
         left_since,
         held_newer,
     )
+
+
+def _plan_logged(
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    settings: SyncSettings,
+    position: Cursor,
+    planned: PlannedDeletes,
+    held_newer: list[HeldNewer],
+) -> tuple[Cursor, int]:
+    """Plan the delete log's entries after `position`, and those the look-back reads again; (the
+    position reached, entries read)."""
+    reached, read, chunk = position, 0, settings.chunk_size
+    # Entries the look-back reads again: an earlier run sent them, so they are sent, not counted.
+    for records, _ in base_a.deletes_after(entity, _looking_back(position, settings), chunk, until=position):
+        planned.add(DELETE_LOG, records, counted=False)
+        read += len(records)
+    for records, position_reached in base_a.deletes_after(entity, position, chunk):
+        # A key Base A holds again is no delete to approve (an accidental mass delete undone from a
+        # copy): held uncounted, and the send reads Base A again (`put_back`).
+        back = base_a.live_keys_among(entity, [r["source_id"] for r in records], chunk)
+        gone = [r for r in records if r["source_id"] not in back]
+        _plan_counting_held(planned, DELETE_LOG, gone, api, entity, held_newer)
+        planned.add(DELETE_LOG, [r for r in records if r["source_id"] in back], counted=False)
+        read += len(records)
+        reached = max(reached, position_reached)
+    return reached, read
 
 
 def _left_scope_since(
@@ -630,10 +653,25 @@ def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None
     return None
 
 
-def _send_logged(api: BaseBApi, entity: str, records: list[dict]) -> DeleteCounts:
-    answer = api.bulk_delete(entity, records)
-    # Re-read entries (the look-back) find their rows already deleted: not "not applied".
-    return DeleteCounts(answer["deleted"], answer["stale"])
+def _send_logged(
+    api: BaseBApi, entity: str, chunk: put_back.LoggedChunk, settings: SyncSettings
+) -> tuple[DeleteCounts, int]:
+    """Send a chunk's deletes, and the rows Base A holds again instead of theirs; (counts, restored)."""
+    counts = DeleteCounts()
+    if chunk.deletes:
+        answer = api.bulk_delete(entity, chunk.deletes)
+        # Re-read entries (the look-back) find their rows already deleted: not "not applied".
+        counts = DeleteCounts(answer["deleted"], answer["stale"])
+    if chunk.rows:
+        sent = put_back.restore(api, entity, chunk.rows, settings.push_concurrency)
+        log.warning(
+            "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
+            "or a backup say), their rows sent instead: %s",
+            entity,
+            len(chunk.rows),
+            dict(sent),
+        )
+    return counts, len(chunk.rows)
 
 
 def _send_gone(api: BaseBApi, entity: str, records: list[dict], chunk_size: int) -> DeleteCounts:
@@ -649,18 +687,19 @@ def _apply_logged_deletes(
 ) -> LoggedDeletes:
     """Send the deletes logged after `position` (less the look-back), each new chunk taken from the
     allowance first; what they did and the position reached."""
-    read, counts, reached = 0, DeleteCounts(), position
+    read, counts, restored, reached = 0, DeleteCounts(), 0, position
     for records, _ in base_a.deletes_after(
         entity, _looking_back(position, settings), settings.chunk_size, until=position
     ):
-        counts += _send_logged(api, entity, records)
-        read += len(records)
+        sent, back = _send_logged(api, entity, put_back.split(base_a, entity, records), settings)
+        counts, restored, read = counts + sent, restored + back, read + len(records)
     for records, position_reached in base_a.deletes_after(entity, position, settings.chunk_size):
-        allowance.take(DELETE_LOG, len(api.would_delete(entity, records)))
-        counts += _send_logged(api, entity, records)
-        read += len(records)
+        chunk = put_back.split(base_a, entity, records)
+        allowance.take(DELETE_LOG, len(api.would_delete(entity, chunk.deletes)) if chunk.deletes else 0)
+        sent, back = _send_logged(api, entity, chunk, settings)
+        counts, restored, read = counts + sent, restored + back, read + len(records)
         reached = max(reached, position_reached)
-    return LoggedDeletes(reached, read, counts)
+    return LoggedDeletes(reached, read, counts, restored)
 
 
 def _purge_delete_log(entity: str, base_a: BaseA, position: Cursor, settings: SyncSettings) -> None:

@@ -258,3 +258,26 @@ def test_a_run_killed_half_way_is_completed_by_the_next(airflow, base_a_engine, 
     assert counts["extracted"] == 60_000
     assert counts["inserted"] == 60_000 - (half - 3015)  # what the killed run had written is unchanged now
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 63_015
+
+
+def test_a_cascading_foreign_key_is_warned_of_once_by_the_load(airflow, base_a_engine, api_process):
+    """Found from outside: InnoDB's ON DELETE CASCADE deletes mapped rows firing no trigger, and no
+    run said so. The load names it in its task log, once a run (not every task that reads Base A)."""
+    with base_a_engine.begin() as conn:
+        conn.execute(text("CREATE TABLE dept (name VARCHAR(100) PRIMARY KEY) ENGINE=InnoDB"))
+        conn.execute(text("INSERT INTO dept SELECT DISTINCT department FROM employees WHERE department IS NOT NULL"))
+        conn.execute(
+            text(
+                "ALTER TABLE employees ADD CONSTRAINT fk_dept FOREIGN KEY (department) REFERENCES dept(name) "
+                "ON DELETE CASCADE"
+            )
+        )
+    try:
+        log = airflow.test_dag(DAG)
+    finally:
+        with base_a_engine.begin() as conn:
+            conn.execute(text("ALTER TABLE employees DROP FOREIGN KEY fk_dept"))
+            conn.execute(text("DROP TABLE dept"))
+    warning = "employees: employees(department) references dept (fk_dept, ON DELETE CASCADE): "
+    assert log.count(warning) == 1, log[-3000:]
+    assert "articles: articles(" not in log

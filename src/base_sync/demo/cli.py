@@ -35,6 +35,7 @@ from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate, legacy
 from base_sync.errors import TerminalError
 from base_sync.mapping import SourceMapping
+from base_sync.mapping.cascades import cascade_warnings
 from base_sync.mapping.check import check_source, render
 from base_sync.source import ENTITY_NAMES, BaseA, source_engine
 from base_sync.source_schema import create_schema, install_delete_log
@@ -164,6 +165,9 @@ def _check(engine, args) -> int:
     checked = check_source(engine, mapping, backend_for_url(args.url), args.entities or None)
     print(render(checked, mapping.origin))
     for warning in (w for entity in checked.entities.values() for w in entity.warnings):
+        print(f"base-a check: warning: {warning}", file=sys.stderr)
+    found = [entity for entity, result in checked.entities.items() if result.found]
+    for warning in cascade_warnings(engine, mapping, backend_for_url(args.url), found):
         print(f"base-a check: warning: {warning}", file=sys.stderr)
     for problem in checked.problems:
         print(f"base-a check: {problem}", file=sys.stderr)
