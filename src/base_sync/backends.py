@@ -215,6 +215,8 @@ class CascadingKey(NamedTuple):
     parent: str  # the referenced table, whose delete or key change sets the action off
     on_delete: str  # CASCADE, SET NULL, SET DEFAULT, RESTRICT, NO ACTION
     on_update: str
+    parent_columns: tuple[str, ...] = ()  # the parent's referenced columns
+    parent_schema: str | None = None  # the parent's database when it is another than the table's
 
 
 class ServerClock(NamedTuple):
@@ -478,6 +480,33 @@ class MySQLBaseA(BaseABackend):
         held = [name for (name,) in rows]
         return {t: name for t in tables for name in held if name.lower() == t.lower() and name != t}
 
+    def cascading_keys(self, conn: Connection, tables: list[str]) -> list[CascadingKey]:
+        # InnoDB runs foreign key actions inside the engine: no trigger fires (the delete log misses
+        # a cascaded delete), ON UPDATE CURRENT_TIMESTAMP stamps nothing, the binlog has no row event.
+        # Read from SHOW CREATE TABLE: information_schema.referential_constraints lists nothing to a
+        # SELECT-only account (MariaDB 10.11), the sync's usual one.
+        found = []
+        for table in tables:
+            quoted = conn.dialect.identifier_preparer.quote(table)
+            create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").one()[1]
+            for match in _FOREIGN_KEY.finditer(create):
+                rules = dict(_RULE.findall(match["rules"]))
+                on_delete, on_update = rules.get("DELETE", "RESTRICT"), rules.get("UPDATE", "RESTRICT")
+                if {on_delete, on_update} - {"RESTRICT", "NO ACTION"}:
+                    found.append(
+                        CascadingKey(
+                            _unquote(match["name"]),
+                            table,
+                            _names(match["columns"]),
+                            _unquote(match["parent"]),
+                            on_delete,
+                            on_update,
+                            _names(match["parent_columns"]),
+                            match["schema"] and _unquote(match["schema"]),
+                        )
+                    )
+        return found
+
 
 class _TableNames:
     """The tables a mapping names, matched in information_schema as the server matches table names in
@@ -498,33 +527,12 @@ class _TableNames:
         """The mapping's names of the table the catalogue lists as `listed`."""
         return [t for t in self.tables if self._key(t) == self._key(listed)]
 
-    def cascading_keys(self, conn: Connection, tables: list[str]) -> list[CascadingKey]:
-        # InnoDB runs foreign key actions inside the engine: no trigger fires (the delete log misses
-        # a cascaded delete), ON UPDATE CURRENT_TIMESTAMP stamps nothing, the binlog has no row event.
-        # Read from SHOW CREATE TABLE: information_schema.referential_constraints lists nothing to a
-        # SELECT-only account (MariaDB 10.11), the sync's usual one.
-        found = []
-        for table in tables:
-            quoted = conn.dialect.identifier_preparer.quote(table)
-            create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").one()[1]
-            for match in _FOREIGN_KEY.finditer(create):
-                rules = dict(_RULE.findall(match["rules"]))
-                on_delete, on_update = rules.get("DELETE", "RESTRICT"), rules.get("UPDATE", "RESTRICT")
-                if {on_delete, on_update} - {"RESTRICT", "NO ACTION"}:
-                    columns = tuple(_unquote(c) for c in _NAME.findall(match["columns"]))
-                    found.append(
-                        CascadingKey(
-                            _unquote(match["name"]), table, columns, _unquote(match["parent"]), on_delete, on_update
-                        )
-                    )
-        return found
-
 
 # A foreign key as SHOW CREATE TABLE writes it; an action left out is RESTRICT.
 _NAME = re.compile(r"`((?:[^`]|``)+)`")
 _FOREIGN_KEY = re.compile(
     r"CONSTRAINT `(?P<name>(?:[^`]|``)+)` FOREIGN KEY \((?P<columns>[^)]*)\) "
-    r"REFERENCES (?:`(?:[^`]|``)+`\.)?`(?P<parent>(?:[^`]|``)+)` \([^)]*\)"
+    r"REFERENCES (?:`(?P<schema>(?:[^`]|``)+)`\.)?`(?P<parent>(?:[^`]|``)+)` \((?P<parent_columns>[^)]*)\)"
     r"(?P<rules>(?: ON (?:DELETE|UPDATE) (?:CASCADE|SET NULL|SET DEFAULT|RESTRICT|NO ACTION))*)"
 )
 _RULE = re.compile(r"ON (DELETE|UPDATE) (CASCADE|SET NULL|SET DEFAULT|RESTRICT|NO ACTION)")
@@ -532,6 +540,10 @@ _RULE = re.compile(r"ON (DELETE|UPDATE) (CASCADE|SET NULL|SET DEFAULT|RESTRICT|N
 
 def _unquote(name: str) -> str:
     return name.replace("``", "`")
+
+
+def _names(listed: str) -> tuple[str, ...]:
+    return tuple(_unquote(name) for name in _NAME.findall(listed))
 
 
 class SQLiteBaseA(BaseABackend):

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from base_sync.demo import generate
 from base_sync.source import source_engine
+from testbed.relay import RelayProcess
 from tests.sync.test_relay import metric_line, read_changes, relay_topics
 
 
@@ -44,3 +45,30 @@ def test_a_foreign_key_cascading_into_a_mapped_table_is_warned_of_and_its_parent
     log = relay.log.read_text()
     assert "FOREIGN KEY fk_dept (employees -> " in log and "ON DELETE CASCADE, ON UPDATE CASCADE" in log
     assert "ROWS OF employees CHANGED BY A FOREIGN KEY CASCADE, NOT PUBLISHED" in log
+
+
+def test_an_account_with_select_and_replication_alone_sees_the_cascading_keys(base_a_url, kafka_bootstrap, tmp_path):
+    """information_schema.referential_constraints lists nothing to such an account (MariaDB 10.11):
+    the relay read its foreign keys there, and under the usual relay account found none."""
+    engine = source_engine(base_a_url)
+    database = engine.url.database
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE dept (name VARCHAR(100) PRIMARY KEY) ENGINE=InnoDB"))
+        conn.execute(
+            text(
+                "ALTER TABLE employees ADD CONSTRAINT fk_dept FOREIGN KEY (department) REFERENCES dept (name) "
+                "ON DELETE CASCADE"
+            )
+        )
+        conn.execute(text("DROP USER IF EXISTS 'relay_reader'@'%'"))
+        conn.execute(text("CREATE USER 'relay_reader'@'%'"))
+        conn.execute(text(f"GRANT SELECT ON `{database}`.* TO 'relay_reader'@'%'"))
+        conn.execute(text("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'relay_reader'@'%'"))
+    url = engine.url.set(username="relay_reader").render_as_string(hide_password=False)
+    engine.dispose()
+    relay = RelayProcess(url, kafka_bootstrap, tmp_path)
+    relay.start()
+    try:
+        metric_line(relay, 'relay_cascading_foreign_keys{table="employees"} 1.0')
+    finally:
+        relay.stop()

@@ -53,6 +53,7 @@ from sqlalchemy import Connection, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from base_sync.backends import backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import cascades, reach, statements, xa
@@ -448,12 +449,10 @@ class Relay:
         if not self.tables:
             return {}
         with self._sql() as conn:
-            rows = conn.execute(
-                text(cascades.QUERY).bindparams(bindparam("tables", expanding=True)), {"tables": list(self.tables)}
-            ).all()
+            keys = backend_of(conn.engine).cascading_keys(conn, list(self.tables))
         known = {cascade for found in self.cascades.values() for cascade in found}
         self.cascades = {}
-        for cascade in map(cascades.Cascade.of_row, rows):
+        for cascade in (cascades.Cascade.of_key(key, self.url.database or "") for key in keys):
             self.cascades.setdefault((cascade.parent_schema, cascade.parent), []).append(cascade)
             if cascade in known:  # warned of already
                 continue

@@ -3,8 +3,9 @@
 InnoDB applies ON DELETE CASCADE / SET NULL / SET DEFAULT and ON UPDATE CASCADE / SET NULL / SET
 DEFAULT inside the engine: the binlog holds the parent table's row event only, so the child's rows
 change or vanish with no event (nor a new updated_at). The relay reads such foreign keys into mapped
-tables at start and again after DDL that may add or drop one, and counts each parent row whose
-DELETE, or UPDATE of a referenced column, may have cascaded (`changed_rows`).
+tables (`backends.MySQLBaseA.cascading_keys`) at start and again after DDL that may add or drop one,
+and counts each parent row whose DELETE, or UPDATE of a referenced column, may have cascaded
+(`changed_rows`).
 """
 
 from __future__ import annotations
@@ -14,24 +15,9 @@ from dataclasses import dataclass
 
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
 
+from base_sync.backends import CascadingKey
+
 ACTING = ("CASCADE", "SET NULL", "SET DEFAULT")  # rules that change the child's rows; not RESTRICT, NO ACTION
-
-# One row per foreign key into a mapped table whose update or delete rule acts on the child's rows.
-QUERY = """
-SELECT rc.constraint_name, rc.table_name, kcu.referenced_table_schema, rc.referenced_table_name,
-       GROUP_CONCAT(kcu.referenced_column_name ORDER BY kcu.ordinal_position SEPARATOR ','),
-       rc.update_rule, rc.delete_rule
-FROM information_schema.referential_constraints rc
-JOIN information_schema.key_column_usage kcu
-  ON kcu.constraint_schema = rc.constraint_schema AND kcu.constraint_name = rc.constraint_name
- AND kcu.table_name = rc.table_name
-WHERE rc.constraint_schema = DATABASE() AND rc.table_name IN :tables
-  AND (rc.update_rule IN ('CASCADE', 'SET NULL', 'SET DEFAULT')
-       OR rc.delete_rule IN ('CASCADE', 'SET NULL', 'SET DEFAULT'))
-GROUP BY rc.constraint_name, rc.table_name, kcu.referenced_table_schema, rc.referenced_table_name,
-         rc.update_rule, rc.delete_rule
-"""
-
 
 _DDL = re.compile(r"\s*(ALTER|CREATE|DROP|RENAME)\b", re.I)
 _NAMES_KEYS = re.compile(r"\b(REFERENCES|FOREIGN)\b", re.I)
@@ -57,9 +43,11 @@ class Cascade:
     on_delete: str
 
     @classmethod
-    def of_row(cls, row) -> Cascade:
-        name, child, schema, parent, columns, on_update, on_delete = row
-        return cls(name, child, schema, parent, tuple(columns.split(",")), on_update, on_delete)
+    def of_key(cls, key: CascadingKey, database: str) -> Cascade:
+        """The backend's foreign key (read from SHOW CREATE TABLE, which a SELECT-only account may
+        read: information_schema.referential_constraints lists nothing to one)."""
+        schema = key.parent_schema or database
+        return cls(key.name, key.table, schema, key.parent, key.parent_columns, key.on_update, key.on_delete)
 
     def describe(self) -> str:
         rules = [f"ON {verb} {rule}" for verb, rule in (("DELETE", self.on_delete), ("UPDATE", self.on_update))]
