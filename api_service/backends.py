@@ -21,10 +21,12 @@ from sqlalchemy import (
     literal_column,
     make_url,
     select,
+    text,
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from baseab_contract.version_digest import postgresql_pair_hash
@@ -57,6 +59,10 @@ class BaseBBackend:
     def begin_write(self, conn: Connection):
         """Start a write transaction."""
         return conn.begin()
+
+    def unready(self, conn: Connection) -> str | None:
+        """Why the database cannot serve the API although it answers (/ready); None when it can."""
+        return None
 
     def tune_merge(self, conn: Connection) -> None:
         """Session settings for the short statements of a bulk merge."""
@@ -105,13 +111,36 @@ class PostgresBaseB(BaseBBackend):
     insert = staticmethod(postgresql.insert)
 
     def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
-        # Past it PostgreSQL raises 55P03, a 503 with Retry-After. Without it a row lock held elsewhere
-        # (an operator's SELECT ... FOR UPDATE, a long transaction) held every request that met it, and
-        # with them every gunicorn thread: /health stopped answering, and no client got a 503.
-        options = f"-c lock_timeout={round(lock_timeout * 1000)}"
-        return create_engine(
-            url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True, connect_args={"options": options}
-        )
+        engine = create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True)
+
+        @event.listens_for(engine, "connect")
+        def _session(dbapi_connection, _record):
+            # Set once per session, not as a startup `options` (which replaced the URL's own options
+            # and PGOPTIONS, a search_path the migrations used, and which PgBouncer refuses). The lock
+            # timeout: past it PostgreSQL raises 55P03, a 503 with Retry-After (a row lock held
+            # elsewhere held every request that met it, and with them every gunicorn thread). ISO
+            # dates: psycopg reads timestamps in no other DateStyle (a database set to 'SQL, DMY'
+            # failed every read).
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, false), set_config('DateStyle', 'ISO', false)",
+                    (f"{round(lock_timeout * 1000)}ms",),
+                )
+            dbapi_connection.commit()
+
+        return engine
+
+    def unready(self, conn: Connection) -> str | None:
+        # A standby (or default_transaction_read_only) refuses every write; a database in another
+        # encoding than UTF8 refuses (or mangles) the text other scripts write.
+        read_only, encoding = conn.execute(
+            text("SELECT current_setting('transaction_read_only'), current_setting('server_encoding')")
+        ).one()
+        if read_only == "on":
+            return "Base B accepts no writes (transaction_read_only: a standby, or default_transaction_read_only)"
+        if encoding != "UTF8":
+            return f"Base B's database is encoded {encoding}, not UTF8: make it anew WITH ENCODING 'UTF8'"
+        return None
 
     def tune_merge(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")  # compiling costs more than these short statements
@@ -146,6 +175,10 @@ class PostgresBaseB(BaseBBackend):
                     copy.write_row(row)
         except (psycopg.IntegrityError, psycopg.errors.DeadlockDetected) as exc:
             raise CopyRefused(exc.sqlstate or type(exc).__name__) from exc
+        except psycopg.Error as exc:
+            # As SQLAlchemy wraps what it runs, so the problem handler reads its SQLSTATE (a lock
+            # timeout, a serialization failure: 503 to retry); raw, it was a 500 "internal error".
+            raise DBAPIError.instance("COPY", None, exc, psycopg.Error) from exc
 
     def pair_hash(self, key, version):
         return postgresql_pair_hash(key, version)

@@ -15,7 +15,8 @@ import sqlalchemy.exc
 
 # SQLSTATE classes and codes of PostgreSQL errors that may go away on their own.
 _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})  # connection, resources, operator, system
-_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "55006"})  # serialization, deadlock, locks
+# serialization, deadlock, locks; a read-only transaction (a standby: writes pass after a failover)
+_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "55006", "25006"})
 _SQLITE_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN})
 # A table or column the code expects is not there: Base B is not migrated (yet: deploys migrate first).
 _SCHEMA_CODES = frozenset({"42P01", "42703", "3F000"})  # undefined table, column, schema

@@ -29,7 +29,7 @@ class ApiSettings(EnvSettings):
     db_pool_size: int = Field(5, ge=1)
     db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a pooled connection")
     db_lock_timeout: float = Field(
-        10.0, gt=0, description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)"
+        30.0, gt=0, description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)"
     )
     version_max_future_seconds: int = Field(
         86_400, ge=0, description="how far ahead of the server's clock a record's version may be"

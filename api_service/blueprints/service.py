@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate
+from api_service.backends import backend_of
 from api_service.blueprints.resources import json_response
 from api_service.db import get_connection
 from api_service.problems import Problem
@@ -64,6 +65,7 @@ def ready():
         conn = get_connection()
         conn.execute(text("SELECT 1"))
         revision = migrate.current_revision(conn)
+        unready = backend_of(conn).unready(conn)
     except SQLAlchemyError as exc:
         # The reason (database or role missing, password refused, host away) goes to the log once per
         # change, not to this unauthenticated answer, which would show Base B's host and names.
@@ -74,6 +76,8 @@ def ready():
         detail = f"Base B is not reachable: {type(exc).__name__} (the API's log says why)"
         raise Problem(503, detail, headers={"Retry-After": "1"}) from None
     _last_unready.clear()
+    if unready:
+        raise Problem(503, unready, headers={"Retry-After": "30"})
     if revision != migrate.head_revision():
         detail = f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations"
         raise Problem(503, detail, headers={"Retry-After": "30"})  # as a request meeting the old schema is told

@@ -1,0 +1,91 @@
+"""What a DBA sets on Base B's database does not turn the API's answers into 500s or send its writes
+elsewhere (found from outside by an operator's probe): the URL's own options are kept, dates are
+read whatever the DateStyle, a read-only database is not ready and its writes are retried, and a
+lock met inside COPY is a 503 like any other."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+from sqlalchemy import make_url
+
+from api_service import create_app, migrate
+from tests.api.conftest import AUTH, make_settings
+
+ROWS = [{"source_id": i, "source_updated_at": "2024-01-01T00:00:00Z", "title": f"t{i}"} for i in (1, 2)]
+
+
+def _admin(url: str, *statements: str) -> None:
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _app(url: str, **overrides):
+    app = create_app(make_settings(url, **overrides))
+    return app, app.test_client()
+
+
+def test_a_search_path_in_the_urls_options_is_where_the_api_reads_and_writes(make_postgres_database):
+    """The lock timeout was given as the startup `options`, replacing the URL's: the migrations made
+    Base B in schema baseb, the API looked in public (503 'run the migrations', or writes to an older
+    Base B there)."""
+    url = make_postgres_database()
+    _admin(url, "CREATE SCHEMA baseb")
+    in_baseb = f"{url}?options=-csearch_path%3Dbaseb"
+    migrate.upgrade(in_baseb)
+    app, client = _app(in_baseb)
+    assert client.get("/ready").status_code == 200, client.get("/ready").json
+    assert client.post("/articles/bulk", json=ROWS, headers=AUTH).json["inserted"] == 2
+    app.extensions["base_b_engine"].dispose()
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+        assert conn.execute("SELECT count(*) FROM baseb.articles").fetchone() == (2,)
+
+
+def test_dates_are_read_whatever_datestyle_the_database_sets(make_postgres_database):
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    _admin(url, f"ALTER DATABASE {make_url(url).database} SET DateStyle = 'SQL, DMY'")
+    app, client = _app(url)
+    assert client.post("/articles/bulk", json=ROWS, headers=AUTH).status_code == 200
+    listed = client.get("/articles")
+    assert listed.status_code == 200 and listed.json["items"][0]["source_updated_at"].startswith("2024-01-01")
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_a_read_only_base_b_is_not_ready_and_its_writes_are_retried(make_postgres_database):
+    """A standby (or default_transaction_read_only): /ready said 200 and every write was a 500, which
+    the pipelines take as terminal."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    _admin(url, f"ALTER DATABASE {make_url(url).database} SET default_transaction_read_only = on")
+    app, client = _app(url)
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and "accepts no writes" in ready.json["detail"], ready.json
+    for path in ("/articles/bulk", "/articles"):
+        written = client.post(path, json=ROWS if path.endswith("bulk") else {"title": "x"}, headers=AUTH)
+        assert written.status_code == 503 and written.headers["Retry-After"], (path, written.json)
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_a_lock_met_inside_copy_is_a_503_not_an_internal_error(make_postgres_database):
+    """New keys are staged by COPY, whose errors escaped the classifier: a lock timeout (a plain
+    CREATE INDEX holds SHARE) or a serialization failure was a 500 'internal error'."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    app, client = _app(url, db_lock_timeout=0.5)
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as holder:
+        holder.execute("LOCK TABLE articles IN SHARE MODE")
+        release = threading.Timer(8, holder.rollback)
+        release.start()
+        started = time.monotonic()
+        answer = client.post("/articles/bulk", json=ROWS, headers=AUTH)
+        waited = time.monotonic() - started
+        release.cancel()
+        holder.rollback()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", answer.json
+    assert waited < 5
+    assert client.post("/articles/bulk", json=ROWS, headers=AUTH).json["inserted"] == 2
+    app.extensions["base_b_engine"].dispose()
