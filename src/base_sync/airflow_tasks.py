@@ -32,7 +32,6 @@ from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.errors import ConfigurationError, TerminalError
-from base_sync.mapping import SourceMapping
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
@@ -248,7 +247,10 @@ def load(entity: str, partitions: list[dict]) -> dict:
             store = VariableStateStore()
             full_refresh = sync.refresh_wanted(entity, base_a, store, bool(params.get("full_refresh")))
             report = sync.load(entity, base_a, api, store, settings, full_refresh)
-    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions)}
+        # The mapping this load read with: the commit records it (read then, a mapping deployed between
+        # the two tasks would be recorded over rows mapped the old way, and no refresh would follow).
+        digest = base_a.mapping.digest(entity)
+    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), sync.MAPPING_DIGEST: digest}
 
 
 PARTITIONS_KEY = "partitions"  # in load's XCom: how many key ranges the mapped tasks load (0: none)
@@ -459,7 +461,7 @@ def commit_watermark(
     reports = [PartitionReport.from_json(p) for p in partitions or []]
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
-    stats[sync.MAPPING_DIGEST] = SourceMapping.from_settings().digest(entity)  # what this load mapped with
+    stats[sync.MAPPING_DIGEST] = loaded.get(sync.MAPPING_DIGEST)  # what the load mapped with
     if reports:
         stats |= {
             "load": {**report.to_json(), "replayed": loaded.get("replayed")},

@@ -183,6 +183,10 @@ class BaseABackend:
         (no retry grants it); None otherwise (a host name the DNS lost for a moment may come back)."""
         return None
 
+    def lacks_privilege(self, error: DBAPIError) -> bool:
+        """Whether the statement was refused for a privilege the account lacks (not a limit it met)."""
+        return False
+
     def absent(self, engine: Engine) -> str | None:
         """Why the engine's database is not there before any connection is made (a server says so
         itself, as a refusal); None when it may be."""
@@ -328,6 +332,8 @@ class MySQLBaseA(BaseABackend):
         "max_statement_time) and was killed: every retry runs as long. The sync does not override another "
         "team's limit: ask Base A's owners to lift it for this account (ALTER USER ... WITH MAX_STATEMENT_TIME 0) "
         "or to raise it above the longest read (a first load's extract streams the whole table in one statement)",
+        3024: "a statement ran past max_execution_time (MySQL) and was interrupted: every retry runs as long. Ask "
+        "Base A's owners to lift it for this account, or to raise it above the longest read",
     }
 
     def refusal(self, error: DBAPIError) -> str | None:
@@ -337,6 +343,9 @@ class MySQLBaseA(BaseABackend):
     def denied(self, error: DBAPIError) -> str | None:
         code = _error_code(error)
         return self.REFUSALS[code] if code in self.PRIVILEGES else self.LIMITS.get(code)
+
+    def lacks_privilege(self, error: DBAPIError) -> bool:
+        return _error_code(error) in self.PRIVILEGES
 
     def clock(self):
         return func.utc_timestamp(6)
@@ -488,7 +497,12 @@ class MySQLBaseA(BaseABackend):
         found = []
         for table in tables:
             quoted = conn.dialect.identifier_preparer.quote(table)
-            create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").one()[1]
+            try:
+                create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quoted}").one()[1]
+            except DBAPIError as error:
+                if _error_code(error) in (1142, 1146):  # not there, or not readable: the schema check says so
+                    continue
+                raise
             for match in _FOREIGN_KEY.finditer(create):
                 rules = dict(_RULE.findall(match["rules"]))
                 on_delete, on_update = rules.get("DELETE", "RESTRICT"), rules.get("UPDATE", "RESTRICT")

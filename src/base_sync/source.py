@@ -360,7 +360,7 @@ class BaseA:
         try:
             return None if inspect(self.engine).has_table(DELETE_LOG) else False
         except DBAPIError as error:
-            if self.backend.denied(error) is None:  # a privilege, not the server away
+            if not self.backend.lacks_privilege(error):  # the server away, a limit: not a missing grant
                 raise
             # A grant on the mapped tables only: the deletes are found by comparing keys instead.
             log.warning(

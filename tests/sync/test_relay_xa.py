@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import MySQLdb
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from base_sync.demo import generate
+from base_sync.relay import Deliveries, Progress, Relay
+from base_sync.relay.xa import Prepared
 from base_sync.source import source_engine
 from tests.sync.test_relay import read_changes, relay_topics
 
@@ -59,3 +63,41 @@ def test_a_prepared_xa_is_published_at_its_commit_dropped_at_its_rollback_and_su
     updates = {(c.id, c.record["position"]) for c in changes if c.op != "c"}
     assert updates == {(1, "marker"), (4, "committed later"), (5, "one phase"), (1, "marker 2")}, updates
     assert not [c for c in changes if c.entity == "articles"]
+
+
+def _transaction(deliveries: Deliveries, position: int, pending: bool = False):
+    entry = deliveries.begin()
+    acknowledge = deliveries.sent(entry) if pending else None
+    deliveries.end(entry, {"log_file": "binlog.000001", "log_pos": position})
+    return acknowledge
+
+
+def test_an_xa_that_changed_no_mapped_row_holds_no_position():
+    """Review: every prepared XA held the saved position until its outcome, also one of unmapped
+    tables, or one a crashed application server left prepared for good: the relay never saved its
+    position again, and each restart re-read everything since."""
+    relay = Relay.__new__(Relay)
+    relay.deliveries, relay.prepared, relay.preparing = Deliveries(), {}, Prepared()
+    relay.progress, relay.transaction = Progress({"log_file": "binlog.000001", "log_pos": 4}, False), None
+    relay.transaction = relay.deliveries.begin()
+    stream = SimpleNamespace(log_file="binlog.000001", log_pos=100)
+    relay._xa_prepared(SimpleNamespace(one_phase=False, xid_format_id=1, xid_gtrid=b"orphan", xid_bqual=b""), stream)
+    _transaction(relay.deliveries, 200)
+    assert relay.deliveries.safe_position() == {"log_file": "binlog.000001", "log_pos": 200}
+
+
+def test_the_queue_behind_pending_xas_stays_short():
+    """Review: with two XAs pending the finished transactions behind the second were never folded."""
+    deliveries = Deliveries()
+    first = _transaction(deliveries, 1, pending=True)
+    for position in range(2, 5):
+        _transaction(deliveries, position)
+    _transaction(deliveries, 5, pending=True)
+    for position in range(6, 10_006):
+        _transaction(deliveries, position)
+        if position % 100 == 0:
+            assert deliveries.safe_position() is None  # the first XA still holds it
+    deliveries.safe_position()
+    assert len(deliveries.transactions) <= 4
+    first(None, None)  # the first XA's outcome acknowledged: up to the second
+    assert deliveries.safe_position() == {"log_file": "binlog.000001", "log_pos": 4}

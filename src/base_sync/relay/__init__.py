@@ -197,7 +197,7 @@ class RelaySettings(EnvSettings):
     http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
     message_max_bytes: int = Field(
         1_000_000,
-        ge=1000,
+        ge=16_384,  # room for the stand-in of a change too large (about 2 KB with its schema)
         description="the producer's message.max.bytes: a row change whose event is larger is published as a small "
         "incomplete change the drain dead-letters (raise it with the topics' max.message.bytes)",
     )
@@ -317,10 +317,15 @@ class Deliveries:
                 return None
             while self.transactions and _finished(self.transactions[0]):
                 safe = self.transactions.popleft()[1]
-            # Behind a transaction held open (a prepared XA awaiting its outcome) only the last of the
-            # finished ones matters: the queue stays short however long the XA stays pending.
-            while len(self.transactions) > 2 and _finished(self.transactions[1]) and _finished(self.transactions[2]):
-                del self.transactions[1]
+            # Behind a transaction held open (a prepared XA awaiting its outcome) only the last of each
+            # run of finished ones matters: the queue stays short however long XAs stay pending.
+            compacted: deque[list] = deque()
+            for entry in self.transactions:
+                if compacted and _finished(entry) and _finished(compacted[-1]):
+                    compacted[-1] = entry
+                else:
+                    compacted.append(entry)
+            self.transactions = compacted
             PENDING.set(sum(t[0] for t in self.transactions))
         return safe
 
@@ -636,6 +641,9 @@ class Relay:
         the saved position stayed one group behind, and a restart published that group again."""
         query = event.query.strip()
         keyword = query.split(None, 1)[0].upper() if query else ""
+        # A group's end: COMMIT, or ROLLBACK (non-transactional changes of a rolled-back transaction),
+        # not a ROLLBACK TO a savepoint inside it.
+        ends_group = keyword == "COMMIT" or query.strip().upper() == "ROLLBACK"
         if keyword == "BEGIN":
             self.statement_ends_group = False
             return
@@ -644,12 +652,12 @@ class Relay:
             return
         if (resolved := xa.outcome(query)) is not None:
             self._xa_outcome(*resolved, event, stream)
-        elif keyword != "COMMIT":
+        elif not ends_group:
             try:
                 self._statement(event, stream)
             except Exception:  # the relay's reading of SQL text must never stop the stream
                 log.exception("could not read the statement %s", statements.excerpt(event.query))
-        if self.transaction is not None and (self.statement_ends_group or keyword == "COMMIT"):
+        if self.transaction is not None and (self.statement_ends_group or ends_group):
             self.deliveries.end(self.transaction, self.progress.whole(stream.log_file, stream.log_pos))
             self.transaction = None
 
@@ -662,7 +670,11 @@ class Relay:
         if event.one_phase:
             self._release(preparing, event, stream)
         else:
-            preparing.release = self.deliveries.sent(self.transaction)  # acknowledged at the outcome
+            # Only an XA that changed mapped rows holds the position until its outcome: one of other
+            # tables, or left prepared for good by a crashed application server, would keep the relay
+            # from saving its position ever again.
+            if preparing.changes:
+                preparing.release = self.deliveries.sent(self.transaction)  # acknowledged at the outcome
             self.prepared[xa.prepared_xid(event)] = preparing
             log.info(
                 "XA %s prepared: its %d change(s) are published at its XA COMMIT, dropped at its XA ROLLBACK",
