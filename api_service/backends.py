@@ -120,10 +120,12 @@ class PostgresBaseB(BaseBBackend):
             # timeout: past it PostgreSQL raises 55P03, a 503 with Retry-After (a row lock held
             # elsewhere held every request that met it, and with them every gunicorn thread). ISO
             # dates: psycopg reads timestamps in no other DateStyle (a database set to 'SQL, DMY'
-            # failed every read).
+            # failed every read). UTF8: a database whose client_encoding is LATIN1 failed every
+            # batch holding one Greek letter, and every read of one.
             with dbapi_connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT set_config('lock_timeout', %s, false), set_config('DateStyle', 'ISO', false)",
+                    "SELECT set_config('lock_timeout', %s, false), set_config('DateStyle', 'ISO', false),"
+                    " set_config('client_encoding', 'UTF8', false)",
                     (f"{round(lock_timeout * 1000)}ms",),
                 )
             dbapi_connection.commit()

@@ -55,6 +55,17 @@ def test_dates_are_read_whatever_datestyle_the_database_sets(make_postgres_datab
     app.extensions["base_b_engine"].dispose()
 
 
+def test_text_is_exchanged_in_utf8_whatever_client_encoding_the_database_sets(make_postgres_database):
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    _admin(url, f"ALTER DATABASE {make_url(url).database} SET client_encoding = 'LATIN1'")
+    app, client = _app(url)
+    greek = [{**ROWS[0], "title": "Ωμέγα"}, {**ROWS[1], "title": "Zoë"}]
+    assert client.post("/articles/bulk", json=greek, headers=AUTH).json["inserted"] == 2
+    assert sorted(item["title"] for item in client.get("/articles").json["items"]) == ["Zoë", "Ωμέγα"]
+    app.extensions["base_b_engine"].dispose()
+
+
 def test_a_read_only_base_b_is_not_ready_and_its_writes_are_retried(make_postgres_database):
     """A standby (or default_transaction_read_only): /ready said 200 and every write was a 500, which
     the pipelines take as terminal."""
