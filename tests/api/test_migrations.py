@@ -6,8 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from api_service import migrate
+from api_service import create_app, migrate
 from api_service.models import metadata
+from tests.api.conftest import make_settings
 
 
 def test_migrated_schema_matches_the_models(database_url):
@@ -31,3 +32,17 @@ def test_downgrade_and_upgrade_again(tmp_path):
     migrate.upgrade(url)
     assert {"articles", "employees"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_the_migrate_command_says_the_revision_reached_without_the_password(tmp_path):
+    """Found from outside: `migrate --revision 0001` on a Base B at head printed "Base B at 0001" and
+    changed nothing; a password given in the URL's query was printed."""
+    url = f"sqlite:///{tmp_path}/cli.sqlite?password=secret-word"
+    app = create_app(make_settings(url))
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["migrate"])
+    assert first.exit_code == 0 and f"Base B at {migrate.head_revision()}" in first.output, first.output
+    older = runner.invoke(args=["migrate", "--revision", "0001"])
+    assert f"Base B at {migrate.head_revision()}" in older.output and "asked for 0001" in older.output
+    assert "secret-word" not in first.output + older.output
+    app.extensions["base_b_engine"].dispose()
