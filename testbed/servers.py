@@ -207,8 +207,9 @@ MARIADBD = os.environ.get("TEST_MARIADBD", "/usr/sbin/mariadbd")
 
 
 @contextlib.contextmanager
-def binlog_mariadb(data_dir: Path):
-    """A private MariaDB with its binlog on (ROW, full images and metadata) on a free port; yields the port.
+def binlog_mariadb(data_dir: Path, *options: str):
+    """A private MariaDB with its binlog on (ROW, full images and metadata) and server `options` on a
+    free port; yields the port.
 
     The machine's MariaDB keeps its binlog off and cannot turn it on without a restart, so the
     relay's tests get a server of their own, from the same binaries.
@@ -220,7 +221,7 @@ def binlog_mariadb(data_dir: Path):
         "--binlog-row-metadata=FULL",
         "--server-id=1",
     ]
-    with private_mariadb(data_dir, *binlog) as port:
+    with private_mariadb(data_dir, *binlog, *options) as port:
         yield port
 
 

@@ -161,8 +161,8 @@ def private_mariadb_port(tmp_path_factory) -> Iterator[int]:
 @pytest.fixture(scope="module")
 def folding_mariadb_port(tmp_path_factory) -> Iterator[int]:
     """A MariaDB that stores table names in lower case and compares them so (lower_case_table_names=1,
-    as on Windows and many managed servers)."""
-    with private_mariadb(tmp_path_factory.mktemp("mariadb"), "--lower-case-table-names=1") as port:
+    as on Windows and many managed servers); its binlog on, for the relay."""
+    with binlog_mariadb(tmp_path_factory.mktemp("mariadb"), "--lower-case-table-names=1") as port:
         yield port
 
 

@@ -4,17 +4,20 @@ server does, and where the case is wrong on a server that tells it apart, say ho
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
 from base_sync import sync
+from base_sync.debezium import Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import SchemaDriftError
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, source_engine
 from base_sync.state import MemoryStateStore
-from tests.sync.conftest import server_database, synced_rows
+from testbed.relay import RelayProcess
+from tests.sync.conftest import binlog_database, read_topic, server_database, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
 OWNERS_TABLE = (
@@ -83,3 +86,31 @@ def test_a_table_named_in_another_case_where_the_server_tells_case_apart_says_ho
             BaseA(engine, mapping_naming("personal", tmp_path)).require_schema("employees")
     finally:
         engine.dispose()
+
+
+def test_the_relay_publishes_a_table_named_as_its_owners_write_it_where_the_server_folds_names(
+    folding_mariadb_port, kafka_bootstrap, tmp_path
+):
+    """On lower_case_table_names=1 the binlog names the mapping's `Personal` in database `Stamm_...`
+    as `personal` in `stamm_...`: the relay matched the names exactly and published nothing of the
+    table, without a word, while the batch sync read it."""
+    database = f"Stamm_{uuid.uuid4().hex[:8]}"
+    url = binlog_database(folding_mariadb_port, database)
+    engine = owners_database(url)
+    mapping = mapping_naming("Personal", tmp_path)
+    relay = RelayProcess(url, kafka_bootstrap, tmp_path)
+    relay.env["BASE_A_MAPPING_FILE"] = str(tmp_path / "mapping.yaml")
+    relay.start()
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO Personal VALUES (2, 'Bo', 'Yi', 'bo@example.com', '2026-01-02')")
+            conn.exec_driver_sql("UPDATE personal SET Vorname = 'Ann-Marie' WHERE PersNr = 1")
+        topics = Topics(relay.prefix, database, mapping)
+        deadline, found = time.monotonic() + 30, []
+        while len(found) < 2 and time.monotonic() < deadline:
+            found = read_topic(kafka_bootstrap, topics.topic("employees"))
+    finally:
+        relay.stop()
+        engine.dispose()
+    changes = [topics.decode(m.topic(), m.value(), m.key()) for m in found]
+    assert sorted((c.id, c.record["first_name"]) for c in changes) == [(1, "Ann-Marie"), (2, "Bo")]

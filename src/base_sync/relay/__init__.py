@@ -49,7 +49,7 @@ from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
-from sqlalchemy import Connection, bindparam, create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -57,6 +57,7 @@ from base_sync.backends import backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import cascades, reach, statements, xa
+from base_sync.relay.names import ServerNames
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -354,6 +355,7 @@ class Relay:
         self.writers: dict[tuple, EnvelopeWriter] = {}
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
+        self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
             for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE):
                 UNPUBLISHED.labels(table, kind)
@@ -399,6 +401,7 @@ class Relay:
                 .one()
                 ._mapping
             )
+            self.names = ServerNames(bool(conn.execute(text("SELECT @@lower_case_table_names")).scalar_one()))
             self.is_mariadb = "mariadb" in version.lower()
             if self.is_mariadb:
                 settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
@@ -446,14 +449,7 @@ class Relay:
         if not self.tables:
             return {}
         with self._sql() as conn:
-            views = conn.execute(
-                text(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
-                    "AND table_name IN :tables AND table_type = 'VIEW'"
-                ).bindparams(bindparam("tables", expanding=True)),
-                {"tables": list(self.tables)},
-            ).scalars()
-            views = sorted(views)
+            views = sorted(backend_of(conn.engine).views(conn, list(self.tables)))
         for table in self.tables:
             VIEWS.labels(table).set(table in views)
         for view in views:
@@ -475,7 +471,8 @@ class Relay:
         known = {cascade for found in self.cascades.values() for cascade in found}
         self.cascades = {}
         for cascade in (cascades.Cascade.of_key(key, self.url.database or "") for key in keys):
-            self.cascades.setdefault((cascade.parent_schema, cascade.parent), []).append(cascade)
+            parent = (self.names.key(cascade.parent_schema), self.names.key(cascade.parent))
+            self.cascades.setdefault(parent, []).append(cascade)
             if cascade in known:  # warned of already
                 continue
             log.warning(
@@ -504,7 +501,7 @@ class Relay:
     def _cascaded(self, event) -> None:
         """Count a parent row's delete, or update of a referenced column, that a foreign key may have
         cascaded into a mapped table."""
-        for cascade in self.cascades.get((event.schema, event.table), []):
+        for cascade in self.cascades.get((self.names.key(event.schema), self.names.key(event.table)), []):
             try:
                 changed = cascade.changed_rows(event)
             except Exception as error:  # rows the decoder cannot read: they may have cascaded
@@ -550,10 +547,10 @@ class Relay:
             resume_stream=True,
             is_mariadb=self.is_mariadb,
             # The parents of cascading foreign keys too: their deletes and key updates are counted.
-            only_schemas=sorted({self.url.database, *(schema for schema, _ in self.cascades)})
+            only_schemas=self.names.watched([self.url.database, *(schema for schema, _ in self.cascades)])
             if self.url.database
             else None,
-            only_tables=sorted({*self.tables, *(table for _, table in self.cascades)}),
+            only_tables=self.names.watched([*self.tables, *(table for _, table in self.cascades)]),
             only_events=[
                 *(WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, TableMapEvent),
                 *(XidEvent, MariadbGtidEvent, GtidEvent, QueryEvent, XAPrepareEvent),
@@ -785,13 +782,14 @@ class Relay:
         self._stream_connected, self.connected_at = True, time.monotonic()
         return connection
 
-    def _writer(self, event, hidden: frozenset[str] = frozenset()) -> EnvelopeWriter:
-        """The table's writer for the columns the binlog describes now (a new one after an ALTER),
-        but `hidden` (a system-versioned table's invisible ones). Columns the binlog does not name
+    def _writer(self, event, table: str, hidden: frozenset[str] = frozenset()) -> EnvelopeWriter:
+        """The writer of the mapped `table` (its events name it so, as the topic does, in the case the
+        mapping writes) for the columns the binlog describes now (a new one after an ALTER), but
+        `hidden` (a system-versioned table's invisible ones). Columns the binlog does not name
         (binlog_row_metadata not FULL) are named by position, as the binlog decoder names their
         values (UNKNOWN_COL0, ...)."""
         nullable = self.nullable.get(event.table_id, ())
-        signature = (event.table, *(repr(sorted(c.data.items())) for c in event.columns), nullable, hidden)
+        signature = (table, *(repr(sorted(c.data.items())) for c in event.columns), nullable, hidden)
         writer = self.writers.get(signature)
         if writer is None:
             columns = [
@@ -800,18 +798,19 @@ class Relay:
                 if c.name not in hidden
             ]
             writer = EnvelopeWriter(
-                event.table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
+                table, columns, self.settings.topic_prefix, self.url.database or "", self.settings.with_schema
             )
             self.writers[signature] = writer
-        self.last_writer[event.table] = writer
+        self.last_writer[table] = writer
         return writer
 
     def _publish(self, event, transaction: list, stream: BinLogStreamReader) -> None:
         if self.cascades:
             self._cascaded(event)
-        entity = self.tables.get(event.table)
-        if entity is None or (self.url.database and event.schema != self.url.database):
+        table = self._published_table(event.schema, event.table)
+        if table is None:
             return  # a table the mapping does not name
+        entity = self.tables[table]
         key_column = self.topics.view(entity).spec.key
         topic = self.topics.topic(entity)
         source = _source(event, stream)
@@ -821,20 +820,20 @@ class Relay:
         versioned = self._versioned(event)  # a catalogue read: Base A away is retried, never an unreadable row
         try:
             rows = event.rows
-            writer = self._writer(event, versioned.hidden if versioned else frozenset())
+            writer = self._writer(event, table, versioned.hidden if versioned else frozenset())
         except Exception as error:  # the binlog decoder failed on the event: one incomplete change for it all
             if transient(error):  # Base A went away converting its text (`rows._convert`): resume
                 raise
-            change = unreadable(op, event.table, error)
-            bare = self._bare_writer(event.table)
+            change = unreadable(op, table, error)
+            bare = self._bare_writer(table)
             value = self._envelope(bare, change, {**source, "row": 0}, now_ms)
             self._emit(xa.HeldChange(entity, topic, change, bare), value, transaction, {**source, "row": 0})
             return
         for index, row in enumerate(rows):
             row_source = {**source, "row": index}
             if versioned is not None and versioned.history(op, row):
-                HISTORY.labels(event.table).inc()
-                log.debug("a history row of the system-versioned %s (%s): not published", event.table, op)
+                HISTORY.labels(table).inc()
+                log.debug("a history row of the system-versioned %s (%s): not published", table, op)
                 continue
             try:
                 changes = row_changes(event, row, key_column)
@@ -843,7 +842,7 @@ class Relay:
                 values = [self._envelope(writer, change, row_source, now_ms) for change in changes]
                 used = writer
             except Exception as error:  # a value the relay cannot read or encode: that row alone, with the reason
-                changes, used = [unreadable(op, event.table, error)], self._bare_writer(event.table)
+                changes, used = [unreadable(op, table, error)], self._bare_writer(table)
                 values = [self._envelope(used, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
                 self._emit(xa.HeldChange(entity, topic, change, used), value, transaction, row_source)
@@ -1043,9 +1042,19 @@ class Relay:
         if name is None:
             return None
         schema, table = name
-        if self.url.database and (schema or session) != self.url.database:
+        if self.url.database and not self.names.same(schema or session, self.url.database):
             return None
         return "*" if table == "*" else self.folded.get(table.lower())
+
+    def _published_table(self, schema: str, table: str) -> str | None:
+        """The mapping's name of the table a row event names, or None: as the server compares names
+        (`relay.names`; on a lower_case_table_names=1 server the binlog writes `personal` for the
+        mapping's `Personal`)."""
+        if self.url.database and not self.names.same(schema, self.url.database):
+            return None
+        if self.names.folded:
+            return self.folded.get(table.lower())
+        return table if table in self.tables else None
 
     def _renamed(self, table: str | None, to: str | None, query: str) -> None:
         if table is not None and to != table:
