@@ -41,6 +41,9 @@ class CopyRefused(Exception):
 
 
 # Binary COPY needs the server type of each column.
+# The advisory lock the session migrating Base B holds (any 64-bit number no other lock uses).
+_MIGRATIONS_LOCK = int.from_bytes(b"BaseBMig", "big")
+
 _PG_TYPES = {"BIGINT": "int8", "INTEGER": "int4", "TEXT": "text", "DATE": "date", "NUMERIC": "numeric"}
 
 
@@ -63,6 +66,20 @@ class BaseBBackend:
     def unready(self, conn: Connection) -> str | None:
         """Why the database cannot serve the API although it answers (/ready); None when it can."""
         return None
+
+    def write_mark(self, conn: Connection, table: Table) -> int:
+        """A number the writes to `table` raise and nothing takes back but a restore from a backup
+        (or a reset): here its highest id (rows are never removed, only tombstoned), which a write
+        adding no row leaves."""
+        return conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+
+    def raise_write_mark(self, conn: Connection, table: Table) -> None:
+        """Raise `write_mark` for a write that draws no id (tombstones of rows held), where it can."""
+
+    def hold_migrations(self, conn: Connection, lock_timeout: float) -> None:
+        """Make `conn` the one session migrating Base B, waiting for another that is, and have its
+        statements wait at most `lock_timeout` seconds for a table lock (then fail, nothing changed).
+        Leaves no transaction open."""
 
     def tune_merge(self, conn: Connection) -> None:
         """Session settings for the short statements of a bulk merge."""
@@ -131,6 +148,26 @@ class PostgresBaseB(BaseBBackend):
             dbapi_connection.commit()
 
         return engine
+
+    def write_mark(self, conn: Connection, table: Table) -> int:
+        # The id sequence: every upsert draws from it (updates and unchanged rows too), a restore
+        # from a backup sets it back to where it was then; read without a lock or a scan.
+        return conn.execute(
+            text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence(:table, 'id')), 0)"),
+            {"table": table.name},
+        ).scalar_one()
+
+    def raise_write_mark(self, conn: Connection, table: Table) -> None:
+        conn.execute(text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": table.name})
+
+    def hold_migrations(self, conn: Connection, lock_timeout: float) -> None:
+        # Two replicas migrating at once: the second waits for the first's session-level advisory
+        # lock, then finds nothing to do (it printed a UniqueViolation traceback). The lock timeout
+        # is set once the lock is held, so it bounds the DDL only: an ALTER queued behind a session
+        # idle in transaction waited for ever, and every query of the table queued behind the ALTER.
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATIONS_LOCK})
+        conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": f"{round(lock_timeout * 1000)}ms"})
+        conn.commit()
 
     def unready(self, conn: Connection) -> str | None:
         # A standby (or default_transaction_read_only) refuses every write; a database in another

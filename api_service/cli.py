@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate
+from api_service.db_errors import Kind, classify
 
 
 def register(app: Flask) -> None:
@@ -14,8 +16,19 @@ def register(app: Flask) -> None:
     @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach")
     def migrate_command(revision: str) -> None:
         """Create or upgrade Base B's schema (API_DATABASE_URL)."""
-        url = current_app.extensions["api_settings"].database_url
-        migrate.upgrade(url, revision)
+        settings = current_app.extensions["api_settings"]
+        url = settings.database_url
+        try:
+            migrate.upgrade(url, revision, settings.migrate_lock_timeout)
+        except SQLAlchemyError as error:
+            if classify(error) is not Kind.TRANSIENT:
+                raise
+            # A table lock not granted within API_MIGRATE_LOCK_TIMEOUT, Base B away or restarting.
+            raise click.ClickException(
+                f"Base B was not migrated, nothing changed: {_first_line(error)}. A lock wait means a session "
+                f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
+                f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {settings.migrate_lock_timeout:g} s)"
+            ) from error
         with current_app.extensions["base_b_engine"].connect() as conn:
             reached = migrate.current_revision(conn)
         # The revision reached, not the one asked: an upgrade to an older one changes nothing.
@@ -23,3 +36,7 @@ def register(app: Flask) -> None:
         click.echo(f"Base B at {reached}: {where.split('@')[-1]}")
         if revision not in ("head", reached):
             click.echo(f"(asked for {revision}: migrate only upgrades, and Base B is past it)", err=True)
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]

@@ -11,18 +11,22 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK_TIMEOUT = 10.0  # seconds a migration's statement waits for a table lock (API_MIGRATE_LOCK_TIMEOUT)
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, lock_timeout: float = LOCK_TIMEOUT) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
+    config.attributes["lock_timeout"] = lock_timeout
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring Base B's schema to `revision`."""
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", lock_timeout: float = LOCK_TIMEOUT) -> None:
+    """Bring Base B's schema to `revision`, one migrating session at a time (the others wait), each
+    statement waiting at most `lock_timeout` seconds for a table lock: past it the upgrade fails
+    and changes nothing (PostgreSQL runs it in one transaction)."""
+    command.upgrade(alembic_config(database_url, lock_timeout), revision)
 
 
 @cache

@@ -31,6 +31,9 @@ class ApiSettings(EnvSettings):
     db_lock_timeout: float = Field(
         30.0, gt=0, description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)"
     )
+    migrate_lock_timeout: float = Field(
+        10.0, gt=0, description="seconds a migration's statement waits for a table lock (then it fails, unchanged)"
+    )
     version_max_future_seconds: int = Field(
         86_400, ge=0, description="how far ahead of the server's clock a record's version may be"
     )

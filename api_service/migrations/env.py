@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from api_service.backends import backend_of
+from api_service.migrate import LOCK_TIMEOUT
 from api_service.models import metadata
 
 config = context.config
@@ -13,6 +14,7 @@ def run_migrations_online() -> None:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
+        backend_of(connection).hold_migrations(connection, config.attributes.get("lock_timeout", LOCK_TIMEOUT))
         context.configure(
             connection=connection,
             target_metadata=metadata,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
+import time
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from api_service import create_app, migrate
 from api_service.models import metadata
+from testbed.servers import venv_bin
 from tests.api.conftest import make_settings
 
 
@@ -46,3 +52,67 @@ def test_the_migrate_command_says_the_revision_reached_without_the_password(tmp_
     assert f"Base B at {migrate.head_revision()}" in older.output and "asked for 0001" in older.output
     assert "secret-word" not in first.output + older.output
     app.extensions["base_b_engine"].dispose()
+
+
+def test_replicas_migrating_at_once_take_turns(make_postgres_database):
+    """Found from outside: several replicas running `flask migrate` at once: one won, the others
+    failed with a traceback (and their deploys with them). Here both replicas are made to meet:
+    the first waits for a writer holding a table it alters, the second arrives meanwhile."""
+    url = make_postgres_database()
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    holder = engine.connect()
+    holder.execute(text("UPDATE articles SET title = title WHERE false"))  # holds articles until it ends
+    env = {**os.environ, "API_DATABASE_URL": url, "API_TOKENS": "token", "API_MIGRATE_LOCK_TIMEOUT": "60"}
+    command = [venv_bin("flask"), "--app", "api_service", "migrate"]
+    replicas = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        while _waiting_for_locks(engine) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _waiting_for_locks(engine) == 2, "both replicas should be waiting"
+    finally:
+        holder.rollback()
+        holder.close()
+        said = [replica.communicate(timeout=120)[0].decode() for replica in replicas]
+        engine.dispose()
+    assert [replica.returncode for replica in replicas] == [0, 0], said
+    assert all(f"Base B at {migrate.head_revision()}" in output for output in said), said
+
+
+def _waiting_for_locks(engine) -> int:
+    with engine.connect() as conn:  # a new transaction: pg_stat_activity is read once per transaction
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+
+
+def test_a_migration_behind_a_session_idle_in_transaction_gives_up_and_says_why(make_postgres_database):
+    """Found from outside: an upgrade whose ALTER met a table another session had read in a
+    transaction it left open waited for ever (and every query of the table queued behind it)."""
+    url = make_postgres_database()
+    migrate.upgrade(url, "0001")
+    app = create_app(make_settings(url, migrate_lock_timeout=0.5))
+    holder = create_engine(url).connect()
+    # A writer whose transaction stays open (idle in transaction) holds articles against the index 0002 builds.
+    holder.execute(text("UPDATE articles SET title = title WHERE false"))
+    outcome = []
+    try:
+        runner = threading.Thread(target=lambda: outcome.append(app.test_cli_runner().invoke(args=["migrate"])))
+        runner.start()
+        runner.join(30)
+        assert outcome, "the migration still waits for the lock"
+    finally:
+        holder.rollback()
+        holder.close()
+        runner.join(30)
+        app.extensions["base_b_engine"].dispose()
+    assert outcome[0].exit_code == 1
+    assert "Base B was not migrated, nothing changed: canceling statement due to lock timeout" in outcome[0].output
+    assert "idle in transaction" in outcome[0].output and "API_MIGRATE_LOCK_TIMEOUT is 0.5 s" in outcome[0].output
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == "0001"
+    engine.dispose()
