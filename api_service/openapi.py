@@ -21,6 +21,8 @@ from api_service.schemas import (
     SyncBuckets,
     SyncBucketsQuery,
     SyncDigest,
+    SyncMark,
+    SyncMarkQuery,
     SyncVersions,
     SyncVersionsQuery,
     SyncWindowQuery,
@@ -143,7 +145,7 @@ _IF_UNMODIFIED_SINCE = _optional_header(
 
 def _component_schemas() -> dict[str, Any]:
     models = [(BulkResult, "serialization"), (BulkDeletePlan, "serialization"), (BulkDeleteRecord, "validation")]
-    models += [(m, "serialization") for m in (SyncDigest, SyncVersions, SyncBuckets, RejectionsPage)]
+    models += [(m, "serialization") for m in (SyncDigest, SyncVersions, SyncBuckets, SyncMark, RejectionsPage)]
     for schemas in SCHEMAS.values():
         models += [
             (schemas.write, "validation"),
@@ -406,6 +408,14 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             SyncBucketsQuery,
             "SyncBuckets",
             "Count and key sum (and version digest) of the synced keys per bucket (comparing every key)",
+        ),
+        f"/{entity.name}/sync/mark": _pipeline_read(
+            tag,
+            read_security,
+            f"{entity.name}_sync_mark",
+            SyncMarkQuery,
+            "SyncMark",
+            "Base B's write mark: the batch sync compares every key and version when it went back (a restore)",
         ),
     }
 

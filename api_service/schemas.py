@@ -426,6 +426,10 @@ class SyncBucketsQuery(BaseModel):
     versions: bool = pydantic.Field(False, description="add each bucket's digest of its (source_id, version) pairs")
 
 
+class SyncMarkQuery(BaseModel):
+    model_config = _STRICT
+
+
 class RejectionsQuery(BaseModel):
     model_config = _STRICT
     # A quarantined source row may have a key Base B cannot hold (0, negative): the list starts below them.
@@ -461,6 +465,12 @@ QUARANTINE_ITEMS = TypeAdapter(list[QuarantineItem])
 class SyncDigest(BaseModel):
     count: int = pydantic.Field(description="synced live rows in the window")
     digest: str = pydantic.Field(description="checksum of their (source_id, version) pairs; see version_digest.py")
+
+
+class SyncMark(BaseModel):
+    mark: int = pydantic.Field(
+        description="grows with the table's writes; lower than before only where Base B was restored or reset"
+    )
 
 
 class SyncVersions(BaseModel):

@@ -24,6 +24,12 @@ def _window(table: Table, query) -> list:
     return live + keys + version_window(table.c.source_updated_at, key, since, until)
 
 
+def write_mark(conn: Connection, table: Table) -> dict:
+    """Base B's write mark for the table: it only grows, but where Base B was restored from a backup
+    (the batch sync records it with each commit, and compares every key and version when it is lower)."""
+    return {"mark": backend_of(conn).write_mark(conn, table)}
+
+
 def digest(conn: Connection, table: Table, query) -> dict:
     """Count and checksum of the synced versions in the window (one aggregate on PostgreSQL)."""
     pair_hash = backend_of(conn).pair_hash

@@ -26,6 +26,7 @@ from api_service.schemas import (
     NoQuery,
     RejectionsQuery,
     SyncBucketsQuery,
+    SyncMarkQuery,
     SyncVersionsQuery,
     SyncWindowQuery,
 )
@@ -293,6 +294,11 @@ def make_blueprint(entity: Entity) -> Blueprint:
         query = _query(SyncVersionsQuery)
         rows, next_after = sync_reads.versions(get_connection(), table, query)
         return json_response({"items": rows, "next_after": next_after})
+
+    @bp.get("/sync/mark")
+    def sync_mark():
+        _query(SyncMarkQuery)  # none taken: an unknown parameter is refused as elsewhere
+        return json_response(sync_reads.write_mark(get_connection(), table))
 
     @bp.get("/sync/buckets")
     def sync_buckets():

@@ -468,7 +468,11 @@ def commit_watermark(
             "verify": partition_verify.to_json(),
             "partitions": [p.to_json() for p in reports],
         }
-    watermark = sync.commit(entity, VariableStateStore(), report, stats)
+    api = _api(_settings(), "batch")
+    try:
+        watermark = sync.commit(entity, VariableStateStore(), report, stats, api)
+    finally:
+        api.close()
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
     mended = sum(deleted.get(name, 0) for name in ("resent_behind", "replaced_ahead", "resent_unique"))
     mended += (verified or {}).get("repaired", 0)

@@ -147,6 +147,16 @@ class BaseBApi:
             return {item["bucket"]: (item["count"], item["key_sum"], item["digest"]) for item in items}
         return {item["bucket"]: (item["count"], item["key_sum"]) for item in items}
 
+    def write_mark(self, entity: str) -> int | None:
+        """Base B's write mark of the entity (grows with its writes, lower only after a restore);
+        None from an API older than the endpoint."""
+        try:
+            return int(self._call("GET", f"/{entity}/sync/mark")["mark"])
+        except ApiRefused as error:
+            if error.status == 404:
+                return None
+            raise
+
     def synced_rows(self, entity: str) -> int:
         """How many live synced rows Base B holds (the key buckets' summary, in one or two buckets)."""
         return sum(count for count, _ in self.key_buckets(entity, 2**62).values())

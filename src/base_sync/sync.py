@@ -62,15 +62,27 @@ class VerificationError(TerminalError):
 
 
 MAPPING_DIGEST = "mapping_digest"  # in the committed stats: the mapping Base B's rows were made with
+BASE_B_MARK = "base_b_mark"  # in the committed stats: Base B's write mark at the commit (`went_back`)
 
 
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
     """Whether this run re-reads every row: asked (`full_refresh`), or the entity's mapping changed
-    since the last commit. Found from outside: a changed value map reached only the rows changed
-    afterwards, and verify (keys and versions) passed with the others still mapped the old way."""
+    since the last commit, or is not known (a commit by an older version of the platform, which
+    recorded none). Found from outside: a changed value map reached only the rows changed
+    afterwards, and verify (keys and versions) passed with the others still mapped the old way;
+    a mapping changed with the upgrade to the version recording it was never applied."""
     recorded = store.last_stats(entity).get(MAPPING_DIGEST)
-    if asked or recorded in (None, base_a.mapping.digest(entity)):
+    if asked or recorded == base_a.mapping.digest(entity):
         return asked
+    if recorded is None:
+        if store.get(entity) is None:
+            return False  # a first load: it reads every row anyway
+        log.warning(
+            "%s: the last commit recorded no mapping digest (an older version of the platform made it): this run "
+            "re-reads every row once (a full refresh), as the mapping may have changed since",
+            entity,
+        )
+        return True
     log.warning(
         "%s: its mapping changed since the last commit (%s, now %s): this run re-reads every row (a full refresh)",
         entity,
@@ -463,6 +475,9 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     logged = base_a.logs_deletes(entity)
     reason, due = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    went_back = base_b_went_back(entity, api, store)
+    if went_back:
+        reason, due = (f"{reason}; {went_back}" if reason else went_back), True
     view = base_a.view(entity)
     has_cursor = view.has_cursor
     if reason is None and not has_cursor:
@@ -640,6 +655,28 @@ def _why_compare_keys(
         )
     due = "first run" if position is None and not asked else _comparison_due(settings, asked, compared_at)
     return due, due is not None
+
+
+def base_b_went_back(entity: str, api: BaseBApi, store: StateStore) -> str | None:
+    """Why Base B is older than the last commit, or None: its write mark is lower than the commit
+    recorded, as after a restore from a backup. Found from outside: rows written after the backup
+    (new, changed, deleted) stayed lost with every run green, the watermark being past them, until
+    the day's key comparison; now this run compares every key and version."""
+    recorded = store.last_stats(entity).get(BASE_B_MARK)
+    if recorded is None:
+        return None
+    mark = api.write_mark(entity)
+    if mark is None or mark >= recorded:
+        return None
+    log.warning(
+        "%s: BASE B WENT BACK: its write mark is %d, the last commit saw %d: Base B was restored from a backup "
+        "or reset since. Rows written after that are missing or old in Base B: this run compares every key and "
+        "version and sends them again",
+        entity,
+        mark,
+        recorded,
+    )
+    return f"Base B went back (write mark {mark} < {recorded} at the last commit)"
 
 
 def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None) -> str | None:
@@ -907,8 +944,11 @@ def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
     return ReplayReport(len(rejections), resent.counts, still_open, resent.closed_gone)
 
 
-def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> Cursor | None:
-    """Move the watermark to the end of the verified window (never backwards); record the run's stats.
+def commit(
+    entity: str, store: StateStore, report: LoadReport, stats: dict, api: BaseBApi | None = None
+) -> Cursor | None:
+    """Move the watermark to the end of the verified window (never backwards); record the run's stats,
+    and with `api` Base B's write mark, which the next run compares (`base_b_went_back`).
 
     `stats["deletes"]` (`propagate_deletes`'s report, as JSON) holds the delete log position the next
     run reads from; without it, the next run compares every key instead.
@@ -938,6 +978,8 @@ def commit(entity: str, store: StateStore, report: LoadReport, stats: dict) -> C
             report.previous,
         )
         return current
+    if api is not None:  # read last: whatever this run wrote is below it
+        stats = {**stats, BASE_B_MARK: api.write_mark(entity)}
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

@@ -5,6 +5,7 @@ batch steps keep Base B equal to the mapped source."""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -661,6 +662,22 @@ def test_a_changed_mapping_makes_the_next_run_a_full_refresh(legacy, base_b):
     assert _base_b(base_b.database_url, "employees")[2].department == "Engineering Dept"
     sync.commit("employees", store, again, {sync.MAPPING_DIGEST: changed.mapping.digest("employees")})
     assert not sync.refresh_wanted("employees", changed, store, asked=False)
+
+
+def test_a_commit_without_a_mapping_digest_makes_the_next_run_a_full_refresh_once(legacy, base_b, caplog):
+    """Found from outside: a watermark committed by a version of the platform that recorded no
+    mapping digest read as "mapping unchanged": a mapping changed with the upgrade reached only the
+    rows changed afterwards, and the new digest recorded then hid it for good."""
+    api, store = base_b.api(), MemoryStateStore()
+    assert not sync.refresh_wanted("employees", legacy, store, asked=False)  # a first load reads every row
+    report = sync.load("employees", legacy, api, store, SETTINGS)
+    sync.commit("employees", store, report, {"run_id": "an older version's"})
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        assert sync.refresh_wanted("employees", legacy, store, asked=False)
+    assert "recorded no mapping digest" in caplog.text
+    again = sync.load("employees", legacy, api, store, SETTINGS, full_refresh=True)
+    sync.commit("employees", store, again, {sync.MAPPING_DIGEST: legacy.mapping.digest("employees")})
+    assert not sync.refresh_wanted("employees", legacy, store, asked=False)
 
 
 def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
