@@ -4,6 +4,7 @@ batch steps keep Base B equal to the mapped source."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -617,6 +618,22 @@ def test_a_float_or_double_made_text_is_mariadbs_text_on_both_paths(relayed):
     ]
 
 
+@contextlib.contextmanager
+def global_sql_mode(port: int, mode_sql: str) -> Iterator[None]:
+    """The server's global sql_mode set to `mode_sql` (an SQL expression) while the block runs, as
+    a server configured so would start every session; put back after."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{port}/mysql")
+    with admin.begin() as conn:
+        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
+        conn.execute(text(f"SET GLOBAL sql_mode = {mode_sql}"))
+    try:
+        yield
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
+        admin.dispose()
+
+
 def test_a_char_column_is_read_unpadded_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
     """A server whose global sql_mode holds PAD_CHAR_TO_FULL_LENGTH padded the batch path's CHAR
     values ('AB    ': a value map missed, text built of it carried the spaces) where the binlog,
@@ -626,17 +643,9 @@ def test_a_char_column_is_read_unpadded_whatever_sql_mode_base_a_runs_by_default
         "department": {"column": "kurz"},
         "last_name": {"concat": ["name", "kurz"], "separator": " "},
     }
-    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
-    with admin.begin() as conn:
-        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
-        conn.execute(text("SET GLOBAL sql_mode = CONCAT_WS(',', @@GLOBAL.sql_mode, 'PAD_CHAR_TO_FULL_LENGTH')"))
-    try:
+    with global_sql_mode(binlog_port, "CONCAT_WS(',', @@GLOBAL.sql_mode, 'PAD_CHAR_TO_FULL_LENGTH')"):
         batch, events = relayed.both_paths(fields, [{"kurz": "AB", "name": "anna"}, {"kurz": ""}])
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
-        admin.dispose()
-        relayed.engine.dispose()
+    relayed.engine.dispose()
     assert events == batch
     first, second = batch.values()
     assert (first["position"], first["department"], first["last_name"]) == ("Alpha", "AB", "anna AB")
@@ -685,16 +694,8 @@ def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_ru
     true, default: "n/a"` made '' and '   ' 'n/a' on the batch path, '' on the events path (Python's
     strip). The batch's sessions run in one sql_mode, not the server's."""
     fields = {"position": {"column": "name", "trim": True, "default": "n/a"}}
-    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
-    with admin.begin() as conn:
-        default = conn.execute(text("SELECT @@GLOBAL.sql_mode")).scalar_one()
-        conn.execute(text("SET GLOBAL sql_mode = 'ORACLE'"))
-    try:
+    with global_sql_mode(binlog_port, "'ORACLE'"):
         batch, events = relayed.both_paths(fields, [{"name": "   "}, {"name": ""}])
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text("SET GLOBAL sql_mode = :mode"), {"mode": default})
-        admin.dispose()
-        relayed.engine.dispose()
+    relayed.engine.dispose()
     assert events == batch
     assert [record["position"] for record in batch.values()] == ["", ""]
