@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +33,14 @@ def upgrade(database_url: str, revision: str = "head", lock_timeout: float = LOC
 @cache
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether this code's migrations hold `revision` (one it does not know was made by a newer version)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current_revision(conn: Connection) -> str | None:

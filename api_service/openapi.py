@@ -439,6 +439,14 @@ def _pipeline_read(tag: list, security: list, operation_id: str, query, response
 def _service_paths() -> dict[str, Any]:
     text = {"text/plain": {"schema": {"type": "string"}}}
     status = _json({"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]})
+    newer = "only when a newer version migrated Base B: its revision (served as this version knows the tables)"
+    ready = _json(
+        {
+            "type": "object",
+            "properties": {"status": {"type": "string"}, "schema": {"type": "string", "description": newer}},
+            "required": ["status"],
+        }
+    )
     return {
         "/health": {
             "get": {
@@ -455,7 +463,7 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "Base B is reachable and migrated",
                 "operationId": "ready",
                 "security": [],
-                "responses": {"200": {"description": "ready", "content": status}, **_problems(503)},
+                "responses": {"200": {"description": "ready", "content": ready}, **_problems(503)},
             }
         },
         "/metrics": {

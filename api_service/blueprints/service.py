@@ -75,12 +75,26 @@ def ready():
             _last_unready["reason"] = reason
         detail = f"Base B is not reachable: {type(exc).__name__} (the API's log says why)"
         raise Problem(503, detail, headers={"Retry-After": "1"}) from None
-    _last_unready.clear()
+    _last_unready.pop("reason", None)
     if unready:
         raise Problem(503, unready, headers={"Retry-After": "30"})
-    if revision != migrate.head_revision():
-        detail = f"Base B's schema is at {revision}, not {migrate.head_revision()}: run the migrations"
+    head = migrate.head_revision()
+    if revision != head and (revision is None or migrate.known_revision(revision)):
+        detail = f"Base B's schema is at {revision}, not {head}: run the migrations"
         raise Problem(503, detail, headers={"Retry-After": "30"})  # as a request meeting the old schema is told
+    if revision != head:
+        # A newer version migrated Base B (a rolling deploy migrates first; or this code was rolled
+        # back): its replicas still serve the tables they know, as migrations add before they remove.
+        # "Run the migrations" would be wrong, and unready replicas would take the service down.
+        if _last_unready.get("newer") != revision:
+            current_app.logger.warning(
+                "Base B's schema is at %s, which this version does not know (its newest is %s): a newer version "
+                "migrated it; serving the tables this version knows",
+                revision,
+                head,
+            )
+            _last_unready["newer"] = revision
+        return json_response({"status": "ready", "schema": f"{revision}, newer than this version's {head}"})
     return json_response({"status": "ready"})
 
 

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import make_url, text
+from sqlalchemy import create_engine, make_url, text
 
 from api_service import create_app, db, migrate
 from testbed.servers import free_port
@@ -50,6 +50,25 @@ def test_not_ready_before_the_migrations(tmp_path):
     assert response.headers["Retry-After"] == "30"
     migrate.upgrade(f"sqlite:///{tmp_path}/empty.sqlite")
     assert app.test_client().get("/ready").status_code == 200
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_ready_on_a_schema_a_newer_version_migrated_and_says_so_once(tmp_path, caplog):
+    """Found from outside: /ready said "run the migrations" (503) on a Base B a newer version had
+    migrated: a rolling deploy, which migrates first, took every old replica out of service (and
+    an image rolled back could not serve)."""
+    url = f"sqlite:///{tmp_path}/newer.sqlite"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed0099'"))  # a revision of tomorrow
+    engine.dispose()
+    app = create_app(make_settings(url))
+    answers = [app.test_client().get("/ready") for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert answers[0].json["schema"] == f"f00dfeed0099, newer than this version's {migrate.head_revision()}"
+    said = [r.getMessage() for r in caplog.records if "which this version does not know" in r.getMessage()]
+    assert len(said) == 1
     app.extensions["base_b_engine"].dispose()
 
 
