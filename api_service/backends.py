@@ -73,6 +73,10 @@ class BaseBBackend:
         adding no row leaves."""
         return conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
 
+    def migration_settings(self, lock_timeout: float) -> list[str]:
+        """The statements a migration written as SQL starts with (`hold_migrations`' settings)."""
+        return []
+
     def raise_write_mark(self, conn: Connection, table: Table) -> None:
         """Raise `write_mark` for a write that draws no id (tombstones of rows held), where it can."""
 
@@ -159,6 +163,9 @@ class PostgresBaseB(BaseBBackend):
 
     def raise_write_mark(self, conn: Connection, table: Table) -> None:
         conn.execute(text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": table.name})
+
+    def migration_settings(self, lock_timeout: float) -> list[str]:
+        return [f"SET lock_timeout = '{round(lock_timeout * 1000)}ms'"]
 
     def hold_migrations(self, conn: Connection, lock_timeout: float) -> None:
         # Two replicas migrating at once: the second waits for the first's session-level advisory

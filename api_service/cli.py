@@ -8,16 +8,21 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate
+from api_service.backends import backend_for_url
 from api_service.db_errors import Kind, classify
 
 
 def register(app: Flask) -> None:
     @app.cli.command("migrate")
     @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach")
-    def migrate_command(revision: str) -> None:
+    @click.option("--sql", is_flag=True, help="print the SQL from Base B's revision to it instead of running it")
+    def migrate_command(revision: str, sql: bool) -> None:
         """Create or upgrade Base B's schema (API_DATABASE_URL)."""
         settings = current_app.extensions["api_settings"]
         url = settings.database_url
+        if sql:
+            _print_sql(url, revision, settings.migrate_lock_timeout)
+            return
         try:
             migrate.upgrade(url, revision, settings.migrate_lock_timeout)
         except SQLAlchemyError as error:
@@ -36,6 +41,18 @@ def register(app: Flask) -> None:
         click.echo(f"Base B at {reached}: {where.split('@')[-1]}")
         if revision not in ("head", reached):
             click.echo(f"(asked for {revision}: migrate only upgrades, and Base B is past it)", err=True)
+
+
+def _print_sql(url: str, revision: str, lock_timeout: float) -> None:
+    """The upgrade's SQL from the revision Base B is at (read now), for a DBA to review and run."""
+    if backend_for_url(url).alters_by_copy:
+        raise click.ClickException("--sql: this database's migrations copy tables, which SQL written ahead cannot do")
+    with current_app.extensions["base_b_engine"].connect() as conn:
+        since = migrate.current_revision(conn)
+    if since == revision or (revision == "head" and since == migrate.head_revision()):
+        click.echo(f"-- Base B is at {since} already: nothing to run", err=True)
+        return
+    migrate.upgrade_sql(url, since, revision, lock_timeout)
 
 
 def _first_line(error: SQLAlchemyError) -> str:

@@ -30,6 +30,12 @@ def upgrade(database_url: str, revision: str = "head", lock_timeout: float = LOC
     command.upgrade(alembic_config(database_url, lock_timeout), revision)
 
 
+def upgrade_sql(database_url: str, since: str | None, revision: str = "head", lock_timeout: float = LOCK_TIMEOUT):
+    """Write to stdout the SQL that brings Base B from revision `since` (None: an empty database) to
+    `revision`, without running it."""
+    command.upgrade(alembic_config(database_url, lock_timeout), f"{since}:{revision}" if since else revision, sql=True)
+
+
 @cache
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from api_service.backends import backend_of
+from api_service.backends import backend_for_url, backend_of
 from api_service.migrate import LOCK_TIMEOUT
 from api_service.models import metadata
 
@@ -26,9 +26,17 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True)
+def write_migrations_sql() -> None:
+    """The SQL of the migrations, written for a DBA to review and run (`flask migrate --sql`)."""
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    context.configure(url=url, target_metadata=metadata, literal_binds=True)
     with context.begin_transaction():
+        for statement in backend_for_url(url).migration_settings(config.attributes.get("lock_timeout", LOCK_TIMEOUT)):
+            context.execute(statement)
         context.run_migrations()
+
+
+if context.is_offline_mode():
+    write_migrations_sql()
 else:
     run_migrations_online()

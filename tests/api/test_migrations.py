@@ -116,3 +116,19 @@ def test_a_migration_behind_a_session_idle_in_transaction_gives_up_and_says_why(
     with engine.connect() as conn:
         assert migrate.current_revision(conn) == "0001"
     engine.dispose()
+
+
+def test_the_migrate_command_prints_the_sql_from_base_bs_revision_without_running_it(make_postgres_database):
+    """Found from outside: a DBA asking Alembic for the SQL (`alembic upgrade --sql`) got an error:
+    the environment read no URL. `flask migrate --sql` prints it from the revision Base B is at."""
+    url = make_postgres_database()
+    migrate.upgrade(url, "0001")
+    app = create_app(make_settings(url))
+    result = app.test_cli_runner().invoke(args=["migrate", "--sql"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("BEGIN;") and "SET lock_timeout = '10000ms';" in result.output
+    assert "CREATE TABLE sync_rejections" in result.output and "CREATE TABLE articles" not in result.output
+    assert "UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';" in result.output
+    with app.extensions["base_b_engine"].connect() as conn:
+        assert migrate.current_revision(conn) == "0001"  # nothing ran
+    app.extensions["base_b_engine"].dispose()
