@@ -217,6 +217,7 @@ def test_a_position_whose_binlog_is_gone_stops_the_relay_with_what_to_do(kafka_b
     assert started.returncode == 1, started.stderr[-2000:]
     assert "Traceback" not in started.stderr, started.stderr[-2000:]
     assert "no longer has the binlog" in started.stderr and '{"compare_keys": true}' in started.stderr
+    assert "or Base A is now another server (a failover, a restore)" in started.stderr
     assert str(position) in started.stderr
 
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from base_sync.relay import Deliveries, PositionFile, Progress, gtid_domains
+import pytest
+
+from base_sync.relay import (
+    Deliveries,
+    PositionFile,
+    PositionUnusable,
+    Progress,
+    gtid_domains,
+    position_problem,
+    same_point,
+)
 
 
 def test_the_position_waits_for_every_earlier_transaction():
@@ -79,3 +89,63 @@ def test_the_position_keeps_the_last_gtid_of_every_domain():
     progress.begin(_Gtid("12-3-5"))
     progress.begin(_Gtid("1-1-2"))
     assert progress.whole("binlog.000001", 20)["gtid"] == "0-1-108,1-1-2,12-3-5"  # by domain, as MariaDB shows it
+
+
+@pytest.mark.parametrize("content", ["", '{"gtid": "0-1-', "[1]", '"0-1-1"', "\xff"])
+def test_a_position_file_that_is_no_position_is_refused_naming_the_file_and_what_to_do(tmp_path, content):
+    """It raised a raw JSONDecodeError (a traceback, a restart loop under Compose)."""
+    positions = PositionFile(tmp_path / "position.json")
+    positions.path.write_text(content, encoding="latin-1")
+    with pytest.raises(PositionUnusable) as refused:
+        positions.load()
+    assert str(positions.path) in str(refused.value) and "compare_keys" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_missing_or_null_position_file_is_no_position(tmp_path):
+    positions = PositionFile(tmp_path / "position.json")
+    assert positions.load() is None
+    positions.path.write_text("null")
+    assert positions.load() is None
+
+
+@pytest.mark.parametrize(
+    ("position", "is_mariadb", "problem"),
+    [
+        ({}, True, "holds no gtid"),
+        ({"gtid": None, "log_file": "binlog.000002", "log_pos": 4}, True, "holds no gtid"),
+        ({"gtid": "x-y"}, True, "malformed gtid"),
+        ({"gtid": "0-1-5,7-1"}, True, "malformed gtid"),
+        ({"gtid": "0-1-5", "log_file": "binlog.000002", "log_pos": "4"}, True, "no offset"),
+        ({"gtid": "0-1-5", "log_file": 2, "log_pos": 4}, True, "no file name"),
+        ({}, False, "holds no log_file and log_pos"),
+        ({"gtid": "3E11FA47-71CA-11E1-9E33-C80AA9429562:23"}, False, "holds no log_file and log_pos"),
+    ],
+)
+def test_a_position_the_server_cannot_resume_from_is_a_problem(position, is_mariadb, problem):
+    assert problem in (position_problem(position, is_mariadb) or "")
+
+
+@pytest.mark.parametrize(
+    ("position", "is_mariadb"),
+    [
+        ({"gtid": "", "log_file": None, "log_pos": None}, True),  # the first start on a binlog with no GTID yet
+        ({"gtid": "0-1-107,7-1-1", "log_file": "binlog.000003", "log_pos": 1234}, True),
+        ({"gtid": "0-1-107"}, True),  # by GTID alone, as after a failover to a replica
+        ({"gtid": None, "log_file": "binlog.000003", "log_pos": 157}, False),
+        ({"gtid": "3E11FA47-71CA-11E1-9E33-C80AA9429562:23", "log_file": "binlog.000003", "log_pos": 157}, False),
+    ],
+)
+def test_the_positions_the_relay_saves_are_usable(position, is_mariadb):
+    assert position_problem(position, is_mariadb) is None
+
+
+def test_one_point_of_one_history_has_the_same_gtid_in_every_domain_both_name():
+    assert same_point("0-1-133", "0-1-133")
+    assert same_point("0-1-133,7-1-2", "7-1-2,0-1-133")
+    assert same_point("0-1-133,7-1-2", "0-1-133")  # a domain deleted since is no evidence
+    assert same_point("", "0-1-4")
+    assert not same_point("0-1-133", "0-1-20")  # the GTID reused by another history
+    assert not same_point("0-1-133,7-1-2", "0-1-133,7-1-9")
+    assert not same_point("0-1-133", "")
+    assert not same_point("0-1-133", "3-2-10")

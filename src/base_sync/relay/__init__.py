@@ -8,8 +8,12 @@ comes from the binlog's column metadata (binlog_row_metadata=FULL), never from B
 The position (MariaDB: the GTID of every replication domain; MySQL: file and offset) is saved to a
 file only once every event of the transactions before it was acknowledged by the broker, so a
 restart resumes without a gap; it may repeat the last transactions, which the API's version guard
-makes harmless. A prepared XA's changes wait for its XA COMMIT (`xa`), holding the position before
-them. A lost replication connection resumes after the last whole transaction read; a
+makes harmless. A saved position the relay cannot resume from as it is (a file that is no position;
+on MariaDB one whose binlog file Base A holds with other GTIDs at its offset: a failover or a restore
+onto another history) stops it in one line saying what to do; none at all starts at Base A's current
+position, warning that changes made meanwhile are the batch sync's. A prepared XA's changes wait for
+its XA COMMIT (`xa`), holding the position before them. A lost replication connection resumes after
+the last whole transaction read (refused, as at start, when Base A came back with another history); a
 Base A away is retried with back-off for RELAY_RECONNECT_SECONDS, then the relay exits in one line.
 
 A row the binlog does not hold whole (a partial row image, no column names) is published as an
@@ -31,6 +35,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -208,6 +213,19 @@ class RelaySettings(EnvSettings):
     )
 
 
+class PositionUnusable(Exception):
+    """The saved position cannot be resumed from (unreadable, holding no position, or of another
+    binlog history): terminal, its message says why and what to do, in one line."""
+
+
+# What the operator does about a position the relay cannot resume from.
+RESTART_ADVICE = (
+    "move {path} aside to start from Base A's current position, then run base_a_to_base_b with "
+    '{{"compare_keys": true}}, which brings Base B up to date'
+)
+MARIADB_GTID = re.compile(r"\d+-\d+-\d+")  # domain-server-sequence
+
+
 class PositionFile:
     """The last binlog position whose events the broker holds, written atomically."""
 
@@ -215,16 +233,65 @@ class PositionFile:
         self.path = path
 
     def load(self) -> dict | None:
+        """The saved position, or None when there is none (no file, or `null`). A file that is no
+        position (truncated, not JSON, not an object) is PositionUnusable: a guess would replay or skip."""
         try:
-            return json.loads(self.path.read_text())
+            position = json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as error:  # ValueError: JSONDecodeError, UnicodeDecodeError
+            raise self.unusable(f"cannot be read as a position ({one_line(error)})") from None
+        if position is not None and not isinstance(position, dict):
+            raise self.unusable(f"holds {type(position).__name__}, not a position object")
+        return position
+
+    def unusable(self, problem: str) -> PositionUnusable:
+        """The refusal of this file, with what to do: restore the file, or start afresh and compare."""
+        return PositionUnusable(
+            f"the relay's position file {self.path} {problem}: restore it from its backup, or "
+            + RESTART_ADVICE.format(path=self.path)
+        )
 
     def save(self, position: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.path.with_suffix(".tmp")
-        scratch.write_text(json.dumps(position))
+        with open(scratch, "w") as file:
+            file.write(json.dumps(position))
+            # On disk before the rename: after a power loss the file is the old position or the
+            # new one, never empty (the rename alone may reach the disk before the data).
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(scratch, self.path)
+
+
+def position_problem(position: dict, is_mariadb: bool) -> str | None:
+    """What makes a saved position unusable on this server, or None. MariaDB resumes from `gtid`
+    (without one it would read the binlog from its first file: history published again); MySQL from
+    `log_file` and `log_pos` (without them, from Base A's current position: changes skipped)."""
+    gtid, log_file, log_pos = position.get("gtid"), position.get("log_file"), position.get("log_pos")
+    if log_file is not None and not isinstance(log_file, str):
+        return f"has a log_file that is no file name ({log_file!r})"
+    if log_pos is not None and (not isinstance(log_pos, int) or isinstance(log_pos, bool)):
+        return f"has a log_pos that is no offset ({log_pos!r})"
+    if is_mariadb:
+        if not isinstance(gtid, str):
+            return "holds no gtid, which MariaDB resumes from (the relay would read the binlog from its beginning)"
+        malformed = [part for part in gtid.split(",") if part.strip() and not MARIADB_GTID.fullmatch(part.strip())]
+        if malformed:
+            return f"has a malformed gtid {gtid!r} (each part is domain-server-sequence, e.g. 0-1-107)"
+    elif not log_file or log_pos is None:
+        return "holds no log_file and log_pos, which MySQL resumes from"
+    return None
+
+
+def same_point(saved: str, found: str) -> bool:
+    """Whether two MariaDB GTID positions are one point of one history: every domain both name is at
+    the same GTID, and they name one in common (a domain deleted since is no evidence either way)."""
+    ours, theirs = gtid_domains(saved), gtid_domains(found)
+    shared = ours.keys() & theirs.keys()
+    if ours and not shared:
+        return False
+    return all(ours[domain] == theirs[domain] for domain in shared)
 
 
 def gtid_domains(position: str | None) -> dict[int, str]:
@@ -561,20 +628,56 @@ class Relay:
 
     # The loop
 
-    def _start_position(self, server: dict) -> dict:
-        """The saved position, or (the first start) Base A's current one (`server`'s), saved."""
-        position = self.positions.load()
-        if position is not None:
-            log.info("resuming after %s", position)
-            return position
+    def _start_position(self, server: dict, saved: dict | None) -> dict:
+        """The saved position, checked against Base A; or (none saved) Base A's current one (`server`'s), saved."""
+        if saved is not None:
+            if (problem := position_problem(saved, self.is_mariadb)) is not None:
+                raise self.positions.unusable(problem)
+            self._reconnecting(lambda: self._same_history(saved))
+            log.info("resuming after %s", saved)
+            return saved
         position = {"gtid": server.get("gtid"), "log_file": server.get("log_file"), "log_pos": server.get("log_pos")}
-        log.info("no saved position: starting at Base A's current one, %s", position)
+        log.warning(
+            "no saved position (%s is missing or null): starting at Base A's current one, %s. If this relay ran "
+            "before, the changes Base A made while none ran are NOT PUBLISHED: the batch sync carries them (run "
+            'base_a_to_base_b with {"compare_keys": true} for the deletes)',
+            self.positions.path,
+            position,
+        )
         self.positions.save(position)
         return position
 
+    def _same_history(self, position: dict) -> dict:
+        """Refuse a MariaDB position whose binlog file Base A still has but whose offset is not where
+        that file holds the position's GTIDs: Base A's binlog is another history (it failed over to, or
+        was restored onto, a server reusing the GTIDs), and resuming by GTID would skip its changes up
+        to there without a word. A file Base A no longer has proves nothing (GTID resume may work from
+        a later one); MySQL has no BINLOG_GTID_POS and resumes by file and offset (not checked)."""
+        if not self.is_mariadb or not position.get("log_file") or position.get("log_pos") is None:
+            return {}
+        with self._sql() as conn:
+            at_offset, at_file_start = conn.execute(
+                text("SELECT BINLOG_GTID_POS(:file, :pos), BINLOG_GTID_POS(:file, 4)"),
+                {"file": position["log_file"], "pos": position["log_pos"]},
+            ).one()
+        if at_file_start is None:  # no such file (purged): GTID resume decides
+            return {}
+        if at_offset is not None and same_point(position["gtid"], at_offset):
+            return {}
+        found = "no event's start" if at_offset is None else f"after GTID position {at_offset!r}"
+        raise PositionUnusable(
+            f"Base A's binlog no longer matches the relay's position {position} (in Base A's "
+            f"{position['log_file']} that offset is {found}): Base A is another server now (a failover, a restore) "
+            "whose binlog reuses these GTIDs for other transactions, so resuming by GTID would skip, unpublished and "
+            "without a word, the changes its binlog holds up to there. To recover, "
+            f"{RESTART_ADVICE.format(path=self.positions.path)} (if the new server is a replica that applied the "
+            "same transactions, remove log_file and log_pos from the file instead: the relay then resumes by GTID)"
+        )
+
     def run(self) -> None:
+        saved = self.positions.load()  # an unusable file is refused before Base A is asked anything
         # The binlog settings are checked on every start, and again on every reconnection.
-        position = self._start_position(self._reconnecting(self._server))
+        position = self._start_position(self._reconnecting(self._server), saved)
         self._reconnecting(self._views)
         self._reconnecting(self._cascading_keys)
         self._reconnecting(self._hidden_triggers)
@@ -595,6 +698,8 @@ class Relay:
                         raise
                     self._lost(error)
                     self._reconnecting(self._server)
+                    # Base A may have come back as another server (a failover) with another history.
+                    self._reconnecting(lambda: self._same_history(self.progress.done))
         finally:
             self.streaming = False
             self.stopping.set()
@@ -1163,6 +1268,13 @@ class Relay:
 
     # /health and /metrics
 
+    def _shown_position(self) -> dict | str | None:
+        """The saved position for /health; the refusal's reason when the file is unusable (the relay is exiting)."""
+        try:
+            return self.positions.load()
+        except PositionUnusable as error:
+            return str(error)
+
     def http_app(self):
         metrics = make_wsgi_app(REGISTRY)
 
@@ -1171,7 +1283,7 @@ class Relay:
                 return metrics(environ, start_response)
             if environ["PATH_INFO"] in ("/health", "/ready"):
                 healthy = not self.deliveries.failed and (environ["PATH_INFO"] == "/health" or self.streaming)
-                body = json.dumps({"status": "ok" if healthy else "unavailable", "position": self.positions.load()})
+                body = json.dumps({"status": "ok" if healthy else "unavailable", "position": self._shown_position()})
                 status = "200 OK" if healthy else "503 Service Unavailable"
                 start_response(status, [("Content-Type", "application/json")])
                 return [body.encode()]
@@ -1255,8 +1367,9 @@ def main() -> int:
         if _binlog_gone(error):
             log.error(
                 "Base A no longer has the binlog from the relay's position %s on (%s): its binlogs were purged "
-                "(binlog_expire_logs_seconds, expire_logs_days, PURGE BINARY LOGS) while the relay was behind, "
-                "so the changes made since never reach the events path. Move %s aside to start from Base A's "
+                "(binlog_expire_logs_seconds, expire_logs_days, PURGE BINARY LOGS) while the relay was behind, or "
+                "Base A is now another server (a failover, a restore) whose binlog does not hold it, so the changes "
+                "made since never reach the events path. Move %s aside to start from Base A's "
                 'current position, then run base_a_to_base_b with {"compare_keys": true}, which brings '
                 "Base B up to date",
                 relay.positions.load(),
@@ -1268,6 +1381,9 @@ def main() -> int:
         return 1
     except BaseAUnreachable as error:
         log.error("Base A (RELAY_BASE_A_URL=%s) %s", relay.url.render_as_string(hide_password=True), error)
+        return 1
+    except PositionUnusable as error:
+        log.error("%s", error)
         return 1
     except KafkaException as error:
         log.error("the broker (RELAY_KAFKA_BOOTSTRAP=%s) failed: %s", settings.kafka_bootstrap, error)
