@@ -76,6 +76,14 @@ class SoftDelete(_Strict):
     column: str = Field(pattern=IDENTIFIER)
     deleted_when: str | int | bool = "not_null"
 
+    @field_validator("deleted_when", mode="before")
+    @classmethod
+    def _quoted_null(cls, value: Any) -> Any:
+        # A bare YAML `null` is no value at all: one clear message instead of the union's three.
+        if value is None:
+            raise ValueError('write "null" (quoted) for "the column is NULL": a bare null is YAML\'s nothing')
+        return value
+
 
 class FieldMapping(_Strict):
     """How one Base B field is made. Exactly one of `column`, `concat`, `python` gives the value;
