@@ -152,6 +152,16 @@ class EntityMapping(_Strict):
     soft_delete: SoftDelete | None = None
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
 
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_key_column(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            raise ValueError(
+                "a composite key is not supported: `key` is one integer column; name a unique integer column, "
+                "or map a view of the table that gives each row a single integer key (docs/mapping.md, `key`)"
+            )
+        return value
+
     @field_validator("cursor", mode="before")
     @classmethod
     def _cursor_forms(cls, value: Any) -> Any:
