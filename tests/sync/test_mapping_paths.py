@@ -700,3 +700,27 @@ def test_an_empty_set_is_empty_text_on_both_paths_not_null(relayed):
     assert events == batch
     assert [(r["position"], r["department"]) for r in batch.values()] == [("", "n|"), ("sql,php", "n|sql")]
 
+
+def test_a_concat_of_only_nulls_is_null_so_its_default_applies_on_both_paths(relayed):
+    """Found from outside: CONCAT_WS and Python's join give '' for parts that are all NULL, so
+    `default` never applied, and a required field made by a concat was refused by Base B as empty.
+    One non-NULL part, even '', is text as before; a zero date in a NOT NULL column is no NULL."""
+    fields = {
+        "first_name": {"concat": ["kurz", "zahl_f"], "default": "Nobody"},
+        "position": {"concat": ["kurz", "tag"], "separator": " ", "default": "Unknown"},
+        "department": {"concat": ["kurz", "tag_nn"], "default": "none"},
+    }
+    rows = [
+        {},
+        {"kurz": "", "zahl_f": 1.5},
+        {"kurz": "AB", "tag": "2024-01-02"},
+        {"tag_nn": "0000-00-00"},
+    ]
+    batch, events = relayed.both_paths(fields, rows)
+    assert events == batch
+    assert [(r["first_name"], r["position"], r["department"]) for r in batch.values()] == [
+        ("Nobody", "Unknown", "2024-01-01"),
+        (" 1.5", "", " 2024-01-01"),
+        ("AB", "AB 2024-01-02", "AB 2024-01-01"),
+        ("Nobody", "Unknown", "0000-00-00"),
+    ]
