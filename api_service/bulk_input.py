@@ -110,7 +110,7 @@ def validate(items: list[Any], parse_errors: dict[int, str], adapter: TypeAdapte
         return batch
     except ValidationError as exc:
         bad: dict[int, list[dict]] = {}
-        for error in field_errors(exc):
+        for error in _record_errors(exc):
             position, _, name = error["field"].partition(".")
             bad.setdefault(int(position), []).append({"field": name or "record", "message": error["message"]})
     good = [pair for position, pair in enumerate(candidates) if position not in bad]
@@ -120,6 +120,16 @@ def validate(items: list[Any], parse_errors: dict[int, str], adapter: TypeAdapte
     valid = adapter.validate_python([item for _, item in good])
     batch.records = [(index, record) for (index, _), record in zip(good, valid, strict=True)]
     return batch
+
+
+def _record_errors(error: ValidationError) -> list[dict[str, str]]:
+    """pydantic's errors as `{field, message}`, a null where a value is required said as such: a NULL
+    source column met "Input should be a valid string", which hid the cause."""
+    errors = field_errors(error)
+    for item, details in zip(errors, error.errors(include_url=False), strict=True):
+        if details["input"] is None and details["type"] != "missing" and len(details["loc"]) == 2:
+            item["message"] = f"{details['loc'][1]} is NULL, but the field is required"
+    return errors
 
 
 def keep_latest_per_source_id(batch: Batch) -> None:

@@ -242,6 +242,14 @@ def _clocked(default: str | None, on_update: str | None) -> str | None:
     return " and ".join(parts) or None
 
 
+def _upper_type(type_text: str) -> str:
+    """A catalogue's column type in upper case but for its quoted ENUM and SET members, which are
+    values and keep their case (`SET('sql','php')`); a quote inside one is doubled, so every other
+    piece between quotes is outside them."""
+    pieces = type_text.split("'")
+    return "'".join(piece if i % 2 else piece.upper() for i, piece in enumerate(pieces))
+
+
 _INTEGER = frozenset({"integer", "numeric"})
 _NUMERIC = frozenset({"numeric"})
 _TEXT = frozenset({"text"})
@@ -425,7 +433,7 @@ class MySQLBaseA(BaseABackend):
             charset = text_charset or ("binary" if data_type.lower() in _MYSQL_BINARY else None)
             # `extra` holds "on update current_timestamp()" (MySQL: after "DEFAULT_GENERATED").
             on_update = (extra or "").lower().partition("on update")[2] or None
-            column = LiveColumn(name, type_text.upper(), nullable == "YES", charset, _clocked(default, on_update))
+            column = LiveColumn(name, _upper_type(type_text), nullable == "YES", charset, _clocked(default, on_update))
             for asked in names.asked(table_name):
                 found.setdefault(asked, []).append(column)
         return {t: found[t] for t in tables if t in found}

@@ -362,10 +362,12 @@ class BaseA:
         except DBAPIError as error:
             if not self.backend.lacks_privilege(error):  # the server away, a limit: not a missing grant
                 raise
-            # A grant on the mapped tables only: the deletes are found by comparing keys instead.
+            # A grant on the mapped tables only: the deletes are found by comparing keys instead. The
+            # server refuses alike whether the table is there or not, so both remedies are named.
             log.warning(
-                "%s: this account may not read %s (%s): deletes are found by comparing every key; "
-                "GRANT SELECT on it to follow the deletes from the log",
+                "%s: this account may not read %s, or Base A has none (%s): deletes are found by comparing "
+                "every key; if it is not there, `base-a install-delete-log` creates it and its triggers; if "
+                "it is, GRANT SELECT on it to follow the deletes from the log",
                 entity,
                 DELETE_LOG,
                 error.orig,

@@ -139,6 +139,16 @@ def test_valid_records_are_written_and_each_rejected_one_is_explained(client):
     assert [r["source_id"] for r in client.get("/articles").json["items"]] == [1, 5]
 
 
+def test_a_null_in_a_required_field_is_said_to_be_null(client):
+    """Found from outside: a NULL source column of a required field (a row of either sync path) was
+    rejected with "Input should be a valid string", which did not say the value was missing."""
+    result = upsert(client, "employees", [employee(1, email=None), employee(2, first_name="")])
+    assert counts(result) == {"rejected": 2}
+    errors = {e["index"]: e["reasons"] for e in result["errors"]}
+    assert errors[0] == [{"field": "email", "message": "email is NULL, but the field is required"}]
+    assert errors[1][0]["field"] == "first_name" and "NULL" not in errors[1][0]["message"]  # '' is no NULL
+
+
 def test_ndjson_with_a_broken_line_rejects_only_that_line(client):
     body = b"\n".join([orjson.dumps(article(1)), b"{broken", b"", orjson.dumps(article(2))])
     result = upsert(client, "articles", body, "application/x-ndjson")

@@ -439,7 +439,9 @@ WIDE = """CREATE TABLE breit (
     name VARCHAR(100) NOT NULL DEFAULT 'n',
     kurz CHAR(6) NULL,
     zahl_f FLOAT NULL,
-    zahl_d DOUBLE NULL
+    zahl_d DOUBLE NULL,
+    marken SET('sql','php') NULL,
+    marken_nn SET('sql','php') NOT NULL DEFAULT ''
 )"""
 WIDE_BASICS = {"first_name": {"column": "name"}, "last_name": {"column": "name"}, "email": {"column": "name"}}
 
@@ -475,7 +477,8 @@ class Relayed:
         batch = [r for chunk in BaseA(self.engine, mapping).records_by_keys("employees", keys, 100) for r in chunk]
         topics = Topics(self.relay.prefix, self.database, mapping)
         changes = [topics.decode(m.topic(), m.value(), m.key()) for m in self._events(topics.topic("employees"), keys)]
-        events = [c.record if c.action == "upsert" else c.quarantined for c in changes]
+        # A row the mapping deletes (`soft_delete`) is no record: the batch path does not read it either.
+        events = [c.record if c.action == "upsert" else c.quarantined for c in changes if c.action != "delete"]
         return _outcomes(batch), _outcomes(events)
 
     def _events(self, topic: str, keys: list[int], timeout: float = 30) -> list:
@@ -699,3 +702,43 @@ def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_ru
     relayed.engine.dispose()
     assert events == batch
     assert [record["position"] for record in batch.values()] == ["", ""]
+
+
+def test_an_empty_set_is_empty_text_on_both_paths_not_null(relayed):
+    """Found from outside: the binlog decoder reads a SET holding no member ('', bitmask 0) as None,
+    and the relay published it as null: the events path wrote NULL (a concat left it out, a default
+    applied) where the batch path wrote '', and `deleted_when: "null"` deleted a live row."""
+    fields = {
+        "position": {"column": "marken", "default": "none"},
+        "department": {"concat": ["name", "marken_nn"], "separator": "|"},
+    }
+    soft_delete = {"column": "marken", "deleted_when": "null"}
+    rows = [{"marken": "", "marken_nn": ""}, {"marken": "php,sql", "marken_nn": "sql"}, {"marken": None}]
+    batch, events = relayed.both_paths(fields, rows, soft_delete=soft_delete)
+    assert events == batch
+    assert [(r["position"], r["department"]) for r in batch.values()] == [("", "n|"), ("sql,php", "n|sql")]
+
+
+def test_a_concat_of_only_nulls_is_null_so_its_default_applies_on_both_paths(relayed):
+    """Found from outside: CONCAT_WS and Python's join give '' for parts that are all NULL, so
+    `default` never applied, and a required field made by a concat was refused by Base B as empty.
+    One non-NULL part, even '', is text as before; a zero date in a NOT NULL column is no NULL."""
+    fields = {
+        "first_name": {"concat": ["kurz", "zahl_f"], "default": "Nobody"},
+        "position": {"concat": ["kurz", "tag"], "separator": " ", "default": "Unknown"},
+        "department": {"concat": ["kurz", "tag_nn"], "default": "none"},
+    }
+    rows = [
+        {},
+        {"kurz": "", "zahl_f": 1.5},
+        {"kurz": "AB", "tag": "2024-01-02"},
+        {"tag_nn": "0000-00-00"},
+    ]
+    batch, events = relayed.both_paths(fields, rows)
+    assert events == batch
+    assert [(r["first_name"], r["position"], r["department"]) for r in batch.values()] == [
+        ("Nobody", "Unknown", "2024-01-01"),
+        (" 1.5", "", " 2024-01-01"),
+        ("AB", "AB 2024-01-02", "AB 2024-01-01"),
+        ("Nobody", "Unknown", "0000-00-00"),
+    ]

@@ -126,6 +126,28 @@ def test_errors_name_the_file_the_entity_and_the_key(document, expected):
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (  # pydantic's three union errors (str, int, bool) said nothing of quoting
+            with_entity(soft_delete={"column": "aktiv", "deleted_when": None}),
+            'm.yaml: entities.employees.soft_delete.deleted_when: write "null" (quoted) for "the column is NULL": '
+            "a bare null is YAML's nothing",
+        ),
+        (  # was "Input should be a valid string"
+            with_entity(key=["store_id", "staff_id"]),
+            "m.yaml: entities.employees.key: a composite key is not supported: `key` is one integer column; "
+            "name a unique integer column, or map a view of the table that gives each row a single integer key "
+            "(docs/mapping.md, `key`)",
+        ),
+    ],
+)
+def test_what_onboarding_writes_wrong_first_is_refused_with_one_message_saying_what_to_write(document, expected):
+    """Found from outside, onboarding a Sakila-style schema: a bare `deleted_when: null` and a
+    composite key met pydantic's type errors, which named neither cause nor remedy."""
+    assert error_of(document) == expected
+
+
 def test_unreadable_files_are_named(tmp_path):
     with pytest.raises(MappingError, match="cannot read the mapping file"):
         load_mapping(tmp_path / "missing.yaml")

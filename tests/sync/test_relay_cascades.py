@@ -9,7 +9,7 @@ from sqlalchemy import text
 from base_sync.demo import generate
 from base_sync.source import source_engine
 from testbed.relay import RelayProcess
-from tests.sync.test_relay import metric_line, read_changes, relay_topics
+from tests.sync.test_relay import mapped_relay, metric_line, read_changes, relay_topics
 
 
 def test_a_foreign_key_cascading_into_a_mapped_table_is_warned_of_and_its_parent_changes_counted(
@@ -75,3 +75,41 @@ def test_an_account_with_select_and_replication_alone_sees_the_cascading_keys(ba
     # Nor can it see triggers: a statement-logged change reaching a mapped table through one goes
     # uncounted, and the relay says so at start (review: it said nothing).
     assert "cannot see the triggers (nor most stored functions) of articles, employees" in relay.log.read_text()
+
+
+def test_an_on_update_action_on_columns_the_mapping_does_not_read_is_not_counted(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """Found from outside (Sakila's staff.store_id -> store ON UPDATE CASCADE, store_id unmapped):
+    the relay warned at start and counted every store key change as unpublished (the alert, advising
+    a full_refresh), where `base-a check` rightly names no such key: it changes nothing Base B holds.
+    An ON DELETE CASCADE still counts, whatever columns are mapped: it deletes mapped rows."""
+    ddl = [
+        "CREATE TABLE store (store_id INT PRIMARY KEY) ENGINE=InnoDB",
+        "CREATE TABLE team (team_id INT PRIMARY KEY) ENGINE=InnoDB",
+        "CREATE TABLE staff (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name VARCHAR(50), store_id INT,"
+        " team_id INT,"
+        " CONSTRAINT fk_store FOREIGN KEY (store_id) REFERENCES store (store_id) ON UPDATE CASCADE,"
+        " CONSTRAINT fk_team FOREIGN KEY (team_id) REFERENCES team (team_id) ON DELETE CASCADE ON UPDATE CASCADE"
+        ") ENGINE=InnoDB",
+        "INSERT INTO store VALUES (1)",
+        "INSERT INTO team VALUES (1), (2)",
+        "INSERT INTO staff VALUES (1, '2024-05-01', 'a', 1, 1), (2, '2024-05-01', 'b', 1, 2)",
+    ]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "staff")
+    try:
+        metric_line(relay, 'relay_cascading_foreign_keys{table="staff"} 1.0')  # fk_team's delete alone
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE store SET store_id = 10"))  # rewrites staff.store_id: unmapped
+            conn.execute(text("UPDATE team SET team_id = 11 WHERE team_id = 1"))  # team_id: unmapped too
+            conn.execute(text("DELETE FROM team WHERE team_id = 2"))  # deletes staff 2: counted
+            conn.execute(text("UPDATE staff SET name = 'marker', geaendert = '2024-05-02' WHERE nr = 1"))
+        changes = read_changes(kafka_bootstrap, topics, 1)
+        assert [(c.op, c.id) for c in changes] == [("u", 1)]
+        metric_line(relay, 'relay_unpublished_statements_total{kind="cascade",table="staff"} 1.0')
+    finally:
+        relay.stop()
+        engine.dispose()
+    log = relay.log.read_text()
+    assert "fk_store" not in log
+    assert "FOREIGN KEY fk_team (staff -> " in log and "(team_id) ON DELETE CASCADE)" in log

@@ -292,6 +292,20 @@ def test_a_type_change_the_mapping_reads_the_same_way_is_no_drift(root, mapping)
     assert check_source(root, mapping, backend_named("mysql")).problems == []
 
 
+def test_enum_and_set_members_are_shown_as_the_server_writes_them(root, mapping):
+    """Found from outside: `SET('sql','php')` was shown as `SET('SQL','PHP')`, members that are not
+    the column's values. The type's own words are upper case, the members as they are."""
+    alter(root, "UPDATE mitarbeiter SET stelle = NULL, abt_code = 'V'")
+    alter(root, "ALTER TABLE mitarbeiter MODIFY stelle SET('sql','php','It''s') NULL")
+    alter(root, "ALTER TABLE mitarbeiter MODIFY abt_code ENUM('V','e') NULL")
+    checked = check_source(root, mapping, backend_named("mysql"))
+    assert checked.problems == []
+    by_target = {use.target: use for use in checked.entities["employees"].uses}
+    assert by_target["position"].types == ("SET('sql','php','It''s')",)
+    assert by_target["department"].types == ("ENUM('V','e')",)
+    assert by_target["source_id"].types == ("INT(10) UNSIGNED",)
+
+
 def test_the_platforms_own_base_a_on_sqlite_passes(tmp_path):
     url = f"sqlite:///{tmp_path}/base_a.sqlite"
     engine = source_engine(url)

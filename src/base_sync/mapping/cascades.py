@@ -27,12 +27,25 @@ def cascade_warnings(engine: Engine, mapping, backend, entities: list[str] | Non
         keys = backend.cascading_keys(conn, tables)
     warnings = []
     for entity in names:
-        for key in (k for k in keys if k.table.lower() == mapping.table_of(entity).lower()):
-            if key.on_delete == "CASCADE":
+        for declared in (k for k in keys if k.table.lower() == mapping.table_of(entity).lower()):
+            key = acting_on_mapping(declared, mapping, backend, entity)
+            if key is not None and key.on_delete == "CASCADE":
                 warnings.append(_deletes(entity, key))
-            if _changes(key) and _reads_any(mapping, backend, entity, key.columns):
+            if key is not None and _changes(key):
                 warnings.append(_updates(entity, key))
     return warnings
+
+
+def acting_on_mapping(key: CascadingKey, mapping, backend, entity: str) -> CascadingKey | None:
+    """The key with only the actions that change what Base B holds of `entity` (the others made NO
+    ACTION), None when none does. ON DELETE CASCADE deletes mapped rows whatever columns are read; the
+    actions that rewrite the key's own columns (ON DELETE SET NULL / SET DEFAULT, any ON UPDATE action)
+    matter only where the mapping reads one of them or its filter names one. `base-a check`, the load
+    and the relay all ask this."""
+    if not _reads_any(mapping, backend, entity, key.columns):
+        on_delete = "CASCADE" if key.on_delete == "CASCADE" else "NO ACTION"
+        key = key._replace(on_delete=on_delete, on_update="NO ACTION")
+    return key if key.on_delete in CHANGING or key.on_update in CHANGING else None
 
 
 def _where(key: CascadingKey) -> str:

@@ -180,7 +180,9 @@ class Rendered:
     def _source(self, mapping: FieldMapping) -> ColumnElement:
         if mapping.column is not None:
             return self._read(mapping.column)
-        return func.concat_ws(mapping.separator, *(self._text_of(c) for c in mapping.concat))
+        parts = [self._text_of(c) for c in mapping.concat]
+        # CONCAT_WS of only NULLs is '': NULL instead, so `default` applies (`apply` does the same).
+        return func.IF(func.coalesce(*parts).is_(None), null(), func.concat_ws(mapping.separator, *parts))
 
     def _text_of(self, name: str) -> ColumnElement:
         """A column made text: a time's with its fraction's trailing zeros left out, as `apply`

@@ -76,6 +76,14 @@ class SoftDelete(_Strict):
     column: str = Field(pattern=IDENTIFIER)
     deleted_when: str | int | bool = "not_null"
 
+    @field_validator("deleted_when", mode="before")
+    @classmethod
+    def _quoted_null(cls, value: Any) -> Any:
+        # A bare YAML `null` is no value at all: one clear message instead of the union's three.
+        if value is None:
+            raise ValueError('write "null" (quoted) for "the column is NULL": a bare null is YAML\'s nothing')
+        return value
+
 
 class FieldMapping(_Strict):
     """How one Base B field is made. Exactly one of `column`, `concat`, `python` gives the value;
@@ -143,6 +151,16 @@ class EntityMapping(_Strict):
     filter: str | None = None  # SQL condition on the source table: rows outside it are not synced
     soft_delete: SoftDelete | None = None
     fields: dict[str, FieldMapping] = Field(default_factory=dict)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_key_column(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            raise ValueError(
+                "a composite key is not supported: `key` is one integer column; name a unique integer column, "
+                "or map a view of the table that gives each row a single integer key (docs/mapping.md, `key`)"
+            )
+        return value
 
     @field_validator("cursor", mode="before")
     @classmethod

@@ -545,7 +545,8 @@ class SourceView:
         if mapping.column is not None:
             return row.get(mapping.column)
         if mapping.concat is not None:
-            return mapping.separator.join(_concat_text(row[c]) for c in mapping.concat if row.get(c) is not None)
+            parts = [_concat_text(row[c]) for c in mapping.concat if row.get(c) is not None]
+            return mapping.separator.join(parts) if parts else None  # only NULLs: NULL, so `default` applies
         return self.functions[name](row)
 
     @staticmethod

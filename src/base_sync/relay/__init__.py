@@ -534,7 +534,9 @@ class Relay:
         if not self.tables:
             return {}
         with self._sql() as conn:
-            keys = backend_of(conn.engine).cascading_keys(conn, list(self.tables))
+            backend = backend_of(conn.engine)
+            keys = backend.cascading_keys(conn, list(self.tables))
+        keys = cascades.acting_on_mapped(keys, self.topics.mapping, backend, self.tables)
         known = {cascade for found in self.cascades.values() for cascade in found}
         self.cascades = {}
         for cascade in (cascades.Cascade.of_key(key, self.url.database or "") for key in keys):

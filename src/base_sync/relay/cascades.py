@@ -5,7 +5,7 @@ DEFAULT inside the engine: the binlog holds the parent table's row event only, s
 change or vanish with no event (nor a new updated_at). The relay reads such foreign keys into mapped
 tables (`backends.MySQLBaseA.cascading_keys`) at start and again after DDL that may add or drop one,
 and counts each parent row whose DELETE, or UPDATE of a referenced column, may have cascaded
-(`changed_rows`).
+(`changed_rows`), as far as the action changes what Base B holds (`acting_on_mapped`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
 
 from base_sync.backends import CascadingKey
+from base_sync.mapping.cascades import acting_on_mapping
 
 ACTING = ("CASCADE", "SET NULL", "SET DEFAULT")  # rules that change the child's rows; not RESTRICT, NO ACTION
 
@@ -30,6 +31,20 @@ def may_change_foreign_keys(sql: str) -> bool:
     if verb is None:
         return False
     return verb.group(1).upper() in ("DROP", "RENAME") or bool(_NAMES_KEYS.search(sql))
+
+
+def acting_on_mapped(keys: list[CascadingKey], mapping, backend, tables: dict[str, str]) -> list[CascadingKey]:
+    """The keys whose actions change what Base B holds, each with only those actions: an ON UPDATE
+    action on columns the mapping does not read changes nothing it holds, and `base-a check` names no
+    such key either (`mapping.cascades.acting_on_mapping`). `tables`: {mapped table: its entity}."""
+    entities = {table.lower(): entity for table, entity in tables.items()}
+    kept = []
+    for key in keys:
+        entity = entities.get(key.table.lower())
+        acting = key if entity is None else acting_on_mapping(key, mapping, backend, entity)
+        if acting is not None:
+            kept.append(acting)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ decoder does otherwise; `install_readers` replaces its readers (module import do
   out);
 - YEAR 0000, which the decoder reads as 1900 (it adds 1900 to the stored byte), as 0
   (`mariadb_years`: the reader is no method of its own to replace);
+- a SET holding no member as '' (`empty_sets`): the decoder reads it as None, the same as NULL;
 - ENUM and SET values in their column's character set: the table map's reader took them as UTF-8
   and made each it could not read "" (TableMapEvent's readers are replaced too).
 """
@@ -91,7 +92,7 @@ def row_changes(event, row: dict, key_column: str) -> list[RowChange]:
         )
         before, after = _images(op, row)
         return [RowChange(op, None, before, after, _invalid_of(before, after), problem, ROW_METADATA)]
-    row = mariadb_years(event, row)
+    row = empty_sets(event, mariadb_years(event, row))
     unread = _unreadable_text(event, op, row, key_column)
     if unread is not None:
         return [unread]
@@ -650,6 +651,30 @@ def mariadb_years(event, row: dict) -> dict:
     for image in ("values", "before_values", "after_values"):
         if isinstance(row.get(image), dict):
             fixed[image] = {**row[image], **{name: 0 for name in years if row[image].get(name) == 1900}}
+    return fixed
+
+
+# Each row image and where mysql-replication says why its None values are None.
+_IMAGE_SOURCES = (
+    ("values", "none_sources"),
+    ("before_values", "before_none_sources"),
+    ("after_values", "after_none_sources"),
+)
+
+
+def empty_sets(event, row: dict) -> dict:
+    """The row with '' for each SET holding no member: mysql-replication reads one as None and names
+    it EMPTY_SET in the image's none sources, where NULL is named NULL. Published as null, it was
+    NULL to the mapping (a default, `deleted_when: "null"`), where the batch path reads ''."""
+    sets = {c.name for c in event.columns if getattr(c, "type", None) == FIELD_TYPE.SET and c.set_values}
+    if not sets:
+        return row
+    fixed = dict(row)
+    for image, sources in _IMAGE_SOURCES:
+        why_none = row.get(sources) or {}
+        empty = [name for name in sets if why_none.get(name) == NONE_SOURCE.EMPTY_SET]
+        if empty and isinstance(row.get(image), dict):
+            fixed[image] = {**row[image], **dict.fromkeys(empty, "")}
     return fixed
 
 
