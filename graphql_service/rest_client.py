@@ -91,31 +91,52 @@ class _DeadlineTimeout(Timeout):
         return Timeout(connect=left, read=left)
 
 
+RETRIED_STATUSES = frozenset({502, 503, 504})
+
+
 def _retries(deadline: float | None) -> _DeadlineRetry:
     # Reads are retried on a failed connection or read and on 502/503/504; a write only when its
     # connection failed (urllib3 retries that for every method: nothing was sent).
     # Retries spent on 5xx answers end with the last answer (raise_on_status off), counted by its status:
     # urllib3's own error for them was counted as "unreachable" when the API had answered 503.
     retry = _DeadlineRetry(
-        total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504}, raise_on_status=False
+        total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist=RETRIED_STATUSES, raise_on_status=False
     )
     retry.deadline = deadline
     return retry
 
 
-@dataclass(frozen=True)
+def is_unavailable(error: RestError) -> bool:
+    """Whether `error` says the REST API is down (SERVICE_UNAVAILABLE: nothing was applied): it could
+    not be reached, or it answered 502/503/504, a read's retries spent. Not a write whose outcome is
+    unknown, nor a call cut by the deadline (the deadline already stops the calls after it)."""
+    return type(error) is RestError and (error.status == 0 or error.status in RETRIED_STATUSES)
+
+
+@dataclass
 class BoundedClient:
     """The client as one GraphQL request uses it: every call ends by the request's deadline, and
-    once it has passed no call is made."""
+    once it has passed no call is made. Once a call has found the REST API unavailable (its retries
+    spent), the request's later calls fail at once with the same error: found from outside, 200 row
+    reads of a failing API each spent their retries, held a thread to the deadline and sent 313
+    requests to an API trying to recover. A GraphQL request's fields run in one thread."""
 
     client: RestClient
     deadline: float
+    outage: RestError | None = None  # the call that found the REST API unavailable
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.client.request(method, path, deadline=self.deadline, **kwargs)
+        return self.request_versioned(method, path, **kwargs)[0]
 
     def request_versioned(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str | None]:
-        return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
+        if self.outage is not None:
+            raise RestError(self.outage.status, f"{self.outage.detail} (not called again in this request)")
+        try:
+            return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
+        except RestError as exc:
+            if is_unavailable(exc):
+                self.outage = exc
+            raise
 
 
 @dataclass
