@@ -56,13 +56,15 @@ class _DeadlinePassed(urllib3.exceptions.MaxRetryError):
 
 
 class _DeadlineRetry(Retry):
-    """The client's retries, none begun and no wait slept past the deadline."""
+    """The client's retries, none begun and no wait slept past the deadline; each retry about to be
+    sent is told to `on_retry` (method, reason), as the call's metric counts a call once."""
 
     deadline: float | None = None
+    on_retry: Callable[[str, str], None] | None = None
 
     def new(self, **kw: Any) -> _DeadlineRetry:
         retry = super().new(**kw)
-        retry.deadline = self.deadline
+        retry.deadline, retry.on_retry = self.deadline, self.on_retry
         return retry
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
@@ -76,6 +78,10 @@ class _DeadlineRetry(Retry):
             if time.monotonic() + (wait or self.get_backoff_time()) >= self.deadline:
                 raise _DeadlinePassed(None, None, None)
         super().sleep(response)
+        # urllib3 sends the request again right after this wait (a status's or an error's retry).
+        if self.on_retry is not None and self.history:
+            failed = self.history[-1]
+            self.on_retry(failed.method or "", str(failed.status) if failed.status else "unreachable")
 
 
 class _DeadlineTimeout(Timeout):
@@ -94,7 +100,7 @@ class _DeadlineTimeout(Timeout):
 RETRIED_STATUSES = frozenset({502, 503, 504})
 
 
-def _retries(deadline: float | None) -> _DeadlineRetry:
+def _retries(deadline: float | None, on_retry: Callable[[str, str], None] | None = None) -> _DeadlineRetry:
     # Reads are retried on a failed connection or read and on 502/503/504; a write only when its
     # connection failed (urllib3 retries that for every method: nothing was sent).
     # Retries spent on 5xx answers end with the last answer (raise_on_status off), counted by its status:
@@ -102,7 +108,7 @@ def _retries(deadline: float | None) -> _DeadlineRetry:
     retry = _DeadlineRetry(
         total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist=RETRIED_STATUSES, raise_on_status=False
     )
-    retry.deadline = deadline
+    retry.deadline, retry.on_retry = deadline, on_retry
     return retry
 
 
@@ -150,6 +156,9 @@ class RestClient:
 
     settings: GraphQLSettings
     observe: Callable[[str, str], None] | None = None  # (method, status) of every call, for metrics
+    # (method, reason) of every retry: one more HTTP request of a call, for metrics (reason: the
+    # status retried, or "unreachable")
+    observe_retry: Callable[[str, str], None] | None = None
     calls: int = 0  # REST calls made by this process (tests read it to check for N+1)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     pool: urllib3.HTTPConnectionPool = field(init=False, repr=False)
@@ -159,7 +168,7 @@ class RestClient:
         self.pool = urllib3.connection_from_url(
             self.settings.rest_api_url,
             maxsize=self.settings.pool_size,
-            retries=_retries(None),
+            retries=_retries(None, self._observe_retry),
             timeout=self.settings.timeout,
         )
         self._base_path = urllib3.util.parse_url(self.settings.rest_api_url).path or ""
@@ -172,6 +181,10 @@ class RestClient:
         if self.observe is not None:
             self.observe(method, status)
 
+    def _observe_retry(self, method: str, reason: str) -> None:
+        if self.observe_retry is not None:
+            self.observe_retry(method, reason)
+
     def _send(self, method: str, url: str, body: bytes | None, headers: dict, deadline: float | None, retry: bool):
         """The call itself, its retries included: urllib3's answer, or a RestError."""
         options: dict[str, Any] = {}
@@ -179,7 +192,7 @@ class RestClient:
             if time.monotonic() >= deadline:
                 raise RequestTimedOut("the time limit passed before the call to the REST API")
             options["timeout"] = _DeadlineTimeout(self.settings.timeout, deadline)
-            options["retries"] = _retries(deadline)
+            options["retries"] = _retries(deadline, self._observe_retry)
         if not retry:
             options["retries"] = False
         with self._lock:

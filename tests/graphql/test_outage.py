@@ -10,6 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from graphql_service import create_app
 from graphql_service.rest_client import BoundedClient, RestClient, RestError, WriteOutcomeUnknown
@@ -119,3 +120,38 @@ def test_a_clients_error_stops_no_other_call(rest_api):
     answer = run(app, '{ a: getArticle(id: "424242") { id } b: getArticle(id: "424243") { id } c: getArticles { id } }')
     assert codes(answer) == ["NOT_FOUND"] * 2 and answer["data"]["c"] == []
     assert app.extensions["rest_client"].calls - before == 3
+
+
+def rest_metrics(app) -> dict[tuple[str, tuple], float]:
+    """The REST call and retry counters of /metrics: (name, labels) to value."""
+    exposition = app.test_client().get("/metrics").data.decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name in ("graphql_rest_calls_total", "graphql_rest_retries_total")
+    }
+
+
+def test_every_http_request_to_the_rest_api_is_counted_its_retries_included(failing_api):
+    """Found from outside: the stub got 376 requests, graphql_rest_calls_total rose 126 (a call
+    counted once, its retries not at all)."""
+    base, server = failing_api
+    app = create_app(GraphQLSettings(rest_api_url=base))
+    for _ in range(2):
+        run(app, '{ getArticle(id: "1") { id } }')
+    counted = rest_metrics(app)
+    assert counted == {
+        ("graphql_rest_calls_total", (("method", "GET"), ("status", "503"))): 2.0,
+        ("graphql_rest_retries_total", (("method", "GET"), ("reason", "503"))): 4.0,
+    }
+    assert sum(counted.values()) == len(server.seen) == 6
+
+
+def test_a_retry_of_a_call_that_could_not_connect_is_counted_as_unreachable():
+    app = create_app(GraphQLSettings(rest_api_url=f"http://127.0.0.1:{free_port()}"))
+    run(app, '{ getArticle(id: "1") { id } }')
+    assert rest_metrics(app) == {
+        ("graphql_rest_calls_total", (("method", "GET"), ("status", "unreachable"))): 1.0,
+        ("graphql_rest_retries_total", (("method", "GET"), ("reason", "unreachable"))): 2.0,
+    }
