@@ -83,7 +83,11 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         refuse_unknown_methods(app, over_http.method_refusal), over_http.method_refusal
     )
     metrics = GraphQLMetrics(app, settings)
-    client = RestClient(settings, observe=lambda method, status: metrics.rest_calls.labels(method, status).inc())
+    client = RestClient(
+        settings,
+        observe=lambda method, status: metrics.rest_calls.labels(method, status).inc(),
+        observe_retry=lambda method, reason: metrics.rest_retries.labels(method, reason).inc(),
+    )
     app.extensions["rest_client"] = client
     queries = QueryCache(
         SCHEMA,

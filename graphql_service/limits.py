@@ -27,6 +27,8 @@ from graphql_service.entity_schema import ENTITY_NAMES, LIST_LIMIT, PAGE_LIMIT
 # selected below them. Every entity has all of these, so a new entity cannot silently escape the limit.
 # A row read is one REST call and a write one REST call that changes Base B: priced so that aliases
 # cannot turn one request into thousands of calls (at the default maximum, 200 reads or 40 writes).
+# A list or page is one REST call too, so it costs at least a row read (`list_price`): priced by
+# its `limit` alone, 900 aliases of `limit: 1` passed as 900 calls.
 ROW_READ_COST = 10
 WRITE_COST = 50
 DEFAULT_LIMITS = {
@@ -223,9 +225,16 @@ class _Cost(CostValidator):
         return True
 
     def get_args_from_cost_map(self, node, type_name: str, field_args: dict):
-        if "limit" in field_args and field_args["limit"] is None and node.name.value in DEFAULT_LIMITS:
-            field_args = {**field_args, "limit": DEFAULT_LIMITS[node.name.value]}
+        if type_name == "Query" and node.name.value in DEFAULT_LIMITS:
+            field_args = {**field_args, "limit": list_price(field_args.get("limit"), DEFAULT_LIMITS[node.name.value])}
         return super().get_args_from_cost_map(node, type_name, field_args)
+
+
+def list_price(limit: int | None, default: int) -> int:
+    """What a list or page costs: its `limit` (`null`: the default, which it fetches), and at least a
+    row read, as it is one REST call too. A `limit` below 1 (which the REST API refuses, after a call)
+    costs a row read as well: it was dropped, and such a field cost 1."""
+    return max(ROW_READ_COST, default if limit is None else limit)
 
 
 def cost_limit(max_cost: int, variables: dict | None) -> type[ASTValidationRule]:

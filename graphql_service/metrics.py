@@ -36,7 +36,17 @@ class GraphQLMetrics:
         )
         self.errors = Counter("graphql_errors_total", "GraphQL errors by code", ["code"], registry=registry)
         self.rest_calls = Counter(
-            "graphql_rest_calls_total", "Calls to the REST API", ["method", "status"], registry=registry
+            "graphql_rest_calls_total",
+            "Calls to the REST API by their outcome, each counted once whatever its retries",
+            ["method", "status"],
+            registry=registry,
+        )
+        # Retries apart: HTTP requests sent = calls + retries, and retries alone show an API failing.
+        self.rest_retries = Counter(
+            "graphql_rest_retries_total",
+            "REST calls sent again (each one more HTTP request), by what the attempt before got",
+            ["method", "reason"],
+            registry=registry,
         )
 
 

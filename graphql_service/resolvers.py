@@ -131,7 +131,9 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
             raise UserInputError("give `afterId` or `after`, not both")
         if after is not None or after_id is not None:
             params["after"] = after if after_id is None else _row_id(after_id)
-        return info.context["client"].request("GET", f"/{rest_name}", params=params)
+        # With the caller's token, as a row read (the REST API may require one for reads too), and
+        # shared by the request's fields asking for the same page.
+        return info.context["loader"].load_list(rest_name, params)
 
     # `limit: null` is the default, as the cost prices it (left to the REST API, it was its own 50).
     @query.field(f"get{plural}")

@@ -56,13 +56,15 @@ class _DeadlinePassed(urllib3.exceptions.MaxRetryError):
 
 
 class _DeadlineRetry(Retry):
-    """The client's retries, none begun and no wait slept past the deadline."""
+    """The client's retries, none begun and no wait slept past the deadline; each retry about to be
+    sent is told to `on_retry` (method, reason), as the call's metric counts a call once."""
 
     deadline: float | None = None
+    on_retry: Callable[[str, str], None] | None = None
 
     def new(self, **kw: Any) -> _DeadlineRetry:
         retry = super().new(**kw)
-        retry.deadline = self.deadline
+        retry.deadline, retry.on_retry = self.deadline, self.on_retry
         return retry
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
@@ -76,6 +78,10 @@ class _DeadlineRetry(Retry):
             if time.monotonic() + (wait or self.get_backoff_time()) >= self.deadline:
                 raise _DeadlinePassed(None, None, None)
         super().sleep(response)
+        # urllib3 sends the request again right after this wait (a status's or an error's retry).
+        if self.on_retry is not None and self.history:
+            failed = self.history[-1]
+            self.on_retry(failed.method or "", str(failed.status) if failed.status else "unreachable")
 
 
 class _DeadlineTimeout(Timeout):
@@ -91,31 +97,52 @@ class _DeadlineTimeout(Timeout):
         return Timeout(connect=left, read=left)
 
 
-def _retries(deadline: float | None) -> _DeadlineRetry:
+RETRIED_STATUSES = frozenset({502, 503, 504})
+
+
+def _retries(deadline: float | None, on_retry: Callable[[str, str], None] | None = None) -> _DeadlineRetry:
     # Reads are retried on a failed connection or read and on 502/503/504; a write only when its
     # connection failed (urllib3 retries that for every method: nothing was sent).
     # Retries spent on 5xx answers end with the last answer (raise_on_status off), counted by its status:
     # urllib3's own error for them was counted as "unreachable" when the API had answered 503.
     retry = _DeadlineRetry(
-        total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist={502, 503, 504}, raise_on_status=False
+        total=2, backoff_factor=0.1, allowed_methods={"GET"}, status_forcelist=RETRIED_STATUSES, raise_on_status=False
     )
-    retry.deadline = deadline
+    retry.deadline, retry.on_retry = deadline, on_retry
     return retry
 
 
-@dataclass(frozen=True)
+def is_unavailable(error: RestError) -> bool:
+    """Whether `error` says the REST API is down (SERVICE_UNAVAILABLE: nothing was applied): it could
+    not be reached, or it answered 502/503/504, a read's retries spent. Not a write whose outcome is
+    unknown, nor a call cut by the deadline (the deadline already stops the calls after it)."""
+    return type(error) is RestError and (error.status == 0 or error.status in RETRIED_STATUSES)
+
+
+@dataclass
 class BoundedClient:
     """The client as one GraphQL request uses it: every call ends by the request's deadline, and
-    once it has passed no call is made."""
+    once it has passed no call is made. Once a call has found the REST API unavailable (its retries
+    spent), the request's later calls fail at once with the same error: found from outside, 200 row
+    reads of a failing API each spent their retries, held a thread to the deadline and sent 313
+    requests to an API trying to recover. A GraphQL request's fields run in one thread."""
 
     client: RestClient
     deadline: float
+    outage: RestError | None = None  # the call that found the REST API unavailable
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.client.request(method, path, deadline=self.deadline, **kwargs)
+        return self.request_versioned(method, path, **kwargs)[0]
 
     def request_versioned(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str | None]:
-        return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
+        if self.outage is not None:
+            raise RestError(self.outage.status, f"{self.outage.detail} (not called again in this request)")
+        try:
+            return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
+        except RestError as exc:
+            if is_unavailable(exc):
+                self.outage = exc
+            raise
 
 
 @dataclass
@@ -129,6 +156,9 @@ class RestClient:
 
     settings: GraphQLSettings
     observe: Callable[[str, str], None] | None = None  # (method, status) of every call, for metrics
+    # (method, reason) of every retry: one more HTTP request of a call, for metrics (reason: the
+    # status retried, or "unreachable")
+    observe_retry: Callable[[str, str], None] | None = None
     calls: int = 0  # REST calls made by this process (tests read it to check for N+1)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     pool: urllib3.HTTPConnectionPool = field(init=False, repr=False)
@@ -138,7 +168,7 @@ class RestClient:
         self.pool = urllib3.connection_from_url(
             self.settings.rest_api_url,
             maxsize=self.settings.pool_size,
-            retries=_retries(None),
+            retries=_retries(None, self._observe_retry),
             timeout=self.settings.timeout,
         )
         self._base_path = urllib3.util.parse_url(self.settings.rest_api_url).path or ""
@@ -151,6 +181,10 @@ class RestClient:
         if self.observe is not None:
             self.observe(method, status)
 
+    def _observe_retry(self, method: str, reason: str) -> None:
+        if self.observe_retry is not None:
+            self.observe_retry(method, reason)
+
     def _send(self, method: str, url: str, body: bytes | None, headers: dict, deadline: float | None, retry: bool):
         """The call itself, its retries included: urllib3's answer, or a RestError."""
         options: dict[str, Any] = {}
@@ -158,7 +192,7 @@ class RestClient:
             if time.monotonic() >= deadline:
                 raise RequestTimedOut("the time limit passed before the call to the REST API")
             options["timeout"] = _DeadlineTimeout(self.settings.timeout, deadline)
-            options["retries"] = _retries(deadline)
+            options["retries"] = _retries(deadline, self._observe_retry)
         if not retry:
             options["retries"] = False
         with self._lock:

@@ -51,6 +51,19 @@ def test_aliases_cannot_multiply_rest_calls_or_writes(gql, app):
     assert len(gql(f"mutation {{ {few} }}", status=200)["data"]) == 3
 
 
+@pytest.mark.parametrize("field", ["getArticles(limit: 1) { id }", "getEmployeesPage(limit: 0) { nextAfterId }"])
+def test_aliases_of_small_lists_cost_what_their_rest_calls_do(gql, app, field):
+    """Found from outside: a list cost its `limit`, so 900 aliases of `limit: 1` cost 900 and ran 900
+    REST calls (a row read, one call too, costs 10); a `limit` below 1 cost 1."""
+    client = app.extensions["rest_client"]
+    before = client.calls
+    lists = " ".join(f"a{i}: {field}" for i in range(201))
+    error = gql(f"{{ {lists} }}", status=200)["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "Actual cost is 2010" in error["message"], error
+    assert client.calls == before, "refused before any REST call"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "says"),
     [

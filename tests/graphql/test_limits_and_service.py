@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import requests
 from graphql import build_schema, get_introspection_query, parse, validate
 
 from graphql_service import create_app
+from graphql_service.entity_schema import ENTITY_NAMES
 from graphql_service.limits import depth_limit
 from graphql_service.settings import GraphQLSettings
 from testbed.servers import free_port
@@ -41,6 +43,61 @@ def test_the_same_row_asked_twice_is_fetched_once(gql, app):
     answer = gql(f'{{ a: getArticle(id: "{row_id}") {{ id }} b: getArticle(id: "{row_id}") {{ title }} }}')
     assert answer["data"] == {"a": {"id": row_id}, "b": {"title": "x"}}
     assert client.calls - before == 1
+
+
+def articles(gql, count: int) -> list[str]:
+    made = " ".join(f'a{i}: createArticle(title: "t{i}") {{ id }}' for i in range(count))
+    return [row["id"] for row in gql(f"mutation {{ {made} }}")["data"].values()]
+
+
+def test_the_same_page_asked_by_several_fields_is_fetched_once(gql, app):
+    """Found from outside: 20 aliases of `getArticles(limit: 1)` made 20 identical REST calls, and
+    `a: getArticles(limit: 10) { id } b: getArticles(limit: 10) { title }` two."""
+    first, second = articles(gql, 2)
+    client = app.extensions["rest_client"]
+    before = client.calls
+    aliases = " ".join(f"a{i}: getArticles(limit: 1) {{ id }}" for i in range(20))
+    assert gql(f"{{ {aliases} }}")["data"] == {f"a{i}": [{"id": first}] for i in range(20)}
+    assert client.calls - before == 1
+    before = client.calls
+    # Other fields of the same page; the list and the page of one size (the same REST call); a null filter.
+    answer = gql(
+        "{ a: getArticles(limit: 10) { id } b: getArticles(limit: 10, filter: {author: null}) { title }"
+        " c: getArticlesPage(limit: 10) { items { id } nextAfterId } }"
+    )
+    assert answer["data"]["b"] == [{"title": "t0"}, {"title": "t1"}] and len(answer["data"]["c"]["items"]) == 2
+    assert client.calls - before == 1
+    before = client.calls
+    after_first = f'c: getArticles(afterId: "{first}") {{ id }}'
+    pages = gql(f"{{ a: getArticles(limit: 1) {{ id }} b: getArticles(limit: 2) {{ id }} {after_first} }}")["data"]
+    assert pages["c"] == [{"id": second}]
+    assert client.calls - before == 3  # a call each
+
+
+def test_a_row_a_page_has_read_is_not_read_again_in_the_request(gql, app):
+    first, _ = articles(gql, 2)
+    fields = "id title content author sourceId createdAt updatedAt"
+    alone = gql(f'{{ getArticle(id: "{first}") {{ {fields} }} }}')["data"]["getArticle"]
+    client = app.extensions["rest_client"]
+    before = client.calls
+    answer = gql(f'{{ l: getArticles(limit: 2) {{ id }} r: getArticle(id: "{first}") {{ {fields} }} }}')
+    assert answer["data"]["r"] == alone
+    assert client.calls - before == 1
+    before = client.calls
+    gql('{ l: getArticles(limit: 2) { id } r: getArticle(id: "424242") { id } }')  # not on the page: read
+    assert client.calls - before == 2
+
+
+def test_the_rest_api_serves_a_pages_rows_as_it_serves_each_row(rest, rest_api):
+    """What lets a page's rows answer row reads (loaders.py): the same fields, the same encoding."""
+    rest("/articles", {"title": "t", "content": "c", "author": "a"})
+    rest(
+        "/employees",
+        {"first_name": "F", "last_name": "L", "email": "f@example.com", "salary": "10.50", "hired_at": "2024-01-31"},
+    )
+    for names in ENTITY_NAMES:
+        (item,) = requests.get(f"{rest_api}/{names.rest}", timeout=10).json()["items"]
+        assert requests.get(f"{rest_api}/{names.rest}/{item['id']}", timeout=10).json() == item, names.rest
 
 
 def test_depth_is_limited(rest_api):
