@@ -1,6 +1,6 @@
 """Two of everything: two relays on one position file (a blue/green deploy, a scaled service on a
-shared volume). The second is refused in one line saying what to do, never left running with a
-position nobody saves."""
+shared volume) or with one server_id on one Base A. Each is refused or stopped in one line saying
+what to do, never left running with a position nobody saves, nor restarting each other for ever."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import json
 import shutil
 import subprocess
 
+import pymysql
 import pytest
 import requests
 from sqlalchemy import text
 
+from base_sync.relay import _server_id_taken
 from base_sync.source import source_engine
 from testbed.relay import RelayProcess
 from testbed.servers import venv_bin
@@ -89,3 +91,47 @@ def test_health_shows_the_position_this_relay_saved_not_what_the_file_holds_now(
     assert json.loads(relay.position_file.read_text()) == own
     relay.position_file.write_text(json.dumps({"gtid": "0-1-1", "log_file": None, "log_pos": None}))  # another's
     assert shown() == own
+
+
+def test_two_relays_with_one_server_id_stop_in_one_line_saying_to_give_each_its_own(
+    base_a_url, kafka_bootstrap, tmp_path
+):
+    """MariaDB's 4052 ended the displaced relay with MariaDB's words ("A slave with the same
+    server_uuid/server_id ..."), and under a restart policy the two displaced each other for ever."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = RelayProcess(base_a_url, kafka_bootstrap, tmp_path / "first")
+    second = RelayProcess(base_a_url, kafka_bootstrap, tmp_path / "second")
+    second.env["RELAY_SERVER_ID"] = first.env["RELAY_SERVER_ID"]
+    first.start()
+    try:
+        second.start()
+        wait_for(lambda: first.process.poll() is not None or second.process.poll() is not None, 30, "one to stop")
+    finally:
+        first.stop()
+        second.stop()
+    displaced = first if first.process.returncode == 1 else second
+    lines = displaced.log.read_text().splitlines()
+    assert displaced.process.returncode == 1, lines[-5:]
+    assert "Traceback" not in "\n".join(lines)
+    line = lines[-1]
+    assert "another replication client (another relay, or a replica) connected to Base A" in line, line
+    assert f"RELAY_SERVER_ID={first.env['RELAY_SERVER_ID']}" in line and "give each relay its own" in line, line
+
+
+@pytest.mark.parametrize(
+    ("error", "taken"),
+    [
+        (pymysql.err.OperationalError(4052, "A slave with the same server_uuid/server_id is already connected"), True),
+        (  # MySQL's words, under the code of a binlog it cannot read
+            pymysql.err.OperationalError(
+                1236, "A replica with the same server_uuid/server_id as this replica has connected to the source"
+            ),
+            True,
+        ),
+        (pymysql.err.OperationalError(1236, "Could not find first log file name in binary log index file"), False),
+    ],
+    ids=["mariadb", "mysql", "binlog-gone"],
+)
+def test_a_server_id_taken_is_told_from_a_binlog_gone(error, taken):
+    assert _server_id_taken(error) is taken

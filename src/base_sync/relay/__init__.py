@@ -181,9 +181,23 @@ FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, w
 BINLOG_GONE = 1236
 
 
+# ER_SLAVE_SAME_ID (MariaDB): another replication client connected with this server_id, and Base A
+# ended this one's binlog dump for it. MySQL says it with 1236 and these words.
+SERVER_ID_TAKEN = 4052
+SAME_ID_WORDS = "same server_uuid/server_id"
+
+
 def _binlog_gone(error: BaseException) -> bool:
     error = error.orig if isinstance(error, DBAPIError) else error
     return isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) and error.args[:1] == (BINLOG_GONE,)
+
+
+def _server_id_taken(error: BaseException) -> bool:
+    """Another replica (a relay, a replica server) connected to Base A with this relay's server_id."""
+    error = error.orig if isinstance(error, DBAPIError) else error
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+        return False
+    return error.args[0] == SERVER_ID_TAKEN or (error.args[0] == BINLOG_GONE and SAME_ID_WORDS in str(error))
 
 
 def one_line(error: BaseException) -> str:
@@ -1477,6 +1491,15 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
+        if _server_id_taken(error):  # terminal: a retry would only displace the other one in turn
+            log.error(
+                "another replication client (another relay, or a replica) connected to Base A with this relay's "
+                "server_id (RELAY_SERVER_ID=%d), and Base A ended this relay's binlog connection for it: give each "
+                "relay its own RELAY_SERVER_ID, unique among Base A's replicas, or stop the other one (%s)",
+                settings.server_id,
+                one_line(error),
+            )
+            return 1
         if _binlog_gone(error):
             log.error(
                 "Base A no longer has the binlog from the relay's position %s on (%s): its binlogs were purged "
