@@ -5,9 +5,16 @@ The delete log names the delete, not what came after it. Sent as logged, such a 
 equal version the tombstone wins the API's guard) and the row is lost in Base B, and no later window
 reads it again when its stamp is old. So before a chunk of logged deletes is sent, one keyed read of
 Base A finds the keys it holds again: their deletes are dropped and their current rows sent instead,
-read after the delete, so they may restore at a tie (`restore_ties`). A row put back with a stamp
-older than the deleted one names the logged version as the one it replaces (`replaces_version`, a
-compare-and-set): Base B holds the deleted row, or its tombstone, at exactly that version.
+read after the delete. A row put back under the deleted version's own stamp restores at a tie with
+its tombstone (`restore_ties`); one under a newer stamp needs no tie-break (a tombstone at its
+version is a later delete, which must win); one with a stamp older than the deleted one names the
+logged version as the one it replaces (`replaces_version`, a compare-and-set): Base B holds the
+deleted row, or its tombstone, at exactly that version.
+
+Base A may delete a key again between the read and the send, and the events path apply that
+delete first: a row sent after it would revive a key Base A no longer holds (at a tie, under the
+same stamp). So after the send, one keyed read of Base A: a key it no longer holds gets its delete
+sent again, at the version read, which wins the tie with the row sent.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from datetime import datetime
 from base_sync.api_client import BaseBApi
 from base_sync.dirty import Quarantined
 from base_sync.load import push_chunks
+from base_sync.reports import DeleteCounts
 from base_sync.source import BaseA, Cursor
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID, VERSION
 
@@ -29,6 +37,22 @@ class LoggedChunk:
 
     deletes: list[dict]  # the keys Base A no longer holds: their delete records
     rows: list[dict | Quarantined] = field(default_factory=list)  # the keys put back: their current rows
+    logged: dict[int, str] = field(default_factory=dict)  # {key put back: the version of its logged delete}
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What sending a chunk's put-back rows did."""
+
+    sent: Counter  # the bulk outcomes of the rows sent (push_chunks)
+    deleted_again: list[dict]  # delete records of the keys Base A deleted again meanwhile, sent after the rows
+    deletes: DeleteCounts  # what those deletes did
+
+    @property
+    def restored(self) -> int:
+        """Rows Base B holds live as sent: written or found so, less those deleted again after."""
+        kept = self.sent["inserted"] + self.sent["updated"] + self.sent["unchanged"]
+        return max(0, kept - self.deletes.deleted)
 
 
 def split(base_a: BaseA, entity: str, records: list[dict]) -> LoggedChunk:
@@ -41,14 +65,49 @@ def split(base_a: BaseA, entity: str, records: list[dict]) -> LoggedChunk:
         return LoggedChunk(deletes)
     # A key logged twice in the chunk: the latest entry is the state Base B most likely holds.
     logged = {r[SOURCE_ID]: r[VERSION] for r in records}
-    return LoggedChunk(deletes, [_replacing(row, logged[_key(row)]) for row in rows])
+    replacing = [_replacing(row, logged[_key(row)]) for row in rows]
+    return LoggedChunk(deletes, replacing, {key: logged[key] for key in back})
 
 
-def restore(api: BaseBApi, entity: str, rows: list[dict | Quarantined], concurrency: int) -> Counter:
-    """Send the put-back rows: read after their deletes, so a tie with a tombstone restores."""
-    if not rows:
-        return Counter()
-    return push_chunks(api, entity, [rows], concurrency, restore_ties=True)
+def restore(api: BaseBApi, base_a: BaseA, entity: str, chunk: LoggedChunk, concurrency: int) -> Restored:
+    """Send the put-back rows (restoring at a tie only those under their logged delete's own stamp),
+    then send again the deletes of the keys Base A no longer holds."""
+    if not chunk.rows:
+        return Restored(Counter(), [], DeleteCounts())
+    at_logged = [row for row in chunk.rows if _at_logged_version(row, chunk.logged)]
+    others = [row for row in chunk.rows if not _at_logged_version(row, chunk.logged)]
+    sent = Counter()
+    if at_logged:
+        sent += push_chunks(api, entity, [at_logged], concurrency, restore_ties=True)
+    if others:
+        sent += push_chunks(api, entity, [others], concurrency)
+    again = _deleted_again(base_a, entity, chunk.rows)
+    if not again:
+        return Restored(sent, [], DeleteCounts())
+    answer = api.bulk_delete(entity, again)
+    return Restored(sent, again, DeleteCounts(answer["deleted"], answer["stale"]))
+
+
+def _at_logged_version(row: dict | Quarantined, logged: dict[int, str]) -> bool:
+    """A row under the very stamp its logged delete carries: only a tie-break restores it. A newer
+    one beats that tombstone anyway, and loses, as it must, to a later delete's at its own stamp."""
+    return not isinstance(row, Quarantined) and _version(row[VERSION]) == _version(logged[row[SOURCE_ID]])
+
+
+def _deleted_again(base_a: BaseA, entity: str, rows: list[dict | Quarantined]) -> list[dict]:
+    """Delete records, at the version read, of the rows whose keys Base A no longer holds (deleted
+    again since `split` read them): one keyed read."""
+    keys = sorted({_key(row) for row in rows})
+    held = base_a.live_keys_among(entity, keys, len(keys) or 1)
+    return [
+        {SOURCE_ID: _key(row), VERSION: _version(version).isoformat()}
+        for row in rows
+        if _key(row) not in held and (version := _sent_version(row)) is not None
+    ]
+
+
+def _sent_version(row: dict | Quarantined) -> str | datetime | None:
+    return row.version if isinstance(row, Quarantined) else row[VERSION]
 
 
 def _key(row: dict | Quarantined) -> int:

@@ -146,7 +146,7 @@ class LoggedDeletes:
     position: Cursor
     read: int = 0
     counts: DeleteCounts = DeleteCounts()
-    restored: int = 0  # logged deletes not sent: Base A holds their keys again, their rows were sent
+    restored: int = 0  # logged deletes not sent: Base A holds their keys again, their rows sent and kept
 
 
 @dataclass(frozen=True)

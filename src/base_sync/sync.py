@@ -47,7 +47,7 @@ from base_sync.reports import (
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore, refuse_ahead
-from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
+from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID, UNIQUE_TAKEN
 from baseab_contract.entities import ENTITIES
 
 log = logging.getLogger(__name__)
@@ -433,7 +433,7 @@ def _send_found(
             counts, restored = DeleteCounts(), 0
             for start in range(0, len(held), settings.chunk_size):
                 chunk = put_back.split(base_a, entity, held[start : start + settings.chunk_size])
-                sent, back = _send_logged(api, entity, chunk, settings)
+                sent, back = _send_logged(api, base_a, entity, chunk, settings)
                 counts, restored = counts + sent, restored + back
             from_log = LoggedDeletes(found.reached, found.log_read, counts, restored)
         if found.buckets is not None:
@@ -691,7 +691,7 @@ def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None
 
 
 def _send_logged(
-    api: BaseBApi, entity: str, chunk: put_back.LoggedChunk, settings: SyncSettings
+    api: BaseBApi, base_a: BaseA, entity: str, chunk: put_back.LoggedChunk, settings: SyncSettings
 ) -> tuple[DeleteCounts, int]:
     """Send a chunk's deletes, and the rows Base A holds again instead of theirs; (counts, restored)."""
     counts = DeleteCounts()
@@ -699,16 +699,26 @@ def _send_logged(
         answer = api.bulk_delete(entity, chunk.deletes)
         # Re-read entries (the look-back) find their rows already deleted: not "not applied".
         counts = DeleteCounts(answer["deleted"], answer["stale"])
-    if chunk.rows:
-        sent = put_back.restore(api, entity, chunk.rows, settings.push_concurrency)
+    if not chunk.rows:
+        return counts, 0
+    restore = put_back.restore(api, base_a, entity, chunk, settings.push_concurrency)
+    log.warning(
+        "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
+        "or a backup say), their rows sent instead: %s",
+        entity,
+        len(chunk.rows),
+        dict(restore.sent),
+    )
+    if restore.deleted_again:
         log.warning(
-            "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
-            "or a backup say), their rows sent instead: %s",
+            "%s: %d of those keys Base A deleted again while their rows were sent: their deletes sent again, at "
+            "the version read (%d applied): %s",
             entity,
-            len(chunk.rows),
-            dict(sent),
+            len(restore.deleted_again),
+            restore.deletes.deleted,
+            sorted(record[SOURCE_ID] for record in restore.deleted_again)[:20],
         )
-    return counts, len(chunk.rows)
+    return counts + restore.deletes, restore.restored
 
 
 def _send_gone(api: BaseBApi, entity: str, records: list[dict], chunk_size: int) -> DeleteCounts:
@@ -728,12 +738,12 @@ def _apply_logged_deletes(
     for records, _ in base_a.deletes_after(
         entity, _looking_back(position, settings), settings.chunk_size, until=position
     ):
-        sent, back = _send_logged(api, entity, put_back.split(base_a, entity, records), settings)
+        sent, back = _send_logged(api, base_a, entity, put_back.split(base_a, entity, records), settings)
         counts, restored, read = counts + sent, restored + back, read + len(records)
     for records, position_reached in base_a.deletes_after(entity, position, settings.chunk_size):
         chunk = put_back.split(base_a, entity, records)
         allowance.take(DELETE_LOG, len(api.would_delete(entity, chunk.deletes)) if chunk.deletes else 0)
-        sent, back = _send_logged(api, entity, chunk, settings)
+        sent, back = _send_logged(api, base_a, entity, chunk, settings)
         counts, restored, read = counts + sent, restored + back, read + len(records)
         reached = max(reached, position_reached)
     return LoggedDeletes(reached, read, counts, restored)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from base_sync import sync
+from base_sync import put_back, sync
 from base_sync.delete_guard import ANY_NUMBER
 from base_sync.demo import generate
+from base_sync.load import push_chunks
 from base_sync.state import MemoryStateStore
+from baseab_contract.bulk_format import VERSION
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 from tests.sync.test_sync_steps import SETTINGS, run_once
 
@@ -100,3 +102,46 @@ def test_an_approved_mass_delete_sent_in_a_second_pass_keeps_the_rows_put_back(b
     report = sync.propagate_deletes("articles", base_a, api, store, small, approved=ANY_NUMBER)
     assert (report.restored, report.deleted, report.plan["total"]) == (20, 40, 40)
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 60
+
+
+def _put_back_then_deleted_again(base_a, base_a_engine, base_b, later: str) -> tuple[put_back.Restored, dict]:
+    """Row 1 synced, deleted and put back in Base A with updated_at `later` (its own stamp: an undo
+    from a copy; or a newer one); the batch's split reads it; meanwhile the events path applies the
+    put-back row, Base A deletes it again and the events path applies that delete; then the batch
+    sends the row. What the send did, and Base B's live rows."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 3, seed_value=65)
+    run_once("employees", base_a, api, store)
+    _sql(
+        base_a_engine,
+        "CREATE TABLE undo_copy AS SELECT * FROM employees WHERE id = 1",
+        f"UPDATE undo_copy SET updated_at = {later}",
+        "DELETE FROM employees WHERE id = 1",
+        "INSERT INTO employees SELECT * FROM undo_copy",
+    )
+    (logged,) = [records for records, _ in base_a.deletes_after("employees", None, 100)]
+    chunk = put_back.split(base_a, "employees", logged)
+    assert (chunk.deletes, len(chunk.rows)) == ([], 1)
+    push_chunks(api, "employees", [chunk.rows], 1, restore_ties=True)  # the events path, in key order
+    _sql(base_a_engine, "DELETE FROM employees WHERE id = 1")
+    *_, again = [r for records, _ in base_a.deletes_after("employees", None, 100) for r in records]
+    assert len(logged) == 1 and again[VERSION] >= logged[0][VERSION]
+    api.bulk_delete("employees", [again])  # the events path, first
+    restored = put_back.restore(api, base_a, "employees", chunk, 1)
+    return restored, synced_rows(base_b.database_url, "employees")
+
+
+def test_a_row_put_back_under_a_newer_stamp_and_deleted_again_meanwhile_is_not_revived(base_a, base_a_engine, base_b):
+    """Found from outside: sent with restore_ties, the row tied with the newer delete's tombstone and
+    came back live in Base B, a row Base A no longer had, until the next batch run."""
+    restored, theirs = _put_back_then_deleted_again(base_a, base_a_engine, base_b, "updated_at + INTERVAL 1 SECOND")
+    assert 1 not in theirs and sorted(theirs) == sorted(source_rows(base_a_engine, "employees")) == [2, 3]
+    assert restored.restored == 0
+
+
+def test_a_row_put_back_under_its_own_stamp_and_deleted_again_meanwhile_is_deleted_again(base_a, base_a_engine, base_b):
+    """At the logged version a tie must restore (the row came back from a copy): a delete at that
+    same version applied meanwhile is lost to it, so the keyed read after the send deletes it again."""
+    restored, theirs = _put_back_then_deleted_again(base_a, base_a_engine, base_b, "updated_at")
+    assert 1 not in theirs and sorted(theirs) == sorted(source_rows(base_a_engine, "employees")) == [2, 3]
+    assert (restored.restored, restored.deletes.deleted, len(restored.deleted_again)) == (0, 1, 1)

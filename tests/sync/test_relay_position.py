@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from base_sync.relay import (
     Deliveries,
     PositionFile,
+    PositionHeld,
     PositionUnusable,
     Progress,
     gtid_domains,
@@ -71,6 +74,39 @@ def test_position_file_round_trips_and_replaces_atomically(tmp_path):
     positions.save({"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234})
     assert positions.load() == {"gtid": "0-1-4", "log_file": "binlog.000002", "log_pos": 1234}
     assert [p.name for p in (tmp_path / "relay").iterdir()] == ["position.json"]
+
+
+def test_two_writers_of_one_position_file_never_take_each_others_scratch_file(tmp_path, monkeypatch):
+    """Both wrote `position.tmp`: a save finishing while another was between its write and its rename
+    took that one's scratch file away, and its os.replace raised FileNotFoundError."""
+    path = tmp_path / "position.json"
+    first, second = PositionFile(path), PositionFile(path)
+    fsync = os.fsync
+    interleaved = []
+
+    def the_other_saves_meanwhile(descriptor: int) -> None:
+        fsync(descriptor)
+        if not interleaved:  # between the first one's write and its rename
+            interleaved.append(True)
+            second.save({"gtid": "0-1-8", "log_file": None, "log_pos": None})
+
+    monkeypatch.setattr(os, "fsync", the_other_saves_meanwhile)
+    first.save({"gtid": "0-1-9", "log_file": None, "log_pos": None})
+    assert interleaved and first.load() == {"gtid": "0-1-9", "log_file": None, "log_pos": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["position.json"]  # no scratch file left
+
+
+def test_a_position_file_held_by_one_relay_is_refused_to_another_naming_it_and_the_holder(tmp_path):
+    path = tmp_path / "relay" / "position.json"
+    holder, other = PositionFile(path), PositionFile(path)
+    holder.lock()
+    with pytest.raises(PositionHeld) as refused:
+        other.lock()
+    assert f"another relay (pid {os.getpid()} on " in str(refused.value) and str(path) in str(refused.value)
+    assert "\n" not in str(refused.value) and "RELAY_POSITION_FILE" in str(refused.value)
+    holder.unlock()
+    other.lock()  # free once the holder is gone (a process's end releases it too)
+    other.unlock()
 
 
 class _Gtid:

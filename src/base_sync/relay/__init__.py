@@ -26,17 +26,22 @@ HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which 
 row) are logged loudly and counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
+A relay holds its position file for its lifetime (`PositionFile.lock`): a second one on the same file
+is refused at start. A thread it needs that fails stops it (exit 1), for its supervisor to restart it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import signal
+import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -176,9 +181,23 @@ FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, w
 BINLOG_GONE = 1236
 
 
+# ER_SLAVE_SAME_ID (MariaDB): another replication client connected with this server_id, and Base A
+# ended this one's binlog dump for it. MySQL says it with 1236 and these words.
+SERVER_ID_TAKEN = 4052
+SAME_ID_WORDS = "same server_uuid/server_id"
+
+
 def _binlog_gone(error: BaseException) -> bool:
     error = error.orig if isinstance(error, DBAPIError) else error
     return isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) and error.args[:1] == (BINLOG_GONE,)
+
+
+def _server_id_taken(error: BaseException) -> bool:
+    """Another replica (a relay, a replica server) connected to Base A with this relay's server_id."""
+    error = error.orig if isinstance(error, DBAPIError) else error
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+        return False
+    return error.args[0] == SERVER_ID_TAKEN or (error.args[0] == BINLOG_GONE and SAME_ID_WORDS in str(error))
 
 
 def one_line(error: BaseException) -> str:
@@ -218,6 +237,10 @@ class PositionUnusable(Exception):
     binlog history): terminal, its message says why and what to do, in one line."""
 
 
+class PositionHeld(Exception):
+    """Another relay holds the position file (its lock): terminal, in one line naming the file."""
+
+
 # What the operator does about a position the relay cannot resume from.
 RESTART_ADVICE = (
     "move {path} aside to start from Base A's current position, then run base_a_to_base_b with "
@@ -231,6 +254,8 @@ class PositionFile:
 
     def __init__(self, path: Path):
         self.path = path
+        self.current: dict | None = None  # the position this process last loaded or saved: its own
+        self._lock: int | None = None  # the descriptor holding the lock
 
     def load(self) -> dict | None:
         """The saved position, or None when there is none (no file, or `null`). A file that is no
@@ -243,6 +268,7 @@ class PositionFile:
             raise self.unusable(f"cannot be read as a position ({one_line(error)})") from None
         if position is not None and not isinstance(position, dict):
             raise self.unusable(f"holds {type(position).__name__}, not a position object")
+        self.current = position
         return position
 
     def unusable(self, problem: str) -> PositionUnusable:
@@ -254,14 +280,61 @@ class PositionFile:
 
     def save(self, position: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = self.path.with_suffix(".tmp")
-        with open(scratch, "w") as file:
-            file.write(json.dumps(position))
-            # On disk before the rename: after a power loss the file is the old position or the
-            # new one, never empty (the rename alone may reach the disk before the data).
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(scratch, self.path)
+        # A scratch file of this write alone: under one shared name, another writer's rename took it
+        # away between this one's write and rename (FileNotFoundError).
+        handle, scratch = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as file:
+                os.fchmod(file.fileno(), 0o644)  # as readable as the file it replaces (mkstemp makes 0600)
+                file.write(json.dumps(position))
+                # On disk before the rename: after a power loss the file is the old position or the
+                # new one, never empty (the rename alone may reach the disk before the data).
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(scratch, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+            raise
+        self.current = position
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def lock(self) -> None:
+        """Hold the file for this process's lifetime (an flock on a sibling lock file, released when
+        the process ends however it ends): a second relay on the same file is refused at start, not
+        left to overwrite this one's position with its own. Held already: nothing to do."""
+        if self._lock is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise PositionUnusable(
+                f"the relay cannot create the lock file {self.lock_path} beside its position file "
+                f"({one_line(error)}): make {self.path.parent} writable by the relay"
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 200, 0).decode("utf-8", "replace").strip() or "pid unknown"
+            os.close(handle)
+            raise PositionHeld(
+                f"another relay ({holder}) holds the relay's position file {self.path} (locked through "
+                f"{self.lock_path}): two relays on one file overwrite each other's position. Stop the other "
+                "relay first (a blue/green switch: stop the old one, then start the new), or give each relay "
+                "its own RELAY_POSITION_FILE and RELAY_SERVER_ID"
+            ) from None
+        os.ftruncate(handle, 0)  # who holds it, for the refusal of the next one
+        os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # the lock file stays: removing it would let two relays lock two files
+            self._lock = None
 
 
 def position_problem(position: dict, is_mariadb: bool) -> str | None:
@@ -435,6 +508,8 @@ class Relay:
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
         self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
+        self.failure: str | None = None  # why the relay stops on its own (`failed`): it exits non-zero
+        self.refusal: str | None = None  # why the position cannot be resumed from, for /health
         self.streaming = False
         self.is_mariadb = False
         self.warnings = Warnings()
@@ -677,6 +752,17 @@ class Relay:
         )
 
     def run(self) -> None:
+        """Follow Base A until stopped, holding the position file's lock throughout."""
+        self.positions.lock()  # before anything is read or written: a second relay on the file is refused
+        try:
+            self._run()
+        except PositionUnusable as error:
+            self.refusal = str(error)  # /health says why while the relay exits
+            raise
+        finally:
+            self.positions.unlock()
+
+    def _run(self) -> None:
         saved = self.positions.load()  # an unusable file is refused before Base A is asked anything
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server), saved)
@@ -688,7 +774,7 @@ class Relay:
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
             self.settings.partitions,
         )
-        saver = threading.Thread(target=self._serve_deliveries, name="deliveries", daemon=True)
+        saver = self.essential_thread("deliveries", self._serve_deliveries)
         saver.start()
         self.progress = Progress(position, self.is_mariadb)
         try:
@@ -707,7 +793,7 @@ class Relay:
             self.stopping.set()
             saver.join(10)
             self.producer.flush(30)
-            self._save()
+            self._save_on_the_way_out()
 
     def _follow(self) -> None:
         """Read the binlog from the last whole transaction on, until stopped or the connection is lost."""
@@ -1268,14 +1354,43 @@ class Relay:
             self.positions.save(position)
             LAST_SAVED.set(time.time())
 
+    def _save_on_the_way_out(self) -> None:
+        try:
+            self._save()
+        except Exception as error:  # the exit says so (non-zero): the next start repeats a few transactions
+            self.failed(f"could not save its position on the way out ({type(error).__name__}: {one_line(error)})")
+
+    # Threads the relay cannot work without
+
+    def essential_thread(self, name: str, target: Callable[[], object]) -> threading.Thread:
+        """A daemon thread whose end by an exception stops the relay (`failed`): a silent death left the
+        relay publishing with its position never saved again and /health still 200."""
+
+        def run() -> None:
+            try:
+                target()
+            except BaseException as error:
+                log.debug("the %s thread failed", name, exc_info=True)
+                running = not self.stopping.is_set()  # else the main thread is on its way out already
+                self.failed(f"its {name} thread failed ({type(error).__name__}: {one_line(error)})")
+                if running:  # a KeyboardInterrupt in the main thread, even in a blocking binlog read
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    def failed(self, reason: str) -> None:
+        """Stop the relay for `reason` (the first one given): `main` exits non-zero with it, so that the
+        supervisor restarts the relay from its saved position."""
+        if self.failure is None:
+            self.failure = reason
+        self.stopping.set()
+
     # /health and /metrics
 
     def _shown_position(self) -> dict | str | None:
-        """The saved position for /health; the refusal's reason when the file is unusable (the relay is exiting)."""
-        try:
-            return self.positions.load()
-        except PositionUnusable as error:
-            return str(error)
+        """The position this relay resumed from or saved last, for /health (never the file read again:
+        that may be another writer's); the refusal's reason when it is unusable (the relay is exiting)."""
+        return self.refusal or self.positions.current
 
     def http_app(self):
         metrics = make_wsgi_app(REGISTRY)
@@ -1284,7 +1399,11 @@ class Relay:
             if environ["PATH_INFO"] == "/metrics":
                 return metrics(environ, start_response)
             if environ["PATH_INFO"] in ("/health", "/ready"):
-                healthy = not self.deliveries.failed and (environ["PATH_INFO"] == "/health" or self.streaming)
+                healthy = (
+                    not self.deliveries.failed
+                    and self.failure is None
+                    and (environ["PATH_INFO"] == "/health" or self.streaming)
+                )
                 body = json.dumps({"status": "ok" if healthy else "unavailable", "position": self._shown_position()})
                 status = "200 OK" if healthy else "503 Service Unavailable"
                 start_response(status, [("Content-Type", "application/json")])
@@ -1348,11 +1467,16 @@ def main() -> int:
         log.error("%s", error)
         return 1
     relay = Relay(settings)
+    try:
+        relay.positions.lock()  # first: a second relay on the file is refused before it takes a port
+    except (PositionHeld, PositionUnusable) as error:
+        log.error("%s", error)
+        return 1
     if settings.http_port:
         httpd = make_server(
             settings.http_host, settings.http_port, relay.http_app(), ThreadingWSGIServer, _QuietHandler
         )
-        threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+        relay.essential_thread("http", httpd.serve_forever).start()
         log.info("health and metrics on http://%s:%d", settings.http_host, settings.http_port)
 
     def stop(signum, _frame):
@@ -1361,11 +1485,23 @@ def main() -> int:
         raise KeyboardInterrupt  # interrupts a blocking binlog read; the position is saved on the way out
 
     signal.signal(signal.SIGTERM, stop)
+    # How a failed essential thread stops the main thread (`Relay.essential_thread`), even when the
+    # relay was started with SIGINT ignored (in the background of a shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         relay.run()
     except KeyboardInterrupt:
         pass
     except (DBAPIError, pymysql.err.MySQLError) as error:  # one line, not a traceback: the operator's fix
+        if _server_id_taken(error):  # terminal: a retry would only displace the other one in turn
+            log.error(
+                "another replication client (another relay, or a replica) connected to Base A with this relay's "
+                "server_id (RELAY_SERVER_ID=%d), and Base A ended this relay's binlog connection for it: give each "
+                "relay its own RELAY_SERVER_ID, unique among Base A's replicas, or stop the other one (%s)",
+                settings.server_id,
+                one_line(error),
+            )
+            return 1
         if _binlog_gone(error):
             log.error(
                 "Base A no longer has the binlog from the relay's position %s on (%s): its binlogs were purged "
@@ -1374,7 +1510,7 @@ def main() -> int:
                 "made since never reach the events path. Move %s aside to start from Base A's "
                 'current position, then run base_a_to_base_b with {"compare_keys": true}, which brings '
                 "Base B up to date",
-                relay.positions.load(),
+                relay.positions.current,
                 one_line(error),
                 settings.position_file,
             )
@@ -1390,5 +1526,8 @@ def main() -> int:
     except KafkaException as error:
         log.error("the broker (RELAY_KAFKA_BOOTSTRAP=%s) failed: %s", settings.kafka_bootstrap, error)
         return 1
-    log.info("stopped; position %s", relay.positions.load())
+    if relay.failure is not None:  # non-zero: the supervisor restarts it
+        log.error("the relay stopped: %s; its saved position is %s", relay.failure, relay.positions.current)
+        return 1
+    log.info("stopped; position %s", relay.positions.current)
     return 0
