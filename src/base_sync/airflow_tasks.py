@@ -504,7 +504,6 @@ def apply_changes() -> dict:
             report.lag,
             report.event_lag_seconds(),
             lost_to_retention=report.counts["lost_to_retention"],
-            partitions_past_end=report.counts["partitions_past_end"],
         )
     )
     _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})

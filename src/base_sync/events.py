@@ -71,7 +71,6 @@ REPORTED_COUNTS = (
     "tombstones",
     "dead_lettered",
     "lost_to_retention",
-    "partitions_past_end",
 )
 HELD_KEYS_SHOWN = 5  # keys a run's summary of held deletes names (a mass delete holds millions)
 
@@ -312,9 +311,8 @@ def assign_committed(
     consumer: Consumer, topics: list[str], report: DrainReport | None = None, group_id: str = "?"
 ) -> list[TopicPartition]:
     """Assign every partition of the topics that exist, from the group's committed offsets. Events
-    the topic's retention deleted before the group read them are counted (`lost_to_retention`), and
-    a partition whose committed offset lies past its end is read again from its start (counted in
-    `partitions_past_end`); both are logged: the consumer would skip their events without a word."""
+    the topic's retention deleted before the group read them are counted (`lost_to_retention`)
+    and logged: the consumer would skip them without a word (auto.offset.reset)."""
     metadata = consumer.list_topics(timeout=10)
     partitions = []
     for topic in topics:
@@ -326,70 +324,43 @@ def assign_committed(
     if not partitions:
         return []
     committed = consumer.committed(partitions, timeout=10)
-    moved = _move_offsets_off_the_log(consumer, committed, group_id)
     if report is not None:
-        report.counts.update(moved)
+        report.counts["lost_to_retention"] += _retention_gaps(consumer, committed, group_id)
     consumer.assign(
         [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
     )
     return partitions
 
 
-def _move_offsets_off_the_log(consumer: Consumer, committed: list[TopicPartition], group_id: str = "?") -> Counter:
-    """Move each committed offset outside its partition's log to the log's first offset (in
-    `committed` too, and committed at once: a quiet partition would otherwise show it again every
-    run), each logged once. Returns the events retention deleted unread (`lost_to_retention`) and
-    the partitions found past their end (`partitions_past_end`: what the group had not read of the
-    topic's older life is gone). Neither's changes reach Base B from here: the batch sync repairs it."""
-    found, moved = Counter(), []
+def _retention_gaps(consumer: Consumer, committed: list[TopicPartition], group_id: str = "?") -> int:
+    """How many events retention deleted between the group's committed offsets and the partitions'
+    first offsets, each partition's gap logged once: the group's offset is moved to the first one
+    (in `committed` too). Their changes never reach Base B from here."""
+    lost, passed = 0, []
     for tp in committed:
         if tp.offset < 0:
             continue  # never committed: the group starts at the first offset there is
-        first, end = consumer.get_watermark_offsets(tp, timeout=10)
+        first, _ = consumer.get_watermark_offsets(tp, timeout=10)
         if tp.offset < first:
-            found["lost_to_retention"] += first - tp.offset
-            _log_retention_gap(tp, first)
-        elif tp.offset > end:
-            found["partitions_past_end"] += 1
-            _log_past_end(tp, first, end)
-        else:
-            continue
-        moved.append(TopicPartition(tp.topic, tp.partition, first))
-    if moved:
-        commit(consumer, moved, group_id)
-        starts = {(p.topic, p.partition): p.offset for p in moved}
+            lost += first - tp.offset
+            passed.append(TopicPartition(tp.topic, tp.partition, first))
+            log.error(
+                "%s [%d]: events at offsets %d..%d were deleted by the topic's retention before this group read "
+                'them: their changes were not applied. Run base_a_to_base_b with {"compare_keys": true} (deletes '
+                'and late rows) or {"full_refresh": true} to bring Base B up to date, and keep the retention '
+                "longer than the longest pause of base_a_events",
+                tp.topic,
+                tp.partition,
+                tp.offset,
+                first - 1,
+            )
+    if passed:
+        # Committed past the gap at once: a quiet partition would otherwise show it again every run.
+        commit(consumer, passed, group_id)
+        moved = {(p.topic, p.partition): p.offset for p in passed}
         for tp in committed:
-            tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
-    return found
-
-
-def _log_retention_gap(committed: TopicPartition, first: int) -> None:
-    log.error(
-        "%s [%d]: events at offsets %d..%d were deleted by the topic's retention before this group read "
-        'them: their changes were not applied. Run base_a_to_base_b with {"compare_keys": true} (deletes '
-        'and late rows) or {"full_refresh": true} to bring Base B up to date, and keep the retention '
-        "longer than the longest pause of base_a_events",
-        committed.topic,
-        committed.partition,
-        committed.offset,
-        first - 1,
-    )
-
-
-def _log_past_end(committed: TopicPartition, first: int, end: int) -> None:
-    # Kafka's consumer would wait for the log to grow past the old offset, then skip what came before it.
-    log.error(
-        "%s [%d]: the group's committed offset %d lies past the partition's end %d: the offsets belong to an "
-        "older life of the topic (deleted and recreated, or the broker lost its data, while the group's offsets "
-        "were kept). Events the group had not read then may be lost, and their changes not applied: run "
-        'base_a_to_base_b with {"compare_keys": true} to bring Base B up to date. Reading the partition again '
-        "from its first offset %d (applying an event twice changes nothing)",
-        committed.topic,
-        committed.partition,
-        committed.offset,
-        end,
-        first,
-    )
+            tp.offset = moved.get((tp.topic, tp.partition), tp.offset)
+    return lost
 
 
 def take(consumer: Consumer, limit: int, idle_seconds: float) -> list[Message]:

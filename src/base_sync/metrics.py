@@ -46,7 +46,6 @@ def events_samples(
     lag: int,
     event_lag_seconds: float | None,
     lost_to_retention: int = 0,
-    partitions_past_end: int = 0,
 ) -> list[tuple[str, str, float]]:
     """(kind, name, value) of one drain: rows per entity and outcome, dead letters by kind, consumer and event lag.
 
@@ -60,7 +59,6 @@ def events_samples(
     for kind, count in (dict.fromkeys(DEAD_LETTER_KINDS, 0) | dict(dead_letters_by_kind)).items():  # 0 too: see _rows
         samples.append(("incr", f"base_sync.dead_letters.{kind}", count))
     samples.append(("incr", "base_sync.events_lost_to_retention", lost_to_retention))  # EventsLostToRetention
-    samples.append(("incr", "base_sync.events_partitions_past_end", partitions_past_end))  # EventsOffsetsPastEnd
     samples.append(("gauge", "base_sync.consumer_lag.events", lag))
     # Set on every drain, or an old high value would stay (EventConsumerLagHigh): a drain that
     # applied nothing found nothing to apply, so no change waits.

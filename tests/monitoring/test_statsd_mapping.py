@@ -112,7 +112,6 @@ def test_batch_metrics_not_in_the_capture_map_too():
         "base_sync_task_peak_rss_bytes",
         {"entity": "employees", "task": "load_partition"},
     )
-    assert apply("airflow.base_sync.events_partitions_past_end") == ("base_sync_events_partitions_past_end_total", {})
 
 
 def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():

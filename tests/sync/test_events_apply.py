@@ -645,37 +645,6 @@ def test_events_retention_deleted_before_the_group_read_them_are_counted_and_log
     )  # offsets 5 and 6, past the gap
 
 
-def test_a_committed_offset_past_the_partitions_end_is_read_again_from_its_start_counted_and_logged(changes, caplog):
-    """The topic recreated (or the broker's data lost) while the group's offsets were kept: with
-    offset 30 committed, the drain read nothing of 5 new events, then skipped 30 of 45 silently
-    (outside disaster-recovery test, F4)."""
-    topic = changes.topics.topic("employees")
-    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
-    group.commit(offsets=[TopicPartition(topic, 0, 30)], asynchronous=False)
-    group.close()
-    for key in range(1, 6):
-        changes.send("c", None, employee(key, T0), partition=0)
-    with caplog.at_level("ERROR", logger="base_sync.events"):
-        first = changes.drain()
-    assert first.counts["inserted"] == 5 and first.counts["partitions_past_end"] == 1, first.to_json()
-    assert first.to_json()["counts"]["lost_to_retention"] == 0
-    said = f"{topic} [0]: the group's committed offset 30 lies past the partition's end 5"
-    assert said in caplog.text and "compare_keys" in caplog.text
-    for key in range(6, 46):
-        changes.send("c", None, employee(key, T0), partition=0)
-    again = changes.drain()
-    assert again.counts["inserted"] == 40 and again.counts["partitions_past_end"] == 0, again.to_json()
-    assert sorted(changes.rows()) == list(range(1, 46))
-
-
-def test_a_quiet_partition_past_its_end_is_counted_once(changes):
-    """The group's offset is moved to the partition's start at once: nothing arrives, nothing repeats."""
-    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
-    group.commit(offsets=[TopicPartition(changes.topics.topic("employees"), 1, 30)], asynchronous=False)
-    group.close()
-    assert [changes.drain().counts["partitions_past_end"] for _ in range(2)] == [1, 0]
-
-
 def test_an_entity_whose_topic_is_missing_gets_no_last_success(changes):
     """EventSyncStale reads each entity's last success: a topic missing (renamed, never created)
     must leave its entity stale, not fresh from runs that could not read it (review)."""

@@ -58,9 +58,6 @@ def test_a_quiet_drain_sends_the_series_the_alerts_read_at_zero():
     assert got["base_sync.events_lost_to_retention"] == ("incr", 0)
     lost = as_dict(events_samples(ENTITIES, {}, {}, 0, None, lost_to_retention=40))
     assert lost["base_sync.events_lost_to_retention"] == ("incr", 40)
-    assert got["base_sync.events_partitions_past_end"] == ("incr", 0)
-    past_end = as_dict(events_samples(ENTITIES, {}, {}, 0, None, partitions_past_end=2))
-    assert past_end["base_sync.events_partitions_past_end"] == ("incr", 2)
 
 
 def test_every_entity_of_the_events_path_gets_its_last_success_on_every_drain():
