@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, o
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
-from base_sync.chunking import bounded_chunks
+from base_sync.chunking import bounded_chunks, measure_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
@@ -158,14 +158,15 @@ class BaseA:
 
     def _stream(self, statement, chunk_size: int, max_bytes: int | None = None) -> Iterator[list]:
         """The statement's rows, streamed, `chunk_size` at a time; with `max_bytes` (reads of whole
-        rows, whose texts may be long), also cut at that many bytes (`chunking.bounded_chunks`)."""
+        rows, whose texts may be long), also cut at that many bytes of its long columns
+        (`chunking.measure_of`, `chunking.bounded_chunks`)."""
         with self.engine.connect() as conn:
-            if max_bytes is None:
-                result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)
+            result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)
+            measure = None if max_bytes is None else measure_of(result.cursor.description)
+            if measure is None:  # no long column: a chunk of rows is bounded by its row count
                 chunks = result.partitions()
             else:
-                result = conn.execution_options(stream_results=True).execute(statement)
-                chunks = bounded_chunks(result.fetchmany, chunk_size, max_bytes)
+                chunks = bounded_chunks(result.fetchmany, chunk_size, max_bytes, measure)
             try:
                 yield from chunks
             except GeneratorExit:
