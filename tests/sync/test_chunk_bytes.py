@@ -182,6 +182,21 @@ def test_a_load_and_a_repair_of_wide_rows_hold_a_few_chunks_not_the_window(base_
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == ROWS
 
 
+@pytest.mark.mariadb
+def test_the_key_comparison_re_sends_wide_rows_a_few_chunks_at_a_time(base_a_engine, base_b):
+    """The outside test's second case: a key comparison re-sending every row Base B lacks."""
+    seed_wide(base_a_engine)
+    base_a, api, store = BaseA(base_a_engine, chunk_bytes=2**20), base_b.api(), MemoryStateStore()
+    base_a.check()
+    deleted = []
+    peak = peak_bytes(
+        lambda: deleted.append(sync.propagate_deletes("articles", base_a, api, store, SETTINGS, compare_keys=True))
+    )
+    assert deleted[0].comparison.resent == ROWS
+    assert peak < 12 * 2**20, peak
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == ROWS
+
+
 # F4: a body limit above the API's
 
 
