@@ -18,7 +18,8 @@ from base_sync.chunking import FETCH_ROWS, bounded_chunks, measure_of, text_byte
 from base_sync.load import push_chunks
 from base_sync.records import bodies
 from base_sync.settings import CHUNK_BYTES, SyncSettings
-from base_sync.source import BaseA
+from base_sync.source import BaseA, source_engine
+from base_sync.source_schema import create_schema
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import TOKEN, assert_in_sync
 
@@ -135,6 +136,18 @@ def test_a_longtext_column_is_measured_too(base_a_engine):
         conn.execute(text("ALTER TABLE articles MODIFY content LONGTEXT"))
     seed_wide(base_a_engine, 60)
     assert_bounded(list(BaseA(base_a_engine, chunk_bytes=2**20).extract("articles", None, 5000)), 2**20)
+
+
+def test_the_embedded_sqlite_base_a_is_bounded_too(tmp_path):
+    """SQLite declares no column types to the driver: every text value is measured."""
+    engine = source_engine(f"sqlite:///{tmp_path}/base_a.sqlite")
+    create_schema(engine)
+    keys = seed_wide(engine, 60)
+    base_a = BaseA(engine, chunk_bytes=2**20)
+    chunks = list(base_a.extract("articles", None, 5000))
+    assert [r["source_id"] for c in chunks for r in c] == keys
+    assert_bounded(chunks, 2**20)
+    engine.dispose()
 
 
 @pytest.mark.mariadb
