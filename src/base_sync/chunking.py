@@ -2,8 +2,9 @@
 
 A chunk of SYNC_CHUNK_SIZE rows is a few MB of narrow rows but GBs of wide ones (a LONGTEXT of 1 MB a
 row): the read fetches a few rows at a time from the server cursor and cuts a chunk at the row count
-or at the byte budget, whichever comes first. A row's size is estimated from the length of its text
-and bytes values (the rest are numbers and stamps), the JSON the API takes being about as long.
+or at the byte budget, whichever comes first. A row's size is estimated from the length of its long
+text and bytes values (`measure_of`; numbers, stamps and short texts are bounded by their declared
+widths), the JSON the API takes being about as long. A read of short columns only is not measured.
 """
 
 from __future__ import annotations
