@@ -135,7 +135,7 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         absent = backend.absent(engine)
         if absent:
             raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
-        base_a = BaseA(engine)
+        base_a = BaseA(engine, chunk_bytes=settings.chunk_bytes)
         with _refusals_are_terminal(backend.refusal, conn_id):
             checked = base_a.require_schema(entity)  # the task's first session
         cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id))

@@ -90,8 +90,7 @@ class BaseBApi:
         Base A to mend a difference, or change events in each key's order): at an equal version they
         restore the row, where a plain write loses the tie to the tombstone."""
         params = {"restore_ties": "true"} if restore_ties else None
-        headers = {"Content-Type": "application/json"}
-        return self._call("POST", f"/{entity}/bulk", data=body, headers=headers, params=params)
+        return self._post_body(f"/{entity}/bulk", body, params)
 
     def bulk_delete(self, entity: str, records: list[dict]) -> dict:
         return self._call("POST", f"/{entity}/bulk/delete", json=records)
@@ -113,7 +112,23 @@ class BaseBApi:
 
     def quarantine(self, entity: str, body: bytes) -> dict:
         """Store source rows the pipeline refuses (base_sync.dirty) as open rejections."""
-        return self._call("POST", f"/{entity}/rejections", data=body, headers={"Content-Type": "application/json"})
+        return self._post_body(f"/{entity}/rejections", body)
+
+    def _post_body(self, path: str, body: bytes, params: dict | None = None) -> dict:
+        """POST a JSON body the sync encoded and split (records.bodies). A 413 says the API takes less
+        than the sync's limit: Werkzeug's text names no setting, so the error names them."""
+        headers = {"Content-Type": "application/json"}
+        try:
+            return self._call("POST", path, data=body, headers=headers, params=params)
+        except ApiRefused as error:
+            if error.status != 413:
+                raise
+            why = (
+                f"the API refused a body of {len(body)} bytes as too large: the sync's largest body "
+                f"({self.max_body_bytes} bytes, SYNC_MAX_BODY_BYTES, or EVENTS_MAX_BODY_BYTES on the events "
+                f"path) must stay below the API's API_MAX_CONTENT_LENGTH; the API said: {error.body}"
+            )
+            raise ApiRefused(error.method, error.url, error.status, why) from error
 
     # Sync reads
     def window_digest(self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None) -> dict:

@@ -100,7 +100,7 @@ def bucket_checksums(base_a: BaseA, entity: str, size: int, chunk_size: int = 50
     sums = _Sums(size)
     names = view.source_columns
     statement = select(*(view.c(n) for n in names)).where(*view.live)
-    for rows in base_a._stream(statement, chunk_size):
+    for rows in base_a._stream(statement, chunk_size, base_a.chunk_bytes):
         for row in rows:
             sums.add(row[0], row_hash(row))  # the key is the first source column
     return sums.checksums()
@@ -118,7 +118,7 @@ def _read(
         columns = [*rendered.columns(clock), hashed.label(ROW_HASH)]
         names = [c.name for c in columns]
         statement = select(*columns).select_from(view.table).where(*where).order_by(view.key)
-        for rows in base_a._stream(statement, chunk_size):
+        for rows in base_a._stream(statement, chunk_size, base_a.chunk_bytes):
             records = [dict(zip(names, row, strict=True)) for row in rows]
             for record in records:
                 sums.add(record[SOURCE_ID], int(record.pop(ROW_HASH)))
@@ -127,7 +127,7 @@ def _read(
     names = view.source_columns
     extra = [hashed.label(ROW_HASH)] if hashed is not None else []
     statement = select(*(view.c(n) for n in names), *extra).where(*where).order_by(view.key)
-    for rows in base_a._stream(statement, chunk_size):
+    for rows in base_a._stream(statement, chunk_size, base_a.chunk_bytes):
         chunk = []
         for row in rows:
             source = dict(zip(names, row[: len(names)], strict=True))

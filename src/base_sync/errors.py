@@ -29,7 +29,7 @@ class ApiError(SyncError):
     """The REST API did not do what was asked: the status (0: no answer) and its problem document."""
 
     def __init__(self, method: str, url: str, status: int, body: str):
-        self.method, self.url, self.status = method, url, status
+        self.method, self.url, self.status, self.body = method, url, status, body
         answer = f"answered {status}" if status else "got no answer"
         super().__init__(f"{method} {url} {answer}: {body[:2000]}")
 

@@ -34,9 +34,10 @@ def push_chunks(
     `quarantined` (the `Quarantined` rows among them, which the mapping refused: sent to the API's
     rejections instead, with their reasons), and `unkeyed` (those with a NULL key: logged, `report_unkeyed`).
 
-    At most `concurrency` requests are in flight, so memory holds at most that many chunks plus the
-    one being read. Every record must come back counted exactly once, or the load fails. `restore_ties`:
-    see `BaseBApi.bulk_upsert`.
+    At most `concurrency` requests are in flight, so memory holds at most that many bodies plus the
+    chunk being read and its body; Base A's reads bound a chunk by rows and by bytes (SYNC_CHUNK_SIZE,
+    SYNC_CHUNK_BYTES), and a body is at most SYNC_MAX_BODY_BYTES. Every record must come back counted
+    exactly once, or the load fails. `restore_ties`: see `BaseBApi.bulk_upsert`.
     """
     totals: Counter = Counter()
     pending: set[Future] = set()

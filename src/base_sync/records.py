@@ -38,16 +38,27 @@ def encode(records: list[dict]) -> bytes:
 
 
 def bodies(items: list, max_bytes: int, record_of: Callable | None = None) -> Iterator[tuple[list, bytes]]:
-    """The items as bulk bodies of at most `max_bytes` each, in order: a list whose body is larger
-    is halved (one encoding in the usual case). An item too large alone comes alone, its body over
-    the limit: the caller sets it aside, since the API would refuse the request (413) every time."""
+    """The items as bulk bodies of at most `max_bytes` each, in order: a list whose body is larger is
+    cut into as many parts as its size asks for, each encoded again (one encoding in the usual case).
+    An item too large alone comes alone, its body over the limit: the caller sets it aside, since
+    the API would refuse the request (413) every time.
+
+    Memory holds the list's body or one part's, never both: the whole body is dropped before its
+    parts are encoded (it was kept alive during the recursion: three bodies of a chunk at once)."""
     body = encode(items if record_of is None else [record_of(item) for item in items])
     if len(body) <= max_bytes or len(items) == 1:
         yield items, body
         return
-    half = len(items) // 2
-    yield from bodies(items[:half], max_bytes, record_of)
-    yield from bodies(items[half:], max_bytes, record_of)
+    parts = min(len(items), -(-len(body) // max_bytes))
+    del body
+    for part in _cut(items, parts):
+        yield from bodies(part, max_bytes, record_of)
+
+
+def _cut(items: list, parts: int) -> Iterator[list]:
+    """`items` in `parts` consecutive lists of nearly equal length."""
+    for index in range(parts):
+        yield items[index * len(items) // parts : (index + 1) * len(items) // parts]
 
 
 def _exact(value):

@@ -9,6 +9,8 @@ from env_settings import EnvSettings
 
 # A quarter of the API's default body limit (API_MAX_CONTENT_LENGTH, 64 MiB): room for a lower one.
 MAX_BODY_BYTES = 16 * 2**20
+# Three quarters of it: a chunk's JSON (names, quotes and escapes added) still fits one request.
+CHUNK_BYTES = 12 * 2**20
 
 # The API client's: seconds to connect, retries of a call (each with back-off), the first wait.
 API_CONNECT_TIMEOUT = 10.0
@@ -48,6 +50,12 @@ class SyncSettings(_Schedules, EnvSettings):
     model_config = SettingsConfigDict(env_prefix="SYNC_", extra="ignore")
 
     chunk_size: int = Field(5000, ge=1, le=20_000, description="rows per bulk request")
+    chunk_bytes: int = Field(
+        CHUNK_BYTES,
+        ge=65_536,
+        description="most bytes of text a chunk of rows holds, whatever SYNC_CHUNK_SIZE: wide rows (long texts) "
+        "make chunks of fewer rows; keep it below SYNC_MAX_BODY_BYTES, or chunks are encoded twice to be split",
+    )
     push_concurrency: int = Field(2, ge=1, le=16, description="bulk requests in flight at once")
     lookback_seconds: float = Field(
         60.0, ge=0, description="re-read this far behind the watermark, for transactions that committed late"

@@ -16,13 +16,14 @@ from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, o
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
+from base_sync.chunking import bounded_chunks, measure_of
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
 from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
 from base_sync.records import utc
-from base_sync.settings import API_TIMEOUT
+from base_sync.settings import API_TIMEOUT, CHUNK_BYTES
 from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import ENTITIES
@@ -103,10 +104,14 @@ def source_engine(url: str, api_timeout: float = API_TIMEOUT) -> Engine:
 
 
 class BaseA:
-    """The reads the sync makes on Base A, each through the entity's mapping (`base_sync.mapping`)."""
+    """The reads the sync makes on Base A, each through the entity's mapping (`base_sync.mapping`).
 
-    def __init__(self, engine: Engine, mapping: SourceMapping | None = None):
+    A chunk of records holds at most the `chunk_size` its read is given and about `chunk_bytes` of
+    text (SYNC_CHUNK_BYTES): wide rows make smaller chunks (`base_sync.chunking`)."""
+
+    def __init__(self, engine: Engine, mapping: SourceMapping | None = None, chunk_bytes: int = CHUNK_BYTES):
         self.engine = engine
+        self.chunk_bytes = chunk_bytes
         self.backend = backend_of(engine)
         self.mapping = mapping or SourceMapping.from_settings()
         # The platform's own Base A (`base-a init`): the demo writes it; its delete log serves deletes.
@@ -151,11 +156,19 @@ class BaseA:
             value = conn.execute(select(self.backend.clock())).scalar_one()
         return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
-    def _stream(self, statement, chunk_size: int) -> Iterator[list]:
+    def _stream(self, statement, chunk_size: int, max_bytes: int | None = None) -> Iterator[list]:
+        """The statement's rows, streamed, `chunk_size` at a time; with `max_bytes` (reads of whole
+        rows, whose texts may be long), also cut at that many bytes of its long columns
+        (`chunking.measure_of`, `chunking.bounded_chunks`)."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(statement)
+            measure = None if max_bytes is None else measure_of(result.cursor.description)
+            if measure is None:  # no long column: a chunk of rows is bounded by its row count
+                chunks = result.partitions()
+            else:
+                chunks = bounded_chunks(result.fetchmany, chunk_size, max_bytes, measure)
             try:
-                yield from result.partitions()
+                yield from chunks
             except GeneratorExit:
                 # The reader stopped early (a failed push): drop the connection instead of
                 # reading the rest of a server-side result just to close it.
@@ -192,13 +205,13 @@ class BaseA:
             columns = rendered.columns(clock, since and since.updated_at, unversioned)
             names = [c.name for c in columns]
             statement = select(*columns).select_from(view.table).where(*where).order_by(*order)
-            for rows in self._stream(statement, chunk_size):
+            for rows in self._stream(statement, chunk_size, self.chunk_bytes):
                 yield rendered.split([dict(zip(names, row, strict=True)) for row in rows])
             return
         columns = [view.c(n) for n in view.source_columns]
         statement = select(*self.backend.read_columns(columns)).where(*where).order_by(*order)
         read_row = self.backend.read_row
-        for rows in self._stream(statement, chunk_size):
+        for rows in self._stream(statement, chunk_size, self.chunk_bytes):
             yield [view.apply(row, invalid, version=clock) for row, invalid in (read_row(columns, r) for r in rows)]
 
     def extract(
@@ -243,7 +256,8 @@ class BaseA:
 
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
-        extract makes them (a table without a cursor: versioned by Base A's clock now)."""
+        extract makes them (a table without a cursor: versioned by Base A's clock now): one streamed
+        read per `chunk_size` keys, its chunks bounded by bytes as the extract's."""
         view = self.view(entity)
         clock = None if view.has_cursor else self.now()
         for start in range(0, len(keys), chunk_size):
@@ -264,18 +278,17 @@ class BaseA:
 
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current source rows of the given keys (missing keys are skipped), as read (a BIT as its
-        number, as the mapping reads it), a chunk at a time."""
+        number, as the mapping reads it), a chunk at a time (at most `chunk_size` rows and about
+        `chunk_bytes`: streamed, as the extract)."""
         view = self.view(entity)
         names = view.source_columns
         bits = self.check().entities[entity].bits
         columns = [bit_number(view.c(n)).label(n) if n in bits else view.c(n) for n in names]
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), chunk_size):
-                part = keys[start : start + chunk_size]
-                statement = select(*columns).where(view.key.in_(part)).order_by(view.key)
-                chunk = [dict(zip(names, row, strict=True)) for row in conn.execute(statement)]
-                if chunk:
-                    yield chunk
+        for start in range(0, len(keys), chunk_size):
+            part = keys[start : start + chunk_size]
+            statement = select(*columns).where(view.key.in_(part)).order_by(view.key)
+            for rows in self._stream(statement, chunk_size, self.chunk_bytes):
+                yield [dict(zip(names, row, strict=True)) for row in rows]
 
     def window_digest(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
