@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
+from base_sync.debezium import Topics
 from base_sync.errors import ConfigurationError, TerminalError
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.reports import LoadReport, Partition, PartitionReport
@@ -490,7 +491,9 @@ def apply_changes() -> dict:
     producer = events.producer_for(kafka_config)
     api = _api(settings, "events")
     try:
-        api.check_writes(next(iter(ENTITIES)))  # the token is the API's, for every entity
+        # The token is the API's, for every entity: checked on one the events path syncs (a failure names it).
+        synced = Topics.from_settings(settings).entities
+        api.check_writes(synced[0] if synced else next(iter(ENTITIES)))
         report = events.drain(consumer, producer, api, settings, held_deletes=VariableStateStore().held_deletes)
     finally:
         consumer.close()

@@ -80,9 +80,23 @@ class BaseBApi:
         write would otherwise pass with a token that refuses the first real write."""
         try:
             self.bulk_delete(entity, [])
-        except ApiError as error:  # it reads like a delete in the log: say what it was
-            error.add_note("(checking the API and its write token with an empty bulk delete, which deletes nothing)")
-            raise
+        except ApiError as error:
+            # It reads like a delete in the log: say what it was, in the message itself (Airflow 3's
+            # log view shows an exception's message, not its notes), and where to look.
+            why = (
+                "is the API running, and does the task's API connection point at it?"
+                if error.status == 0
+                else "is the connection's password a token the API takes for writes (API_TOKENS)?"
+                if error.status in (401, 403)
+                else "the API's log says more"
+            )
+            raise type(error)(
+                error.method,
+                error.url,
+                error.status,
+                f"{error.body} (checking the API at {self.base_url} and its write token with an empty bulk "
+                f"delete, which deletes nothing: {why})",
+            ) from error
 
     # Writes
     def bulk_upsert(self, entity: str, body: bytes, restore_ties: bool = False) -> dict:

@@ -93,6 +93,19 @@ def test_a_wrong_token_is_terminal(base_b):
     assert refused.value.status == 403 and "bearer token" in str(refused.value)
 
 
+def test_the_write_check_says_in_its_message_what_it_was_and_where_to_look(base_b):
+    """Found from outside in the Airflow UI: a task whose API was down showed 'POST .../articles/bulk/delete
+    got no answer' (the events DAG too, which syncs no articles) and no hint; the explanation was
+    an exception note, which Airflow 3's log view does not show."""
+    with pytest.raises(ApiRefused) as refused:
+        BaseBApi(base_b.url, "not-the-token").check_writes("employees")
+    assert refused.value.status == 403 and "which deletes nothing" in str(refused.value)
+    assert "API_TOKENS" in str(refused.value)
+    with pytest.raises(ApiUnavailable) as unavailable:
+        BaseBApi(f"http://127.0.0.1:{free_port()}", "token", retries=0).check_writes("employees")
+    assert "which deletes nothing: is the API running" in str(unavailable.value)
+
+
 def test_a_503_is_retried_and_the_request_then_succeeds(scripted):
     server = scripted([503, 503, 200])
     answer = BaseBApi(server.url, None, retries=5).bulk_upsert("employees", b"[]")
