@@ -21,7 +21,8 @@ every partition finished. Otherwise (every incremental run) there is no partitio
 Base A changed after the watermark (less a look-back for late commits) to the API's bulk endpoint;
 **propagate_deletes** removes from Base B the rows
 Base A deleted: those its `delete_log` (filled by a trigger per table) lists since the last
-position, and, once a day (`SYNC_KEY_CHECK_HOURS`) or when asked, every key Base B holds that
+position, and, once a day (`SYNC_KEY_CHECK_HOURS`), when asked, and on every run where Base A has no
+delete trigger (`make up`'s Base A: the task log says so), every key Base B holds that
 Base A lacks (that comparison also re-sends the rows Base B lacks or holds older: commits later
 than the look-back). Before it, **check_deletes** counts those deletes (writing nothing) against the
 **mass-delete circuit breaker**: more than max(`SYNC_MASS_DELETE_MIN_ROWS`, 100;
@@ -29,8 +30,10 @@ than the look-back). Before it, **check_deletes** counts those deletes (writing 
 **approve_mass_delete** (Browse → Required Actions, or the task's page): its text says how many
 rows, which share, the limit and from which source (delete log, key comparison). Check Base A
 first (a truncated table, a wrong soft-delete rule, a changed filter). **Approve**: the deletes
-go when the field `rows` covers them (fewer than counted: nothing is deleted, the log says why; a
-cleared task shows its first prompt's count: type today's, which check_deletes' log shows).
+go when the field `rows` covers them (fewer than counted: nothing is deleted, propagate_deletes fails
+saying why and verify and commit_watermark do not run: clear check_deletes with its downstream tasks
+to count and ask again; a cleared task shows its first prompt's count: type today's, which
+check_deletes' log shows).
 **Reject**, or no answer within `SYNC_MASS_DELETE_APPROVAL_HOURS` (12): nothing is
 deleted, the load is still verified and committed, the delete log position stays, and the next
 run asks again. While it waits, this run holds the DAG (`max_active_runs=1`): later runs queue.
@@ -52,7 +55,9 @@ with its reasons, never a failed run.
 limits the run; `replay_rejections` re-sends the rows the API rejected before (after a fix);
 `compare_keys` compares every key for hard deletes (a full refresh does too);
 `approve_mass_delete` lets the run delete more than the circuit breaker's limit without asking
-(only after checking Base A: it approves whatever the run finds).
+(only after checking Base A: it approves whatever the run finds). Not **Backfill** (beside Single
+Run in the trigger dialog): a run syncs everything after its watermark, not a date interval, so a
+backfill repeats the same run, several at once (README, "Running a sync by hand").
 
 **Where to look**
 - Progress and per-chunk counts: the task logs. Counts per run: the XCom of `commit_watermark`.
