@@ -68,6 +68,18 @@ backfill repeats the same run, several at once (README, "Running a sync by hand"
 - Connections: `base_a` (mysql or sqlite) and `base_b_api` (http, password = the API token).
 """
 
+APPROVAL_RUNBOOK = """
+### Approve a mass delete
+
+This run would delete more rows than the circuit breaker lets a run delete unasked; the prompt
+says how many, their share of the synced rows, the limit and the source (delete log, key
+comparison). Check Base A first: a truncated table, a wrong soft-delete rule or a changed filter
+look like mass deletes. **Approve** with `rows` at least the count (today's, from check_deletes'
+log, if this task was cleared): the deletes go. Fewer: nothing is deleted and propagate_deletes
+fails saying why. **Reject** (or no answer in time): nothing is deleted, the load is still
+verified and committed, and the next run asks again.
+"""
+
 settings = SyncSettings()
 # The entities the mapping file maps (BASE_A_MAPPING_FILE, read, never a database, at parse time).
 ENTITY_NAMES = SourceMapping.from_settings().entities
@@ -141,6 +153,7 @@ def base_a_to_base_b():
                 entity=entity,
                 response_timeout=timedelta(hours=settings.mass_delete_approval_hours),
                 execution_timeout=None,
+                doc_md=APPROVAL_RUNBOOK,
             )
             # Runs after the check alone (within the budget) or after an approval; a rejection skips it.
             deleted = task(task_id=airflow_tasks.PROPAGATE_DELETES, trigger_rule="none_failed_min_one_success")(
