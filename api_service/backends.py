@@ -40,10 +40,10 @@ class CopyRefused(Exception):
         self.reason = reason
 
 
-# Binary COPY needs the server type of each column.
 # The advisory lock the session migrating Base B holds (any 64-bit number no other lock uses).
 _MIGRATIONS_LOCK = int.from_bytes(b"BaseBMig", "big")
 
+# Binary COPY needs the server type of each column.
 _PG_TYPES = {"BIGINT": "int8", "INTEGER": "int4", "TEXT": "text", "DATE": "date", "NUMERIC": "numeric"}
 
 
