@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
+from alembic.util import CommandError
 from flask import Flask, current_app
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,20 +24,22 @@ def register(app: Flask) -> None:
         """Create or upgrade Base B's schema (API_DATABASE_URL)."""
         settings = current_app.extensions["api_settings"]
         url = settings.database_url
-        if sql:
-            _print_sql(url, revision, settings.migrate_lock_timeout)
-            return
         try:
-            migrate.upgrade(url, revision, settings.migrate_lock_timeout)
-        except SQLAlchemyError as error:
-            if classify(error) is not Kind.TRANSIENT:
-                raise
-            # A table lock not granted within API_MIGRATE_LOCK_TIMEOUT, Base B away or restarting.
-            raise click.ClickException(
-                f"Base B was not migrated, nothing changed: {_first_line(error)}. A lock wait means a session "
-                f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
-                f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {settings.migrate_lock_timeout:g} s)"
-            ) from error
+            with _not_migrated_when_transient(settings.migrate_lock_timeout):
+                with current_app.extensions["base_b_engine"].connect() as conn:
+                    since = migrate.current_revision(conn)
+            if since is not None and not migrate.known_revision(since):
+                # A newer version migrated Base B (this image was rolled back): its schema serves this code.
+                newer = f"Base B at {since}, newer than this version's head {migrate.head_revision()}: nothing to do"
+                click.echo(f"-- {newer}" if sql else newer, err=sql)
+                return
+            if sql:
+                _print_sql(url, since, revision, settings.migrate_lock_timeout)
+                return
+            with _not_migrated_when_transient(settings.migrate_lock_timeout):
+                migrate.upgrade(url, revision, settings.migrate_lock_timeout)
+        except CommandError as error:  # Alembic's: a revision it cannot find, a branch it cannot follow
+            raise click.ClickException(f"Base B was not migrated: {_first_line(error)}") from error
         with current_app.extensions["base_b_engine"].connect() as conn:
             reached = migrate.current_revision(conn)
         # The revision reached, not the one asked: an upgrade to an older one changes nothing.
@@ -43,17 +49,30 @@ def register(app: Flask) -> None:
             click.echo(f"(asked for {revision}: migrate only upgrades, and Base B is past it)", err=True)
 
 
-def _print_sql(url: str, revision: str, lock_timeout: float) -> None:
-    """The upgrade's SQL from the revision Base B is at (read now), for a DBA to review and run."""
+@contextmanager
+def _not_migrated_when_transient(lock_timeout: float) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as error:
+        if classify(error) is not Kind.TRANSIENT:
+            raise
+        # A table lock not granted within API_MIGRATE_LOCK_TIMEOUT, Base B away or restarting.
+        raise click.ClickException(
+            f"Base B was not migrated, nothing changed: {_first_line(error)}. A lock wait means a session "
+            f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
+            f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {lock_timeout:g} s)"
+        ) from error
+
+
+def _print_sql(url: str, since: str | None, revision: str, lock_timeout: float) -> None:
+    """The upgrade's SQL from the revision Base B is at (`since`, read now), for a DBA to review and run."""
     if backend_for_url(url).alters_by_copy:
         raise click.ClickException("--sql: this database's migrations copy tables, which SQL written ahead cannot do")
-    with current_app.extensions["base_b_engine"].connect() as conn:
-        since = migrate.current_revision(conn)
     if since == revision or (revision == "head" and since == migrate.head_revision()):
         click.echo(f"-- Base B is at {since} already: nothing to run", err=True)
         return
     migrate.upgrade_sql(url, since, revision, lock_timeout)
 
 
-def _first_line(error: SQLAlchemyError) -> str:
+def _first_line(error: Exception) -> str:
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0]

@@ -132,3 +132,37 @@ def test_the_migrate_command_prints_the_sql_from_base_bs_revision_without_runnin
     with app.extensions["base_b_engine"].connect() as conn:
         assert migrate.current_revision(conn) == "0001"  # nothing ran
     app.extensions["base_b_engine"].dispose()
+
+
+def test_the_migrate_command_on_a_schema_a_newer_version_migrated_does_nothing_and_succeeds(tmp_path):
+    """Found in review: on an image rolled back, `flask migrate` failed with Alembic's "Can't locate
+    revision" traceback (exit 1), so compose, whose API waits for the migration to succeed, never
+    started the API, while /ready serves such a Base B."""
+    url = f"sqlite:///{tmp_path}/newer.sqlite"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed0099'"))  # a revision of tomorrow
+    engine.dispose()
+    app = create_app(make_settings(url))
+    runner = app.test_cli_runner()
+    said = f"Base B at f00dfeed0099, newer than this version's head {migrate.head_revision()}: nothing to do"
+    for args in (["migrate"], ["migrate", "--sql"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0 and said in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    with app.extensions["base_b_engine"].connect() as conn:
+        assert migrate.current_revision(conn) == "f00dfeed0099"
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_the_migrate_command_turns_an_alembic_error_into_one_line(tmp_path):
+    """Found in review: any other error of Alembic's (here a revision asked for that does not exist)
+    ended in a traceback."""
+    app = create_app(make_settings(f"sqlite:///{tmp_path}/unknown.sqlite"))
+    result = app.test_cli_runner().invoke(args=["migrate", "--revision", "nosuchrev"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        "Error: Base B was not migrated: Can't locate revision identified by 'nosuchrev'"
+    ]
+    app.extensions["base_b_engine"].dispose()
