@@ -112,11 +112,15 @@ def _retries(deadline: float | None, on_retry: Callable[[str, str], None] | None
     return retry
 
 
-def is_unavailable(error: RestError) -> bool:
-    """Whether `error` says the REST API is down (SERVICE_UNAVAILABLE: nothing was applied): it could
-    not be reached, or it answered 502/503/504, a read's retries spent. Not a write whose outcome is
-    unknown, nor a call cut by the deadline (the deadline already stops the calls after it)."""
-    return type(error) is RestError and (error.status == 0 or error.status in RETRIED_STATUSES)
+def is_unavailable(error: RestError, method: str) -> bool:
+    """Whether `error` to a `method` call says the REST API is down (SERVICE_UNAVAILABLE: nothing was
+    applied): it could not be reached, a gateway answered 502/504, or a read answered 503 with its
+    retries spent. A write's 503 is one row's lock timeout, deadlock or serialization failure in a
+    healthy API (found in review: it stopped the mutation's next, unrelated write). Not a write whose
+    outcome is unknown, nor a call cut by the deadline (the deadline already stops the calls after it)."""
+    if type(error) is not RestError:
+        return False
+    return error.status in (0, 502, 504) or (error.status == 503 and method == "GET")
 
 
 @dataclass
@@ -140,7 +144,7 @@ class BoundedClient:
         try:
             return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
         except RestError as exc:
-            if is_unavailable(exc):
+            if is_unavailable(exc, method):
                 self.outage = exc
             raise
 
