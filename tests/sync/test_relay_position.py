@@ -109,6 +109,28 @@ def test_a_position_file_held_by_one_relay_is_refused_to_another_naming_it_and_t
     other.unlock()
 
 
+def test_taking_the_lock_removes_the_scratch_files_of_saves_killed_before_their_rename(tmp_path):
+    """Found in review: a kill -9 between a save's mkstemp and its os.replace left
+    `.position.json.XXXX.tmp` behind, and a relay in a crash loop piled them up."""
+    path = tmp_path / "relay" / "position.json"
+    PositionFile(path).save({"gtid": "0-1-3", "log_file": None, "log_pos": None})
+    leftovers = [path.with_name(f".position.json.{suffix}.tmp") for suffix in ("a1b2c3d4", "zz_9xq0k")]
+    for leftover in leftovers:
+        leftover.write_text('{"gtid": "0-1-')  # cut short by the kill
+    others = [path.with_name(name) for name in (".other.json.a1b2c3d4.tmp", "position.json.bak")]
+    for other in others:
+        other.write_text("kept")
+    positions = PositionFile(path)
+    positions.lock()
+    try:
+        assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+            [".other.json.a1b2c3d4.tmp", "position.json", "position.json.bak", "position.json.lock"]
+        )
+        assert positions.load() == {"gtid": "0-1-3", "log_file": None, "log_pos": None}
+    finally:
+        positions.unlock()
+
+
 class _Gtid:
     """What Progress reads of a MariadbGtidEvent."""
 

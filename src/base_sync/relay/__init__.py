@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -330,6 +331,15 @@ class PositionFile:
         os.ftruncate(handle, 0)  # who holds it, for the refusal of the next one
         os.pwrite(handle, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._lock = handle
+        self._remove_scratch_files()
+
+    def _remove_scratch_files(self) -> None:
+        """Remove the scratch files of saves that never reached their rename (a kill -9 between mkstemp
+        and os.replace): found in review, a relay in a crash loop piled them up. Only with the lock
+        held, taken before this process saves anything: no other writer of this file can exist."""
+        for scratch in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):  # a leftover that stays takes nothing from the position
+                scratch.unlink()
 
     def unlock(self) -> None:
         if self._lock is not None:
