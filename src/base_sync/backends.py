@@ -43,6 +43,7 @@ from sqlalchemy.types import NullType, TypeEngine
 
 from base_sync import mysql_connection, mysql_session
 from base_sync.errors import ConfigurationError
+from base_sync.server_names import ServerNames
 from base_sync.settings import API_TIMEOUT
 from baseab_contract.version_digest import mysql_pair_hash
 
@@ -537,17 +538,15 @@ class _TableNames:
     `personal`), with it where it is 0."""
 
     def __init__(self, conn: Connection, tables: list[str]):
-        self.folded = bool(conn.execute(text("SELECT @@lower_case_table_names")).scalar_one())
+        self.names = ServerNames.of(conn)
+        self.folded = self.names.folded
         self.tables = list(tables)
         self.column = "LOWER(table_name)" if self.folded else "table_name"  # the catalogue's, compared
-        self.keys = sorted({self._key(t) for t in self.tables})  # the mapping's names, compared
-
-    def _key(self, name: str) -> str:
-        return name.lower() if self.folded else name
+        self.keys = sorted({self.names.key(t) for t in self.tables})  # the mapping's names, compared
 
     def asked(self, listed: str) -> list[str]:
         """The mapping's names of the table the catalogue lists as `listed`."""
-        return [t for t in self.tables if self._key(t) == self._key(listed)]
+        return [t for t in self.tables if self.names.same(t, listed)]
 
 
 # A foreign key as SHOW CREATE TABLE writes it; an action left out is RESTRICT.

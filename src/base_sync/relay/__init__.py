@@ -68,7 +68,6 @@ from base_sync.backends import backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.relay import cascades, reach, statements, xa
-from base_sync.relay.names import ServerNames
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -80,6 +79,7 @@ from base_sync.relay.rows import (
     unreadable,
 )
 from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
+from base_sync.server_names import ServerNames
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
 from env_settings import EnvSettings, InvalidSettings
@@ -553,7 +553,7 @@ class Relay:
                 .one()
                 ._mapping
             )
-            self.names = ServerNames(bool(conn.execute(text("SELECT @@lower_case_table_names")).scalar_one()))
+            self.names = ServerNames.of(conn)
             self.is_mariadb = "mariadb" in version.lower()
             if self.is_mariadb:
                 settings["gtid"] = conn.execute(text("SELECT @@gtid_binlog_pos")).scalar_one()
@@ -1251,7 +1251,7 @@ class Relay:
 
     def _published_table(self, schema: str, table: str) -> str | None:
         """The mapping's name of the table a row event names, or None: as the server compares names
-        (`relay.names`; on a lower_case_table_names=1 server the binlog writes `personal` for the
+        (`base_sync.server_names`; on a lower_case_table_names=1 server the binlog writes `personal` for the
         mapping's `Personal`)."""
         if self.url.database and not self.names.same(schema, self.url.database):
             return None
