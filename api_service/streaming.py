@@ -50,6 +50,12 @@ class Page:
         self.first_rows = []
         release_connection(self.connection)
 
+    def __del__(self) -> None:
+        # A WSGI server closes every answer (PEP 3333), but one dropped unread and unclosed (a test
+        # client's) would keep its connection idle in transaction, holding its table's lock (a
+        # migration's ALTER TABLE waited on it) until the garbage collector found it.
+        self.close()
+
 
 def page_response(statement: Select, limit: int, item_of: ItemOf, key: str) -> Response:
     """A JSON keyset page of the statement's rows (`limit` of them, ordered by `key`), written batch

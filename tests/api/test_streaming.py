@@ -144,6 +144,10 @@ def test_a_page_gives_its_connection_back_read_or_not(app, client, db):
     next(iter(unread.response))  # a client gone after the first bytes
     unread.close()
     assert pool.checkedout() == 0
+    dropped = client.get("/articles?limit=5", buffered=False)  # neither read nor closed
+    assert pool.checkedout() == 1
+    del dropped
+    assert pool.checkedout() == 0
 
 
 @pytest.mark.parametrize("path", ["/articles", "/articles/rejections", "/articles/sync/versions"])
