@@ -38,10 +38,14 @@ def get_connection() -> Connection:
     return g.db
 
 
-def _close_connection(_exc: BaseException | None) -> None:
-    connection = g.pop("db", None)
-    if connection is None:
-        return
+def take_connection() -> Connection:
+    """The request's connection, taken from the request: teardown no longer closes it. For an answer
+    that still reads from it once the view has returned (a streamed page); it closes it with
+    `release_connection`."""
+    return g.pop("db")
+
+
+def release_connection(connection: Connection) -> None:
     try:
         connection.close()  # rolls back what the request left open
     except Exception as exc:
@@ -50,6 +54,12 @@ def _close_connection(_exc: BaseException | None) -> None:
         log.warning("closing a Base B connection failed, discarding it: %s", str(exc).splitlines()[0])
         with contextlib.suppress(Exception):
             connection.invalidate()
+
+
+def _close_connection(_exc: BaseException | None) -> None:
+    connection = g.pop("db", None)
+    if connection is not None:
+        release_connection(connection)
 
 
 def init_app(app: Flask, settings: ApiSettings) -> None:

@@ -182,6 +182,14 @@ def _query_parameters(model) -> list[dict]:
     ]
 
 
+# The pages api_service/streaming.py writes as their rows are read (README, "Long pages").
+_PAGES = frozenset({"RejectionsPage", "SyncVersions"})
+STREAMED_PAGE = (
+    "one page, written as its rows are read (chunked: no Content-Length). An error before it begins is a "
+    "problem document; Base B failing after it began ends it early, a truncated body: read the page again"
+)
+
+
 def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
     title = entity.title
     write_security = [{"bearerAuth": []}]
@@ -230,7 +238,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
                 "security": read_security,
                 "parameters": _query_parameters(SCHEMAS[entity.name].list_query),
                 "responses": {
-                    "200": {"description": "one page", "content": _json(_ref(f"{title}Page"))},
+                    "200": {"description": STREAMED_PAGE, "content": _json(_ref(f"{title}Page"))},
                     **_problems(*read_errors, 422),
                 },
             },
@@ -421,6 +429,7 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
 
 
 def _pipeline_read(tag: list, security: list, operation_id: str, query, response: str, summary: str) -> dict:
+    description = STREAMED_PAGE if response in _PAGES else "the answer"
     return {
         "get": {
             "tags": tag,
@@ -429,7 +438,7 @@ def _pipeline_read(tag: list, security: list, operation_id: str, query, response
             "security": security,
             "parameters": _query_parameters(query),
             "responses": {
-                "200": {"description": "the answer", "content": _json(_ref(response))},
+                "200": {"description": description, "content": _json(_ref(response))},
                 **_problems(*((401, 403) if security else ()), 422),
             },
         }

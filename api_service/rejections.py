@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, case, exists, or_, select, update
+from sqlalchemy import Connection, Row, Select, Table, case, exists, or_, select, update
 
 from api_service import json_body
 from api_service.backends import backend_of
@@ -135,24 +135,22 @@ def _open_among(conn: Connection, entity: str, keys: set[int]) -> list[int]:
     return [key for (key,) in conn.execute(statement) if key in keys]
 
 
-def open_rejections(conn: Connection, entity: str, after: int | None, limit: int) -> tuple[list[dict], int | None]:
-    """One page of unresolved rejections, by source_id (after `after`; None: from the first)."""
+def open_rejections(entity: str, after: int | None) -> Select:
+    """The unresolved rejections, by source_id (after `after`; None: from the first)."""
     page = [REJECTIONS.c.source_id > after] if after is not None else []
-    statement = (
+    return (
         select(REJECTIONS)
         .where(REJECTIONS.c.entity == entity, REJECTIONS.c.resolved_at.is_(None), *page)
         .order_by(REJECTIONS.c.source_id)
-        .limit(limit + 1)
     )
-    rows = []
-    for row in conn.execute(statement):
-        item = row._asdict()
-        item.pop("entity")
-        item.pop("resolved_at")
-        # As stored: parsed and written again, a number could lose digits or pass orjson's range.
-        item["record"] = orjson.Fragment(item["record"]) if item["record"] else None
-        item["reasons"] = orjson.loads(item["reasons"])
-        rows.append(item)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (rows[-1]["source_id"] if has_more else None)
+
+
+def rejection_item(row: Row) -> dict[str, Any]:
+    """A rejection as listed: the record as stored (parsed and written again, a number could lose
+    digits or pass orjson's range), the reasons as JSON."""
+    item = row._asdict()
+    item.pop("entity")
+    item.pop("resolved_at")
+    item["record"] = orjson.Fragment(item["record"]) if item["record"] else None
+    item["reasons"] = orjson.loads(item["reasons"])
+    return item

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Select, Table, select
 from sqlalchemy.exc import IntegrityError
 
 from api_service.backends import backend_of
@@ -30,18 +30,15 @@ def _columns(entity: Entity, table: Table) -> list:
     return [table.c[name] for name in (*READ_COLUMNS, *entity.field_names, *TIMESTAMP_COLUMNS)]
 
 
-def list_rows(conn: Connection, entity: Entity, table: Table, query: BaseModel) -> tuple[list[dict], int | None]:
-    """One keyset page of live rows, ordered by id, and the cursor of the next page."""
+def list_statement(entity: Entity, table: Table, query: BaseModel) -> Select:
+    """The live rows of a keyset page, ordered by id (streaming.page_response sends `limit` of them)."""
     statement = select(*_columns(entity, table)).where(table.c.deleted_at.is_(None), table.c.id > query.after)
     for name, value in query.model_dump(exclude_none=True).items():
         if name not in _FILTER_KEYS:
             statement = statement.where(table.c[name] == value)
     if query.updated_after is not None:
         statement = statement.where(table.c.updated_at > query.updated_after)
-    rows = [r._asdict() for r in conn.execute(statement.order_by(table.c.id).limit(query.limit + 1))]
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    return rows, (rows[-1]["id"] if has_more else None)
+    return statement.order_by(table.c.id)
 
 
 def _live_row(conn: Connection, entity: Entity, table: Table, row_id: int, lock: bool = False) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Only synced, live rows count (`source_id` set, no tombstone): exactly the rows B
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Select, Table, func, select
 
 from api_service.backends import backend_of
 from api_service.schemas import MAX_BIGINT
@@ -36,20 +36,16 @@ def digest(conn: Connection, table: Table, query) -> dict:
     return window_digest(conn, table.c.source_id, table.c.source_updated_at, _window(table, query), pair_hash).as_dict()
 
 
-def versions(conn: Connection, table: Table, query) -> tuple[list[dict], int | None]:
-    """One page of (source_id, version) in the window and key range, by source_id."""
+def versions(table: Table, query) -> Select:
+    """The (source_id, version) pairs in the window and key range, by source_id."""
     statement = (
-        select(table.c.source_id, table.c.source_updated_at)
+        select(table.c.source_id, table.c.source_updated_at.label("version"))
         .where(*_window(table, query), table.c.source_id > query.after)
         .order_by(table.c.source_id)
-        .limit(query.limit + 1)
     )
     if query.upto_id is not None:
         statement = statement.where(table.c.source_id <= query.upto_id)
-    rows = [{"source_id": key, "version": version} for key, version in conn.execute(statement)]
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    return rows, (rows[-1]["source_id"] if has_more else None)
+    return statement
 
 
 _HALF = 2**32

@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
+from sqlalchemy import Row
 
 import http_body
 from api_service import auth, bulk_input, conditional, json_body, merge, metrics, rejections, repository, sync_reads
@@ -30,6 +31,7 @@ from api_service.schemas import (
     SyncVersionsQuery,
     SyncWindowQuery,
 )
+from api_service.streaming import page_response
 from api_service.versions import VersionBounds
 from baseab_contract.entities import Entity
 
@@ -234,8 +236,8 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("")
     def list_items():
         query = _query(schemas.list_query)
-        rows, next_after = repository.list_rows(get_connection(), entity, table, query)
-        return json_response({"items": rows, "next_after": next_after})
+        statement = repository.list_statement(entity, table, query)
+        return page_response(statement, query.limit, Row._asdict, "id")
 
     @bp.post("")
     def create_item():
@@ -281,8 +283,8 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("/rejections")
     def list_rejections():
         query = _query(RejectionsQuery)
-        rows, next_after = rejections.open_rejections(get_connection(), entity.name, query.after, query.limit)
-        return json_response({"items": rows, "next_after": next_after})
+        statement = rejections.open_rejections(entity.name, query.after)
+        return page_response(statement, query.limit, rejections.rejection_item, "source_id")
 
     @bp.get("/sync/digest")
     def sync_digest():
@@ -292,8 +294,8 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("/sync/versions")
     def sync_versions():
         query = _query(SyncVersionsQuery)
-        rows, next_after = sync_reads.versions(get_connection(), table, query)
-        return json_response({"items": rows, "next_after": next_after})
+        statement = sync_reads.versions(table, query)
+        return page_response(statement, query.limit, Row._asdict, "source_id")
 
     @bp.get("/sync/mark")
     def sync_mark():
