@@ -67,18 +67,9 @@ class BaseBBackend:
         """Why the database cannot serve the API although it answers (/ready); None when it can."""
         return None
 
-    def write_mark(self, conn: Connection, table: Table) -> int:
-        """A number the writes to `table` raise and nothing takes back but a restore from a backup
-        (or a reset): here its highest id (rows are never removed, only tombstoned), which a write
-        adding no row leaves."""
-        return conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-
     def migration_settings(self, lock_timeout: float) -> list[str]:
         """The statements a migration written as SQL starts with (`hold_migrations`' settings)."""
         return []
-
-    def raise_write_mark(self, conn: Connection, table: Table) -> None:
-        """Raise `write_mark` for a write that draws no id (tombstones of rows held), where it can."""
 
     def hold_migrations(self, conn: Connection, lock_timeout: float) -> None:
         """Make `conn` the one session migrating Base B, waiting for another that is, and have its
@@ -152,17 +143,6 @@ class PostgresBaseB(BaseBBackend):
             dbapi_connection.commit()
 
         return engine
-
-    def write_mark(self, conn: Connection, table: Table) -> int:
-        # The id sequence: every upsert draws from it (updates and unchanged rows too), a restore
-        # from a backup sets it back to where it was then; read without a lock or a scan.
-        return conn.execute(
-            text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence(:table, 'id')), 0)"),
-            {"table": table.name},
-        ).scalar_one()
-
-    def raise_write_mark(self, conn: Connection, table: Table) -> None:
-        conn.execute(text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": table.name})
 
     def migration_settings(self, lock_timeout: float) -> list[str]:
         return [f"SET lock_timeout = '{round(lock_timeout * 1000)}ms'"]

@@ -576,7 +576,6 @@ def delete(conn: Connection, target: Table, batch: Batch, bounds: VersionBounds)
 
         if locked:
             tombstone(target.c.id.in_(locked))
-            backend_of(conn).raise_write_mark(conn, target)  # a restore from before it is then told
         # A key Base B does not hold gets a tombstone of its own: without it, an older write arriving
         # later (a replay, another partition, an upsert racing this delete) would bring the row back.
         found = select(target.c.source_id).where(target.c.id.in_(locked))

@@ -101,3 +101,13 @@ REJECTIONS = Table(
     Column("resolved_at", UTCDateTime, nullable=True),
 )
 Index(None, REJECTIONS.c.entity, REJECTIONS.c.resolved_at)
+
+# The batch sync's mark of each entity: a token its commit writes here and keeps with its watermark.
+# A Base B restored from a backup holds an older token (or none): the next run compares every key.
+SYNC_MARKS = Table(
+    "sync_marks",
+    metadata,
+    Column("entity", String(64), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("marked_at", UTCDateTime, nullable=False),
+)

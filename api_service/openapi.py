@@ -23,6 +23,7 @@ from api_service.schemas import (
     SyncDigest,
     SyncMark,
     SyncMarkQuery,
+    SyncMarkWrite,
     SyncVersions,
     SyncVersionsQuery,
     SyncWindowQuery,
@@ -146,6 +147,7 @@ _IF_UNMODIFIED_SINCE = _optional_header(
 def _component_schemas() -> dict[str, Any]:
     models = [(BulkResult, "serialization"), (BulkDeletePlan, "serialization"), (BulkDeleteRecord, "validation")]
     models += [(m, "serialization") for m in (SyncDigest, SyncVersions, SyncBuckets, SyncMark, RejectionsPage)]
+    models += [(SyncMarkWrite, "validation")]
     for schemas in SCHEMAS.values():
         models += [
             (schemas.write, "validation"),
@@ -423,8 +425,21 @@ def _entity_paths(entity: Entity, read_security: list) -> dict[str, Any]:
             f"{entity.name}_sync_mark",
             SyncMarkQuery,
             "SyncMark",
-            "Base B's write mark: the batch sync compares every key and version when it went back (a restore)",
-        ),
+            "The batch sync's mark: another token than its last commit wrote means Base B was restored",
+        )
+        | {
+            "put": {
+                "tags": tag,
+                "summary": f"Keep the batch sync's new mark of {entity.name} (its commit writes it)",
+                "operationId": f"set_{entity.name}_sync_mark",
+                "security": write_security,
+                "requestBody": {"required": True, "content": _json(_ref("SyncMarkWrite"))},
+                "responses": {
+                    "200": {"description": "kept", "content": _json(_ref("SyncMark"))},
+                    **_problems(400, 401, 403, 413, 415, 422),
+                },
+            }
+        },
     }
 
 

@@ -468,9 +468,14 @@ class SyncDigest(BaseModel):
 
 
 class SyncMark(BaseModel):
-    mark: int = pydantic.Field(
-        description="grows with the table's writes; lower than before only where Base B was restored or reset"
+    token: str | None = pydantic.Field(
+        description="the token the batch sync's last commit wrote; another (or none) where Base B was restored"
     )
+
+
+class SyncMarkWrite(BaseModel):
+    model_config = _STRICT
+    token: str = pydantic.Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the batch sync's new token")
 
 
 class SyncVersions(BaseModel):

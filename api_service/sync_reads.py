@@ -5,9 +5,13 @@ Only synced, live rows count (`source_id` set, no tombstone): exactly the rows B
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import Connection, Select, Table, func, select
 
 from api_service.backends import backend_of
+from api_service.db import begin_write
+from api_service.models import SYNC_MARKS
 from api_service.schemas import MAX_BIGINT
 from baseab_contract.version_digest import bucket_digests, version_window, window_digest
 
@@ -24,10 +28,19 @@ def _window(table: Table, query) -> list:
     return live + keys + version_window(table.c.source_updated_at, key, since, until)
 
 
-def write_mark(conn: Connection, table: Table) -> dict:
-    """Base B's write mark for the table: it only grows, but where Base B was restored from a backup
-    (the batch sync records it with each commit, and compares every key and version when it is lower)."""
-    return {"mark": backend_of(conn).write_mark(conn, table)}
+def sync_mark(conn: Connection, entity: str) -> dict:
+    """The token the batch sync's last commit of `entity` wrote (None: none yet)."""
+    token = conn.execute(select(SYNC_MARKS.c.token).where(SYNC_MARKS.c.entity == entity)).scalar()
+    return {"token": token}
+
+
+def set_sync_mark(conn: Connection, entity: str, token: str) -> dict:
+    """Keep the batch sync's new token for `entity` (one row per entity, replaced)."""
+    with begin_write(conn):
+        values = {"entity": entity, "token": token, "marked_at": datetime.now(UTC)}
+        insert = backend_of(conn).insert(SYNC_MARKS).values(values)
+        conn.execute(insert.on_conflict_do_update(index_elements=[SYNC_MARKS.c.entity], set_=values))
+    return {"token": token}
 
 
 def digest(conn: Connection, table: Table, query) -> dict:

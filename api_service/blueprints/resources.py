@@ -28,6 +28,7 @@ from api_service.schemas import (
     RejectionsQuery,
     SyncBucketsQuery,
     SyncMarkQuery,
+    SyncMarkWrite,
     SyncVersionsQuery,
     SyncWindowQuery,
 )
@@ -300,7 +301,12 @@ def make_blueprint(entity: Entity) -> Blueprint:
     @bp.get("/sync/mark")
     def sync_mark():
         _query(SyncMarkQuery)  # none taken: an unknown parameter is refused as elsewhere
-        return json_response(sync_reads.write_mark(get_connection(), table))
+        return json_response(sync_reads.sync_mark(get_connection(), entity.name))
+
+    @bp.put("/sync/mark")
+    def set_sync_mark():
+        mark = _validated(SyncMarkWrite, _json_object(), "sync mark")
+        return json_response(sync_reads.set_sync_mark(get_connection(), entity.name, mark.token))
 
     @bp.get("/sync/buckets")
     def sync_buckets():

@@ -176,15 +176,25 @@ class BaseBApi:
             return {item["bucket"]: (item["count"], item["key_sum"], item["digest"]) for item in items}
         return {item["bucket"]: (item["count"], item["key_sum"]) for item in items}
 
-    def write_mark(self, entity: str) -> int | None:
-        """Base B's write mark of the entity (grows with its writes, lower only after a restore);
-        None from an API older than the endpoint."""
+    def sync_mark(self, entity: str) -> tuple[bool, str | None]:
+        """(whether the API keeps marks, the token the batch sync's last commit wrote in Base B);
+        an API older than the endpoint keeps none."""
         try:
-            return int(self._call("GET", f"/{entity}/sync/mark")["mark"])
+            return True, self._call("GET", f"/{entity}/sync/mark")["token"]
         except ApiRefused as error:
             if error.status == 404:
-                return None
+                return False, None
             raise
+
+    def set_sync_mark(self, entity: str, token: str) -> bool:
+        """Write the batch sync's new mark in Base B; False from an API older than the endpoint."""
+        try:
+            self._call("PUT", f"/{entity}/sync/mark", json={"token": token})
+        except ApiRefused as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def synced_rows(self, entity: str) -> int:
         """How many live synced rows Base B holds (the key buckets' summary, in one or two buckets)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -62,7 +63,7 @@ class VerificationError(TerminalError):
 
 
 MAPPING_DIGEST = "mapping_digest"  # in the committed stats: the mapping Base B's rows were made with
-BASE_B_MARK = "base_b_mark"  # in the committed stats: Base B's write mark at the commit (`went_back`)
+BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit wrote in Base B (`base_b_went_back`)
 
 
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
@@ -658,25 +659,27 @@ def _why_compare_keys(
 
 
 def base_b_went_back(entity: str, api: BaseBApi, store: StateStore) -> str | None:
-    """Why Base B is older than the last commit, or None: its write mark is lower than the commit
-    recorded, as after a restore from a backup. Found from outside: rows written after the backup
-    (new, changed, deleted) stayed lost with every run green, the watermark being past them, until
-    the day's key comparison; now this run compares every key and version."""
+    """Why Base B is older than the last commit, or None: it holds another mark than the token the
+    commit wrote there (or none), as after a restore from a backup taken before it. Found from
+    outside: rows written after the backup (new, changed, deleted) stayed lost with every run green,
+    the watermark being past them, until the day's key comparison; now this run compares every key
+    and version. A token, not a counter: writes after the restore (the events path's, this run's
+    load) cannot hide it."""
     recorded = store.last_stats(entity).get(BASE_B_MARK)
-    if recorded is None:
+    if not isinstance(recorded, str):
         return None
-    mark = api.write_mark(entity)
-    if mark is None or mark >= recorded:
+    kept, token = api.sync_mark(entity)
+    if not kept or token == recorded:
         return None
     log.warning(
-        "%s: BASE B WENT BACK: its write mark is %d, the last commit saw %d: Base B was restored from a backup "
-        "or reset since. Rows written after that are missing or old in Base B: this run compares every key and "
-        "version and sends them again",
+        "%s: BASE B WENT BACK: it holds the sync mark %s, the last commit wrote %s: Base B was restored from a "
+        "backup (or reset) since. Rows written after that are missing, old or live again in Base B: this run "
+        "compares every key and version and sends and deletes them",
         entity,
-        mark,
+        token,
         recorded,
     )
-    return f"Base B went back (write mark {mark} < {recorded} at the last commit)"
+    return f"Base B went back (sync mark {token}, the last commit wrote {recorded})"
 
 
 def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None) -> str | None:
@@ -958,7 +961,7 @@ def commit(
     entity: str, store: StateStore, report: LoadReport, stats: dict, api: BaseBApi | None = None
 ) -> Cursor | None:
     """Move the watermark to the end of the verified window (never backwards); record the run's stats,
-    and with `api` Base B's write mark, which the next run compares (`base_b_went_back`).
+    and with `api` a new sync mark, written in Base B and kept here (`base_b_went_back`).
 
     `stats["deletes"]` (`propagate_deletes`'s report, as JSON) holds the delete log position the next
     run reads from; without it, the next run compares every key instead.
@@ -988,8 +991,10 @@ def commit(
             report.previous,
         )
         return current
-    if api is not None:  # read last: whatever this run wrote is below it
-        stats = {**stats, BASE_B_MARK: api.write_mark(entity)}
+    if api is not None:  # written in Base B first: a failure between the two costs one extra comparison
+        token = uuid.uuid4().hex
+        if api.set_sync_mark(entity, token):
+            stats = {**stats, BASE_B_MARK: token}
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

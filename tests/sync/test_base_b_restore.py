@@ -6,11 +6,13 @@ import logging
 import subprocess
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from base_sync import sync
 from base_sync.demo import generate
 from base_sync.mapping import IDENTITY_MAPPING
+from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
@@ -29,6 +31,12 @@ def run_once(base_a, api, store) -> dict:
     return deleted.to_json()
 
 
+def rows_of(engine, count: int) -> list[dict]:
+    """Base A's first rows, as the batch reads them."""
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(text(f"SELECT * FROM employees ORDER BY id LIMIT {count}"))]
+
+
 def libpq_url(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -41,7 +49,7 @@ def test_a_base_b_restored_from_a_backup_is_found_and_mended_by_the_next_run(
 ):
     """Found from outside: Base B restored from a dump taken before the last runs: every later run
     was green while the rows written after the dump stayed missing, old or undeleted (the watermark
-    was past them) until the day's key comparison. Deletes alone (tombstones draw no id) too."""
+    was past them) until the day's key comparison. Deletes alone too."""
     dump = tmp_path / "base_b.dump"
     api, store = base_b.api(), MemoryStateStore()
     install_delete_log(base_a_engine, IDENTITY_MAPPING, ["employees"])  # no key comparison every run
@@ -56,10 +64,12 @@ def test_a_base_b_restored_from_a_backup_is_found_and_mended_by_the_next_run(
     pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
     restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
     subprocess.run([*restore, str(dump)], check=True)
+    # Writes after the restore (the events path's, a look-back's) must not hide it (a counter's would).
+    api.bulk_upsert("employees", encode([to_record("employees", row) for row in rows_of(base_a_engine, 20)]))
     with caplog.at_level(logging.WARNING, logger="base_sync"):
         deleted = run_once(base_a, api, store)
     assert "BASE B WENT BACK" in caplog.text
-    assert deleted.get("resent_behind", 0) == changes.get("updates", 0) + changes.get("inserts", 0), deleted
+    assert (deleted.get("resent_behind", 0) > 0) == ("updates" in changes), deleted
     assert deleted["deleted"] == 8, deleted
     assert_in_sync(base_a_engine, base_b.database_url, "employees")
 
