@@ -55,7 +55,9 @@ class BaseBBackend:
     alters_by_copy = False  # whether a migration alters a table by copying it (Alembic's batch mode)
     insert: Callable  # the dialect's INSERT, the one with ON CONFLICT
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+    def make_engine(
+        self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float, idle_timeout: float = 300.0
+    ) -> Engine:
         """`lock_timeout`: the longest a statement waits for a lock another session holds."""
         raise NotImplementedError
 
@@ -122,7 +124,9 @@ class PostgresBaseB(BaseBBackend):
     name = "postgresql"
     insert = staticmethod(postgresql.insert)
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+    def make_engine(
+        self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float, idle_timeout: float = 300.0
+    ) -> Engine:
         engine = create_engine(url, pool_size=pool_size, pool_timeout=pool_timeout, pool_pre_ping=True)
 
         @event.listens_for(engine, "connect")
@@ -133,12 +137,15 @@ class PostgresBaseB(BaseBBackend):
             # elsewhere held every request that met it, and with them every gunicorn thread). ISO
             # dates: psycopg reads timestamps in no other DateStyle (a database set to 'SQL, DMY'
             # failed every read). UTF8: a database whose client_encoding is LATIN1 failed every
-            # batch holding one Greek letter, and every read of one.
+            # batch holding one Greek letter, and every read of one. The idle timeout: a streamed
+            # page whose client stopped reading kept its transaction (and its table's lock, which a
+            # migration's ALTER waits for) open for as long as the client stayed.
             with dbapi_connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT set_config('lock_timeout', %s, false), set_config('DateStyle', 'ISO', false),"
-                    " set_config('client_encoding', 'UTF8', false)",
-                    (f"{round(lock_timeout * 1000)}ms",),
+                    " set_config('client_encoding', 'UTF8', false),"
+                    " set_config('idle_in_transaction_session_timeout', %s, false)",
+                    (f"{round(lock_timeout * 1000)}ms", f"{round(idle_timeout * 1000)}ms"),
                 )
             dbapi_connection.commit()
 
@@ -224,7 +231,9 @@ class SQLiteBaseB(BaseBBackend):
     alters_by_copy = True
     insert = staticmethod(sqlite.insert)
 
-    def make_engine(self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float) -> Engine:
+    def make_engine(
+        self, url: str, pool_size: int, pool_timeout: float, lock_timeout: float, idle_timeout: float = 300.0
+    ) -> Engine:
         # SQLite's one lock is the database's write lock: its busy timeout (30 s) waits for it.
         engine = create_engine(url, connect_args={"timeout": 30})
 

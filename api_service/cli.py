@@ -39,6 +39,12 @@ def register(app: Flask) -> None:
             with _not_migrated_when_transient(settings.migrate_lock_timeout):
                 migrate.upgrade(url, revision, settings.migrate_lock_timeout)
         except CommandError as error:  # Alembic's: a revision it cannot find, a branch it cannot follow
+            with current_app.extensions["base_b_engine"].connect() as conn:
+                now = migrate.current_revision(conn)
+            if now is not None and not migrate.known_revision(now):
+                # A newer version's migrate ran while this one waited for the lock (a mixed rolling deploy).
+                click.echo(f"Base B at {now}, newer than this version's head {migrate.head_revision()}: nothing to do")
+                return
             raise click.ClickException(f"Base B was not migrated: {_first_line(error)}") from error
         with current_app.extensions["base_b_engine"].connect() as conn:
             reached = migrate.current_revision(conn)

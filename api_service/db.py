@@ -18,7 +18,7 @@ def make_engine(settings: ApiSettings) -> Engine:
     """An engine for Base B with settings fit for the backend."""
     url = settings.database_url
     return backend_for_url(url).make_engine(
-        url, settings.db_pool_size, settings.db_pool_timeout, settings.db_lock_timeout
+        url, settings.db_pool_size, settings.db_pool_timeout, settings.db_lock_timeout, settings.db_idle_timeout
     )
 
 

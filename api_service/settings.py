@@ -31,6 +31,9 @@ class ApiSettings(EnvSettings):
     db_lock_timeout: float = Field(
         30.0, gt=0, description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)"
     )
+    db_idle_timeout: float = Field(
+        300.0, gt=0, description="seconds a session may wait idle in a transaction (a streamed page's slow client)"
+    )
     migrate_lock_timeout: float = Field(
         10.0, gt=0, description="seconds a migration's statement waits for a table lock (then it fails, unchanged)"
     )

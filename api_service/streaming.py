@@ -41,6 +41,7 @@ class Page:
     connection: Connection
     result: CursorResult
     first_rows: list[Row]
+    first_items: bytes  # the first rows' items, encoded before the answer starts (an error is a problem)
     limit: int
     item_of: ItemOf  # the answer's item for a row
     key: str  # the row's column the next page starts after (`next_after`)
@@ -63,7 +64,9 @@ def page_response(statement: Select, limit: int, item_of: ItemOf, key: str) -> R
     while an error is still a problem document."""
     conn = get_connection()
     result = conn.execute(statement.limit(limit + 1), execution_options={"stream_results": True})
-    page = Page(conn, result, result.fetchmany(FIRST_BATCH), limit, item_of, key)
+    first_rows = result.fetchmany(FIRST_BATCH)
+    first_items = _encode([item_of(row) for row in first_rows[:limit]])
+    page = Page(conn, result, first_rows, first_items, limit, item_of, key)
     # Flask tears the request down (its teardown closes the connection) when the view returns,
     # before the body is sent; stream_with_context would not keep it open. So the page takes the
     # connection, and gives it back when its body ends or when the server closes the answer (cut
@@ -103,7 +106,7 @@ def _items(page: Page) -> Iterator[bytes]:
         if batch:
             # One encoding per batch, not per row: orjson sizes its buffer generously (2 MB for a
             # 200 KB row), and a single call is cheaper for narrow rows. Its brackets are dropped.
-            items = _encode([page.item_of(row) for row in batch])
+            items = page.first_items if not written else _encode([page.item_of(row) for row in batch])
             yield b"".join((b"," if written else b"", memoryview(items)[1:-1]))
             written += len(batch)
             last_key = getattr(batch[-1], page.key)

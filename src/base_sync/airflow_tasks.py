@@ -456,7 +456,8 @@ def commit_watermark(
     finds the same deletes and asks again."""
     _skip_unless_selected(entity)
     loaded, verified = _upstream(loaded, "load", entity), _upstream(verified, "verify", entity)
-    if deleted is None:  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
+    withheld = deleted is None  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
+    if withheld:
         plan = get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
         deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)
     reports = [PartitionReport.from_json(p) for p in partitions or []]
@@ -469,11 +470,14 @@ def commit_watermark(
             "verify": partition_verify.to_json(),
             "partitions": [p.to_json() for p in reports],
         }
-    api = _api(_settings(), "batch")
+    # A run whose deletes were withheld did not mend what a key comparison found (a restored Base B's
+    # rows too): it writes no new sync mark, so the next run compares again.
+    api = None if withheld else _api(_settings(), "batch")
     try:
         watermark = sync.commit(entity, VariableStateStore(), report, stats, api)
     finally:
-        api.close()
+        if api is not None:
+            api.close()
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
     mended = sum(deleted.get(name, 0) for name in ("resent_behind", "replaced_ahead", "resent_unique"))
     mended += (verified or {}).get("repaired", 0)

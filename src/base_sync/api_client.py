@@ -178,20 +178,21 @@ class BaseBApi:
 
     def sync_mark(self, entity: str) -> tuple[bool, str | None]:
         """(whether the API keeps marks, the token the batch sync's last commit wrote in Base B);
-        an API older than the endpoint keeps none."""
+        an API older than the endpoint (or than its token form) keeps none."""
         try:
-            return True, self._call("GET", f"/{entity}/sync/mark")["token"]
+            answer = self._call("GET", f"/{entity}/sync/mark")
         except ApiRefused as error:
-            if error.status == 404:
+            if error.status in _NO_MARKS:
                 return False, None
             raise
+        return ("token" in answer), answer.get("token")
 
     def set_sync_mark(self, entity: str, token: str) -> bool:
         """Write the batch sync's new mark in Base B; False from an API older than the endpoint."""
         try:
             self._call("PUT", f"/{entity}/sync/mark", json={"token": token})
         except ApiRefused as error:
-            if error.status == 404:
+            if error.status in _NO_MARKS:
                 return False
             raise
         return True
@@ -208,6 +209,9 @@ class BaseBApi:
             if page["next_after"] is None:
                 return
             params["after"] = page["next_after"]
+
+
+_NO_MARKS = (404, 405)  # an API without the sync mark endpoint, or without its PUT
 
 
 def _window(since: Cursor | None, until: Cursor, keys: KeyRange | None = None) -> dict:

@@ -995,6 +995,10 @@ def commit(
         token = uuid.uuid4().hex
         if api.set_sync_mark(entity, token):
             stats = {**stats, BASE_B_MARK: token}
+    elif BASE_B_MARK in store.last_stats(entity):
+        # Not marked (the run's deletes withheld): the next run compares against the old token,
+        # so a restore this run found, and could not mend, is found again.
+        stats = {**stats, BASE_B_MARK: store.last_stats(entity)[BASE_B_MARK]}
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark

@@ -9,7 +9,7 @@ import threading
 import time
 
 import psycopg
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
 from api_service import create_app, migrate
 from tests.api.conftest import AUTH, make_settings
@@ -42,6 +42,17 @@ def test_a_search_path_in_the_urls_options_is_where_the_api_reads_and_writes(mak
     app.extensions["base_b_engine"].dispose()
     with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
         assert conn.execute("SELECT count(*) FROM baseb.articles").fetchone() == (2,)
+
+
+def test_a_session_idle_in_a_transaction_is_ended_after_the_idle_timeout(make_postgres_database):
+    """Found in review: a streamed page whose client stopped reading held its transaction, and its
+    table's lock, for as long as the client stayed."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    app = create_app(make_settings(url, db_idle_timeout=42))
+    with app.extensions["base_b_engine"].connect() as conn:
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == "42s"
+    app.extensions["base_b_engine"].dispose()
 
 
 def test_dates_are_read_whatever_datestyle_the_database_sets(make_postgres_database):

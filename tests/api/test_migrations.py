@@ -166,3 +166,20 @@ def test_the_migrate_command_turns_an_alembic_error_into_one_line(tmp_path):
         "Error: Base B was not migrated: Can't locate revision identified by 'nosuchrev'"
     ]
     app.extensions["base_b_engine"].dispose()
+
+
+def test_a_restore_of_a_dump_from_before_the_sync_marks_migrates_and_drops_their_tokens(tmp_path):
+    """Found in review: pg_restore --clean of a dump made before 0003 sets alembic_version back to
+    0002 and leaves sync_marks, with tokens newer than the data: migrating failed ("already
+    exists"), and the restore went unseen (the token matched)."""
+    url = f"sqlite:///{tmp_path}/restored.sqlite"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sync_marks VALUES ('employees', 'newer-than-the-data', '2026-12-06')"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == migrate.head_revision()
+        assert conn.execute(text("SELECT count(*) FROM sync_marks")).scalar_one() == 0
+    engine.dispose()

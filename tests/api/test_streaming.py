@@ -167,6 +167,16 @@ def test_a_database_error_before_the_answer_starts_is_still_a_problem_document(a
     assert "not migrated" in response.json["detail"] and response.headers["Retry-After"]
 
 
+def test_a_first_row_that_cannot_be_written_is_still_a_problem_document(app, client, db):
+    """Found in review: the answer began before the first row was encoded, so a row that fails to
+    encode (corrupt stored reasons) was a 200 cut short, where it had been a 500 problem document."""
+    add_rejections(db, 1, 10)
+    with db.begin():
+        db.execute(text("UPDATE sync_rejections SET reasons = 'not json'"))
+    response = client.get("/articles/rejections", headers=AUTH)
+    assert response.status_code == 500 and response.mimetype == "application/problem+json"
+
+
 def test_base_b_failing_mid_page_cuts_the_answer_short_and_frees_the_connection(app, client, db, caplog):
     """Once the status is sent, a failure can only end the answer early: the server closes the
     connection without the chunked body's end, and the client sees a truncated answer (README)."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from base_sync import sync
+from base_sync.api_client import BaseBApi
 from base_sync.demo import generate
 from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.records import encode, to_record
@@ -29,6 +32,35 @@ def run_once(base_a, api, store) -> dict:
     sync.verify("employees", base_a, api, report, SETTINGS)
     sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api)
     return deleted.to_json()
+
+
+@pytest.fixture
+def scripted_mark_api():
+    """An API of the version before token marks: GET answers {"mark": n}, PUT is not allowed."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(200, b'{"mark": 42}')
+
+        def do_PUT(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._answer(405, b'{"status": 405, "detail": "method not allowed"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
 
 
 def rows_of(engine, count: int) -> list[dict]:
@@ -77,3 +109,21 @@ def test_a_base_b_restored_from_a_backup_is_found_and_mended_by_the_next_run(
     with caplog.at_level(logging.WARNING, logger="base_sync"):
         run_once(base_a, api, store)  # the commit recorded the mark again: no comparison now
     assert "BASE B WENT BACK" not in caplog.text
+
+
+def test_a_commit_that_writes_no_mark_keeps_the_last_one_so_a_restore_is_found_again():
+    """Found in review: a run that found a restore but whose deletes were withheld (a rejected mass
+    delete) wrote a fresh mark, and the next run saw none of the restore it had not mended."""
+    store = MemoryStateStore()
+    store.set("employees", None, {sync.BASE_B_MARK: "before-the-restore"})
+    report = sync.LoadReport("employees", None, None, None, None, {}, 0.0)
+    sync.commit("employees", store, report, {"deletes": {}})  # no api: the DAG's commit after withheld deletes
+    assert store.last_stats("employees")[sync.BASE_B_MARK] == "before-the-restore"
+
+
+def test_an_api_from_before_the_token_marks_keeps_none(scripted_mark_api):
+    """Found in review: an API serving the older `{"mark": n}` form, without PUT, failed every commit
+    (405, terminal) and every delete check (KeyError)."""
+    api = BaseBApi(scripted_mark_api, "token")
+    assert api.sync_mark("employees") == (False, None)
+    assert api.set_sync_mark("employees", "abc") is False

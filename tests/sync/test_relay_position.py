@@ -117,14 +117,24 @@ def test_taking_the_lock_removes_the_scratch_files_of_saves_killed_before_their_
     leftovers = [path.with_name(f".position.json.{suffix}.tmp") for suffix in ("a1b2c3d4", "zz_9xq0k")]
     for leftover in leftovers:
         leftover.write_text('{"gtid": "0-1-')  # cut short by the kill
-    others = [path.with_name(name) for name in (".other.json.a1b2c3d4.tmp", "position.json.bak")]
+    # Another position file whose name starts with this one's: its relay may be saving right now.
+    others = [
+        path.with_name(name)
+        for name in (".other.json.a1b2c3d4.tmp", "position.json.bak", ".position.json.orders.a1b2c3d4.tmp")
+    ]
     for other in others:
         other.write_text("kept")
     positions = PositionFile(path)
     positions.lock()
     try:
         assert sorted(p.name for p in path.parent.iterdir()) == sorted(
-            [".other.json.a1b2c3d4.tmp", "position.json", "position.json.bak", "position.json.lock"]
+            [
+                ".other.json.a1b2c3d4.tmp",
+                ".position.json.orders.a1b2c3d4.tmp",
+                "position.json",
+                "position.json.bak",
+                "position.json.lock",
+            ]
         )
         assert positions.load() == {"gtid": "0-1-3", "log_file": None, "log_pos": None}
     finally:

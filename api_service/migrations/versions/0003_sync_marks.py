@@ -17,6 +17,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if not op.get_context().as_sql and sa.inspect(op.get_bind()).has_table("sync_marks"):
+        # A restore of a dump made before this migration (pg_restore --clean drops what the dump
+        # holds, not this table): its tokens are newer than the data, so they are dropped, and the
+        # next batch run finds no mark and compares every key and version.
+        op.execute(sa.text("DELETE FROM sync_marks"))
+        return
     op.create_table(
         "sync_marks",
         sa.Column("entity", sa.String(length=64), nullable=False),

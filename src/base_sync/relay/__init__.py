@@ -337,7 +337,12 @@ class PositionFile:
         """Remove the scratch files of saves that never reached their rename (a kill -9 between mkstemp
         and os.replace): found in review, a relay in a crash loop piled them up. Only with the lock
         held, taken before this process saves anything: no other writer of this file can exist."""
+        # Only the shape mkstemp gives this file's saves (".position.json.XXXXXXXX.tmp"): another
+        # position file's name may start with this one's, and its relay may be saving now.
+        shape = re.compile(rf"\.{re.escape(self.path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
         for scratch in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+            if not shape.fullmatch(scratch.name):
+                continue
             with contextlib.suppress(OSError):  # a leftover that stays takes nothing from the position
                 scratch.unlink()
 
