@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def get(url: str) -> tuple[int, float]:
 def wide_page(url: str, rows: int) -> dict:
     port = free_port()
     env = {**os.environ, "API_DATABASE_URL": url, "API_BIND": f"127.0.0.1:{port}", "API_WORKERS": "1"}
-    env |= {"API_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'src'}", "API_TOKENS": "bench-token-0123456789"}
+    env |= {"API_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'src'}", "API_TOKENS": secrets.token_hex(16)}
     gunicorn = Path(sys.executable).parent / "gunicorn"
     server = subprocess.Popen(
         [gunicorn, "-c", "api_service/gunicorn.conf.py", "api_service.wsgi:app"],
@@ -106,7 +107,7 @@ def narrow_page(url: str, rows: int, runs: int) -> dict:
     from api_service import create_app
     from api_service.settings import ApiSettings
 
-    app = create_app(ApiSettings(database_url=url, tokens=("bench-token-0123456789",)))
+    app = create_app(ApiSettings(database_url=url, tokens=(secrets.token_hex(16),)))
     client = app.test_client()
     times = []
     for _ in range(runs + 2):
