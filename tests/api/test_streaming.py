@@ -177,11 +177,10 @@ def test_a_first_row_that_cannot_be_written_is_still_a_problem_document(app, cli
     assert response.status_code == 500 and response.mimetype == "application/problem+json"
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # pg_terminate_backend ends the session
 def test_base_b_failing_mid_page_cuts_the_answer_short_and_frees_the_connection(app, client, db, caplog):
     """Once the status is sent, a failure can only end the answer early: the server closes the
     connection without the chunked body's end, and the client sees a truncated answer (README)."""
-    if db.dialect.name != "postgresql":
-        pytest.skip("ends the API's session from another one: PostgreSQL's pg_terminate_backend")
     add_articles(db, 100, WIDE)
     response = client.get("/articles?limit=100", buffered=False)
     chunks = iter(response.response)
