@@ -26,11 +26,8 @@ def register(app: Flask) -> None:
         url = settings.database_url
         try:
             with _not_migrated_when_transient(settings.migrate_lock_timeout):
-                with current_app.extensions["base_b_engine"].connect() as conn:
-                    since = migrate.current_revision(conn)
-            if since is not None and not migrate.known_revision(since):
-                # A newer version migrated Base B (this image was rolled back): its schema serves this code.
-                newer = f"Base B at {since}, newer than this version's head {migrate.head_revision()}: nothing to do"
+                since, newer = _revision()
+            if newer:  # a newer version migrated Base B (this image was rolled back): its schema serves this code
                 click.echo(f"-- {newer}" if sql else newer, err=sql)
                 return
             if sql:
@@ -39,11 +36,9 @@ def register(app: Flask) -> None:
             with _not_migrated_when_transient(settings.migrate_lock_timeout):
                 migrate.upgrade(url, revision, settings.migrate_lock_timeout)
         except CommandError as error:  # Alembic's: a revision it cannot find, a branch it cannot follow
-            with current_app.extensions["base_b_engine"].connect() as conn:
-                now = migrate.current_revision(conn)
-            if now is not None and not migrate.known_revision(now):
-                # A newer version's migrate ran while this one waited for the lock (a mixed rolling deploy).
-                click.echo(f"Base B at {now}, newer than this version's head {migrate.head_revision()}: nothing to do")
+            _, newer = _revision()
+            if newer:  # a newer version's migrate ran while this one waited for the lock (a mixed rolling deploy)
+                click.echo(newer)
                 return
             raise click.ClickException(f"Base B was not migrated: {_first_line(error)}") from error
         with current_app.extensions["base_b_engine"].connect() as conn:
@@ -53,6 +48,15 @@ def register(app: Flask) -> None:
         click.echo(f"Base B at {reached}: {where.split('@')[-1]}")
         if revision not in ("head", reached):
             click.echo(f"(asked for {revision}: migrate only upgrades, and Base B is past it)", err=True)
+
+
+def _revision() -> tuple[str | None, str | None]:
+    """Base B's revision, and what to say when a newer version than this one migrated it (else None)."""
+    with current_app.extensions["base_b_engine"].connect() as conn:
+        since = migrate.current_revision(conn)
+    if since is None or migrate.known_revision(since):
+        return since, None
+    return since, f"Base B at {since}, newer than this version's head {migrate.head_revision()}: nothing to do"
 
 
 @contextmanager
