@@ -370,6 +370,30 @@ def test_text_in_every_character_set_is_the_text_mariadb_returns(paths):
     _assert_texts_are_mariadbs(paths, columns, rows)
 
 
+def test_a_value_whose_bytes_are_no_utf8_in_the_conversion_query_keeps_the_row_whole(paths):
+    """MariaDB names a SELECT column without an alias by its text, the value's raw bytes among them,
+    and pymysql decodes the name as UTF-8: a value MariaDB converts whose bytes hold a surrogate as
+    UTF-8 writes it (ED A0..BF xx: ucs2 X'EDA0 8041 D83D DE00', utf8mb3 or sjis X'EDA080') made the
+    whole row event unreadable (UnicodeDecodeError, byte 0xed), one incomplete change with no key
+    and no image, and left the connection mid-answer for the next event's conversion. Each value is
+    read on its own: the row is kept, keyed, a value MariaDB converts to no UTF-8 left out by name."""
+    columns = _with_charset_columns(paths)
+    rows = [
+        "cs_ucs2 = _binary X'EDA08041D83DDE00', cs_sjis = _binary X'815F', cs_latin2 = 'a'",
+        "cs_utf8mb3 = _binary X'EDA080', cs_sjis = _binary X'EDA080', cs_big5 = _binary X'41EDA08081', cs_ucs2 = 'b'",
+        "cs_sjis = _binary X'815F8160', cs_gbk = _binary X'EDA0'",
+    ]
+    _assert_texts_are_mariadbs(paths, columns, rows)
+    afters = paths.published({"position": {"column": "name"}}, rows)
+    assert [(after["name"], after.get("cs_latin2"), after.get("cs_ucs2")) for after in afters] == [
+        ("n", "a", None),
+        ("n", None, "b"),
+        ("n", None, None),
+    ]
+    assert "cs_ucs2" not in afters[0] and afters[0]["cs_sjis"] == "\\"
+    assert afters[2]["cs_sjis"] == "\\〜"
+
+
 _TEXTS = st.lists(st.text(max_size=12), min_size=len(CHARSETS), max_size=len(CHARSETS))
 _BYTES = st.lists(st.binary(max_size=12), min_size=len(CHARSETS), max_size=len(CHARSETS))
 

@@ -440,8 +440,10 @@ def _convert(connection, pending: list[_Converted]) -> None:
     packet = _max_allowed_packet(connection)
     limit = packet - _PACKET_MARGIN
     chunks, chunk, size = [], [], 0
-    for value in pending:
-        sql = value.sql.format(_binary_literal(connection, value.raw))
+    for index, value in enumerate(pending):
+        # Named: MariaDB names a column by its expression's text, the value's raw bytes among them,
+        # and pymysql decodes the name as UTF-8 (ucs2's X'EDA080...' failed the whole row event)
+        sql = f"{value.sql.format(_binary_literal(connection, value.raw))} AS v{index}"
         if len(sql) > limit:  # never sent: MariaDB would refuse it (1153) and close the connection
             value.text = UnreadableText(
                 f"{value.what} is {len(value.raw)} bytes: converting it takes a query of {len(sql) + 7} bytes, "
