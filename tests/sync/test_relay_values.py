@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import pymysql
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -392,6 +393,20 @@ def test_a_value_whose_bytes_are_no_utf8_in_the_conversion_query_keeps_the_row_w
     ]
     assert "cs_ucs2" not in afters[0] and afters[0]["cs_sjis"] == "\\"
     assert afters[2]["cs_sjis"] == "\\〜"
+
+
+def test_a_conversion_answer_pymysql_cannot_read_is_each_values_error_and_the_connection_stays_usable(paths):
+    """An answer pymysql fails to read (here a column named by raw bytes that are no UTF-8) raised out
+    of the conversion, failing the whole row event, and left the connection mid-answer: the next
+    event's conversion failed too ("Packet sequence number wrong")."""
+    connection = pymysql.connect(host="127.0.0.1", port=paths.port, user="root")
+    try:
+        unnamed = f"SELECT CAST({relay_rows._binary_literal(connection, bytes.fromhex('EDA080'))} AS BINARY), 1"
+        results = relay_rows._select(connection, unnamed, 2)
+        assert [type(result) for result in results] == [UnicodeDecodeError] * 2
+        assert relay_rows._select(connection, "SELECT CAST(_binary X'EDA080' AS BINARY) AS v0", 1) == (b"\xed\xa0\x80",)
+    finally:
+        connection.close()
 
 
 _TEXTS = st.lists(st.text(max_size=12), min_size=len(CHARSETS), max_size=len(CHARSETS))

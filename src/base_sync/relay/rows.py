@@ -479,6 +479,9 @@ def _select(connection, select: str, count: int) -> tuple:
                 return cursor.fetchone()
         except pymysql.err.InterfaceError as error:  # the connection is closed: the relay reconnects
             raise pymysql.err.OperationalError(2013, f"lost the connection converting text: {error}") from error
+        except ValueError as error:  # pymysql could not read the answer: reconnected (it stopped mid-answer)
+            _usable(connection)
+            return (error,) * count
         except pymysql.err.MySQLError as error:
             lost = isinstance(error, pymysql.err.OperationalError) and _client_error(error)
             _usable(connection)  # raises when the server cannot be reached again: the relay reconnects
