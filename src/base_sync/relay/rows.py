@@ -387,7 +387,10 @@ def _read_string(self, size: int, column) -> str | bytes:
     (cp1250 0x81) made the whole row event unreadable, where MariaDB returns '?'."""
     raw = self.packet.read_length_coded_pascal_string(size)
     if column.character_set_name is None:  # no metadata: UTF-8, as mysql-replication assumes
-        return raw.decode(errors="ignore" if self._ignore_decode_errors else "strict")
+        try:
+            return raw.decode(errors="ignore" if self._ignore_decode_errors else "strict")
+        except UnicodeDecodeError:  # text or binary, unknown: its bytes (raised, the whole row event failed)
+            return raw
     if column.character_set_name == BINARY_CHARSET:
         raw = raw.ljust(column.max_length, b"\0") if column.type == FIELD_TYPE.STRING else raw
         kind = getattr(column, MARIADB_TYPE, None)
