@@ -64,7 +64,8 @@ def mysql_pair_hash(key, version):
     micros = func.timestampdiff(
         literal_column("MICROSECOND"), literal_column("TIMESTAMP'1970-01-01 00:00:00'"), version
     )
-    prefix = func.left(func.md5(func.concat(key, ":", micros)), 16)
+    # key + 0: a ZEROFILL column's text is padded ('000007'), and every pair would differ from Base B's
+    prefix = func.left(func.md5(func.concat(key + 0, ":", micros)), 16)
     return cast(func.conv(prefix, 16, 10), mysql.BIGINT(unsigned=True))
 
 
