@@ -195,8 +195,10 @@ class BaseABackend:
 
     def type_families(self, type_text: str) -> frozenset[str]:
         """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp;
-        bits: it is a BIT, whose bytes the mapping reads as their unsigned number."""
-        return self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
+        bits: it is a BIT, whose bytes the mapping reads as their unsigned number; padded: a ZEROFILL
+        integer, whose text ('0042') the mapping reads as its number's (`NUMBER_TEXT`)."""
+        families = self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
+        return families | _PADDED if "zerofill" in type_text.lower() else families
 
     family_of_base: dict[str, frozenset[str]] = {}
 
@@ -258,6 +260,9 @@ _DATE = frozenset({"date"})
 # A DATETIME or TIMESTAMP also serves a date field (the time of day is dropped).
 _DATETIME = frozenset({"datetime", "date"})
 _TIMESTAMP = frozenset({"timestamp", "date"})
+_PADDED = frozenset({"padded"})
+# Columns whose text is not their number's, which the mapping reads as `col + 0` (`render.bit_number`)
+NUMBER_TEXT = frozenset({"bits", "padded"})
 _MYSQL_BINARY = frozenset(("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"))
 _MYSQL_FAMILIES = {
     **dict.fromkeys(("tinyint", "smallint", "mediumint", "int", "integer", "bigint"), _INTEGER),

@@ -138,7 +138,7 @@ class BaseA:
         """The view's rendering in SQL (MySQL), knowing the character set of each text column and
         which columns are BITs."""
         checked = self.check().entities[view.entity.name]
-        return Rendered(view, checked.charsets, checked.bits, checked.times)
+        return Rendered(view, checked.charsets, checked.numbers, checked.times)
 
     def table(self, entity: str) -> Table:
         """The entity's table as `base-a init` creates it (the demo's and the tests' writes)."""
@@ -277,13 +277,13 @@ class BaseA:
         return held
 
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
-        """The current source rows of the given keys (missing keys are skipped), as read (a BIT as its
-        number, as the mapping reads it), a chunk at a time (at most `chunk_size` rows and about
+        """The current source rows of the given keys (missing keys are skipped), as read (a BIT or
+        ZEROFILL integer as its number, as the mapping reads it), a chunk at a time (at most `chunk_size` rows and about
         `chunk_bytes`: streamed, as the extract)."""
         view = self.view(entity)
         names = view.source_columns
-        bits = self.check().entities[entity].bits
-        columns = [bit_number(view.c(n)).label(n) if n in bits else view.c(n) for n in names]
+        numbers = self.check().entities[entity].numbers
+        columns = [bit_number(view.c(n)).label(n) if n in numbers else view.c(n) for n in names]
         for start in range(0, len(keys), chunk_size):
             part = keys[start : start + chunk_size]
             statement = select(*columns).where(view.key.in_(part)).order_by(view.key)

@@ -480,3 +480,44 @@ def test_times_and_datetimes_are_written_as_mariadb_writes_them_on_every_path(en
     assert found[2] == refused(
         ("position", "position: the value '2024-01-02 03:04:05' is not in the mapping's value map")
     )
+
+
+ZEROFILL = """
+CREATE TABLE nummern (
+    nr INT(6) UNSIGNED ZEROFILL NOT NULL PRIMARY KEY,
+    stand TIMESTAMP(6) NOT NULL DEFAULT '2024-06-01 08:00:00',
+    vorname VARCHAR(50) NOT NULL DEFAULT 'Ann',
+    nachname VARCHAR(50) NOT NULL DEFAULT 'Lee',
+    mail VARCHAR(100) NOT NULL DEFAULT 'ann@example.com',
+    titel VARCHAR(50) NOT NULL DEFAULT 'small',
+    code SMALLINT(4) UNSIGNED ZEROFILL NULL
+) DEFAULT CHARSET = utf8mb4
+"""
+ZEROFILL_COLUMNS = [
+    SourceColumn("nr", "int64", optional=False),
+    SourceColumn("stand", "timestamp", optional=False),
+    *(SourceColumn(name, "string") for name in ("vorname", "nachname", "mail", "titel")),
+    SourceColumn("code", "int32"),
+]
+
+
+def test_a_zerofill_column_is_its_number_on_every_path(engine):
+    """MariaDB writes a ZEROFILL integer's text padded ('0042'), mysql-replication and Debezium give
+    its number: read as its number on every path, as the key's checksum hashes it."""
+    with engine.begin() as conn:
+        conn.execute(text(ZEROFILL))
+        conn.execute(text("INSERT INTO nummern (nr, code) VALUES (7, 42), (8, 0), (9, NULL)"))
+    fields = {
+        "first_name": {"concat": ["titel", "code"], "separator": "-"},
+        "last_name": {"column": "code", "cast": "string", "default": "none"},
+        "department": {"column": "code", "map": {42: "yes", 0: "no"}, "unmapped": "reject"},
+        "position": {"concat": ["nr", "code"], "separator": "/"},
+        "salary": {"column": "code", "cast": "integer"},
+    }
+    found = assert_same_on_every_path(BaseA(engine, mapping("nummern", **fields)), ZEROFILL_COLUMNS)
+    one, zero, null = found[7], found[8], found[9]
+    assert (one.first_name, zero.first_name, null.first_name) == ("small-42", "small-0", "small")
+    assert (one.last_name, zero.last_name, null.last_name) == ("42", "0", "none")
+    assert (one.department, zero.department, null.department) == ("yes", "no", None)
+    assert (one.position, null.position) == ("7/42", "9")
+    assert (one.salary, zero.salary, null.salary) == (42, 0, None)

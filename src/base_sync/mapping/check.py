@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import ServerClock
+from base_sync.backends import NUMBER_TEXT, ServerClock
 from base_sync.errors import TerminalError
 from base_sync.mapping.spec import FieldMapping, StampColumn, _text_key
 from base_sync.mapping.view import row_filter
@@ -116,8 +116,8 @@ class EntityCheck:
     found: bool = True
     # Each live text column's character set ('binary' for a binary string): how `render` reads its text.
     charsets: dict[str, str] = field(default_factory=dict)
-    # The live BIT columns: `render` reads each as its number.
-    bits: frozenset[str] = frozenset()
+    # The live BIT and ZEROFILL columns: `render` reads each as its number.
+    numbers: frozenset[str] = frozenset()
     # The live DATETIME, TIMESTAMP and TIME columns: `render` writes their text as `apply` does.
     times: frozenset[str] = frozenset()
 
@@ -216,7 +216,7 @@ def _check_entity(
         return result
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
-    result.bits = frozenset(c.name for c in columns if "bits" in backend.type_families(c.type_text))
+    result.numbers = frozenset(c.name for c in columns if NUMBER_TEXT & backend.type_families(c.type_text))
     result.times = frozenset(c.name for c in columns if backend.type_families(c.type_text) & TIMES)
     checker = _Checker(entity, spec.table, live, backend, result, clock)
     zone = mapping.spec.source.time_zone

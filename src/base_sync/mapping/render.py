@@ -71,20 +71,20 @@ def _invalid_date(expression) -> ColumnElement:
 class Rendered:
     """The SQL rendering of one view, and the split of what it reads. `charsets`: the character
     set of each of the table's text columns as the catalogue shows it ('binary' for binary
-    strings); a column it does not name is read as it is (utf8mb4 text, or no text). `bits`: the
-    table's BIT columns, each read as its number. `times`: its DATETIME, TIMESTAMP and TIME
+    strings); a column it does not name is read as it is (utf8mb4 text, or no text). `numbers`: the
+    table's BIT and ZEROFILL columns, each read as its number. `times`: its DATETIME, TIMESTAMP and TIME
     columns, whose text (`cast: string`, a concat part) is written as `apply` writes it."""
 
     def __init__(
         self,
         view: SourceView,
         charsets: Mapping[str, str] | None = None,
-        bits: Iterable[str] = (),
+        numbers: Iterable[str] = (),
         times: Iterable[str] = (),
     ):
         self.view = view
         self.charsets = dict(charsets or {})
-        self.bits = frozenset(bits)
+        self.numbers = frozenset(numbers)
         self.times = frozenset(times)
         cursor = view.spec.cursor or []
         self.cursor = [s.column for s in cursor]
@@ -158,14 +158,14 @@ class Rendered:
         return value
 
     def _input(self, name: str) -> ColumnElement:
-        """A python field's input: as it is (bytes are decoded in `split`), a BIT as its number."""
-        return bit_number(self.view.c(name)) if name in self.bits else self.view.c(name)
+        """A python field's input: as it is (bytes are decoded in `split`), a BIT or ZEROFILL as its number."""
+        return bit_number(self.view.c(name)) if name in self.numbers else self.view.c(name)
 
     def _read(self, name: str) -> ColumnElement:
-        """A column a field reads: text of another character set (or bytes) as utf8mb4 text, a BIT as
-        its number (`bit_number`)."""
+        """A column a field reads: text of another character set (or bytes) as utf8mb4 text, a BIT or
+        ZEROFILL integer as its number (`bit_number`)."""
         column = self.view.c(name)
-        if name in self.bits:
+        if name in self.numbers:
             return bit_number(column)
         charset = self.charsets.get(name)
         if charset is None or charset in UTF8:
@@ -425,7 +425,8 @@ def _compile_trim_trailing(element: _TrimTrailing, compiler, **kw) -> str:
 def bit_number(column) -> ColumnElement:
     """A BIT column as its unsigned number (b'1' is 1, b'01000001' 65), which `apply` reads too. As
     it is, a BIT is bytes: CONCAT_WS with one gives bytes (stored as "b'...'" text), BINARY(b'1') is
-    no '1' to a value map, CAST(... AS CHAR) is the byte 0x01."""
+    no '1' to a value map, CAST(... AS CHAR) is the byte 0x01. A ZEROFILL integer the same way: its
+    text is padded ('0042'), where an event holds its number."""
     return column + literal_column("0")
 
 
