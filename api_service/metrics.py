@@ -63,6 +63,13 @@ class ApiMetrics:
             registry=registry,
             multiprocess_mode="max",  # the newest over every gunicorn worker
         )
+        # A page whose database failed after its 200 began: the request metrics count it a success.
+        self.pages_cut_short = Counter(
+            "api_pages_cut_short_total",
+            "List pages answered 200 whose body was cut short (Base B failed after the answer began), by route",
+            ["url_rule"],
+            registry=registry,
+        )
 
     def count_bulk(self, entity: str, path: str, operation: str, result: BulkResult) -> None:
         for outcome in BULK_OUTCOMES:

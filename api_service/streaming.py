@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Response
+from flask import Response, current_app, request
 from sqlalchemy import Connection, CursorResult, Row, Select
 
 from api_service.db import get_connection, release_connection, take_connection
@@ -45,6 +45,7 @@ class Page:
     limit: int
     item_of: ItemOf  # the answer's item for a row
     key: str  # the row's column the next page starts after (`next_after`)
+    cut_short: Callable[[], None]  # counts the page cut short (the request's metrics say 200)
 
     def close(self) -> None:
         """Give the connection back (closing its server-side cursor); again does nothing."""
@@ -66,7 +67,9 @@ def page_response(statement: Select, limit: int, item_of: ItemOf, key: str) -> R
     result = conn.execute(statement.limit(limit + 1), execution_options={"stream_results": True})
     first_rows = result.fetchmany(FIRST_BATCH)
     first_items = _encode([item_of(row) for row in first_rows[:limit]])
-    page = Page(conn, result, first_rows, first_items, limit, item_of, key)
+    # Bound now: the body is written after the request's context has gone.
+    cut_short = current_app.extensions["api_metrics"].pages_cut_short.labels(request.url_rule.rule).inc
+    page = Page(conn, result, first_rows, first_items, limit, item_of, key, cut_short)
     # Flask tears the request down (its teardown closes the connection) when the view returns,
     # before the body is sent; stream_with_context would not keep it open. So the page takes the
     # connection, and gives it back when its body ends or when the server closes the answer (cut
@@ -90,6 +93,7 @@ def _page_body(page: Page) -> Iterator[bytes]:
     except Exception as exc:
         # The answer has begun: its status is sent, and all the server can do is cut it short.
         log.error("a page failed after its answer began; the client gets it cut short: %s", _first_line(exc))
+        page.cut_short()
         raise
     finally:
         page.close()

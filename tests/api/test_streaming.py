@@ -199,5 +199,7 @@ def test_base_b_failing_mid_page_cuts_the_answer_short_and_frees_the_connection(
                 pass
     response.close()
     assert "cut short" in caplog.text
+    metrics = client.get("/metrics").text
+    assert 'api_pages_cut_short_total{url_rule="/articles"} 1.0' in metrics
     assert app.extensions["base_b_engine"].pool.checkedout() == 0
     assert client.get("/articles?limit=1").status_code == 200  # the pool opened a new connection
