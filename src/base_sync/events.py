@@ -186,7 +186,7 @@ def drain(
             # The first fetch also resolves the starting offsets of every partition: give it longer.
             fetched = in_flight or report.batches
             idle = settings.idle_seconds if fetched else max(settings.idle_seconds, FIRST_FETCH_SECONDS)
-            batch = take(consumer, settings.batch_size, idle)
+            batch = take(consumer, settings.batch_size, idle, settings.batch_bytes)
             if not batch:
                 break
             plan = prepare(batch, topics, report)
@@ -363,15 +363,21 @@ def _retention_gaps(consumer: Consumer, committed: list[TopicPartition], group_i
     return lost
 
 
-def take(consumer: Consumer, limit: int, idle_seconds: float) -> list[Message]:
-    """Up to `limit` messages: returns as soon as the topics are caught up, or [] after `idle_seconds`."""
+def take(consumer: Consumer, limit: int, idle_seconds: float, max_bytes: int) -> list[Message]:
+    """Up to `limit` messages and about `max_bytes` of them (one message more at most): returns as
+    soon as the topics are caught up, or [] after `idle_seconds`. 5,000 events of 1 MB rows were
+    one batch of 5 GB: messages are taken as many at a time as the room left holds of the largest seen."""
     batch: list[Message] = []
+    size = largest = 0
     waited_since = time.monotonic()
-    while len(batch) < limit:
-        got = consumer.consume(limit - len(batch), timeout=POLL_SECONDS)
+    while len(batch) < limit and size < max_bytes:
+        room = (max_bytes - size) // largest if largest else 1  # a first one, to know a size
+        got = consumer.consume(max(1, min(limit - len(batch), room)), timeout=POLL_SECONDS)
         for message in got:
             if message.error():
                 raise KafkaException(message.error())
+            held = len(message.value() or b"") + len(message.key() or b"")
+            size, largest = size + held, max(largest, held)
         batch += got
         if got:
             continue

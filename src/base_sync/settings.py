@@ -11,6 +11,8 @@ from env_settings import EnvSettings
 MAX_BODY_BYTES = 16 * 2**20
 # Three quarters of it: a chunk's JSON (names, quotes and escapes added) still fits one request.
 CHUNK_BYTES = 12 * 2**20
+# Messages of one events batch: 5,000 events of narrow rows (schemas and both images) stay one batch.
+EVENT_BATCH_BYTES = 32 * 2**20
 
 # The API client's: seconds to connect, retries of a call (each with back-off), the first wait.
 API_CONNECT_TIMEOUT = 10.0
@@ -145,6 +147,12 @@ class EventSettings(_Schedules, EnvSettings):
     dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")
+    batch_bytes: int = Field(
+        EVENT_BATCH_BYTES,
+        ge=65_536,
+        description="most bytes of messages a batch holds, whatever EVENTS_BATCH_SIZE: events of wide rows (up to "
+        "RELAY_MESSAGE_MAX_BYTES each) make batches of fewer events",
+    )
     idle_seconds: float = Field(
         5.0,
         gt=0,

@@ -659,3 +659,24 @@ def test_an_entity_whose_topic_is_missing_gets_no_last_success(changes):
         consumer.close()
         api.close()
     assert report.entities == ("employees",)
+
+
+def test_a_batch_holds_about_events_batch_bytes_of_messages_whatever_its_size(changes):
+    """5,000 events of 1 MB rows were taken as one batch (5 GB in the task): a batch stops at about
+    EVENTS_BATCH_BYTES, one message past it at most, and the next batch takes the rest."""
+    topic = changes.topics.topic("employees")
+    for key in range(30):
+        changes.producer.produce(topic, value=b"v" * 100_000, key=str(key), partition=0)
+    changes.producer.flush(10)
+    consumer = events.consumer_for({"bootstrap.servers": changes.bootstrap}, changes.settings)
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        sizes = []
+        while batch := events.take(consumer, limit=5000, idle_seconds=5, max_bytes=1_000_000):
+            assert sum(len(m.value()) for m in batch[:-1]) < 1_000_000
+            sizes.append(len(batch))
+            if sum(sizes) == 30:
+                break
+    finally:
+        consumer.close()
+    assert sum(sizes) == 30 and max(sizes) <= 11 and len(sizes) >= 3, sizes
