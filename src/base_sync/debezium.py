@@ -22,7 +22,9 @@ field's scale is no stand-in for the column's (DECIMAL(10,4) 12.5 read at scale 
 it is refused with the reason. Limits: an epoch integer of a DATETIME is taken as milliseconds below
 10^14 and as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs); a text of digits
 alone is read as a number, never as base64 (the base64 of a non-negative number never starts with a
-digit, so only some negative ones could be taken so).
+digit, so only some negative ones could be taken so). The key is read by its schema type alone
+(`_check_key_type`), the batch path's rule: an integer, else a dead letter; a text key is never
+read as a number, base64 or digits, with a schema or without.
 
 Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
 record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
