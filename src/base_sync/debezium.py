@@ -22,7 +22,9 @@ field's scale is no stand-in for the column's (DECIMAL(10,4) 12.5 read at scale 
 it is refused with the reason. Limits: an epoch integer of a DATETIME is taken as milliseconds below
 10^14 and as microseconds above (today's instants are ~1.8e12 ms, ~1.8e15 µs); a text of digits
 alone is read as a number, never as base64 (the base64 of a non-negative number never starts with a
-digit, so only some negative ones could be taken so).
+digit, so only some negative ones could be taken so). The key is read by its schema type alone
+(`_check_key_type`), the batch path's rule: an integer, else a dead letter; a text key is never
+read as a number, base64 or digits, with a schema or without.
 
 Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
 record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
@@ -48,6 +50,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
+from base_sync.mapping.check import KEY_EXPECTED
 from base_sync.mapping.float_text import float32
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
@@ -252,6 +255,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     source_ms = _commit_ms(payload.get("source"))
     zero_dates_as_text = _writes_zero_dates_as_text(payload.get("source"))
     view = topics.view(entity)
+    _check_key_type((types.get(image_name) or {}).get(view.spec.key), f"{image_name}.{view.spec.key}")
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity], zero_dates_as_text)
     _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
@@ -370,19 +374,54 @@ def _op(payload: dict) -> str:
     raise BadEvent(f"op {_excerpt(op)} is not one of c, u, r, d")
 
 
+# A key column's schema types that are integers. A semantic name on one (io.debezium.time.Year,
+# Date, a Timestamp) is no integer key: the batch path refuses YEAR, DATE and DATETIME keys.
+INTEGER_TYPES = frozenset({"int8", "int16", "int32", "int64"})
+
+
+def _check_key_type(schema: dict | None, where: str) -> None:
+    """The key column's type, by the event's schema, is an integer, as the batch path requires
+    (`mapping.check`, `base-a check`). A text, binary, DECIMAL, BIT or YEAR key is refused whatever
+    its value looks like: read as an integer, 'SKU1' was row 4760885 and 'AAAB' and 'AAAAAAAB' one
+    row. Without a schema the value alone decides (`_key`)."""
+    if schema is None:
+        return
+    kind, name = schema.get("type"), schema.get("name")
+    if kind in INTEGER_TYPES and name is None:
+        return
+    parameters = schema.get("parameters") or {}
+    # Debezium's BIGINT UNSIGNED under bigint.unsigned.handling.mode=precise: a Decimal of scale 0
+    # without the precision every DECIMAL column's schema carries (Decimal.builder(0) in Debezium).
+    if name == DECIMAL and kind == "bytes" and str(parameters.get("scale")) == "0":
+        if "connect.decimal.precision" not in parameters:
+            return
+    found = _told(kind) if name is None else f"{_told(name)} ({_told(kind)})"
+    if name == DECIMAL:
+        found += f" of precision {parameters.get('connect.decimal.precision')}, scale {parameters.get('scale')}"
+    raise BadEvent(
+        f"`{where}`: expected {KEY_EXPECTED}, found {found} by the event's schema: mapping keys must be integer "
+        "columns (the batch path refuses this key too, `base-a check` names it)"
+    )
+
+
+def _told(text) -> str:
+    """A schema's type or name as the reason writes it: a short text itself, anything else excerpted."""
+    return text if isinstance(text, str) and len(text) <= 80 and text.isprintable() else _excerpt(text)
+
+
 def _key(key, where: str) -> int:
     """The row's key (`where`: the image's column, for the reason): an integer in Base B's key range
-    (a BIGINT UNSIGNED in `precise` mode arrives as a whole Decimal, or without the schema wrapper as
-    the base64 of its bytes, which the message key check reads so too)."""
-    if isinstance(key, str):
-        try:
-            if key.isascii() and key.isdigit():  # "1234" is base64 too (of 14118392): not a key's text
-                raise ValueError(key)
-            key = _decimal(key, 0, precise=True)
-        except (ValueError, TypeError, binascii.Error):
-            raise BadEvent(f"`{where}` must be an integer key, got {_excerpt(key)}") from None
+    (a BIGINT UNSIGNED in `precise` mode arrives as a whole Decimal, its schema checked by
+    `_check_key_type`). A text is never a key: without a schema, a text key's value could be read
+    as a number (base64 or digits) only by guessing, and two keys could become one row."""
     if isinstance(key, Decimal) and key == key.to_integral_value():
         key = int(key)
+    if isinstance(key, str):
+        raise BadEvent(
+            f"`{where}` must be an integer key, got {_excerpt(key)}: a text is no integer key (without the "
+            "schema, a BIGINT UNSIGNED's precise-mode base64 cannot be told from a text key: write it as a "
+            "number, bigint.unsigned.handling.mode=long, or with schemas on)"
+        )
     if not isinstance(key, int) or isinstance(key, bool):
         raise BadEvent(f"`{where}` must be an integer key, got {_excerpt(key)}")
     low, high = SOURCE_ID_RANGE
@@ -430,8 +469,9 @@ def _key_field(document: dict, column: str):
 
 def _names_row(named, key: int) -> bool:
     """Whether a message key's value names the row `key`. A text without a schema names it as decimal
-    digits or as precise-mode base64 (bigint.unsigned.handling.mode=precise with schemas off); a
-    value of another kind names no row (not checked)."""
+    digits or as precise-mode base64 (bigint.unsigned.handling.mode=precise, the key converter's
+    schemas off); a value of another kind names no row (not checked). A comparison with the integer
+    the event's row holds, never a reading of the key (`_key`)."""
     if isinstance(named, bool):
         return True
     if isinstance(named, int | Decimal):

@@ -167,13 +167,82 @@ def test_a_precise_mode_key_reaches_the_mapping_as_the_integer_and_the_row_is_ap
 
 
 @pytest.mark.parametrize("op", ["c", "d"])
-def test_a_precise_mode_key_without_the_schema_wrapper_is_read_from_its_base64(op):
-    """Schemas off, precise mode writes a BIGINT UNSIGNED as the base64 of its bytes, in the row as in
-    the message key: the same reading for both (the probe saw every such event dead-lettered)."""
-    image = {**EMPLOYEE, "id": precise(2**63 - 1)}
-    event = envelope(op, before=image if op == "d" else None, after=None if op == "d" else image)
-    change = decode(EMPLOYEES, orjson.dumps(event), IDENTITY, precise_message_key(2**63 - 1, with_key_schema=False))
-    assert change.id == 2**63 - 1 and type(change.id) is int
+def test_a_text_key_without_the_schema_wrapper_is_refused_never_read_as_base64(op):
+    """Without a schema a precise-mode BIGINT UNSIGNED's base64 cannot be told from a text key: read
+    as base64, the VARCHAR keys 'SKU1' and 'AAAB' were rows 4760885 and 1, and 'AAAAAAAB' row 1 too
+    (two Base A rows one Base B row). Every text key is refused, the reason says how to send it."""
+    for key in (precise(2**63 - 1), "SKU1", "AAAB", "AAAAAAAB"):
+        image = {**EMPLOYEE, "id": key}
+        event = envelope(op, before=image if op == "d" else None, after=None if op == "d" else image)
+        with pytest.raises(BadEvent, match=r"must be an integer key, got .*bigint\.unsigned\.handling\.mode=long"):
+            decode(EMPLOYEES, orjson.dumps(event), IDENTITY, orjson.dumps({"id": key}))
+
+
+STRING_KEY = column("id", "string", optional=False)
+
+
+@pytest.mark.parametrize("key", ["SKU1", "AAAB", "AAAAAAAB", "abcd", "Kunde001", "abc", "10", "SKU1 "])
+@pytest.mark.parametrize("op", ["c", "u", "r", "d"])
+def test_a_key_the_schema_types_as_text_is_refused_as_the_batch_path_refuses_it(op, key):
+    """A VARCHAR key: the batch path refuses the table ("expected an integer type (the key), found
+    VARCHAR(40)"); the drain read a base64-shaped text as a number and applied it (a made-up
+    source_id, two keys one row, a delete of another key's row). Refused by its schema type, with
+    the batch path's words, whatever the text looks like: a dead letter, nothing applied."""
+    image = {**EMPLOYEE, "id": key}
+    event = envelope(op, before=image if op in "ud" else None, after=None if op == "d" else image)
+    where = "before" if op == "d" else "after"
+    says = rf"`{where}\.id`: expected an integer type \(the key\), found string by the event's schema: mapping keys"
+    with pytest.raises(BadEvent, match=says):
+        decode(EMPLOYEES, orjson.dumps(with_schema(event, [STRING_KEY])), IDENTITY, orjson.dumps(key))
+
+
+def test_a_case_only_change_of_a_text_key_is_refused_not_applied_as_a_delete_and_a_create():
+    """'abcd' to 'ABCD' (one key to a _ci collation): read as base64 the relay's delete of 'abcd' and
+    create of 'ABCD' were two rows, 6928157 deleted and 4227 live. Both events are refused."""
+    for op, before, after in (("d", "abcd", None), ("c", None, "ABCD")):
+        event = envelope(
+            op,
+            before={**EMPLOYEE, "id": before} if before else None,
+            after={**EMPLOYEE, "id": after} if after else None,
+        )
+        with pytest.raises(BadEvent, match="expected an integer type"):
+            read(EMPLOYEES, with_schema(event, [STRING_KEY]))
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "found"),
+    [
+        # DECIMAL(12,0): the batch path refuses it; precise mode wrote 7 as base64 and it was key 7.
+        (
+            column("id", "bytes", DECIMAL, False, {"scale": "0", "connect.decimal.precision": "12"}),
+            precise(7),
+            r"org\.apache\.kafka\.connect\.data\.Decimal \(bytes\) of precision 12, scale 0",
+        ),
+        (
+            column("id", "bytes", DECIMAL, False, {"scale": "2", "connect.decimal.precision": "12"}),
+            precise(700),
+            "org.*, scale 2",
+        ),
+        (column("id", "string", optional=False), "7", "string"),  # decimal.handling.mode=string
+        (column("id", "float64", optional=False), 7.0, "float64"),  # decimal.handling.mode=double
+        (column("id", "bytes", optional=False), base64.b64encode(b"7").decode(), "bytes by"),  # BINARY
+        (column("id", "int32", "io.debezium.time.Year", False), 2024, r"io\.debezium\.time\.Year \(int32\)"),
+        (column("id", "bytes", "io.debezium.data.Bits", False, {"length": "8"}), "Bw==", r"io\.debezium\.data\.Bits"),
+        (column("id", "boolean", optional=False), True, "boolean"),
+    ],
+    ids=["decimal-12-0", "decimal-12-2", "decimal-string", "decimal-double", "binary", "year", "bit", "bit-1"],
+)
+def test_a_key_of_no_integer_type_is_refused_by_its_schema_type(schema, value, found):
+    with pytest.raises(BadEvent, match=rf"`after\.id`: expected an integer type \(the key\), found {found}"):
+        read(EMPLOYEES, with_schema(envelope("c", after={**EMPLOYEE, "id": value}), [schema]))
+
+
+@pytest.mark.parametrize("kind", ["int8", "int16", "int32", "int64"])
+def test_a_key_of_an_integer_schema_type_is_its_integer(kind):
+    change = read(
+        EMPLOYEES, with_schema(envelope("c", after={**EMPLOYEE, "id": 7}), [column("id", kind, optional=False)])
+    )
+    assert change.id == 7 and change.record["source_id"] == 7
 
 
 def test_a_table_name_kafka_does_not_allow_is_on_the_topic_debezium_names():

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
-from base_sync.debezium import EnvelopeWriter, Topics
+from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics, identity_columns
 from base_sync.demo.event_maker import churn_and_publish
 from base_sync.errors import ConfigurationError
 from base_sync.mapping import SourceMapping
@@ -378,6 +378,26 @@ def test_an_event_keyed_for_another_row_is_a_dead_letter_not_applied(changes):
         b"the message key names row 6 but `after.id` is 5"
         in dict(letter.headers())["__connect.errors.exception.message"]
     )
+
+
+def test_a_text_keyed_tables_events_are_dead_letters_with_the_key_rule_and_write_nothing(changes):
+    """A VARCHAR key (the batch path refuses the table): its texts that are valid base64 were read as
+    numbers, 'SKU1' as row 4760885, 'AAAB' and 'AAAAAAAB' both as row 1, and applied. Each event is
+    a dead letter naming the column, its type and the rule; the table's integer-keyed events go on."""
+    columns = [SourceColumn("id", "string", optional=False), *identity_columns("employees")[1:]]
+    text_keyed = EnvelopeWriter("employees", columns, database=changes.settings.source_database)
+    for number, key in enumerate(("SKU1", "AAAB", "AAAAAAAB")):
+        row = employee(0, T0, id=key, email=f"t{number}@example.com")
+        changes.raw(text_keyed.envelope("c", None, row, {**SOURCE, "row": 0}, 1), key=key, partition=0)
+    changes.raw(text_keyed.envelope("d", employee(0, T0, id="SKU1"), None, {**SOURCE, "row": 0}, 1), "SKU1", 0)
+    changes.send("c", None, employee(5, T0), partition=0)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 4 and sorted(changes.rows()) == [5], report.to_json()
+    reasons = [dict(m.headers())["__connect.errors.exception.message"] for m in changes.dead_letters()]
+    rule = b"expected an integer type (the key), found string by the event's schema: mapping keys must be integer"
+    assert [r.split(b":")[0] for r in reasons] == [b"`after.id`"] * 3 + [b"`before.id`"] and all(
+        rule in r for r in reasons
+    ), reasons
 
 
 def test_bodies_stay_under_the_byte_bound_and_a_change_too_large_alone_is_a_dead_letter(changes):

@@ -696,3 +696,64 @@ def test_a_mapped_view_is_warned_of_at_start_as_a_table_the_relay_never_publishe
         engine.dispose()
     log = relay.log.read_text()
     assert "MAPPED TABLE t IS A VIEW" in log and "the batch sync alone carries them" in log
+
+
+def test_a_mapped_table_keyed_by_no_integer_is_not_published_and_warned_of_at_start(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """A VARCHAR key: `base-a check` refuses it (expected an integer type (the key), found
+    VARCHAR(40)); the relay published the table without a word, and the drain read 'SKU1' as row
+    4760885 and 'AAAB' and 'AAAAAAAB' as one row. Now the relay says so at start, by the batch path's
+    rule, and publishes none of its changes."""
+    ddl = ["CREATE TABLE t (nr VARCHAR(40) COLLATE utf8mb4_general_ci PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+    try:
+        wait_for(lambda: "IS NOT PUBLISHED" in relay.log.read_text(), 30, "the relay's warning")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES ('SKU1', '2026-01-01', 'a'), ('AAAB', '2026-01-01', 'b')"))
+            conn.execute(text("INSERT INTO t VALUES ('AAAAAAAB', '2026-01-01', 'c')"))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE t SET nr = 'sku1 ' WHERE nr = 'SKU1'"))
+            conn.execute(text("DELETE FROM t WHERE nr = 'AAAB'"))
+        metric_line(relay, "relay_transactions_total 2.0")  # the relay read both transactions
+        time.sleep(1)
+        assert read_topic(kafka_bootstrap, topics.topic("employees")) == []
+    finally:
+        relay.stop()
+        engine.dispose()
+    warnings = [line for line in relay.log.read_text().splitlines() if "IS NOT PUBLISHED" in line]
+    assert len(warnings) == 1, warnings
+    assert "t.nr: expected an integer type (the key), found VARCHAR(40)" in warnings[0]
+    assert "Mapping keys must be integer columns" in warnings[0]
+
+
+def test_a_key_an_alter_retypes_is_checked_again_when_the_binlog_shows_the_new_columns(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    ddl = ["CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1, '2026-01-01', 'a')"))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t MODIFY nr VARCHAR(40) NOT NULL"))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES ('SKU1', '2026-01-01', 'b')"))
+            conn.execute(text("DELETE FROM t WHERE nr = 'SKU1'"))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t MODIFY nr BIGINT NOT NULL"))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (2, '2026-01-01', 'c')"))
+        found = relay_messages(kafka_bootstrap, topics.topic("employees"), 2)
+        time.sleep(1)  # anything published after the expected events would be the VARCHAR key's
+        found = read_topic(kafka_bootstrap, topics.topic("employees"))
+    finally:
+        relay.stop()
+        engine.dispose()
+    assert sorted((c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)) == [
+        ("c", 1),
+        ("c", 2),
+    ]
+    log = relay.log.read_text()
+    assert log.count("IS NOT PUBLISHED") == 1 and "found VARCHAR(40)" in log
+    assert "the key of the mapped t is an integer type now" in log

@@ -67,6 +67,8 @@ NOT_UNIQUE_KEY = (
     "as one, and verification stops at the first such key"
 )
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
+# The key's rule, in the words the relay and the events drain refuse a key with too: the paths agree.
+KEY_EXPECTED = "an integer type (the key)"
 EXPECTED = {
     "integer": "an integer type",
     "numeric": "a numeric type (DECIMAL, INT, ...)",
@@ -131,6 +133,14 @@ class SchemaCheck:
     @property
     def problems(self) -> list[Problem]:
         return [p for check in self.entities.values() for p in check.problems]
+
+    def key_not_integer(self, entity: str) -> Problem | None:
+        """The problem of `entity`'s key column found in the table with no integer type (a missing
+        one, which a column grant may hide from one account only, is not this): the relay publishes
+        no such table, as every batch task of it fails on this problem."""
+        result = self.entities[entity]
+        types = next((u.types for u in result.uses if u.target == "source_id"), ())
+        return next((p for p in result.problems if p.expected == KEY_EXPECTED and p.found in types), None)
 
     def require(self, entity: str | None = None) -> EntityCheck | None:
         """Raise `SchemaDriftError` on the problems of `entity` (of every entity when None)."""
@@ -220,7 +230,7 @@ def _check_entity(
     result.times = frozenset(c.name for c in columns if backend.type_families(c.type_text) & TIMES)
     checker = _Checker(entity, spec.table, live, backend, result, clock)
     zone = mapping.spec.source.time_zone
-    checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", "an integer type (the key)")
+    checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", KEY_EXPECTED)
     if spec.key in live and live[spec.key].nullable:
         result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY))
     if spec.key in live and unique is not None and spec.key not in unique:

@@ -67,6 +67,7 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.backends import backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
+from base_sync.mapping.check import Problem, check_source
 from base_sync.relay import cascades, reach, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
@@ -521,6 +522,8 @@ class Relay:
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
+        self.key_refused: dict[str, Problem] = {}  # {table: why its key is none (`_key_types`)}: not published
+        self.key_columns: dict[str, tuple] = {}  # {table: its binlog columns the key was last checked with}
         self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.failure: str | None = None  # why the relay stops on its own (`failed`): it exits non-zero
@@ -617,6 +620,41 @@ class Relay:
                 view,
             )
         return {}
+
+    def _key_types(self, entities: list[str] | None = None) -> dict:
+        """Publish no mapped table whose key column is of no integer type (VARCHAR, DECIMAL, BINARY,
+        BIT, YEAR...), by `base-a check`'s rule (`mapping.check`): every batch task of the table fails
+        on it, and the drain would dead-letter each of its events. One warning line per such table;
+        published again once an ALTER made its key an integer (`_key_not_integer`)."""
+        entities = list(self.topics.entities) if entities is None else entities
+        if not entities:
+            return {}
+        with self._sql() as conn:
+            checked = check_source(conn.engine, self.topics.mapping, backend_of(conn.engine), entities)
+        for entity in entities:
+            table = self.topics.mapping.table_of(entity)
+            problem = checked.key_not_integer(entity)
+            if problem is None:
+                if self.key_refused.pop(table, None) is not None:
+                    log.warning("the key of the mapped %s is an integer type now: its changes are published", table)
+            elif self.key_refused.setdefault(table, problem) is problem:
+                log.warning(
+                    "MAPPED TABLE %s IS NOT PUBLISHED, its key is no integer: %s. Mapping keys must be integer "
+                    "columns: `base-a check` refuses it and every batch task of it fails",
+                    table,
+                    problem,
+                )
+        return {}
+
+    def _key_not_integer(self, event, table: str) -> bool:
+        """Whether the table's key is of no integer type (`_key_types`), read again from the catalogue
+        when the binlog shows the table with other columns than before: an ALTER may have retyped it."""
+        columns = tuple((c.name, c.type) for c in event.columns)
+        seen = self.key_columns.get(table)
+        if seen is not None and seen != columns:
+            self._key_types([self.tables[table]])  # a catalogue read: Base A away is retried (`_run`)
+        self.key_columns[table] = columns
+        return table in self.key_refused
 
     def _cascading_keys(self) -> dict:
         """Warn of each foreign key whose cascade changes a mapped table's rows with no row event, and
@@ -782,6 +820,7 @@ class Relay:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server), saved)
         self._reconnecting(self._views)
+        self._reconnecting(self._key_types)
         self._reconnecting(self._cascading_keys)
         self._reconnecting(self._hidden_triggers)
         ensure_topics(
@@ -1018,6 +1057,8 @@ class Relay:
         table = self._published_table(event.schema, event.table)
         if table is None:
             return  # a table the mapping does not name
+        if self._key_not_integer(event, table):
+            return  # warned of: no key the drain could apply
         entity = self.tables[table]
         key_column = self.topics.view(entity).spec.key
         topic = self.topics.topic(entity)
