@@ -24,7 +24,7 @@ from graphql_service.metrics import GraphQLMetrics, time_root_fields
 from graphql_service.over_http import Refusal
 from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
-from graphql_service.rest_client import BoundedClient, RequestTimedOut, RestClient, RestError
+from graphql_service.rest_client import BoundedClient, ByteBudget, RequestTimedOut, RestClient, RestError
 from graphql_service.settings import GraphQLSettings
 from http_methods import refuse_unknown_methods
 from http_paths import refuse_empty_segments
@@ -109,7 +109,11 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         token = _caller_token()
         # One deadline for every REST call of the request: the fields run one after another, and
         # 200 row reads of a hung API, each with its timeout and retries, held a worker for 100 minutes.
-        bounded = BoundedClient(client, time.monotonic() + settings.request_timeout_seconds)
+        # One budget of REST answer bytes too: the cost counts rows, not their size, and 1,000 rows of
+        # 1 MB read 1 GB and built a 3 GB answer in the worker.
+        bounded = BoundedClient(
+            client, time.monotonic() + settings.request_timeout_seconds, ByteBudget(settings.max_rest_bytes)
+        )
         _, result = graphql_sync(
             SCHEMA,
             data,

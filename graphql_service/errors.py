@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ariadne import format_error
 from graphql import GraphQLError
 
-from graphql_service.rest_client import RequestTimedOut, RestError, WriteOutcomeUnknown
+from graphql_service.rest_client import AnswerTooLarge, RequestTimedOut, RestError, WriteOutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,14 @@ def _rest_error(original: RestError, formatted: dict, extensions: dict) -> None:
         formatted["message"] = (
             f"{original.detail}: read the row (or list the rows) before sending the write again,"
             " or it may be applied twice"
+        )
+    elif isinstance(original, AnswerTooLarge):
+        # Not SERVICE_UNAVAILABLE: the same query fails again; a smaller one passes.
+        extensions["code"] = "RESPONSE_TOO_LARGE"
+        formatted["message"] = (
+            f"the answer would pass {original.limit} bytes read from the REST API (GRAPHQL_MAX_REST_BYTES):"
+            " ask for fewer rows (a smaller `limit`, or fewer list and row fields; a row is read whole,"
+            " whatever fields it selects)"
         )
     elif isinstance(original, RequestTimedOut):
         extensions["code"] = "SERVICE_UNAVAILABLE"

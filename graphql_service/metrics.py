@@ -37,6 +37,8 @@ class GraphQLMetrics:
         self.errors = Counter("graphql_errors_total", "GraphQL errors by code", ["code"], registry=registry)
         self.rest_calls = Counter(
             "graphql_rest_calls_total",
+            # status: the answer's, "unreachable", "deadline", or "too_large" (a read stopped at the
+            # request's GRAPHQL_MAX_REST_BYTES)
             "Calls to the REST API by their outcome, each counted once whatever its retries",
             ["method", "status"],
             registry=registry,

@@ -43,6 +43,62 @@ class WriteOutcomeUnknown(RestError):
         super().__init__(0, f"the REST API did not answer a write it was sent ({why}): it may have been applied")
 
 
+class AnswerTooLarge(RestError):
+    """The REST answers of a GraphQL request would pass its bytes (GRAPHQL_MAX_REST_BYTES): the read
+    that found it was stopped, a later call is not made. The client's to mend (ask for fewer rows),
+    not the REST API failing: not retried, not an outage. Status 200: the REST API did answer."""
+
+    def __init__(self, limit: int, detail: str | None = None):
+        super().__init__(200, detail or f"the REST answers would pass {limit} bytes")
+        self.limit = limit
+
+
+@dataclass
+class ByteBudget:
+    """The REST answer bytes one GraphQL request may read, and those it has read."""
+
+    limit: int
+    read: int = 0
+    spent: bool = False  # an answer passed it: the request makes no more calls
+
+    def add(self, size: int) -> None:
+        self.read += size
+        self.spent = self.spent or self.read > self.limit
+
+
+READ_CHUNK = 1 << 16  # the most of an answer read past its budget
+
+
+def _read_body(response: urllib3.BaseHTTPResponse, method: str, budget: ByteBudget | None) -> bytes | bytearray:
+    """The answer's body (the REST API's pages are chunked: no length ahead). A read stops once it
+    would pass its budget (AnswerTooLarge), before it is read if its Content-Length says so (read
+    whole, `{ getArticles(limit: 1000) { content } }` of 1 MB rows put 1 GB in a worker). A
+    write's answer is one row, and the write was applied: it is read whole, and counted."""
+    if budget is None or method != "GET":
+        data = response.read()
+        if budget is not None:
+            budget.add(len(data))
+        return data
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and budget.read + int(length) > budget.limit:
+        budget.spent = True
+        raise AnswerTooLarge(budget.limit)
+    data = bytearray()  # grown in place: a list of chunks joined at the end held the answer twice
+    for chunk in response.stream(READ_CHUNK):
+        budget.add(len(chunk))
+        if budget.spent:
+            raise AnswerTooLarge(budget.limit)
+        data += chunk
+    return data
+
+
+def _drop(response: urllib3.BaseHTTPResponse) -> None:
+    """An answer left before its end: its connection is closed, not put back as it is (the pool would
+    hand the rest of this answer to the next call as its answer)."""
+    response.close()
+    response.release_conn()
+
+
 def _sent(error: BaseException | None) -> bool:
     """Whether the failed attempt behind `error` had sent its request: anything but a failure to
     connect (urllib3 wraps the last attempt's error in a MaxRetryError; none: no attempt failed)."""
@@ -129,10 +185,13 @@ class BoundedClient:
     once it has passed no call is made. Once a call has found the REST API unavailable (its retries
     spent), the request's later calls fail at once with the same error: found from outside, 200 row
     reads of a failing API each spent their retries, held a thread to the deadline and sent 313
-    requests to an API trying to recover. A GraphQL request's fields run in one thread."""
+    requests to an API trying to recover. The REST answers it reads are bounded in bytes (`budget`):
+    once they pass it, the request's later calls fail at once too (AnswerTooLarge). A GraphQL
+    request's fields run in one thread."""
 
     client: RestClient
     deadline: float
+    budget: ByteBudget | None = None  # None: answers are read whole, uncounted
     outage: RestError | None = None  # the call that found the REST API unavailable
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -141,9 +200,12 @@ class BoundedClient:
     def request_versioned(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str | None]:
         if self.outage is not None:
             raise RestError(self.outage.status, f"{self.outage.detail} (not called again in this request)")
+        if self.budget is not None and self.budget.spent:
+            limit = self.budget.limit
+            raise AnswerTooLarge(limit, f"the REST answers passed {limit} bytes (not called again in this request)")
         try:
-            return self.client.request_versioned(method, path, deadline=self.deadline, **kwargs)
-        except RestError as exc:
+            return self.client.request_versioned(method, path, deadline=self.deadline, budget=self.budget, **kwargs)
+        except RestError as exc:  # AnswerTooLarge is no outage (is_unavailable)
             if is_unavailable(exc, method):
                 self.outage = exc
             raise
@@ -189,8 +251,17 @@ class RestClient:
         if self.observe_retry is not None:
             self.observe_retry(method, reason)
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict, deadline: float | None, retry: bool):
-        """The call itself, its retries included: urllib3's answer, or a RestError."""
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict,
+        deadline: float | None,
+        retry: bool,
+        budget: ByteBudget | None,
+    ) -> tuple[urllib3.BaseHTTPResponse, bytes | bytearray]:
+        """The call itself, its retries included: urllib3's answer and its body, or a RestError."""
         options: dict[str, Any] = {}
         if deadline is not None:
             if time.monotonic() >= deadline:
@@ -202,7 +273,27 @@ class RestClient:
         with self._lock:
             self.calls += 1
         try:
-            return self.pool.urlopen(method, url, body=body, headers=headers, **options)
+            while True:
+                # The body is read here, not preloaded by urllib3, so that a read stops at its budget.
+                response = self.pool.urlopen(method, url, body=body, headers=headers, preload_content=False, **options)
+                try:
+                    data = _read_body(response, method, budget)
+                except urllib3.exceptions.HTTPError as exc:
+                    _drop(response)
+                    # The body broke off: retried as urllib3 retries an answer it preloads (a read only;
+                    # a write's error is raised, and spent retries raise MaxRetryError).
+                    options["retries"] = response.retries.increment(method, url, error=exc, _pool=self.pool)
+                    options["retries"].sleep()
+                    continue
+                except AnswerTooLarge:
+                    _drop(response)
+                    self._observe(method, "too_large")
+                    raise
+                except BaseException:
+                    _drop(response)
+                    raise
+                response.release_conn()
+                return response, data
         except (_DeadlinePassed, urllib3.exceptions.HTTPError) as exc:
             # A single attempt (retry=False) cut short by the deadline raises urllib3's own timeout.
             timed_out = isinstance(exc, _DeadlinePassed) or (deadline is not None and time.monotonic() >= deadline)
@@ -228,12 +319,14 @@ class RestClient:
         deadline: float | None = None,
         retry: bool = True,
         if_match: str | None = None,
+        budget: ByteBudget | None = None,
     ) -> tuple[Any, str | None]:
         """One REST call: the decoded JSON body (None for 204), or a RestError, and the ETag of the row
         the REST API answered (None where it sends none). With a `deadline` (time.monotonic()) the call,
         its retries included, ends by it (RequestTimedOut), and is not made once it has passed;
         `retry=False` makes one attempt. `if_match`: write only the row version with that ETag (else a
-        RestError 412)."""
+        RestError 412). `budget`: the answer bytes the call may read, counted there (AnswerTooLarge
+        beyond)."""
         headers = {"Accept": "application/json"}
         if if_match is not None:
             headers["If-Match"] = if_match
@@ -252,7 +345,7 @@ class RestClient:
                 headers["Content-Type"] = "application/json"
         except (UnicodeEncodeError, TypeError) as exc:  # a lone surrogate: no UTF-8 text can carry it
             raise RestError(400, f"a value cannot be sent to the REST API: {exc}") from None
-        response = self._send(method, url, body, headers, deadline, retry)
+        response, data = self._send(method, url, body, headers, deadline, retry, budget)
         self._observe(method, str(response.status))
         if method != "GET" and response.status in (502, 504):
             # A gateway's (the compose stack's nginx): whether the API behind it got the write is unknown.
@@ -260,7 +353,7 @@ class RestClient:
         if response.status == 204:
             return None, None
         try:
-            body = orjson.loads(response.data)
+            body = orjson.loads(data)
         except orjson.JSONDecodeError:
             body = {}
             # A page where the REST API answers JSON for every route it has (200, or a 404 or 405 of a

@@ -29,6 +29,15 @@ class GraphQLSettings(EnvSettings):
     max_depth: int = Field(8, ge=1, description="deepest selection a query may make")
     max_cost: int = Field(2000, ge=1, description="largest cost a query may have (list sizes count)")
     max_tokens: int = Field(10_000, ge=100, description="most tokens a query text may have (parsing stops there)")
+    max_rest_bytes: int = Field(
+        64 * 2**20,
+        ge=1024,
+        description=(
+            "REST answer bytes one GraphQL request may read; beyond, its fields get RESPONSE_TOO_LARGE. A"
+            " worker holds about 3x what it reads, so 64 MiB is about 200 MB a request; at the default cost"
+            " limit (2,000 rows) rows of up to 32 KB fit"
+        ),
+    )
     max_content_length: int = Field(
         4 * 2**20, ge=1024, description="largest request body, bytes (a 413 beyond: reading it would hold a worker)"
     )
