@@ -119,6 +119,8 @@ python scripts/run_dag.py "$airflow_url" "$passwords" base_a_to_base_b "manual__
 base-a summary "$url"
 
 mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
+base_a_shown=$(python scripts/database_url.py masked BASE_A_URL)  # password as ***
+base_b_shown=$(python scripts/database_url.py masked API_DATABASE_URL)
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")
 cat <<MSG
 
@@ -128,10 +130,10 @@ The platform is up.
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
-  Base A          $BASE_A_URL   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
+  Base A          $base_a_shown   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
   mapping         $mapping
   Kafka           $KAFKA_BOOTSTRAP   (change events: the same with --publish $KAFKA_BOOTSTRAP)
-  Base B          $API_DATABASE_URL
+  Base B          $base_b_shown
   logs            $logs
 Stop everything with: make down
 MSG
