@@ -8,6 +8,9 @@
 # $PLATFORM_VAR/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
 # and KAFKA_BOOTSTRAP to use PostgreSQL, MySQL and Kafka instead (see README).
 set -euo pipefail
+# What it writes under $PLATFORM_VAR (the API token, Airflow's JWT secret, Fernet key and admin
+# password, logs, databases) is the owner's alone: every process of the platform runs as this user.
+umask 077
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
