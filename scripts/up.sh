@@ -79,8 +79,8 @@ relay_port=${RELAY_HTTP_PORT:-9105}
 ready=("$url/ready" "$gql/ready")
 if [[ "$BASE_A_URL" == mysql* ]]; then
   # Topics are <prefix>.<Base A's database>.<table>: the events DAG must know the relay's database.
-  EVENTS_SOURCE_DATABASE=${EVENTS_SOURCE_DATABASE:-$(python -c \
-    'import sys; from sqlalchemy.engine import make_url; print(make_url(sys.argv[1]).database)' "$BASE_A_URL")}
+  # The URL by environment (its name on the command line): `ps` shows every user a command line.
+  EVENTS_SOURCE_DATABASE=${EVENTS_SOURCE_DATABASE:-$(python scripts/database_url.py database BASE_A_URL)}
   export EVENTS_SOURCE_DATABASE
   RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_HTTP_PORT=$relay_port \
     RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay base-a-relay

@@ -1,9 +1,10 @@
-"""`make up`'s scripts keep its secrets to their owner: passwords are not printed, and the files
-holding secrets are not readable by other local users.
+"""`make up`'s scripts keep its secrets to their owner: passwords are not printed, not put on a
+command line, and the files holding secrets are not readable by other local users.
 
 Found by an outside probe: up.sh printed API_DATABASE_URL and BASE_A_URL with their passwords (only
 percent-encoded) in its summary and so in make-up.log; airflow-env.sh wrote the API token, Airflow's
-JWT secret and Fernet key 0644 in a 0755 var/ (logs, airflow.db and Airflow's admin password file too).
+JWT secret and Fernet key 0644 in a 0755 var/ (logs, airflow.db and Airflow's admin password file too);
+up.sh put BASE_A_URL on a python command line.
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ def test_up_prints_no_database_url_as_is():
     summary = UP.read_text().split("cat <<MSG", 1)[1].split("\nMSG", 1)[0]
     for name in URL_VARIABLES:
         assert not re.search(rf"\$\{{?{name}\b", summary), f"up.sh's summary prints ${name} with its password"
+
+
+def test_up_passes_no_database_url_on_a_command_line():
+    """A URL reaches a command by environment (`NAME=$URL command`), never as an argument: `ps` and
+    /proc/*/cmdline show every user a process's arguments. A bash test (`[[ $URL == … ]]`) runs no process."""
+    for line in _up_lines():
+        code = re.sub(r"\[\[.*?\]\]", "", line)  # bash's own test
+        for found in re.finditer(rf"\$\{{?(?:{'|'.join(URL_VARIABLES)})\b", code):
+            before = code[: found.start()].rstrip('"')
+            assert before.endswith("="), f"up.sh puts a database URL on a command line: {line.strip()}"
 
 
 def _mode(path: Path) -> int:
