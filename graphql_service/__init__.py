@@ -70,11 +70,24 @@ def _refuse(metrics: GraphQLMetrics, refusal: Refusal):
     return over_http.request_error(refusal)
 
 
+def _flask_app(settings: GraphQLSettings) -> Flask:
+    """The Flask app with its logging, before routes; says once if GRAPHQL_SERVICE_TOKEN is set: it
+    lends its rights (writes, and the reads a REST API with API_READ_REQUIRES_TOKEN would refuse) to
+    anyone who can reach GraphQL without a token. Kept, as the seed system's clients rely on it, but said."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
+    if settings.service_token:
+        app.logger.warning(
+            "GRAPHQL_SERVICE_TOKEN is set: every GraphQL caller that sends no Authorization acts with it,"
+            " reads and writes; set it only where GraphQL is reachable by trusted clients alone"
+        )
+    return app
+
+
 def create_app(settings: GraphQLSettings | None = None) -> Flask:
     """The app factory: the one place a GraphQL app is built."""
     settings = settings or GraphQLSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__, static_folder=None)  # the explorer blueprint serves static/ under /graphql/static
+    app = _flask_app(settings)
     # /graphql//static/x is no route: a 404, not a 308 HTML redirect to a URL built from the Host header.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length

@@ -211,6 +211,13 @@ class BoundedClient:
             raise
 
 
+def _without_userinfo(url: str) -> str:
+    """The URL as it may be shown (GET /ready answers it to anyone): a user:password@ in it as ***@.
+    urllib3 sends no userinfo, but REST_API_URL was shown as configured, password included."""
+    parsed = urllib3.util.parse_url(url)
+    return parsed._replace(auth="***").url if parsed.auth is not None else url
+
+
 @dataclass
 class RestClient:
     """Keep-alive connections with timeouts; only idempotent reads are retried.
@@ -241,7 +248,8 @@ class RestClient:
 
     def _not_the_api(self, response) -> RestError:
         answered = f"{response.status}, {response.headers.get('Content-Type', 'no content type')}"
-        return RestError(502, f"{self.settings.rest_api_url} does not answer as the Base B REST API ({answered})")
+        shown = _without_userinfo(self.settings.rest_api_url)
+        return RestError(502, f"{shown} does not answer as the Base B REST API ({answered})")
 
     def _observe(self, method: str, status: str) -> None:
         if self.observe is not None:

@@ -19,7 +19,13 @@ class GraphQLSettings(EnvSettings):
         "http://127.0.0.1:5000", validation_alias="REST_API_URL", description="base URL of the REST API"
     )
     service_token: str | None = Field(
-        None, repr=False, description="bearer token for mutations when the caller sends none"
+        None,
+        repr=False,
+        description=(
+            "bearer token sent for every call, reads and writes, of a caller that sends no Authorization:"
+            " every anonymous GraphQL caller acts with it. Set it only where GraphQL is reachable by trusted"
+            " clients alone; else leave it unset and have clients send their own token"
+        ),
     )
     timeout: float = Field(10.0, gt=0, description="seconds for one REST call")
     request_timeout_seconds: float = Field(

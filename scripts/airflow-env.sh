@@ -4,11 +4,15 @@
 _root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PLATFORM_VAR=${PLATFORM_VAR:-$_root/var}
 export PATH="$_root/.venv/bin:$PATH"  # airflow and base-a, with this environment
-_secret() {  # a random value made once and kept in $PLATFORM_VAR
-  [ -s "$PLATFORM_VAR/$1" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(64))' > "$PLATFORM_VAR/$1"
+_secret() {  # a random value made once and kept in $PLATFORM_VAR, readable by its owner alone
+  [ -s "$PLATFORM_VAR/$1" ] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(64))' > "$PLATFORM_VAR/$1")
   cat "$PLATFORM_VAR/$1"
 }
-mkdir -p "$PLATFORM_VAR"
+# The owner's alone: it holds the secrets, Airflow's admin password, logs and databases (every
+# process of the platform runs as this user). chmod too: a var/ made 0755 before stays readable.
+# No umask here: this file is also sourced into a user's own shell.
+mkdir -p -m 700 "$PLATFORM_VAR"
+if [ -O "$PLATFORM_VAR" ]; then chmod 700 "$PLATFORM_VAR"; fi
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$PLATFORM_VAR/airflow}
 # The metadata database: SQLite for a local stack; its writers wait up to 30 s for the lock
 # (Python's default 5 s fails API calls while the scheduler, workers and triggerer all write).
@@ -23,7 +27,7 @@ export AIRFLOW__API__PORT=${AIRFLOW__API__PORT:-8080}
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://127.0.0.1:$AIRFLOW__API__PORT/execution/}
 export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(_secret airflow-jwt-secret)}
 export AIRFLOW__CORE__FERNET_KEY=${AIRFLOW__CORE__FERNET_KEY:-$(
-  [ -s "$PLATFORM_VAR/airflow-fernet-key" ] || python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$PLATFORM_VAR/airflow-fernet-key"
+  [ -s "$PLATFORM_VAR/airflow-fernet-key" ] || (umask 077; python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > "$PLATFORM_VAR/airflow-fernet-key")
   cat "$PLATFORM_VAR/airflow-fernet-key")}
 # StatsD for Airflow's metrics and the pipelines' own (statsd-exporter on 8125/udp when it runs).
 export AIRFLOW__METRICS__STATSD_ON=${AIRFLOW__METRICS__STATSD_ON:-True}

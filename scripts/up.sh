@@ -8,6 +8,9 @@
 # $PLATFORM_VAR/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
 # and KAFKA_BOOTSTRAP to use PostgreSQL, MySQL and Kafka instead (see README).
 set -euo pipefail
+# What it writes under $PLATFORM_VAR (the API token, Airflow's JWT secret, Fernet key and admin
+# password, logs, databases) is the owner's alone: every process of the platform runs as this user.
+umask 077
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
@@ -76,8 +79,8 @@ relay_port=${RELAY_HTTP_PORT:-9105}
 ready=("$url/ready" "$gql/ready")
 if [[ "$BASE_A_URL" == mysql* ]]; then
   # Topics are <prefix>.<Base A's database>.<table>: the events DAG must know the relay's database.
-  EVENTS_SOURCE_DATABASE=${EVENTS_SOURCE_DATABASE:-$(python -c \
-    'import sys; from sqlalchemy.engine import make_url; print(make_url(sys.argv[1]).database)' "$BASE_A_URL")}
+  # The URL by environment (its name on the command line): `ps` shows every user a command line.
+  EVENTS_SOURCE_DATABASE=${EVENTS_SOURCE_DATABASE:-$(python scripts/database_url.py database BASE_A_URL)}
   export EVENTS_SOURCE_DATABASE
   RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_HTTP_PORT=$relay_port \
     RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay base-a-relay
@@ -119,6 +122,8 @@ python scripts/run_dag.py "$airflow_url" "$passwords" base_a_to_base_b "manual__
 base-a summary "$url"
 
 mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
+base_a_shown=$(python scripts/database_url.py masked BASE_A_URL)  # password as ***
+base_b_shown=$(python scripts/database_url.py masked API_DATABASE_URL)
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")
 cat <<MSG
 
@@ -128,10 +133,10 @@ The platform is up.
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
-  Base A          $BASE_A_URL   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
+  Base A          $base_a_shown   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
   mapping         $mapping
   Kafka           $KAFKA_BOOTSTRAP   (change events: the same with --publish $KAFKA_BOOTSTRAP)
-  Base B          $API_DATABASE_URL
+  Base B          $base_b_shown
   logs            $logs
 Stop everything with: make down
 MSG

@@ -49,7 +49,9 @@ class Platform:
         return json.loads(generated.read_text())["admin"]
 
     def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        with open(self.var / f"make-{target}.log", "a") as log:
+        # The owner's alone, as everything make up writes (it holds the summary, Airflow's admin password).
+        descriptor = os.open(self.var / f"make-{target}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(descriptor, "a") as log:
             return subprocess.run(
                 ["make", target],
                 cwd=REPO,

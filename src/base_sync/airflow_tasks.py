@@ -183,12 +183,21 @@ def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
     )
 
 
+def _shown_host(host: str | None) -> str | None:
+    """A connection's host as a task's error may show it: userinfo (a token put there by mistake,
+    `http://x:<token>@h`) as ***@, everything up to the last @."""
+    if not host or "@" not in host:
+        return host
+    scheme, separator, rest = host.partition("://") if "://" in host else ("", "", host)
+    return f"{scheme}{separator}***{rest[rest.rindex('@') :]}"
+
+
 def _api_url(conn) -> str:
     """The API's base URL from an http connection: `scheme` in extra (or `schema` http/https), host,
     port, and any other `schema` as the path the API is mounted under (a URI's path lands there)."""
     if not conn.host or "://" in conn.host or "/" in conn.host:
         raise ConfigurationError(
-            f"Airflow connection {conn.conn_id!r}: host must be a host name, got {conn.host!r} "
+            f"Airflow connection {conn.conn_id!r}: host must be a host name, got {_shown_host(conn.host)!r} "
             '(the scheme goes in the connection type or extra {"scheme": "https"}, a path in schema)'
         )
     schema = (conn.schema or "").strip("/")

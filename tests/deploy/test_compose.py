@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from testbed.servers import REPO
@@ -94,6 +97,90 @@ def test_secrets_have_no_defaults():
         assert uses, variable
         assert all(not use or use.startswith(":?") for use in uses if use), variable
         assert f"{variable}=" in (REPO / ".env.example").read_text()
+
+
+# A secret's variable as compose ($${NAME}, $$NAME: the container's) or a shell ($NAME) writes it.
+SECRET_VARIABLE = re.compile(r"\$+\{?(?P<name>\w*(?:PASSWORD|PASSWD|PWD|SECRET|TOKENS?|KEY)\w*)", re.I)
+SHELL_OPERATORS = frozenset(";&|()")
+
+
+def argv_secrets(shell: str) -> list[str]:
+    """The secret variables a shell command line puts in some process's arguments, which `ps` and
+    /proc/*/cmdline show every user of the host (a container's processes too). A secret may reach a
+    command only by its environment (`MYSQL_PWD=$X mysql ...`, before the command's name) or on stdin."""
+    lexer = shlex.shlex(shell.replace("\\\n", " "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    found, assigning = [], True
+    for token in lexer:
+        if set(token) <= SHELL_OPERATORS:  # the next command begins
+            assigning = True
+            continue
+        if assigning and re.match(r"[A-Za-z_]\w*=", token):  # NAME=value: the command's environment
+            continue
+        assigning = False
+        found += [m["name"] for m in SECRET_VARIABLE.finditer(token)]
+        if re.match(r"-p['\"]?\$", token):  # mysql's -p$PASSWORD, whatever the variable's name
+            found.append(token)
+    return found
+
+
+def _command_lines(compose: dict) -> Iterator[tuple[str, str, bool]]:
+    """(where, text, is_shell) of every service's command, entrypoint and health check."""
+    for name, service in compose["services"].items():
+        for key, value in (
+            ("command", service.get("command")),
+            ("entrypoint", service.get("entrypoint")),
+            ("healthcheck", (service.get("healthcheck") or {}).get("test")),
+        ):
+            if isinstance(value, str):
+                yield f"{name}.{key}", value, True
+            elif isinstance(value, list) and value and value[0] == "CMD-SHELL":
+                yield f"{name}.{key}", " ".join(value[1:]), True
+            elif isinstance(value, list):  # exec form: each item is an argument as it stands
+                for item in value:
+                    yield f"{name}.{key}", str(item), False
+
+
+def _script_lines(path: Path) -> Iterator[str]:
+    """A shell script's command lines, continuations joined; heredoc bodies (stdin) left out."""
+    end = None
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        if end is not None:
+            end = None if line.strip() == end else end
+            continue
+        heredoc = re.search(r"<<-?\s*['\"]?(\w+)", line)
+        end = heredoc[1] if heredoc else None
+        yield line
+
+
+def test_no_command_or_health_check_puts_a_password_on_its_command_line():
+    """The probe found the MySQL health check running `mysqladmin -p"$MYSQL_ROOT_PASSWORD"` every 5 s."""
+    for where, text, is_shell in _command_lines(COMPOSE):
+        found = argv_secrets(text) if is_shell else [m["name"] for m in SECRET_VARIABLE.finditer(text)]
+        assert not found, f"{where} puts {found} on a command line: pass it by environment ({text})"
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "deploy").glob("*-init/*.sh")), ids=lambda p: p.parent.name)
+def test_the_database_init_scripts_put_no_password_on_a_command_line(script):
+    """01-accounts.sh ran `mysql -uroot -p"$MYSQL_ROOT_PASSWORD"`, 01-airflow.sh `psql -v airflow_password=...`."""
+    for line in _script_lines(script):
+        assert not argv_secrets(line), f"{script.name} puts a password on a command line: {line.strip()}"
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ('mysqladmin ping -uroot -p"$$MYSQL_ROOT_PASSWORD" --silent', True),
+        ("mysql -uroot -p$X -e 'select 1'", True),
+        ('psql -v airflow_password="$AIRFLOW_DB_PASSWORD" -d x', True),
+        ("cd /x && curl -u admin:${GRAFANA_ADMIN_PASSWORD} http://g", True),
+        ('MYSQL_PWD="$$MYSQL_ROOT_PASSWORD" mysqladmin ping -h 127.0.0.1 -uroot --silent', False),
+        ("set -e; PGPASSWORD=$POSTGRES_PASSWORD psql -h db -U base_b <<'SQL'", False),
+        ("pg_isready -U base_b -d base_b", False),
+    ],
+)
+def test_the_command_line_check_tells_an_argument_from_the_environment(line, found):
+    assert bool(argv_secrets(line)) == found, argv_secrets(line)
 
 
 def test_every_mounted_host_path_exists():

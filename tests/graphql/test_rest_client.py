@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from graphql_service import create_app
 from graphql_service.rest_client import RestClient, RestError, WriteOutcomeUnknown
 from graphql_service.settings import GraphQLSettings
 
@@ -127,3 +129,17 @@ def test_a_page_where_the_api_should_be_is_a_misconfiguration_not_a_clients_erro
         with pytest.raises(RestError) as wrong:
             client.request("GET", path)
         assert wrong.value.status == 502 and "does not answer as the Base B REST API" in wrong.value.detail
+
+
+@pytest.mark.parametrize("userinfo", ["svc:{secret}@", "{secret}@", "svc:{secret}:@"])
+def test_ready_shows_the_address_without_its_userinfo(stub_api, userinfo):
+    """GET /ready needs no credentials: a REST_API_URL with user:password@ (a probe's finding) was
+    answered as configured when the address did not answer as the API."""
+    base, _ = stub_api
+    secret = secrets.token_hex(16)
+    configured = base.replace("http://", "http://" + userinfo.format(secret=secret)) + "/plain"
+    answer = create_app(GraphQLSettings(rest_api_url=configured)).test_client().get("/ready")
+    assert answer.status_code == 503
+    detail = answer.json["detail"]
+    assert secret not in detail, detail
+    assert detail.startswith(base.replace("http://", "http://***@") + "/plain does not answer as the Base B REST API")

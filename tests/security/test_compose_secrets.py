@@ -144,6 +144,36 @@ def test_every_required_variable_of_the_compose_file_is_in_env_example():
     assert not absent, f"required by docker-compose.yaml but not in .env.example: {absent}"
 
 
+# A variable pasted as the password of a URL (user:${NAME:?message}@), or as a JSON string's value.
+PASTED = re.compile(r"://[^\s/:@'\"]+:\$\{(?P<url>\w+)[^}]*\}@" r'|"\s*:\s*"\$\{(?P<json>\w+)[^}]*\}"')
+
+
+def _pasted_variables(compose: dict) -> set[str]:
+    """The variables compose pastes as they are into a connection URL or an Airflow connection's JSON."""
+    return {m["url"] or m["json"] for _, text in _strings(compose) for m in PASTED.finditer(text)}
+
+
+def _env_example_paragraphs() -> dict[str, str]:
+    """Each variable of .env.example -> the paragraph (blank-line separated) that holds it."""
+    found = {}
+    for paragraph in ENV_EXAMPLE.read_text().split("\n\n"):
+        for line in paragraph.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                found[line.partition("=")[0].strip()] = paragraph
+    return found
+
+
+def test_env_example_says_which_values_must_be_url_safe():
+    """Compose cannot percent-encode: a password with @ : / % # in a URL breaks it, and the part after
+    an @ was printed as the host name (the probe's "failed to resolve host '<password tail>@127.0.0.1'").
+    Every variable pasted into a URL or JSON sits in a paragraph of .env.example that says URL-safe."""
+    pasted = _pasted_variables(_compose())
+    assert {"POSTGRES_PASSWORD", "BASE_A_SYNC_PASSWORD", "AIRFLOW_DB_PASSWORD", "PIPELINE_API_TOKEN"} <= pasted
+    paragraphs = _env_example_paragraphs()
+    silent = sorted(name for name in pasted if "URL-safe" not in paragraphs.get(name, ""))
+    assert not silent, f".env.example does not say these must be URL-safe (they are pasted into URLs): {silent}"
+
+
 # The checks themselves, on small documents: each must catch what it is for.
 BAD = {
     "literal": {"services": {"db": {"environment": {"POSTGRES_PASSWORD": "postgres"}}}},

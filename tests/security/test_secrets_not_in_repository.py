@@ -39,8 +39,9 @@ SECRET_ASSIGNMENT = re.compile(
     (?P<value>.*)
     """
 )
-# Where a value is a reference or a placeholder rather than a secret.
-REFERENCE = re.compile(r"^(?:\$\{?\w|\$\(|%\(\w+\)s|\{\{.*\}\}$|\{\w*\}$|<[^>]*>$)")
+# Where a value is a reference or a placeholder rather than a secret ($$NAME: compose's escape for
+# the container's own $NAME, as in a health check's `MYSQL_PWD=$$MYSQL_ROOT_PASSWORD mysqladmin ...`).
+REFERENCE = re.compile(r"^(?:\$\$?\{?\w|\$\(|%\(\w+\)s|\{\{.*\}\}$|\{\w*\}$|<[^>]*>$)")
 PLACEHOLDER = re.compile(
     r"(?i)^(?:|change-?me\S*|\.\.\.|x{3,}|\*{3,}|your[-_]\S*|example|placeholder|none|null|unused|true|false|~)$"
 )
@@ -65,7 +66,7 @@ ALLOWLIST = (
     Allowed(
         "deploy/postgres-init/01-airflow.sh",
         "airflow_password",
-        "psql's variable reference :'airflow_password', set from $AIRFLOW_DB_PASSWORD on the command line",
+        "psql's variable reference :'airflow_password', read by \\getenv from $AIRFLOW_DB_PASSWORD",
     ),
 )
 
@@ -186,6 +187,7 @@ def test_the_scanner_finds_planted_secrets(line, path):
         ("token = token.strip()", "api_service/auth.py"),
         ('TOKEN = "graphql-suite-token"', "tests/graphql/conftest.py"),
         ("url = postgresql://airflow:${AIRFLOW_DB_PASSWORD}@postgres/airflow", "deploy/x.cfg"),
+        ('      test: ["CMD-SHELL", "MYSQL_PWD=$$MYSQL_ROOT_PASSWORD mysqladmin ping"]', "docker-compose.yaml"),
     ],
 )
 def test_the_scanner_passes_references_placeholders_and_test_fixtures(line, path):
