@@ -171,7 +171,9 @@ def base_a_to_base_b():
             )
             [loaded, parts] >> checked >> [approval, deleted]
             approval >> deleted >> verified
-            commit(entity, loaded, verified, deleted, parts)
+            # The plan too: the commit takes only its partitions' reports (a re-planned run keeps the
+            # results of map indexes the new plan dropped).
+            commit(entity, loaded, verified, deleted, parts, planned)
 
 
 base_a_to_base_b()

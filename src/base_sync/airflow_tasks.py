@@ -454,10 +454,19 @@ def verify(entity: str, loaded: dict) -> dict:
 
 @fail_terminal
 def commit_watermark(
-    entity: str, loaded: dict, verified: dict, deleted: dict | None, partitions: list[dict] | None
+    entity: str,
+    loaded: dict,
+    verified: dict,
+    deleted: dict | None,
+    partitions: list[dict] | None,
+    planned: list[dict] | None,
 ) -> dict:
-    """Advance the watermark to the verified window's end (of every partition, when the load was
-    partitioned); record the run's statistics with it.
+    """Advance the watermark to the verified window's end (of every partition of the run's plan,
+    `planned`, when the load was partitioned); record the run's statistics with it.
+
+    `partitions` holds every result Airflow kept of the mapped load_partition, those of map indexes
+    an earlier plan of the run made and a new one dropped too: only the current plan's count
+    (`partitioned.reports_of_plan`).
 
     It runs when nothing upstream failed (the mapped partitions are skipped on unpartitioned runs),
     so it checks the entity's selection itself. When the deletes were withheld (a rejected mass
@@ -469,7 +478,9 @@ def commit_watermark(
     if withheld:
         plan = get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
         deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)
-    reports = [PartitionReport.from_json(p) for p in partitions or []]
+    current = [Partition.from_json(p) for p in _upstream(planned, "plan_partitions", entity)]
+    gathered = [PartitionReport.from_json(p) for p in partitions or []]
+    reports = partitioned.reports_of_plan(entity, current, gathered)
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
     stats[sync.MAPPING_DIGEST] = loaded.get(sync.MAPPING_DIGEST)  # what the load mapped with

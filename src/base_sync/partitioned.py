@@ -6,8 +6,8 @@ key buckets, or equal widths of a nearly gapless key). The DAG maps one task per
 executor spreads them over its workers; each streams its range, pushes it to the bulk endpoint
 and verifies that range on both sides, and is retried alone when it fails (a re-sent row is a
 no-op under the version guard). `combine` turns the partition reports into the one `LoadReport`
-the commit takes: only when every partition of the plan reported, so the watermark moves only
-after all of them verified.
+the commit takes: only the reports of the run's current plan (`reports_of_plan`), and only when
+every partition of that plan reported, so the watermark moves only after all of them verified.
 """
 
 from __future__ import annotations
@@ -128,21 +128,48 @@ def loading_together(settings: SyncSettings, partitions: int) -> int:
     return min(partitions, settings.partitions_at_once or partitions)
 
 
-def combine(loaded: LoadReport, reports: list[PartitionReport]) -> tuple[LoadReport, VerifyResult]:
-    """One load report and one verification over every partition, for the commit.
+def reports_of_plan(entity: str, plan: list[Partition], reports: list[PartitionReport]) -> list[PartitionReport]:
+    """The reports of the run's current plan (`plan_partitions`' result), in its order; the others ignored.
 
-    Raises when a partition of the plan is missing. The window ends at the highest row any
-    partition read, but never after the plan's clock (`sync.commit` caps it): rows changed while
-    the partitions ran are re-read by the next incremental run.
+    A report belongs to the plan when it names one of its partitions: index, count, key range and
+    clock (Base A's time at planning, new on every plan). Airflow keeps the result of a mapped task
+    whose map index a new plan dropped (the instance is `removed`, and cannot be cleared): a run
+    re-planned with fewer partitions, or in one piece, still hands the earlier plan's reports to the
+    commit, and they must count for nothing. Raises when a partition of the plan has no report
+    (marked success by hand): the watermark stays.
+    """
+    current = {partition: None for partition in plan}
+    ignored = []
+    for report in reports:
+        if report.partition in current:
+            current[report.partition] = report
+        else:
+            ignored.append(report.partition)
+    if ignored:
+        log.warning(
+            "%s: ignored %d partition reports of an earlier plan of this run (re-planned since): %s",
+            entity,
+            len(ignored),
+            ", ".join(f"{p.label} planned at {p.clock.isoformat()}" for p in ignored),
+        )
+    missing = [partition for partition, report in current.items() if report is None]
+    if missing:
+        got = sorted(p.index for p, r in current.items() if r is not None)
+        raise IncompletePartitionsError(
+            f"{entity}: partitions {got} reported, the plan has {len(plan)}: the watermark stays"
+        )
+    return [report for report in current.values() if report is not None]
+
+
+def combine(loaded: LoadReport, reports: list[PartitionReport]) -> tuple[LoadReport, VerifyResult]:
+    """One load report and one verification over every partition of the plan (`reports_of_plan`), for the commit.
+
+    The window ends at the highest row any partition read, but never after the plan's clock
+    (`sync.commit` caps it): rows changed while the partitions ran are re-read by the next
+    incremental run.
     """
     if not reports:
         return loaded, VerifyResult()
-    expected = set(range(reports[0].partition.of))
-    got = sorted(r.partition.index for r in reports)
-    if got != sorted(expected):
-        raise IncompletePartitionsError(
-            f"{loaded.entity}: partitions {got} reported, the plan has {len(expected)}: the watermark stays"
-        )
     counts: Counter = Counter()
     for r in reports:
         counts.update(r.counts)

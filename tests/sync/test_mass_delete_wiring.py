@@ -76,6 +76,8 @@ def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():
         assert set(verify["upstream"]) == {f"{entity}.load", f"{entity}.propagate_deletes"}
         assert commit["trigger_rule"] == "none_failed"
         assert f"{entity}.propagate_deletes" in commit["upstream"]
+        # The commit takes the plan: only its partitions' reports count (a re-planned run keeps others).
+        assert {f"{entity}.plan_partitions", f"{entity}.load_partition"} <= set(commit["upstream"])
 
 
 def test_withheld_deletes_keep_the_last_delete_log_position_and_comparison_time():

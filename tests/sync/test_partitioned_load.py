@@ -16,7 +16,8 @@ from base_sync import partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.demo import generate
 from base_sync.errors import ApiUnavailable
-from base_sync.reports import LoadReport
+from base_sync.key_ranges import KeyRange
+from base_sync.reports import LoadReport, Partition, PartitionReport, VerifyResult
 from base_sync.settings import SyncSettings
 from base_sync.source import Cursor
 from base_sync.state import MemoryStateStore, WatermarkAhead
@@ -58,7 +59,7 @@ def test_partitioned_first_load_retries_a_failed_partition_alone_and_commits_aft
     # The commit refuses while a partition is missing: the watermark stays unset.
     loaded = partitioned.left_to_partitions("employees", store, len(plan))
     with pytest.raises(partitioned.IncompletePartitionsError):
-        partitioned.combine(loaded, list(reports.values()))
+        partitioned.reports_of_plan("employees", plan, list(reports.values()))
     assert store.get("employees") is None
 
     # The failed partition alone, again: the API receives its rows and no other.
@@ -68,7 +69,9 @@ def test_partitioned_first_load_retries_a_failed_partition_alone_and_commits_aft
     assert bulk_records_received(base_b.url, "employees") - received_before == sizes[1]
     assert reports[1].counts["inserted"] == reports[1].verified.rows == sizes[1]
 
-    report, verified = partitioned.combine(loaded, [reports[i] for i in (2, 0, 1)])
+    report, verified = partitioned.combine(
+        loaded, partitioned.reports_of_plan("employees", plan, [reports[i] for i in (2, 0, 1)])
+    )
     assert report.counts["inserted"] == verified.rows == ROWS
     watermark = sync.commit("employees", store, report, {})
     highest = max(r.until for r in reports.values())
@@ -109,3 +112,60 @@ def test_a_partition_verifies_its_own_key_range_only(base_a, base_a_engine, base
 def test_partitions_share_the_push_concurrency_of_those_loading_together(push, partitions, at_once, each):
     settings = SyncSettings(push_concurrency=push, partitions_at_once=at_once)
     assert partitioned.partition_concurrency(settings, partitions) == each
+
+
+def _planned(clock: datetime, *ranges: tuple[int, int]) -> list[Partition]:
+    return [Partition("employees", i, len(ranges), KeyRange(*keys), clock) for i, keys in enumerate(ranges)]
+
+
+def _reported(partition: Partition, rows: int) -> PartitionReport:
+    """A partition's report as the commit receives it: through its XCom's JSON."""
+    until = Cursor(partition.clock, partition.keys.high)
+    report = PartitionReport(partition, until, {"extracted": rows, "inserted": rows}, VerifyResult(rows=rows), 1.0)
+    return PartitionReport.from_json(report.to_json())
+
+
+FIRST_PLAN = datetime(2026, 12, 6, 23, 0, 0, 123456, tzinfo=UTC)
+SECOND_PLAN = datetime(2026, 12, 6, 23, 40, 0, 654321, tzinfo=UTC)
+
+
+def test_a_run_replanned_with_fewer_partitions_commits_the_new_plans_reports_only(caplog):
+    """Found from outside: 4 partitions, 3/4 failed, the run re-planned with SYNC_PARTITIONS=2 (plan_partitions
+    cleared with its downstream tasks). Airflow marks map indexes 2 and 3 removed but keeps the result
+    of index 3, and hands it to the commit with the new plan's two: the commit failed on every try."""
+    old = _planned(FIRST_PLAN, (0, 15007), (15008, 30015), (30016, 45023), (45024, 60031))
+    new = _planned(SECOND_PLAN, (0, 30015), (30016, 60031))
+    # What Airflow gathers of the mapped task: map indexes 0 and 1 rerun, 3 left from the first plan.
+    gathered = [_reported(new[0], 15000), _reported(new[1], 15000), _reported(old[3], 7500)]
+    caplog.set_level("WARNING", logger="base_sync.partitioned")
+
+    reports = partitioned.reports_of_plan("employees", [Partition.from_json(p.to_json()) for p in new], gathered)
+    assert [r.partition for r in reports] == new
+    assert "ignored 1 partition reports of an earlier plan of this run" in caplog.text
+    assert "4/4: keys 45024..60031 planned at 2026-12-06T23:00:00.123456+00:00" in caplog.text
+    loaded = LoadReport("employees", None, None, None)
+    report, verified = partitioned.combine(loaded, reports)
+    assert report.counts == {"extracted": 30000, "inserted": 30000} and verified.rows == 30000
+    assert report.clock == SECOND_PLAN and report.until == Cursor(SECOND_PLAN, 60031)
+
+
+def test_a_run_replanned_in_one_piece_commits_no_partition_report():
+    """SYNC_PARTITION_MIN_ROWS raised before re-planning a run whose partitions all loaded: the load runs
+    in one piece, and the earlier plan's reports (complete, 0..of-1) must not make the commit's counts."""
+    old = _planned(FIRST_PLAN, (0, 15007), (15008, 30015))
+    gathered = [_reported(p, 15000) for p in old]
+    assert partitioned.reports_of_plan("employees", [], gathered) == []
+    loaded = LoadReport("employees", None, None, Cursor(SECOND_PLAN, 7), SECOND_PLAN, {"inserted": 12})
+    report, verified = partitioned.combine(loaded, [])
+    assert report is loaded and verified == VerifyResult()
+
+
+def test_a_partition_of_the_plan_without_its_own_report_stops_the_commit():
+    """Marked success by hand, or re-planned to the same ranges: another plan's report of the same
+    index and keys does not stand in for it (its clock differs)."""
+    old = _planned(FIRST_PLAN, (0, 30015), (30016, 60031))
+    new = _planned(SECOND_PLAN, (0, 30015), (30016, 60031))
+    with pytest.raises(partitioned.IncompletePartitionsError, match="the watermark stays"):
+        partitioned.reports_of_plan("employees", new, [_reported(new[0], 1), _reported(old[1], 1)])
+    with pytest.raises(partitioned.IncompletePartitionsError):
+        partitioned.reports_of_plan("employees", new, [_reported(new[1], 1)])
