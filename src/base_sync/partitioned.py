@@ -94,7 +94,7 @@ def load_partition(partition: Partition, base_a: BaseA, api: BaseBApi, settings:
         entity,
         chunks,
         partition_concurrency(settings, partition.of),
-        on_chunk=reach.add,
+        on_chunk=sync.progress(entity, reach, f" (partition {partition.index + 1}/{partition.of})"),
     )
     until = reach.cursor
     window = LoadReport(entity, None, None, until, partition.clock, counts)

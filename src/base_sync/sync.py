@@ -109,14 +109,6 @@ def load(
     if previous is not None and not full_refresh:
         since = _looking_back(previous, settings, base_a.view(entity))
     reach = Reach()
-    read = [0]
-
-    def track(records: list[dict]) -> None:
-        # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
-        reach.add(records)
-        read[0] += len(records)
-        log.info("%s: read %d rows (%d so far), the window reaches %s", entity, len(records), read[0], reach.cursor)
-
     log.info("%s: extracting after %s%s", entity, since or "the start", " (full refresh)" if full_refresh else "")
     counts = push_chunks(
         api,
@@ -126,12 +118,30 @@ def load(
             base_a.extract(entity, since, settings.chunk_size),
         ),
         settings.push_concurrency,
-        on_chunk=track,
+        on_chunk=progress(entity, reach),
     )
     until = reach.cursor
     report = LoadReport(entity, previous, since, until, clock, counts, time.perf_counter() - started)
     log.info("%s: loaded %s in %.2f s", entity, dict(counts), report.seconds)
     return report
+
+
+def progress(entity: str, reach: Reach, part: str = "") -> Callable[[list], None]:
+    """A load's `on_chunk`: follows how far the read reached (`reach`) and logs one line per chunk,
+    the progress an operator watches in the task log; `part` names the part of the load that reads
+    (a partition's " (partition 2/4)")."""
+    read = 0
+
+    def track(records: list) -> None:
+        nonlocal read
+        # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
+        reach.add(records)
+        read += len(records)
+        log.info(
+            "%s%s: read %d rows (%d so far), the window reaches %s", entity, part, len(records), read, reach.cursor
+        )
+
+    return track
 
 
 def verify(

@@ -105,6 +105,26 @@ def test_a_partition_verifies_its_own_key_range_only(base_a, base_a_engine, base
         sync.verify("employees", base_a, api, window, no_repairs, second.keys)
 
 
+def test_a_partition_logs_its_progress_one_line_per_chunk_as_the_one_piece_load_does(
+    base_a, base_a_engine, base_b, caplog
+):
+    """Found from outside: a partition logged nothing until it ended (a 500k-row range: minutes of silence)."""
+    generate.seed(base_a_engine, "employees", 1500, seed_value=43)
+    first, _ = partitioned.plan("employees", base_a, MemoryStateStore(), SETTINGS.model_copy(update={"partitions": 2}))
+    rows = rows_between(base_a, first.keys.low, first.keys.high)
+    caplog.set_level("INFO", logger="base_sync")
+    partitioned.load_partition(first, base_a, base_b.api(), SETTINGS)
+    lines = [r.getMessage() for r in caplog.records if "so far" in r.getMessage()]
+    assert lines[0].startswith("employees (partition 1/2): read 500 rows (500 so far), the window reaches "), lines
+    assert len(lines) == -(-rows // 500) and f"({rows} so far)" in lines[-1], lines
+    # The one-piece load's lines, from the same code.
+    caplog.clear()
+    sync.load("employees", base_a, base_b.api(), MemoryStateStore(), SETTINGS)
+    lines = [r.getMessage() for r in caplog.records if "so far" in r.getMessage()]
+    assert lines[0].startswith("employees: read 500 rows (500 so far), the window reaches "), lines
+    assert len(lines) == 3 and "(1500 so far)" in lines[-1], lines
+
+
 @pytest.mark.parametrize(
     ("push", "partitions", "at_once", "each"),
     [(2, 1, 0, 2), (2, 4, 0, 1), (8, 4, 0, 2), (8, 4, 2, 4), (8, 2, 4, 4), (3, 4, 2, 2)],
