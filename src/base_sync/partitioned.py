@@ -153,10 +153,13 @@ def reports_of_plan(entity: str, plan: list[Partition], reports: list[PartitionR
             ", ".join(f"{p.label} planned at {p.clock.isoformat()}" for p in ignored),
         )
     missing = [partition for partition, report in current.items() if report is None]
-    if missing:
-        got = sorted(p.index for p, r in current.items() if r is not None)
+    if missing:  # named as the UI names the mapped instances: 1-based, with their keys
         raise IncompletePartitionsError(
-            f"{entity}: partitions {got} reported, the plan has {len(plan)}: the watermark stays"
+            f"{entity}: no verified report of partition {'; '.join(p.label for p in missing)} of this run's plan "
+            f"({len(plan) - len(missing)} of {len(plan)} reported; an instance marked success by hand leaves none): "
+            f"the watermark stays. Clear that {entity}.load_partition instance (the UI names it so) with its "
+            f"downstream tasks to load it again, or the run's {entity}.plan_partitions with its downstream tasks "
+            "to plan and load anew"
         )
     return [report for report in current.values() if report is not None]
 

@@ -189,3 +189,19 @@ def test_a_partition_of_the_plan_without_its_own_report_stops_the_commit():
         partitioned.reports_of_plan("employees", new, [_reported(new[0], 1), _reported(old[1], 1)])
     with pytest.raises(partitioned.IncompletePartitionsError):
         partitioned.reports_of_plan("employees", new, [_reported(new[1], 1)])
+
+
+def test_the_commit_names_the_partitions_without_a_report_as_the_ui_does_and_what_to_do():
+    """Found from outside: "partitions [0, 2, 3] reported" counted from 0 while the UI shows 1/4 .. 4/4."""
+    plan = _planned(FIRST_PLAN, (0, 15007), (15008, 30015), (30016, 45023), (45024, 60031))
+    with pytest.raises(partitioned.IncompletePartitionsError) as refused:
+        partitioned.reports_of_plan("employees", plan, [_reported(plan[i], 1) for i in (0, 2, 3)])
+    message = str(refused.value)
+    assert message.startswith(
+        "employees: no verified report of partition 2/4: keys 15008..30015 of this run's plan (3 of 4 reported; "
+    ), message
+    assert "the watermark stays" in message
+    assert "Clear that employees.load_partition instance (the UI names it so) with its downstream tasks" in message
+    assert "or the run's employees.plan_partitions with its downstream tasks to plan and load anew" in message
+    with pytest.raises(partitioned.IncompletePartitionsError, match=r"partition 1/4: keys 0\.\.15007; 4/4: keys"):
+        partitioned.reports_of_plan("employees", plan, [_reported(plan[i], 1) for i in (1, 2)])
