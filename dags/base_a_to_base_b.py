@@ -93,6 +93,7 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
     max_active_runs=1,
     tags=["sync", "base_a", "base_b", "batch"],
     doc_md=RUNBOOK,
+    user_defined_filters=airflow_tasks.PARTITION_FILTERS,  # names load_partition's instances by range
     description="Copy Base A into Base B by cursor, every SYNC_SCHEDULE: load, deletes, verify, commit per entity",
     default_args={
         "owner": "data-platform",

@@ -264,16 +264,28 @@ def load(entity: str, partitions: list[dict]) -> dict:
 
 
 PARTITIONS_KEY = "partitions"  # in load's XCom: how many key ranges the mapped tasks load (0: none)
-# The mapped load_partition's name in the UI (its map_index_template), rendered from the context.
+# The mapped load_partition's name in the UI (its map_index_template): its range, `Partition.label`,
+# through the DAG's filter `partition_label` (PARTITION_FILTERS), from the task's own argument.
+# Airflow (3.3 here; apache/airflow#57208) renders the template once before the task body runs, with
+# the task's expanded arguments in the context, and sends it: the name shows while the partition
+# runs, and stays on a try killed mid-way. A name the body set in the context would show only once
+# the try ended by itself.
 PARTITION_LABEL = "partition_label"
-PARTITION_MAP_INDEX = "{{ " + PARTITION_LABEL + " }}"
+PARTITION_MAP_INDEX = "{{ task.op_kwargs['partition'] | " + PARTITION_LABEL + " }}"
+
+
+def partition_label(partition: dict) -> str:
+    """A planned partition's name in the UI: "2/4: keys 250001..500000"."""
+    return Partition.from_json(partition).label
+
+
+PARTITION_FILTERS = {PARTITION_LABEL: partition_label}  # the DAG's user_defined_filters
 
 
 @fail_terminal
 def load_partition(entity: str, partition: dict) -> dict:
     """Stream one key range of a partitioned load to the bulk endpoint and verify that range (a mapped task)."""
     settings, planned = _settings(), Partition.from_json(partition)
-    get_current_context()[PARTITION_LABEL] = planned.label  # set first: a failed try is named too
     with _connected(settings, planned.entity) as (base_a, api):
         return partitioned.load_partition(planned, base_a, api, settings).to_json()
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from base_sync import airflow_tasks
 from base_sync.demo import generate
 from base_sync.mapping import SourceMapping
 from base_sync.state import VARIABLE_PREFIX
@@ -95,7 +96,7 @@ print(json.dumps({
     # A partitioned load maps one task per key range, planned when the run runs (no lookup above).
     # SYNC_PARTITIONS_AT_ONCE caps how many of them run together.
     assert batch["mapped"] == {"articles.load_partition": 2, "employees.load_partition": 2}
-    assert set(batch["named"].values()) == {"{{ partition_label }}"}  # named by key range, not 0, 1, 2
+    assert set(batch["named"].values()) == {airflow_tasks.PARTITION_MAP_INDEX}  # named by key range, not 0, 1, 2
     assert {"employees.plan_partitions", "articles.plan_partitions"} <= set(batch["tasks"])
     # Every sync task ends by SYNC_TASK_TIMEOUT_HOURS (found from outside: a load blocked by a lock
     # on Base A ran for hours); the approval waits by its own response_timeout.
