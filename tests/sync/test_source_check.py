@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -523,6 +524,19 @@ def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, 
     assert again.returncode == 0, again.stderr  # idempotent: what is there stays
 
 
+def test_the_delete_log_installs_on_the_tables_of_the_mapping_in_the_environment(root, legacy_url, mapping_file):
+    """Found from outside: with BASE_A_MAPPING_FILE set (as on a real Base A: scripts/airflow-env.sh sets
+    it) and no --mapping, install-delete-log refused "maps tables other than the demo's: cannot write them"."""
+    assert existing_triggers(root) == []
+    installed = _base_a("install-delete-log", url=legacy_url, mapping_file=mapping_file)
+    assert installed.returncode == 0, installed.stderr
+    assert set(existing_triggers(root)) == LOG_TRIGGERS
+    assert "delete log triggers in place: mitarbeiter_log_delete, mitarbeiter_log_key_change" in installed.stderr
+    # The demo's writers still refuse a mapping of tables they do not know.
+    refused = _base_a("seed", "employees", "10", url=legacy_url, mapping_file=mapping_file)
+    assert refused.returncode == 1 and "base-a cannot write them" in refused.stderr
+
+
 def test_a_select_only_account_reads_the_delete_log_it_cannot_see_the_trigger_of(
     root, legacy_url, select_only_url, mapping, mapping_file, base_b, caplog
 ):
@@ -545,9 +559,11 @@ def test_a_select_only_account_reads_the_delete_log_it_cannot_see_the_trigger_of
     reader.dispose()
 
 
-def _base_a(*args: str, url: str) -> subprocess.CompletedProcess:
+def _base_a(*args: str, url: str, mapping_file: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "BASE_A_URL": url}
     env.pop("BASE_A_MAPPING_FILE", None)
+    if mapping_file is not None:
+        env["BASE_A_MAPPING_FILE"] = str(mapping_file)
     return subprocess.run(
         [sys.executable, "-m", "base_sync.demo.cli", *args],
         capture_output=True,

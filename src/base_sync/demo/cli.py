@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 READ_COMMANDS = ("count", "summary", "check")
+DEMO_COMMANDS = ("init", "seed", "churn")  # write the demo's own tables (`_demo`)
 
 
 def _mapping(args) -> SourceMapping:
@@ -115,17 +116,24 @@ def _refuse_identity_writes_to_the_legacy_demo(engine, demo) -> None:
         )
 
 
+def _open(args):
+    """Base A's engine for the command, and the demo's writer (`_demo`) for init, seed and churn."""
+    backend = backend_for_url(args.url)
+    if args.command in READ_COMMANDS:
+        return backend.make_read_only_engine(args.url), None
+    # install-delete-log writes the tables of the mapping (--mapping or BASE_A_MAPPING_FILE), on any Base A.
+    demo = _demo(args) if args.command in DEMO_COMMANDS else None
+    backend.prepare(args.url)
+    engine = source_engine(args.url)
+    if demo is not None:
+        _refuse_identity_writes_to_the_legacy_demo(engine, demo)
+    return engine, demo
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
-    backend = backend_for_url(args.url)
-    if args.command in READ_COMMANDS:
-        engine = backend.make_read_only_engine(args.url)
-    else:
-        demo = _demo(args)
-        backend.prepare(args.url)
-        engine = source_engine(args.url)
-        _refuse_identity_writes_to_the_legacy_demo(engine, demo)
+    engine, demo = _open(args)
     started = time.perf_counter()
     try:
         if args.command == "init":
@@ -143,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(engine, args)
         elif args.command == "install-delete-log":
             mapping = _mapping(args)
+            if mapping.is_identity:  # the platform's own tables: not on the legacy demo's Base A
+                _refuse_identity_writes_to_the_legacy_demo(engine, generate)
             installed = install_delete_log(engine, mapping, args.entities or list(mapping.entities))
             log.info("delete log triggers in place: %s", ", ".join(installed))
         else:
