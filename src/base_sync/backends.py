@@ -196,9 +196,12 @@ class BaseABackend:
     def type_families(self, type_text: str) -> frozenset[str]:
         """What a column of this type can serve: integer, numeric, text, date, datetime, timestamp;
         bits: it is a BIT, whose bytes the mapping reads as their unsigned number; padded: a ZEROFILL
-        integer, whose text ('0042') the mapping reads as its number's (`NUMBER_TEXT`)."""
+        number, whose text ('0042') the mapping reads as its number's (`NUMBER_TEXT`). A FLOAT
+        ZEROFILL's text is still padded on the batch path (CAST(f AS FLOAT) would mend it)."""
         families = self.family_of_base.get(type_text.strip().lower().split("(")[0].split(" ")[0], frozenset())
-        return families | _PADDED if "zerofill" in type_text.lower() else families
+        # Not a FLOAT: + 0 makes it a DOUBLE ('1.100000023841858' of 1.1; its padded text stays, below).
+        padded = "zerofill" in type_text.lower() and not type_text.strip().lower().startswith("float")
+        return families | _PADDED if padded else families
 
     family_of_base: dict[str, frozenset[str]] = {}
 

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # The broker answers a group's requests only after half the session timeout; keep it short (FIELD-NOTES).
 CONSUMER_DEFAULTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 POLL_SECONDS = 0.1
+# The largest message a take expects until it sees a larger one: the broker's default
+# message.max.bytes and RELAY_MESSAGE_MAX_BYTES (a small first message says nothing of the next).
+LARGE_MESSAGE = 1 << 20
 FIRST_FETCH_SECONDS = 3.0
 
 
@@ -364,15 +367,16 @@ def _retention_gaps(consumer: Consumer, committed: list[TopicPartition], group_i
 
 
 def take(consumer: Consumer, limit: int, idle_seconds: float, max_bytes: int) -> list[Message]:
-    """Up to `limit` messages and about `max_bytes` of them (one message more at most): returns as
-    soon as the topics are caught up, or [] after `idle_seconds`. 5,000 events of 1 MB rows were
-    one batch of 5 GB: messages are taken as many at a time as the room left holds of the largest seen."""
+    """Up to `limit` messages and at most `max_bytes` of them (past it by one message at most, while
+    none is larger than LARGE_MESSAGE): returns as soon as the topics are caught up, or [] after
+    `idle_seconds`. 5,000 events of 1 MB rows were one batch of 5 GB: each take asks for as many
+    messages as the room left holds of the largest that may come."""
     batch: list[Message] = []
-    size = largest = 0
+    size, largest = 0, LARGE_MESSAGE
     waited_since = time.monotonic()
     while len(batch) < limit and size < max_bytes:
-        room = (max_bytes - size) // largest if largest else 1  # a first one, to know a size
-        got = consumer.consume(max(1, min(limit - len(batch), room)), timeout=POLL_SECONDS)
+        room = max(1, (max_bytes - size) // largest)
+        got = consumer.consume(min(limit - len(batch), room), timeout=POLL_SECONDS)
         for message in got:
             if message.error():
                 raise KafkaException(message.error())
