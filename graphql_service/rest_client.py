@@ -284,10 +284,13 @@ class RestClient:
             while True:
                 # The body is read here, not preloaded by urllib3, so that a read stops at its budget.
                 response = self.pool.urlopen(method, url, body=body, headers=headers, preload_content=False, **options)
+                read_before = budget.read if budget is not None else 0
                 try:
                     data = _read_body(response, method, budget)
                 except urllib3.exceptions.HTTPError as exc:
                     _drop(response)
+                    if budget is not None:  # the broken attempt's bytes are not kept: the retry reads them again
+                        budget.read, budget.spent = read_before, False
                     # The body broke off: retried as urllib3 retries an answer it preloads (a read only;
                     # a write's error is raised, and spent retries raise MaxRetryError).
                     options["retries"] = response.retries.increment(method, url, error=exc, _pool=self.pool)

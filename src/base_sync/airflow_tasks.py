@@ -195,7 +195,8 @@ def _shown_host(host: str | None) -> str | None:
 def _api_url(conn) -> str:
     """The API's base URL from an http connection: `scheme` in extra (or `schema` http/https), host,
     port, and any other `schema` as the path the API is mounted under (a URI's path lands there)."""
-    if not conn.host or "://" in conn.host or "/" in conn.host:
+    # An @ too: `x:<token>@h` is no host name, and the URL made of it shows the token in every error.
+    if not conn.host or "://" in conn.host or "/" in conn.host or "@" in conn.host:
         raise ConfigurationError(
             f"Airflow connection {conn.conn_id!r}: host must be a host name, got {_shown_host(conn.host)!r} "
             '(the scheme goes in the connection type or extra {"scheme": "https"}, a path in schema)'

@@ -91,14 +91,18 @@ def test_the_secrets_airflow_env_makes_are_readable_by_their_owner_alone(tmp_pat
     old_var = tmp_path / "old-var"  # a var/ an earlier version made world-readable
     old_var.mkdir(mode=0o755)
     old_var.chmod(0o755)
-    for where in (var, old_var):
+    (old_var / "airflow-fernet-key").write_text("made by an earlier version\n")
+    shared = tmp_path / "shared"  # a directory of other uses named as PLATFORM_VAR: not made private
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    for where in (var, old_var, shared):
         script = f'umask 022; source "{AIRFLOW_ENV}"; umask'
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "API_"))}
         done = subprocess.run(
             ["bash", "-c", script], env={**env, "PLATFORM_VAR": str(where)}, capture_output=True, text=True, check=True
         )
         assert done.stdout.strip() == "0022", "sourcing airflow-env.sh changed the user's shell umask"
-        assert _mode(where) == 0o700, f"{where} is {_mode(where):o}"
+        assert _mode(where) == (0o755 if where == shared else 0o700), f"{where} is {_mode(where):o}"
     for name in ("api-token", "airflow-jwt-secret", "airflow-fernet-key"):
         assert (var / name).stat().st_size > 0
         assert _mode(var / name) == 0o600, f"{name} is {_mode(var / name):o}"

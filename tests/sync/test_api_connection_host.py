@@ -24,6 +24,7 @@ def _connection(host: str) -> SimpleNamespace:
         ("https://{token}@api.example.net:8443/api", "https://***@api.example.net:8443/api"),
         ("x:{token}@api.example.net/api", "***@api.example.net/api"),
         ("http://x:{token}@@api.example.net", "http://***@api.example.net"),  # an @ in the token itself
+        ("x:{token}@api.example.net", "***@api.example.net"),  # no scheme, no path: was taken as the host
     ],
 )
 def test_a_token_in_the_host_field_is_not_repeated_in_the_error(host, shown):
