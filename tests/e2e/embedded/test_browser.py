@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from testbed.platform import Platform
 from testbed.servers import REPO, require_program
@@ -78,6 +79,20 @@ def shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def click_to(page: Page, link, url: re.Pattern, tries: int = 3) -> None:
+    """Click a link and wait for the page it leads to. Again if the click led nowhere: a click while
+    the UI was still rendering the page (the DAG page under a loaded machine) once left the page
+    where it was for the 90 s the wait took."""
+    for attempt in range(1, tries + 1):
+        link.click()
+        try:
+            page.wait_for_url(url, timeout=30_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == tries:
+                raise
 
 
 def dag_link(page: Page, dag_id: str):
@@ -139,17 +154,14 @@ def test_airflow_ui_shows_both_dags_and_a_successful_run(platform: Platform, pag
     shot(page, "02-airflow-home")
 
     # 2. The DAG list shows both DAGs, each a link to its page (a running task's links bear the DAG id too).
-    page.get_by_test_id("nav-dags-link").click()
-    page.wait_for_url(re.compile(r"/dags/?$"))
+    click_to(page, page.get_by_test_id("nav-dags-link"), re.compile(r"/dags/?$"))
     for dag_id in DAGS:
         expect(dag_link(page, dag_id)).to_be_visible()
     shot(page, "03-airflow-dag-list")
 
     # 3. The batch DAG's runs: the run that succeeded is listed with the state badge "Success".
-    dag_link(page, "base_a_to_base_b").click()
-    page.wait_for_url(re.compile(r"/dags/base_a_to_base_b/?$"))
-    page.get_by_role("link", name="Runs", exact=True).click()
-    page.wait_for_url(re.compile(r"/dags/base_a_to_base_b/runs/?$"))
+    click_to(page, dag_link(page, "base_a_to_base_b"), re.compile(r"/dags/base_a_to_base_b/?$"))
+    click_to(page, page.get_by_role("link", name="Runs", exact=True), re.compile(r"/dags/base_a_to_base_b/runs/?$"))
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=run_id, exact=True))
     expect(row).to_have_count(1)
     expect(row.get_by_test_id("table-cell-state")).to_have_text("Success")
