@@ -10,7 +10,7 @@ from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from base_sync.debezium import BadEvent, EnvelopeWriter, SourceColumn, decode, read_row
-from base_sync.relay.rows import InvalidDate, binlog_column, row_changes
+from base_sync.relay.rows import InvalidDate, binlog_column, binlog_type, integer_column, row_changes
 
 NAMES = ("id", "first_name", "hired_at")
 ALL = b"\x07"  # every one of the three columns present
@@ -86,3 +86,30 @@ def test_a_bit_column_is_typed_as_debezium_types_it_and_read_back_as_its_number(
     image = {"b": one.encode("1"), "b16": wide.encode("0000000100000010")}
     row, _ = read_row(image, {"b": one.schema(), "b16": wide.schema()}, {})
     assert row == {"b": True, "b16": 258}  # a boolean is read as 1 where a field reads it (`SourceView.as_text`)
+
+
+@pytest.mark.parametrize(
+    ("column", "integer", "named"),
+    [
+        (dict(type=FIELD_TYPE.TINY), True, "INTEGER"),
+        (dict(type=FIELD_TYPE.SHORT), True, "INTEGER"),
+        (dict(type=FIELD_TYPE.INT24), True, "INTEGER"),
+        (dict(type=FIELD_TYPE.LONG, unsigned=True), True, "INTEGER"),
+        (dict(type=FIELD_TYPE.LONGLONG, unsigned=True), True, "INTEGER"),
+        (dict(type=FIELD_TYPE.VARCHAR, collation_name="utf8mb4_general_ci"), False, "VARCHAR"),
+        (dict(type=FIELD_TYPE.VARCHAR, collation_name="binary"), False, "VARBINARY"),
+        (dict(type=FIELD_TYPE.STRING, collation_name="latin1_swedish_ci"), False, "CHAR"),
+        (dict(type=FIELD_TYPE.STRING, collation_name="binary"), False, "BINARY"),
+        (dict(type=FIELD_TYPE.STRING, collation_name="binary", mariadb_type="UUID"), False, "UUID"),
+        (dict(type=FIELD_TYPE.BLOB, collation_name="utf8mb4_bin"), False, "TEXT"),
+        (dict(type=FIELD_TYPE.NEWDECIMAL, precision=12, decimals=0), False, "DECIMAL(12,0)"),
+        (dict(type=FIELD_TYPE.BIT, bits=8), False, "BIT(8)"),
+        (dict(type=FIELD_TYPE.YEAR), False, "YEAR"),
+        (dict(type=FIELD_TYPE.DOUBLE), False, "DOUBLE"),
+    ],
+)
+def test_a_key_column_is_an_integer_by_its_table_maps_type_alone(column, integer, named):
+    """The relay publishes a mapped table's row event only when the key's type in the event's own
+    table map is an integer (`Relay._key_refused`), and names another type in the batch path's words."""
+    column = SimpleNamespace(**{"unsigned": False, "collation_name": None, **column})
+    assert (integer_column(column), binlog_type(column)) == (integer, named)

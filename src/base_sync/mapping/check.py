@@ -134,14 +134,6 @@ class SchemaCheck:
     def problems(self) -> list[Problem]:
         return [p for check in self.entities.values() for p in check.problems]
 
-    def key_not_integer(self, entity: str) -> Problem | None:
-        """The problem of `entity`'s key column found in the table with no integer type (a missing
-        one, which a column grant may hide from one account only, is not this): the relay publishes
-        no such table, as every batch task of it fails on this problem."""
-        result = self.entities[entity]
-        types = next((u.types for u in result.uses if u.target == "source_id"), ())
-        return next((p for p in result.problems if p.expected == KEY_EXPECTED and p.found in types), None)
-
     def require(self, entity: str | None = None) -> EntityCheck | None:
         """Raise `SchemaDriftError` on the problems of `entity` (of every entity when None)."""
         problems = self.entities[entity].problems if entity else self.problems

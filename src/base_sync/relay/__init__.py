@@ -67,12 +67,14 @@ from sqlalchemy.exc import DBAPIError
 from base_sync.backends import backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
-from base_sync.mapping.check import Problem, check_source
+from base_sync.mapping.check import KEY_EXPECTED, Problem
 from base_sync.relay import cascades, reach, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
     binlog_column,
+    binlog_type,
+    integer_column,
     null_flags,
     row_changes,
     row_op,
@@ -107,7 +109,8 @@ UNPUBLISHED = Counter(
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
     "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
-    "cascades into the table): the batch sync must carry them",
+    "cascades into the table): the batch sync must carry them; and each row event of a mapped table whose "
+    "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too)",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -177,6 +180,7 @@ def transient(error: BaseException) -> bool:
 
 
 CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
+KEY_TYPE = "key_type"  # its kind of a row event of a mapped table whose key is no integer (`_key_refused`)
 FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
 
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
@@ -512,8 +516,9 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
+        kinds = (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE, KEY_TYPE)
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
-            for kind in (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE):
+            for kind in kinds:
                 UNPUBLISHED.labels(table, kind)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
@@ -522,8 +527,7 @@ class Relay:
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
-        self.key_refused: dict[str, Problem] = {}  # {table: why its key is none (`_key_types`)}: not published
-        self.key_columns: dict[str, tuple] = {}  # {table: its binlog columns the key was last checked with}
+        self.key_refused: dict[str, str] = {}  # {table: its key's type, no integer, at its last row event}
         self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.failure: str | None = None  # why the relay stops on its own (`failed`): it exits non-zero
@@ -620,41 +624,6 @@ class Relay:
                 view,
             )
         return {}
-
-    def _key_types(self, entities: list[str] | None = None) -> dict:
-        """Publish no mapped table whose key column is of no integer type (VARCHAR, DECIMAL, BINARY,
-        BIT, YEAR...), by `base-a check`'s rule (`mapping.check`): every batch task of the table fails
-        on it, and the drain would dead-letter each of its events. One warning line per such table;
-        published again once an ALTER made its key an integer (`_key_not_integer`)."""
-        entities = list(self.topics.entities) if entities is None else entities
-        if not entities:
-            return {}
-        with self._sql() as conn:
-            checked = check_source(conn.engine, self.topics.mapping, backend_of(conn.engine), entities)
-        for entity in entities:
-            table = self.topics.mapping.table_of(entity)
-            problem = checked.key_not_integer(entity)
-            if problem is None:
-                if self.key_refused.pop(table, None) is not None:
-                    log.warning("the key of the mapped %s is an integer type now: its changes are published", table)
-            elif self.key_refused.setdefault(table, problem) is problem:
-                log.warning(
-                    "MAPPED TABLE %s IS NOT PUBLISHED, its key is no integer: %s. Mapping keys must be integer "
-                    "columns: `base-a check` refuses it and every batch task of it fails",
-                    table,
-                    problem,
-                )
-        return {}
-
-    def _key_not_integer(self, event, table: str) -> bool:
-        """Whether the table's key is of no integer type (`_key_types`), read again from the catalogue
-        when the binlog shows the table with other columns than before: an ALTER may have retyped it."""
-        columns = tuple((c.name, c.type) for c in event.columns)
-        seen = self.key_columns.get(table)
-        if seen is not None and seen != columns:
-            self._key_types([self.tables[table]])  # a catalogue read: Base A away is retried (`_run`)
-        self.key_columns[table] = columns
-        return table in self.key_refused
 
     def _cascading_keys(self) -> dict:
         """Warn of each foreign key whose cascade changes a mapped table's rows with no row event, and
@@ -820,7 +789,6 @@ class Relay:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server), saved)
         self._reconnecting(self._views)
-        self._reconnecting(self._key_types)
         self._reconnecting(self._cascading_keys)
         self._reconnecting(self._hidden_triggers)
         ensure_topics(
@@ -1057,10 +1025,10 @@ class Relay:
         table = self._published_table(event.schema, event.table)
         if table is None:
             return  # a table the mapping does not name
-        if self._key_not_integer(event, table):
-            return  # warned of: no key the drain could apply
         entity = self.tables[table]
         key_column = self.topics.view(entity).spec.key
+        if self._key_refused(event, table, entity, key_column):
+            return  # warned of and counted: no key the drain could apply
         topic = self.topics.topic(entity)
         source = _source(event, stream)
         now_ms = int(time.time() * 1000)
@@ -1095,6 +1063,37 @@ class Relay:
                 values = [self._envelope(used, changes[0], row_source, now_ms)]
             for change, value in zip(changes, values, strict=True):
                 self._emit(xa.HeldChange(entity, topic, change, used), value, transaction, row_source)
+
+    def _key_refused(self, event, table: str, entity: str, key_column: str) -> bool:
+        """Whether the row event is of a mapped table whose key column is of no integer type (VARCHAR,
+        DECIMAL, BINARY, BIT, YEAR...) by the binlog's own table map at this event, as the batch path
+        (`mapping.check`, `base-a check`) and the drain (`debezium._check_key_type`, by the event's
+        schema) rule: every batch task of it fails, and the drain would dead-letter each event. Such an
+        event is not published, and counted (`relay_unpublished_statements_total{kind="key_type"}`);
+        one warning line when a table's key turns to such a type, one when it is an integer again (an
+        ALTER). The table map is the table as it was at the event: information_schema, read now, may
+        already be past an ALTER the relay has not reached. A key column the table map does not name
+        (no column names, the column dropped or renamed) is left to the row's reading
+        (`rows.row_changes`: an incomplete change), and says nothing of the key's type."""
+        column = next((c for c in event.columns if c.name == key_column), None)
+        if column is None:
+            return False
+        if integer_column(column):
+            if self.key_refused.pop(table, None) is not None:
+                log.warning("the key of the mapped %s is an integer type now: its changes are published", table)
+            return False
+        found = binlog_type(column)
+        if self.key_refused.get(table) != found:
+            self.key_refused[table] = found
+            problem = Problem(entity, table, key_column, KEY_EXPECTED, f"{found} by the binlog's table map")
+            log.warning(
+                "MAPPED TABLE %s IS NOT PUBLISHED, its key is no integer: %s. Mapping keys must be integer "
+                "columns: `base-a check` refuses it and every batch task of it fails",
+                table,
+                problem,
+            )
+        UNPUBLISHED.labels(table, KEY_TYPE).inc()
+        return True
 
     def _emit(self, held: xa.HeldChange, value: bytes, transaction: list, source: dict) -> None:
         """Send a row change, or hold it when it is a prepared XA's (sent at its XA COMMIT)."""

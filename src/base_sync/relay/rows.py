@@ -739,6 +739,55 @@ _SIMPLE = {
 _TEXT = (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.STRING, FIELD_TYPE.BLOB)
 
 
+_NAMES = {
+    FIELD_TYPE.DECIMAL: "DECIMAL",
+    FIELD_TYPE.FLOAT: "FLOAT",
+    FIELD_TYPE.DOUBLE: "DOUBLE",
+    FIELD_TYPE.DATE: "DATE",
+    FIELD_TYPE.NEWDATE: "DATE",
+    FIELD_TYPE.DATETIME: "DATETIME",
+    FIELD_TYPE.DATETIME2: "DATETIME",
+    FIELD_TYPE.TIMESTAMP: "TIMESTAMP",
+    FIELD_TYPE.TIMESTAMP2: "TIMESTAMP",
+    FIELD_TYPE.TIME: "TIME",
+    FIELD_TYPE.TIME2: "TIME",
+    FIELD_TYPE.YEAR: "YEAR",
+    FIELD_TYPE.JSON: "JSON",
+    FIELD_TYPE.ENUM: "ENUM",
+    FIELD_TYPE.SET: "SET",
+    FIELD_TYPE.GEOMETRY: "GEOMETRY",
+}
+
+
+def integer_column(column) -> bool:
+    """Whether a binlog column (its table map's type, as of its row event) is of an integer type,
+    TINYINT to BIGINT, signed or not: the only key the batch path takes (`mapping.check`)."""
+    return column.type in _INTEGERS
+
+
+def binlog_type(column) -> str:
+    """A binlog column's type as its table map gives it, in SQL's words where the binlog tells them
+    apart (VARCHAR or VARBINARY, CHAR or BINARY, TEXT or BLOB by the character set; DECIMAL with its
+    precision and scale, BIT with its width). Lengths of strings are bytes there: left out."""
+    kind = column.type
+    if kind in _INTEGERS:
+        return "INTEGER"
+    if getattr(column, MARIADB_TYPE, None) is not None:
+        return getattr(column, MARIADB_TYPE)  # INET6, UUID
+    binary = mariadb_charset(column) in (None, BINARY_CHARSET)
+    if kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING):
+        return "VARBINARY" if binary else "VARCHAR"
+    if kind == FIELD_TYPE.STRING:
+        return "BINARY" if binary else "CHAR"
+    if kind == FIELD_TYPE.BLOB:
+        return "BLOB" if binary else "TEXT"
+    if kind == FIELD_TYPE.NEWDECIMAL:
+        return f"DECIMAL({column.precision},{column.decimals})"
+    if kind == FIELD_TYPE.BIT:
+        return f"BIT({column.bits})"
+    return _NAMES.get(kind, f"binlog type {kind}")
+
+
 def null_flags(bitmap: bytes, columns: int) -> tuple[bool, ...]:
     """A binlog table map's NULL bitmap as one flag per column (bit i set: column i takes NULL)."""
     return tuple(bool(bitmap[i // 8] & (1 << (i % 8))) for i in range(columns))
