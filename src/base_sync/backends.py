@@ -290,6 +290,15 @@ def _utc_text(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+# Who holds connections of Base A's accounts, for the reason of an account limit (1226, 1203).
+ACCOUNT_SHARED = (
+    "The CDC relay (a binlog connection and a control connection, for as long as it runs) and every Airflow "
+    "task (each partition of a load is one, and up to SYNC_PARTITIONS_AT_ONCE run at once) open connections of "
+    "Base A's accounts, and an hourly quota outlasts every retry: ask Base A's owners to raise the limit for this "
+    "account, or to give the relay its own account (RELAY_BASE_A_URL)"
+)
+
+
 class MySQLBaseA(BaseABackend):
     name = "mysql"
     key_type = BigInteger
@@ -351,6 +360,11 @@ class MySQLBaseA(BaseABackend):
         "or to raise it above the longest read (a first load's extract streams the whole table in one statement)",
         3024: "a statement ran past max_execution_time (MySQL) and was interrupted: every retry runs as long. Ask "
         "Base A's owners to lift it for this account, or to raise it above the longest read",
+        1226: "the account reached a resource limit its owners set (the server's message names it: "
+        "max_user_connections, max_connections_per_hour, max_queries_per_hour or max_updates_per_hour; ALTER USER "
+        "... WITH MAX_USER_CONNECTIONS and the like). " + ACCOUNT_SHARED,
+        1203: "the account holds as many connections as the server's max_user_connections lets one account hold. "
+        + ACCOUNT_SHARED,
     }
 
     def refusal(self, error: DBAPIError) -> str | None:

@@ -257,6 +257,48 @@ def test_a_statement_killed_at_the_accounts_max_statement_time_fails_without_a_r
 
 
 @pytest.fixture
+def capped_account(connections, base_a_url) -> Iterator[None]:
+    """An account its owners created WITH MAX_USER_CONNECTIONS 1, whose one connection another holds
+    (the relay, another task)."""
+    admin = source_engine(base_a_url)
+    database, user = make_url(base_a_url).database, f"capped_{free_port()}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' WITH MAX_USER_CONNECTIONS 1")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    holder = source_engine(make_url(base_a_url).set(username=user, password=None))
+    held = holder.connect()
+    connections(base_a={"login": user})
+    yield
+    held.close()
+    holder.dispose()
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+def test_an_account_at_its_max_user_connections_fails_at_once_saying_who_shares_it(capped_account):
+    """Error 1226 (the account's MAX_USER_CONNECTIONS, or an hourly quota) escaped as a raw traceback
+    and was retried three times, though no retry outlasts the relay's connections or an hourly quota:
+    the reason names the limit, who holds connections of the account, and what to ask for."""
+    with pytest.raises(ConfigurationError) as failed:
+        connect()
+    said = str(failed.value)
+    assert "resource limit" in said and "max_user_connections" in said, said
+    assert "relay" in said and "Airflow task" in said and "its own account" in said, said
+
+
+def test_an_account_limit_is_terminal_after_the_first_session_too():
+    """A quota met midway (max_queries_per_hour in propagate_deletes) fails the task, not its retries."""
+    from base_sync.backends import MySQLBaseA
+
+    error = OperationalError("SELECT 1", {}, Exception(1226, "User 'u' has exceeded the 'max_queries_per_hour'"))
+    assert "hourly quota" in MySQLBaseA().denied(error)
+    assert "max_user_connections" in MySQLBaseA().denied(
+        OperationalError("SELECT 1", {}, Exception(1203, "User u already has more than 'max_user_connections'"))
+    )
+
+
+@pytest.fixture
 def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
     """An account whose password holds a space (and what a URI must escape); (login, password)."""
     admin = source_engine(base_a_url)

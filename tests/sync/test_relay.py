@@ -186,6 +186,37 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
 
 
+def test_a_relay_whose_account_is_at_its_connection_limit_says_so_in_one_line(binlog_port, tmp_path):
+    """Error 1226 (the account's MAX_USER_CONNECTIONS, which a batch task's connections may fill) ended
+    the relay with "failed: (1226, ...)": the line now names the account limit and who shares the account."""
+    admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
+    user = f"capped_relay_{uuid.uuid4().hex[:6]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' WITH MAX_USER_CONNECTIONS 1")
+        conn.exec_driver_sql(f"GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%%'")
+    holder = source_engine(f"mysql+mysqldb://{user}@127.0.0.1:{binlog_port}/mysql")
+    try:
+        with holder.connect():  # what a batch task holds
+            env = {
+                **os.environ,
+                "RELAY_BASE_A_URL": f"mysql://{user}@127.0.0.1:{binlog_port}/mysql",
+                "RELAY_HTTP_PORT": "0",
+                "RELAY_POSITION_FILE": str(tmp_path / "position.json"),
+            }
+            started = subprocess.run(
+                [venv_bin("base-a-relay")], env=env, capture_output=True, text=True, timeout=120, check=False
+            )
+    finally:
+        holder.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+        admin.dispose()
+    assert started.returncode == 1, started.stderr[-2000:]
+    assert "Traceback" not in started.stderr, started.stderr[-2000:]
+    assert "resource limit" in started.stderr and "max_user_connections" in started.stderr, started.stderr[-2000:]
+    assert "give the relay its own account" in started.stderr, started.stderr[-2000:]
+
+
 def test_a_position_whose_binlog_is_gone_stops_the_relay_with_what_to_do(kafka_bootstrap, tmp_path):
     """Base A purged the binlogs the saved position needs (the relay was behind): error 1236, which
     read as any failure of Base A ("failed: (1236, ...)"), said nothing of the lost changes. A server

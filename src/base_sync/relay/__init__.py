@@ -64,7 +64,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import backend_of
+from base_sync.backends import MySQLBaseA, backend_of
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
@@ -93,6 +93,9 @@ READ_TIMEOUT = 30  # seconds without a packet on the replication connection (hea
 # MySQL/MariaDB errors that mean Base A is away for now (refused, lost, gone, shutting down, killed,
 # too many connections): retried with back-off. Any other error is terminal.
 TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# The account's limits (1226 its own MAX_USER_CONNECTIONS or hourly quotas, 1203 the server's
+# max_user_connections): terminal, with the reason that the batch tasks share the account.
+ACCOUNT_LIMITS = frozenset({1203, 1226})
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
@@ -204,6 +207,14 @@ def _server_id_taken(error: BaseException) -> bool:
     if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
         return False
     return error.args[0] == SERVER_ID_TAKEN or (error.args[0] == BINLOG_GONE and SAME_ID_WORDS in str(error))
+
+
+def account_limit(error: BaseException) -> str | None:
+    """The reason of an account limit Base A's owners set (1226, 1203), None for any other error."""
+    error = error.orig if isinstance(error, DBAPIError) else error
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+        return None
+    return MySQLBaseA.LIMITS.get(error.args[0]) if error.args[0] in ACCOUNT_LIMITS else None
 
 
 def one_line(error: BaseException) -> str:
@@ -1568,6 +1579,15 @@ def main() -> int:
                 relay.positions.current,
                 one_line(error),
                 settings.position_file,
+            )
+            return 1
+        limited = account_limit(error)
+        if limited is not None:
+            log.error(
+                "Base A (RELAY_BASE_A_URL=%s) refused the relay's connection: %s (%s)",
+                relay.url.render_as_string(hide_password=True),
+                limited,
+                one_line(error),
             )
             return 1
         log.error("Base A (RELAY_BASE_A_URL=%s) failed: %s", relay.url.render_as_string(hide_password=True), error)
