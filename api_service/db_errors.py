@@ -2,14 +2,16 @@
 
 A transient error (the server unreachable, restarting or shutting down, a lock wait or a
 serialization failure) can succeed when the request is sent again; a deterministic one (an
-overflow, a value the column refuses, a constraint) fails the same way every time, so telling
-the client to retry would make a pipeline retry forever.
+overflow, a value the column refuses, a constraint, a limit the DBA set on the API's role such as
+statement_timeout or temp_file_limit) fails the same way every time, so telling the client to
+retry would make a pipeline retry forever.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from enum import Enum
+from typing import NamedTuple
 
 import sqlalchemy.exc
 
@@ -25,10 +27,58 @@ _SQLITE_SCHEMA = ("no such table", "no such column")  # SQLite says it only in w
 
 class Kind(Enum):
     TRANSIENT = "transient"  # 503 with Retry-After
+    LIMIT = "limit"  # a limit the DBA set on the API's role or database cut the statement: 500, the setting named
     SCHEMA = "schema"  # Base B is not migrated to this code's tables: 503 with Retry-After, the reason said
     CONFLICT = "conflict"  # a constraint refused the write: 409
     DATA = "data"  # a value the database cannot hold: 422 for a write, else 500
     BUG = "bug"  # anything else: 500, no retry
+
+
+class Cause(NamedTuple):
+    """A SQLSTATE whose answer names what was hit: `words` of the server's message tell it from the
+    code's other uses (empty: every use), `setting` the server setting that decides it."""
+
+    words: str
+    kind: Kind
+    setting: str
+    detail: str
+
+
+# Codes whose cause a client and its operator are told, checked before the classes above.
+_CAUSES = {
+    # query_canceled by the statement's timeout; a pg_cancel_backend's ("user request") stays transient
+    "57014": Cause(
+        "statement timeout",
+        Kind.LIMIT,
+        "statement_timeout",
+        "Base B cancelled the statement at its statement_timeout: a setting of the DBA on the API's role or "
+        "database (ALTER ROLE/DATABASE ... SET statement_timeout) cuts this request each time it is sent, a retry "
+        "fails the same way. Raise or reset it for the API's role, or send smaller requests",
+    ),
+    # configuration_limit_exceeded by a query's temporary files (a sort or hash larger than work_mem)
+    "53400": Cause(
+        "temp_file_limit",
+        Kind.LIMIT,
+        "temp_file_limit",
+        "Base B refused the statement at its temp_file_limit: the query needs more temporary file space than a "
+        "setting of the DBA on the API's role or database allows (ALTER ROLE/DATABASE ... SET temp_file_limit, "
+        "with work_mem), each time it is sent. Raise it for the API's role",
+    ),
+    # lock_not_available: another session holds a lock past lock_timeout (API_DB_LOCK_TIMEOUT); it ends
+    "55P03": Cause(
+        "",
+        Kind.TRANSIENT,
+        "lock_timeout",
+        "Base B: a lock another session holds was not granted within lock_timeout; retry shortly",
+    ),
+}
+
+
+def cause(exc: sqlalchemy.exc.SQLAlchemyError) -> Cause | None:
+    """What was hit, when the error's SQLSTATE (and its message) names it: a timeout, a limit."""
+    original = getattr(exc, "orig", None)
+    known = _CAUSES.get(getattr(original, "sqlstate", None) or "")
+    return known if known is not None and known.words in str(original) else None
 
 
 def classify(exc: sqlalchemy.exc.SQLAlchemyError) -> Kind:
@@ -37,6 +87,9 @@ def classify(exc: sqlalchemy.exc.SQLAlchemyError) -> Kind:
         return Kind.TRANSIENT
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return Kind.TRANSIENT
+    known = cause(exc)
+    if known is not None:
+        return known.kind
     original = getattr(exc, "orig", None)
     sqlstate = getattr(original, "sqlstate", None)
     sqlite_says = str(original) if isinstance(original, sqlite3.OperationalError) else ""

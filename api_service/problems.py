@@ -64,11 +64,18 @@ def _from_unexpected(exc: Exception) -> Response:
 def _from_database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> Response:
     """503 + Retry-After only for what can succeed when sent again; see db_errors."""
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    kind = db_errors.classify(exc)
+    kind, known = db_errors.classify(exc), db_errors.cause(exc)
     if kind is db_errors.Kind.TRANSIENT:
         # Base B down, restarting or busy: a 503 the pipelines' client retries after Retry-After.
+        if known is not None:  # reachable, and waiting on something that ends (a lock)
+            log.warning("Base B: %s: %s", known.setting, first_line)
+            return problem_response(503, known.detail, headers={"Retry-After": "1"})
         log.warning("Base B is not reachable: %s", first_line)
         return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+    if kind is db_errors.Kind.LIMIT and known is not None:
+        # Reachable, but a setting of the DBA cuts this statement however often it is sent: no retry.
+        log.error("Base B: the %s of the API's role or database cut a statement: %s", known.setting, first_line)
+        return problem_response(500, known.detail)
     if kind is db_errors.Kind.SCHEMA:
         # Not the request's fault, and over once the migrations have run (a deploy runs them first).
         log.error("Base B is not migrated: %s", first_line)

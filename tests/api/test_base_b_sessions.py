@@ -111,3 +111,58 @@ def test_a_lock_met_inside_copy_is_a_503_not_an_internal_error(make_postgres_dat
     assert waited < 5
     assert client.post("/articles/bulk", json=ROWS, headers=AUTH).json["inserted"] == 2
     app.extensions["base_b_engine"].dispose()
+
+
+def _probe_routes(app) -> None:
+    """Two routes that run real statements the DBA's limits cut: a long one, one needing temporary files."""
+    from api_service.db import get_connection
+
+    def slow():
+        get_connection().exec_driver_sql("SELECT pg_sleep(2)").all()
+        return "unreachable"
+
+    def spills():
+        conn = get_connection()
+        conn.exec_driver_sql("SET work_mem = '64kB'")
+        conn.exec_driver_sql("SELECT g FROM generate_series(1, 200000) g ORDER BY random()").all()
+        return "unreachable"
+
+    app.add_url_rule("/probe/slow", view_func=slow)
+    app.add_url_rule("/probe/spills", view_func=spills)
+
+
+def test_a_statement_cut_by_the_dbas_statement_timeout_or_temp_file_limit_is_named_not_retried(
+    make_postgres_database,
+):
+    """Found from outside: a role's statement_timeout (57014) and temp_file_limit (53400) came back as
+    503 "Base B is not reachable; retry shortly" with Retry-After: 1, and every retry met them again."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    database = make_url(url).database
+    _admin(
+        url,
+        f"ALTER DATABASE {database} SET statement_timeout = '300ms'",
+        f"ALTER DATABASE {database} SET temp_file_limit = 0",
+    )
+    app, client = _app(url)
+    _probe_routes(app)
+    for path, setting in (("/probe/slow", "statement_timeout"), ("/probe/spills", "temp_file_limit")):
+        answer = client.get(path)
+        assert answer.status_code == 500 and "Retry-After" not in answer.headers, (path, answer.json)
+        assert setting in answer.json["detail"] and "role or database" in answer.json["detail"], answer.json
+        assert "not reachable" not in answer.json["detail"], answer.json
+    assert client.get("/articles").status_code == 200  # the other requests go on
+    app.extensions["base_b_engine"].dispose()
+
+
+def test_a_lock_not_granted_in_time_is_a_503_that_says_so(make_postgres_database):
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    app, client = _app(url, db_lock_timeout=0.2)
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(False)) as holder:
+        holder.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+        answer = client.get("/articles")
+        holder.rollback()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", answer.json
+    assert "lock_timeout" in answer.json["detail"], answer.json
+    app.extensions["base_b_engine"].dispose()
