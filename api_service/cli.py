@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate
 from api_service.backends import backend_for_url
-from api_service.db_errors import Kind, classify
+from api_service.db_errors import Kind, cause, classify
 
 
 def register(app: Flask) -> None:
@@ -64,6 +64,14 @@ def _not_migrated_when_transient(lock_timeout: float) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as error:
+        if classify(error) is Kind.LIMIT:  # a setting of the DBA (statement_timeout): no lock waited on
+            known = cause(error)
+            raise click.ClickException(
+                f"Base B was not migrated, nothing changed: {_first_line(error)}. The {known.setting} the DBA set "
+                f"on this role or database (ALTER ROLE/DATABASE ... SET {known.setting}) cut a statement of the "
+                f"migration, and cuts it again each run: run migrate with it lifted for this role "
+                f"(ALTER ROLE ... RESET {known.setting}, or a role without it)"
+            ) from error
         if classify(error) is not Kind.TRANSIENT:
             raise
         # A table lock not granted within API_MIGRATE_LOCK_TIMEOUT, Base B away or restarting.

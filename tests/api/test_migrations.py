@@ -118,6 +118,37 @@ def test_a_migration_behind_a_session_idle_in_transaction_gives_up_and_says_why(
     engine.dispose()
 
 
+def test_a_migration_cut_by_a_statement_timeout_says_so_not_lock_waits(make_postgres_database):
+    """Found from outside: under a role's statement_timeout, migrate exited 1 with the hint for a lock
+    wait (a session idle in transaction, API_MIGRATE_LOCK_TIMEOUT), though no lock was waited on."""
+    url = make_postgres_database()
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:  # rows enough that 0002's index takes longer than the timeout
+        conn.execute(
+            text(
+                "INSERT INTO articles (source_id, title, created_at, updated_at) "
+                "SELECT g, 't', now(), now() FROM generate_series(1, 100000) g"
+            )
+        )
+        database = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        conn.exec_driver_sql(f"ALTER DATABASE {database} SET statement_timeout = '1ms'")
+    app = create_app(make_settings(url))
+    try:
+        result = app.test_cli_runner().invoke(args=["migrate"])
+    finally:
+        app.extensions["base_b_engine"].dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER DATABASE {database} RESET statement_timeout")
+    assert result.exit_code == 1, result.output
+    assert "canceling statement due to statement timeout" in result.output, result.output
+    assert "The statement_timeout the DBA set" in result.output and "RESET statement_timeout" in result.output
+    assert "idle in transaction" not in result.output and "API_MIGRATE_LOCK_TIMEOUT" not in result.output
+    with engine.connect() as conn:
+        assert migrate.current_revision(conn) == "0001"
+    engine.dispose()
+
+
 def test_the_migrate_command_prints_the_sql_from_base_bs_revision_without_running_it(make_postgres_database):
     """Found from outside: a DBA asking Alembic for the SQL (`alembic upgrade --sql`) got an error:
     the environment read no URL. `flask migrate --sql` prints it from the revision Base B is at."""
