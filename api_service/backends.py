@@ -120,6 +120,9 @@ class BaseBBackend:
         return written, staged - held
 
 
+READ_ONLY_TRANSACTION = "25006"  # SQLSTATE read_only_sql_transaction
+
+
 class PostgresBaseB(BaseBBackend):
     name = "postgresql"
     insert = staticmethod(postgresql.insert)
@@ -149,6 +152,16 @@ class PostgresBaseB(BaseBBackend):
                 )
             dbapi_connection.commit()
 
+        @event.listens_for(engine, "handle_error")
+        def _read_only_session(context):
+            # A session opened while the database was read-only (default_transaction_read_only) keeps
+            # that default after the DBA lifts it, and pool_pre_ping keeps the session: every write
+            # stayed a 503 until a restart. The read-only error drops that session (only it: the
+            # others are replaced as they meet it), and the error is still a 503 with Retry-After.
+            if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_TRANSACTION:
+                context.is_disconnect = True
+                context.invalidate_pool_on_disconnect = False
+
         return engine
 
     def migration_settings(self, lock_timeout: float) -> list[str]:
@@ -170,6 +183,9 @@ class PostgresBaseB(BaseBBackend):
             text("SELECT current_setting('transaction_read_only'), current_setting('server_encoding')")
         ).one()
         if read_only == "on":
+            # A session's default from when it was opened: the next check opens a new one, which sees
+            # the database as it is now (a DBA lifting default_transaction_read_only).
+            conn.invalidate()
             return "Base B accepts no writes (transaction_read_only: a standby, or default_transaction_read_only)"
         if encoding != "UTF8":
             return f"Base B's database is encoded {encoding}, not UTF8: make it anew WITH ENCODING 'UTF8'"
@@ -211,7 +227,12 @@ class PostgresBaseB(BaseBBackend):
         except psycopg.Error as exc:
             # As SQLAlchemy wraps what it runs, so the problem handler reads its SQLSTATE (a lock
             # timeout, a serialization failure: 503 to retry); raw, it was a 500 "internal error".
-            raise DBAPIError.instance("COPY", None, exc, psycopg.Error) from exc
+            # Run on the driver's cursor, it passes no handle_error: a session opened read-only is
+            # dropped here (see make_engine).
+            read_only = exc.sqlstate == READ_ONLY_TRANSACTION
+            if read_only:
+                conn.invalidate(exc)
+            raise DBAPIError.instance("COPY", None, exc, psycopg.Error, connection_invalidated=read_only) from exc
 
     def pair_hash(self, key, version):
         return postgresql_pair_hash(key, version)

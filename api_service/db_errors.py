@@ -64,6 +64,13 @@ _CAUSES = {
         "setting of the DBA on the API's role or database allows (ALTER ROLE/DATABASE ... SET temp_file_limit, "
         "with work_mem), each time it is sent. Raise it for the API's role",
     ),
+    # read_only_sql_transaction: a standby, or default_transaction_read_only (the session is replaced)
+    "25006": Cause(
+        "",
+        Kind.TRANSIENT,
+        "default_transaction_read_only",
+        "Base B accepts no writes (a standby, or default_transaction_read_only); retry shortly",
+    ),
     # lock_not_available: another session holds a lock past lock_timeout (API_DB_LOCK_TIMEOUT); it ends
     "55P03": Cause(
         "",

@@ -166,3 +166,40 @@ def test_a_lock_not_granted_in_time_is_a_503_that_says_so(make_postgres_database
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1", answer.json
     assert "lock_timeout" in answer.json["detail"], answer.json
     app.extensions["base_b_engine"].dispose()
+
+
+def test_writes_and_ready_recover_once_the_dba_lifts_default_transaction_read_only(make_postgres_database):
+    """Found from outside: sessions opened while default_transaction_read_only was on kept it after the
+    DBA lifted it (pool_pre_ping keeps live sessions): /ready and every write stayed 503 until a restart."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    database = make_url(url).database
+    app, client = _app(url, db_pool_size=2)
+
+    def read_only(on: bool) -> None:
+        if on:
+            _admin(url, f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+            app.extensions["base_b_engine"].dispose()  # the next sessions are opened read-only
+        else:
+            _admin(
+                url,
+                "SET default_transaction_read_only = off",
+                f"ALTER DATABASE {database} RESET default_transaction_read_only",
+            )
+
+    # A write through SQLAlchemy (an INSERT), one through the driver's COPY (a bulk), and /ready,
+    # each on a session opened read-only, then the same once the DBA lifted it.
+    writes = {
+        "/articles": lambda n: client.post("/articles", json={"title": f"t{n}"}, headers=AUTH),
+        "/articles/bulk": lambda n: client.post("/articles/bulk", json=[{**ROWS[0], "source_id": n}], headers=AUTH),
+        "/ready": lambda n: client.get("/ready"),
+    }
+    for n, (path, write) in enumerate(writes.items()):
+        read_only(True)
+        refused = write(n)
+        assert refused.status_code == 503 and refused.headers["Retry-After"], (path, refused.json)
+        assert "accepts no writes" in refused.json["detail"], (path, refused.json)
+        read_only(False)
+        answer = write(n)
+        assert answer.status_code in (200, 201), (path, answer.json)
+    app.extensions["base_b_engine"].dispose()
