@@ -32,7 +32,7 @@ from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_named
 from base_sync.debezium import Topics
-from base_sync.errors import ConfigurationError, TerminalError
+from base_sync.errors import ConfigurationError, TerminalError, TransientError
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.reports import LoadReport, Partition, PartitionReport
 from base_sync.settings import EventSettings, SyncSettings
@@ -137,9 +137,9 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         if absent:
             raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
         base_a = BaseA(engine, chunk_bytes=settings.chunk_bytes)
-        with _refusals_are_terminal(backend.refusal, conn_id):
+        with _refusals_are_terminal(backend.refusal, conn_id, backend.waited):
             checked = base_a.require_schema(entity)  # the task's first session
-        cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id))
+        cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id, backend.waited))
         if report_schema:
             if checked.unmapped:
                 log.info(
@@ -158,15 +158,23 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
 
 
 @contextlib.contextmanager
-def _refusals_are_terminal(refusal: Callable[[DBAPIError], str | None], conn_id: str) -> Iterator[None]:
+def _refusals_are_terminal(
+    refusal: Callable[[DBAPIError], str | None],
+    conn_id: str,
+    waited: Callable[[DBAPIError], str | None] | None = None,
+) -> Iterator[None]:
     """Base A refusing the account for good (`refusal` says which errors are: at the first session,
     a wrong account or database too; after it, a privilege on a table or column) fails the task at
-    once with the reason: no retry grants a privilege."""
+    once with the reason: no retry grants a privilege. A lock waited on in vain (`waited`) is left
+    to the task's retries, with the reason too (a raw 1205 named no lock)."""
     try:
         yield
     except DBAPIError as error:
         refused = refusal(error)
         if refused is None:
+            reason = waited(error) if waited is not None else None
+            if reason is not None:
+                raise TransientError(f"Base A (connection {conn_id!r}): {reason}: {error.orig}") from error
             raise  # the server away, a lost connection: the task's retries
         why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
         raise ConfigurationError(why) from error

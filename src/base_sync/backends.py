@@ -184,6 +184,11 @@ class BaseABackend:
         (no retry grants it); None otherwise (a host name the DNS lost for a moment may come back)."""
         return None
 
+    def waited(self, error: DBAPIError) -> str | None:
+        """What a statement waited on in vain (a lock another session held), which a later retry may
+        pass once it is released; None for any other error."""
+        return None
+
     def lacks_privilege(self, error: DBAPIError) -> bool:
         """Whether the statement was refused for a privilege the account lacks (not a limit it met)."""
         return False
@@ -367,9 +372,21 @@ class MySQLBaseA(BaseABackend):
         + ACCOUNT_SHARED,
     }
 
+    # What a statement waited on in vain: transient (the task's retries), the reason said.
+    WAITS = {
+        1205: f"a statement waited for a lock held on a Base A table past lock_wait_timeout (a table or metadata "
+        f"lock: {mysql_session.LOCK_WAIT_SECONDS} s) or innodb_lock_wait_timeout (a row lock): a session of Base A's "
+        "owners holds it (LOCK TABLES ... WRITE, a long transaction, an ALTER TABLE); SHOW PROCESSLIST shows "
+        "who. The task is retried",
+        1213: "a deadlock with a session of Base A's owners ended the statement. The task is retried",
+    }
+
     def refusal(self, error: DBAPIError) -> str | None:
         code = _error_code(error)
         return self.REFUSALS.get(code) or self.LIMITS.get(code)
+
+    def waited(self, error: DBAPIError) -> str | None:
+        return self.WAITS.get(_error_code(error))
 
     def denied(self, error: DBAPIError) -> str | None:
         code = _error_code(error)

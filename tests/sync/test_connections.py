@@ -298,6 +298,29 @@ def test_an_account_limit_is_terminal_after_the_first_session_too():
     )
 
 
+def test_a_lock_held_on_a_base_a_table_is_retried_with_a_reason_naming_it(connections, base_a_url, monkeypatch):
+    """Found from outside: LOCK TABLES ... WRITE held by Base A's owners made the extract wait, then
+    fail with a raw 1205 'Lock wait timeout exceeded' naming no lock. Still transient (retried)."""
+    from base_sync import mysql_session
+    from base_sync.errors import TransientError
+
+    monkeypatch.setattr(mysql_session, "LOCK_WAIT_SECONDS", 1)
+    holder = source_engine(base_a_url)
+    with holder.connect() as conn:
+        conn.exec_driver_sql("LOCK TABLES articles WRITE")
+        try:
+            with pytest.raises(TransientError) as failed:
+                with airflow_tasks._connected(SyncSettings(), "articles") as (base_a, _):
+                    with base_a.engine.connect() as read:
+                        read.exec_driver_sql("SELECT count(*) FROM articles").all()  # what the extract meets
+        finally:
+            conn.exec_driver_sql("UNLOCK TABLES")
+    holder.dispose()
+    said = str(failed.value)
+    assert "a lock held on a Base A table" in said and "LOCK TABLES" in said and "1205" in said, said
+    assert "retried" in said, said
+
+
 @pytest.fixture
 def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
     """An account whose password holds a space (and what a URI must escape); (login, password)."""
