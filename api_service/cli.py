@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate
 from api_service.backends import backend_for_url
-from api_service.db_errors import Kind, cause, classify
+from api_service.db_errors import STATEMENT_LIMITS, Kind, cause, classify
 
 
 def register(app: Flask) -> None:
@@ -64,8 +64,8 @@ def _not_migrated_when_transient(lock_timeout: float) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as error:
-        if classify(error) is Kind.LIMIT:  # a setting of the DBA (statement_timeout): no lock waited on
-            known = cause(error)
+        known = cause(error)
+        if known is not None and known.setting in STATEMENT_LIMITS:  # a setting (statement_timeout), not a lock wait
             raise click.ClickException(
                 f"Base B was not migrated, nothing changed: {_first_line(error)}. The {known.setting} the DBA set "
                 f"on this role or database (ALTER ROLE/DATABASE ... SET {known.setting}) cut a statement of the "

@@ -47,13 +47,16 @@ class Cause(NamedTuple):
 # Codes whose cause a client and its operator are told, checked before the classes above.
 _CAUSES = {
     # query_canceled by the statement's timeout; a pg_cancel_backend's ("user request") stays transient
+    # Transient: a lock wait past a statement_timeout shorter than lock_timeout ends as 57014 too,
+    # and passes once the lock is free (review: a 500 failed a pipeline task a migration's lock met).
     "57014": Cause(
         "statement timeout",
-        Kind.LIMIT,
+        Kind.TRANSIENT,
         "statement_timeout",
-        "Base B cancelled the statement at its statement_timeout: a setting of the DBA on the API's role or "
-        "database (ALTER ROLE/DATABASE ... SET statement_timeout) cuts this request each time it is sent, a retry "
-        "fails the same way. Raise or reset it for the API's role, or send smaller requests",
+        "Base B cancelled the statement at its statement_timeout (a setting on the API's role or database, "
+        "postgresql.conf, or the URL's options) while it ran or waited for a lock; retry shortly. If every retry "
+        "meets it, the setting cuts this request each time: raise or reset it for the API's role, or send "
+        "smaller requests",
     ),
     # configuration_limit_exceeded by a query's temporary files (a sort or hash larger than work_mem)
     "53400": Cause(
@@ -79,6 +82,10 @@ _CAUSES = {
         "Base B: a lock another session holds was not granted within lock_timeout; retry shortly",
     ),
 }
+
+
+# Settings that cut a statement (of a migration too) however often it runs, once it runs longer.
+STATEMENT_LIMITS = frozenset({"statement_timeout", "temp_file_limit"})
 
 
 def cause(exc: sqlalchemy.exc.SQLAlchemyError) -> Cause | None:

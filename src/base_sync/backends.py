@@ -295,6 +295,15 @@ def _utc_text(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def connection_cap(error: BaseException) -> bool:
+    """Whether a MySQL error is the account's cap on connections at once (1203, or 1226 naming
+    'max_user_connections'): the relay's and other tasks' connections free it, a retry can pass.
+    1226's hourly quotas ('max_questions', 'max_updates', 'max_connections_per_hour') cannot."""
+    error = getattr(error, "orig", error)
+    code = error.args[0] if getattr(error, "args", None) else None
+    return code == 1203 or (code == 1226 and "max_user_connections" in str(error))
+
+
 # Who holds connections of Base A's accounts, for the reason of an account limit (1226, 1203).
 ACCOUNT_SHARED = (
     "The CDC relay (a binlog connection and a control connection, for as long as it runs) and every Airflow "
@@ -365,12 +374,15 @@ class MySQLBaseA(BaseABackend):
         "or to raise it above the longest read (a first load's extract streams the whole table in one statement)",
         3024: "a statement ran past max_execution_time (MySQL) and was interrupted: every retry runs as long. Ask "
         "Base A's owners to lift it for this account, or to raise it above the longest read",
-        1226: "the account reached a resource limit its owners set (the server's message names it: "
-        "max_user_connections, max_connections_per_hour, max_queries_per_hour or max_updates_per_hour; ALTER USER "
-        "... WITH MAX_USER_CONNECTIONS and the like). " + ACCOUNT_SHARED,
-        1203: "the account holds as many connections as the server's max_user_connections lets one account hold. "
+        1226: "the account reached an hourly quota its owners set (the server's message names it: 'max_questions', "
+        "'max_updates' or 'max_connections_per_hour'; ALTER USER ... WITH MAX_QUERIES_PER_HOUR and the like). "
         + ACCOUNT_SHARED,
     }
+    # The account's cap on connections at once (`connection_cap`): transient, retried, the reason said.
+    CONNECTION_CAP = (
+        "the account holds as many connections at once as its owners let it (MAX_USER_CONNECTIONS, or the "
+        "server's max_user_connections): the task is retried once others close theirs. " + ACCOUNT_SHARED
+    )
 
     # What a statement waited on in vain: transient (the task's retries), the reason said.
     WAITS = {
@@ -383,13 +395,15 @@ class MySQLBaseA(BaseABackend):
 
     def refusal(self, error: DBAPIError) -> str | None:
         code = _error_code(error)
-        return self.REFUSALS.get(code) or self.LIMITS.get(code)
+        return None if connection_cap(error) else self.REFUSALS.get(code) or self.LIMITS.get(code)
 
     def waited(self, error: DBAPIError) -> str | None:
-        return self.WAITS.get(_error_code(error))
+        return self.CONNECTION_CAP if connection_cap(error) else self.WAITS.get(_error_code(error))
 
     def denied(self, error: DBAPIError) -> str | None:
         code = _error_code(error)
+        if connection_cap(error):
+            return None
         return self.REFUSALS[code] if code in self.PRIVILEGES else self.LIMITS.get(code)
 
     def lacks_privilege(self, error: DBAPIError) -> bool:

@@ -186,9 +186,10 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
 
 
-def test_a_relay_whose_account_is_at_its_connection_limit_says_so_in_one_line(binlog_port, tmp_path):
+def test_a_relay_whose_account_is_at_its_connection_limit_retries_then_says_so_in_one_line(binlog_port, tmp_path):
     """Error 1226 (the account's MAX_USER_CONNECTIONS, which a batch task's connections may fill) ended
-    the relay with "failed: (1226, ...)": the line now names the account limit and who shares the account."""
+    the relay at once with "failed: (1226, ...)": it retries as for a Base A away (a task closes its
+    connection), each retry and the last line naming the limit and who shares the account."""
     admin = source_engine(f"mysql+mysqldb://root@127.0.0.1:{binlog_port}/mysql")
     user = f"capped_relay_{uuid.uuid4().hex[:6]}"
     with admin.begin() as conn:
@@ -202,6 +203,7 @@ def test_a_relay_whose_account_is_at_its_connection_limit_says_so_in_one_line(bi
                 "RELAY_BASE_A_URL": f"mysql://{user}@127.0.0.1:{binlog_port}/mysql",
                 "RELAY_HTTP_PORT": "0",
                 "RELAY_POSITION_FILE": str(tmp_path / "position.json"),
+                "RELAY_RECONNECT_SECONDS": "3",
             }
             started = subprocess.run(
                 [venv_bin("base-a-relay")], env=env, capture_output=True, text=True, timeout=120, check=False
@@ -213,7 +215,8 @@ def test_a_relay_whose_account_is_at_its_connection_limit_says_so_in_one_line(bi
         admin.dispose()
     assert started.returncode == 1, started.stderr[-2000:]
     assert "Traceback" not in started.stderr, started.stderr[-2000:]
-    assert "resource limit" in started.stderr and "max_user_connections" in started.stderr, started.stderr[-2000:]
+    assert "retrying in" in started.stderr and "giving up" in started.stderr, started.stderr[-2000:]
+    assert "connections at once" in started.stderr and "max_user_connections" in started.stderr, started.stderr[-2000:]
     assert "give the relay its own account" in started.stderr, started.stderr[-2000:]
 
 

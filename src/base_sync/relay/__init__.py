@@ -64,7 +64,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import MySQLBaseA, backend_of
+from base_sync.backends import MySQLBaseA, backend_of, connection_cap
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
@@ -93,9 +93,9 @@ READ_TIMEOUT = 30  # seconds without a packet on the replication connection (hea
 # MySQL/MariaDB errors that mean Base A is away for now (refused, lost, gone, shutting down, killed,
 # too many connections): retried with back-off. Any other error is terminal.
 TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
-# The account's limits (1226 its own MAX_USER_CONNECTIONS or hourly quotas, 1203 the server's
-# max_user_connections): terminal, with the reason that the batch tasks share the account.
-ACCOUNT_LIMITS = frozenset({1203, 1226})
+# The account's hourly quotas (1226): terminal, with the reason that the batch tasks share the
+# account. Its cap on connections at once (1203, 1226 naming max_user_connections) is transient.
+ACCOUNT_LIMITS = frozenset({1226})
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
@@ -179,7 +179,7 @@ def transient(error: BaseException) -> bool:
         error = error.orig
     if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
         return False
-    return error.args[0] in TRANSIENT_CODES
+    return error.args[0] in TRANSIENT_CODES or connection_cap(error)
 
 
 CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
@@ -212,7 +212,7 @@ def _server_id_taken(error: BaseException) -> bool:
 def account_limit(error: BaseException) -> str | None:
     """The reason of an account limit Base A's owners set (1226, 1203), None for any other error."""
     error = error.orig if isinstance(error, DBAPIError) else error
-    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args:
+    if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args or connection_cap(error):
         return None
     return MySQLBaseA.LIMITS.get(error.args[0]) if error.args[0] in ACCOUNT_LIMITS else None
 
@@ -982,13 +982,16 @@ class Relay:
                 if self.outage_since is None:
                     self.outage_since = now
                 waited = now - self.outage_since
+                # The account's connection cap: Base A answers, but refuses until a task closes one
+                capped = f": {MySQLBaseA.CONNECTION_CAP}" if connection_cap(error) else ""
                 if waited + delay > self.settings.reconnect_seconds:
                     limit = self.settings.reconnect_seconds
                     why = f"unreachable for {waited:.0f} s (RELAY_RECONNECT_SECONDS={limit:g}), giving up"
-                    raise BaseAUnreachable(f"{why}: {one_line(error)}") from None
+                    raise BaseAUnreachable(f"{why}: {one_line(error)}{capped}") from None
                 log.warning(
-                    "Base A is unreachable (%s): retrying in %.1f s (for up to %g s in all)",
+                    "Base A is unreachable (%s%s): retrying in %.1f s (for up to %g s in all)",
                     one_line(error),
+                    capped,
                     delay,
                     self.settings.reconnect_seconds,
                 )
