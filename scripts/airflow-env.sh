@@ -13,7 +13,9 @@ _secret() {  # a random value made once and kept in $PLATFORM_VAR, readable by i
 # only one holding the platform's secrets (PLATFORM_VAR may name a directory of other uses).
 # No umask here: this file is also sourced into a user's own shell.
 mkdir -p -m 700 "$PLATFORM_VAR"
-if [ -O "$PLATFORM_VAR" ] && [ -e "$PLATFORM_VAR/airflow-fernet-key" ]; then chmod 700 "$PLATFORM_VAR"; fi
+if [ -O "$PLATFORM_VAR" ] && { [ -e "$PLATFORM_VAR/airflow-fernet-key" ] || [ -e "$PLATFORM_VAR/airflow-jwt-secret" ] || [ -e "$PLATFORM_VAR/api-token" ]; }; then
+  chmod 700 "$PLATFORM_VAR"
+fi
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$PLATFORM_VAR/airflow}
 # The metadata database: SQLite for a local stack; its writers wait up to 30 s for the lock
 # (Python's default 5 s fails API calls while the scheduler, workers and triggerer all write).

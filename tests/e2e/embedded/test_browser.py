@@ -86,6 +86,8 @@ def click_to(page: Page, link, url: re.Pattern, tries: int = 3) -> None:
     the UI was still rendering the page (the DAG page under a loaded machine) once left the page
     where it was for the 90 s the wait took."""
     for attempt in range(1, tries + 1):
+        if attempt > 1 and url.search(page.url):  # the last click's page came after the wait
+            return
         link.click()
         try:
             page.wait_for_url(url, timeout=30_000)
