@@ -16,7 +16,7 @@ from testbed.servers import api_server, graphql_server, require_program
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 TOKEN = "load-token"
-REQUESTS, CONNECTIONS = 3200, 16
+REQUESTS, CONNECTIONS = 1600, 16  # 100 per connection: load enough, half a minute for the four cases
 
 
 @pytest.fixture(scope="module")
