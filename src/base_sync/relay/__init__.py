@@ -210,7 +210,8 @@ def _server_id_taken(error: BaseException) -> bool:
 
 
 def account_limit(error: BaseException) -> str | None:
-    """The reason of an account limit Base A's owners set (1226, 1203), None for any other error."""
+    """The reason of an hourly quota Base A's owners set on the account (1226), None for any other
+    error: its cap on connections at once (`connection_cap`) is transient (`transient`)."""
     error = error.orig if isinstance(error, DBAPIError) else error
     if not isinstance(error, pymysql.err.MySQLError | MySQLdb.MySQLError) or not error.args or connection_cap(error):
         return None
