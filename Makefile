@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh tests/tools/pack
 install: $(STAMP)
 
 ## test: install everything, lint, then run the whole suite
+## (TEST_WORKERS test files at a time: most tests wait on servers, so more workers than cores pay)
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## test-fast: the tests that need no server and start no process of ours (under a minute); the
 ## markers in tests/conftest.py say what each test needs

@@ -122,3 +122,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 needs.add("slow")
         for marker in sorted(needs - {m.name for m in item.iter_markers()}):
             item.add_marker(marker)
+    items[:] = heaviest_files_first(items)
+
+
+# `make test` hands whole files to parallel workers (pytest-xdist, --dist loadfile) in collection
+# order: a Docker or Airflow file started last would run on alone at the end.
+WEIGHT = {"docker": 3, "airflow": 2, "browser": 2, "slow": 1}
+
+
+def heaviest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The items regrouped so that files needing Docker, then Airflow or a browser, then a server
+    come first; the order of the files within a weight and of the tests within a file is kept."""
+    weight: dict[str, int] = {}
+    for item in items:
+        here = max((WEIGHT.get(marker.name, 0) for marker in item.iter_markers()), default=0)
+        weight[item.path] = max(weight.get(item.path, 0), here)
+    return sorted(items, key=lambda item: -weight[item.path])
