@@ -23,9 +23,10 @@ _last_unready: dict[str, str] = {}  # the reason /ready last logged: a probe eve
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
 # The page runs no inline script (its Content-Security-Policy allows none): swagger-start.js reads the
 # document's URL from data-spec. Every URL inserted is HTML-escaped: the mount prefix is in each.
+# The empty data: icon spares the browser a /favicon.ico request (a 404 and a console error).
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Base B REST API</title>
-<link rel="stylesheet" href="{css}"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="{css}"></head>
 <body><div id="swagger-ui" data-spec="{spec}"></div>
 <script src="{js}"></script>
 <script src="{start}"></script>

@@ -109,6 +109,14 @@ def requests_to_other_hosts(page: Page, base_url: str) -> list[str]:
     return offsite
 
 
+def console_errors(page: Page) -> list[str]:
+    """The errors the page's console shows (a failed load of any resource too), filled as it goes."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
 def test_api_docs_list_every_operation(platform: Platform, page: Page) -> None:
     document = requests.get(f"{platform.api_url}/openapi.json", timeout=30).json()
     assert document["openapi"].startswith("3.1")  # what Swagger UI 4 could not render
@@ -116,6 +124,7 @@ def test_api_docs_list_every_operation(platform: Platform, page: Page) -> None:
         (method, path) for path, item in document["paths"].items() for method in item if method in HTTP_METHODS
     ]
     offsite = requests_to_other_hosts(page, platform.api_url)
+    errors = console_errors(page)
 
     # 0. Swagger UI renders the document: its title, and each operation as a block with its method and path.
     page.goto(f"{platform.api_url}/docs")
@@ -132,6 +141,7 @@ def test_api_docs_list_every_operation(platform: Platform, page: Page) -> None:
     expect(page.locator(".swagger-ui .errors-wrapper")).to_have_count(0)
     shot(page, "00-api-docs")
     assert not offsite, f"/docs asked another host: {sorted(set(offsite))}"
+    assert not errors, f"/docs' console showed errors: {errors}"
 
 
 def test_airflow_ui_shows_both_dags_and_a_successful_run(platform: Platform, page: Page) -> None:
@@ -175,6 +185,7 @@ def test_graphiql_runs_a_query(platform: Platform, page: Page) -> None:
     assert expected, "Base B has no employees to show"
 
     offsite = requests_to_other_hosts(page, platform.graphql_url)
+    errors = console_errors(page)
 
     # 4. GraphiQL renders, every file from the service, and its schema (introspection) loads: the docs list the roots.
     page.goto(f"{platform.graphql_url}/graphql")
@@ -204,3 +215,4 @@ def test_graphiql_runs_a_query(platform: Platform, page: Page) -> None:
     expect(result).not_to_contain_text('"errors"')
     shot(page, "06-graphiql-result")
     assert not offsite, f"GraphiQL's page asked another host: {sorted(set(offsite))}"
+    assert not errors, f"GraphiQL's console showed errors: {errors}"
