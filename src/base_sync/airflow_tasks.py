@@ -308,26 +308,34 @@ def _plan_xcom(entity: str) -> str:
     return f"ti.xcom_pull(task_ids='{entity}.{CHECK_DELETES}', key='{PLAN_KEY}')"
 
 
+def _with_plan(entity: str, template: str) -> str:
+    """`template` over `plan`, check_deletes' plan. Without one (check_deletes marked success by hand,
+    or the approval run alone) it says so instead: the fields render before `execute`, which then
+    fails naming the task to clear (an error while rendering was retried, holding the DAG's run)."""
+    missing = f"{entity}: {CHECK_DELETES} left no plan, nothing to approve"
+    return f"{{% set plan = {_plan_xcom(entity)} %}}{{% if plan %}}{template}{{% else %}}{missing}{{% endif %}}"
+
+
 def approval_subject(entity: str) -> str:
     """The approval's headline (a template: rendered with the plan when the task runs)."""
-    plan = _plan_xcom(entity)
-    at_most = f"{{{{ '' if {plan}['exact'] else 'at most ' }}}}"
-    held = f"{{{{ ', held by the events path' if {plan}['held_by_events'] else '' }}}}"
-    limit = f"{{{{ {plan}['limit'] }}}}"
-    return f"{entity}: delete {at_most}{{{{ {plan}['total'] }}}} rows in Base B? (limit {limit}{held})"
+    return _with_plan(
+        entity,
+        f"{entity}: delete {{{{ '' if plan['exact'] else 'at most ' }}}}{{{{ plan['total'] }}}} rows in Base B? "
+        "(limit {{ plan['limit'] }}{{ ', held by the events path' if plan['held_by_events'] else '' }})",
+    )
 
 
 def approval_body(entity: str) -> str:
     """The approval's details for the operator (a Markdown template over the plan)."""
-    plan = _plan_xcom(entity)
-    return (
+    return _with_plan(
+        entity,
         f"The batch sync of **{entity}** stopped before deleting: the circuit breaker found more deletes than a run "
-        f"makes unasked.\n\n{{{{ {plan}['summary'] }}}}.\n\n"
-        f"{{% if {plan}['held_by_events'] %}}**Approve** to delete the rows answered now, no more: the events path "
+        "makes unasked.\n\n{{ plan['summary'] }}.\n\n"
+        "{% if plan['held_by_events'] %}**Approve** to delete the rows answered now, no more: the events path "
         "holds deletes of this entity, so deletes found after the count ask again. {% else %}**Approve** to delete "
         "them now (and as many more as the limit, for changes since the count). {% endif %}"
         "**Reject**, or no answer in time, deletes nothing: the load and the watermark go on, the deletes wait, and "
-        "the next run asks again. Fix the cause in Base A first when the deletes are a mistake."
+        "the next run asks again. Fix the cause in Base A first when the deletes are a mistake.",
     )
 
 
@@ -379,7 +387,12 @@ class MassDeleteApproval(ApprovalOperator):
 
     def execute(self, context):
         ti = context["ti"]
-        plan = ti.xcom_pull(task_ids=f"{self.entity}.{CHECK_DELETES}", key=PLAN_KEY)
+        try:
+            plan = _upstream(
+                ti.xcom_pull(task_ids=f"{self.entity}.{CHECK_DELETES}", key=PLAN_KEY), CHECK_DELETES, self.entity
+            )
+        except TerminalError as error:  # no retry asks anything else
+            raise AirflowFailException(f"{APPROVE_MASS_DELETE}: {error}") from error
         rows = plan["total"]
         description = "approve deleting at most this many rows" + (
             " (no more: the events path holds deletes of this entity)"

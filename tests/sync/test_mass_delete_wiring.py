@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from base_sync import airflow_tasks, sync
 from base_sync.delete_guard import DELETE_LOG, DeleteBudget, DeletePlan, HeldByEvents
@@ -144,6 +145,21 @@ class _Ti:
 
     def xcom_pull(self, task_ids: str, key: str) -> dict:
         return self.plan
+
+
+def test_the_approval_without_a_plan_renders_and_fails_at_once_naming_the_task_to_clear():
+    """Found from outside: check_deletes marked success by hand left no plan; rendering the prompt
+    failed (`'None' has no attribute 'exact'`), was retried with back-off and held the DAG's run."""
+    import jinja2  # noqa: PLC0415
+
+    context = {"ti": _Ti(None)}
+    strict = jinja2.Environment(undefined=jinja2.StrictUndefined)  # as Airflow renders a task's fields
+    subject = strict.from_string(airflow_tasks.approval_subject("employees")).render(context)
+    body = strict.from_string(airflow_tasks.approval_body("employees")).render(context)
+    assert subject == body == "employees: check_deletes left no plan, nothing to approve"
+    approval = airflow_tasks.MassDeleteApproval(task_id="employees.approve_mass_delete", entity="employees")
+    with pytest.raises(AirflowFailException, match="clear employees.check_deletes together with its downstream"):
+        approval.execute(context)
 
 
 @pytest.mark.parametrize("held", [None, {"held": 15}], ids=["over-the-limit", "held-by-events"])
