@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -133,7 +134,7 @@ WEIGHT = {"docker": 3, "airflow": 2, "browser": 2, "slow": 1}
 def heaviest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """The items regrouped so that files needing Docker, then Airflow or a browser, then a server
     come first; the order of the files within a weight and of the tests within a file is kept."""
-    weight: dict[str, int] = {}
+    weight: dict[Path, int] = {}  # by file
     for item in items:
         here = max((WEIGHT.get(marker.name, 0) for marker in item.iter_markers()), default=0)
         weight[item.path] = max(weight.get(item.path, 0), here)
