@@ -21,18 +21,22 @@ VENDORED = Path(graphql_service.__file__).parent / "static" / "graphiql"
 
 
 class Assets(HTMLParser):
-    """The URLs a page loads (`<script src>`, `<link href>`), its title and its inline scripts."""
+    """The URLs a page loads (`<script src>`, `<link href>`), its title and its inline scripts. A
+    `data:` URL loads nothing: it is kept apart (`data_urls`)."""
 
     def __init__(self):
         super().__init__()
         self.urls: list[tuple[str, str]] = []
+        self.data_urls: list[str] = []
         self.inline_scripts: list[str] = []
         self.title = ""
         self._in: str | None = None
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
-        if tag == "script" and attributes.get("src"):
+        if (attributes.get("src") or attributes.get("href") or "").startswith("data:"):
+            self.data_urls.append(attributes.get("src") or attributes["href"])
+        elif tag == "script" and attributes.get("src"):
             self.urls.append(("script", attributes["src"]))
         elif tag == "link" and attributes.get("href"):
             self.urls.append(("link", attributes["href"]))
@@ -82,6 +86,7 @@ def test_the_page_loads_only_files_the_service_serves(introspection):
         assert asset.cache_control.max_age >= 86400, url  # URLs carry the content's hash
         assert b"https://esm.sh" not in asset.data and b"unpkg.com" not in asset.data, url
     assert not page.inline_scripts  # the policy below allows no inline script
+    assert page.data_urls == ["data:,"]  # the empty icon: no /favicon.ico asked (a 404, a console error)
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
 
