@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from base_sync import dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
@@ -174,19 +174,31 @@ def test_a_message_the_drain_cannot_fetch_shows_in_its_lag_and_log(changes, capl
     small = {"bootstrap.servers": changes.bootstrap, "fetch.max.bytes": 1_000_000}
     small["receive.message.max.bytes"] = 1_000_512
     for _ in range(2):
-        consumer = events.consumer_for(small, changes.settings)
-        api = changes.base_b.api()
-        try:
-            with caplog.at_level("WARNING", logger="base_sync.events"):
-                report = events.drain(consumer, events.producer_for(small), api, changes.settings, changes.topics)
-        finally:
-            consumer.close()
-            api.close()
+        report = drain_past_coordinator_resets(changes, small, caplog)
         assert report.counts["consumed"] == 0 and report.lag == 2, report.to_json()
     topic = changes.topics.topic("employees")
     said = "this run read nothing from it while 2 events wait (the group's committed offset 1, the end 3)"
     assert f"{topic} [0]: {said}" in caplog.text
     assert "receive.message.max.bytes" in caplog.text
+
+
+def drain_past_coordinator_resets(changes, config: dict, caplog, tries: int = 3) -> events.DrainReport:
+    """A drain with `config`. The failing fetch resets the connection the group coordinator's lookup
+    shares, which now and then fails the run instead ("FindCoordinator response error: Local: Bad
+    message format", once in five CI runs with three test files at a time): such a run is run again."""
+    for attempt in range(1, tries + 1):
+        consumer = events.consumer_for(config, changes.settings)
+        api = changes.base_b.api()
+        try:
+            with caplog.at_level("WARNING", logger="base_sync.events"):
+                return events.drain(consumer, events.producer_for(config), api, changes.settings, changes.topics)
+        except KafkaException as error:
+            if "FindCoordinator" not in str(error) or attempt == tries:
+                raise
+        finally:
+            consumer.close()
+            api.close()
+    raise AssertionError("unreachable")
 
 
 def test_a_consumer_in_the_drains_group_is_a_clear_error_not_a_broker_code(changes):
