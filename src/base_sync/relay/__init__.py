@@ -53,7 +53,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import MySQLdb
 import pymysql
 from confluent_kafka import KafkaError, KafkaException, Producer
-from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -98,6 +98,8 @@ TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
 ACCOUNT_LIMITS = frozenset({1226})
 
 REGISTRY = CollectorRegistry()  # the relay's own: served on its /metrics, never mixed into a host process's
+# process_start_time_seconds tells a relay restarting over and over (alert RelayRestarting).
+ProcessCollector(registry=REGISTRY)
 EVENTS = Counter("relay_events_total", "Change events produced", ["entity", "op"], registry=REGISTRY)
 TRANSACTIONS = Counter("relay_transactions_total", "Base A transactions read from the binlog", registry=REGISTRY)
 DELIVERY_ERRORS = Counter("relay_delivery_errors_total", "Events the broker did not acknowledge", registry=REGISTRY)
