@@ -66,8 +66,9 @@ class Events:
         self.producer.produce(self.topics.topic(entity), value=value, key=str(key), headers=headers, **extra)
         self.producer.flush(10)
 
-    def drain(self, api: BaseBApi | None = None) -> events.DrainReport:
-        config = {"bootstrap.servers": self.bootstrap}
+    def drain(self, api: BaseBApi | None = None, config: dict | None = None) -> events.DrainReport:
+        """One run, as the task makes it; `config`: the Kafka connection's settings (default: the broker)."""
+        config = config or {"bootstrap.servers": self.bootstrap}
         consumer, producer = events.consumer_for(config, self.settings), events.producer_for(config)
         api = api or self.base_b.api()
         try:
@@ -187,17 +188,12 @@ def drain_past_coordinator_resets(changes, config: dict, caplog, tries: int = 3)
     shares, which now and then fails the run instead ("FindCoordinator response error: Local: Bad
     message format", once in five CI runs with three test files at a time): such a run is run again."""
     for attempt in range(1, tries + 1):
-        consumer = events.consumer_for(config, changes.settings)
-        api = changes.base_b.api()
         try:
             with caplog.at_level("WARNING", logger="base_sync.events"):
-                return events.drain(consumer, events.producer_for(config), api, changes.settings, changes.topics)
+                return changes.drain(config=config)
         except KafkaException as error:
             if "FindCoordinator" not in str(error) or attempt == tries:
                 raise
-        finally:
-            consumer.close()
-            api.close()
     raise AssertionError("unreachable")
 
 
