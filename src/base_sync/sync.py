@@ -186,6 +186,9 @@ def verify(
     return VerifyResult(rows=ours.count, repaired=repaired, ahead=ahead, moved_on=moved_on, quarantined=quarantined)
 
 
+REPAIR_ROUNDS = 3
+
+
 def repair(
     entity: str,
     base_a: BaseA,
@@ -198,7 +201,13 @@ def repair(
 ) -> tuple[int, int, int]:
     """Re-send the rows Base B lacks there, or holds at another version (`missing`), except those in
     quarantine, and check again with `still_missing`; (repaired, ahead, quarantined). More than
-    SYNC_REPAIR_LIMIT, or rows still missing that Base B does not hold newer, fail the step."""
+    SYNC_REPAIR_LIMIT, or re-sent rows still missing that Base B does not hold newer, fail the step.
+
+    Only the re-sent keys are judged by the second comparison: it sees Base A and Base B a moment
+    apart, as the first did, so under Base A's writes (with the events path applying them) it finds
+    other keys that changed between its two reads; a key that was really missing was in the first
+    comparison. A re-sent key can meet that race too (changed again while compared): those still
+    missing are re-sent and compared once more, up to REPAIR_ROUNDS times."""
     quarantined = _open_rejections(api, entity) if missing else set()
     to_repair = [key for key in missing if key not in quarantined]
     if len(to_repair) > settings.repair_limit:
@@ -206,35 +215,52 @@ def repair(
             f"{entity}: {len(to_repair)} rows {where} are missing in Base B or held at another version (more "
             f"than SYNC_REPAIR_LIMIT={settings.repair_limit}); {then}, the next run re-sends them"
         )
-    ahead = 0
-    if to_repair:
+    resent, sending, still = set(to_repair), to_repair, []
+    for attempt in range(1, REPAIR_ROUNDS + 1):
+        if not sending:
+            break
         # Read now, after Base B's tombstones: a row deleted and restored in Base A under the same
         # stamp comes back (restore_ties=True), where a plain write would lose the tie to its tombstone.
-        rows = base_a.records_by_keys(entity, to_repair, settings.chunk_size)
+        rows = base_a.records_by_keys(entity, sending, settings.chunk_size)
         counts = push_chunks(api, entity, rows, settings.push_concurrency, restore_ties=True)
         log.warning(
             "%s: re-sent %d rows %s that Base B lacked there or held at another version: %s",
             entity,
-            len(to_repair),
+            len(sending),
             where,
             dict(counts),
         )
         rejected_now = _open_rejections(api, entity)
-        still = [key for key in still_missing() if key not in rejected_now]
-        # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
-        if len(still) > counts["stale"]:
-            raise VerificationError(f"{entity}: {len(still)} rows still differ after a re-send, e.g. {still[:10]}")
-        ahead = len(still)
-        if still:
-            log.warning(
-                "%s: %d of them Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
-                "version first, or Base A's stamp went back, which the periodic comparison of versions writes as "
-                "Base A holds it): keys %s%s",
+        differ = [key for key in still_missing() if key not in rejected_now]
+        still = [key for key in differ if key in resent]
+        if len(differ) > len(still):
+            log.info(
+                "%s: %d other rows %s differ now, e.g. %s: changed in Base A while it was compared (not missing "
+                "before); the next run reads them",
                 entity,
-                ahead,
-                ", ".join(map(str, still[:10])),
-                ", ..." if ahead > 10 else "",
+                len(differ) - len(still),
+                where,
+                [key for key in differ if key not in resent][:10],
             )
+        # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
+        if len(still) <= counts["stale"]:
+            break
+        if attempt == REPAIR_ROUNDS:
+            raise VerificationError(
+                f"{entity}: {len(still)} rows still differ after {attempt} re-sends, e.g. {still[:10]}"
+            )
+        sending = still
+    ahead = len(still)
+    if still:
+        log.warning(
+            "%s: %d of them Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
+            "version first, or Base A's stamp went back, which the periodic comparison of versions writes as "
+            "Base A holds it): keys %s%s",
+            entity,
+            ahead,
+            ", ".join(map(str, still[:10])),
+            ", ..." if ahead > 10 else "",
+        )
     return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 

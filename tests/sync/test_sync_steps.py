@@ -378,6 +378,68 @@ def test_a_row_changed_after_the_extract_does_not_fail_verification(base_a, base
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 300
 
 
+def test_rows_changed_while_verify_compares_again_do_not_fail_it(base_a, base_a_engine, base_b):
+    """Outside probe: full refreshes of a Base A under writes, with the events path applying them,
+    failed verification for good ("14 rows still differ after a re-send"): the comparison after
+    the re-send reads Base A, then Base B a moment later, and a row changed in between is in Base
+    A's window and out of Base B's. Here article 9 changes (in both bases, as the events path would
+    apply it) once that comparison's Base A read has begun; article 5 was really lost."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 300, seed_value=16)
+    report = sync.load("articles", base_a, api, store, SETTINGS)
+    with base_b_engine(base_b) as conn:
+        conn.execute(text("DELETE FROM articles WHERE source_id = 5"))
+    compare, calls = api.window_versions, []
+
+    def changed_meanwhile():
+        with base_a_engine.begin() as conn:
+            conn.execute(text("UPDATE articles SET title = 'moved on', updated_at = UTC_TIMESTAMP(6) WHERE id = 9"))
+        for chunk in base_a.records_by_keys("articles", [9], 10):
+            api.bulk_upsert("articles", encode(chunk))
+
+    def window_versions(*args):
+        calls.append(args)
+        if len(calls) == 2:  # the comparison after the re-send, Base A's read under way
+            changed_meanwhile()
+        yield from compare(*args)
+
+    api.window_versions = window_versions
+    verified = sync.verify("articles", base_a, api, report, SETTINGS)
+    assert len(calls) == 2 and verified.repaired == 1 and verified.ahead == 0
+    sync.commit("articles", store, report, {"verify": verified.to_json()})
+    run_once("articles", base_a, api, store)
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 300
+    assert synced_rows(base_b.database_url, "articles")[9][1] == "moved on"
+
+
+def test_a_row_base_b_keeps_losing_fails_verify_after_each_re_send(base_a, base_a_engine, base_b):
+    """A write Base B drops every time (here a trigger of its owners) is no race: re-sent and
+    compared REPAIR_ROUNDS times, it fails the step, naming the key."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 50, seed_value=17)
+    report = sync.load("articles", base_a, api, store, SETTINGS)
+    with base_b_engine(base_b) as conn:
+        conn.execute(text("DELETE FROM articles WHERE source_id = 7"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION drop_seven() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN IF NEW.source_id = 7 THEN RETURN NULL; END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text("CREATE TRIGGER drop_seven BEFORE INSERT ON articles FOR EACH ROW EXECUTE FUNCTION drop_seven()")
+        )
+    try:
+        with pytest.raises(
+            sync.VerificationError, match=rf"1 rows still differ after {sync.REPAIR_ROUNDS} re-sends, e.g. \[7\]"
+        ):
+            sync.verify("articles", base_a, api, report, SETTINGS)
+    finally:  # Base B is shared by this module's tests
+        with base_b_engine(base_b) as conn:
+            conn.execute(text("DROP TRIGGER drop_seven ON articles"))
+            conn.execute(text("DROP FUNCTION drop_seven"))
+
+
 def test_an_older_write_than_base_b_holds_is_stale(base_a, base_a_engine, base_b):
     """The events path delivered a newer version first; the batch's older copy must not win."""
     api, store = base_b.api(), MemoryStateStore()
