@@ -83,7 +83,7 @@ if [[ "$BASE_A_URL" == mysql* ]]; then
   EVENTS_SOURCE_DATABASE=${EVENTS_SOURCE_DATABASE:-$(python scripts/database_url.py database BASE_A_URL)}
   export EVENTS_SOURCE_DATABASE
   RELAY_BASE_A_URL=$BASE_A_URL RELAY_KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP RELAY_HTTP_PORT=$relay_port \
-    RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay base-a-relay
+    RELAY_POSITION_FILE=$PLATFORM_VAR/relay/position.json start relay scripts/keep-running.sh base-a-relay
   ready+=("http://127.0.0.1:$relay_port/ready")
   relay_address=127.0.0.1:$relay_port  # Prometheus scrapes the relay only when it runs
 elif [ "${BASE_A_CHURN_EVERY:-30}" != 0 ]; then

@@ -88,6 +88,20 @@ class Platform:
         assert answer.status_code == 200 and not body.get("errors"), body
         return body["data"]
 
+    def kept_processes(self, name: str, program: bytes) -> set[int]:
+        """Pids of the processes `make up` started as `name` (its process group) whose last argument is
+        `program` or a path to it (`scheduler`, `base-a-relay`), their keeper (keep-running.sh) left out."""
+        group = int((self.var / "run" / f"{name}.pid").read_text())
+        found = set()
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                if proc.name.isdigit() and os.getpgid(int(proc.name)) == group:
+                    command = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+                    ends = command[-1] == program or command[-1].endswith(b"/" + program)
+                    if ends and b"keep-running" not in b" ".join(command):
+                        found.add(int(proc.name))
+        return found
+
     def leftover_processes(self) -> list[str]:
         """Command lines of processes still running with this platform's PLATFORM_VAR."""
         marker = f"PLATFORM_VAR={self.var}\0".encode()

@@ -4,6 +4,8 @@ and Base B on PostgreSQL, set the way the README tells a user to."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,6 +65,24 @@ def test_a_change_committed_in_mariadb_reaches_postgresql_through_the_relay(plat
     assert platform.runs_started_since("base_a_to_base_b", changed_at) == 0, "a batch run may have done it"
     relay = requests.get(f"http://127.0.0.1:{platform.env['RELAY_HTTP_PORT']}/metrics", timeout=10).text
     assert 'relay_events_total{entity="employees",op="u"}' in relay
+
+
+def test_a_dead_relay_is_started_again_and_resumes(platform):
+    """The relay exits on what it cannot get past (Base A away past RELAY_RECONNECT_SECONDS, a broker
+    that lost its producer state), for its supervisor to start it again, as compose's restart policy
+    does; under make up nothing did, and change events stopped until make down (outside probe)."""
+    before = platform.kept_processes("relay", b"base-a-relay")
+    os.kill(min(before), signal.SIGKILL)
+    wait_for("a new relay", lambda: platform.kept_processes("relay", b"base-a-relay") - before, timeout=60)
+    engine = source_engine(platform.base_a_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE employees SET salary = salary + 1 WHERE id IN (21, 34)"))
+    engine.dispose()
+    changed_at = time.time()
+    expected = base_a_versions(platform.base_a_url, "employees")
+    wait_for("the new relay to carry a change", lambda: base_b_versions(platform, "employees") == expected)
+    assert platform.runs_started_since("base_a_to_base_b", changed_at) == 0, "a batch run may have done it"
+    assert "starting it again" in (platform.var / "log" / "relay.log").read_text()
 
 
 def test_make_down_stops_everything_on_servers_too(platform):

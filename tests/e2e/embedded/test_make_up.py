@@ -6,11 +6,9 @@ The platform (tests/e2e/embedded/conftest.py) runs with the event maker changing
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -83,20 +81,9 @@ def test_a_dead_scheduler_is_started_again(platform):
     """An Airflow process that dies (a crash, a bug: Airflow 3.3's `tasks test` can kill the scheduler)
     is started again by its keeper, in the same process group `make down` stops."""
 
-    def schedulers() -> set[int]:
-        group = int((platform.var / "run" / "airflow-scheduler.pid").read_text())
-        found = set()
-        for proc in Path("/proc").iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                if proc.name.isdigit() and os.getpgid(int(proc.name)) == group:
-                    command = (proc / "cmdline").read_bytes().split(b"\0")
-                    if command[-2:-1] == [b"scheduler"] and b"keep-running" not in b" ".join(command):
-                        found.add(int(proc.name))
-        return found
-
-    before = schedulers()
+    before = platform.kept_processes("airflow-scheduler", b"scheduler")
     os.kill(min(before), signal.SIGKILL)  # the scheduler itself (its pool's processes come after it)
-    wait_for("a new scheduler", lambda: schedulers() - before, timeout=90)
+    wait_for("a new scheduler", lambda: platform.kept_processes("airflow-scheduler", b"scheduler") - before, timeout=90)
     log = (platform.var / "log" / "airflow-scheduler.log").read_text()
     assert "exited with status" in log and "starting it again" in log
 
