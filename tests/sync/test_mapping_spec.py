@@ -157,6 +157,32 @@ def test_unreadable_files_are_named(tmp_path):
         load_mapping(broken)
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "first", "second"),
+    [
+        # A field mapped twice: PyYAML kept the second column, and `base-a check` said ok.
+        (
+            "entities:\n  articles:\n    table: a\n    fields:\n      title: {column: t}\n      title: {column: b}\n",
+            "title",
+            5,
+            6,
+        ),
+        # An entity given twice: the second replaced the first, and the error named a missing field.
+        ("entities:\n  articles:\n    table: a\n  articles:\n    table: b\n", "articles", 2, 4),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, key, first, second):
+    """Outside probe: duplicate keys in a mapping file were silently last-wins (data synced into the
+    wrong field)."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    said = str(refused.value)
+    assert f"found the key {key!r} a second time (first on line {first})" in said
+    assert f"line {second}, column" in said and said.startswith(f"{path}: not valid YAML")
+
+
 def test_without_a_file_the_mapping_is_the_platforms_own_base_a(monkeypatch):
     monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
     mapping = SourceMapping.from_settings()

@@ -28,6 +28,7 @@ docs/mapping.md is the reference of every key.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from typing import Any, Literal
@@ -236,11 +237,37 @@ def parse_mapping(document: Any, origin: str = "<mapping>") -> MappingFile:
     return mapping
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one
+    without a word, so a second `position:` silently replaced the first field's column, and a
+    second `employees:` the whole entity (outside probe)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        with contextlib.suppress(TypeError):  # an unhashable key: construct_mapping refuses it itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} a second time (first on line {seen[key].line + 1}): "
+                    "each key once, or the later one silently replaces the earlier",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_mapping(path: str | Path) -> MappingFile:
     """Read and validate a mapping file (no database, no network: safe at DAG parse time)."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise MappingError(f"{path}: cannot read the mapping file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
