@@ -155,6 +155,13 @@ def test_unreadable_files_are_named(tmp_path):
     broken.write_text("entities: [unclosed")
     with pytest.raises(MappingError, match=f"{broken}: not valid YAML"):
         load_mapping(broken)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(MappingError, match=f"{empty}: the document is empty: it starts with `entities:`"):
+        load_mapping(empty)
+    empty.write_text("- entities\n")
+    with pytest.raises(MappingError, match=f"{empty}: the document holds a list, not a mapping"):
+        load_mapping(empty)
 
 
 @pytest.mark.parametrize(

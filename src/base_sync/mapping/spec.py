@@ -227,6 +227,9 @@ def resolve_function(path: str):
 
 def parse_mapping(document: Any, origin: str = "<mapping>") -> MappingFile:
     """Validate a parsed mapping document; every error names `origin`, the entity and the key."""
+    if not isinstance(document, dict):  # pydantic would say "a valid dictionary or instance of MappingFile"
+        found = "is empty" if document is None else f"holds a {type(document).__name__}, not a mapping"
+        raise MappingError(f"{origin}: the document {found}: it starts with `entities:` (docs/mapping.md)")
     try:
         mapping = MappingFile.model_validate(document)
     except ValidationError as exc:
