@@ -426,9 +426,10 @@ def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | 
     if rows is None:
         raise ConfigurationError(
             "the approval answered no rows on a prompt that may show an earlier try's count (Airflow keeps a "
-            f"cleared task's first prompt): this try counted {plan['total']} rows. Approve with params_input "
-            f'{{"{ROWS}": {plan["total"]}}} (the UI\'s form may show the earlier count: type this one), or '
-            "trigger a run with approve_mass_delete"
+            f"cleared task's first prompt): this try counted {plan['total']} rows, nothing was deleted. Clear "
+            f"{CHECK_DELETES} with its downstream tasks and approve with params_input "
+            f'{{"{ROWS}": {plan["total"]}}} (the UI\'s form may show the earlier count: type this one; an answer '
+            "given cannot be changed), or trigger a run with approve_mass_delete"
         )
     count = _approved_count(rows)
     # The limit on top covers deletes found since the count, never rows of it the operator left out

@@ -105,7 +105,7 @@ def test_an_approval_covers_the_rows_it_answers_and_a_cleared_prompt_needs_them(
     assert airflow_tasks.approved_rows({**approve, "params_input": {"rows": 330}}, {"rows": 330}, plan) == 430
     # The option alone (a REST answer): the count asked, on a first try only.
     assert airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": True}, plan) == 430
-    with pytest.raises(ConfigurationError, match="earlier try's count.*this try counted 330 rows"):
+    with pytest.raises(ConfigurationError, match="this try counted 330 rows, nothing was deleted. Clear check_deletes"):
         airflow_tasks.approved_rows(approve, {"rows": 330, "fresh": False}, plan)
     # The field emptied (the form then still offers Reject): no count, no approval.
     with pytest.raises(ConfigurationError, match="field empty"):
