@@ -555,6 +555,7 @@ class Relay:
         self.statement_ends_group = False  # the group being read is one statement with no XID event
         self.prepared: dict[xa.Xid, xa.Prepared] = {}  # prepared XAs whose outcome is not read yet
         self.outage_since: float | None = None  # monotonic time Base A stopped answering
+        self.lost_at: float | None = None  # monotonic time the replication connection was lost, until it is back
         self.connected_at: float | None = None  # of the replication connection
         self._stream_connected = False
 
@@ -966,6 +967,7 @@ class Relay:
         if self.outage_since is None or (self.connected_at and time.monotonic() - self.connected_at > 5):
             self.outage_since = time.monotonic()  # a new outage, not the same one flapping
         RECONNECTS.inc()
+        self.lost_at = self.lost_at or time.monotonic()
         log.warning(
             "the replication connection to Base A was lost (%s): resuming after %s", one_line(error), self.progress.done
         )
@@ -1012,6 +1014,13 @@ class Relay:
             raise StreamLost("reset, killed or timed out")
         connection = pymysql.connect(**settings)
         self._stream_connected, self.connected_at = True, time.monotonic()
+        if self.lost_at is not None:  # said, or the log ends at the loss and its retries
+            log.warning(
+                "the replication connection to Base A is back, %.0f s after it was lost: reading after %s",
+                self.connected_at - self.lost_at,
+                self.progress.done,
+            )
+            self.lost_at = None
         return connection
 
     def _writer(self, event, table: str, hidden: frozenset[str] = frozenset()) -> EnvelopeWriter:
