@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.observability.stats import Stats
 from sqlalchemy.exc import DBAPIError
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
@@ -215,7 +218,24 @@ def _api_url(conn) -> str:
     scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else typed)
     path = "" if schema in ("", "http", "https") else f"/{schema}"
     port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{conn.host}{port}{path}"
+    url = f"{scheme}://{_url_host(conn.host)}{port}{path}"
+    # A URL urllib3 cannot parse fails every request and every retry alike: refuse it now, named.
+    try:
+        parse_url(url)
+    except LocationParseError as error:
+        raise ConfigurationError(f"Airflow connection {conn.conn_id!r}: no usable API URL {url!r}: {error}") from None
+    return url
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL holds it: an IPv6 address in brackets (`http://::1:15000` parses as no URL).
+    Airflow gives `::1` for both a JSON host "::1" and a URI's `[::1]`."""
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return host  # a name or an IPv4 address; anything else the URL check refuses
+    return f"[{bare}]" if address.version == 6 else bare
 
 
 def base_b_asset(entity: str) -> Asset:
