@@ -17,6 +17,7 @@ import functools
 import inspect
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
@@ -191,6 +192,22 @@ def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
         timeout=settings.api_timeout,
         sync_path=sync_path,
         max_body_bytes=settings.max_body_bytes,
+        verify=_verify_of(conn),
+    )
+
+
+def _verify_of(conn) -> bool | str:
+    """HttpHook's extra `verify`: false, or the path of the CA bundle that signed the API's certificate;
+    true (the default) trusts the system's CAs. A path that is not here fails now: requests raised
+    an OSError on every call, which the task retried."""
+    verify = conn.extra_dejson.get("verify", True)
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
+        return verify.strip().lower() == "true"
+    if isinstance(verify, bool) or (isinstance(verify, str) and os.path.exists(verify)):
+        return verify
+    raise ConfigurationError(
+        f"Airflow connection {conn.conn_id!r}: extra verify={verify!r} is neither true, false nor the path of "
+        "a CA bundle on this machine"
     )
 
 
