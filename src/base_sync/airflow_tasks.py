@@ -186,14 +186,18 @@ def _refusals_are_terminal(
 
 def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
     conn = BaseHook.get_connection(settings.api_conn_id)
-    return BaseBApi(
-        _api_url(conn),
-        conn.password,
-        timeout=settings.api_timeout,
-        sync_path=sync_path,
-        max_body_bytes=settings.max_body_bytes,
-        verify=_verify_of(conn),
-    )
+    url, verify = _api_url(conn), _verify_of(conn)
+    try:
+        return BaseBApi(
+            url,
+            conn.password,
+            timeout=settings.api_timeout,
+            sync_path=sync_path,
+            max_body_bytes=settings.max_body_bytes,
+            verify=verify,
+        )
+    except ConfigurationError as error:  # the token as given: name the connection that holds it
+        raise ConfigurationError(f"Airflow connection {conn.conn_id!r}: {error}") from error
 
 
 def _verify_of(conn) -> bool | str:

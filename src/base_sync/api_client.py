@@ -50,6 +50,18 @@ def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError |
     return None
 
 
+def _header_safe(token: str) -> str:
+    """The token as an HTTP header may carry it: printable ASCII. http.client encodes headers latin-1:
+    a token like `tøken€` raised a bare UnicodeEncodeError on every call (retried), and `ø` went as a
+    byte the API never compares equal. The error shows no part of the token."""
+    if not (token.isascii() and token.isprintable()):
+        raise ConfigurationError(
+            "the API token (the connection's password) must be printable ASCII, as HTTP headers carry no other "
+            "text: give the API a token of ASCII letters, digits and punctuation (API_TOKENS) and the connection it"
+        )
+    return token
+
+
 class _Retry(Retry):
     """urllib3's Retry, but a refused certificate is raised at once: urllib3 counts it among the
     "other" errors and retried the same refusal with back-off (then the task's retries, minutes)."""
@@ -92,7 +104,7 @@ class BaseBApi:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.session.headers["Authorization"] = f"Bearer {_header_safe(token)}"
         if sync_path:  # the API counts what each pipeline loaded under this label (its /metrics)
             self.session.headers["X-Sync-Path"] = sync_path
 

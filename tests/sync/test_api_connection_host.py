@@ -18,6 +18,7 @@ import pytest
 from base_sync import airflow_tasks
 from base_sync.api_client import BaseBApi
 from base_sync.errors import ConfigurationError
+from base_sync.settings import SyncSettings
 
 
 def _connection(host: str) -> SimpleNamespace:
@@ -100,3 +101,15 @@ def test_a_host_no_url_can_hold_fails_without_a_retry():
         airflow_tasks._api_url(_connection("api example.net"))
     with pytest.raises(ConfigurationError, match=r"no usable API URL 'http://::1::zz'"):
         airflow_tasks._api_url(_connection("::1::zz"))
+
+
+@pytest.mark.parametrize("token", ["secret-tøken€", "secret-tøken", "two\nlines"], ids=["euro", "latin-1", "newline"])
+def test_a_token_no_header_can_carry_fails_at_once_naming_the_connection(monkeypatch, tmp_path, token):
+    """`tøken€` raised a bare UnicodeEncodeError (latin-1) on every call, which the task retried; `tøken`
+    went as a latin-1 byte no ASCII token matches. Refused when the client is made, before any call."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    given = {"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", json.dumps(given))
+    with pytest.raises(ConfigurationError, match="'base_b_api': the API token .* must be printable ASCII") as refused:
+        airflow_tasks._api(SyncSettings(), "batch")
+    assert token not in str(refused.value)
