@@ -26,7 +26,12 @@ import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, AssetAlias, BaseHook, Param, get_current_context
 from airflow.sdk.definitions.param import ParamsDict
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
 from airflow.sdk.observability.stats import Stats
 from sqlalchemy.exc import DBAPIError
 from urllib3.exceptions import LocationParseError
@@ -127,10 +132,10 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     written. The run's load reports the columns the mapping does not read (a log line and a gauge),
     and the foreign keys whose actions change mapped rows unseen (`mapping.cascades`: warnings)."""
     conn_id = settings.base_a_conn_id
+    connection = _connection(conn_id)
     try:
-        connection = BaseHook.get_connection(conn_id)
         hook = connection.get_hook()
-    except AirflowException as error:  # not defined, or a connection type without a hook
+    except AirflowException as error:  # a connection type without a hook
         raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
@@ -161,6 +166,23 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         yield base_a, api
 
 
+def _connection(conn_id: str):
+    """An Airflow connection; one not defined fails the task at once (a retry finds none either), and
+    an AIRFLOW_CONN_* variable Airflow could not read is named as such: Airflow says only "isn't defined"."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as error:
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if os.environ.get(variable):
+            why = (
+                f"{variable} is set but is no valid connection URI or JSON ({error}): in a URI, percent-encode "
+                "the login and password (/ # ? @ : % and spaces), or give the connection as JSON"
+            )
+        else:
+            why = f"{error}: define it (an {variable} variable, or in Airflow's connections)"
+        raise ConfigurationError(f"Airflow connection {conn_id!r}: {why}") from error
+
+
 @contextlib.contextmanager
 def _refusals_are_terminal(
     refusal: Callable[[DBAPIError], str | None],
@@ -185,7 +207,7 @@ def _refusals_are_terminal(
 
 
 def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
-    conn = BaseHook.get_connection(settings.api_conn_id)
+    conn = _connection(settings.api_conn_id)
     url, verify = _api_url(conn), _verify_of(conn)
     try:
         return BaseBApi(
@@ -585,7 +607,7 @@ def apply_changes() -> dict:
     """Drain the change-event topics through the bulk endpoints; commit offsets after each accepted batch."""
     _refuse_unknown_conf()
     settings = EventSettings()
-    kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
+    kafka_config = _connection(settings.kafka_conn_id).extra_dejson
     consumer = events.consumer_for(kafka_config, settings)
     producer = events.producer_for(kafka_config)
     api = _api(settings, "events")
