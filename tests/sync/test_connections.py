@@ -70,8 +70,10 @@ def test_the_right_connections_connect(connections):
         ({"login": "no_such_user", "password": "wrong"}, "the account or its password is wrong"),
         ({"conn_type": "postgres"}, "Base A on 'postgres' is not supported"),
         ({"conn_type": "bogus"}, "Airflow connection 'base_a'"),
+        ({"schema": None}, "'base_a': the connection names no database \\(schema\\)"),
+        ({"schema": ""}, "'base_a': the connection names no database \\(schema\\)"),
     ],
-    ids=["unknown-database", "wrong-password", "unsupported-kind", "no-hook"],
+    ids=["unknown-database", "wrong-password", "unsupported-kind", "no-hook", "no-database", "empty-database"],
 )
 def test_a_base_a_connection_that_cannot_work_fails_without_a_retry(connections, base_a, says):
     connections(base_a=base_a)
@@ -374,7 +376,11 @@ def test_the_hooks_ssl_extra_becomes_the_drivers_ssl_arguments():
     from base_sync.mysql_connection import url_of
 
     given = Connection(
-        conn_id="a", conn_type="mysql", host="db", extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"})
+        conn_id="a",
+        conn_type="mysql",
+        host="db",
+        schema="base_a",
+        extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"}),
     )
     assert dict(url_of(given).query) == {"ssl_ca": "/ca.pem", "ssl_mode": "REQUIRED"}
 
