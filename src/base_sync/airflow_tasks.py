@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import ipaddress
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
@@ -24,9 +26,16 @@ import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, AssetAlias, BaseHook, Param, get_current_context
 from airflow.sdk.definitions.param import ParamsDict
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
 from airflow.sdk.observability.stats import Stats
 from sqlalchemy.exc import DBAPIError
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
@@ -123,10 +132,10 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     written. The run's load reports the columns the mapping does not read (a log line and a gauge),
     and the foreign keys whose actions change mapped rows unseen (`mapping.cascades`: warnings)."""
     conn_id = settings.base_a_conn_id
+    connection = _connection(conn_id)
     try:
-        connection = BaseHook.get_connection(conn_id)
         hook = connection.get_hook()
-    except AirflowException as error:  # not defined, or a connection type without a hook
+    except AirflowException as error:  # a connection type without a hook
         raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
@@ -157,6 +166,23 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
         yield base_a, api
 
 
+def _connection(conn_id: str):
+    """An Airflow connection; one not defined fails the task at once (a retry finds none either), and
+    an AIRFLOW_CONN_* variable Airflow could not read is named as such: Airflow says only "isn't defined"."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as error:
+        variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+        if os.environ.get(variable):
+            why = (
+                f"{variable} is set but is no valid connection URI or JSON ({error}): in a URI, percent-encode "
+                "the login and password (/ # ? @ : % and spaces), or give the connection as JSON"
+            )
+        else:
+            why = f"{error}: define it (an {variable} variable, or in Airflow's connections)"
+        raise ConfigurationError(f"Airflow connection {conn_id!r}: {why}") from error
+
+
 @contextlib.contextmanager
 def _refusals_are_terminal(
     refusal: Callable[[DBAPIError], str | None],
@@ -181,13 +207,33 @@ def _refusals_are_terminal(
 
 
 def _api(settings: SyncSettings | EventSettings, sync_path: str) -> BaseBApi:
-    conn = BaseHook.get_connection(settings.api_conn_id)
-    return BaseBApi(
-        _api_url(conn),
-        conn.password,
-        timeout=settings.api_timeout,
-        sync_path=sync_path,
-        max_body_bytes=settings.max_body_bytes,
+    conn = _connection(settings.api_conn_id)
+    url, verify = _api_url(conn), _verify_of(conn)
+    try:
+        return BaseBApi(
+            url,
+            conn.password,
+            timeout=settings.api_timeout,
+            sync_path=sync_path,
+            max_body_bytes=settings.max_body_bytes,
+            verify=verify,
+        )
+    except ConfigurationError as error:  # the token as given: name the connection that holds it
+        raise ConfigurationError(f"Airflow connection {conn.conn_id!r}: {error}") from error
+
+
+def _verify_of(conn) -> bool | str:
+    """HttpHook's extra `verify`: false, or the path of the CA bundle that signed the API's certificate;
+    true (the default) trusts the system's CAs. A path that is not here fails now: requests raised
+    an OSError on every call, which the task retried."""
+    verify = conn.extra_dejson.get("verify", True)
+    if isinstance(verify, str) and verify.strip().lower() in ("true", "false"):
+        return verify.strip().lower() == "true"
+    if isinstance(verify, bool) or (isinstance(verify, str) and os.path.exists(verify)):
+        return verify
+    raise ConfigurationError(
+        f"Airflow connection {conn.conn_id!r}: extra verify={verify!r} is neither true, false nor the path of "
+        "a CA bundle on this machine"
     )
 
 
@@ -215,7 +261,24 @@ def _api_url(conn) -> str:
     scheme = conn.extra_dejson.get("scheme") or (schema if schema in ("http", "https") else typed)
     path = "" if schema in ("", "http", "https") else f"/{schema}"
     port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{conn.host}{port}{path}"
+    url = f"{scheme}://{_url_host(conn.host)}{port}{path}"
+    # A URL urllib3 cannot parse fails every request and every retry alike: refuse it now, named.
+    try:
+        parse_url(url)
+    except LocationParseError as error:
+        raise ConfigurationError(f"Airflow connection {conn.conn_id!r}: no usable API URL {url!r}: {error}") from None
+    return url
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL holds it: an IPv6 address in brackets (`http://::1:15000` parses as no URL).
+    Airflow gives `::1` for both a JSON host "::1" and a URI's `[::1]`."""
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return host  # a name or an IPv4 address; anything else the URL check refuses
+    return f"[{bare}]" if address.version == 6 else bare
 
 
 def base_b_asset(entity: str) -> Asset:
@@ -545,7 +608,7 @@ def apply_changes() -> dict:
     """Drain the change-event topics through the bulk endpoints; commit offsets after each accepted batch."""
     _refuse_unknown_conf()
     settings = EventSettings()
-    kafka_config = BaseHook.get_connection(settings.kafka_conn_id).extra_dejson
+    kafka_config = _connection(settings.kafka_conn_id).extra_dejson
     consumer = events.consumer_for(kafka_config, settings)
     producer = events.producer_for(kafka_config)
     api = _api(settings, "events")

@@ -3,25 +3,73 @@
 Bulk writes are safe to retry: the version guard makes a repeated batch change nothing, so the
 session retries every method on connection errors and 429/502/503/504, with back-off. What still
 fails is raised as `ApiUnavailable` (transient: the task retries later) or `ApiRefused` (terminal:
-a 4xx other than 408/429, or a 500, which the API answers only for a bug).
+a 4xx other than 408/429, or a 500, which the API answers only for a bug). A certificate the
+client refuses, or a URL or header no request can carry, is a `ConfigurationError`: no retry
+changes it.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import datetime
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable
+from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable, ConfigurationError
 from base_sync.key_ranges import KeyRange
 from base_sync.settings import API_BACKOFF, API_CONNECT_TIMEOUT, API_RETRIES, API_TIMEOUT, MAX_BODY_BYTES
 from base_sync.source import Cursor
 
 __all__ = ["ApiError", "ApiRefused", "ApiUnavailable", "BaseBApi"]
 CONNECT_TIMEOUT = API_CONNECT_TIMEOUT  # seconds
+# Requests no retry can send: the URL or a header (the token) is unusable as given.
+_UNSENDABLE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure somewhere in the chain requests and urllib3 wrap it in."""
+    seen, stack = set(), [error]
+    while stack:
+        found = stack.pop()
+        if id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return found
+        linked = (*found.args, getattr(found, "reason", None), found.__cause__, found.__context__)
+        stack.extend(item for item in linked if isinstance(item, BaseException))
+    return None
+
+
+def _header_safe(token: str) -> str:
+    """The token as an HTTP header may carry it: printable ASCII. http.client encodes headers latin-1:
+    a token like `tøken€` raised a bare UnicodeEncodeError on every call (retried), and `ø` went as a
+    byte the API never compares equal. The error shows no part of the token."""
+    if not (token.isascii() and token.isprintable()):
+        raise ConfigurationError(
+            "the API token (the connection's password) must be printable ASCII, as HTTP headers carry no other "
+            "text: give the API a token of ASCII letters, digits and punctuation (API_TOKENS) and the connection it"
+        )
+    return token
+
+
+class _Retry(Retry):
+    """urllib3's Retry, but a refused certificate is raised at once: urllib3 counts it among the
+    "other" errors and retried the same refusal with back-off (then the task's retries, minutes)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and _certificate_refused(error):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 class BaseBApi:
@@ -34,14 +82,18 @@ class BaseBApi:
         retries: int = API_RETRIES,
         sync_path: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        verify: bool | str = True,
     ):
+        """`verify`: as requests takes it, the CA bundle (a path) that signed the API's certificate,
+        False to check none, True for the system's (or REQUESTS_CA_BUNDLE's)."""
         self.base_url = base_url.rstrip("/")
         self.max_body_bytes = max_body_bytes  # the largest bulk body to send (records.bodies splits)
         # (connect, read): an address that takes no connection fails in seconds, each retry too; a
         # request the API is working on gets the whole `timeout`.
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self.session = requests.Session()
-        retry = Retry(
+        self.verify = verify
+        retry = _Retry(
             total=retries,
             backoff_factor=API_BACKOFF,
             status_forcelist=TRANSIENT_STATUSES,
@@ -52,7 +104,7 @@ class BaseBApi:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.session.headers["Authorization"] = f"Bearer {_header_safe(token)}"
         if sync_path:  # the API counts what each pipeline loaded under this label (its /metrics)
             self.session.headers["X-Sync-Path"] = sync_path
 
@@ -62,7 +114,19 @@ class BaseBApi:
     def _call(self, method: str, path: str, **kwargs) -> dict:
         url = f"{self.base_url}{path}"
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            # Per request: requests lets REQUESTS_CA_BUNDLE (set on many hosts) win over a session's `verify`.
+            response = self.session.request(method, url, timeout=self.timeout, verify=self.verify, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            refused = _certificate_refused(exc)
+            if refused is None:  # a handshake cut short (a restarting proxy): the retries
+                raise ApiUnavailable(method, url, 0, f"unreachable: {exc}") from exc
+            raise ConfigurationError(
+                f"{method} {url}: the API's TLS certificate was refused ({refused.verify_message or refused}): "
+                'give the CA that signed it in the API connection\'s extra {"verify": "/path/to/ca.pem"} '
+                "(or REQUESTS_CA_BUNDLE), or use a certificate the system trusts"
+            ) from exc
+        except _UNSENDABLE as exc:
+            raise ConfigurationError(f"{method} {url}: no request can be sent: {exc}") from exc
         except requests.RequestException as exc:
             raise ApiUnavailable(method, url, 0, f"unreachable: {exc}") from exc
         if response.status_code >= 400:

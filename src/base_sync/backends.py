@@ -349,7 +349,13 @@ class MySQLBaseA(BaseABackend):
     }
 
     def make_engine(self, url: str | URL, api_timeout: float = API_TIMEOUT) -> Engine:
-        engine = create_engine(url, pool_pre_ping=True, connect_args=self.session_connect_args(api_timeout))
+        url = make_url(url)
+        connect_args = self.session_connect_args(api_timeout)
+        if url.get_driver_name() == "pymysql" and url.password and not url.password.isascii():
+            # PyMySQL encodes a str password latin-1 (UnicodeEncodeError for €, a wrong password for ä);
+            # bytes it sends as they are: UTF-8, as mysqlclient sends it and the server stored it.
+            connect_args["password"] = url.password.encode()
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _utf8mb4(dbapi_connection, _record):

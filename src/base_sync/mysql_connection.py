@@ -37,6 +37,10 @@ def url_of(connection) -> URL:
     for name, why in UNSUPPORTED.items():
         if extra.get(name):
             raise _refused(connection, f"extra {name!r}: {why}")
+    # Without one the session has no current database: the schema check read "no such table" of every
+    # mapped table, a SchemaDriftError that named no connection field.
+    if not (connection.schema or "").strip():
+        raise _refused(connection, "the connection names no database (schema): set its schema to Base A's database")
     query = {}
     for name, value in extra.items():
         if name in HOOK_ONLY or not value:  # MySqlHook leaves false values out too

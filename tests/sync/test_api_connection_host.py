@@ -1,16 +1,24 @@
 """A misplaced URL in the API connection's host field fails the task with the reason, and the error
 does not repeat a token put in it: `host must be a host name, got 'http://x:<token>@h'` was the task
-log of an outside probe. No server: the connection is checked before any call."""
+log of an outside probe. No server: the connection is checked before any call; an IPv6 host is
+checked against a small HTTP server on the IPv6 loopback."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import secrets
+import socket
+import threading
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 
 from base_sync import airflow_tasks
+from base_sync.api_client import BaseBApi
 from base_sync.errors import ConfigurationError
+from base_sync.settings import SyncSettings
 
 
 def _connection(host: str) -> SimpleNamespace:
@@ -38,3 +46,70 @@ def test_a_token_in_the_host_field_is_not_repeated_in_the_error(host, shown):
 def test_a_url_without_userinfo_is_still_shown_whole():
     with pytest.raises(ConfigurationError, match="got 'http://api.example.net:5000'"):
         airflow_tasks._api_url(_connection("http://api.example.net:5000"))
+
+
+@pytest.fixture
+def ipv6_api() -> Iterator[int]:
+    """An HTTP server on the IPv6 loopback answering every POST with an empty JSON object, as an
+    empty bulk delete is answered; its port."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = Server(("::1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_an_ipv6_host_reaches_the_api(ipv6_api, monkeypatch, tmp_path, form):
+    """Host "::1" (JSON) or [::1] (URI), which Airflow both gives as `::1`, made `http://::1:<port>`:
+    urllib3 parsed no URL of it, and every try failed as a retry (ApiUnavailable)."""
+    from airflow.sdk import BaseHook
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    given = (
+        json.dumps({"conn_type": "http", "host": "::1", "port": ipv6_api, "password": "token"})
+        if form == "json"
+        else f"http://:token@[::1]:{ipv6_api}"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", given)
+    url = airflow_tasks._api_url(BaseHook.get_connection("base_b_api"))
+    assert url == f"http://[::1]:{ipv6_api}"
+    api = BaseBApi(url, "token", retries=0)
+    try:
+        api.check_writes("articles")
+    finally:
+        api.close()
+
+
+def test_a_host_no_url_can_hold_fails_without_a_retry():
+    """Not an address, not a name: urllib3 refused the URL on every request, and the task retried."""
+    with pytest.raises(ConfigurationError, match=r"'base_b_api': no usable API URL 'http://api example.net'"):
+        airflow_tasks._api_url(_connection("api example.net"))
+    with pytest.raises(ConfigurationError, match=r"no usable API URL 'http://::1::zz'"):
+        airflow_tasks._api_url(_connection("::1::zz"))
+
+
+@pytest.mark.parametrize("token", ["secret-tøken€", "secret-tøken", "two\nlines"], ids=["euro", "latin-1", "newline"])
+def test_a_token_no_header_can_carry_fails_at_once_naming_the_connection(monkeypatch, tmp_path, token):
+    """`tøken€` raised a bare UnicodeEncodeError (latin-1) on every call, which the task retried; `tøken`
+    went as a latin-1 byte no ASCII token matches. Refused when the client is made, before any call."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    given = {"conn_type": "http", "host": "127.0.0.1", "port": 9, "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_BASE_B_API", json.dumps(given))
+    with pytest.raises(ConfigurationError, match="'base_b_api': the API token .* must be printable ASCII") as refused:
+        airflow_tasks._api(SyncSettings(), "batch")
+    assert token not in str(refused.value)

@@ -70,8 +70,10 @@ def test_the_right_connections_connect(connections):
         ({"login": "no_such_user", "password": "wrong"}, "the account or its password is wrong"),
         ({"conn_type": "postgres"}, "Base A on 'postgres' is not supported"),
         ({"conn_type": "bogus"}, "Airflow connection 'base_a'"),
+        ({"schema": None}, "'base_a': the connection names no database \\(schema\\)"),
+        ({"schema": ""}, "'base_a': the connection names no database \\(schema\\)"),
     ],
-    ids=["unknown-database", "wrong-password", "unsupported-kind", "no-hook"],
+    ids=["unknown-database", "wrong-password", "unsupported-kind", "no-hook", "no-database", "empty-database"],
 )
 def test_a_base_a_connection_that_cannot_work_fails_without_a_retry(connections, base_a, says):
     connections(base_a=base_a)
@@ -374,6 +376,33 @@ def test_the_hooks_ssl_extra_becomes_the_drivers_ssl_arguments():
     from base_sync.mysql_connection import url_of
 
     given = Connection(
-        conn_id="a", conn_type="mysql", host="db", extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"})
+        conn_id="a",
+        conn_type="mysql",
+        host="db",
+        schema="base_a",
+        extra=json.dumps({"ssl": {"ca": "/ca.pem"}, "ssl_mode": "REQUIRED"}),
     )
     assert dict(url_of(given).query) == {"ssl_ca": "/ca.pem", "ssl_mode": "REQUIRED"}
+
+
+@pytest.fixture
+def wide_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
+    """An account whose password holds a letter latin-1 has (ä) and one it has not (€); (login, password)."""
+    admin = source_engine(base_a_url)
+    database, user, password = make_url(base_a_url).database, f"wide_{free_port()}", "pässwört-€"
+    with admin.begin() as conn:  # set over a utf8mb4 session: the server hashes the UTF-8 bytes
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+    yield user, password
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+    admin.dispose()
+
+
+@pytest.mark.parametrize("client", ["mysqlclient", "pymysql"])
+def test_a_password_beyond_ascii_signs_in_with_either_client(connections, wide_password, client):
+    """PyMySQL encodes a str password latin-1: a password with € raised UnicodeEncodeError (retried),
+    one with ä was sent as a byte the server's UTF-8 hash never matches (1045, wrong password)."""
+    user, password = wide_password
+    connections(base_a={"login": user, "password": password, "extra": {"client": client}})
+    connect()
