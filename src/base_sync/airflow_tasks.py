@@ -142,12 +142,12 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     with contextlib.ExitStack() as cleanup:
         engine = backend.engine_of_connection(connection, hook, settings.api_timeout)
         cleanup.callback(engine.dispose)
-        absent = backend.absent(engine)
-        if absent:
-            raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
         base_a = BaseA(engine, chunk_bytes=settings.chunk_bytes)
-        with _refusals_are_terminal(backend.refusal, conn_id, backend.waited):
-            checked = base_a.require_schema(entity)  # the task's first session
+        with _refusals_are_terminal(backend.refusal, conn_id, backend.waited):  # the task's first sessions
+            absent = backend.absent(engine)
+            if absent:
+                raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
+            checked = base_a.require_schema(entity)
         cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id, backend.waited))
         if report_schema:
             if checked.unmapped:
@@ -201,7 +201,7 @@ def _refusals_are_terminal(
             reason = waited(error) if waited is not None else None
             if reason is not None:
                 raise TransientError(f"Base A (connection {conn_id!r}): {reason}: {error.orig}") from error
-            raise  # the server away, a lost connection: the task's retries
+            raise  # any other error: the task's retries, as it came
         why = f"Base A (connection {conn_id!r}) refused the session: {refused}: {error.orig}"
         raise ConfigurationError(why) from error
 

@@ -185,8 +185,8 @@ class BaseABackend:
         return None
 
     def waited(self, error: DBAPIError) -> str | None:
-        """What a statement waited on in vain (a lock another session held), which a later retry may
-        pass once it is released; None for any other error."""
+        """What a statement waited on in vain (a lock another session held), or the server away, which a
+        later retry may pass; None for any other error."""
         return None
 
     def lacks_privilege(self, error: DBAPIError) -> bool:
@@ -390,13 +390,25 @@ class MySQLBaseA(BaseABackend):
         "server's max_user_connections): the task is retried once others close theirs. " + ACCOUNT_SHARED
     )
 
-    # What a statement waited on in vain: transient (the task's retries), the reason said.
+    # What a statement waited on in vain, or a server away: transient (the task's retries), the reason said.
     WAITS = {
         1205: f"a statement waited for a lock held on a Base A table past lock_wait_timeout (a table or metadata "
         f"lock: {mysql_session.LOCK_WAIT_SECONDS} s) or innodb_lock_wait_timeout (a row lock): a session of Base A's "
         "owners holds it (LOCK TABLES ... WRITE, a long transaction, an ALTER TABLE); SHOW PROCESSLIST shows "
         "who. The task is retried",
         1213: "a deadlock with a session of Base A's owners ended the statement. The task is retried",
+        # The server away (a restart, an upgrade, the network): the raw driver error named neither
+        # Base A nor what happens next (outside probe).
+        1040: "Base A's server holds as many connections as it takes (max_connections). The task is retried",
+        1053: "Base A's server is shutting down (a restart?). The task is retried",
+        2002: "Base A does not answer (the server is down, restarting, or not reachable from here). The task is "
+        "retried",
+        2003: "Base A does not answer (the server is down, restarting, or not reachable from here). The task is "
+        "retried",
+        2006: "the connection to Base A was lost (the server restarted, or the session was killed or timed out). "
+        "The task is retried",
+        2013: "the connection to Base A was lost during a statement (the server restarted, or the session was "
+        "killed or timed out). The task is retried",
     }
 
     def refusal(self, error: DBAPIError) -> str | None:

@@ -113,7 +113,20 @@ def test_a_base_a_that_never_answers_is_a_retry_not_a_hang(connections, silent_p
     worker.start()
     worker.join(60)
     assert outcome, "the connection hung: no connect timeout"
-    assert isinstance(outcome[0], OperationalError) and not isinstance(outcome[0], ConfigurationError)
+    assert isinstance(outcome[0], TransientError) and not isinstance(outcome[0], ConfigurationError)
+    assert isinstance(outcome[0].__cause__, OperationalError)
+    assert "Base A (connection 'base_a'): the connection to Base A was lost" in str(outcome[0])
+
+
+def test_a_base_a_that_is_down_is_a_retry_that_says_so(connections):
+    """Outside probe (Base A restarted under load): the task failed with the driver's bare
+    `(2002, "Can't connect to server ...")`, naming neither Base A nor its connection."""
+    connections(base_a={"host": "127.0.0.1", "port": free_port()})  # nothing listens there
+    with pytest.raises(TransientError) as failed:
+        connect()
+    said = str(failed.value)
+    assert said.startswith("Base A (connection 'base_a'): Base A does not answer (the server is down, restarting")
+    assert "The task is retried" in said and ("2002" in said or "2003" in said)
 
 
 def test_a_token_that_may_not_write_fails_even_with_nothing_to_write(connections):
