@@ -54,6 +54,7 @@ def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch
     ("service", "variable", "value", "says"),
     [
         ("api_service", "API_DB_POOL_SIZE", "abc", "API_DB_POOL_SIZE: Input should be a valid integer"),
+        ("api_service", "API_DB_LOCK_TIMEOUT", "inf", "API_DB_LOCK_TIMEOUT: Input should be a finite number"),
         ("api_service", "API_WORKERS", "two", "API_WORKERS: a whole number of at least 1, got 'two'"),
         ("graphql_service", "GRAPHQL_MAX_DEPTH", "deep", "GRAPHQL_MAX_DEPTH: Input should be a valid integer"),
         ("graphql_service", "GRAPHQL_THREADS", "0", "GRAPHQL_THREADS: a whole number of at least 1, got '0'"),
