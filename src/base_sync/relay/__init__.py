@@ -55,7 +55,7 @@ import pymysql
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
@@ -64,7 +64,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import MySQLBaseA, backend_of, connection_cap
+from base_sync.backends import MySQLBaseA, backend_of, check_binlog_url, connection_cap
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
@@ -250,6 +250,12 @@ class RelaySettings(EnvSettings):
     reconnect_seconds: float = Field(
         120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
     )
+
+    @field_validator("base_a_url")
+    @classmethod
+    def _a_binlog_url(cls, value: str) -> str:
+        # Else an unparsable URL failed with a traceback, and sqlite:///x.db connected with MySQLdb anyway.
+        return check_binlog_url(value)
 
 
 class PositionUnusable(Exception):
