@@ -192,15 +192,24 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
         ({"RELAY_BASE_A_URL": ""}, "RELAY_BASE_A_URL: empty: a MySQL or MariaDB URL"),
         ({"RELAY_BASE_A_URL": "not a url"}, "RELAY_BASE_A_URL: not a SQLAlchemy URL"),
         ({"RELAY_BASE_A_URL": "sqlite:///x.db"}, "RELAY_BASE_A_URL: the relay reads no binlog of 'sqlite'"),
+        ({"RELAY_HTTP_PORT": "70000"}, "RELAY_HTTP_PORT: Input should be less than or equal to 65535"),
+        ({"RELAY_HTTP_HOST": ""}, "RELAY_HTTP_HOST: empty: the address to serve /health and /metrics on"),
+        ({"RELAY_POSITION_FILE": ""}, "RELAY_POSITION_FILE: no file name: a path to the position file is needed"),
+        ({"RELAY_POSITION_FILE": "   "}, "RELAY_POSITION_FILE: no file name: a path to the position file is needed"),
+        ({"RELAY_SERVER_ID": str(2**32)}, "RELAY_SERVER_ID: Input should be less than or equal to 4294967295"),
     ],
-    ids=["url-empty", "url-unparsable", "url-sqlite"],
+    ids=["url-empty", "url-unparsable", "url-sqlite", "port", "host-empty", "position-empty", "position-blank", "id"],
 )
 def test_a_setting_the_relay_cannot_use_is_refused_at_start_in_one_line(tmp_path, settings, says):
-    """Found from outside: these failed later, with a traceback (an unparsable URL) or at the server
-    (sqlite:///x.db connected with MySQLdb, error 1049). Refused before anything is opened: no server
-    is needed, and nothing is made in the working folder."""
+    """Found from outside: these failed later, with a traceback (an unparsable URL, a port above 65535
+    at bind, an empty position file), at the server (sqlite:///x.db connected with MySQLdb, error 1049;
+    a server id above MySQL's 2**32-1), or not at all ("   " made a lock file "   .lock" in the working
+    folder; an empty host served /metrics on every interface). Refused before anything is opened: no
+    server is needed (Base A's port refuses, so the old code failed fast), and nothing is made."""
     env = {
         **os.environ,
+        "RELAY_BASE_A_URL": "mysql://root@127.0.0.1:1/base_a",
+        "RELAY_RECONNECT_SECONDS": "0",
         "RELAY_HTTP_PORT": "0",
         "RELAY_POSITION_FILE": str(tmp_path / "position.json"),
         "RELAY_KAFKA_BOOTSTRAP": "127.0.0.1:1",
