@@ -114,3 +114,31 @@ def test_a_server_with_a_bad_variable_stops_at_once_with_one_line_naming_it(serv
     assert started.returncode == 1
     (line,) = started.stderr.strip().splitlines()
     assert line.startswith(f"invalid settings: {says}"), started.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("API_BIND", "", "API_BIND: empty: host:port (port 1 to 65535), unix:PATH or fd://N, e.g. 0.0.0.0:5000"),
+        ("GRAPHQL_BIND", "   ", "GRAPHQL_BIND: empty: host:port (port 1 to 65535), unix:PATH or fd://N"),
+        ("API_BIND", "127.0.0.1:70000", "API_BIND: host:port (port 1 to 65535), unix:PATH or fd://N"),
+        ("GRAPHQL_BIND", "unix:", "GRAPHQL_BIND: host:port (port 1 to 65535), unix:PATH or fd://N"),
+    ],
+)
+def test_a_server_with_an_address_it_cannot_listen_on_stops_at_once_with_one_line(variable, value, says):
+    """Found from outside: API_BIND='' (or GRAPHQL_BIND) started gunicorn listening on nothing
+    ("Listening at:  "), a port above 65535 failed its bind with a traceback, and unix: with no path
+    retried for ever. Refused rather than read as the default: an empty value is a mistake to see."""
+    service = "api_service" if variable.startswith("API_") else "graphql_service"
+    started = subprocess.run(
+        [venv_bin("gunicorn"), "-c", f"{service}/gunicorn.conf.py", f"{service}.wsgi:app"],
+        cwd=REPO,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert started.returncode == 1
+    (line,) = started.stderr.strip().splitlines()
+    assert line.startswith(f"invalid settings: {says}"), started.stderr
