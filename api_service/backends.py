@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from baseab_contract.version_digest import postgresql_pair_hash
@@ -308,3 +308,25 @@ def backend_of(conn: Connection | Engine | Dialect) -> BaseBBackend:
 
 def backend_for_url(url: str) -> BaseBBackend:
     return backend_named(make_url(url).get_backend_name())
+
+
+# Heroku-style URLs name PostgreSQL "postgres", a name SQLAlchemy dropped: read as "postgresql".
+SCHEME_ALIASES = {"postgres": "postgresql"}
+URL_EXAMPLE = "e.g. postgresql+psycopg://user@host:5432/base_b or sqlite:///var/base_b.sqlite"
+
+
+def base_b_url(value: str) -> str:
+    """`value` as a URL of a backend Base B runs on (postgres:// read as postgresql://), or a ValueError
+    saying what is wrong with it, never showing it (it may hold a password)."""
+    if not value.strip():
+        raise ValueError(f"empty: a SQLAlchemy URL of Base B is needed, {URL_EXAMPLE}")
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a SQLAlchemy URL, {URL_EXAMPLE}") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend in SCHEME_ALIASES:
+        url = url.set(drivername="+".join(filter(None, (SCHEME_ALIASES[backend], driver))))
+        value = url.render_as_string(hide_password=False)
+    backend_named(url.get_backend_name())  # a ValueError naming the backends Base B runs on
+    return value

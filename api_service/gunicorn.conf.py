@@ -1,9 +1,9 @@
 """gunicorn settings for the REST API (`gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app`).
 
-Environment: API_BIND (default 0.0.0.0:5000), API_WORKERS (default 2), API_THREADS (default 4),
-API_REQUEST_HEAD_TIMEOUT (seconds for a request's head, 10), API_REQUEST_BODY_MIN_RATE
-(the slowest a body may arrive, bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under
-the system temp dir).
+Environment: API_BIND (default 0.0.0.0:5000; an empty one is refused, not read as the default),
+API_WORKERS (default 2), API_THREADS (default 4), API_REQUEST_HEAD_TIMEOUT
+(seconds for a request's head, 10), API_REQUEST_BODY_MIN_RATE (the slowest a body may arrive,
+bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the system temp dir).
 """
 
 import os
@@ -11,6 +11,7 @@ import os
 from api_service.settings import ApiSettings
 from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
     answer_errors_as_problems,
+    bind_from_env,
     check_settings,
     child_exit,
     count_from_env,
@@ -18,7 +19,7 @@ from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
 )
 from gunicorn_shared.request_deadlines import worker_with_deadlines
 
-bind = os.environ.get("API_BIND", "0.0.0.0:5000")
+bind = bind_from_env("API_BIND", "0.0.0.0:5000")
 workers = count_from_env("API_WORKERS", 2)
 threads = count_from_env("API_THREADS", 4)
 # gthread, with a deadline on reading a request: slow clients cannot hold every thread

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from api_service.backends import base_b_url
 from env_settings import EnvSettings
 
 
@@ -49,6 +50,12 @@ class ApiSettings(EnvSettings):
         validation_alias="PROMETHEUS_MULTIPROC_DIR",
         description="set by gunicorn.conf.py: workers share metrics through this folder",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _base_b_url(cls, value: str) -> str:
+        # Checked in gunicorn's master: each worker printed a traceback building its engine.
+        return base_b_url(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,16 +1,15 @@
 """gunicorn settings for the GraphQL service (`gunicorn -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app`).
 
-Environment: GRAPHQL_BIND (default 0.0.0.0:5001), GRAPHQL_WORKERS (2), GRAPHQL_THREADS (8),
-GRAPHQL_REQUEST_HEAD_TIMEOUT (seconds for a request's head, 10), GRAPHQL_REQUEST_BODY_MIN_RATE
-(the slowest a body may arrive, bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under
-the system temp dir).
+Environment: GRAPHQL_BIND (default 0.0.0.0:5001; an empty one is refused, not read as the default),
+GRAPHQL_WORKERS (2), GRAPHQL_THREADS (8), GRAPHQL_REQUEST_HEAD_TIMEOUT
+(seconds for a request's head, 10), GRAPHQL_REQUEST_BODY_MIN_RATE (the slowest a body may arrive,
+bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the system temp dir).
 """
-
-import os
 
 from graphql_service.settings import GraphQLSettings
 from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
     answer_errors_as_problems,
+    bind_from_env,
     check_settings,
     child_exit,
     count_from_env,
@@ -18,7 +17,7 @@ from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
 )
 from gunicorn_shared.request_deadlines import worker_with_deadlines
 
-bind = os.environ.get("GRAPHQL_BIND", "0.0.0.0:5001")
+bind = bind_from_env("GRAPHQL_BIND", "0.0.0.0:5001")
 workers = count_from_env("GRAPHQL_WORKERS", 2)
 threads = count_from_env("GRAPHQL_THREADS", 8)  # resolvers mostly wait on the REST API
 # gthread, with a deadline on reading a request: slow clients cannot hold every thread

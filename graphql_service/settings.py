@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import urllib3
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -57,7 +58,20 @@ class GraphQLSettings(EnvSettings):
 
     @field_validator("rest_api_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
+    def _an_http_url(cls, value: str) -> str:
+        """The REST API's URL, parsed as the client will (urllib3): a URL it cannot use failed every
+        worker with a traceback. The refusal never shows the URL: it may hold a password."""
+        needed = "an http:// or https:// URL with a host, e.g. http://127.0.0.1:5000"
+        if not value.strip():
+            raise ValueError(f"empty: {needed}")
+        try:
+            url = urllib3.util.parse_url(value)
+        except urllib3.exceptions.LocationParseError:
+            raise ValueError(f"not a URL (a bad host or port?): {needed}") from None
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"the scheme is {url.scheme or 'missing'}: {needed}")
+        if not url.host:
+            raise ValueError(f"no host: {needed}")
         return value.rstrip("/")
 
     @field_validator("log_level", mode="before")

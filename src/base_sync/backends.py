@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -824,6 +824,24 @@ def backend_of(engine: Engine) -> BaseABackend:
 
 def backend_for_url(url: str) -> BaseABackend:
     return backend_named(make_url(url).get_backend_name())
+
+
+BINLOG_SERVERS = ("mysql", "mariadb")  # SQLAlchemy's names of the servers whose binlog the relay reads
+BINLOG_URL = "a MySQL or MariaDB URL, e.g. mysql://user:password@host:3306/base_a"
+
+
+def check_binlog_url(value: str) -> str:
+    """`value`, a URL of a server whose binlog the relay can read, or a ValueError saying what is wrong
+    with it, never showing it (it may hold a password)."""
+    if not value.strip():
+        raise ValueError(f"empty: {BINLOG_URL}")
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError:
+        raise ValueError(f"not a SQLAlchemy URL: {BINLOG_URL}") from None
+    if backend not in BINLOG_SERVERS:
+        raise ValueError(f"the relay reads no binlog of {backend!r}: {BINLOG_URL}")
+    return value
 
 
 def _decimal_or_text(value: str) -> Decimal | str:

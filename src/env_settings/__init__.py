@@ -9,7 +9,7 @@ it; an operator set `API_DB_POOL_SIZE`. Every settings class of the platform der
 from __future__ import annotations
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class InvalidSettings(ValueError):
@@ -17,6 +17,10 @@ class InvalidSettings(ValueError):
 
 
 class EnvSettings(BaseSettings):
+    # pydantic takes "inf" (and "nan") for a float: a timeout of inf failed far from its variable, as an
+    # OverflowError in a request or a task. A subclass's model_config is merged with this one.
+    model_config = SettingsConfigDict(allow_inf_nan=False)
+
     def __init__(self, **values):
         try:
             super().__init__(**values)

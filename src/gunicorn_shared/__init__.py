@@ -74,6 +74,23 @@ def count_from_env(name: str, default: int) -> int:
     return int(raw)
 
 
+def bind_from_env(name: str, default: str) -> str:
+    """gunicorn's address from the environment, checked as gunicorn will parse it: an empty value made
+    it listen on nothing ("Listening at:  "), and a port above 65535 failed its bind with a traceback."""
+    raw = os.environ.get(name, default)
+    needed = f"host:port (port 1 to 65535), unix:PATH or fd://N, e.g. {default}"
+    address = raw.strip()
+    if not address:
+        sys.exit(f"invalid settings: {name}: empty: {needed}")
+    try:
+        parsed = util.parse_address(address)
+    except RuntimeError as error:  # gunicorn's words: "'abc' is not a valid port number."
+        sys.exit(f"invalid settings: {name}: {error} Needed: {needed}")
+    if parsed == "" or (isinstance(parsed, tuple) and not 1 <= parsed[1] <= 65535):
+        sys.exit(f"invalid settings: {name}: {needed}, got {raw!r}")
+    return address
+
+
 def check_settings(load: Callable[[], object]) -> None:
     """Read the service's settings in the master: an invalid variable stops the server with one line
     naming it (env_settings.InvalidSettings), instead of a traceback from every worker it forks."""

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from api_service import create_app, migrate
 from api_service.settings import ApiSettings
 from env_settings import InvalidSettings
 from testbed.servers import REPO, free_port, venv_bin
@@ -39,6 +40,42 @@ def test_bad_values_fail_clearly(monkeypatch, name, value):
         ApiSettings()
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "empty: a SQLAlchemy URL of Base B is needed"),
+        ("   ", "empty: a SQLAlchemy URL of Base B is needed"),
+        ("s3cret not a url", "not a SQLAlchemy URL, e.g. postgresql+psycopg://"),
+        ("mysql://u:s3cret@h/base_b", "Base B on 'mysql' is not supported (only postgresql, sqlite)"),
+    ],
+)
+def test_a_database_url_base_b_cannot_be_on_is_refused_without_showing_it(monkeypatch, value, says):
+    """Found from outside: each of these passed the settings, and every gunicorn worker then printed a
+    traceback (SQLAlchemy's ArgumentError, or "not supported") and exited."""
+    monkeypatch.setenv("API_DATABASE_URL", value)
+    with pytest.raises(InvalidSettings) as refused:
+        ApiSettings()
+    assert str(refused.value).startswith(f"invalid settings: API_DATABASE_URL: {says}")
+    assert "s3cret" not in str(refused.value)
+
+
+def test_a_heroku_style_postgres_url_reaches_postgresql(make_postgres_database):
+    """`postgres://` (Heroku's, and many hosts' spelling) is PostgreSQL: it was refused with a traceback,
+    "Base B on 'postgres' is not supported", since SQLAlchemy dropped the name. Read as postgresql://,
+    with its driver kept, against a real server."""
+    url = make_postgres_database()
+    assert url.startswith("postgresql+psycopg://")
+    settings = ApiSettings(database_url=url.replace("postgresql+psycopg://", "postgres://", 1))
+    assert settings.database_url == url.replace("postgresql+psycopg://", "postgresql://", 1)
+    migrate.upgrade(settings.database_url)
+    app = create_app(settings)
+    try:
+        assert app.test_client().get("/ready").status_code == 200
+    finally:
+        app.extensions["base_b_engine"].dispose()
+    assert ApiSettings(database_url=url.replace("postgresql+", "postgres+", 1)).database_url == url
+
+
 def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch):
     monkeypatch.setenv("API_DB_POOL_SIZE", "s3cret-pool")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
@@ -54,8 +91,11 @@ def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch
     ("service", "variable", "value", "says"),
     [
         ("api_service", "API_DB_POOL_SIZE", "abc", "API_DB_POOL_SIZE: Input should be a valid integer"),
+        ("api_service", "API_DB_LOCK_TIMEOUT", "inf", "API_DB_LOCK_TIMEOUT: Input should be a finite number"),
+        ("api_service", "API_DATABASE_URL", " ", "API_DATABASE_URL: empty: a SQLAlchemy URL of Base B is needed"),
         ("api_service", "API_WORKERS", "two", "API_WORKERS: a whole number of at least 1, got 'two'"),
         ("graphql_service", "GRAPHQL_MAX_DEPTH", "deep", "GRAPHQL_MAX_DEPTH: Input should be a valid integer"),
+        ("graphql_service", "REST_API_URL", "", "REST_API_URL: empty: an http:// or https:// URL"),
         ("graphql_service", "GRAPHQL_THREADS", "0", "GRAPHQL_THREADS: a whole number of at least 1, got '0'"),
     ],
 )
@@ -69,6 +109,34 @@ def test_a_server_with_a_bad_variable_stops_at_once_with_one_line_naming_it(serv
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
+    )
+    assert started.returncode == 1
+    (line,) = started.stderr.strip().splitlines()
+    assert line.startswith(f"invalid settings: {says}"), started.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("API_BIND", "", "API_BIND: empty: host:port (port 1 to 65535), unix:PATH or fd://N, e.g. 0.0.0.0:5000"),
+        ("GRAPHQL_BIND", "   ", "GRAPHQL_BIND: empty: host:port (port 1 to 65535), unix:PATH or fd://N"),
+        ("API_BIND", "127.0.0.1:70000", "API_BIND: host:port (port 1 to 65535), unix:PATH or fd://N"),
+        ("GRAPHQL_BIND", "unix:", "GRAPHQL_BIND: host:port (port 1 to 65535), unix:PATH or fd://N"),
+    ],
+)
+def test_a_server_with_an_address_it_cannot_listen_on_stops_at_once_with_one_line(variable, value, says):
+    """Found from outside: API_BIND='' (or GRAPHQL_BIND) started gunicorn listening on nothing
+    ("Listening at:  "), a port above 65535 failed its bind with a traceback, and unix: with no path
+    retried for ever. Refused rather than read as the default: an empty value is a mistake to see."""
+    service = "api_service" if variable.startswith("API_") else "graphql_service"
+    started = subprocess.run(
+        [venv_bin("gunicorn"), "-c", f"{service}/gunicorn.conf.py", f"{service}.wsgi:app"],
+        cwd=REPO,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=20,
         check=False,
     )
     assert started.returncode == 1

@@ -186,6 +186,44 @@ def test_a_relay_that_cannot_start_says_which_setting_in_one_line(binlog_port, t
     assert says in started.stderr and "Traceback" not in started.stderr, started.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"RELAY_BASE_A_URL": ""}, "RELAY_BASE_A_URL: empty: a MySQL or MariaDB URL"),
+        ({"RELAY_BASE_A_URL": "not a url"}, "RELAY_BASE_A_URL: not a SQLAlchemy URL"),
+        ({"RELAY_BASE_A_URL": "sqlite:///x.db"}, "RELAY_BASE_A_URL: the relay reads no binlog of 'sqlite'"),
+        ({"RELAY_HTTP_PORT": "70000"}, "RELAY_HTTP_PORT: Input should be less than or equal to 65535"),
+        ({"RELAY_HTTP_HOST": ""}, "RELAY_HTTP_HOST: empty: the address to serve /health and /metrics on"),
+        ({"RELAY_POSITION_FILE": ""}, "RELAY_POSITION_FILE: no file name: a path to the position file is needed"),
+        ({"RELAY_POSITION_FILE": "   "}, "RELAY_POSITION_FILE: no file name: a path to the position file is needed"),
+        ({"RELAY_SERVER_ID": str(2**32)}, "RELAY_SERVER_ID: Input should be less than or equal to 4294967295"),
+    ],
+    ids=["url-empty", "url-unparsable", "url-sqlite", "port", "host-empty", "position-empty", "position-blank", "id"],
+)
+def test_a_setting_the_relay_cannot_use_is_refused_at_start_in_one_line(tmp_path, settings, says):
+    """Found from outside: these failed later, with a traceback (an unparsable URL, a port above 65535
+    at bind, an empty position file), at the server (sqlite:///x.db connected with MySQLdb, error 1049;
+    a server id above MySQL's 2**32-1), or not at all ("   " made a lock file "   .lock" in the working
+    folder; an empty host served /metrics on every interface). Refused before anything is opened: no
+    server is needed (Base A's port refuses, so the old code failed fast), and nothing is made."""
+    env = {
+        **os.environ,
+        "RELAY_BASE_A_URL": "mysql://root@127.0.0.1:1/base_a",
+        "RELAY_RECONNECT_SECONDS": "0",
+        "RELAY_HTTP_PORT": "0",
+        "RELAY_POSITION_FILE": str(tmp_path / "position.json"),
+        "RELAY_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        **settings,
+    }
+    started = subprocess.run(
+        [venv_bin("base-a-relay")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert started.returncode == 1, started.stderr[-2000:]
+    (line,) = started.stderr.strip().splitlines()
+    assert f"invalid settings: {says}" in line, started.stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
 def test_a_relay_whose_account_is_at_its_connection_limit_retries_then_says_so_in_one_line(binlog_port, tmp_path):
     """Error 1226 (the account's MAX_USER_CONNECTIONS, which a batch task's connections may fill) ended
     the relay at once with "failed: (1226, ...)": it retries as for a Base A away (a task closes its

@@ -55,7 +55,7 @@ import pymysql
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XAPrepareEvent, XidEvent
@@ -64,7 +64,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.backends import MySQLBaseA, backend_of, connection_cap
+from base_sync.backends import MySQLBaseA, backend_of, check_binlog_url, connection_cap
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
@@ -235,11 +235,13 @@ class RelaySettings(EnvSettings):
         "base_a", description="Debezium's topic.prefix: topics are <prefix>.<database of the URL>.<table>"
     )
     partitions: int = Field(3, ge=1, description="partitions of the topics the relay creates when missing")
-    server_id: int = Field(5401, ge=1, description="replica id: unique among the server's replicas")
+    server_id: int = Field(
+        5401, ge=1, le=2**32 - 1, description="replica id (1 to 4294967295): unique among the server's replicas"
+    )
     position_file: Path = Field(Path("var/relay/position.json"), description="where the resumable position lives")
     with_schema: bool = Field(True, description="Debezium's schema/payload wrapper (JSON converter default)")
     http_host: str = Field("127.0.0.1", description="address of /health and /metrics")
-    http_port: int = Field(9105, ge=0, description="port of /health and /metrics (0: none)")
+    http_port: int = Field(9105, ge=0, le=65535, description="port of /health and /metrics (0: none)")
     message_max_bytes: int = Field(
         1_000_000,
         ge=16_384,  # room for the stand-in of a change too large (about 2 KB with its schema)
@@ -250,6 +252,28 @@ class RelaySettings(EnvSettings):
     reconnect_seconds: float = Field(
         120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
     )
+
+    @field_validator("position_file", mode="before")
+    @classmethod
+    def _a_file_name(cls, value: object) -> object:
+        # "" is Path("."), whose lock file cannot be named (a traceback); "   " made "   .lock" in the cwd.
+        if isinstance(value, str) and (not value.strip() or Path(value).name in ("", ".", "..")):
+            raise ValueError("no file name: a path to the position file is needed, e.g. var/relay/position.json")
+        return value
+
+    @field_validator("http_host")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        # An empty host binds every interface, which /metrics should not reach unasked.
+        if not value.strip():
+            raise ValueError("empty: the address to serve /health and /metrics on, e.g. 127.0.0.1 (0.0.0.0: all)")
+        return value
+
+    @field_validator("base_a_url")
+    @classmethod
+    def _a_binlog_url(cls, value: str) -> str:
+        # Else an unparsable URL failed with a traceback, and sqlite:///x.db connected with MySQLdb anyway.
+        return check_binlog_url(value)
 
 
 class PositionUnusable(Exception):
