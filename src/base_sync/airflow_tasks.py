@@ -39,7 +39,7 @@ from urllib3.util import parse_url
 
 from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
-from base_sync.backends import backend_named
+from base_sync.backends import BACKENDS, backend_named
 from base_sync.debezium import Topics
 from base_sync.errors import ConfigurationError, TerminalError, TransientError
 from base_sync.mapping.cascades import cascade_warnings
@@ -135,8 +135,9 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     connection = _connection(conn_id)
     try:
         hook = connection.get_hook()
-    except AirflowException as error:  # a connection type without a hook
-        raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}") from error
+    except AirflowException as error:  # a connection type without a hook (a URL's `mysql+mysqldb`, `mariadb`)
+        kinds = " or ".join(BACKENDS)
+        raise ConfigurationError(f"Airflow connection {conn_id!r}: {error}: its type must be {kinds}") from error
     # The connection type names Base A's kind (mysql, sqlite): its backend knows the session settings.
     backend = backend_named(hook.conn_type)
     with contextlib.ExitStack() as cleanup:

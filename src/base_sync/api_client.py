@@ -152,6 +152,9 @@ class BaseBApi:
                 if error.status == 0
                 else "is the connection's password a token the API takes for writes (API_TOKENS)?"
                 if error.status in (401, 403)
+                else "does the connection's URL (host, port and schema, the path the API is served under behind a "
+                "proxy) lead to the platform's REST API? It has this route"
+                if error.status in (404, 405)
                 else "the API's log says more"
             )
             raise type(error)(
