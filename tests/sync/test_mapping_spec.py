@@ -134,6 +134,13 @@ def test_errors_name_the_file_the_entity_and_the_key(document, expected):
             'm.yaml: entities.employees.soft_delete.deleted_when: write "null" (quoted) for "the column is NULL": '
             "a bare null is YAML's nothing",
         ),
+        (  # was "Input should be 'reject' or 'null'", of a value that read as null (outside probe)
+            with_entity(
+                fields={**MINIMAL["entities"]["employees"]["fields"], "hired_at": {"column": "e", "zero_date": None}}
+            ),
+            'm.yaml: entities.employees.fields.hired_at.zero_date: write "null" (quoted) for "store NULL": a bare '
+            "null is YAML's nothing",
+        ),
         (  # was "Input should be a valid string"
             with_entity(key=["store_id", "staff_id"]),
             "m.yaml: entities.employees.key: a composite key is not supported: `key` is one integer column; "

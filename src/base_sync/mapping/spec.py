@@ -104,6 +104,15 @@ class FieldMapping(_Strict):
     zero_date: Literal["reject", "null"] = "reject"  # a date field's 0000-00-00 (and other invalid dates)
     too_long: Literal["reject", "truncate"] = "reject"  # text longer than the Base B field allows
 
+    @field_validator("zero_date", mode="before")
+    @classmethod
+    def _quoted_null_policy(cls, value: Any) -> Any:
+        # `zero_date: null` is YAML's nothing, not the policy "null": pydantic's "should be 'reject'
+        # or 'null'" then read as a contradiction (outside probe).
+        if value is None:
+            raise ValueError('write "null" (quoted) for "store NULL": a bare null is YAML\'s nothing')
+        return value
+
     @field_validator("map", mode="before")
     @classmethod
     def _keys_as_text(cls, value: Any) -> Any:
