@@ -197,6 +197,18 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, key, fir
     assert f"line {second}, column" in said and said.startswith(f"{path}: not valid YAML")
 
 
+def test_anchors_and_merge_keys_still_load(tmp_path):
+    """The duplicate-key check passes YAML's merge key by (the review found it refused `<<: *x`)."""
+    path = tmp_path / "merged.yaml"
+    path.write_text(
+        "entities:\n  articles:\n    table: a\n    fields:\n"
+        "      title: &text {column: t, trim: true}\n      content: {<<: *text, column: c}\n"
+    )
+    mapping = load_mapping(path)
+    assert mapping.entities["articles"].fields["content"].column == "c"
+    assert mapping.entities["articles"].fields["title"].trim
+
+
 def test_without_a_file_the_mapping_is_the_platforms_own_base_a(monkeypatch):
     monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
     mapping = SourceMapping.from_settings()
