@@ -35,6 +35,12 @@ _UNSENDABLE = (
 )
 
 
+# OpenSSL's X509_V_ERR_CERT_NOT_YET_VALID and _HAS_EXPIRED: a certificate its owners renew (a retry
+# may pass), where an unknown issuer or another host's certificate stays refused until configured.
+_CERTIFICATE_OUT_OF_DATE = frozenset({9, 10})
+_ANOTHER_HOST = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
 def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate verification failure somewhere in the chain requests and urllib3 wrap it in."""
     seen, stack = set(), [error]
@@ -51,13 +57,20 @@ def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError |
 
 
 def _header_safe(token: str) -> str:
-    """The token as an HTTP header may carry it: printable ASCII. http.client encodes headers latin-1:
-    a token like `tøken€` raised a bare UnicodeEncodeError on every call (retried), and `ø` went as a
-    byte the API never compares equal. The error shows no part of the token."""
-    if not (token.isascii() and token.isprintable()):
+    """The token as an HTTP header can carry it: latin-1 text without control characters (http.client
+    encodes headers latin-1, gunicorn decodes them so, and the API compares the same text). A token
+    like `tøken€` raised a bare UnicodeEncodeError on every call, which the task retried. The error
+    shows no part of the token."""
+    try:
+        token.encode("latin-1")
+        sendable = token.isprintable()
+    except UnicodeEncodeError:
+        sendable = False
+    if not sendable:
         raise ConfigurationError(
-            "the API token (the connection's password) must be printable ASCII, as HTTP headers carry no other "
-            "text: give the API a token of ASCII letters, digits and punctuation (API_TOKENS) and the connection it"
+            "the API token (the connection's password) holds a character no HTTP header carries (beyond "
+            "latin-1, or a control character): give the API a token of letters, digits and punctuation "
+            "(API_TOKENS) and the connection it"
         )
     return token
 
@@ -120,6 +133,15 @@ class BaseBApi:
             refused = _certificate_refused(exc)
             if refused is None:  # a handshake cut short (a restarting proxy): the retries
                 raise ApiUnavailable(method, url, 0, f"unreachable: {exc}") from exc
+            if refused.verify_code in _CERTIFICATE_OUT_OF_DATE:  # renewed by its owners: the retries
+                raise ApiUnavailable(
+                    method, url, 0, f"the API's TLS certificate is out of date ({refused.verify_message}): renew it"
+                ) from exc
+            if refused.verify_code in _ANOTHER_HOST:
+                raise ConfigurationError(
+                    f"{method} {url}: the API's TLS certificate is not for this host ({refused.verify_message}): "
+                    "give the API connection the host name the certificate names"
+                ) from exc
             raise ConfigurationError(
                 f"{method} {url}: the API's TLS certificate was refused ({refused.verify_message or refused}): "
                 'give the CA that signed it in the API connection\'s extra {"verify": "/path/to/ca.pem"} '

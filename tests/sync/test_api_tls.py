@@ -22,12 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from base_sync import airflow_tasks
-from base_sync.errors import ConfigurationError
+from base_sync.errors import ApiUnavailable, ConfigurationError
 from base_sync.settings import SyncSettings
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA; (certificate, key) as PEM files."""
+def _self_signed(folder: Path, address: str = "127.0.0.1", expired: bool = False) -> tuple[Path, Path]:
+    """A certificate for `address` that is its own CA (out of date: `expired`); (certificate, key) as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "base-b-api test CA")])
     now = datetime.datetime.now(datetime.UTC)
@@ -37,9 +37,9 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .not_valid_before(now - datetime.timedelta(days=3 if expired else 0, minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=-1 if expired else 1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
@@ -51,10 +51,11 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def tls_api(tmp_path) -> Iterator[tuple[int, Path]]:
+@pytest.fixture(params=[{}], ids=["valid"])
+def tls_api(tmp_path, request) -> Iterator[tuple[int, Path]]:
     """An HTTPS server answering every POST with an empty JSON object, as an empty bulk delete is
-    answered; (its port, the CA bundle that signed its certificate)."""
+    answered; (its port, the CA bundle that signed its certificate). `request.param`: how the
+    certificate is made (`_self_signed`'s options)."""
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
@@ -67,7 +68,7 @@ def tls_api(tmp_path) -> Iterator[tuple[int, Path]]:
         def log_message(self, *args):
             pass
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = _self_signed(tmp_path, **request.param)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
@@ -118,4 +119,19 @@ def test_a_ca_bundle_that_is_not_there_fails_naming_the_connection(api_connectio
     """requests raised an OSError on every call (no CA bundle at the path), which the task retried."""
     api_connection({"verify": str(tmp_path / "no-such-ca.pem")})
     with pytest.raises(ConfigurationError, match="'base_b_api': extra verify=.* nor the path of a CA bundle"):
+        check()
+
+
+@pytest.mark.parametrize("tls_api", [{"expired": True}], ids=["expired"], indirect=True)
+def test_an_out_of_date_certificate_is_a_retry_that_says_so(api_connection, tls_api):
+    """Its owners renew it (a retry may pass): not refused for good, and not told to give a CA (review)."""
+    api_connection({"verify": str(tls_api[1])})
+    with pytest.raises(ApiUnavailable, match="the API's TLS certificate is out of date .*: renew it"):
+        check()
+
+
+@pytest.mark.parametrize("tls_api", [{"address": "127.0.0.2"}], ids=["another-host"], indirect=True)
+def test_a_certificate_for_another_host_is_named_as_such(api_connection, tls_api):
+    api_connection({"verify": str(tls_api[1])})
+    with pytest.raises(ConfigurationError, match="the API's TLS certificate is not for this host"):
         check()
