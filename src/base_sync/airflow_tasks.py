@@ -168,20 +168,23 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
 
 
 def _connection(conn_id: str):
-    """An Airflow connection; one not defined fails the task at once (a retry finds none either), and
-    an AIRFLOW_CONN_* variable Airflow could not read is named as such: Airflow says only "isn't defined"."""
+    """An Airflow connection. An AIRFLOW_CONN_* variable Airflow could not read fails the task at once,
+    named as such (Airflow says only "isn't defined"). One not found is a retry that says so: Airflow
+    3.3 also says "isn't defined" when its secrets backend or the execution API failed for a moment."""
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException as error:
         variable = f"AIRFLOW_CONN_{conn_id.upper()}"
-        if os.environ.get(variable):
-            why = (
-                f"{variable} is set but is no valid connection URI or JSON ({error}): in a URI, percent-encode "
-                "the login and password (/ # ? @ : % and spaces), or give the connection as JSON"
-            )
-        else:
-            why = f"{error}: define it (an {variable} variable, or in Airflow's connections)"
-        raise ConfigurationError(f"Airflow connection {conn_id!r}: {why}") from error
+        if os.environ.get(variable):  # read first of all the backends: set, it was unreadable
+            raise ConfigurationError(
+                f"Airflow connection {conn_id!r}: {variable} is set but is no valid connection URI or JSON "
+                f"({error}): in a URI, percent-encode the login and password (/ # ? @ : % and spaces), or give "
+                "the connection as JSON"
+            ) from error
+        raise TransientError(
+            f"Airflow connection {conn_id!r}: {error}: define it (an {variable} variable, or in Airflow's "
+            "connections); if it is defined, Airflow could not read its secrets backend just now. The task is retried"
+        ) from error
 
 
 @contextlib.contextmanager
