@@ -68,6 +68,8 @@ class GraphQLSettings(EnvSettings):
             url = urllib3.util.parse_url(value)
         except urllib3.exceptions.LocationParseError:
             raise ValueError(f"not a URL (a bad host or port?): {needed}") from None
+        if url.scheme is None and url.host:  # `host:port`, which the client has always read as http
+            return f"http://{value.strip().removeprefix('//')}".rstrip("/")
         if url.scheme not in ("http", "https"):
             raise ValueError(f"the scheme is {url.scheme or 'missing'}: {needed}")
         if not url.host:

@@ -17,7 +17,6 @@ NEEDED = "an http:// or https:// URL with a host, e.g. http://127.0.0.1:5000"
         ("   ", "empty"),
         ("not a s3cret url", "not a URL (a bad host or port?)"),
         ("http://u:s3cret@rest-api:70000", "not a URL (a bad host or port?)"),
-        ("127.0.0.1:5000", "the scheme is missing"),
         ("ftp://u:s3cret@rest-api", "the scheme is ftp"),
         ("http://", "no host"),
     ],
@@ -29,3 +28,17 @@ def test_a_rest_api_url_the_client_cannot_use_is_refused_without_showing_it(monk
     with pytest.raises(InvalidSettings) as refused:
         GraphQLSettings()
     assert str(refused.value) == f"invalid settings: REST_API_URL: {says}: {NEEDED}"  # "s3cret" not shown
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("[::1]:5000/", "http://[::1]:5000"),
+        ("//gateway:5000", "http://gateway:5000"),
+    ],
+)
+def test_a_url_without_a_scheme_is_still_read_as_http(monkeypatch, value, url):
+    """The client (urllib3) has always read `host:port` as http: such a setting kept working (review)."""
+    monkeypatch.setenv("REST_API_URL", value)
+    assert GraphQLSettings().rest_api_url == url
