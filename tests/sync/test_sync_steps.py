@@ -383,7 +383,8 @@ def test_rows_changed_while_verify_compares_again_do_not_fail_it(base_a, base_a_
     failed verification for good ("14 rows still differ after a re-send"): the comparison after
     the re-send reads Base A, then Base B a moment later, and a row changed in between is in Base
     A's window and out of Base B's. Here article 9 changes (in both bases, as the events path would
-    apply it) once that comparison's Base A read has begun; article 5 was really lost."""
+    apply it) once that comparison's Base A read has begun, and Base B loses article 11 then; article
+    5 was lost before. The next round re-sends what differed for the first time: 11 comes back."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 300, seed_value=16)
     report = sync.load("articles", base_a, api, store, SETTINGS)
@@ -396,6 +397,8 @@ def test_rows_changed_while_verify_compares_again_do_not_fail_it(base_a, base_a_
             conn.execute(text("UPDATE articles SET title = 'moved on', updated_at = UTC_TIMESTAMP(6) WHERE id = 9"))
         for chunk in base_a.records_by_keys("articles", [9], 10):
             api.bulk_upsert("articles", encode(chunk))
+        with base_b_engine(base_b) as conn:
+            conn.execute(text("DELETE FROM articles WHERE source_id = 11"))
 
     def window_versions(*args):
         calls.append(args)
@@ -405,7 +408,8 @@ def test_rows_changed_while_verify_compares_again_do_not_fail_it(base_a, base_a_
 
     api.window_versions = window_versions
     verified = sync.verify("articles", base_a, api, report, SETTINGS)
-    assert len(calls) == 2 and verified.repaired == 1 and verified.ahead == 0
+    assert len(calls) == 3 and verified.repaired == 1 and verified.ahead == 0
+    assert 11 in synced_rows(base_b.database_url, "articles")  # mended by verify itself (review)
     sync.commit("articles", store, report, {"verify": verified.to_json()})
     run_once("articles", base_a, api, store)
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 300
