@@ -835,6 +835,7 @@ class Relay:
             [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
             self.settings.partitions,
         )
+        LAST_SAVED.set(time.time())  # "no position saved since" counts from the start (RelayEventsNotAcknowledged)
         saver = self.essential_thread("deliveries", self._serve_deliveries)
         saver.start()
         self.progress = Progress(position, self.is_mariadb)
