@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -139,6 +142,35 @@ def graphql_server(
         env["GRAPHQL_SERVICE_TOKEN"] = service_token
     with _gunicorn("graphql_service", port, env, log_path, "/health") as base:
         yield base
+
+
+@contextlib.contextmanager
+def empty_bulk_answerer(host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
+    """An HTTP server (HTTPS with `tls`) on `host` answering every POST with an empty JSON object, as
+    the API answers an empty bulk delete (the sync's check of its write token); yields its port."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, 0), Answer)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
 
 
 @contextlib.contextmanager

@@ -5,11 +5,8 @@ checked against a small HTTP server on the IPv6 loopback."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -20,7 +17,7 @@ from base_sync import airflow_tasks
 from base_sync.api_client import BaseBApi
 from base_sync.errors import ConfigurationError
 from base_sync.settings import SyncSettings
-from testbed.servers import api_server
+from testbed.servers import api_server, empty_bulk_answerer
 
 
 def _connection(host: str) -> SimpleNamespace:
@@ -52,27 +49,9 @@ def test_a_url_without_userinfo_is_still_shown_whole():
 
 @pytest.fixture
 def ipv6_api() -> Iterator[int]:
-    """An HTTP server on the IPv6 loopback answering every POST with an empty JSON object, as an
-    empty bulk delete is answered; its port."""
-
-    class Answer(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args):
-            pass
-
-    class Server(http.server.ThreadingHTTPServer):
-        address_family = socket.AF_INET6
-
-    server = Server(("::1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
+    """A stand-in API on the IPv6 loopback; its port."""
+    with empty_bulk_answerer("::1") as port:
+        yield port
 
 
 @pytest.mark.parametrize("form", ["json", "uri"])

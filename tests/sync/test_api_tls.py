@@ -6,11 +6,9 @@ A small HTTPS server on the loopback with a self-signed certificate made here (`
 from __future__ import annotations
 
 import datetime
-import http.server
 import ipaddress
 import json
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from base_sync import airflow_tasks
 from base_sync.errors import ApiUnavailable, ConfigurationError
 from base_sync.settings import SyncSettings
+from testbed.servers import empty_bulk_answerer
 
 
 def _self_signed(folder: Path, address: str = "127.0.0.1", expired: bool = False) -> tuple[Path, Path]:
@@ -57,25 +56,11 @@ def tls_api(tmp_path, request) -> Iterator[tuple[int, Path]]:
     answered; (its port, the CA bundle that signed its certificate). `request.param`: how the
     certificate is made (`_self_signed`'s options)."""
 
-    class Answer(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args):
-            pass
-
     cert, key = _self_signed(tmp_path, **request.param)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], cert
-    server.shutdown()
+    with empty_bulk_answerer(tls=context) as port:
+        yield port, cert
 
 
 @pytest.fixture
