@@ -827,7 +827,7 @@ def backend_for_url(url: str) -> BaseABackend:
 
 
 BINLOG_SERVERS = ("mysql", "mariadb")  # SQLAlchemy's names of the servers whose binlog the relay reads
-BINLOG_URL = "a MySQL or MariaDB URL, e.g. mysql://user:password@host:3306/base_a"
+BINLOG_URL = "a MySQL or MariaDB URL, e.g. mysql://user:<password>@host:3306/base_a"
 
 
 def check_binlog_url(value: str) -> str:
