@@ -390,25 +390,29 @@ class MySQLBaseA(BaseABackend):
         "server's max_user_connections): the task is retried once others close theirs. " + ACCOUNT_SHARED
     )
 
-    # What a statement waited on in vain, or a server away: transient (the task's retries), the reason said.
+    # What a statement waited on in vain: transient (the task's retries), the reason said.
     WAITS = {
         1205: f"a statement waited for a lock held on a Base A table past lock_wait_timeout (a table or metadata "
         f"lock: {mysql_session.LOCK_WAIT_SECONDS} s) or innodb_lock_wait_timeout (a row lock): a session of Base A's "
         "owners holds it (LOCK TABLES ... WRITE, a long transaction, an ALTER TABLE); SHOW PROCESSLIST shows "
         "who. The task is retried",
         1213: "a deadlock with a session of Base A's owners ended the statement. The task is retried",
-        # The server away (a restart, an upgrade, the network): the raw driver error named neither
-        # Base A nor what happens next (outside probe).
-        1040: "Base A's server holds as many connections as it takes (max_connections). The task is retried",
-        1053: "Base A's server is shutting down (a restart?). The task is retried",
-        2002: "Base A does not answer (the server is down, restarting, or not reachable from here). The task is "
-        "retried",
-        2003: "Base A does not answer (the server is down, restarting, or not reachable from here). The task is "
-        "retried",
-        2006: "the connection to Base A was lost (the server restarted, or the session was killed or timed out). "
-        "The task is retried",
+    }
+
+    # The server away for now (a restart, an upgrade, the network): transient, the reason said (the
+    # raw driver error named neither Base A nor what happens next). The relay retries the same codes.
+    _LOST = "the connection to Base A was lost (the server restarted, or the session was killed or timed out)"
+    _SILENT = "Base A does not answer (the server is down, restarting, or not reachable from here)"
+    SERVER_AWAY = {
+        1040: "Base A's server holds as many connections as it takes (max_connections)",
+        1053: "Base A's server is shutting down (a restart?)",
+        1927: _LOST,
+        2002: _SILENT,
+        2003: _SILENT,
+        2006: _LOST,
         2013: "the connection to Base A was lost during a statement (the server restarted, or the session was "
-        "killed or timed out). The task is retried",
+        "killed or timed out)",
+        2055: _LOST,
     }
 
     def refusal(self, error: DBAPIError) -> str | None:
@@ -416,7 +420,11 @@ class MySQLBaseA(BaseABackend):
         return None if connection_cap(error) else self.REFUSALS.get(code) or self.LIMITS.get(code)
 
     def waited(self, error: DBAPIError) -> str | None:
-        return self.CONNECTION_CAP if connection_cap(error) else self.WAITS.get(_error_code(error))
+        if connection_cap(error):
+            return self.CONNECTION_CAP
+        code = _error_code(error)
+        away = self.SERVER_AWAY.get(code)
+        return f"{away}. The task is retried" if away else self.WAITS.get(code)
 
     def denied(self, error: DBAPIError) -> str | None:
         code = _error_code(error)

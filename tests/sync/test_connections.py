@@ -4,6 +4,7 @@ a server briefly away stays a retry. Real MariaDB, the real API, connections fro
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -345,18 +346,28 @@ def test_a_lock_held_on_a_base_a_table_is_retried_with_a_reason_naming_it(connec
     assert "retried" in said, said
 
 
-@pytest.fixture
-def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
-    """An account whose password holds a space (and what a URI must escape); (login, password)."""
+@contextlib.contextmanager
+def reading_account(base_a_url: str, name: str, password: str) -> Iterator[tuple[str, str]]:
+    """An account that may read Base A's database, with `password` (set over a utf8mb4 session: the
+    server hashes its UTF-8 bytes), dropped afterwards; (login, password)."""
     admin = source_engine(base_a_url)
-    database, user, password = make_url(base_a_url).database, f"spaced_{free_port()}", "two words+/@:%"
+    database, user = make_url(base_a_url).database, f"{name}_{free_port()}"
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password.replace('%', '%%')}'")
         conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
-    yield user, password
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
-    admin.dispose()
+    try:
+        yield user, password
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+        admin.dispose()
+
+
+@pytest.fixture
+def spaced_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
+    """An account whose password holds a space (and what a URI must escape); (login, password)."""
+    with reading_account(base_a_url, "spaced", "two words+/@:%") as account:
+        yield account
 
 
 @pytest.mark.parametrize("form", ["json", "uri"])
@@ -403,15 +414,8 @@ def test_the_hooks_ssl_extra_becomes_the_drivers_ssl_arguments():
 @pytest.fixture
 def wide_password(connections, base_a_url) -> Iterator[tuple[str, str]]:
     """An account whose password holds a letter latin-1 has (ä) and one it has not (€); (login, password)."""
-    admin = source_engine(base_a_url)
-    database, user, password = make_url(base_a_url).database, f"wide_{free_port()}", "pässwört-€"
-    with admin.begin() as conn:  # set over a utf8mb4 session: the server hashes the UTF-8 bytes
-        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
-        conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
-    yield user, password
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
-    admin.dispose()
+    with reading_account(base_a_url, "wide", "pässwört-€") as account:
+        yield account
 
 
 @pytest.mark.parametrize("client", ["mysqlclient", "pymysql"])

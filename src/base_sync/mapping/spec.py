@@ -71,6 +71,13 @@ class StampColumn(_Strict):
         return {"column": value} if isinstance(value, str) else value
 
 
+def _no_bare_null(value: Any, meaning: str) -> Any:
+    """`value`, unless it is a bare YAML `null` (no value at all) where the text "null" means `meaning`."""
+    if value is None:
+        raise ValueError(f'write "null" (quoted) for "{meaning}": a bare null is YAML\'s nothing')
+    return value
+
+
 class SoftDelete(_Strict):
     """A row is deleted when `column` holds `deleted_when` (a value, or `not_null` / `null`)."""
 
@@ -80,10 +87,8 @@ class SoftDelete(_Strict):
     @field_validator("deleted_when", mode="before")
     @classmethod
     def _quoted_null(cls, value: Any) -> Any:
-        # A bare YAML `null` is no value at all: one clear message instead of the union's three.
-        if value is None:
-            raise ValueError('write "null" (quoted) for "the column is NULL": a bare null is YAML\'s nothing')
-        return value
+        # One clear message instead of the union's three (str, int, bool).
+        return _no_bare_null(value, "the column is NULL")
 
 
 class FieldMapping(_Strict):
@@ -107,11 +112,8 @@ class FieldMapping(_Strict):
     @field_validator("zero_date", mode="before")
     @classmethod
     def _quoted_null_policy(cls, value: Any) -> Any:
-        # `zero_date: null` is YAML's nothing, not the policy "null": pydantic's "should be 'reject'
-        # or 'null'" then read as a contradiction (outside probe).
-        if value is None:
-            raise ValueError('write "null" (quoted) for "store NULL": a bare null is YAML\'s nothing')
-        return value
+        # Not the policy "null": pydantic's "should be 'reject' or 'null'" read as a contradiction (outside probe).
+        return _no_bare_null(value, "store NULL")
 
     @field_validator("map", mode="before")
     @classmethod

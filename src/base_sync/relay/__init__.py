@@ -91,8 +91,8 @@ log = logging.getLogger("base-a-relay")
 CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
 READ_TIMEOUT = 30  # seconds without a packet on the replication connection (heartbeats come every second)
 # MySQL/MariaDB errors that mean Base A is away for now (refused, lost, gone, shutting down, killed,
-# too many connections): retried with back-off. Any other error is terminal.
-TRANSIENT_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055})
+# too many connections), as the batch tasks read them: retried with back-off. Any other error is terminal.
+TRANSIENT_CODES = frozenset(MySQLBaseA.SERVER_AWAY)
 # The account's hourly quotas (1226): terminal, with the reason that the batch tasks share the
 # account. Its cap on connections at once (1203, 1226 naming max_user_connections) is transient.
 ACCOUNT_LIMITS = frozenset({1226})
