@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -33,7 +34,10 @@ from dataclasses import dataclass, replace
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
+from base_sync import consumer_errors
 from base_sync.errors import TerminalError
+
+log = logging.getLogger(__name__)
 
 ERRORS = "__connect.errors."
 TOPIC = ERRORS + "topic"
@@ -299,10 +303,8 @@ def read(
         replayed: set[str] = set()
         progress, past_ends_since = time.monotonic(), None
         while True:
-            batch = consumer.consume(500, timeout=0.5)
+            batch = [m for m in consumer.consume(500, timeout=0.5) if consumer_errors.is_message(m, log)]
             for message in batch:
-                if message.error():
-                    raise KafkaException(message.error())
                 if message.offset() >= ends.get(message.partition(), 0) - 1:
                     ends.pop(message.partition(), None)
                 marked = _marked(message)

@@ -39,7 +39,7 @@ from datetime import datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from base_sync import dead_letters
+from base_sync import consumer_errors, dead_letters
 from base_sync.api_client import BaseBApi
 from base_sync.debezium import BadEvent, Change, Topics
 from base_sync.delete_guard import Admission, DeleteBudget, HeldDeletesStore, RunDeleteGuard
@@ -376,10 +376,9 @@ def take(consumer: Consumer, limit: int, idle_seconds: float, max_bytes: int) ->
     waited_since = time.monotonic()
     while len(batch) < limit and size < max_bytes:
         room = max(1, (max_bytes - size) // largest)
-        got = consumer.consume(min(limit - len(batch), room), timeout=POLL_SECONDS)
+        fetched = consumer.consume(min(limit - len(batch), room), timeout=POLL_SECONDS)
+        got = [message for message in fetched if consumer_errors.is_message(message, log)]
         for message in got:
-            if message.error():
-                raise KafkaException(message.error())
             held = len(message.value() or b"") + len(message.key() or b"")
             size, largest = size + held, max(largest, held)
         batch += got
