@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from api_service.backends import base_b_url
-from env_settings import EnvSettings
+from env_settings import DAY, GIB, YEAR, EnvSettings
 
 
 class ApiSettings(EnvSettings):
@@ -25,21 +25,31 @@ class ApiSettings(EnvSettings):
         (), repr=False, description="comma-separated bearer tokens allowed to write"
     )
     read_requires_token: bool = Field(False, description="require a token for reads too")
-    max_content_length: int = Field(64 * 1024 * 1024, ge=1024, description="largest request body, bytes")
-    bulk_max_records: int = Field(20_000, ge=1, description="most records in one bulk request")
-    db_pool_size: int = Field(5, ge=1)
-    db_pool_timeout: float = Field(10.0, gt=0, description="seconds to wait for a pooled connection")
+    max_content_length: int = Field(64 * 1024 * 1024, ge=1024, le=GIB, description="largest request body, bytes")
+    bulk_max_records: int = Field(20_000, ge=1, le=1_000_000, description="most records in one bulk request")
+    db_pool_size: int = Field(5, ge=1, le=1000, description="pooled connections to Base B per worker")
+    db_pool_timeout: float = Field(10.0, gt=0, le=DAY, description="seconds to wait for a pooled connection")
+    # PostgreSQL takes these in milliseconds, an int32 (24.8 days at most): a day is 86,400,000 ms.
     db_lock_timeout: float = Field(
-        30.0, gt=0, description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)"
+        30.0,
+        gt=0,
+        le=DAY,
+        description="seconds a statement waits for a row lock another session holds (then 503, Retry-After)",
     )
     db_idle_timeout: float = Field(
-        300.0, gt=0, description="seconds a session may wait idle in a transaction (a streamed page's slow client)"
+        300.0,
+        gt=0,
+        le=DAY,
+        description="seconds a session may wait idle in a transaction (a streamed page's slow client)",
     )
     migrate_lock_timeout: float = Field(
-        10.0, gt=0, description="seconds a migration's statement waits for a table lock (then it fails, unchanged)"
+        10.0,
+        gt=0,
+        le=DAY,
+        description="seconds a migration's statement waits for a table lock (then it fails, unchanged)",
     )
     version_max_future_seconds: int = Field(
-        86_400, ge=0, description="how far ahead of the server's clock a record's version may be"
+        86_400, ge=0, le=YEAR, description="how far ahead of the server's clock a record's version may be"
     )
     version_floor: AwareDatetime = Field(
         datetime(1970, 1, 1, tzinfo=UTC), description="the earliest version a record may have (ISO 8601, with offset)"

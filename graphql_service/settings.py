@@ -8,7 +8,7 @@ import urllib3
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from env_settings import EnvSettings
+from env_settings import DAY, GIB, EnvSettings
 
 
 class GraphQLSettings(EnvSettings):
@@ -28,17 +28,20 @@ class GraphQLSettings(EnvSettings):
             " clients alone; else leave it unset and have clients send their own token"
         ),
     )
-    timeout: float = Field(10.0, gt=0, description="seconds for one REST call")
+    timeout: float = Field(10.0, gt=0, le=DAY, description="seconds for one REST call")
     request_timeout_seconds: float = Field(
-        30.0, gt=0, description="seconds for one GraphQL request's REST calls: past it, none is made"
+        30.0, gt=0, le=DAY, description="seconds for one GraphQL request's REST calls: past it, none is made"
     )
-    pool_size: int = Field(20, ge=1, description="kept-alive connections to the REST API")
-    max_depth: int = Field(8, ge=1, description="deepest selection a query may make")
-    max_cost: int = Field(2000, ge=1, description="largest cost a query may have (list sizes count)")
-    max_tokens: int = Field(10_000, ge=100, description="most tokens a query text may have (parsing stops there)")
+    pool_size: int = Field(20, ge=1, le=1000, description="kept-alive connections to the REST API")
+    max_depth: int = Field(8, ge=1, le=100, description="deepest selection a query may make")
+    max_cost: int = Field(2000, ge=1, le=1_000_000, description="largest cost a query may have (list sizes count)")
+    max_tokens: int = Field(
+        10_000, ge=100, le=1_000_000, description="most tokens a query text may have (parsing stops there)"
+    )
     max_rest_bytes: int = Field(
         64 * 2**20,
         ge=1024,
+        le=GIB,
         description=(
             "REST answer bytes one GraphQL request may read; beyond, its fields get RESPONSE_TOO_LARGE. A"
             " worker holds about 3x what it reads, so 64 MiB is about 200 MB a request; at the default cost"
@@ -46,10 +49,13 @@ class GraphQLSettings(EnvSettings):
         ),
     )
     max_content_length: int = Field(
-        4 * 2**20, ge=1024, description="largest request body, bytes (a 413 beyond: reading it would hold a worker)"
+        4 * 2**20,
+        ge=1024,
+        le=GIB,
+        description="largest request body, bytes (a 413 beyond: reading it would hold a worker)",
     )
     query_cache_size: int = Field(
-        256, ge=0, description="distinct query texts kept parsed and validated (0 checks every request)"
+        256, ge=0, le=100_000, description="distinct query texts kept parsed and validated (0 checks every request)"
     )
     introspection: bool = Field(True, description="allow schema introspection")
     debug: bool = Field(False, description="include exception details in errors")

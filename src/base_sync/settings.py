@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from env_settings import EnvSettings
+from baseab_contract.bulk_format import SOURCE_ID_RANGE
+from env_settings import DAY, GIB, HOUR, WEEK, WEEK_HOURS, YEAR_HOURS, EnvSettings
 
 # A quarter of the API's default body limit (API_MAX_CONTENT_LENGTH, 64 MiB): room for a lower one.
 MAX_BODY_BYTES = 16 * 2**20
@@ -55,27 +56,38 @@ class SyncSettings(_Schedules, EnvSettings):
     chunk_bytes: int = Field(
         CHUNK_BYTES,
         ge=65_536,
+        le=GIB,
         description="most bytes of text a chunk of rows holds, whatever SYNC_CHUNK_SIZE: wide rows (long texts) "
         "make chunks of fewer rows; keep it below SYNC_MAX_BODY_BYTES, or chunks are encoded twice to be split",
     )
     push_concurrency: int = Field(2, ge=1, le=16, description="bulk requests in flight at once")
     lookback_seconds: float = Field(
-        60.0, ge=0, description="re-read this far behind the watermark, for transactions that committed late"
+        60.0, ge=0, le=WEEK, description="re-read this far behind the watermark, for transactions that committed late"
     )
-    bucket_size: int = Field(10_000, ge=1, description="keys per bucket when comparing keys for hard deletes")
+    bucket_size: int = Field(
+        10_000,
+        ge=1,
+        le=SOURCE_ID_RANGE[1],  # the API's: a BIGINT
+        description="keys per bucket when comparing keys for hard deletes",
+    )
     key_check_hours: float = Field(
         24.0,
         ge=0,
+        le=YEAR_HOURS,
         description="compare every key and version of both sides at most this often (0: every run): hard "
         "deletes, and rows committed too late for the look-back; in between, hard deletes come from Base A's "
         "delete log, at a cost proportional to the deletes",
     )
     delete_log_retention_hours: float = Field(
-        168.0, gt=0, description="the sync purges Base A's delete log entries this far behind its position"
+        168.0,
+        gt=0,
+        le=YEAR_HOURS,
+        description="the sync purges Base A's delete log entries this far behind its position",
     )
     repair_limit: int = Field(
         100_000,
         ge=0,
+        le=10_000_000,  # the keys re-sent are held in memory
         description="most rows verification re-sends itself; beyond it the task fails (no retry) and the next run "
         "re-reads the window",
     )
@@ -93,7 +105,10 @@ class SyncSettings(_Schedules, EnvSettings):
         "slots); with SYNC_PUSH_CONCURRENCY it bounds the bulk requests a partitioned load keeps at the API",
     )
     partition_min_rows: int = Field(
-        500_000, ge=0, description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS"
+        500_000,
+        ge=0,
+        le=10**12,
+        description="a table with fewer rows than this is loaded in one piece, whatever SYNC_PARTITIONS",
     )
     mass_delete_share: float = Field(
         0.05,
@@ -104,22 +119,31 @@ class SyncSettings(_Schedules, EnvSettings):
         "it as dead letters, approved by replaying them",
     )
     mass_delete_min_rows: int = Field(
-        100, ge=0, description="the circuit breaker lets this many deletes through whatever the share (small tables)"
+        100,
+        ge=0,
+        le=10_000_000,  # the deletes found are held in memory up to this many (PlannedDeletes)
+        description="the circuit breaker lets this many deletes through whatever the share (small tables)",
     )
     mass_delete_approval_hours: float = Field(
         12.0,
         gt=0,
+        le=WEEK_HOURS,
         description="how long a blocked mass delete waits for an operator in the Airflow UI; then it is rejected",
     )
     task_timeout_hours: float = Field(
         6.0,
         gt=0,
+        le=WEEK_HOURS,
         description="the longest a batch task may run before Airflow stops it and retries it (a hung read, a lock "
         "held on Base A); the mass-delete approval waits by SYNC_MASS_DELETE_APPROVAL_HOURS instead",
     )
-    api_timeout: float = Field(API_TIMEOUT, gt=0, description="seconds per API request")
+    # At most a day: with its retries it is MySQL's net_write_timeout and wait_timeout (mysql_session.idle_seconds).
+    api_timeout: float = Field(API_TIMEOUT, gt=0, le=DAY, description="seconds per API request")
     max_body_bytes: int = Field(
-        MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"
+        MAX_BODY_BYTES,
+        ge=65_536,
+        le=GIB,
+        description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)",
     )
     schedule: str = Field("*/15 * * * *", description="cron or preset of the batch DAG, read when the DAG is parsed")
     base_a_conn_id: str = Field("base_a", description="Airflow connection of Base A (mysql or sqlite)")
@@ -150,21 +174,26 @@ class EventSettings(_Schedules, EnvSettings):
     batch_bytes: int = Field(
         EVENT_BATCH_BYTES,
         ge=65_536,
+        le=GIB,
         description="most bytes of messages a batch holds, whatever EVENTS_BATCH_SIZE: events of wide rows (up to "
         "RELAY_MESSAGE_MAX_BYTES each) make batches of fewer events",
     )
     idle_seconds: float = Field(
         5.0,
         gt=0,
+        le=HOUR,
         description="a run ends once no event arrived for this long; while a run waits, a change is applied in "
         "well under a second, after it the next change waits for a new run (seconds to start)",
     )
-    max_run_seconds: float = Field(600.0, gt=0, description="a run hands over to the next one after this long")
+    max_run_seconds: float = Field(600.0, gt=0, le=DAY, description="a run hands over to the next one after this long")
     fallback_schedule: str = Field(
         "* * * * *", description="cron of the runs made whether or not an asset event arrived (burst tails)"
     )
-    api_timeout: float = Field(60.0, gt=0, description="seconds per API request")
+    api_timeout: float = Field(60.0, gt=0, le=DAY, description="seconds per API request")
     max_body_bytes: int = Field(
-        MAX_BODY_BYTES, ge=65_536, description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)"
+        MAX_BODY_BYTES,
+        ge=65_536,
+        le=GIB,
+        description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)",
     )
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")

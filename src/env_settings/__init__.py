@@ -16,6 +16,21 @@ class InvalidSettings(ValueError):
     """Some environment variables hold values the settings cannot take; the message names each."""
 
 
+# Upper bounds of the settings: every numeric field has one (tests/layout/test_settings_classes.py). A
+# value past what its consumer takes was accepted and failed far from its variable: API_DB_LOCK_TIMEOUT=1e20
+# in every request (PostgreSQL's lock_timeout is an int32 of milliseconds), SYNC_TASK_TIMEOUT_HOURS=1e300
+# when the DAG was parsed (timedelta). The bounds are generous, far above any sane value, and within what
+# the consumers take: a day in milliseconds (86,400,000) fits PostgreSQL's int32, a week of hours a
+# timedelta and Airflow's execution_timeout, a day of seconds a socket timeout and MySQL's wait_timeout.
+HOUR = 3_600  # seconds
+DAY = 24 * HOUR  # seconds: a timeout, a wait
+WEEK = 7 * DAY  # seconds
+WEEK_HOURS = 7 * 24  # hours: a task's timeout, a wait for an operator
+YEAR_HOURS = 366 * 24  # hours: a retention, how often a full comparison runs
+YEAR = 366 * DAY  # seconds
+GIB = 2**30  # bytes: a request body, a batch held in memory
+
+
 class EnvSettings(BaseSettings):
     # pydantic takes "inf" (and "nan") for a float: a timeout of inf failed far from its variable, as an
     # OverflowError in a request or a task. A subclass's model_config is merged with this one.

@@ -6,10 +6,12 @@ import os
 import subprocess
 
 import pytest
+from sqlalchemy import text
 
 from api_service import create_app, migrate
+from api_service.db import make_engine
 from api_service.settings import ApiSettings
-from env_settings import InvalidSettings
+from env_settings import DAY, InvalidSettings
 from testbed.servers import REPO, free_port, venv_bin
 
 
@@ -74,6 +76,45 @@ def test_a_heroku_style_postgres_url_reaches_postgresql(make_postgres_database):
     finally:
         app.extensions["base_b_engine"].dispose()
     assert ApiSettings(database_url=url.replace("postgresql+", "postgres+", 1)).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "bound"),
+    [
+        ("API_DB_LOCK_TIMEOUT", "1e20", "86400"),  # PostgreSQL's lock_timeout: an int32 of milliseconds
+        ("API_DB_IDLE_TIMEOUT", "2592000", "86400"),  # 30 days: 2.6e9 ms, past the int32 too
+        ("API_MIGRATE_LOCK_TIMEOUT", "1e300", "86400"),
+        ("API_DB_POOL_TIMEOUT", "1e20", "86400"),  # past threading.TIMEOUT_MAX: an OverflowError in a request
+        ("API_DB_POOL_SIZE", "1000000000", "1000"),
+        ("API_MAX_CONTENT_LENGTH", "1099511627776", "1073741824"),  # a TiB
+        ("API_VERSION_MAX_FUTURE_SECONDS", "1000000000000", "31622400"),  # now + 31,700 years: past datetime
+    ],
+)
+def test_a_time_or_size_too_large_is_refused_at_once_naming_the_variable(monkeypatch, variable, value, bound):
+    """Found from outside: API_DB_LOCK_TIMEOUT=1e20 was taken, then every request failed when its session
+    set lock_timeout (out of PostgreSQL's range). Each such setting has an upper bound, named with it."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidSettings) as refused:
+        ApiSettings()
+    assert str(refused.value) == f"invalid settings: {variable}: Input should be less than or equal to {bound}"
+
+
+TIMEOUTS = ("lock_timeout", "idle_in_transaction_session_timeout")
+
+
+def test_the_largest_timeouts_are_ones_postgresql_takes(make_postgres_database):
+    """The bounds are within what the consumers take: a day is 86,400,000 ms, a lock_timeout and an
+    idle_in_transaction_session_timeout PostgreSQL sets, and a migration's lock_timeout too."""
+    url = make_postgres_database()
+    settings = ApiSettings(database_url=url, db_lock_timeout=DAY, db_idle_timeout=DAY, migrate_lock_timeout=DAY)
+    migrate.upgrade(settings.database_url, lock_timeout=settings.migrate_lock_timeout)
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            lock, idle = (conn.execute(text(f"SHOW {name}")).scalar() for name in TIMEOUTS)
+    finally:
+        engine.dispose()
+    assert (lock, idle) == ("1d", "1d")
 
 
 def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch):

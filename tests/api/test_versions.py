@@ -50,10 +50,10 @@ def test_the_tolerance_ahead_of_the_clock_is_a_setting(database_url, monkeypatch
 
 @pytest.fixture
 def lax_client(database_url):
-    """An API that admits any version, as the API did before the range was enforced."""
-    settings = make_settings(
-        database_url, version_max_future_seconds=2 * 10**11, version_floor=datetime(1, 1, 1, tzinfo=UTC)
-    )
+    """An API that admits any version, as the API did before the range was enforced: a tolerance of
+    6,000 years, past what API_VERSION_MAX_FUTURE_SECONDS takes (a year), so set past the settings' check."""
+    settings = make_settings(database_url, version_floor=datetime(1, 1, 1, tzinfo=UTC))
+    settings = settings.model_copy(update={"version_max_future_seconds": 2 * 10**11})
     app = create_app(settings)
     yield app.test_client()
     app.extensions["base_b_engine"].dispose()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import typing
 
+import annotated_types
 import pytest
 from pydantic_settings import BaseSettings
 
@@ -59,3 +61,66 @@ def test_no_float_setting_takes_an_infinite_or_nan_value(monkeypatch, settings, 
     monkeypatch.setenv(variable, value)
     with pytest.raises(InvalidSettings, match=f"^invalid settings: {variable}: Input should be a finite number$"):
         settings()
+
+
+def _number_type(annotation: object) -> type | None:
+    """int or float, for a field of that type (optional or not); None for any other (bool is no number)."""
+    kinds = [kind for kind in typing.get_args(annotation) or (annotation,) if kind is not type(None)]
+    if len(kinds) == 1 and kinds[0] in (int, float):
+        return kinds[0]
+    return None
+
+
+def numeric_fields() -> list[tuple[type[BaseSettings], str, str]]:
+    return [
+        (cls, name, variable_of(cls, name))
+        for cls in settings_classes()
+        for name, field in cls.model_fields.items()
+        if _number_type(field.annotation)
+    ]
+
+
+def upper_bound(settings: type[BaseSettings], name: str) -> float | None:
+    """The field's `le` (or `lt`), None without one."""
+    for rule in settings.model_fields[name].metadata:
+        if isinstance(rule, annotated_types.Le):
+            return rule.le
+        if isinstance(rule, annotated_types.Lt):
+            return rule.lt
+    return None
+
+
+def test_every_numeric_setting_has_an_upper_bound():
+    """Found from outside: large but finite values were taken and failed far from their variable.
+    API_DB_LOCK_TIMEOUT=1e20 is past PostgreSQL's lock_timeout (an int32 of milliseconds) and failed
+    every request; SYNC_TASK_TIMEOUT_HOURS=1e300 overflowed a timedelta when the DAG was parsed. Every
+    number a setting holds has an upper bound, a new one too (env_settings has the usual ones)."""
+    fields = numeric_fields()
+    assert len(fields) >= 40, fields  # the walk found the settings' numbers
+    assert [variable for settings, name, variable in fields if upper_bound(settings, name) is None] == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "name", "variable"), numeric_fields(), ids=lambda item: getattr(item, "__name__", item)
+)
+def test_a_number_past_its_bound_is_refused_naming_the_variable(monkeypatch, settings, name, variable):
+    bound = upper_bound(settings, name)
+    monkeypatch.setenv(variable, str(int(bound) + 1))
+    with pytest.raises(InvalidSettings, match=f"^invalid settings: {variable}: Input should be less than"):
+        settings()
+    monkeypatch.setenv(variable, "1e300")  # a float the type takes, an int it does not: either way refused
+    with pytest.raises(InvalidSettings, match=f"^invalid settings: {variable}: Input should be "):
+        settings()
+
+
+@pytest.mark.parametrize("settings", settings_classes(), ids=lambda cls: cls.__name__)
+def test_every_default_number_is_within_its_bounds(monkeypatch, settings):
+    """pydantic does not check a default: set as the variable (as the README's tables document it),
+    each default is taken, so no bound refuses a value the platform ships with."""
+    for cls, name, variable in numeric_fields():
+        if cls is settings:
+            monkeypatch.setenv(variable, str(settings.model_fields[name].default))
+    made = settings()
+    assert {name: getattr(made, name) for cls, name, _ in numeric_fields() if cls is settings} == {
+        name: settings.model_fields[name].default for cls, name, _ in numeric_fields() if cls is settings
+    }

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
+from sqlalchemy import text
 
 from base_sync import state
 from base_sync.errors import ConfigurationError
 from base_sync.mapping import MappingSettings, SourceMapping
+from base_sync.relay import RelaySettings
 from base_sync.settings import EventSettings, SyncSettings
-from env_settings import InvalidSettings
+from base_sync.source import source_engine
+from env_settings import DAY, WEEK_HOURS, InvalidSettings
 from graphql_service.settings import GraphQLSettings
+from testbed.servers import REPO
 
 
 @pytest.mark.parametrize(
@@ -67,3 +75,68 @@ def test_a_watermark_time_without_a_zone_is_named_as_such():
     raw = '{"watermark": {"updated_at": "2026-01-01T00:00:00", "id": 1}, "stats": {}}'
     with pytest.raises(ConfigurationError, match=r"updated_at '2026-01-01T00:00:00' has no zone \(write \+00:00"):
         state._position("base_a_to_base_b.watermark.articles", raw)
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "value", "bound"),
+    [
+        (SyncSettings, "SYNC_TASK_TIMEOUT_HOURS", "1e300", "168"),  # a timedelta overflowed parsing the DAG
+        (SyncSettings, "SYNC_MASS_DELETE_APPROVAL_HOURS", "1e20", "168"),
+        (SyncSettings, "SYNC_DELETE_LOG_RETENTION_HOURS", "1e300", "8784"),
+        (SyncSettings, "SYNC_LOOKBACK_SECONDS", "1e300", "604800"),
+        (SyncSettings, "SYNC_API_TIMEOUT", "1e9", "86400"),  # MySQL's wait_timeout is a year at most
+        (SyncSettings, "SYNC_MAX_BODY_BYTES", "1099511627776", "1073741824"),
+        (EventSettings, "EVENTS_MAX_RUN_SECONDS", "1e300", "86400"),
+        (EventSettings, "EVENTS_IDLE_SECONDS", "1e20", "3600"),
+        (RelaySettings, "RELAY_SAVE_INTERVAL", "1e20", "30"),  # librdkafka's poll timeout: int milliseconds
+        (RelaySettings, "RELAY_MESSAGE_MAX_BYTES", "2000000000", "1000000000"),  # librdkafka's own maximum
+        (RelaySettings, "RELAY_PARTITIONS", "1000000000", "10000"),
+    ],
+)
+def test_a_time_or_size_too_large_is_refused_at_once_naming_the_variable(monkeypatch, settings, variable, value, bound):
+    """Found from outside: SYNC_TASK_TIMEOUT_HOURS=1e300 was taken, and the DAG failed to parse with an
+    OverflowError naming no variable. Each time and size has an upper bound, refused with its name."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidSettings) as refused:
+        settings()
+    assert str(refused.value) == f"invalid settings: {variable}: Input should be less than or equal to {bound}"
+
+
+DAG_TIMEOUTS = """
+import json, runpy
+dag = runpy.run_path('dags/base_a_to_base_b.py')['base_a_to_base_b']()
+print(json.dumps({
+    "execution": sorted({t.execution_timeout.total_seconds() for t in dag.tasks if t.execution_timeout}),
+    "response": sorted({t.response_timeout.total_seconds() for t in dag.tasks if hasattr(t, "response_timeout")}),
+}))
+"""
+
+
+def test_the_batch_dag_parses_with_its_longest_timeouts():
+    """The bounds are within what Airflow takes: a week of hours is a task's execution_timeout and the
+    approval's response_timeout (parsed in a fresh interpreter, as the scheduler does)."""
+    env = {"SYNC_TASK_TIMEOUT_HOURS": str(WEEK_HOURS), "SYNC_MASS_DELETE_APPROVAL_HOURS": str(WEEK_HOURS)}
+    parsed = subprocess.run(
+        [sys.executable, "-c", DAG_TIMEOUTS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    week = WEEK_HOURS * 3600.0
+    assert json.loads(parsed.stdout.strip().splitlines()[-1]) == {"execution": [week], "response": [week]}
+
+
+def test_base_a_takes_the_session_timeouts_of_the_longest_api_timeout(make_mariadb_database):
+    """SYNC_API_TIMEOUT, with its retries, is the read session's net_write_timeout and wait_timeout
+    (mysql_session.idle_seconds): at its bound, a day, MariaDB sets them as asked (it caps them at a year)."""
+    engine = source_engine(make_mariadb_database(), api_timeout=SyncSettings(api_timeout=DAY).api_timeout)
+    try:
+        with engine.connect() as conn:
+            waits = conn.execute(text("SELECT @@net_write_timeout, @@wait_timeout")).one()
+    finally:
+        engine.dispose()
+    assert tuple(waits) == (6 * DAY + 136,) * 2  # 6 tries of connect and read timeouts, back-off, a minute

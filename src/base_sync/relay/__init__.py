@@ -85,7 +85,7 @@ from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.server_names import ServerNames
 from base_sync.settings import EventSettings
 from base_sync.topics import ensure_topics
-from env_settings import EnvSettings, InvalidSettings
+from env_settings import DAY, EnvSettings, InvalidSettings
 
 log = logging.getLogger("base-a-relay")
 CONNECT_TIMEOUT = 10  # seconds: a Base A that accepts the connection but never answers fails it, not hangs
@@ -234,7 +234,7 @@ class RelaySettings(EnvSettings):
     topic_prefix: str = Field(
         "base_a", description="Debezium's topic.prefix: topics are <prefix>.<database of the URL>.<table>"
     )
-    partitions: int = Field(3, ge=1, description="partitions of the topics the relay creates when missing")
+    partitions: int = Field(3, ge=1, le=10_000, description="partitions of the topics the relay creates when missing")
     server_id: int = Field(
         5401, ge=1, le=2**32 - 1, description="replica id (1 to 4294967295): unique among the server's replicas"
     )
@@ -245,12 +245,14 @@ class RelaySettings(EnvSettings):
     message_max_bytes: int = Field(
         1_000_000,
         ge=16_384,  # room for the stand-in of a change too large (about 2 KB with its schema)
+        le=1_000_000_000,  # librdkafka's largest message.max.bytes
         description="the producer's message.max.bytes: a row change whose event is larger is published as a small "
         "incomplete change the drain dead-letters (raise it with the topics' max.message.bytes)",
     )
-    save_interval: float = Field(0.5, gt=0, description="seconds between position saves")
+    # At most 30 s: RelayEventsNotAcknowledged fires after a minute without a save, and a stop waits for it.
+    save_interval: float = Field(0.5, gt=0, le=30, description="seconds between position saves")
     reconnect_seconds: float = Field(
-        120, ge=0, description="how long to retry (with back-off) while Base A is unreachable before failing"
+        120, ge=0, le=DAY, description="how long to retry (with back-off) while Base A is unreachable before failing"
     )
 
     @field_validator("position_file", mode="before")
