@@ -148,7 +148,7 @@ class PostgresBaseB(BaseBBackend):
                     "SELECT set_config('lock_timeout', %s, false), set_config('DateStyle', 'ISO', false),"
                     " set_config('client_encoding', 'UTF8', false),"
                     " set_config('idle_in_transaction_session_timeout', %s, false)",
-                    (f"{round(lock_timeout * 1000)}ms", f"{round(idle_timeout * 1000)}ms"),
+                    (_milliseconds(lock_timeout), _milliseconds(idle_timeout)),
                 )
             dbapi_connection.commit()
 
@@ -165,7 +165,7 @@ class PostgresBaseB(BaseBBackend):
         return engine
 
     def migration_settings(self, lock_timeout: float) -> list[str]:
-        return [f"SET lock_timeout = '{round(lock_timeout * 1000)}ms'"]
+        return [f"SET lock_timeout = '{_milliseconds(lock_timeout)}'"]
 
     def hold_migrations(self, conn: Connection, lock_timeout: float) -> None:
         # Two replicas migrating at once: the second waits for the first's session-level advisory
@@ -173,7 +173,7 @@ class PostgresBaseB(BaseBBackend):
         # is set once the lock is held, so it bounds the DDL only: an ALTER queued behind a session
         # idle in transaction waited for ever, and every query of the table queued behind the ALTER.
         conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATIONS_LOCK})
-        conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": f"{round(lock_timeout * 1000)}ms"})
+        conn.execute(text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": _milliseconds(lock_timeout)})
         conn.commit()
 
     def unready(self, conn: Connection) -> str | None:
@@ -280,6 +280,11 @@ class SQLiteBaseB(BaseBBackend):
         """A write transaction that holds the write lock from its start."""
         conn.info["begin_immediate"] = True
         return conn.begin()
+
+
+def _milliseconds(seconds: float) -> str:
+    """A PostgreSQL timeout of `seconds`: at least 1 ms, since 0 turns the timeout off."""
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 def _pg_type(column: Column) -> str:

@@ -102,11 +102,13 @@ def test_a_time_or_size_too_large_is_refused_at_once_naming_the_variable(monkeyp
 TIMEOUTS = ("lock_timeout", "idle_in_transaction_session_timeout")
 
 
-def test_the_largest_timeouts_are_ones_postgresql_takes(make_postgres_database):
+@pytest.mark.parametrize(("seconds", "shown"), [(DAY, "1d"), (0.0001, "1ms")])
+def test_the_timeouts_are_ones_postgresql_takes(make_postgres_database, seconds, shown):
     """The bounds are within what the consumers take: a day is 86,400,000 ms, a lock_timeout and an
-    idle_in_transaction_session_timeout PostgreSQL sets, and a migration's lock_timeout too."""
+    idle_in_transaction_session_timeout PostgreSQL sets, and a migration's lock_timeout too. A tiny
+    timeout is the shortest there is, not 0 ms, which PostgreSQL reads as no timeout at all."""
     url = make_postgres_database()
-    settings = ApiSettings(database_url=url, db_lock_timeout=DAY, db_idle_timeout=DAY, migrate_lock_timeout=DAY)
+    settings = ApiSettings(database_url=url, db_lock_timeout=seconds, db_idle_timeout=seconds, migrate_lock_timeout=DAY)
     migrate.upgrade(settings.database_url, lock_timeout=settings.migrate_lock_timeout)
     engine = make_engine(settings)
     try:
@@ -114,7 +116,7 @@ def test_the_largest_timeouts_are_ones_postgresql_takes(make_postgres_database):
             lock, idle = (conn.execute(text(f"SHOW {name}")).scalar() for name in TIMEOUTS)
     finally:
         engine.dispose()
-    assert (lock, idle) == ("1d", "1d")
+    assert (lock, idle) == (shown, shown)
 
 
 def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch):
