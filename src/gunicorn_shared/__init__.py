@@ -66,11 +66,13 @@ def answer_errors_as_problems() -> None:
     util.write_error = _problem_error
 
 
-def count_from_env(name: str, default: int) -> int:
-    """A worker or thread count from the environment; a value that is none exits with one line."""
+def count_from_env(name: str, default: int, most: int) -> int:
+    """A count (workers, threads, seconds, bytes a second) from the environment; a value that is none
+    exits with one line. `most` is generous: a value past it is a slip (10**6 workers would fork until
+    the machine gave out)."""
     raw = os.environ.get(name, str(default))
-    if not raw.strip().isdecimal() or int(raw) < 1:
-        sys.exit(f"invalid settings: {name}: a whole number of at least 1, got {raw!r}")
+    if not raw.strip().isdecimal() or not 1 <= int(raw) <= most:
+        sys.exit(f"invalid settings: {name}: a whole number from 1 to {most}, got {raw!r}")
     return int(raw)
 
 

@@ -136,10 +136,12 @@ def test_a_refusal_names_every_bad_variable_and_never_echoes_a_value(monkeypatch
         ("api_service", "API_DB_POOL_SIZE", "abc", "API_DB_POOL_SIZE: Input should be a valid integer"),
         ("api_service", "API_DB_LOCK_TIMEOUT", "inf", "API_DB_LOCK_TIMEOUT: Input should be a finite number"),
         ("api_service", "API_DATABASE_URL", " ", "API_DATABASE_URL: empty: a SQLAlchemy URL of Base B is needed"),
-        ("api_service", "API_WORKERS", "two", "API_WORKERS: a whole number of at least 1, got 'two'"),
+        ("api_service", "API_WORKERS", "two", "API_WORKERS: a whole number from 1 to 256, got 'two'"),
+        ("api_service", "API_REQUEST_HEAD_TIMEOUT", "3601", "API_REQUEST_HEAD_TIMEOUT: a whole number from 1 to 3600"),
         ("graphql_service", "GRAPHQL_MAX_DEPTH", "deep", "GRAPHQL_MAX_DEPTH: Input should be a valid integer"),
         ("graphql_service", "REST_API_URL", "", "REST_API_URL: empty: an http:// or https:// URL"),
-        ("graphql_service", "GRAPHQL_THREADS", "0", "GRAPHQL_THREADS: a whole number of at least 1, got '0'"),
+        ("graphql_service", "GRAPHQL_THREADS", "0", "GRAPHQL_THREADS: a whole number from 1 to 1000, got '0'"),
+        ("graphql_service", "GRAPHQL_WORKERS", "257", "GRAPHQL_WORKERS: a whole number from 1 to 256, got '257'"),
     ],
 )
 def test_a_server_with_a_bad_variable_stops_at_once_with_one_line_naming_it(service, variable, value, says):
