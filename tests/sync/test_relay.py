@@ -860,3 +860,29 @@ def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
     warnings = key_warnings(relay)
     assert len(warnings) == 1 and "found VARCHAR by the binlog's table map" in warnings[0], warnings
     assert "the key of the mapped t is an integer type now" in relay.log.read_text()
+
+
+def test_a_relay_whose_password_goes_beyond_ascii_streams(base_a_url, kafka_bootstrap, tmp_path):
+    """PyMySQL, which reads the binlog, encodes a str password latin-1: a password with € failed with
+    UnicodeEncodeError, one with ä was a wrong password (1045), where the batch's account signed in."""
+    user, password = f"wide_relay_{uuid.uuid4().hex[:6]}", "pässwört-€"
+    url = make_url(base_a_url)
+    admin = source_engine(url.render_as_string(hide_password=False))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+        conn.exec_driver_sql(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'%%'")
+        conn.exec_driver_sql(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%%'")
+    relay = RelayProcess(
+        url.set(username=user, password=password).render_as_string(hide_password=False), kafka_bootstrap, tmp_path
+    )
+    try:
+        relay.start()
+        generate.seed(admin, "employees", 3, seed_value=1)
+        changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+        assert sorted(c.op for c in changes) == ["c", "c", "c"]
+    finally:
+        relay.stop()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+        admin.dispose()
+    assert "Traceback" not in relay.log.read_text()

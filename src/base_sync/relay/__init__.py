@@ -742,7 +742,9 @@ class Relay:
                 "host": self.url.host or "127.0.0.1",
                 "port": self.url.port or 3306,
                 "user": self.url.username or "root",
-                "passwd": self.url.password or "",
+                # Bytes: PyMySQL encodes a str password latin-1 (UnicodeEncodeError for €, a wrong
+                # password for ä); bytes it sends as they are, UTF-8, as the server stored them.
+                "passwd": (self.url.password or "").encode(),
                 "connect_timeout": CONNECT_TIMEOUT,
                 # A connection silently gone (no RST) fails a read after this long: the server sends a
                 # heartbeat every second (slave_heartbeat) when it has nothing else to send.
