@@ -13,10 +13,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from datetime import datetime
+from urllib.parse import unquote
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 from base_sync.errors import TRANSIENT_STATUSES, ApiError, ApiRefused, ApiUnavailable, ConfigurationError
@@ -98,7 +100,13 @@ class BaseBApi:
         verify: bool | str = True,
     ):
         """`verify`: as requests takes it, the CA bundle (a path) that signed the API's certificate,
-        False to check none, True for the system's (or REQUESTS_CA_BUNDLE's)."""
+        False to check none, True for the system's (or REQUESTS_CA_BUNDLE's). A password in the URL
+        (`http://reader:<token>@host`) is the token, as in the API connection: requests sent the
+        userinfo as Basic auth, which the API does not read, and every error showed it."""
+        parsed = parse_url(base_url)
+        if parsed.auth is not None:
+            token = token or unquote(parsed.auth.partition(":")[2]) or None
+            base_url = parsed._replace(auth=None).url
         self.base_url = base_url.rstrip("/")
         self.max_body_bytes = max_body_bytes  # the largest bulk body to send (records.bodies splits)
         # (connect, read): an address that takes no connection fails in seconds, each retry too; a

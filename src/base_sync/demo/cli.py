@@ -33,7 +33,7 @@ from sqlalchemy import inspect
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate, legacy
-from base_sync.errors import TerminalError
+from base_sync.errors import ApiError, TerminalError
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.mapping.check import check_source, render
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
                 rows = base_a.key_span(entity)[2]
                 print(f"  {entity:<10} Base A {rows:>9,} rows   Base B {synced:>9,} synced")
-    except TerminalError as error:  # an invalid mapping, a drifted table: the reason, no traceback
+    except (TerminalError, ApiError) as error:  # an invalid mapping, a drifted table, the API away: the reason
         print(f"base-a {args.command}: {error}", file=sys.stderr)
         return 1
     finally:
