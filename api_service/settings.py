@@ -16,6 +16,8 @@ class ApiSettings(EnvSettings):
     """Configuration of the REST API; tests build it explicitly instead of patching globals."""
 
     model_config = SettingsConfigDict(env_prefix="API_", frozen=True, extra="ignore", populate_by_name=True)
+    # gunicorn's (api_service/gunicorn.conf.py); API_LOG_LEVEL, also read there, is a field.
+    read_elsewhere = ("API_BIND", "API_WORKERS", "API_THREADS", "API_REQUEST_HEAD_TIMEOUT", "API_REQUEST_BODY_MIN_RATE")
 
     database_url: str = Field(
         "sqlite:///var/base_b.sqlite",

@@ -15,6 +15,14 @@ class GraphQLSettings(EnvSettings):
     """Configuration of the GraphQL service; tests build it explicitly."""
 
     model_config = SettingsConfigDict(env_prefix="GRAPHQL_", frozen=True, extra="ignore", populate_by_name=True)
+    # gunicorn's (graphql_service/gunicorn.conf.py).
+    read_elsewhere = (
+        "GRAPHQL_BIND",
+        "GRAPHQL_WORKERS",
+        "GRAPHQL_THREADS",
+        "GRAPHQL_REQUEST_HEAD_TIMEOUT",
+        "GRAPHQL_REQUEST_BODY_MIN_RATE",
+    )
 
     rest_api_url: str = Field(
         "http://127.0.0.1:5000", validation_alias="REST_API_URL", description="base URL of the REST API"

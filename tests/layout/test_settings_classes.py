@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import re
 import typing
+from pathlib import Path
 
 import annotated_types
 import pytest
+import yaml
 from pydantic_settings import BaseSettings
 
-from env_settings import EnvSettings, InvalidSettings, variable_of
+from env_settings import EnvSettings, InvalidSettings, variable_of, variables_read
 
 # Where the platform declares settings: the services, the pipelines and the relay.
 MODULES = (
@@ -124,3 +127,108 @@ def test_every_default_number_is_within_its_bounds(monkeypatch, settings):
     assert {name: getattr(made, name) for cls, name, _ in numeric_fields() if cls is settings} == {
         name: settings.model_fields[name].default for cls, name, _ in numeric_fields() if cls is settings
     }
+
+
+# Where the repository reads environment variables, and how: the settings classes, the gunicorn settings,
+# the DAGs, the scripts, the compose file and the deployment files (not tests, nor the benchmarks).
+REPO = Path(__file__).resolve().parents[2]
+PYTHON_READ = re.compile(  # os.environ["X"], os.environ.get("X"), os.getenv("X"), count_from_env("X", ...)
+    r"""(?:environ\s*\[|environ\.(?:get|pop|setdefault)\(|getenv\(|_from_env\()\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
+SHELL_READ = re.compile(r"\$[{(]?([A-Z][A-Z0-9_]*)")  # $X, ${X:-default}, $(X) in make
+SHELL_SET = re.compile(r"(?:^|[\s;(])(?:export\s+)?([A-Z][A-Z0-9_]*)=", re.MULTILINE)  # X=... cmd, export X=...
+HELM_ENV = re.compile(r"^\s*-\s*name:\s*([A-Z][A-Z0-9_]*)\s*$", re.MULTILINE)  # env: [{name: X, value: ...}]
+
+# A name each way of reading is seen by (a rule that found nothing would let the list go stale): Python
+# (gunicorn's settings, the CLI), a shell read and an assignment, compose's environment and its ${...},
+# the helm values' env, a deploy script.
+SEEN_BY_EACH_RULE = {
+    "API_THREADS",
+    "API_LOG_LEVEL",
+    "BASE_A_URL",
+    "BASE_A_SEED_EMPLOYEES",
+    "RELAY_ADDRESS",
+    "RELAY_HTTP_HOST",
+    "BASE_A_PASSWORD",
+    "SYNC_CHUNK_SIZE",
+    "BASE_A_RELAY_PASSWORD",
+}
+
+
+def _files(*patterns: str) -> list[Path]:
+    return sorted({path for pattern in patterns for path in REPO.glob(pattern) if path.is_file()})
+
+
+def _compose_environment(compose: dict) -> set[str]:
+    """The names a compose file sets for its services (mapping or `X=value` list): they read them."""
+    names = set()
+    shared = [value for key, value in compose.items() if key.startswith("x-")]  # anchors: x-airflow
+    for service in [*compose.get("services", {}).values(), *shared]:
+        environment = (service or {}).get("environment") or {}
+        if isinstance(environment, dict):
+            names.update(environment)
+        else:
+            names.update(item.split("=", 1)[0] for item in environment)
+    return names
+
+
+def variables_the_repository_reads() -> dict[str, set[str]]:
+    """Every environment variable name the repository's own code reads or sets for its processes, and where."""
+    found: dict[str, set[str]] = {}
+
+    def add(names, path: Path) -> None:
+        for name in names:
+            found.setdefault(name, set()).add(str(path.relative_to(REPO)))
+
+    for path in _files(
+        "src/**/*.py",
+        "api_service/**/*.py",
+        "graphql_service/**/*.py",
+        "dags/**/*.py",
+        "scripts/**/*.py",
+        "testbed/**/*.py",
+        "deploy/**/*.py",
+    ):
+        add(PYTHON_READ.findall(path.read_text()), path)
+    for path in _files("scripts/**/*.sh", "deploy/**/*.sh", "Makefile", "Dockerfile"):
+        text = "\n".join(
+            line.split(" #", 1)[0] for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
+        add(SHELL_READ.findall(text) + SHELL_SET.findall(text), path)
+    for path in _files("docker-compose.yaml", "deploy/**/*.yaml", "deploy/**/*.yml"):
+        text = path.read_text()
+        add(SHELL_READ.findall(text) + HELM_ENV.findall(text), path)
+        if path.name.startswith("docker-compose"):
+            add(_compose_environment(yaml.safe_load(text)), path)
+    return found
+
+
+def test_every_variable_read_with_a_settings_prefix_is_known_to_its_class():
+    """A variable with a class's prefix that the class does not know is warned of as a misspelling when
+    it is close to one it knows (SYNC_CHUNK_SZE). So every name the platform reads with a class's prefix,
+    in the class or elsewhere (API_WORKERS in gunicorn's settings, BASE_A_URL in the CLI and the scripts),
+    is a field's or in the class's `read_elsewhere`: a new one read elsewhere and not listed fails here."""
+    classes = {cls.model_config["env_prefix"]: cls for cls in settings_classes()}
+    found = variables_the_repository_reads()
+    assert SEEN_BY_EACH_RULE <= set(found)  # the scan still sees every way of reading one
+    unknown = {
+        name: sorted(found[name])
+        for name in found
+        for prefix, cls in classes.items()
+        if name.startswith(prefix) and name not in variables_read(cls)
+    }
+    assert unknown == {}, "add each to its class's read_elsewhere (or make it a field)"
+
+
+def test_every_name_read_elsewhere_is_read():
+    """The other way round: a name in `read_elsewhere` that nothing reads any more would be ignored when
+    set, without a warning. And each has its class's prefix (the others are never checked)."""
+    found = variables_the_repository_reads()
+    listed = {name for cls in settings_classes() for name in cls.read_elsewhere}
+    assert sorted(listed - set(found)) == []
+    assert [
+        name
+        for cls in settings_classes()
+        for name in cls.read_elsewhere
+        if not name.startswith(cls.model_config["env_prefix"])
+    ] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import pytest
 from sqlalchemy import text
 
+import env_settings
+from api_service.settings import ApiSettings
 from base_sync import state
 from base_sync.errors import ConfigurationError
 from base_sync.mapping import MappingSettings, SourceMapping
@@ -140,3 +143,91 @@ def test_base_a_takes_the_session_timeouts_of_the_longest_api_timeout(make_maria
     finally:
         engine.dispose()
     assert tuple(waits) == (6 * DAY + 136,) * 2  # 6 tries of connect and read timeouts, back-off, a minute
+
+
+# Found from outside: a misspelled variable with a settings prefix was ignored silently, and its setting
+# kept its default (SYNC_CHUNK_SZE=100; RELAY_BASEA_URL, and the relay read its default Base A).
+
+
+@pytest.fixture
+def warnings_of(monkeypatch, caplog):
+    """The misspelling warnings logged while building settings, each process's first for a name (the
+    record of names already warned of is this test's own)."""
+    monkeypatch.setattr(env_settings, "_warned", set(), raising=False)
+    caplog.set_level(logging.WARNING, logger="env_settings")
+
+    def warnings_of(*names: str) -> list[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.name == "env_settings" and any(name in record.getMessage() for name in names)
+        ]
+
+    return warnings_of
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "value", "meant"),
+    [
+        (SyncSettings, "SYNC_CHUNK_SZE", "100", "SYNC_CHUNK_SIZE"),
+        (RelaySettings, "RELAY_BASEA_URL", "mysql://relay:hunter2@base-a:3306/base_a", "RELAY_BASE_A_URL"),
+        (EventSettings, "EVENTS_TOPIC_PREFX", "legacy", "EVENTS_TOPIC_PREFIX"),
+        (ApiSettings, "API_DB_POOLSIZE", "50", "API_DB_POOL_SIZE"),
+        (ApiSettings, "API_WORKER", "8", "API_WORKERS"),  # gunicorn's, read outside the class
+        (GraphQLSettings, "GRAPHQL_MAX_DEPT", "3", "GRAPHQL_MAX_DEPTH"),
+        (MappingSettings, "BASE_A_MAPING_FILE", "mapping.yaml", "BASE_A_MAPPING_FILE"),
+        (GraphQLSettings, "GRAPHQL_REST_API_URI", "http://127.0.0.1:5000", "REST_API_URL"),  # the alias's name
+    ],
+)
+def test_a_misspelled_variable_is_warned_of_naming_the_one_meant(
+    monkeypatch, warnings_of, settings, variable, value, meant
+):
+    monkeypatch.setenv(variable, value)
+    made = settings()  # a warning, not a refusal: a stray variable must not stop a service
+    assert warnings_of(variable) == [f"{variable} is not a setting and is ignored: did you mean {meant}?"]
+    assert value not in " ".join(warnings_of(variable))  # never the value: a URL may hold a password
+    if settings is SyncSettings:
+        assert made.chunk_size == SyncSettings.model_fields["chunk_size"].default
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["API_KEY", "API_VERSION", "API_HOST", "API_URL", "API_PORT", "API_SECRET", "API_BASE_URL", "API_TIMEOUT"],
+)
+def test_a_hosts_own_api_variable_is_not_taken_for_a_misspelling(monkeypatch, warnings_of, variable):
+    """API_ is a common prefix of other programs' variables on a host: those stay quiet."""
+    monkeypatch.setenv(variable, "something")
+    ApiSettings()
+    assert warnings_of(variable) == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable", "value"),
+    [
+        (SyncSettings, "SYNC_CHUNK_SIZE", "100"),
+        (SyncSettings, "sync_chunk_size", "100"),  # read too: pydantic-settings ignores the case
+        (RelaySettings, "RELAY_BASE_A_URL", "mysql://root@127.0.0.1:3306/base_a"),
+        (ApiSettings, "API_WORKERS", "4"),  # gunicorn's
+        (GraphQLSettings, "REST_API_URL", "http://127.0.0.1:5000"),  # an alias
+        (GraphQLSettings, "GRAPHQL_REST_API_URL", "http://127.0.0.1:5000"),  # its name, read too
+        (MappingSettings, "BASE_A_URL", "sqlite:///base_a.sqlite"),  # the CLI's
+    ],
+)
+def test_a_variable_that_is_read_gives_no_warning(monkeypatch, warnings_of, settings, variable, value):
+    monkeypatch.setenv(variable, value)
+    settings()
+    assert warnings_of(variable) == []
+
+
+def test_a_misspelling_is_warned_of_once_per_process(monkeypatch, warnings_of):
+    """Settings are built many times in a process (each DAG parse, each task, the relay's topics, a
+    gunicorn worker forked from the master that warned): the log says it once per name."""
+    monkeypatch.setenv("SYNC_CHUNK_SZE", "100")
+    for _ in range(3):
+        SyncSettings()
+    monkeypatch.setenv("SYNC_PARTITONS", "8")
+    SyncSettings()
+    assert warnings_of("SYNC_CHUNK_SZE", "SYNC_PARTITONS") == [
+        "SYNC_CHUNK_SZE is not a setting and is ignored: did you mean SYNC_CHUNK_SIZE?",
+        "SYNC_PARTITONS is not a setting and is ignored: did you mean SYNC_PARTITIONS?",
+    ]

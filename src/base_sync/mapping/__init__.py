@@ -38,6 +38,15 @@ class MappingSettings(EnvSettings):
     """Where the mapping file is (BASE_A_MAPPING_FILE): shared by the batch DAG, the events DAG and the relay."""
 
     model_config = SettingsConfigDict(env_prefix="BASE_A_", extra="ignore")
+    read_elsewhere = (
+        "BASE_A_URL",  # the base-a CLI's (base_sync.demo.cli) and scripts/up.sh's
+        "BASE_A_SEED_EMPLOYEES",  # scripts/up.sh's
+        "BASE_A_SEED_ARTICLES",
+        "BASE_A_CHURN_EVERY",
+        "BASE_A_PASSWORD",  # docker-compose.yaml's, and deploy/mysql-init's
+        "BASE_A_SYNC_PASSWORD",
+        "BASE_A_RELAY_PASSWORD",
+    )
 
     mapping_file: Path | None = Field(
         None,

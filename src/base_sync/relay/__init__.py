@@ -228,6 +228,7 @@ def one_line(error: BaseException) -> str:
 
 class RelaySettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="RELAY_", extra="ignore")
+    read_elsewhere = ("RELAY_ADDRESS",)  # scripts/up.sh's, for scripts/prometheus_config.py
 
     base_a_url: str = Field("mysql://root@127.0.0.1:3306/base_a", description="Base A (MySQL or MariaDB, binlog ROW)")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="bootstrap.servers of the broker")
