@@ -160,14 +160,14 @@ def test_unreadable_files_are_named(tmp_path):
         load_mapping(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("entities: [unclosed")
-    with pytest.raises(MappingError, match=f"{broken}: not valid YAML"):
+    with pytest.raises(MappingError, match=f"{broken}:1:20: not valid YAML"):
         load_mapping(broken)
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
     with pytest.raises(MappingError, match=f"{empty}: the document is empty: it starts with `entities:`"):
         load_mapping(empty)
     empty.write_text("- entities\n")
-    with pytest.raises(MappingError, match=f"{empty}: the document holds a list, not a mapping"):
+    with pytest.raises(MappingError, match=f"{empty}:1:1: the document holds a list, not a mapping"):
         load_mapping(empty)
 
 
@@ -194,7 +194,122 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, key, fir
         load_mapping(path)
     said = str(refused.value)
     assert f"found the key {key!r} a second time (first on line {first})" in said
-    assert f"line {second}, column" in said and said.startswith(f"{path}: not valid YAML")
+    assert f"line {second}, column" in said and said.startswith(f"{path}:{second}:")
+
+
+LINED = """\
+source:
+  time_zone: Europe/Berlin
+entities:
+  employees:
+    table: personal
+    key: pers_nr
+    cursor:
+      - {column: geaendert_am}
+      - {column: angelegt_am, type: datetime}
+    fields:
+      first_name: {column: vorname}
+      last_name: {column: nachname}
+      email: {column: mail, trim: true}
+      department: {column: abt, map: {1: Sales}}
+      hired_at:
+        column: eintritt
+        zero_date: "null"
+"""
+
+
+def _refused(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "lined.yaml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    return [line.removeprefix(f"{path}:") for line in str(refused.value).splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (  # a nested column option: at its value
+            'zero_date: "null"',
+            "zero_date: nul",
+            "17:20: entities.employees.fields.hired_at.zero_date: Input should be 'reject' or 'null'",
+        ),
+        (  # an unknown option of a column: at the key itself
+            "{column: mail, trim: true}",
+            "{column: mail, trimm: true}",
+            "13:29: entities.employees.fields.email.trimm: unknown key",
+        ),
+        (  # an entity-level option
+            "key: pers_nr",
+            "key: [a, b]",
+            "6:5: entities.employees.key: a composite key is not supported",  # a list: at its key
+        ),
+        ("table: personal", "tabel: personal", "5:5: entities.employees.tabel: unknown key"),  # and table missing
+        ("time_zone: Europe/Berlin", "time_zone: Europe/Berln", "2:14: source.time_zone: unknown time zone"),
+        (  # a list item: the cursor's second
+            "type: datetime}",
+            "type: date}",
+            "9:37: entities.employees.cursor.1.type: Input should be 'timestamp' or 'datetime'",
+        ),
+        (  # a missing required key: the line of the mapping lacking it
+            "    table: personal\n",
+            "",
+            "4:3: entities.employees.table: Field required",
+        ),
+        (  # a field without its column: the field's line
+            "      last_name: {column: nachname}",
+            "      last_name: {}",
+            "12:7: entities.employees.fields.last_name: give exactly one of column, concat, python (got none)",
+        ),
+        (  # Base B's rules, checked after pydantic's: a field Base B requires, at the mapping lacking it
+            "      last_name: {column: nachname}\n",
+            "",
+            "10:5: entities.employees: fields.last_name: required by Base B's employees but not mapped",
+        ),
+        (
+            "{1: Sales}",
+            "{1: Sales}, zero_date: 'null'",
+            "14:61: entities.employees: fields.department.zero_date: only date fields hold dates",
+        ),
+        ("  employees:", "  staff:", "3:1: entities: unknown entities ['staff']"),
+    ],
+)
+def test_each_error_names_the_file_and_the_line_of_the_node_at_fault(tmp_path, old, new, expected):
+    """`path:LINE:COLUMN: message`, the form editors and CI annotate: a field path alone left the
+    author hunting through a long file."""
+    assert LINED.count(old) == 1
+    said = _refused(tmp_path, LINED.replace(old, new))
+    assert any(line.startswith(expected) for line in said), said
+
+
+def test_several_errors_are_one_line_each_at_their_own_lines(tmp_path):
+    text = LINED.replace("key: pers_nr", "key: pers_nr\n    colour: red").replace("trim: true", "case: title")
+    assert _refused(tmp_path, text) == [
+        "14:35: entities.employees.fields.email.case: Input should be 'lower' or 'upper'",
+        "7:5: entities.employees.colour: unknown key",
+    ]
+
+
+def test_a_key_of_a_merged_mapping_is_found_where_the_anchor_is(tmp_path):
+    text = LINED.replace("      email: {column: mail, trim: true}", "      email: {<<: *text, column: mail}").replace(
+        "first_name: {column: vorname}", "first_name: &text {column: vorname, trim: maybe}"
+    )
+    first, email = _refused(tmp_path, text)
+    assert first.startswith("11:49: entities.employees.fields.first_name.trim: Input should be a valid boolean")
+    assert email.startswith("11:49: entities.employees.fields.email.trim: Input should be a valid boolean")
+
+
+def test_where_names_the_line_of_an_entity_and_of_a_column(tmp_path):
+    path = tmp_path / "mapping.yaml"
+    path.write_text(LINED)
+    mapping = SourceMapping.from_file(path)
+    assert mapping.where("entities", "employees", "table") == f"{path}:5:12"
+    assert mapping.where("entities", "employees", "cursor", 1, "column") == f"{path}:9:18"
+    assert mapping.where("entities", "employees", "fields", "hired_at", "column") == f"{path}:16:17"
+    assert mapping.where("entities", "employees", "soft_delete", "column") == f"{path}:4:3"  # not given: the entity
+    with pytest.raises(MappingError, match=f"^{path}:3:1: entity 'articles' is not mapped"):
+        mapping.view("articles", None)
+    assert SourceMapping().where("entities", "employees") == "identity"
 
 
 def test_anchors_and_merge_keys_still_load(tmp_path):

@@ -499,6 +499,8 @@ def test_base_a_check_prints_each_mapped_column_and_fails_on_drift(root, legacy_
     assert failed.returncode == 1
     assert "employees: mitarbeiter.mail: expected a text type" in failed.stderr
     assert "found no such column" in failed.stderr
+    # At the line of the field's column in the file, in the form editors and CI annotate.
+    assert f"{mapping_file}:13:23: base-a check: employees: mitarbeiter.mail: expected" in failed.stderr
 
 
 def test_the_delete_log_is_installed_only_when_asked(root, legacy_url, mapping, mapping_file, base_b):
@@ -572,6 +574,49 @@ def _base_a(*args: str, url: str, mapping_file: Path | None = None) -> subproces
         timeout=60,
         check=False,
     )
+
+
+LIVE_ERRORS = """\
+entities:
+  employees:
+    table: employees
+    cursor: {column: updated_at, type: timestamp}
+    fields:
+      first_name: {column: first_name}
+      last_name: {column: nachname}
+      email:
+        column: email
+      salary: {column: first_name}
+  articles:
+    table: beitraege
+    fields:
+      title: {column: title}
+"""
+
+
+def test_base_a_check_names_the_file_and_line_of_each_problem(tmp_path):
+    """Problems with the live tables name the mapping file and the line of the entity's table or
+    the field's column: `file:LINE:COLUMN: base-a check: ...`."""
+    url = f"sqlite:///{tmp_path}/base_a.sqlite"
+    assert _base_a("init", url=url).returncode == 0
+    path = tmp_path / "mapping.yaml"
+    path.write_text(LIVE_ERRORS)
+    checked = _base_a("check", "--mapping", str(path), url=url)
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        f"{path}:12:12: base-a check: articles: table beitraege: expected a table the mapping reads, found no such "
+        "table, or none this account may read (it needs SELECT on it)",
+        f"{path}:7:27: base-a check: employees: employees.nachname: expected {EXPECTED['text']}, found {MISSING}",
+        f"{path}:10:24: base-a check: employees: employees.first_name: expected {EXPECTED['numeric']}, "
+        "found VARCHAR(100)",
+    ]
+
+    path.write_text(LIVE_ERRORS.replace("        column: email\n", "        colum: email\n"))
+    invalid = _base_a("check", "--mapping", str(path), url=url)
+    assert invalid.returncode == 1
+    assert invalid.stderr.splitlines() == [
+        f"{path}:9:9: base-a check: entities.employees.fields.email.colum: unknown key"
+    ]
 
 
 def test_sqlite_read_commands_open_the_file_read_only(tmp_path):

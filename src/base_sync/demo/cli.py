@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
 from base_sync.demo import event_maker, generate, legacy
 from base_sync.errors import ApiError, TerminalError
-from base_sync.mapping import SourceMapping
+from base_sync.mapping import MappingError, SourceMapping
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.mapping.check import check_source, render
 from base_sync.source import ENTITY_NAMES, BaseA, source_engine
@@ -161,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
                 rows = base_a.key_span(entity)[2]
                 print(f"  {entity:<10} Base A {rows:>9,} rows   Base B {synced:>9,} synced")
-    except (TerminalError, ApiError) as error:  # an invalid mapping, a drifted table, the API away: the reason
-        print(f"base-a {args.command}: {error}", file=sys.stderr)
+    except (TerminalError, ApiError) as error:  # an invalid mapping (each error at its line), a drifted table,
+        # the API away: the reason, no traceback
+        for line in str(error).splitlines() if isinstance(error, MappingError) else [str(error)]:
+            _say(f"base-a {args.command}", line)
         return 1
     finally:
         engine.dispose()
@@ -175,13 +178,30 @@ def _check(engine, args) -> int:
     checked = check_source(engine, mapping, backend_for_url(args.url), args.entities or None)
     print(render(checked, mapping.origin))
     for warning in (w for entity in checked.entities.values() for w in entity.warnings):
-        print(f"base-a check: warning: {warning}", file=sys.stderr)
+        _say("base-a check", f"warning: {warning}", mapping, warning.where)
     found = [entity for entity, result in checked.entities.items() if result.found]
     for warning in cascade_warnings(engine, mapping, backend_for_url(args.url), found):
-        print(f"base-a check: warning: {warning}", file=sys.stderr)
+        entity = warning.partition(":")[0]  # each begins with the entity whose table the key is on
+        _say("base-a check", f"warning: {warning}", mapping, ("entities", entity, "table"))
     for problem in checked.problems:
-        print(f"base-a check: {problem}", file=sys.stderr)
+        _say("base-a check", str(problem), mapping, problem.where)
     return 1 if checked.problems else 0
+
+
+_LOCATED = re.compile(r"(?P<where>[^\s:][^:]*:\d+:\d+): (?P<said>.*)", re.DOTALL)
+
+
+def _say(command: str, message: str, mapping: SourceMapping | None = None, where: tuple = ()) -> None:
+    """One line on stderr, in the `file:LINE:COLUMN: message` form editors and CI annotate when it
+    concerns a key of a mapping file (`where`, or a mapping error's own prefix): the file first, then
+    the command's name and what it says; else the command's name and what it says, as before."""
+    located = _LOCATED.match(message)
+    if located:
+        print(f"{located['where']}: {command}: {located['said']}", file=sys.stderr)
+    elif mapping is not None and not mapping.is_identity:
+        print(f"{mapping.where(*where)}: {command}: {message}", file=sys.stderr)
+    else:
+        print(f"{command}: {message}", file=sys.stderr)
 
 
 def _churn(engine, args, demo) -> None:

@@ -22,16 +22,27 @@ from base_sync.mapping.spec import (
     FieldMapping,
     MappingError,
     MappingFile,
+    Marks,
     SourceSection,
     StampColumn,
     load_mapping,
     parse_mapping,
+    read_mapping,
 )
 from base_sync.mapping.view import SourceView
 from baseab_contract.entities import ENTITIES, Entity
 from env_settings import EnvSettings
 
-__all__ = ["MappingError", "MappingSettings", "SourceMapping", "SourceView", "load_mapping", "parse_mapping"]
+__all__ = [
+    "MappingError",
+    "MappingSettings",
+    "Marks",
+    "SourceMapping",
+    "SourceView",
+    "load_mapping",
+    "parse_mapping",
+    "read_mapping",
+]
 
 
 class MappingSettings(EnvSettings):
@@ -78,13 +89,20 @@ IDENTITY = MappingFile(
 class SourceMapping:
     """The whole mapping: which entities come from Base A, and each one's view for a kind of database."""
 
-    def __init__(self, spec: MappingFile = IDENTITY, origin: str = "identity"):
+    def __init__(self, spec: MappingFile = IDENTITY, origin: str = "identity", marks: Marks | None = None):
         self.spec = spec
         self.origin = origin
+        self.marks = marks or Marks(origin)
 
     @classmethod
     def from_file(cls, path: str | Path) -> SourceMapping:
-        return cls(load_mapping(path), str(path))
+        spec, marks = read_mapping(path)
+        return cls(spec, str(path), marks)
+
+    def where(self, *loc: str | int) -> str:
+        """`file:LINE:COLUMN` of the key at `loc` in the file (`entities`, `employees`, `fields`, ...); the
+        origin alone without a file."""
+        return self.marks.where(*loc)
 
     @classmethod
     def from_settings(cls, settings: MappingSettings | None = None) -> SourceMapping:
@@ -114,7 +132,8 @@ class SourceMapping:
 
     def view(self, entity: str, backend) -> SourceView:
         if entity not in self.spec.entities:
-            raise MappingError(f"{self.origin}: entity {entity!r} is not mapped (mapped: {list(self.entities)})")
+            mapped = list(self.entities)
+            raise MappingError(f"{self.where('entities')}: entity {entity!r} is not mapped (mapped: {mapped})")
         return _view(self, entity, backend)
 
 

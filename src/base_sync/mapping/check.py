@@ -89,6 +89,9 @@ class Problem:
     column: str | None  # None: the table itself
     expected: str
     found: str
+    # The key of the mapping file the problem concerns (`entities`, the entity, `fields`, ...), for
+    # `SourceMapping.where`: not part of the problem's identity (one column in two roles is one problem).
+    where: tuple[str | int, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else f"table {self.table}"
@@ -168,7 +171,8 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
         }
         for entity, result in checked.items():
             if result.table in views:
-                result.warnings.append(Problem(entity, result.table, None, BASE_TABLE, A_VIEW))
+                view = Problem(entity, result.table, None, BASE_TABLE, A_VIEW, ("entities", entity, "table"))
+                result.warnings.append(view)
             _check_filter(conn, mapping.spec.entities[entity], result)
     return SchemaCheck(checked)
 
@@ -186,7 +190,14 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
             raise
         refused = str(error.orig).strip().splitlines()[0]
         result.problems.append(
-            Problem(result.entity, spec.table, None, f"a row filter Base A accepts ({spec.filter})", refused)
+            Problem(
+                result.entity,
+                spec.table,
+                None,
+                f"a row filter Base A accepts ({spec.filter})",
+                refused,
+                ("entities", result.entity, "filter"),
+            )
         )
 
 
@@ -214,7 +225,8 @@ def _check_entity(
         unseen = f"no such table, {UNREADABLE}"
         if spelled:  # a server that tells table names apart by case (lower_case_table_names=0)
             unseen = f"no such table (the database spells it {spelled!r}, and this server tells case apart: write that)"
-        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen))
+        where = ("entities", entity, "table")
+        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen, where))
         return result
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
@@ -222,22 +234,27 @@ def _check_entity(
     result.times = frozenset(c.name for c in columns if backend.type_families(c.type_text) & TIMES)
     checker = _Checker(entity, spec.table, live, backend, result, clock)
     zone = mapping.spec.source.time_zone
-    checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", KEY_EXPECTED)
+    key = ("entities", entity, "key")
+    checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", KEY_EXPECTED, key)
     if spec.key in live and live[spec.key].nullable:
-        result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY))
+        result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY, key))
     if spec.key in live and unique is not None and spec.key not in unique:
-        result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY))
-    for stamp in spec.cursor or []:
-        checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)")
+        result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY, key))
+    for index, stamp in enumerate(spec.cursor or []):
+        where = ("entities", entity, "cursor", index, "column")
+        checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)", where)
     if spec.created:
-        checker.stamp("created_at", spec.created, zone, "created_at (UTC)")
+        checker.stamp("created_at", spec.created, zone, "created_at (UTC)", ("entities", entity, "created", "column"))
     if spec.soft_delete:
         rule = spec.soft_delete
-        checker.use("(soft delete)", [rule.column], f"deleted when {rule.deleted_when}", "the row's deletion", None, "")
-        checker.deleted_when(rule)
+        where = ("entities", entity, "soft_delete", "column")
+        checker.use(
+            "(soft delete)", [rule.column], f"deleted when {rule.deleted_when}", "the row's deletion", None, "", where
+        )
+        checker.deleted_when(rule, ("entities", entity, "soft_delete", "deleted_when"))
     declared = {f.name: f for f in ENTITIES[entity].fields}
     for name, field_mapping in spec.fields.items():
-        checker.field(name, field_mapping, declared[name])
+        checker.field(name, field_mapping, declared[name], ("entities", entity, "fields", name))
     read = {c for use in result.uses for c in use.columns}
     in_filter = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", spec.filter or ""))
     result.unmapped = [c.name for c in columns if c.name not in read and c.name not in in_filter]
@@ -257,7 +274,9 @@ class _Checker:
     result: EntityCheck
     clock: Callable[[], ServerClock | None]  # the zone the server stamps CURRENT_TIMESTAMP in
 
-    def use(self, target: str, columns: list[str], transforms: str, becomes: str, family, expected: str) -> None:
+    def use(
+        self, target: str, columns: list[str], transforms: str, becomes: str, family, expected: str, where: tuple = ()
+    ) -> None:
         types = []
         for name in columns:
             column = self.live.get(name)
@@ -265,15 +284,16 @@ class _Checker:
                 # As for tables: a column-level grant hides the columns it leaves out.
                 spelled = [live for live in self.live if live.lower() == name.lower()]
                 found = f"no such column (the table spells it {spelled[0]!r}: write that)" if spelled else None
-                self._problem(name, expected or "a column the mapping reads", found or f"no such column, {UNREADABLE}")
+                unseen = found or f"no such column, {UNREADABLE}"
+                self._problem(name, expected or "a column the mapping reads", unseen, where)
                 types.append("(missing)")
                 continue
             types.append(column.type_text)
             if family and family not in self.backend.type_families(column.type_text):
-                self._problem(name, expected, column.type_text)
+                self._problem(name, expected, column.type_text, where)
         self.result.uses.append(Use(target, tuple(columns), tuple(types), transforms, becomes))
 
-    def deleted_when(self, rule) -> None:
+    def deleted_when(self, rule, where: tuple = ()) -> None:
         """A number column's flag equals only a number: MariaDB reads 'J' as 0 (every 0 a deletion),
         Python as no number (none), so the two paths would disagree on every row."""
         column = self.live.get(rule.column)
@@ -283,19 +303,19 @@ class _Checker:
             return
         if not _PLAIN_NUMBER.match(_text_key(rule.deleted_when)):  # not Decimal(): it reads NaN, 1_000, '１'
             found = f"deleted_when {rule.deleted_when!r} on {column.type_text}, which holds numbers"
-            self._problem(rule.column, "a deleted_when that is a number (the column is a number type)", found)
+            self._problem(rule.column, "a deleted_when that is a number (the column is a number type)", found, where)
 
-    def stamp(self, target: str, stamp: StampColumn, default_zone: str, becomes: str) -> None:
+    def stamp(self, target: str, stamp: StampColumn, default_zone: str, becomes: str, where: tuple = ()) -> None:
         if stamp.type == "timestamp":
             transforms, expected = "UTC", "TIMESTAMP (declared `type: timestamp`, UTC)"
         else:
             zone = stamp.time_zone or default_zone
             transforms, expected = f"{zone} -> UTC", f"DATETIME (declared `type: datetime`, {zone})"
-        self.use(target, [stamp.column], transforms, becomes, stamp.type, expected)
+        self.use(target, [stamp.column], transforms, becomes, stamp.type, expected, where)
         if stamp.type == "datetime":
-            self._server_clock_in(stamp.column, zone)
+            self._server_clock_in(stamp.column, zone, where)
 
-    def _server_clock_in(self, name: str, zone: str) -> None:
+    def _server_clock_in(self, name: str, zone: str, where: tuple = ()) -> None:
         """Warn when the server's clock writes the wall-time column in another zone than the mapping
         reads it in: a warning, since an application setting its session's zone, or its stamps
         itself, writes them right."""
@@ -315,16 +335,19 @@ class _Checker:
             f"the server's clock ({column.clocked} CURRENT_TIMESTAMP) in the mapping's zone {zone}",
             f"the server's time zone {server.zone}: a session keeping it stamps every version off by {hours}, "
             f"unless the application sets its session's time_zone or its stamps itself",
+            where,
         )
         if warning not in self.result.warnings:  # one column in two roles (a cursor item and `created`)
             self.result.warnings.append(warning)
 
-    def field(self, name: str, mapping: FieldMapping, declared: Field) -> None:
+    def field(self, name: str, mapping: FieldMapping, declared: Field, where: tuple = ()) -> None:
         family = _family_needed(mapping, declared)
-        self.use(name, mapping.source_columns(), _transforms(mapping), _becomes(declared), family, EXPECTED.get(family))
+        transforms, becomes = _transforms(mapping), _becomes(declared)
+        where += ("column",) if mapping.column else ("concat",) if mapping.concat else ("inputs",)
+        self.use(name, mapping.source_columns(), transforms, becomes, family, EXPECTED.get(family), where)
 
-    def _problem(self, column: str, expected: str, found: str) -> None:
-        problem = Problem(self.entity, self.table, column, expected, found)
+    def _problem(self, column: str, expected: str, found: str, where: tuple = ()) -> None:
+        problem = Problem(self.entity, self.table, column, expected, found, where)
         if problem not in self.result.problems:  # one column in two roles (a cursor item and `created`)
             self.result.problems.append(problem)
 

@@ -3,7 +3,8 @@
 The shape follows dbt sources and Sling replications: one section per Base B entity, naming the
 source table, its key, its change cursor, an optional row filter and soft-delete rule, and how each
 Base B field is made from the source columns. `load_mapping` validates the whole file on load and
-every error names the file, the entity and the key at fault. Nothing here touches a database:
+every error names the file, the line and column of the node at fault, the entity and the key
+(`path:LINE:COLUMN: message`, one error a line). Nothing here touches a database:
 checking the file against the live Base A is `mapping.check`.
 
     source:
@@ -236,19 +237,80 @@ def resolve_function(path: str):
     return function
 
 
-def parse_mapping(document: Any, origin: str = "<mapping>") -> MappingFile:
-    """Validate a parsed mapping document; every error names `origin`, the entity and the key."""
+def parse_mapping(document: Any, origin: str = "<mapping>", node: yaml.Node | None = None) -> MappingFile:
+    """Validate a parsed mapping document; every error names `origin`, the entity and the key, and
+    with the document's composed `node` (`read_mapping`) the line and column of the node at fault,
+    one error a line in the `file:LINE:COLUMN: message` form editors and CI annotate."""
+    marks = Marks(origin, node)
     if not isinstance(document, dict):  # pydantic would say "a valid dictionary or instance of MappingFile"
         found = "is empty" if document is None else f"holds a {type(document).__name__}, not a mapping"
-        raise MappingError(f"{origin}: the document {found}: it starts with `entities:` (docs/mapping.md)")
+        raise MappingError(f"{marks.where()}: the document {found}: it starts with `entities:` (docs/mapping.md)")
     try:
         mapping = MappingFile.model_validate(document)
     except ValidationError as exc:
-        raise MappingError(f"{origin}: " + "; ".join(_describe(error) for error in exc.errors())) from None
-    problems = [f"entities.{name}: {p}" for name, spec in mapping.entities.items() for p in _field_problems(spec, name)]
+        raise MappingError(marks.report([(_error_loc(error), _describe(error)) for error in exc.errors()])) from None
+    problems = [
+        (("entities", name, *loc), f"entities.{name}: {problem}")
+        for name, spec in mapping.entities.items()
+        for loc, problem in _field_problems(spec, name)
+    ]
     if problems:
-        raise MappingError(f"{origin}: " + "; ".join(problems))
+        raise MappingError(marks.report(problems))
     return mapping
+
+
+class Marks:
+    """Where a key of the mapping file is: its line and column, from the YAML node tree PyYAML
+    composed (no node: the file's name alone, as for a document given as a dict)."""
+
+    def __init__(self, origin: str, node: yaml.Node | None = None):
+        self.origin = origin
+        self.node = node
+
+    def where(self, *loc: str | int) -> str:
+        """`origin:LINE:COLUMN` of the node at `loc` (pydantic's error path: keys and list indexes),
+        or of the deepest node on the way when the rest is not in the file (a missing key: the line
+        of the mapping that lacks it)."""
+        mark = self._mark(loc)
+        return f"{self.origin}:{mark.line + 1}:{mark.column + 1}" if mark else self.origin
+
+    def report(self, errors: list[tuple[tuple, str]]) -> str:
+        """The errors, each `where: text`: one line each with a node tree, else "; "-joined after the file."""
+        if self.node is None:
+            return f"{self.origin}: " + "; ".join(text for _, text in errors)
+        return "\n".join(f"{self.where(*loc)}: {text}" for loc, text in errors)
+
+    def _mark(self, loc: tuple) -> yaml.Mark | None:
+        if self.node is None:
+            return None
+        node, mark, key = self.node, self.node.start_mark, None
+        for part in loc:
+            if part == "[key]" and key is not None:  # the key itself failed (pydantic names it, then this)
+                return key.start_mark
+            if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node, key = node.value[part], None
+                mark = node.start_mark
+                continue
+            found = _entry(node, part) if isinstance(node, yaml.MappingNode) else None
+            if found is not None:
+                key, node = found
+                mark = node.start_mark if isinstance(node, yaml.ScalarNode) else key.start_mark
+            elif part != 0:  # 0: a short form read as a list of one (`cursor: geaendert_am`), the node itself
+                break  # a missing key (or pydantic's name of a union member): the line of the mapping lacking it
+        return mark
+
+
+def _entry(node: yaml.MappingNode, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    """The key and value nodes of `part` in a mapping node, merge keys (`<<: *anchor`) followed."""
+    found = None
+    for key, value in node.value:
+        if key.tag == "tag:yaml.org,2002:merge":
+            for merged in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                if isinstance(merged, yaml.MappingNode) and found is None:
+                    found = _entry(merged, part)
+        elif isinstance(key, yaml.ScalarNode) and key.value == str(part):
+            found = (key, value)  # the mapping's own key wins over a merged one, as PyYAML constructs it
+    return found
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -281,14 +343,34 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def load_mapping(path: str | Path) -> MappingFile:
     """Read and validate a mapping file (no database, no network: safe at DAG parse time)."""
+    return read_mapping(path)[0]
+
+
+def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
+    """`load_mapping`, with where each key of the file is (`Marks`): every error names the file and
+    the line and column of the node at fault (`path:LINE:COLUMN: message`)."""
     path = Path(path)
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(f"{path}: cannot read the mapping file: {exc.strerror}") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)  # PyYAML's marks say "<unicode string>" of a text
+    try:
+        node = loader.get_single_node()
+        document = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise MappingError(f"{path}: not valid YAML: {exc}") from None
-    return parse_mapping(document, str(path))
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise MappingError(f"{where}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return parse_mapping(document, str(path), node), Marks(str(path), node)
+
+
+def _error_loc(error: dict) -> tuple:
+    """Where the error is in the file: an unknown key at the key, not at its value."""
+    return (*error["loc"], "[key]") if error["type"] == "extra_forbidden" else error["loc"]
 
 
 def _describe(error: dict) -> str:
@@ -299,12 +381,15 @@ def _describe(error: dict) -> str:
     return f"{location}: {message}" if location else message
 
 
-def _field_problems(spec: EntityMapping, name: str) -> list[str]:
+def _field_problems(spec: EntityMapping, name: str) -> list[tuple[tuple[str, ...], str]]:
+    """What Base B's entity refuses of the entity's mapping, each with its path under the entity."""
     entity: Entity = ENTITIES[name]
     declared = {f.name: f for f in entity.fields}
-    problems = [f"fields.{f}: Base B's {name} has no field {f!r}" for f in spec.fields if f not in declared]
+    problems = [
+        (("fields", f), f"fields.{f}: Base B's {name} has no field {f!r}") for f in spec.fields if f not in declared
+    ]
     problems += [
-        f"fields.{f.name}: required by Base B's {name} but not mapped"
+        (("fields", f.name), f"fields.{f.name}: required by Base B's {name} but not mapped")
         for f in entity.fields
         if f.required and f.name not in spec.fields
     ]
@@ -313,22 +398,24 @@ def _field_problems(spec: EntityMapping, name: str) -> list[str]:
         if field is None:
             continue
         if mapping.too_long == "truncate" and field.max_length is None:
-            problems.append(f"fields.{field_name}.too_long: {field_name} has no length limit to truncate to")
+            loc = ("fields", field_name, "too_long")
+            problems.append((loc, f"fields.{field_name}.too_long: {field_name} has no length limit to truncate to"))
         if mapping.zero_date == "null" and field.kind != Kind.DATE:
-            problems.append(f"fields.{field_name}.zero_date: only date fields hold dates")
+            loc = ("fields", field_name, "zero_date")
+            problems.append((loc, f"fields.{field_name}.zero_date: only date fields hold dates"))
         if field.kind == Kind.DATE:
             problems += _date_values(field_name, mapping)
     return problems
 
 
-def _date_values(name: str, mapping: FieldMapping) -> list[str]:
+def _date_values(name: str, mapping: FieldMapping) -> list[tuple[tuple[str, ...], str]]:
     """A date field's map values and default must be dates written YYYY-MM-DD: MySQL's DATE_FORMAT
     would read '2024-1-5' as 2024-01-05 and 'soon' as NULL, with a warning only."""
     problems = []
     wrong = "is no date written YYYY-MM-DD (as the date field takes)"
     if mapping.default is not None and not (isinstance(mapping.default, str) and iso_date(mapping.default)):
-        problems.append(f"fields.{name}.default: {mapping.default!r} {wrong}")
+        problems.append((("fields", name, "default"), f"fields.{name}.default: {mapping.default!r} {wrong}"))
     for key, value in (mapping.map or {}).items():
         if value is not None and not iso_date(value):
-            problems.append(f"fields.{name}.map.{key}: {value!r} {wrong}")
+            problems.append((("fields", name, "map", key), f"fields.{name}.map.{key}: {value!r} {wrong}"))
     return problems
