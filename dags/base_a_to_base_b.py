@@ -164,17 +164,19 @@ def base_a_to_base_b():
             verified = task(task_id="verify", trigger_rule="none_failed_min_one_success")(airflow_tasks.verify)(
                 entity, loaded
             )
-            # none_failed: runs after skipped (unmapped) partitions, never after a failed one. An asset
-            # event base_b.<entity> only when the run changed Base B (through the alias).
+            # Runs after skipped (unmapped) partitions and skipped (rejected) deletes, never after a failed
+            # task, nor when every upstream was skipped (the entity is not in the run's `entities`). An
+            # asset event base_b.<entity> only when the run changed Base B (through the alias).
             outlet = airflow_tasks.BASE_B_CHANGES
-            commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed")(
+            commit = task(task_id="commit_watermark", outlets=[outlet], trigger_rule="none_failed_min_one_success")(
                 airflow_tasks.commit_watermark
             )
             [loaded, parts] >> checked >> [approval, deleted]
             approval >> deleted >> verified
             # The plan too: the commit takes only its partitions' reports (a re-planned run keeps the
-            # results of map indexes the new plan dropped).
-            commit(entity, loaded, verified, deleted, parts, planned)
+            # results of map indexes the new plan dropped). The deletes' result it reads itself: a
+            # rejection skips them (`commit_watermark`).
+            deleted >> commit(entity, loaded, verified, parts, planned)
 
 
 base_a_to_base_b()

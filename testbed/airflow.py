@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -32,6 +33,11 @@ def sync_connections(base_a_url, api_url: str, token: str) -> dict:
         },
         "base_b_api": {"conn_type": "http", "host": api.hostname, "port": api.port, "password": token},
     }
+
+
+def error_lines(log: str) -> list[str]:
+    """The lines of an Airflow log at error level or above (structlog's `[error    ]`, logging's `ERROR`)."""
+    return [line for line in log.splitlines() if re.search(r"\[(error|critical)\s*\]|\b(ERROR|CRITICAL)\b", line)]
 
 
 class Airflow:

@@ -559,7 +559,6 @@ def commit_watermark(
     entity: str,
     loaded: dict,
     verified: dict,
-    deleted: dict | None,
     partitions: list[dict] | None,
     planned: list[dict] | None,
 ) -> dict:
@@ -570,18 +569,27 @@ def commit_watermark(
     an earlier plan of the run made and a new one dropped too: only the current plan's count
     (`partitioned.reports_of_plan`).
 
-    It runs when nothing upstream failed (the mapped partitions are skipped on unpartitioned runs),
-    so it checks the entity's selection itself. When the deletes were withheld (a rejected mass
-    delete), the delete log position and key comparison time stay where they were: the next run
-    finds the same deletes and asks again."""
+    It runs when nothing upstream failed (the mapped partitions are skipped on unpartitioned runs)
+    and something succeeded: not for an entity the run's `entities` leaves out, whose every task is
+    skipped (checked here too). When the deletes were withheld (a rejected mass delete), the delete
+    log position and key comparison time stay where they were: the next run finds the same deletes
+    and asks again.
+
+    propagate_deletes' result is read here, not taken as an argument: a rejection skips that task,
+    and Airflow (3.3) resolving a skipped task's result as a TaskFlow argument logs
+    `[error] XCom not found` in a successful run; `xcom_pull` without map indexes finds none quietly."""
     _skip_unless_selected(entity)
     loaded, verified = _upstream(loaded, "load", entity), _upstream(verified, "verify", entity)
+    ti = get_current_context()["ti"]
+    deleted = ti.xcom_pull(task_ids=f"{entity}.{PROPAGATE_DELETES}")
     withheld = deleted is None  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
     if withheld:
-        plan = get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
+        plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
         deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)
     current = [Partition.from_json(p) for p in _upstream(planned, "plan_partitions", entity)]
-    gathered = [PartitionReport.from_json(p) for p in partitions or []]
+    # One slice read of them all: iterated, Airflow's lazy sequence reads item by item until one past
+    # the end, which Airflow (3.3) logs as `[error] XCom not found` in every partitioned run.
+    gathered = [PartitionReport.from_json(p) for p in (partitions or [])[:]]
     reports = partitioned.reports_of_plan(entity, current, gathered)
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}

@@ -19,7 +19,7 @@ from base_sync import airflow_tasks
 from base_sync.demo import generate
 from base_sync.mapping import SourceMapping
 from base_sync.state import VARIABLE_PREFIX
-from testbed.airflow import Airflow, sync_connections
+from testbed.airflow import Airflow, error_lines, sync_connections
 from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
@@ -109,6 +109,7 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     generate.seed(base_a_engine, "employees", 3000, seed_value=11)
     generate.seed(base_a_engine, "articles", 600, seed_value=12)
     log = airflow.test_dag(DAG)
+    assert error_lines(log) == [], "\n".join(error_lines(log))  # mapped partitions: none either
     time.sleep(0.5)  # UDP: let the last samples land
     assert statsd.sum("airflow.base_sync.rows.batch.employees.inserted") == 3000
     # The UI names each mapped partition by its key range; load and verify say they left the work to them.
@@ -145,7 +146,8 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
 
 def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airflow, base_a_engine, api_process):
     changes = generate.churn(base_a_engine, "employees", updates=200, inserts=40, deletes=25, seed_value=13)
-    airflow.test_dag(DAG)
+    log = airflow.test_dag(DAG)
+    assert error_lines(log) == [], "\n".join(error_lines(log))  # articles had nothing to do: no error either
     run = stats(airflow, "employees")
     assert run["load"]["counts"]["extracted"] == changes["updated"] + changes["inserted"]
     assert run["load"]["counts"]["updated"] == 200 and run["load"]["counts"]["inserted"] == 40
@@ -160,7 +162,9 @@ def test_entities_param_limits_a_manual_run(airflow, base_a_engine, api_process)
     generate.churn(base_a_engine, "employees", updates=10, seed_value=14)
     generate.churn(base_a_engine, "articles", updates=10, seed_value=15)
     employees_before = stats(airflow, "employees")["run_id"]
-    airflow.test_dag(DAG, {"entities": ["articles"]})
+    log = airflow.test_dag(DAG, {"entities": ["articles"]})
+    # Found from outside: the skipped entity's tasks logged `[error] XCom not found` in a successful run.
+    assert error_lines(log) == [], "\n".join(error_lines(log))
     assert stats(airflow, "employees")["run_id"] == employees_before  # skipped: its watermark stayed
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
     airflow.test_dag(DAG)

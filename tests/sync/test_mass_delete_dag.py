@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from base_sync.demo import generate
 from base_sync.state import HELD_DELETES_PREFIX, VARIABLE_PREFIX
-from testbed.airflow import Airflow, sync_connections
+from testbed.airflow import Airflow, error_lines, sync_connections
 from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
@@ -116,8 +116,11 @@ def test_a_mass_delete_waits_for_the_operator_and_a_rejection_deletes_nothing(
     detail = _answer(airflow_api, run_id, "Reject")
     assert detail["subject"].startswith("articles: delete 355 rows in Base B? (limit 20)")
     assert "355 rows to delete" in detail["body"] and "89.9% of the 395 synced rows" in detail["body"]
-    _finished(run, log_path)
+    log = _finished(run, log_path)
     assert airflow.task_state(DAG, run_id, "articles.propagate_deletes") == "skipped"
+    # Nor an error line for the skipped deletes (the commit resolving their result logged one),
+    # nor for the entity the run leaves out.
+    assert error_lines(log) == [], "\n".join(error_lines(log))
     assert _live(api_process) == 395
     # The load's window was verified and committed; the deletes wait where they were.
     run_stats = stats(airflow, "articles")
@@ -133,8 +136,9 @@ def test_an_approval_in_airflow_lets_the_run_delete(airflow, airflow_api, base_a
     run_id = _awaiting_approval(airflow, run, log_path)
     detail = _answer(airflow_api, run_id, "Approve", {"rows": 355})  # the form's field, as the UI sends it
     assert detail["params"]["rows"]["value"] == 355, detail["params"]
-    _finished(run, log_path)
+    log = _finished(run, log_path)
     assert airflow.task_state(DAG, run_id, "articles.propagate_deletes") == "success"
+    assert error_lines(log) == [], "\n".join(error_lines(log))
     assert stats(airflow, "articles")["deletes"]["deleted"] == 355
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 40
 

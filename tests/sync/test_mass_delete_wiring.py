@@ -75,7 +75,9 @@ def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():
         # Verify and commit run after skipped (rejected) deletes, never after a failure.
         assert verify["trigger_rule"] == "none_failed_min_one_success"
         assert set(verify["upstream"]) == {f"{entity}.load", f"{entity}.propagate_deletes"}
-        assert commit["trigger_rule"] == "none_failed"
+        # ... and not for an entity the run leaves out: its every upstream skipped, it is skipped unrun
+        # (run, it resolved the skipped tasks' results: `[error] XCom not found` in Airflow 3.3's log).
+        assert commit["trigger_rule"] == "none_failed_min_one_success"
         assert f"{entity}.propagate_deletes" in commit["upstream"]
         # The commit takes the plan: only its partitions' reports count (a re-planned run keeps others).
         assert {f"{entity}.plan_partitions", f"{entity}.load_partition"} <= set(commit["upstream"])
