@@ -1,15 +1,13 @@
 """`make up` on embedded defaults, used as a user would, then `make down`.
 
-The platform (tests/e2e/embedded/conftest.py) runs without the event maker (BASE_A_CHURN_EVERY=0):
-the event path's test starts one, changing employees every 3 s; articles change only through the
-batch path.
+The platform (tests/e2e/embedded/conftest.py) runs with the event maker changing employees every
+3 s, so the event path is busy from the start; articles change only through the batch path.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -18,19 +16,19 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.platform import base_a_versions, base_b_versions, wait_for
-from testbed.servers import REPO
 
 pytestmark = pytest.mark.slow
 DAG = "base_a_to_base_b"
 
 
-def test_make_up_made_the_change_topics_with_the_event_maker_off(platform):
+def test_make_up_made_the_change_topics_before_airflow(platform):
     """With BASE_A_CHURN_EVERY=0 nothing published, so nothing made the topics the events DAG's asset
-    watcher reads: the triggerer logged UNKNOWN_TOPIC_OR_PART with a traceback every 2 s (outside probe)."""
+    watcher reads: the triggerer logged UNKNOWN_TOPIC_OR_PART with a traceback every 2 s (outside
+    probe). make up makes them before Airflow starts, whatever the churn setting."""
     topics = AdminClient({"bootstrap.servers": platform.kafka_bootstrap}).list_topics(timeout=10).topics
     assert {"base_a.base_a.personal", "base_a.dlq"} <= set(topics)  # the demo mapping's employees
-    assert not (platform.var / "run" / "event-maker.pid").exists()
-    # The asset watcher has been reading since the events DAG was unpaused, before make up's batch run.
+    made = platform.up_log.read_text()
+    assert made.index("topics on ") < made.index("started airflow-triggerer"), made[-3000:]
     triggerer = (platform.var / "log" / "airflow-triggerer.log").read_text()
     assert "UNKNOWN_TOPIC_OR_PART" not in triggerer and "waiting for Kafka topic" not in triggerer
 
@@ -62,30 +60,11 @@ def test_changes_in_base_a_arrive_through_the_event_path(platform):
     def events_applied() -> float:
         return bulk_records(platform, path="events", outcome="updated")
 
-    # The event maker as up.sh starts it when BASE_A_CHURN_EVERY is not 0: its first events go to the
-    # topics make up made, which the asset watcher has been reading since.
-    before = events_applied()
-    maker = subprocess.Popen(
-        [
-            "bash",
-            "-c",
-            "source scripts/airflow-env.sh && exec base-a churn employees --updates 5 --inserts 1 "
-            '--deletes 1 --publish "$0" --every 3',
-            platform.kafka_bootstrap,
-        ],
-        cwd=REPO,
-        env=platform.env,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for("the event path to apply the event maker's updates", lambda: events_applied() > before, timeout=240)
-    finally:
-        # Stop the event maker (it finishes its round: every change it made has its event), then
-        # Base B must catch up with Base A with no batch run in between.
-        maker.send_signal(signal.SIGTERM)
-        maker.wait(60)
-    assert maker.returncode == 0, f"the event maker exited {maker.returncode}"
+    wait_for("the event path to apply the event maker's updates", events_applied, timeout=240)
+    # Stop the event maker (it finishes its round: every change it made has its event), then
+    # Base B must catch up with Base A with no batch run in between.
+    os.killpg(int((platform.var / "run" / "event-maker.pid").read_text()), signal.SIGTERM)
+    wait_for("the event maker to stop", lambda: not platform_process_alive(platform, "event-maker"), timeout=60)
     stopped_at = time.time()
     expected = base_a_versions(platform.base_a_url, "employees", platform.mapping_file)
     wait_for(
@@ -140,3 +119,11 @@ def bulk_records(platform, **labels: str) -> float:
         for sample in family.samples
         if sample.name == "api_bulk_records_total" and labels.items() <= sample.labels.items()
     )
+
+
+def platform_process_alive(platform, name: str) -> bool:
+    try:
+        os.killpg(int((platform.var / "run" / f"{name}.pid").read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
