@@ -2,7 +2,7 @@
 # Starts the platform on embedded defaults (no external servers) and runs its main job once:
 # Base B on SQLite (migrated), the REST API and GraphQL under gunicorn, Base A on SQLite (the legacy
 # demo tables of mappings/demo.yaml, filled with sample rows on first start), the Kafka-protocol broker (Tansu), the event maker (or, on a
-# MySQL/MariaDB Base A, the CDC relay), Airflow 3 (api-server, scheduler, dag-processor, triggerer),
+# MySQL/MariaDB Base A, the CDC relay), the change topics, Airflow 3 (api-server, scheduler, dag-processor, triggerer),
 # Prometheus when it is installed, then one run of the base_a_to_base_b DAG. Every process runs in
 # the background in its own process group, with its pid in $PLATFORM_VAR/run and its log in
 # $PLATFORM_VAR/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
@@ -90,6 +90,9 @@ elif [ "${BASE_A_CHURN_EVERY:-30}" != 0 ]; then
   start event-maker base-a churn employees --updates 5 --inserts 1 --deletes 1 \
     --publish "$KAFKA_BOOTSTRAP" --every "${BASE_A_CHURN_EVERY:-30}"
 fi
+# The topics the events DAG and its asset watcher read, made now, before Airflow's triggerer starts,
+# whether or not the relay has reached its own creating them or an event maker runs (BASE_A_CHURN_EVERY=0).
+python -m base_sync.topics "$KAFKA_BOOTSTRAP"
 
 # Prometheus, when installed, scraping the services started above, and nothing else: a target that
 # never runs would fire ServiceDown (scripts/prometheus_config.py; no statsd-exporter unless

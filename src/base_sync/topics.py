@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from base_sync.debezium import Topics
+from base_sync.settings import EventSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +35,21 @@ def ensure_topics(kafka_config: dict, topics: list[str], partitions: int = 3) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m base_sync.topics BOOTSTRAP`: create the topics the events DAG and its asset watcher read
+    (EVENTS_* settings and the mapping file, as the DAG reads them) and the dead-letter topic. The
+    platform's starters run it before Airflow's triggerer, whether or not a relay or event maker runs."""
+    parser = argparse.ArgumentParser(prog="python -m base_sync.topics", description=main.__doc__)
+    parser.add_argument("bootstrap", help="the broker's bootstrap.servers")
+    parser.add_argument("--partitions", type=int, default=3, help="of each topic created (default 3, as the relay)")
+    args = parser.parse_args(argv)
+    settings = EventSettings()
+    wanted = [*Topics.from_settings(settings).names, settings.dlq_topic]
+    created = ensure_topics({"bootstrap.servers": args.bootstrap}, wanted, args.partitions)
+    print(f"topics on {args.bootstrap}: {', '.join(wanted)} (created now: {', '.join(created) or 'none'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -227,6 +227,17 @@ def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connection
             assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
 
 
+def test_the_change_topics_exist_before_the_triggerer_starts():
+    """The events DAG's asset watcher reads them from the triggerer's start; the relay makes them only
+    once it reaches Base A, and the triggerer logged a failure every 2 s until then."""
+    services = COMPOSE["services"]
+    topics = services["kafka-topics"]
+    assert topics["command"][:3] == ["python", "-m", "base_sync.topics"]
+    assert topics["environment"] == services["airflow-triggerer"]["environment"]  # the topics the DAG reads
+    assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["airflow-triggerer"]["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+
+
 def test_airflow_runs_on_celery_workers_with_redis_as_the_broker():
     services = COMPOSE["services"]
     env = services["airflow-scheduler"]["environment"]

@@ -12,12 +12,25 @@ import time
 
 import pytest
 import requests
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.platform import base_a_versions, base_b_versions, wait_for
 
 pytestmark = pytest.mark.slow
 DAG = "base_a_to_base_b"
+
+
+def test_make_up_made_the_change_topics_before_airflow(platform):
+    """With BASE_A_CHURN_EVERY=0 nothing published, so nothing made the topics the events DAG's asset
+    watcher reads: the triggerer logged UNKNOWN_TOPIC_OR_PART with a traceback every 2 s (outside
+    probe). make up makes them before Airflow starts, whatever the churn setting."""
+    topics = AdminClient({"bootstrap.servers": platform.kafka_bootstrap}).list_topics(timeout=10).topics
+    assert {"base_a.base_a.personal", "base_a.dlq"} <= set(topics)  # the demo mapping's employees
+    made = platform.up_log.read_text()
+    assert made.index("topics on ") < made.index("started airflow-triggerer"), made[-3000:]
+    triggerer = (platform.var / "log" / "airflow-triggerer.log").read_text()
+    assert "UNKNOWN_TOPIC_OR_PART" not in triggerer and "waiting for Kafka topic" not in triggerer
 
 
 def test_a_run_triggered_through_airflows_rest_api_succeeds(platform):
