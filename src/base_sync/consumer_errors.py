@@ -26,11 +26,16 @@ PERMANENT = frozenset(
 
 
 def is_message(message: Message, log: logging.Logger) -> bool:
-    """Whether a fetched message is a message; an error is raised if permanent, else logged."""
+    """Whether a fetched message is a message; an error is raised if permanent, else logged.
+
+    An error at a partition's position (a failed CRC, `_BAD_MSG`; a format it cannot read) is raised
+    too, the end of a partition aside: librdkafka skips past such messages, and a reader going on
+    would commit past a hole. The errors it recovers from (a coordinator lookup) name no partition."""
     error = message.error()
     if error is None:
         return True
-    if error.fatal() or error.code() in PERMANENT:
+    positioned = message.topic() is not None and error.code() != KafkaError._PARTITION_EOF
+    if error.fatal() or error.code() in PERMANENT or positioned:
         raise KafkaException(error)
     if error.code() != KafkaError._PARTITION_EOF:  # no news
         log.warning("Kafka: %s (librdkafka retries by itself; reading goes on)", error.str())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     platform's starters run it before Airflow's triggerer, whether or not a relay or event maker runs."""
     parser = argparse.ArgumentParser(prog="python -m base_sync.topics", description=main.__doc__)
     parser.add_argument("bootstrap", help="the broker's bootstrap.servers")
-    parser.add_argument("--partitions", type=int, default=3, help="of each topic created (default 3, as the relay)")
+    # As many as the relay makes when it is first (RELAY_PARTITIONS): up.sh starts both at once.
+    partitions = int(os.environ.get("RELAY_PARTITIONS") or 3)
+    parser.add_argument(
+        "--partitions", type=int, default=partitions, help="of each topic created (default RELAY_PARTITIONS, or 3)"
+    )
     args = parser.parse_args(argv)
     settings = EventSettings()
     wanted = [*Topics.from_settings(settings).names, settings.dlq_topic]

@@ -21,9 +21,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
-from airflow.providers.apache.kafka.triggers.shared_stream import KafkaSharedStreamProducer, KafkaSharedStreamTrigger
+from airflow.providers.apache.kafka.triggers.shared_stream import (
+    KafkaBrokerPayload,
+    KafkaSharedStreamProducer,
+    KafkaSharedStreamTrigger,
+)
 from airflow.triggers.base import TriggerEvent
 from asgiref.sync import sync_to_async
+
+from base_sync import consumer_errors
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +73,20 @@ class TopicWaitingProducer(KafkaSharedStreamProducer):
     remind_every = 300.0  # seconds between two warnings while a topic is still missing
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
+        """The provider's loop (apache-kafka 2.1), but a consumer error librdkafka recovers from (a
+        coordinator lookup; a partition's end, with `enable.partition.eof` in the connection the
+        drain shares) is logged, not raised: the provider's stream died on it and was restarted."""
         await self.wait_for_topics()
-        async for item in super().open_stream():
-            yield item
+        hook = KafkaConsumerHook(topics=self.topics, kafka_config_id=self.kafka_config_id)
+        await self._ensure_manual_commit(hook)
+        self._consumer = await sync_to_async(hook.get_consumer)()
+        poll = sync_to_async(self._consumer.poll)
+        while True:
+            message = await poll(self.poll_timeout)
+            if message is None or not consumer_errors.is_message(message, log):
+                continue
+            kept = (message.value(), message.key()) if self.dlq_topic is not None else (None, None)
+            yield message.value(), KafkaBrokerPayload(message.topic(), message.partition(), message.offset(), *kept)
 
     async def wait_for_topics(self) -> None:
         # A consumer that subscribes to nothing (so joins no group) only to read the broker's topic list.

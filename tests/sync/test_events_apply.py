@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from base_sync import dead_letters, events
+from base_sync import consumer_errors, dead_letters, events
 from base_sync.api_client import ApiError, BaseBApi
 from base_sync.debezium import EnvelopeWriter, SourceColumn, Topics, identity_columns
 from base_sync.demo.event_maker import churn_and_publish
@@ -724,3 +725,31 @@ def test_a_batch_holds_about_events_batch_bytes_of_messages_whatever_its_size(ch
     finally:
         consumer.close()
     assert sum(sizes) == 61 and max(sizes) <= 33 and len(sizes) >= 2, sizes
+
+
+@pytest.mark.parametrize(
+    ("topic", "code", "outcome"),
+    [
+        (None, KafkaError._BAD_MSG, "logged"),  # "FindCoordinator response error": no partition, recovered
+        (None, KafkaError._TRANSPORT, "logged"),
+        ("t", KafkaError._PARTITION_EOF, "quiet"),
+        ("t", KafkaError._BAD_MSG, "raised"),  # a failed CRC: librdkafka skips the message
+        ("t", KafkaError._NOT_IMPLEMENTED, "raised"),  # a format it cannot read: skipped too
+        ("t", KafkaError.UNKNOWN_TOPIC_OR_PART, "raised"),
+        (None, KafkaError.TOPIC_AUTHORIZATION_FAILED, "raised"),
+    ],
+)
+def test_which_consumer_errors_stop_a_reader(topic, code, outcome, caplog):
+    """A reader goes on past what librdkafka recovers from, never past messages it skipped (review:
+    a CRC error's message was skipped and the drain committed past it). Messages made here: a broker
+    that corrupts a batch on demand is not at hand."""
+    at = {"topic": topic, "partition": 0, "offset": 7} if topic else {}
+    message = Message(**at, error=KafkaError(code))
+    log = logging.getLogger("test.consumer_errors")
+    with caplog.at_level("WARNING", logger=log.name):
+        if outcome == "raised":
+            with pytest.raises(KafkaException):
+                consumer_errors.is_message(message, log)
+        else:
+            assert consumer_errors.is_message(message, log) is False
+    assert bool(caplog.records) == (outcome == "logged")
