@@ -10,6 +10,10 @@ import os
 
 from api_service.settings import ApiSettings
 from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
+    MOST_BODY_RATE,
+    MOST_HEAD_SECONDS,
+    MOST_THREADS,
+    MOST_WORKERS,
     answer_errors_as_problems,
     bind_from_env,
     check_settings,
@@ -20,12 +24,12 @@ from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
 from gunicorn_shared.request_deadlines import worker_with_deadlines
 
 bind = bind_from_env("API_BIND", "0.0.0.0:5000")
-workers = count_from_env("API_WORKERS", 2, most=256)
-threads = count_from_env("API_THREADS", 4, most=1000)
+workers = count_from_env("API_WORKERS", 2, most=MOST_WORKERS)
+threads = count_from_env("API_THREADS", 4, most=MOST_THREADS)
 # gthread, with a deadline on reading a request: slow clients cannot hold every thread
 worker_class = worker_with_deadlines(
-    head_seconds=count_from_env("API_REQUEST_HEAD_TIMEOUT", 10, most=3600),
-    body_min_rate=count_from_env("API_REQUEST_BODY_MIN_RATE", 65536, most=2**30),
+    head_seconds=count_from_env("API_REQUEST_HEAD_TIMEOUT", 10, most=MOST_HEAD_SECONDS),
+    body_min_rate=count_from_env("API_REQUEST_BODY_MIN_RATE", 65536, most=MOST_BODY_RATE),
 )
 timeout = 120  # a 20,000-record bulk request on a busy database
 graceful_timeout = 30

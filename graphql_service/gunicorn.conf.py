@@ -8,6 +8,10 @@ bytes/s, 65536), PROMETHEUS_MULTIPROC_DIR (default: a fresh folder under the sys
 
 from graphql_service.settings import GraphQLSettings
 from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
+    MOST_BODY_RATE,
+    MOST_HEAD_SECONDS,
+    MOST_THREADS,
+    MOST_WORKERS,
     answer_errors_as_problems,
     bind_from_env,
     check_settings,
@@ -18,12 +22,12 @@ from gunicorn_shared import (  # noqa: F401 (child_exit: a hook)
 from gunicorn_shared.request_deadlines import worker_with_deadlines
 
 bind = bind_from_env("GRAPHQL_BIND", "0.0.0.0:5001")
-workers = count_from_env("GRAPHQL_WORKERS", 2, most=256)
-threads = count_from_env("GRAPHQL_THREADS", 8, most=1000)  # resolvers mostly wait on the REST API
+workers = count_from_env("GRAPHQL_WORKERS", 2, most=MOST_WORKERS)
+threads = count_from_env("GRAPHQL_THREADS", 8, most=MOST_THREADS)  # resolvers mostly wait on the REST API
 # gthread, with a deadline on reading a request: slow clients cannot hold every thread
 worker_class = worker_with_deadlines(
-    head_seconds=count_from_env("GRAPHQL_REQUEST_HEAD_TIMEOUT", 10, most=3600),
-    body_min_rate=count_from_env("GRAPHQL_REQUEST_BODY_MIN_RATE", 65536, most=2**30),
+    head_seconds=count_from_env("GRAPHQL_REQUEST_HEAD_TIMEOUT", 10, most=MOST_HEAD_SECONDS),
+    body_min_rate=count_from_env("GRAPHQL_REQUEST_BODY_MIN_RATE", 65536, most=MOST_BODY_RATE),
 )
 timeout = 60
 keepalive = 75

@@ -66,6 +66,11 @@ def answer_errors_as_problems() -> None:
     util.write_error = _problem_error
 
 
+# The largest counts the services' gunicorn settings take: generous, a value past one is a slip.
+MOST_WORKERS, MOST_THREADS = 256, 1000
+MOST_HEAD_SECONDS, MOST_BODY_RATE = 3600, 2**30  # an hour for a request's head; bytes a second
+
+
 def count_from_env(name: str, default: int, most: int) -> int:
     """A count (workers, threads, seconds, bytes a second) from the environment; a value that is none
     exits with one line. `most` is generous: a value past it is a slip (10**6 workers would fork until
