@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-first-load bench-bulk bench-events bench-graphql bench-load bench-footprint clean
+.PHONY: up down housekeeping install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-first-load bench-bulk bench-events bench-graphql bench-load bench-footprint clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -12,6 +12,12 @@ up: $(STAMP)
 ## down: stop every process `make up` started
 down:
 	bash scripts/down.sh
+
+## housekeeping: delete Airflow's runs, XComs and task logs older than KEEP_DAYS days (default 7) from
+## `make up`'s Airflow; run it daily (README, Housekeeping)
+KEEP_DAYS ?= 7
+housekeeping: $(STAMP)
+	bash -c 'source scripts/airflow-env.sh && bash scripts/airflow-housekeeping.sh "$$1"' _ $(KEEP_DAYS)
 
 $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh tests/tools/package-lock.json
 	VENV=$(VENV) bash scripts/bootstrap.sh

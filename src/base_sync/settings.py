@@ -169,6 +169,14 @@ class EventSettings(_Schedules, EnvSettings):
         "RELAY_BASE_A_URL (or Debezium's database.include.list) names",
     )
     dlq_topic: str = Field("base_a.dlq", description="where malformed and rejected events go, with the reason")
+    dlq_retention_ms: int = Field(
+        -1,
+        ge=-1,
+        le=YEAR_HOURS * HOUR * 1000,
+        description="retention.ms the dead-letter topic is created with: -1 (the default) keeps letters until "
+        "replayed and beyond (the topic holds their only copy), else at least an hour, in milliseconds. An existing "
+        "topic is not changed: a shorter retention on it is warned of, with the command that changes it",
+    )
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")
     batch_bytes: int = Field(
@@ -197,3 +205,10 @@ class EventSettings(_Schedules, EnvSettings):
         description="largest bulk request body (below the API's API_MAX_CONTENT_LENGTH)",
     )
     api_conn_id: str = Field("base_b_api", description="Airflow connection of the REST API (http; password = token)")
+
+    @field_validator("dlq_retention_ms")
+    @classmethod
+    def _kept_or_an_hour(cls, value: int) -> int:
+        if value == -1 or value >= HOUR * 1000:
+            return value
+        raise ValueError(f"{value} is neither -1 (keep until replayed) nor at least an hour (3600000 ms)")

@@ -1,22 +1,100 @@
-"""Create the change-event topics when the broker does not have them yet."""
+"""Create the change-event topics and the dead-letter topic when the broker does not have them yet.
+
+Change topics get the broker's defaults (their retention must outlast the longest pause of the
+events DAG: README, "The event path"). The dead-letter topic holds the only copy of the events it
+takes, so it is created with its own retention (EVENTS_DLQ_RETENTION_MS, by default -1: kept until
+deleted by hand), never the broker's 7 days. A topic that exists is never altered: a retention on it
+shorter than the one it would be created with is warned of once per process, with the command that
+changes it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from base_sync.debezium import Topics
 from base_sync.settings import EventSettings
 
 log = logging.getLogger(__name__)
 
+# Kafka's limits on how much a topic keeps: -1 is no limit.
+RETENTION_KEYS = ("retention.ms", "retention.bytes")
 
-def ensure_topics(kafka_config: dict, topics: list[str], partitions: int = 3) -> list[str]:
-    """Create the missing topics; returns the ones it created."""
+_checked: set[tuple[str, str, str]] = set()  # (bootstrap, topic, key) checked in this process: warned once
+
+
+def dead_letter_configs(settings: EventSettings) -> dict[str, dict[str, str]]:
+    """The dead-letter topic's configs, by topic, for `ensure_topics`: kept by time as
+    EVENTS_DLQ_RETENTION_MS says, and never by size."""
+    return {settings.dlq_topic: {"retention.ms": str(settings.dlq_retention_ms), "retention.bytes": "-1"}}
+
+
+def _shorter(found: str, wanted: str) -> bool:
+    """A retention `found` on the broker keeps less than `wanted` (-1: no limit)."""
+    try:
+        have, want = int(found), int(wanted)
+    except ValueError:
+        return False
+    return have >= 0 and (want < 0 or have < want)
+
+
+def _alter_command(bootstrap: str, topic: str, key: str, value: str) -> str:
+    return (
+        f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics "
+        f"--entity-name {topic} --add-config {key}={value}"
+    )
+
+
+def check_retention(admin: AdminClient, bootstrap: str, configs: Mapping[str, Mapping[str, str]]) -> None:
+    """Warn of an existing topic that keeps less than its `configs` ask (describe_configs), once per
+    process and topic (the event maker ensures its topics every round); nothing is altered."""
+    asked = {
+        topic: {k: v for k, v in wanted.items() if k in RETENTION_KEYS and (bootstrap, topic, k) not in _checked}
+        for topic, wanted in configs.items()
+    }
+    asked = {topic: wanted for topic, wanted in asked.items() if wanted}
+    if not asked:
+        return
+    _checked.update((bootstrap, topic, key) for topic, wanted in asked.items() for key in wanted)
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in asked]
+    for resource, future in admin.describe_configs(resources, request_timeout=10).items():
+        topic = resource.name
+        try:
+            entries = future.result()
+        except KafkaException as error:
+            log.warning("could not read the configs of topic %s (%s): its retention is not checked", topic, error)
+            continue
+        for key, wanted in asked[topic].items():
+            entry = entries.get(key)
+            if entry is not None and entry.value is not None and _shorter(entry.value, wanted):
+                log.warning(
+                    "topic %s exists with %s=%s, less than the %s it is created with: the broker deletes what it "
+                    "holds past that (dead letters not replayed by then are lost). It is left as it is; change "
+                    "it with `%s` (or your Kafka UI's topic settings)",
+                    topic,
+                    key,
+                    entry.value,
+                    wanted,
+                    _alter_command(bootstrap, topic, key, wanted),
+                )
+
+
+def ensure_topics(
+    kafka_config: dict,
+    topics: list[str],
+    partitions: int = 3,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """Create the missing topics, each with its `configs` (topic name → {config: value}); returns the
+    ones it created (a broker refusing a topic's configs fails it, with its reason). A topic of
+    `configs` that exists already is checked for a shorter retention (`check_retention`)."""
+    configs = configs or {}
     admin = AdminClient(
         {
             k: v
@@ -25,23 +103,32 @@ def ensure_topics(kafka_config: dict, topics: list[str], partitions: int = 3) ->
         }
     )
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in topics if t not in existing]
+    wanted = [
+        NewTopic(t, num_partitions=partitions, replication_factor=-1, config=dict(configs.get(t) or {}))
+        for t in topics
+        if t not in existing
+    ]
     created = []
     for topic, future in (admin.create_topics(wanted, operation_timeout=10) if wanted else {}).items():
         try:
             future.result()
-            created.append(topic)
-            log.info("created topic %s with %d partitions", topic, partitions)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+            continue
+        created.append(topic)
+        extra = f" and {dict(configs[topic])}" if configs.get(topic) else ""
+        log.info("created topic %s with %d partitions%s", topic, partitions, extra)
+    bootstrap = str(kafka_config.get("bootstrap.servers"))
+    check_retention(admin, bootstrap, {t: c for t, c in configs.items() if t in topics and t not in created})
     return created
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m base_sync.topics BOOTSTRAP`: create the topics the events DAG and its asset watcher read
-    (EVENTS_* settings and the mapping file, as the DAG reads them) and the dead-letter topic. The
-    platform's starters run it before Airflow's triggerer, whether or not a relay or event maker runs."""
+    (EVENTS_* settings and the mapping file, as the DAG reads them) and the dead-letter topic (with
+    EVENTS_DLQ_RETENTION_MS). The platform's starters run it before Airflow's triggerer, whether or not a
+    relay or event maker runs."""
     parser = argparse.ArgumentParser(prog="python -m base_sync.topics", description=main.__doc__)
     parser.add_argument("bootstrap", help="the broker's bootstrap.servers")
     # As many as the relay makes when it is first (RELAY_PARTITIONS): up.sh starts both at once.
@@ -50,9 +137,12 @@ def main(argv: list[str] | None = None) -> None:
         "--partitions", type=int, default=partitions, help="of each topic created (default RELAY_PARTITIONS, or 3)"
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = EventSettings()
     wanted = [*Topics.from_settings(settings).names, settings.dlq_topic]
-    created = ensure_topics({"bootstrap.servers": args.bootstrap}, wanted, args.partitions)
+    created = ensure_topics(
+        {"bootstrap.servers": args.bootstrap}, wanted, args.partitions, dead_letter_configs(settings)
+    )
     print(f"topics on {args.bootstrap}: {', '.join(wanted)} (created now: {', '.join(created) or 'none'})")
 
 

@@ -300,3 +300,21 @@ def test_the_standins_override_replaces_every_upstream_image_and_publishes_no_po
             ], f"{name} ({service['image']}) has no stand-in in compose.standins.yaml"
         if "ports" in service and override.get(name, {}).get("profiles") != ["no-standin"]:
             assert override.get(name, {}).get("ports") == ("!reset", []), f"{name} publishes a port in the stack test"
+
+
+def _megabytes(size: str) -> float:
+    """Docker's json-file max-size ("10m", "512k", "1g") in MB."""
+    number, unit = re.fullmatch(r"(\d+)([kmg])", size).groups()
+    return int(number) * {"k": 1 / 1024, "m": 1, "g": 1024}[unit]
+
+
+def test_every_service_rotates_its_log():
+    """Found from outside: no service set a log limit, so every container's json-file log grew
+    forever (Docker's default). Each one, a service added later too, rotates at most 5 x 10 MB."""
+    for name, service in COMPOSE["services"].items():
+        logging = service.get("logging")
+        assert logging, f"{name} has no logging: its log grows without bound (use `logging: *logging`)"
+        assert logging["driver"] == "json-file", name
+        options = logging["options"]
+        assert 0 < _megabytes(options["max-size"]) * int(options["max-file"]) <= 100, (name, options)
+    assert COMPOSE["x-logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}

@@ -6,10 +6,13 @@ The tests of this module are one story on one Base A and one Base B, in order.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -142,6 +145,64 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert employees["mapping_digest"] == SourceMapping().digest("employees")
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
+
+
+HOUSEKEEPING = REPO / "scripts" / "airflow-housekeeping.sh"
+
+
+def test_the_documented_housekeeping_empties_old_runs_and_keeps_the_sync_state(airflow, tmp_path):
+    """Found from outside: an idle `make up` grew ~35,000 XCom rows, 50 MB of airflow.db and 35 MB of
+    task logs a day, with nothing cleaning them. README's Housekeeping (`airflow db clean` and old task
+    log files) run on this platform's runs: they go, with no archive tables left in their place, and
+    the watermark Variables stay; the next test's incremental run carries on from them."""
+    readme = (REPO / "README.md").read_text()
+    tables = re.search(r"--tables (\S+)", HOUSEKEEPING.read_text())[1]
+    assert f"--tables {tables}" in readme.split("## Housekeeping", 1)[1], "README shows the script's command"
+    watermarks = airflow.variables(VARIABLE_PREFIX)
+    assert set(watermarks) == {VARIABLE_PREFIX + "employees", VARIABLE_PREFIX + "articles"}
+    database = airflow.home / "airflow.db"
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM xcom").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM dag_run").fetchone()[0] > 0
+    logs = Path(airflow.cli("config", "get-value", "logging", "base_log_folder").stdout.strip().splitlines()[-1])
+
+    def task_log(name: str, days_old: float) -> Path:
+        path = logs / f"dag_id={DAG}" / f"run_id={name}" / "task_id=employees.load" / "attempt=1.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"a task log of {days_old} days ago\n")
+        when = time.time() - days_old * 86400
+        os.utime(path, (when, when))
+        return path
+
+    def housekeeping(days: str) -> None:
+        result = subprocess.run(
+            ["bash", str(HOUSEKEEPING), days],
+            env=airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    # As run daily, keeping a week: a log of ten days ago goes, one of yesterday stays.
+    old_log, recent_log = task_log("manual__old", 10), task_log("manual__recent", 1)
+    housekeeping("7")
+    assert not old_log.exists() and recent_log.exists() and logs.is_dir()
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM xcom").fetchone()[0] > 0  # every run is younger than that
+
+    # DAYS=0: every run so far is older than the cutoff.
+    housekeeping("0")
+    with sqlite3.connect(database) as conn:
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("xcom", "task_instance", "dag_run")
+        }
+        archives = conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '_airflow_deleted%'").fetchall()
+    assert counts == {"xcom": 0, "task_instance": 0, "dag_run": 0}, counts  # `dags test` runs are manual: none kept
+    assert archives == []  # --skip-archive: moved into archive tables, they would take the same room
+    assert airflow.variables(VARIABLE_PREFIX) == watermarks  # the sync state is untouched
 
 
 def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airflow, base_a_engine, api_process):

@@ -23,7 +23,7 @@ from base_sync.demo import generate, legacy
 from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.settings import EventSettings
 from base_sync.source import BaseA
-from base_sync.topics import ensure_topics
+from base_sync.topics import dead_letter_configs, ensure_topics
 
 CHUNK = 5000
 
@@ -64,7 +64,7 @@ def churn_and_publish(
     config = {"bootstrap.servers": bootstrap}
     settings = EventSettings()
     topics = Topics(prefix, settings.source_database, base_a.mapping if mapped else IDENTITY_MAPPING)
-    ensure_topics(config, [*topics.names, settings.dlq_topic])
+    ensure_topics(config, [*topics.names, settings.dlq_topic], configs=dead_letter_configs(settings))
     producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
     if mapped:
         writer = EnvelopeWriter(

@@ -84,7 +84,7 @@ from base_sync.relay.rows import (
 from base_sync.relay.versioning import SYSTEM_VERSIONED, Versioned
 from base_sync.server_names import ServerNames
 from base_sync.settings import EventSettings
-from base_sync.topics import ensure_topics
+from base_sync.topics import dead_letter_configs, ensure_topics
 from env_settings import DAY, EnvSettings, InvalidSettings
 
 log = logging.getLogger("base-a-relay")
@@ -835,10 +835,12 @@ class Relay:
         self._reconnecting(self._views)
         self._reconnecting(self._cascading_keys)
         self._reconnecting(self._hidden_triggers)
+        events = EventSettings()  # EVENTS_DLQ_TOPIC, EVENTS_DLQ_RETENTION_MS
         ensure_topics(
             {"bootstrap.servers": self.settings.kafka_bootstrap},
-            [*self.topics.names, EventSettings().dlq_topic],  # EVENTS_DLQ_TOPIC
+            [*self.topics.names, events.dlq_topic],
             self.settings.partitions,
+            dead_letter_configs(events),
         )
         LAST_SAVED.set(time.time())  # "no position saved since" counts from the start (RelayEventsNotAcknowledged)
         saver = self.essential_thread("deliveries", self._serve_deliveries)
