@@ -6,6 +6,7 @@ account, synced to Base B behind the real API."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -53,7 +54,7 @@ entities:
   employees:
     table: mitarbeiter
     key: pers_nr
-    cursor: [{column: geaendert_am, type: datetime}]
+    cursor: [{column: geaendert_am, type: datetime}, {column: angelegt_am, type: datetime}]
     created: {column: angelegt_am, type: datetime}
     soft_delete: {column: aktiv, deleted_when: 0}
     fields:
@@ -642,3 +643,19 @@ def test_a_soft_delete_value_a_number_column_cannot_hold_is_refused(root, tmp_pa
         f"found deleted_when {deleted_when!r} on TINYINT(1), which holds numbers"
     )
     assert problems == ([expected] if refused else [])
+
+
+def test_a_cursor_of_nullable_columns_only_is_warned_about(root, tmp_path):
+    """An outside probe: `cursor: geaendert_am` on a column NULL until a row's first update passed the
+    check; every row never updated has no version and is refused, not synced."""
+    only_update_stamp = "cursor: [{column: geaendert_am, type: datetime}]"
+    (tmp_path / "mapping.yaml").write_text(re.sub(r"cursor: \[.*\]", only_update_stamp, MAPPING, count=1))
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    checked = check_source(root, mapping, backend_named("mysql"))
+    assert checked.problems == []
+    assert [str(w) for w in checked.entities["employees"].warnings] == [
+        "employees: mitarbeiter.geaendert_am: expected a cursor whose last column holds no NULL (the creation stamp "
+        "after the update stamp), found every cursor column may be NULL: a row with all of them NULL has no version "
+        "and is refused, not synced; end the cursor with a NOT NULL column (e.g. cursor: [geaendert_am, angelegt_am])"
+    ]
+    assert mapping.where(*checked.entities["employees"].warnings[0].where).endswith(":7:23")  # the column of the cursor

@@ -54,6 +54,12 @@ UNREADABLE = "or none this account may read (it needs SELECT on it)"
 # rejection (Base B keys both by source_id). The sync runs on: it logs and counts them (`load.report_unkeyed`).
 NOT_NULL_KEY = "a key column that holds no NULL (NOT NULL, or the PRIMARY KEY)"
 NULLABLE_KEY = "a nullable column: a row whose key is NULL is not synced, only logged and counted (unkeyed)"
+# A row whose cursor columns are all NULL has no version: it is refused, not synced (docs/mapping.md).
+NOT_NULL_CURSOR = "a cursor whose last column holds no NULL (the creation stamp after the update stamp)"
+NULLABLE_CURSOR = (
+    "every cursor column may be NULL: a row with all of them NULL has no version and is refused, not synced; "
+    "end the cursor with a NOT NULL column (e.g. cursor: [geaendert_am, angelegt_am])"
+)
 # Rows sharing a key would sync as one (an arbitrary winner), and verification stops at the first such key.
 UNIQUE_KEY = "a key naming one row (the PRIMARY KEY, or a UNIQUE index on it alone)"
 # The binlog names the base tables under a view, never the view: the relay (the events path) publishes none.
@@ -243,6 +249,10 @@ def _check_entity(
     for index, stamp in enumerate(spec.cursor or []):
         where = ("entities", entity, "cursor", index, "column")
         checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)", where)
+    if spec.cursor and all(stamp.column in live and live[stamp.column].nullable for stamp in spec.cursor):
+        last = spec.cursor[-1].column
+        where = ("entities", entity, "cursor", len(spec.cursor) - 1, "column")
+        result.warnings.append(Problem(entity, spec.table, last, NOT_NULL_CURSOR, NULLABLE_CURSOR, where))
     if spec.created:
         checker.stamp("created_at", spec.created, zone, "created_at (UTC)", ("entities", entity, "created", "column"))
     if spec.soft_delete:
