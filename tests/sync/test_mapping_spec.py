@@ -67,7 +67,7 @@ def test_a_valid_mapping_loads_with_its_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ({"entities": {"staff": MINIMAL["entities"]["employees"]}}, "unknown entities ['staff']"),
+        ({"entities": {"staff": MINIMAL["entities"]["employees"]}}, "Base B has no entity 'staff'"),
         (with_entity(tabel="x"), "entities.employees.tabel: unknown key"),
         (with_entity(table="drop table;"), "entities.employees.table: String should match pattern"),
         (with_entity(cursor=[{"column": "c", "type": "date"}]), "entities.employees.cursor.0.type"),
@@ -271,7 +271,7 @@ def _refused(tmp_path, text: str) -> list[str]:
             "{1: Sales}, zero_date: 'null'",
             "14:61: entities.employees: fields.department.zero_date: only date fields hold dates",
         ),
-        ("  employees:", "  staff:", "3:1: entities: unknown entities ['staff']"),
+        ("  employees:", "  staff:", "4:3: entities.staff: Base B has no entity 'staff'; it has articles, employees"),
     ],
 )
 def test_each_error_names_the_file_and_the_line_of_the_node_at_fault(tmp_path, old, new, expected):
