@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -277,7 +278,7 @@ def _text_value(value: Any, loc: tuple, problems: list, booleans: bool) -> Any:
                 (
                     loc,
                     f'{where}: {value.text} reads as the number {number}: quote it ("{value.text}") '
-                    f"for that text, or write {number}",
+                    f"for that text{_or_write(value)}",
                 )
             )
             return value
@@ -286,6 +287,11 @@ def _text_value(value: Any, loc: tuple, problems: list, booleans: bool) -> Any:
         word = "true" if value else "false"
         problems.append((loc, f'{where}: {word} is YAML\'s boolean, not text: quote it ("{word}") for that text'))
     return value
+
+
+def _or_write(number: float) -> str:
+    """ ", or write 31" of 0x1F: the number in the form read as written (none of .inf and .nan)."""
+    return f", or write {_text_key(_plain(number))}" if math.isfinite(number) else ""
 
 
 def _plain(value: Any) -> Any:
@@ -501,7 +507,7 @@ def _key(loader: _UniqueKeyLoader, node: yaml.Node) -> Any:
             number = loader.construct_object(node)
             raise _Unclear(
                 problem=f"the key {node.value} reads as the number {_text_key(number)}: quote it "
-                f'("{node.value}") for that text, or write {_text_key(number)}',
+                f'("{node.value}") for that text{_or_write(number)}',
                 problem_mark=node.start_mark,
             )
         return node.value
