@@ -410,6 +410,7 @@ def test_yaml_1_1s_implicit_types_no_longer_rewrite_what_the_author_wrote(tmp_pa
     [
         ("0", 0),  # as before: the number, compared with a number column as a number, a text one as text
         ("2.50", "2.50"),
+        ("1.0", "1.0"),  # was the integer 1, the text "1"
         ("010", "010"),
         ("true", True),
         ("FALSE", False),
@@ -541,3 +542,11 @@ def test_an_unknown_entity_is_named_at_its_own_line_with_the_closest_one(tmp_pat
     """Outside probe: an unknown entity was reported at the `entities:` line, with no suggestion."""
     said = _refused(tmp_path, LINED.replace("  employees:\n", f"  {name}:\n"))
     assert said == [f"4:3: {expected}" + ("it has articles, employees" if "did you mean" in expected else "")]
+
+
+def test_an_unknown_entity_does_not_hide_the_errors_of_the_known_ones(tmp_path):
+    text = LINED.replace("trim: true", "trimm: true") + "  customers:\n    table: kunden\n"
+    assert _refused(tmp_path, text) == [
+        "18:3: entities.customers: Base B has no entity 'customers'; it has articles, employees",
+        "13:29: entities.employees.fields.email.trimm: unknown key",
+    ]

@@ -283,6 +283,8 @@ def _text_value(value: Any, loc: tuple, problems: list, booleans: bool) -> Any:
             )
             return value
         return value.text
+    if isinstance(value, float):  # 1.0: not the integer 1 (a text column's "1.0" is not "1")
+        return repr(value)
     if isinstance(value, bool) and not booleans:
         word = "true" if value else "false"
         problems.append((loc, f'{where}: {word} is YAML\'s boolean, not text: quote it ("{word}") for that text'))
@@ -346,15 +348,17 @@ def parse_mapping(document: Any, origin: str = "<mapping>", node: yaml.Node | No
     if not isinstance(document, dict):  # pydantic would say "a valid dictionary or instance of MappingFile"
         found = "is empty" if document is None else f"holds a {type(document).__name__}, not a mapping"
         raise MappingError(f"{marks.where()}: the document {found}: it starts with `entities:` (docs/mapping.md)")
-    document, problems = _as_written(document)
-    problems = _unknown_entities(document) + problems
-    if problems:
-        raise MappingError(marks.report(problems))
+    document, written = _as_written(document)
+    unknown = _unknown_entities(document)
+    if unknown:  # named each at its key; the known entities are still validated, their errors said too
+        document = {**document, "entities": {k: v for k, v in document["entities"].items() if k in ENTITIES}}
     try:
         mapping = MappingFile.model_validate(document)
     except ValidationError as exc:
-        raise MappingError(marks.report([(_error_loc(error), _describe(error)) for error in exc.errors()])) from None
-    problems = [
+        errors = [(_error_loc(error), _describe(error)) for error in exc.errors()]
+        raise MappingError(marks.report(unknown + written + errors)) from None
+    problems = unknown + written
+    problems += [
         (("entities", name, *loc), f"entities.{name}: {problem}")
         for name, spec in mapping.entities.items()
         for loc, problem in _field_problems(spec, name)
