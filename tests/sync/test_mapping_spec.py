@@ -483,8 +483,8 @@ def test_a_key_written_twice_as_different_texts_is_two_keys(tmp_path):
 
 
 def _documents():
-    """Each mapping the repository ships: mappings/*.yaml and the examples in the docs."""
-    for path in sorted((ROOT / "mappings").glob("*.yaml")):
+    """Each mapping the repository ships: mappings/*.yaml, the tests' fixtures and the examples in the docs."""
+    for path in sorted([*(ROOT / "mappings").glob("*.yaml"), *(ROOT / "tests/sync/fixtures").glob("*mapping*.yaml")]):
         yield str(path.relative_to(ROOT)), path.read_text()
     for doc in ("docs/mapping.md", "README.md"):
         for number, block in enumerate(re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.DOTALL)):
