@@ -550,3 +550,14 @@ def test_an_unknown_entity_does_not_hide_the_errors_of_the_known_ones(tmp_path):
         "18:3: entities.customers: Base B has no entity 'customers'; it has articles, employees",
         "13:29: entities.employees.fields.email.trimm: unknown key",
     ]
+
+
+@pytest.mark.parametrize("written", ["no", "off", "'12,50'", ".nan"])
+def test_a_number_fields_default_that_is_no_number_is_refused(tmp_path, written):
+    """`default: no` on salary was YAML 1.1's 0; in YAML 1.2 it is the text "no", which no NULL
+    salary can become."""
+    said = _refused(tmp_path, LINED + f"      salary: {{column: gehalt, default: {written}}}\n")
+    shown = written.strip("'")
+    assert said[0].startswith("18:41: entities.employees: fields.salary.default: "), said
+    assert said[0].endswith("is no number (as salary takes)"), said
+    assert repr(shown) in said[0] or shown == ".nan"

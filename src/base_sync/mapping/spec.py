@@ -649,7 +649,19 @@ def _field_problems(spec: EntityMapping, name: str) -> list[tuple[tuple[str, ...
             problems.append((loc, f"fields.{field_name}.zero_date: only date fields hold dates"))
         if field.kind == Kind.DATE:
             problems += _date_values(field_name, mapping)
+        if field.kind == Kind.DECIMAL and not _a_number(mapping.default):  # `default: no` was YAML 1.1's 0
+            loc = ("fields", field_name, "default")
+            problems.append(
+                (loc, f"fields.{field_name}.default: {mapping.default!r} is no number (as {field_name} takes)")
+            )
     return problems
+
+
+def _a_number(value: Any) -> bool:
+    """None (no default), or a number: a bool is not one here, nor text that is not a plain decimal."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value is None or math.isfinite(value)
+    return isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value) is not None
 
 
 def _date_values(name: str, mapping: FieldMapping) -> list[tuple[tuple[str, ...], str]]:
