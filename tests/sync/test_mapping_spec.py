@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from base_sync.mapping import IDENTITY, MappingError, SourceMapping, load_mapping, parse_mapping
 from base_sync.mapping.time_zones import zone_rule
@@ -67,7 +70,7 @@ def test_a_valid_mapping_loads_with_its_defaults(tmp_path):
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ({"entities": {"staff": MINIMAL["entities"]["employees"]}}, "unknown entities ['staff']"),
+        ({"entities": {"staff": MINIMAL["entities"]["employees"]}}, "Base B has no entity 'staff'"),
         (with_entity(tabel="x"), "entities.employees.tabel: unknown key"),
         (with_entity(table="drop table;"), "entities.employees.table: String should match pattern"),
         (with_entity(cursor=[{"column": "c", "type": "date"}]), "entities.employees.cursor.0.type"),
@@ -271,7 +274,7 @@ def _refused(tmp_path, text: str) -> list[str]:
             "{1: Sales}, zero_date: 'null'",
             "14:61: entities.employees: fields.department.zero_date: only date fields hold dates",
         ),
-        ("  employees:", "  staff:", "3:1: entities: unknown entities ['staff']"),
+        ("  employees:", "  staff:", "4:3: entities.staff: Base B has no entity 'staff'; it has articles, employees"),
     ],
 )
 def test_each_error_names_the_file_and_the_line_of_the_node_at_fault(tmp_path, old, new, expected):
@@ -358,3 +361,203 @@ def test_stamps_take_the_short_form_everywhere():
     entity = spec.entities["employees"]
     assert [(c.column, c.type) for c in entity.cursor] == [("geaendert_am", "datetime"), ("angelegt_am", "datetime")]
     assert (entity.created.column, entity.created.type) == ("angelegt_am", "datetime")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _loaded(tmp_path, text: str):
+    path = tmp_path / "written.yaml"
+    path.write_text(text)
+    return load_mapping(path).entities["employees"]
+
+
+def test_yaml_1_1s_implicit_types_no_longer_rewrite_what_the_author_wrote(tmp_path):
+    """Outside probe: PyYAML's YAML 1.1 resolvers read the map keys `NO:`/`ON:` as false/true ("0",
+    "1"), `2.50:` as 2.5, `010:` as octal 8, `1:30:` as sexagesimal 90, `deleted_when: YES` as true
+    and `default: no` as 0, and `base-a check` said ok. A mapping file is read as YAML 1.2 (core
+    schema), and where it means text, as written."""
+    text = (
+        LINED.replace("{1: Sales}", "{NO: Norway, ON: Ontario, 2.50: Sales, 010: X, 1:30: Y, 1e3: Z, 1: A, 1.0: B}")
+        .replace("    fields:\n", "    soft_delete: {column: geloescht, deleted_when: YES}\n    fields:\n")
+        .replace("first_name: {column: vorname}", "first_name: {column: vorname, default: no}")
+        .replace("last_name: {column: nachname}", "last_name: {column: nachname, default: 010}")
+        .replace('zero_date: "null"', 'zero_date: "null"\n        default: 2024-01-05')
+        + "      position: {column: stelle, default: 2.50}\n      salary: {column: gehalt, default: 2.50}\n"
+    )
+    spec = _loaded(tmp_path, text)
+    assert spec.fields["department"].map == {
+        "NO": "Norway",
+        "ON": "Ontario",
+        "2.50": "Sales",
+        "010": "X",
+        "1:30": "Y",
+        "1e3": "Z",
+        "1": "A",
+        "1.0": "B",
+    }
+    assert spec.soft_delete.deleted_when == "YES"
+    assert spec.fields["first_name"].default == "no"
+    assert spec.fields["last_name"].default == "010"  # a text field's default: its text
+    assert spec.fields["position"].default == "2.50"
+    assert spec.fields["hired_at"].default == "2024-01-05"  # no YAML 1.1 timestamp: a date written as text
+    salary = spec.fields["salary"].default  # a number field's default: the number
+    assert salary == 2.5 and type(salary) is float
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("0", 0),  # as before: the number, compared with a number column as a number, a text one as text
+        ("2.50", "2.50"),
+        ("1.0", "1.0"),  # was the integer 1, the text "1"
+        ("010", "010"),
+        ("true", True),
+        ("FALSE", False),
+        ("yes", "yes"),
+        ("Off", "Off"),
+        ('"J"', "J"),
+        ("'null'", "null"),
+    ],
+)
+def test_deleted_when_is_the_value_as_written(tmp_path, written, value):
+    text = LINED.replace(
+        "    fields:\n", f"    soft_delete: {{column: geloescht, deleted_when: {written}}}\n    fields:\n"
+    )
+    deleted_when = _loaded(tmp_path, text).soft_delete.deleted_when
+    assert deleted_when == value and type(deleted_when) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (  # NULL is no value a map can match
+            "{1: Sales}",
+            "{1: Sales, null: Other}",
+            "14:49: the key null is YAML's null, which no value is: a value map never matches NULL "
+            '(`default:` gives NULL a value); quote it ("null") for that text',
+        ),
+        ("{1: Sales}", "{~: Other}", "14:39: the key ~ is YAML's null, which no value is: a value map never matches"),
+        (  # the number 31, or the text "0x1F"?
+            "{1: Sales}",
+            "{1: Sales, 0x1F: X}",
+            '14:49: the key 0x1F reads as the number 31: quote it ("0x1F") for that text, or write 31',
+        ),
+        ("{1: Sales}", "{.inf: X}", '14:39: the key .inf reads as the number inf: quote it (".inf") for that text'),
+        (
+            "{column: vorname}",
+            "{column: vorname, default: 0o17}",
+            "11:46: entities.employees.fields.first_name.default: 0o17 reads as the number 15: quote it "
+            '("0o17") for that text, or write 15',
+        ),
+        (
+            "{column: vorname}",
+            "{column: vorname, default: true}",
+            "11:46: entities.employees.fields.first_name.default: true is YAML's boolean, not text: quote it "
+            '("true") for that text',
+        ),
+        (
+            "    fields:\n",
+            "    soft_delete: {column: aktiv, deleted_when: 0x1}\n    fields:\n",
+            "10:48: entities.employees.soft_delete.deleted_when: 0x1 reads as the number 1: quote it",
+        ),
+        (  # `true:` and `1:` are both "1": one would silently replace the other
+            "{1: Sales}",
+            "{true: Sales, 1: Marketing}",
+            "14:52: not valid YAML: while reading a mapping",
+        ),
+        ("{1: Sales}", '{1: Sales, "1": Marketing}', "14:49: not valid YAML: while reading a mapping"),
+    ],
+)
+def test_a_value_that_reads_as_no_text_its_author_could_mean_is_refused_at_its_line(tmp_path, old, new, expected):
+    assert LINED.count(old) == 1
+    said = _refused(tmp_path, LINED.replace(old, new))
+    assert said[0].startswith(expected), said
+
+
+def test_a_key_written_twice_as_different_texts_is_two_keys(tmp_path):
+    """`1:` and `1.0:` are the texts "1" and "1.0", which a DECIMAL(2,1) and an INT column give:
+    the duplicate check compared Python's 1 == 1.0 (outside probe)."""
+    spec = _loaded(tmp_path, LINED.replace("{1: Sales}", "{1: Sales, 1.0: Marketing}"))
+    assert spec.fields["department"].map == {"1": "Sales", "1.0": "Marketing"}
+
+
+def _documents():
+    """Each mapping the repository ships: mappings/*.yaml, the tests' fixtures and the examples in the docs."""
+    for path in sorted([*(ROOT / "mappings").glob("*.yaml"), *(ROOT / "tests/sync/fixtures").glob("*mapping*.yaml")]):
+        yield str(path.relative_to(ROOT)), path.read_text()
+    for doc in ("docs/mapping.md", "README.md"):
+        for number, block in enumerate(re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.DOTALL)):
+            if block.startswith(("source:", "entities:")):
+                yield f"{doc} example {number + 1}", block
+
+
+@pytest.mark.parametrize(("name", "text"), list(_documents()), ids=lambda v: v if "\n" not in v else "")
+def test_the_shipped_mappings_read_as_they_did_under_yaml_1_1(tmp_path, name, text):
+    """The switch to YAML 1.2 changes nothing any shipped mapping wrote: each reads as PyYAML's
+    YAML 1.1 safe loader read it."""
+    path = tmp_path / "shipped.yaml"
+    path.write_text(text)
+    assert load_mapping(path) == parse_mapping(yaml.safe_load(text), name)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (  # latin1 (or Windows-1252): "Straße" on line 2
+            "entities:\n  employees: {table: personal, filter: \"ort = 'Straße'\"}\n".encode("latin-1"),
+            "2:52: the byte 0xDF is not UTF-8 text (the file is in another encoding, such as Latin-1 or "
+            "Windows-1252): save the mapping file as UTF-8 text",
+        ),
+        (  # Notepad's "Unicode"
+            "entities:\n  employees: {table: personal}\n".encode("utf-16"),
+            '1:1: the mapping file is UTF-16 text (Notepad\'s "Unicode"), not UTF-8: save it as UTF-8 text',
+        ),
+        (  # a pasted BEL
+            b"entities:\n  employees:\n    table: pers\x07onal\n",
+            "3:16: the character #x0007 is a control character, which a YAML file may not hold: remove it, "
+            "and save the mapping file as UTF-8 text",
+        ),
+    ],
+)
+def test_a_file_that_is_not_utf8_text_is_refused_at_its_line_not_with_a_traceback(tmp_path, data, expected):
+    """Outside probe: UnicodeDecodeError and PyYAML's ReaderError escaped as tracebacks (and, not
+    being MappingErrors, were retried by the DAGs)."""
+    path = tmp_path / "encoded.yaml"
+    path.write_bytes(data)
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value) == f"{path}:{expected}"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("employee", "entities.employee: Base B has no entity 'employee' (did you mean 'employees'?); "),
+        ("Employees", "entities.Employees: Base B has no entity 'Employees' (did you mean 'employees'?); "),
+        ("customers", "entities.customers: Base B has no entity 'customers'; it has articles, employees"),
+    ],
+)
+def test_an_unknown_entity_is_named_at_its_own_line_with_the_closest_one(tmp_path, name, expected):
+    """Outside probe: an unknown entity was reported at the `entities:` line, with no suggestion."""
+    said = _refused(tmp_path, LINED.replace("  employees:\n", f"  {name}:\n"))
+    assert said == [f"4:3: {expected}" + ("it has articles, employees" if "did you mean" in expected else "")]
+
+
+def test_an_unknown_entity_does_not_hide_the_errors_of_the_known_ones(tmp_path):
+    text = LINED.replace("trim: true", "trimm: true") + "  customers:\n    table: kunden\n"
+    assert _refused(tmp_path, text) == [
+        "18:3: entities.customers: Base B has no entity 'customers'; it has articles, employees",
+        "13:29: entities.employees.fields.email.trimm: unknown key",
+    ]
+
+
+@pytest.mark.parametrize("written", ["no", "off", "'12,50'", ".nan"])
+def test_a_number_fields_default_that_is_no_number_is_refused(tmp_path, written):
+    """`default: no` on salary was YAML 1.1's 0; in YAML 1.2 it is the text "no", which no NULL
+    salary can become."""
+    said = _refused(tmp_path, LINED + f"      salary: {{column: gehalt, default: {written}}}\n")
+    shown = written.strip("'")
+    assert said[0].startswith("18:41: entities.employees: fields.salary.default: "), said
+    assert said[0].endswith("is no number (as salary takes)"), said
+    assert repr(shown) in said[0] or shown == ".nan"

@@ -620,6 +620,29 @@ def test_base_a_check_names_the_file_and_line_of_each_problem(tmp_path):
     ]
 
 
+def test_base_a_check_refuses_an_entity_the_mapping_does_not_map(tmp_path):
+    """Outside probe: `base-a check employees` on a file mapping only articles checked nothing and
+    said ok (exit 0); a name Base B does not have was refused with `[]` among argparse's choices."""
+    url = f"sqlite:///{tmp_path}/base_a.sqlite"
+    assert _base_a("init", url=url).returncode == 0
+    path = tmp_path / "mapping.yaml"
+    path.write_text("entities:\n  articles:\n    table: articles\n    fields:\n      title: {column: title}\n")
+    unmapped = _base_a("check", "--mapping", str(path), "employees", url=url)
+    assert unmapped.returncode == 1
+    assert "ok" not in unmapped.stdout.splitlines()[-1:]
+    assert unmapped.stderr.splitlines() == [
+        f"{path}:1:1: base-a check: entity 'employees' is not mapped, so nothing would be done for it "
+        "(mapped: articles)"
+    ]
+    unknown = _base_a("check", "--mapping", str(path), "customers", url=url)
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines()[-1] == (
+        "base-a check: error: argument ENTITY: invalid choice: 'customers' (choose from 'articles', 'employees')"
+    )
+    mapped = _base_a("check", "--mapping", str(path), "articles", url=url)
+    assert mapped.returncode == 0, mapped.stderr
+
+
 def test_sqlite_read_commands_open_the_file_read_only(tmp_path):
     url = f"sqlite:///{tmp_path}/missing.sqlite"
     refused = _base_a("count", "employees", url=url)
@@ -629,7 +652,16 @@ def test_sqlite_read_commands_open_the_file_read_only(tmp_path):
 
 @pytest.mark.parametrize(
     ("deleted_when", "refused"),
-    [("J", True), ("NaN", True), ("1_000", True), ("\uff11", True), ("0", False), ("0.00", False), (True, False)],
+    [
+        ("J", True),
+        ("NaN", True),
+        ("1_000", True),
+        ("\uff11", True),
+        ("0", False),
+        ("0.00", False),
+        (True, False),
+        ("yes", True),  # YAML 1.1's true, text in YAML 1.2: the message says to write true
+    ],
 )
 def test_a_soft_delete_value_a_number_column_cannot_hold_is_refused(root, tmp_path, deleted_when, refused):
     """MariaDB reads 'J' as the number 0 (every active row would be deleted), the events path as no
@@ -642,6 +674,8 @@ def test_a_soft_delete_value_a_number_column_cannot_hold_is_refused(root, tmp_pa
         "employees: mitarbeiter.aktiv: expected a deleted_when that is a number (the column is a number type), "
         f"found deleted_when {deleted_when!r} on TINYINT(1), which holds numbers"
     )
+    if deleted_when == "yes":
+        expected += " (a mapping file is YAML 1.2, where only true and false are booleans: write true or false)"
     assert problems == ([expected] if refused else [])
 
 

@@ -73,15 +73,39 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="rows in Base A and synced rows in Base B")
     summary.add_argument("api_url")
     checking = commands.add_parser("check", help="the mapping against the live tables (read-only)")
-    checking.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
+    checking.add_argument("entities", nargs="*", type=_entity_name, metavar="ENTITY")
     installing = commands.add_parser(
         "install-delete-log",
         help="opt in: create delete_log, and on each mapped table an AFTER DELETE trigger and one logging a key change",
     )
-    installing.add_argument("entities", nargs="*", choices=[[], *ENTITY_NAMES], metavar="ENTITY")
+    installing.add_argument("entities", nargs="*", type=_entity_name, metavar="ENTITY")
     for command in (counting, summary, checking, installing):
         command.add_argument("--mapping", help="the mapping file (default: BASE_A_MAPPING_FILE; unset: identity)")
     return parser
+
+
+def _entity_name(name: str) -> str:
+    """An ENTITY argument of `nargs="*"`: argparse checks its empty default against `choices` too, so
+    `choices=[[], ...]` listed `[]` among the entities in its message (outside probe)."""
+    if name not in ENTITY_NAMES:
+        choices = ", ".join(repr(e) for e in ENTITY_NAMES)
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {choices})")
+    return name
+
+
+def _mapped(mapping: SourceMapping, entities: list[str]) -> list[str]:
+    """The ENTITY arguments, each one the mapping maps (all it maps when none is given): `check
+    employees` on a file mapping only articles checked nothing and said ok (outside probe)."""
+    unmapped = [e for e in entities if e not in mapping.entities]
+    if unmapped:
+        names = ", ".join(repr(e) for e in unmapped)
+        one = len(unmapped) == 1
+        raise MappingError(
+            f"{mapping.where('entities')}: {'entity' if one else 'entities'} {names} {'is' if one else 'are'} "
+            f"not mapped, so nothing would be done for {'it' if one else 'them'} "
+            f"(mapped: {', '.join(mapping.entities) or 'none'})"
+        )
+    return entities or list(mapping.entities)
 
 
 READ_COMMANDS = ("count", "summary", "check")
@@ -154,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             mapping = _mapping(args)
             if mapping.is_identity:  # the platform's own tables: not on the legacy demo's Base A
                 _refuse_identity_writes_to_the_legacy_demo(engine, generate)
-            installed = install_delete_log(engine, mapping, args.entities or list(mapping.entities))
+            installed = install_delete_log(engine, mapping, _mapped(mapping, args.entities))
             log.info("delete log triggers in place: %s", ", ".join(installed))
         else:
             base_a, api = BaseA(engine, _mapping(args)), BaseBApi(args.api_url, None)
@@ -175,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check(engine, args) -> int:
     """Print what each mapped field is made of and any problem; 1 when there is one."""
     mapping = _mapping(args)
-    checked = check_source(engine, mapping, backend_for_url(args.url), args.entities or None)
+    checked = check_source(engine, mapping, backend_for_url(args.url), _mapped(mapping, args.entities))
     print(render(checked, mapping.origin))
     for warning in (w for entity in checked.entities.values() for w in entity.warnings):
         _say("base-a check", f"warning: {warning}", mapping, warning.where)

@@ -273,6 +273,7 @@ def _check_entity(
 
 TIMES = frozenset({"datetime", "timestamp", "time"})
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 
 
 @dataclass
@@ -313,6 +314,8 @@ class _Checker:
             return
         if not _PLAIN_NUMBER.match(_text_key(rule.deleted_when)):  # not Decimal(): it reads NaN, 1_000, '１'
             found = f"deleted_when {rule.deleted_when!r} on {column.type_text}, which holds numbers"
+            if str(rule.deleted_when).lower() in _YAML11_BOOLEANS:  # YAML 1.1's true/false: the file is read as 1.2
+                found += " (a mapping file is YAML 1.2, where only true and false are booleans: write true or false)"
             self._problem(rule.column, "a deleted_when that is a number (the column is a number type)", found, where)
 
     def stamp(self, target: str, stamp: StampColumn, default_zone: str, becomes: str, where: tuple = ()) -> None:

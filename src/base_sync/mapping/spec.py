@@ -29,8 +29,10 @@ docs/mapping.md is the reference of every key.
 
 from __future__ import annotations
 
-import contextlib
+import difflib
 import importlib
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -201,10 +203,111 @@ class MappingFile(_Strict):
     @field_validator("entities")
     @classmethod
     def _known_entities(cls, value: dict[str, EntityMapping]) -> dict[str, EntityMapping]:
+        # `parse_mapping` names each unknown entity at its own key first (`_unknown_entities`).
         unknown = sorted(set(value) - set(ENTITIES))
         if unknown:
-            raise ValueError(f"unknown entities {unknown}; Base B has {sorted(ENTITIES)}")
+            raise ValueError(f"unknown entities {unknown}; Base B has {', '.join(sorted(ENTITIES))}")
         return value
+
+
+def _unknown_entities(document: dict) -> list[tuple[tuple, str]]:
+    """Each entity Base B does not have, at its own key, with the closest Base B entity."""
+    entities = document.get("entities")
+    known = sorted(ENTITIES)
+    problems = []
+    for name in entities if isinstance(entities, dict) else []:
+        if name in ENTITIES:
+            continue
+        close = difflib.get_close_matches(str(name).lower(), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(
+            (
+                ("entities", name, "[key]"),
+                f"entities.{name}: Base B has no entity {name!r}{hint}; it has {', '.join(known)}",
+            )
+        )
+    return problems
+
+
+_TEXT_KINDS = (Kind.STRING, Kind.TEXT, Kind.EMAIL)
+
+
+def _as_written(document: dict) -> tuple[dict, list[tuple[tuple, str]]]:
+    """The document with the values the mapping compares or writes as text taken as written
+    (`deleted_when`, a text field's `default`): `2.50` is "2.50", not 2.5, and `010` "010", not 10;
+    a value that reads as no text its author could mean (`0x1F`, `.inf`, a text field's `default:
+    true`) is a problem, with what to write. Every other number is a plain int or float again."""
+    problems: list[tuple[tuple, str]] = []
+    entities = document.get("entities")
+    if not isinstance(entities, dict):
+        return _plain(document), problems
+    out = {}
+    for name, given in entities.items():
+        if not isinstance(given, dict):
+            out[name] = given
+            continue
+        spec = dict(given)
+        soft = spec.get("soft_delete")
+        if isinstance(soft, dict) and "deleted_when" in soft:
+            loc = ("entities", name, "soft_delete", "deleted_when")
+            spec["soft_delete"] = {**soft, "deleted_when": _text_value(soft["deleted_when"], loc, problems, True)}
+        fields = spec.get("fields")
+        declared = {f.name: f for f in ENTITIES[name].fields} if name in ENTITIES else {}
+        if isinstance(fields, dict):
+            spec["fields"] = dict(fields)
+            for field_name, field in fields.items():
+                kind = getattr(declared.get(field_name), "kind", None)
+                if isinstance(field, dict) and "default" in field and kind in _TEXT_KINDS:
+                    loc = ("entities", name, "fields", field_name, "default")
+                    spec["fields"][field_name] = {
+                        **field,
+                        "default": _text_value(field["default"], loc, problems, False),
+                    }
+        out[name] = spec
+    return _plain({**document, "entities": out}), problems
+
+
+def _text_value(value: Any, loc: tuple, problems: list, booleans: bool) -> Any:
+    """`value` where the mapping means text: a number as written; a number or boolean written so
+    that its text is not what its author likely meant, a problem (the value stays)."""
+    where = ".".join(str(part) for part in loc)
+    if isinstance(value, _WrittenInt | _WrittenFloat):
+        if _NOT_DECIMAL.match(value.text):
+            number = _text_key(int(value) if isinstance(value, int) else float(value))
+            problems.append(
+                (
+                    loc,
+                    f'{where}: {value.text} reads as the number {number}: quote it ("{value.text}") '
+                    f"for that text{_or_write(value)}",
+                )
+            )
+            return value
+        return value.text
+    if isinstance(value, float):  # 1.0: not the integer 1 (a text column's "1.0" is not "1")
+        return repr(value)
+    if isinstance(value, bool) and not booleans:
+        word = "true" if value else "false"
+        problems.append((loc, f'{where}: {word} is YAML\'s boolean, not text: quote it ("{word}") for that text'))
+    return value
+
+
+def _or_write(number: float) -> str:
+    """ ", or write 31" of 0x1F: the number in the form read as written (none of .inf and .nan)."""
+    return f", or write {_text_key(_plain(number))}" if math.isfinite(number) else ""
+
+
+def _plain(value: Any) -> Any:
+    """`value` with every `_WrittenInt` / `_WrittenFloat` an int or float again (pydantic and SQL
+    take them as their own types)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _WrittenInt):
+        return int(value)
+    if isinstance(value, _WrittenFloat):
+        return float(value)
+    return value
 
 
 def _text_key(key: Any) -> str:
@@ -245,11 +348,17 @@ def parse_mapping(document: Any, origin: str = "<mapping>", node: yaml.Node | No
     if not isinstance(document, dict):  # pydantic would say "a valid dictionary or instance of MappingFile"
         found = "is empty" if document is None else f"holds a {type(document).__name__}, not a mapping"
         raise MappingError(f"{marks.where()}: the document {found}: it starts with `entities:` (docs/mapping.md)")
+    document, written = _as_written(document)
+    unknown = _unknown_entities(document)
+    if unknown:  # named each at its key; the known entities are still validated, their errors said too
+        document = {**document, "entities": {k: v for k, v in document["entities"].items() if k in ENTITIES}}
     try:
         mapping = MappingFile.model_validate(document)
     except ValidationError as exc:
-        raise MappingError(marks.report([(_error_loc(error), _describe(error)) for error in exc.errors()])) from None
-    problems = [
+        errors = [(_error_loc(error), _describe(error)) for error in exc.errors()]
+        raise MappingError(marks.report(unknown + written + errors)) from None
+    problems = unknown + written
+    problems += [
         (("entities", name, *loc), f"entities.{name}: {problem}")
         for name, spec in mapping.entities.items()
         for loc, problem in _field_problems(spec, name)
@@ -314,31 +423,138 @@ def _entry(node: yaml.MappingNode, part: str | int) -> tuple[yaml.Node, yaml.Nod
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one
-    without a word, so a second `position:` silently replaced the first field's column, and a
-    second `employees:` the whole entity (outside probe)."""
+    """YAML's safe loader, reading plain scalars by YAML 1.2's core schema and refusing a key given
+    twice in one mapping.
+
+    PyYAML resolves YAML 1.1's implicit types: `NO:` and `ON:` were the booleans false and true (a
+    value map's "0" and "1"), `010` the octal 8, `1:30` the sexagesimal 90, `2.50` the float 2.5,
+    `deleted_when: YES` true and `default: no` 0, and `base-a check` said ok (outside probe). Here
+    only true/false (True, TRUE, False, FALSE) are booleans, only null/Null/NULL/~ and nothing are
+    null, integers are decimal (or 0o/0x), floats 1.2's, and dates stay text. A key written as a
+    number is its text as written (a value map compares text: `2.50:` is "2.50", `010:` "010"), and
+    a number written otherwise than Python writes it is kept with its text (`_Written`) for the
+    places that read text (`_as_written`). PyYAML also kept the last of a key given twice without a
+    word, so a second `position:` silently replaced the first field's column."""
+
+
+_CORE_SCHEMA = [  # YAML 1.2.2, 10.3.2: tag, regular expression, the first characters it can start with
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+]
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_NOT_DECIMAL = re.compile(r"[-+]?(0[ox]|\.(inf|nan))", re.IGNORECASE)  # 0x1F, 0o17, .inf, .nan
+
+# Only the merge key (`<<: *anchor`) of PyYAML's own resolvers stays: no 1.1 booleans, numbers,
+# nulls, timestamps or `=`.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag == "tag:yaml.org,2002:merge"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _regexp, _first in _CORE_SCHEMA:
+    _UniqueKeyLoader.add_implicit_resolver(_tag, re.compile(_regexp), _first)
+
+
+class _WrittenInt(int):
+    """An integer written otherwise than Python writes it (`010`, `+5`, `0x1F`), with its text."""
+
+    text: str
+
+
+class _WrittenFloat(float):
+    """A float written otherwise than Python writes it (`2.50`, `1e3`, `.5`), with its text."""
+
+    text: str
+
+
+def _written(value: int | float, text: str) -> int | float:
+    if (repr(value) if isinstance(value, float) else str(value)) == text:
+        return value
+    written = (_WrittenFloat if isinstance(value, float) else _WrittenInt)(value)
+    written.text = text
+    return written
+
+
+def _core_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    prefix = text[:2].lower()
+    value = int(text[2:], 16) if prefix == "0x" else int(text[2:], 8) if prefix == "0o" else int(text)
+    return _written(value, text)
+
+
+def _core_float(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node)
+    value = float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+    return _written(value, text)
+
+
+class _Unclear(yaml.MarkedYAMLError):
+    """A scalar YAML reads otherwise than its author likely meant: refused at its line, with what to write."""
+
+
+def _key(loader: _UniqueKeyLoader, node: yaml.Node) -> Any:
+    """A mapping key: a plain number as its text as written (a value map compares text); a key that
+    reads as no text an author could mean (null, 0x1F, .inf) refused with what to write."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        raise _Unclear(
+            problem=f"the key {node.value or '(nothing)'} is YAML's null, which no value is: a value map never "
+            f'matches NULL (`default:` gives NULL a value); quote it ("{node.value or "null"}") for that text',
+            problem_mark=node.start_mark,
+        )
+    if isinstance(node, yaml.ScalarNode) and node.tag in _NUMBER_TAGS:
+        if _NOT_DECIMAL.match(node.value):
+            number = loader.construct_object(node)
+            raise _Unclear(
+                problem=f"the key {node.value} reads as the number {_text_key(number)}: quote it "
+                f'("{node.value}") for that text{_or_write(number)}',
+                problem_mark=node.start_mark,
+            )
+        return node.value
+    return loader.construct_object(node, deep=True)
 
 
 def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: construct_mapping merges it
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # `<<: *anchor`: the merged keys first, the mapping's own after (they win)
+    merged = len(node.value) - own
+    seen: dict = {}  # the mapping's own keys: a merged key is there to be replaced
+    mapping: dict = {}
+    for index, (key_node, value_node) in enumerate(node.value):
+        key = _key(loader, key_node)
+        try:
+            same = _text_key(key) if isinstance(key, bool) else key  # `true:` and `1:` both mean "1"
+            hash(same)
+        except TypeError:  # a list or mapping as a key
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark, "found a key that is not text", key_node.start_mark
+            ) from None
+        if index < merged:
+            mapping[key] = loader.construct_object(value_node, deep=deep)
             continue
-        key = loader.construct_object(key_node, deep=True)
-        with contextlib.suppress(TypeError):  # an unhashable key: construct_mapping refuses it itself
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"found the key {key!r} a second time (first on line {seen[key].line + 1}): "
-                    "each key once, or the later one silently replaces the earlier",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark
-    return loader.construct_mapping(node, deep)
+        if same in seen:
+            first = seen[same]
+            differs = isinstance(first, yaml.ScalarNode) and first.value != key_node.value
+            also = f", written {first.value!r}" if differs else ""
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"found the key {key_node.value!r} a second time (first on line {first.start_mark.line + 1}{also}): "
+                "each key once, or the later one silently replaces the earlier",
+                key_node.start_mark,
+            )
+        seen[same] = key_node
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _core_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _core_float)
 
 
 def load_mapping(path: str | Path) -> MappingFile:
@@ -351,14 +567,29 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
     the line and column of the node at fault (`path:LINE:COLUMN: message`)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise MappingError(f"{path}: cannot read the mapping file: {exc.strerror}") from None
-    loader = _UniqueKeyLoader(text)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # latin1, UTF-16 (Notepad's "Unicode"): PyYAML's own would be a traceback
+        raise MappingError(f"{path}:{_not_utf8(data, exc)}") from None
+    try:
+        loader = _UniqueKeyLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character (a pasted BEL, a NUL)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise MappingError(
+            f"{path}:{line}:{column}: the character #x{exc.character:04X} is a control character, which a YAML "
+            "file may not hold: remove it, and save the mapping file as UTF-8 text"
+        ) from None
     loader.name = str(path)  # PyYAML's marks say "<unicode string>" of a text
     try:
         node = loader.get_single_node()
         document = None if node is None else loader.construct_document(node)
+    except _Unclear as exc:
+        mark = exc.problem_mark
+        raise MappingError(f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -366,6 +597,19 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
     finally:
         loader.dispose()
     return parse_mapping(document, str(path), node), Marks(str(path), node)
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """`LINE:COLUMN: ...` of the first byte that is not UTF-8, saying what to do."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return '1:1: the mapping file is UTF-16 text (Notepad\'s "Unicode"), not UTF-8: save it as UTF-8 text'
+    before = data[: exc.start]
+    line = before.count(b"\n") + 1
+    column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
+    return (
+        f"{line}:{column}: the byte 0x{data[exc.start]:02X} is not UTF-8 text (the file is in another encoding, "
+        "such as Latin-1 or Windows-1252): save the mapping file as UTF-8 text"
+    )
 
 
 def _error_loc(error: dict) -> tuple:
@@ -405,7 +649,19 @@ def _field_problems(spec: EntityMapping, name: str) -> list[tuple[tuple[str, ...
             problems.append((loc, f"fields.{field_name}.zero_date: only date fields hold dates"))
         if field.kind == Kind.DATE:
             problems += _date_values(field_name, mapping)
+        if field.kind == Kind.DECIMAL and not _a_number(mapping.default):  # `default: no` was YAML 1.1's 0
+            loc = ("fields", field_name, "default")
+            problems.append(
+                (loc, f"fields.{field_name}.default: {mapping.default!r} is no number (as {field_name} takes)")
+            )
     return problems
+
+
+def _a_number(value: Any) -> bool:
+    """None (no default), or a number: a bool is not one here, nor text that is not a plain decimal."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value is None or math.isfinite(value)
+    return isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value) is not None
 
 
 def _date_values(name: str, mapping: FieldMapping) -> list[tuple[tuple[str, ...], str]]:
