@@ -693,3 +693,24 @@ def test_a_cursor_of_nullable_columns_only_is_warned_about(root, tmp_path):
         "and is refused, not synced; end the cursor with a NOT NULL column (e.g. cursor: [geaendert_am, angelegt_am])"
     ]
     assert mapping.where(*checked.entities["employees"].warnings[0].where).endswith(":7:23")  # the column of the cursor
+
+
+def test_a_left_out_cursor_is_warned_about_as_the_whole_table_compared_every_run(root, tmp_path):
+    """An outside probe: a mapping without `cursor` (the docs call it required) passed the check and
+    was read as `cursor: none`, whole-table checksums every run. Written `cursor: none`, no warning."""
+    for cursor, warned in (("", True), ("cursor: none", False)):
+        text_of = re.sub(r"cursor: \[.*\]", cursor, MAPPING, count=1)
+        (tmp_path / "mapping.yaml").write_text(text_of)
+        mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+        warnings = check_source(root, mapping, backend_named("mysql")).entities["employees"].warnings
+        said = [str(w) for w in warnings if "no cursor" in str(w)]
+        assert said == (
+            [
+                "employees: table mitarbeiter: expected a `cursor` naming the change stamp, or `cursor: none` for a "
+                "table without one, found no cursor: read as `cursor: none`, so the whole table is compared by "
+                'checksums every run (docs/mapping.md, "Tables without a cursor"); write the stamp column, or '
+                "`cursor: none` to say so"
+            ]
+            if warned
+            else []
+        ), cursor

@@ -54,6 +54,12 @@ UNREADABLE = "or none this account may read (it needs SELECT on it)"
 # rejection (Base B keys both by source_id). The sync runs on: it logs and counts them (`load.report_unkeyed`).
 NOT_NULL_KEY = "a key column that holds no NULL (NOT NULL, or the PRIMARY KEY)"
 NULLABLE_KEY = "a nullable column: a row whose key is NULL is not synced, only logged and counted (unkeyed)"
+# A left-out cursor reads as `cursor: none` (a table without a change stamp), which the docs call required.
+CURSOR_GIVEN = "a `cursor` naming the change stamp, or `cursor: none` for a table without one"
+NO_CURSOR = (
+    "no cursor: read as `cursor: none`, so the whole table is compared by checksums every run (docs/mapping.md, "
+    '"Tables without a cursor"); write the stamp column, or `cursor: none` to say so'
+)
 # A row whose cursor columns are all NULL has no version: it is refused, not synced (docs/mapping.md).
 NOT_NULL_CURSOR = "a cursor whose last column holds no NULL (the creation stamp after the update stamp)"
 NULLABLE_CURSOR = (
@@ -249,6 +255,9 @@ def _check_entity(
     for index, stamp in enumerate(spec.cursor or []):
         where = ("entities", entity, "cursor", index, "column")
         checker.stamp("source_updated_at", stamp, zone, "the version (source_updated_at, UTC)", where)
+    if spec.cursor is None and "cursor" not in spec.model_fields_set:
+        where = ("entities", entity)
+        result.warnings.append(Problem(entity, spec.table, None, CURSOR_GIVEN, NO_CURSOR, where))
     if spec.cursor and all(stamp.column in live and live[stamp.column].nullable for stamp in spec.cursor):
         last = spec.cursor[-1].column
         where = ("entities", entity, "cursor", len(spec.cursor) - 1, "column")
