@@ -4,24 +4,12 @@ declared in a fresh interpreter (tests/layout/throwaway_entity.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
+from testbed.fresh_python import answer_of
 from testbed.servers import REPO
 
 
 def test_a_throwaway_entity_is_served_by_every_layer(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests/layout/throwaway_entity.py"), str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    answers = answer_of(str(REPO / "tests/layout/throwaway_entity.py"), str(tmp_path), timeout=180)
 
     assert answers["cost_map"], "getGadgets(Page) has no cost: the query-cost limit would not apply to it"
     assert answers["rest_create"] == 201

@@ -7,13 +7,11 @@ Each check imports in a fresh interpreter, since this test process has imported 
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from testbed.fresh_python import answer_of
 from testbed.servers import REPO
 
 SERVICE_MODULES = {"flask", "psycopg", "alembic", "flask_swagger_ui", "api_service", "graphql_service"}
@@ -21,11 +19,7 @@ SERVICE_MODULES = {"flask", "psycopg", "alembic", "flask_swagger_ui", "api_servi
 
 def _top_level_modules_after(code: str) -> set[str]:
     probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return set(answer_of("-c", probe))
 
 
 def test_the_sync_library_and_the_dag_files_do_not_load_the_api():

@@ -23,6 +23,7 @@ from base_sync.demo import generate
 from base_sync.mapping import SourceMapping
 from base_sync.state import VARIABLE_PREFIX
 from testbed.airflow import Airflow, error_lines, sync_connections
+from testbed.fresh_python import answer_of
 from testbed.servers import REPO, venv_bin
 from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
@@ -76,17 +77,7 @@ print(json.dumps({
              for d in bag.dags.values()},
 }))
 """
-    result = subprocess.run(
-        [venv_bin("python"), "-c", probe],
-        env=airflow.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = answer_of("-c", probe, env=airflow.env, python=venv_bin("python"))
     assert found["errors"] == {}
     assert {DAG, "base_a_events"} <= set(found["dags"])
     for dag_id, dag in found["dags"].items():

@@ -3,10 +3,7 @@ the approval task and the trigger rules that keep the commit right after a rejec
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
@@ -15,7 +12,7 @@ from base_sync import airflow_tasks, sync
 from base_sync.delete_guard import DELETE_LOG, DeleteBudget, DeletePlan, HeldByEvents
 from base_sync.errors import ConfigurationError
 from base_sync.state import MemoryStateStore
-from testbed.servers import REPO
+from testbed.fresh_python import answer_of
 
 PROBE = """
 import json, runpy
@@ -38,17 +35,7 @@ print(json.dumps({"tasks": tasks, "params": {k: dag.params.get_param(k).value fo
 
 def _parsed() -> dict:
     env = {"SYNC_MASS_DELETE_APPROVAL_HOURS": "2"}
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return answer_of("-c", PROBE, env={**os.environ, **env})
 
 
 def test_the_check_branches_to_the_deletes_or_to_an_approval_that_gates_them():

@@ -4,11 +4,9 @@ before the task body runs (the DAG parsed in a fresh interpreter, no server)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from base_sync import airflow_tasks
-from testbed.servers import REPO
+from testbed.fresh_python import answer_of
 
 # Airflow's `_prepare` (task_runner): render_templates unmaps the task with its expanded argument and
 # puts it in the context; then, before the body runs, `_render_map_index` renders the template with
@@ -40,14 +38,5 @@ def test_a_partition_is_named_by_its_range_before_its_body_runs():
         "high": 500000,
         "clock": "2026-01-01T00:00:00",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(partition)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == "2/4: keys 250001..500000"
+    assert answer_of("-c", PROBE, json.dumps(partition)) == "2/4: keys 250001..500000"
     assert airflow_tasks.partition_label(partition) == "2/4: keys 250001..500000"
