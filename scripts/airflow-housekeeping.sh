@@ -7,8 +7,11 @@
 # deletes) lives in Variables, which `airflow db clean` never deletes.
 set -euo pipefail
 days=${1:-7}
-if ! [[ $days =~ ^[0-9]+$ ]]; then
-  echo "usage: $0 [DAYS]   keep the last DAYS whole days (default 7)" >&2
+# At least a day: `airflow db clean` deletes a run by its start, running or not (with its task
+# instances and a mass-delete approval still waiting), and a run may last 12 h of approval plus
+# its tasks' 6 h (review: DAYS=0 deleted the runs in flight).
+if ! [[ $days =~ ^[0-9]+$ ]] || [ "$days" -lt 1 ]; then
+  echo "usage: $0 [DAYS]   keep the last DAYS whole days, at least 1 (default 7)" >&2
   exit 2
 fi
 before=$(date -u -d "$days days ago" '+%Y-%m-%d %H:%M:%S+00:00' 2>/dev/null ||
@@ -17,9 +20,11 @@ before=$(date -u -d "$days days ago" '+%Y-%m-%d %H:%M:%S+00:00' 2>/dev/null ||
 airflow db clean --clean-before-timestamp "$before" \
   --tables dag_run,task_instance,task_instance_history,task_reschedule,xcom,log,job,asset_event,callback,celery_taskmeta,celery_tasksetmeta \
   --skip-archive --error-on-cleanup-failure --yes
-logs=$(airflow config get-value logging base_log_folder)
+logs=$(airflow config get-value logging base_log_folder | tail -n 1)
 if [ -d "$logs" ]; then
   find "$logs" -mindepth 1 -type f -mmin +$((days * 1440)) -delete
   find "$logs" -mindepth 1 -type d -empty -mmin +60 -delete  # emptied today: gone in tomorrow's round
+else
+  echo "no task log folder at '$logs' (airflow config get-value logging base_log_folder): task logs not cleaned" >&2
 fi
 echo "Airflow's runs and task logs before $before deleted"

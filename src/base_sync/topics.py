@@ -113,9 +113,17 @@ def ensure_topics(
         try:
             future.result()
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-            continue
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if configs.get(topic):  # a broker's policy may cap retention (review): say which setting
+                raise KafkaException(
+                    KafkaError(
+                        exc.args[0].code(),
+                        f"the broker refused topic {topic} with {dict(configs[topic])}: {exc.args[0].str()}; set "
+                        "EVENTS_DLQ_RETENTION_MS to a retention it takes, or make the topic by hand",
+                    )
+                ) from exc
+            raise
         created.append(topic)
         extra = f" and {dict(configs[topic])}" if configs.get(topic) else ""
         log.info("created topic %s with %d partitions%s", topic, partitions, extra)

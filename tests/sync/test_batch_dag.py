@@ -165,7 +165,7 @@ def test_the_documented_housekeeping_empties_old_runs_and_keeps_the_sync_state(a
         os.utime(path, (when, when))
         return path
 
-    def housekeeping(days: str) -> None:
+    def housekeeping(days: str) -> subprocess.CompletedProcess:
         result = subprocess.run(
             ["bash", str(HOUSEKEEPING), days],
             env=airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"},
@@ -176,6 +176,7 @@ def test_the_documented_housekeeping_empties_old_runs_and_keeps_the_sync_state(a
             check=False,
         )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
 
     # As run daily, keeping a week: a log of ten days ago goes, one of yesterday stays.
     old_log, recent_log = task_log("manual__old", 10), task_log("manual__recent", 1)
@@ -184,8 +185,14 @@ def test_the_documented_housekeeping_empties_old_runs_and_keeps_the_sync_state(a
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM xcom").fetchone()[0] > 0  # every run is younger than that
 
-    # DAYS=0: every run so far is older than the cutoff.
-    housekeeping("0")
+    # DAYS=0 would delete the runs in flight, a waiting approval's with them: refused.
+    refused = subprocess.run(["bash", str(HOUSEKEEPING), "0"], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "at least 1" in refused.stderr, refused.stderr
+    # Every run so far three days old (their start, their XComs' time), kept for two: they go.
+    with sqlite3.connect(database) as conn:
+        for table, column in (("dag_run", "start_date"), ("task_instance", "start_date"), ("xcom", "timestamp")):
+            conn.execute(f"UPDATE {table} SET {column} = datetime({column}, '-3 days')")
+    housekeeping("2")
     with sqlite3.connect(database) as conn:
         counts = {
             t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("xcom", "task_instance", "dag_run")

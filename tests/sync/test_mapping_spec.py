@@ -376,12 +376,14 @@ def test_yaml_1_1s_implicit_types_no_longer_rewrite_what_the_author_wrote(tmp_pa
     """Outside probe: PyYAML's YAML 1.1 resolvers read the map keys `NO:`/`ON:` as false/true ("0",
     "1"), `2.50:` as 2.5, `010:` as octal 8, `1:30:` as sexagesimal 90, `deleted_when: YES` as true
     and `default: no` as 0, and `base-a check` said ok. A mapping file is read as YAML 1.2 (core
-    schema), and where it means text, as written."""
+    schema), and where it means text, as written; what YAML 1.1 read otherwise must be quoted (below)."""
     text = (
-        LINED.replace("{1: Sales}", "{NO: Norway, ON: Ontario, 2.50: Sales, 010: X, 1:30: Y, 1e3: Z, 1: A, 1.0: B}")
-        .replace("    fields:\n", "    soft_delete: {column: geloescht, deleted_when: YES}\n    fields:\n")
-        .replace("first_name: {column: vorname}", "first_name: {column: vorname, default: no}")
-        .replace("last_name: {column: nachname}", "last_name: {column: nachname, default: 010}")
+        LINED.replace(
+            "{1: Sales}", '{"NO": Norway, "ON": Ontario, 2.50: Sales, "010": X, "1:30": Y, 1e3: Z, 1: A, 1.0: B}'
+        )
+        .replace("    fields:\n", '    soft_delete: {column: geloescht, deleted_when: "YES"}\n    fields:\n')
+        .replace("first_name: {column: vorname}", 'first_name: {column: vorname, default: "no"}')
+        .replace("last_name: {column: nachname}", 'last_name: {column: nachname, default: "010"}')
         .replace('zero_date: "null"', 'zero_date: "null"\n        default: 2024-01-05')
         + "      position: {column: stelle, default: 2.50}\n      salary: {column: gehalt, default: 2.50}\n"
     )
@@ -406,16 +408,34 @@ def test_yaml_1_1s_implicit_types_no_longer_rewrite_what_the_author_wrote(tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("{1: Sales}", "{NO: Norway}", "NO was read as 'false' by YAML 1.1"),
+        ("{1: Sales}", "{01: Sales}", "01 was read as '1' by YAML 1.1"),
+        ("{1: Sales}", "{1:30: Sales}", "1:30 was read as '90' by YAML 1.1"),
+        ("    fields:\n", "    soft_delete: {column: geloescht, deleted_when: yes}\n    fields:\n", "yes was read as"),
+        ("key: pers_nr", "key: pers_nr\n    cursor: off", "off was read as 'false' by YAML 1.1"),
+    ],
+)
+def test_an_unquoted_value_yaml_1_1_read_otherwise_is_refused_at_its_line(tmp_path, old, new, said):
+    """Earlier versions read mapping files as YAML 1.1: after an upgrade `deleted_when: yes` (true, a
+    TINYINT flag's 1) would be the text "yes", which the column never reads as, and every row would
+    sync as live, with no word (review). Quoted it is the text; unquoted it is refused, saying both."""
+    (refusal,) = _refused(tmp_path, LINED.replace(old, new, 1))
+    assert said in refusal and "quote it" in refusal and "or write" in refusal, refusal
+
+
+@pytest.mark.parametrize(
     ("written", "value"),
     [
         ("0", 0),  # as before: the number, compared with a number column as a number, a text one as text
         ("2.50", "2.50"),
         ("1.0", "1.0"),  # was the integer 1, the text "1"
-        ("010", "010"),
+        ('"010"', "010"),
         ("true", True),
         ("FALSE", False),
-        ("yes", "yes"),
-        ("Off", "Off"),
+        ('"yes"', "yes"),
+        ("'Off'", "Off"),
         ('"J"', "J"),
         ("'null'", "null"),
     ],
@@ -552,7 +572,7 @@ def test_an_unknown_entity_does_not_hide_the_errors_of_the_known_ones(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("written", ["no", "off", "'12,50'", ".nan"])
+@pytest.mark.parametrize("written", ["'no'", "'off'", "'12,50'", ".nan"])
 def test_a_number_fields_default_that_is_no_number_is_refused(tmp_path, written):
     """`default: no` on salary was YAML 1.1's 0; in YAML 1.2 it is the text "no", which no NULL
     salary can become."""

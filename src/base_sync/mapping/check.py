@@ -258,7 +258,8 @@ def _check_entity(
     if spec.cursor is None and "cursor" not in spec.model_fields_set:
         where = ("entities", entity)
         result.warnings.append(Problem(entity, spec.table, None, CURSOR_GIVEN, NO_CURSOR, where))
-    if spec.cursor and all(stamp.column in live and live[stamp.column].nullable for stamp in spec.cursor):
+    # A column the server fills on insert (DEFAULT CURRENT_TIMESTAMP) is never NULL in practice (review).
+    if spec.cursor and all(_may_be_null(live.get(stamp.column)) for stamp in spec.cursor):
         last = spec.cursor[-1].column
         where = ("entities", entity, "cursor", len(spec.cursor) - 1, "column")
         result.warnings.append(Problem(entity, spec.table, last, NOT_NULL_CURSOR, NULLABLE_CURSOR, where))
@@ -278,6 +279,11 @@ def _check_entity(
     in_filter = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", spec.filter or ""))
     result.unmapped = [c.name for c in columns if c.name not in read and c.name not in in_filter]
     return result
+
+
+def _may_be_null(column) -> bool:
+    """A live column that may hold NULL: nullable, and not filled by the server's clock on insert."""
+    return column is not None and column.nullable and "DEFAULT" not in (column.clocked or "")
 
 
 TIMES = frozenset({"datetime", "timestamp", "time"})

@@ -482,9 +482,7 @@ def _written(value: int | float, text: str) -> int | float:
 
 def _core_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
     text = loader.construct_scalar(node)
-    prefix = text[:2].lower()
-    value = int(text[2:], 16) if prefix == "0x" else int(text[2:], 8) if prefix == "0o" else int(text)
-    return _written(value, text)
+    return _written(_core_int_text(text), text)
 
 
 def _core_float(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> float:
@@ -586,6 +584,7 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
     loader.name = str(path)  # PyYAML's marks say "<unicode string>" of a text
     try:
         node = loader.get_single_node()
+        _refuse_yaml11_readings(node)
         document = None if node is None else loader.construct_document(node)
     except _Unclear as exc:
         mark = exc.problem_mark
@@ -597,6 +596,47 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
     finally:
         loader.dispose()
     return parse_mapping(document, str(path), node), Marks(str(path), node)
+
+
+_YAML11 = yaml.resolver.Resolver()  # how the platform read mapping files before YAML 1.2's core schema
+_BOOLEAN_WORDS = {"true": "true", "false": "false", "yes": "true", "no": "false", "on": "true", "off": "false"}
+
+
+def _refuse_yaml11_readings(node: yaml.Node | None, is_key: bool = False) -> None:
+    """Refuse an unquoted value that YAML 1.1 (the loader of earlier versions) read otherwise than
+    1.2 reads it: an upgrade would silently change what a mapping means (`deleted_when: yes` was
+    true, a value map's `NO:` the text "0", `01:` "1", `1:30:` "90"; now "yes", "NO", "01", "1:30",
+    which a TINYINT or INT column never reads as). Quoted, it is the text; else write what is meant.
+    A date stays as written (both read the same day), `2.50` keeps its digits, and 0x1F, .inf are
+    refused where they are read (review)."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _refuse_yaml11_readings(key, is_key=True)
+            _refuse_yaml11_readings(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_yaml11_readings(item)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None and not _NOT_DECIMAL.match(node.value):
+        before = _YAML11.resolve(yaml.ScalarNode, node.value, (True, False))
+        if before in (node.tag, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:str"):
+            if before != "tag:yaml.org,2002:int":
+                return
+            old = yaml.safe_load(node.value)
+            # An integer key is its text as written now (`01:` is "01", `+1:` "+1"): it was the number's.
+            if old == _core_int_text(node.value) and not (is_key and _text_key(old) != node.value):
+                return
+        old = yaml.safe_load(node.value)
+        meant = _BOOLEAN_WORDS.get(node.value.lower()) if isinstance(old, bool) else _text_key(old)
+        raise _Unclear(
+            problem=f"{node.value} was read as {meant!r} by YAML 1.1, which earlier versions of the platform used, and "
+            f'is the text {node.value!r} now: quote it ("{node.value}") for that text, or write {meant}',
+            problem_mark=node.start_mark,
+        )
+
+
+def _core_int_text(text: str) -> int:
+    prefix = text[:2].lower()
+    return int(text[2:], 16) if prefix == "0x" else int(text[2:], 8) if prefix == "0o" else int(text)
 
 
 def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
