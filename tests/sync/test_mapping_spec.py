@@ -221,6 +221,10 @@ entities:
 """
 
 
+# What a field may hold, as an unknown key's message lists them.
+FIELD_KEYS = "column, concat, separator, python, inputs, cast, trim, case, map, unmapped, default, zero_date, too_long"
+
+
 def _refused(tmp_path, text: str) -> list[str]:
     path = tmp_path / "lined.yaml"
     path.write_text(text)
@@ -289,7 +293,8 @@ def test_several_errors_are_one_line_each_at_their_own_lines(tmp_path):
     text = LINED.replace("key: pers_nr", "key: pers_nr\n    colour: red").replace("trim: true", "case: title")
     assert _refused(tmp_path, text) == [
         "14:35: entities.employees.fields.email.case: Input should be 'lower' or 'upper'",
-        "7:5: entities.employees.colour: unknown key",
+        "7:5: entities.employees.colour: unknown key (the keys here: table, key, cursor, created, filter, "
+        "soft_delete, fields)",
     ]
 
 
@@ -568,7 +573,8 @@ def test_an_unknown_entity_does_not_hide_the_errors_of_the_known_ones(tmp_path):
     text = LINED.replace("trim: true", "trimm: true") + "  customers:\n    table: kunden\n"
     assert _refused(tmp_path, text) == [
         "18:3: entities.customers: Base B has no entity 'customers'; it has articles, employees",
-        "13:29: entities.employees.fields.email.trimm: unknown key",
+        "13:29: entities.employees.fields.email.trimm: unknown key: did you mean 'trim'? (the keys here: "
+        f"{FIELD_KEYS})",
     ]
 
 

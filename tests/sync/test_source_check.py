@@ -616,7 +616,9 @@ def test_base_a_check_names_the_file_and_line_of_each_problem(tmp_path):
     invalid = _base_a("check", "--mapping", str(path), url=url)
     assert invalid.returncode == 1
     assert invalid.stderr.splitlines() == [
-        f"{path}:9:9: base-a check: entities.employees.fields.email.colum: unknown key"
+        f"{path}:9:9: base-a check: entities.employees.fields.email.colum: unknown key: did you mean 'column'? "
+        "(the keys here: column, concat, separator, python, inputs, cast, trim, case, map, unmapped, default, "
+        "zero_date, too_long)"
     ]
 
 

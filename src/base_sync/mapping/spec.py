@@ -34,7 +34,8 @@ import importlib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -661,8 +662,49 @@ def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = _unknown_key(error["loc"])
     return f"{location}: {message}" if location else message
+
+
+def _unknown_key(loc: tuple) -> str:
+    """ "unknown key", with the closest key allowed there and all of them (the probe: a typo's
+    message named neither)."""
+    allowed = _keys_at(loc[:-1])
+    if not allowed:
+        return "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    meant = f": did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{meant} (the keys here: {', '.join(allowed)})"
+
+
+def _keys_at(path: tuple) -> list[str]:
+    """The keys the mapping file's schema allows at `path` (an entity's name, a field's, a list's
+    index step through a dict or list); [] where it cannot tell."""
+    kind: Any = MappingFile
+    for part in path:
+        kind = _model_or_item(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return []
+            kind = field.annotation
+        elif get_origin(kind) is dict:
+            kind = get_args(kind)[1]
+        elif get_origin(kind) is list:
+            kind = get_args(kind)[0]
+        else:
+            return []
+    kind = _model_or_item(kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
+def _model_or_item(kind: Any) -> Any:
+    """`X | None` as X (the first of a union that is a model, a dict or a list)."""
+    if get_origin(kind) in (Union, UnionType):
+        for arg in get_args(kind):
+            if get_origin(arg) in (dict, list) or (isinstance(arg, type) and issubclass(arg, BaseModel)):
+                return arg
+    return kind
 
 
 def _field_problems(spec: EntityMapping, name: str) -> list[tuple[tuple[str, ...], str]]:
