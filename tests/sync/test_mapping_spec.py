@@ -158,6 +158,33 @@ def test_what_onboarding_writes_wrong_first_is_refused_with_one_message_saying_w
     assert error_of(document) == expected
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (
+            "    key: pers_nr\n",
+            "\tkey: pers_nr\n",
+            "6:1: not valid YAML: found character '\\t' that cannot start any token: indent with spaces, never tabs",
+        ),
+        (  # the file's last quote (an earlier one would run on to the next quote, as YAML allows)
+            'zero_date: "null"',
+            'zero_date: "null',
+            "17:20: not valid YAML: found unexpected end of stream: this quote is never closed (close it on its line)",
+        ),
+        (
+            "table: personal",
+            "table: personal: staff",
+            '5:20: not valid YAML: mapping values are not allowed here: quote a value holding ": " ("a: b"), or',
+        ),
+    ],
+)
+def test_a_yaml_slip_is_one_line_at_its_place_saying_what_to_do(tmp_path, old, new, said):
+    """The mapping probe: PyYAML's several lines put the problem where CI does not annotate it, said
+    nothing of tabs or quotes, and placed an unclosed quote at the end of the file."""
+    (refusal,) = _refused(tmp_path, LINED.replace(old, new, 1))
+    assert refusal.startswith(said), refusal
+
+
 def test_unreadable_files_are_named(tmp_path):
     with pytest.raises(MappingError, match="cannot read the mapping file"):
         load_mapping(tmp_path / "missing.yaml")
@@ -197,7 +224,7 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, key, fir
         load_mapping(path)
     said = str(refused.value)
     assert f"found the key {key!r} a second time (first on line {first})" in said
-    assert f"line {second}, column" in said and said.startswith(f"{path}:{second}:")
+    assert said.startswith(f"{path}:{second}:") and "\n" not in said  # one line, at the second
 
 
 LINED = """\
@@ -489,9 +516,9 @@ def test_deleted_when_is_the_value_as_written(tmp_path, written, value):
         (  # `true:` and `1:` are both "1": one would silently replace the other
             "{1: Sales}",
             "{true: Sales, 1: Marketing}",
-            "14:52: not valid YAML: while reading a mapping",
+            "14:52: not valid YAML: found the key '1' a second time (first on line 14, written 'true')",
         ),
-        ("{1: Sales}", '{1: Sales, "1": Marketing}', "14:49: not valid YAML: while reading a mapping"),
+        ("{1: Sales}", '{1: Sales, "1": Marketing}', "14:49: not valid YAML: found the key '1' a second time"),
     ],
 )
 def test_a_value_that_reads_as_no_text_its_author_could_mean_is_refused_at_its_line(tmp_path, old, new, expected):

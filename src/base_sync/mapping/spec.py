@@ -591,9 +591,7 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
         mark = exc.problem_mark
         raise MappingError(f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise MappingError(f"{where}: not valid YAML: {exc}") from None
+        raise MappingError(_not_yaml(path, exc)) from None
     finally:
         loader.dispose()
     return parse_mapping(document, str(path), node), Marks(str(path), node)
@@ -638,6 +636,24 @@ def _refuse_yaml11_readings(node: yaml.Node | None, is_key: bool = False) -> Non
 def _core_int_text(text: str) -> int:
     prefix = text[:2].lower()
     return int(text[2:], 16) if prefix == "0x" else int(text[2:], 8) if prefix == "0o" else int(text)
+
+
+def _not_yaml(path: Path, exc: yaml.YAMLError) -> str:
+    """One line: where, PyYAML's problem, and what to do for the usual slips (the mapping probe: its
+    several lines showed the problem on lines CI does not annotate, a tab or an unclosed quote
+    without a word of what to write, the quote at the end of the file)."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    hint = f" ({context})" if context else ""
+    if context == "while scanning a quoted scalar" and exc.context_mark is not None:
+        mark, hint = exc.context_mark, ": this quote is never closed (close it on its line)"
+    elif "'\\t'" in problem:
+        hint = ": indent with spaces, never tabs"
+    elif problem.startswith("mapping values are not allowed here"):
+        hint = ': quote a value holding ": " ("a: b"), or indent the line as its neighbours'
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    return f"{where}: not valid YAML: {problem}{hint}"
 
 
 def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
