@@ -264,6 +264,11 @@ def private_mariadb(data_dir: Path, *options: str):
     has no password."""
     mariadbd = require_program(MARIADBD, "these tests need MariaDB's server binaries")
     datadir = data_dir / "data"
+    # Its own tmpdir: a starting server deletes every #sql* file in its tmpdir (mysql_rm_tmp_tables),
+    # and in /tmp those were the machine's MariaDB's temporary tables in use by another test ("Error
+    # on delete of '/tmp/#sql-temptable-...' (Errcode: 2)", once in a CI run).
+    tmpdir = data_dir / "tmp"
+    tmpdir.mkdir(parents=True, exist_ok=True)
     # lower_case_table_names must be the same when the data directory is made as when it is used.
     made_with = [o for o in options if o.startswith("--lower-case-table-names")]
     subprocess.run(
@@ -274,6 +279,7 @@ def private_mariadb(data_dir: Path, *options: str):
             "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            f"--tmpdir={tmpdir}",
             *made_with,
         ],
         check=True,
@@ -292,6 +298,7 @@ def private_mariadb(data_dir: Path, *options: str):
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=64M",
         f"--log-error={data_dir / 'error.log'}",
+        f"--tmpdir={tmpdir}",
         *options,
     ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
