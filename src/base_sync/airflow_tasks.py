@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -369,6 +370,18 @@ def load_partition(entity: str, partition: dict) -> dict:
 # The circuit breaker's tasks in an entity's group (the group id is the entity).
 CHECK_DELETES, APPROVE_MASS_DELETE, PROPAGATE_DELETES = "check_deletes", "approve_mass_delete", "propagate_deletes"
 PLAN_KEY = "plan"  # the XCom key of check_deletes' plan (its return value is the branch taken)
+PLAN_ID = "plan_id"  # each plan's own; propagate_deletes' result names the plan it deleted by
+
+
+def deletes_of_plan(deleted: dict | None, plan: dict | None) -> dict | None:
+    """propagate_deletes' result (`deleted`) when it deleted by this try's `plan`; None when it did not run
+    on it (a rejected mass delete skipped it). Airflow (3.3) removes a task's XComs only when the task runs
+    again: after check_deletes is cleared with its downstream tasks and the new prompt rejected, the skipped
+    task's result of an earlier try is still there, and taken for this try's it moved the delete log
+    position past deletes never made."""
+    if deleted is None or (plan is not None and deleted.get(PLAN_ID) != plan.get(PLAN_ID)):
+        return None
+    return deleted
 
 
 def _plan_xcom(entity: str) -> str:
@@ -418,7 +431,7 @@ def check_deletes(entity: str) -> str:
     settings, params = _settings(), _params()
     with _connected(settings, entity) as (base_a, api):
         plan = sync.plan_deletes(entity, base_a, api, VariableStateStore(), settings, _compare_keys(params))
-    get_current_context()["ti"].xcom_push(key=PLAN_KEY, value=plan.to_json())
+    get_current_context()["ti"].xcom_push(key=PLAN_KEY, value={**plan.to_json(), PLAN_ID: uuid.uuid4().hex})
     if plan.within_budget:
         return f"{entity}.{PROPAGATE_DELETES}"
     if params.get("approve_mass_delete"):
@@ -521,27 +534,31 @@ def _approved_count(rows) -> int:
     return rows
 
 
-def _approved(entity: str, params: dict) -> int | None:
+def _approved(entity: str, params: dict, plan: dict | None) -> int | None:
     """What an operator approved: any number (the run's param), or, answered to the approval task,
     `approved_rows`; None when no one was asked."""
     if params.get("approve_mass_delete"):
         return delete_guard.ANY_NUMBER
     ti = get_current_context()["ti"]
     approval = f"{entity}.{APPROVE_MASS_DELETE}"
-    plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
     return approved_rows(ti.xcom_pull(task_ids=approval), ti.xcom_pull(task_ids=approval, key=ASKED_KEY), plan)
+
+
+def _plan(entity: str) -> dict | None:
+    return get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
 
 
 @fail_terminal
 def propagate_deletes(entity: str) -> dict:
     """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison),
     within the circuit breaker's budget or what an operator approved."""
-    settings, params = _settings(), _params()
-    approved = _approved(entity, params)
+    settings, params, plan = _settings(), _params(), _plan(entity)
+    approved = _approved(entity, params, plan)
     with _connected(settings, entity) as (base_a, api):
-        return sync.propagate_deletes(
+        report = sync.propagate_deletes(
             entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), approved
-        ).to_json()
+        )
+    return {**report.to_json(), PLAN_ID: (plan or {}).get(PLAN_ID)}
 
 
 @fail_terminal
@@ -580,11 +597,10 @@ def commit_watermark(
     `[error] XCom not found` in a successful run; `xcom_pull` without map indexes finds none quietly."""
     _skip_unless_selected(entity)
     loaded, verified = _upstream(loaded, "load", entity), _upstream(verified, "verify", entity)
-    ti = get_current_context()["ti"]
-    deleted = ti.xcom_pull(task_ids=f"{entity}.{PROPAGATE_DELETES}")
+    plan = _plan(entity)
+    deleted = deletes_of_plan(get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{PROPAGATE_DELETES}"), plan)
     withheld = deleted is None  # propagate_deletes was skipped: the mass delete was rejected (or not answered)
     if withheld:
-        plan = ti.xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
         deleted = sync.deletes_withheld(entity, VariableStateStore(), plan)
     current = [Partition.from_json(p) for p in _upstream(planned, "plan_partitions", entity)]
     # One slice read of them all: iterated, Airflow's lazy sequence reads item by item until one past

@@ -167,3 +167,18 @@ def test_the_approval_says_why_it_asks_and_what_an_approval_covers(held):
     else:
         assert subject == "employees: delete 150 rows in Base B? (limit 24)"
         assert "as many more as the limit" in body and "no more" not in body
+
+
+def test_only_a_result_of_the_current_plan_counts_as_deletes_made():
+    """Cleared with its downstream tasks, check_deletes plans anew and a rejection skips propagate_deletes,
+    whose earlier try's result Airflow keeps: that result is not this try's, the deletes were withheld."""
+    earlier, now = {airflow_tasks.PLAN_ID: "earlier", "total": 5}, {airflow_tasks.PLAN_ID: "now", "total": 355}
+    made = {"deleted": 5, "log_position": {"at": 1}, airflow_tasks.PLAN_ID: "earlier"}
+    assert airflow_tasks.deletes_of_plan(made, earlier) == made
+    assert airflow_tasks.deletes_of_plan(made, now) is None
+    assert airflow_tasks.deletes_of_plan(None, now) is None
+    # A result naming no plan beside a plan that has one (a run in flight across an upgrade): withheld,
+    # the safe side (the next run finds the same deletes).
+    assert airflow_tasks.deletes_of_plan({"deleted": 5}, now) is None
+    # No plan (check_deletes marked success by hand): the result is all there is.
+    assert airflow_tasks.deletes_of_plan(made, None) == made
