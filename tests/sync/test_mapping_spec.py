@@ -194,7 +194,7 @@ def test_unreadable_files_are_named(tmp_path):
         load_mapping(broken)
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
-    with pytest.raises(MappingError, match=f"{empty}: the document is empty: it starts with `entities:`"):
+    with pytest.raises(MappingError, match=f"{empty}:1:1: the mapping file is empty: it starts with `entities:`"):
         load_mapping(empty)
     empty.write_text("- entities\n")
     with pytest.raises(MappingError, match=f"{empty}:1:1: the document holds a list, not a mapping"):
@@ -314,6 +314,58 @@ def test_each_error_names_the_file_and_the_line_of_the_node_at_fault(tmp_path, o
     assert LINED.count(old) == 1
     said = _refused(tmp_path, LINED.replace(old, new))
     assert any(line.startswith(expected) for line in said), said
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (  # an option one level too shallow: the field reads as nothing, the option as a field
+            "      email: {column: mail, trim: true}\n",
+            "      email:\n      column: mail\n",
+            [
+                f"13:13: entities.employees.fields.email: expected a mapping of keys ({FIELD_KEYS}), found nothing: "
+                "indent its keys under it",
+                f"14:15: entities.employees.fields.column: expected a mapping of keys ({FIELD_KEYS}), found the text "
+                "'mail'; `column` is one of those keys: indent it one level deeper, under the key above",
+            ],
+        ),
+        (  # a section written as a list
+            "  time_zone: Europe/Berlin",
+            "  - time_zone: Europe/Berlin",
+            ["1:1: source: expected a mapping of keys (time_zone), found a list: write `key: value` lines, not a list"],
+        ),
+        (  # a union's value: one error, not one per member (.str, .int, .bool)
+            "    key: pers_nr\n",
+            "    key: pers_nr\n    soft_delete: {column: aktiv, deleted_when: [0, 1]}\n",
+            [
+                "7:34: entities.employees.soft_delete.deleted_when: Input should be text, a whole number or "
+                "true/false, found a list"
+            ],
+        ),
+        (  # a map's value written as a number (a text field's), as written
+            "{1: Sales}",
+            "{1: 2.50}",
+            [
+                "14:42: entities.employees.fields.department.map.1: Input should be a valid string, found 2.50: "
+                'quote it ("2.50") for the text'
+            ],
+        ),
+        (  # a bare null where the text "null" is a choice
+            "{1: Sales}",
+            "{1: Sales}, unmapped: null",
+            [
+                "14:60: entities.employees.fields.department.unmapped: Input should be 'keep', 'null' or 'reject', "
+                """found nothing (a bare null is YAML's nothing): write "null" (quoted)"""
+            ],
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_shape_says_what_was_found_and_what_to_write(tmp_path, old, new, expected):
+    """The mapping probe: pydantic's own words named the platform's classes ("a valid dictionary or
+    instance of FieldMapping"), split a union's error in three, and said nothing of quoting."""
+    assert LINED.count(old) == 1
+    said = _refused(tmp_path, LINED.replace(old, new))
+    assert [line for line in said if any(line.startswith(e[:30]) for e in expected)] == expected, said
 
 
 def test_several_errors_are_one_line_each_at_their_own_lines(tmp_path):

@@ -356,7 +356,10 @@ def parse_mapping(document: Any, origin: str = "<mapping>", node: yaml.Node | No
     try:
         mapping = MappingFile.model_validate(document)
     except ValidationError as exc:
-        errors = [(_error_loc(error), _describe(error)) for error in exc.errors()]
+        errors = [
+            (_error_loc(error), _describe(error, marks.written(*error["loc"])))
+            for error in _one_per_union(exc.errors())
+        ]
         raise MappingError(marks.report(unknown + written + errors)) from None
     problems = unknown + written
     problems += [
@@ -390,13 +393,22 @@ class Marks:
             return f"{self.origin}: " + "; ".join(text for _, text in errors)
         return "\n".join(f"{self.where(*loc)}: {text}" for loc, text in errors)
 
+    def written(self, *loc: str | int) -> str | None:
+        """The text of the scalar at `loc` as the file writes it (`2.50`, not 2.5); None if there is none."""
+        node = self._walk(loc)[1]
+        return node.value if isinstance(node, yaml.ScalarNode) else None
+
     def _mark(self, loc: tuple) -> yaml.Mark | None:
+        return self._walk(loc)[0]
+
+    def _walk(self, loc: tuple) -> tuple[yaml.Mark | None, yaml.Node | None]:
+        """The mark to name for `loc`, and its node when the file has it."""
         if self.node is None:
-            return None
+            return None, None
         node, mark, key = self.node, self.node.start_mark, None
         for part in loc:
             if part == "[key]" and key is not None:  # the key itself failed (pydantic names it, then this)
-                return key.start_mark
+                return key.start_mark, key
             if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
                 node, key = node.value[part], None
                 mark = node.start_mark
@@ -406,8 +418,8 @@ class Marks:
                 key, node = found
                 mark = node.start_mark if isinstance(node, yaml.ScalarNode) else key.start_mark
             elif part != 0:  # 0: a short form read as a list of one (`cursor: geaendert_am`), the node itself
-                break  # a missing key (or pydantic's name of a union member): the line of the mapping lacking it
-        return mark
+                return mark, None  # a missing key (or a union member's name): the line of the mapping lacking it
+        return mark, node
 
 
 def _entry(node: yaml.MappingNode, part: str | int) -> tuple[yaml.Node, yaml.Node] | None:
@@ -594,6 +606,8 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
         raise MappingError(_not_yaml(path, exc)) from None
     finally:
         loader.dispose()
+    if node is None:  # nothing but comments, or nothing: no node to place the error at
+        raise MappingError(f"{path}:1:1: the mapping file is empty: it starts with `entities:` (docs/mapping.md)")
     return parse_mapping(document, str(path), node), Marks(str(path), node)
 
 
@@ -674,12 +688,67 @@ def _error_loc(error: dict) -> tuple:
     return (*error["loc"], "[key]") if error["type"] == "extra_forbidden" else error["loc"]
 
 
-def _describe(error: dict) -> str:
+_UNION_MEMBERS = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true/false"}
+
+
+def _one_per_union(errors: list[dict]) -> list[dict]:
+    """pydantic reports a value no member of a union (`deleted_when: str | int | bool`) takes once per
+    member, at the member's name (`deleted_when.str`, `.int`, `.bool`): one error at the key instead,
+    naming what it takes (the mapping probe)."""
+    members: dict[tuple, list[dict]] = {}
+    for error in errors:
+        if error["loc"] and error["loc"][-1] in _UNION_MEMBERS:
+            members.setdefault(error["loc"][:-1], []).append(error)
+    merged, said = [], set()
+    for error in errors:
+        parent = error["loc"][:-1]
+        if len(members.get(parent, ())) < 2 or error not in members[parent]:
+            merged.append(error)
+        elif parent not in said:
+            said.add(parent)
+            kinds = [_UNION_MEMBERS[e["loc"][-1]] for e in members[parent]]
+            takes = ", ".join(kinds[:-1]) + f" or {kinds[-1]}"
+            merged.append({**error, "loc": parent, "type": "union", "msg": f"Input should be {takes}"})
+    return merged
+
+
+def _describe(error: dict, written: str | None = None) -> str:
+    """pydantic's error in the mapping author's words; `written`: the value's text in the file."""
     location = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
+    kind, given = error["type"], error.get("input")
+    if kind == "extra_forbidden":
         message = _unknown_key(error["loc"])
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic's "a valid dictionary or instance of FieldMapping" named our classes, not the remedy
+        keys = _keys_at(error["loc"])
+        message = "expected a mapping" + (f" of keys ({', '.join(keys)})" if keys else "") + f", found {_found(given)}"
+        if error["loc"] and error["loc"][-1] in keys:  # `column:` one level too shallow, under `fields:`
+            message += f"; `{error['loc'][-1]}` is one of those keys: indent it one level deeper, under the key above"
+        elif given is None:
+            message += ": indent its keys under it"
+        elif isinstance(given, list):
+            message += ": write `key: value` lines, not a list"
+    elif kind == "union" or (kind.endswith(("_type", "_parsing")) and given is not None):
+        message += f", found {written if written and isinstance(given, int | float) else _found(given)}"
+        if kind == "string_type" and isinstance(given, int | float):  # bool is an int
+            message += f': quote it ("{written or _found(given)}") for the text'
+    if given is None and kind == "literal_error" and "'null'" in message:
+        message += ', found nothing (a bare null is YAML\'s nothing): write "null" (quoted)'
     return f"{location}: {message}" if location else message
+
+
+def _found(value: Any) -> str:
+    """What a value read as, in the mapping author's words."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
 
 
 def _unknown_key(loc: tuple) -> str:
