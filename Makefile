@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up down housekeeping install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-first-load bench-bulk bench-events bench-graphql bench-load bench-footprint clean
+.PHONY: up down housekeeping purge install test test-fast lock api api-dev graphql-dev migrate bench bench-batch bench-first-load bench-bulk bench-events bench-graphql bench-load bench-footprint clean
 
 ## up: start the platform on embedded defaults, in the background (see README)
 up: $(STAMP)
@@ -18,6 +18,13 @@ down:
 KEEP_DAYS ?= 7
 housekeeping: $(STAMP)
 	bash -c 'source scripts/airflow-env.sh && bash scripts/airflow-housekeeping.sh "$$1"' _ $(KEEP_DAYS)
+
+## purge: remove Base B's tombstones and closed rejections older than PURGE_DAYS days (default 90), of
+## `make up`'s Base B or API_DATABASE_URL's (README, Housekeeping)
+PURGE_DAYS ?= 90
+purge: $(STAMP)
+	API_DATABASE_URL="$${API_DATABASE_URL:-sqlite:///$${PLATFORM_VAR:-$$PWD/var}/base_b.sqlite}" \
+	  $(VENV)/bin/flask --app api_service purge --older-than $(PURGE_DAYS)
 
 $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh tests/tools/package-lock.json
 	VENV=$(VENV) bash scripts/bootstrap.sh

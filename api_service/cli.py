@@ -1,9 +1,10 @@
-"""Flask CLI commands: `flask --app api_service migrate`."""
+"""Flask CLI commands: `flask --app api_service migrate`, `flask --app api_service purge`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import click
 from alembic.util import CommandError
@@ -11,7 +12,7 @@ from flask import Flask, current_app
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from api_service import migrate
+from api_service import migrate, purge
 from api_service.backends import backend_for_url
 from api_service.db_errors import STATEMENT_LIMITS, Kind, cause, classify
 
@@ -48,6 +49,36 @@ def register(app: Flask) -> None:
         click.echo(f"Base B at {reached}: {where.split('@')[-1]}")
         if revision not in ("head", reached):
             click.echo(f"(asked for {revision}: migrate only upgrades, and Base B is past it)", err=True)
+
+    @app.cli.command("purge")
+    @click.option(
+        "--older-than",
+        "days",
+        type=click.IntRange(1, 36_500),
+        required=True,
+        help="days: tombstones deleted and rejections closed before then go. Keep more than any replay reaches "
+        "back (the change topics' retention, dead letters you may replay): a replayed event older than a purged "
+        "tombstone brings its row back",
+    )
+    @click.option("--dry-run", is_flag=True, help="count what would go, remove nothing")
+    def purge_command(days: int, dry_run: bool) -> None:
+        """Remove Base B's old tombstones and closed rejections (README, Housekeeping)."""
+        before = datetime.now(UTC) - timedelta(days=days)
+        try:
+            purged = purge.purge(current_app.extensions["base_b_engine"], before, dry_run)
+        except SQLAlchemyError as error:  # what went before this batch stays gone
+            kind = classify(error)
+            remedy = {
+                Kind.TRANSIENT: "run it again",
+                Kind.SCHEMA: "Base B is not migrated to this version: run `flask --app api_service migrate` first",
+            }.get(kind, "nothing of this batch was removed")
+            raise click.ClickException(f"Base B purge stopped: {_first_line(error)}; {remedy}") from error
+        verb = "would remove" if dry_run else "removed"
+        tombstones = ", ".join(f"{count} of {entity}" for entity, count in purged.tombstones.items())
+        click.echo(
+            f"{verb} tombstones deleted before {before:%Y-%m-%d %H:%M} UTC: {tombstones}; "
+            f"rejections closed before then: {purged.rejections}"
+        )
 
 
 def _revision() -> tuple[str | None, str | None]:

@@ -1,0 +1,72 @@
+"""`flask --app api_service purge`: old tombstones and closed rejections go, in batches; live rows,
+recent tombstones, open rejections and a table's newest row stay (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from api_service import create_app, purge
+from tests.api.conftest import AUTH, make_settings, raw_rows
+from tests.api.test_bulk import V1, V2, V3, article, upsert
+
+LONG_AGO = datetime.now(UTC) - timedelta(days=40)
+
+
+def _age(db, table: str, column: str, where: str) -> None:
+    db.rollback()
+    db.execute(text(f"UPDATE {table} SET {column} = :at WHERE {where}"), {"at": LONG_AGO})
+    db.commit()
+
+
+def _base_b(client, db) -> None:
+    """Articles 1-6; 1-3 and 6 deleted, 1, 2 and 6 (the newest row) long ago; rejections of 7 (closed
+    long ago), 8 (closed now) and 9 (open)."""
+    assert upsert(client, "articles", [article(n, V2, title="") for n in (7, 8, 9)])["rejected"] == 3
+    upsert(client, "articles", [article(n, V3) for n in (7, 8)])  # settles their rejections
+    _age(db, "sync_rejections", "resolved_at", "source_id = 7")
+    upsert(client, "articles", [article(n, V1) for n in range(1, 7)])
+    deletes = [{"source_id": n, "source_updated_at": V2} for n in (1, 2, 3, 6)]
+    assert client.post("/articles/bulk/delete", json=deletes, headers=AUTH).status_code == 200
+    _age(db, "articles", "deleted_at", "source_id IN (1, 2, 6)")
+
+
+def test_old_tombstones_and_closed_rejections_go_the_rest_stays(app, client, db):
+    _base_b(client, db)
+    runner = app.test_cli_runner()
+    dry = runner.invoke(args=["purge", "--older-than", "30", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove tombstones" in dry.output and "2 of articles, 0 of employees" in dry.output
+    assert dry.output.rstrip().endswith("rejections closed before then: 1")
+    assert len(raw_rows(db, "articles")) == 8  # nothing removed
+
+    done = runner.invoke(args=["purge", "--older-than", "30"])
+    assert done.exit_code == 0, done.output
+    assert "removed tombstones" in done.output and "2 of articles" in done.output
+    rows = {r["source_id"]: r["deleted_at"] is not None for r in raw_rows(db, "articles")}
+    assert rows == {3: True, 4: False, 5: False, 6: True, 7: False, 8: False}  # 6: the newest row
+    db.rollback()
+    left = db.execute(text("SELECT source_id, resolved_at IS NULL FROM sync_rejections ORDER BY source_id")).all()
+    assert [tuple(r) for r in left] == [(8, False), (9, True)]
+    # The purged keys are new keys again: a write of theirs is an insert (the horizon's trade, README).
+    assert upsert(client, "articles", [article(1, V1)])["inserted"] == 1
+
+
+def test_batches_remove_everything_old(app, client, db):
+    _base_b(client, db)
+    db.rollback()
+    purged = purge.purge(app.extensions["base_b_engine"], datetime.now(UTC) - timedelta(days=30), batch_rows=1)
+    assert purged.tombstones == {"articles": 2, "employees": 0} and purged.rejections == 1
+
+
+def test_the_horizon_is_at_least_a_day(app):
+    refused = app.test_cli_runner().invoke(args=["purge", "--older-than", "0"])
+    assert refused.exit_code == 2 and "0 is not in the range 1<=x<=36500" in refused.output
+
+
+def test_an_unmigrated_base_b_is_said_with_what_to_run(tmp_path):
+    app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.sqlite"))
+    refused = app.test_cli_runner().invoke(args=["purge", "--older-than", "90"])
+    assert refused.exit_code == 1
+    assert "Base B is not migrated to this version: run `flask --app api_service migrate` first" in refused.output
