@@ -5,7 +5,7 @@
 # MySQL/MariaDB Base A, the CDC relay), the change topics, Airflow 3 (api-server, scheduler, dag-processor, triggerer),
 # Prometheus when it is installed, then one run of the base_a_to_base_b DAG. Every process runs in
 # the background in its own process group, with its pid in $PLATFORM_VAR/run and its log in
-# $PLATFORM_VAR/log; `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
+# $PLATFORM_VAR/log (rotated); `make down` stops them. Set API_DATABASE_URL, BASE_A_URL, AIRFLOW_CONN_BASE_A
 # and KAFKA_BOOTSTRAP to use PostgreSQL, MySQL and Kafka instead (see README).
 set -euo pipefail
 # What it writes under $PLATFORM_VAR (the API token, Airflow's JWT secret, Fernet key and admin
@@ -25,7 +25,8 @@ start() {  # name, command...
     echo "$name already running (pid $(cat "$pidfile"))"; return
   fi
   # Its own session: `make down` stops the process group, children included (Airflow's workers).
-  nohup setsid "$@" >"$logs/$name.log" 2>&1 &
+  # Its output goes through a rotation (10 MB x 5), which ends when the process has, after its last words.
+  nohup setsid "$@" > >(python scripts/rotate_log.py "$logs/$name.log") 2>&1 &
   echo $! >"$pidfile"
   echo "started $name (pid $!), log $logs/$name.log"
 }
