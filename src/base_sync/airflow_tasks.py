@@ -334,10 +334,11 @@ def load(entity: str, partitions: list[dict]) -> dict:
             store = VariableStateStore()
             full_refresh = sync.refresh_wanted(entity, base_a, store, bool(params.get("full_refresh")))
             report = sync.load(entity, base_a, api, store, settings, full_refresh)
-        # The mapping this load read with: the commit records it (read then, a mapping deployed between
-        # the two tasks would be recorded over rows mapped the old way, and no refresh would follow).
-        digest = base_a.mapping.digest(entity)
-    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), sync.MAPPING_DIGEST: digest}
+        # The mapping and column definitions this load read with: the commit records them (read then, a
+        # mapping deployed or an ALTER made between the two tasks would be recorded over rows read the
+        # old way, and no refresh would follow).
+        read_with = sync.read_with(entity, base_a)
+    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), **read_with}
 
 
 PARTITIONS_KEY = "partitions"  # in load's XCom: how many key ranges the mapped tasks load (0: none)
@@ -609,7 +610,8 @@ def commit_watermark(
     reports = partitioned.reports_of_plan(entity, current, gathered)
     report, partition_verify = partitioned.combine(LoadReport.from_json(loaded), reports)
     stats = {"run_id": get_current_context()["run_id"], "load": loaded, "verify": verified, "deletes": deleted}
-    stats[sync.MAPPING_DIGEST] = loaded.get(sync.MAPPING_DIGEST)  # what the load mapped with
+    for key in (sync.MAPPING_DIGEST, sync.COLUMN_DEFINITIONS):  # what the load read with
+        stats[key] = loaded.get(key)
     if reports:
         stats |= {
             "load": {**report.to_json(), "replayed": loaded.get("replayed")},

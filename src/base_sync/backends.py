@@ -220,6 +220,18 @@ class LiveColumn(NamedTuple):
     charset: str | None = None  # a text column's character set, 'binary' for a binary string (MySQL)
     clocked: str | None = None  # what the server's clock writes: "DEFAULT", "ON UPDATE" or both (CURRENT_TIMESTAMP)
 
+    @property
+    def definition(self) -> str:
+        """What decides the values the column can hold: its type as the catalogue writes it (length,
+        precision and scale, UNSIGNED, ZEROFILL, an ENUM's or SET's members), NULL or NOT NULL, and a
+        text column's character set. An ALTER changing any of them may rewrite stored values without
+        touching a stamp (`sync.refresh_wanted`). The collation is left out: a new one compares and
+        sorts otherwise but rewrites no value. Recorded with each commit: a change of this text's
+        form makes the next run of every entity a full refresh."""
+        nulls = "NULL" if self.nullable else "NOT NULL"
+        charset = f" CHARACTER SET {self.charset}" if self.charset else ""
+        return f"{self.type_text} {nulls}{charset}"
+
 
 class CascadingKey(NamedTuple):
     """A foreign key whose action changes the rows of the table declaring it (`cascading_keys`)."""

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from base_sync import put_back, rejected_rows
+from base_sync import column_changes, put_back, rejected_rows
 from base_sync.api_client import BaseBApi
 from base_sync.delete_guard import (
     ANY_NUMBER,
@@ -63,18 +63,28 @@ class VerificationError(TerminalError):
 
 
 MAPPING_DIGEST = "mapping_digest"  # in the committed stats: the mapping Base B's rows were made with
+COLUMN_DEFINITIONS = column_changes.COLUMN_DEFINITIONS  # and the definitions of the columns it read
 BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit wrote in Base B (`base_b_went_back`)
 
 
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
     """Whether this run re-reads every row: asked (`full_refresh`), or the entity's mapping changed
     since the last commit, or is not known (a commit by an older version of the platform, which
-    recorded none). Found from outside: a changed value map reached only the rows changed
-    afterwards, and verify (keys and versions) passed with the others still mapped the old way;
-    a mapping changed with the upgrade to the version recording it was never applied."""
-    recorded = store.last_stats(entity).get(MAPPING_DIGEST)
-    if asked or recorded == base_a.mapping.digest(entity):
-        return asked
+    recorded none), or the live definition of a column it reads changed (`column_changes`). Found
+    from outside: a changed value map reached only the rows changed afterwards, and verify (keys and
+    versions) passed with the others still mapped the old way; a mapping changed with the upgrade to
+    the version recording it was never applied; an ALTER rounding a DECIMAL column rewrote every
+    row of Base A, and Base B kept the old values for good."""
+    stats = store.last_stats(entity)
+    recorded = stats.get(MAPPING_DIGEST)
+    if asked:
+        return True
+    if recorded != base_a.mapping.digest(entity):
+        return _mapping_changed(entity, base_a, store, recorded)
+    return _definitions_changed(entity, base_a, stats.get(COLUMN_DEFINITIONS))
+
+
+def _mapping_changed(entity: str, base_a: BaseA, store: StateStore, recorded: str | None) -> bool:
     if recorded is None:
         if store.get(entity) is None:
             return False  # a first load: it reads every row anyway
@@ -91,6 +101,41 @@ def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -
         base_a.mapping.digest(entity),
     )
     return True
+
+
+def _definitions_changed(entity: str, base_a: BaseA, recorded: dict[str, str] | None) -> bool:
+    checked = base_a.require_schema(entity)  # the task's schema check: no catalogue read of its own
+    if recorded is None:
+        # Committed by a version of the platform that recorded no definitions: this run's commit
+        # records them. No full refresh: an upgrade must not re-read every entity at once (an ALTER
+        # made before it stays unseen: README, "Upgrades and rollbacks").
+        log.info(
+            "%s: the last commit recorded no column definitions (an older version of the platform made it): "
+            "this run records them, without a full refresh",
+            entity,
+        )
+        return False
+    changed = column_changes.changes(checked.table, recorded, checked.definitions)
+    if not changed:
+        return False
+    log.warning(
+        "%s: the definition of a column the mapping reads changed since the last commit (%s): an ALTER may have "
+        "rewritten its stored values without touching the cursor, which neither the window nor the key "
+        "comparison sees: this run re-reads every row (a full refresh)",
+        entity,
+        "; ".join(changed),
+    )
+    return True
+
+
+def read_with(entity: str, base_a: BaseA) -> dict:
+    """What the load reads with, for its commit to record (`refresh_wanted` compares the next run's
+    with it): the mapping's digest and the definitions of the columns it reads, as the task's schema
+    check read them, before the first row."""
+    return {
+        MAPPING_DIGEST: base_a.mapping.digest(entity),
+        COLUMN_DEFINITIONS: base_a.require_schema(entity).definitions,
+    }
 
 
 def load(

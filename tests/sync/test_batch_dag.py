@@ -134,6 +134,8 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert "partitions" not in stats(airflow, "articles")  # below SYNC_PARTITION_MIN_ROWS: one piece
     # The mapping the rows were made with: a later run whose mapping differs re-reads every row.
     assert employees["mapping_digest"] == SourceMapping().digest("employees")
+    # And the definitions of the columns it read: a later run finding one changed (an ALTER) re-reads every row.
+    assert employees["column_definitions"]["salary"] == "DECIMAL(12,2) NULL"
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
 

@@ -744,3 +744,103 @@ def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_
     with pytest.raises(sync.VerificationError, match=r"holds the key id = 4 in more than one row"):
         run_once("employees", base_a, api, store)
     assert store.get("employees") is None  # the watermark stays
+
+
+def dag_run(entity, engine, api, store) -> dict:
+    """One batch run as the DAG makes it: a new reader (each task makes one, with its schema check),
+    the full refresh `refresh_wanted` decides, and a commit recording what the load read with."""
+    base_a = BaseA(engine)
+    full_refresh = sync.refresh_wanted(entity, base_a, store, asked=False)
+    report = sync.load(entity, base_a, api, store, SETTINGS, full_refresh)
+    read_with = sync.read_with(entity, base_a)
+    deleted = sync.propagate_deletes(entity, base_a, api, store, SETTINGS, compare_keys=full_refresh)
+    verified = sync.verify(entity, base_a, api, report, SETTINGS)
+    sync.commit(entity, store, report, {"deletes": deleted.to_json(), **read_with})
+    return {"full_refresh": full_refresh, "load": dict(report.counts), "verify": verified.to_json()}
+
+
+def _salaries(base_a_engine, database_url) -> tuple[dict, dict]:
+    """{id: salary} of Base A and of Base B, as numbers (Base B's DECIMAL(12,2) writes 501 as '501.00')."""
+    with base_a_engine.connect() as conn:
+        ours = {key: Decimal(value) for key, value in conn.execute(text("SELECT id, salary FROM employees"))}
+    return ours, {key: Decimal(row[6]) for key, row in synced_rows(database_url, "employees").items()}
+
+
+def test_an_alter_rewriting_a_mapped_columns_values_makes_the_next_run_a_full_refresh(base_a_engine, base_b, caplog):
+    """Found from outside: `MODIFY gehalt DECIMAL(10,0)` rounded every salary in Base A (500.25 to
+    500) with no row event and no stamp touched: no window read the rows, the key comparison (keys and
+    versions) found nothing, and Base B kept 500.25 for good. The changed definition of a column the
+    mapping reads now makes the next run a full refresh; an unmapped column's DDL does not."""
+    api, store = base_b.api(), MemoryStateStore()
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY salary DECIMAL(10,2) NULL"))
+        for key in range(1, 6):
+            conn.execute(
+                text(
+                    "INSERT INTO employees (id, first_name, last_name, email, salary) "
+                    "VALUES (:id, 'Ann', 'Lee', CONCAT('a', :id, '@example.com'), 500.25 + :id)"
+                ),
+                {"id": key},
+            )
+    assert dag_run("employees", base_a_engine, api, store)["load"]["inserted"] == 5
+    assert store.last_stats("employees")[sync.COLUMN_DEFINITIONS]["salary"] == "DECIMAL(10,2) NULL"
+    with base_a_engine.begin() as conn:  # DDL the mapping does not read: the definitions stay
+        conn.execute(text("ALTER TABLE employees ADD COLUMN notiz VARCHAR(20) NULL"))
+    unchanged = dag_run("employees", base_a_engine, api, store)
+    assert not unchanged["full_refresh"] and unchanged["load"].get("extracted", 0) == 0
+
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY salary DECIMAL(10,0) NULL"))
+    ours, theirs = _salaries(base_a_engine, base_b.database_url)
+    assert ours[1] == 501 and theirs[1] == Decimal("501.25")  # rounded in Base A alone
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        mended = dag_run("employees", base_a_engine, api, store)
+    assert mended["full_refresh"] and mended["load"]["updated"] == 5
+    (said,) = [r.getMessage() for r in caplog.records if "definition" in r.getMessage()]
+    assert "employees.salary: DECIMAL(10,2) NULL, now DECIMAL(10,0) NULL" in said
+    assert "a full refresh" in said
+    ours, theirs = _salaries(base_a_engine, base_b.database_url)
+    assert ours == theirs and theirs[1] == 501
+
+    after = dag_run("employees", base_a_engine, api, store)  # the new definition is recorded: once
+    assert not after["full_refresh"] and after["load"].get("extracted", 0) == 0
+
+
+def test_a_commit_without_column_definitions_records_them_without_a_full_refresh(base_a_engine, base_b, caplog):
+    """An upgrade from a version that recorded no column definitions must not re-read every entity:
+    the first run records them, and a later change is found from there on."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 20, seed_value=38)
+    base_a = BaseA(base_a_engine)
+    report = sync.load("employees", base_a, api, store, SETTINGS)
+    older = {sync.MAPPING_DIGEST: base_a.mapping.digest("employees")}  # what an older version recorded
+    sync.commit("employees", store, report, older)
+    with caplog.at_level(logging.INFO, logger="base_sync.sync"):
+        upgraded = dag_run("employees", base_a_engine, api, store)
+    assert not upgraded["full_refresh"] and upgraded["load"].get("extracted", 0) == 0
+    assert "recorded no column definitions" in caplog.text
+    assert store.last_stats("employees")[sync.COLUMN_DEFINITIONS]["salary"] == "DECIMAL(12,2) NULL"
+
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY salary DECIMAL(12,0) NULL"))
+    ours, theirs = _salaries(base_a_engine, base_b.database_url)
+    assert ours != theirs  # cents rounded away in Base A alone
+    assert dag_run("employees", base_a_engine, api, store)["full_refresh"]
+    ours, theirs = _salaries(base_a_engine, base_b.database_url)
+    assert ours == theirs and len(ours) == 20
+
+
+def test_the_embedded_sqlite_base_a_records_its_column_definitions(tmp_path, base_b):
+    """The definitions come through the backend (PRAGMA table_info on SQLite): the same comparison."""
+    engine = source_engine(f"sqlite:///{tmp_path}/base_a.sqlite")
+    create_schema(engine)
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(engine, "employees", 10, seed_value=39)
+    dag_run("employees", engine, api, store)
+    assert store.last_stats("employees")[sync.COLUMN_DEFINITIONS]["salary"] == "NUMERIC(12, 2) NULL"
+    assert not dag_run("employees", engine, api, store)["full_refresh"]
+    stats = store.last_stats("employees")
+    retyped = {**stats[sync.COLUMN_DEFINITIONS], "salary": "NUMERIC(12, 4) NULL"}  # as recorded before a retype
+    store.set("employees", store.get("employees"), {**stats, sync.COLUMN_DEFINITIONS: retyped})
+    assert dag_run("employees", engine, api, store)["full_refresh"]
+    engine.dispose()

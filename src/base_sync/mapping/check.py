@@ -26,7 +26,9 @@ relay publishes none of its changes and the batch sync alone carries it.
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
 run fails the next one, before anything is written. A type change the mapping still reads the same
-way (INT to BIGINT, VARCHAR(50) to VARCHAR(100)) is no drift. Columns the mapping does not read
+way (INT to BIGINT, VARCHAR(50) to VARCHAR(100)) is no drift, yet it makes the next run a full refresh
+(`EntityCheck.definitions`, `sync.refresh_wanted`): an ALTER may rewrite stored values without a row
+event or a stamp (DECIMAL(10,2) to DECIMAL(10,0)). Columns the mapping does not read
 (nor its row filter names) are reported, never read: a new column in Base A changes nothing.
 """
 
@@ -137,6 +139,9 @@ class EntityCheck:
     numbers: frozenset[str] = frozenset()
     # The live DATETIME, TIMESTAMP and TIME columns: `render` writes their text as `apply` does.
     times: frozenset[str] = frozenset()
+    # {column: its live definition} of the columns the mapping reads or its filter names, in table
+    # order: a changed one makes the next batch run a full refresh (`sync.refresh_wanted`).
+    definitions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -278,6 +283,7 @@ def _check_entity(
     read = {c for use in result.uses for c in use.columns}
     in_filter = set(re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", spec.filter or ""))
     result.unmapped = [c.name for c in columns if c.name not in read and c.name not in in_filter]
+    result.definitions = {c.name: c.definition for c in columns if c.name in read or c.name in in_filter}
     return result
 
 
