@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from base_sync.delete_log_triggers import IN_PLACE, STALE
 from base_sync.mapping import SourceMapping
+from base_sync.metrics import delete_log_samples
 from base_sync.source import BaseA
 from base_sync.state import MemoryStateStore
 from tests.sync import test_source_check as legacy
@@ -109,6 +110,9 @@ def test_a_table_swap_leaves_the_log_stale_and_the_batch_compares_keys(
     found = BaseA(root, mapping).delete_log_state("employees")
     assert found.status == STALE
     assert "mitarbeiter_log_delete is on _mitarbeiter_del, not on mitarbeiter" in found.reason
+    assert delete_log_samples("employees", found.status == STALE) == [  # the load's gauge (alert DeleteLogStale)
+        ("gauge", "base_sync.delete_log_stale.employees", 1.0)
+    ]
     caplog.clear()
     swapped = run_once("employees", BaseA(root, mapping), api, store)["deletes"]
     assert "suspect_buckets" in swapped and swapped["deleted"] == 1  # was: 0, the log trusted
