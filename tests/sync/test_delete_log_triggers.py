@@ -159,3 +159,28 @@ def test_a_trigger_under_another_name_that_does_the_same_is_in_place(root, legac
     for event, body in bodies.items():
         _run(root, f"CREATE TRIGGER tr_{event.lower()}_gho AFTER {event} ON mitarbeiter FOR EACH ROW {body}")
     assert BaseA(root, mapping).delete_log_state("employees").status == IN_PLACE
+
+
+def test_a_renamed_timestamp_cursor_the_trigger_logs_makes_the_log_stale(root, legacy_url, mapping_file):
+    """A cursor of `timestamp` columns only: the triggers log OLD.<cursor> as the version, so renaming
+    that column breaks the owners' DELETEs too; a mapping that follows the rename alone passes its
+    check, and the log is stale until the install recreates the triggers."""
+    _run(root, "ALTER TABLE mitarbeiter ADD COLUMN geaendert_ts TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP")
+    cursor = "cursor: [{column: geaendert_am, type: datetime}, {column: angelegt_am, type: datetime}]"
+    stamped = "cursor: [{column: geaendert_ts, type: timestamp}]"
+    mapping_file.write_text(MAPPING.replace(cursor, stamped))
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    _run(root, "ALTER TABLE mitarbeiter RENAME COLUMN geaendert_ts TO updated_ts")
+    with pytest.raises(OperationalError, match="Unknown column 'geaendert_ts' in 'OLD'"):
+        _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    mapping_file.write_text(MAPPING.replace(cursor, stamped.replace("geaendert_ts", "updated_ts")))
+    stale = _base_a("check", "--mapping", str(mapping_file), url=legacy_url)
+    assert stale.returncode == 1  # was: ok
+    names = "mitarbeiter_log_delete on mitarbeiter names OLD.geaendert_ts, which mitarbeiter no longer has"
+    assert names in stale.stderr
+    again = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert again.returncode == 0, again.stderr
+    _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    with root.connect() as conn:
+        assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
