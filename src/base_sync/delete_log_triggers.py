@@ -105,7 +105,7 @@ class DeleteLogState:
     table: str
     status: str
     reason: str = ""
-    log_table: bool = True  # whether `delete_log` itself is there (a stale log may still be read)
+    log_table: bool = True  # whether `delete_log` itself is there (triggers writing to none fail every DELETE)
     replace: list[LiveTrigger] = field(default_factory=list)
     missing: list[WantedTrigger] = field(default_factory=list)
 
@@ -173,11 +173,10 @@ def _unreadable(trigger: LiveTrigger, columns: dict[str, set[str]], names: Serve
     lacking = sorted({c for c in row_columns(trigger.body) if c.lower() not in held})
     if not lacking:
         return None
-    writes = "DELETE" if trigger.event.upper() == "DELETE" else trigger.event.upper()
     named = ", ".join(f"OLD.{c}" for c in lacking)
     return (
         f"{trigger.name} on {trigger.table} names {named}, which {trigger.table} no longer has (a column "
-        f"renamed or dropped): every {writes} on {trigger.table} fails with "
+        f"renamed or dropped): every {trigger.event.upper()} on {trigger.table} fails with "
         f"Unknown column '{lacking[0]}' in 'OLD', Base A's own writes included"
     )
 
