@@ -42,6 +42,7 @@ from base_sync import delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import BACKENDS, backend_named
 from base_sync.debezium import Topics
+from base_sync.delete_log_triggers import STALE
 from base_sync.errors import ConfigurationError, TerminalError, TransientError
 from base_sync.mapping.cascades import cascade_warnings
 from base_sync.reports import LoadReport, Partition, PartitionReport
@@ -160,6 +161,7 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
                     ", ".join(checked.unmapped),
                 )
             _emit(metrics.schema_samples(entity, checked.unmapped))
+            _emit(metrics.delete_log_samples(entity, base_a.delete_log_state(entity).status == STALE))
             for warning in cascade_warnings(base_a.engine, base_a.mapping, backend, [entity]):
                 log.warning("%s", warning)
         api = _api(settings, "batch")

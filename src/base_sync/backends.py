@@ -155,6 +155,14 @@ class BaseABackend:
         differs in case only, which the server tells apart: {the mapping's name: the database's}."""
         return {}
 
+    def live_triggers(self, conn: Connection) -> list[LiveTrigger]:
+        """The triggers of Base A's database this account may see (`sees_triggers_on`)."""
+        raise NotImplementedError
+
+    def server_names(self, conn: Connection) -> ServerNames:
+        """How the server compares table names (SQLite: as written)."""
+        return ServerNames()
+
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         """Whether this account would see a trigger on `table` in `triggers_query` (False: one missing
         there may still exist)."""
@@ -231,6 +239,16 @@ class LiveColumn(NamedTuple):
         nulls = "NULL" if self.nullable else "NOT NULL"
         charset = f" CHARACTER SET {self.charset}" if self.charset else ""
         return f"{self.type_text} {nulls}{charset}"
+
+
+class LiveTrigger(NamedTuple):
+    """One trigger as the database's catalogue shows it now (its table follows a RENAME TABLE)."""
+
+    name: str
+    table: str
+    timing: str  # BEFORE, AFTER
+    event: str  # INSERT, UPDATE, DELETE
+    body: str  # what follows FOR EACH ROW
 
 
 class CascadingKey(NamedTuple):
@@ -491,6 +509,18 @@ class MySQLBaseA(BaseABackend):
 
         return engine
 
+    def server_names(self, conn: Connection) -> ServerNames:
+        return ServerNames.of(conn)
+
+    def live_triggers(self, conn: Connection) -> list[LiveTrigger]:
+        rows = conn.execute(
+            text(
+                "SELECT trigger_name, event_object_table, action_timing, event_manipulation, action_statement "
+                "FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+            )
+        )
+        return [LiveTrigger(*row) for row in rows]
+
     def sees_triggers_on(self, conn: Connection, table: str) -> bool:
         # information_schema.triggers lists a trigger only to an account holding the TRIGGER
         # privilege on its table (globally, on the database or on the table): a SELECT-only one sees none.
@@ -658,6 +688,15 @@ def _names(listed: str) -> tuple[str, ...]:
     return tuple(_unquote(name) for name in _NAME.findall(listed))
 
 
+# CREATE TRIGGER [IF NOT EXISTS] name [BEFORE|AFTER|INSTEAD OF] event [OF cols] ON table [FOR EACH ROW] body
+_SQLITE_TRIGGER = re.compile(
+    r"\s*CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?\S+\s+"
+    r"(?P<timing>BEFORE|AFTER|INSTEAD\s+OF)?\s*(?P<event>DELETE|INSERT|UPDATE)\b(?:\s+OF\s+.*?)?\s+ON\s+\S+\s+"
+    r"(?:FOR\s+EACH\s+ROW\s+)?(?P<body>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 class SQLiteBaseA(BaseABackend):
     name = "sqlite"
     key_type = Integer
@@ -713,6 +752,17 @@ class SQLiteBaseA(BaseABackend):
             f"UPDATE {name} SET updated_at = {_SQLITE_NOW.replace('%', '%%')} WHERE id = NEW.id; END"
         )
         event.listen(table, "after_create", touch)
+
+    def live_triggers(self, conn: Connection) -> list[LiveTrigger]:
+        # SQLite keeps the CREATE TRIGGER text (rewritten by an ALTER TABLE RENAME): read it back.
+        found = []
+        rows = conn.exec_driver_sql("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        for name, table, sql in rows:
+            parts = _SQLITE_TRIGGER.match(sql or "")
+            if parts:
+                timing = " ".join((parts["timing"] or "BEFORE").upper().split())
+                found.append(LiveTrigger(name, table, timing, parts["event"].upper(), parts["body"]))
+        return found
 
     def trigger_body(self, statement: str, when: str | None = None) -> str:
         block = f"BEGIN {statement}; END"  # SQLite wants a block, and has WHEN instead of IF

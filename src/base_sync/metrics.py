@@ -72,6 +72,12 @@ def schema_samples(entity: str, unmapped: list[str]) -> list[tuple[str, str, flo
     return [("gauge", f"base_sync.source_unmapped_columns.{entity}", len(unmapped))]
 
 
+def delete_log_samples(entity: str, stale: bool) -> list[tuple[str, str, float]]:
+    """1 while the entity's delete-log triggers no longer match their table (`delete_log_triggers`):
+    the batch compares every key, and a trigger naming a missing column fails Base A's own writes."""
+    return [("gauge", f"base_sync.delete_log_stale.{entity}", 1.0 if stale else 0.0)]
+
+
 def peak_rss_bytes() -> int | None:
     """This process's peak resident memory (Linux's VmHWM, which starts anew at exec: getrusage's
     ru_maxrss would carry the peak of the process it was forked from); None where /proc has none."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 
@@ -17,6 +17,8 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.chunking import bounded_chunks, measure_of
+from base_sync.delete_log_triggers import ABSENT, IN_PLACE, UNSEEN, DeleteLogState
+from base_sync.delete_log_triggers import state as trigger_state
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
@@ -24,7 +26,7 @@ from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
 from base_sync.records import utc
 from base_sync.settings import API_TIMEOUT, CHUNK_BYTES
-from base_sync.source_schema import DELETE_LOG, build_tables, delete_trigger_name, existing_triggers
+from base_sync.source_schema import DELETE_LOG, build_tables
 from baseab_contract.bulk_format import SOURCE_ID, VERSION
 from baseab_contract.entities import ENTITIES
 from baseab_contract.version_digest import VersionDigest, bucket_digests, version_window, window_digest
@@ -361,17 +363,16 @@ class BaseA:
         with self.engine.connect() as conn:
             return set(conn.execute(statement).scalars())
 
-    def logs_deletes(self, entity: str) -> bool | None:
-        """Whether Base A's delete trigger on the entity's mapped table is in place (see source_schema);
-        None when this account cannot see triggers (no TRIGGER privilege) but the delete log is there."""
-        table = self.mapping.table_of(entity)
-        if delete_trigger_name(table) in existing_triggers(self.engine):
-            return True
+    def delete_log_state(self, entity: str) -> DeleteLogState:
+        """The entity's delete log as it is now (`delete_log_triggers.state`: its triggers judged by
+        their table, event and statement, not their names); UNSEEN when this account cannot see
+        triggers (no TRIGGER privilege) but the delete log is there."""
         with self.engine.connect() as conn:
-            if self.backend.sees_triggers_on(conn, table):
-                return False
+            found = trigger_state(conn, self.backend, self.mapping, entity)
+            if found.status != ABSENT or self.backend.sees_triggers_on(conn, found.table):
+                return found
         try:
-            return None if inspect(self.engine).has_table(DELETE_LOG) else False
+            return replace(found, status=UNSEEN) if inspect(self.engine).has_table(DELETE_LOG) else found
         except DBAPIError as error:
             if not self.backend.lacks_privilege(error):  # the server away, a limit: not a missing grant
                 raise
@@ -385,7 +386,12 @@ class BaseA:
                 DELETE_LOG,
                 error.orig,
             )
-            return False
+            return found
+
+    def logs_deletes(self, entity: str) -> bool | None:
+        """Whether Base A's delete log of the entity may be trusted: its triggers in place (True), not
+        (False: absent or stale), or hidden from this account while the log is there (None)."""
+        return {IN_PLACE: True, UNSEEN: None}.get(self.delete_log_state(entity).status, False)
 
     def deletes_after(
         self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None

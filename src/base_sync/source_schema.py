@@ -12,6 +12,8 @@ proportional to the deletes, instead of comparing every key on both sides.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -24,10 +26,20 @@ from sqlalchemy import (
 )
 
 from base_sync.backends import BaseABackend, backend_of
+from base_sync.delete_log_triggers import (
+    DELETE_LOG,
+    STALE,
+    DeleteLogState,
+    entity_triggers,
+    row_columns,
+    state,
+)
+from base_sync.errors import ConfigurationError
+from base_sync.mapping import IDENTITY_MAPPING
 from baseab_contract.entities import ENTITIES, Entity
 from baseab_contract.sql_types import sql_type
 
-DELETE_LOG = "delete_log"
+log = logging.getLogger(__name__)
 
 
 def build_tables(backend: BaseABackend) -> tuple[MetaData, dict[str, Table]]:
@@ -72,43 +84,53 @@ def _delete_log(metadata: MetaData, backend: BaseABackend) -> Table:
     return table
 
 
-def delete_trigger_name(table: str) -> str:
-    """The delete-log trigger of a source table (named after the table: an entity's mapped table
-    may differ from the platform's own table of the same entity in one database)."""
-    return f"{table}_log_delete"
-
-
-def key_change_trigger_name(table: str) -> str:
-    """The trigger logging the old key of an UPDATE that changes a row's key: for Base B that key
-    is gone as surely as a deleted one (Debezium's MySQL connector emits a delete for it too)."""
-    return f"{table}_log_key_change"
-
-
-def log_triggers(table: str, entity: str, key: str, version: str, backend: BaseABackend) -> dict[str, str]:
-    """{name: CREATE TRIGGER} of the triggers that write a table's vanished keys to the delete log:
-    the key of a deleted row, and the old key of a row whose key an UPDATE changed, each with
-    `version` (an expression over OLD) as the version the delete carries."""
-    logged = f"INSERT INTO {DELETE_LOG} (entity, id, updated_at) VALUES ('{entity}', OLD.{key}, {version})"
-    # A nullable key column: a row without a key was never synced, and the log's id may not be NULL
-    # (the owner's DELETE would fail). A key set to NULL is gone from Base B like a changed one.
-    keyed = f"OLD.{key} IS NOT NULL"
-    changed = f"{keyed} AND (NEW.{key} IS NULL OR OLD.{key} <> NEW.{key})"
-    return {
-        delete_trigger_name(table): f"CREATE TRIGGER {delete_trigger_name(table)} AFTER DELETE ON {table} "
-        f"FOR EACH ROW {backend.trigger_body(logged, when=keyed)}",
-        key_change_trigger_name(table): f"CREATE TRIGGER {key_change_trigger_name(table)} AFTER UPDATE ON {table} "
-        f"FOR EACH ROW {backend.trigger_body(logged, when=changed)}",
-    }
-
-
-def _create_missing(engine: Engine, triggers: dict[str, str]) -> list[str]:
-    """Create those of `triggers` Base A lacks; the names of all of them."""
-    present = set(existing_triggers(engine))
+def _reconcile(engine: Engine, mapping, entities: list[str]) -> list[str]:
+    """Create each entity's delete-log triggers where none matches (`delete_log_triggers.state`),
+    dropping first a stale one of the same name (trigger names are unique in a database: one a table
+    swap took along sits on the old table) or one that breaks the table's writes; the names of all
+    the wanted triggers. A trigger naming a column the table lacks is refused before any DDL."""
+    backend = backend_of(engine)
+    with engine.connect() as conn:
+        states = [state(conn, backend, mapping, entity) for entity in entities]
+        live = backend.live_columns(conn, [s.table for s in states])
+    for found in states:
+        _require_columns(found, live.get(found.table))
     with engine.begin() as conn:
-        for name, create in triggers.items():
-            if name not in present:
-                conn.execute(text(create))
-    return list(triggers)
+        for found in states:
+            for trigger in found.replace:
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger.name}"))
+            for wanted in found.missing:
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {wanted.name}"))  # a stale one of this name
+                conn.execute(text(wanted.create))
+            created = ", ".join(w.name for w in found.missing)
+            if found.status == STALE:
+                dropped = ", ".join(f"{t.name} on {t.table}" for t in found.replace) or "none"
+                log.warning(
+                    "%s: replaced the stale delete-log triggers on %s (dropped: %s; created: %s) because %s",
+                    found.entity,
+                    found.table,
+                    dropped,
+                    created,
+                    found.reason,
+                )
+            elif found.missing:
+                log.info("%s: created %s on %s", found.entity, created, found.table)
+    return [w.name for entity in entities for w in entity_triggers(mapping, entity, backend)]
+
+
+def _require_columns(found: DeleteLogState, columns) -> None:
+    """Refuse to create a trigger naming a column the table lacks: MySQL would refuse it too, and the
+    owners must hear which mapping column to fix first."""
+    held = {c.name.lower() for c in columns or []}
+    for wanted in found.missing:
+        lacking = [c for c in row_columns(wanted.body) if c.lower() not in held]
+        if columns is None or lacking:
+            what = f"no column {', '.join(lacking)}" if columns is not None else "no such table"
+            raise ConfigurationError(
+                f"{found.entity}: {found.table} has {what}, which the mapping names (key or cursor): fix the "
+                f"mapping first (`base-a check`), then run `base-a install-delete-log` again"
+                + (f" (the triggers now: {found.reason})" if found.reason else "")
+            )
 
 
 def create_schema(engine: Engine) -> dict[str, Table]:
@@ -116,37 +138,21 @@ def create_schema(engine: Engine) -> dict[str, Table]:
     backend = backend_of(engine)
     metadata, tables = build_tables(backend)
     metadata.create_all(engine)
-    triggers = {}
-    for entity in ENTITIES:
-        triggers |= log_triggers(entity, entity, "id", "OLD.updated_at", backend)
-    _create_missing(engine, triggers)
+    _reconcile(engine, IDENTITY_MAPPING, list(ENTITIES))
     return tables
 
 
 def install_delete_log(engine: Engine, mapping, entities: list[str]) -> list[str]:
     """The operator's opt-in on a Base A the platform did not create (`base-a install-delete-log`):
     the `delete_log` table and, on each entity's mapped table, the triggers writing the entity, the
-    vanished key (deleted, or changed by an UPDATE) and a version. Nothing else ever runs DDL on
-    such a Base A. Running it again adds what is missing (a trigger a later version added).
-
-    The version is the row's UTC cursor when it is a TIMESTAMP (as the platform's own trigger logs
-    it), else the time of the delete (`now_sql`): a local DATETIME's wall time cannot become UTC in a
-    trigger portably, and the delete's time is at or after any version the row had, unless its stamp
-    lies in the future: that version beats the delete, and the row stays in Base B until the key
-    comparison (the run warns, naming the key: `sync._warn_held_newer`). A row whose cursor is NULL gets
-    the delete's time too, so a trigger never makes the owner's DELETE fail."""
+    vanished key (deleted, or changed by an UPDATE) and a version (`delete_log_triggers.entity_triggers`).
+    Nothing else ever runs DDL on such a Base A. Running it again adds what is missing (a trigger a
+    later version added) and replaces what no longer matches: a trigger a table swap took along to
+    the old table, one naming a column renamed or dropped since, one the mapping now wants otherwise."""
     backend = backend_of(engine)
     metadata, _ = build_tables(backend)
     metadata.tables[DELETE_LOG].create(engine, checkfirst=True)
-    triggers = {}
-    for entity in entities:
-        spec = mapping.spec.entities[entity]
-        stamps = [s.column for s in spec.cursor or [] if s.type == "timestamp"]
-        version = backend.now_sql
-        if stamps and len(stamps) == len(spec.cursor or []):
-            version = f"COALESCE({', '.join(f'OLD.{c}' for c in stamps)}, {backend.now_sql})"
-        triggers |= log_triggers(spec.table, entity, spec.key, version, backend)
-    return _create_missing(engine, triggers)
+    return _reconcile(engine, mapping, entities)
 
 
 def existing_triggers(engine: Engine) -> list[str]:

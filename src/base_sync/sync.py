@@ -31,6 +31,7 @@ from base_sync.delete_guard import (
     MassDeleteBlocked,
     PlannedDeletes,
 )
+from base_sync.delete_log_triggers import ABSENT, IN_PLACE, STALE, UNSEEN, DeleteLogState
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
@@ -561,8 +562,8 @@ def _find_deletes(
     last = store.last_stats(entity).get("deletes") or {}
     position = Cursor.from_json(last.get("log_position"))
     compared_at = last.get("keys_compared_at")
-    logged = base_a.logs_deletes(entity)
-    reason, due = _why_compare_keys(entity, settings, logged, compare_keys, position, compared_at)
+    log_state = base_a.delete_log_state(entity)
+    reason, due = _why_compare_keys(entity, settings, log_state, compare_keys, position, compared_at)
     went_back = base_b_went_back(entity, api, store)
     if went_back:
         reason, due = (f"{reason}; {went_back}" if reason else went_back), True
@@ -587,7 +588,10 @@ def _find_deletes(
     reasons: dict[str, str] = {}
     held_newer: list[HeldNewer] = []
     reached, read, first_run = None, 0, False
-    if logged is not False:  # in place, or hidden from this account while the log is there
+    # In place, or hidden from this account while the log is there. Not a stale log: as without one, the
+    # key comparison finds every delete, and the position is dropped, so the first run after the triggers
+    # are mended compares keys once more (the deletes made before they were, which nothing logged).
+    if log_state.status in (IN_PLACE, UNSEEN):
         if position is None:  # the first run: the key comparison below covers the past
             reached, first_run = Cursor(base_a.now(), 0), True
         else:
@@ -722,20 +726,26 @@ def _warn_held_newer(entity: str, base_a: BaseA, held_newer: list[HeldNewer]) ->
 def _why_compare_keys(
     entity: str,
     settings: SyncSettings,
-    logged: bool | None,
+    log_state: DeleteLogState,
     asked: bool,
     position: Cursor | None,
     compared_at: str | None,
 ) -> tuple[str | None, bool]:
     """Why this run compares every key (None: it does not), and whether it compares the versions too:
     when asked, on the first run and once every SYNC_KEY_CHECK_HOURS, the safety net for what the
-    window cannot see (a commit later than the run that read its window). Without a delete log every
-    run compares keys, the versions only as often."""
-    if logged is False:
-        log.warning("%s: Base A has no delete trigger on this table; every run compares every key", entity)
+    window cannot see (a commit later than the run that read its window). Without a delete log in
+    place (absent, or stale: its triggers no longer match their table) every run compares keys, the
+    versions only as often."""
+    if log_state.status in (ABSENT, STALE):
+        if log_state.status == ABSENT:
+            log.warning("%s: Base A has no delete trigger on this table; every run compares every key", entity)
+            why = "no delete log"
+        else:
+            _warn_stale(log_state)
+            why = f"delete log stale: {log_state.reason}"
         due = _comparison_due(settings, asked, compared_at)
-        return (f"no delete log; {due}" if due else "no delete log"), due is not None
-    if logged is None:
+        return (f"{why}; {due}" if due else why), due is not None
+    if log_state.status == UNSEEN:
         log.warning(
             "%s: this Base A account cannot see triggers (MySQL shows them only with the TRIGGER privilege): "
             "the delete log is trusted, and every key is still compared once every SYNC_KEY_CHECK_HOURS",
@@ -743,6 +753,18 @@ def _why_compare_keys(
         )
     due = "first run" if position is None and not asked else _comparison_due(settings, asked, compared_at)
     return due, due is not None
+
+
+def _warn_stale(log_state: DeleteLogState) -> None:
+    log.warning(
+        "%s: BASE A'S DELETE LOG ON %s IS STALE, not trusted: %s. Every run compares every key until it is "
+        "mended, so no delete is missed. A trigger naming a column its table no longer has makes Base A's own "
+        "DELETEs (and UPDATEs) on that table fail: run `base-a install-delete-log` (an account allowed to create "
+        "triggers) to recreate the triggers from the mapping; `base-a check` names the same",
+        log_state.entity,
+        log_state.table,
+        log_state.reason,
+    )
 
 
 def base_b_went_back(entity: str, api: BaseBApi, store: StateStore) -> str | None:

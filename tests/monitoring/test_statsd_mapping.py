@@ -108,6 +108,8 @@ def test_batch_metrics_not_in_the_capture_map_too():
         {"entity": "articles"},
     )
     assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
+    stale = ("base_sync_delete_log_stale", {"entity": "employees"})
+    assert apply("airflow.base_sync.delete_log_stale.employees") == stale
     assert apply("airflow.base_sync.task_peak_rss_bytes.employees.load_partition") == (
         "base_sync_task_peak_rss_bytes",
         {"entity": "employees", "task": "load_partition"},

@@ -116,6 +116,9 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert "employees: the load was partitioned: each of the 3 load_partition tasks verified its key range" in log
     assert statsd.sum("airflow.base_sync.rows.batch.articles.extracted") == 600
     assert any(line.startswith("airflow.base_sync.watermark_lag_seconds.employees:") for line in statsd.lines)
+    # `base-a init`'s delete-log triggers match their tables: not stale (alert DeleteLogStale).
+    stale = [line for line in statsd.lines if line.startswith("airflow.base_sync.delete_log_stale.employees:")]
+    assert stale and all(float(line.split(":")[1].split("|")[0]) == 0 for line in stale), stale
     # Each task body reports its process's peak memory. `dags test` runs every task in one process with
     # Airflow's own loop: this bounds a task's peak under an executor from above.
     peaks = {

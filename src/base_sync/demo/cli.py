@@ -33,6 +33,8 @@ from sqlalchemy import inspect
 
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
+from base_sync.delete_log_triggers import STALE, DeleteLogState, stale_remedy
+from base_sync.delete_log_triggers import state as trigger_state
 from base_sync.demo import event_maker, generate, legacy
 from base_sync.errors import ApiError, TerminalError
 from base_sync.mapping import MappingError, SourceMapping
@@ -209,7 +211,19 @@ def _check(engine, args) -> int:
         _say("base-a check", f"warning: {warning}", mapping, ("entities", entity, "table"))
     for problem in checked.problems:
         _say("base-a check", str(problem), mapping, problem.where)
-    return 1 if checked.problems else 0
+    stale = _stale_delete_logs(engine, mapping, backend_for_url(args.url), found)
+    for log_state in stale:
+        where = ("entities", log_state.entity, "table")
+        _say("base-a check", f"{log_state.entity}: {stale_remedy(log_state)}", mapping, where)
+    return 1 if checked.problems or stale else 0
+
+
+def _stale_delete_logs(engine, mapping, backend, entities: list[str]) -> list[DeleteLogState]:
+    """The entities whose delete-log triggers no longer match their table (none where it was never
+    installed, or where this account sees no triggers)."""
+    with engine.connect() as conn:
+        states = [trigger_state(conn, backend, mapping, entity) for entity in entities]
+    return [s for s in states if s.status == STALE]
 
 
 _LOCATED = re.compile(r"(?P<where>[^\s:][^:]*:\d+:\d+): (?P<said>.*)", re.DOTALL)
