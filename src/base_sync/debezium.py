@@ -557,7 +557,11 @@ def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, sour
     """The mapping's bulk record of the row, its refusal with the reasons, or a soft delete."""
     missing = [c for c in view.source_columns if c not in image]
     if missing:
-        raise BadEvent(f"`after` lacks columns the mapping reads: {', '.join(missing)}")
+        raise BadEvent(
+            f"`after` lacks columns the mapping reads: {', '.join(missing)} (renamed or dropped in "
+            f"{view.spec.table}? `base-a check` names them, and the batch sync refuses the entity until the mapping "
+            "follows)"
+        )
     if view.is_deleted(row):
         return _delete(entity, key, op, row, view, commit, source_ms, "after", coarse)
     if not view.has_cursor and commit is None:

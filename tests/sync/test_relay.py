@@ -862,6 +862,60 @@ def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
     assert "the key of the mapped t is an integer type now" in relay.log.read_text()
 
 
+KEY_MISSING_METRIC = 'relay_unpublished_statements_total{kind="key_missing",table="t"}'
+
+
+def test_a_mapped_tables_key_column_renamed_away_is_not_published_and_said_by_name(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """`ALTER TABLE t RENAME COLUMN nr TO id`: each change became an incomplete change saying
+    `KeyError: 'nr'` and "the batch sync carries the row", key unknown, while the batch refused the
+    entity (no such column). Now nothing of it is published, one line names the table, the key
+    column and what to do, each row event is counted; once the column is back, it is published."""
+    ddl = ["CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+
+    def published() -> list:
+        found = read_topic(kafka_bootstrap, topics.topic("employees"))
+        return [(c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1, '2026-01-01', 'a'), (2, '2026-01-01', 'b')"))
+        relay_messages(kafka_bootstrap, topics.topic("employees"), 2)
+        metric_line(relay, f"{KEY_MISSING_METRIC} 0.0")  # the series starts at 0, so the first is an increase
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN nr TO id"))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE t SET name = 'x', geaendert = '2026-01-02' WHERE id = 1"))
+            conn.execute(text("DELETE FROM t WHERE id = 2"))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN id TO NR"))  # the name in another case
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (3, '2026-01-03', 'c')"))
+        metric_line(relay, f"{KEY_MISSING_METRIC} 3.0")  # each row event
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN NR TO nr"))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (4, '2026-01-04', 'd')"))
+        wait_for(lambda: ("c", 4) in published(), 30, "the insert after the key column came back")
+        time.sleep(1)
+        found = published()
+    finally:
+        relay.stop()
+        engine.dispose()
+    assert sorted(found) == [("c", 1), ("c", 2), ("c", 4)], found
+    log = relay.log.read_text()
+    warnings = key_warnings(relay)
+    assert len(warnings) == 2, warnings
+    assert "MAPPED TABLE t IS NOT PUBLISHED, it has no column nr (the mapping's key): employees: t.nr: " in warnings[0]
+    assert "found no such column by the binlog's table map. Renamed or dropped in Base A?" in warnings[0]
+    assert "Write the key column's name as `key` of employees in the mapping file (`base-a check`" in warnings[0]
+    assert "found no such column (the table spells it 'NR': write that) by the binlog's table map" in warnings[1]
+    assert "the mapped t has its key column nr again: its changes are published" in log
+    assert "KeyError" not in log and "INCOMPLETE" not in log and "carries the row" not in log
+
+
 def test_a_relay_whose_password_goes_beyond_ascii_streams(base_a_url, kafka_bootstrap, tmp_path):
     """PyMySQL, which reads the binlog, encodes a str password latin-1: a password with € failed with
     UnicodeEncodeError, one with ä was a wrong password (1045), where the batch's account signed in."""

@@ -115,7 +115,8 @@ UNPUBLISHED = Counter(
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
     "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
     "cascades into the table): the batch sync must carry them; and each row event of a mapped table whose "
-    "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too)",
+    "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too) "
+    "or that has no column the mapping's key (kind key_missing: renamed or dropped; fix the mapping's key)",
     ["table", "kind"],
     registry=REGISTRY,
 )
@@ -186,6 +187,8 @@ def transient(error: BaseException) -> bool:
 
 CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
 KEY_TYPE = "key_type"  # its kind of a row event of a mapped table whose key is no integer (`_key_refused`)
+KEY_MISSING = "key_missing"  # its kind of a row event of a mapped table without the key column (renamed, dropped)
+KEY_COLUMN = "the column the mapping names as its key"
 FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
 
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
@@ -557,7 +560,10 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
-        kinds = (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE, KEY_TYPE)
+        kinds = (
+            *(statements.DML, statements.RENAME, statements.DROP, statements.PARTITION),
+            *(TOO_LARGE, CASCADE, KEY_TYPE, KEY_MISSING),
+        )
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
             for kind in kinds:
                 UNPUBLISHED.labels(table, kind)
@@ -568,7 +574,8 @@ class Relay:
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
-        self.key_refused: dict[str, str] = {}  # {table: its key's type, no integer, at its last row event}
+        # {table: why its key is refused at its last row event (a type, no integer; or no such column)}
+        self.key_refused: dict[str, str] = {}
         self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.failure: str | None = None  # why the relay stops on its own (`failed`): it exits non-zero
@@ -1130,14 +1137,17 @@ class Relay:
         event is not published, and counted (`relay_unpublished_statements_total{kind="key_type"}`);
         one warning line when a table's key turns to such a type, one when it is an integer again (an
         ALTER). The table map is the table as it was at the event: information_schema, read now, may
-        already be past an ALTER the relay has not reached. A key column the table map does not name
-        (no column names, the column dropped or renamed) is left to the row's reading
-        (`rows.row_changes`: an incomplete change), and says nothing of the key's type."""
+        already be past an ALTER the relay has not reached. A table map without column names is left
+        to the row's reading (`rows.row_changes`: an incomplete change, binlog_row_metadata); one that
+        names no key column is `_key_missing`."""
         column = next((c for c in event.columns if c.name == key_column), None)
         if column is None:
-            return False
+            return self._key_missing(event, table, entity, key_column)
         if integer_column(column):
-            if self.key_refused.pop(table, None) is not None:
+            refused = self.key_refused.pop(table, None)
+            if refused is not None and refused.startswith("no such column"):
+                log.warning("the mapped %s has its key column %s again: its changes are published", table, key_column)
+            elif refused is not None:
                 log.warning("the key of the mapped %s is an integer type now: its changes are published", table)
             return False
         found = binlog_type(column)
@@ -1151,6 +1161,33 @@ class Relay:
                 problem,
             )
         UNPUBLISHED.labels(table, KEY_TYPE).inc()
+        return True
+
+    def _key_missing(self, event, table: str, entity: str, key_column: str) -> bool:
+        """Whether the row event is of a mapped table whose table map names no column the mapping's
+        key (renamed or dropped by Base A's owners): its rows' keys are unknown, so no change of it is
+        published; counted (`kind="key_missing"`), one warning line when it starts. The batch refuses
+        the entity at the same time (`SchemaDriftError`): nothing carries the rows until the mapping's
+        `key` names the column again, when the batch's first run re-reads every row. Read as a row
+        change, each was an incomplete change saying `KeyError` and, falsely, that the batch carries it."""
+        names = [c.name for c in event.columns]
+        if None in names:
+            return False  # no column names at all: `rows.row_changes` says so (binlog_row_metadata)
+        spelled = [name for name in names if name.lower() == key_column.lower()]
+        found = f"no such column (the table spells it {spelled[0]!r}: write that)" if spelled else "no such column"
+        if self.key_refused.get(table) != found:
+            self.key_refused[table] = found
+            problem = Problem(entity, table, key_column, KEY_COLUMN, f"{found} by the binlog's table map")
+            log.warning(
+                "MAPPED TABLE %s IS NOT PUBLISHED, it has no column %s (the mapping's key): %s. Renamed or dropped "
+                "in Base A? Write the key column's name as `key` of %s in the mapping file (`base-a check` names "
+                "it); the batch sync refuses the entity until then and re-reads every row once the mapping changed",
+                table,
+                key_column,
+                problem,
+                entity,
+            )
+        UNPUBLISHED.labels(table, KEY_MISSING).inc()
         return True
 
     def _emit(self, held: xa.HeldChange, value: bytes, transaction: list, source: dict) -> None:
