@@ -603,6 +603,36 @@ def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(r
     assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log
 
 
+@pytest.mark.parametrize("tool", ["pt-online-schema-change", "gh-ost"])
+def test_an_online_schema_changes_cut_over_is_a_swap_not_a_rename_away(relay, base_a_url, kafka_bootstrap, tool):
+    """pt-osc and gh-ost copy the table into a shadow with the new shape, then swap the two in one
+    RENAME statement. Every cut-over was logged as RENAMED AWAY ... NOT PUBLISHED and counted (the
+    alert RelayChangesNotPublished fired), though nothing was written under another name. The
+    copy's row events (a table the mapping does not name) are not published; the changes after it are."""
+    shadow, old = {"gh-ost": ("_employees_gho", "_employees_del")}.get(tool, ("_employees_new", "_employees_old"))
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=38)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {shadow} LIKE employees"))
+        conn.execute(text(f"ALTER TABLE {shadow} ADD COLUMN phone VARCHAR(30) NULL"))
+        conn.execute(text(f"INSERT INTO {shadow} SELECT e.*, NULL FROM employees e"))
+        conn.execute(text(f"RENAME TABLE employees TO {old}, {shadow} TO employees"))
+        conn.execute(text(f"DROP TABLE {old}"))
+        conn.execute(text("UPDATE employees SET first_name = 'After', phone = '1' WHERE id = 1"))
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("u", 1)]
+    assert next(c for c in changes if c.op == "u").row["phone"] == "1"
+    log = relay.log.read_text()  # the update after the swap was read, so the swap was too
+    assert "RENAMED AWAY" not in log and "a table was renamed to the mapped" not in log
+    swap = f"TABLE SWAP of the mapped employees (RENAME TABLE employees TO {old}, {shadow} TO employees): "
+    assert swap + f"employees is now the former {shadow}, published under its name from here on" in log
+    assert [line for line in log.splitlines() if "TABLE SWAP" in line and " INFO " in line], log
+    metric_line(relay, 'relay_unpublished_statements_total{kind="rename",table="employees"} 0.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="drop",table="employees"} 0.0')
+    metric_line(relay, 'relay_table_swaps_total{table="employees"} 1.0')
+
+
 def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
     """A retention job's ALTER TABLE ... TRUNCATE PARTITION or DROP PARTITION removes rows without
     row events: nothing was published, logged or counted (only ALTER ... RENAME was read)."""

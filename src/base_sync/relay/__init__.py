@@ -20,7 +20,8 @@ A row the binlog does not hold whole (a partial row image, no column names) is p
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
 truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
-stored function: `reach`), a rename away, a drop and a partition clause that removes or
+stored function: `reach`), a rename away (a swap in one RENAME statement, an online schema
+change's cut-over, is none: `renames`, logged at INFO and counted apart), a drop and a partition clause that removes or
 adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
 HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
 row) are logged loudly and counted.
@@ -68,7 +69,7 @@ from base_sync.backends import MySQLBaseA, backend_of, check_binlog_url, connect
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
-from base_sync.relay import cascades, reach, statements, xa
+from base_sync.relay import cascades, reach, renames, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -118,6 +119,14 @@ UNPUBLISHED = Counter(
     "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too) "
     "or that has no column the mapping's key (kind key_missing: renamed or dropped; fix the mapping's key)",
     ["table", "kind"],
+    registry=REGISTRY,
+)
+SWAPS = Counter(
+    "relay_table_swaps_total",
+    "RENAME statements that moved a mapped table away and another table into its name at once (the cut-over "
+    "of pt-online-schema-change or gh-ost): nothing was written under another name, the table is published "
+    "on under its name; not counted as unpublished",
+    ["table"],
     registry=REGISTRY,
 )
 RECONNECTS = Counter(
@@ -567,6 +576,7 @@ class Relay:
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
             for kind in kinds:
                 UNPUBLISHED.labels(table, kind)
+            SWAPS.labels(table)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
         self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
@@ -1265,11 +1275,10 @@ class Relay:
             self._recheck_cascading_keys()
 
     def _effects(self, found: list[statements.Effect], event, stream: BinLogStreamReader, session: str) -> None:
+        self._renamed([effect for effect in found if effect.kind == statements.RENAME], event.query, session)
         for effect in found:
             table = self._mapped(effect.table, session)
-            if effect.kind == statements.RENAME:
-                self._renamed(table, self._mapped(effect.to, session), event.query)
-            elif table is None:
+            if effect.kind == statements.RENAME or table is None:
                 continue
             elif effect.kind == statements.TRUNCATE:
                 self._truncated(table, event, stream)
@@ -1399,22 +1408,58 @@ class Relay:
             return self.folded.get(table.lower())
         return table if table in self.tables else None
 
-    def _renamed(self, table: str | None, to: str | None, query: str) -> None:
-        if table is not None and to != table:
-            self._unpublished(
-                table,
-                statements.RENAME,
-                "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
-                "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
-                statements.excerpt(query),
-            )
-        elif to is not None and table is None:
-            log.warning(
-                "a table was renamed to the mapped %s (%s): published from here on; changes made before "
-                "under another name were not: run the batch sync",
-                to,
-                statements.excerpt(query),
-            )
+    def _renamed(self, found: list[statements.Effect], query: str, session: str) -> None:
+        """A statement's renames, taken together (`renames`): a mapped table renamed away, one whose
+        name another table took in the same statement (a swap: an online schema change's cut-over),
+        a table renamed into a mapped name."""
+        if not found:
+            return
+
+        def name(of: tuple[str | None, str] | None) -> tuple:
+            mapped = self._mapped(of, session)
+            if mapped is not None or of is None:
+                return ("mapped", mapped)
+            return ("other", self.names.key(of[0] or session), self.names.key(of[1]))
+
+        moved = renames.moves((name(effect.table), name(effect.to)) for effect in found)
+        mapped = {name(effect.table)[1] for effect in found} | {name(effect.to)[1] for effect in found}
+        for table in sorted(t for t in mapped if t is not None):
+            here = ("mapped", table)
+            if (former := moved.swapped(here)) is not None:
+                SWAPS.labels(table).inc()
+                log.info(
+                    "TABLE SWAP of the mapped %s (%s): %s is now the former %s, published under its name from "
+                    "here on; nothing was written under another name. The rows that table held before are not "
+                    "published as changes: they are copies of %s when an online schema change (pt-online-schema-"
+                    "change, gh-ost) made it; if it was no copy, run the batch sync with compare_keys",
+                    table,
+                    statements.excerpt(query),
+                    table,
+                    self._spelled(former, session),
+                    table,
+                )
+            elif moved.away_only(here):
+                self._unpublished(
+                    table,
+                    statements.RENAME,
+                    "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
+                    "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
+                    statements.excerpt(query),
+                )
+            elif moved.arrived(here) is not None:
+                log.warning(
+                    "a table was renamed to the mapped %s (%s): published from here on; changes made before "
+                    "under another name were not: run the batch sync",
+                    table,
+                    statements.excerpt(query),
+                )
+
+    def _spelled(self, name: tuple, session: str) -> str:
+        """A `_renamed` name as a log line writes it: the mapping's, or `table` (`schema.table` elsewhere)."""
+        if name[0] == "mapped":
+            return name[1]
+        schema, table = name[1], name[2]
+        return table if self.names.same(schema, session) else f"{schema}.{table}"
 
     def _unpublished(self, table: str, kind: str, message: str, *args) -> None:
         UNPUBLISHED.labels(table, kind).inc()
