@@ -24,7 +24,12 @@ it is refused with the reason. Limits: an epoch integer of a DATETIME is taken a
 alone is read as a number, never as base64 (the base64 of a non-negative number never starts with a
 digit, so only some negative ones could be taken so). The key is read by its schema type alone
 (`_check_key_type`), the batch path's rule: an integer, else a dead letter; a text key is never
-read as a number, base64 or digits, with a schema or without.
+read as a number, base64 or digits, with a schema or without. A stamp column the event shows as
+the other of DATETIME and TIMESTAMP than the mapping declares (the owners changed it) is refused
+(`_check_stamp_types`), as the batch path refuses the entity: by its schema's logical type, and
+without the wrapper by its form (ISO text with a zone a TIMESTAMP, an epoch integer a DATETIME: so
+an epoch integer is no `timestamp` stamp). Not told, and read as declared: a schema field without a
+logical type, a null, text without a zone.
 
 Each change then goes through the entity's `SourceView` (`Topics.change`): an upsert becomes a bulk
 record or a `Quarantined` with the reasons (the batch path's outcome for the same row), a row the
@@ -50,7 +55,7 @@ import orjson
 from base_sync.backends import backend_named
 from base_sync.dirty import FIRST_VERSION, ZERO_DATE, ZERO_TIMESTAMP, Quarantined, valid_date_text
 from base_sync.mapping import SourceMapping, SourceView
-from base_sync.mapping.check import KEY_EXPECTED
+from base_sync.mapping.check import KEY_EXPECTED, STAMP_TYPES
 from base_sync.mapping.float_text import float32
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID_RANGE
 from baseab_contract.entities import ENTITIES, Kind
@@ -256,6 +261,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     zero_dates_as_text = _writes_zero_dates_as_text(payload.get("source"))
     view = topics.view(entity)
     _check_key_type((types.get(image_name) or {}).get(view.spec.key), f"{image_name}.{view.spec.key}")
+    _check_stamp_types(image, types.get(image_name, {}), view, entity, image_name)
     row, invalid = read_row(image, types.get(image_name, {}), topics.hints[entity], zero_dates_as_text)
     _binary_as_text(row, view.source_columns, view.field_columns)
     key = _key(row.get(view.spec.key), f"{image_name}.{view.spec.key}")
@@ -404,6 +410,56 @@ def _check_key_type(schema: dict | None, where: str) -> None:
     )
 
 
+# A TIMESTAMP as Debezium writes it without the schema wrapper (ZonedTimestamp: ISO 8601 with its
+# zone, "Z" from Debezium and our relay); a DATETIME is never written so, but as an epoch integer.
+_ZONED_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)\Z")
+
+
+def _check_stamp_types(image: dict, types: dict[str, dict], view: SourceView, entity: str, image_name: str) -> None:
+    """Each stamp column (cursor items, `created`) is the type the mapping declares, where the event
+    tells it: a DATETIME read as a TIMESTAMP (or the other way) is an instant off by the zone's offset,
+    so a later change was dropped as stale and another written hours early or late. The batch path
+    refuses the entity then (`mapping.check`, SchemaDriftError); the drain refuses the change."""
+    for stamp in view.stamps:
+        if stamp.column not in image:
+            continue  # `_upsert` names the missing columns
+        found = _stamp_type(image[stamp.column], types.get(stamp.column))
+        if found is None or found[0] == stamp.type:
+            continue
+        in_cursor = any(s.column == stamp.column for s in view.spec.cursor or [])
+        is_created = view.spec.created is not None and view.spec.created.column == stamp.column
+        named = " and ".join(role for role, held in (("cursor", in_cursor), ("created", is_created)) if held)
+        zone = stamp.time_zone or view.default_zone
+        declared = "UTC" if stamp.type == "timestamp" else zone
+        raise BadEvent(
+            f"`{image_name}.{stamp.column}`: {view.spec.table}.{stamp.column} ({named} of {entity}): expected "
+            f"{STAMP_TYPES[stamp.type]} (declared `type: {stamp.type}`, {declared}), found {STAMP_TYPES[found[0]]} "
+            f"({found[1]}): its type changed in Base A? Read as declared, the version would be off by the zone's "
+            "offset (a DATETIME is wall time, a TIMESTAMP an instant in UTC): not applied. Write "
+            f"`type: {found[0]}` for {stamp.column} in the mapping file (`base-a check` shows the live type); the "
+            "batch sync refuses the entity until then and re-reads every row once the mapping changed"
+        )
+
+
+def _stamp_type(value, schema: dict | None) -> tuple[str, str] | None:
+    """("timestamp" or "datetime", how the event tells it), or None where it does not: by the schema's
+    logical type; without the wrapper by the value's form, as Debezium (a TIMESTAMP is a ZonedTimestamp
+    in every time.precision.mode, a DATETIME an epoch integer in each) and our relay write them. Not
+    told: a schema without a logical type, a null, a text without a zone."""
+    if schema is not None:
+        name = schema.get("name")
+        if name == ZONED_TIMESTAMP:
+            return "timestamp", f"{ZONED_TIMESTAMP} by the event's schema"
+        if name in WALL_TIMES:
+            return "datetime", f"{name} by the event's schema"
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "datetime", "an epoch integer, as a DATETIME is written without the schema wrapper"
+    if isinstance(value, str) and _ZONED_TEXT.match(value):
+        return "timestamp", f"{_excerpt(value)}, as a TIMESTAMP is written without the schema wrapper"
+    return None
+
+
 def _told(text) -> str:
     """A schema's type or name as the reason writes it: a short text itself, anything else excerpted."""
     return text if isinstance(text, str) and len(text) <= 80 and text.isprintable() else _excerpt(text)
@@ -501,7 +557,11 @@ def _upsert(entity, key, op, image, row, invalid, view: SourceView, commit, sour
     """The mapping's bulk record of the row, its refusal with the reasons, or a soft delete."""
     missing = [c for c in view.source_columns if c not in image]
     if missing:
-        raise BadEvent(f"`after` lacks columns the mapping reads: {', '.join(missing)}")
+        raise BadEvent(
+            f"`after` lacks columns the mapping reads: {', '.join(missing)} (renamed or dropped in "
+            f"{view.spec.table}? `base-a check` names them, and the batch sync refuses the entity until the mapping "
+            "follows)"
+        )
     if view.is_deleted(row):
         return _delete(entity, key, op, row, view, commit, source_ms, "after", coarse)
     if not view.has_cursor and commit is None:

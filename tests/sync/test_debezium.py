@@ -121,8 +121,8 @@ def test_other_encodings_debezium_can_be_set_to():
             "position": None,
             "salary": "1234.50",  # decimal.handling.mode=string
             "hired_at": "2020-01-01",
-            "created_at": 1_700_000_000_000,  # epoch ms (DATETIME(0-3), no schema)
-            "updated_at": 1_700_000_000_000_123,  # epoch µs (DATETIME(4-6), no schema)
+            "created_at": "2023-11-14T22:13:20Z",  # a TIMESTAMP (ZonedTimestamp), no schema
+            "updated_at": "2023-11-14T23:13:20.000123+01:00",
         },
     }
     change = decode("base_a.base_a.employees", orjson.dumps(event))

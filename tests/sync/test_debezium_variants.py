@@ -261,6 +261,103 @@ def test_a_key_that_is_no_integer_is_refused(key):
         read(EMPLOYEES, envelope("c", after={**EMPLOYEE, "id": key}))
 
 
+def test_without_the_schema_a_datetimes_epoch_integer_is_read_in_ms_below_10_14_and_in_us_above():
+    micros = wall_ms("2026-07-01 12:00:00") * 1000 + 123  # DATETIME(6) as MicroTimestamp writes it
+    change = read(MITARBEITER, envelope("u", after={**MITARBEITER_ROW, "geaendert_am": micros}))
+    assert change.version == datetime(2026, 7, 1, 10, 0, 0, 123, tzinfo=UTC)  # Berlin, summer
+    change = read(MITARBEITER, envelope("u", after=MITARBEITER_ROW))
+    assert change.version == datetime(2026, 7, 1, 10, tzinfo=UTC)
+
+
+# A stamp column whose type in Base A is not the mapping's (the owners changed it between DATETIME
+# and TIMESTAMP): read as declared, its instant was off by the zone's offset, so a later update was
+# dropped as stale and another written hours early (or, the other way, hours in the future).
+DATETIME_FOUND = "expected TIMESTAMP (declared `type: timestamp`, UTC), found DATETIME"
+TIMESTAMP_FOUND = "expected DATETIME (declared `type: datetime`, Europe/Berlin), found TIMESTAMP"
+ZONED = "io.debezium.time.ZonedTimestamp"
+
+
+@pytest.mark.parametrize(
+    ("topic", "changed", "columns", "says"),
+    [
+        (  # mapping: datetime; the event's schema: a TIMESTAMP
+            MITARBEITER,
+            {"geaendert_am": "2026-06-03T08:00:00Z"},
+            mitarbeiter_columns("io.debezium.time.Timestamp")[:9] + [column("geaendert_am", "string", ZONED)],
+            f"mitarbeiter.geaendert_am (cursor of employees): {TIMESTAMP_FOUND} ({ZONED} by the event's schema)",
+        ),
+        (  # the same without the schema wrapper: ISO text with its zone is how a TIMESTAMP is written
+            MITARBEITER,
+            {"geaendert_am": "2026-06-03T08:00:00.000000Z"},
+            None,
+            f"mitarbeiter.geaendert_am (cursor of employees): {TIMESTAMP_FOUND} ('2026-06-03T08:00:00.000000Z', "
+            "as a TIMESTAMP is written without the schema wrapper)",
+        ),
+        (  # a column in two roles is named in both
+            MITARBEITER,
+            {"angelegt_am": "2020-01-01T09:00:00+00:00"},
+            None,
+            f"mitarbeiter.angelegt_am (cursor and created of employees): {TIMESTAMP_FOUND}",
+        ),
+        (  # mapping: timestamp; the event's schema: a DATETIME in each of Debezium's precision modes
+            EMPLOYEES,
+            {"updated_at": 1_780_000_000_000},
+            [column("updated_at", "int64", "io.debezium.time.Timestamp")],
+            f"employees.updated_at (cursor of employees): {DATETIME_FOUND} (io.debezium.time.Timestamp by",
+        ),
+        (
+            EMPLOYEES,
+            {"updated_at": 1_780_000_000_000_000},
+            [column("updated_at", "int64", "io.debezium.time.MicroTimestamp")],
+            f"{DATETIME_FOUND} (io.debezium.time.MicroTimestamp by the event's schema)",
+        ),
+        (
+            EMPLOYEES,
+            {"created_at": 1_780_000_000_000},
+            [column("created_at", "int64", "org.apache.kafka.connect.data.Timestamp")],
+            f"employees.created_at (created of employees): {DATETIME_FOUND} (org.apache.kafka.connect.data.Timestamp",
+        ),
+        (  # without the wrapper: an epoch integer is how a DATETIME is written
+            EMPLOYEES,
+            {"updated_at": 1_780_000_000_000},
+            None,
+            f"{DATETIME_FOUND} (an epoch integer, as a DATETIME is written without the schema wrapper)",
+        ),
+    ],
+    ids=["zoned-schema", "zoned-text", "created-too", "timestamp-ms", "timestamp-us", "connect", "epoch-integer"],
+)
+@pytest.mark.parametrize("op", ["u", "d"])
+def test_a_stamp_of_another_type_than_the_mapping_declares_is_refused_with_what_to_do(
+    topic, changed, columns, says, op
+):
+    row = {**(MITARBEITER_ROW if topic == MITARBEITER else EMPLOYEE), **changed}
+    event = envelope(op, before=row if op == "d" else None, after=None if op == "d" else row)
+    image = "before" if op == "d" else "after"
+    with pytest.raises(BadEvent) as refused:
+        read(topic, event if columns is None else with_schema(event, columns))
+    reason = str(refused.value)
+    assert reason.startswith(f"`{image}.{next(iter(changed))}`: ") and says in reason, reason
+    assert "Write `type: " in reason and "`base-a check` shows the live type" in reason
+
+
+@pytest.mark.parametrize(
+    ("topic", "changed", "columns"),
+    [
+        (MITARBEITER, {"geaendert_am": "2026-06-03 09:00:00"}, None),  # text without a zone: not told
+        (MITARBEITER, {"geaendert_am": wall_ms("2026-06-03 09:00:00")}, [column("geaendert_am", "int64")]),
+        (MITARBEITER, {"geaendert_am": None}, None),
+        (EMPLOYEES, {"updated_at": "2026-06-03 07:00:00"}, None),
+        (EMPLOYEES, {"updated_at": "2026-06-03T07:00:00Z"}, [column("updated_at", "string", ZONED)]),
+    ],
+    ids=["naive-text", "schema-without-logical-type", "null", "naive-text-timestamp", "zoned-as-declared"],
+)
+def test_a_stamp_whose_type_the_event_does_not_contradict_is_read_as_the_mapping_declares(topic, changed, columns):
+    row = {**(MITARBEITER_ROW if topic == MITARBEITER else EMPLOYEE), **changed}
+    event = envelope("u", after=row)
+    change = read(topic, event if columns is None else with_schema(event, columns))
+    assert change.action == "upsert"
+
+
 def test_a_zero_datetime_of_a_not_null_column_is_a_dirty_value_as_on_the_batch_path():
     # Debezium writes it as the epoch; the batch path reads '0000-00-00 00:00:00' and quarantines the row.
     columns = mitarbeiter_columns("io.debezium.time.Timestamp")

@@ -482,7 +482,8 @@ def test_a_zero_cursor_and_a_missing_column_and_a_filtered_entity():
         }
     ]
     without = {k: v for k, v in ROW.items() if k != "funktion"}
-    with pytest.raises(BadEvent, match="lacks columns the mapping reads: funktion"):
+    missing = r"lacks columns the mapping reads: funktion \(renamed or dropped in mitarbeiter\? `base-a check`"
+    with pytest.raises(BadEvent, match=missing):
         topics.decode("p.legacy.mitarbeiter", bare("c", None, without))
     filtered = _topics(filter="aktiv = 1")
     assert filtered.names == [] and filtered.entity_of("p.legacy.mitarbeiter") is None

@@ -603,6 +603,36 @@ def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(r
     assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log
 
 
+@pytest.mark.parametrize("tool", ["pt-online-schema-change", "gh-ost"])
+def test_an_online_schema_changes_cut_over_is_a_swap_not_a_rename_away(relay, base_a_url, kafka_bootstrap, tool):
+    """pt-osc and gh-ost copy the table into a shadow with the new shape, then swap the two in one
+    RENAME statement. Every cut-over was logged as RENAMED AWAY ... NOT PUBLISHED and counted (the
+    alert RelayChangesNotPublished fired), though nothing was written under another name. The
+    copy's row events (a table the mapping does not name) are not published; the changes after it are."""
+    shadow, old = {"gh-ost": ("_employees_gho", "_employees_del")}.get(tool, ("_employees_new", "_employees_old"))
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=38)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {shadow} LIKE employees"))
+        conn.execute(text(f"ALTER TABLE {shadow} ADD COLUMN phone VARCHAR(30) NULL"))
+        conn.execute(text(f"INSERT INTO {shadow} SELECT e.*, NULL FROM employees e"))
+        conn.execute(text(f"RENAME TABLE employees TO {old}, {shadow} TO employees"))
+        conn.execute(text(f"DROP TABLE {old}"))
+        conn.execute(text("UPDATE employees SET first_name = 'After', phone = '1' WHERE id = 1"))
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("u", 1)]
+    assert next(c for c in changes if c.op == "u").row["phone"] == "1"
+    log = relay.log.read_text()  # the update after the swap was read, so the swap was too
+    assert "RENAMED AWAY" not in log and "a table was renamed to the mapped" not in log
+    swap = f"TABLE SWAP of the mapped employees (RENAME TABLE employees TO {old}, {shadow} TO employees): "
+    assert swap + f"employees is now the former {shadow}, published under its name from here on" in log
+    assert [line for line in log.splitlines() if "TABLE SWAP" in line and " INFO " in line], log
+    metric_line(relay, 'relay_unpublished_statements_total{kind="rename",table="employees"} 0.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="drop",table="employees"} 0.0')
+    metric_line(relay, 'relay_table_swaps_total{table="employees"} 1.0')
+
+
 def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
     """A retention job's ALTER TABLE ... TRUNCATE PARTITION or DROP PARTITION removes rows without
     row events: nothing was published, logged or counted (only ALTER ... RENAME was read)."""
@@ -860,6 +890,60 @@ def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
     warnings = key_warnings(relay)
     assert len(warnings) == 1 and "found VARCHAR by the binlog's table map" in warnings[0], warnings
     assert "the key of the mapped t is an integer type now" in relay.log.read_text()
+
+
+KEY_MISSING_METRIC = 'relay_unpublished_statements_total{kind="key_missing",table="t"}'
+
+
+def test_a_mapped_tables_key_column_renamed_away_is_not_published_and_said_by_name(
+    binlog_port, kafka_bootstrap, tmp_path
+):
+    """`ALTER TABLE t RENAME COLUMN nr TO id`: each change became an incomplete change saying
+    `KeyError: 'nr'` and "the batch sync carries the row", key unknown, while the batch refused the
+    entity (no such column). Now nothing of it is published, one line names the table, the key
+    column and what to do, each row event is counted; once the column is back, it is published."""
+    ddl = ["CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+
+    def published() -> list:
+        found = read_topic(kafka_bootstrap, topics.topic("employees"))
+        return [(c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1, '2026-01-01', 'a'), (2, '2026-01-01', 'b')"))
+        relay_messages(kafka_bootstrap, topics.topic("employees"), 2)
+        metric_line(relay, f"{KEY_MISSING_METRIC} 0.0")  # the series starts at 0, so the first is an increase
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN nr TO id"))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE t SET name = 'x', geaendert = '2026-01-02' WHERE id = 1"))
+            conn.execute(text("DELETE FROM t WHERE id = 2"))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN id TO NR"))  # the name in another case
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (3, '2026-01-03', 'c')"))
+        metric_line(relay, f"{KEY_MISSING_METRIC} 3.0")  # each row event
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE t RENAME COLUMN NR TO nr"))
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (4, '2026-01-04', 'd')"))
+        wait_for(lambda: ("c", 4) in published(), 30, "the insert after the key column came back")
+        time.sleep(1)
+        found = published()
+    finally:
+        relay.stop()
+        engine.dispose()
+    assert sorted(found) == [("c", 1), ("c", 2), ("c", 4)], found
+    log = relay.log.read_text()
+    warnings = key_warnings(relay)
+    assert len(warnings) == 2, warnings
+    assert "MAPPED TABLE t IS NOT PUBLISHED, it has no column nr (the mapping's key): employees: t.nr: " in warnings[0]
+    assert "found no such column by the binlog's table map. Renamed or dropped in Base A?" in warnings[0]
+    assert "Write the key column's name as `key` of employees in the mapping file (`base-a check`" in warnings[0]
+    assert "found no such column (the table spells it 'NR': write that) by the binlog's table map" in warnings[1]
+    assert "the mapped t has its key column nr again: its changes are published" in log
+    assert "KeyError" not in log and "INCOMPLETE" not in log and "carries the row" not in log
 
 
 def test_a_relay_whose_password_goes_beyond_ascii_streams(base_a_url, kafka_bootstrap, tmp_path):

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from base_sync.relay import UNPUBLISHED, Relay, RelaySettings
+from base_sync.relay import SWAPS, UNPUBLISHED, Relay, RelaySettings
+from base_sync.relay.renames import moves
 from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, Effect, effects, keeps_rows
 
 
@@ -170,3 +171,70 @@ def test_dml_naming_a_mapped_table_is_counted_even_when_the_catalogue_cannot_be_
     with pytest.raises(DBAPIError):
         relay._statement(SimpleNamespace(schema=b"base_a", query="UPDATE employees SET a = 1"), None)
     assert counted._value.get() == before + 1
+
+
+def offline_relay(tmp_path, monkeypatch) -> Relay:
+    """A relay of the platform's own tables whose Base A does not answer (nothing listens on port 1)."""
+    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
+    settings = RelaySettings(
+        base_a_url="mysql+mysqldb://root@127.0.0.1:1/base_a",
+        kafka_bootstrap="127.0.0.1:1",
+        http_port=0,
+        position_file=tmp_path / "position.json",
+    )
+    return Relay(settings)
+
+
+def test_renames_are_taken_in_order_so_one_statement_can_swap_names():
+    swap = moves([("a", "_a_old"), ("_a_new", "a")])
+    assert swap.swapped("a") == "_a_new" and not swap.away_only("a") and swap.arrived("a") is None
+    three_way = moves([("a", "t"), ("b", "a"), ("t", "b")])
+    assert three_way.swapped("a") == "b" and three_way.swapped("b") == "a"
+    round_trip = moves([("a", "t"), ("t", "a")])
+    assert round_trip.swapped("a") is None and not round_trip.away_only("a") and round_trip.arrived("a") is None
+    assert moves([("a", "b")]).away_only("a") and moves([("b", "a")]).arrived("a") == "b"
+
+
+def counts(table: str) -> tuple[float, float]:
+    return SWAPS.labels(table)._value.get(), UNPUBLISHED.labels(table, RENAME)._value.get()
+
+
+@pytest.mark.parametrize(
+    ("sql", "swapped", "renamed_away"),
+    [
+        # pt-online-schema-change's and gh-ost's cut-over, as they write it
+        (
+            "RENAME TABLE `base_a`.`employees` TO `base_a`.`_employees_old`, `base_a`.`_employees_new` TO "
+            "`base_a`.`employees`",
+            {"employees"},
+            set(),
+        ),
+        ("RENAME TABLE employees TO _employees_del, _employees_gho TO employees", {"employees"}, set()),
+        ("RENAME TABLE employees TO t, articles TO employees, t TO articles", {"employees", "articles"}, set()),
+        ("RENAME TABLE employees TO employees_x", set(), {"employees"}),  # gh-ost's two-step cut-over: counted
+        ("RENAME TABLE employees TO t, t TO employees", set(), set()),  # back under its name: nothing
+        ("RENAME TABLE employees TO other.employees, other.new TO employees", {"employees"}, set()),
+        ("RENAME TABLE other.employees TO other.old, other.new TO other.employees", set(), set()),
+    ],
+)
+def test_a_swap_in_one_rename_statement_is_no_rename_away(tmp_path, monkeypatch, caplog, sql, swapped, renamed_away):
+    """Every pt-osc or gh-ost cut-over was logged as RENAMED AWAY ... NOT PUBLISHED and counted, so
+    RelayChangesNotPublished fired though nothing was written under another name."""
+    caplog.set_level("INFO", "base-a-relay")
+    relay = offline_relay(tmp_path, monkeypatch)
+    before = {table: counts(table) for table in ("employees", "articles")}
+    relay._renamed([e for e in effects(sql) if e.kind == RENAME], sql, "base_a")
+    for table, (swaps, away) in before.items():
+        assert counts(table) == (swaps + (table in swapped), away + (table in renamed_away)), table
+    swap_lines = [r for r in caplog.records if r.getMessage().startswith("TABLE SWAP")]
+    assert len(swap_lines) == len(swapped) and all(r.levelname == "INFO" for r in swap_lines)
+    assert ("RENAMED AWAY" in caplog.text) == bool(renamed_away)
+    assert "a table was renamed to the mapped" not in caplog.text
+
+
+def test_a_swap_says_which_table_the_name_holds_now(tmp_path, monkeypatch, caplog):
+    caplog.set_level("INFO", "base-a-relay")
+    sql = "RENAME TABLE employees TO _employees_old, _employees_new TO employees"
+    offline_relay(tmp_path, monkeypatch)._renamed(effects(sql), sql, "base_a")
+    assert f"TABLE SWAP of the mapped employees ({sql}): employees is now the former _employees_new" in caplog.text
+    assert "compare_keys" in caplog.text

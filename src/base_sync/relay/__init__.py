@@ -20,7 +20,8 @@ A row the binlog does not hold whole (a partial row image, no column names) is p
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
 truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
-stored function: `reach`), a rename away, a drop and a partition clause that removes or
+stored function: `reach`), a rename away (a swap in one RENAME statement, an online schema
+change's cut-over, is none: `renames`, logged at INFO and counted apart), a drop and a partition clause that removes or
 adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
 HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
 row) are logged loudly and counted.
@@ -68,7 +69,7 @@ from base_sync.backends import MySQLBaseA, backend_of, check_binlog_url, connect
 from base_sync.debezium import EnvelopeWriter, Topics
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import KEY_EXPECTED, Problem
-from base_sync.relay import cascades, reach, statements, xa
+from base_sync.relay import cascades, reach, renames, statements, xa
 from base_sync.relay.rows import (
     TOO_LARGE,
     RowChange,
@@ -115,8 +116,17 @@ UNPUBLISHED = Counter(
     "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
     "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
     "cascades into the table): the batch sync must carry them; and each row event of a mapped table whose "
-    "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too)",
+    "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too) "
+    "or that has no column the mapping's key (kind key_missing: renamed or dropped; fix the mapping's key)",
     ["table", "kind"],
+    registry=REGISTRY,
+)
+SWAPS = Counter(
+    "relay_table_swaps_total",
+    "RENAME statements that moved a mapped table away and another table into its name at once (the cut-over "
+    "of pt-online-schema-change or gh-ost): nothing was written under another name, the table is published "
+    "on under its name; not counted as unpublished",
+    ["table"],
     registry=REGISTRY,
 )
 RECONNECTS = Counter(
@@ -186,6 +196,8 @@ def transient(error: BaseException) -> bool:
 
 CASCADE = "cascade"  # relay_unpublished_statements_total's kind of a foreign key's cascade
 KEY_TYPE = "key_type"  # its kind of a row event of a mapped table whose key is no integer (`_key_refused`)
+KEY_MISSING = "key_missing"  # its kind of a row event of a mapped table without the key column (renamed, dropped)
+KEY_COLUMN = "the column the mapping names as its key"
 FL_STANDALONE = 0x01  # MariaDB's GTID event flag: the group is one statement, with no XID event
 
 # ER_MASTER_FATAL_ERROR_READING_BINLOG: the position the replica asked for is not in the binlogs.
@@ -557,10 +569,14 @@ class Relay:
         self.last_writer: dict[str, EnvelopeWriter] = {}  # {table: its writer of the last row event}
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
-        kinds = (statements.DML, statements.RENAME, statements.DROP, statements.PARTITION, TOO_LARGE, CASCADE, KEY_TYPE)
+        kinds = (
+            *(statements.DML, statements.RENAME, statements.DROP, statements.PARTITION),
+            *(TOO_LARGE, CASCADE, KEY_TYPE, KEY_MISSING),
+        )
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
             for kind in kinds:
                 UNPUBLISHED.labels(table, kind)
+            SWAPS.labels(table)
         self.nullable: dict[int, tuple[bool, ...]] = {}  # {binlog table id: each column takes NULL}
         # {(table, its binlog column names): Versioned, or None when not system-versioned}
         self.versioned: dict[tuple[str, tuple], Versioned | None] = {}
@@ -568,7 +584,8 @@ class Relay:
             self._schema_objects, lambda schema, name: self._mapped((schema, name), schema), self.tables
         )
         self.cascades: dict[tuple[str, str], list[cascades.Cascade]] = {}  # {(parent schema, table): its FKs}
-        self.key_refused: dict[str, str] = {}  # {table: its key's type, no integer, at its last row event}
+        # {table: why its key is refused at its last row event (a type, no integer; or no such column)}
+        self.key_refused: dict[str, str] = {}
         self.restream = False  # the stream's tables changed: open it again after the current group
         self.stopping = threading.Event()
         self.failure: str | None = None  # why the relay stops on its own (`failed`): it exits non-zero
@@ -1130,14 +1147,17 @@ class Relay:
         event is not published, and counted (`relay_unpublished_statements_total{kind="key_type"}`);
         one warning line when a table's key turns to such a type, one when it is an integer again (an
         ALTER). The table map is the table as it was at the event: information_schema, read now, may
-        already be past an ALTER the relay has not reached. A key column the table map does not name
-        (no column names, the column dropped or renamed) is left to the row's reading
-        (`rows.row_changes`: an incomplete change), and says nothing of the key's type."""
+        already be past an ALTER the relay has not reached. A table map without column names is left
+        to the row's reading (`rows.row_changes`: an incomplete change, binlog_row_metadata); one that
+        names no key column is `_key_missing`."""
         column = next((c for c in event.columns if c.name == key_column), None)
         if column is None:
-            return False
+            return self._key_missing(event, table, entity, key_column)
         if integer_column(column):
-            if self.key_refused.pop(table, None) is not None:
+            refused = self.key_refused.pop(table, None)
+            if refused is not None and refused.startswith("no such column"):
+                log.warning("the mapped %s has its key column %s again: its changes are published", table, key_column)
+            elif refused is not None:
                 log.warning("the key of the mapped %s is an integer type now: its changes are published", table)
             return False
         found = binlog_type(column)
@@ -1151,6 +1171,33 @@ class Relay:
                 problem,
             )
         UNPUBLISHED.labels(table, KEY_TYPE).inc()
+        return True
+
+    def _key_missing(self, event, table: str, entity: str, key_column: str) -> bool:
+        """Whether the row event is of a mapped table whose table map names no column the mapping's
+        key (renamed or dropped by Base A's owners): its rows' keys are unknown, so no change of it is
+        published; counted (`kind="key_missing"`), one warning line when it starts. The batch refuses
+        the entity at the same time (`SchemaDriftError`): nothing carries the rows until the mapping's
+        `key` names the column again, when the batch's first run re-reads every row. Read as a row
+        change, each was an incomplete change saying `KeyError` and, falsely, that the batch carries it."""
+        names = [c.name for c in event.columns]
+        if None in names:
+            return False  # no column names at all: `rows.row_changes` says so (binlog_row_metadata)
+        spelled = [name for name in names if name.lower() == key_column.lower()]
+        found = f"no such column (the table spells it {spelled[0]!r}: write that)" if spelled else "no such column"
+        if self.key_refused.get(table) != found:
+            self.key_refused[table] = found
+            problem = Problem(entity, table, key_column, KEY_COLUMN, f"{found} by the binlog's table map")
+            log.warning(
+                "MAPPED TABLE %s IS NOT PUBLISHED, it has no column %s (the mapping's key): %s. Renamed or dropped "
+                "in Base A? Write the key column's name as `key` of %s in the mapping file (`base-a check` names "
+                "it); the batch sync refuses the entity until then and re-reads every row once the mapping changed",
+                table,
+                key_column,
+                problem,
+                entity,
+            )
+        UNPUBLISHED.labels(table, KEY_MISSING).inc()
         return True
 
     def _emit(self, held: xa.HeldChange, value: bytes, transaction: list, source: dict) -> None:
@@ -1228,11 +1275,10 @@ class Relay:
             self._recheck_cascading_keys()
 
     def _effects(self, found: list[statements.Effect], event, stream: BinLogStreamReader, session: str) -> None:
+        self._renamed([effect for effect in found if effect.kind == statements.RENAME], event.query, session)
         for effect in found:
             table = self._mapped(effect.table, session)
-            if effect.kind == statements.RENAME:
-                self._renamed(table, self._mapped(effect.to, session), event.query)
-            elif table is None:
+            if effect.kind == statements.RENAME or table is None:
                 continue
             elif effect.kind == statements.TRUNCATE:
                 self._truncated(table, event, stream)
@@ -1362,22 +1408,58 @@ class Relay:
             return self.folded.get(table.lower())
         return table if table in self.tables else None
 
-    def _renamed(self, table: str | None, to: str | None, query: str) -> None:
-        if table is not None and to != table:
-            self._unpublished(
-                table,
-                statements.RENAME,
-                "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
-                "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
-                statements.excerpt(query),
-            )
-        elif to is not None and table is None:
-            log.warning(
-                "a table was renamed to the mapped %s (%s): published from here on; changes made before "
-                "under another name were not: run the batch sync",
-                to,
-                statements.excerpt(query),
-            )
+    def _renamed(self, found: list[statements.Effect], query: str, session: str) -> None:
+        """A statement's renames, taken together (`renames`): a mapped table renamed away, one whose
+        name another table took in the same statement (a swap: an online schema change's cut-over),
+        a table renamed into a mapped name."""
+        if not found:
+            return
+
+        def name(of: tuple[str | None, str] | None) -> tuple:
+            mapped = self._mapped(of, session)
+            if mapped is not None or of is None:
+                return ("mapped", mapped)
+            return ("other", self.names.key(of[0] or session), self.names.key(of[1]))
+
+        moved = renames.moves((name(effect.table), name(effect.to)) for effect in found)
+        mapped = {name(effect.table)[1] for effect in found} | {name(effect.to)[1] for effect in found}
+        for table in sorted(t for t in mapped if t is not None):
+            here = ("mapped", table)
+            if (former := moved.swapped(here)) is not None:
+                SWAPS.labels(table).inc()
+                log.info(
+                    "TABLE SWAP of the mapped %s (%s): %s is now the former %s, published under its name from "
+                    "here on; nothing was written under another name. The rows that table held before are not "
+                    "published as changes: they are copies of %s when an online schema change (pt-online-schema-"
+                    "change, gh-ost) made it; if it was no copy, run the batch sync with compare_keys",
+                    table,
+                    statements.excerpt(query),
+                    table,
+                    self._spelled(former, session),
+                    table,
+                )
+            elif moved.away_only(here):
+                self._unpublished(
+                    table,
+                    statements.RENAME,
+                    "MAPPED TABLE %s RENAMED AWAY (%s): the relay publishes the table of that name only, so changes "
+                    "made under another name are NOT PUBLISHED; the batch sync carries them once it is back",
+                    statements.excerpt(query),
+                )
+            elif moved.arrived(here) is not None:
+                log.warning(
+                    "a table was renamed to the mapped %s (%s): published from here on; changes made before "
+                    "under another name were not: run the batch sync",
+                    table,
+                    statements.excerpt(query),
+                )
+
+    def _spelled(self, name: tuple, session: str) -> str:
+        """A `_renamed` name as a log line writes it: the mapping's, or `table` (`schema.table` elsewhere)."""
+        if name[0] == "mapped":
+            return name[1]
+        schema, table = name[1], name[2]
+        return table if self.names.same(schema, session) else f"{schema}.{table}"
 
     def _unpublished(self, table: str, kind: str, message: str, *args) -> None:
         UNPUBLISHED.labels(table, kind).inc()
