@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, Table, func, select, tuple_
+from sqlalchemy import Engine, Table, func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from api_service.db import begin_write
@@ -33,7 +33,10 @@ def purge(engine: Engine, before: datetime, dry_run: bool = False, batch_rows: i
     purged = Purged()
     for entity, table in TABLES.items():
         newest = select(func.max(table.c.id)).scalar_subquery()
-        old = [table.c.deleted_at < before, table.c.id < newest]
+        # Aged by its last write: a newer delete rewrites a tombstone's version (and synced_at) but
+        # keeps its first deleted_at, and is as young as that delete for a replay.
+        last_written = or_(table.c.synced_at.is_(None), table.c.synced_at < before)
+        old = [table.c.deleted_at < before, last_written, table.c.id < newest]
         purged.tombstones[entity] = _remove(engine, table, (table.c.id,), old, dry_run, batch_rows)
     closed = [REJECTIONS.c.resolved_at < before]
     keys = (REJECTIONS.c.entity, REJECTIONS.c.source_id)
@@ -51,8 +54,11 @@ def _remove(
     while True:
         batch = select(*keys).where(*where).limit(batch_rows)
         chosen = keys[0].in_(batch) if len(keys) == 1 else tuple_(*keys).in_(batch)
+        # The conditions again on the DELETE itself: PostgreSQL re-checks a row a concurrent write
+        # changed (a merge bringing a tombstone back, a rejection reopened) against the statement's
+        # own conditions after waiting for it, not against the subquery's choice.
         with engine.connect() as conn, begin_write(conn):
-            count = conn.execute(table.delete().where(chosen)).rowcount
+            count = conn.execute(table.delete().where(chosen, *where)).rowcount
         removed += count
-        if count < batch_rows:
+        if count == 0:  # a batch cut short by a concurrent write is no sign the rest is done
             return removed

@@ -3,11 +3,13 @@ recent tombstones, open rejections and a table's newest row stay (on SQLite and 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from api_service import create_app, purge
+from api_service import create_app, migrate, purge
 from tests.api.conftest import AUTH, make_settings, raw_rows
 from tests.api.test_bulk import V1, V2, V3, article, upsert
 
@@ -30,6 +32,7 @@ def _base_b(client, db) -> None:
     deletes = [{"source_id": n, "source_updated_at": V2} for n in (1, 2, 3, 6)]
     assert client.post("/articles/bulk/delete", json=deletes, headers=AUTH).status_code == 200
     _age(db, "articles", "deleted_at", "source_id IN (1, 2, 6)")
+    _age(db, "articles", "synced_at", "source_id IN (1, 2, 6)")  # their last write too
 
 
 def test_old_tombstones_and_closed_rejections_go_the_rest_stays(app, client, db):
@@ -70,3 +73,49 @@ def test_an_unmigrated_base_b_is_said_with_what_to_run(tmp_path):
     refused = app.test_cli_runner().invoke(args=["purge", "--older-than", "90"])
     assert refused.exit_code == 1
     assert "Base B is not migrated to this version: run `flask --app api_service migrate` first" in refused.output
+
+
+def test_a_tombstone_brought_back_while_the_purge_waits_for_it_stays(make_postgres_database):
+    """PostgreSQL re-checks a row a concurrent write changed against the DELETE's own conditions: a
+    merge reviving a tombstone (deleted_at NULL again, as ON CONFLICT DO UPDATE writes it) while the
+    purge waits for its lock must not lose the row it just wrote (the review: it was deleted)."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    app = create_app(make_settings(url))
+    client, engine = app.test_client(), app.extensions["base_b_engine"]
+    upsert(client, "articles", [article(n, V1) for n in (1, 2)])
+    assert (
+        client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH).status_code
+        == 200
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE articles SET deleted_at = :at, synced_at = :at WHERE source_id = 1"), {"at": LONG_AGO}
+        )
+    with engine.connect() as writer:
+        revived = writer.begin()
+        writer.execute(text("UPDATE articles SET deleted_at = NULL, title = 'back' WHERE source_id = 1"))
+        outcome = {}
+        purging = threading.Thread(target=lambda: outcome.update(purged=purge.purge(engine, LONG_AGO + timedelta(1))))
+        purging.start()
+        time.sleep(2)
+        assert purging.is_alive(), "the purge did not wait for the row's lock"
+        revived.commit()
+    purging.join(30)
+    assert outcome["purged"].tombstones["articles"] == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT title, deleted_at FROM articles WHERE source_id = 1")).one() == ("back", None)
+    engine.dispose()
+
+
+def test_a_tombstone_a_newer_delete_rewrote_is_as_young_as_that_delete(app, client, db):
+    """deleted_at keeps the first delete; a newer delete rewrites the version and synced_at: a replay
+    younger than the horizon must still meet the tombstone (the review)."""
+    upsert(client, "articles", [article(n, V1) for n in (1, 2)])
+    assert (
+        client.post("/articles/bulk/delete", json=[{"source_id": 1, "source_updated_at": V2}], headers=AUTH).status_code
+        == 200
+    )
+    _age(db, "articles", "deleted_at", "source_id = 1")  # first deleted long ago, rewritten now
+    purged = purge.purge(app.extensions["base_b_engine"], datetime.now(UTC) - timedelta(days=30))
+    assert purged.tombstones["articles"] == 0
