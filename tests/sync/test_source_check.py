@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import OperationalError
 
-from base_sync.backends import backend_named
+from base_sync.backends import LiveColumn, backend_named
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import EXPECTED, SchemaDriftError, check_source
 from base_sync.metrics import schema_samples
@@ -724,3 +724,34 @@ def test_a_left_out_cursor_is_warned_about_as_the_whole_table_compared_every_run
             if warned
             else []
         ), cursor
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (("int(11)", "utf8"), ("int", "utf8mb3")),  # MySQL 8.0.19 / MariaDB 10.6 write these so
+        (("bigint(20) unsigned", None), ("bigint unsigned", None)),
+        (("INT(10) UNSIGNED", None), ("int unsigned", None)),
+        (("tinyint(4)", None), ("tinyint", None)),
+        (("varchar(50)", "utf8"), ("varchar(50)", "utf8mb3")),
+    ],
+)
+def test_a_server_upgrades_way_of_writing_a_definition_is_no_change(before, after):
+    """A Base A server upgrade rewrites the catalogue's text of unchanged columns: that must not make
+    every entity's next run a full refresh at once (the review)."""
+    old, new = (LiveColumn("c", text, True, charset) for text, charset in (before, after))
+    assert old.definition.lower() == new.definition.lower()
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("decimal(10,2)", "decimal(10,0)"),
+        ("int(5) unsigned zerofill", "int(8) unsigned zerofill"),  # the padding of the value's text
+        ("tinyint(1)", "tinyint(4)"),  # MySQL 8 keeps TINYINT(1): a boolean-like column
+        ("varchar(50)", "varchar(20)"),
+        ("enum('a','b')", "enum('a')"),
+    ],
+)
+def test_a_definition_that_can_change_values_is_a_change(before, after):
+    assert LiveColumn("c", before, True).definition != LiveColumn("c", after, True).definition
