@@ -196,6 +196,10 @@ def test_unreadable_files_are_named(tmp_path):
     empty.write_text("# nothing yet\n")
     with pytest.raises(MappingError, match=f"{empty}:1:1: the mapping file is empty: it starts with `entities:`"):
         load_mapping(empty)
+    for nothing in ("---\n", "null\n"):  # a document that is nothing reads as an empty file (the review)
+        empty.write_text(nothing)
+        with pytest.raises(MappingError, match=f"{empty}:1:1: the mapping file is empty"):
+            load_mapping(empty)
     empty.write_text("- entities\n")
     with pytest.raises(MappingError, match=f"{empty}:1:1: the document holds a list, not a mapping"):
         load_mapping(empty)
@@ -348,6 +352,14 @@ def test_each_error_names_the_file_and_the_line_of_the_node_at_fault(tmp_path, o
             [
                 "14:42: entities.employees.fields.department.map.1: Input should be a valid string, found 2.50: "
                 'quote it ("2.50") for the text'
+            ],
+        ),
+        (  # value-map keys named like a union's members are no union (the review)
+            "{1: Sales}",
+            "{int: [a], str: [b]}",
+            [
+                "14:39: entities.employees.fields.department.map.int: Input should be a valid string, found a list",
+                "14:49: entities.employees.fields.department.map.str: Input should be a valid string, found a list",
             ],
         ),
         (  # a bare null where the text "null" is a choice

@@ -606,7 +606,7 @@ def read_mapping(path: str | Path) -> tuple[MappingFile, Marks]:
         raise MappingError(_not_yaml(path, exc)) from None
     finally:
         loader.dispose()
-    if node is None:  # nothing but comments, or nothing: no node to place the error at
+    if node is None or document is None:  # nothing, comments, `---` or `null` alone: no mapping to place it at
         raise MappingError(f"{path}:1:1: the mapping file is empty: it starts with `entities:` (docs/mapping.md)")
     return parse_mapping(document, str(path), node), Marks(str(path), node)
 
@@ -699,6 +699,8 @@ def _one_per_union(errors: list[dict]) -> list[dict]:
     for error in errors:
         if error["loc"] and error["loc"][-1] in _UNION_MEMBERS:
             members.setdefault(error["loc"][:-1], []).append(error)
+    # A union's members all judged the one value; keys named so (a value map's `int:`, `str:`) did not.
+    members = {loc: found for loc, found in members.items() if all(e["input"] is found[0]["input"] for e in found)}
     merged, said = [], set()
     for error in errors:
         parent = error["loc"][:-1]
