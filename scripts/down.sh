@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 shopt -s nullglob
 run="${PLATFORM_VAR:-var}/run"
+logs=$(cd "${PLATFORM_VAR:-var}" 2>/dev/null && pwd)/log
 FIRST=(airflow-scheduler airflow-triggerer airflow-dag-processor event-maker)
 
 stop_together() {
@@ -48,4 +49,9 @@ for pidfile in "$run"/*.pid; do
 done
 [ ${#first[@]} -gt 0 ] && stop_together "${first[@]}"
 [ ${#rest[@]} -gt 0 ] && stop_together "${rest[@]}"
+# The log rotations end by themselves once their process has (scripts/rotate_log.py): wait for them.
+for _ in $(seq 1 20); do
+  pgrep -f "rotate_log.py $logs/" >/dev/null || break
+  sleep 0.25
+done
 exit 0

@@ -18,17 +18,8 @@ export PLATFORM_VAR=${PLATFORM_VAR:-$PWD/var}
 run=$PLATFORM_VAR/run logs=$PLATFORM_VAR/log
 mkdir -p "$run" "$logs"
 
-start() {  # name, command...
-  local name=$1; shift
-  local pidfile=$run/$name.pid
-  if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "$name already running (pid $(cat "$pidfile"))"; return
-  fi
-  # Its own session: `make down` stops the process group, children included (Airflow's workers).
-  # Its output goes through a rotation (10 MB x 5), which ends when the process has, after its last words.
-  nohup setsid "$@" > >(python scripts/rotate_log.py "$logs/$name.log") 2>&1 &
-  echo $! >"$pidfile"
-  echo "started $name (pid $!), log $logs/$name.log"
+start() {  # name, command...: in the background, its pid and rotated log under $PLATFORM_VAR
+  bash scripts/start.sh "$@"
 }
 
 wait_ready() {  # url...

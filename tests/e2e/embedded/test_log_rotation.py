@@ -3,6 +3,7 @@ out, also a process's last words after `make down`'s signal. No platform needed.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -39,3 +40,33 @@ def test_the_rotation_outlives_a_signal_and_keeps_what_follows_it(tmp_path):
     rotation.stdin.close()
     assert rotation.wait(timeout=30) == 0
     assert log.read_text() == "running\nshutting down: last words\n"
+
+
+def test_a_started_process_logs_through_the_rotation_and_make_down_keeps_its_last_words(tmp_path):
+    """As `make up` starts each process (scripts/start.sh): a caller reading the starter's output to its
+    end gets it at once (the review: the rotation held it open until `make down`), and `make down`
+    (scripts/down.sh) stops the process and waits for its rotation, whose file has the last words."""
+    for folder in ("run", "log"):
+        (tmp_path / folder).mkdir()
+    env = {**os.environ, "PLATFORM_VAR": str(tmp_path), "PYTHON": sys.executable}
+    program = 'echo started; trap "echo last words; exit 0" TERM; sleep 60 & wait'
+    begun = time.monotonic()
+    started = subprocess.run(  # its output read to the end, as `make up | tee` reads it
+        ["bash", "scripts/start.sh", "worker", "bash", "-c", program],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "started worker" in started.stdout and time.monotonic() - begun < 10
+    log = tmp_path / "log" / "worker.log"
+    deadline = time.monotonic() + 30
+    while "started" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "nothing logged in 30 s"
+        time.sleep(0.05)
+    subprocess.run(["bash", "scripts/down.sh"], cwd=REPO, env=env, capture_output=True, timeout=60, check=True)
+    assert log.read_text() == "started\nlast words\n"
+    rotations = subprocess.run(["pgrep", "-f", f"rotate_log.py {tmp_path}/log/"], capture_output=True, check=False)
+    assert rotations.stdout == b"", "a rotation outlived make down"
