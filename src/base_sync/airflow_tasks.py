@@ -316,7 +316,12 @@ def plan_partitions(entity: str) -> list[dict]:
         store = VariableStateStore()
         full_refresh = sync.refresh_wanted(entity, base_a, store, bool(_params().get("full_refresh")))
         planned = partitioned.plan(entity, base_a, store, settings, full_refresh)
+        if planned:  # read before any partition reads a row: what the commit records (`load`)
+            get_current_context()["ti"].xcom_push(key=READ_WITH_KEY, value=sync.read_with(entity, base_a))
     return [partition.to_json() for partition in planned]
+
+
+READ_WITH_KEY = "read_with"  # plan_partitions' XCom: the mapping digest and column definitions of a partitioned load
 
 
 @fail_terminal
@@ -338,8 +343,13 @@ def load(entity: str, partitions: list[dict]) -> dict:
             report = sync.load(entity, base_a, api, store, settings, full_refresh)
         # The mapping and column definitions this load read with: the commit records them (read then, a
         # mapping deployed or an ALTER made between the two tasks would be recorded over rows read the
-        # old way, and no refresh would follow).
-        read_with = sync.read_with(entity, base_a)
+        # old way, and no refresh would follow). Partitions read beside this task, maybe long before it
+        # runs: what plan_partitions read before any of them (read now only for a run planned by a
+        # version that did not push it).
+        planned_with = partitions and get_current_context()["ti"].xcom_pull(
+            task_ids=f"{entity}.plan_partitions", key=READ_WITH_KEY
+        )
+        read_with = planned_with or sync.read_with(entity, base_a)
     return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), **read_with}
 
 
@@ -486,7 +496,7 @@ class MassDeleteApproval(ApprovalOperator):
         # while a required field is empty); an Approve without a count is refused in `approved_rows`.
         field = Param(rows, type=["integer", "null"], minimum=0, description=description)
         self.params = ParamsDict({ROWS: field})
-        ti.xcom_push(key=ASKED_KEY, value={ROWS: rows, "fresh": ti.try_number <= 1})
+        ti.xcom_push(key=ASKED_KEY, value={ROWS: rows, "fresh": ti.try_number <= 1, PLAN_ID: plan.get(PLAN_ID)})
         return super().execute(context)
 
 
@@ -495,6 +505,10 @@ def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | 
     when they cover it); None when it was no approval. `asked`: what the approval task asked, see
     `MassDeleteApproval`."""
     if not answer or ApprovalOperator.APPROVE not in (answer.get("chosen_options") or []):
+        return None
+    if (asked or {}).get(PLAN_ID) != plan.get(PLAN_ID):
+        # An answer to an earlier plan's prompt: Airflow keeps a skipped task's XComs, so a run whose
+        # check_deletes was cleared and found this plan within budget (no prompt) still holds it.
         return None
     given = answer.get("params_input") or {}
     if ROWS in given and given[ROWS] is None:

@@ -139,6 +139,14 @@ def test_initial_load(airflow, base_a_engine, api_process, statsd):
     assert employees["mapping_digest"] == SourceMapping().digest("employees")
     # And the definitions of the columns it read: a later run finding one changed (an ALTER) re-reads every row.
     assert employees["column_definitions"]["salary"] == "DECIMAL(12,2) NULL"
+    # Partitioned: what plan_partitions read before any partition read a row, not what load read
+    # beside them (maybe hours later, after an ALTER).
+    with sqlite3.connect(airflow.home / "airflow.db") as conn:
+        (planned,) = conn.execute(
+            "SELECT value FROM xcom WHERE task_id = 'employees.plan_partitions' AND key = ?",
+            (airflow_tasks.READ_WITH_KEY,),
+        ).fetchone()
+    assert json.loads(planned)["column_definitions"] == employees["column_definitions"]
     assert assert_in_sync(base_a_engine, api_process.database_url, "employees") == 3000
     assert assert_in_sync(base_a_engine, api_process.database_url, "articles") == 600
 

@@ -182,3 +182,14 @@ def test_only_a_result_of_the_current_plan_counts_as_deletes_made():
     assert airflow_tasks.deletes_of_plan({"deleted": 5}, now) is None
     # No plan (check_deletes marked success by hand): the result is all there is.
     assert airflow_tasks.deletes_of_plan(made, None) == made
+
+
+def test_an_answer_to_an_earlier_plans_prompt_approves_nothing():
+    """Cleared with its downstream tasks, check_deletes may find the new plan within budget: the
+    approval is skipped and its earlier try's answer stays in Airflow, which must not widen this
+    plan's budget (the review)."""
+    plan = {"total": 5, "limit": 20, airflow_tasks.PLAN_ID: "now"}
+    answer = {"chosen_options": ["Approve"], "params_input": {"rows": 355}}
+    earlier = {"rows": 355, "fresh": True, airflow_tasks.PLAN_ID: "earlier"}
+    assert airflow_tasks.approved_rows(answer, earlier, plan) is None
+    assert airflow_tasks.approved_rows(answer, {**earlier, airflow_tasks.PLAN_ID: "now"}, plan) == 355 + 20
