@@ -123,7 +123,7 @@ def drain(bootstrap: str, settings: EventSettings, topics: Topics, base_b) -> ev
     consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
     api = base_b.api()
     try:
-        return events.drain(consumer, producer, api, settings, topics)
+        return events.drain(consumer, producer, api, settings, topics, kafka_config=config)
     finally:
         consumer.close()
         api.close()
