@@ -282,7 +282,8 @@ def _settle(
     positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
     commit(consumer, _commit_points(positions, waits.floors()), settings.group_id)
     report.batches += 1
-    log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
+    # Read, not applied: the batch's dead letters, tombstones and superseded events are in it too.
+    log.info("batch %d: %d events read, run totals %s", report.batches, len(plan.batch), dict(report.counts))
 
 
 def _release_waits(
@@ -739,7 +740,15 @@ def _held_reason(admission: Admission, topic: str) -> str:
 
 
 def _reasons(reasons: list[dict]) -> str:
-    return "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in reasons)
+    return "; ".join(_reason(str(r.get("field") or ""), str(r.get("message") or "")) for r in reasons)
+
+
+def _reason(name: str, message: str) -> str:
+    """The field named once: the batch path's reasons name it themselves ("hired_at is the zero
+    date ...", "department: the value ..."), the API's may not ("already used")."""
+    if not name or message.startswith((f"{name} ", f"{name}:")):
+        return message
+    return f"{name}: {message}"
 
 
 def _account(

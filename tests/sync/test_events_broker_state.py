@@ -90,3 +90,14 @@ def test_a_partition_held_by_an_open_transaction_is_said_so_not_blamed_on_fetch_
     assert "a transaction begun at offset 0 is neither committed nor aborted" in said[0]
     assert "transaction.timeout.ms" in said[0] and "find-hanging --topic " in said[0]
     assert "receive.message.max.bytes" not in said[0]
+
+
+def test_the_batch_log_line_says_its_events_were_read_not_all_applied(changes, caplog):
+    changes.send("c", None, employee(1, T0), partition=0)
+    changes.raw(b"not json", key=2, partition=0)
+    changes.raw(None, key=3, partition=0)  # a tombstone
+    with caplog.at_level(logging.INFO, logger="base_sync.events"):
+        report = changes.drain()
+    assert report.counts["inserted"] == 1 and report.counts["dead_lettered"] == 1, report.to_json()
+    assert "batch 1: 3 events read, run totals " in caplog.text
+    assert "events applied" not in caplog.text
