@@ -662,7 +662,9 @@ def apply_changes() -> dict:
         # The token is the API's, for every entity: checked on one the events path syncs (a failure names it).
         synced = Topics.from_settings(settings).entities
         api.check_writes(synced[0] if synced else next(iter(ENTITIES)))
-        report = events.drain(consumer, producer, api, settings, held_deletes=VariableStateStore().held_deletes)
+        report = events.drain(
+            consumer, producer, api, settings, held_deletes=VariableStateStore().held_deletes, kafka_config=kafka_config
+        )
     finally:
         consumer.close()
         producer.flush(30)

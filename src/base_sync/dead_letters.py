@@ -31,10 +31,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from base_sync import consumer_errors
+from base_sync.debezium import _key_field
 from base_sync.errors import TerminalError
 
 log = logging.getLogger(__name__)
@@ -152,6 +155,11 @@ class DeadLetter:
     duplicates: tuple[str, ...] = ()  # positions of the same source's letters written again, folded into this
 
     @property
+    def row_key(self) -> int | None:
+        """The row its message key names (`row_key`)."""
+        return row_key(self.key)
+
+    @property
     def left_out(self) -> dict[str, int]:
         """The parts of the original stored without (too large), with their sizes in bytes."""
         sizes = {"key": self.key_left_out, "value": self.value_left_out, "headers": self.headers_left_out}
@@ -209,6 +217,7 @@ class DeadLetter:
             "stage": self.stage,
             "reason": self.reason,
             "key": _text(self.key),
+            "row_key": self.row_key,
             "value": _text(self.value),
             "headers": [[name, _text(value)] for name, value in self.headers],
             "timestamp_ms": self.timestamp_ms,
@@ -220,6 +229,26 @@ class DeadLetter:
             "replayed": self.replayed,
             "duplicates": list(self.duplicates),
         }
+
+
+def row_key(key: bytes | None) -> int | None:
+    """The row a message key names, read as the drain reads it (`debezium._key_field`): the relay's
+    `7`, `{"id": 7}` and Debezium's `{"schema": ..., "payload": {"id": 7}}` all name row 7. None for
+    a key naming no one integer (not JSON, a text, a key of several columns)."""
+    if key is None:
+        return None
+    try:
+        named = orjson.loads(key)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(named, dict):
+        columns = named["payload"] if isinstance(named.get("payload"), dict) else named
+        if len(columns) != 1:
+            return None
+        named = _key_field(named, next(iter(columns)))
+    if isinstance(named, Decimal) and named == named.to_integral_value():
+        named = int(named)
+    return named if isinstance(named, int) and not isinstance(named, bool) else None
 
 
 def _int(text: str | None) -> int | None:
@@ -244,7 +273,7 @@ class Selection:
     topic: str | None = None
     kind: str | None = None
     reason: re.Pattern | None = None
-    key: bytes | None = None
+    key: bytes | None = None  # as given, or naming a row: then any key form naming that row (`row_key`)
     include_replayed: bool = False  # letters a replay marker names; a position named selects it anyway
 
     def matches(self, letter: DeadLetter) -> bool:
@@ -257,8 +286,14 @@ class Selection:
             and (self.topic is None or letter.topic == self.topic)
             and (self.kind is None or letter.kind == self.kind)
             and (self.reason is None or self.reason.search(letter.reason) is not None)
-            and (self.key is None or letter.key == self.key)
+            and (self.key is None or self._key_matches(letter))
         )
+
+    def _key_matches(self, letter: DeadLetter) -> bool:
+        if letter.key == self.key:
+            return True
+        row = row_key(self.key)
+        return row is not None and row == letter.row_key
 
 
 def reader_config(kafka_config: dict) -> dict:

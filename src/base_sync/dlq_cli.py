@@ -6,6 +6,7 @@ base-sync-dlq list --kind Rejected --format jsonl   as JSON lines, with key, val
 base-sync-dlq replay 0:17 2:3                       these (dead-letter partition:offset) to their topic
 base-sync-dlq replay --all --reason 'email'         every letter whose reason matches
 base-sync-dlq replay --all --dry-run                what would be replayed
+base-sync-dlq list --key 2111                       row 2111's letters, its key in any form ({"id": 2111}, ...)
 base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete
                                                     approve the deletes the mass-delete breaker held
 
@@ -34,6 +35,7 @@ from base_sync.settings import EventSettings
 from env_settings import InvalidSettings
 
 REASON_WIDTH = 100  # the table's reason column; --format jsonl has the whole text
+KEY_WIDTH = 40  # a key that names no row (Debezium's schema form names one: its row is shown)
 
 
 def _pattern(text: str) -> re.Pattern:
@@ -66,7 +68,9 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
         command.add_argument("--topic", help="only letters from this original topic")
         command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
         command.add_argument("--reason", type=_pattern, help="only reasons matching this regular expression")
-        command.add_argument("--key", help="only this message key")
+        command.add_argument(
+            "--key", help='only this message key, or any key naming this row (7, {"id": 7}, Debezium\'s schema form)'
+        )
     return parser
 
 
@@ -121,7 +125,8 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
         )
     rows = [("DLQ", "FROM", "KIND", "KEY", "STATE", "REASON")]
     for letter in letters:
-        key = letter.to_json()["key"]
+        key = str(letter.row_key if letter.row_key is not None else letter.to_json()["key"])
+        key = key if len(key) <= KEY_WIDTH else key[: KEY_WIDTH - 1] + "…"
         reason = letter.reason if len(letter.reason) <= REASON_WIDTH else letter.reason[: REASON_WIDTH - 1] + "…"
         state = "replayed" if letter.replayed else f"retry of {letter.retry_of}" if letter.retry_of else "new"
         rows.append((letter.position, letter.source, letter.kind, str(key), state, reason))

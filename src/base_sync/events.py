@@ -37,7 +37,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import OffsetSpec
 
 from base_sync import consumer_errors, dead_letters
 from base_sync.api_client import BaseBApi
@@ -47,6 +57,7 @@ from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
+from base_sync.topics import admin_for, ensure_dead_letter_topic
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 
 log = logging.getLogger(__name__)
@@ -153,7 +164,17 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
 def producer_for(kafka_config: dict) -> Producer:
     consumer_only = ("group.", "enable.auto", "auto.offset", *CONSUMER_DEFAULTS)
     config = {k: v for k, v in kafka_config.items() if not k.startswith(consumer_only)}
-    return Producer({**config, "enable.idempotence": True, "linger.ms": 5, "error_cb": _log_kafka_error})
+    return Producer(
+        {
+            **config,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            # The dead-letter topic is made with its retention (ensure_dead_letter_topic), never by the
+            # broker's auto-create with the broker's (7 days on Kafka); librdkafka's producer default is true.
+            "allow.auto.create.topics": False,
+            "error_cb": _log_kafka_error,
+        }
+    )
 
 
 def drain(
@@ -164,6 +185,8 @@ def drain(
     topics: Topics | None = None,
     delete_budget: DeleteBudget | None = None,
     held_deletes: HeldDeletesStore | None = None,
+    *,
+    kafka_config: dict,
 ) -> DrainReport:
     """Apply what waits on the topics, batch by batch, until nothing arrived for `idle_seconds`.
 
@@ -174,8 +197,12 @@ def drain(
     batch path), applied per entity to the whole run. `held_deletes`: where the run says which
     entities' deletes it holds (before their dead letters exist) and which held ones an approved
     replay applied; the batch path reads it and asks before deleting any row of such an entity.
+    `kafka_config`: the Kafka connection's settings the consumer and producer were made with: the
+    dead-letter topic is made sure of first (`ensure_dead_letter_topic`), and a partition left
+    unread is asked of the broker for its last stable offset (`remaining`).
     """
     started = time.monotonic()
+    ensure_dead_letter_topic(kafka_config, settings)
     topics = topics or Topics.from_settings(settings)
     report = DrainReport()
     guard = RunDeleteGuard(delete_budget or DeleteBudget.of(SyncSettings()), api.synced_rows, held_deletes)
@@ -199,7 +226,7 @@ def drain(
         if in_flight:
             _settle(*in_flight, consumer, producer, settings, report, waits, positions)
     _release_waits(waits, consumer, producer, api, settings, report, positions)
-    report.lag = remaining(consumer, partitions)
+    report.lag = remaining(consumer, partitions, kafka_config)
     report.seconds = time.monotonic() - started
     _warn_held(report)
     if report.counts["snapshot_reads_skipped"]:
@@ -255,7 +282,8 @@ def _settle(
     positions.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(plan.batch)})
     commit(consumer, _commit_points(positions, waits.floors()), settings.group_id)
     report.batches += 1
-    log.info("batch %d: %d events applied, totals %s", report.batches, len(plan.batch), dict(report.counts))
+    # Read, not applied: the batch's dead letters, tombstones and superseded events are in it too.
+    log.info("batch %d: %d events read, run totals %s", report.batches, len(plan.batch), dict(report.counts))
 
 
 def _release_waits(
@@ -712,7 +740,15 @@ def _held_reason(admission: Admission, topic: str) -> str:
 
 
 def _reasons(reasons: list[dict]) -> str:
-    return "; ".join(f"{r.get('field', '')}: {r.get('message', '')}" for r in reasons)
+    return "; ".join(_reason(str(r.get("field") or ""), str(r.get("message") or "")) for r in reasons)
+
+
+def _reason(name: str, message: str) -> str:
+    """The field named once: the batch path's reasons name it themselves ("hired_at is the zero
+    date ...", "department: the value ..."), the API's may not ("already used")."""
+    if not name or message.startswith((f"{name} ", f"{name}:")):
+        return message
+    return f"{name}: {message}"
 
 
 def _account(
@@ -747,16 +783,46 @@ def dead_letter(producer: Producer, topic: str, dead: list[tuple[Message, str, s
         if error is not None:
             failures.append(error)
 
+    _require_topic(producer, topic)
     for message, kind, reason in dead:
         if kind != dead_letters.MASS_DELETE_HELD:  # held deletes: one summary per run (_warn_held)
             log.warning("dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason)
         key, value, headers = dead_letters.letter_parts(message, kind, reason)
         producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
     if producer.flush(30) or failures:
+        if any(error.code() in UNKNOWN_TOPIC for error in failures):
+            raise _missing_topic(topic)
         # Not stored: the batch must not be committed past, so the run fails and the batch comes back.
         raise KafkaException(f"dead letters not stored in {topic}: {failures or 'flush timed out'}")
     report.counts["dead_lettered"] += len(dead)
     report.dead_by_kind.update(kind for _, kind, _ in dead)
+
+
+UNKNOWN_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
+TOPIC_PROPAGATION_SECONDS = 5.0  # a topic just made may not be known yet to every broker
+
+
+def _require_topic(producer: Producer, topic: str) -> None:
+    """The dead-letter topic exists (the producer does not make it): without it, letters waited
+    30 s and failed with "flush timed out", and every later run the same on the same batch."""
+    deadline = time.monotonic() + TOPIC_PROPAGATION_SECONDS
+    while True:
+        described = producer.list_topics(topic, timeout=10).topics.get(topic)
+        error = described.error if described is not None else None
+        if described is not None and (error is None or error.code() not in UNKNOWN_TOPIC):
+            return
+        if time.monotonic() > deadline:
+            raise _missing_topic(topic)
+        time.sleep(0.5)
+
+
+def _missing_topic(topic: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"the dead-letter topic {topic} (EVENTS_DLQ_TOPIC) does not exist (deleted while the run was on?): its "
+        f"letters cannot be stored, so nothing past them was committed. Create it with `python -m base_sync.topics "
+        f"<the Kafka connection's bootstrap.servers>` (the next run of base_a_events also creates it, with its "
+        f"retention)"
+    )
 
 
 def next_offsets(batch: list[Message]) -> list[TopicPartition]:
@@ -767,15 +833,15 @@ def next_offsets(batch: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
 
 
-def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
+def remaining(consumer: Consumer, partitions: list[TopicPartition], kafka_config: dict) -> int:
     """Events after the consumer's position, summed over the partitions. A partition this run
-    fetched nothing from is asked of the broker, and one with events waiting is logged: a message
-    the consumer cannot fetch (larger than receive.message.max.bytes) blocks it, and counted as
-    0 it hid a stuck partition from the lag metric and its alert."""
+    fetched nothing from is asked of the broker, and one with events waiting is logged, with its
+    cause (`_warn_unread`): counted as 0 it hid a stuck partition from the lag metric and its alert."""
     if not partitions:
         return 0
     left = 0
     committed = None
+    unread_waiting = []  # (partition, where the group stands, the end)
     positions = consumer.position(partitions)
     unread = [p for p in positions if p.offset < 0]
     if unread:
@@ -797,19 +863,76 @@ def remaining(consumer: Consumer, partitions: list[TopicPartition]) -> int:
         waiting = max(high - (start if start >= 0 else low), 0)
         left += waiting
         if waiting:
-            log.warning(
-                "%s [%d]: this run read nothing from it while %d events wait (the group's committed offset %s, the "
-                "end %d): the next message may be one this consumer cannot fetch (the Kafka errors above: "
-                "'Receive failed: Invalid response size ...: increase receive.message.max.bytes'); raise "
-                "receive.message.max.bytes and fetch.max.bytes in the Kafka connection's extra, or, once the "
-                "message is kept elsewhere, move the group's offset past it",
-                position.topic,
-                position.partition,
-                waiting,
-                start if start >= 0 else "none",
-                high,
-            )
+            unread_waiting.append((position, start if start >= 0 else low, high))
+    if unread_waiting:
+        _warn_unread(unread_waiting, committed, kafka_config)
     return left
+
+
+def _warn_unread(unread: list[tuple[TopicPartition, int, int]], committed: dict, kafka_config: dict) -> None:
+    """One warning per partition this run read nothing from while events wait, saying why. A
+    read_committed consumer stops at the last stable offset: an open transaction (a transactional
+    producer that died mid-transaction, Kafka Connect with exactly.once.source.support) holds the
+    partition until it ends, and the fetch-size advice sent operators the wrong way. Otherwise the
+    next message may be one the consumer cannot fetch (larger than receive.message.max.bytes)."""
+    stable = _last_stable_offsets([tp for tp, _, _ in unread], kafka_config)
+    bootstrap = kafka_config.get("bootstrap.servers")
+    for tp, start, high in unread:
+        lso = stable.get((tp.topic, tp.partition))
+        group = committed.get((tp.topic, tp.partition), -1)
+        where = f"the group's committed offset {group if group >= 0 else 'none'}"
+        if lso is not None and lso == start and lso < high:
+            log.warning(
+                "%s [%d]: this run read nothing from it while %d events wait (%s, the last stable offset %d, the "
+                "end %d): a transaction begun at offset %d is neither committed nor aborted, and a read_committed "
+                "consumer reads no further until it ends. It ends when its producer commits or aborts it, or when "
+                "the broker aborts it after the producer's transaction.timeout.ms (at most the broker's "
+                "transaction.max.timeout.ms, 15 minutes by default). Check the producers writing transactions to "
+                "this topic (Debezium or Kafka Connect with exactly.once.source.support=enabled, a transactional "
+                "producer that died mid-transaction); a transaction hanging past that is shown by "
+                "`kafka-transactions.sh --bootstrap-server %s find-hanging --topic %s --partition %d` and ended "
+                "by its `abort` command (its events are lost to the drain). Fetch sizes have nothing to do with it",
+                tp.topic,
+                tp.partition,
+                high - start,
+                where,
+                lso,
+                high,
+                lso,
+                bootstrap,
+                tp.topic,
+                tp.partition,
+            )
+            continue
+        log.warning(
+            "%s [%d]: this run read nothing from it while %d events wait (%s, the end %d): the next message may "
+            "be one this consumer cannot fetch (the Kafka errors above: 'Receive failed: Invalid response size "
+            "...: increase receive.message.max.bytes'); raise receive.message.max.bytes and fetch.max.bytes in "
+            "the Kafka connection's extra, or, once the message is kept elsewhere, move the group's offset past it",
+            tp.topic,
+            tp.partition,
+            high - start,
+            where,
+            high,
+        )
+
+
+def _last_stable_offsets(partitions: list[TopicPartition], kafka_config: dict) -> dict[tuple[str, int], int]:
+    """The partitions' last stable offsets (ListOffsets, read_committed), those the broker gave in
+    WATERMARK_SECONDS; only for the warning, so a failure is logged, not raised."""
+    admin = admin_for(kafka_config)  # held until the answers: a dropped client drops them
+    asked = admin.list_offsets(
+        {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in partitions},
+        isolation_level=IsolationLevel.READ_COMMITTED,
+        request_timeout=WATERMARK_SECONDS,
+    )
+    found = {}
+    for tp, future in asked.items():
+        try:
+            found[(tp.topic, tp.partition)] = future.result(timeout=WATERMARK_SECONDS).offset
+        except (KafkaException, TimeoutError) as error:
+            log.warning("%s [%d]: its last stable offset is unknown: %s", tp.topic, tp.partition, error)
+    return found
 
 
 WATERMARK_SECONDS = 10.0

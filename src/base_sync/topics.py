@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from base_sync.debezium import Topics
+from base_sync.errors import ConfigurationError
 from base_sync.settings import EventSettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,36 @@ log = logging.getLogger(__name__)
 RETENTION_KEYS = ("retention.ms", "retention.bytes")
 
 _checked: set[tuple[str, str, str]] = set()  # (bootstrap, topic, key) checked in this process: warned once
+
+# A broker refusing to make a topic for these reasons refuses it again on every try: a person acts.
+REFUSED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.INVALID_CONFIG,
+        KafkaError.INVALID_REPLICATION_FACTOR,
+        KafkaError.INVALID_PARTITIONS,
+    }
+)
+
+
+def default_partitions() -> int:
+    """Of each topic made: as many as the relay makes when it is first (RELAY_PARTITIONS, else 3);
+    up.sh starts both at once."""
+    return int(os.environ.get("RELAY_PARTITIONS") or 3)
+
+
+def admin_for(kafka_config: Mapping) -> AdminClient:
+    """An admin client of the Kafka connection: its bootstrap and security settings only (a
+    consumer's or producer's would be warned of as unknown)."""
+    return AdminClient(
+        {
+            k: v
+            for k, v in kafka_config.items()
+            if k == "bootstrap.servers" or k.startswith(("security.", "sasl.", "ssl."))
+        }
+    )
 
 
 def dead_letter_configs(settings: EventSettings) -> dict[str, dict[str, str]]:
@@ -95,13 +126,7 @@ def ensure_topics(
     ones it created (a broker refusing a topic's configs fails it, with its reason). A topic of
     `configs` that exists already is checked for a shorter retention (`check_retention`)."""
     configs = configs or {}
-    admin = AdminClient(
-        {
-            k: v
-            for k, v in kafka_config.items()
-            if k == "bootstrap.servers" or k.startswith(("security.", "sasl.", "ssl."))
-        }
-    )
+    admin = admin_for(kafka_config)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [
         NewTopic(t, num_partitions=partitions, replication_factor=-1, config=dict(configs.get(t) or {}))
@@ -132,6 +157,31 @@ def ensure_topics(
     return created
 
 
+def ensure_dead_letter_topic(kafka_config: dict, settings: EventSettings) -> None:
+    """Make sure the dead-letter topic exists with its retention, as the starters do, at the start of
+    every drain: one deleted since (an operator clearing letters) would otherwise be made again by
+    the broker's auto-create with the broker's retention (7 days on Kafka: the only copy of those
+    events expires unsaid), or, without auto-create, fail every run at its first letter."""
+    bootstrap = kafka_config.get("bootstrap.servers")
+    try:
+        created = ensure_topics(kafka_config, [settings.dlq_topic], default_partitions(), dead_letter_configs(settings))
+    except KafkaException as error:
+        cause = error.args[0] if error.args and isinstance(error.args[0], KafkaError) else None
+        if cause is None or cause.code() not in REFUSED:
+            raise  # the broker away or slow: the run is retried
+        raise ConfigurationError(
+            f"the dead-letter topic {settings.dlq_topic} does not exist and the broker refused to create it "
+            f"({cause.str()}): create it with `python -m base_sync.topics {bootstrap}` under an account allowed "
+            f"to, or by hand with {dead_letter_configs(settings)[settings.dlq_topic]} (EVENTS_DLQ_RETENTION_MS)"
+        ) from error
+    if created:
+        log.warning(
+            "the dead-letter topic %s did not exist (deleted?): created it with its retention; the letters it "
+            "held before are gone",
+            settings.dlq_topic,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m base_sync.topics BOOTSTRAP`: create the topics the events DAG and its asset watcher read
     (EVENTS_* settings and the mapping file, as the DAG reads them) and the dead-letter topic (with
@@ -139,10 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     relay or event maker runs."""
     parser = argparse.ArgumentParser(prog="python -m base_sync.topics", description=main.__doc__)
     parser.add_argument("bootstrap", help="the broker's bootstrap.servers")
-    # As many as the relay makes when it is first (RELAY_PARTITIONS): up.sh starts both at once.
-    partitions = int(os.environ.get("RELAY_PARTITIONS") or 3)
     parser.add_argument(
-        "--partitions", type=int, default=partitions, help="of each topic created (default RELAY_PARTITIONS, or 3)"
+        "--partitions",
+        type=int,
+        default=default_partitions(),
+        help="of each topic created (default RELAY_PARTITIONS, or 3)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

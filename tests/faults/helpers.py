@@ -261,7 +261,7 @@ def drain(bootstrap: str, settings, base_b, **config) -> events.DrainReport:
     consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
     api = base_b.api()
     try:
-        return events.drain(consumer, producer, api, settings, delete_budget=NO_DELETE_LIMIT)
+        return events.drain(consumer, producer, api, settings, delete_budget=NO_DELETE_LIMIT, kafka_config=config)
     finally:
         consumer.close()
         api.close()

@@ -263,3 +263,33 @@ def test_letters_of_different_messages_at_one_position_are_not_folded():
     old, copy, new = letter(0, b"300"), letter(1, b"300"), letter(2, b"301")
     folded = dead_letters._folded([old, copy, new], replayed={"0:0"})
     assert [(f.key, f.duplicates, f.replayed) for f in folded] == [(b"300", ("0:1",), True), (b"301", (), False)]
+
+
+def test_a_key_filter_finds_a_rows_letters_whatever_the_form_of_their_message_key(changes):
+    """Debezium keys a row's events `{"schema": ..., "payload": {"id": 2111}}` (or `{"id": 2111}`
+    without schemas): `--key 2111` matched only the exact key bytes, and the KEY column showed the
+    whole wrapped key, some 180 characters (outside probe)."""
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    schema = {"type": "struct", "fields": [{"type": "int64", "optional": False, "field": "id"}], "optional": False}
+    keys = {
+        b"2111": orjson.dumps({"schema": {**schema, "name": "db.employees.Key"}, "payload": {"id": 2111}}),
+        b"2112": b'{"id": 2112}',
+        b"2113": b"2113",
+        b"pair": b'{"id": 2111, "tenant": 4}',  # a key of two columns names no one row
+    }
+    for key in keys.values():
+        changes.producer.produce(topic, value=b"[]", key=key, partition=0)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 4
+
+    for given in ("2111", '{"id": 2111}', keys[b"2111"].decode()):
+        (found,) = listed(changes, "--key", given)
+        assert found["key"] == keys[b"2111"].decode() and found["row_key"] == 2111, given
+    assert [letter["key"] for letter in listed(changes, "--key", "2112")] == ['{"id": 2112}']
+    assert [letter["key"] for letter in listed(changes, "--key", '{"id": 2113}')] == ["2113"]
+    assert [letter["row_key"] for letter in listed(changes, "--key", keys[b"pair"].decode())] == [None]
+
+    table = dlq(changes, "list").stdout.splitlines()
+    assert sorted(line.split()[3] for line in table[1:]) == ["2111", "2112", "2113", '{"id":'], table
+    dry = dlq(changes, "replay", "--all", "--key", "2111", "--dry-run")
+    assert dry.returncode == 0 and "would replay 1" in dry.stderr, dry.stderr

@@ -73,7 +73,7 @@ class Events:
         consumer, producer = events.consumer_for(config, self.settings), events.producer_for(config)
         api = api or self.base_b.api()
         try:
-            return events.drain(consumer, producer, api, self.settings, self.topics)
+            return events.drain(consumer, producer, api, self.settings, self.topics, kafka_config=config)
         finally:
             consumer.close()
             api.close()
@@ -238,8 +238,10 @@ def test_the_drain_reads_committed_transactions_only(changes):
     consumer = events.consumer_for({**extra, "isolation.level": "read_committed"}, changes.settings)
     api = changes.base_b.api()
     try:
-        producer = events.producer_for({"bootstrap.servers": changes.bootstrap})
-        assert events.drain(consumer, producer, api, changes.settings, changes.topics).counts["inserted"] == 1
+        config = {"bootstrap.servers": changes.bootstrap}
+        producer = events.producer_for(config)
+        report = events.drain(consumer, producer, api, changes.settings, changes.topics, kafka_config=config)
+        assert report.counts["inserted"] == 1
     finally:
         consumer.close()
         api.close()
@@ -695,7 +697,7 @@ def test_an_entity_whose_topic_is_missing_gets_no_last_success(changes):
     consumer, producer = events.consumer_for(config, changes.settings), events.producer_for(config)
     api = changes.base_b.api()
     try:
-        report = events.drain(consumer, producer, api, changes.settings, topics)
+        report = events.drain(consumer, producer, api, changes.settings, topics, kafka_config=config)
     finally:
         consumer.close()
         api.close()

@@ -123,7 +123,7 @@ def drain(bootstrap: str, settings: EventSettings, topics: Topics, base_b) -> ev
     consumer, producer = events.consumer_for(config, settings), events.producer_for(config)
     api = base_b.api()
     try:
-        return events.drain(consumer, producer, api, settings, topics)
+        return events.drain(consumer, producer, api, settings, topics, kafka_config=config)
     finally:
         consumer.close()
         api.close()
@@ -170,6 +170,12 @@ def test_a_legacy_table_reaches_base_b_through_the_mapping_as_the_batch_would_wr
     assert rows[2][0] == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # the earlier of the two 02:30s (CEST)
     assert rows[2][4] == "Engineering" and rows[BIG_KEY][6] == "50000.25"
     assert open_reasons(base_b.api()) == REFUSED
+    # The dead letters say the same, each naming its field once ("department: department: ..." before).
+    letters = [
+        dict(m.headers())["__connect.errors.exception.message"].decode()
+        for m in read_topic(kafka_bootstrap, settings.dlq_topic)
+    ]
+    assert sorted(letters) == sorted(reason for reasons in REFUSED.values() for reason in reasons)
 
     # Changes: an update, a soft delete (the flag, with a new stamp), a delete; and row 1's first change.
     execute(engine, "UPDATE mitarbeiter SET funktion = 'Lead', geaendert_am = '2026-11-30 10:00:00' WHERE pers_nr = 2")

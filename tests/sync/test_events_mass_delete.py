@@ -134,7 +134,9 @@ def drain_with(changes: Events, held_deletes: MemoryHeldDeletes) -> events.Drain
     consumer, producer = events.consumer_for(config, changes.settings), events.producer_for(config)
     api = changes.base_b.api()
     try:
-        return events.drain(consumer, producer, api, changes.settings, changes.topics, held_deletes=held_deletes)
+        return events.drain(
+            consumer, producer, api, changes.settings, changes.topics, held_deletes=held_deletes, kafka_config=config
+        )
     finally:
         consumer.close()
         api.close()

@@ -51,7 +51,15 @@ def drain(changes: Events, store: MemoryStateStore) -> events.DrainReport:
     consumer, producer = events.consumer_for(config, changes.settings), events.producer_for(config)
     api = changes.base_b.api()
     try:
-        return events.drain(consumer, producer, api, changes.settings, changes.topics, held_deletes=store.held_deletes)
+        return events.drain(
+            consumer,
+            producer,
+            api,
+            changes.settings,
+            changes.topics,
+            held_deletes=store.held_deletes,
+            kafka_config=config,
+        )
     finally:
         consumer.close()
         api.close()
