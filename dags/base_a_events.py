@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, dag, task
 
-from base_sync import airflow_tasks
+from base_sync import airflow_tasks, run_timeouts
 from base_sync.debezium import Topics
 from base_sync.settings import EventSettings
 from base_sync.wake_trigger import ChangeWakeTrigger
@@ -79,15 +79,17 @@ changes = Asset(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # A run whose task never starts (a future logical date) would otherwise hold the DAG until that date.
+    dagrun_timeout=run_timeouts.events_run_timeout(settings),
     tags=["sync", "base_a", "base_b", "events"],
     doc_md=RUNBOOK,
     description="Apply Base A's change events (Debezium envelopes from Kafka) through the REST API",
     default_args={
         "owner": "data-platform",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=5),
+        "retries": run_timeouts.EVENTS_RETRIES,
+        "retry_delay": run_timeouts.EVENTS_RETRY_DELAY,
         "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=2),
+        "max_retry_delay": run_timeouts.EVENTS_MAX_RETRY_DELAY,
     },
 )
 def base_a_events():

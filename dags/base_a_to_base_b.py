@@ -8,6 +8,7 @@ from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
 from base_sync.mapping import SourceMapping
+from base_sync.run_timeouts import batch_run_timeout
 from base_sync.settings import SyncSettings
 
 RUNBOOK = """
@@ -91,6 +92,8 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # A run whose tasks never start (a future logical date) would otherwise hold the DAG until that date.
+    dagrun_timeout=batch_run_timeout(settings),
     tags=["sync", "base_a", "base_b", "batch"],
     doc_md=RUNBOOK,
     user_defined_filters=airflow_tasks.PARTITION_FILTERS,  # names load_partition's instances by range
