@@ -47,6 +47,12 @@ mistake, fix Base A and leave the letters be.
 **Failures**: an unreachable or restarting API is retried with back-off; a refusal (a 4xx such as
 a wrong token) fails the task at once with the reason, since a retry would fail the same way.
 
+**A run that never starts its task** (running, no task log; the task's dependencies say "Logical
+date ... is in the future": it was triggered with a future logical date) holds the DAG: no other
+run is made, so no change is applied. Mark it failed; else the scheduler fails it after the DAG's
+timeout (about 2 h: every try at `EVENTS_MAX_RUN_SECONDS` and its retries). **A deleted DAG** comes
+back paused: unpause it (the consumer group's offsets survive).
+
 **Where to look**: counts per run in the XCom and log of `apply_changes` (consumed, inserted,
 updated, stale, deleted, held_deletes, approved_deletes, dead_lettered, lag). Connections:
 `base_a_kafka` (kafka; extra holds `bootstrap.servers`, `group.id` of the wake-up consumer,
