@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, dag, task
 
-from base_sync import airflow_tasks
+from base_sync import airflow_tasks, run_timeouts
 from base_sync.debezium import Topics
 from base_sync.settings import EventSettings
 from base_sync.wake_trigger import ChangeWakeTrigger
@@ -47,6 +47,12 @@ mistake, fix Base A and leave the letters be.
 **Failures**: an unreachable or restarting API is retried with back-off; a refusal (a 4xx such as
 a wrong token) fails the task at once with the reason, since a retry would fail the same way.
 
+**A run that never starts its task** (running, no task log; the task's dependencies say "Logical
+date ... is in the future": it was triggered with a future logical date) holds the DAG: no other
+run is made, so no change is applied. Mark it failed; else the scheduler fails it after the DAG's
+timeout (about 2 h: every try at `EVENTS_MAX_RUN_SECONDS` and its retries). **A deleted DAG** comes
+back paused: unpause it (the consumer group's offsets survive).
+
 **Where to look**: counts per run in the XCom and log of `apply_changes` (consumed, inserted,
 updated, stale, deleted, held_deletes, approved_deletes, dead_lettered, lag). Connections:
 `base_a_kafka` (kafka; extra holds `bootstrap.servers`, `group.id` of the wake-up consumer,
@@ -79,15 +85,17 @@ changes = Asset(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # A run whose task never starts (a future logical date) would otherwise hold the DAG until that date.
+    dagrun_timeout=run_timeouts.events_run_timeout(settings),
     tags=["sync", "base_a", "base_b", "events"],
     doc_md=RUNBOOK,
     description="Apply Base A's change events (Debezium envelopes from Kafka) through the REST API",
     default_args={
         "owner": "data-platform",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=5),
+        "retries": run_timeouts.EVENTS_RETRIES,
+        "retry_delay": run_timeouts.EVENTS_RETRY_DELAY,
         "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=2),
+        "max_retry_delay": run_timeouts.EVENTS_MAX_RETRY_DELAY,
     },
 )
 def base_a_events():

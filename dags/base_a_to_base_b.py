@@ -8,6 +8,7 @@ from airflow.sdk import Param, TaskGroup, dag, task
 
 from base_sync import airflow_tasks
 from base_sync.mapping import SourceMapping
+from base_sync.run_timeouts import batch_run_timeout
 from base_sync.settings import SyncSettings
 
 RUNBOOK = """
@@ -44,7 +45,16 @@ and repeating is safe (the API's version guard makes a re-sent row a no-op). Onl
 failures are retried (API or database briefly away, 429/502/503/504); a terminal one (the API
 refused the request, verification still differs, an invalid setting) fails the task at once with
 the reason in its log: fix the cause, then clear the task with its downstream tasks ("Downstream"
-in the clear dialog; alone, the tasks after it stay upstream_failed and the run failed).
+in the clear dialog, not "Only failed"). Always: after **Mark run as failed** (or a run failed by its
+timeout) the tasks not yet run are *skipped*, not upstream_failed, and clearing the failed task alone
+ends in a green run that never deleted, verified or committed (the watermark stays: the next run
+repeats the window).
+
+**A run that never starts its tasks** (running, no task log; a task's dependencies say "Logical
+date ... is in the future": it was triggered with a future logical date) holds the DAG, and later
+runs queue behind it. Mark it failed; else the scheduler fails it after `SYNC_RUN_TIMEOUT_HOURS`
+(24), the longest any run may take. **A deleted DAG** comes back paused: unpause it (the
+watermarks survive).
 
 **Base A through its mapping**: every read goes through the mapping file `BASE_A_MAPPING_FILE`
 (source tables, keys, cursors, filters, soft deletes, field transforms; see docs/mapping.md);
@@ -91,6 +101,8 @@ ENTITY_NAMES = SourceMapping.from_settings().entities
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    # A run whose tasks never start (a future logical date) would otherwise hold the DAG until that date.
+    dagrun_timeout=batch_run_timeout(settings),
     tags=["sync", "base_a", "base_b", "batch"],
     doc_md=RUNBOOK,
     user_defined_filters=airflow_tasks.PARTITION_FILTERS,  # names load_partition's instances by range

@@ -137,6 +137,28 @@ class SyncSettings(_Schedules, EnvSettings):
         description="the longest a batch task may run before Airflow stops it and retries it (a hung read, a lock "
         "held on Base A); the mass-delete approval waits by SYNC_MASS_DELETE_APPROVAL_HOURS instead",
     )
+    run_timeout_hours: float = Field(
+        24.0,
+        gt=0,
+        le=2 * WEEK_HOURS,  # room for both the longest approval wait and the longest task timeout
+        description="the longest a batch run may take before Airflow fails it (its dagrun_timeout), so that a run "
+        "whose tasks never start (a manual run given a future logical date) does not hold the DAG for good; at "
+        "least SYNC_MASS_DELETE_APPROVAL_HOURS + SYNC_TASK_TIMEOUT_HOURS. Raise it for a first load that takes "
+        "longer",
+    )
+
+    @field_validator("run_timeout_hours")
+    @classmethod
+    def _outlasts_an_approval(cls, value: float, info: ValidationInfo) -> float:
+        # A run that waited its full approval time still has one task's time to delete, verify and commit.
+        approval, task = info.data.get("mass_delete_approval_hours"), info.data.get("task_timeout_hours")
+        if approval is None or task is None or value >= approval + task:
+            return value
+        raise ValueError(
+            f"{value} h would fail a run that waited for a mass-delete approval before it could commit: set it to at "
+            f"least SYNC_MASS_DELETE_APPROVAL_HOURS + SYNC_TASK_TIMEOUT_HOURS ({approval} + {task} h)"
+        )
+
     # At most a day: with its retries it is MySQL's net_write_timeout and wait_timeout (mysql_session.idle_seconds).
     api_timeout: float = Field(API_TIMEOUT, gt=0, le=DAY, description="seconds per API request")
     max_body_bytes: int = Field(

@@ -21,6 +21,8 @@ from sqlalchemy import text
 from base_sync import airflow_tasks
 from base_sync.demo import generate
 from base_sync.mapping import SourceMapping
+from base_sync.run_timeouts import events_run_timeout
+from base_sync.settings import EventSettings
 from base_sync.state import VARIABLE_PREFIX
 from testbed.airflow import Airflow, error_lines, sync_connections
 from testbed.fresh_python import answer_of
@@ -70,6 +72,7 @@ bag = DagBag()
 print(json.dumps({
     "errors": bag.import_errors,
     "dags": {d.dag_id: {"tags": sorted(d.tags), "max_active_runs": d.max_active_runs,
+             "run_timeout": d.dagrun_timeout and d.dagrun_timeout.total_seconds(),
              "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md),
              "mapped": {t.task_id: t.max_active_tis_per_dagrun for t in d.tasks if isinstance(t, MappedOperator)},
              "named": {t.task_id: t.map_index_template for t in d.tasks if isinstance(t, MappedOperator)},
@@ -86,6 +89,11 @@ print(json.dumps({
         assert all(retries >= 1 for retries in dag["tasks"].values()), f"{dag_id}: a task without retries"
     batch = found["dags"][DAG]
     assert batch["max_active_runs"] == 1
+    # Every run ends by a timeout (found from outside: a run given a future logical date never started a
+    # task and held the DAG, max_active_runs=1, until that date): SYNC_RUN_TIMEOUT_HOURS; the events DAG's
+    # from its settings (tests/sync/test_run_timeouts.py).
+    assert batch["run_timeout"] == 24 * 3600
+    assert found["dags"]["base_a_events"]["run_timeout"] == events_run_timeout(EventSettings()).total_seconds()
     assert {"employees.load", "employees.verify", "employees.commit_watermark", "articles.load"} <= set(batch["tasks"])
     # A partitioned load maps one task per key range, planned when the run runs (no lookup above).
     # SYNC_PARTITIONS_AT_ONCE caps how many of them run together.

@@ -108,16 +108,23 @@ dag = runpy.run_path('dags/base_a_to_base_b.py')['base_a_to_base_b']()
 print(json.dumps({
     "execution": sorted({t.execution_timeout.total_seconds() for t in dag.tasks if t.execution_timeout}),
     "response": sorted({t.response_timeout.total_seconds() for t in dag.tasks if hasattr(t, "response_timeout")}),
+    "run": dag.dagrun_timeout.total_seconds(),
 }))
 """
 
 
 def test_the_batch_dag_parses_with_its_longest_timeouts():
     """The bounds are within what Airflow takes: a week of hours is a task's execution_timeout and the
-    approval's response_timeout (parsed in a fresh interpreter, as the scheduler does)."""
-    env = {"SYNC_TASK_TIMEOUT_HOURS": str(WEEK_HOURS), "SYNC_MASS_DELETE_APPROVAL_HOURS": str(WEEK_HOURS)}
+    approval's response_timeout, two the run's dagrun_timeout, which must outlast both together (parsed
+    in a fresh interpreter, as the scheduler does)."""
+    env = {
+        "SYNC_TASK_TIMEOUT_HOURS": str(WEEK_HOURS),
+        "SYNC_MASS_DELETE_APPROVAL_HOURS": str(WEEK_HOURS),
+        "SYNC_RUN_TIMEOUT_HOURS": str(2 * WEEK_HOURS),
+    }
     week = WEEK_HOURS * 3600.0
-    assert answer_of("-c", DAG_TIMEOUTS, env={**os.environ, **env}) == {"execution": [week], "response": [week]}
+    found = answer_of("-c", DAG_TIMEOUTS, env={**os.environ, **env})
+    assert found == {"execution": [week], "response": [week], "run": 2 * week}
 
 
 def test_base_a_takes_the_session_timeouts_of_the_longest_api_timeout(make_mariadb_database):
