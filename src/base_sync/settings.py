@@ -49,6 +49,9 @@ class _Schedules:
         raise ValueError(f"{value!r} is no cron expression (5 fields, e.g. '*/15 * * * *') nor a preset")
 
 
+DEFAULT_RUN_TIMEOUT_HOURS = 24.0
+
+
 class SyncSettings(_Schedules, EnvSettings):
     model_config = SettingsConfigDict(env_prefix="SYNC_", extra="ignore")
 
@@ -137,22 +140,27 @@ class SyncSettings(_Schedules, EnvSettings):
         description="the longest a batch task may run before Airflow stops it and retries it (a hung read, a lock "
         "held on Base A); the mass-delete approval waits by SYNC_MASS_DELETE_APPROVAL_HOURS instead",
     )
-    run_timeout_hours: float = Field(
-        24.0,
+    run_timeout_hours: float | None = Field(
+        None,
         gt=0,
         le=2 * WEEK_HOURS,  # room for both the longest approval wait and the longest task timeout
+        validate_default=True,
         description="the longest a batch run may take before Airflow fails it (its dagrun_timeout), so that a run "
         "whose tasks never start (a manual run given a future logical date) does not hold the DAG for good; at "
-        "least SYNC_MASS_DELETE_APPROVAL_HOURS + SYNC_TASK_TIMEOUT_HOURS. Raise it for a first load that takes "
-        "longer",
+        "least SYNC_MASS_DELETE_APPROVAL_HOURS + SYNC_TASK_TIMEOUT_HOURS, and by default 24 or that sum if "
+        "larger. Raise it for a first load that takes longer",
     )
 
     @field_validator("run_timeout_hours")
     @classmethod
-    def _outlasts_an_approval(cls, value: float, info: ValidationInfo) -> float:
+    def _outlasts_an_approval(cls, value: float | None, info: ValidationInfo) -> float | None:
         # A run that waited its full approval time still has one task's time to delete, verify and commit.
         approval, task = info.data.get("mass_delete_approval_hours"), info.data.get("task_timeout_hours")
-        if approval is None or task is None or value >= approval + task:
+        if approval is None or task is None:
+            return value
+        if value is None:  # not set: a day, or longer where the other two settings need it (no refusal on upgrade)
+            return max(DEFAULT_RUN_TIMEOUT_HOURS, approval + task)
+        if value >= approval + task:
             return value
         raise ValueError(
             f"{value} h would fail a run that waited for a mass-delete approval before it could commit: set it to at "

@@ -39,3 +39,10 @@ def test_a_batch_run_timeout_shorter_than_an_approval_and_a_task_is_refused_nami
         SyncSettings()
     monkeypatch.setenv("SYNC_RUN_TIMEOUT_HOURS", "18")
     assert SyncSettings().run_timeout_hours == 18
+
+
+def test_an_unset_batch_run_timeout_outlasts_a_long_approval_and_task_instead_of_refusing(monkeypatch):
+    """A deployment upgraded with a long approval wait and task timeout set keeps a DAG that parses."""
+    monkeypatch.setenv("SYNC_MASS_DELETE_APPROVAL_HOURS", "48")
+    monkeypatch.setenv("SYNC_TASK_TIMEOUT_HOURS", "12")
+    assert batch_run_timeout(SyncSettings()) == timedelta(hours=60)
