@@ -506,9 +506,10 @@ def approved_rows(answer: dict | None, asked: dict | None, plan: dict) -> int | 
     `MassDeleteApproval`."""
     if not answer or ApprovalOperator.APPROVE not in (answer.get("chosen_options") or []):
         return None
-    if (asked or {}).get(PLAN_ID) != plan.get(PLAN_ID):
+    if asked and PLAN_ID in asked and asked[PLAN_ID] != plan.get(PLAN_ID):
         # An answer to an earlier plan's prompt: Airflow keeps a skipped task's XComs, so a run whose
-        # check_deletes was cleared and found this plan within budget (no prompt) still holds it.
+        # check_deletes was cleared and found this plan within budget (no prompt) still holds it. (A
+        # prompt asked by a version that named no plan, in a run across the upgrade, counts as before.)
         return None
     given = answer.get("params_input") or {}
     if ROWS in given and given[ROWS] is None:

@@ -237,18 +237,8 @@ class LiveColumn(NamedTuple):
         sorts otherwise but rewrites no value. Recorded with each commit: a change of this text's
         form makes the next run of every entity a full refresh."""
         nulls = "NULL" if self.nullable else "NOT NULL"
-        charset = f" CHARACTER SET {_SAME_CHARSET.get(self.charset, self.charset)}" if self.charset else ""
-        type_text = self.type_text
-        if "ZEROFILL" not in type_text.upper():  # a display width pads a ZEROFILL value's text, nothing else's
-            type_text = _DISPLAY_WIDTH.sub(r"\1", type_text)
-        return f"{type_text} {nulls}{charset}"
-
-
-# What a server upgrade writes otherwise in the catalogue without a value changing (MariaDB 10.6 and
-# MySQL 8.0.30 say utf8mb3 for utf8; MySQL 8.0.19 drops integer display widths, keeping TINYINT(1)):
-# not a changed definition, or an upgrade of Base A's server would re-read every entity at once.
-_SAME_CHARSET = {"utf8": "utf8mb3"}
-_DISPLAY_WIDTH = re.compile(r"\b((?:small|medium|big)?int|integer|tinyint(?!\(1\)))\(\d+\)", re.IGNORECASE)
+        charset = f" CHARACTER SET {self.charset}" if self.charset else ""
+        return f"{self.type_text} {nulls}{charset}"
 
 
 class LiveTrigger(NamedTuple):

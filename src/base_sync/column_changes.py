@@ -9,6 +9,8 @@ batch task makes anyway (`mapping.check`): no read of their own."""
 
 from __future__ import annotations
 
+import re
+
 COLUMN_DEFINITIONS = "column_definitions"  # in the committed stats: {column: definition} the load read with
 NOT_READ = "not read"  # a column only one side holds (the mapping changed too)
 
@@ -19,6 +21,24 @@ def changes(table: str, recorded: dict[str, str], live: dict[str, str]) -> list[
     found = []
     for column in dict.fromkeys([*recorded, *live]):
         before, now = recorded.get(column, NOT_READ), live.get(column, NOT_READ)
-        if before != now:
+        if canonical(before) != canonical(now):
             found.append(f"{table}.{column}: {before}, now {now}")
     return found
+
+
+# What a server upgrade writes otherwise in the catalogue without a value changing: MariaDB 10.6 and
+# MySQL 8.0.30 say utf8mb3 for utf8; MySQL 8.0.19 drops integer display widths (keeping TINYINT(1))
+# and YEAR(4)'s. Compared in this form on both sides, recorded and live, so neither a server upgrade
+# nor a platform version writing definitions otherwise re-reads every entity at once.
+_SAME = [
+    (re.compile(r"\bCHARACTER SET utf8\b", re.IGNORECASE), "CHARACTER SET utf8mb3"),
+    (re.compile(r"\b((?:small|medium|big)?int|integer|tinyint(?!\(1\))|year)\(\d+\)", re.IGNORECASE), r"\1"),
+]
+
+
+def canonical(definition: str) -> str:
+    """`definition` in one form for every server version (a ZEROFILL column keeps its display width:
+    it pads the value's text)."""
+    for pattern, same in _SAME if "ZEROFILL" not in definition.upper() else _SAME[:1]:
+        definition = pattern.sub(same, definition)
+    return definition.lower()

@@ -193,3 +193,5 @@ def test_an_answer_to_an_earlier_plans_prompt_approves_nothing():
     earlier = {"rows": 355, "fresh": True, airflow_tasks.PLAN_ID: "earlier"}
     assert airflow_tasks.approved_rows(answer, earlier, plan) is None
     assert airflow_tasks.approved_rows(answer, {**earlier, airflow_tasks.PLAN_ID: "now"}, plan) == 355 + 20
+    # Asked by a version that named no plan (a run in flight across the upgrade): the answer counts.
+    assert airflow_tasks.approved_rows(answer, {"rows": 355, "fresh": True}, plan) == 355 + 20
