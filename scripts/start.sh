@@ -6,7 +6,7 @@
 # Usage: start.sh NAME COMMAND...
 set -euo pipefail
 name=$1; shift
-run=$PLATFORM_VAR/run logs=$PLATFORM_VAR/log
+run=$PLATFORM_VAR/run logs=$(cd "$PLATFORM_VAR" && pwd)/log  # absolute: make down finds its rotations by it
 pidfile=$run/$name.pid
 if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "$name already running (pid $(cat "$pidfile"))"; exit 0
