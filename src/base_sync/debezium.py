@@ -230,6 +230,21 @@ def decode(
         raise BadEvent(f"malformed event ({type(exc).__name__}: {exc})") from None
 
 
+def _not_json_hint(value: bytes) -> str:
+    """What a value that is no JSON likely is, for the two forms a connector's settings make (the probe:
+    orjson's words alone sent operators searching)."""
+    if len(value) >= 5 and value[0] == 0:  # magic byte 0, then a 4-byte schema id
+        schema_id = int.from_bytes(value[1:5], "big")
+        return (
+            f" (it starts as a Schema Registry record does: magic byte 0, schema id {schema_id}: the connector "
+            "writes Avro, Protobuf or JSON Schema through a registry; set its value.converter to "
+            "org.apache.kafka.connect.json.JsonConverter)"
+        )
+    if value.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return " (it is UTF-16 text: the producer must write UTF-8 JSON)"
+    return ""
+
+
 def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key: bytes | None) -> Change | None:
     if value is None:
         return None
@@ -242,7 +257,7 @@ def _decode(topic: str, value: bytes | None, topics: Topics | None, message_key:
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise BadEvent(f"value is not JSON: {exc}") from None
+        raise BadEvent(f"value is not JSON: {exc}{_not_json_hint(value)}") from None
     if document is None:
         return None  # a JSON null is Debezium's tombstone too
     if not isinstance(document, dict):

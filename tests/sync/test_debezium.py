@@ -138,6 +138,12 @@ def test_other_encodings_debezium_can_be_set_to():
     [
         ("base_a.base_a.employees", b"{not json", "not JSON"),
         ("base_a.base_a.employees", b"[1, 2]", "not a JSON object"),
+        (  # a connector writing through a Schema Registry (Avro here): magic byte 0, schema id 42
+            "base_a.base_a.employees",
+            b"\x00\x00\x00\x00\x2a\x02\x0e",
+            "Schema Registry record does: magic byte 0, schema id 42",
+        ),
+        ("base_a.base_a.employees", '{"op": "c"}'.encode("utf-16"), "it is UTF-16 text"),
         ("base_a.base_a.employees", b'{"op": "t"}', "op 't'"),
         ("base_a.base_a.employees", b'{"op": "c"}', "needs an object in `after`"),
         ("base_a.base_a.employees", b'{"op": "d", "after": {"id": 1}}', "needs an object in `before`"),
