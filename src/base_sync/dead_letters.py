@@ -234,7 +234,7 @@ class DeadLetter:
 def row_key(key: bytes | None) -> int | None:
     """The row a message key names, read as the drain reads it (`debezium._key_field`): the relay's
     `7`, `{"id": 7}` and Debezium's `{"schema": ..., "payload": {"id": 7}}` all name row 7. None for
-    a key naming no one integer (not JSON, a text, a key of several columns)."""
+    a key naming no one integer (not JSON, a text, a key of several columns, a malformed schema)."""
     if key is None:
         return None
     try:
@@ -245,7 +245,10 @@ def row_key(key: bytes | None) -> int | None:
         columns = named["payload"] if isinstance(named.get("payload"), dict) else named
         if len(columns) != 1:
             return None
-        named = _key_field(named, next(iter(columns)))
+        try:
+            named = _key_field(named, next(iter(columns)))
+        except (TypeError, ValueError, AttributeError):  # a malformed schema ("fields": 5): shown as it is
+            return None
     if isinstance(named, Decimal) and named == named.to_integral_value():
         named = int(named)
     return named if isinstance(named, int) and not isinstance(named, bool) else None

@@ -7,6 +7,7 @@ base-sync-dlq replay 0:17 2:3                       these (dead-letter partition
 base-sync-dlq replay --all --reason 'email'         every letter whose reason matches
 base-sync-dlq replay --all --dry-run                what would be replayed
 base-sync-dlq list --key 2111                       row 2111's letters, its key in any form ({"id": 2111}, ...)
+base-sync-dlq replay --all --key 2111 --topic T     a key matching letters of several topics needs --topic
 base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete
                                                     approve the deletes the mass-delete breaker held
 
@@ -111,6 +112,17 @@ def _selection(args) -> Selection:
     )
 
 
+def _one_topic_per_key(letters: list[DeadLetter], selection: Selection) -> None:
+    """A row's key names a row of one table: `--key 7` matches employee 7's and article 7's letters
+    alike, and a replay of both (an approval of held deletes, say) would act on rows not meant."""
+    matched = sorted({letter.topic for letter in letters})
+    if selection.key is not None and selection.topic is None and len(matched) > 1:
+        raise DeadLetterError(
+            f"--key {os.fsdecode(selection.key)} matches letters of {len(matched)} topics ({', '.join(matched)}): "
+            "add --topic TOPIC to replay one's (`list --key` shows them all)"
+        )
+
+
 def _print(letters: list[DeadLetter], format_: str) -> None:
     if format_ == "jsonl":
         for letter in letters:
@@ -151,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay" and not (selection.positions or args.all):
             raise DeadLetterError("name the letters to replay (PARTITION:OFFSET ...) or pass --all with filters")
         letters = dead_letters.read(config, args.dlq_topic, selection)
+        if args.command == "replay":
+            _one_topic_per_key(letters, selection)
         if args.command == "list":
             try:
                 _print(letters, args.format)

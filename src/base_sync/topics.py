@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from base_sync.debezium import Topics
-from base_sync.errors import ConfigurationError
+from base_sync.errors import ConfigurationError, TransientError
 from base_sync.settings import EventSettings
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,95 @@ def default_partitions() -> int:
     return int(os.environ.get("RELAY_PARTITIONS") or 3)
 
 
+# librdkafka's consumer-only (C) and producer-only (P) properties (its CONFIGURATION.md): an admin
+# client warns of the first as ignored and may act on the second (enable.idempotence starts an
+# idempotent producer's handshake). Every other setting of the connection (`*`) is kept: the
+# consumer and producer may only reach the broker thanks to one (enable.ssl.certificate.verification,
+# client.dns.lookup, broker.address.family, socket.*).
+CONSUMER_ONLY = frozenset(
+    {
+        "group.id",
+        "group.instance.id",
+        "group.protocol",
+        "group.protocol.type",
+        "group.remote.assignor",
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "coordinator.query.interval.ms",
+        "max.poll.interval.ms",
+        "enable.auto.commit",
+        "auto.commit.enable",
+        "auto.commit.interval.ms",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "fetch.wait.max.ms",
+        "fetch.queue.backoff.ms",
+        "fetch.message.max.bytes",
+        "max.partition.fetch.bytes",
+        "fetch.max.bytes",
+        "fetch.min.bytes",
+        "fetch.error.backoff.ms",
+        "offset.store.method",
+        "offset.store.path",
+        "offset.store.sync.interval.ms",
+        "isolation.level",
+        "consume_cb",
+        "rebalance_cb",
+        "offset_commit_cb",
+        "enable.partition.eof",
+        "check.crcs",
+        "consume.callback.max.messages",
+        "on_commit",  # confluent_kafka's name for offset_commit_cb
+    }
+)
+PRODUCER_ONLY = frozenset(
+    {
+        "transactional.id",
+        "transaction.timeout.ms",
+        "enable.idempotence",
+        "enable.gapless.guarantee",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.ms",
+        "linger.ms",
+        "message.send.max.retries",
+        "retries",
+        "queue.buffering.backpressure.threshold",
+        "compression.codec",
+        "compression.type",
+        "compression.level",
+        "batch.num.messages",
+        "batch.size",
+        "delivery.report.only.error",
+        "dr_cb",
+        "dr_msg_cb",
+        "on_delivery",  # confluent_kafka's name for dr_msg_cb
+        "sticky.partitioning.linger.ms",
+        "request.required.acks",
+        "acks",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "queuing.strategy",
+        "produce.offset.report",
+        "partitioner",
+        "partitioner_cb",
+        "msg_order_cmp",
+    }
+)
+
+
+def admin_config(kafka_config: Mapping) -> dict:
+    """The Kafka connection's settings an admin client takes: all but the consumer's and producer's own."""
+    return {k: v for k, v in kafka_config.items() if k not in CONSUMER_ONLY and k not in PRODUCER_ONLY}
+
+
 def admin_for(kafka_config: Mapping) -> AdminClient:
-    """An admin client of the Kafka connection: its bootstrap and security settings only (a
-    consumer's or producer's would be warned of as unknown)."""
-    return AdminClient(
-        {
-            k: v
-            for k, v in kafka_config.items()
-            if k == "bootstrap.servers" or k.startswith(("security.", "sasl.", "ssl."))
-        }
-    )
+    """An admin client on the Kafka connection (`admin_config`)."""
+    return AdminClient(admin_config(kafka_config))
 
 
 def dead_letter_configs(settings: EventSettings) -> dict[str, dict[str, str]]:
@@ -84,7 +163,9 @@ def _alter_command(bootstrap: str, topic: str, key: str, value: str) -> str:
 
 def check_retention(admin: AdminClient, bootstrap: str, configs: Mapping[str, Mapping[str, str]]) -> None:
     """Warn of an existing topic that keeps less than its `configs` ask (describe_configs), once per
-    process and topic (the event maker ensures its topics every round); nothing is altered."""
+    process and topic (the event maker ensures its topics every round); nothing is altered. Configs
+    it cannot read (an account without DescribeConfigs) are one warning per process and topic too,
+    never a failure."""
     asked = {
         topic: {k: v for k, v in wanted.items() if k in RETENTION_KEYS and (bootstrap, topic, k) not in _checked}
         for topic, wanted in configs.items()
@@ -94,7 +175,12 @@ def check_retention(admin: AdminClient, bootstrap: str, configs: Mapping[str, Ma
         return
     _checked.update((bootstrap, topic, key) for topic, wanted in asked.items() for key in wanted)
     resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in asked]
-    for resource, future in admin.describe_configs(resources, request_timeout=10).items():
+    try:
+        described = admin.describe_configs(resources, request_timeout=10)
+    except KafkaException as error:  # a check, not a need: never fails the run
+        log.warning("could not read the configs of topics %s (%s): their retention is not checked", list(asked), error)
+        return
+    for resource, future in described.items():
         topic = resource.name
         try:
             entries = future.result()
@@ -114,6 +200,16 @@ def check_retention(admin: AdminClient, bootstrap: str, configs: Mapping[str, Ma
                     wanted,
                     _alter_command(bootstrap, topic, key, wanted),
                 )
+
+
+def _being_deleted(topic: str, error: KafkaError) -> None:
+    """Kafka answers TOPIC_ALREADY_EXISTS for a topic still being deleted ("marked for deletion"):
+    it does not exist, and a write to it would fail; try again once the deletion is done."""
+    if "marked for deletion" in error.str().lower():
+        raise TransientError(
+            f"topic {topic} is still being deleted on the broker ({error.str()}): it is made again on the next "
+            "try, once the deletion is done"
+        )
 
 
 def ensure_topics(
@@ -139,6 +235,7 @@ def ensure_topics(
             future.result()
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                _being_deleted(topic, exc.args[0])
                 continue
             if configs.get(topic):  # a broker's policy may cap retention (review): say which setting
                 raise KafkaException(

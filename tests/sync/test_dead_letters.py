@@ -293,3 +293,37 @@ def test_a_key_filter_finds_a_rows_letters_whatever_the_form_of_their_message_ke
     assert sorted(line.split()[3] for line in table[1:]) == ["2111", "2112", "2113", '{"id":'], table
     dry = dlq(changes, "replay", "--all", "--key", "2111", "--dry-run")
     assert dry.returncode == 0 and "would replay 1" in dry.stderr, dry.stderr
+
+
+def test_a_replay_by_key_refuses_letters_of_several_topics_without_topic(changes):
+    """`--key 7` names row 7 of every table: `replay --all --kind MassDeleteHeld --approve-mass-delete
+    --key 7` meant for employee 7 approved article 7's held delete too (review). `list` shows both;
+    `replay` asks for --topic."""
+    topics = Topics.from_settings(changes.settings)
+    employees, articles = topics.topic("employees"), topics.topic("articles")
+    for topic in (employees, articles):
+        changes.producer.produce(topic, value=b"[]", key=b"7", partition=0)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+
+    found = sorted(letter["source"]["topic"] for letter in listed(changes, "--key", "7"))
+    assert found == sorted((employees, articles))
+    refused = dlq(changes, "replay", "--all", "--key", "7", "--dry-run")
+    assert refused.returncode == 2, refused.stderr
+    assert (
+        f"--key 7 matches letters of 2 topics ({', '.join(sorted((employees, articles)))}): add --topic TOPIC"
+        in refused.stderr
+    ), refused.stderr
+    one = dlq(changes, "replay", "--all", "--key", "7", "--topic", employees, "--dry-run")
+    assert one.returncode == 0 and "would replay 1 dead letters" in one.stderr, one.stderr
+
+
+def test_a_letter_whose_key_has_a_malformed_schema_is_listed_with_its_key(changes):
+    """A key `{"schema": {"fields": 5}, ...}` made row_key raise TypeError: the whole listing failed (review)."""
+    malformed = b'{"schema":{"fields":5},"payload":{"id":1}}'
+    changes.producer.produce(Topics.from_settings(changes.settings).topic("employees"), value=b"[]", key=malformed)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 1
+    (found,) = listed(changes)
+    assert found["key"] == malformed.decode() and found["row_key"] is None
+    assert dlq(changes, "list").returncode == 0  # the table shows the key as it is
