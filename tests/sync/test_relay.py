@@ -633,6 +633,29 @@ def test_an_online_schema_changes_cut_over_is_a_swap_not_a_rename_away(relay, ba
     metric_line(relay, 'relay_table_swaps_total{table="employees"} 1.0')
 
 
+def test_a_swap_with_no_shadow_copy_is_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
+    """An archival swap (`RENAME TABLE t TO t_2025, t_leer TO t`) replaces the table's rows without a
+    row event or a DELETE. It was taken for an online schema change's cut-over: INFO, no alert."""
+    engine = source_engine(base_a_url)
+    generate.seed(engine, "employees", 2, seed_value=39)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE employees_leer LIKE employees"))
+        conn.execute(text("INSERT INTO employees_leer SELECT * FROM employees WHERE id = 2"))
+        conn.execute(text("RENAME TABLE employees TO employees_2025, employees_leer TO employees"))
+        conn.execute(text("DROP TABLE employees_2025"))
+        conn.execute(text("UPDATE employees SET first_name = 'After' WHERE id = 2"))
+    engine.dispose()
+    changes = read_changes(kafka_bootstrap, relay_topics(relay, base_a_url), 3)
+    assert sorted((c.op, c.id) for c in changes) == [("c", 1), ("c", 2), ("u", 2)]  # no delete of row 1
+    metric_line(relay, 'relay_unpublished_statements_total{kind="swap",table="employees"} 1.0')
+    metric_line(relay, 'relay_table_swaps_total{table="employees"} 0.0')
+    log = relay.log.read_text()
+    sql = "RENAME TABLE employees TO employees_2025, employees_leer TO employees"
+    assert f"MAPPED TABLE employees SWAPPED ({sql}): it is now the former employees_leer" in log
+    assert [line for line in log.splitlines() if "REPLACED WHOLESALE" in line and " WARNING " in line], log
+    assert "TABLE SWAP" not in log and "RENAMED AWAY" not in log
+
+
 def test_rows_a_partition_statement_removes_are_reported_loudly_and_counted(relay, base_a_url, kafka_bootstrap):
     """A retention job's ALTER TABLE ... TRUNCATE PARTITION or DROP PARTITION removes rows without
     row events: nothing was published, logged or counted (only ALTER ... RENAME was read)."""

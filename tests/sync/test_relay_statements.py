@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.relay import SWAPS, UNPUBLISHED, Relay, RelaySettings
-from base_sync.relay.renames import moves
+from base_sync.relay.renames import SWAP, moves, shadow_copies
 from base_sync.relay.statements import DML, DROP, PARTITION, RENAME, TRUNCATE, Effect, effects, keeps_rows
 
 
@@ -195,12 +195,16 @@ def test_renames_are_taken_in_order_so_one_statement_can_swap_names():
     assert moves([("a", "b")]).away_only("a") and moves([("b", "a")]).arrived("a") == "b"
 
 
-def counts(table: str) -> tuple[float, float]:
-    return SWAPS.labels(table)._value.get(), UNPUBLISHED.labels(table, RENAME)._value.get()
+def counts(table: str) -> tuple[float, float, float]:
+    return (
+        SWAPS.labels(table)._value.get(),
+        UNPUBLISHED.labels(table, RENAME)._value.get(),
+        UNPUBLISHED.labels(table, SWAP)._value.get(),
+    )
 
 
 @pytest.mark.parametrize(
-    ("sql", "swapped", "renamed_away"),
+    ("sql", "cut_over", "renamed_away", "replaced"),
     [
         # pt-online-schema-change's and gh-ost's cut-over, as they write it
         (
@@ -208,28 +212,53 @@ def counts(table: str) -> tuple[float, float]:
             "`base_a`.`employees`",
             {"employees"},
             set(),
+            set(),
         ),
-        ("RENAME TABLE employees TO _employees_del, _employees_gho TO employees", {"employees"}, set()),
-        ("RENAME TABLE employees TO t, articles TO employees, t TO articles", {"employees", "articles"}, set()),
-        ("RENAME TABLE employees TO employees_x", set(), {"employees"}),  # gh-ost's two-step cut-over: counted
-        ("RENAME TABLE employees TO t, t TO employees", set(), set()),  # back under its name: nothing
-        ("RENAME TABLE employees TO other.employees, other.new TO employees", {"employees"}, set()),
-        ("RENAME TABLE other.employees TO other.old, other.new TO other.employees", set(), set()),
+        ("RENAME TABLE employees TO _employees_del, _employees_gho TO employees", {"employees"}, set(), set()),
+        ("RENAME TABLE employees TO `__employees_old`, `__employees_new` TO employees", {"employees"}, set(), set()),
+        # an archival swap: the rows are replaced wholesale, with no row event
+        ("RENAME TABLE employees TO employees_2025, employees_leer TO employees", set(), set(), {"employees"}),
+        ("RENAME TABLE employees TO _employees_old, _articles_new TO employees", set(), set(), {"employees"}),
+        ("RENAME TABLE employees TO t, articles TO employees, t TO articles", set(), set(), {"employees", "articles"}),
+        ("RENAME TABLE employees TO employees_x", set(), {"employees"}, set()),  # gh-ost's two-step cut-over
+        ("RENAME TABLE employees TO t, t TO employees", set(), set(), set()),  # back under its name: nothing
+        ("RENAME TABLE employees TO other.employees, other._employees_new TO employees", set(), set(), {"employees"}),
+        ("RENAME TABLE other.employees TO other.old, other.new TO other.employees", set(), set(), set()),
     ],
 )
-def test_a_swap_in_one_rename_statement_is_no_rename_away(tmp_path, monkeypatch, caplog, sql, swapped, renamed_away):
+def test_only_an_online_schema_changes_cut_over_is_a_swap_without_loss(
+    tmp_path, monkeypatch, caplog, sql, cut_over, renamed_away, replaced
+):
     """Every pt-osc or gh-ost cut-over was logged as RENAMED AWAY ... NOT PUBLISHED and counted, so
-    RelayChangesNotPublished fired though nothing was written under another name."""
+    RelayChangesNotPublished fired though nothing was written under another name; then every swap
+    was taken for one, and an archival swap (its old rows gone without a DELETE) alerted nobody."""
     caplog.set_level("INFO", "base-a-relay")
     relay = offline_relay(tmp_path, monkeypatch)
     before = {table: counts(table) for table in ("employees", "articles")}
     relay._renamed([e for e in effects(sql) if e.kind == RENAME], sql, "base_a")
-    for table, (swaps, away) in before.items():
-        assert counts(table) == (swaps + (table in swapped), away + (table in renamed_away)), table
+    for table, (swaps, away, swapped) in before.items():
+        after = (swaps + (table in cut_over), away + (table in renamed_away), swapped + (table in replaced))
+        assert counts(table) == after, table
     swap_lines = [r for r in caplog.records if r.getMessage().startswith("TABLE SWAP")]
-    assert len(swap_lines) == len(swapped) and all(r.levelname == "INFO" for r in swap_lines)
+    assert len(swap_lines) == len(cut_over) and all(r.levelname == "INFO" for r in swap_lines)
+    replaced_lines = [r for r in caplog.records if "REPLACED WHOLESALE WITHOUT ROW EVENTS" in r.getMessage()]
+    assert len(replaced_lines) == len(replaced) and all(r.levelname == "WARNING" for r in replaced_lines)
     assert ("RENAMED AWAY" in caplog.text) == bool(renamed_away)
     assert "a table was renamed to the mapped" not in caplog.text
+
+
+def test_an_archival_swap_says_what_to_run(tmp_path, monkeypatch, caplog):
+    sql = "RENAME TABLE employees TO employees_2025, employees_leer TO employees"
+    offline_relay(tmp_path, monkeypatch)._renamed(effects(sql), sql, "base_a")
+    assert f"MAPPED TABLE employees SWAPPED ({sql}): it is now the former employees_leer" in caplog.text
+    assert "compare_keys" in caplog.text and "full_refresh" in caplog.text
+
+
+def test_the_shadow_copies_online_schema_change_tools_name():
+    assert {"_t_new", "__t_new", "__________t_new", "_t_gho"} <= shadow_copies("t")
+    assert "___________t_new" not in shadow_copies("t") and "_t_old" not in shadow_copies("t")
+    long = "x" * 64  # gh-ost shortens the table's name so that `_<name>_gho` fits 64 characters
+    assert "_" + "x" * 59 + "_gho" in shadow_copies(long)
 
 
 def test_a_swap_says_which_table_the_name_holds_now(tmp_path, monkeypatch, caplog):
@@ -237,4 +266,3 @@ def test_a_swap_says_which_table_the_name_holds_now(tmp_path, monkeypatch, caplo
     sql = "RENAME TABLE employees TO _employees_old, _employees_new TO employees"
     offline_relay(tmp_path, monkeypatch)._renamed(effects(sql), sql, "base_a")
     assert f"TABLE SWAP of the mapped employees ({sql}): employees is now the former _employees_new" in caplog.text
-    assert "compare_keys" in caplog.text

@@ -20,11 +20,12 @@ A row the binlog does not hold whole (a partial row image, no column names) is p
 incomplete change with the reason, which the drain dead-letters (`rows`); statements the binlog
 holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCATE becomes a
 truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
-stored function: `reach`), a rename away (a swap in one RENAME statement, an online schema
-change's cut-over, is none: `renames`, logged at INFO and counted apart), a drop and a partition clause that removes or
-adds rows (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE,
-HASH or KEY table, nor a DROP of a SYSTEM_TIME table's history partition, which keep every current
-row) are logged loudly and counted.
+stored function: `reach`), a rename away, a swap in one RENAME statement that is no online schema
+change's cut-over (a cut-over, its shadow copy swapped in, is no loss: `renames`, logged at INFO and
+counted apart), a drop and a partition clause that removes or adds rows (TRUNCATE, DROP,
+REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE, HASH or KEY table, nor a DROP
+of a SYSTEM_TIME table's history partition, which keep every current row) are logged loudly and
+counted.
 
 Run it with `base-a-relay` (settings RELAY_*); `/health` and `/metrics` are served on RELAY_HTTP_PORT.
 A relay holds its position file for its lifetime (`PositionFile.lock`): a second one on the same file
@@ -113,7 +114,8 @@ LAST_SAVED = Gauge(
 UNPUBLISHED = Counter(
     "relay_unpublished_statements_total",
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
-    "statement, the table renamed away or dropped, rows a partition clause of an ALTER TABLE removed or "
+    "statement, the table renamed away or dropped, another table swapped into its name that is no online schema "
+    "change's shadow copy, rows a partition clause of an ALTER TABLE removed or "
     "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
     "cascades into the table): the batch sync must carry them; and each row event of a mapped table whose "
     "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too) "
@@ -123,9 +125,10 @@ UNPUBLISHED = Counter(
 )
 SWAPS = Counter(
     "relay_table_swaps_total",
-    "RENAME statements that moved a mapped table away and another table into its name at once (the cut-over "
-    "of pt-online-schema-change or gh-ost): nothing was written under another name, the table is published "
-    "on under its name; not counted as unpublished",
+    "RENAME statements that moved a mapped table away and its online schema change's shadow copy into its "
+    "name at once (the cut-over of pt-online-schema-change or gh-ost, their default shadow names): nothing was "
+    "written under another name, the table is published on under its name; not counted as unpublished (any "
+    "other swap is, kind swap)",
     ["table"],
     registry=REGISTRY,
 )
@@ -570,7 +573,7 @@ class Relay:
         self.folded = {table.lower(): table for table in self.tables}  # names in statements, any case
         self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
         kinds = (
-            *(statements.DML, statements.RENAME, statements.DROP, statements.PARTITION),
+            *(statements.DML, statements.RENAME, renames.SWAP, statements.DROP, statements.PARTITION),
             *(TOO_LARGE, CASCADE, KEY_TYPE, KEY_MISSING),
         )
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
@@ -1410,8 +1413,8 @@ class Relay:
 
     def _renamed(self, found: list[statements.Effect], query: str, session: str) -> None:
         """A statement's renames, taken together (`renames`): a mapped table renamed away, one whose
-        name another table took in the same statement (a swap: an online schema change's cut-over),
-        a table renamed into a mapped name."""
+        name another table took in the same statement (a swap: no loss when that table is an online
+        schema change's shadow copy, its cut-over), a table renamed into a mapped name."""
         if not found:
             return
 
@@ -1426,18 +1429,7 @@ class Relay:
         for table in sorted(t for t in mapped if t is not None):
             here = ("mapped", table)
             if (former := moved.swapped(here)) is not None:
-                SWAPS.labels(table).inc()
-                log.info(
-                    "TABLE SWAP of the mapped %s (%s): %s is now the former %s, published under its name from "
-                    "here on; nothing was written under another name. The rows that table held before are not "
-                    "published as changes: they are copies of %s when an online schema change (pt-online-schema-"
-                    "change, gh-ost) made it; if it was no copy, run the batch sync with compare_keys",
-                    table,
-                    statements.excerpt(query),
-                    table,
-                    self._spelled(former, session),
-                    table,
-                )
+                self._swapped(table, former, query, session)
             elif moved.away_only(here):
                 self._unpublished(
                     table,
@@ -1453,6 +1445,35 @@ class Relay:
                     table,
                     statements.excerpt(query),
                 )
+
+    def _swapped(self, table: str, former: tuple, query: str, session: str) -> None:
+        """The mapped `table` swapped with the table that had the name `former`: an online schema
+        change's cut-over when that is its shadow copy (same schema, the tool's name for it), else a
+        table whose rows replaced the old ones wholesale, without a row event (an archival swap)."""
+        schema = self.names.key(self.url.database or session)
+        shadows = {self.names.key(shadow) for shadow in renames.shadow_copies(table)}
+        if former[0] == "other" and former[1] == schema and former[2] in shadows:
+            SWAPS.labels(table).inc()
+            log.info(
+                "TABLE SWAP of the mapped %s (%s): %s is now the former %s, published under its name from here on; "
+                "that was an online schema change's shadow copy (pt-online-schema-change, gh-ost), kept current, "
+                "and nothing was written under another name",
+                table,
+                statements.excerpt(query),
+                table,
+                self._spelled(former, session),
+            )
+            return
+        self._unpublished(
+            table,
+            renames.SWAP,
+            "MAPPED TABLE %s SWAPPED (%s): it is now the former %s, no online schema change's shadow copy by name "
+            "(pt-online-schema-change's _<table>_new, gh-ost's _<table>_gho), so the table's rows were REPLACED "
+            "WHOLESALE WITHOUT ROW EVENTS: Base B still holds the old rows. Run the batch sync with compare_keys "
+            "(and full_refresh when the new rows carry stamps older than its watermark)",
+            statements.excerpt(query),
+            self._spelled(former, session),
+        )
 
     def _spelled(self, name: tuple, session: str) -> str:
         """A `_renamed` name as a log line writes it: the mapping's, or `table` (`schema.table` elsewhere)."""

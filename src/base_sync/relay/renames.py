@@ -1,15 +1,21 @@
 """What one RENAME statement does to each table name, its renames taken in order.
 
-`RENAME TABLE a TO _a_old, _a_new TO a` (the cut-over of pt-online-schema-change and gh-ost) moves
-the table `a` away and another table into its name in one atomic step: a swap. Nothing is ever
-written under another name, so it is no loss for the relay, unlike a rename away alone (changes
-then made under the other name are not published) or a table renamed into a mapped name.
+`RENAME TABLE a TO _a_old, _a_new TO a` moves the table `a` away and another table into its name in
+one atomic step: a swap. Nothing is ever written under another name. When the table swapped in is an
+online schema change's shadow copy of `a` (`shadow_copies`: the cut-over of pt-online-schema-change
+or gh-ost) it holds `a`'s rows, kept current, so the swap is no loss for the relay. Any other swap
+(`RENAME TABLE a TO a_2025, a_empty TO a`: an archival) replaces `a`'s rows wholesale without a row
+event: a loss, as are a rename away alone (changes then made under the other name are not
+published) and a table renamed into a mapped name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+
+SWAP = "swap"  # relay_unpublished_statements_total's kind of a swap that is no online schema change's cut-over
+MAX_NAME = 64  # MySQL's and MariaDB's longest table name: gh-ost shortens a longer shadow name to it
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,14 @@ def moves(renames: Iterable[tuple[Hashable, Hashable]]) -> Moves:
         holds[new] = holds.pop(old, old)
         away.add(old)
     return Moves(frozenset(away), holds)
+
+
+def shadow_copies(table: str) -> frozenset[str]:
+    """The names an online schema change gives its shadow copy of `table` by default, the table its
+    cut-over swaps in: pt-online-schema-change's `_<table>_new` (`--new-table-name` `%T_new`, with
+    up to 10 leading underscores to find a free name), gh-ost's `_<table>_gho` (the table name
+    shortened to fit 64 characters). Other names (gh-ost's `--force-table-names`, a custom
+    `--new-table-name`) are not known here: their swap counts as any other, the loud side."""
+    pt_osc = {"_" * n + table + "_new" for n in range(1, 11)}
+    gh_ost = "_" + table[: MAX_NAME - len("__gho")] + "_gho"
+    return frozenset({*pt_osc, gh_ost})
