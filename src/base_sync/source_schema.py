@@ -88,7 +88,8 @@ def _delete_log(metadata: MetaData, backend: BaseABackend) -> Table:
 def _reconcile(engine: Engine, mapping, entities: list[str]) -> list[str]:
     """Create each entity's delete-log triggers where none matches (`delete_log_triggers.state`),
     dropping first a stale one (trigger names are unique in a database: one a table swap took along
-    sits on the old table) or one that breaks the table's writes, or an outdated one; the names of all
+    sits on the old table) or one that breaks the table's writes, replacing an outdated one of the
+    same name in one statement where the server can (`replace_trigger`); the names of all
     the wanted triggers. A trigger naming a column the table lacks is refused before any DDL."""
     backend = backend_of(engine)
     with engine.connect() as conn:
@@ -101,8 +102,7 @@ def _reconcile(engine: Engine, mapping, entities: list[str]) -> list[str]:
             for trigger in found.replace:
                 conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger.name}"))
             for wanted in found.missing:
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {wanted.name}"))  # an older one of this name
-                conn.execute(text(wanted.create))
+                backend.replace_trigger(conn, wanted.name, wanted.create)  # an older one of this name
             for trigger in found.outdated:  # a working one under another name: dropped once replaced
                 if trigger.name not in {w.name for w in found.missing}:
                     conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger.name}"))

@@ -7,6 +7,7 @@ all was in place, going by the triggers' names."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event as sql_event
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -15,6 +16,7 @@ from base_sync.delete_log_triggers import ABSENT, IN_PLACE, OUTDATED, STALE, wan
 from base_sync.mapping import SourceMapping
 from base_sync.metrics import delete_log_samples
 from base_sync.source import BaseA
+from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
 from tests.sync import test_source_check as legacy
 from tests.sync.conftest import synced_rows
@@ -257,3 +259,27 @@ def test_a_trigger_logging_another_key_is_stale(root, legacy_url, mapping, mappi
     found = BaseA(root, mapping).delete_log_state("employees")
     assert found.status == STALE
     assert "mitarbeiter_log_delete on mitarbeiter is not the trigger the mapping wants now" in found.reason
+
+
+def test_the_install_replaces_an_outdated_trigger_in_one_statement_on_mariadb(root, legacy_url, mapping, mapping_file):
+    """A DROP then a CREATE each commit: a DELETE between them went unlogged while the log position
+    was kept. MariaDB replaces the trigger in one statement."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
+    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
+
+    issued: list[str] = []
+    sql_event.listen(
+        root, "before_cursor_execute", lambda conn, cursor, sql, *rest: issued.append(" ".join(sql.split()))
+    )
+    install_delete_log(root, mapping, ["employees"])
+    ddl = [s for s in issued if s.upper().startswith(("CREATE", "DROP"))]
+    assert ddl == [s for s in ddl if s.startswith("CREATE OR REPLACE TRIGGER mitarbeiter_log_delete AFTER DELETE")]
+    assert len(ddl) == 1  # was: DROP TRIGGER IF EXISTS mitarbeiter_log_delete, then CREATE TRIGGER
+    assert BaseA(root, mapping).delete_log_state("employees").status == IN_PLACE
+    _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    with root.connect() as conn:
+        assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
