@@ -283,3 +283,21 @@ def test_the_install_replaces_an_outdated_trigger_in_one_statement_on_mariadb(ro
     _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
     with root.connect() as conn:
         assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
+
+
+def test_the_install_drops_an_outdated_trigger_under_another_name_once_replaced(
+    root, legacy_url, mapping, mapping_file
+):
+    """An earlier version's trigger under a tool's suffix: kept beside the new one, each delete would
+    be logged twice."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
+    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete_gho AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
+    install_delete_log(root, mapping, ["employees"])
+    assert _triggers(root) == {("mitarbeiter_log_delete", "mitarbeiter"), ("mitarbeiter_log_key_change", "mitarbeiter")}
+    _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    with root.connect() as conn:
+        assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
