@@ -6,8 +6,11 @@ then fails, `Unknown column ... in 'OLD'`), and a table swap (gh-ost's cut-over,
 _a_del, _a_gho TO a`) takes the triggers along to the old table, leaving the mapped one without.
 So a trigger counts only where it is on the mapped table, fires AFTER the right event, runs the
 statement `base-a install-delete-log` would create today from the mapping, and names columns the
-table has. `state` says whether the log is in place, absent or stale (with the reason); the batch
-trusts only a log in place, `base-a check` fails on a stale one, and the install replaces it.
+table has. `state` says whether the log is in place, absent, stale (broken: with the reason) or
+outdated: it works and logs the mapping's key of the right entity, but is not what the install
+creates now (a trigger an earlier version made, or the key-change trigger missing beside a working
+delete trigger). The batch trusts a log in place or outdated, `base-a check` fails on a stale one
+and warns of an outdated one, and the install replaces both.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from base_sync.backends import BaseABackend, LiveTrigger
 from base_sync.server_names import ServerNames
 
 DELETE_LOG = "delete_log"
-IN_PLACE, ABSENT, STALE = "in place", "absent", "stale"
+IN_PLACE, ABSENT, STALE, OUTDATED = "in place", "absent", "stale", "outdated"
 UNSEEN = "unseen"  # this account sees no trigger (MySQL shows them only with the TRIGGER privilege)
 INSTALL = "`base-a install-delete-log`"
 # The columns a body reads of the row: OLD.x or NEW.x, quoted or not.
 _ROW_COLUMN = re.compile(r"\b(?:OLD|NEW)\s*\.\s*(?:`((?:[^`]|``)+)`|\"([^\"]+)\"|(\w+))", re.IGNORECASE)
+# What a delete-log trigger writes: INSERT INTO delete_log (entity, id, ...) VALUES ('<entity>', OLD.<key>, ...).
+_LOGGED = re.compile(
+    rf"INSERT\s+INTO\s+[`\"]?{DELETE_LOG}[`\"]?\s*\(\s*[`\"]?entity[`\"]?\s*,\s*[`\"]?id[`\"]?\s*[,)]"
+    r".*?VALUES\s*\(\s*'([^']*)'\s*,\s*OLD\s*\.\s*[`\"]?(\w+)[`\"]?\s*[,)]",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def delete_trigger_name(table: str) -> str:
@@ -52,6 +61,22 @@ class WantedTrigger:
     @property
     def create(self) -> str:
         return f"CREATE TRIGGER {self.name} AFTER {self.event} ON {self.table} FOR EACH ROW {self.body}"
+
+    def works_like(self, live: LiveTrigger, names: ServerNames, entity: str, key: str) -> bool:
+        """Whether the live trigger, on this table AFTER this event, logs `entity` and the row's `key`
+        as this one does, though its statement differs (one an earlier version created: its version
+        expression, or its layout). An UPDATE trigger must log only a changed key, or it would log
+        live rows as deleted."""
+        logged = _LOGGED.search(live.body)
+        if not (
+            names.same(live.table, self.table)
+            and (live.timing.upper(), live.event.upper()) == ("AFTER", self.event)
+            and logged
+            and logged[1] == entity
+            and logged[2].lower() == key.lower()
+        ):
+            return False
+        return self.event != "UPDATE" or _key_changed(key).search(live.body) is not None
 
     def is_(self, live: LiveTrigger, names: ServerNames) -> bool:
         """Whether the live trigger does what this one does (whatever its name: a tool may add a suffix)."""
@@ -97,9 +122,11 @@ def entity_triggers(mapping, entity: str, backend: BaseABackend) -> list[WantedT
 @dataclass
 class DeleteLogState:
     """What an entity's delete log is now. `status`: IN_PLACE (every trigger matches), ABSENT (none of
-    them is there), STALE (one is on another table, runs another statement, names a column its table
-    lacks, or is missing beside the other); `reason` says which and what it breaks; `replace` the
-    live triggers the install drops before creating the wanted ones."""
+    them is there), STALE (broken: one is on another table, names a column its table lacks or logs
+    another key or entity, the delete trigger or `delete_log` is missing), OUTDATED (works, but a
+    statement differs from today's, or only the key-change trigger is missing); `reason` says which
+    and what it breaks; `replace` the live triggers the install drops before creating the wanted
+    ones, `outdated` the working ones it drops after (those not named like a wanted one)."""
 
     entity: str
     table: str
@@ -108,6 +135,18 @@ class DeleteLogState:
     log_table: bool = True  # whether `delete_log` itself is there (triggers writing to none fail every DELETE)
     replace: list[LiveTrigger] = field(default_factory=list)
     missing: list[WantedTrigger] = field(default_factory=list)
+    outdated: list[LiveTrigger] = field(default_factory=list)
+
+
+@dataclass
+class _Verdict:
+    """What `state` found so far: broken (`reasons`, `replace`), outdated (`notes`, `outdated`), `missing`."""
+
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    replace: list[LiveTrigger] = field(default_factory=list)
+    missing: list[WantedTrigger] = field(default_factory=list)
+    outdated: list[LiveTrigger] = field(default_factory=list)
 
 
 def state(conn: Connection, backend: BaseABackend, mapping, entity: str) -> DeleteLogState:
@@ -116,40 +155,60 @@ def state(conn: Connection, backend: BaseABackend, mapping, entity: str) -> Dele
     table = wanted[0].table
     names = backend.server_names(conn)
     live = backend.live_triggers(conn)
-    found = {w.name: [t for t in live if w.is_(t, names)] for w in wanted}
-    named = {w.name: next((t for t in live if names.same(t.name, w.name)), None) for w in wanted}
     tables = sorted({table, *(t.table for t in live if t.name in {w.name for w in wanted})}, key=str)
     columns = {t: {c.name.lower() for c in cs} for t, cs in backend.live_columns(conn, [*tables, DELETE_LOG]).items()}
     log_table = any(names.same(t, DELETE_LOG) for t in columns)
-    reasons, replace, missing = [], [], []
+    verdict = _Verdict()
     for w in wanted:
-        good = []
-        for trigger in found[w.name]:
-            why = _unreadable(trigger, columns, names)
-            if why:
-                reasons.append(why)
-                replace.append(trigger)
-            else:
-                good.append(trigger)
-        stray = named[w.name]
-        if stray is not None and stray not in found[w.name]:
-            # Its name on another table or statement: it logs nothing right, and holds the name. Beside
-            # a matching trigger under another name (a tool's suffix) it matters only if it breaks writes.
-            why = _unreadable(stray, columns, names) or (None if good else _mismatch(stray, w, names))
-            if why:
-                reasons.append(why)
-                replace.append(stray)
-        if not good:
-            missing.append(w)
-            if not found[w.name] and stray is None:
-                reasons.append(f"no trigger logs {_what(w)} (wanted: {w.name})")
-    if len(missing) == len(wanted) and not replace:
+        _judge(verdict, w, live, columns, names, entity, mapping.spec.entities[entity].key)
+    reasons, missing = verdict.reasons, verdict.missing
+    if len(missing) == len(wanted) and not verdict.replace and not verdict.outdated:
         return DeleteLogState(entity, table, ABSENT, f"no delete-log trigger on {table}", log_table, [], missing)
-    if (replace or missing) or not log_table:
-        if not log_table:
-            reasons.append(f"the triggers write to {DELETE_LOG}, which Base A lacks: every DELETE on {table} fails")
-        return DeleteLogState(entity, table, STALE, "; ".join(reasons), log_table, replace, missing)
-    return DeleteLogState(entity, table, IN_PLACE, "", log_table)
+    if not log_table:
+        reasons.append(f"the triggers write to {DELETE_LOG}, which Base A lacks: every DELETE on {table} fails")
+    status = STALE if reasons else OUTDATED if missing else IN_PLACE
+    if status == IN_PLACE:
+        return DeleteLogState(entity, table, IN_PLACE, "", log_table)
+    why = "; ".join(reasons + verdict.notes)
+    return DeleteLogState(entity, table, status, why, log_table, verdict.replace, missing, verdict.outdated)
+
+
+def _judge(verdict: _Verdict, w: WantedTrigger, live, columns, names: ServerNames, entity: str, key: str) -> None:
+    """Judge the live triggers against one wanted trigger: matching, working but outdated, or broken."""
+    found = [t for t in live if w.is_(t, names)]
+    good = []
+    for trigger in found:
+        why = _unreadable(trigger, columns, names)
+        if why:
+            verdict.reasons.append(why)
+            verdict.replace.append(trigger)
+        else:
+            good.append(trigger)
+    works = []
+    if not good:  # one an earlier version made: it logs the right key of the right entity
+        works = [
+            t
+            for t in live
+            if w.works_like(t, names, entity, key) and t not in found and not _unreadable(t, columns, names)
+        ]
+    stray = next((t for t in live if names.same(t.name, w.name)), None)
+    if stray is not None and stray not in found and stray not in works:
+        # Its name on another table or statement: it logs nothing right, and holds the name. Beside
+        # a working trigger under another name (a tool's suffix) it matters only if it breaks writes.
+        why = _unreadable(stray, columns, names) or (None if good or works else _mismatch(stray, w, names))
+        if why:
+            verdict.reasons.append(why)
+            verdict.replace.append(stray)
+    if good:
+        return
+    verdict.missing.append(w)
+    verdict.outdated += works
+    if works:
+        verdict.notes += [_older(t, w) for t in works]
+    elif w.event == "UPDATE":  # as before that trigger existed: the periodic key comparison finds key changes
+        verdict.notes.append(_no_key_change_trigger(w))
+    elif not found and stray is None:
+        verdict.reasons.append(f"no trigger logs {_what(w)} (wanted: {w.name})")
 
 
 def stale_remedy(found: DeleteLogState) -> str:
@@ -159,6 +218,34 @@ def stale_remedy(found: DeleteLogState) -> str:
         f"{INSTALL} (an account allowed to create triggers; fix the mapping first if it names a column the "
         f"table no longer has); until then every batch run compares every key"
     )
+
+
+def outdated_remedy(found: DeleteLogState) -> str:
+    """An outdated log's reason and what to do: it is trusted for what it logs, so a warning only."""
+    return (
+        f"the delete log on {found.table} is outdated (it works, and is trusted for what it logs): {found.reason}. "
+        f"Recreate its triggers from the mapping with {INSTALL} (an account allowed to create triggers)"
+    )
+
+
+def _older(trigger: LiveTrigger, wanted: WantedTrigger) -> str:
+    return (
+        f"{trigger.name} on {trigger.table} logs {_what(wanted)} but is not the trigger the install creates now "
+        f"({_spaced(trigger.body)}; wanted: {wanted.body})"
+    )
+
+
+def _no_key_change_trigger(wanted: WantedTrigger) -> str:
+    return (
+        f"no trigger logs {_what(wanted)} (wanted: {wanted.name}, added by a later version): a key changed by an "
+        f"UPDATE is found only by the periodic key comparison (SYNC_KEY_CHECK_HOURS)"
+    )
+
+
+def _key_changed(key: str) -> re.Pattern:
+    """OLD.<key> <> NEW.<key> (or !=): the condition that an UPDATE changed the key."""
+    column = rf"[`\"]?{re.escape(key)}[`\"]?"
+    return re.compile(rf"OLD\s*\.\s*{column}\s*(?:<>|!=)\s*NEW\s*\.\s*{column}", re.IGNORECASE)
 
 
 def _what(wanted: WantedTrigger) -> str:

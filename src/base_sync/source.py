@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.chunking import bounded_chunks, measure_of
-from base_sync.delete_log_triggers import ABSENT, IN_PLACE, UNSEEN, DeleteLogState
+from base_sync.delete_log_triggers import ABSENT, IN_PLACE, OUTDATED, UNSEEN, DeleteLogState
 from base_sync.delete_log_triggers import state as trigger_state
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
@@ -389,9 +389,10 @@ class BaseA:
             return found
 
     def logs_deletes(self, entity: str) -> bool | None:
-        """Whether Base A's delete log of the entity may be trusted: its triggers in place (True), not
-        (False: absent or stale), or hidden from this account while the log is there (None)."""
-        return {IN_PLACE: True, UNSEEN: None}.get(self.delete_log_state(entity).status, False)
+        """Whether Base A's delete log of the entity may be trusted: its triggers in place or outdated
+        but working (True), not (False: absent or stale), or hidden from this account while the log is
+        there (None)."""
+        return {IN_PLACE: True, OUTDATED: True, UNSEEN: None}.get(self.delete_log_state(entity).status, False)
 
     def deletes_after(
         self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from base_sync.backends import BaseABackend, backend_of
 from base_sync.delete_log_triggers import (
     DELETE_LOG,
+    OUTDATED,
     STALE,
     DeleteLogState,
     entity_triggers,
@@ -86,8 +87,9 @@ def _delete_log(metadata: MetaData, backend: BaseABackend) -> Table:
 
 def _reconcile(engine: Engine, mapping, entities: list[str]) -> list[str]:
     """Create each entity's delete-log triggers where none matches (`delete_log_triggers.state`),
-    dropping first a stale one of the same name (trigger names are unique in a database: one a table
-    swap took along sits on the old table) or one that breaks the table's writes; the names of all
+    dropping first a stale one (trigger names are unique in a database: one a table swap took along
+    sits on the old table) or one that breaks the table's writes, replacing an outdated one of the
+    same name in one statement where the server can (`replace_trigger`); the names of all
     the wanted triggers. A trigger naming a column the table lacks is refused before any DDL."""
     backend = backend_of(engine)
     with engine.connect() as conn:
@@ -100,10 +102,20 @@ def _reconcile(engine: Engine, mapping, entities: list[str]) -> list[str]:
             for trigger in found.replace:
                 conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger.name}"))
             for wanted in found.missing:
-                conn.execute(text(f"DROP TRIGGER IF EXISTS {wanted.name}"))  # a stale one of this name
-                conn.execute(text(wanted.create))
+                backend.replace_trigger(conn, wanted.name, wanted.create)  # an older one of this name
+            for trigger in found.outdated:  # a working one under another name: dropped once replaced
+                if trigger.name not in {w.name for w in found.missing}:
+                    conn.execute(text(f"DROP TRIGGER IF EXISTS {trigger.name}"))
             created = ", ".join(w.name for w in found.missing)
-            if found.status == STALE:
+            if found.status == OUTDATED:
+                log.info(
+                    "%s: recreated the delete-log triggers on %s (%s) because %s",
+                    found.entity,
+                    found.table,
+                    created,
+                    found.reason,
+                )
+            elif found.status == STALE:
                 dropped = ", ".join(f"{t.name} on {t.table}" for t in found.replace) or "none"
                 log.warning(
                     "%s: replaced the stale delete-log triggers on %s (dropped: %s; created: %s) because %s",

@@ -31,7 +31,7 @@ from base_sync.delete_guard import (
     MassDeleteBlocked,
     PlannedDeletes,
 )
-from base_sync.delete_log_triggers import ABSENT, IN_PLACE, STALE, UNSEEN, DeleteLogState
+from base_sync.delete_log_triggers import ABSENT, IN_PLACE, OUTDATED, STALE, UNSEEN, DeleteLogState, outdated_remedy
 from base_sync.errors import TerminalError
 from base_sync.key_ranges import KeyRange
 from base_sync.load import concat_chunks, push_chunks
@@ -588,10 +588,11 @@ def _find_deletes(
     reasons: dict[str, str] = {}
     held_newer: list[HeldNewer] = []
     reached, read, first_run = None, 0, False
-    # In place, or hidden from this account while the log is there. Not a stale log: as without one, the
+    # In place, outdated (it works: trusted for what it logs), or hidden from this account while the log
+    # is there. Not a stale log: as without one, the
     # key comparison finds every delete, and the position is dropped, so the first run after the triggers
     # are mended compares keys once more (the deletes made before they were, which nothing logged).
-    if log_state.status in (IN_PLACE, UNSEEN):
+    if log_state.status in (IN_PLACE, OUTDATED, UNSEEN):
         if position is None:  # the first run: the key comparison below covers the past
             reached, first_run = Cursor(base_a.now(), 0), True
         else:
@@ -751,6 +752,8 @@ def _why_compare_keys(
             "the delete log is trusted, and every key is still compared once every SYNC_KEY_CHECK_HOURS",
             entity,
         )
+    if log_state.status == OUTDATED:
+        log.warning("%s: %s", entity, outdated_remedy(log_state))
     due = "first run" if position is None and not asked else _comparison_due(settings, asked, compared_at)
     return due, due is not None
 

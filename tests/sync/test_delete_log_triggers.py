@@ -7,13 +7,16 @@ all was in place, going by the triggers' names."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event as sql_event
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from base_sync.delete_log_triggers import IN_PLACE, STALE
+from base_sync.backends import backend_of
+from base_sync.delete_log_triggers import ABSENT, IN_PLACE, OUTDATED, STALE, wanted_triggers
 from base_sync.mapping import SourceMapping
 from base_sync.metrics import delete_log_samples
 from base_sync.source import BaseA
+from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
 from tests.sync import test_source_check as legacy
 from tests.sync.conftest import synced_rows
@@ -181,6 +184,120 @@ def test_a_renamed_timestamp_cursor_the_trigger_logs_makes_the_log_stale(root, l
     assert names in stale.stderr
     again = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
     assert again.returncode == 0, again.stderr
+    _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    with root.connect() as conn:
+        assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
+
+
+def _url(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def test_a_trigger_an_earlier_version_made_is_outdated_and_trusted(base_a_engine, base_b, caplog):
+    """Found in review: the platform's triggers from before logged OLD.updated_at, today's log
+    COALESCE(OLD.updated_at, ...). They log every deleted key all the same: not a critical alert nor
+    a key comparison every run, a warning naming the install until it is run."""
+    backend = backend_of(base_a_engine)
+    previous = wanted_triggers("employees", "employees", "id", "OLD.updated_at", backend)  # f7a91d9's create_schema
+    for trigger in previous:
+        _run(base_a_engine, f"DROP TRIGGER {trigger.name}")
+        _run(base_a_engine, trigger.create)
+    base_a = BaseA(base_a_engine)
+    found = base_a.delete_log_state("employees")
+    assert found.status == OUTDATED, found.reason  # was: stale
+    assert "employees_log_delete on employees logs the deletes of employees but is not the trigger" in found.reason
+    assert base_a.logs_deletes("employees") is True
+    assert delete_log_samples("employees", found.status == STALE) == [  # the load's gauge (alert DeleteLogStale)
+        ("gauge", "base_sync.delete_log_stale.employees", 0.0)
+    ]
+    checked = _base_a("check", url=_url(base_a_engine))
+    assert checked.returncode == 0, checked.stderr  # was: 1
+    assert "warning: employees: the delete log on employees is outdated" in checked.stderr
+    assert "`base-a install-delete-log`" in checked.stderr
+
+    api, store = base_b.api(), MemoryStateStore()
+    with base_a_engine.begin() as conn:
+        conn.execute(text("INSERT INTO employees (first_name, last_name, email) VALUES ('A', 'B', 'a@b.example')"))
+        key = conn.execute(text("SELECT MAX(id) FROM employees")).scalar()
+    run_once("employees", base_a, api, store)  # the first run compares every key
+    _run(base_a_engine, f"DELETE FROM employees WHERE id = {key}")
+    caplog.clear()
+    trusted = run_once("employees", base_a, api, store)["deletes"]
+    assert (trusted["from_log"], trusted["deleted"]) == (1, 1)
+    assert "suspect_buckets" not in trusted  # was: every key compared, the log not trusted
+    warned = [r.getMessage() for r in caplog.records if "is outdated" in r.getMessage()]
+    assert len(warned) == 1 and "`base-a install-delete-log`" in warned[0]
+
+    installed = _base_a("install-delete-log", url=_url(base_a_engine))
+    assert installed.returncode == 0, installed.stderr
+    assert BaseA(base_a_engine).delete_log_state("employees").status == IN_PLACE
+
+
+def test_a_missing_key_change_trigger_alone_is_outdated(root, legacy_url, mapping, mapping_file):
+    """An install from before the key-change trigger existed: the deletes are logged, key changes
+    found by the periodic key comparison, as then."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    _run(root, "DROP TRIGGER mitarbeiter_log_key_change")
+    found = BaseA(root, mapping).delete_log_state("employees")
+    assert found.status == OUTDATED  # was: stale
+    assert "key changed by an UPDATE is found only by the periodic key comparison" in found.reason
+    checked = _base_a("check", "--mapping", str(mapping_file), url=legacy_url)
+    assert checked.returncode == 0, checked.stderr
+    assert "the delete log on mitarbeiter is outdated" in checked.stderr
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")  # the delete trigger missing too: none at all
+    assert BaseA(root, mapping).delete_log_state("employees").status == ABSENT
+
+
+def test_a_trigger_logging_another_key_is_stale(root, legacy_url, mapping, mapping_file):
+    """One writing the delete log, but another column as the key: broken, not outdated."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
+    wrong = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.gehalt, CURRENT_TIMESTAMP(6))"
+    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete AFTER DELETE ON mitarbeiter FOR EACH ROW {wrong}")
+    found = BaseA(root, mapping).delete_log_state("employees")
+    assert found.status == STALE
+    assert "mitarbeiter_log_delete on mitarbeiter is not the trigger the mapping wants now" in found.reason
+
+
+def test_the_install_replaces_an_outdated_trigger_in_one_statement_on_mariadb(root, legacy_url, mapping, mapping_file):
+    """A DROP then a CREATE each commit: a DELETE between them went unlogged while the log position
+    was kept. MariaDB replaces the trigger in one statement."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
+    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
+
+    issued: list[str] = []
+    sql_event.listen(
+        root, "before_cursor_execute", lambda conn, cursor, sql, *rest: issued.append(" ".join(sql.split()))
+    )
+    install_delete_log(root, mapping, ["employees"])
+    ddl = [s for s in issued if s.upper().startswith(("CREATE", "DROP"))]
+    assert ddl == [s for s in ddl if s.startswith("CREATE OR REPLACE TRIGGER mitarbeiter_log_delete AFTER DELETE")]
+    assert len(ddl) == 1  # was: DROP TRIGGER IF EXISTS mitarbeiter_log_delete, then CREATE TRIGGER
+    assert BaseA(root, mapping).delete_log_state("employees").status == IN_PLACE
+    _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
+    with root.connect() as conn:
+        assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]
+
+
+def test_the_install_drops_an_outdated_trigger_under_another_name_once_replaced(
+    root, legacy_url, mapping, mapping_file
+):
+    """An earlier version's trigger under a tool's suffix: kept beside the new one, each delete would
+    be logged twice."""
+    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
+    assert installed.returncode == 0, installed.stderr
+    older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
+    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
+    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete_gho AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
+    install_delete_log(root, mapping, ["employees"])
+    assert _triggers(root) == {("mitarbeiter_log_delete", "mitarbeiter"), ("mitarbeiter_log_key_change", "mitarbeiter")}
     _run(root, "DELETE FROM mitarbeiter WHERE pers_nr = 9")
     with root.connect() as conn:
         assert conn.execute(text("SELECT entity, id FROM delete_log")).all() == [("employees", 9)]

@@ -33,7 +33,7 @@ from sqlalchemy import inspect
 
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
-from base_sync.delete_log_triggers import STALE, DeleteLogState, stale_remedy
+from base_sync.delete_log_triggers import OUTDATED, STALE, DeleteLogState, outdated_remedy, stale_remedy
 from base_sync.delete_log_triggers import state as trigger_state
 from base_sync.demo import event_maker, generate, legacy
 from base_sync.errors import ApiError, TerminalError
@@ -211,19 +211,22 @@ def _check(engine, args) -> int:
         _say("base-a check", f"warning: {warning}", mapping, ("entities", entity, "table"))
     for problem in checked.problems:
         _say("base-a check", str(problem), mapping, problem.where)
-    stale = _stale_delete_logs(engine, mapping, backend_for_url(args.url), found)
+    states = _delete_log_states(engine, mapping, backend_for_url(args.url), found)
+    for log_state in (s for s in states if s.status == OUTDATED):  # it works: a warning, not a failure
+        where = ("entities", log_state.entity, "table")
+        _say("base-a check", f"warning: {log_state.entity}: {outdated_remedy(log_state)}", mapping, where)
+    stale = [s for s in states if s.status == STALE]
     for log_state in stale:
         where = ("entities", log_state.entity, "table")
         _say("base-a check", f"{log_state.entity}: {stale_remedy(log_state)}", mapping, where)
     return 1 if checked.problems or stale else 0
 
 
-def _stale_delete_logs(engine, mapping, backend, entities: list[str]) -> list[DeleteLogState]:
-    """The entities whose delete-log triggers no longer match their table (none where it was never
-    installed, or where this account sees no triggers)."""
+def _delete_log_states(engine, mapping, backend, entities: list[str]) -> list[DeleteLogState]:
+    """The entities' delete logs as their triggers are now (stale: they no longer match their table;
+    outdated: they work, but are not what the install creates now)."""
     with engine.connect() as conn:
-        states = [trigger_state(conn, backend, mapping, entity) for entity in entities]
-    return [s for s in states if s.status == STALE]
+        return [trigger_state(conn, backend, mapping, entity) for entity in entities]
 
 
 _LOCATED = re.compile(r"(?P<where>[^\s:][^:]*:\d+:\d+): (?P<said>.*)", re.DOTALL)
