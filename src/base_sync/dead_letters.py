@@ -39,6 +39,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from base_sync import consumer_errors
 from base_sync.debezium import _key_field
 from base_sync.errors import TerminalError
+from base_sync.topics import producer_config
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,6 @@ STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 KINDS = ("BadEvent", "Rejected", "Quarantined", "TooLarge", MASS_DELETE_HELD)
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
 _NOT_FOR_READERS = ("group.", "enable.auto", "auto.offset", "auto.commit")
-_CONSUMER_ONLY = (*_NOT_FOR_READERS, "session.timeout.ms", "heartbeat.interval.ms")
 
 
 class DeadLetterError(TerminalError):
@@ -322,8 +322,7 @@ def _ends(consumer: Consumer, dlq_topic: str, partitions: list[int], timeout: fl
 
 def replay_producer(kafka_config: dict) -> Producer:
     """A producer on the broker connection (idempotent: a retried send is not doubled)."""
-    config = {k: v for k, v in kafka_config.items() if not k.startswith(_CONSUMER_ONLY)}
-    return Producer({**config, "enable.idempotence": True})
+    return Producer({**producer_config(kafka_config), "enable.idempotence": True})
 
 
 def read(

@@ -57,7 +57,7 @@ from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
-from base_sync.topics import admin_for, ensure_dead_letter_topic
+from base_sync.topics import admin_for, ensure_dead_letter_topic, producer_config
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 
 log = logging.getLogger(__name__)
@@ -162,11 +162,9 @@ def consumer_for(kafka_config: dict, settings: EventSettings) -> Consumer:
 
 
 def producer_for(kafka_config: dict) -> Producer:
-    consumer_only = ("group.", "enable.auto", "auto.offset", *CONSUMER_DEFAULTS)
-    config = {k: v for k, v in kafka_config.items() if not k.startswith(consumer_only)}
     return Producer(
         {
-            **config,
+            **producer_config(kafka_config),
             "enable.idempotence": True,
             "linger.ms": 5,
             # The dead-letter topic is made with its retention (ensure_dead_letter_topic), never by the

@@ -129,6 +129,11 @@ PRODUCER_ONLY = frozenset(
 )
 
 
+def producer_config(kafka_config: Mapping) -> dict:
+    """The Kafka connection's settings a producer takes: all but the consumer's own."""
+    return {k: v for k, v in kafka_config.items() if k not in CONSUMER_ONLY}
+
+
 def admin_config(kafka_config: Mapping) -> dict:
     """The Kafka connection's settings an admin client takes: all but the consumer's and producer's own."""
     return {k: v for k, v in kafka_config.items() if k not in CONSUMER_ONLY and k not in PRODUCER_ONLY}
