@@ -261,14 +261,20 @@ def test_a_trigger_logging_another_key_is_stale(root, legacy_url, mapping, mappi
     assert "mitarbeiter_log_delete on mitarbeiter is not the trigger the mapping wants now" in found.reason
 
 
-def test_the_install_replaces_an_outdated_trigger_in_one_statement_on_mariadb(root, legacy_url, mapping, mapping_file):
-    """A DROP then a CREATE each commit: a DELETE between them went unlogged while the log position
-    was kept. MariaDB replaces the trigger in one statement."""
+def _install_then_older_delete_trigger(root, legacy_url, mapping_file, name: str) -> None:
+    """The install's triggers, the delete trigger then replaced by an earlier version's (another version
+    expression) named `name`."""
     installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
     assert installed.returncode == 0, installed.stderr
     older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
     _run(root, "DROP TRIGGER mitarbeiter_log_delete")
-    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    _run(root, f"CREATE TRIGGER {name} AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+
+
+def test_the_install_replaces_an_outdated_trigger_in_one_statement_on_mariadb(root, legacy_url, mapping, mapping_file):
+    """A DROP then a CREATE each commit: a DELETE between them went unlogged while the log position
+    was kept. MariaDB replaces the trigger in one statement."""
+    _install_then_older_delete_trigger(root, legacy_url, mapping_file, "mitarbeiter_log_delete")
     assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
 
     issued: list[str] = []
@@ -290,11 +296,7 @@ def test_the_install_drops_an_outdated_trigger_under_another_name_once_replaced(
 ):
     """An earlier version's trigger under a tool's suffix: kept beside the new one, each delete would
     be logged twice."""
-    installed = _base_a("install-delete-log", "--mapping", str(mapping_file), url=legacy_url)
-    assert installed.returncode == 0, installed.stderr
-    older = "INSERT INTO delete_log (entity, id, updated_at) VALUES ('employees', OLD.pers_nr, CURRENT_TIMESTAMP(6))"
-    _run(root, "DROP TRIGGER mitarbeiter_log_delete")
-    _run(root, f"CREATE TRIGGER mitarbeiter_log_delete_gho AFTER DELETE ON mitarbeiter FOR EACH ROW {older}")
+    _install_then_older_delete_trigger(root, legacy_url, mapping_file, "mitarbeiter_log_delete_gho")
     assert BaseA(root, mapping).delete_log_state("employees").status == OUTDATED
     install_delete_log(root, mapping, ["employees"])
     assert _triggers(root) == {("mitarbeiter_log_delete", "mitarbeiter"), ("mitarbeiter_log_key_change", "mitarbeiter")}

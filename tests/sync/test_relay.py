@@ -869,6 +869,12 @@ def test_a_mapped_table_keyed_by_no_integer_is_not_published_and_warned_of_once(
     assert "Mapping keys must be integer columns" in warnings[0]
 
 
+def published(kafka_bootstrap: str, topics) -> list:
+    """(op, id) of every change the relay published on the employees topic."""
+    found = read_topic(kafka_bootstrap, topics.topic("employees"))
+    return [(c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)]
+
+
 @pytest.mark.parametrize("relay_was", ["following", "behind"])
 def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
     binlog_port, kafka_bootstrap, tmp_path, relay_was
@@ -879,10 +885,6 @@ def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
     table map at each event decides now."""
     ddl = ["CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
     engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
-
-    def published() -> list:
-        found = read_topic(kafka_bootstrap, topics.topic("employees"))
-        return [(c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)]
 
     try:
         with engine.begin() as conn:
@@ -901,10 +903,10 @@ def test_a_key_an_alter_retypes_is_judged_by_the_binlogs_type_at_each_event(
             conn.execute(text("INSERT INTO t VALUES (2, '2026-01-01', 'c')"))
         if relay_was == "behind":
             relay.start()
-        wait_for(lambda: ("c", 2) in published(), 30, "the insert after the second ALTER")
+        wait_for(lambda: ("c", 2) in published(kafka_bootstrap, topics), 30, "the insert after the second ALTER")
         metric_line(relay, f"{KEY_TYPE_METRIC} 2.0")  # the insert and the delete of 'SKU1'
         time.sleep(1)  # anything published after the expected events would be the VARCHAR key's
-        found = published()
+        found = published(kafka_bootstrap, topics)
     finally:
         relay.stop()
         engine.dispose()
@@ -928,10 +930,6 @@ def test_a_mapped_tables_key_column_renamed_away_is_not_published_and_said_by_na
     ddl = ["CREATE TABLE t (nr BIGINT PRIMARY KEY, geaendert DATETIME(6), name TEXT)"]
     engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
 
-    def published() -> list:
-        found = read_topic(kafka_bootstrap, topics.topic("employees"))
-        return [(c.op, c.id) for c in (topics.decode(m.topic(), m.value(), m.key()) for m in found)]
-
     try:
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (1, '2026-01-01', 'a'), (2, '2026-01-01', 'b')"))
@@ -951,9 +949,11 @@ def test_a_mapped_tables_key_column_renamed_away_is_not_published_and_said_by_na
             conn.execute(text("ALTER TABLE t RENAME COLUMN NR TO nr"))
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (4, '2026-01-04', 'd')"))
-        wait_for(lambda: ("c", 4) in published(), 30, "the insert after the key column came back")
+        wait_for(
+            lambda: ("c", 4) in published(kafka_bootstrap, topics), 30, "the insert after the key column came back"
+        )
         time.sleep(1)
-        found = published()
+        found = published(kafka_bootstrap, topics)
     finally:
         relay.stop()
         engine.dispose()

@@ -143,29 +143,15 @@ def test_a_partition_clause_keeps_every_row_by_the_tables_partitioning_method(sq
 def test_a_reorganize_is_counted_when_the_relay_cannot_read_the_partitioning_method(tmp_path, monkeypatch, caplog):
     """Base A not answering (nothing listens on port 1): the method is unknown, so the clause may
     have removed rows and is counted, the loud side."""
-    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
-    settings = RelaySettings(
-        base_a_url="mysql+mysqldb://root@127.0.0.1:1/base_a",
-        kafka_bootstrap="127.0.0.1:1",
-        http_port=0,
-        position_file=tmp_path / "position.json",
-    )
     (effect,) = effects("ALTER TABLE t REORGANIZE PARTITION pmax INTO (PARTITION pmax VALUES LESS THAN MAXVALUE)")
-    assert Relay(settings)._keeps_rows(effect, "base_a", "t") is False
+    assert offline_relay(tmp_path, monkeypatch)._keeps_rows(effect, "base_a", "t") is False
     assert "could not read how t is partitioned" in caplog.text
 
 
 def test_dml_naming_a_mapped_table_is_counted_even_when_the_catalogue_cannot_be_read(tmp_path, monkeypatch):
     """The catalogue read (triggers, views, functions) comes after the statement's own effects:
     with Base A not answering it fails, and must not take the count of the UPDATE with it."""
-    monkeypatch.delenv("BASE_A_MAPPING_FILE", raising=False)
-    settings = RelaySettings(
-        base_a_url="mysql+mysqldb://root@127.0.0.1:1/base_a",
-        kafka_bootstrap="127.0.0.1:1",
-        http_port=0,
-        position_file=tmp_path / "position.json",
-    )
-    relay = Relay(settings)
+    relay = offline_relay(tmp_path, monkeypatch)
     counted = UNPUBLISHED.labels("employees", DML)
     before = counted._value.get()
     with pytest.raises(DBAPIError):
