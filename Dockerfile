@@ -14,6 +14,8 @@ COPY api_service ./api_service
 COPY graphql_service ./graphql_service
 COPY src ./src
 COPY dags ./dags
+# compose's housekeeping service runs these (README, Housekeeping).
+COPY scripts/airflow-housekeeping.sh scripts/daily-housekeeping.sh ./scripts/
 # The project itself: everything it needs is installed above.
 RUN pip install --no-cache-dir --no-deps .
 RUN useradd --system --uid 10001 app \

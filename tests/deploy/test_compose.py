@@ -238,6 +238,27 @@ def test_the_change_topics_exist_before_the_triggerer_starts():
     assert services["airflow-triggerer"]["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
 
 
+def test_housekeeping_runs_by_itself_with_airflow_and_base_b_within_reach():
+    """Found from outside: nothing ran Airflow's housekeeping or Base B's purge by itself, so a compose
+    stack grew for ever unless someone added cron lines. A service runs the daily round, with every
+    Airflow setting (its `airflow db clean` reads the metadata database, its task logs live in the
+    shared volume) and Base B's database (the purge), after both are migrated, restarted if it dies;
+    the image carries the scripts it runs."""
+    services = COMPOSE["services"]
+    housekeeping = services["housekeeping"]
+    assert housekeeping["command"] == ["bash", "scripts/daily-housekeeping.sh"]
+    env = housekeeping["environment"]
+    assert env.items() >= services["airflow-scheduler"]["environment"].items()
+    assert env["API_DATABASE_URL"] == services["api-migrate"]["environment"]["API_DATABASE_URL"]
+    assert housekeeping["volumes"] == services["airflow-scheduler"]["volumes"]
+    for first in ("airflow-init", "api-migrate"):
+        assert housekeeping["depends_on"][first]["condition"] == "service_completed_successfully"
+    assert housekeeping.get("restart") == "unless-stopped"
+    copied = " ".join(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY"))
+    for script in ("scripts/daily-housekeeping.sh", "scripts/airflow-housekeeping.sh"):
+        assert script in copied, f"the image lacks {script}"
+
+
 def test_airflow_runs_on_celery_workers_with_redis_as_the_broker():
     services = COMPOSE["services"]
     env = services["airflow-scheduler"]["environment"]

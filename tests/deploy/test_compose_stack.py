@@ -201,6 +201,11 @@ def test_every_service_is_up_with_two_celery_workers_and_replicated_serving(stac
     # GraphQL's /ready reads the REST API: through the gateway both ways.
     gateway = stack.address("gateway")
     assert requests.get(f"http://{gateway}:5001/ready", timeout=30).json() == {"status": "ready"}
+    # The housekeeping service's first round (Airflow's db clean, Base B's purge) runs at its start.
+    deadline = time.monotonic() + 180
+    while "daily-housekeeping: done" not in (logs := stack.compose("logs", "--no-color", "housekeeping")):
+        assert "failed (above)" not in logs and time.monotonic() < deadline, logs[-3000:]
+        time.sleep(3)
 
 
 def test_the_image_also_carries_the_kubernetes_executor_the_helm_values_use(stack: Stack):

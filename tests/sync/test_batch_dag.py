@@ -16,8 +16,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, func, select, text
 
+from api_service.models import REJECTIONS
 from base_sync import airflow_tasks
 from base_sync.demo import generate
 from base_sync.mapping import SourceMapping
@@ -26,7 +27,7 @@ from base_sync.settings import EventSettings
 from base_sync.state import VARIABLE_PREFIX
 from testbed.airflow import Airflow, error_lines, sync_connections
 from testbed.fresh_python import answer_of
-from testbed.servers import REPO, venv_bin
+from testbed.servers import REPO, free_port, venv_bin
 from tests.sync.conftest import assert_in_sync, new_base_a, synced_rows
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
@@ -222,6 +223,73 @@ def test_the_documented_housekeeping_empties_old_runs_and_keeps_the_sync_state(a
     assert counts == {"xcom": 0, "task_instance": 0, "dag_run": 0}, counts  # `dags test` runs are manual: none kept
     assert archives == []  # --skip-archive: moved into archive tables, they would take the same room
     assert airflow.variables(VARIABLE_PREFIX) == watermarks  # the sync state is untouched
+
+
+DAILY = REPO / "scripts" / "daily-housekeeping.sh"
+
+
+def test_the_daily_round_cleans_airflow_and_purges_base_b_then_waits_and_stops_at_once(airflow, api_process, tmp_path):
+    """Found from outside: nothing ran the housekeeping or the purge by itself (cron lines in README).
+    Compose's housekeeping service runs this loop: a round of both, then a wait that SIGTERM ends;
+    a failed part is named and tried again later, never in a tight loop and never by exiting; a
+    horizon that cannot work is refused at the start."""
+    engine = create_engine(api_process.database_url)
+    old = datetime.now(UTC) - timedelta(days=100)
+    with engine.begin() as conn:  # a rejection closed 100 days ago: the purge's to remove
+        conn.execute(
+            REJECTIONS.insert().values(
+                entity="employees",
+                source_id=10**9,
+                reasons="[]",
+                first_rejected_at=old,
+                last_rejected_at=old,
+                times=1,
+                resolved_at=old,
+            )
+        )
+    path = f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"
+    env = airflow.env | {"PATH": path, "HOUSEKEEPING_EVERY_SECONDS": "3600", "HOUSEKEEPING_RETRY_SECONDS": "3600"}
+
+    def round_of(**overrides: str) -> tuple[subprocess.Popen, list[str]]:
+        loop = subprocess.Popen(
+            ["bash", str(DAILY)], env=env | overrides, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        lines = []
+        for line in loop.stdout:
+            lines.append(line.rstrip("\n"))
+            if "next round in" in line:
+                return loop, lines
+        raise AssertionError(f"the loop ended after one round (rc {loop.wait()}): " + "\n".join(lines[-30:]))
+
+    def stopped(loop: subprocess.Popen) -> int:
+        time.sleep(1)
+        assert loop.poll() is None, "it waits for the next round"
+        loop.terminate()
+        return loop.wait(timeout=10)  # not after the hour's sleep
+
+    loop, lines = round_of(API_DATABASE_URL=api_process.database_url)
+    assert "daily-housekeeping: done; next round in 3600s" in lines, lines
+    assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines
+    assert any(line.endswith("rejections closed before then: 1") for line in lines), lines  # the planted one
+    assert stopped(loop) == 0
+    with engine.connect() as conn:
+        planted = select(func.count()).select_from(REJECTIONS).where(REJECTIONS.c.source_id == 10**9)
+        assert conn.execute(planted).scalar_one() == 0
+    engine.dispose()
+
+    # Base B away: the purge is named as failed, the loop waits the retry and lives on.
+    loop, lines = round_of(API_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    assert lines[-1] == "daily-housekeeping: Base B's purge failed (above); next round in 3600s", lines
+    assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines  # the other part ran
+    assert stopped(loop) == 0
+
+    for setting, value in (("KEEP_DAYS", "0"), ("PURGE_DAYS", "ninety"), ("API_DATABASE_URL", "")):
+        refused = subprocess.run(
+            ["bash", str(DAILY)], env=env | {"API_DATABASE_URL": api_process.database_url, setting: value},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 2 and setting in refused.stderr, (setting, refused.stderr)
 
 
 def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airflow, base_a_engine, api_process):
