@@ -343,12 +343,14 @@ def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping,
     assert [w for w in warnings if "PRIMARY KEY or UNIQUE index" in w] == (
         [
             "employees: mitarbeiter.pers_nr: expected a key naming one row (the PRIMARY KEY, or a UNIQUE index on it "
-            "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key "
-            "would sync as one, and verification stops at the first such key"
+            "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base "
+            "A, per chunk read, whether rows share a key, and quarantines rows that do (the events path dead-letters "
+            "what it can tell: docs/mapping.md, `key`)"
         ]
         if warned
         else []
     )
+    assert checked.entities["employees"].key_unique is not warned  # the batch asks per chunk only when warned
 
 
 def test_a_mapped_view_is_warned_about_as_a_table_the_relay_never_publishes(root, mapping):

@@ -727,9 +727,9 @@ def test_an_old_runs_commit_run_again_after_a_newer_one_never_moves_the_watermar
     assert (store.get("articles"), store.last_stats("articles")) == (newer, newer_stats)
 
 
-def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_a, base_a_engine, base_b):
+def test_a_key_base_a_holds_in_two_rows_is_quarantined_and_the_other_rows_sync(base_a, base_a_engine, base_b):
     """A legacy table without a primary key: two rows of one key would overwrite each other in Base
-    B, one lost while verification called the difference `ahead`. It stops, naming the key."""
+    B. A first load quarantines both with the reason; the other rows sync and the run commits."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "employees", 10, seed_value=37)
     with base_a_engine.begin() as conn:
@@ -741,9 +741,66 @@ def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_
                 "FROM employees WHERE id = 4"
             )
         )
-    with pytest.raises(sync.VerificationError, match=r"holds the key id = 4 in more than one row"):
-        run_once("employees", base_a, api, store)
-    assert store.get("employees") is None  # the watermark stays
+    run = run_once("employees", base_a, api, store)
+    assert run["load"]["quarantined"] == run["load"]["shared_key"] == 2 and run["load"]["inserted"] == 9
+    assert run["verify"]["quarantined"] == 1  # the window holds key 4 twice: in quarantine, not missing
+    assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    [rejection] = api.open_rejections("employees")
+    assert rejection["source_id"] == 4 and "id = 4 names 2 rows of employees" in rejection["reasons"][0]["message"]
+    assert store.get("employees") is not None  # the watermark moved
+
+
+def add_tenants(engine) -> None:
+    """The employees table keyed (id, tenant), as a multi-tenant Base A is: `key: id` names two rows
+    once another tenant uses an id (`base-a check` only warns: partitioned tables key (id, date))."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "ALTER TABLE employees ADD COLUMN tenant INT NOT NULL DEFAULT 1, DROP PRIMARY KEY, "
+                "ADD PRIMARY KEY (id, tenant)"
+            )
+        )
+
+
+def test_an_incremental_run_quarantines_a_row_sharing_its_key_instead_of_overwriting(base_a_engine, base_b, caplog):
+    """An outside probe: with the primary key (id, tenant) and `key: id`, tenant 2's new row 4 was
+    synced over tenant 1's row 4 in Base B, silently. Now it is quarantined with the reason, Base B
+    keeps tenant 1's row, and a row of a unique key changed in the same batch syncs."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=38)
+    run_once("employees", BaseA(base_a_engine), api, store)
+    add_tenants(base_a_engine)
+    before = synced_rows(base_b.database_url, "employees")[4]
+    with base_a_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, tenant, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 2, 'Other tenant', last_name, 'tenant2@example.com', salary, UTC_TIMESTAMP(6) "
+                "FROM employees WHERE id = 4"
+            )
+        )
+        conn.execute(text("UPDATE employees SET position = 'Lead', updated_at = UTC_TIMESTAMP(6) WHERE id = 5"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.source"):
+        run = run_once("employees", BaseA(base_a_engine), api, store)  # a new reader, as each task makes
+    rows = synced_rows(base_b.database_url, "employees")
+    assert rows[4] == before, "tenant 2's row overwrote tenant 1's in Base B"
+    assert rows[5][5] == "Lead"
+    assert run["load"]["shared_key"] == run["load"]["quarantined"] == 1, run
+    assert run["load"]["updated"] == 1 and run["verify"]["quarantined"] == 1
+    [rejection] = api.open_rejections("employees")
+    [why] = rejection["reasons"]
+    assert rejection["source_id"] == 4 and why["code"] == "shared_key"
+    assert why["message"].startswith("id = 4 names 2 rows of employees (employees's mapped key is not unique)")
+    assert "docs/mapping.md, `key`" in why["message"]
+    assert any("id = 4 (2 rows)" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):
+    """The per-chunk question costs a query: asked only when no unique index holds the key alone."""
+    generate.seed(base_a_engine, "employees", 3, seed_value=39)
+    assert BaseA(base_a_engine).require_schema("employees").key_unique
+    add_tenants(base_a_engine)
+    assert not BaseA(base_a_engine).require_schema("employees").key_unique
 
 
 def dag_run(entity, engine, api, store) -> dict:
