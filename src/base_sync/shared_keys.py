@@ -5,10 +5,12 @@ partitioned MySQL table's (id, created_date)) may be mapped with `key: id`: `bas
 (`mapping.check.NOT_UNIQUE_KEY`), as id is often unique in practice. Where it is not, the rows
 sharing an id would overwrite each other in Base B, one tenant's row in place of another's. Instead:
 
-- the batch path (`source.BaseA`) asks Base A, once per chunk it read and only for an entity whose
-  key no PRIMARY KEY or UNIQUE index on that column alone makes unique (the task's schema check
-  knows it: `EntityCheck.key_unique`), which of the chunk's keys more than one row holds
-  (`shared_among`: one aggregate over the keys, served by any index that starts with the key);
+- the batch path (`source.BaseA`) asks Base A, only for an entity whose key no PRIMARY KEY or
+  UNIQUE index on that column alone makes unique (the task's schema check knows it:
+  `EntityCheck.key_unique`), which keys more than one row holds: once per chunk it read when an
+  index starts with the key (`shared_among`: an aggregate over the chunk's keys, which the index
+  serves), else once per task over the whole table (`shared_in_table`: a view's computed key, a
+  column no index starts with, where a per-chunk question would read the table for every chunk);
   each row of such a key is quarantined with the reason (`quarantined`), counted `shared_key`;
 - the events path (`events.prepare`) cannot read Base A; a Debezium message key carries the
   table's whole primary key, so two changes of one run with the same mapped key but different
@@ -29,6 +31,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from base_sync.dirty import Quarantined
+from base_sync.errors import TerminalError
 from base_sync.mapping import SourceView
 from baseab_contract.bulk_format import SHARED_KEY, SOURCE_ID, VERSION
 
@@ -47,6 +50,30 @@ def shared_among(conn: Connection, view: SourceView, keys: set[int]) -> dict[int
         .having(func.count() > 1)
     )
     return {int(key): int(rows) for key, rows in conn.execute(statement)}
+
+
+# Shared keys one aggregate over a whole table may hold in memory: past it the key names no row.
+SHARED_KEYS_HELD = 100_000
+
+
+class KeyNamesNoRow(TerminalError):
+    """So many keys of the table name several rows that the mapping's key is no key at all."""
+
+
+def shared_in_table(conn: Connection, view: SourceView) -> dict[int, int]:
+    """{key: rows} of every key more than one row of the view's table holds: one pass over the table,
+    for a key no index starts with (a view's computed key), where asking per chunk would read the
+    whole table for each chunk. `KeyNamesNoRow` past SHARED_KEYS_HELD keys."""
+    statement = select(view.key, func.count()).select_from(view.table).group_by(view.key).having(func.count() > 1)
+    shared = {}
+    for key, rows in conn.execute(statement.limit(SHARED_KEYS_HELD + 1)):
+        shared[int(key)] = int(rows)
+    if len(shared) > SHARED_KEYS_HELD:
+        raise KeyNamesNoRow(
+            f"{view.entity.name}: more than {SHARED_KEYS_HELD:,} values of {view.spec.key} name several rows of "
+            f"{view.spec.table} each: it is no key of that table, and nothing was synced; {FIX}"
+        )
+    return shared
 
 
 def reason(view: SourceView, key: int, rows: int) -> dict:

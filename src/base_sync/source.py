@@ -121,6 +121,7 @@ class BaseA:
         metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
         self._checked: SchemaCheck | None = None
+        self._shared_keys: dict[str, dict[int, int]] = {}  # {entity: shared keys}, where no index serves the key
 
     def check(self) -> SchemaCheck:
         """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
@@ -226,14 +227,20 @@ class BaseA:
     def _unshared(self, view: SourceView, chunks: Iterator[list]) -> Iterator[list]:
         """The chunks, each row of a key Base A holds in more than one row a `Quarantined` with the
         reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique."""
-        if self.check().entities[view.entity.name].key_unique:
+        checked = self.check().entities[view.entity.name]
+        if checked.key_unique:
             yield from chunks
             return
         # A connection of its own: the read's is busy streaming its result.
         with self.engine.connect() as conn:
             try:
+                in_table = None if checked.key_indexed else self._shared_in_table(conn, view)
                 for chunk in chunks:
-                    shared = shared_keys.shared_among(conn, view, shared_keys.keys_of(chunk))
+                    keys = shared_keys.keys_of(chunk)
+                    if in_table is None:
+                        shared = shared_keys.shared_among(conn, view, keys)
+                    else:
+                        shared = {key: in_table[key] for key in keys & in_table.keys()}
                     if shared:
                         log.warning(
                             "%s: %d keys of this chunk name more than one row of %s (its key %s is not unique): "
@@ -249,6 +256,18 @@ class BaseA:
                     yield shared_keys.quarantined(chunk, view, shared) if shared else chunk
             finally:
                 chunks.close()
+
+    def _shared_in_table(self, conn: Connection, view: SourceView) -> dict[int, int]:
+        """The keys several rows of the view's table hold, read once per task (`shared_keys.shared_in_table`)."""
+        if view.entity.name not in self._shared_keys:
+            log.info(
+                "%s: no index of %s starts with its key %s: one pass over the table tells which keys rows share",
+                view.entity.name,
+                view.spec.table,
+                view.spec.key,
+            )
+            self._shared_keys[view.entity.name] = shared_keys.shared_in_table(conn, view)
+        return self._shared_keys[view.entity.name]
 
     def extract(
         self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None

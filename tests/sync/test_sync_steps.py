@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from api_service.schemas import SCHEMAS
-from base_sync import sync
+from base_sync import shared_keys, sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
@@ -748,6 +748,62 @@ def test_a_key_base_a_holds_in_two_rows_is_quarantined_and_the_other_rows_sync(b
     [rejection] = api.open_rejections("employees")
     assert rejection["source_id"] == 4 and "id = 4 names 2 rows of employees" in rejection["reasons"][0]["message"]
     assert store.get("employees") is not None  # the watermark moved
+
+
+def aggregates_counted(engine) -> list[str]:
+    """The statements asking Base A which keys rows share, as the engine sends them."""
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if "HAVING count(*) >" in statement:
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    return sent
+
+
+def test_a_key_no_index_starts_with_is_told_shared_by_one_pass_over_the_table_not_one_per_chunk(base_a_engine, base_b):
+    """A key no index serves (a legacy table without any, a view's computed key): asked per chunk,
+    each question read the whole table, a first load of N rows read it N / chunk times. One pass
+    per task answers every chunk; the rows sharing a key are quarantined all the same."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=40)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at "
+                "FROM employees WHERE id IN (3, 7)"
+            )
+        )
+    base_a = BaseA(base_a_engine)
+    checked = base_a.require_schema("employees")
+    assert not checked.key_unique and not checked.key_indexed
+    sent = aggregates_counted(base_a_engine)
+    run = run_once("employees", base_a, api, store, SyncSettings(lookback_seconds=0, chunk_size=3, bucket_size=1000))
+    assert len(sent) == 1 and "IN (" not in sent[0], sent  # four chunks, one pass
+    assert run["load"]["quarantined"] == run["load"]["shared_key"] == 4 and run["load"]["inserted"] == 8
+    assert sorted(r["source_id"] for r in api.open_rejections("employees")) == [3, 7]
+    assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 4, 5, 6, 8, 9, 10]
+
+
+def test_a_key_shared_by_more_values_than_memory_holds_fails_at_once_naming_the_fix(base_a_engine, base_b, monkeypatch):
+    """Past SHARED_KEYS_HELD shared keys the column is no key of the table: the task fails with the
+    reason before it writes a row, instead of holding every key in memory or quarantining the table."""
+    monkeypatch.setattr(shared_keys, "SHARED_KEYS_HELD", 2)
+    generate.seed(base_a_engine, "employees", 5, seed_value=41)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at FROM employees"
+            )
+        )
+    with pytest.raises(shared_keys.KeyNamesNoRow, match=r"more than 2 values of id name several rows of employees"):
+        run_once("employees", BaseA(base_a_engine), base_b.api(), MemoryStateStore())
+    assert synced_rows(base_b.database_url, "employees") == {}
 
 
 def add_tenants(engine) -> None:

@@ -79,9 +79,9 @@ A_VIEW = (
     "changes; the batch sync alone carries them"
 )
 NOT_UNIQUE_KEY = (
-    "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base A, per chunk "
-    "read, whether rows share a key, and quarantines rows that do (the events path dead-letters what it can "
-    "tell: docs/mapping.md, `key`)"
+    "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base A whether rows "
+    "share a key (per chunk read where an index starts with the column, else one pass over the table per task) "
+    "and quarantines rows that do (the events path dead-letters what it can tell: docs/mapping.md, `key`)"
 )
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 # The key's rule, in the words the relay and the events drain refuse a key with too: the paths agree.
@@ -148,6 +148,9 @@ class EntityCheck:
     # The key column alone is a PRIMARY KEY or UNIQUE index: no two rows share a key. Else (or not
     # known) each chunk the batch reads asks Base A which of its keys rows share (`shared_keys`).
     key_unique: bool = False
+    # An index starts with the key column: asking which of a chunk's keys rows share reads only those
+    # rows. Else (a view, a computed key) one aggregate over the table per task answers for every chunk.
+    key_indexed: bool = False
 
 
 @dataclass
@@ -176,6 +179,7 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
         unique = backend.unique_columns(conn, [t for t in tables if t in live])
+        leading = backend.leading_columns(conn, [t for t in tables if t in live])
         views = backend.views(conn, [t for t in tables if t in live])
         spelled = backend.spelled_tables(conn, [t for t in tables if t not in live])
         year = _over_a_year(datetime.now(UTC))
@@ -189,6 +193,7 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
                 unique.get(mapping.table_of(e)),
                 clock,
                 spelled.get(mapping.table_of(e)),
+                leading.get(mapping.table_of(e), frozenset()),
             )
             for e in names
         }
@@ -239,6 +244,7 @@ def _check_entity(
     unique: frozenset[str] | None = None,
     clock: Callable[[], ServerClock | None] = lambda: None,
     spelled: str | None = None,
+    leading: frozenset[str] = frozenset(),
 ) -> EntityCheck:
     spec = mapping.spec.entities[entity]
     result = EntityCheck(entity, spec.table)
@@ -262,6 +268,7 @@ def _check_entity(
     if spec.key in live and live[spec.key].nullable:
         result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY, key))
     result.key_unique = unique is not None and spec.key in unique
+    result.key_indexed = spec.key in leading
     if spec.key in live and unique is not None and spec.key not in unique:
         result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY, key))
     for index, stamp in enumerate(spec.cursor or []):
