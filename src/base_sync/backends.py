@@ -151,6 +151,11 @@ class BaseABackend:
         one row. A table missing from the answer: not known (no warning)."""
         return {}
 
+    def leading_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        """Per table, the columns some index starts with: a lookup by one of them reads no more of the
+        table than it finds. A table missing from the answer: not known (a view has no index)."""
+        return {}
+
     def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
         """Those of `tables` that are views: a binlog names the base tables under a view, never the
         view, so the relay publishes none of a view's changes."""
@@ -608,6 +613,23 @@ class MySQLBaseA(BaseABackend):
                 found.setdefault(asked, set()).add(column)
         return {t: frozenset(found.get(t, ())) for t in tables}
 
+    def leading_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        if not tables:
+            return {}
+        names = _TableNames(conn, tables)
+        rows = conn.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.statistics "
+                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND seq_in_index = 1"
+            ).bindparams(bindparam("tables", expanding=True)),
+            {"tables": names.keys},
+        )
+        found: dict[str, set[str]] = {}
+        for table_name, column in rows:
+            for asked in names.asked(table_name):
+                found.setdefault(asked, set()).add(column)
+        return {t: frozenset(found[t]) for t in found}
+
     def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
         if not tables:
             return frozenset()
@@ -836,6 +858,19 @@ class SQLiteBaseA(BaseABackend):
                 if unique and not partial and len(indexed) == 1:
                     columns.add(indexed[0])
             found[name] = frozenset(columns)
+        return found
+
+    def leading_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
+        found = {}
+        for name in tables:
+            # The rowid's alias (an INTEGER PRIMARY KEY) is no index, and the fastest lookup there is.
+            primary = [row for row in conn.exec_driver_sql(f'PRAGMA table_info("{name}")') if row[5]]
+            columns = {primary[0][1]} if len(primary) == 1 and primary[0][2].upper() == "INTEGER" else set()
+            for _, index, *_ in conn.exec_driver_sql(f'PRAGMA index_list("{name}")'):
+                first = [row[2] for row in conn.exec_driver_sql(f'PRAGMA index_info("{index}")') if row[0] == 0]
+                columns.update(c for c in first if c is not None)  # None: an index on an expression
+            if columns:
+                found[name] = frozenset(columns)
         return found
 
     def type_families(self, type_text: str) -> frozenset[str]:

@@ -57,6 +57,8 @@ from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
+from base_sync.shared_keys import SeenKeys, whole_key
+from base_sync.shared_keys import dead_reason as shared_reason
 from base_sync.topics import admin_for, ensure_dead_letter_topic, producer_config
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
 
@@ -207,7 +209,7 @@ def drain(
     partitions = assign_committed(consumer, topics.names, report, settings.group_id)
     # A missing topic's entity gets no last success: EventSyncStale then says so.
     report.entities = tuple(dict.fromkeys(topics.entity_of(p.topic) for p in partitions))
-    waits, positions = UniqueWaits(), {}
+    waits, positions, seen = UniqueWaits(), {}, SeenKeys()
     in_flight = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply") as sender:
         while time.monotonic() - started < settings.max_run_seconds:
@@ -217,7 +219,7 @@ def drain(
             batch = take(consumer, settings.batch_size, idle, settings.batch_bytes)
             if not batch:
                 break
-            plan = prepare(batch, topics, report)
+            plan = prepare(batch, topics, report, seen)
             if in_flight:
                 _settle(*in_flight, consumer, producer, settings, report, waits, positions)
             in_flight = (sender.submit(send, plan, api, guard, waits, report.held), plan)
@@ -448,12 +450,15 @@ def _in_place_of(change: Change, origin: datetime | None) -> Change:
     return change
 
 
-def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
+def prepare(batch: list[Message], topics: Topics, report: DrainReport, seen: SeenKeys | None = None) -> Plan:
+    """The batch decoded, each key's newest change kept (`seen`: the run's whole keys, by which two
+    rows sharing a mapped key are dead-lettered, neither applied: `shared_keys`)."""
     counts = report.counts
     counts["consumed"] += len(batch)
     newest: dict[tuple[str, int], tuple[Change, Message]] = {}
     origins: dict[tuple[str, int], datetime | None] = {}  # the first change's before image version, per key
     dead: list[tuple[Message, str, str]] = []
+    seen = seen if seen is not None else SeenKeys()
     for message in batch:
         try:
             change = topics.decode(message.topic(), message.value(), message.key())
@@ -467,6 +472,14 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport) -> Plan:
             counts["snapshot_reads_skipped"] += 1
             continue
         key = (change.entity, change.id)
+        column = topics.view(change.entity).spec.key
+        wholes = seen.see(change.entity, change.id, whole_key(message.key(), column), change.is_delete)
+        if wholes is not None:
+            why = shared_reason(change.entity, topics.mapping.table_of(change.entity), column, change.id, wholes)
+            earlier = [newest.pop(key)[1]] if key in newest else []  # this batch's change of the other row
+            dead += [(m, "Quarantined", why) for m in (*earlier, message)]
+            counts["shared_key"] += 1 + len(earlier)
+            continue
         held = newest.get(key)
         if held is None:
             origins[key] = change.before_version

@@ -12,7 +12,7 @@ from base_sync.api_client import BaseBApi
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
 from base_sync.records import bodies, encode
-from baseab_contract.bulk_format import SOURCE_ID, SOURCE_ID_RANGE, VERSION
+from baseab_contract.bulk_format import SHARED_KEY, SOURCE_ID, SOURCE_ID_RANGE, VERSION
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
@@ -32,7 +32,8 @@ def push_chunks(
 ) -> Counter:
     """Send every chunk of bulk records; returns the counts per outcome, plus `extracted` and
     `quarantined` (the `Quarantined` rows among them, which the mapping refused: sent to the API's
-    rejections instead, with their reasons), and `unkeyed` (those with a NULL key: logged, `report_unkeyed`).
+    rejections instead, with their reasons; `shared_key` of them because Base A holds their key in more
+    than one row), and `unkeyed` (those with a NULL key: logged, `report_unkeyed`).
 
     At most `concurrency` requests are in flight, so memory holds at most that many bodies plus the
     chunk being read and its body; Base A's reads bound a chunk by rows and by bytes (SYNC_CHUNK_SIZE,
@@ -63,6 +64,8 @@ def push_chunks(
                 if dirty:
                     quarantine(api, entity, dirty)
                     totals["quarantined"] += len(dirty)
+                    if shared := sum(1 for r in dirty if _shares_its_key(r)):
+                        totals["shared_key"] += shared
                 for part, body in bodies(records, api.max_body_bytes):
                     if len(body) > api.max_body_bytes:  # one row alone: quarantined, not sent
                         quarantine(api, entity, [_too_large(part[0], len(body), api.max_body_bytes)])
@@ -122,6 +125,11 @@ def quarantine(api: BaseBApi, entity: str, rows: list[Quarantined]) -> None:
         stored += api.quarantine(entity, small)["quarantined"]
     if stored != len(rows):
         raise LoadError(f"{entity}: quarantined {len(rows)} rows, the API stored {stored}")
+
+
+def _shares_its_key(row: Quarantined) -> bool:
+    """Quarantined because Base A holds its key in more than one row (`base_sync.shared_keys`)."""
+    return any(r.get("code") == SHARED_KEY for r in row.reasons)
 
 
 def _too_large(record: dict, size: int, limit: int) -> Quarantined:

@@ -15,6 +15,7 @@ from operator import itemgetter
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, inspect, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from base_sync import shared_keys
 from base_sync.backends import backend_for_url, backend_of
 from base_sync.chunking import bounded_chunks, measure_of
 from base_sync.delete_log_triggers import ABSENT, IN_PLACE, OUTDATED, UNSEEN, DeleteLogState
@@ -120,6 +121,7 @@ class BaseA:
         metadata, self.tables = build_tables(self.backend)
         self.delete_log = metadata.tables[DELETE_LOG]
         self._checked: SchemaCheck | None = None
+        self._shared_keys: dict[str, dict[int, int]] = {}  # {entity: shared keys}, where no index serves the key
 
     def check(self) -> SchemaCheck:
         """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
@@ -201,20 +203,71 @@ class BaseA:
         unversioned: bool = False,
     ) -> Iterator[list]:
         """Bulk records (and `Quarantined` rows, in place) of the rows meeting `where` (`since`: a window
-        after it), a chunk at a time: rendered by the server where it can (MySQL), else mapped here row by row."""
+        after it), a chunk at a time: rendered by the server where it can (MySQL), else mapped here row by row.
+        The rows of a key Base A holds in more than one row are quarantined (`_unshared`)."""
         if self.backend.renders_records:
             rendered = self.rendered(view)
             columns = rendered.columns(clock, since and since.updated_at, unversioned)
             names = [c.name for c in columns]
             statement = select(*columns).select_from(view.table).where(*where).order_by(*order)
-            for rows in self._stream(statement, chunk_size, self.chunk_bytes):
-                yield rendered.split([dict(zip(names, row, strict=True)) for row in rows])
+            chunks = (
+                rendered.split([dict(zip(names, row, strict=True)) for row in rows])
+                for rows in self._stream(statement, chunk_size, self.chunk_bytes)
+            )
+        else:
+            columns = [view.c(n) for n in view.source_columns]
+            statement = select(*self.backend.read_columns(columns)).where(*where).order_by(*order)
+            read_row = self.backend.read_row
+            chunks = (
+                [view.apply(row, invalid, version=clock) for row, invalid in (read_row(columns, r) for r in rows)]
+                for rows in self._stream(statement, chunk_size, self.chunk_bytes)
+            )
+        yield from self._unshared(view, chunks)
+
+    def _unshared(self, view: SourceView, chunks: Iterator[list]) -> Iterator[list]:
+        """The chunks, each row of a key Base A holds in more than one row a `Quarantined` with the
+        reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique."""
+        checked = self.check().entities[view.entity.name]
+        if checked.key_unique:
+            yield from chunks
             return
-        columns = [view.c(n) for n in view.source_columns]
-        statement = select(*self.backend.read_columns(columns)).where(*where).order_by(*order)
-        read_row = self.backend.read_row
-        for rows in self._stream(statement, chunk_size, self.chunk_bytes):
-            yield [view.apply(row, invalid, version=clock) for row, invalid in (read_row(columns, r) for r in rows)]
+        # A connection of its own: the read's is busy streaming its result.
+        with self.engine.connect() as conn:
+            try:
+                in_table = None if checked.key_indexed else self._shared_in_table(conn, view)
+                for chunk in chunks:
+                    keys = shared_keys.keys_of(chunk)
+                    if in_table is None:
+                        shared = shared_keys.shared_among(conn, view, keys)
+                    else:
+                        shared = {key: in_table[key] for key in keys & in_table.keys()}
+                    if shared:
+                        log.warning(
+                            "%s: %d keys of this chunk name more than one row of %s (its key %s is not unique): "
+                            "quarantined, not synced: %s",
+                            view.entity.name,
+                            len(shared),
+                            view.spec.table,
+                            view.spec.key,
+                            ", ".join(
+                                f"{view.spec.key} = {key} ({rows} rows)" for key, rows in list(shared.items())[:10]
+                            ),
+                        )
+                    yield shared_keys.quarantined(chunk, view, shared) if shared else chunk
+            finally:
+                chunks.close()
+
+    def _shared_in_table(self, conn: Connection, view: SourceView) -> dict[int, int]:
+        """The keys several rows of the view's table hold, read once per task (`shared_keys.shared_in_table`)."""
+        if view.entity.name not in self._shared_keys:
+            log.info(
+                "%s: no index of %s starts with its key %s: one pass over the table tells which keys rows share",
+                view.entity.name,
+                view.spec.table,
+                view.spec.key,
+            )
+            self._shared_keys[view.entity.name] = shared_keys.shared_in_table(conn, view)
+        return self._shared_keys[view.entity.name]
 
     def extract(
         self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None

@@ -346,9 +346,9 @@ def _compare_window(
     entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, keys: KeyRange | None
 ) -> tuple[list[int], int]:
     """Merge both sides' (key, version) lists of the window, both sorted by key. A key Base A holds
-    more than once (a table whose mapped key is not unique) fails verification: its rows overwrite
-    each other in Base B, one is lost, and no repair can keep both."""
-    ours = _unique_keys(entity, base_a, base_a.window_versions(entity, report.since, report.until, keys))
+    more than once (a table whose mapped key is not unique) is the load's quarantine (`shared_keys`);
+    one that is not quarantined fails verification: its rows would overwrite each other in Base B."""
+    ours = _unique_keys(entity, base_a, api, base_a.window_versions(entity, report.since, report.until, keys))
     theirs = api.window_versions(entity, report.since, report.until, keys)
     missing: list[int] = []
     moved_on = 0
@@ -368,12 +368,17 @@ def _compare_window(
 
 
 def _unique_keys(
-    entity: str, base_a: BaseA, versions: Iterator[tuple[int, datetime]]
+    entity: str, base_a: BaseA, api: BaseBApi, versions: Iterator[tuple[int, datetime]]
 ) -> Iterator[tuple[int, datetime]]:
-    """The (key, version) pairs, sorted by key, as they come; `VerificationError` at a key seen twice."""
-    previous = None
+    """The (key, version) pairs, sorted by key, as they come, a key seen twice once when it is an open
+    rejection (the load quarantined its rows: `shared_keys`, which the repair leaves there), else
+    `VerificationError` (rows sharing it since the load read them: the next run quarantines them)."""
+    previous, rejected = None, None
     for pair in versions:
         if previous is not None and pair[0] == previous:
+            rejected = _open_rejections(api, entity) if rejected is None else rejected
+            if pair[0] in rejected:
+                continue
             key = base_a.view(entity).spec.key
             raise VerificationError(
                 f"{entity}: Base A holds the key {key} = {pair[0]} in more than one row: the mapping's key must be "

@@ -10,6 +10,9 @@ SOURCE_ID_RANGE = (1, 2**63 - 1)  # the keys Base B can hold (a positive BIGINT)
 # A rejection reason's `code` when another row holds the record's unique value (an email): the
 # pipelines send such a record again once a delete may have freed the value.
 UNIQUE_TAKEN = "unique_taken"
+# A rejection reason's `code` when Base A holds the record's key in more than one row (a mapped key
+# that is not unique): not synced, as the rows would overwrite each other (base_sync.shared_keys).
+SHARED_KEY = "shared_key"
 VERSION = "source_updated_at"  # Base A's updated_at: the version guard compares it
 TIMESTAMPS = ("created_at", "updated_at")
 # Optional: the version of Base B's row an older record replaces (Base A's stamp went back); the API

@@ -262,6 +262,59 @@ def test_an_update_that_changes_the_key_is_a_dead_letter(changes):
     assert "a delete of the old key and a create of the new one" in reason
 
 
+def send_keyed(changes: Events, op: str, before: dict | None, after: dict | None, tenant: int, partition=0) -> None:
+    """A change as Debezium keys it for a table whose primary key is (id, tenant): the whole key."""
+    value = changes.writer.envelope(op, before, after, {**SOURCE, "row": 0}, 1)
+    key = orjson.dumps({"id": (after or before)["id"], "tenant": tenant})
+    changes.producer.produce(changes.topics.topic("employees"), value=value, key=key, partition=partition)
+    changes.producer.flush(10)
+
+
+def test_two_rows_sharing_the_mapped_key_are_dead_letters_not_one_row(changes):
+    """An outside probe: a table keyed (id, tenant) mapped with `key: id`; tenant 2's row 7 was applied
+    over tenant 1's row 7 in Base B, silently. Changes of one run whose message keys name two rows of
+    one mapped key are dead letters, neither applied, with the reason; other rows go on."""
+    changes.settings = changes.settings.model_copy(update={"batch_size": 2})
+    send_keyed(changes, "c", None, employee(7, T0), tenant=1)
+    send_keyed(changes, "c", None, employee(8, T0), tenant=1)
+    send_keyed(changes, "c", None, employee(7, T0 + timedelta(seconds=1), email="t2@example.com"), tenant=2)
+    send_keyed(changes, "c", None, employee(9, T0), tenant=1)
+    send_keyed(changes, "u", None, employee(7, T0 + timedelta(seconds=2), position="Lead"), tenant=1)
+    send_keyed(changes, "c", None, employee(11, T0), tenant=1)
+    send_keyed(changes, "c", None, employee(10, T0), tenant=1)  # both rows 10 in one batch: neither applied
+    send_keyed(changes, "c", None, employee(10, T0, email="t2-10@example.com"), tenant=2)
+    report = changes.drain()
+    rows = changes.rows()
+    assert rows[7][3] == "e7@example.com", "tenant 2's row 7 overwrote tenant 1's in Base B"
+    assert rows[7][5] == "Analyst", "a change of a key found shared in the run was applied"
+    assert sorted(rows) == [7, 8, 9, 11]  # tenant 1's first row 7 went in the first batch, before the other showed
+    assert report.counts["shared_key"] == 4 and report.dead_by_kind["Quarantined"] == 4, report.to_json()
+    letters = changes.dead_letters()
+    assert [orjson.loads(m.key()) for m in letters] == [
+        {"id": 7, "tenant": 2},
+        {"id": 7, "tenant": 1},
+        {"id": 10, "tenant": 1},
+        {"id": 10, "tenant": 2},
+    ]
+    first = letters[0]
+    reason = dict(first.headers())["__connect.errors.exception.message"].decode()
+    assert reason.startswith(
+        "employees: two rows of employees share the mapped key id = 7 (their message keys differ beyond it: "
+        '{"tenant":1} and {"tenant":2})'
+    )
+    assert "docs/mapping.md, `key`" in reason
+
+
+def test_a_row_whose_whole_key_changes_is_one_row_moving_not_two_sharing(changes):
+    """Debezium writes a primary key change ((7, 1) to (7, 2): a partitioned table's date) as a delete
+    of the old key and a create of the new: the mapped key 7 names one row throughout."""
+    send_keyed(changes, "c", None, employee(7, T0), tenant=1)
+    send_keyed(changes, "d", employee(7, T0), None, tenant=1)
+    send_keyed(changes, "c", None, employee(7, T0 + timedelta(seconds=1), position="Lead"), tenant=2)
+    report = changes.drain()
+    assert report.counts["dead_lettered"] == 0 and changes.rows()[7][5] == "Lead", report.to_json()
+
+
 def test_an_event_of_another_table_or_database_than_its_topics_is_a_dead_letter(changes):
     """`source.table` and `source.db` were ignored: an event saying `table: articles` on the
     employees topic was applied as an employee (outside probe). An event without them still applies."""

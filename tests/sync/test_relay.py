@@ -825,6 +825,23 @@ def test_a_mapped_view_is_warned_of_at_start_as_a_table_the_relay_never_publishe
     assert "MAPPED TABLE t IS A VIEW" in log and "the batch sync alone carries them" in log
 
 
+def test_a_mapped_table_whose_key_is_not_unique_alone_is_warned_of_at_start(binlog_port, kafka_bootstrap, tmp_path):
+    """A table keyed (nr, mandant) mapped with `key: nr`: the relay keys its events by nr alone, so the
+    drain cannot tell two tenants' rows nr = 7 apart. Said once at start, naming the table and the fix."""
+    ddl = [
+        "CREATE TABLE t (nr BIGINT, mandant INT, geaendert DATETIME(6), name VARCHAR(50), PRIMARY KEY (nr, mandant))"
+    ]
+    engine, relay, topics = mapped_relay(binlog_port, kafka_bootstrap, tmp_path, ddl, "t")
+    try:
+        metric_line(relay, 'relay_mapped_views{table="t"} 0.0')  # past the start's checks
+    finally:
+        relay.stop()
+        engine.dispose()
+    warned = [line for line in relay.log.read_text().splitlines() if "is not unique alone" in line]
+    assert len(warned) == 1 and "the key nr of the mapped t is not unique alone" in warned[0], relay.log.read_text()
+    assert "docs/mapping.md, `key`" in warned[0]
+
+
 def key_warnings(relay) -> list[str]:
     return [line for line in relay.log.read_text().splitlines() if "IS NOT PUBLISHED" in line]
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from base_sync import column_changes
@@ -316,6 +316,25 @@ def test_the_platforms_own_base_a_on_sqlite_passes(tmp_path):
     checked = BaseA(engine, SourceMapping()).check()
     assert checked.problems == [] and all(not c.unmapped for c in checked.entities.values())
     assert all(not c.warnings for c in checked.entities.values())  # an INTEGER PRIMARY KEY names one row
+    assert all(c.key_unique and c.key_indexed for c in checked.entities.values())
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("table", "indexed"),
+    [
+        ("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", True),  # the rowid's alias: no index, the fastest lookup
+        ("CREATE TABLE t (id INTEGER, tenant INTEGER, PRIMARY KEY (id, tenant))", True),
+        ("CREATE TABLE t (tenant INTEGER, id INTEGER, PRIMARY KEY (tenant, id))", False),  # id second: no lookup
+        ("CREATE TABLE t (id BIGINT, v TEXT)", False),
+    ],
+)
+def test_sqlite_tells_which_columns_an_index_starts_with(tmp_path, table, indexed):
+    engine = create_engine(f"sqlite:///{tmp_path}/leading.sqlite")
+    with engine.begin() as conn:
+        conn.execute(text(table))
+        leading = backend_named("sqlite").leading_columns(conn, ["t"])
+    assert ("id" in leading.get("t", ())) is indexed, leading
     engine.dispose()
 
 
@@ -343,12 +362,17 @@ def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping,
     assert [w for w in warnings if "PRIMARY KEY or UNIQUE index" in w] == (
         [
             "employees: mitarbeiter.pers_nr: expected a key naming one row (the PRIMARY KEY, or a UNIQUE index on it "
-            "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key "
-            "would sync as one, and verification stops at the first such key"
+            "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base "
+            "A whether rows share a key (per chunk read where an index starts with the column, else one pass over "
+            "the table per task) and quarantines rows that do (the events path dead-letters what it can tell: "
+            "docs/mapping.md, `key`)"
         ]
         if warned
         else []
     )
+    assert checked.entities["employees"].key_unique is not warned  # the batch asks only when warned
+    # How it asks: per chunk where an index starts with the key, else one pass over the table.
+    assert checked.entities["employees"].key_indexed is ("ADD" in statement or statement == "SELECT 1")
 
 
 def test_a_mapped_view_is_warned_about_as_a_table_the_relay_never_publishes(root, mapping):

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from api_service.schemas import SCHEMAS
-from base_sync import sync
+from base_sync import shared_keys, sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
@@ -727,9 +727,9 @@ def test_an_old_runs_commit_run_again_after_a_newer_one_never_moves_the_watermar
     assert (store.get("articles"), store.last_stats("articles")) == (newer, newer_stats)
 
 
-def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_a, base_a_engine, base_b):
+def test_a_key_base_a_holds_in_two_rows_is_quarantined_and_the_other_rows_sync(base_a, base_a_engine, base_b):
     """A legacy table without a primary key: two rows of one key would overwrite each other in Base
-    B, one lost while verification called the difference `ahead`. It stops, naming the key."""
+    B. A first load quarantines both with the reason; the other rows sync and the run commits."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "employees", 10, seed_value=37)
     with base_a_engine.begin() as conn:
@@ -741,9 +741,122 @@ def test_a_key_base_a_holds_in_two_rows_fails_verification_with_the_reason(base_
                 "FROM employees WHERE id = 4"
             )
         )
-    with pytest.raises(sync.VerificationError, match=r"holds the key id = 4 in more than one row"):
-        run_once("employees", base_a, api, store)
-    assert store.get("employees") is None  # the watermark stays
+    run = run_once("employees", base_a, api, store)
+    assert run["load"]["quarantined"] == run["load"]["shared_key"] == 2 and run["load"]["inserted"] == 9
+    assert run["verify"]["quarantined"] == 1  # the window holds key 4 twice: in quarantine, not missing
+    assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    [rejection] = api.open_rejections("employees")
+    assert rejection["source_id"] == 4 and "id = 4 names 2 rows of employees" in rejection["reasons"][0]["message"]
+    assert store.get("employees") is not None  # the watermark moved
+
+
+def aggregates_counted(engine) -> list[str]:
+    """The statements asking Base A which keys rows share, as the engine sends them."""
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if "HAVING count(*) >" in statement:
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    return sent
+
+
+def test_a_key_no_index_starts_with_is_told_shared_by_one_pass_over_the_table_not_one_per_chunk(base_a_engine, base_b):
+    """A key no index serves (a legacy table without any, a view's computed key): asked per chunk,
+    each question read the whole table, a first load of N rows read it N / chunk times. One pass
+    per task answers every chunk; the rows sharing a key are quarantined all the same."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=40)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at "
+                "FROM employees WHERE id IN (3, 7)"
+            )
+        )
+    base_a = BaseA(base_a_engine)
+    checked = base_a.require_schema("employees")
+    assert not checked.key_unique and not checked.key_indexed
+    sent = aggregates_counted(base_a_engine)
+    run = run_once("employees", base_a, api, store, SyncSettings(lookback_seconds=0, chunk_size=3, bucket_size=1000))
+    assert len(sent) == 1 and "IN (" not in sent[0], sent  # four chunks, one pass
+    assert run["load"]["quarantined"] == run["load"]["shared_key"] == 4 and run["load"]["inserted"] == 8
+    assert sorted(r["source_id"] for r in api.open_rejections("employees")) == [3, 7]
+    assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 4, 5, 6, 8, 9, 10]
+
+
+def test_a_key_shared_by_more_values_than_memory_holds_fails_at_once_naming_the_fix(base_a_engine, base_b, monkeypatch):
+    """Past SHARED_KEYS_HELD shared keys the column is no key of the table: the task fails with the
+    reason before it writes a row, instead of holding every key in memory or quarantining the table."""
+    monkeypatch.setattr(shared_keys, "SHARED_KEYS_HELD", 2)
+    generate.seed(base_a_engine, "employees", 5, seed_value=41)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at FROM employees"
+            )
+        )
+    with pytest.raises(shared_keys.KeyNamesNoRow, match=r"more than 2 values of id name several rows of employees"):
+        run_once("employees", BaseA(base_a_engine), base_b.api(), MemoryStateStore())
+    assert synced_rows(base_b.database_url, "employees") == {}
+
+
+def add_tenants(engine) -> None:
+    """The employees table keyed (id, tenant), as a multi-tenant Base A is: `key: id` names two rows
+    once another tenant uses an id (`base-a check` only warns: partitioned tables key (id, date))."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "ALTER TABLE employees ADD COLUMN tenant INT NOT NULL DEFAULT 1, DROP PRIMARY KEY, "
+                "ADD PRIMARY KEY (id, tenant)"
+            )
+        )
+
+
+def test_an_incremental_run_quarantines_a_row_sharing_its_key_instead_of_overwriting(base_a_engine, base_b, caplog):
+    """An outside probe: with the primary key (id, tenant) and `key: id`, tenant 2's new row 4 was
+    synced over tenant 1's row 4 in Base B, silently. Now it is quarantined with the reason, Base B
+    keeps tenant 1's row, and a row of a unique key changed in the same batch syncs."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 10, seed_value=38)
+    run_once("employees", BaseA(base_a_engine), api, store)
+    add_tenants(base_a_engine)
+    before = synced_rows(base_b.database_url, "employees")[4]
+    with base_a_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, tenant, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 2, 'Other tenant', last_name, 'tenant2@example.com', salary, UTC_TIMESTAMP(6) "
+                "FROM employees WHERE id = 4"
+            )
+        )
+        conn.execute(text("UPDATE employees SET position = 'Lead', updated_at = UTC_TIMESTAMP(6) WHERE id = 5"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.source"):
+        run = run_once("employees", BaseA(base_a_engine), api, store)  # a new reader, as each task makes
+    rows = synced_rows(base_b.database_url, "employees")
+    assert rows[4] == before, "tenant 2's row overwrote tenant 1's in Base B"
+    assert rows[5][5] == "Lead"
+    assert run["load"]["shared_key"] == run["load"]["quarantined"] == 1, run
+    assert run["load"]["updated"] == 1 and run["verify"]["quarantined"] == 1
+    [rejection] = api.open_rejections("employees")
+    [why] = rejection["reasons"]
+    assert rejection["source_id"] == 4 and why["code"] == "shared_key"
+    assert why["message"].startswith("id = 4 names 2 rows of employees (employees's mapped key is not unique)")
+    assert "docs/mapping.md, `key`" in why["message"]
+    assert any("id = 4 (2 rows)" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):
+    """The per-chunk question costs a query: asked only when no unique index holds the key alone."""
+    generate.seed(base_a_engine, "employees", 3, seed_value=39)
+    assert BaseA(base_a_engine).require_schema("employees").key_unique
+    add_tenants(base_a_engine)
+    assert not BaseA(base_a_engine).require_schema("employees").key_unique
 
 
 def dag_run(entity, engine, api, store) -> dict:

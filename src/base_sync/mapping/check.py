@@ -16,7 +16,9 @@ through the backend's `live_columns`), never a write. A problem is what the mapp
   or server lacks, or is no condition (Base A parses it in a query that reads no row).
 
 A nullable key column is a warning, not a problem: the sync runs, and refuses only the rows whose
-key is NULL. So is a `datetime` stamp the server's clock writes (DEFAULT or ON UPDATE
+key is NULL. So is a key column no PRIMARY KEY or UNIQUE index holds alone (`EntityCheck.key_unique`):
+the sync quarantines only the rows whose key another row holds too (`base_sync.shared_keys`). So is
+a `datetime` stamp the server's clock writes (DEFAULT or ON UPDATE
 CURRENT_TIMESTAMP) in a zone other than the mapping's: the server writes the wall time of its own
 zone (its global time_zone, the system's when SYSTEM) for a session that keeps it, so every version
 would be off by the difference; an application that sets its session's zone, or its stamps itself,
@@ -68,7 +70,7 @@ NULLABLE_CURSOR = (
     "every cursor column may be NULL: a row with all of them NULL has no version and is refused, not synced; "
     "end the cursor with a NOT NULL column (e.g. cursor: [geaendert_am, angelegt_am])"
 )
-# Rows sharing a key would sync as one (an arbitrary winner), and verification stops at the first such key.
+# Rows sharing a key cannot sync as one: they are quarantined (base_sync.shared_keys), a cost per chunk read.
 UNIQUE_KEY = "a key naming one row (the PRIMARY KEY, or a UNIQUE index on it alone)"
 # The binlog names the base tables under a view, never the view: the relay (the events path) publishes none.
 BASE_TABLE = "a base table, whose changes the relay publishes (the events path)"
@@ -77,8 +79,9 @@ A_VIEW = (
     "changes; the batch sync alone carries them"
 )
 NOT_UNIQUE_KEY = (
-    "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): rows sharing a key would sync "
-    "as one, and verification stops at the first such key"
+    "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base A whether rows "
+    "share a key (per chunk read where an index starts with the column, else one pass over the table per task) "
+    "and quarantines rows that do (the events path dead-letters what it can tell: docs/mapping.md, `key`)"
 )
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 # The key's rule, in the words the relay and the events drain refuse a key with too: the paths agree.
@@ -142,6 +145,12 @@ class EntityCheck:
     # {column: its live definition} of the columns the mapping reads or its filter names, in table
     # order: a changed one makes the next batch run a full refresh (`sync.refresh_wanted`).
     definitions: dict[str, str] = field(default_factory=dict)
+    # The key column alone is a PRIMARY KEY or UNIQUE index: no two rows share a key. Else (or not
+    # known) each chunk the batch reads asks Base A which of its keys rows share (`shared_keys`).
+    key_unique: bool = False
+    # An index starts with the key column: asking which of a chunk's keys rows share reads only those
+    # rows. Else (a view, a computed key) one aggregate over the table per task answers for every chunk.
+    key_indexed: bool = False
 
 
 @dataclass
@@ -170,6 +179,7 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
     with engine.connect() as conn:
         live = backend.live_columns(conn, tables)
         unique = backend.unique_columns(conn, [t for t in tables if t in live])
+        leading = backend.leading_columns(conn, [t for t in tables if t in live])
         views = backend.views(conn, [t for t in tables if t in live])
         spelled = backend.spelled_tables(conn, [t for t in tables if t not in live])
         year = _over_a_year(datetime.now(UTC))
@@ -183,6 +193,7 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
                 unique.get(mapping.table_of(e)),
                 clock,
                 spelled.get(mapping.table_of(e)),
+                leading.get(mapping.table_of(e), frozenset()),
             )
             for e in names
         }
@@ -233,6 +244,7 @@ def _check_entity(
     unique: frozenset[str] | None = None,
     clock: Callable[[], ServerClock | None] = lambda: None,
     spelled: str | None = None,
+    leading: frozenset[str] = frozenset(),
 ) -> EntityCheck:
     spec = mapping.spec.entities[entity]
     result = EntityCheck(entity, spec.table)
@@ -255,6 +267,8 @@ def _check_entity(
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", KEY_EXPECTED, key)
     if spec.key in live and live[spec.key].nullable:
         result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY, key))
+    result.key_unique = unique is not None and spec.key in unique
+    result.key_indexed = spec.key in leading
     if spec.key in live and unique is not None and spec.key not in unique:
         result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY, key))
     for index, stamp in enumerate(spec.cursor or []):

@@ -687,6 +687,32 @@ class Relay:
             )
         return {}
 
+    def _keys_not_unique(self) -> dict:
+        """Warn of each mapped table whose key column no PRIMARY KEY or UNIQUE index holds alone (a
+        composite key (id, tenant), a partitioned table's (id, created_date)): the relay keys its
+        events by that column alone, so the drain cannot tell two rows sharing it from one row
+        (`shared_keys`: a Debezium connector's message key, the whole primary key, lets it). The
+        batch quarantines such rows; a view is warned of by `_views`."""
+        if not self.tables:
+            return {}
+        with self._sql() as conn:
+            backend = backend_of(conn.engine)
+            views = backend.views(conn, list(self.tables))
+            unique = backend.unique_columns(conn, [t for t in self.tables if t not in views])
+        for table, columns in sorted(unique.items()):
+            key = self.topics.view(self.tables[table]).spec.key
+            if key not in columns:
+                log.warning(
+                    "the key %s of the mapped %s is not unique alone (no PRIMARY KEY or UNIQUE index on it alone): "
+                    "its events are keyed by %s alone, so the drain cannot tell two rows sharing a key apart and "
+                    "applies both to one row of Base B. Map a column that names one row as `key`, or a view giving "
+                    "each row a single key (docs/mapping.md, `key`); the batch sync quarantines rows sharing a key",
+                    key,
+                    table,
+                    key,
+                )
+        return {}
+
     def _cascading_keys(self) -> dict:
         """Warn of each foreign key whose cascade changes a mapped table's rows with no row event, and
         follow its parent table's row events (`_cascaded`)."""
@@ -853,6 +879,7 @@ class Relay:
         # The binlog settings are checked on every start, and again on every reconnection.
         position = self._start_position(self._reconnecting(self._server), saved)
         self._reconnecting(self._views)
+        self._reconnecting(self._keys_not_unique)
         self._reconnecting(self._cascading_keys)
         self._reconnecting(self._hidden_triggers)
         events = EventSettings()  # EVENTS_DLQ_TOPIC, EVENTS_DLQ_RETENTION_MS
