@@ -200,9 +200,25 @@ def test_the_relay_reads_the_binlog_the_mysql_service_writes():
     assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
 
 
-def test_the_relay_is_restarted_after_it_exits():
-    """It exits with one line when Base A stays away or refuses; the position file makes a restart safe."""
-    assert COMPOSE["services"]["relay"].get("restart") in ("unless-stopped", "on-failure", "always")
+def test_every_service_that_runs_for_ever_is_restarted_and_no_one_shot_job_is():
+    """Found from outside: only the relay had a restart policy. A PostgreSQL restart ended the
+    scheduler, the dag-processor and the triggerer (exit 1) and a kill -9 the gateway, for good: runs
+    stayed queued until someone ran `up -d`, and a host reboot would have brought back the relay
+    alone. The one-shot jobs others wait for (`service_completed_successfully`) must not be
+    restarted: `unless-stopped` would run a finished migration again and again."""
+    services = COMPOSE["services"]
+    one_shot = {
+        name
+        for service in services.values()
+        for name, condition in (service.get("depends_on") or {}).items()
+        if isinstance(condition, dict) and condition.get("condition") == "service_completed_successfully"
+    }
+    assert {"api-migrate", "airflow-init", "kafka-topics", "base-a-init"} <= one_shot
+    for name, service in services.items():
+        if name in one_shot:
+            assert service.get("restart") in (None, "no", "on-failure"), name
+        else:
+            assert service.get("restart") in ("unless-stopped", "always"), f"{name} stays down after it exits"
 
 
 def test_every_airflow_process_shares_one_jwt_secret_database_and_the_connections():
