@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import orjson
@@ -24,7 +25,14 @@ from graphql_service.metrics import GraphQLMetrics, time_root_fields
 from graphql_service.over_http import Refusal
 from graphql_service.query_cache import QueryCache
 from graphql_service.resolvers import BINDABLES
-from graphql_service.rest_client import BoundedClient, ByteBudget, RequestTimedOut, RestClient, RestError
+from graphql_service.rest_client import (
+    BoundedClient,
+    ByteBudget,
+    NotTheApi,
+    RequestTimedOut,
+    RestClient,
+    RestError,
+)
 from graphql_service.settings import GraphQLSettings
 from http_methods import refuse_unknown_methods
 from http_paths import refuse_empty_segments
@@ -37,6 +45,20 @@ time_root_fields(SCHEMA)
 # /ready asks the REST API once, briefly: a probe that waited for a hung API (three attempts of
 # GRAPHQL_TIMEOUT) answered 503 after 30 s, past any orchestrator's probe timeout.
 READY_PROBE_SECONDS = 3.0
+
+
+def _not_ready_reason(error: RestError) -> str:
+    """Why /ready says unavailable. An answer of the REST API's (or of the gateway in front of it) is
+    named by its status: a gateway's HTML error page has no detail, and its reason alone ("Bad
+    Gateway") did not say who answered it."""
+    if error.status == 0 or isinstance(error, NotTheApi):  # nothing answered, or not the REST API
+        return error.detail
+    try:
+        phrase = HTTPStatus(error.status).phrase
+    except ValueError:  # a status Python does not name: the reason the answer gave, if any
+        phrase = ""
+    answered = f"the REST API answered {error.status} {phrase or error.detail}".rstrip()
+    return f"{answered}: {error.detail}" if error.detail not in ("", phrase) and phrase else answered
 
 
 def _caller_token() -> str | None:
@@ -197,7 +219,7 @@ def create_app(settings: GraphQLSettings | None = None) -> Flask:
         except RequestTimedOut:
             return jsonify({"status": "unavailable", "detail": f"the REST API did not answer within {probe:g} s"}), 503
         except RestError as exc:
-            return jsonify({"status": "unavailable", "detail": exc.detail}), 503
+            return jsonify({"status": "unavailable", "detail": _not_ready_reason(exc)}), 503
         return jsonify({"status": "ready"})
 
     return app

@@ -34,6 +34,14 @@ class RequestTimedOut(RestError):
         super().__init__(504, detail)
 
 
+class NotTheApi(RestError):
+    """REST_API_URL answered, but not as the REST API does (a page where it answers JSON): a wrong
+    address, not an error of the REST API's."""
+
+    def __init__(self, detail: str):
+        super().__init__(502, detail)
+
+
 class WriteOutcomeUnknown(RestError):
     """A write was sent and no answer came (its connection broke or timed out while it waited): the
     REST API may have applied it. Not 'unavailable, try again': a client that sent it again made a
@@ -246,10 +254,10 @@ class RestClient:
         )
         self._base_path = urllib3.util.parse_url(self.settings.rest_api_url).path or ""
 
-    def _not_the_api(self, response) -> RestError:
+    def _not_the_api(self, response) -> NotTheApi:
         answered = f"{response.status}, {response.headers.get('Content-Type', 'no content type')}"
         shown = _without_userinfo(self.settings.rest_api_url)
-        return RestError(502, f"{shown} does not answer as the Base B REST API ({answered})")
+        return NotTheApi(f"{shown} does not answer as the Base B REST API ({answered})")
 
     def _observe(self, method: str, status: str) -> None:
         if self.observe is not None:

@@ -9,12 +9,13 @@ VENV=${VENV:-.venv}
 need_apt=()
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || need_apt+=(libmariadb-dev)
-# Optional: Prometheus and promtool for the monitoring tests, Chromium for the browser test, hey
-# for the load test (the tests skip without them, and fail under CI).
+# Optional: Prometheus and promtool for the monitoring tests, Chromium for the browser test, nginx for
+# the gateway test, hey for the load test (the tests skip without them, and fail under CI).
 want_apt=()
 command -v promtool >/dev/null || want_apt+=(prometheus)
 command -v chromium >/dev/null || want_apt+=(chromium)
 command -v hey >/dev/null || want_apt+=(hey)  # the load generator of the load test and `make bench`
+command -v nginx >/dev/null || want_apt+=(nginx-light)  # runs the compose gateway's config (tests/deploy/test_gateway.py)
 if ((${#need_apt[@]} + ${#want_apt[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing system packages: ${need_apt[*]} ${want_apt[*]}"

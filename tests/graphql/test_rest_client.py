@@ -143,3 +143,32 @@ def test_ready_shows_the_address_without_its_userinfo(stub_api, userinfo):
     detail = answer.json["detail"]
     assert secret not in detail, detail
     assert detail.startswith(base.replace("http://", "http://***@") + "/plain does not answer as the Base B REST API")
+
+
+class _GatewayPage(BaseHTTPRequestHandler):
+    """A gateway with no REST API behind it, as nginx answers by default: an HTML 502 page."""
+
+    def do_GET(self):
+        page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *_args):
+        pass
+
+
+def test_ready_names_the_status_the_rest_api_answered():
+    """Its detail was the bare reason, "Bad Gateway", saying neither who answered nor the status."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatewayPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = GraphQLSettings(rest_api_url=f"http://127.0.0.1:{server.server_port}")
+        answer = create_app(settings).test_client().get("/ready")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 503
+    assert answer.json == {"status": "unavailable", "detail": "the REST API answered 502 Bad Gateway"}

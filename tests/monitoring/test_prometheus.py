@@ -152,6 +152,31 @@ def test_make_ups_config_is_valid_and_finds_the_rules(promtool, tmp_path):
         [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "platform.yml" in result.stdout, result.stdout + result.stderr
+    # One API and one GraphQL process: compose's replica counts would fire ServiceReplicasMissing.
+    assert "replicas.yml" not in result.stdout, result.stdout
+
+
+def test_the_expected_replicas_are_the_ones_compose_runs():
+    """ServiceReplicasMissing compares the targets found with rules/compose/replicas.yml: a killed
+    replica leaves Docker's DNS, so its up series goes instead of reading 0 (ServiceDown is blind)."""
+    groups = yaml.safe_load((PROMETHEUS / "rules" / "compose" / "replicas.yml").read_text())["groups"]
+    expected = {
+        r["labels"]["job"]: r["expr"] for g in groups for r in g["rules"] if r["record"] == "job:replicas:expected"
+    }
+    scrape_configs = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    discovered = {job["job_name"] for job in scrape_configs if "dns_sd_configs" in job}
+    assert expected == {job: f"vector({COMPOSE['services'][job]['deploy']['replicas']})" for job in discovered}
+    assert "rules/compose/*.yml" in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["rule_files"]
+
+
+def test_the_gateway_is_scraped_on_its_internal_metrics_port():
+    """The gateway is the only way in and the pipelines' way to the REST API: killed, it raised no
+    alert, as no job scraped it (ServiceDown watches `up`)."""
+    scrape_configs = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
+    (gateway,) = [job for job in scrape_configs if job["job_name"] == "gateway"]
+    ((host, port),) = [target.split(":") for c in gateway["static_configs"] for target in c["targets"]]
+    assert host == "gateway" and f"listen {port};" in (REPO / "deploy" / "gateway" / "gateway.conf").read_text()
+    assert not any(published.startswith(f"{port}:") for published in COMPOSE["services"]["gateway"]["ports"])
 
 
 def _exposition(service: str, tmp_path) -> str:
