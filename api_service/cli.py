@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api_service import migrate, purge
 from api_service.backends import backend_for_url
-from api_service.db_errors import STATEMENT_LIMITS, Kind, cause, classify
+from api_service.db_errors import STATEMENT_LIMITS, Kind, cause, classify, refusal
 
 
 def register(app: Flask) -> None:
@@ -26,7 +26,7 @@ def register(app: Flask) -> None:
         settings = current_app.extensions["api_settings"]
         url = settings.database_url
         try:
-            with _not_migrated_when_transient(settings.migrate_lock_timeout):
+            with _not_migrated_says_why(settings.migrate_lock_timeout):
                 since, newer = _revision()
             if newer:  # a newer version migrated Base B (this image was rolled back): its schema serves this code
                 click.echo(f"-- {newer}" if sql else newer, err=sql)
@@ -34,7 +34,7 @@ def register(app: Flask) -> None:
             if sql:
                 _print_sql(url, since, revision, settings.migrate_lock_timeout)
                 return
-            with _not_migrated_when_transient(settings.migrate_lock_timeout):
+            with _not_migrated_says_why(settings.migrate_lock_timeout):
                 migrate.upgrade(url, revision, settings.migrate_lock_timeout)
         except CommandError as error:  # Alembic's: a revision it cannot find, a branch it cannot follow
             _, newer = _revision()
@@ -70,6 +70,7 @@ def register(app: Flask) -> None:
             kind = classify(error)
             remedy = {
                 Kind.TRANSIENT: "run it again",
+                Kind.REFUSED: refusal(error),
                 Kind.SCHEMA: "Base B is not migrated to this version: run `flask --app api_service migrate` first",
             }.get(kind, "nothing of this batch was removed")
             raise click.ClickException(f"Base B purge stopped: {_first_line(error)}; {remedy}") from error
@@ -91,7 +92,8 @@ def _revision() -> tuple[str | None, str | None]:
 
 
 @contextmanager
-def _not_migrated_when_transient(lock_timeout: float) -> Iterator[None]:
+def _not_migrated_says_why(lock_timeout: float) -> Iterator[None]:
+    """A database error as one line and what mends it: a refusal, a setting, a lock wait, Base B away."""
     try:
         yield
     except SQLAlchemyError as error:
@@ -103,13 +105,23 @@ def _not_migrated_when_transient(lock_timeout: float) -> Iterator[None]:
                 f"migration, and cuts it again each run: run migrate with it lifted for this role "
                 f"(ALTER ROLE ... RESET {known.setting}, or a role without it)"
             ) from error
-        if classify(error) is not Kind.TRANSIENT:
+        kind = classify(error)
+        if kind is Kind.REFUSED:  # a password, role or database no retry mends (e.g. a changed .env)
+            raise click.ClickException(
+                f"Base B was not migrated, nothing changed: {_first_line(error)}; {refusal(error)}"
+            ) from error
+        if kind is not Kind.TRANSIENT:
             raise
-        # A table lock not granted within API_MIGRATE_LOCK_TIMEOUT, Base B away or restarting.
+        if known is not None and known.setting == "lock_timeout":  # not granted within API_MIGRATE_LOCK_TIMEOUT
+            raise click.ClickException(
+                f"Base B was not migrated, nothing changed: {_first_line(error)}. A lock wait means a session "
+                f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
+                f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {lock_timeout:g} s)"
+            ) from error
+        # Base B away, restarting or shutting down; a deadlock or serialization failure.
         raise click.ClickException(
-            f"Base B was not migrated, nothing changed: {_first_line(error)}. A lock wait means a session "
-            f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
-            f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {lock_timeout:g} s)"
+            f"Base B was not migrated, nothing changed: {_first_line(error)}. Run migrate again once Base B "
+            f"answers (is it running, and is the host of API_DATABASE_URL right?)"
         ) from error
 
 

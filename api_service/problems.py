@@ -72,6 +72,12 @@ def _from_database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> Response:
             return problem_response(503, known.detail, headers={"Retry-After": "1"})
         log.warning("Base B is not reachable: %s", first_line)
         return problem_response(503, "Base B is not reachable; retry shortly", headers={"Retry-After": "1"})
+    if kind is db_errors.Kind.REFUSED:
+        # Base B answers but refuses the API's credentials, role or database: no retry alone ends it,
+        # an operator's fix does (ALTER ROLE, CREATE DATABASE, GRANT) without restarting the API. The
+        # pipelines wait for it as for a migration; what to fix goes to the log, not to clients.
+        log.error("Base B refused the API: %s; %s", first_line, db_errors.refusal(exc))
+        return problem_response(503, REFUSED_DETAIL, headers={"Retry-After": "30"})
     if kind is db_errors.Kind.LIMIT and known is not None:
         # Reachable, but a setting of the DBA cuts this statement however often it is sent: no retry.
         log.error("Base B: the %s of the API's role or database cut a statement: %s", known.setting, first_line)
@@ -93,6 +99,10 @@ def _from_database_error(exc: sqlalchemy.exc.SQLAlchemyError) -> Response:
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REFUSED_DETAIL = (
+    "Base B refused the API (the credentials, role or database of its API_DATABASE_URL, or a privilege of "
+    "its role): an operator must fix it, retrying alone does not; the API's log says why"
+)
 
 
 def init_app(app: Flask) -> None:

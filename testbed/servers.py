@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -307,6 +308,54 @@ def private_mariadb(data_dir: Path, *options: str):
         yield port
     finally:
         _stop(server)
+
+
+@contextlib.contextmanager
+def private_postgresql(password: str):
+    """A private PostgreSQL on a free port whose superuser `postgres` logs in over TCP with `password`
+    (scram-sha-256); yields the port. The machine's server trusts every local connection, so only a
+    server of its own can refuse a wrong password. Run as `postgres` when the tests run as root,
+    which initdb refuses; its directory is its own, outside pytest's (which that user cannot enter)."""
+    import psycopg
+
+    initdb = require_program("initdb", "these tests need PostgreSQL's server binaries")
+    postgres = require_program("postgres", "these tests need PostgreSQL's server binaries")
+    owner = "postgres" if os.geteuid() == 0 else None
+    home = Path(tempfile.mkdtemp(prefix="baseab-postgresql-"))
+    try:
+        (home / "password").write_text(password)
+        if owner is not None:
+            for path in (home, home / "password"):
+                shutil.chown(path, owner)
+        subprocess.run(
+            [initdb, "-D", str(home / "data"), "-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8"]
+            + ["--no-sync", f"--pwfile={home / 'password'}"],
+            check=True,
+            capture_output=True,
+            user=owner,
+        )
+        port = free_port()
+        settings = [f"port={port}", "listen_addresses=127.0.0.1", f"unix_socket_directories={home}", "fsync=off"]
+        command = [postgres, "-D", str(home / "data"), *(f"-c{setting}" for setting in settings)]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, user=owner)
+        try:
+            login = f"host=127.0.0.1 port={port} user=postgres password={password} dbname=postgres connect_timeout=2"
+            deadline = time.monotonic() + 30
+            while True:  # it listens before it takes sessions ("the database system is starting up")
+                try:
+                    psycopg.connect(login).close()
+                    break
+                except psycopg.OperationalError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            yield port
+        finally:
+            if server.poll() is None:
+                server.send_signal(signal.SIGINT)  # fast shutdown: SIGTERM waits for every client to leave
+                server.wait(30)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 class StatsdListener:

@@ -10,11 +10,11 @@ from flask import Blueprint, Response, current_app, request, send_from_directory
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api_service import migrate
+from api_service import db_errors, migrate
 from api_service.backends import backend_of
 from api_service.blueprints.resources import json_response
 from api_service.db import get_connection
-from api_service.problems import Problem
+from api_service.problems import REFUSED_DETAIL, Problem
 
 bp = Blueprint("service", __name__)
 _last_unready: dict[str, str] = {}  # the reason /ready last logged: a probe every few seconds logs it once
@@ -70,10 +70,17 @@ def ready():
     except SQLAlchemyError as exc:
         # The reason (database or role missing, password refused, host away) goes to the log once per
         # change, not to this unauthenticated answer, which would show Base B's host and names.
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[-1]
+        # All its lines: libpq's first says what failed, a DETAIL or hint after it why.
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        remedy = db_errors.refusal(exc)
         if _last_unready.get("reason") != reason:
-            current_app.logger.warning("not ready: Base B is not reachable: %s", reason)
+            if remedy is not None:  # no retry ends it: an error, with what to fix
+                current_app.logger.error("not ready: Base B refused the API's connection: %s; %s", reason, remedy)
+            else:
+                current_app.logger.warning("not ready: Base B is not reachable: %s", reason)
             _last_unready["reason"] = reason
+        if remedy is not None:
+            raise Problem(503, REFUSED_DETAIL, headers={"Retry-After": "30"}) from None
         detail = f"Base B is not reachable: {type(exc).__name__} (the API's log says why)"
         raise Problem(503, detail, headers={"Retry-After": "1"}) from None
     _last_unready.pop("reason", None)

@@ -7,10 +7,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from api_service import create_app, migrate
 from api_service.db import get_connection
+from testbed.servers import free_port
 from tests.api.conftest import AUTH, make_settings
 
 MAX_KEY = 2**63 - 1
@@ -137,3 +138,47 @@ def test_an_unmigrated_base_b_is_a_503_that_says_to_migrate(backend, request, tm
         assert response.status_code == 503, response.json
         assert "not migrated" in response.json["detail"] and response.headers["Retry-After"]
     app.extensions["base_b_engine"].dispose()
+
+
+def test_a_password_base_b_refuses_is_a_503_that_says_so_not_an_outage(password_base_b, caplog):
+    """Found from outside (a changed POSTGRES_PASSWORD): a refused password was told as Base B not
+    reachable, "retry shortly". An operator's fix ends it (ALTER ROLE), which the log names."""
+    app = create_app(make_settings(password_base_b.wrong_password_url))
+    client = app.test_client()
+    for response in (client.get("/articles"), client.post("/articles/bulk", json=[RECORD], headers=AUTH)):
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30", response.json
+        assert "Base B refused the API" in response.json["detail"] and "retrying alone" in response.json["detail"]
+        assert password_base_b.wrong_password not in response.get_data(as_text=True)
+    app.extensions["base_b_engine"].dispose()
+    logged = [r.getMessage() for r in caplog.records if "Base B refused the API" in r.getMessage()]
+    assert logged and "password authentication failed" in logged[0] and "ALTER ROLE" in logged[0]
+    assert password_base_b.wrong_password not in caplog.text
+
+
+def test_a_base_b_that_is_down_stays_a_503_to_retry_shortly():
+    app = create_app(make_settings(f"postgresql+psycopg://base_b@127.0.0.1:{free_port()}/base_b"))
+    response = app.test_client().get("/articles")
+    app.extensions["base_b_engine"].dispose()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1", response.json
+    assert response.json["detail"] == "Base B is not reachable; retry shortly"
+
+
+def test_a_privilege_the_apis_role_lacks_is_a_503_that_says_so_not_a_bug(make_postgres_database, caplog):
+    """insufficient_privilege (42501) on a table: the same each time until a GRANT, not a 500 bug."""
+    url = make_url(make_postgres_database())
+    migrate.upgrade(url.render_as_string(hide_password=False))
+    role = f"{url.database}_reader"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+    app = create_app(make_settings(url.set(username=role).render_as_string(hide_password=False)))
+    try:
+        response = app.test_client().get("/articles")
+    finally:
+        app.extensions["base_b_engine"].dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30", response.json
+    assert "Base B refused the API" in response.json["detail"]
+    assert "permission denied for table" in caplog.text and "GRANT" in caplog.text

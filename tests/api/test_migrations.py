@@ -7,13 +7,14 @@ import subprocess
 import threading
 import time
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from api_service import create_app, migrate
 from api_service.models import metadata
-from testbed.servers import venv_bin
+from testbed.servers import free_port, venv_bin
 from tests.api.conftest import make_settings
 
 
@@ -214,3 +215,42 @@ def test_a_restore_of_a_dump_from_before_the_sync_marks_migrates_and_drops_their
         assert migrate.current_revision(conn) == migrate.head_revision()
         assert conn.execute(text("SELECT count(*) FROM sync_marks")).scalar_one() == 0
     engine.dispose()
+
+
+def test_a_migration_refused_its_password_says_so_not_lock_waits(password_base_b):
+    """Found from outside: POSTGRES_PASSWORD changed in .env while the database volume kept the old
+    one; migrate exited 1 with the server's "password authentication failed" and the hint for a lock
+    wait ("run migrate again"), which no run mends."""
+    app = create_app(make_settings(password_base_b.wrong_password_url))
+    result = app.test_cli_runner().invoke(args=["migrate"])
+    app.extensions["base_b_engine"].dispose()
+    assert result.exit_code == 1, result.output
+    assert "Base B was not migrated, nothing changed" in result.output
+    assert 'password authentication failed for user "base_b"' in result.output, result.output
+    assert "POSTGRES_PASSWORD" in result.output and "ALTER ROLE" in result.output
+    assert "lock" not in result.output and "again" not in result.output
+    assert password_base_b.wrong_password not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "said", "remedy"),
+    [
+        ("postgresql+psycopg://no_such_role_here@127.0.0.1:5432/postgres", "does not exist", "CREATE ROLE"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_database_here", "does not exist", "CREATE DATABASE"),
+    ],
+    ids=["unknown role", "unknown database"],
+)
+def test_a_migration_refused_its_role_or_database_says_what_to_fix(url, said, remedy):
+    app = create_app(make_settings(url))
+    result = app.test_cli_runner().invoke(args=["migrate"])
+    app.extensions["base_b_engine"].dispose()
+    assert result.exit_code == 1 and said in result.output and remedy in result.output, result.output
+    assert "lock" not in result.output and "again" not in result.output
+
+
+def test_a_migration_that_finds_base_b_down_says_to_run_it_again_not_lock_waits():
+    app = create_app(make_settings(f"postgresql+psycopg://base_b@127.0.0.1:{free_port()}/base_b"))
+    result = app.test_cli_runner().invoke(args=["migrate"])
+    app.extensions["base_b_engine"].dispose()
+    assert result.exit_code == 1 and "Connection refused" in result.output, result.output
+    assert "Run migrate again once Base B answers" in result.output and "lock" not in result.output

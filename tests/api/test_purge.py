@@ -119,3 +119,12 @@ def test_a_tombstone_a_newer_delete_rewrote_is_as_young_as_that_delete(app, clie
     _age(db, "articles", "deleted_at", "source_id = 1")  # first deleted long ago, rewritten now
     purged = purge.purge(app.extensions["base_b_engine"], datetime.now(UTC) - timedelta(days=30))
     assert purged.tombstones["articles"] == 0
+
+
+def test_a_password_base_b_refuses_is_said_with_what_to_fix_not_run_it_again(password_base_b):
+    app = create_app(make_settings(password_base_b.wrong_password_url))
+    refused = app.test_cli_runner().invoke(args=["purge", "--older-than", "90"])
+    app.extensions["base_b_engine"].dispose()
+    assert refused.exit_code == 1 and "password authentication failed" in refused.output, refused.output
+    assert "ALTER ROLE" in refused.output and "run it again" not in refused.output
+    assert password_base_b.wrong_password not in refused.output

@@ -252,3 +252,42 @@ def test_a_bucket_key_sum_warns_int64_clients(client):
     key_sum = client.get("/openapi.json").json["components"]["schemas"]["SyncBucket"]["properties"]["key_sum"]
     assert key_sum["type"] == "integer" and "format" not in key_sum
     assert "64 bits" in key_sum["description"] and "not an int64" in key_sum["description"]
+
+
+def test_not_ready_when_base_b_refuses_the_password_says_it_is_no_outage(password_base_b, caplog):
+    """A wrong password is no Base B away: /ready says it was refused (Retry-After 30, as for a
+    migration), and the log says what to fix once, naming neither password."""
+    app = create_app(make_settings(password_base_b.wrong_password_url))
+    for _ in range(2):
+        response = app.test_client().get("/ready")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+        assert "Base B refused the API" in response.json["detail"] and "127.0.0.1" not in response.json["detail"]
+    app.extensions["base_b_engine"].dispose()
+    said = [r for r in caplog.records if "not ready" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "ERROR", said
+    assert "password authentication failed" in said[0].getMessage() and "ALTER ROLE" in said[0].getMessage()
+    assert password_base_b.wrong_password not in caplog.text and "first-password" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("grant", "said"),
+    [("NOLOGIN", "is not permitted to log in"), ("LOGIN", "permission denied for database")],
+    ids=["role without login", "no CONNECT privilege"],
+)
+def test_not_ready_when_base_b_refuses_the_role(make_postgres_database, grant, said, caplog):
+    url = make_url(make_postgres_database())
+    role = f"{url.database}_{grant.lower()}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" {grant}')
+        conn.exec_driver_sql(f'REVOKE CONNECT ON DATABASE "{url.database}" FROM PUBLIC')
+    app = create_app(make_settings(url.set(username=role).render_as_string(hide_password=False)))
+    try:
+        response = app.test_client().get("/ready")
+    finally:
+        app.extensions["base_b_engine"].dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30", response.json
+    assert any(said in r.getMessage() and r.levelname == "ERROR" for r in caplog.records), caplog.text
