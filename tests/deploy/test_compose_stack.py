@@ -208,6 +208,24 @@ def test_every_service_is_up_with_two_celery_workers_and_replicated_serving(stac
         time.sleep(3)
 
 
+def test_prometheus_scrapes_every_replica_and_the_gateway(stack: Stack):
+    """What the alerts stand on: every API and GraphQL replica and the gateway (its internal /metrics)
+    are targets that are up; a gateway that was no target raised no alert when it died."""
+    prometheus = stack.address("prometheus")
+    deadline = time.monotonic() + 120
+    while True:
+        answer = requests.get(f"http://{prometheus}:9090/api/v1/query", params={"query": "up"}, timeout=30).json()
+        up: dict[str, list[float]] = {}
+        for series in answer["data"]["result"]:
+            up.setdefault(series["metric"]["job"], []).append(float(series["value"][1]))
+        seen = {job: (len(values), sum(values)) for job, values in up.items()}
+        wanted = {"api": (3, 3.0), "graphql": (2, 2.0), "gateway": (1, 1.0), "relay": (1, 1.0)}
+        if all(seen.get(job) == counts for job, counts in wanted.items()):
+            return
+        assert time.monotonic() < deadline, seen
+        time.sleep(5)
+
+
 def test_the_image_also_carries_the_kubernetes_executor_the_helm_values_use(stack: Stack):
     loaded = stack.compose(
         "exec",
