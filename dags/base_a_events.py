@@ -100,7 +100,12 @@ changes = Asset(
 )
 def base_a_events():
     # An asset event base_b.<entity> only for the entities a run changed (through the alias).
-    task(task_id="apply_changes", outlets=[airflow_tasks.BASE_B_CHANGES])(airflow_tasks.apply_changes)()
+    task(
+        task_id="apply_changes",
+        outlets=[airflow_tasks.BASE_B_CHANGES],
+        priority_weight=airflow_tasks.EVENTS_PRIORITY_WEIGHT,
+        weight_rule="absolute",
+    )(airflow_tasks.apply_changes)()
 
 
 base_a_events()

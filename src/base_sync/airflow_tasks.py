@@ -297,6 +297,10 @@ def base_b_asset(entity: str) -> Asset:
 # no asset event (a static outlet emits one on every success: a DAG scheduled on base_b.<entity>
 # would run every minute for the events DAG's empty drains).
 BASE_B_CHANGES = AssetAlias("base_b.changes")
+# The events DAG's task takes the next free executor slot before any batch task waiting for one: a
+# partitioned first load queues many tasks, and the events lagged minutes behind them. Absolute: no
+# batch task's weight (1 plus its downstream tasks under Airflow's default rule) comes near it.
+EVENTS_PRIORITY_WEIGHT = 1000
 
 
 def _announce(changed: dict[str, int]) -> None:

@@ -77,7 +77,8 @@ print(json.dumps({
              "tasks": {t.task_id: t.retries for t in d.tasks}, "doc": bool(d.doc_md),
              "mapped": {t.task_id: t.max_active_tis_per_dagrun for t in d.tasks if isinstance(t, MappedOperator)},
              "named": {t.task_id: t.map_index_template for t in d.tasks if isinstance(t, MappedOperator)},
-             "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in d.tasks}}
+             "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in d.tasks},
+             "priority": {t.task_id: [t.priority_weight, str(t.weight_rule)] for t in d.tasks}}
              for d in bag.dags.values()},
 }))
 """
@@ -106,6 +107,11 @@ print(json.dumps({
     approvals = {t: s for t, s in batch["timeouts"].items() if t.endswith(".approve_mass_delete")}
     assert approvals and set(approvals.values()) == {None}
     assert {s for t, s in batch["timeouts"].items() if t not in approvals} == {6 * 3600}
+    # Found from outside: queued behind a partitioned full refresh's tasks, the events lagged 6 to 7
+    # minutes. A free slot goes to the events before any batch task waiting for one.
+    [events_priority] = found["dags"]["base_a_events"]["priority"].values()
+    assert events_priority[0] == airflow_tasks.EVENTS_PRIORITY_WEIGHT and events_priority[1] == "absolute"
+    assert all(weight < airflow_tasks.EVENTS_PRIORITY_WEIGHT for weight, _ in batch["priority"].values())
 
 
 def test_initial_load(airflow, base_a_engine, api_process, statsd):
