@@ -131,8 +131,10 @@ def _skip_unless_selected(entity: str) -> None:
 def _connected(settings: SyncSettings, entity: str, report_schema: bool = False) -> Iterator[tuple[BaseA, BaseBApi]]:
     """Base A and the API; Base A's table of `entity` checked against its mapping first (one catalogue
     read): a missing or retyped mapped column fails the task, terminally, before anything is read or
-    written. The run's load reports the columns the mapping does not read (a log line and a gauge),
-    and the foreign keys whose actions change mapped rows unseen (`mapping.cascades`: warnings)."""
+    written (only missing ones are checked again once after SYNC_SCHEMA_RECHECK_SECONDS: a rename
+    under way); one that goes missing during a read is retried (`SchemaChanging`). The run's load
+    reports the columns the mapping does not read (a log line and a gauge), and the foreign keys
+    whose actions change mapped rows unseen (`mapping.cascades`: warnings)."""
     conn_id = settings.base_a_conn_id
     connection = _connection(conn_id)
     try:
@@ -145,13 +147,16 @@ def _connected(settings: SyncSettings, entity: str, report_schema: bool = False)
     with contextlib.ExitStack() as cleanup:
         engine = backend.engine_of_connection(connection, hook, settings.api_timeout)
         cleanup.callback(engine.dispose)
-        base_a = BaseA(engine, chunk_bytes=settings.chunk_bytes)
+        base_a = BaseA(engine, chunk_bytes=settings.chunk_bytes, schema_recheck_seconds=settings.schema_recheck_seconds)
         with _refusals_are_terminal(backend.refusal, conn_id, backend.waited):  # the task's first sessions
             absent = backend.absent(engine)
             if absent:
                 raise ConfigurationError(f"Base A (connection {conn_id!r}): {absent}")
             checked = base_a.require_schema(entity)
         cleanup.enter_context(_refusals_are_terminal(backend.denied, conn_id, backend.waited))
+        # Every read of the task (the checksummed comparison reads the engine itself): a table or column
+        # gone since the check is a schema change in progress, retried (`BaseA.schema_changes`).
+        cleanup.enter_context(base_a.schema_changes(entity))
         if report_schema:
             if checked.unmapped:
                 log.info(

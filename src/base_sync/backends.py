@@ -212,6 +212,11 @@ class BaseABackend:
         """Whether the statement was refused for a privilege the account lacks (not a limit it met)."""
         return False
 
+    def missing_object(self, error: DBAPIError) -> MissingObject | None:
+        """The table or column a statement named that Base A does not hold (renamed or dropped since
+        the statement was built); None for any other error."""
+        return None
+
     def absent(self, engine: Engine) -> str | None:
         """Why the engine's database is not there before any connection is made (a server says so
         itself, as a refusal); None when it may be."""
@@ -250,6 +255,20 @@ class LiveColumn(NamedTuple):
         nulls = "NULL" if self.nullable else "NOT NULL"
         charset = f" CHARACTER SET {self.charset}" if self.charset else ""
         return f"{self.type_text} {nulls}{charset}"
+
+
+class MissingObject(NamedTuple):
+    """What a statement named that Base A does not hold: a table, or a column (of a table when the
+    server's message names it)."""
+
+    table: str | None
+    column: str | None = None
+
+    @classmethod
+    def of_column(cls, named: str) -> MissingObject:
+        """The column as an error names it: `column`, `table.column` or `database.table.column`."""
+        parts = named.split(".")
+        return cls(parts[-2] if len(parts) > 1 else None, parts[-1])
 
 
 class LiveTrigger(NamedTuple):
@@ -475,6 +494,18 @@ class MySQLBaseA(BaseABackend):
 
     def lacks_privilege(self, error: DBAPIError) -> bool:
         return _error_code(error) in self.PRIVILEGES
+
+    # "Table 'db.personal' doesn't exist" (1146); "Unknown column 'personal.stelle' in 'field list'" (1054).
+    _MISSING_TABLE = re.compile(r"Table '(?:[^']*\.)?([^'.]+)' doesn't exist")
+    _MISSING_COLUMN = re.compile(r"Unknown column '([^']+)'")
+
+    def missing_object(self, error: DBAPIError) -> MissingObject | None:
+        code, message = _error_code(error), str(getattr(error.orig, "args", ("", ""))[-1])
+        if code == 1146 and (table := self._MISSING_TABLE.search(message)):
+            return MissingObject(table.group(1))
+        if code == 1054 and (column := self._MISSING_COLUMN.search(message)):
+            return MissingObject.of_column(column.group(1))
+        return None
 
     def clock(self):
         return func.utc_timestamp(6)
@@ -762,6 +793,16 @@ class SQLiteBaseA(BaseABackend):
         if getattr(error.orig, "sqlite_errorname", None) == "SQLITE_CANTOPEN":
             return "the database file cannot be opened (a missing folder, or no permission)"
         return None
+
+    # sqlite3 has no error code of its own for these: its message is all there is.
+    _MISSING = re.compile(r"no such (table|column): (\S+)")
+
+    def missing_object(self, error: DBAPIError) -> MissingObject | None:
+        found = self._MISSING.match(str(error.orig))
+        if found is None:
+            return None
+        kind, named = found.groups()
+        return MissingObject(named.split(".")[-1]) if kind == "table" else MissingObject.of_column(named)
 
     def absent(self, engine: Engine) -> str | None:
         # SQLite would create a missing file on the first connection: a mistyped path became an

@@ -50,6 +50,8 @@ class _Schedules:
 
 
 DEFAULT_RUN_TIMEOUT_HOURS = 24.0
+# An online schema change's cut-over (pt-online-schema-change, gh-ost) or a column renamed and back takes seconds.
+SCHEMA_RECHECK_SECONDS = 15.0
 
 
 class SyncSettings(_Schedules, EnvSettings):
@@ -62,6 +64,14 @@ class SyncSettings(_Schedules, EnvSettings):
         le=GIB,
         description="most bytes of text a chunk of rows holds, whatever SYNC_CHUNK_SIZE: wide rows (long texts) "
         "make chunks of fewer rows; keep it below SYNC_MAX_BODY_BYTES, or chunks are encoded twice to be split",
+    )
+    schema_recheck_seconds: float = Field(
+        SCHEMA_RECHECK_SECONDS,
+        ge=0,
+        le=600,
+        description="when a task's schema check finds only mapped tables or columns missing, it checks again "
+        "once after this many seconds before failing for good (a rename under way, an online schema change's "
+        "cut-over); 0: no second check",
     )
     push_concurrency: int = Field(2, ge=1, le=16, description="bulk requests in flight at once")
     lookback_seconds: float = Field(

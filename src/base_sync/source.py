@@ -6,8 +6,12 @@ table size. Timestamps are UTC: MySQL sessions are set to UTC, SQLite stores UTC
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect as pyinspect
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -23,7 +27,7 @@ from base_sync.delete_log_triggers import state as trigger_state
 from base_sync.dirty import FIRST_VERSION, Quarantined
 from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
-from base_sync.mapping.check import EntityCheck, SchemaCheck, check_source
+from base_sync.mapping.check import EntityCheck, SchemaChanging, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
 from base_sync.records import utc
 from base_sync.settings import API_TIMEOUT, CHUNK_BYTES
@@ -106,15 +110,45 @@ def source_engine(url: str, api_timeout: float = API_TIMEOUT) -> Engine:
     return backend_for_url(url).make_engine(url, api_timeout)
 
 
+def _reads(method: Callable) -> Callable:
+    """A read of the entity (its first argument) whose table or column went missing since the check
+    raises `SchemaChanging` (`BaseA.schema_changes`); a generator's too, whenever its rows fail."""
+    if pyinspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: BaseA, entity: str, *args, **kwargs):
+            with self.schema_changes(entity):
+                yield from method(self, entity, *args, **kwargs)
+
+        return stream
+
+    @functools.wraps(method)
+    def read(self: BaseA, entity: str, *args, **kwargs):
+        with self.schema_changes(entity):
+            return method(self, entity, *args, **kwargs)
+
+    return read
+
+
 class BaseA:
     """The reads the sync makes on Base A, each through the entity's mapping (`base_sync.mapping`).
 
     A chunk of records holds at most the `chunk_size` its read is given and about `chunk_bytes` of
-    text (SYNC_CHUNK_BYTES): wide rows make smaller chunks (`base_sync.chunking`)."""
+    text (SYNC_CHUNK_BYTES): wide rows make smaller chunks (`base_sync.chunking`). A check finding
+    only mapped tables or columns missing is made again once after `schema_recheck_seconds`
+    (SYNC_SCHEMA_RECHECK_SECONDS in the tasks; 0: not) before it fails: a rename may be under way."""
 
-    def __init__(self, engine: Engine, mapping: SourceMapping | None = None, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(
+        self,
+        engine: Engine,
+        mapping: SourceMapping | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+        schema_recheck_seconds: float = 0.0,
+    ):
         self.engine = engine
         self.chunk_bytes = chunk_bytes
+        self.schema_recheck_seconds = schema_recheck_seconds
+        self._rechecked = False
         self.backend = backend_of(engine)
         self.mapping = mapping or SourceMapping.from_settings()
         # The platform's own Base A (`base-a init`): the demo writes it; its delete log serves deletes.
@@ -134,9 +168,34 @@ class BaseA:
 
     def require_schema(self, entity: str) -> EntityCheck:
         """The entity's check; `SchemaDriftError` when a mapped column is missing or of another type
-        (`MappingError` when the mapping has no such entity)."""
+        (`MappingError` when the mapping has no such entity). Only tables or columns missing are checked
+        again once after `schema_recheck_seconds`: an online schema change's cut-over (pt-online-schema-change,
+        gh-ost) or a column renamed and back takes seconds, and should not fail the run for good."""
         self.mapping.view(entity, self.backend)
+        if self.schema_recheck_seconds and not self._rechecked and self.check().only_missing(entity):
+            log.warning(
+                "%s: %s: a schema change in progress? checking again in %g s",
+                entity,
+                "; ".join(str(p) for p in self.check().entities[entity].problems),
+                self.schema_recheck_seconds,
+            )
+            time.sleep(self.schema_recheck_seconds)
+            self._checked, self._rechecked = None, True  # once per reader: a drift that stays fails now
         return self.check().require(entity)
+
+    @contextlib.contextmanager
+    def schema_changes(self, entity: str) -> Iterator[None]:
+        """A read of the entity failing on a table or column Base A no longer holds (the check before
+        it found them) raises `SchemaChanging`: one line naming them, retried, and no SQL (the driver's
+        error is its cause)."""
+        try:
+            yield
+        except DBAPIError as error:
+            missing = self.backend.missing_object(error)
+            if missing is None:
+                raise
+            table = missing.table or self.mapping.table_of(entity)
+            raise SchemaChanging(entity, table, missing.column) from error.orig
 
     def rendered(self, view: SourceView) -> Rendered:
         """The view's rendering in SQL (MySQL), knowing the character set of each text column and
@@ -269,6 +328,7 @@ class BaseA:
             self._shared_keys[view.entity.name] = shared_keys.shared_in_table(conn, view)
         return self._shared_keys[view.entity.name]
 
+    @_reads
     def extract(
         self, entity: str, since: Cursor | None, chunk_size: int, keys: KeyRange | None = None
     ) -> Iterator[list[dict | Quarantined]]:
@@ -287,6 +347,7 @@ class BaseA:
         order = (view.key,) if keys or since is None else (view.version_since(since.updated_at), view.key)
         yield from self._records(view, where, order, chunk_size, since=since)
 
+    @_reads
     def unversioned(self, entity: str, chunk_size: int, unreal: bool = False) -> Iterator[list[dict | Quarantined]]:
         """The live rows whose cursor holds no usable time (the zero timestamp, NULL in every cursor
         column), then the rows the mapping would sync whose key is NULL: each a `Quarantined` with
@@ -302,6 +363,7 @@ class BaseA:
         yield from self._records(view, [*view.live, without], (view.key,), chunk_size, unversioned=True)
         yield from self.unkeyed(entity, chunk_size)
 
+    @_reads
     def unkeyed(self, entity: str, chunk_size: int, clock=None) -> Iterator[list[dict | Quarantined]]:
         """The rows the mapping would sync whose key is NULL, each a `Quarantined` (logged and
         counted by `load.push_chunks`: Base B keys rejections by the key). `clock`: the version of a
@@ -309,6 +371,7 @@ class BaseA:
         view = self.view(entity)
         yield from self._records(view, view.unkeyed, (), chunk_size, clock=clock)
 
+    @_reads
     def records_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict | Quarantined]]:
         """The bulk records of the given keys' current live rows (missing keys skipped), made as the
         extract makes them (a table without a cursor: versioned by Base A's clock now): one streamed
@@ -321,6 +384,7 @@ class BaseA:
                 if chunk:
                     yield chunk
 
+    @_reads
     def live_keys_among(self, entity: str, keys: list[int], chunk_size: int) -> set[int]:
         """Those of the given keys whose rows Base A holds live (in the mapping's scope)."""
         view = self.view(entity)
@@ -331,6 +395,7 @@ class BaseA:
                 held.update(conn.execute(select(view.key).where(*view.live, view.key.in_(part))).scalars())
         return held
 
+    @_reads
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current source rows of the given keys (missing keys are skipped), as read (a BIT or
         ZEROFILL integer as its number, as the mapping reads it), a chunk at a time (at most `chunk_size` rows and about
@@ -345,6 +410,7 @@ class BaseA:
             for rows in self._stream(statement, chunk_size, self.chunk_bytes):
                 yield [dict(zip(names, row, strict=True)) for row in rows]
 
+    @_reads
     def window_digest(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
     ) -> VersionDigest:
@@ -355,6 +421,7 @@ class BaseA:
             version = view.version_since(since and since.updated_at)
             return window_digest(conn, view.key, version, where, self.backend.pair_hash)
 
+    @_reads
     def window_versions(
         self, entity: str, since: Cursor | None, until: Cursor, keys: KeyRange | None = None
     ) -> Iterator[tuple[int, datetime]]:
@@ -366,6 +433,7 @@ class BaseA:
             for key, version in rows:
                 yield key, utc(version)
 
+    @_reads
     def left_scope_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
         """Delete records (key and version) of the rows changed after `since` that the mapping does not
         sync (soft-deleted, outside the filter): how a soft delete reaches Base B at a cost that follows
@@ -379,6 +447,7 @@ class BaseA:
         for rows in self._stream(statement, chunk_size):
             yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
 
+    @_reads
     def key_buckets(self, entity: str, size: int, versions: bool = False) -> dict[int, tuple]:
         """{bucket: (count, sum of keys)} of the live rows, with bucket = key // size: one aggregate over
         the key; with `versions`, (count, sum of keys, digest of the (key, version) pairs) as the API's."""
@@ -393,6 +462,7 @@ class BaseA:
         empty = VersionDigest()
         return {b: (*summary, digests.get(b, empty).hexdigest) for b, summary in sums.items()}
 
+    @_reads
     def versions_between(self, entity: str, low: int, high: int) -> Iterator[tuple[int, datetime | None]]:
         """(key, version) of the live rows with low <= key <= high, by key; None: no usable version."""
         view = self.view(entity)
@@ -401,6 +471,7 @@ class BaseA:
             for key, version in rows:
                 yield key, (utc(version) if version is not None else None)
 
+    @_reads
     def key_span(self, entity: str) -> tuple[int, int, int]:
         """(lowest key, highest key, rows) of the live rows; (0, 0, 0) when there are none."""
         view = self.view(entity)
@@ -409,6 +480,7 @@ class BaseA:
             low, high, rows = conn.execute(statement).one()
         return (int(low), int(high), int(rows)) if rows else (0, 0, 0)
 
+    @_reads
     def keys_between(self, entity: str, low: int, high: int) -> set[int]:
         """The live rows' keys in [low, high]."""
         view = self.view(entity)
@@ -447,6 +519,7 @@ class BaseA:
         there (None)."""
         return {IN_PLACE: True, OUTDATED: True, UNSEEN: None}.get(self.delete_log_state(entity).status, False)
 
+    @_reads
     def deletes_after(
         self, entity: str, since: Cursor | None, chunk_size: int, until: Cursor | None = None
     ) -> Iterator[tuple[list[dict], Cursor]]:

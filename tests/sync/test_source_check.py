@@ -9,6 +9,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -22,8 +25,9 @@ from sqlalchemy.exc import OperationalError
 
 from base_sync import column_changes
 from base_sync.backends import LiveColumn, backend_named
+from base_sync.errors import TransientError
 from base_sync.mapping import SourceMapping
-from base_sync.mapping.check import EXPECTED, SchemaDriftError, check_source
+from base_sync.mapping.check import EXPECTED, SchemaChanging, SchemaDriftError, check_source
 from base_sync.metrics import schema_samples
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema, existing_triggers
@@ -241,6 +245,86 @@ def test_a_missing_table_is_named(root, mapping):
     alter(root, "RENAME TABLE mitarbeiter TO mitarbeiter_alt")
     with pytest.raises(SchemaDriftError, match=r"table mitarbeiter: expected a table the mapping reads, found no such"):
         next(BaseA(root, mapping).extract("employees", None, 100))
+
+
+# A schema change in progress (pt-online-schema-change, gh-ost, a column renamed and back)
+
+CHANGING = (
+    "employees: Base A's {} disappeared during the read (a schema change in progress, e.g. a "
+    "pt-online-schema-change or gh-ost cut-over): retried"
+)
+
+
+@pytest.mark.parametrize(
+    ("statement", "gone", "read"),
+    [
+        ("RENAME TABLE mitarbeiter TO mitarbeiter_weg", "mitarbeiter", lambda a: next(a.extract("employees", None, 9))),
+        (
+            "ALTER TABLE mitarbeiter CHANGE eintritt eintritt_weg DATE",
+            "mitarbeiter.eintritt",
+            lambda a: next(a.extract("employees", None, 9)),
+        ),
+        ("RENAME TABLE mitarbeiter TO mitarbeiter_weg", "mitarbeiter", lambda a: a.key_span("employees")),
+    ],
+    ids=["table-extract", "column-extract", "table-key-span"],
+)
+def test_a_table_or_column_gone_after_the_check_is_a_retried_schema_change_in_one_line(
+    root, mapping, statement, gone, read
+):
+    """Found from outside: a RENAME TABLE during a full refresh failed the load with the driver's
+    error and several KB of SQL; it is a schema change in progress, retried, named in one line."""
+    base_a = BaseA(root, mapping)
+    base_a.require_schema("employees")  # the task's check passes, then the table changes
+    alter(root, statement)
+    with pytest.raises(SchemaChanging) as raised:
+        read(base_a)
+    assert isinstance(raised.value, TransientError)
+    assert str(raised.value) == CHANGING.format(gone)
+    logged = "".join(traceback.format_exception(raised.value))
+    assert "[SQL:" not in logged and "FROM" not in logged, logged  # the driver's error is its cause: no SQL
+
+
+def _rename_back_after(engine, seconds: float, statement: str) -> threading.Thread:
+    def rename_back() -> None:
+        time.sleep(seconds)
+        alter(engine, statement)
+
+    thread = threading.Thread(target=rename_back)
+    thread.start()
+    return thread
+
+
+def test_a_column_renamed_away_and_back_within_the_recheck_lets_the_task_proceed(root, mapping, caplog):
+    """Found from outside: a 5-second RENAME COLUMN failed check_deletes, and the whole run, for good."""
+    alter(root, "ALTER TABLE mitarbeiter RENAME COLUMN stelle TO stelle_tmp")
+    back = _rename_back_after(root, 1.0, "ALTER TABLE mitarbeiter RENAME COLUMN stelle_tmp TO stelle")
+    try:
+        base_a = BaseA(root, mapping, schema_recheck_seconds=4)
+        checked = base_a.require_schema("employees")
+    finally:
+        back.join()
+    assert checked.problems == []
+    assert "mitarbeiter.stelle" in caplog.text and "checking again in 4 s" in caplog.text
+    assert sum(len(chunk) for chunk in base_a.extract("employees", None, 100)) == 3
+
+
+def test_a_column_gone_for_good_is_drift_after_the_recheck(root, mapping, caplog):
+    alter(root, "ALTER TABLE mitarbeiter DROP COLUMN stelle")
+    started = time.monotonic()
+    with pytest.raises(SchemaDriftError) as raised:
+        BaseA(root, mapping, schema_recheck_seconds=1).require_schema("employees")
+    assert time.monotonic() - started >= 1
+    assert "checking again in 1 s" in caplog.text
+    assert str(raised.value) == f"employees: mitarbeiter.stelle: expected {EXPECTED['text']}, found {MISSING}"
+
+
+def test_a_retyped_column_is_drift_at_once_without_a_recheck(root, mapping):
+    """A type is no rename under way: no wait."""
+    alter(root, "ALTER TABLE mitarbeiter MODIFY gehalt VARCHAR(20)")
+    started = time.monotonic()
+    with pytest.raises(SchemaDriftError, match=r"mitarbeiter\.gehalt: expected a numeric type"):
+        BaseA(root, mapping, schema_recheck_seconds=30).require_schema("employees")
+    assert time.monotonic() - started < 10
 
 
 def with_filter(mapping_file, row_filter: str) -> None:
@@ -782,3 +866,18 @@ def test_a_server_upgrades_way_of_writing_a_definition_is_no_change(before, afte
 def test_a_definition_that_can_change_values_is_a_change(before, after):
     old, new = LiveColumn("c", before, True).definition, LiveColumn("c", after, True).definition
     assert column_changes.changes("t", {"c": old}, {"c": new}) == [f"t.c: {old}, now {new}"]
+
+
+def test_a_table_gone_after_the_check_is_a_schema_change_on_sqlite_too(tmp_path):
+    """SQLite says `no such table` in its message alone: its backend reads it there."""
+    engine = source_engine(f"sqlite:///{tmp_path / 'base_a.db'}")
+    try:
+        create_schema(engine)
+        base_a = BaseA(engine)
+        base_a.require_schema("articles")
+        alter(engine, "ALTER TABLE articles RENAME TO articles_weg")
+        with pytest.raises(SchemaChanging) as raised:
+            next(base_a.extract("articles", None, 9))
+    finally:
+        engine.dispose()
+    assert str(raised.value).startswith("articles: Base A's articles disappeared during the read")

@@ -27,7 +27,9 @@ relay publishes none of its changes and the batch sync alone carries it.
 
 Drift between two runs is caught the same way: each batch task checks the live table against the
 mapping's expectations before it reads, so a mapped column dropped or retyped incompatibly after a
-run fails the next one, before anything is written. A type change the mapping still reads the same
+run fails the next one, before anything is written (`Problem.missing`: a table or column that is
+only missing is checked again once first, `BaseA.require_schema`; one gone during a read is
+`SchemaChanging`, retried). A type change the mapping still reads the same
 way (INT to BIGINT, VARCHAR(50) to VARCHAR(100)) is no drift, yet it makes the next run a full refresh
 (`EntityCheck.definitions`, `sync.refresh_wanted`): an ALTER may rewrite stored values without a row
 event or a stamp (DECIMAL(10,2) to DECIMAL(10,0)). Columns the mapping does not read
@@ -47,7 +49,7 @@ from sqlalchemy import Connection, Engine, literal, select, table
 from sqlalchemy.exc import DBAPIError
 
 from base_sync.backends import NUMBER_TEXT, ServerClock
-from base_sync.errors import TerminalError
+from base_sync.errors import TerminalError, TransientError
 from base_sync.mapping.spec import FieldMapping, StampColumn, _text_key
 from base_sync.mapping.view import row_filter
 from baseab_contract.entities import ENTITIES, Field, Kind
@@ -99,6 +101,20 @@ class SchemaDriftError(TerminalError):
     mapping or the table is fixed. The message names each table, column, expected and found type."""
 
 
+class SchemaChanging(TransientError):
+    """A mapped table or column the check found went missing during a read: a schema change in
+    progress (an online schema change tool swapping tables, a column renamed and back). Retried: one
+    that stays gone fails the next task's check (`SchemaDriftError`). One line, without the SQL."""
+
+    def __init__(self, entity: str, table: str, column: str | None = None):
+        self.entity, self.table, self.column = entity, table, column
+        where = f"{table}.{column}" if column else table
+        super().__init__(
+            f"{entity}: Base A's {where} disappeared during the read (a schema change in progress, e.g. a "
+            "pt-online-schema-change or gh-ost cut-over): retried"
+        )
+
+
 @dataclass(frozen=True)
 class Problem:
     entity: str
@@ -109,6 +125,8 @@ class Problem:
     # The key of the mapping file the problem concerns (`entities`, the entity, `fields`, ...), for
     # `SourceMapping.where`: not part of the problem's identity (one column in two roles is one problem).
     where: tuple[str | int, ...] = field(default=(), compare=False)
+    # The table or column is not there (not: of another type): a brief rename may be under way.
+    missing: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else f"table {self.table}"
@@ -163,6 +181,12 @@ class SchemaCheck:
     def problems(self) -> list[Problem]:
         return [p for check in self.entities.values() for p in check.problems]
 
+    def only_missing(self, entity: str) -> bool:
+        """Whether the entity's problems are all a missing table or column (which a rename under way
+        explains), and there is one."""
+        problems = self.entities[entity].problems
+        return bool(problems) and all(p.missing for p in problems)
+
     def require(self, entity: str | None = None) -> EntityCheck | None:
         """Raise `SchemaDriftError` on the problems of `entity` (of every entity when None)."""
         problems = self.entities[entity].problems if entity else self.problems
@@ -201,13 +225,14 @@ def check_source(engine: Engine, mapping, backend, entities: list[str] | None = 
             if result.table in views:
                 view = Problem(entity, result.table, None, BASE_TABLE, A_VIEW, ("entities", entity, "table"))
                 result.warnings.append(view)
-            _check_filter(conn, mapping.spec.entities[entity], result)
+            _check_filter(conn, mapping.spec.entities[entity], result, backend)
     return SchemaCheck(checked)
 
 
-def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
+def _check_filter(conn: Connection, spec, result: EntityCheck, backend) -> None:
     """The row filter is SQL the mapping passes through: Base A itself says whether it names columns
-    and functions that exist. A lost connection is no verdict on the filter: it propagates (transient)."""
+    and functions that exist (one it names missing may be a rename under way: `Problem.missing`). A lost
+    connection is no verdict on the filter: it propagates (transient)."""
     if not spec.filter or not result.found:
         return
     probe = select(literal(1)).select_from(table(spec.table)).where(row_filter(spec.filter)).limit(0)
@@ -225,6 +250,7 @@ def _check_filter(conn: Connection, spec, result: EntityCheck) -> None:
                 f"a row filter Base A accepts ({spec.filter})",
                 refused,
                 ("entities", result.entity, "filter"),
+                missing=backend.missing_object(error) is not None,
             )
         )
 
@@ -255,7 +281,8 @@ def _check_entity(
         if spelled:  # a server that tells table names apart by case (lower_case_table_names=0)
             unseen = f"no such table (the database spells it {spelled!r}, and this server tells case apart: write that)"
         where = ("entities", entity, "table")
-        result.problems.append(Problem(entity, spec.table, None, "a table the mapping reads", unseen, where))
+        missing = Problem(entity, spec.table, None, "a table the mapping reads", unseen, where, missing=True)
+        result.problems.append(missing)
         return result
     live = {c.name: c for c in columns}
     result.charsets = {c.name: c.charset for c in columns if c.charset}
@@ -331,7 +358,7 @@ class _Checker:
                 spelled = [live for live in self.live if live.lower() == name.lower()]
                 found = f"no such column (the table spells it {spelled[0]!r}: write that)" if spelled else None
                 unseen = found or f"no such column, {UNREADABLE}"
-                self._problem(name, expected or "a column the mapping reads", unseen, where)
+                self._problem(name, expected or "a column the mapping reads", unseen, where, missing=True)
                 types.append("(missing)")
                 continue
             types.append(column.type_text)
@@ -394,8 +421,8 @@ class _Checker:
         where += ("column",) if mapping.column else ("concat",) if mapping.concat else ("inputs",)
         self.use(name, mapping.source_columns(), transforms, becomes, family, EXPECTED.get(family), where)
 
-    def _problem(self, column: str, expected: str, found: str, where: tuple = ()) -> None:
-        problem = Problem(self.entity, self.table, column, expected, found, where)
+    def _problem(self, column: str, expected: str, found: str, where: tuple = (), missing: bool = False) -> None:
+        problem = Problem(self.entity, self.table, column, expected, found, where, missing)
         if problem not in self.result.problems:  # one column in two roles (a cursor item and `created`)
             self.result.problems.append(problem)
 
