@@ -77,6 +77,7 @@ def gateway_nginx(tmp_path: Path, dns: StubDns, api_port: int, graphql_port: int
         "http://api:5000": f"http://api:{api_port}",
         "http://graphql:5001": f"http://graphql:{graphql_port}",
         "proxy_read_timeout 300s;": "proxy_read_timeout 1s;",
+        "proxy_read_timeout 60s;": "proxy_read_timeout 1s;",
     }.items():
         assert old in conf, old
         conf = conf.replace(old, new)
@@ -178,6 +179,16 @@ def test_a_replica_not_answering_in_time_is_a_504_problem(tmp_path, dns):
     with listener("hang") as hanging, gateway_nginx(tmp_path, dns, api_port=hanging, graphql_port=5001) as gw:
         answer = requests.post(gw["rest"] + "/articles", json={}, timeout=10)
         assert_problem(answer, 504, "did not answer the gateway in time; a write may have been applied")
+        assert "Retry-After" not in answer.headers
+
+
+def test_a_graphql_replica_not_answering_in_time_is_a_504_not_a_closed_connection(tmp_path, dns):
+    """Review: GraphQL's timeout went to the closed-connection handler, a 502 "closed the connection"."""
+    dns.records = {"graphql": "127.0.0.1"}
+    with listener("hang") as hanging, gateway_nginx(tmp_path, dns, api_port=5000, graphql_port=hanging) as gw:
+        answer = requests.post(gw["graphql"] + "/graphql", json={"query": "{ ping }"}, timeout=10)
+        assert_problem(answer, 504, "the GraphQL replica did not answer the gateway in time")
+        assert "Retry-After" not in answer.headers
 
 
 class _ApiNotReady(BaseHTTPRequestHandler):
