@@ -5,34 +5,63 @@
 # PURGE_DAYS days (`flask --app api_service purge`). README, "Housekeeping".
 # Needs Airflow's environment and API_DATABASE_URL. A failed round is logged and tried again after
 # HOUSEKEEPING_RETRY_SECONDS: never a tight loop, and never an exit (a restart policy would run it
-# again at once, and a wrong setting would loop). Settings that cannot work are refused at the start.
+# again at once). HOUSEKEEPING_STATUS_FILE (compose's health check reads it) holds the last outcome:
+# `ok ...`, `failed: ...` or `refused: ...`. Settings that cannot work are refused at the start: exit
+# 2, or with a status file (a container under a restart policy) the reason there and a wait for
+# SIGTERM, so that the container shows unhealthy instead of restarting for ever.
 set -uo pipefail
 keep_days=${KEEP_DAYS:-7}
 purge_days=${PURGE_DAYS:-90}
 every=${HOUSEKEEPING_EVERY_SECONDS:-86400}
 retry=${HOUSEKEEPING_RETRY_SECONDS:-3600}
+status=${HOUSEKEEPING_STATUS_FILE:-}
 here=$(dirname "$0")
+child=
+stopping=
 
-refuse() { echo "daily-housekeeping: $1" >&2; exit 2; }
+# As PID 1 in a container bash ignores SIGTERM unless trapped: `docker compose stop` ends a wait at
+# once, and a step in flight is stopped with its whole process group (each batch of a step is its
+# own transaction: nothing is left half done).
+trap 'stopping=1; [ -z "$child" ] || kill -TERM -- "-$child" 2>/dev/null' TERM INT
+say() { [ -z "$status" ] || printf '%s\n' "$1" > "$status"; }
+# A step (or a wait) in a process group of its own, which the trap can stop.
+run() {
+  setsid "$@" &
+  child=$!
+  wait "$child"
+  local rc=$?
+  [ -z "$stopping" ] || wait "$child" 2>/dev/null
+  child=
+  [ -z "$stopping" ] || exit 0
+  return $rc
+}
+refuse() {
+  echo "daily-housekeeping: $1" >&2
+  [ -n "$status" ] || exit 2
+  say "refused: $1"
+  run sleep infinity
+}
+
 [[ $keep_days =~ ^[1-9][0-9]*$ ]] || refuse "KEEP_DAYS=$keep_days: a whole number of days, at least 1 (runs in flight are kept)"
 [[ $purge_days =~ ^[1-9][0-9]*$ ]] || refuse "PURGE_DAYS=$purge_days: a whole number of days, at least 1 (keep more than any replay reaches back)"
 [[ $every =~ ^[1-9][0-9]*$ ]] || refuse "HOUSEKEEPING_EVERY_SECONDS=$every: a whole number of seconds, at least 1"
 [[ $retry =~ ^[1-9][0-9]*$ ]] || refuse "HOUSEKEEPING_RETRY_SECONDS=$retry: a whole number of seconds, at least 1"
 [ -n "${API_DATABASE_URL:-}" ] || refuse "API_DATABASE_URL is not set: the purge needs Base B's database"
 
-# As PID 1 in a container bash ignores SIGTERM unless trapped: `docker compose stop` ends the wait at once.
-trap 'exit 0' TERM INT
+say "starting"
 while :; do
   failed=()
-  bash "$here/airflow-housekeeping.sh" "$keep_days" || failed+=("Airflow's housekeeping")
-  flask --app api_service purge --older-than "$purge_days" || failed+=("Base B's purge")
+  run bash "$here/airflow-housekeeping.sh" "$keep_days" || failed+=("Airflow's housekeeping")
+  run flask --app api_service purge --older-than "$purge_days" || failed+=("Base B's purge")
   if [ ${#failed[@]} -eq 0 ]; then
     wait_seconds=$every
+    say "ok $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
     echo "daily-housekeeping: done; next round in ${wait_seconds}s"
   else
     wait_seconds=$retry
-    echo "daily-housekeeping: $(IFS=,; echo "${failed[*]}" | sed 's/,/ and /') failed (above); next round in ${wait_seconds}s" >&2
+    what=$(IFS=,; echo "${failed[*]}" | sed 's/,/ and /')
+    say "failed: $what"
+    echo "daily-housekeeping: $what failed (above); next round in ${wait_seconds}s" >&2
   fi
-  sleep "$wait_seconds" &
-  wait $!
+  run sleep "$wait_seconds"
 done

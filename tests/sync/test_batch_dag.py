@@ -274,7 +274,9 @@ def test_the_daily_round_cleans_airflow_and_purges_base_b_then_waits_and_stops_a
         loop.terminate()
         return loop.wait(timeout=10)  # not after the hour's sleep
 
-    loop, lines = round_of(API_DATABASE_URL=api_process.database_url)
+    status = tmp_path / "housekeeping.status"  # compose's health check reads it
+    loop, lines = round_of(API_DATABASE_URL=api_process.database_url, HOUSEKEEPING_STATUS_FILE=str(status))
+    assert status.read_text().startswith("ok "), status.read_text()
     assert "daily-housekeeping: done; next round in 3600s" in lines, lines
     assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines
     assert any(line.endswith("rejections closed before then: 1") for line in lines), lines  # the planted one
@@ -285,17 +287,67 @@ def test_the_daily_round_cleans_airflow_and_purges_base_b_then_waits_and_stops_a
     engine.dispose()
 
     # Base B away: the purge is named as failed, the loop waits the retry and lives on.
-    loop, lines = round_of(API_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    away = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
+    loop, lines = round_of(API_DATABASE_URL=away, HOUSEKEEPING_STATUS_FILE=str(status))
     assert lines[-1] == "daily-housekeeping: Base B's purge failed (above); next round in 3600s", lines
     assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines  # the other part ran
+    assert status.read_text() == "failed: Base B's purge\n"  # unhealthy until a round succeeds
     assert stopped(loop) == 0
 
+    # Stopped in the middle of a round (review: bash waited for the step, and Docker killed it after 10
+    # s): the step's whole process group goes at once, and so does the loop.
+    loop = subprocess.Popen(["bash", str(DAILY)], env=env | {"API_DATABASE_URL": away}, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (steps := _processes_in_group_of(loop.pid)):
+        assert time.monotonic() < deadline and loop.poll() is None, "no step started"
+        time.sleep(0.2)
+    loop.terminate()
+    assert loop.wait(timeout=10) == 0
+    time.sleep(0.5)
+    assert not [pid for pid in steps if Path(f"/proc/{pid}").exists()], "a step outlived the loop"
+
+
+def test_the_daily_round_refuses_settings_that_cannot_work_without_restarting_for_ever(airflow, api_process, tmp_path):
+    """A horizon that cannot work is refused at the start: exit 2 in a shell; in a container (a status
+    file, a restart policy) no exit to be restarted for ever (review), but the reason in the status
+    file, which compose's health check reads (unhealthy), and a wait that SIGTERM ends."""
+    env = airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"}
+    status = tmp_path / "housekeeping.status"
     for setting, value in (("KEEP_DAYS", "0"), ("PURGE_DAYS", "ninety"), ("API_DATABASE_URL", "")):
         refused = subprocess.run(
             ["bash", str(DAILY)], env=env | {"API_DATABASE_URL": api_process.database_url, setting: value},
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert refused.returncode == 2 and setting in refused.stderr, (setting, refused.stderr)
+    # In a container (a status file, a restart policy): no exit to be restarted for ever, but the
+    # reason in the status file (unhealthy) and a wait that SIGTERM ends.
+    loop = subprocess.Popen(
+        ["bash", str(DAILY)], env=env | {"API_DATABASE_URL": "", "HOUSEKEEPING_STATUS_FILE": str(status)},
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not (status.exists() and status.read_text().startswith("refused: ")):
+        assert time.monotonic() < deadline and loop.poll() is None, "no refusal in the status file"
+        time.sleep(0.1)
+    assert "API_DATABASE_URL is not set" in status.read_text()
+    time.sleep(1)
+    assert loop.poll() is None, "it waits"
+    loop.terminate()
+    assert loop.wait(timeout=10) == 0
+
+
+def _processes_in_group_of(leader: int) -> list[int]:
+    """The processes a shell started in process groups of their own (`setsid`), its children's."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent, group = int(stat.parent.name), int(fields[1]), int(fields[2])
+        if parent == leader and group == pid:
+            found.append(pid)
+    return found
 
 
 def test_incremental_run_extracts_only_changed_rows_and_propagates_deletes(airflow, base_a_engine, api_process):
