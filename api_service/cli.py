@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -118,7 +119,12 @@ def _not_migrated_says_why(lock_timeout: float) -> Iterator[None]:
                 f"holds a table the migration alters (pg_stat_activity shows it, often 'idle in transaction'): "
                 f"end it, or run migrate again (API_MIGRATE_LOCK_TIMEOUT is {lock_timeout:g} s)"
             ) from error
-        # Base B away, restarting or shutting down; a deadlock or serialization failure.
+        if _contended(error):  # a deadlock, a serialization failure, SQLite's file lock
+            raise click.ClickException(
+                f"Base B was not migrated, nothing changed: {_first_line(error)}. Another session wrote what the "
+                f"migration alters at the same time: run migrate again"
+            ) from error
+        # Base B away, restarting or shutting down.
         raise click.ClickException(
             f"Base B was not migrated, nothing changed: {_first_line(error)}. Run migrate again once Base B "
             f"answers (is it running, and is the host of API_DATABASE_URL right?)"
@@ -133,6 +139,15 @@ def _print_sql(url: str, since: str | None, revision: str, lock_timeout: float) 
         click.echo(f"-- Base B is at {since} already: nothing to run", err=True)
         return
     migrate.upgrade_sql(url, since, revision, lock_timeout)
+
+
+def _contended(error: SQLAlchemyError) -> bool:
+    """A transient error of two sessions meeting (no outage): PostgreSQL's deadlock or serialization
+    failure, SQLite's busy or locked file."""
+    original = getattr(error, "orig", None)
+    if isinstance(original, sqlite3.Error):
+        return getattr(original, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(original, "sqlstate", None) in ("40P01", "40001")
 
 
 def _first_line(error: Exception) -> str:

@@ -34,6 +34,8 @@ _REFUSED_CODES = frozenset({"28000", "28P01", "3D000", "42501"})
 _SQLITE_REFUSED = frozenset(
     {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_AUTH}
 )
+# Read-only for a moment, not for good: another connection is recovering the write-ahead log.
+_SQLITE_PASSING = frozenset({sqlite3.SQLITE_READONLY_RECOVERY})
 _SQLITE_REMEDY = (
     "the API's user cannot open or write Base B's SQLite file: check the path of API_DATABASE_URL, "
     "that its directory exists, and the owner and mode of both"
@@ -164,7 +166,9 @@ def refusal(exc: sqlalchemy.exc.SQLAlchemyError) -> str | None:
     original = getattr(exc, "orig", None)
     if isinstance(original, sqlite3.Error):
         code = getattr(original, "sqlite_errorcode", None)
-        return _SQLITE_REMEDY if code is not None and code & 0xFF in _SQLITE_REFUSED else None
+        if code is None or code in _SQLITE_PASSING:
+            return None
+        return _SQLITE_REMEDY if code & 0xFF in _SQLITE_REFUSED else None
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate is None and not isinstance(exc, sqlalchemy.exc.OperationalError):
         return None
@@ -172,6 +176,8 @@ def refusal(exc: sqlalchemy.exc.SQLAlchemyError) -> str | None:
         return None
     said = str(original or exc)
     remedy = next((remedy for words, remedy in _REFUSALS if words.search(said)), None)
+    if sqlstate == "42501" and remedy is None:  # insufficient_privilege also names a row security policy's refusal
+        return None
     return remedy if remedy is not None or sqlstate is None else _REFUSED_REMEDY
 
 

@@ -3,14 +3,17 @@ deterministic failure is a 4xx when the request caused it, else a 500 that says 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from api_service import create_app, migrate
 from api_service.db import get_connection
+from api_service.db_errors import Kind, classify, refusal
 from testbed.servers import free_port
 from tests.api.conftest import AUTH, make_settings
 
@@ -182,3 +185,40 @@ def test_a_privilege_the_apis_role_lacks_is_a_503_that_says_so_not_a_bug(make_po
     assert response.status_code == 503 and response.headers["Retry-After"] == "30", response.json
     assert "Base B refused the API" in response.json["detail"]
     assert "permission denied for table" in caplog.text and "GRANT" in caplog.text
+
+
+def test_a_row_security_refusal_is_no_refused_connection(make_postgres_database):
+    """Review: insufficient_privilege (42501) also names a row security policy's refusal of one row,
+    which no GRANT or password mends: not Kind.REFUSED with its operator's 503."""
+    url = make_url(make_postgres_database())
+    role = f"{url.database}_writer"  # a superuser passes every policy
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        conn.exec_driver_sql("CREATE TABLE guarded (x int)")
+        conn.exec_driver_sql(f'GRANT INSERT, SELECT ON guarded TO "{role}"')
+        conn.exec_driver_sql("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")
+        conn.exec_driver_sql(f'CREATE POLICY positive ON guarded TO "{role}" WITH CHECK (x > 0)')
+    engine = create_engine(url.set(username=role))
+    try:
+        with pytest.raises(DBAPIError) as raised, engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO guarded VALUES (-1)")
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE guarded")
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()
+    assert raised.value.orig.sqlstate == "42501" and "row-level security" in str(raised.value.orig)
+    assert refusal(raised.value) is None and classify(raised.value) is not Kind.REFUSED
+
+
+def test_a_sqlite_file_read_only_for_a_moment_is_no_refusal():
+    """Review: SQLITE_READONLY_RECOVERY (another connection recovering the write-ahead log) passes by
+    itself; the other read-only codes (a file the API's user may not write) are an operator's."""
+    passing = sqlite3.OperationalError("attempt to write a readonly database")
+    passing.sqlite_errorcode = sqlite3.SQLITE_READONLY_RECOVERY
+    lasting = sqlite3.OperationalError("attempt to write a readonly database")
+    lasting.sqlite_errorcode = sqlite3.SQLITE_READONLY
+    assert refusal(OperationalError("INSERT", {}, passing)) is None
+    assert refusal(OperationalError("INSERT", {}, lasting)) is not None

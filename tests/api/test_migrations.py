@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -254,3 +255,22 @@ def test_a_migration_that_finds_base_b_down_says_to_run_it_again_not_lock_waits(
     app.extensions["base_b_engine"].dispose()
     assert result.exit_code == 1 and "Connection refused" in result.output, result.output
     assert "Run migrate again once Base B answers" in result.output and "lock" not in result.output
+
+
+def test_a_migration_that_meets_another_writer_says_to_run_it_again_not_to_check_the_host(tmp_path):
+    """Review: a busy SQLite file (or a PostgreSQL deadlock) was told "is it running, and is the host
+    of API_DATABASE_URL right?": Base B answered, another session held what the migration writes."""
+    path = tmp_path / "base_b.sqlite"
+    sqlite3.connect(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    app = create_app(make_settings(f"sqlite:///{path}", migrate_lock_timeout=1, db_lock_timeout=1))
+    try:
+        result = app.test_cli_runner().invoke(args=["migrate"])
+    finally:
+        app.extensions["base_b_engine"].dispose()
+        holder.rollback()
+        holder.close()
+    assert result.exit_code == 1 and "database is locked" in result.output, result.output
+    assert "Another session wrote what the migration alters" in result.output, result.output
+    assert "host of API_DATABASE_URL" not in result.output
