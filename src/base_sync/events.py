@@ -57,7 +57,7 @@ from base_sync.errors import ConfigurationError, TransientError
 from base_sync.load import OUTCOMES, LoadError, quarantine
 from base_sync.records import bodies, utc
 from base_sync.settings import EventSettings, SyncSettings
-from base_sync.shared_keys import SeenKeys, whole_key
+from base_sync.shared_keys import NEW_KEY_HEADER, OLD_KEY_HEADER, SeenKeys, moved_key, whole_key
 from base_sync.shared_keys import dead_reason as shared_reason
 from base_sync.topics import admin_for, ensure_dead_letter_topic, producer_config
 from baseab_contract.bulk_format import REPLACES_VERSION, UNIQUE_TAKEN
@@ -473,7 +473,15 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport, seen: See
             continue
         key = (change.entity, change.id)
         column = topics.view(change.entity).spec.key
-        wholes = seen.see(change.entity, change.id, whole_key(message.key(), column), change.is_delete)
+        wholes = seen.see(
+            change.entity,
+            change.id,
+            whole_key(message.key(), column),
+            change.is_delete,
+            created=change.op == "c",
+            moved_from=moved_key(message.headers(), OLD_KEY_HEADER, column, change.id),
+            moved_to=moved_key(message.headers(), NEW_KEY_HEADER, column, change.id),
+        )
         if wholes is not None:
             why = shared_reason(change.entity, topics.mapping.table_of(change.entity), column, change.id, wholes)
             earlier = [newest.pop(key)[1]] if key in newest else []  # this batch's change of the other row

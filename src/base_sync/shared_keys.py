@@ -14,7 +14,8 @@ sharing an id would overwrite each other in Base B, one tenant's row in place of
   each row of such a key is quarantined with the reason (`quarantined`), counted `shared_key`;
 - the events path (`events.prepare`) cannot read Base A; a Debezium message key carries the
   table's whole primary key, so two changes of one run with the same mapped key but different
-  whole keys (`SeenKeys`) are two rows sharing it: dead-lettered, neither applied.
+  whole keys (`SeenKeys`) are two rows sharing it: dead-lettered, neither applied; a primary key
+  change (a delete and a create, read in any order) is one row moving, by Debezium's headers.
 
 Every row of the table counts, in the mapping's filter and scope or not: a row outside the filter,
 or soft-deleted, that shares the key is no bystander, as its changes reach Base B as deletes of
@@ -24,7 +25,7 @@ that key (`BaseA.left_scope_after`, the delete log), which would delete the othe
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import orjson
@@ -120,51 +121,123 @@ def _iso(value) -> str | None:
 # The events path
 
 
-SEEN_KEPT = 100_000  # mapped keys a run remembers the whole key of (the oldest forgotten past it)
+SEEN_KEPT = 100_000  # mapped keys a run remembers the whole keys of (the oldest forgotten past it)
+
+# Debezium's headers on a primary key change, written as a delete of the old key and a create of the
+# new one: the delete carries the new key, the create the old one (its MySQL connector's docs).
+OLD_KEY_HEADER, NEW_KEY_HEADER = "__debezium.oldkey", "__debezium.newkey"
+
+
+@dataclass
+class _Seen:
+    """One mapped key's run: its live row's whole key, those a row moved away from, whether it moved."""
+
+    live: str | None = None
+    retired: set[str] = field(default_factory=set)
+    moved: bool = False
 
 
 class SeenKeys:
-    """The whole key (the message key's fields besides the mapped key) of each mapped key's live row
-    in one drain run, to tell two rows sharing a mapped key from one row changed twice.
+    """The whole keys (the message key's fields besides the mapped key) of each mapped key in one
+    drain run, to tell two rows sharing a mapped key from one row changed twice, or moving.
 
-    A change whose whole key differs from the live one's of its mapped key is a second row: both
-    are dead-lettered, and the mapped key stays shared for the rest of the run. A delete ends a
-    whole key's row: a row whose primary key changed (Debezium: a delete of the old key, a create
-    of the new) is one row moving. Bounded: past SEEN_KEPT keys the oldest are forgotten."""
+    A primary key change is a delete of the old whole key and a create of the new; the change topics
+    are partitioned by the whole key, so the two (and the row's changes before and after) are read in
+    any order. Debezium's headers (`__debezium.oldkey` on the create, `__debezium.newkey` on the
+    delete) name the other key: either one is one row moving, never flagged; the old whole key is
+    retired, and a later-read change of it (its delete, an update from before the move) is no second
+    row. After a move, an update or read of a whole key other than the live one is not flagged either
+    (an earlier key of the moving row, read late: a false negative when it is a second row).
+
+    Flagged (both dead-lettered, the mapped key shared for the rest of the run): a change other than
+    a delete of a whole key that differs from the live one and is not retired, when the mapped key has
+    not moved in the run or the change is a create without the old key's header (an insert). A
+    producer that omits the headers: its create of a moved row read before the old key's delete is
+    flagged (a false alarm). Bounded: past SEEN_KEPT keys the oldest are forgotten."""
 
     def __init__(self, kept: int = SEEN_KEPT):
         self.kept = kept
-        self._live: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._keys: OrderedDict[tuple[str, int], _Seen] = OrderedDict()
         self.shared: dict[tuple[str, int], tuple[str, str]] = {}  # {(entity, key): (two whole keys)}
 
-    def see(self, entity: str, key: int, whole: str | None, deleted: bool) -> tuple[str, str] | None:
-        """The two whole keys when this change shows its mapped key shared, else None."""
+    def see(
+        self,
+        entity: str,
+        key: int,
+        whole: str | None,
+        deleted: bool,
+        created: bool = False,
+        moved_from: str | None = None,
+        moved_to: str | None = None,
+    ) -> tuple[str, str] | None:
+        """The two whole keys when this change shows its mapped key shared, else None. `created`: an
+        insert (op c); `moved_from` / `moved_to`: the other whole key a create / delete's header names."""
         at = (entity, key)
         if at in self.shared:
             return self.shared[at]
         if whole is None:
             return None
-        live = self._live.get(at)
-        if live is not None and live != whole:
-            if deleted:  # another row gone: no second live row shown (a key moved across partitions)
-                return None
-            self.shared[at] = (live, whole)
-            del self._live[at]
-            return self.shared[at]
-        if deleted:
-            self._live.pop(at, None)
+        seen = self._remember(at)
+        if not deleted and moved_from not in (None, whole):
+            self._move(seen, moved_from, whole)
             return None
-        self._live[at] = whole
-        self._live.move_to_end(at)
-        if len(self._live) > self.kept:
-            self._live.popitem(last=False)
-        return None
+        if deleted and moved_to not in (None, whole):
+            self._move(seen, whole, moved_to)
+            return None
+        if whole in seen.retired:  # a change of a key the row moved away from, read late
+            return None
+        if deleted:  # another row's delete shows no second live row (a key moved across partitions)
+            if seen.live == whole:
+                seen.live = None
+            return None
+        if seen.live is None or seen.live == whole:
+            seen.live = whole
+            return None
+        if seen.moved and not created:  # maybe an earlier key of the moving row, read late
+            return None
+        self.shared[at] = (seen.live, whole)
+        del self._keys[at]
+        return self.shared[at]
+
+    @staticmethod
+    def _move(seen: _Seen, old: str, new: str) -> None:
+        seen.moved = True
+        seen.retired.add(old)
+        if new not in seen.retired:  # the row's newest key (a chain's later move may be read first)
+            seen.live = new
+
+    def _remember(self, at: tuple[str, int]) -> _Seen:
+        seen = self._keys.get(at)
+        if seen is None:
+            seen = self._keys[at] = _Seen()
+            if len(self._keys) > self.kept:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(at)
+        return seen
 
 
 def whole_key(message_key: bytes | None, column: str) -> str | None:
     """The fields of a Debezium message key (`{"id": 7, "tenant": 2}`, or within schema/payload)
     besides the mapped key `column`, as canonical JSON; None when it holds no other field (the
     relay's key, `7`, or `{"id": 7}`) or is unreadable (`debezium` checks the key itself)."""
+    fields = _key_fields(message_key, column)
+    return fields[1] if fields else None
+
+
+def moved_key(headers: list | None, name: str, column: str, key: int) -> str | None:
+    """The whole key Debezium's primary key change header `name` names, when its mapped key is `key`
+    (a change of the mapped key itself is a delete of one key and a create of another, no move)."""
+    for header, value in headers or ():
+        if header == name and isinstance(value, bytes):
+            fields = _key_fields(value, column)
+            if fields and type(fields[0]) is int and fields[0] == key:
+                return fields[1]
+    return None
+
+
+def _key_fields(message_key: bytes | None, column: str) -> tuple[object, str] | None:
+    """(the mapped key's value, the other fields as canonical JSON) of a whole key, else None."""
     if not message_key or not message_key.startswith(b"{"):  # the relay's key: the mapped key alone
         return None
     try:
@@ -178,7 +251,7 @@ def whole_key(message_key: bytes | None, column: str) -> str | None:
     others = {name: value for name, value in document.items() if name != column}
     if not others or column not in document:
         return None
-    return orjson.dumps(others, option=orjson.OPT_SORT_KEYS).decode()
+    return document[column], orjson.dumps(others, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def dead_reason(entity: str, table: str, column: str, key: int, wholes: tuple[str, str]) -> str:
