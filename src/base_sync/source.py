@@ -156,6 +156,7 @@ class BaseA:
         self.delete_log = metadata.tables[DELETE_LOG]
         self._checked: SchemaCheck | None = None
         self._shared_keys: dict[str, dict[int, int]] = {}  # {entity: shared keys}, where no index serves the key
+        self._shared_seen = shared_keys.SharedSeen()  # where one does: the keys the chunks told shared
 
     def check(self) -> SchemaCheck:
         """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
@@ -285,7 +286,8 @@ class BaseA:
 
     def _unshared(self, view: SourceView, chunks: Iterator[list]) -> Iterator[list]:
         """The chunks, each row of a key Base A holds in more than one row a `Quarantined` with the
-        reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique."""
+        reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique.
+        `KeyNamesNoRow` once the task met more than SHARED_KEYS_HELD shared keys, on either path."""
         checked = self.check().entities[view.entity.name]
         if checked.key_unique:
             yield from chunks
@@ -298,6 +300,7 @@ class BaseA:
                     keys = shared_keys.keys_of(chunk)
                     if in_table is None:
                         shared = shared_keys.shared_among(conn, view, keys)
+                        self._shared_seen.add(view, shared)  # past SHARED_KEYS_HELD: no key, as in_table's
                     else:
                         shared = {key: in_table[key] for key in keys & in_table.keys()}
                     if shared:

@@ -851,6 +851,31 @@ def test_an_incremental_run_quarantines_a_row_sharing_its_key_instead_of_overwri
     assert any("id = 4 (2 rows)" in r.getMessage() for r in caplog.records), caplog.text
 
 
+def test_a_key_shared_past_the_limit_fails_on_the_indexed_path_too(base_a_engine, base_b, monkeypatch):
+    """Keyed (id, tenant), each tenant numbering its ids from 1, mapped `key: id`: the chunks are asked
+    one by one (an index starts with id), and no limit held there, so nearly every row was quarantined,
+    each a rejection holding the full record, on every run. The task meets the limit across its
+    chunks (here two shared keys in the first chunk, a third in the next) and fails as the other path does."""
+    monkeypatch.setattr(shared_keys, "SHARED_KEYS_HELD", 2)
+    generate.seed(base_a_engine, "employees", 6, seed_value=42)
+    add_tenants(base_a_engine)
+    with base_a_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, tenant, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 2, 'Other tenant', last_name, CONCAT('t2-', id, '@example.com'), salary, updated_at "
+                "FROM employees"
+            )
+        )
+    base_a = BaseA(base_a_engine)
+    checked = base_a.require_schema("employees")
+    assert not checked.key_unique and checked.key_indexed
+    settings = SyncSettings(lookback_seconds=0, chunk_size=3, bucket_size=1000)
+    with pytest.raises(shared_keys.KeyNamesNoRow, match=r"more than 2 values of id name several rows of employees"):
+        run_once("employees", base_a, base_b.api(), MemoryStateStore(), settings)
+    assert len(list(base_b.api().open_rejections("employees"))) <= 2  # the chunk past the limit was not written
+
+
 def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):
     """The per-chunk question costs a query: asked only when no unique index holds the key alone."""
     generate.seed(base_a_engine, "employees", 3, seed_value=39)
