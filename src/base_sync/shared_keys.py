@@ -19,7 +19,8 @@ sharing an id would overwrite each other in Base B, one tenant's row in place of
 
 Every row of the table counts, in the mapping's filter and scope or not: a row outside the filter,
 or soft-deleted, that shares the key is no bystander, as its changes reach Base B as deletes of
-that key (`BaseA.left_scope_after`, the delete log), which would delete the other row's copy.
+that key (`BaseA.left_scope_after`, the delete log), which would delete the other row's copy: both
+send no delete of a key Base A still holds live (`BaseA._still_live`, `put_back.split`).
 """
 
 from __future__ import annotations

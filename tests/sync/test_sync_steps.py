@@ -876,6 +876,48 @@ def test_a_key_shared_past_the_limit_fails_on_the_indexed_path_too(base_a_engine
     assert len(list(base_b.api().open_rejections("employees"))) <= 2  # the chunk past the limit was not written
 
 
+TENANT_ARTICLES_SOFT_DELETED = """
+entities:
+  articles:
+    table: beitrag
+    key: nr
+    cursor: {column: geaendert_am, type: datetime}
+    soft_delete: {column: geloescht, deleted_when: 1}
+    fields:
+      title: {column: titel}
+"""
+
+
+def test_a_row_leaving_the_scope_deletes_no_key_another_row_holds_live(make_mariadb_database, base_b, tmp_path):
+    """Keyed (nr, mandant), mapped `key: nr`: tenant 2's row 7, soft-deleted, was sent to Base B as a
+    delete of 7 (rows leaving the scope passed no check), and tenant 1's live row 7 was tombstoned
+    there. Base B keeps what it held of the key, as for a logged delete Base A holds the key again."""
+    (tmp_path / "mapping.yaml").write_text(TENANT_ARTICLES_SOFT_DELETED)
+    engine = source_engine(make_mariadb_database())
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED NOT NULL, mandant INT NOT NULL, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, PRIMARY KEY (nr, mandant), "
+                "KEY ix (geaendert_am))"
+            )
+        )
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
+        conn.execute(text("INSERT INTO beitrag VALUES (8, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
+    install_delete_log(engine, mapping, ["articles"])
+    base_a, api, store = BaseA(engine, mapping), base_b.api(), MemoryStateStore()
+    run_once("articles", base_a, api, store)
+    assert sorted(synced_rows(base_b.database_url, "articles")) == [7, 8]
+    with engine.begin() as conn:  # tenant 2's rows, soft-deleted: 7 shares its key with a live row, 8 does not
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 2, 'tenant 2', '2026-11-01 11:00:00', 1)"))
+        conn.execute(text("UPDATE beitrag SET geloescht = 1, geaendert_am = '2026-11-01 11:00:00' WHERE nr = 8"))
+    run = run_once("articles", BaseA(engine, mapping), api, store)
+    assert run["deletes"]["left_scope"] == 1, run  # 8 alone
+    assert sorted(synced_rows(base_b.database_url, "articles")) == [7], "tenant 1's live row 7 was deleted in Base B"
+    engine.dispose()
+
+
 def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):
     """The per-chunk question costs a query: asked only when no unique index holds the key alone."""
     generate.seed(base_a_engine, "employees", 3, seed_value=39)
