@@ -15,12 +15,13 @@ from base_sync import shared_keys, sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
-from base_sync.mapping import SourceMapping
+from base_sync.mapping import IDENTITY, SourceMapping, identity_entity, parse_mapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, source_engine
 from base_sync.source_schema import create_schema, install_delete_log
 from base_sync.state import MemoryStateStore, WatermarkAhead
+from baseab_contract.entities import ENTITIES
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
@@ -786,6 +787,38 @@ def test_a_key_no_index_starts_with_is_told_shared_by_one_pass_over_the_table_no
     assert run["load"]["quarantined"] == run["load"]["shared_key"] == 4 and run["load"]["inserted"] == 8
     assert sorted(r["source_id"] for r in api.open_rejections("employees")) == [3, 7]
     assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 4, 5, 6, 8, 9, 10]
+
+
+def view_mapping(key_unique: bool) -> SourceMapping:
+    """employees read through a view whose key is unique by construction (no index: a view has none)."""
+    entity = identity_entity(ENTITIES["employees"]).model_copy(update={"table": "employees_v"})
+    spec = IDENTITY.model_copy(update={"entities": {"employees": entity}})
+    if key_unique:
+        spec = parse_mapping(with_key_unique(spec.model_dump(mode="json")))
+    return SourceMapping(spec)
+
+
+def with_key_unique(document: dict) -> dict:
+    document["entities"]["employees"]["key_unique"] = True
+    return document
+
+
+def test_a_view_whose_mapping_asserts_its_key_unique_asks_no_shared_key_question(base_a_engine, base_b):
+    """A view has no index: every task read it whole once (`shared_in_table`), also the view the docs
+    recommend, whose key is unique by construction. `key_unique: true` asserts it: no such read; the
+    rows sync, and verification still compares the window."""
+    generate.seed(base_a_engine, "employees", 10, seed_value=43)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("CREATE VIEW employees_v AS SELECT * FROM employees"))
+    asked = BaseA(base_a_engine, view_mapping(key_unique=False))
+    assert not asked.require_schema("employees").key_unique
+    base_a = BaseA(base_a_engine, view_mapping(key_unique=True))
+    assert base_a.require_schema("employees").key_unique
+    sent = aggregates_counted(base_a_engine)
+    run = run_once("employees", base_a, base_b.api(), MemoryStateStore())
+    assert sent == [], sent
+    assert run["load"]["inserted"] == 10 and run["verify"]["rows"] == 10
+    assert sorted(synced_rows(base_b.database_url, "employees")) == list(range(1, 11))
 
 
 def test_a_key_shared_by_more_values_than_memory_holds_fails_at_once_naming_the_fix(base_a_engine, base_b, monkeypatch):
