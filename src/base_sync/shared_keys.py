@@ -11,7 +11,8 @@ sharing an id would overwrite each other in Base B, one tenant's row in place of
   index starts with the key (`shared_among`: an aggregate over the chunk's keys, which the index
   serves), else once per task over the whole table (`shared_in_table`: a view's computed key, a
   column no index starts with, where a per-chunk question would read the table for every chunk);
-  each row of such a key is quarantined with the reason (`quarantined`), counted `shared_key`;
+  each row of such a key is quarantined with the reason (`quarantined`), counted `shared_key`; on
+  either path a task meeting more than SHARED_KEYS_HELD shared keys fails (`KeyNamesNoRow`);
 - the events path (`events.prepare`) cannot read Base A; a Debezium message key carries the
   table's whole primary key, so two changes of one run with the same mapped key but different
   whole keys (`SeenKeys`) are two rows sharing it: dead-lettered, neither applied; a primary key
@@ -19,7 +20,8 @@ sharing an id would overwrite each other in Base B, one tenant's row in place of
 
 Every row of the table counts, in the mapping's filter and scope or not: a row outside the filter,
 or soft-deleted, that shares the key is no bystander, as its changes reach Base B as deletes of
-that key (`BaseA.left_scope_after`, the delete log), which would delete the other row's copy.
+that key (`BaseA.left_scope_after`, the delete log), which would delete the other row's copy: both
+send no delete of a key Base A still holds live (`BaseA._still_live`, `put_back.split`).
 """
 
 from __future__ import annotations
@@ -53,12 +55,37 @@ def shared_among(conn: Connection, view: SourceView, keys: set[int]) -> dict[int
     return {int(key): int(rows) for key, rows in conn.execute(statement)}
 
 
-# Shared keys one aggregate over a whole table may hold in memory: past it the key names no row.
+# Shared keys a task may meet (one aggregate over a whole table, or the chunks' together): past it
+# the key names no row, and quarantining the table row by row would only fill Base B with rejections.
 SHARED_KEYS_HELD = 100_000
 
 
 class KeyNamesNoRow(TerminalError):
     """So many keys of the table name several rows that the mapping's key is no key at all."""
+
+
+def too_many(view: SourceView) -> KeyNamesNoRow:
+    """The failure of a task that met more than SHARED_KEYS_HELD shared keys of the view's table."""
+    return KeyNamesNoRow(
+        f"{view.entity.name}: more than {SHARED_KEYS_HELD:,} values of {view.spec.key} name several rows of "
+        f"{view.spec.table} each: it is no key of that table, and the task stopped before syncing more; {FIX}"
+    )
+
+
+class SharedSeen:
+    """The distinct shared keys a task met chunk by chunk (`shared_among`), for the same limit as a
+    whole table's aggregate: a table keyed (id, tenant) whose tenants each number from 1 would
+    otherwise quarantine nearly every row, each a rejection holding the full record, on every run."""
+
+    def __init__(self):
+        self._keys: dict[str, set[int]] = {}
+
+    def add(self, view: SourceView, shared: dict[int, int]) -> None:
+        """Count the chunk's shared keys; `KeyNamesNoRow` once the task met more than SHARED_KEYS_HELD."""
+        seen = self._keys.setdefault(view.entity.name, set())
+        seen.update(shared)
+        if len(seen) > SHARED_KEYS_HELD:
+            raise too_many(view)
 
 
 def shared_in_table(conn: Connection, view: SourceView) -> dict[int, int]:
@@ -70,10 +97,7 @@ def shared_in_table(conn: Connection, view: SourceView) -> dict[int, int]:
     for key, rows in conn.execute(statement.limit(SHARED_KEYS_HELD + 1)):
         shared[int(key)] = int(rows)
     if len(shared) > SHARED_KEYS_HELD:
-        raise KeyNamesNoRow(
-            f"{view.entity.name}: more than {SHARED_KEYS_HELD:,} values of {view.spec.key} name several rows of "
-            f"{view.spec.table} each: it is no key of that table, and nothing was synced; {FIX}"
-        )
+        raise too_many(view)
     return shared
 
 

@@ -156,6 +156,7 @@ class BaseA:
         self.delete_log = metadata.tables[DELETE_LOG]
         self._checked: SchemaCheck | None = None
         self._shared_keys: dict[str, dict[int, int]] = {}  # {entity: shared keys}, where no index serves the key
+        self._shared_seen = shared_keys.SharedSeen()  # where one does: the keys the chunks told shared
 
     def check(self) -> SchemaCheck:
         """The mapping against the live tables (`mapping.check`): one catalogue read, made once per
@@ -285,7 +286,8 @@ class BaseA:
 
     def _unshared(self, view: SourceView, chunks: Iterator[list]) -> Iterator[list]:
         """The chunks, each row of a key Base A holds in more than one row a `Quarantined` with the
-        reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique."""
+        reason (`shared_keys`): one aggregate per chunk, only for a key no unique index makes unique.
+        `KeyNamesNoRow` once the task met more than SHARED_KEYS_HELD shared keys, on either path."""
         checked = self.check().entities[view.entity.name]
         if checked.key_unique:
             yield from chunks
@@ -298,6 +300,7 @@ class BaseA:
                     keys = shared_keys.keys_of(chunk)
                     if in_table is None:
                         shared = shared_keys.shared_among(conn, view, keys)
+                        self._shared_seen.add(view, shared)  # past SHARED_KEYS_HELD: no key, as in_table's
                     else:
                         shared = {key: in_table[key] for key in keys & in_table.keys()}
                     if shared:
@@ -437,15 +440,40 @@ class BaseA:
     def left_scope_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
         """Delete records (key and version) of the rows changed after `since` that the mapping does not
         sync (soft-deleted, outside the filter): how a soft delete reaches Base B at a cost that follows
-        the changes. Nothing for a mapping without such rules or without a cursor."""
+        the changes. Nothing for a mapping without such rules or without a cursor.
+
+        For a key no unique index makes unique, a key another row still holds live is no delete: that
+        row's copy in Base B stays as it was (`_still_live`; the load quarantines the key)."""
         view = self.view(entity)
         if view.version is None or not (view.deleted is not None or view.in_scope):
             return
         where = [view.left_scope, *self._window(view, since, None)]
         version = view.version_since(since and since.updated_at)
         statement = select(view.key, version).where(*where).order_by(version, view.key)
+        unique = self.check().entities[entity].key_unique
         for rows in self._stream(statement, chunk_size):
-            yield [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
+            records = [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
+            if not unique:
+                records = self._still_live(view, records, chunk_size)
+            if records:
+                yield records
+
+    def _still_live(self, view: SourceView, records: list[dict], chunk_size: int) -> list[dict]:
+        """The delete records of rows that left the scope, less those whose key another row of Base A
+        holds live: deleting it would tombstone that row's copy (`shared_keys`). Logged, not counted."""
+        live = self.live_keys_among(view.entity.name, sorted({r["source_id"] for r in records}), chunk_size)
+        if not live:
+            return records
+        log.warning(
+            "%s: %d keys of rows that left the mapping's scope (%s) name a live row of %s too: no delete "
+            "sent for %s (the live row's copy in Base B stays; the load quarantines the key)",
+            view.entity.name,
+            len(live),
+            view.spec.key,
+            view.spec.table,
+            ", ".join(f"{view.spec.key} = {key}" for key in sorted(live)[:10]) + (", ..." if len(live) > 10 else ""),
+        )
+        return [r for r in records if r["source_id"] not in live]
 
     @_reads
     def key_buckets(self, entity: str, size: int, versions: bool = False) -> dict[int, tuple]:

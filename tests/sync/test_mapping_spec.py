@@ -384,7 +384,7 @@ def test_several_errors_are_one_line_each_at_their_own_lines(tmp_path):
     text = LINED.replace("key: pers_nr", "key: pers_nr\n    colour: red").replace("trim: true", "case: title")
     assert _refused(tmp_path, text) == [
         "14:35: entities.employees.fields.email.case: Input should be 'lower' or 'upper'",
-        "7:5: entities.employees.colour: unknown key (the keys here: table, key, cursor, created, filter, "
+        "7:5: entities.employees.colour: unknown key (the keys here: table, key, key_unique, cursor, created, filter, "
         "soft_delete, fields)",
     ]
 
@@ -678,3 +678,21 @@ def test_a_number_fields_default_that_is_no_number_is_refused(tmp_path, written)
     assert said[0].startswith("18:41: entities.employees: fields.salary.default: "), said
     assert said[0].endswith("is no number (as salary takes)"), said
     assert repr(shown) in said[0] or shown == ".nan"
+
+
+def test_key_unique_leaves_the_mapping_digest_as_it_was():
+    """A changed digest makes every entity a full refresh on deploy. `key_unique` changes no record
+    (only whether a task asks Base A which keys rows share): a mapping keeps the digest it had before
+    the option existed (computed by that version), left at its default or set."""
+    before = {"employees": "26658fdb8ea45e2f", "identity": "33343aa523679e57"}  # as the version before it computed
+    assert SourceMapping(parse_mapping(MINIMAL)).digest("employees") == before["employees"]
+    assert SourceMapping().digest("employees") == before["identity"]
+    asserted = SourceMapping(parse_mapping(with_entity(key_unique=True)))
+    assert asserted.spec.entities["employees"].key_unique
+    assert asserted.digest("employees") == before["employees"]
+    assert SourceMapping(parse_mapping(with_entity(table="other"))).digest("employees") != before["employees"]
+
+
+def test_key_unique_is_a_yes_or_no():
+    said = error_of(with_entity(key_unique="perhaps"))
+    assert "key_unique" in said, said

@@ -449,7 +449,8 @@ def test_a_key_column_no_unique_index_holds_alone_is_warned_about(root, mapping,
             "alone), found no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base "
             "A whether rows share a key (per chunk read where an index starts with the column, else one pass over "
             "the table per task) and quarantines rows that do (the events path dead-letters what it can tell: "
-            "docs/mapping.md, `key`)"
+            "docs/mapping.md, `key`); a view whose key names one row by construction (`id * 100 + tenant AS id`): "
+            "set `key_unique: true` to skip that question (docs/mapping.md, `key_unique`)"
         ]
         if warned
         else []

@@ -15,12 +15,13 @@ from base_sync import shared_keys, sync
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
-from base_sync.mapping import SourceMapping
+from base_sync.mapping import IDENTITY, SourceMapping, identity_entity, parse_mapping
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
 from base_sync.source import BaseA, Cursor, source_engine
 from base_sync.source_schema import create_schema, install_delete_log
 from base_sync.state import MemoryStateStore, WatermarkAhead
+from baseab_contract.entities import ENTITIES
 from tests.sync.conftest import assert_in_sync, source_rows, synced_rows
 
 SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
@@ -788,6 +789,38 @@ def test_a_key_no_index_starts_with_is_told_shared_by_one_pass_over_the_table_no
     assert sorted(synced_rows(base_b.database_url, "employees")) == [1, 2, 4, 5, 6, 8, 9, 10]
 
 
+def view_mapping(key_unique: bool) -> SourceMapping:
+    """employees read through a view whose key is unique by construction (no index: a view has none)."""
+    entity = identity_entity(ENTITIES["employees"]).model_copy(update={"table": "employees_v"})
+    spec = IDENTITY.model_copy(update={"entities": {"employees": entity}})
+    if key_unique:
+        spec = parse_mapping(with_key_unique(spec.model_dump(mode="json")))
+    return SourceMapping(spec)
+
+
+def with_key_unique(document: dict) -> dict:
+    document["entities"]["employees"]["key_unique"] = True
+    return document
+
+
+def test_a_view_whose_mapping_asserts_its_key_unique_asks_no_shared_key_question(base_a_engine, base_b):
+    """A view has no index: every task read it whole once (`shared_in_table`), also the view the docs
+    recommend, whose key is unique by construction. `key_unique: true` asserts it: no such read; the
+    rows sync, and verification still compares the window."""
+    generate.seed(base_a_engine, "employees", 10, seed_value=43)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("CREATE VIEW employees_v AS SELECT * FROM employees"))
+    asked = BaseA(base_a_engine, view_mapping(key_unique=False))
+    assert not asked.require_schema("employees").key_unique
+    base_a = BaseA(base_a_engine, view_mapping(key_unique=True))
+    assert base_a.require_schema("employees").key_unique
+    sent = aggregates_counted(base_a_engine)
+    run = run_once("employees", base_a, base_b.api(), MemoryStateStore())
+    assert sent == [], sent
+    assert run["load"]["inserted"] == 10 and run["verify"]["rows"] == 10
+    assert sorted(synced_rows(base_b.database_url, "employees")) == list(range(1, 11))
+
+
 def test_a_key_shared_by_more_values_than_memory_holds_fails_at_once_naming_the_fix(base_a_engine, base_b, monkeypatch):
     """Past SHARED_KEYS_HELD shared keys the column is no key of the table: the task fails with the
     reason before it writes a row, instead of holding every key in memory or quarantining the table."""
@@ -849,6 +882,73 @@ def test_an_incremental_run_quarantines_a_row_sharing_its_key_instead_of_overwri
     assert why["message"].startswith("id = 4 names 2 rows of employees (employees's mapped key is not unique)")
     assert "docs/mapping.md, `key`" in why["message"]
     assert any("id = 4 (2 rows)" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_key_shared_past_the_limit_fails_on_the_indexed_path_too(base_a_engine, base_b, monkeypatch):
+    """Keyed (id, tenant), each tenant numbering its ids from 1, mapped `key: id`: the chunks are asked
+    one by one (an index starts with id), and no limit held there, so nearly every row was quarantined,
+    each a rejection holding the full record, on every run. The task meets the limit across its
+    chunks (here two shared keys in the first chunk, a third in the next) and fails as the other path does."""
+    monkeypatch.setattr(shared_keys, "SHARED_KEYS_HELD", 2)
+    generate.seed(base_a_engine, "employees", 6, seed_value=42)
+    add_tenants(base_a_engine)
+    with base_a_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, tenant, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 2, 'Other tenant', last_name, CONCAT('t2-', id, '@example.com'), salary, updated_at "
+                "FROM employees"
+            )
+        )
+    base_a = BaseA(base_a_engine)
+    checked = base_a.require_schema("employees")
+    assert not checked.key_unique and checked.key_indexed
+    settings = SyncSettings(lookback_seconds=0, chunk_size=3, bucket_size=1000)
+    with pytest.raises(shared_keys.KeyNamesNoRow, match=r"more than 2 values of id name several rows of employees"):
+        run_once("employees", base_a, base_b.api(), MemoryStateStore(), settings)
+    assert len(list(base_b.api().open_rejections("employees"))) <= 2  # the chunk past the limit was not written
+
+
+TENANT_ARTICLES_SOFT_DELETED = """
+entities:
+  articles:
+    table: beitrag
+    key: nr
+    cursor: {column: geaendert_am, type: datetime}
+    soft_delete: {column: geloescht, deleted_when: 1}
+    fields:
+      title: {column: titel}
+"""
+
+
+def test_a_row_leaving_the_scope_deletes_no_key_another_row_holds_live(make_mariadb_database, base_b, tmp_path):
+    """Keyed (nr, mandant), mapped `key: nr`: tenant 2's row 7, soft-deleted, was sent to Base B as a
+    delete of 7 (rows leaving the scope passed no check), and tenant 1's live row 7 was tombstoned
+    there. Base B keeps what it held of the key, as for a logged delete Base A holds the key again."""
+    (tmp_path / "mapping.yaml").write_text(TENANT_ARTICLES_SOFT_DELETED)
+    engine = source_engine(make_mariadb_database())
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED NOT NULL, mandant INT NOT NULL, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, PRIMARY KEY (nr, mandant), "
+                "KEY ix (geaendert_am))"
+            )
+        )
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
+        conn.execute(text("INSERT INTO beitrag VALUES (8, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
+    install_delete_log(engine, mapping, ["articles"])
+    base_a, api, store = BaseA(engine, mapping), base_b.api(), MemoryStateStore()
+    run_once("articles", base_a, api, store)
+    assert sorted(synced_rows(base_b.database_url, "articles")) == [7, 8]
+    with engine.begin() as conn:  # tenant 2's rows, soft-deleted: 7 shares its key with a live row, 8 does not
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 2, 'tenant 2', '2026-11-01 11:00:00', 1)"))
+        conn.execute(text("UPDATE beitrag SET geloescht = 1, geaendert_am = '2026-11-01 11:00:00' WHERE nr = 8"))
+    run = run_once("articles", BaseA(engine, mapping), api, store)
+    assert run["deletes"]["left_scope"] == 1, run  # 8 alone
+    assert sorted(synced_rows(base_b.database_url, "articles")) == [7], "tenant 1's live row 7 was deleted in Base B"
+    engine.dispose()
 
 
 def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):

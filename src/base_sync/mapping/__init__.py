@@ -44,6 +44,9 @@ __all__ = [
     "read_mapping",
 ]
 
+# Entity options that change no record Base B holds: never part of the mapping's digest.
+NOT_IN_DIGEST = {"key_unique"}
+
 
 class MappingSettings(EnvSettings):
     """Where the mapping file is (BASE_A_MAPPING_FILE): shared by the batch DAG, the events DAG and the relay."""
@@ -123,10 +126,12 @@ class SourceMapping:
 
     def digest(self, entity: str) -> str:
         """What decides the entity's records in Base B (its mapping and the source's time zone), as
-        a hash: the batch path re-reads every row when it changes (`sync.refresh_wanted`)."""
+        a hash: the batch path re-reads every row when it changes (`sync.refresh_wanted`). Options that
+        change no record (`key_unique`: only which questions a task asks) are left out, set or not: a
+        mapping gaining one keeps its digest, and no entity is read again for it."""
         spec = {
             "source": self.spec.source.model_dump(mode="json"),
-            "entity": self.spec.entities[entity].model_dump(mode="json"),
+            "entity": self.spec.entities[entity].model_dump(mode="json", exclude=NOT_IN_DIGEST),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 

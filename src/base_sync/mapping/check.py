@@ -83,7 +83,9 @@ A_VIEW = (
 NOT_UNIQUE_KEY = (
     "no PRIMARY KEY or UNIQUE index on this column alone (a view has none): the batch asks Base A whether rows "
     "share a key (per chunk read where an index starts with the column, else one pass over the table per task) "
-    "and quarantines rows that do (the events path dead-letters what it can tell: docs/mapping.md, `key`)"
+    "and quarantines rows that do (the events path dead-letters what it can tell: docs/mapping.md, `key`); "
+    "a view whose key names one row by construction (`id * 100 + tenant AS id`): set `key_unique: true` "
+    "to skip that question (docs/mapping.md, `key_unique`)"
 )
 TEXT_KINDS = (Kind.STRING, Kind.EMAIL, Kind.TEXT)
 # The key's rule, in the words the relay and the events drain refuse a key with too: the paths agree.
@@ -294,9 +296,10 @@ def _check_entity(
     checker.use("source_id", [spec.key], "", "the key (source_id)", "integer", KEY_EXPECTED, key)
     if spec.key in live and live[spec.key].nullable:
         result.warnings.append(Problem(entity, spec.table, spec.key, NOT_NULL_KEY, NULLABLE_KEY, key))
-    result.key_unique = unique is not None and spec.key in unique
+    # `key_unique: true`: the mapping asserts it (a view's computed key), verification catches a key held twice.
+    result.key_unique = spec.key_unique or (unique is not None and spec.key in unique)
     result.key_indexed = spec.key in leading
-    if spec.key in live and unique is not None and spec.key not in unique:
+    if spec.key in live and unique is not None and not result.key_unique:
         result.warnings.append(Problem(entity, spec.table, spec.key, UNIQUE_KEY, NOT_UNIQUE_KEY, key))
     for index, stamp in enumerate(spec.cursor or []):
         where = ("entities", entity, "cursor", index, "column")

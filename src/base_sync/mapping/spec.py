@@ -162,6 +162,9 @@ class EntityMapping(_Strict):
 
     table: str = Field(pattern=IDENTIFIER)
     key: str = Field("id", pattern=IDENTIFIER)
+    # The mapping asserts the key names one row (a view's `id * 100 + tenant AS id`): no task asks Base A
+    # which keys rows share (`shared_keys`); verification still fails a run on a key Base A holds twice.
+    key_unique: bool = False
     cursor: list[StampColumn] | None = Field(None, min_length=1)  # None: no cursor (checksum buckets)
     created: StampColumn | None = None  # Base B's created_at; default: the version
     filter: str | None = None  # SQL condition on the source table: rows outside it are not synced
