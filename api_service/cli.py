@@ -121,8 +121,9 @@ def _not_migrated_says_why(lock_timeout: float) -> Iterator[None]:
             ) from error
         if _contended(error):  # a deadlock, a serialization failure, SQLite's file lock
             raise click.ClickException(
-                f"Base B was not migrated, nothing changed: {_first_line(error)}. Another session wrote what the "
-                f"migration alters at the same time: run migrate again"
+                f"Base B was not migrated, nothing changed: {_first_line(error)}. Another session held what the "
+                f"migration needs at the same time (on SQLite, another connection held Base B's file): run "
+                f"migrate again"
             ) from error
         # Base B away, restarting or shutting down.
         raise click.ClickException(

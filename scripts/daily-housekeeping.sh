@@ -26,8 +26,10 @@ trap 'stopping=1; [ -z "$child" ] || kill -TERM -- "-$child" 2>/dev/null' TERM I
 say() { [ -z "$status" ] || printf '%s\n' "$1" > "$status"; }
 # A step (or a wait) in a process group of its own, which the trap can stop.
 run() {
+  [ -z "$stopping" ] || exit 0  # a stop between steps: no next one
   setsid "$@" &
   child=$!
+  [ -z "$stopping" ] || kill -TERM -- "-$child" 2>/dev/null  # a stop before `child` was set
   wait "$child"
   local rc=$?
   [ -z "$stopping" ] || wait "$child" 2>/dev/null

@@ -473,6 +473,7 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport, seen: See
             continue
         key = (change.entity, change.id)
         column = topics.view(change.entity).spec.key
+        moved_to = moved_key(message.headers(), NEW_KEY_HEADER, column, change.id)
         wholes = seen.see(
             change.entity,
             change.id,
@@ -480,13 +481,18 @@ def prepare(batch: list[Message], topics: Topics, report: DrainReport, seen: See
             change.is_delete,
             created=change.op == "c",
             moved_from=moved_key(message.headers(), OLD_KEY_HEADER, column, change.id),
-            moved_to=moved_key(message.headers(), NEW_KEY_HEADER, column, change.id),
+            moved_to=moved_to,
         )
         if wholes is not None:
             why = shared_reason(change.entity, topics.mapping.table_of(change.entity), column, change.id, wholes)
             earlier = [newest.pop(key)[1]] if key in newest else []  # this batch's change of the other row
             dead += [(m, "Quarantined", why) for m in (*earlier, message)]
             counts["shared_key"] += 1 + len(earlier)
+            continue
+        if change.is_delete and moved_to is not None:
+            # A primary key change that keeps the mapped key: the row lives on under it (its create
+            # carries the new state). Its old stamp would win a tie against that create, or delete it.
+            counts["moved_in_place"] += 1
             continue
         held = newest.get(key)
         if held is None:

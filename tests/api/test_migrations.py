@@ -272,5 +272,5 @@ def test_a_migration_that_meets_another_writer_says_to_run_it_again_not_to_check
         holder.rollback()
         holder.close()
     assert result.exit_code == 1 and "database is locked" in result.output, result.output
-    assert "Another session wrote what the migration alters" in result.output, result.output
+    assert "another connection held Base B's file" in result.output, result.output
     assert "host of API_DATABASE_URL" not in result.output

@@ -251,7 +251,7 @@ def test_a_missing_table_is_named(root, mapping):
 
 CHANGING = (
     "employees: Base A's {} disappeared during the read (a schema change in progress, e.g. a "
-    "pt-online-schema-change or gh-ost cut-over): retried"
+    "pt-online-schema-change or gh-ost cut-over): the task's retries read it again"
 )
 
 

@@ -113,7 +113,7 @@ class SchemaChanging(TransientError):
         where = f"{table}.{column}" if column else table
         super().__init__(
             f"{entity}: Base A's {where} disappeared during the read (a schema change in progress, e.g. a "
-            "pt-online-schema-change or gh-ost cut-over): retried"
+            "pt-online-schema-change or gh-ost cut-over): the task's retries read it again"
         )
 
 
