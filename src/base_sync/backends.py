@@ -627,39 +627,22 @@ class MySQLBaseA(BaseABackend):
         return ServerClock(name, tuple(instants), tuple(int(o) for o in offsets))
 
     def unique_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
-        if not tables:
-            return {}
-        names = _TableNames(conn, tables)
-        rows = conn.execute(
-            text(
-                "SELECT table_name, MAX(column_name) FROM information_schema.statistics "
-                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND non_unique = 0 "
-                "GROUP BY table_name, index_name HAVING COUNT(*) = 1"
-            ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": names.keys},
+        found = _indexed_columns(
+            conn,
+            tables,
+            "SELECT table_name, MAX(column_name) FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND {table} IN :tables AND non_unique = 0 "
+            "GROUP BY table_name, index_name HAVING COUNT(*) = 1",
         )
-        found: dict[str, set[str]] = {}
-        for table_name, column in rows:
-            for asked in names.asked(table_name):
-                found.setdefault(asked, set()).add(column)
-        return {t: frozenset(found.get(t, ())) for t in tables}
+        return {t: found.get(t, frozenset()) for t in tables}
 
     def leading_columns(self, conn: Connection, tables: list[str]) -> dict[str, frozenset[str]]:
-        if not tables:
-            return {}
-        names = _TableNames(conn, tables)
-        rows = conn.execute(
-            text(
-                "SELECT table_name, column_name FROM information_schema.statistics "
-                f"WHERE table_schema = DATABASE() AND {names.column} IN :tables AND seq_in_index = 1"
-            ).bindparams(bindparam("tables", expanding=True)),
-            {"tables": names.keys},
+        return _indexed_columns(
+            conn,
+            tables,
+            "SELECT table_name, column_name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND {table} IN :tables AND seq_in_index = 1",
         )
-        found: dict[str, set[str]] = {}
-        for table_name, column in rows:
-            for asked in names.asked(table_name):
-                found.setdefault(asked, set()).add(column)
-        return {t: frozenset(found[t]) for t in found}
 
     def views(self, conn: Connection, tables: list[str]) -> frozenset[str]:
         if not tables:
@@ -718,6 +701,22 @@ class MySQLBaseA(BaseABackend):
                         )
                     )
         return found
+
+
+def _indexed_columns(conn: Connection, tables: list[str], query: str) -> dict[str, frozenset[str]]:
+    """Per table of `tables` the catalogue lists, the columns `query` names ((table_name, column) rows;
+    `{table}` is the catalogue's table name as the server compares it)."""
+    if not tables:
+        return {}
+    names = _TableNames(conn, tables)
+    rows = conn.execute(
+        text(query.format(table=names.column)).bindparams(bindparam("tables", expanding=True)), {"tables": names.keys}
+    )
+    found: dict[str, set[str]] = {}
+    for table_name, column in rows:
+        for asked in names.asked(table_name):
+            found.setdefault(asked, set()).add(column)
+    return {t: frozenset(columns) for t, columns in found.items()}
 
 
 class _TableNames:

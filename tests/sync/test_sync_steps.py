@@ -728,20 +728,28 @@ def test_an_old_runs_commit_run_again_after_a_newer_one_never_moves_the_watermar
     assert (store.get("articles"), store.last_stats("articles")) == (newer, newer_stats)
 
 
+def add_twins(engine, rows: str, index: str = "", later: str = "INTERVAL 0 SECOND") -> None:
+    """The employees table without its primary key (`index`: an index on id instead) and a twin of
+    each row `rows` selects: same id, its own email, the stamp `later` than the original's."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY{', ' + index if index else ''}")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
+                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, "
+                f"updated_at + {later} FROM employees WHERE {rows}"
+            )
+        )
+
+
 def test_a_key_base_a_holds_in_two_rows_is_quarantined_and_the_other_rows_sync(base_a, base_a_engine, base_b):
     """A legacy table without a primary key: two rows of one key would overwrite each other in Base
     B. A first load quarantines both with the reason; the other rows sync and the run commits."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "employees", 10, seed_value=37)
-    with base_a_engine.begin() as conn:
-        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY, ADD KEY (id)"))
-        conn.execute(
-            text(
-                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
-                "SELECT id, 'Twin', last_name, 'twin@example.com', salary, updated_at + INTERVAL 1 SECOND "
-                "FROM employees WHERE id = 4"
-            )
-        )
+    add_twins(base_a_engine, "id = 4", index="ADD KEY (id)", later="INTERVAL 1 SECOND")
     run = run_once("employees", base_a, api, store)
     assert run["load"]["quarantined"] == run["load"]["shared_key"] == 2 and run["load"]["inserted"] == 9
     assert run["verify"]["quarantined"] == 1  # the window holds key 4 twice: in quarantine, not missing
@@ -769,15 +777,7 @@ def test_a_key_no_index_starts_with_is_told_shared_by_one_pass_over_the_table_no
     per task answers every chunk; the rows sharing a key are quarantined all the same."""
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "employees", 10, seed_value=40)
-    with base_a_engine.begin() as conn:
-        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
-        conn.execute(
-            text(
-                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
-                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at "
-                "FROM employees WHERE id IN (3, 7)"
-            )
-        )
+    add_twins(base_a_engine, "id IN (3, 7)")
     base_a = BaseA(base_a_engine)
     checked = base_a.require_schema("employees")
     assert not checked.key_unique and not checked.key_indexed
@@ -826,14 +826,7 @@ def test_a_key_shared_by_more_values_than_memory_holds_fails_at_once_naming_the_
     reason before it writes a row, instead of holding every key in memory or quarantining the table."""
     monkeypatch.setattr(shared_keys, "SHARED_KEYS_HELD", 2)
     generate.seed(base_a_engine, "employees", 5, seed_value=41)
-    with base_a_engine.begin() as conn:
-        conn.execute(text("ALTER TABLE employees MODIFY id BIGINT NOT NULL, DROP PRIMARY KEY"))
-        conn.execute(
-            text(
-                "INSERT INTO employees (id, first_name, last_name, email, salary, updated_at) "
-                "SELECT id, 'Twin', last_name, CONCAT('twin', id, '@example.com'), salary, updated_at FROM employees"
-            )
-        )
+    add_twins(base_a_engine, "TRUE")
     with pytest.raises(shared_keys.KeyNamesNoRow, match=r"more than 2 values of id name several rows of employees"):
         run_once("employees", BaseA(base_a_engine), base_b.api(), MemoryStateStore())
     assert synced_rows(base_b.database_url, "employees") == {}
