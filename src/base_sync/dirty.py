@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from baseab_contract.bulk_format import SOURCE_ID
+
 # A TIMESTAMP's first valid value: anything before it (the zero timestamp) is no version.
 FIRST_VERSION = datetime(1970, 1, 1, 0, 0, 1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,6 +51,11 @@ class Quarantined:
             "record": self.record,
             "reasons": self.reasons,
         }
+
+
+def key_of(row: dict | Quarantined) -> int | None:
+    """The key of a chunk's row: a bulk record's `source_id`, or a quarantined row's."""
+    return row.source_id if isinstance(row, Quarantined) else row[SOURCE_ID]
 
 
 def reason(name: str, text: str | None, stamp: bool | None = None, version: bool | None = None) -> dict:

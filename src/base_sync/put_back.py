@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from base_sync.api_client import BaseBApi
-from base_sync.dirty import Quarantined
+from base_sync.dirty import Quarantined, key_of
 from base_sync.load import push_chunks
 from base_sync.reports import DeleteCounts
 from base_sync.source import BaseA, Cursor
@@ -59,13 +59,13 @@ def split(base_a: BaseA, entity: str, records: list[dict]) -> LoggedChunk:
     """One keyed read of Base A: the chunk's keys it holds live again, as rows to send instead."""
     keys = sorted({r[SOURCE_ID] for r in records})
     rows = [row for chunk in base_a.records_by_keys(entity, keys, len(keys) or 1) for row in chunk]
-    back = {_key(row) for row in rows}
+    back = {key_of(row) for row in rows}
     deletes = [r for r in records if r[SOURCE_ID] not in back]
     if not rows:
         return LoggedChunk(deletes)
     # A key logged twice in the chunk: the latest entry is the state Base B most likely holds.
     logged = {r[SOURCE_ID]: r[VERSION] for r in records}
-    replacing = [_replacing(row, logged[_key(row)]) for row in rows]
+    replacing = [_replacing(row, logged[key_of(row)]) for row in rows]
     return LoggedChunk(deletes, replacing, {key: logged[key] for key in back})
 
 
@@ -97,21 +97,17 @@ def _at_logged_version(row: dict | Quarantined, logged: dict[int, str]) -> bool:
 def _deleted_again(base_a: BaseA, entity: str, rows: list[dict | Quarantined]) -> list[dict]:
     """Delete records, at the version read, of the rows whose keys Base A no longer holds (deleted
     again since `split` read them): one keyed read."""
-    keys = sorted({_key(row) for row in rows})
+    keys = sorted({key_of(row) for row in rows})
     held = base_a.live_keys_among(entity, keys, len(keys) or 1)
     return [
-        {SOURCE_ID: _key(row), VERSION: _version(version).isoformat()}
+        {SOURCE_ID: key_of(row), VERSION: _version(version).isoformat()}
         for row in rows
-        if _key(row) not in held and (version := _sent_version(row)) is not None
+        if key_of(row) not in held and (version := _sent_version(row)) is not None
     ]
 
 
 def _sent_version(row: dict | Quarantined) -> str | datetime | None:
     return row.version if isinstance(row, Quarantined) else row[VERSION]
-
-
-def _key(row: dict | Quarantined) -> int:
-    return row.source_id if isinstance(row, Quarantined) else row[SOURCE_ID]
 
 
 def _replacing(row: dict | Quarantined, deleted_version: str) -> dict | Quarantined:

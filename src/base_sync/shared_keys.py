@@ -33,10 +33,10 @@ from datetime import datetime
 import orjson
 from sqlalchemy import Connection, func, select
 
-from base_sync.dirty import Quarantined
+from base_sync.dirty import Quarantined, key_of
 from base_sync.errors import TerminalError
 from base_sync.mapping import SourceView
-from baseab_contract.bulk_format import SHARED_KEY, SOURCE_ID, VERSION
+from baseab_contract.bulk_format import SHARED_KEY, VERSION
 
 FIX = "map a column that names one row as `key`, or a view giving each row a single key (docs/mapping.md, `key`)"
 
@@ -118,7 +118,7 @@ def quarantined(chunk: list, view: SourceView, shared: dict[int, int]) -> list:
     """The chunk with each row of a shared key a `Quarantined` carrying the reason (in place)."""
     out = []
     for row in chunk:
-        key = row.source_id if isinstance(row, Quarantined) else row[SOURCE_ID]
+        key = key_of(row)
         if key not in shared:
             out.append(row)
         elif isinstance(row, Quarantined):
@@ -132,7 +132,7 @@ def keys_of(chunk: list) -> set[int]:
     """The integer keys of a chunk's rows (a NULL key names no row to compare)."""
     found = set()
     for row in chunk:
-        key = row.source_id if isinstance(row, Quarantined) else row[SOURCE_ID]
+        key = key_of(row)
         if type(key) is int:
             found.add(key)
     return found
