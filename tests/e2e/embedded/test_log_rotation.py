@@ -25,6 +25,17 @@ def test_a_log_rotates_by_size_and_keeps_the_newest_lines_in_order(tmp_path):
     assert lines.endswith(kept) and len(kept) > 25000  # the newest, whole and in order; the oldest gone
 
 
+def test_the_bytes_are_copied_as_they_came_and_a_line_without_end_is_rotated_in_pieces(tmp_path):
+    r"""Invalid UTF-8 was written as `\udcXX` text, and output without a newline was held in memory
+    whole until it ended (here: one file of 1 MB past a 200 kB limit)."""
+    log = tmp_path / "relay.log"
+    sent = b"ok \xff\xfe not utf-8 \xc3\n" + "é".encode() * 500_000
+    subprocess.run([*ROTATE, str(log), "--max-bytes", "200000", "--keep", "20"], input=sent, check=True)
+    files = sorted(tmp_path.iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    assert len(files) > 5 and all(p.stat().st_size <= 200_000 for p in files)
+    assert b"".join(p.read_bytes() for p in files) == sent
+
+
 def test_the_rotation_outlives_a_signal_and_keeps_what_follows_it(tmp_path):
     log = tmp_path / "scheduler.log"
     rotation = subprocess.Popen([*ROTATE, str(log)], stdin=subprocess.PIPE)
