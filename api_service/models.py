@@ -76,6 +76,9 @@ def build_table(entity: Entity) -> Table:
     # Verification reads a window of synced versions: (source_updated_at, source_id), as Base A's cursor.
     synced = text("source_id IS NOT NULL")
     Index(None, table.c.source_updated_at, table.c.source_id, postgresql_where=synced, sqlite_where=synced)
+    # The purge's batches look for old tombstones: without it each scanned the whole table.
+    tombstones = text("deleted_at IS NOT NULL")
+    Index(None, table.c.deleted_at, postgresql_where=tombstones, sqlite_where=tombstones)
     for field in entity.unique_fields:
         # Unique among live rows, so a tombstone does not hold its value hostage.
         live = text("deleted_at IS NULL")

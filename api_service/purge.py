@@ -32,16 +32,23 @@ def purge(engine: Engine, before: datetime, dry_run: bool = False, batch_rows: i
     `dry_run`, count them only."""
     purged = Purged()
     for entity, table in TABLES.items():
-        newest = select(func.max(table.c.id)).scalar_subquery()
-        # Aged by its last write: a newer delete rewrites a tombstone's version (and synced_at) but
-        # keeps its first deleted_at, and is as young as that delete for a replay.
-        last_written = or_(table.c.synced_at.is_(None), table.c.synced_at < before)
-        old = [table.c.deleted_at < before, last_written, table.c.id < newest]
-        purged.tombstones[entity] = _remove(engine, table, (table.c.id,), old, dry_run, batch_rows)
+        purged.tombstones[entity] = _remove(
+            engine, table, (table.c.id,), old_tombstones(table, before), dry_run, batch_rows
+        )
     closed = [REJECTIONS.c.resolved_at < before]
     keys = (REJECTIONS.c.entity, REJECTIONS.c.source_id)
     purged.rejections = _remove(engine, REJECTIONS, keys, closed, dry_run, batch_rows)
     return purged
+
+
+def old_tombstones(table: Table, before: datetime) -> list[ColumnElement]:
+    """The rows of an entity's table the purge removes: deleted and last written before `before`,
+    the newest row aside (found by the tombstones' partial index on deleted_at)."""
+    newest = select(func.max(table.c.id)).scalar_subquery()
+    # Aged by its last write: a newer delete rewrites a tombstone's version (and synced_at) but
+    # keeps its first deleted_at, and is as young as that delete for a replay.
+    last_written = or_(table.c.synced_at.is_(None), table.c.synced_at < before)
+    return [table.c.deleted_at < before, last_written, table.c.id < newest]
 
 
 def _remove(
