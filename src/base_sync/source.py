@@ -29,6 +29,7 @@ from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
 from base_sync.mapping.check import EntityCheck, SchemaChanging, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
+from base_sync.mapping.view import aliased_table
 from base_sync.records import utc
 from base_sync.settings import API_TIMEOUT, CHUNK_BYTES
 from base_sync.source_schema import DELETE_LOG, build_tables
@@ -188,7 +189,8 @@ class BaseA:
     def schema_changes(self, entity: str) -> Iterator[None]:
         """A read of the entity failing on a table or column Base A no longer holds (the check before
         it found them) raises `SchemaChanging`: one line naming them, retried, and no SQL (the driver's
-        error is its cause)."""
+        error is its cause). A column the server names by an alias of the row filter's subquery
+        (`m.aktiv` of `FROM mandanten m`) is named by its table (`mandanten.aktiv`)."""
         try:
             yield
         except DBAPIError as error:
@@ -196,6 +198,8 @@ class BaseA:
             if missing is None:
                 raise
             table = missing.table or self.mapping.table_of(entity)
+            if missing.column is not None and missing.table is not None:
+                table = aliased_table(self.mapping.spec.entities[entity].filter, missing.table) or table
             raise SchemaChanging(entity, table, missing.column) from error.orig
 
     def rendered(self, view: SourceView) -> Rendered:
