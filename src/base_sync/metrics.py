@@ -16,7 +16,9 @@ from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
 BATCH, EVENTS = "batch", "events"
 ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
-# unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed).
+# unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed);
+# shared_key: rows of a key Base A holds in more than one row, quarantined by the batch (load.push_chunks)
+# or dead-lettered by the drain (events.prepare), never synced as one (shared_keys).
 ROW_OUTCOMES = (
     "extracted",
     "inserted",
@@ -27,6 +29,7 @@ ROW_OUTCOMES = (
     "deleted",
     "held_deletes",
     "unkeyed",
+    "shared_key",
 )
 
 

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from base_sync import shared_keys
 from base_sync.api_client import BaseBApi
 from base_sync.dirty import Quarantined, key_of
 from base_sync.load import push_chunks
@@ -37,7 +38,8 @@ class LoggedChunk:
 
     deletes: list[dict]  # the keys Base A no longer holds: their delete records
     rows: list[dict | Quarantined] = field(default_factory=list)  # the keys put back: their current rows
-    logged: dict[int, str] = field(default_factory=dict)  # {key put back: the version of its logged delete}
+    # {key put back: the version of its logged delete}; not a shared key whose delete is sent (`split`)
+    logged: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,19 @@ class Restored:
         return max(0, kept - self.deletes.deleted)
 
 
-def split(base_a: BaseA, entity: str, records: list[dict]) -> LoggedChunk:
-    """One keyed read of Base A: the chunk's keys it holds live again, as rows to send instead."""
+def split(base_a: BaseA, api: BaseBApi, entity: str, records: list[dict]) -> LoggedChunk:
+    """One keyed read of Base A: the chunk's keys it holds live again, as rows to send instead.
+
+    A key other rows of Base A hold (the deleted row shared it: `shared_keys`) reads back as those
+    rows, quarantined: its delete is still sent when Base B's copy is not theirs but, most likely,
+    the deleted row's (`shared_keys.copies_of_live_rows`, one read of Base B per such key)."""
     keys = sorted({r[SOURCE_ID] for r in records})
     rows = [row for chunk in base_a.records_by_keys(entity, keys, len(keys) or 1) for row in chunk]
     back = {key_of(row) for row in rows}
+    shared = shared_keys.live_versions(rows, _sent_version_of)
+    if shared:
+        kept = shared_keys.copies_of_live_rows(shared, shared_keys.held_in_base_b(api, entity)(sorted(shared)))
+        back -= shared.keys() - kept
     deletes = [r for r in records if r[SOURCE_ID] not in back]
     if not rows:
         return LoggedChunk(deletes)
@@ -104,6 +114,11 @@ def _deleted_again(base_a: BaseA, entity: str, rows: list[dict | Quarantined]) -
         for row in rows
         if key_of(row) not in held and (version := _sent_version(row)) is not None
     ]
+
+
+def _sent_version_of(row: dict | Quarantined) -> datetime | None:
+    version = _sent_version(row)
+    return None if version is None else _version(version)
 
 
 def _sent_version(row: dict | Quarantined) -> str | datetime | None:

@@ -20,15 +20,22 @@ sharing an id would overwrite each other in Base B, one tenant's row in place of
 
 Every row of the table counts, in the mapping's filter and scope or not: a row outside the filter,
 or soft-deleted, that shares the key is no bystander, as its changes reach Base B as deletes of
-that key (`BaseA.left_scope_after`, the delete log), which would delete the other row's copy: both
-send no delete of a key Base A still holds live (`BaseA._still_live`, `put_back.split`).
+that key (`BaseA.left_scope_after`, the delete log). Such a delete of a key another row of Base A
+still holds live is sent only when Base B's copy is not that live row's (`copies_of_live_rows`):
+Base B holds the key live at a version none of Base A's live rows of the key has now. So the copy of
+the row that left is deleted (it was written last: the live row, quarantined, never overwrites it),
+and a live row's copy stays (`BaseA._still_live`, `put_back.split`). Judged by version: a copy of
+the leaving row stamped in the same instant as a live row is kept, and a live row's copy older than
+that row's current version (changed since, quarantined) is deleted: it shows no state Base A holds.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import Connection, func, select
@@ -37,6 +44,9 @@ from base_sync.dirty import Quarantined, key_of
 from base_sync.errors import TerminalError
 from base_sync.mapping import SourceView
 from baseab_contract.bulk_format import SHARED_KEY, VERSION
+
+if TYPE_CHECKING:
+    from base_sync.api_client import BaseBApi
 
 FIX = "map a column that names one row as `key`, or a view giving each row a single key (docs/mapping.md, `key`)"
 
@@ -135,6 +145,37 @@ def keys_of(chunk: list) -> set[int]:
         key = key_of(row)
         if type(key) is int:
             found.add(key)
+    return found
+
+
+# {key: version} of the live rows Base B holds of the given keys (`held_in_base_b`)
+BaseBVersions = Callable[[list[int]], dict[int, datetime]]
+
+
+def held_in_base_b(api: BaseBApi, entity: str) -> BaseBVersions:
+    """Base B's live versions of given keys: one versions read per key (only the keys a row leaving
+    the scope shares with a live row, few: each is a quarantined key)."""
+
+    def versions(keys: list[int]) -> dict[int, datetime]:
+        return {held: version for key in sorted(set(keys)) for held, version in api.versions_between(entity, key, key)}
+
+    return versions
+
+
+def copies_of_live_rows(live: dict[int, set[datetime]], held: dict[int, datetime]) -> set[int]:
+    """Those of the keys Base A holds live (`live`: {key: its live rows' versions now}) whose copy in
+    Base B is a live row's, or of which Base B holds no live row: no delete to send. The others' deletes
+    are sent: Base B's live copy is the leaving row's, or a state no live row holds any more."""
+    return {key for key, versions in live.items() if key not in held or held[key] in versions}
+
+
+def live_versions(rows: Iterable, version_of: Callable[[object], datetime | None]) -> dict[int, set[datetime]]:
+    """{key: the versions of its rows} of a chunk's rows quarantined as sharing their key."""
+    found: dict[int, set[datetime]] = {}
+    for row in rows:
+        if isinstance(row, Quarantined) and any(r.get("code") == SHARED_KEY for r in row.reasons):
+            version = version_of(row)
+            found.setdefault(key_of(row), set()).update({version} if version is not None else ())
     return found
 
 

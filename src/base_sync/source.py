@@ -29,6 +29,7 @@ from base_sync.key_ranges import KeyRange
 from base_sync.mapping import SourceMapping, SourceView
 from base_sync.mapping.check import EntityCheck, SchemaChanging, SchemaCheck, check_source
 from base_sync.mapping.render import Rendered, bit_number
+from base_sync.mapping.view import aliased_table
 from base_sync.records import utc
 from base_sync.settings import API_TIMEOUT, CHUNK_BYTES
 from base_sync.source_schema import DELETE_LOG, build_tables
@@ -188,7 +189,8 @@ class BaseA:
     def schema_changes(self, entity: str) -> Iterator[None]:
         """A read of the entity failing on a table or column Base A no longer holds (the check before
         it found them) raises `SchemaChanging`: one line naming them, retried, and no SQL (the driver's
-        error is its cause)."""
+        error is its cause). A column the server names by an alias of the row filter's subquery
+        (`m.aktiv` of `FROM mandanten m`) is named by its table (`mandanten.aktiv`)."""
         try:
             yield
         except DBAPIError as error:
@@ -196,6 +198,8 @@ class BaseA:
             if missing is None:
                 raise
             table = missing.table or self.mapping.table_of(entity)
+            if missing.column is not None and missing.table is not None:
+                table = aliased_table(self.mapping.spec.entities[entity].filter, missing.table) or table
             raise SchemaChanging(entity, table, missing.column) from error.orig
 
     def rendered(self, view: SourceView) -> Rendered:
@@ -399,6 +403,19 @@ class BaseA:
         return held
 
     @_reads
+    def live_versions_among(self, entity: str, keys: list[int], chunk_size: int) -> dict[int, set[datetime]]:
+        """{key: the versions of its live rows (in the mapping's scope)} of those of the given keys
+        Base A holds live; a row without a usable version adds none."""
+        view = self.view(entity)
+        held: dict[int, set[datetime]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), chunk_size):
+                part = keys[start : start + chunk_size]
+                for key, version in conn.execute(select(view.key, view.version).where(*view.live, view.key.in_(part))):
+                    held.setdefault(key, set()).update({utc(version)} if isinstance(version, datetime) else ())
+        return held
+
+    @_reads
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
         """The current source rows of the given keys (missing keys are skipped), as read (a BIT or
         ZEROFILL integer as its number, as the mapping reads it), a chunk at a time (at most `chunk_size` rows and about
@@ -437,13 +454,15 @@ class BaseA:
                 yield key, utc(version)
 
     @_reads
-    def left_scope_after(self, entity: str, since: Cursor | None, chunk_size: int) -> Iterator[list[dict]]:
+    def left_scope_after(
+        self, entity: str, since: Cursor | None, chunk_size: int, held: shared_keys.BaseBVersions
+    ) -> Iterator[list[dict]]:
         """Delete records (key and version) of the rows changed after `since` that the mapping does not
         sync (soft-deleted, outside the filter): how a soft delete reaches Base B at a cost that follows
         the changes. Nothing for a mapping without such rules or without a cursor.
 
-        For a key no unique index makes unique, a key another row still holds live is no delete: that
-        row's copy in Base B stays as it was (`_still_live`; the load quarantines the key)."""
+        For a key no unique index makes unique, a key another row still holds live is no delete when
+        Base B's copy is that row's (`_still_live`; `held`: Base B's live versions of given keys)."""
         view = self.view(entity)
         if view.version is None or not (view.deleted is not None or view.in_scope):
             return
@@ -454,26 +473,33 @@ class BaseA:
         for rows in self._stream(statement, chunk_size):
             records = [{"source_id": key, "source_updated_at": utc(version).isoformat()} for key, version in rows]
             if not unique:
-                records = self._still_live(view, records, chunk_size)
+                records = self._still_live(view, records, chunk_size, held)
             if records:
                 yield records
 
-    def _still_live(self, view: SourceView, records: list[dict], chunk_size: int) -> list[dict]:
+    def _still_live(
+        self, view: SourceView, records: list[dict], chunk_size: int, held: shared_keys.BaseBVersions
+    ) -> list[dict]:
         """The delete records of rows that left the scope, less those whose key another row of Base A
-        holds live: deleting it would tombstone that row's copy (`shared_keys`). Logged, not counted."""
-        live = self.live_keys_among(view.entity.name, sorted({r["source_id"] for r in records}), chunk_size)
+        holds live and whose copy in Base B is that row's (`shared_keys.copies_of_live_rows`): deleting
+        it would tombstone that row's copy. A copy of the row that left is deleted (version-guarded,
+        as any delete). Logged, not counted."""
+        live = self.live_versions_among(view.entity.name, sorted({r["source_id"] for r in records}), chunk_size)
         if not live:
             return records
-        log.warning(
-            "%s: %d keys of rows that left the mapping's scope (%s) name a live row of %s too: no delete "
-            "sent for %s (the live row's copy in Base B stays; the load quarantines the key)",
-            view.entity.name,
-            len(live),
-            view.spec.key,
-            view.spec.table,
-            ", ".join(f"{view.spec.key} = {key}" for key in sorted(live)[:10]) + (", ..." if len(live) > 10 else ""),
-        )
-        return [r for r in records if r["source_id"] not in live]
+        kept = shared_keys.copies_of_live_rows(live, held(sorted(live)))
+        if kept:
+            log.warning(
+                "%s: %d keys of rows that left the mapping's scope (%s) name a live row of %s too, whose copy "
+                "Base B holds: no delete sent for %s (that copy stays; the load quarantines the key)",
+                view.entity.name,
+                len(kept),
+                view.spec.key,
+                view.spec.table,
+                ", ".join(f"{view.spec.key} = {key}" for key in sorted(kept)[:10])
+                + (", ..." if len(kept) > 10 else ""),
+            )
+        return [r for r in records if r["source_id"] not in kept]
 
     @_reads
     def key_buckets(self, entity: str, size: int, versions: bool = False) -> dict[int, tuple]:

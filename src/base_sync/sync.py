@@ -47,6 +47,7 @@ from base_sync.reports import (
     VerifyResult,
 )
 from base_sync.settings import SyncSettings
+from base_sync.shared_keys import held_in_base_b
 from base_sync.source import BaseA, Cursor, Reach
 from base_sync.state import StateStore, refuse_ahead
 from baseab_contract.bulk_format import REPLACES_VERSION, SOURCE_ID, UNIQUE_TAKEN
@@ -526,7 +527,7 @@ def _send_found(
             held = found.planned.from_source(DELETE_LOG)
             counts, restored = DeleteCounts(), 0
             for start in range(0, len(held), settings.chunk_size):
-                chunk = put_back.split(base_a, entity, held[start : start + settings.chunk_size])
+                chunk = put_back.split(base_a, api, entity, held[start : start + settings.chunk_size])
                 sent, back = _send_logged(api, base_a, entity, chunk, settings)
                 counts, restored = counts + sent, restored + back
             from_log = LoggedDeletes(found.reached, found.log_read, counts, restored)
@@ -538,7 +539,9 @@ def _send_found(
         allowance = Allowance(found.plan, approved)
         left = DeleteCounts()
         if found.left_since is not None:
-            for records in base_a.left_scope_after(entity, found.left_since, settings.chunk_size):
+            for records in base_a.left_scope_after(
+                entity, found.left_since, settings.chunk_size, held_in_base_b(api, entity)
+            ):
                 allowance.take(LEFT_SCOPE, len(api.would_delete(entity, records)))
                 left += _send_gone(api, entity, records, settings.chunk_size)
         if reads_log:
@@ -605,7 +608,7 @@ def _find_deletes(
             reasons[DELETE_LOG] = f"Base A's delete log after {position}"
     left_since = None if first_run else _left_scope_since(watermark, last, settings, view)
     if left_since is not None:
-        for records in base_a.left_scope_after(entity, left_since, settings.chunk_size):
+        for records in base_a.left_scope_after(entity, left_since, settings.chunk_size, held_in_base_b(api, entity)):
             _plan_counting_held(planned, LEFT_SCOPE, records, api, entity, held_newer)
         reasons[LEFT_SCOPE] = f"rows changed after {left_since} that the mapping's soft-delete rule or filter drops"
     buckets, suspects = None, []
@@ -826,7 +829,7 @@ def _send_logged(
         "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
         "or a backup say), their rows sent instead: %s",
         entity,
-        len(chunk.rows),
+        len(chunk.logged),
         dict(restore.sent),
     )
     if restore.deleted_again:
@@ -858,10 +861,10 @@ def _apply_logged_deletes(
     for records, _ in base_a.deletes_after(
         entity, _looking_back(position, settings), settings.chunk_size, until=position
     ):
-        sent, back = _send_logged(api, base_a, entity, put_back.split(base_a, entity, records), settings)
+        sent, back = _send_logged(api, base_a, entity, put_back.split(base_a, api, entity, records), settings)
         counts, restored, read = counts + sent, restored + back, read + len(records)
     for records, position_reached in base_a.deletes_after(entity, position, settings.chunk_size):
-        chunk = put_back.split(base_a, entity, records)
+        chunk = put_back.split(base_a, api, entity, records)
         allowance.take(DELETE_LOG, len(api.would_delete(entity, chunk.deletes)) if chunk.deletes else 0)
         sent, back = _send_logged(api, base_a, entity, chunk, settings)
         counts, restored, read = counts + sent, restored + back, read + len(records)

@@ -32,6 +32,16 @@ def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
     assert got["base_sync.rows.batch.articles.unkeyed"] == ("incr", 1)
 
 
+def test_rows_sharing_their_key_are_counted_on_both_paths():
+    """A batch load counts them (`shared_key`, in the load report) and so does a drain (dead-lettered):
+    the metrics carried neither, so no alert or dashboard could see a key Base A holds twice."""
+    got = as_dict(batch_samples("articles", {"extracted": 3, "quarantined": 2, "shared_key": 2}, 0, None))
+    assert got["base_sync.rows.batch.articles.shared_key"] == ("incr", 2)
+    drained = as_dict(events_samples(ENTITIES, {"employees": {"shared_key": 3}}, {"Quarantined": 3}, 0, None))
+    assert drained["base_sync.rows.events.employees.shared_key"] == ("incr", 3)
+    assert drained["base_sync.rows.events.articles.shared_key"] == ("incr", 0)
+
+
 def test_a_drain_reports_rows_per_entity_dead_letters_and_lags():
     counts = {"articles": {"updated": 4}, "employees": {"deleted": 1}}
     got = as_dict(events_samples(ENTITIES, counts, {"Rejected": 2, "MassDeleteHeld": 5}, 0, 0.8))

@@ -120,7 +120,7 @@ def _put_back_then_deleted_again(base_a, base_a_engine, base_b, later: str) -> t
         "INSERT INTO employees SELECT * FROM undo_copy",
     )
     (logged,) = [records for records, _ in base_a.deletes_after("employees", None, 100)]
-    chunk = put_back.split(base_a, "employees", logged)
+    chunk = put_back.split(base_a, api, "employees", logged)
     assert (chunk.deletes, len(chunk.rows)) == ([], 1)
     push_chunks(api, "employees", [chunk.rows], 1, restore_ties=True)  # the events path, in key order
     _sql(base_a_engine, "DELETE FROM employees WHERE id = 1")

@@ -28,6 +28,7 @@ from base_sync.backends import LiveColumn, backend_named
 from base_sync.errors import TransientError
 from base_sync.mapping import SourceMapping
 from base_sync.mapping.check import EXPECTED, SchemaChanging, SchemaDriftError, check_source
+from base_sync.mapping.view import aliased_table
 from base_sync.metrics import schema_samples
 from base_sync.source import BaseA, source_engine
 from base_sync.source_schema import create_schema, existing_triggers
@@ -282,6 +283,31 @@ def test_a_table_or_column_gone_after_the_check_is_a_retried_schema_change_in_on
     assert str(raised.value) == CHANGING.format(gone)
     logged = "".join(traceback.format_exception(raised.value))
     assert "[SQL:" not in logged and "FROM" not in logged, logged  # the driver's error is its cause: no SQL
+
+
+@pytest.mark.parametrize("alias", ["a", "AS a", "AS `a`"])
+def test_a_column_gone_under_a_row_filters_alias_is_named_by_its_table(root, mapping_file, alias):
+    """A row filter's subquery (`FROM abteilungen a`) whose column is renamed during the read: MariaDB
+    names it as written, `a.offen`, and the one-line message named the alias `a` as Base A's table.
+    The table the filter gives that alias is named instead."""
+    with_filter(mapping_file, f"abt_code IN (SELECT a.code FROM abteilungen {alias} WHERE a.offen = 1)")
+    alter(root, "CREATE TABLE abteilungen (code CHAR(1) PRIMARY KEY, offen TINYINT NOT NULL)")
+    alter(root, "INSERT INTO abteilungen VALUES ('E', 1), ('V', 1)")
+    base_a = BaseA(root, SourceMapping.from_file(mapping_file))
+    base_a.require_schema("employees")
+    alter(root, "ALTER TABLE abteilungen RENAME COLUMN offen TO offen_weg")
+    with pytest.raises(SchemaChanging) as raised:
+        next(base_a.extract("employees", None, 9))
+    assert "Unknown column 'a.offen'" in str(raised.value.__cause__)  # the server's own words
+    assert str(raised.value) == CHANGING.format("abteilungen.offen")
+
+
+def test_a_row_filters_alias_is_read_from_its_from_or_join():
+    assert aliased_table("x IN (SELECT a.c FROM db.`t 1` AS a)", "a") == "t 1"
+    assert aliased_table("EXISTS (SELECT 1 FROM p JOIN q b ON b.k = p.k)", "b") == "q"
+    assert aliased_table("EXISTS (SELECT 1 FROM p, q b WHERE b.k = 1)", "b") == "q"
+    assert aliased_table("x IN (SELECT abteilungen.c FROM abteilungen)", "abteilungen") is None
+    assert aliased_table(None, "a") is None
 
 
 def _rename_back_after(engine, seconds: float, statement: str) -> threading.Thread:

@@ -944,6 +944,85 @@ def test_a_row_leaving_the_scope_deletes_no_key_another_row_holds_live(make_mari
     engine.dispose()
 
 
+def tenant_articles(make_mariadb_database, tmp_path, first: tuple):
+    """beitrag keyed (nr, mandant), mapped `key: nr`, with the delete log; `first` (nr, tenant, title,
+    stamp) its one row: (engine, mapping)."""
+    (tmp_path / "mapping.yaml").write_text(TENANT_ARTICLES_SOFT_DELETED)
+    engine = source_engine(make_mariadb_database())
+    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE beitrag (nr INT UNSIGNED NOT NULL, mandant INT NOT NULL, titel VARCHAR(255) NOT NULL, "
+                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, PRIMARY KEY (nr, mandant), "
+                "KEY ix (geaendert_am))"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO beitrag VALUES (:nr, :tenant, :title, :stamp, 0)"),
+            dict(zip(("nr", "tenant", "title", "stamp"), first, strict=True)),
+        )
+    install_delete_log(engine, mapping, ["articles"])
+    return engine, mapping
+
+
+@pytest.mark.parametrize("in_base_b", [1, 2])
+def test_a_row_leaving_the_scope_deletes_its_own_copy_of_a_shared_key_not_a_live_rows(
+    make_mariadb_database, base_b, tmp_path, in_base_b
+):
+    """Keyed (nr, mandant), mapped `key: nr`: tenant `in_base_b`'s row 7 synced alone, the other
+    tenant's row 7 came later (quarantined: Base B keeps the first copy), then tenant 2's row was
+    soft-deleted. Its delete was dropped as tenant 1 holds 7 live, so when Base B held tenant 2's
+    copy, that row, deleted in Base A, stayed live in Base B for good. Now the delete is sent when
+    Base B's copy is not the live row's; tenant 1's copy stays."""
+    engine, mapping = tenant_articles(
+        make_mariadb_database, tmp_path, (7, in_base_b, f"tenant {in_base_b}", "2026-11-01 10:00:00")
+    )
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("articles", BaseA(engine, mapping), api, store)
+    assert synced_rows(base_b.database_url, "articles")[7][1] == f"tenant {in_base_b}"
+    other = 3 - in_base_b
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO beitrag VALUES (7, {other}, 'tenant {other}', '2026-11-01 10:30:00', 0)"))
+    run = run_once("articles", BaseA(engine, mapping), api, store)
+    assert run["load"]["shared_key"] == 1  # the new row, read in the window
+    assert synced_rows(base_b.database_url, "articles")[7][1] == f"tenant {in_base_b}"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE beitrag SET geloescht = 1, geaendert_am = '2026-11-01 11:00:00' WHERE mandant = 2"))
+    run = run_once("articles", BaseA(engine, mapping), api, store)
+    rows = synced_rows(base_b.database_url, "articles")
+    if in_base_b == 2:
+        assert run["deletes"]["left_scope"] == 1, run
+        assert rows == {}, "tenant 2's copy stayed live in Base B, its row soft-deleted in Base A"
+    else:
+        assert run["deletes"].get("left_scope", 0) == 0, run
+        assert rows[7][1] == "tenant 1", "tenant 1's live row's copy was deleted in Base B"
+    engine.dispose()
+
+
+def test_a_logged_delete_of_a_shared_key_deletes_its_own_copy_while_other_rows_hold_the_key(
+    make_mariadb_database, base_b, tmp_path
+):
+    """The delete log's path: tenant 2's row 7, whose copy Base B holds, is deleted while tenants 1
+    and 3 hold 7 live (quarantined). `put_back.split` read the key back and dropped the delete, so
+    Base B kept the deleted row's copy live. Now it is deleted (the live rows' copies stay, as the
+    leaving-scope test shows for the key comparison `copies_of_live_rows` makes on both paths)."""
+    engine, mapping = tenant_articles(make_mariadb_database, tmp_path, (7, 2, "tenant 2", "2026-11-01 10:00:00"))
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("articles", BaseA(engine, mapping), api, store)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 1, 'tenant 1', '2026-11-01 10:30:00', 0)"))
+        conn.execute(text("INSERT INTO beitrag VALUES (7, 3, 'tenant 3', '2026-11-01 10:40:00', 0)"))
+    run_once("articles", BaseA(engine, mapping), api, store)
+    assert synced_rows(base_b.database_url, "articles")[7][1] == "tenant 2"
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE mandant = 2"))
+    run = run_once("articles", BaseA(engine, mapping), api, store)
+    assert run["deletes"]["from_log"] == 1 and run["deletes"]["deleted"] == 1, run
+    assert synced_rows(base_b.database_url, "articles") == {}, "tenant 2's deleted row stayed live in Base B"
+    engine.dispose()
+
+
 def test_a_table_whose_key_is_unique_alone_is_not_asked_per_chunk(base_a_engine):
     """The per-chunk question costs a query: asked only when no unique index holds the key alone."""
     generate.seed(base_a_engine, "employees", 3, seed_value=39)

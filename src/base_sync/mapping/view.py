@@ -569,6 +569,21 @@ def row_filter(sql: str) -> ColumnElement:
     return literal_column(f"({sql})")
 
 
+def aliased_table(sql: str | None, alias: str) -> str | None:
+    """The table a row filter's subquery names `alias` (`FROM mandanten m`, `JOIN mandanten AS m`),
+    by its name alone; None when the filter gives no table that alias. A server's error names a
+    column as the statement wrote it (`m.aktiv`), so its qualifier may be such an alias."""
+    if not sql:
+        return None
+    name = r"(?:`[^`]+`|\w+)"
+    found = re.search(
+        rf"(?:\bFROM|\bJOIN|,)\s+((?:{name}\.)?{name})\s+(?:AS\s+)?`?{re.escape(alias)}`?(?![\w`.])",
+        sql,
+        re.IGNORECASE,
+    )
+    return found.group(1).split(".")[-1].strip("`") if found else None
+
+
 def _dates_as_text(row: dict, invalid: frozenset[str]) -> dict:
     """The row as the fields read it: a column holding no real date is its text (the decoder's), its
     fraction's trailing zeros left out as for any time made text (`_fraction`, `render._text_of`):

@@ -692,13 +692,15 @@ class Relay:
         composite key (id, tenant), a partitioned table's (id, created_date)): the relay keys its
         events by that column alone, so the drain cannot tell two rows sharing it from one row
         (`shared_keys`: a Debezium connector's message key, the whole primary key, lets it). The
-        batch quarantines such rows; a view is warned of by `_views`."""
-        if not self.tables:
+        batch quarantines such rows; a view is warned of by `_views`. A table whose mapping says
+        `key_unique: true` (the key names one row, whatever its indexes) is not."""
+        asked = [t for t, entity in self.tables.items() if not self.topics.view(entity).spec.key_unique]
+        if not asked:
             return {}
         with self._sql() as conn:
             backend = backend_of(conn.engine)
-            views = backend.views(conn, list(self.tables))
-            unique = backend.unique_columns(conn, [t for t in self.tables if t not in views])
+            views = backend.views(conn, asked)
+            unique = backend.unique_columns(conn, [t for t in asked if t not in views])
         for table, columns in sorted(unique.items()):
             key = self.topics.view(self.tables[table]).spec.key
             if key not in columns:
