@@ -603,6 +603,23 @@ def test_a_mapped_table_renamed_away_or_dropped_is_reported_loudly_and_counted(r
     assert "a table was renamed to the mapped employees" in log and "MAPPED TABLE articles DROPPED" in log
 
 
+def test_a_mapped_column_dropped_is_reported_loudly_and_counted_an_unmapped_one_not(relay, base_a_url):
+    """A mapped column dropped and added back (instant DDL) left every row holding its default in
+    Base A at the same stamps, and Base B the old values for good: nothing said a word."""
+    engine = source_engine(base_a_url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE employees ADD COLUMN note VARCHAR(10)"))
+        conn.execute(text("ALTER TABLE employees DROP COLUMN note"))
+        conn.execute(text("ALTER TABLE employees DROP COLUMN first_name, ADD COLUMN x INT"))
+        conn.execute(text("ALTER TABLE employees ADD COLUMN first_name VARCHAR(100) NOT NULL DEFAULT ''"))
+    engine.dispose()
+    metric_line(relay, 'relay_unpublished_statements_total{kind="column_drop",table="employees"} 1.0')
+    metric_line(relay, 'relay_unpublished_statements_total{kind="column_drop",table="articles"} 0.0')
+    log = relay.log.read_text()
+    assert "MAPPED COLUMN employees.first_name DROPPED (ALTER TABLE employees DROP COLUMN first_name" in log
+    assert "full_refresh" in log and "employees.note" not in log
+
+
 @pytest.mark.parametrize("tool", ["pt-online-schema-change", "gh-ost"])
 def test_an_online_schema_changes_cut_over_is_a_swap_not_a_rename_away(relay, base_a_url, kafka_bootstrap, tool):
     """pt-osc and gh-ost copy the table into a shadow with the new shape, then swap the two in one

@@ -22,7 +22,8 @@ holds as SQL are read for what they do to mapped tables (`statements`): a TRUNCA
 truncate event, statement-logged DML (and the mapped tables it reaches through a trigger, view or
 stored function: `reach`), a rename away, a swap in one RENAME statement that is no online schema
 change's cut-over (a cut-over, its shadow copy swapped in, is no loss: `renames`, logged at INFO and
-counted apart), a drop and a partition clause that removes or adds rows (TRUNCATE, DROP,
+counted apart), a drop, a column the mapping reads dropped (added back, it would hold its default in
+every row at the same stamps: a full refresh's work) and a partition clause that removes or adds rows (TRUNCATE, DROP,
 REORGANIZE, EXCHANGE, CONVERT PARTITION; not a REORGANIZE of a RANGE, HASH or KEY table, nor a DROP
 of a SYSTEM_TIME table's history partition, which keep every current row) are logged loudly and
 counted.
@@ -116,7 +117,8 @@ UNPUBLISHED = Counter(
     "Statements on a mapped table whose changes the relay cannot publish (DML a session logged as a "
     "statement, the table renamed away or dropped, another table swapped into its name that is no online schema "
     "change's shadow copy, rows a partition clause of an ALTER TABLE removed or "
-    "added, a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
+    "added, a column the mapping reads dropped (kind column_drop: run full_refresh once it is settled), "
+    "a row change too large for a Kafka message, a parent row's delete or key update a foreign key "
     "cascades into the table): the batch sync must carry them; and each row event of a mapped table whose "
     "key is no integer type in the binlog's table map (kind key_type: fix the key, the batch refuses it too) "
     "or that has no column the mapping's key (kind key_missing: renamed or dropped; fix the mapping's key)",
@@ -574,6 +576,7 @@ class Relay:
         self.names = ServerNames()  # how the server compares table names: read at start (`_server`)
         kinds = (
             *(statements.DML, statements.RENAME, renames.SWAP, statements.DROP, statements.PARTITION),
+            statements.COLUMN_DROP,
             *(TOO_LARGE, CASCADE, KEY_TYPE, KEY_MISSING),
         )
         for table in self.tables:  # every series from 0, so the first statement is an increase (the alert)
@@ -1332,6 +1335,8 @@ class Relay:
                         "until the batch sync compares keys",
                         statements.excerpt(event.query),
                     )
+            elif effect.kind == statements.COLUMN_DROP:
+                self._column_dropped(table, effect.column, event.query)
             elif effect.kind == statements.PARTITION and self._keeps_rows(effect, effect.table[0] or session, table):
                 log.info(
                     "%s PARTITION of %s keeps every current row (%s): nothing to publish",
@@ -1348,6 +1353,24 @@ class Relay:
                     "the partition held (and to add rows it brought in)",
                     statements.excerpt(event.query),
                 )
+
+    def _column_dropped(self, table: str, column: str, query: str) -> None:
+        """A column the mapping reads dropped: its values left Base A without a row event. The batch
+        refuses the table while it is gone; added back (MariaDB's instant ADD COLUMN), it holds its
+        default in every row at the same stamps, and Base B kept the old values for good (found from
+        outside: no run, no verification and no event noticed)."""
+        read = {name.lower() for name in self.topics.view(self.tables[table]).source_columns}
+        if column.lower() not in read:
+            return
+        self._unpublished(
+            table,
+            statements.COLUMN_DROP,
+            "MAPPED COLUMN %s.%s DROPPED (%s): its values left Base A without row events. Once the mapping "
+            "or the column is settled, run the batch sync with full_refresh: a column added back holds its "
+            "default in every row, which neither the stamps nor the events carry to Base B",
+            column,
+            statements.excerpt(query),
+        )
 
     def _reached_indirectly(self, query: str, session: str, found: list[statements.Effect]) -> None:
         """Count the mapped tables a statement-logged DML changes through a trigger, a view or a stored

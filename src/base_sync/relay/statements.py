@@ -5,7 +5,8 @@ or when a session logs its DML as a statement (`SET SESSION binlog_format=STATEM
 then the binlog holds the SQL text, not the rows, and the relay cannot publish them. `effects`
 reads such a statement far enough to name the tables it writes (INSERT, REPLACE, UPDATE, DELETE),
 empties (TRUNCATE), renames (RENAME TABLE, ALTER TABLE ... RENAME), drops (DROP TABLE, CREATE
-OR REPLACE TABLE, DROP DATABASE) or whose rows an ALTER TABLE removes or adds without row events
+OR REPLACE TABLE, DROP DATABASE), whose columns an ALTER TABLE ... DROP [COLUMN] drops (`column`
+names one), or whose rows an ALTER TABLE removes or adds without row events
 (TRUNCATE, DROP, REORGANIZE, EXCHANGE or CONVERT PARTITION; `keeps_rows` says which of those keep
 every current row on a table of a given partitioning method). It is not a SQL parser: a statement
 it does not know has no effects, and a multi-table UPDATE or DELETE names every table of its table references (the ones
@@ -23,6 +24,25 @@ TRUNCATE = "truncate"
 RENAME = "rename"
 DROP = "drop"
 PARTITION = "partition"
+COLUMN_DROP = "column_drop"
+
+# What an ALTER TABLE's DROP clause drops when it is no column: `DROP PARTITION p`, `DROP INDEX i`, ...
+_DROPS_NO_COLUMN = frozenset(
+    {
+        "PARTITION",
+        "INDEX",
+        "KEY",
+        "PRIMARY",
+        "FOREIGN",
+        "CONSTRAINT",
+        "CHECK",
+        "SYSTEM",
+        "PERIOD",
+        "UNIQUE",
+        "FULLTEXT",
+        "SPATIAL",
+    }
+)
 
 # information_schema.PARTITIONS.PARTITION_METHOD of the tables whose REORGANIZE PARTITION keeps every
 # row: MariaDB refuses a RANGE reorganize that changes the ranges covered (but the last one's, which
@@ -46,13 +66,15 @@ _ENDS_TABLES = {
 
 @dataclass(frozen=True)
 class Effect:
-    """`kind` (DML, TRUNCATE, RENAME, DROP, PARTITION) done to `table` ((schema or None, name)); a rename's
-    new name; a partition effect's clause (TRUNCATE, DROP, REORGANIZE, EXCHANGE, CONVERT)."""
+    """`kind` (DML, TRUNCATE, RENAME, DROP, PARTITION, COLUMN_DROP) done to `table` ((schema or None,
+    name)); a rename's new name; a partition effect's clause (TRUNCATE, DROP, REORGANIZE, EXCHANGE,
+    CONVERT); the column a COLUMN_DROP drops (`column`)."""
 
     kind: str
     table: tuple[str | None, str]
     to: tuple[str | None, str] | None = None
     clause: str | None = None
+    column: str | None = None
 
 
 def keeps_rows(effect: Effect, method: str | None) -> bool:
@@ -221,6 +243,7 @@ def _alter(found: list[_Token]) -> list[Effect]:
     if table is None:
         return []
     effects_found, depth, at = [], 0, table[1]
+    starts = True  # at a clause's first word
     while at < len(found):
         token = found[at]
         depth += token.text == "("
@@ -231,8 +254,21 @@ def _alter(found: list[_Token]) -> list[Effect]:
                 effects_found.append(Effect(RENAME, table[0], new[0]))
         elif depth == 0:
             effects_found += _partition_clause(found, at, table[0])
+            if starts and token.keyword == "DROP":
+                effects_found += _column_drop(found, at + 1, table[0])
+        starts = depth == 0 and token.text == ","
         at += 1
     return list(dict.fromkeys(effects_found))
+
+
+def _column_drop(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
+    """`DROP [COLUMN] [IF EXISTS] c` from `at` (after DROP): the column is gone with its values, and
+    no row event says so; added back, it holds its default in every row (MariaDB's instant DDL)."""
+    if _keyword(found, at) in _DROPS_NO_COLUMN:
+        return []
+    at = _skip(found, _skip(found, at, ("COLUMN",)), ("IF", "EXISTS"))
+    column = found[at].name if at < len(found) else None
+    return [Effect(COLUMN_DROP, table, column=column)] if column else []
 
 
 def _partition_clause(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
