@@ -152,14 +152,32 @@ def keys_of(chunk: list) -> set[int]:
 BaseBVersions = Callable[[list[int]], dict[int, datetime]]
 
 
+# Keys one versions read of Base B spans: near keys share a read, far ones get their own.
+VERSIONS_SPAN = 1_000
+
+
 def held_in_base_b(api: BaseBApi, entity: str) -> BaseBVersions:
-    """Base B's live versions of given keys: one versions read per key (only the keys a row leaving
-    the scope shares with a live row, few: each is a quarantined key)."""
+    """Base B's live versions of given keys (the keys a row leaving the scope shares with a live row:
+    quarantined keys), one versions read per run of keys within VERSIONS_SPAN of its first."""
 
     def versions(keys: list[int]) -> dict[int, datetime]:
-        return {held: version for key in sorted(set(keys)) for held, version in api.versions_between(entity, key, key)}
+        wanted, held = set(keys), {}
+        for low, high in _spans(sorted(wanted)):
+            held.update((key, version) for key, version in api.versions_between(entity, low, high) if key in wanted)
+        return held
 
     return versions
+
+
+def _spans(keys: list[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of the sorted keys no wider than VERSIONS_SPAN."""
+    spans: list[tuple[int, int]] = []
+    for key in keys:
+        if spans and key - spans[-1][0] < VERSIONS_SPAN:
+            spans[-1] = (spans[-1][0], key)
+        else:
+            spans.append((key, key))
+    return spans
 
 
 def copies_of_live_rows(live: dict[int, set[datetime]], held: dict[int, datetime]) -> set[int]:
