@@ -11,6 +11,8 @@
 # 2, or with a status file (a container under a restart policy) the reason there and a wait for
 # SIGTERM, so that the container shows unhealthy instead of restarting for ever.
 # `daily-housekeeping.sh --health` is compose's health check: it reads the status file (below, health).
+# `daily-housekeeping.sh --once` runs one round and exits with its outcome (0, or 1 if a part failed),
+# for a scheduler that runs it daily itself (deploy/helm/housekeeping-cronjob.yaml, a Kubernetes CronJob).
 set -uo pipefail
 keep_days=${KEEP_DAYS:-7}
 purge_days=${PURGE_DAYS:-90}
@@ -43,6 +45,8 @@ health() {
   esac
 }
 [ "${1:-}" != --health ] || health
+once=
+[ "${1:-}" != --once ] || once=1
 here=$(dirname "$0")
 child=
 stopping=
@@ -87,11 +91,13 @@ while :; do
   if [ ${#failed[@]} -eq 0 ]; then
     wait_seconds=$every
     say "ok $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+    [ -z "$once" ] || { echo "daily-housekeeping: done"; exit 0; }
     echo "daily-housekeeping: done; next round in ${wait_seconds}s"
   else
     wait_seconds=$retry
     what=$(IFS=,; echo "${failed[*]}" | sed 's/,/ and /')
     say "failed: $what"
+    [ -z "$once" ] || { echo "daily-housekeeping: $what failed (above)" >&2; exit 1; }
     echo "daily-housekeeping: $what failed (above); next round in ${wait_seconds}s" >&2
   fi
   run sleep "$wait_seconds"

@@ -352,6 +352,27 @@ def test_the_daily_round_refuses_settings_that_cannot_work_without_restarting_fo
     assert loop.wait(timeout=10) == 0
 
 
+def test_one_round_for_a_cronjob_exits_with_its_outcome(airflow, api_process, tmp_path):
+    """The Helm install's CronJob (deploy/helm/housekeeping-cronjob.yaml) runs `--once`: the same round
+    as compose's loop, then an exit that Kubernetes reads (0 done; 1 a part failed, retried by the Job)."""
+    env = airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"}
+
+    def once(database_url: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(DAILY), "--once"], env=env | {"API_DATABASE_URL": database_url}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    done = once(api_process.database_url)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "daily-housekeeping: done", (
+        done.stdout + done.stderr
+    )
+    assert "rejections closed before then:" in done.stdout
+    failed = once(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert failed.stderr.splitlines()[-1] == "daily-housekeeping: Base B's purge failed (above)", failed.stderr
+
+
 def _processes_in_group_of(leader: int) -> list[int]:
     """The processes a shell started in process groups of their own (`setsid`), its children's."""
     found = []
