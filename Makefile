@@ -58,7 +58,7 @@ migrate: $(STAMP)
 
 ## api-dev: the API on Flask's dev server, port 5000
 api-dev: migrate
-	$(VENV)/bin/flask --app api_service run --port 5000
+	$(VENV)/bin/flask --app api_service.wsgi run --port 5000
 
 ## api: the API under gunicorn (API_WORKERS, API_BIND)
 api: migrate

@@ -39,8 +39,6 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["api_settings"] = settings
     app.extensions["openapi_document"] = build_document(settings)
-    if not settings.tokens:
-        app.logger.warning("API_TOKENS is empty: every write will be refused with 403")
 
     problems.init_app(app)
     http_headers.init_app(app)
@@ -55,3 +53,11 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
 
     register(app)
     return app
+
+
+def warn_if_read_only(app: Flask) -> None:
+    """Said where the API serves (api_service.wsgi), not in create_app: `flask --app api_service purge`
+    and `migrate` build the app for its database and commands only, and the warning in the housekeeping
+    container's every purge read as a misconfiguration of a process that serves no request."""
+    if not app.extensions["api_settings"].tokens:
+        app.logger.warning("API_TOKENS is empty: every write will be refused with 403")

@@ -10,6 +10,12 @@ from pydantic_settings import SettingsConfigDict
 
 from env_settings import DAY, GIB, EnvSettings
 
+# The compose gateway (deploy/gateway/gateway.conf) waits 60 s for a GraphQL answer (proxy_read_timeout),
+# then answers a 504 itself: a request deadline beyond that was never met behind it. 10 s under it leaves
+# a request past its deadline the time to answer its unresolved fields' errors. Raise the two together
+# (tests/deploy/test_gateway.py checks that they agree).
+MOST_REQUEST_SECONDS = 50
+
 
 class GraphQLSettings(EnvSettings):
     """Configuration of the GraphQL service; tests build it explicitly."""
@@ -38,7 +44,13 @@ class GraphQLSettings(EnvSettings):
     )
     timeout: float = Field(10.0, gt=0, le=DAY, description="seconds for one REST call")
     request_timeout_seconds: float = Field(
-        30.0, gt=0, le=DAY, description="seconds for one GraphQL request's REST calls: past it, none is made"
+        30.0,
+        gt=0,
+        le=MOST_REQUEST_SECONDS,
+        description=(
+            "seconds for one GraphQL request's REST calls: past it, none is made. At most 50: the gateway"
+            " waits 60 s for an answer"
+        ),
     )
     pool_size: int = Field(20, ge=1, le=1000, description="kept-alive connections to the REST API")
     max_depth: int = Field(8, ge=1, le=100, description="deepest selection a query may make")

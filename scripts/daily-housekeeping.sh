@@ -6,15 +6,47 @@
 # Needs Airflow's environment and API_DATABASE_URL. A failed round is logged and tried again after
 # HOUSEKEEPING_RETRY_SECONDS: never a tight loop, and never an exit (a restart policy would run it
 # again at once). HOUSEKEEPING_STATUS_FILE (compose's health check reads it) holds the last outcome:
-# `ok ...`, `failed: ...` or `refused: ...`. Settings that cannot work are refused at the start: exit
+# `starting <time>` (the first round runs), `ok <time>` (when the last round ended), `failed: ...` or
+# `refused: ...`. Settings that cannot work are refused at the start: exit
 # 2, or with a status file (a container under a restart policy) the reason there and a wait for
 # SIGTERM, so that the container shows unhealthy instead of restarting for ever.
+# `daily-housekeeping.sh --health` is compose's health check: it reads the status file (below, health).
+# `daily-housekeeping.sh --once` runs one round and exits with its outcome (0, or 1 if a part failed),
+# for a scheduler that runs it daily itself (deploy/helm/housekeeping-cronjob.yaml, a Kubernetes CronJob).
 set -uo pipefail
 keep_days=${KEEP_DAYS:-7}
 purge_days=${PURGE_DAYS:-90}
 every=${HOUSEKEEPING_EVERY_SECONDS:-86400}
 retry=${HOUSEKEEPING_RETRY_SECONDS:-3600}
+# The longest a round may take: an `ok` older than `every` plus this is a round that hangs (or a loop
+# gone). Compose's start_period is the same: "starting" until the first round ends, within it.
+round=${HOUSEKEEPING_ROUND_SECONDS:-7200}
 status=${HOUSEKEEPING_STATUS_FILE:-}
+
+# Healthy only after a round that succeeded, and not longer ago than a round's wait and length: the
+# `ok` line alone stayed healthy for ever behind a hung round. The first round in flight (`starting`)
+# fails the check, which Docker shows as "starting" within the start period.
+health() {
+  local line when age
+  [[ $every =~ ^[1-9][0-9]*$ && $round =~ ^[1-9][0-9]*$ ]] || { echo "unhealthy: a setting is refused (the log says which)"; exit 1; }
+  line=$(head -n 1 "$status" 2>/dev/null) || { echo "unhealthy: no status in ${status:-HOUSEKEEPING_STATUS_FILE (unset)}"; exit 1; }
+  case $line in
+    "ok "*)
+      when=$(date -u -d "${line#ok }" +%s 2>/dev/null) || { echo "unhealthy: unreadable status: $line"; exit 1; }
+      age=$(( $(date -u +%s) - when ))
+      if (( age > every + round )); then
+        echo "unhealthy: the last round ended ${age}s ago, past the ${every}s wait and ${round}s a round may take (HOUSEKEEPING_ROUND_SECONDS): a round hangs"
+        exit 1
+      fi
+      echo "healthy: the last round ended ${age}s ago"
+      exit 0 ;;
+    "starting "*) echo "starting: the first round runs since ${line#starting }"; exit 1 ;;
+    *) echo "unhealthy: $line"; exit 1 ;;
+  esac
+}
+[ "${1:-}" != --health ] || health
+once=
+[ "${1:-}" != --once ] || once=1
 here=$(dirname "$0")
 child=
 stopping=
@@ -48,9 +80,10 @@ refuse() {
 [[ $purge_days =~ ^[1-9][0-9]*$ ]] || refuse "PURGE_DAYS=$purge_days: a whole number of days, at least 1 (keep more than any replay reaches back)"
 [[ $every =~ ^[1-9][0-9]*$ ]] || refuse "HOUSEKEEPING_EVERY_SECONDS=$every: a whole number of seconds, at least 1"
 [[ $retry =~ ^[1-9][0-9]*$ ]] || refuse "HOUSEKEEPING_RETRY_SECONDS=$retry: a whole number of seconds, at least 1"
+[[ $round =~ ^[1-9][0-9]*$ ]] || refuse "HOUSEKEEPING_ROUND_SECONDS=$round: a whole number of seconds, at least 1 (the longest a round may take)"
 [ -n "${API_DATABASE_URL:-}" ] || refuse "API_DATABASE_URL is not set: the purge needs Base B's database"
 
-say "starting"
+say "starting $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 while :; do
   failed=()
   run bash "$here/airflow-housekeeping.sh" "$keep_days" || failed+=("Airflow's housekeeping")
@@ -58,11 +91,13 @@ while :; do
   if [ ${#failed[@]} -eq 0 ]; then
     wait_seconds=$every
     say "ok $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+    [ -z "$once" ] || { echo "daily-housekeeping: done"; exit 0; }
     echo "daily-housekeeping: done; next round in ${wait_seconds}s"
   else
     wait_seconds=$retry
     what=$(IFS=,; echo "${failed[*]}" | sed 's/,/ and /')
     say "failed: $what"
+    [ -z "$once" ] || { echo "daily-housekeeping: $what failed (above)" >&2; exit 1; }
     echo "daily-housekeeping: $what failed (above); next round in ${wait_seconds}s" >&2
   fi
   run sleep "$wait_seconds"

@@ -3,6 +3,9 @@ recent tombstones, open rejections and a table's newest row stay (on SQLite and 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -10,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text
 
 from api_service import create_app, migrate, purge
+from testbed.servers import venv_bin
 from tests.api.conftest import AUTH, make_settings, raw_rows
 from tests.api.test_bulk import V1, V2, V3, article, upsert
 
@@ -152,3 +156,25 @@ def test_a_password_base_b_refuses_is_said_with_what_to_fix_not_run_it_again(pas
     assert refused.exit_code == 1 and "password authentication failed" in refused.output, refused.output
     assert "ALTER ROLE" in refused.output and "run it again" not in refused.output
     assert password_base_b.wrong_password not in refused.output
+
+
+def test_the_purge_says_nothing_of_write_tokens_and_the_served_api_still_does(make_postgres_database):
+    """Found from outside: compose's housekeeping container (no API_TOKENS: it serves no request)
+    logged "API_TOKENS is empty: every write will be refused with 403" at every Base B purge, which
+    reads as a misconfiguration. The warning is the serving app's (api_service.wsgi) alone."""
+    url = make_postgres_database()
+    migrate.upgrade(url)
+    env = {key: value for key, value in os.environ.items() if key != "API_TOKENS"} | {"API_DATABASE_URL": url}
+    purged = subprocess.run(
+        [venv_bin("flask"), "--app", "api_service", "purge", "--older-than", "90"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert "rejections closed before then: 0" in purged.stdout
+    assert "API_TOKENS" not in purged.stdout + purged.stderr
+    served = subprocess.run(
+        [sys.executable, "-c", "import api_service.wsgi"], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr
+    assert "API_TOKENS is empty: every write will be refused with 403" in served.stderr

@@ -270,6 +270,13 @@ def test_housekeeping_runs_by_itself_with_airflow_and_base_b_within_reach():
     for first in ("airflow-init", "api-migrate"):
         assert housekeeping["depends_on"][first]["condition"] == "service_completed_successfully"
     assert housekeeping.get("restart") == "unless-stopped"
+    # Review: the check read the status's `ok` without its age (a hung round healthy for ever), and a
+    # first round longer than its 10 min start period showed unhealthy. The script checks the age; the
+    # start period is the time a round may take, the setting the script reads.
+    check = housekeeping["healthcheck"]
+    assert check["test"] == ["CMD", "bash", "scripts/daily-housekeeping.sh", "--health"]
+    assert env["HOUSEKEEPING_ROUND_SECONDS"] == "${HOUSEKEEPING_ROUND_SECONDS:-7200}"
+    assert check["start_period"] == "${HOUSEKEEPING_ROUND_SECONDS:-7200}s"
     copied = " ".join(line for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY"))
     for script in ("scripts/daily-housekeeping.sh", "scripts/airflow-housekeeping.sh"):
         assert script in copied, f"the image lacks {script}"

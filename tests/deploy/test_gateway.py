@@ -2,11 +2,12 @@
 no replica is there, or one fails mid-request, and the /metrics Prometheus scrapes.
 
 The configuration is the file itself; only its ports, its resolver (a stub DNS server here: Docker's
-is 127.0.0.11 in a container) and the REST read timeout are changed for the test."""
+is 127.0.0.11 in a container) and the read timeouts are changed for the test."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from graphql_service import create_app
-from graphql_service.settings import GraphQLSettings
+from graphql_service.settings import MOST_REQUEST_SECONDS, GraphQLSettings
 from testbed.servers import REPO, free_port, require_program
 
 pytestmark = pytest.mark.slow
@@ -193,8 +194,9 @@ def test_a_graphql_replica_not_answering_in_time_is_a_504_not_a_closed_connectio
 
 class _ApiNotReady(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": "own"})
-        self.send_response(503)
+        status = 503 if self.path == "/ready" else 404
+        body = json.dumps({"type": "about:blank", "title": "Own", "status": status, "detail": "own"})
+        self.send_response(status)
         self.send_header("Content-Type", "application/problem+json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -213,6 +215,9 @@ def test_the_apis_own_errors_pass_unchanged_and_graphql_ready_names_the_gateways
             own = requests.get(gateway["rest"] + "/ready", timeout=10)
             assert_problem(own, 503, "own")
             assert "Retry-After" not in own.headers
+            # The gateway's own 404 (below) is for what nginx answers itself: the API's passes as it is.
+            missing = requests.get(gateway["rest"] + "/no-such-path", timeout=10)
+            assert assert_problem(missing, 404, "own")["title"] == "Own"
             dns.records = {}  # every replica gone; nginx asks again once its 5 s answer is old
             time.sleep(6)
             ready = create_app(GraphQLSettings(rest_api_url=gateway["rest"])).test_client().get("/ready")
@@ -233,3 +238,103 @@ def test_the_metrics_prometheus_scrapes_pass_promtools_lint(tmp_path, dns):
     assert "nginx_connections_active 1\n" in exposition  # this scrape's own connection
     lint = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, text=True, check=False)
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
+
+
+def _raw(url: str, request: bytes) -> tuple[int, str, dict]:
+    """`request` sent as it is (requests would refuse to send most of these); the status, the
+    Content-Type and the parsed body of what came back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += conn.recv(65536)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers["Content-Length"]):  # not to EOF: nginx lingers for the body never sent
+            body += conn.recv(65536)
+    return int(lines[0].split(" ")[1]), headers["Content-Type"], json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("port", "request_bytes", "status", "title", "detail"),
+    [
+        ("rest", b"GARBAGE\r\n\r\n", 400, "Bad Request", "could not read the request"),
+        ("rest", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "Bad Request", "could not read"),  # no Host
+        (
+            "rest",
+            b"POST /articles/bulk HTTP/1.1\r\nHost: x\r\nContent-Length: 70000000\r\nConnection: close\r\n\r\n",
+            413,
+            "Content Too Large",
+            "larger than the gateway accepts (its client_max_body_size",
+        ),
+        (
+            "graphql",  # over the 4 MiB GraphQL takes by default; nginx's own default (1 MiB) cut less
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 70000000\r\nConnection: close\r\n\r\n",
+            413,
+            "Content Too Large",
+            "client_max_body_size",
+        ),
+        (
+            "rest",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\nConnection: close\r\n\r\n",
+            431,  # nginx's bare 400 for it
+            "Request Header Fields Too Large",
+            "larger than the gateway accepts (large_client_header_buffers)",
+        ),
+        (
+            "graphql",
+            b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            414,
+            "URI Too Long",
+            "request line is longer than the gateway accepts",
+        ),
+        ("rest", b"TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "Method Not Allowed", "TRACE"),
+        (
+            "rest",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+            501,
+            "Not Implemented",
+            "transfer encoding",
+        ),
+        ("rest", b"GET / HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n", 505, "HTTP Version Not Supported", ""),
+        ("metrics", b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "Not Found", "no such path"),
+        (
+            "rest",
+            b"GET /.gateway-problem HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            404,
+            "Not Found",
+            "no such path",
+        ),
+    ],
+    ids=lambda value: value.decode()[:12] if isinstance(value, bytes) else None,
+)
+def test_every_error_nginx_answers_itself_is_a_problem_document_saying_what_was_refused(
+    tmp_path, dns, port, request_bytes, status, title, detail
+):
+    """Found from outside: only 502/503/504 were problem documents; an oversize body, header or URI,
+    TRACE or a path of the metrics port got nginx's HTML page."""
+    with gateway_nginx(tmp_path, dns, api_port=5000, graphql_port=5001) as gateway:
+        got, content_type, body = _raw(gateway[port], request_bytes)
+    assert (got, content_type) == (status, "application/problem+json"), body
+    assert body == {"type": "about:blank", "title": title, "status": status, "detail": body["detail"]}
+    assert detail in body["detail"] and "Error" != body["title"], body
+
+
+def _server_of(port: str) -> str:
+    conf = GATEWAY_CONF.read_text()
+    return re.search(rf"\n    listen {port};\n(.*?)\n}}\n", conf, re.S)[1]
+
+
+def test_the_gateway_waits_for_graphql_longer_than_any_request_deadline_graphql_takes():
+    """Review: GRAPHQL_REQUEST_TIMEOUT_SECONDS took up to a day, and the gateway cut every GraphQL
+    answer at 60 s with a 504. The setting's bound stays under the gateway's read timeout, with room
+    for the answer of a request past its deadline; and the gateway takes GraphQL's default body size."""
+    graphql = _server_of("5001")
+    read_seconds = int(re.search(r"proxy_read_timeout (\d+)s;", graphql)[1])
+    bound = next(m.le for m in GraphQLSettings.model_fields["request_timeout_seconds"].metadata if hasattr(m, "le"))
+    assert bound == MOST_REQUEST_SECONDS and bound + 10 <= read_seconds, (bound, read_seconds)
+    GraphQLSettings(request_timeout_seconds=MOST_REQUEST_SECONDS)  # taken
+    body_mib = int(re.search(r"client_max_body_size (\d+)m;", graphql)[1])
+    assert body_mib * 2**20 >= GraphQLSettings().max_content_length

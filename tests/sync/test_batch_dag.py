@@ -274,9 +274,18 @@ def test_the_daily_round_cleans_airflow_and_purges_base_b_then_waits_and_stops_a
         loop.terminate()
         return loop.wait(timeout=10)  # not after the hour's sleep
 
+    def health() -> tuple[int, str]:  # compose's health check, on what the loop wrote
+        checked = subprocess.run(
+            ["bash", str(DAILY), "--health"], env=env | {"HOUSEKEEPING_STATUS_FILE": str(status)},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return checked.returncode, checked.stdout
+
     status = tmp_path / "housekeeping.status"  # compose's health check reads it
     loop, lines = round_of(API_DATABASE_URL=api_process.database_url, HOUSEKEEPING_STATUS_FILE=str(status))
     assert status.read_text().startswith("ok "), status.read_text()
+    # Its age read from the `ok` line (tests/deploy/test_housekeeping_health.py: a day and 2 h old, unhealthy).
+    assert (checked := health())[0] == 0 and checked[1].startswith("healthy: the last round ended "), checked
     assert "daily-housekeeping: done; next round in 3600s" in lines, lines
     assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines
     assert any(line.endswith("rejections closed before then: 1") for line in lines), lines  # the planted one
@@ -292,15 +301,22 @@ def test_the_daily_round_cleans_airflow_and_purges_base_b_then_waits_and_stops_a
     assert lines[-1] == "daily-housekeeping: Base B's purge failed (above); next round in 3600s", lines
     assert any(line.startswith("Airflow's runs and task logs before") for line in lines), lines  # the other part ran
     assert status.read_text() == "failed: Base B's purge\n"  # unhealthy until a round succeeds
+    assert health() == (1, "unhealthy: failed: Base B's purge\n")
     assert stopped(loop) == 0
 
     # Stopped in the middle of a round (review: bash waited for the step, and Docker killed it after 10
     # s): the step's whole process group goes at once, and so does the loop.
-    loop = subprocess.Popen(["bash", str(DAILY)], env=env | {"API_DATABASE_URL": away}, cwd=tmp_path)
+    status.unlink()
+    loop = subprocess.Popen(
+        ["bash", str(DAILY)], env=env | {"API_DATABASE_URL": away, "HOUSEKEEPING_STATUS_FILE": str(status)},
+        cwd=tmp_path,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (steps := _processes_in_group_of(loop.pid)):
         assert time.monotonic() < deadline and loop.poll() is None, "no step started"
         time.sleep(0.2)
+    # The first round in flight: not healthy yet (compose's start period shows it "starting"), not failed.
+    assert (checked := health())[0] == 1 and checked[1].startswith("starting: the first round runs since "), checked
     loop.terminate()
     assert loop.wait(timeout=10) == 0
     time.sleep(0.5)
@@ -334,6 +350,27 @@ def test_the_daily_round_refuses_settings_that_cannot_work_without_restarting_fo
     assert loop.poll() is None, "it waits"
     loop.terminate()
     assert loop.wait(timeout=10) == 0
+
+
+def test_one_round_for_a_cronjob_exits_with_its_outcome(airflow, api_process, tmp_path):
+    """The Helm install's CronJob (deploy/helm/housekeeping-cronjob.yaml) runs `--once`: the same round
+    as compose's loop, then an exit that Kubernetes reads (0 done; 1 a part failed, retried by the Job)."""
+    env = airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"}
+
+    def once(database_url: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(DAILY), "--once"], env=env | {"API_DATABASE_URL": database_url}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    done = once(api_process.database_url)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "daily-housekeeping: done", (
+        done.stdout + done.stderr
+    )
+    assert "rejections closed before then:" in done.stdout
+    failed = once(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert failed.stderr.splitlines()[-1] == "daily-housekeeping: Base B's purge failed (above)", failed.stderr
 
 
 def _processes_in_group_of(leader: int) -> list[int]:
