@@ -18,7 +18,9 @@ ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # held_deletes: deletes the events path's mass-delete breaker kept back for an operator's approval;
 # unkeyed: source rows with a NULL key, refused and logged but kept nowhere (load.report_unkeyed);
 # shared_key: rows of a key Base A holds in more than one row, quarantined by the batch (load.push_chunks)
-# or dead-lettered by the drain (events.prepare), never synced as one (shared_keys).
+# or dead-lettered by the drain (events.prepare), never synced as one (shared_keys);
+# quarantined: source rows the mapping refuses (dirty.py), kept as rejections by the batch (the drain's
+# are dead letters of kind Quarantined): alert SourceRowsNotApplied reads it with rejected, unkeyed, shared_key.
 ROW_OUTCOMES = (
     "extracted",
     "inserted",
@@ -26,6 +28,7 @@ ROW_OUTCOMES = (
     "unchanged",
     "stale",
     "rejected",
+    "quarantined",
     "deleted",
     "held_deletes",
     "unkeyed",

@@ -119,6 +119,10 @@ def test_statsd_counter_panels_show_a_new_series_at_once_and_not_an_old_counter_
             for e, v in (("old", "150x40"), ("new", new.format(20)))
         ]
         + [
+            (f'base_sync_rows_total{{path="batch", entity="{e}", outcome="quarantined", {target.format(e)}}}', v)
+            for e, v in (("old", "4x40"), ("new", new.format(1)))
+        ]
+        + [
             (f'base_sync_dead_letters_total{{kind="{k}", {target.format(i)}}}', v)
             for i, k, v in (("old", "Rejected", "7x40"), ("new", "BadEvent", new.format(2)))
         ]
@@ -127,9 +131,13 @@ def test_statsd_counter_panels_show_a_new_series_at_once_and_not_an_old_counter_
     expected = {
         ("DAG runs by state", 0): [('{dag_id="new", state="failed"}', 1), ('{dag_id="old", state="failed"}', 0)],
         ("Task failures", 0): [('{dag_id="new", task_id="t"}', 1), ('{dag_id="old", task_id="t"}', 0)],
-        ("Rows not applied: stale, rejected, held deletes", 1): [
+        ("Rows not applied: stale, rejected, quarantined, held deletes", 1): [
             ('{path="events", entity="new", outcome="held_deletes"}', 20),
             ('{path="events", entity="old", outcome="held_deletes"}', 0),
+        ],
+        ("Rows not applied: stale, rejected, quarantined, held deletes", 2): [
+            ('{path="batch", entity="new", outcome="quarantined"}', 1),
+            ('{path="batch", entity="old", outcome="quarantined"}', 0),
         ],
         ("Dead letters", 0): [('{kind="BadEvent"}', 2), ('{kind="Rejected"}', 0)],
     }
@@ -265,7 +273,9 @@ def test_every_panel_query_is_valid_promql_and_the_service_and_api_fed_pipeline_
         ("batch", "inserted"),
         ("batch", "updated"),
     }
-    not_applied = query(prometheus_url, pipelines["Rows not applied: stale, rejected, held deletes"][0]["expr"])
+    not_applied = query(
+        prometheus_url, pipelines["Rows not applied: stale, rejected, quarantined, held deletes"][0]["expr"]
+    )
     assert {r["metric"]["outcome"]: float(r["value"][1]) > 0 for r in not_applied} == {"rejected": True, "stale": True}
     (last_write,) = query(prometheus_url, pipelines["Freshness: since the last successful sync"][1]["expr"])
     assert last_write["metric"] == {"path": "batch", "entity": "employees"} and 0 <= float(last_write["value"][1]) < 120

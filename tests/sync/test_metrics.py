@@ -32,6 +32,19 @@ def test_rows_refused_for_a_null_key_are_counted_where_an_alert_can_see_them():
     assert got["base_sync.rows.batch.articles.unkeyed"] == ("incr", 1)
 
 
+def test_source_rows_the_batch_quarantines_are_counted_where_an_alert_can_see_them():
+    """Found from outside: a zero date quarantined by the batch reached the load report and Base B's
+    rejections, but no metric: no alert and no panel showed the row missing from Base B."""
+    got = as_dict(batch_samples("employees", {"extracted": 500, "quarantined": 1}, 0, None))
+    assert got["base_sync.rows.batch.employees.quarantined"] == ("incr", 1)
+    assert as_dict(batch_samples("employees", {"extracted": 5}, 0, None))[
+        "base_sync.rows.batch.employees.quarantined"
+    ] == (
+        "incr",
+        0,
+    )
+
+
 def test_rows_sharing_their_key_are_counted_on_both_paths():
     """A batch load counts them (`shared_key`, in the load report) and so does a drain (dead-lettered):
     the metrics carried neither, so no alert or dashboard could see a key Base A holds twice."""
