@@ -21,7 +21,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         regex = r"[0-9]+"
 
     import http_headers
-    from api_service import db, metrics, problems
+    from api_service import db, metrics, migrate, problems
     from api_service.blueprints import resources, service
     from api_service.cli import register
     from api_service.openapi import build_document
@@ -52,6 +52,7 @@ def create_app(settings: ApiSettings | None = None) -> Flask:
         app.register_blueprint(resources.make_blueprint(entity))
 
     register(app)
+    migrate.head_revision()  # this code's migrations, read now: /ready compares Base B's with them
     return app
 
 

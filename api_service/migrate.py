@@ -8,7 +8,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,16 +36,21 @@ def upgrade_sql(database_url: str, since: str | None, revision: str = "head", lo
 
 
 @cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """(head, every revision) of this code's migrations, read once: the files on disk may be a newer
+    version's by now (found from outside: after `git pull` and a migration, a running API took the
+    new head for one it knew, and its /ready said "run the migrations", which could not help)."""
+    script = ScriptDirectory.from_config(alembic_config(""))
+    return script.get_current_head(), frozenset(found.revision for found in script.walk_revisions())
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    return _revisions()[0]
 
 
 def known_revision(revision: str) -> bool:
     """Whether this code's migrations hold `revision` (one it does not know was made by a newer version)."""
-    try:
-        return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
-    except CommandError:
-        return False
+    return revision in _revisions()[1]
 
 
 def current_revision(conn: Connection) -> str | None:

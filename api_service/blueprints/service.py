@@ -88,7 +88,8 @@ def ready():
         raise Problem(503, unready, headers={"Retry-After": "30"})
     head = migrate.head_revision()
     if revision != head and (revision is None or migrate.known_revision(revision)):
-        detail = f"Base B's schema is at {revision}, not {head}: run the migrations"
+        held = f"is at {revision}" if revision else "is not there (an empty database)"
+        detail = f"Base B's schema {held}, not at {head}: run the migrations"
         raise Problem(503, detail, headers={"Retry-After": "30"})  # as a request meeting the old schema is told
     if revision != head:
         # A newer version migrated Base B (a rolling deploy migrates first; or this code was rolled

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -11,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, make_url, text
 
 from api_service import create_app, db, migrate
-from testbed.servers import free_port
+from testbed.servers import REPO, free_port
 from tests.api.conftest import AUTH, make_settings
 
 
@@ -69,6 +72,55 @@ def test_ready_on_a_schema_a_newer_version_migrated_and_says_so_once(tmp_path, c
     assert answers[0].json["schema"] == f"f00dfeed0099, newer than this version's {migrate.head_revision()}"
     said = [r.getMessage() for r in caplog.records if "which this version does not know" in r.getMessage()]
     assert len(said) == 1
+    app.extensions["base_b_engine"].dispose()
+
+
+NEWER_ON_DISK = """
+import shutil, subprocess, sys
+from pathlib import Path
+copy, url = Path(sys.argv[1]), sys.argv[2]
+sys.path.insert(0, str(copy))
+from api_service import create_app, migrate
+from tests.api.conftest import make_settings
+migrate.upgrade(url)
+app = create_app(make_settings(url))  # the API runs: its code's migrations end at the head
+versions = copy / "api_service" / "migrations" / "versions"
+head = migrate.head_revision()
+(versions / "9999_tomorrow.py").write_text(
+    f"revision = 'f00d9999'\\ndown_revision = '{head}'\\ndef upgrade():\\n    pass\\ndef downgrade():\\n    pass\\n"
+)
+# `git pull` and `flask migrate` by the new code, beside the old process
+code = f"import sys; sys.path.insert(0, {str(copy)!r}); from api_service import migrate; migrate.upgrade({url!r})"
+subprocess.run([sys.executable, "-c", code], check=True)
+answer = app.test_client().get("/ready")
+print(answer.status_code, answer.json.get("schema") or answer.json.get("detail"))
+app.extensions["base_b_engine"].dispose()
+"""
+
+
+def test_a_running_api_is_ready_after_a_newer_version_on_disk_migrated_base_b(tmp_path):
+    """Found from outside: `git pull` and the new code's migration beside a running API: it read the
+    new migration from disk as one it knew, and /ready said "run the migrations" (503), which could
+    not help. The code's migrations are read once, at start."""
+    copy = tmp_path / "code"
+    shutil.copytree(REPO / "api_service", copy / "api_service", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("tests/__init__.py", "tests/api/__init__.py", "tests/api/conftest.py"):
+        (copy / package).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / package, copy / package)
+    url = f"sqlite:///{tmp_path}/base_b.sqlite"
+    ran = subprocess.run(
+        [sys.executable, "-c", NEWER_ON_DISK, str(copy), url], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert ran.stdout.strip().splitlines()[-1] == f"200 f00d9999, newer than this version's {migrate.head_revision()}"
+
+
+def test_an_empty_base_b_is_said_so(tmp_path):
+    app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.sqlite"))
+    detail = app.test_client().get("/ready").json["detail"]
+    assert (
+        detail
+        == f"Base B's schema is not there (an empty database), not at {migrate.head_revision()}: run the migrations"
+    )
     app.extensions["base_b_engine"].dispose()
 
 
