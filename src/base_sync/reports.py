@@ -161,6 +161,9 @@ class KeyComparison:
     ahead: int = 0  # rows Base B holds newer than Base A, still (no write mended them)
 
 
+NO_MARK = "-"  # a DeleteReport's base_b_mark when Base B's API keeps no sync marks (None: it holds none yet)
+
+
 @dataclass(frozen=True)
 class DeleteReport:
     """What `propagate_deletes` did; `log_position` and `keys_compared_at` are what the next run needs."""
@@ -175,6 +178,7 @@ class DeleteReport:
     resent_unique: int = 0  # rejected rows sent again (a unique value another row held, maybe let go since)
     closed_rejections: int = 0  # rejected rows gone from Base A: deletes sent, closing their rejections
     restored: int = 0  # logged deletes whose keys Base A holds again (put back): rows sent, not deletes
+    base_b_mark: str | None = NO_MARK  # Base B's sync mark as the run found it (`sync.commit` checks it)
 
     @property
     def deleted(self) -> int:
@@ -187,6 +191,7 @@ class DeleteReport:
             "from_log": self.from_log,
             "log_position": self.log_position.to_json() if self.log_position else None,
             "keys_compared_at": self.keys_compared_at,
+            "base_b_mark": self.base_b_mark,
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)

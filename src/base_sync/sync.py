@@ -38,6 +38,7 @@ from base_sync.load import concat_chunks, push_chunks
 from base_sync.mapping import SourceView
 from base_sync.rejected_rows import Resent
 from base_sync.reports import (
+    NO_MARK,
     DeleteCounts,
     DeleteReport,
     KeyComparison,
@@ -406,6 +407,7 @@ class _Found:
     versions: bool = False  # the key comparison compared versions too: the rows behind are re-sent
     left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
     held_newer: list[HeldNewer] = field(default_factory=list)  # deletes that lose to a newer row
+    mark: tuple[bool, str | None] = (False, None)  # Base B's sync mark as the run found it (`commit` checks it)
 
 
 @dataclass(frozen=True)
@@ -503,6 +505,7 @@ def propagate_deletes(
         resent_unique=freed.resent if freed else 0,
         closed_rejections=freed.closed_gone if freed else 0,
         restored=from_log.restored if from_log else 0,
+        base_b_mark=found.mark[1] if found.mark[0] else NO_MARK,
     )
     log.info(
         "%s: deleted %d rows Base A no longer holds or that left the mapping's scope (soft deletes, filter); "
@@ -572,7 +575,8 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     log_state = base_a.delete_log_state(entity)
     reason, due = _why_compare_keys(entity, settings, log_state, compare_keys, position, compared_at)
-    went_back = base_b_went_back(entity, api, store)
+    mark = api.sync_mark(entity)
+    went_back = base_b_went_back(entity, mark, store)
     if went_back:
         reason, due = (f"{reason}; {went_back}" if reason else went_back), True
     view = base_a.view(entity)
@@ -645,6 +649,7 @@ def _find_deletes(
         versions,
         left_since,
         held_newer,
+        mark,
     )
 
 
@@ -778,17 +783,17 @@ def _warn_stale(log_state: DeleteLogState) -> None:
     )
 
 
-def base_b_went_back(entity: str, api: BaseBApi, store: StateStore) -> str | None:
-    """Why Base B is older than the last commit, or None: it holds another mark than the token the
-    commit wrote there (or none), as after a restore from a backup taken before it. Found from
-    outside: rows written after the backup (new, changed, deleted) stayed lost with every run green,
-    the watermark being past them, until the day's key comparison; now this run compares every key
-    and version. A token, not a counter: writes after the restore (the events path's, this run's
-    load) cannot hide it."""
+def base_b_went_back(entity: str, mark: tuple[bool, str | None], store: StateStore) -> str | None:
+    """Why Base B is older than the last commit, or None: it holds another mark (`mark`: whether the
+    API keeps marks, the token read) than the token the commit wrote there (or none), as after a
+    restore from a backup taken before it. Found from outside: rows written after the backup (new,
+    changed, deleted) stayed lost with every run green, the watermark being past them, until the
+    day's key comparison; now this run compares every key and version. A token, not a counter:
+    writes after the restore (the events path's, this run's load) cannot hide it."""
     recorded = store.last_stats(entity).get(BASE_B_MARK)
     if not isinstance(recorded, str):
         return None
-    kept, token = api.sync_mark(entity)
+    kept, token = mark
     if not kept or token == recorded:
         return None
     log.warning(
@@ -800,6 +805,27 @@ def base_b_went_back(entity: str, api: BaseBApi, store: StateStore) -> str | Non
         recorded,
     )
     return f"Base B went back (sync mark {token}, the last commit wrote {recorded})"
+
+
+def _went_back_during_run(entity: str, api: BaseBApi, deletes: dict) -> bool:
+    """Whether Base B holds another sync mark than the one this run's deletes found (`base_b_mark` of
+    their report): restored while the run went on. Found from outside: a restore between
+    propagate_deletes and the commit was hidden by the commit's new mark, and rows written after the
+    backup stayed old with every later run green."""
+    if deletes.get(BASE_B_MARK, NO_MARK) == NO_MARK:
+        return False  # an API keeping no marks, or deletes not read by this run (withheld)
+    kept, token = api.sync_mark(entity)
+    if not kept or token == deletes[BASE_B_MARK]:
+        return False
+    log.warning(
+        "%s: BASE B WENT BACK DURING THIS RUN: it holds the sync mark %s, this run found %s: Base B was restored "
+        "(or reset) since this run read it. This commit writes no new mark, so the next run compares every key "
+        "and version and mends what the restore took back",
+        entity,
+        token,
+        deletes[BASE_B_MARK],
+    )
+    return True
 
 
 def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None) -> str | None:
@@ -1111,11 +1137,13 @@ def commit(
             report.previous,
         )
         return current
+    if api is not None and _went_back_during_run(entity, api, stats.get("deletes") or {}):
+        api = None  # no new mark: the next run finds the restore (the last commit's mark is kept)
     if api is not None:  # written in Base B first: a failure between the two costs one extra comparison
         token = uuid.uuid4().hex
         if api.set_sync_mark(entity, token):
             stats = {**stats, BASE_B_MARK: token}
-    elif BASE_B_MARK in store.last_stats(entity):
+    if api is None and BASE_B_MARK in store.last_stats(entity):
         # Not marked (the run's deletes withheld): the next run compares against the old token,
         # so a restore this run found, and could not mend, is found again.
         stats = {**stats, BASE_B_MARK: store.last_stats(entity)[BASE_B_MARK]}

@@ -111,6 +111,40 @@ def test_a_base_b_restored_from_a_backup_is_found_and_mended_by_the_next_run(
     assert "BASE B WENT BACK" not in caplog.text
 
 
+def test_a_restore_between_the_deletes_and_the_commit_is_found_by_the_next_run(
+    base_a, base_a_engine, base_b, tmp_path, caplog
+):
+    """Found from outside: Base B restored after propagate_deletes read its mark and before the
+    commit: the commit's new mark hid the restore, and rows written after the backup stayed old
+    with every later run green (until the day's key comparison)."""
+    dump = tmp_path / "base_b.dump"
+    api, store = base_b.api(), MemoryStateStore()
+    install_delete_log(base_a_engine, IDENTITY_MAPPING, ["employees"])
+    generate.seed(base_a_engine, "employees", 300, seed_value=40)
+    run_once(base_a, api, store)
+    pg_dump = require_program("/usr/bin/pg_dump", "the restore test takes a real dump")
+    subprocess.run([pg_dump, "-Fc", "-f", str(dump), libpq_url(base_b.database_url)], check=True)
+    generate.churn(base_a_engine, "employees", updates=40, inserts=15, deletes=8, seed_value=41)
+    run_once(base_a, api, store)
+    generate.churn(base_a_engine, "employees", updates=5, seed_value=42)
+
+    report = sync.load("employees", base_a, api, store, SETTINGS)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+    sync.verify("employees", base_a, api, report, SETTINGS)
+    pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
+    restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
+    subprocess.run([*restore, str(dump)], check=True)
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api)
+    assert "BASE B WENT BACK DURING THIS RUN" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        run_once(base_a, api, store)
+    assert "BASE B WENT BACK:" in caplog.text
+    assert_in_sync(base_a_engine, base_b.database_url, "employees")
+
+
 def test_a_commit_that_writes_no_mark_keeps_the_last_one_so_a_restore_is_found_again():
     """Found in review: a run that found a restore but whose deletes were withheld (a rejected mass
     delete) wrote a fresh mark, and the next run saw none of the restore it had not mended."""
