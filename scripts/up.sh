@@ -46,9 +46,11 @@ flask --app api_service migrate
 
 url="http://$API_BIND"
 gql="http://$GRAPHQL_BIND"
-PROMETHEUS_MULTIPROC_DIR=$run/api-metrics start api gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app
+# Started again if the gunicorn master dies (its workers it restarts itself), as compose's restart policy does.
+PROMETHEUS_MULTIPROC_DIR=$run/api-metrics \
+  start api scripts/keep-running.sh gunicorn -c api_service/gunicorn.conf.py api_service.wsgi:app
 REST_API_URL=${REST_API_URL:-$url} PROMETHEUS_MULTIPROC_DIR=$run/graphql-metrics \
-  start graphql gunicorn -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app
+  start graphql scripts/keep-running.sh gunicorn -c graphql_service/gunicorn.conf.py graphql_service.wsgi:app
 
 # The Kafka-protocol broker (Tansu, in memory) unless KAFKA_BOOTSTRAP names one.
 if [ -n "${start_kafka:-}" ]; then

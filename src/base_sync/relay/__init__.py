@@ -163,6 +163,12 @@ CASCADING_KEYS = Gauge(
     ["table"],
     registry=REGISTRY,
 )
+BROKER_REACHABLE = Gauge(
+    "relay_broker_reachable",
+    "1 while the broker answered the relay's last metadata request (every RELAY_BROKER_CHECK_SECONDS), 0 while "
+    "it did not: the only view of the broker a deployment without a Kafka exporter has (alert KafkaBrokerUnreachable)",
+    registry=REGISTRY,
+)
 VIEWS = Gauge(
     "relay_mapped_views",
     "1 for a mapped source table that is a view: the binlog names the tables under it, never the view, "
@@ -271,6 +277,9 @@ class RelaySettings(EnvSettings):
     save_interval: float = Field(0.5, gt=0, le=30, description="seconds between position saves")
     reconnect_seconds: float = Field(
         120, ge=0, le=DAY, description="how long to retry (with back-off) while Base A is unreachable before failing"
+    )
+    broker_check_seconds: float = Field(
+        15, ge=0.5, le=600, description="seconds between the metadata requests that tell the broker reachable"
     )
 
     @field_validator("position_file", mode="before")
@@ -1628,6 +1637,24 @@ class Relay:
         except Exception as error:  # the exit says so (non-zero): the next start repeats a few transactions
             self.failed(f"could not save its position on the way out ({type(error).__name__}: {one_line(error)})")
 
+    def watch_broker(self) -> None:
+        """Ask the broker for its metadata every `broker_check_seconds` (relay_broker_reachable): a broker
+        away raised no alert of its own while no change was waiting (found from outside: only the
+        events DAG's failed runs said so, in general words)."""
+        was = None
+        while not self.stopping.wait(0 if was is None else self.settings.broker_check_seconds):
+            try:
+                self.producer.list_topics(timeout=min(10.0, self.settings.broker_check_seconds))
+                reachable = True
+            except KafkaException as error:
+                reachable = False
+                if was is not False:
+                    log.warning("the broker at %s does not answer: %s", self.settings.kafka_bootstrap, one_line(error))
+            if reachable and was is False:
+                log.info("the broker at %s answers again", self.settings.kafka_bootstrap)
+            BROKER_REACHABLE.set(1 if reachable else 0)
+            was = reachable
+
     # Threads the relay cannot work without
 
     def essential_thread(self, name: str, target: Callable[[], object]) -> threading.Thread:
@@ -1746,6 +1773,7 @@ def main() -> int:
         )
         relay.essential_thread("http", httpd.serve_forever).start()
         log.info("health and metrics on http://%s:%d", settings.http_host, settings.http_port)
+    relay.essential_thread("broker", relay.watch_broker).start()
 
     def stop(signum, _frame):
         log.info("signal %d: stopping after the current event", signum)

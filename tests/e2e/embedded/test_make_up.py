@@ -101,6 +101,26 @@ def test_a_dead_scheduler_is_started_again(platform):
     assert "exited with status" in log and "starting it again" in log
 
 
+@pytest.mark.parametrize("name", ["api", "graphql"])
+def test_a_dead_service_is_started_again(platform, name):
+    """Found from outside: the API's or GraphQL's gunicorn master killed stayed down until `make down`
+    (ServiceDown fired with no way back); Airflow and the relay had a keeper, they none."""
+    program = f"gunicorn: master [{name}_service.wsgi:app]".encode()  # its title (setproctitle)
+    before = platform.kept_processes(name, program)
+    os.kill(min(before), signal.SIGKILL)
+    url = platform.api_url if name == "api" else platform.graphql_url
+    wait_for(f"a new {name} master", lambda: platform.kept_processes(name, program) - before, timeout=60)
+    wait_for(f"{name} healthy again", lambda: _healthy(f"{url}/health"), timeout=60)
+    assert "starting it again" in (platform.var / "log" / f"{name}.log").read_text()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def test_make_down_stops_every_process_it_started(platform):
     assert platform.leftover_processes(), "the platform should be running before make down"
     assert platform.make("down", timeout=180).returncode == 0
