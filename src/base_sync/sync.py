@@ -807,15 +807,17 @@ def base_b_went_back(entity: str, mark: tuple[bool, str | None], store: StateSto
     return f"Base B went back (sync mark {token}, the last commit wrote {recorded})"
 
 
-def _went_back_during_run(entity: str, api: BaseBApi, deletes: dict) -> bool:
+def _went_back_during_run(entity: str, api: BaseBApi, deletes: dict, own: str | None) -> bool:
     """Whether Base B holds another sync mark than the one this run's deletes found (`base_b_mark` of
-    their report): restored while the run went on. Found from outside: a restore between
-    propagate_deletes and the commit was hidden by the commit's new mark, and rows written after the
-    backup stayed old with every later run green."""
+    their report) or this run's own (`own`, an earlier try of the commit wrote it): restored while
+    the run went on. Found from outside: a restore between propagate_deletes and the commit was
+    hidden by the commit's new mark, and rows written after the backup stayed old with every later
+    run green. A backup taken after the last commit holds the mark the run found: restored during
+    the run, it is not seen here (the day's key comparison finds what it took back)."""
     if deletes.get(BASE_B_MARK, NO_MARK) == NO_MARK:
         return False  # an API keeping no marks, or deletes not read by this run (withheld)
     kept, token = api.sync_mark(entity)
-    if not kept or token == deletes[BASE_B_MARK]:
+    if not kept or token in (deletes[BASE_B_MARK], own):
         return False
     log.warning(
         "%s: BASE B WENT BACK DURING THIS RUN: it holds the sync mark %s, this run found %s: Base B was restored "
@@ -1137,10 +1139,13 @@ def commit(
             report.previous,
         )
         return current
-    if api is not None and _went_back_during_run(entity, api, stats.get("deletes") or {}):
+    # One token per run: a commit task retried after writing it in Base B (its Variable not written)
+    # finds its own token there, no restore.
+    token = uuid.uuid5(uuid.NAMESPACE_URL, f"base_sync/{entity}/{stats['run_id']}").hex if stats.get("run_id") else None
+    if api is not None and _went_back_during_run(entity, api, stats.get("deletes") or {}, token):
         api = None  # no new mark: the next run finds the restore (the last commit's mark is kept)
     if api is not None:  # written in Base B first: a failure between the two costs one extra comparison
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         if api.set_sync_mark(entity, token):
             stats = {**stats, BASE_B_MARK: token}
     if api is None and BASE_B_MARK in store.last_stats(entity):

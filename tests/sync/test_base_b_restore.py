@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from base_sync import sync
 from base_sync.api_client import BaseBApi
 from base_sync.demo import generate
+from base_sync.errors import TransientError
 from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.records import encode, to_record
 from base_sync.settings import SyncSettings
@@ -143,6 +144,39 @@ def test_a_restore_between_the_deletes_and_the_commit_is_found_by_the_next_run(
         run_once(base_a, api, store)
     assert "BASE B WENT BACK:" in caplog.text
     assert_in_sync(base_a_engine, base_b.database_url, "employees")
+
+
+class FailingOnce(MemoryStateStore):
+    """The Airflow metadata database away for the first write of a commit (a blip, a worker lost)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail = False
+
+    def set(self, entity, cursor, stats):
+        if self.fail:
+            self.fail = False
+            raise TransientError("the metadata database is away")
+        super().set(entity, cursor, stats)
+
+
+def test_a_commit_retried_after_writing_its_mark_is_no_restore(base_a, base_a_engine, base_b, caplog):
+    """Review: a commit task whose Base B mark was written and whose Variable was not, tried again,
+    took its own mark for a restore: a false BASE B WENT BACK, and the next run compared every key."""
+    api, store = base_b.api(), FailingOnce()
+    generate.seed(base_a_engine, "employees", 50, seed_value=40)
+    run_once(base_a, api, store)
+    report = sync.load("employees", base_a, api, store, SETTINGS)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+    sync.verify("employees", base_a, api, report, SETTINGS)
+    stats = {"run_id": "scheduled__2026-12-07T10:00:00+00:00", "deletes": deleted.to_json()}
+    store.fail = True
+    with pytest.raises(TransientError):
+        sync.commit("employees", store, report, stats, api)
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        sync.commit("employees", store, report, stats, api)  # Airflow's retry of the task
+        run_once(base_a, api, store)
+    assert "WENT BACK" not in caplog.text
 
 
 def test_a_commit_that_writes_no_mark_keeps_the_last_one_so_a_restore_is_found_again():
