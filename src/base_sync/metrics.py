@@ -20,7 +20,7 @@ ALL_ENTITIES = "all"  # the entity label of a task that is not one entity's
 # shared_key: rows of a key Base A holds in more than one row, quarantined by the batch (load.push_chunks)
 # or dead-lettered by the drain (events.prepare), never synced as one (shared_keys);
 # quarantined: source rows the mapping refuses (dirty.py), kept as rejections by the batch (the drain's
-# are dead letters of kind Quarantined): alert SourceRowsNotApplied reads it with rejected, unkeyed, shared_key.
+# are dead letters of kind Quarantined; shared_key rows among them): alert SourceRowsNotApplied reads it.
 ROW_OUTCOMES = (
     "extracted",
     "inserted",

@@ -62,7 +62,7 @@ def split(base_a: BaseA, api: BaseBApi, entity: str, records: list[dict]) -> Log
 
     A key other rows of Base A hold (the deleted row shared it: `shared_keys`) reads back as those
     rows, quarantined: its delete is still sent when Base B's copy is not theirs but, most likely,
-    the deleted row's (`shared_keys.copies_of_live_rows`, one read of Base B per such key)."""
+    the deleted row's (`shared_keys.copies_of_live_rows`, one read of Base B per run of near keys)."""
     keys = sorted({r[SOURCE_ID] for r in records})
     rows = [row for chunk in base_a.records_by_keys(entity, keys, len(keys) or 1) for row in chunk]
     back = {key_of(row) for row in rows}

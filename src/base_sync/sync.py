@@ -853,13 +853,14 @@ def _send_logged(
     if not chunk.rows:
         return counts, 0
     restore = put_back.restore(api, base_a, entity, chunk, settings.push_concurrency)
-    log.warning(
-        "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
-        "or a backup say), their rows sent instead: %s",
-        entity,
-        len(chunk.logged),
-        dict(restore.sent),
-    )
+    if chunk.logged:  # none when the rows are quarantined twins of shared keys whose deletes were sent
+        log.warning(
+            "%s: %d logged deletes not sent: Base A holds their keys again (deleted and put back, from a copy "
+            "or a backup say), their rows sent instead: %s",
+            entity,
+            len(chunk.logged),
+            dict(restore.sent),
+        )
     if restore.deleted_again:
         log.warning(
             "%s: %d of those keys Base A deleted again while their rows were sent: their deletes sent again, at "
