@@ -9,10 +9,12 @@
 # `starting <time>` (the first round runs), `ok <time>` (when the last round ended), `failed: ...` or
 # `refused: ...`. Settings that cannot work are refused at the start: exit
 # 2, or with a status file (a container under a restart policy) the reason there and a wait for
-# SIGTERM, so that the container shows unhealthy instead of restarting for ever.
+# SIGTERM, so that the container shows unhealthy instead of restarting for ever (not with --once:
+# a CronJob's Job has no restart policy to wait out, and a wait would keep the Job running).
 # `daily-housekeeping.sh --health` is compose's health check: it reads the status file (below, health).
-# `daily-housekeeping.sh --once` runs one round and exits with its outcome (0, or 1 if a part failed),
-# for a scheduler that runs it daily itself (deploy/helm/housekeeping-cronjob.yaml, a Kubernetes CronJob).
+# `daily-housekeeping.sh --once` runs one round and exits with its outcome (0, or 1 if a part failed;
+# 2 a setting refused; 143 stopped by SIGTERM, 130 by SIGINT, before the round ended), for a scheduler
+# that runs it daily itself (deploy/helm/housekeeping-cronjob.yaml, a Kubernetes CronJob).
 set -uo pipefail
 keep_days=${KEEP_DAYS:-7}
 purge_days=${PURGE_DAYS:-90}
@@ -53,12 +55,19 @@ stopping=
 
 # As PID 1 in a container bash ignores SIGTERM unless trapped: `docker compose stop` ends a wait at
 # once, and a step in flight is stopped with its whole process group (each batch of a step is its
-# own transaction: nothing is left half done).
-trap 'stopping=1; [ -z "$child" ] || kill -TERM -- "-$child" 2>/dev/null' TERM INT
+# own transaction: nothing is left half done). `stopping` is the exit status of a signal's death.
+trap 'stopping=143; [ -z "$child" ] || kill -TERM -- "-$child" 2>/dev/null' TERM
+trap 'stopping=130; [ -z "$child" ] || kill -TERM -- "-$child" 2>/dev/null' INT
 say() { [ -z "$status" ] || printf '%s\n' "$1" > "$status"; }
+# A stop ends the loop with 0 (compose's `stop`, the loop's normal end); one round (--once) stopped
+# before it ended did not do its work: a CronJob's Job must not count it done.
+stopped() {
+  [ -z "$once" ] || exit "$stopping"
+  exit 0
+}
 # A step (or a wait) in a process group of its own, which the trap can stop.
 run() {
-  [ -z "$stopping" ] || exit 0  # a stop between steps: no next one
+  [ -z "$stopping" ] || stopped  # a stop between steps: no next one
   setsid "$@" &
   child=$!
   [ -z "$stopping" ] || kill -TERM -- "-$child" 2>/dev/null  # a stop before `child` was set
@@ -66,13 +75,13 @@ run() {
   local rc=$?
   [ -z "$stopping" ] || wait "$child" 2>/dev/null
   child=
-  [ -z "$stopping" ] || exit 0
+  [ -z "$stopping" ] || stopped
   return $rc
 }
 refuse() {
   echo "daily-housekeeping: $1" >&2
-  [ -n "$status" ] || exit 2
   say "refused: $1"
+  [ -n "$status" ] && [ -z "$once" ] || exit 2
   run sleep infinity
 }
 

@@ -71,3 +71,23 @@ def test_no_status_yet_or_a_setting_refused_is_unhealthy(tmp_path):
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert refused.returncode == 2 and "HOUSEKEEPING_ROUND_SECONDS=two hours" in refused.stderr, refused.stderr
+
+
+def test_one_round_for_a_cronjob_exits_at_once_on_a_refused_setting(tmp_path):
+    """Review: with a status file `--once` waited for ever on a refused setting (the loop's wait for a
+    container under a restart policy), and the CronJob's Job ran until its deadline. It exits 2."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOUSEKEEPING_")}
+    status = tmp_path / "housekeeping.status"
+    once = subprocess.Popen(
+        ["bash", str(DAILY), "--once"],
+        env=env | {"KEEP_DAYS": "0", "API_DATABASE_URL": "sqlite://", "HOUSEKEEPING_STATUS_FILE": str(status)},
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        code = once.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        once.terminate()  # its trap stops the wait's sleep too
+        once.wait(timeout=10)
+        raise AssertionError("--once waits on a refused setting") from None
+    assert code == 2 and "KEEP_DAYS=0" in once.stderr.read(), code
+    assert status.read_text().startswith("refused: KEEP_DAYS=0"), status.read_text()

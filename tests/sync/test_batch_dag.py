@@ -354,7 +354,8 @@ def test_the_daily_round_refuses_settings_that_cannot_work_without_restarting_fo
 
 def test_one_round_for_a_cronjob_exits_with_its_outcome(airflow, api_process, tmp_path):
     """The Helm install's CronJob (deploy/helm/housekeeping-cronjob.yaml) runs `--once`: the same round
-    as compose's loop, then an exit that Kubernetes reads (0 done; 1 a part failed, retried by the Job)."""
+    as compose's loop, then an exit that Kubernetes reads (0 done; 1 a part failed, retried by the Job;
+    143 stopped by SIGTERM before the round ended)."""
     env = airflow.env | {"PATH": f"{Path(venv_bin('airflow')).parent}:{os.environ['PATH']}"}
 
     def once(database_url: str) -> subprocess.CompletedProcess:
@@ -371,6 +372,20 @@ def test_one_round_for_a_cronjob_exits_with_its_outcome(airflow, api_process, tm
     failed = once(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert failed.stderr.splitlines()[-1] == "daily-housekeeping: Base B's purge failed (above)", failed.stderr
+
+    # Stopped in the middle of its round (review: it exited 0, and the Job counted the round done):
+    # the step in flight goes with its process group, and the exit says a signal ended it.
+    stopped = subprocess.Popen(
+        ["bash", str(DAILY), "--once"], env=env | {"API_DATABASE_URL": api_process.database_url}, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (steps := _processes_in_group_of(stopped.pid)):
+        assert time.monotonic() < deadline and stopped.poll() is None, "no step started"
+        time.sleep(0.2)
+    stopped.terminate()
+    assert stopped.wait(timeout=10) == 143  # 128 + SIGTERM, as a shell killed by it
+    time.sleep(0.5)
+    assert not [pid for pid in steps if Path(f"/proc/{pid}").exists()], "a step outlived the round"
 
 
 def _processes_in_group_of(leader: int) -> list[int]:

@@ -308,6 +308,13 @@ def test_a_row_filters_alias_is_read_from_its_from_or_join():
     assert aliased_table("EXISTS (SELECT 1 FROM p, q b WHERE b.k = 1)", "b") == "q"
     assert aliased_table("x IN (SELECT abteilungen.c FROM abteilungen)", "abteilungen") is None
     assert aliased_table(None, "a") is None
+    # Review: a comma of the select list is no table list's: `code a` is a column's alias.
+    assert aliased_table("k IN (SELECT k, code a FROM abteilungen a WHERE a.offen = 1)", "a") == "abteilungen"
+    assert aliased_table("k IN (SELECT k, code a FROM abteilungen b)", "a") is None
+    assert aliased_table("k IN (SELECT k FROM p WHERE f(1, 2) AND k IN (SELECT k, c a FROM q a))", "a") == "q"
+    assert aliased_table("EXISTS (SELECT 1 FROM p JOIN q ON q.k = p.k, r AS `c` WHERE c.x, 'FROM s c')", "c") is None
+    assert aliased_table("EXISTS (SELECT 1 FROM p LEFT JOIN q USING (k), `db`.r c)", "c") == "r"
+    assert aliased_table("EXISTS (SELECT 1 FROM (SELECT 1 FROM s) d, p WHERE p.k IN (x, y z))", "z") is None
 
 
 def _rename_back_after(engine, seconds: float, statement: str) -> threading.Thread:

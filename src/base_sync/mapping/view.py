@@ -570,18 +570,50 @@ def row_filter(sql: str) -> ColumnElement:
 
 
 def aliased_table(sql: str | None, alias: str) -> str | None:
-    """The table a row filter's subquery names `alias` (`FROM mandanten m`, `JOIN mandanten AS m`),
-    by its name alone; None when the filter gives no table that alias. A server's error names a
-    column as the statement wrote it (`m.aktiv`), so its qualifier may be such an alias."""
+    """The table a row filter's subquery names `alias` (`FROM mandanten m`, `JOIN mandanten AS m`,
+    `FROM p, mandanten m`), by its name alone; None when the filter gives no table that alias. A
+    server's error names a column as the statement wrote it (`m.aktiv`), so its qualifier may be such
+    an alias. Only a FROM clause's table list names tables: a comma elsewhere separates a select
+    list (`SELECT k, code a FROM ...`, where `a` is a column's alias) or arguments."""
     if not sql:
         return None
-    name = r"(?:`[^`]+`|\w+)"
-    found = re.search(
-        rf"(?:\bFROM|\bJOIN|,)\s+((?:{name}\.)?{name})\s+(?:AS\s+)?`?{re.escape(alias)}`?(?![\w`.])",
-        sql,
-        re.IGNORECASE,
-    )
-    return found.group(1).split(".")[-1].strip("`") if found else None
+    found = _ALIAS_TOKENS.findall(sql)
+    in_list = [False]  # per parenthesis depth: in a FROM clause's table list (after FROM, a comma, a JOIN)
+    starts = False  # the next token starts a table reference
+    at = 0
+    while at < len(found):
+        word, key = found[at], found[at].upper()
+        at += 1
+        if word == "(":
+            in_list.append(False)
+        elif word == ")":
+            in_list = in_list[:-1] or [False]
+        elif key in ("FROM", "JOIN", "STRAIGHT_JOIN"):
+            in_list[-1] = True
+        elif key in _ENDS_TABLE_LIST:
+            in_list[-1] = False
+        elif starts and (table := _identifier(word)) is not None:
+            if at + 1 < len(found) and found[at] == "." and _identifier(found[at + 1]) is not None:
+                table, at = _identifier(found[at + 1]), at + 2  # db.t: the table's name alone
+            at += at < len(found) and found[at].upper() == "AS"
+            if at < len(found) and (_identifier(found[at]) or "").lower() == alias.lower():
+                return table
+        starts = in_list[-1] and (word == "," or key in ("FROM", "JOIN", "STRAIGHT_JOIN"))
+    return None
+
+
+_ALIAS_TOKENS = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|[\w$]+|\S")
+# The words that end a FROM clause's table list at their depth (a JOIN's ON condition too).
+_ENDS_TABLE_LIST = frozenset(
+    {"WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "ON", "WINDOW", "UNION", "EXCEPT", "INTERSECT", "FOR", "LOCK"}
+)
+
+
+def _identifier(token: str) -> str | None:
+    """The name a token is (a word, or a `quoted` one), if any."""
+    if token.startswith("`"):
+        return token[1:-1].replace("``", "`")
+    return token if re.fullmatch(r"[\w$]+", token) else None
 
 
 def _dates_as_text(row: dict, invalid: frozenset[str]) -> dict:

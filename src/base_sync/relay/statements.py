@@ -36,13 +36,14 @@ _DROPS_NO_COLUMN = frozenset(
         "FOREIGN",
         "CONSTRAINT",
         "CHECK",
-        "SYSTEM",
-        "PERIOD",
         "UNIQUE",
         "FULLTEXT",
         "SPATIAL",
     }
 )
+# The words that make a DROP clause no column's only before the next word: `DROP PERIOD FOR p`,
+# `DROP SYSTEM VERSIONING`. Neither word is reserved: `DROP COLUMN period` drops a column so named.
+_DROPS_NO_COLUMN_BEFORE = {"PERIOD": "FOR", "SYSTEM": "VERSIONING"}
 
 # information_schema.PARTITIONS.PARTITION_METHOD of the tables whose REORGANIZE PARTITION keeps every
 # row: MariaDB refuses a RANGE reorganize that changes the ranges covered (but the last one's, which
@@ -234,15 +235,16 @@ def _listed(found: list[_Token], at: int, item: Callable[[int], tuple[Effect, in
 
 
 def _alter(found: list[_Token]) -> list[Effect]:
-    """ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] t clause, clause...: a RENAME [TO|AS] u (not RENAME
-    COLUMN/INDEX/KEY), and the partition clauses that remove or add rows without row events."""
+    """ALTER [ONLINE] [IGNORE] TABLE [IF EXISTS] t [WAIT n | NOWAIT] clause, clause...: a RENAME
+    [TO|AS] u (not RENAME COLUMN/INDEX/KEY), a DROP [COLUMN] c, and the partition clauses that
+    remove or add rows without row events."""
     at = _skip(found, 1, ("ONLINE", "IGNORE"))
     if _keyword(found, at) != "TABLE":
         return []
     table = _qualified(found, _skip(found, at + 1, ("IF", "EXISTS")))
     if table is None:
         return []
-    effects_found, depth, at = [], 0, table[1]
+    effects_found, depth, at = [], 0, _lock_wait(found, table[1])
     starts = True  # at a clause's first word
     while at < len(found):
         token = found[at]
@@ -261,12 +263,29 @@ def _alter(found: list[_Token]) -> list[Effect]:
     return list(dict.fromkeys(effects_found))
 
 
+def _lock_wait(found: list[_Token], at: int) -> int:
+    """Past MariaDB's `WAIT n` (`n` may have a fraction) or `NOWAIT` at `at`, between an ALTER
+    TABLE's name and its first clause: that clause's first word is where the clauses start."""
+    if _keyword(found, at) == "NOWAIT":
+        return at + 1
+    if _keyword(found, at) == "WAIT" and _keyword(found, at + 1).isdigit():
+        at += 2
+        if at + 1 < len(found) and found[at].text == "." and _keyword(found, at + 1).isdigit():
+            at += 2
+    return at
+
+
 def _column_drop(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
     """`DROP [COLUMN] [IF EXISTS] c` from `at` (after DROP): the column is gone with its values, and
-    no row event says so; added back, it holds its default in every row (MariaDB's instant DDL)."""
-    if _keyword(found, at) in _DROPS_NO_COLUMN:
+    no row event says so; added back, it holds its default in every row (MariaDB's instant DDL).
+    After the word COLUMN any name is a column's (`DROP COLUMN system`, `DROP COLUMN period`)."""
+    first = _keyword(found, at)
+    if first == "COLUMN":
+        at += 1
+    elif first in _DROPS_NO_COLUMN or _DROPS_NO_COLUMN_BEFORE.get(first) == _keyword(found, at + 1):
         return []
-    at = _skip(found, _skip(found, at, ("COLUMN",)), ("IF", "EXISTS"))
+    if (_keyword(found, at), _keyword(found, at + 1)) == ("IF", "EXISTS"):
+        at += 2
     column = found[at].name if at < len(found) else None
     return [Effect(COLUMN_DROP, table, column=column)] if column else []
 
