@@ -1140,9 +1140,13 @@ def commit(
             report.previous,
         )
         return current
-    # One token per run: a commit task retried after writing it in Base B (its Variable not written)
-    # finds its own token there, no restore.
-    token = uuid.uuid5(uuid.NAMESPACE_URL, f"base_sync/{entity}/{stats['run_id']}").hex if stats.get("run_id") else None
+    # One token per try of the run's deletes: a commit task retried after writing it in Base B (its
+    # Variable not written) finds its own token there, no restore; a cleared run, run again, reads
+    # another mark and draws another token (the same one again would hide a restore of a backup
+    # taken between the two: the review).
+    seen = (stats.get("deletes") or {}).get(BASE_B_MARK, NO_MARK)
+    run = stats.get("run_id")
+    token = uuid.uuid5(uuid.NAMESPACE_URL, f"base_sync/{entity}/{run}/{seen}").hex if run and seen != NO_MARK else None
     if api is not None and _went_back_during_run(entity, api, stats.get("deletes") or {}, token):
         api = None  # no new mark: the next run finds the restore (the last commit's mark is kept)
     if api is not None:  # written in Base B first: a failure between the two costs one extra comparison

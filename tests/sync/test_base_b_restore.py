@@ -179,6 +179,34 @@ def test_a_commit_retried_after_writing_its_mark_is_no_restore(base_a, base_a_en
     assert "WENT BACK" not in caplog.text
 
 
+def test_a_cleared_run_run_again_writes_another_mark(base_a, base_a_engine, base_b, tmp_path, caplog):
+    """Review: one mark per run id let a cleared run, run again, write the mark of its first try: a
+    backup taken between the two held it, and its restore went unseen."""
+    dump = tmp_path / "base_b.dump"
+    api, store = base_b.api(), MemoryStateStore()
+    install_delete_log(base_a_engine, IDENTITY_MAPPING, ["employees"])
+    generate.seed(base_a_engine, "employees", 100, seed_value=40)
+
+    def run(run_id: str) -> None:
+        report = sync.load("employees", base_a, api, store, SETTINGS)
+        deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+        sync.verify("employees", base_a, api, report, SETTINGS)
+        sync.commit("employees", store, report, {"run_id": run_id, "deletes": deleted.to_json()}, api)
+
+    run("manual__r")
+    pg_dump = require_program("/usr/bin/pg_dump", "the restore test takes a real dump")
+    subprocess.run([pg_dump, "-Fc", "-f", str(dump), libpq_url(base_b.database_url)], check=True)
+    generate.churn(base_a_engine, "employees", updates=20, inserts=5, deletes=4, seed_value=41)
+    run("manual__r")  # cleared and run again: same run id
+    pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
+    restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
+    subprocess.run([*restore, str(dump)], check=True)
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        run("manual__s")
+    assert "BASE B WENT BACK:" in caplog.text
+    assert_in_sync(base_a_engine, base_b.database_url, "employees")
+
+
 def test_a_commit_that_writes_no_mark_keeps_the_last_one_so_a_restore_is_found_again():
     """Found in review: a run that found a restore but whose deletes were withheld (a rejected mass
     delete) wrote a fresh mark, and the next run saw none of the restore it had not mended."""
