@@ -113,6 +113,10 @@ from base_sync.relay.statements import COLUMN_DROP, DML, DROP, PARTITION, RENAME
         ("ALTER TABLE e WAIT 5 RENAME TO e2", [Effect(RENAME, (None, "e"), (None, "e2"))]),
         ("ALTER TABLE e NOWAIT DROP PARTITION p0", [Effect(PARTITION, (None, "e"), clause="DROP")]),
         ("ALTER TABLE e WAIT 5 DROP INDEX i, DROP SYSTEM VERSIONING", []),
+        # The second review: any number after WAIT; PERIOD's IF EXISTS before FOR.
+        ("ALTER TABLE e WAIT .5 DROP gehalt", [Effect(COLUMN_DROP, (None, "e"), column="gehalt")]),
+        ("ALTER TABLE e WAIT 1e1 DROP gehalt", [Effect(COLUMN_DROP, (None, "e"), column="gehalt")]),
+        ("ALTER TABLE e DROP PERIOD IF EXISTS FOR p", []),
         # Review: `period` and `system` are no reserved words: columns may be so named.
         ("ALTER TABLE e DROP period", [Effect(COLUMN_DROP, (None, "e"), column="period")]),
         ("ALTER TABLE e DROP system, ADD x INT", [Effect(COLUMN_DROP, (None, "e"), column="system")]),

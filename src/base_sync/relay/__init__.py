@@ -1646,7 +1646,7 @@ class Relay:
             try:
                 self.producer.list_topics(timeout=min(10.0, self.settings.broker_check_seconds))
                 reachable = True
-            except KafkaException as error:
+            except Exception as error:  # a watcher: it never stops the relay, nor dies leaving 1
                 reachable = False
                 if was is not False:
                     log.warning("the broker at %s does not answer: %s", self.settings.kafka_bootstrap, one_line(error))
@@ -1773,7 +1773,7 @@ def main() -> int:
         )
         relay.essential_thread("http", httpd.serve_forever).start()
         log.info("health and metrics on http://%s:%d", settings.http_host, settings.http_port)
-    relay.essential_thread("broker", relay.watch_broker).start()
+    threading.Thread(target=relay.watch_broker, name="broker", daemon=True).start()
 
     def stop(signum, _frame):
         log.info("signal %d: stopping after the current event", signum)

@@ -264,14 +264,14 @@ def _alter(found: list[_Token]) -> list[Effect]:
 
 
 def _lock_wait(found: list[_Token], at: int) -> int:
-    """Past MariaDB's `WAIT n` (`n` may have a fraction) or `NOWAIT` at `at`, between an ALTER
-    TABLE's name and its first clause: that clause's first word is where the clauses start."""
+    """Past MariaDB's `WAIT n` (`n` any number: `5`, `0.5`, `.5`, `1e1`) or `NOWAIT` at `at`, between
+    an ALTER TABLE's name and its first clause: that clause's first word is where the clauses start."""
     if _keyword(found, at) == "NOWAIT":
         return at + 1
-    if _keyword(found, at) == "WAIT" and _keyword(found, at + 1).isdigit():
-        at += 2
-        if at + 1 < len(found) and found[at].text == "." and _keyword(found, at + 1).isdigit():
-            at += 2
+    if _keyword(found, at) == "WAIT":
+        at += 1
+        while at < len(found) and (found[at].text == "." or found[at].text[:1].isdigit()):
+            at += 1
     return at
 
 
@@ -282,12 +282,16 @@ def _column_drop(found: list[_Token], at: int, table: tuple[str | None, str]) ->
     first = _keyword(found, at)
     if first == "COLUMN":
         at += 1
-    elif first in _DROPS_NO_COLUMN or _DROPS_NO_COLUMN_BEFORE.get(first) == _keyword(found, at + 1):
-        return []
-    if (_keyword(found, at), _keyword(found, at + 1)) == ("IF", "EXISTS"):
-        at += 2
+    elif first in _DROPS_NO_COLUMN or _DROPS_NO_COLUMN_BEFORE.get(first) == _keyword(found, _if_exists(found, at + 1)):
+        return []  # `DROP PERIOD [IF EXISTS] FOR p`
+    at = _if_exists(found, at)
     column = found[at].name if at < len(found) else None
     return [Effect(COLUMN_DROP, table, column=column)] if column else []
+
+
+def _if_exists(found: list[_Token], at: int) -> int:
+    """Past `IF EXISTS` at `at`, if there."""
+    return at + 2 if (_keyword(found, at), _keyword(found, at + 1)) == ("IF", "EXISTS") else at
 
 
 def _partition_clause(found: list[_Token], at: int, table: tuple[str | None, str]) -> list[Effect]:
