@@ -18,14 +18,23 @@ export PLATFORM_VAR=${PLATFORM_VAR:-$PWD/var}
 run=$PLATFORM_VAR/run logs=$PLATFORM_VAR/log
 mkdir -p "$run" "$logs"
 
+started=()
 start() {  # name, command...: in the background, its pid and rotated log under $PLATFORM_VAR
   bash scripts/start.sh "$@"
+  started+=("$1")
 }
 
-wait_ready() {  # url...
+wait_ready() {  # url...: each answers, or a process started stopped (its log's end said), or 2 minutes
+  local name
   for _ in $(seq 1 240); do
     python -c "import sys, urllib.request; [urllib.request.urlopen(u, timeout=1) for u in sys.argv[1:]]" \
       "$@" 2>/dev/null && return 0
+    for name in "${started[@]}"; do
+      kill -0 -- "-$(cat "$run/$name.pid")" 2>/dev/null && continue
+      echo "$name stopped before the platform was ready; the end of $logs/$name.log:" >&2
+      tail -n 15 "$logs/$name.log" >&2
+      exit 1
+    done
     sleep 0.5
   done
   echo "not ready after 2 minutes: $*; see $logs/" >&2

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -40,3 +42,39 @@ def test_make_down_stops_a_group_whose_leader_died(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)
     assert not (run / "airflow-scheduler.pid").exists()
+
+
+def test_make_down_stops_a_process_that_left_for_a_group_of_its_own(tmp_path):
+    """Found from outside: Airflow's task supervisor puts each running task in a process group of its
+    own (setpgid); the scheduler's group kill missed them, and they outlived `make down` (old code
+    running beside the new after an upgrade) until their work ended."""
+    run = tmp_path / "run"
+    run.mkdir()
+    task = "import os, time; os.setpgid(0, 0); open('task', 'w').write(str(os.getpid())); time.sleep(300)"
+    leader = subprocess.Popen(
+        ["setsid", sys.executable, "-c", f"import subprocess; subprocess.run(['{sys.executable}', '-c', {task!r}])"],
+        cwd=tmp_path,
+    )
+    for _ in range(100):
+        if (tmp_path / "task").exists() and (tmp_path / "task").read_text():
+            break
+        time.sleep(0.1)
+    task_pid = int((tmp_path / "task").read_text())
+    assert os.getpgid(task_pid) == task_pid != os.getpgid(leader.pid)
+    (run / "airflow-scheduler.pid").write_text(f"{os.getpgid(leader.pid)}\n")
+    reaped = threading.Thread(target=leader.wait)  # as its parent would: no zombie holding the group
+    reaped.start()
+    result = subprocess.run(
+        ["bash", "scripts/down.sh"],
+        cwd=REPO,
+        env={**os.environ, "PLATFORM_VAR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    reaped.join(10)
+    assert "did not stop" not in result.stdout, result.stdout
+    with pytest.raises(ProcessLookupError):
+        os.killpg(task_pid, 0)
