@@ -918,20 +918,9 @@ def test_a_row_leaving_the_scope_deletes_no_key_another_row_holds_live(make_mari
     """Keyed (nr, mandant), mapped `key: nr`: tenant 2's row 7, soft-deleted, was sent to Base B as a
     delete of 7 (rows leaving the scope passed no check), and tenant 1's live row 7 was tombstoned
     there. Base B keeps what it held of the key, as for a logged delete Base A holds the key again."""
-    (tmp_path / "mapping.yaml").write_text(TENANT_ARTICLES_SOFT_DELETED)
-    engine = source_engine(make_mariadb_database())
-    mapping = SourceMapping.from_file(tmp_path / "mapping.yaml")
+    engine, mapping = tenant_articles(make_mariadb_database, tmp_path, (7, 1, "tenant 1", "2026-11-01 10:00:00"))
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE beitrag (nr INT UNSIGNED NOT NULL, mandant INT NOT NULL, titel VARCHAR(255) NOT NULL, "
-                "geaendert_am DATETIME NOT NULL, geloescht TINYINT NOT NULL DEFAULT 0, PRIMARY KEY (nr, mandant), "
-                "KEY ix (geaendert_am))"
-            )
-        )
-        conn.execute(text("INSERT INTO beitrag VALUES (7, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
         conn.execute(text("INSERT INTO beitrag VALUES (8, 1, 'tenant 1', '2026-11-01 10:00:00', 0)"))
-    install_delete_log(engine, mapping, ["articles"])
     base_a, api, store = BaseA(engine, mapping), base_b.api(), MemoryStateStore()
     run_once("articles", base_a, api, store)
     assert sorted(synced_rows(base_b.database_url, "articles")) == [7, 8]

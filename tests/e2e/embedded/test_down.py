@@ -14,6 +14,18 @@ import pytest
 from testbed.servers import REPO
 
 
+def make_down(platform_var) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "scripts/down.sh"],
+        cwd=REPO,
+        env={**os.environ, "PLATFORM_VAR": str(platform_var)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_make_down_stops_a_group_whose_leader_died(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -28,15 +40,7 @@ def test_make_down_stops_a_group_whose_leader_died(tmp_path):
     leader.kill()
     leader.wait()
     os.killpg(group, 0)  # the worker is still there
-    result = subprocess.run(
-        ["bash", "scripts/down.sh"],
-        cwd=REPO,
-        env={**os.environ, "PLATFORM_VAR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = make_down(tmp_path)
     assert result.returncode == 0, result.stderr
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
@@ -64,15 +68,7 @@ def test_make_down_stops_a_process_that_left_for_a_group_of_its_own(tmp_path):
     (run / "airflow-scheduler.pid").write_text(f"{os.getpgid(leader.pid)}\n")
     reaped = threading.Thread(target=leader.wait)  # as its parent would: no zombie holding the group
     reaped.start()
-    result = subprocess.run(
-        ["bash", "scripts/down.sh"],
-        cwd=REPO,
-        env={**os.environ, "PLATFORM_VAR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = make_down(tmp_path)
     assert result.returncode == 0, result.stderr
     reaped.join(10)
     assert "did not stop" not in result.stdout, result.stdout
