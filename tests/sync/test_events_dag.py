@@ -101,6 +101,16 @@ def wait_in_sync(engine, database_url: str, timeout: float) -> float:
         time.sleep(0.2)
 
 
+def dead_letters(bootstrap: str, timeout: float = 60) -> list[bytes]:
+    """base_a.dlq's messages, once there are any: Base B in sync says nothing of the malformed
+    message's partition, which a later drain may read (CI: none yet, read at once)."""
+    deadline = time.monotonic() + timeout
+    while not (letters := [m.value() for m in read_topic(bootstrap, "base_a.dlq")]):
+        assert time.monotonic() < deadline, f"no dead letter in {timeout} s"
+        time.sleep(1)
+    return letters
+
+
 def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     relay, base_a_url, base_b, airflow, kafka_bootstrap, statsd
 ):
@@ -130,8 +140,7 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     generate.churn(engine, "employees", updates=2, inserts=3, seed_value=13)
     third = wait_in_sync(engine, base_b.database_url, timeout=90)
     assert synced_rows(base_b.database_url, "employees")[2][5] == "Director"
-    letters = [m.value() for m in read_topic(kafka_bootstrap, "base_a.dlq")]
-    assert letters == [b'{"op": "u", "after": "garbage"}']
+    assert dead_letters(kafka_bootstrap) == [b'{"op": "u", "after": "garbage"}']
 
     # A burst, then silence: the last event must not wait for a later one.
     for _ in range(20):
