@@ -395,12 +395,7 @@ class BaseA:
     def live_keys_among(self, entity: str, keys: list[int], chunk_size: int) -> set[int]:
         """Those of the given keys whose rows Base A holds live (in the mapping's scope)."""
         view = self.view(entity)
-        held: set[int] = set()
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), chunk_size):
-                part = keys[start : start + chunk_size]
-                held.update(conn.execute(select(view.key).where(*view.live, view.key.in_(part))).scalars())
-        return held
+        return {key for (key,) in self._live_among(view, keys, chunk_size, view.key)}
 
     @_reads
     def live_versions_among(self, entity: str, keys: list[int], chunk_size: int) -> dict[int, set[datetime]]:
@@ -408,12 +403,16 @@ class BaseA:
         Base A holds live; a row without a usable version adds none."""
         view = self.view(entity)
         held: dict[int, set[datetime]] = {}
+        for key, version in self._live_among(view, keys, chunk_size, view.key, view.version):
+            held.setdefault(key, set()).update({utc(version)} if isinstance(version, datetime) else ())
+        return held
+
+    def _live_among(self, view: SourceView, keys: list[int], chunk_size: int, *columns) -> Iterator:
+        """`columns` of the live rows of the given keys, read `chunk_size` keys at a time."""
         with self.engine.connect() as conn:
             for start in range(0, len(keys), chunk_size):
                 part = keys[start : start + chunk_size]
-                for key, version in conn.execute(select(view.key, view.version).where(*view.live, view.key.in_(part))):
-                    held.setdefault(key, set()).update({utc(version)} if isinstance(version, datetime) else ())
-        return held
+                yield from conn.execute(select(*columns).where(*view.live, view.key.in_(part)))
 
     @_reads
     def rows_by_keys(self, entity: str, keys: list[int], chunk_size: int) -> Iterator[list[dict]]:
