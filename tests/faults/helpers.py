@@ -220,7 +220,7 @@ def newest_cursor(engine: Engine, entity: str) -> Cursor:
 
 def read_messages(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:
     """Every message of a topic from the beginning, reading until `expected` arrived (then a little
-    more, for any extra): one empty fetch does not end it, as it ends tests.sync's read_topic."""
+    more, for any extra): one empty fetch does not end it."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fault-reader", "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

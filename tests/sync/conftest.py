@@ -3,6 +3,7 @@ a MariaDB with its binlog on and the relay reading it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,14 +205,30 @@ def relay(base_a_url, kafka_bootstrap, tmp_path) -> Iterator[RelayProcess]:
     process.stop()
 
 
-def read_topic(bootstrap: str, topic: str) -> list:
-    """Every message on a topic, from the beginning (no consumer group join: partitions are assigned)."""
+def read_topic(bootstrap: str, topic: str, *, deadline_seconds: float = 30.0) -> list:
+    """Every message on a topic, from the beginning (no consumer group join: partitions are assigned).
+
+    Reads at least up to each partition's end offset, asked first: a loaded broker's first fetch may
+    take longer than the pause that ends the read (CI once read a topic of 2 messages as empty).
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    owed = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        if high > low:
+            owed[p] = high
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     found = []
-    while batch := consumer.consume(100, timeout=1.0):
+    stop_at = time.monotonic() + deadline_seconds
+    while True:
+        batch = consumer.consume(100, timeout=1.0)
         found += batch
+        for message in batch:
+            if message.error() is None and message.offset() + 1 >= owed.get(message.partition(), 0):
+                owed.pop(message.partition(), None)
+        if not batch and (not owed or time.monotonic() > stop_at):
+            break
     consumer.close()
     return found
 
