@@ -75,6 +75,7 @@ STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # an event it cannot read, a row the API refused, a row the mapping refused, a body too large for
 # the API, a delete the mass-delete breaker held.
 KINDS = ("BadEvent", "Rejected", "Quarantined", "TooLarge", MASS_DELETE_HELD)
+OTHER = "other"  # the waiting letters' label for a kind not in KINDS (an older version's, another writer's)
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
 _NOT_FOR_READERS = ("group.", "enable.auto", "auto.offset", "auto.commit")
 
@@ -363,6 +364,27 @@ def read(
         consumer.close()
     letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
     return [letter for letter in letters if selection.matches(letter)]
+
+
+def waiting_by_kind(kafka_config: dict, dlq_topic: str, timeout: float = 10.0) -> dict[str, int]:
+    """The letters no replay marker names, by kind: every kind of KINDS (0 too, so a kind whose
+    letters were all replayed drops to 0) and OTHER for letters of a kind the drain does not write.
+    Reads the whole topic (`read`): the events path counts at most every EVENTS_DLQ_COUNT_SECONDS."""
+    waiting = dict.fromkeys((*KINDS, OTHER), 0)
+    for letter in read(kafka_config, dlq_topic, timeout=timeout):
+        waiting[letter.kind if letter.kind in KINDS else OTHER] += 1
+    return waiting
+
+
+def count_due(counted_at: str | None, now: float, every: float) -> bool:
+    """Whether the waiting letters are to be counted again: never counted, counted `every` seconds
+    ago or more, or a last count that is no time (a clock set back would put it in the future, and
+    no count would come until the clock caught up: counted now)."""
+    try:
+        last = float(counted_at) if counted_at is not None else None
+    except ValueError:
+        return True
+    return last is None or not 0 <= now - last < every
 
 
 def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
