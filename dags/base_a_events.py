@@ -32,7 +32,8 @@ in the API), or one the API rejects, goes to `base_a.dlq` unchanged, with
 Kafka Connect's headers `__connect.errors.topic|partition|offset|exception.message` naming where
 it came from and why. It never blocks its partition. `base-sync-dlq list` shows them; fix the
 cause, then `base-sync-dlq replay PARTITION:OFFSET` (or `--all` with filters) sends them back to
-their topic, or let the next batch run carry the row over.
+their topic, or let the next batch run carry the row over. A run counts the letters not replayed
+(every `EVENTS_DLQ_COUNT_SECONDS`, 15 minutes): alert DeadLettersWaiting while any wait.
 
 **Mass deletes**: per entity, a run sends at most the batch DAG's circuit-breaker limit of
 deletes, `max(SYNC_MASS_DELETE_MIN_ROWS, ceil(SYNC_MASS_DELETE_SHARE × Base B's synced rows))`

@@ -19,13 +19,14 @@ import ipaddress
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import pydantic
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, AssetAlias, BaseHook, Param, get_current_context
+from airflow.sdk import Asset, AssetAlias, BaseHook, Param, Variable, get_current_context
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -34,11 +35,12 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 from airflow.sdk.observability.stats import Stats
+from confluent_kafka import KafkaException
 from sqlalchemy.exc import DBAPIError
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from base_sync import delete_guard, events, metrics, partitioned, sync
+from base_sync import dead_letters, delete_guard, events, metrics, partitioned, sync
 from base_sync.api_client import BaseBApi
 from base_sync.backends import BACKENDS, backend_named
 from base_sync.debezium import Topics
@@ -689,8 +691,30 @@ def apply_changes() -> dict:
             lost_to_retention=report.counts["lost_to_retention"],
         )
     )
+    _emit(_waiting_letters(settings, kafka_config))
     _announce({entity: _changed(counts) + counts.get("deleted", 0) for entity, counts in report.by_entity.items()})
     return report.to_json()
+
+
+# When a drain last counted the dead letters waiting (epoch seconds): each run is a new process.
+DEAD_LETTERS_COUNTED_AT = "base_a_events.dead_letters_counted_at"
+
+
+def _waiting_letters(settings: EventSettings, kafka_config: dict) -> list[tuple[str, str, float]]:
+    """The dead letters waiting (not replayed), by kind, when the last count is EVENTS_DLQ_COUNT_SECONDS
+    old: a count reads the whole dead-letter topic. Between counts statsd-exporter keeps the last one.
+    A count that fails is logged, not the run's failure: the drain's work is done, the next run counts."""
+    now = time.time()
+    if not dead_letters.count_due(Variable.get(DEAD_LETTERS_COUNTED_AT, default=None), now, settings.dlq_count_seconds):
+        return []
+    try:
+        waiting = dead_letters.waiting_by_kind(kafka_config, settings.dlq_topic)
+    except (dead_letters.DeadLetterError, KafkaException) as error:
+        log.warning("the dead letters waiting were not counted (the next run tries again): %s", error)
+        return []
+    Variable.set(DEAD_LETTERS_COUNTED_AT, str(now), description="when base_a_events last counted its dead letters")
+    log.info("dead letters waiting (not replayed): %s", {kind: n for kind, n in waiting.items() if n} or "none")
+    return metrics.waiting_samples(waiting)
 
 
 def _changed(counts) -> int:

@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -75,6 +75,7 @@ STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # an event it cannot read, a row the API refused, a row the mapping refused, a body too large for
 # the API, a delete the mass-delete breaker held.
 KINDS = ("BadEvent", "Rejected", "Quarantined", "TooLarge", MASS_DELETE_HELD)
+OTHER = "other"  # the waiting letters' label for a kind not in KINDS (an older version's, another writer's)
 # Settings of the broker connection that belong to the events path's own consumer, not to a reader.
 _NOT_FOR_READERS = ("group.", "enable.auto", "auto.offset", "auto.commit")
 
@@ -329,6 +330,20 @@ def read(
     kafka_config: dict, dlq_topic: str, selection: Selection = Selection(), timeout: float = 10.0
 ) -> list[DeadLetter]:
     """The dead letters on the topic now, by partition and offset, that match the selection. Commits nothing."""
+    found: list[DeadLetter] = []
+    replayed: set[str] = set()
+    for message in _messages(kafka_config, dlq_topic, timeout):
+        marked = _marked(message)
+        if marked is not None:
+            replayed.add(marked)
+        else:
+            found.append(DeadLetter.of(message))
+    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
+    return [letter for letter in letters if selection.matches(letter)]
+
+
+def _messages(kafka_config: dict, dlq_topic: str, timeout: float) -> Iterator[Message]:
+    """Every message on the dead-letter topic now (letters and replay markers), streamed. Commits nothing."""
     consumer = Consumer(reader_config(kafka_config))
     try:
         described = consumer.list_topics(dlq_topic, timeout=timeout).topics.get(dlq_topic)
@@ -336,19 +351,13 @@ def read(
             raise DeadLetterError(f"the dead-letter topic {dlq_topic!r} does not exist on the broker")
         ends = _ends(consumer, dlq_topic, sorted(described.partitions), timeout)
         consumer.assign([TopicPartition(dlq_topic, partition, OFFSET_BEGINNING) for partition in ends])
-        found: list[DeadLetter] = []
-        replayed: set[str] = set()
         progress, past_ends_since = time.monotonic(), None
         while True:
             batch = [m for m in consumer.consume(500, timeout=0.5) if consumer_errors.is_message(m, log)]
             for message in batch:
                 if message.offset() >= ends.get(message.partition(), 0) - 1:
                     ends.pop(message.partition(), None)
-                marked = _marked(message)
-                if marked is not None:
-                    replayed.add(marked)
-                else:
-                    found.append(DeadLetter.of(message))
+                yield message
             # Past every reported end, read on to the first empty fetch (for at most `timeout`): a broker's
             # high watermark may trail its log (Tansu 0.6.0: the last produce batch's base offset + 1).
             if not ends:
@@ -361,8 +370,42 @@ def read(
                 raise DeadLetterError(f"{dlq_topic}: partitions {sorted(ends)} gave nothing for {timeout} s")
     finally:
         consumer.close()
-    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
-    return [letter for letter in letters if selection.matches(letter)]
+
+
+def waiting_by_kind(kafka_config: dict, dlq_topic: str, timeout: float = 10.0) -> dict[str, int]:
+    """The letters no replay marker names, by kind: every kind of KINDS (0 too, so a kind whose
+    letters were all replayed drops to 0) and OTHER for letters of a kind the drain does not write.
+    Reads the whole topic, keeping of each letter its kind, place and a digest of its source (copies
+    written again fold as `read` folds them), not its value: the events path counts at most every
+    EVENTS_DLQ_COUNT_SECONDS."""
+    kinds: dict[tuple, str] = {}  # source -> kind of its first letter
+    positions: dict[tuple, list[str]] = {}  # source -> its letters' positions
+    replayed: set[str] = set()
+    for message in _messages(kafka_config, dlq_topic, timeout):
+        marked = _marked(message)
+        if marked is not None:
+            replayed.add(marked)
+            continue
+        letter = DeadLetter.of(message)
+        source = _source(letter, digest=True)
+        kinds.setdefault(source, letter.kind)
+        positions.setdefault(source, []).append(letter.position)
+    waiting = dict.fromkeys((*KINDS, OTHER), 0)
+    for source, kind in kinds.items():
+        if not replayed.intersection(positions[source]):
+            waiting[kind if kind in KINDS else OTHER] += 1
+    return waiting
+
+
+def count_due(counted_at: str | None, now: float, every: float) -> bool:
+    """Whether the waiting letters are to be counted again: never counted, counted `every` seconds
+    ago or more, or a last count that is no time (a clock set back would put it in the future, and
+    no count would come until the clock caught up: counted now)."""
+    try:
+        last = float(counted_at) if counted_at is not None else None
+    except ValueError:
+        return True
+    return last is None or not 0 <= now - last < every
 
 
 def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
@@ -373,12 +416,7 @@ def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
     another message at an offset an old letter names)."""
     by_source: dict[tuple, list[DeadLetter]] = {}
     for letter in letters:
-        unplaced = letter.topic is None or letter.source_offset is None
-        message = (letter.key, letter.key_sha256, letter.value)
-        source = (
-            (letter.position,) if unplaced else (letter.topic, letter.source_partition, letter.source_offset, *message)
-        )
-        by_source.setdefault(source, []).append(letter)
+        by_source.setdefault(_source(letter), []).append(letter)
     return [
         replace(
             first,
@@ -387,6 +425,17 @@ def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
         )
         for first, *others in by_source.values()
     ]
+
+
+def _source(letter: DeadLetter, digest: bool = False) -> tuple:
+    """What makes two letters copies of one source message (`_folded`); `digest`: the key and value
+    hashed, for a count that must not hold every letter's value."""
+    if letter.topic is None or letter.source_offset is None:
+        return (letter.position,)
+    key, value = letter.key, letter.value
+    if digest:
+        key, value = (hashlib.sha256(part).digest() if part is not None else None for part in (key, value))
+    return (letter.topic, letter.source_partition, letter.source_offset, key, letter.key_sha256, value)
 
 
 def _marked(message: Message) -> str | None:

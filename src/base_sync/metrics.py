@@ -72,6 +72,13 @@ def events_samples(
     return samples
 
 
+def waiting_samples(waiting_by_kind: dict[str, int]) -> list[tuple[str, str, float]]:
+    """The dead letters on the dead-letter topic that no replay marker names, by kind
+    (`dead_letters.waiting_by_kind`, every kind, 0 too): a replay brings its kind to 0 at the next
+    count, where the counter of letters written (dead_letters.<kind>) only grows."""
+    return [("gauge", f"base_sync.dead_letters_waiting.{kind}", count) for kind, count in waiting_by_kind.items()]
+
+
 def schema_samples(entity: str, unmapped: list[str]) -> list[tuple[str, str, float]]:
     """The source columns of the entity's table that its mapping does not read (a new column in Base
     A raises it; the sync ignores them)."""

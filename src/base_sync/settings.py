@@ -217,6 +217,13 @@ class EventSettings(_Schedules, EnvSettings):
         "replayed and beyond (the topic holds their only copy), else at least an hour, in milliseconds. An existing "
         "topic is not changed: a shorter retention on it is warned of, with the command that changes it",
     )
+    dlq_count_seconds: int = Field(
+        900,
+        ge=60,
+        le=DAY,
+        description="a drain counts the dead letters waiting (not replayed) when the last count is this old: "
+        "a count reads the whole dead-letter topic, too much for every drain of a large one",
+    )
     group_id: str = Field("base_a_events.apply", description="consumer group whose offsets mark what Base B holds")
     batch_size: int = Field(5000, ge=1, le=20_000, description="events applied per bulk request at most")
     batch_bytes: int = Field(

@@ -89,6 +89,11 @@ def test_the_capture_is_from_a_real_run_with_both_kinds_of_metrics():
         ),
         ("airflow.base_sync.dead_letters.BadEvent", "base_sync_dead_letters_total", {"kind": "BadEvent"}),
         ("airflow.base_sync.dead_letters.MassDeleteHeld", "base_sync_dead_letters_total", {"kind": "MassDeleteHeld"}),
+        (
+            "airflow.base_sync.dead_letters_waiting.Rejected",
+            "base_sync_dead_letters_waiting",
+            {"kind": "Rejected"},
+        ),
         ("airflow.base_sync.event_lag_seconds", "base_sync_event_lag_seconds", {}),
         (
             "airflow.base_sync.last_success.events.employees",

@@ -327,3 +327,40 @@ def test_a_letter_whose_key_has_a_malformed_schema_is_listed_with_its_key(change
     (found,) = listed(changes)
     assert found["key"] == malformed.decode() and found["row_key"] is None
     assert dlq(changes, "list").returncode == 0  # the table shows the key as it is
+
+
+def test_the_letters_waiting_are_counted_by_kind_and_a_replay_brings_them_to_zero(changes):
+    """DeadLettersGrowing cleared 15 minutes after the letters came, while they still waited: the
+    count of letters no replay marker names is what stays until they are replayed."""
+    config = {"bootstrap.servers": changes.bootstrap}
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    for key in (7, 8):
+        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+    # Written again by a run killed before its commit: still two letters waiting, not four.
+    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
+    group.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    group.close()
+    assert changes.drain().counts["dead_lettered"] == 2
+
+    waiting = dead_letters.waiting_by_kind(config, changes.settings.dlq_topic)
+    assert waiting == {**dict.fromkeys(dead_letters.KINDS, 0), dead_letters.OTHER: 0, "BadEvent": 2}
+
+    replayed = dlq(changes, "replay", "--all")
+    assert replayed.returncode == 0, replayed.stderr
+    assert set(dead_letters.waiting_by_kind(config, changes.settings.dlq_topic).values()) == {0}, "sent 0, not left out"
+
+
+@pytest.mark.parametrize(
+    ("counted_at", "due"),
+    [
+        (None, True),  # never counted
+        ("1000", False),  # 100 s ago, of every 900
+        ("101.5", True),  # 900 s ago
+        ("5000", True),  # in the future: a clock set back
+        ("not a time", True),
+    ],
+)
+def test_a_count_is_due_every_so_many_seconds_and_never_waits_on_a_count_it_cannot_place(counted_at, due):
+    assert dead_letters.count_due(counted_at, now=1100.0, every=900) is due

@@ -172,6 +172,10 @@ def test_changes_in_base_a_reach_base_b_through_kafka_and_the_event_driven_dag(
     assert statsd.sum("airflow.base_sync.rows.events.employees.deleted") >= 2
     assert statsd.sum("airflow.base_sync.dead_letters.BadEvent") == 1
     assert any(line.startswith("airflow.base_sync.event_lag_seconds:") for line in statsd.lines)
+    # The dead letters waiting, counted by the first drain (then every EVENTS_DLQ_COUNT_SECONDS): gauges.
+    assert {f"airflow.base_sync.dead_letters_waiting.{kind}" for kind in ("BadEvent", "Rejected")} <= {
+        line.split(":")[0] for line in statsd.lines
+    }
     assert any(line.startswith("airflow.dagrun.duration.success.base_a_events:") for line in statsd.lines)
     if os.environ.get("UPDATE_STATSD_CAPTURE"):  # refresh the capture the StatsD mapping is tested against
         CAPTURE.write_text("".join(f"{name}\n" for name in statsd.names()))

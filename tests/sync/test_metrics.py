@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
-from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples
+from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples, waiting_samples
 
 ENTITIES = ("articles", "employees")
 
@@ -102,4 +102,12 @@ def test_each_entitys_task_has_its_own_peak_memory():
     assert got == {
         "base_sync.task_peak_rss_bytes.employees.load": ("gauge", 2**27),
         "base_sync.task_peak_rss_bytes.articles.load": ("gauge", 2**26),
+    }
+
+
+def test_the_letters_waiting_are_gauges_so_a_replayed_kind_goes_back_to_zero():
+    got = as_dict(waiting_samples({"BadEvent": 2, "Rejected": 0}))
+    assert got == {
+        "base_sync.dead_letters_waiting.BadEvent": ("gauge", 2),
+        "base_sync.dead_letters_waiting.Rejected": ("gauge", 0),
     }
