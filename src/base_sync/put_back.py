@@ -79,6 +79,15 @@ def split(base_a: BaseA, api: BaseBApi, entity: str, records: list[dict]) -> Log
     return LoggedChunk(deletes, replacing, {key: logged[key] for key in back})
 
 
+def shared_deletes(base_a: BaseA, api: BaseBApi, entity: str, records: list[dict]) -> list[dict]:
+    """Of logged deletes whose keys Base A holds live, those `split` still sends (a shared key whose
+    copy in Base B is the deleted row's): deletes the breaker counts. None, and no read, for a key a
+    unique index holds alone (no row of it is quarantined)."""
+    if not records or base_a.check().entities[entity].key_unique:
+        return []
+    return split(base_a, api, entity, records).deletes
+
+
 def restore(api: BaseBApi, base_a: BaseA, entity: str, chunk: LoggedChunk, concurrency: int) -> Restored:
     """Send the put-back rows (restoring at a tie only those under their logged delete's own stamp),
     then send again the deletes of the keys Base A no longer holds."""

@@ -24,7 +24,8 @@ that key (`BaseA.left_scope_after`, the delete log). Such a delete of a key anot
 still holds live is sent only when Base B's copy is not that live row's (`copies_of_live_rows`):
 Base B holds the key live at a version none of Base A's live rows of the key has now. So the copy of
 the row that left is deleted (it was written last: the live row, quarantined, never overwrites it),
-and a live row's copy stays (`BaseA._still_live`, `put_back.split`). Judged by version: a copy of
+and counted by the circuit breaker (`put_back.shared_deletes` in the plan), and a live row's copy
+stays (`BaseA._still_live`, `put_back.split`). Judged by version: a copy of
 the leaving row stamped in the same instant as a live row is kept, and a live row's copy older than
 that row's current version (changed since, quarantined) is deleted: it shows no state Base A holds.
 """

@@ -671,8 +671,11 @@ def _plan_logged(
         read += len(records)
     for records, position_reached in base_a.deletes_after(entity, position, chunk):
         # A key Base A holds again is no delete to approve (an accidental mass delete undone from a
-        # copy): held uncounted, and the send reads Base A again (`put_back`).
+        # copy): held uncounted, and the send reads Base A again (`put_back`). Unless another row
+        # holds it and Base B's copy is the deleted row's: that delete is sent, so counted.
         back = base_a.live_keys_among(entity, [r["source_id"] for r in records], chunk)
+        sent = put_back.shared_deletes(base_a, api, entity, [r for r in records if r["source_id"] in back])
+        back -= {r["source_id"] for r in sent}
         gone = [r for r in records if r["source_id"] not in back]
         _plan_counting_held(planned, DELETE_LOG, gone, api, entity, held_newer)
         planned.add(DELETE_LOG, [r for r in records if r["source_id"] in back], counted=False)

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event, text
 
 from api_service.schemas import SCHEMAS
 from base_sync import shared_keys, sync
+from base_sync.delete_guard import DELETE_LOG, MassDeleteBlocked
 from base_sync.demo import generate
 from base_sync.dirty import Quarantined
 from base_sync.errors import TerminalError
@@ -1011,6 +1012,44 @@ def test_a_logged_delete_of_a_shared_key_deletes_its_own_copy_while_other_rows_h
     assert run["deletes"]["from_log"] == 1 and run["deletes"]["deleted"] == 1, run
     assert synced_rows(base_b.database_url, "articles") == {}, "tenant 2's deleted row stayed live in Base B"
     assert "logged deletes not sent" not in caplog.text  # the review: "0 logged deletes not sent"
+    engine.dispose()
+
+
+def test_the_breaker_counts_the_logged_deletes_of_shared_keys_it_sends_and_only_those(
+    make_mariadb_database, base_b, tmp_path
+):
+    """Tenant 2's rows 1-11, whose copies Base B holds, are deleted while tenants 1 and 3 hold each
+    key live (quarantined). The plan counted none of them (a key Base A holds live was taken for a
+    row put back: uncounted), so 11 rows went past a limit of 10 unasked, under a plan saying "0 rows
+    to delete", as `put_back.split` sends such a delete. Now the plan counts the deletes it sends,
+    and only those: not tenant 2's row 20's, as Base B's copy of 20 is tenant 1's, which stays."""
+    engine, mapping = tenant_articles(make_mariadb_database, tmp_path, (20, 1, "tenant 1", "2026-11-01 10:00:00"))
+    with engine.begin() as conn:
+        for key in range(1, 12):
+            conn.execute(text(f"INSERT INTO beitrag VALUES ({key}, 2, 'tenant 2', '2026-11-01 10:00:00', 0)"))
+    api, store = base_b.api(), MemoryStateStore()
+    run_once("articles", BaseA(engine, mapping), api, store)
+    with engine.begin() as conn:
+        for key in [*range(1, 12), 20]:
+            for tenant in (1, 3) if key != 20 else (2, 3):
+                conn.execute(text(f"INSERT INTO beitrag VALUES ({key}, {tenant}, 'other', '2026-11-01 10:30:00', 0)"))
+    run_once("articles", BaseA(engine, mapping), api, store)
+    assert len(synced_rows(base_b.database_url, "articles")) == 12
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE mandant = 2 AND nr <= 11"))
+    small = SETTINGS.model_copy(update={"mass_delete_min_rows": 10, "mass_delete_share": 0.05})
+    plan = sync.plan_deletes("articles", BaseA(engine, mapping), api, store, small)
+    assert (plan.total, plan.by_source, plan.within_budget) == (11, {DELETE_LOG: 11}, False), plan.message
+    with pytest.raises(MassDeleteBlocked):
+        sync.propagate_deletes("articles", BaseA(engine, mapping), api, store, small)
+    assert len(synced_rows(base_b.database_url, "articles")) == 12, "a mass delete passed the breaker unasked"
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM beitrag WHERE mandant = 2"))  # row 20: logged, its delete not sent
+    assert sync.plan_deletes("articles", BaseA(engine, mapping), api, store, small).total == 11
+    report = sync.propagate_deletes("articles", BaseA(engine, mapping), api, store, small, approved=11)
+    assert (report.plan["total"], report.from_log, report.deleted) == (11, 12, 11)
+    rows = synced_rows(base_b.database_url, "articles")
+    assert list(rows) == [20] and rows[20][1] == "tenant 1"
     engine.dispose()
 
 
