@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -69,6 +69,10 @@ MASS_DELETE_APPROVED = "base_sync.mass_delete.approved"
 MASS_DELETE_HELD = "MassDeleteHeld"  # the kind of a delete held by the breaker (base_sync.delete_guard)
 REPLAY_HEADERS = (REPLAYED_FROM, MASS_DELETE_APPROVED)  # set by each replay, never carried over to the next
 REPLAY_OF = "base_sync.replay.of"  # on a replay marker: the `partition:offset` of the letter it replayed
+# On a discard marker (a replay marker too, so every reader takes the letter as settled): the
+# operator's note. A letter that needs no replay (the batch carried its row over, a poison message)
+# is discarded, or DeadLettersWaiting would fire for as long as the topic keeps it.
+DISCARDED = "base_sync.discarded"
 # Kafka Connect's names for where a record failed: reading it, or the sink (here the API) refusing it.
 STAGES = {"BadEvent": "VALUE_CONVERTER", "Rejected": "TASK_PUT"}
 # Every kind of letter the drain writes (a label of base_sync_dead_letters_total, zeros included):
@@ -152,7 +156,8 @@ class DeadLetter:
     key_sha256: str | None = None  # then its SHA-256, to match it with the original
     headers_left_out: int | None = None  # the original's own headers' size, when left out as the value
     retry_of: str | None = None  # the letter this one is a failed replay of (`partition:offset`)
-    replayed: bool = False  # a marker says it was sent back (see the module's docs)
+    replayed: bool = False  # a marker says it was sent back (see the module's docs), or discarded
+    discarded: bool = False  # the marker was a discard's: settled without being sent back
     duplicates: tuple[str, ...] = ()  # positions of the same source's letters written again, folded into this
 
     @property
@@ -228,6 +233,7 @@ class DeadLetter:
             "headers_left_out_bytes": self.headers_left_out,
             "retry_of": self.retry_of,
             "replayed": self.replayed,
+            "discarded": self.discarded,
             "duplicates": list(self.duplicates),
         }
 
@@ -332,13 +338,16 @@ def read(
     """The dead letters on the topic now, by partition and offset, that match the selection. Commits nothing."""
     found: list[DeadLetter] = []
     replayed: set[str] = set()
+    discarded: set[str] = set()
     for message in _messages(kafka_config, dlq_topic, timeout):
         marked = _marked(message)
-        if marked is not None:
-            replayed.add(marked)
-        else:
+        if marked is None:
             found.append(DeadLetter.of(message))
-    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed)
+        else:
+            replayed.add(marked)
+            if any(name == DISCARDED for name, _ in message.headers() or []):
+                discarded.add(marked)
+    letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed, discarded)
     return [letter for letter in letters if selection.matches(letter)]
 
 
@@ -408,7 +417,7 @@ def count_due(counted_at: str | None, now: float, every: float) -> bool:
     return last is None or not 0 <= now - last < every
 
 
-def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
+def _folded(letters: list[DeadLetter], replayed: set[str], discarded: set[str]) -> list[DeadLetter]:
     """One letter per source message: the drain writes its letters before it commits, so a run that
     died in between writes them again when the next run reads the batch again (at-least-once). The
     first stays, naming the others (`duplicates`); replayed if a marker names any of them. The same
@@ -421,6 +430,7 @@ def _folded(letters: list[DeadLetter], replayed: set[str]) -> list[DeadLetter]:
         replace(
             first,
             replayed=any(letter.position in replayed for letter in (first, *others)),
+            discarded=any(letter.position in discarded for letter in (first, *others)),
             duplicates=tuple(letter.position for letter in others),
         )
         for first, *others in by_source.values()
@@ -522,24 +532,49 @@ def replay(
         )
     if producer.flush(30) or failures:
         raise KafkaException(f"replayed letters not all stored: {failures or 'flush timed out'}")
-    for letter in letters:  # only after every replay is stored: a letter marked is a letter sent
-        marker = {
-            "replay_of": letter.position,
-            "to": letter.source,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+    # Only after every replay is stored: a letter marked is a letter sent.
+    _mark(
+        producer, dlq_topic, letters, lambda letter: {"to": letter.source}, [], "letters replayed, but not all marked"
+    )
+    return letters
+
+
+def discard(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], note: str) -> list[DeadLetter]:
+    """Mark letters settled without sending them back, with the operator's note (why no replay):
+    `list`, `replay --all` and the waiting count leave them out from then on. Nothing else changes."""
+    letters = list(letters)
+    _mark(producer, dlq_topic, letters, lambda _: {"discarded": note}, [(DISCARDED, note.encode())], "not all marked")
+    return letters
+
+
+def _mark(
+    producer: Producer,
+    dlq_topic: str,
+    letters: list[DeadLetter],
+    told: Callable[[DeadLetter], dict],
+    headers: list[tuple[str, bytes]],
+    failed: str,
+) -> None:
+    """A marker record per letter on the dead-letter topic (its partition, no key): a `REPLAY_OF`
+    header naming it and `headers`; its JSON value names it too, with what `told` says of it."""
+    failures = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failures.append(error)
+
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for letter in letters:
+        marker = {"replay_of": letter.position, **told(letter), "at": at}
         producer.produce(
             dlq_topic,
             value=json.dumps(marker).encode(),
-            headers=[(REPLAY_OF, letter.position)],
+            headers=[(REPLAY_OF, letter.position), *headers],
             partition=letter.partition,
             on_delivery=delivered,
         )
     if producer.flush(30) or failures:
-        raise KafkaException(
-            f"letters replayed, but not all marked as replayed (list shows them still): {failures or 'flush timed out'}"
-        )
-    return letters
+        raise KafkaException(f"{failed} (list shows them still): {failures or 'flush timed out'}")
 
 
 def _check_destinations(producer: Producer, letters: list[DeadLetter], timeout: float = 10.0) -> None:

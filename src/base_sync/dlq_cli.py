@@ -10,12 +10,15 @@ base-sync-dlq list --key 2111                       row 2111's letters, its key 
 base-sync-dlq replay --all --key 2111 --topic T     a key matching letters of several topics needs --topic
 base-sync-dlq replay --all --kind MassDeleteHeld --approve-mass-delete
                                                     approve the deletes the mass-delete breaker held
+base-sync-dlq discard 1:4 --note 'carried over by the batch run'
+                                                    settle letters that need no replay, saying why
 
 The broker comes from the events path's connection (EVENTS_KAFKA_CONN_ID, default `base_a_kafka`,
 read from its AIRFLOW_CONN_<ID> variable in JSON form) unless --bootstrap names one; the topic is
 EVENTS_DLQ_TOPIC. Nothing is committed: a listed or replayed letter stays on the topic; a replay
 writes a marker after it, so `list` and `replay --all` leave it out from then on (name its position
-to replay it again). A letter that fails again comes back as a new one, which names the one it retries.
+to replay it again); `discard` writes such a marker without sending (--note: why). A letter that
+fails again comes back as a new one, which names the one it retries.
 Letters of the same source written again (a run killed before its commit) are listed and replayed once.
 """
 
@@ -65,7 +68,14 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
         action="store_true",
         help="replay the deletes the mass-delete breaker held (kind MassDeleteHeld) as approved: they delete rows",
     )
-    for command in (listing, replaying):
+    discarding = commands.add_parser(
+        "discard", help="settle dead letters that need no replay (their rows carried over, a poison message)"
+    )
+    discarding.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
+    discarding.add_argument("--all", action="store_true", help="every letter the filters select")
+    discarding.add_argument("--note", required=True, help="why they need no replay (kept in the marker)")
+    discarding.add_argument("--dry-run", action="store_true", help="only show what would be discarded")
+    for command in (listing, replaying, discarding):
         command.add_argument("--topic", help="only letters from this original topic")
         command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
         command.add_argument("--reason", type=_pattern, help="only reasons matching this regular expression")
@@ -140,7 +150,8 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
         key = str(letter.row_key if letter.row_key is not None else letter.to_json()["key"])
         key = key if len(key) <= KEY_WIDTH else key[: KEY_WIDTH - 1] + "…"
         reason = letter.reason if len(letter.reason) <= REASON_WIDTH else letter.reason[: REASON_WIDTH - 1] + "…"
-        state = "replayed" if letter.replayed else f"retry of {letter.retry_of}" if letter.retry_of else "new"
+        state = "discarded" if letter.discarded else "replayed" if letter.replayed else "new"
+        state = f"retry of {letter.retry_of}" if state == "new" and letter.retry_of else state
         rows.append((letter.position, letter.source, letter.kind, str(key), state, reason))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
@@ -160,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = {**kafka_config(settings, args.bootstrap), "log_level": 0, "error_cb": broker_errors.append}
         selection = _selection(args)
-        if args.command == "replay" and not (selection.positions or args.all):
-            raise DeadLetterError("name the letters to replay (PARTITION:OFFSET ...) or pass --all with filters")
+        if args.command != "list" and not (selection.positions or args.all):
+            raise DeadLetterError(f"name the letters to {args.command} (PARTITION:OFFSET ...) or pass --all")
         letters = dead_letters.read(config, args.dlq_topic, selection)
-        if args.command == "replay":
+        if args.command != "list":
             _one_topic_per_key(letters, selection)
         if args.command == "list":
             try:
@@ -176,9 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise DeadLetterError(f"no dead letter at {', '.join(sorted(missing))} that matches the filters")
         if not letters:
-            print("nothing to replay: no dead letter matches", file=sys.stderr)
+            print(f"nothing to {args.command}: no dead letter matches", file=sys.stderr)
             return 1
         producer = dead_letters.replay_producer(config)
+        if args.command == "discard":
+            if not args.dry_run:
+                dead_letters.discard(producer, args.dlq_topic, letters, args.note)
+            _print(letters, "table")
+            print(f"{'would discard' if args.dry_run else 'discarded'} {len(letters)} dead letters", file=sys.stderr)
+            return 0
         dead_letters.replay(producer, args.dlq_topic, letters, args.approve_mass_delete, dry_run=args.dry_run)
         _print(letters, "table")
         print(f"{'would replay' if args.dry_run else 'replayed'} {len(letters)} dead letters", file=sys.stderr)

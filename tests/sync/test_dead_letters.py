@@ -364,3 +364,31 @@ def test_the_letters_waiting_are_counted_by_kind_and_a_replay_brings_them_to_zer
 )
 def test_a_count_is_due_every_so_many_seconds_and_never_waits_on_a_count_it_cannot_place(counted_at, due):
     assert dead_letters.count_due(counted_at, now=1100.0, every=900) is due
+
+
+def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(changes):
+    """A letter whose row the batch run carried over, or a poison message, waited for ever: only a
+    replay settled it, and DeadLettersWaiting would fire for as long as the topic keeps it."""
+    config = {"bootstrap.servers": changes.bootstrap}
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    for key in (7, 8):
+        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+    seven = next(letter for letter in listed(changes) if letter["row_key"] == 7)
+    position = f"{seven['dlq']['partition']}:{seven['dlq']['offset']}"
+
+    assert dlq(changes, "discard", position).returncode == 2, "a note is required"
+    assert dlq(changes, "discard", "--note", "x").returncode == 2, "nothing named"
+    dry = dlq(changes, "discard", position, "--note", "carried over", "--dry-run")
+    assert dry.returncode == 0 and "would discard 1" in dry.stderr, dry.stderr
+    assert len(listed(changes)) == 2
+
+    done = dlq(changes, "discard", position, "--note", "carried over by the batch run")
+    assert done.returncode == 0 and "discarded 1 dead letters" in done.stderr, done.stderr
+    assert [letter["row_key"] for letter in listed(changes)] == [8]
+    (settled,) = [letter for letter in listed(changes, "--include-replayed") if letter["row_key"] == 7]
+    assert settled["discarded"] and settled["replayed"]
+    assert "discarded" in dlq(changes, "list", "--include-replayed").stdout
+    assert dead_letters.waiting_by_kind(config, changes.settings.dlq_topic)["BadEvent"] == 1
+    assert len(read_topic(changes.bootstrap, topic)) == 2, "nothing sent back"
