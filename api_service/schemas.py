@@ -469,7 +469,8 @@ class SyncDigest(BaseModel):
 
 class SyncMark(BaseModel):
     token: str | None = pydantic.Field(
-        description="the token the batch sync's last commit wrote; another (or none) where Base B was restored"
+        description="the token the batch sync's last commit wrote, or a run's mark written over it since; another "
+        "(or none) where Base B was restored"
     )
 
 

@@ -47,7 +47,7 @@ from base_sync.debezium import Topics
 from base_sync.delete_log_triggers import STALE
 from base_sync.errors import ConfigurationError, TerminalError, TransientError
 from base_sync.mapping.cascades import cascade_warnings
-from base_sync.reports import LoadReport, Partition, PartitionReport
+from base_sync.reports import LoadReport, Partition, PartitionReport, RunMark
 from base_sync.settings import EventSettings, SyncSettings
 from base_sync.source import BaseA
 from base_sync.state import VariableStateStore
@@ -323,16 +323,22 @@ def plan_partitions(entity: str) -> list[dict]:
     """The key ranges of a large first load or full refresh, computed now (never at parse time); [] otherwise."""
     _skip_unless_selected(entity)
     settings = _settings()
-    with _connected(settings, entity) as (base_a, _):
+    with _connected(settings, entity) as (base_a, api):
         store = VariableStateStore()
         full_refresh = sync.refresh_wanted(entity, base_a, store, bool(_params().get("full_refresh")))
         planned = partitioned.plan(entity, base_a, store, settings, full_refresh)
         if planned:  # read before any partition reads a row: what the commit records (`load`)
-            get_current_context()["ti"].xcom_push(key=READ_WITH_KEY, value=sync.read_with(entity, base_a))
+            ti = get_current_context()["ti"]
+            ti.xcom_push(key=READ_WITH_KEY, value=sync.read_with(entity, base_a))
+            # The partitions and the load start together after this task: the run's mark goes first.
+            ti.xcom_push(key=RUN_MARK, value=sync.mark_run(entity, api, store).to_json())
     return [partition.to_json() for partition in planned]
 
 
 READ_WITH_KEY = "read_with"  # plan_partitions' XCom: the mapping digest and column definitions of a partitioned load
+# The run's sync mark in Base B (`sync.mark_run`), written before the run's first write there: in
+# plan_partitions' XCom for a partitioned load, and in load's result always (the later tasks read it).
+RUN_MARK = "run_mark"
 
 
 @fail_terminal
@@ -341,15 +347,20 @@ def load(entity: str, partitions: list[dict]) -> dict:
     nothing to extract when the run's load is partitioned (the mapped `load_partition` tasks do it)."""
     _skip_unless_selected(entity)
     partitions = _upstream(partitions, "plan_partitions", entity)
-    settings, params = _settings(), _params()
+    settings, params, store = _settings(), _params(), VariableStateStore()
     with _connected(settings, entity, report_schema=True) as (base_a, api):
+        if partitions:  # written by plan_partitions, before the partitions (none from an earlier version's plan)
+            run_mark = RunMark.from_json(
+                get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.plan_partitions", key=RUN_MARK)
+            )
+        else:  # before this task's first write (the replay's, the load's); each try writes its own
+            run_mark = sync.mark_run(entity, api, store)
         replayed = (
             sync.replay_rejections(entity, base_a, api, settings).to_json() if params.get("replay_rejections") else None
         )
         if partitions:
-            report = partitioned.left_to_partitions(entity, VariableStateStore(), len(partitions))
+            report = partitioned.left_to_partitions(entity, store, len(partitions))
         else:
-            store = VariableStateStore()
             full_refresh = sync.refresh_wanted(entity, base_a, store, bool(params.get("full_refresh")))
             report = sync.load(entity, base_a, api, store, settings, full_refresh)
         # The mapping and column definitions this load read with: the commit records them (read then, a
@@ -361,7 +372,8 @@ def load(entity: str, partitions: list[dict]) -> dict:
             task_ids=f"{entity}.plan_partitions", key=READ_WITH_KEY
         )
         read_with = planned_with or sync.read_with(entity, base_a)
-    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), **read_with}
+    mark = run_mark.to_json() if run_mark else None
+    return {**report.to_json(), "replayed": replayed, PARTITIONS_KEY: len(partitions), **read_with, RUN_MARK: mark}
 
 
 PARTITIONS_KEY = "partitions"  # in load's XCom: how many key ranges the mapped tasks load (0: none)
@@ -453,8 +465,11 @@ def check_deletes(entity: str) -> str:
     `propagate_deletes` when within it or approved by the `approve_mass_delete` param, else the approval."""
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
+    run_mark = _run_mark(_loaded(entity))  # what Base B held before the load: no read of the mark here
     with _connected(settings, entity) as (base_a, api):
-        plan = sync.plan_deletes(entity, base_a, api, VariableStateStore(), settings, _compare_keys(params))
+        plan = sync.plan_deletes(
+            entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), run_mark=run_mark
+        )
     get_current_context()["ti"].xcom_push(key=PLAN_KEY, value={**plan.to_json(), PLAN_ID: uuid.uuid4().hex})
     if plan.within_budget:
         return f"{entity}.{PROPAGATE_DELETES}"
@@ -577,15 +592,24 @@ def _plan(entity: str) -> dict | None:
     return get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.{CHECK_DELETES}", key=PLAN_KEY)
 
 
+def _run_mark(loaded: dict | None) -> RunMark | None:
+    """The run's sync mark, from load's result (None: loaded by an earlier version, which wrote none)."""
+    return RunMark.from_json((loaded or {}).get(RUN_MARK))
+
+
+def _loaded(entity: str) -> dict | None:
+    return get_current_context()["ti"].xcom_pull(task_ids=f"{entity}.load")
+
+
 @fail_terminal
 def propagate_deletes(entity: str) -> dict:
     """Delete in Base B the synced rows whose key Base A no longer has (its delete log, a key comparison),
     within the circuit breaker's budget or what an operator approved."""
     settings, params, plan = _settings(), _params(), _plan(entity)
-    approved = _approved(entity, params, plan)
+    approved, run_mark = _approved(entity, params, plan), _run_mark(_loaded(entity))
     with _connected(settings, entity) as (base_a, api):
         report = sync.propagate_deletes(
-            entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), approved
+            entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), approved, run_mark
         )
     return {**report.to_json(), PLAN_ID: (plan or {}).get(PLAN_ID)}
 
@@ -646,14 +670,13 @@ def commit_watermark(
             "verify": partition_verify.to_json(),
             "partitions": [p.to_json() for p in reports],
         }
-    # A run whose deletes were withheld did not mend what a key comparison found (a restored Base B's
-    # rows too): it writes no new sync mark, so the next run compares again.
-    api = None if withheld else _api(_settings(), "batch")
+    # Withheld deletes too: the commit checks the run's mark (a restore during the run), and writes none
+    # over a restore the run found and, its deletes withheld, did not mend (`sync.commit`).
+    api = _api(_settings(), "batch")
     try:
-        watermark = sync.commit(entity, VariableStateStore(), report, stats, api)
+        watermark = sync.commit(entity, VariableStateStore(), report, stats, api, _run_mark(loaded))
     finally:
-        if api is not None:
-            api.close()
+        api.close()
     _emit(metrics.batch_samples(entity, report.counts, deleted.get("deleted", 0), watermark and watermark.updated_at))
     mended = sum(deleted.get(name, 0) for name in ("resent_behind", "replaced_ahead", "resent_unique"))
     mended += (verified or {}).get("repaired", 0)

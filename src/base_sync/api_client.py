@@ -274,7 +274,7 @@ class BaseBApi:
         return {item["bucket"]: (item["count"], item["key_sum"]) for item in items}
 
     def sync_mark(self, entity: str) -> tuple[bool, str | None]:
-        """(whether the API keeps marks, the token the batch sync's last commit wrote in Base B);
+        """(whether the API keeps marks, the token the batch sync's last commit or run wrote in Base B);
         an API older than the endpoint (or than its token form) keeps none."""
         try:
             answer = self._call("GET", f"/{entity}/sync/mark")
@@ -285,7 +285,7 @@ class BaseBApi:
         return ("token" in answer), answer.get("token")
 
     def set_sync_mark(self, entity: str, token: str) -> bool:
-        """Write the batch sync's new mark in Base B; False from an API older than the endpoint."""
+        """Write the batch sync's new mark (a run's, a commit's) in Base B; False from an API without the endpoint."""
         try:
             self._call("PUT", f"/{entity}/sync/mark", json={"token": token})
         except ApiRefused as error:

@@ -161,7 +161,20 @@ class KeyComparison:
     ahead: int = 0  # rows Base B holds newer than Base A, still (no write mended them)
 
 
-NO_MARK = "-"  # a DeleteReport's base_b_mark when Base B's API keeps no sync marks (None: it holds none yet)
+@dataclass(frozen=True)
+class RunMark:
+    """The sync mark a run wrote in Base B before its first write (`sync.mark_run`), and whether Base B
+    held an older mark than the last commit's then (restored since: the run compares every key)."""
+
+    token: str | None  # None: the API keeps no sync marks
+    went_back: str | None = None
+
+    def to_json(self) -> dict:
+        return {"token": self.token, "went_back": self.went_back}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> RunMark | None:
+        return cls(data.get("token"), data.get("went_back")) if data else None
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,6 @@ class DeleteReport:
     resent_unique: int = 0  # rejected rows sent again (a unique value another row held, maybe let go since)
     closed_rejections: int = 0  # rejected rows gone from Base A: deletes sent, closing their rejections
     restored: int = 0  # logged deletes whose keys Base A holds again (put back): rows sent, not deletes
-    base_b_mark: str | None = NO_MARK  # Base B's sync mark as the run found it (`sync.commit` checks it)
 
     @property
     def deleted(self) -> int:
@@ -191,7 +203,6 @@ class DeleteReport:
             "from_log": self.from_log,
             "log_position": self.log_position.to_json() if self.log_position else None,
             "keys_compared_at": self.keys_compared_at,
-            "base_b_mark": self.base_b_mark,
         }
         if self.comparison is not None:
             data.update(buckets=self.comparison.buckets, suspect_buckets=self.comparison.suspect_buckets)

@@ -38,13 +38,13 @@ from base_sync.load import concat_chunks, push_chunks
 from base_sync.mapping import SourceView
 from base_sync.rejected_rows import Resent
 from base_sync.reports import (
-    NO_MARK,
     DeleteCounts,
     DeleteReport,
     KeyComparison,
     LoadReport,
     LoggedDeletes,
     ReplayReport,
+    RunMark,
     VerifyResult,
 )
 from base_sync.settings import SyncSettings
@@ -67,7 +67,7 @@ class VerificationError(TerminalError):
 
 MAPPING_DIGEST = "mapping_digest"  # in the committed stats: the mapping Base B's rows were made with
 COLUMN_DEFINITIONS = column_changes.COLUMN_DEFINITIONS  # and the definitions of the columns it read
-BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit wrote in Base B (`base_b_went_back`)
+BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit left in Base B (`base_b_went_back`)
 
 
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
@@ -407,7 +407,6 @@ class _Found:
     versions: bool = False  # the key comparison compared versions too: the rows behind are re-sent
     left_since: Cursor | None = None  # where the rows that left the mapping's scope were read from
     held_newer: list[HeldNewer] = field(default_factory=list)  # deletes that lose to a newer row
-    mark: tuple[bool, str | None] = (False, None)  # Base B's sync mark as the run found it (`commit` checks it)
 
 
 @dataclass(frozen=True)
@@ -421,11 +420,17 @@ class HeldNewer:
 
 
 def plan_deletes(
-    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    store: StateStore,
+    settings: SyncSettings,
+    compare_keys: bool = False,
+    run_mark: RunMark | None = None,
 ) -> DeletePlan:
     """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
     # The versions find no delete: the plan compares keys only (propagate_deletes compares both).
-    plan = _find_deletes(entity, base_a, api, store, settings, compare_keys, versions=False).plan
+    plan = _find_deletes(entity, base_a, api, store, settings, compare_keys, run_mark, versions=False).plan
     if plan.within_budget:
         log.info("%s", plan.message)
     else:
@@ -441,6 +446,7 @@ def propagate_deletes(
     settings: SyncSettings,
     compare_keys: bool = False,
     approved: int | None = None,
+    run_mark: RunMark | None = None,
 ) -> DeleteReport:
     """Delete in Base B the synced rows Base A no longer has, unless they are too many.
 
@@ -457,8 +463,11 @@ def propagate_deletes(
     SYNC_MASS_DELETE_MIN_ROWS) raises `MassDeleteBlocked` with nothing deleted, unless `approved`
     allows that many (`delete_guard.ANY_NUMBER`: any number). Log entries the look-back reads again
     (at or before the committed position: an earlier run sent them) are sent but not counted.
+
+    `run_mark`: what the run's `mark_run` found (whether Base B went back); without it, Base B's
+    sync mark is read here and compared with the last commit's.
     """
-    found = _find_deletes(entity, base_a, api, store, settings, compare_keys)
+    found = _find_deletes(entity, base_a, api, store, settings, compare_keys, run_mark)
     plan = found.plan
     if not plan.allowed(approved):
         detail = None
@@ -505,7 +514,6 @@ def propagate_deletes(
         resent_unique=freed.resent if freed else 0,
         closed_rejections=freed.closed_gone if freed else 0,
         restored=from_log.restored if from_log else 0,
-        base_b_mark=found.mark[1] if found.mark[0] else NO_MARK,
     )
     log.info(
         "%s: deleted %d rows Base A no longer holds or that left the mapping's scope (soft deletes, filter); "
@@ -566,6 +574,7 @@ def _find_deletes(
     store: StateStore,
     settings: SyncSettings,
     compare_keys: bool,
+    run_mark: RunMark | None = None,
     versions: bool = True,
 ) -> _Found:
     """Every delete source, read without writing: its deletes counted against the budget, held if
@@ -575,8 +584,12 @@ def _find_deletes(
     compared_at = last.get("keys_compared_at")
     log_state = base_a.delete_log_state(entity)
     reason, due = _why_compare_keys(entity, settings, log_state, compare_keys, position, compared_at)
-    mark = api.sync_mark(entity)
-    went_back = base_b_went_back(entity, mark, store)
+    # The run's own mark is in Base B now: what `mark_run` found before writing it says (no read here).
+    went_back = (
+        run_mark.went_back
+        if run_mark is not None
+        else base_b_went_back(entity, api.sync_mark(entity), _last_mark(entity, store))
+    )
     if went_back:
         reason, due = (f"{reason}; {went_back}" if reason else went_back), True
     view = base_a.view(entity)
@@ -649,7 +662,6 @@ def _find_deletes(
         versions,
         left_since,
         held_newer,
-        mark,
     )
 
 
@@ -786,51 +798,87 @@ def _warn_stale(log_state: DeleteLogState) -> None:
     )
 
 
-def base_b_went_back(entity: str, mark: tuple[bool, str | None], store: StateStore) -> str | None:
-    """Why Base B is older than the last commit, or None: it holds another mark (`mark`: whether the
-    API keeps marks, the token read) than the token the commit wrote there (or none), as after a
-    restore from a backup taken before it. Found from outside: rows written after the backup (new,
-    changed, deleted) stayed lost with every run green, the watermark being past them, until the
-    day's key comparison; now this run compares every key and version. A token, not a counter:
-    writes after the restore (the events path's, this run's load) cannot hide it."""
+def mark_run(entity: str, api: BaseBApi, store: StateStore) -> RunMark:
+    """Before the run's first write in Base B: read Base B's sync mark, compare it with the last
+    commit's (`base_b_went_back`), and write a mark of the run's own over it, which the commit checks.
+
+    Found from outside: a backup taken after the last commit and restored while a run went on (after
+    its load wrote, before or after its deletes) held the last commit's mark; the run committed its
+    watermark past the rows the restore took back, and only the day's key comparison found them.
+    Written before any write of the run, the run's mark is in no backup of Base B from before them.
+
+    The run's mark is the mark it found, a dash and a random part: a mark written over the last
+    commit's names it, so a retried task (or the next run after a failed one) finds it and no restore,
+    while a mark written over a restored one names that one, and the restore stays found until a
+    commit mends it. Random per try: a cleared run, run again, writes another mark, and a backup
+    holding the first try's is found when restored."""
+    mark = api.sync_mark(entity)
+    if not mark[0]:
+        return RunMark(None)
+    went_back = base_b_went_back(entity, mark, _last_mark(entity, store))
+    # Our tokens are 32 hex digits: with the dash and 24 more, within the API's 64 characters (a longer
+    # one, not ours, is cut: the next run finds no mark over it, and compares once).
+    token = f"{_written_over(mark[1])[:39]}-{uuid.uuid4().hex[:24]}"
+    if not api.set_sync_mark(entity, token):
+        return RunMark(None, went_back)
+    log.info("%s: this run's sync mark %s written in Base B before its load", entity, token)
+    return RunMark(token, went_back)
+
+
+def _last_mark(entity: str, store: StateStore) -> str | None:
     recorded = store.last_stats(entity).get(BASE_B_MARK)
-    if not isinstance(recorded, str):
-        return None
+    return recorded if isinstance(recorded, str) else None
+
+
+def _written_over(token: str | None) -> str:
+    """The commit's token a mark was written over: itself, or the part before a run mark's dash."""
+    return (token or "").split("-", 1)[0]
+
+
+def _commit_token(run_mark: str) -> str:
+    """The token a commit writes over its run's mark: one per run mark, so a retried commit finds its own."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"base_sync/commit/{run_mark}").hex
+
+
+def base_b_went_back(
+    entity: str, mark: tuple[bool, str | None], expected: str | None, during_run: bool = False
+) -> str | None:
+    """Why Base B is older than `expected` says, or None. `mark` is Base B's sync mark as read (whether
+    the API keeps marks, the token). At the start of a run (and without its mark, in the deletes)
+    `expected` is the token the last commit left: Base B holds it, or a run's mark written over it
+    since (`mark_run`); anything else (another token, or none) is a restore from a backup taken before
+    that commit, or a reset. Found from outside: rows written after the backup (new, changed,
+    deleted) stayed lost with every run green, the watermark being past them, until the day's key
+    comparison; now the run compares every key and version. A token, not a counter: writes after the
+    restore (the events path's, this run's load) cannot hide it.
+
+    `during_run`: at the commit, `expected` is the run's own mark, which Base B must still hold (or
+    the commit's token over it, an earlier try of the commit wrote it); anything else is a restore
+    since the run wrote it, which the commit's mark would hide."""
     kept, token = mark
-    if not kept or token == recorded:
+    if not kept or expected is None or token in (expected, _commit_token(expected)):
         return None
+    if not during_run and _written_over(token) == expected:
+        return None  # a run's mark over the last commit's (a run under way, or one that failed)
+    if during_run:
+        log.warning(
+            "%s: BASE B WENT BACK DURING THIS RUN: it holds the sync mark %s, not the one this run wrote before "
+            "its load (%s): Base B was restored (or reset) since. This commit writes no new mark, so the next run "
+            "compares every key and version and mends what the restore took back",
+            entity,
+            token,
+            expected,
+        )
+        return f"Base B went back during the run (sync mark {token}, the run wrote {expected})"
     log.warning(
-        "%s: BASE B WENT BACK: it holds the sync mark %s, the last commit wrote %s: Base B was restored from a "
-        "backup (or reset) since. Rows written after that are missing, old or live again in Base B: this run "
-        "compares every key and version and sends and deletes them",
+        "%s: BASE B WENT BACK: it holds the sync mark %s, not the one the last commit left (%s): Base B was "
+        "restored from a backup (or reset) since. Rows written after that are missing, old or live again in "
+        "Base B: this run compares every key and version and sends and deletes them",
         entity,
         token,
-        recorded,
+        expected,
     )
-    return f"Base B went back (sync mark {token}, the last commit wrote {recorded})"
-
-
-def _went_back_during_run(entity: str, api: BaseBApi, deletes: dict, own: str | None) -> bool:
-    """Whether Base B holds another sync mark than the one this run's deletes found (`base_b_mark` of
-    their report) or this run's own (`own`, an earlier try of the commit wrote it): restored while
-    the run went on. Found from outside: a restore between propagate_deletes and the commit was
-    hidden by the commit's new mark, and rows written after the backup stayed old with every later
-    run green. A backup taken after the last commit holds the mark the run found: restored during
-    the run, it is not seen here (the day's key comparison finds what it took back)."""
-    if deletes.get(BASE_B_MARK, NO_MARK) == NO_MARK:
-        return False  # an API keeping no marks, or deletes not read by this run (withheld)
-    kept, token = api.sync_mark(entity)
-    if not kept or token in (deletes[BASE_B_MARK], own):
-        return False
-    log.warning(
-        "%s: BASE B WENT BACK DURING THIS RUN: it holds the sync mark %s, this run found %s: Base B was restored "
-        "(or reset) since this run read it. This commit writes no new mark, so the next run compares every key "
-        "and version and mends what the restore took back",
-        entity,
-        token,
-        deletes[BASE_B_MARK],
-    )
-    return True
+    return f"Base B went back (sync mark {token}, the last commit left {expected})"
 
 
 def _comparison_due(settings: SyncSettings, asked: bool, compared_at: str | None) -> str | None:
@@ -1110,10 +1158,16 @@ def replay_rejections(entity: str, base_a: BaseA, api: BaseBApi, settings: SyncS
 
 
 def commit(
-    entity: str, store: StateStore, report: LoadReport, stats: dict, api: BaseBApi | None = None
+    entity: str,
+    store: StateStore,
+    report: LoadReport,
+    stats: dict,
+    api: BaseBApi | None = None,
+    run_mark: RunMark | None = None,
 ) -> Cursor | None:
     """Move the watermark to the end of the verified window (never backwards); record the run's stats,
-    and with `api` a new sync mark, written in Base B and kept here (`base_b_went_back`).
+    and with `api` and the run's mark (`mark_run`) a new sync mark, written in Base B over the run's
+    and kept here (`base_b_went_back`). Without them the last commit's token is kept.
 
     `stats["deletes"]` (`propagate_deletes`'s report, as JSON) holds the delete log position the next
     run reads from; without it, the next run compares every key instead.
@@ -1143,23 +1197,29 @@ def commit(
             report.previous,
         )
         return current
-    # One token per try of the run's deletes: a commit task retried after writing it in Base B (its
-    # Variable not written) finds its own token there, no restore; a cleared run, run again, reads
-    # another mark and draws another token (the same one again would hide a restore of a backup
-    # taken between the two: the review).
-    seen = (stats.get("deletes") or {}).get(BASE_B_MARK, NO_MARK)
-    run = stats.get("run_id")
-    token = uuid.uuid5(uuid.NAMESPACE_URL, f"base_sync/{entity}/{run}/{seen}").hex if run and seen != NO_MARK else None
-    if api is not None and _went_back_during_run(entity, api, stats.get("deletes") or {}, token):
-        api = None  # no new mark: the next run finds the restore (the last commit's mark is kept)
-    if api is not None:  # written in Base B first: a failure between the two costs one extra comparison
-        token = token or uuid.uuid4().hex
-        if api.set_sync_mark(entity, token):
-            stats = {**stats, BASE_B_MARK: token}
-    if api is None and BASE_B_MARK in store.last_stats(entity):
-        # Not marked (the run's deletes withheld): the next run compares against the old token,
-        # so a restore this run found, and could not mend, is found again.
-        stats = {**stats, BASE_B_MARK: store.last_stats(entity)[BASE_B_MARK]}
+    kept = _committed_mark(entity, store, stats, api, run_mark)
+    if kept is not None:
+        stats = {**stats, BASE_B_MARK: kept}
     store.set(entity, watermark, {**stats, "committed_at": datetime.now(UTC).isoformat()})
     log.info("%s: watermark now %s", entity, watermark)
     return watermark
+
+
+def _committed_mark(
+    entity: str, store: StateStore, stats: dict, api: BaseBApi | None, run_mark: RunMark | None
+) -> str | None:
+    """The token the commit keeps for the next run to compare Base B's mark with: its own, written in
+    Base B over the run's mark (first there: a failure between the two costs one extra comparison);
+    the run's mark, not written, when Base B no longer holds it (restored during the run: Base B holds
+    no mark the next run accepts, so it compares every key and version); the last commit's when the
+    run wrote no mark, or found a restore whose deletes were withheld (a rejected mass delete), not
+    mended: the next run finds it again."""
+    last = _last_mark(entity, store)
+    if api is None or run_mark is None or run_mark.token is None:
+        return last
+    if base_b_went_back(entity, api.sync_mark(entity), run_mark.token, during_run=True):
+        return run_mark.token
+    if run_mark.went_back and "withheld" in (stats.get("deletes") or {}):
+        return last
+    own = _commit_token(run_mark.token)
+    return own if api.set_sync_mark(entity, own) else last

@@ -17,6 +17,7 @@ from base_sync.demo import generate
 from base_sync.errors import TransientError
 from base_sync.mapping import IDENTITY_MAPPING
 from base_sync.records import encode, to_record
+from base_sync.reports import RunMark
 from base_sync.settings import SyncSettings
 from base_sync.source_schema import install_delete_log
 from base_sync.state import MemoryStateStore
@@ -27,12 +28,25 @@ SETTINGS = SyncSettings(lookback_seconds=0, chunk_size=500, bucket_size=1000)
 
 
 def run_once(base_a, api, store) -> dict:
-    """One batch run as the DAG orders it, the commit recording Base B's write mark as its task does."""
+    """One batch run as the DAG orders it: the load task writes the run's mark in Base B first, the
+    deletes take what it found, the commit checks it and writes its own, as their tasks do."""
+    mark = sync.mark_run("employees", api, store)
     report = sync.load("employees", base_a, api, store, SETTINGS)
-    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False, run_mark=mark)
     sync.verify("employees", base_a, api, report, SETTINGS)
-    sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api)
+    sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api, mark)
     return deleted.to_json()
+
+
+def dump_base_b(base_b, dump) -> None:
+    pg_dump = require_program("/usr/bin/pg_dump", "the restore test takes a real dump")
+    subprocess.run([pg_dump, "-Fc", "-f", str(dump), libpq_url(base_b.database_url)], check=True)
+
+
+def restore_base_b(base_b, dump) -> None:
+    pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
+    restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
+    subprocess.run([*restore, str(dump)], check=True)
 
 
 @pytest.fixture
@@ -129,14 +143,13 @@ def test_a_restore_between_the_deletes_and_the_commit_is_found_by_the_next_run(
     run_once(base_a, api, store)
     generate.churn(base_a_engine, "employees", updates=5, seed_value=42)
 
+    mark = sync.mark_run("employees", api, store)
     report = sync.load("employees", base_a, api, store, SETTINGS)
-    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False, run_mark=mark)
     sync.verify("employees", base_a, api, report, SETTINGS)
-    pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
-    restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
-    subprocess.run([*restore, str(dump)], check=True)
+    restore_base_b(base_b, dump)
     with caplog.at_level(logging.WARNING, logger="base_sync"):
-        sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api)
+        sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api, mark)
     assert "BASE B WENT BACK DURING THIS RUN" in caplog.text
 
     caplog.clear()
@@ -166,44 +179,94 @@ def test_a_commit_retried_after_writing_its_mark_is_no_restore(base_a, base_a_en
     api, store = base_b.api(), FailingOnce()
     generate.seed(base_a_engine, "employees", 50, seed_value=40)
     run_once(base_a, api, store)
+    mark = sync.mark_run("employees", api, store)
     report = sync.load("employees", base_a, api, store, SETTINGS)
-    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False, run_mark=mark)
     sync.verify("employees", base_a, api, report, SETTINGS)
     stats = {"run_id": "scheduled__2026-12-07T10:00:00+00:00", "deletes": deleted.to_json()}
     store.fail = True
     with pytest.raises(TransientError):
-        sync.commit("employees", store, report, stats, api)
+        sync.commit("employees", store, report, stats, api, mark)
     with caplog.at_level(logging.WARNING, logger="base_sync"):
-        sync.commit("employees", store, report, stats, api)  # Airflow's retry of the task
+        sync.commit("employees", store, report, stats, api, mark)  # Airflow's retry of the task
         run_once(base_a, api, store)
     assert "WENT BACK" not in caplog.text
 
 
+def test_a_retried_load_and_a_failed_run_leave_marks_the_next_run_takes_for_no_restore(
+    base_a, base_a_engine, base_b, caplog
+):
+    """The run's mark is written before its load: a load task tried again finds the mark of its
+    first try, and the run after a failed one (no commit) the failed run's: neither is a restore."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "employees", 50, seed_value=40)
+    run_once(base_a, api, store)
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        first = sync.mark_run("employees", api, store)  # its load failed after it: Airflow tries again
+        again = sync.mark_run("employees", api, store)
+        assert first.went_back is None and again.went_back is None and first.token != again.token
+        generate.churn(base_a_engine, "employees", updates=5, seed_value=41)
+        run_once(base_a, api, store)  # the next run, after the run failed for good
+    assert "WENT BACK" not in caplog.text
+    assert_in_sync(base_a_engine, base_b.database_url, "employees")
+
+
 def test_a_cleared_run_run_again_writes_another_mark(base_a, base_a_engine, base_b, tmp_path, caplog):
     """Review: one mark per run id let a cleared run, run again, write the mark of its first try: a
-    backup taken between the two held it, and its restore went unseen."""
+    backup taken between the two held it, and its restore went unseen. Each try marks anew."""
     dump = tmp_path / "base_b.dump"
     api, store = base_b.api(), MemoryStateStore()
     install_delete_log(base_a_engine, IDENTITY_MAPPING, ["employees"])
     generate.seed(base_a_engine, "employees", 100, seed_value=40)
 
     def run(run_id: str) -> None:
+        mark = sync.mark_run("employees", api, store)
         report = sync.load("employees", base_a, api, store, SETTINGS)
-        deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False)
+        deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False, run_mark=mark)
         sync.verify("employees", base_a, api, report, SETTINGS)
-        sync.commit("employees", store, report, {"run_id": run_id, "deletes": deleted.to_json()}, api)
+        sync.commit("employees", store, report, {"run_id": run_id, "deletes": deleted.to_json()}, api, mark)
 
     run("manual__r")
-    pg_dump = require_program("/usr/bin/pg_dump", "the restore test takes a real dump")
-    subprocess.run([pg_dump, "-Fc", "-f", str(dump), libpq_url(base_b.database_url)], check=True)
+    dump_base_b(base_b, dump)
     generate.churn(base_a_engine, "employees", updates=20, inserts=5, deletes=4, seed_value=41)
     run("manual__r")  # cleared and run again: same run id
-    pg_restore = require_program("/usr/bin/pg_restore", "the restore test restores a real dump")
-    restore = [pg_restore, "--clean", "--if-exists", "--single-transaction", "-d", libpq_url(base_b.database_url)]
-    subprocess.run([*restore, str(dump)], check=True)
+    restore_base_b(base_b, dump)
     with caplog.at_level(logging.WARNING, logger="base_sync"):
         run("manual__s")
     assert "BASE B WENT BACK:" in caplog.text
+    assert_in_sync(base_a_engine, base_b.database_url, "employees")
+
+
+def test_a_backup_taken_after_the_last_commit_restored_during_a_run_is_found_and_mended(
+    base_a, base_a_engine, base_b, tmp_path, caplog
+):
+    """Found from outside: a backup taken after the last commit holds that commit's mark. Restored
+    while a run went on, after its load, deletes and verification, it took back the rows they wrote
+    and deleted; the run committed its watermark and delete log position past them, the mark the
+    same as the deletes read, and every later run was green until the day's key comparison."""
+    dump = tmp_path / "base_b.dump"
+    api, store = base_b.api(), MemoryStateStore()
+    install_delete_log(base_a_engine, IDENTITY_MAPPING, ["employees"])  # no key comparison every run
+    generate.seed(base_a_engine, "employees", 300, seed_value=40)
+    run_once(base_a, api, store)
+    dump_base_b(base_b, dump)  # after the last commit: it holds that commit's mark
+    generate.churn(base_a_engine, "employees", updates=40, inserts=15, deletes=8, seed_value=41)
+
+    mark = sync.mark_run("employees", api, store)  # the load task, before its first write
+    report = sync.load("employees", base_a, api, store, SETTINGS)
+    deleted = sync.propagate_deletes("employees", base_a, api, store, SETTINGS, compare_keys=False, run_mark=mark)
+    assert deleted.deleted == 8
+    sync.verify("employees", base_a, api, report, SETTINGS)
+    restore_base_b(base_b, dump)  # the load's rows and the deletes taken back
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        sync.commit("employees", store, report, {"deletes": deleted.to_json()}, api, mark)
+    assert "BASE B WENT BACK DURING THIS RUN" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        mended = run_once(base_a, api, store)
+    assert "BASE B WENT BACK:" in caplog.text
+    assert mended["deleted"] == 8 and mended["resent_behind"] > 0, mended
     assert_in_sync(base_a_engine, base_b.database_url, "employees")
 
 
@@ -223,3 +286,4 @@ def test_an_api_from_before_the_token_marks_keeps_none(scripted_mark_api):
     api = BaseBApi(scripted_mark_api, "token")
     assert api.sync_mark("employees") == (False, None)
     assert api.set_sync_mark("employees", "abc") is False
+    assert sync.mark_run("employees", api, MemoryStateStore()) == RunMark(None)  # the load writes none
