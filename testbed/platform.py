@@ -37,6 +37,7 @@ class Platform:
     base_a_url: str
     up_log: Path
     mapping_file: str | None = None  # how the main job reads Base A (make up: the demo's on the embedded Base A)
+    started_groups: set[int] = field(default_factory=set)  # the process groups make up recorded (`started`)
     _airflow: requests.Session = field(default_factory=requests.Session)
 
     @property
@@ -102,15 +103,23 @@ class Platform:
                         found.add(int(proc.name))
         return found
 
+    def started(self) -> None:
+        """Note the process groups `make up` recorded in var/run (their pid files go with `make down`)."""
+        for pid_file in (self.var / "run").glob("*.pid"):
+            with contextlib.suppress(ValueError):
+                self.started_groups.add(int(pid_file.read_text()))
+
     def leftover_processes(self) -> list[str]:
-        """Command lines of processes still running with this platform's PLATFORM_VAR."""
+        """Command lines of processes still running with this platform's PLATFORM_VAR, or in a process
+        group make up started: gunicorn and Airflow's api-server retitle themselves (setproctitle),
+        which overwrites their environment, marker included (found from outside)."""
         marker = f"PLATFORM_VAR={self.var}\0".encode()
         found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
-                if marker in (proc / "environ").read_bytes():
+                if marker in (proc / "environ").read_bytes() or os.getpgid(int(proc.name)) in self.started_groups:
                     found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
         return found
 
@@ -160,6 +169,7 @@ def running_platform(var: Path, **overrides: str) -> Iterator[Platform]:
         result = platform.make("up")
         assert result.returncode == 0, f"make up exited {result.returncode}:\n{platform.up_log.read_text()[-6000:]}"
         print(f"make up took {time.monotonic() - started:.0f} s")
+        platform.started()
         yield platform
     finally:
         platform.make("down", timeout=120)
