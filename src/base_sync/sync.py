@@ -73,11 +73,12 @@ BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit wrot
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
     """Whether this run re-reads every row: asked (`full_refresh`), or the entity's mapping changed
     since the last commit, or is not known (a commit by an older version of the platform, which
-    recorded none), or the live definition of a column it reads changed (`column_changes`). Found
-    from outside: a changed value map reached only the rows changed afterwards, and verify (keys and
-    versions) passed with the others still mapped the old way; a mapping changed with the upgrade to
-    the version recording it was never applied; an ALTER rounding a DECIMAL column rewrote every
-    row of Base A, and Base B kept the old values for good."""
+    recorded none, or a watermark written by hand without its stats), or the live definition of a
+    column it reads changed (`column_changes`). Found from outside: a changed value map reached only
+    the rows changed afterwards, and verify (keys and versions) passed with the others still mapped
+    the old way; a mapping changed with the upgrade to the version recording it was never applied;
+    an ALTER rounding a DECIMAL column rewrote every row of Base A, and Base B kept the old values
+    for good."""
     stats = store.last_stats(entity)
     recorded = stats.get(MAPPING_DIGEST)
     if asked:
@@ -92,9 +93,12 @@ def _mapping_changed(entity: str, base_a: BaseA, store: StateStore, recorded: st
         if store.get(entity) is None:
             return False  # a first load: it reads every row anyway
         log.warning(
-            "%s: the last commit recorded no mapping digest (an older version of the platform made it): this run "
-            "re-reads every row once (a full refresh), as the mapping may have changed since",
+            "%s: the last commit recorded no mapping digest (an older version of the platform made it, or %s "
+            "was reset or written by hand without the stats the sync keeps with the watermark): this run re-reads "
+            "every row once (a full refresh), as the mapping may have changed since; to set the watermark back, "
+            "change only its watermark and keep the stats (README, 'Running a sync by hand')",
             entity,
+            store.name(entity),
         )
         return True
     log.warning(
