@@ -425,15 +425,26 @@ class HeldNewer:
 
 
 def plan_deletes(
-    entity: str, base_a: BaseA, api: BaseBApi, store: StateStore, settings: SyncSettings, compare_keys: bool = False
+    entity: str,
+    base_a: BaseA,
+    api: BaseBApi,
+    store: StateStore,
+    settings: SyncSettings,
+    compare_keys: bool = False,
+    approved_by_param: bool = False,
 ) -> DeletePlan:
-    """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
+    """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing.
+    Logs the count once, ending with what follows: within the budget, approved already by the run's
+    `approve_mass_delete` param (`approved_by_param`), or blocked until an operator approves."""
     # The versions find no delete: the plan compares keys only (propagate_deletes compares both).
     plan = _find_deletes(entity, base_a, api, store, settings, compare_keys, versions=False).plan
     if plan.within_budget:
         log.info("%s", plan.message)
+    elif approved_by_param:
+        why = plan.why_asked.capitalize()
+        log.warning("%s. %s, approved by this run's approve_mass_delete param", plan.summary, why)
     else:
-        log.warning("%s. Asks for approval: %s", plan.summary, plan.why_asked)
+        log.warning("%s", plan.message)
     return plan
 
 
