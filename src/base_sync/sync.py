@@ -189,9 +189,11 @@ def progress(entity: str, reach: Reach, part: str = "") -> Callable[[list], None
         # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
         reach.add(records)
         read += len(records)
-        log.info(
-            "%s%s: read %d rows (%d so far), the window reaches %s", entity, part, len(records), read, reach.cursor
+        # Only dirty rows without a usable version so far: the window has no position yet.
+        reaches = (
+            f"the window reaches {reach.cursor}" if reach.cursor is not None else "no row with a usable version yet"
         )
+        log.info("%s%s: read %d rows (%d so far), %s", entity, part, len(records), read, reaches)
 
     return track
 
