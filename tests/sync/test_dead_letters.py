@@ -364,3 +364,18 @@ def test_the_letters_waiting_are_counted_by_kind_and_a_replay_brings_them_to_zer
 )
 def test_a_count_is_due_every_so_many_seconds_and_never_waits_on_a_count_it_cannot_place(counted_at, due):
     assert dead_letters.count_due(counted_at, now=1100.0, every=900) is due
+
+
+def test_the_refusal_to_replay_held_deletes_counts_them_in_good_grammar():
+    """Found from outside: "1 of the letters are deletes the mass-delete breaker held"."""
+
+    def held(offset: int) -> DeadLetter:
+        return DeadLetter(0, offset, "t", 0, offset, dead_letters.MASS_DELETE_HELD, None, "r", b"7", None, [], None)
+
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})  # refused before any send
+    with pytest.raises(DeadLetterError) as one:
+        dead_letters.replay(producer, "dlq", [held(0)])
+    assert str(one.value).startswith("1 of the letters is a delete the mass-delete breaker held; replaying it ")
+    with pytest.raises(DeadLetterError) as two:
+        dead_letters.replay(producer, "dlq", [held(0), held(1)])
+    assert str(two.value).startswith("2 of the letters are deletes the mass-delete breaker held; replaying them ")
