@@ -81,9 +81,10 @@ backfill repeats the same run, several at once (README, "Running a sync by hand"
 APPROVAL_RUNBOOK = """
 ### Approve a mass delete
 
-This run would delete more rows than the circuit breaker lets a run delete unasked; the prompt
-says how many, their share of the synced rows, the limit and the source (delete log, key
-comparison). Check Base A first: a truncated table, a wrong soft-delete rule or a changed filter
+This run would delete more rows than the circuit breaker lets a run delete unasked, or, while the
+events path holds deletes of the entity (a mass delete it met), any rows at all; the prompt says
+how many, their share of the synced rows, the limit and the source (delete log, key comparison).
+Check Base A first: a truncated table, a wrong soft-delete rule or a changed filter
 look like mass deletes. **Approve** with `rows` at least the count (today's, from check_deletes'
 log, if this task was cleared): the deletes go. Fewer: nothing is deleted and propagate_deletes
 fails saying why. **Reject** (or no answer in time): nothing is deleted, the load is still

@@ -127,6 +127,19 @@ def _rest_error(original: RestError, formatted: dict, extensions: dict) -> None:
             )
         if original.errors:
             extensions["fieldErrors"] = _field_errors(original.errors)
+        if _REST_REQUEST_PARTS.search(original.detail):
+            formatted["message"] = _about_arguments(original.status, extensions.get("fieldErrors") or [])
+
+
+# A REST refusal that speaks of its own request's parts ("the query string has invalid fields"): a
+# GraphQL caller sent neither; the service built them from the arguments, which the message names.
+_REST_REQUEST_PARTS = re.compile(r"\b(query string|body)\b")
+
+
+def _about_arguments(status: int, field_errors: list[dict]) -> str:
+    if not field_errors:
+        return f"the REST API refused the call made of the arguments ({status}): check the arguments' values"
+    return "invalid arguments: " + "; ".join(f"{e['field']}: {e['message']}" for e in field_errors)
 
 
 def error_formatter(error: GraphQLError, debug: bool = False) -> dict:

@@ -13,6 +13,7 @@ from graphql import FloatValueNode, GraphQLResolveInfo, IntValueNode, StringValu
 from graphql_service.entity_schema import ENTITY_NAMES, LIST_LIMIT, PAGE_LIMIT
 from graphql_service.errors import UserInputError
 from graphql_service.exact_json import ExactNumber
+from graphql_service.rest_client import RestError
 
 query = QueryType()
 mutation = MutationType()
@@ -94,6 +95,15 @@ def _snake(values: dict | None) -> dict:
     return {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower(): value for key, value in (values or {}).items()}
 
 
+def _as_arguments(error: RestError, arguments: dict[str, str]) -> RestError:
+    """A REST refusal whose per-field errors name the GraphQL arguments that gave those fields
+    (`arguments`: REST name -> argument path; a name not in it is the argument's own)."""
+    if type(error) is not RestError or not error.errors:
+        return error
+    errors = [item | {"field": arguments.get(item.get("field"), item.get("field"))} for item in error.errors]
+    return RestError(error.status, error.detail, errors)
+
+
 def _one_form(input: dict | None, flat: dict) -> None:
     if input is not None and flat:
         raise UserInputError("give either `input` or the flat field arguments, not both")
@@ -133,7 +143,11 @@ def bind_entity(rest_name: str, singular: str, plural: str) -> None:
             params["after"] = after if after_id is None else _row_id(after_id)
         # With the caller's token, as a row read (the REST API may require one for reads too), and
         # shared by the request's fields asking for the same page.
-        return info.context["loader"].load_list(rest_name, params)
+        try:
+            return info.context["loader"].load_list(rest_name, params)
+        except RestError as error:  # its fields are query-string names: the caller gave arguments
+            arguments = {"after": "after_id" if after_id is not None else "after"}
+            raise _as_arguments(error, arguments | {name: f"filter.{name}" for name in _snake(filter)}) from None
 
     # `limit: null` is the default, as the cost prices it (left to the REST API, it was its own 50).
     @query.field(f"get{plural}")

@@ -50,7 +50,9 @@ class Platform:
         return json.loads(generated.read_text())["admin"]
 
     def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        # The owner's alone, as everything make up writes (it holds the summary, Airflow's admin password).
+        # The owner's alone, as everything make up writes (it holds the summary, Airflow's admin password);
+        # the folder too, made here as scripts/airflow-env.sh makes it (the log is opened before make runs).
+        self.var.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(self.var / f"make-{target}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with open(descriptor, "a") as log:
             return subprocess.run(

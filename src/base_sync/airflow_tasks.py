@@ -445,8 +445,11 @@ def approval_body(entity: str) -> str:
     """The approval's details for the operator (a Markdown template over the plan)."""
     return _with_plan(
         entity,
-        f"The batch sync of **{entity}** stopped before deleting: the circuit breaker found more deletes than a run "
-        "makes unasked.\n\n{{ plan['summary'] }}.\n\n"
+        # Why it asks: over the limit, or any delete at all while the events path holds some (below the limit).
+        f"The batch sync of **{entity}** stopped before deleting: "
+        "{% if plan['total'] > plan['limit'] %}the circuit breaker found more deletes than a run makes unasked."
+        "{% else %}the events path holds deletes of this entity (a mass delete it met), so every delete the batch "
+        "finds of it asks first, however few.{% endif %}\n\n{{ plan['summary'] }}.\n\n"
         "{% if plan['held_by_events'] %}**Approve** to delete the rows answered now, no more: the events path "
         "holds deletes of this entity, so deletes found after the count ask again. {% else %}**Approve** to delete "
         "them now (and as many more as the limit, for changes since the count). {% endif %}"
@@ -466,17 +469,21 @@ def check_deletes(entity: str) -> str:
     _skip_unless_selected(entity)
     settings, params = _settings(), _params()
     run_mark = _run_mark(_loaded(entity))  # what Base B held before the load: no read of the mark here
-    with _connected(settings, entity) as (base_a, api):
+    approved = bool(params.get("approve_mass_delete"))
+    with _connected(settings, entity) as (base_a, api):  # the plan's log line says what follows
         plan = sync.plan_deletes(
-            entity, base_a, api, VariableStateStore(), settings, _compare_keys(params), run_mark=run_mark
+            entity,
+            base_a,
+            api,
+            VariableStateStore(),
+            settings,
+            _compare_keys(params),
+            run_mark=run_mark,
+            approved_by_param=approved,
         )
     get_current_context()["ti"].xcom_push(key=PLAN_KEY, value={**plan.to_json(), PLAN_ID: uuid.uuid4().hex})
-    if plan.within_budget:
+    if plan.within_budget or approved:
         return f"{entity}.{PROPAGATE_DELETES}"
-    if params.get("approve_mass_delete"):
-        log.warning("%s: over the limit, approved by this run's approve_mass_delete param", entity)
-        return f"{entity}.{PROPAGATE_DELETES}"
-    log.warning("%s", plan.message)
     log.warning("%s: waiting for an operator's answer to %s", entity, APPROVE_MASS_DELETE)
     return f"{entity}.{APPROVE_MASS_DELETE}"
 

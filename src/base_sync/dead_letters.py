@@ -489,9 +489,12 @@ def replay(
     letters = list(letters)
     held = held_deletes(letters)
     if held and not approve_mass_delete:
+        one = len(held) == 1
         raise DeadLetterError(
-            f"{len(held)} of the letters are deletes the mass-delete breaker held; replaying them deletes those rows "
-            f"in Base B: check Base A first, then approve them with --approve-mass-delete (or leave them out: --kind)"
+            f"{len(held)} of the letters {'is a delete' if one else 'are deletes'} the mass-delete breaker held; "
+            f"replaying {'it deletes that row' if one else 'them deletes those rows'} in Base B: check Base A first, "
+            f"then approve {'it' if one else 'them'} with --approve-mass-delete (or leave {'it' if one else 'them'} "
+            "out: --kind)"
         )
     unplaced = [letter.position for letter in letters if letter.topic is None]
     if unplaced:

@@ -73,11 +73,12 @@ BASE_B_MARK = "base_b_mark"  # in the committed stats: the token the commit left
 def refresh_wanted(entity: str, base_a: BaseA, store: StateStore, asked: bool) -> bool:
     """Whether this run re-reads every row: asked (`full_refresh`), or the entity's mapping changed
     since the last commit, or is not known (a commit by an older version of the platform, which
-    recorded none), or the live definition of a column it reads changed (`column_changes`). Found
-    from outside: a changed value map reached only the rows changed afterwards, and verify (keys and
-    versions) passed with the others still mapped the old way; a mapping changed with the upgrade to
-    the version recording it was never applied; an ALTER rounding a DECIMAL column rewrote every
-    row of Base A, and Base B kept the old values for good."""
+    recorded none, or a watermark written by hand without its stats), or the live definition of a
+    column it reads changed (`column_changes`). Found from outside: a changed value map reached only
+    the rows changed afterwards, and verify (keys and versions) passed with the others still mapped
+    the old way; a mapping changed with the upgrade to the version recording it was never applied;
+    an ALTER rounding a DECIMAL column rewrote every row of Base A, and Base B kept the old values
+    for good."""
     stats = store.last_stats(entity)
     recorded = stats.get(MAPPING_DIGEST)
     if asked:
@@ -92,9 +93,12 @@ def _mapping_changed(entity: str, base_a: BaseA, store: StateStore, recorded: st
         if store.get(entity) is None:
             return False  # a first load: it reads every row anyway
         log.warning(
-            "%s: the last commit recorded no mapping digest (an older version of the platform made it): this run "
-            "re-reads every row once (a full refresh), as the mapping may have changed since",
+            "%s: the last commit recorded no mapping digest (an older version of the platform made it, or %s "
+            "was reset or written by hand without the stats the sync keeps with the watermark): this run re-reads "
+            "every row once (a full refresh), as the mapping may have changed since; to set the watermark back, "
+            "change only its watermark and keep the stats (README, 'Running a sync by hand')",
             entity,
+            store.name(entity),
         )
         return True
     log.warning(
@@ -185,9 +189,11 @@ def progress(entity: str, reach: Reach, part: str = "") -> Callable[[list], None
         # The highest row with a usable version: a dirty row (base_sync.dirty) has no position.
         reach.add(records)
         read += len(records)
-        log.info(
-            "%s%s: read %d rows (%d so far), the window reaches %s", entity, part, len(records), read, reach.cursor
+        # Only dirty rows without a usable version so far: the window has no position yet.
+        reaches = (
+            f"the window reaches {reach.cursor}" if reach.cursor is not None else "no row with a usable version yet"
         )
+        log.info("%s%s: read %d rows (%d so far), %s", entity, part, len(records), read, reaches)
 
     return track
 
@@ -427,14 +433,20 @@ def plan_deletes(
     settings: SyncSettings,
     compare_keys: bool = False,
     run_mark: RunMark | None = None,
+    approved_by_param: bool = False,
 ) -> DeletePlan:
-    """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing."""
+    """What `propagate_deletes` would delete now, against the circuit breaker's budget; writes nothing.
+    Logs the count once, ending with what follows: within the budget, approved already by the run's
+    `approve_mass_delete` param (`approved_by_param`), or blocked until an operator approves."""
     # The versions find no delete: the plan compares keys only (propagate_deletes compares both).
     plan = _find_deletes(entity, base_a, api, store, settings, compare_keys, run_mark, versions=False).plan
     if plan.within_budget:
         log.info("%s", plan.message)
+    elif approved_by_param:
+        why = plan.why_asked.capitalize()
+        log.warning("%s. %s, approved by this run's approve_mass_delete param", plan.summary, why)
     else:
-        log.warning("%s. Asks for approval: %s", plan.summary, plan.why_asked)
+        log.warning("%s", plan.message)
     return plan
 
 

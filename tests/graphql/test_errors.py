@@ -74,6 +74,17 @@ def test_invalid_scalars_and_queries_are_refused(gql):
     assert rest_422["extensions"]["fieldErrors"][0]["field"] == "limit"
 
 
+def test_a_refused_list_call_speaks_of_the_arguments_not_of_a_query_string(gql):
+    """Found from outside: `getArticles(limit: 1001)` answered the REST API's "the query string has
+    invalid fields", a query string no GraphQL caller sent; its fields are named as the arguments."""
+    error = first_error(gql("{ getArticles(limit: 1001) { id } }"))
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "query string" not in error["message"]
+    assert error["message"].startswith("invalid arguments: limit: ") and "1000" in error["message"], error
+    error = first_error(gql("{ getArticlesPage(after: -1, filter: {sourceId: 0}) { items { id } } }"))
+    assert {e["field"] for e in error["extensions"]["fieldErrors"]} == {"after", "filter.sourceId"}, error
+    assert "after: " in error["message"] and "filter.sourceId: " in error["message"], error
+
+
 def test_a_body_that_is_not_a_graphql_request_is_400(app):
     response = app.test_client().post("/graphql", data="not json", content_type="application/json")
     assert response.status_code == 400 and response.json["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

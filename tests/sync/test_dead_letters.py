@@ -392,3 +392,18 @@ def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(
     assert "discarded" in dlq(changes, "list", "--include-replayed").stdout
     assert dead_letters.waiting_by_kind(config, changes.settings.dlq_topic)["BadEvent"] == 1
     assert len(read_topic(changes.bootstrap, topic)) == 2, "nothing sent back"
+
+
+def test_the_refusal_to_replay_held_deletes_counts_them_in_good_grammar():
+    """Found from outside: "1 of the letters are deletes the mass-delete breaker held"."""
+
+    def held(offset: int) -> DeadLetter:
+        return DeadLetter(0, offset, "t", 0, offset, dead_letters.MASS_DELETE_HELD, None, "r", b"7", None, [], None)
+
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})  # refused before any send
+    with pytest.raises(DeadLetterError) as one:
+        dead_letters.replay(producer, "dlq", [held(0)])
+    assert str(one.value).startswith("1 of the letters is a delete the mass-delete breaker held; replaying it ")
+    with pytest.raises(DeadLetterError) as two:
+        dead_letters.replay(producer, "dlq", [held(0), held(1)])
+    assert str(two.value).startswith("2 of the letters are deletes the mass-delete breaker held; replaying them ")

@@ -114,6 +114,30 @@ def test_the_look_back_reading_an_approved_mass_delete_again_does_not_stop_the_n
     assert assert_in_sync(base_a_engine, base_b.database_url, "employees") == 47
 
 
+def test_the_plan_logs_its_count_once_ending_with_what_follows(base_a, base_a_engine, base_b, caplog):
+    """Found from outside: check_deletes logged the count twice when it asked ("Asks for approval: over
+    the limit", then "MASS DELETE BLOCKED"), and "Asks for approval" on a run its param approved."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 1000, seed_value=46)
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("DELETE FROM articles WHERE id > 100"))
+    count = "900 rows to delete in Base B"
+
+    with caplog.at_level("INFO", logger="base_sync"):
+        sync.plan_deletes("articles", base_a, api, store, SETTINGS)
+    lines = [r.getMessage() for r in caplog.records if count in r.getMessage()]
+    assert len(lines) == 1 and "MASS DELETE BLOCKED, over the limit" in lines[0], lines
+    assert "Asks for approval" not in caplog.text
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="base_sync"):
+        sync.plan_deletes("articles", base_a, api, store, SETTINGS, approved_by_param=True)
+    lines = [r.getMessage() for r in caplog.records if count in r.getMessage()]
+    assert len(lines) == 1 and lines[0].endswith("Over the limit, approved by this run's approve_mass_delete param")
+    assert "BLOCKED" not in caplog.text and "Asks for approval" not in caplog.text
+
+
 def test_a_key_both_the_log_and_the_key_comparison_name_counts_once(base_a, base_a_engine, base_b):
     api, store = base_b.api(), MemoryStateStore()
     generate.seed(base_a_engine, "articles", 1000, seed_value=45)

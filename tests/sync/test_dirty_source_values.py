@@ -12,6 +12,8 @@ from base_sync import events, partitioned, sync
 from base_sync.debezium import EnvelopeWriter, Topics, decode
 from base_sync.delete_guard import DeleteBudget, RunDeleteGuard
 from base_sync.demo import generate
+from base_sync.dirty import Quarantined
+from base_sync.source import Reach
 from base_sync.state import MemoryStateStore
 from tests.sync.conftest import assert_in_sync
 from tests.sync.test_sync_steps import SETTINGS, run_once
@@ -128,3 +130,12 @@ def test_the_same_rows_as_events_end_quarantined_with_the_same_reasons(base_b):
     assert counts["employees"]["quarantined"] == 2
     assert [kind for _, kind, _ in dead] == ["Quarantined", "Quarantined"]
     assert open_reasons(api) == {2001: [ZERO_HIRED], 2002: [ZERO_VERSION]}
+
+
+def test_a_chunk_of_only_rows_without_a_usable_version_logs_no_window_yet(caplog):
+    """Found from outside: a first chunk holding only a quarantined row logged "the window reaches None"."""
+    track = sync.progress("employees", Reach())
+    with caplog.at_level("INFO", logger="base_sync"):
+        track([Quarantined(7, None, {"id": 7}, [{"field": "updated_at", "message": "not a date"}])])
+    (line,) = [r.getMessage() for r in caplog.records if "so far" in r.getMessage()]
+    assert line == "employees: read 1 rows (1 so far), no row with a usable version yet", line

@@ -692,6 +692,20 @@ def test_a_commit_without_a_mapping_digest_makes_the_next_run_a_full_refresh_onc
     assert not sync.refresh_wanted("employees", legacy, store, asked=False)
 
 
+def test_a_watermark_set_back_without_its_stats_names_the_edit_as_a_cause(legacy, base_b, caplog):
+    """Found from outside: README's way to re-sync from a point in time wrote the Variable with
+    `"stats": {}`, and the full refresh that followed blamed "an older version of the platform"
+    alone: the warning names the hand-written or reset watermark and how to keep the stats."""
+    api, store = base_b.api(), MemoryStateStore()
+    report = sync.load("employees", legacy, api, store, SETTINGS)
+    sync.commit("employees", store, report, sync.read_with("employees", legacy))
+    store.saved["employees"]["stats"] = {}  # `airflow variables set ... '{"watermark": ..., "stats": {}}'`
+    with caplog.at_level(logging.WARNING, logger="base_sync"):
+        assert sync.refresh_wanted("employees", legacy, store, asked=False)
+    assert store.name("employees") in caplog.text
+    assert "written by hand without the stats" in caplog.text and "keep the stats" in caplog.text
+
+
 def test_a_trimmed_blank_is_empty_text_on_both_paths_whatever_sql_mode_base_a_runs_by_default(relayed, binlog_port):
     """Under a server's sql_mode=ORACLE MariaDB's TRIM gives NULL for what trims to nothing: `trim:
     true, default: "n/a"` made '' and '   ' 'n/a' on the batch path, '' on the events path (Python's

@@ -164,9 +164,13 @@ def test_the_approval_says_why_it_asks_and_what_an_approval_covers(held):
     if held:
         assert subject == "employees: delete 15 rows in Base B? (limit 24, held by the events path)"
         assert "the rows answered now, no more" in body and "as many more as the limit" not in body
+        # Below the limit: not the circuit breaker's count, the events path's hold asks.
+        assert "more deletes than a run makes unasked" not in body
+        assert "stopped before deleting: the events path holds deletes of this entity" in body
     else:
         assert subject == "employees: delete 150 rows in Base B? (limit 24)"
         assert "as many more as the limit" in body and "no more" not in body
+        assert "stopped before deleting: the circuit breaker found more deletes than a run makes unasked" in body
 
 
 def test_only_a_result_of_the_current_plan_counts_as_deletes_made():

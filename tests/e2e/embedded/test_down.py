@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from testbed.platform import Platform
 from testbed.servers import REPO
 
 
@@ -74,3 +75,11 @@ def test_make_down_stops_a_process_that_left_for_a_group_of_its_own(tmp_path):
     assert "did not stop" not in result.stdout, result.stdout
     with pytest.raises(ProcessLookupError):
         os.killpg(task_pid, 0)
+
+
+def test_a_platform_makes_its_state_folder_before_it_logs_a_make_there(tmp_path):
+    """Found from outside: Platform.make opened var/make-<target>.log before var existed (FileNotFoundError)."""
+    var = tmp_path / "new" / "var"
+    platform = Platform(var, {**os.environ, "PLATFORM_VAR": str(var)}, "", "", "", "", "", "", var / "make-up.log")
+    assert platform.make("down", timeout=60).returncode == 0
+    assert (var / "make-down.log").is_file() and var.stat().st_mode & 0o777 == 0o700
