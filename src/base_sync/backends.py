@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    case,
     cast,
     create_engine,
     event,
@@ -852,9 +853,11 @@ class SQLiteBaseA(BaseABackend):
         return literal(value, DateTime())  # text, as `shift_seconds` writes it
 
     def shift_seconds(self, stamp, seconds: int):
-        # Stored as text; the result keeps the six fractional digits the DateTime type reads back.
-        moved = func.strftime("%Y-%m-%d %H:%M:%f", stamp, f"{int(seconds):+d} seconds").concat("000")
-        return type_coerce(moved, DateTime)
+        # Stored as text, with the six fractional digits the DateTime type reads back. Found from
+        # outside: a stamp written with microseconds (`.617950`) was `.618000` here (SQLite keeps
+        # milliseconds) and `.617950` in what the load sent: every verify of its window failed
+        # and the watermark never moved.
+        return type_coerce(_sqlite_shifted(stamp, seconds), DateTime)
 
     def exact_text(self, value: str):
         # Explicit: a column declared COLLATE NOCASE would fold case. Its affinity still makes '0' a
@@ -1027,3 +1030,19 @@ def _stored_as(kind: TypeEngine, stored):
     if isinstance(kind, Numeric) and isinstance(stored, int | float | str) and not isinstance(stored, bool):
         return _decimal_or_text(str(stored))
     return stored
+
+
+def _sqlite_shifted(stamp, seconds: int) -> ColumnElement:
+    """A SQLite text stamp `YYYY-MM-DD HH:MM:SS[.f...][zone]` moved by whole seconds, its fraction
+    kept to the microsecond.
+
+    SQLite's date functions keep milliseconds, rounded (`%f`; `.999999` rounds into the next second):
+    the stamp is moved without its fraction, which is then put back as the DateTime type reads it
+    (its first six digits, right-padded). A zone suffix still applies. Short: this sits in every
+    leaf of a zone rule's CASE (one per clock change since 1970)."""
+    digits = "0123456789"
+    after_point = case((func.substr(stamp, 20, 1) == ".", func.substr(stamp, 21)), else_=literal(""))
+    run = func.length(after_point) - func.length(func.ltrim(after_point, digits))
+    without_fraction = func.substr(stamp, 1, 19).concat(func.ltrim(func.substr(stamp, 20), "." + digits))
+    whole = func.strftime("%Y-%m-%d %H:%M:%S", without_fraction, f"{int(seconds):+d} seconds")
+    return whole.concat(".").concat(func.substr(func.substr(after_point, 1, run).concat("000000"), 1, 6))
