@@ -1643,10 +1643,8 @@ class Relay:
         events DAG's failed runs said so, in general words)."""
         was = None
         while not self.stopping.wait(0 if was is None else self.settings.broker_check_seconds):
-            try:  # one topic's metadata, not the whole cluster's: a large shared cluster answers in kilobytes
-                self.producer.list_topics(
-                    next(iter(self.topics.names), None), timeout=min(10.0, self.settings.broker_check_seconds)
-                )
+            try:
+                self.producer.list_topics(timeout=min(10.0, self.settings.broker_check_seconds))
                 reachable = True
             except Exception as error:  # a watcher: it never stops the relay, nor dies leaving 1
                 reachable = False
