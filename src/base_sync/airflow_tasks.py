@@ -35,7 +35,6 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 from airflow.sdk.observability.stats import Stats
-from confluent_kafka import KafkaException
 from sqlalchemy.exc import DBAPIError
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -735,14 +734,15 @@ def _waiting_letters(settings: EventSettings, kafka_config: dict) -> list[tuple[
     old: a count reads the whole dead-letter topic. Between counts statsd-exporter keeps the last one.
     A count that fails is logged, not the run's failure: the drain's work is done, the next run counts."""
     now = time.time()
-    if not dead_letters.count_due(Variable.get(DEAD_LETTERS_COUNTED_AT, default=None), now, settings.dlq_count_seconds):
-        return []
-    try:
+    try:  # any error: the Variable's too (review: it failed a run whose offsets were committed)
+        counted_at = Variable.get(DEAD_LETTERS_COUNTED_AT, default=None)
+        if not dead_letters.count_due(counted_at, now, settings.dlq_count_seconds):
+            return []
         waiting = dead_letters.waiting_by_kind(kafka_config, settings.dlq_topic)
-    except (dead_letters.DeadLetterError, KafkaException) as error:
+        Variable.set(DEAD_LETTERS_COUNTED_AT, str(now), description="when base_a_events last counted its dead letters")
+    except Exception as error:
         log.warning("the dead letters waiting were not counted (the next run tries again): %s", error)
         return []
-    Variable.set(DEAD_LETTERS_COUNTED_AT, str(now), description="when base_a_events last counted its dead letters")
     log.info("dead letters waiting (not replayed): %s", {kind: n for kind, n in waiting.items() if n} or "none")
     return metrics.waiting_samples(waiting)
 

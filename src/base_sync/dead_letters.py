@@ -544,8 +544,19 @@ def replay(
 
 def discard(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], note: str) -> list[DeadLetter]:
     """Mark letters settled without sending them back, with the operator's note (why no replay):
-    `list`, `replay --all` and the waiting count leave them out from then on. Nothing else changes."""
+    `list`, `replay --all` and the waiting count leave them out from then on. Nothing else changes.
+
+    Held mass deletes are refused: their hold (`HeldDeletesStore`) would stay, and every later delete
+    of the entity would ask for approval with no letter left to say why (review)."""
     letters = list(letters)
+    held = held_deletes(letters)
+    if held:
+        raise DeadLetterError(
+            f"{len(held)} of the letters {'is a delete' if len(held) == 1 else 'are deletes'} the mass-delete "
+            "breaker held, which a discard cannot settle: approve them (replay --approve-mass-delete, or the batch "
+            "DAG's approval) or, if they are a mistake, fix Base A and delete the Variables "
+            "base_a_events.held_deletes.<entity>.* (README); leave them out: --kind"
+        )
     _mark(producer, dlq_topic, letters, lambda _: {"discarded": note}, [(DISCARDED, note.encode())], "not all marked")
     return letters
 

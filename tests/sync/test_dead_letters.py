@@ -407,3 +407,12 @@ def test_the_refusal_to_replay_held_deletes_counts_them_in_good_grammar():
     with pytest.raises(DeadLetterError) as two:
         dead_letters.replay(producer, "dlq", [held(0), held(1)])
     assert str(two.value).startswith("2 of the letters are deletes the mass-delete breaker held; replaying them ")
+
+
+def test_a_discard_refuses_held_deletes():
+    """Discarded, their hold would stay: every later delete of the entity would ask, with no letter
+    left to say why (review)."""
+    held = DeadLetter(0, 0, "t", 0, 0, dead_letters.MASS_DELETE_HELD, None, "r", b"7", None, [], None)
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})  # refused before any send
+    with pytest.raises(DeadLetterError, match="1 of the letters is a delete the mass-delete breaker held, which a"):
+        dead_letters.discard(producer, "dlq", [held], "a mistake")
