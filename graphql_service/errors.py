@@ -127,12 +127,14 @@ def _rest_error(original: RestError, formatted: dict, extensions: dict) -> None:
             )
         if original.errors:
             extensions["fieldErrors"] = _field_errors(original.errors)
-        if _REST_REQUEST_PARTS.search(original.detail):
+        if original.status == 422 and _REST_REQUEST_PARTS.search(original.detail):
             formatted["message"] = _about_arguments(original.status, extensions.get("fieldErrors") or [])
 
 
-# A REST refusal that speaks of its own request's parts ("the query string has invalid fields"): a
-# GraphQL caller sent neither; the service built them from the arguments, which the message names.
+# A REST refusal of values that speaks of its own request's parts ("the query string has invalid
+# fields"): a GraphQL caller sent neither; the service built them from the arguments, which the
+# message names. Only a 422: a 413's limit, a 408's stall or a 400 of a body the service built itself
+# say something else, kept as the REST API says it (review).
 _REST_REQUEST_PARTS = re.compile(r"\b(query string|body)\b")
 
 

@@ -734,15 +734,20 @@ def _waiting_letters(settings: EventSettings, kafka_config: dict) -> list[tuple[
     old: a count reads the whole dead-letter topic. Between counts statsd-exporter keeps the last one.
     A count that fails is logged, not the run's failure: the drain's work is done, the next run counts."""
     now = time.time()
-    try:  # any error: the Variable's too (review: it failed a run whose offsets were committed)
+    # Any error, the Variable's too, is logged, never the run's failure (review: an Airflow API error
+    # failed a run whose offsets were committed); with its traceback, so a fault here is seen.
+    try:
         counted_at = Variable.get(DEAD_LETTERS_COUNTED_AT, default=None)
         if not dead_letters.count_due(counted_at, now, settings.dlq_count_seconds):
             return []
         waiting = dead_letters.waiting_by_kind(kafka_config, settings.dlq_topic)
+    except Exception as error:
+        log.warning("the dead letters waiting were not counted (the next run tries again): %s", error, exc_info=True)
+        return []
+    try:
         Variable.set(DEAD_LETTERS_COUNTED_AT, str(now), description="when base_a_events last counted its dead letters")
     except Exception as error:
-        log.warning("the dead letters waiting were not counted (the next run tries again): %s", error)
-        return []
+        log.warning("the time of this count was not kept (the next run counts again): %s", error, exc_info=True)
     log.info("dead letters waiting (not replayed): %s", {kind: n for kind, n in waiting.items() if n} or "none")
     return metrics.waiting_samples(waiting)
 

@@ -542,21 +542,31 @@ def replay(
     return letters
 
 
-def discard(producer: Producer, dlq_topic: str, letters: Iterable[DeadLetter], note: str) -> list[DeadLetter]:
+def discard(
+    producer: Producer,
+    dlq_topic: str,
+    letters: Iterable[DeadLetter],
+    note: str,
+    holds_settled: bool = False,
+    dry_run: bool = False,
+) -> list[DeadLetter]:
     """Mark letters settled without sending them back, with the operator's note (why no replay):
     `list`, `replay --all` and the waiting count leave them out from then on. Nothing else changes.
 
-    Held mass deletes are refused: their hold (`HeldDeletesStore`) would stay, and every later delete
-    of the entity would ask for approval with no letter left to say why (review)."""
+    Held mass deletes only with `holds_settled`: the operator says their hold is settled already (the
+    batch DAG's approval deleted the rows, or the hold's Variables were deleted). Otherwise the hold
+    would stay and every later delete of the entity ask, no letter left to say why (review)."""
     letters = list(letters)
     held = held_deletes(letters)
-    if held:
+    if held and not holds_settled:
         raise DeadLetterError(
             f"{len(held)} of the letters {'is a delete' if len(held) == 1 else 'are deletes'} the mass-delete "
-            "breaker held, which a discard cannot settle: approve them (replay --approve-mass-delete, or the batch "
-            "DAG's approval) or, if they are a mistake, fix Base A and delete the Variables "
-            "base_a_events.held_deletes.<entity>.* (README); leave them out: --kind"
+            "breaker held: approve them (replay --approve-mass-delete, or the batch DAG's approval), or, if they are "
+            "a mistake, fix Base A and delete the hold's Variables (base_a_events.held_deletes.<entity>*, README); "
+            "once the hold is settled, discard them with --holds-settled; or leave them out: --kind"
         )
+    if dry_run:  # every check a discard makes, nothing written
+        return letters
     _mark(producer, dlq_topic, letters, lambda _: {"discarded": note}, [(DISCARDED, note.encode())], "not all marked")
     return letters
 

@@ -75,6 +75,12 @@ def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     discarding.add_argument("--all", action="store_true", help="every letter the filters select")
     discarding.add_argument("--note", required=True, help="why they need no replay (kept in the marker)")
     discarding.add_argument("--dry-run", action="store_true", help="only show what would be discarded")
+    discarding.add_argument(
+        "--holds-settled",
+        action="store_true",
+        help="discard held mass deletes (MassDeleteHeld) too: their hold is settled (the batch DAG approved them, "
+        "or the hold's Variables were deleted)",
+    )
     for command in (listing, replaying, discarding):
         command.add_argument("--topic", help="only letters from this original topic")
         command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
@@ -191,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         producer = dead_letters.replay_producer(config)
         if args.command == "discard":
-            if not args.dry_run:
-                dead_letters.discard(producer, args.dlq_topic, letters, args.note)
+            dead_letters.discard(producer, args.dlq_topic, letters, args.note, args.holds_settled, args.dry_run)
             _print(letters, "table")
             print(f"{'would discard' if args.dry_run else 'discarded'} {len(letters)} dead letters", file=sys.stderr)
             return 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from graphql import GraphQLError
 
 from graphql_service import create_app
+from graphql_service.errors import error_formatter
+from graphql_service.rest_client import RestError
 from testbed.servers import free_port
 from tests.graphql.conftest import make_settings
 
@@ -226,3 +229,18 @@ def test_a_caller_whose_authorization_is_no_bearer_token_is_not_given_the_servic
     answer = client.post("/graphql", json=mutation, headers={"Authorization": authorization}).json
     assert first_error(answer)["extensions"]["code"] == "UNAUTHENTICATED", answer
     assert client.post("/graphql", json={"query": "{ getArticles { id } }"}).json == {"data": {"getArticles": []}}
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (413, "the body is larger than the limit of 1048576 bytes (API_MAX_CONTENT_LENGTH)"),
+        (408, "the request's body arrived slower than 10 s"),
+        (400, "the body is not valid JSON"),
+    ],
+)
+def test_a_rest_refusal_other_than_of_values_keeps_its_own_words(status, detail):
+    """Only a 422 of values built from the arguments is told as the arguments (review: a 413's limit
+    and a 408's stall were rewritten as "check the arguments' values")."""
+    formatted = error_formatter(GraphQLError(detail, original_error=RestError(status, detail)))
+    assert formatted["message"] == detail and formatted["extensions"]["status"] == status

@@ -414,5 +414,14 @@ def test_a_discard_refuses_held_deletes():
     left to say why (review)."""
     held = DeadLetter(0, 0, "t", 0, 0, dead_letters.MASS_DELETE_HELD, None, "r", b"7", None, [], None)
     producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})  # refused before any send
-    with pytest.raises(DeadLetterError, match="1 of the letters is a delete the mass-delete breaker held, which a"):
+    with pytest.raises(DeadLetterError, match="1 of the letters is a delete the mass-delete breaker held: approve"):
         dead_letters.discard(producer, "dlq", [held], "a mistake")
+
+
+def test_a_discard_takes_held_deletes_whose_hold_is_settled_and_a_dry_run_checks_as_much():
+    held = DeadLetter(0, 0, "t", 0, 0, dead_letters.MASS_DELETE_HELD, None, "r", b"7", None, [], None)
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
+    with pytest.raises(DeadLetterError, match="--holds-settled"):
+        dead_letters.discard(producer, "dlq", [held], "approved in the batch DAG", dry_run=True)
+    settled = dead_letters.discard(producer, "dlq", [held], "approved", holds_settled=True, dry_run=True)
+    assert settled == [held]
