@@ -38,6 +38,10 @@ class Platform:
     up_log: Path
     mapping_file: str | None = None  # how the main job reads Base A (make up: the demo's on the embedded Base A)
     started_groups: set[int] = field(default_factory=set)  # the process groups make up recorded (`started`)
+    # When `make up` and `make down` began, in clock ticks since boot: a process of a recorded group
+    # began between the two, or its pid was reused by another session (`leftover_processes`).
+    up_since: float = 0.0
+    down_since: float = float("inf")
     _airflow: requests.Session = field(default_factory=requests.Session)
 
     @property
@@ -50,6 +54,10 @@ class Platform:
         return json.loads(generated.read_text())["admin"]
 
     def make(self, target: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        if target == "down":
+            self.down_since = _ticks_since_boot()
+        elif target == "up":
+            self.up_since, self.down_since = _ticks_since_boot(), float("inf")
         # The owner's alone, as everything make up writes (it holds the summary, Airflow's admin password);
         # the folder too, made here as scripts/airflow-env.sh makes it (the log is opened before make runs).
         self.var.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -107,6 +115,7 @@ class Platform:
 
     def started(self) -> None:
         """Note the process groups `make up` recorded in var/run (their pid files go with `make down`)."""
+        self.started_groups.clear()
         for pid_file in (self.var / "run").glob("*.pid"):
             with contextlib.suppress(ValueError):
                 self.started_groups.add(int(pid_file.read_text()))
@@ -121,7 +130,9 @@ class Platform:
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
             with contextlib.suppress(OSError):
-                if marker in (proc / "environ").read_bytes() or os.getpgid(int(proc.name)) in self.started_groups:
+                grouped = os.getpgid(int(proc.name)) in self.started_groups
+                ours = grouped and _began_between(proc, self.up_since, self.down_since)
+                if marker in (proc / "environ").read_bytes() or ours:
                     found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
         return found
 
@@ -241,3 +252,13 @@ def _mapped_versions(base_a_url: str, entity: str, mapping_file: str) -> dict[in
 
 def _utc(stamp: datetime) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _ticks_since_boot() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK")
+
+
+def _began_between(proc: Path, since: float, until: float) -> bool:
+    """Whether the process began between the two (clock ticks since boot, /proc/PID/stat's 22nd field)."""
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    return since <= int(fields[19]) <= until
