@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -417,7 +417,7 @@ def count_due(counted_at: str | None, now: float, every: float) -> bool:
     return last is None or not 0 <= now - last < every
 
 
-def _folded(letters: list[DeadLetter], replayed: set[str], discarded: set[str]) -> list[DeadLetter]:
+def _folded(letters: list[DeadLetter], replayed: set[str], discarded: Set[str] = frozenset()) -> list[DeadLetter]:
     """One letter per source message: the drain writes its letters before it commits, so a run that
     died in between writes them again when the next run reads the batch again (at-least-once). The
     first stays, naming the others (`duplicates`); replayed if a marker names any of them. The same

@@ -57,6 +57,22 @@ def listed(changes: Events, *filters: str) -> list[dict]:
     return [orjson.loads(line) for line in result.stdout.splitlines()]
 
 
+def bad_letters(changes: Events, headers: list | None = None, written_again: bool = False) -> str:
+    """Two employees' events the drain cannot read (keys 7 and 8, partition 0), dead-lettered; with
+    `written_again`, twice, as a run killed between its letters and its commit leaves them. Their topic."""
+    topic = Topics.from_settings(changes.settings).topic("employees")
+    for key in (7, 8):
+        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0, headers=headers)
+    changes.producer.flush(10)
+    assert changes.drain().counts["dead_lettered"] == 2
+    if written_again:  # where such a run leaves the group: before the batch
+        group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
+        group.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+        group.close()
+        assert changes.drain().counts["dead_lettered"] == 2
+    return topic
+
+
 def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applied_after_the_fix(changes):
     topic = Topics.from_settings(changes.settings).topic("employees")
     changes.send("c", None, employee(1, T0), partition=0)
@@ -106,11 +122,7 @@ def test_dead_letters_are_listed_with_reason_and_origin_then_replayed_and_applie
 
 
 def test_replay_by_filter_keeps_headers_and_refuses_to_guess(changes):
-    topic = Topics.from_settings(changes.settings).topic("employees")
-    for key in (7, 8):
-        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0, headers=[("k", b"v")])
-    changes.producer.flush(10)
-    assert changes.drain().counts["dead_lettered"] == 2
+    topic = bad_letters(changes, headers=[("k", b"v")])
 
     nothing_named = dlq(changes, "replay")
     assert nothing_named.returncode == 2 and "--all" in nothing_named.stderr
@@ -215,16 +227,7 @@ def test_positions_are_read_as_list_writes_them_and_a_key_as_its_bytes():
 def test_letters_written_again_after_a_crash_are_listed_and_replayed_once(changes):
     """A run killed after writing its letters, before its commit, wrote them again in the next run:
     list showed each source twice and replay --all sent both (outside probe: 4488 letters for 3000)."""
-    topic = Topics.from_settings(changes.settings).topic("employees")
-    for key in (7, 8):
-        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
-    changes.producer.flush(10)
-    assert changes.drain().counts["dead_lettered"] == 2
-    # Where a run killed between its letters and its commit leaves the group: before the batch.
-    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
-    group.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
-    group.close()
-    assert changes.drain().counts["dead_lettered"] == 2
+    topic = bad_letters(changes, written_again=True)
     assert len(read_topic(changes.bootstrap, changes.settings.dlq_topic)) == 4
 
     letters = listed(changes)
@@ -333,16 +336,7 @@ def test_the_letters_waiting_are_counted_by_kind_and_a_replay_brings_them_to_zer
     """DeadLettersGrowing cleared 15 minutes after the letters came, while they still waited: the
     count of letters no replay marker names is what stays until they are replayed."""
     config = {"bootstrap.servers": changes.bootstrap}
-    topic = Topics.from_settings(changes.settings).topic("employees")
-    for key in (7, 8):
-        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
-    changes.producer.flush(10)
-    assert changes.drain().counts["dead_lettered"] == 2
-    # Written again by a run killed before its commit: still two letters waiting, not four.
-    group = Consumer({"bootstrap.servers": changes.bootstrap, "group.id": changes.settings.group_id})
-    group.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
-    group.close()
-    assert changes.drain().counts["dead_lettered"] == 2
+    bad_letters(changes, written_again=True)  # still two letters waiting, not four
 
     waiting = dead_letters.waiting_by_kind(config, changes.settings.dlq_topic)
     assert waiting == {**dict.fromkeys(dead_letters.KINDS, 0), dead_letters.OTHER: 0, "BadEvent": 2}
@@ -370,11 +364,7 @@ def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(
     """A letter whose row the batch run carried over, or a poison message, waited for ever: only a
     replay settled it, and DeadLettersWaiting would fire for as long as the topic keeps it."""
     config = {"bootstrap.servers": changes.bootstrap}
-    topic = Topics.from_settings(changes.settings).topic("employees")
-    for key in (7, 8):
-        changes.producer.produce(topic, value=b"[]", key=str(key).encode(), partition=0)
-    changes.producer.flush(10)
-    assert changes.drain().counts["dead_lettered"] == 2
+    topic = bad_letters(changes)
     seven = next(letter for letter in listed(changes) if letter["row_key"] == 7)
     position = f"{seven['dlq']['partition']}:{seven['dlq']['offset']}"
 
