@@ -168,7 +168,7 @@ def _alter_command(bootstrap: str, topic: str, key: str, value: str) -> str:
 
 def check_retention(admin: AdminClient, bootstrap: str, configs: Mapping[str, Mapping[str, str]]) -> None:
     """Warn of an existing topic that keeps less than its `configs` ask (describe_configs), once per
-    process and topic (the event maker ensures its topics every round); nothing is altered. Configs
+    process and topic (the event maker ensures its topics again when one is gone); nothing is altered. Configs
     it cannot read (an account without DescribeConfigs) are one warning per process and topic too,
     never a failure."""
     asked = {

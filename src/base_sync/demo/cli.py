@@ -21,6 +21,7 @@ With BASE_A_MAPPING_FILE naming a mapping of the legacy demo's tables (mappings/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
                 rows = base_a.key_span(entity)[2]
                 print(f"  {entity:<10} Base A {rows:>9,} rows   Base B {synced:>9,} synced")
-    except (TerminalError, ApiError) as error:  # an invalid mapping (each error at its line), a drifted table,
-        # the API away: the reason, no traceback
+    except (TerminalError, ApiError, event_maker.EventsNotAcknowledged) as error:  # an invalid mapping (each
+        # error at its line), a drifted table, the API away, the broker not taking events: the reason, no traceback
         for line in str(error).splitlines() if isinstance(error, MappingError) else [str(error)]:
             _say(f"base-a {args.command}", line)
         return 1
@@ -247,37 +248,35 @@ def _say(command: str, message: str, mapping: SourceMapping | None = None, where
 
 def _churn(engine, args, demo) -> None:
     """One round of changes, or one every `--every` seconds until SIGTERM/SIGINT, which ends the
-    current round first: a change made in Base A is never left without its event."""
+    current round first: a change made in Base A is never left without its event. With --publish,
+    one event maker (one producer, Base A reflected once) makes every round."""
     stopping = threading.Event()
     if args.every:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
     rng_seed = args.seed
-    while not stopping.is_set():
-        started = time.perf_counter()
-        if args.publish:
-            done = event_maker.churn_and_publish(
-                engine,
-                args.entity,
-                args.publish,
-                args.updates,
-                args.inserts,
-                args.deletes,
-                rng_seed,
-                args.topic_prefix,
-                args.soft_deletes,
-            )
-        elif demo is legacy:
-            done = legacy.churn(
-                engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed, args.soft_deletes
-            )
-        else:
-            done = generate.churn(engine, args.entity, args.updates, args.inserts, args.deletes, rng_seed)
-        log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
-        if not args.every:
-            return
-        rng_seed = None if rng_seed is None else rng_seed + 1  # a seeded run repeats, but not the same keys
-        stopping.wait(args.every)
+    with _publisher(engine, args) as maker:
+        while not stopping.is_set():
+            started = time.perf_counter()
+            changes = (args.updates, args.inserts, args.deletes, rng_seed)
+            if maker is not None:
+                done = maker.round(*changes, args.soft_deletes)
+            elif demo is legacy:
+                done = legacy.churn(engine, args.entity, *changes, args.soft_deletes)
+            else:
+                done = generate.churn(engine, args.entity, *changes)
+            log.info("%s: %s in %.1f s", args.entity, done, time.perf_counter() - started)
+            if not args.every:
+                return
+            rng_seed = None if rng_seed is None else rng_seed + 1  # a seeded run repeats, but not the same keys
+            stopping.wait(args.every)
+
+
+def _publisher(engine, args):
+    """The event maker of `churn --publish` (a context: closed at the end), else nothing."""
+    if not args.publish:
+        return contextlib.nullcontext()
+    return event_maker.EventMaker(engine, args.entity, args.publish, args.topic_prefix)
 
 
 if __name__ == "__main__":
