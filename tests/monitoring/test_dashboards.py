@@ -87,6 +87,30 @@ def test_a_percent_panel_shows_only_ratios():
                     assert " / " in target["expr"], (name, panel["title"], target["expr"])
 
 
+SECONDS = re.compile(r"_seconds(?:_bucket)?(?![_a-z])")  # a duration or a time, not a histogram's _count
+
+
+def test_a_panel_mixing_seconds_and_counts_gives_each_query_its_unit():
+    """One unit for a panel drew the event lag (seconds) and the messages waiting on one axis as
+    either; a per-query unit override puts them on axes of their own."""
+    for name, dashboard in DASHBOARDS.items():
+        for panel in dashboard["panels"]:
+            seconds = {t["refId"] for t in panel["targets"] if SECONDS.search(t["expr"])}
+            if seconds and seconds != {t["refId"] for t in panel["targets"]}:
+                overridden = {
+                    o["matcher"]["options"]
+                    for o in panel["fieldConfig"]["overrides"]
+                    if o["matcher"]["id"] == "byFrameRefID" and {"id": "unit", "value": "s"} in o["properties"]
+                }
+                assert overridden == seconds, (name, panel["title"])
+                assert panel["fieldConfig"]["defaults"]["unit"] != "s", (name, panel["title"])
+
+
+def test_the_up_panel_tells_the_replicas_apart():
+    (panel,) = [p for p in DASHBOARDS["services"]["panels"] if p["targets"][0]["expr"] == "up"]
+    assert "{{instance}}" in panel["targets"][0]["legendFormat"]
+
+
 def test_statsd_counter_panels_count_a_series_new_in_the_range():
     """statsd-exporter makes a series at its first sample: increase() alone would show 0 for a first
     failed run or dead letter (tests/monitoring/test_prometheus.py, the alerts' twin)."""

@@ -1,56 +1,101 @@
-"""The statsd-exporter mapping, checked against the StatsD names a real Airflow run emitted.
+"""The statsd-exporter mapping, checked against every StatsD name Airflow and the pipelines send.
 
-statsd-exporter itself is not installable here (it runs in docker-compose), so this applies its
-glob rule (`*` = one dot-separated field, first match wins) to the captured names. Refresh the
-capture with `UPDATE_STATSD_CAPTURE=1 pytest tests/sync/test_events_dag.py`.
+The names: those a real Airflow run emitted (refresh the capture with
+`UPDATE_STATSD_CAPTURE=1 pytest tests/sync/test_events_dag.py`), every name in Airflow's own list
+of its metrics (metrics_template.yaml, legacy and new names, with their types), and every name the
+pipelines' metrics module builds. statsd-exporter is applied as tests/monitoring/statsd_exporter.py
+follows it.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import inspect
 import re
+import subprocess
+from collections import defaultdict
+from datetime import UTC, datetime
 
 import pytest
 import yaml
 
-from testbed.servers import REPO
+from base_sync import metrics
+from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
+from testbed.servers import REPO, require_program
+from tests.monitoring.statsd_exporter import METRIC_TYPES, Series, escape, load_mappings, series
 
-MAPPING = yaml.safe_load((REPO / "monitoring" / "statsd" / "mapping.yml").read_text())["mappings"]
+MAPPING = load_mappings()
 CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").read_text().split()
 NAMES = sorted({line.split("|")[0] for line in CAPTURE})
-TYPES = {line.split("|")[0]: line.split("|")[1] for line in CAPTURE}  # c, g or ms
+
+# Airflow's list of the metrics it sends: `name` (meant for tags, which plain StatsD drops) and
+# `legacy_name` (the labels in the name), `{placeholders}` filled with values like a real run's.
+TEMPLATE = yaml.safe_load(
+    importlib.resources.files("airflow._shared.observability.metrics").joinpath("metrics_template.yaml").read_text()
+)["metrics"]
+TEMPLATE_TYPES = {"counter": "c", "gauge": "g", "timer": "ms"}
+PLACEHOLDERS = {
+    "job_name": "job",  # Job's class name, lowered (airflow.jobs.job)
+    "job_id": "42",
+    "dag_id": "base_a_events",
+    "task_id": "apply_changes",
+    "return_code": "0",
+    "state": "success",
+    "operator_name": "PythonOperator",
+    "task_type": "BashOperator",
+    "file_name": "base_a_events",
+    "dag_file": "base_a_events",
+    "bundle_name": "dags-folder",
+    "executor_class_name": "LocalExecutor",
+    "pool_name": "default_pool",
+    "hostname": "vm",
+    "queue": "default",
+    "event_type": "start",
+    "transport_type": "http",
+    "worker_name": "edge1",
+    "status": "ok",
+}
 
 
-def apply_one(mapping: dict, name: str) -> bool:
-    pattern, fields = mapping["match"].split("."), name.split(".")
-    return len(pattern) == len(fields) and all(w == g or (w == "*" and g) for w, g in zip(pattern, fields, strict=True))
+def template_samples() -> set[tuple[str, str]]:
+    samples = set()
+    for metric in TEMPLATE:
+        for name in (metric["name"], metric["legacy_name"]):
+            if name != "-":
+                samples.add(("airflow." + name.format(**PLACEHOLDERS), TEMPLATE_TYPES[metric["type"]]))
+    return samples
+
+
+# Every function of metrics.py that builds samples, called as the DAG tasks call it.
+PLATFORM_SAMPLES = {
+    "batch_samples": lambda: metrics.batch_samples("employees", {}, 0, datetime.now(UTC)),
+    "events_samples": lambda: metrics.events_samples(["employees"], {}, {}, 0, 0.0),
+    "waiting_samples": lambda: metrics.waiting_samples(dict.fromkeys(DEAD_LETTER_KINDS, 0)),
+    "schema_samples": lambda: metrics.schema_samples("employees", []),
+    "delete_log_samples": lambda: metrics.delete_log_samples("employees", False),
+    "memory_samples": lambda: metrics.memory_samples("load_partition", "employees", 1),
+}
+
+
+def platform_samples() -> set[tuple[str, str]]:
+    kinds = {"incr": "c", "gauge": "g"}
+    return {("airflow." + name, kinds[kind]) for build in PLATFORM_SAMPLES.values() for kind, name, _ in build()}
+
+
+SAMPLES = {tuple(line.split("|")) for line in CAPTURE} | template_samples() | platform_samples()
+TYPES = dict(SAMPLES)  # c, g or ms
 
 
 def apply(name: str) -> tuple[str, dict] | None:
-    """(Prometheus name, labels) the exporter makes of a StatsD name, or None when no mapping matches."""
-    fields = name.split(".")
-    for mapping in MAPPING:
-        pattern = mapping["match"].split(".")
-        if len(pattern) != len(fields):
-            continue
-        captured = []
-        for want, got in zip(pattern, fields, strict=True):
-            if want == "*" and got:
-                captured.append(got)
-            elif want != got:
-                break
-        else:
-
-            def fill(text, captured=captured):
-                return re.sub(r"\$(\d+)", lambda m: captured[int(m.group(1)) - 1], text)
-
-            if mapping.get("action") == "drop":
-                return "", {}
-            return fill(mapping["name"]), {k: fill(v) for k, v in (mapping.get("labels") or {}).items()}
-    return None
+    """(Prometheus name, labels) the exporter makes of a StatsD name ("" when dropped), or None: no mapping matches."""
+    result = series(MAPPING, name, TYPES[name])
+    return None if result.mapping is None else (result.name, result.labels)
 
 
-def mapped(prefix: str) -> list[tuple[str, str, dict]]:
-    return [(n, *apply(n)) for n in NAMES if n.startswith(prefix) and apply(n)]
+def flattened(result: Series) -> bool:
+    """The StatsD name became the Prometheus name: no mapping matched, or one that keeps the whole
+    name (a captured field in its name and no labels)."""
+    return result.mapping is None or ("$" in result.mapping["name"] and not result.mapping.get("labels"))
 
 
 def test_the_capture_is_from_a_real_run_with_both_kinds_of_metrics():
@@ -108,11 +153,11 @@ def test_captured_names_map_to_labelled_series(statsd_name, prometheus_name, lab
 
 
 def test_batch_metrics_not_in_the_capture_map_too():
-    assert apply("airflow.base_sync.watermark_lag_seconds.articles") == (
+    assert apply("airflow.base_sync.watermark_lag_seconds.employees") == (
         "base_sync_watermark_lag_seconds",
-        {"entity": "articles"},
+        {"entity": "employees"},
     )
-    assert apply("airflow.base_sync.rows.batch.articles.extracted")[1]["path"] == "batch"
+    assert apply("airflow.base_sync.rows.batch.employees.extracted")[1]["path"] == "batch"
     stale = ("base_sync_delete_log_stale", {"entity": "employees"})
     assert apply("airflow.base_sync.delete_log_stale.employees") == stale
     assert apply("airflow.base_sync.task_peak_rss_bytes.employees.load_partition") == (
@@ -134,7 +179,7 @@ def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():
                 "airflow.executor.",
             )
         )
-        and apply(n) is None
+        and flattened(series(MAPPING, n, TYPES[n]))
     ]
     assert unmapped == []
 
@@ -157,7 +202,7 @@ def test_mapped_series_names_are_valid_prometheus_names():
 )
 def test_run_and_task_durations_have_buckets_up_to_an_hour(statsd_name):
     """statsd-exporter's default buckets end at 10 s: every batch run (25-90 s) would land in +Inf."""
-    (mapping,) = [m for m in MAPPING if m.get("action") != "drop" and apply_one(m, statsd_name)]
+    mapping = series(MAPPING, statsd_name, "ms").mapping
     buckets = mapping["histogram_options"]["buckets"]
     assert buckets == sorted(buckets) and buckets[-1] >= 3600
     assert len([b for b in buckets if 20 <= b <= 120]) >= 4, "batch runs need resolution there"
@@ -203,19 +248,150 @@ def test_no_name_with_a_dag_task_file_or_host_in_it_is_left_to_the_flattened_def
     keys = {"dag_id", "task_id", "file", "bundle", "hostname", "pool", "queue", "executor", "entity"}
     identifiers = {v for n in NAMES if (r := apply(n)) and r[0] for k, v in r[1].items() if k in keys}
     assert {"base_a_events", "apply_changes", "default_pool", "vm"} <= identifiers
-    flattened = [n for n in NAMES if apply(n) is None and identifiers & set(n.split("."))]
-    assert flattened == []
+    named = ("dag_id", "task_id", "file_name", "dag_file", "bundle_name", "pool_name", "hostname", "queue")
+    identifiers |= {
+        PLACEHOLDERS[k] for k in (*named, "executor_class_name", "operator_name", "task_type", "worker_name")
+    }
+    flattened_names = [
+        n for n, t in sorted(SAMPLES) if flattened(series(MAPPING, n, t)) and identifiers & set(n.split("."))
+    ]
+    assert flattened_names == []
 
 
-def test_a_gauge_is_never_a_total_and_no_series_mixes_statsd_types():
-    types: dict[str, set[str]] = {}
-    for name in NAMES:
-        result = apply(name)
-        prometheus_name = result[0] if result else "airflow_" + name.removeprefix("airflow.").replace(".", "_")
-        if prometheus_name:
-            types.setdefault(prometheus_name, set()).add(TYPES[name])
-            assert not (TYPES[name] == "g" and prometheus_name.endswith("_total")), (name, prometheus_name)
-    assert {n: t for n, t in types.items() if len(t) > 1} == {}
+def exposed(samples=SAMPLES) -> dict[str, dict[str, set[str]]]:
+    """Prometheus name -> statsd-exporter's metric type -> the StatsD names that made it. A timer's
+    histogram takes its _bucket, _count and _sum names too (statsd-exporter refuses a counter or
+    gauge named so: checkHistogramNameCollision)."""
+    names: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for name, statsd_type in samples:
+        result, metric_type = series(MAPPING, name, statsd_type), METRIC_TYPES[statsd_type]
+        if result.name:
+            suffixes = ("", "_bucket", "_count", "_sum") if metric_type == "observer" else ("",)
+            for suffix in suffixes:
+                names[result.name + suffix][metric_type].add(name)
+    return names
+
+
+def test_airflows_and_the_pipelines_names_are_all_checked():
+    assert {("airflow.scheduler.tasks.killed_externally", "c"), ("airflow.scheduler.tasks.starving", "g")} <= SAMPLES
+    assert ("airflow.dag.base_a_events.apply_changes.duration", "ms") in SAMPLES  # a legacy name, filled in
+    for outcome in metrics.ROW_OUTCOMES:
+        assert {(f"airflow.base_sync.rows.{path}.employees.{outcome}", "c") for path in ("batch", "events")} <= SAMPLES
+    builders = {name for name, _ in inspect.getmembers(metrics, inspect.isfunction) if name.endswith("_samples")}
+    assert builders == set(PLATFORM_SAMPLES), "a new function of metrics.py: add it to PLATFORM_SAMPLES"
+    assert [n for n, t in SAMPLES if TYPES[n] != t] == [], "a name sent as two types"
+
+
+def test_no_prometheus_name_gets_two_statsd_types():
+    """statsd-exporter keeps a name's first type and drops every sample of another (counted in
+    statsd_exporter_events_conflict_total): the gauges scheduler.tasks.executable and starving and
+    the counter scheduler.tasks.killed_externally on one name lost one or the other."""
+    conflicts = {
+        name: {t: sorted(sources) for t, sources in types.items()}
+        for name, types in exposed().items()
+        if len(types) > 1
+    }
+    assert conflicts == {}
+
+
+def test_counters_end_in_total_timers_in_seconds_and_gauges_in_neither():
+    wrong = []
+    for name, types in exposed().items():
+        for metric_type, sources in types.items():
+            ok = {
+                "counter": name.endswith("_total"),
+                "gauge": not name.endswith("_total"),
+                "observer": name.endswith(("_seconds", "_seconds_bucket", "_seconds_count", "_seconds_sum")),
+            }[metric_type]
+            if not ok:
+                wrong.append((name, metric_type, sorted(sources)[:2]))
+    assert sorted(wrong) == []
+
+
+def exposition() -> str:
+    """The text statsd-exporter would serve after one sample of each name (its default help text)."""
+    lines = []
+    by_name: dict[str, list[tuple[str, Series]]] = defaultdict(list)
+    for name, statsd_type in sorted(SAMPLES):
+        result = series(MAPPING, name, statsd_type)
+        if result.name:
+            by_name[result.name].append((METRIC_TYPES[statsd_type], result))
+    for name, results in sorted(by_name.items()):
+        metric_type = {"observer": "histogram"}.get(results[0][0], results[0][0])
+        lines += [f"# HELP {name} Metric autogenerated by statsd_exporter.", f"# TYPE {name} {metric_type}"]
+        for labels in sorted({tuple(sorted(result.labels.items())) for _, result in results}):
+            text = ",".join(f'{k}="{v}"' for k, v in labels)
+            if metric_type == "histogram":
+                bucket = ",".join(filter(None, [text, 'le="+Inf"']))
+                lines += [f"{name}_bucket{{{bucket}}} 1", f"{name}_sum{{{text}}} 1", f"{name}_count{{{text}}} 1"]
+            else:
+                lines.append(f"{name}{{{text}}} 1")
+    return "\n".join(lines) + "\n"
+
+
+def test_what_statsd_exporter_would_serve_passes_promtools_lint():
+    """promtool check metrics, as the services' own /metrics pass it: counters without _total, and
+    camelCase names (an operator's class in the name: operator_successes_<Class>) failed."""
+    promtool = require_program("promtool", "Debian package prometheus; `make test` installs it when root")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("statsd_name", "prometheus_name", "labels"),
+    [
+        ("airflow.scheduler.tasks.killed_externally", "airflow_scheduler_tasks_killed_externally_total", {}),
+        ("airflow.scheduler.tasks.starving", "airflow_scheduler_tasks", {"state": "starving"}),
+        (
+            "airflow.base_sync.rows.batch.employees.quarantined",
+            "base_sync_rows_total",
+            {"path": "batch", "entity": "employees", "outcome": "quarantined"},
+        ),
+        (
+            "airflow.base_sync.rows.events.employees.shared_key",
+            "base_sync_rows_total",
+            {"path": "events", "entity": "employees", "outcome": "shared_key"},
+        ),
+        (
+            "airflow.operator_successes__PythonDecoratedOperator",
+            "airflow_operator_successes_total",
+            {"operator": "_PythonDecoratedOperator"},
+        ),
+        ("airflow.operator_failures_PythonOperator", "airflow_operator_failures_total", {"operator": "PythonOperator"}),
+        (
+            "airflow.task_instance_created__PythonDecoratedOperator",
+            "airflow_task_instance_created_total",
+            {"operator": "_PythonDecoratedOperator"},
+        ),
+        ("airflow.operator_successes", "", {}),  # sent with the class as a tag, which plain StatsD drops
+        ("airflow.task_instance_created", "", {}),
+        ("airflow.job_start", "airflow_job_start_total", {}),
+        ("airflow.dag_processing.processes", "airflow_dag_processing_processes_total", {}),
+        ("airflow.dagrun.first_task_start_delay", "airflow_dagrun_first_task_start_delay_seconds", {}),
+    ],
+)
+def test_names_sent_live_or_listed_by_airflow_map_to_their_series(statsd_name, prometheus_name, labels):
+    result = series(MAPPING, statsd_name, TYPES[statsd_name])
+    assert (result.name, result.labels) == (prometheus_name, labels)
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [  # statsd-exporter's own cases (pkg/mapper/escape_test.go)
+        ("clean", "clean"),
+        ("0starts_with_digit", "_0starts_with_digit"),
+        ("with--doubledash", "with_doubledash"),
+        ("with---multiple-dashes", "with_multiple_dashes"),
+        ("with.dot", "with_dot"),
+        ("with\N{FACE SCREAMING IN FEAR}emoji", "with_emoji"),
+        ("with.*.multiple", "with___multiple"),
+        ("test.web-server.foo.bar", "test_web_server_foo_bar"),
+    ],
+)
+def test_names_are_escaped_as_statsd_exporter_escapes_them(name, escaped):
+    assert escape(name) == escaped
 
 
 def test_readme_names_every_row_outcome_the_pipelines_emit():
