@@ -408,6 +408,31 @@ def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(
     assert len(read_topic(changes.bootstrap, topic)) == 2, "nothing sent back"
 
 
+def test_a_letter_discarded_then_replayed_is_listed_as_replayed_and_the_other_way_round(changes):
+    """`list` showed a letter discarded once discarded, whatever was done after: a discard's marker
+    stayed on the topic, and a replay by position after it still read as "discarded" (review). The
+    last marker says what was done last."""
+    bad_letters(changes)
+    seven = next(letter for letter in listed(changes) if letter["row_key"] == 7)
+    position = f"{seven['dlq']['partition']}:{seven['dlq']['offset']}"
+
+    def state() -> tuple[str, bool, bool]:
+        (line,) = [
+            row
+            for row in dlq(changes, "list", "--include-replayed").stdout.splitlines()
+            if row.startswith(position + " ")
+        ]
+        (letter,) = [letter for letter in listed(changes, "--include-replayed") if letter["row_key"] == 7]
+        return line.split()[4], letter["replayed"], letter["discarded"]
+
+    assert dlq(changes, "discard", position, "--note", "carried over").returncode == 0
+    assert state() == ("discarded", True, True)
+    assert dlq(changes, "replay", position).returncode == 0
+    assert state() == ("replayed", True, False)
+    assert dlq(changes, "discard", position, "--note", "replayed by mistake").returncode == 0
+    assert state() == ("discarded", True, True)
+
+
 def test_the_refusal_to_replay_held_deletes_counts_them_in_good_grammar():
     """Found from outside: "1 of the letters are deletes the mass-delete breaker held"."""
 
