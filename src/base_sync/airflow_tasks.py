@@ -732,7 +732,8 @@ DEAD_LETTERS_COUNTED_AT = "base_a_events.dead_letters_counted_at"
 def _waiting_letters(settings: EventSettings, kafka_config: dict) -> list[tuple[str, str, float]]:
     """The dead letters waiting (not replayed), by kind, when the last count is EVENTS_DLQ_COUNT_SECONDS
     old: a count reads the whole dead-letter topic. Between counts statsd-exporter keeps the last one.
-    A count that fails is logged, not the run's failure: the drain's work is done, the next run counts."""
+    A count that fails is not the run's failure (the drain's work is done, the next run counts): it
+    is logged and sent as a failed count, since the waiting gauges stay as last counted."""
     now = time.time()
     # Any error, the Variable's too, is logged, never the run's failure (review: an Airflow API error
     # failed a run whose offsets were committed); with its traceback, so a fault here is seen.
@@ -743,13 +744,13 @@ def _waiting_letters(settings: EventSettings, kafka_config: dict) -> list[tuple[
         waiting = dead_letters.waiting_by_kind(kafka_config, settings.dlq_topic)
     except Exception as error:
         log.warning("the dead letters waiting were not counted (the next run tries again): %s", error, exc_info=True)
-        return []
+        return metrics.dead_letters_count_samples(metrics.COUNT_FAILED, time.time())
     try:
         Variable.set(DEAD_LETTERS_COUNTED_AT, str(now), description="when base_a_events last counted its dead letters")
     except Exception as error:
         log.warning("the time of this count was not kept (the next run counts again): %s", error, exc_info=True)
     log.info("dead letters waiting (not replayed): %s", {kind: n for kind, n in waiting.items() if n} or "none")
-    return metrics.waiting_samples(waiting)
+    return metrics.waiting_samples(waiting) + metrics.dead_letters_count_samples(metrics.COUNTED, now)
 
 
 def _changed(counts) -> int:

@@ -157,7 +157,7 @@ class DeadLetter:
     headers_left_out: int | None = None  # the original's own headers' size, when left out as the value
     retry_of: str | None = None  # the letter this one is a failed replay of (`partition:offset`)
     replayed: bool = False  # a marker says it was sent back (see the module's docs), or discarded
-    discarded: bool = False  # the marker was a discard's: settled without being sent back
+    discarded: bool = False  # the last marker was a discard's: settled without being sent back
     duplicates: tuple[str, ...] = ()  # positions of the same source's letters written again, folded into this
 
     @property
@@ -345,8 +345,12 @@ def read(
             found.append(DeadLetter.of(message))
         else:
             replayed.add(marked)
+            # The last marker says what was done last: a letter's markers follow it on its partition,
+            # read in order (a discarded letter replayed later by its position was shown discarded).
             if any(name == DISCARDED for name, _ in message.headers() or []):
                 discarded.add(marked)
+            else:
+                discarded.discard(marked)
     letters = _folded(sorted(found, key=lambda x: (x.partition, x.offset)), replayed, discarded)
     return [letter for letter in letters if selection.matches(letter)]
 

@@ -40,6 +40,7 @@ from env_settings import InvalidSettings
 
 REASON_WIDTH = 100  # the table's reason column; --format jsonl has the whole text
 KEY_WIDTH = 40  # a key that names no row (Debezium's schema form names one: its row is shown)
+DONE = {"replay": "replayed", "discard": "discarded"}  # what each subcommand that acts on letters did
 
 
 def _pattern(text: str) -> re.Pattern:
@@ -51,43 +52,56 @@ def _pattern(text: str) -> re.Pattern:
         raise argparse.ArgumentTypeError(f"not a regular expression: {error}") from None
 
 
+def _filters() -> argparse.ArgumentParser:
+    """The letter filters every subcommand takes (a parent parser)."""
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--topic", help="only letters from this original topic")
+    filters.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
+    filters.add_argument("--reason", type=_pattern, help="only reasons matching this regular expression")
+    filters.add_argument(
+        "--key", help='only this message key, or any key naming this row (7, {"id": 7}, Debezium\'s schema form)'
+    )
+    return filters
+
+
+def _acting(verb: str) -> argparse.ArgumentParser:
+    """The letters a subcommand that acts on them (`replay`, `discard`) takes, and its dry run (a parent parser)."""
+    acting = argparse.ArgumentParser(add_help=False)
+    acting.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
+    acting.add_argument("--all", action="store_true", help="every letter the filters select")
+    acting.add_argument("--dry-run", action="store_true", help=f"only show what would be {DONE[verb]}")
+    return acting
+
+
 def _parser(settings: EventSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="base-sync-dlq", description="the events path's dead letters")
     parser.add_argument("--bootstrap", help="bootstrap.servers (default: from the events path's Kafka connection)")
     parser.add_argument("--dlq-topic", default=settings.dlq_topic, help="default: EVENTS_DLQ_TOPIC")
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="show dead letters with their reason and origin")
+    filters = _filters()
+    listing = commands.add_parser("list", parents=[filters], help="show dead letters with their reason and origin")
     listing.add_argument("--format", choices=("table", "jsonl"), default="table")
     listing.add_argument("--include-replayed", action="store_true", help="also the letters a replay sent back")
-    replaying = commands.add_parser("replay", help="send dead letters back to their original topic")
-    replaying.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
-    replaying.add_argument("--all", action="store_true", help="every letter the filters select")
-    replaying.add_argument("--dry-run", action="store_true", help="only show what would be replayed")
+    replaying = commands.add_parser(
+        "replay", parents=[_acting("replay"), filters], help="send dead letters back to their original topic"
+    )
     replaying.add_argument(
         "--approve-mass-delete",
         action="store_true",
         help="replay the deletes the mass-delete breaker held (kind MassDeleteHeld) as approved: they delete rows",
     )
     discarding = commands.add_parser(
-        "discard", help="settle dead letters that need no replay (their rows carried over, a poison message)"
+        "discard",
+        parents=[_acting("discard"), filters],
+        help="settle dead letters that need no replay (their rows carried over, a poison message)",
     )
-    discarding.add_argument("positions", nargs="*", metavar="PARTITION:OFFSET", help="as `list` shows them")
-    discarding.add_argument("--all", action="store_true", help="every letter the filters select")
     discarding.add_argument("--note", required=True, help="why they need no replay (kept in the marker)")
-    discarding.add_argument("--dry-run", action="store_true", help="only show what would be discarded")
     discarding.add_argument(
         "--holds-settled",
         action="store_true",
         help="discard held mass deletes (MassDeleteHeld) too: their hold is settled (the batch DAG approved them, "
         "or the hold's Variables were deleted)",
     )
-    for command in (listing, replaying, discarding):
-        command.add_argument("--topic", help="only letters from this original topic")
-        command.add_argument("--kind", help="only this exception class (BadEvent, Rejected, MassDeleteHeld, ...)")
-        command.add_argument("--reason", type=_pattern, help="only reasons matching this regular expression")
-        command.add_argument(
-            "--key", help='only this message key, or any key naming this row (7, {"id": 7}, Debezium\'s schema form)'
-        )
     return parser
 
 
@@ -164,6 +178,12 @@ def _print(letters: list[DeadLetter], format_: str) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
 
 
+def _print_done(letters: list[DeadLetter], command: str, dry_run: bool) -> None:
+    """The letters a `replay` or `discard` acted on (the table), then what was done to how many (stderr)."""
+    _print(letters, "table")
+    print(f"{f'would {command}' if dry_run else DONE[command]} {len(letters)} dead letters", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = EventSettings()
@@ -198,12 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         producer = dead_letters.replay_producer(config)
         if args.command == "discard":
             dead_letters.discard(producer, args.dlq_topic, letters, args.note, args.holds_settled, args.dry_run)
-            _print(letters, "table")
-            print(f"{'would discard' if args.dry_run else 'discarded'} {len(letters)} dead letters", file=sys.stderr)
+            _print_done(letters, args.command, args.dry_run)
             return 0
         dead_letters.replay(producer, args.dlq_topic, letters, args.approve_mass_delete, dry_run=args.dry_run)
-        _print(letters, "table")
-        print(f"{'would replay' if args.dry_run else 'replayed'} {len(letters)} dead letters", file=sys.stderr)
+        _print_done(letters, args.command, args.dry_run)
         held = len(dead_letters.held_deletes(letters))
         if held:
             approval = "approved" if args.approve_mass_delete else "needing --approve-mass-delete"

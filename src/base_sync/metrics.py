@@ -79,6 +79,17 @@ def waiting_samples(waiting_by_kind: dict[str, int]) -> list[tuple[str, str, flo
     return [("gauge", f"base_sync.dead_letters_waiting.{kind}", count) for kind, count in waiting_by_kind.items()]
 
 
+# The outcomes of a count of the dead letters waiting (`dead_letters_count_samples`).
+COUNTED, COUNT_FAILED = "counted", "failed"
+
+
+def dead_letters_count_samples(outcome: str, at: float) -> list[tuple[str, str, float]]:
+    """When a count of the dead letters waiting last succeeded (COUNTED) or failed (COUNT_FAILED), in
+    epoch seconds. A failed count sends no waiting gauges, and statsd-exporter keeps their last value
+    for ever: a failure newer than the last success tells they are stale (DeadLettersNotCounted)."""
+    return [("gauge", f"base_sync.dead_letters_last_count.{outcome}", at)]
+
+
 def schema_samples(entity: str, unmapped: list[str]) -> list[tuple[str, str, float]]:
     """The source columns of the entity's table that its mapping does not read (a new column in Base
     A raises it; the sync ignores them)."""

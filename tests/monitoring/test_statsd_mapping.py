@@ -166,6 +166,16 @@ def test_batch_metrics_not_in_the_capture_map_too():
     )
 
 
+def test_the_times_of_the_dead_letter_counts_map_to_one_gauge_by_outcome():
+    """Not in the capture (taken before they were sent): when the waiting letters were last counted,
+    and when a count last failed (DeadLettersNotCounted compares the two)."""
+    for outcome in ("counted", "failed"):
+        assert apply(f"airflow.base_sync.dead_letters_last_count.{outcome}") == (
+            "base_sync_dead_letters_last_count_timestamp_seconds",
+            {"outcome": outcome},
+        )
+
+
 def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():
     unmapped = [
         n

@@ -10,15 +10,17 @@ import argparse
 import json
 import os
 import subprocess
+import time
 from datetime import timedelta
 
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from base_sync import dead_letters, dlq_cli
+from base_sync import airflow_tasks, dead_letters, dlq_cli
 from base_sync.dead_letters import DeadLetter, DeadLetterError
 from base_sync.debezium import Topics
+from base_sync.settings import EventSettings
 from testbed.servers import REPO, free_port, venv_bin
 from tests.sync.conftest import read_topic
 from tests.sync.test_events_apply import T0, Events, employee
@@ -360,6 +362,28 @@ def test_a_count_is_due_every_so_many_seconds_and_never_waits_on_a_count_it_cann
     assert dead_letters.count_due(counted_at, now=1100.0, every=900) is due
 
 
+def test_a_count_that_fails_is_sent_as_failed_as_the_waiting_gauges_stay_as_last_counted(
+    kafka_bootstrap, event_settings, monkeypatch
+):
+    """A failed count was only logged: statsd-exporter keeps the waiting gauges for ever, so the
+    dashboard and DeadLettersWaiting showed an old count and nobody was told (review). The drain's
+    count (as apply_changes calls it, the Variable from Airflow's environment backend) sends when it
+    last counted, and when a count last failed: DeadLettersNotCounted compares the two."""
+    monkeypatch.setenv(f"AIRFLOW_VAR_{airflow_tasks.DEAD_LETTERS_COUNTED_AT.upper()}", "0")  # long ago: due
+    config = {"bootstrap.servers": kafka_bootstrap}
+    before = time.time()
+
+    counted = {name: value for _, name, value in airflow_tasks._waiting_letters(event_settings, config)}
+    assert counted["base_sync.dead_letters_waiting.BadEvent"] == 0
+    assert before <= counted["base_sync.dead_letters_last_count.counted"] <= time.time()
+    assert "base_sync.dead_letters_last_count.failed" not in counted
+
+    gone = EventSettings(dlq_topic=f"{event_settings.dlq_topic}.gone")  # a count that cannot read its topic
+    ((kind, name, at),) = airflow_tasks._waiting_letters(gone, config)
+    assert (kind, name) == ("gauge", "base_sync.dead_letters_last_count.failed")
+    assert counted["base_sync.dead_letters_last_count.counted"] <= at <= time.time()
+
+
 def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(changes):
     """A letter whose row the batch run carried over, or a poison message, waited for ever: only a
     replay settled it, and DeadLettersWaiting would fire for as long as the topic keeps it."""
@@ -382,6 +406,31 @@ def test_letters_that_need_no_replay_are_discarded_with_a_note_and_stop_waiting(
     assert "discarded" in dlq(changes, "list", "--include-replayed").stdout
     assert dead_letters.waiting_by_kind(config, changes.settings.dlq_topic)["BadEvent"] == 1
     assert len(read_topic(changes.bootstrap, topic)) == 2, "nothing sent back"
+
+
+def test_a_letter_discarded_then_replayed_is_listed_as_replayed_and_the_other_way_round(changes):
+    """`list` showed a letter discarded once discarded, whatever was done after: a discard's marker
+    stayed on the topic, and a replay by position after it still read as "discarded" (review). The
+    last marker says what was done last."""
+    bad_letters(changes)
+    seven = next(letter for letter in listed(changes) if letter["row_key"] == 7)
+    position = f"{seven['dlq']['partition']}:{seven['dlq']['offset']}"
+
+    def state() -> tuple[str, bool, bool]:
+        (line,) = [
+            row
+            for row in dlq(changes, "list", "--include-replayed").stdout.splitlines()
+            if row.startswith(position + " ")
+        ]
+        (letter,) = [letter for letter in listed(changes, "--include-replayed") if letter["row_key"] == 7]
+        return line.split()[4], letter["replayed"], letter["discarded"]
+
+    assert dlq(changes, "discard", position, "--note", "carried over").returncode == 0
+    assert state() == ("discarded", True, True)
+    assert dlq(changes, "replay", position).returncode == 0
+    assert state() == ("replayed", True, False)
+    assert dlq(changes, "discard", position, "--note", "replayed by mistake").returncode == 0
+    assert state() == ("discarded", True, True)
 
 
 def test_the_refusal_to_replay_held_deletes_counts_them_in_good_grammar():

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
-from base_sync.metrics import ROW_OUTCOMES, batch_samples, events_samples, memory_samples, waiting_samples
+from base_sync.metrics import (
+    COUNT_FAILED,
+    COUNTED,
+    ROW_OUTCOMES,
+    batch_samples,
+    dead_letters_count_samples,
+    events_samples,
+    memory_samples,
+    waiting_samples,
+)
 
 ENTITIES = ("articles", "employees")
 
@@ -110,4 +119,12 @@ def test_the_letters_waiting_are_gauges_so_a_replayed_kind_goes_back_to_zero():
     assert got == {
         "base_sync.dead_letters_waiting.BadEvent": ("gauge", 2),
         "base_sync.dead_letters_waiting.Rejected": ("gauge", 0),
+    }
+
+
+def test_the_times_of_the_last_count_and_the_last_failed_count_are_gauges_by_outcome():
+    got = as_dict(dead_letters_count_samples(COUNTED, 900.0) + dead_letters_count_samples(COUNT_FAILED, 1800.0))
+    assert got == {
+        "base_sync.dead_letters_last_count.counted": ("gauge", 900.0),
+        "base_sync.dead_letters_last_count.failed": ("gauge", 1800.0),
     }
