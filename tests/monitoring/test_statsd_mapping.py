@@ -71,6 +71,11 @@ PLATFORM_SAMPLES = {
     "batch_samples": lambda: metrics.batch_samples("employees", {}, 0, datetime.now(UTC)),
     "events_samples": lambda: metrics.events_samples(["employees"], {}, {}, 0, 0.0),
     "waiting_samples": lambda: metrics.waiting_samples(dict.fromkeys(DEAD_LETTER_KINDS, 0)),
+    "dead_letters_count_samples": lambda: [
+        sample
+        for outcome in (metrics.COUNTED, metrics.COUNT_FAILED)
+        for sample in metrics.dead_letters_count_samples(outcome, 0.0)
+    ],
     "schema_samples": lambda: metrics.schema_samples("employees", []),
     "delete_log_samples": lambda: metrics.delete_log_samples("employees", False),
     "memory_samples": lambda: metrics.memory_samples("load_partition", "employees", 1),
