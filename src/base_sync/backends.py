@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -22,15 +22,19 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    and_,
     bindparam,
     case,
     cast,
     create_engine,
     event,
+    false,
     func,
     literal,
     literal_column,
     make_url,
+    not_,
+    or_,
     text,
     type_coerce,
 )
@@ -50,6 +54,7 @@ from baseab_contract.version_digest import mysql_pair_hash
 
 # Six fractional digits, the text SQLAlchemy writes and compares against on SQLite.
 _ISO_MICROS = "%Y-%m-%d %H:%M:%S.%f"
+_ONE_SECOND = timedelta(seconds=1)
 _SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
@@ -117,6 +122,32 @@ class BaseABackend:
     def real_time(self, stamp):
         """The condition that a DATETIME expression holds a real time: date arithmetic on it is not NULL."""
         raise NotImplementedError
+
+    # How a stored stamp is compared with a datetime (a window's bounds, a zone's clock changes). The
+    # server compares times: the column itself, and its index serves every bound.
+    normalises_stamps = False  # whether `comparable_stamp` is an expression, which no index on the column serves
+
+    def comparable_stamp(self, stamp):
+        """A stored DATETIME as a value that compares and sorts with bound datetimes as their times do."""
+        return stamp
+
+    def stamp_at_least(self, stamp, value: datetime):
+        """A condition on the stored column, which its index serves, that every stamp at or after
+        `value` meets (a stamp before it may meet it too: an exact test follows)."""
+        return stamp >= literal(value, DateTime())
+
+    def stamp_at_most(self, stamp, value: datetime):
+        """As `stamp_at_least`, for every stamp at or before `value`."""
+        return stamp <= literal(value, DateTime())
+
+    def wall_after(self, wall, value: datetime):
+        """A condition met only by a stored wall time after `value`; by every one after its whole
+        second (a zone's clock changes, whole seconds, are exact)."""
+        return wall > literal(value, DateTime())
+
+    def wall_before(self, wall, value: datetime):
+        """As `wall_after`, before `value`; every one before its whole second."""
+        return wall < literal(value, DateTime())
 
     def datetime_value(self, value: datetime):
         """A naive datetime as a SQL constant of the type `shift_seconds` gives (microseconds kept)."""
@@ -867,6 +898,33 @@ class SQLiteBaseA(BaseABackend):
     def real_time(self, stamp):
         return func.julianday(stamp).isnot(None)  # text SQLite's date functions cannot read: NULL
 
+    # SQLite keeps a stamp as the text it was written in: '2024-05-01T10:00:00', '... 10:00:00.5',
+    # '... 10:00:00', '... 10:00:00.617950'. Compared as text with a bound datetime (SQLAlchemy's
+    # '2024-05-01 23:00:00.000000') the 'T' one was after every time of its day and '10:00:00' before
+    # '10:00:00.000000': an incremental read took rows again at every run or never, and the
+    # verification missed them. Compared here as one text form, six fractional digits, both sides.
+    normalises_stamps = True
+
+    def comparable_stamp(self, stamp):
+        return self.shift_seconds(stamp, 0)
+
+    def stamp_at_least(self, stamp, value: datetime):
+        # Every written form of a time at or after `value` starts with its date, ' ' or 'T' (after
+        # ' '), then its whole seconds, at least `value`'s: no fraction in the constant.
+        return stamp >= literal(value.isoformat(" ", "seconds"))
+
+    def stamp_at_most(self, stamp, value: datetime):
+        # The 'T' form is the later text of a time: up to `value`'s second in it, anything after that
+        # second's digits ('~' sorts after the fraction, a zone and the end).
+        return stamp <= literal(value.isoformat("T", "seconds") + "~")
+
+    def wall_after(self, wall, value: datetime):
+        whole = value.replace(microsecond=0)
+        return false() if whole >= datetime.max.replace(microsecond=0) else _from_second(wall, whole + _ONE_SECOND)
+
+    def wall_before(self, wall, value: datetime):
+        return not_(_from_second(wall, value.replace(microsecond=0)))
+
     def driver_row(self, row: tuple) -> tuple:
         return tuple(_sqlite_value(value) for value in row)  # decimals, dates and times as text
 
@@ -1032,17 +1090,29 @@ def _stored_as(kind: TypeEngine, stored):
     return stored
 
 
+def _from_second(wall, second: datetime) -> ColumnElement:
+    """That a SQLite text stamp is at or after `second` (whole), compared as stored, no function
+    called (this sits at every level of a zone rule's CASE): in the 'T' form, from that second's 'T'
+    text on; in the ' ' form (before every 'T' text of its day), from its ' ' text to its day's 'T'."""
+    t_form = literal(second.isoformat("T"))
+    spaced = and_(wall >= literal(second.isoformat(" ")), wall < literal(f"{second.date().isoformat()}T"))
+    return or_(wall >= t_form, spaced)
+
+
 def _sqlite_shifted(stamp, seconds: int) -> ColumnElement:
     """A SQLite text stamp `YYYY-MM-DD HH:MM:SS[.f...][zone]` moved by whole seconds, its fraction
     kept to the microsecond.
 
     SQLite's date functions keep milliseconds, rounded (`%f`; `.999999` rounds into the next second):
     the stamp is moved without its fraction, which is then put back as the DateTime type reads it
-    (its first six digits, right-padded). A zone suffix still applies. Short: this sits in every
-    leaf of a zone rule's CASE (one per clock change since 1970)."""
+    (its first six digits, right-padded). A zone suffix still applies. This sits in every leaf of a
+    zone rule's CASE and is evaluated at each test of a version: few calls. The fraction's digits
+    behind a '1' (kept leading zeros) as an integer, which CAST reads up to the first non-digit
+    (a zone), then right-padded: '.5+02:00' gives '15', '500000'. Measured on 200k rows, the
+    former form (the digits' run by ltrim and length, three times) took half again as long."""
     digits = "0123456789"
-    after_point = case((func.substr(stamp, 20, 1) == ".", func.substr(stamp, 21)), else_=literal(""))
-    run = func.length(after_point) - func.length(func.ltrim(after_point, digits))
+    after_point = case((func.substr(stamp, 20, 1) == ".", func.substr(stamp, 21, 6)), else_=literal(""))
+    marked = cast(literal("1").concat(after_point), Integer)
     without_fraction = func.substr(stamp, 1, 19).concat(func.ltrim(func.substr(stamp, 20), "." + digits))
     whole = func.strftime("%Y-%m-%d %H:%M:%S", without_fraction, f"{int(seconds):+d} seconds")
-    return whole.concat(".").concat(func.substr(func.substr(after_point, 1, run).concat("000000"), 1, 6))
+    return whole.concat(".").concat(func.substr(cast(marked, String).concat("000000"), 2, 6))

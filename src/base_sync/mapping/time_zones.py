@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case
+from sqlalchemy import case, not_
 
 FIRST_YEAR = 1970
 YEARS_AHEAD = 5
@@ -89,7 +89,7 @@ class ZoneRule:
     def sql_to_utc(self, wall, backend):
         """The same as a SQL expression over a wall-time column, in Base A's `backend`'s SQL."""
         if self.fixed:
-            return _shifted(wall, backend, self.first) if self.first else wall
+            return _shifted(wall, backend, self.first) if self.first else backend.comparable_stamp(wall)
         return self._bisect(wall, backend, 0, len(self.boundaries))
 
     def _bisect(self, wall, backend, low: int, high: int):
@@ -103,7 +103,8 @@ class ZoneRule:
             )
         middle = (low + high + 1) // 2
         later = self._bisect(wall, backend, middle, high)
-        return case((wall >= self.boundaries[middle - 1], later), else_=self._bisect(wall, backend, low, middle - 1))
+        from_boundary = not_(backend.wall_before(wall, self.boundaries[middle - 1]))  # whole seconds: exact
+        return case((from_boundary, later), else_=self._bisect(wall, backend, low, middle - 1))
 
 
 def _last_wall(offset: int) -> datetime:
@@ -117,7 +118,7 @@ def _shifted(wall, backend, offset: int):
     moved = backend.shift_seconds(wall, -offset)
     if offset >= 0:
         return moved
-    return case((wall > _last_wall(offset), backend.datetime_value(datetime.max)), else_=moved)
+    return case((backend.wall_after(wall, _last_wall(offset)), backend.datetime_value(datetime.max)), else_=moved)
 
 
 @cache

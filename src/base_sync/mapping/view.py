@@ -162,7 +162,7 @@ class SourceView:
         raw = self.c(stamp.column)
         rule = self.zone(stamp)
         if rule is None:
-            return raw
+            return self.backend.comparable_stamp(raw)
         if since is not None:
             rule = rule.from_wall(_moved(since, rule.lowest))
         return rule.sql_to_utc(raw, self.backend)
@@ -323,9 +323,9 @@ class SourceView:
         wall, rule = self._wall
         bounds = []
         if since is not None:  # version >= wall - highest offset > since
-            bounds.append(wall > _stamp_literal(since, rule.highest))
+            bounds.append(self.backend.wall_after(wall, _moved(since, rule.highest)))
         if until is not None:  # version <= wall - lowest offset < until
-            bounds.append(wall < _stamp_literal(until, rule.lowest))
+            bounds.append(self.backend.wall_before(wall, _moved(until, rule.lowest)))
         # A wall time that is no real time (2024-02-30 under a lax sql_mode) has no version: not inside.
         return and_(*bounds, self.backend.real_time(wall)) if bounds else None
 
@@ -334,15 +334,18 @@ class SourceView:
         implies (a wall time is its UTC instant plus one of its zone's offsets), so the server reads
         a range: of the column's index, or of an index on the cursor columns in order when there are several."""
         cursor = self.spec.cursor or []
-        if not any(self.zone(s) is not None for s in cursor):
+        # An unconverted version is the column itself, bounded by the window, unless the backend
+        # compares an expression of it (SQLite's text forms): then these bounds keep its index in use.
+        if not self.backend.normalises_stamps and not any(self.zone(s) is not None for s in cursor):
             return []
+        at_least, at_most = self.backend.stamp_at_least, self.backend.stamp_at_most
         bounds = []
         if since is not None:  # wall = version + offset > since + lowest offset
-            bounds.append(self._first_stamp(lambda s, c: c >= _stamp_literal(since, self._offsets(s)[0])))
+            bounds.append(self._first_stamp(lambda s, c: at_least(c, _moved(since, self._offsets(s)[0]))))
         # wall = version + offset <= until + highest offset; but at the end of time, every wall time
         # whose UTC instant datetime cannot hold (`ZoneRule.to_utc`, held there) is inside.
         if until is not None and _naive(until) < datetime.max:
-            bounds.append(self._first_stamp(lambda s, c: c <= _stamp_literal(until, self._offsets(s)[1])))
+            bounds.append(self._first_stamp(lambda s, c: at_most(c, _moved(until, self._offsets(s)[1]))))
         return bounds
 
     def _offsets(self, stamp: StampColumn) -> tuple[int, int]:
@@ -757,11 +760,6 @@ def _text(value) -> str | None:
 
 def _plain(record: dict) -> dict:
     return {k: _text(v) if isinstance(v, date | Decimal) else v for k, v in record.items()}
-
-
-def _stamp_literal(stamp: datetime, seconds: int) -> ColumnElement:
-    """A UTC instant moved by `seconds` (an offset: its wall time there), as a DATETIME literal."""
-    return literal(_moved(stamp, seconds), DateTime())
 
 
 def _moved(stamp: datetime, seconds: int) -> datetime:
