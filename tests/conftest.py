@@ -3,6 +3,7 @@ test needs, derived from the fixtures it uses, so `make test-fast` can select th
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from testbed.airflow import Airflow
 from testbed.servers import (
     MARIADB_HOST,
     MARIADB_PORT,
@@ -116,6 +118,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         used = set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
         needs = {marker for marker, fixtures in NEEDS.items() if used & fixtures}
+        if _starts_airflow(item):
+            needs |= {"airflow", "slow"}
         if any(params.get(name) == "postgresql" for name in BACKEND_FIXTURES):
             needs |= {"postgres", "slow"}
         for fixture, where in SERVER_FIXTURES_ANY_BACKEND.items():
@@ -126,16 +130,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = heaviest_files_first(items)
 
 
+def _starts_airflow(item: pytest.Item) -> bool:
+    """A test in a module that starts Airflow through a fixture of its own (not one of NEEDS'): its
+    file weighs as Airflow's. CI ran such a file (3.5 minutes) last and alone, by a name NEEDS lacked."""
+    module = getattr(item, "module", None)
+    return module is not None and any(value is Airflow for value in vars(module).values())
+
+
 # `make test` hands whole files to parallel workers (pytest-xdist, --dist loadfile) in collection
 # order: a Docker or Airflow file started last would run on alone at the end.
 WEIGHT = {"docker": 3, "airflow": 2, "browser": 2, "slow": 1}
+# Seconds each longer file took in a CI run (setup included; a file missing counts 0): within a
+# weight the longest start first, so none is left to run on alone at the end (CI's limit is 30
+# minutes). Refresh after big changes from a run's `--junitxml` (by file, the sum of the times).
+FILE_SECONDS: dict[str, float] = json.loads((Path(__file__).parent / "file_seconds.json").read_text())
 
 
 def heaviest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """The items regrouped so that files needing Docker, then Airflow or a browser, then a server
-    come first; the order of the files within a weight and of the tests within a file is kept."""
+    come first, the longest first within each; else the order of the files and of the tests within
+    a file is kept."""
     weight: dict[Path, int] = {}  # by file
     for item in items:
         here = max((WEIGHT.get(marker.name, 0) for marker in item.iter_markers()), default=0)
         weight[item.path] = max(weight.get(item.path, 0), here)
-    return sorted(items, key=lambda item: -weight[item.path])
+    root = Path(__file__).parent.parent
+    seconds = {path: FILE_SECONDS.get(path.relative_to(root).as_posix(), 0) for path in weight}
+    return sorted(items, key=lambda item: (-weight[item.path], -seconds[item.path]))
