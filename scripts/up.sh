@@ -90,7 +90,9 @@ if [[ "$BASE_A_URL" == mysql* ]]; then
   ready+=("http://127.0.0.1:$relay_port/ready")
   relay_address=127.0.0.1:$relay_port  # Prometheus scrapes the relay only when it runs
 elif [ "${BASE_A_CHURN_EVERY:-30}" != 0 ]; then
-  start event-maker base-a churn employees --updates 5 --inserts 1 --deletes 1 \
+  # Started again if it exits (a broker away when a round publishes: the round's changes stay in
+  # Base A without their events, which the next batch run carries over).
+  start event-maker scripts/keep-running.sh base-a churn employees --updates 5 --inserts 1 --deletes 1 \
     --publish "$KAFKA_BOOTSTRAP" --every "${BASE_A_CHURN_EVERY:-30}"
 fi
 # The topics the events DAG and its asset watcher read, made now, before Airflow's triggerer starts,
