@@ -205,9 +205,10 @@ def verify(
     fail if it still differs.
 
     The checksums usually agree. When they do not, a key-by-key comparison of the window sorts
-    the differences: a row Base A holds in the window but Base B lacks (or holds older) is re-sent
-    (a late commit, or a lost write); a row Base B holds in the window that Base A no longer has
-    there has moved on (changed again or deleted since the extract) and the next run takes it.
+    the differences: a row Base A holds in the window but Base B lacks (or holds at another version)
+    is re-sent (a late commit, or a lost write; a re-sent row Base B holds newer is counted `ahead`);
+    a row Base B holds in the window that Base A no longer has there has moved on (changed again or
+    deleted since the extract) and the next run takes it.
     """
     if report.scan is not None:  # a table without a cursor: its re-sent buckets
         from base_sync import checksummed
@@ -369,8 +370,11 @@ def _compare_window(
             moved_on += 1  # only Base B has it in the window: changed again or deleted in Base A
             b = next(theirs, None)
         else:
-            if b[1] < a[1]:
-                missing.append(a[0])  # Base B holds an older version
+            # Another version either way: older is a lost write; newer (Base A's stamp went back, Base A
+            # restored, a zone or offset error) is re-sent too, never passed silently: answered `stale`,
+            # it is counted `ahead` with its key, and the periodic comparison of versions mends it.
+            if b[1] != a[1]:
+                missing.append(a[0])
             a, b = next(ours, None), next(theirs, None)
     return missing, moved_on
 

@@ -693,6 +693,41 @@ def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
 
 
+def test_verify_counts_a_row_base_b_holds_newer_within_the_window_as_ahead(base_a, base_a_engine, base_b, caplog):
+    """Base B got a row's version (the events path), then Base A's stamp of it went back (a restore,
+    a zone or offset error, an update committing later with an earlier stamp), both versions inside
+    the next window. The key-by-key comparison passed such a row silently (nothing repaired, ahead
+    or moved on) while Base B held other content: verify counts it `ahead`, naming the key, and the
+    periodic comparison of versions writes it as Base A holds it."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=23)
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:
+        conn.execute(text("UPDATE articles SET title = 'first', updated_at = UTC_TIMESTAMP(6) WHERE id = 2"))
+    for chunk in base_a.records_by_keys("articles", [2], 10):  # as the events path applies it
+        api.bulk_upsert("articles", encode(chunk))
+    with base_a_engine.begin() as conn:  # still after the watermark; row 3 takes the window past Base B's version
+        conn.execute(
+            text("UPDATE articles SET title = 'second', updated_at = updated_at - INTERVAL 1 MICROSECOND WHERE id = 2")
+        )
+        conn.execute(text("UPDATE articles SET title = 'later', updated_at = UTC_TIMESTAMP(6) WHERE id = 3"))
+    with caplog.at_level(logging.WARNING, logger="base_sync.sync"):
+        went_back = run_once("articles", base_a, api, store)
+    assert went_back["load"]["stale"] == 1 and went_back["load"]["updated"] == 1
+    assert synced_rows(base_b.database_url, "articles")[2][1] == "first"  # Base B differs from Base A
+    assert went_back["verify"]["ahead"] == 1 and went_back["verify"]["repaired"] == 0, went_back["verify"]
+    said = [r.getMessage() for r in caplog.records if "newer" in r.getMessage()]
+    assert (
+        said
+        and said[-1].startswith("articles: 1 of them Base B holds newer than Base A")
+        and said[-1].endswith("keys 2")
+    ), said
+    due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
+    assert due["deletes"]["replaced_ahead"] == 1
+    assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
+    assert synced_rows(base_b.database_url, "articles")[2][1] == "second"
+
+
 def test_a_row_refused_for_a_taken_email_heals_when_the_holder_changes_its_email(base_a, base_a_engine, base_b):
     """Two Base A rows claim one address: the second is rejected (unique_taken). When the first one's
     address is corrected, the next run sends the second again, with no delete in between."""
