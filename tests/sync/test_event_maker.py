@@ -81,3 +81,35 @@ def test_a_long_running_event_maker_connects_to_the_broker_once_not_every_round(
     published = sum(sum(round_["published"].values()) for round_ in done)
     assert published == 5 * len(done)
     assert len(read_topic(bootstrap, f"{prefix}.base_a.employees")) == published
+
+
+def test_a_broker_gone_between_rounds_ends_the_maker_with_the_reason_before_any_change(tmp_path, broker):
+    """The topic check before a round raised librdkafka's KafkaException: a traceback, where a round
+    the broker did not acknowledge says why in one line. Now both end with the reason and status 1
+    (`make up` starts it again), and the round whose check failed changed nothing in Base A."""
+    bootstrap, proxy = broker
+    url = f"sqlite:///{tmp_path / 'base_a.sqlite'}"
+    engine = source_engine(url)
+    create_schema(engine)
+    generate.seed(engine, "employees", 50, seed_value=1)
+    env = {k: v for k, v in os.environ.items() if k != "BASE_A_MAPPING_FILE"} | {"BASE_A_URL": url}
+    command = [sys.executable, "-m", "base_sync.demo.cli", "churn", "employees", "--inserts", "1"]
+    command += ["--publish", bootstrap, "--topic-prefix", f"gone{os.getpid()}", "--every", "3"]
+    log = tmp_path / "maker.log"
+    with open(log, "w") as out:
+        maker = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_rounds(maker, log, 1)
+        proxy.refuse()  # within the 3 s before the next round
+        rows = generate.max_key(engine, "employees")
+        maker.wait(90)
+    finally:
+        if maker.poll() is None:
+            maker.kill()
+            maker.wait()
+    said = log.read_text()
+    assert maker.returncode == 1, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    assert f"base-a churn: the broker at {bootstrap} did not answer the check of the topics" in said, said[-3000:]
+    assert generate.max_key(engine, "employees") == rows  # the failed round inserted nothing
+    engine.dispose()

@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                 synced = sum(count for count, _ in api.key_buckets(entity, 1_000_000_000).values())
                 rows = base_a.key_span(entity)[2]
                 print(f"  {entity:<10} Base A {rows:>9,} rows   Base B {synced:>9,} synced")
-    except (TerminalError, ApiError, event_maker.EventsNotAcknowledged) as error:  # an invalid mapping (each
-        # error at its line), a drifted table, the API away, the broker not taking events: the reason, no traceback
+    except (TerminalError, ApiError, event_maker.EventsNotAcknowledged, event_maker.BrokerAway) as error:
+        # An invalid mapping (each error at its line), a drifted table, the API away, the broker away or
+        # not taking events: the reason, no traceback
         for line in str(error).splitlines() if isinstance(error, MappingError) else [str(error)]:
             _say(f"base-a {args.command}", line)
         return 1

@@ -14,10 +14,11 @@ and reflection each round (three new broker connections and most of a round's ti
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy import Engine, select
 
 from base_sync.debezium import EnvelopeWriter, Topics
@@ -36,6 +37,21 @@ METADATA_SECONDS = 10
 class EventsNotAcknowledged(TransientError):
     """The broker did not acknowledge every event of a round: the round's changes are in Base A
     without (all of) their events."""
+
+
+class BrokerAway(TransientError):
+    """The broker did not answer when the topics were checked, before a round's changes: none made."""
+
+
+@contextlib.contextmanager
+def _broker_answers(bootstrap: str):
+    """A Kafka error of a topic check (no broker, a refusal) as `BrokerAway`, in one line."""
+    try:
+        yield
+    except KafkaException as error:
+        raise BrokerAway(
+            f"the broker at {bootstrap} did not answer the check of the topics ({error.args[0]}); no change was made"
+        ) from error
 
 
 class EventMaker:
@@ -66,7 +82,8 @@ class EventMaker:
             else EnvelopeWriter.identity(entity, prefix, self._topics.database)
         )
         config = {"bootstrap.servers": bootstrap}
-        ensure_topics(config, self._wanted, configs=self._topic_configs)
+        with _broker_answers(bootstrap):
+            ensure_topics(config, self._wanted, configs=self._topic_configs)
         self._config = config
         self._producer = Producer({**config, "enable.idempotence": True, "linger.ms": 5})
 
@@ -111,9 +128,10 @@ class EventMaker:
     def _ensure_topics(self) -> None:
         """Make the topics again if the broker lost one since (asked over the producer's connection:
         no new client each round)."""
-        known = self._producer.list_topics(timeout=METADATA_SECONDS).topics
-        if any(topic not in known for topic in self._wanted):
-            ensure_topics(self._config, self._wanted, configs=self._topic_configs)
+        with _broker_answers(self.bootstrap):
+            known = self._producer.list_topics(timeout=METADATA_SECONDS).topics
+            if any(topic not in known for topic in self._wanted):
+                ensure_topics(self._config, self._wanted, configs=self._topic_configs)
 
     def _publish(self, committed_ms: int, changes) -> dict[str, int]:
         """Produce each change's envelope and wait until the broker acknowledged them all."""
