@@ -22,9 +22,9 @@ import yaml
 from base_sync import metrics
 from base_sync.dead_letters import KINDS as DEAD_LETTER_KINDS
 from testbed.servers import REPO, require_program
-from tests.monitoring.statsd_exporter import METRIC_TYPES, Series, escape, load_mappings, series
+from tests.monitoring.statsd_exporter import METRIC_TYPES, Series, StatsdMapper, escape, load_mappings
 
-MAPPING = load_mappings()
+MAPPER = StatsdMapper(load_mappings())
 CAPTURE = (REPO / "tests" / "monitoring" / "data" / "airflow_statsd_names.txt").read_text().split()
 NAMES = sorted({line.split("|")[0] for line in CAPTURE})
 
@@ -93,7 +93,7 @@ TYPES = dict(SAMPLES)  # c, g or ms
 
 def apply(name: str) -> tuple[str, dict] | None:
     """(Prometheus name, labels) the exporter makes of a StatsD name ("" when dropped), or None: no mapping matches."""
-    result = series(MAPPING, name, TYPES[name])
+    result = MAPPER.series(name, TYPES[name])
     return None if result.mapping is None else (result.name, result.labels)
 
 
@@ -194,7 +194,7 @@ def test_every_pipeline_name_and_every_dag_and_task_name_is_mapped():
                 "airflow.executor.",
             )
         )
-        and flattened(series(MAPPING, n, TYPES[n]))
+        and flattened(MAPPER.series(n, TYPES[n]))
     ]
     assert unmapped == []
 
@@ -217,7 +217,7 @@ def test_mapped_series_names_are_valid_prometheus_names():
 )
 def test_run_and_task_durations_have_buckets_up_to_an_hour(statsd_name):
     """statsd-exporter's default buckets end at 10 s: every batch run (25-90 s) would land in +Inf."""
-    mapping = series(MAPPING, statsd_name, "ms").mapping
+    mapping = MAPPER.series(statsd_name, "ms").mapping
     buckets = mapping["histogram_options"]["buckets"]
     assert buckets == sorted(buckets) and buckets[-1] >= 3600
     assert len([b for b in buckets if 20 <= b <= 120]) >= 4, "batch runs need resolution there"
@@ -268,7 +268,7 @@ def test_no_name_with_a_dag_task_file_or_host_in_it_is_left_to_the_flattened_def
         PLACEHOLDERS[k] for k in (*named, "executor_class_name", "operator_name", "task_type", "worker_name")
     }
     flattened_names = [
-        n for n, t in sorted(SAMPLES) if flattened(series(MAPPING, n, t)) and identifiers & set(n.split("."))
+        n for n, t in sorted(SAMPLES) if flattened(MAPPER.series(n, t)) and identifiers & set(n.split("."))
     ]
     assert flattened_names == []
 
@@ -279,7 +279,7 @@ def exposed(samples=SAMPLES) -> dict[str, dict[str, set[str]]]:
     gauge named so: checkHistogramNameCollision)."""
     names: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for name, statsd_type in samples:
-        result, metric_type = series(MAPPING, name, statsd_type), METRIC_TYPES[statsd_type]
+        result, metric_type = MAPPER.series(name, statsd_type), METRIC_TYPES[statsd_type]
         if result.name:
             suffixes = ("", "_bucket", "_count", "_sum") if metric_type == "observer" else ("",)
             for suffix in suffixes:
@@ -309,6 +309,84 @@ def test_no_prometheus_name_gets_two_statsd_types():
     assert conflicts == {}
 
 
+def test_no_prometheus_name_gets_two_sets_of_label_names():
+    """A tag-style twin (airflow.ti.finish) whose drop did not take effect fell to the catch-all
+    regex and became an unlabelled airflow_ti_finish_total beside the labelled family of that name:
+    every sum over the family counted its samples twice."""
+    label_names: dict[str, dict[tuple[str, ...], set[str]]] = defaultdict(lambda: defaultdict(set))
+    for name, statsd_type in SAMPLES:
+        result = MAPPER.series(name, statsd_type)
+        if result.name:
+            label_names[result.name][tuple(sorted(result.labels))].add(name)
+    mixed = {
+        name: {labels: sorted(sources)[:2] for labels, sources in sets.items()}
+        for name, sets in label_names.items()
+        if len(sets) > 1
+    }
+    assert mixed == {}
+
+
+def test_every_glob_mapping_takes_effect():
+    """statsd-exporter loads, without a word, a glob ending on a field an earlier glob already
+    passed through, and never matches it: `airflow.ti.finish` (drop) below `airflow.ti.finish.*.*.*`."""
+    assert [mapping["match"] for mapping in MAPPER.ineffective_globs] == []
+
+
+def mapper_of(config: str) -> StatsdMapper:
+    return StatsdMapper(load_mappings(config))
+
+
+@pytest.mark.parametrize(
+    ("config", "statsd_name", "prometheus_name", "labels"),
+    [  # statsd-exporter's own cases (pkg/mapper/mapper_test.go, glob_disable_ordering: false)
+        (
+            "mappings:\n- {match: order.*.*, name: testa, labels: {label: '${1}_foo'}}\n"
+            "- {match: order.*.bbb, name: testb, labels: {label: '${1}_foo'}}",
+            "order.good.bbb",
+            "testa",
+            {"label": "good_foo"},
+        ),
+        (  # the captures of a path tried and left do not leak into the one that matches
+            "mappings:\n- {match: '*.dummy.*', name: metric_one, labels: {system: $1, attribute: $2}}\n"
+            "- {match: full.name.*, name: metric_two, labels: {system: static, attribute: $1}}",
+            "full.name.anothertest",
+            "metric_two",
+            {"system": "static", "attribute": "anothertest"},
+        ),
+        ("mappings:\n- {match: test.*, name: name, labels: {label: $1_foo}}", "test.a", "name", {"label": ""}),
+        (
+            "mappings:\n- {match: '*', name: single_segment, labels: {label: '${1}'}}",
+            "test",
+            "single_segment",
+            {"label": "test"},
+        ),
+        # fsm.go: a shorter glob first, then the longer one beginning with it: both take effect
+        ("mappings:\n- {match: a.b, name: short}\n- {match: a.b.*, name: long}", "a.b", "short", {}),
+        ("mappings:\n- {match: a.b, name: short}\n- {match: a.b.*, name: long}", "a.b.c", "long", {}),
+        # the other way round the shorter one never matches: the name is kept, escaped
+        ("mappings:\n- {match: a.b.*, name: long}\n- {match: a.b, name: short}", "a.b", "a_b", {}),
+        # an earlier `*` wins over a later exact field, whatever the path
+        ("mappings:\n- {match: a.*.c, name: star}\n- {match: a.b.c, name: exact}", "a.b.c", "star", {}),
+        ("mappings:\n- {match: a.b.c, name: exact}\n- {match: a.*.c, name: star}", "a.b.c", "exact", {}),
+        # a field that leads nowhere: back to the `*` beside it (same length, then another length)
+        ("mappings:\n- {match: a.b.x.y, name: exact}\n- {match: a.*.c.d, name: star_$1}", "a.b.c.d", "star_b", {}),
+        ("mappings:\n- {match: a.b.c.d, name: longer}\n- {match: a.*.c, name: star_$1}", "a.b.c", "star_b", {}),
+        # a typed glob takes effect only for its type
+        ("mappings:\n- {match: a.b, name: gauge_only, match_metric_type: gauge}", "a.b", "a_b", {}),
+    ],
+)
+def test_the_port_maps_as_statsd_exporter_does(config, statsd_name, prometheus_name, labels):
+    result = mapper_of(config).series(statsd_name, "c")
+    assert (result.name, result.labels) == (prometheus_name, labels)
+
+
+def test_a_glob_ending_where_an_earlier_one_passed_is_reported_ineffective():
+    mapper = mapper_of(
+        "mappings:\n- {match: a.b.*, name: long}\n- {match: a.b, name: short}\n- {match: a.b.*, name: again}"
+    )
+    assert [mapping["name"] for mapping in mapper.ineffective_globs] == ["short", "again"]
+
+
 def test_counters_end_in_total_timers_in_seconds_and_gauges_in_neither():
     wrong = []
     for name, types in exposed().items():
@@ -328,7 +406,7 @@ def exposition() -> str:
     lines = []
     by_name: dict[str, list[tuple[str, Series]]] = defaultdict(list)
     for name, statsd_type in sorted(SAMPLES):
-        result = series(MAPPING, name, statsd_type)
+        result = MAPPER.series(name, statsd_type)
         if result.name:
             by_name[result.name].append((METRIC_TYPES[statsd_type], result))
     for name, results in sorted(by_name.items()):
@@ -388,7 +466,7 @@ def test_what_statsd_exporter_would_serve_passes_promtools_lint():
     ],
 )
 def test_names_sent_live_or_listed_by_airflow_map_to_their_series(statsd_name, prometheus_name, labels):
-    result = series(MAPPING, statsd_name, TYPES[statsd_name])
+    result = MAPPER.series(statsd_name, TYPES[statsd_name])
     assert (result.name, result.labels) == (prometheus_name, labels)
 
 
