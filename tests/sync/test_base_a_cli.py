@@ -36,3 +36,24 @@ def test_summary_takes_the_token_from_the_url_and_never_shows_it(tmp_path, make_
     assert away.stderr.splitlines()[-1].startswith("base-a summary: GET http://127.0.0.1:"), away.stderr[-2000:]
     assert "got no answer" in away.stderr and "Traceback" not in away.stderr, away.stderr[-2000:]
     assert TOKEN not in away.stdout + away.stderr
+
+
+def test_a_base_a_that_is_not_there_is_said_in_one_line_and_churn_creates_nothing(tmp_path):
+    """A wrong BASE_A_URL or PLATFORM_VAR: count, check and summary printed SQLAlchemy's traceback
+    ('unable to open database file'), and churn made an empty SQLite Base A, changed nothing and
+    exited 0 as if it had worked."""
+    missing = tmp_path / "nowhere" / "base_a.sqlite"
+    for command in (("count", "employees"), ("check",), ("churn", "employees", "--updates", "3")):
+        run = base_a(*command, url=f"sqlite:///{missing}")
+        assert run.returncode == 1, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr, run.stderr[-2000:]
+        said = f"base-a {command[0]}: Base A at sqlite:///{missing}: unable to open database file"
+        assert run.stderr.splitlines()[-1] == said, run.stderr[-2000:]
+    assert not missing.parent.exists()
+
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()  # a file, no tables: not the Base A the user meant
+    run = base_a("churn", "employees", "--updates", "3", url=f"sqlite:///{empty}")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"base-a churn: Base A at sqlite:///{empty} has no table employees:" in run.stderr, run.stderr[-2000:]
+    assert empty.stat().st_size == 0  # nothing created in it

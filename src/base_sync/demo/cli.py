@@ -30,7 +30,8 @@ import sys
 import threading
 import time
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
+from sqlalchemy.exc import OperationalError
 
 from base_sync.api_client import BaseBApi
 from base_sync.backends import backend_for_url
@@ -144,6 +145,28 @@ def _refuse_identity_writes_to_the_legacy_demo(engine, demo) -> None:
         )
 
 
+def _refuse_churn_without_its_table(args, demo, backend) -> None:
+    """`churn` changes rows that `init` and `seed` made: on a Base A without the entity's table (a
+    wrong BASE_A_URL or PLATFORM_VAR) it made an empty SQLite file, changed nothing and said so as
+    if it had worked. Asked read-only, so nothing is created."""
+    table = legacy.TABLES[args.entity] if demo is legacy else args.entity
+    engine = backend.make_read_only_engine(args.url)
+    try:
+        _refuse_identity_writes_to_the_legacy_demo(engine, demo)  # the more telling reason, first
+        present = inspect(engine).has_table(table)
+    finally:
+        engine.dispose()
+    if not present:
+        raise SystemExit(
+            f"base-a churn: Base A at {_shown(args.url)} has no table {table}: point BASE_A_URL (or "
+            "PLATFORM_VAR, for make up's Base A) at the Base A to change, or run base-a init and seed first"
+        )
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _open(args):
     """Base A's engine for the command, and the demo's writer (`_demo`) for init, seed and churn."""
     backend = backend_for_url(args.url)
@@ -151,6 +174,8 @@ def _open(args):
         return backend.make_read_only_engine(args.url), None
     # install-delete-log writes the tables of the mapping (--mapping or BASE_A_MAPPING_FILE), on any Base A.
     demo = _demo(args) if args.command in DEMO_COMMANDS else None
+    if args.command == "churn":
+        _refuse_churn_without_its_table(args, demo, backend)
     backend.prepare(args.url)
     engine = source_engine(args.url)
     if demo is not None:
@@ -161,6 +186,16 @@ def _open(args):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except OperationalError as error:
+        # Base A not there or not answering (a SQLite file that does not exist, a server away): one
+        # line with the driver's reason, not SQLAlchemy's traceback.
+        _say(f"base-a {args.command}", f"Base A at {_shown(args.url)}: {error.orig}")
+        return 1
+
+
+def _run(args) -> int:
     engine, demo = _open(args)
     started = time.perf_counter()
     try:
