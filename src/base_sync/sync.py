@@ -205,8 +205,8 @@ def verify(
     fail if it still differs.
 
     The checksums usually agree. When they do not, a key-by-key comparison of the window sorts
-    the differences: a row Base A holds in the window but Base B lacks (or holds at another version)
-    is re-sent (a late commit, or a lost write; a re-sent row Base B holds newer is counted `ahead`);
+    the differences: a row Base A holds in the window but Base B lacks (or holds older) is re-sent
+    (a late commit, or a lost write); one Base B holds newer is counted `ahead` with its key;
     a row Base B holds in the window that Base A no longer has there has moved on (changed again or
     deleted since the extract) and the next run takes it.
     """
@@ -227,7 +227,8 @@ def verify(
     log.warning(
         "%s: window differs (Base A %d rows, Base B %d): comparing key by key", entity, ours.count, theirs["count"]
     )
-    missing, moved_on = _compare_window(entity, base_a, api, report, keys)
+    missing, moved_on, newer = _compare_window(entity, base_a, api, report, keys)
+    _log_ahead(entity, newer)  # not re-sent (a re-send is answered `stale`), not counted against the limit
     repaired, ahead, quarantined = repair(
         entity,
         base_a,
@@ -238,7 +239,9 @@ def verify(
         "of the window",
         "the watermark stays",
     )
-    return VerifyResult(rows=ours.count, repaired=repaired, ahead=ahead, moved_on=moved_on, quarantined=quarantined)
+    return VerifyResult(
+        rows=ours.count, repaired=repaired, ahead=ahead + len(newer), moved_on=moved_on, quarantined=quarantined
+    )
 
 
 REPAIR_ROUNDS = 3
@@ -311,18 +314,22 @@ def repair(
             break
         sending = still + new  # the rows held newer again too: each round's `stale` answers count them
     ahead = len(still)
-    if still:
+    _log_ahead(entity, still)
+    # Repaired: what the first comparison found missing; later rounds' rows were mostly moving on.
+    return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
+
+
+def _log_ahead(entity: str, keys: list[int]) -> None:
+    if keys:
         log.warning(
-            "%s: %d of them Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
+            "%s: %d rows Base B holds newer than Base A (ahead, not missing: the events path wrote a later "
             "version first, or Base A's stamp went back, which the periodic comparison of versions writes as "
             "Base A holds it): keys %s%s",
             entity,
-            ahead,
-            ", ".join(map(str, still[:10])),
-            ", ..." if ahead > 10 else "",
+            len(keys),
+            ", ".join(map(str, keys[:10])),
+            ", ..." if len(keys) > 10 else "",
         )
-    # Repaired: what the first comparison found missing; later rounds' rows were mostly moving on.
-    return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
 
 
 def _looking_back(position: Cursor, settings: SyncSettings, view: SourceView | None = None) -> Cursor:
@@ -353,13 +360,15 @@ def _open_rejections(api: BaseBApi, entity: str) -> set[int]:
 
 def _compare_window(
     entity: str, base_a: BaseA, api: BaseBApi, report: LoadReport, keys: KeyRange | None
-) -> tuple[list[int], int]:
-    """Merge both sides' (key, version) lists of the window, both sorted by key. A key Base A holds
+) -> tuple[list[int], int, list[int]]:
+    """Merge both sides' (key, version) lists of the window, both sorted by key: (missing in Base B
+    or held older, count moved on, held newer). A key Base A holds
     more than once (a table whose mapped key is not unique) is the load's quarantine (`shared_keys`);
     one that is not quarantined fails verification: its rows would overwrite each other in Base B."""
     ours = _unique_keys(entity, base_a, api, base_a.window_versions(entity, report.since, report.until, keys))
     theirs = api.window_versions(entity, report.since, report.until, keys)
     missing: list[int] = []
+    newer: list[int] = []
     moved_on = 0
     a, b = next(ours, None), next(theirs, None)
     while a is not None or b is not None:
@@ -370,13 +379,15 @@ def _compare_window(
             moved_on += 1  # only Base B has it in the window: changed again or deleted in Base A
             b = next(theirs, None)
         else:
-            # Another version either way: older is a lost write; newer (Base A's stamp went back, Base A
-            # restored, a zone or offset error) is re-sent too, never passed silently: answered `stale`,
-            # it is counted `ahead` with its key, and the periodic comparison of versions mends it.
-            if b[1] != a[1]:
+            # Older is a lost write. Newer (Base A's stamp went back: Base A restored, a zone or offset
+            # error) was passed silently: counted `ahead` with its key now, never re-sent (a re-send
+            # is answered `stale`); the periodic comparison of versions writes it as Base A holds it.
+            if b[1] < a[1]:
                 missing.append(a[0])
+            elif b[1] > a[1]:
+                newer.append(a[0])
             a, b = next(ours, None), next(theirs, None)
-    return missing, moved_on
+    return missing, moved_on, newer
 
 
 def _unique_keys(

@@ -686,7 +686,7 @@ def test_verify_names_a_row_base_b_holds_newer_as_ahead_not_missing(base_a, base
     assert moved_back["verify"]["ahead"] == 1 and moved_back["verify"]["repaired"] == 0
     said = [r.getMessage() for r in caplog.records if "re-sent" in r.getMessage() or "newer" in r.getMessage()]
     assert not [line for line in said if "missing in Base B" in line], said
-    assert "articles: 1 of them Base B holds newer than Base A (ahead, not missing" in said[-1]
+    assert "articles: 1 rows Base B holds newer than Base A (ahead, not missing" in said[-1]
     assert said[-1].endswith("keys 2")
     due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
     assert due["deletes"]["replaced_ahead"] == 1
@@ -718,14 +718,32 @@ def test_verify_counts_a_row_base_b_holds_newer_within_the_window_as_ahead(base_
     assert went_back["verify"]["ahead"] == 1 and went_back["verify"]["repaired"] == 0, went_back["verify"]
     said = [r.getMessage() for r in caplog.records if "newer" in r.getMessage()]
     assert (
-        said
-        and said[-1].startswith("articles: 1 of them Base B holds newer than Base A")
-        and said[-1].endswith("keys 2")
+        said and said[-1].startswith("articles: 1 rows Base B holds newer than Base A") and said[-1].endswith("keys 2")
     ), said
     due = run_once("articles", base_a, api, store, SETTINGS.model_copy(update={"key_check_hours": 0}))
     assert due["deletes"]["replaced_ahead"] == 1
     assert assert_in_sync(base_a_engine, base_b.database_url, "articles") == 20
     assert synced_rows(base_b.database_url, "articles")[2][1] == "second"
+
+
+def test_rows_base_b_holds_newer_are_not_re_sent_nor_held_against_the_repair_limit(base_a, base_a_engine, base_b):
+    """Base A restored from a backup, then written: a full refresh's window (up to the newest stamp)
+    holds every row Base B got newer before the restore. Counted as missing, they failed verify over
+    SYNC_REPAIR_LIMIT ("missing ... the next run re-sends them", which no re-send mends: each is
+    answered `stale`), and a partitioned refresh failed the same way at every try. They are `ahead`."""
+    api, store = base_b.api(), MemoryStateStore()
+    generate.seed(base_a_engine, "articles", 20, seed_value=23)
+    run_once("articles", base_a, api, store)
+    with base_a_engine.begin() as conn:  # five rows back to an older stamp; one written since
+        conn.execute(
+            text("UPDATE articles SET title = 'restored', updated_at = updated_at - INTERVAL 1 HOUR WHERE id <= 5")
+        )
+        conn.execute(text("UPDATE articles SET title = 'after', updated_at = UTC_TIMESTAMP(6) WHERE id = 20"))
+    settings = SETTINGS.model_copy(update={"repair_limit": 3})
+    report = sync.load("articles", base_a, api, store, settings, full_refresh=True)  # as load_partition does
+    assert report.counts["stale"] == 5, report.counts
+    result = sync.verify("articles", base_a, api, report, settings)
+    assert (result.ahead, result.repaired) == (5, 0), result
 
 
 def test_a_row_refused_for_a_taken_email_heals_when_the_holder_changes_its_email(base_a, base_a_engine, base_b):
