@@ -40,17 +40,20 @@ class EventsNotAcknowledged(TransientError):
 
 
 class BrokerAway(TransientError):
-    """The broker did not answer when the topics were checked, before a round's changes: none made."""
+    """The broker did not answer, or refused, the check of the topics before a round's changes: none made."""
 
 
 @contextlib.contextmanager
 def _broker_answers(bootstrap: str):
-    """A Kafka error of a topic check (no broker, a refusal) as `BrokerAway`, in one line."""
+    """A failed check of the topics (no broker, a refusal, a topic still being deleted) as
+    `BrokerAway`, in one line."""
     try:
         yield
-    except KafkaException as error:
+    except (KafkaException, TransientError) as error:
+        reason = error.args[0] if error.args else error
+        said = reason.str() if isinstance(reason, KafkaError) else str(reason)
         raise BrokerAway(
-            f"the broker at {bootstrap} did not answer the check of the topics ({error.args[0]}); no change was made"
+            f"the broker at {bootstrap} did not answer or refused the check of the topics ({said}); no change was made"
         ) from error
 
 
