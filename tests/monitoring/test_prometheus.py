@@ -49,6 +49,31 @@ def test_every_alert_is_camel_case_with_severity_summary_description_and_a_unit_
         assert f"alertname: {name}\n" in tested, f"{name} has no promtool unit test"
 
 
+def _readme_paragraph(starts: str) -> str:
+    """The README's list item that starts with `starts`, up to the next item."""
+    text = (REPO / "README.md").read_text()
+    begin = text.index(starts)
+    end = text.find("\n- ", begin)
+    return text[begin : end if end != -1 else None]
+
+
+def test_the_readme_names_every_alert_and_every_one_make_up_cannot_fire():
+    """An outside reader found alerts missing from the README's list (SourceRowsNotApplied,
+    KafkaBrokerUnreachable), and a StatsD-fed one missing from what stays silent under make up."""
+    rules = [
+        rule
+        for path in sorted((PROMETHEUS / "rules").rglob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    listed = _readme_paragraph("`rules/platform.yml` (")
+    assert [r["alert"] for r in rules if not re.search(rf"\b{r['alert']}\b", listed)] == []
+    silent = _readme_paragraph("**What a `make up` Prometheus does not have**")
+    statsd_fed = [r["alert"] for r in rules if re.search(r"\b(airflow|base_sync|statsd_exporter)_\w+", r["expr"])]
+    assert statsd_fed and [name for name in statsd_fed if not re.search(rf"\b{name}\b", silent)] == []
+
+
 # statsd-exporter makes a series at its first sample (Airflow sends e.g. a failed run's counter only
 # when a run fails), so increase() on it alone misses the first rise. increase() on a StatsD-fed
 # series must be paired with its "new in the window" twin: `x unless x offset <window>`, guarded by
