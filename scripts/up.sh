@@ -133,6 +133,9 @@ mapping=${BASE_A_MAPPING_FILE:-"none (Base A has the platform's own tables)"}
 base_a_shown=$(python scripts/database_url.py masked BASE_A_URL)  # password as ***
 base_b_shown=$(python scripts/database_url.py masked API_DATABASE_URL)
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")
+# The hint names a PLATFORM_VAR other than var/: airflow-env.sh in another shell would take var/'s Base A.
+var_hint=""
+[ "$PLATFORM_VAR" -ef var ] || var_hint="PLATFORM_VAR=$PLATFORM_VAR "
 cat <<MSG
 
 The platform is up.
@@ -141,7 +144,7 @@ The platform is up.
   GraphQL         $gql/graphql    (GraphiQL explorer in a browser; metrics: $gql/metrics)
   write token     in $PLATFORM_VAR/api-token (or API_TOKENS)
   Prometheus      $(command -v prometheus >/dev/null && echo "http://$prometheus_bind" || echo "not installed (apt-get install prometheus)")
-  Base A          $base_a_shown   (change it: source scripts/airflow-env.sh && base-a churn employees --updates 100)
+  Base A          $base_a_shown   (change it: ${var_hint}source scripts/airflow-env.sh && base-a churn employees --updates 100)
   mapping         $mapping
   Kafka           $KAFKA_BOOTSTRAP   (change events: the same with --publish $KAFKA_BOOTSTRAP)
   Base B          $base_b_shown
