@@ -135,7 +135,7 @@ base_b_shown=$(python scripts/database_url.py masked API_DATABASE_URL)
 password=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["admin"])' "$passwords")
 # The hint names a PLATFORM_VAR other than var/: airflow-env.sh in another shell would take var/'s Base A.
 var_hint=""
-[ "$PLATFORM_VAR" -ef var ] || var_hint="PLATFORM_VAR=$PLATFORM_VAR "
+[ "$PLATFORM_VAR" -ef var ] || var_hint="export PLATFORM_VAR=$(printf %q "$PLATFORM_VAR") && "
 cat <<MSG
 
 The platform is up.

@@ -114,7 +114,7 @@ class VerifyResult:
 
     rows: int = 0
     repaired: int = 0
-    ahead: int = 0  # re-sent rows Base B held newer (the events path was first, or Base A's stamp went back)
+    ahead: int = 0  # rows Base B held newer (the events path was first, or Base A's stamp went back)
     moved_on: int = 0  # rows that changed again or were deleted in Base A since the extract
     quarantined: int = 0  # missing rows that are open rejections
 

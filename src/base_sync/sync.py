@@ -235,9 +235,10 @@ def verify(
         api,
         settings,
         missing,
-        lambda: _compare_window(entity, base_a, api, report, keys)[0],
+        lambda: _differing(_compare_window(entity, base_a, api, report, keys)),
         "of the window",
         "the watermark stays",
+        held_newer=frozenset(newer),
     )
     return VerifyResult(
         rows=ours.count, repaired=repaired, ahead=ahead + len(newer), moved_on=moved_on, quarantined=quarantined
@@ -256,8 +257,10 @@ def repair(
     still_missing: Callable[[], list[int]],
     where: str,
     then: str,
+    held_newer: frozenset[int] = frozenset(),
 ) -> tuple[int, int, int]:
-    """Re-send the rows Base B lacks there, or holds at another version (`missing`), except those in
+    """Re-send the rows Base B lacks there, or holds at another version (`missing`; `held_newer`: rows
+    it held newer at the first comparison, which the caller counts, neither re-sent nor judged), except those in
     quarantine, and check again with `still_missing`; (repaired, ahead, quarantined). More than
     SYNC_REPAIR_LIMIT, or re-sent rows still missing that Base B does not hold newer, fail the step.
 
@@ -291,7 +294,9 @@ def repair(
         )
         resent |= set(sending)
         rejected_now = _open_rejections(api, entity)
-        differ = [key for key in still_missing() if key not in rejected_now]
+        # Rows Base B held newer before any re-send are counted by the caller, not re-sent; a re-sent row
+        # Base B holds newer now stays in `still`, where its `stale` answer explains it.
+        differ = [key for key in still_missing() if key not in rejected_now and key not in held_newer]
         still = [key for key in differ if key in resent]
         new = [key for key in differ if key not in resent]
         # A re-sent row answered `stale` is one Base B holds newer (the events path was first): fine.
@@ -317,6 +322,12 @@ def repair(
     _log_ahead(entity, still)
     # Repaired: what the first comparison found missing; later rounds' rows were mostly moving on.
     return len(to_repair) - ahead, ahead, len(missing) - len(to_repair)
+
+
+def _differing(compared: tuple[list[int], int, list[int]]) -> list[int]:
+    """Every key of a window comparison whose row differs: missing, held older or held newer."""
+    missing, _, newer = compared
+    return sorted(missing + newer)
 
 
 def _log_ahead(entity: str, keys: list[int]) -> None:
