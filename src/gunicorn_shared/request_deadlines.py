@@ -105,6 +105,18 @@ class DeadlineThreadWorker(ThreadWorker):
         if cfg.is_ssl:
             log.warning("request deadlines apply to plain HTTP only: TLS wraps the socket they watch")
 
+    def is_parent_alive(self):
+        """gthread's check, and when the master is gone (killed: no one else stops the workers), the
+        listening sockets let go at once: gthread closed them only after its graceful wait (up to
+        graceful_timeout, 30 s), so the master started again could not bind the port, exited within
+        seconds three times and its keeper gave up (CI: an in-flight request held a worker 31 s)."""
+        if super().is_parent_alive():
+            return True
+        self.set_accept_enabled(False)  # out of the poller before they close
+        for listener in self.sockets:
+            listener.close()
+        return False
+
     def enqueue_req(self, conn):
         """A connection queued for a thread (new, or readable again): its head's clock starts."""
         if not self.cfg.is_ssl and not isinstance(conn.sock, DeadlineSocket):

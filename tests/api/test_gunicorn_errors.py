@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import socket
+import time
 
 import pytest
 import requests
@@ -152,3 +156,30 @@ def test_a_path_with_an_empty_segment_is_no_route_on_the_real_server(servers, se
     answered, headers, answer = _raw_answer(servers[service], request.encode())
     assert answered == 404 and "location" not in headers
     assert headers["content-type"] == ("application/problem+json" if service == "api" else "application/json")
+
+
+def test_a_killed_master_lets_go_of_the_port_while_its_workers_finish(make_postgres_database, tmp_path):
+    """The API's master killed (SIGKILL: nothing stops its workers): a worker with a request in
+    flight finished it within graceful_timeout, holding the listening socket all along, so the
+    master its keeper started again could not bind the port, exited three times and was given up
+    (CI: a worker held it 31 s). The listeners now close as soon as a worker sees its master gone."""
+    database_url = make_postgres_database()
+    migrate.upgrade(database_url)
+    log = tmp_path / "api.log"
+    with api_server(database_url, "token", log, env={"API_REQUEST_HEAD_TIMEOUT": "60"}) as base:
+        port = int(base.rsplit(":", 1)[1])
+        master = int(re.search(r"Listening at: \S+ \((\d+)\)", log.read_text())[1])
+        with socket.create_connection(("127.0.0.1", port)) as in_flight:
+            in_flight.sendall(b"GET /health HTTP/1.1\r\nHost: api\r\n")  # its head still arriving
+            time.sleep(1)
+            os.kill(master, signal.SIGKILL)
+            deadline = time.monotonic() + 15  # the worker checks its master every second
+            while True:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind(("127.0.0.1", port))  # a listening socket left anywhere refuses it
+                        break
+                    except OSError:
+                        assert time.monotonic() < deadline, f"port {port} still held: {log.read_text()[-2000:]}"
+                time.sleep(0.2)
